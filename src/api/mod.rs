@@ -1,0 +1,4 @@
+//! Shared object model: names, selectors, Status errors and the helpers the
+//! server and (later) the agent both use on Kubernetes objects kept as JSON.
+
+pub mod status;

@@ -1,0 +1,52 @@
+//! The command line: one binary, several roles (see DESIGN.md).
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::server::ServerArgs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "A Kubernetes distribution and container engine in one static binary",
+    long_about = "skiff runs a Kubernetes-compatible cluster (`skiff server`) that the real \
+kubectl drives, backed by SQLite and secured by TLS, from a single static binary with \
+nothing else needed on the host."
+)]
+pub struct Cli {
+    /// Log at debug level (RUST_LOG overrides).
+    #[arg(long, global = true)]
+    pub debug: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the control plane: a Kubernetes API on HTTPS backed by SQLite.
+    Server(ServerArgs),
+}
+
+fn init_logging(debug: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // Logging may already be set (tests that call run twice); that is fine.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    init_logging(cli.debug);
+    match cli.command {
+        Command::Server(args) => {
+            crate::server::run_blocking(args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! skiff: a Kubernetes distribution and a container engine in one static binary.
+//!
+//! The library holds every role; `main.rs` only parses the command line and
+//! dispatches. Keeping the roles in a library lets integration tests and
+//! benchmarks drive the same code the binary runs.
+
+pub mod api;
+pub mod cli;
+pub mod server;

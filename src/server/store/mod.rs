@@ -1,0 +1,159 @@
+//! Revisioned key-value store in the style of kine: one append-only log of
+//! key versions, where each write gets the next global revision. The API
+//! server maps `metadata.resourceVersion` onto these revisions.
+//!
+//! The [`Backend`] trait is the seam for other stores (PostgreSQL, etcd) of a
+//! highly-available control plane; [`sqlite::SqliteBackend`] is the default.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// A global, strictly increasing write counter. Revision 0 means "nothing".
+pub type Revision = i64;
+
+/// One version of one key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    /// The stored bytes (the object's JSON, without `resourceVersion`).
+    pub value: Bytes,
+    /// Revision at which this key was (last) created.
+    pub create_revision: Revision,
+    /// Revision of this version. For a delete event: the delete's revision.
+    pub mod_revision: Revision,
+}
+
+impl fmt::Debug for KeyValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyValue")
+            .field("key", &self.key)
+            .field("value_len", &self.value.len())
+            .field("create_revision", &self.create_revision)
+            .field("mod_revision", &self.mod_revision)
+            .finish()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Create,
+    Update,
+    Delete,
+}
+
+/// A change seen by a watcher.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    /// The new version; for `Delete`, the last value with
+    /// `mod_revision` set to the delete's revision.
+    pub kv: KeyValue,
+    /// The version this one replaced (`None` for `Create`).
+    pub prev: Option<KeyValue>,
+}
+
+impl Event {
+    pub fn revision(&self) -> Revision {
+        self.kv.mod_revision
+    }
+}
+
+/// How to read a range of keys.
+#[derive(Clone, Debug, Default)]
+pub struct ListOptions {
+    /// Read as of this revision (None: the latest). A compacted revision
+    /// gives [`StoreError::Compacted`]; a future one [`StoreError::FutureRevision`].
+    pub revision: Option<Revision>,
+    /// Only keys strictly greater than this (for continue tokens).
+    pub start_after: Option<String>,
+    /// At most this many items (None or 0: no limit).
+    pub limit: Option<usize>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ListResult {
+    /// Live keys under the prefix, in key order.
+    pub items: Vec<KeyValue>,
+    /// The revision the list was read at (the latest one if none was asked).
+    pub revision: Revision,
+    /// Keys left after the last item (0 when the list is complete).
+    pub remaining: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("key {key} not found")]
+    NotFound { key: String },
+    #[error("key {key} already exists")]
+    AlreadyExists { key: String },
+    #[error("key {key} was modified: expected revision {expected}, found {actual}")]
+    Conflict {
+        key: String,
+        expected: Revision,
+        actual: Revision,
+    },
+    #[error("revision {requested} has been compacted (oldest available is {compacted})")]
+    Compacted {
+        requested: Revision,
+        compacted: Revision,
+    },
+    #[error("revision {requested} is newer than the current revision {current}")]
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
+    #[error("watcher fell behind and was dropped")]
+    WatcherLagged,
+    #[error("the store is shut down")]
+    Closed,
+    #[error("storage backend error: {0}")]
+    Backend(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A stream of watch events in revision order. An `Err` item is the last
+/// one: the watch has ended (lagged, compacted, closed) and must be re-made.
+pub type WatchReceiver = mpsc::Receiver<Result<Event>>;
+
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// The newest committed revision.
+    fn current_revision(&self) -> Revision;
+
+    /// The newest revision removed by compaction (0 if none).
+    fn compacted_revision(&self) -> Revision;
+
+    /// The live version of `key` (as of `revision` if given).
+    async fn get(&self, key: &str, revision: Option<Revision>) -> Result<Option<KeyValue>>;
+
+    /// Live keys starting with `prefix`.
+    async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult>;
+
+    /// Number of live keys starting with `prefix`.
+    async fn count(&self, prefix: &str) -> Result<u64>;
+
+    /// Create `key`; fails with `AlreadyExists` if it is live.
+    async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue>;
+
+    /// Replace `key` if its live version is `expected`; `Conflict` otherwise,
+    /// `NotFound` if it is not live.
+    async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue>;
+
+    /// Delete `key` (only if its live version is `expected`, when given).
+    /// Returns the deleted value with `mod_revision` = the delete's revision.
+    async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;
+
+    /// Events for keys under `prefix` with revision > `after`, first the
+    /// history from the log, then live ones. `Compacted` if `after` is older
+    /// than the compacted revision.
+    async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchReceiver>;
+
+    /// Drop history older than the newest `keep` revisions (the latest
+    /// version of every live key is always kept). Returns the new compacted
+    /// revision.
+    async fn compact(&self, keep: i64) -> Result<Revision>;
+}
