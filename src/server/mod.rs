@@ -1,6 +1,7 @@
 //! The control plane: store, API server, PKI, and (later) controllers and the
 //! scheduler, wired together by [`run`].
 
+pub mod apiserver;
 pub mod store;
 
 use std::net::IpAddr;

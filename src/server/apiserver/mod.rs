@@ -1,0 +1,4 @@
+//! The Kubernetes-compatible HTTP API.
+
+pub mod builtin;
+pub mod registry;

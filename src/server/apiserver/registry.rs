@@ -1,0 +1,142 @@
+//! The resource registry: each built-in kind described once. Handlers,
+//! discovery, tables and field selectors are generic over these entries.
+
+/// A subresource such as `pods/status` or `deployments/scale`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubresourceDef {
+    /// e.g. `status`, `scale`, `log`, `exec`.
+    pub name: &'static str,
+    /// The kind a request to it returns (`Scale` in `autoscaling/v1` for scale).
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+/// One resource of one group/version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourceDef {
+    /// API group; "" for the core group.
+    pub group: &'static str,
+    pub version: &'static str,
+    /// Lower-case plural used in URLs (`deployments`).
+    pub plural: &'static str,
+    /// Lower-case singular (`deployment`).
+    pub singular: &'static str,
+    /// Kind (`Deployment`); lists are `<Kind>List`.
+    pub kind: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    /// `all` makes `kubectl get all` include it.
+    pub categories: &'static [&'static str],
+    pub verbs: &'static [&'static str],
+    pub subresources: &'static [SubresourceDef],
+}
+
+/// The verbs of an ordinary read/write resource.
+pub const ALL_VERBS: &[&str] = &[
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+];
+
+impl ResourceDef {
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_string()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    pub fn list_kind(&self) -> String {
+        format!("{}List", self.kind)
+    }
+
+    pub fn subresource(&self, name: &str) -> Option<&SubresourceDef> {
+        self.subresources.iter().find(|s| s.name == name)
+    }
+
+    pub fn has_subresource(&self, name: &str) -> bool {
+        self.subresource(name).is_some()
+    }
+
+    /// The storage key prefix of this resource: `/registry/<group>/<plural>/`
+    /// (`/registry/<plural>/` for the core group).
+    pub fn key_prefix(&self) -> String {
+        if self.group.is_empty() {
+            format!("/registry/{}/", self.plural)
+        } else {
+            format!("/registry/{}/{}/", self.group, self.plural)
+        }
+    }
+
+    /// Storage key of one object (`namespace` is ignored for cluster-scoped kinds).
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("{}{ns}/{name}", self.key_prefix()),
+            _ => format!("{}{name}", self.key_prefix()),
+        }
+    }
+
+    /// Prefix of every object of this resource in one namespace (or all).
+    pub fn namespace_prefix(&self, namespace: Option<&str>) -> String {
+        match (self.namespaced, namespace) {
+            (true, Some(ns)) => format!("{}{ns}/", self.key_prefix()),
+            _ => self.key_prefix(),
+        }
+    }
+}
+
+/// Every kind this server serves, grouped by group/version in the order
+/// discovery lists them (this order is what `kubectl get all` follows).
+pub struct Registry {
+    resources: Vec<ResourceDef>,
+}
+
+impl Registry {
+    pub fn new(resources: Vec<ResourceDef>) -> Self {
+        Registry { resources }
+    }
+
+    pub fn builtin() -> Self {
+        Registry::new(super::builtin::builtin_resources())
+    }
+
+    pub fn all(&self) -> &[ResourceDef] {
+        &self.resources
+    }
+
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceDef> {
+        self.resources
+            .iter()
+            .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// Group/versions in first-seen order, each with its resources.
+    pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+        for r in &self.resources {
+            if !out.contains(&(r.group, r.version)) {
+                out.push((r.group, r.version));
+            }
+        }
+        out
+    }
+
+    pub fn in_group_version<'a>(
+        &'a self,
+        group: &'a str,
+        version: &'a str,
+    ) -> impl Iterator<Item = &'a ResourceDef> + 'a {
+        self.resources
+            .iter()
+            .filter(move |r| r.group == group && r.version == version)
+    }
+}
