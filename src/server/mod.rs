@@ -2,13 +2,25 @@
 //! scheduler, wired together by [`run`].
 
 pub mod apiserver;
+pub mod controllers;
 pub mod pki;
 pub mod store;
 
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use clap::Args;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use self::apiserver::auth::Authenticator;
+use self::apiserver::registry::Registry;
+use self::apiserver::storage::Objects;
+use self::apiserver::ApiState;
+use self::store::sqlite::SqliteBackend;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -40,6 +52,142 @@ pub fn run_blocking(args: ServerArgs) -> anyhow::Result<()> {
     rt.block_on(run(args))
 }
 
-pub async fn run(_args: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet wired")
+/// Where the server keeps its files under `--data-dir`.
+pub struct ServerPaths {
+    pub db: PathBuf,
+    pub tls: PathBuf,
+    pub token: PathBuf,
+    pub tokens_csv: PathBuf,
+}
+
+impl ServerPaths {
+    pub fn new(data_dir: &Path) -> Self {
+        let server = data_dir.join("server");
+        ServerPaths {
+            db: server.join("db").join("state.db"),
+            tls: server.join("tls"),
+            token: server.join("token"),
+            tokens_csv: server.join("cred").join("tokens.csv"),
+        }
+    }
+}
+
+/// Namespaces every cluster has from the start.
+const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// How often old revisions are compacted, and how many are kept for watches
+/// that resume (the apiserver compacts every 5 minutes too).
+const COMPACT_EVERY: Duration = Duration::from_secs(300);
+const COMPACT_KEEP: i64 = 10_000;
+
+async fn bootstrap(state: &ApiState) -> anyhow::Result<()> {
+    let def = state
+        .registry
+        .find("", "v1", "namespaces")
+        .context("namespaces are not registered")?;
+    for ns in SYSTEM_NAMESPACES {
+        if state.objects.get(def, None, ns).await?.is_some() {
+            continue;
+        }
+        let mut obj = apiserver::objects::prepare_create(
+            def,
+            None,
+            json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}}),
+        )?;
+        apiserver::defaults::on_create(state, def, &mut obj).await?;
+        match state.objects.create(def, None, ns, &obj).await {
+            Ok(_) => tracing::info!(namespace = ns, "created system namespace"),
+            Err(e) if e.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+fn kubeconfig_url(args: &ServerArgs) -> String {
+    let host = match args.bind_address {
+        IpAddr::V4(v4) if v4.is_unspecified() || v4.is_loopback() => "127.0.0.1".to_string(),
+        IpAddr::V6(v6) if v6.is_unspecified() || v6.is_loopback() => "[::1]".to_string(),
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    format!("https://{host}:{}", args.https_listen_port)
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let paths = ServerPaths::new(&args.data_dir);
+    let db_path = paths.db.clone();
+    // Opening the database and loading the PKI are independent; overlap them.
+    let store = tokio::task::spawn_blocking(move || SqliteBackend::open(&db_path));
+    let pki_opts = pki::PkiOptions {
+        tls_dir: paths.tls.clone(),
+        extra_sans: args.tls_san.clone(),
+    };
+    let pki = pki::load_or_init(&pki_opts)
+        .with_context(|| format!("setting up certificates in {}", paths.tls.display()))?;
+    let store = store
+        .await
+        .context("opening the database")?
+        .with_context(|| format!("opening the database {}", paths.db.display()))?;
+    pki::load_or_create_join_token(&paths.token, pki.ca_cert_pem())
+        .with_context(|| format!("writing the join token {}", paths.token.display()))?;
+    let tokens = pki::load_or_create_token_file(&paths.tokens_csv)
+        .with_context(|| format!("reading bearer tokens {}", paths.tokens_csv.display()))?;
+    let tls = pki.server_tls_config()?;
+
+    let state = Arc::new(ApiState {
+        registry: Registry::builtin(),
+        objects: Objects::new(store.clone()),
+        auth: Authenticator { tokens },
+    });
+    bootstrap(&state).await.context("creating system namespaces")?;
+
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    pki.write_kubeconfig(&args.write_kubeconfig, &kubeconfig_url(&args))
+        .with_context(|| format!("writing kubeconfig {}", args.write_kubeconfig.display()))?;
+    tracing::info!(
+        %addr,
+        kubeconfig = %args.write_kubeconfig.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "skiff server is ready"
+    );
+
+    store.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
+    controllers::namespace::spawn(state.clone());
+    let api = tokio::spawn(apiserver::serve(listener, tls, state.clone()));
+
+    tokio::select! {
+        res = api => {
+            res.context("the API server task failed")??;
+        }
+        sig = shutdown_signal() => {
+            tracing::info!(signal = sig, "shutting down");
+        }
+    }
+    // Let the writer finish its group so nothing acknowledged is lost.
+    store.close().await;
+    Ok(())
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut term, mut int) = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(t), Ok(i)) => (t, i),
+        _ => {
+            // Without signal handlers the server can still be killed; wait forever.
+            std::future::pending::<()>().await;
+            return "none";
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
 }

@@ -173,21 +173,21 @@ fn validate_meta(def: &ResourceDef, obj: &Value, name: &str) -> Result<(), ApiEr
         check_map_of_strings(m, "annotations", &mut causes);
         if let Some(labels) = m.get("labels").and_then(Value::as_object) {
             for (k, v) in labels {
-                if let Some(s) = v.as_str() {
-                    if !crate::api::selector::is_valid_label_value(s) {
-                        causes.push(Cause {
-                            reason: "FieldValueInvalid".into(),
-                            message: format!("Invalid value: \"{}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character, and be at most 63 characters", truncate(s, 80)),
-                            field: format!("metadata.labels"),
-                        });
-                    }
-                }
-                if !crate::api::selector::is_valid_label_key(k) {
+                for err in crate::api::validation::is_qualified_name(k) {
                     causes.push(Cause {
                         reason: "FieldValueInvalid".into(),
-                        message: format!("Invalid value: \"{}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character", truncate(k, 80)),
+                        message: format!("Invalid value: \"{}\": {err}", truncate(k, 80)),
                         field: "metadata.labels".into(),
                     });
+                }
+                if let Some(s) = v.as_str() {
+                    for err in crate::api::validation::is_valid_label_value(s) {
+                        causes.push(Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: format!("Invalid value: \"{}\": {err}", truncate(s, 80)),
+                            field: format!("metadata.labels.{k}"),
+                        });
+                    }
                 }
             }
         }

@@ -160,8 +160,8 @@ async fn finish(state: &ApiState, def: &ResourceDef, ns: &str) -> Result<bool, A
     }
     match commit_update(state, def, None, ns, &new, cur.rev, false).await {
         Ok(_) => {
-            tracing::info!(namespace = ns, "namespace deleted");
-            Ok(!crate::server::apiserver::objects::finalizers(&new).is_empty() || true)
+            tracing::info!(namespace = ns, "namespace content deleted, finalizer released");
+            Ok(true)
         }
         Err(e) if e.code == 409 || e.code == 404 => Ok(false),
         Err(e) => Err(e),

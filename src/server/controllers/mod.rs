@@ -1,0 +1,3 @@
+//! Controllers: reconcile loops fed by store watches.
+
+pub mod namespace;
