@@ -1,4 +1,8 @@
 //! Shared object model: names, selectors, Status errors and the helpers the
 //! server and (later) the agent both use on Kubernetes objects kept as JSON.
 
+pub mod duration;
+pub mod fields;
+pub mod selector;
 pub mod status;
+pub mod validation;

@@ -1,0 +1,228 @@
+//! Server-side Table output (`Accept: ...;as=Table;g=meta.k8s.io`).
+//!
+//! kubectl 1.32 computes nothing for `get`: every column and cell comes from
+//! the server. These are the columns and cell values of the real apiserver's
+//! printers (`pkg/printers/internalversion/printers.go`), computed from the
+//! objects as stored JSON. The apiserver always prints with `Wide: true`, so
+//! the cells include priority-1 columns and the client hides them unless
+//! `-o wide`.
+
+mod core;
+mod events;
+mod pod;
+mod workloads;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use super::registry::ResourceDef;
+use crate::api::duration;
+use crate::api::selector::LabelSelector;
+
+/// One entry of `columnDefinitions`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Column {
+    pub name: &'static str,
+    /// `string`, `integer`, `boolean` or `date`.
+    pub type_: &'static str,
+    /// `name` for the column that names the object, else empty.
+    pub format: &'static str,
+    pub description: &'static str,
+    /// 0: always shown; 1: only with `-o wide`.
+    pub priority: u8,
+}
+
+/// `ObjectMeta.name` as the swagger docs describe it.
+pub(crate) const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
+/// `ObjectMeta.creationTimestamp` as the swagger docs describe it.
+pub(crate) const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+pub(crate) const CONTAINERS_DESC: &str = "Names of each container in the template.";
+pub(crate) const IMAGES_DESC: &str = "Images referenced by each container in the template.";
+
+pub(crate) const fn col(
+    name: &'static str,
+    type_: &'static str,
+    description: &'static str,
+) -> Column {
+    Column {
+        name,
+        type_,
+        format: "",
+        description,
+        priority: 0,
+    }
+}
+
+pub(crate) const fn wide(
+    name: &'static str,
+    type_: &'static str,
+    description: &'static str,
+) -> Column {
+    Column {
+        name,
+        type_,
+        format: "",
+        description,
+        priority: 1,
+    }
+}
+
+pub(crate) const NAME: Column = Column {
+    name: "Name",
+    type_: "string",
+    format: "name",
+    description: NAME_DESC,
+    priority: 0,
+};
+pub(crate) const AGE: Column = col("Age", "string", AGE_DESC);
+
+/// Columns of the Table for this resource.
+pub fn columns(def: &ResourceDef) -> Vec<Column> {
+    match (def.group, def.plural) {
+        ("", "pods") => pod::columns(),
+        ("", "events") | ("events.k8s.io", "events") => events::columns(),
+        ("apps", _) | ("batch", _) => workloads::columns(def.plural),
+        _ => core::columns(def.group, def.plural),
+    }
+    .unwrap_or_else(default_columns)
+}
+
+/// Cells of one row, in the order of [`columns`]: strings and integers
+/// formatted exactly as the real apiserver sends them.
+pub fn cells(def: &ResourceDef, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    match (def.group, def.plural) {
+        ("", "pods") => Some(pod::cells(obj, now)),
+        ("", "events") => Some(events::cells(obj, now)),
+        ("events.k8s.io", "events") => Some(events::cells(&events::from_events_v1(obj), now)),
+        ("apps", _) | ("batch", _) => workloads::cells(def.plural, obj, now),
+        _ => core::cells(def.group, def.plural, obj, now),
+    }
+    .unwrap_or_else(|| default_cells(obj))
+}
+
+/// The `columnDefinitions` array of a Table.
+pub fn column_definitions_json(cols: &[Column]) -> Value {
+    Value::Array(
+        cols.iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "type": c.type_,
+                    "format": c.format,
+                    "description": c.description,
+                    "priority": c.priority,
+                })
+            })
+            .collect(),
+    )
+}
+
+/// The apiserver's default Table for kinds without a printer.
+fn default_columns() -> Vec<Column> {
+    vec![NAME, col("Created At", "date", AGE_DESC)]
+}
+
+fn default_cells(obj: &Value) -> Vec<Value> {
+    // RFC 3339 in UTC, seconds precision, as Go's time.RFC3339 prints it.
+    let created = str_at(obj, "/metadata/creationTimestamp");
+    let created = duration::parse_time(created)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string());
+    vec![name(obj), json!(created)]
+}
+
+// ---- helpers shared by the printers ----
+
+/// The string at a JSON pointer, or "" (Go's zero value) when absent.
+pub(crate) fn str_at<'a>(obj: &'a Value, ptr: &str) -> &'a str {
+    obj.pointer(ptr).and_then(Value::as_str).unwrap_or("")
+}
+
+pub(crate) fn opt_str<'a>(obj: &'a Value, ptr: &str) -> Option<&'a str> {
+    obj.pointer(ptr).and_then(Value::as_str)
+}
+
+/// The integer at a JSON pointer, or 0 when absent.
+pub(crate) fn int_at(obj: &Value, ptr: &str) -> i64 {
+    obj.pointer(ptr).and_then(Value::as_i64).unwrap_or(0)
+}
+
+pub(crate) fn array_at<'a>(obj: &'a Value, ptr: &str) -> &'a [Value] {
+    obj.pointer(ptr)
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+}
+
+/// Number of entries of a map or list (e.g. `data`), 0 when absent.
+pub(crate) fn len_at(obj: &Value, ptr: &str) -> i64 {
+    let n = match obj.pointer(ptr) {
+        Some(Value::Object(m)) => m.len(),
+        Some(Value::Array(a)) => a.len(),
+        _ => 0,
+    };
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn name(obj: &Value) -> Value {
+    json!(str_at(obj, "/metadata/name"))
+}
+
+pub(crate) fn age(obj: &Value, now: DateTime<Utc>) -> Value {
+    json!(duration::since(
+        opt_str(obj, "/metadata/creationTimestamp"),
+        now
+    ))
+}
+
+/// `labels.FormatLabels`: sorted `k=v` pairs, or `<none>`.
+pub(crate) fn format_labels(v: Option<&Value>) -> String {
+    let Some(m) = v.and_then(Value::as_object).filter(|m| !m.is_empty()) else {
+        return "<none>".to_string();
+    };
+    let mut pairs: Vec<String> = m
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
+/// `metav1.FormatLabelSelector`: canonical string, `<none>` when empty or
+/// null, `<error>` when invalid.
+pub(crate) fn format_label_selector(v: Option<&Value>) -> String {
+    match LabelSelector::from_label_selector_json(v.unwrap_or(&Value::Null)) {
+        Ok(s) => {
+            let s = s.to_string();
+            if s.is_empty() {
+                "<none>".to_string()
+            } else {
+                s
+            }
+        }
+        Err(_) => "<error>".to_string(),
+    }
+}
+
+/// `layoutContainerCells`: container names and images, comma-joined.
+pub(crate) fn layout_containers(containers: &[Value]) -> (Value, Value) {
+    let names: Vec<&str> = containers.iter().map(|c| str_at(c, "/name")).collect();
+    let images: Vec<&str> = containers.iter().map(|c| str_at(c, "/image")).collect();
+    (json!(names.join(",")), json!(images.join(",")))
+}
+
+/// True when `conditions` has `type` with status `True` (first match wins).
+pub(crate) fn condition_true(conditions: &[Value], type_: &str) -> bool {
+    conditions
+        .iter()
+        .find(|c| str_at(c, "/type") == type_)
+        .is_some_and(|c| str_at(c, "/status") == "True")
+}
+
+pub(crate) fn empty_map() -> &'static Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(Map::new)
+}
+
+#[cfg(test)]
+mod tests;
