@@ -18,6 +18,11 @@ use crate::server::store::{EventKind, ListOptions};
 const RETRY: Duration = Duration::from_secs(2);
 /// Periodic full pass, in case an event was missed.
 const RESYNC: Duration = Duration::from_secs(30);
+/// Content is deleted only this long after the namespace was marked, so that
+/// a client deleting a manifest's objects one by one (`kubectl delete -f`
+/// with the Namespace first) finds them still there, as on a real cluster,
+/// where the namespace controller's discovery pass takes about as long.
+const GRACE: chrono::TimeDelta = chrono::TimeDelta::seconds(2);
 
 pub fn spawn(state: Arc<ApiState>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -103,6 +108,12 @@ async fn sweep(state: &ApiState, def: &ResourceDef) -> Result<bool, ApiError> {
 /// Delete the content of namespace `ns`; once it is empty, drop the
 /// namespace's finalizer. True when the namespace is gone.
 async fn finish(state: &ApiState, def: &ResourceDef, ns: &str) -> Result<bool, ApiError> {
+    if let Some(cur) = state.objects.get(def, None, ns).await? {
+        let marked = meta_str(&cur.obj, "deletionTimestamp").and_then(crate::api::duration::parse_time);
+        if marked.is_some_and(|t| chrono::Utc::now() - t < GRACE) {
+            return Ok(false);
+        }
+    }
     let mut remaining = 0usize;
     let opts = DeleteOptions {
         propagation: Some("Background".into()),
