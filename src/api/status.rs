@@ -281,7 +281,14 @@ mod tests {
             ],
         );
         assert_eq!(e.code, 422);
-        assert!(e.message.starts_with("ConfigMap \"Bad_Name\" is invalid: [metadata.name: "));
-        assert_eq!(e.to_status()["details"]["causes"].as_array().map(|a| a.len()), Some(2));
+        assert!(e
+            .message
+            .starts_with("ConfigMap \"Bad_Name\" is invalid: [metadata.name: "));
+        assert_eq!(
+            e.to_status()["details"]["causes"]
+                .as_array()
+                .map(|a| a.len()),
+            Some(2)
+        );
     }
 }
