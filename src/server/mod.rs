@@ -2,6 +2,7 @@
 //! scheduler, wired together by [`run`].
 
 pub mod apiserver;
+pub mod pki;
 pub mod store;
 
 use std::net::IpAddr;

@@ -1,4 +1,273 @@
-//! The Kubernetes-compatible HTTP API.
+//! The Kubernetes-compatible HTTP API: TLS termination, authentication,
+//! path classification and dispatch to the generic handlers.
 
+pub mod auth;
 pub mod builtin;
+pub mod defaults;
+pub mod discovery;
+pub mod fieldsel;
+pub mod negotiate;
+pub mod objects;
+pub mod openapi;
+pub mod patch;
+pub mod path;
+pub mod query;
+pub mod read;
 pub mod registry;
+pub mod storage;
+pub mod table;
+pub mod watch;
+pub mod write;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+use self::auth::{Authenticator, ConnIdentity};
+use self::negotiate::{decode_object, text_response, wants_table, MAX_BODY_BYTES};
+use self::path::{ApiPath, ResourceRef};
+use self::query::Query;
+use self::registry::Registry;
+use self::storage::Objects;
+use crate::api::status::ApiError;
+
+/// Everything a request handler needs; passed explicitly, never global.
+pub struct ApiState {
+    pub registry: Registry,
+    pub objects: Objects,
+    pub auth: Authenticator,
+}
+
+/// How long a client may take to finish the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accept TLS connections and serve the API on them until the listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<ApiState>,
+) -> anyhow::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let state = state.clone();
+        tokio::spawn(async move {
+            let _ = tcp.set_nodelay(true);
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let identity = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| crate::server::pki::identity_from_cert(c.as_ref()));
+            let conn = ConnIdentity(identity);
+            let svc = hyper::service::service_fn(move |req| {
+                let state = state.clone();
+                let conn = conn.clone();
+                async move { Ok::<_, Infallible>(handle(state, conn, req).await) }
+            });
+            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            if let Err(e) = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
+
+pub async fn handle(state: Arc<ApiState>, conn: ConnIdentity, req: Request<Incoming>) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let resp = match dispatch(&state, &conn, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    tracing::debug!(
+        %method,
+        path = uri.path(),
+        status = resp.status().as_u16(),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
+    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(ApiError::too_large(MAX_BODY_BYTES))
+            } else {
+                Err(ApiError::bad_request(format!(
+                    "failed to read the request body: {e}"
+                )))
+            }
+        }
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+}
+
+async fn dispatch(
+    state: &Arc<ApiState>,
+    conn: &ConnIdentity,
+    req: Request<Incoming>,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let path_str = parts.uri.path().to_string();
+    if state.auth.authenticate(conn, &parts.headers).is_none() && !auth::is_public(&path_str) {
+        return Err(ApiError::unauthorized());
+    }
+    let q = Query::parse(parts.uri.query())?;
+    let method = parts.method.clone();
+    let read_only = |m: &Method| m == Method::GET || m == Method::HEAD;
+    let parsed = path::parse(&state.registry, &path_str);
+    match parsed {
+        ApiPath::Resource(r) => resource(state, r, &method, &q, &parts.headers, body).await,
+        _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
+        ApiPath::Version => Ok(discovery::version()),
+        ApiPath::Healthz(_) => Ok(text_response(StatusCode::OK, "ok")),
+        ApiPath::CoreVersions => Ok(discovery::api(&state.registry, &parts.headers)),
+        ApiPath::Groups => Ok(discovery::apis(&state.registry, &parts.headers)),
+        ApiPath::Group(g) => discovery::group(&state.registry, &g),
+        ApiPath::ResourceList { group, version } => {
+            discovery::resource_list(&state.registry, &group, &version)
+        }
+        ApiPath::OpenApiV3Root => Ok(openapi::root(&state.registry)),
+        ApiPath::OpenApiV3 { group, version } => {
+            openapi::group_version(&state.registry, &group, &version)
+        }
+        // kubectl asks for protobuf v2 only; a 404 sends it to its built-in
+        // types, which is what works best.
+        ApiPath::OpenApiV2 | ApiPath::NotFound => Err(not_found()),
+    }
+}
+
+fn verb_allowed(r: &ResourceRef<'_>, verb: &str) -> Result<(), ApiError> {
+    if r.def.verbs.contains(&verb) {
+        Ok(())
+    } else {
+        Err(ApiError::method_not_supported(r.def.plural, verb))
+    }
+}
+
+async fn object_body(headers: &http::HeaderMap, body: Incoming) -> Result<Value, ApiError> {
+    let bytes = read_body(body).await?;
+    decode_object(headers, &bytes)
+}
+
+/// An optional JSON body (DELETE's DeleteOptions).
+async fn optional_body(body: Incoming) -> Result<Option<Value>, ApiError> {
+    let bytes = read_body(body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    negotiate::parse_json(&bytes).map(Some)
+}
+
+async fn resource(
+    state: &Arc<ApiState>,
+    r: ResourceRef<'_>,
+    method: &Method,
+    q: &Query,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<Response, ApiError> {
+    let as_table = wants_table(headers);
+    if let Some(sub) = &r.subresource {
+        if !r.def.has_subresource(sub) {
+            return Err(not_found());
+        }
+    }
+    // Namespaced kinds address single objects only within a namespace.
+    if r.def.namespaced && r.namespace.is_none() && (r.name.is_some() || method != Method::GET) {
+        return Err(ApiError::method_not_supported(r.def.plural, method.as_str()));
+    }
+    let name = r.name.clone();
+    let sub = r.subresource.clone();
+    match (method.clone(), name.as_deref(), sub.as_deref()) {
+        (Method::GET, None, None) => {
+            if q.flag("watch")? {
+                verb_allowed(&r, "watch")?;
+                watch::watch(state, &r, q, as_table).await
+            } else {
+                verb_allowed(&r, "list")?;
+                read::list(state, &r, q, as_table).await
+            }
+        }
+        (Method::GET, Some(n), None | Some("status")) => {
+            verb_allowed(&r, "get")?;
+            read::get(state, &r, n, q, as_table && sub.is_none()).await
+        }
+        (Method::GET, Some(n), Some("scale")) => patch::get_scale(state, &r, n).await,
+        (Method::POST, None, None) => {
+            verb_allowed(&r, "create")?;
+            let obj = object_body(headers, body).await?;
+            write::create(state, &r, q, obj).await
+        }
+        (Method::PUT, Some(n), None | Some("status") | Some("finalize")) => {
+            verb_allowed(&r, "update")?;
+            let obj = object_body(headers, body).await?;
+            write::update(state, &r, n, q, obj).await
+        }
+        (Method::PUT, Some(n), Some("scale")) => {
+            let obj = object_body(headers, body).await?;
+            patch::put_scale(state, &r, n, q, &obj).await
+        }
+        (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
+            verb_allowed(&r, "patch")?;
+            let bytes = read_body(body).await?;
+            patch::patch(state, &r, n, q, headers, &bytes).await
+        }
+        (Method::DELETE, Some(n), None) => {
+            verb_allowed(&r, "delete")?;
+            let opts = optional_body(body).await?;
+            write::delete(state, &r, n, q, opts).await
+        }
+        (Method::DELETE, None, None) => {
+            verb_allowed(&r, "deletecollection")?;
+            let opts = optional_body(body).await?;
+            write::delete_collection(state, &r, q, opts).await
+        }
+        (m, _, Some(s)) => Err(ApiError::method_not_supported(
+            &format!("{}/{s}", r.def.plural),
+            m.as_str(),
+        )),
+        (m, _, None) => Err(ApiError::method_not_supported(r.def.plural, m.as_str())),
+    }
+}

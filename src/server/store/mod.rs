@@ -5,6 +5,8 @@
 //! The [`Backend`] trait is the seam for other stores (PostgreSQL, etcd) of a
 //! highly-available control plane; [`sqlite::SqliteBackend`] is the default.
 
+pub mod sqlite;
+
 use std::fmt;
 
 use async_trait::async_trait;

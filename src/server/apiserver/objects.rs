@@ -1,0 +1,511 @@
+//! Object metadata rules every kind shares: names, uids, timestamps,
+//! generation, resourceVersion, and what a create or update may change.
+
+use rand::Rng;
+use serde_json::{json, Map, Value};
+
+use super::registry::ResourceDef;
+use crate::api::status::{ApiError, Cause};
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+pub fn meta(obj: &Value) -> Option<&Map<String, Value>> {
+    obj.get("metadata").and_then(Value::as_object)
+}
+
+pub fn meta_str<'a>(obj: &'a Value, field: &str) -> Option<&'a str> {
+    meta(obj).and_then(|m| m.get(field)).and_then(Value::as_str)
+}
+
+pub fn name_of(obj: &Value) -> Option<&str> {
+    meta_str(obj, "name")
+}
+
+/// `metadata`, created if missing (callers have checked `obj` is an object).
+pub fn meta_mut(obj: &mut Value) -> &mut Map<String, Value> {
+    if !obj.get("metadata").is_some_and(Value::is_object) {
+        obj["metadata"] = json!({});
+    }
+    match obj.get_mut("metadata") {
+        Some(Value::Object(m)) => m,
+        // The branch above made it an object.
+        _ => unreachable!("metadata was just set to an object"),
+    }
+}
+
+/// Put `kind` and `apiVersion` first, as the real apiserver serialises them.
+pub fn with_type_meta(def: &ResourceDef, obj: Value) -> Value {
+    let mut out = Map::new();
+    out.insert("kind".into(), json!(def.kind));
+    out.insert("apiVersion".into(), json!(def.api_version()));
+    if let Value::Object(m) = obj {
+        for (k, v) in m {
+            if k != "kind" && k != "apiVersion" {
+                out.insert(k, v);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+const DNS1123_LABEL_MAX: usize = 63;
+const DNS1123_SUBDOMAIN_MAX: usize = 253;
+
+fn is_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= DNS1123_LABEL_MAX
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0].is_ascii_alphanumeric()
+        && b[b.len() - 1].is_ascii_alphanumeric()
+}
+
+/// RFC 1123 subdomain: dot-separated labels, 253 characters at most.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= DNS1123_SUBDOMAIN_MAX && s.split('.').all(is_label)
+}
+
+pub fn is_dns1123_label(s: &str) -> bool {
+    is_label(s)
+}
+
+/// Kinds whose names must be DNS labels (they become DNS names or are
+/// namespaces); the rest only need to be subdomains.
+fn needs_label_name(def: &ResourceDef) -> bool {
+    matches!(
+        (def.group, def.plural),
+        ("", "namespaces") | ("", "services")
+    )
+}
+
+pub fn validate_name(def: &ResourceDef, name: &str) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    if name.is_empty() {
+        causes.push(Cause {
+            reason: "FieldValueRequired".into(),
+            message: "Required value: name or generateName is required".into(),
+            field: "metadata.name".into(),
+        });
+        return causes;
+    }
+    if needs_label_name(def) {
+        if !is_dns1123_label(name) {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+                ),
+                field: "metadata.name".into(),
+            });
+        }
+    } else if !is_dns1123_subdomain(name) {
+        causes.push(Cause {
+            reason: "FieldValueInvalid".into(),
+            message: format!(
+                "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+            ),
+            field: "metadata.name".into(),
+        });
+    }
+    causes
+}
+
+/// The same alphabet as the apiserver (no vowels, no confusable digits), so
+/// generated names never spell words.
+const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+pub fn generate_name(prefix: &str) -> String {
+    let prefix = if prefix.len() > 58 {
+        &prefix[..58]
+    } else {
+        prefix
+    };
+    let mut rng = rand::rng();
+    let suffix: String = (0..5)
+        .map(|_| GENERATE_ALPHABET[rng.random_range(0..GENERATE_ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
+
+/// Does this kind track `metadata.generation` (it has a spec to generate)?
+fn has_generation(obj: &Value) -> bool {
+    obj.get("spec").is_some()
+}
+
+fn check_map_of_strings(
+    m: &Map<String, Value>,
+    field: &str,
+    causes: &mut Vec<Cause>,
+) {
+    if let Some(v) = m.get(field) {
+        if v.is_null() {
+            return;
+        }
+        match v.as_object() {
+            Some(map) => {
+                for (k, val) in map {
+                    if !val.is_string() {
+                        causes.push(Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: format!("Invalid value: {val}: must be a string"),
+                            field: format!("metadata.{field}.{k}"),
+                        });
+                    }
+                }
+            }
+            None => causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: "Invalid value: must be a map of strings".into(),
+                field: format!("metadata.{field}"),
+            }),
+        }
+    }
+}
+
+/// Checks shared by create and update: label and annotation shapes and sizes.
+fn validate_meta(def: &ResourceDef, obj: &Value, name: &str) -> Result<(), ApiError> {
+    let mut causes = Vec::new();
+    if let Some(m) = meta(obj) {
+        check_map_of_strings(m, "labels", &mut causes);
+        check_map_of_strings(m, "annotations", &mut causes);
+        if let Some(labels) = m.get("labels").and_then(Value::as_object) {
+            for (k, v) in labels {
+                if let Some(s) = v.as_str() {
+                    if !crate::api::selector::is_valid_label_value(s) {
+                        causes.push(Cause {
+                            reason: "FieldValueInvalid".into(),
+                            message: format!("Invalid value: \"{}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character, and be at most 63 characters", truncate(s, 80)),
+                            field: format!("metadata.labels"),
+                        });
+                    }
+                }
+                if !crate::api::selector::is_valid_label_key(k) {
+                    causes.push(Cause {
+                        reason: "FieldValueInvalid".into(),
+                        message: format!("Invalid value: \"{}\": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character", truncate(k, 80)),
+                        field: "metadata.labels".into(),
+                    });
+                }
+            }
+        }
+        if let Some(ann) = m.get("annotations").and_then(Value::as_object) {
+            let total: usize = ann
+                .iter()
+                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
+                .sum();
+            if total > 256 * 1024 {
+                causes.push(Cause {
+                    reason: "FieldValueTooLong".into(),
+                    message: "Too long: must have at most 262144 bytes".into(),
+                    field: "metadata.annotations".into(),
+                });
+            }
+        }
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(def.group, def.kind, name, causes))
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n).collect::<String>() + "..."
+    }
+}
+
+/// Fill in and check server-owned metadata for a new object.
+/// `url_namespace` is the namespace in the request path.
+pub fn prepare_create(
+    def: &ResourceDef,
+    url_namespace: Option<&str>,
+    mut obj: Value,
+) -> Result<Value, ApiError> {
+    if let Some(kind) = obj.get("kind").and_then(Value::as_str) {
+        if kind != def.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind of the object ({kind}) does not match the resource {} ({})",
+                def.plural, def.kind
+            )));
+        }
+    }
+    if let Some(av) = obj.get("apiVersion").and_then(Value::as_str) {
+        if av != def.api_version() {
+            return Err(ApiError::bad_request(format!(
+                "the API version in the data ({av}) does not match the expected API version ({})",
+                def.api_version()
+            )));
+        }
+    }
+    let m = meta_mut(&mut obj);
+    if def.namespaced {
+        let ns = url_namespace.unwrap_or("default");
+        match m.get("namespace").and_then(Value::as_str) {
+            Some(body_ns) if !body_ns.is_empty() && body_ns != ns => {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+            _ => {
+                m.insert("namespace".into(), json!(ns));
+            }
+        }
+    } else {
+        m.remove("namespace");
+    }
+    let mut name = m
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    if name.is_empty() {
+        if let Some(prefix) = m.get("generateName").and_then(Value::as_str) {
+            if !prefix.is_empty() {
+                name = generate_name(prefix);
+                m.insert("name".into(), json!(name));
+            }
+        }
+    }
+    m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
+    m.insert("creationTimestamp".into(), json!(now_rfc3339()));
+    m.remove("resourceVersion");
+    m.remove("deletionTimestamp");
+    m.remove("deletionGracePeriodSeconds");
+    m.remove("selfLink");
+    let causes = validate_name(def, &name);
+    if !causes.is_empty() {
+        return Err(ApiError::invalid(def.group, def.kind, &name, causes));
+    }
+    if has_generation(&obj) {
+        meta_mut(&mut obj).insert("generation".into(), json!(1));
+    }
+    validate_meta(def, &obj, &name)?;
+    if def.has_subresource("status") {
+        reset_status_on_create(def, &mut obj);
+    }
+    Ok(with_type_meta(def, obj))
+}
+
+/// Status is owned by controllers; a create may not set it, except where the
+/// real apiserver seeds it (pods start Pending, namespaces Active).
+fn reset_status_on_create(def: &ResourceDef, obj: &mut Value) {
+    let map = match obj.as_object_mut() {
+        Some(m) => m,
+        None => return,
+    };
+    match (def.group, def.plural) {
+        ("", "pods") => {
+            map.insert("status".into(), json!({"phase": "Pending"}));
+        }
+        ("", "namespaces") => {
+            map.insert("status".into(), json!({"phase": "Active"}));
+        }
+        // Nodes register with their status (the kubelet creates them so).
+        ("", "nodes") => {}
+        _ => {
+            map.remove("status");
+        }
+    }
+}
+
+/// Apply an update (PUT or a patch result) of `old` to `new`, keeping what a
+/// client may not change. `subresource` is `Some("status")` for `/status`.
+pub fn prepare_update(
+    def: &ResourceDef,
+    old: &Value,
+    mut new: Value,
+    subresource: Option<&str>,
+) -> Result<Value, ApiError> {
+    let name = name_of(old).unwrap_or("").to_string();
+    if !new.is_object() {
+        return Err(ApiError::bad_request("the object must be a JSON object"));
+    }
+    if let Some(n) = name_of(&new) {
+        if n != name {
+            return Err(ApiError::bad_request(format!(
+                "the name of the object ({n}) does not match the name on the URL ({name})"
+            )));
+        }
+    }
+    if let Some(kind) = new.get("kind").and_then(Value::as_str) {
+        if kind != def.kind {
+            return Err(ApiError::bad_request(format!(
+                "the kind of the object ({kind}) does not match the resource {} ({})",
+                def.plural, def.kind
+            )));
+        }
+    }
+    if def.namespaced {
+        let old_ns = meta_str(old, "namespace").unwrap_or("");
+        if let Some(ns) = meta_str(&new, "namespace") {
+            if !ns.is_empty() && ns != old_ns {
+                return Err(ApiError::bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                ));
+            }
+        }
+    }
+    if subresource == Some("status") {
+        // Only status changes through /status; the rest stays as stored.
+        let mut out = old.clone();
+        if let (Some(o), Some(status)) = (out.as_object_mut(), new.get("status")) {
+            o.insert("status".into(), status.clone());
+        }
+        return Ok(out);
+    }
+    // Server-owned metadata always comes from the stored object.
+    let old_meta = meta(old).cloned().unwrap_or_default();
+    let m = meta_mut(&mut new);
+    for key in [
+        "uid",
+        "creationTimestamp",
+        "namespace",
+        "name",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
+        match old_meta.get(key) {
+            Some(v) => {
+                m.insert(key.into(), v.clone());
+            }
+            None => {
+                m.remove(key);
+            }
+        }
+    }
+    m.remove("resourceVersion");
+    m.remove("selfLink");
+    if def.has_subresource("status") {
+        // The main resource cannot change status on kinds that have /status.
+        if let Some(o) = new.as_object_mut() {
+            match old.get("status") {
+                Some(s) => {
+                    o.insert("status".into(), s.clone());
+                }
+                None => {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+    if has_generation(&new) && old.get("spec") != new.get("spec") {
+        let g = meta(old)
+            .and_then(|m| m.get("generation"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        meta_mut(&mut new).insert("generation".into(), json!(g + 1));
+    }
+    validate_meta(def, &new, &name)?;
+    Ok(with_type_meta(def, new))
+}
+
+/// True when the object is marked for deletion and no finalizer holds it.
+pub fn ready_to_finalize(obj: &Value) -> bool {
+    let m = match meta(obj) {
+        Some(m) => m,
+        None => return false,
+    };
+    m.contains_key("deletionTimestamp")
+        && m.get("finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(|f| f.is_empty())
+}
+
+pub fn finalizers(obj: &Value) -> Vec<String> {
+    meta(obj)
+        .and_then(|m| m.get("finalizers"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::apiserver::registry::Registry;
+
+    fn def(plural: &str) -> ResourceDef {
+        let r = Registry::builtin();
+        r.all()
+            .iter()
+            .find(|d| d.plural == plural)
+            .cloned()
+            .expect("builtin kind")
+    }
+
+    #[test]
+    fn names() {
+        assert!(is_dns1123_subdomain("web.example-1"));
+        assert!(!is_dns1123_subdomain("Bad_Name"));
+        assert!(!is_dns1123_subdomain("-x"));
+        assert!(!is_dns1123_label("a.b"));
+        assert!(!is_dns1123_subdomain(&"a".repeat(254)));
+        let g = generate_name("web-");
+        assert!(g.starts_with("web-") && g.len() == 9);
+    }
+
+    #[test]
+    fn create_fills_metadata() {
+        let d = def("configmaps");
+        let o = prepare_create(
+            &d,
+            Some("demo"),
+            json!({"metadata": {"name": "c", "resourceVersion": "5"}, "data": {"a": "b"}}),
+        )
+        .unwrap();
+        assert_eq!(o["kind"], "ConfigMap");
+        assert_eq!(o["apiVersion"], "v1");
+        assert_eq!(o["metadata"]["namespace"], "demo");
+        assert!(o["metadata"]["uid"].is_string());
+        assert!(o["metadata"].get("resourceVersion").is_none());
+        assert!(o["metadata"].get("generation").is_none());
+        let err = prepare_create(&d, Some("demo"), json!({"metadata": {"name": "Bad_Name"}}))
+            .unwrap_err();
+        assert_eq!(err.code, 422);
+        let err = prepare_create(
+            &d,
+            Some("demo"),
+            json!({"metadata": {"name": "x", "namespace": "other"}}),
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 400);
+        let err = prepare_create(&d, Some("demo"), json!({"kind": "Secret", "metadata": {"name": "x"}}))
+            .unwrap_err();
+        assert_eq!(err.code, 400);
+    }
+
+    #[test]
+    fn update_keeps_server_fields_and_bumps_generation() {
+        let d = def("deployments");
+        let old = prepare_create(
+            &d,
+            Some("default"),
+            json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"replicas": 9}}),
+        )
+        .unwrap();
+        assert!(old.get("status").is_none());
+        let mut old = old;
+        old["status"] = json!({"replicas": 1});
+        let new = json!({"metadata": {"name": "web", "uid": "forged"}, "spec": {"replicas": 3}, "status": {"replicas": 7}});
+        let out = prepare_update(&d, &old, new, None).unwrap();
+        assert_eq!(out["metadata"]["uid"], old["metadata"]["uid"]);
+        assert_eq!(out["metadata"]["generation"], 2);
+        assert_eq!(out["status"]["replicas"], 1);
+        let st = prepare_update(&d, &old, json!({"status": {"replicas": 5}, "spec": {"replicas": 100}}), Some("status")).unwrap();
+        assert_eq!(st["status"]["replicas"], 5);
+        assert_eq!(st["spec"]["replicas"], 1);
+        let err = prepare_update(&d, &old, json!({"metadata": {"name": "other"}}), None).unwrap_err();
+        assert_eq!(err.code, 400);
+    }
+}

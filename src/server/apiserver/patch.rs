@@ -1,0 +1,272 @@
+//! PATCH (JSON merge patch and JSON patch) and the `/scale` subresource.
+
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use serde_json::{json, Value};
+
+use super::negotiate::{content_type, json_response, parse_json};
+use super::objects::{meta, meta_str, prepare_update};
+use super::path::ResourceRef;
+use super::query::Query;
+use super::registry::ResourceDef;
+use super::storage::parse_rv;
+use super::write::commit_update;
+use super::{defaults, ApiState};
+use crate::api::status::ApiError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchType {
+    Merge,
+    Json,
+}
+
+pub fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
+    match content_type(headers).as_str() {
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/json-patch+json" => Ok(PatchType::Json),
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {other:?})"
+            ),
+        )),
+    }
+}
+
+/// Apply a parsed patch document to `target`.
+pub fn apply_patch(
+    kind: PatchType,
+    target: &Value,
+    patch: &Value,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let mut out = target.clone();
+    match kind {
+        PatchType::Merge => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request(
+                    "a merge patch must be a JSON object",
+                ));
+            }
+            json_patch::merge(&mut out, patch);
+        }
+        PatchType::Json => {
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
+                ApiError::bad_request(format!("the JSON patch is malformed: {e}"))
+            })?;
+            json_patch::patch(&mut out, &ops).map_err(|e| {
+                ApiError::new(
+                    422,
+                    "Invalid",
+                    format!("the JSON patch for {name:?} could not be applied: {e}"),
+                )
+            })?;
+        }
+    }
+    Ok(out)
+}
+
+pub async fn patch(
+    state: &ApiState,
+    r: &ResourceRef<'_>,
+    name: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let def = r.def;
+    let kind = patch_type(headers)?;
+    let doc = parse_json(body)?;
+    let dry_run = q.dry_run()?;
+    let ns = r.namespace.as_deref();
+    if r.subresource.as_deref() == Some("scale") {
+        return patch_scale(state, r, name, kind, &doc, dry_run).await;
+    }
+    for _ in 0..16 {
+        let cur = state.objects.must_get(def, ns, name).await?;
+        let patched = apply_patch(kind, &cur.obj, &doc, name)?;
+        // A resourceVersion in the patch is a precondition, as for PUT.
+        if let Some(rv) = parse_rv(meta_str(&patched, "resourceVersion"))? {
+            if rv != cur.rev {
+                return Err(conflict(def, name));
+            }
+        }
+        let mut new = prepare_update(def, &cur.obj, patched, r.subresource.as_deref())?;
+        defaults::on_update(def, &cur.obj, &mut new)?;
+        match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
+            Ok(out) => return Ok(json_response(StatusCode::OK, &out)),
+            // Lost a race with another writer: patch the newer version.
+            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(conflict(def, name))
+}
+
+fn conflict(def: &ResourceDef, name: &str) -> ApiError {
+    ApiError::conflict(
+        def.group,
+        def.plural,
+        name,
+        "the object has been modified; please apply your changes to the latest version and try again",
+    )
+}
+
+/// The `autoscaling/v1` Scale view of a scalable object.
+pub fn scale_of(def: &ResourceDef, obj: &Value) -> Value {
+    let m = meta(obj).cloned().unwrap_or_default();
+    let mut metadata = serde_json::Map::new();
+    for key in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = m.get(key) {
+            metadata.insert(key.into(), v.clone());
+        }
+    }
+    let selector = obj
+        .pointer("/spec/selector")
+        .and_then(|s| crate::api::selector::LabelSelector::from_label_selector_json(s).ok())
+        .map(|s| s.to_string())
+        .unwrap_or_default();
+    let _ = def;
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)},
+        "status": {
+            "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0),
+            "selector": selector,
+        },
+    })
+}
+
+fn replicas_from_scale(scale: &Value, name: &str, def: &ResourceDef) -> Result<i64, ApiError> {
+    let n = scale
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    if n < 0 {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            vec![crate::api::status::Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {n}: must be greater than or equal to 0"),
+                field: "spec.replicas".into(),
+            }],
+        ));
+    }
+    let _ = def;
+    Ok(n)
+}
+
+pub async fn get_scale(
+    state: &ApiState,
+    r: &ResourceRef<'_>,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let cur = state
+        .objects
+        .must_get(r.def, r.namespace.as_deref(), name)
+        .await?;
+    Ok(json_response(StatusCode::OK, &scale_of(r.def, &cur.obj)))
+}
+
+pub async fn put_scale(
+    state: &ApiState,
+    r: &ResourceRef<'_>,
+    name: &str,
+    q: &Query,
+    body: &Value,
+) -> Result<Response, ApiError> {
+    let def = r.def;
+    let ns = r.namespace.as_deref();
+    let replicas = replicas_from_scale(body, name, def)?;
+    let precondition = parse_rv(meta_str(body, "resourceVersion"))?;
+    let dry_run = q.dry_run()?;
+    let cur = state.objects.must_get(def, ns, name).await?;
+    if precondition.is_some_and(|rv| rv != cur.rev) {
+        return Err(conflict(def, name));
+    }
+    let out = set_replicas(state, def, ns, name, &cur, replicas, dry_run).await?;
+    Ok(json_response(StatusCode::OK, &scale_of(def, &out)))
+}
+
+async fn set_replicas(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    cur: &super::storage::Stored,
+    replicas: i64,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let mut new = cur.obj.clone();
+    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("replicas".into(), json!(replicas));
+    }
+    let new = prepare_update(def, &cur.obj, new, None)?;
+    commit_update(state, def, ns, name, &new, cur.rev, dry_run).await
+}
+
+async fn patch_scale(
+    state: &ApiState,
+    r: &ResourceRef<'_>,
+    name: &str,
+    kind: PatchType,
+    doc: &Value,
+    dry_run: bool,
+) -> Result<Response, ApiError> {
+    let def = r.def;
+    let ns = r.namespace.as_deref();
+    for _ in 0..16 {
+        let cur = state.objects.must_get(def, ns, name).await?;
+        let scale = apply_patch(kind, &scale_of(def, &cur.obj), doc, name)?;
+        let replicas = replicas_from_scale(&scale, name, def)?;
+        match set_replicas(state, def, ns, name, &cur, replicas, dry_run).await {
+            Ok(out) => return Ok(json_response(StatusCode::OK, &scale_of(def, &out))),
+            Err(e) if e.code == 409 => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(conflict(def, name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_and_json_patches() {
+        let obj = json!({"metadata": {"name": "a", "labels": {"x": "1", "y": "2"}}});
+        let out = apply_patch(
+            PatchType::Merge,
+            &obj,
+            &json!({"metadata": {"labels": {"x": null, "z": "3"}}}),
+            "a",
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["labels"], json!({"y": "2", "z": "3"}));
+        let out = apply_patch(
+            PatchType::Json,
+            &obj,
+            &json!([{"op": "replace", "path": "/metadata/labels/x", "value": "9"}]),
+            "a",
+        )
+        .unwrap();
+        assert_eq!(out["metadata"]["labels"]["x"], "9");
+        let err = apply_patch(
+            PatchType::Json,
+            &obj,
+            &json!([{"op": "test", "path": "/metadata/labels/x", "value": "nope"}]),
+            "a",
+        )
+        .unwrap_err();
+        assert_eq!(err.code, 422);
+        let err = apply_patch(PatchType::Json, &obj, &json!({"op": "bad"}), "a").unwrap_err();
+        assert_eq!(err.code, 400);
+        let err = apply_patch(PatchType::Merge, &obj, &json!([1]), "a").unwrap_err();
+        assert_eq!(err.code, 400);
+    }
+}

@@ -1,0 +1,212 @@
+//! Parsing of Kubernetes API paths into what they address.
+//!
+//! axum's router cannot express the apiserver's path grammar (a namespaced
+//! collection and a namespace's subresource share a shape), so requests are
+//! classified here once, against the registry.
+
+use super::registry::{Registry, ResourceDef};
+
+/// What a request path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiPath<'r> {
+    Version,
+    Healthz(&'static str),
+    /// `/api`
+    CoreVersions,
+    /// `/apis`
+    Groups,
+    /// `/apis/<group>`
+    Group(String),
+    /// `/api/v1` or `/apis/<group>/<version>`
+    ResourceList { group: String, version: String },
+    OpenApiV3Root,
+    /// `/openapi/v3/<api/v1 | apis/g/v>`
+    OpenApiV3 { group: String, version: String },
+    OpenApiV2,
+    /// A collection, an object or an object's subresource.
+    Resource(ResourceRef<'r>),
+    NotFound,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRef<'r> {
+    pub def: &'r ResourceDef,
+    /// The namespace in the URL (None: cluster-scoped kind or all namespaces).
+    pub namespace: Option<String>,
+    pub name: Option<String>,
+    pub subresource: Option<String>,
+}
+
+/// Names in paths are percent-decoded by the client only where needed; the
+/// apiserver rejects names that are not valid path segments later on.
+fn decode(seg: &str) -> String {
+    if !seg.contains('%') {
+        return seg.to_string();
+    }
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub fn parse<'r>(registry: &'r Registry, path: &str) -> ApiPath<'r> {
+    let trimmed = path.trim_end_matches('/');
+    let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => return ApiPath::Version,
+        ["healthz"] => return ApiPath::Healthz("healthz"),
+        ["readyz"] => return ApiPath::Healthz("readyz"),
+        ["livez"] => return ApiPath::Healthz("livez"),
+        ["healthz" | "readyz" | "livez", check] => {
+            return match *check {
+                "ping" | "etcd" | "log" => ApiPath::Healthz("check"),
+                _ => ApiPath::NotFound,
+            }
+        }
+        ["api"] => return ApiPath::CoreVersions,
+        ["apis"] => return ApiPath::Groups,
+        ["apis", group] => return ApiPath::Group(group.to_string()),
+        ["api", "v1"] => {
+            return ApiPath::ResourceList {
+                group: String::new(),
+                version: "v1".into(),
+            }
+        }
+        ["apis", group, version] => {
+            return ApiPath::ResourceList {
+                group: group.to_string(),
+                version: version.to_string(),
+            }
+        }
+        ["openapi", "v3"] => return ApiPath::OpenApiV3Root,
+        ["openapi", "v3", "api", "v1"] => {
+            return ApiPath::OpenApiV3 {
+                group: String::new(),
+                version: "v1".into(),
+            }
+        }
+        ["openapi", "v3", "apis", group, version] => {
+            return ApiPath::OpenApiV3 {
+                group: group.to_string(),
+                version: version.to_string(),
+            }
+        }
+        ["openapi", "v2"] => return ApiPath::OpenApiV2,
+        _ => {}
+    }
+    let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {
+        ["api", "v1", rest @ ..] => ("", "v1", rest),
+        ["apis", g, v, rest @ ..] => (g, v, rest),
+        _ => return ApiPath::NotFound,
+    };
+    resource_path(registry, group, version, rest)
+}
+
+fn resource_path<'r>(
+    registry: &'r Registry,
+    group: &str,
+    version: &str,
+    rest: &[&str],
+) -> ApiPath<'r> {
+    let find = |plural: &str| registry.find(group, version, plural);
+    let make = |def: &'r ResourceDef,
+                ns: Option<&str>,
+                name: Option<&str>,
+                sub: Option<&str>|
+     -> ApiPath<'r> {
+        ApiPath::Resource(ResourceRef {
+            def,
+            namespace: ns.map(decode),
+            name: name.map(decode),
+            subresource: sub.map(str::to_string),
+        })
+    };
+    // `namespaces/<ns>/<plural>...` addresses namespaced resources, unless
+    // <plural> is a subresource of the namespace itself (status, finalize).
+    if let ["namespaces", ns, plural, tail @ ..] = rest {
+        if let Some(def) = find(plural).filter(|d| d.namespaced) {
+            return match tail {
+                [] => make(def, Some(ns), None, None),
+                [name] => make(def, Some(ns), Some(name), None),
+                [name, sub] => make(def, Some(ns), Some(name), Some(sub)),
+                _ => ApiPath::NotFound,
+            };
+        }
+    }
+    match rest {
+        [plural] => match find(plural) {
+            Some(def) => make(def, None, None, None),
+            None => ApiPath::NotFound,
+        },
+        [plural, name] => match find(plural).filter(|d| !d.namespaced) {
+            Some(def) => make(def, None, Some(name), None),
+            None => ApiPath::NotFound,
+        },
+        [plural, name, sub] => match find(plural).filter(|d| !d.namespaced) {
+            Some(def) => make(def, None, Some(name), Some(sub)),
+            None => ApiPath::NotFound,
+        },
+        _ => ApiPath::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg() -> Registry {
+        Registry::builtin()
+    }
+
+    #[test]
+    fn classifies_paths() {
+        let r = reg();
+        assert_eq!(parse(&r, "/version"), ApiPath::Version);
+        assert_eq!(parse(&r, "/api"), ApiPath::CoreVersions);
+        assert_eq!(parse(&r, "/apis/"), ApiPath::Groups);
+        match parse(&r, "/api/v1/namespaces") {
+            ApiPath::Resource(rr) => {
+                assert_eq!(rr.def.plural, "namespaces");
+                assert_eq!(rr.name, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&r, "/api/v1/namespaces/demo") {
+            ApiPath::Resource(rr) => {
+                assert_eq!(rr.def.plural, "namespaces");
+                assert_eq!(rr.name.as_deref(), Some("demo"));
+                assert_eq!(rr.namespace, None);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&r, "/api/v1/namespaces/demo/finalize") {
+            ApiPath::Resource(rr) => {
+                assert_eq!(rr.def.plural, "namespaces");
+                assert_eq!(rr.subresource.as_deref(), Some("finalize"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse(&r, "/api/v1/nosuch"), ApiPath::NotFound);
+        assert_eq!(parse(&r, "/elsewhere"), ApiPath::NotFound);
+    }
+
+    #[test]
+    fn decodes_percent_escapes() {
+        assert_eq!(decode("a%3Ab"), "a:b");
+        assert_eq!(decode("plain"), "plain");
+        assert_eq!(decode("bad%zz"), "bad%zz");
+        assert_eq!(decode("end%4"), "end%4");
+    }
+}

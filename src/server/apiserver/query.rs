@@ -1,0 +1,144 @@
+//! Query parameters of API requests, parsed once and checked.
+
+use base64::Engine;
+use serde_json::json;
+
+use crate::api::status::ApiError;
+use crate::server::store::Revision;
+
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    pub fn parse(raw: Option<&str>) -> Result<Query, ApiError> {
+        let pairs = match raw {
+            None | Some("") => Vec::new(),
+            Some(q) => serde_urlencoded::from_str::<Vec<(String, String)>>(q)
+                .map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?,
+        };
+        Ok(Query { pairs })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn all(&self, key: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
+        match self.get(key) {
+            None | Some("") | Some("false") | Some("0") => Ok(false),
+            Some("true") | Some("1") => Ok(true),
+            Some(other) => Err(ApiError::bad_request(format!(
+                "invalid value {other:?} for {key}: must be true or false"
+            ))),
+        }
+    }
+
+    pub fn uint(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid value {v:?} for {key}: must be a non-negative integer"
+                ))
+            }),
+        }
+    }
+
+    pub fn int(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.get(key) {
+            None | Some("") => Ok(None),
+            Some(v) => v.parse::<i64>().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("invalid value {v:?} for {key}: must be an integer"))
+            }),
+        }
+    }
+
+    /// `dryRun=All` (the only value the apiserver knows).
+    pub fn dry_run(&self) -> Result<bool, ApiError> {
+        let values = self.all("dryRun");
+        for v in &values {
+            if *v != "All" {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported dryRun value {v:?}: supported values are \"All\""
+                )));
+            }
+        }
+        Ok(!values.is_empty())
+    }
+}
+
+/// A continue token: where a paginated list stopped and at which revision it
+/// reads, so every page is a consistent snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continue {
+    pub rev: Revision,
+    pub start_after: String,
+}
+
+impl Continue {
+    pub fn encode(&self) -> String {
+        let raw = json!({"v": 1, "rv": self.rev, "start": self.start_after}).to_string();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(token: &str) -> Result<Continue, ApiError> {
+        let bad = || ApiError::bad_request("continue key is not valid: the token is malformed");
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        let v: serde_json::Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+        let rev = v.get("rv").and_then(|r| r.as_i64()).ok_or_else(bad)?;
+        let start_after = v
+            .get("start")
+            .and_then(|s| s.as_str())
+            .ok_or_else(bad)?
+            .to_string();
+        if rev <= 0 {
+            return Err(bad());
+        }
+        Ok(Continue { rev, start_after })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_checks() {
+        let q = Query::parse(Some("limit=500&watch=true&labelSelector=app%3Dweb&dryRun=All"))
+            .unwrap();
+        assert_eq!(q.uint("limit").unwrap(), Some(500));
+        assert!(q.flag("watch").unwrap());
+        assert_eq!(q.get("labelSelector"), Some("app=web"));
+        assert!(q.dry_run().unwrap());
+        assert!(Query::parse(Some("limit=x")).unwrap().uint("limit").is_err());
+        assert!(Query::parse(Some("watch=maybe")).unwrap().flag("watch").is_err());
+        assert!(Query::parse(Some("dryRun=Some")).unwrap().dry_run().is_err());
+    }
+
+    #[test]
+    fn continue_round_trips_and_rejects_junk() {
+        let c = Continue {
+            rev: 42,
+            start_after: "/registry/configmaps/default/a".into(),
+        };
+        assert_eq!(Continue::decode(&c.encode()).unwrap(), c);
+        assert!(Continue::decode("!!!").is_err());
+        assert!(Continue::decode("e30").is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! Objects on top of the key-value store: JSON in and out, resourceVersion
+//! taken from the store's revision, store errors turned into Status errors
+//! that name the resource.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{json, Value};
+
+use super::objects::meta_mut;
+use super::registry::ResourceDef;
+use crate::api::status::ApiError;
+use crate::server::store::{Backend, KeyValue, ListOptions, Revision, StoreError};
+
+/// How many times a read-modify-write retries after losing a race.
+const UPDATE_RETRIES: usize = 16;
+
+#[derive(Clone)]
+pub struct Objects {
+    pub store: Arc<dyn Backend>,
+}
+
+/// An object as stored, with its revision.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub obj: Value,
+    pub rev: Revision,
+}
+
+pub fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound { .. } => ApiError::not_found(def.group, def.plural, name),
+        StoreError::AlreadyExists { .. } => ApiError::already_exists(def.group, def.plural, name),
+        StoreError::Conflict { .. } => ApiError::conflict(
+            def.group,
+            def.plural,
+            name,
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ),
+        StoreError::Compacted { requested, compacted } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::FutureRevision { requested, current } => {
+            let mut e = ApiError::timeout(format!(
+                "Too large resource version: {requested}, current: {current}"
+            ));
+            e.retry_after_seconds = Some(1);
+            e
+        }
+        StoreError::WatcherLagged => ApiError::expired("the watch fell behind; watch again"),
+        StoreError::Closed => ApiError::service_unavailable("the server is shutting down"),
+        StoreError::Backend(msg) => {
+            tracing::error!(resource = def.plural, name, error = %msg, "storage error");
+            ApiError::internal(format!("storage error: {msg}"))
+        }
+    }
+}
+
+/// Decode a stored value and stamp its resourceVersion.
+pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj: Value = serde_json::from_slice(&kv.value).map_err(|e| {
+        tracing::error!(key = %kv.key, error = %e, "stored object is not valid JSON");
+        ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key))
+    })?;
+    if !obj.is_object() {
+        return Err(ApiError::internal(format!(
+            "stored object {} is not a JSON object",
+            kv.key
+        )));
+    }
+    meta_mut(&mut obj).insert("resourceVersion".into(), json!(kv.mod_revision.to_string()));
+    Ok(obj)
+}
+
+/// Encode for storage: the revision is the store's, never part of the value.
+pub fn encode(obj: &Value) -> Result<Bytes, ApiError> {
+    let mut obj = obj.clone();
+    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        m.remove("resourceVersion");
+    }
+    serde_json::to_vec(&obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
+}
+
+pub fn stamp(mut obj: Value, rev: Revision) -> Value {
+    meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
+    obj
+}
+
+/// The `resourceVersion` a client sent, if any ("" counts as none).
+pub fn parse_rv(s: Option<&str>) -> Result<Option<Revision>, ApiError> {
+    match s {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse::<Revision>().map(Some).map_err(|_| {
+            ApiError::bad_request(format!("invalid resource version {v:?}: must be an integer"))
+        }),
+    }
+}
+
+impl Objects {
+    pub fn new(store: Arc<dyn Backend>) -> Self {
+        Objects { store }
+    }
+
+    pub async fn get(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Stored>, ApiError> {
+        let key = def.key(ns, name);
+        match self.store.get(&key, None).await {
+            Ok(Some(kv)) => Ok(Some(Stored {
+                obj: decode(&kv)?,
+                rev: kv.mod_revision,
+            })),
+            Ok(None) => Ok(None),
+            Err(e) => Err(store_error(def, name, e)),
+        }
+    }
+
+    pub async fn must_get(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+    ) -> Result<Stored, ApiError> {
+        self.get(def, ns, name)
+            .await?
+            .ok_or_else(|| ApiError::not_found(def.group, def.plural, name))
+    }
+
+    pub async fn create(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+    ) -> Result<Value, ApiError> {
+        let kv = self
+            .store
+            .create(&def.key(ns, name), encode(obj)?)
+            .await
+            .map_err(|e| store_error(def, name, e))?;
+        Ok(stamp(obj.clone(), kv.mod_revision))
+    }
+
+    pub async fn update(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+        expected: Revision,
+    ) -> Result<Value, ApiError> {
+        let kv = self
+            .store
+            .update(&def.key(ns, name), encode(obj)?, expected)
+            .await
+            .map_err(|e| store_error(def, name, e))?;
+        Ok(stamp(obj.clone(), kv.mod_revision))
+    }
+
+    pub async fn delete(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        expected: Option<Revision>,
+    ) -> Result<Value, ApiError> {
+        let kv = self
+            .store
+            .delete(&def.key(ns, name), expected)
+            .await
+            .map_err(|e| store_error(def, name, e))?;
+        decode(&kv)
+    }
+
+    /// Read, change with `f`, write back; retried when another writer got
+    /// there first. `f` returns `None` to leave the object as it is.
+    pub async fn guaranteed_update<F>(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        mut f: F,
+    ) -> Result<Value, ApiError>
+    where
+        F: FnMut(&Stored) -> Result<Option<Value>, ApiError>,
+    {
+        let mut last = None;
+        for _ in 0..UPDATE_RETRIES {
+            let cur = self.must_get(def, ns, name).await?;
+            let new = match f(&cur)? {
+                Some(n) => n,
+                None => return Ok(cur.obj),
+            };
+            match self.update(def, ns, name, &new, cur.rev).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.code == 409 => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ApiError::internal("update retries exhausted")))
+    }
+
+    pub async fn list_raw(
+        &self,
+        prefix: &str,
+        opts: ListOptions,
+    ) -> Result<crate::server::store::ListResult, StoreError> {
+        self.store.list(prefix, opts).await
+    }
+}

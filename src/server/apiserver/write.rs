@@ -1,0 +1,373 @@
+//! Writes: create, update (PUT), delete and deletecollection.
+
+use axum::response::Response;
+use http::StatusCode;
+use serde_json::{json, Value};
+
+use super::negotiate::json_response;
+use super::objects::{self, meta_mut, meta_str, name_of, prepare_create, prepare_update};
+use super::path::ResourceRef;
+use super::query::Query;
+use super::read::{list_page, Filter};
+use super::registry::ResourceDef;
+use super::storage::{parse_rv, Stored};
+use super::{defaults, ApiState};
+use crate::api::status::{success_status, ApiError};
+
+fn ns_def(state: &ApiState) -> Result<&ResourceDef, ApiError> {
+    state
+        .registry
+        .find("", "v1", "namespaces")
+        .ok_or_else(|| ApiError::internal("namespaces are not registered"))
+}
+
+/// New objects may only go into a namespace that exists and is not being
+/// torn down.
+async fn check_namespace(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    if !def.namespaced {
+        return Ok(());
+    }
+    let nsdef = ns_def(state)?;
+    let stored = state.objects.get(nsdef, None, ns).await?;
+    match stored {
+        None => Err(ApiError::not_found("", "namespaces", ns)),
+        Some(s) if objects::meta(&s.obj).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
+            Err(ApiError::forbidden(format!(
+                "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                crate::api::status::qualified_resource(def.group, def.plural),
+            )))
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+pub async fn create(
+    state: &ApiState,
+    r: &ResourceRef<'_>,
+    q: &Query,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let def = r.def;
+    let dry_run = q.dry_run()?;
+    let ns = if def.namespaced {
+        Some(r.namespace.clone().unwrap_or_else(|| "default".into()))
+    } else {
+        None
+    };
+    let mut obj = prepare_create(def, ns.as_deref(), body)?;
+    defaults::on_create(state, def, &mut obj).await?;
+    let name = name_of(&obj).unwrap_or("").to_string();
+    if let Some(ns) = &ns {
+        check_namespace(state, def, ns, &name).await?;
+    }
+    if dry_run {
+        if state.objects.get(def, ns.as_deref(), &name).await?.is_some() {
+            return Err(ApiError::already_exists(def.group, def.plural, &name));
+        }
+        return Ok(json_response(StatusCode::CREATED, &obj));
+    }
+    let created = state.objects.create(def, ns.as_deref(), &name, &obj).await?;
+    tracing::debug!(resource = def.plural, namespace = ?ns, name, "created");
+    Ok(json_response(StatusCode::CREATED, &created))
+}
+
+/// Store an updated object, or remove it when it was marked for deletion and
+/// its last finalizer just went.
+pub async fn commit_update(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    new: &Value,
+    expected: i64,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    if dry_run {
+        return Ok(super::storage::stamp(new.clone(), expected));
+    }
+    if objects::ready_to_finalize(new) && !namespace_waits_for_content(def, new) {
+        let deleted = state.objects.delete(def, ns, name, Some(expected)).await?;
+        return Ok(deleted);
+    }
+    state.objects.update(def, ns, name, new, expected).await
+}
+
+/// A namespace also waits for its `spec.finalizers` (the namespace
+/// controller's "kubernetes" entry) before it goes.
+fn namespace_waits_for_content(def: &ResourceDef, obj: &Value) -> bool {
+    def.group.is_empty()
+        && def.plural == "namespaces"
+        && obj
+            .get("spec")
+            .and_then(|s| s.get("finalizers"))
+            .and_then(Value::as_array)
+            .is_some_and(|f| !f.is_empty())
+}
+
+pub async fn update(
+    state: &ApiState,
+    r: &ResourceRef<'_>,
+    name: &str,
+    q: &Query,
+    body: Value,
+) -> Result<Response, ApiError> {
+    let def = r.def;
+    let ns = r.namespace.as_deref();
+    let dry_run = q.dry_run()?;
+    let sub = r.subresource.as_deref();
+    let precondition = parse_rv(meta_str(&body, "resourceVersion"))?;
+    let cur = state.objects.must_get(def, ns, name).await?;
+    if let Some(rv) = precondition {
+        if rv != cur.rev {
+            return Err(ApiError::conflict(
+                def.group,
+                def.plural,
+                name,
+                "the object has been modified; please apply your changes to the latest version and try again",
+            ));
+        }
+    }
+    let new = if sub == Some("finalize") {
+        finalize_namespace(&cur, &body)
+    } else {
+        let mut new = prepare_update(def, &cur.obj, body, sub)?;
+        defaults::on_update(def, &cur.obj, &mut new)?;
+        new
+    };
+    let out = commit_update(state, def, ns, name, &new, cur.rev, dry_run).await?;
+    Ok(json_response(StatusCode::OK, &out))
+}
+
+/// `PUT namespaces/<ns>/finalize` changes only `spec.finalizers`.
+fn finalize_namespace(cur: &Stored, body: &Value) -> Value {
+    let mut new = cur.obj.clone();
+    let fins = body
+        .get("spec")
+        .and_then(|s| s.get("finalizers"))
+        .cloned()
+        .unwrap_or_else(|| json!([]));
+    if let Some(o) = new.as_object_mut() {
+        let spec = o.entry("spec").or_insert_with(|| json!({}));
+        if let Some(s) = spec.as_object_mut() {
+            s.insert("finalizers".into(), fins);
+        }
+    }
+    new
+}
+
+/// DeleteOptions from the body and the query string.
+#[derive(Debug, Default)]
+pub struct DeleteOptions {
+    pub propagation: Option<String>,
+    pub grace_seconds: Option<i64>,
+    pub uid: Option<String>,
+    pub resource_version: Option<i64>,
+    pub dry_run: bool,
+}
+
+impl DeleteOptions {
+    pub fn parse(q: &Query, body: Option<&Value>) -> Result<DeleteOptions, ApiError> {
+        let mut o = DeleteOptions {
+            propagation: q.get("propagationPolicy").map(str::to_string),
+            grace_seconds: q.int("gracePeriodSeconds")?,
+            dry_run: q.dry_run()?,
+            ..Default::default()
+        };
+        if let Some(b) = body {
+            if let Some(p) = b.get("propagationPolicy").and_then(Value::as_str) {
+                o.propagation = Some(p.to_string());
+            }
+            if let Some(g) = b.get("gracePeriodSeconds").and_then(Value::as_i64) {
+                o.grace_seconds = Some(g);
+            }
+            if let Some(pre) = b.get("preconditions") {
+                o.uid = pre.get("uid").and_then(Value::as_str).map(str::to_string);
+                o.resource_version = parse_rv(pre.get("resourceVersion").and_then(Value::as_str))?;
+            }
+            if let Some(d) = b.get("dryRun").and_then(Value::as_array) {
+                if d.iter().any(|v| v.as_str() == Some("All")) {
+                    o.dry_run = true;
+                }
+            }
+        }
+        if let Some(p) = &o.propagation {
+            if !matches!(p.as_str(), "Orphan" | "Background" | "Foreground") {
+                return Err(ApiError::bad_request(format!(
+                    "propagationPolicy {p:?} is not supported: use Orphan, Background or Foreground"
+                )));
+            }
+        }
+        if o.grace_seconds.is_some_and(|g| g < 0) {
+            return Err(ApiError::bad_request("gracePeriodSeconds must not be negative"));
+        }
+        Ok(o)
+    }
+}
+
+/// Delete one object. Objects held by finalizers (and every namespace) are
+/// only marked; the rest go at once.
+pub async fn delete_one(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    opts: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    for _ in 0..16 {
+        let cur = state.objects.must_get(def, ns, name).await?;
+        if let Some(uid) = &opts.uid {
+            if meta_str(&cur.obj, "uid") != Some(uid.as_str()) {
+                return Err(ApiError::conflict(
+                    def.group,
+                    def.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                        meta_str(&cur.obj, "uid").unwrap_or("")
+                    ),
+                ));
+            }
+        }
+        if let Some(rv) = opts.resource_version {
+            if rv != cur.rev {
+                return Err(ApiError::conflict(
+                    def.group,
+                    def.plural,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+                        cur.rev
+                    ),
+                ));
+            }
+        }
+        let is_ns = def.group.is_empty() && def.plural == "namespaces";
+        let held = !objects::finalizers(&cur.obj).is_empty() || is_ns;
+        if held {
+            let mut new = cur.obj.clone();
+            let m = meta_mut(&mut new);
+            if m.contains_key("deletionTimestamp") {
+                return Ok(cur.obj);
+            }
+            m.insert("deletionTimestamp".into(), json!(objects::now_rfc3339()));
+            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            if let Some(p) = &opts.propagation {
+                // Recorded for the garbage collector, as the apiserver does
+                // with its orphan/foregroundDeletion finalizers.
+                let fin = match p.as_str() {
+                    "Orphan" => Some("orphan"),
+                    "Foreground" => Some("foregroundDeletion"),
+                    _ => None,
+                };
+                if let Some(f) = fin {
+                    let list = m.entry("finalizers").or_insert_with(|| json!([]));
+                    if let Some(a) = list.as_array_mut() {
+                        if !a.iter().any(|v| v == f) {
+                            a.push(json!(f));
+                        }
+                    }
+                }
+            }
+            if is_ns {
+                if let Some(o) = new.as_object_mut() {
+                    o.insert("status".into(), json!({"phase": "Terminating"}));
+                }
+            }
+            if opts.dry_run {
+                return Ok(new);
+            }
+            match state.objects.update(def, ns, name, &new, cur.rev).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.code == 409 => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        if opts.dry_run {
+            return Ok(cur.obj);
+        }
+        match state.objects.delete(def, ns, name, Some(cur.rev)).await {
+            Ok(v) => return Ok(v),
+            Err(e) if e.code == 409 && opts.resource_version.is_none() => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(ApiError::conflict(
+        def.group,
+        def.plural,
+        name,
+        "the object kept changing while it was being deleted; try again",
+    ))
+}
+
+/// Kinds whose DELETE answers with the object itself rather than a Status.
+fn returns_deleted_object(def: &ResourceDef) -> bool {
+    def.group.is_empty() && matches!(def.plural, "pods" | "services" | "namespaces")
+}
+
+pub async fn delete(
+    state: &ApiState,
+    r: &ResourceRef<'_>,
+    name: &str,
+    q: &Query,
+    body: Option<Value>,
+) -> Result<Response, ApiError> {
+    let def = r.def;
+    let opts = DeleteOptions::parse(q, body.as_ref())?;
+    let out = delete_one(state, def, r.namespace.as_deref(), name, &opts).await?;
+    let still_there = objects::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
+    if returns_deleted_object(def) || still_there {
+        let code = if still_there && !opts.dry_run {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::OK
+        };
+        // The apiserver answers 200 for a finished delete and 202 when the
+        // object is only marked; kubectl treats both as success.
+        return Ok(json_response(code, &out));
+    }
+    let details = json!({
+        "name": name,
+        "group": def.group,
+        "kind": def.plural,
+        "uid": meta_str(&out, "uid").unwrap_or(""),
+    });
+    Ok(json_response(StatusCode::OK, &success_status(Some(details))))
+}
+
+pub async fn delete_collection(
+    state: &ApiState,
+    r: &ResourceRef<'_>,
+    q: &Query,
+    body: Option<Value>,
+) -> Result<Response, ApiError> {
+    let def = r.def;
+    let opts = DeleteOptions::parse(q, body.as_ref())?;
+    let filter = Filter::from_query(def, q)?;
+    let page = list_page(state, def, r.namespace.as_deref(), &Query::default(), &filter).await?;
+    let mut deleted = Vec::new();
+    for obj in &page.items {
+        let name = match name_of(obj) {
+            Some(n) => n.to_string(),
+            None => continue,
+        };
+        let ns = meta_str(obj, "namespace").map(str::to_string);
+        match delete_one(state, def, ns.as_deref(), &name, &opts).await {
+            Ok(v) => deleted.push(v),
+            // Gone already: someone else deleted it meanwhile.
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let body = json!({
+        "kind": def.list_kind(),
+        "apiVersion": def.api_version(),
+        "metadata": {"resourceVersion": page.revision.to_string()},
+        "items": deleted,
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}

@@ -1,0 +1,167 @@
+//! Generating and inspecting certificates.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use x509_parser::certificate::X509Certificate;
+
+use super::der;
+use super::sans::SanSet;
+
+/// Lifetime of the cluster CA.
+pub(super) const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+/// Lifetime of leaf certificates (serving, clients).
+pub(super) const LEAF_LIFETIME: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+/// A leaf certificate is re-issued when it expires within this window.
+pub(super) const RENEW_BEFORE: Duration = Duration::from_secs(90 * 24 * 60 * 60);
+/// Back-dating of `notBefore`, for peers whose clocks lag a little.
+const BACKDATE: Duration = Duration::from_secs(60 * 60);
+
+/// What a new certificate is for.
+pub(super) enum Purpose<'a> {
+    Ca,
+    Server { sans: &'a SanSet },
+    Client,
+}
+
+/// Builds the parameters of a new certificate (random serial, validity from
+/// now − 1 h to now + `lifetime`).
+pub(super) fn params(
+    common_name: &str,
+    organizations: &[&str],
+    purpose: Purpose<'_>,
+    lifetime: Duration,
+) -> Result<CertificateParams, rcgen::Error> {
+    let mut p = match &purpose {
+        Purpose::Server { sans } => CertificateParams::new(sans.to_strings())?,
+        _ => CertificateParams::new(Vec::<String>::new())?,
+    };
+    let mut dn = DistinguishedName::new();
+    for org in organizations {
+        dn.push(DnType::OrganizationName, *org);
+    }
+    dn.push(DnType::CommonName, common_name);
+    p.distinguished_name = dn;
+    let now = SystemTime::now();
+    p.not_before = (now - BACKDATE).into();
+    p.not_after = (now + lifetime).into();
+    let mut serial: [u8; 16] = rand::random();
+    serial[0] = (serial[0] & 0x7f) | 0x01; // positive, 16 significant bytes
+    p.serial_number = Some(SerialNumber::from_slice(&serial));
+    match purpose {
+        Purpose::Ca => {
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.key_usages = vec![
+                KeyUsagePurpose::KeyCertSign,
+                KeyUsagePurpose::CrlSign,
+                KeyUsagePurpose::DigitalSignature,
+            ];
+        }
+        Purpose::Server { .. } => {
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            p.use_authority_key_identifier_extension = true;
+        }
+        Purpose::Client => {
+            p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            p.use_authority_key_identifier_extension = true;
+        }
+    }
+    Ok(p)
+}
+
+/// A fresh ECDSA P-256 key.
+pub(super) fn new_key() -> Result<KeyPair, rcgen::Error> {
+    KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+}
+
+/// Issues a leaf certificate from `issuer` with a fresh key: subject CN =
+/// `common_name` and one O per entry of `organizations`. Returns (cert PEM, key PEM).
+pub(super) fn issue(
+    issuer: &Issuer<'static, KeyPair>,
+    common_name: &str,
+    organizations: &[&str],
+    purpose: Purpose<'_>,
+    lifetime: Duration,
+) -> Result<(String, String), String> {
+    let key = new_key().map_err(|e| e.to_string())?;
+    if organizations.len() <= 1 {
+        let params =
+            params(common_name, organizations, purpose, lifetime).map_err(|e| e.to_string())?;
+        let cert = params.signed_by(&key, issuer).map_err(|e| e.to_string())?;
+        return Ok((cert.pem(), key.serialize_pem()));
+    }
+    // rcgen holds one O per subject: issue with a unique placeholder O, then
+    // swap in the real subject and re-sign (see `der`).
+    let placeholder = format!(
+        "skiff-placeholder-{}",
+        hex::encode(rand::random::<[u8; 16]>())
+    );
+    let params =
+        params(common_name, &[&placeholder], purpose, lifetime).map_err(|e| e.to_string())?;
+    let cert = params.signed_by(&key, issuer).map_err(|e| e.to_string())?;
+    let old = der::name(&[(der::OID_O, &placeholder), (der::OID_CN, common_name)]);
+    let attrs: Vec<(&[u8], &str)> = organizations
+        .iter()
+        .map(|o| (der::OID_O, *o))
+        .chain(std::iter::once((der::OID_CN, common_name)))
+        .collect();
+    let new = der::name(&attrs);
+    let cert_der = der::replace_subject(cert.der(), &old, &new, issuer.key())?;
+    Ok((der::cert_pem(&cert_der), key.serialize_pem()))
+}
+
+/// The first certificate of a PEM text, as DER.
+pub(super) fn first_cert_der(pem: &str) -> Option<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .next()
+        .and_then(|r| r.ok())
+}
+
+/// Seconds since the epoch, now.
+pub(super) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Why an existing leaf certificate can no longer be used, if it cannot.
+pub(super) fn leaf_problem(
+    cert: &X509Certificate<'_>,
+    key: &KeyPair,
+    ca: &X509Certificate<'_>,
+    wanted_sans: Option<&SanSet>,
+) -> Option<String> {
+    if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+        return Some("the key does not match the certificate".into());
+    }
+    if cert.issuer().as_raw() != ca.subject().as_raw()
+        || cert.verify_signature(Some(ca.public_key())).is_err()
+    {
+        return Some("it was not issued by the current cluster CA".into());
+    }
+    let renew_at = unix_now() + RENEW_BEFORE.as_secs() as i64;
+    if cert.validity().not_after.timestamp() < renew_at {
+        return Some("it expires within 90 days".into());
+    }
+    if let Some(wanted) = wanted_sans {
+        let have = SanSet::from_cert(cert);
+        if !have.covers(wanted) {
+            let missing: Vec<String> = wanted
+                .ips
+                .difference(&have.ips)
+                .map(|ip| ip.to_string())
+                .chain(wanted.dns.difference(&have.dns).cloned())
+                .collect();
+            return Some(format!("it lacks SANs {}", missing.join(", ")));
+        }
+    }
+    None
+}

@@ -1,0 +1,320 @@
+//! Read side: a small pool of connections that read WAL snapshots next to
+//! the writer, and the queries behind get, list, count and watch catch-up.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use tokio::sync::Semaphore;
+
+use super::schema::{db_err, open_reader, read_compacted};
+use crate::server::store::{Event, EventKind, KeyValue, ListResult, Revision, StoreError};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    /// Caps open read connections (each has its own page cache).
+    permits: Semaphore,
+    max_idle: usize,
+}
+
+impl ReadPool {
+    pub(crate) fn new(path: PathBuf, size: usize) -> Self {
+        let size = size.max(1);
+        ReadPool {
+            path,
+            idle: Mutex::new(Vec::with_capacity(size)),
+            permits: Semaphore::new(size),
+            max_idle: size,
+        }
+    }
+
+    /// Runs `f` on a pooled connection inside one read transaction, so all
+    /// of its statements (including the compaction check) see one snapshot.
+    pub(crate) async fn run<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        let pool = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = match pool.take() {
+                Some(c) => c,
+                None => open_reader(&pool.path)?,
+            };
+            let out = (|| {
+                let tx = conn.transaction().map_err(db_err)?;
+                let out = f(&tx)?;
+                // Read-only: commit just ends the snapshot.
+                tx.commit().map_err(db_err)?;
+                Ok(out)
+            })();
+            pool.give_back(conn);
+            out
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+    }
+
+    fn take(&self) -> Option<Connection> {
+        self.idle.lock().ok()?.pop()
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < self.max_idle {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// Closes idle connections (used at shutdown).
+    pub(crate) fn clear(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+}
+
+/// The smallest string greater than every string that starts with
+/// `prefix`, or None if there is none (empty prefix). Bumping the last
+/// character keeps the bound valid UTF-8, and since UTF-8 byte order equals
+/// code point order, SQLite's BINARY collation agrees with it.
+pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let mut next = last as u32 + 1;
+        if (0xD800..=0xDFFF).contains(&next) {
+            next = 0xE000;
+        }
+        if let Some(c) = char::from_u32(next) {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+        // `last` was char::MAX: carry into the character before it.
+    }
+    None
+}
+
+/// A key range `[lo, hi)`; `hi == None` means unbounded.
+pub(crate) struct KeyRange {
+    pub lo: String,
+    pub hi: Option<String>,
+}
+
+impl KeyRange {
+    pub(crate) fn prefix(prefix: &str) -> Self {
+        KeyRange {
+            lo: prefix.to_owned(),
+            hi: prefix_upper_bound(prefix),
+        }
+    }
+}
+
+/// Fails unless `rev` can still be read in this snapshot.
+pub(crate) fn check_readable(tx: &Transaction<'_>, rev: Revision) -> Result<()> {
+    let compacted = read_compacted(tx)?;
+    if rev < compacted {
+        return Err(StoreError::Compacted {
+            requested: rev,
+            compacted,
+        });
+    }
+    Ok(())
+}
+
+pub(crate) fn get(tx: &Transaction<'_>, key: &str, rev: Revision) -> Result<Option<KeyValue>> {
+    check_readable(tx, rev)?;
+    let row = tx
+        .prepare_cached(
+            "SELECT deleted, value, create_rev, rev FROM kv
+             WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1",
+        )
+        .map_err(db_err)?
+        .query_row(params![key, rev], |r| {
+            let deleted: bool = r.get(0)?;
+            Ok((deleted, r.get::<_, Vec<u8>>(1)?, r.get(2)?, r.get(3)?))
+        })
+        .optional()
+        .map_err(db_err)?;
+    Ok(match row {
+        Some((false, value, create_revision, mod_revision)) => Some(KeyValue {
+            key: key.to_owned(),
+            value: Bytes::from(value),
+            create_revision,
+            mod_revision,
+        }),
+        _ => None,
+    })
+}
+
+// The inner query finds the newest row per key at or below the revision
+// from the (key, rev, deleted) index alone; SQLite takes bare columns
+// (`deleted`) from the row holding MAX(rev). Values are only read for the
+// rows that are returned.
+const LIST_SQL: &str = "
+SELECT kv.key, kv.value, kv.create_rev, kv.rev FROM (
+    SELECT key, MAX(rev) AS rev, deleted FROM kv
+    WHERE key >= ?1 AND key < ?2 AND (?3 IS NULL OR key > ?3) AND rev <= ?4
+    GROUP BY key
+) AS latest JOIN kv ON kv.rev = latest.rev
+WHERE latest.deleted = 0
+ORDER BY latest.key
+LIMIT ?5";
+
+const COUNT_SQL: &str = "
+SELECT COUNT(*) FROM (
+    SELECT key, MAX(rev) AS rev, deleted FROM kv
+    WHERE key >= ?1 AND key < ?2 AND (?3 IS NULL OR key > ?3) AND rev <= ?4
+    GROUP BY key
+) WHERE deleted = 0";
+
+/// An upper bound for the empty prefix. Binding NULL would make `key < ?`
+/// false, and `(? IS NULL OR key < ?)` would stop SQLite from using the
+/// bound for the index range; a run of char::MAX sorts after any real key.
+fn hi_or_max(range: &KeyRange) -> String {
+    range
+        .hi
+        .clone()
+        .unwrap_or_else(|| char::MAX.to_string().repeat(64))
+}
+
+pub(crate) fn list(
+    tx: &Transaction<'_>,
+    range: &KeyRange,
+    start_after: Option<&str>,
+    limit: Option<usize>,
+    rev: Revision,
+) -> Result<ListResult> {
+    check_readable(tx, rev)?;
+    let hi = hi_or_max(range);
+    let lim: i64 = match limit {
+        Some(n) if n > 0 => i64::try_from(n).unwrap_or(i64::MAX),
+        _ => -1,
+    };
+    let mut stmt = tx.prepare_cached(LIST_SQL).map_err(db_err)?;
+    let mut items = Vec::new();
+    {
+        let mut rows = stmt
+            .query(params![range.lo, hi, start_after, rev, lim])
+            .map_err(db_err)?;
+        while let Some(r) = rows.next().map_err(db_err)? {
+            items.push(kv_from_row(r)?);
+        }
+    }
+    let remaining = match (lim, items.last()) {
+        (n, Some(last)) if n > 0 && items.len() as i64 == n => tx
+            .prepare_cached(COUNT_SQL)
+            .map_err(db_err)?
+            .query_row(params![range.lo, hi, last.key, rev], |r| r.get::<_, i64>(0))
+            .map_err(db_err)? as u64,
+        _ => 0,
+    };
+    Ok(ListResult {
+        items,
+        revision: rev,
+        remaining,
+    })
+}
+
+pub(crate) fn count(tx: &Transaction<'_>, range: &KeyRange, rev: Revision) -> Result<u64> {
+    let hi = hi_or_max(range);
+    let n: i64 = tx
+        .prepare_cached(COUNT_SQL)
+        .map_err(db_err)?
+        .query_row(params![range.lo, hi, None::<&str>, rev], |r| r.get(0))
+        .map_err(db_err)?;
+    Ok(n as u64)
+}
+
+fn kv_from_row(r: &Row<'_>) -> Result<KeyValue> {
+    Ok(KeyValue {
+        key: r.get(0).map_err(db_err)?,
+        value: Bytes::from(r.get::<_, Vec<u8>>(1).map_err(db_err)?),
+        create_revision: r.get(2).map_err(db_err)?,
+        mod_revision: r.get(3).map_err(db_err)?,
+    })
+}
+
+/// One page of history for watch catch-up: events for keys in `range` with
+/// `after < rev <= upto`, oldest first, at most `limit` of them.
+pub(crate) fn history(
+    tx: &Transaction<'_>,
+    range: &KeyRange,
+    after: Revision,
+    upto: Revision,
+    limit: usize,
+) -> Result<Vec<Event>> {
+    // History below the compacted revision is incomplete; a watcher that
+    // needs it must relist.
+    check_readable(tx, after)?;
+    let hi = hi_or_max(range);
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT kv.key, kv.value, kv.create_rev, kv.rev, kv.created, kv.deleted,
+                    kv.prev_rev, p.value, p.create_rev
+             FROM kv LEFT JOIN kv AS p ON p.rev = kv.prev_rev
+             WHERE kv.rev > ?1 AND kv.rev <= ?2 AND kv.key >= ?3 AND kv.key < ?4
+             ORDER BY kv.rev LIMIT ?5",
+        )
+        .map_err(db_err)?;
+    let lim = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut rows = stmt
+        .query(params![after, upto, range.lo, hi, lim])
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().map_err(db_err)? {
+        let kv = kv_from_row(r)?;
+        let created: bool = r.get(4).map_err(db_err)?;
+        let deleted: bool = r.get(5).map_err(db_err)?;
+        let prev_rev: Revision = r.get(6).map_err(db_err)?;
+        let event = if deleted {
+            // The tombstone carries the deleted value, so `prev` is exact
+            // even if the row it replaced is gone.
+            let prev = KeyValue {
+                mod_revision: prev_rev,
+                ..kv.clone()
+            };
+            Event {
+                kind: EventKind::Delete,
+                kv,
+                prev: Some(prev),
+            }
+        } else if created {
+            Event {
+                kind: EventKind::Create,
+                kv,
+                prev: None,
+            }
+        } else {
+            let prev_value: Option<Vec<u8>> = r.get(7).map_err(db_err)?;
+            let prev_create: Option<Revision> = r.get(8).map_err(db_err)?;
+            let prev = match (prev_value, prev_create) {
+                (Some(v), Some(c)) => Some(KeyValue {
+                    key: kv.key.clone(),
+                    value: Bytes::from(v),
+                    create_revision: c,
+                    mod_revision: prev_rev,
+                }),
+                // Rows replaced after the compacted revision are kept, so
+                // this only happens for a corrupt log; report what we have.
+                _ => None,
+            };
+            Event {
+                kind: EventKind::Update,
+                kv,
+                prev,
+            }
+        };
+        out.push(event);
+    }
+    Ok(out)
+}

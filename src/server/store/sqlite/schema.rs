@@ -1,0 +1,138 @@
+//! Table layout and connection setup shared by the writer and the readers.
+
+use std::fs::{DirBuilder, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+
+use crate::server::store::{Revision, StoreError};
+
+/// The log of key versions. `rev` is an alias of SQLite's rowid, so lookups
+/// and range scans by revision need no extra index.
+///
+/// A delete is a row with `deleted = 1` that carries the deleted value, so a
+/// delete event can be replayed even after the rows before it are compacted.
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS kv (
+    rev        INTEGER PRIMARY KEY,
+    key        TEXT    NOT NULL,
+    created    INTEGER NOT NULL,
+    deleted    INTEGER NOT NULL,
+    create_rev INTEGER NOT NULL,
+    prev_rev   INTEGER NOT NULL,
+    value      BLOB    NOT NULL
+);
+-- Two writers that both read version N of a key can never both append N+1.
+CREATE UNIQUE INDEX IF NOT EXISTS kv_key_prev ON kv (key, prev_rev);
+-- Latest row per key (at or below a revision); `deleted` makes range
+-- listings and counts answerable from the index alone.
+CREATE INDEX IF NOT EXISTS kv_key_rev ON kv (key, rev, deleted);
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+pub(crate) const META_COMPACTED: &str = "compacted_rev";
+
+/// Page cache per connection, in KiB (negative `cache_size` means KiB).
+/// Kept small: the whole server has to idle under 30 MiB.
+const WRITER_CACHE_KIB: i64 = 4096;
+const READER_CACHE_KIB: i64 = 2048;
+
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Backend(format!("{what} {}: {e}", path.display()))
+}
+
+/// Creates the database file (and its directory) owner-only before SQLite
+/// touches it; SQLite gives the -wal and -shm files the same mode.
+pub(crate) fn prepare_file(path: &Path) -> Result<(), StoreError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io_err("creating directory", dir, e))?;
+    }
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| io_err("creating database", path, e))?;
+    Ok(())
+}
+
+fn open_flags() -> OpenFlags {
+    // NO_MUTEX: every connection is used by one thread at a time.
+    OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI
+}
+
+/// Opens the single write connection, switches to WAL and creates the
+/// tables. Returns the newest revision ever handed out and the compacted one.
+pub(crate) fn open_writer(path: &Path) -> Result<(Connection, Revision, Revision), StoreError> {
+    let conn = Connection::open_with_flags(path, open_flags()).map_err(db_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(db_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Backend(format!(
+            "database refused WAL mode (got {mode})"
+        )));
+    }
+    // FULL in WAL mode fsyncs the log on every commit: an acknowledged write
+    // survives power loss, and group commit keeps that to one fsync per batch.
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL;
+         PRAGMA cache_size = -{WRITER_CACHE_KIB};
+         PRAGMA journal_size_limit = 67108864;
+         PRAGMA temp_store = MEMORY;"
+    ))
+    .map_err(db_err)?;
+    conn.execute_batch(SCHEMA).map_err(db_err)?;
+
+    let max_rev: Revision = conn
+        .query_row("SELECT COALESCE(MAX(rev), 0) FROM kv", [], |r| r.get(0))
+        .map_err(db_err)?;
+    let compacted = read_compacted(&conn)?;
+    // Compaction may remove the newest row (an old tombstone); revisions must
+    // still never be reused, and none above the compacted one was removed.
+    Ok((conn, max_rev.max(compacted), compacted))
+}
+
+/// Opens a connection that only reads (the writer has created the schema).
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, open_flags()).map_err(db_err)?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+    conn.execute_batch(&format!(
+        "PRAGMA query_only = ON;
+         PRAGMA cache_size = -{READER_CACHE_KIB};
+         PRAGMA temp_store = MEMORY;"
+    ))
+    .map_err(db_err)?;
+    Ok(conn)
+}
+
+pub(crate) fn read_compacted(conn: &Connection) -> Result<Revision, StoreError> {
+    let rev: Option<Revision> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE name = ?1",
+            [META_COMPACTED],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(db_err)?;
+    Ok(rev.unwrap_or(0))
+}

@@ -1,0 +1,749 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tempfile::TempDir;
+
+use super::read::prefix_upper_bound;
+use super::{SqliteBackend, SqliteOptions};
+use crate::server::store::{
+    Backend, Event, EventKind, KeyValue, ListOptions, Revision, StoreError, WatchReceiver,
+};
+
+fn open_store(opts: SqliteOptions) -> (TempDir, Arc<SqliteBackend>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteBackend::open_with(&dir.path().join("db/state.db"), opts).unwrap();
+    (dir, store)
+}
+
+fn store() -> (TempDir, Arc<SqliteBackend>) {
+    open_store(SqliteOptions::default())
+}
+
+fn b(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+async fn next_event(rx: &mut WatchReceiver) -> Result<Event, StoreError> {
+    tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("watch event timed out")
+        .expect("watch channel closed")
+}
+
+/// Collects Ok events until one has revision `until`.
+async fn collect_until(rx: &mut WatchReceiver, until: Revision) -> Vec<Event> {
+    let mut out = Vec::new();
+    loop {
+        let ev = next_event(rx).await.unwrap();
+        let rev = ev.revision();
+        out.push(ev);
+        if rev >= until {
+            return out;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_semantics() {
+    let (_dir, s) = store();
+    assert_eq!(s.current_revision(), 0);
+
+    let a = s.create("/a", b("1")).await.unwrap();
+    assert_eq!((a.create_revision, a.mod_revision), (1, 1));
+    assert_eq!(s.current_revision(), 1);
+    assert!(matches!(
+        s.create("/a", b("x")).await,
+        Err(StoreError::AlreadyExists { key }) if key == "/a"
+    ));
+    assert_eq!(s.get("/a", None).await.unwrap(), Some(a.clone()));
+
+    let a2 = s.update("/a", b("2"), 1).await.unwrap();
+    assert_eq!((a2.create_revision, a2.mod_revision), (1, 2));
+    match s.update("/a", b("3"), 1).await {
+        Err(StoreError::Conflict {
+            expected, actual, ..
+        }) => assert_eq!((expected, actual), (1, 2)),
+        other => panic!("expected conflict, got {other:?}"),
+    }
+    assert!(matches!(
+        s.update("/missing", b("3"), 1).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.delete("/a", Some(1)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        s.delete("/missing", None).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    // Failed ops consume no revision.
+    assert_eq!(s.current_revision(), 2);
+
+    let d = s.delete("/a", Some(2)).await.unwrap();
+    assert_eq!(d.value, b("2"));
+    assert_eq!((d.create_revision, d.mod_revision), (1, 3));
+    assert_eq!(s.get("/a", None).await.unwrap(), None);
+    assert!(matches!(
+        s.update("/a", b("4"), 3).await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        s.delete("/a", None).await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // Re-create after delete starts a new life.
+    let a3 = s.create("/a", b("5")).await.unwrap();
+    assert_eq!((a3.create_revision, a3.mod_revision), (4, 4));
+    let a4 = s.delete("/a", None).await.unwrap();
+    assert_eq!(a4.mod_revision, 5);
+
+    // History reads.
+    assert_eq!(s.get("/a", Some(1)).await.unwrap().unwrap().value, b("1"));
+    assert_eq!(s.get("/a", Some(2)).await.unwrap().unwrap().value, b("2"));
+    assert_eq!(s.get("/a", Some(3)).await.unwrap(), None);
+    assert_eq!(s.get("/a", Some(4)).await.unwrap(), Some(a3));
+    assert!(matches!(
+        s.get("/a", Some(6)).await,
+        Err(StoreError::FutureRevision {
+            requested: 6,
+            current: 5
+        })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_ops_on_one_key_see_each_other() {
+    // Submitted back to back these usually share one commit group; either
+    // way each must be checked against the ones before it.
+    let (_dir, s) = store();
+    s.create("/other", b("o")).await.unwrap();
+    let (c, u, d, c2, c3) = tokio::join!(
+        s.create("/k", b("1")),
+        s.update("/k", b("2"), 2),
+        s.delete("/k", Some(3)),
+        s.create("/k", b("3")),
+        s.create("/k", b("4")),
+    );
+    assert_eq!(c.unwrap().mod_revision, 2);
+    assert_eq!(u.unwrap().mod_revision, 3);
+    let d = d.unwrap();
+    assert_eq!((d.mod_revision, d.value.clone()), (4, b("2")));
+    assert_eq!(c2.unwrap().create_revision, 5);
+    assert!(matches!(c3, Err(StoreError::AlreadyExists { .. })));
+    assert_eq!(s.current_revision(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_at_revisions_with_pagination() {
+    let (_dir, s) = store();
+    for i in 0..10 {
+        s.create(&format!("/registry/pods/default/p{i}"), b(&format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    let r10 = s.current_revision();
+    assert_eq!(r10, 10);
+    s.create("/registry/pods/default2/x", b("other"))
+        .await
+        .unwrap();
+    s.create("/registry/pods/defaul", b("short")).await.unwrap();
+    s.update("/registry/pods/default/p3", b("v3b"), 4)
+        .await
+        .unwrap();
+    s.delete("/registry/pods/default/p5", None).await.unwrap();
+    s.delete("/registry/pods/default/p0", None).await.unwrap();
+
+    let all = s
+        .list("/registry/pods/default/", ListOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(all.revision, s.current_revision());
+    assert_eq!(all.remaining, 0);
+    let keys: Vec<_> = all.items.iter().map(|kv| kv.key.as_str()).collect();
+    let want: Vec<String> = [1, 2, 3, 4, 6, 7, 8, 9]
+        .iter()
+        .map(|i| format!("/registry/pods/default/p{i}"))
+        .collect();
+    assert_eq!(keys, want);
+    assert_eq!(all.items[2].value, b("v3b"));
+    assert_eq!(all.items[2].create_revision, 4);
+
+    // As of r10: all ten, original values.
+    let old = s
+        .list(
+            "/registry/pods/default/",
+            ListOptions {
+                revision: Some(r10),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(old.items.len(), 10);
+    assert_eq!(old.items[3].value, b("v3"));
+    assert_eq!(old.revision, r10);
+
+    // Pages of 3 at a fixed revision, like continue tokens do.
+    let at = all.revision;
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut remaining = Vec::new();
+    loop {
+        let page = s
+            .list(
+                "/registry/pods/default/",
+                ListOptions {
+                    revision: Some(at),
+                    start_after: after.clone(),
+                    limit: Some(3),
+                },
+            )
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|kv| kv.key.clone()));
+        remaining.push(page.remaining);
+        if page.remaining == 0 {
+            break;
+        }
+        after = page.items.last().map(|kv| kv.key.clone());
+    }
+    assert_eq!(seen, want);
+    assert_eq!(remaining, vec![5, 2, 0]);
+
+    // An exact final page reports nothing remaining.
+    let page = s
+        .list(
+            "/registry/pods/default/",
+            ListOptions {
+                limit: Some(8),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((page.items.len(), page.remaining), (8, 0));
+
+    assert!(matches!(
+        s.list(
+            "/registry/",
+            ListOptions {
+                revision: Some(at + 1),
+                ..Default::default()
+            }
+        )
+        .await,
+        Err(StoreError::FutureRevision { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefix_boundaries() {
+    let (_dir, s) = store();
+    for k in [
+        "/registry/pods/default/a",
+        "/registry/pods/default/b",
+        "/registry/pods/default2/x",
+        "/registry/pods/default",
+        "/registry/pods/defaulu",
+        "/registry/pods/default/\u{10FFFF}",
+        "/registry/pods/dé/x",
+    ] {
+        s.create(k, b("v")).await.unwrap();
+    }
+    let list = |p: &'static str| {
+        let s = Arc::clone(&s);
+        async move {
+            s.list(p, ListOptions::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|kv| kv.key)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        list("/registry/pods/default/").await,
+        vec![
+            "/registry/pods/default/a",
+            "/registry/pods/default/b",
+            "/registry/pods/default/\u{10FFFF}"
+        ]
+    );
+    assert_eq!(
+        list("/registry/pods/dé/").await,
+        vec!["/registry/pods/dé/x"]
+    );
+    assert_eq!(list("").await.len(), 7);
+    assert_eq!(list("/registry/pods/default").await.len(), 5);
+    assert_eq!(s.count("/registry/pods/default/").await.unwrap(), 3);
+    assert_eq!(s.count("/registry/").await.unwrap(), 7);
+    assert_eq!(s.count("/nothing/").await.unwrap(), 0);
+
+    assert_eq!(prefix_upper_bound("/a/").as_deref(), Some("/a0"));
+    assert_eq!(prefix_upper_bound(""), None);
+    assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+    assert_eq!(prefix_upper_bound("a\u{10FFFF}").as_deref(), Some("b"));
+    assert_eq!(prefix_upper_bound("\u{D7FF}").as_deref(), Some("\u{E000}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_catch_up_then_live_without_gaps() {
+    let (_dir, s) = store();
+    let mut want = Vec::new();
+    for i in 0..40 {
+        let kv = s.create(&format!("/w/{i}"), b("0")).await.unwrap();
+        if kv.mod_revision > 10 {
+            want.push((kv.mod_revision, kv.key));
+        }
+        s.create(&format!("/x/{i}"), b("0")).await.unwrap();
+    }
+    // Writers keep going while the watch is made and catches up.
+    let writer = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move {
+            let mut w = Vec::new();
+            for i in 0..40 {
+                let key = format!("/w/{i}");
+                let kv = s.get(&key, None).await.unwrap().unwrap();
+                let kv = s.update(&key, b("1"), kv.mod_revision).await.unwrap();
+                w.push((kv.mod_revision, key.clone()));
+                s.create(&format!("/x/n{i}"), b("0")).await.unwrap();
+                if i % 2 == 0 {
+                    let kv = s.delete(&key, None).await.unwrap();
+                    w.push((kv.mod_revision, key));
+                }
+            }
+            w
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let mut rx = s.watch("/w/", 10).await.unwrap();
+    want.extend(writer.await.unwrap());
+    let last_w = want.last().unwrap().0;
+    let got = collect_until(&mut rx, last_w).await;
+    let got_keys: Vec<_> = got
+        .iter()
+        .map(|e| (e.revision(), e.kv.key.clone()))
+        .collect();
+    assert_eq!(got_keys, want);
+    for w in got.windows(2) {
+        assert!(w[0].revision() < w[1].revision());
+    }
+    for ev in &got {
+        match ev.kind {
+            EventKind::Create => assert!(ev.prev.is_none()),
+            EventKind::Update => {
+                let prev = ev.prev.as_ref().unwrap();
+                assert_eq!(prev.value, b("0"));
+                assert_eq!(ev.kv.value, b("1"));
+                assert_eq!(prev.create_revision, ev.kv.create_revision);
+            }
+            EventKind::Delete => {
+                let prev = ev.prev.as_ref().unwrap();
+                assert_eq!(ev.kv.value, b("1"));
+                assert_eq!(prev.value, b("1"));
+                assert!(prev.mod_revision < ev.kv.mod_revision);
+            }
+        }
+    }
+    // Nothing more is pending for this prefix.
+    s.create("/x/after", b("0")).await.unwrap();
+    let tail = s.create("/w/after", b("0")).await.unwrap();
+    let ev = next_event(&mut rx).await.unwrap();
+    assert_eq!(ev.revision(), tail.mod_revision);
+    assert_eq!(ev.kind, EventKind::Create);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_replays_history_events_like_live_ones() {
+    let (_dir, s) = store();
+    let mut live = s.watch("/k", 0).await.unwrap();
+    let c = s.create("/k", b("1")).await.unwrap();
+    s.update("/k", b("2"), c.mod_revision).await.unwrap();
+    s.delete("/k", None).await.unwrap();
+    s.create("/k", b("3")).await.unwrap();
+    let live_events = collect_until(&mut live, 4).await;
+    let mut replay = s.watch("/k", 0).await.unwrap();
+    let replayed = collect_until(&mut replay, 4).await;
+    assert_eq!(live_events, replayed);
+    let kinds: Vec<_> = replayed.iter().map(|e| e.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::Create,
+            EventKind::Update,
+            EventKind::Delete,
+            EventKind::Create
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_watcher_is_dropped_with_error() {
+    let (_dir, s) = open_store(SqliteOptions {
+        fanout_batches: 4,
+        watch_buffer: 2,
+        ..Default::default()
+    });
+    let mut rx = s.watch("/", 0).await.unwrap();
+    for i in 0..30 {
+        s.create(&format!("/k{i}"), b("v")).await.unwrap();
+    }
+    let mut oks = 0;
+    loop {
+        match next_event(&mut rx).await {
+            Ok(_) => oks += 1,
+            Err(StoreError::WatcherLagged) => break,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    assert!(oks < 30, "got {oks} events");
+    assert!(
+        rx.recv().await.is_none(),
+        "channel must close after the error"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watch_frees_its_task() {
+    let (_dir, s) = store();
+    let receivers = || {
+        s.published
+            .fanout
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .receiver_count()
+    };
+    let rx = s.watch("/quiet/", 0).await.unwrap();
+    assert_eq!(receivers(), 1);
+    drop(rx);
+    // No write happens: the task must notice the drop by itself.
+    for _ in 0..200 {
+        if receivers() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("watch task still subscribed after its receiver was dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_keeps_latest_versions() {
+    let (dir, s) = store();
+    let a = s.create("/a", b("1")).await.unwrap(); // 1
+    let a = s.update("/a", b("2"), a.mod_revision).await.unwrap(); // 2
+    s.create("/b", b("1")).await.unwrap(); // 3
+    s.delete("/b", None).await.unwrap(); // 4
+    s.create("/c", b("1")).await.unwrap(); // 5
+    let a = s.update("/a", b("3"), a.mod_revision).await.unwrap(); // 6
+    s.create("/d", b("1")).await.unwrap(); // 7
+    s.delete("/d", None).await.unwrap(); // 8
+    assert_eq!(s.current_revision(), 8);
+
+    let mut before = s.watch("/", 5).await.unwrap();
+    assert_eq!(collect_until(&mut before, 8).await.len(), 3);
+    let c = s.compact(2).await.unwrap();
+    assert_eq!(c, 6);
+    assert_eq!(s.compacted_revision(), 6);
+    // Compacting to an older point is a no-op.
+    assert_eq!(s.compact(100).await.unwrap(), 6);
+
+    // Everything at and after the compacted revision reads as before.
+    assert_eq!(s.get("/a", None).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.get("/a", Some(6)).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.get("/c", Some(6)).await.unwrap().unwrap().mod_revision, 5);
+    assert_eq!(s.get("/b", Some(6)).await.unwrap(), None);
+    assert_eq!(s.get("/d", Some(7)).await.unwrap().unwrap().value, b("1"));
+    let keys: Vec<_> = s
+        .list("/", ListOptions::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|kv| kv.key)
+        .collect();
+    assert_eq!(keys, vec!["/a", "/c"]);
+    assert!(matches!(
+        s.get("/a", Some(5)).await,
+        Err(StoreError::Compacted {
+            requested: 5,
+            compacted: 6
+        })
+    ));
+    assert!(matches!(
+        s.watch("/", 5).await,
+        Err(StoreError::Compacted { .. })
+    ));
+    // A watch from the compacted revision replays the rest with prevs.
+    let mut rx = s.watch("/", 6).await.unwrap();
+    let evs = collect_until(&mut rx, 8).await;
+    assert_eq!(evs.len(), 2);
+    assert_eq!(evs[1].kind, EventKind::Delete);
+    assert_eq!(evs[1].prev.as_ref().unwrap().mod_revision, 7);
+    // A watch past its catch-up is not affected by compaction.
+    s.create("/f", b("1")).await.unwrap(); // 9
+    assert_eq!(next_event(&mut before).await.unwrap().revision(), 9);
+
+    // Rows left: /a@6 (newest), /c@5, /d@7 and its tombstone @8 (after C),
+    // /f@9.
+    s.close().await;
+    let conn = rusqlite::Connection::open(dir.path().join("db/state.db")).unwrap();
+    let mut stmt = conn.prepare("SELECT rev FROM kv ORDER BY rev").unwrap();
+    let revs: Vec<i64> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(revs, vec![5, 6, 7, 8, 9]);
+    drop(stmt);
+    drop(conn);
+
+    // Compacting everything then reopening: revisions never go back.
+    let s = SqliteBackend::open(&dir.path().join("db/state.db")).unwrap();
+    assert_eq!(s.compacted_revision(), 6);
+    s.delete("/f", None).await.unwrap(); // 10, the newest row
+    assert_eq!(s.compact(0).await.unwrap(), 10);
+    s.close().await;
+    let s = SqliteBackend::open(&dir.path().join("db/state.db")).unwrap();
+    assert_eq!(s.current_revision(), 10);
+    assert_eq!(s.create("/e", b("1")).await.unwrap().mod_revision, 11);
+    assert_eq!(s.get("/d", None).await.unwrap(), None);
+    assert_eq!(s.count("/").await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compactor_task_runs_and_stops_with_the_store() {
+    let (_dir, s) = store();
+    for i in 0..5 {
+        s.create(&format!("/k{i}"), b("v")).await.unwrap();
+    }
+    let handle = s.spawn_compactor(Duration::from_millis(10), 2);
+    for _ in 0..200 {
+        if s.compacted_revision() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(s.compacted_revision(), 3);
+    s.close().await;
+    tokio::time::timeout(Duration::from_secs(5), handle)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopen_after_close_keeps_data() {
+    let (dir, s) = store();
+    let path = dir.path().join("db/state.db");
+    let a = s.create("/a", b("1")).await.unwrap();
+    s.update("/a", b("2"), a.mod_revision).await.unwrap();
+    s.create("/b", b("1")).await.unwrap();
+    let mut rx = s.watch("/", 3).await.unwrap();
+    s.close().await;
+    assert!(matches!(
+        s.create("/c", b("1")).await,
+        Err(StoreError::Closed)
+    ));
+    assert!(matches!(next_event(&mut rx).await, Err(StoreError::Closed)));
+    assert!(matches!(s.watch("/", 0).await, Err(StoreError::Closed)));
+    // Closing twice is harmless.
+    s.close().await;
+    drop(s);
+
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let s = SqliteBackend::open(&path).unwrap();
+    assert_eq!(s.current_revision(), 3);
+    assert_eq!(s.get("/a", None).await.unwrap().unwrap().value, b("2"));
+    assert_eq!(s.get("/a", Some(1)).await.unwrap().unwrap().value, b("1"));
+    let c = s.create("/c", b("1")).await.unwrap();
+    assert_eq!(c.mod_revision, 4);
+    let mut rx = s.watch("/", 0).await.unwrap();
+    let evs = collect_until(&mut rx, 4).await;
+    assert_eq!(evs.len(), 4);
+}
+
+// ---------------------------------------------------------------------------
+// Property: concurrent writers against a model.
+
+#[derive(Clone, Debug)]
+enum Op {
+    Create(u8),
+    Update(u8),
+    Delete(u8),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+struct Acked {
+    rev: Revision,
+    kind: EventKind,
+    key: String,
+    value: Bytes,
+}
+
+fn op_strategy() -> impl proptest::strategy::Strategy<Value = Op> {
+    use proptest::prelude::*;
+    prop_oneof![
+        (0u8..5).prop_map(Op::Create),
+        (0u8..5).prop_map(Op::Update),
+        (0u8..5).prop_map(Op::Delete),
+    ]
+}
+
+async fn run_task(s: Arc<SqliteBackend>, task: usize, ops: Vec<Op>) -> Vec<Acked> {
+    let mut acked = Vec::new();
+    for (i, op) in ops.into_iter().enumerate() {
+        let value = b(&format!("t{task}-{i}"));
+        let res = match op {
+            Op::Create(k) => {
+                let key = format!("/p/{k}");
+                s.create(&key, value.clone())
+                    .await
+                    .map(|kv| (EventKind::Create, kv))
+            }
+            Op::Update(k) | Op::Delete(k) => {
+                let key = format!("/p/{k}");
+                // Read-modify-write, racing the other tasks.
+                let Some(cur) = s.get(&key, None).await.unwrap() else {
+                    continue;
+                };
+                tokio::task::yield_now().await;
+                if matches!(op, Op::Update(_)) {
+                    s.update(&key, value.clone(), cur.mod_revision)
+                        .await
+                        .map(|kv| (EventKind::Update, kv))
+                } else {
+                    s.delete(&key, Some(cur.mod_revision))
+                        .await
+                        .map(|kv| (EventKind::Delete, kv))
+                }
+            }
+        };
+        match res {
+            Ok((kind, kv)) => acked.push(Acked {
+                rev: kv.mod_revision,
+                kind,
+                key: kv.key,
+                value: kv.value,
+            }),
+            Err(StoreError::AlreadyExists { .. })
+            | Err(StoreError::NotFound { .. })
+            | Err(StoreError::Conflict { .. }) => {}
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    acked
+}
+
+async fn check_concurrent(tasks: Vec<Vec<Op>>) {
+    let (_dir, s) = store();
+
+    // Two updates racing on the same expected revision: exactly one wins.
+    let r = s.create("/race", b("0")).await.unwrap();
+    let (x, y) = tokio::join!(
+        s.update("/race", b("x"), r.mod_revision),
+        s.update("/race", b("y"), r.mod_revision)
+    );
+    assert!(x.is_ok() != y.is_ok(), "{x:?} {y:?}");
+    let loser = if x.is_ok() { y } else { x };
+    assert!(matches!(loser, Err(StoreError::Conflict { .. })));
+    let base = s.current_revision();
+    assert_eq!(base, 2);
+
+    let handles: Vec<_> = tasks
+        .into_iter()
+        .enumerate()
+        .map(|(t, ops)| tokio::spawn(run_task(Arc::clone(&s), t, ops)))
+        .collect();
+    let mut acked = Vec::new();
+    for h in handles {
+        acked.extend(h.await.unwrap());
+    }
+    acked.sort_by_key(|a| a.rev);
+
+    // Revisions: unique, and contiguous since failed ops consume none.
+    let revs: Vec<_> = acked.iter().map(|a| a.rev).collect();
+    let want: Vec<_> = (base + 1..=base + acked.len() as i64).collect();
+    assert_eq!(revs, want);
+    assert_eq!(s.current_revision(), base + acked.len() as i64);
+
+    // Replaying the acks in revision order is a valid history.
+    let mut model: BTreeMap<String, KeyValue> = BTreeMap::new();
+    for a in &acked {
+        match a.kind {
+            EventKind::Create => {
+                let prev = model.insert(
+                    a.key.clone(),
+                    KeyValue {
+                        key: a.key.clone(),
+                        value: a.value.clone(),
+                        create_revision: a.rev,
+                        mod_revision: a.rev,
+                    },
+                );
+                assert!(prev.is_none(), "create of live key at {}", a.rev);
+            }
+            EventKind::Update => {
+                let cur = model.get_mut(&a.key).expect("update of absent key");
+                cur.value = a.value.clone();
+                cur.mod_revision = a.rev;
+            }
+            EventKind::Delete => {
+                let cur = model.remove(&a.key).expect("delete of absent key");
+                assert_eq!(cur.value, a.value, "delete returns the deleted value");
+            }
+        }
+        // Every acknowledged write is visible at its revision.
+        let got = s.get(&a.key, Some(a.rev)).await.unwrap();
+        assert_eq!(got.as_ref(), model.get(&a.key));
+    }
+
+    let list = s.list("/p/", ListOptions::default()).await.unwrap();
+    assert_eq!(list.items, model.values().cloned().collect::<Vec<_>>());
+
+    // A watch from 0 replays exactly the acknowledged writes.
+    let mut rx = s.watch("/p/", 0).await.unwrap();
+    if let Some(last) = acked.last() {
+        let evs = collect_until(&mut rx, last.rev).await;
+        let replay: Vec<_> = evs
+            .into_iter()
+            .map(|e| Acked {
+                rev: e.revision(),
+                kind: e.kind,
+                key: e.kv.key,
+                value: e.kv.value,
+            })
+            .collect();
+        assert_eq!(replay, acked);
+    }
+    s.close().await;
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig {
+        cases: 12,
+        .. proptest::prelude::ProptestConfig::default()
+    })]
+
+    #[test]
+    fn concurrent_writes_match_model(
+        tasks in proptest::collection::vec(proptest::collection::vec(op_strategy(), 1..12), 8)
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(check_concurrent(tasks));
+    }
+}

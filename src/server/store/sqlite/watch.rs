@@ -1,0 +1,104 @@
+//! Watchers: one task per watch that first replays history from the table,
+//! then forwards live batches from the in-memory fan-out.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
+
+use super::read::{self, KeyRange, ReadPool};
+use super::writer::Batch;
+use crate::server::store::{Event, Revision, StoreError, WatchReceiver};
+
+/// Catch-up reads this many events per read transaction, so a long history
+/// neither pins one snapshot nor sits in memory at once.
+const HISTORY_PAGE: usize = 256;
+
+pub(crate) struct Watch {
+    pub pool: Arc<ReadPool>,
+    pub prefix: String,
+    /// Deliver events with a revision above this.
+    pub after: Revision,
+    /// Live batches; subscribed while `upto` was the published revision, so
+    /// everything above `upto` arrives here and nothing at or below it does.
+    pub live: broadcast::Receiver<Batch>,
+    pub upto: Revision,
+    pub buffer: usize,
+}
+
+impl Watch {
+    pub(crate) fn spawn(self) -> WatchReceiver {
+        let (tx, rx) = mpsc::channel(self.buffer.max(1));
+        tokio::spawn(self.run(tx));
+        rx
+    }
+
+    async fn run(mut self, out: mpsc::Sender<Result<Event, StoreError>>) {
+        let range = Arc::new(KeyRange::prefix(&self.prefix));
+        let mut last = self.after;
+        if let Err(e) = self.catch_up(&range, &mut last, &out).await {
+            let _ = out.send(Err(e)).await;
+            return;
+        }
+        loop {
+            let batch = tokio::select! {
+                // Without this a dropped watch on a quiet prefix would keep
+                // its task (and a fan-out slot) until the next write.
+                _ = out.closed() => return,
+                b = self.live.recv() => b,
+            };
+            match batch {
+                Ok(batch) => {
+                    for ev in batch.iter() {
+                        if ev.revision() <= last || !ev.kv.key.starts_with(&self.prefix) {
+                            continue;
+                        }
+                        last = ev.revision();
+                        if out.send(Ok(ev.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(prefix = %self.prefix, last, missed, "store watcher lagged");
+                    let _ = out.send(Err(StoreError::WatcherLagged)).await;
+                    return;
+                }
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = out.send(Err(StoreError::Closed)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends history in (`last`, `upto`]; `Ok` with `last` advanced, or
+    /// the error that ends the watch (e.g. compacted meanwhile). A dropped
+    /// receiver ends it quietly.
+    async fn catch_up(
+        &self,
+        range: &Arc<KeyRange>,
+        last: &mut Revision,
+        out: &mpsc::Sender<Result<Event, StoreError>>,
+    ) -> Result<(), StoreError> {
+        let upto = self.upto;
+        while *last < upto {
+            let from = *last;
+            let range = Arc::clone(range);
+            let page = self
+                .pool
+                .run(move |tx| read::history(tx, &range, from, upto, HISTORY_PAGE))
+                .await?;
+            let full = page.len() == HISTORY_PAGE;
+            for ev in page {
+                *last = ev.revision();
+                if out.send(Ok(ev)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if !full {
+                break;
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,405 @@
+//! The single writer: one thread owns the write connection and commits
+//! whatever is queued as one transaction (group commit), so many concurrent
+//! writes share one fsync while each stays individually checked.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::compact;
+use crate::server::store::{Event, EventKind, KeyValue, Revision, StoreError};
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Events of one committed batch, in revision order.
+pub(crate) type Batch = Arc<[Event]>;
+
+pub(crate) enum WriteOp {
+    Create {
+        key: String,
+        value: Bytes,
+    },
+    Update {
+        key: String,
+        value: Bytes,
+        expected: Revision,
+    },
+    Delete {
+        key: String,
+        expected: Option<Revision>,
+    },
+}
+
+pub(crate) enum Request {
+    Write {
+        op: WriteOp,
+        reply: oneshot::Sender<Result<KeyValue>>,
+    },
+    Compact {
+        keep: i64,
+        reply: oneshot::Sender<Result<Revision>>,
+    },
+}
+
+/// What the writer shares with readers and watchers.
+pub(crate) struct Published {
+    /// Newest revision whose events have been handed to the fan-out.
+    pub current: AtomicI64,
+    pub compacted: AtomicI64,
+    /// Sending a batch and advancing `current` happen under this lock, and a
+    /// new watcher subscribes and reads `current` under it too: so every
+    /// revision is either at or below the `current` it reads (found by its
+    /// catch-up) or arrives on its subscription. None once the writer ends,
+    /// which closes every watcher.
+    pub fanout: Mutex<Option<broadcast::Sender<Batch>>>,
+}
+
+/// The newest row of a key, as the writer needs it for checks and events.
+#[derive(Clone)]
+struct Latest {
+    rev: Revision,
+    deleted: bool,
+    create_rev: Revision,
+    value: Bytes,
+}
+
+impl Latest {
+    fn kv(&self, key: &str) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: self.value.clone(),
+            create_revision: self.create_rev,
+            mod_revision: self.rev,
+        }
+    }
+}
+
+pub(crate) struct Writer {
+    conn: Connection,
+    /// Newest revision in the table (or compacted away); the next write
+    /// gets `last + 1`.
+    last: Revision,
+    max_batch: usize,
+    published: Arc<Published>,
+}
+
+/// One op's outcome before commit: the value to return and the event, or the
+/// op's own error (which does not fail the batch).
+type Outcome = Result<(KeyValue, Event)>;
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        last: Revision,
+        max_batch: usize,
+        published: Arc<Published>,
+    ) -> Self {
+        Writer {
+            conn,
+            last,
+            max_batch: max_batch.max(1),
+            published,
+        }
+    }
+
+    /// Serves requests until every sender is gone, then closes the fan-out.
+    pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
+        let mut writes = Vec::with_capacity(self.max_batch);
+        let mut compactions = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            let mut next = Some(first);
+            while let Some(req) = next.take() {
+                match req {
+                    Request::Write { op, reply } => writes.push((op, reply)),
+                    Request::Compact { keep, reply } => compactions.push((keep, reply)),
+                }
+                if writes.len() < self.max_batch {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !writes.is_empty() {
+                self.commit_group(&mut writes);
+            }
+            for (keep, reply) in compactions.drain(..) {
+                let res = compact::compact(&mut self.conn, self.last, keep, &self.published);
+                let _ = reply.send(res);
+            }
+        }
+        if let Ok(mut fanout) = self.published.fanout.lock() {
+            fanout.take();
+        }
+        // Fold the WAL back so the next start reads one file; failure only
+        // costs a slower start.
+        if let Err(e) = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %e, "store: checkpoint at shutdown failed");
+        }
+        tracing::debug!(revision = self.last, "store writer stopped");
+    }
+
+    fn commit_group(&mut self, writes: &mut Vec<(WriteOp, oneshot::Sender<Result<KeyValue>>)>) {
+        let outcomes = match self.apply(writes) {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::error!(error = %e, ops = writes.len(), "store: group commit failed");
+                for (_, reply) in writes.drain(..) {
+                    let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                }
+                return;
+            }
+        };
+
+        let mut events = Vec::with_capacity(outcomes.len());
+        let mut replies = Vec::with_capacity(outcomes.len());
+        for ((_, reply), outcome) in writes.drain(..).zip(outcomes) {
+            match outcome {
+                Ok((kv, event)) => {
+                    events.push(event);
+                    replies.push((reply, Ok(kv)));
+                }
+                Err(e) => replies.push((reply, Err(e))),
+            }
+        }
+        if !events.is_empty() {
+            self.publish(events);
+        }
+        // Callers hear back only once `current` covers their write, so a
+        // read right after a write sees it.
+        for (reply, res) in replies {
+            let _ = reply.send(res);
+        }
+    }
+
+    fn publish(&self, events: Vec<Event>) {
+        let last = self.last;
+        let batch: Batch = events.into();
+        match self.published.fanout.lock() {
+            Ok(fanout) => {
+                if let Some(tx) = fanout.as_ref() {
+                    // No receivers is not an error here.
+                    let _ = tx.send(batch);
+                }
+                self.published.current.store(last, Ordering::Release);
+            }
+            Err(_) => {
+                // A watcher panicked while subscribing; events can no longer
+                // be ordered against subscriptions, but reads must go on.
+                self.published.current.store(last, Ordering::Release);
+            }
+        }
+    }
+
+    /// Runs the batch in one transaction. Err means nothing was committed.
+    fn apply(
+        &mut self,
+        writes: &[(WriteOp, oneshot::Sender<Result<KeyValue>>)],
+    ) -> Result<Vec<Outcome>, rusqlite::Error> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut next = self.last + 1;
+        // Newest row per key including this batch's earlier ops.
+        let mut seen: HashMap<String, Option<Latest>> = HashMap::new();
+        let mut outcomes = Vec::with_capacity(writes.len());
+        {
+            let mut find = tx.prepare_cached(
+                "SELECT rev, deleted, create_rev, value FROM kv
+                 WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO kv (rev, key, created, deleted, create_rev, prev_rev, value)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (op, _) in writes {
+                let key = op.key();
+                let latest = match seen.get(key) {
+                    Some(l) => l.clone(),
+                    None => find
+                        .query_row([key], |r| {
+                            Ok(Latest {
+                                rev: r.get(0)?,
+                                deleted: r.get(1)?,
+                                create_rev: r.get(2)?,
+                                value: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+                            })
+                        })
+                        .optional()?,
+                };
+                let live = latest.as_ref().filter(|l| !l.deleted);
+                let row = match check(op, live, latest.as_ref(), next) {
+                    Ok(row) => row,
+                    Err(e) => {
+                        outcomes.push(Err(e));
+                        continue;
+                    }
+                };
+                match insert.execute(params![
+                    next,
+                    key,
+                    row.created,
+                    row.deleted,
+                    row.create_rev,
+                    row.prev_rev,
+                    &row.value[..]
+                ]) {
+                    Ok(_) => {}
+                    // Cannot happen with one writer, but if (key, prev_rev)
+                    // is taken, someone else wrote this version first.
+                    Err(rusqlite::Error::SqliteFailure(f, _))
+                        if f.code == ErrorCode::ConstraintViolation =>
+                    {
+                        outcomes.push(Err(StoreError::Conflict {
+                            key: key.to_owned(),
+                            expected: row.prev_rev,
+                            actual: -1,
+                        }));
+                        continue;
+                    }
+                    // Anything else may have ended the transaction; give up
+                    // on the whole batch rather than guess.
+                    Err(e) => return Err(e),
+                }
+                seen.insert(
+                    key.to_owned(),
+                    Some(Latest {
+                        rev: next,
+                        deleted: row.deleted,
+                        create_rev: row.create_rev,
+                        value: row.value.clone(),
+                    }),
+                );
+                outcomes.push(Ok((row.result, row.event)));
+                next += 1;
+            }
+        }
+        tx.commit()?;
+        self.last = next - 1;
+        Ok(outcomes)
+    }
+}
+
+impl WriteOp {
+    fn key(&self) -> &str {
+        match self {
+            WriteOp::Create { key, .. }
+            | WriteOp::Update { key, .. }
+            | WriteOp::Delete { key, .. } => key,
+        }
+    }
+}
+
+struct NewRow {
+    created: bool,
+    deleted: bool,
+    create_rev: Revision,
+    prev_rev: Revision,
+    value: Bytes,
+    result: KeyValue,
+    event: Event,
+}
+
+/// Decides one op against the key's newest row (`latest`, possibly a
+/// tombstone; `live` is it unless it is a tombstone).
+fn check(
+    op: &WriteOp,
+    live: Option<&Latest>,
+    latest: Option<&Latest>,
+    rev: Revision,
+) -> Result<NewRow> {
+    match op {
+        WriteOp::Create { key, value } => {
+            if live.is_some() {
+                return Err(StoreError::AlreadyExists { key: key.clone() });
+            }
+            let kv = KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+                create_revision: rev,
+                mod_revision: rev,
+            };
+            Ok(NewRow {
+                created: true,
+                deleted: false,
+                create_rev: rev,
+                // Chaining to the tombstone keeps (key, prev_rev) unique
+                // across delete and re-create.
+                prev_rev: latest.map_or(0, |l| l.rev),
+                value: value.clone(),
+                result: kv.clone(),
+                event: Event {
+                    kind: EventKind::Create,
+                    kv,
+                    prev: None,
+                },
+            })
+        }
+        WriteOp::Update {
+            key,
+            value,
+            expected,
+        } => {
+            let cur = live.ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+            if cur.rev != *expected {
+                return Err(StoreError::Conflict {
+                    key: key.clone(),
+                    expected: *expected,
+                    actual: cur.rev,
+                });
+            }
+            let kv = KeyValue {
+                key: key.clone(),
+                value: value.clone(),
+                create_revision: cur.create_rev,
+                mod_revision: rev,
+            };
+            Ok(NewRow {
+                created: false,
+                deleted: false,
+                create_rev: cur.create_rev,
+                prev_rev: cur.rev,
+                value: value.clone(),
+                result: kv.clone(),
+                event: Event {
+                    kind: EventKind::Update,
+                    kv,
+                    prev: Some(cur.kv(key)),
+                },
+            })
+        }
+        WriteOp::Delete { key, expected } => {
+            let cur = live.ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+            if let Some(expected) = expected {
+                if cur.rev != *expected {
+                    return Err(StoreError::Conflict {
+                        key: key.clone(),
+                        expected: *expected,
+                        actual: cur.rev,
+                    });
+                }
+            }
+            let kv = KeyValue {
+                mod_revision: rev,
+                ..cur.kv(key)
+            };
+            Ok(NewRow {
+                created: false,
+                deleted: true,
+                create_rev: cur.create_rev,
+                prev_rev: cur.rev,
+                value: cur.value.clone(),
+                result: kv.clone(),
+                event: Event {
+                    kind: EventKind::Delete,
+                    kv,
+                    prev: Some(cur.kv(key)),
+                },
+            })
+        }
+    }
+}
