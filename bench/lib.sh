@@ -68,7 +68,7 @@ stop_skiff() {
 
 # CA file and admin token of a running server's data dir $1.
 skiff_ca() {
-    grep certificate-authority-data "$1/kubeconfig.yaml" | awk '{print $2}' | base64 -d >"$1/ca.pem"
+    grep certificate-authority-data "$1/kubeconfig.yaml" | awk '{print $2}' | tr -d "'\"" | base64 -d >"$1/ca.pem"
     echo "$1/ca.pem"
 }
 skiff_token() { head -n1 "$1/server/cred/tokens.csv" | cut -d, -f1; }

@@ -122,19 +122,28 @@ fn server_writes_kubeconfig_token_and_certificates() {
     let mode = std::fs::metadata(&kc).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "kubeconfig mode {mode:o}");
     let text = std::fs::read_to_string(&kc).unwrap();
-    assert!(
-        text.contains(&format!("server: https://127.0.0.1:{PORT}")),
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("kubeconfig YAML: {e}\n{text}"));
+    let cluster = &doc["clusters"][0]["cluster"];
+    assert_eq!(
+        cluster["server"],
+        format!("https://127.0.0.1:{PORT}"),
         "kubeconfig:\n{text}"
     );
-    assert!(
-        text.contains("certificate-authority-data:"),
-        "kubeconfig:\n{text}"
-    );
-    assert!(
-        text.contains("client-certificate-data:"),
-        "kubeconfig:\n{text}"
-    );
-    assert!(text.contains("client-key-data:"), "kubeconfig:\n{text}");
+    let user = &doc["users"][0]["user"];
+    for (v, what) in [
+        (
+            &cluster["certificate-authority-data"],
+            "certificate-authority-data",
+        ),
+        (&user["client-certificate-data"], "client-certificate-data"),
+        (&user["client-key-data"], "client-key-data"),
+    ] {
+        assert!(
+            v.as_str().is_some_and(|s| !s.is_empty()),
+            "{what} in kubeconfig:\n{text}"
+        );
+    }
 
     let token = std::fs::read_to_string(s.data_dir().join("server/token")).unwrap();
     let token = token.trim();
@@ -150,11 +159,7 @@ fn server_writes_kubeconfig_token_and_certificates() {
 
     // The hash is the sha256 of the CA PEM in the kubeconfig.
     use base64::Engine;
-    let ca_b64 = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("certificate-authority-data:"))
-        .unwrap()
-        .trim();
+    let ca_b64 = cluster["certificate-authority-data"].as_str().unwrap();
     let ca_pem = base64::engine::general_purpose::STANDARD
         .decode(ca_b64)
         .unwrap();
