@@ -1,0 +1,83 @@
+# Shared helpers for bench/*.sh (sourced). Every benchmark runs inside a
+# network namespace it creates and removes; traffic stays on 127.0.0.1 there.
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(dirname "$BENCH_DIR")"
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
+RELEASE_DIR="$TARGET_DIR/x86_64-unknown-linux-gnu/release"
+SKIFF="$RELEASE_DIR/skiff"
+APIBENCH="$RELEASE_DIR/examples/apibench"
+PORT=6443
+
+[ "$(id -u)" = 0 ] || { echo "bench: run as root (network namespaces)" >&2; exit 1; }
+
+build_release() {
+    if [ -z "${BENCH_NO_BUILD:-}" ]; then
+        (cd "$REPO_DIR" && cargo build --release -q && cargo build --release -q --example apibench)
+    fi
+    [ -x "$SKIFF" ] && [ -x "$APIBENCH" ] || { echo "bench: missing $SKIFF or $APIBENCH" >&2; exit 1; }
+}
+
+NS=""
+WORK=""
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]:-}"; do
+        [ -n "$p" ] && kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
+    done
+    [ -n "$NS" ] && ip netns delete "$NS" 2>/dev/null || true
+    [ -n "$WORK" ] && rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+netns_up() {
+    NS="skiff-bench-$$"
+    ip netns add "$NS"
+    ip -n "$NS" link set lo up
+    WORK="$(mktemp -d /tmp/skiff-bench.XXXXXX)"
+}
+
+in_ns() { ip netns exec "$NS" "$@"; }
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+# Start skiff server in the namespace on data dir $1; waits for /readyz.
+start_skiff() {
+    local data="$1"
+    ip netns exec "$NS" "$SKIFF" server --data-dir "$data" --bind-address 127.0.0.1 \
+        --https-listen-port "$PORT" --write-kubeconfig "$data/kubeconfig.yaml" \
+        >"$data.log" 2>&1 &
+    SKIFF_PID=$!
+    PIDS+=("$SKIFF_PID")
+    for _ in $(seq 1 600); do
+        if [ "$(in_ns curl -sk --max-time 1 "https://127.0.0.1:$PORT/readyz" 2>/dev/null)" = ok ]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "bench: skiff server not ready; log:" >&2
+    cat "$data.log" >&2
+    exit 1
+}
+
+stop_skiff() {
+    kill -TERM "$SKIFF_PID" 2>/dev/null || true
+    wait "$SKIFF_PID" 2>/dev/null || true
+}
+
+# CA file and admin token of a running server's data dir $1.
+skiff_ca() {
+    grep certificate-authority-data "$1/kubeconfig.yaml" | awk '{print $2}' | tr -d "'\"" | base64 -d >"$1/ca.pem"
+    echo "$1/ca.pem"
+}
+skiff_token() { head -n1 "$1/server/cred/tokens.csv" | cut -d, -f1; }
+
+have_etcd() { command -v etcd >/dev/null 2>&1; }
+
+etcd_cmd() { # data dir
+    echo etcd --name bench --data-dir "$1" \
+        --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+        --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+        --initial-cluster bench=http://127.0.0.1:2380 --log-level error
+}

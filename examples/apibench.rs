@@ -1,0 +1,588 @@
+//! apibench: the small load and timing tool behind `bench/*.sh`.
+//!
+//! ```text
+//! apibench startup --url URL [--idle-secs S] -- CMD ARGS...
+//!     spawn CMD, poll URL (https: certificate not checked) until it answers
+//!     200, print `ready_ms=…`; after S idle seconds print `rss_kib=… pss_kib=…`
+//!     of the process; then stop it (SIGTERM, SIGKILL after 10 s).
+//! apibench create --url URL --ca FILE --token T --clients N --requests M [--namespace NS]
+//!     N clients, each with its own HTTPS connection, create M ConfigMaps in
+//!     total (POST /api/v1/namespaces/NS/configmaps); print throughput and
+//!     latency percentiles.
+//! apibench watch --url URL --ca FILE --token T --events K [--namespace NS]
+//!     open a watch on ConfigMaps, create K ConfigMaps one after another on
+//!     another connection, and print the delay from each create's response
+//!     (and from its request) to the watch event for it.
+//! apibench etcd-put --url http://127.0.0.1:2379 --clients N --requests M
+//!     the same write load against etcd's v3 JSON gateway (POST /v3/kv/put),
+//!     as the nearest peer store.
+//! ```
+//! The loops are bounded by the counts given; nothing runs without an end.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+
+struct Args {
+    pos: Vec<String>,
+    opts: HashMap<String, String>,
+    rest: Vec<String>,
+}
+
+fn parse_args() -> Args {
+    let mut pos = Vec::new();
+    let mut opts = HashMap::new();
+    let mut rest = Vec::new();
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--" {
+            rest.extend(it.by_ref());
+            break;
+        }
+        if let Some(k) = a.strip_prefix("--") {
+            opts.insert(k.to_string(), it.next().unwrap_or_default());
+        } else {
+            pos.push(a);
+        }
+    }
+    Args { pos, opts, rest }
+}
+
+impl Args {
+    fn get(&self, k: &str) -> Result<&str> {
+        self.opts
+            .get(k)
+            .map(String::as_str)
+            .with_context(|| format!("--{k} is required"))
+    }
+    fn num(&self, k: &str, default: usize) -> Result<usize> {
+        match self.opts.get(k) {
+            Some(v) => v.parse().with_context(|| format!("--{k} {v}")),
+            None => Ok(default),
+        }
+    }
+}
+
+/// Accepts any certificate: only for polling `/readyz` while the server is
+/// still creating its CA.
+#[derive(Debug)]
+struct NoVerify(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn tls_config(ca: Option<&str>) -> Result<Arc<rustls::ClientConfig>> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?;
+    let mut cfg = match ca {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in
+                CertificateDer::pem_file_iter(path).with_context(|| format!("read CA {path}"))?
+            {
+                roots.add(cert?)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify(provider())))
+            .with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+struct Target {
+    https: bool,
+    host: String,
+    port: u16,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    token: Option<String>,
+}
+
+impl Target {
+    fn new(url: &str, ca: Option<&str>, token: Option<&str>) -> Result<Target> {
+        let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = url.strip_prefix("http://") {
+            (false, r)
+        } else {
+            bail!("URL must start with http:// or https://: {url}")
+        };
+        let hostport = rest.split('/').next().unwrap_or(rest);
+        let (host, port) = hostport
+            .rsplit_once(':')
+            .with_context(|| format!("URL needs a port: {url}"))?;
+        Ok(Target {
+            https,
+            host: host.to_string(),
+            port: port.parse()?,
+            tls: if https { Some(tls_config(ca)?) } else { None },
+            token: token.map(str::to_string),
+        })
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Full<Bytes>>> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port)).await?;
+        tcp.set_nodelay(true)?;
+        if self.https {
+            let connector = tokio_rustls::TlsConnector::from(self.tls.clone().unwrap());
+            let name = ServerName::try_from(self.host.clone())?;
+            let tls = connector.connect(name, tcp).await?;
+            let (send, conn) = http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(send)
+        } else {
+            let (send, conn) = http1::handshake(TokioIo::new(tcp)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Ok(send)
+        }
+    }
+
+    fn request(&self, method: &str, path: &str, body: Option<String>) -> Request<Full<Bytes>> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", format!("{}:{}", self.host, self.port))
+            .header("accept", "application/json");
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(s) => {
+                b = b.header("content-type", "application/json");
+                Full::new(Bytes::from(s))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        b.body(body).unwrap()
+    }
+}
+
+async fn send(
+    conn: &mut SendRequest<Full<Bytes>>,
+    req: Request<Full<Bytes>>,
+) -> Result<(StatusCode, Bytes)> {
+    conn.ready().await?;
+    let resp = conn.send_request(req).await?;
+    let status = resp.status();
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok((status, body))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1000.0
+}
+
+fn report(label: &str, clients: usize, elapsed: Duration, mut lat: Vec<Duration>, errors: usize) {
+    lat.sort();
+    let n = lat.len();
+    println!(
+        "{label} clients={clients} ok={n} errors={errors} secs={:.3} rate={:.0}/s p50_ms={:.2} p99_ms={:.2} max_ms={:.2}",
+        elapsed.as_secs_f64(),
+        n as f64 / elapsed.as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        percentile(&lat, 1.0),
+    );
+}
+
+/// Run `requests` requests over `clients` connections; `make(i)` builds the
+/// i-th request as (method, path, body).
+async fn load(
+    target: Arc<Target>,
+    label: &str,
+    clients: usize,
+    requests: usize,
+    make: Arc<dyn Fn(usize) -> (String, String, String) + Send + Sync>,
+    ok: fn(StatusCode) -> bool,
+) -> Result<()> {
+    // Connect everyone first so that handshakes are not in the timings.
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(target.connect().await?);
+    }
+    let per = requests / clients;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (c, mut conn) in conns.into_iter().enumerate() {
+        let target = target.clone();
+        let make = make.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(per);
+            let mut errors = 0usize;
+            let mut first_error = None;
+            for i in 0..per {
+                let (method, path, body) = make(c * per + i);
+                let t = Instant::now();
+                match send(&mut conn, target.request(&method, &path, Some(body))).await {
+                    Ok((st, _)) if ok(st) => lat.push(t.elapsed()),
+                    Ok((st, body)) => {
+                        errors += 1;
+                        first_error
+                            .get_or_insert(format!("{st}: {}", String::from_utf8_lossy(&body)));
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(format!("{e:#}"));
+                        // The connection is gone; open a new one.
+                        match target.connect().await {
+                            Ok(c) => conn = c,
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }
+            (lat, errors, first_error)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e, first) = t.await?;
+        all.extend(lat);
+        errors += e;
+        if let Some(f) = first {
+            eprintln!("apibench: first error: {f}");
+        }
+    }
+    report(label, clients, start.elapsed(), all, errors);
+    Ok(())
+}
+
+async fn ensure_namespace(target: &Target, ns: &str) -> Result<()> {
+    let mut conn = target.connect().await?;
+    let body =
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+    let (st, b) = send(
+        &mut conn,
+        target.request("POST", "/api/v1/namespaces", Some(body.to_string())),
+    )
+    .await?;
+    if !(st.is_success() || st == StatusCode::CONFLICT) {
+        bail!(
+            "create namespace {ns}: {st} {}",
+            String::from_utf8_lossy(&b)
+        );
+    }
+    Ok(())
+}
+
+fn configmap(ns: &str, name: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns, "labels": {"bench": "apibench"}},
+        "data": {"key": "value", "payload": "x".repeat(256)},
+    })
+    .to_string()
+}
+
+async fn cmd_create(a: &Args) -> Result<()> {
+    let target = Arc::new(Target::new(
+        a.get("url")?,
+        a.opts.get("ca").map(String::as_str),
+        a.opts.get("token").map(String::as_str),
+    )?);
+    let ns = a
+        .opts
+        .get("namespace")
+        .cloned()
+        .unwrap_or_else(|| "bench".into());
+    ensure_namespace(&target, &ns).await?;
+    let clients = a.num("clients", 1)?;
+    let requests = a.num("requests", 1000)?;
+    let prefix = format!("cm-{clients}-{}", std::process::id());
+    let ns2 = ns.clone();
+    let make = Arc::new(move |i: usize| {
+        (
+            "POST".to_string(),
+            format!("/api/v1/namespaces/{ns2}/configmaps"),
+            configmap(&ns2, &format!("{prefix}-{i}")),
+        )
+    });
+    load(target, "create", clients, requests, make, |s| {
+        s == StatusCode::CREATED
+    })
+    .await
+}
+
+async fn cmd_etcd_put(a: &Args) -> Result<()> {
+    use base64::Engine;
+    let target = Arc::new(Target::new(a.get("url")?, None, None)?);
+    let clients = a.num("clients", 1)?;
+    let requests = a.num("requests", 1000)?;
+    let value = base64::engine::general_purpose::STANDARD.encode(configmap("bench", "x"));
+    let make = Arc::new(move |i: usize| {
+        let key = base64::engine::general_purpose::STANDARD
+            .encode(format!("/registry/configmaps/bench/cm-{clients}-{i}"));
+        (
+            "POST".to_string(),
+            "/v3/kv/put".to_string(),
+            serde_json::json!({"key": key, "value": value}).to_string(),
+        )
+    });
+    load(target, "etcd-put", clients, requests, make, |s| {
+        s.is_success()
+    })
+    .await
+}
+
+async fn cmd_watch(a: &Args) -> Result<()> {
+    let target = Arc::new(Target::new(
+        a.get("url")?,
+        a.opts.get("ca").map(String::as_str),
+        a.opts.get("token").map(String::as_str),
+    )?);
+    let ns = a
+        .opts
+        .get("namespace")
+        .cloned()
+        .unwrap_or_else(|| "benchwatch".into());
+    ensure_namespace(&target, &ns).await?;
+    let events = a.num("events", 500)?;
+
+    // Current resourceVersion, so the watch starts after existing objects.
+    let mut conn = target.connect().await?;
+    let (st, body) = send(
+        &mut conn,
+        target.request(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/configmaps?limit=1"),
+            None,
+        ),
+    )
+    .await?;
+    if !st.is_success() {
+        bail!("list: {st} {}", String::from_utf8_lossy(&body));
+    }
+    let list: serde_json::Value = serde_json::from_slice(&body)?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+
+    let mut wconn = target.connect().await?;
+    wconn.ready().await?;
+    let resp = wconn
+        .send_request(target.request(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/configmaps?watch=true&resourceVersion={rv}&allowWatchBookmarks=false"),
+            None,
+        ))
+        .await?;
+    if !resp.status().is_success() {
+        bail!("watch: {}", resp.status());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let mut body = resp.into_body();
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let now = Instant::now();
+            if let Some(data) = frame.data_ref() {
+                buf.extend_from_slice(data);
+                while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    if let Ok(ev) = serde_json::from_slice::<serde_json::Value>(&line) {
+                        if ev["type"] == "ADDED" {
+                            if let Some(name) = ev["object"]["metadata"]["name"].as_str() {
+                                let _ = tx.send((name.to_string(), now));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    });
+
+    let prefix = format!("w-{}", std::process::id());
+    let mut sent = HashMap::new();
+    let mut arrived: HashMap<String, Instant> = HashMap::new();
+    for i in 0..events {
+        let name = format!("{prefix}-{i}");
+        let t0 = Instant::now();
+        let (st, body) = send(
+            &mut conn,
+            target.request(
+                "POST",
+                &format!("/api/v1/namespaces/{ns}/configmaps"),
+                Some(configmap(&ns, &name)),
+            ),
+        )
+        .await?;
+        let t1 = Instant::now();
+        if st != StatusCode::CREATED {
+            bail!("create {name}: {st} {}", String::from_utf8_lossy(&body));
+        }
+        sent.insert(name, (t0, t1));
+        while let Ok((n, t)) = rx.try_recv() {
+            arrived.insert(n, t);
+        }
+    }
+    // Wait (bounded) for the rest of the events.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while arrived.len() < events && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            Ok(Some((n, t))) => {
+                arrived.insert(n, t);
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    let mut from_ack = Vec::new();
+    let mut from_req = Vec::new();
+    for (name, (t0, t1)) in &sent {
+        if let Some(t) = arrived.get(name) {
+            from_ack.push(t.saturating_duration_since(*t1));
+            from_req.push(t.saturating_duration_since(*t0));
+        }
+    }
+    from_ack.sort();
+    from_req.sort();
+    println!(
+        "watch events={} received={} ack_to_event_p50_ms={:.3} ack_to_event_p99_ms={:.3} request_to_event_p50_ms={:.3} request_to_event_p99_ms={:.3}",
+        events,
+        from_ack.len(),
+        percentile(&from_ack, 0.5),
+        percentile(&from_ack, 0.99),
+        percentile(&from_req, 0.5),
+        percentile(&from_req, 0.99),
+    );
+    if from_ack.len() < events {
+        bail!("only {} of {events} watch events arrived", from_ack.len());
+    }
+    Ok(())
+}
+
+fn read_kib(path: &str, field: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+async fn cmd_startup(a: &Args) -> Result<()> {
+    if a.rest.is_empty() {
+        bail!("startup: give the command after --");
+    }
+    let target = Target::new(a.get("url")?, None, None)?;
+    let idle = a.num("idle-secs", 0)?;
+    let path = a
+        .get("url")?
+        .splitn(4, '/')
+        .nth(3)
+        .map(|p| format!("/{p}"))
+        .unwrap_or_else(|| "/".into());
+    let start = Instant::now();
+    let mut child = tokio::process::Command::new(&a.rest[0])
+        .args(&a.rest[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("spawn {:?}", a.rest))?;
+    let pid = child.id().context("child pid")?;
+    let deadline = start + Duration::from_secs(120);
+    let ready = loop {
+        if let Some(st) = child.try_wait()? {
+            bail!("{:?} exited before it was ready: {st}", a.rest[0]);
+        }
+        if let Ok(mut conn) = target.connect().await {
+            if let Ok((st, _)) = send(&mut conn, target.request("GET", &path, None)).await {
+                if st.is_success() {
+                    break start.elapsed();
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("not ready after 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    println!("ready_ms={:.1}", ready.as_secs_f64() * 1000.0);
+    if idle > 0 {
+        tokio::time::sleep(Duration::from_secs(idle as u64)).await;
+        let rss = read_kib(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0);
+        let pss = read_kib(&format!("/proc/{pid}/smaps_rollup"), "Pss:").unwrap_or(0);
+        println!("rss_kib={rss} pss_kib={pss}");
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    if tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .is_err()
+    {
+        let _ = child.kill().await;
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let a = parse_args();
+    match a.pos.first().map(String::as_str) {
+        Some("startup") => cmd_startup(&a).await,
+        Some("create") => cmd_create(&a).await,
+        Some("watch") => cmd_watch(&a).await,
+        Some("etcd-put") => cmd_etcd_put(&a).await,
+        _ => bail!("usage: apibench startup|create|watch|etcd-put … (see examples/apibench.rs)"),
+    }
+}

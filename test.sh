@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The test command: installs what the tests need (Debian/Ubuntu), then runs
+# formatting, lints and every test. Run as root (the integration tests create
+# network namespaces). CI runs exactly this (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" != 0 ]; then
+    echo "test.sh: run as root (integration tests create network namespaces)" >&2
+    exit 1
+fi
+
+# Debian packages the tests use: ip (iproute2) for network namespaces, curl
+# for raw HTTPS checks.
+need=()
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "test.sh: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${need[@]}"
+fi
+
+# The real kubectl drives the integration tests; it is not packaged in
+# Debian, so it must already be there.
+if [ ! -x /usr/bin/kubectl ]; then
+    echo "test.sh: /usr/bin/kubectl is missing; the integration tests need the real kubectl (1.32)" >&2
+    exit 1
+fi
+
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+cargo test

@@ -1,0 +1,587 @@
+//! Test harness for integration tests: a private network namespace per test,
+//! a real `skiff server` running inside it, and the real `/usr/bin/kubectl`
+//! (also run inside it) with a per-test kubeconfig and discovery cache.
+//!
+//! Everything is cleaned up by `Drop` guards, also when a test panics: the
+//! server process (killed by its PID), any background kubectl (by PID), the
+//! network namespace and the temporary directory. When a test fails, the
+//! server's log is printed so that the failure can be diagnosed from the
+//! test output alone.
+//!
+//! Nothing here touches the host's own network namespace: all traffic goes
+//! to 127.0.0.1 inside the test's namespace. Waits are bounded retries, never
+//! assertions on time.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// The real kubectl (Google Cloud SDK's dispatcher picks kubectl 1.32 from the
+/// server's `/version`).
+pub const KUBECTL: &str = "/usr/bin/kubectl";
+
+/// The port the API server listens on inside the test's own namespace (every
+/// port is free there, so tests never collide; it is not the default 6443 so
+/// that `--https-listen-port` is exercised).
+pub const PORT: u16 = 16443;
+
+/// How long to wait for the server to become ready before failing (a bound on
+/// a retry loop, not an assertion on speed).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique_suffix() -> String {
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Run a command to completion and panic with its output if it fails.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    if !out.status.success() {
+        panic!(
+            "{cmd:?} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A network namespace of its own, with `lo` up; deleted on drop.
+pub struct TestNet {
+    name: String,
+}
+
+impl TestNet {
+    pub fn new() -> TestNet {
+        let name = format!("skiff-t{}", unique_suffix());
+        run_ok(Command::new("ip").args(["netns", "add", &name]));
+        // From here on, Drop deletes the namespace even if bringing lo up fails.
+        let net = TestNet { name };
+        run_ok(Command::new("ip").args(["-n", &net.name, "link", "set", "lo", "up"]));
+        net
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A command that runs `program` inside this namespace. `ip netns exec`
+    /// execs the program in place, so the child's PID is the program's PID.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.name]).arg(program);
+        cmd
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// A `skiff server` running in its own network namespace, with its own data
+/// directory, kubeconfig and kubectl discovery cache.
+pub struct Server {
+    // Drop order matters: `drop` kills the process, then the namespace goes,
+    // then the temporary directory.
+    child: Option<Child>,
+    net: TestNet,
+    dir: tempfile::TempDir,
+    starts: u32,
+    extra_args: Vec<String>,
+}
+
+impl Server {
+    /// Start a server on a fresh data directory and wait until it is ready.
+    pub fn start() -> Server {
+        Server::start_with_args(&[])
+    }
+
+    pub fn start_with_args(extra: &[&str]) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let mut server = Server {
+            child: None,
+            net: TestNet::new(),
+            dir,
+            starts: 0,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server.wait_ready();
+        server
+    }
+
+    pub fn net(&self) -> &TestNet {
+        &self.net
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig.yaml")
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("kube-cache")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is not running").id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{PORT}{path}")
+    }
+
+    fn log_path(&self, n: u32) -> PathBuf {
+        self.dir.path().join(format!("server-{n}.log"))
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "server already running");
+        self.starts += 1;
+        let log = fs::File::create(self.log_path(self.starts)).expect("create server log");
+        let log2 = log.try_clone().expect("dup log");
+        let mut cmd = self.net.command(env!("CARGO_BIN_EXE_skiff"));
+        cmd.arg("server")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .args(["--bind-address", "127.0.0.1"])
+            .args(["--https-listen-port", &PORT.to_string()])
+            .arg("--write-kubeconfig")
+            .arg(self.kubeconfig())
+            .args(&self.extra_args)
+            .env("RUST_BACKTRACE", "1")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+        self.child = Some(child);
+    }
+
+    /// Poll `/readyz` inside the namespace until it answers `ok`; panic (with
+    /// the server's log) if the process exits or it never becomes ready.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .expect("server is not running")
+                .try_wait()
+                .expect("try_wait")
+            {
+                self.child = None;
+                // Drop prints the server's log.
+                panic!("skiff server exited before it was ready ({status})");
+            }
+            let out = self
+                .net
+                .command("curl")
+                .args(["-sk", "--max-time", "2"])
+                .arg(self.url("/readyz"))
+                .output()
+                .expect("run curl");
+            if out.status.success()
+                && String::from_utf8_lossy(&out.stdout).trim() == "ok"
+                && self.kubeconfig().exists()
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "skiff server not ready after {READY_TIMEOUT:?}: last /readyz: {:?} {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stdout),
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL the server (no chance to clean up) and reap it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // std's Child::kill sends SIGKILL to exactly this PID.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start the server again on the same data directory and wait until it
+    /// is ready. Kills it first if it is still running.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Everything the server wrote to stdout/stderr, for every start.
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for n in 1..=self.starts {
+            let text = fs::read_to_string(self.log_path(n)).unwrap_or_default();
+            s.push_str(&format!("--- skiff server log (start {n}) ---\n{text}\n"));
+        }
+        s
+    }
+
+    fn kubectl_command(&self) -> Command {
+        let mut cmd = self.net.command(KUBECTL);
+        cmd.arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.cache_dir())
+            .env("KUBECONFIG", self.kubeconfig())
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Run kubectl (inside the namespace, with this server's kubeconfig).
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let mut cmd = self.kubectl_command();
+        cmd.args(args);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    }
+
+    /// Run kubectl with `stdin` as its standard input (`apply -f -`).
+    pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        let mut cmd = self.kubectl_command();
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .expect("write kubectl stdin");
+        child.wait_with_output().expect("wait kubectl")
+    }
+
+    /// Run kubectl and panic with its output if it fails; returns stdout.
+    pub fn kubectl_ok(&self, args: &[&str]) -> String {
+        let out = self.kubectl(args);
+        if !out.status.success() {
+            panic!(
+                "kubectl {} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                args.join(" "),
+                out.status,
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        stdout(&out)
+    }
+
+    /// Run kubectl, expect it to fail; returns the output.
+    pub fn kubectl_err(&self, args: &[&str]) -> Output {
+        let out = self.kubectl(args);
+        if out.status.success() {
+            panic!(
+                "kubectl {} succeeded but should have failed\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                args.join(" "),
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        out
+    }
+
+    /// Write `contents` to a file in the test's directory; returns its path.
+    pub fn write_file(&self, name: &str, contents: &str) -> String {
+        let path = self.dir.path().join(name);
+        fs::write(&path, contents).expect("write file");
+        path.to_str().unwrap().to_string()
+    }
+
+    /// Start kubectl in the background (e.g. `get -w`); its stdout and
+    /// stderr go to files that [`Background::wait_for`] polls.
+    pub fn kubectl_background(&self, args: &[&str]) -> Background {
+        let n = unique_suffix();
+        let out_path = self.dir.path().join(format!("bg-{n}.out"));
+        let err_path = self.dir.path().join(format!("bg-{n}.err"));
+        let mut cmd = self.kubectl_command();
+        cmd.args(args)
+            .stdout(fs::File::create(&out_path).unwrap())
+            .stderr(fs::File::create(&err_path).unwrap());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+        Background {
+            child: Some(child),
+            out_path,
+            err_path,
+            what: format!("kubectl {}", args.join(" ")),
+        }
+    }
+
+    /// Run curl inside the namespace: `curl -sk --max-time 10 ARGS...`.
+    pub fn curl(&self, args: &[&str]) -> Output {
+        let mut cmd = self.net.command("curl");
+        cmd.args(["-sk", "--max-time", "10"]).args(args);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    }
+
+    /// GET `path` with curl (no credentials unless `args` adds some); returns
+    /// (HTTP status code, body).
+    pub fn curl_get(&self, path: &str, args: &[&str]) -> (u16, String) {
+        let url = self.url(path);
+        let mut all: Vec<&str> = vec!["-w", "\n%{http_code}"];
+        all.extend_from_slice(args);
+        all.push(&url);
+        let out = self.curl(&all);
+        let text = stdout(&out);
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", text.as_str()));
+        let code = code.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "curl {path}: no HTTP status ({}): {text} {}",
+                out.status,
+                stderr(&out)
+            )
+        });
+        (code, body.to_string())
+    }
+
+    /// The admin bearer token: the first line of `server/cred/tokens.csv`.
+    pub fn admin_token(&self) -> String {
+        let path = self.data_dir().join("server/cred/tokens.csv");
+        let text =
+            fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let first = text.lines().next().expect("tokens.csv is empty");
+        first.split(',').next().unwrap().trim().to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+        if thread::panicking() {
+            eprintln!("{}", self.logs());
+        }
+    }
+}
+
+/// A background process (kubectl -w) killed by its PID on drop.
+pub struct Background {
+    child: Option<Child>,
+    out_path: PathBuf,
+    err_path: PathBuf,
+    what: String,
+}
+
+impl Background {
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.out_path).unwrap_or_default()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.err_path).unwrap_or_default()
+    }
+
+    /// Poll stdout until `pred` holds (bounded); panic with the output if it
+    /// never does or the process exits first.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = self.stdout();
+            if pred(&out) {
+                return out;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                // One last look: the output may have landed just before exit.
+                let out = self.stdout();
+                if pred(&out) {
+                    return out;
+                }
+                panic!(
+                    "{}: never saw {what} (exit: {exited:?})\n--- stdout ---\n{out}\n--- stderr ---\n{}",
+                    self.what,
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stop the process (SIGKILL by PID) and return its stdout.
+    pub fn stop(&mut self) -> String {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.stdout()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Split kubectl table output into rows of cells. Cells are separated by
+/// two or more spaces (kubectl pads with at least three), so headers such as
+/// `NOMINATED NODE` stay one cell.
+pub fn table(text: &str) -> Vec<Vec<String>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(split_cells)
+        .collect()
+}
+
+pub fn split_cells(line: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let mut cur = String::new();
+    let mut spaces = 0;
+    for ch in line.trim_end().chars() {
+        if ch == ' ' {
+            spaces += 1;
+            continue;
+        }
+        if spaces >= 2 && !cur.is_empty() {
+            cells.push(std::mem::take(&mut cur));
+        } else if spaces == 1 {
+            cur.push(' ');
+        }
+        spaces = 0;
+        cur.push(ch);
+    }
+    if !cur.is_empty() {
+        cells.push(cur);
+    }
+    cells
+}
+
+/// The row of `rows` whose first cell is `name`; panics with the table if
+/// there is none.
+pub fn row<'a>(rows: &'a [Vec<String>], name: &str) -> &'a [String] {
+    rows.iter()
+        .find(|r| r.first().map(String::as_str) == Some(name))
+        .unwrap_or_else(|| panic!("no row {name:?} in {rows:#?}"))
+}
+
+/// Parse `kubectl ... -o json` output.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// The multi-document manifest used by several tests: a Namespace, a
+/// ConfigMap, a Deployment and a Service.
+pub const DEMO_MANIFEST: &str = r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: demo
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app-config
+  namespace: demo
+  labels:
+    app: web
+data:
+  greeting: hello
+  mode: production
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: demo
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: demo
+spec:
+  selector:
+    app: web
+  ports:
+  - port: 80
+    targetPort: 80
+    protocol: TCP
+"#;
+
+/// A bare Pod (no controller, no node: it stays Pending in this version).
+pub fn pod_manifest(name: &str, namespace: &str, labels: &[(&str, &str)]) -> String {
+    let mut l = String::new();
+    for (k, v) in labels {
+        l.push_str(&format!("    {k}: \"{v}\"\n"));
+    }
+    let labels = if l.is_empty() {
+        String::new()
+    } else {
+        format!("  labels:\n{l}")
+    };
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {namespace}\n{labels}spec:\n  containers:\n  - name: main\n    image: busybox:1.36\n    command: [\"sleep\", \"3600\"]\n"
+    )
+}
