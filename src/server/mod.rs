@@ -141,7 +141,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         objects: Objects::new(store.clone()),
         auth: Authenticator { tokens },
     });
-    bootstrap(&state).await.context("creating system namespaces")?;
+    bootstrap(&state)
+        .await
+        .context("creating system namespaces")?;
 
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = TcpListener::bind(addr)

@@ -34,7 +34,8 @@ pub async fn on_create(
             .as_object_mut()
             .map(|o| o.entry("spec").or_insert_with(|| json!({})));
         if let Some(Value::Object(s)) = spec {
-            s.entry("finalizers").or_insert_with(|| json!(["kubernetes"]));
+            s.entry("finalizers")
+                .or_insert_with(|| json!(["kubernetes"]));
         }
     }
     if is(def, "", "services") {
@@ -47,7 +48,8 @@ pub fn on_update(def: &ResourceDef, old: &Value, new: &mut Value) -> Result<(), 
     if is(def, "", "services") {
         // clusterIP is immutable; an update that leaves it out keeps it.
         let old_ip = old.pointer("/spec/clusterIP").cloned();
-        if let (Some(ip), Some(spec)) = (old_ip, new.get_mut("spec").and_then(Value::as_object_mut)) {
+        if let (Some(ip), Some(spec)) = (old_ip, new.get_mut("spec").and_then(Value::as_object_mut))
+        {
             match spec.get("clusterIP").and_then(Value::as_str) {
                 None | Some("") => {
                     spec.insert("clusterIP".into(), ip.clone());
@@ -119,7 +121,8 @@ async fn service_defaults(
         .unwrap_or("ClusterIP")
         .to_string();
     spec.insert("type".into(), json!(svc_type));
-    spec.entry("sessionAffinity").or_insert_with(|| json!("None"));
+    spec.entry("sessionAffinity")
+        .or_insert_with(|| json!("None"));
     if svc_type != "ExternalName" {
         let wanted = spec
             .get("clusterIP")
@@ -193,8 +196,13 @@ fn allocate_ip(used: &HashSet<String>) -> Result<String, ApiError> {
         if RESERVED_HOSTS.contains(&host) {
             continue;
         }
-        let ip = Ipv4Addr::new(SERVICE_NET[0], SERVICE_NET[1], (host >> 8) as u8, host as u8)
-            .to_string();
+        let ip = Ipv4Addr::new(
+            SERVICE_NET[0],
+            SERVICE_NET[1],
+            (host >> 8) as u8,
+            host as u8,
+        )
+        .to_string();
         if !used.contains(&ip) {
             return Ok(ip);
         }

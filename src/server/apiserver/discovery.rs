@@ -165,7 +165,11 @@ pub fn apis(registry: &Registry, headers: &HeaderMap) -> Response {
 
 pub fn group(registry: &Registry, group: &str) -> Result<Response, ApiError> {
     let mut g = group_json(registry, group).ok_or_else(|| {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     })?;
     if let Some(o) = g.as_object_mut() {
         o.insert("kind".into(), json!("APIGroup"));
@@ -174,7 +178,11 @@ pub fn group(registry: &Registry, group: &str) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &g))
 }
 
-pub fn resource_list(registry: &Registry, group: &str, version: &str) -> Result<Response, ApiError> {
+pub fn resource_list(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+) -> Result<Response, ApiError> {
     let defs: Vec<&ResourceDef> = registry.in_group_version(group, version).collect();
     if defs.is_empty() {
         return Err(ApiError::new(

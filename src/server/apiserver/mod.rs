@@ -128,7 +128,9 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
     match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(ApiError::too_large(MAX_BODY_BYTES))
             } else {
                 Err(ApiError::bad_request(format!(
@@ -140,7 +142,11 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
 }
 
 fn not_found() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 async fn dispatch(
@@ -216,7 +222,10 @@ async fn resource(
     }
     // Namespaced kinds address single objects only within a namespace.
     if r.def.namespaced && r.namespace.is_none() && (r.name.is_some() || method != Method::GET) {
-        return Err(ApiError::method_not_supported(r.def.plural, method.as_str()));
+        return Err(ApiError::method_not_supported(
+            r.def.plural,
+            method.as_str(),
+        ));
     }
     let name = r.name.clone();
     let sub = r.subresource.clone();

@@ -94,7 +94,13 @@ pub fn content_type(headers: &HeaderMap) -> String {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|s| s.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|s| {
+            s.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .unwrap_or_default()
 }
 
@@ -114,11 +120,8 @@ pub fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(ApiError::too_large(MAX_BODY_BYTES));
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        ApiError::bad_request(format!(
-            "the request body is not valid JSON: {e}"
-        ))
-    })?;
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     if !depth_ok(&v, 0) {
         return Err(ApiError::bad_request(format!(
             "the request body is nested deeper than {MAX_DEPTH} levels"
@@ -134,9 +137,8 @@ pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("the request body is not valid UTF-8"))?;
-    let v: Value = serde_saphyr::from_str(text).map_err(|e| {
-        ApiError::bad_request(format!("the request body is not valid YAML: {e}"))
-    })?;
+    let v: Value = serde_saphyr::from_str(text)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?;
     if !depth_ok(&v, 0) {
         return Err(ApiError::bad_request(format!(
             "the request body is nested deeper than {MAX_DEPTH} levels"
@@ -162,7 +164,11 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
 }
 
 pub fn json_response(code: StatusCode, v: &Value) -> Response {
-    json_bytes_response(code, serde_json::to_vec(v).unwrap_or_default(), "application/json")
+    json_bytes_response(
+        code,
+        serde_json::to_vec(v).unwrap_or_default(),
+        "application/json",
+    )
 }
 
 pub fn json_bytes_response(code: StatusCode, bytes: Vec<u8>, content_type: &str) -> Response {

@@ -135,11 +135,7 @@ fn has_generation(obj: &Value) -> bool {
     obj.get("spec").is_some()
 }
 
-fn check_map_of_strings(
-    m: &Map<String, Value>,
-    field: &str,
-    causes: &mut Vec<Cause>,
-) {
+fn check_map_of_strings(m: &Map<String, Value>, field: &str, causes: &mut Vec<Cause>) {
     if let Some(v) = m.get(field) {
         if v.is_null() {
             return;
@@ -480,8 +476,12 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.code, 400);
-        let err = prepare_create(&d, Some("demo"), json!({"kind": "Secret", "metadata": {"name": "x"}}))
-            .unwrap_err();
+        let err = prepare_create(
+            &d,
+            Some("demo"),
+            json!({"kind": "Secret", "metadata": {"name": "x"}}),
+        )
+        .unwrap_err();
         assert_eq!(err.code, 400);
     }
 
@@ -502,10 +502,17 @@ mod tests {
         assert_eq!(out["metadata"]["uid"], old["metadata"]["uid"]);
         assert_eq!(out["metadata"]["generation"], 2);
         assert_eq!(out["status"]["replicas"], 1);
-        let st = prepare_update(&d, &old, json!({"status": {"replicas": 5}, "spec": {"replicas": 100}}), Some("status")).unwrap();
+        let st = prepare_update(
+            &d,
+            &old,
+            json!({"status": {"replicas": 5}, "spec": {"replicas": 100}}),
+            Some("status"),
+        )
+        .unwrap();
         assert_eq!(st["status"]["replicas"], 5);
         assert_eq!(st["spec"]["replicas"], 1);
-        let err = prepare_update(&d, &old, json!({"metadata": {"name": "other"}}), None).unwrap_err();
+        let err =
+            prepare_update(&d, &old, json!({"metadata": {"name": "other"}}), None).unwrap_err();
         assert_eq!(err.code, 400);
     }
 }

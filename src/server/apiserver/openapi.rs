@@ -95,9 +95,17 @@ pub fn root(registry: &Registry) -> Response {
     json_response(StatusCode::OK, &json!({"paths": paths}))
 }
 
-pub fn group_version(registry: &Registry, group: &str, version: &str) -> Result<Response, ApiError> {
+pub fn group_version(
+    registry: &Registry,
+    group: &str,
+    version: &str,
+) -> Result<Response, ApiError> {
     let doc = document(registry, group, version).ok_or_else(|| {
-        ApiError::new(404, "NotFound", "the server could not find the requested resource")
+        ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        )
     })?;
     Ok(json_response(StatusCode::OK, &doc))
 }

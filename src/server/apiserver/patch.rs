@@ -45,16 +45,13 @@ pub fn apply_patch(
     match kind {
         PatchType::Merge => {
             if !patch.is_object() {
-                return Err(ApiError::bad_request(
-                    "a merge patch must be a JSON object",
-                ));
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
             }
             json_patch::merge(&mut out, patch);
         }
         PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| {
-                ApiError::bad_request(format!("the JSON patch is malformed: {e}"))
-            })?;
+            let ops: json_patch::Patch = serde_json::from_value(patch.clone())
+                .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
             json_patch::patch(&mut out, &ops).map_err(|e| {
                 ApiError::new(
                     422,
@@ -117,7 +114,13 @@ fn conflict(def: &ResourceDef, name: &str) -> ApiError {
 pub fn scale_of(def: &ResourceDef, obj: &Value) -> Value {
     let m = meta(obj).cloned().unwrap_or_default();
     let mut metadata = serde_json::Map::new();
-    for key in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+    for key in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
         if let Some(v) = m.get(key) {
             metadata.insert(key.into(), v.clone());
         }

@@ -18,10 +18,16 @@ pub enum ApiPath<'r> {
     /// `/apis/<group>`
     Group(String),
     /// `/api/v1` or `/apis/<group>/<version>`
-    ResourceList { group: String, version: String },
+    ResourceList {
+        group: String,
+        version: String,
+    },
     OpenApiV3Root,
     /// `/openapi/v3/<api/v1 | apis/g/v>`
-    OpenApiV3 { group: String, version: String },
+    OpenApiV3 {
+        group: String,
+        version: String,
+    },
     OpenApiV2,
     /// A collection, an object or an object's subresource.
     Resource(ResourceRef<'r>),

@@ -120,15 +120,26 @@ mod tests {
 
     #[test]
     fn parses_and_checks() {
-        let q = Query::parse(Some("limit=500&watch=true&labelSelector=app%3Dweb&dryRun=All"))
-            .unwrap();
+        let q = Query::parse(Some(
+            "limit=500&watch=true&labelSelector=app%3Dweb&dryRun=All",
+        ))
+        .unwrap();
         assert_eq!(q.uint("limit").unwrap(), Some(500));
         assert!(q.flag("watch").unwrap());
         assert_eq!(q.get("labelSelector"), Some("app=web"));
         assert!(q.dry_run().unwrap());
-        assert!(Query::parse(Some("limit=x")).unwrap().uint("limit").is_err());
-        assert!(Query::parse(Some("watch=maybe")).unwrap().flag("watch").is_err());
-        assert!(Query::parse(Some("dryRun=Some")).unwrap().dry_run().is_err());
+        assert!(Query::parse(Some("limit=x"))
+            .unwrap()
+            .uint("limit")
+            .is_err());
+        assert!(Query::parse(Some("watch=maybe"))
+            .unwrap()
+            .flag("watch")
+            .is_err());
+        assert!(Query::parse(Some("dryRun=Some"))
+            .unwrap()
+            .dry_run()
+            .is_err());
     }
 
     #[test]

@@ -23,12 +23,13 @@ pub struct Filter {
 
 impl Filter {
     pub fn from_query(def: &ResourceDef, q: &Query) -> Result<Filter, ApiError> {
-        let labels = match q.get("labelSelector") {
-            None | Some("") => None,
-            Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
-                ApiError::bad_request(format!("unable to parse requirement: {e}"))
-            })?),
-        };
+        let labels =
+            match q.get("labelSelector") {
+                None | Some("") => None,
+                Some(s) => Some(LabelSelector::parse(s).map_err(|e| {
+                    ApiError::bad_request(format!("unable to parse requirement: {e}"))
+                })?),
+            };
         let fields = match q.get("fieldSelector") {
             None | Some("") => None,
             Some(s) => {
@@ -188,7 +189,10 @@ pub async fn list_page(
     };
     let mut revision = match &cont {
         Some(c) => Some(c.rev),
-        None => match (q.get("resourceVersionMatch"), parse_rv(q.get("resourceVersion"))?) {
+        None => match (
+            q.get("resourceVersionMatch"),
+            parse_rv(q.get("resourceVersion"))?,
+        ) {
             (Some("Exact"), Some(rv)) => Some(rv),
             (Some("Exact"), None) => {
                 return Err(ApiError::bad_request(

@@ -93,7 +93,9 @@ pub fn parse_rv(s: Option<&str>) -> Result<Option<Revision>, ApiError> {
     match s {
         None | Some("") => Ok(None),
         Some(v) => v.parse::<Revision>().map(Some).map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version {v:?}: must be an integer"))
+            ApiError::bad_request(format!(
+                "invalid resource version {v:?}: must be an integer"
+            ))
         }),
     }
 }

@@ -19,7 +19,7 @@ use super::path::ResourceRef;
 use super::query::Query;
 use super::read::{list_page, table_row, Filter, IncludeObject};
 use super::registry::ResourceDef;
-use super::storage::{decode, parse_rv, store_error, stamp};
+use super::storage::{decode, parse_rv, stamp, store_error};
 use super::{table, ApiState};
 use crate::api::status::ApiError;
 use crate::server::store::{EventKind, StoreError};
@@ -59,8 +59,8 @@ impl Encoder {
             }
             _ => obj.clone(),
         };
-        let mut line = serde_json::to_vec(&json!({"type": kind, "object": object}))
-            .unwrap_or_default();
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
         line.push(b'\n');
         Bytes::from(line)
     }
@@ -125,8 +125,14 @@ pub async fn watch(
         Some(rv) if rv > 0 => rv,
         _ => {
             // No RV (or "0"): start with the current state as ADDED events.
-            let page = list_page(state, &def, namespace.as_deref(), &Query::default(), &filter)
-                .await?;
+            let page = list_page(
+                state,
+                &def,
+                namespace.as_deref(),
+                &Query::default(),
+                &filter,
+            )
+            .await?;
             for obj in &page.items {
                 if name_matches(obj, name_filter.as_deref()) {
                     initial.push(enc.event("ADDED", obj));
@@ -138,7 +144,10 @@ pub async fn watch(
 
     let events = match state.objects.store.watch(&prefix, after).await {
         Ok(rx) => rx,
-        Err(StoreError::Compacted { requested, compacted }) => {
+        Err(StoreError::Compacted {
+            requested,
+            compacted,
+        }) => {
             let e = ApiError::expired(format!(
                 "too old resource version: {requested} ({compacted})"
             ));
@@ -150,7 +159,16 @@ pub async fn watch(
     };
 
     tokio::spawn(run_watch(
-        tx, events, enc, initial, def, filter, name_filter, bookmarks, timeout, after,
+        tx,
+        events,
+        enc,
+        initial,
+        def,
+        filter,
+        name_filter,
+        bookmarks,
+        timeout,
+        after,
     ));
     Ok(stream_response(rx))
 }

@@ -66,12 +66,20 @@ pub async fn create(
         check_namespace(state, def, ns, &name).await?;
     }
     if dry_run {
-        if state.objects.get(def, ns.as_deref(), &name).await?.is_some() {
+        if state
+            .objects
+            .get(def, ns.as_deref(), &name)
+            .await?
+            .is_some()
+        {
             return Err(ApiError::already_exists(def.group, def.plural, &name));
         }
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
-    let created = state.objects.create(def, ns.as_deref(), &name, &obj).await?;
+    let created = state
+        .objects
+        .create(def, ns.as_deref(), &name, &obj)
+        .await?;
     tracing::debug!(resource = def.plural, namespace = ?ns, name, "created");
     Ok(json_response(StatusCode::CREATED, &created))
 }
@@ -203,7 +211,9 @@ impl DeleteOptions {
             }
         }
         if o.grace_seconds.is_some_and(|g| g < 0) {
-            return Err(ApiError::bad_request("gracePeriodSeconds must not be negative"));
+            return Err(ApiError::bad_request(
+                "gracePeriodSeconds must not be negative",
+            ));
         }
         Ok(o)
     }
@@ -336,7 +346,10 @@ pub async fn delete(
         "kind": def.plural,
         "uid": meta_str(&out, "uid").unwrap_or(""),
     });
-    Ok(json_response(StatusCode::OK, &success_status(Some(details))))
+    Ok(json_response(
+        StatusCode::OK,
+        &success_status(Some(details)),
+    ))
 }
 
 pub async fn delete_collection(
@@ -348,7 +361,14 @@ pub async fn delete_collection(
     let def = r.def;
     let opts = DeleteOptions::parse(q, body.as_ref())?;
     let filter = Filter::from_query(def, q)?;
-    let page = list_page(state, def, r.namespace.as_deref(), &Query::default(), &filter).await?;
+    let page = list_page(
+        state,
+        def,
+        r.namespace.as_deref(),
+        &Query::default(),
+        &filter,
+    )
+    .await?;
     let mut deleted = Vec::new();
     for obj in &page.items {
         let name = match name_of(obj) {

@@ -109,7 +109,8 @@ async fn sweep(state: &ApiState, def: &ResourceDef) -> Result<bool, ApiError> {
 /// namespace's finalizer. True when the namespace is gone.
 async fn finish(state: &ApiState, def: &ResourceDef, ns: &str) -> Result<bool, ApiError> {
     if let Some(cur) = state.objects.get(def, None, ns).await? {
-        let marked = meta_str(&cur.obj, "deletionTimestamp").and_then(crate::api::duration::parse_time);
+        let marked =
+            meta_str(&cur.obj, "deletionTimestamp").and_then(crate::api::duration::parse_time);
         if marked.is_some_and(|t| chrono::Utc::now() - t < GRACE) {
             return Ok(false);
         }
@@ -171,7 +172,10 @@ async fn finish(state: &ApiState, def: &ResourceDef, ns: &str) -> Result<bool, A
     }
     match commit_update(state, def, None, ns, &new, cur.rev, false).await {
         Ok(_) => {
-            tracing::info!(namespace = ns, "namespace content deleted, finalizer released");
+            tracing::info!(
+                namespace = ns,
+                "namespace content deleted, finalizer released"
+            );
             Ok(true)
         }
         Err(e) if e.code == 409 || e.code == 404 => Ok(false),
