@@ -37,6 +37,7 @@ fn init_logging(debug: bool) {
     // Logging may already be set (tests that call run twice); that is fine.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

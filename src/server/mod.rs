@@ -21,6 +21,7 @@ use self::apiserver::registry::Registry;
 use self::apiserver::storage::Objects;
 use self::apiserver::ApiState;
 use self::store::sqlite::SqliteBackend;
+use crate::api::status::ApiError;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -80,7 +81,7 @@ const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "
 const COMPACT_EVERY: Duration = Duration::from_secs(300);
 const COMPACT_KEEP: i64 = 10_000;
 
-async fn bootstrap(state: &ApiState) -> anyhow::Result<()> {
+async fn bootstrap(state: &ApiState, https_port: u16) -> anyhow::Result<()> {
     let def = state
         .registry
         .find("", "v1", "namespaces")
@@ -101,7 +102,48 @@ async fn bootstrap(state: &ApiState) -> anyhow::Result<()> {
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    kubernetes_service(state, https_port).await
+}
+
+/// The `default/kubernetes` Service every cluster has: the API server at the
+/// first address of the service range.
+async fn kubernetes_service(state: &ApiState, https_port: u16) -> anyhow::Result<()> {
+    let def = state
+        .registry
+        .find("", "v1", "services")
+        .context("services are not registered")?;
+    if state
+        .objects
+        .get(def, Some("default"), "kubernetes")
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let mut obj = apiserver::objects::prepare_create(
+        def,
+        Some("default"),
+        json!({
+            "metadata": {
+                "name": "kubernetes",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": pki::KUBERNETES_SERVICE_IP.to_string(),
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": https_port}],
+            },
+        }),
+    )?;
+    apiserver::defaults::on_create(state, def, &mut obj).await?;
+    match state
+        .objects
+        .create(def, Some("default"), "kubernetes", &obj)
+        .await
+    {
+        Ok(_) | Err(ApiError { code: 409, .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn kubeconfig_url(args: &ServerArgs) -> String {
@@ -141,7 +183,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         objects: Objects::new(store.clone()),
         auth: Authenticator { tokens },
     });
-    bootstrap(&state)
+    bootstrap(&state, args.https_listen_port)
         .await
         .context("creating system namespaces")?;
 
