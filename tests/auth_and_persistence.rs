@@ -312,3 +312,38 @@ fn data_survives_sigkill_and_restart() {
         "b"
     );
 }
+
+#[test]
+fn request_body_over_3_mib_is_rejected() {
+    let s = Server::start();
+    let auth = format!("Authorization: Bearer {}", s.admin_token());
+    let big = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(3 * 1024 * 1024 + 1024)
+    );
+    let file = s.write_file("big.json", &big);
+    let url = s.url("/api/v1/namespaces/default/configmaps");
+    let data = format!("@{file}");
+    let out = s.curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-X",
+        "POST",
+        "--data-binary",
+        &data,
+        &url,
+    ]);
+    let text = support::stdout(&out);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    assert_eq!(code, "413", "{body}");
+    let st = json(body);
+    assert_eq!(st["kind"], "Status", "{body}");
+    assert_eq!(st["reason"], "RequestEntityTooLarge", "{body}");
+    assert_eq!(st["code"], 413, "{body}");
+    let err = s.kubectl_err(&["get", "cm", "big"]);
+    assert!(stderr(&err).contains("NotFound"), "{}", stderr(&err));
+}

@@ -648,3 +648,34 @@ fn get_pods_all_namespaces() {
         "{wide}"
     );
 }
+
+#[test]
+fn delete_namespace_removes_its_contents() {
+    let s = Server::start();
+    apply_demo(&s);
+    // kubectl waits until the namespace is gone (bounded by --timeout).
+    let out = s.kubectl_ok(&["delete", "namespace", "demo", "--timeout=60s"]);
+    assert_eq!(out, "namespace \"demo\" deleted\n");
+    let err = s.kubectl_err(&["get", "ns", "demo"]);
+    assert_eq!(
+        stderr(&err).trim_end(),
+        r#"Error from server (NotFound): namespaces "demo" not found"#
+    );
+    // Its objects went with it.
+    let out = s.kubectl_ok(&["get", "cm,deploy,svc", "-A", "-o", "name"]);
+    assert!(
+        !out.lines()
+            .any(|l| l.ends_with("/app-config") || l.ends_with("/web")),
+        "left over after deleting namespace demo:\n{out}"
+    );
+}
+
+#[test]
+fn unknown_resource_type_is_reported() {
+    let s = Server::start();
+    let err = s.kubectl_err(&["get", "foos"]);
+    assert_eq!(
+        stderr(&err).trim_end(),
+        r#"error: the server doesn't have a resource type "foos""#
+    );
+}
