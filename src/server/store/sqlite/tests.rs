@@ -138,6 +138,37 @@ async fn queued_ops_on_one_key_see_each_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_commit_fails_every_op_and_publishes_nothing() {
+    let (dir, s) = open_store(SqliteOptions {
+        busy_timeout: Duration::from_millis(50),
+        ..Default::default()
+    });
+    s.create("/a", b("1")).await.unwrap();
+    let mut rx = s.watch("/", 1).await.unwrap();
+
+    // Another process holding the write lock makes the group's transaction fail.
+    let other = rusqlite::Connection::open(dir.path().join("db/state.db")).unwrap();
+    other.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let (x, y, z) = tokio::join!(
+        s.create("/b", b("1")),
+        s.update("/a", b("2"), 1),
+        s.create("/a", b("dup")),
+    );
+    for r in [x, y, z] {
+        assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+    }
+    assert_eq!(s.current_revision(), 1);
+    other.execute_batch("ROLLBACK").unwrap();
+
+    // No revision was used up and no event went out.
+    let b2 = s.create("/b", b("1")).await.unwrap();
+    assert_eq!(b2.mod_revision, 2);
+    let ev = next_event(&mut rx).await.unwrap();
+    assert_eq!((ev.revision(), ev.kv.key.as_str()), (2, "/b"));
+    assert_eq!(s.get("/a", None).await.unwrap().unwrap().value, b("1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_at_revisions_with_pagination() {
     let (_dir, s) = store();
     for i in 0..10 {
@@ -386,7 +417,7 @@ async fn watch_replays_history_events_like_live_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_watcher_is_dropped_with_error() {
     let (_dir, s) = open_store(SqliteOptions {
-        fanout_batches: 4,
+        fanout_events: 4,
         watch_buffer: 2,
         ..Default::default()
     });
