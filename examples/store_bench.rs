@@ -58,12 +58,28 @@ fn main() -> anyhow::Result<()> {
             store.close().await;
             Ok::<_, anyhow::Error>(start.elapsed())
         })?;
+        let t1 = Instant::now();
+        let reopened = SqliteBackend::open(&path)?;
+        let reopen_ms = t1.elapsed().as_secs_f64() * 1e3;
+        rt.block_on(reopened.close());
         let n = done.load(Ordering::Relaxed);
         println!(
-            "concurrency {conc:>3}: {n:>7} creates in {:.2}s = {:>8.0} creates/s (open {open_ms:.1} ms)",
+            "concurrency {conc:>3}: {n:>7} creates in {:.2}s = {:>8.0} creates/s (open {open_ms:.1} ms, reopen {reopen_ms:.1} ms, rss {} KiB)",
             elapsed.as_secs_f64(),
-            n as f64 / elapsed.as_secs_f64()
+            n as f64 / elapsed.as_secs_f64(),
+            rss_kib()
         );
     }
     Ok(())
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
 }
