@@ -207,7 +207,8 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut next = self.last + 1;
-        // Newest row per key including this batch's earlier ops.
+        // Newest row per key written earlier in this batch. The transaction
+        // would see its own inserts anyway; this saves the lookup.
         let mut seen: HashMap<String, Option<Latest>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(writes.len());
         {
