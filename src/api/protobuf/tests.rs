@@ -12,7 +12,7 @@ fn body(hex_text: &str) -> Vec<u8> {
 }
 
 /// A body with the given envelope around `raw`.
-fn wrap(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
+pub(super) fn wrap(api_version: &str, kind: &str, raw: &[u8]) -> Vec<u8> {
     let mut out = MAGIC.to_vec();
     encode::message(&mut out, 1, |tm| {
         encode::string(tm, 1, api_version);
