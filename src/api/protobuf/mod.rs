@@ -24,7 +24,11 @@ mod wire;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_core;
+#[cfg(test)]
 mod tests_kinds;
+#[cfg(test)]
+mod tests_workloads;
 
 use serde_json::{Map, Value};
 
