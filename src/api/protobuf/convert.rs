@@ -131,7 +131,9 @@ impl Decoder<'_> {
                         while !r.is_empty() {
                             let malformed = |e| ProtobufError::malformed("", e);
                             let v = match s {
-                                Scalar::Double => WireValue::Fixed64(r.fixed(8).map_err(malformed)?),
+                                Scalar::Double => {
+                                    WireValue::Fixed64(r.fixed(8).map_err(malformed)?)
+                                }
                                 Scalar::Float => {
                                     WireValue::Fixed32(r.fixed(4).map_err(malformed)? as u32)
                                 }
@@ -187,7 +189,9 @@ impl Decoder<'_> {
         }
         let val = match val {
             Some(v) => v,
-            None => self.single(ty, WireValue::Bytes(&[]), depth)?.unwrap_or(Value::Null),
+            None => self
+                .single(ty, WireValue::Bytes(&[]), depth)?
+                .unwrap_or(Value::Null),
         };
         Ok((key, val))
     }

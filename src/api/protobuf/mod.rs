@@ -115,9 +115,10 @@ fn envelope(body: &[u8]) -> Result<Envelope<'_>, ProtobufError> {
             None => break,
             Some((1, WireValue::Bytes(type_meta))) => {
                 let mut tm = Reader::new(type_meta);
-                while let Some((n, v)) = tm.next_field().map_err(|(_, reason)| {
-                    ProtobufError::malformed(envelope_field(1), reason)
-                })? {
+                while let Some((n, v)) = tm
+                    .next_field()
+                    .map_err(|(_, reason)| ProtobufError::malformed(envelope_field(1), reason))?
+                {
                     match (n, v) {
                         (1, WireValue::Bytes(b)) => env.api_version = text(b),
                         (2, WireValue::Bytes(b)) => env.kind = text(b),

@@ -189,8 +189,8 @@ pub(super) fn parse(text: &'static str) -> Result<Schema, String> {
             .ok_or(format!("line {lineno}: field before any message"))?;
         let package = msg.name.rsplit_once('.').map_or("", |(p, _)| p);
         for token in line.split_whitespace() {
-            let field = parse_field(token, package)
-                .map_err(|e| format!("line {lineno}: {token}: {e}"))?;
+            let field =
+                parse_field(token, package).map_err(|e| format!("line {lineno}: {token}: {e}"))?;
             fields.push(field);
         }
     }
@@ -211,7 +211,11 @@ pub(super) fn parse(text: &'static str) -> Result<Schema, String> {
                         .ok_or(format!("{}: unknown message type {name}", msg.name))?,
                 ),
             };
-            if msg.by_number.insert(field.number, msg.fields.len()).is_some() {
+            if msg
+                .by_number
+                .insert(field.number, msg.fields.len())
+                .is_some()
+            {
                 return Err(format!("{}: duplicate field {}", msg.name, field.number));
             }
             msg.fields.push(field);

@@ -8,10 +8,7 @@ use super::ProtobufError;
 
 /// Reads the varint fields of a small message into `out[number - 1]`;
 /// string fields (wire type 2) are returned by number.
-fn fields<'a>(
-    bytes: &'a [u8],
-    ints: &mut [i64],
-) -> Result<Vec<(u32, &'a [u8])>, ProtobufError> {
+fn fields<'a>(bytes: &'a [u8], ints: &mut [i64]) -> Result<Vec<(u32, &'a [u8])>, ProtobufError> {
     let mut strings = Vec::new();
     let mut r = Reader::new(bytes);
     loop {

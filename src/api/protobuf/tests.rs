@@ -171,7 +171,10 @@ fn truncated_bodies_fail() {
     let type_meta_end = MAGIC.len() + 2 + 0x15;
     for len in MAGIC.len()..full.len() - 4 {
         if len != type_meta_end {
-            assert!(decode_body(&full[..len]).is_err(), "prefix of {len} bytes decoded");
+            assert!(
+                decode_body(&full[..len]).is_err(),
+                "prefix of {len} bytes decoded"
+            );
         }
     }
 }
@@ -197,8 +200,9 @@ fn malformed_error_names_the_field() {
     });
     let err = decode_body(&wrap("apps/v1", "Deployment", &raw)).unwrap_err();
     assert!(
-        err.to_string()
-            .starts_with("malformed protobuf at field Deployment.spec.template.spec.containers.name: truncated"),
+        err.to_string().starts_with(
+            "malformed protobuf at field Deployment.spec.template.spec.containers.name: truncated"
+        ),
         "{err}"
     );
 }
@@ -210,7 +214,10 @@ fn unknown_fields_are_skipped() {
     encode::string(&mut raw, 999, "from the future");
     encode::uint(&mut raw, 998, 7);
     let v = decode_body(&wrap("v1", "ConfigMap", &raw)).unwrap();
-    assert_eq!(v, json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}}));
+    assert_eq!(
+        v,
+        json!({"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"}})
+    );
 }
 
 /// Builds RawExtension-in-RawExtension nesting `levels` deep (via ControllerRevision.data).

@@ -394,7 +394,11 @@ fn lease_endpointslice_event_scale() {
         }),
     };
     // Scale is a subresource type: k8s-pb gives it no Resource impl.
-    let scale = decode_body(&wrap("autoscaling/v1", "Scale", &prost::Message::encode_to_vec(&scale)));
+    let scale = decode_body(&wrap(
+        "autoscaling/v1",
+        "Scale",
+        &prost::Message::encode_to_vec(&scale),
+    ));
     assert_eq!(
         scale.unwrap(),
         json!({"apiVersion": "autoscaling/v1", "kind": "Scale",

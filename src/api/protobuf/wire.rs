@@ -61,7 +61,9 @@ impl<'a> Reader<'a> {
     /// Reads a little-endian fixed-size value of `n` (4 or 8) bytes.
     pub(super) fn fixed(&mut self, n: usize) -> Result<u64, String> {
         let b = self.take(n)?;
-        Ok(b.iter().rev().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
+        Ok(b.iter()
+            .rev()
+            .fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
@@ -170,7 +172,9 @@ mod tests {
         assert!(Reader::new(&[0x08, 0x80]).next_field().is_err());
         assert!(Reader::new(&[0x0b]).next_field().is_err());
         assert!(Reader::new(&[0x00, 0x00]).next_field().is_err());
-        let too_long = [0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f];
+        let too_long = [
+            0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f,
+        ];
         assert!(Reader::new(&too_long).next_field().is_err());
     }
 
