@@ -3,6 +3,7 @@
 
 pub mod duration;
 pub mod fields;
+pub mod protobuf;
 pub mod selector;
 pub mod status;
 pub mod validation;
