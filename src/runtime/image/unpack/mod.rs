@@ -94,7 +94,11 @@ pub enum UnpackError {
         source: io::Error,
     },
     #[error("entry {path} is truncated: {got} of {expected} bytes")]
-    Truncated { path: String, got: u64, expected: u64 },
+    Truncated {
+        path: String,
+        got: u64,
+        expected: u64,
+    },
     #[error("entry {path} escapes the layer root")]
     Escapes { path: String },
     #[error("entry {path}: invalid entry: {reason}")]
@@ -203,7 +207,11 @@ pub fn decompress<'a, R: std::io::Read + 'a>(
         Some(d) if d != sniffed => {
             return Err(UnpackError::CompressionMismatch {
                 media_type: media_type.to_string(),
-                format: if d == Compression::Gzip { "gzip" } else { "zstd" },
+                format: if d == Compression::Gzip {
+                    "gzip"
+                } else {
+                    "zstd"
+                },
             })
         }
         Some(d) => d,
@@ -378,9 +386,15 @@ impl Unpacker<'_> {
     }
 
     /// Opens the parent directory of an entry, creating missing ones.
-    fn parent(&mut self, comps: &[&OsStr], path: &str) -> Result<std::rc::Rc<OwnedFd>, UnpackError> {
+    fn parent(
+        &mut self,
+        comps: &[&OsStr],
+        path: &str,
+    ) -> Result<std::rc::Rc<OwnedFd>, UnpackError> {
         let parent = &comps[..comps.len() - 1];
-        self.tree.dir(parent, true).map_err(|e| self.walk_err(path, e))
+        self.tree
+            .dir(parent, true)
+            .map_err(|e| self.walk_err(path, e))
     }
 
     /// Removes whatever is at `name` in `dir` so that a new entry can take
@@ -439,7 +453,8 @@ impl Unpacker<'_> {
         }
         let raw_path = entry.path_bytes().into_owned();
         let path = lossy(&raw_path);
-        let comps = tree::normalize(&raw_path).map_err(|()| UnpackError::Escapes { path: path.clone() })?;
+        let comps =
+            tree::normalize(&raw_path).map_err(|()| UnpackError::Escapes { path: path.clone() })?;
         let meta = self.meta(entry, &path)?;
 
         let Some(last) = comps.last() else {
@@ -452,7 +467,13 @@ impl Unpacker<'_> {
             }
             let root = self.tree.root();
             self.dir_attrs(&root, &meta, &path)?;
-            self.dirs.insert(PathBuf::new(), DirMeta { mode: meta.mode, mtime: meta.mtime });
+            self.dirs.insert(
+                PathBuf::new(),
+                DirMeta {
+                    mode: meta.mode,
+                    mtime: meta.mtime,
+                },
+            );
             self.stats.entries += 1;
             return Ok(());
         };
@@ -481,24 +502,40 @@ impl Unpacker<'_> {
         match kind {
             EntryType::Directory => self.directory(&comps, &meta, &path)?,
             EntryType::Symlink => {
-                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 self.symlink(&comps, &target, &meta, &path)?
             }
             EntryType::Link => {
-                let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
                 self.hardlink(&comps, &target, &path)?
             }
             EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                let h = entry.header();
-                let hdr = |e| UnpackError::Header { path: path.clone(), source: e };
-                let major = h.device_major().map_err(hdr)?.unwrap_or(0);
-                let minor = h.device_minor().map_err(hdr)?.unwrap_or(0);
                 let ty = match kind {
                     EntryType::Char => FileType::CharacterDevice,
                     EntryType::Block => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
-                self.node(&comps, ty, rustix::fs::makedev(major, minor), &meta, &path)?
+                // Fifos have no device number (writers often leave the
+                // fields blank).
+                let dev = if ty == FileType::Fifo {
+                    0
+                } else {
+                    let h = entry.header();
+                    let hdr = |e| UnpackError::Header {
+                        path: path.clone(),
+                        source: e,
+                    };
+                    let major = h.device_major().map_err(hdr)?.unwrap_or(0);
+                    let minor = h.device_minor().map_err(hdr)?.unwrap_or(0);
+                    rustix::fs::makedev(major, minor)
+                };
+                self.node(&comps, ty, dev, &meta, &path)?
             }
             _ => {
                 let sparse = kind == EntryType::GNUSparse;
@@ -509,7 +546,11 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>, path: &str) -> Result<Meta, UnpackError> {
+    fn meta<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &str,
+    ) -> Result<Meta, UnpackError> {
         let hdr = |e| UnpackError::Header {
             path: path.to_string(),
             source: e,
@@ -579,7 +620,13 @@ impl Unpacker<'_> {
     /// Sets the image's xattrs on `name` in `dir` without opening or
     /// following it (symlinks, device nodes): lsetxattr through the
     /// directory's fd in /proc.
-    fn link_xattrs(&self, dir: &OwnedFd, name: &OsStr, meta: &Meta, path: &str) -> Result<(), UnpackError> {
+    fn link_xattrs(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        meta: &Meta,
+        path: &str,
+    ) -> Result<(), UnpackError> {
         if meta.xattrs.is_empty() {
             return Ok(());
         }
@@ -638,7 +685,10 @@ impl Unpacker<'_> {
                 Err(e) => return Err(fs_err(path, "mkdir")(e)),
             }
         }
-        let fd = self.tree.dir(comps, false).map_err(|e| self.walk_err(path, e))?;
+        let fd = self
+            .tree
+            .dir(comps, false)
+            .map_err(|e| self.walk_err(path, e))?;
         self.dir_attrs(&fd, meta, path)?;
         self.dirs.insert(
             comps.iter().collect(),
@@ -662,7 +712,8 @@ impl Unpacker<'_> {
         self.check_limit(path, size)?;
         let parent = self.parent(comps, path)?;
         let name = comps[comps.len() - 1];
-        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let fd = match rustix::fs::openat(&*parent, name, flags, Mode::from_raw_mode(0o600)) {
             Err(Errno::EXIST) => {
                 self.clear(&parent, comps, path)?;
@@ -690,11 +741,12 @@ impl Unpacker<'_> {
                 // Only sparse entries expand beyond their stored size.
                 self.check_limit(path, written)?;
             }
-            file.write_all(&self.buf[..n]).map_err(|e| UnpackError::Fs {
-                path: path.to_string(),
-                op: "write",
-                source: e,
-            })?;
+            file.write_all(&self.buf[..n])
+                .map_err(|e| UnpackError::Fs {
+                    path: path.to_string(),
+                    op: "write",
+                    source: e,
+                })?;
         }
         if written < size && !sparse {
             return Err(UnpackError::Truncated {
@@ -717,7 +769,13 @@ impl Unpacker<'_> {
         Ok(())
     }
 
-    fn symlink(&mut self, comps: &[&OsStr], target: &[u8], meta: &Meta, path: &str) -> Result<(), UnpackError> {
+    fn symlink(
+        &mut self,
+        comps: &[&OsStr],
+        target: &[u8],
+        meta: &Meta,
+        path: &str,
+    ) -> Result<(), UnpackError> {
         if target.is_empty() || target.contains(&0) {
             return Err(UnpackError::Invalid {
                 path: path.to_string(),
@@ -750,13 +808,19 @@ impl Unpacker<'_> {
     ) -> Result<(), UnpackError> {
         if self.opts.preserve_ownership {
             let (u, g) = self.chown_ids(meta);
-            rustix::fs::chownat(parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW).map_err(fs_err(path, "chown"))?;
+            rustix::fs::chownat(parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(fs_err(path, "chown"))?;
         }
         if chmod {
             // A node we have just created (not a symlink): chmod follows
             // nothing. Needed because mknod's mode went through the umask.
-            rustix::fs::chmodat(parent, name, Mode::from_raw_mode(meta.mode), AtFlags::empty())
-                .map_err(fs_err(path, "chmod"))?;
+            rustix::fs::chmodat(
+                parent,
+                name,
+                Mode::from_raw_mode(meta.mode),
+                AtFlags::empty(),
+            )
+            .map_err(fs_err(path, "chmod"))?;
         }
         self.link_xattrs(parent, name, meta, path)?;
         rustix::fs::utimensat(parent, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)
@@ -783,8 +847,19 @@ impl Unpacker<'_> {
             Err(WalkError::Symlink(c)) => {
                 return Err(terr(&format!("goes through the symlink {}", c.display())))
             }
-            Err(WalkError::NotDir(c)) => return Err(terr(&format!("goes through the non-directory {}", c.display()))),
-            Err(WalkError::Io(op, e)) => return Err(UnpackError::Fs { path: path.to_string(), op, source: e }),
+            Err(WalkError::NotDir(c)) => {
+                return Err(terr(&format!(
+                    "goes through the non-directory {}",
+                    c.display()
+                )))
+            }
+            Err(WalkError::Io(op, e)) => {
+                return Err(UnpackError::Fs {
+                    path: path.to_string(),
+                    op,
+                    source: e,
+                })
+            }
         };
         let st = match rustix::fs::statat(&*tparent, tname, AtFlags::SYMLINK_NOFOLLOW) {
             Ok(st) => st,
@@ -869,7 +944,10 @@ impl Unpacker<'_> {
 
     /// `.wh..wh..opq` in a directory → trusted.overlay.opaque=y on it.
     fn opaque(&mut self, dir: &[&OsStr], path: &str) -> Result<(), UnpackError> {
-        let fd = self.tree.dir(dir, true).map_err(|e| self.walk_err(path, e))?;
+        let fd = self
+            .tree
+            .dir(dir, true)
+            .map_err(|e| self.walk_err(path, e))?;
         let fd = rustix::fs::openat(
             &*fd,
             ".",
@@ -884,7 +962,8 @@ impl Unpacker<'_> {
     /// Final pass: directory modes and mtimes, now that their children
     /// exist (creating a child changes a directory's mtime).
     fn finish(&mut self) -> Result<(), UnpackError> {
-        let mut dirs: Vec<(PathBuf, DirMeta)> = std::mem::take(&mut self.dirs).into_iter().collect();
+        let mut dirs: Vec<(PathBuf, DirMeta)> =
+            std::mem::take(&mut self.dirs).into_iter().collect();
         // Deepest first, so that a restrictive parent mode cannot stop us
         // from reaching its children (matters when not root).
         dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
@@ -894,7 +973,9 @@ impl Unpacker<'_> {
             let fd = match self.tree.dir(&comps, false) {
                 Ok(fd) => fd,
                 // Replaced by a later entry of another type.
-                Err(WalkError::Missing(_)) | Err(WalkError::NotDir(_)) | Err(WalkError::Symlink(_)) => continue,
+                Err(WalkError::Missing(_))
+                | Err(WalkError::NotDir(_))
+                | Err(WalkError::Symlink(_)) => continue,
                 Err(e) => return Err(self.walk_err(&path, e)),
             };
             let fd = rustix::fs::openat(
@@ -904,7 +985,8 @@ impl Unpacker<'_> {
                 Mode::empty(),
             )
             .map_err(fs_err(&path, "open directory"))?;
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(fs_err(&path, "chmod"))?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
+                .map_err(fs_err(&path, "chmod"))?;
             let times = Timestamps {
                 last_access: meta.mtime,
                 last_modification: meta.mtime,
