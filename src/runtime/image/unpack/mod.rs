@@ -25,6 +25,7 @@ mod tree;
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
@@ -32,6 +33,7 @@ use std::io::{self, BufReader, Cursor, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
 use rustix::io::Errno;
@@ -266,14 +268,62 @@ pub fn unpack_layer<R: std::io::Read>(
         dirs: HashMap::new(),
         buf: vec![0u8; COPY_BUF],
     };
-    let mut archive = tar::Archive::new(BufReader::with_capacity(64 * 1024, tar));
-    for entry in archive.entries().map_err(UnpackError::Tar)? {
+    let budget = Rc::new(Cell::new(UNLIMITED));
+    let guarded = MetaBudget {
+        inner: tar,
+        left: budget.clone(),
+    };
+    let mut archive = tar::Archive::new(BufReader::with_capacity(64 * 1024, guarded));
+    let mut entries = archive.entries().map_err(UnpackError::Tar)?;
+    loop {
+        // While the parser looks for the next entry it holds GNU long
+        // names and PAX records in memory: bound what it may read.
+        budget.set(META_LIMIT);
+        let Some(entry) = entries.next() else { break };
         let mut entry = entry.map_err(UnpackError::Tar)?;
+        budget.set(UNLIMITED);
         u.entry(&mut entry)?;
+        // Data of entries that carry none for us (directories, skipped
+        // types): read here, streamed, so the next parse starts at a header.
+        io::copy(&mut entry, &mut io::sink()).map_err(|e| UnpackError::EntryData {
+            path: lossy(&entry.path_bytes()),
+            source: e,
+        })?;
     }
+    budget.set(UNLIMITED);
     u.finish()?;
     io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(UnpackError::Read)?;
     Ok(u.stats)
+}
+
+/// Most the tar parser may read between two entries: headers, GNU long
+/// names and links, PAX records (all of which it keeps in memory).
+const META_LIMIT: u64 = 16 << 20;
+const UNLIMITED: u64 = u64::MAX;
+
+/// Reader that fails once `left` bytes were read (unless `UNLIMITED`).
+struct MetaBudget<R> {
+    inner: R,
+    left: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for MetaBudget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left.get();
+        if left == UNLIMITED {
+            return self.inner.read(buf);
+        }
+        if left == 0 {
+            return Err(io::Error::other(format!(
+                "tar metadata (headers, GNU long names, PAX records) of one entry \
+                 exceeds {META_LIMIT} bytes"
+            )));
+        }
+        let max = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left.set(left - n as u64);
+        Ok(n)
+    }
 }
 
 const COPY_BUF: usize = 256 * 1024;

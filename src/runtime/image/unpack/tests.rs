@@ -666,11 +666,46 @@ fn entries_under_a_file_are_refused() {
 }
 
 #[test]
+fn huge_metadata_entries_are_refused() {
+    // A GNU long name of 20 MiB: the parser would hold it all in memory.
+    let mut l = Layer::new();
+    let size = 20 << 20;
+    l.raw(
+        header(b"././@LongLink", EntryType::GNULongName, 0o644, size),
+        &vec![b'a'; size as usize],
+    )
+    .file("x", b"x", 0o644);
+    let f = Fixture::new();
+    let err = f.refuse(&l.bytes());
+    assert!(err.contains("exceeds 16777216 bytes"), "{err}");
+
+    // A long name within reason is fine.
+    let name = format!("{}file", "long-directory/".repeat(20));
+    let mut l = Layer::new();
+    l.raw(
+        header(
+            b"././@LongLink",
+            EntryType::GNULongName,
+            0o644,
+            name.len() as u64,
+        ),
+        name.as_bytes(),
+    )
+    .file("short-header-name", b"long", 0o644);
+    let f = Fixture::new();
+    f.unpack(&l.bytes()).unwrap();
+    assert_eq!(fs::read(f.dest.join(&name)).unwrap(), b"long");
+}
+
+#[test]
 fn unknown_entry_types_are_skipped() {
     let f = Fixture::new();
     let mut l = Layer::new();
-    l.raw(header(b"label", EntryType::new(b'V'), 0o644, 0), &[])
-        .file("ok", b"ok", 0o644);
+    l.raw(
+        header(b"label", EntryType::new(b'V'), 0o644, 3000),
+        &[9u8; 3000],
+    )
+    .file("ok", b"ok", 0o644);
     let stats = f.unpack(&l.bytes()).unwrap();
     assert_eq!(stats.entries, 1);
     assert!(!f.p("label").exists());
