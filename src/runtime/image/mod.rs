@@ -1,0 +1,3 @@
+//! Images: references, registry client, content store, layer unpacking.
+
+pub mod unpack;

@@ -1,0 +1,3 @@
+//! Container engine, usable without any cluster.
+
+pub mod image;
