@@ -5,4 +5,5 @@ pub mod duration;
 pub mod fields;
 pub mod selector;
 pub mod status;
+pub mod strategic;
 pub mod validation;
