@@ -41,6 +41,8 @@ mod schema;
 mod tests;
 #[cfg(test)]
 mod tests_prop;
+#[cfg(test)]
+mod tests_schema;
 
 use std::collections::HashSet;
 use std::fmt;
