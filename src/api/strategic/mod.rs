@@ -26,14 +26,22 @@
 //!   so no directive ever reaches the output.
 //!
 //! Deviations from apimachinery, all on inputs kubectl never sends:
-//! `$patch: merge` is accepted as the (explicit) default instead of rejected;
-//! a new map carrying `$patch: replace` is kept rather than dropped; a list
-//! with a `null` element can't be merged (Go panics there); elements of a
-//! newly added merging list are deduplicated/validated only when the list
-//! merges with an existing one, as in Go. The real server answers 415 to a
-//! strategic merge patch of a custom resource; callers wanting that must
-//! check themselves — here an unknown kind gets JSON merge patch semantics
-//! below `metadata`.
+//! `$patch: merge` is accepted as the (explicit) default instead of
+//! rejected; a new map carrying `$patch: replace` is kept rather than
+//! dropped; a merging list with a `null` element is an error (Go panics);
+//! `$deleteFromPrimitiveList` must list primitives; null map values inside a
+//! replaced atomic list are dropped here, where Go keeps them until the typed
+//! decode drops them; `$setElementOrder` on a list that doesn't merge is
+//! ignored. Patches nested deeper than [`MAX_DEPTH`] are refused.
+//!
+//! The real server answers 415 to a strategic merge patch of a custom
+//! resource; a caller wanting that must check for it. Here an unknown kind
+//! gets JSON merge patch semantics (maps merge, lists are replaced) below its
+//! `metadata`, whose `finalizers` and `ownerReferences` still merge.
+//!
+//! Files: this one (entry point, maps, cleaning of new values), `list.rs`
+//! (lists, `$setElementOrder`, element order), `schema.rs` (the strategy
+//! table).
 
 mod list;
 mod schema;
