@@ -6,4 +6,5 @@ pub mod fields;
 pub mod protobuf;
 pub mod selector;
 pub mod status;
+pub mod strategic;
 pub mod validation;
