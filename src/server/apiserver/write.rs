@@ -84,6 +84,20 @@ pub async fn create(
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
+/// True when `new` is `cur` apart from its resourceVersion: such a write is
+/// skipped, as the apiserver does, so no-op updates don't wake watchers and
+/// kubectl can report "(no change)".
+pub fn unchanged(cur: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(cur) == strip(new)
+}
+
 /// Store an updated object, or remove it when it was marked for deletion and
 /// its last finalizer just went.
 pub async fn commit_update(
@@ -147,6 +161,9 @@ pub async fn update(
         defaults::on_update(def, &cur.obj, &mut new)?;
         new
     };
+    if unchanged(&cur.obj, &new) {
+        return Ok(json_response(StatusCode::OK, &cur.obj));
+    }
     let out = commit_update(state, def, ns, name, &new, cur.rev, dry_run).await?;
     Ok(json_response(StatusCode::OK, &out))
 }
