@@ -1,5 +1,7 @@
 //! The command line: one binary, several roles (see DESIGN.md).
 
+pub mod config;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -27,6 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the control plane: a Kubernetes API on HTTPS backed by SQLite.
+    #[command(args_override_self = true)]
     Server(ServerArgs),
 }
 

@@ -25,6 +25,11 @@ use crate::api::status::ApiError;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
+    /// Read flags from this YAML file (keys are flag names); flags given on
+    /// the command line win [default: /etc/skiff/config.yaml, when it exists]
+    #[arg(long, short = 'c', value_name = "FILE", env = "SKIFF_CONFIG_FILE")]
+    pub config: Option<PathBuf>,
+
     /// Where skiff keeps its state (database, certificates, token).
     #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
     pub data_dir: PathBuf,
@@ -200,8 +205,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "skiff server is ready"
     );
 
-    store.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
-    controllers::namespace::spawn(state.clone());
+    let compactor = store.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
+    let namespaces = controllers::namespace::spawn(state.clone());
     let api = tokio::spawn(apiserver::serve(listener, tls, state.clone()));
 
     tokio::select! {
@@ -212,7 +217,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             tracing::info!(signal = sig, "shutting down");
         }
     }
-    // Let the writer finish its group so nothing acknowledged is lost.
+    // Stop the store's users first, then let the writer finish its group so
+    // nothing acknowledged is lost.
+    namespaces.abort();
+    compactor.abort();
     store.close().await;
     Ok(())
 }

@@ -1,0 +1,179 @@
+//! Flags from a YAML file, as k3s does: every key of `/etc/skiff/config.yaml`
+//! is a long flag of the subcommand (`https-listen-port: 7443`,
+//! `tls-san: [a, b]`, `debug: true`). Flags given on the command line win.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+pub const DEFAULT_CONFIG: &str = "/etc/skiff/config.yaml";
+
+/// Subcommands that read the config file.
+const CONFIGURABLE: &[&str] = &["server"];
+
+/// The config file named by `--config FILE` / `--config=FILE` (removed from
+/// `args`), else `$SKIFF_CONFIG_FILE`, else the default when it exists.
+fn take_config_path(args: &mut Vec<OsString>) -> anyhow::Result<Option<(PathBuf, bool)>> {
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].to_string_lossy().to_string();
+        if a == "--config" || a == "-c" {
+            let Some(p) = args.get(i + 1).cloned() else {
+                bail!("--config needs a file name");
+            };
+            args.drain(i..=i + 1);
+            return Ok(Some((PathBuf::from(p), true)));
+        }
+        if let Some(p) = a.strip_prefix("--config=") {
+            let p = PathBuf::from(p);
+            args.remove(i);
+            return Ok(Some((p, true)));
+        }
+        i += 1;
+    }
+    if let Some(p) = std::env::var_os("SKIFF_CONFIG_FILE") {
+        return Ok(Some((PathBuf::from(p), true)));
+    }
+    let default = Path::new(DEFAULT_CONFIG);
+    Ok(default.exists().then(|| (default.to_path_buf(), false)))
+}
+
+/// Turn a config document into `--flag=value` arguments.
+pub fn flags_from_yaml(text: &str, source: &Path) -> anyhow::Result<Vec<OsString>> {
+    let doc: Value = if text.trim().is_empty() {
+        Value::Null
+    } else {
+        serde_saphyr::from_str(text)
+            .with_context(|| format!("{} is not valid YAML", source.display()))?
+    };
+    let map = match doc {
+        Value::Null => return Ok(Vec::new()),
+        Value::Object(m) => m,
+        _ => bail!("{} must be a map of flag names to values", source.display()),
+    };
+    let mut out = Vec::new();
+    for (key, value) in map {
+        if key.starts_with('-') || key.is_empty() {
+            bail!(
+                "{}: key {key:?} must be a flag name without dashes (e.g. https-listen-port)",
+                source.display()
+            );
+        }
+        let scalar = |v: &Value| -> anyhow::Result<String> {
+            match v {
+                Value::String(s) => Ok(s.clone()),
+                Value::Number(n) => Ok(n.to_string()),
+                Value::Bool(b) => Ok(b.to_string()),
+                _ => bail!(
+                    "{}: {key} must be a string, number or boolean",
+                    source.display()
+                ),
+            }
+        };
+        match &value {
+            Value::Bool(true) => out.push(OsString::from(format!("--{key}"))),
+            Value::Bool(false) | Value::Null => {}
+            Value::Array(items) => {
+                for item in items {
+                    out.push(OsString::from(format!("--{key}={}", scalar(item)?)));
+                }
+            }
+            v => out.push(OsString::from(format!("--{key}={}", scalar(v)?))),
+        }
+    }
+    Ok(out)
+}
+
+/// The process arguments with the config file's flags put right after the
+/// subcommand, so that flags on the command line (later) override them.
+pub fn args_with_config(mut args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
+    let sub_pos = args
+        .iter()
+        .skip(1)
+        .position(|a| !a.to_string_lossy().starts_with('-'))
+        .map(|p| p + 1);
+    let Some(pos) = sub_pos else {
+        return Ok(args);
+    };
+    if !CONFIGURABLE.contains(&args[pos].to_string_lossy().as_ref()) {
+        return Ok(args);
+    }
+    let Some((path, explicit)) = take_config_path(&mut args)? else {
+        return Ok(args);
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(args),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let flags = flags_from_yaml(&text, &path)?;
+    let tail = args.split_off(pos + 1);
+    args.extend(flags);
+    args.extend(tail);
+    Ok(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strs(v: &[OsString]) -> Vec<String> {
+        v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn yaml_becomes_flags() {
+        let flags = flags_from_yaml(
+            "https-listen-port: 7443\ntls-san:\n  - a.example\n  - 10.0.0.1\ndebug: true\nquiet: false\n",
+            Path::new("c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            strs(&flags),
+            [
+                "--https-listen-port=7443",
+                "--tls-san=a.example",
+                "--tls-san=10.0.0.1",
+                "--debug"
+            ]
+        );
+        assert!(flags_from_yaml("- a\n", Path::new("c.yaml")).is_err());
+        assert!(flags_from_yaml("--x: 1\n", Path::new("c.yaml")).is_err());
+        assert!(flags_from_yaml("a: {b: 1}\n", Path::new("c.yaml")).is_err());
+        assert!(flags_from_yaml("", Path::new("c.yaml")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn config_flags_go_before_command_line_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("config.yaml");
+        std::fs::write(&cfg, "https-listen-port: 7443\n").unwrap();
+        let args: Vec<OsString> = [
+            "skiff",
+            "server",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--https-listen-port=8443",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let out = strs(&args_with_config(args).unwrap());
+        assert_eq!(
+            out,
+            [
+                "skiff",
+                "server",
+                "--https-listen-port=7443",
+                "--https-listen-port=8443"
+            ]
+        );
+        let missing: Vec<OsString> = ["skiff", "server", "--config", "/nonexistent/x.yaml"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert!(args_with_config(missing).is_err());
+    }
+}
