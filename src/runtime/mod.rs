@@ -1,0 +1,3 @@
+//! The container engine, usable without any cluster (see DESIGN.md, Runtime).
+
+pub mod image;
