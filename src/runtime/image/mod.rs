@@ -1,6 +1,7 @@
 //! Images: references, registry configuration and client, the content store
 //! with its layered snapshots, and the layer unpacker.
 
+pub mod catalog;
 pub mod client;
 pub mod manifest;
 pub mod meta;

@@ -239,7 +239,7 @@ impl LayerJob {
     fn check_space(&self) -> Result<(), PullError> {
         let dir = self.store.dir();
         if let Ok(st) = nix::sys::statvfs::statvfs(dir) {
-            let available = st.blocks_available() as u64 * st.fragment_size() as u64;
+            let available = st.blocks_available().saturating_mul(st.fragment_size());
             if self.desc.size > available {
                 return Err(PullError::NoSpace {
                     image: self.image.clone(),

@@ -383,7 +383,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        let cases: &[(&str, fn(&ReferenceError) -> bool)] = &[
+        type Check = fn(&ReferenceError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, ReferenceError::Empty)),
             (":tag", |e| matches!(e, ReferenceError::Empty)),
             ("Busybox", |e| matches!(e, ReferenceError::Uppercase(_))),
