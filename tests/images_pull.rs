@@ -164,3 +164,42 @@ fn tampered_layer_is_refused_and_nothing_registered() {
         "{blobs:?}"
     );
 }
+
+#[test]
+fn pull_through_a_mirror_with_fallback_and_rewrite() {
+    let reg = Registry::start();
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = build_busybox_image(work.path());
+    reg.skopeo_copy(&src, "hub/busybox:latest");
+
+    // The first mirror is dead (nothing listens there): skiff moves on to the
+    // second, which holds Docker Hub's library/ images under hub/. Docker Hub
+    // itself is never reached: a mirror answers first.
+    let registries = work.path().join("registries.yaml");
+    fs::write(
+        &registries,
+        format!(
+            "mirrors:\n  docker.io:\n    endpoint:\n      - \"http://127.0.0.1:5999\"\n      - \"http://{}\"\n    rewrite:\n      \"^library/(.*)\": \"hub/$1\"\n",
+            reg.host()
+        ),
+    )
+    .expect("registries.yaml");
+    let root = work.path().join("root");
+    let out = skiff_ok(
+        &reg.net,
+        &root,
+        &[
+            "pull",
+            "--registries",
+            registries.to_str().expect("utf-8"),
+            "busybox",
+        ],
+    );
+    assert!(out.contains("docker.io/library/busybox:latest"), "{out}");
+    let list = skiff_ok(&reg.net, &root, &["images"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("busybox ") && l.contains("latest")),
+        "{list}"
+    );
+}
