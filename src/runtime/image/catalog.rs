@@ -46,8 +46,7 @@ pub fn find(rows: &[ImageRow], query: &str) -> Result<Vec<ImageRow>, StoreError>
 
 /// Give the image `source` another name.
 pub fn tag(store: &Store, source: &str, target: &str) -> Result<String, StoreError> {
-    let target = Reference::parse(target)
-        .map_err(|_| StoreError::NotFound(format!("{target} (invalid reference)")))?;
+    let target = Reference::parse(target)?;
     let meta = store.meta()?;
     let rows = meta.list()?;
     let found = find(&rows, source)?;

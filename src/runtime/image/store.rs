@@ -48,6 +48,8 @@ pub enum StoreError {
     Ambiguous(String),
     #[error("malformed digest {0:?}")]
     BadDigest(String),
+    #[error(transparent)]
+    Reference(#[from] super::reference::ReferenceError),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
