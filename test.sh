@@ -32,4 +32,4 @@ fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
-cargo test
+cargo test --no-fail-fast

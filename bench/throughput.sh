@@ -3,9 +3,9 @@
 # HTTPS clients (one connection each, admin bearer token, CA-verified TLS),
 # p50/p99 latency. Every create is acknowledged only once durable. etcd puts
 # of the same payload through its v3 JSON gateway as the nearest peer store.
-# Usage: bench/throughput.sh [REQUESTS_PER_LEVEL]   (default 6400)
+# Usage: bench/throughput.sh [REQUESTS_PER_LEVEL]   (default 12800)
 source "$(dirname "$0")/lib.sh"
-REQ="${1:-6400}"
+REQ="${1:-12800}"
 build_release
 netns_up
 d="$WORK/skiff"; mkdir -p "$d"

@@ -7,6 +7,11 @@ use std::os::unix::fs::PermissionsExt;
 
 use support::{json, stderr, Server, DEMO_MANIFEST, PORT};
 
+/// A kubeconfig with no clusters or users, so that only the flags count.
+fn empty_kubeconfig(s: &Server) -> String {
+    s.write_file("empty-kubeconfig.yaml", "apiVersion: v1\nkind: Config\n")
+}
+
 #[test]
 fn unauthenticated_requests_get_401_status() {
     let s = Server::start();
@@ -37,7 +42,7 @@ fn unauthenticated_requests_get_401_status() {
         .net()
         .command(support::KUBECTL)
         .arg("--kubeconfig")
-        .arg(s.dir().join("nonexistent-kubeconfig"))
+        .arg(empty_kubeconfig(&s))
         .arg("--cache-dir")
         .arg(s.dir().join("cache-anon"))
         .args([
@@ -52,7 +57,7 @@ fn unauthenticated_requests_get_401_status() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("error: You must be logged in to the server (Unauthorized)"),
+        stderr(&out).contains("error: You must be logged in to the server ("),
         "{}",
         stderr(&out)
     );
@@ -91,7 +96,7 @@ fn admin_bearer_token_from_tokens_csv_works() {
         .net()
         .command(support::KUBECTL)
         .arg("--kubeconfig")
-        .arg(s.dir().join("nonexistent-kubeconfig"))
+        .arg(empty_kubeconfig(&s))
         .arg("--cache-dir")
         .arg(s.dir().join("cache-token"))
         .args([
@@ -101,13 +106,33 @@ fn admin_bearer_token_from_tokens_csv_works() {
             "--token",
             &token,
         ])
-        .args(["create", "configmap", "by-token", "--from-literal=k=v"])
+        .args(["get", "ns", "default", "-o", "name"])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "configmap/by-token created\n"
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "namespace/default\n");
+
+    // A write with the token.
+    let cm =
+        r#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"by-token"},"data":{"k":"v"}}"#;
+    let url = s.url("/api/v1/namespaces/default/configmaps");
+    let out = s.curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-X",
+        "POST",
+        "--data",
+        cm,
+        &url,
+    ]);
+    let text = support::stdout(&out);
+    assert!(
+        text.ends_with("\n201"),
+        "POST configmap with bearer token: {text}"
     );
     assert_eq!(
         s.kubectl_ok(&["get", "cm", "by-token", "-o", "jsonpath={.data.k}"]),
@@ -249,14 +274,11 @@ fn data_survives_sigkill_and_restart() {
         .map(|(_, _, rv)| rv.parse::<u64>().expect("numeric resourceVersion"))
         .max()
         .unwrap();
-    s.kubectl_ok(&[
-        "create",
-        "configmap",
-        "after",
-        "-n",
-        "demo",
-        "--from-literal=a=b",
-    ]);
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: after\n  namespace: demo\ndata:\n  a: b\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
     let rv: u64 = s
         .kubectl_ok(&[
             "get",
@@ -289,4 +311,39 @@ fn data_survives_sigkill_and_restart() {
         ]),
         "b"
     );
+}
+
+#[test]
+fn request_body_over_3_mib_is_rejected() {
+    let s = Server::start();
+    let auth = format!("Authorization: Bearer {}", s.admin_token());
+    let big = format!(
+        r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#,
+        "x".repeat(3 * 1024 * 1024 + 1024)
+    );
+    let file = s.write_file("big.json", &big);
+    let url = s.url("/api/v1/namespaces/default/configmaps");
+    let data = format!("@{file}");
+    let out = s.curl(&[
+        "-w",
+        "\n%{http_code}",
+        "-H",
+        &auth,
+        "-H",
+        "Content-Type: application/json",
+        "-X",
+        "POST",
+        "--data-binary",
+        &data,
+        &url,
+    ]);
+    let text = support::stdout(&out);
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    assert_eq!(code, "413", "{body}");
+    let st = json(body);
+    assert_eq!(st["kind"], "Status", "{body}");
+    assert_eq!(st["reason"], "RequestEntityTooLarge", "{body}");
+    assert_eq!(st["code"], 413, "{body}");
+    let err = s.kubectl_err(&["get", "cm", "big"]);
+    assert!(stderr(&err).contains("NotFound"), "{}", stderr(&err));
 }

@@ -138,20 +138,29 @@ fn api_resources_lists_short_names_and_verbs() {
 
     // Verbs (-o wide).
     let wide = s.kubectl_ok(&["api-resources", "-o", "wide"]);
-    let full = "[create delete deletecollection get list patch update watch]";
-    for name in ["configmaps", "pods", "services", "deployments", "secrets"] {
+    let full = "create,delete,deletecollection,get,list,patch,update,watch";
+    for name in ["configmaps", "pods", "deployments", "secrets"] {
         let line = wide
             .lines()
             .find(|l| l.split_whitespace().next() == Some(name))
             .unwrap_or_else(|| panic!("no {name} in:\n{wide}"));
         assert!(line.contains(full), "verbs of {name}: {line}");
     }
+    // As in Kubernetes, services have no deletecollection.
+    let line = wide
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("services"))
+        .unwrap_or_else(|| panic!("no services in:\n{wide}"));
+    assert!(
+        line.contains("create,delete,get,list,patch,update,watch"),
+        "verbs of services: {line}"
+    );
     let line = wide
         .lines()
         .find(|l| l.split_whitespace().next() == Some("namespaces"))
         .unwrap_or_else(|| panic!("no namespaces in:\n{wide}"));
     assert!(
-        line.contains("[create delete get list patch update watch]"),
+        line.contains("create,delete,get,list,patch,update,watch"),
         "verbs of namespaces: {line}"
     );
 
@@ -366,7 +375,7 @@ fn get_configmap_yaml() {
 #[test]
 fn get_pods_watch_shows_added_and_modified_rows() {
     let s = Server::start();
-    s.kubectl_ok(&["create", "namespace", "watch"]);
+    s.namespace("watch");
     let mut w =
         s.kubectl_background(&["get", "pods", "-n", "watch", "-w", "--output-watch-events"]);
 
@@ -409,7 +418,7 @@ fn get_pods_watch_shows_added_and_modified_rows() {
 #[test]
 fn get_pods_watch_without_events_prints_rows() {
     let s = Server::start();
-    s.kubectl_ok(&["create", "namespace", "watch"]);
+    s.namespace("watch");
     let pod = s.write_file("p0.yaml", &support::pod_manifest("p0", "watch", &[]));
     s.kubectl_ok(&["apply", "-f", &pod]);
     let mut w = s.kubectl_background(&["get", "pods", "-n", "watch", "-w"]);
@@ -539,7 +548,7 @@ fn annotate_deployment() {
 #[test]
 fn delete_f_removes_the_objects() {
     let s = Server::start();
-    s.kubectl_ok(&["create", "namespace", "demo"]);
+    s.namespace("demo");
     // The objects of the demo manifest without the Namespace document.
     let objects = DEMO_MANIFEST.split_once("---\n").unwrap().1;
     let file = s.write_file("objects.yaml", objects);
@@ -588,8 +597,8 @@ fn get_missing_configmap_is_not_found() {
 #[test]
 fn get_pods_all_namespaces() {
     let s = Server::start();
-    s.kubectl_ok(&["create", "namespace", "a"]);
-    s.kubectl_ok(&["create", "namespace", "b"]);
+    s.namespace("a");
+    s.namespace("b");
     let docs = format!(
         "{}---\n{}",
         support::pod_manifest("pa", "a", &[]),
@@ -637,5 +646,36 @@ fn get_pods_all_namespaces() {
         &row(&rows, "pa")[5..],
         ["<none>", "<none>", "<none>", "<none>"],
         "{wide}"
+    );
+}
+
+#[test]
+fn delete_namespace_removes_its_contents() {
+    let s = Server::start();
+    apply_demo(&s);
+    // kubectl waits until the namespace is gone (bounded by --timeout).
+    let out = s.kubectl_ok(&["delete", "namespace", "demo", "--timeout=60s"]);
+    assert_eq!(out, "namespace \"demo\" deleted\n");
+    let err = s.kubectl_err(&["get", "ns", "demo"]);
+    assert_eq!(
+        stderr(&err).trim_end(),
+        r#"Error from server (NotFound): namespaces "demo" not found"#
+    );
+    // Its objects went with it.
+    let out = s.kubectl_ok(&["get", "cm,deploy,svc", "-A", "-o", "name"]);
+    assert!(
+        !out.lines()
+            .any(|l| l.ends_with("/app-config") || l.ends_with("/web")),
+        "left over after deleting namespace demo:\n{out}"
+    );
+}
+
+#[test]
+fn unknown_resource_type_is_reported() {
+    let s = Server::start();
+    let err = s.kubectl_err(&["get", "foos"]);
+    assert_eq!(
+        stderr(&err).trim_end(),
+        r#"error: the server doesn't have a resource type "foos""#
     );
 }

@@ -20,8 +20,19 @@ fn names(s: &Server, args: &[&str]) -> Vec<String> {
     v
 }
 
+/// `kubectl apply -f -` (a JSON body), for set-up.
+fn apply(s: &Server, yaml: &str) {
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    assert!(
+        out.status.success(),
+        "apply: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
 fn seed(s: &Server) {
-    s.kubectl_ok(&["create", "namespace", "sel"]);
+    s.namespace("sel");
     let mut docs = String::new();
     for (name, labels) in [
         ("a-prod", "app: a\n    env: prod"),
@@ -149,7 +160,7 @@ fn show_labels_column() {
 }
 
 #[test]
-fn create_configmap_from_literals_and_patch_it() {
+fn create_from_literals_sends_protobuf() {
     let s = Server::start();
     // `create configmap` sends a protobuf body.
     assert_eq!(
@@ -164,7 +175,54 @@ fn create_configmap_from_literals_and_patch_it() {
     );
     let cm = json(&s.kubectl_ok(&["get", "cm", "cfg", "-o", "json"]));
     assert_eq!(cm["data"], serde_json::json!({"a": "1", "b": "2"}));
+    // Other typed generators send protobuf too.
+    assert_eq!(
+        s.kubectl_ok(&["create", "deployment", "web", "--image=nginx:1.27"]),
+        "deployment.apps/web created\n"
+    );
+    assert_eq!(
+        s.kubectl_ok(&[
+            "create",
+            "secret",
+            "generic",
+            "pw",
+            "--from-literal=p=s3cret"
+        ]),
+        "secret/pw created\n"
+    );
+    assert_eq!(
+        s.kubectl_ok(&["get", "secret", "pw", "-o", "jsonpath={.data.p}"]),
+        "czNjcmV0"
+    );
+}
 
+#[test]
+fn patch_strategic_merge_json_merge_and_json_patch() {
+    let s = Server::start();
+    apply(
+        &s,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: \"1\"\n  b: \"2\"\n",
+    );
+    // JSON merge patch.
+    s.kubectl_ok(&[
+        "patch",
+        "cm",
+        "cfg",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"d":"4"}}"#,
+    ]);
+    // JSON patch.
+    s.kubectl_ok(&[
+        "patch",
+        "cm",
+        "cfg",
+        "--type",
+        "json",
+        "-p",
+        r#"[{"op":"remove","path":"/data/d"}]"#,
+    ]);
     // Strategic merge patch (the default for built-in kinds).
     assert_eq!(
         s.kubectl_ok(&["patch", "cm", "cfg", "-p", r#"{"data":{"c":"3"}}"#]),
@@ -202,7 +260,10 @@ fn create_configmap_from_literals_and_patch_it() {
 #[test]
 fn replace_with_stale_resource_version_conflicts() {
     let s = Server::start();
-    s.kubectl_ok(&["create", "configmap", "cfg", "--from-literal=a=1"]);
+    apply(
+        &s,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\ndata:\n  a: \"1\"\n",
+    );
     let original = s.kubectl_ok(&["get", "cm", "cfg", "-o", "json"]);
     // A change in between makes the saved copy stale.
     s.kubectl_ok(&["label", "cm", "cfg", "x=y"]);
@@ -237,13 +298,10 @@ fn replace_with_stale_resource_version_conflicts() {
 #[test]
 fn scale_deployment() {
     let s = Server::start();
-    s.kubectl_ok(&[
-        "create",
-        "deployment",
-        "web",
-        "--image=nginx:1.27",
-        "--replicas=1",
-    ]);
+    apply(
+        &s,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: web\n  template:\n    metadata:\n      labels:\n        app: web\n    spec:\n      containers:\n      - name: nginx\n        image: nginx:1.27\n",
+    );
     assert_eq!(
         s.kubectl_ok(&["scale", "deployment", "web", "--replicas=3"]),
         "deployment.apps/web scaled\n"

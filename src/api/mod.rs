@@ -3,6 +3,8 @@
 
 pub mod duration;
 pub mod fields;
+pub mod protobuf;
 pub mod selector;
 pub mod status;
+pub mod strategic;
 pub mod validation;

@@ -332,6 +332,22 @@ impl Server {
         out
     }
 
+    /// Create a namespace with `kubectl apply` (a JSON body), for tests whose
+    /// subject is something else (`kubectl create namespace` sends protobuf
+    /// and has a test of its own).
+    pub fn namespace(&self, name: &str) {
+        let out = self.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n"),
+        );
+        assert!(
+            out.status.success(),
+            "kubectl apply namespace {name}: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+
     /// Write `contents` to a file in the test's directory; returns its path.
     pub fn write_file(&self, name: &str, contents: &str) -> String {
         let path = self.dir.path().join(name);

@@ -257,14 +257,15 @@ impl Store {
             hasher: Sha256::new(),
             bytes: 0,
         };
-        let opts = UnpackOptions {
-            size_limit: None,
-            preserve_ownership: true,
-        };
+        // The unpacker wants an existing, empty directory.
+        fs::create_dir(tmp).map_err(io_err(tmp))?;
+        // Owners from the headers when root; no size cap here (the blob's
+        // size was checked against free space before download).
+        let opts = UnpackOptions::default();
         unpack::unpack_layer(&mut hashing, tmp, &opts).map_err(unpack_err)?;
         // The tar reader may stop at the end-of-archive marker; the diff_id
         // covers the whole stream, padding included.
-        io::copy(&mut hashing, &mut io::sink()).map_err(|e| unpack_err(UnpackError::from(e)))?;
+        io::copy(&mut hashing, &mut io::sink()).map_err(|e| unpack_err(UnpackError::Read(e)))?;
         let actual = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
         if actual != diff_id {
             return Err(StoreError::DiffIdMismatch {

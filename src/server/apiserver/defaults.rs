@@ -41,6 +41,17 @@ pub async fn on_create(
     if is(def, "", "services") {
         service_defaults(state, def, obj).await?;
     }
+    if is(def, "", "secrets") {
+        if let Some(o) = obj.as_object_mut() {
+            let empty = o
+                .get("type")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty);
+            if empty {
+                o.insert("type".into(), json!("Opaque"));
+            }
+        }
+    }
     Ok(())
 }
 

@@ -153,6 +153,14 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
     let v = match ct.as_str() {
         "application/json" | "" => parse_json(body)?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => parse_yaml(body)?,
+        crate::api::protobuf::MEDIA_TYPE => {
+            if body.len() > MAX_BODY_BYTES {
+                return Err(ApiError::too_large(MAX_BODY_BYTES));
+            }
+            crate::api::protobuf::decode_body(body).map_err(|e| {
+                ApiError::bad_request(format!("the protobuf request body cannot be decoded: {e}"))
+            })?
+        }
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !v.is_object() {

@@ -130,9 +130,10 @@ pub fn generate_name(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
-/// Does this kind track `metadata.generation` (it has a spec to generate)?
-fn has_generation(obj: &Value) -> bool {
-    obj.get("spec").is_some()
+/// Kinds whose controllers report `status.observedGeneration` track
+/// `metadata.generation`: it starts at 1 and grows with every spec change.
+fn has_generation(def: &ResourceDef) -> bool {
+    matches!(def.group, "apps" | "batch")
 }
 
 fn check_map_of_strings(m: &Map<String, Value>, field: &str, causes: &mut Vec<Cause>) {
@@ -278,7 +279,7 @@ pub fn prepare_create(
     if !causes.is_empty() {
         return Err(ApiError::invalid(def.group, def.kind, &name, causes));
     }
-    if has_generation(&obj) {
+    if has_generation(def) {
         meta_mut(&mut obj).insert("generation".into(), json!(1));
     }
     validate_meta(def, &obj, &name)?;
@@ -391,7 +392,7 @@ pub fn prepare_update(
             }
         }
     }
-    if has_generation(&new) && old.get("spec") != new.get("spec") {
+    if has_generation(def) && old.get("spec") != new.get("spec") {
         let g = meta(old)
             .and_then(|m| m.get("generation"))
             .and_then(Value::as_i64)

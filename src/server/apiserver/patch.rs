@@ -18,17 +18,19 @@ use crate::api::status::ApiError;
 pub enum PatchType {
     Merge,
     Json,
+    Strategic,
 }
 
 pub fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
     match content_type(headers).as_str() {
         "application/merge-patch+json" => Ok(PatchType::Merge),
         "application/json-patch+json" => Ok(PatchType::Json),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
         other => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json (got {other:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
             ),
         )),
     }
@@ -43,6 +45,23 @@ pub fn apply_patch(
 ) -> Result<Value, ApiError> {
     let mut out = target.clone();
     match kind {
+        PatchType::Strategic => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request(
+                    "a strategic merge patch must be a JSON object",
+                ));
+            }
+            let api_version = target
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            let kind = target.get("kind").and_then(Value::as_str).unwrap_or("");
+            out = crate::api::strategic::apply(target, patch, api_version, kind).map_err(|e| {
+                ApiError::bad_request(format!(
+                    "the strategic merge patch for {name:?} cannot be applied: {e}"
+                ))
+            })?;
+        }
         PatchType::Merge => {
             if !patch.is_object() {
                 return Err(ApiError::bad_request("a merge patch must be a JSON object"));
@@ -91,6 +110,9 @@ pub async fn patch(
         }
         let mut new = prepare_update(def, &cur.obj, patched, r.subresource.as_deref())?;
         defaults::on_update(def, &cur.obj, &mut new)?;
+        if super::write::unchanged(&cur.obj, &new) {
+            return Ok(json_response(StatusCode::OK, &cur.obj));
+        }
         match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
             Ok(out) => return Ok(json_response(StatusCode::OK, &out)),
             // Lost a race with another writer: patch the newer version.

@@ -84,6 +84,20 @@ pub async fn create(
     Ok(json_response(StatusCode::CREATED, &created))
 }
 
+/// True when `new` is `cur` apart from its resourceVersion: such a write is
+/// skipped, as the apiserver does, so no-op updates don't wake watchers and
+/// kubectl can report "(no change)".
+pub fn unchanged(cur: &Value, new: &Value) -> bool {
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            m.remove("resourceVersion");
+        }
+        v
+    };
+    strip(cur) == strip(new)
+}
+
 /// Store an updated object, or remove it when it was marked for deletion and
 /// its last finalizer just went.
 pub async fn commit_update(
@@ -147,6 +161,9 @@ pub async fn update(
         defaults::on_update(def, &cur.obj, &mut new)?;
         new
     };
+    if unchanged(&cur.obj, &new) {
+        return Ok(json_response(StatusCode::OK, &cur.obj));
+    }
     let out = commit_update(state, def, ns, name, &new, cur.rev, dry_run).await?;
     Ok(json_response(StatusCode::OK, &out))
 }
@@ -257,15 +274,27 @@ pub async fn delete_one(
             }
         }
         let is_ns = def.group.is_empty() && def.plural == "namespaces";
-        let held = !objects::finalizers(&cur.obj).is_empty() || is_ns;
+        let grace = pod_grace(def, &cur.obj, opts);
+        let has_finalizers = !objects::finalizers(&cur.obj).is_empty();
+        let marked = objects::meta(&cur.obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
+        // A pod on a node is only marked: its kubelet stops the containers
+        // and then deletes it with grace 0. Grace 0 (force) removes it now,
+        // unless finalizers still hold it.
+        let held = has_finalizers || is_ns || grace.is_some_and(|g| g > 0);
+        if held && marked {
+            return Ok(cur.obj);
+        }
         if held {
             let mut new = cur.obj.clone();
             let m = meta_mut(&mut new);
-            if m.contains_key("deletionTimestamp") {
-                return Ok(cur.obj);
-            }
-            m.insert("deletionTimestamp".into(), json!(objects::now_rfc3339()));
-            m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            m.insert(
+                "deletionTimestamp".into(),
+                json!(deletion_time(grace.unwrap_or(0))),
+            );
+            m.insert(
+                "deletionGracePeriodSeconds".into(),
+                json!(grace.unwrap_or(0)),
+            );
             if let Some(p) = &opts.propagation {
                 // Recorded for the garbage collector, as the apiserver does
                 // with its orphan/foregroundDeletion finalizers.
@@ -312,6 +341,37 @@ pub async fn delete_one(
         name,
         "the object kept changing while it was being deleted; try again",
     ))
+}
+
+/// The grace period of a pod delete: None for other kinds and for pods that
+/// no node runs (nothing to stop, so they go at once).
+fn pod_grace(def: &ResourceDef, obj: &Value, opts: &DeleteOptions) -> Option<i64> {
+    if !(def.group.is_empty() && def.plural == "pods") {
+        return None;
+    }
+    let on_node = obj
+        .pointer("/spec/nodeName")
+        .and_then(Value::as_str)
+        .is_some_and(|n| !n.is_empty());
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
+    if !on_node || finished {
+        return Some(0);
+    }
+    Some(opts.grace_seconds.unwrap_or_else(|| {
+        obj.pointer("/spec/terminationGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .unwrap_or(30)
+    }))
+}
+
+/// `deletionTimestamp` is when the object should be gone: now + grace.
+fn deletion_time(grace: i64) -> String {
+    (chrono::Utc::now() + chrono::TimeDelta::seconds(grace.max(0)))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// Kinds whose DELETE answers with the object itself rather than a Status.

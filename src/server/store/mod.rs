@@ -126,7 +126,9 @@ pub trait Backend: Send + Sync + 'static {
     /// The newest committed revision.
     fn current_revision(&self) -> Revision;
 
-    /// The newest revision removed by compaction (0 if none).
+    /// The revision history was compacted at (0 if none): the state at it
+    /// and later is intact; reads at an older revision and watches from an
+    /// older one fail with `Compacted`.
     fn compacted_revision(&self) -> Revision;
 
     /// The live version of `key` (as of `revision` if given).

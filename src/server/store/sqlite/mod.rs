@@ -37,11 +37,14 @@ pub struct SqliteOptions {
     pub queue: usize,
     /// Open read connections at most.
     pub readers: usize,
-    /// Committed batches the fan-out holds for the slowest watcher; beyond
-    /// that the watcher gets `WatcherLagged`.
-    pub fanout_batches: usize,
+    /// Events the fan-out holds for the slowest watcher (on top of its
+    /// `watch_buffer`); beyond that the watcher gets `WatcherLagged`.
+    pub fanout_events: usize,
     /// Events buffered per watch receiver.
     pub watch_buffer: usize,
+    /// How long a commit group waits for a write lock held elsewhere
+    /// before all its writes fail.
+    pub busy_timeout: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -50,8 +53,9 @@ impl Default for SqliteOptions {
             max_batch: 256,
             queue: 4096,
             readers: 4,
-            fanout_batches: 1024,
+            fanout_events: 2048,
             watch_buffer: 512,
+            busy_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -86,8 +90,8 @@ impl SqliteBackend {
 
     pub fn open_with(path: &Path, opts: SqliteOptions) -> Result<Arc<SqliteBackend>> {
         schema::prepare_file(path)?;
-        let (conn, last, compacted) = schema::open_writer(path)?;
-        let (fanout, _) = broadcast::channel(opts.fanout_batches.max(1));
+        let (conn, last, compacted) = schema::open_writer(path, opts.busy_timeout)?;
+        let (fanout, _) = broadcast::channel(opts.fanout_events.max(1));
         let published = Arc::new(Published {
             current: AtomicI64::new(last),
             compacted: AtomicI64::new(compacted),

@@ -39,8 +39,8 @@ pub(crate) const META_COMPACTED: &str = "compacted_rev";
 
 /// Page cache per connection, in KiB (negative `cache_size` means KiB).
 /// Kept small: the whole server has to idle under 30 MiB.
-const WRITER_CACHE_KIB: i64 = 4096;
-const READER_CACHE_KIB: i64 = 2048;
+const WRITER_CACHE_KIB: i64 = 2048;
+const READER_CACHE_KIB: i64 = 1024;
 
 pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -81,9 +81,14 @@ fn open_flags() -> OpenFlags {
 
 /// Opens the single write connection, switches to WAL and creates the
 /// tables. Returns the newest revision ever handed out and the compacted one.
-pub(crate) fn open_writer(path: &Path) -> Result<(Connection, Revision, Revision), StoreError> {
+pub(crate) fn open_writer(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<(Connection, Revision, Revision), StoreError> {
     let conn = Connection::open_with_flags(path, open_flags()).map_err(db_err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+    // Only another process (a second server on the same file, a backup
+    // tool) can hold the write lock; give it a moment, then fail the batch.
+    conn.busy_timeout(busy_timeout).map_err(db_err)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(db_err)?;

@@ -1,12 +1,12 @@
 //! Watchers: one task per watch that first replays history from the table,
-//! then forwards live batches from the in-memory fan-out.
+//! then forwards live events from the in-memory fan-out.
 
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
 use super::read::{self, KeyRange, ReadPool};
-use super::writer::Batch;
+use super::writer::SharedEvent;
 use crate::server::store::{Event, Revision, StoreError, WatchReceiver};
 
 /// Catch-up reads this many events per read transaction, so a long history
@@ -18,9 +18,9 @@ pub(crate) struct Watch {
     pub prefix: String,
     /// Deliver events with a revision above this.
     pub after: Revision,
-    /// Live batches; subscribed while `upto` was the published revision, so
+    /// Live events; subscribed while `upto` was the published revision, so
     /// everything above `upto` arrives here and nothing at or below it does.
-    pub live: broadcast::Receiver<Batch>,
+    pub live: broadcast::Receiver<SharedEvent>,
     pub upto: Revision,
     pub buffer: usize,
 }
@@ -40,22 +40,20 @@ impl Watch {
             return;
         }
         loop {
-            let batch = tokio::select! {
+            let next = tokio::select! {
                 // Without this a dropped watch on a quiet prefix would keep
                 // its task (and a fan-out slot) until the next write.
                 _ = out.closed() => return,
                 b = self.live.recv() => b,
             };
-            match batch {
-                Ok(batch) => {
-                    for ev in batch.iter() {
-                        if ev.revision() <= last || !ev.kv.key.starts_with(&self.prefix) {
-                            continue;
-                        }
-                        last = ev.revision();
-                        if out.send(Ok(ev.clone())).await.is_err() {
-                            return;
-                        }
+            match next {
+                Ok(ev) => {
+                    if ev.revision() <= last || !ev.kv.key.starts_with(&self.prefix) {
+                        continue;
+                    }
+                    last = ev.revision();
+                    if out.send(Ok(Event::clone(&ev))).await.is_err() {
+                        return;
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {

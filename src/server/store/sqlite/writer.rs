@@ -15,8 +15,10 @@ use crate::server::store::{Event, EventKind, KeyValue, Revision, StoreError};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Events of one committed batch, in revision order.
-pub(crate) type Batch = Arc<[Event]>;
+/// One committed event as the fan-out carries it: shared by all watchers
+/// until the slowest has seen it. Events (not commit groups) are the unit so
+/// the fan-out's memory is bounded by a number of objects.
+pub(crate) type SharedEvent = Arc<Event>;
 
 pub(crate) enum WriteOp {
     Create {
@@ -50,12 +52,12 @@ pub(crate) struct Published {
     /// Newest revision whose events have been handed to the fan-out.
     pub current: AtomicI64,
     pub compacted: AtomicI64,
-    /// Sending a batch and advancing `current` happen under this lock, and a
+    /// Sending a commit group's events and advancing `current` happen under this lock, and a
     /// new watcher subscribes and reads `current` under it too: so every
     /// revision is either at or below the `current` it reads (found by its
     /// catch-up) or arrives on its subscription. None once the writer ends,
     /// which closes every watcher.
-    pub fanout: Mutex<Option<broadcast::Sender<Batch>>>,
+    pub fanout: Mutex<Option<broadcast::Sender<SharedEvent>>>,
 }
 
 /// The newest row of a key, as the writer needs it for checks and events.
@@ -178,12 +180,13 @@ impl Writer {
 
     fn publish(&self, events: Vec<Event>) {
         let last = self.last;
-        let batch: Batch = events.into();
         match self.published.fanout.lock() {
             Ok(fanout) => {
                 if let Some(tx) = fanout.as_ref() {
-                    // No receivers is not an error here.
-                    let _ = tx.send(batch);
+                    for ev in events {
+                        // No receivers is not an error here.
+                        let _ = tx.send(Arc::new(ev));
+                    }
                 }
                 self.published.current.store(last, Ordering::Release);
             }
@@ -204,7 +207,8 @@ impl Writer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let mut next = self.last + 1;
-        // Newest row per key including this batch's earlier ops.
+        // Newest row per key written earlier in this batch. The transaction
+        // would see its own inserts anyway; this saves the lookup.
         let mut seen: HashMap<String, Option<Latest>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(writes.len());
         {

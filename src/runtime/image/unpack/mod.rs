@@ -1,0 +1,1048 @@
+//! Layer unpacking: one image layer (a tar stream, possibly compressed) into
+//! its own directory, which later becomes one read-only overlayfs lower layer.
+//!
+//! Whiteouts are stored the way overlayfs reads them, not applied: `.wh.NAME`
+//! becomes a 0:0 character device `NAME`, `.wh..wh..opq` in a directory sets
+//! `trusted.overlay.opaque=y` on it. `trusted.overlay.*` (and
+//! `user.overlay.*`) xattrs coming from the image are dropped, so a layer
+//! cannot forge either.
+//!
+//! Layers are hostile input. Every entry is resolved beneath the destination
+//! by file descriptors without following any symlink (see `tree.rs`):
+//! absolute names are made relative, `..` above the root is refused, an entry
+//! below a symlink planted by an earlier entry is refused, hardlinks must name
+//! a regular file already unpacked in this layer, and sizes are checked
+//! against [`UnpackOptions::size_limit`] before any data is written.
+//!
+//! **On any error the caller must delete `dest`**: it holds a partial layer.
+//! Nothing outside `dest` is ever created, changed or removed.
+//!
+//! Nothing is fsynced per file; call [`sync_dir`] once when the snapshot is
+//! complete.
+
+mod tree;
+
+#[cfg(test)]
+mod tests;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io::{self, BufReader, Cursor, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, XattrFlags};
+use rustix::io::Errno;
+use tar::EntryType;
+
+use tree::{Tree, WalkError};
+
+/// How a layer is unpacked.
+#[derive(Debug, Clone)]
+pub struct UnpackOptions {
+    /// Refuse layers whose unpacked file bytes exceed this.
+    pub size_limit: Option<u64>,
+    /// Set owners from the tar headers (needs root; true as root).
+    pub preserve_ownership: bool,
+}
+
+impl Default for UnpackOptions {
+    /// No size limit; ownership preserved when running as root.
+    fn default() -> Self {
+        UnpackOptions {
+            size_limit: None,
+            preserve_ownership: nix::unistd::geteuid().is_root(),
+        }
+    }
+}
+
+/// What one unpack wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct UnpackStats {
+    /// Tar entries applied (files, directories, links, nodes, whiteouts).
+    pub entries: u64,
+    /// Bytes of regular file content written.
+    pub bytes: u64,
+}
+
+/// Why a layer could not be unpacked. Entry errors name the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("unsupported layer media type {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("layer declared as {media_type} does not start with the {format} magic bytes")]
+    CompressionMismatch {
+        media_type: String,
+        format: &'static str,
+    },
+    #[error("reading layer: {0}")]
+    Read(#[source] io::Error),
+    #[error("malformed or truncated layer tar stream: {0}")]
+    Tar(#[source] io::Error),
+    #[error("entry {path}: bad tar header: {source}")]
+    Header {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("entry {path}: reading its data failed (corrupt or truncated layer): {source}")]
+    EntryData {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("entry {path} is truncated: {got} of {expected} bytes")]
+    Truncated {
+        path: String,
+        got: u64,
+        expected: u64,
+    },
+    #[error("entry {path} escapes the layer root")]
+    Escapes { path: String },
+    #[error("entry {path}: invalid entry: {reason}")]
+    Invalid { path: String, reason: &'static str },
+    #[error("entry {path}: {component} is a symlink; refusing to write through it")]
+    ThroughSymlink { path: String, component: String },
+    #[error("entry {path}: {component} exists and is not a directory")]
+    NotADirectory { path: String, component: String },
+    #[error("hardlink {path} points outside the layer (target {target})")]
+    HardlinkOutside { path: String, target: String },
+    #[error("hardlink {path}: target {target} {reason}")]
+    HardlinkTarget {
+        path: String,
+        target: String,
+        reason: String,
+    },
+    #[error(
+        "entry {path}: {size} bytes would take the layer to {total} bytes, \
+         over its size limit of {limit} bytes"
+    )]
+    SizeLimit {
+        path: String,
+        size: u64,
+        total: u64,
+        limit: u64,
+    },
+    #[error("entry {path}: {op}: {source}")]
+    Fs {
+        path: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer directory {path}: {source}")]
+    Dest {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Compression {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+
+/// `Some(c)` for a declared compression, `None` for "look at the bytes".
+fn declared_compression(media_type: &str) -> Result<Option<Compression>, UnpackError> {
+    let mt = media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if mt.is_empty() {
+        return Ok(None);
+    }
+    if mt.ends_with("+gzip") || mt.ends_with(".gzip") {
+        return Ok(Some(Compression::Gzip));
+    }
+    if mt.ends_with("+zstd") || mt.ends_with(".zstd") {
+        return Ok(Some(Compression::Zstd));
+    }
+    // Plain tar (OCI `…v1.tar`, docker `…diff.tar`, `application/x-tar`):
+    // sniffed all the same, since mislabelled compressed layers exist.
+    if mt.ends_with(".tar") || mt.ends_with("/tar") || mt.ends_with("x-tar") {
+        return Ok(None);
+    }
+    Err(UnpackError::UnsupportedMediaType(media_type.to_string()))
+}
+
+/// Compression by media type, with magic-byte sniffing as a fallback (gzip
+/// `1f8b`, zstd `28b52ffd`, else plain tar). An empty media type means
+/// "sniff" (docker-archive layers have none). Types that are not a tar layer
+/// (or use another compression) are refused.
+pub fn decompress<'a, R: std::io::Read + 'a>(
+    r: R,
+    media_type: &str,
+) -> Result<Box<dyn std::io::Read + 'a>, UnpackError> {
+    let declared = declared_compression(media_type)?;
+    let mut r = BufReader::with_capacity(128 * 1024, r);
+    let mut magic = [0u8; 4];
+    let mut n = 0;
+    while n < magic.len() {
+        match r.read(&mut magic[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(UnpackError::Read(e)),
+        }
+    }
+    let head = &magic[..n];
+    let sniffed = if head.starts_with(GZIP_MAGIC) {
+        Compression::Gzip
+    } else if head.starts_with(ZSTD_MAGIC) {
+        Compression::Zstd
+    } else {
+        Compression::Plain
+    };
+    let kind = match declared {
+        Some(d) if d != sniffed => {
+            return Err(UnpackError::CompressionMismatch {
+                media_type: media_type.to_string(),
+                format: if d == Compression::Gzip {
+                    "gzip"
+                } else {
+                    "zstd"
+                },
+            })
+        }
+        Some(d) => d,
+        None => sniffed,
+    };
+    let src = Cursor::new(head.to_vec()).chain(r);
+    Ok(match kind {
+        Compression::Plain => Box::new(src),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(src)),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(src).map_err(UnpackError::Read)?)
+        }
+    })
+}
+
+/// `syncfs()` on the filesystem holding `dest`: call once after a snapshot
+/// is unpacked (nothing is fsynced per file).
+pub fn sync_dir(dest: &Path) -> Result<(), UnpackError> {
+    let dest_err = |e: io::Error| UnpackError::Dest {
+        path: dest.to_path_buf(),
+        source: e,
+    };
+    let fd = rustix::fs::open(
+        dest,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| dest_err(e.into()))?;
+    rustix::fs::syncfs(&fd).map_err(|e| dest_err(e.into()))
+}
+
+/// Unpack one layer's (decompressed) tar stream into `dest`, an empty
+/// directory that becomes one read-only overlayfs lower layer.
+///
+/// The reader is drained to its end after the tar's end-of-archive marker,
+/// so a digest-checking reader underneath sees every byte.
+///
+/// On error `dest` holds a partial layer: **the caller deletes it**.
+pub fn unpack_layer<R: std::io::Read>(
+    tar: R,
+    dest: &std::path::Path,
+    opts: &UnpackOptions,
+) -> Result<UnpackStats, UnpackError> {
+    let tree = Tree::open(dest).map_err(|e| UnpackError::Dest {
+        path: dest.to_path_buf(),
+        source: e,
+    })?;
+    let mut u = Unpacker {
+        tree,
+        opts,
+        stats: UnpackStats::default(),
+        dirs: HashMap::new(),
+        buf: vec![0u8; COPY_BUF],
+    };
+    let budget = Rc::new(Cell::new(UNLIMITED));
+    let guarded = MetaBudget {
+        inner: tar,
+        left: budget.clone(),
+    };
+    let mut archive = tar::Archive::new(BufReader::with_capacity(64 * 1024, guarded));
+    let mut entries = archive.entries().map_err(UnpackError::Tar)?;
+    loop {
+        // While the parser looks for the next entry it holds GNU long
+        // names and PAX records in memory: bound what it may read.
+        budget.set(META_LIMIT);
+        let Some(entry) = entries.next() else { break };
+        let mut entry = entry.map_err(UnpackError::Tar)?;
+        budget.set(UNLIMITED);
+        u.entry(&mut entry)?;
+        // Data of entries that carry none for us (directories, skipped
+        // types): read here, streamed, so the next parse starts at a header.
+        io::copy(&mut entry, &mut io::sink()).map_err(|e| UnpackError::EntryData {
+            path: lossy(&entry.path_bytes()),
+            source: e,
+        })?;
+    }
+    budget.set(UNLIMITED);
+    u.finish()?;
+    io::copy(&mut archive.into_inner(), &mut io::sink()).map_err(UnpackError::Read)?;
+    Ok(u.stats)
+}
+
+/// Most the tar parser may read between two entries: headers, GNU long
+/// names and links, PAX records (all of which it keeps in memory).
+const META_LIMIT: u64 = 16 << 20;
+const UNLIMITED: u64 = u64::MAX;
+
+/// Reader that fails once `left` bytes were read (unless `UNLIMITED`).
+struct MetaBudget<R> {
+    inner: R,
+    left: Rc<Cell<u64>>,
+}
+
+impl<R: Read> Read for MetaBudget<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.left.get();
+        if left == UNLIMITED {
+            return self.inner.read(buf);
+        }
+        if left == 0 {
+            return Err(io::Error::other(format!(
+                "tar metadata (headers, GNU long names, PAX records) of one entry \
+                 exceeds {META_LIMIT} bytes"
+            )));
+        }
+        let max = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..max])?;
+        self.left.set(left - n as u64);
+        Ok(n)
+    }
+}
+
+const COPY_BUF: usize = 256 * 1024;
+
+/// Owner, mode, times and xattrs of one entry.
+struct Meta {
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: Timespec,
+    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Meta {
+    fn times(&self) -> Timestamps {
+        Timestamps {
+            last_access: self.mtime,
+            last_modification: self.mtime,
+        }
+    }
+}
+
+/// Mode and mtime of a directory, applied after all its children exist.
+struct DirMeta {
+    mode: u32,
+    mtime: Timespec,
+}
+
+struct Unpacker<'o> {
+    tree: Tree,
+    opts: &'o UnpackOptions,
+    stats: UnpackStats,
+    /// Directories whose mode and mtime are set in the final pass.
+    dirs: HashMap<PathBuf, DirMeta>,
+    buf: Vec<u8>,
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn fs_err<'p>(path: &'p str, op: &'static str) -> impl FnOnce(Errno) -> UnpackError + 'p {
+    move |e| UnpackError::Fs {
+        path: path.to_string(),
+        op,
+        source: e.into(),
+    }
+}
+
+/// Errors that only warrant a warning when setting an image xattr.
+fn xattr_ignorable(e: Errno) -> bool {
+    e == Errno::PERM || e == Errno::NOTSUP || e == Errno::OPNOTSUPP
+}
+
+/// Parses a PAX time (`1234567890.123456789`, possibly negative).
+fn parse_pax_time(v: &[u8]) -> Option<Timespec> {
+    let s = std::str::from_utf8(v).ok()?;
+    let (neg, s) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let mut nanos: i64 = 0;
+    for (i, c) in frac.bytes().take(9).enumerate() {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        nanos += i64::from(c - b'0') * 10i64.pow(8 - i as u32);
+    }
+    let (mut sec, mut nsec) = (secs, nanos);
+    if neg {
+        sec = -sec;
+        if nsec > 0 {
+            sec -= 1;
+            nsec = 1_000_000_000 - nsec;
+        }
+    }
+    Some(Timespec {
+        tv_sec: sec,
+        tv_nsec: nsec as _,
+    })
+}
+
+impl Unpacker<'_> {
+    fn walk_err(&self, path: &str, e: WalkError) -> UnpackError {
+        match e {
+            WalkError::Symlink(c) => UnpackError::ThroughSymlink {
+                path: path.to_string(),
+                component: c.display().to_string(),
+            },
+            WalkError::NotDir(c) => UnpackError::NotADirectory {
+                path: path.to_string(),
+                component: c.display().to_string(),
+            },
+            WalkError::Missing(c) => UnpackError::Fs {
+                path: path.to_string(),
+                op: "open parent directory",
+                source: io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{} does not exist", c.display()),
+                ),
+            },
+            WalkError::Io(op, source) => UnpackError::Fs {
+                path: path.to_string(),
+                op,
+                source,
+            },
+        }
+    }
+
+    /// Opens the parent directory of an entry, creating missing ones.
+    fn parent(
+        &mut self,
+        comps: &[&OsStr],
+        path: &str,
+    ) -> Result<std::rc::Rc<OwnedFd>, UnpackError> {
+        let parent = &comps[..comps.len() - 1];
+        self.tree
+            .dir(parent, true)
+            .map_err(|e| self.walk_err(path, e))
+    }
+
+    /// Removes whatever is at `name` in `dir` so that a new entry can take
+    /// its place; forgets cached state below a removed directory.
+    fn clear(&mut self, dir: &OwnedFd, comps: &[&OsStr], path: &str) -> Result<(), UnpackError> {
+        let name = comps[comps.len() - 1];
+        let was_dir = tree::remove_any(dir, name).map_err(|e| UnpackError::Fs {
+            path: path.to_string(),
+            op: "remove the existing entry",
+            source: e,
+        })?;
+        if was_dir {
+            self.tree.invalidate();
+            let gone: PathBuf = comps.iter().collect();
+            self.dirs.retain(|p, _| !p.starts_with(&gone));
+        }
+        Ok(())
+    }
+
+    fn check_limit(&self, path: &str, size: u64) -> Result<(), UnpackError> {
+        if let Some(limit) = self.opts.size_limit {
+            let total = self.stats.bytes.saturating_add(size);
+            if size > limit || total > limit {
+                return Err(UnpackError::SizeLimit {
+                    path: path.to_string(),
+                    size,
+                    total,
+                    limit,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
+        let kind = entry.header().entry_type();
+        match kind {
+            EntryType::XGlobalHeader => return Ok(()),
+            EntryType::Regular
+            | EntryType::Continuous
+            | EntryType::GNUSparse
+            | EntryType::Directory
+            | EntryType::Symlink
+            | EntryType::Link
+            | EntryType::Char
+            | EntryType::Block
+            | EntryType::Fifo => {}
+            other => {
+                tracing::warn!(
+                    entry = %lossy(&entry.path_bytes()),
+                    kind = ?other,
+                    "skipping tar entry of unsupported type"
+                );
+                return Ok(());
+            }
+        }
+        let raw_path = entry.path_bytes().into_owned();
+        let path = lossy(&raw_path);
+        let comps =
+            tree::normalize(&raw_path).map_err(|()| UnpackError::Escapes { path: path.clone() })?;
+        let meta = self.meta(entry, &path)?;
+
+        let Some(last) = comps.last() else {
+            // "./" or "/": the layer root itself.
+            if kind != EntryType::Directory {
+                return Err(UnpackError::Invalid {
+                    path,
+                    reason: "a non-directory entry names the layer root",
+                });
+            }
+            let root = self.tree.root();
+            self.dir_attrs(&root, &meta, &path)?;
+            self.dirs.insert(
+                PathBuf::new(),
+                DirMeta {
+                    mode: meta.mode,
+                    mtime: meta.mtime,
+                },
+            );
+            self.stats.entries += 1;
+            return Ok(());
+        };
+
+        if let Some(rest) = last.as_bytes().strip_prefix(b".wh.") {
+            if rest == b".wh..opq" {
+                self.opaque(&comps[..comps.len() - 1], &path)?;
+            } else if rest.starts_with(b".wh.") {
+                tracing::debug!(entry = %path, "ignoring overlay-internal whiteout entry");
+                return Ok(());
+            } else {
+                if rest.is_empty() || rest == b"." || rest == b".." {
+                    return Err(UnpackError::Invalid {
+                        path,
+                        reason: "whiteout of an empty, . or .. name",
+                    });
+                }
+                let mut target = comps.clone();
+                *target.last_mut().expect("non-empty") = OsStr::from_bytes(rest);
+                self.whiteout(&target, &path)?;
+            }
+            self.stats.entries += 1;
+            return Ok(());
+        }
+
+        match kind {
+            EntryType::Directory => self.directory(&comps, &meta, &path)?,
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                self.symlink(&comps, &target, &meta, &path)?
+            }
+            EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                self.hardlink(&comps, &target, &path)?
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                let ty = match kind {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                // Fifos have no device number (writers often leave the
+                // fields blank).
+                let dev = if ty == FileType::Fifo {
+                    0
+                } else {
+                    let h = entry.header();
+                    let hdr = |e| UnpackError::Header {
+                        path: path.clone(),
+                        source: e,
+                    };
+                    let major = h.device_major().map_err(hdr)?.unwrap_or(0);
+                    let minor = h.device_minor().map_err(hdr)?.unwrap_or(0);
+                    rustix::fs::makedev(major, minor)
+                };
+                self.node(&comps, ty, dev, &meta, &path)?
+            }
+            _ => {
+                let sparse = kind == EntryType::GNUSparse;
+                self.file(entry, &comps, &meta, &path, sparse)?
+            }
+        }
+        self.stats.entries += 1;
+        Ok(())
+    }
+
+    fn meta<R: Read>(
+        &self,
+        entry: &mut tar::Entry<'_, R>,
+        path: &str,
+    ) -> Result<Meta, UnpackError> {
+        let hdr = |e| UnpackError::Header {
+            path: path.to_string(),
+            source: e,
+        };
+        let h = entry.header();
+        let mode = h.mode().map_err(hdr)? & 0o7777;
+        let (uid, gid) = (h.uid().map_err(hdr)?, h.gid().map_err(hdr)?);
+        let mut mtime = Timespec {
+            tv_sec: h.mtime().map_err(hdr)?.min(i64::MAX as u64) as i64,
+            tv_nsec: 0,
+        };
+        let mut xattrs = Vec::new();
+        if let Some(exts) = entry.pax_extensions().map_err(UnpackError::Tar)? {
+            for ext in exts {
+                let ext = ext.map_err(UnpackError::Tar)?;
+                let key = ext.key_bytes();
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    if name.starts_with(b"trusted.overlay.") || name.starts_with(b"user.overlay.") {
+                        tracing::warn!(
+                            entry = %path,
+                            xattr = %lossy(name),
+                            "dropping overlayfs xattr from the image"
+                        );
+                        continue;
+                    }
+                    if name.is_empty() || name.contains(&0) {
+                        continue;
+                    }
+                    xattrs.push((name.to_vec(), ext.value_bytes().to_vec()));
+                } else if key == b"mtime" {
+                    if let Some(t) = parse_pax_time(ext.value_bytes()) {
+                        mtime = t;
+                    }
+                }
+            }
+        }
+        Ok(Meta {
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs,
+        })
+    }
+
+    fn chown_ids(&self, meta: &Meta) -> (Option<rustix::fs::Uid>, Option<rustix::fs::Gid>) {
+        // Ids beyond u32 cannot exist on Linux; leave such entries as ours.
+        let uid = u32::try_from(meta.uid).ok().map(rustix::fs::Uid::from_raw);
+        let gid = u32::try_from(meta.gid).ok().map(rustix::fs::Gid::from_raw);
+        (uid, gid)
+    }
+
+    /// Sets the image's xattrs on an open fd (regular files, directories).
+    fn fd_xattrs(&self, fd: &OwnedFd, meta: &Meta, path: &str) -> Result<(), UnpackError> {
+        for (name, value) in &meta.xattrs {
+            match rustix::fs::fsetxattr(fd, name.as_slice(), value, XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(e) if xattr_ignorable(e) => {
+                    tracing::warn!(entry = %path, xattr = %lossy(name), error = %e, "cannot set xattr; skipped")
+                }
+                Err(e) => return Err(fs_err(path, "setxattr")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the image's xattrs on `name` in `dir` without opening or
+    /// following it (symlinks, device nodes): lsetxattr through the
+    /// directory's fd in /proc.
+    fn link_xattrs(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        meta: &Meta,
+        path: &str,
+    ) -> Result<(), UnpackError> {
+        if meta.xattrs.is_empty() {
+            return Ok(());
+        }
+        let mut p = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+        p.push(name);
+        for (xname, value) in &meta.xattrs {
+            match rustix::fs::lsetxattr(&p, xname.as_slice(), value, XattrFlags::empty()) {
+                Ok(()) => {}
+                Err(e) if xattr_ignorable(e) => {
+                    tracing::warn!(entry = %path, xattr = %lossy(xname), error = %e, "cannot set xattr; skipped")
+                }
+                Err(e) => return Err(fs_err(path, "lsetxattr")(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Owner and xattrs of a directory (mode and mtime come last).
+    fn dir_attrs(&self, fd: &OwnedFd, meta: &Meta, path: &str) -> Result<(), UnpackError> {
+        let fd = rustix::fs::openat(
+            fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(fs_err(path, "open directory"))?;
+        if self.opts.preserve_ownership {
+            let (u, g) = self.chown_ids(meta);
+            rustix::fs::fchown(&fd, u, g).map_err(fs_err(path, "chown"))?;
+        }
+        self.fd_xattrs(&fd, meta, path)
+    }
+
+    fn directory(&mut self, comps: &[&OsStr], meta: &Meta, path: &str) -> Result<(), UnpackError> {
+        let parent = self.parent(comps, path)?;
+        let name = comps[comps.len() - 1];
+        let mut retried = false;
+        loop {
+            match rustix::fs::mkdirat(&*parent, name, Mode::from_raw_mode(0o755)) {
+                Ok(()) => break,
+                Err(Errno::EXIST) => {
+                    let ty = tree::file_type(&parent, name).map_err(|e| UnpackError::Fs {
+                        path: path.to_string(),
+                        op: "stat",
+                        source: e,
+                    })?;
+                    if ty == Some(FileType::Directory) {
+                        break; // keep it, update its metadata
+                    }
+                    if retried {
+                        return Err(fs_err(path, "mkdir")(Errno::EXIST));
+                    }
+                    self.clear(&parent, comps, path)?;
+                    retried = true;
+                }
+                Err(e) => return Err(fs_err(path, "mkdir")(e)),
+            }
+        }
+        let fd = self
+            .tree
+            .dir(comps, false)
+            .map_err(|e| self.walk_err(path, e))?;
+        self.dir_attrs(&fd, meta, path)?;
+        self.dirs.insert(
+            comps.iter().collect(),
+            DirMeta {
+                mode: meta.mode,
+                mtime: meta.mtime,
+            },
+        );
+        Ok(())
+    }
+
+    fn file<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        comps: &[&OsStr],
+        meta: &Meta,
+        path: &str,
+        sparse: bool,
+    ) -> Result<(), UnpackError> {
+        let size = entry.size();
+        self.check_limit(path, size)?;
+        let parent = self.parent(comps, path)?;
+        let name = comps[comps.len() - 1];
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = match rustix::fs::openat(&*parent, name, flags, Mode::from_raw_mode(0o600)) {
+            Err(Errno::EXIST) => {
+                self.clear(&parent, comps, path)?;
+                rustix::fs::openat(&*parent, name, flags, Mode::from_raw_mode(0o600))
+            }
+            r => r,
+        }
+        .map_err(fs_err(path, "create"))?;
+        let mut file = File::from(fd);
+        let mut written: u64 = 0;
+        loop {
+            let n = match entry.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(UnpackError::EntryData {
+                        path: path.to_string(),
+                        source: e,
+                    })
+                }
+            };
+            written += n as u64;
+            if written > size {
+                // Only sparse entries expand beyond their stored size.
+                self.check_limit(path, written)?;
+            }
+            file.write_all(&self.buf[..n])
+                .map_err(|e| UnpackError::Fs {
+                    path: path.to_string(),
+                    op: "write",
+                    source: e,
+                })?;
+        }
+        if written < size && !sparse {
+            return Err(UnpackError::Truncated {
+                path: path.to_string(),
+                got: written,
+                expected: size,
+            });
+        }
+        self.stats.bytes += written;
+        let fd = OwnedFd::from(file);
+        // Content first (a write clears security.capability), then owner
+        // (chown clears setuid/setgid), then mode, xattrs and times.
+        if self.opts.preserve_ownership {
+            let (u, g) = self.chown_ids(meta);
+            rustix::fs::fchown(&fd, u, g).map_err(fs_err(path, "chown"))?;
+        }
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode)).map_err(fs_err(path, "chmod"))?;
+        self.fd_xattrs(&fd, meta, path)?;
+        rustix::fs::futimens(&fd, &meta.times()).map_err(fs_err(path, "set times"))?;
+        Ok(())
+    }
+
+    fn symlink(
+        &mut self,
+        comps: &[&OsStr],
+        target: &[u8],
+        meta: &Meta,
+        path: &str,
+    ) -> Result<(), UnpackError> {
+        if target.is_empty() || target.contains(&0) {
+            return Err(UnpackError::Invalid {
+                path: path.to_string(),
+                reason: "symlink with an empty or invalid target",
+            });
+        }
+        let parent = self.parent(comps, path)?;
+        let name = comps[comps.len() - 1];
+        // The target is stored verbatim: it is resolved inside the container
+        // root later, and never followed here.
+        match rustix::fs::symlinkat(target, &*parent, name) {
+            Err(Errno::EXIST) => {
+                self.clear(&parent, comps, path)?;
+                rustix::fs::symlinkat(target, &*parent, name)
+            }
+            r => r,
+        }
+        .map_err(fs_err(path, "symlink"))?;
+        self.special_attrs(&parent, name, meta, path, false)
+    }
+
+    /// Owner, mode, xattrs and times of a symlink or node, by name.
+    fn special_attrs(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        meta: &Meta,
+        path: &str,
+        chmod: bool,
+    ) -> Result<(), UnpackError> {
+        if self.opts.preserve_ownership {
+            let (u, g) = self.chown_ids(meta);
+            rustix::fs::chownat(parent, name, u, g, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(fs_err(path, "chown"))?;
+        }
+        if chmod {
+            // A node we have just created (not a symlink): chmod follows
+            // nothing. Needed because mknod's mode went through the umask.
+            rustix::fs::chmodat(
+                parent,
+                name,
+                Mode::from_raw_mode(meta.mode),
+                AtFlags::empty(),
+            )
+            .map_err(fs_err(path, "chmod"))?;
+        }
+        self.link_xattrs(parent, name, meta, path)?;
+        rustix::fs::utimensat(parent, name, &meta.times(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(fs_err(path, "set times"))
+    }
+
+    fn hardlink(&mut self, comps: &[&OsStr], target: &[u8], path: &str) -> Result<(), UnpackError> {
+        let tpath = lossy(target);
+        let terr = |reason: &str| UnpackError::HardlinkTarget {
+            path: path.to_string(),
+            target: tpath.clone(),
+            reason: reason.to_string(),
+        };
+        let tcomps = tree::normalize(target).map_err(|()| UnpackError::HardlinkOutside {
+            path: path.to_string(),
+            target: tpath.clone(),
+        })?;
+        let Some(tname) = tcomps.last().copied() else {
+            return Err(terr("is the layer root, not a regular file"));
+        };
+        let tparent = match self.tree.dir(&tcomps[..tcomps.len() - 1], false) {
+            Ok(fd) => fd,
+            Err(WalkError::Missing(_)) => return Err(terr("does not exist in this layer")),
+            Err(WalkError::Symlink(c)) => {
+                return Err(terr(&format!("goes through the symlink {}", c.display())))
+            }
+            Err(WalkError::NotDir(c)) => {
+                return Err(terr(&format!(
+                    "goes through the non-directory {}",
+                    c.display()
+                )))
+            }
+            Err(WalkError::Io(op, e)) => {
+                return Err(UnpackError::Fs {
+                    path: path.to_string(),
+                    op,
+                    source: e,
+                })
+            }
+        };
+        let st = match rustix::fs::statat(&*tparent, tname, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Err(terr("does not exist in this layer")),
+            Err(e) => return Err(fs_err(path, "stat hardlink target")(e)),
+        };
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => {}
+            FileType::Symlink => return Err(terr("is a symlink")),
+            _ => return Err(terr("is not a regular file")),
+        }
+        let parent = self.parent(comps, path)?;
+        let name = comps[comps.len() - 1];
+        // Flags 0: linkat does not follow a symlink at the target name.
+        match rustix::fs::linkat(&*tparent, tname, &*parent, name, AtFlags::empty()) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => {
+                if let Ok(cur) = rustix::fs::statat(&*parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    if cur.st_dev == st.st_dev && cur.st_ino == st.st_ino {
+                        return Ok(()); // already that file
+                    }
+                }
+                self.clear(&parent, comps, path)?;
+                rustix::fs::linkat(&*tparent, tname, &*parent, name, AtFlags::empty())
+                    .map_err(fs_err(path, "link"))
+            }
+            Err(e) => Err(fs_err(path, "link")(e)),
+        }
+    }
+
+    fn node(
+        &mut self,
+        comps: &[&OsStr],
+        ty: FileType,
+        dev: rustix::fs::Dev,
+        meta: &Meta,
+        path: &str,
+    ) -> Result<(), UnpackError> {
+        let parent = self.parent(comps, path)?;
+        let name = comps[comps.len() - 1];
+        let mode = Mode::from_raw_mode(meta.mode);
+        let made = match rustix::fs::mknodat(&*parent, name, ty, mode, dev) {
+            Err(Errno::EXIST) => {
+                self.clear(&parent, comps, path)?;
+                rustix::fs::mknodat(&*parent, name, ty, mode, dev)
+            }
+            r => r,
+        };
+        match made {
+            Ok(()) => {}
+            Err(Errno::PERM) if !self.opts.preserve_ownership && ty != FileType::Fifo => {
+                tracing::warn!(entry = %path, "cannot create a device node without privilege; skipped");
+                return Ok(());
+            }
+            Err(e) => return Err(fs_err(path, "mknod")(e)),
+        }
+        self.special_attrs(&parent, name, meta, path, true)
+    }
+
+    /// `.wh.NAME` → a 0:0 character device NAME, as overlayfs expects.
+    fn whiteout(&mut self, comps: &[&OsStr], path: &str) -> Result<(), UnpackError> {
+        let parent = self.parent(comps, path)?;
+        let name = comps[comps.len() - 1];
+        let mk = || {
+            rustix::fs::mknodat(
+                &*parent,
+                name,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                rustix::fs::makedev(0, 0),
+            )
+        };
+        match mk() {
+            Err(Errno::EXIST) => {
+                self.clear(&parent, comps, path)?;
+                mk()
+            }
+            r => r,
+        }
+        .map_err(fs_err(path, "create whiteout"))
+    }
+
+    /// `.wh..wh..opq` in a directory → trusted.overlay.opaque=y on it.
+    fn opaque(&mut self, dir: &[&OsStr], path: &str) -> Result<(), UnpackError> {
+        let fd = self
+            .tree
+            .dir(dir, true)
+            .map_err(|e| self.walk_err(path, e))?;
+        let fd = rustix::fs::openat(
+            &*fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(fs_err(path, "open directory"))?;
+        rustix::fs::fsetxattr(&fd, "trusted.overlay.opaque", b"y", XattrFlags::empty())
+            .map_err(fs_err(path, "set trusted.overlay.opaque"))
+    }
+
+    /// Final pass: directory modes and mtimes, now that their children
+    /// exist (creating a child changes a directory's mtime).
+    fn finish(&mut self) -> Result<(), UnpackError> {
+        let mut dirs: Vec<(PathBuf, DirMeta)> =
+            std::mem::take(&mut self.dirs).into_iter().collect();
+        // Deepest first, so that a restrictive parent mode cannot stop us
+        // from reaching its children (matters when not root).
+        dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+        for (p, meta) in dirs {
+            let path = p.display().to_string();
+            let comps: Vec<&OsStr> = p.iter().collect();
+            let fd = match self.tree.dir(&comps, false) {
+                Ok(fd) => fd,
+                // Replaced by a later entry of another type.
+                Err(WalkError::Missing(_))
+                | Err(WalkError::NotDir(_))
+                | Err(WalkError::Symlink(_)) => continue,
+                Err(e) => return Err(self.walk_err(&path, e)),
+            };
+            let fd = rustix::fs::openat(
+                &*fd,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(fs_err(&path, "open directory"))?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
+                .map_err(fs_err(&path, "chmod"))?;
+            let times = Timestamps {
+                last_access: meta.mtime,
+                last_modification: meta.mtime,
+            };
+            rustix::fs::futimens(&fd, &times).map_err(fs_err(&path, "set times"))?;
+        }
+        Ok(())
+    }
+}
