@@ -22,6 +22,9 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get install -y -q --no-install-recommends "${need[@]}"
 fi
 
+# The image tests need a real registry, skopeo, umoci and busybox-static.
+bash tests/support/install-image-deps.sh
+
 # The real kubectl drives the integration tests; it is not packaged in
 # Debian, so it must already be there.
 if [ ! -x /usr/bin/kubectl ]; then

@@ -10,6 +10,9 @@ use serde_json::Value;
 
 pub const DEFAULT_CONFIG: &str = "/etc/skiff/config.yaml";
 
+/// Global flags written as `--flag VALUE` (two words).
+const GLOBAL_WITH_VALUE: &[&str] = &["--root"];
+
 /// Subcommands that read the config file.
 const CONFIGURABLE: &[&str] = &["server"];
 
@@ -89,11 +92,22 @@ pub fn flags_from_yaml(text: &str, source: &Path) -> anyhow::Result<Vec<OsString
 /// The process arguments with the config file's flags put right after the
 /// subcommand, so that flags on the command line (later) override them.
 pub fn args_with_config(mut args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
-    let sub_pos = args
-        .iter()
-        .skip(1)
-        .position(|a| !a.to_string_lossy().starts_with('-'))
-        .map(|p| p + 1);
+    // The subcommand is the first word that is neither a flag nor the value
+    // of a global flag that takes one.
+    let mut sub_pos = None;
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if GLOBAL_WITH_VALUE.contains(&a.as_ref()) {
+            i += 2;
+            continue;
+        }
+        if !a.starts_with('-') {
+            sub_pos = Some(i);
+            break;
+        }
+        i += 1;
+    }
     let Some(pos) = sub_pos else {
         return Ok(args);
     };
@@ -152,6 +166,8 @@ mod tests {
         std::fs::write(&cfg, "https-listen-port: 7443\n").unwrap();
         let args: Vec<OsString> = [
             "skiff",
+            "--root",
+            "/r",
             "server",
             "--config",
             cfg.to_str().unwrap(),
@@ -165,6 +181,8 @@ mod tests {
             out,
             [
                 "skiff",
+                "--root",
+                "/r",
                 "server",
                 "--https-listen-port=7443",
                 "--https-listen-port=8443"

@@ -1,7 +1,9 @@
 //! The command line: one binary, several roles (see DESIGN.md).
 
 pub mod config;
+pub mod images;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -22,6 +24,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub debug: bool,
 
+    /// Where node-local state lives (image store, containers).
+    #[arg(long, global = true, default_value = "/var/lib/skiff")]
+    pub root: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -31,6 +37,19 @@ pub enum Command {
     /// Run the control plane: a Kubernetes API on HTTPS backed by SQLite.
     #[command(args_override_self = true)]
     Server(ServerArgs),
+    /// Pull an image from a registry.
+    Pull(images::PullArgs),
+    /// List images.
+    Images,
+    /// Remove images (and the content no other image needs).
+    Rmi(images::RmiArgs),
+    /// Give an image another name.
+    Tag(images::TagArgs),
+    /// Show images as JSON, like `docker image inspect`.
+    Inspect(images::InspectArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(images::ImageCommand),
 }
 
 fn init_logging(debug: bool) {
@@ -52,5 +71,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::server::run_blocking(args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Pull(args) => images::pull(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Images => images::images(&cli.root).map(|()| ExitCode::SUCCESS),
+        Command::Rmi(args) => images::rmi(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Tag(args) => images::tag(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Inspect(args) => images::inspect(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Image(cmd) => images::image(&cli.root, cmd).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -1,3 +1,3 @@
-//! Container engine, usable without any cluster.
+//! The container engine, usable without any cluster (see DESIGN.md, Runtime).
 
 pub mod image;

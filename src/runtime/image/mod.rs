@@ -1,3 +1,15 @@
-//! Images: references, registry client, content store, layer unpacking.
+//! Images: references, registry configuration and client, the content store
+//! with its layered snapshots, and the layer unpacker.
 
+pub mod catalog;
+pub mod client;
+pub mod manifest;
+pub mod meta;
+pub mod pull;
+pub mod reference;
+pub mod registries;
+pub mod store;
 pub mod unpack;
+
+pub use reference::Reference;
+pub use store::Store;

@@ -1,0 +1,467 @@
+//! Registry client: resolves a reference to a manifest and config (trying the
+//! mirrors from registries.yaml before the registry itself), and streams blobs
+//! to files while checking their size and sha256.
+//!
+//! HTTP is done by `oci-client` (reqwest over rustls with the ring provider,
+//! hickory for DNS: a static glibc binary cannot use NSS). It handles the
+//! `/v2/` challenge, Bearer tokens and Basic auth. One `oci_client::Client` is
+//! kept per (scheme, host) since protocol, CA files and credentials are per
+//! endpoint.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::manifest::{self, Descriptor, Fetched, ImageConfig, Manifest, ManifestError};
+use super::reference::Reference;
+use super::registries::{Credentials, Endpoint, RegistriesConfig, RegistriesError, Scheme};
+
+/// Manifests and configs are small; anything larger is hostile or broken.
+const MAX_DOCUMENT_SIZE: u64 = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Config(#[from] RegistriesError),
+    #[error("{image}: {endpoint}: {message}")]
+    Registry {
+        image: String,
+        endpoint: String,
+        message: String,
+    },
+    #[error("{image}: no endpoint could serve it: {}", attempts.join("; "))]
+    AllEndpointsFailed {
+        image: String,
+        attempts: Vec<String>,
+    },
+    #[error("{image}: {what}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        image: String,
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{image}: {what}: size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        image: String,
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{image}: {message}")]
+    Manifest { image: String, message: String },
+    #[error("{image}: no manifest for linux/{arch} in the index (has: {available})")]
+    NoPlatform {
+        image: String,
+        arch: String,
+        available: String,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("TLS setup for {host}: {message}")]
+    Tls { host: String, message: String },
+}
+
+/// Where an image was found; blobs are fetched from the same place.
+#[derive(Clone)]
+pub struct Source {
+    pub endpoint: Endpoint,
+    client: oci_client::Client,
+    oci_ref: oci_client::Reference,
+    auth: oci_client::secrets::RegistryAuth,
+}
+
+/// A reference resolved to one platform's manifest.
+pub struct Resolved {
+    pub source: Source,
+    pub manifest_digest: String,
+    pub manifest_raw: Vec<u8>,
+    pub manifest: Manifest,
+    /// The index's digest when the reference pointed at a multi-platform index.
+    pub index_digest: Option<String>,
+    pub config_raw: Vec<u8>,
+    pub config: ImageConfig,
+}
+
+pub struct RegistryClient {
+    config: RegistriesConfig,
+    clients: Mutex<HashMap<(Scheme, String), oci_client::Client>>,
+}
+
+impl RegistryClient {
+    pub fn new(config: RegistriesConfig) -> RegistryClient {
+        // reqwest is built without a compiled-in provider so that aws-lc never
+        // gets in; ring must be the process default before any client exists.
+        // An error only means another part of skiff installed it already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        RegistryClient {
+            config,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client_for(&self, endpoint: &Endpoint) -> Result<oci_client::Client, ClientError> {
+        let key = (endpoint.scheme, endpoint.host.clone());
+        if let Ok(clients) = self.clients.lock() {
+            if let Some(c) = clients.get(&key) {
+                return Ok(c.clone());
+            }
+        }
+        let mut cfg = oci_client::client::ClientConfig {
+            protocol: match endpoint.scheme {
+                Scheme::Http => oci_client::client::ClientProtocol::Http,
+                Scheme::Https => oci_client::client::ClientProtocol::Https,
+            },
+            connect_timeout: Some(Duration::from_secs(15)),
+            read_timeout: Some(Duration::from_secs(60)),
+            user_agent: concat!("skiff/", env!("CARGO_PKG_VERSION")),
+            ..Default::default()
+        };
+        // Indexes are resolved here (we need the index digest and a clear error).
+        cfg.platform_resolver = None;
+        if let Some(tls) = self
+            .config
+            .host_config(&endpoint.host)
+            .and_then(|c| c.tls.as_ref())
+        {
+            if let Some(ca) = &tls.ca_file {
+                let data = std::fs::read(ca).map_err(|source| ClientError::Io {
+                    path: ca.clone(),
+                    source,
+                })?;
+                cfg.extra_root_certificates
+                    .push(oci_client::client::Certificate {
+                        encoding: oci_client::client::CertificateEncoding::Pem,
+                        data,
+                    });
+            }
+            if tls.insecure_skip_verify {
+                tracing::warn!(host = %endpoint.host, "TLS certificate verification is off (insecure_skip_verify)");
+                cfg.accept_invalid_certificates = true;
+            }
+            if tls.cert_file.is_some() || tls.key_file.is_some() {
+                // oci-client offers no client identity; better to say so than to
+                // fail later with an opaque handshake error.
+                return Err(ClientError::Tls {
+                    host: endpoint.host.clone(),
+                    message: "client certificates (cert_file/key_file) are not supported yet"
+                        .into(),
+                });
+            }
+        }
+        let client = oci_client::Client::try_from(cfg).map_err(|e| ClientError::Tls {
+            host: endpoint.host.clone(),
+            message: e.to_string(),
+        })?;
+        if let Ok(mut clients) = self.clients.lock() {
+            clients.insert(key, client.clone());
+        }
+        Ok(client)
+    }
+
+    fn auth_for(&self, host: &str) -> Result<oci_client::secrets::RegistryAuth, ClientError> {
+        use oci_client::secrets::RegistryAuth;
+        Ok(match self.config.credentials(host)? {
+            None => RegistryAuth::Anonymous,
+            Some(Credentials::Basic { username, password }) => {
+                RegistryAuth::Basic(username, password)
+            }
+            Some(Credentials::IdentityToken(token)) => RegistryAuth::Bearer(token),
+        })
+    }
+
+    /// Find the image on the first endpoint that has it (mirrors first).
+    pub async fn resolve(&self, image: &Reference) -> Result<Resolved, ClientError> {
+        let mut attempts = Vec::new();
+        for endpoint in self.config.endpoints(image)? {
+            match self.resolve_at(image, &endpoint).await {
+                Ok(resolved) => return Ok(resolved),
+                // Content errors are not the endpoint's availability: a mirror
+                // that serves a bad manifest must not be papered over silently.
+                Err(
+                    e @ (ClientError::DigestMismatch { .. } | ClientError::SizeMismatch { .. }),
+                ) if !endpoint.is_mirror => return Err(e),
+                Err(e) => {
+                    tracing::warn!(image = %image, endpoint = %endpoint.host, error = %e, "endpoint failed");
+                    if !endpoint.is_mirror && attempts.is_empty() {
+                        return Err(e);
+                    }
+                    attempts.push(format!("{}: {e}", endpoint.host));
+                }
+            }
+        }
+        Err(ClientError::AllEndpointsFailed {
+            image: image.to_string(),
+            attempts,
+        })
+    }
+
+    async fn resolve_at(
+        &self,
+        image: &Reference,
+        endpoint: &Endpoint,
+    ) -> Result<Resolved, ClientError> {
+        let client = self.client_for(endpoint)?;
+        let auth = self.auth_for(&endpoint.host)?;
+        let name = image.to_string();
+        let oci_ref = match image.digest() {
+            Some(d) => oci_client::Reference::with_digest(
+                endpoint.host.clone(),
+                endpoint.repository.clone(),
+                d.to_string(),
+            ),
+            None => oci_client::Reference::with_tag(
+                endpoint.host.clone(),
+                endpoint.repository.clone(),
+                image.manifest_ref().to_string(),
+            ),
+        };
+        let reg_err = |e: oci_client::errors::OciDistributionError| ClientError::Registry {
+            image: name.clone(),
+            endpoint: format!("{}://{}", scheme_str(endpoint.scheme), endpoint.host),
+            message: e.to_string(),
+        };
+        let mut source = Source {
+            endpoint: endpoint.clone(),
+            client,
+            oci_ref,
+            auth,
+        };
+        let (raw, _) = source
+            .client
+            .pull_manifest_raw(&source.oci_ref, &source.auth, manifest::ACCEPTED)
+            .await
+            .map_err(reg_err)?;
+        let mut raw = raw.to_vec();
+        let mut digest = manifest::sha256_digest(&raw);
+        if let Some(want) = image.digest() {
+            check_digest(&name, "manifest", want, &digest)?;
+        }
+        let bad = |e: ManifestError| ClientError::Manifest {
+            image: name.clone(),
+            message: e.to_string(),
+        };
+        let mut index_digest = None;
+        let manifest = match manifest::parse(&raw, None).map_err(bad)? {
+            Fetched::Manifest(m) => m,
+            Fetched::Index(index) => {
+                let arch = manifest::host_arch();
+                let Some(entry) = manifest::pick_platform(&index, arch) else {
+                    let available = index
+                        .manifests
+                        .iter()
+                        .filter_map(|d| d.platform.as_ref())
+                        .map(|p| format!("{}/{}", p.os, p.architecture))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Err(ClientError::NoPlatform {
+                        image: name.clone(),
+                        arch: arch.to_string(),
+                        available,
+                    });
+                };
+                index_digest = Some(digest.clone());
+                source.oci_ref = oci_client::Reference::with_digest(
+                    endpoint.host.clone(),
+                    endpoint.repository.clone(),
+                    entry.digest.clone(),
+                );
+                let (bytes, _) = source
+                    .client
+                    .pull_manifest_raw(&source.oci_ref, &source.auth, manifest::ACCEPTED)
+                    .await
+                    .map_err(reg_err)?;
+                raw = bytes.to_vec();
+                digest = manifest::sha256_digest(&raw);
+                check_digest(&name, "platform manifest", &entry.digest, &digest)?;
+                match manifest::parse(&raw, Some(&entry.media_type)).map_err(bad)? {
+                    Fetched::Manifest(m) => m,
+                    Fetched::Index(_) => {
+                        return Err(ClientError::Manifest {
+                            image: name,
+                            message: "an index nested in an index is not supported".into(),
+                        })
+                    }
+                }
+            }
+        };
+        let config_raw = self.fetch_small(&source, &name, &manifest.config).await?;
+        let config = manifest::parse_config(&config_raw, manifest.layers.len()).map_err(bad)?;
+        tracing::debug!(image = %name, endpoint = %endpoint.host, digest = %digest, "resolved");
+        Ok(Resolved {
+            source,
+            manifest_digest: digest,
+            manifest_raw: raw,
+            manifest,
+            index_digest,
+            config_raw,
+            config,
+        })
+    }
+
+    /// Fetch a small blob (a config) into memory, checked.
+    async fn fetch_small(
+        &self,
+        source: &Source,
+        image: &str,
+        desc: &Descriptor,
+    ) -> Result<Vec<u8>, ClientError> {
+        if desc.size > MAX_DOCUMENT_SIZE {
+            return Err(ClientError::Manifest {
+                image: image.to_string(),
+                message: format!("config {} claims {} bytes", desc.digest, desc.size),
+            });
+        }
+        let mut stream = self.open_blob(source, image, desc).await?;
+        let mut out = Vec::with_capacity(desc.size as usize);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.stream_err(source, image, e))?;
+            out.extend_from_slice(&chunk);
+            if out.len() as u64 > desc.size {
+                break;
+            }
+        }
+        check_size(
+            image,
+            &format!("config {}", desc.digest),
+            desc.size,
+            out.len() as u64,
+        )?;
+        check_digest(
+            image,
+            "config",
+            &desc.digest,
+            &manifest::sha256_digest(&out),
+        )?;
+        Ok(out)
+    }
+
+    async fn open_blob(
+        &self,
+        source: &Source,
+        image: &str,
+        desc: &Descriptor,
+    ) -> Result<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>, ClientError>
+    {
+        let oci_desc = oci_client::manifest::OciDescriptor {
+            media_type: desc.media_type.clone(),
+            digest: desc.digest.clone(),
+            size: desc.size as i64,
+            ..Default::default()
+        };
+        // The manifest pull stored the auth for this registry in the client.
+        source
+            .client
+            .store_auth_if_needed(source.oci_ref.resolve_registry(), &source.auth)
+            .await;
+        let sized = source
+            .client
+            .pull_blob_stream(&source.oci_ref, &oci_desc)
+            .await
+            .map_err(|e| ClientError::Registry {
+                image: image.to_string(),
+                endpoint: source.endpoint.host.clone(),
+                message: format!("blob {}: {e}", desc.digest),
+            })?;
+        Ok(Box::pin(sized.stream))
+    }
+
+    fn stream_err(&self, source: &Source, image: &str, e: std::io::Error) -> ClientError {
+        ClientError::Registry {
+            image: image.to_string(),
+            endpoint: source.endpoint.host.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    /// Stream a blob into `dest` (created here), checking size as it arrives
+    /// and the sha256 at the end; the file is fsynced before returning. The
+    /// caller renames it into place only on success. `progress` gets byte counts.
+    pub async fn download_blob(
+        &self,
+        source: &Source,
+        image: &str,
+        what: &str,
+        desc: &Descriptor,
+        dest: &Path,
+        progress: &(dyn Fn(u64) + Send + Sync),
+    ) -> Result<(), ClientError> {
+        let io = |source: std::io::Error| ClientError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        let mut stream = self.open_blob(source, image, desc).await?;
+        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut hasher = Sha256::new();
+        let mut written: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                // oci-client's verifying stream reports a digest mismatch as an
+                // I/O error at the end; name the layer either way.
+                self.stream_err(source, image, std::io::Error::other(format!("{what}: {e}")))
+            })?;
+            written += chunk.len() as u64;
+            if written > desc.size {
+                return Err(ClientError::SizeMismatch {
+                    image: image.to_string(),
+                    what: what.to_string(),
+                    expected: desc.size,
+                    actual: written,
+                });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+            progress(chunk.len() as u64);
+        }
+        check_size(image, what, desc.size, written)?;
+        let actual = format!("sha256:{}", hex::encode(hasher.finalize()));
+        check_digest(image, what, &desc.digest, &actual)?;
+        file.flush().await.map_err(io)?;
+        file.sync_all().await.map_err(io)?;
+        Ok(())
+    }
+}
+
+fn scheme_str(s: Scheme) -> &'static str {
+    match s {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    }
+}
+
+fn check_digest(image: &str, what: &str, expected: &str, actual: &str) -> Result<(), ClientError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(ClientError::DigestMismatch {
+            image: image.to_string(),
+            what: what.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        })
+    }
+}
+
+fn check_size(image: &str, what: &str, expected: u64, actual: u64) -> Result<(), ClientError> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(ClientError::SizeMismatch {
+            image: image.to_string(),
+            what: what.to_string(),
+            expected,
+            actual,
+        })
+    }
+}
+
+/// Shared between parallel layer downloads.
+pub type SharedClient = Arc<RegistryClient>;

@@ -1,0 +1,412 @@
+//! The content store under `<root>/images/`:
+//!
+//! ```text
+//! blobs/sha256/<hex>      manifests, configs, compressed layers (verified before rename)
+//! snapshots/<chain hex>/  one unpacked layer each, shared by every image that has it
+//! meta.db                 SQLite metadata (see meta.rs)
+//! lock                    flock: shared while pulling, exclusive for rmi/prune
+//! ```
+//!
+//! Nothing appears under its final name before it is complete and checked:
+//! blobs are written to `blobs/sha256/.tmp-*` and snapshots to
+//! `snapshots/.tmp-*`, then renamed. An interrupted pull therefore leaves
+//! only temporaries (removed by the next prune) and verified content that the
+//! next pull reuses; an image is registered in one transaction at the very end.
+
+use std::fs;
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::meta::{Meta, MetaError};
+use super::unpack::{self, UnpackError, UnpackOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("{image}: {layer}: {source}")]
+    Unpack {
+        image: String,
+        layer: String,
+        source: UnpackError,
+    },
+    #[error("{image}: {layer}: uncompressed content has digest {actual}, but the image config says {expected}")]
+    DiffIdMismatch {
+        image: String,
+        layer: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0}: no such image")]
+    NotFound(String),
+    #[error("{0}: ambiguous image ID prefix")]
+    Ambiguous(String),
+    #[error("malformed digest {0:?}")]
+    BadDigest(String),
+    #[error(transparent)]
+    Reference(#[from] super::reference::ReferenceError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A held store lock; released on drop.
+pub struct StoreLock {
+    _flock: nix::fcntl::Flock<fs::File>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    dir: PathBuf,
+}
+
+/// What a prune freed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PruneReport {
+    pub manifests: usize,
+    pub blobs: usize,
+    pub snapshots: usize,
+    pub bytes: u64,
+}
+
+/// The hex part of a `sha256:` digest, refusing anything that could be a path.
+pub fn digest_hex(digest: &str) -> Result<&str, StoreError> {
+    match digest.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(hex),
+        _ => Err(StoreError::BadDigest(digest.to_string())),
+    }
+}
+
+impl Store {
+    /// Open (creating as needed) the store under `<root>/images`.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let dir = root.join("images");
+        for sub in ["blobs/sha256", "snapshots"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io_err(&p))?;
+        }
+        Ok(Store { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock(&self, arg: nix::fcntl::FlockArg) -> Result<StoreLock, StoreError> {
+        let path = self.dir.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        let flock = nix::fcntl::Flock::lock(file, arg).map_err(|(_, errno)| StoreError::Io {
+            path: path.clone(),
+            source: io::Error::from(errno),
+        })?;
+        Ok(StoreLock { _flock: flock })
+    }
+
+    /// Held by pulls: several may run at once, but never beside a prune.
+    pub fn lock_shared(&self) -> Result<StoreLock, StoreError> {
+        self.lock(nix::fcntl::FlockArg::LockShared)
+    }
+
+    /// Held by rmi and prune, which delete content.
+    pub fn lock_exclusive(&self) -> Result<StoreLock, StoreError> {
+        self.lock(nix::fcntl::FlockArg::LockExclusive)
+    }
+
+    pub fn meta(&self) -> Result<Meta, StoreError> {
+        Ok(Meta::open(&self.dir.join("meta.db"))?)
+    }
+
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.dir.join("blobs/sha256").join(digest_hex(digest)?))
+    }
+
+    pub fn has_blob(&self, digest: &str) -> Result<bool, StoreError> {
+        Ok(self.blob_path(digest)?.is_file())
+    }
+
+    /// A fresh temporary path next to the blobs (same filesystem, so rename is atomic).
+    pub fn temp_blob_path(&self) -> PathBuf {
+        self.dir
+            .join("blobs/sha256")
+            .join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// Move a verified, fsynced temporary file into place under its digest.
+    pub fn commit_blob(&self, tmp: &Path, digest: &str) -> Result<PathBuf, StoreError> {
+        let dest = self.blob_path(digest)?;
+        fs::rename(tmp, &dest).map_err(io_err(&dest))?;
+        sync_parent(&dest)?;
+        Ok(dest)
+    }
+
+    /// Write a small blob (manifest, config) that the caller already verified.
+    pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.has_blob(digest)? {
+            return Ok(());
+        }
+        let tmp = self.temp_blob_path();
+        let result = (|| {
+            let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+            io::Write::write_all(&mut f, bytes).map_err(io_err(&tmp))?;
+            f.sync_all().map_err(io_err(&tmp))?;
+            self.commit_blob(&tmp, digest)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map(|_| ())
+    }
+
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+        let p = self.blob_path(digest)?;
+        fs::read(&p).map_err(io_err(&p))
+    }
+
+    pub fn snapshot_path(&self, chain_id: &str) -> Result<PathBuf, StoreError> {
+        Ok(self.dir.join("snapshots").join(digest_hex(chain_id)?))
+    }
+
+    pub fn has_snapshot(&self, chain_id: &str) -> Result<bool, StoreError> {
+        Ok(self.snapshot_path(chain_id)?.is_dir())
+    }
+
+    /// Unpack a stored layer blob into the snapshot `chain_id` unless it is
+    /// there already, checking the uncompressed stream against `diff_id` as it
+    /// feeds the unpacker. Blocking: run it on a blocking thread. Returns the
+    /// uncompressed size.
+    pub fn unpack_snapshot(
+        &self,
+        image: &str,
+        layer: &str,
+        blob_digest: &str,
+        media_type: &str,
+        diff_id: &str,
+        chain_id: &str,
+    ) -> Result<u64, StoreError> {
+        let meta = self.meta()?;
+        let final_path = self.snapshot_path(chain_id)?;
+        if final_path.is_dir() {
+            if let Some(size) = meta.snapshot_size(chain_id)? {
+                return Ok(size);
+            }
+        }
+        let blob = self.blob_path(blob_digest)?;
+        let tmp = self
+            .dir
+            .join("snapshots")
+            .join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
+        let result = self.unpack_into(image, layer, &blob, media_type, diff_id, &tmp);
+        let size = match result {
+            Ok(size) => size,
+            Err(e) => {
+                // The unpacker leaves cleanup of a failed destination to us.
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(e);
+            }
+        };
+        match fs::rename(&tmp, &final_path) {
+            Ok(()) => sync_parent(&final_path)?,
+            // Another pull unpacked the same layer meanwhile: keep theirs.
+            Err(_) if final_path.is_dir() => {
+                let _ = fs::remove_dir_all(&tmp);
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp);
+                return Err(io_err(&final_path)(e));
+            }
+        }
+        meta.add_snapshot(chain_id, diff_id, size)?;
+        Ok(size)
+    }
+
+    fn unpack_into(
+        &self,
+        image: &str,
+        layer: &str,
+        blob: &Path,
+        media_type: &str,
+        diff_id: &str,
+        tmp: &Path,
+    ) -> Result<u64, StoreError> {
+        let unpack_err = |source| StoreError::Unpack {
+            image: image.to_string(),
+            layer: layer.to_string(),
+            source,
+        };
+        let file = fs::File::open(blob).map_err(io_err(blob))?;
+        let decompressed =
+            unpack::decompress(BufReader::with_capacity(256 << 10, file), media_type)
+                .map_err(unpack_err)?;
+        let mut hashing = HashingReader {
+            inner: decompressed,
+            hasher: Sha256::new(),
+            bytes: 0,
+        };
+        // The unpacker wants an existing, empty directory.
+        fs::create_dir(tmp).map_err(io_err(tmp))?;
+        // Owners from the headers when root; no size cap here (the blob's
+        // size was checked against free space before download).
+        let opts = UnpackOptions::default();
+        unpack::unpack_layer(&mut hashing, tmp, &opts).map_err(unpack_err)?;
+        // The tar reader may stop at the end-of-archive marker; the diff_id
+        // covers the whole stream, padding included.
+        io::copy(&mut hashing, &mut io::sink()).map_err(|e| unpack_err(UnpackError::Read(e)))?;
+        let actual = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
+        if actual != diff_id {
+            return Err(StoreError::DiffIdMismatch {
+                image: image.to_string(),
+                layer: layer.to_string(),
+                expected: diff_id.to_string(),
+                actual,
+            });
+        }
+        unpack::sync_dir(tmp).map_err(unpack_err)?;
+        Ok(hashing.bytes)
+    }
+
+    /// Remove manifests no name points at, then every blob and snapshot (and
+    /// leftover temporary) that no registered manifest needs. Takes the
+    /// exclusive lock unless the caller holds it (`locked`).
+    pub fn prune(&self, locked: Option<&StoreLock>) -> Result<PruneReport, StoreError> {
+        let _guard = match locked {
+            Some(_) => None,
+            None => Some(self.lock_exclusive()?),
+        };
+        let meta = self.meta()?;
+        let mut report = PruneReport {
+            manifests: meta.drop_unnamed_manifests()?,
+            ..Default::default()
+        };
+        let blobs = meta.referenced_blobs()?;
+        let blob_dir = self.dir.join("blobs/sha256");
+        for entry in fs::read_dir(&blob_dir).map_err(io_err(&blob_dir))? {
+            let entry = entry.map_err(io_err(&blob_dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if blobs.contains(&format!("sha256:{name}")) {
+                continue;
+            }
+            let path = entry.path();
+            report.bytes += entry.metadata().map_or(0, |m| m.len());
+            fs::remove_file(&path).map_err(io_err(&path))?;
+            report.blobs += 1;
+        }
+        let snaps = meta.referenced_snapshots()?;
+        let snap_dir = self.dir.join("snapshots");
+        for entry in fs::read_dir(&snap_dir).map_err(io_err(&snap_dir))? {
+            let entry = entry.map_err(io_err(&snap_dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let chain_id = format!("sha256:{name}");
+            if snaps.contains(&chain_id) {
+                continue;
+            }
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            meta.forget_snapshot(&chain_id)?;
+            report.snapshots += 1;
+        }
+        tracing::info!(?report, "pruned image store");
+        Ok(report)
+    }
+}
+
+/// Hashes and counts what passes through, for the diff_id check.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// fsync the directory holding `path` so a rename survives a power cut.
+fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    if let Some(parent) = path.parent() {
+        fs::File::open(parent)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(parent))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer_tar(files: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, data) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, name, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn unpack_checks_diff_id_and_leaves_nothing_on_failure() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let tar = layer_tar(&[("bin/hello", b"hi")]);
+        let digest = super::super::manifest::sha256_digest(&tar);
+        store.put_blob(&digest, &tar).unwrap();
+        let mt = "application/vnd.oci.image.layer.v1.tar";
+
+        let wrong = format!("sha256:{}", "0".repeat(64));
+        let err = store
+            .unpack_snapshot("img", "layer 1", &digest, mt, &wrong, &wrong)
+            .unwrap_err();
+        assert!(matches!(err, StoreError::DiffIdMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("img") && err.to_string().contains("layer 1"));
+        let left: Vec<_> = fs::read_dir(store.dir().join("snapshots"))
+            .unwrap()
+            .collect();
+        assert!(left.is_empty(), "nothing left behind: {left:?}");
+
+        let size = store
+            .unpack_snapshot("img", "layer 1", &digest, mt, &digest, &digest)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", std::error::Error::source(&e)));
+        assert_eq!(size, tar.len() as u64);
+        let snap = store.snapshot_path(&digest).unwrap();
+        assert_eq!(fs::read(snap.join("bin/hello")).unwrap(), b"hi");
+
+        // Nothing is registered, so prune frees both the blob and the snapshot.
+        fs::write(store.dir().join("blobs/sha256/.tmp-stale"), b"x").unwrap();
+        let report = store.prune(None).unwrap();
+        assert_eq!((report.blobs, report.snapshots), (2, 1));
+        assert!(!snap.exists());
+    }
+
+    #[test]
+    fn digests_never_become_paths() {
+        assert!(digest_hex("sha256:../../etc/passwd").is_err());
+        assert!(digest_hex(&format!("sha512:{}", "a".repeat(64))).is_err());
+        assert!(digest_hex(&format!("sha256:{}", "a".repeat(64))).is_ok());
+    }
+}
