@@ -2,6 +2,8 @@
 //! registry (docker-registry) on 127.0.0.1 inside the test's own network
 //! namespace, seeded with a busybox image built from busybox-static.
 
+#[path = "support/oci.rs"]
+mod oci;
 #[path = "support/registry.rs"]
 mod registry;
 mod support;

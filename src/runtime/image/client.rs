@@ -320,7 +320,8 @@ impl RegistryClient {
                 message: format!("config {} claims {} bytes", desc.digest, desc.size),
             });
         }
-        let mut stream = self.open_blob(source, image, desc).await?;
+        let what = format!("config {}", desc.digest);
+        let mut stream = self.open_blob(source, image, &what, desc).await?;
         let mut out = Vec::with_capacity(desc.size as usize);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.stream_err(source, image, e))?;
@@ -329,12 +330,7 @@ impl RegistryClient {
                 break;
             }
         }
-        check_size(
-            image,
-            &format!("config {}", desc.digest),
-            desc.size,
-            out.len() as u64,
-        )?;
+        check_size(image, &what, desc.size, out.len() as u64)?;
         check_digest(
             image,
             "config",
@@ -344,10 +340,12 @@ impl RegistryClient {
         Ok(out)
     }
 
+    /// `what` names the blob in errors ("layer 2/3 sha256:…").
     async fn open_blob(
         &self,
         source: &Source,
         image: &str,
+        what: &str,
         desc: &Descriptor,
     ) -> Result<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>, ClientError>
     {
@@ -369,7 +367,7 @@ impl RegistryClient {
             .map_err(|e| ClientError::Registry {
                 image: image.to_string(),
                 endpoint: source.endpoint.host.clone(),
-                message: format!("blob {}: {e}", desc.digest),
+                message: format!("{what}: blob {}: {e}", desc.digest),
             })?;
         Ok(Box::pin(sized.stream))
     }
@@ -398,16 +396,31 @@ impl RegistryClient {
             path: dest.to_path_buf(),
             source,
         };
-        let mut stream = self.open_blob(source, image, desc).await?;
+        let mut stream = self.open_blob(source, image, what, desc).await?;
         let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
         let mut hasher = Sha256::new();
         let mut written: u64 = 0;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                // oci-client's verifying stream reports a digest mismatch as an
-                // I/O error at the end; name the layer either way.
-                self.stream_err(source, image, std::io::Error::other(format!("{what}: {e}")))
-            })?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                // oci-client's verifying stream reports a short body as a
+                // digest mismatch at its end; the size says more.
+                Err(_) if written < desc.size => {
+                    return Err(ClientError::SizeMismatch {
+                        image: image.to_string(),
+                        what: format!("{what} (truncated)"),
+                        expected: desc.size,
+                        actual: written,
+                    })
+                }
+                Err(e) => {
+                    return Err(self.stream_err(
+                        source,
+                        image,
+                        std::io::Error::other(format!("{what}: {e}")),
+                    ))
+                }
+            };
             written += chunk.len() as u64;
             if written > desc.size {
                 return Err(ClientError::SizeMismatch {
