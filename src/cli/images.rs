@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 
 use crate::runtime::image::catalog;
 use crate::runtime::image::client::RegistryClient;
+use crate::runtime::image::credentials::{self, Logins};
 use crate::runtime::image::pull::{self, Progress, PullEvent};
 use crate::runtime::image::registries::{self, RegistriesConfig};
 use crate::runtime::image::{Reference, Store};
@@ -53,7 +54,7 @@ pub enum ImageCommand {
     Prune,
 }
 
-fn store(root: &Path) -> anyhow::Result<Store> {
+pub(crate) fn store(root: &Path) -> anyhow::Result<Store> {
     Store::open(root).with_context(|| format!("opening the image store under {}", root.display()))
 }
 
@@ -61,13 +62,9 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<()> {
     let image = Reference::parse(&args.image)?;
     let config = RegistriesConfig::load(&args.registries)?;
     let store = store(root)?;
-    let client = Arc::new(RegistryClient::new(config));
+    let client = Arc::new(registry_client(root, config)?);
     let progress = make_progress(args.quiet);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = runtime()?;
     if !args.quiet {
         println!("Pulling {image}");
     }
@@ -79,6 +76,23 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<()> {
     }
     println!("{}", pulled.name);
     Ok(())
+}
+
+/// The registry client with registries.yaml and the `skiff login` credentials.
+pub(crate) fn registry_client(
+    root: &Path,
+    config: RegistriesConfig,
+) -> anyhow::Result<RegistryClient> {
+    let logins = Logins::load(&credentials::path(root))?;
+    Ok(RegistryClient::new(config).with_logins(logins))
+}
+
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 pub fn images(root: &Path) -> anyhow::Result<()> {
@@ -221,9 +235,14 @@ enum Display {
     },
 }
 
-struct ProgressDisplay(Arc<Display>);
+/// The display, and whether it words events for a push rather than a pull.
+pub(crate) struct ProgressDisplay(Arc<Display>, bool);
 
 fn make_progress(quiet: bool) -> ProgressDisplay {
+    make_display(quiet, false)
+}
+
+pub(crate) fn make_display(quiet: bool, push: bool) -> ProgressDisplay {
     let display = if quiet {
         Display::Quiet
     } else if std::io::stdout().is_terminal() {
@@ -234,7 +253,7 @@ fn make_progress(quiet: bool) -> ProgressDisplay {
     } else {
         Display::Plain
     };
-    ProgressDisplay(Arc::new(display))
+    ProgressDisplay(Arc::new(display), push)
 }
 
 fn short(digest: &str) -> &str {
@@ -243,12 +262,13 @@ fn short(digest: &str) -> &str {
 }
 
 impl ProgressDisplay {
-    fn callback(&self) -> Progress {
+    pub(crate) fn callback(&self) -> Progress {
         let display = self.0.clone();
-        Arc::new(move |event| display.event(event))
+        let push = self.1;
+        Arc::new(move |event| display.event(event, push))
     }
 
-    fn finish(&self) {
+    pub(crate) fn finish(&self) {
         if let Display::Bars { bars, .. } = &*self.0 {
             if let Ok(bars) = bars.lock() {
                 for bar in bars.values() {
@@ -260,22 +280,24 @@ impl ProgressDisplay {
 }
 
 impl Display {
-    fn event(&self, event: PullEvent) {
+    fn event(&self, event: PullEvent, push: bool) {
+        let (exists, done) = if push {
+            ("Layer already exists", "Pushed")
+        } else {
+            ("Already exists", "Pull complete")
+        };
         match self {
             Display::Quiet => {}
             Display::Plain => match event {
                 PullEvent::LayerStart { digest, size } => {
-                    println!(
-                        "{}: Pulling fs layer ({})",
-                        short(&digest),
-                        human_size(size)
-                    )
+                    let verb = if push { "Pushing" } else { "Pulling fs layer" };
+                    println!("{}: {verb} ({})", short(&digest), human_size(size))
                 }
-                PullEvent::LayerExists { digest } => println!("{}: Already exists", short(&digest)),
+                PullEvent::LayerExists { digest } => println!("{}: {exists}", short(&digest)),
                 PullEvent::LayerDownloaded { digest } => {
                     println!("{}: Download complete", short(&digest))
                 }
-                PullEvent::LayerDone { digest } => println!("{}: Pull complete", short(&digest)),
+                PullEvent::LayerDone { digest } => println!("{}: {done}", short(&digest)),
                 PullEvent::Resolved { .. } | PullEvent::LayerBytes { .. } => {}
             },
             Display::Bars { multi, bars } => {
@@ -290,14 +312,14 @@ impl Display {
                         let bar = multi.add(indicatif::ProgressBar::new(size));
                         bar.set_style(style);
                         bar.set_prefix(short(&digest).to_string());
-                        bar.set_message("Downloading");
+                        bar.set_message(if push { "Pushing" } else { "Downloading" });
                         bars.insert(digest, bar);
                     }
                     PullEvent::LayerExists { digest } => {
                         let bar = multi.add(indicatif::ProgressBar::new(0));
                         bar.set_style(style);
                         bar.set_prefix(short(&digest).to_string());
-                        bar.finish_with_message("Already exists");
+                        bar.finish_with_message(exists);
                     }
                     PullEvent::LayerBytes { digest, bytes } => {
                         if let Some(bar) = bars.get(&digest) {
@@ -311,7 +333,7 @@ impl Display {
                     }
                     PullEvent::LayerDone { digest } => {
                         if let Some(bar) = bars.get(&digest) {
-                            bar.finish_with_message("Pull complete");
+                            bar.finish_with_message(done);
                         }
                     }
                     PullEvent::Resolved { .. } => {}

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod images;
+pub mod transfer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,16 @@ pub enum Command {
     Tag(images::TagArgs),
     /// Show images as JSON, like `docker image inspect`.
     Inspect(images::InspectArgs),
+    /// Push an image to the registry its name points at.
+    Push(transfer::PushArgs),
+    /// Write images to a tar archive (docker-archive or OCI layout).
+    Save(transfer::SaveArgs),
+    /// Read images from a tar archive (docker-archive or OCI layout).
+    Load(transfer::LoadArgs),
+    /// Save credentials for a registry (in <root>/credentials.json, mode 0600).
+    Login(transfer::LoginArgs),
+    /// Forget the saved credentials for a registry.
+    Logout(transfer::LogoutArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
@@ -77,5 +88,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tag(args) => images::tag(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Inspect(args) => images::inspect(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Image(cmd) => images::image(&cli.root, cmd).map(|()| ExitCode::SUCCESS),
+        Command::Push(args) => transfer::push(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Save(args) => transfer::save(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Load(args) => transfer::load(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Login(args) => transfer::login(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Logout(args) => transfer::logout(&cli.root, args).map(|()| ExitCode::SUCCESS),
     }
 }

@@ -17,6 +17,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
+use super::credentials::Logins;
 use super::manifest::{self, Descriptor, Fetched, ImageConfig, Manifest, ManifestError};
 use super::reference::Reference;
 use super::registries::{Credentials, Endpoint, RegistriesConfig, RegistriesError, Scheme};
@@ -74,9 +75,9 @@ pub enum ClientError {
 #[derive(Clone)]
 pub struct Source {
     pub endpoint: Endpoint,
-    client: oci_client::Client,
-    oci_ref: oci_client::Reference,
-    auth: oci_client::secrets::RegistryAuth,
+    pub(super) client: oci_client::Client,
+    pub(super) oci_ref: oci_client::Reference,
+    pub(super) auth: oci_client::secrets::RegistryAuth,
 }
 
 /// A reference resolved to one platform's manifest.
@@ -93,6 +94,8 @@ pub struct Resolved {
 
 pub struct RegistryClient {
     config: RegistriesConfig,
+    /// `skiff login` credentials, consulted after registries.yaml.
+    logins: Logins,
     clients: Mutex<HashMap<(Scheme, String), oci_client::Client>>,
 }
 
@@ -104,8 +107,15 @@ impl RegistryClient {
         let _ = rustls::crypto::ring::default_provider().install_default();
         RegistryClient {
             config,
+            logins: Logins::default(),
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Use these saved logins where registries.yaml has no credentials.
+    pub fn with_logins(mut self, logins: Logins) -> RegistryClient {
+        self.logins = logins;
+        self
     }
 
     fn client_for(&self, endpoint: &Endpoint) -> Result<oci_client::Client, ClientError> {
@@ -169,13 +179,106 @@ impl RegistryClient {
 
     fn auth_for(&self, host: &str) -> Result<oci_client::secrets::RegistryAuth, ClientError> {
         use oci_client::secrets::RegistryAuth;
-        Ok(match self.config.credentials(host)? {
+        let credentials = match self.config.credentials(host)? {
+            Some(c) => Some(c),
+            None => self.logins.get(host).cloned(),
+        };
+        Ok(match credentials {
             None => RegistryAuth::Anonymous,
             Some(Credentials::Basic { username, password }) => {
                 RegistryAuth::Basic(username, password)
             }
             Some(Credentials::IdentityToken(token)) => RegistryAuth::Bearer(token),
         })
+    }
+
+    /// Where a push of `image` goes: the registry itself, never a mirror
+    /// (mirrors are read-only caches in k3s's model).
+    pub fn push_target(&self, image: &Reference) -> Result<Source, ClientError> {
+        let endpoints = self.config.endpoints(image)?;
+        let Some(endpoint) = endpoints.into_iter().find(|e| !e.is_mirror) else {
+            return Err(ClientError::Manifest {
+                image: image.to_string(),
+                message: "no registry endpoint to push to".into(),
+            });
+        };
+        let client = self.client_for(&endpoint)?;
+        let auth = self.auth_for(&endpoint.host)?;
+        let oci_ref = oci_client::Reference::with_tag(
+            endpoint.host.clone(),
+            endpoint.repository.clone(),
+            image.tag().unwrap_or("latest").to_string(),
+        );
+        Ok(Source {
+            endpoint,
+            client,
+            oci_ref,
+            auth,
+        })
+    }
+
+    /// Check credentials against a registry as `docker login` does: run the
+    /// auth handshake (a token registry refuses bad ones there), then make
+    /// one authenticated request (a Basic-auth registry refuses them there).
+    /// Returns false for a clear refusal; errors are for everything else.
+    pub async fn check_login(
+        &self,
+        host: &str,
+        credentials: &Credentials,
+    ) -> Result<bool, ClientError> {
+        use oci_client::errors::OciDistributionError as E;
+        use oci_client::secrets::RegistryAuth;
+        let probe = Reference::parse(&format!("{host}/skiff-login-check")).map_err(|e| {
+            ClientError::Manifest {
+                image: host.to_string(),
+                message: e.to_string(),
+            }
+        })?;
+        let endpoint = self.push_target(&probe)?.endpoint;
+        let client = self.client_for(&endpoint)?;
+        let auth = match credentials {
+            Credentials::Basic { username, password } => {
+                RegistryAuth::Basic(username.clone(), password.clone())
+            }
+            Credentials::IdentityToken(t) => RegistryAuth::Bearer(t.clone()),
+        };
+        let oci_ref = oci_client::Reference::with_tag(
+            endpoint.host.clone(),
+            endpoint.repository.clone(),
+            "latest".into(),
+        );
+        let refused = |e: &E| match e {
+            E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => true,
+            E::RegistryError { envelope, .. } => envelope
+                .errors
+                .iter()
+                .any(|x| x.code == oci_client::errors::OciErrorCode::Unauthorized),
+            E::ServerError { code, .. } => *code == 401,
+            _ => false,
+        };
+        let err = |e: E| ClientError::Registry {
+            image: host.to_string(),
+            endpoint: format!("{}://{}", scheme_str(endpoint.scheme), endpoint.host),
+            message: e.to_string(),
+        };
+        match client
+            .auth(&oci_ref, &auth, oci_client::RegistryOperation::Pull)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if refused(&e) => return Ok(false),
+            Err(e) => return Err(err(e)),
+        }
+        match client.catalog(&oci_ref, &auth, Some(1), None).await {
+            Ok(_) => Ok(true),
+            Err(e) if refused(&e) => Ok(false),
+            // Many registries (Docker Hub among them) do not offer the
+            // catalog; the handshake above has vouched for the credentials.
+            Err(e) => {
+                tracing::debug!(%host, error = %e, "catalog not available to check the login");
+                Ok(true)
+            }
+        }
     }
 
     /// Find the image on the first endpoint that has it (mirrors first).

@@ -1,11 +1,14 @@
 //! Images: references, registry configuration and client, the content store
 //! with its layered snapshots, and the layer unpacker.
 
+pub mod archive;
 pub mod catalog;
 pub mod client;
+pub mod credentials;
 pub mod manifest;
 pub mod meta;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registries;
 pub mod store;

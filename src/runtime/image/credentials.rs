@@ -1,0 +1,217 @@
+//! Credentials saved by `skiff login`: `<root>/credentials.json`, mode 0600,
+//! in the shape of docker's config.json (`{"auths": {"host": {"auth":
+//! base64(user:password)}}}`) so that users can read it with tools they know.
+//! Registry configuration stays in `/etc/skiff/registries.yaml` (k3s's
+//! place); pulls and pushes look there first and fall back to this file.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::registries::Credentials;
+
+pub const FILE_NAME: &str = "credentials.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a credentials file: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct File {
+    #[serde(default)]
+    auths: BTreeMap<String, Entry>,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct Entry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    auth: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    identitytoken: Option<String>,
+}
+
+/// The saved logins, by registry host (`host[:port]` as in image names).
+#[derive(Clone, Default)]
+pub struct Logins {
+    by_host: BTreeMap<String, Credentials>,
+}
+
+// Never print secrets, not even in debug output.
+impl std::fmt::Debug for Logins {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.by_host.keys()).finish()
+    }
+}
+
+pub fn path(root: &Path) -> PathBuf {
+    root.join(FILE_NAME)
+}
+
+impl Logins {
+    /// Read the file; a missing file means no logins.
+    pub fn load(path: &Path) -> Result<Logins, CredentialsError> {
+        let text = match fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Logins::default()),
+            Err(source) => {
+                return Err(CredentialsError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let file: File = serde_json::from_slice(&text).map_err(|e| CredentialsError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let mut by_host = BTreeMap::new();
+        for (host, entry) in file.auths {
+            if let Some(token) = entry.identitytoken {
+                by_host.insert(host, Credentials::IdentityToken(token));
+                continue;
+            }
+            // A malformed entry is skipped rather than failing every pull;
+            // the entry's value is never echoed.
+            let decoded = entry.auth.and_then(|a| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(a.trim())
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+            });
+            match decoded.as_deref().and_then(|d| d.split_once(':')) {
+                Some((u, p)) => {
+                    by_host.insert(
+                        host,
+                        Credentials::Basic {
+                            username: u.to_string(),
+                            password: p.to_string(),
+                        },
+                    );
+                }
+                None => {
+                    tracing::warn!(path = %path.display(), %host, "ignoring a malformed login entry")
+                }
+            }
+        }
+        Ok(Logins { by_host })
+    }
+
+    pub fn get(&self, host: &str) -> Option<&Credentials> {
+        self.by_host.get(host).or_else(|| {
+            // Docker Hub is written docker.io in names but served elsewhere.
+            (host == super::reference::DOCKER_HUB_API_HOST)
+                .then(|| self.by_host.get(super::reference::DOCKER_HUB))
+                .flatten()
+        })
+    }
+
+    pub fn set(&mut self, host: &str, credentials: Credentials) {
+        self.by_host.insert(host.to_string(), credentials);
+    }
+
+    pub fn remove(&mut self, host: &str) -> bool {
+        self.by_host.remove(host).is_some()
+    }
+
+    /// Write atomically (temp file, fsync, rename), created 0600 so the
+    /// secret is never readable by others, not even for a moment.
+    pub fn save(&self, path: &Path) -> Result<(), CredentialsError> {
+        let io = |source| CredentialsError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut file = File::default();
+        for (host, c) in &self.by_host {
+            let entry = match c {
+                Credentials::Basic { username, password } => Entry {
+                    auth: Some(
+                        base64::engine::general_purpose::STANDARD
+                            .encode(format!("{username}:{password}")),
+                    ),
+                    identitytoken: None,
+                },
+                Credentials::IdentityToken(t) => Entry {
+                    auth: None,
+                    identitytoken: Some(t.clone()),
+                },
+            };
+            file.auths.insert(host.clone(), entry);
+        }
+        let data = serde_json::to_vec_pretty(&file).map_err(|e| CredentialsError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let result = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result.map_err(io)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn round_trip_with_mode_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = path(dir.path());
+        let mut logins = Logins::load(&p).unwrap();
+        assert!(logins.get("h:5000").is_none());
+        logins.set(
+            "h:5000",
+            Credentials::Basic {
+                username: "u".into(),
+                password: "p:w".into(),
+            },
+        );
+        logins.save(&p).unwrap();
+        let mode = fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let text = fs::read_to_string(&p).unwrap();
+        assert!(
+            text.contains("\"auths\"") && !text.contains("p:w"),
+            "{text}"
+        );
+        let again = Logins::load(&p).unwrap();
+        assert_eq!(
+            again.get("h:5000"),
+            Some(&Credentials::Basic {
+                username: "u".into(),
+                password: "p:w".into()
+            })
+        );
+        assert!(!format!("{again:?}").contains("p:w"));
+        let mut again = again;
+        assert!(again.remove("h:5000"));
+        again.save(&p).unwrap();
+        assert!(Logins::load(&p).unwrap().get("h:5000").is_none());
+    }
+}
