@@ -374,6 +374,9 @@ fn deletion_time(grace: i64) -> String {
         .to_string()
 }
 
+/// Namespaces the cluster itself needs, which the apiserver refuses to delete.
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 /// Kinds whose DELETE answers with the object itself rather than a Status.
 fn returns_deleted_object(def: &ResourceDef) -> bool {
     def.group.is_empty() && matches!(def.plural, "pods" | "services" | "namespaces")
@@ -388,6 +391,11 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let opts = DeleteOptions::parse(q, body.as_ref())?;
+    if def.group.is_empty() && def.plural == "namespaces" && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
+    }
     let out = delete_one(state, def, r.namespace.as_deref(), name, &opts).await?;
     let still_there = objects::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
     if returns_deleted_object(def) || still_there {
