@@ -17,6 +17,7 @@
 //! files and Go JSON tags).
 
 mod convert;
+pub mod fieldcheck;
 mod schema;
 mod special;
 mod wire;
