@@ -53,9 +53,8 @@ pub fn service(obj: &mut Value) {
         .get("externalIPs")
         .and_then(Value::as_array)
         .is_some_and(|a| !a.is_empty());
-    let externally_accessible = ty == "LoadBalancer"
-        || ty == "NodePort"
-        || (ty == "ClusterIP" && has_external_ips);
+    let externally_accessible =
+        ty == "LoadBalancer" || ty == "NodePort" || (ty == "ClusterIP" && has_external_ips);
     if externally_accessible {
         default_str(spec, "externalTrafficPolicy", "Cluster");
     }
@@ -162,7 +161,11 @@ pub fn role_binding(obj: &mut Value) {
             Some("User" | "Group") => RBAC_GROUP,
             _ => continue,
         };
-        if s.get("apiGroup").and_then(Value::as_str).is_none_or(str::is_empty) && !group.is_empty() {
+        if s.get("apiGroup")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+            && !group.is_empty()
+        {
             s["apiGroup"] = json!(group);
         }
     }

@@ -54,7 +54,10 @@ pub fn cannot_be_handled(api_version: &str, kind: &str, inner: &str) -> String {
 /// The value of one `Warning` header for a problem under fieldValidation=Warn:
 /// `299 - "unknown field \"spec.foo\""`.
 pub fn warning_header(problem: &FieldProblem) -> String {
-    let text = problem.to_string().replace('\\', "\\\\").replace('"', "\\\"");
+    let text = problem
+        .to_string()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
     format!("299 - \"{text}\"")
 }
 
@@ -80,7 +83,10 @@ pub fn field_problems(
     out
 }
 
-fn top_message(api_version: &str, kind: &str) -> Option<(&'static schema::Schema, &'static Message)> {
+fn top_message(
+    api_version: &str,
+    kind: &str,
+) -> Option<(&'static schema::Schema, &'static Message)> {
     let schema = schema::schema().ok()?;
     let msg = super::message_for_kind(schema, api_version, kind)?;
     Some((schema, msg))
@@ -109,7 +115,11 @@ pub fn unknown_fields(api_version: &str, kind: &str, obj: &Value) -> Vec<String>
 }
 
 /// The field of `msg` (or of its inlined members) with JSON name `key`.
-fn lookup<'s>(schema: &'s schema::Schema, msg: &'s Message, key: &str) -> Option<&'s schema::Field> {
+fn lookup<'s>(
+    schema: &'s schema::Schema,
+    msg: &'s Message,
+    key: &str,
+) -> Option<&'s schema::Field> {
     for f in &msg.fields {
         if f.inline {
             if let FieldType::Message(i) = f.ty {
@@ -239,7 +249,13 @@ fn json_kind(v: &Value) -> String {
     }
 }
 
-fn mismatch(schema: &schema::Schema, owner: &str, f: &schema::Field, v: &Value, path: &str) -> String {
+fn mismatch(
+    schema: &schema::Schema,
+    owner: &str,
+    f: &schema::Field,
+    v: &Value,
+    path: &str,
+) -> String {
     format!(
         "json: cannot unmarshal {} into Go struct field {owner}.{path} of type {}",
         json_kind(v),
@@ -318,9 +334,9 @@ fn check_single(
             let ok = match s {
                 Scalar::String => v.is_string(),
                 Scalar::Bool => v.is_boolean(),
-                Scalar::Int32 | Scalar::Int64 => v.as_i64().is_some_and(|n| {
-                    s == Scalar::Int64 || i32::try_from(n).is_ok()
-                }),
+                Scalar::Int32 | Scalar::Int64 => v
+                    .as_i64()
+                    .is_some_and(|n| s == Scalar::Int64 || i32::try_from(n).is_ok()),
                 Scalar::Uint32 | Scalar::Uint64 => v.as_u64().is_some(),
                 Scalar::Double | Scalar::Float => v.is_number(),
                 Scalar::Bytes => {

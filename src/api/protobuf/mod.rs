@@ -27,6 +27,8 @@ mod tests;
 #[cfg(test)]
 mod tests_core;
 #[cfg(test)]
+mod tests_fieldcheck;
+#[cfg(test)]
 mod tests_kinds;
 #[cfg(test)]
 mod tests_workloads;

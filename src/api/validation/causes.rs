@@ -47,7 +47,11 @@ pub fn not_supported(field: &str, value: &str, supported: &[&str]) -> Cause {
 
 /// `field.Duplicate`: `Duplicate value: "x"`.
 pub fn duplicate(field: &str, value: &str) -> Cause {
-    cause("FieldValueDuplicate", field, format!("Duplicate value: {value}"))
+    cause(
+        "FieldValueDuplicate",
+        field,
+        format!("Duplicate value: {value}"),
+    )
 }
 
 /// `field.Forbidden`: `Forbidden: <detail>`.
@@ -138,7 +142,10 @@ pub fn go_string_slice(items: &[&str]) -> String {
 /// `%#v` of an `intstr.IntOrString`.
 pub fn go_int_or_string(v: &Value) -> String {
     match v {
-        Value::String(s) => format!("intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}", go_str(s)),
+        Value::String(s) => format!(
+            "intstr.IntOrString{{Type:1, IntVal:0, StrVal:{}}}",
+            go_str(s)
+        ),
         other => format!(
             "intstr.IntOrString{{Type:0, IntVal:{}, StrVal:\"\"}}",
             other.as_i64().unwrap_or(0)

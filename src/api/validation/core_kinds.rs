@@ -17,7 +17,12 @@ use crate::api::status::Cause;
 const MAX_DATA_BYTES: usize = 1024 * 1024;
 const SERVICE_TYPES: &[&str] = &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"];
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
-const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
+const ACCESS_MODES: &[&str] = &[
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOnce",
+    "ReadWriteOncePod",
+];
 
 fn sorted_keys(m: &Map<String, Value>) -> Vec<&String> {
     let mut keys: Vec<&String> = m.keys().collect();
@@ -69,7 +74,11 @@ pub fn validate_service(obj: &Value) -> Vec<Cause> {
         }
         let port = int_at(p, "port").unwrap_or(0);
         for msg in is_valid_port_num(port) {
-            out.push(causes::invalid(&format!("{pp}.port"), &port.to_string(), &msg));
+            out.push(causes::invalid(
+                &format!("{pp}.port"),
+                &port.to_string(),
+                &msg,
+            ));
         }
         check_enum(p, "protocol", &pp, PROTOCOLS, &mut out);
         if let Some(tp) = p.get("targetPort") {
@@ -93,12 +102,22 @@ pub fn validate_service(obj: &Value) -> Vec<Cause> {
                 ));
             } else {
                 for msg in is_valid_port_num(np) {
-                    out.push(causes::invalid(&format!("{pp}.nodePort"), &np.to_string(), &msg));
+                    out.push(causes::invalid(
+                        &format!("{pp}.nodePort"),
+                        &np.to_string(),
+                        &msg,
+                    ));
                 }
             }
         }
     }
-    check_enum(spec, "sessionAffinity", "spec", &["ClientIP", "None"], &mut out);
+    check_enum(
+        spec,
+        "sessionAffinity",
+        "spec",
+        &["ClientIP", "None"],
+        &mut out,
+    );
     check_enum(spec, "type", "spec", SERVICE_TYPES, &mut out);
     out.extend(validate_labels(spec.get("selector"), "spec.selector"));
     out
@@ -111,8 +130,18 @@ pub fn validate_config_map(obj: &Value) -> Vec<Cause> {
     let binary = obj_at(obj, "binaryData");
     let mut total = 0usize;
     for (bag, this, other, msg) in [
-        ("data", data, binary, "duplicate of key present in binaryData"),
-        ("binaryData", binary, data, "duplicate of key present in data"),
+        (
+            "data",
+            data,
+            binary,
+            "duplicate of key present in binaryData",
+        ),
+        (
+            "binaryData",
+            binary,
+            data,
+            "duplicate of key present in data",
+        ),
     ] {
         let Some(map) = this else { continue };
         for key in sorted_keys(map) {
@@ -152,7 +181,9 @@ pub fn validate_secret(obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     let mut total = 0usize;
     for (bag, b64) in [("data", true), ("stringData", false)] {
-        let Some(map) = obj_at(obj, bag) else { continue };
+        let Some(map) = obj_at(obj, bag) else {
+            continue;
+        };
         for key in sorted_keys(map) {
             for m in is_config_map_key(key) {
                 out.push(causes::invalid(&format!("data[{key}]"), &go_str(key), &m));
@@ -219,7 +250,11 @@ fn check_docker_json(obj: &Value, key: &str, out: &mut Vec<Cause>) {
         v.as_bytes().to_vec()
     };
     if let Err(e) = serde_json::from_slice::<Map<String, Value>>(&bytes) {
-        out.push(causes::invalid(&path, "\"<secret contents redacted>\"", &e.to_string()));
+        out.push(causes::invalid(
+            &path,
+            "\"<secret contents redacted>\"",
+            &e.to_string(),
+        ));
     }
 }
 
@@ -262,6 +297,12 @@ pub fn validate_pvc(obj: &Value) -> Vec<Cause> {
             }
         }
     }
-    check_enum(spec, "volumeMode", "spec", &["Block", "Filesystem"], &mut out);
+    check_enum(
+        spec,
+        "volumeMode",
+        "spec",
+        &["Block", "Filesystem"],
+        &mut out,
+    );
     out
 }

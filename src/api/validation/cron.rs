@@ -96,7 +96,9 @@ fn check_range(expr: &str, min: u32, max: u32, names: &[&str]) -> Result<(), Str
         ));
     }
     if end > max {
-        return Err(format!("end of range ({end}) above maximum ({max}): {expr}"));
+        return Err(format!(
+            "end of range ({end}) above maximum ({max}): {expr}"
+        ));
     }
     if start > end {
         return Err(format!(

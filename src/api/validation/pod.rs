@@ -69,7 +69,11 @@ pub fn validate_pod_spec(spec: &Value, path: &str) -> Vec<Cause> {
 
 fn validate_pod_spec_with(spec: &Value, path: &str, extra_volumes: &[&str]) -> Vec<Cause> {
     let mut out = Vec::new();
-    let mut volumes = validate_volumes(arr_at(spec, "volumes"), &format!("{path}.volumes"), &mut out);
+    let mut volumes = validate_volumes(
+        arr_at(spec, "volumes"),
+        &format!("{path}.volumes"),
+        &mut out,
+    );
     volumes.extend(extra_volumes.iter().copied());
 
     let containers = arr_at(spec, "containers");
@@ -77,7 +81,10 @@ fn validate_pod_spec_with(spec: &Value, path: &str, extra_volumes: &[&str]) -> V
         out.push(causes::required(&format!("{path}.containers"), ""));
     }
     let mut names = HashSet::new();
-    for (list, key) in [(arr_at(spec, "initContainers"), "initContainers"), (containers, "containers")] {
+    for (list, key) in [
+        (arr_at(spec, "initContainers"), "initContainers"),
+        (containers, "containers"),
+    ] {
         for (i, c) in list.iter().enumerate() {
             let cpath = format!("{path}.{key}[{i}]");
             validate_container(c, &cpath, &volumes, &mut out);
@@ -135,11 +142,7 @@ pub fn check_enum(obj: &Value, key: &str, path: &str, allowed: &[&str], out: &mu
 
 /// Volume names (unique DNS labels) and sources (exactly one each); returns
 /// the names for the mounts to refer to.
-fn validate_volumes<'a>(
-    vols: &'a [Value],
-    path: &str,
-    out: &mut Vec<Cause>,
-) -> HashSet<&'a str> {
+fn validate_volumes<'a>(vols: &'a [Value], path: &str, out: &mut Vec<Cause>) -> HashSet<&'a str> {
     let mut names = HashSet::new();
     for (i, v) in vols.iter().enumerate() {
         let vpath = format!("{path}[{i}]");
@@ -193,10 +196,21 @@ fn validate_container(c: &Value, path: &str, volumes: &HashSet<&str>, out: &mut 
         _ => {}
     }
     check_enum(c, "imagePullPolicy", path, PULL_POLICIES, out);
-    check_enum(c, "terminationMessagePolicy", path, TERMINATION_MESSAGE_POLICIES, out);
+    check_enum(
+        c,
+        "terminationMessagePolicy",
+        path,
+        TERMINATION_MESSAGE_POLICIES,
+        out,
+    );
     validate_ports(arr_at(c, "ports"), &format!("{path}.ports"), out);
     validate_env(arr_at(c, "env"), &format!("{path}.env"), out);
-    validate_mounts(arr_at(c, "volumeMounts"), &format!("{path}.volumeMounts"), volumes, out);
+    validate_mounts(
+        arr_at(c, "volumeMounts"),
+        &format!("{path}.volumeMounts"),
+        volumes,
+        out,
+    );
     if let Some(res) = c.get("resources") {
         validate_resources(res, &format!("{path}.resources"), out);
     }
@@ -217,7 +231,11 @@ fn validate_ports(ports: &[Value], path: &str, out: &mut Vec<Cause>) {
         let ppath = format!("{path}[{i}]");
         if let Some(name) = str_at(p, "name").filter(|n| !n.is_empty()) {
             for msg in is_valid_port_name(name) {
-                out.push(causes::invalid(&format!("{ppath}.name"), &go_str(name), &msg));
+                out.push(causes::invalid(
+                    &format!("{ppath}.name"),
+                    &go_str(name),
+                    &msg,
+                ));
             }
             if !names.insert(name) {
                 out.push(causes::duplicate(&format!("{ppath}.name"), &go_str(name)));
@@ -227,13 +245,21 @@ fn validate_ports(ports: &[Value], path: &str, out: &mut Vec<Cause>) {
             0 => out.push(causes::required(&format!("{ppath}.containerPort"), "")),
             n => {
                 for msg in is_valid_port_num(n) {
-                    out.push(causes::invalid(&format!("{ppath}.containerPort"), &n.to_string(), &msg));
+                    out.push(causes::invalid(
+                        &format!("{ppath}.containerPort"),
+                        &n.to_string(),
+                        &msg,
+                    ));
                 }
             }
         }
         if let Some(n) = int_at(p, "hostPort").filter(|n| *n != 0) {
             for msg in is_valid_port_num(n) {
-                out.push(causes::invalid(&format!("{ppath}.hostPort"), &n.to_string(), &msg));
+                out.push(causes::invalid(
+                    &format!("{ppath}.hostPort"),
+                    &n.to_string(),
+                    &msg,
+                ));
             }
         }
         check_enum(p, "protocol", &ppath, PROTOCOLS, out);
@@ -328,7 +354,9 @@ fn is_standard_container_resource(name: &str) -> bool {
 fn validate_resources(res: &Value, path: &str, out: &mut Vec<Cause>) {
     let mut limits: HashMap<&str, (f64, &str)> = HashMap::new();
     for key in ["limits", "requests"] {
-        let Some(list) = obj_at(res, key) else { continue };
+        let Some(list) = obj_at(res, key) else {
+            continue;
+        };
         let mut entries: Vec<_> = list.iter().collect();
         entries.sort_by(|a, b| a.0.cmp(b.0));
         for (name, q) in entries {
@@ -347,9 +375,15 @@ fn validate_resources(res: &Value, path: &str, out: &mut Vec<Cause>) {
             };
             // Unparseable quantities are decode errors (400), reported by
             // the field checker, not here.
-            let Ok(v) = quantity::parse(&text) else { continue };
+            let Ok(v) = quantity::parse(&text) else {
+                continue;
+            };
             if v < 0.0 {
-                out.push(causes::invalid(&rpath, &go_str(&text), super::IS_NEGATIVE_ERR));
+                out.push(causes::invalid(
+                    &rpath,
+                    &go_str(&text),
+                    super::IS_NEGATIVE_ERR,
+                ));
                 continue;
             }
             if key == "limits" {

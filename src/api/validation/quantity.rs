@@ -22,8 +22,7 @@ pub fn parse(s: &str) -> Result<f64, &'static str> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(rest.len());
     let (num, suffix) = rest.split_at(num_end);
-    if num.is_empty() || !num.bytes().any(|c| c.is_ascii_digit()) || num.matches('.').count() > 1
-    {
+    if num.is_empty() || !num.bytes().any(|c| c.is_ascii_digit()) || num.matches('.').count() > 1 {
         return Err(QUANTITY_REGEX_ERR);
     }
     let valid_suffix_chars = suffix.bytes().enumerate().all(|(i, c)| {

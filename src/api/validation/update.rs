@@ -23,7 +23,11 @@ pub fn validate_immutable(group: &str, kind: &str, old: &Value, new: &Value) -> 
             let mut out = Vec::new();
             let (ot, nt) = (str_at(old, "type"), str_at(new, "type"));
             if ot.unwrap_or("") != nt.unwrap_or("") {
-                out.push(causes::invalid("type", &go_str(nt.unwrap_or("")), IMMUTABLE));
+                out.push(causes::invalid(
+                    "type",
+                    &go_str(nt.unwrap_or("")),
+                    IMMUTABLE,
+                ));
             }
             out.extend(immutable_data(old, new, &["data"]));
             out
@@ -121,10 +125,17 @@ fn pod_update(old: &Value, new: &Value) -> Vec<Cause> {
                 None => m.remove(key),
             };
         }
-        let old_grace = os.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
-        let new_grace = ns.get("terminationGracePeriodSeconds").and_then(Value::as_i64);
+        let old_grace = os
+            .get("terminationGracePeriodSeconds")
+            .and_then(Value::as_i64);
+        let new_grace = ns
+            .get("terminationGracePeriodSeconds")
+            .and_then(Value::as_i64);
         if old_grace.is_some_and(|g| g < 0) && new_grace == Some(1) {
-            m.insert("terminationGracePeriodSeconds".into(), Value::from(old_grace));
+            m.insert(
+                "terminationGracePeriodSeconds".into(),
+                Value::from(old_grace),
+            );
         }
     }
     if munged != normalized(os) {
@@ -153,7 +164,11 @@ fn service_update(old: &Value, new: &Value) -> Vec<Cause> {
                 .iter()
                 .filter_map(Value::as_str)
                 .collect();
-            let ips = if ips.is_empty() { vec![n.as_str()] } else { ips };
+            let ips = if ips.is_empty() {
+                vec![n.as_str()]
+            } else {
+                ips
+            };
             vec![causes::invalid(
                 "spec.clusterIPs[0]",
                 &go_string_slice(&ips),
@@ -208,7 +223,11 @@ fn selector_update(old: &Value, new: &Value) -> Vec<Cause> {
     if same(o, n) {
         Vec::new()
     } else {
-        vec![causes::invalid("spec.selector", &selector_text(n), IMMUTABLE)]
+        vec![causes::invalid(
+            "spec.selector",
+            &selector_text(n),
+            IMMUTABLE,
+        )]
     }
 }
 

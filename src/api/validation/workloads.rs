@@ -47,7 +47,8 @@ fn check_selector(spec: &Value, empty_for: Option<&str>, out: &mut Vec<Cause>) {
             sel.get("matchLabels"),
             "spec.selector.matchLabels",
         ));
-        let n = obj_at(sel, "matchLabels").map_or(0, Map::len) + arr_at(sel, "matchExpressions").len();
+        let n =
+            obj_at(sel, "matchLabels").map_or(0, Map::len) + arr_at(sel, "matchExpressions").len();
         if let (0, Some(kind)) = (n, empty_for) {
             out.push(causes::invalid(
                 "spec.selector",
@@ -61,7 +62,11 @@ fn check_selector(spec: &Value, empty_for: Option<&str>, out: &mut Vec<Cause>) {
 
 fn check_selector_matches(sel: &Value, tmpl: &Value, tmpl_path: &str, out: &mut Vec<Cause>) {
     match LabelSelector::from_label_selector_json(sel) {
-        Err(e) => out.push(causes::invalid("spec.selector", &go_selector(sel), &e.to_string())),
+        Err(e) => out.push(causes::invalid(
+            "spec.selector",
+            &go_selector(sel),
+            &e.to_string(),
+        )),
         Ok(s) if s.is_empty() => {}
         Ok(s) => {
             let empty = Map::new();
@@ -89,7 +94,10 @@ fn check_always_restart(tmpl: &Value, kind: &str, out: &mut Vec<Cause>) {
             &["Always"],
         ));
     }
-    if spec.get("activeDeadlineSeconds").is_some_and(|v| !v.is_null()) {
+    if spec
+        .get("activeDeadlineSeconds")
+        .is_some_and(|v| !v.is_null())
+    {
         out.push(causes::forbidden(
             "spec.template.spec.activeDeadlineSeconds",
             &format!("activeDeadlineSeconds in {kind} is not Supported"),
@@ -101,16 +109,26 @@ fn check_always_restart(tmpl: &Value, kind: &str, out: &mut Vec<Cause>) {
 fn check_int_or_percent(v: Option<&Value>, path: &str, out: &mut Vec<Cause>) -> Option<i64> {
     match v? {
         Value::String(s) => {
-            let num = s.strip_suffix('%').filter(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
+            let num = s
+                .strip_suffix('%')
+                .filter(|n| !n.is_empty() && n.bytes().all(|c| c.is_ascii_digit()));
             match num.and_then(|n| n.parse::<i64>().ok()) {
                 Some(n) => {
                     if n > 100 {
-                        out.push(causes::invalid(path, &go_int_or_string(&Value::String(s.clone())), "must not be greater than 100%"));
+                        out.push(causes::invalid(
+                            path,
+                            &go_int_or_string(&Value::String(s.clone())),
+                            "must not be greater than 100%",
+                        ));
                     }
                     Some(n)
                 }
                 None => {
-                    out.push(causes::invalid(path, &go_int_or_string(&Value::String(s.clone())), PERCENT_ERR));
+                    out.push(causes::invalid(
+                        path,
+                        &go_int_or_string(&Value::String(s.clone())),
+                        PERCENT_ERR,
+                    ));
                     None
                 }
             }
@@ -118,7 +136,11 @@ fn check_int_or_percent(v: Option<&Value>, path: &str, out: &mut Vec<Cause>) -> 
         Value::Number(n) => {
             let n = n.as_i64().unwrap_or(0);
             if n < 0 {
-                out.push(causes::invalid(path, &n.to_string(), super::IS_NEGATIVE_ERR));
+                out.push(causes::invalid(
+                    path,
+                    &n.to_string(),
+                    super::IS_NEGATIVE_ERR,
+                ));
             }
             Some(n)
         }
@@ -148,8 +170,16 @@ pub fn validate_deployment(obj: &Value) -> Vec<Cause> {
             "RollingUpdate" | "" => {
                 if let Some(ru) = st.get("rollingUpdate").filter(|v| v.is_object()) {
                     let p = "spec.strategy.rollingUpdate";
-                    let mu = check_int_or_percent(ru.get("maxUnavailable"), &format!("{p}.maxUnavailable"), &mut out);
-                    let ms = check_int_or_percent(ru.get("maxSurge"), &format!("{p}.maxSurge"), &mut out);
+                    let mu = check_int_or_percent(
+                        ru.get("maxUnavailable"),
+                        &format!("{p}.maxUnavailable"),
+                        &mut out,
+                    );
+                    let ms = check_int_or_percent(
+                        ru.get("maxSurge"),
+                        &format!("{p}.maxSurge"),
+                        &mut out,
+                    );
                     if mu == Some(0) && ms == Some(0) {
                         out.push(causes::invalid(
                             &format!("{p}.maxUnavailable"),
@@ -242,7 +272,12 @@ pub fn validate_stateful_set(obj: &Value) -> Vec<Cause> {
             }
             "RollingUpdate" | "" => {
                 if let Some(ru) = ru {
-                    check_non_negative(ru, "partition", "spec.updateStrategy.rollingUpdate", &mut out);
+                    check_non_negative(
+                        ru,
+                        "partition",
+                        "spec.updateStrategy.rollingUpdate",
+                        &mut out,
+                    );
                 }
             }
             other => out.push(causes::invalid(
@@ -255,7 +290,13 @@ pub fn validate_stateful_set(obj: &Value) -> Vec<Cause> {
     if let Some(p) = obj_at(spec, "persistentVolumeClaimRetentionPolicy") {
         let p = Value::Object(p.clone());
         for key in ["whenDeleted", "whenScaled"] {
-            check_enum(&p, key, "spec.persistentVolumeClaimRetentionPolicy", &["Retain", "Delete"], &mut out);
+            check_enum(
+                &p,
+                key,
+                "spec.persistentVolumeClaimRetentionPolicy",
+                &["Retain", "Delete"],
+                &mut out,
+            );
         }
     }
     check_non_negative(spec, "replicas", "spec", &mut out);
@@ -286,8 +327,16 @@ pub fn validate_daemon_set(obj: &Value) -> Vec<Cause> {
             "RollingUpdate" | "" => {
                 if let Some(ru) = us.get("rollingUpdate").filter(|v| v.is_object()) {
                     let p = "spec.updateStrategy.rollingUpdate";
-                    let mu = check_int_or_percent(ru.get("maxUnavailable"), &format!("{p}.maxUnavailable"), &mut out);
-                    let ms = check_int_or_percent(ru.get("maxSurge"), &format!("{p}.maxSurge"), &mut out);
+                    let mu = check_int_or_percent(
+                        ru.get("maxUnavailable"),
+                        &format!("{p}.maxUnavailable"),
+                        &mut out,
+                    );
+                    let ms = check_int_or_percent(
+                        ru.get("maxSurge"),
+                        &format!("{p}.maxSurge"),
+                        &mut out,
+                    );
                     if mu == Some(0) && ms.unwrap_or(0) == 0 {
                         out.push(causes::invalid(
                             &format!("{p}.maxUnavailable"),
@@ -320,8 +369,16 @@ fn validate_job_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
     ] {
         check_non_negative(spec, key, path, out);
     }
-    check_enum(spec, "completionMode", path, &["NonIndexed", "Indexed"], out);
-    if str_at(spec, "completionMode") == Some("Indexed") && spec.get("completions").is_none_or(Value::is_null) {
+    check_enum(
+        spec,
+        "completionMode",
+        path,
+        &["NonIndexed", "Indexed"],
+        out,
+    );
+    if str_at(spec, "completionMode") == Some("Indexed")
+        && spec.get("completions").is_none_or(Value::is_null)
+    {
         out.push(causes::required(
             &format!("{path}.completions"),
             "when completion mode is Indexed",
@@ -342,7 +399,10 @@ fn validate_job_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
         .unwrap_or("");
     let rp = format!("{path}.template.spec.restartPolicy");
     match policy {
-        "" | "Always" => out.push(causes::required(&rp, "valid values: \"OnFailure\", \"Never\"")),
+        "" | "Always" => out.push(causes::required(
+            &rp,
+            "valid values: \"OnFailure\", \"Never\"",
+        )),
         "OnFailure" | "Never" => {}
         other => out.push(causes::not_supported(&rp, other, &["OnFailure", "Never"])),
     }
@@ -377,9 +437,7 @@ pub fn validate_cron_job(obj: &Value) -> Vec<Cause> {
             &["Allow", "Forbid", "Replace"],
         )),
     }
-    let job_spec = spec
-        .pointer("/jobTemplate/spec")
-        .unwrap_or(&Value::Null);
+    let job_spec = spec.pointer("/jobTemplate/spec").unwrap_or(&Value::Null);
     validate_job_spec(job_spec, "spec.jobTemplate.spec", &mut out);
     check_non_negative(spec, "successfulJobsHistoryLimit", "spec", &mut out);
     check_non_negative(spec, "failedJobsHistoryLimit", "spec", &mut out);
