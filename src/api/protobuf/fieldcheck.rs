@@ -61,6 +61,60 @@ pub fn warning_header(problem: &FieldProblem) -> String {
     format!("299 - \"{text}\"")
 }
 
+/// The `fieldValidation` query parameter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Strict,
+    /// The default when the parameter is absent.
+    Warn,
+    Ignore,
+}
+
+impl Mode {
+    /// Parses `?fieldValidation=`; None (absent or empty) means Warn.
+    pub fn parse(param: Option<&str>) -> Result<Mode, String> {
+        match param.unwrap_or("") {
+            "Strict" => Ok(Mode::Strict),
+            "Warn" | "" => Ok(Mode::Warn),
+            "Ignore" => Ok(Mode::Ignore),
+            other => Err(format!(
+                "fieldValidation parameter unsupported: {other:?} (use Strict, Warn or Ignore)"
+            )),
+        }
+    }
+}
+
+/// The whole check of a create/update body: `Err(message)` for a 400
+/// BadRequest (a value the decoder rejects, or Strict problems), otherwise
+/// the `Warning` header values to send (empty unless Warn found problems).
+/// `raw_json` is the body when it was JSON (for duplicate fields).
+pub fn check_body(
+    mode: Mode,
+    api_version: &str,
+    kind: &str,
+    obj: &Value,
+    raw_json: Option<&[u8]>,
+) -> Result<Vec<String>, String> {
+    if let Some(e) = decode_error(api_version, kind, obj) {
+        return Err(cannot_be_handled(api_version, kind, &e));
+    }
+    if mode == Mode::Ignore {
+        return Ok(Vec::new());
+    }
+    let problems = field_problems(api_version, kind, obj, raw_json);
+    if problems.is_empty() {
+        return Ok(Vec::new());
+    }
+    match mode {
+        Mode::Strict => Err(cannot_be_handled(
+            api_version,
+            kind,
+            &strict_error_message(&problems),
+        )),
+        _ => Ok(problems.iter().map(warning_header).collect()),
+    }
+}
+
 /// The problems Strict/Warn report for a body: duplicates (from the raw
 /// JSON, if given) then unknown fields.
 pub fn field_problems(

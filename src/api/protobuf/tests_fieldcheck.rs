@@ -156,3 +156,27 @@ fn every_served_kind_walks() {
         assert_eq!(unknown_fields(av, kind, &obj), vec!["zzz"], "{kind}");
     }
 }
+
+#[test]
+fn check_body_by_mode() {
+    let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "bogusField": 1}});
+    assert_eq!(Mode::parse(None), Ok(Mode::Warn));
+    assert_eq!(Mode::parse(Some("Strict")), Ok(Mode::Strict));
+    assert!(Mode::parse(Some("strict")).is_err());
+    assert_eq!(
+        check_body(Mode::Strict, "v1", "ConfigMap", &obj, None).unwrap_err(),
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"metadata.bogusField\""
+    );
+    assert_eq!(
+        check_body(Mode::Warn, "v1", "ConfigMap", &obj, None).unwrap(),
+        vec![r#"299 - "unknown field \"metadata.bogusField\"""#.to_string()]
+    );
+    assert!(check_body(Mode::Ignore, "v1", "ConfigMap", &obj, None)
+        .unwrap()
+        .is_empty());
+    let bad = json!({"metadata": {"name": "c"}, "data": {"a": 1}});
+    assert_eq!(
+        check_body(Mode::Ignore, "v1", "ConfigMap", &bad, None).unwrap_err(),
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: json: cannot unmarshal number 1 into Go struct field ConfigMap.data of type string"
+    );
+}
