@@ -99,6 +99,7 @@ pub async fn patch(
     if r.subresource.as_deref() == Some("scale") {
         return patch_scale(state, r, name, kind, &doc, dry_run).await;
     }
+    let mut warnings: Vec<String> = Vec::new();
     for _ in 0..16 {
         let cur = state.objects.must_get(def, ns, name).await?;
         let patched = apply_patch(kind, &cur.obj, &doc, name)?;
@@ -108,19 +109,52 @@ pub async fn patch(
                 return Err(conflict(def, name));
             }
         }
+        if r.subresource.is_none() {
+            warnings = check_fields(def, q, &patched)?;
+        }
         let mut new = prepare_update(def, &cur.obj, patched, r.subresource.as_deref())?;
         defaults::on_update(def, &cur.obj, &mut new)?;
+        if r.subresource.is_none() {
+            super::write::check_valid(def, Some(&cur.obj), &new, name)?;
+        }
         if super::write::unchanged(&cur.obj, &new) {
-            return Ok(json_response(StatusCode::OK, &cur.obj));
+            return Ok(with_warnings(
+                json_response(StatusCode::OK, &cur.obj),
+                &warnings,
+            ));
         }
         match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
-            Ok(out) => return Ok(json_response(StatusCode::OK, &out)),
+            Ok(out) => {
+                return Ok(with_warnings(
+                    json_response(StatusCode::OK, &out),
+                    &warnings,
+                ))
+            }
             // Lost a race with another writer: patch the newer version.
             Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
         }
     }
     Err(conflict(def, name))
+}
+
+/// fieldValidation of a patched object: a 400 for values the decoder cannot
+/// take and (Strict) unknown fields, else the `Warning` headers to send.
+fn check_fields(def: &ResourceDef, q: &Query, patched: &Value) -> Result<Vec<String>, ApiError> {
+    use crate::api::fieldcheck;
+    let mode = fieldcheck::Mode::parse(q.get("fieldValidation")).map_err(ApiError::bad_request)?;
+    fieldcheck::check_body(mode, &def.api_version(), def.kind, patched, None)
+        .map_err(ApiError::bad_request)
+}
+
+/// Add one `Warning` header per message (RFC 7234 form, code 299).
+pub fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        if let Ok(v) = http::HeaderValue::from_str(w) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
 }
 
 fn conflict(def: &ResourceDef, name: &str) -> ApiError {
@@ -232,6 +266,7 @@ async fn set_replicas(
         spec.insert("replicas".into(), json!(replicas));
     }
     let new = prepare_update(def, &cur.obj, new, None)?;
+    super::write::check_valid(def, Some(&cur.obj), &new, name)?;
     commit_update(state, def, ns, name, &new, cur.rev, dry_run).await
 }
 

@@ -60,8 +60,9 @@ pub async fn create(
         None
     };
     let mut obj = prepare_create(def, ns.as_deref(), body)?;
-    defaults::on_create(state, def, &mut obj).await?;
     let name = name_of(&obj).unwrap_or("").to_string();
+    check_valid(def, None, &obj, &name)?;
+    defaults::on_create(state, def, &mut obj).await?;
     if let Some(ns) = &ns {
         check_namespace(state, def, ns, &name).await?;
     }
@@ -82,6 +83,26 @@ pub async fn create(
         .await?;
     tracing::debug!(resource = def.plural, namespace = ?ns, name, "created");
     Ok(json_response(StatusCode::CREATED, &created))
+}
+
+/// The apiserver's validation of a new object (`old` None) or an update:
+/// 422 Invalid with every problem found.
+pub fn check_valid(
+    def: &ResourceDef,
+    old: Option<&Value>,
+    new: &Value,
+    name: &str,
+) -> Result<(), ApiError> {
+    let av = def.api_version();
+    let causes = match old {
+        None => crate::api::validation::validate_create(&av, def.kind, new),
+        Some(old) => crate::api::validation::validate_update(&av, def.kind, old, new),
+    };
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(def.group, def.kind, name, causes))
+    }
 }
 
 /// True when `new` is `cur` apart from its resourceVersion: such a write is
@@ -159,6 +180,9 @@ pub async fn update(
     } else {
         let mut new = prepare_update(def, &cur.obj, body, sub)?;
         defaults::on_update(def, &cur.obj, &mut new)?;
+        if sub.is_none() {
+            check_valid(def, Some(&cur.obj), &new, name)?;
+        }
         new
     };
     if unchanged(&cur.obj, &new) {
