@@ -168,6 +168,62 @@ pub fn unknown_fields(api_version: &str, kind: &str, obj: &Value) -> Vec<String>
     out
 }
 
+/// Drop the fields the type does not have, as the apiserver's typed decoder
+/// does under fieldValidation Warn and Ignore: they are never stored.
+/// Kinds not in the schema are left alone.
+pub fn prune_unknown_fields(api_version: &str, kind: &str, obj: &mut Value) {
+    let Some((schema, msg)) = top_message(api_version, kind) else {
+        return;
+    };
+    if let Value::Object(map) = obj {
+        map.retain(|k, v| {
+            if k == "apiVersion" || k == "kind" {
+                return true;
+            }
+            match lookup(schema, msg, k) {
+                Some(f) => {
+                    prune_field(schema, f, v, 1);
+                    true
+                }
+                None => false,
+            }
+        });
+    }
+}
+
+fn prune_field(schema: &schema::Schema, f: &schema::Field, v: &mut Value, depth: usize) {
+    let FieldType::Message(i) = f.ty else { return };
+    let msg = schema.message(i);
+    match (f.label, v) {
+        (Label::Repeated, Value::Array(items)) => {
+            for item in items.iter_mut() {
+                prune_message(schema, msg, item, depth + 1);
+            }
+        }
+        (Label::Map, Value::Object(entries)) => {
+            for item in entries.values_mut() {
+                prune_message(schema, msg, item, depth + 1);
+            }
+        }
+        (Label::Optional, v) => prune_message(schema, msg, v, depth + 1),
+        _ => {}
+    }
+}
+
+fn prune_message(schema: &schema::Schema, msg: &Message, v: &mut Value, depth: usize) {
+    if depth > MAX_WALK_DEPTH || msg.special != Special::None {
+        return;
+    }
+    let Value::Object(map) = v else { return };
+    map.retain(|k, child| match lookup(schema, msg, k) {
+        Some(f) => {
+            prune_field(schema, f, child, depth);
+            true
+        }
+        None => false,
+    });
+}
+
 /// The field of `msg` (or of its inlined members) with JSON name `key`.
 fn lookup<'s>(
     schema: &'s schema::Schema,

@@ -180,3 +180,35 @@ fn check_body_by_mode() {
         "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: json: cannot unmarshal number 1 into Go struct field ConfigMap.data of type string"
     );
 }
+
+#[test]
+fn pruning_drops_exactly_the_unknown_fields() {
+    let mut obj = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "w", "bogus": 1, "labels": {"any.key/x": "kept"}},
+        "spec": {
+            "replicas": 1,
+            "template": {"spec": {"containers": [
+                {"name": "c", "image": "i", "imagee": "x", "ports": [{"containerPort": 80, "nope": true}]}
+            ]}}
+        },
+        "extra": {}
+    });
+    crate::api::fieldcheck::prune_unknown_fields("apps/v1", "Deployment", &mut obj);
+    assert_eq!(
+        obj,
+        serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "w", "labels": {"any.key/x": "kept"}},
+            "spec": {
+                "replicas": 1,
+                "template": {"spec": {"containers": [
+                    {"name": "c", "image": "i", "ports": [{"containerPort": 80}]}
+                ]}}
+            }
+        })
+    );
+    assert!(crate::api::fieldcheck::unknown_fields("apps/v1", "Deployment", &obj).is_empty());
+}

@@ -138,6 +138,9 @@ pub fn prepare_create(
         reset_status_on_create(def, &mut obj);
     }
     let mut obj = with_type_meta(def, obj);
+    // Unknown fields got past fieldValidation only as warnings (or ignored):
+    // like the typed decoder of the apiserver, never store them.
+    crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut obj);
     crate::api::defaulting::apply_defaults(&def.api_version(), def.kind, &mut obj);
     Ok(obj)
 }
@@ -248,6 +251,7 @@ pub fn prepare_update(
     // Defaults first, so that an update leaving out defaulted fields is not
     // mistaken for a spec change.
     let mut new = with_type_meta(def, new);
+    crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut new);
     crate::api::defaulting::apply_defaults(&def.api_version(), def.kind, &mut new);
     if has_generation(def) && old.get("spec") != new.get("spec") {
         let g = meta(old)
