@@ -34,13 +34,8 @@ spec:
 }
 
 fn managed_fields(s: &Server) -> serde_json::Value {
-    let obj = support::json(&s.kubectl_ok(&[
-        "get",
-        "deploy/web",
-        "-o",
-        "json",
-        "--show-managed-fields",
-    ]));
+    let obj =
+        support::json(&s.kubectl_ok(&["get", "deploy/web", "-o", "json", "--show-managed-fields"]));
     obj["metadata"]["managedFields"].clone()
 }
 
@@ -69,9 +64,19 @@ fn server_side_apply_conflicts_and_force() {
     );
 
     // Re-applying the same file is fine and changes nothing.
-    let rv = s.kubectl_ok(&["get", "deploy/web", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let rv = s.kubectl_ok(&[
+        "get",
+        "deploy/web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
     s.kubectl_ok(&["apply", "--server-side", "-f", &file]);
-    let rv2 = s.kubectl_ok(&["get", "deploy/web", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let rv2 = s.kubectl_ok(&[
+        "get",
+        "deploy/web",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
     assert_eq!(rv, rv2, "a no-op apply must not write");
 
     // Another manager changing replicas conflicts.
@@ -109,7 +114,10 @@ fn server_side_apply_conflicts_and_force() {
     let other = manager(&mf, "other", "Apply").unwrap_or_else(|| panic!("{mf:#}"));
     assert!(other["fieldsV1"]["f:spec"].get("f:replicas").is_some());
     let kubectl = manager(&mf, "kubectl", "Apply").unwrap();
-    assert!(kubectl["fieldsV1"]["f:spec"].get("f:replicas").is_none(), "{kubectl:#}");
+    assert!(
+        kubectl["fieldsV1"]["f:spec"].get("f:replicas").is_none(),
+        "{kubectl:#}"
+    );
 
     // The YAML view shows them too; the default view hides them.
     let yaml = s.kubectl_ok(&["get", "deploy/web", "-o", "yaml", "--show-managed-fields"]);
@@ -136,7 +144,8 @@ fn client_side_then_server_side_apply() {
     let file2 = s.write_file("web2.yaml", &deployment(4, "nginx:1.28"));
     let out = s.kubectl_ok(&["apply", "--server-side", "-f", &file2]);
     assert_eq!(out.trim(), "deployment.apps/web serverside-applied");
-    let obj = support::json(&s.kubectl_ok(&["get", "deploy/web", "-o", "json", "--show-managed-fields"]));
+    let obj =
+        support::json(&s.kubectl_ok(&["get", "deploy/web", "-o", "json", "--show-managed-fields"]));
     assert_eq!(obj["spec"]["replicas"], 4);
     assert_eq!(
         obj["spec"]["template"]["spec"]["containers"][0]["image"],
@@ -165,19 +174,31 @@ fn client_side_then_server_side_apply() {
 #[test]
 fn ordinary_writes_are_recorded() {
     let s = Server::start();
-    s.kubectl_ok(&["create", "deployment", "web", "--image=busybox", "--replicas=2"]);
+    s.kubectl_ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=busybox",
+        "--replicas=2",
+    ]);
     s.kubectl_ok(&["scale", "deploy/web", "--replicas=5"]);
     s.kubectl_ok(&["label", "deploy/web", "tier=front"]);
     let mf = managed_fields(&s);
     let create = manager(&mf, "kubectl-create", "Update").unwrap_or_else(|| panic!("{mf:#}"));
-    assert!(create["fieldsV1"]["f:spec"].get("f:replicas").is_none(), "{create:#}");
+    assert!(
+        create["fieldsV1"]["f:spec"].get("f:replicas").is_none(),
+        "{create:#}"
+    );
     let scale = mf
         .as_array()
         .unwrap()
         .iter()
         .find(|e| e["subresource"] == "scale")
         .unwrap_or_else(|| panic!("{mf:#}"));
-    assert_eq!(scale["fieldsV1"], serde_json::json!({"f:spec": {"f:replicas": {}}}));
+    assert_eq!(
+        scale["fieldsV1"],
+        serde_json::json!({"f:spec": {"f:replicas": {}}})
+    );
     let label = manager(&mf, "kubectl-label", "Update").unwrap_or_else(|| panic!("{mf:#}"));
     assert_eq!(
         label["fieldsV1"],

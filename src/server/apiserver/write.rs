@@ -165,7 +165,13 @@ pub async fn update(
         new
     };
     let mut new = new;
-    super::apply::record_update(Some(&cur.obj), &mut new, manager, sub, &objects::now_rfc3339());
+    super::apply::record_update(
+        Some(&cur.obj),
+        &mut new,
+        manager,
+        sub,
+        &objects::now_rfc3339(),
+    );
     if unchanged(&cur.obj, &new) {
         return Ok(json_response(StatusCode::OK, &cur.obj));
     }

@@ -317,7 +317,8 @@ pub(crate) fn applied_set(obj: &Value, root: Option<Ty>) -> FieldSet {
 /// Every field and element of `obj`, maps included (a value a write
 /// created from nothing).
 fn all_nodes(v: &Value, shape: Shape, name: &str, path: &mut Path, set: &mut FieldSet) {
-    let implicit = (matches!(shape, Shape::Map(_)) && implicit_struct(name)) || name == "containers";
+    let implicit =
+        (matches!(shape, Shape::Map(_)) && implicit_struct(name)) || name == "containers";
     if !implicit || v.as_object().is_some_and(Map::is_empty) {
         set.insert(path);
     }
@@ -431,7 +432,8 @@ fn compare_value(
     }
     match nshape {
         Shape::Map(ty) => {
-            if nv.as_object().is_some_and(Map::is_empty) && !ov.as_object().is_some_and(Map::is_empty)
+            if nv.as_object().is_some_and(Map::is_empty)
+                && !ov.as_object().is_some_and(Map::is_empty)
             {
                 c.changed.insert(path);
             }
@@ -515,7 +517,11 @@ pub(crate) fn lookup<'a>(obj: &'a Value, root: Option<Ty>, path: &[String]) -> F
 }
 
 /// The value at `path`, whatever it is.
-pub(crate) fn lookup_value<'a>(obj: &'a Value, root: Option<Ty>, path: &[String]) -> Option<&'a Value> {
+pub(crate) fn lookup_value<'a>(
+    obj: &'a Value,
+    root: Option<Ty>,
+    path: &[String],
+) -> Option<&'a Value> {
     walk(obj, root, path).map(|(v, _)| v)
 }
 
@@ -525,9 +531,7 @@ fn walk<'a>(obj: &'a Value, root: Option<Ty>, path: &[String]) -> Option<(&'a Va
     for pe in path {
         match (shape, cur) {
             (Shape::Map(ty), Value::Object(m)) => {
-                let Some(name) = pe.strip_prefix("f:") else {
-                    return None;
-                };
+                let name = pe.strip_prefix("f:")?;
                 match m.get(name).filter(|v| !v.is_null()) {
                     Some(v) => {
                         shape = shape::of_field(ty, name, v);

@@ -29,8 +29,8 @@ use serde_json::{Map, Value};
 
 use self::fieldset::{applied_set, lookup, ownable, path_string, remove_path, Path, Scope};
 use self::managed::{decode, store, Entry, APPLY};
-use self::shape::Shape;
 pub use self::managed::{manager_name, record_update};
+use self::shape::Shape;
 use super::negotiate::{json_response, parse_yaml};
 use super::objects::{meta_str, now_rfc3339, prepare_create, prepare_update};
 use super::path::ResourceRef;
@@ -207,7 +207,11 @@ fn sorted(v: &Value) -> Value {
         Value::Object(m) => {
             let mut keys: Vec<&String> = m.keys().collect();
             keys.sort();
-            Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sorted(&m[k])))
+                    .collect(),
+            )
         }
         Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
         other => other.clone(),
@@ -312,9 +316,7 @@ pub fn server_side_apply(
     // Fields this manager applied before and no longer applies go, unless
     // someone else owns them (or something below them).
     let mine = entries.iter().position(is_mine);
-    let prev = mine
-        .map(|i| entries[i].fields.clone())
-        .unwrap_or_default();
+    let prev = mine.map(|i| entries[i].fields.clone()).unwrap_or_default();
     let others = entries
         .iter()
         .filter(|e| !is_mine(e))
@@ -449,7 +451,10 @@ fn check_applied(r: &ResourceRef<'_>, name: &str, applied: &Value) -> Result<(),
             "the apply patch must be a YAML or JSON object",
         ));
     }
-    let av = applied.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let av = applied
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     if av != def.api_version() {
         return Err(ApiError::bad_request(format!(
             "Incorrect version specified in apply patch. Specified patch version: {av}, expected: {}",
@@ -559,9 +564,7 @@ pub async fn apply(
         }
         match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
             Ok(out) => return Ok(json_response(StatusCode::OK, &out)),
-            Err(e) if e.code == 409 && e.reason == "Conflict" && precondition.is_none() => {
-                continue
-            }
+            Err(e) if e.code == 409 && e.reason == "Conflict" && precondition.is_none() => continue,
             Err(e) => return Err(e),
         }
     }

@@ -63,10 +63,7 @@ fn set_operations_and_paths() {
         a.union(&b).to_json(),
         json!({"f:a": {}, "f:b": {".": {}, "f:c": {}, "f:d": {}}})
     );
-    assert_eq!(
-        a.difference(&b).to_json(),
-        json!({"f:a": {}, "f:b": {}})
-    );
+    assert_eq!(a.difference(&b).to_json(), json!({"f:a": {}, "f:b": {}}));
     assert_eq!(a.intersection(&b).to_json(), json!({"f:b": {"f:c": {}}}));
     assert!(FieldSet::from_json(&json!({"x": {}})).is_err());
     let p: Vec<String> = vec![
@@ -101,12 +98,14 @@ fn create_records_the_applier() {
 fn conflict_with_another_manager_and_force() {
     let live = server_side_apply(None, &deploy(2, "nginx:1.27"), "kubectl", false, T0).unwrap();
     // Same values: shared ownership, no conflict.
-    let shared = server_side_apply(Some(&live), &deploy(2, "nginx:1.27"), "other", false, T1).unwrap();
+    let shared =
+        server_side_apply(Some(&live), &deploy(2, "nginx:1.27"), "other", false, T1).unwrap();
     assert!(entry(&shared, "other")["fieldsV1"]["f:spec"]
         .get("f:replicas")
         .is_some());
     // A different value: conflict.
-    let err = server_side_apply(Some(&live), &deploy(3, "nginx:1.27"), "other", false, T1).unwrap_err();
+    let err =
+        server_side_apply(Some(&live), &deploy(3, "nginx:1.27"), "other", false, T1).unwrap_err();
     assert_eq!(
         err,
         ApplyError::Conflicts(vec![Conflict {
@@ -128,9 +127,15 @@ fn conflict_with_another_manager_and_force() {
     // Forced: other takes .spec.replicas, kubectl keeps the rest.
     let out = server_side_apply(Some(&live), &deploy(3, "nginx:1.27"), "other", true, T1).unwrap();
     assert_eq!(out["spec"]["replicas"], 3);
-    assert!(entry(&out, "kubectl")["fieldsV1"]["f:spec"].get("f:replicas").is_none());
-    assert!(entry(&out, "kubectl")["fieldsV1"]["f:spec"].get("f:selector").is_some());
-    assert!(entry(&out, "other")["fieldsV1"]["f:spec"].get("f:replicas").is_some());
+    assert!(entry(&out, "kubectl")["fieldsV1"]["f:spec"]
+        .get("f:replicas")
+        .is_none());
+    assert!(entry(&out, "kubectl")["fieldsV1"]["f:spec"]
+        .get("f:selector")
+        .is_some());
+    assert!(entry(&out, "other")["fieldsV1"]["f:spec"]
+        .get("f:replicas")
+        .is_some());
 }
 
 #[test]
@@ -167,11 +172,17 @@ fn fields_no_longer_applied_are_removed_unless_owned_elsewhere() {
     m2["spec"].as_object_mut().unwrap().remove("replicas");
     let out = server_side_apply(Some(&live), &m2, "kubectl", false, T1).unwrap();
     assert!(out["spec"].get("replicas").is_none(), "{out:#}");
-    assert!(out["spec"]["template"]["spec"]["containers"][0].get("env").is_none());
-    assert_eq!(out["metadata"]["labels"]["tier"], "web", "still owned by labeller");
+    assert!(out["spec"]["template"]["spec"]["containers"][0]
+        .get("env")
+        .is_none());
+    assert_eq!(
+        out["metadata"]["labels"]["tier"], "web",
+        "still owned by labeller"
+    );
     assert_eq!(entry(&out, "kubectl")["time"], T1);
     // Re-applying the same thing changes nothing, not even the time.
-    let again = server_side_apply(Some(&out), &m2, "kubectl", false, "2030-01-01T00:00:00Z").unwrap();
+    let again =
+        server_side_apply(Some(&out), &m2, "kubectl", false, "2030-01-01T00:00:00Z").unwrap();
     assert_eq!(again, out);
 }
 
@@ -182,7 +193,9 @@ fn two_managers_own_different_fields_of_one_container() {
         "spec":{"template":{"spec":{"containers":[{"name":"app","resources":{"limits":{"cpu":"1"}}},
                                                  {"name":"side","image":"busybox"}]}}}});
     let out = server_side_apply(Some(&live), &sidecar, "tuner", false, T1).unwrap();
-    let cs = out["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let cs = out["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(cs.len(), 2);
     assert_eq!(cs[0]["image"], "nginx:1.27");
     assert_eq!(cs[0]["resources"]["limits"]["cpu"], "1");
@@ -193,8 +206,11 @@ fn two_managers_own_different_fields_of_one_container() {
         json!({".": {}, "f:name": {}, "f:resources": {"f:limits": {"f:cpu": {}}}})
     );
     // kubectl re-applies without knowing the sidecar: both stay.
-    let out2 = server_side_apply(Some(&out), &deploy(2, "nginx:1.28"), "kubectl", false, T1).unwrap();
-    let cs = out2["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let out2 =
+        server_side_apply(Some(&out), &deploy(2, "nginx:1.28"), "kubectl", false, T1).unwrap();
+    let cs = out2["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(cs.len(), 2);
     assert_eq!(cs[0]["image"], "nginx:1.28");
     assert_eq!(cs[0]["resources"]["limits"]["cpu"], "1");
@@ -202,7 +218,9 @@ fn two_managers_own_different_fields_of_one_container() {
     // (still kubectl's) stays.
     let none = json!({"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"x"}});
     let out3 = server_side_apply(Some(&out2), &none, "tuner", false, T1).unwrap();
-    let cs = out3["spec"]["template"]["spec"]["containers"].as_array().unwrap();
+    let cs = out3["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap();
     assert_eq!(cs.len(), 1, "{out3:#}");
     assert!(cs[0].get("resources").is_none());
     assert_eq!(cs[0]["image"], "nginx:1.28");
@@ -236,7 +254,10 @@ fn associative_lists_merge_by_key_atomic_lists_replace_sets_union() {
     assert_eq!(out["metadata"]["finalizers"], json!(["x", "y"]));
     let f = &entry(&out, "applier")["fieldsV1"];
     assert_eq!(f["f:metadata"]["f:finalizers"], json!({"v:\"y\"": {}}));
-    assert_eq!(f["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:args"], json!({}));
+    assert_eq!(
+        f["f:spec"]["f:containers"]["k:{\"name\":\"c\"}"]["f:args"],
+        json!({})
+    );
 }
 
 #[test]
@@ -270,7 +291,13 @@ fn record_update_tracks_changed_fields() {
         .is_none());
     // No change: nothing moves, times stay.
     let mut same = scaled.clone();
-    record_update(Some(&scaled), &mut same, "kubectl", Some("scale"), "2031-01-01T00:00:00Z");
+    record_update(
+        Some(&scaled),
+        &mut same,
+        "kubectl",
+        Some("scale"),
+        "2031-01-01T00:00:00Z",
+    );
     assert_eq!(same, scaled);
     // managedFields: [] resets.
     let mut reset = scaled.clone();
@@ -304,10 +331,13 @@ fn kubectl_takes_over_client_side_applied_fields() {
     // Another manager can't take replicas without force...
     assert!(server_side_apply(Some(&live), &deploy(3, "nginx:1.27"), "other", false, T1).is_err());
     // ...but kubectl can, since live still equals last-applied.
-    let out = server_side_apply(Some(&live), &deploy(3, "nginx:1.27"), "kubectl", false, T1).unwrap();
+    let out =
+        server_side_apply(Some(&live), &deploy(3, "nginx:1.27"), "kubectl", false, T1).unwrap();
     assert_eq!(out["spec"]["replicas"], 3);
     // And the annotation follows the applied configuration.
-    let ann = out["metadata"]["annotations"][LAST_APPLIED].as_str().unwrap();
+    let ann = out["metadata"]["annotations"][LAST_APPLIED]
+        .as_str()
+        .unwrap();
     assert!(ann.ends_with('\n'));
     let parsed: Value = serde_json::from_str(ann).unwrap();
     assert_eq!(parsed["spec"]["replicas"], 3);
@@ -317,18 +347,44 @@ fn kubectl_takes_over_client_side_applied_fields() {
     record_update(Some(&live), &mut drifted, "kubectl-scale", None, T1);
     let mut csa = drifted.clone();
     // (give the replicas back to the client-side applier to isolate the check)
-    record_update(Some(&drifted), &mut csa, "kubectl-client-side-apply", None, T1);
-    let err = server_side_apply(Some(&drifted), &deploy(3, "nginx:1.27"), "kubectl", false, T1).unwrap_err();
+    record_update(
+        Some(&drifted),
+        &mut csa,
+        "kubectl-client-side-apply",
+        None,
+        T1,
+    );
+    let err = server_side_apply(
+        Some(&drifted),
+        &deploy(3, "nginx:1.27"),
+        "kubectl",
+        false,
+        T1,
+    )
+    .unwrap_err();
     assert!(matches!(err, ApplyError::Conflicts(ref c) if c[0].manager.contains("kubectl-scale")));
 }
 
 #[test]
 fn manager_names() {
-    assert_eq!(manager_name(Some("m"), Some("kubectl/v1.32.4 (linux)")), "m");
-    assert_eq!(manager_name(None, Some("kubectl/v1.32.4 (linux/amd64) kubernetes/4cb5f07")), "kubectl");
+    assert_eq!(
+        manager_name(Some("m"), Some("kubectl/v1.32.4 (linux)")),
+        "m"
+    );
+    assert_eq!(
+        manager_name(
+            None,
+            Some("kubectl/v1.32.4 (linux/amd64) kubernetes/4cb5f07")
+        ),
+        "kubectl"
+    );
     assert_eq!(manager_name(Some(""), None), "unknown");
     let q = Query::parse(Some(&format!("fieldManager={}", "a".repeat(129)))).unwrap();
     let e = check_field_manager(&q, "PatchOptions").unwrap_err();
     assert_eq!(e.code, 422);
-    assert!(e.message.contains("fieldManager: Too long"), "{}", e.message);
+    assert!(
+        e.message.contains("fieldManager: Too long"),
+        "{}",
+        e.message
+    );
 }
