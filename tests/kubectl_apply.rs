@@ -205,3 +205,62 @@ fn ordinary_writes_are_recorded() {
         serde_json::json!({"f:metadata": {"f:labels": {"f:tier": {}}}})
     );
 }
+
+/// PATCH with `application/apply-patch+yaml` straight over HTTP: option
+/// checks, YAML bodies, create on apply (201) and dry run.
+#[test]
+fn apply_patch_over_http() {
+    let s = Server::start();
+    let auth = format!("Authorization: Bearer {}", s.admin_token());
+    let patch = |query: &str, body: &str| {
+        let path = format!("/api/v1/namespaces/default/configmaps/c{query}");
+        let (code, text) = s.curl_get(
+            &path,
+            &[
+                "-X",
+                "PATCH",
+                "-H",
+                &auth,
+                "-H",
+                "Content-Type: application/apply-patch+yaml",
+                "--data-binary",
+                body,
+            ],
+        );
+        (code, support::json(&text))
+    };
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\ndata:\n  a: b\n";
+    let (code, st) = patch("", yaml);
+    assert_eq!(code, 422, "{st:#}");
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap()
+            .contains("fieldManager: Required value"),
+        "{st:#}"
+    );
+    let (code, st) = patch("?fieldManager=me&dryRun=All", yaml);
+    assert_eq!(code, 201, "{st:#}");
+    let (code, _) = s.curl_get("/api/v1/namespaces/default/configmaps/c", &["-H", &auth]);
+    assert_eq!(code, 404, "dry run must not create");
+    let (code, obj) = patch("?fieldManager=me", yaml);
+    assert_eq!(code, 201, "{obj:#}");
+    assert_eq!(obj["data"]["a"], "b");
+    assert_eq!(obj["metadata"]["managedFields"][0]["manager"], "me");
+    let (code, obj) = patch("?fieldManager=me", &yaml.replace("a: b", "a: c"));
+    assert_eq!(code, 200, "{obj:#}");
+    assert_eq!(obj["data"]["a"], "c");
+    let (code, st) = patch("?fieldManager=me", &yaml.replace("ConfigMap", "Secret"));
+    assert_eq!(code, 400, "{st:#}");
+    let (code, st) = patch("?fieldManager=me", &yaml.replace("name: c", "name: d"));
+    assert_eq!(code, 400, "{st:#}");
+    let (code, st) = patch("?fieldManager=me", "{not yaml: [");
+    assert_eq!(code, 400, "{st:#}");
+    let long = format!("?fieldManager={}", "m".repeat(129));
+    let (code, st) = patch(&long, yaml);
+    assert_eq!(code, 422, "{st:#}");
+    let (code, st) = patch("?fieldManager=other", &yaml.replace("a: b", "a: z"));
+    assert_eq!(code, 409, "{st:#}");
+    assert_eq!(st["details"]["causes"][0]["reason"], "FieldManagerConflict");
+    assert_eq!(st["details"]["causes"][0]["field"], ".data.a");
+}
