@@ -1,6 +1,7 @@
 //! The Kubernetes-compatible HTTP API: TLS termination, authentication,
 //! path classification and dispatch to the generic handlers.
 
+pub mod apply;
 pub mod auth;
 pub mod builtin;
 pub mod defaults;
@@ -262,19 +263,22 @@ async fn resource(
         (Method::GET, Some(n), Some("scale")) => patch::get_scale(state, &r, n).await,
         (Method::POST, None, None) => {
             verb_allowed(&r, "create")?;
+            let manager = apply::write_manager(q, headers, "CreateOptions")?;
             let (obj, warnings) = object_body(&r, q, headers, body).await?;
-            let resp = write::create(state, &r, q, obj).await?;
+            let resp = write::create(state, &r, q, obj, &manager).await?;
             Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), None | Some("status") | Some("finalize")) => {
             verb_allowed(&r, "update")?;
+            let manager = apply::write_manager(q, headers, "UpdateOptions")?;
             let (obj, warnings) = object_body(&r, q, headers, body).await?;
-            let resp = write::update(state, &r, n, q, obj).await?;
+            let resp = write::update(state, &r, n, q, obj, &manager).await?;
             Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), Some("scale")) => {
+            let manager = apply::write_manager(q, headers, "UpdateOptions")?;
             let (obj, _) = object_body(&r, q, headers, body).await?;
-            patch::put_scale(state, &r, n, q, &obj).await
+            patch::put_scale(state, &r, n, q, &obj, &manager).await
         }
         (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
             verb_allowed(&r, "patch")?;

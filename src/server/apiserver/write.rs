@@ -23,7 +23,7 @@ fn ns_def(state: &ApiState) -> Result<&ResourceDef, ApiError> {
 
 /// New objects may only go into a namespace that exists and is not being
 /// torn down.
-async fn check_namespace(
+pub(super) async fn check_namespace(
     state: &ApiState,
     def: &ResourceDef,
     ns: &str,
@@ -51,6 +51,7 @@ pub async fn create(
     r: &ResourceRef<'_>,
     q: &Query,
     body: Value,
+    manager: &str,
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let dry_run = q.dry_run()?;
@@ -63,6 +64,7 @@ pub async fn create(
     let name = name_of(&obj).unwrap_or("").to_string();
     check_valid(def, None, &obj, &name)?;
     defaults::on_create(state, def, &mut obj).await?;
+    super::apply::record_update(None, &mut obj, manager, None, &objects::now_rfc3339());
     if let Some(ns) = &ns {
         check_namespace(state, def, ns, &name).await?;
     }
@@ -158,6 +160,7 @@ pub async fn update(
     name: &str,
     q: &Query,
     body: Value,
+    manager: &str,
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let ns = r.namespace.as_deref();
@@ -185,6 +188,14 @@ pub async fn update(
         }
         new
     };
+    let mut new = new;
+    super::apply::record_update(
+        Some(&cur.obj),
+        &mut new,
+        manager,
+        sub,
+        &objects::now_rfc3339(),
+    );
     if unchanged(&cur.obj, &new) {
         return Ok(json_response(StatusCode::OK, &cur.obj));
     }
