@@ -17,6 +17,7 @@
 //! files and Go JSON tags).
 
 mod convert;
+pub mod fieldcheck;
 mod schema;
 mod special;
 mod wire;
@@ -25,6 +26,8 @@ mod wire;
 mod tests;
 #[cfg(test)]
 mod tests_core;
+#[cfg(test)]
+mod tests_fieldcheck;
 #[cfg(test)]
 mod tests_kinds;
 #[cfg(test)]

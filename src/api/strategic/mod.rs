@@ -44,7 +44,7 @@
 //! table).
 
 mod list;
-mod schema;
+pub(crate) mod schema;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The Kubernetes-compatible HTTP API: TLS termination, authentication,
 //! path classification and dispatch to the generic handlers.
 
+pub mod apply;
 pub mod auth;
 pub mod builtin;
 pub mod defaults;
@@ -192,9 +193,25 @@ fn verb_allowed(r: &ResourceRef<'_>, verb: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn object_body(headers: &http::HeaderMap, body: Incoming) -> Result<Value, ApiError> {
+/// Decode a create/update body and apply `fieldValidation` to it: a 400 for
+/// what the apiserver's decoder rejects, else the `Warning` headers to send.
+async fn object_body(
+    r: &ResourceRef<'_>,
+    q: &Query,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<(Value, Vec<String>), ApiError> {
+    use crate::api::fieldcheck;
     let bytes = read_body(body).await?;
-    decode_object(headers, &bytes)
+    let obj = decode_object(headers, &bytes)?;
+    if r.subresource.is_some() {
+        return Ok((obj, Vec::new()));
+    }
+    let mode = fieldcheck::Mode::parse(q.get("fieldValidation")).map_err(ApiError::bad_request)?;
+    let raw_json = (negotiate::content_type(headers) == "application/json").then_some(&bytes[..]);
+    let warnings = fieldcheck::check_body(mode, &r.def.api_version(), r.def.kind, &obj, raw_json)
+        .map_err(ApiError::bad_request)?;
+    Ok((obj, warnings))
 }
 
 /// An optional JSON body (DELETE's DeleteOptions).
@@ -246,17 +263,22 @@ async fn resource(
         (Method::GET, Some(n), Some("scale")) => patch::get_scale(state, &r, n).await,
         (Method::POST, None, None) => {
             verb_allowed(&r, "create")?;
-            let obj = object_body(headers, body).await?;
-            write::create(state, &r, q, obj).await
+            let manager = apply::write_manager(q, headers, "CreateOptions")?;
+            let (obj, warnings) = object_body(&r, q, headers, body).await?;
+            let resp = write::create(state, &r, q, obj, &manager).await?;
+            Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), None | Some("status") | Some("finalize")) => {
             verb_allowed(&r, "update")?;
-            let obj = object_body(headers, body).await?;
-            write::update(state, &r, n, q, obj).await
+            let manager = apply::write_manager(q, headers, "UpdateOptions")?;
+            let (obj, warnings) = object_body(&r, q, headers, body).await?;
+            let resp = write::update(state, &r, n, q, obj, &manager).await?;
+            Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), Some("scale")) => {
-            let obj = object_body(headers, body).await?;
-            patch::put_scale(state, &r, n, q, &obj).await
+            let manager = apply::write_manager(q, headers, "UpdateOptions")?;
+            let (obj, _) = object_body(&r, q, headers, body).await?;
+            patch::put_scale(state, &r, n, q, &obj, &manager).await
         }
         (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
             verb_allowed(&r, "patch")?;

@@ -5,7 +5,7 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 
 use super::registry::ResourceDef;
-use crate::api::status::{ApiError, Cause};
+use crate::api::status::ApiError;
 
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -50,69 +50,6 @@ pub fn with_type_meta(def: &ResourceDef, obj: Value) -> Value {
     Value::Object(out)
 }
 
-const DNS1123_LABEL_MAX: usize = 63;
-const DNS1123_SUBDOMAIN_MAX: usize = 253;
-
-fn is_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= DNS1123_LABEL_MAX
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0].is_ascii_alphanumeric()
-        && b[b.len() - 1].is_ascii_alphanumeric()
-}
-
-/// RFC 1123 subdomain: dot-separated labels, 253 characters at most.
-pub fn is_dns1123_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= DNS1123_SUBDOMAIN_MAX && s.split('.').all(is_label)
-}
-
-pub fn is_dns1123_label(s: &str) -> bool {
-    is_label(s)
-}
-
-/// Kinds whose names must be DNS labels (they become DNS names or are
-/// namespaces); the rest only need to be subdomains.
-fn needs_label_name(def: &ResourceDef) -> bool {
-    matches!(
-        (def.group, def.plural),
-        ("", "namespaces") | ("", "services")
-    )
-}
-
-pub fn validate_name(def: &ResourceDef, name: &str) -> Vec<Cause> {
-    let mut causes = Vec::new();
-    if name.is_empty() {
-        causes.push(Cause {
-            reason: "FieldValueRequired".into(),
-            message: "Required value: name or generateName is required".into(),
-            field: "metadata.name".into(),
-        });
-        return causes;
-    }
-    if needs_label_name(def) {
-        if !is_dns1123_label(name) {
-            causes.push(Cause {
-                reason: "FieldValueInvalid".into(),
-                message: format!(
-                    "Invalid value: \"{name}\": a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
-                ),
-                field: "metadata.name".into(),
-            });
-        }
-    } else if !is_dns1123_subdomain(name) {
-        causes.push(Cause {
-            reason: "FieldValueInvalid".into(),
-            message: format!(
-                "Invalid value: \"{name}\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
-            ),
-            field: "metadata.name".into(),
-        });
-    }
-    causes
-}
-
 /// The same alphabet as the apiserver (no vowels, no confusable digits), so
 /// generated names never spell words.
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -134,87 +71,6 @@ pub fn generate_name(prefix: &str) -> String {
 /// `metadata.generation`: it starts at 1 and grows with every spec change.
 fn has_generation(def: &ResourceDef) -> bool {
     matches!(def.group, "apps" | "batch")
-}
-
-fn check_map_of_strings(m: &Map<String, Value>, field: &str, causes: &mut Vec<Cause>) {
-    if let Some(v) = m.get(field) {
-        if v.is_null() {
-            return;
-        }
-        match v.as_object() {
-            Some(map) => {
-                for (k, val) in map {
-                    if !val.is_string() {
-                        causes.push(Cause {
-                            reason: "FieldValueInvalid".into(),
-                            message: format!("Invalid value: {val}: must be a string"),
-                            field: format!("metadata.{field}.{k}"),
-                        });
-                    }
-                }
-            }
-            None => causes.push(Cause {
-                reason: "FieldValueInvalid".into(),
-                message: "Invalid value: must be a map of strings".into(),
-                field: format!("metadata.{field}"),
-            }),
-        }
-    }
-}
-
-/// Checks shared by create and update: label and annotation shapes and sizes.
-fn validate_meta(def: &ResourceDef, obj: &Value, name: &str) -> Result<(), ApiError> {
-    let mut causes = Vec::new();
-    if let Some(m) = meta(obj) {
-        check_map_of_strings(m, "labels", &mut causes);
-        check_map_of_strings(m, "annotations", &mut causes);
-        if let Some(labels) = m.get("labels").and_then(Value::as_object) {
-            for (k, v) in labels {
-                for err in crate::api::validation::is_qualified_name(k) {
-                    causes.push(Cause {
-                        reason: "FieldValueInvalid".into(),
-                        message: format!("Invalid value: \"{}\": {err}", truncate(k, 80)),
-                        field: "metadata.labels".into(),
-                    });
-                }
-                if let Some(s) = v.as_str() {
-                    for err in crate::api::validation::is_valid_label_value(s) {
-                        causes.push(Cause {
-                            reason: "FieldValueInvalid".into(),
-                            message: format!("Invalid value: \"{}\": {err}", truncate(s, 80)),
-                            field: format!("metadata.labels.{k}"),
-                        });
-                    }
-                }
-            }
-        }
-        if let Some(ann) = m.get("annotations").and_then(Value::as_object) {
-            let total: usize = ann
-                .iter()
-                .map(|(k, v)| k.len() + v.as_str().map_or(0, str::len))
-                .sum();
-            if total > 256 * 1024 {
-                causes.push(Cause {
-                    reason: "FieldValueTooLong".into(),
-                    message: "Too long: must have at most 262144 bytes".into(),
-                    field: "metadata.annotations".into(),
-                });
-            }
-        }
-    }
-    if causes.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(def.group, def.kind, name, causes))
-    }
-}
-
-fn truncate(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n).collect::<String>() + "..."
-    }
 }
 
 /// Fill in and check server-owned metadata for a new object.
@@ -275,18 +131,18 @@ pub fn prepare_create(
     m.remove("deletionTimestamp");
     m.remove("deletionGracePeriodSeconds");
     m.remove("selfLink");
-    let causes = validate_name(def, &name);
-    if !causes.is_empty() {
-        return Err(ApiError::invalid(def.group, def.kind, &name, causes));
-    }
     if has_generation(def) {
         meta_mut(&mut obj).insert("generation".into(), json!(1));
     }
-    validate_meta(def, &obj, &name)?;
     if def.has_subresource("status") {
         reset_status_on_create(def, &mut obj);
     }
-    Ok(with_type_meta(def, obj))
+    let mut obj = with_type_meta(def, obj);
+    // Unknown fields got past fieldValidation only as warnings (or ignored):
+    // like the typed decoder of the apiserver, never store them.
+    crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut obj);
+    crate::api::defaulting::apply_defaults(&def.api_version(), def.kind, &mut obj);
+    Ok(obj)
 }
 
 /// Status is owned by controllers; a create may not set it, except where the
@@ -392,6 +248,11 @@ pub fn prepare_update(
             }
         }
     }
+    // Defaults first, so that an update leaving out defaulted fields is not
+    // mistaken for a spec change.
+    let mut new = with_type_meta(def, new);
+    crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut new);
+    crate::api::defaulting::apply_defaults(&def.api_version(), def.kind, &mut new);
     if has_generation(def) && old.get("spec") != new.get("spec") {
         let g = meta(old)
             .and_then(|m| m.get("generation"))
@@ -399,8 +260,7 @@ pub fn prepare_update(
             .unwrap_or(0);
         meta_mut(&mut new).insert("generation".into(), json!(g + 1));
     }
-    validate_meta(def, &new, &name)?;
-    Ok(with_type_meta(def, new))
+    Ok(new)
 }
 
 /// True when the object is marked for deletion and no finalizer holds it.
@@ -442,14 +302,11 @@ mod tests {
     }
 
     #[test]
-    fn names() {
-        assert!(is_dns1123_subdomain("web.example-1"));
-        assert!(!is_dns1123_subdomain("Bad_Name"));
-        assert!(!is_dns1123_subdomain("-x"));
-        assert!(!is_dns1123_label("a.b"));
-        assert!(!is_dns1123_subdomain(&"a".repeat(254)));
+    fn generated_names() {
         let g = generate_name("web-");
         assert!(g.starts_with("web-") && g.len() == 9);
+        assert!(g[4..].bytes().all(|c| GENERATE_ALPHABET.contains(&c)));
+        assert_eq!(generate_name(&"x".repeat(80)).len(), 63);
     }
 
     #[test]
@@ -467,9 +324,6 @@ mod tests {
         assert!(o["metadata"]["uid"].is_string());
         assert!(o["metadata"].get("resourceVersion").is_none());
         assert!(o["metadata"].get("generation").is_none());
-        let err = prepare_create(&d, Some("demo"), json!({"metadata": {"name": "Bad_Name"}}))
-            .unwrap_err();
-        assert_eq!(err.code, 422);
         let err = prepare_create(
             &d,
             Some("demo"),

@@ -30,7 +30,7 @@ pub fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {other:?})"
+                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {other:?})"
             ),
         )),
     }
@@ -92,13 +92,19 @@ pub async fn patch(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let def = r.def;
+    if content_type(headers) == "application/apply-patch+yaml" {
+        return super::apply::apply(state, r, name, q, body).await;
+    }
     let kind = patch_type(headers)?;
+    super::apply::check_patch_options(q)?;
+    let manager = super::apply::write_manager(q, headers, "PatchOptions")?;
     let doc = parse_json(body)?;
     let dry_run = q.dry_run()?;
     let ns = r.namespace.as_deref();
     if r.subresource.as_deref() == Some("scale") {
-        return patch_scale(state, r, name, kind, &doc, dry_run).await;
+        return patch_scale(state, r, name, kind, &doc, dry_run, &manager).await;
     }
+    let mut warnings: Vec<String> = Vec::new();
     for _ in 0..16 {
         let cur = state.objects.must_get(def, ns, name).await?;
         let patched = apply_patch(kind, &cur.obj, &doc, name)?;
@@ -108,19 +114,59 @@ pub async fn patch(
                 return Err(conflict(def, name));
             }
         }
+        if r.subresource.is_none() {
+            warnings = check_fields(def, q, &patched)?;
+        }
         let mut new = prepare_update(def, &cur.obj, patched, r.subresource.as_deref())?;
         defaults::on_update(def, &cur.obj, &mut new)?;
+        if r.subresource.is_none() {
+            super::write::check_valid(def, Some(&cur.obj), &new, name)?;
+        }
+        let now = super::objects::now_rfc3339();
+        let sub = r.subresource.as_deref();
+        super::apply::record_update(Some(&cur.obj), &mut new, &manager, sub, &now);
         if super::write::unchanged(&cur.obj, &new) {
-            return Ok(json_response(StatusCode::OK, &cur.obj));
+            return Ok(with_warnings(
+                json_response(StatusCode::OK, &cur.obj),
+                &warnings,
+            ));
         }
         match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
-            Ok(out) => return Ok(json_response(StatusCode::OK, &out)),
+            Ok(out) => {
+                return Ok(with_warnings(
+                    json_response(StatusCode::OK, &out),
+                    &warnings,
+                ))
+            }
             // Lost a race with another writer: patch the newer version.
             Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
             Err(e) => return Err(e),
         }
     }
     Err(conflict(def, name))
+}
+
+/// fieldValidation of a patched object: a 400 for values the decoder cannot
+/// take and (Strict) unknown fields, else the `Warning` headers to send.
+pub(super) fn check_fields(
+    def: &ResourceDef,
+    q: &Query,
+    patched: &Value,
+) -> Result<Vec<String>, ApiError> {
+    use crate::api::fieldcheck;
+    let mode = fieldcheck::Mode::parse(q.get("fieldValidation")).map_err(ApiError::bad_request)?;
+    fieldcheck::check_body(mode, &def.api_version(), def.kind, patched, None)
+        .map_err(ApiError::bad_request)
+}
+
+/// Add one `Warning` header per message (RFC 7234 form, code 299).
+pub fn with_warnings(mut resp: Response, warnings: &[String]) -> Response {
+    for w in warnings {
+        if let Ok(v) = http::HeaderValue::from_str(w) {
+            resp.headers_mut().append(http::header::WARNING, v);
+        }
+    }
+    resp
 }
 
 fn conflict(def: &ResourceDef, name: &str) -> ApiError {
@@ -204,6 +250,7 @@ pub async fn put_scale(
     name: &str,
     q: &Query,
     body: &Value,
+    manager: &str,
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let ns = r.namespace.as_deref();
@@ -214,10 +261,11 @@ pub async fn put_scale(
     if precondition.is_some_and(|rv| rv != cur.rev) {
         return Err(conflict(def, name));
     }
-    let out = set_replicas(state, def, ns, name, &cur, replicas, dry_run).await?;
+    let out = set_replicas(state, def, ns, name, &cur, replicas, dry_run, manager).await?;
     Ok(json_response(StatusCode::OK, &scale_of(def, &out)))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn set_replicas(
     state: &ApiState,
     def: &ResourceDef,
@@ -226,12 +274,16 @@ async fn set_replicas(
     cur: &super::storage::Stored,
     replicas: i64,
     dry_run: bool,
+    manager: &str,
 ) -> Result<Value, ApiError> {
     let mut new = cur.obj.clone();
     if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
         spec.insert("replicas".into(), json!(replicas));
     }
-    let new = prepare_update(def, &cur.obj, new, None)?;
+    let mut new = prepare_update(def, &cur.obj, new, None)?;
+    super::write::check_valid(def, Some(&cur.obj), &new, name)?;
+    let now = super::objects::now_rfc3339();
+    super::apply::record_update(Some(&cur.obj), &mut new, manager, Some("scale"), &now);
     commit_update(state, def, ns, name, &new, cur.rev, dry_run).await
 }
 
@@ -242,6 +294,7 @@ async fn patch_scale(
     kind: PatchType,
     doc: &Value,
     dry_run: bool,
+    manager: &str,
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let ns = r.namespace.as_deref();
@@ -249,7 +302,7 @@ async fn patch_scale(
         let cur = state.objects.must_get(def, ns, name).await?;
         let scale = apply_patch(kind, &scale_of(def, &cur.obj), doc, name)?;
         let replicas = replicas_from_scale(&scale, name, def)?;
-        match set_replicas(state, def, ns, name, &cur, replicas, dry_run).await {
+        match set_replicas(state, def, ns, name, &cur, replicas, dry_run, manager).await {
             Ok(out) => return Ok(json_response(StatusCode::OK, &scale_of(def, &out))),
             Err(e) if e.code == 409 => continue,
             Err(e) => return Err(e),

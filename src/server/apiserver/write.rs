@@ -23,7 +23,7 @@ fn ns_def(state: &ApiState) -> Result<&ResourceDef, ApiError> {
 
 /// New objects may only go into a namespace that exists and is not being
 /// torn down.
-async fn check_namespace(
+pub(super) async fn check_namespace(
     state: &ApiState,
     def: &ResourceDef,
     ns: &str,
@@ -51,6 +51,7 @@ pub async fn create(
     r: &ResourceRef<'_>,
     q: &Query,
     body: Value,
+    manager: &str,
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let dry_run = q.dry_run()?;
@@ -60,8 +61,10 @@ pub async fn create(
         None
     };
     let mut obj = prepare_create(def, ns.as_deref(), body)?;
-    defaults::on_create(state, def, &mut obj).await?;
     let name = name_of(&obj).unwrap_or("").to_string();
+    check_valid(def, None, &obj, &name)?;
+    defaults::on_create(state, def, &mut obj).await?;
+    super::apply::record_update(None, &mut obj, manager, None, &objects::now_rfc3339());
     if let Some(ns) = &ns {
         check_namespace(state, def, ns, &name).await?;
     }
@@ -82,6 +85,26 @@ pub async fn create(
         .await?;
     tracing::debug!(resource = def.plural, namespace = ?ns, name, "created");
     Ok(json_response(StatusCode::CREATED, &created))
+}
+
+/// The apiserver's validation of a new object (`old` None) or an update:
+/// 422 Invalid with every problem found.
+pub fn check_valid(
+    def: &ResourceDef,
+    old: Option<&Value>,
+    new: &Value,
+    name: &str,
+) -> Result<(), ApiError> {
+    let av = def.api_version();
+    let causes = match old {
+        None => crate::api::validation::validate_create(&av, def.kind, new),
+        Some(old) => crate::api::validation::validate_update(&av, def.kind, old, new),
+    };
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(def.group, def.kind, name, causes))
+    }
 }
 
 /// True when `new` is `cur` apart from its resourceVersion: such a write is
@@ -137,6 +160,7 @@ pub async fn update(
     name: &str,
     q: &Query,
     body: Value,
+    manager: &str,
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let ns = r.namespace.as_deref();
@@ -159,8 +183,19 @@ pub async fn update(
     } else {
         let mut new = prepare_update(def, &cur.obj, body, sub)?;
         defaults::on_update(def, &cur.obj, &mut new)?;
+        if sub.is_none() {
+            check_valid(def, Some(&cur.obj), &new, name)?;
+        }
         new
     };
+    let mut new = new;
+    super::apply::record_update(
+        Some(&cur.obj),
+        &mut new,
+        manager,
+        sub,
+        &objects::now_rfc3339(),
+    );
     if unchanged(&cur.obj, &new) {
         return Ok(json_response(StatusCode::OK, &cur.obj));
     }
@@ -374,6 +409,9 @@ fn deletion_time(grace: i64) -> String {
         .to_string()
 }
 
+/// Namespaces the cluster itself needs, which the apiserver refuses to delete.
+const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
+
 /// Kinds whose DELETE answers with the object itself rather than a Status.
 fn returns_deleted_object(def: &ResourceDef) -> bool {
     def.group.is_empty() && matches!(def.plural, "pods" | "services" | "namespaces")
@@ -388,6 +426,11 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let opts = DeleteOptions::parse(q, body.as_ref())?;
+    if def.group.is_empty() && def.plural == "namespaces" && IMMORTAL_NAMESPACES.contains(&name) {
+        return Err(ApiError::forbidden(format!(
+            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+        )));
+    }
     let out = delete_one(state, def, r.namespace.as_deref(), name, &opts).await?;
     let still_there = objects::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
     if returns_deleted_object(def) || still_there {

@@ -1,0 +1,139 @@
+//! `ValidateObjectMeta`: names per kind, labels and annotations.
+
+use serde_json::{Map, Value};
+
+use super::causes::{self, go_str};
+use super::{is_dns1035_label, is_dns1123_label, is_dns1123_subdomain};
+use super::{is_qualified_name, is_valid_label_value};
+use crate::api::status::Cause;
+
+/// `TotalAnnotationSizeLimitB`.
+const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
+/// CronJob names leave room for the 11-character suffix of their Jobs.
+const CRON_JOB_NAME_MAX: usize = 52;
+
+/// How a kind's names are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NameRule {
+    Subdomain,
+    Label,
+    Dns1035,
+    /// RBAC objects: any path segment.
+    PathSegment,
+}
+
+fn name_rule(group: &str, kind: &str) -> NameRule {
+    match (group, kind) {
+        ("", "Namespace") => NameRule::Label,
+        ("", "Service") => NameRule::Dns1035,
+        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
+        _ => NameRule::Subdomain,
+    }
+}
+
+fn name_errors(rule: NameRule, name: &str) -> Vec<String> {
+    match rule {
+        NameRule::Subdomain => is_dns1123_subdomain(name),
+        NameRule::Label => is_dns1123_label(name),
+        NameRule::Dns1035 => is_dns1035_label(name),
+        NameRule::PathSegment => {
+            let mut errs = Vec::new();
+            if name == "." || name == ".." {
+                errs.push(format!("may not be '{name}'"));
+            }
+            for bad in ["/", "%"] {
+                if name.contains(bad) {
+                    errs.push(format!("may not contain '{bad}'"));
+                }
+            }
+            errs
+        }
+    }
+}
+
+/// Metadata checks of every object: name (by kind), labels, annotations.
+pub fn validate_object_meta(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let Some(meta) = obj.get("metadata").and_then(Value::as_object) else {
+        out.push(causes::required(
+            "metadata.name",
+            "name or generateName is required",
+        ));
+        return out;
+    };
+    let name = meta.get("name").and_then(Value::as_str).unwrap_or("");
+    let generate = meta
+        .get("generateName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if name.is_empty() {
+        if generate.is_empty() {
+            out.push(causes::required(
+                "metadata.name",
+                "name or generateName is required",
+            ));
+        }
+    } else {
+        for msg in name_errors(name_rule(group, kind), name) {
+            out.push(causes::invalid("metadata.name", &go_str(name), &msg));
+        }
+        if group == "batch" && kind == "CronJob" && name.len() > CRON_JOB_NAME_MAX {
+            out.push(causes::invalid(
+                "metadata.name",
+                &go_str(name),
+                &format!("must be no more than {CRON_JOB_NAME_MAX} characters"),
+            ));
+        }
+    }
+    out.extend(validate_labels(meta.get("labels"), "metadata.labels"));
+    out.extend(validate_annotations(meta.get("annotations")));
+    out
+}
+
+fn sorted(m: &Map<String, Value>) -> Vec<(&String, &Value)> {
+    let mut v: Vec<_> = m.iter().collect();
+    v.sort_by(|a, b| a.0.cmp(b.0));
+    v
+}
+
+/// `ValidateLabels`: every key a qualified name, every value a label value;
+/// the field is the map itself, as upstream reports it.
+pub fn validate_labels(labels: Option<&Value>, path: &str) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let Some(map) = labels.and_then(Value::as_object) else {
+        return out;
+    };
+    for (k, v) in sorted(map) {
+        for msg in is_qualified_name(k) {
+            out.push(causes::invalid(path, &go_str(k), &msg));
+        }
+        let v = v.as_str().unwrap_or("");
+        for msg in is_valid_label_value(v) {
+            out.push(causes::invalid(path, &go_str(v), &msg));
+        }
+    }
+    out
+}
+
+/// `ValidateAnnotations`: keys are qualified names (checked lower-cased),
+/// 256 KiB in total.
+pub fn validate_annotations(annotations: Option<&Value>) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let Some(map) = annotations.and_then(Value::as_object) else {
+        return out;
+    };
+    let mut total = 0usize;
+    for (k, v) in sorted(map) {
+        for msg in is_qualified_name(&k.to_lowercase()) {
+            out.push(causes::invalid("metadata.annotations", &go_str(k), &msg));
+        }
+        total += k.len() + v.as_str().map_or(0, str::len);
+    }
+    if total > ANNOTATIONS_MAX_BYTES {
+        out.push(causes::too_long(
+            "metadata.annotations",
+            ANNOTATIONS_MAX_BYTES,
+        ));
+    }
+    out
+}
