@@ -63,9 +63,15 @@ pub enum Command {
     Image(images::ImageCommand),
 }
 
-fn init_logging(debug: bool) {
+/// Daemons log their progress at info; client commands print their own
+/// output and log only warnings unless asked (`--debug`, `RUST_LOG`).
+fn init_logging(debug: bool, daemon: bool) {
     use tracing_subscriber::EnvFilter;
-    let default = if debug { "debug" } else { "info" };
+    let default = match (debug, daemon) {
+        (true, _) => "debug",
+        (false, true) => "info",
+        (false, false) => "warn",
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Logging may already be set (tests that call run twice); that is fine.
     let _ = tracing_subscriber::fmt()
@@ -76,7 +82,7 @@ fn init_logging(debug: bool) {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    init_logging(cli.debug);
+    init_logging(cli.debug, matches!(cli.command, Command::Server(_)));
     match cli.command {
         Command::Server(args) => {
             crate::server::run_blocking(args)?;
