@@ -5,6 +5,12 @@ use clap::Parser;
 use skiff::cli::Cli;
 
 fn main() -> ExitCode {
+    // The container shim must stay single-threaded (libcontainer forks):
+    // dispatch it before anything else runs.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "shim") {
+        return skiff::runtime::container::shim::main(&argv[2..]);
+    }
     let args = match skiff::cli::config::args_with_config(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(err) => {

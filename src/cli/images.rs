@@ -149,17 +149,24 @@ pub fn tag(root: &Path, args: TagArgs) -> anyhow::Result<()> {
 }
 
 pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<()> {
+    let out = inspect_values(root, &args.images)?;
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+/// `docker image inspect` objects for `queries` (also used by the
+/// container-or-image `skiff inspect`).
+pub fn inspect_values(root: &Path, queries: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
     let store = store(root)?;
     let rows = store.meta()?.list()?;
     let mut out = Vec::new();
-    for q in &args.images {
+    for q in queries {
         let found = catalog::find(&rows, q)?;
         if let Some(first) = found.first() {
             out.push(catalog::inspect(&store, &rows, first)?);
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
+    Ok(out)
 }
 
 pub fn image(root: &Path, cmd: ImageCommand) -> anyhow::Result<()> {

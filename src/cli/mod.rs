@@ -1,7 +1,11 @@
 //! The command line: one binary, several roles (see DESIGN.md).
 
+pub mod attach;
 pub mod config;
+pub mod containers;
+pub mod exec;
 pub mod images;
+pub mod logs;
 pub mod transfer;
 
 use std::path::PathBuf;
@@ -29,6 +33,10 @@ pub struct Cli {
     #[arg(long, global = true, default_value = "/var/lib/skiff")]
     pub root: PathBuf,
 
+    /// Where runtime state lives (shim sockets, libcontainer state).
+    #[arg(long, global = true, default_value = "/run/skiff")]
+    pub run_dir: PathBuf,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -46,8 +54,22 @@ pub enum Command {
     Rmi(images::RmiArgs),
     /// Give an image another name.
     Tag(images::TagArgs),
-    /// Show images as JSON, like `docker image inspect`.
+    /// Show containers or images as JSON, like `docker inspect`.
     Inspect(images::InspectArgs),
+    /// Run a command in a new container.
+    Run(containers::RunArgs),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Show a container's output.
+    Logs(logs::LogsArgs),
+    /// Stop containers (SIGTERM, then SIGKILL after a timeout).
+    Stop(containers::StopArgs),
+    /// Send a signal to containers.
+    Kill(containers::KillArgs),
+    /// Remove containers.
+    Rm(containers::RmArgs),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
     /// Push an image to the registry its name points at.
     Push(transfer::PushArgs),
     /// Write images to a tar archive (docker-archive or OCI layout).
@@ -92,7 +114,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images => images::images(&cli.root).map(|()| ExitCode::SUCCESS),
         Command::Rmi(args) => images::rmi(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Tag(args) => images::tag(&cli.root, args).map(|()| ExitCode::SUCCESS),
-        Command::Inspect(args) => images::inspect(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Inspect(args) => {
+            containers::inspect(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Run(args) => containers::run(&cli.root, &cli.run_dir, cli.debug, args),
+        Command::Ps(args) => containers::ps(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
+        Command::Logs(args) => logs::logs(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
+        Command::Stop(args) => containers::stop(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
+        Command::Kill(args) => containers::kill(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
+        Command::Rm(args) => containers::rm(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
+        Command::Exec(args) => exec::exec(&cli.root, &cli.run_dir, cli.debug, args),
         Command::Image(cmd) => images::image(&cli.root, cmd).map(|()| ExitCode::SUCCESS),
         Command::Push(args) => transfer::push(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Save(args) => transfer::save(&cli.root, args).map(|()| ExitCode::SUCCESS),

@@ -1,0 +1,442 @@
+//! Container commands: `run`, `ps`, `stop`, `kill`, `rm`, `inspect`.
+//! Daemonless: they drive the runtime library and talk to each container's
+//! shim over its control socket (`logs` is in logs.rs, `exec` in exec.rs,
+//! the foreground attach in attach.rs).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde_json::{json, Value};
+
+use crate::runtime::container::create::{self, CreateRequest};
+use crate::runtime::container::lifecycle;
+use crate::runtime::container::options::{self, Bind, Network, RunOptions};
+use crate::runtime::container::state::{rfc3339, Record, State, Status};
+use crate::runtime::container::{short_id, ContainerError, Paths, DEFAULT_LOG_MAX_SIZE};
+use crate::runtime::image::store::StoreError;
+
+use super::images;
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Run in the background and print the container ID.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Keep stdin open and forward it to the container.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Give the container a terminal.
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (K=V, or K to copy it from here).
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    #[arg(long)]
+    pub env_file: Vec<PathBuf>,
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// name|uid[:group|gid], resolved in the image's /etc/passwd and /etc/group.
+    #[arg(short, long)]
+    pub user: Option<String>,
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Bind mount: HOSTDIR:CTRDIR[:ro].
+    #[arg(short, long = "volume")]
+    pub volume: Vec<String>,
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Memory limit (e.g. 64m).
+    #[arg(short, long, allow_hyphen_values = true)]
+    pub memory: Option<String>,
+    /// CPU limit (e.g. 0.5).
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpus: Option<String>,
+    /// Process limit (-1: unlimited).
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// none (a new empty network namespace) or host.
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// The cgroup the container's cgroup is made under.
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+    /// Rotate the container's log at this size (bytes or 10m style).
+    #[arg(long)]
+    pub log_max_size: Option<String>,
+    /// Mirrors, credentials and TLS settings for pulling a missing image.
+    #[arg(long, default_value = crate::runtime::image::registries::DEFAULT_PATH)]
+    pub registries: PathBuf,
+    pub image: String,
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default: running ones).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Seconds to wait for SIGTERM before SIGKILL.
+    #[arg(short, long, default_value_t = 10)]
+    pub time: u64,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    #[arg(short, long, default_value = "KILL")]
+    pub signal: String,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Kill a running container first.
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// The node's container paths and state, with stale records reconciled.
+pub(crate) fn open(root: &Path, run_dir: &Path) -> anyhow::Result<(Paths, State)> {
+    let paths = Paths::new(root, run_dir);
+    let state = paths.open_state()?;
+    lifecycle::reconcile(&paths, &state)?;
+    Ok((paths, state))
+}
+
+fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
+    let lookup = |k: &str| std::env::var(k).ok();
+    let mut env = Vec::new();
+    for f in &args.env_file {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        env.extend(options::parse_env_file(&text, lookup)?);
+    }
+    for e in &args.env {
+        env.extend(options::parse_env(e, lookup)?);
+    }
+    Ok(RunOptions {
+        name: args.name.clone(),
+        env,
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        entrypoint: args.entrypoint.clone(),
+        cmd: args.command.clone(),
+        binds: args.volume.iter().map(|v| Bind::parse(v)).collect::<Result<_, _>>()?,
+        tmpfs: args.tmpfs.clone(),
+        memory: args.memory.as_deref().map(options::parse_memory).transpose()?,
+        cpus: args.cpus.as_deref().map(options::parse_cpus).transpose()?,
+        pids_limit: args.pids_limit.map(options::check_pids_limit).transpose()?,
+        read_only: args.read_only,
+        network: Some(Network::parse(&args.network)?),
+        hostname: args.hostname.clone(),
+        tty: args.tty,
+        interactive: args.interactive,
+        auto_remove: args.rm,
+        cgroup_parent: args.cgroup_parent.clone(),
+    })
+}
+
+pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let opts = options(&args)?;
+    if let Some(name) = &opts.name {
+        options::check_name(name)?;
+    }
+    let log_max_size = match &args.log_max_size {
+        Some(s) => options::parse_memory(s).map(|n| n as u64).or_else(|_| s.parse::<u64>())
+            .with_context(|| format!("invalid --log-max-size {s:?}"))?,
+        None => DEFAULT_LOG_MAX_SIZE,
+    };
+    let (paths, _state) = open(root, run_dir)?;
+    let store = images::store(root)?;
+    let request = |opts: RunOptions| CreateRequest {
+        image: &args.image,
+        opts,
+        log_max_size,
+        wait_start: !args.detach,
+        debug,
+    };
+    let created = match create::create(&paths, &store, request(opts.clone())) {
+        Err(ContainerError::Image(StoreError::NotFound(_))) => {
+            eprintln!("Unable to find image '{}' locally", args.image);
+            images::pull(
+                root,
+                images::PullArgs { image: args.image.clone(), registries: args.registries.clone(), quiet: true },
+            )
+            .with_context(|| format!("pulling {}", args.image))?;
+            create::create(&paths, &store, request(opts))?
+        }
+        other => other?,
+    };
+    if args.detach {
+        println!("{}", created.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let code = super::attach::attach_and_start(&paths, &created.id, args.interactive, args.tty, created.shim_stdout)?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// Docker's "About a minute" style durations.
+pub(crate) fn human_duration(d: chrono::Duration) -> String {
+    let s = d.num_seconds().max(0);
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match s {
+        0 => "Less than a second".into(),
+        s if s < 60 => plural(s, "second"),
+        s if s < 120 => "About a minute".into(),
+        s if s < 3600 => plural(s / 60, "minute"),
+        s if s < 7200 => "About an hour".into(),
+        s if s < 48 * 3600 => plural(s / 3600, "hour"),
+        s if s < 14 * 86_400 => plural(s / 86_400, "day"),
+        s if s < 60 * 86_400 => plural(s / (7 * 86_400), "week"),
+        s if s < 730 * 86_400 => plural(s / (30 * 86_400), "month"),
+        s => plural(s / (365 * 86_400), "year"),
+    }
+}
+
+fn status_text(r: &Record, now: DateTime<Utc>) -> String {
+    match r.status {
+        Status::Created => "Created".into(),
+        Status::Running => format!("Up {}", human_duration(now - r.started_at.unwrap_or(r.created))),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            r.exit_code.unwrap_or(lifecycle::UNKNOWN_EXIT),
+            human_duration(now - r.finished_at.unwrap_or(r.created))
+        ),
+    }
+}
+
+/// Docker quotes the command and cuts it at 20 characters.
+fn command_text(cmd: &[String]) -> String {
+    let full = cmd.join(" ");
+    let cut: String = if full.chars().count() > 20 {
+        format!("{}…", full.chars().take(19).collect::<String>())
+    } else {
+        full
+    };
+    format!("\"{cut}\"")
+}
+
+pub fn ps(root: &Path, run_dir: &Path, args: PsArgs) -> anyhow::Result<()> {
+    let (_paths, state) = open(root, run_dir)?;
+    let rows: Vec<Record> = state
+        .list()?
+        .into_iter()
+        .filter(|r| args.all || r.status == Status::Running)
+        .collect();
+    if args.quiet {
+        for r in &rows {
+            println!("{}", short_id(&r.id));
+        }
+        return Ok(());
+    }
+    let now = Utc::now();
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]);
+    for r in &rows {
+        table.add_row([
+            short_id(&r.id).to_string(),
+            r.image.clone(),
+            command_text(&r.command),
+            format!("{} ago", human_duration(now - r.created)),
+            status_text(r, now),
+            String::new(),
+            r.name.clone(),
+        ]);
+    }
+    for line in table.to_string().lines() {
+        println!("{}", line.trim_end().strip_prefix(' ').unwrap_or(line));
+    }
+    Ok(())
+}
+
+/// Run `f` on each named container, printing the name as docker does;
+/// errors are reported per container and make the exit status non-zero.
+fn each(names: &[String], mut f: impl FnMut(&str) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for n in names {
+        match f(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("skiff: error: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} containers failed", names.len());
+    }
+    Ok(())
+}
+
+pub fn stop(root: &Path, run_dir: &Path, args: StopArgs) -> anyhow::Result<()> {
+    let (paths, state) = open(root, run_dir)?;
+    each(&args.containers, |n| {
+        let rec = state.find(n)?;
+        lifecycle::stop(&paths, &rec, Duration::from_secs(args.time))?;
+        Ok(())
+    })
+}
+
+pub fn kill(root: &Path, run_dir: &Path, args: KillArgs) -> anyhow::Result<()> {
+    let sig: nix::sys::signal::Signal = parse_signal(&args.signal)?;
+    let (paths, state) = open(root, run_dir)?;
+    each(&args.containers, |n| {
+        let rec = state.find(n)?;
+        lifecycle::kill(&paths, &rec, sig)?;
+        Ok(())
+    })
+}
+
+pub(crate) fn parse_signal(s: &str) -> anyhow::Result<nix::sys::signal::Signal> {
+    use std::str::FromStr;
+    if let Ok(n) = s.parse::<i32>() {
+        return nix::sys::signal::Signal::try_from(n).with_context(|| format!("invalid signal {s}"));
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    nix::sys::signal::Signal::from_str(&name).with_context(|| format!("invalid signal {s}"))
+}
+
+pub fn rm(root: &Path, run_dir: &Path, args: RmArgs) -> anyhow::Result<()> {
+    let (paths, state) = open(root, run_dir)?;
+    each(&args.containers, |n| {
+        let rec = state.find(n)?;
+        lifecycle::remove(&paths, &state, &rec, args.force)?;
+        Ok(())
+    })
+}
+
+/// One container in the shape of `docker inspect`.
+fn inspect_one(paths: &Paths, r: &Record) -> Value {
+    let o = &r.config["options"];
+    let time = |t: Option<DateTime<Utc>>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
+    let snapshots = r.config["snapshots"].as_array().cloned().unwrap_or_default();
+    let lower: Vec<&str> = snapshots.iter().rev().filter_map(Value::as_str).collect();
+    let dir = paths.dir(&r.id);
+    json!({
+        "Id": r.id,
+        "Created": rfc3339(r.created),
+        "Path": r.command.first(),
+        "Args": r.command.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": r.status.as_str(),
+            "Running": r.status == Status::Running,
+            "Paused": false,
+            "Restarting": false,
+            "OOMKilled": r.oom_killed,
+            "Dead": false,
+            "Pid": r.pid.unwrap_or(0),
+            "ExitCode": r.exit_code.unwrap_or(0),
+            "Error": "",
+            "StartedAt": time(r.started_at),
+            "FinishedAt": time(r.finished_at),
+        },
+        "Image": r.image_id,
+        "LogPath": paths.log(&r.id),
+        "Name": format!("/{}", r.name),
+        "RestartCount": 0,
+        "Driver": "overlay",
+        "HostConfig": {
+            "Binds": o["binds"].as_array().map(|b| b.iter().map(|b| format!(
+                "{}:{}{}",
+                b["source"].as_str().unwrap_or_default(),
+                b["destination"].as_str().unwrap_or_default(),
+                if b["read_only"].as_bool().unwrap_or(false) { ":ro" } else { "" }
+            )).collect::<Vec<_>>()),
+            "NetworkMode": o["network"].as_str().map(str::to_lowercase).unwrap_or_else(|| "none".into()),
+            "AutoRemove": o["auto_remove"],
+            "ReadonlyRootfs": o["read_only"],
+            "Memory": o["memory"].as_i64().unwrap_or(0),
+            "NanoCpus": o["cpus"].as_f64().map_or(0, |c| (c * 1e9) as i64),
+            "PidsLimit": o["pids_limit"],
+            "CgroupParent": o["cgroup_parent"].as_str().unwrap_or_default(),
+            "Tmpfs": o["tmpfs"],
+        },
+        "GraphDriver": {
+            "Name": "overlay",
+            "Data": {
+                "LowerDir": lower.join(":"),
+                "UpperDir": dir.join("upper"),
+                "WorkDir": dir.join("work"),
+                "MergedDir": dir.join("rootfs"),
+            },
+        },
+        "Config": {
+            "Hostname": o["hostname"].as_str().map_or_else(|| short_id(&r.id).to_string(), String::from),
+            "User": o["user"].as_str().unwrap_or_default(),
+            "Tty": o["tty"],
+            "OpenStdin": o["interactive"],
+            "Env": o["env"],
+            "Cmd": o["cmd"],
+            "Image": r.image,
+            "WorkingDir": o["workdir"].as_str().unwrap_or_default(),
+            "Entrypoint": o["entrypoint"],
+        },
+    })
+}
+
+/// `skiff inspect`: containers first, then images (as docker does).
+pub fn inspect(root: &Path, run_dir: &Path, args: images::InspectArgs) -> anyhow::Result<()> {
+    let (paths, state) = open(root, run_dir)?;
+    let mut out = Vec::new();
+    let mut image_queries = Vec::new();
+    for q in &args.images {
+        match state.find(q) {
+            Ok(r) => out.push(inspect_one(&paths, &r)),
+            Err(_) => image_queries.push(q.clone()),
+        }
+    }
+    if !image_queries.is_empty() {
+        out.extend(images::inspect_values(root, &image_queries)?);
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_commands() {
+        assert_eq!(human_duration(chrono::Duration::seconds(0)), "Less than a second");
+        assert_eq!(human_duration(chrono::Duration::seconds(5)), "5 seconds");
+        assert_eq!(human_duration(chrono::Duration::seconds(90)), "About a minute");
+        assert_eq!(human_duration(chrono::Duration::hours(3)), "3 hours");
+        assert_eq!(command_text(&["sh".into()]), "\"sh\"");
+        assert_eq!(
+            command_text(&["sh".into(), "-c".into(), "echo a very long line".into()]),
+            "\"sh -c echo a very lo…\""
+        );
+        assert_eq!(parse_signal("TERM").unwrap(), nix::sys::signal::Signal::SIGTERM);
+        assert_eq!(parse_signal("9").unwrap(), nix::sys::signal::Signal::SIGKILL);
+        assert!(parse_signal("NOPE").is_err());
+    }
+}

@@ -1,0 +1,264 @@
+//! Creating a container: check the options, find the image, record the
+//! container (claiming its name), mount its rootfs, write its OCI bundle and
+//! spawn its shim. Any failure undoes every step taken (a Drop guard), so bad
+//! input leaves nothing behind.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::options::{Network, RunOptions};
+use super::spec::{self, ImageProcess, SpecInputs};
+use super::state::{Record, State, Status};
+use super::{cgpath, rootfs, user, ContainerError, Paths};
+use crate::runtime::image::catalog;
+use crate::runtime::image::manifest::ImageConfig;
+use crate::runtime::image::Store;
+
+/// How to create it.
+pub struct CreateRequest<'a> {
+    /// The image as the user named it.
+    pub image: &'a str,
+    pub opts: RunOptions,
+    pub log_max_size: u64,
+    /// Leave the container created until a client attaches with `start`
+    /// (foreground `run`: no output is missed).
+    pub wait_start: bool,
+    pub debug: bool,
+}
+
+/// A container whose shim is up.
+pub struct Created {
+    pub id: String,
+    pub name: String,
+    pub pid: i32,
+    /// The shim; under `wait_start` its stdout must stay open until the
+    /// container is started (closing it starts the container).
+    pub shim: Child,
+    pub shim_stdout: Option<ChildStdout>,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
+    move |source| ContainerError::Io { path: path.to_path_buf(), source }
+}
+
+/// Undo a half-made container unless disarmed.
+struct Undo<'a> {
+    paths: &'a Paths,
+    state: &'a State,
+    id: String,
+    armed: bool,
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            remove_leftovers(self.paths, &self.id);
+            let _ = self.state.remove(&self.id);
+        }
+    }
+}
+
+/// Everything a container may have on disk besides its record: its rootfs
+/// mount, its directory, its run directory and libcontainer's state.
+pub fn remove_leftovers(paths: &Paths, id: &str) {
+    if let Err(e) = rootfs::unmount(&paths.rootfs(id)) {
+        tracing::warn!("{e}");
+    }
+    let runtime_state = paths.runtime_root().join(id);
+    if runtime_state.exists() {
+        match libcontainer::container::Container::load(runtime_state.clone()) {
+            Ok(mut c) => {
+                if let Err(e) = c.delete(true) {
+                    tracing::warn!("libcontainer delete {id}: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("libcontainer load {id}: {e}"),
+        }
+        let _ = fs::remove_dir_all(&runtime_state);
+    }
+    for dir in [paths.dir(id), paths.run_dir(id)] {
+        if dir.exists() {
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                tracing::warn!("{}: {e}", dir.display());
+            }
+        }
+    }
+}
+
+fn new_id() -> String {
+    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+}
+
+/// Docker-style `adjective_noun` names.
+fn random_name() -> String {
+    const ADJ: &[&str] = &["brave", "calm", "eager", "fond", "keen", "lucid", "quiet", "swift", "tidy", "wise"];
+    const NOUN: &[&str] = &["ada", "babbage", "curie", "dijkstra", "hopper", "knuth", "lovelace", "noether", "turing", "wozniak"];
+    let n = uuid::Uuid::new_v4().as_u128();
+    format!("{}_{}_{}", ADJ[(n % 10) as usize], NOUN[((n >> 8) % 10) as usize], (n >> 16) % 1000)
+}
+
+fn host_hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
+
+/// The host's hard limit on open files (the spec must not ask for more).
+fn nofile_hard() -> u64 {
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(_, hard)| hard)
+}
+
+pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Created, ContainerError> {
+    let opts = req.opts.clone();
+    opts.check_binds()?;
+    if let Some(name) = &opts.name {
+        super::options::check_name(name)?;
+    }
+    let meta = store.meta()?;
+    let rows = meta.list()?;
+    let image = catalog::find(&rows, req.image)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| crate::runtime::image::store::StoreError::NotFound(req.image.to_string()))?;
+    let config: ImageConfig = serde_json::from_slice(&store.read_blob(&image.config_digest)?)
+        .map_err(|e| ContainerError::Shim(format!("the image config of {}: {e}", req.image)))?;
+    let process = ImageProcess::from_config(&config.config);
+    let command = spec::command(&process, &opts)?;
+    let snapshots: Vec<PathBuf> = meta
+        .layers(&image.manifest_digest)?
+        .iter()
+        .map(|l| store.snapshot_path(&l.chain_id))
+        .collect::<Result<_, _>>()?;
+
+    let id = new_id();
+    let name = opts.name.clone().unwrap_or_else(random_name);
+    let parent = opts.cgroup_parent.clone().unwrap_or_else(|| cgpath::DEFAULT_PARENT.to_string());
+    let cgroups_path = cgpath::cgroups_path(&parent, &id);
+    let state = paths.open_state()?;
+    state.insert(&Record {
+        id: id.clone(),
+        name: name.clone(),
+        image: req.image.to_string(),
+        image_id: image.config_digest.clone(),
+        command: command.clone(),
+        created: Utc::now(),
+        status: Status::Created,
+        pid: None,
+        shim_pid: None,
+        exit_code: None,
+        started_at: None,
+        finished_at: None,
+        oom_killed: false,
+        config: json!({
+            "options": opts,
+            "cgroups_path": cgroups_path,
+            "image_config": config.config,
+            "snapshots": snapshots,
+        }),
+    })?;
+    let mut undo = Undo { paths, state: &state, id: id.clone(), armed: true };
+
+    let dir = paths.dir(&id);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    rootfs::Overlay::new(snapshots, &dir).mount()?;
+    let rootfs = paths.rootfs(&id);
+    let user_spec = opts.user.clone().unwrap_or_else(|| process.user.clone());
+    let identity = user::resolve(&rootfs, &user_spec)?;
+    let hostname = match (&opts.hostname, opts.network()) {
+        (Some(h), _) => h.clone(),
+        (None, Network::Host) => host_hostname(),
+        (None, _) => super::short_id(&id).to_string(),
+    };
+    let etc_files = write_etc_files(&dir, &hostname, &opts.network())?;
+    let spec = spec::build(&SpecInputs {
+        image: &process,
+        opts: &opts,
+        identity: &identity,
+        hostname: &hostname,
+        rootfs: &rootfs,
+        cgroups_path: &cgroups_path,
+        etc_files: &etc_files,
+        nofile_hard: nofile_hard(),
+    })?;
+    let config_path = dir.join("config.json");
+    let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Shim(e.to_string()))?;
+    fs::write(&config_path, spec_json).map_err(io_err(&config_path))?;
+
+    let (shim, shim_stdout, pid) = spawn_shim(paths, &id, &req)?;
+    let _ = state.set_shim(&id, shim.id() as i32);
+    undo.armed = false;
+    Ok(Created { id, name, pid, shim, shim_stdout })
+}
+
+/// /etc/hostname and /etc/hosts (and, on the host network, resolv.conf),
+/// written per container and bound in as docker does.
+fn write_etc_files(dir: &Path, hostname: &str, net: &Network) -> Result<Vec<(String, String)>, ContainerError> {
+    let mut files = vec![
+        ("hostname", format!("{hostname}\n"), "/etc/hostname"),
+        (
+            "hosts",
+            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
+            "/etc/hosts",
+        ),
+    ];
+    if *net == Network::Host {
+        if let Ok(resolv) = fs::read_to_string("/etc/resolv.conf") {
+            files.push(("resolv.conf", resolv, "/etc/resolv.conf"));
+        }
+    }
+    let mut out = Vec::new();
+    for (file, content, dest) in files {
+        let p = dir.join(file);
+        fs::write(&p, content).map_err(io_err(&p))?;
+        out.push((p.to_string_lossy().into_owned(), dest.to_string()));
+    }
+    Ok(out)
+}
+
+/// Start `skiff shim run` and wait for its readiness line.
+fn spawn_shim(paths: &Paths, id: &str, req: &CreateRequest) -> Result<(Child, Option<ChildStdout>, i32), ContainerError> {
+    let shim_log = paths.dir(id).join("shim.log");
+    let log = fs::File::create(&shim_log).map_err(io_err(&shim_log))?;
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg("shim")
+        .arg("run")
+        .arg("--root")
+        .arg(paths.node_root())
+        .arg("--run-dir")
+        .arg(paths.run())
+        .args(["--id", id])
+        .args(["--log-max-size", &req.log_max_size.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .env_remove("RUST_LOG");
+    if req.wait_start {
+        cmd.arg("--wait-start");
+    }
+    if req.debug {
+        cmd.arg("--debug");
+    }
+    let mut child = cmd.spawn().map_err(|e| ContainerError::Shim(format!("spawning the shim: {e}")))?;
+    let stdout = child.stdout.take();
+    let mut line = String::new();
+    let mut reader = stdout.map(BufReader::new);
+    if let Some(r) = reader.as_mut() {
+        let _ = r.read_line(&mut line);
+    }
+    let line = line.trim();
+    if let Some(pid) = line.strip_prefix("ok ").and_then(|p| p.parse().ok()) {
+        return Ok((child, reader.map(BufReader::into_inner), pid));
+    }
+    let _ = child.wait();
+    let detail = match line.strip_prefix("error ") {
+        Some(msg) => msg.to_string(),
+        None => {
+            let log = fs::read_to_string(&shim_log).unwrap_or_default();
+            format!("the shim exited without reporting: {}", log.trim())
+        }
+    };
+    Err(ContainerError::Shim(detail))
+}

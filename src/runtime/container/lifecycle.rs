@@ -1,0 +1,122 @@
+//! Stop, kill, remove, and reconciling records whose shim is gone (after a
+//! host reboot or a killed shim).
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::Utc;
+use nix::sys::signal::Signal;
+
+use super::client::{self, Waiter};
+use super::create::remove_leftovers;
+use super::state::{Record, State, Status};
+use super::{ContainerError, Paths};
+
+/// Exit code recorded for a container whose shim vanished without telling.
+pub const UNKNOWN_EXIT: i32 = 255;
+
+fn control_err(id: &str) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
+    move |source| ContainerError::Control { id: id.to_string(), source }
+}
+
+/// Whether the shim of `rec` is alive: its socket answers.
+fn shim_alive(paths: &Paths, rec: &Record) -> bool {
+    client::request(paths, &rec.id, "state").is_ok()
+}
+
+fn pid_alive(pid: i32) -> bool {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(4).any(|w| w == b"shim"))
+}
+
+/// Mark containers whose shim is gone as exited and release what they held.
+/// A record without a shim yet is being created right now, unless it is old.
+pub fn reconcile(paths: &Paths, state: &State) -> Result<(), ContainerError> {
+    for rec in state.list()? {
+        if rec.status == Status::Exited || shim_alive(paths, &rec) {
+            continue;
+        }
+        let stale = match rec.shim_pid {
+            Some(pid) => !pid_alive(pid),
+            None => (Utc::now() - rec.created).num_seconds() > 60,
+        };
+        if stale {
+            tracing::info!(id = %rec.id, "the container's shim is gone; marking it exited");
+            release(paths, &rec.id);
+            state.set_exited(&rec.id, UNKNOWN_EXIT, Utc::now(), false)?;
+        }
+    }
+    Ok(())
+}
+
+/// Release kernel objects of a container that is not running: its rootfs
+/// mount, libcontainer's state and cgroup, its run directory.
+fn release(paths: &Paths, id: &str) {
+    if let Err(e) = super::rootfs::unmount(&paths.rootfs(id)) {
+        tracing::warn!("{e}");
+    }
+    let runtime_state = paths.runtime_root().join(id);
+    if runtime_state.exists() {
+        if let Ok(mut c) = libcontainer::container::Container::load(runtime_state.clone()) {
+            let _ = c.delete(true);
+        }
+        let _ = std::fs::remove_dir_all(&runtime_state);
+    }
+    let _ = std::fs::remove_dir_all(paths.run_dir(id));
+}
+
+/// Send `sig` to the container's init process.
+pub fn kill(paths: &Paths, rec: &Record, sig: Signal) -> Result<(), ContainerError> {
+    if rec.status != Status::Running && rec.status != Status::Created {
+        return Err(ContainerError::NotRunning(rec.name.clone()));
+    }
+    client::signal(paths, &rec.id, sig as i32).map_err(control_err(&rec.id))
+}
+
+/// SIGTERM, then SIGKILL after `timeout`; returns the exit code (None if the
+/// container was not running).
+pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32>, ContainerError> {
+    if rec.status == Status::Exited {
+        return Ok(None);
+    }
+    let mut waiter = match Waiter::open(paths, &rec.id) {
+        Ok(w) => w,
+        // The shim finished between our read of the record and now.
+        Err(_) => return Ok(None),
+    };
+    if client::signal(paths, &rec.id, Signal::SIGTERM as i32).is_ok() {
+        match waiter.wait(Some(timeout.max(Duration::from_millis(1)))) {
+            Ok(Some(code)) => return Ok(Some(code)),
+            Ok(None) => {}
+            Err(_) => return Ok(None),
+        }
+    }
+    let _ = client::signal(paths, &rec.id, Signal::SIGKILL as i32);
+    // SIGKILL cannot be ignored; the bound only covers a wedged shim.
+    Ok(waiter.wait(Some(Duration::from_secs(60))).map_err(control_err(&rec.id))?)
+}
+
+/// Remove a container (`force`: kill it first if it runs).
+pub fn remove(paths: &Paths, state: &State, rec: &Record, force: bool) -> Result<(), ContainerError> {
+    if rec.status != Status::Exited {
+        if !force {
+            return Err(ContainerError::Running(rec.name.clone()));
+        }
+        if let Ok(mut waiter) = Waiter::open(paths, &rec.id) {
+            let _ = client::signal(paths, &rec.id, Signal::SIGKILL as i32);
+            let _ = waiter.wait(Some(Duration::from_secs(60)));
+        }
+    }
+    remove_leftovers(paths, &rec.id);
+    state.remove(&rec.id)?;
+    Ok(())
+}
+
+/// Whether anything of container `id` is still on disk (for tests and
+/// diagnostics).
+pub fn leftovers(paths: &Paths, id: &str) -> Vec<std::path::PathBuf> {
+    [paths.dir(id), paths.run_dir(id), paths.runtime_root().join(id)]
+        .into_iter()
+        .filter(|p| Path::new(p).exists())
+        .collect()
+}

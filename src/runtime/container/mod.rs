@@ -1,0 +1,131 @@
+//! Containers: OCI spec generation, the overlay rootfs, the per-container
+//! shim that creates the container with libcontainer and holds its stdio,
+//! CRI logs, and the record of every container in SQLite.
+//!
+//! ```text
+//! <root>/containers/containers.db       records (state.rs)
+//! <root>/containers/<id>/config.json    the OCI bundle's spec
+//!                       rootfs/ upper/ work/   the overlay (rootfs.rs)
+//!                       ctr.log ctr.log.1      CRI logs (logs.rs)
+//!                       shim.log               the shim's own diagnostics
+//!                       hostname hosts         files bound into the container
+//! <run-dir>/containers/<id>/shim.sock   the shim's control socket (shim/proto.rs)
+//! <run-dir>/runtime/<id>/               libcontainer's state
+//! ```
+
+pub mod cgpath;
+pub mod client;
+pub mod create;
+pub mod defaults;
+pub mod executor;
+pub mod lifecycle;
+pub mod logs;
+pub mod options;
+pub mod rootfs;
+pub mod shim;
+pub mod spec;
+pub mod state;
+pub mod user;
+
+use std::path::{Path, PathBuf};
+
+/// Default size at which a container's log is rotated.
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 << 20;
+
+/// Where a node's containers live.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    node_root: PathBuf,
+    root: PathBuf,
+    run: PathBuf,
+}
+
+impl Paths {
+    /// `root` is the node's `--root`, `run` its `--run-dir`.
+    pub fn new(root: &Path, run: &Path) -> Paths {
+        Paths { node_root: root.to_path_buf(), root: root.join("containers"), run: run.to_path_buf() }
+    }
+
+    /// The node's `--root` (images and containers below it).
+    pub fn node_root(&self) -> &Path {
+        &self.node_root
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn run(&self) -> &Path {
+        &self.run
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.root.join("containers.db")
+    }
+
+    pub fn dir(&self, id: &str) -> PathBuf {
+        self.root.join(id)
+    }
+
+    pub fn rootfs(&self, id: &str) -> PathBuf {
+        self.dir(id).join("rootfs")
+    }
+
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.dir(id).join("ctr.log")
+    }
+
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.run.join("containers").join(id)
+    }
+
+    pub fn socket(&self, id: &str) -> PathBuf {
+        self.run_dir(id).join("shim.sock")
+    }
+
+    /// libcontainer's state root (one directory per container under it).
+    pub fn runtime_root(&self) -> PathBuf {
+        self.run.join("runtime")
+    }
+
+    pub fn open_state(&self) -> Result<state::State, ContainerError> {
+        std::fs::create_dir_all(&self.root).map_err(|source| ContainerError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        Ok(state::State::open(&self.db())?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    State(#[from] state::StateError),
+    #[error(transparent)]
+    Options(#[from] options::OptionsError),
+    #[error(transparent)]
+    Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    User(#[from] user::UserError),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error(transparent)]
+    Image(#[from] crate::runtime::image::store::StoreError),
+    #[error(transparent)]
+    ImageMeta(#[from] crate::runtime::image::meta::MetaError),
+    #[error("starting the container: {0}")]
+    Shim(String),
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    #[error("you cannot remove a running container {0}: stop the container before removing it or use -f")]
+    Running(String),
+    #[error("talking to the shim of {id}: {source}")]
+    Control { id: String, source: std::io::Error },
+}
+
+/// A short docker-style ID prefix.
+pub fn short_id(id: &str) -> &str {
+    &id[..id.len().min(12)]
+}

@@ -1,0 +1,314 @@
+//! What `skiff run` (and later the agent) asks of a container, validated
+//! before anything is created: a bad flag must leave nothing behind.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OptionsError {
+    #[error("invalid memory value {0:?}: expected a positive size such as 64m or 1g")]
+    Memory(String),
+    #[error("invalid --cpus value {0:?}: expected a number above 0 (such as 0.5)")]
+    Cpus(String),
+    #[error("invalid --pids-limit value {0}: expected a positive number or -1")]
+    Pids(i64),
+    #[error("invalid volume specification {0:?}: expected HOSTDIR:CTRDIR[:ro|rw]")]
+    BindSpec(String),
+    #[error("invalid volume specification {0:?}: the container path must be absolute")]
+    RelativeDest(String),
+    #[error("invalid volume specification {0:?}: named volumes are not supported yet (use an absolute host path)")]
+    NamedVolume(String),
+    #[error("invalid tmpfs path {0:?}: must be absolute")]
+    Tmpfs(String),
+    #[error("invalid environment variable {0:?}: empty name")]
+    Env(String),
+    #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    Name(String),
+    #[error("invalid network {0:?}: expected none or host")]
+    Network(String),
+}
+
+/// Which network namespace the container gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Network {
+    /// A new, empty network namespace (only `lo`).
+    None,
+    /// The host's namespace.
+    Host,
+    /// An existing namespace (a bind-mounted handle): the seam for pod
+    /// networking, where the sandbox owns the namespace.
+    Join(PathBuf),
+}
+
+impl Network {
+    pub fn parse(s: &str) -> Result<Network, OptionsError> {
+        match s {
+            "none" => Ok(Network::None),
+            "host" => Ok(Network::Host),
+            other => Err(OptionsError::Network(other.to_string())),
+        }
+    }
+
+    pub fn mode(&self) -> String {
+        match self {
+            Network::None => "none".into(),
+            Network::Host => "host".into(),
+            Network::Join(p) => format!("ns:{}", p.display()),
+        }
+    }
+}
+
+/// A host directory bind-mounted into the container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+impl Bind {
+    /// `HOSTDIR:CTRDIR[:ro|rw]`, both absolute.
+    pub fn parse(spec: &str) -> Result<Bind, OptionsError> {
+        let bad = || OptionsError::BindSpec(spec.to_string());
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (source, dest, mode) = match parts.as_slice() {
+            [s, d] => (*s, *d, None),
+            [s, d, m] => (*s, *d, Some(*m)),
+            _ => return Err(bad()),
+        };
+        if source.is_empty() || dest.is_empty() {
+            return Err(bad());
+        }
+        let read_only = match mode {
+            None | Some("rw") => false,
+            Some("ro") => true,
+            Some(_) => return Err(bad()),
+        };
+        if !dest.starts_with('/') {
+            return Err(OptionsError::RelativeDest(spec.to_string()));
+        }
+        if !source.starts_with('/') {
+            return Err(OptionsError::NamedVolume(spec.to_string()));
+        }
+        Ok(Bind {
+            source: PathBuf::from(source),
+            destination: clean_path(dest),
+            read_only,
+        })
+    }
+}
+
+/// Resolve `.` and `..` lexically (never above `/`), drop repeated slashes.
+pub fn clean_path(p: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    format!("/{}", out.join("/"))
+}
+
+/// `64m`, `1g`, `512k`, `1048576` (bytes); docker's units, binary multiples.
+pub fn parse_memory(s: &str) -> Result<i64, OptionsError> {
+    let bad = || OptionsError::Memory(s.to_string());
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(bad());
+    }
+    let bytes = n * mult as f64;
+    if bytes >= i64::MAX as f64 {
+        return Err(bad());
+    }
+    // The kernel needs some room for the process itself; docker's minimum.
+    let bytes = bytes as i64;
+    if bytes < 6 << 20 {
+        return Err(OptionsError::Memory(format!(
+            "{s} (the minimum is 6m)"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// `0.5` → 0.5 CPUs (a CFS quota of 50 ms per 100 ms period).
+pub fn parse_cpus(s: &str) -> Result<f64, OptionsError> {
+    match s.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 && n <= 4096.0 => Ok(n),
+        _ => Err(OptionsError::Cpus(s.to_string())),
+    }
+}
+
+pub fn check_pids_limit(n: i64) -> Result<i64, OptionsError> {
+    if n == 0 || n < -1 {
+        return Err(OptionsError::Pids(n));
+    }
+    Ok(n)
+}
+
+/// Docker's name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn check_name(name: &str) -> Result<(), OptionsError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        && name.len() <= 128;
+    if ok {
+        Ok(())
+    } else {
+        Err(OptionsError::Name(name.to_string()))
+    }
+}
+
+/// `K=V` (or a bare `K`, taken from `lookup`, dropped when unset).
+pub fn parse_env(item: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Option<String>, OptionsError> {
+    match item.split_once('=') {
+        Some(("", _)) => Err(OptionsError::Env(item.to_string())),
+        Some(_) => Ok(Some(item.to_string())),
+        None if item.is_empty() => Err(OptionsError::Env(item.to_string())),
+        None => Ok(lookup(item).map(|v| format!("{item}={v}"))),
+    }
+}
+
+/// Lines of an `--env-file`: `K=V` or `K`, `#` comments and blank lines skipped.
+pub fn parse_env_file(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, OptionsError> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(kv) = parse_env(line, &lookup)? {
+            out.push(kv);
+        }
+    }
+    Ok(out)
+}
+
+/// Everything a container is created from besides its image.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RunOptions {
+    pub name: Option<String>,
+    /// `K=V` entries, after the image's (later ones win).
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+    /// Replaces the image's entrypoint (`Some("")` clears it).
+    pub entrypoint: Option<String>,
+    /// Replaces the image's cmd when not empty.
+    pub cmd: Vec<String>,
+    pub binds: Vec<Bind>,
+    pub tmpfs: Vec<String>,
+    pub memory: Option<i64>,
+    pub cpus: Option<f64>,
+    pub pids_limit: Option<i64>,
+    pub read_only: bool,
+    pub network: Option<Network>,
+    pub hostname: Option<String>,
+    pub tty: bool,
+    pub interactive: bool,
+    pub auto_remove: bool,
+    /// Where libcontainer puts the container's cgroup (`--cgroup-parent`).
+    pub cgroup_parent: Option<String>,
+}
+
+impl RunOptions {
+    pub fn network(&self) -> Network {
+        self.network.clone().unwrap_or(Network::None)
+    }
+
+    /// Checks that need the filesystem: bind sources must exist.
+    pub fn check_binds(&self) -> Result<(), OptionsError> {
+        for b in &self.binds {
+            if !Path::new(&b.source).exists() {
+                return Err(OptionsError::BindSpec(format!(
+                    "{}:{} (the host path does not exist)",
+                    b.source.display(),
+                    b.destination
+                )));
+            }
+        }
+        for t in &self.tmpfs {
+            if !t.starts_with('/') {
+                return Err(OptionsError::Tmpfs(t.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("64m"), Ok(64 << 20));
+        assert_eq!(parse_memory("1g"), Ok(1 << 30));
+        assert_eq!(parse_memory("32MB"), Ok(32 << 20));
+        assert_eq!(parse_memory("1.5g"), Ok(3 << 29));
+        for bad in ["-64m", "0", "x", "", "1k", "nanm"] {
+            assert!(parse_memory(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn cpus() {
+        assert_eq!(parse_cpus("0.5"), Ok(0.5));
+        for bad in ["0", "-1", "abc", "inf", "NaN"] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn binds() {
+        let b = Bind::parse("/tmp/x:/data:ro").unwrap();
+        assert_eq!(b.destination, "/data");
+        assert!(b.read_only);
+        assert!(!Bind::parse("/tmp/x:/data/../d2/").unwrap().read_only);
+        assert_eq!(Bind::parse("/tmp/x:/data/../d2/").unwrap().destination, "/d2");
+        assert!(matches!(Bind::parse("/tmp/x:data"), Err(OptionsError::RelativeDest(_))));
+        assert!(matches!(Bind::parse("vol:/data"), Err(OptionsError::NamedVolume(_))));
+        for bad in ["/tmp/x", "/a:/b:rx", ":/b", "/a:", "/a:/b:ro:x"] {
+            assert!(matches!(Bind::parse(bad), Err(OptionsError::BindSpec(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_and_env() {
+        assert!(check_name("web-1.a_b").is_ok());
+        for bad in ["", "-x", "a/b", "a b"] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+        let look = |k: &str| (k == "HOME").then(|| "/root".to_string());
+        assert_eq!(parse_env("A=1", look), Ok(Some("A=1".into())));
+        assert_eq!(parse_env("HOME", look), Ok(Some("HOME=/root".into())));
+        assert_eq!(parse_env("UNSET", look), Ok(None));
+        assert!(parse_env("=x", look).is_err());
+        let file = "# c\n\nA=1\n  B=two words\nHOME\n";
+        assert_eq!(
+            parse_env_file(file, look).unwrap(),
+            vec!["A=1", "B=two words", "HOME=/root"]
+        );
+    }
+
+    #[test]
+    fn pids() {
+        assert!(check_pids_limit(20).is_ok());
+        assert!(check_pids_limit(-1).is_ok());
+        assert!(check_pids_limit(0).is_err());
+        assert!(check_pids_limit(-5).is_err());
+    }
+}

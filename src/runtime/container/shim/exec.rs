@@ -1,0 +1,74 @@
+//! `skiff shim exec`: run one process inside a running container (its
+//! namespaces and cgroup, via libcontainer's tenant builder) with this
+//! process's own stdio, wait for it and exit with its status. Spawned fresh
+//! by `skiff exec` so that libcontainer forks from a single-threaded process.
+
+use std::os::fd::OwnedFd;
+use std::process::ExitCode;
+
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::sys::wait::{waitpid, WaitStatus};
+
+use super::ShimArgs;
+use crate::runtime::container::executor::SkiffExecutor;
+use crate::runtime::container::{options, user, Paths};
+
+fn dup_std(fd: i32) -> Result<OwnedFd, String> {
+    // SAFETY: fds 0-2 are open for the life of the process; we only dup them.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    borrowed.try_clone_to_owned().map_err(|e| format!("dup {fd}: {e}"))
+}
+
+pub fn main(args: ShimArgs) -> ExitCode {
+    match exec(&args) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(msg) => {
+            eprintln!("skiff: error: {msg}");
+            // docker exec's code for a failure of the runtime itself.
+            ExitCode::from(126)
+        }
+    }
+}
+
+fn exec(args: &ShimArgs) -> Result<i32, String> {
+    let paths = Paths::new(&args.root, &args.run_dir);
+    if args.command.is_empty() {
+        return Err("no command given".into());
+    }
+    let ident = user::resolve(&paths.rootfs(&args.id), args.user.as_deref().unwrap_or(""))
+        .map_err(|e| e.to_string())?;
+    let mut env = std::collections::HashMap::new();
+    for kv in &args.env {
+        if let Some((k, v)) = kv.split_once('=') {
+            env.insert(k.to_string(), v.to_string());
+        }
+    }
+    let cwd = args.workdir.as_deref().map(options::clean_path);
+    let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
+        .with_root_path(paths.runtime_root())
+        .map_err(|e| e.to_string())?
+        .with_executor(SkiffExecutor)
+        .with_stdin(dup_std(0)?)
+        .with_stdout(dup_std(1)?)
+        .with_stderr(dup_std(2)?)
+        .as_tenant()
+        .with_container_args(args.command.clone())
+        .with_env(env)
+        .with_cwd(cwd)
+        .with_user(Some(ident.uid))
+        .with_group(Some(ident.gid))
+        .with_additional_gids(ident.additional_gids)
+        .with_detach(false)
+        .build()
+        .map_err(|e| format!("exec in container {}: {e}", args.id))?;
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid.as_raw()), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(format!("waiting for the process: {e}")),
+        }
+    }
+}

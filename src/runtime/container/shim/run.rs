@@ -1,0 +1,596 @@
+//! `skiff shim run`: create the container with libcontainer, report
+//! readiness to whoever spawned us (one line on stdout: `ok <pid>` or
+//! `error <text>`), start it (at once, or when a client attaches with
+//! `start` under `--wait-start`), then supervise it: copy its output into the
+//! CRI log and to attached clients, serve the control socket, reap it, record
+//! its exit and clean up. Detached from the spawner (own session), so it
+//! outlives a CLI that is killed.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::container::Container;
+use libcontainer::syscall::syscall::SyscallType;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use super::proto::{self, Request};
+use super::ShimArgs;
+use crate::runtime::container::executor::SkiffExecutor;
+use crate::runtime::container::logs::{LineBuffer, LogWriter, Stream};
+use crate::runtime::container::state::State;
+use crate::runtime::container::{cgpath, rootfs, Paths};
+
+/// The write end of the SIGCHLD self-pipe, for the signal handler.
+static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
+
+extern "C" fn on_sigchld(_: nix::libc::c_int) {
+    let fd = SIGCHLD_FD.load(Ordering::Relaxed);
+    // SAFETY: write(2) is async-signal-safe; the pipe is non-blocking, so a
+    // full pipe (wake-up already pending) just drops the byte.
+    unsafe { nix::libc::write(fd, b"x".as_ptr().cast(), 1) };
+}
+
+/// Output still being copied after the container's init exited is drained
+/// for at most this long (a process outside the PID namespace could hold
+/// the pipe open forever).
+const DRAIN: Duration = Duration::from_secs(2);
+/// An attached client that reads slower than this much output is dropped
+/// rather than letting it stall the log.
+const CLIENT_BUFFER: usize = 4 << 20;
+
+pub fn main(args: ShimArgs) -> ExitCode {
+    // Own session: no signal aimed at the spawner's process group or
+    // terminal reaches us, and we outlive it.
+    let _ = nix::unistd::setsid();
+    // Orphans of the container's setup are reparented to us and reaped.
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let mut ready = Ready(Some(io::stdout()));
+    match Shim::create(&args, &mut ready) {
+        Ok(mut shim) => {
+            let code = shim.supervise(&mut ready);
+            shim.finish(code);
+            ExitCode::SUCCESS
+        }
+        Err(msg) => {
+            tracing::error!("{msg}");
+            ready.send(&format!("error {}", msg.replace('\n', " ")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The readiness line to the spawner, written once.
+struct Ready(Option<io::Stdout>);
+
+impl Ready {
+    fn send(&mut self, line: &str) {
+        if let Some(mut out) = self.0.take() {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
+    }
+
+    /// Stop holding the spawner's pipe: it sees EOF.
+    fn close() {
+        if let Ok(null) = File::options().write(true).open("/dev/null") {
+            let _ = nix::unistd::dup2_stdout(null.as_fd());
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Mode {
+    New,
+    Attached,
+    Waiter,
+}
+
+struct Client {
+    stream: UnixStream,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    mode: Mode,
+    stdin: bool,
+    /// Close once `out` is flushed.
+    closing: bool,
+    dead: bool,
+}
+
+struct Shim {
+    id: String,
+    paths: Paths,
+    state: State,
+    log: LogWriter,
+    container: Container,
+    pid: Pid,
+    cgroups_path: String,
+    auto_remove: bool,
+    started: bool,
+    out: Option<File>,
+    err: Option<File>,
+    out_lines: LineBuffer,
+    err_lines: LineBuffer,
+    stdin: Option<File>,
+    /// The pty master for `-t` (also `out`, duplicated): for resize.
+    pty: Option<OwnedFd>,
+    sigchld: File,
+    listener: UnixListener,
+    clients: Vec<Client>,
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
+}
+
+fn set_signal(sig: Signal, handler: SigHandler) {
+    let act = SigAction::new(handler, SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP, SigSet::empty());
+    // SAFETY: the handlers installed here are async-signal-safe.
+    let _ = unsafe { sigaction(sig, &act) };
+}
+
+impl Shim {
+    fn create(args: &ShimArgs, ready: &mut Ready) -> Result<Shim, String> {
+        let paths = Paths::new(&args.root, &args.run_dir);
+        let id = args.id.clone();
+        let state = paths.open_state().map_err(|e| e.to_string())?;
+        let record = state
+            .get(&id)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("no record for container {id}"))?;
+        let opts = &record.config["options"];
+        let tty = opts["tty"].as_bool().unwrap_or(false);
+        let interactive = opts["interactive"].as_bool().unwrap_or(false);
+        let auto_remove = opts["auto_remove"].as_bool().unwrap_or(false);
+        let cgroups_path = record.config["cgroups_path"].as_str().unwrap_or_default().to_string();
+
+        let log = LogWriter::open(&paths.log(&id), args.log_max_size)
+            .map_err(|e| format!("{}: {e}", paths.log(&id).display()))?;
+
+        let (sig_r, sig_w) = pipe()?;
+        nix::fcntl::fcntl(&sig_w, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
+            .map_err(|e| format!("fcntl: {e}"))?;
+        SIGCHLD_FD.store(sig_w.as_raw_fd(), Ordering::Relaxed);
+        // Leaked on purpose: the handler writes to it for the shim's lifetime.
+        std::mem::forget(sig_w);
+        set_signal(Signal::SIGCHLD, SigHandler::Handler(on_sigchld));
+        // The container inherits our dispositions: it must get SIGPIPE's
+        // default (Rust ignores it at start-up) and a clean SIGTERM/SIGINT.
+        set_signal(Signal::SIGPIPE, SigHandler::SigDfl);
+
+        let run_dir = paths.run_dir(&id);
+        fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        let sock = paths.socket(&id);
+        let _ = fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+        listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+
+        let mut builder = ContainerBuilder::new(id.clone(), SyscallType::default())
+            .with_root_path(paths.runtime_root())
+            .map_err(|e| e.to_string())?
+            .with_executor(SkiffExecutor);
+        let (out, err, stdin, pty) = if tty {
+            let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
+            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
+            builder = builder
+                .with_stdin(dup(&pty.slave)?)
+                .with_stdout(dup(&pty.slave)?)
+                .with_stderr(pty.slave);
+            let master = pty.master;
+            let out = File::from(dup(&master)?);
+            let stdin = interactive.then(|| dup(&master)).transpose()?.map(File::from);
+            (Some(out), None, stdin, Some(master))
+        } else {
+            let (out_r, out_w) = pipe()?;
+            let (err_r, err_w) = pipe()?;
+            builder = builder.with_stdout(out_w).with_stderr(err_w);
+            let stdin = if interactive {
+                let (in_r, in_w) = pipe()?;
+                builder = builder.with_stdin(in_r);
+                Some(File::from(in_w))
+            } else {
+                let null = File::open("/dev/null").map_err(|e| format!("/dev/null: {e}"))?;
+                builder = builder.with_stdin(OwnedFd::from(null));
+                None
+            };
+            (Some(File::from(out_r)), Some(File::from(err_r)), stdin, None)
+        };
+        let container = builder
+            .as_init(paths.dir(&id))
+            .with_systemd(false)
+            .with_detach(true)
+            .build()
+            .map_err(|e| format!("creating the container: {e}"))?;
+        // Our end of the container's stdio is open; now a closed client must
+        // not kill us.
+        set_signal(Signal::SIGPIPE, SigHandler::SigIgn);
+        let pid = container
+            .pid()
+            .map(|p| Pid::from_raw(p.as_raw()))
+            .ok_or("libcontainer reported no init pid")?;
+
+        let mut shim = Shim {
+            id,
+            paths,
+            state,
+            log,
+            container,
+            pid,
+            cgroups_path,
+            auto_remove,
+            started: false,
+            out,
+            err,
+            out_lines: LineBuffer::default(),
+            err_lines: LineBuffer::default(),
+            stdin,
+            pty,
+            sigchld: File::from(sig_r),
+            listener,
+            clients: Vec::new(),
+        };
+        ready.send(&format!("ok {pid}"));
+        if !args.wait_start {
+            Ready::close();
+            shim.start()?;
+        }
+        Ok(shim)
+    }
+
+    fn start(&mut self) -> Result<(), String> {
+        if self.started {
+            return Ok(());
+        }
+        self.started = true;
+        self.container.start().map_err(|e| format!("starting the container: {e}"))?;
+        if let Err(e) = self.state.set_running(&self.id, self.pid.as_raw(), Utc::now()) {
+            tracing::warn!("recording the start: {e}");
+        }
+        Ok(())
+    }
+
+    /// The poll loop; returns the container's exit code.
+    fn supervise(&mut self, ready: &mut Ready) -> i32 {
+        let mut exit: Option<i32> = None;
+        let mut drain_until: Option<Instant> = None;
+        // Under --wait-start, the spawner's stdout pipe tells us if it died
+        // before attaching: then start anyway (docker keeps such containers).
+        let mut spawner = if self.started { None } else { Some(io::stdout()) };
+        loop {
+            if let Some(until) = drain_until {
+                if (self.out.is_none() && self.err.is_none()) || Instant::now() >= until {
+                    break;
+                }
+            }
+            let timeout = match drain_until {
+                Some(until) => PollTimeout::try_from(until.saturating_duration_since(Instant::now()))
+                    .unwrap_or(PollTimeout::ZERO),
+                None => PollTimeout::NONE,
+            };
+            let revents = {
+                let mut fds = vec![
+                    PollFd::new(self.sigchld.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.listener.as_fd(), PollFlags::POLLIN),
+                ];
+                let out_fd = self.out.as_ref().map(|f| f.as_fd());
+                let err_fd = self.err.as_ref().map(|f| f.as_fd());
+                let spawner_fd = spawner.as_ref().map(|s| s.as_fd());
+                for fd in [out_fd, err_fd, spawner_fd] {
+                    // A closed slot polls nothing (fd -1 is ignored by poll).
+                    fds.push(match fd {
+                        Some(fd) => PollFd::new(fd, PollFlags::POLLIN),
+                        None => PollFd::new(self.sigchld.as_fd(), PollFlags::empty()),
+                    });
+                }
+                for c in &self.clients {
+                    let mut flags = PollFlags::POLLIN;
+                    if !c.out.is_empty() {
+                        flags |= PollFlags::POLLOUT;
+                    }
+                    fds.push(PollFd::new(c.stream.as_fd(), flags));
+                }
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => {
+                        tracing::error!("poll: {e}");
+                        break;
+                    }
+                }
+                fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect::<Vec<_>>()
+            };
+            let ready_in = |f: PollFlags| f.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR);
+            if ready_in(revents[0]) {
+                let mut buf = [0u8; 64];
+                let _ = self.sigchld.read(&mut buf);
+                if let Some(code) = self.reap() {
+                    exit.get_or_insert(code);
+                    drain_until.get_or_insert(Instant::now() + DRAIN);
+                }
+            }
+            if ready_in(revents[2]) {
+                self.copy_output(Stream::Stdout);
+            }
+            if ready_in(revents[3]) {
+                self.copy_output(Stream::Stderr);
+            }
+            if spawner.is_some() && revents[4].intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+                spawner = None;
+                if let Err(e) = self.start() {
+                    tracing::error!("{e}");
+                }
+            }
+            for (i, c) in self.clients.iter_mut().enumerate() {
+                let ev = revents.get(5 + i).copied().unwrap_or(PollFlags::empty());
+                if ev.contains(PollFlags::POLLOUT) {
+                    flush(c);
+                }
+                if ready_in(ev) {
+                    read_client(c);
+                }
+            }
+            self.serve_clients();
+            if ready_in(revents[1]) {
+                self.accept();
+            }
+            if self.started && spawner.is_some() {
+                spawner = None;
+                ready.0 = None;
+                Ready::close();
+            }
+        }
+        exit.unwrap_or(255)
+    }
+
+    /// Reap children; the container's init gives its exit code.
+    fn reap(&mut self) -> Option<i32> {
+        let mut code = None;
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, c)) if pid == self.pid => code = Some(c),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.pid => code = Some(128 + sig as i32),
+                Ok(WaitStatus::StillAlive) | Err(_) => return code,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    fn copy_output(&mut self, stream: Stream) {
+        let (file, lines) = match stream {
+            Stream::Stdout => (&mut self.out, &mut self.out_lines),
+            Stream::Stderr => (&mut self.err, &mut self.err_lines),
+        };
+        let Some(f) = file.as_mut() else { return };
+        let mut buf = [0u8; 32 * 1024];
+        let (data, eof) = match f.read(&mut buf) {
+            Ok(0) => (Vec::new(), true),
+            Ok(n) => (buf[..n].to_vec(), false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return,
+            // EIO: the pty's last slave closed.
+            Err(_) => (Vec::new(), true),
+        };
+        let mut out = lines.push(&data);
+        if eof {
+            *file = None;
+            out.extend(lines.finish());
+        }
+        for (partial, text) in out {
+            if let Err(e) = self.log.write_line(stream, partial, &text) {
+                tracing::warn!("writing the log: {e}");
+            }
+        }
+        if !data.is_empty() {
+            let kind = match stream {
+                Stream::Stdout => proto::STDOUT,
+                Stream::Stderr => proto::STDERR,
+            };
+            let frame = proto::frame(kind, &data);
+            for c in self.clients.iter_mut().filter(|c| c.mode == Mode::Attached) {
+                c.out.extend_from_slice(&frame);
+                if c.out.len() > CLIENT_BUFFER {
+                    c.dead = true;
+                }
+                flush(c);
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        while let Ok((stream, _)) = self.listener.accept() {
+            if stream.set_nonblocking(true).is_ok() {
+                self.clients.push(Client {
+                    stream,
+                    inbuf: Vec::new(),
+                    out: Vec::new(),
+                    mode: Mode::New,
+                    stdin: false,
+                    closing: false,
+                    dead: false,
+                });
+            }
+        }
+    }
+
+    /// Act on what clients sent: request lines, stdin frames.
+    fn serve_clients(&mut self) {
+        let mut start = false;
+        for i in 0..self.clients.len() {
+            if self.clients[i].mode == Mode::New {
+                let Some(nl) = self.clients[i].inbuf.iter().position(|&b| b == b'\n') else {
+                    continue;
+                };
+                let line: Vec<u8> = self.clients[i].inbuf.drain(..=nl).collect();
+                let req = Request::parse(&String::from_utf8_lossy(&line));
+                let reply = self.handle(i, req, &mut start);
+                let c = &mut self.clients[i];
+                if let Some(reply) = reply {
+                    c.out.extend_from_slice(reply.as_bytes());
+                    c.out.push(b'\n');
+                    c.closing = true;
+                }
+                flush(c);
+            }
+            if self.clients[i].stdin {
+                self.feed_stdin(i);
+            }
+        }
+        if start {
+            if let Err(e) = self.start() {
+                tracing::error!("{e}");
+            }
+        }
+        self.clients.retain(|c| !c.dead && !(c.closing && c.out.is_empty()));
+    }
+
+    fn handle(&mut self, i: usize, req: Option<Request>, start: &mut bool) -> Option<String> {
+        match req {
+            Some(Request::Attach { start: s, stdin }) => {
+                // One stdin owner at a time.
+                let owns = c_stdin(stdin, &self.stdin, &self.clients, i);
+                let c = &mut self.clients[i];
+                c.mode = Mode::Attached;
+                c.stdin = owns;
+                *start |= s;
+                None
+            }
+            Some(Request::Wait) => {
+                self.clients[i].mode = Mode::Waiter;
+                None
+            }
+            Some(Request::Signal(n)) => Some(match Signal::try_from(n) {
+                Ok(sig) => match nix::sys::signal::kill(self.pid, sig) {
+                    Ok(()) => "ok".into(),
+                    Err(e) => format!("error {e}"),
+                },
+                Err(_) => format!("error invalid signal {n}"),
+            }),
+            Some(Request::Resize { rows, cols }) => Some(match &self.pty {
+                Some(master) => match resize(master, rows, cols) {
+                    Ok(()) => "ok".into(),
+                    Err(e) => format!("error {e}"),
+                },
+                None => "error the container has no terminal".into(),
+            }),
+            Some(Request::State) => {
+                let status = if self.started { "running" } else { "created" };
+                Some(format!("{status} {}", self.pid))
+            }
+            None => Some("error bad request".into()),
+        }
+    }
+
+    fn feed_stdin(&mut self, i: usize) {
+        while let Some((kind, payload)) = proto::take_frame(&mut self.clients[i].inbuf) {
+            if kind != proto::STDIN {
+                continue;
+            }
+            let close = payload.is_empty()
+                || self.stdin.as_mut().is_some_and(|w| w.write_all(&payload).is_err());
+            if close {
+                // End of input (a pty keeps its master: only the pipe closes).
+                if self.pty.is_none() {
+                    self.stdin = None;
+                }
+                self.clients[i].stdin = false;
+            }
+        }
+        if self.clients[i].dead && self.pty.is_none() {
+            // The client holding stdin went away: the container sees EOF.
+            self.stdin = None;
+        }
+    }
+
+    /// Record the exit, release everything, tell the clients, and go.
+    fn finish(mut self, code: i32) {
+        let oom = cgpath::oom_killed(&self.cgroups_path);
+        if let Err(e) = self.container.delete(true) {
+            tracing::warn!("deleting the container from libcontainer: {e}");
+        }
+        if let Err(e) = rootfs::unmount(&self.paths.rootfs(&self.id)) {
+            tracing::warn!("{e}");
+        }
+        if let Err(e) = self.state.set_exited(&self.id, code, Utc::now(), oom) {
+            tracing::error!("recording the exit: {e}");
+        }
+        if self.auto_remove {
+            let dir = self.paths.dir(&self.id);
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                tracing::warn!("{}: {e}", dir.display());
+            }
+            if let Err(e) = self.state.remove(&self.id) {
+                tracing::warn!("{e}");
+            }
+        }
+        let _ = fs::remove_dir_all(self.paths.run_dir(&self.id));
+        let frame = proto::frame(proto::EXIT, &code.to_be_bytes());
+        for c in &mut self.clients {
+            if matches!(c.mode, Mode::Attached | Mode::Waiter) {
+                c.out.extend_from_slice(&frame);
+            }
+            let _ = c.stream.set_nonblocking(false);
+            let _ = c.stream.set_write_timeout(Some(Duration::from_secs(5)));
+            let _ = c.stream.write_all(&c.out);
+        }
+    }
+}
+
+fn c_stdin(want: bool, stdin: &Option<File>, clients: &[Client], me: usize) -> bool {
+    want && stdin.is_some() && !clients.iter().enumerate().any(|(j, o)| j != me && o.stdin)
+}
+
+fn flush(c: &mut Client) {
+    while !c.out.is_empty() {
+        match c.stream.write(&c.out) {
+            Ok(0) => {
+                c.dead = true;
+                return;
+            }
+            Ok(n) => {
+                c.out.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => {
+                c.dead = true;
+                return;
+            }
+        }
+    }
+}
+
+fn read_client(c: &mut Client) {
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match c.stream.read(&mut buf) {
+            Ok(0) => {
+                c.dead = true;
+                return;
+            }
+            Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                c.dead = true;
+                return;
+            }
+        }
+    }
+}
+
+fn resize(master: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
+    let ws = nix::libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize struct that outlives the call.
+    let rc = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

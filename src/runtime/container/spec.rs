@@ -1,0 +1,296 @@
+//! The OCI runtime spec of a container: the image's config (entrypoint, cmd,
+//! env, working dir, user) overridden by the run options, on top of Docker's
+//! defaults (see defaults.rs).
+
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+use serde_json::{json, Value};
+
+use super::defaults;
+use super::options::{Network, RunOptions};
+use super::user::Identity;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("no command specified")]
+    NoCommand,
+    #[error("the generated runtime spec is invalid: {0}")]
+    Invalid(#[from] serde_json::Error),
+}
+
+/// The parts of an image's `config` a container uses.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageProcess {
+    pub entrypoint: Vec<String>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub user: String,
+}
+
+impl ImageProcess {
+    /// Read from the `config` object of an image config blob (any field may
+    /// be missing or null).
+    pub fn from_config(config: &Value) -> ImageProcess {
+        let strings = |key: &str| -> Vec<String> {
+            config
+                .get(key)
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .unwrap_or_default()
+        };
+        let string = |key: &str| config.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        ImageProcess {
+            entrypoint: strings("Entrypoint"),
+            cmd: strings("Cmd"),
+            env: strings("Env"),
+            workdir: string("WorkingDir"),
+            user: string("User"),
+        }
+    }
+}
+
+/// The command line docker would run: `--entrypoint` replaces the image's
+/// entrypoint and drops its cmd; a command given on the command line
+/// replaces the image's cmd.
+pub fn command(image: &ImageProcess, opts: &RunOptions) -> Result<Vec<String>, SpecError> {
+    let (entrypoint, default_cmd) = match &opts.entrypoint {
+        Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
+        Some(e) => (vec![e.clone()], Vec::new()),
+        None => (image.entrypoint.clone(), image.cmd.clone()),
+    };
+    let cmd = if opts.cmd.is_empty() { default_cmd } else { opts.cmd.clone() };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    Ok(args)
+}
+
+/// Merge `K=V` lists: later keys replace earlier ones, order of first
+/// appearance kept.
+pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for kv in base.iter().chain(overrides) {
+        let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
+        match out.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key) {
+            Some(slot) => *slot = kv.clone(),
+            None => out.push(kv.clone()),
+        }
+    }
+    out
+}
+
+/// Everything the spec needs that is not in the image or the options.
+pub struct SpecInputs<'a> {
+    pub image: &'a ImageProcess,
+    pub opts: &'a RunOptions,
+    pub identity: &'a Identity,
+    pub hostname: &'a str,
+    pub rootfs: &'a Path,
+    pub cgroups_path: &'a str,
+    /// Files skiff writes per container and binds in: (host path, container path).
+    pub etc_files: &'a [(String, String)],
+    /// The host's hard RLIMIT_NOFILE: never ask for more (root may lack
+    /// CAP_SYS_RESOURCE).
+    pub nofile_hard: u64,
+}
+
+/// Docker's default open-file limit, clamped to what the host allows.
+const NOFILE: u64 = 1_048_576;
+
+pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
+    let opts = input.opts;
+    let args = command(input.image, opts)?;
+    let mut base_env = vec![format!("PATH={}", defaults::DEFAULT_PATH)];
+    base_env.extend(input.image.env.iter().cloned());
+    let mut env = merge_env(&base_env, &[format!("HOSTNAME={}", input.hostname)]);
+    if opts.tty {
+        env = merge_env(&env, &["TERM=xterm".to_string()]);
+    }
+    env = merge_env(&env, &opts.env);
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", input.identity.home));
+    }
+    let cwd = opts
+        .workdir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| input.image.workdir.clone());
+    let cwd = if cwd.is_empty() { "/".to_string() } else { super::options::clean_path(&cwd) };
+    let nofile = NOFILE.min(input.nofile_hard);
+    let caps = defaults::CAPABILITIES;
+
+    let mut mounts = defaults::mounts();
+    for t in &opts.tmpfs {
+        mounts.push(defaults::tmpfs(t));
+    }
+    for (src, dst) in input.etc_files {
+        mounts.push(defaults::bind(src, dst, false));
+    }
+    for b in &opts.binds {
+        mounts.push(defaults::bind(&b.source.to_string_lossy(), &b.destination, b.read_only));
+    }
+
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    match opts.network() {
+        Network::None => namespaces.push(json!({"type": "network"})),
+        Network::Host => {}
+        Network::Join(path) => namespaces.push(json!({"type": "network", "path": path})),
+    }
+
+    let mut resources = json!({});
+    if let Some(limit) = opts.memory {
+        resources["memory"] = json!({"limit": limit});
+    }
+    if let Some(cpus) = opts.cpus {
+        let period: u64 = 100_000;
+        resources["cpu"] = json!({"quota": (cpus * period as f64).round() as i64, "period": period});
+    }
+    if let Some(pids) = opts.pids_limit {
+        resources["pids"] = json!({"limit": pids});
+    }
+
+    let spec = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": opts.tty,
+            "user": {
+                "uid": input.identity.uid,
+                "gid": input.identity.gid,
+                "additionalGids": input.identity.additional_gids,
+            },
+            "args": args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {
+                "bounding": caps, "effective": caps, "permitted": caps,
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "noNewPrivileges": true,
+        },
+        "root": {"path": input.rootfs, "readonly": opts.read_only},
+        "hostname": input.hostname,
+        "mounts": mounts,
+        "linux": {
+            "cgroupsPath": input.cgroups_path,
+            "resources": resources,
+            "namespaces": namespaces,
+            "maskedPaths": defaults::MASKED_PATHS,
+            "readonlyPaths": defaults::READONLY_PATHS,
+        },
+    });
+    Ok(serde_json::from_value(spec)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::container::options::Bind;
+
+    fn image() -> ImageProcess {
+        ImageProcess {
+            entrypoint: vec![],
+            cmd: vec!["sh".into()],
+            env: vec!["PATH=/bin".into(), "A=image".into()],
+            workdir: "/srv".into(),
+            user: String::new(),
+        }
+    }
+
+    fn identity() -> Identity {
+        Identity { uid: 0, gid: 0, additional_gids: vec![], home: "/root".into() }
+    }
+
+    fn spec_json(opts: &RunOptions) -> Value {
+        let img = image();
+        let id = identity();
+        let spec = build(&SpecInputs {
+            image: &img,
+            opts,
+            identity: &id,
+            hostname: "abc",
+            rootfs: Path::new("/r"),
+            cgroups_path: "/skiff/abc",
+            etc_files: &[],
+            nofile_hard: 4096,
+        })
+        .unwrap();
+        serde_json::to_value(spec).unwrap()
+    }
+
+    #[test]
+    fn command_rules() {
+        let mut img = image();
+        img.entrypoint = vec!["/entry".into()];
+        let mut opts = RunOptions::default();
+        assert_eq!(command(&img, &opts).unwrap(), ["/entry", "sh"]);
+        opts.cmd = vec!["echo".into(), "hi".into()];
+        assert_eq!(command(&img, &opts).unwrap(), ["/entry", "echo", "hi"]);
+        opts.entrypoint = Some("ls".into());
+        opts.cmd.clear();
+        assert_eq!(command(&img, &opts).unwrap(), ["ls"]);
+        opts.entrypoint = Some(String::new());
+        assert!(matches!(command(&img, &opts), Err(SpecError::NoCommand)));
+    }
+
+    #[test]
+    fn env_merge_keeps_order() {
+        let merged = merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=4".into()]);
+        assert_eq!(merged, ["A=1", "B=3", "C=4"]);
+    }
+
+    #[test]
+    fn docker_defaults() {
+        let opts = RunOptions { env: vec!["A=cli".into()], ..Default::default() };
+        let s = spec_json(&opts);
+        let p = &s["process"];
+        let env: Vec<&str> = p["env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        assert_eq!(env, ["PATH=/bin", "A=cli", "HOSTNAME=abc", "HOME=/root"]);
+        assert_eq!(p["cwd"], "/srv");
+        assert_eq!(p["noNewPrivileges"], true);
+        let caps = p["capabilities"]["bounding"].as_array().unwrap();
+        assert!(!caps.iter().any(|c| c == "CAP_MKNOD" || c == "CAP_SYS_ADMIN"));
+        assert_eq!(p["rlimits"][0]["hard"], 4096, "clamped to the host's hard limit");
+        let ns: Vec<&str> = s["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        assert!(ns.contains(&"network") && ns.contains(&"pid") && ns.contains(&"cgroup"));
+        assert!(s["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
+        assert_eq!(s["root"]["readonly"], false);
+        assert_eq!(s["linux"]["cgroupsPath"], "/skiff/abc");
+    }
+
+    #[test]
+    fn options_reach_the_spec() {
+        let opts = RunOptions {
+            memory: Some(32 << 20),
+            cpus: Some(0.5),
+            pids_limit: Some(20),
+            read_only: true,
+            network: Some(Network::Host),
+            workdir: Some("/tmp/../data".into()),
+            binds: vec![Bind { source: "/h".into(), destination: "/c".into(), read_only: true }],
+            tmpfs: vec!["/scratch".into()],
+            ..Default::default()
+        };
+        let s = spec_json(&opts);
+        let r = &s["linux"]["resources"];
+        assert_eq!(r["memory"]["limit"], 32 << 20);
+        assert_eq!(r["cpu"]["quota"], 50_000);
+        assert_eq!(r["pids"]["limit"], 20);
+        assert_eq!(s["root"]["readonly"], true);
+        assert_eq!(s["process"]["cwd"], "/data");
+        let ns = s["linux"]["namespaces"].as_array().unwrap();
+        assert!(!ns.iter().any(|n| n["type"] == "network"));
+        let mounts = s["mounts"].as_array().unwrap();
+        let bind = mounts.iter().find(|m| m["destination"] == "/c").unwrap();
+        assert!(bind["options"].as_array().unwrap().iter().any(|o| o == "ro"));
+        assert!(mounts.iter().any(|m| m["destination"] == "/scratch" && m["type"] == "tmpfs"));
+    }
+}
