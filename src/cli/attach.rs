@@ -56,9 +56,9 @@ pub fn attach_and_start(
     let mut sock = client::connect(paths, id).context("attaching to the container")?;
     let req = if interactive { "attach start stdin\n" } else { "attach start\n" };
     sock.write_all(req.as_bytes()).context("attaching to the container")?;
-    // The shim starts the container on our request; its readiness pipe is
-    // no longer needed.
-    drop(shim_stdout);
+    // Held until the end: the shim takes its closing as "the CLI died before
+    // attaching" and starts the container without us.
+    let _shim_stdout = shim_stdout;
 
     // Signals go to the container, not to us: block them here (threads
     // spawned below inherit the mask) and wait for them on one thread.

@@ -1,14 +1,36 @@
 //! Talking to a container's shim over its control socket (see shim/proto.rs).
 
 use std::io::{self, BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::shim::proto;
 use super::Paths;
 
+/// Unix socket paths are limited to 107 bytes, which a deep `--run-dir`
+/// plus a 64-character ID can exceed: then reach the socket through an
+/// O_PATH descriptor of its directory (`/proc/self/fd/N/name`), held open
+/// while `f` binds or connects.
+pub fn with_short_path<T>(path: &Path, f: impl FnOnce(&Path) -> io::Result<T>) -> io::Result<T> {
+    if path.as_os_str().len() < 100 {
+        return f(path);
+    }
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return f(path);
+    };
+    let dirfd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_PATH | nix::libc::O_DIRECTORY)
+        .open(dir)?;
+    let short = PathBuf::from(format!("/proc/self/fd/{}", dirfd.as_raw_fd())).join(name);
+    f(&short)
+}
+
 pub fn connect(paths: &Paths, id: &str) -> io::Result<UnixStream> {
-    UnixStream::connect(paths.socket(id))
+    with_short_path(&paths.socket(id), |p| UnixStream::connect(p))
 }
 
 /// Send a one-line request and read the one-line answer.

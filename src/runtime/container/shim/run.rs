@@ -28,7 +28,7 @@ use super::ShimArgs;
 use crate::runtime::container::executor::SkiffExecutor;
 use crate::runtime::container::logs::{LineBuffer, LogWriter, Stream};
 use crate::runtime::container::state::State;
-use crate::runtime::container::{cgpath, rootfs, Paths};
+use crate::runtime::container::{cgpath, client, rootfs, Paths};
 
 /// The write end of the SIGCHLD self-pipe, for the signal handler.
 static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
@@ -171,7 +171,8 @@ impl Shim {
         fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
         let sock = paths.socket(&id);
         let _ = fs::remove_file(&sock);
-        let listener = UnixListener::bind(&sock).map_err(|e| format!("{}: {e}", sock.display()))?;
+        let listener = client::with_short_path(&sock, |p| UnixListener::bind(p))
+            .map_err(|e| format!("{}: {e}", sock.display()))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
 
         let mut builder = ContainerBuilder::new(id.clone(), SyscallType::default())
