@@ -8,13 +8,19 @@ mod support;
 use containers::Engine;
 use support::{stderr, stdout};
 
-
 #[test]
 fn memory_limit_kills_and_records_oom() {
     let e = Engine::new();
     // Holds 100 MB in a shell variable: far past the 32 MiB limit.
     let out = e.err(&[
-        "run", "--name", "hog", "--memory", "32m", "busybox", "sh", "-c",
+        "run",
+        "--name",
+        "hog",
+        "--memory",
+        "32m",
+        "busybox",
+        "sh",
+        "-c",
         "x=$(head -c 100000000 /dev/zero | tr '\\0' x); echo survived ${#x}",
     ]);
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
@@ -29,26 +35,52 @@ fn memory_limit_kills_and_records_oom() {
 #[test]
 fn pids_limit_contains_a_fork_bomb() {
     let e = Engine::new();
-    let id = e.ok(&["run", "-d", "--pids-limit", "20", "busybox", "sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 1000"]);
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--pids-limit",
+        "20",
+        "busybox",
+        "sh",
+        "-c",
+        "bomb() { bomb | bomb & }; bomb; sleep 1000",
+    ]);
     let id = id.trim();
     // The kernel refuses forks past the limit and counts them in pids.events.
     let dir = ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"]
         .iter()
-        .map(|r| std::path::Path::new(r).join(e.cgroup_parent.trim_start_matches('/')).join(id))
+        .map(|r| {
+            std::path::Path::new(r)
+                .join(e.cgroup_parent.trim_start_matches('/'))
+                .join(id)
+        })
         .find(|p| p.join("pids.max").exists())
         .expect("the container's pids cgroup");
-    assert_eq!(std::fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "20");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("pids.max"))
+            .unwrap()
+            .trim(),
+        "20"
+    );
     let mut refused = 0;
     for _ in 0..300 {
         let events = std::fs::read_to_string(dir.join("pids.events")).unwrap_or_default();
-        refused = events.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
+        refused = events
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
         if refused > 0 {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(refused > 0, "the fork bomb never hit the limit");
-    let current: u32 = std::fs::read_to_string(dir.join("pids.current")).unwrap().trim().parse().unwrap();
+    let current: u32 = std::fs::read_to_string(dir.join("pids.current"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
     assert!(current <= 20, "{current} processes under a limit of 20");
     e.ok(&["rm", "-f", id]);
     e.assert_clean();
@@ -61,15 +93,54 @@ fn cannot_see_host_or_escalate() {
     let ps = e.ok(&["run", "--rm", "busybox", "ps", "-o", "pid"]);
     assert_eq!(ps.lines().count(), 2, "header + ps itself: {ps}");
     // No device creation (no CAP_MKNOD).
-    let out = e.err(&["run", "--rm", "busybox", "mknod", "/tmp/null2", "c", "1", "3"]);
-    assert!(stderr(&out).contains("Operation not permitted"), "{}", stderr(&out));
+    let out = e.err(&[
+        "run",
+        "--rm",
+        "busybox",
+        "mknod",
+        "/tmp/null2",
+        "c",
+        "1",
+        "3",
+    ]);
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
     // /proc/sys stays read-only.
-    e.err(&["run", "--rm", "busybox", "mount", "-o", "remount,rw", "/proc/sys"]);
-    let out = e.err(&["run", "--rm", "busybox", "sh", "-c", "echo x > /proc/sys/kernel/hostname"]);
-    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    e.err(&[
+        "run",
+        "--rm",
+        "busybox",
+        "mount",
+        "-o",
+        "remount,rw",
+        "/proc/sys",
+    ]);
+    let out = e.err(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /proc/sys/kernel/hostname",
+    ]);
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
     // No module loading: CAP_SYS_MODULE (16), CAP_SYS_ADMIN (21) and
     // CAP_MKNOD (27) are outside even the bounding set.
-    let status = e.ok(&["run", "--rm", "busybox", "grep", "CapBnd", "/proc/self/status"]);
+    let status = e.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "grep",
+        "CapBnd",
+        "/proc/self/status",
+    ]);
     let hex = status.split_whitespace().last().unwrap();
     let caps = u64::from_str_radix(hex, 16).unwrap();
     for bit in [16, 21, 27] {
@@ -77,7 +148,14 @@ fn cannot_see_host_or_escalate() {
     }
     e.err(&["run", "--rm", "busybox", "insmod", "/bin/busybox"]);
     // no_new_privs.
-    let nnp = e.ok(&["run", "--rm", "busybox", "grep", "NoNewPrivs", "/proc/self/status"]);
+    let nnp = e.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "grep",
+        "NoNewPrivs",
+        "/proc/self/status",
+    ]);
     assert!(nnp.trim().ends_with('1'), "{nnp}");
     // --network none: only lo.
     let links = e.ok(&["run", "--rm", "busybox", "ls", "/sys/class/net"]);

@@ -11,15 +11,24 @@ use support::{stderr, stdout};
 #[test]
 fn echo_hello_and_exit_codes() {
     let e = Engine::new();
-    assert_eq!(e.ok(&["run", "--rm", "busybox", "echo", "hello"]), "hello\n");
-    let out = e.err(&["run", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(
+        e.ok(&["run", "--rm", "busybox", "echo", "hello"]),
+        "hello\n"
+    );
+    let out = e.err(&[
+        "run",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stdout(&out), "out\n");
     assert_eq!(stderr(&out), "err\n");
     // The exited container stays, with its code.
     let ps = e.ok(&["ps", "-a"]);
     assert!(ps.contains("Exited (3)"), "{ps}");
-    e.ok(&["rm", &e.ok(&["ps", "-aq"]).trim().to_string()]);
+    e.ok(&["rm", e.ok(&["ps", "-aq"]).trim()]);
     e.assert_clean();
 }
 
@@ -42,13 +51,40 @@ fn env_user_workdir_entrypoint() {
     let env_file = e.dir.path().join("env");
     std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n").unwrap();
     let out = e.ok(&[
-        "run", "--rm", "-e", "A=1", "--env-file", env_file.to_str().unwrap(), "-w", "/tmp", "-u", "nobody",
-        "busybox", "sh", "-c", "echo $A $FROM_FILE $(pwd) $(id -u) $(id -g) $HOME",
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-w",
+        "/tmp",
+        "-u",
+        "nobody",
+        "busybox",
+        "sh",
+        "-c",
+        "echo $A $FROM_FILE $(pwd) $(id -u) $(id -g) $HOME",
     ]);
     assert_eq!(out, "1 yes /tmp 65534 65534 /nonexistent\n");
-    assert_eq!(e.ok(&["run", "--rm", "--entrypoint", "echo", "busybox", "via", "entrypoint"]), "via entrypoint\n");
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "--entrypoint",
+            "echo",
+            "busybox",
+            "via",
+            "entrypoint"
+        ]),
+        "via entrypoint\n"
+    );
     let out = e.err(&["run", "--rm", "-u", "nosuchuser", "busybox", "true"]);
-    assert!(stderr(&out).contains("unable to find user nosuchuser"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unable to find user nosuchuser"),
+        "{}",
+        stderr(&out)
+    );
     e.assert_clean();
 }
 
@@ -56,9 +92,22 @@ fn env_user_workdir_entrypoint() {
 fn read_only_rootfs_refuses_writes() {
     let e = Engine::new();
     let out = e.err(&["run", "--rm", "--read-only", "busybox", "touch", "/x"]);
-    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
     // --tmpfs gives a writable place, and without --read-only / is writable.
-    e.ok(&["run", "--rm", "--read-only", "--tmpfs", "/scratch", "busybox", "touch", "/scratch/x"]);
+    e.ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "touch",
+        "/scratch/x",
+    ]);
     e.ok(&["run", "--rm", "busybox", "touch", "/x"]);
     e.assert_clean();
 }
@@ -70,11 +119,27 @@ fn bind_mounts_and_read_only_binds() {
     std::fs::create_dir(&host).unwrap();
     std::fs::write(host.join("in"), "from host").unwrap();
     let rw = format!("{}:/data", host.display());
-    assert_eq!(e.ok(&["run", "--rm", "-v", &rw, "busybox", "sh", "-c", "cat /data/in; echo out > /data/out"]), "from host");
+    assert_eq!(
+        e.ok(&[
+            "run",
+            "--rm",
+            "-v",
+            &rw,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/in; echo out > /data/out"
+        ]),
+        "from host"
+    );
     assert_eq!(std::fs::read_to_string(host.join("out")).unwrap(), "out\n");
     let ro = format!("{}:/data:ro", host.display());
     let out = e.err(&["run", "--rm", "-v", &ro, "busybox", "touch", "/data/new"]);
-    assert!(stderr(&out).contains("Read-only file system"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!host.join("new").exists());
     e.assert_clean();
 }

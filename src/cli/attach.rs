@@ -26,7 +26,8 @@ impl RawMode {
         };
         let mut raw = saved.clone();
         nix::sys::termios::cfmakeraw(&mut raw);
-        let _ = nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw);
+        let _ =
+            nix::sys::termios::tcsetattr(stdin.as_fd(), nix::sys::termios::SetArg::TCSANOW, &raw);
         RawMode(Some(saved))
     }
 }
@@ -34,13 +35,22 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         if let Some(saved) = &self.0 {
-            let _ = nix::sys::termios::tcsetattr(std::io::stdin().as_fd(), nix::sys::termios::SetArg::TCSANOW, saved);
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin().as_fd(),
+                nix::sys::termios::SetArg::TCSANOW,
+                saved,
+            );
         }
     }
 }
 
 fn window_size() -> Option<(u16, u16)> {
-    let mut ws = nix::libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    let mut ws = nix::libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCGWINSZ fills the winsize struct we pass.
     let rc = unsafe { nix::libc::ioctl(0, nix::libc::TIOCGWINSZ, &mut ws) };
     (rc == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
@@ -54,8 +64,13 @@ pub fn attach_and_start(
     shim_stdout: Option<ChildStdout>,
 ) -> anyhow::Result<i32> {
     let mut sock = client::connect(paths, id).context("attaching to the container")?;
-    let req = if interactive { "attach start stdin\n" } else { "attach start\n" };
-    sock.write_all(req.as_bytes()).context("attaching to the container")?;
+    let req = if interactive {
+        "attach start stdin\n"
+    } else {
+        "attach start\n"
+    };
+    sock.write_all(req.as_bytes())
+        .context("attaching to the container")?;
     // Held until the end: the shim takes its closing as "the CLI died before
     // attaching" and starts the container without us.
     let _shim_stdout = shim_stdout;
@@ -63,7 +78,13 @@ pub fn attach_and_start(
     // Signals go to the container, not to us: block them here (threads
     // spawned below inherit the mask) and wait for them on one thread.
     let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGWINCH] {
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGWINCH,
+    ] {
         set.add(s);
     }
     set.thread_block().context("blocking signals")?;

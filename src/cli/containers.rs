@@ -133,7 +133,8 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     let lookup = |k: &str| std::env::var(k).ok();
     let mut env = Vec::new();
     for f in &args.env_file {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
         env.extend(options::parse_env_file(&text, lookup)?);
     }
     for e in &args.env {
@@ -146,9 +147,17 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         user: args.user.clone(),
         entrypoint: args.entrypoint.clone(),
         cmd: args.command.clone(),
-        binds: args.volume.iter().map(|v| Bind::parse(v)).collect::<Result<_, _>>()?,
+        binds: args
+            .volume
+            .iter()
+            .map(|v| Bind::parse(v))
+            .collect::<Result<_, _>>()?,
         tmpfs: args.tmpfs.clone(),
-        memory: args.memory.as_deref().map(options::parse_memory).transpose()?,
+        memory: args
+            .memory
+            .as_deref()
+            .map(options::parse_memory)
+            .transpose()?,
         cpus: args.cpus.as_deref().map(options::parse_cpus).transpose()?,
         pids_limit: args.pids_limit.map(options::check_pids_limit).transpose()?,
         read_only: args.read_only,
@@ -167,7 +176,9 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
         options::check_name(name)?;
     }
     let log_max_size = match &args.log_max_size {
-        Some(s) => options::parse_memory(s).map(|n| n as u64).or_else(|_| s.parse::<u64>())
+        Some(s) => options::parse_memory(s)
+            .map(|n| n as u64)
+            .or_else(|_| s.parse::<u64>())
             .with_context(|| format!("invalid --log-max-size {s:?}"))?,
         None => DEFAULT_LOG_MAX_SIZE,
     };
@@ -185,7 +196,11 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
             eprintln!("Unable to find image '{}' locally", args.image);
             images::pull(
                 root,
-                images::PullArgs { image: args.image.clone(), registries: args.registries.clone(), quiet: true },
+                images::PullArgs {
+                    image: args.image.clone(),
+                    registries: args.registries.clone(),
+                    quiet: true,
+                },
             )
             .with_context(|| format!("pulling {}", args.image))?;
             create::create(&paths, &store, request(opts))?
@@ -196,7 +211,13 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
         println!("{}", created.id);
         return Ok(ExitCode::SUCCESS);
     }
-    let code = super::attach::attach_and_start(&paths, &created.id, args.interactive, args.tty, created.shim_stdout)?;
+    let code = super::attach::attach_and_start(
+        &paths,
+        &created.id,
+        args.interactive,
+        args.tty,
+        created.shim_stdout,
+    )?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
@@ -221,7 +242,10 @@ pub(crate) fn human_duration(d: chrono::Duration) -> String {
 fn status_text(r: &Record, now: DateTime<Utc>) -> String {
     match r.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", human_duration(now - r.started_at.unwrap_or(r.created))),
+        Status::Running => format!(
+            "Up {}",
+            human_duration(now - r.started_at.unwrap_or(r.created))
+        ),
         Status::Exited => format!(
             "Exited ({}) {} ago",
             r.exit_code.unwrap_or(lifecycle::UNKNOWN_EXIT),
@@ -258,7 +282,15 @@ pub fn ps(root: &Path, run_dir: &Path, args: PsArgs) -> anyhow::Result<()> {
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)
-        .set_header(["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]);
+        .set_header([
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ]);
     for r in &rows {
         table.add_row([
             short_id(&r.id).to_string(),
@@ -317,10 +349,15 @@ pub fn kill(root: &Path, run_dir: &Path, args: KillArgs) -> anyhow::Result<()> {
 pub(crate) fn parse_signal(s: &str) -> anyhow::Result<nix::sys::signal::Signal> {
     use std::str::FromStr;
     if let Ok(n) = s.parse::<i32>() {
-        return nix::sys::signal::Signal::try_from(n).with_context(|| format!("invalid signal {s}"));
+        return nix::sys::signal::Signal::try_from(n)
+            .with_context(|| format!("invalid signal {s}"));
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     nix::sys::signal::Signal::from_str(&name).with_context(|| format!("invalid signal {s}"))
 }
 
@@ -336,8 +373,12 @@ pub fn rm(root: &Path, run_dir: &Path, args: RmArgs) -> anyhow::Result<()> {
 /// One container in the shape of `docker inspect`.
 fn inspect_one(paths: &Paths, r: &Record) -> Value {
     let o = &r.config["options"];
-    let time = |t: Option<DateTime<Utc>>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
-    let snapshots = r.config["snapshots"].as_array().cloned().unwrap_or_default();
+    let time =
+        |t: Option<DateTime<Utc>>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
+    let snapshots = r.config["snapshots"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let lower: Vec<&str> = snapshots.iter().rev().filter_map(Value::as_str).collect();
     let dir = paths.dir(&r.id);
     json!({
@@ -426,17 +467,29 @@ mod tests {
 
     #[test]
     fn durations_and_commands() {
-        assert_eq!(human_duration(chrono::Duration::seconds(0)), "Less than a second");
+        assert_eq!(
+            human_duration(chrono::Duration::seconds(0)),
+            "Less than a second"
+        );
         assert_eq!(human_duration(chrono::Duration::seconds(5)), "5 seconds");
-        assert_eq!(human_duration(chrono::Duration::seconds(90)), "About a minute");
+        assert_eq!(
+            human_duration(chrono::Duration::seconds(90)),
+            "About a minute"
+        );
         assert_eq!(human_duration(chrono::Duration::hours(3)), "3 hours");
         assert_eq!(command_text(&["sh".into()]), "\"sh\"");
         assert_eq!(
             command_text(&["sh".into(), "-c".into(), "echo a very long line".into()]),
             "\"sh -c echo a very lo…\""
         );
-        assert_eq!(parse_signal("TERM").unwrap(), nix::sys::signal::Signal::SIGTERM);
-        assert_eq!(parse_signal("9").unwrap(), nix::sys::signal::Signal::SIGKILL);
+        assert_eq!(
+            parse_signal("TERM").unwrap(),
+            nix::sys::signal::Signal::SIGTERM
+        );
+        assert_eq!(
+            parse_signal("9").unwrap(),
+            nix::sys::signal::Signal::SIGKILL
+        );
         assert!(parse_signal("NOPE").is_err());
     }
 }

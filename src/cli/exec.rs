@@ -41,9 +41,14 @@ pub fn exec(root: &Path, run_dir: &Path, debug: bool, args: ExecArgs) -> anyhow:
     // docker exec: the container's environment, then -e.
     let mut env: Vec<String> = rec.config["options"]["env"]
         .as_array()
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
-    let base = crate::runtime::container::spec::ImageProcess::from_config(&rec.config["image_config"]);
+    let base =
+        crate::runtime::container::spec::ImageProcess::from_config(&rec.config["image_config"]);
     env = crate::runtime::container::spec::merge_env(&base.env, &env);
     let lookup = |k: &str| std::env::var(k).ok();
     let mut extra = Vec::new();
@@ -51,7 +56,10 @@ pub fn exec(root: &Path, run_dir: &Path, debug: bool, args: ExecArgs) -> anyhow:
         extra.extend(crate::runtime::container::options::parse_env(e, lookup)?);
     }
     let mut env = crate::runtime::container::spec::merge_env(
-        &[format!("PATH={}", crate::runtime::container::defaults::DEFAULT_PATH)],
+        &[format!(
+            "PATH={}",
+            crate::runtime::container::defaults::DEFAULT_PATH
+        )],
         &crate::runtime::container::spec::merge_env(&env, &extra),
     );
     if args.tty {
@@ -66,7 +74,11 @@ pub fn exec(root: &Path, run_dir: &Path, debug: bool, args: ExecArgs) -> anyhow:
     for e in &env {
         cmd.args(["--env", e]);
     }
-    if let Some(u) = args.user.as_ref().or(rec.config["options"]["user"].as_str().map(String::from).as_ref()) {
+    if let Some(u) = args.user.as_ref().or(rec.config["options"]["user"]
+        .as_str()
+        .map(String::from)
+        .as_ref())
+    {
         cmd.args(["--user", u]);
     }
     if let Some(w) = &args.workdir {

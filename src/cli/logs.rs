@@ -36,19 +36,27 @@ pub(crate) fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTim
         return Ok(t.with_timezone(&Utc));
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num.parse().with_context(|| format!("invalid --since {s:?}"))?;
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("invalid --since {s:?}"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
-        _ => anyhow::bail!("invalid --since {s:?}: expected RFC3339 or a duration like 10s, 5m, 2h"),
+        _ => {
+            anyhow::bail!("invalid --since {s:?}: expected RFC3339 or a duration like 10s, 5m, 2h")
+        }
     };
     Ok(now - chrono::Duration::seconds(secs))
 }
 
 fn print(e: &Entry, timestamps: bool) {
     let line = if timestamps {
-        format!("{} {}\n", crate::runtime::container::state::rfc3339(e.time), e.text)
+        format!(
+            "{} {}\n",
+            crate::runtime::container::state::rfc3339(e.time),
+            e.text
+        )
     } else {
         format!("{}\n", e.text)
     };
@@ -61,7 +69,11 @@ fn print(e: &Entry, timestamps: bool) {
 pub fn logs(root: &Path, run_dir: &Path, args: LogsArgs) -> anyhow::Result<()> {
     let (paths, state) = super::containers::open(root, run_dir)?;
     let rec = state.find(&args.container)?;
-    let since = args.since.as_deref().map(|s| parse_since(s, Utc::now())).transpose()?;
+    let since = args
+        .since
+        .as_deref()
+        .map(|s| parse_since(s, Utc::now()))
+        .transpose()?;
     let tail: Option<usize> = match args.tail.as_str() {
         "all" | "-1" => None,
         n => Some(n.parse().with_context(|| format!("invalid --tail {n:?}"))?),
@@ -82,7 +94,9 @@ pub fn logs(root: &Path, run_dir: &Path, args: LogsArgs) -> anyhow::Result<()> {
     let mut asm = Assembler::default();
     let mut pending = String::new();
     loop {
-        let running = state.get(&rec.id)?.is_some_and(|r| r.status != Status::Exited);
+        let running = state
+            .get(&rec.id)?
+            .is_some_and(|r| r.status != Status::Exited);
         let len = std::fs::metadata(&path).map_or(0, |m| m.len());
         if len < offset {
             // Rotated: the new file starts from zero.

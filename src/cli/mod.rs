@@ -57,7 +57,7 @@ pub enum Command {
     /// Show containers or images as JSON, like `docker inspect`.
     Inspect(images::InspectArgs),
     /// Run a command in a new container.
-    Run(containers::RunArgs),
+    Run(Box<containers::RunArgs>),
     /// List containers.
     Ps(containers::PsArgs),
     /// Show a container's output.
@@ -117,12 +117,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => {
             containers::inspect(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
         }
-        Command::Run(args) => containers::run(&cli.root, &cli.run_dir, cli.debug, args),
-        Command::Ps(args) => containers::ps(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
-        Command::Logs(args) => logs::logs(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
-        Command::Stop(args) => containers::stop(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
-        Command::Kill(args) => containers::kill(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
-        Command::Rm(args) => containers::rm(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS),
+        Command::Run(args) => containers::run(&cli.root, &cli.run_dir, cli.debug, *args),
+        Command::Ps(args) => {
+            containers::ps(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Logs(args) => {
+            logs::logs(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Stop(args) => {
+            containers::stop(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Kill(args) => {
+            containers::kill(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Rm(args) => {
+            containers::rm(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Exec(args) => exec::exec(&cli.root, &cli.run_dir, cli.debug, args),
         Command::Image(cmd) => images::image(&cli.root, cmd).map(|()| ExitCode::SUCCESS),
         Command::Push(args) => transfer::push(&cli.root, args).map(|()| ExitCode::SUCCESS),

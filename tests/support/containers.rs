@@ -53,7 +53,10 @@ pub struct Engine {
 impl Engine {
     /// A fresh root with the busybox image loaded.
     pub fn new() -> Engine {
-        let dir = tempfile::Builder::new().prefix("skiff-ctr-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-ctr-")
+            .tempdir()
+            .expect("temp dir");
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let engine = Engine {
             dir,
@@ -75,9 +78,14 @@ impl Engine {
     /// `skiff --root … --run-dir … ARGS` (with `run` given this test's cgroup parent).
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
-        cmd.arg("--root").arg(self.root()).arg("--run-dir").arg(self.run_dir());
+        cmd.arg("--root")
+            .arg(self.root())
+            .arg("--run-dir")
+            .arg(self.run_dir());
         if args.first() == Some(&"run") {
-            cmd.arg("run").args(["--cgroup-parent", &self.cgroup_parent]).args(&args[1..]);
+            cmd.arg("run")
+                .args(["--cgroup-parent", &self.cgroup_parent])
+                .args(&args[1..]);
         } else {
             cmd.args(args);
         }
@@ -123,7 +131,12 @@ impl Engine {
 
     /// Poll until `pred` holds on the container's inspect output (bounded;
     /// a limit on waiting, not an assertion on time).
-    pub fn wait_for(&self, name: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_for(
+        &self,
+        name: &str,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         for _ in 0..300 {
             let v = self.inspect(name);
             if pred(&v) {
@@ -131,7 +144,10 @@ impl Engine {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        panic!("container {name} never reached {what}: {:#}", self.inspect(name));
+        panic!(
+            "container {name} never reached {what}: {:#}",
+            self.inspect(name)
+        );
     }
 
     /// Mount points under this test's directory.
@@ -151,7 +167,11 @@ impl Engine {
         for root in CGROUP_ROOTS {
             let parent = Path::new(root).join(self.cgroup_parent.trim_start_matches('/'));
             if let Ok(rd) = fs::read_dir(&parent) {
-                found.extend(rd.filter_map(|e| e.ok()).filter(|e| e.path().is_dir()).map(|e| e.path()));
+                found.extend(
+                    rd.filter_map(|e| e.ok())
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path()),
+                );
             }
         }
         found
@@ -162,10 +182,17 @@ impl Engine {
         let root = self.root().to_string_lossy().into_owned();
         let mut pids = Vec::new();
         for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(cmdline) = fs::read(e.path().join("cmdline")) else { continue };
-            let args: Vec<String> = cmdline.split(|&b| b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
-            if args.get(1).map(String::as_str) == Some("shim") && args.iter().any(|a| *a == root) {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let args: Vec<String> = cmdline
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            if args.get(1).map(String::as_str) == Some("shim") && args.contains(&root) {
                 pids.push(pid);
             }
         }
@@ -175,7 +202,11 @@ impl Engine {
     /// Container directories and run directories left on disk.
     pub fn container_dirs(&self) -> Vec<String> {
         let mut v = Vec::new();
-        for d in [self.root().join("containers"), self.run_dir().join("containers"), self.run_dir().join("runtime")] {
+        for d in [
+            self.root().join("containers"),
+            self.run_dir().join("containers"),
+            self.run_dir().join("runtime"),
+        ] {
             for e in fs::read_dir(&d).into_iter().flatten().flatten() {
                 let name = e.file_name().to_string_lossy().into_owned();
                 if e.path().is_dir() {
@@ -198,7 +229,11 @@ impl Engine {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         assert_eq!(self.shims(), Vec::<u32>::new(), "stray shims");
-        assert_eq!(self.container_dirs(), Vec::<String>::new(), "stray state directories");
+        assert_eq!(
+            self.container_dirs(),
+            Vec::<String>::new(),
+            "stray state directories"
+        );
     }
 }
 
@@ -209,7 +244,11 @@ impl Drop for Engine {
             if !ids.is_empty() {
                 let mut args = vec!["rm", "-f"];
                 args.extend(ids.iter().map(String::as_str));
-                let _ = self.command(&args).stdout(Stdio::null()).stderr(Stdio::null()).status();
+                let _ = self
+                    .command(&args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
             }
         }
         // Only shims of this test's root, by PID.
@@ -240,9 +279,18 @@ pub fn build_busybox_archive(dir: &Path) -> PathBuf {
     let layout = dir.join("oci");
     let bundle = dir.join("bundle");
     let image = format!("{}:latest", layout.display());
-    run_ok(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
+    run_ok(
+        Command::new("umoci")
+            .args(["init", "--layout"])
+            .arg(&layout),
+    );
     run_ok(Command::new("umoci").args(["new", "--image"]).arg(&image));
-    run_ok(Command::new("umoci").args(["unpack", "--image"]).arg(&image).arg(&bundle));
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(&image)
+            .arg(&bundle),
+    );
     let rootfs = bundle.join("rootfs");
     let bin = rootfs.join("bin");
     fs::create_dir_all(&bin).expect("bin dir");
@@ -263,15 +311,25 @@ pub fn build_busybox_archive(dir: &Path) -> PathBuf {
     )
     .expect("passwd");
     fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
-    run_ok(Command::new("umoci").args(["repack", "--image"]).arg(&image).arg(&bundle));
-    run_ok(Command::new("umoci").args(["config", "--image"]).arg(&image).args([
-        "--config.cmd",
-        "sh",
-        "--os",
-        "linux",
-        "--architecture",
-        "amd64",
-    ]));
+    run_ok(
+        Command::new("umoci")
+            .args(["repack", "--image"])
+            .arg(&image)
+            .arg(&bundle),
+    );
+    run_ok(
+        Command::new("umoci")
+            .args(["config", "--image"])
+            .arg(&image)
+            .args([
+                "--config.cmd",
+                "sh",
+                "--os",
+                "linux",
+                "--architecture",
+                "amd64",
+            ]),
+    );
     // umoci keeps root-owned files; the bundle is not needed any more.
     let _ = fs::remove_dir_all(&bundle);
     let archive = dir.join("busybox.tar");
@@ -279,7 +337,10 @@ pub fn build_busybox_archive(dir: &Path) -> PathBuf {
         Command::new("skopeo")
             .args(["copy", "--quiet"])
             .arg(format!("oci:{image}"))
-            .arg(format!("docker-archive:{}:{IMAGE}:latest", archive.display())),
+            .arg(format!(
+                "docker-archive:{}:{IMAGE}:latest",
+                archive.display()
+            )),
     );
     archive
 }

@@ -20,7 +20,9 @@ pub fn cgroups_path(parent: &str, id: &str) -> String {
 /// read before the cgroup is removed.
 pub fn oom_killed(path: &str) -> bool {
     let rel = path.trim_start_matches('/');
-    let v1 = Path::new("/sys/fs/cgroup/memory").join(rel).join("memory.oom_control");
+    let v1 = Path::new("/sys/fs/cgroup/memory")
+        .join(rel)
+        .join("memory.oom_control");
     let v2 = Path::new("/sys/fs/cgroup").join(rel).join("memory.events");
     [v1, v2].iter().any(|file| {
         fs::read_to_string(file).is_ok_and(|text| counter(&text, "oom_kill").is_some_and(|n| n > 0))

@@ -43,7 +43,10 @@ pub fn request(paths: &Paths, id: &str, line: &str) -> io::Result<String> {
     let reply = reply.trim().to_string();
     match reply.strip_prefix("error ") {
         Some(e) => Err(io::Error::other(e.to_string())),
-        None if reply.is_empty() => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the shim closed the connection")),
+        None if reply.is_empty() => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the shim closed the connection",
+        )),
         None => Ok(reply),
     }
 }
@@ -70,7 +73,12 @@ impl Waiter {
             match proto::read_frame(&mut self.0) {
                 Ok((proto::EXIT, payload)) => return Ok(proto::exit_code(&payload)),
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     return Ok(None)
                 }
                 Err(e) => return Err(e),

@@ -43,7 +43,10 @@ pub struct Created {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
-    move |source| ContainerError::Io { path: path.to_path_buf(), source }
+    move |source| ContainerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Undo a half-made container unless disarmed.
@@ -91,24 +94,42 @@ pub fn remove_leftovers(paths: &Paths, id: &str) {
 }
 
 fn new_id() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// Docker-style `adjective_noun` names.
 fn random_name() -> String {
-    const ADJ: &[&str] = &["brave", "calm", "eager", "fond", "keen", "lucid", "quiet", "swift", "tidy", "wise"];
-    const NOUN: &[&str] = &["ada", "babbage", "curie", "dijkstra", "hopper", "knuth", "lovelace", "noether", "turing", "wozniak"];
+    const ADJ: &[&str] = &[
+        "brave", "calm", "eager", "fond", "keen", "lucid", "quiet", "swift", "tidy", "wise",
+    ];
+    const NOUN: &[&str] = &[
+        "ada", "babbage", "curie", "dijkstra", "hopper", "knuth", "lovelace", "noether", "turing",
+        "wozniak",
+    ];
     let n = uuid::Uuid::new_v4().as_u128();
-    format!("{}_{}_{}", ADJ[(n % 10) as usize], NOUN[((n >> 8) % 10) as usize], (n >> 16) % 1000)
+    format!(
+        "{}_{}_{}",
+        ADJ[(n % 10) as usize],
+        NOUN[((n >> 8) % 10) as usize],
+        (n >> 16) % 1000
+    )
 }
 
 fn host_hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// The host's hard limit on open files (the spec must not ask for more).
 fn nofile_hard() -> u64 {
-    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1024, |(_, hard)| hard)
+    nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .map_or(1024, |(_, hard)| hard)
 }
 
 pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Created, ContainerError> {
@@ -135,7 +156,10 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
 
     let id = new_id();
     let name = opts.name.clone().unwrap_or_else(random_name);
-    let parent = opts.cgroup_parent.clone().unwrap_or_else(|| cgpath::DEFAULT_PARENT.to_string());
+    let parent = opts
+        .cgroup_parent
+        .clone()
+        .unwrap_or_else(|| cgpath::DEFAULT_PARENT.to_string());
     let cgroups_path = cgpath::cgroups_path(&parent, &id);
     let state = paths.open_state()?;
     state.insert(&Record {
@@ -159,7 +183,12 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
             "snapshots": snapshots,
         }),
     })?;
-    let mut undo = Undo { paths, state: &state, id: id.clone(), armed: true };
+    let mut undo = Undo {
+        paths,
+        state: &state,
+        id: id.clone(),
+        armed: true,
+    };
 
     let dir = paths.dir(&id);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
@@ -184,18 +213,29 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
         nofile_hard: nofile_hard(),
     })?;
     let config_path = dir.join("config.json");
-    let spec_json = serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Shim(e.to_string()))?;
+    let spec_json =
+        serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Shim(e.to_string()))?;
     fs::write(&config_path, spec_json).map_err(io_err(&config_path))?;
 
     let (shim, shim_stdout, pid) = spawn_shim(paths, &id, &req)?;
     let _ = state.set_shim(&id, shim.id() as i32);
     undo.armed = false;
-    Ok(Created { id, name, pid, shim, shim_stdout })
+    Ok(Created {
+        id,
+        name,
+        pid,
+        shim,
+        shim_stdout,
+    })
 }
 
 /// /etc/hostname and /etc/hosts (and, on the host network, resolv.conf),
 /// written per container and bound in as docker does.
-fn write_etc_files(dir: &Path, hostname: &str, net: &Network) -> Result<Vec<(String, String)>, ContainerError> {
+fn write_etc_files(
+    dir: &Path,
+    hostname: &str,
+    net: &Network,
+) -> Result<Vec<(String, String)>, ContainerError> {
     let mut files = vec![
         ("hostname", format!("{hostname}\n"), "/etc/hostname"),
         (
@@ -219,7 +259,11 @@ fn write_etc_files(dir: &Path, hostname: &str, net: &Network) -> Result<Vec<(Str
 }
 
 /// Start `skiff shim run` and wait for its readiness line.
-fn spawn_shim(paths: &Paths, id: &str, req: &CreateRequest) -> Result<(Child, Option<ChildStdout>, i32), ContainerError> {
+fn spawn_shim(
+    paths: &Paths,
+    id: &str,
+    req: &CreateRequest,
+) -> Result<(Child, Option<ChildStdout>, i32), ContainerError> {
     let shim_log = paths.dir(id).join("shim.log");
     let log = fs::File::create(&shim_log).map_err(io_err(&shim_log))?;
     let mut cmd = Command::new("/proc/self/exe");
@@ -241,7 +285,9 @@ fn spawn_shim(paths: &Paths, id: &str, req: &CreateRequest) -> Result<(Child, Op
     if req.debug {
         cmd.arg("--debug");
     }
-    let mut child = cmd.spawn().map_err(|e| ContainerError::Shim(format!("spawning the shim: {e}")))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| ContainerError::Shim(format!("spawning the shim: {e}")))?;
     let stdout = child.stdout.take();
     let mut line = String::new();
     let mut reader = stdout.map(BufReader::new);

@@ -16,9 +16,17 @@ pub struct SkiffExecutor;
 /// Docker's exit code and message for an exec failure.
 pub fn exec_failure(cmd: &str, errno: Errno) -> (i32, String) {
     match errno {
-        Errno::ENOENT if cmd.contains('/') => (127, format!("exec: \"{cmd}\": stat {cmd}: no such file or directory")),
-        Errno::ENOENT => (127, format!("exec: \"{cmd}\": executable file not found in $PATH")),
-        Errno::EACCES | Errno::EISDIR | Errno::ENOEXEC => (126, format!("exec: \"{cmd}\": permission denied")),
+        Errno::ENOENT if cmd.contains('/') => (
+            127,
+            format!("exec: \"{cmd}\": stat {cmd}: no such file or directory"),
+        ),
+        Errno::ENOENT => (
+            127,
+            format!("exec: \"{cmd}\": executable file not found in $PATH"),
+        ),
+        Errno::EACCES | Errno::EISDIR | Errno::ENOEXEC => {
+            (126, format!("exec: \"{cmd}\": permission denied"))
+        }
         other => (126, format!("exec: \"{cmd}\": {}", other.desc())),
     }
 }
@@ -56,7 +64,10 @@ mod tests {
     fn docker_codes() {
         assert_eq!(
             exec_failure("nope", Errno::ENOENT),
-            (127, "exec: \"nope\": executable file not found in $PATH".to_string())
+            (
+                127,
+                "exec: \"nope\": executable file not found in $PATH".to_string()
+            )
         );
         assert_eq!(exec_failure("/etc", Errno::EACCES).0, 126);
         assert_eq!(exec_failure("/x/y", Errno::ENOENT).0, 127);

@@ -16,7 +16,10 @@ use super::{ContainerError, Paths};
 pub const UNKNOWN_EXIT: i32 = 255;
 
 fn control_err(id: &str) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
-    move |source| ContainerError::Control { id: id.to_string(), source }
+    move |source| ContainerError::Control {
+        id: id.to_string(),
+        source,
+    }
 }
 
 /// Whether the shim of `rec` is alive: its socket answers.
@@ -26,7 +29,8 @@ fn shim_alive(paths: &Paths, rec: &Record) -> bool {
 
 fn pid_alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-        && std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(4).any(|w| w == b"shim"))
+        && std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| c.windows(4).any(|w| w == b"shim"))
 }
 
 /// Mark containers whose shim is gone as exited and release what they held.
@@ -93,11 +97,18 @@ pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32
     }
     let _ = client::signal(paths, &rec.id, Signal::SIGKILL as i32);
     // SIGKILL cannot be ignored; the bound only covers a wedged shim.
-    Ok(waiter.wait(Some(Duration::from_secs(60))).map_err(control_err(&rec.id))?)
+    waiter
+        .wait(Some(Duration::from_secs(60)))
+        .map_err(control_err(&rec.id))
 }
 
 /// Remove a container (`force`: kill it first if it runs).
-pub fn remove(paths: &Paths, state: &State, rec: &Record, force: bool) -> Result<(), ContainerError> {
+pub fn remove(
+    paths: &Paths,
+    state: &State,
+    rec: &Record,
+    force: bool,
+) -> Result<(), ContainerError> {
     if rec.status != Status::Exited {
         if !force {
             return Err(ContainerError::Running(rec.name.clone()));
@@ -115,8 +126,12 @@ pub fn remove(paths: &Paths, state: &State, rec: &Record, force: bool) -> Result
 /// Whether anything of container `id` is still on disk (for tests and
 /// diagnostics).
 pub fn leftovers(paths: &Paths, id: &str) -> Vec<std::path::PathBuf> {
-    [paths.dir(id), paths.run_dir(id), paths.runtime_root().join(id)]
-        .into_iter()
-        .filter(|p| Path::new(p).exists())
-        .collect()
+    [
+        paths.dir(id),
+        paths.run_dir(id),
+        paths.runtime_root().join(id),
+    ]
+    .into_iter()
+    .filter(|p| Path::new(p).exists())
+    .collect()
 }

@@ -46,7 +46,12 @@ impl LogWriter {
     pub fn open(path: &Path, max_size: u64) -> io::Result<LogWriter> {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
-        Ok(LogWriter { path: path.to_path_buf(), max_size, file, size })
+        Ok(LogWriter {
+            path: path.to_path_buf(),
+            max_size,
+            file,
+            size,
+        })
     }
 
     pub fn write_line(&mut self, stream: Stream, partial: bool, text: &[u8]) -> io::Result<()> {
@@ -66,7 +71,10 @@ impl LogWriter {
 
     fn rotate(&mut self) -> io::Result<()> {
         fs::rename(&self.path, rotated(&self.path))?;
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
         self.size = 0;
         Ok(())
     }
@@ -112,7 +120,9 @@ pub struct Entry {
 /// Parse one CRI line into (time, stream, partial, text).
 pub fn parse_line(line: &str) -> Option<(DateTime<Utc>, Stream, bool, &str)> {
     let mut parts = line.splitn(4, ' ');
-    let time = DateTime::parse_from_rfc3339(parts.next()?).ok()?.with_timezone(&Utc);
+    let time = DateTime::parse_from_rfc3339(parts.next()?)
+        .ok()?
+        .with_timezone(&Utc);
     let stream = match parts.next()? {
         "stdout" => Stream::Stdout,
         "stderr" => Stream::Stderr,
@@ -144,7 +154,11 @@ impl Assembler {
         if partial {
             return None;
         }
-        Some(Entry { time, stream, text: std::mem::take(buf) })
+        Some(Entry {
+            time,
+            stream,
+            text: std::mem::take(buf),
+        })
     }
 }
 
@@ -169,7 +183,10 @@ mod tests {
     fn lines_and_partials() {
         let mut b = LineBuffer::default();
         assert_eq!(b.push(b"a\nb"), vec![(false, b"a".to_vec())]);
-        assert_eq!(b.push(b"c\n\n"), vec![(false, b"bc".to_vec()), (false, vec![])]);
+        assert_eq!(
+            b.push(b"c\n\n"),
+            vec![(false, b"bc".to_vec()), (false, vec![])]
+        );
         let long = vec![b'x'; MAX_LINE + 5];
         let out = b.push(&long);
         assert_eq!(out.len(), 1);
@@ -184,7 +201,8 @@ mod tests {
         let path = dir.path().join("ctr.log");
         let mut w = LogWriter::open(&path, 200).unwrap();
         for i in 0..10 {
-            w.write_line(Stream::Stdout, false, format!("line {i}").as_bytes()).unwrap();
+            w.write_line(Stream::Stdout, false, format!("line {i}").as_bytes())
+                .unwrap();
         }
         w.write_line(Stream::Stderr, true, b"part-").unwrap();
         w.write_line(Stream::Stderr, false, b"two").unwrap();
@@ -192,16 +210,24 @@ mod tests {
         assert!(rotated(&path).exists());
         let entries = read_all(&path);
         let last = entries.last().unwrap();
-        assert_eq!((last.stream, last.text.as_str()), (Stream::Stderr, "part-two"));
+        assert_eq!(
+            (last.stream, last.text.as_str()),
+            (Stream::Stderr, "part-two")
+        );
         // Older lines went with the rotations; what is left is in order.
-        let nums: Vec<&str> = entries.iter().filter(|e| e.stream == Stream::Stdout).map(|e| e.text.as_str()).collect();
+        let nums: Vec<&str> = entries
+            .iter()
+            .filter(|e| e.stream == Stream::Stdout)
+            .map(|e| e.text.as_str())
+            .collect();
         assert_eq!(nums.last(), Some(&"line 9"));
         assert!(nums.len() < 10);
     }
 
     #[test]
     fn parse() {
-        let (_, s, p, t) = parse_line("2024-01-02T03:04:05.123456789Z stderr P hello world").unwrap();
+        let (_, s, p, t) =
+            parse_line("2024-01-02T03:04:05.123456789Z stderr P hello world").unwrap();
         assert_eq!((s, p, t), (Stream::Stderr, true, "hello world"));
         assert!(parse_line("garbage").is_none());
         assert!(parse_line("2024-01-02T03:04:05Z stdin F x").is_none());

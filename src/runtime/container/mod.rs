@@ -43,7 +43,11 @@ pub struct Paths {
 impl Paths {
     /// `root` is the node's `--root`, `run` its `--run-dir`.
     pub fn new(root: &Path, run: &Path) -> Paths {
-        Paths { node_root: root.to_path_buf(), root: root.join("containers"), run: run.to_path_buf() }
+        Paths {
+            node_root: root.to_path_buf(),
+            root: root.join("containers"),
+            run: run.to_path_buf(),
+        }
     }
 
     /// The node's `--root` (images and containers below it).
@@ -100,7 +104,10 @@ impl Paths {
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     State(#[from] state::StateError),
     #[error(transparent)]

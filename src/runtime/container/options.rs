@@ -137,9 +137,7 @@ pub fn parse_memory(s: &str) -> Result<i64, OptionsError> {
     // The kernel needs some room for the process itself; docker's minimum.
     let bytes = bytes as i64;
     if bytes < 6 << 20 {
-        return Err(OptionsError::Memory(format!(
-            "{s} (the minimum is 6m)"
-        )));
+        return Err(OptionsError::Memory(format!("{s} (the minimum is 6m)")));
     }
     Ok(bytes)
 }
@@ -173,7 +171,10 @@ pub fn check_name(name: &str) -> Result<(), OptionsError> {
 }
 
 /// `K=V` (or a bare `K`, taken from `lookup`, dropped when unset).
-pub fn parse_env(item: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Option<String>, OptionsError> {
+pub fn parse_env(
+    item: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, OptionsError> {
     match item.split_once('=') {
         Some(("", _)) => Err(OptionsError::Env(item.to_string())),
         Some(_) => Ok(Some(item.to_string())),
@@ -183,7 +184,10 @@ pub fn parse_env(item: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<
 }
 
 /// Lines of an `--env-file`: `K=V` or `K`, `#` comments and blank lines skipped.
-pub fn parse_env_file(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Vec<String>, OptionsError> {
+pub fn parse_env_file(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, OptionsError> {
     let mut out = Vec::new();
     for line in text.lines() {
         let line = line.trim_start();
@@ -278,11 +282,23 @@ mod tests {
         assert_eq!(b.destination, "/data");
         assert!(b.read_only);
         assert!(!Bind::parse("/tmp/x:/data/../d2/").unwrap().read_only);
-        assert_eq!(Bind::parse("/tmp/x:/data/../d2/").unwrap().destination, "/d2");
-        assert!(matches!(Bind::parse("/tmp/x:data"), Err(OptionsError::RelativeDest(_))));
-        assert!(matches!(Bind::parse("vol:/data"), Err(OptionsError::NamedVolume(_))));
+        assert_eq!(
+            Bind::parse("/tmp/x:/data/../d2/").unwrap().destination,
+            "/d2"
+        );
+        assert!(matches!(
+            Bind::parse("/tmp/x:data"),
+            Err(OptionsError::RelativeDest(_))
+        ));
+        assert!(matches!(
+            Bind::parse("vol:/data"),
+            Err(OptionsError::NamedVolume(_))
+        ));
         for bad in ["/tmp/x", "/a:/b:rx", ":/b", "/a:", "/a:/b:ro:x"] {
-            assert!(matches!(Bind::parse(bad), Err(OptionsError::BindSpec(_))), "{bad}");
+            assert!(
+                matches!(Bind::parse(bad), Err(OptionsError::BindSpec(_))),
+                "{bad}"
+            );
         }
     }
 

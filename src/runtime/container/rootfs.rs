@@ -54,7 +54,11 @@ impl Overlay {
                 return Err(RootfsError::BadPath(p.clone()));
             }
         }
-        let lower: Vec<String> = self.lower.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        let lower: Vec<String> = self
+            .lower
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
         Ok(format!(
             "lowerdir={},upperdir={},workdir={}",
             lower.join(":"),
@@ -66,10 +70,22 @@ impl Overlay {
     pub fn mount(&self) -> Result<(), RootfsError> {
         let data = self.data()?;
         for d in [&self.upper, &self.work, &self.target] {
-            fs::create_dir_all(d).map_err(|source| RootfsError::Io { path: d.clone(), source })?;
+            fs::create_dir_all(d).map_err(|source| RootfsError::Io {
+                path: d.clone(),
+                source,
+            })?;
         }
-        mount(Some("overlay"), &self.target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-            .map_err(|source| RootfsError::Mount { path: self.target.clone(), source })
+        mount(
+            Some("overlay"),
+            &self.target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(data.as_str()),
+        )
+        .map_err(|source| RootfsError::Mount {
+            path: self.target.clone(),
+            source,
+        })
     }
 }
 
@@ -86,15 +102,20 @@ pub fn is_mounted(path: &Path) -> bool {
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// Unmount the container's rootfs if it is mounted. Lazy: a process that
 /// still has it open (an exec being torn down) must not make this fail.
 pub fn unmount(target: &Path) -> Result<(), RootfsError> {
     while is_mounted(target) {
-        umount2(target, MntFlags::MNT_DETACH)
-            .map_err(|source| RootfsError::Mount { path: target.to_path_buf(), source })?;
+        umount2(target, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Mount {
+            path: target.to_path_buf(),
+            source,
+        })?;
     }
     Ok(())
 }
@@ -110,7 +131,10 @@ mod tests {
             o.data().unwrap(),
             "lowerdir=/s/top:/s/base,upperdir=/c/x/upper,workdir=/c/x/work"
         );
-        assert!(matches!(Overlay::new(vec![], Path::new("/c")).data(), Err(RootfsError::NoLayers)));
+        assert!(matches!(
+            Overlay::new(vec![], Path::new("/c")).data(),
+            Err(RootfsError::NoLayers)
+        ));
         assert!(matches!(
             Overlay::new(vec!["/s/a:b".into()], Path::new("/c")).data(),
             Err(RootfsError::BadPath(_))

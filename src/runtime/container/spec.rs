@@ -37,10 +37,20 @@ impl ImageProcess {
             config
                 .get(key)
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
-        let string = |key: &str| config.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        let string = |key: &str| {
+            config
+                .get(key)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
         ImageProcess {
             entrypoint: strings("Entrypoint"),
             cmd: strings("Cmd"),
@@ -60,7 +70,11 @@ pub fn command(image: &ImageProcess, opts: &RunOptions) -> Result<Vec<String>, S
         Some(e) => (vec![e.clone()], Vec::new()),
         None => (image.entrypoint.clone(), image.cmd.clone()),
     };
-    let cmd = if opts.cmd.is_empty() { default_cmd } else { opts.cmd.clone() };
+    let cmd = if opts.cmd.is_empty() {
+        default_cmd
+    } else {
+        opts.cmd.clone()
+    };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
         return Err(SpecError::NoCommand);
@@ -74,7 +88,10 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for kv in base.iter().chain(overrides) {
         let key = kv.split_once('=').map_or(kv.as_str(), |(k, _)| k);
-        match out.iter_mut().find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key) {
+        match out
+            .iter_mut()
+            .find(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+        {
             Some(slot) => *slot = kv.clone(),
             None => out.push(kv.clone()),
         }
@@ -118,7 +135,11 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| input.image.workdir.clone());
-    let cwd = if cwd.is_empty() { "/".to_string() } else { super::options::clean_path(&cwd) };
+    let cwd = if cwd.is_empty() {
+        "/".to_string()
+    } else {
+        super::options::clean_path(&cwd)
+    };
     let nofile = NOFILE.min(input.nofile_hard);
     let caps = defaults::CAPABILITIES;
 
@@ -130,7 +151,11 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         mounts.push(defaults::bind(src, dst, false));
     }
     for b in &opts.binds {
-        mounts.push(defaults::bind(&b.source.to_string_lossy(), &b.destination, b.read_only));
+        mounts.push(defaults::bind(
+            &b.source.to_string_lossy(),
+            &b.destination,
+            b.read_only,
+        ));
     }
 
     let mut namespaces = vec![
@@ -152,7 +177,8 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     }
     if let Some(cpus) = opts.cpus {
         let period: u64 = 100_000;
-        resources["cpu"] = json!({"quota": (cpus * period as f64).round() as i64, "period": period});
+        resources["cpu"] =
+            json!({"quota": (cpus * period as f64).round() as i64, "period": period});
     }
     if let Some(pids) = opts.pids_limit {
         resources["pids"] = json!({"limit": pids});
@@ -206,7 +232,12 @@ mod tests {
     }
 
     fn identity() -> Identity {
-        Identity { uid: 0, gid: 0, additional_gids: vec![], home: "/root".into() }
+        Identity {
+            uid: 0,
+            gid: 0,
+            additional_gids: vec![],
+            home: "/root".into(),
+        }
     }
 
     fn spec_json(opts: &RunOptions) -> Value {
@@ -249,19 +280,41 @@ mod tests {
 
     #[test]
     fn docker_defaults() {
-        let opts = RunOptions { env: vec!["A=cli".into()], ..Default::default() };
+        let opts = RunOptions {
+            env: vec!["A=cli".into()],
+            ..Default::default()
+        };
         let s = spec_json(&opts);
         let p = &s["process"];
-        let env: Vec<&str> = p["env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let env: Vec<&str> = p["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         assert_eq!(env, ["PATH=/bin", "A=cli", "HOSTNAME=abc", "HOME=/root"]);
         assert_eq!(p["cwd"], "/srv");
         assert_eq!(p["noNewPrivileges"], true);
         let caps = p["capabilities"]["bounding"].as_array().unwrap();
-        assert!(!caps.iter().any(|c| c == "CAP_MKNOD" || c == "CAP_SYS_ADMIN"));
-        assert_eq!(p["rlimits"][0]["hard"], 4096, "clamped to the host's hard limit");
-        let ns: Vec<&str> = s["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        assert!(!caps
+            .iter()
+            .any(|c| c == "CAP_MKNOD" || c == "CAP_SYS_ADMIN"));
+        assert_eq!(
+            p["rlimits"][0]["hard"], 4096,
+            "clamped to the host's hard limit"
+        );
+        let ns: Vec<&str> = s["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["type"].as_str().unwrap())
+            .collect();
         assert!(ns.contains(&"network") && ns.contains(&"pid") && ns.contains(&"cgroup"));
-        assert!(s["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
+        assert!(s["linux"]["readonlyPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/proc/sys"));
         assert_eq!(s["root"]["readonly"], false);
         assert_eq!(s["linux"]["cgroupsPath"], "/skiff/abc");
     }
@@ -275,7 +328,11 @@ mod tests {
             read_only: true,
             network: Some(Network::Host),
             workdir: Some("/tmp/../data".into()),
-            binds: vec![Bind { source: "/h".into(), destination: "/c".into(), read_only: true }],
+            binds: vec![Bind {
+                source: "/h".into(),
+                destination: "/c".into(),
+                read_only: true,
+            }],
             tmpfs: vec!["/scratch".into()],
             ..Default::default()
         };
@@ -290,7 +347,13 @@ mod tests {
         assert!(!ns.iter().any(|n| n["type"] == "network"));
         let mounts = s["mounts"].as_array().unwrap();
         let bind = mounts.iter().find(|m| m["destination"] == "/c").unwrap();
-        assert!(bind["options"].as_array().unwrap().iter().any(|o| o == "ro"));
-        assert!(mounts.iter().any(|m| m["destination"] == "/scratch" && m["type"] == "tmpfs"));
+        assert!(bind["options"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o == "ro"));
+        assert!(mounts
+            .iter()
+            .any(|m| m["destination"] == "/scratch" && m["type"] == "tmpfs"));
     }
 }

@@ -92,7 +92,8 @@ pub fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 fn parse_time(s: Option<String>) -> Option<DateTime<Utc>> {
-    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok()).map(|t| t.with_timezone(&Utc))
+    s.and_then(|s| DateTime::parse_from_rfc3339(&s).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 pub struct State {
@@ -168,7 +169,11 @@ impl State {
     pub fn get(&self, id: &str) -> Result<Option<Record>, StateError> {
         Ok(self
             .conn
-            .query_row(&format!("SELECT {COLUMNS} FROM containers WHERE id = ?1"), [id], from_row)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM containers WHERE id = ?1"),
+                [id],
+                from_row,
+            )
             .optional()?)
     }
 
@@ -177,7 +182,11 @@ impl State {
         let q = query.strip_prefix('/').unwrap_or(query);
         let by_name = self
             .conn
-            .query_row(&format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"), [q], from_row)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM containers WHERE name = ?1"),
+                [q],
+                from_row,
+            )
             .optional()?;
         if let Some(r) = by_name {
             return Ok(r);
@@ -185,31 +194,36 @@ impl State {
         if q.is_empty() || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(StateError::NotFound(query.to_string()));
         }
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1"))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM containers WHERE substr(id, 1, ?2) = ?1"
+        ))?;
         let rows: Vec<Record> = stmt
             .query_map(params![q, q.len() as i64], from_row)?
             .collect::<Result<_, _>>()?;
         match rows.len() {
             0 => Err(StateError::NotFound(query.to_string())),
-            1 => Ok(rows.into_iter().next().ok_or_else(|| StateError::NotFound(query.to_string()))?),
+            1 => Ok(rows
+                .into_iter()
+                .next()
+                .ok_or_else(|| StateError::NotFound(query.to_string()))?),
             _ => Err(StateError::Ambiguous(query.to_string())),
         }
     }
 
     /// All containers, newest first.
     pub fn list(&self) -> Result<Vec<Record>, StateError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM containers ORDER BY created DESC"))?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM containers ORDER BY created DESC"
+        ))?;
         let rows = stmt.query_map([], from_row)?.collect::<Result<_, _>>()?;
         Ok(rows)
     }
 
     pub fn set_shim(&self, id: &str, shim_pid: i32) -> Result<(), StateError> {
-        self.conn
-            .execute("UPDATE containers SET shim_pid = ?2 WHERE id = ?1", params![id, shim_pid])?;
+        self.conn.execute(
+            "UPDATE containers SET shim_pid = ?2 WHERE id = ?1",
+            params![id, shim_pid],
+        )?;
         Ok(())
     }
 
@@ -221,7 +235,13 @@ impl State {
         Ok(())
     }
 
-    pub fn set_exited(&self, id: &str, code: i32, at: DateTime<Utc>, oom: bool) -> Result<(), StateError> {
+    pub fn set_exited(
+        &self,
+        id: &str,
+        code: i32,
+        at: DateTime<Utc>,
+        oom: bool,
+    ) -> Result<(), StateError> {
         self.conn.execute(
             "UPDATE containers SET status = 'exited', pid = NULL, shim_pid = NULL, exit_code = ?2, finished_at = ?3, oom_killed = ?4 WHERE id = ?1",
             params![id, code, rfc3339(at), oom as i64],
@@ -230,7 +250,8 @@ impl State {
     }
 
     pub fn remove(&self, id: &str) -> Result<(), StateError> {
-        self.conn.execute("DELETE FROM containers WHERE id = ?1", [id])?;
+        self.conn
+            .execute("DELETE FROM containers WHERE id = ?1", [id])?;
         Ok(())
     }
 }
@@ -264,7 +285,9 @@ mod tests {
         let s = State::open(&dir.path().join("c.db")).unwrap();
         s.insert(&record("abcdef01", "web")).unwrap();
         s.insert(&record("abc99999", "db")).unwrap();
-        assert!(matches!(s.insert(&record("ffff", "web")), Err(StateError::NameInUse(n)) if n == "web"));
+        assert!(
+            matches!(s.insert(&record("ffff", "web")), Err(StateError::NameInUse(n)) if n == "web")
+        );
         assert_eq!(s.find("web").unwrap().id, "abcdef01");
         assert_eq!(s.find("/db").unwrap().id, "abc99999");
         assert_eq!(s.find("abcd").unwrap().id, "abcdef01");
@@ -274,7 +297,10 @@ mod tests {
         assert_eq!(s.find("web").unwrap().status, Status::Running);
         s.set_exited("abcdef01", 137, Utc::now(), true).unwrap();
         let r = s.find("web").unwrap();
-        assert_eq!((r.status, r.exit_code, r.oom_killed, r.pid), (Status::Exited, Some(137), true, None));
+        assert_eq!(
+            (r.status, r.exit_code, r.oom_killed, r.pid),
+            (Status::Exited, Some(137), true, None)
+        );
         s.remove("abcdef01").unwrap();
         assert_eq!(s.list().unwrap().len(), 1);
     }

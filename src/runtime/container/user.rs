@@ -43,7 +43,10 @@ fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
                 name: f.first()?.to_string(),
                 uid: f.get(2)?.parse().ok()?,
                 gid: f.get(3)?.parse().ok()?,
-                home: f.get(5).map_or("/", |h| if h.is_empty() { "/" } else { h }).to_string(),
+                home: f
+                    .get(5)
+                    .map_or("/", |h| if h.is_empty() { "/" } else { h })
+                    .to_string(),
             })
         })
         .collect()
@@ -58,7 +61,12 @@ fn parse_group(text: &str) -> Vec<GroupEntry> {
                 gid: f.get(2)?.parse().ok()?,
                 members: f
                     .get(3)
-                    .map(|m| m.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                    .map(|m| {
+                        m.split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(String::from)
+                            .collect()
+                    })
                     .unwrap_or_default(),
             })
         })
@@ -81,7 +89,11 @@ fn read_etc(rootfs: &Path, file: &str) -> String {
 /// Resolve `user` (`name|uid[:group|gid]`, empty = root) against the files
 /// of the container's root filesystem.
 pub fn resolve(rootfs: &Path, user: &str) -> Result<Identity, UserError> {
-    resolve_in(&read_etc(rootfs, "passwd"), &read_etc(rootfs, "group"), user)
+    resolve_in(
+        &read_etc(rootfs, "passwd"),
+        &read_etc(rootfs, "group"),
+        user,
+    )
 }
 
 pub fn resolve_in(passwd: &str, group: &str, user: &str) -> Result<Identity, UserError> {
@@ -121,7 +133,7 @@ pub fn resolve_in(passwd: &str, group: &str, user: &str) -> Result<Identity, Use
         (Some(e), None) => {
             let mut v: Vec<u32> = groups
                 .iter()
-                .filter(|grp| grp.members.iter().any(|m| *m == e.name) && grp.gid != gid)
+                .filter(|grp| grp.members.contains(&e.name) && grp.gid != gid)
                 .map(|grp| grp.gid)
                 .collect();
             v.dedup();
@@ -155,7 +167,10 @@ mod tests {
         let explicit = resolve_in(PASSWD, GROUP, "www:staff").unwrap();
         assert_eq!((explicit.gid, explicit.additional_gids.len()), (50, 0));
         let numeric = resolve_in(PASSWD, GROUP, "1000:1000").unwrap();
-        assert_eq!((numeric.uid, numeric.gid, numeric.home.as_str()), (1000, 1000, "/"));
+        assert_eq!(
+            (numeric.uid, numeric.gid, numeric.home.as_str()),
+            (1000, 1000, "/")
+        );
         assert_eq!(resolve_in(PASSWD, GROUP, "nohome").unwrap().home, "/");
     }
 

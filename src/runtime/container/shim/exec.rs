@@ -17,7 +17,9 @@ use crate::runtime::container::{options, user, Paths};
 fn dup_std(fd: i32) -> Result<OwnedFd, String> {
     // SAFETY: fds 0-2 are open for the life of the process; we only dup them.
     let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-    borrowed.try_clone_to_owned().map_err(|e| format!("dup {fd}: {e}"))
+    borrowed
+        .try_clone_to_owned()
+        .map_err(|e| format!("dup {fd}: {e}"))
 }
 
 pub fn main(args: ShimArgs) -> ExitCode {

@@ -40,16 +40,26 @@ pub struct UsageError(String);
 /// parser and its start-up work.
 pub fn parse(args: &[OsString]) -> Result<(String, ShimArgs), UsageError> {
     let mut it = args.iter().map(|a| a.to_string_lossy().into_owned());
-    let role = it.next().ok_or_else(|| UsageError("missing role (run|exec)".into()))?;
-    let mut a = ShimArgs { log_max_size: super::DEFAULT_LOG_MAX_SIZE, ..Default::default() };
+    let role = it
+        .next()
+        .ok_or_else(|| UsageError("missing role (run|exec)".into()))?;
+    let mut a = ShimArgs {
+        log_max_size: super::DEFAULT_LOG_MAX_SIZE,
+        ..Default::default()
+    };
     while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| UsageError(format!("{flag} needs a value")));
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| UsageError(format!("{flag} needs a value")))
+        };
         match flag.as_str() {
             "--root" => a.root = PathBuf::from(value()?),
             "--run-dir" => a.run_dir = PathBuf::from(value()?),
             "--id" => a.id = value()?,
             "--log-max-size" => {
-                a.log_max_size = value()?.parse().map_err(|_| UsageError("bad --log-max-size".into()))?
+                a.log_max_size = value()?
+                    .parse()
+                    .map_err(|_| UsageError("bad --log-max-size".into()))?
             }
             "--env" => a.env.push(value()?),
             "--user" => a.user = Some(value()?),
@@ -72,7 +82,11 @@ fn init_logging(debug: bool) {
     use tracing_subscriber::EnvFilter;
     // libcontainer logs from inside the container's processes too, where
     // stderr is the container's own: keep it to errors unless debugging.
-    let default = if debug { "debug" } else { "warn,libcontainer=error,libcgroups=error" };
+    let default = if debug {
+        "debug"
+    } else {
+        "warn,libcontainer=error,libcgroups=error"
+    };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(default))
         .with_ansi(false)
@@ -111,7 +125,19 @@ mod tests {
     #[test]
     fn parses_flags() {
         let (role, a) = parse(&os(&[
-            "exec", "--root", "/r", "--run-dir", "/run", "--id", "x", "--env", "A=1", "--", "sh", "-c", "--id",
+            "exec",
+            "--root",
+            "/r",
+            "--run-dir",
+            "/run",
+            "--id",
+            "x",
+            "--env",
+            "A=1",
+            "--",
+            "sh",
+            "-c",
+            "--id",
         ]))
         .unwrap();
         assert_eq!(role, "exec");

@@ -82,7 +82,10 @@ impl Request {
             }),
             ["wait"] => Some(Request::Wait),
             ["signal", n] => n.parse().ok().map(Request::Signal),
-            ["resize", r, c] => Some(Request::Resize { rows: r.parse().ok()?, cols: c.parse().ok()? }),
+            ["resize", r, c] => Some(Request::Resize {
+                rows: r.parse().ok()?,
+                cols: c.parse().ok()?,
+            }),
             ["state"] => Some(Request::State),
             _ => None,
         }
@@ -107,9 +110,18 @@ mod tests {
 
     #[test]
     fn requests() {
-        assert_eq!(Request::parse("attach start stdin\n"), Some(Request::Attach { start: true, stdin: true }));
+        assert_eq!(
+            Request::parse("attach start stdin\n"),
+            Some(Request::Attach {
+                start: true,
+                stdin: true
+            })
+        );
         assert_eq!(Request::parse("signal 15"), Some(Request::Signal(15)));
-        assert_eq!(Request::parse("resize 24 80"), Some(Request::Resize { rows: 24, cols: 80 }));
+        assert_eq!(
+            Request::parse("resize 24 80"),
+            Some(Request::Resize { rows: 24, cols: 80 })
+        );
         assert_eq!(Request::parse("signal x"), None);
         assert_eq!(Request::parse("bogus"), None);
     }

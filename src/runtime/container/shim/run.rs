@@ -133,7 +133,11 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
 }
 
 fn set_signal(sig: Signal, handler: SigHandler) {
-    let act = SigAction::new(handler, SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP, SigSet::empty());
+    let act = SigAction::new(
+        handler,
+        SaFlags::SA_RESTART | SaFlags::SA_NOCLDSTOP,
+        SigSet::empty(),
+    );
     // SAFETY: the handlers installed here are async-signal-safe.
     let _ = unsafe { sigaction(sig, &act) };
 }
@@ -151,14 +155,20 @@ impl Shim {
         let tty = opts["tty"].as_bool().unwrap_or(false);
         let interactive = opts["interactive"].as_bool().unwrap_or(false);
         let auto_remove = opts["auto_remove"].as_bool().unwrap_or(false);
-        let cgroups_path = record.config["cgroups_path"].as_str().unwrap_or_default().to_string();
+        let cgroups_path = record.config["cgroups_path"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
 
         let log = LogWriter::open(&paths.log(&id), args.log_max_size)
             .map_err(|e| format!("{}: {e}", paths.log(&id).display()))?;
 
         let (sig_r, sig_w) = pipe()?;
-        nix::fcntl::fcntl(&sig_w, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK))
-            .map_err(|e| format!("fcntl: {e}"))?;
+        nix::fcntl::fcntl(
+            &sig_w,
+            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+        )
+        .map_err(|e| format!("fcntl: {e}"))?;
         SIGCHLD_FD.store(sig_w.as_raw_fd(), Ordering::Relaxed);
         // Leaked on purpose: the handler writes to it for the shim's lifetime.
         std::mem::forget(sig_w);
@@ -188,7 +198,10 @@ impl Shim {
                 .with_stderr(pty.slave);
             let master = pty.master;
             let out = File::from(dup(&master)?);
-            let stdin = interactive.then(|| dup(&master)).transpose()?.map(File::from);
+            let stdin = interactive
+                .then(|| dup(&master))
+                .transpose()?
+                .map(File::from);
             (Some(out), None, stdin, Some(master))
         } else {
             let (out_r, out_w) = pipe()?;
@@ -203,7 +216,12 @@ impl Shim {
                 builder = builder.with_stdin(OwnedFd::from(null));
                 None
             };
-            (Some(File::from(out_r)), Some(File::from(err_r)), stdin, None)
+            (
+                Some(File::from(out_r)),
+                Some(File::from(err_r)),
+                stdin,
+                None,
+            )
         };
         let container = builder
             .as_init(paths.dir(&id))
@@ -252,8 +270,13 @@ impl Shim {
             return Ok(());
         }
         self.started = true;
-        self.container.start().map_err(|e| format!("starting the container: {e}"))?;
-        if let Err(e) = self.state.set_running(&self.id, self.pid.as_raw(), Utc::now()) {
+        self.container
+            .start()
+            .map_err(|e| format!("starting the container: {e}"))?;
+        if let Err(e) = self
+            .state
+            .set_running(&self.id, self.pid.as_raw(), Utc::now())
+        {
             tracing::warn!("recording the start: {e}");
         }
         Ok(())
@@ -265,7 +288,11 @@ impl Shim {
         let mut drain_until: Option<Instant> = None;
         // Under --wait-start, the spawner's stdout pipe tells us if it died
         // before attaching: then start anyway (docker keeps such containers).
-        let mut spawner = if self.started { None } else { Some(io::stdout()) };
+        let mut spawner = if self.started {
+            None
+        } else {
+            Some(io::stdout())
+        };
         loop {
             if let Some(until) = drain_until {
                 if (self.out.is_none() && self.err.is_none()) || Instant::now() >= until {
@@ -273,8 +300,10 @@ impl Shim {
                 }
             }
             let timeout = match drain_until {
-                Some(until) => PollTimeout::try_from(until.saturating_duration_since(Instant::now()))
-                    .unwrap_or(PollTimeout::ZERO),
+                Some(until) => {
+                    PollTimeout::try_from(until.saturating_duration_since(Instant::now()))
+                        .unwrap_or(PollTimeout::ZERO)
+                }
                 None => PollTimeout::NONE,
             };
             let revents = {
@@ -306,9 +335,13 @@ impl Shim {
                         break;
                     }
                 }
-                fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect::<Vec<_>>()
+                fds.iter()
+                    .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                    .collect::<Vec<_>>()
             };
-            let ready_in = |f: PollFlags| f.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR);
+            let ready_in = |f: PollFlags| {
+                f.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
+            };
             if ready_in(revents[0]) {
                 let mut buf = [0u8; 64];
                 let _ = self.sigchld.read(&mut buf);
@@ -357,7 +390,9 @@ impl Shim {
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::Exited(pid, c)) if pid == self.pid => code = Some(c),
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.pid => code = Some(128 + sig as i32),
+                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.pid => {
+                    code = Some(128 + sig as i32)
+                }
                 Ok(WaitStatus::StillAlive) | Err(_) => return code,
                 Ok(_) => {}
             }
@@ -448,7 +483,8 @@ impl Shim {
                 tracing::error!("{e}");
             }
         }
-        self.clients.retain(|c| !c.dead && !(c.closing && c.out.is_empty()));
+        self.clients
+            .retain(|c| !(c.dead || c.closing && c.out.is_empty()));
     }
 
     fn handle(&mut self, i: usize, req: Option<Request>, start: &mut bool) -> Option<String> {
@@ -494,7 +530,10 @@ impl Shim {
                 continue;
             }
             let close = payload.is_empty()
-                || self.stdin.as_mut().is_some_and(|w| w.write_all(&payload).is_err());
+                || self
+                    .stdin
+                    .as_mut()
+                    .is_some_and(|w| w.write_all(&payload).is_err());
             if close {
                 // End of input (a pty keeps its master: only the pipe closes).
                 if self.pty.is_none() {
@@ -587,7 +626,12 @@ fn read_client(c: &mut Client) {
 }
 
 fn resize(master: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = nix::libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let ws = nix::libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     // SAFETY: TIOCSWINSZ reads a winsize struct that outlives the call.
     let rc = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws) };
     if rc < 0 {
