@@ -1,3 +1,5 @@
 //! The container engine, usable without any cluster (see DESIGN.md, Runtime).
 
+pub mod container;
 pub mod image;
+pub mod volume;

@@ -1,0 +1,3 @@
+//! Containers: OCI spec, shim, libcontainer glue, cgroups, logs, exec.
+
+pub mod cgroups;
