@@ -34,7 +34,10 @@ fn create_list_inspect_remove() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let root = tmp.path();
     assert_eq!(
-        ok(root, &["volume", "create", "--label", "app=web", "-l", "tier", "data"]),
+        ok(
+            root,
+            &["volume", "create", "--label", "app=web", "-l", "tier", "data"]
+        ),
         "data\n"
     );
     // Creating it again is not an error and keeps the labels.
@@ -61,7 +64,10 @@ fn create_list_inspect_remove() {
     assert_eq!(data["Driver"], "local");
     assert_eq!(data["Scope"], "local");
     assert_eq!(data["Options"], serde_json::Value::Null);
-    assert_eq!(data["Labels"], serde_json::json!({"app": "web", "tier": ""}));
+    assert_eq!(
+        data["Labels"],
+        serde_json::json!({"app": "web", "tier": ""})
+    );
     assert_eq!(json[1]["Labels"], serde_json::Value::Null);
     let mountpoint = data["Mountpoint"].as_str().expect("Mountpoint");
     assert_eq!(Path::new(mountpoint), root.join("volumes/data/_data"));

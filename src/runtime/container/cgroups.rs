@@ -243,12 +243,7 @@ impl Hierarchies {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 // The kernel says EBUSY for a cgroup with processes or
                 // children; a plain directory (tests) says ENOTEMPTY.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(EBUSY) | Some(ENOTEMPTY)
-                    ) =>
-                {
+                Err(e) if matches!(e.raw_os_error(), Some(EBUSY) | Some(ENOTEMPTY)) => {
                     first_err.get_or_insert(CgroupError::Busy(path.to_string()));
                 }
                 Err(source) => {

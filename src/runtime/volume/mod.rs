@@ -28,9 +28,7 @@ const DOOMED: &str = ".rm-";
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
-    #[error(
-        "invalid volume name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]+, at most 255 characters"
-    )]
+    #[error("invalid volume name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]+, at most 255 characters")]
     InvalidName(String),
     #[error("no such volume: {0}")]
     NotFound(String),
@@ -309,16 +307,16 @@ impl Volumes {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            let Some(rest) = name
-                .strip_prefix(TMP)
-                .or_else(|| name.strip_prefix(DOOMED))
-            else {
+            let Some(rest) = name.strip_prefix(TMP).or_else(|| name.strip_prefix(DOOMED)) else {
                 continue;
             };
             let owner = rest.split('-').next().unwrap_or("");
             let alive = !owner.is_empty() && Path::new("/proc").join(owner).exists();
             if !alive {
-                tracing::info!(dir = name, "removing leftover of an interrupted volume operation");
+                tracing::info!(
+                    dir = name,
+                    "removing leftover of an interrupted volume operation"
+                );
                 if let Err(e) = std::fs::remove_dir_all(entry.path()) {
                     tracing::warn!(dir = name, "cannot remove leftover: {e}");
                 }

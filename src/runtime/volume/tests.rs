@@ -83,7 +83,10 @@ fn mountpoint_creates_on_first_use() {
     std::fs::write(mp.join("kept"), "1").expect("write");
     // The second container gets the same data.
     let mp2 = vols.mountpoint("cache").expect("mountpoint");
-    assert_eq!(std::fs::read_to_string(mp2.join("kept")).expect("read"), "1");
+    assert_eq!(
+        std::fs::read_to_string(mp2.join("kept")).expect("read"),
+        "1"
+    );
 }
 
 #[test]

@@ -261,12 +261,17 @@ fn stale_lists_only_leaves_without_processes() {
     let mut child = t.children.remove(i);
     child.kill().expect("kill our sleep");
     child.wait().expect("reap our sleep");
-    assert_eq!(stale(&parent).expect("stale"), vec![busy.clone(), idle.clone()]);
+    assert_eq!(
+        stale(&parent).expect("stale"),
+        vec![busy.clone(), idle.clone()]
+    );
     for p in [&busy, &idle] {
         remove(p).expect("remove");
     }
     assert!(stale(&parent).expect("stale").is_empty());
-    assert!(stale("skiff-test-no-such-parent").expect("stale").is_empty());
+    assert!(stale("skiff-test-no-such-parent")
+        .expect("stale")
+        .is_empty());
 }
 
 /// Pure cgroup v2 on a FAKE sysfs directory: this host is hybrid and a
@@ -325,7 +330,10 @@ fn fake_unified_sysfs_v2_formats() {
     let s = h.stats("/skiff/c2").expect("stats");
     assert_eq!(s.memory_max_usage_bytes, None);
     assert_eq!(s.memory_limit_bytes, None);
-    assert_eq!(h.stale("skiff").expect("stale"), vec!["/skiff/c2".to_string()]);
+    assert_eq!(
+        h.stale("skiff").expect("stale"),
+        vec!["/skiff/c2".to_string()]
+    );
 
     std::fs::write(leaf.join("memory.current"), "lots\n").expect("write");
     assert!(matches!(
