@@ -16,8 +16,9 @@
 #                  (--data-root/--exec-root/socket in the temp dir, overlay2,
 #                  --bridge none --iptables=false; 127.0.0.0/8 registries are
 #                  insecure by default); `docker rmi` + `image prune -a`
-#                  between rounds empties its store. Skipped, with the reason
-#                  printed, when dockerd cannot start here.
+#                  between rounds empties its store. dockerd is started with
+#                  nsenter --net (ip netns exec would hide /sys/fs/cgroup).
+#                  Skipped, with the reason printed, if it cannot start.
 #
 # Then a larger image: a Debian bookworm minbase rootfs (debootstrap from the
 # Debian mirror) split into 4 layers with `umoci insert`, pushed with skopeo;
@@ -76,7 +77,9 @@ podman_pull() { # $1 = store dir, $2 = image
 
 DOCKER=
 mkdir -p "$W/docker"
-in_ns dockerd --data-root "$W/docker/data" --exec-root "$W/docker/exec" --pidfile "$W/docker/pid" \
+# nsenter, not `ip netns exec`: the latter mounts a fresh /sys, which hides
+# /sys/fs/cgroup from dockerd ("Devices cgroup isn't mounted").
+nsenter --net="/run/netns/$NS" dockerd --data-root "$W/docker/data" --exec-root "$W/docker/exec" --pidfile "$W/docker/pid" \
     -H "unix://$W/docker/sock" --storage-driver overlay2 --bridge none --iptables=false \
     --ip6tables=false --ip-masq=false >"$W/dockerd.log" 2>&1 &
 DOCKERD_PID=$!

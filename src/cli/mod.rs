@@ -7,6 +7,7 @@ pub mod exec;
 pub mod images;
 pub mod logs;
 pub mod transfer;
+pub mod volumes;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,6 +84,9 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Manage named volumes.
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
 }
 
 /// Daemons log their progress at info; client commands print their own
@@ -140,5 +144,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Load(args) => transfer::load(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Login(args) => transfer::login(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Logout(args) => transfer::logout(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Volume(cmd) => volumes::volume(&cli.root, cmd),
     }
 }

@@ -14,6 +14,7 @@
 //! ```
 
 pub mod cgpath;
+pub mod cgroups;
 pub mod client;
 pub mod create;
 pub mod defaults;

@@ -490,7 +490,9 @@ impl Unpacker<'_> {
                     });
                 }
                 let mut target = comps.clone();
-                *target.last_mut().expect("non-empty") = OsStr::from_bytes(rest);
+                if let Some(last) = target.last_mut() {
+                    *last = OsStr::from_bytes(rest);
+                }
                 self.whiteout(&target, &path)?;
             }
             self.stats.entries += 1;
