@@ -480,7 +480,7 @@ mod tests {
         assert_eq!(command_text(&["sh".into()]), "\"sh\"");
         assert_eq!(
             command_text(&["sh".into(), "-c".into(), "echo a very long line".into()]),
-            "\"sh -c echo a very lo…\""
+            "\"sh -c echo a very l…\""
         );
         assert_eq!(
             parse_signal("TERM").unwrap(),
