@@ -81,8 +81,29 @@ pub fn volume(root: &Path, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
 /// Names of the volumes that containers under `root` use. Containers do not
 /// exist yet in this tree; the container engine fills this in, and `rm` and
 /// `prune` already honour whatever it returns.
-fn volume_users(_root: &Path) -> anyhow::Result<HashSet<String>> {
-    Ok(HashSet::new())
+/// Volumes named in the `-v` options of existing containers (running or
+/// not: docker keeps a stopped container's volumes too).
+fn volume_users(root: &Path) -> anyhow::Result<HashSet<String>> {
+    let db = root.join("containers");
+    if !db.exists() {
+        return Ok(HashSet::new());
+    }
+    // The run dir only matters for talking to shims, which this never does.
+    let paths = crate::runtime::container::Paths::new(root, Path::new("/run/skiff"));
+    let state = paths.open_state()?;
+    let mut users = HashSet::new();
+    for record in state.list()? {
+        let binds = record.config["options"]["binds"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        for b in binds {
+            if let Some(v) = b["volume"].as_str() {
+                users.insert(v.to_string());
+            }
+        }
+    }
+    Ok(users)
 }
 
 fn parse_labels(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::options::{Network, RunOptions};
 use super::spec::{self, ImageProcess, SpecInputs};
 use super::state::{Record, State, Status};
-use super::{cgpath, rootfs, user, ContainerError, Paths};
+use super::{cgroups, rootfs, user, ContainerError, Paths};
 use crate::runtime::image::catalog;
 use crate::runtime::image::manifest::ImageConfig;
 use crate::runtime::image::Store;
@@ -133,7 +133,16 @@ fn nofile_hard() -> u64 {
 }
 
 pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Created, ContainerError> {
-    let opts = req.opts.clone();
+    let mut opts = req.opts.clone();
+    // Named volumes are created on first use, as `docker run -v name:/dir`.
+    let volumes = crate::runtime::volume::Volumes::new(paths.node_root());
+    for b in &mut opts.binds {
+        if let Some(name) = &b.volume {
+            b.source = volumes
+                .mountpoint(name)
+                .map_err(|e| ContainerError::Volume(e.to_string()))?;
+        }
+    }
     opts.check_binds()?;
     if let Some(name) = &opts.name {
         super::options::check_name(name)?;
@@ -159,8 +168,14 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
     let parent = opts
         .cgroup_parent
         .clone()
-        .unwrap_or_else(|| cgpath::DEFAULT_PARENT.to_string());
-    let cgroups_path = cgpath::cgroups_path(&parent, &id);
+        .unwrap_or_else(|| cgroups::default_parent().to_string());
+    cgroups::validate_path(&format!("/{}", parent.trim_matches('/'))).map_err(|source| {
+        ContainerError::CgroupParent {
+            parent: parent.clone(),
+            source,
+        }
+    })?;
+    let cgroups_path = cgroups::cgroups_path(&parent, &id);
     let state = paths.open_state()?;
     state.insert(&Record {
         id: id.clone(),

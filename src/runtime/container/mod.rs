@@ -13,7 +13,6 @@
 //! <run-dir>/runtime/<id>/               libcontainer's state
 //! ```
 
-pub mod cgpath;
 pub mod cgroups;
 pub mod client;
 pub mod create;
@@ -131,6 +130,13 @@ pub enum ContainerError {
     Running(String),
     #[error("talking to the shim of {id}: {source}")]
     Control { id: String, source: std::io::Error },
+    #[error("volume: {0}")]
+    Volume(String),
+    #[error("invalid --cgroup-parent {parent:?}: {source}")]
+    CgroupParent {
+        parent: String,
+        source: cgroups::CgroupError,
+    },
 }
 
 /// A short docker-style ID prefix.

@@ -17,7 +17,7 @@ pub enum OptionsError {
     BindSpec(String),
     #[error("invalid volume specification {0:?}: the container path must be absolute")]
     RelativeDest(String),
-    #[error("invalid volume specification {0:?}: named volumes are not supported yet (use an absolute host path)")]
+    #[error("invalid volume specification {0:?}: a volume name must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (or give an absolute host path)")]
     NamedVolume(String),
     #[error("invalid tmpfs path {0:?}: must be absolute")]
     Tmpfs(String),
@@ -62,13 +62,18 @@ impl Network {
 /// A host directory bind-mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bind {
+    /// The host directory (for a named volume: its data directory, filled in
+    /// when the container is created).
     pub source: PathBuf,
     pub destination: String,
     pub read_only: bool,
+    /// `NAME:CTRDIR`: a named volume under `<root>/volumes`.
+    #[serde(default)]
+    pub volume: Option<String>,
 }
 
 impl Bind {
-    /// `HOSTDIR:CTRDIR[:ro|rw]`, both absolute.
+    /// `HOSTDIR:CTRDIR[:ro|rw]` (both absolute) or `VOLUME:CTRDIR[:ro|rw]`.
     pub fn parse(spec: &str) -> Result<Bind, OptionsError> {
         let bad = || OptionsError::BindSpec(spec.to_string());
         let parts: Vec<&str> = spec.split(':').collect();
@@ -89,12 +94,20 @@ impl Bind {
             return Err(OptionsError::RelativeDest(spec.to_string()));
         }
         if !source.starts_with('/') {
-            return Err(OptionsError::NamedVolume(spec.to_string()));
+            crate::runtime::volume::validate_name(source)
+                .map_err(|_| OptionsError::NamedVolume(spec.to_string()))?;
+            return Ok(Bind {
+                source: PathBuf::new(),
+                destination: clean_path(dest),
+                read_only,
+                volume: Some(source.to_string()),
+            });
         }
         Ok(Bind {
             source: PathBuf::from(source),
             destination: clean_path(dest),
             read_only,
+            volume: None,
         })
     }
 }
@@ -290,8 +303,12 @@ mod tests {
             Bind::parse("/tmp/x:data"),
             Err(OptionsError::RelativeDest(_))
         ));
+        assert_eq!(
+            Bind::parse("vol:/data").unwrap().volume.as_deref(),
+            Some("vol")
+        );
         assert!(matches!(
-            Bind::parse("vol:/data"),
+            Bind::parse("bad/name:/data"),
             Err(OptionsError::NamedVolume(_))
         ));
         for bad in ["/tmp/x", "/a:/b:rx", ":/b", "/a:", "/a:/b:ro:x"] {

@@ -332,6 +332,7 @@ mod tests {
                 source: "/h".into(),
                 destination: "/c".into(),
                 read_only: true,
+                volume: None,
             }],
             tmpfs: vec!["/scratch".into()],
             ..Default::default()

@@ -28,7 +28,7 @@ use super::ShimArgs;
 use crate::runtime::container::executor::SkiffExecutor;
 use crate::runtime::container::logs::{LineBuffer, LogWriter, Stream};
 use crate::runtime::container::state::State;
-use crate::runtime::container::{cgpath, client, rootfs, Paths};
+use crate::runtime::container::{cgroups, client, rootfs, Paths};
 
 /// The write end of the SIGCHLD self-pipe, for the signal handler.
 static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
@@ -550,7 +550,8 @@ impl Shim {
 
     /// Record the exit, release everything, tell the clients, and go.
     fn finish(mut self, code: i32) {
-        let oom = cgpath::oom_killed(&self.cgroups_path);
+        // Read before libcontainer removes the cgroup; unreadable counts as no.
+        let oom = cgroups::oom_killed(&self.cgroups_path).unwrap_or(false);
         if let Err(e) = self.container.delete(true) {
             tracing::warn!("deleting the container from libcontainer: {e}");
         }
