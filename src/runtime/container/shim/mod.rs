@@ -11,6 +11,7 @@
 pub mod exec;
 pub mod proto;
 pub mod run;
+mod trim;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -96,6 +97,8 @@ fn init_logging(debug: bool) {
 
 /// Entry point for `skiff shim ...` (everything after `shim`).
 pub fn main(args: &[OsString]) -> ExitCode {
+    // Started through /proc/self/exe, the shim would show as `exe` in ps.
+    let _ = nix::sys::prctl::set_name(c"skiff-shim");
     let (role, args) = match parse(args) {
         Ok(p) => p,
         Err(e) => {

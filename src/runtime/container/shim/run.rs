@@ -48,6 +48,10 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// rather than letting it stall the log.
 const CLIENT_BUFFER: usize = 4 << 20;
 
+/// How long the shim waits for quiet after the start before it gives back
+/// its start-up pages.
+const IDLE_TRIM_MS: u16 = 1000;
+
 pub fn main(args: ShimArgs) -> ExitCode {
     // Own session: no signal aimed at the spawner's process group or
     // terminal reaches us, and we outlive it.
@@ -279,6 +283,7 @@ impl Shim {
         {
             tracing::warn!("recording the start: {e}");
         }
+        super::trim::release_startup_pages();
         Ok(())
     }
 
@@ -286,6 +291,9 @@ impl Shim {
     fn supervise(&mut self, ready: &mut Ready) -> i32 {
         let mut exit: Option<i32> = None;
         let mut drain_until: Option<Instant> = None;
+        // Once the container runs and things go quiet, the start-up code
+        // pages are given back (see trim.rs); until then poll with a timeout.
+        let mut idle_trimmed = false;
         // Under --wait-start, the spawner's stdout pipe tells us if it died
         // before attaching: then start anyway (docker keeps such containers).
         let mut spawner = if self.started {
@@ -304,8 +312,10 @@ impl Shim {
                     PollTimeout::try_from(until.saturating_duration_since(Instant::now()))
                         .unwrap_or(PollTimeout::ZERO)
                 }
+                None if self.started && !idle_trimmed => PollTimeout::from(IDLE_TRIM_MS),
                 None => PollTimeout::NONE,
             };
+            let mut woke = true;
             let revents = {
                 let mut fds = vec![
                     PollFd::new(self.sigchld.as_fd(), PollFlags::POLLIN),
@@ -329,6 +339,7 @@ impl Shim {
                     fds.push(PollFd::new(c.stream.as_fd(), flags));
                 }
                 match poll(&mut fds, timeout) {
+                    Ok(0) => woke = false,
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
                     Err(e) => {
                         tracing::error!("poll: {e}");
@@ -339,6 +350,10 @@ impl Shim {
                     .map(|f| f.revents().unwrap_or(PollFlags::empty()))
                     .collect::<Vec<_>>()
             };
+            if !woke && self.started && !idle_trimmed {
+                idle_trimmed = true;
+                super::trim::release_startup_pages();
+            }
             let ready_in = |f: PollFlags| {
                 f.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
             };
