@@ -4,11 +4,11 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use nix::sys::signal::Signal;
 
+use super::super::console::set_window_size;
 use super::super::proto::{self, Request};
 use super::Shim;
 
@@ -102,7 +102,7 @@ impl Shim {
                 Err(_) => format!("error invalid signal {n}"),
             }),
             Some(Request::Resize { rows, cols }) => Some(match &self.pty {
-                Some(master) => match resize(master, rows, cols) {
+                Some(master) => match set_window_size(master, rows, cols) {
                     Ok(()) => "ok".into(),
                     Err(e) => format!("error {e}"),
                 },
@@ -139,7 +139,6 @@ impl Shim {
             self.stdin = None;
         }
     }
-
 }
 
 fn c_stdin(want: bool, stdin: &Option<File>, clients: &[Client], me: usize) -> bool {
@@ -183,19 +182,4 @@ pub(super) fn read_client(c: &mut Client) {
             }
         }
     }
-}
-
-fn resize(master: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = nix::libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize struct that outlives the call.
-    let rc = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

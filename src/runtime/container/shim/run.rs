@@ -23,6 +23,7 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use super::console::ConsoleSocket;
 use super::proto;
 use super::ShimArgs;
 use crate::runtime::container::executor::SkiffExecutor;
@@ -177,21 +178,18 @@ impl Shim {
             .with_root_path(paths.runtime_root())
             .map_err(|e| e.to_string())?
             .with_executor(SkiffExecutor);
-        let (out, err, stdin, pty) = if tty {
-            let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
-            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
-            builder = builder
-                .with_stdin(dup(&pty.slave)?)
-                .with_stdout(dup(&pty.slave)?)
-                .with_stderr(pty.slave);
-            let master = pty.master;
-            let out = File::from(dup(&master)?);
-            let stdin = interactive
-                .then(|| dup(&master))
-                .transpose()?
-                .map(File::from);
-            (Some(out), None, stdin, Some(master))
+        // -t: libcontainer makes the pty inside the container and hands us
+        // the master; otherwise pipes (and /dev/null for stdin without -i).
+        let console = if tty {
+            let c = ConsoleSocket::bind(&run_dir.join("console.sock"))
+                .map_err(|e| format!("the console socket: {e}"))?;
+            builder = builder.with_console_socket(Some(c.path()));
+            Some(c)
         } else {
+            None
+        };
+        let mut pipes = None;
+        if console.is_none() {
             let (out_r, out_w) = pipe()?;
             let (err_r, err_w) = pipe()?;
             builder = builder.with_stdout(out_w).with_stderr(err_w);
@@ -204,19 +202,30 @@ impl Shim {
                 builder = builder.with_stdin(OwnedFd::from(null));
                 None
             };
-            (
-                Some(File::from(out_r)),
-                Some(File::from(err_r)),
-                stdin,
-                None,
-            )
-        };
+            pipes = Some((File::from(out_r), File::from(err_r), stdin));
+        }
         let container = builder
             .as_init(paths.dir(&id))
             .with_systemd(false)
             .with_detach(true)
             .build()
             .map_err(|e| format!("creating the container: {e}"))?;
+        let (out, err, stdin, pty) = match (console, pipes) {
+            (Some(c), _) => {
+                let master = c
+                    .receive()
+                    .map_err(|e| format!("receiving the container's terminal: {e}"))?;
+                let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
+                let out = File::from(dup(&master)?);
+                let stdin = interactive
+                    .then(|| dup(&master))
+                    .transpose()?
+                    .map(File::from);
+                (Some(out), None, stdin, Some(master))
+            }
+            (None, Some((out, err, stdin))) => (Some(out), Some(err), stdin, None),
+            (None, None) => return Err("no stdio for the container".into()),
+        };
         // Our end of the container's stdio is open; now a closed client must
         // not kill us.
         set_signal(Signal::SIGPIPE, SigHandler::SigIgn);
