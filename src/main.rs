@@ -8,6 +8,10 @@ fn main() -> ExitCode {
     // The container shim must stay single-threaded (libcontainer forks):
     // dispatch it before anything else runs.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Likewise the container init (`--init`): PID 1 must not start threads.
+    if skiff::runtime::container::init::wanted(&argv) {
+        return skiff::runtime::container::init::main(&argv);
+    }
     if argv.get(1).is_some_and(|a| a == "shim") {
         return skiff::runtime::container::shim::main(&argv[2..]);
     }

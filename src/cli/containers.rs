@@ -36,6 +36,9 @@ pub struct RunArgs {
     /// Give the container a terminal.
     #[arg(short, long)]
     pub tty: bool,
+    /// Run an init as PID 1 that forwards signals and reaps zombies.
+    #[arg(long)]
+    pub init: bool,
     #[arg(long)]
     pub name: Option<String>,
     /// Set an environment variable (K=V, or K to copy it from here).
@@ -166,6 +169,7 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         tty: args.tty,
         interactive: args.interactive,
         auto_remove: args.rm,
+        init: args.init,
         cgroup_parent: args.cgroup_parent.clone(),
     })
 }

@@ -90,6 +90,9 @@ pub fn exec(root: &Path, run_dir: &Path, debug: bool, args: ExecArgs) -> anyhow:
     if debug {
         cmd.arg("--debug");
     }
+    if args.tty {
+        cmd.arg("--tty");
+    }
     cmd.arg("--").args(&args.command);
     let status = cmd.status().context("spawning the exec shim")?;
     let code = status.code().unwrap_or(126);

@@ -31,6 +31,9 @@ pub struct PullArgs {
 
 #[derive(Debug, Args)]
 pub struct RmiArgs {
+    /// Untag even an image a container uses (its content stays while needed).
+    #[arg(short, long)]
+    pub force: bool,
     /// Image names or IDs.
     #[arg(required = true)]
     pub images: Vec<String>,
@@ -124,9 +127,29 @@ pub fn images(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<()> {
+/// The images and snapshots containers (running or stopped) depend on.
+fn in_use(root: &Path, run_dir: &Path) -> anyhow::Result<catalog::InUse> {
+    let (_paths, state) = super::containers::open(root, run_dir)?;
+    let mut out = catalog::InUse::default();
+    for r in state.list()? {
+        let snapshots = r.config["snapshots"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        out.snapshots.extend(snapshots.iter().filter_map(|p| {
+            Path::new(p.as_str()?)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        }));
+        out.containers.push((r.id, r.image_id));
+    }
+    Ok(out)
+}
+
+pub fn rmi(root: &Path, run_dir: &Path, args: RmiArgs) -> anyhow::Result<()> {
     let store = store(root)?;
-    let removed = catalog::remove(&store, &args.images)?;
+    let in_use = in_use(root, run_dir)?;
+    let removed = catalog::remove(&store, &args.images, args.force, &in_use)?;
     for name in &removed.untagged {
         println!("Untagged: {name}");
     }
@@ -137,6 +160,16 @@ pub fn rmi(root: &Path, args: RmiArgs) -> anyhow::Result<()> {
             p.blobs,
             p.snapshots,
             human_size(p.bytes)
+        );
+    }
+    for e in &removed.refused {
+        eprintln!("skiff: error: {e}");
+    }
+    if !removed.refused.is_empty() {
+        anyhow::bail!(
+            "{} of {} images could not be removed",
+            removed.refused.len(),
+            args.images.len()
         );
     }
     Ok(())
@@ -169,10 +202,11 @@ pub fn inspect_values(root: &Path, queries: &[String]) -> anyhow::Result<Vec<ser
     Ok(out)
 }
 
-pub fn image(root: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
+pub fn image(root: &Path, run_dir: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
         ImageCommand::Prune => {
-            let report = store(root)?.prune(None)?;
+            let keep = in_use(root, run_dir)?.snapshots;
+            let report = store(root)?.prune(None, &keep)?;
             println!(
                 "Deleted {} blobs, {} snapshots. Total reclaimed space: {}",
                 report.blobs,

@@ -6,6 +6,7 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod logs;
+pub mod stats;
 pub mod transfer;
 pub mod volumes;
 
@@ -71,6 +72,8 @@ pub enum Command {
     Rm(containers::RmArgs),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
+    /// Show containers' CPU, memory and process usage.
+    Stats(stats::StatsArgs),
     /// Push an image to the registry its name points at.
     Push(transfer::PushArgs),
     /// Write images to a tar archive (docker-archive or OCI layout).
@@ -116,7 +119,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Pull(args) => images::pull(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Images => images::images(&cli.root).map(|()| ExitCode::SUCCESS),
-        Command::Rmi(args) => images::rmi(&cli.root, args).map(|()| ExitCode::SUCCESS),
+        Command::Rmi(args) => {
+            images::rmi(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
+        }
         Command::Tag(args) => images::tag(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Inspect(args) => {
             containers::inspect(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
@@ -138,7 +143,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             containers::rm(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
         }
         Command::Exec(args) => exec::exec(&cli.root, &cli.run_dir, cli.debug, args),
-        Command::Image(cmd) => images::image(&cli.root, cmd).map(|()| ExitCode::SUCCESS),
+        Command::Stats(args) => {
+            stats::stats(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Image(cmd) => {
+            images::image(&cli.root, &cli.run_dir, cmd).map(|()| ExitCode::SUCCESS)
+        }
         Command::Push(args) => transfer::push(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Save(args) => transfer::save(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Load(args) => transfer::load(&cli.root, args).map(|()| ExitCode::SUCCESS),

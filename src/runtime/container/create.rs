@@ -217,6 +217,13 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
         (None, _) => super::short_id(&id).to_string(),
     };
     let etc_files = write_etc_files(&dir, &hostname, &opts.network())?;
+    // Our own static binary is the init (`skiff init`, see init.rs).
+    let init_binary = if opts.init {
+        let exe = std::env::current_exe().map_err(io_err(Path::new("/proc/self/exe")))?;
+        Some(exe.to_string_lossy().into_owned())
+    } else {
+        None
+    };
     let spec = spec::build(&SpecInputs {
         image: &process,
         opts: &opts,
@@ -226,6 +233,7 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
         cgroups_path: &cgroups_path,
         etc_files: &etc_files,
         nofile_hard: nofile_hard(),
+        init: init_binary.as_deref(),
     })?;
     let config_path = dir.join("config.json");
     let spec_json =

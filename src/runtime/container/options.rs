@@ -237,6 +237,9 @@ pub struct RunOptions {
     pub tty: bool,
     pub interactive: bool,
     pub auto_remove: bool,
+    /// Run skiff's own init (`/dev/init`) as PID 1 in front of the command.
+    #[serde(default)]
+    pub init: bool,
     /// Where libcontainer puts the container's cgroup (`--cgroup-parent`).
     pub cgroup_parent: Option<String>,
 }

@@ -112,14 +112,23 @@ pub struct SpecInputs<'a> {
     /// The host's hard RLIMIT_NOFILE: never ask for more (root may lack
     /// CAP_SYS_RESOURCE).
     pub nofile_hard: u64,
+    /// `--init`: the host path of the init binary, bound in at /dev/init.
+    pub init: Option<&'a str>,
 }
+
+/// Where `--init` puts the init binary in the container (docker's path).
+pub const INIT_PATH: &str = "/dev/init";
 
 /// Docker's default open-file limit, clamped to what the host allows.
 const NOFILE: u64 = 1_048_576;
 
 pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     let opts = input.opts;
-    let args = command(input.image, opts)?;
+    let mut args = command(input.image, opts)?;
+    if input.init.is_some() {
+        // As docker does with tini: `/dev/init -- CMD...`.
+        args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
+    }
     let mut base_env = vec![format!("PATH={}", defaults::DEFAULT_PATH)];
     base_env.extend(input.image.env.iter().cloned());
     let mut env = merge_env(&base_env, &[format!("HOSTNAME={}", input.hostname)]);
@@ -149,6 +158,9 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     }
     for (src, dst) in input.etc_files {
         mounts.push(defaults::bind(src, dst, false));
+    }
+    if let Some(init) = input.init {
+        mounts.push(defaults::bind(init, INIT_PATH, true));
     }
     for b in &opts.binds {
         mounts.push(defaults::bind(
@@ -246,6 +258,7 @@ mod tests {
         let spec = build(&SpecInputs {
             image: &img,
             opts,
+            init: None,
             identity: &id,
             hostname: "abc",
             rootfs: Path::new("/r"),

@@ -1,6 +1,8 @@
 //! Image-level operations on the store: find by name or ID, tag, remove, and
 //! docker-style inspect output.
 
+use std::collections::HashSet;
+
 use serde_json::{json, Value};
 
 use super::manifest::ImageConfig;
@@ -62,23 +64,96 @@ pub fn tag(store: &Store, source: &str, target: &str) -> Result<String, StoreErr
 pub struct Removed {
     pub untagged: Vec<String>,
     pub pruned: PruneReport,
+    /// Queries refused (an image a container uses), one error each; the
+    /// other queries were still carried out.
+    pub refused: Vec<StoreError>,
+}
+
+/// What containers need from the store. The image layer knows nothing of
+/// containers: the caller gathers this from the container records.
+#[derive(Debug, Default)]
+pub struct InUse {
+    /// (container ID, image ID) for every container, running or stopped.
+    pub containers: Vec<(String, String)>,
+    /// Snapshot directory names (under `snapshots/`) containers are stacked on.
+    pub snapshots: HashSet<String>,
+}
+
+fn short_hex(digest: &str) -> String {
+    digest
+        .strip_prefix("sha256:")
+        .unwrap_or(digest)
+        .chars()
+        .take(12)
+        .collect()
+}
+
+/// Docker's refusal when `query` would take away the last name of an image a
+/// container uses; None when that is allowed.
+fn conflict(rows: &[ImageRow], found: &[ImageRow], query: &str, in_use: &InUse) -> Option<String> {
+    let image_id = &found.first()?.config_digest;
+    let (container, _) = in_use.containers.iter().find(|(_, i)| i == image_id)?;
+    // Removing one of several names only untags (as docker does).
+    let left = rows
+        .iter()
+        .filter(|r| &r.config_digest == image_id)
+        .filter(|r| !found.iter().any(|f| f.name == r.name))
+        .count();
+    if left > 0 {
+        return None;
+    }
+    let by_name =
+        Reference::parse(query).is_ok_and(|r| found.iter().any(|f| f.name == r.to_string()));
+    Some(if by_name {
+        format!(
+            "unable to remove repository reference \"{query}\" (must force) - container {} is using its referenced image {}",
+            short_hex(container),
+            short_hex(image_id)
+        )
+    } else {
+        format!(
+            "unable to delete {} (must be forced) - image is being used by container {}",
+            short_hex(image_id),
+            short_hex(container)
+        )
+    })
 }
 
 /// Untag each query (a name removes that name, an ID every name of the image),
-/// then free whatever no image needs any more.
-pub fn remove(store: &Store, queries: &[String]) -> Result<Removed, StoreError> {
+/// then free whatever no image needs any more. An image a container uses
+/// keeps its last name unless `force`; even then the snapshots containers
+/// are stacked on stay.
+pub fn remove(
+    store: &Store,
+    queries: &[String],
+    force: bool,
+    in_use: &InUse,
+) -> Result<Removed, StoreError> {
     let lock = store.lock_exclusive()?;
     let meta = store.meta()?;
     let mut out = Removed::default();
     for q in queries {
         let rows = meta.list()?;
-        for row in find(&rows, q)? {
+        let found = match find(&rows, q) {
+            Ok(f) => f,
+            Err(e) => {
+                out.refused.push(e);
+                continue;
+            }
+        };
+        if !force {
+            if let Some(msg) = conflict(&rows, &found, q, in_use) {
+                out.refused.push(StoreError::Conflict(msg));
+                continue;
+            }
+        }
+        for row in found {
             if meta.untag(&row.name)? {
                 out.untagged.push(row.name);
             }
         }
     }
-    out.pruned = store.prune(Some(&lock))?;
+    out.pruned = store.prune(Some(&lock), &in_use.snapshots)?;
     Ok(out)
 }
 

@@ -13,6 +13,7 @@
 //! only temporaries (removed by the next prune) and verified content that the
 //! next pull reuses; an image is registered in one transaction at the very end.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, BufReader, Read};
 use std::os::unix::fs::OpenOptionsExt;
@@ -48,6 +49,9 @@ pub enum StoreError {
     Ambiguous(String),
     #[error("malformed digest {0:?}")]
     BadDigest(String),
+    /// Docker's wording, so scripts matching on it keep working.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error(transparent)]
     Reference(#[from] super::reference::ReferenceError),
 }
@@ -280,9 +284,15 @@ impl Store {
     }
 
     /// Remove manifests no name points at, then every blob and snapshot (and
-    /// leftover temporary) that no registered manifest needs. Takes the
-    /// exclusive lock unless the caller holds it (`locked`).
-    pub fn prune(&self, locked: Option<&StoreLock>) -> Result<PruneReport, StoreError> {
+    /// leftover temporary) that no registered manifest needs. Snapshots named
+    /// in `keep` (directory names under `snapshots/`) stay even when no image
+    /// needs them any more: containers' root filesystems are stacked on them.
+    /// Takes the exclusive lock unless the caller holds it (`locked`).
+    pub fn prune(
+        &self,
+        locked: Option<&StoreLock>,
+        keep: &HashSet<String>,
+    ) -> Result<PruneReport, StoreError> {
         let _guard = match locked {
             Some(_) => None,
             None => Some(self.lock_exclusive()?),
@@ -311,7 +321,7 @@ impl Store {
             let entry = entry.map_err(io_err(&snap_dir))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             let chain_id = format!("sha256:{name}");
-            if snaps.contains(&chain_id) {
+            if snaps.contains(&chain_id) || keep.contains(&name) {
                 continue;
             }
             let path = entry.path();
@@ -398,7 +408,7 @@ mod tests {
 
         // Nothing is registered, so prune frees both the blob and the snapshot.
         fs::write(store.dir().join("blobs/sha256/.tmp-stale"), b"x").unwrap();
-        let report = store.prune(None).unwrap();
+        let report = store.prune(None, &HashSet::new()).unwrap();
         assert_eq!((report.blobs, report.snapshots), (2, 1));
         assert!(!snap.exists());
     }

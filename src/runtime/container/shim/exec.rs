@@ -47,6 +47,9 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
         }
     }
     let cwd = args.workdir.as_deref().map(options::clean_path);
+    if args.tty {
+        return super::exec_tty::exec(args, &paths, &ident, cwd);
+    }
     let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime_root())
         .map_err(|e| e.to_string())?
@@ -64,8 +67,13 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
         .with_detach(false)
         .build()
         .map_err(|e| format!("exec in container {}: {e}", args.id))?;
+    wait(nix::unistd::Pid::from_raw(pid.as_raw()))
+}
+
+/// Wait for the exec'd process; its exit code as a shell reports it.
+pub(super) fn wait(pid: nix::unistd::Pid) -> Result<i32, String> {
     loop {
-        match waitpid(nix::unistd::Pid::from_raw(pid.as_raw()), None) {
+        match waitpid(pid, None) {
             Ok(WaitStatus::Exited(_, code)) => return Ok(code),
             Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
             Ok(_) => {}

@@ -4,11 +4,16 @@
 //! forks, which is only safe in a single-threaded process. No tokio here:
 //! blocking I/O driven by poll(2).
 //!
+//! `-t` uses the OCI console socket (console.rs); `exec -t` relays the pty
+//! itself (exec_tty.rs).
+//!
 //! `skiff shim run ...` creates, starts and supervises one container
 //! (run.rs); `skiff shim exec ...` runs one process inside a running
 //! container and exits with its status (exec.rs).
 
+pub mod console;
 pub mod exec;
+mod exec_tty;
 pub mod proto;
 pub mod run;
 mod trim;
@@ -25,6 +30,8 @@ pub struct ShimArgs {
     pub id: String,
     pub log_max_size: u64,
     pub wait_start: bool,
+    /// exec: give the process a terminal (`-t`).
+    pub tty: bool,
     pub debug: bool,
     /// exec: `-e`, `-u`, `-w`, the command.
     pub env: Vec<String>,
@@ -66,6 +73,7 @@ pub fn parse(args: &[OsString]) -> Result<(String, ShimArgs), UsageError> {
             "--user" => a.user = Some(value()?),
             "--workdir" => a.workdir = Some(value()?),
             "--wait-start" => a.wait_start = true,
+            "--tty" => a.tty = true,
             "--debug" => a.debug = true,
             "--" => {
                 a.command = it.by_ref().collect();

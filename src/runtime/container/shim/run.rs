@@ -9,7 +9,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
@@ -23,12 +23,19 @@ use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use super::proto::{self, Request};
+use super::console::ConsoleSocket;
+use super::proto;
 use super::ShimArgs;
 use crate::runtime::container::executor::SkiffExecutor;
 use crate::runtime::container::logs::{LineBuffer, LogWriter, Stream};
 use crate::runtime::container::state::State;
 use crate::runtime::container::{cgroups, client, rootfs, Paths};
+
+// A child of this module (not a sibling) so it can reach the Shim's fields.
+#[path = "clients.rs"]
+mod clients;
+
+use clients::{flush, read_client, Client, Mode};
 
 /// The write end of the SIGCHLD self-pipe, for the signal handler.
 static SIGCHLD_FD: AtomicI32 = AtomicI32::new(-1);
@@ -90,24 +97,6 @@ impl Ready {
             let _ = nix::unistd::dup2_stdout(null.as_fd());
         }
     }
-}
-
-#[derive(PartialEq)]
-enum Mode {
-    New,
-    Attached,
-    Waiter,
-}
-
-struct Client {
-    stream: UnixStream,
-    inbuf: Vec<u8>,
-    out: Vec<u8>,
-    mode: Mode,
-    stdin: bool,
-    /// Close once `out` is flushed.
-    closing: bool,
-    dead: bool,
 }
 
 struct Shim {
@@ -193,21 +182,18 @@ impl Shim {
             .with_root_path(paths.runtime_root())
             .map_err(|e| e.to_string())?
             .with_executor(SkiffExecutor);
-        let (out, err, stdin, pty) = if tty {
-            let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
-            let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
-            builder = builder
-                .with_stdin(dup(&pty.slave)?)
-                .with_stdout(dup(&pty.slave)?)
-                .with_stderr(pty.slave);
-            let master = pty.master;
-            let out = File::from(dup(&master)?);
-            let stdin = interactive
-                .then(|| dup(&master))
-                .transpose()?
-                .map(File::from);
-            (Some(out), None, stdin, Some(master))
+        // -t: libcontainer makes the pty inside the container and hands us
+        // the master; otherwise pipes (and /dev/null for stdin without -i).
+        let console = if tty {
+            let c = ConsoleSocket::bind(&run_dir.join("console.sock"))
+                .map_err(|e| format!("the console socket: {e}"))?;
+            builder = builder.with_console_socket(Some(c.path()));
+            Some(c)
         } else {
+            None
+        };
+        let mut pipes = None;
+        if console.is_none() {
             let (out_r, out_w) = pipe()?;
             let (err_r, err_w) = pipe()?;
             builder = builder.with_stdout(out_w).with_stderr(err_w);
@@ -220,19 +206,30 @@ impl Shim {
                 builder = builder.with_stdin(OwnedFd::from(null));
                 None
             };
-            (
-                Some(File::from(out_r)),
-                Some(File::from(err_r)),
-                stdin,
-                None,
-            )
-        };
+            pipes = Some((File::from(out_r), File::from(err_r), stdin));
+        }
         let container = builder
             .as_init(paths.dir(&id))
             .with_systemd(false)
             .with_detach(true)
             .build()
             .map_err(|e| format!("creating the container: {e}"))?;
+        let (out, err, stdin, pty) = match (console, pipes) {
+            (Some(c), _) => {
+                let master = c
+                    .receive()
+                    .map_err(|e| format!("receiving the container's terminal: {e}"))?;
+                let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
+                let out = File::from(dup(&master)?);
+                let stdin = interactive
+                    .then(|| dup(&master))
+                    .transpose()?
+                    .map(File::from);
+                (Some(out), None, stdin, Some(master))
+            }
+            (None, Some((out, err, stdin))) => (Some(out), Some(err), stdin, None),
+            (None, None) => return Err("no stdio for the container".into()),
+        };
         // Our end of the container's stdio is open; now a closed client must
         // not kill us.
         set_signal(Signal::SIGPIPE, SigHandler::SigIgn);
@@ -454,115 +451,6 @@ impl Shim {
         }
     }
 
-    fn accept(&mut self) {
-        while let Ok((stream, _)) = self.listener.accept() {
-            if stream.set_nonblocking(true).is_ok() {
-                self.clients.push(Client {
-                    stream,
-                    inbuf: Vec::new(),
-                    out: Vec::new(),
-                    mode: Mode::New,
-                    stdin: false,
-                    closing: false,
-                    dead: false,
-                });
-            }
-        }
-    }
-
-    /// Act on what clients sent: request lines, stdin frames.
-    fn serve_clients(&mut self) {
-        let mut start = false;
-        for i in 0..self.clients.len() {
-            if self.clients[i].mode == Mode::New {
-                let Some(nl) = self.clients[i].inbuf.iter().position(|&b| b == b'\n') else {
-                    continue;
-                };
-                let line: Vec<u8> = self.clients[i].inbuf.drain(..=nl).collect();
-                let req = Request::parse(&String::from_utf8_lossy(&line));
-                let reply = self.handle(i, req, &mut start);
-                let c = &mut self.clients[i];
-                if let Some(reply) = reply {
-                    c.out.extend_from_slice(reply.as_bytes());
-                    c.out.push(b'\n');
-                    c.closing = true;
-                }
-                flush(c);
-            }
-            if self.clients[i].stdin {
-                self.feed_stdin(i);
-            }
-        }
-        if start {
-            if let Err(e) = self.start() {
-                tracing::error!("{e}");
-            }
-        }
-        self.clients
-            .retain(|c| !(c.dead || c.closing && c.out.is_empty()));
-    }
-
-    fn handle(&mut self, i: usize, req: Option<Request>, start: &mut bool) -> Option<String> {
-        match req {
-            Some(Request::Attach { start: s, stdin }) => {
-                // One stdin owner at a time.
-                let owns = c_stdin(stdin, &self.stdin, &self.clients, i);
-                let c = &mut self.clients[i];
-                c.mode = Mode::Attached;
-                c.stdin = owns;
-                *start |= s;
-                None
-            }
-            Some(Request::Wait) => {
-                self.clients[i].mode = Mode::Waiter;
-                None
-            }
-            Some(Request::Signal(n)) => Some(match Signal::try_from(n) {
-                Ok(sig) => match nix::sys::signal::kill(self.pid, sig) {
-                    Ok(()) => "ok".into(),
-                    Err(e) => format!("error {e}"),
-                },
-                Err(_) => format!("error invalid signal {n}"),
-            }),
-            Some(Request::Resize { rows, cols }) => Some(match &self.pty {
-                Some(master) => match resize(master, rows, cols) {
-                    Ok(()) => "ok".into(),
-                    Err(e) => format!("error {e}"),
-                },
-                None => "error the container has no terminal".into(),
-            }),
-            Some(Request::State) => {
-                let status = if self.started { "running" } else { "created" };
-                Some(format!("{status} {}", self.pid))
-            }
-            None => Some("error bad request".into()),
-        }
-    }
-
-    fn feed_stdin(&mut self, i: usize) {
-        while let Some((kind, payload)) = proto::take_frame(&mut self.clients[i].inbuf) {
-            if kind != proto::STDIN {
-                continue;
-            }
-            let close = payload.is_empty()
-                || self
-                    .stdin
-                    .as_mut()
-                    .is_some_and(|w| w.write_all(&payload).is_err());
-            if close {
-                // End of input (a pty keeps its master: only the pipe closes).
-                if self.pty.is_none() {
-                    self.stdin = None;
-                }
-                self.clients[i].stdin = false;
-            }
-        }
-        if self.clients[i].dead && self.pty.is_none() {
-            // The client holding stdin went away: the container sees EOF.
-            self.stdin = None;
-        }
-    }
-
     /// Record the exit, release everything, tell the clients, and go.
     fn finish(mut self, code: i32) {
         // Read before libcontainer removes the cgroup; unreadable counts as no.
@@ -596,62 +484,4 @@ impl Shim {
             let _ = c.stream.write_all(&c.out);
         }
     }
-}
-
-fn c_stdin(want: bool, stdin: &Option<File>, clients: &[Client], me: usize) -> bool {
-    want && stdin.is_some() && !clients.iter().enumerate().any(|(j, o)| j != me && o.stdin)
-}
-
-fn flush(c: &mut Client) {
-    while !c.out.is_empty() {
-        match c.stream.write(&c.out) {
-            Ok(0) => {
-                c.dead = true;
-                return;
-            }
-            Ok(n) => {
-                c.out.drain(..n);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => {
-                c.dead = true;
-                return;
-            }
-        }
-    }
-}
-
-fn read_client(c: &mut Client) {
-    let mut buf = [0u8; 16 * 1024];
-    loop {
-        match c.stream.read(&mut buf) {
-            Ok(0) => {
-                c.dead = true;
-                return;
-            }
-            Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(_) => {
-                c.dead = true;
-                return;
-            }
-        }
-    }
-}
-
-fn resize(master: &OwnedFd, rows: u16, cols: u16) -> io::Result<()> {
-    let ws = nix::libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCSWINSZ reads a winsize struct that outlives the call.
-    let rc = unsafe { nix::libc::ioctl(master.as_raw_fd(), nix::libc::TIOCSWINSZ, &ws) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }

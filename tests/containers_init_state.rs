@@ -1,0 +1,144 @@
+//! `--init` (skiff's own init as PID 1: signals forwarded, orphans reaped)
+//! and state that survives a shim killed with SIGKILL.
+
+#[path = "support/containers.rs"]
+mod containers;
+mod support;
+
+use std::time::Duration;
+
+use containers::Engine;
+
+/// Poll `check` (bounded; a limit on waiting, not an assertion on time).
+fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..300 {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("never: {what}");
+}
+
+/// The state letter of `pid` inside container `name` (None once reaped).
+fn proc_state(e: &Engine, name: &str, pid: &str) -> Option<String> {
+    let out = e.skiff(&["exec", name, "cat", &format!("/proc/{pid}/stat")]);
+    if !out.status.success() {
+        return None;
+    }
+    let stat = support::stdout(&out);
+    // "pid (comm) S ...": the state follows the command's closing paren.
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .map(String::from)
+}
+
+/// Start a container whose PID 1 never reaps: an orphan is left behind
+/// (its PID in /tmp/orphan); returns that PID.
+fn orphan_maker(e: &Engine, name: &str, init: bool) -> String {
+    let mut args = vec!["run", "-d", "--name", name];
+    if init {
+        args.push("--init");
+    }
+    args.extend([
+        "busybox",
+        "sh",
+        "-c",
+        "(sleep 0 & echo $! > /tmp/orphan); exec sleep 1000",
+    ]);
+    e.ok(&args);
+    let mut pid = String::new();
+    eventually("the orphan's PID is written", || {
+        pid = e
+            .ok(&["exec", name, "cat", "/tmp/orphan"])
+            .trim()
+            .to_string();
+        !pid.is_empty()
+    });
+    pid
+}
+
+#[test]
+fn init_reaps_orphans_and_forwards_signals() {
+    let e = Engine::new();
+    // Without an init, the orphan stays a zombie (this is what --init fixes).
+    let pid = orphan_maker(&e, "plain", false);
+    eventually("a zombie without --init", || {
+        proc_state(&e, "plain", &pid).as_deref() == Some("Z")
+    });
+    e.ok(&["rm", "-f", "plain"]);
+
+    let pid = orphan_maker(&e, "reaped", true);
+    eventually("the orphan is reaped under --init", || {
+        proc_state(&e, "reaped", &pid).is_none()
+    });
+    let ps = e.ok(&["exec", "reaped", "ps", "-o", "pid,stat,args"]);
+    let pid1 = ps
+        .lines()
+        .find(|l| l.trim_start().starts_with("1 "))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert!(pid1.contains("/dev/init -- sh -c"), "{ps}");
+    assert!(
+        !ps.lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().nth(1) == Some("Z")),
+        "no zombies: {ps}"
+    );
+    e.ok(&["rm", "-f", "reaped"]);
+
+    // `sleep` as PID 1 would ignore SIGTERM; under init it gets it and dies
+    // of it: 143, not the 137 of the SIGKILL after the timeout.
+    e.ok(&[
+        "run", "-d", "--init", "--name", "sleeper", "busybox", "sleep", "1000",
+    ]);
+    e.ok(&["stop", "-t", "60", "sleeper"]);
+    assert_eq!(e.inspect("sleeper")["State"]["ExitCode"], 143);
+    e.ok(&["rm", "sleeper"]);
+    e.assert_clean();
+}
+
+fn shim_of(e: &Engine, id: &str) -> u32 {
+    e.shims()
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(id))
+        })
+        .unwrap_or_else(|| panic!("no shim for {id}"))
+}
+
+#[test]
+fn killed_shim_is_reconciled_and_others_keep_running() {
+    let e = Engine::new();
+    let victim = e.ok(&["run", "-d", "--name", "victim", "busybox", "sleep", "1000"]);
+    let other = e.ok(&["run", "-d", "--name", "other", "busybox", "sleep", "1000"]);
+    let shim = shim_of(&e, victim.trim());
+    // The test started this shim (through skiff run); kill it by its PID.
+    let status = std::process::Command::new("kill")
+        .args(["-9", &shim.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    eventually("the shim is gone", || {
+        !std::path::Path::new(&format!("/proc/{shim}")).exists()
+            || std::fs::read_to_string(format!("/proc/{shim}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+
+    // Each command is a fresh CLI process reading the shared state.
+    let ps = e.ok(&["ps", "-a"]);
+    let line = |name: &str| {
+        ps.lines()
+            .find(|l| l.ends_with(name))
+            .unwrap_or_else(|| panic!("{name} in {ps}"))
+            .to_string()
+    };
+    assert!(line("victim").contains("Exited (255)"), "{ps}");
+    assert!(line("other").contains("Up "), "{ps}");
+    assert!(e.ok(&["ps", "-q"]).contains(&other.trim()[..12]));
+    assert_eq!(e.ok(&["exec", "other", "echo", "alive"]), "alive\n");
+
+    e.ok(&["rm", "victim"]);
+    e.ok(&["rm", "-f", "other"]);
+    e.assert_clean();
+}
