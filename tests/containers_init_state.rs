@@ -34,7 +34,9 @@ fn proc_state(e: &Engine, name: &str, pid: &str) -> Option<String> {
 }
 
 /// Start a container whose PID 1 never reaps: an orphan is left behind
-/// (its PID in /tmp/orphan); returns that PID.
+/// (its PID in /tmp/orphan); returns that PID. The orphan outlives the
+/// subshell by a second, so it dies only once PID 1 is `sleep` (a shell as
+/// PID 1 would reap it while waiting for the subshell).
 fn orphan_maker(e: &Engine, name: &str, init: bool) -> String {
     let mut args = vec!["run", "-d", "--name", name];
     if init {
@@ -44,7 +46,7 @@ fn orphan_maker(e: &Engine, name: &str, init: bool) -> String {
         "busybox",
         "sh",
         "-c",
-        "(sleep 0 & echo $! > /tmp/orphan); exec sleep 1000",
+        "(sleep 1 & echo $! > /tmp/orphan); exec sleep 1000",
     ]);
     e.ok(&args);
     let mut pid = String::new();

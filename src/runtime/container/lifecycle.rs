@@ -69,11 +69,40 @@ fn release(paths: &Paths, id: &str) {
     let _ = std::fs::remove_dir_all(paths.run_dir(id));
 }
 
+/// Under `--init`, PID 1 is our init, which blocks every signal at its
+/// first instruction and then forwards them. A signal that arrives before
+/// that is dropped by the kernel (PID 1 of a namespace ignores signals it has
+/// no handler for), so wait, briefly, until /proc shows the mask in place.
+fn wait_for_init(rec: &Record) {
+    let uses_init = rec.config["options"]["init"].as_bool().unwrap_or(false);
+    let Some(pid) = rec.pid.filter(|_| uses_init) else {
+        return;
+    };
+    let status = format!("/proc/{pid}/status");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        let Ok(text) = std::fs::read_to_string(&status) else {
+            return;
+        };
+        let blocked = text
+            .lines()
+            .find_map(|l| l.strip_prefix("SigBlk:"))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0);
+        // Bit n-1 is signal n; SIGTERM is 15.
+        if blocked & (1 << (Signal::SIGTERM as u64 - 1)) != 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Send `sig` to the container's init process.
 pub fn kill(paths: &Paths, rec: &Record, sig: Signal) -> Result<(), ContainerError> {
     if rec.status != Status::Running && rec.status != Status::Created {
         return Err(ContainerError::NotRunning(rec.name.clone()));
     }
+    wait_for_init(rec);
     client::signal(paths, &rec.id, sig as i32).map_err(control_err(&rec.id))
 }
 
@@ -88,6 +117,7 @@ pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32
         // The shim finished between our read of the record and now.
         Err(_) => return Ok(None),
     };
+    wait_for_init(rec);
     if client::signal(paths, &rec.id, Signal::SIGTERM as i32).is_ok() {
         match waiter.wait(Some(timeout.max(Duration::from_millis(1)))) {
             Ok(Some(code)) => return Ok(Some(code)),

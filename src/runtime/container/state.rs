@@ -128,7 +128,13 @@ impl State {
         let conn = Connection::open(path)?;
         // CLIs, shims and an agent write concurrently; wait for each other.
         conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Switching to WAL takes an exclusive lock without waiting for the
+        // busy timeout; once the file is in WAL mode (it stays so), skip it,
+        // or concurrent openers fail with "database is locked".
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.execute_batch(SCHEMA)?;
         Ok(State { conn })
