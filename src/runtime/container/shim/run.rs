@@ -58,11 +58,6 @@ const CLIENT_BUFFER: usize = 4 << 20;
 /// How long the shim waits for quiet after the start before it gives back
 /// its start-up pages.
 const IDLE_TRIM_MS: u16 = 1000;
-/// The first trim comes this long after the start, busy or not, rather than
-/// at the start itself: a short-lived container (`run --rm … true`) has then
-/// exited already, and the shim neither spends the trim on the critical path
-/// nor faults its teardown code back in.
-const START_TRIM: Duration = Duration::from_millis(100);
 
 pub fn main(args: ShimArgs) -> ExitCode {
     // Own session: no signal aimed at the spawner's process group or
@@ -114,8 +109,6 @@ struct Shim {
     cgroups_path: String,
     auto_remove: bool,
     started: bool,
-    /// When the start-up pages are due to be given back (see START_TRIM).
-    trim_due: Option<Instant>,
     out: Option<File>,
     err: Option<File>,
     out_lines: LineBuffer,
@@ -255,7 +248,6 @@ impl Shim {
             cgroups_path,
             auto_remove,
             started: false,
-            trim_due: None,
             out,
             err,
             out_lines: LineBuffer::default(),
@@ -288,7 +280,7 @@ impl Shim {
         {
             tracing::warn!("recording the start: {e}");
         }
-        self.trim_due = Some(Instant::now() + START_TRIM);
+        super::trim::release_startup_pages();
         Ok(())
     }
 
@@ -312,7 +304,7 @@ impl Shim {
                     break;
                 }
             }
-            let mut timeout = match drain_until {
+            let timeout = match drain_until {
                 Some(until) => {
                     PollTimeout::try_from(until.saturating_duration_since(Instant::now()))
                         .unwrap_or(PollTimeout::ZERO)
@@ -320,13 +312,6 @@ impl Shim {
                 None if self.started && !idle_trimmed => PollTimeout::from(IDLE_TRIM_MS),
                 None => PollTimeout::NONE,
             };
-            if let Some(due) = self.trim_due {
-                let left = PollTimeout::try_from(due.saturating_duration_since(Instant::now()))
-                    .unwrap_or(PollTimeout::ZERO);
-                if timeout == PollTimeout::NONE || i32::from(left) < i32::from(timeout) {
-                    timeout = left;
-                }
-            }
             let mut woke = true;
             let revents = {
                 let mut fds = vec![
@@ -362,13 +347,7 @@ impl Shim {
                     .map(|f| f.revents().unwrap_or(PollFlags::empty()))
                     .collect::<Vec<_>>()
             };
-            if self.trim_due.is_some_and(|due| Instant::now() >= due) {
-                self.trim_due = None;
-                // Once the container exited, the shim is about to go anyway.
-                if exit.is_none() {
-                    super::trim::release_startup_pages();
-                }
-            } else if !woke && self.started && !idle_trimmed {
+            if !woke && self.started && !idle_trimmed {
                 idle_trimmed = true;
                 super::trim::release_startup_pages();
             }
