@@ -207,7 +207,10 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
 
     let dir = paths.dir(&id);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    rootfs::Overlay::new(snapshots, &dir).mount()?;
+    // --rm: the upper layer dies with the container, so never sync it.
+    rootfs::Overlay::new(snapshots, &dir)
+        .volatile(opts.auto_remove)
+        .mount()?;
     let rootfs = paths.rootfs(&id);
     let user_spec = opts.user.clone().unwrap_or_else(|| process.user.clone());
     let identity = user::resolve(&rootfs, &user_spec)?;

@@ -26,6 +26,13 @@ pub struct Overlay {
     pub upper: PathBuf,
     pub work: PathBuf,
     pub target: PathBuf,
+    /// overlayfs' `volatile` option: no sync of the upper filesystem on
+    /// syncfs or at unmount. Only for `--rm` containers, whose upper and
+    /// work directories are deleted right after the unmount anyway: without
+    /// it the unmount syncs the whole host filesystem holding the upper
+    /// directory, for data that is thrown away. After a host crash overlayfs
+    /// refuses to mount such an upper again, which nothing ever does.
+    pub volatile: bool,
 }
 
 impl Overlay {
@@ -40,7 +47,14 @@ impl Overlay {
             upper: dir.join("upper"),
             work: dir.join("work"),
             target: dir.join("rootfs"),
+            volatile: false,
         }
+    }
+
+    /// See [`Overlay::volatile`].
+    pub fn volatile(mut self, volatile: bool) -> Overlay {
+        self.volatile = volatile;
+        self
     }
 
     /// The mount data; the kernel takes at most a page of it, which bounds
@@ -60,10 +74,11 @@ impl Overlay {
             .map(|p| p.to_string_lossy().into_owned())
             .collect();
         Ok(format!(
-            "lowerdir={},upperdir={},workdir={}",
+            "lowerdir={},upperdir={},workdir={}{}",
             lower.join(":"),
             self.upper.display(),
-            self.work.display()
+            self.work.display(),
+            if self.volatile { ",volatile" } else { "" }
         ))
     }
 
@@ -135,6 +150,13 @@ mod tests {
             Overlay::new(vec![], Path::new("/c")).data(),
             Err(RootfsError::NoLayers)
         ));
+        assert_eq!(
+            Overlay::new(vec!["/s/base".into()], Path::new("/c/x"))
+                .volatile(true)
+                .data()
+                .unwrap(),
+            "lowerdir=/s/base,upperdir=/c/x/upper,workdir=/c/x/work,volatile"
+        );
         assert!(matches!(
             Overlay::new(vec!["/s/a:b".into()], Path::new("/c")).data(),
             Err(RootfsError::BadPath(_))
