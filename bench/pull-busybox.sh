@@ -45,7 +45,7 @@ cleanup() {
     # Best effort to the end: one failed step must not skip the others.
     set +e +o pipefail
     [ -n "$DOCKERD_PID" ] && kill "$DOCKERD_PID" 2>/dev/null && wait "$DOCKERD_PID" 2>/dev/null || true
-    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null || true
+    [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null && wait "$REG_PID" 2>/dev/null || true
     # podman/dockerd leave overlay mounts under the temp dir: unmount only those.
     grep -o " $W[^ ]*" /proc/self/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     ip netns delete "$NS" 2>/dev/null || true
@@ -57,7 +57,9 @@ ip -n "$NS" link set lo up
 in_ns() { ip netns exec "$NS" "$@"; }
 mkdir -p "$W/storage"
 printf 'version: 0.1\nlog: {level: error}\nstorage: {filesystem: {rootdirectory: %s}}\nhttp: {addr: 127.0.0.1:5000}\n' "$W/storage" >"$W/config.yml"
-in_ns docker-registry serve "$W/config.yml" >"$W/registry.log" 2>&1 &
+# Not through in_ns: a backgrounded shell function is a subshell, and $!
+# would be its PID, not the registry's (the kill in cleanup missed it).
+ip netns exec "$NS" docker-registry serve "$W/config.yml" >"$W/registry.log" 2>&1 &
 REG_PID=$!
 for _ in $(seq 50); do in_ns curl -sf -o /dev/null http://127.0.0.1:5000/v2/ && break; sleep 0.1; done
 umoci init --layout "$W/oci" && umoci new --image "$W/oci:latest"
