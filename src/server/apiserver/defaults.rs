@@ -1,6 +1,6 @@
-//! Per-kind defaulting the apiserver does on write: what a user who never
-//! set these fields sees on a real cluster (namespaces carry the
-//! "kubernetes" finalizer, Services get a cluster IP and port defaults).
+//! Defaulting that needs the cluster's state, done on write after the field
+//! defaults of `api::defaulting`: Services get a free cluster IP and node
+//! ports, and keep their cluster IP across updates.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -29,28 +29,10 @@ pub async fn on_create(
     def: &ResourceDef,
     obj: &mut Value,
 ) -> Result<(), ApiError> {
-    if is(def, "", "namespaces") {
-        let spec = obj
-            .as_object_mut()
-            .map(|o| o.entry("spec").or_insert_with(|| json!({})));
-        if let Some(Value::Object(s)) = spec {
-            s.entry("finalizers")
-                .or_insert_with(|| json!(["kubernetes"]));
-        }
-    }
+    // Field defaults (api::defaulting) were applied by prepare_create; what
+    // is left here needs the cluster's state: address and port allocation.
     if is(def, "", "services") {
         service_defaults(state, def, obj).await?;
-    }
-    if is(def, "", "secrets") {
-        if let Some(o) = obj.as_object_mut() {
-            let empty = o
-                .get("type")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty);
-            if empty {
-                o.insert("type".into(), json!("Opaque"));
-            }
-        }
     }
     Ok(())
 }
@@ -122,30 +104,22 @@ async fn service_defaults(
     obj: &mut Value,
 ) -> Result<(), ApiError> {
     let (used_ips, used_ports) = used_service_ips_and_ports(state, def).await?;
-    let spec = match obj.get_mut("spec").and_then(Value::as_object_mut) {
-        Some(s) => s,
-        None => return Ok(()),
-    };
-    let svc_type = spec
-        .get("type")
+    let svc_type = obj
+        .pointer("/spec/type")
         .and_then(Value::as_str)
         .unwrap_or("ClusterIP")
         .to_string();
-    spec.insert("type".into(), json!(svc_type));
-    spec.entry("sessionAffinity")
-        .or_insert_with(|| json!("None"));
     if svc_type != "ExternalName" {
-        let wanted = spec
-            .get("clusterIP")
+        let wanted = obj
+            .pointer("/spec/clusterIP")
             .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+            .unwrap_or("");
         let ip = if wanted.is_empty() {
             allocate_ip(&used_ips)?
         } else {
-            wanted
+            wanted.to_string()
         };
-        if ip != "None" && !ip.is_empty() && used_ips.contains(&ip) {
+        if ip != "None" && used_ips.contains(&ip) {
             return Err(ApiError::invalid(
                 "",
                 "Service",
@@ -159,38 +133,22 @@ async fn service_defaults(
                 }],
             ));
         }
-        let spec = match obj.get_mut("spec").and_then(Value::as_object_mut) {
-            Some(s) => s,
-            None => return Ok(()),
-        };
-        spec.insert("clusterIP".into(), json!(ip));
-        spec.insert("clusterIPs".into(), json!([ip]));
-        spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
-        spec.entry("ipFamilyPolicy")
-            .or_insert_with(|| json!("SingleStack"));
-        spec.entry("internalTrafficPolicy")
-            .or_insert_with(|| json!("Cluster"));
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("clusterIP".into(), json!(ip));
+            spec.insert("clusterIPs".into(), json!([ip]));
+            spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
+            spec.entry("ipFamilyPolicy")
+                .or_insert_with(|| json!("SingleStack"));
+        }
     }
     let needs_node_port = svc_type == "NodePort" || svc_type == "LoadBalancer";
-    let spec = match obj.get_mut("spec").and_then(Value::as_object_mut) {
-        Some(s) => s,
-        None => return Ok(()),
-    };
-    if needs_node_port {
-        spec.entry("externalTrafficPolicy")
-            .or_insert_with(|| json!("Cluster"));
+    if !needs_node_port {
+        return Ok(());
     }
     let mut taken = used_ports;
-    if let Some(Value::Array(ports)) = spec.get_mut("ports") {
-        for p in ports.iter_mut() {
-            let Some(p) = p.as_object_mut() else { continue };
-            p.entry("protocol").or_insert_with(|| json!("TCP"));
-            if !p.contains_key("targetPort") {
-                if let Some(port) = p.get("port").cloned() {
-                    p.insert("targetPort".into(), port);
-                }
-            }
-            if needs_node_port && !p.contains_key("nodePort") {
+    if let Some(Value::Array(ports)) = obj.pointer_mut("/spec/ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            if !p.contains_key("nodePort") {
                 let n = allocate_node_port(&taken)?;
                 taken.insert(n as u64);
                 p.insert("nodePort".into(), json!(n));
