@@ -12,9 +12,6 @@ use super::registry::ResourceDef;
 use crate::api::status::ApiError;
 use crate::server::store::{Backend, KeyValue, ListOptions, Revision, StoreError};
 
-/// How many times a read-modify-write retries after losing a race.
-const UPDATE_RETRIES: usize = 16;
-
 #[derive(Clone)]
 pub struct Objects {
     pub store: Arc<dyn Backend>,
@@ -177,34 +174,6 @@ impl Objects {
             .await
             .map_err(|e| store_error(def, name, e))?;
         decode(&kv)
-    }
-
-    /// Read, change with `f`, write back; retried when another writer got
-    /// there first. `f` returns `None` to leave the object as it is.
-    pub async fn guaranteed_update<F>(
-        &self,
-        def: &ResourceDef,
-        ns: Option<&str>,
-        name: &str,
-        mut f: F,
-    ) -> Result<Value, ApiError>
-    where
-        F: FnMut(&Stored) -> Result<Option<Value>, ApiError>,
-    {
-        let mut last = None;
-        for _ in 0..UPDATE_RETRIES {
-            let cur = self.must_get(def, ns, name).await?;
-            let new = match f(&cur)? {
-                Some(n) => n,
-                None => return Ok(cur.obj),
-            };
-            match self.update(def, ns, name, &new, cur.rev).await {
-                Ok(v) => return Ok(v),
-                Err(e) if e.code == 409 => last = Some(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| ApiError::internal("update retries exhausted")))
     }
 
     pub async fn list_raw(
