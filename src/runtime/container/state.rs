@@ -4,15 +4,18 @@
 //! unique (a UNIQUE index, so two concurrent `run --name x` cannot both win).
 
 use std::path::Path;
-use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::runtime::sqlite;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("container state: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("container state: {0}")]
+    Open(#[from] sqlite::OpenError),
     #[error("the container name \"/{0}\" is already in use")]
     NameInUse(String),
     #[error("no such container: {0}")]
@@ -125,18 +128,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Record> {
 
 impl State {
     pub fn open(path: &Path) -> Result<State, StateError> {
-        let conn = Connection::open(path)?;
-        // CLIs, shims and an agent write concurrently; wait for each other.
-        conn.busy_timeout(Duration::from_secs(30))?;
-        // Switching to WAL takes an exclusive lock without waiting for the
-        // busy timeout; once the file is in WAL mode (it stays so), skip it,
-        // or concurrent openers fail with "database is locked".
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-        }
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = sqlite::open(path, sqlite::Sync::Normal, SCHEMA)?;
         Ok(State { conn })
     }
 

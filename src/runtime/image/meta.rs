@@ -10,13 +10,18 @@
 
 use std::collections::HashSet;
 use std::path::Path;
-use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::runtime::sqlite;
+
 #[derive(Debug, thiserror::Error)]
-#[error("image metadata: {0}")]
-pub struct MetaError(#[from] rusqlite::Error);
+pub enum MetaError {
+    #[error("image metadata: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("image metadata: {0}")]
+    Open(#[from] sqlite::OpenError),
+}
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS manifests (
@@ -102,19 +107,7 @@ fn now() -> i64 {
 
 impl Meta {
     pub fn open(path: &Path) -> Result<Meta, MetaError> {
-        let conn = Connection::open(path)?;
-        // A CLI and an agent may write at once; wait for each other briefly.
-        conn.busy_timeout(Duration::from_secs(30))?;
-        // Switching to WAL takes an exclusive lock without waiting for the
-        // busy timeout; once the file is in WAL mode (it stays so), skip it,
-        // or concurrent openers fail with "database is locked".
-        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            conn.pragma_update(None, "journal_mode", "WAL")?;
-        }
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.execute_batch(SCHEMA)?;
+        let conn = sqlite::open(path, sqlite::Sync::Full, SCHEMA)?;
         Ok(Meta { conn })
     }
 
@@ -142,7 +135,10 @@ impl Meta {
     /// Register a fully pulled manifest under `names`, in one transaction, so
     /// a crash leaves either the old state or the new one.
     pub fn register(&mut self, m: &ManifestRecord, names: &[String]) -> Result<(), MetaError> {
-        let tx = self.conn.transaction()?;
+        // IMMEDIATE: take the write lock up front, where the busy timeout applies.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT OR REPLACE INTO manifests
              (digest, config_digest, media_type, index_digest, created, os, arch, size, pulled_at)
