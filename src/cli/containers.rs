@@ -175,6 +175,8 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
 }
 
 pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::Result<ExitCode> {
+    // As early as possible: see cgroups/warmup.rs.
+    crate::runtime::container::cgroups::warmup::start();
     let opts = options(&args)?;
     if let Some(name) = &opts.name {
         options::check_name(name)?;

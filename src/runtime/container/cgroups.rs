@@ -19,6 +19,7 @@
 mod mountinfo;
 #[cfg(test)]
 mod tests;
+pub mod warmup;
 
 use std::io;
 use std::path::{Path, PathBuf};

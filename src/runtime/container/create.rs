@@ -133,6 +133,9 @@ fn nofile_hard() -> u64 {
 }
 
 pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Created, ContainerError> {
+    // Overlaps the kernel's wait before the first cgroup join with the work
+    // below (see cgroups/warmup.rs).
+    cgroups::warmup::start();
     let mut opts = req.opts.clone();
     // Named volumes are created on first use, as `docker run -v name:/dir`.
     let volumes = crate::runtime::volume::Volumes::new(paths.node_root());
