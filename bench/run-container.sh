@@ -40,7 +40,14 @@
 #     containerd-shim-runc-v2 (a private containerd on a temp root/state/
 #     socket with its CRI plugin disabled, containers started with `ctr run -d`).
 #
-# Usage: bench/run-container.sh [path/to/skiff] [N]
+# GAP=SECONDS (default 0) sleeps that long, untimed, before each timed run.
+# Why it matters: the first cgroup migration after a quiet spell waits for a
+# kernel RCU grace period (5-15 ms here); runs closer together than one grace
+# period skip it. Back-to-back loops of a fast runtime (crun) therefore never
+# pay it, while a container started on an idle machine always does. GAP=0.5
+# measures the latter for every tool.
+#
+# Usage: [GAP=S] bench/run-container.sh [path/to/skiff] [N]
 set -euo pipefail
 SKIFF=$(realpath "${1:-target/x86_64-unknown-linux-gnu/release/skiff}" 2>/dev/null || echo "")
 N=${2:-20}
@@ -129,6 +136,7 @@ loop() {
     local i
     for i in $(seq 0 "$N"); do
         local t
+        [ "${GAP:-0}" = 0 ] || sleep "$GAP"
         t=$(us "${@//\{\}/$i}")
         [ "$i" = 0 ] || echo "$t" # run 0 warms the page cache
     done
@@ -139,7 +147,7 @@ report() { printf '%-34s median %6.1f ms  (min %.1f, max %.1f, n=%d)\n' "$1" \
 # Run "$@" in a private mount namespace without the cgroup2 mount (crun).
 without_v2() { unshare -m bash -c 'umount /sys/fs/cgroup/unified 2>/dev/null; exec "$@"' bash "$@"; }
 export -f us loop
-export N W
+export N W GAP
 
 echo
 echo "## start-to-exit, busybox true, no network (ms)"

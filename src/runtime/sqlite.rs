@@ -58,14 +58,6 @@ pub fn open(path: &Path, sync: Sync, schema: &str) -> Result<Connection, OpenErr
     };
     conn.pragma_update(None, "synchronous", level)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    // Short-lived CLIs open these files on every command. Checkpointing on
-    // close and deleting the WAL means the next opener recreates it, and both
-    // sides fsync the file and its directory: ~1 ms per command. The WAL is
-    // checkpointed by SQLite's own auto-checkpoint instead.
-    conn.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-        true,
-    )?;
     Ok(conn)
 }
 
