@@ -11,10 +11,12 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Debian packages the tests use: ip (iproute2) for network namespaces, curl
-# for raw HTTPS checks.
+# for raw HTTPS checks, nft (nftables) to read back the table skiff programs
+# over netlink (tests/net_nft.rs; skiff itself never runs nft).
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -10,5 +10,6 @@
 
 pub mod api;
 pub mod cli;
+pub mod net;
 pub mod runtime;
 pub mod server;

@@ -166,7 +166,15 @@ fn cannot_see_host_or_escalate() {
     ]);
     assert!(nnp.trim().ends_with('1'), "{nnp}");
     // --network none: only lo.
-    let links = e.ok(&["run", "--rm", "busybox", "ls", "/sys/class/net"]);
+    let links = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
     assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["lo"]);
     e.assert_clean();
 }

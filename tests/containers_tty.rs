@@ -19,7 +19,7 @@ const DRIVER: &str = r#"
 import os, pty, sys
 pid, fd = pty.fork()
 if pid == 0:
-    os.execv(sys.argv[1], sys.argv[1:])
+    os.execvp(sys.argv[1], sys.argv[1:])
 os.write(fd, sys.stdin.buffer.read())
 out = b""
 while True:

@@ -70,9 +70,22 @@ pub struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
-    /// none (a new empty network namespace) or host.
-    #[arg(long, default_value = "none")]
+    /// bridge (own address on the node bridge), none (only lo), host, or
+    /// container:<name|id> (share another container's network).
+    #[arg(long, visible_alias = "net", default_value = "bridge")]
     pub network: String,
+    /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp].
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// A name server for the container's /etc/resolv.conf.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// An extra /etc/hosts line, HOST:IP.
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
+    /// The subnet of the node bridge (skiff0) the bridge network uses.
+    #[arg(long, default_value = crate::net::node::DEFAULT_NODE_CIDR)]
+    pub node_cidr: String,
     #[arg(long)]
     pub hostname: Option<String>,
     /// The cgroup the container's cgroup is made under.
@@ -143,6 +156,15 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     for e in &args.env {
         env.extend(options::parse_env(e, lookup)?);
     }
+    let network = Network::parse(&args.network)?;
+    let ports = args
+        .publish
+        .iter()
+        .map(|p| crate::net::ports::PublishedPort::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !ports.is_empty() && network != Network::Bridge {
+        return Err(options::OptionsError::PortsNeedBridge(network.mode()).into());
+    }
     Ok(RunOptions {
         name: args.name.clone(),
         env,
@@ -164,13 +186,29 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         cpus: args.cpus.as_deref().map(options::parse_cpus).transpose()?,
         pids_limit: args.pids_limit.map(options::check_pids_limit).transpose()?,
         read_only: args.read_only,
-        network: Some(Network::parse(&args.network)?),
+        network: Some(network),
         hostname: args.hostname.clone(),
         tty: args.tty,
         interactive: args.interactive,
         auto_remove: args.rm,
         init: args.init,
         cgroup_parent: args.cgroup_parent.clone(),
+        ports,
+        dns: args
+            .dns
+            .iter()
+            .map(|d| options::parse_dns(d))
+            .collect::<Result<_, _>>()?,
+        add_hosts: args
+            .add_host
+            .iter()
+            .map(|h| options::parse_add_host(h))
+            .collect::<Result<_, _>>()?,
+        node_cidr: Some(
+            args.node_cidr
+                .parse()
+                .with_context(|| format!("invalid --node-cidr {:?}", args.node_cidr))?,
+        ),
     })
 }
 
@@ -285,6 +323,7 @@ pub fn ps(root: &Path, run_dir: &Path, args: PsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = Utc::now();
+    let nets = super::network::attachments(&_paths);
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)
@@ -304,7 +343,7 @@ pub fn ps(root: &Path, run_dir: &Path, args: PsArgs) -> anyhow::Result<()> {
             command_text(&r.command),
             format!("{} ago", human_duration(now - r.created)),
             status_text(r, now),
-            String::new(),
+            super::network::ports_column(nets.get(&r.id)),
             r.name.clone(),
         ]);
     }
@@ -417,7 +456,7 @@ fn inspect_one(paths: &Paths, r: &Record) -> Value {
                 b["destination"].as_str().unwrap_or_default(),
                 if b["read_only"].as_bool().unwrap_or(false) { ":ro" } else { "" }
             )).collect::<Vec<_>>()),
-            "NetworkMode": o["network"].as_str().map(str::to_lowercase).unwrap_or_else(|| "none".into()),
+            "NetworkMode": super::network::mode(o),
             "AutoRemove": o["auto_remove"],
             "ReadonlyRootfs": o["read_only"],
             "Memory": o["memory"].as_i64().unwrap_or(0),
@@ -426,6 +465,9 @@ fn inspect_one(paths: &Paths, r: &Record) -> Value {
             "CgroupParent": o["cgroup_parent"].as_str().unwrap_or_default(),
             "Tmpfs": o["tmpfs"],
         },
+        "NetworkSettings": super::network::settings(
+            super::network::attachments(paths).get(&r.id)
+        ),
         "GraphDriver": {
             "Name": "overlay",
             "Data": {

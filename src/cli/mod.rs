@@ -6,6 +6,7 @@ pub mod containers;
 pub mod exec;
 pub mod images;
 pub mod logs;
+pub mod network;
 pub mod stats;
 pub mod transfer;
 pub mod volumes;
@@ -90,6 +91,9 @@ pub enum Command {
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
+    /// Show the container network.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
 }
 
 /// Daemons log their progress at info; client commands print their own
@@ -155,5 +159,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(args) => transfer::login(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Logout(args) => transfer::logout(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Volume(cmd) => volumes::volume(&cli.root, cmd),
+        Command::Network(network::NetworkCommand::Inspect) => {
+            network::inspect(&cli.root, &cli.run_dir).map(|()| ExitCode::SUCCESS)
+        }
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use crate::support::{run_ok, stderr, stdout};
+use crate::support::{run_ok, stderr, stdout, TestNet};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -45,9 +45,14 @@ const CGROUP_ROOTS: &[&str] = &[
     "/sys/fs/cgroup",
 ];
 
+/// Every engine runs in a network namespace of its own (`nsenter --net`,
+/// which keeps the host's mounts, unlike `ip netns exec`): the default
+/// bridge network then builds its bridge, veths and rules there, never on
+/// the host.
 pub struct Engine {
     pub dir: tempfile::TempDir,
     pub cgroup_parent: String,
+    pub net: TestNet,
 }
 
 impl Engine {
@@ -61,6 +66,7 @@ impl Engine {
         let engine = Engine {
             dir,
             cgroup_parent: format!("/skiff-test-{}-{n}", std::process::id()),
+            net: TestNet::new(),
         };
         let archive = build_busybox_archive(engine.dir.path());
         engine.ok(&["load", "-i", archive.to_str().expect("utf-8 path")]);
@@ -77,7 +83,7 @@ impl Engine {
 
     /// `skiff --root … --run-dir … ARGS` (with `run` given this test's cgroup parent).
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        let mut cmd = self.in_net(env!("CARGO_BIN_EXE_skiff"));
         cmd.arg("--root")
             .arg(self.root())
             .arg("--run-dir")
@@ -90,6 +96,15 @@ impl Engine {
             cmd.args(args);
         }
         cmd.env("RUST_BACKTRACE", "1").stdin(Stdio::null());
+        cmd
+    }
+
+    /// `program` inside this engine's network namespace.
+    pub fn in_net(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.net.name()))
+            .arg("--")
+            .arg(program);
         cmd
     }
 

@@ -15,6 +15,7 @@ use super::options::{Network, RunOptions};
 use super::spec::{self, ImageProcess, SpecInputs};
 use super::state::{Record, State, Status};
 use super::{cgroups, rootfs, user, ContainerError, Paths};
+use crate::net::node::Attachment;
 use crate::runtime::image::catalog;
 use crate::runtime::image::manifest::ImageConfig;
 use crate::runtime::image::Store;
@@ -69,6 +70,9 @@ impl Drop for Undo<'_> {
 /// Everything a container may have on disk besides its record: its rootfs
 /// mount, its directory, its run directory and libcontainer's state.
 pub fn remove_leftovers(paths: &Paths, id: &str) {
+    if let Err(e) = super::node_net(paths, None).detach(id) {
+        tracing::warn!("releasing the network of {id}: {e}");
+    }
     if let Err(e) = rootfs::unmount(&paths.rootfs(id)) {
         tracing::warn!("{e}");
     }
@@ -215,6 +219,7 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
         .volatile(opts.auto_remove)
         .mount()?;
     let rootfs = paths.rootfs(&id);
+    let (spec_network, attachment) = resolve_network(paths, &state, &id, &opts)?;
     let user_spec = opts.user.clone().unwrap_or_else(|| process.user.clone());
     let identity = user::resolve(&rootfs, &user_spec)?;
     let hostname = match (&opts.hostname, opts.network()) {
@@ -222,7 +227,10 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
         (None, Network::Host) => host_hostname(),
         (None, _) => super::short_id(&id).to_string(),
     };
-    let etc_files = write_etc_files(&dir, &hostname, &opts.network())?;
+    let etc_files = write_etc_files(&dir, &hostname, &opts, attachment.as_ref())?;
+    let mut spec_opts = opts.clone();
+    spec_opts.network = Some(spec_network);
+    let opts = spec_opts;
     // Our own static binary is the init (`skiff init`, see init.rs).
     let init_binary = if opts.init {
         let exe = std::env::current_exe().map_err(io_err(Path::new("/proc/self/exe")))?;
@@ -258,25 +266,57 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
     })
 }
 
-/// /etc/hostname and /etc/hosts (and, on the host network, resolv.conf),
-/// written per container and bound in as docker does.
+/// The namespace the spec joins for the chosen network, and the bridge
+/// attachment when there is one.
+fn resolve_network(
+    paths: &Paths,
+    state: &super::state::State,
+    id: &str,
+    opts: &RunOptions,
+) -> Result<(Network, Option<Attachment>), ContainerError> {
+    match opts.network() {
+        Network::Bridge => {
+            let a = super::node_net(paths, opts.node_cidr).attach(id, &opts.ports)?;
+            Ok((Network::Join(a.netns.clone()), Some(a)))
+        }
+        Network::Container(query) => {
+            let other = state.find(&query)?;
+            match (other.status, other.pid) {
+                (Status::Running, Some(pid)) => Ok((
+                    Network::Join(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+                    None,
+                )),
+                _ => Err(ContainerError::JoinNotRunning(query)),
+            }
+        }
+        other => Ok((other, None)),
+    }
+}
+
+/// /etc/hostname, /etc/hosts and /etc/resolv.conf, written per container and
+/// bound in as docker does.
 fn write_etc_files(
     dir: &Path,
     hostname: &str,
-    net: &Network,
+    opts: &RunOptions,
+    attachment: Option<&Attachment>,
 ) -> Result<Vec<(String, String)>, ContainerError> {
+    let own = match attachment {
+        Some(a) => a.ip.to_string(),
+        None => "127.0.1.1".into(),
+    };
+    let mut hosts = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{hostname}\n"
+    );
+    for (host, ip) in &opts.add_hosts {
+        hosts.push_str(&format!("{ip}\t{host}\n"));
+    }
     let mut files = vec![
         ("hostname", format!("{hostname}\n"), "/etc/hostname"),
-        (
-            "hosts",
-            format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"),
-            "/etc/hosts",
-        ),
+        ("hosts", hosts, "/etc/hosts"),
     ];
-    if *net == Network::Host {
-        if let Ok(resolv) = fs::read_to_string("/etc/resolv.conf") {
-            files.push(("resolv.conf", resolv, "/etc/resolv.conf"));
-        }
+    if let Some(resolv) = resolv_conf(opts) {
+        files.push(("resolv.conf", resolv, "/etc/resolv.conf"));
     }
     let mut out = Vec::new();
     for (file, content, dest) in files {
@@ -285,6 +325,45 @@ fn write_etc_files(
         out.push((p.to_string_lossy().into_owned(), dest.to_string()));
     }
     Ok(out)
+}
+
+/// The host's resolv.conf, as Docker does: verbatim on the host network;
+/// elsewhere without loopback name servers (unreachable from the
+/// container's namespace), falling back to public ones; `--dns` replaces
+/// the name servers.
+fn resolv_conf(opts: &RunOptions) -> Option<String> {
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    if opts.network() == Network::Host && opts.dns.is_empty() {
+        return (!host.is_empty()).then_some(host);
+    }
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            let keep = opts.dns.is_empty()
+                && words
+                    .next()
+                    .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                    .is_some_and(|ip| !ip.is_loopback());
+            if keep {
+                servers += 1;
+                out.push_str(line);
+                out.push('\n');
+            }
+        } else if !line.trim().is_empty() {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for ip in &opts.dns {
+        servers += 1;
+        out.push_str(&format!("nameserver {ip}\n"));
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    Some(out)
 }
 
 /// Start `skiff shim run` and wait for its readiness line.

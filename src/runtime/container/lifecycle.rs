@@ -54,8 +54,11 @@ pub fn reconcile(paths: &Paths, state: &State) -> Result<(), ContainerError> {
 }
 
 /// Release kernel objects of a container that is not running: its rootfs
-/// mount, libcontainer's state and cgroup, its run directory.
+/// mount, libcontainer's state and cgroup, its network, its run directory.
 fn release(paths: &Paths, id: &str) {
+    if let Err(e) = super::node_net(paths, None).detach(id) {
+        tracing::warn!("releasing the network of {id}: {e}");
+    }
     if let Err(e) = super::rootfs::unmount(&paths.rootfs(id)) {
         tracing::warn!("{e}");
     }

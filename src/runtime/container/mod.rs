@@ -133,11 +133,30 @@ pub enum ContainerError {
     Control { id: String, source: std::io::Error },
     #[error("volume: {0}")]
     Volume(String),
+    #[error("network: {0}")]
+    Network(#[from] crate::net::node::NetError),
+    #[error("cannot join the network of container {0}: it is not running")]
+    JoinNotRunning(String),
     #[error("invalid --cgroup-parent {parent:?}: {source}")]
     CgroupParent {
         parent: String,
         source: cgroups::CgroupError,
     },
+}
+
+/// The node network as the engine uses it (bridge skiff0), for `cidr` or
+/// the default subnet. Cleanup does not depend on the subnet.
+pub fn node_net(
+    paths: &Paths,
+    cidr: Option<crate::net::cidr::Ipv4Cidr>,
+) -> crate::net::node::NodeNet {
+    let cidr = cidr.unwrap_or_else(crate::net::node::default_cidr);
+    crate::net::node::NodeNet::new(
+        paths.node_root(),
+        paths.run(),
+        crate::net::node::DEFAULT_BRIDGE,
+        cidr,
+    )
 }
 
 /// A short docker-style ID prefix.

@@ -25,8 +25,14 @@ pub enum OptionsError {
     Env(String),
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     Name(String),
-    #[error("invalid network {0:?}: expected none or host")]
+    #[error("invalid network {0:?}: expected bridge, none, host or container:<name|id>")]
     Network(String),
+    #[error("invalid --add-host {0:?}: expected HOST:IP")]
+    AddHost(String),
+    #[error("invalid --dns {0:?}: expected an IP address")]
+    Dns(String),
+    #[error("-p needs the bridge network (--network {0} has no ports of its own)")]
+    PortsNeedBridge(String),
 }
 
 /// Which network namespace the container gets.
@@ -39,6 +45,11 @@ pub enum Network {
     /// An existing namespace (a bind-mounted handle): the seam for pod
     /// networking, where the sandbox owns the namespace.
     Join(PathBuf),
+    /// A namespace of its own on the node bridge (src/net), as Docker's
+    /// default network.
+    Bridge,
+    /// The namespace of another container (the pod model).
+    Container(String),
 }
 
 impl Network {
@@ -46,7 +57,11 @@ impl Network {
         match s {
             "none" => Ok(Network::None),
             "host" => Ok(Network::Host),
-            other => Err(OptionsError::Network(other.to_string())),
+            "bridge" | "default" => Ok(Network::Bridge),
+            other => match other.strip_prefix("container:") {
+                Some(name) if !name.is_empty() => Ok(Network::Container(name.to_string())),
+                _ => Err(OptionsError::Network(other.to_string())),
+            },
         }
     }
 
@@ -55,6 +70,8 @@ impl Network {
             Network::None => "none".into(),
             Network::Host => "host".into(),
             Network::Join(p) => format!("ns:{}", p.display()),
+            Network::Bridge => "bridge".into(),
+            Network::Container(c) => format!("container:{c}"),
         }
     }
 }
@@ -242,6 +259,32 @@ pub struct RunOptions {
     pub init: bool,
     /// Where libcontainer puts the container's cgroup (`--cgroup-parent`).
     pub cgroup_parent: Option<String>,
+    /// Published ports (`-p`), bridge network only.
+    #[serde(default)]
+    pub ports: Vec<crate::net::ports::PublishedPort>,
+    /// Name servers for /etc/resolv.conf (`--dns`).
+    #[serde(default)]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Extra /etc/hosts lines (`--add-host HOST:IP`): (host, ip).
+    #[serde(default)]
+    pub add_hosts: Vec<(String, std::net::IpAddr)>,
+    /// The node bridge's subnet (`--node-cidr`); the default when unset.
+    #[serde(default)]
+    pub node_cidr: Option<crate::net::cidr::Ipv4Cidr>,
+}
+
+/// `--add-host HOST:IP` (the IP may be IPv6, so split at the first ':').
+pub fn parse_add_host(s: &str) -> Result<(String, std::net::IpAddr), OptionsError> {
+    let bad = || OptionsError::AddHost(s.to_string());
+    let (host, ip) = s.split_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    Ok((host.to_string(), ip.parse().map_err(|_| bad())?))
+}
+
+pub fn parse_dns(s: &str) -> Result<std::net::IpAddr, OptionsError> {
+    s.parse().map_err(|_| OptionsError::Dns(s.to_string()))
 }
 
 impl RunOptions {

@@ -15,6 +15,8 @@ use super::user::Identity;
 pub enum SpecError {
     #[error("no command specified")]
     NoCommand,
+    #[error("network {0} must be resolved to a namespace before the spec is built")]
+    UnresolvedNetwork(String),
     #[error("the generated runtime spec is invalid: {0}")]
     Invalid(#[from] serde_json::Error),
 }
@@ -181,6 +183,9 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         Network::None => namespaces.push(json!({"type": "network"})),
         Network::Host => {}
         Network::Join(path) => namespaces.push(json!({"type": "network", "path": path})),
+        n @ (Network::Bridge | Network::Container(_)) => {
+            return Err(SpecError::UnresolvedNetwork(n.mode()))
+        }
     }
 
     let mut resources = json!({});

@@ -461,6 +461,11 @@ impl Shim {
         if let Err(e) = rootfs::unmount(&self.paths.rootfs(&self.id)) {
             tracing::warn!("{e}");
         }
+        // The namespace has no process left: give back its address, veth and
+        // published ports (a container is not restarted in place).
+        if let Err(e) = crate::runtime::container::node_net(&self.paths, None).detach(&self.id) {
+            tracing::warn!("releasing the network: {e}");
+        }
         if let Err(e) = self.state.set_exited(&self.id, code, Utc::now(), oom) {
             tracing::error!("recording the exit: {e}");
         }

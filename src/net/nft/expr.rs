@@ -1,0 +1,315 @@
+//! nf_tables expressions, and the statements (`ip saddr 10.42.0.0/24`,
+//! `masquerade`, ...) built from them.
+//!
+//! Every statement carries the nft-syntax text it stands for, so that an error
+//! can say which rule the kernel refused. Expressions the netlink crate has no
+//! type for (ct, fib, nat, masq) are built as raw attributes from the kernel
+//! UAPI numbers (include/uapi/linux/netfilter/nf_tables.h).
+
+use std::net::Ipv4Addr;
+
+use netlink_packet_core::DefaultNla;
+use netlink_packet_netfilter::nftables::{
+    Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute, Meta,
+    MetaKey, Operator, Payload, Register, Verdict, VerdictAttribute,
+};
+
+use super::config::{Proto, IFNAMSIZ};
+use crate::net::cidr::Ipv4Cidr;
+
+/// One expression of a rule, as it goes into NFTA_RULE_EXPRESSIONS.
+pub(crate) type Expr = ListAttribute<ExpressionAttribute>;
+
+/// A piece of a rule: the expressions and the nft text they mean.
+#[derive(Debug, Clone)]
+pub(crate) struct Stmt {
+    pub text: String,
+    pub exprs: Vec<Expr>,
+}
+
+impl Stmt {
+    fn new(text: impl Into<String>, exprs: Vec<Expr>) -> Self {
+        Self {
+            text: text.into(),
+            exprs,
+        }
+    }
+}
+
+// enum nft_payload_bases
+const PAYLOAD_NETWORK_HEADER: u32 = 1;
+const PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+// Offsets in the IPv4 header and in the TCP/UDP header (both put dport at 2).
+const IPV4_SADDR: u32 = 12;
+const IPV4_DADDR: u32 = 16;
+const TH_DPORT: u32 = 2;
+
+// enum nft_ct_attributes / nft_ct_keys
+const NFTA_CT_DREG: u16 = 1;
+const NFTA_CT_KEY: u16 = 2;
+const NFT_CT_STATE: u32 = 0;
+const NFT_CT_STATUS: u32 = 2;
+/// ct state bits: NF_CT_STATE_BIT(ctinfo) = 1 << (ctinfo + 1) for
+/// IP_CT_ESTABLISHED (0) and IP_CT_RELATED (1).
+pub(crate) const CT_STATE_ESTABLISHED: u32 = 1 << 1;
+pub(crate) const CT_STATE_RELATED: u32 = 1 << 2;
+/// IPS_DST_NAT in enum ip_conntrack_status.
+pub(crate) const CT_STATUS_DNAT: u32 = 1 << 5;
+
+// enum nft_fib_attributes / nft_fib_result / nft_fib_flags
+const NFTA_FIB_DREG: u16 = 1;
+const NFTA_FIB_RESULT: u16 = 2;
+const NFTA_FIB_FLAGS: u16 = 3;
+const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+const NFTA_FIB_F_DADDR: u32 = 1 << 1;
+/// RTN_LOCAL from linux/rtnetlink.h: the route type of the host's own addresses.
+const RTN_LOCAL: u32 = 2;
+
+// enum nft_nat_attributes / nft_nat_types
+const NFTA_NAT_TYPE: u16 = 1;
+const NFTA_NAT_FAMILY: u16 = 2;
+const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+const NFT_NAT_DNAT: u32 = 1;
+const NFPROTO_IPV4: u32 = 2;
+
+/// NF_ACCEPT from linux/netfilter.h.
+const NF_ACCEPT: u32 = 1;
+
+fn be32(v: u32) -> Vec<u8> {
+    v.to_be_bytes().to_vec()
+}
+
+fn raw(name: &str, attributes: Vec<DefaultNla>) -> Expr {
+    Expressions::Other {
+        expression_type: name.to_string(),
+        attributes,
+    }
+    .into()
+}
+
+fn reg(r: Register) -> Vec<u8> {
+    be32(u32::from(r))
+}
+
+fn load_payload(base: u32, offset: u32, len: u32) -> Expr {
+    Expressions::Payload(vec![
+        Payload::DestinationRegister(Register::Reg1),
+        Payload::Base(base),
+        Payload::Offset(offset),
+        Payload::Len(len),
+    ])
+    .into()
+}
+
+fn load_meta(key: MetaKey) -> Expr {
+    Expressions::Meta(vec![
+        Meta::DestinationRegister(Register::Reg1),
+        Meta::Key(key),
+    ])
+    .into()
+}
+
+fn load_ct(key: u32) -> Expr {
+    raw(
+        "ct",
+        vec![
+            DefaultNla::new(NFTA_CT_DREG, reg(Register::Reg1)),
+            DefaultNla::new(NFTA_CT_KEY, be32(key)),
+        ],
+    )
+}
+
+fn cmp(op: Operator, data: Vec<u8>) -> Expr {
+    Expressions::Cmp(vec![
+        Cmp::SourceRegister(Register::Reg1),
+        Cmp::Op(op),
+        Cmp::Data(DataAttribute::Value(data)),
+    ])
+    .into()
+}
+
+/// reg1 = (reg1 & mask) ^ 0
+fn and_mask(mask: Vec<u8>) -> Expr {
+    let zero = vec![0; mask.len()];
+    Expressions::Bitwise(vec![
+        Bitwise::SourceRegister(Register::Reg1),
+        Bitwise::DestinationRegister(Register::Reg1),
+        Bitwise::Length(mask.len() as u32),
+        Bitwise::Mask(DataAttribute::Value(mask)),
+        Bitwise::Xor(DataAttribute::Value(zero)),
+    ])
+    .into()
+}
+
+fn immediate(dreg: Register, data: DataAttribute) -> Expr {
+    Expressions::Immediate(vec![
+        Immediate::DestinationRegister(dreg),
+        Immediate::Data(data),
+    ])
+    .into()
+}
+
+fn ip_in(offset: u32, field: &str, cidr: Ipv4Cidr, negate: bool) -> Stmt {
+    let op = if negate {
+        Operator::NotEqual
+    } else {
+        Operator::Equal
+    };
+    let mut exprs = vec![load_payload(PAYLOAD_NETWORK_HEADER, offset, 4)];
+    if cidr.prefix() < 32 {
+        exprs.push(and_mask(cidr.mask().octets().to_vec()));
+    }
+    exprs.push(cmp(op, cidr.network().octets().to_vec()));
+    let bang = if negate { "!= " } else { "" };
+    let net = format!("{}/{}", cidr.network(), cidr.prefix());
+    Stmt::new(format!("ip {field} {bang}{net}"), exprs)
+}
+
+pub(crate) fn ip_saddr_in(cidr: Ipv4Cidr) -> Stmt {
+    ip_in(IPV4_SADDR, "saddr", cidr, false)
+}
+
+pub(crate) fn ip_daddr_not_in(cidr: Ipv4Cidr) -> Stmt {
+    ip_in(IPV4_DADDR, "daddr", cidr, true)
+}
+
+pub(crate) fn ip_daddr_is(ip: Ipv4Addr) -> Stmt {
+    Stmt::new(
+        format!("ip daddr {ip}"),
+        vec![
+            load_payload(PAYLOAD_NETWORK_HEADER, IPV4_DADDR, 4),
+            cmp(Operator::Equal, ip.octets().to_vec()),
+        ],
+    )
+}
+
+/// The name must already be checked to fit IFNAMSIZ with its NUL; it is
+/// compared as the whole NUL-padded IFNAMSIZ buffer, as the kernel stores it.
+fn ifname_is(key: MetaKey, field: &str, name: &str) -> Stmt {
+    let mut data = name.as_bytes().to_vec();
+    data.resize(IFNAMSIZ, 0);
+    Stmt::new(
+        format!("{field} \"{name}\""),
+        vec![load_meta(key), cmp(Operator::Equal, data)],
+    )
+}
+
+pub(crate) fn iifname_is(name: &str) -> Stmt {
+    ifname_is(MetaKey::Iifname, "iifname", name)
+}
+
+pub(crate) fn oifname_is(name: &str) -> Stmt {
+    ifname_is(MetaKey::Oifname, "oifname", name)
+}
+
+pub(crate) fn l4proto_is(proto: Proto) -> Stmt {
+    Stmt::new(
+        format!("meta l4proto {}", proto.name()),
+        vec![
+            load_meta(MetaKey::L4Proto),
+            cmp(Operator::Equal, vec![proto.number()]),
+        ],
+    )
+}
+
+/// Only meaningful after [`l4proto_is`]: the transport header is read raw.
+pub(crate) fn th_dport_is(port: u16) -> Stmt {
+    Stmt::new(
+        format!("th dport {port}"),
+        vec![
+            load_payload(PAYLOAD_TRANSPORT_HEADER, TH_DPORT, 2),
+            cmp(Operator::Equal, port.to_be_bytes().to_vec()),
+        ],
+    )
+}
+
+/// Matches when any of `bits` is set; the kernel keeps ct state and status
+/// in host byte order.
+fn ct_any(key: u32, field: &str, bits: u32, names: &str) -> Stmt {
+    Stmt::new(
+        format!("ct {field} {names}"),
+        vec![
+            load_ct(key),
+            and_mask(bits.to_ne_bytes().to_vec()),
+            cmp(Operator::NotEqual, vec![0; 4]),
+        ],
+    )
+}
+
+pub(crate) fn ct_state_established_related() -> Stmt {
+    ct_any(
+        NFT_CT_STATE,
+        "state",
+        CT_STATE_ESTABLISHED | CT_STATE_RELATED,
+        "established,related",
+    )
+}
+
+pub(crate) fn ct_status_dnat() -> Stmt {
+    ct_any(NFT_CT_STATUS, "status", CT_STATUS_DNAT, "dnat")
+}
+
+pub(crate) fn fib_daddr_type_local() -> Stmt {
+    Stmt::new(
+        "fib daddr type local",
+        vec![
+            raw(
+                "fib",
+                vec![
+                    DefaultNla::new(NFTA_FIB_DREG, reg(Register::Reg1)),
+                    DefaultNla::new(NFTA_FIB_RESULT, be32(NFT_FIB_RESULT_ADDRTYPE)),
+                    DefaultNla::new(NFTA_FIB_FLAGS, be32(NFTA_FIB_F_DADDR)),
+                ],
+            ),
+            cmp(Operator::Equal, RTN_LOCAL.to_ne_bytes().to_vec()),
+        ],
+    )
+}
+
+fn verdict(code: Verdict, chain: Option<&str>) -> Expr {
+    let mut v = vec![VerdictAttribute::Code(code)];
+    if let Some(chain) = chain {
+        v.push(VerdictAttribute::Chain(chain.to_string()));
+    }
+    immediate(Register::Verdict, DataAttribute::Verdict(v))
+}
+
+pub(crate) fn accept() -> Stmt {
+    Stmt::new("accept", vec![verdict(Verdict::Other(NF_ACCEPT), None)])
+}
+
+pub(crate) fn jump(chain: &str) -> Stmt {
+    Stmt::new(
+        format!("jump {chain}"),
+        vec![verdict(Verdict::Jump, Some(chain))],
+    )
+}
+
+pub(crate) fn masquerade() -> Stmt {
+    Stmt::new("masquerade", vec![raw("masq", vec![])])
+}
+
+/// The kernel sets NF_NAT_RANGE_MAP_IPS and _PROTO_SPECIFIED itself when the
+/// address and port registers are present, so no flags are sent.
+pub(crate) fn dnat_to(ip: Ipv4Addr, port: u16) -> Stmt {
+    Stmt::new(
+        format!("dnat to {ip}:{port}"),
+        vec![
+            immediate(Register::Reg1, DataAttribute::Value(ip.octets().to_vec())),
+            immediate(
+                Register::Reg2,
+                DataAttribute::Value(port.to_be_bytes().to_vec()),
+            ),
+            raw(
+                "nat",
+                vec![
+                    DefaultNla::new(NFTA_NAT_TYPE, be32(NFT_NAT_DNAT)),
+                    DefaultNla::new(NFTA_NAT_FAMILY, be32(NFPROTO_IPV4)),
+                    DefaultNla::new(NFTA_NAT_REG_ADDR_MIN, reg(Register::Reg1)),
+                    DefaultNla::new(NFTA_NAT_REG_PROTO_MIN, reg(Register::Reg2)),
+                ],
+            ),
+        ],
+    )
+}

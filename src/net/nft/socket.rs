@@ -1,0 +1,96 @@
+//! The kernel edge: one blocking NETLINK_NETFILTER socket per transaction.
+//!
+//! The socket lives in the network namespace of the thread that opens it, so
+//! callers pick the namespace by picking the thread.
+
+use std::io;
+use std::os::fd::AsFd;
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::MsgFlags;
+
+use super::batch::{encode, Op};
+use super::error::NftError;
+use super::reply::{parse, Tally};
+
+/// nfnetlink handles a batch inside sendmsg(), so every reply is queued by
+/// the time send returns; the wait only guards against a kernel that never
+/// answers.
+const REPLY_TIMEOUT_MS: u16 = 5000;
+/// Acks are ~36 bytes each with NETLINK_CAP_ACK; leave room for big batches
+/// (the kernel caps this at net.core.rmem_max).
+const RCVBUF: i32 = 1 << 20;
+
+fn io_err(op: &'static str) -> impl Fn(io::Error) -> NftError {
+    move |source| NftError::Io { op, source }
+}
+
+/// Send `ops` as one batch and check that the kernel took every one.
+pub(crate) fn transact(ops: &[Op]) -> Result<(), NftError> {
+    let enc = encode(ops, 1);
+    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io_err("socket"))?;
+    sock.bind_auto().map_err(io_err("bind"))?;
+    // Best effort: without them the replies are only larger and plainer.
+    let _ = sock.set_cap_ack(true);
+    let _ = sock.set_ext_ack(true);
+    let _ = sock.set_rx_buf_sz(RCVBUF);
+    sock.connect(&SocketAddr::new(0, 0))
+        .map_err(io_err("connect"))?;
+
+    let sent = sock.send(&enc.bytes, 0).map_err(io_err("send"))?;
+    if sent != enc.bytes.len() {
+        return Err(NftError::Protocol(format!(
+            "sent {sent} of {} bytes of the batch",
+            enc.bytes.len()
+        )));
+    }
+
+    let mut tally = Tally::new(&enc);
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    while !tally.complete() {
+        if !readable(&sock, PollTimeout::from(REPLY_TIMEOUT_MS))? {
+            break;
+        }
+        read_into(&sock, &mut buf, &mut tally)?;
+    }
+    // A commit failure is reported on the batch-begin marker; take whatever
+    // is still queued so that it is not missed.
+    while readable(&sock, PollTimeout::ZERO)? {
+        read_into(&sock, &mut buf, &mut tally)?;
+    }
+    tally.verdict(ops)
+}
+
+fn readable(sock: &Socket, timeout: PollTimeout) -> Result<bool, NftError> {
+    loop {
+        let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(n) => return Ok(n > 0),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(io_err("poll")(e.into())),
+        }
+    }
+}
+
+fn read_into(sock: &Socket, buf: &mut Vec<u8>, tally: &mut Tally) -> Result<(), NftError> {
+    buf.clear();
+    // MSG_TRUNC makes recv report a datagram's real length, so truncation shows.
+    let n = loop {
+        match sock.recv(buf, MsgFlags::MSG_TRUNC.bits()) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io_err("recv")(e)),
+        }
+    };
+    if n > buf.len() {
+        return Err(NftError::Protocol(format!(
+            "reply of {n} bytes did not fit a {} byte buffer",
+            buf.len()
+        )));
+    }
+    for reply in parse(buf).map_err(NftError::Protocol)? {
+        tally.feed(reply);
+    }
+    Ok(())
+}

@@ -1,0 +1,335 @@
+//! Encoding tests: what goes on the wire, checked byte by byte where the
+//! kernel is picky, and decoded back with the netlink crate's own parser.
+
+use std::net::Ipv4Addr;
+
+use netlink_packet_core::{
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
+};
+use netlink_packet_netfilter::nftables::{
+    DataAttribute, ExpressionAttribute, Expressions, ListAttribute, NfTablesMessage,
+};
+use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
+
+use super::batch::{delete_table, encode, replace_table, Op};
+use super::expr::{self, Expr};
+use super::ruleset::{build, Rule};
+use super::{Config, Ipv4Cidr, PortMapping, Proto};
+
+fn cfg() -> Config {
+    Config {
+        pod_cidr: "10.42.0.0/24".parse().unwrap(),
+        bridge: "skiff0".into(),
+        ports: vec![PortMapping {
+            host_ip: Some(Ipv4Addr::new(192, 168, 1, 2)),
+            host_port: 8080,
+            proto: Proto::Tcp,
+            container_ip: Ipv4Addr::new(10, 42, 0, 5),
+            container_port: 80,
+        }],
+    }
+}
+
+/// Splits a batch into (type, flags, seq, payload) per frame.
+fn frames(bytes: &[u8]) -> Vec<(u16, u16, u32, &[u8])> {
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+        assert!(
+            len >= 16 && len % 4 == 0 && len <= rest.len(),
+            "bad frame length {len}"
+        );
+        let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
+        let flags = u16::from_ne_bytes(rest[6..8].try_into().unwrap());
+        let seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
+        out.push((kind, flags, seq, &rest[16..len]));
+        rest = &rest[len..];
+    }
+    out
+}
+
+fn names(exprs: &[Expr]) -> Vec<String> {
+    exprs
+        .iter()
+        .map(|e| match e {
+            ListAttribute::Element(attrs) => attrs
+                .iter()
+                .find_map(|a| match a {
+                    ExpressionAttribute::Name(n) => Some(n.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        })
+        .collect()
+}
+
+fn data(e: &Expr) -> &Expressions {
+    match e {
+        ListAttribute::Element(attrs) => attrs
+            .iter()
+            .find_map(|a| match a {
+                ExpressionAttribute::Data(d) => Some(d),
+                _ => None,
+            })
+            .unwrap(),
+        _ => panic!("not an element: {e:?}"),
+    }
+}
+
+/// The raw attributes of an expression built from UAPI numbers.
+fn raw_attrs(e: &Expr) -> Vec<(u16, Vec<u8>)> {
+    use netlink_packet_core::Nla;
+    match data(e) {
+        Expressions::Other { attributes, .. } => attributes
+            .iter()
+            .map(|a| {
+                let mut v = vec![0; a.value_len()];
+                a.emit_value(&mut v);
+                (a.kind(), v)
+            })
+            .collect(),
+        other => panic!("not a raw expression: {other:?}"),
+    }
+}
+
+#[test]
+fn delete_batch_bytes() {
+    let enc = encode(&delete_table(), 100);
+    assert_eq!(enc.begin_seq, 100);
+    assert_eq!(enc.seqs, vec![101]);
+    let f = frames(&enc.bytes);
+    assert_eq!(f.len(), 3);
+    // BATCH_BEGIN: subsystem 0, type 16; nfgenmsg AF_UNSPEC, v0, res_id
+    // NFNL_SUBSYS_NFTABLES in network byte order.
+    assert_eq!((f[0].0, f[0].1, f[0].2), (0x0010, NLM_F_REQUEST, 100));
+    assert_eq!(f[0].3, &[0, 0, 0, 10]);
+    // DELTABLE: NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_DELTABLE, family ip,
+    // NFTA_TABLE_NAME "skiff".
+    assert_eq!(
+        (f[1].0, f[1].1, f[1].2),
+        (0x0a02, NLM_F_REQUEST | NLM_F_ACK, 101)
+    );
+    assert_eq!(
+        f[1].3,
+        &[2, 0, 0, 0, 10, 0, 1, 0, b's', b'k', b'i', b'f', b'f', 0, 0, 0]
+    );
+    assert_eq!((f[2].0, f[2].1, f[2].2), (0x0011, NLM_F_REQUEST, 102));
+    assert_eq!(f[2].3, &[0, 0, 0, 10]);
+}
+
+#[test]
+fn replace_batch_order_and_flags() {
+    let ops = replace_table(&build(&cfg()));
+    let kinds: Vec<&str> = ops
+        .iter()
+        .map(|o| o.what.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(&kinds[..3], ["NEWTABLE", "DELTABLE", "NEWTABLE"]);
+    let first_rule = kinds.iter().position(|k| *k == "NEWRULE").unwrap();
+    assert!(kinds[3..first_rule].iter().all(|k| *k == "NEWCHAIN"));
+    assert!(kinds[first_rule..].iter().all(|k| *k == "NEWRULE"));
+    assert_eq!(first_rule - 3, 5, "five chains");
+    for op in &ops {
+        let want = match op.msg {
+            NfTablesMessage::NewRule(_) => NLM_F_CREATE | NLM_F_APPEND,
+            NfTablesMessage::DeleteTable(_) => 0,
+            _ => NLM_F_CREATE,
+        };
+        assert_eq!(op.flags, want, "{}", op.what);
+    }
+    let enc = encode(&ops, 1);
+    let f = frames(&enc.bytes);
+    assert_eq!(f.len(), ops.len() + 2);
+    for (frame, seq) in f[1..=ops.len()].iter().zip(&enc.seqs) {
+        assert_eq!(frame.2, *seq);
+        assert_ne!(frame.1 & NLM_F_ACK, 0);
+    }
+}
+
+#[test]
+fn batch_decodes_back_to_the_same_messages() {
+    let ops: Vec<Op> = replace_table(&build(&cfg()));
+    let enc = encode(&ops, 7);
+    let mut rest = &enc.bytes[..];
+    let mut decoded = Vec::new();
+    while !rest.is_empty() {
+        let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
+        let msg = NetlinkMessage::<NetfilterMessage>::deserialize(&rest[..len]).unwrap();
+        decoded.push(msg);
+        rest = &rest[len..];
+    }
+    assert_eq!(decoded.len(), ops.len() + 2);
+    for (msg, op) in decoded[1..=ops.len()].iter().zip(&ops) {
+        match &msg.payload {
+            NetlinkPayload::InnerMessage(m) => match &m.inner {
+                NetfilterMessageInner::NfTables(inner) => assert_eq!(inner, &op.msg, "{}", op.what),
+                other => panic!("{}: decoded as {other:?}", op.what),
+            },
+            other => panic!("{}: decoded as {other:?}", op.what),
+        }
+    }
+}
+
+#[test]
+fn base_chain_priority_is_signed_big_endian() {
+    let ops = replace_table(&build(&cfg()));
+    let output = ops
+        .iter()
+        .find(|o| o.what.starts_with("NEWCHAIN output"))
+        .unwrap();
+    assert_eq!(
+        output.what,
+        "NEWCHAIN output (type nat hook output priority -100)"
+    );
+    let enc = encode(std::slice::from_ref(output), 1);
+    // NFTA_HOOK_PRIORITY (2), 8 bytes, -100 as be32.
+    let prio = [8, 0, 2, 0, 0xff, 0xff, 0xff, 0x9c];
+    assert!(enc.bytes.windows(8).any(|w| w == prio));
+    // NF_INET_LOCAL_OUT (3) as the hook number, NFTA_HOOK_HOOKNUM (1).
+    assert!(enc.bytes.windows(8).any(|w| w == [8, 0, 1, 0, 0, 0, 0, 3]));
+}
+
+#[test]
+fn rule_texts_read_like_nft() {
+    let rs = build(&cfg());
+    let texts: Vec<String> = rs
+        .rules
+        .iter()
+        .map(|r| format!("{}: {}", r.chain, r.text()))
+        .collect();
+    let want = [
+        "prerouting: fib daddr type local jump published",
+        "output: fib daddr type local jump published",
+        "published: ip daddr 192.168.1.2 meta l4proto tcp th dport 8080 dnat to 10.42.0.5:80",
+        "postrouting: ip saddr 10.42.0.0/24 ip daddr != 10.42.0.0/24 masquerade",
+        "postrouting: ip saddr 127.0.0.0/8 oifname \"skiff0\" masquerade",
+        "postrouting: oifname \"skiff0\" ip saddr 10.42.0.0/24 ct status dnat masquerade",
+        "forward: iifname \"skiff0\" accept",
+        "forward: oifname \"skiff0\" ct state established,related accept",
+        "forward: oifname \"skiff0\" ct status dnat accept",
+    ];
+    assert_eq!(texts, want);
+}
+
+#[test]
+fn published_rule_expressions() {
+    let rs = build(&cfg());
+    let rule: &Rule = rs.rules.iter().find(|r| r.chain == "published").unwrap();
+    let exprs = rule.exprs();
+    assert_eq!(
+        names(&exprs),
+        [
+            "payload",
+            "cmp",
+            "meta",
+            "cmp",
+            "payload",
+            "cmp",
+            "immediate",
+            "immediate",
+            "nat"
+        ]
+    );
+    // th dport: transport header base (2), offset 2, 2 bytes; compared in
+    // network byte order.
+    let dport = format!("{:?}", data(&exprs[4]));
+    assert!(
+        dport.contains("Base(2)") && dport.contains("Offset(2)") && dport.contains("Len(2)"),
+        "{dport}"
+    );
+    let port = format!("{:?}", data(&exprs[5]));
+    assert!(port.contains("Value([31, 144])"), "{port}");
+    let nat = raw_attrs(&exprs[8]);
+    assert_eq!(
+        nat,
+        [
+            (1, vec![0, 0, 0, 1]), // NFTA_NAT_TYPE = NFT_NAT_DNAT
+            (2, vec![0, 0, 0, 2]), // NFTA_NAT_FAMILY = NFPROTO_IPV4
+            (3, vec![0, 0, 0, 1]), // NFTA_NAT_REG_ADDR_MIN = reg 1
+            (5, vec![0, 0, 0, 2]), // NFTA_NAT_REG_PROTO_MIN = reg 2
+        ]
+    );
+    match data(&exprs[6]) {
+        Expressions::Immediate(attrs) => assert!(attrs.contains(
+            &netlink_packet_netfilter::nftables::Immediate::Data(DataAttribute::Value(vec![
+                10, 42, 0, 5
+            ]))
+        )),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn prefix_matches_mask_only_when_needed() {
+    let net: Ipv4Cidr = "10.42.0.9/24".parse().unwrap();
+    let s = expr::ip_saddr_in(net);
+    assert_eq!(s.text, "ip saddr 10.42.0.0/24");
+    assert_eq!(names(&s.exprs), ["payload", "bitwise", "cmp"]);
+    let mask = format!("{:?}", data(&s.exprs[1]));
+    assert!(mask.contains("Value([255, 255, 255, 0])"), "{mask}");
+    let cmp = format!("{:?}", data(&s.exprs[2]));
+    assert!(
+        cmp.contains("Value([10, 42, 0, 0])") && cmp.contains("Equal"),
+        "{cmp}"
+    );
+
+    let host: Ipv4Cidr = "10.1.2.3/32".parse().unwrap();
+    assert_eq!(names(&expr::ip_saddr_in(host).exprs), ["payload", "cmp"]);
+    let not = expr::ip_daddr_not_in(net);
+    assert!(format!("{:?}", data(&not.exprs[2])).contains("NotEqual"));
+}
+
+#[test]
+fn ifname_is_nul_padded_to_ifnamsiz() {
+    let s = expr::oifname_is("skiff0");
+    let cmp = format!("{:?}", data(&s.exprs[1]));
+    let mut want = b"skiff0".to_vec();
+    want.resize(16, 0);
+    assert!(cmp.contains(&format!("Value({want:?})")), "{cmp}");
+}
+
+#[test]
+fn ct_and_fib_use_uapi_numbers() {
+    let st = expr::ct_state_established_related();
+    assert_eq!(names(&st.exprs), ["ct", "bitwise", "cmp"]);
+    // NFTA_CT_DREG = reg 1, NFTA_CT_KEY = NFT_CT_STATE (0).
+    assert_eq!(
+        raw_attrs(&st.exprs[0]),
+        [(1, vec![0, 0, 0, 1]), (2, vec![0, 0, 0, 0])]
+    );
+    // established (bit 1) | related (bit 2), in host byte order.
+    let mask = format!("{:?}", data(&st.exprs[1]));
+    assert!(
+        mask.contains(&format!("Value({:?})", 6u32.to_ne_bytes().to_vec())),
+        "{mask}"
+    );
+
+    let dnat = expr::ct_status_dnat();
+    assert_eq!(raw_attrs(&dnat.exprs[0])[1], (2, vec![0, 0, 0, 2]));
+    let mask = format!("{:?}", data(&dnat.exprs[1]));
+    assert!(
+        mask.contains(&format!("Value({:?})", 0x20u32.to_ne_bytes().to_vec())),
+        "{mask}"
+    );
+
+    let fib = expr::fib_daddr_type_local();
+    assert_eq!(
+        raw_attrs(&fib.exprs[0]),
+        [
+            (1, vec![0, 0, 0, 1]), // NFTA_FIB_DREG = reg 1
+            (2, vec![0, 0, 0, 3]), // NFTA_FIB_RESULT = NFT_FIB_RESULT_ADDRTYPE
+            (3, vec![0, 0, 0, 2]), // NFTA_FIB_FLAGS = NFTA_FIB_F_DADDR
+        ]
+    );
+    let local = format!("{:?}", data(&fib.exprs[1]));
+    assert!(
+        local.contains(&format!("Value({:?})", 2u32.to_ne_bytes().to_vec())),
+        "{local}"
+    );
+
+    let masq = expr::masquerade();
+    assert_eq!(names(&masq.exprs), ["masq"]);
+    assert!(raw_attrs(&masq.exprs[0]).is_empty());
+}

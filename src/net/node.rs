@@ -1,0 +1,483 @@
+//! A node's container network: the bridge, and each container's attachment
+//! to it (namespace, veth, address, published ports).
+//!
+//! State lives in `<root>/net`: `ipam/` (ipam.rs) and `attachments/<id>.json`,
+//! both changed only under `<root>/net/lock`. Namespace handles are pinned
+//! under `<run>/netns/<id>`; after a reboot the run directory is empty, so
+//! `reconcile` releases whatever the records still claim.
+
+use std::fs;
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
+use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
+
+use super::cidr::Ipv4Cidr;
+use super::ipam::{Ipam, IpamError};
+use super::netns::{self, NetnsError};
+use super::ports::PublishedPort;
+use super::rtnl::{Rtnl, RtnlError};
+
+pub const DEFAULT_BRIDGE: &str = "skiff0";
+pub const DEFAULT_NODE_CIDR: &str = "10.42.0.0/24";
+
+pub fn default_cidr() -> Ipv4Cidr {
+    Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 42, 0, 0), 24).unwrap_or_else(|_| unreachable!())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    #[error(transparent)]
+    Rtnl(#[from] RtnlError),
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("port {port} is already published by container {owner}")]
+    PortInUse { port: String, owner: String },
+    #[error("the pod network {cidr} overlaps {addr}/{prefix} on {link}; choose another with --node-cidr")]
+    Overlap {
+        cidr: Ipv4Cidr,
+        addr: Ipv4Addr,
+        prefix: u8,
+        link: String,
+    },
+    #[error("bridge {bridge} has {found}, expected gateway {expected}; remove it or use the same --node-cidr")]
+    BridgeMismatch {
+        bridge: String,
+        found: String,
+        expected: String,
+    },
+    #[error("the rules of nftables table skiff: {0}")]
+    Rules(String),
+    #[error("network state {path}: {why}")]
+    Corrupt { path: PathBuf, why: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NetError + '_ {
+    move |source| NetError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// One container's place on the bridge.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub bridge: String,
+    pub host_veth: String,
+    pub netns: PathBuf,
+    pub ports: Vec<PublishedPort>,
+}
+
+pub struct NodeNet {
+    state: PathBuf,
+    netns_dir: PathBuf,
+    bridge: String,
+    cidr: Ipv4Cidr,
+}
+
+/// The network lock; released on drop.
+struct Lock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
+
+impl NodeNet {
+    /// `root`: the node's data root; `run`: its run directory.
+    pub fn new(root: &Path, run: &Path, bridge: &str, cidr: Ipv4Cidr) -> NodeNet {
+        NodeNet {
+            state: root.join("net"),
+            netns_dir: run.join("netns"),
+            bridge: bridge.to_string(),
+            cidr,
+        }
+    }
+
+    pub fn netns_path(&self, id: &str) -> PathBuf {
+        self.netns_dir.join(id)
+    }
+
+    fn ipam(&self) -> Ipam {
+        Ipam::new(self.state.join("ipam"), self.cidr)
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.state.join("attachments").join(format!("{id}.json"))
+    }
+
+    fn lock(&self) -> Result<Lock, NetError> {
+        fs::create_dir_all(&self.state).map_err(io_err(&self.state))?;
+        let path = self.state.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map(Lock)
+            .map_err(|(_, errno)| io_err(&path)(io::Error::from(errno)))
+    }
+
+    /// Every recorded attachment.
+    pub fn attachments(&self) -> Result<Vec<Attachment>, NetError> {
+        let dir = self.state.join("attachments");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io_err(&dir))?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let text = fs::read(&path).map_err(io_err(&path))?;
+            let a: Attachment = serde_json::from_slice(&text).map_err(|e| NetError::Corrupt {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            out.push(a);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    pub fn attachment(&self, id: &str) -> Result<Option<Attachment>, NetError> {
+        let path = self.record_path(id);
+        match fs::read(&path) {
+            Ok(text) => serde_json::from_slice(&text)
+                .map(Some)
+                .map_err(|e| NetError::Corrupt {
+                    path,
+                    why: e.to_string(),
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    /// Give container `id` a namespace on the bridge with `ports` published.
+    /// On any failure nothing of it is left behind.
+    pub fn attach(&self, id: &str, ports: &[PublishedPort]) -> Result<Attachment, NetError> {
+        let _lock = self.lock()?;
+        self.reconcile_locked()?;
+        let existing = self.attachments()?;
+        for p in ports {
+            if let Some((a, q)) = existing
+                .iter()
+                .flat_map(|a| a.ports.iter().map(move |q| (a, q)))
+                .find(|(_, q)| q.conflicts(p))
+            {
+                return Err(NetError::PortInUse {
+                    port: format!("{}/{}", q.host_port, q.proto),
+                    owner: crate::runtime::container::short_id(&a.id).to_string(),
+                });
+            }
+        }
+        for (i, p) in ports.iter().enumerate() {
+            if ports[..i].iter().any(|q| q.conflicts(p)) {
+                return Err(NetError::PortInUse {
+                    port: format!("{}/{}", p.host_port, p.proto),
+                    owner: "this container (given twice)".into(),
+                });
+            }
+        }
+        let mut rtnl = Rtnl::open()?;
+        let bridge_index = self.ensure_bridge(&mut rtnl)?;
+        let ip = self.ipam().allocate(id)?;
+        let attachment = Attachment {
+            id: id.to_string(),
+            ip,
+            prefix: self.cidr.prefix(),
+            gateway: self.cidr.gateway(),
+            bridge: self.bridge.clone(),
+            host_veth: host_veth_name(id),
+            netns: self.netns_path(id),
+            ports: ports.to_vec(),
+        };
+        let result = self
+            .plumb(&mut rtnl, bridge_index, &attachment)
+            .and_then(|()| self.write_record(&attachment))
+            .and_then(|()| {
+                let mut all = existing.clone();
+                all.push(attachment.clone());
+                self.sync_rules(&all)
+            });
+        if let Err(e) = result {
+            self.unplumb(&mut rtnl, &attachment);
+            let _ = fs::remove_file(self.record_path(id));
+            let _ = self.ipam().release(id);
+            return Err(e);
+        }
+        Ok(attachment)
+    }
+
+    /// Undo `attach` (none recorded is fine).
+    pub fn detach(&self, id: &str) -> Result<(), NetError> {
+        let _lock = self.lock()?;
+        let Some(a) = self.attachment(id)? else {
+            self.ipam().release(id)?;
+            return Ok(());
+        };
+        let mut rtnl = Rtnl::open()?;
+        self.unplumb(&mut rtnl, &a);
+        let rest: Vec<_> = self
+            .attachments()?
+            .into_iter()
+            .filter(|x| x.id != id)
+            .collect();
+        self.sync_rules(&rest)?;
+        let path = self.record_path(id);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(&path)(e)),
+        }
+        self.ipam().release(id)?;
+        Ok(())
+    }
+
+    /// Release what records claim for containers whose namespace is gone (a
+    /// crash before cleanup, or a reboot).
+    pub fn reconcile(&self) -> Result<Vec<String>, NetError> {
+        let _lock = self.lock()?;
+        self.reconcile_locked()
+    }
+
+    fn reconcile_locked(&self) -> Result<Vec<String>, NetError> {
+        let all = self.attachments()?;
+        let (live, dead): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|a| netns::is_pinned(&a.netns));
+        let live_ids: Vec<&str> = live.iter().map(|a| a.id.as_str()).collect();
+        let mut released = Vec::new();
+        let ipam = self.ipam();
+        // Addresses whose owner has no live attachment at all.
+        for (_, owner) in ipam.list()? {
+            if !live_ids.contains(&owner.as_str()) && !released.contains(&owner) {
+                released.push(owner);
+            }
+        }
+        if dead.is_empty() && released.is_empty() {
+            return Ok(released);
+        }
+        let mut rtnl = Rtnl::open()?;
+        for a in &dead {
+            tracing::info!(container = %a.id, ip = %a.ip, "releasing the network of a container that is gone");
+            self.unplumb(&mut rtnl, a);
+            let _ = fs::remove_file(self.record_path(&a.id));
+            if !released.contains(&a.id) {
+                released.push(a.id.clone());
+            }
+        }
+        for owner in &released {
+            ipam.release(owner)?;
+        }
+        self.sync_rules(&live)?;
+        Ok(released)
+    }
+
+    fn write_record(&self, a: &Attachment) -> Result<(), NetError> {
+        let path = self.record_path(&a.id);
+        let dir = self.state.join("attachments");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(a).map_err(|e| NetError::Corrupt {
+            path: path.clone(),
+            why: e.to_string(),
+        })?;
+        fs::write(&tmp, text).map_err(io_err(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io_err(&path))
+    }
+
+    /// The bridge with the gateway address, up; created on first use.
+    fn ensure_bridge(&self, rtnl: &mut Rtnl) -> Result<u32, NetError> {
+        let gateway = self.cidr.gateway();
+        let existing = rtnl.link_index(&self.bridge)?;
+        let addrs = rtnl.addresses()?;
+        // A pod network that overlaps an address the node already has would
+        // steal its traffic.
+        for (index, ip, prefix) in &addrs {
+            if ip.is_loopback() || Some(*index) == existing {
+                continue;
+            }
+            let net = Ipv4Cidr::new(*ip, *prefix).map_err(|e| NetError::Corrupt {
+                path: PathBuf::from("/proc/net"),
+                why: e.to_string(),
+            })?;
+            if net.overlaps(&self.cidr) {
+                return Err(NetError::Overlap {
+                    cidr: self.cidr,
+                    addr: *ip,
+                    prefix: *prefix,
+                    link: link_name(rtnl, *index),
+                });
+            }
+        }
+        if let Some(index) = existing {
+            let mine: Vec<_> = addrs.iter().filter(|(i, _, _)| *i == index).collect();
+            if !mine
+                .iter()
+                .any(|(_, ip, p)| *ip == gateway && *p == self.cidr.prefix())
+            {
+                return Err(NetError::BridgeMismatch {
+                    bridge: self.bridge.clone(),
+                    found: if mine.is_empty() {
+                        "no IPv4 address".into()
+                    } else {
+                        mine.iter()
+                            .map(|(_, ip, p)| format!("{ip}/{p}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                    expected: format!("{gateway}/{}", self.cidr.prefix()),
+                });
+            }
+            rtnl.set_up(&self.bridge, index)?;
+            enable_forwarding(&self.bridge)?;
+            return Ok(index);
+        }
+        let mut bridge = LinkBridge::new(&self.bridge);
+        if let Some(mtu) = rtnl.uplink_mtu()? {
+            bridge = bridge.mtu(mtu);
+        }
+        match rtnl.add_link(&format!("bridge {}", self.bridge), bridge.build()) {
+            Ok(()) => {}
+            // Another skiff made it at the same moment.
+            Err(e) if e.errno() == Some(nix::libc::EEXIST) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let index = rtnl.link_index(&self.bridge)?.ok_or_else(|| {
+            NetError::Rtnl(RtnlError {
+                op: format!("find bridge {}", self.bridge),
+                source: io::Error::from_raw_os_error(nix::libc::ENODEV),
+            })
+        })?;
+        rtnl.add_address(index, gateway, self.cidr.prefix())?;
+        rtnl.set_up(&self.bridge, index)?;
+        enable_forwarding(&self.bridge)?;
+        Ok(index)
+    }
+
+    /// Namespace, veth pair (host end on the bridge, `eth0` inside), address
+    /// and default route.
+    fn plumb(&self, rtnl: &mut Rtnl, bridge_index: u32, a: &Attachment) -> Result<(), NetError> {
+        netns::create(&a.netns)?;
+        let ns = fs::File::open(&a.netns).map_err(io_err(&a.netns))?;
+        let mtu = rtnl.link(&self.bridge)?.and_then(|l| {
+            l.attributes.iter().find_map(|x| match x {
+                netlink_packet_route::link::LinkAttribute::Mtu(m) => Some(*m),
+                _ => None,
+            })
+        });
+        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
+            .name("eth0".to_string())
+            .setns_by_fd(ns.as_raw_fd());
+        let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(a.host_veth.clone())
+            .controller(bridge_index);
+        if let Some(mtu) = mtu {
+            peer = peer.mtu(mtu);
+            host = host.mtu(mtu);
+        }
+        let msg = host
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
+            .up()
+            .build();
+        rtnl.add_link(&format!("veth {}", a.host_veth), msg)?;
+        // Hairpin: a container reaching its own published port comes back
+        // out of the port it came in by. With br_netfilter loaded the DNAT
+        // happens while bridging, so the bridge must allow that (as Docker
+        // sets it without its userland proxy).
+        let port = rtnl.link_index(&a.host_veth)?.ok_or_else(|| RtnlError {
+            op: format!("find {}", a.host_veth),
+            source: io::Error::from_raw_os_error(nix::libc::ENODEV),
+        })?;
+        rtnl.change_link(
+            &format!("{} hairpin", a.host_veth),
+            LinkBridgePort::new(port).hairpin(true).build(),
+        )?;
+        let (ip, prefix, gateway) = (a.ip, a.prefix, a.gateway);
+        netns::run_in(&a.netns, move || -> Result<(), RtnlError> {
+            let mut inner = Rtnl::open()?;
+            if let Some(lo) = inner.link_index("lo")? {
+                inner.set_up("lo", lo)?;
+            }
+            let eth0 = inner.link_index("eth0")?.ok_or_else(|| RtnlError {
+                op: "find eth0".into(),
+                source: io::Error::from_raw_os_error(nix::libc::ENODEV),
+            })?;
+            inner.add_address(eth0, ip, prefix)?;
+            inner.set_up("eth0", eth0)?;
+            inner.add_default_route(eth0, gateway)
+        })??;
+        Ok(())
+    }
+
+    /// Best effort: remove the host veth (its peer goes with it) and the
+    /// namespace handle.
+    fn unplumb(&self, rtnl: &mut Rtnl, a: &Attachment) {
+        match rtnl.link_index(&a.host_veth) {
+            Ok(Some(index)) => {
+                if let Err(e) = rtnl.del_link(&a.host_veth, index) {
+                    tracing::warn!("{e}");
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
+        if let Err(e) = netns::remove(&a.netns) {
+            tracing::warn!("{e}");
+        }
+    }
+
+    /// Program the nftables table for `all` attachments.
+    fn sync_rules(&self, all: &[Attachment]) -> Result<(), NetError> {
+        super::rules::apply(&self.bridge, self.cidr, all)
+    }
+}
+
+/// `veth` + 11 characters of the id: unique enough, within IFNAMSIZ.
+fn host_veth_name(id: &str) -> String {
+    let short: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(11)
+        .collect();
+    format!("veth{short}")
+}
+
+fn link_name(rtnl: &mut Rtnl, index: u32) -> String {
+    rtnl.link_name(index)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| format!("link {index}"))
+}
+
+/// Routing between the bridge and the uplink, and DNAT of localhost to the
+/// bridge (published ports reached as 127.0.0.1 on the node).
+fn enable_forwarding(bridge: &str) -> Result<(), NetError> {
+    for (path, value) in [
+        ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
+        (
+            format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
+            "1",
+        ),
+    ] {
+        let current = fs::read_to_string(&path).map_err(io_err(Path::new(&path)))?;
+        if current.trim() != value {
+            fs::write(&path, value).map_err(io_err(Path::new(&path)))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! Published ports (`-p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp]`).
+
+use std::fmt;
+use std::net::Ipv4Addr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl fmt::Display for Proto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PublishedPort {
+    /// Only this host address; None: every address of the node.
+    pub host_ip: Option<Ipv4Addr>,
+    pub host_port: u16,
+    pub container_port: u16,
+    pub proto: Proto,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("invalid port mapping {spec:?}: {why} (expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp])")]
+    Invalid { spec: String, why: String },
+}
+
+impl PublishedPort {
+    pub fn parse(spec: &str) -> Result<PublishedPort, PortError> {
+        let bad = |why: &str| PortError::Invalid {
+            spec: spec.to_string(),
+            why: why.to_string(),
+        };
+        let (ports, proto) = match spec.rsplit_once('/') {
+            Some((p, "tcp")) => (p, Proto::Tcp),
+            Some((p, "udp")) => (p, Proto::Udp),
+            Some((_, other)) => return Err(bad(&format!("unknown protocol {other:?}"))),
+            None => (spec, Proto::Tcp),
+        };
+        let parts: Vec<&str> = ports.split(':').collect();
+        let (host_ip, host_port, container_port) = match parts.as_slice() {
+            [h, c] => (None, *h, *c),
+            [ip, h, c] => {
+                let ip: Ipv4Addr = ip
+                    .parse()
+                    .map_err(|_| bad(&format!("{ip:?} is not an IPv4 address")))?;
+                (Some(ip).filter(|ip| !ip.is_unspecified()), *h, *c)
+            }
+            [_] => return Err(bad("a host port is required")),
+            _ => return Err(bad("too many ':'")),
+        };
+        let port = |s: &str, what: &str| -> Result<u16, PortError> {
+            match s.parse::<u32>() {
+                Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+                _ => Err(bad(&format!(
+                    "{what} {s:?} is not a port number between 1 and 65535"
+                ))),
+            }
+        };
+        Ok(PublishedPort {
+            host_ip,
+            host_port: port(host_port, "host port")?,
+            container_port: port(container_port, "container port")?,
+            proto,
+        })
+    }
+
+    /// Whether both would claim the same packets.
+    pub fn conflicts(&self, other: &PublishedPort) -> bool {
+        self.proto == other.proto
+            && self.host_port == other.host_port
+            && match (self.host_ip, other.host_ip) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+impl fmt::Display for PublishedPort {
+    /// Docker's `ps` form: `0.0.0.0:8080->80/tcp`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}->{}/{}",
+            self.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            self.host_port,
+            self.container_port,
+            self.proto
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_docker_forms() {
+        let p = PublishedPort::parse("8080:80").unwrap();
+        assert_eq!(
+            (p.host_ip, p.host_port, p.container_port, p.proto),
+            (None, 8080, 80, Proto::Tcp)
+        );
+        let p = PublishedPort::parse("127.0.0.1:53:5353/udp").unwrap();
+        assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
+        assert_eq!(p.proto, Proto::Udp);
+        assert_eq!(p.to_string(), "127.0.0.1:53->5353/udp");
+        assert_eq!(PublishedPort::parse("0.0.0.0:1:2").unwrap().host_ip, None);
+        for bad in [
+            "80",
+            "0:80",
+            "70000:80",
+            "8080:80/sctp",
+            "a:b",
+            "1:2:3:4",
+            "x.y:1:2",
+            "8080:-1",
+        ] {
+            let e = PublishedPort::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(bad), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn conflicts() {
+        let any = PublishedPort::parse("8080:80").unwrap();
+        let lo = PublishedPort::parse("127.0.0.1:8080:81").unwrap();
+        let other = PublishedPort::parse("10.0.0.1:8080:81").unwrap();
+        let udp = PublishedPort::parse("8080:80/udp").unwrap();
+        assert!(any.conflicts(&lo) && lo.conflicts(&any));
+        assert!(!lo.conflicts(&other));
+        assert!(!any.conflicts(&udp));
+    }
+}

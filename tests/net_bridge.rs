@@ -1,0 +1,347 @@
+//! The bridge network of `skiff run`, inside network namespaces the test
+//! makes: the engine's own namespace is "the node"; a second one, joined to
+//! it by a veth pair, is "another host" on the node's uplink.
+//!
+//! node (engine netns)                     peer (TestNet)
+//!   skiff0 10.42.0.1/24 -- containers
+//!   up0 192.168.77.1/24  <--- veth --->   up1 192.168.77.2/24
+
+#[path = "support/containers.rs"]
+mod containers;
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsFd;
+use std::process::Command;
+use std::time::Duration;
+
+use containers::Engine;
+use support::{run_ok, stderr, stdout, TestNet};
+
+const NODE_IP: &str = "192.168.77.1";
+const PEER_IP: &str = "192.168.77.2";
+
+/// The engine's namespace plus a peer host on its uplink.
+struct Lab {
+    e: Engine,
+    peer: TestNet,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let e = Engine::new();
+        let peer = TestNet::new();
+        let node = e.net.name().to_string();
+        run_ok(Command::new("ip").args([
+            "-n",
+            &node,
+            "link",
+            "add",
+            "up0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up1",
+            "netns",
+            peer.name(),
+        ]));
+        run_ok(Command::new("ip").args([
+            "-n",
+            &node,
+            "addr",
+            "add",
+            "192.168.77.1/24",
+            "dev",
+            "up0",
+        ]));
+        run_ok(Command::new("ip").args(["-n", &node, "link", "set", "up0", "up"]));
+        run_ok(Command::new("ip").args([
+            "-n",
+            peer.name(),
+            "addr",
+            "add",
+            "192.168.77.2/24",
+            "dev",
+            "up1",
+        ]));
+        run_ok(Command::new("ip").args(["-n", peer.name(), "link", "set", "up1", "up"]));
+        Lab { e, peer }
+    }
+
+    /// A command in the peer host's namespace.
+    fn in_peer(&self, program: &str) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.peer.name()))
+            .arg("--")
+            .arg(program);
+        cmd
+    }
+}
+
+/// A web server container serving `text` at /index.html on port 80.
+fn web(e: &Engine, name: &str, text: &str, extra: &[&str]) -> String {
+    let script =
+        format!("mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www");
+    let mut args = vec!["run", "-d", "--name", name];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["busybox", "sh", "-c", &script]);
+    e.ok(&args);
+    let v = e.inspect(name);
+    let ip = v["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(ip.starts_with("10.42.0."), "{v:#}");
+    ip
+}
+
+/// An HTTP GET of `/` at `addr` (HOST:PORT) from a throw-away container,
+/// retrying while httpd starts; returns the whole response. (busybox-static's
+/// wget crashes in glibc's static NSS, so this speaks HTTP through nc.)
+fn get_from_container(e: &Engine, extra: &[&str], addr: &str) -> String {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "80"));
+    let script = format!(
+        "for i in $(seq 50); do printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 {host} {port} && exit 0; sleep 0.1; done; exit 1"
+    );
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["busybox", "sh", "-c", &script]);
+    e.ok(&args)
+}
+
+/// GET `url` with curl from a command prefix, retrying briefly.
+fn curl(mut cmd: Command, url: &str) -> String {
+    cmd.args([
+        "curl",
+        "-sS",
+        "--max-time",
+        "3",
+        "--retry",
+        "20",
+        "--retry-delay",
+        "0",
+        "--retry-connrefused",
+        url,
+    ]);
+    let out = cmd.output().expect("curl");
+    assert!(out.status.success(), "curl {url}: {}", stderr(&out));
+    stdout(&out)
+}
+
+fn links(e: &Engine) -> String {
+    let out = run_ok(Command::new("ip").args(["-n", e.net.name(), "-o", "link", "show"]));
+    stdout(&out)
+}
+
+fn nft_table(e: &Engine) -> String {
+    let out = e
+        .in_net("nft")
+        .args(["list", "table", "ip", "skiff"])
+        .output()
+        .expect("nft");
+    stdout(&out)
+}
+
+#[test]
+fn containers_reach_each_other_and_published_ports_work() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    let ip = web(e, "web", "hello-bridge", &["-p", "8080:80"]);
+
+    // Container to container, by IP.
+    assert!(get_from_container(e, &[], &ip).contains("hello-bridge"));
+
+    // The published port from the node itself, via localhost and via its
+    // uplink address.
+    let node = || e.in_net("env");
+    assert_eq!(
+        curl(node(), "http://127.0.0.1:8080/").trim(),
+        "hello-bridge"
+    );
+    assert_eq!(
+        curl(node(), &format!("http://{NODE_IP}:8080/")).trim(),
+        "hello-bridge"
+    );
+    // From another host on the uplink.
+    assert_eq!(
+        curl(lab.in_peer("env"), &format!("http://{NODE_IP}:8080/")).trim(),
+        "hello-bridge"
+    );
+    // Hairpin: the container reaches its own published port via the node.
+    assert!(get_from_container(
+        e,
+        &["--network", "container:web"],
+        &format!("{NODE_IP}:8080")
+    )
+    .contains("hello-bridge"));
+
+    // ps and inspect show the mapping; the rules are readable by nft.
+    let ps = e.ok(&["ps"]);
+    assert!(ps.contains("0.0.0.0:8080->80/tcp"), "{ps}");
+    let v = e.inspect("web");
+    assert_eq!(
+        v["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"], "8080",
+        "{v:#}"
+    );
+    let table = nft_table(e);
+    assert!(
+        table.contains("dnat to") && table.contains(&ip) && table.contains("masquerade"),
+        "{table}"
+    );
+
+    e.ok(&["rm", "-f", "web"]);
+    assert!(!links(e).contains("veth"), "{}", links(e));
+    assert!(!nft_table(e).contains(&ip), "{}", nft_table(e));
+    e.assert_clean();
+}
+
+#[test]
+fn egress_is_masqueraded_to_the_node_address() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    // The peer's node has no route to 10.42.0.0/24: only a masqueraded
+    // connection can be answered. The listener runs on a thread that joined
+    // the peer's namespace.
+    let ns = std::fs::File::open(format!("/run/netns/{}", lab.peer.name())).expect("peer netns");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let listener = TcpListener::bind((PEER_IP, 9000)).expect("bind");
+        tx.send(()).expect("ready");
+        let (mut conn, from): (TcpStream, SocketAddr) = listener.accept().expect("accept");
+        conn.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        let mut buf = [0u8; 256];
+        let _ = conn.read(&mut buf);
+        let _ = conn.write_all(b"HTTP/1.0 200 OK\r\n\r\nseen\n");
+        from
+    });
+    rx.recv().expect("listener ready");
+    // The node needs a default route for masquerade to pick the uplink.
+    run_ok(Command::new("ip").args([
+        "-n",
+        e.net.name(),
+        "route",
+        "add",
+        "default",
+        "via",
+        PEER_IP,
+    ]));
+    let body = get_from_container(e, &[], &format!("{PEER_IP}:9000"));
+    assert!(body.contains("seen"), "{body}");
+    let from = server.join().expect("server thread");
+    assert_eq!(
+        from.ip(),
+        std::net::IpAddr::V4(NODE_IP.parse::<Ipv4Addr>().expect("ip"))
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn container_network_mode_shares_address_and_loopback() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    let ip = web(e, "a", "from-a", &[]);
+    // a's loopback, reached from a container in a's namespace.
+    let out = get_from_container(e, &["--network", "container:a"], "127.0.0.1:80");
+    assert!(out.contains("from-a"), "{out}");
+    let addr = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:a",
+        "busybox",
+        "ip",
+        "-4",
+        "-o",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    assert!(addr.contains(&format!("{ip}/24")), "{addr}");
+    // Joining a container that does not run is refused.
+    e.ok(&["stop", "-t", "1", "a"]);
+    let out = e.err(&["run", "--rm", "--network", "container:a", "busybox", "true"]);
+    assert!(stderr(&out).contains("not running"), "{}", stderr(&out));
+    e.ok(&["rm", "a"]);
+    e.assert_clean();
+}
+
+#[test]
+fn addresses_are_unique_and_released() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    let a = web(e, "one", "1", &[]);
+    let b = web(e, "two", "2", &[]);
+    assert_ne!(a, b);
+    let net = e.ok(&["network", "inspect"]);
+    assert!(net.contains(&a) && net.contains(&b), "{net}");
+    e.ok(&["rm", "-f", "one", "two"]);
+    let ipam = e.root().join("net/ipam");
+    let left: Vec<_> = std::fs::read_dir(&ipam)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("10."))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(!links(e).contains("veth"), "{}", links(e));
+    e.assert_clean();
+}
+
+#[test]
+fn a_killed_shim_leaves_no_address_veth_or_rule_behind() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    let ip = web(e, "crash", "x", &["-p", "8081:80"]);
+    // The crash: the shim and the container die without any cleanup.
+    for pid in e.shims() {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    let v = e.inspect("crash");
+    if let Some(pid) = v["State"]["Pid"].as_i64().filter(|p| *p > 0) {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    // The next command notices and releases everything it held.
+    let ps = e.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited"), "{ps}");
+    assert!(!links(e).contains("veth"), "{}", links(e));
+    assert!(!nft_table(e).contains(&ip), "{}", nft_table(e));
+    // The port and a fresh address are free for the next container.
+    web(e, "again", "y", &["-p", "8081:80"]);
+    e.ok(&["rm", "-f", "crash", "again"]);
+    e.assert_clean();
+}
+
+#[test]
+fn bad_network_input_is_refused_cleanly() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    web(e, "p", "p", &["-p", "8082:80"]);
+    let cases: &[(&[&str], &str)] = &[
+        (&["-p", "8082:80"], "already published"),
+        (&["-p", "70000:80"], "between 1 and 65535"),
+        (&["-p", "80"], "host port is required"),
+        (
+            &["--network", "none", "-p", "1:2"],
+            "needs the bridge network",
+        ),
+        (&["--network", "bogus"], "invalid network"),
+        (&["--node-cidr", "192.168.77.0/24"], "overlaps"),
+    ];
+    for (extra, want) in cases {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["busybox", "true"]);
+        let out = e.err(&args);
+        assert!(stderr(&out).contains(want), "{extra:?}: {}", stderr(&out));
+    }
+    // Only the one good container holds anything.
+    let net = e.ok(&["network", "inspect"]);
+    assert_eq!(net.matches("IPv4Address").count(), 1, "{net}");
+    e.ok(&["rm", "-f", "p"]);
+    e.assert_clean();
+}
