@@ -345,3 +345,53 @@ fn bad_network_input_is_refused_cleanly() {
     e.ok(&["rm", "-f", "p"]);
     e.assert_clean();
 }
+
+#[test]
+fn two_nodes_in_two_namespaces_do_not_interfere() {
+    let one = Lab::new();
+    let two = Lab::new();
+    web(&one.e, "w", "node-one", &["-p", "8090:80"]);
+    web(&two.e, "w", "node-two", &["-p", "8090:80"]);
+    assert!(curl(one.e.in_net("env"), "http://127.0.0.1:8090/").contains("node-one"));
+    assert!(curl(two.e.in_net("env"), "http://127.0.0.1:8090/").contains("node-two"));
+    one.e.ok(&["rm", "-f", "w"]);
+    assert!(curl(two.e.in_net("env"), "http://127.0.0.1:8090/").contains("node-two"));
+    two.e.ok(&["rm", "-f", "w"]);
+    one.e.assert_clean();
+    two.e.assert_clean();
+}
+
+#[test]
+fn killall_leaves_nothing_behind() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    web(e, "a", "a", &["-p", "8091:80"]);
+    web(e, "b", "b", &[]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert!(links(e).contains("skiff0"));
+    e.ok(&["killall"]);
+    assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
+    let l = links(e);
+    assert!(!l.contains("skiff0") && !l.contains("veth"), "{l}");
+    let out = e
+        .in_net("nft")
+        .args(["list", "table", "ip", "skiff"])
+        .output()
+        .expect("nft");
+    assert!(!out.status.success(), "table still there: {}", stdout(&out));
+    assert!(e.shims().is_empty(), "{:?}", e.shims());
+    assert!(e.mounts().is_empty(), "{:?}", e.mounts());
+    // Running it again (nothing left) is fine.
+    e.ok(&["killall"]);
+    e.assert_clean();
+}

@@ -5,6 +5,7 @@ pub mod config;
 pub mod containers;
 pub mod exec;
 pub mod images;
+pub mod killall;
 pub mod logs;
 pub mod network;
 pub mod stats;
@@ -91,6 +92,9 @@ pub enum Command {
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
+    /// Remove every container of this root, its shims, mounts, network
+    /// namespaces, veths, the bridge and nftables table (node shutdown).
+    Killall,
     /// Show the container network.
     #[command(subcommand)]
     Network(network::NetworkCommand),
@@ -159,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(args) => transfer::login(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Logout(args) => transfer::logout(&cli.root, args).map(|()| ExitCode::SUCCESS),
         Command::Volume(cmd) => volumes::volume(&cli.root, cmd),
+        Command::Killall => killall::killall(&cli.root, &cli.run_dir),
         Command::Network(network::NetworkCommand::Inspect) => {
             network::inspect(&cli.root, &cli.run_dir).map(|()| ExitCode::SUCCESS)
         }

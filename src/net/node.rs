@@ -287,6 +287,30 @@ impl NodeNet {
         Ok(released)
     }
 
+    /// Remove everything of the node network: every attachment, the
+    /// namespace handles, the bridge and table `ip skiff`. For a node that
+    /// shuts down (`skiff killall`); containers must be stopped first.
+    pub fn teardown(&self) -> Result<(), NetError> {
+        let _lock = self.lock()?;
+        let mut rtnl = Rtnl::open()?;
+        for a in self.attachments()? {
+            self.unplumb(&mut rtnl, &a);
+            let _ = fs::remove_file(self.record_path(&a.id));
+            self.ipam().release(&a.id)?;
+        }
+        // Handles without a record (a crash between the two).
+        if let Ok(entries) = fs::read_dir(&self.netns_dir) {
+            for entry in entries.flatten() {
+                netns::remove(&entry.path())?;
+            }
+        }
+        if let Some(index) = rtnl.link_index(&self.bridge)? {
+            rtnl.del_link(&self.bridge, index)?;
+        }
+        super::nft::delete().map_err(|e| NetError::Rules(e.to_string()))?;
+        Ok(())
+    }
+
     fn write_record(&self, a: &Attachment) -> Result<(), NetError> {
         let path = self.record_path(&a.id);
         let dir = self.state.join("attachments");

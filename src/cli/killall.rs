@@ -1,0 +1,30 @@
+//! `skiff killall`: stop every container of this root and remove what the
+//! engine put on the node (like k3s-killall.sh): containers and their shims,
+//! rootfs mounts, network namespaces, veths, the bridge and table `ip skiff`.
+//! Images, volumes and the container records' logs stay.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::runtime::container::{lifecycle, node_net, Paths};
+
+pub fn killall(root: &Path, run_dir: &Path) -> anyhow::Result<ExitCode> {
+    let paths = Paths::new(root, run_dir);
+    let state = paths.open_state().context("opening the container state")?;
+    let mut failed = 0;
+    for rec in state.list()? {
+        if let Err(e) = lifecycle::remove(&paths, &state, &rec, true) {
+            eprintln!("skiff: error: removing {}: {e}", rec.name);
+            failed += 1;
+        }
+    }
+    node_net(&paths, None)
+        .teardown()
+        .context("removing the container network")?;
+    if failed > 0 {
+        anyhow::bail!("{failed} containers could not be removed");
+    }
+    Ok(ExitCode::SUCCESS)
+}
