@@ -225,13 +225,28 @@ impl NodeNet {
 
     /// Undo `attach` (none recorded is fine).
     pub fn detach(&self, id: &str) -> Result<(), NetError> {
+        // The veth's name follows from the id: it is deleted here even when
+        // the record was released already (by the shim, which may still be
+        // deleting it at this moment).
+        let veth = self.release(id)?.unwrap_or_else(|| host_veth_name(id));
+        self.remove_veth(&veth);
+        Ok(())
+    }
+
+    /// The first, quick half of `detach`: the address, the published ports
+    /// and the namespace handle are given back, so a container started right
+    /// after may take them. Returns the host veth, which `remove_veth` then
+    /// deletes: deleting a link waits for the kernel (an RCU grace period),
+    /// so a container's exit is reported between the two halves.
+    pub fn release(&self, id: &str) -> Result<Option<String>, NetError> {
         let _lock = self.lock()?;
         let Some(a) = self.attachment(id)? else {
             self.ipam().release(id)?;
-            return Ok(());
+            return Ok(None);
         };
-        let mut rtnl = Rtnl::open()?;
-        self.unplumb(&mut rtnl, &a);
+        if let Err(e) = netns::remove(&a.netns) {
+            tracing::warn!("{e}");
+        }
         let rest: Vec<_> = self
             .attachments()?
             .into_iter()
@@ -245,7 +260,23 @@ impl NodeNet {
             Err(e) => return Err(io_err(&path)(e)),
         }
         self.ipam().release(id)?;
-        Ok(())
+        Ok(Some(a.host_veth))
+    }
+
+    /// Delete a container's host veth (its peer goes with it), so that a
+    /// container still sharing the namespace (`--network container:`) loses
+    /// the address too, as with Docker. Gone already is fine.
+    pub fn remove_veth(&self, veth: &str) {
+        let result = Rtnl::open().and_then(|mut rtnl| match rtnl.link_index(veth)? {
+            Some(index) => rtnl.del_link(veth, index),
+            None => Ok(()),
+        });
+        match result {
+            Ok(()) => {}
+            // Deleted by someone else in between.
+            Err(e) if e.errno() == Some(nix::libc::ENODEV) => {}
+            Err(e) => tracing::warn!("{e}"),
+        }
     }
 
     /// Release what records claim for containers whose namespace is gone (a
@@ -307,6 +338,7 @@ impl NodeNet {
         if let Some(index) = rtnl.link_index(&self.bridge)? {
             rtnl.del_link(&self.bridge, index)?;
         }
+        super::rules::forget(&self.state.join("rules.applied"));
         super::nft::delete().map_err(|e| NetError::Rules(e.to_string()))?;
         Ok(())
     }
@@ -467,7 +499,12 @@ impl NodeNet {
 
     /// Program the nftables table for `all` attachments.
     fn sync_rules(&self, all: &[Attachment]) -> Result<(), NetError> {
-        super::rules::apply(&self.bridge, self.cidr, all)
+        super::rules::apply(
+            &self.state.join("rules.applied"),
+            &self.bridge,
+            self.cidr,
+            all,
+        )
     }
 }
 

@@ -1,16 +1,56 @@
 //! From the node's attachments to the nftables table (nft/).
 
+use std::fs;
+use std::io;
 use std::net::Ipv4Addr;
+use std::path::Path;
 
 use super::cidr::Ipv4Cidr;
 use super::nft;
 use super::node::{Attachment, NetError};
 use super::ports::Proto;
 
-/// Replace table `ip skiff` with the rules for `all` attachments.
-pub fn apply(bridge: &str, cidr: Ipv4Cidr, all: &[Attachment]) -> Result<(), NetError> {
+/// Make table `ip skiff` hold the rules for `all` attachments. `stamp`
+/// records what was applied last: when nothing changed (a container without
+/// published ports comes or goes) and the table is still there, the kernel
+/// is not asked to rewrite it — rewriting costs an RCU grace period, which
+/// the next close of a netfilter socket waits for.
+pub fn apply(
+    stamp: &Path,
+    bridge: &str,
+    cidr: Ipv4Cidr,
+    all: &[Attachment],
+) -> Result<(), NetError> {
     let cfg = config(bridge, cidr, all);
-    nft::apply(&cfg).map_err(|e| NetError::Rules(e.to_string()))
+    let fingerprint = format!("{cfg:?}");
+    let rules = |e: nft::NftError| NetError::Rules(e.to_string());
+    if fs::read_to_string(stamp).is_ok_and(|s| s == fingerprint)
+        && nft::table_exists().map_err(rules)?
+    {
+        return Ok(());
+    }
+    // Whatever happens next, the stamp must not claim a state the kernel
+    // may not have.
+    match fs::remove_file(stamp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(source) => {
+            return Err(NetError::Io {
+                path: stamp.to_path_buf(),
+                source,
+            })
+        }
+    }
+    nft::apply(&cfg).map_err(rules)?;
+    fs::write(stamp, fingerprint).map_err(|source| NetError::Io {
+        path: stamp.to_path_buf(),
+        source,
+    })
+}
+
+/// Forget what was applied (the table is being removed).
+pub fn forget(stamp: &Path) {
+    let _ = fs::remove_file(stamp);
 }
 
 fn config(bridge: &str, cidr: Ipv4Cidr, all: &[Attachment]) -> nft::Config {

@@ -33,33 +33,59 @@ fn table_attrs() -> Vec<TableAttribute> {
     vec![TableAttribute::Name(TABLE.to_string())]
 }
 
-/// Replace table `ip skiff` with `rs` in one transaction.
+/// Make table `ip skiff` hold exactly `rs`, in one transaction.
 ///
-/// NEWTABLE first so that DELTABLE cannot fail with ENOENT on a host where
-/// the table does not exist yet; DELTABLE then drops every old chain and rule;
-/// the second NEWTABLE starts empty.
+/// The table and its chains are created if missing and otherwise kept; each
+/// chain is flushed and refilled. Deleting and re-creating the table would be
+/// simpler but costs far more: every base chain removed unregisters a
+/// netfilter hook, and each unregistration waits for an RCU grace period
+/// (tens of milliseconds per container start and exit). Flushed rules are
+/// freed by the kernel in the background. Chains that a ruleset no longer
+/// names stay, empty.
 pub(crate) fn replace_table(rs: &Ruleset) -> Vec<Op> {
-    let mut ops = vec![
-        Op {
-            msg: NfTablesMessage::NewTable(TableMessage {
-                attributes: table_attrs(),
-            }),
-            flags: NLM_F_CREATE,
-            what: format!("NEWTABLE ip {TABLE}"),
-        },
-        delete_op(),
-        Op {
-            msg: NfTablesMessage::NewTable(TableMessage {
-                attributes: table_attrs(),
-            }),
-            flags: NLM_F_CREATE,
-            what: format!("NEWTABLE ip {TABLE}"),
-        },
-    ];
+    let mut ops = vec![Op {
+        msg: NfTablesMessage::NewTable(TableMessage {
+            attributes: table_attrs(),
+        }),
+        flags: NLM_F_CREATE,
+        what: format!("NEWTABLE ip {TABLE}"),
+    }];
     // Chains before rules: a jump must find its target chain.
     ops.extend(rs.chains.iter().map(chain_op));
+    ops.extend(rs.chains.iter().map(flush_op));
     ops.extend(rs.rules.iter().map(rule_op));
     ops
+}
+
+/// DELRULE naming only a chain: every rule of that chain.
+fn flush_op(c: &Chain) -> Op {
+    Op {
+        msg: NfTablesMessage::DeleteRule(RuleMessage {
+            attributes: vec![
+                RuleAttribute::Table(TABLE.to_string()),
+                RuleAttribute::Chain(c.name.clone()),
+            ],
+        }),
+        flags: 0,
+        what: format!("flush chain {}", c.name),
+    }
+}
+
+/// GETTABLE ip skiff, sent on its own (reads are not batched).
+pub(crate) fn get_table(seq: u32) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    push_frame(
+        &mut bytes,
+        NetfilterProtoFamily::IPv4,
+        0,
+        NfTablesMessage::GetTable(TableMessage {
+            attributes: table_attrs(),
+        })
+        .into(),
+        NLM_F_REQUEST | NLM_F_ACK,
+        seq,
+    );
+    bytes
 }
 
 /// Remove table `ip skiff` (and everything in it); nothing else.

@@ -35,6 +35,11 @@ pub fn apply(cfg: &Config) -> Result<(), NftError> {
     socket::transact(&batch::replace_table(&rs))
 }
 
+/// Whether table `ip skiff` exists.
+pub fn table_exists() -> Result<bool, NftError> {
+    socket::table_exists()
+}
+
 /// Remove table `ip skiff`; a table that is already gone is not an error.
 pub fn delete() -> Result<(), NftError> {
     match socket::transact(&batch::delete_table()) {

@@ -12,7 +12,7 @@ use nix::sys::socket::MsgFlags;
 
 use super::batch::{encode, Op};
 use super::error::NftError;
-use super::reply::{parse, Tally};
+use super::reply::{parse, Reply, Tally};
 
 /// nfnetlink handles a batch inside sendmsg(), so every reply is queued by
 /// the time send returns; the wait only guards against a kernel that never
@@ -26,9 +26,7 @@ fn io_err(op: &'static str) -> impl Fn(io::Error) -> NftError {
     move |source| NftError::Io { op, source }
 }
 
-/// Send `ops` as one batch and check that the kernel took every one.
-pub(crate) fn transact(ops: &[Op]) -> Result<(), NftError> {
-    let enc = encode(ops, 1);
+fn open() -> Result<Socket, NftError> {
     let mut sock = Socket::new(NETLINK_NETFILTER).map_err(io_err("socket"))?;
     sock.bind_auto().map_err(io_err("bind"))?;
     // Best effort: without them the replies are only larger and plainer.
@@ -37,6 +35,52 @@ pub(crate) fn transact(ops: &[Op]) -> Result<(), NftError> {
     let _ = sock.set_rx_buf_sz(RCVBUF);
     sock.connect(&SocketAddr::new(0, 0))
         .map_err(io_err("connect"))?;
+    Ok(sock)
+}
+
+/// Whether table `ip skiff` exists (a read: no transaction, nothing for
+/// the kernel to undo or free).
+pub(crate) fn table_exists() -> Result<bool, NftError> {
+    const SEQ: u32 = 1;
+    let sock = open()?;
+    let req = super::batch::get_table(SEQ);
+    sock.send(&req, 0).map_err(io_err("send"))?;
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    loop {
+        if !readable(&sock, PollTimeout::from(REPLY_TIMEOUT_MS))? {
+            return Err(NftError::Protocol("no answer to GETTABLE".into()));
+        }
+        buf.clear();
+        let n = loop {
+            match sock.recv(&mut buf, MsgFlags::MSG_TRUNC.bits()) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("recv")(e)),
+            }
+        };
+        buf.truncate(n.min(buf.len()));
+        for reply in parse(&buf).map_err(NftError::Protocol)? {
+            match reply {
+                Reply::Ack { seq } if seq == SEQ => return Ok(true),
+                Reply::Error { seq, errno, .. } if seq == SEQ => {
+                    return match errno {
+                        nix::errno::Errno::ENOENT => Ok(false),
+                        other => Err(NftError::BatchRefused {
+                            errno: other,
+                            detail: Some("GETTABLE ip skiff".into()),
+                        }),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Send `ops` as one batch and check that the kernel took every one.
+pub(crate) fn transact(ops: &[Op]) -> Result<(), NftError> {
+    let enc = encode(ops, 1);
+    let sock = open()?;
 
     let sent = sock.send(&enc.bytes, 0).map_err(io_err("send"))?;
     if sent != enc.bytes.len() {

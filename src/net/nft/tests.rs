@@ -126,15 +126,17 @@ fn replace_batch_order_and_flags() {
         .iter()
         .map(|o| o.what.split(' ').next().unwrap())
         .collect();
-    assert_eq!(&kinds[..3], ["NEWTABLE", "DELTABLE", "NEWTABLE"]);
-    let first_rule = kinds.iter().position(|k| *k == "NEWRULE").unwrap();
-    assert!(kinds[3..first_rule].iter().all(|k| *k == "NEWCHAIN"));
-    assert!(kinds[first_rule..].iter().all(|k| *k == "NEWRULE"));
-    assert_eq!(first_rule - 3, 5, "five chains");
+    // Table, five chains (kept if they exist: no hook is unregistered),
+    // five flushes, then the rules.
+    assert_eq!(kinds[0], "NEWTABLE");
+    assert!(kinds[1..6].iter().all(|k| *k == "NEWCHAIN"), "{kinds:?}");
+    assert!(kinds[6..11].iter().all(|k| *k == "flush"), "{kinds:?}");
+    assert!(kinds[11..].iter().all(|k| *k == "NEWRULE"), "{kinds:?}");
+    assert!(!kinds.contains(&"DELTABLE"));
     for op in &ops {
         let want = match op.msg {
             NfTablesMessage::NewRule(_) => NLM_F_CREATE | NLM_F_APPEND,
-            NfTablesMessage::DeleteTable(_) => 0,
+            NfTablesMessage::DeleteRule(_) => 0,
             _ => NLM_F_CREATE,
         };
         assert_eq!(op.flags, want, "{}", op.what);

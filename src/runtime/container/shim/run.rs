@@ -461,11 +461,17 @@ impl Shim {
         if let Err(e) = rootfs::unmount(&self.paths.rootfs(&self.id)) {
             tracing::warn!("{e}");
         }
-        // The namespace has no process left: give back its address, veth and
-        // published ports (a container is not restarted in place).
-        if let Err(e) = crate::runtime::container::node_net(&self.paths, None).detach(&self.id) {
-            tracing::warn!("releasing the network: {e}");
-        }
+        // The namespace has no process left: give back its address and
+        // published ports now (a container is not restarted in place), and
+        // delete its veth once the exit is reported (see NodeNet::release).
+        let net = crate::runtime::container::node_net(&self.paths, None);
+        let veth = match net.release(&self.id) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!("releasing the network: {e}");
+                None
+            }
+        };
         if let Err(e) = self.state.set_exited(&self.id, code, Utc::now(), oom) {
             tracing::error!("recording the exit: {e}");
         }
@@ -487,6 +493,9 @@ impl Shim {
             let _ = c.stream.set_nonblocking(false);
             let _ = c.stream.set_write_timeout(Some(Duration::from_secs(5)));
             let _ = c.stream.write_all(&c.out);
+        }
+        if let Some(veth) = veth {
+            net.remove_veth(&veth);
         }
     }
 }
