@@ -395,3 +395,89 @@ fn killall_leaves_nothing_behind() {
     e.ok(&["killall"]);
     e.assert_clean();
 }
+
+#[test]
+fn host_ip_ports_dns_and_extra_hosts() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    // Published on the node's loopback only.
+    web(e, "lo-only", "local", &["-p", "127.0.0.1:8083:80"]);
+    assert!(curl(e.in_net("env"), "http://127.0.0.1:8083/").contains("local"));
+    let out = e
+        .in_net("curl")
+        .args(["-sS", "--max-time", "2", &format!("http://{NODE_IP}:8083/")])
+        .output()
+        .expect("curl");
+    assert!(
+        !out.status.success(),
+        "reachable via {NODE_IP}: {}",
+        stdout(&out)
+    );
+    // Name servers and /etc/hosts lines of the user's choosing.
+    let files = e.ok(&[
+        "run",
+        "--rm",
+        "--dns",
+        "192.0.2.53",
+        "--add-host",
+        "db.internal:192.0.2.7",
+        "--hostname",
+        "box",
+        "busybox",
+        "cat",
+        "/etc/resolv.conf",
+        "/etc/hosts",
+    ]);
+    assert!(files.contains("nameserver 192.0.2.53"), "{files}");
+    assert!(files.contains("192.0.2.7\tdb.internal"), "{files}");
+    assert!(
+        files
+            .lines()
+            .any(|l| l.starts_with("10.42.0.") && l.ends_with("\tbox")),
+        "{files}"
+    );
+    e.ok(&["rm", "-f", "lo-only"]);
+    e.assert_clean();
+}
+
+#[test]
+fn an_exhausted_pool_is_a_clear_error_with_nothing_half_made() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    // A /30 holds the gateway and one container.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "only",
+        "--node-cidr",
+        "10.99.0.0/30",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let before = links(e);
+    let out = e.err(&[
+        "run",
+        "--rm",
+        "--node-cidr",
+        "10.99.0.0/30",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&out).contains("no free IP address left in 10.99.0.0/30"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        links(e).matches("veth").count(),
+        before.matches("veth").count()
+    );
+    let handles = std::fs::read_dir(e.run_dir().join("netns"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(handles, 1);
+    e.ok(&["rm", "-f", "only"]);
+    e.assert_clean();
+}
