@@ -481,3 +481,45 @@ fn an_exhausted_pool_is_a_clear_error_with_nothing_half_made() {
     e.ok(&["rm", "-f", "only"]);
     e.assert_clean();
 }
+
+#[test]
+fn a_second_root_in_the_same_namespace_is_refused() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    web(e, "first", "1", &[]);
+    let other = tempfile::tempdir().expect("temp dir");
+    let archive = containers::build_busybox_archive(other.path());
+    let skiff = |args: &[&str]| {
+        e.in_net(env!("CARGO_BIN_EXE_skiff"))
+            .arg("--root")
+            .arg(other.path().join("root"))
+            .arg("--run-dir")
+            .arg(other.path().join("run"))
+            .args(args)
+            .output()
+            .expect("skiff")
+    };
+    let load = skiff(&["load", "-i", archive.to_str().expect("utf-8")]);
+    assert!(load.status.success(), "{}", stderr(&load));
+    let out = skiff(&["run", "--rm", "busybox", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("belongs to the skiff root"),
+        "{}",
+        stderr(&out)
+    );
+    // The first root's container still serves.
+    assert!(get_from_container(
+        e,
+        &[],
+        &format!(
+            "{}:80",
+            e.inspect("first")["NetworkSettings"]["IPAddress"]
+                .as_str()
+                .unwrap_or_default()
+        )
+    )
+    .contains('1'));
+    e.ok(&["rm", "-f", "first"]);
+    e.assert_clean();
+}

@@ -54,6 +54,8 @@ pub enum NetError {
         found: String,
         expected: String,
     },
+    #[error("bridge {bridge} belongs to the skiff root {owner}: one root per network namespace (its addresses and the nftables table are per root), so use --root {owner}")]
+    BridgeOwner { bridge: String, owner: String },
     #[error("the rules of nftables table skiff: {0}")]
     Rules(String),
     #[error("network state {path}: {why}")]
@@ -356,6 +358,21 @@ impl NodeNet {
         fs::rename(&tmp, &path).map_err(io_err(&path))
     }
 
+    /// What the bridge's alias says: `skiff:<root>`.
+    fn owner_tag(&self) -> String {
+        let root = self.state.parent().unwrap_or(&self.state);
+        let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+        let tag = format!("skiff:{}", root.display());
+        // An interface alias holds at most 255 bytes.
+        if tag.len() <= 255 {
+            return tag;
+        }
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("skiff:sha256:{hex}")
+    }
+
     /// The bridge with the gateway address, up; created on first use.
     fn ensure_bridge(&self, rtnl: &mut Rtnl) -> Result<u32, NetError> {
         let gateway = self.cidr.gateway();
@@ -381,6 +398,21 @@ impl NodeNet {
             }
         }
         if let Some(index) = existing {
+            // The bridge's alias names the root that made it: a second root
+            // in the same namespace would hand out the same addresses and
+            // replace the first one's rules.
+            let alias = rtnl.link(&self.bridge)?.and_then(|l| {
+                l.attributes.into_iter().find_map(|a| match a {
+                    netlink_packet_route::link::LinkAttribute::IfAlias(s) => Some(s),
+                    _ => None,
+                })
+            });
+            if let Some(owner) = alias.filter(|o| *o != self.owner_tag()) {
+                return Err(NetError::BridgeOwner {
+                    bridge: self.bridge.clone(),
+                    owner: owner.strip_prefix("skiff:").unwrap_or(&owner).to_string(),
+                });
+            }
             let mine: Vec<_> = addrs.iter().filter(|(i, _, _)| *i == index).collect();
             if !mine
                 .iter()
@@ -419,6 +451,14 @@ impl NodeNet {
                 source: io::Error::from_raw_os_error(nix::libc::ENODEV),
             })
         })?;
+        // The kernel ignores an alias given at creation.
+        rtnl.set_link(
+            &format!("{} alias", self.bridge),
+            LinkMessageBuilder::<LinkUnspec>::new()
+                .index(index)
+                .alias(self.owner_tag())
+                .build(),
+        )?;
         rtnl.add_address(index, gateway, self.cidr.prefix())?;
         rtnl.set_up(&self.bridge, index)?;
         enable_forwarding(&self.bridge)?;
