@@ -455,8 +455,27 @@ impl Shim {
     fn finish(mut self, code: i32) {
         // Read before libcontainer removes the cgroup; unreadable counts as no.
         let oom = cgroups::oom_killed(&self.cgroups_path).unwrap_or(false);
-        if let Err(e) = self.container.delete(true) {
-            tracing::warn!("deleting the container from libcontainer: {e}");
+        // The container has exited: what is left of it is an empty cgroup
+        // per hierarchy and libcontainer's state directory. Removing them
+        // directly saves libcontainer's delete, which builds a cgroup manager
+        // that re-reads mountinfo through pathrs for every hierarchy (several
+        // ms on every exit). If a process is still inside (a straggler the
+        // kernel has not reaped yet), libcontainer's delete kills and waits.
+        match cgroups::remove(&self.cgroups_path) {
+            Ok(()) => {
+                let state = self.paths.runtime_root().join(&self.id);
+                if let Err(e) = fs::remove_dir_all(&state) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!("{}: {e}", state.display());
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!("removing the cgroup directly: {e}; asking libcontainer");
+                if let Err(e) = self.container.delete(true) {
+                    tracing::warn!("deleting the container from libcontainer: {e}");
+                }
+            }
         }
         if let Err(e) = rootfs::unmount(&self.paths.rootfs(&self.id)) {
             tracing::warn!("{e}");
