@@ -56,8 +56,14 @@ const DRAIN: Duration = Duration::from_secs(2);
 const CLIENT_BUFFER: usize = 4 << 20;
 
 /// How long the shim waits for quiet after the start before it gives back
-/// its start-up pages.
+/// its start-up pages (again).
 const IDLE_TRIM_MS: u16 = 1000;
+
+/// The first give-back comes this long after the start, busy or not: late
+/// enough to stay off the path of a container that exits at once (reading
+/// smaps and unmapping the pages takes about a millisecond of CPU), early
+/// enough that a chatty container's shim is small within a blink.
+const FIRST_TRIM: Duration = Duration::from_millis(50);
 
 pub fn main(args: ShimArgs) -> ExitCode {
     // Own session: no signal aimed at the spawner's process group or
@@ -109,6 +115,8 @@ struct Shim {
     cgroups_path: String,
     auto_remove: bool,
     started: bool,
+    /// When the first give-back of start-up pages is due (see FIRST_TRIM).
+    first_trim: Option<Instant>,
     out: Option<File>,
     err: Option<File>,
     out_lines: LineBuffer,
@@ -248,6 +256,7 @@ impl Shim {
             cgroups_path,
             auto_remove,
             started: false,
+            first_trim: None,
             out,
             err,
             out_lines: LineBuffer::default(),
@@ -280,7 +289,7 @@ impl Shim {
         {
             tracing::warn!("recording the start: {e}");
         }
-        super::trim::release_startup_pages();
+        self.first_trim = Some(Instant::now() + FIRST_TRIM);
         Ok(())
     }
 
@@ -304,13 +313,18 @@ impl Shim {
                     break;
                 }
             }
-            let timeout = match drain_until {
-                Some(until) => {
-                    PollTimeout::try_from(until.saturating_duration_since(Instant::now()))
-                        .unwrap_or(PollTimeout::ZERO)
-                }
-                None if self.started && !idle_trimmed => PollTimeout::from(IDLE_TRIM_MS),
-                None => PollTimeout::NONE,
+            // Rounded up: a timeout truncated to whole milliseconds would
+            // wake early and spin until the deadline.
+            let until = |t: Instant| {
+                let left = t.saturating_duration_since(Instant::now());
+                PollTimeout::try_from(left + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
+            };
+            let timeout = match (drain_until, self.first_trim) {
+                (Some(d), Some(f)) => until(d.min(f)),
+                (Some(d), None) => until(d),
+                (None, Some(f)) => until(f),
+                (None, None) if self.started && !idle_trimmed => PollTimeout::from(IDLE_TRIM_MS),
+                (None, None) => PollTimeout::NONE,
             };
             let mut woke = true;
             let revents = {
@@ -347,7 +361,10 @@ impl Shim {
                     .map(|f| f.revents().unwrap_or(PollFlags::empty()))
                     .collect::<Vec<_>>()
             };
-            if !woke && self.started && !idle_trimmed {
+            if self.first_trim.is_some_and(|f| Instant::now() >= f) {
+                self.first_trim = None;
+                super::trim::release_startup_pages();
+            } else if !woke && self.started && self.first_trim.is_none() && !idle_trimmed {
                 idle_trimmed = true;
                 super::trim::release_startup_pages();
             }
