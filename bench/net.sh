@@ -30,10 +30,14 @@ N=${2:-20}
 R=${3:-5}
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 REPO=$(cd "$(dirname "$0")/.." && pwd)
-TCPBENCH="$(dirname "$SKIFF")/examples/tcpbench"
+# The throughput tool: beside the skiff binary (a release build's
+# examples/), or $TCPBENCH, or built here.
+TCPBENCH=${TCPBENCH:-"$(dirname "$SKIFF")/examples/tcpbench"}
 if [ ! -x "$TCPBENCH" ]; then
     (cd "$REPO" && cargo build --release -q --example tcpbench)
+    TCPBENCH="${CARGO_TARGET_DIR:-$REPO/target}/x86_64-unknown-linux-gnu/release/examples/tcpbench"
 fi
+[ -x "$TCPBENCH" ] || { echo "no tcpbench at $TCPBENCH" >&2; exit 1; }
 need=()
 for p in podman umoci skopeo jq; do command -v "$p" >/dev/null 2>&1 || need+=("$p"); done
 command -v busybox >/dev/null 2>&1 || need+=(busybox-static)
@@ -57,6 +61,10 @@ cleanup() {
         kill "$DOCKERD_PID" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$DOCKERD_PID" 2>/dev/null
+        # Its containerd, by the config path of this run only.
+        for p in $(pgrep -x containerd); do
+            tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "$W/" && kill "$p" 2>/dev/null
+        done
     fi
     # shellcheck disable=SC2046
     [ -d "$W/pm" ] && in_ns "${P[@]}" rm -f -a >/dev/null 2>&1
@@ -121,7 +129,9 @@ fi
 
 # --- docker (its own daemon and bridge, inside the namespace) ------------------
 mkdir -p "$W/docker"
-in_ns dockerd --data-root "$W/docker/data" --exec-root "$W/docker/exec" \
+# nsenter (not the in_ns function) so that $! is dockerd itself: nsenter
+# execs it, where a function would put a subshell in between.
+nsenter --net="/run/netns/$NS" -- dockerd --data-root "$W/docker/data" --exec-root "$W/docker/exec" \
     --pidfile "$W/docker/pid" -H "unix://$W/docker/sock" --storage-driver overlay2 \
     >"$W/dockerd.log" 2>&1 &
 DOCKERD_PID=$!
