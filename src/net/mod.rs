@@ -2,6 +2,7 @@
 //! namespaces, the node bridge, veths, IPAM and (nft/) the nftables table,
 //! all over netlink (see DESIGN.md, Networking).
 
+mod bridge;
 pub mod cidr;
 pub mod ipam;
 pub mod netns;
@@ -10,3 +11,4 @@ pub mod node;
 pub mod ports;
 pub mod rtnl;
 pub mod rules;
+mod veth;

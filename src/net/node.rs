@@ -9,18 +9,16 @@
 use std::fs;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
-use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
-
+use super::bridge::{self, Bridge};
 use super::cidr::Ipv4Cidr;
 use super::ipam::{Ipam, IpamError};
 use super::netns::{self, NetnsError};
 use super::ports::PublishedPort;
 use super::rtnl::{Rtnl, RtnlError};
+use super::veth;
 
 pub const DEFAULT_BRIDGE: &str = "skiff0";
 pub const DEFAULT_NODE_CIDR: &str = "10.42.0.0/24";
@@ -62,7 +60,7 @@ pub enum NetError {
     Corrupt { path: PathBuf, why: String },
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NetError + '_ {
+pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NetError + '_ {
     move |source| NetError::Io {
         path: path.to_path_buf(),
         source,
@@ -196,7 +194,7 @@ impl NodeNet {
             }
         }
         let mut rtnl = Rtnl::open()?;
-        let bridge_index = self.ensure_bridge(&mut rtnl)?;
+        let bridge_index = self.bridge_def().ensure(&mut rtnl)?;
         let ip = self.ipam().allocate(id)?;
         let attachment = Attachment {
             id: id.to_string(),
@@ -204,12 +202,11 @@ impl NodeNet {
             prefix: self.cidr.prefix(),
             gateway: self.cidr.gateway(),
             bridge: self.bridge.clone(),
-            host_veth: host_veth_name(id),
+            host_veth: veth::host_veth_name(id),
             netns: self.netns_path(id),
             ports: ports.to_vec(),
         };
-        let result = self
-            .plumb(&mut rtnl, bridge_index, &attachment)
+        let result = veth::plumb(&mut rtnl, &self.bridge, bridge_index, &attachment)
             .and_then(|()| self.write_record(&attachment))
             .and_then(|()| {
                 let mut all = existing.clone();
@@ -217,7 +214,7 @@ impl NodeNet {
                 self.sync_rules(&all)
             });
         if let Err(e) = result {
-            self.unplumb(&mut rtnl, &attachment);
+            veth::unplumb(&mut rtnl, &attachment);
             let _ = fs::remove_file(self.record_path(id));
             let _ = self.ipam().release(id);
             return Err(e);
@@ -230,7 +227,9 @@ impl NodeNet {
         // The veth's name follows from the id: it is deleted here even when
         // the record was released already (by the shim, which may still be
         // deleting it at this moment).
-        let veth = self.release(id)?.unwrap_or_else(|| host_veth_name(id));
+        let veth = self
+            .release(id)?
+            .unwrap_or_else(|| veth::host_veth_name(id));
         self.remove_veth(&veth);
         Ok(())
     }
@@ -307,7 +306,7 @@ impl NodeNet {
         let mut rtnl = Rtnl::open()?;
         for a in &dead {
             tracing::info!(container = %a.id, ip = %a.ip, "releasing the network of a container that is gone");
-            self.unplumb(&mut rtnl, a);
+            veth::unplumb(&mut rtnl, a);
             let _ = fs::remove_file(self.record_path(&a.id));
             if !released.contains(&a.id) {
                 released.push(a.id.clone());
@@ -327,7 +326,7 @@ impl NodeNet {
         let _lock = self.lock()?;
         let mut rtnl = Rtnl::open()?;
         for a in self.attachments()? {
-            self.unplumb(&mut rtnl, &a);
+            veth::unplumb(&mut rtnl, &a);
             let _ = fs::remove_file(self.record_path(&a.id));
             self.ipam().release(&a.id)?;
         }
@@ -358,182 +357,11 @@ impl NodeNet {
         fs::rename(&tmp, &path).map_err(io_err(&path))
     }
 
-    /// What the bridge's alias says: `skiff:<root>`.
-    fn owner_tag(&self) -> String {
-        let root = self.state.parent().unwrap_or(&self.state);
-        let root = fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
-        let tag = format!("skiff:{}", root.display());
-        // An interface alias holds at most 255 bytes.
-        if tag.len() <= 255 {
-            return tag;
-        }
-        use sha2::Digest;
-        let digest = sha2::Sha256::digest(root.as_os_str().as_encoded_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("skiff:sha256:{hex}")
-    }
-
-    /// The bridge with the gateway address, up; created on first use.
-    fn ensure_bridge(&self, rtnl: &mut Rtnl) -> Result<u32, NetError> {
-        let gateway = self.cidr.gateway();
-        let existing = rtnl.link_index(&self.bridge)?;
-        let addrs = rtnl.addresses()?;
-        // A pod network that overlaps an address the node already has would
-        // steal its traffic.
-        for (index, ip, prefix) in &addrs {
-            if ip.is_loopback() || Some(*index) == existing {
-                continue;
-            }
-            let net = Ipv4Cidr::new(*ip, *prefix).map_err(|e| NetError::Corrupt {
-                path: PathBuf::from("/proc/net"),
-                why: e.to_string(),
-            })?;
-            if net.overlaps(&self.cidr) {
-                return Err(NetError::Overlap {
-                    cidr: self.cidr,
-                    addr: *ip,
-                    prefix: *prefix,
-                    link: link_name(rtnl, *index),
-                });
-            }
-        }
-        if let Some(index) = existing {
-            // The bridge's alias names the root that made it: a second root
-            // in the same namespace would hand out the same addresses and
-            // replace the first one's rules.
-            let alias = rtnl.link(&self.bridge)?.and_then(|l| {
-                l.attributes.into_iter().find_map(|a| match a {
-                    netlink_packet_route::link::LinkAttribute::IfAlias(s) => Some(s),
-                    _ => None,
-                })
-            });
-            if let Some(owner) = alias.filter(|o| *o != self.owner_tag()) {
-                return Err(NetError::BridgeOwner {
-                    bridge: self.bridge.clone(),
-                    owner: owner.strip_prefix("skiff:").unwrap_or(&owner).to_string(),
-                });
-            }
-            let mine: Vec<_> = addrs.iter().filter(|(i, _, _)| *i == index).collect();
-            if !mine
-                .iter()
-                .any(|(_, ip, p)| *ip == gateway && *p == self.cidr.prefix())
-            {
-                return Err(NetError::BridgeMismatch {
-                    bridge: self.bridge.clone(),
-                    found: if mine.is_empty() {
-                        "no IPv4 address".into()
-                    } else {
-                        mine.iter()
-                            .map(|(_, ip, p)| format!("{ip}/{p}"))
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    },
-                    expected: format!("{gateway}/{}", self.cidr.prefix()),
-                });
-            }
-            rtnl.set_up(&self.bridge, index)?;
-            enable_forwarding(&self.bridge)?;
-            return Ok(index);
-        }
-        let mut bridge = LinkBridge::new(&self.bridge);
-        if let Some(mtu) = rtnl.uplink_mtu()? {
-            bridge = bridge.mtu(mtu);
-        }
-        match rtnl.add_link(&format!("bridge {}", self.bridge), bridge.build()) {
-            Ok(()) => {}
-            // Another skiff made it at the same moment.
-            Err(e) if e.errno() == Some(nix::libc::EEXIST) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let index = rtnl.link_index(&self.bridge)?.ok_or_else(|| {
-            NetError::Rtnl(RtnlError {
-                op: format!("find bridge {}", self.bridge),
-                source: io::Error::from_raw_os_error(nix::libc::ENODEV),
-            })
-        })?;
-        // The kernel ignores an alias given at creation.
-        rtnl.set_link(
-            &format!("{} alias", self.bridge),
-            LinkMessageBuilder::<LinkUnspec>::new()
-                .index(index)
-                .alias(self.owner_tag())
-                .build(),
-        )?;
-        rtnl.add_address(index, gateway, self.cidr.prefix())?;
-        rtnl.set_up(&self.bridge, index)?;
-        enable_forwarding(&self.bridge)?;
-        Ok(index)
-    }
-
-    /// Namespace, veth pair (host end on the bridge, `eth0` inside), address
-    /// and default route.
-    fn plumb(&self, rtnl: &mut Rtnl, bridge_index: u32, a: &Attachment) -> Result<(), NetError> {
-        netns::create(&a.netns)?;
-        let ns = fs::File::open(&a.netns).map_err(io_err(&a.netns))?;
-        let mtu = rtnl.link(&self.bridge)?.and_then(|l| {
-            l.attributes.iter().find_map(|x| match x {
-                netlink_packet_route::link::LinkAttribute::Mtu(m) => Some(*m),
-                _ => None,
-            })
-        });
-        let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
-            .name("eth0".to_string())
-            .setns_by_fd(ns.as_raw_fd());
-        let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-            .name(a.host_veth.clone())
-            .controller(bridge_index);
-        if let Some(mtu) = mtu {
-            peer = peer.mtu(mtu);
-            host = host.mtu(mtu);
-        }
-        let msg = host
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-            .up()
-            .build();
-        rtnl.add_link(&format!("veth {}", a.host_veth), msg)?;
-        // Hairpin: a container reaching its own published port comes back
-        // out of the port it came in by. With br_netfilter loaded the DNAT
-        // happens while bridging, so the bridge must allow that (as Docker
-        // sets it without its userland proxy).
-        let port = rtnl.link_index(&a.host_veth)?.ok_or_else(|| RtnlError {
-            op: format!("find {}", a.host_veth),
-            source: io::Error::from_raw_os_error(nix::libc::ENODEV),
-        })?;
-        rtnl.change_link(
-            &format!("{} hairpin", a.host_veth),
-            LinkBridgePort::new(port).hairpin(true).build(),
-        )?;
-        let (ip, prefix, gateway) = (a.ip, a.prefix, a.gateway);
-        netns::run_in(&a.netns, move || -> Result<(), RtnlError> {
-            let mut inner = Rtnl::open()?;
-            if let Some(lo) = inner.link_index("lo")? {
-                inner.set_up("lo", lo)?;
-            }
-            let eth0 = inner.link_index("eth0")?.ok_or_else(|| RtnlError {
-                op: "find eth0".into(),
-                source: io::Error::from_raw_os_error(nix::libc::ENODEV),
-            })?;
-            inner.add_address(eth0, ip, prefix)?;
-            inner.set_up("eth0", eth0)?;
-            inner.add_default_route(eth0, gateway)
-        })??;
-        Ok(())
-    }
-
-    /// Best effort: remove the host veth (its peer goes with it) and the
-    /// namespace handle.
-    fn unplumb(&self, rtnl: &mut Rtnl, a: &Attachment) {
-        match rtnl.link_index(&a.host_veth) {
-            Ok(Some(index)) => {
-                if let Err(e) = rtnl.del_link(&a.host_veth, index) {
-                    tracing::warn!("{e}");
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("{e}"),
-        }
-        if let Err(e) = netns::remove(&a.netns) {
-            tracing::warn!("{e}");
+    fn bridge_def(&self) -> Bridge<'_> {
+        Bridge {
+            name: &self.bridge,
+            cidr: self.cidr,
+            owner: bridge::owner_tag(&self.state),
         }
     }
 
@@ -546,39 +374,4 @@ impl NodeNet {
             all,
         )
     }
-}
-
-/// `veth` + 11 characters of the id: unique enough, within IFNAMSIZ.
-fn host_veth_name(id: &str) -> String {
-    let short: String = id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(11)
-        .collect();
-    format!("veth{short}")
-}
-
-fn link_name(rtnl: &mut Rtnl, index: u32) -> String {
-    rtnl.link_name(index)
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| format!("link {index}"))
-}
-
-/// Routing between the bridge and the uplink, and DNAT of localhost to the
-/// bridge (published ports reached as 127.0.0.1 on the node).
-fn enable_forwarding(bridge: &str) -> Result<(), NetError> {
-    for (path, value) in [
-        ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
-        (
-            format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
-            "1",
-        ),
-    ] {
-        let current = fs::read_to_string(&path).map_err(io_err(Path::new(&path)))?;
-        if current.trim() != value {
-            fs::write(&path, value).map_err(io_err(Path::new(&path)))?;
-        }
-    }
-    Ok(())
 }
