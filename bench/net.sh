@@ -78,14 +78,10 @@ echo "# machine: $(nproc) CPU, $(awk '/MemTotal/ {printf "%.0f GB", $2/1e6}' /pr
 echo "# versions: $(podman --version); $(dockerd --version)"
 
 # --- the image ---------------------------------------------------------------
+# shellcheck source=bench/busybox-image.sh
+. "$REPO/bench/busybox-image.sh"
 cd "$W"
-umoci init --layout oci >/dev/null && umoci new --image oci:latest
-umoci unpack --image oci:latest bundle >/dev/null
-mkdir -p bundle/rootfs/bin && cp "$(command -v busybox)" bundle/rootfs/bin/busybox
-for a in sh true sleep; do ln -s busybox "bundle/rootfs/bin/$a"; done
-umoci repack --image oci:latest bundle
-umoci config --image oci:latest --config.cmd sh --os linux --architecture amd64
-skopeo copy -q oci:oci:latest docker-archive:"$W/busybox.tar":docker.io/library/busybox:latest
+busybox_image "$W/busybox.tar"
 
 ip netns add "$NS"
 ip -n "$NS" link set lo up

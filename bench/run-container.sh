@@ -115,18 +115,14 @@ echo "# cgroups: $(grep -c ' - cgroup ' /proc/self/mountinfo) v1 hierarchies, cg
 echo "# versions: $(crun --version | head -1); $(runc --version | head -1); $(podman --version); $(conmon --version 2>/dev/null | head -1); $(containerd --version | awk '{print $1, $3}')"
 
 # --- the image and the bundle --------------------------------------------------
+# shellcheck source=bench/busybox-image.sh
+. "$(dirname "$(realpath "$0")")/busybox-image.sh"
 cd "$W"
-umoci init --layout oci >/dev/null && umoci new --image oci:latest
-umoci unpack --image oci:latest bundle >/dev/null
-mkdir -p bundle/rootfs/bin && cp "$(command -v busybox)" bundle/rootfs/bin/busybox
-for a in sh true sleep; do ln -s busybox "bundle/rootfs/bin/$a"; done
-umoci repack --image oci:latest bundle
-umoci config --image oci:latest --config.cmd sh --os linux --architecture amd64
+busybox_image "$W/busybox.tar"
 rm -rf bundle && umoci unpack --image oci:latest bundle >/dev/null
 jq --arg r "$W/bundle/rootfs" '.process.args=["true"] | .process.terminal=false | .root.path=$r' \
     bundle/config.json >config.json && mv config.json bundle/config.json
 jq -e '.linux.namespaces | map(.type) | index("network")' bundle/config.json >/dev/null
-skopeo copy -q oci:oci:latest docker-archive:"$W/busybox.tar":docker.io/library/busybox:latest
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 # One start-to-exit time in microseconds of "$@" (output discarded).

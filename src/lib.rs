@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod lockfile;
 pub mod net;
 pub mod runtime;
 pub mod server;

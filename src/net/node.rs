@@ -9,7 +9,6 @@
 use std::fs;
 use std::io;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::bridge::{self, Bridge};
@@ -87,9 +86,6 @@ pub struct NodeNet {
     cidr: Ipv4Cidr,
 }
 
-/// The network lock; released on drop.
-struct Lock(#[allow(dead_code)] nix::fcntl::Flock<fs::File>);
-
 impl NodeNet {
     /// `root`: the node's data root; `run`: its run directory.
     pub fn new(root: &Path, run: &Path, bridge: &str, cidr: Ipv4Cidr) -> NodeNet {
@@ -113,19 +109,10 @@ impl NodeNet {
         self.state.join("attachments").join(format!("{id}.json"))
     }
 
-    fn lock(&self) -> Result<Lock, NetError> {
+    fn lock(&self) -> Result<crate::lockfile::Guard, NetError> {
         fs::create_dir_all(&self.state).map_err(io_err(&self.state))?;
         let path = self.state.join("lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map(Lock)
-            .map_err(|(_, errno)| io_err(&path)(io::Error::from(errno)))
+        crate::lockfile::exclusive(&path).map_err(io_err(&path))
     }
 
     /// Every recorded attachment.

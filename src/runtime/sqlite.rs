@@ -8,9 +8,7 @@
 //! an flock on a sidecar file; once the file is in WAL mode (it stays so) the
 //! lock is never taken again.
 
-use std::fs;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,21 +59,9 @@ pub fn open(path: &Path, sync: Sync, schema: &str) -> Result<Connection, OpenErr
     Ok(conn)
 }
 
-fn setup_lock(db: &Path) -> Result<nix::fcntl::Flock<fs::File>, OpenError> {
+fn setup_lock(db: &Path) -> Result<crate::lockfile::Guard, OpenError> {
     let path = db.with_extension("init-lock");
-    let lock_err = |source| OpenError::Lock {
-        path: path.clone(),
-        source,
-    };
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(lock_err)?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, errno)| lock_err(io::Error::from(errno)))
+    crate::lockfile::exclusive(&path).map_err(|source| OpenError::Lock { path, source })
 }
 
 fn is_wal(conn: &Connection) -> rusqlite::Result<bool> {

@@ -16,7 +16,6 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, BufReader, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -65,7 +64,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 
 /// A held store lock; released on drop.
 pub struct StoreLock {
-    _flock: nix::fcntl::Flock<fs::File>,
+    _flock: crate::lockfile::Guard,
 }
 
 #[derive(Debug, Clone)]
@@ -105,30 +104,22 @@ impl Store {
         &self.dir
     }
 
-    fn lock(&self, arg: nix::fcntl::FlockArg) -> Result<StoreLock, StoreError> {
-        let path = self.dir.join("lock");
-        let file = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io_err(&path))?;
-        let flock = nix::fcntl::Flock::lock(file, arg).map_err(|(_, errno)| StoreError::Io {
-            path: path.clone(),
-            source: io::Error::from(errno),
-        })?;
-        Ok(StoreLock { _flock: flock })
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("lock")
     }
 
     /// Held by pulls: several may run at once, but never beside a prune.
     pub fn lock_shared(&self) -> Result<StoreLock, StoreError> {
-        self.lock(nix::fcntl::FlockArg::LockShared)
+        let path = self.lock_path();
+        let flock = crate::lockfile::shared(&path).map_err(io_err(&path))?;
+        Ok(StoreLock { _flock: flock })
     }
 
     /// Held by rmi and prune, which delete content.
     pub fn lock_exclusive(&self) -> Result<StoreLock, StoreError> {
-        self.lock(nix::fcntl::FlockArg::LockExclusive)
+        let path = self.lock_path();
+        let flock = crate::lockfile::exclusive(&path).map_err(io_err(&path))?;
+        Ok(StoreLock { _flock: flock })
     }
 
     pub fn meta(&self) -> Result<Meta, StoreError> {
