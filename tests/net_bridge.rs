@@ -324,7 +324,7 @@ fn bad_network_input_is_refused_cleanly() {
     let cases: &[(&[&str], &str)] = &[
         (&["-p", "8082:80"], "already published"),
         (&["-p", "70000:80"], "between 1 and 65535"),
-        (&["-p", "80"], "host port is required"),
+        (&["-p", "0:80"], "between 1 and 65535"),
         (
             &["--network", "none", "-p", "1:2"],
             "needs the bridge network",
@@ -521,5 +521,22 @@ fn a_second_root_in_the_same_namespace_is_refused() {
     )
     .contains('1'));
     e.ok(&["rm", "-f", "first"]);
+    e.assert_clean();
+}
+
+#[test]
+fn a_host_port_is_picked_when_none_is_given() {
+    let lab = Lab::new();
+    let e = &lab.e;
+    web(e, "any", "picked", &["-p", "80"]);
+    let v = e.inspect("any");
+    let port: u16 = v["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no host port: {v:#}"));
+    assert!((32768..=60999).contains(&port), "{port}");
+    assert!(curl(e.in_net("env"), &format!("http://127.0.0.1:{port}/")).contains("picked"));
+    assert!(e.ok(&["ps"]).contains(&format!("0.0.0.0:{port}->80/tcp")));
+    e.ok(&["rm", "-f", "any"]);
     e.assert_clean();
 }

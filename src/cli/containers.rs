@@ -74,7 +74,7 @@ pub struct RunArgs {
     /// container:<name|id> (share another container's network).
     #[arg(long, visible_alias = "net", default_value = "bridge")]
     pub network: String,
-    /// Publish a port: [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp].
+    /// Publish a port: [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp] (no host port: a free one is picked).
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
     /// A name server for the container's /etc/resolv.conf.

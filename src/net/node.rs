@@ -36,6 +36,8 @@ pub enum NetError {
     Ipam(#[from] IpamError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("no free host port left to publish {port} on")]
+    NoFreePort { port: String },
     #[error("port {port} is already published by container {owner}")]
     PortInUse { port: String, owner: String },
     #[error("the pod network {cidr} overlaps {addr}/{prefix} on {link}; choose another with --node-cidr")]
@@ -180,6 +182,18 @@ impl NodeNet {
                 });
             }
         }
+        // `-p CONTAINER_PORT`: pick the host ports now, under the lock.
+        let mut ports = ports.to_vec();
+        let mut taken: Vec<PublishedPort> = existing.iter().flat_map(|a| a.ports.clone()).collect();
+        for p in &mut ports {
+            if p.host_port == 0 {
+                p.host_port =
+                    super::ports::pick_free(p, &taken).ok_or_else(|| NetError::NoFreePort {
+                        port: format!("{}/{}", p.container_port, p.proto),
+                    })?;
+            }
+            taken.push(p.clone());
+        }
         let mut rtnl = Rtnl::open()?;
         let bridge_index = self.bridge_def().ensure(&mut rtnl)?;
         let ip = self.ipam().allocate(id)?;
@@ -191,7 +205,7 @@ impl NodeNet {
             bridge: self.bridge.clone(),
             host_veth: veth::host_veth_name(id),
             netns: self.netns_path(id),
-            ports: ports.to_vec(),
+            ports,
         };
         let result = veth::plumb(&mut rtnl, &self.bridge, bridge_index, &attachment)
             .and_then(|()| self.write_record(&attachment))

@@ -23,6 +23,7 @@ impl fmt::Display for Proto {
 pub struct PublishedPort {
     /// Only this host address; None: every address of the node.
     pub host_ip: Option<Ipv4Addr>,
+    /// 0 until a free one is picked for `-p CONTAINER_PORT` (`pick_free`).
     pub host_port: u16,
     pub container_port: u16,
     pub proto: Proto,
@@ -30,7 +31,7 @@ pub struct PublishedPort {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
-    #[error("invalid port mapping {spec:?}: {why} (expected [HOST_IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp])")]
+    #[error("invalid port mapping {spec:?}: {why} (expected [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp])")]
     Invalid { spec: String, why: String },
 }
 
@@ -48,14 +49,15 @@ impl PublishedPort {
         };
         let parts: Vec<&str> = ports.split(':').collect();
         let (host_ip, host_port, container_port) = match parts.as_slice() {
-            [h, c] => (None, *h, *c),
+            // Docker's `-p 80`: any free host port.
+            [c] => (None, None, *c),
+            [h, c] => (None, Some(*h), *c),
             [ip, h, c] => {
                 let ip: Ipv4Addr = ip
                     .parse()
                     .map_err(|_| bad(&format!("{ip:?} is not an IPv4 address")))?;
-                (Some(ip).filter(|ip| !ip.is_unspecified()), *h, *c)
+                (Some(ip).filter(|ip| !ip.is_unspecified()), Some(*h), *c)
             }
-            [_] => return Err(bad("a host port is required")),
             _ => return Err(bad("too many ':'")),
         };
         let port = |s: &str, what: &str| -> Result<u16, PortError> {
@@ -68,7 +70,10 @@ impl PublishedPort {
         };
         Ok(PublishedPort {
             host_ip,
-            host_port: port(host_port, "host port")?,
+            host_port: host_port
+                .map(|h| port(h, "host port"))
+                .transpose()?
+                .unwrap_or(0),
             container_port: port(container_port, "container port")?,
             proto,
         })
@@ -76,13 +81,40 @@ impl PublishedPort {
 
     /// Whether both would claim the same packets.
     pub fn conflicts(&self, other: &PublishedPort) -> bool {
-        self.proto == other.proto
+        self.host_port != 0
+            && self.proto == other.proto
             && self.host_port == other.host_port
             && match (self.host_ip, other.host_ip) {
                 (Some(a), Some(b)) => a == b,
                 _ => true,
             }
     }
+}
+
+/// Docker's range for ports it picks (Linux's default ephemeral range).
+const PICK_FROM: u16 = 32768;
+const PICK_TO: u16 = 60999;
+
+/// A free host port for `p` (whose host port is 0): one that no port in
+/// `taken` claims and that nothing on this node listens on now, tried from a
+/// random point of the range so that two engines rarely race for the same.
+pub fn pick_free(p: &PublishedPort, taken: &[PublishedPort]) -> Option<u16> {
+    let span = u32::from(PICK_TO - PICK_FROM) + 1;
+    let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u32;
+    let ip = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    (0..span)
+        .map(|i| PICK_FROM + ((start + i) % span) as u16)
+        .find(|&port| {
+            let candidate = PublishedPort {
+                host_port: port,
+                ..p.clone()
+            };
+            !taken.iter().any(|t| t.conflicts(&candidate))
+                && match p.proto {
+                    Proto::Tcp => std::net::TcpListener::bind((ip, port)).is_ok(),
+                    Proto::Udp => std::net::UdpSocket::bind((ip, port)).is_ok(),
+                }
+        })
 }
 
 impl fmt::Display for PublishedPort {
@@ -115,8 +147,9 @@ mod tests {
         assert_eq!(p.proto, Proto::Udp);
         assert_eq!(p.to_string(), "127.0.0.1:53->5353/udp");
         assert_eq!(PublishedPort::parse("0.0.0.0:1:2").unwrap().host_ip, None);
+        let any = PublishedPort::parse("8080").unwrap();
+        assert_eq!((any.host_port, any.container_port), (0, 8080));
         for bad in [
-            "80",
             "0:80",
             "70000:80",
             "8080:80/sctp",
@@ -139,5 +172,25 @@ mod tests {
         assert!(any.conflicts(&lo) && lo.conflicts(&any));
         assert!(!lo.conflicts(&other));
         assert!(!any.conflicts(&udp));
+        // An unpicked port conflicts with nothing yet.
+        let unpicked = PublishedPort::parse("80").unwrap();
+        assert!(!unpicked.conflicts(&any) && !any.conflicts(&unpicked));
+    }
+
+    #[test]
+    fn picks_a_free_port_in_range_avoiding_taken_ones() {
+        let want = PublishedPort::parse("127.0.0.1:0:80").err();
+        assert!(want.is_some(), "an explicit 0 is refused");
+        let p = PublishedPort::parse("80").unwrap();
+        let first = pick_free(&p, &[]).unwrap();
+        assert!((PICK_FROM..=PICK_TO).contains(&first));
+        let taken = PublishedPort {
+            host_port: first,
+            ..p.clone()
+        };
+        for _ in 0..20 {
+            let again = pick_free(&p, std::slice::from_ref(&taken)).unwrap();
+            assert_ne!(again, first);
+        }
     }
 }
