@@ -291,67 +291,12 @@ impl Drop for Engine {
 
 /// Build the busybox image as a docker-archive tar under `dir`.
 pub fn build_busybox_archive(dir: &Path) -> PathBuf {
-    let layout = dir.join("oci");
-    let bundle = dir.join("bundle");
-    let image = format!("{}:latest", layout.display());
-    run_ok(
-        Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout),
-    );
-    run_ok(Command::new("umoci").args(["new", "--image"]).arg(&image));
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(&image)
-            .arg(&bundle),
-    );
-    let rootfs = bundle.join("rootfs");
-    let bin = rootfs.join("bin");
-    fs::create_dir_all(&bin).expect("bin dir");
-    fs::create_dir_all(rootfs.join("etc")).expect("etc dir");
-    fs::create_dir_all(rootfs.join("tmp")).expect("tmp dir");
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .expect("busybox-static is not installed (tests/support/install-image-deps.sh)");
-    fs::copy(busybox, bin.join("busybox")).expect("copy busybox");
-    let list = run_ok(Command::new(busybox).arg("--list"));
-    for applet in stdout(&list).lines().filter(|a| *a != "busybox") {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet symlink");
-    }
-    fs::write(
-        rootfs.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
-    )
-    .expect("passwd");
-    fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").expect("group");
-    run_ok(
-        Command::new("umoci")
-            .args(["repack", "--image"])
-            .arg(&image)
-            .arg(&bundle),
-    );
-    run_ok(
-        Command::new("umoci")
-            .args(["config", "--image"])
-            .arg(&image)
-            .args([
-                "--config.cmd",
-                "sh",
-                "--os",
-                "linux",
-                "--architecture",
-                "amd64",
-            ]),
-    );
-    // umoci keeps root-owned files; the bundle is not needed any more.
-    let _ = fs::remove_dir_all(&bundle);
+    let image = crate::support::busybox::oci_image(dir, crate::support::busybox::Contents::Full);
     let archive = dir.join("busybox.tar");
     run_ok(
         Command::new("skopeo")
             .args(["copy", "--quiet"])
-            .arg(format!("oci:{image}"))
+            .arg(&image)
             .arg(format!(
                 "docker-archive:{}:{IMAGE}:latest",
                 archive.display()

@@ -14,6 +14,8 @@
 
 #![allow(dead_code)]
 
+pub mod busybox;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};

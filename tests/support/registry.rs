@@ -362,58 +362,7 @@ impl Drop for Registry {
 /// Build an OCI layout at `<dir>/oci` holding `busybox:latest`: busybox-static
 /// with a few applet symlinks, made with umoci. Returns the `oci:` source.
 pub fn build_busybox_image(dir: &Path) -> String {
-    let layout = dir.join("oci");
-    let bundle = dir.join("bundle");
-    let image = format!("{}:latest", layout.display());
-    run_ok(
-        Command::new("umoci")
-            .args(["init", "--layout"])
-            .arg(&layout),
-    );
-    run_ok(Command::new("umoci").args(["new", "--image"]).arg(&image));
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--image"])
-            .arg(&image)
-            .arg(&bundle),
-    );
-    let rootfs = bundle.join("rootfs");
-    let bin = rootfs.join("bin");
-    fs::create_dir_all(&bin).expect("bin dir");
-    fs::copy(busybox_static(), bin.join("busybox")).expect("copy busybox");
-    for applet in ["sh", "ls", "cat", "echo", "sleep"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).expect("applet symlink");
-    }
-    run_ok(
-        Command::new("umoci")
-            .args(["repack", "--image"])
-            .arg(&image)
-            .arg(&bundle),
-    );
-    run_ok(
-        Command::new("umoci")
-            .args(["config", "--image"])
-            .arg(&image)
-            .args([
-                "--config.cmd",
-                "sh",
-                "--os",
-                "linux",
-                "--architecture",
-                "amd64",
-            ]),
-    );
-    format!("oci:{image}")
-}
-
-/// Debian's busybox-static puts a static busybox at /bin/busybox.
-fn busybox_static() -> PathBuf {
-    for p in ["/bin/busybox", "/usr/bin/busybox"] {
-        if Path::new(p).is_file() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!("busybox-static is not installed (tests/support/install-image-deps.sh)");
+    crate::support::busybox::oci_image(dir, crate::support::busybox::Contents::Minimal)
 }
 
 /// Run the skiff binary inside `net` with `--root root`.
