@@ -125,22 +125,13 @@ pub async fn patch(
         let now = super::objects::now_rfc3339();
         let sub = r.subresource.as_deref();
         super::apply::record_update(Some(&cur.obj), &mut new, &manager, sub, &now);
-        if super::write::unchanged(&cur.obj, &new) {
-            return Ok(with_warnings(
-                json_response(StatusCode::OK, &cur.obj),
-                &warnings,
-            ));
-        }
-        match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
-            Ok(out) => {
-                return Ok(with_warnings(
-                    json_response(StatusCode::OK, &out),
-                    &warnings,
-                ))
-            }
-            // Lost a race with another writer: patch the newer version.
-            Err(e) if e.code == 409 && e.reason == "Conflict" => continue,
-            Err(e) => return Err(e),
+        // None: lost a race with another writer; patch the newer version.
+        if let Some(resp) = super::write::write_unless_unchanged(
+            state, def, ns, name, &cur, &new, dry_run, &warnings,
+        )
+        .await?
+        {
+            return Ok(resp);
         }
     }
     Err(conflict(def, name))

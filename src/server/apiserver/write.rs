@@ -121,6 +121,33 @@ pub fn unchanged(cur: &Value, new: &Value) -> bool {
     strip(cur) == strip(new)
 }
 
+/// The end of a read-modify-write (patch, apply): nothing changed gives the
+/// stored object as it is, otherwise the update is written at the revision
+/// that was read. `Ok(None)`: another writer got there first (409 Conflict),
+/// so the caller reads the newer version and tries again.
+#[allow(clippy::too_many_arguments)]
+pub async fn write_unless_unchanged(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    cur: &Stored,
+    new: &Value,
+    dry_run: bool,
+    warnings: &[String],
+) -> Result<Option<Response>, ApiError> {
+    let ok =
+        |obj: &Value| super::patch::with_warnings(json_response(StatusCode::OK, obj), warnings);
+    if unchanged(&cur.obj, new) {
+        return Ok(Some(ok(&cur.obj)));
+    }
+    match commit_update(state, def, ns, name, new, cur.rev, dry_run).await {
+        Ok(out) => Ok(Some(ok(&out))),
+        Err(e) if e.code == 409 && e.reason == "Conflict" => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Store an updated object, or remove it when it was marked for deletion and
 /// its last finalizer just went.
 pub async fn commit_update(

@@ -37,7 +37,7 @@ use super::patch::with_warnings;
 use super::path::ResourceRef;
 use super::query::Query;
 use super::storage::parse_rv;
-use super::write::{check_namespace, commit_update, unchanged};
+use super::write::{check_namespace, write_unless_unchanged};
 use super::{defaults, ApiState};
 use crate::api::status::{ApiError, Cause};
 use crate::api::strategic::schema::Ty;
@@ -571,21 +571,12 @@ pub async fn apply(
         let mut new = prepare_update(def, &cur.obj, merged, None)?;
         defaults::on_update(def, &cur.obj, &mut new)?;
         super::write::check_valid(def, Some(&cur.obj), &new, name)?;
-        if unchanged(&cur.obj, &new) {
-            return Ok(with_warnings(
-                json_response(StatusCode::OK, &cur.obj),
-                &warnings,
-            ));
-        }
-        match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
-            Ok(out) => {
-                return Ok(with_warnings(
-                    json_response(StatusCode::OK, &out),
-                    &warnings,
-                ))
-            }
-            Err(e) if e.code == 409 && e.reason == "Conflict" && precondition.is_none() => continue,
-            Err(e) => return Err(e),
+        match write_unless_unchanged(state, def, ns, name, &cur, &new, dry_run, &warnings).await? {
+            Some(resp) => return Ok(resp),
+            // Lost a race: apply to the newer version, unless the client
+            // named the version it meant.
+            None if precondition.is_none() => continue,
+            None => return Err(conflict_rv(r, name)),
         }
     }
     Err(conflict_rv(r, name))
