@@ -295,6 +295,13 @@ fn other_workloads() {
     assert_eq!(lines(&check("apps/v1", "DaemonSet", ds)), vec![
         "spec.template.spec.restartPolicy: Unsupported value: \"OnFailure\": supported values: \"Always\""
     ]);
+    // A DaemonSet's maxSurge defaults to 0, so maxUnavailable 0 alone is refused.
+    let ds = json!({"metadata": {"name": "d"}, "spec": {"selector": {"matchLabels": {"a": "b"}},
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0}},
+        "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}});
+    assert_eq!(lines(&check("apps/v1", "DaemonSet", ds)), vec![
+        "spec.updateStrategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:0, IntVal:0, StrVal:\"\"}: may not be 0 when `maxSurge` is 0"
+    ]);
     let rc = json!({"metadata": {"name": "rc"}, "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}}});
     assert_eq!(
         lines(&check("v1", "ReplicationController", rc)),

@@ -169,24 +169,8 @@ pub fn validate_deployment(obj: &Value) -> Vec<Cause> {
             }
             "RollingUpdate" | "" => {
                 if let Some(ru) = st.get("rollingUpdate").filter(|v| v.is_object()) {
-                    let p = "spec.strategy.rollingUpdate";
-                    let mu = check_int_or_percent(
-                        ru.get("maxUnavailable"),
-                        &format!("{p}.maxUnavailable"),
-                        &mut out,
-                    );
-                    let ms = check_int_or_percent(
-                        ru.get("maxSurge"),
-                        &format!("{p}.maxSurge"),
-                        &mut out,
-                    );
-                    if mu == Some(0) && ms == Some(0) {
-                        out.push(causes::invalid(
-                            &format!("{p}.maxUnavailable"),
-                            &go_int_or_string(ru.get("maxUnavailable").unwrap_or(&Value::Null)),
-                            "may not be 0 when `maxSurge` is 0",
-                        ));
-                    }
+                    // An unset maxSurge defaults to 25%.
+                    check_rolling_update(ru, "spec.strategy.rollingUpdate", None, &mut out);
                 }
             }
             other => out.push(causes::not_supported(
@@ -326,24 +310,13 @@ pub fn validate_daemon_set(obj: &Value) -> Vec<Cause> {
             "OnDelete" => {}
             "RollingUpdate" | "" => {
                 if let Some(ru) = us.get("rollingUpdate").filter(|v| v.is_object()) {
-                    let p = "spec.updateStrategy.rollingUpdate";
-                    let mu = check_int_or_percent(
-                        ru.get("maxUnavailable"),
-                        &format!("{p}.maxUnavailable"),
+                    // An unset maxSurge defaults to 0.
+                    check_rolling_update(
+                        ru,
+                        "spec.updateStrategy.rollingUpdate",
+                        Some(0),
                         &mut out,
                     );
-                    let ms = check_int_or_percent(
-                        ru.get("maxSurge"),
-                        &format!("{p}.maxSurge"),
-                        &mut out,
-                    );
-                    if mu == Some(0) && ms.unwrap_or(0) == 0 {
-                        out.push(causes::invalid(
-                            &format!("{p}.maxUnavailable"),
-                            &go_int_or_string(ru.get("maxUnavailable").unwrap_or(&Value::Null)),
-                            "may not be 0 when `maxSurge` is 0",
-                        ));
-                    }
                 }
             }
             other => out.push(causes::not_supported(
@@ -442,4 +415,27 @@ pub fn validate_cron_job(obj: &Value) -> Vec<Cause> {
     check_non_negative(spec, "successfulJobsHistoryLimit", "spec", &mut out);
     check_non_negative(spec, "failedJobsHistoryLimit", "spec", &mut out);
     out
+}
+
+/// maxUnavailable and maxSurge of a rolling update at `p`: each an int or a
+/// percentage, and not both 0. `unset_surge`: what an absent maxSurge means
+/// when it is a number (None: a non-zero default such as 25%).
+fn check_rolling_update(ru: &Value, p: &str, unset_surge: Option<i64>, out: &mut Vec<Cause>) {
+    let mu = check_int_or_percent(
+        ru.get("maxUnavailable"),
+        &format!("{p}.maxUnavailable"),
+        out,
+    );
+    let ms = check_int_or_percent(ru.get("maxSurge"), &format!("{p}.maxSurge"), out);
+    let surge = match ru.get("maxSurge") {
+        None | Some(Value::Null) => unset_surge,
+        Some(_) => ms,
+    };
+    if mu == Some(0) && surge == Some(0) {
+        out.push(causes::invalid(
+            &format!("{p}.maxUnavailable"),
+            &go_int_or_string(ru.get("maxUnavailable").unwrap_or(&Value::Null)),
+            "may not be 0 when `maxSurge` is 0",
+        ));
+    }
 }
