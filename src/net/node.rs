@@ -225,6 +225,11 @@ impl NodeNet {
 
     /// Undo `attach` (none recorded is fine).
     pub fn detach(&self, id: &str) -> Result<(), NetError> {
+        // A node that never used the bridge has nothing to give back (and
+        // cleanup paths of other containers should not create its state).
+        if !self.state.exists() {
+            return Ok(());
+        }
         // The veth's name follows from the id: it is deleted here even when
         // the record was released already (by the shim, which may still be
         // deleting it at this moment).

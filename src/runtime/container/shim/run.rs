@@ -114,6 +114,8 @@ struct Shim {
     pid: Pid,
     cgroups_path: String,
     auto_remove: bool,
+    /// On the node bridge: the exit gives back its address and veth.
+    bridged: bool,
     started: bool,
     /// When the first give-back of start-up pages is due (see FIRST_TRIM).
     first_trim: Option<Instant>,
@@ -156,6 +158,10 @@ impl Shim {
         let tty = opts["tty"].as_bool().unwrap_or(false);
         let interactive = opts["interactive"].as_bool().unwrap_or(false);
         let auto_remove = opts["auto_remove"].as_bool().unwrap_or(false);
+        let bridged = serde_json::from_value::<crate::runtime::container::options::Network>(
+            opts["network"].clone(),
+        )
+        .is_ok_and(|n| n == crate::runtime::container::options::Network::Bridge);
         let cgroups_path = record.config["cgroups_path"]
             .as_str()
             .unwrap_or_default()
@@ -255,6 +261,7 @@ impl Shim {
             pid,
             cgroups_path,
             auto_remove,
+            bridged,
             started: false,
             first_trim: None,
             out,
@@ -501,9 +508,10 @@ impl Shim {
         // published ports now (a container is not restarted in place), and
         // delete its veth once the exit is reported (see NodeNet::release).
         let net = crate::runtime::container::node_net(&self.paths, None);
-        let veth = match net.release(&self.id) {
-            Ok(v) => v,
-            Err(e) => {
+        let veth = match self.bridged.then(|| net.release(&self.id)) {
+            None => None,
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
                 tracing::warn!("releasing the network: {e}");
                 None
             }
