@@ -56,6 +56,15 @@ pub fn open(path: &Path, sync: Sync, schema: &str) -> Result<Connection, OpenErr
     };
     conn.pragma_update(None, "synchronous", level)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Every CLI call and shim opens these files for a moment. By default the
+    // last connection to close checkpoints the log into the file and deletes
+    // it (fsyncs plus a new inode and a synced log header on the next open);
+    // with the log kept, a short-lived connection costs neither, and SQLite
+    // still checkpoints on commit once the log passes 1000 pages.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )?;
     Ok(conn)
 }
 

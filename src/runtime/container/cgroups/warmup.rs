@@ -1,17 +1,21 @@
-//! Overlapping the kernel's cgroup-migration grace period with other work.
+//! Overlapping the kernel's cgroup-migration grace period with other work
+//! (cgroup v2).
 //!
 //! Moving a process between cgroups (what libcontainer does when it writes a
 //! PID into `cgroup.procs`) takes the kernel's global cgroup-threadgroup lock
 //! for writing. When no migration happened in the last few milliseconds, that
 //! first costs a full RCU grace period (`rcu_sync_enter`: 5–15 ms on an idle
 //! host), spent asleep; migrations that follow within a grace period of the
-//! previous one are quick. A `skiff run` measured 6–11 ms of its ~21 ms there.
+//! previous one are quick.
 //!
-//! So the start of a container "touches" the lock from a helper thread, by
-//! writing our own PID into the cgroup we are already in (a no-op move), while
-//! the caller resolves the image, records the container and mounts its rootfs.
-//! By the time the container's own processes join their cgroup, the grace
-//! period has passed or is well under way. Any failure only loses the overlap.
+//! On cgroup v1 the container's process joins through `tasks` instead, which
+//! skips that lock (vendor/libcgroups/SKIFF-PATCH.md), so there is nothing to
+//! overlap. On v2 a process cannot join that way, so the start of a container
+//! "touches" the lock from a helper thread, by writing our own PID into the
+//! cgroup we are already in (a no-op move), while the caller resolves the
+//! image, records the container and mounts its rootfs. By the time the
+//! container's own processes join their cgroup, the grace period has passed or
+//! is well under way. Any failure only loses the overlap.
 
 use std::path::PathBuf;
 
@@ -46,6 +50,11 @@ fn spawn() {
 fn own_procs_file() -> Option<PathBuf> {
     let hierarchies = Hierarchies::detect().ok()?;
     let h = hierarchies.controller("pids")?;
+    // On v1 a warm-up would only make the container wait: the kernel holds
+    // cgroup_mutex through the grace period, and joining needs it too.
+    if !matches!(h.kind, Kind::V2) {
+        return None;
+    }
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
     let path = own_path(&own, &h.kind)?;
     Some(Hierarchies::dir(h, path).join("cgroup.procs"))
