@@ -144,3 +144,41 @@ fn killed_shim_is_reconciled_and_others_keep_running() {
     e.ok(&["rm", "-f", "other"]);
     e.assert_clean();
 }
+
+/// The rootfs is mounted in the shim's own mount namespace, never in the
+/// host's; a directory that no record names (a `--rm` shim killed between
+/// dropping the record and deleting the files) goes at the next command.
+#[test]
+fn rootfs_stays_private_and_orphan_dirs_go() {
+    let e = Engine::new();
+    let id = e.ok(&["run", "-d", "--name", "quiet", "busybox", "sleep", "1000"]);
+    let id = id.trim();
+    let in_host: Vec<String> = e.mounts().into_iter().filter(|m| m.contains(id)).collect();
+    // (The network namespace handle is a mount on the host, by design.)
+    assert!(
+        in_host.iter().all(|m| m.contains("/netns/")),
+        "the host sees the rootfs: {in_host:?}"
+    );
+    let shim = shim_of(&e, id);
+    let rootfs = e.root().join("containers").join(id).join("rootfs");
+    let shim_mounts = std::fs::read_to_string(format!("/proc/{shim}/mountinfo")).unwrap();
+    assert!(
+        shim_mounts
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(&*rootfs.to_string_lossy())),
+        "no overlay at {} in the shim's namespace:\n{shim_mounts}",
+        rootfs.display()
+    );
+    assert_eq!(
+        e.ok(&["exec", "quiet", "cat", "/etc/hostname"]),
+        format!("{}\n", &id[..12])
+    );
+    e.ok(&["rm", "-f", "quiet"]);
+
+    let orphan = e.root().join("containers").join("ab".repeat(32));
+    std::fs::create_dir_all(orphan.join("upper/etc")).unwrap();
+    std::fs::write(orphan.join("upper/etc/hosts"), "x").unwrap();
+    e.ok(&["ps", "-a"]);
+    assert!(!orphan.exists(), "{} is still there", orphan.display());
+    e.assert_clean();
+}

@@ -214,14 +214,12 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
 
     let dir = paths.dir(&id);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    // --rm: the upper layer dies with the container, so never sync it.
-    rootfs::Overlay::new(snapshots, &dir)
-        .volatile(opts.auto_remove)
-        .mount()?;
+    // The overlay itself is mounted by the shim, in a mount namespace of its
+    // own (see shim/run.rs); the user is looked up in the layers meanwhile.
     let rootfs = paths.rootfs(&id);
     let (spec_network, attachment) = resolve_network(paths, &state, &id, &opts)?;
     let user_spec = opts.user.clone().unwrap_or_else(|| process.user.clone());
-    let identity = user::resolve(&rootfs, &user_spec)?;
+    let identity = user::resolve_in_layers(&snapshots, &user_spec)?;
     let hostname = match (&opts.hostname, opts.network()) {
         (Some(h), _) => h.clone(),
         (None, Network::Host) => host_hostname(),

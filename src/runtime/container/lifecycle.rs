@@ -50,6 +50,37 @@ pub fn reconcile(paths: &Paths, state: &State) -> Result<(), ContainerError> {
             state.set_exited(&rec.id, UNKNOWN_EXIT, Utc::now(), false)?;
         }
     }
+    remove_orphan_dirs(paths, state)
+}
+
+/// A `--rm` container's shim deletes the record before it reports the exit
+/// and the directory after; one killed in between leaves a directory that no
+/// record names. Directories are listed before the records are read: a
+/// container being created has its record before its directory.
+fn remove_orphan_dirs(paths: &Paths, state: &State) -> Result<(), ContainerError> {
+    let Ok(entries) = std::fs::read_dir(paths.root()) else {
+        return Ok(());
+    };
+    let ids: Vec<String> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    for id in ids {
+        if state.get(&id)?.is_none() {
+            tracing::info!(%id, "removing the directory of a container that has no record");
+            if let Err(e) = super::rootfs::unmount(&paths.rootfs(&id)) {
+                tracing::warn!("{e}");
+            }
+            let dir = paths.dir(&id);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("{}: {e}", dir.display());
+                }
+            }
+        }
+    }
     Ok(())
 }
 

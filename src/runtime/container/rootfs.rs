@@ -1,12 +1,21 @@
 //! The container's root filesystem: overlayfs over the image's snapshots
 //! (read-only, shared) with a private upper and work directory, mounted at
 //! `<root>/containers/<id>/rootfs` while the container exists in the kernel.
+//!
+//! The shim mounts it in a mount namespace of its own ([`MountNamespace`]),
+//! from which the container's namespace is copied: the host never sees the
+//! mount, so nothing can leak onto the host's mount table (a killed shim takes
+//! its namespace with it), and a container's exit needs no unmount before it
+//! is reported. Mounts made by earlier versions in the host's namespace are
+//! still unmounted by [`unmount`].
 
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
@@ -18,6 +27,74 @@ pub enum RootfsError {
     Mount { path: PathBuf, source: nix::Error },
     #[error("a snapshot path contains a character overlayfs cannot take (':' or ','): {0}")]
     BadPath(PathBuf),
+    #[error("{what}: {source}")]
+    Namespace {
+        what: &'static str,
+        source: nix::Error,
+    },
+}
+
+/// A private mount namespace the calling process moved into, and the way
+/// back to the one it came from (the host's).
+pub struct MountNamespace {
+    host: OwnedFd,
+}
+
+impl MountNamespace {
+    /// Move into a copy of the current mount namespace in which mounts made
+    /// from now on stay private, while the host's later mounts and unmounts
+    /// still show (a slave copy, so a disk the host unmounts is not kept
+    /// busy here). The process must be single-threaded.
+    pub fn enter() -> Result<MountNamespace, RootfsError> {
+        let host: OwnedFd = fs::File::open("/proc/self/ns/mnt")
+            .map_err(|source| RootfsError::Io {
+                path: "/proc/self/ns/mnt".into(),
+                source,
+            })?
+            .into();
+        let ns_err = |what| move |source| RootfsError::Namespace { what, source };
+        unshare(CloneFlags::CLONE_NEWNS).map_err(ns_err("unshare(CLONE_NEWNS)"))?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        )
+        .map_err(ns_err("making the mount namespace a slave of the host's"))?;
+        Ok(MountNamespace { host })
+    }
+
+    /// Run `f` on a short-lived thread that is in the host's mount namespace
+    /// (work that must change the host's mounts, such as dropping a network
+    /// namespace handle), while the calling thread stays here.
+    pub fn on_host<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, RootfsError> {
+        let ns_err = |what| move |source| RootfsError::Namespace { what, source };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // A thread shares its filesystem context until it unshares it;
+                // only then may it change mount namespace alone.
+                unshare(CloneFlags::CLONE_FS).map_err(ns_err("unshare(CLONE_FS)"))?;
+                setns(&self.host, CloneFlags::CLONE_NEWNS)
+                    .map_err(ns_err("entering the host's mount namespace"))?;
+                Ok(f())
+            })
+            .join()
+            .unwrap_or(Err(RootfsError::Namespace {
+                what: "a thread in the host's mount namespace panicked",
+                source: nix::Error::UnknownErrno,
+            }))
+        })
+    }
+
+    /// Return to the host's mount namespace. The private one, with the
+    /// overlay in it, is torn down when its last process leaves it.
+    pub fn leave(self) -> Result<(), RootfsError> {
+        setns(&self.host, CloneFlags::CLONE_NEWNS).map_err(|source| RootfsError::Namespace {
+            what: "returning to the host's mount namespace",
+            source,
+        })
+    }
 }
 
 /// The overlay of one container.

@@ -3,7 +3,7 @@
 //! inside the container).
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum UserError {
@@ -84,6 +84,47 @@ fn read_etc(rootfs: &Path, file: &str) -> String {
     } else {
         String::new()
     }
+}
+
+/// Read `etc/<file>` as an overlay of `snapshots` (bottom layer first) will
+/// show it, without mounting them: the topmost layer that has `etc/<file>`
+/// decides. An overlay whiteout (a 0/0 character device) of `etc` or of the
+/// file hides it in every layer below, and so does an opaque `etc`
+/// directory for the layers below it. Symlinks count as absent, as in
+/// `read_etc`.
+fn read_etc_layers(snapshots: &[PathBuf], file: &str) -> String {
+    for layer in snapshots.iter().rev() {
+        let etc = layer.join("etc");
+        let Ok(meta) = fs::symlink_metadata(&etc) else {
+            continue;
+        };
+        // A whiteout, a symlink or a file where /etc should be.
+        if !meta.is_dir() {
+            return String::new();
+        }
+        let path = etc.join(file);
+        match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => return fs::read_to_string(&path).unwrap_or_default(),
+            Ok(_) => return String::new(),
+            Err(_) => {}
+        }
+        let opaque = rustix::fs::getxattr(&etc, "trusted.overlay.opaque", &mut [0u8; 1])
+            .is_ok_and(|n| n == 1);
+        if opaque {
+            return String::new();
+        }
+    }
+    String::new()
+}
+
+/// Resolve `user` against the image's snapshots (bottom layer first), before
+/// any rootfs is mounted: see `read_etc_layers`.
+pub fn resolve_in_layers(snapshots: &[PathBuf], user: &str) -> Result<Identity, UserError> {
+    resolve_in(
+        &read_etc_layers(snapshots, "passwd"),
+        &read_etc_layers(snapshots, "group"),
+        user,
+    )
 }
 
 /// Resolve `user` (`name|uid[:group|gid]`, empty = root) against the files
@@ -186,5 +227,74 @@ mod tests {
         );
         // No passwd file at all: numeric ids still work.
         assert_eq!(resolve_in("", "", "5").unwrap().uid, 5);
+    }
+
+    /// Layers as the image store unpacks them: the top one decides, overlay
+    /// whiteouts and opaque directories hide what is below.
+    #[test]
+    fn reads_through_the_layers() {
+        use rustix::fs::{mknodat, setxattr, FileType, Mode, XattrFlags, CWD};
+        let dir = tempfile::tempdir().unwrap();
+        let layer = |name: &str, passwd: Option<&str>| {
+            let l = dir.path().join(name);
+            fs::create_dir_all(l.join("etc")).unwrap();
+            if let Some(p) = passwd {
+                fs::write(l.join("etc/passwd"), p).unwrap();
+            }
+            l
+        };
+        let base = layer(
+            "base",
+            Some("root:x:0:0::/root:/bin/sh\nold:x:5:5::/o:/bin/sh\n"),
+        );
+        let mid = layer("mid", None);
+        let top = layer(
+            "top",
+            Some("root:x:0:0::/root:/bin/sh\nnew:x:6:6::/n:/bin/sh\n"),
+        );
+        fs::write(base.join("etc/group"), "g:x:9:new\n").unwrap();
+
+        // The top layer's passwd, the base layer's group (nothing above it).
+        let ids = resolve_in_layers(&[base.clone(), mid.clone(), top.clone()], "new").unwrap();
+        assert_eq!(
+            (ids.uid, ids.gid, ids.additional_gids.clone()),
+            (6, 6, vec![9])
+        );
+        assert!(resolve_in_layers(&[base.clone(), mid.clone(), top.clone()], "old").is_err());
+        assert_eq!(
+            resolve_in_layers(&[base.clone(), mid.clone()], "old")
+                .unwrap()
+                .uid,
+            5
+        );
+
+        // A whiteout of the file in the middle layer hides the base's.
+        let whiteout = |p: &Path| {
+            mknodat(CWD, p, FileType::CharacterDevice, Mode::empty(), 0).unwrap();
+        };
+        whiteout(&mid.join("etc/passwd"));
+        assert_eq!(
+            resolve_in_layers(&[base.clone(), mid.clone()], "old"),
+            Err(UserError::NoUser("old".into()))
+        );
+        // An opaque etc in the middle layer hides the base's group file.
+        fs::remove_file(mid.join("etc/passwd")).unwrap();
+        setxattr(
+            mid.join("etc"),
+            "trusted.overlay.opaque",
+            b"y",
+            XattrFlags::empty(),
+        )
+        .unwrap();
+        assert_eq!(read_etc_layers(&[base.clone(), mid.clone()], "group"), "");
+        // A whiteout of etc itself hides everything below.
+        let gone = dir.path().join("gone");
+        fs::create_dir_all(&gone).unwrap();
+        whiteout(&gone.join("etc"));
+        assert_eq!(read_etc_layers(&[base.clone(), gone], "passwd"), "");
+        // A symlinked passwd counts as absent (it could point at the host).
+        let link = layer("link", None);
+        std::os::unix::fs::symlink("/etc/passwd", link.join("etc/passwd")).unwrap();
+        assert_eq!(read_etc_layers(&[base, link], "passwd"), "");
     }
 }

@@ -38,8 +38,18 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
     if args.command.is_empty() {
         return Err("no command given".into());
     }
-    let ident = user::resolve(&paths.rootfs(&args.id), args.user.as_deref().unwrap_or(""))
-        .map_err(|e| e.to_string())?;
+    // The container's own view of its files: its rootfs is mounted only in
+    // its namespaces (and its shim's), not in ours.
+    let pid = paths
+        .open_state()
+        .map_err(|e| e.to_string())?
+        .get(&args.id)
+        .map_err(|e| e.to_string())?
+        .and_then(|r| r.pid)
+        .ok_or_else(|| format!("container {} is not running", args.id))?;
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    let ident =
+        user::resolve(&root, args.user.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;
     let mut env = std::collections::HashMap::new();
     for kv in &args.env {
         if let Some((k, v)) = kv.split_once('=') {

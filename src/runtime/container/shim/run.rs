@@ -116,6 +116,8 @@ struct Shim {
     auto_remove: bool,
     /// On the node bridge: the exit gives back its address and veth.
     bridged: bool,
+    /// Our private mount namespace, with the container's rootfs in it.
+    mounts: Option<rootfs::MountNamespace>,
     started: bool,
     /// When the first give-back of start-up pages is due (see FIRST_TRIM).
     first_trim: Option<Instant>,
@@ -147,7 +149,12 @@ fn set_signal(sig: Signal, handler: SigHandler) {
 
 impl Shim {
     fn create(args: &ShimArgs, ready: &mut Ready) -> Result<Shim, String> {
-        let paths = Paths::new(&args.root, &args.run_dir);
+        // Absolute: leaving the private mount namespace at the end resets
+        // the working directory.
+        let absolute = |p: &std::path::Path| {
+            std::path::absolute(p).map_err(|e| format!("{}: {e}", p.display()))
+        };
+        let paths = Paths::new(&absolute(&args.root)?, &absolute(&args.run_dir)?);
         let id = args.id.clone();
         let state = paths.open_state().map_err(|e| e.to_string())?;
         let record = state
@@ -166,6 +173,21 @@ impl Shim {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let snapshots: Vec<std::path::PathBuf> =
+            serde_json::from_value(record.config["snapshots"].clone())
+                .map_err(|e| format!("the record's snapshots: {e}"))?;
+        let snapshots = snapshots
+            .iter()
+            .map(|p| absolute(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The rootfs lives in our own mount namespace (see rootfs.rs), which
+        // the container's is copied from. --rm: the upper layer dies with the
+        // container, so it is never synced.
+        let mounts = rootfs::MountNamespace::enter().map_err(|e| e.to_string())?;
+        rootfs::Overlay::new(snapshots, &paths.dir(&id))
+            .volatile(auto_remove)
+            .mount()
+            .map_err(|e| e.to_string())?;
 
         let log = LogWriter::open(&paths.log(&id), args.log_max_size)
             .map_err(|e| format!("{}: {e}", paths.log(&id).display()))?;
@@ -262,6 +284,7 @@ impl Shim {
             cgroups_path,
             auto_remove,
             bridged,
+            mounts: Some(mounts),
             started: false,
             first_trim: None,
             out,
@@ -501,32 +524,38 @@ impl Shim {
                 }
             }
         }
-        if let Err(e) = rootfs::unmount(&self.paths.rootfs(&self.id)) {
-            tracing::warn!("{e}");
-        }
         // The namespace has no process left: give back its address and
         // published ports now (a container is not restarted in place), and
         // delete its veth once the exit is reported (see NodeNet::release).
+        // Its namespace handle is a mount in the host's namespace, hence the
+        // detour.
         let net = crate::runtime::container::node_net(&self.paths, None);
-        let veth = match self.bridged.then(|| net.release(&self.id)) {
-            None => None,
-            Some(Ok(v)) => v,
-            Some(Err(e)) => {
-                tracing::warn!("releasing the network: {e}");
-                None
+        let veth = if self.bridged {
+            let released = match &self.mounts {
+                Some(m) => m.on_host(|| net.release(&self.id)),
+                None => Ok(net.release(&self.id)),
+            };
+            match released {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    tracing::warn!("releasing the network: {e}");
+                    None
+                }
+                Err(e) => {
+                    tracing::warn!("releasing the network: {e}");
+                    None
+                }
             }
+        } else {
+            None
         };
-        if let Err(e) = self.state.set_exited(&self.id, code, Utc::now(), oom) {
+        let recorded = if self.auto_remove {
+            self.state.remove(&self.id)
+        } else {
+            self.state.set_exited(&self.id, code, Utc::now(), oom)
+        };
+        if let Err(e) = recorded {
             tracing::error!("recording the exit: {e}");
-        }
-        if self.auto_remove {
-            let dir = self.paths.dir(&self.id);
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!("{}: {e}", dir.display());
-            }
-            if let Err(e) = self.state.remove(&self.id) {
-                tracing::warn!("{e}");
-            }
         }
         let _ = fs::remove_dir_all(self.paths.run_dir(&self.id));
         let frame = proto::frame(proto::EXIT, &code.to_be_bytes());
@@ -537,6 +566,22 @@ impl Shim {
             let _ = c.stream.set_nonblocking(false);
             let _ = c.stream.set_write_timeout(Some(Duration::from_secs(5)));
             let _ = c.stream.write_all(&c.out);
+        }
+        // Reported; the rest is nobody's wait. Leaving our mount namespace
+        // lets the kernel take the overlay down with it (an unmount waits for
+        // an RCU grace period); a --rm container's files go after it. Should
+        // we die before, the next reconcile deletes the directory of a
+        // container that has no record.
+        if let Some(m) = self.mounts.take() {
+            if let Err(e) = m.leave() {
+                tracing::warn!("{e}");
+            }
+        }
+        if self.auto_remove {
+            let dir = self.paths.dir(&self.id);
+            if let Err(e) = fs::remove_dir_all(&dir) {
+                tracing::warn!("{}: {e}", dir.display());
+            }
         }
         if let Some(veth) = veth {
             net.remove_veth(&veth);
