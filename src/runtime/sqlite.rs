@@ -58,13 +58,16 @@ pub fn open(path: &Path, sync: Sync, schema: &str) -> Result<Connection, OpenErr
     conn.pragma_update(None, "foreign_keys", "ON")?;
     // Every CLI call and shim opens these files for a moment. By default the
     // last connection to close checkpoints the log into the file and deletes
-    // it (fsyncs plus a new inode and a synced log header on the next open);
-    // with the log kept, a short-lived connection costs neither, and SQLite
-    // still checkpoints on commit once the log passes 1000 pages.
+    // it (fsyncs, and a new inode and a synced log header on the next open);
+    // with the log kept, a short-lived connection costs neither. The first
+    // connection to open a file rebuilds its index by reading the whole log,
+    // so the log is kept short: commits checkpoint it every 64 pages.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
         true,
     )?;
+    conn.pragma_update(None, "wal_autocheckpoint", 64)?;
+    conn.pragma_update(None, "journal_size_limit", 1 << 20)?;
     Ok(conn)
 }
 
