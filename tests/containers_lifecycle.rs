@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use containers::Engine;
-use support::stdout;
+use support::{stderr, stdout};
 
 #[test]
 fn detached_ps_logs_follow_and_exec() {
@@ -61,6 +61,18 @@ fn detached_ps_logs_follow_and_exec() {
     assert!(pid1.contains("sh -c echo first"), "{ps}");
     let out = e.skiff(&["exec", "web", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7));
+    // -u is looked up in the container's own /etc/passwd.
+    assert_eq!(
+        e.ok(&["exec", "-u", "nobody", "web", "id", "-u"]),
+        "65534
+"
+    );
+    let out = e.err(&["exec", "-u", "nosuchuser", "web", "true"]);
+    assert!(
+        stderr(&out).contains("unable to find user nosuchuser"),
+        "{}",
+        stderr(&out)
+    );
 
     e.ok(&["stop", "-t", "1", "web"]);
     // logs -f ends once the container has exited.
