@@ -505,8 +505,8 @@ impl Shim {
         // The container has exited: what is left of it is an empty cgroup
         // per hierarchy and libcontainer's state directory. Removing them
         // directly saves libcontainer's delete, which builds a cgroup manager
-        // that re-reads mountinfo through pathrs for every hierarchy (several
-        // ms on every exit). If a process is still inside (a straggler the
+        // from /proc (through pathrs) and loads its state again on every
+        // exit. If a process is still inside (a straggler the
         // kernel has not reaped yet), libcontainer's delete kills and waits.
         match cgroups::remove(&self.cgroups_path) {
             Ok(()) => {
