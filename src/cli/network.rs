@@ -26,6 +26,14 @@ pub fn attachments(paths: &Paths) -> HashMap<String, Attachment> {
     }
 }
 
+/// One container's attachment (none when it has no bridge network).
+pub fn attachment(paths: &Paths, id: &str) -> Option<Attachment> {
+    node_net(paths, None).attachment(id).unwrap_or_else(|e| {
+        tracing::warn!("reading the network state: {e}");
+        None
+    })
+}
+
 /// Docker's PORTS column: `0.0.0.0:8080->80/tcp, …`.
 pub fn ports_column(a: Option<&Attachment>) -> String {
     a.map(|a| {

@@ -4,7 +4,8 @@
 //! State lives in `<root>/net`: `ipam/` (ipam.rs) and `attachments/<id>.json`,
 //! both changed only under `<root>/net/lock`. Namespace handles are pinned
 //! under `<run>/netns/<id>`; after a reboot the run directory is empty, so
-//! `reconcile` releases whatever the records still claim.
+//! every attach first releases whatever the records still claim. `cidr`
+//! holds the subnet the bridge was set up with.
 
 use std::fs;
 use std::io;
@@ -23,7 +24,18 @@ pub const DEFAULT_BRIDGE: &str = "skiff0";
 pub const DEFAULT_NODE_CIDR: &str = "10.42.0.0/24";
 
 pub fn default_cidr() -> Ipv4Cidr {
-    Ipv4Cidr::new(std::net::Ipv4Addr::new(10, 42, 0, 0), 24).unwrap_or_else(|_| unreachable!())
+    DEFAULT_NODE_CIDR.parse().unwrap_or_else(|_| unreachable!())
+}
+
+/// The subnet the node's bridge was last set up with (`<root>/net/cidr`):
+/// what releasing, reconciling and `network inspect` must use, whatever
+/// subnet a later `--node-cidr` asks for.
+pub fn recorded_cidr(root: &Path) -> Option<Ipv4Cidr> {
+    fs::read_to_string(root.join("net").join("cidr"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -196,6 +208,11 @@ impl NodeNet {
         }
         let mut rtnl = Rtnl::open()?;
         let bridge_index = self.bridge_def().ensure(&mut rtnl)?;
+        // The bridge has this subnet now (ensure refuses another one).
+        let cidr_file = self.state.join("cidr");
+        if fs::read_to_string(&cidr_file).ok().as_deref() != Some(&self.cidr.to_string()) {
+            fs::write(&cidr_file, self.cidr.to_string()).map_err(io_err(&cidr_file))?;
+        }
         let ip = self.ipam().allocate(id)?;
         let attachment = Attachment {
             id: id.to_string(),
@@ -287,12 +304,7 @@ impl NodeNet {
     }
 
     /// Release what records claim for containers whose namespace is gone (a
-    /// crash before cleanup, or a reboot).
-    pub fn reconcile(&self) -> Result<Vec<String>, NetError> {
-        let _lock = self.lock()?;
-        self.reconcile_locked()
-    }
-
+    /// crash before cleanup, or a reboot). Called with the lock held.
     fn reconcile_locked(&self) -> Result<Vec<String>, NetError> {
         let all = self.attachments()?;
         let (live, dead): (Vec<_>, Vec<_>) =
@@ -346,6 +358,7 @@ impl NodeNet {
             rtnl.del_link(&self.bridge, index)?;
         }
         super::rules::forget(&self.state.join("rules.applied"));
+        let _ = fs::remove_file(self.state.join("cidr"));
         super::nft::delete().map_err(|e| NetError::Rules(e.to_string()))?;
         Ok(())
     }

@@ -144,13 +144,17 @@ pub enum ContainerError {
     },
 }
 
-/// The node network as the engine uses it (bridge skiff0), for `cidr` or
-/// the default subnet. Cleanup does not depend on the subnet.
+/// The node network as the engine uses it (bridge skiff0): for `cidr` when
+/// attaching, otherwise for the subnet the bridge was set up with (the
+/// default before any). Releasing rewrites the rules for the pod network,
+/// so it must not assume the default.
 pub fn node_net(
     paths: &Paths,
     cidr: Option<crate::net::cidr::Ipv4Cidr>,
 ) -> crate::net::node::NodeNet {
-    let cidr = cidr.unwrap_or_else(crate::net::node::default_cidr);
+    let cidr = cidr
+        .or_else(|| crate::net::node::recorded_cidr(paths.node_root()))
+        .unwrap_or_else(crate::net::node::default_cidr);
     crate::net::node::NodeNet::new(
         paths.node_root(),
         paths.run(),
