@@ -145,7 +145,8 @@ fn killed_shim_is_reconciled_and_others_keep_running() {
     e.assert_clean();
 }
 
-/// The rootfs is mounted in the shim's own mount namespace, never in the
+/// The rootfs is mounted in the shim's own mount namespace (which it leaves
+/// once the container runs) and lives on in the container's, never in the
 /// host's; a directory that no record names (a `--rm` shim killed between
 /// dropping the record and deleting the files) goes at the next command.
 #[test]
@@ -160,15 +161,20 @@ fn rootfs_stays_private_and_orphan_dirs_go() {
         "the host sees the rootfs: {in_host:?}"
     );
     let shim = shim_of(&e, id);
-    let rootfs = e.root().join("containers").join(id).join("rootfs");
-    let shim_mounts = std::fs::read_to_string(format!("/proc/{shim}/mountinfo")).unwrap();
-    assert!(
-        shim_mounts
-            .lines()
-            .any(|l| l.split(' ').nth(4) == Some(&*rootfs.to_string_lossy())),
-        "no overlay at {} in the shim's namespace:\n{shim_mounts}",
-        rootfs.display()
+    let shim_ns = std::fs::read_link(format!("/proc/{shim}/ns/mnt")).unwrap();
+    let own_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    assert_eq!(
+        shim_ns, own_ns,
+        "the shim is still in its private namespace"
     );
+    let pid = e.inspect("quiet")["State"]["Pid"].as_i64().unwrap();
+    let root = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap()
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .map(String::from)
+        .unwrap_or_default();
+    assert!(root.contains(" - overlay "), "the container's root: {root}");
     assert_eq!(
         e.ok(&["exec", "quiet", "cat", "/etc/hostname"]),
         format!("{}\n", &id[..12])

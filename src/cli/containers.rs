@@ -226,7 +226,7 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
             .with_context(|| format!("invalid --log-max-size {s:?}"))?,
         None => DEFAULT_LOG_MAX_SIZE,
     };
-    let (paths, _state) = open(root, run_dir)?;
+    let (paths, state) = open(root, run_dir)?;
     let store = images::store(root)?;
     let request = |opts: RunOptions| CreateRequest {
         image: &args.image,
@@ -235,7 +235,7 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
         wait_start: !args.detach,
         debug,
     };
-    let created = match create::create(&paths, &store, request(opts.clone())) {
+    let created = match create::create(&paths, &state, &store, request(opts.clone())) {
         Err(ContainerError::Image(StoreError::NotFound(_))) => {
             eprintln!("Unable to find image '{}' locally", args.image);
             images::pull(
@@ -247,7 +247,7 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
                 },
             )
             .with_context(|| format!("pulling {}", args.image))?;
-            create::create(&paths, &store, request(opts))?
+            create::create(&paths, &state, &store, request(opts))?
         }
         other => other?,
     };
@@ -466,7 +466,7 @@ fn inspect_one(paths: &Paths, r: &Record) -> Value {
             "Tmpfs": o["tmpfs"],
         },
         "NetworkSettings": super::network::settings(
-            super::network::attachments(paths).get(&r.id)
+            super::network::attachment(paths, &r.id).as_ref()
         ),
         "GraphDriver": {
             "Name": "overlay",

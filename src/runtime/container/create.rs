@@ -1,5 +1,5 @@
 //! Creating a container: check the options, find the image, record the
-//! container (claiming its name), mount its rootfs, write its OCI bundle and
+//! container (claiming its name), attach its network, write its OCI bundle and
 //! spawn its shim. Any failure undoes every step taken (a Drop guard), so bad
 //! input leaves nothing behind.
 
@@ -14,7 +14,7 @@ use serde_json::json;
 use super::options::{Network, RunOptions};
 use super::spec::{self, ImageProcess, SpecInputs};
 use super::state::{Record, State, Status};
-use super::{cgroups, rootfs, user, ContainerError, Paths};
+use super::{cgroups, user, ContainerError, Paths};
 use crate::net::node::Attachment;
 use crate::runtime::image::catalog;
 use crate::runtime::image::manifest::ImageConfig;
@@ -67,33 +67,16 @@ impl Drop for Undo<'_> {
     }
 }
 
-/// Everything a container may have on disk besides its record: its rootfs
-/// mount, its directory, its run directory and libcontainer's state.
+/// Everything a container may have besides its record: what
+/// `lifecycle::release` gives back, and its directory.
 pub fn remove_leftovers(paths: &Paths, id: &str) {
-    if let Err(e) = super::node_net(paths, None).detach(id) {
-        tracing::warn!("releasing the network of {id}: {e}");
-    }
-    if let Err(e) = rootfs::unmount(&paths.rootfs(id)) {
-        tracing::warn!("{e}");
-    }
-    let runtime_state = paths.runtime_root().join(id);
-    if runtime_state.exists() {
-        match libcontainer::container::Container::load(runtime_state.clone()) {
-            Ok(mut c) => {
-                if let Err(e) = c.delete(true) {
-                    tracing::warn!("libcontainer delete {id}: {e}");
-                }
-            }
-            Err(e) => tracing::warn!("libcontainer load {id}: {e}"),
+    super::lifecycle::release(paths, id);
+    let dir = paths.dir(id);
+    match fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!("{}: {e}", dir.display())
         }
-        let _ = fs::remove_dir_all(&runtime_state);
-    }
-    for dir in [paths.dir(id), paths.run_dir(id)] {
-        if dir.exists() {
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!("{}: {e}", dir.display());
-            }
-        }
+        _ => {}
     }
 }
 
@@ -136,10 +119,13 @@ fn nofile_hard() -> u64 {
         .map_or(1024, |(_, hard)| hard)
 }
 
-pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Created, ContainerError> {
-    // Overlaps the kernel's wait before the first cgroup join with the work
-    // below (see cgroups/warmup.rs).
-    cgroups::warmup::start();
+/// Create container `req` in `state` (the caller's open container state).
+pub fn create(
+    paths: &Paths,
+    state: &State,
+    store: &Store,
+    req: CreateRequest,
+) -> Result<Created, ContainerError> {
     let mut opts = req.opts.clone();
     // Named volumes are created on first use, as `docker run -v name:/dir`.
     let volumes = crate::runtime::volume::Volumes::new(paths.node_root());
@@ -169,6 +155,10 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
         .iter()
         .map(|l| store.snapshot_path(&l.chain_id))
         .collect::<Result<_, _>>()?;
+    // From the layers, before anything is set up that a bad --user would
+    // have to undo.
+    let user_spec = opts.user.clone().unwrap_or_else(|| process.user.clone());
+    let identity = user::resolve_in_layers(&snapshots, &user_spec)?;
 
     let id = new_id();
     let name = opts.name.clone().unwrap_or_else(random_name);
@@ -183,7 +173,6 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
         }
     })?;
     let cgroups_path = cgroups::cgroups_path(&parent, &id);
-    let state = paths.open_state()?;
     state.insert(&Record {
         id: id.clone(),
         name: name.clone(),
@@ -207,7 +196,7 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
     })?;
     let mut undo = Undo {
         paths,
-        state: &state,
+        state,
         id: id.clone(),
         armed: true,
     };
@@ -215,20 +204,16 @@ pub fn create(paths: &Paths, store: &Store, req: CreateRequest) -> Result<Create
     let dir = paths.dir(&id);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     // The overlay itself is mounted by the shim, in a mount namespace of its
-    // own (see shim/run.rs); the user is looked up in the layers meanwhile.
+    // own (see shim/run.rs).
     let rootfs = paths.rootfs(&id);
-    let (spec_network, attachment) = resolve_network(paths, &state, &id, &opts)?;
-    let user_spec = opts.user.clone().unwrap_or_else(|| process.user.clone());
-    let identity = user::resolve_in_layers(&snapshots, &user_spec)?;
+    let (spec_network, attachment) = resolve_network(paths, state, &id, &opts)?;
     let hostname = match (&opts.hostname, opts.network()) {
         (Some(h), _) => h.clone(),
         (None, Network::Host) => host_hostname(),
         (None, _) => super::short_id(&id).to_string(),
     };
     let etc_files = write_etc_files(&dir, &hostname, &opts, attachment.as_ref())?;
-    let mut spec_opts = opts.clone();
-    spec_opts.network = Some(spec_network);
-    let opts = spec_opts;
+    opts.network = Some(spec_network);
     // Our own static binary is the init (`skiff init`, see init.rs).
     let init_binary = if opts.init {
         let exe = std::env::current_exe().map_err(io_err(Path::new("/proc/self/exe")))?;

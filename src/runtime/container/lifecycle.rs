@@ -33,11 +33,18 @@ fn pid_alive(pid: i32) -> bool {
             .is_ok_and(|c| c.windows(4).any(|w| w == b"shim"))
 }
 
-/// Mark containers whose shim is gone as exited and release what they held.
-/// A record without a shim yet is being created right now, unless it is old.
+/// Mark containers whose shim is gone as exited and release what they held;
+/// delete the directories of containers that have no record (a `--rm`
+/// container's shim drops the record before it reports the exit and the
+/// files after, and may be killed in between). A record without a shim yet
+/// is being created right now, unless it is old.
 pub fn reconcile(paths: &Paths, state: &State) -> Result<(), ContainerError> {
-    for rec in state.list()? {
-        if rec.status == Status::Exited || shim_alive(paths, &rec) {
+    // Directories first: a container being created has its record before
+    // its directory, so none of these can be one whose record is not read.
+    let dirs = container_dirs(paths);
+    let records = state.list()?;
+    for rec in &records {
+        if rec.status == Status::Exited || shim_alive(paths, rec) {
             continue;
         }
         let stale = match rec.shim_pid {
@@ -50,53 +57,44 @@ pub fn reconcile(paths: &Paths, state: &State) -> Result<(), ContainerError> {
             state.set_exited(&rec.id, UNKNOWN_EXIT, Utc::now(), false)?;
         }
     }
-    remove_orphan_dirs(paths, state)
-}
-
-/// A `--rm` container's shim deletes the record before it reports the exit
-/// and the directory after; one killed in between leaves a directory that no
-/// record names. Directories are listed before the records are read: a
-/// container being created has its record before its directory.
-fn remove_orphan_dirs(paths: &Paths, state: &State) -> Result<(), ContainerError> {
-    let Ok(entries) = std::fs::read_dir(paths.root()) else {
-        return Ok(());
-    };
-    let ids: Vec<String> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-        .collect();
-    for id in ids {
-        if state.get(&id)?.is_none() {
-            tracing::info!(%id, "removing the directory of a container that has no record");
-            if let Err(e) = super::rootfs::unmount(&paths.rootfs(&id)) {
-                tracing::warn!("{e}");
-            }
-            let dir = paths.dir(&id);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!("{}: {e}", dir.display());
-                }
-            }
+    for id in dirs {
+        if !records.iter().any(|r| r.id == id) {
+            tracing::info!(%id, "removing what is left of a container that has no record");
+            remove_leftovers(paths, &id);
         }
     }
     Ok(())
 }
 
-/// Release kernel objects of a container that is not running: its rootfs
-/// mount, libcontainer's state and cgroup, its network, its run directory.
-fn release(paths: &Paths, id: &str) {
+/// The ids of the container directories under `<root>/containers`.
+fn container_dirs(paths: &Paths) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(paths.root()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 64 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect()
+}
+
+/// Release what a container that is not running holds outside its
+/// directory: its network, libcontainer's state and cgroup, its run
+/// directory. (Its rootfs mount lived in its own namespaces and is gone.)
+pub(super) fn release(paths: &Paths, id: &str) {
     if let Err(e) = super::node_net(paths, None).detach(id) {
         tracing::warn!("releasing the network of {id}: {e}");
     }
-    if let Err(e) = super::rootfs::unmount(&paths.rootfs(id)) {
-        tracing::warn!("{e}");
-    }
     let runtime_state = paths.runtime_root().join(id);
     if runtime_state.exists() {
-        if let Ok(mut c) = libcontainer::container::Container::load(runtime_state.clone()) {
-            let _ = c.delete(true);
+        match libcontainer::container::Container::load(runtime_state.clone()) {
+            Ok(mut c) => {
+                if let Err(e) = c.delete(true) {
+                    tracing::warn!("libcontainer delete {id}: {e}");
+                }
+            }
+            Err(e) => tracing::warn!("libcontainer load {id}: {e}"),
         }
         let _ = std::fs::remove_dir_all(&runtime_state);
     }

@@ -3,18 +3,18 @@
 //! `<root>/containers/<id>/rootfs` while the container exists in the kernel.
 //!
 //! The shim mounts it in a mount namespace of its own ([`MountNamespace`]),
-//! from which the container's namespace is copied: the host never sees the
-//! mount, so nothing can leak onto the host's mount table (a killed shim takes
-//! its namespace with it), and a container's exit needs no unmount before it
-//! is reported. Mounts made by earlier versions in the host's namespace are
-//! still unmounted by [`unmount`].
+//! from which the container's namespace is copied, and leaves that namespace
+//! once the container runs: the host never sees the mount, nothing can leak
+//! onto the host's mount table (the mount dies with the container's
+//! namespace), and a container's exit needs no unmount before it is
+//! reported.
 
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 
 #[derive(Debug, thiserror::Error)]
@@ -65,30 +65,9 @@ impl MountNamespace {
         Ok(MountNamespace { host })
     }
 
-    /// Run `f` on a short-lived thread that is in the host's mount namespace
-    /// (work that must change the host's mounts, such as dropping a network
-    /// namespace handle), while the calling thread stays here.
-    pub fn on_host<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T, RootfsError> {
-        let ns_err = |what| move |source| RootfsError::Namespace { what, source };
-        std::thread::scope(|s| {
-            s.spawn(|| {
-                // A thread shares its filesystem context until it unshares it;
-                // only then may it change mount namespace alone.
-                unshare(CloneFlags::CLONE_FS).map_err(ns_err("unshare(CLONE_FS)"))?;
-                setns(&self.host, CloneFlags::CLONE_NEWNS)
-                    .map_err(ns_err("entering the host's mount namespace"))?;
-                Ok(f())
-            })
-            .join()
-            .unwrap_or(Err(RootfsError::Namespace {
-                what: "a thread in the host's mount namespace panicked",
-                source: nix::Error::UnknownErrno,
-            }))
-        })
-    }
-
-    /// Return to the host's mount namespace. The private one, with the
-    /// overlay in it, is torn down when its last process leaves it.
+    /// Return to the host's mount namespace. The private one is torn down
+    /// when its last process leaves it (the container's copy of the overlay
+    /// stays).
     pub fn leave(self) -> Result<(), RootfsError> {
         setns(&self.host, CloneFlags::CLONE_NEWNS).map_err(|source| RootfsError::Namespace {
             what: "returning to the host's mount namespace",
@@ -167,49 +146,25 @@ impl Overlay {
                 source,
             })?;
         }
-        mount(
-            Some("overlay"),
-            &self.target,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(data.as_str()),
-        )
-        .map_err(|source| RootfsError::Mount {
+        let overlay = |data: &str| {
+            mount(
+                Some("overlay"),
+                &self.target,
+                Some("overlay"),
+                MsFlags::empty(),
+                Some(data),
+            )
+        };
+        let mut result = overlay(&data);
+        // `volatile` came with Linux 5.10; older kernels refuse the mount.
+        if self.volatile && result == Err(nix::Error::EINVAL) {
+            result = overlay(data.trim_end_matches(",volatile"));
+        }
+        result.map_err(|source| RootfsError::Mount {
             path: self.target.clone(),
             source,
         })
     }
-}
-
-/// Whether something is mounted exactly at `path` (from /proc/self/mountinfo).
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| unescape(mp) == want)
-}
-
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
-/// Unmount the container's rootfs if it is mounted. Lazy: a process that
-/// still has it open (an exec being torn down) must not make this fail.
-pub fn unmount(target: &Path) -> Result<(), RootfsError> {
-    while is_mounted(target) {
-        umount2(target, MntFlags::MNT_DETACH).map_err(|source| RootfsError::Mount {
-            path: target.to_path_buf(),
-            source,
-        })?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -238,10 +193,5 @@ mod tests {
             Overlay::new(vec!["/s/a:b".into()], Path::new("/c")).data(),
             Err(RootfsError::BadPath(_))
         ));
-    }
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
     }
 }

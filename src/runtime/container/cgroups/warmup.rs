@@ -29,12 +29,13 @@ pub fn start() {
 }
 
 fn spawn() {
-    let Some(procs) = own_procs_file() else {
-        return;
-    };
+    // Finding the file reads mountinfo: that too is done off the caller's path.
     let spawned = std::thread::Builder::new()
         .name("cgroup-warmup".into())
-        .spawn(move || {
+        .spawn(|| {
+            let Some(procs) = own_procs_file() else {
+                return;
+            };
             // Our own PID into our own cgroup: nothing moves.
             if let Err(e) = std::fs::write(&procs, std::process::id().to_string()) {
                 tracing::debug!(path = %procs.display(), error = %e, "cgroup warm-up write failed");
@@ -45,8 +46,8 @@ fn spawn() {
     }
 }
 
-/// `cgroup.procs` of the cgroup this process is in, in the hierarchy that
-/// holds the pids controller (or the unified one).
+/// `cgroup.procs` of the cgroup this process is in, on a cgroup v2 host (the
+/// hierarchy that holds the pids controller is the unified one).
 fn own_procs_file() -> Option<PathBuf> {
     let hierarchies = Hierarchies::detect().ok()?;
     let h = hierarchies.controller("pids")?;
@@ -56,63 +57,25 @@ fn own_procs_file() -> Option<PathBuf> {
         return None;
     }
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = own_path(&own, &h.kind)?;
-    Some(Hierarchies::dir(h, path).join("cgroup.procs"))
+    Some(Hierarchies::dir(h, own_v2_path(&own)?).join("cgroup.procs"))
 }
 
-/// Our path in hierarchy `kind`, from /proc/self/cgroup
-/// (`ID:CONTROLLERS:PATH` lines; cgroup v2 is `0::PATH`).
-fn own_path<'a>(proc_cgroup: &'a str, kind: &Kind) -> Option<&'a str> {
-    proc_cgroup.lines().find_map(|line| {
-        let mut parts = line.splitn(3, ':');
-        let (_id, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let matches = match kind {
-            Kind::V2 => controllers.is_empty(),
-            Kind::V1 {
-                controllers: want,
-                name,
-            } => {
-                let have: Vec<&str> = controllers.split(',').collect();
-                match name {
-                    Some(n) => have.contains(&format!("name={n}").as_str()),
-                    None => !want.is_empty() && want.iter().all(|c| have.contains(&c.as_str())),
-                }
-            }
-        };
-        matches.then_some(path)
-    })
+/// Our path in the unified hierarchy, from /proc/self/cgroup (`0::PATH`).
+fn own_v2_path(proc_cgroup: &str) -> Option<&str> {
+    proc_cgroup
+        .lines()
+        .find_map(|line| line.strip_prefix("0::"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const HYBRID: &str = "12:pids:/user.slice\n9:name=systemd:/user.slice/session-1.scope\n4:cpu,cpuacct:/x\n0::/user.slice/session-1.scope\n";
-
     #[test]
-    fn finds_our_path_per_hierarchy() {
-        let pids = Kind::V1 {
-            controllers: vec!["pids".into()],
-            name: None,
-        };
-        assert_eq!(own_path(HYBRID, &pids), Some("/user.slice"));
-        let cpu = Kind::V1 {
-            controllers: vec!["cpu".into(), "cpuacct".into()],
-            name: None,
-        };
-        assert_eq!(own_path(HYBRID, &cpu), Some("/x"));
-        let systemd = Kind::V1 {
-            controllers: vec![],
-            name: Some("systemd".into()),
-        };
-        assert_eq!(
-            own_path(HYBRID, &systemd),
-            Some("/user.slice/session-1.scope")
-        );
-        assert_eq!(
-            own_path(HYBRID, &Kind::V2),
-            Some("/user.slice/session-1.scope")
-        );
-        assert_eq!(own_path("", &Kind::V2), None);
+    fn finds_our_unified_path() {
+        let hybrid = "12:pids:/user.slice\n9:name=systemd:/user.slice/session-1.scope\n0::/user.slice/session-1.scope\n";
+        assert_eq!(own_v2_path(hybrid), Some("/user.slice/session-1.scope"));
+        assert_eq!(own_v2_path("4:cpu,cpuacct:/x\n"), None);
+        assert_eq!(own_v2_path(""), None);
     }
 }

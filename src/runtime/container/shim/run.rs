@@ -116,7 +116,8 @@ struct Shim {
     auto_remove: bool,
     /// On the node bridge: the exit gives back its address and veth.
     bridged: bool,
-    /// Our private mount namespace, with the container's rootfs in it.
+    /// Our private mount namespace, with the container's rootfs in it, until
+    /// the container has started.
     mounts: Option<rootfs::MountNamespace>,
     started: bool,
     /// When the first give-back of start-up pages is due (see FIRST_TRIM).
@@ -176,13 +177,10 @@ impl Shim {
         let snapshots: Vec<std::path::PathBuf> =
             serde_json::from_value(record.config["snapshots"].clone())
                 .map_err(|e| format!("the record's snapshots: {e}"))?;
-        let snapshots = snapshots
-            .iter()
-            .map(|p| absolute(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        // The rootfs lives in our own mount namespace (see rootfs.rs), which
-        // the container's is copied from. --rm: the upper layer dies with the
-        // container, so it is never synced.
+        // The rootfs is mounted in a mount namespace of our own (see
+        // rootfs.rs), which the container's is copied from; we leave it once
+        // the container runs. --rm: the upper layer dies with the container,
+        // so it is never synced.
         let mounts = rootfs::MountNamespace::enter().map_err(|e| e.to_string())?;
         rootfs::Overlay::new(snapshots, &paths.dir(&id))
             .volatile(auto_remove)
@@ -320,6 +318,16 @@ impl Shim {
             tracing::warn!("recording the start: {e}");
         }
         self.first_trim = Some(Instant::now() + FIRST_TRIM);
+        // The container has its own copy of the rootfs mount now. Back in the
+        // host's namespace, the private one goes away with its copies of the
+        // host's mounts (which, where the host's mounts are private, would
+        // otherwise pin what the host unmounts later, such as other
+        // containers' network namespace handles).
+        if let Some(m) = self.mounts.take() {
+            if let Err(e) = m.leave() {
+                tracing::warn!("{e}");
+            }
+        }
         Ok(())
     }
 
@@ -500,15 +508,23 @@ impl Shim {
 
     /// Record the exit, release everything, tell the clients, and go.
     fn finish(mut self, code: i32) {
+        // One read of mountinfo for both steps below.
+        let hierarchies = cgroups::Hierarchies::detect();
         // Read before libcontainer removes the cgroup; unreadable counts as no.
-        let oom = cgroups::oom_killed(&self.cgroups_path).unwrap_or(false);
+        let oom = hierarchies
+            .as_ref()
+            .is_ok_and(|h| h.oom_killed(&self.cgroups_path).unwrap_or(false));
         // The container has exited: what is left of it is an empty cgroup
         // per hierarchy and libcontainer's state directory. Removing them
         // directly saves libcontainer's delete, which builds a cgroup manager
         // from /proc (through pathrs) and loads its state again on every
         // exit. If a process is still inside (a straggler the
         // kernel has not reaped yet), libcontainer's delete kills and waits.
-        match cgroups::remove(&self.cgroups_path) {
+        let removed = match &hierarchies {
+            Ok(h) => h.remove(&self.cgroups_path).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match removed {
             Ok(()) => {
                 let state = self.paths.runtime_root().join(&self.id);
                 if let Err(e) = fs::remove_dir_all(&state) {
@@ -527,27 +543,14 @@ impl Shim {
         // The namespace has no process left: give back its address and
         // published ports now (a container is not restarted in place), and
         // delete its veth once the exit is reported (see NodeNet::release).
-        // Its namespace handle is a mount in the host's namespace, hence the
-        // detour.
         let net = crate::runtime::container::node_net(&self.paths, None);
-        let veth = if self.bridged {
-            let released = match &self.mounts {
-                Some(m) => m.on_host(|| net.release(&self.id)),
-                None => Ok(net.release(&self.id)),
-            };
-            match released {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => {
-                    tracing::warn!("releasing the network: {e}");
-                    None
-                }
-                Err(e) => {
-                    tracing::warn!("releasing the network: {e}");
-                    None
-                }
+        let veth = match self.bridged.then(|| net.release(&self.id)) {
+            None => None,
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                tracing::warn!("releasing the network: {e}");
+                None
             }
-        } else {
-            None
         };
         let recorded = if self.auto_remove {
             self.state.remove(&self.id)
@@ -567,20 +570,17 @@ impl Shim {
             let _ = c.stream.set_write_timeout(Some(Duration::from_secs(5)));
             let _ = c.stream.write_all(&c.out);
         }
-        // Reported; the rest is nobody's wait. Leaving our mount namespace
-        // lets the kernel take the overlay down with it (an unmount waits for
-        // an RCU grace period); a --rm container's files go after it. Should
-        // we die before, the next reconcile deletes the directory of a
+        // Reported; the rest is nobody's wait. Should we die before the
+        // files are gone, the next reconcile deletes the directory of a
         // container that has no record.
-        if let Some(m) = self.mounts.take() {
-            if let Err(e) = m.leave() {
-                tracing::warn!("{e}");
-            }
-        }
         if self.auto_remove {
             let dir = self.paths.dir(&self.id);
-            if let Err(e) = fs::remove_dir_all(&dir) {
-                tracing::warn!("{}: {e}", dir.display());
+            match fs::remove_dir_all(&dir) {
+                // A reconcile may have been quicker.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    tracing::warn!("{}: {e}", dir.display())
+                }
+                _ => {}
             }
         }
         if let Some(veth) = veth {

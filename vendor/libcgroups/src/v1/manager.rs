@@ -87,12 +87,20 @@ impl Manager {
     pub fn new(cgroup_path: &Path) -> Result<Self, V1ManagerError> {
         // skiff patch (SKIFF-PATCH.md): mountinfo and /proc/self/cgroup are
         // read once here, not once per subsystem.
-        let mounts = util::cgroup_mounts()?;
-        let cgroups = ProcessCGroups::from_read(ProcfsHandle::new()?.open(
-            ProcfsBase::ProcSelf,
-            "cgroup",
-            OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
-        )?)?;
+        // As before, a failure to read either leaves every subsystem
+        // unsupported (with a warning each) rather than failing here.
+        let mounts = util::cgroup_mounts().unwrap_or_default();
+        let cgroups = ProcfsHandle::new()
+            .and_then(|p| {
+                p.open(
+                    ProcfsBase::ProcSelf,
+                    "cgroup",
+                    OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
+                )
+            })
+            .ok()
+            .and_then(|f| ProcessCGroups::from_read(f).ok())
+            .unwrap_or(ProcessCGroups(Vec::new()));
         let mut subsystems = HashMap::new();
         for subsystem in CONTROLLERS {
             if let Ok(subsystem_path) =
