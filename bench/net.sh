@@ -50,9 +50,13 @@ fi
 W=$(mktemp -d /tmp/skiff-netbench.XXXXXX)
 NS=skiff-netbench-$$
 DOCKERD_PID=
+SRV_PID=
 in_ns() { nsenter --net="/run/netns/$NS" -- "$@"; }
+# Waits (bounded) until something listens on TCP port $1 in the namespace.
+listening() { for _ in $(seq 100); do in_ns ss -Hltn "sport = :$1" | grep -q . && return 0; sleep 0.05; done; return 1; }
 cleanup() {
     set +eu +o pipefail
+    [ -n "$SRV_PID" ] && kill "$SRV_PID" 2>/dev/null
     in_ns "$SKIFF" --root "$W/skiff" --run-dir "$W/skiff-run" killall >/dev/null 2>&1
     if [ -n "$DOCKERD_PID" ]; then
         D=(docker -H "unix://$W/docker/sock")
@@ -61,8 +65,8 @@ cleanup() {
         kill "$DOCKERD_PID" 2>/dev/null
         for _ in $(seq 50); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$DOCKERD_PID" 2>/dev/null
-        # Its containerd, by the config path of this run only.
-        for p in $(pgrep -x containerd); do
+        # Its containerd and container shims, by this run's paths only.
+        for p in $(pgrep -x containerd) $(pgrep -x containerd-shim); do
             tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q "$W/" && kill "$p" 2>/dev/null
         done
     fi
@@ -155,10 +159,13 @@ gbit() { awk '{print $3}' "$1" | median; }
 # loopback on the node
 : >"$W/tp.lo"
 for _ in $(seq "$R"); do
-    in_ns "$TCPBENCH" serve 5001 >>"$W/tp.lo" &
-    sleep 0.2
+    # nsenter execs the server, so $! is its PID (cleanup stops it).
+    nsenter --net="/run/netns/$NS" -- "$TCPBENCH" serve 5001 >>"$W/tp.lo" &
+    SRV_PID=$!
+    listening 5001
     in_ns "$TCPBENCH" send 127.0.0.1:5001 2048
-    wait $!
+    wait "$SRV_PID"
+    SRV_PID=
 done
 LO=$(gbit "$W/tp.lo")
 printf '%-44s %6s Gbit/s\n' "loopback on the node" "$LO"
