@@ -1,11 +1,16 @@
 //! Authentication: client certificates signed by the cluster CA (verified
 //! during the TLS handshake) or static bearer tokens. Health and version
 //! endpoints stay readable without credentials, as on a real cluster.
+//!
+//! Authorization: [`authorize`] is the one decision every authenticated
+//! request passes, so that RBAC and a node authorizer can replace it.
 
 use http::header::AUTHORIZATION;
-use http::HeaderMap;
+use http::{HeaderMap, Method};
 
-use crate::server::pki::{Identity, TokenAuth};
+use super::path::ApiPath;
+use crate::api::status::{qualified_resource, ApiError};
+use crate::server::pki::{Identity, TokenAuth, MASTERS_GROUP};
 
 /// The identity the TLS layer established for a connection, if any.
 #[derive(Clone, Debug, Default)]
@@ -36,5 +41,232 @@ impl Authenticator {
             return None;
         }
         self.tokens.authenticate(token.trim())
+    }
+}
+
+/// What a request asks to do, in the terms of upstream's authorizer
+/// attributes: a resource (with its API group, namespace and name) or a
+/// plain path (discovery, OpenAPI, health).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target<'a> {
+    Resource {
+        group: &'a str,
+        resource: &'a str,
+        subresource: Option<&'a str>,
+        namespace: Option<&'a str>,
+        name: Option<&'a str>,
+    },
+    Path(&'a str),
+}
+
+impl<'a> Target<'a> {
+    /// The target of a request to `path` (already classified as `parsed`).
+    pub fn of(parsed: &'a ApiPath<'_>, path: &'a str) -> Target<'a> {
+        match parsed {
+            ApiPath::Resource(r) => {
+                let name = r.name.as_deref();
+                // A Namespace is addressed inside itself, as upstream's
+                // RequestInfo does it.
+                let namespace = if r.def.group.is_empty() && r.def.plural == "namespaces" {
+                    name
+                } else {
+                    r.namespace.as_deref()
+                };
+                Target::Resource {
+                    group: r.def.group,
+                    resource: r.def.plural,
+                    subresource: r.subresource.as_deref(),
+                    namespace,
+                    name,
+                }
+            }
+            _ => Target::Path(path),
+        }
+    }
+}
+
+/// The authorizer's verb for a request: `get`/`list`/`watch`, `create`,
+/// `update`, `patch`, `delete`/`deletecollection` on resources; the
+/// lower-case HTTP method on plain paths.
+pub fn verb(method: &Method, target: &Target<'_>, watch: bool) -> String {
+    let Target::Resource { name, .. } = target else {
+        return method.as_str().to_ascii_lowercase();
+    };
+    let verb = match *method {
+        Method::GET | Method::HEAD if watch => "watch",
+        Method::GET | Method::HEAD if name.is_none() => "list",
+        Method::GET | Method::HEAD => "get",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE if name.is_none() => "deletecollection",
+        Method::DELETE => "delete",
+        _ => return method.as_str().to_ascii_lowercase(),
+    };
+    verb.to_string()
+}
+
+/// Paths upstream's `system:discovery` and `system:public-info-viewer`
+/// roles open to every authenticated user.
+fn is_discovery(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    is_public(path)
+        || matches!(p, "/api" | "/apis" | "/openapi")
+        || p.starts_with("/api/")
+        || p.starts_with("/apis/")
+        || p.starts_with("/openapi/")
+}
+
+/// The one authorization decision, until RBAC replaces it: members of
+/// `system:masters` (the admin certificate and the admin token) may do
+/// everything; every other authenticated identity (node certificates, other
+/// token-file users, any other certificate the cluster CA signed) may only
+/// read discovery, OpenAPI, health and version. Skiff's own controllers act
+/// inside the server process and do not come through here.
+pub fn authorize(who: &Identity, verb: &str, target: &Target<'_>) -> Result<(), ApiError> {
+    if who.groups.iter().any(|g| g == MASTERS_GROUP) {
+        return Ok(());
+    }
+    if let Target::Path(p) = target {
+        if (verb == "get" || verb == "head") && is_discovery(p) {
+            return Ok(());
+        }
+    }
+    Err(forbidden(who, verb, target))
+}
+
+/// Upstream's 403: `<resource> "<name>" is forbidden: User "<user>" cannot
+/// <verb> resource "<resource>" in API group "<group>" in the namespace
+/// "<ns>"` (or `at the cluster scope`, or `cannot <verb> path "<path>"`).
+fn forbidden(who: &Identity, verb: &str, target: &Target<'_>) -> ApiError {
+    let user = &who.user;
+    match target {
+        Target::Path(p) => {
+            ApiError::forbidden(format!("forbidden: User {user:?} cannot {verb} path {p:?}"))
+        }
+        Target::Resource {
+            group,
+            resource,
+            subresource,
+            namespace,
+            name,
+        } => {
+            let full = match subresource {
+                Some(s) => format!("{resource}/{s}"),
+                None => resource.to_string(),
+            };
+            let why = match namespace {
+                Some(ns) => format!(
+                    "User {user:?} cannot {verb} resource {full:?} in API group {group:?} in the namespace {ns:?}"
+                ),
+                None => format!(
+                    "User {user:?} cannot {verb} resource {full:?} in API group {group:?} at the cluster scope"
+                ),
+            };
+            let what = qualified_resource(group, resource);
+            let message = match name {
+                Some(n) => format!("{what} {n:?} is forbidden: {why}"),
+                None => format!("{what} is forbidden: {why}"),
+            };
+            let mut e = ApiError::forbidden(message);
+            e.group = Some(group.to_string());
+            e.kind = Some(resource.to_string());
+            e.name = name.map(str::to_string);
+            e
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(user: &str, groups: &[&str]) -> Identity {
+        Identity {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+
+    fn pods<'a>(ns: Option<&'a str>, name: Option<&'a str>) -> Target<'a> {
+        Target::Resource {
+            group: "",
+            resource: "pods",
+            subresource: None,
+            namespace: ns,
+            name,
+        }
+    }
+
+    #[test]
+    fn masters_may_do_everything() {
+        let admin = who("system:admin", &["system:masters"]);
+        assert!(authorize(&admin, "delete", &pods(Some("default"), Some("x"))).is_ok());
+        assert!(authorize(&admin, "post", &Target::Path("/anything")).is_ok());
+    }
+
+    #[test]
+    fn others_get_upstreams_forbidden() {
+        let node = who("system:node:x", &["system:nodes"]);
+        let e = authorize(&node, "list", &pods(Some("default"), None)).unwrap_err();
+        assert_eq!((e.code, e.reason), (403, "Forbidden"));
+        assert_eq!(
+            e.message,
+            r#"pods is forbidden: User "system:node:x" cannot list resource "pods" in API group "" in the namespace "default""#
+        );
+        let e = authorize(
+            &node,
+            "get",
+            &Target::Resource {
+                group: "apps",
+                resource: "deployments",
+                subresource: Some("scale"),
+                namespace: None,
+                name: Some("web"),
+            },
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"deployments.apps "web" is forbidden: User "system:node:x" cannot get resource "deployments/scale" in API group "apps" at the cluster scope"#
+        );
+        assert_eq!(e.kind.as_deref(), Some("deployments"));
+        // No group at all is no better.
+        let nobody = who("mallory", &[]);
+        assert!(authorize(&nobody, "create", &pods(Some("default"), None)).is_err());
+        let e = authorize(&nobody, "get", &Target::Path("/metrics")).unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"forbidden: User "mallory" cannot get path "/metrics""#
+        );
+    }
+
+    #[test]
+    fn discovery_is_open_to_the_authenticated() {
+        let nobody = who("mallory", &[]);
+        for p in [
+            "/api",
+            "/api/v1",
+            "/apis",
+            "/apis/apps/v1",
+            "/openapi/v3",
+            "/version",
+        ] {
+            assert!(authorize(&nobody, "get", &Target::Path(p)).is_ok(), "{p}");
+        }
+        assert!(authorize(&nobody, "post", &Target::Path("/api")).is_err());
+    }
+
+    #[test]
+    fn verbs_follow_the_request() {
+        let list = pods(Some("d"), None);
+        let one = pods(Some("d"), Some("x"));
+        assert_eq!(verb(&Method::GET, &list, false), "list");
+        assert_eq!(verb(&Method::GET, &list, true), "watch");
+        assert_eq!(verb(&Method::GET, &one, false), "get");
+        assert_eq!(verb(&Method::DELETE, &list, false), "deletecollection");
+        assert_eq!(verb(&Method::DELETE, &one, false), "delete");
+        assert_eq!(verb(&Method::PATCH, &one, false), "patch");
+        assert_eq!(verb(&Method::POST, &Target::Path("/x"), false), "post");
     }
 }

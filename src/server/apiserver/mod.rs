@@ -157,13 +157,19 @@ async fn dispatch(
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path_str = parts.uri.path().to_string();
-    if state.auth.authenticate(conn, &parts.headers).is_none() && !auth::is_public(&path_str) {
+    let who = state.auth.authenticate(conn, &parts.headers);
+    if who.is_none() && !auth::is_public(&path_str) {
         return Err(ApiError::unauthorized());
     }
     let q = Query::parse(parts.uri.query())?;
     let method = parts.method.clone();
     let read_only = |m: &Method| m == Method::GET || m == Method::HEAD;
     let parsed = path::parse(&state.registry, &path_str);
+    if let Some(who) = &who {
+        let target = auth::Target::of(&parsed, &path_str);
+        let verb = auth::verb(&method, &target, q.flag("watch")?);
+        auth::authorize(who, &verb, &target)?;
+    }
     match parsed {
         ApiPath::Resource(r) => resource(state, r, &method, &q, &parts.headers, body).await,
         _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
