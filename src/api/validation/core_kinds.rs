@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-use super::causes::{self, go_str};
+use super::causes::{self, go_str, go_string_slice};
 use super::meta::validate_labels;
 use super::pod::{check_enum, validate_port_ref};
 use super::{arr_at, int_at, is_config_map_key, is_dns1123_label, is_dns1123_subdomain};
@@ -55,6 +55,9 @@ pub fn validate_service(obj: &Value) -> Vec<Cause> {
                 "may not be set for ExternalName services",
             ));
         }
+    }
+    if ty != "ExternalName" {
+        validate_cluster_ips(spec, &mut out);
     }
     let mut names = HashSet::new();
     let mut keys = HashSet::new();
@@ -124,6 +127,71 @@ pub fn validate_service(obj: &Value) -> Vec<Cause> {
 }
 
 /// Keys of `data`/`binaryData` and the total size.
+/// `validateServiceClusterIPsRelatedFields`, on the object as the
+/// strategy normalises it first: a lone `clusterIP` stands for
+/// `clusterIPs: [clusterIP]`, and a lone `clusterIPs` gives `clusterIP`.
+fn validate_cluster_ips(spec: &Value, out: &mut Vec<Cause>) {
+    let path = "spec.clusterIPs";
+    let ip = str_at(spec, "clusterIP").unwrap_or("");
+    let listed: Vec<&str> = arr_at(spec, "clusterIPs")
+        .iter()
+        .map(|v| v.as_str().unwrap_or(""))
+        .collect();
+    let ips: Vec<&str> = match (ip.is_empty(), listed.is_empty()) {
+        (false, true) => vec![ip],
+        _ => listed.clone(),
+    };
+    if !ip.is_empty() && !listed.is_empty() && listed[0] != ip {
+        out.push(causes::invalid(
+            path,
+            &go_string_slice(&listed),
+            "first value must match `clusterIP`",
+        ));
+    }
+    for (i, one) in ips.iter().enumerate() {
+        if *one == "None" {
+            if i != 0 {
+                out.push(causes::invalid(
+                    &format!("{path}[{i}]"),
+                    &go_str(one),
+                    "'None' must be the first and only value",
+                ));
+            }
+            continue;
+        }
+        if !is_ip_sloppy(one) {
+            out.push(causes::invalid(
+                &format!("{path}[{i}]"),
+                &go_str(one),
+                "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)",
+            ));
+        }
+    }
+    if ips.len() > 2 {
+        out.push(causes::invalid(
+            path,
+            &go_string_slice(&ips),
+            "may only hold up to 2 values",
+        ));
+    }
+}
+
+/// `netutils.ParseIPSloppy`: an IPv6 address, or IPv4 dotted decimal whose
+/// octets may carry leading zeros (read as decimal).
+pub(crate) fn is_ip_sloppy(s: &str) -> bool {
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return true;
+    }
+    let octets: Vec<&str> = s.split('.').collect();
+    octets.len() == 4
+        && octets.iter().all(|o| {
+            !o.is_empty()
+                && o.len() <= 3
+                && o.bytes().all(|b| b.is_ascii_digit())
+                && o.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
+}
+
 pub fn validate_config_map(obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     let data = obj_at(obj, "data");

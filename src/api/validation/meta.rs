@@ -1,8 +1,9 @@
-//! `ValidateObjectMeta`: names per kind, labels and annotations.
+//! `ValidateObjectMeta`: names per kind, labels, annotations, finalizers,
+//! owner references and generation.
 
 use serde_json::{Map, Value};
 
-use super::causes::{self, go_str};
+use super::causes::{self, go_json, go_str, go_string_slice};
 use super::{is_dns1035_label, is_dns1123_label, is_dns1123_subdomain};
 use super::{is_qualified_name, is_valid_label_value};
 use crate::api::status::Cause;
@@ -87,6 +88,105 @@ pub fn validate_object_meta(group: &str, kind: &str, obj: &Value) -> Vec<Cause> 
     }
     out.extend(validate_labels(meta.get("labels"), "metadata.labels"));
     out.extend(validate_annotations(meta.get("annotations")));
+    out.extend(validate_owner_references(meta.get("ownerReferences")));
+    out.extend(validate_finalizers(meta.get("finalizers")));
+    if let Some(g) = meta
+        .get("generation")
+        .and_then(Value::as_i64)
+        .filter(|g| *g < 0)
+    {
+        out.push(causes::invalid(
+            "metadata.generation",
+            &g.to_string(),
+            super::IS_NEGATIVE_ERR,
+        ));
+    }
+    out
+}
+
+const FINALIZER_ORPHAN: &str = "orphan";
+const FINALIZER_FOREGROUND: &str = "foregroundDeletion";
+
+/// `ValidateFinalizers`: each a qualified name (`[prefix/]name`, ASCII);
+/// `orphan` and `foregroundDeletion` exclude each other.
+fn validate_finalizers(finalizers: Option<&Value>) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let Some(list) = finalizers.and_then(Value::as_array) else {
+        return out;
+    };
+    let names: Vec<&str> = list.iter().filter_map(Value::as_str).collect();
+    for f in &names {
+        for msg in is_qualified_name(f) {
+            out.push(causes::invalid("metadata.finalizers", &go_str(f), &msg));
+        }
+    }
+    if names.contains(&FINALIZER_ORPHAN) && names.contains(&FINALIZER_FOREGROUND) {
+        out.push(causes::invalid(
+            "metadata.finalizers",
+            &go_string_slice(&names),
+            &format!("finalizer {FINALIZER_FOREGROUND} and {FINALIZER_ORPHAN} cannot be both set"),
+        ));
+    }
+    out
+}
+
+/// `ValidateOwnerReferences`: apiVersion (with a version), kind, name and
+/// uid are required, an Event may not own anything, and at most one
+/// reference is the controller. Upstream reports the fields without an
+/// index (`metadata.ownerReferences.uid`).
+fn validate_owner_references(refs: Option<&Value>) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let Some(list) = refs.and_then(Value::as_array) else {
+        return out;
+    };
+    let path = "metadata.ownerReferences";
+    let mut controller: Option<String> = None;
+    for r in list {
+        let field = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+        let api_version = field("apiVersion");
+        let kind = field("kind");
+        // schema.ParseGroupVersion: "v1", "group/version"; more slashes
+        // leave no version at all.
+        let version = match api_version.split('/').collect::<Vec<_>>().as_slice() {
+            [v] => *v,
+            [_, v] => *v,
+            _ => "",
+        };
+        if version.is_empty() {
+            out.push(causes::invalid(
+                &format!("{path}.apiVersion"),
+                &go_str(api_version),
+                "version must not be empty",
+            ));
+        }
+        for k in ["kind", "name", "uid"] {
+            if field(k).is_empty() {
+                out.push(causes::invalid(
+                    &format!("{path}.{k}"),
+                    &go_str(field(k)),
+                    "must not be empty",
+                ));
+            }
+        }
+        if api_version == "v1" && kind == "Event" {
+            out.push(causes::invalid(
+                path,
+                &go_json(r),
+                "/v1, Kind=Event is disallowed from being an owner",
+            ));
+        }
+        if r.get("controller").and_then(Value::as_bool) == Some(true) {
+            let this = format!("{kind}/{}", field("name"));
+            match &controller {
+                Some(first) => out.push(causes::invalid(
+                    path,
+                    &go_json(&Value::Array(list.clone())),
+                    &format!("Only one reference can have Controller set to true. Found \"true\" in references for {first} and {this}"),
+                )),
+                None => controller = Some(this),
+            }
+        }
+    }
     out
 }
 

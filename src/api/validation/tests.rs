@@ -511,3 +511,148 @@ fn unknown_kinds_only_get_metadata_checks() {
         1
     );
 }
+
+fn config_map(meta: Value) -> Value {
+    let mut m = json!({"name": "c", "namespace": "default"});
+    if let (Some(m), Some(extra)) = (m.as_object_mut(), meta.as_object()) {
+        m.extend(extra.clone());
+    }
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": m})
+}
+
+#[test]
+fn finalizers_are_qualified_names() {
+    let bad = check(
+        "v1",
+        "ConfigMap",
+        config_map(
+            json!({"finalizers": ["", "a/b/c", "exämple.com/x", "ok.io/fine", "kubernetes"]}),
+        ),
+    );
+    let l = lines(&bad);
+    assert_eq!(l.len(), 4, "{l:#?}");
+    assert_eq!(
+        l[0],
+        r#"metadata.finalizers: Invalid value: "": name part must be non-empty"#
+    );
+    assert!(
+        l[1].starts_with(r#"metadata.finalizers: Invalid value: "": name part must consist of"#),
+        "{l:#?}"
+    );
+    assert!(
+        l[2].starts_with(
+            r#"metadata.finalizers: Invalid value: "a/b/c": a qualified name must consist of"#
+        ),
+        "{l:#?}"
+    );
+    assert!(l[3].starts_with(r#"metadata.finalizers: Invalid value: "exämple.com/x": prefix part a lowercase RFC 1123 subdomain"#), "{l:#?}");
+    let both = check(
+        "v1",
+        "ConfigMap",
+        config_map(json!({"finalizers": ["orphan", "foregroundDeletion"]})),
+    );
+    assert_eq!(
+        lines(&both),
+        [
+            r#"metadata.finalizers: Invalid value: []string{"orphan", "foregroundDeletion"}: finalizer foregroundDeletion and orphan cannot be both set"#
+        ]
+    );
+}
+
+#[test]
+fn owner_references_need_every_field() {
+    let bad = check(
+        "v1",
+        "ConfigMap",
+        config_map(json!({"ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            {"apiVersion": "a/b/c", "uid": "u"},
+        ]})),
+    );
+    assert_eq!(
+        lines(&bad),
+        [
+            r#"metadata.ownerReferences.uid: Invalid value: "": must not be empty"#,
+            r#"metadata.ownerReferences.apiVersion: Invalid value: "a/b/c": version must not be empty"#,
+            r#"metadata.ownerReferences.kind: Invalid value: "": must not be empty"#,
+            r#"metadata.ownerReferences.name: Invalid value: "": must not be empty"#,
+        ]
+    );
+    let good = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "1", "controller": true});
+    assert!(check(
+        "v1",
+        "ConfigMap",
+        config_map(json!({"ownerReferences": [good]}))
+    )
+    .is_empty());
+    let two = check(
+        "v1",
+        "ConfigMap",
+        config_map(json!({"ownerReferences": [good, good]})),
+    );
+    assert_eq!(two.len(), 1, "{two:#?}");
+    assert!(two[0]
+        .message
+        .ends_with("Found \"true\" in references for ReplicaSet/r and ReplicaSet/r"));
+}
+
+#[test]
+fn generation_is_not_negative() {
+    assert_eq!(
+        lines(&check(
+            "v1",
+            "ConfigMap",
+            config_map(json!({"generation": -1}))
+        )),
+        ["metadata.generation: Invalid value: -1: must be greater than or equal to 0"]
+    );
+    assert!(check("v1", "ConfigMap", config_map(json!({"generation": 0}))).is_empty());
+}
+
+#[test]
+fn cluster_ips_are_ip_addresses() {
+    let svc = |spec: Value| {
+        let mut s = json!({"ports": [{"port": 80}]});
+        if let (Some(m), Some(extra)) = (s.as_object_mut(), spec.as_object()) {
+            m.extend(extra.clone());
+        }
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"}, "spec": s})
+    };
+    let ip_err = "must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)";
+    assert_eq!(
+        lines(&check(
+            "v1",
+            "Service",
+            svc(json!({"clusterIP": "999.1.1.1"}))
+        )),
+        [format!(
+            r#"spec.clusterIPs[0]: Invalid value: "999.1.1.1": {ip_err}"#
+        )]
+    );
+    assert_eq!(
+        lines(&check(
+            "v1",
+            "Service",
+            svc(json!({"clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.9", "fd00::x"]}))
+        )),
+        [format!(
+            r#"spec.clusterIPs[1]: Invalid value: "fd00::x": {ip_err}"#
+        )]
+    );
+    assert_eq!(
+        lines(&check(
+            "v1",
+            "Service",
+            svc(json!({"clusterIP": "10.43.0.9", "clusterIPs": ["10.43.0.8"]}))
+        )),
+        [
+            r#"spec.clusterIPs: Invalid value: []string{"10.43.0.8"}: first value must match `clusterIP`"#
+        ]
+    );
+    for ok in ["None", "10.43.0.9", "010.043.000.009", "fd00::9", ""] {
+        assert!(
+            check("v1", "Service", svc(json!({"clusterIP": ok}))).is_empty(),
+            "{ok}"
+        );
+    }
+}
