@@ -233,3 +233,144 @@ fn set_image_and_rollout_pause_resume() {
     ]);
     assert!(!restarted.is_empty());
 }
+
+/// POST `body` to `path` as the admin with curl; `content_type` as raw
+/// bytes (it may be anything). Returns (HTTP code, parsed Status or object).
+fn post_raw(
+    server: &Server,
+    path: &str,
+    content_type: &[u8],
+    body: &str,
+) -> (u16, serde_json::Value) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut header = b"Content-Type: ".to_vec();
+    header.extend_from_slice(content_type);
+    let auth = format!("Authorization: Bearer {}", server.admin_token());
+    let mut cmd = server.net().command("curl");
+    cmd.args([
+        "-sk",
+        "--max-time",
+        "10",
+        "-w",
+        "\n%{http_code}",
+        "-X",
+        "POST",
+    ])
+    .args(["-H", &auth, "-H"])
+    .arg(std::ffi::OsStr::from_bytes(&header))
+    .args(["--data-binary", body])
+    .arg(server.url(path));
+    let out = cmd.output().expect("run curl");
+    let text = support::stdout(&out);
+    let (body, code) = text.rsplit_once('\n').expect("curl printed a status");
+    (
+        code.trim().parse().expect("an HTTP code"),
+        support::json(body),
+    )
+}
+
+fn assert_invalid(code: u16, st: &serde_json::Value, message: &str) {
+    assert_eq!(code, 422, "{st}");
+    assert_eq!(st["reason"], "Invalid", "{st}");
+    assert_eq!(st["message"], message, "{st}");
+}
+
+#[test]
+fn metadata_holes_are_refused_as_upstream_does() {
+    let server = Server::start();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let cm = |meta: &str| {
+        format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"c",{meta}}}}}"#)
+    };
+
+    let (code, st) = post_raw(
+        &server,
+        cms,
+        b"application/json",
+        &cm(r#""finalizers":["a/b/c"]"#),
+    );
+    assert_invalid(
+        code,
+        &st,
+        r#"ConfigMap "c" is invalid: metadata.finalizers: Invalid value: "a/b/c": a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"#,
+    );
+    for bad in [r#""""#, r#""ünïcode""#] {
+        let (code, st) = post_raw(
+            &server,
+            cms,
+            b"application/json",
+            &cm(&format!(r#""finalizers":[{bad}]"#)),
+        );
+        assert_eq!(code, 422, "finalizer {bad}: {st}");
+    }
+
+    let (code, st) = post_raw(
+        &server,
+        cms,
+        b"application/json",
+        &cm(r#""ownerReferences":[{"apiVersion":"apps/v1","kind":"Deployment","name":"web"}]"#),
+    );
+    assert_invalid(
+        code,
+        &st,
+        r#"ConfigMap "c" is invalid: metadata.ownerReferences.uid: Invalid value: "": must not be empty"#,
+    );
+
+    let (code, st) = post_raw(&server, cms, b"application/json", &cm(r#""generation":-1"#));
+    assert_invalid(
+        code,
+        &st,
+        r#"ConfigMap "c" is invalid: metadata.generation: Invalid value: -1: must be greater than or equal to 0"#,
+    );
+
+    let (code, st) = post_raw(
+        &server,
+        cms,
+        b"application/json",
+        r#"{"apiVersion":"v1","kind":5,"metadata":{"name":"c"}}"#,
+    );
+    assert_eq!((code, &st["reason"]), (400, &"BadRequest".into()), "{st}");
+    assert_eq!(
+        st["message"],
+        "couldn't get version/kind; json parse error: json: cannot unmarshal number into Go struct field .kind of type string"
+    );
+
+    let (code, st) = post_raw(
+        &server,
+        cms,
+        b"application/json\xc3\xa9",
+        &cm(r#""labels":{}"#),
+    );
+    assert_eq!(code, 415, "{st}");
+    assert_eq!(st["reason"], "UnsupportedMediaType", "{st}");
+
+    // Nothing of the above was stored.
+    let out = server.kubectl_err(&["get", "cm", "c"]);
+    assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
+}
+
+#[test]
+fn service_cluster_ips_must_be_addresses() {
+    let server = Server::start();
+    let file = server.write_file(
+        "svc.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: s\nspec:\n  clusterIP: 999.1.1.1\n  ports: [{port: 80}]\n",
+    );
+    let out = server.kubectl_err(&["create", "-f", &file]);
+    assert!(
+        stderr(&out).contains(
+            r#"The Service "s" is invalid: spec.clusterIPs[0]: Invalid value: "999.1.1.1": must be a valid IP address, (e.g. 10.9.8.7 or 2001:db8::ffff)"#
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let headless = server.write_file(
+        "headless.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: h\nspec:\n  clusterIP: None\n  ports: [{port: 80}]\n",
+    );
+    server.kubectl_ok(&["create", "-f", &headless]);
+    assert_eq!(
+        server.kubectl_ok(&["get", "svc", "h", "-o", "jsonpath={.spec.clusterIPs}"]),
+        r#"["None"]"#
+    );
+}

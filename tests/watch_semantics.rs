@@ -152,3 +152,74 @@ fn field_selector_watch_on_one_name() {
         .iter()
         .all(|e| e["object"]["metadata"]["name"] == "f2"));
 }
+
+/// GET with the admin token; (HTTP code, parsed body).
+fn get_status(server: &Server, path_and_query: &str) -> (u16, serde_json::Value) {
+    let auth = format!("Authorization: Bearer {}", server.admin_token());
+    let (code, body) = server.curl_get(path_and_query, &["-H", &auth]);
+    (code, json(&body))
+}
+
+#[test]
+fn bad_resource_versions_and_matches_are_refused() {
+    let server = Server::start();
+    let cms = "/api/v1/namespaces/default/configmaps";
+
+    let (code, st) = get_status(&server, &format!("{cms}?watch=1&resourceVersion=-1"));
+    assert_eq!((code, &st["reason"]), (400, &"BadRequest".into()), "{st}");
+    let (code, st) = get_status(&server, &format!("{cms}?resourceVersion=-1"));
+    assert_eq!(code, 400, "{st}");
+
+    let (code, st) = get_status(
+        &server,
+        &format!("{cms}?resourceVersion=1&resourceVersionMatch=Garbage"),
+    );
+    assert_eq!(code, 422, "{st}");
+    assert_eq!(st["reason"], "Invalid", "{st}");
+    assert_eq!(
+        st["message"],
+        r#"ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Unsupported value: "Garbage": supported values: "Exact", "NotOlderThan", """#
+    );
+    let (code, st) = get_status(&server, &format!("{cms}?resourceVersionMatch=NotOlderThan"));
+    assert_eq!(code, 422, "{st}");
+    let (code, st) = get_status(
+        &server,
+        &format!("{cms}?watch=1&resourceVersion=1&resourceVersionMatch=NotOlderThan"),
+    );
+    assert_eq!(code, 422, "{st}");
+}
+
+#[test]
+fn reads_from_a_future_resource_version_get_504() {
+    let server = Server::start();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let (code, list) = get_status(&server, cms);
+    assert_eq!(code, 200, "{list}");
+    let current: i64 = list["metadata"]["resourceVersion"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("a list resourceVersion");
+    let ahead = current + 1000;
+    for query in [
+        format!("?watch=1&resourceVersion={ahead}"),
+        format!("?resourceVersion={ahead}&resourceVersionMatch=NotOlderThan"),
+        format!("?resourceVersion={ahead}"),
+        format!("?resourceVersion={ahead}&resourceVersionMatch=Exact"),
+    ] {
+        let (code, st) = get_status(&server, &format!("{cms}{query}"));
+        assert_eq!(code, 504, "{query}: {st}");
+        assert_eq!(st["reason"], "Timeout", "{st}");
+        let msg = st["message"].as_str().unwrap_or_default();
+        assert!(
+            msg.starts_with(&format!(
+                "Timeout: Too large resource version: {ahead}, current: "
+            )),
+            "{st}"
+        );
+        assert_eq!(
+            st["details"]["causes"][0]["reason"], "ResourceVersionTooLarge",
+            "{st}"
+        );
+        assert_eq!(st["details"]["retryAfterSeconds"], 1, "{st}");
+    }
+}

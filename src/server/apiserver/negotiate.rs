@@ -89,19 +89,52 @@ pub fn discovery_format(headers: &HeaderMap) -> DiscoveryFormat {
     }
 }
 
-/// The media type of the request body, without parameters.
+/// The media type of the request body, without parameters ("" when there
+/// is no Content-Type: JSON, as upstream defaults it).
 pub fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| {
-            s.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
+    let Some(v) = headers.get(CONTENT_TYPE) else {
+        return String::new();
+    };
+    match v.to_str() {
+        Ok(s) => s
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+        // Not visible ASCII: Go's mime.ParseMediaType refuses it, so upstream
+        // answers 415. The raw value matches no known type, so callers do too.
+        Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
+    }
+}
+
+/// Go's name of a JSON value's type, as encoding/json reports it.
+fn go_json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// `apiVersion` and `kind` must be strings (or absent): upstream's decoder
+/// reads them first and refuses the body with 400 otherwise.
+fn check_type_meta(v: &Value) -> Result<(), ApiError> {
+    for key in ["apiVersion", "kind"] {
+        match v.get(key) {
+            None | Some(Value::Null) | Some(Value::String(_)) => {}
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "couldn't get version/kind; json parse error: json: cannot unmarshal {} into Go struct field .{key} of type string",
+                    go_json_type(other)
+                )))
+            }
+        }
+    }
+    Ok(())
 }
 
 fn depth_ok(v: &Value, depth: usize) -> bool {
@@ -168,6 +201,7 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
             "the request body must be a JSON object (a Kubernetes resource)",
         ));
     }
+    check_type_meta(&v)?;
     Ok(v)
 }
 
@@ -256,5 +290,37 @@ mod tests {
         assert_eq!(decode_object(&h, b"[1]").unwrap_err().code, 400);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("text/csv"));
         assert_eq!(decode_object(&h, b"{}").unwrap_err().code, 415);
+    }
+
+    #[test]
+    fn non_ascii_content_types_are_unsupported() {
+        let mut h = HeaderMap::new();
+        for raw in [
+            &b"application/json\xc3\xa9"[..],
+            b"application/json; charset=\xff",
+            b"\xe2\x98\x83",
+        ] {
+            h.insert(CONTENT_TYPE, HeaderValue::from_bytes(raw).unwrap());
+            let e = decode_object(&h, b"{}").unwrap_err();
+            assert_eq!((e.code, e.reason), (415, "UnsupportedMediaType"), "{raw:?}");
+        }
+        h.remove(CONTENT_TYPE);
+        assert!(decode_object(&h, b"{}").is_ok());
+    }
+
+    #[test]
+    fn kind_and_api_version_must_be_strings() {
+        let h = HeaderMap::new();
+        let e = decode_object(&h, br#"{"kind": 5, "metadata": {"name": "x"}}"#).unwrap_err();
+        assert_eq!((e.code, e.reason), (400, "BadRequest"));
+        assert_eq!(
+            e.message,
+            "couldn't get version/kind; json parse error: json: cannot unmarshal number into Go struct field .kind of type string"
+        );
+        let e = decode_object(&h, br#"{"apiVersion": ["v1"]}"#).unwrap_err();
+        assert!(e
+            .message
+            .contains("cannot unmarshal array into Go struct field .apiVersion"));
+        assert!(decode_object(&h, br#"{"kind": null, "apiVersion": "v1"}"#).is_ok());
     }
 }

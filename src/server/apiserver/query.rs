@@ -67,6 +67,110 @@ impl Query {
         }
     }
 
+    /// `resourceVersion` of a list or watch, read as upstream's
+    /// `ParseResourceVersion` does: absent and empty are None, "0" is 0
+    /// (any version); anything but a non-negative integer is a 400.
+    pub fn resource_version(&self) -> Result<Option<Revision>, ApiError> {
+        match self.get("resourceVersion") {
+            None | Some("") => Ok(None),
+            Some(v) => match v
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| Revision::try_from(n).ok())
+            {
+                Some(n) => Ok(Some(n)),
+                None => Err(ApiError::bad_request(format!(
+                    "invalid resource version {v:?}: must be a non-negative integer"
+                ))),
+            },
+        }
+    }
+
+    /// Upstream's `ValidateListOptions`: which `resourceVersionMatch` goes
+    /// with which `resourceVersion`, `continue` and `sendInitialEvents`
+    /// (a 422 for `ListOptions.meta.k8s.io`, every problem listed). The
+    /// WatchList feature (`sendInitialEvents`) is not served: as upstream
+    /// with its feature gate off.
+    pub fn validate_list_options(&self, watch: bool) -> Result<(), ApiError> {
+        use crate::api::validation::causes;
+        let field = "resourceVersionMatch";
+        let m = self.get(field).unwrap_or("");
+        let rv = self.get("resourceVersion").unwrap_or("");
+        let has_continue = !self.get("continue").unwrap_or("").is_empty();
+        let initial = self.get("sendInitialEvents").is_some();
+        let mut out = Vec::new();
+        if watch {
+            if initial {
+                if m != "NotOlderThan" {
+                    out.push(causes::forbidden(
+                        field,
+                        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+                    ));
+                }
+                out.push(causes::forbidden(
+                    "sendInitialEvents",
+                    "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+                ));
+            }
+            if !m.is_empty() {
+                if !initial {
+                    out.push(causes::forbidden(
+                        field,
+                        "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                    ));
+                }
+                if m != "NotOlderThan" {
+                    out.push(causes::not_supported(field, m, &["NotOlderThan"]));
+                }
+                if has_continue {
+                    out.push(causes::forbidden(
+                        field,
+                        "resourceVersionMatch is forbidden when continue is provided",
+                    ));
+                }
+            }
+        } else {
+            if !m.is_empty() {
+                if rv.is_empty() {
+                    out.push(causes::forbidden(
+                        field,
+                        "resourceVersionMatch is forbidden unless resourceVersion is provided",
+                    ));
+                }
+                if has_continue {
+                    out.push(causes::forbidden(
+                        field,
+                        "resourceVersionMatch is forbidden when continue is provided",
+                    ));
+                }
+                if m != "Exact" && m != "NotOlderThan" {
+                    out.push(causes::not_supported(
+                        field,
+                        m,
+                        &["Exact", "NotOlderThan", ""],
+                    ));
+                }
+                if m == "Exact" && rv == "0" {
+                    out.push(causes::forbidden(
+                        field,
+                        "resourceVersionMatch \"exact\" is forbidden for resourceVersion \"0\"",
+                    ));
+                }
+            }
+            if initial {
+                out.push(causes::forbidden(
+                    "sendInitialEvents",
+                    "sendInitialEvents is forbidden for list",
+                ));
+            }
+        }
+        if out.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::invalid("meta.k8s.io", "ListOptions", "", out))
+        }
+    }
+
     /// `dryRun=All` (the only value the apiserver knows).
     pub fn dry_run(&self) -> Result<bool, ApiError> {
         let values = self.all("dryRun");
@@ -140,6 +244,56 @@ mod tests {
             .unwrap()
             .dry_run()
             .is_err());
+    }
+
+    #[test]
+    fn resource_versions_are_non_negative_integers() {
+        let rv = |q: &str| Query::parse(Some(q)).unwrap().resource_version();
+        assert_eq!(rv("resourceVersion=").unwrap(), None);
+        assert_eq!(rv("resourceVersion=0").unwrap(), Some(0));
+        assert_eq!(rv("resourceVersion=42").unwrap(), Some(42));
+        for bad in ["-1", "x", "1.5", "18446744073709551615"] {
+            let e = rv(&format!("resourceVersion={bad}")).unwrap_err();
+            assert_eq!((e.code, e.reason), (400, "BadRequest"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn list_options_follow_upstream() {
+        let check = |q: &str, watch: bool| {
+            Query::parse(Some(q))
+                .unwrap()
+                .validate_list_options(watch)
+                .map_err(|e| (e.code, e.message))
+        };
+        let e = check("resourceVersion=1&resourceVersionMatch=Garbage", false).unwrap_err();
+        assert_eq!(e.0, 422);
+        assert_eq!(
+            e.1,
+            r#"ListOptions.meta.k8s.io "" is invalid: resourceVersionMatch: Unsupported value: "Garbage": supported values: "Exact", "NotOlderThan", """#
+        );
+        let e = check("resourceVersionMatch=NotOlderThan", false).unwrap_err();
+        assert!(
+            e.1.ends_with("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided"),
+            "{e:?}"
+        );
+        assert!(check("resourceVersion=0&resourceVersionMatch=Exact", false).is_err());
+        assert!(check("resourceVersion=5&resourceVersionMatch=Exact", false).is_ok());
+        assert!(check("resourceVersion=0&resourceVersionMatch=NotOlderThan", false).is_ok());
+        assert!(check(
+            "resourceVersion=5&resourceVersionMatch=NotOlderThan&continue=x",
+            false
+        )
+        .is_err());
+        assert!(check("sendInitialEvents=true", false).is_err());
+        assert!(check("resourceVersion=5&resourceVersionMatch=NotOlderThan", true).is_err());
+        assert!(check(
+            "sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+            true
+        )
+        .is_err());
+        assert!(check("resourceVersion=5", true).is_ok());
+        assert!(check("", false).is_ok());
     }
 
     #[test]

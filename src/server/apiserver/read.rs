@@ -1,5 +1,7 @@
 //! Reads: get and list (with selectors, pagination and Table output).
 
+use std::time::Duration;
+
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
@@ -8,11 +10,11 @@ use super::negotiate::json_response;
 use super::path::ResourceRef;
 use super::query::{Continue, Query};
 use super::registry::ResourceDef;
-use super::storage::{decode, parse_rv, store_error};
+use super::storage::{decode, store_error};
 use super::{table, ApiState};
 use crate::api::fields::FieldSelector;
 use crate::api::selector::LabelSelector;
-use crate::api::status::ApiError;
+use crate::api::status::{ApiError, Cause};
 use crate::server::store::{ListOptions, StoreError};
 
 /// Label and field selectors of a list or watch.
@@ -158,6 +160,44 @@ pub async fn get(
     Ok(json_response(StatusCode::OK, &stored.obj))
 }
 
+/// How long a read from a resourceVersion the store has not reached waits
+/// for it, as upstream's watch cache does, before answering 504.
+const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
+/// How often that wait looks at the store's revision.
+const FRESHNESS_POLL: Duration = Duration::from_millis(20);
+
+/// Upstream's `NewTooLargeResourceVersionError`.
+pub fn too_large_resource_version(requested: i64, current: i64) -> ApiError {
+    let mut e = ApiError::timeout(format!(
+        "Timeout: Too large resource version: {requested}, current: {current}"
+    ));
+    e.retry_after_seconds = Some(1);
+    e.with_cause(Cause {
+        reason: "ResourceVersionTooLarge".into(),
+        message: "Too large resource version".into(),
+        field: String::new(),
+    })
+}
+
+/// Waits (a few seconds at most) until the store has reached revision
+/// `rv`: a list or watch "not older than" a version the store has not
+/// written yet is answered once it has, or with 504 Too large resource
+/// version (the client retries) instead of hanging or answering stale.
+pub async fn wait_fresh(state: &ApiState, rv: i64) -> Result<(), ApiError> {
+    let store = &state.objects.store;
+    let deadline = tokio::time::Instant::now() + FRESHNESS_WAIT;
+    loop {
+        let current = store.current_revision();
+        if current >= rv {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(too_large_resource_version(rv, current));
+        }
+        tokio::time::sleep(FRESHNESS_POLL).await;
+    }
+}
+
 /// A consistent page of matching objects.
 pub struct Page {
     pub items: Vec<Value>,
@@ -187,20 +227,30 @@ pub async fn list_page(
             Some(c)
         }
     };
+    let rv = q.resource_version()?;
     let mut revision = match &cont {
-        Some(c) => Some(c.rev),
-        None => match (
-            q.get("resourceVersionMatch"),
-            parse_rv(q.get("resourceVersion"))?,
-        ) {
-            (Some("Exact"), Some(rv)) => Some(rv),
-            (Some("Exact"), None) => {
+        Some(c) => {
+            if rv.is_some_and(|n| n > 0) {
                 return Err(ApiError::bad_request(
-                    "resourceVersionMatch=Exact needs a resourceVersion",
-                ))
+                    "specifying resource version is not allowed when using continue",
+                ));
             }
-            _ => None,
-        },
+            Some(c.rev)
+        }
+        None => {
+            if let Some(n) = rv.filter(|n| *n > 0) {
+                wait_fresh(state, n).await?;
+            }
+            match (q.get("resourceVersionMatch"), rv) {
+                (Some("Exact"), Some(rv)) => Some(rv),
+                (Some("Exact"), None) => {
+                    return Err(ApiError::bad_request(
+                        "resourceVersionMatch=Exact needs a resourceVersion",
+                    ))
+                }
+                _ => None,
+            }
+        }
     };
     let mut start_after = cont.map(|c| c.start_after);
     let mut items = Vec::new();
@@ -266,6 +316,7 @@ pub async fn list(
     as_table: bool,
 ) -> Result<Response, ApiError> {
     let def = r.def;
+    q.validate_list_options(false)?;
     let filter = Filter::from_query(def, q)?;
     let page = list_page(state, def, r.namespace.as_deref(), q, &filter).await?;
     let mut list_meta = json!({"resourceVersion": page.revision.to_string()});

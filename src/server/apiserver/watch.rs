@@ -17,9 +17,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::path::ResourceRef;
 use super::query::Query;
-use super::read::{list_page, table_row, Filter, IncludeObject};
+use super::read::{list_page, table_row, wait_fresh, Filter, IncludeObject};
 use super::registry::ResourceDef;
-use super::storage::{decode, parse_rv, stamp, store_error};
+use super::storage::{decode, stamp, store_error};
 use super::{table, ApiState};
 use crate::api::status::ApiError;
 use crate::server::store::{EventKind, StoreError};
@@ -96,6 +96,7 @@ pub async fn watch(
     as_table: bool,
 ) -> Result<Response, ApiError> {
     let def = r.def.clone();
+    q.validate_list_options(true)?;
     let filter = Filter::from_query(&def, q)?;
     let bookmarks = q.flag("allowWatchBookmarks")?;
     let include = if as_table {
@@ -121,8 +122,13 @@ pub async fn watch(
 
     let (tx, rx) = mpsc::channel::<Bytes>(64);
     let mut initial: Vec<Bytes> = Vec::new();
-    let after = match parse_rv(q.get("resourceVersion"))? {
-        Some(rv) if rv > 0 => rv,
+    let after = match q.resource_version()? {
+        Some(rv) if rv > 0 => {
+            // From a version the store has not reached: wait a little, then
+            // 504 as upstream, rather than a stream that never says why.
+            wait_fresh(state, rv).await?;
+            rv
+        }
         _ => {
             // No RV (or "0"): start with the current state as ADDED events.
             let page = list_page(
