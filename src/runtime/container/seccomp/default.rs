@@ -8,7 +8,10 @@
 //!   attack surface that bypasses the syscall filter for the I/O it does);
 //! - `socket` refuses AF_PACKET (raw link-layer frames: spoofing on the node
 //!   bridge) and NETLINK_AUDIT besides Docker's AF_VSOCK, and a family with
-//!   bits above 32 (the kernel truncates the `int`, the filter would not).
+//!   bits above 32 (the kernel truncates the `int`, the filter would not);
+//! - i386's `socketcall` may not create sockets (SYS_SOCKET): the family is
+//!   behind a pointer the filter cannot read, so it would bypass the rules
+//!   above; i386 libcs use the `socket` call itself since Linux 4.3.
 
 use serde_json::json;
 
@@ -51,7 +54,7 @@ setfsgid32 setfsuid setfsuid32 setgid setgid32 setgroups setgroups32 setitimer s
 setpriority setregid setregid32 setresgid setresgid32 setresuid setresuid32 setreuid
 setreuid32 setrlimit set_robust_list setsid setsockopt set_thread_area set_tid_address setuid
 setuid32 setxattr setxattrat shmat shmctl shmdt shmget shutdown sigaltstack signalfd signalfd4
-sigprocmask sigreturn socketcall socketpair splice stat stat64 statfs statfs64 statx symlink
+sigprocmask sigreturn socketpair splice stat stat64 statfs statfs64 statx symlink
 symlinkat sync sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete
 timer_getoverrun timer_gettime timer_gettime64 timer_settime timer_settime64 timerfd_create
 timerfd_gettime timerfd_gettime64 timerfd_settime timerfd_settime64 times tkill truncate
@@ -104,6 +107,8 @@ const NETLINK_AUDIT: u64 = 9;
 const AF_PACKET: u64 = 17;
 const AF_VSOCK: u64 = 40;
 const ENOSYS: u32 = 38;
+/// socketcall(2)'s call number for socket(2).
+const SYS_SOCKET: u64 = 1;
 
 fn names(list: &str) -> Vec<&str> {
     list.split_whitespace().collect()
@@ -128,6 +133,10 @@ pub fn profile() -> Result<Profile, serde_json::Error> {
             {"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_NE"},
             {"index": 0, "value": AF_PACKET, "op": "SCMP_CMP_NE"},
         ],
+    }));
+    rules.push(json!({
+        "names": ["socketcall"], "action": "SCMP_ACT_ALLOW",
+        "args": [{"index": 0, "value": SYS_SOCKET, "op": "SCMP_CMP_NE"}],
     }));
     for p in PERSONALITIES {
         rules.push(json!({

@@ -114,6 +114,13 @@ fn default_profile_denies_what_docker_denies() {
     );
     assert_eq!(c.call(Abi::X86, "socket", a(&[0x1_0000_0028, 1, 0])), EPERM);
     assert_eq!(c.call(Abi::X86_64, "arch_prctl", a(&[])), RET_ALLOW);
+    // i386's multiplexer: everything but socket creation.
+    assert_eq!(c.call(Abi::X86, "socketcall", a(&[1, 0])), EPERM);
+    assert_eq!(
+        c.call(Abi::X86, "socketcall", a(&[0x1_0000_0001, 0])),
+        EPERM
+    );
+    assert_eq!(c.call(Abi::X86, "socketcall", a(&[3, 0])), RET_ALLOW);
     // A number newer than every call skiff knows: ENOSYS, so libcs fall back.
     let got = bpf::run(&c.filter.insns, AUDIT_ARCH_X86_64, 1000, &a(&[]));
     assert_eq!(got, ENOSYS);
