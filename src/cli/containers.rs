@@ -91,6 +91,10 @@ pub struct RunArgs {
     /// The cgroup the container's cgroup is made under.
     #[arg(long)]
     pub cgroup_parent: Option<String>,
+    /// seccomp=unconfined (no filter), seccomp=PROFILE.json (Docker's
+    /// format) instead of the default profile; no-new-privileges (always on).
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
     /// Rotate the container's log at this size (bytes or 10m style).
     #[arg(long)]
     pub log_max_size: Option<String>,
@@ -204,6 +208,7 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .iter()
             .map(|h| options::parse_add_host(h))
             .collect::<Result<_, _>>()?,
+        seccomp: options::parse_security_opts(&args.security_opt)?,
         node_cidr: Some(
             args.node_cidr
                 .parse()

@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod options;
 pub mod rootfs;
+pub mod seccomp;
 pub mod shim;
 pub mod spec;
 pub mod state;

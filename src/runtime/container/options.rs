@@ -33,6 +33,8 @@ pub enum OptionsError {
     Dns(String),
     #[error("-p needs the bridge network (--network {0} has no ports of its own)")]
     PortsNeedBridge(String),
+    #[error("invalid --security-opt {0:?}: expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges")]
+    SecurityOpt(String),
 }
 
 /// Which network namespace the container gets.
@@ -271,6 +273,9 @@ pub struct RunOptions {
     /// The node bridge's subnet (`--node-cidr`); the default when unset.
     #[serde(default)]
     pub node_cidr: Option<crate::net::cidr::Ipv4Cidr>,
+    /// `--security-opt seccomp=…`.
+    #[serde(default)]
+    pub seccomp: super::seccomp::Choice,
 }
 
 /// `--add-host HOST:IP` (the IP may be IPv6, so split at the first ':').
@@ -281,6 +286,30 @@ pub fn parse_add_host(s: &str) -> Result<(String, std::net::IpAddr), OptionsErro
         return Err(bad());
     }
     Ok((host.to_string(), ip.parse().map_err(|_| bad())?))
+}
+
+/// `--security-opt` values: `seccomp=unconfined|builtin|FILE`, and
+/// `no-new-privileges[=true]` (always on in skiff).
+pub fn parse_security_opts(opts: &[String]) -> Result<super::seccomp::Choice, OptionsError> {
+    let mut choice = super::seccomp::Choice::Default;
+    for o in opts {
+        let bad = || OptionsError::SecurityOpt(o.clone());
+        match o.split_once('=') {
+            Some(("seccomp", "")) => return Err(bad()),
+            Some(("seccomp", v)) => {
+                choice = match super::seccomp::Choice::parse(v) {
+                    super::seccomp::Choice::Profile(p) => {
+                        super::seccomp::Choice::Profile(std::path::absolute(&p).map_err(|_| bad())?)
+                    }
+                    other => other,
+                }
+            }
+            Some(("no-new-privileges", "true")) => {}
+            None if o == "no-new-privileges" => {}
+            _ => return Err(bad()),
+        }
+    }
+    Ok(choice)
 }
 
 pub fn parse_dns(s: &str) -> Result<std::net::IpAddr, OptionsError> {
@@ -381,6 +410,30 @@ mod tests {
             parse_env_file(file, look).unwrap(),
             vec!["A=1", "B=two words", "HOME=/root"]
         );
+    }
+
+    #[test]
+    fn security_opts() {
+        use crate::runtime::container::seccomp::Choice;
+        let parse =
+            |v: &[&str]| parse_security_opts(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(parse(&[]), Ok(Choice::Default));
+        assert_eq!(parse(&["seccomp=unconfined"]), Ok(Choice::Unconfined));
+        assert_eq!(
+            parse(&["no-new-privileges", "seccomp=/p.json"]),
+            Ok(Choice::Profile("/p.json".into()))
+        );
+        for bad in [
+            "seccomp=",
+            "apparmor=unconfined",
+            "no-new-privileges=false",
+            "x",
+        ] {
+            assert!(
+                matches!(parse(&[bad]), Err(OptionsError::SecurityOpt(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub enum SpecError {
     UnresolvedNetwork(String),
     #[error("the generated runtime spec is invalid: {0}")]
     Invalid(#[from] serde_json::Error),
+    #[error(transparent)]
+    Seccomp(#[from] super::seccomp::SeccompError),
 }
 
 /// The parts of an image's `config` a container uses.
@@ -201,7 +203,12 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         resources["pids"] = json!({"limit": pids});
     }
 
-    let spec = json!({
+    // TODO(lead): `RunOptions.privileged` (another branch) turns seccomp off
+    // here, as Docker's --privileged does.
+    let cap_names: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+    let seccomp = super::seccomp::for_container(&opts.seccomp, &cap_names)?;
+
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": opts.tty,
@@ -230,6 +237,9 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
             "readonlyPaths": defaults::READONLY_PATHS,
         },
     });
+    if let Some(seccomp) = seccomp {
+        spec["linux"]["seccomp"] = serde_json::to_value(seccomp)?;
+    }
     Ok(serde_json::from_value(spec)?)
 }
 
@@ -335,6 +345,12 @@ mod tests {
             .any(|p| p == "/proc/sys"));
         assert_eq!(s["root"]["readonly"], false);
         assert_eq!(s["linux"]["cgroupsPath"], "/skiff/abc");
+        assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        let unconfined = spec_json(&RunOptions {
+            seccomp: crate::runtime::container::seccomp::Choice::Unconfined,
+            ..Default::default()
+        });
+        assert!(unconfined["linux"].get("seccomp").is_none());
     }
 
     #[test]

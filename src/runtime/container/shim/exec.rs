@@ -57,13 +57,15 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
         }
     }
     let cwd = args.workdir.as_deref().map(options::clean_path);
+    crate::runtime::container::seccomp::keyring::join_new_session(&args.id)
+        .map_err(|e| format!("joining a new session keyring: {e}"))?;
     if args.tty {
         return super::exec_tty::exec(args, &paths, &ident, cwd);
     }
     let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime_root())
         .map_err(|e| e.to_string())?
-        .with_executor(SkiffExecutor)
+        .with_executor(SkiffExecutor::for_bundle(&paths.dir(&args.id))?)
         .with_stdin(dup_std(0)?)
         .with_stdout(dup_std(1)?)
         .with_stderr(dup_std(2)?)

@@ -104,7 +104,7 @@ pub(super) fn exec(
     let pid = ContainerBuilder::new(args.id.clone(), SyscallType::default())
         .with_root_path(paths.runtime_root())
         .map_err(|e| e.to_string())?
-        .with_executor(SkiffExecutor)
+        .with_executor(SkiffExecutor::for_bundle(&paths.dir(&args.id))?)
         .with_console_socket(Some(console.path()))
         .as_tenant()
         .with_process(Some(json.0.as_path()))

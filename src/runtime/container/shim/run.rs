@@ -212,10 +212,13 @@ impl Shim {
             .map_err(|e| format!("{}: {e}", sock.display()))?;
         listener.set_nonblocking(true).map_err(|e| e.to_string())?;
 
+        // The container inherits it (runc does the same in its init).
+        crate::runtime::container::seccomp::keyring::join_new_session(&id)
+            .map_err(|e| format!("joining a new session keyring: {e}"))?;
         let mut builder = ContainerBuilder::new(id.clone(), SyscallType::default())
             .with_root_path(paths.runtime_root())
             .map_err(|e| e.to_string())?
-            .with_executor(SkiffExecutor);
+            .with_executor(SkiffExecutor::for_bundle(&paths.dir(&id))?);
         // -t: libcontainer makes the pty inside the container and hands us
         // the master; otherwise pipes (and /dev/null for stdin without -i).
         let console = if tty {
