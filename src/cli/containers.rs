@@ -91,6 +91,12 @@ pub struct RunArgs {
     /// The cgroup the container's cgroup is made under.
     #[arg(long)]
     pub cgroup_parent: Option<String>,
+    /// Add a host device: HOSTDEV[:CTRDEV[:PERMS]] (PERMS from "rwm").
+    #[arg(long = "device")]
+    pub device: Vec<String>,
+    /// Every device and capability, no masked paths (as docker --privileged).
+    #[arg(long)]
+    pub privileged: bool,
     /// Rotate the container's log at this size (bytes or 10m style).
     #[arg(long)]
     pub log_max_size: Option<String>,
@@ -209,6 +215,12 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
                 .parse()
                 .with_context(|| format!("invalid --node-cidr {:?}", args.node_cidr))?,
         ),
+        devices: args
+            .device
+            .iter()
+            .map(|d| options::DeviceMapping::parse(d))
+            .collect::<Result<_, _>>()?,
+        privileged: args.privileged,
     })
 }
 

@@ -120,6 +120,28 @@ pub fn remove(path: &str) -> Result<(), CgroupError> {
     Hierarchies::detect()?.remove(path)
 }
 
+/// Where a container sees the cgroup filesystems libcontainer mounts for
+/// it: /sys/fs/cgroup and, on v1, one directory per host hierarchy mounted
+/// under it (named as on the host). An unreadable mount table gives just
+/// /sys/fs/cgroup.
+pub fn container_mounts() -> Vec<String> {
+    let root = Path::new(CGROUP_ROOT);
+    let mut out = vec![CGROUP_ROOT.to_string()];
+    if let Ok(h) = Hierarchies::detect() {
+        for h in h.list() {
+            if !matches!(h.kind, Kind::V1 { .. }) || h.mountpoint.parent() != Some(root) {
+                continue;
+            }
+            if let Some(name) = h.mountpoint.file_name().and_then(|n| n.to_str()) {
+                out.push(format!("{CGROUP_ROOT}/{name}"));
+            }
+        }
+    }
+    out
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
 /// Leaves under `parent` with no process in any hierarchy (left by a crash
 /// or a reboot), as `cgroups_path` values, sorted.
 pub fn stale(parent: &str) -> Result<Vec<String>, CgroupError> {
@@ -239,6 +261,11 @@ impl Hierarchies {
         let mut first_err = None;
         for h in &self.list {
             let dir = Self::dir(h, path);
+            // A container may have made cgroups of its own below its leaf
+            // (where its cgroupfs was writable): children go first.
+            if let Err(e) = remove_children(&dir) {
+                first_err.get_or_insert(e);
+            }
             match std::fs::remove_dir(&dir) {
                 Ok(()) => tracing::debug!(dir = %dir.display(), "removed cgroup"),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -382,6 +409,29 @@ fn subdirs(dir: &Path) -> Result<Vec<String>, CgroupError> {
         }
     }
     Ok(out)
+}
+
+/// Remove the cgroups below `dir`, deepest first, with `rmdir` only (a
+/// cgroup with a process stays, and so do its ancestors).
+fn remove_children(dir: &Path) -> Result<(), CgroupError> {
+    for name in subdirs(dir)? {
+        let child = dir.join(name);
+        remove_children(&child)?;
+        match std::fs::remove_dir(&child) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if matches!(e.raw_os_error(), Some(EBUSY) | Some(ENOTEMPTY)) => {
+                return Err(CgroupError::Busy(child.display().to_string()))
+            }
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    path: child,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a process lives in the cgroup `dir` or below it (a container may
