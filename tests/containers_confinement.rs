@@ -222,6 +222,26 @@ fn a_container_cannot_rewrite_its_cgroup_limits() {
     e.assert_clean();
 }
 
+/// Should the test fail, what the container nested must not outlive it
+/// (the engine's clean-up removes one level below the test's parent).
+struct RemoveNested(Vec<PathBuf>);
+
+impl Drop for RemoveNested {
+    fn drop(&mut self) {
+        fn rmdir_all(p: &Path) {
+            if let Ok(d) = std::fs::read_dir(p) {
+                for e in d.flatten().filter(|e| e.path().is_dir()) {
+                    rmdir_all(&e.path());
+                }
+            }
+            let _ = std::fs::remove_dir(p);
+        }
+        for p in &self.0 {
+            rmdir_all(p);
+        }
+    }
+}
+
 #[test]
 fn cgroups_made_in_a_container_go_with_it() {
     let e = Engine::new();
@@ -237,7 +257,12 @@ fn cgroups_made_in_a_container_go_with_it() {
         "mkdir -p /sys/fs/cgroup/memory/made/deeper /sys/fs/cgroup/pids/made && sleep 1000",
     ]);
     let id = id.trim().to_string();
-    let made = host_cgroup(&e, &id, "memory.limit_in_bytes").join("made/deeper");
+    let leaf = host_cgroup(&e, &id, "memory.limit_in_bytes");
+    let _cleanup = RemoveNested(vec![
+        leaf.join("made"),
+        host_cgroup(&e, &id, "pids.max").join("made"),
+    ]);
+    let made = leaf.join("made/deeper");
     for _ in 0..300 {
         if made.exists() {
             break;

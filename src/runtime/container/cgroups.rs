@@ -16,6 +16,8 @@
 //! nothing here moves, kills or removes anything outside it, and removal is
 //! an `rmdir`, which the kernel refuses while a process is still inside.
 
+#[cfg(test)]
+mod device_filter_tests;
 mod mountinfo;
 #[cfg(test)]
 mod tests;

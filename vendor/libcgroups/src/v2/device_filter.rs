@@ -34,11 +34,6 @@ pub enum DeviceFilterError {
     },
 }
 
-const TYPE_BLOCK: i32 = 1;
-const TYPE_CHAR: i32 = 2;
-const ACC_MKNOD: i32 = 1;
-const ACC_READ: i32 = 2;
-const ACC_WRITE: i32 = 4;
 
 /// One exception to the default, after the v1 semantics are applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,17 +129,31 @@ impl Insn {
     }
 }
 
-// Opcodes: class | op | source.
-const LDX_MEM_W: u8 = 0x01 | 0x60; // r_dst = *(u32 *)(r_src + off)
-const ALU32_AND_K: u8 = 0x04 | 0x50;
-const ALU32_RSH_K: u8 = 0x04 | 0x70;
-const ALU32_MOV_K: u8 = 0x04 | 0xb0;
-const ALU32_MOV_X: u8 = 0x04 | 0xb0 | 0x08;
-const JMP_JNE_K: u8 = 0x05 | 0x50;
-const JMP_JEQ_K: u8 = 0x05 | 0x10;
-const JMP_EXIT: u8 = 0x05 | 0x90;
+/// The opcodes the emitter uses: class | op | source.
+pub mod op {
+    /// r_dst = *(u32 *)(r_src + off)
+    pub const LDX_MEM_W: u8 = 0x01 | 0x60;
+    pub const ALU32_AND_K: u8 = 0x04 | 0x50;
+    pub const ALU32_RSH_K: u8 = 0x04 | 0x70;
+    pub const ALU32_MOV_K: u8 = 0x04 | 0xb0;
+    pub const ALU32_MOV_X: u8 = 0x04 | 0xb0 | 0x08;
+    pub const JMP_JNE_K: u8 = 0x05 | 0x50;
+    pub const JMP_JEQ_K: u8 = 0x05 | 0x10;
+    pub const JMP_EXIT: u8 = 0x05 | 0x90;
+}
+use op::*;
 
-fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
+/// The context's type and access bits.
+pub mod ctx {
+    pub const TYPE_BLOCK: i32 = 1;
+    pub const TYPE_CHAR: i32 = 2;
+    pub const ACC_MKNOD: i32 = 1;
+    pub const ACC_READ: i32 = 2;
+    pub const ACC_WRITE: i32 = 4;
+}
+use ctx::*;
+
+pub fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
         code,
         dst,
@@ -311,118 +320,6 @@ pub fn apply(rules: &[LinuxDeviceCgroup], cgroup: &Path) -> Result<(), DeviceFil
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
-
-    use super::*;
-
-    fn rule(allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>, access: &str) -> LinuxDeviceCgroup {
-        let mut b = LinuxDeviceCgroupBuilder::default()
-            .allow(allow)
-            .typ(typ)
-            .access(access);
-        if let Some(m) = major {
-            b = b.major(m);
-        }
-        if let Some(m) = minor {
-            b = b.minor(m);
-        }
-        b.build().unwrap()
-    }
-
-    /// Run the program on a context, as the kernel would (the subset of
-    /// eBPF the emitter uses).
-    fn run(p: &[Insn], typ: i32, access: i32, major: u32, minor: u32) -> u32 {
-        let ctx = [((access as u32) << 16) | typ as u32, major, minor];
-        let mut r = [0u32; 11];
-        let mut pc = 0usize;
-        loop {
-            let i = p[pc];
-            pc += 1;
-            let (d, s) = (i.dst as usize, i.src as usize);
-            match i.code {
-                LDX_MEM_W => r[d] = ctx[i.off as usize / 4],
-                ALU32_AND_K => r[d] &= i.imm as u32,
-                ALU32_RSH_K => r[d] >>= i.imm as u32,
-                ALU32_MOV_K => r[d] = i.imm as u32,
-                ALU32_MOV_X => r[d] = r[s],
-                JMP_JNE_K if r[d] != i.imm as u32 => pc += i.off as usize,
-                JMP_JEQ_K if r[d] == i.imm as u32 => pc += i.off as usize,
-                JMP_JNE_K | JMP_JEQ_K => {}
-                JMP_EXIT => return r[0],
-                other => panic!("unexpected opcode {other:#x}"),
-            }
-        }
-    }
-
-    #[test]
-    fn docker_default_allows_only_its_list() {
-        use LinuxDeviceType::{A, B, C};
-        let rules = vec![
-            rule(false, A, None, None, "rwm"),
-            rule(true, C, None, None, "m"),
-            rule(true, B, None, None, "m"),
-            rule(true, C, Some(1), Some(3), "rwm"),
-            rule(true, C, Some(136), None, "rwm"),
-        ];
-        let p = program(&rules);
-        let rw = ACC_READ | ACC_WRITE;
-        assert_eq!(run(&p, TYPE_CHAR, rw, 1, 3), 1, "/dev/null");
-        assert_eq!(run(&p, TYPE_CHAR, ACC_READ, 136, 7), 1, "a pty");
-        assert_eq!(run(&p, TYPE_CHAR, rw, 1, 1), 0, "/dev/mem");
-        assert_eq!(run(&p, TYPE_BLOCK, ACC_READ, 7, 0), 0, "loop0");
-        assert_eq!(run(&p, TYPE_BLOCK, ACC_WRITE, 8, 0), 0, "sda");
-        assert_eq!(run(&p, TYPE_CHAR, rw, 4, 0), 0, "tty0");
-        assert_eq!(run(&p, TYPE_BLOCK, ACC_MKNOD, 8, 0), 1, "mknod only");
-        assert_eq!(run(&p, TYPE_BLOCK, ACC_MKNOD | ACC_READ, 8, 0), 0);
-    }
-
-    #[test]
-    fn v1_semantics() {
-        use LinuxDeviceType::{A, B, C};
-        // No rule: allow everything (as a new v1 cgroup under the root).
-        assert_eq!(run(&program(&[]), TYPE_BLOCK, ACC_READ, 8, 0), 1);
-        // Read-only access to one disk.
-        let p = program(&[
-            rule(false, A, None, None, "rwm"),
-            rule(true, B, Some(8), Some(0), "r"),
-        ]);
-        assert_eq!(run(&p, TYPE_BLOCK, ACC_READ, 8, 0), 1);
-        assert_eq!(run(&p, TYPE_BLOCK, ACC_READ | ACC_WRITE, 8, 0), 0);
-        assert_eq!(run(&p, TYPE_BLOCK, ACC_READ, 8, 1), 0);
-        // Allow all, then deny writes to one device.
-        let p = program(&[
-            rule(true, A, None, None, "rwm"),
-            rule(false, C, Some(1), Some(1), "w"),
-        ]);
-        assert_eq!(run(&p, TYPE_CHAR, ACC_READ, 1, 1), 1);
-        assert_eq!(run(&p, TYPE_CHAR, ACC_READ | ACC_WRITE, 1, 1), 0);
-        // A later "a" resets everything before it.
-        let p = program(&[
-            rule(false, A, None, None, "rwm"),
-            rule(true, C, Some(1), Some(3), "rwm"),
-            rule(true, A, None, None, "rwm"),
-        ]);
-        assert_eq!(run(&p, TYPE_BLOCK, ACC_WRITE, 8, 0), 1);
-        // A deny after an allow takes the access back.
-        let p = program(&[
-            rule(false, A, None, None, "rwm"),
-            rule(true, C, Some(1), Some(3), "rwm"),
-            rule(false, C, Some(1), Some(3), "w"),
-        ]);
-        assert_eq!(run(&p, TYPE_CHAR, ACC_READ, 1, 3), 1);
-        assert_eq!(run(&p, TYPE_CHAR, ACC_WRITE, 1, 3), 0);
-    }
-
-    #[test]
-    fn encoding_matches_the_kernel_layout() {
-        // r2 = *(u32 *)(r1 + 4): code 0x61, dst 2, src 1, off 4.
-        assert_eq!(insn(LDX_MEM_W, 2, 1, 4, 0).encode(), 0x0000_0000_0004_1261);
-        // w0 = 1; exit.
-        assert_eq!(insn(ALU32_MOV_K, 0, 0, 0, 1).encode(), 0x0000_0001_0000_00b4);
-        assert_eq!(insn(JMP_EXIT, 0, 0, 0, 0).encode(), 0x95);
-        // Negative immediates keep their 32 bits only.
-        assert_eq!(insn(ALU32_AND_K, 1, 0, 0, -1).encode() >> 32, 0xffff_ffff);
-    }
-}
+// The emitter is unit-tested in skiff (src/runtime/container/cgroups/
+// device_filter_tests.rs), where the test command runs it, with a small
+// interpreter of the instructions it emits and a load into the kernel.
