@@ -537,10 +537,10 @@ mod tests {
         );
         assert!(s["linux"]["maskedPaths"]
             .as_array()
-            .map_or(true, |a| a.is_empty()));
+            .is_none_or(|a| a.is_empty()));
         assert!(s["linux"]["readonlyPaths"]
             .as_array()
-            .map_or(true, |a| a.is_empty()));
+            .is_none_or(|a| a.is_empty()));
         let sys = s["mounts"]
             .as_array()
             .unwrap()
@@ -555,7 +555,7 @@ mod tests {
         let all = defaults::privileged_capabilities(u64::MAX);
         assert_eq!(all.len(), defaults::ALL_CAPABILITIES.len());
         assert_eq!(all[24], "CAP_SYS_RESOURCE");
-        let without = defaults::privileged_capabilities(u64::MAX & !(1 << 24));
+        let without = defaults::privileged_capabilities(!(1 << 24));
         assert!(!without.contains(&"CAP_SYS_RESOURCE"));
         assert!(without.contains(&"CAP_SYS_ADMIN"));
     }
