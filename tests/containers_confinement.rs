@@ -275,6 +275,61 @@ fn cgroups_made_in_a_container_go_with_it() {
     e.assert_clean();
 }
 
+/// The same after a killed shim: the next command reconciles the record
+/// (lifecycle::release), which must take the nested cgroups too.
+#[test]
+fn cgroups_made_in_a_container_go_when_its_shim_was_killed() {
+    let e = Engine::new();
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--privileged",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /sys/fs/cgroup/memory/made/deeper && sleep 1000",
+    ]);
+    let id = id.trim().to_string();
+    let leaf = host_cgroup(&e, &id, "memory.limit_in_bytes");
+    let _cleanup = RemoveNested(vec![leaf.join("made")]);
+    let made = leaf.join("made/deeper");
+    for _ in 0..300 {
+        if made.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(made.exists(), "the container made no cgroup at {made:?}");
+    // The test started this shim (through skiff run); kill it by its PID.
+    let shim = e
+        .shims()
+        .into_iter()
+        .find(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&id))
+        })
+        .expect("the container's shim");
+    let status = Command::new("kill")
+        .args(["-9", &shim.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    for _ in 0..300 {
+        let gone = std::fs::read_to_string(format!("/proc/{shim}/stat"))
+            .ok()
+            .is_none_or(|s| s.contains(") Z "));
+        if gone {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let ps = e.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (255)"), "{ps}");
+    assert!(!made.exists(), "{made:?} survived the reconcile");
+    e.ok(&["rm", &id]);
+    e.assert_clean();
+}
+
 /// The cgroup v2 device filter, for real on this (v1) host: in a mount
 /// namespace of its own, the test unmounts the v1 hierarchies and mounts
 /// the cgroup2 hierarchy at /sys/fs/cgroup, so skiff (and libcontainer) see
