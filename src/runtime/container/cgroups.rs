@@ -129,13 +129,15 @@ pub fn remove(path: &str) -> Result<(), CgroupError> {
 pub fn container_mounts() -> Vec<String> {
     let root = Path::new(CGROUP_ROOT);
     let mut out = vec![CGROUP_ROOT.to_string()];
-    if let Ok(h) = Hierarchies::detect() {
-        for h in h.list() {
-            if !matches!(h.kind, Kind::V1 { .. }) || h.mountpoint.parent() != Some(root) {
-                continue;
-            }
-            if let Some(name) = h.mountpoint.file_name().and_then(|n| n.to_str()) {
-                out.push(format!("{CGROUP_ROOT}/{name}"));
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for m in mountinfo::v1_mountpoints(&text) {
+        if m.parent() != Some(root) {
+            continue;
+        }
+        if let Some(name) = m.file_name().and_then(|n| n.to_str()) {
+            let path = format!("{CGROUP_ROOT}/{name}");
+            if !out.contains(&path) {
+                out.push(path);
             }
         }
     }

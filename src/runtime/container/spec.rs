@@ -227,9 +227,14 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
             .map(defaults::device_rule_json)
             .collect()
     };
-    let mut devices = Vec::new();
+    let mut devices = if opts.privileged {
+        host_devices(Path::new("/dev"))
+    } else {
+        Vec::new()
+    };
     for d in &opts.devices {
         let (node, rule) = device(d)?;
+        devices.retain(|n: &Value| n["path"] != node["path"]);
         devices.push(node);
         device_rules.push(rule);
     }
@@ -288,6 +293,49 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         },
     });
     Ok(serde_json::from_value(spec)?)
+}
+
+/// `--privileged`: every device node under the host's `dir`, at the same
+/// path, as Docker gives (its pseudo-terminals, shared memory, message
+/// queues and console excepted: the container has its own). Unreadable
+/// entries are skipped.
+fn host_devices(dir: &Path) -> Vec<Value> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    const SKIP: &[&str] = &[
+        "pts", "shm", "mqueue", "fd", "console", "ptmx", ".lxc", ".udev",
+    ];
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if SKIP.iter().any(|s| name == *s) {
+            continue;
+        }
+        let path = entry.path();
+        // Not following symlinks: the host's /dev/block/* and the like
+        // point at nodes listed anyway.
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            out.extend(host_devices(&path));
+            continue;
+        } else if ft.is_char_device() {
+            "c"
+        } else if ft.is_block_device() {
+            "b"
+        } else {
+            continue;
+        };
+        let rdev = meta.rdev();
+        out.push(json!({"path": path, "type": kind,
+                        "major": nix::sys::stat::major(rdev), "minor": nix::sys::stat::minor(rdev),
+                        "fileMode": meta.mode() & 0o777, "uid": meta.uid(), "gid": meta.gid()}));
+    }
+    out
 }
 
 /// A `--device` as the spec's device node and its device cgroup rule; the
@@ -548,6 +596,14 @@ mod tests {
             .find(|m| m["destination"] == "/sys")
             .unwrap();
         assert!(!sys["options"].as_array().unwrap().iter().any(|o| o == "ro"));
+        let devices = s["linux"]["devices"].as_array().unwrap();
+        assert!(
+            devices.iter().any(|d| d["path"] == "/dev/null"),
+            "host devices"
+        );
+        assert!(!devices
+            .iter()
+            .any(|d| d["path"] == "/dev/console" || d["path"] == "/dev/ptmx"));
     }
 
     #[test]
