@@ -8,8 +8,10 @@ use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
 use super::defaults;
-use super::options::{DeviceMapping, Network, RunOptions};
+use super::options::{Network, RunOptions};
 use super::user::Identity;
+
+mod devices;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
@@ -219,25 +221,7 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         resources["pids"] = json!({"limit": pids});
     }
 
-    let mut device_rules: Vec<Value> = if opts.privileged {
-        vec![json!({"allow": true, "access": "rwm"})]
-    } else {
-        defaults::DEVICE_RULES
-            .iter()
-            .map(defaults::device_rule_json)
-            .collect()
-    };
-    let mut devices = if opts.privileged {
-        host_devices(Path::new("/dev"))
-    } else {
-        Vec::new()
-    };
-    for d in &opts.devices {
-        let (node, rule) = device(d)?;
-        devices.retain(|n: &Value| n["path"] != node["path"]);
-        devices.push(node);
-        device_rules.push(rule);
-    }
+    let (devices, device_rules) = devices::nodes_and_rules(opts)?;
     resources["devices"] = json!(device_rules);
     let (masked, mut readonly): (Vec<String>, Vec<String>) = if opts.privileged {
         (Vec::new(), Vec::new())
@@ -295,78 +279,10 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     Ok(serde_json::from_value(spec)?)
 }
 
-/// `--privileged`: every device node under the host's `dir`, at the same
-/// path, as Docker gives (its pseudo-terminals, shared memory, message
-/// queues and console excepted: the container has its own). Unreadable
-/// entries are skipped.
-fn host_devices(dir: &Path) -> Vec<Value> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    const SKIP: &[&str] = &[
-        "pts", "shm", "mqueue", "fd", "console", "ptmx", ".lxc", ".udev",
-    ];
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        if SKIP.iter().any(|s| name == *s) {
-            continue;
-        }
-        let path = entry.path();
-        // Not following symlinks: the host's /dev/block/* and the like
-        // point at nodes listed anyway.
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let ft = meta.file_type();
-        let kind = if ft.is_dir() {
-            out.extend(host_devices(&path));
-            continue;
-        } else if ft.is_char_device() {
-            "c"
-        } else if ft.is_block_device() {
-            "b"
-        } else {
-            continue;
-        };
-        let rdev = meta.rdev();
-        out.push(json!({"path": path, "type": kind,
-                        "major": nix::sys::stat::major(rdev), "minor": nix::sys::stat::minor(rdev),
-                        "fileMode": meta.mode() & 0o777, "uid": meta.uid(), "gid": meta.gid()}));
-    }
-    out
-}
-
-/// A `--device` as the spec's device node and its device cgroup rule; the
-/// host node's type, numbers, mode and owner are copied (as Docker does).
-fn device(d: &DeviceMapping) -> Result<(Value, Value), SpecError> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let err = |reason: String| SpecError::Device {
-        path: d.host.display().to_string(),
-        reason,
-    };
-    let meta = std::fs::metadata(&d.host).map_err(|e| err(e.to_string()))?;
-    let kind = if meta.file_type().is_char_device() {
-        "c"
-    } else if meta.file_type().is_block_device() {
-        "b"
-    } else {
-        return Err(err("not a character or block device".into()));
-    };
-    let rdev = meta.rdev();
-    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-    let node = json!({"path": d.container, "type": kind, "major": major, "minor": minor,
-                      "fileMode": meta.mode() & 0o777, "uid": meta.uid(), "gid": meta.gid()});
-    let rule = json!({"allow": true, "type": kind, "major": major, "minor": minor,
-                      "access": d.access});
-    Ok((node, rule))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::container::options::Bind;
+    use crate::runtime::container::options::{Bind, DeviceMapping};
 
     fn image() -> ImageProcess {
         ImageProcess {
