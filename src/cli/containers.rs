@@ -95,6 +95,13 @@ pub struct RunArgs {
     /// format) instead of the default profile; no-new-privileges (always on).
     #[arg(long = "security-opt", value_name = "OPT")]
     pub security_opt: Vec<String>,
+    /// Add a host device: HOSTDEV[:CTRDEV[:PERMS]] (PERMS from "rwm").
+    #[arg(long = "device")]
+    pub device: Vec<String>,
+    /// Every device and capability, no masked paths, no seccomp filter (as
+    /// docker --privileged).
+    #[arg(long)]
+    pub privileged: bool,
     /// Rotate the container's log at this size (bytes or 10m style).
     #[arg(long)]
     pub log_max_size: Option<String>,
@@ -214,6 +221,12 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
                 .parse()
                 .with_context(|| format!("invalid --node-cidr {:?}", args.node_cidr))?,
         ),
+        devices: args
+            .device
+            .iter()
+            .map(|d| options::DeviceMapping::parse(d))
+            .collect::<Result<_, _>>()?,
+        privileged: args.privileged,
     })
 }
 

@@ -15,6 +15,7 @@
 #![allow(dead_code)]
 
 pub mod busybox;
+pub mod device_image;
 
 use std::fs;
 use std::io::Write;

@@ -16,6 +16,8 @@
 //! nothing here moves, kills or removes anything outside it, and removal is
 //! an `rmdir`, which the kernel refuses while a process is still inside.
 
+#[cfg(test)]
+mod device_filter_tests;
 mod mountinfo;
 #[cfg(test)]
 mod tests;
@@ -119,6 +121,30 @@ pub fn oom_killed(path: &str) -> Result<bool, CgroupError> {
 pub fn remove(path: &str) -> Result<(), CgroupError> {
     Hierarchies::detect()?.remove(path)
 }
+
+/// Where a container sees the cgroup filesystems libcontainer mounts for
+/// it: /sys/fs/cgroup and, on v1, one directory per host hierarchy mounted
+/// under it (named as on the host). An unreadable mount table gives just
+/// /sys/fs/cgroup.
+pub fn container_mounts() -> Vec<String> {
+    let root = Path::new(CGROUP_ROOT);
+    let mut out = vec![CGROUP_ROOT.to_string()];
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for m in mountinfo::v1_mountpoints(&text) {
+        if m.parent() != Some(root) {
+            continue;
+        }
+        if let Some(name) = m.file_name().and_then(|n| n.to_str()) {
+            let path = format!("{CGROUP_ROOT}/{name}");
+            if !out.contains(&path) {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// Leaves under `parent` with no process in any hierarchy (left by a crash
 /// or a reboot), as `cgroups_path` values, sorted.
@@ -239,6 +265,11 @@ impl Hierarchies {
         let mut first_err = None;
         for h in &self.list {
             let dir = Self::dir(h, path);
+            // A container may have made cgroups of its own below its leaf
+            // (where its cgroupfs was writable): children go first.
+            if let Err(e) = remove_children(&dir) {
+                first_err.get_or_insert(e);
+            }
             match std::fs::remove_dir(&dir) {
                 Ok(()) => tracing::debug!(dir = %dir.display(), "removed cgroup"),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -382,6 +413,29 @@ fn subdirs(dir: &Path) -> Result<Vec<String>, CgroupError> {
         }
     }
     Ok(out)
+}
+
+/// Remove the cgroups below `dir`, deepest first, with `rmdir` only (a
+/// cgroup with a process stays, and so do its ancestors).
+fn remove_children(dir: &Path) -> Result<(), CgroupError> {
+    for name in subdirs(dir)? {
+        let child = dir.join(name);
+        remove_children(&child)?;
+        match std::fs::remove_dir(&child) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) if matches!(e.raw_os_error(), Some(EBUSY) | Some(ENOTEMPTY)) => {
+                return Err(CgroupError::Busy(child.display().to_string()))
+            }
+            Err(source) => {
+                return Err(CgroupError::Io {
+                    path: child,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether a process lives in the cgroup `dir` or below it (a container may

@@ -3,9 +3,9 @@
 
 use serde_json::{json, Value};
 
-/// Docker's default capability set without CAP_MKNOD: skiff has no device
-/// cgroup filter on cgroup v2 (it needs a C library), so the capability is
-/// what stops a container from creating device nodes.
+/// Docker's default capability set without CAP_MKNOD: creating a node is
+/// allowed by the device cgroup (as in Docker, "c *:* m"), so the missing
+/// capability is what stops a container from creating device nodes.
 pub const CAPABILITIES: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -21,6 +21,145 @@ pub const CAPABILITIES: &[&str] = &[
     "CAP_KILL",
     "CAP_AUDIT_WRITE",
 ];
+
+/// Every capability (`--privileged`), up to CAP_CHECKPOINT_RESTORE (Linux 5.9).
+pub const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// `--privileged`: every capability in `bounding` (a CapBnd mask), as
+/// Docker gives every capability it holds itself (root here may lack
+/// CAP_SYS_RESOURCE, and capset fails on what the caller cannot grant).
+/// ALL_CAPABILITIES is in the kernel's numbering order.
+pub fn privileged_capabilities(bounding: u64) -> Vec<&'static str> {
+    ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// The calling process's bounding set (CapBnd in /proc/self/status); all
+/// bits when it cannot be read.
+pub fn own_bounding_set() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX)
+}
+
+/// One rule of the device cgroup: `kind` is 'a' (all), 'c' or 'b'; `None`
+/// is the wildcard `*`; `access` is a subset of "rwm".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceRule {
+    pub allow: bool,
+    pub kind: char,
+    pub major: Option<i64>,
+    pub minor: Option<i64>,
+    pub access: &'static str,
+}
+
+const fn allow(
+    kind: char,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &'static str,
+) -> DeviceRule {
+    DeviceRule {
+        allow: true,
+        kind,
+        major,
+        minor,
+        access,
+    }
+}
+
+/// What a container may open: Docker's default (moby's default spec denies
+/// everything, runc's `AllowedDevices` then allows these), nothing else.
+/// Image layers carry device nodes (as Docker keeps them), so this list,
+/// not the filesystem, is what keeps a container off the host's disks,
+/// memory and consoles. `--device` and `--privileged` widen it.
+pub const DEVICE_RULES: &[DeviceRule] = &[
+    DeviceRule {
+        allow: false,
+        kind: 'a',
+        major: None,
+        minor: None,
+        access: "rwm",
+    },
+    // mknod of any node (CAP_MKNOD is dropped, see CAPABILITIES).
+    allow('c', None, None, "m"),
+    allow('b', None, None, "m"),
+    allow('c', Some(1), Some(3), "rwm"),    // /dev/null
+    allow('c', Some(1), Some(8), "rwm"),    // /dev/random
+    allow('c', Some(1), Some(7), "rwm"),    // /dev/full
+    allow('c', Some(5), Some(0), "rwm"),    // /dev/tty
+    allow('c', Some(1), Some(5), "rwm"),    // /dev/zero
+    allow('c', Some(1), Some(9), "rwm"),    // /dev/urandom
+    allow('c', Some(136), None, "rwm"),     // /dev/pts/*
+    allow('c', Some(5), Some(2), "rwm"),    // /dev/ptmx
+    allow('c', Some(10), Some(200), "rwm"), // /dev/net/tun
+];
+
+/// A rule as the OCI spec's `linux.resources.devices` entry.
+pub fn device_rule_json(r: &DeviceRule) -> Value {
+    let mut v = json!({"allow": r.allow, "access": r.access});
+    if r.kind != 'a' {
+        v["type"] = json!(r.kind.to_string());
+    }
+    if let Some(m) = r.major {
+        v["major"] = json!(m);
+    }
+    if let Some(m) = r.minor {
+        v["minor"] = json!(m);
+    }
+    v
+}
 
 /// Paths under /proc and /sys that leak host information or allow attacks.
 pub const MASKED_PATHS: &[&str] = &[

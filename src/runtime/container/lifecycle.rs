@@ -90,8 +90,16 @@ pub(super) fn release(paths: &Paths, id: &str) {
     if runtime_state.exists() {
         match libcontainer::container::Container::load(runtime_state.clone()) {
             Ok(mut c) => {
+                let cgroup = c.spec().ok().map(|s| s.cgroup_path);
                 if let Err(e) = c.delete(true) {
-                    tracing::warn!("libcontainer delete {id}: {e}");
+                    tracing::debug!("libcontainer delete {id}: {e}");
+                }
+                // libcontainer removes the leaf only, and fails on cgroups
+                // the container made below it: they go depth-first.
+                if let Some(cg) = cgroup.as_ref().and_then(|p| p.to_str()) {
+                    if let Err(e) = super::cgroups::remove(cg) {
+                        tracing::warn!("removing the cgroup of {id}: {e}");
+                    }
                 }
             }
             Err(e) => tracing::warn!("libcontainer load {id}: {e}"),

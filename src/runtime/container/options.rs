@@ -31,6 +31,8 @@ pub enum OptionsError {
     AddHost(String),
     #[error("invalid --dns {0:?}: expected an IP address")]
     Dns(String),
+    #[error("invalid --device {0:?}: expected HOSTDEV[:CTRDEV[:PERMS]] with absolute paths and PERMS from \"rwm\"")]
+    Device(String),
     #[error("-p needs the bridge network (--network {0} has no ports of its own)")]
     PortsNeedBridge(String),
     #[error("invalid --security-opt {0:?}: expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges")]
@@ -127,6 +129,40 @@ impl Bind {
             destination: clean_path(dest),
             read_only,
             volume: None,
+        })
+    }
+}
+
+/// `--device HOSTDEV[:CTRDEV[:PERMS]]` (docker's syntax): the host node is
+/// made in the container's /dev and the device cgroup allows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMapping {
+    pub host: PathBuf,
+    pub container: String,
+    /// A non-empty subset of "rwm".
+    pub access: String,
+}
+
+impl DeviceMapping {
+    pub fn parse(spec: &str) -> Result<DeviceMapping, OptionsError> {
+        let bad = || OptionsError::Device(spec.to_string());
+        let is_access = |p: &str| !p.is_empty() && p.chars().all(|c| "rwm".contains(c));
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host, container, access) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            // docker: a second part that is only permissions is PERMS.
+            [h, a] if is_access(a) => (*h, *h, *a),
+            [h, c] => (*h, *c, "rwm"),
+            [h, c, a] => (*h, *c, *a),
+            _ => return Err(bad()),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') || !is_access(access) {
+            return Err(bad());
+        }
+        Ok(DeviceMapping {
+            host: PathBuf::from(host),
+            container: clean_path(container),
+            access: access.to_string(),
         })
     }
 }
@@ -276,6 +312,14 @@ pub struct RunOptions {
     /// `--security-opt seccomp=…`.
     #[serde(default)]
     pub seccomp: super::seccomp::Choice,
+    /// Host devices made available (`--device`).
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
+    /// `--privileged`: every device and capability, no masked or read-only
+    /// paths, a writable /sys and cgroupfs and no seccomp filter (as
+    /// Docker).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// `--add-host HOST:IP` (the IP may be IPv6, so split at the first ':').
@@ -344,6 +388,35 @@ impl RunOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn device_syntax() {
+        let d = DeviceMapping::parse("/dev/loop0").unwrap();
+        assert_eq!(
+            (d.container.as_str(), d.access.as_str()),
+            ("/dev/loop0", "rwm")
+        );
+        let d = DeviceMapping::parse("/dev/loop0:r").unwrap();
+        assert_eq!(
+            (d.container.as_str(), d.access.as_str()),
+            ("/dev/loop0", "r")
+        );
+        let d = DeviceMapping::parse("/dev/loop0:/dev/xvda:rw").unwrap();
+        assert_eq!(
+            (d.container.as_str(), d.access.as_str()),
+            ("/dev/xvda", "rw")
+        );
+        for bad in [
+            "",
+            "loop0",
+            "/dev/a:b",
+            "/dev/a:/b:x",
+            "/dev/a:/b:",
+            "/a:/b:r:w",
+        ] {
+            assert!(DeviceMapping::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn memory_units() {

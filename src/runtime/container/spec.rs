@@ -11,12 +11,16 @@ use super::defaults;
 use super::options::{Network, RunOptions};
 use super::user::Identity;
 
+mod devices;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("no command specified")]
     NoCommand,
     #[error("network {0} must be resolved to a namespace before the spec is built")]
     UnresolvedNetwork(String),
+    #[error("--device {path}: {reason}")]
+    Device { path: String, reason: String },
     #[error("the generated runtime spec is invalid: {0}")]
     Invalid(#[from] serde_json::Error),
     #[error(transparent)]
@@ -118,6 +122,9 @@ pub struct SpecInputs<'a> {
     pub nofile_hard: u64,
     /// `--init`: the host path of the init binary, bound in at /dev/init.
     pub init: Option<&'a str>,
+    /// The container paths of the cgroup filesystems libcontainer mounts
+    /// (`cgroups::container_mounts`), made read-only.
+    pub cgroup_mounts: &'a [String],
 }
 
 /// Where `--init` puts the init binary in the container (docker's path).
@@ -154,9 +161,22 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         super::options::clean_path(&cwd)
     };
     let nofile = NOFILE.min(input.nofile_hard);
-    let caps = defaults::CAPABILITIES;
+    let caps = if opts.privileged {
+        defaults::privileged_capabilities(defaults::own_bounding_set())
+    } else {
+        defaults::CAPABILITIES.to_vec()
+    };
 
     let mut mounts = defaults::mounts();
+    if opts.privileged {
+        // As Docker: /sys and the cgroup filesystem writable.
+        for m in &mut mounts {
+            let writable = m["type"] == "sysfs" || m["type"] == "cgroup";
+            if let Some(o) = m["options"].as_array_mut().filter(|_| writable) {
+                o.retain(|v| v != "ro");
+            }
+        }
+    }
     for t in &opts.tmpfs {
         mounts.push(defaults::tmpfs(t));
     }
@@ -203,10 +223,38 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         resources["pids"] = json!({"limit": pids});
     }
 
-    // TODO(lead): `RunOptions.privileged` (another branch) turns seccomp off
-    // here, as Docker's --privileged does.
+    let (devices, device_rules) = devices::nodes_and_rules(opts)?;
+    resources["devices"] = json!(device_rules);
+    let (masked, mut readonly): (Vec<String>, Vec<String>) = if opts.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            defaults::MASKED_PATHS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+            defaults::READONLY_PATHS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
+        )
+    };
+    if !opts.privileged {
+        // libcontainer mounts each cgroup v1 hierarchy without the "ro" of
+        // the spec's cgroup mount (and the tmpfs holding them writable), so
+        // a container could rewrite its own limits: make every one of them
+        // a read-only path, which libcontainer binds and remounts read-only
+        // before it drops the capabilities.
+        readonly.extend(input.cgroup_mounts.iter().cloned());
+    }
+
+    // --privileged runs without a filter, as Docker's does.
     let cap_names: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
-    let seccomp = super::seccomp::for_container(&opts.seccomp, &cap_names)?;
+    let seccomp = if opts.privileged {
+        None
+    } else {
+        super::seccomp::for_container(&opts.seccomp, &cap_names)?
+    };
 
     let mut spec = json!({
         "ociVersion": "1.0.2",
@@ -233,8 +281,9 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
             "cgroupsPath": input.cgroups_path,
             "resources": resources,
             "namespaces": namespaces,
-            "maskedPaths": defaults::MASKED_PATHS,
-            "readonlyPaths": defaults::READONLY_PATHS,
+            "devices": devices,
+            "maskedPaths": masked,
+            "readonlyPaths": readonly,
         },
     });
     if let Some(seccomp) = seccomp {
@@ -246,7 +295,7 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::container::options::Bind;
+    use crate::runtime::container::options::{Bind, DeviceMapping};
 
     fn image() -> ImageProcess {
         ImageProcess {
@@ -274,6 +323,7 @@ mod tests {
             image: &img,
             opts,
             init: None,
+            cgroup_mounts: &["/sys/fs/cgroup".into(), "/sys/fs/cgroup/memory".into()],
             identity: &id,
             hostname: "abc",
             rootfs: Path::new("/r"),
@@ -390,5 +440,115 @@ mod tests {
         assert!(mounts
             .iter()
             .any(|m| m["destination"] == "/scratch" && m["type"] == "tmpfs"));
+    }
+
+    #[test]
+    fn devices_default_deny_with_dockers_list() {
+        let s = spec_json(&RunOptions::default());
+        let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(rules[0], json!({"allow": false, "access": "rwm"}));
+        let allowed = |t: &str, ma: i64, mi: i64| {
+            rules.iter().any(|r| {
+                r["allow"] == true && r["type"] == t && r["major"] == ma && r["minor"] == mi
+            })
+        };
+        assert!(allowed("c", 1, 3) && allowed("c", 1, 9) && allowed("c", 5, 2));
+        assert!(!allowed("c", 5, 1), "the host console is not Docker's");
+        assert!(!allowed("b", 7, 0) && !allowed("c", 1, 1));
+        let ro = s["linux"]["readonlyPaths"].as_array().unwrap();
+        assert!(ro.iter().any(|p| p == "/sys/fs/cgroup"));
+        assert!(ro.iter().any(|p| p == "/sys/fs/cgroup/memory"));
+        assert!(s["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c != "CAP_SYS_ADMIN"));
+    }
+
+    #[test]
+    fn device_flag_and_privileged_widen() {
+        let opts = RunOptions {
+            devices: vec![DeviceMapping::parse("/dev/null:/dev/mine:r").unwrap()],
+            ..Default::default()
+        };
+        let s = spec_json(&opts);
+        let node = &s["linux"]["devices"][0];
+        assert_eq!(
+            (node["path"].clone(), node["type"].clone()),
+            (json!("/dev/mine"), json!("c"))
+        );
+        assert_eq!(
+            (node["major"].clone(), node["minor"].clone()),
+            (json!(1), json!(3))
+        );
+        let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
+        assert_eq!(
+            rules.last().unwrap(),
+            &json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "r"})
+        );
+        let opts = RunOptions {
+            devices: vec![DeviceMapping::parse("/etc").unwrap()],
+            ..Default::default()
+        };
+        let img = image();
+        let id = identity();
+        let err = build(&SpecInputs {
+            image: &img,
+            opts: &opts,
+            init: None,
+            identity: &id,
+            hostname: "abc",
+            rootfs: Path::new("/r"),
+            cgroups_path: "/skiff/abc",
+            etc_files: &[],
+            nofile_hard: 4096,
+            cgroup_mounts: &[],
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("not a character or block device"),
+            "{err}"
+        );
+
+        let s = spec_json(&RunOptions {
+            privileged: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            s["linux"]["resources"]["devices"],
+            json!([{"allow": true, "access": "rwm"}])
+        );
+        assert!(s["linux"]["maskedPaths"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()));
+        assert!(s["linux"]["readonlyPaths"]
+            .as_array()
+            .is_none_or(|a| a.is_empty()));
+        let sys = s["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert!(!sys["options"].as_array().unwrap().iter().any(|o| o == "ro"));
+        assert!(s["linux"].get("seccomp").is_none(), "privileged: no filter");
+        let devices = s["linux"]["devices"].as_array().unwrap();
+        assert!(
+            devices.iter().any(|d| d["path"] == "/dev/null"),
+            "host devices"
+        );
+        assert!(!devices
+            .iter()
+            .any(|d| d["path"] == "/dev/console" || d["path"] == "/dev/ptmx"));
+    }
+
+    #[test]
+    fn privileged_capabilities_follow_the_bounding_set() {
+        let all = defaults::privileged_capabilities(u64::MAX);
+        assert_eq!(all.len(), defaults::ALL_CAPABILITIES.len());
+        assert_eq!(all[24], "CAP_SYS_RESOURCE");
+        let without = defaults::privileged_capabilities(!(1 << 24));
+        assert!(!without.contains(&"CAP_SYS_RESOURCE"));
+        assert!(without.contains(&"CAP_SYS_ADMIN"));
     }
 }

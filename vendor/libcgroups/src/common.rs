@@ -538,15 +538,8 @@ pub(crate) fn default_allow_devices() -> Vec<LinuxDeviceCgroup> {
             .access("m")
             .build()
             .unwrap(),
-        // /dev/console
-        LinuxDeviceCgroupBuilder::default()
-            .allow(true)
-            .typ(LinuxDeviceType::C)
-            .major(5)
-            .minor(1)
-            .access("rwm")
-            .build()
-            .unwrap(),
+        // skiff: no /dev/console (c 5:1), the host's console, as in runc's
+        // AllowedDevices (a container's console is a pty, c 136:*).
         // /dev/pts
         LinuxDeviceCgroupBuilder::default()
             .allow(true)

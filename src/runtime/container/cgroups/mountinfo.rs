@@ -51,6 +51,17 @@ pub fn parse(text: &str) -> Vec<Hierarchy> {
     out
 }
 
+/// Every mount point of a cgroup v1 hierarchy, in mount order, a hierarchy
+/// mounted twice listed twice (libcontainer mounts each of them in a
+/// container, so each must be made read-only there).
+pub fn v1_mountpoints(text: &str) -> Vec<PathBuf> {
+    text.lines()
+        .filter_map(parse_line)
+        .filter(|(_, h)| matches!(h.kind, Kind::V1 { .. }))
+        .map(|(_, h)| h.mountpoint)
+        .collect()
+}
+
 /// `36 25 0:32 / /sys/fs/cgroup/memory rw,relatime shared:9 - cgroup cgroup rw,memory`
 fn parse_line(line: &str) -> Option<(String, Hierarchy)> {
     let (left, right) = line.split_once(" - ")?;
@@ -126,6 +137,22 @@ mod tests {
 90 80 0:32 / /mnt/again\\040here rw - cgroup cgroup rw,memory
 91 80 0:50 / /mnt/with\\040space rw - cgroup cgroup rw,pids
 ";
+
+    #[test]
+    fn v1_mountpoints_keep_duplicates() {
+        let m = v1_mountpoints(HYBRID);
+        let m: Vec<&str> = m.iter().map(|p| p.to_str().unwrap()).collect();
+        assert_eq!(
+            m,
+            [
+                "/sys/fs/cgroup/cpu,cpuacct",
+                "/sys/fs/cgroup/memory",
+                "/sys/fs/cgroup/systemd",
+                "/mnt/again here",
+                "/mnt/with space"
+            ]
+        );
+    }
 
     #[test]
     fn parses_hybrid_joint_named_and_duplicate_mounts() {

@@ -347,6 +347,13 @@ fn fake_unified_sysfs_v2_formats() {
     h.remove("/skiff/c3").expect("remove");
     assert!(!empty.exists());
     h.remove("/skiff/c3").expect("gone already is fine");
+
+    // Cgroups a container made below its leaf go first, deepest first.
+    let nested = root.join("skiff/c4/made/deeper");
+    std::fs::create_dir_all(&nested).expect("mkdir");
+    std::fs::create_dir_all(root.join("skiff/c4/other")).expect("mkdir");
+    h.remove("/skiff/c4").expect("remove with children");
+    assert!(!root.join("skiff/c4").exists());
 }
 
 #[test]

@@ -58,6 +58,9 @@ pub enum V2ManagerError {
     #[cfg(feature = "cgroupsv2_devices")]
     #[error(transparent)]
     DevicesController(#[from] super::devices::controller::DevicesControllerError),
+    #[cfg(not(feature = "cgroupsv2_devices"))]
+    #[error(transparent)]
+    DeviceFilter(#[from] super::device_filter::DeviceFilterError),
 
     #[error(transparent)]
     CpuStats(#[from] V2CpuStatsError),
@@ -227,6 +230,21 @@ impl CgroupManager for Manager {
 
         #[cfg(feature = "cgroupsv2_devices")]
         Devices::apply(controller_opt, &self.full_path)?;
+        // skiff: the same rules, in the same order, as the v1 controller
+        // writes (v1/devices.rs), enforced by a filter built without libbpf.
+        #[cfg(not(feature = "cgroupsv2_devices"))]
+        {
+            let rules: Vec<_> = controller_opt
+                .resources
+                .devices()
+                .iter()
+                .flatten()
+                .cloned()
+                .chain(common::default_devices().iter().map(|d| d.into()))
+                .chain(common::default_allow_devices())
+                .collect();
+            super::device_filter::apply(&rules, &self.full_path)?;
+        }
 
         for pseudoctlr in PSEUDO_CONTROLLER_TYPES {
             if let PseudoControllerType::Unified = pseudoctlr {

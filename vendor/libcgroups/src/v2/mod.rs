@@ -2,6 +2,8 @@ mod controller;
 pub mod controller_type;
 mod cpu;
 mod cpuset;
+#[cfg(not(feature = "cgroupsv2_devices"))]
+pub mod device_filter;
 #[cfg(feature = "cgroupsv2_devices")]
 pub mod devices;
 mod freezer;
