@@ -94,10 +94,13 @@ impl Paths {
     }
 
     pub fn open_state(&self) -> Result<state::State, ContainerError> {
-        std::fs::create_dir_all(&self.root).map_err(|source| ContainerError::Io {
-            path: self.root.clone(),
-            source,
-        })?;
+        // Records, configs and logs hold secrets (see runtime/private.rs).
+        for dir in [self.node_root.as_path(), self.root.as_path()] {
+            crate::runtime::private::ensure_dir(dir).map_err(|source| ContainerError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
         Ok(state::State::open(&self.db())?)
     }
 }

@@ -92,7 +92,11 @@ pub fn digest_hex(digest: &str) -> Result<&str, StoreError> {
 impl Store {
     /// Open (creating as needed) the store under `<root>/images`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        // Snapshots become containers' root filesystems and keep images'
+        // device nodes: nobody but root may reach them (see private.rs).
+        crate::runtime::private::ensure_dir(root).map_err(io_err(root))?;
         let dir = root.join("images");
+        crate::runtime::private::ensure_dir(&dir).map_err(io_err(&dir))?;
         for sub in ["blobs/sha256", "snapshots"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;

@@ -53,7 +53,7 @@ impl Unpacker<'_> {
         self.dirs.insert(
             comps.iter().collect(),
             DirMeta {
-                mode: meta.mode,
+                mode: Some(meta.mode),
                 mtime: meta.mtime,
             },
         );

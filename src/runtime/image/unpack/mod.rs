@@ -15,7 +15,8 @@
 //! against [`UnpackOptions::size_limit`] before any data is written.
 //!
 //! **On any error the caller must delete `dest`**: it holds a partial layer.
-//! Nothing outside `dest` is ever created, changed or removed.
+//! Nothing outside `dest` is ever created, changed or removed, and `dest`
+//! itself keeps its owner and mode (a layer's `.` entry is not applied).
 //!
 //! Nothing is fsynced per file; call [`sync_dir`] once when the snapshot is
 //! complete.
@@ -331,7 +332,8 @@ const COPY_BUF: usize = 256 * 1024;
 
 /// Mode and mtime of a directory, applied after all its children exist.
 struct DirMeta {
-    mode: u32,
+    /// None for the layer root, whose mode stays the store's.
+    mode: Option<u32>,
     mtime: Timespec,
 }
 
@@ -463,12 +465,16 @@ impl Unpacker<'_> {
                     reason: "a non-directory entry names the layer root",
                 });
             }
-            let root = self.tree.root();
-            self.dir_attrs(&root, &meta, &path)?;
+            // Its owner, mode and xattrs are not applied: `dest` belongs to
+            // the store, not to the image. A `.` entry of 07777 uid 1000
+            // would otherwise open the snapshot to a host user, who could
+            // replace any file of every container made from it. (A
+            // container's `/` takes its attributes from its own upper
+            // directory anyway.) Its mtime is harmless and kept.
             self.dirs.insert(
                 PathBuf::new(),
                 DirMeta {
-                    mode: meta.mode,
+                    mode: None,
                     mtime: meta.mtime,
                 },
             );
@@ -572,8 +578,10 @@ impl Unpacker<'_> {
                 Mode::empty(),
             )
             .map_err(fs_err(&path, "open directory"))?;
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
-                .map_err(fs_err(&path, "chmod"))?;
+            if let Some(mode) = meta.mode {
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+                    .map_err(fs_err(&path, "chmod"))?;
+            }
             let times = Timestamps {
                 last_access: meta.mtime,
                 last_modification: meta.mtime,

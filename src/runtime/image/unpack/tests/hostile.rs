@@ -283,3 +283,29 @@ fn huge_metadata_entries_are_refused() {
     f.unpack(&l.bytes()).unwrap();
     assert_eq!(fs::read(f.dest.join(&name)).unwrap(), b"long");
 }
+
+/// A layer whose `.` entry is 07777 owned by 1000:1000 would hand the
+/// snapshot directory (and so every file of every container made from it)
+/// to that host user: the layer root keeps the store's owner and mode.
+#[test]
+fn layer_root_entry_does_not_change_the_snapshot_dir() {
+    for name in ["./", "/", "."] {
+        let f = Fixture::new();
+        fs::set_permissions(&f.dest, fs::Permissions::from_mode(0o755)).unwrap();
+        let before = fs::metadata(&f.dest).unwrap();
+        let mut h = header(name.as_bytes(), EntryType::Directory, 0o7777, 0);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        let mut l = Layer::new();
+        l.raw(h, &[]).file("bin/true", b"ok", 0o755);
+        f.unpack(&l.bytes()).unwrap();
+        let after = fs::metadata(&f.dest).unwrap();
+        assert_eq!(
+            (after.mode() & 0o7777, after.uid(), after.gid()),
+            (before.mode() & 0o7777, before.uid(), before.gid()),
+            "the layer's {name:?} entry changed the snapshot directory"
+        );
+        assert_eq!(fs::read(f.p("bin/true")).unwrap(), b"ok");
+        f.assert_outside_untouched();
+    }
+}
