@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, XattrFlags};
@@ -83,7 +83,12 @@ impl Unpacker<'_> {
         }
         .map_err(fs_err(path, "create"))?;
         let mut file = File::from(fd);
+        // Bytes of the file so far (holes included), and where the file's
+        // offset is: holes of sparse entries are skipped, not written, so a
+        // few headers describing gigabytes allocate nothing. (The tar reader
+        // returns a hole as reads of zeros, never mixed with data.)
         let mut written: u64 = 0;
+        let mut at: u64 = 0;
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => break,
@@ -96,17 +101,35 @@ impl Unpacker<'_> {
                     })
                 }
             };
+            let start = written;
             written += n as u64;
             if written > size {
                 // Only sparse entries expand beyond their stored size.
                 self.check_limit(path, written)?;
             }
-            file.write_all(&self.buf[..n])
-                .map_err(|e| UnpackError::Fs {
+            if sparse && self.buf[..n].iter().all(|&b| b == 0) {
+                continue;
+            }
+            let io = |op| {
+                move |e| UnpackError::Fs {
                     path: path.to_string(),
-                    op: "write",
+                    op,
                     source: e,
-                })?;
+                }
+            };
+            if at != start {
+                file.seek(SeekFrom::Start(start)).map_err(io("seek"))?;
+            }
+            file.write_all(&self.buf[..n]).map_err(io("write"))?;
+            at = written;
+        }
+        if sparse && at != written {
+            // A trailing hole: the size without the blocks.
+            file.set_len(written).map_err(|e| UnpackError::Fs {
+                path: path.to_string(),
+                op: "set length",
+                source: e,
+            })?;
         }
         if written < size && !sparse {
             return Err(UnpackError::Truncated {

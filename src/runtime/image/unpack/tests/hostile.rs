@@ -309,3 +309,68 @@ fn layer_root_entry_does_not_change_the_snapshot_dir() {
         f.assert_outside_untouched();
     }
 }
+
+/// A GNU old-style sparse entry: `data` at `offset` in a file of `real` bytes.
+fn sparse_entry(l: &mut Layer, name: &str, offset: u64, data: &[u8], real: u64) {
+    fn octal(v: u64) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        let s = format!("{v:011o}");
+        out[..11].copy_from_slice(s.as_bytes());
+        out
+    }
+    let mut h = header(
+        name.as_bytes(),
+        EntryType::GNUSparse,
+        0o644,
+        data.len() as u64,
+    );
+    {
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.sparse[0].offset = octal(offset);
+        gnu.sparse[0].numbytes = octal(data.len() as u64);
+        // GNU tar ends the map with an empty chunk at the real size.
+        gnu.sparse[1].offset = octal(real);
+        gnu.sparse[1].numbytes = octal(0);
+        gnu.realsize = octal(real);
+    }
+    l.raw(h, data);
+}
+
+/// 64 MiB described by one 512-byte block: written sparse, the holes
+/// allocate nothing (the bomb allocated the whole size).
+#[test]
+fn sparse_entries_are_written_sparse() {
+    let f = Fixture::new();
+    let real = 64u64 << 20;
+    let mut data = [0u8; 512];
+    data[..5].copy_from_slice(b"hello");
+    let mut l = Layer::new();
+    // A hole before the data and one after it.
+    sparse_entry(&mut l, "big", real / 2, &data, real);
+    f.unpack(&l.bytes()).unwrap();
+    let m = fs::metadata(f.p("big")).unwrap();
+    assert_eq!(m.len(), real);
+    assert!(
+        m.blocks() * 512 <= 64 << 10,
+        "{} bytes allocated for a file of one data block",
+        m.blocks() * 512
+    );
+    let content = fs::read(f.p("big")).unwrap();
+    assert_eq!(&content[(real / 2) as usize..][..5], b"hello");
+    assert!(content[..(real / 2) as usize].iter().all(|&b| b == 0));
+    f.assert_outside_untouched();
+}
+
+/// What a sparse entry expands to counts against the layer's limit.
+#[test]
+fn sparse_expansion_is_bounded() {
+    let f = Fixture::new();
+    let mut l = Layer::new();
+    sparse_entry(&mut l, "huge", 1 << 32, &[1u8; 512], (1 << 32) + 512);
+    let o = UnpackOptions {
+        size_limit: Some(1 << 30),
+        preserve_ownership: is_root(),
+    };
+    let err = f.unpack_with(&l.bytes(), &o).unwrap_err();
+    assert!(matches!(err, UnpackError::SizeLimit { .. }), "{err}");
+}
