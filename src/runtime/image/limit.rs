@@ -3,12 +3,15 @@
 //! A compressed layer is a promise about nothing: 1.8 MB of gzip unpacks to
 //! 400 MB of zeros, zstd goes much further, and GNU sparse entries describe
 //! gigabytes in a few headers. The store refuses a layer whose uncompressed
-//! stream, or the files it describes (sparse holes counted: they cost time
-//! to read through), go beyond
+//! stream, or the data of the files it describes, go beyond
 //!
 //! ```text
 //! min(max_size, max(FLOOR, max_ratio × compressed size))
 //! ```
+//!
+//! Holes of sparse entries take no space (they are written sparse) and do
+//! not count there; reading through them still takes time, so a sparse
+//! entry's apparent size is bounded by `max_size` alone.
 //!
 //! Why these numbers: real layers compress 2–5×, text-heavy ones rarely
 //! beyond 10–20×; 100× leaves a wide margin while a bomb (gzip reaches about

@@ -325,6 +325,7 @@ impl Store {
         // unpacker.
         let opts = UnpackOptions {
             size_limit: Some(limit),
+            sparse_limit: Some(self.limit.max_size),
             ..UnpackOptions::default()
         };
         let unpacked = unpack::unpack_layer(&mut hashing, tmp, &opts).and_then(|_| {

@@ -68,8 +68,22 @@ impl Unpacker<'_> {
         path: &str,
         sparse: bool,
     ) -> Result<(), UnpackError> {
+        // For a sparse entry, `size` is the apparent size; the data stored
+        // in the archive is what takes space.
         let size = entry.size();
-        self.check_limit(path, size)?;
+        let stored = if sparse {
+            self.check_sparse(path, size)?;
+            entry
+                .header()
+                .entry_size()
+                .map_err(|e| UnpackError::Header {
+                    path: path.to_string(),
+                    source: e,
+                })?
+        } else {
+            size
+        };
+        self.check_limit(path, stored)?;
         let parent = self.parent(comps, path)?;
         let name = comps[comps.len() - 1];
         let flags =
@@ -89,6 +103,7 @@ impl Unpacker<'_> {
         // returns a hole as reads of zeros, never mixed with data.)
         let mut written: u64 = 0;
         let mut at: u64 = 0;
+        let mut data: u64 = 0;
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => break,
@@ -104,12 +119,15 @@ impl Unpacker<'_> {
             let start = written;
             written += n as u64;
             if written > size {
-                // Only sparse entries expand beyond their stored size.
-                self.check_limit(path, written)?;
+                return Err(UnpackError::EntryData {
+                    path: path.to_string(),
+                    source: io::Error::other("more data than the header's size"),
+                });
             }
             if sparse && self.buf[..n].iter().all(|&b| b == 0) {
                 continue;
             }
+            data += n as u64;
             let io = |op| {
                 move |e| UnpackError::Fs {
                     path: path.to_string(),
@@ -138,7 +156,7 @@ impl Unpacker<'_> {
                 expected: size,
             });
         }
-        self.stats.bytes += written;
+        self.stats.bytes += data;
         let fd = OwnedFd::from(file);
         // Content first (a write clears security.capability), then owner
         // (chown clears setuid/setgid), then mode, xattrs and times.

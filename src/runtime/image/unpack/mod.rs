@@ -46,8 +46,12 @@ use tree::{Tree, WalkError};
 /// How a layer is unpacked.
 #[derive(Debug, Clone)]
 pub struct UnpackOptions {
-    /// Refuse layers whose unpacked file bytes exceed this.
+    /// Refuse layers whose unpacked file bytes exceed this (the data of
+    /// sparse entries counts, their holes do not: they take no space).
     pub size_limit: Option<u64>,
+    /// Refuse a sparse entry whose apparent size exceeds this: holes take
+    /// no space but reading through them takes time.
+    pub sparse_limit: Option<u64>,
     /// Set owners from the tar headers (needs root; true as root).
     pub preserve_ownership: bool,
 }
@@ -57,6 +61,7 @@ impl Default for UnpackOptions {
     fn default() -> Self {
         UnpackOptions {
             size_limit: None,
+            sparse_limit: None,
             preserve_ownership: nix::unistd::geteuid().is_root(),
         }
     }
@@ -412,6 +417,19 @@ impl Unpacker<'_> {
             self.dirs.retain(|p, _| !p.starts_with(&gone));
         }
         Ok(())
+    }
+
+    /// The apparent size of a sparse entry against `sparse_limit`.
+    fn check_sparse(&self, path: &str, apparent: u64) -> Result<(), UnpackError> {
+        match self.opts.sparse_limit {
+            Some(limit) if apparent > limit => Err(UnpackError::SizeLimit {
+                path: path.to_string(),
+                size: apparent,
+                total: apparent,
+                limit,
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn check_limit(&self, path: &str, size: u64) -> Result<(), UnpackError> {
