@@ -284,21 +284,24 @@ fn a_killed_pull_leaves_nothing_after_the_next_open() {
     let partial = allocated(&blobs, ".tmp-");
     assert!(partial >= 1 << 20, "the kill left a partial blob");
 
-    // A dead unpack leaves a snapshot temporary too.
-    let snaps = root.join("images/snapshots");
-    fs::create_dir_all(snaps.join(".tmp-dead/usr")).expect("snapshot temporary");
-    fs::write(snaps.join(".tmp-dead/usr/lib"), &data[..4 << 20]).expect("file");
-
-    let out = skiff_ok(&reg.net, &root, &["image", "prune"]);
     let leftovers = |dir: &Path| {
         entries(dir)
             .into_iter()
             .filter(|n| n.starts_with(".tmp"))
             .collect::<Vec<_>>()
     };
+    // Any command that opens the store removes it.
+    skiff_ok(&reg.net, &root, &["images"]);
     assert_eq!(leftovers(&blobs), Vec::<String>::new());
+
+    // A dead unpack leaves a snapshot temporary: prune (opening the store)
+    // removes it and says how much that gave back.
+    let snaps = root.join("images/snapshots");
+    fs::create_dir_all(snaps.join(".tmp-dead/usr")).expect("snapshot temporary");
+    fs::write(snaps.join(".tmp-dead/usr/lib"), &data[..4 << 20]).expect("file");
+    let out = skiff_ok(&reg.net, &root, &["image", "prune"]);
     assert_eq!(leftovers(&snaps), Vec::<String>::new());
-    // "Total reclaimed space: 5.24MB": at least the partial blob and the 4 MiB.
+    // "Total reclaimed space: 4.2MB": at least the 4 MiB.
     let figure = out
         .rsplit("reclaimed space: ")
         .next()
@@ -313,8 +316,8 @@ fn a_killed_pull_leaves_nothing_after_the_next_open() {
     };
     let bytes = num.parse::<f64>().unwrap_or(0.0) * scale;
     assert!(
-        bytes >= (partial + (4 << 20)) as f64 * 0.99,
-        "prune reported {figure} for {partial} + 4 MiB freed: {out}"
+        bytes >= f64::from(4u32 << 20),
+        "prune reported {figure} for 4 MiB freed: {out}"
     );
 
     // The pull then completes from scratch.
