@@ -143,6 +143,8 @@ fn unprivileged_user_cannot_reach_snapshots_configs_records_or_logs() {
         assert!(!s.join("planted").exists());
     }
     refused("listing <root>", &format!("ls {}", sh_quote(&root)));
+    // The run directory holds exec process specs (their environment).
+    assert_eq!(mode(&engine.run_dir()), 0o700, "--run-dir is private");
     engine.ok(&["rm", "-f", &id]);
 }
 
