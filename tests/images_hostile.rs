@@ -278,6 +278,12 @@ fn sparse_bomb_layer() {
     let m = fs::metadata(&big).expect("big");
     use std::os::unix::fs::MetadataExt;
     assert_eq!(m.len(), real);
+    eprintln!(
+        "sparse bomb: {} byte layer, {} bytes apparent, {} bytes allocated",
+        f.reg.raw_manifest("sparse:latest")["layers"][0]["size"],
+        m.len(),
+        m.blocks() * 512
+    );
     assert!(
         m.blocks() * 512 <= 1 << 20,
         "{} bytes allocated for one 512-byte block of data",

@@ -315,6 +315,7 @@ fn a_killed_pull_leaves_nothing_after_the_next_open() {
         _ => 1.0,
     };
     let bytes = num.parse::<f64>().unwrap_or(0.0) * scale;
+    eprintln!("prune after a killed pull: {out}");
     assert!(
         bytes >= f64::from(4u32 << 20),
         "prune reported {figure} for 4 MiB freed: {out}"
