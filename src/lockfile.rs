@@ -23,6 +23,15 @@ pub fn shared(path: &Path) -> io::Result<Guard> {
     lock(path, FlockArg::LockShared)
 }
 
+/// An exclusive lock on `path` if nobody holds any lock on it right now.
+pub fn try_exclusive(path: &Path) -> io::Result<Option<Guard>> {
+    match lock(path, FlockArg::LockExclusiveNonblock) {
+        Ok(g) => Ok(Some(g)),
+        Err(e) if e.raw_os_error() == Some(nix::errno::Errno::EWOULDBLOCK as i32) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 fn lock(path: &Path, arg: FlockArg) -> io::Result<Guard> {
     let file = fs::OpenOptions::new()
         .create(true)
@@ -46,6 +55,7 @@ mod tests {
         // An exclusive lock cannot be had while shared ones are held.
         let file = fs::File::open(&path).unwrap();
         assert!(Flock::lock(file, FlockArg::LockExclusiveNonblock).is_err());
+        assert!(try_exclusive(&path).unwrap().is_none());
         drop((a, b));
         let _x = exclusive(&path).unwrap();
         let mode =

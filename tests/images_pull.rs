@@ -205,3 +205,131 @@ fn pull_through_a_mirror_with_fallback_and_rewrite() {
         "{list}"
     );
 }
+
+/// Bytes allocated by the files under `dir` (not recursing into dirs).
+fn allocated(dir: &Path, prefix: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    entries(dir)
+        .iter()
+        .filter(|n| n.starts_with(prefix))
+        .filter_map(|n| fs::symlink_metadata(dir.join(n)).ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}
+
+/// A pull killed with SIGKILL mid-download leaves its partial blob; the
+/// next opening of the store removes it, and `image prune` (which opens the
+/// store) reports the space that gave back. The registry is slowed down by a
+/// token bucket on its namespace's loopback so the download is caught under
+/// way.
+#[test]
+fn a_killed_pull_leaves_nothing_after_the_next_open() {
+    let reg = Registry::start();
+    let work = tempfile::tempdir().expect("temp dir");
+    // Incompressible, so that the download takes a while under the limit.
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let data: Vec<u8> = (0..(16 << 20))
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let tar = oci::LayerTar::new().file("blob", &data).bytes();
+    let image = oci::Image::new("amd64", &[tar], oci::Compression::None);
+    reg.push_image("big", "latest", &image);
+    support::run_ok(
+        std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", reg.net.name()))
+            .args([
+                "tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "16mbit", "burst",
+                "256kb", "latency", "500ms",
+            ]),
+    );
+
+    let root = work.path().join("root");
+    let name = format!("{}/big:latest", reg.host());
+    let mut child = reg
+        .net
+        .command(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--root")
+        .arg(&root)
+        .args(["pull", "--registries", "/nonexistent", &name])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start skiff pull");
+    let blobs = root.join("images/blobs/sha256");
+    // Bounded wait for the partial download to hold some data.
+    let mut seen = false;
+    for _ in 0..3000 {
+        if allocated(&blobs, ".tmp-") >= 1 << 20 {
+            seen = true;
+            break;
+        }
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().expect("SIGKILL the pull");
+    let out = child.wait_with_output().expect("reap the pull");
+    assert!(
+        seen,
+        "the pull was never caught mid-download ({}): {}",
+        out.status,
+        support::stderr(&out)
+    );
+    let partial = allocated(&blobs, ".tmp-");
+    assert!(partial >= 1 << 20, "the kill left a partial blob");
+
+    let leftovers = |dir: &Path| {
+        entries(dir)
+            .into_iter()
+            .filter(|n| n.starts_with(".tmp"))
+            .collect::<Vec<_>>()
+    };
+    // Any command that opens the store removes it.
+    skiff_ok(&reg.net, &root, &["images"]);
+    assert_eq!(leftovers(&blobs), Vec::<String>::new());
+
+    // A dead unpack leaves a snapshot temporary: prune (opening the store)
+    // removes it and says how much that gave back.
+    let snaps = root.join("images/snapshots");
+    fs::create_dir_all(snaps.join(".tmp-dead/usr")).expect("snapshot temporary");
+    fs::write(snaps.join(".tmp-dead/usr/lib"), &data[..4 << 20]).expect("file");
+    let out = skiff_ok(&reg.net, &root, &["image", "prune"]);
+    assert_eq!(leftovers(&snaps), Vec::<String>::new());
+    // "Total reclaimed space: 4.2MB": at least the 4 MiB.
+    let figure = out
+        .rsplit("reclaimed space: ")
+        .next()
+        .unwrap_or_default()
+        .trim();
+    let (num, unit) = figure.split_at(figure.find(|c: char| c.is_alphabetic()).unwrap_or(0));
+    let scale = match unit {
+        "kB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        _ => 1.0,
+    };
+    let bytes = num.parse::<f64>().unwrap_or(0.0) * scale;
+    eprintln!("prune after a killed pull: {out}");
+    assert!(
+        bytes >= f64::from(4u32 << 20),
+        "prune reported {figure} for 4 MiB freed: {out}"
+    );
+
+    // The pull then completes from scratch.
+    support::run_ok(
+        std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/{}", reg.net.name()))
+            .args(["tc", "qdisc", "del", "dev", "lo", "root"]),
+    );
+    skiff_ok(
+        &reg.net,
+        &root,
+        &["pull", "--registries", "/nonexistent", &name],
+    );
+}

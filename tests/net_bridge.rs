@@ -571,3 +571,89 @@ fn a_host_port_is_picked_when_none_is_given() {
     e.ok(&["rm", "-f", "any"]);
     e.assert_clean();
 }
+
+/// CVE-2020-8558: publishing on 127.0.0.1 sets route_localnet on the bridge,
+/// and with it the node routes packets for 127.0.0.0/8 that arrive on the
+/// bridge to its own loopback services. A container with CAP_NET_RAW (in
+/// the default set) can send such packets; here the test, as root in the
+/// container's network namespace, lets that namespace's kernel send them
+/// (127.0.0.1 routed out of eth0 via the gateway). A service bound to the
+/// node's 127.0.0.1 must not answer, while the published port on 127.0.0.1
+/// keeps working from the node itself.
+#[test]
+fn containers_cannot_reach_the_nodes_loopback() {
+    let e = Engine::new();
+    let node_ns = std::fs::File::open(format!("/run/netns/{}", e.net.name())).expect("node netns");
+    let listener = std::thread::spawn(move || {
+        nix::sched::setns(node_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        TcpListener::bind(("127.0.0.1", 0)).expect("bind on the node's 127.0.0.1")
+    })
+    .join()
+    .expect("listener thread");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+
+    // route_localnet is set on the bridge by a port published on 127.0.0.1.
+    web(&e, "lo-pub", "published", &["-p", "127.0.0.1:8085:80"]);
+    assert!(curl(e.in_net("env"), "http://127.0.0.1:8085/").contains("published"));
+
+    e.ok(&[
+        "run", "-d", "--name", "attacker", "busybox", "sleep", "1000",
+    ]);
+    let v = e.inspect("attacker");
+    let pid = v["State"]["Pid"].as_u64().expect("pid");
+    let gw = v["NetworkSettings"]["Gateway"]
+        .as_str()
+        .expect("gateway")
+        .to_string();
+    let ctr_ns = format!("/proc/{pid}/ns/net");
+    let in_ctr = |args: &[&str]| {
+        run_ok(
+            Command::new("nsenter")
+                .arg(format!("--net={ctr_ns}"))
+                .arg("--")
+                .args(args),
+        )
+    };
+    // The container's own 127.0.0.1 goes away so that it is routed out of
+    // eth0; its kernel must accept replies from 127.0.0.1 there.
+    in_ctr(&["ip", "addr", "del", "127.0.0.1/8", "dev", "lo"]);
+    in_ctr(&["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"]);
+    in_ctr(&["sysctl", "-qw", "net.ipv4.conf.eth0.route_localnet=1"]);
+    in_ctr(&[
+        "ip",
+        "route",
+        "add",
+        "127.0.0.1/32",
+        "via",
+        &gw,
+        "dev",
+        "eth0",
+    ]);
+
+    let ns = std::fs::File::open(&ctr_ns).expect("container netns");
+    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let attempt = std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        // A bound on waiting for a SYN-ACK, not an assertion on time.
+        (0..3)
+            .map(|_| TcpStream::connect_timeout(&target, Duration::from_secs(2)))
+            .find(|r| r.is_ok())
+            .unwrap_or_else(|| TcpStream::connect_timeout(&target, Duration::from_secs(2)))
+    })
+    .join()
+    .expect("attempt thread");
+    assert!(
+        attempt.is_err(),
+        "a container reached a service on the node's 127.0.0.1:{port}"
+    );
+    match listener.accept() {
+        Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the node's loopback service saw a connection: {other:?}"),
+    }
+
+    // The node itself still reaches its published port on 127.0.0.1.
+    assert!(curl(e.in_net("env"), "http://127.0.0.1:8085/").contains("published"));
+    e.ok(&["rm", "-f", "attacker", "lo-pub"]);
+    e.assert_clean();
+}

@@ -262,6 +262,8 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
                     image: args.image.clone(),
                     registries: args.registries.clone(),
                     quiet: true,
+                    max_layer_size: crate::runtime::image::limit::DEFAULT_MAX_SIZE,
+                    max_layer_ratio: crate::runtime::image::limit::DEFAULT_MAX_RATIO,
                 },
             )
             .with_context(|| format!("pulling {}", args.image))?;

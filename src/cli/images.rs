@@ -13,6 +13,7 @@ use clap::{Args, Subcommand};
 use crate::runtime::image::catalog;
 use crate::runtime::image::client::RegistryClient;
 use crate::runtime::image::credentials::{self, Logins};
+use crate::runtime::image::limit::{self, LayerLimit};
 use crate::runtime::image::pull::{self, Progress, PullEvent};
 use crate::runtime::image::registries::{self, RegistriesConfig};
 use crate::runtime::image::{Reference, Store};
@@ -27,6 +28,13 @@ pub struct PullArgs {
     /// Print nothing but the final digest line.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Refuse a layer that unpacks to more than this (e.g. 8G).
+    #[arg(long, value_parser = limit::parse_size, default_value = "32G")]
+    pub max_layer_size: u64,
+    /// Refuse a layer that unpacks to more than this many times its
+    /// compressed size (layers under 256 MiB unpacked are exempt; 0: off).
+    #[arg(long, default_value_t = limit::DEFAULT_MAX_RATIO)]
+    pub max_layer_ratio: u64,
 }
 
 #[derive(Debug, Args)]
@@ -64,7 +72,10 @@ pub(crate) fn store(root: &Path) -> anyhow::Result<Store> {
 pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<()> {
     let image = Reference::parse(&args.image)?;
     let config = RegistriesConfig::load(&args.registries)?;
-    let store = store(root)?;
+    let store = store(root)?.with_layer_limit(LayerLimit {
+        max_size: args.max_layer_size,
+        max_ratio: args.max_layer_ratio,
+    });
     let client = Arc::new(registry_client(root, config)?);
     let progress = make_progress(args.quiet);
     let rt = runtime()?;

@@ -22,7 +22,7 @@ pub fn apply(
     all: &[Attachment],
 ) -> Result<(), NetError> {
     let cfg = config(bridge, cidr, all);
-    let fingerprint = format!("{cfg:?}");
+    let fingerprint = format!("layout {} {cfg:?}", nft::LAYOUT);
     let rules = |e: nft::NftError| NetError::Rules(e.to_string());
     if fs::read_to_string(stamp).is_ok_and(|s| s == fingerprint)
         && nft::table_exists().map_err(rules)?

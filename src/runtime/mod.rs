@@ -2,5 +2,6 @@
 
 pub mod container;
 pub mod image;
+pub mod private;
 pub mod sqlite;
 pub mod volume;

@@ -23,6 +23,8 @@ pub enum OpenError {
     Sql(#[from] rusqlite::Error),
     #[error("{path}: {source}")]
     Lock { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
 }
 
 /// SQLite's `synchronous` setting for a file.
@@ -36,6 +38,7 @@ pub enum Sync {
 
 /// Open `path` in WAL mode and make sure `schema` (idempotent DDL) exists.
 pub fn open(path: &Path, sync: Sync, schema: &str) -> Result<Connection, OpenError> {
+    private_files(path)?;
     let conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     // Held until the schema exists, so no opener sees a half-made file.
@@ -69,6 +72,21 @@ pub fn open(path: &Path, sync: Sync, schema: &str) -> Result<Connection, OpenErr
     conn.pragma_update(None, "wal_autocheckpoint", 64)?;
     conn.pragma_update(None, "journal_size_limit", 1 << 20)?;
     Ok(conn)
+}
+
+/// The records hold secrets (container environments): the file is created
+/// 0600 before SQLite opens it (SQLite gives its `-wal` and `-shm` the mode
+/// of the main file), and files left looser by an older version are made so.
+fn private_files(db: &Path) -> Result<(), OpenError> {
+    let err = |path: PathBuf| move |source| OpenError::Io { path, source };
+    crate::runtime::private::append_file(db).map_err(err(db.to_path_buf()))?;
+    for ext in ["-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(ext);
+        let p = PathBuf::from(name);
+        crate::runtime::private::tighten_path(&p).map_err(err(p.clone()))?;
+    }
+    Ok(())
 }
 
 fn setup_lock(db: &Path) -> Result<crate::lockfile::Guard, OpenError> {

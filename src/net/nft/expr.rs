@@ -73,7 +73,8 @@ const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
 const NFT_NAT_DNAT: u32 = 1;
 const NFPROTO_IPV4: u32 = 2;
 
-/// NF_ACCEPT from linux/netfilter.h.
+/// NF_DROP and NF_ACCEPT from linux/netfilter.h.
+const NF_DROP: u32 = 0;
 const NF_ACCEPT: u32 = 1;
 
 fn be32(v: u32) -> Vec<u8> {
@@ -170,6 +171,14 @@ pub(crate) fn ip_saddr_in(cidr: Ipv4Cidr) -> Stmt {
     ip_in(IPV4_SADDR, "saddr", cidr, false)
 }
 
+pub(crate) fn ip_saddr_not_in(cidr: Ipv4Cidr) -> Stmt {
+    ip_in(IPV4_SADDR, "saddr", cidr, true)
+}
+
+pub(crate) fn ip_daddr_in(cidr: Ipv4Cidr) -> Stmt {
+    ip_in(IPV4_DADDR, "daddr", cidr, false)
+}
+
 pub(crate) fn ip_daddr_not_in(cidr: Ipv4Cidr) -> Stmt {
     ip_in(IPV4_DADDR, "daddr", cidr, true)
 }
@@ -186,21 +195,30 @@ pub(crate) fn ip_daddr_is(ip: Ipv4Addr) -> Stmt {
 
 /// The name must already be checked to fit IFNAMSIZ with its NUL; it is
 /// compared as the whole NUL-padded IFNAMSIZ buffer, as the kernel stores it.
-fn ifname_is(key: MetaKey, field: &str, name: &str) -> Stmt {
+fn ifname_cmp(key: MetaKey, field: &str, name: &str, negate: bool) -> Stmt {
     let mut data = name.as_bytes().to_vec();
     data.resize(IFNAMSIZ, 0);
+    let (op, bang) = if negate {
+        (Operator::NotEqual, "!= ")
+    } else {
+        (Operator::Equal, "")
+    };
     Stmt::new(
-        format!("{field} \"{name}\""),
-        vec![load_meta(key), cmp(Operator::Equal, data)],
+        format!("{field} {bang}\"{name}\""),
+        vec![load_meta(key), cmp(op, data)],
     )
 }
 
 pub(crate) fn iifname_is(name: &str) -> Stmt {
-    ifname_is(MetaKey::Iifname, "iifname", name)
+    ifname_cmp(MetaKey::Iifname, "iifname", name, false)
+}
+
+pub(crate) fn iifname_is_not(name: &str) -> Stmt {
+    ifname_cmp(MetaKey::Iifname, "iifname", name, true)
 }
 
 pub(crate) fn oifname_is(name: &str) -> Stmt {
-    ifname_is(MetaKey::Oifname, "oifname", name)
+    ifname_cmp(MetaKey::Oifname, "oifname", name, false)
 }
 
 pub(crate) fn l4proto_is(proto: Proto) -> Stmt {
@@ -277,6 +295,10 @@ fn verdict(code: Verdict, chain: Option<&str>) -> Expr {
 
 pub(crate) fn accept() -> Stmt {
     Stmt::new("accept", vec![verdict(Verdict::Other(NF_ACCEPT), None)])
+}
+
+pub(crate) fn drop() -> Stmt {
+    Stmt::new("drop", vec![verdict(Verdict::Other(NF_DROP), None)])
 }
 
 pub(crate) fn jump(chain: &str) -> Stmt {

@@ -24,6 +24,13 @@ pub use crate::net::cidr::Ipv4Cidr;
 pub use config::{Config, PortMapping, Proto};
 pub use error::NftError;
 
+/// The layout of the table built from a config. Callers that skip
+/// re-applying an unchanged config record it beside the config, so that a
+/// node upgraded to a new layout (2: the input chain that keeps pods off the
+/// node's loopback) rebuilds its table. Bump it whenever `ruleset::build`
+/// changes.
+pub const LAYOUT: u32 = 2;
+
 /// Make table `ip skiff` exactly what `cfg` describes, atomically.
 ///
 /// Works in the network namespace of the calling thread. Needs

@@ -126,12 +126,12 @@ fn replace_batch_order_and_flags() {
         .iter()
         .map(|o| o.what.split(' ').next().unwrap())
         .collect();
-    // Table, five chains (kept if they exist: no hook is unregistered),
-    // five flushes, then the rules.
+    // Table, six chains (kept if they exist: no hook is unregistered),
+    // six flushes, then the rules.
     assert_eq!(kinds[0], "NEWTABLE");
-    assert!(kinds[1..6].iter().all(|k| *k == "NEWCHAIN"), "{kinds:?}");
-    assert!(kinds[6..11].iter().all(|k| *k == "flush"), "{kinds:?}");
-    assert!(kinds[11..].iter().all(|k| *k == "NEWRULE"), "{kinds:?}");
+    assert!(kinds[1..7].iter().all(|k| *k == "NEWCHAIN"), "{kinds:?}");
+    assert!(kinds[7..13].iter().all(|k| *k == "flush"), "{kinds:?}");
+    assert!(kinds[13..].iter().all(|k| *k == "NEWRULE"), "{kinds:?}");
     assert!(!kinds.contains(&"DELTABLE"));
     for op in &ops {
         let want = match op.msg {
@@ -211,6 +211,9 @@ fn rule_texts_read_like_nft() {
         "forward: iifname \"skiff0\" accept",
         "forward: oifname \"skiff0\" ct state established,related accept",
         "forward: oifname \"skiff0\" ct status dnat accept",
+        "input: iifname != \"lo\" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct state established,related accept",
+        "input: iifname != \"lo\" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 ct status dnat accept",
+        "input: iifname != \"lo\" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8 drop",
     ];
     assert_eq!(texts, want);
 }

@@ -236,7 +236,8 @@ pub fn create(
     let config_path = dir.join("config.json");
     let spec_json =
         serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Shim(e.to_string()))?;
-    fs::write(&config_path, spec_json).map_err(io_err(&config_path))?;
+    // The spec holds the environment (`-e DB_PASSWORD=…`): 0600.
+    crate::runtime::private::write_file(&config_path, &spec_json).map_err(io_err(&config_path))?;
 
     let (shim, shim_stdout, pid) = spawn_shim(paths, &id, &req)?;
     let _ = state.set_shim(&id, shim.id() as i32);
@@ -357,7 +358,7 @@ fn spawn_shim(
     req: &CreateRequest,
 ) -> Result<(Child, Option<ChildStdout>, i32), ContainerError> {
     let shim_log = paths.dir(id).join("shim.log");
-    let log = fs::File::create(&shim_log).map_err(io_err(&shim_log))?;
+    let log = crate::runtime::private::create_file(&shim_log).map_err(io_err(&shim_log))?;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg("shim")
         .arg("run")

@@ -2,7 +2,7 @@
 //! the format kubelet and `kubectl logs` expect: the shim writes them with
 //! size-based rotation (one rotated file, `ctr.log.1`), the CLI reads them.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -44,7 +44,8 @@ pub struct LogWriter {
 
 impl LogWriter {
     pub fn open(path: &Path, max_size: u64) -> io::Result<LogWriter> {
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        // Container output may hold secrets: 0600 from the start.
+        let file = crate::runtime::private::append_file(path)?;
         let size = file.metadata()?.len();
         Ok(LogWriter {
             path: path.to_path_buf(),
@@ -71,10 +72,7 @@ impl LogWriter {
 
     fn rotate(&mut self) -> io::Result<()> {
         fs::rename(&self.path, rotated(&self.path))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = crate::runtime::private::append_file(&self.path)?;
         self.size = 0;
         Ok(())
     }

@@ -95,10 +95,18 @@ impl Paths {
     }
 
     pub fn open_state(&self) -> Result<state::State, ContainerError> {
-        std::fs::create_dir_all(&self.root).map_err(|source| ContainerError::Io {
-            path: self.root.clone(),
-            source,
-        })?;
+        // Records, configs and logs hold secrets, and the run directory the
+        // exec process specs (see runtime/private.rs).
+        for dir in [
+            self.node_root.as_path(),
+            self.root.as_path(),
+            self.run.as_path(),
+        ] {
+            crate::runtime::private::ensure_dir(dir).map_err(|source| ContainerError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
         Ok(state::State::open(&self.db())?)
     }
 }

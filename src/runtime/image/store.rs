@@ -10,8 +10,14 @@
 //! Nothing appears under its final name before it is complete and checked:
 //! blobs are written to `blobs/sha256/.tmp-*` and snapshots to
 //! `snapshots/.tmp-*`, then renamed. An interrupted pull therefore leaves
-//! only temporaries (removed by the next prune) and verified content that the
-//! next pull reuses; an image is registered in one transaction at the very end.
+//! only temporaries and verified content that the next pull reuses; an image
+//! is registered in one transaction at the very end. Every writer of
+//! temporaries holds the shared lock, so the temporaries found while nobody
+//! holds any lock belong to a process that died: the next open of the store
+//! that gets the lock exclusively without waiting removes them (and prune
+//! does, under its exclusive lock).
+//!
+//! Layers are bounded in what they may expand to (see limit.rs).
 
 use std::collections::HashSet;
 use std::fs;
@@ -20,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::limit::LayerLimit;
 use super::meta::{Meta, MetaError};
 use super::unpack::{self, UnpackError, UnpackOptions};
 
@@ -34,6 +41,13 @@ pub enum StoreError {
         image: String,
         layer: String,
         source: UnpackError,
+    },
+    #[error("{image}: {layer}: the layer expands beyond its size limit of {limit}")]
+    LayerTooLarge {
+        image: String,
+        layer: String,
+        /// The limit and how to raise it.
+        limit: String,
     },
     #[error("{image}: {layer}: uncompressed content has digest {actual}, but the image config says {expected}")]
     DiffIdMismatch {
@@ -70,6 +84,9 @@ pub struct StoreLock {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    limit: LayerLimit,
+    /// Bytes of dead temporaries removed when this store was opened.
+    swept: u64,
 }
 
 /// What a prune freed.
@@ -92,12 +109,52 @@ pub fn digest_hex(digest: &str) -> Result<&str, StoreError> {
 impl Store {
     /// Open (creating as needed) the store under `<root>/images`.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        // Snapshots become containers' root filesystems and keep images'
+        // device nodes: nobody but root may reach them (see private.rs).
+        crate::runtime::private::ensure_dir(root).map_err(io_err(root))?;
         let dir = root.join("images");
+        crate::runtime::private::ensure_dir(&dir).map_err(io_err(&dir))?;
         for sub in ["blobs/sha256", "snapshots"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
-        Ok(Store { dir })
+        let mut store = Store {
+            dir,
+            limit: LayerLimit::default(),
+            swept: 0,
+        };
+        store.swept = store.sweep_leftovers()?;
+        Ok(store)
+    }
+
+    /// The same store with another bound on what layers may expand to.
+    pub fn with_layer_limit(mut self, limit: LayerLimit) -> Store {
+        self.limit = limit;
+        self
+    }
+
+    /// Remove the temporaries of pulls, loads and saves that died (SIGKILL,
+    /// power cut), unless some process holds the store lock: then they may
+    /// be live, and the next open or prune gets them. Returns bytes freed.
+    fn sweep_leftovers(&self) -> Result<u64, StoreError> {
+        let path = self.lock_path();
+        let Some(_held) = crate::lockfile::try_exclusive(&path).map_err(io_err(&path))? else {
+            return Ok(0);
+        };
+        let mut freed = 0;
+        for sub in ["blobs/sha256", "snapshots"] {
+            let dir = self.dir.join(sub);
+            for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+                let entry = entry.map_err(io_err(&dir))?;
+                if !entry.file_name().as_encoded_bytes().starts_with(b".tmp-") {
+                    continue;
+                }
+                let p = entry.path();
+                freed += remove_counted(&p)?;
+                tracing::info!(path = %p.display(), "removed a leftover of an interrupted pull");
+            }
+        }
+        Ok(freed)
     }
 
     pub fn dir(&self) -> &Path {
@@ -244,6 +301,13 @@ impl Store {
             source,
         };
         let file = fs::File::open(blob).map_err(io_err(blob))?;
+        let compressed = file.metadata().map_err(io_err(blob))?.len();
+        let limit = self.limit.for_blob(compressed);
+        let too_large = || StoreError::LayerTooLarge {
+            image: image.to_string(),
+            layer: layer.to_string(),
+            limit: self.limit.explain(compressed),
+        };
         let decompressed =
             unpack::decompress(BufReader::with_capacity(256 << 10, file), media_type)
                 .map_err(unpack_err)?;
@@ -251,16 +315,30 @@ impl Store {
             inner: decompressed,
             hasher: Sha256::new(),
             bytes: 0,
+            limit,
+            exceeded: false,
         };
         // The unpacker wants an existing, empty directory.
         fs::create_dir(tmp).map_err(io_err(tmp))?;
-        // Owners from the headers when root; no size cap here (the blob's
-        // size was checked against free space before download).
-        let opts = UnpackOptions::default();
-        unpack::unpack_layer(&mut hashing, tmp, &opts).map_err(unpack_err)?;
-        // The tar reader may stop at the end-of-archive marker; the diff_id
-        // covers the whole stream, padding included.
-        io::copy(&mut hashing, &mut io::sink()).map_err(|e| unpack_err(UnpackError::Read(e)))?;
+        // Owners from the headers when root. The stream is bounded by the
+        // reader above; what the files expand to (sparse entries) by the
+        // unpacker.
+        let opts = UnpackOptions {
+            size_limit: Some(limit),
+            sparse_limit: Some(self.limit.max_size),
+            ..UnpackOptions::default()
+        };
+        let unpacked = unpack::unpack_layer(&mut hashing, tmp, &opts).and_then(|_| {
+            // The tar reader may stop at the end-of-archive marker; the
+            // diff_id covers the whole stream, padding included.
+            io::copy(&mut hashing, &mut io::sink()).map_err(UnpackError::Read)
+        });
+        match unpacked {
+            Ok(_) => {}
+            Err(_) if hashing.exceeded => return Err(too_large()),
+            Err(UnpackError::SizeLimit { .. }) => return Err(too_large()),
+            Err(e) => return Err(unpack_err(e)),
+        }
         let actual = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
         if actual != diff_id {
             return Err(StoreError::DiffIdMismatch {
@@ -291,6 +369,8 @@ impl Store {
         let meta = self.meta()?;
         let mut report = PruneReport {
             manifests: meta.drop_unnamed_manifests()?,
+            // Leftovers of dead pulls that opening the store removed.
+            bytes: self.swept,
             ..Default::default()
         };
         let blobs = meta.referenced_blobs()?;
@@ -301,9 +381,7 @@ impl Store {
             if blobs.contains(&format!("sha256:{name}")) {
                 continue;
             }
-            let path = entry.path();
-            report.bytes += entry.metadata().map_or(0, |m| m.len());
-            fs::remove_file(&path).map_err(io_err(&path))?;
+            report.bytes += remove_counted(&entry.path())?;
             report.blobs += 1;
         }
         let snaps = meta.referenced_snapshots()?;
@@ -315,8 +393,7 @@ impl Store {
             if snaps.contains(&chain_id) || keep.contains(&name) {
                 continue;
             }
-            let path = entry.path();
-            fs::remove_dir_all(&path).map_err(io_err(&path))?;
+            report.bytes += remove_counted(&entry.path())?;
             meta.forget_snapshot(&chain_id)?;
             report.snapshots += 1;
         }
@@ -325,20 +402,72 @@ impl Store {
     }
 }
 
-/// Hashes and counts what passes through, for the diff_id check.
+/// Hashes and counts what passes through, for the diff_id check, and fails
+/// once more than `limit` bytes came out of the decompressor.
 struct HashingReader<R> {
     inner: R,
     hasher: Sha256,
     bytes: u64,
+    limit: u64,
+    exceeded: bool,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        if self.bytes >= self.limit {
+            // One byte past the limit tells "over" from "exactly at".
+            let mut one = [0u8; 1];
+            if self.inner.read(&mut one)? == 0 {
+                return Ok(0);
+            }
+            self.exceeded = true;
+            return Err(io::Error::other("layer exceeds its size limit"));
+        }
+        let room = usize::try_from(self.limit - self.bytes).unwrap_or(usize::MAX);
+        let max = buf.len().min(room);
+        let n = self.inner.read(&mut buf[..max])?;
         self.hasher.update(&buf[..n]);
         self.bytes += n as u64;
         Ok(n)
     }
+}
+
+/// Remove a file or a whole tree; returns the disk space it held (allocated
+/// blocks, each inode once), which is what removing it gives back.
+fn remove_counted(path: &Path) -> Result<u64, StoreError> {
+    let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
+    if meta.is_dir() {
+        let bytes = disk_usage(path)?;
+        fs::remove_dir_all(path).map_err(io_err(path))?;
+        Ok(bytes)
+    } else {
+        fs::remove_file(path).map_err(io_err(path))?;
+        Ok(std::os::unix::fs::MetadataExt::blocks(&meta) * 512)
+    }
+}
+
+/// Allocated bytes of everything under `dir`, hardlinked files counted once;
+/// symlinks are not followed.
+fn disk_usage(dir: &Path) -> Result<u64, StoreError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let m = fs::symlink_metadata(&d).map_err(io_err(&d))?;
+        total += m.blocks() * 512;
+        for entry in fs::read_dir(&d).map_err(io_err(&d))? {
+            let entry = entry.map_err(io_err(&d))?;
+            let p = entry.path();
+            let m = fs::symlink_metadata(&p).map_err(io_err(&p))?;
+            if m.is_dir() {
+                stack.push(p);
+            } else if m.nlink() <= 1 || seen.insert((m.dev(), m.ino())) {
+                total += m.blocks() * 512;
+            }
+        }
+    }
+    Ok(total)
 }
 
 /// fsync the directory holding `path` so a rename survives a power cut.
@@ -402,6 +531,103 @@ mod tests {
         let report = store.prune(None, &HashSet::new()).unwrap();
         assert_eq!((report.blobs, report.snapshots), (2, 1));
         assert!(!snap.exists());
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        io::Write::write_all(&mut e, data).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// Zeros compress about 1000×: a layer expanding beyond its limit is
+    /// refused with an error naming the limit and the flag that raises it,
+    /// whether the zeros are a file or trail the archive, and nothing is
+    /// left behind.
+    #[test]
+    fn zeros_bombs_are_refused_at_the_limit() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path())
+            .unwrap()
+            .with_layer_limit(LayerLimit {
+                max_size: 1 << 20,
+                max_ratio: 100,
+            });
+        let file = layer_tar(&[("zeros", &vec![0u8; 4 << 20])]);
+        let mut trailing = layer_tar(&[("small", b"x")]);
+        trailing.resize(4 << 20, 0);
+        let mt = "application/vnd.oci.image.layer.v1.tar+gzip";
+        for tar in [file, trailing] {
+            let blob = gzip(&tar);
+            let digest = super::super::manifest::sha256_digest(&blob);
+            let diff_id = super::super::manifest::sha256_digest(&tar);
+            store.put_blob(&digest, &blob).unwrap();
+            let err = store
+                .unpack_snapshot("img", "layer 1/1", &digest, mt, &diff_id, &diff_id)
+                .unwrap_err();
+            assert!(matches!(err, StoreError::LayerTooLarge { .. }), "{err}");
+            let msg = err.to_string();
+            assert!(msg.contains("img") && msg.contains("layer 1/1"), "{msg}");
+            assert!(msg.contains("1048576 bytes"), "{msg}");
+            assert!(msg.contains("--max-layer-size"), "{msg}");
+            let left: Vec<_> = fs::read_dir(store.dir().join("snapshots"))
+                .unwrap()
+                .collect();
+            assert!(left.is_empty(), "nothing left behind: {left:?}");
+        }
+        // Exactly at the limit is fine.
+        let mut exact = layer_tar(&[("small", b"x")]);
+        exact.resize(1 << 20, 0);
+        let blob = gzip(&exact);
+        let digest = super::super::manifest::sha256_digest(&blob);
+        let diff_id = super::super::manifest::sha256_digest(&exact);
+        store.put_blob(&digest, &blob).unwrap();
+        store
+            .unpack_snapshot("img", "layer", &digest, mt, &diff_id, &diff_id)
+            .unwrap();
+    }
+
+    /// Temporaries of a pull that died are removed by the next open, but
+    /// not while some process holds the store lock (they may be its own).
+    #[test]
+    fn open_removes_dead_temporaries_and_prune_counts_what_it_frees() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let snap_tmp = store.dir().join("snapshots/.tmp-dead");
+        fs::create_dir_all(snap_tmp.join("usr/lib")).unwrap();
+        fs::write(snap_tmp.join("usr/lib/big"), vec![7u8; 1 << 20]).unwrap();
+        let blob_tmp = store.dir().join("blobs/sha256/.tmp-dead");
+        fs::write(&blob_tmp, vec![7u8; 256 << 10]).unwrap();
+
+        let held = store.lock_shared().unwrap();
+        let busy = Store::open(root.path()).unwrap();
+        assert!(
+            snap_tmp.exists() && blob_tmp.exists(),
+            "a live pull's files"
+        );
+        drop(held);
+        let reopened = Store::open(root.path()).unwrap();
+        assert!(
+            !snap_tmp.exists() && !blob_tmp.exists(),
+            "leftovers removed"
+        );
+        drop(busy);
+
+        // What the open removed is part of what prune reports…
+        let report = reopened.prune(None, &HashSet::new()).unwrap();
+        assert!(report.bytes >= (1 << 20) + (256 << 10), "{report:?}");
+
+        // …and so are the snapshots prune removes itself, not only blobs.
+        let data: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let tar = layer_tar(&[("lib/data", &data)]);
+        let digest = super::super::manifest::sha256_digest(&tar);
+        store.put_blob(&digest, &tar).unwrap();
+        let mt = "application/vnd.oci.image.layer.v1.tar";
+        store
+            .unpack_snapshot("img", "layer", &digest, mt, &digest, &digest)
+            .unwrap();
+        let report = store.prune(None, &HashSet::new()).unwrap();
+        assert_eq!((report.blobs, report.snapshots), (1, 1));
+        assert!(report.bytes >= 2 << 20, "blob and snapshot: {report:?}");
     }
 
     #[test]

@@ -278,6 +278,11 @@ impl Volumes {
     }
 
     fn ensure_dir(&self) -> Result<(), VolumeError> {
+        // `<root>` itself is private (runtime/private.rs); created so here
+        // rather than 0701 by the recursive create below.
+        if let Some(root) = self.dir.parent() {
+            crate::runtime::private::ensure_dir(root).map_err(io_err(root))?;
+        }
         // Like docker's 0701: containers running as other users may traverse
         // to their `_data`, but nobody else may list the volumes.
         match std::fs::DirBuilder::new()

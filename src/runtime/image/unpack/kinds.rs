@@ -4,7 +4,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, XattrFlags};
@@ -53,7 +53,7 @@ impl Unpacker<'_> {
         self.dirs.insert(
             comps.iter().collect(),
             DirMeta {
-                mode: meta.mode,
+                mode: Some(meta.mode),
                 mtime: meta.mtime,
             },
         );
@@ -68,8 +68,22 @@ impl Unpacker<'_> {
         path: &str,
         sparse: bool,
     ) -> Result<(), UnpackError> {
+        // For a sparse entry, `size` is the apparent size; the data stored
+        // in the archive is what takes space.
         let size = entry.size();
-        self.check_limit(path, size)?;
+        let stored = if sparse {
+            self.check_sparse(path, size)?;
+            entry
+                .header()
+                .entry_size()
+                .map_err(|e| UnpackError::Header {
+                    path: path.to_string(),
+                    source: e,
+                })?
+        } else {
+            size
+        };
+        self.check_limit(path, stored)?;
         let parent = self.parent(comps, path)?;
         let name = comps[comps.len() - 1];
         let flags =
@@ -83,7 +97,13 @@ impl Unpacker<'_> {
         }
         .map_err(fs_err(path, "create"))?;
         let mut file = File::from(fd);
+        // Bytes of the file so far (holes included), and where the file's
+        // offset is: holes of sparse entries are skipped, not written, so a
+        // few headers describing gigabytes allocate nothing. (The tar reader
+        // returns a hole as reads of zeros, never mixed with data.)
         let mut written: u64 = 0;
+        let mut at: u64 = 0;
+        let mut data: u64 = 0;
         loop {
             let n = match entry.read(&mut self.buf) {
                 Ok(0) => break,
@@ -96,17 +116,38 @@ impl Unpacker<'_> {
                     })
                 }
             };
+            let start = written;
             written += n as u64;
             if written > size {
-                // Only sparse entries expand beyond their stored size.
-                self.check_limit(path, written)?;
-            }
-            file.write_all(&self.buf[..n])
-                .map_err(|e| UnpackError::Fs {
+                return Err(UnpackError::EntryData {
                     path: path.to_string(),
-                    op: "write",
+                    source: io::Error::other("more data than the header's size"),
+                });
+            }
+            if sparse && self.buf[..n].iter().all(|&b| b == 0) {
+                continue;
+            }
+            data += n as u64;
+            let io = |op| {
+                move |e| UnpackError::Fs {
+                    path: path.to_string(),
+                    op,
                     source: e,
-                })?;
+                }
+            };
+            if at != start {
+                file.seek(SeekFrom::Start(start)).map_err(io("seek"))?;
+            }
+            file.write_all(&self.buf[..n]).map_err(io("write"))?;
+            at = written;
+        }
+        if sparse && at != written {
+            // A trailing hole: the size without the blocks.
+            file.set_len(written).map_err(|e| UnpackError::Fs {
+                path: path.to_string(),
+                op: "set length",
+                source: e,
+            })?;
         }
         if written < size && !sparse {
             return Err(UnpackError::Truncated {
@@ -115,7 +156,7 @@ impl Unpacker<'_> {
                 expected: size,
             });
         }
-        self.stats.bytes += written;
+        self.stats.bytes += data;
         let fd = OwnedFd::from(file);
         // Content first (a write clears security.capability), then owner
         // (chown clears setuid/setgid), then mode, xattrs and times.

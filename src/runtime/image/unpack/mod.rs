@@ -15,7 +15,8 @@
 //! against [`UnpackOptions::size_limit`] before any data is written.
 //!
 //! **On any error the caller must delete `dest`**: it holds a partial layer.
-//! Nothing outside `dest` is ever created, changed or removed.
+//! Nothing outside `dest` is ever created, changed or removed, and `dest`
+//! itself keeps its owner and mode (a layer's `.` entry is not applied).
 //!
 //! Nothing is fsynced per file; call [`sync_dir`] once when the snapshot is
 //! complete.
@@ -45,8 +46,12 @@ use tree::{Tree, WalkError};
 /// How a layer is unpacked.
 #[derive(Debug, Clone)]
 pub struct UnpackOptions {
-    /// Refuse layers whose unpacked file bytes exceed this.
+    /// Refuse layers whose unpacked file bytes exceed this (the data of
+    /// sparse entries counts, their holes do not: they take no space).
     pub size_limit: Option<u64>,
+    /// Refuse a sparse entry whose apparent size exceeds this: holes take
+    /// no space but reading through them takes time.
+    pub sparse_limit: Option<u64>,
     /// Set owners from the tar headers (needs root; true as root).
     pub preserve_ownership: bool,
 }
@@ -56,6 +61,7 @@ impl Default for UnpackOptions {
     fn default() -> Self {
         UnpackOptions {
             size_limit: None,
+            sparse_limit: None,
             preserve_ownership: nix::unistd::geteuid().is_root(),
         }
     }
@@ -331,7 +337,8 @@ const COPY_BUF: usize = 256 * 1024;
 
 /// Mode and mtime of a directory, applied after all its children exist.
 struct DirMeta {
-    mode: u32,
+    /// None for the layer root, whose mode stays the store's.
+    mode: Option<u32>,
     mtime: Timespec,
 }
 
@@ -412,6 +419,19 @@ impl Unpacker<'_> {
         Ok(())
     }
 
+    /// The apparent size of a sparse entry against `sparse_limit`.
+    fn check_sparse(&self, path: &str, apparent: u64) -> Result<(), UnpackError> {
+        match self.opts.sparse_limit {
+            Some(limit) if apparent > limit => Err(UnpackError::SizeLimit {
+                path: path.to_string(),
+                size: apparent,
+                total: apparent,
+                limit,
+            }),
+            _ => Ok(()),
+        }
+    }
+
     fn check_limit(&self, path: &str, size: u64) -> Result<(), UnpackError> {
         if let Some(limit) = self.opts.size_limit {
             let total = self.stats.bytes.saturating_add(size);
@@ -463,12 +483,16 @@ impl Unpacker<'_> {
                     reason: "a non-directory entry names the layer root",
                 });
             }
-            let root = self.tree.root();
-            self.dir_attrs(&root, &meta, &path)?;
+            // Its owner, mode and xattrs are not applied: `dest` belongs to
+            // the store, not to the image. A `.` entry of 07777 uid 1000
+            // would otherwise open the snapshot to a host user, who could
+            // replace any file of every container made from it. (A
+            // container's `/` takes its attributes from its own upper
+            // directory anyway.) Its mtime is harmless and kept.
             self.dirs.insert(
                 PathBuf::new(),
                 DirMeta {
-                    mode: meta.mode,
+                    mode: None,
                     mtime: meta.mtime,
                 },
             );
@@ -572,8 +596,10 @@ impl Unpacker<'_> {
                 Mode::empty(),
             )
             .map_err(fs_err(&path, "open directory"))?;
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(meta.mode))
-                .map_err(fs_err(&path, "chmod"))?;
+            if let Some(mode) = meta.mode {
+                rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode))
+                    .map_err(fs_err(&path, "chmod"))?;
+            }
             let times = Timestamps {
                 last_access: meta.mtime,
                 last_modification: meta.mtime,

@@ -79,10 +79,6 @@ impl Tree {
         })
     }
 
-    pub(super) fn root(&self) -> Rc<OwnedFd> {
-        self.root.clone()
-    }
-
     /// Forgets cached directory fds; called whenever something is removed.
     pub(super) fn invalidate(&mut self) {
         self.cache = None;

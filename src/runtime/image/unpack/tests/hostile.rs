@@ -183,6 +183,7 @@ fn size_limit_is_checked_before_writing() {
     tar.extend_from_slice(h.as_bytes());
     let o = UnpackOptions {
         size_limit: Some(1 << 20),
+        sparse_limit: None,
         preserve_ownership: false,
     };
     let err = f.unpack_with(&tar, &o).unwrap_err().to_string();
@@ -199,6 +200,7 @@ fn size_limit_is_checked_before_writing() {
     }
     let o = UnpackOptions {
         size_limit: Some(1000),
+        sparse_limit: None,
         preserve_ownership: false,
     };
     let err = f.unpack_with(&l.bytes(), &o).unwrap_err().to_string();
@@ -282,4 +284,106 @@ fn huge_metadata_entries_are_refused() {
     let f = Fixture::new();
     f.unpack(&l.bytes()).unwrap();
     assert_eq!(fs::read(f.dest.join(&name)).unwrap(), b"long");
+}
+
+/// A layer whose `.` entry is 07777 owned by 1000:1000 would hand the
+/// snapshot directory (and so every file of every container made from it)
+/// to that host user: the layer root keeps the store's owner and mode.
+#[test]
+fn layer_root_entry_does_not_change_the_snapshot_dir() {
+    for name in ["./", "/", "."] {
+        let f = Fixture::new();
+        fs::set_permissions(&f.dest, fs::Permissions::from_mode(0o755)).unwrap();
+        let before = fs::metadata(&f.dest).unwrap();
+        let mut h = header(name.as_bytes(), EntryType::Directory, 0o7777, 0);
+        h.set_uid(1000);
+        h.set_gid(1000);
+        let mut l = Layer::new();
+        l.raw(h, &[]).file("bin/true", b"ok", 0o755);
+        f.unpack(&l.bytes()).unwrap();
+        let after = fs::metadata(&f.dest).unwrap();
+        assert_eq!(
+            (after.mode() & 0o7777, after.uid(), after.gid()),
+            (before.mode() & 0o7777, before.uid(), before.gid()),
+            "the layer's {name:?} entry changed the snapshot directory"
+        );
+        assert_eq!(fs::read(f.p("bin/true")).unwrap(), b"ok");
+        f.assert_outside_untouched();
+    }
+}
+
+/// A GNU old-style sparse entry: `data` at `offset` in a file of `real` bytes.
+fn sparse_entry(l: &mut Layer, name: &str, offset: u64, data: &[u8], real: u64) {
+    fn octal(v: u64) -> [u8; 12] {
+        let mut out = [0u8; 12];
+        let s = format!("{v:011o}");
+        out[..11].copy_from_slice(s.as_bytes());
+        out
+    }
+    let mut h = header(
+        name.as_bytes(),
+        EntryType::GNUSparse,
+        0o644,
+        data.len() as u64,
+    );
+    {
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.sparse[0].offset = octal(offset);
+        gnu.sparse[0].numbytes = octal(data.len() as u64);
+        // GNU tar ends the map with an empty chunk at the real size.
+        gnu.sparse[1].offset = octal(real);
+        gnu.sparse[1].numbytes = octal(0);
+        gnu.realsize = octal(real);
+    }
+    l.raw(h, data);
+}
+
+/// 64 MiB described by one 512-byte block: written sparse, the holes
+/// allocate nothing (the bomb allocated the whole size).
+#[test]
+fn sparse_entries_are_written_sparse() {
+    let f = Fixture::new();
+    let real = 64u64 << 20;
+    let mut data = [0u8; 512];
+    data[..5].copy_from_slice(b"hello");
+    let mut l = Layer::new();
+    // A hole before the data and one after it.
+    sparse_entry(&mut l, "big", real / 2, &data, real);
+    f.unpack(&l.bytes()).unwrap();
+    let m = fs::metadata(f.p("big")).unwrap();
+    assert_eq!(m.len(), real);
+    assert!(
+        m.blocks() * 512 <= 64 << 10,
+        "{} bytes allocated for a file of one data block",
+        m.blocks() * 512
+    );
+    let content = fs::read(f.p("big")).unwrap();
+    assert_eq!(&content[(real / 2) as usize..][..5], b"hello");
+    assert!(content[..(real / 2) as usize].iter().all(|&b| b == 0));
+    f.assert_outside_untouched();
+}
+
+/// What a sparse entry expands to is bounded by its own limit; its holes do
+/// not count against the layer's size limit (they take no space).
+#[test]
+fn sparse_expansion_is_bounded() {
+    let f = Fixture::new();
+    let mut l = Layer::new();
+    sparse_entry(&mut l, "huge", 1 << 32, &[1u8; 512], (1 << 32) + 512);
+    let o = UnpackOptions {
+        size_limit: Some(1 << 30),
+        sparse_limit: Some(1 << 30),
+        preserve_ownership: is_root(),
+    };
+    let err = f.unpack_with(&l.bytes(), &o).unwrap_err();
+    assert!(matches!(err, UnpackError::SizeLimit { .. }), "{err}");
+    let f = Fixture::new();
+    let mut l = Layer::new();
+    sparse_entry(&mut l, "big", 1 << 26, &[1u8; 512], (1 << 26) + 512);
+    let o = UnpackOptions {
+        size_limit: Some(4096),
+        sparse_limit: Some(1 << 30),
+        preserve_ownership: is_root(),
+    };
+    f.unpack_with(&l.bytes(), &o).unwrap();
 }

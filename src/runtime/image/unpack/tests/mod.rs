@@ -162,6 +162,7 @@ impl Fixture {
 fn opts() -> UnpackOptions {
     UnpackOptions {
         size_limit: None,
+        sparse_limit: None,
         preserve_ownership: is_root(),
     }
 }
