@@ -185,6 +185,16 @@ impl ApiError {
         Self::new(504, "Timeout", message)
     }
 
+    /// The client did not send its request body in time (the connection
+    /// layer's body deadline).
+    pub fn body_timeout() -> Self {
+        Self::new(
+            408,
+            "Timeout",
+            "the request body did not arrive in time; send it without pauses, or a smaller one",
+        )
+    }
+
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)
     }
