@@ -321,3 +321,58 @@ fn accept_errors_back_off_and_are_logged_rarely() {
     }
     panic!("kubectl never got through after the flood: {last}");
 }
+
+#[test]
+fn an_invalid_create_echoes_a_bounded_error() {
+    let s = server_with(&[]);
+    let token = s.admin_token();
+    let auth = format!("Authorization: Bearer {token}");
+    // A 3 MB name of control characters (each escaped to six bytes when
+    // echoed), and a valid name with 20,000 invalid labels.
+    let bad_name = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "\u{1}".repeat(500 * 1024)},
+    });
+    let labels: serde_json::Map<String, serde_json::Value> = (0..20_000)
+        .map(|i| (format!("k{i}"), serde_json::json!("v!".repeat(30))))
+        .collect();
+    let bad_labels = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "A_".repeat(700 * 1024), "labels": labels},
+    });
+    for (what, body) in [("a bad name", bad_name), ("bad labels", bad_labels)] {
+        let file = s.dir().join("invalid.json");
+        std::fs::write(&file, serde_json::to_vec(&body).unwrap()).unwrap();
+        let out_file = s.dir().join("response.json");
+        let out = s.curl(&[
+            "-o",
+            out_file.to_str().unwrap(),
+            "-w",
+            "%{http_code}",
+            "-X",
+            "POST",
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &s.url("/api/v1/namespaces/default/configmaps"),
+        ]);
+        assert_eq!(support::stdout(&out), "422", "{what}");
+        let resp = std::fs::read(&out_file).unwrap();
+        assert!(
+            resp.len() < 256 * 1024,
+            "{what}: a {} byte request got a {} byte error",
+            std::fs::metadata(&file).unwrap().len(),
+            resp.len()
+        );
+        let status: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+        assert_eq!(status["reason"], "Invalid", "{what}");
+        assert!(
+            status["message"].as_str().unwrap().contains("omitted"),
+            "{what}: {}",
+            status["message"]
+        );
+    }
+}
