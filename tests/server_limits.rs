@@ -78,8 +78,7 @@ fn client_config(data_dir: &Path, alpn: &[u8]) -> Arc<ClientConfig> {
 fn handshake(tcp: TcpStream, cfg: &Arc<ClientConfig>) -> std::io::Result<Tls> {
     tcp.set_read_timeout(Some(Duration::from_secs(2)))?;
     let name = ServerName::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST).into());
-    let mut conn =
-        ClientConnection::new(cfg.clone(), name).map_err(|e| std::io::Error::other(e))?;
+    let mut conn = ClientConnection::new(cfg.clone(), name).map_err(std::io::Error::other)?;
     let mut tcp = tcp;
     while conn.is_handshaking() {
         conn.complete_io(&mut tcp)?;

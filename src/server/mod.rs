@@ -52,7 +52,7 @@ pub struct ServerArgs {
     pub tls_san: Vec<String>,
 
     /// API connections held at once, over all clients; more are closed at
-    /// once [default: 4096, at most half the open-file limit]
+    /// once [default: 4096, fewer if the open-file limit leaves less room]
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
 
