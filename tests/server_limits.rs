@@ -6,6 +6,7 @@
 //! thread that entered it) from 127.0.0.2, so the per-address cap tells them
 //! apart from kubectl on 127.0.0.1. Waits are bounded; nothing asserts on time.
 
+mod server_proc;
 mod support;
 
 use std::fs::File;
@@ -23,7 +24,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 
-use support::{run_ok, Server, PORT};
+use server_proc::Proc;
+use support::{run_ok, Server, TestNet, KUBECTL, PORT};
 
 type Tls = StreamOwned<ClientConnection, TcpStream>;
 
@@ -231,27 +233,7 @@ fn a_flood_from_one_address_leaves_room_for_kubectl() {
     let s = server_with(&["--max-connections-per-client", "20"]);
     limit_fds(&s, 128);
     let cfg = client_config(&s.data_dir(), b"http/1.1");
-    let mut held: Vec<Tls> = in_netns(s.net().name(), || {
-        let mut held = Vec::new();
-        let mut stalled = 0;
-        for _ in 0..200 {
-            let Ok(tcp) = connect_from_attacker() else {
-                continue;
-            };
-            match handshake(tcp, &cfg) {
-                Ok(t) => held.push(t),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    // Not accepted at all: the server is out of descriptors.
-                    stalled += 1;
-                    if stalled == 5 {
-                        break;
-                    }
-                }
-                Err(_) => {}
-            }
-        }
-        held
-    });
+    let mut held = slowloris(s.net().name(), &cfg, 200);
     assert!(
         !held.is_empty(),
         "no attacker connection got through at all"
@@ -280,6 +262,85 @@ fn a_flood_from_one_address_leaves_room_for_kubectl() {
         count(&logs, "connection refused: too many connections") <= 2,
         "refusals flood the log:\n{logs}"
     );
+}
+
+/// Open up to `n` connections from 127.0.0.2 that finish TLS and then send
+/// nothing; returns those the server accepted.
+fn slowloris(net: &str, cfg: &Arc<ClientConfig>, n: usize) -> Vec<Tls> {
+    in_netns(net, || {
+        let mut held = Vec::new();
+        let mut stalled = 0;
+        for _ in 0..n {
+            let Ok(tcp) = connect_from_attacker() else {
+                continue;
+            };
+            match handshake(tcp, cfg) {
+                Ok(t) => held.push(t),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    // Not accepted at all: the server is out of descriptors.
+                    stalled += 1;
+                    if stalled == 5 {
+                        break;
+                    }
+                }
+                Err(_) => {}
+            }
+        }
+        held
+    })
+}
+
+/// The attack as it was reported: 237 idle TLS connections against a server
+/// with 256 descriptors and default settings.
+#[test]
+fn the_reported_slowloris_leaves_the_api_reachable() {
+    let net = TestNet::new();
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-test-")
+        .tempdir()
+        .unwrap();
+    let kubeconfig = dir.path().join("kubeconfig.yaml");
+    let mut server = Proc::spawn(
+        &net,
+        &["prlimit", "--nofile=256:256", "--"],
+        &dir.path().join("data"),
+        PORT,
+        &kubeconfig,
+        dir.path().join("server.log"),
+        &[],
+    );
+    server.wait_ready(&net);
+    let cfg = client_config(&dir.path().join("data"), b"http/1.1");
+    let held = slowloris(net.name(), &cfg, 237);
+    assert!(
+        !held.is_empty(),
+        "no attacker connection got through at all"
+    );
+    assert!(
+        held.len() < 237,
+        "one address took every connection it asked for"
+    );
+    let out = net
+        .command(KUBECTL)
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--cache-dir")
+        .arg(dir.path().join("kube-cache"))
+        .args(["get", "namespaces", "--request-timeout=30s"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl failed while {} idle connections were held: {}",
+        held.len(),
+        support::stderr(&out)
+    );
+    let log = server.log();
+    assert!(
+        count(&log, "accept failed") + count(&log, "connection refused") <= 4,
+        "the log floods:\n{log}"
+    );
+    drop(held);
 }
 
 #[test]
@@ -373,5 +434,73 @@ fn an_invalid_create_echoes_a_bounded_error() {
             "{what}: {}",
             status["message"]
         );
+    }
+}
+
+#[test]
+fn watches_outlive_the_idle_timeout() {
+    // Timeouts far below a watch's life: a connection with a watch open is
+    // busy, not idle, and must not be cut. curl (HTTP/1.1 and HTTP/2), unlike
+    // kubectl, does not re-establish a watch that is cut.
+    let s = server_with(&[
+        "--request-header-timeout",
+        "1",
+        "--idle-connection-timeout",
+        "1",
+    ]);
+    let token = s.admin_token();
+    let url = s.url("/api/v1/namespaces/default/configmaps?watch=1");
+    let mut watches = Vec::new();
+    for proto in ["--http1.1", "--http2"] {
+        let out_path = s.dir().join(format!("watch{proto}.out"));
+        let child = s
+            .net()
+            .command("curl")
+            .args(["-sk", "-N", proto, "-H"])
+            .arg(format!("Authorization: Bearer {token}"))
+            .arg(&url)
+            .stdout(File::create(&out_path).unwrap())
+            .spawn()
+            .unwrap();
+        watches.push((proto, KillOnDrop(child), out_path));
+    }
+    let seen = |path: &Path, name: &str| {
+        for _ in 0..200 {
+            if std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .contains(&format!("\"name\":\"{name}\""))
+            {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        false
+    };
+    s.kubectl_ok(&["create", "configmap", "early", "--from-literal=a=b"]);
+    for (proto, _, out) in &watches {
+        assert!(
+            seen(out, "early"),
+            "{proto} watch never saw the first event"
+        );
+    }
+    // Well past the idle timeout and the grace a closing connection gets.
+    thread::sleep(Duration::from_secs(8));
+    s.kubectl_ok(&["create", "configmap", "late", "--from-literal=a=b"]);
+    for (proto, child, out) in &mut watches {
+        assert!(
+            seen(out, "late"),
+            "{proto} watch was cut (curl exited: {:?})",
+            child.0.try_wait()
+        );
+    }
+}
+
+/// A child process killed (by its PID) and reaped on drop.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -71,7 +71,9 @@ impl ConnLimits {
     /// 4096 connections in total and 256 per client address: HTTP/2 carries
     /// all of one kubectl's (or one agent's) requests and watches on one
     /// connection, so 256 leaves room for many users behind one NAT while one
-    /// host cannot take more than a sixteenth of the server.
+    /// host cannot take more than a sixteenth of the server. With a low
+    /// descriptor limit one address gets at most half of the total, so
+    /// others always have room.
     pub fn with_fd_limit(fd_limit: u64) -> ConnLimits {
         let by_fds = fd_limit.saturating_sub(RESERVED_FDS).max(fd_limit / 2);
         let max_connections = usize::try_from(by_fds).unwrap_or(usize::MAX).min(4096);
@@ -81,7 +83,7 @@ impl ConnLimits {
             idle: Duration::from_secs(90),
             body: Duration::from_secs(60),
             max_connections,
-            max_per_client: 256.min(max_connections),
+            max_per_client: 256.min((max_connections / 2).max(1)),
         }
     }
 }
@@ -435,6 +437,7 @@ mod tests {
         assert_eq!(l.max_per_client, 256);
         let l = ConnLimits::with_fd_limit(300);
         assert_eq!(l.max_connections, 150);
+        assert_eq!(l.max_per_client, 75);
         assert_eq!(ConnLimits::with_fd_limit(1 << 20).max_connections, 4096);
         assert_eq!(
             ConnLimits::with_fd_limit(1 << 20).header,
