@@ -290,8 +290,9 @@ fn slowloris(net: &str, cfg: &Arc<ClientConfig>, n: usize) -> Vec<Tls> {
     })
 }
 
-/// The attack as it was reported: 237 idle TLS connections against a server
-/// with 256 descriptors and default settings.
+/// The attack as it was reported (237 idle TLS connections made a server
+/// with 256 descriptors unreachable), with margin: 300 connections against
+/// default settings.
 #[test]
 fn the_reported_slowloris_leaves_the_api_reachable() {
     let net = TestNet::new();
@@ -311,7 +312,7 @@ fn the_reported_slowloris_leaves_the_api_reachable() {
     );
     server.wait_ready(&net);
     let cfg = client_config(&dir.path().join("data"), b"http/1.1");
-    let held = slowloris(net.name(), &cfg, 237);
+    let held = slowloris(net.name(), &cfg, 300);
     assert!(
         !held.is_empty(),
         "no attacker connection got through at all"
