@@ -318,7 +318,7 @@ fn the_reported_slowloris_leaves_the_api_reachable() {
         "no attacker connection got through at all"
     );
     assert!(
-        held.len() < 237,
+        held.len() < 300,
         "one address took every connection it asked for"
     );
     let out = net
