@@ -32,13 +32,53 @@ pub fn try_exclusive(path: &Path) -> io::Result<Option<Guard>> {
     }
 }
 
-fn lock(path: &Path, arg: FlockArg) -> io::Result<Guard> {
-    let file = fs::OpenOptions::new()
+/// Why [`try_exclusive_with_pid`] did not get its lock.
+#[derive(Debug, thiserror::Error)]
+pub enum TryLockError {
+    /// Another process holds it; `pid` is what that process wrote into the
+    /// file (None if it has not written it yet or wrote something else).
+    #[error("held by another process{}", pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    Held { pid: Option<u32> },
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Take an exclusive lock on `path` without waiting and write this
+/// process's PID into the file, so that whoever is refused can name the
+/// holder. The PID is only a hint: the lock itself is the flock.
+pub fn try_exclusive_with_pid(path: &Path) -> Result<Guard, TryLockError> {
+    let file = open(path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(guard) => {
+            guard.set_len(0)?;
+            std::os::unix::fs::FileExt::write_all_at(
+                &*guard,
+                format!("{}\n", std::process::id()).as_bytes(),
+                0,
+            )?;
+            Ok(guard)
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            let pid = fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok());
+            Err(TryLockError::Held { pid })
+        }
+        Err((_, errno)) => Err(io::Error::from(errno).into()),
+    }
+}
+
+fn open(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
-        .open(path)?;
+        .open(path)
+}
+
+fn lock(path: &Path, arg: FlockArg) -> io::Result<Guard> {
+    let file = open(path)?;
     Flock::lock(file, arg).map_err(|(_, errno)| io::Error::from(errno))
 }
 
@@ -61,5 +101,22 @@ mod tests {
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn try_exclusive_names_the_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let held = try_exclusive_with_pid(&path).unwrap();
+        let me = std::process::id();
+        assert_eq!(fs::read_to_string(&path).unwrap(), format!("{me}\n"));
+        // flock locks belong to the open file description, so a second open
+        // in this process is refused like another process would be.
+        match try_exclusive_with_pid(&path) {
+            Err(TryLockError::Held { pid }) => assert_eq!(pid, Some(me)),
+            other => panic!("expected Held, got {other:?}"),
+        }
+        drop(held);
+        let _again = try_exclusive_with_pid(&path).unwrap();
     }
 }

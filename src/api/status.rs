@@ -2,7 +2,39 @@
 //! with the HTTP code, the machine-readable reason and a message a person can
 //! act on (kubectl prints `Error from server (<Reason>): <message>`).
 
+use std::borrow::Cow;
+
 use serde_json::{json, Value};
+
+/// How much of what a client sent an error may echo back. The apiserver
+/// echoes a bad name in the message, `details.name` and every cause, and a
+/// request may carry megabytes: without bounds one bad request makes a
+/// response many times its size (a 3 MiB create gave 16 MB back). Names are
+/// at most 253 bytes when valid, so 256 shows every valid one whole.
+const MAX_ECHO_NAME: usize = 256;
+/// Per cause message: the rule it breaks plus a good part of the value.
+const MAX_CAUSE_MESSAGE: usize = 512;
+/// Causes listed; the rest are counted in the message.
+const MAX_CAUSES: usize = 50;
+/// The whole message, whatever built it.
+const MAX_MESSAGE: usize = 16 * 1024;
+
+/// Room kept for the note of what was left out.
+const OMITTED_NOTE: usize = 40;
+
+/// `s` cut (at a character boundary) to at most `max` bytes including a note
+/// of how much was left out, or `s` itself when it fits. Cutting again does
+/// nothing.
+pub fn truncate_echo(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let mut end = max.saturating_sub(OMITTED_NOTE);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}...(omitted {} bytes)", &s[..end], s.len() - end))
+}
 
 /// One cause of an `Invalid` (422) or other detailed error.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,11 +95,12 @@ impl ApiError {
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
         self.group = Some(group.to_string());
         self.kind = Some(kind.to_string());
-        self.name = Some(name.to_string());
+        self.name = Some(truncate_echo(name, MAX_ECHO_NAME).into_owned());
         self
     }
 
     pub fn not_found(group: &str, plural: &str, name: &str) -> Self {
+        let name = &truncate_echo(name, MAX_ECHO_NAME);
         Self::new(
             404,
             "NotFound",
@@ -77,6 +110,7 @@ impl ApiError {
     }
 
     pub fn already_exists(group: &str, plural: &str, name: &str) -> Self {
+        let name = &truncate_echo(name, MAX_ECHO_NAME);
         Self::new(
             409,
             "AlreadyExists",
@@ -89,6 +123,7 @@ impl ApiError {
     }
 
     pub fn conflict(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        let name = &truncate_echo(name, MAX_ECHO_NAME);
         Self::new(
             409,
             "Conflict",
@@ -101,17 +136,39 @@ impl ApiError {
     }
 
     /// 422 with one cause per problem, as `kubectl` prints them.
-    pub fn invalid(group: &str, kind: &str, name: &str, causes: Vec<Cause>) -> Self {
-        let list: Vec<String> = causes
-            .iter()
-            .map(|c| {
-                if c.field.is_empty() {
-                    c.message.clone()
-                } else {
-                    format!("{}: {}", c.field, c.message)
-                }
-            })
-            .collect();
+    pub fn invalid(group: &str, kind: &str, name: &str, mut causes: Vec<Cause>) -> Self {
+        let name = &truncate_echo(name, MAX_ECHO_NAME);
+        let more = causes.len().saturating_sub(MAX_CAUSES);
+        causes.truncate(MAX_CAUSES);
+        for c in &mut causes {
+            if let Cow::Owned(short) = truncate_echo(&c.message, MAX_CAUSE_MESSAGE) {
+                c.message = short;
+            }
+            if let Cow::Owned(short) = truncate_echo(&c.field, MAX_ECHO_NAME) {
+                c.field = short;
+            }
+        }
+        // The message lists as many causes as fit in its bound; the count of
+        // the rest closes it.
+        let mut list: Vec<String> = Vec::new();
+        let mut len = 0;
+        let mut more = more;
+        for (i, c) in causes.iter().enumerate() {
+            let line = if c.field.is_empty() {
+                c.message.clone()
+            } else {
+                format!("{}: {}", c.field, c.message)
+            };
+            len += line.len() + 2;
+            if len > MAX_MESSAGE - 1024 {
+                more += causes.len() - i;
+                break;
+            }
+            list.push(line);
+        }
+        if more > 0 {
+            list.push(format!("and {more} more errors"));
+        }
         let joined = if list.len() == 1 {
             list[0].clone()
         } else {
@@ -185,6 +242,16 @@ impl ApiError {
         Self::new(504, "Timeout", message)
     }
 
+    /// The client did not send its request body in time (the connection
+    /// layer's body deadline).
+    pub fn body_timeout() -> Self {
+        Self::new(
+            408,
+            "Timeout",
+            "the request body did not arrive in time; send it without pauses, or a smaller one",
+        )
+    }
+
     pub fn service_unavailable(message: impl Into<String>) -> Self {
         Self::new(503, "ServiceUnavailable", message)
     }
@@ -201,13 +268,13 @@ impl ApiError {
             "apiVersion": "v1",
             "metadata": {},
             "status": "Failure",
-            "message": self.message,
+            "message": truncate_echo(&self.message, MAX_MESSAGE),
             "reason": self.reason,
             "code": self.code,
         });
         let mut details = serde_json::Map::new();
         if let Some(n) = &self.name {
-            details.insert("name".into(), json!(n));
+            details.insert("name".into(), json!(truncate_echo(n, MAX_ECHO_NAME)));
         }
         if let Some(g) = &self.group {
             if !g.is_empty() {
@@ -218,10 +285,18 @@ impl ApiError {
             details.insert("kind".into(), json!(k));
         }
         if !self.causes.is_empty() {
+            // Causes added one by one (`with_cause`) are bounded here too.
             let causes: Vec<Value> = self
                 .causes
                 .iter()
-                .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                .take(MAX_CAUSES)
+                .map(|c| {
+                    json!({
+                        "reason": c.reason,
+                        "message": truncate_echo(&c.message, MAX_CAUSE_MESSAGE),
+                        "field": truncate_echo(&c.field, MAX_ECHO_NAME),
+                    })
+                })
                 .collect();
             details.insert("causes".into(), Value::Array(causes));
         }
@@ -290,5 +365,36 @@ mod tests {
                 .map(|a| a.len()),
             Some(2)
         );
+    }
+
+    #[test]
+    fn echoes_are_bounded() {
+        let huge = "\u{1}".repeat(3 << 20);
+        let long = "\u{1}".repeat(4096);
+        let causes: Vec<Cause> = (0..1000)
+            .map(|i| Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!("Invalid value: {long:?}"),
+                field: format!("metadata.labels[{i}]"),
+            })
+            .collect();
+        let e = ApiError::invalid("", "ConfigMap", &huge, causes);
+        let body = serde_json::to_vec(&e.to_status()).unwrap();
+        assert!(body.len() < 256 * 1024, "{} bytes", body.len());
+        let s = e.to_status();
+        assert_eq!(s["details"]["causes"].as_array().unwrap().len(), MAX_CAUSES);
+        let message = s["message"].as_str().unwrap();
+        assert!(message.len() <= MAX_MESSAGE, "{}", message.len());
+        assert!(message.ends_with(" more errors]"), "{message}");
+        let name = s["details"]["name"].as_str().unwrap();
+        assert!(name.len() <= MAX_ECHO_NAME, "{}", name.len());
+        assert!(name.ends_with(&format!(
+            "...(omitted {} bytes)",
+            (3 << 20) - (MAX_ECHO_NAME - OMITTED_NOTE)
+        )));
+        // A cut never splits a character.
+        let s = format!("a{}", "é".repeat(100));
+        assert_eq!(truncate_echo(&s, 42), "a...(omitted 200 bytes)");
+        assert_eq!(truncate_echo("short", 256), "short");
     }
 }

@@ -19,9 +19,10 @@ use tokio::net::TcpListener;
 use self::apiserver::auth::Authenticator;
 use self::apiserver::registry::Registry;
 use self::apiserver::storage::Objects;
-use self::apiserver::ApiState;
+use self::apiserver::{ApiState, ConnLimits};
 use self::store::sqlite::SqliteBackend;
 use crate::api::status::ApiError;
+use crate::lockfile;
 
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
@@ -49,6 +50,96 @@ pub struct ServerArgs {
     /// Extra names or IPs for the serving certificate (repeatable).
     #[arg(long = "tls-san", value_name = "NAME")]
     pub tls_san: Vec<String>,
+
+    /// API connections held at once, over all clients; more are closed at
+    /// once [default: 4096, fewer if the open-file limit leaves less room]
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// API connections held at once from one client address [default: 256]
+    #[arg(long, value_name = "N")]
+    pub max_connections_per_client: Option<usize>,
+
+    /// Seconds a client has to send a request head (the apiserver's 32).
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    pub request_header_timeout: Option<u64>,
+
+    /// Seconds a connection may stay open with no request in progress.
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    pub idle_connection_timeout: Option<u64>,
+
+    /// Seconds a client has to send a whole request body.
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    pub request_body_timeout: Option<u64>,
+}
+
+impl ServerArgs {
+    fn conn_limits(&self, fd_limit: u64) -> ConnLimits {
+        let mut limits = ConnLimits::with_fd_limit(fd_limit);
+        let secs = Duration::from_secs;
+        if let Some(n) = self.max_connections {
+            limits.max_connections = n.max(1);
+        }
+        if let Some(n) = self.max_connections_per_client {
+            limits.max_per_client = n.max(1);
+        }
+        if let Some(s) = self.request_header_timeout {
+            limits.header = secs(s);
+        }
+        if let Some(s) = self.idle_connection_timeout {
+            limits.idle = secs(s);
+        }
+        if let Some(s) = self.request_body_timeout {
+            limits.body = secs(s);
+        }
+        limits
+    }
+}
+
+/// Raise the soft open-file limit to the hard one (never above it: root may
+/// lack CAP_SYS_RESOURCE). Returns the soft limit in force afterwards.
+fn raise_fd_limit() -> u64 {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    if soft >= hard {
+        return soft;
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => {
+            tracing::debug!(from = soft, to = hard, "raised the open-file limit");
+            hard
+        }
+        Err(e) => {
+            tracing::warn!(soft, hard, error = %e, "cannot raise the open-file limit");
+            soft
+        }
+    }
+}
+
+/// Hold `<data-dir>/server/lock` for the server's lifetime: two servers on
+/// one store would each answer from their own view of it.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<lockfile::Guard> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = data_dir.join("server");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("lock");
+    lockfile::try_exclusive_with_pid(&path).map_err(|e| match e {
+        lockfile::TryLockError::Held { pid } => anyhow::anyhow!(
+            "the data dir {} is in use by another skiff server{}: stop it, or give this \
+             server its own --data-dir",
+            data_dir.display(),
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+        lockfile::TryLockError::Io(e) => {
+            anyhow::Error::new(e).context(format!("locking {}", path.display()))
+        }
+    })
 }
 
 pub fn run_blocking(args: ServerArgs) -> anyhow::Result<()> {
@@ -163,6 +254,14 @@ fn kubeconfig_url(args: &ServerArgs) -> String {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let fd_limit = raise_fd_limit();
+    // Before anything is read or written: one server per data dir, and a
+    // port that is taken fails the start before the store is opened.
+    let _data_lock = lock_data_dir(&args.data_dir)?;
+    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
     let paths = ServerPaths::new(&args.data_dir);
     let db_path = paths.db.clone();
     // Opening the database and loading the PKI are independent; overlap them.
@@ -192,10 +291,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("creating system namespaces")?;
 
-    let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("listening on {addr}"))?;
     pki.write_kubeconfig(&args.write_kubeconfig, &kubeconfig_url(&args))
         .with_context(|| format!("writing kubeconfig {}", args.write_kubeconfig.display()))?;
     tracing::info!(
@@ -207,7 +302,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
     let compactor = store.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
     let namespaces = controllers::namespace::spawn(state.clone());
-    let api = tokio::spawn(apiserver::serve(listener, tls, state.clone()));
+    let limits = args.conn_limits(fd_limit);
+    let api = tokio::spawn(apiserver::serve(listener, tls, state.clone(), limits));
 
     tokio::select! {
         res = api => {

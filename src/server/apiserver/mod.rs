@@ -4,9 +4,11 @@
 pub mod apply;
 pub mod auth;
 pub mod builtin;
+pub mod conn;
 pub mod defaults;
 pub mod discovery;
 pub mod fieldsel;
+pub mod health;
 pub mod negotiate;
 pub mod objects;
 pub mod openapi;
@@ -20,91 +22,31 @@ pub mod table;
 pub mod watch;
 pub mod write;
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{Method, Request, StatusCode};
+use http::{Method, Request};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::Value;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use self::auth::{Authenticator, ConnIdentity};
-use self::negotiate::{decode_object, text_response, wants_table, MAX_BODY_BYTES};
+use self::negotiate::{decode_object, wants_table, MAX_BODY_BYTES};
 use self::path::{ApiPath, ResourceRef};
 use self::query::Query;
 use self::registry::Registry;
 use self::storage::Objects;
 use crate::api::status::ApiError;
 
+pub use self::conn::{serve, ConnLimits};
+
 /// Everything a request handler needs; passed explicitly, never global.
 pub struct ApiState {
     pub registry: Registry,
     pub objects: Objects,
     pub auth: Authenticator,
-}
-
-/// How long a client may take to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Accept TLS connections and serve the API on them until the listener fails.
-pub async fn serve(
-    listener: TcpListener,
-    tls: Arc<rustls::ServerConfig>,
-    state: Arc<ApiState>,
-) -> anyhow::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: back off, keep serving.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let acceptor = acceptor.clone();
-        let state = state.clone();
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let identity = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .and_then(|c| crate::server::pki::identity_from_cert(c.as_ref()));
-            let conn = ConnIdentity(identity);
-            let svc = hyper::service::service_fn(move |req| {
-                let state = state.clone();
-                let conn = conn.clone();
-                async move { Ok::<_, Infallible>(handle(state, conn, req).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), svc)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
-    }
 }
 
 pub async fn handle(state: Arc<ApiState>, conn: ConnIdentity, req: Request<Incoming>) -> Response {
@@ -126,7 +68,16 @@ pub async fn handle(state: Arc<ApiState>, conn: ConnIdentity, req: Request<Incom
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
-    match Limited::new(body, MAX_BODY_BYTES).collect().await {
+    let collect = Limited::new(body, MAX_BODY_BYTES).collect();
+    // A body trickled in slowly would hold the connection and its memory.
+    let collected = match conn::body_deadline() {
+        Some(deadline) => match tokio::time::timeout_at(deadline, collect).await {
+            Ok(c) => c,
+            Err(_) => return Err(ApiError::body_timeout()),
+        },
+        None => collect.await,
+    };
+    match collected {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) => {
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -174,7 +125,7 @@ async fn dispatch(
         ApiPath::Resource(r) => resource(state, r, &method, &q, &parts.headers, body).await,
         _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
         ApiPath::Version => Ok(discovery::version()),
-        ApiPath::Healthz(_) => Ok(text_response(StatusCode::OK, "ok")),
+        ApiPath::Healthz(which) => Ok(health::check(state, which, &q).await),
         ApiPath::CoreVersions => Ok(discovery::api(&state.registry, &parts.headers)),
         ApiPath::Groups => Ok(discovery::apis(&state.registry, &parts.headers)),
         ApiPath::Group(g) => discovery::group(&state.registry, &g),

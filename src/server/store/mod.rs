@@ -156,6 +156,13 @@ pub trait Backend: Send + Sync + 'static {
     /// than the compacted revision.
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchReceiver>;
 
+    /// Whether writes go through. A backend that saw its last write fail
+    /// (a full disk, say) checks again here and says why not; the default
+    /// trusts the backend.
+    async fn ready(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Drop history older than the newest `keep` revisions (the latest
     /// version of every live key is always kept). Returns the new compacted
     /// revision.

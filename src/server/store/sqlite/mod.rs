@@ -96,6 +96,7 @@ impl SqliteBackend {
             current: AtomicI64::new(last),
             compacted: AtomicI64::new(compacted),
             fanout: Mutex::new(Some(fanout)),
+            write_failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let (done_tx, done_rx) = oneshot::channel();
@@ -275,6 +276,14 @@ impl Backend for SqliteBackend {
             buffer: self.opts.watch_buffer,
         }
         .spawn())
+    }
+
+    async fn ready(&self) -> Result<()> {
+        // Healthy until a write fails; from then on each check tries one.
+        if self.published.write_failure().is_none() {
+            return Ok(());
+        }
+        self.request(|reply| Request::Probe { reply }).await
     }
 
     async fn compact(&self, keep: i64) -> Result<Revision> {

@@ -11,6 +11,9 @@ use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBeha
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::compact;
+
+/// The `meta` row the health probe writes (when it last succeeded).
+const META_PROBED: &str = "health_probed_at";
 use crate::server::store::{Event, EventKind, KeyValue, Revision, StoreError};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -45,6 +48,9 @@ pub(crate) enum Request {
         keep: i64,
         reply: oneshot::Sender<Result<Revision>>,
     },
+    /// Try a small write of its own (not a revision) to see whether writes
+    /// go through again after one failed.
+    Probe { reply: oneshot::Sender<Result<()>> },
 }
 
 /// What the writer shares with readers and watchers.
@@ -58,6 +64,21 @@ pub(crate) struct Published {
     /// catch-up) or arrives on its subscription. None once the writer ends,
     /// which closes every watcher.
     pub fanout: Mutex<Option<broadcast::Sender<SharedEvent>>>,
+    /// Why the last commit (or probe) failed; None once one succeeds. Read
+    /// by readiness: a store whose writes fail is not ready.
+    pub write_failure: Mutex<Option<String>>,
+}
+
+impl Published {
+    fn set_write_failure(&self, failure: Option<String>) {
+        if let Ok(mut f) = self.write_failure.lock() {
+            *f = failure;
+        }
+    }
+
+    pub(crate) fn write_failure(&self) -> Option<String> {
+        self.write_failure.lock().ok().and_then(|f| f.clone())
+    }
 }
 
 /// The newest row of a key, as the writer needs it for checks and events.
@@ -112,12 +133,14 @@ impl Writer {
     pub(crate) fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         let mut writes = Vec::with_capacity(self.max_batch);
         let mut compactions = Vec::new();
+        let mut probes = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut next = Some(first);
             while let Some(req) = next.take() {
                 match req {
                     Request::Write { op, reply } => writes.push((op, reply)),
                     Request::Compact { keep, reply } => compactions.push((keep, reply)),
+                    Request::Probe { reply } => probes.push(reply),
                 }
                 if writes.len() < self.max_batch {
                     next = rx.try_recv().ok();
@@ -129,6 +152,12 @@ impl Writer {
             for (keep, reply) in compactions.drain(..) {
                 let res = compact::compact(&mut self.conn, self.last, keep, &self.published);
                 let _ = reply.send(res);
+            }
+            if !probes.is_empty() {
+                let res = self.probe();
+                for reply in probes.drain(..) {
+                    let _ = reply.send(res.clone().map_err(StoreError::Backend));
+                }
             }
         }
         if let Ok(mut fanout) = self.published.fanout.lock() {
@@ -150,6 +179,8 @@ impl Writer {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!(error = %e, ops = writes.len(), "store: group commit failed");
+                self.published
+                    .set_write_failure(Some(format!("writes to the database fail: {e}")));
                 for (_, reply) in writes.drain(..) {
                     let _ = reply.send(Err(StoreError::Backend(e.to_string())));
                 }
@@ -157,6 +188,10 @@ impl Writer {
             }
         };
 
+        if self.published.write_failure().is_some() {
+            tracing::info!("store: writes go through again");
+            self.published.set_write_failure(None);
+        }
         let mut events = Vec::with_capacity(outcomes.len());
         let mut replies = Vec::with_capacity(outcomes.len());
         for ((_, reply), outcome) in writes.drain(..).zip(outcomes) {
@@ -194,6 +229,37 @@ impl Writer {
                 // A watcher panicked while subscribing; events can no longer
                 // be ordered against subscriptions, but reads must go on.
                 self.published.current.store(last, Ordering::Release);
+            }
+        }
+    }
+
+    /// One small committed write outside the log, as the health check.
+    fn probe(&mut self) -> Result<(), String> {
+        let res = (|| -> rusqlite::Result<()> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (name, value) VALUES (?1, ?2)",
+                params![META_PROBED, now],
+            )?;
+            tx.commit()
+        })();
+        match res {
+            Ok(()) => {
+                if self.published.write_failure().is_some() {
+                    tracing::info!("store: writes go through again");
+                }
+                self.published.set_write_failure(None);
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("writes to the database fail: {e}");
+                self.published.set_write_failure(Some(why.clone()));
+                Err(why)
             }
         }
     }

@@ -1,0 +1,77 @@
+//! `/livez`, `/readyz` and `/healthz` in the apiserver's format: `ok`, or
+//! with `?verbose` one `[+]name ok` line per check; a failing check gives
+//! 500 and lists every check with `[-]name failed: reason`.
+//!
+//! Liveness is only "the process serves": a full disk is not cured by a
+//! restart. Readiness (and the older healthz) also asks the store whether
+//! writes go through, so a node whose disk is full stops being ready.
+
+use axum::response::Response;
+use http::StatusCode;
+
+use super::negotiate::text_response;
+use super::query::Query;
+use super::ApiState;
+
+pub async fn check(state: &ApiState, which: &'static str, q: &Query) -> Response {
+    let mut results: Vec<(&str, Result<(), String>)> = vec![("ping", Ok(()))];
+    if matches!(which, "readyz" | "healthz") {
+        let store = state.objects.store.ready().await.map_err(|e| e.to_string());
+        if let Err(e) = &store {
+            tracing::warn!(check = which, error = %e, "the store is not ready");
+        }
+        results.push(("store", store));
+    }
+    render(which, q.get("verbose").is_some(), &results)
+}
+
+fn render(which: &str, verbose: bool, results: &[(&str, Result<(), String>)]) -> Response {
+    let failed = results.iter().any(|(_, r)| r.is_err());
+    if !failed && !verbose {
+        return text_response(StatusCode::OK, "ok");
+    }
+    let mut text = String::new();
+    for (name, res) in results {
+        match res {
+            Ok(()) => text.push_str(&format!("[+]{name} ok\n")),
+            Err(e) => text.push_str(&format!("[-]{name} failed: {e}\n")),
+        }
+    }
+    let (code, verdict) = if failed {
+        (StatusCode::INTERNAL_SERVER_ERROR, "failed")
+    } else {
+        (StatusCode::OK, "passed")
+    };
+    text.push_str(&format!("{which} check {verdict}\n"));
+    text_response(code, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn body(resp: Response) -> (u16, String) {
+        let code = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (code, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn formats_like_the_apiserver() {
+        let ok = [("ping", Ok(())), ("store", Ok(()))];
+        assert_eq!(body(render("readyz", false, &ok)).await, (200, "ok".into()));
+        assert_eq!(
+            body(render("readyz", true, &ok)).await,
+            (200, "[+]ping ok\n[+]store ok\nreadyz check passed\n".into())
+        );
+        let bad = [("ping", Ok(())), ("store", Err("disk full".to_string()))];
+        assert_eq!(
+            body(render("readyz", false, &bad)).await,
+            (
+                500,
+                "[+]ping ok\n[-]store failed: disk full\nreadyz check failed\n".into()
+            )
+        );
+    }
+}
