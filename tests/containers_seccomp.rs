@@ -169,7 +169,12 @@ const KEY_SPEC_USER_KEYRING: i64 = -4;
 
 impl HostKey {
     fn add() -> HostKey {
-        let name = std::ffi::CString::new(format!("skiff-test-{}", std::process::id())).unwrap();
+        // One name per key: add_key on an existing name updates that key,
+        // and the other test's drop would unlink it under this one.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name =
+            std::ffi::CString::new(format!("skiff-test-{}-{n}", std::process::id())).unwrap();
         let payload = b"SECRET";
         // SAFETY: add_key with NUL-terminated strings and a payload that
         // live across the call.
