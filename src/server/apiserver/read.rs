@@ -6,7 +6,7 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::negotiate::json_response;
+use super::negotiate::{json_parts_response, json_response};
 use super::path::ResourceRef;
 use super::query::{Continue, Query};
 use super::registry::ResourceDef;
@@ -206,6 +206,20 @@ pub struct Page {
     pub remaining: Option<u64>,
 }
 
+/// How a scan ended: the revision it read at and where a next page starts.
+pub struct PageEnd {
+    pub revision: i64,
+    pub continue_token: Option<String>,
+    pub remaining: Option<u64>,
+}
+
+/// Rows read from the store at a time. A list of any length holds at most
+/// this many stored rows and one decoded object at once (a few thousand
+/// objects decoded together took the server from 34 MB to 163 MB).
+const SCAN_CHUNK: usize = 256;
+
+/// A consistent page of matching objects, collected (watch start and
+/// deletecollection work on the objects themselves).
 pub async fn list_page(
     state: &ApiState,
     def: &ResourceDef,
@@ -213,6 +227,32 @@ pub async fn list_page(
     q: &Query,
     filter: &Filter,
 ) -> Result<Page, ApiError> {
+    let mut items = Vec::new();
+    let end = scan_page(state, def, namespace, q, filter, |obj| {
+        items.push(obj);
+        Ok(())
+    })
+    .await?;
+    Ok(Page {
+        items,
+        revision: end.revision,
+        continue_token: end.continue_token,
+        remaining: end.remaining,
+    })
+}
+
+/// Reads one page (the whole list without `limit`) at one revision, in
+/// chunks of [`SCAN_CHUNK`] rows, and hands every matching object to
+/// `sink` as soon as it is decoded, so callers that write the objects out
+/// never hold them all.
+pub async fn scan_page(
+    state: &ApiState,
+    def: &ResourceDef,
+    namespace: Option<&str>,
+    q: &Query,
+    filter: &Filter,
+    mut sink: impl FnMut(Value) -> Result<(), ApiError>,
+) -> Result<PageEnd, ApiError> {
     let limit = q.uint("limit")?.filter(|l| *l > 0).map(|l| l as usize);
     let prefix = def.namespace_prefix(namespace);
     let cont = match q.get("continue") {
@@ -253,17 +293,22 @@ pub async fn list_page(
         }
     };
     let mut start_after = cont.map(|c| c.start_after);
-    let mut items = Vec::new();
+    let mut matched = 0usize;
     loop {
-        let want = limit.map(|l| (l - items.len()).max(if filter.is_empty() { 0 } else { 64 }));
+        let want = match limit {
+            // With a filter, read ahead: most rows may not match.
+            Some(l) => (l - matched).max(if filter.is_empty() { 1 } else { 64 }),
+            None => SCAN_CHUNK,
+        }
+        .min(SCAN_CHUNK);
         let res = state
             .objects
             .list_raw(
                 &prefix,
                 ListOptions {
                     revision,
-                    start_after: start_after.clone(),
-                    limit: want,
+                    start_after: start_after.take(),
+                    limit: Some(want),
                 },
             )
             .await
@@ -273,40 +318,79 @@ pub async fn list_page(
                 ),
                 other => store_error(def, "", other),
             })?;
+        // Every later chunk reads the snapshot the first one saw.
         revision = Some(res.revision);
         let n = res.items.len();
-        for (i, kv) in res.items.iter().enumerate() {
-            start_after = Some(kv.key.clone());
-            let obj = decode(kv)?;
+        for (i, kv) in res.items.into_iter().enumerate() {
+            let obj = decode(&kv)?;
             if filter.matches(def, &obj) {
-                items.push(obj);
+                sink(obj)?;
+                matched += 1;
             }
             if let Some(l) = limit {
                 let unscanned = (n - i - 1) as u64 + res.remaining;
-                if items.len() >= l && unscanned > 0 {
+                if matched >= l && unscanned > 0 {
                     let token = Continue {
                         rev: res.revision,
-                        start_after: kv.key.clone(),
+                        start_after: kv.key,
                     }
                     .encode();
-                    return Ok(Page {
-                        items,
+                    return Ok(PageEnd {
                         revision: res.revision,
                         continue_token: Some(token),
                         remaining: filter.is_empty().then_some(unscanned),
                     });
                 }
             }
+            start_after = Some(kv.key);
         }
         if res.remaining == 0 || n == 0 {
-            return Ok(Page {
-                items,
+            return Ok(PageEnd {
                 revision: res.revision,
                 continue_token: None,
                 remaining: None,
             });
         }
     }
+}
+
+/// The objects of a list response, serialized one by one as the scan
+/// hands them over: `a,b,c` without the brackets.
+struct JsonItems {
+    buf: Vec<u8>,
+    empty: bool,
+}
+
+impl JsonItems {
+    fn new() -> Self {
+        JsonItems {
+            buf: Vec::new(),
+            empty: true,
+        }
+    }
+
+    fn push(&mut self, v: &Value) -> Result<(), ApiError> {
+        if !self.empty {
+            self.buf.push(b',');
+        }
+        self.empty = false;
+        serde_json::to_writer(&mut self.buf, v)
+            .map_err(|e| ApiError::internal(format!("cannot encode list item: {e}")))
+    }
+}
+
+/// `{"k":v,…,"<array>":[` for the fields of a list or Table before its
+/// items; the response ends with `]}`.
+fn list_head(fields: Map<String, Value>, array: &str) -> Result<Vec<u8>, ApiError> {
+    let mut head = serde_json::to_vec(&Value::Object(fields))
+        .map_err(|e| ApiError::internal(format!("cannot encode list: {e}")))?;
+    // A non-empty object always ends with its closing brace.
+    head.pop();
+    head.push(b',');
+    serde_json::to_writer(&mut head, array)
+        .map_err(|e| ApiError::internal(format!("cannot encode list: {e}")))?;
+    head.extend_from_slice(b":[");
+    Ok(head)
 }
 
 pub async fn list(
@@ -318,24 +402,55 @@ pub async fn list(
     let def = r.def;
     q.validate_list_options(false)?;
     let filter = Filter::from_query(def, q)?;
-    let page = list_page(state, def, r.namespace.as_deref(), q, &filter).await?;
-    let mut list_meta = json!({"resourceVersion": page.revision.to_string()});
-    if let Some(c) = &page.continue_token {
-        list_meta["continue"] = json!(c);
+    let include = match as_table {
+        true => Some(IncludeObject::from_query(q)?),
+        false => None,
+    };
+    // Each object is written out and dropped as soon as it is read: the
+    // response holds the encoded page once, never the decoded list too.
+    let mut items = JsonItems::new();
+    let end = scan_page(
+        state,
+        def,
+        r.namespace.as_deref(),
+        q,
+        &filter,
+        |obj| match include {
+            Some(inc) => items.push(&table_row(def, &obj, inc)),
+            None => items.push(&obj),
+        },
+    )
+    .await?;
+    let mut list_meta = Map::new();
+    list_meta.insert("resourceVersion".into(), json!(end.revision.to_string()));
+    if let Some(c) = end.continue_token {
+        list_meta.insert("continue".into(), json!(c));
     }
-    if let Some(n) = page.remaining {
-        list_meta["remainingItemCount"] = json!(n);
+    if let Some(n) = end.remaining {
+        list_meta.insert("remainingItemCount".into(), json!(n));
     }
-    if as_table {
-        let include = IncludeObject::from_query(q)?;
-        let t = table(def, &page.items, list_meta, include, true);
-        return Ok(json_response(StatusCode::OK, &t));
-    }
-    let body = json!({
-        "kind": def.list_kind(),
-        "apiVersion": def.api_version(),
-        "metadata": list_meta,
-        "items": page.items,
-    });
-    Ok(json_response(StatusCode::OK, &body))
+    let mut fields = Map::new();
+    let array = match include {
+        Some(_) => {
+            fields.insert("kind".into(), json!("Table"));
+            fields.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+            fields.insert("metadata".into(), Value::Object(list_meta));
+            fields.insert(
+                "columnDefinitions".into(),
+                table::column_definitions_json(&table::columns(def)),
+            );
+            "rows"
+        }
+        None => {
+            fields.insert("kind".into(), json!(def.list_kind()));
+            fields.insert("apiVersion".into(), json!(def.api_version()));
+            fields.insert("metadata".into(), Value::Object(list_meta));
+            "items"
+        }
+    };
+    let head = list_head(fields, array)?;
+    Ok(json_parts_response(
+        StatusCode::OK,
+        vec![head, items.buf, b"]}".to_vec()],
+    ))
 }
