@@ -236,11 +236,8 @@ pub fn json_parts_response(code: StatusCode, parts: Vec<Vec<u8>>) -> Response {
         .into_iter()
         .filter(|p| !p.is_empty())
         .map(|p| {
-            if p.len() >= TRIM_AFTER_BYTES {
-                Bytes::from_owner(TrimOnDrop(p))
-            } else {
-                Bytes::from(p)
-            }
+            let len = p.len();
+            response_part(p, len)
         })
         .collect();
     let mut resp = Response::new(Body::new(PartsBody::new(parts)));
@@ -248,6 +245,27 @@ pub fn json_parts_response(code: StatusCode, parts: Vec<Vec<u8>>) -> Response {
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// A streamed JSON response.
+pub fn json_stream_response(code: StatusCode, body: Body) -> Response {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// One part of a response, the last of `sent` bytes: once a response of
+/// [`TRIM_AFTER_BYTES`] or more has been sent (this part is freed after
+/// the ones before it), the memory its making freed goes back to the
+/// system.
+pub fn response_part(part: Vec<u8>, sent: usize) -> Bytes {
+    if sent >= TRIM_AFTER_BYTES {
+        Bytes::from_owner(TrimOnDrop(part))
+    } else {
+        Bytes::from(part)
+    }
 }
 
 /// From this size on, a response part gives the memory it and its
