@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # (h) Server memory under big lists: COUNT ConfigMaps of SIZE bytes each in
 # one namespace (created through the API), then VmRSS and the peak VmHWM of
-# the server (/proc/PID/status) when idle, after the load, after one list of
+# the server (/proc/PID/status; RssAnon is the heap, RssFile mostly the binary) when idle, after the load, after one list of
 # the namespace, after 8 concurrent lists, and 10 s later (does it come
 # back?). Each list is checked to be complete.
 # Usage: bench/list-memory.sh [COUNT] [SIZE]   (default 4000 ConfigMaps of 4096 bytes)
@@ -19,7 +19,7 @@ base="https://127.0.0.1:$PORT/api/v1/namespaces"
 NSNAME=big
 
 kib() { awk -v f="$1:" '$1 == f {print $2}' "/proc/$SKIFF_PID/status"; }
-report() { echo "$1: rss_kib=$(kib VmRSS) hwm_kib=$(kib VmHWM)"; }
+report() { echo "$1: rss_kib=$(kib VmRSS) anon_kib=$(kib RssAnon) file_kib=$(kib RssFile) hwm_kib=$(kib VmHWM)"; }
 
 # One list of the namespace; prints the number of items (checked below).
 list_items() {
