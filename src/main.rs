@@ -15,6 +15,14 @@ fn main() -> ExitCode {
     if argv.get(1).is_some_and(|a| a == "shim") {
         return skiff::runtime::container::shim::main(&argv[2..]);
     }
+    // At most two malloc arenas instead of one per thread that ever
+    // allocated (glibc's default, up to 8 per core): memory a big request
+    // freed on one thread is then reused by the next instead of lingering
+    // in an arena of its own (bench/list-memory.sh).
+    // SAFETY: called before any other thread exists.
+    unsafe {
+        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+    }
     let args = match skiff::cli::config::args_with_config(std::env::args_os().collect()) {
         Ok(a) => a,
         Err(err) => {

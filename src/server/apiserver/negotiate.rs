@@ -2,10 +2,17 @@
 //! and what it sent (JSON, YAML), plus the response helpers every handler
 //! shares.
 
-use axum::body::Body;
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, HttpBody};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use hyper::body::{Frame, SizeHint};
 use serde_json::Value;
 
 use crate::api::status::ApiError;
@@ -220,6 +227,113 @@ pub fn json_bytes_response(code: StatusCode, bytes: Vec<u8>, content_type: &str)
         resp.headers_mut().insert(CONTENT_TYPE, v);
     }
     resp
+}
+
+/// A JSON response written from a few parts in order (a list's head, its
+/// items, its tail), without copying them into one buffer first.
+pub fn json_parts_response(code: StatusCode, parts: Vec<Vec<u8>>) -> Response {
+    let parts = parts
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let len = p.len();
+            response_part(p, len)
+        })
+        .collect();
+    let mut resp = Response::new(Body::new(PartsBody::new(parts)));
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// A streamed JSON response.
+pub fn json_stream_response(code: StatusCode, body: Body) -> Response {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = code;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// One part of a response, the last of `sent` bytes: once a response of
+/// [`TRIM_AFTER_BYTES`] or more has been sent (this part is freed after
+/// the ones before it), the memory its making freed goes back to the
+/// system.
+pub fn response_part(part: Vec<u8>, sent: usize) -> Bytes {
+    if sent >= TRIM_AFTER_BYTES {
+        Bytes::from_owner(TrimOnDrop(part))
+    } else {
+        Bytes::from(part)
+    }
+}
+
+/// From this size on, a response part gives the memory it and its
+/// making freed back to the system once the connection has sent it.
+const TRIM_AFTER_BYTES: usize = 1024 * 1024;
+
+struct TrimOnDrop(Vec<u8>);
+
+impl AsRef<[u8]> for TrimOnDrop {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for TrimOnDrop {
+    fn drop(&mut self) {
+        self.0 = Vec::new();
+        release_free_memory();
+    }
+}
+
+/// A body of byte parts with an exact length (so it keeps its
+/// Content-Length).
+struct PartsBody {
+    parts: VecDeque<Bytes>,
+    left: u64,
+}
+
+impl PartsBody {
+    fn new(parts: VecDeque<Bytes>) -> Self {
+        let left = parts.iter().map(|p| p.len() as u64).sum();
+        PartsBody { parts, left }
+    }
+}
+
+impl HttpBody for PartsBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.parts.pop_front();
+        if let Some(p) = &next {
+            self.left -= p.len() as u64;
+        }
+        Poll::Ready(next.map(|p| Ok(Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.parts.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left)
+    }
+}
+
+/// Hands freed heap pages back to the kernel. glibc keeps what a large
+/// response freed in its arenas (one per thread that ever allocated), so
+/// without this the server's RSS stays at its peak after a big list.
+pub fn release_free_memory() {
+    // SAFETY: malloc_trim only walks and trims the allocator's own free
+    // lists; it takes no pointers.
+    unsafe {
+        nix::libc::malloc_trim(0);
+    }
 }
 
 pub fn text_response(code: StatusCode, text: &str) -> Response {
