@@ -21,7 +21,7 @@ echo "memory:"; free -h
 echo "disk:    $(df -h --output=source,fstype /tmp | tail -1)"
 command -v etcd >/dev/null && echo "etcd:    $(etcd --version | head -1)"
 echo '```'
-for s in startup memory throughput watch; do
+for s in startup memory list-memory throughput watch; do
     echo
     echo "## bench/$s.sh"
     echo
