@@ -3,16 +3,23 @@
 //! A panic while handling one request must never take the control plane
 //! down (the server builds with `panic = "unwind"` for this): the handler
 //! future runs under `catch_unwind`, and a panic becomes a 500 Status for that
-//! request alone, as upstream's apiserver recovers per request. The log names
-//! the method and path only: bodies, query strings and headers may carry
-//! secrets or credentials.
+//! request alone, as upstream's apiserver recovers per request.
+//!
+//! The log names the method, the path and where the panic happened, never
+//! its message: a message like "byte index 58 is not a char boundary … of
+//! `<the generateName>`" quotes the request, and bodies may carry secrets. A
+//! panic hook (installed once) keeps the default report for panics outside
+//! a request and records only the location for those inside one.
 //!
 //! What unwinding cannot undo: a panic while a `std::sync::Mutex` is held
-//! poisons it. The handlers keep no such lock across their own code (the
-//! store is behind a channel), so nothing is left half-done but the request.
+//! poisons it. The handlers hold no such lock in their own code (the store
+//! keeps its locks inside short critical sections and copes with poisoning),
+//! so nothing is left half-done but the request.
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Once;
 
 use futures::FutureExt;
 use http::Method;
@@ -23,23 +30,56 @@ use crate::api::status::ApiError;
 pub const PANIC_MESSAGE: &str =
     "an internal error occurred: the request made the server panic; the server's log has the details";
 
+tokio::task_local! {
+    /// Set while a request's handler runs: where it panicked, if it did.
+    static PANICKED_AT: RefCell<Option<String>>;
+}
+
+static HOOK: Once = Once::new();
+
+fn install_hook() {
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let in_request = PANICKED_AT
+                .try_with(|slot| {
+                    let at = info
+                        .location()
+                        .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column()))
+                        .unwrap_or_else(|| "an unknown place".into());
+                    if let Ok(mut slot) = slot.try_borrow_mut() {
+                        *slot = Some(at);
+                    }
+                })
+                .is_ok();
+            if !in_request {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Run one request's handler; a panic in it becomes a 500 Status.
 pub async fn contain<T, F>(method: &Method, path: &str, handler: F) -> Result<T, ApiError>
 where
     F: Future<Output = Result<T, ApiError>>,
 {
+    install_hook();
     // Unwind safety: the handler's captured state is the request itself and
-    // shared state whose invariants do not span an await point under a lock;
-    // nothing of the failed request is used after the panic.
-    match AssertUnwindSafe(handler).catch_unwind().await {
+    // shared state whose invariants do not span a panic; nothing of the
+    // failed request is used after it.
+    let (result, at) = PANICKED_AT
+        .scope(RefCell::new(None), async {
+            let r = AssertUnwindSafe(handler).catch_unwind().await;
+            let at = PANICKED_AT.with(|slot| slot.borrow_mut().take());
+            (r, at)
+        })
+        .await;
+    match result {
         Ok(r) => r,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-text panic payload".into());
-            tracing::error!(%method, path, panic = %what, "request handler panicked; answered 500");
+        Err(_payload) => {
+            let at = at.unwrap_or_else(|| "an unknown place".into());
+            tracing::error!(%method, path, at, "request handler panicked; answered 500");
             Err(ApiError::internal(PANIC_MESSAGE))
         }
     }
