@@ -429,3 +429,47 @@ fn patches_that_drop_the_whole_object_are_refused() {
     ]);
     assert_eq!(after, format!("{before} x v"));
 }
+
+/// YAML aliases repeat their anchor: a 1 MB apply patch could build tens of
+/// megabytes of strings. A YAML body may not expand past the body limit.
+#[test]
+fn yaml_alias_bombs_are_refused() {
+    let server = Server::start();
+    let before = create_configmap(&server, "yaml");
+    let mut doc = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: yaml\nanchors: &a {}\ndata:\n",
+        "x".repeat(1_000_000)
+    );
+    for i in 0..40 {
+        doc.push_str(&format!("  k{i}: *a\n"));
+    }
+    let path = "/api/v1/namespaces/default/configmaps/yaml?fieldManager=bomb";
+    for p in [format!("{path}&dryRun=All"), path.to_string()] {
+        let (code, text) = send(
+            &server,
+            "PATCH",
+            &p,
+            "application/apply-patch+yaml",
+            doc.as_bytes(),
+        );
+        assert_eq!(code, 400, "{p}: {}", &text[..text.len().min(400)]);
+        let msg = json(&text)["message"].as_str().unwrap_or("").to_string();
+        assert!(msg.contains("budget"), "{msg}");
+    }
+    let (code, text) = send(
+        &server,
+        "POST",
+        "/api/v1/namespaces/default/configmaps",
+        "application/yaml",
+        doc.replace("name: yaml", "name: yaml2").as_bytes(),
+    );
+    assert_eq!(code, 400, "{}", &text[..text.len().min(400)]);
+    let after = server.kubectl_ok(&[
+        "get",
+        "configmap",
+        "yaml",
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ]);
+    assert_eq!(before, after);
+}
