@@ -163,6 +163,7 @@ fn kubeconfig_url(args: &ServerArgs) -> String {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    apiserver::recover::install_panic_policy();
     let paths = ServerPaths::new(&args.data_dir);
     let db_path = paths.db.clone();
     // Opening the database and loading the PKI are independent; overlap them.

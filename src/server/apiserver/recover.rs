@@ -11,6 +11,13 @@
 //! panic hook (installed once) keeps the default report for panics outside
 //! a request and records only the location for those inside one.
 //!
+//! Everything else stays crash-only, as it was when the binary aborted on
+//! panic: a panic outside a request (the store's writer thread, a
+//! controller, a connection task) is reported and then aborts the process,
+//! so that systemd restarts a whole server instead of leaving one whose
+//! writer or controller silently died. Unit tests keep unwinding (proptest
+//! and `should_panic` rely on it).
+//!
 //! What unwinding cannot undo: a panic while a `std::sync::Mutex` is held
 //! poisons it. The handlers hold no such lock in their own code (the store
 //! keeps its locks inside short critical sections and copes with poisoning),
@@ -37,7 +44,9 @@ tokio::task_local! {
 
 static HOOK: Once = Once::new();
 
-fn install_hook() {
+/// Install the panic policy above (once; later calls do nothing). The server
+/// calls it at start; [`contain`] makes sure of it.
+pub fn install_panic_policy() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
@@ -54,6 +63,8 @@ fn install_hook() {
                 .is_ok();
             if !in_request {
                 previous(info);
+                #[cfg(not(test))]
+                std::process::abort();
             }
         }));
     });
@@ -64,7 +75,7 @@ pub async fn contain<T, F>(method: &Method, path: &str, handler: F) -> Result<T,
 where
     F: Future<Output = Result<T, ApiError>>,
 {
-    install_hook();
+    install_panic_policy();
     // Unwind safety: the handler's captured state is the request itself and
     // shared state whose invariants do not span a panic; nothing of the
     // failed request is used after it.
