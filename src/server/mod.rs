@@ -254,6 +254,7 @@ fn kubeconfig_url(args: &ServerArgs) -> String {
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    apiserver::recover::install_panic_policy();
     let fd_limit = raise_fd_limit();
     // Before anything is read or written: one server per data dir, and a
     // port that is taken fails the start before the store is opened.

@@ -67,6 +67,15 @@ pub fn validate_object_meta(group: &str, kind: &str, obj: &Value) -> Vec<Cause> 
         .get("generateName")
         .and_then(Value::as_str)
         .unwrap_or("");
+    if !generate.is_empty() {
+        for msg in name_errors(name_rule(group, kind), &mask_trailing_dash(generate)) {
+            out.push(causes::invalid(
+                "metadata.generateName",
+                &go_str(generate),
+                &msg,
+            ));
+        }
+    }
     if name.is_empty() {
         if generate.is_empty() {
             out.push(causes::required(
@@ -188,6 +197,24 @@ fn validate_owner_references(refs: Option<&Value>) -> Vec<Cause> {
         }
     }
     out
+}
+
+/// A generateName is a prefix, so a trailing dash is allowed: upstream's
+/// maskTrailingDash replaces the dash and the byte before it with "a". By
+/// characters here, so a multibyte character is never cut (and kept, so the
+/// prefix stays as invalid as upstream's cut leaves it).
+fn mask_trailing_dash(prefix: &str) -> String {
+    match prefix.strip_suffix('-') {
+        Some(rest) if !rest.is_empty() => {
+            let mut out = rest.to_string();
+            if out.ends_with(|c: char| c.is_ascii()) {
+                out.pop();
+            }
+            out.push('a');
+            out
+        }
+        _ => prefix.to_string(),
+    }
 }
 
 fn sorted(m: &Map<String, Value>) -> Vec<(&String, &Value)> {

@@ -148,6 +148,15 @@ fn names_per_kind() {
         json!({"metadata": {"generateName": "x-"}})
     )
     .is_empty());
+    // generateName is checked as a prefix (issue 10: a multibyte character
+    // across byte 58 crashed the server; upstream answers 422).
+    let c = check(
+        "v1",
+        "ConfigMap",
+        json!({"metadata": {"generateName": "a\u{e9}-"}}),
+    );
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert_eq!(c[0].field, "metadata.generateName");
     let cj = check(
         "batch/v1",
         "CronJob",

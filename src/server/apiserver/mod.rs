@@ -16,6 +16,7 @@ pub mod patch;
 pub mod path;
 pub mod query;
 pub mod read;
+pub mod recover;
 pub mod registry;
 pub mod storage;
 pub mod table;
@@ -53,7 +54,7 @@ pub async fn handle(state: Arc<ApiState>, conn: ConnIdentity, req: Request<Incom
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let resp = match dispatch(&state, &conn, req).await {
+    let resp = match recover::contain(&method, uri.path(), dispatch(&state, &conn, req)).await {
         Ok(r) => r,
         Err(e) => e.into_response(),
     };

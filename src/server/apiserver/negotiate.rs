@@ -177,7 +177,14 @@ pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
     }
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_request("the request body is not valid UTF-8"))?;
-    let v: Value = serde_saphyr::from_str(text)
+    // Aliases repeat anchors: with the parser's default budget a 1 MB body
+    // built 64 MiB of strings (an apply patch is YAML). A document without
+    // aliases has no more scalar text than the body, so that is the bound.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! { max_total_scalar_bytes: MAX_BODY_BYTES },
+        alias_limits: serde_saphyr::alias_limits! { max_total_replayed_events: 100_000 },
+    };
+    let v: Value = serde_saphyr::from_str_with_options(text, options)
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid YAML: {e}")))?;
     if !depth_ok(&v, 0) {
         return Err(ApiError::bad_request(format!(

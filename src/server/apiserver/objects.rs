@@ -54,12 +54,20 @@ pub fn with_type_meta(def: &ResourceDef, obj: Value) -> Value {
 /// generated names never spell words.
 const GENERATE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
+/// At most this many bytes of `generateName` are kept, so that with the
+/// five random characters the name fits in 63 (as the apiserver does).
+const MAX_GENERATE_PREFIX: usize = 58;
+
 pub fn generate_name(prefix: &str) -> String {
-    let prefix = if prefix.len() > 58 {
-        &prefix[..58]
-    } else {
-        prefix
-    };
+    // The apiserver cuts at byte 58; cutting inside a multibyte character
+    // would panic here, so cut at the last character boundary before it
+    // (validation then refuses the non-DNS name with a 422).
+    let prefix = prefix
+        .char_indices()
+        .map(|(i, c)| i + c.len_utf8())
+        .take_while(|&end| end <= MAX_GENERATE_PREFIX)
+        .last()
+        .map_or("", |end| &prefix[..end]);
     let mut rng = rand::rng();
     let suffix: String = (0..5)
         .map(|_| GENERATE_ALPHABET[rng.random_range(0..GENERATE_ALPHABET.len())] as char)
@@ -307,6 +315,12 @@ mod tests {
         assert!(g.starts_with("web-") && g.len() == 9);
         assert!(g[4..].bytes().all(|c| GENERATE_ALPHABET.contains(&c)));
         assert_eq!(generate_name(&"x".repeat(80)).len(), 63);
+        // A multibyte character across byte 58 is dropped whole.
+        let prefix = format!("{}é{}", "a".repeat(57), "b".repeat(10));
+        let g = generate_name(&prefix);
+        assert_eq!(&g[..57], "a".repeat(57));
+        assert_eq!(g.len(), 62);
+        assert_eq!(generate_name("ééé").chars().count(), 8);
     }
 
     #[test]

@@ -71,16 +71,104 @@ pub fn apply_patch(
         PatchType::Json => {
             let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                 .map_err(|e| ApiError::bad_request(format!("the JSON patch is malformed: {e}")))?;
-            json_patch::patch(&mut out, &ops).map_err(|e| {
-                ApiError::new(
-                    422,
-                    "Invalid",
-                    format!("the JSON patch for {name:?} could not be applied: {e}"),
-                )
-            })?;
+            apply_json_patch(&mut out, &ops.0, name)?;
         }
     }
     Ok(out)
+}
+
+/// The most operations one JSON patch may have (upstream's
+/// maxJSONPatchOperations, from CVE-2019-1002100).
+pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
+
+/// How much all `copy` operations of one JSON patch may add, in bytes of
+/// JSON (upstream's JSONPatchMaxCopyBytes): each copy can double the
+/// document, so a 1 KB patch would otherwise build gigabytes.
+pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Apply JSON patch operations one at a time, refusing what would build more
+/// than the copy limit before it is built. On error `doc` is half-patched;
+/// callers patch a copy and drop it.
+fn apply_json_patch(
+    doc: &mut Value,
+    ops: &[json_patch::PatchOperation],
+    name: &str,
+) -> Result<(), ApiError> {
+    if ops.len() > MAX_JSON_PATCH_OPERATIONS {
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!(
+                "Request entity too large: The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, got {}",
+                ops.len()
+            ),
+        ));
+    }
+    let mut copied = 0usize;
+    for op in ops {
+        if let json_patch::PatchOperation::Copy(c) = op {
+            // A missing `from` is left to json_patch to report.
+            if let Some(v) = doc.pointer(c.from.as_str()) {
+                copied = copied.saturating_add(json_size(v));
+                if copied > MAX_JSON_PATCH_COPY_BYTES {
+                    return Err(ApiError::new(
+                        422,
+                        "Invalid",
+                        format!(
+                            "the JSON patch for {name:?} could not be applied: Unable to complete the copy, the accumulated size increase of copy is {copied}, exceeding the limit {MAX_JSON_PATCH_COPY_BYTES}"
+                        ),
+                    ));
+                }
+            }
+        }
+        json_patch::patch_unsafe(doc, std::slice::from_ref(op)).map_err(|e| {
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("the JSON patch for {name:?} could not be applied: {e}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The length of `v` as compact JSON, counted without building the text.
+fn json_size(v: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    // Writing a Value to an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut c, v);
+    c.0
+}
+
+/// Upstream's checkName: the patched object must still carry the name and
+/// namespace of the URL. A patch that removes them (a merge patch
+/// `{"metadata": null}`, a strategic `{"$patch": "delete"}`) is a 400, not a
+/// quiet rewrite of the whole object.
+fn check_name(patched: &Value, name: &str, ns: Option<&str>) -> Result<(), ApiError> {
+    let got = meta_str(patched, "name").unwrap_or("");
+    if got != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({got}) does not match the name on the URL ({name})"
+        )));
+    }
+    if let (Some(ns), Some(got)) = (ns, meta_str(patched, "namespace")) {
+        if !got.is_empty() && got != ns {
+            return Err(ApiError::bad_request(format!(
+                "the namespace of the object ({got}) does not match the namespace on the request ({ns})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 pub async fn patch(
@@ -108,6 +196,7 @@ pub async fn patch(
     for _ in 0..16 {
         let cur = state.objects.must_get(def, ns, name).await?;
         let patched = apply_patch(kind, &cur.obj, &doc, name)?;
+        check_name(&patched, name, ns)?;
         // A resourceVersion in the patch is a precondition, as for PUT.
         if let Some(rv) = parse_rv(meta_str(&patched, "resourceVersion"))? {
             if rv != cur.rev {
@@ -337,5 +426,94 @@ mod tests {
         assert_eq!(err.code, 400);
         let err = apply_patch(PatchType::Merge, &obj, &json!([1]), "a").unwrap_err();
         assert_eq!(err.code, 400);
+    }
+
+    /// The attack of issue 10: each copy doubles the document.
+    fn doubling_patch(copies: usize) -> Value {
+        let mut ops = vec![json!({"op": "add", "path": "/data/a", "value": ["xxxxxxxxxxxxxxxx"]})];
+        for _ in 0..copies {
+            ops.push(json!({"op": "copy", "from": "/data/a", "path": "/data/b"}));
+            ops.push(json!({"op": "copy", "from": "/data/b", "path": "/data/a/-"}));
+        }
+        Value::Array(ops)
+    }
+
+    #[test]
+    fn json_patch_copies_are_bounded() {
+        let obj = json!({"metadata": {"name": "a"}, "data": {}});
+        // A few doublings are fine.
+        let out = apply_patch(PatchType::Json, &obj, &doubling_patch(3), "a").unwrap();
+        assert_eq!(out["data"]["a"].as_array().map(Vec::len), Some(4));
+        // 21 doublings would build gigabytes; refused before they are built.
+        let err = apply_patch(PatchType::Json, &obj, &doubling_patch(21), "a").unwrap_err();
+        assert_eq!(err.code, 422, "{:?}", err.to_status());
+        let msg = err.to_status()["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(msg.contains("accumulated size increase of copy"), "{msg}");
+        assert!(
+            msg.contains(&MAX_JSON_PATCH_COPY_BYTES.to_string()),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn json_patch_operation_count_is_bounded() {
+        let obj = json!({"metadata": {"name": "a"}, "data": {}});
+        let op = json!({"op": "test", "path": "/metadata/name", "value": "a"});
+        let ok = Value::Array(vec![op.clone(); MAX_JSON_PATCH_OPERATIONS]);
+        apply_patch(PatchType::Json, &obj, &ok, "a").unwrap();
+        let many = Value::Array(vec![op; MAX_JSON_PATCH_OPERATIONS + 1]);
+        let err = apply_patch(PatchType::Json, &obj, &many, "a").unwrap_err();
+        assert_eq!(err.code, 413);
+        assert_eq!(err.reason, "RequestEntityTooLarge");
+    }
+
+    #[test]
+    fn json_size_counts_compact_json() {
+        let v = json!({"a": [1, "x", null], "b": {"c": true}});
+        assert_eq!(json_size(&v), serde_json::to_vec(&v).unwrap().len());
+    }
+
+    #[test]
+    fn patches_that_drop_the_name_are_refused() {
+        let obj = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "default", "labels": {"a": "b"}},
+            "data": {"k": "v"},
+        });
+        let merged = apply_patch(PatchType::Merge, &obj, &json!({"metadata": null}), "c").unwrap();
+        let err = check_name(&merged, "c", Some("default")).unwrap_err();
+        assert_eq!(err.code, 400);
+        assert_eq!(
+            err.to_status()["message"],
+            "the name of the object () does not match the name on the URL (c)"
+        );
+        let smp = apply_patch(
+            PatchType::Strategic,
+            &obj,
+            &json!({"$patch": "delete"}),
+            "c",
+        )
+        .unwrap();
+        assert_eq!(
+            check_name(&smp, "c", Some("default")).unwrap_err().code,
+            400
+        );
+        // Ordinary patches keep the name and pass.
+        let ok = apply_patch(PatchType::Merge, &obj, &json!({"data": {"k": "w"}}), "c").unwrap();
+        check_name(&ok, "c", Some("default")).unwrap();
+        let moved = apply_patch(
+            PatchType::Merge,
+            &obj,
+            &json!({"metadata": {"namespace": "other"}}),
+            "c",
+        )
+        .unwrap();
+        assert_eq!(
+            check_name(&moved, "c", Some("default")).unwrap_err().code,
+            400
+        );
     }
 }

@@ -80,6 +80,32 @@ pub fn encode(obj: &Value) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::internal(format!("cannot encode object: {e}")))
 }
 
+/// The largest object the store takes, as its stored JSON (managedFields
+/// included): etcd's default request limit, which bounds upstream's objects.
+/// Without it a 3 MiB body of labels was stored as twice that, since
+/// managedFields repeats every key.
+pub const MAX_OBJECT_BYTES: usize = 1_572_864;
+
+/// 413 for an object whose stored form would exceed [`MAX_OBJECT_BYTES`].
+pub fn check_size(def: &ResourceDef, name: &str, stored_len: usize) -> Result<(), ApiError> {
+    if stored_len <= MAX_OBJECT_BYTES {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        413,
+        "RequestEntityTooLarge",
+        format!(
+            "Request entity too large: {} {name:?} would be stored as {stored_len} bytes (managedFields included); the limit is {MAX_OBJECT_BYTES} bytes: make the object smaller (fewer or shorter labels, annotations, data)",
+            crate::api::status::qualified_resource(def.group, def.plural),
+        ),
+    ))
+}
+
+/// What a dry run would store: the same size check as a real write.
+pub fn check_dry_run(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiError> {
+    check_size(def, name, encode(obj)?.len())
+}
+
 pub fn stamp(mut obj: Value, rev: Revision) -> Value {
     meta_mut(&mut obj).insert("resourceVersion".into(), json!(rev.to_string()));
     obj
@@ -137,9 +163,11 @@ impl Objects {
         name: &str,
         obj: &Value,
     ) -> Result<Value, ApiError> {
+        let value = encode(obj)?;
+        check_size(def, name, value.len())?;
         let kv = self
             .store
-            .create(&def.key(ns, name), encode(obj)?)
+            .create(&def.key(ns, name), value)
             .await
             .map_err(|e| store_error(def, name, e))?;
         Ok(stamp(obj.clone(), kv.mod_revision))
@@ -153,9 +181,11 @@ impl Objects {
         obj: &Value,
         expected: Revision,
     ) -> Result<Value, ApiError> {
+        let value = encode(obj)?;
+        check_size(def, name, value.len())?;
         let kv = self
             .store
-            .update(&def.key(ns, name), encode(obj)?, expected)
+            .update(&def.key(ns, name), value, expected)
             .await
             .map_err(|e| store_error(def, name, e))?;
         Ok(stamp(obj.clone(), kv.mod_revision))

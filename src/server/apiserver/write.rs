@@ -77,6 +77,7 @@ pub async fn create(
         {
             return Err(ApiError::already_exists(def.group, def.plural, &name));
         }
+        super::storage::check_dry_run(def, &name, &obj)?;
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
     let created = state
@@ -160,6 +161,7 @@ pub async fn commit_update(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     if dry_run {
+        super::storage::check_dry_run(def, name, new)?;
         return Ok(super::storage::stamp(new.clone(), expected));
     }
     if objects::ready_to_finalize(new) && !namespace_waits_for_content(def, new) {

@@ -547,6 +547,7 @@ pub async fn apply(
                 check_namespace(state, def, ns, name).await?;
             }
             if dry_run {
+                super::storage::check_dry_run(def, name, &obj)?;
                 return Ok(with_warnings(
                     json_response(StatusCode::CREATED, &obj),
                     &warnings,
