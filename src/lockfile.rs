@@ -68,12 +68,16 @@ pub fn try_exclusive_with_pid(path: &Path) -> Result<Guard, TryLockError> {
     }
 }
 
+/// Never through a symlink: a lock file is opened for writing (and the
+/// server's is truncated) as root, so a link planted in its place must not
+/// redirect that to another file.
 fn open(path: &Path) -> io::Result<fs::File> {
     fs::OpenOptions::new()
         .create(true)
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
         .open(path)
 }
 
@@ -101,6 +105,18 @@ mod tests {
         let mode =
             std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&path).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_symlink_in_place_of_the_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let path = dir.path().join("lock");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        assert!(try_exclusive_with_pid(&path).is_err());
+        assert!(exclusive(&path).is_err());
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
     }
 
     #[test]

@@ -5,6 +5,10 @@ use clap::Parser;
 use skiff::cli::Cli;
 
 fn main() -> ExitCode {
+    // The release build unwinds so that the API server can contain a panic
+    // in one request; everywhere else (shim, init, CLI, the server's own
+    // tasks) a panic is reported and aborts, as before.
+    skiff::server::apiserver::recover::install_panic_policy();
     // The container shim must stay single-threaded (libcontainer forks):
     // dispatch it before anything else runs.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -61,15 +61,15 @@ pub struct ServerArgs {
     pub max_connections_per_client: Option<usize>,
 
     /// Seconds a client has to send a request head (the apiserver's 32).
-    #[arg(long, value_name = "SECONDS", hide = true)]
+    #[arg(long, value_name = "SECONDS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_header_timeout: Option<u64>,
 
     /// Seconds a connection may stay open with no request in progress.
-    #[arg(long, value_name = "SECONDS", hide = true)]
+    #[arg(long, value_name = "SECONDS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_connection_timeout: Option<u64>,
 
     /// Seconds a client has to send a whole request body.
-    #[arg(long, value_name = "SECONDS", hide = true)]
+    #[arg(long, value_name = "SECONDS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_body_timeout: Option<u64>,
 }
 
@@ -121,12 +121,10 @@ fn raise_fd_limit() -> u64 {
 /// Hold `<data-dir>/server/lock` for the server's lifetime: two servers on
 /// one store would each answer from their own view of it.
 fn lock_data_dir(data_dir: &Path) -> anyhow::Result<lockfile::Guard> {
-    use std::os::unix::fs::DirBuilderExt;
+    // The server's directory holds the CA key and every Secret: 0700 and
+    // ours, also when it existed before with a looser mode.
     let dir = data_dir.join("server");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
+    crate::runtime::private::ensure_dir(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("lock");
     lockfile::try_exclusive_with_pid(&path).map_err(|e| match e {

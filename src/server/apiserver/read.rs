@@ -578,7 +578,8 @@ async fn stream_list(
     let def = r.def.clone();
     let namespace = r.namespace.clone();
     let q = q.clone();
-    tokio::spawn(async move {
+    let on_panic = tx.clone();
+    let task = async move {
         let mut sink = StreamItems {
             items: JsonItems::new(&def, table),
             head: Some(head_fields(&def, table)),
@@ -597,6 +598,17 @@ async fn stream_list(
         };
         // Nobody listens any more if the client has gone.
         let _ = tx.send(tail).await;
+    };
+    let plural = r.def.plural;
+    tokio::spawn(async move {
+        if super::recover::contain_task("list", plural, task)
+            .await
+            .is_none()
+        {
+            // A 500 if nothing was sent yet; else the body ends early.
+            let e = ApiError::internal(super::recover::PANIC_MESSAGE);
+            let _ = on_panic.send(Err(e)).await;
+        }
     });
     let first = match rx.recv().await {
         Some(first) => first?,

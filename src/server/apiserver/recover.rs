@@ -75,25 +75,51 @@ pub async fn contain<T, F>(method: &Method, path: &str, handler: F) -> Result<T,
 where
     F: Future<Output = Result<T, ApiError>>,
 {
-    install_panic_policy();
-    // Unwind safety: the handler's captured state is the request itself and
-    // shared state whose invariants do not span a panic; nothing of the
-    // failed request is used after it.
-    let (result, at) = PANICKED_AT
-        .scope(RefCell::new(None), async {
-            let r = AssertUnwindSafe(handler).catch_unwind().await;
-            let at = PANICKED_AT.with(|slot| slot.borrow_mut().take());
-            (r, at)
-        })
-        .await;
-    match result {
+    match catch(handler).await {
         Ok(r) => r,
-        Err(_payload) => {
-            let at = at.unwrap_or_else(|| "an unknown place".into());
+        Err(at) => {
             tracing::error!(%method, path, at, "request handler panicked; answered 500");
             Err(ApiError::internal(PANIC_MESSAGE))
         }
     }
+}
+
+/// Run a task that a request spawned to send its response (a streamed
+/// list, a watch) under the same containment: a panic ends that task alone
+/// (None), so the response ends early instead of the server.
+pub async fn contain_task<F: Future>(
+    what: &'static str,
+    resource: &str,
+    task: F,
+) -> Option<F::Output> {
+    match catch(task).await {
+        Ok(v) => Some(v),
+        Err(at) => {
+            tracing::error!(
+                what,
+                resource,
+                at,
+                "a response task panicked; its response ends early"
+            );
+            None
+        }
+    }
+}
+
+/// `fut`'s output, or where it panicked.
+async fn catch<F: Future>(fut: F) -> Result<F::Output, String> {
+    install_panic_policy();
+    // Unwind safety: what the future captured is its request and shared
+    // state whose invariants do not span a panic; nothing of the failed
+    // request is used after it.
+    let (result, at) = PANICKED_AT
+        .scope(RefCell::new(None), async {
+            let r = AssertUnwindSafe(fut).catch_unwind().await;
+            let at = PANICKED_AT.with(|slot| slot.borrow_mut().take());
+            (r, at)
+        })
+        .await;
+    result.map_err(|_payload| at.unwrap_or_else(|| "an unknown place".into()))
 }
 
 #[cfg(test)]
@@ -122,5 +148,18 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.code, 400, "errors pass through untouched");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_response_task_ends_alone() {
+        // Spawned as the streamed list and the watch spawn theirs: the
+        // panic is caught inside the task, which then ends normally.
+        let task = tokio::spawn(contain_task("list", "configmaps", async {
+            let v: Vec<u8> = Vec::new();
+            std::hint::black_box(&v)[3]
+        }));
+        assert_eq!(task.await.ok(), Some(None));
+        let fine = tokio::spawn(contain_task("watch", "pods", async { 5 }));
+        assert_eq!(fine.await.ok(), Some(Some(5)));
     }
 }

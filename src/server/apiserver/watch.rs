@@ -164,17 +164,24 @@ pub async fn watch(
         Err(e) => return Err(store_error(&def, "", e)),
     };
 
-    tokio::spawn(run_watch(
-        tx,
-        events,
-        enc,
-        initial,
-        def,
-        filter,
-        name_filter,
-        bookmarks,
-        timeout,
-        after,
+    let plural = def.plural;
+    // A panic ends this watch alone; the client sees it end and watches
+    // again, as after any other end of a watch.
+    tokio::spawn(super::recover::contain_task(
+        "watch",
+        plural,
+        run_watch(
+            tx,
+            events,
+            enc,
+            initial,
+            def,
+            filter,
+            name_filter,
+            bookmarks,
+            timeout,
+            after,
+        ),
     ));
     Ok(stream_response(rx))
 }
