@@ -603,6 +603,14 @@ fn owner_references_need_every_field() {
     assert!(two[0]
         .message
         .ends_with("Found \"true\" in references for ReplicaSet/r and ReplicaSet/r"));
+    // Many controllers: still one cause (one per extra controller, each
+    // echoing the whole list, grew with the square of the body).
+    let many = check(
+        "v1",
+        "ConfigMap",
+        config_map(json!({"ownerReferences": vec![good.clone(); 2000]})),
+    );
+    assert_eq!(many.len(), 1);
 }
 
 #[test]
