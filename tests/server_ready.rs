@@ -131,7 +131,11 @@ fn readyz_reports_a_full_disk_and_recovers() {
 
     let (code, body) = curl(&net, &[], "/readyz");
     assert_eq!(code, 500, "readyz while every write fails: {body}");
-    assert!(body.contains("[-]store failed"), "{body}");
+    assert!(body.contains("[-]store failed: reason withheld"), "{body}");
+    assert!(
+        !body.contains("full"),
+        "no reason for the unauthenticated: {body}"
+    );
     assert!(body.trim_end().ends_with("readyz check failed"), "{body}");
     let (code, body) = curl(&net, &[], "/livez");
     assert_eq!((code, body.as_str()), (200, "ok"), "livez on a full disk");

@@ -16,13 +16,32 @@ use super::ApiState;
 pub async fn check(state: &ApiState, which: &'static str, q: &Query) -> Response {
     let mut results: Vec<(&str, Result<(), String>)> = vec![("ping", Ok(()))];
     if matches!(which, "readyz" | "healthz") {
-        let store = state.objects.store.ready().await.map_err(|e| e.to_string());
-        if let Err(e) = &store {
-            tracing::warn!(check = which, error = %e, "the store is not ready");
-        }
+        let store = state.objects.store.ready().await.map_err(|e| {
+            // Health endpoints answer without credentials: the reason goes
+            // to the log (at most every 10 s, however often it is asked),
+            // not to the caller, as upstream's "reason withheld".
+            if log_due() {
+                tracing::warn!(check = which, error = %e, "the store is not ready");
+            }
+            "reason withheld".to_string()
+        });
         results.push(("store", store));
     }
     render(which, q.get("verbose").is_some(), &results)
+}
+
+/// Whether a failing check may be logged now: at most once every 10 s.
+fn log_due() -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let last = LAST.load(Ordering::Relaxed);
+    (last == 0 || now >= last + 10)
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
 }
 
 fn render(which: &str, verbose: bool, results: &[(&str, Result<(), String>)]) -> Response {
