@@ -11,7 +11,7 @@ mod containers;
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::process::Command;
 use std::time::Duration;
@@ -584,12 +584,16 @@ fn a_host_port_is_picked_when_none_is_given() {
 fn containers_cannot_reach_the_nodes_loopback() {
     let e = Engine::new();
     let node_ns = std::fs::File::open(format!("/run/netns/{}", e.net.name())).expect("node netns");
-    let listener = std::thread::spawn(move || {
+    let (listener, udp) = std::thread::spawn(move || {
         nix::sched::setns(node_ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        TcpListener::bind(("127.0.0.1", 0)).expect("bind on the node's 127.0.0.1")
+        (
+            TcpListener::bind(("127.0.0.1", 0)).expect("bind on the node's 127.0.0.1"),
+            UdpSocket::bind(("127.0.0.1", 0)).expect("udp bind on the node's 127.0.0.1"),
+        )
     })
     .join()
     .expect("listener thread");
+    let udp_port = udp.local_addr().expect("udp addr").port();
     listener.set_nonblocking(true).expect("nonblocking");
     let port = listener.local_addr().expect("addr").port();
 
@@ -650,6 +654,33 @@ fn containers_cannot_reach_the_nodes_loopback() {
     match listener.accept() {
         Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
         other => panic!("the node's loopback service saw a connection: {other:?}"),
+    }
+
+    // A spoofed loopback source (CVE-2020-8558): skiff0 accepts 127.x
+    // sources (route_localnet), so only `iifname != lo` tells this apart.
+    in_ctr(&["ip", "addr", "add", "127.0.0.2/32", "dev", "eth0"]);
+    let ns = std::fs::File::open(&ctr_ns).expect("container netns");
+    let udp_target = SocketAddr::from((Ipv4Addr::LOCALHOST, udp_port));
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let s = UdpSocket::bind(("127.0.0.2", 0)).expect("bind 127.0.0.2 in the container");
+        for _ in 0..3 {
+            s.send_to(b"spoofed", udp_target).expect("send");
+        }
+    })
+    .join()
+    .expect("spoof thread");
+    // A bound on waiting for a datagram, not an assertion on time.
+    udp.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut buf = [0u8; 64];
+    match udp.recv_from(&mut buf) {
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("a spoofed 127.0.0.2 datagram reached the node's 127.0.0.1: {other:?}"),
     }
 
     // The node itself still reaches its published port on 127.0.0.1.

@@ -210,7 +210,7 @@ fn apply_builds_the_whole_table() {
 
     // Packets for the host's loopback that did not come from it (CVE-2020-8558).
     let input = chain(&listing, "input");
-    let martian = "iifname != \"lo\" ip daddr 127.0.0.0/8 ip saddr != 127.0.0.0/8";
+    let martian = "iifname != \"lo\" ip daddr 127.0.0.0/8";
     for want in [
         "type filter hook input priority filter; policy accept;".to_string(),
         format!("{martian} ct state established,related accept"),

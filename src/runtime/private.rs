@@ -24,7 +24,8 @@ pub const DIR_MODE: u32 = 0o700;
 pub const FILE_MODE: u32 = 0o600;
 
 /// Create `dir` (and missing parents) 0700, or tighten an existing one
-/// that other users can reach and give it to us if another user owns it.
+/// that other users can reach. One another user owns is refused, not taken
+/// over: whatever they planted in it would stay and be trusted.
 pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
@@ -37,11 +38,21 @@ pub fn ensure_dir(dir: &Path) -> io::Result<()> {
         .open(dir)?;
     let meta = fd.metadata()?;
     let euid = nix::unistd::geteuid();
+    if meta.uid() != euid.as_raw() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is owned by uid {}, not by uid {}: its content cannot be trusted; \
+                 chown it to root (after checking what is in it) or choose another --root",
+                dir.display(),
+                meta.uid(),
+                euid
+            ),
+        ));
+    }
     let egid = nix::unistd::getegid();
-    if meta.uid() != euid.as_raw() || meta.gid() != egid.as_raw() {
-        tracing::warn!(dir = %dir.display(), uid = meta.uid(), gid = meta.gid(),
-            "taking ownership of a directory another user owned");
-        nix::unistd::fchown(&fd, Some(euid), Some(egid)).map_err(io::Error::from)?;
+    if meta.gid() != egid.as_raw() {
+        nix::unistd::fchown(&fd, None, Some(egid)).map_err(io::Error::from)?;
     }
     if meta.mode() & 0o7777 != DIR_MODE {
         if meta.mode() & 0o077 != 0 {
@@ -95,16 +106,32 @@ fn tighten(f: &fs::File) -> io::Result<()> {
     Ok(())
 }
 
-/// Make an existing file 0600 if it is looser (by path; no-op if missing).
+/// Make an existing file 0600 if it is looser (no-op if missing or not a
+/// regular file). Through a descriptor opened without following a symlink,
+/// so a symlink swapped in after the check cannot redirect the chmod.
 pub fn tighten_path(path: &Path) -> io::Result<()> {
     match fs::symlink_metadata(path) {
-        Ok(m) if m.is_file() && m.mode() & 0o077 != 0 => {
-            fs::set_permissions(path, fs::Permissions::from_mode(FILE_MODE))
-        }
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+        Ok(m) if m.is_file() && m.mode() & 0o077 != 0 => {}
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
     }
+    let flags = nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK;
+    let f = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        // Replaced by a symlink since the check: not ours to change.
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    if f.metadata()?.is_file() {
+        tighten(&f)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -134,5 +161,35 @@ mod tests {
         let g = t.path().join("g");
         append_file(&g).unwrap();
         assert_eq!(mode(&g), 0o600);
+    }
+
+    #[test]
+    fn a_dir_another_user_owns_is_refused_not_taken_over() {
+        let t = tempfile::tempdir().unwrap();
+        let theirs = t.path().join("theirs");
+        fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        fs::set_permissions(&theirs, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = ensure_dir(&theirs).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        let msg = err.to_string();
+        assert!(msg.contains(&theirs.display().to_string()), "{msg}");
+        assert!(msg.contains("uid 65534") && msg.contains("--root"), "{msg}");
+        let m = fs::metadata(&theirs).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (65534, 0o755), "left alone");
+    }
+
+    #[test]
+    fn tighten_path_does_not_follow_a_symlink() {
+        let t = tempfile::tempdir().unwrap();
+        let target = t.path().join("target");
+        fs::write(&target, "x").unwrap();
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644)).unwrap();
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        tighten_path(&link).unwrap();
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o644);
+        tighten_path(&target).unwrap();
+        assert_eq!(fs::metadata(&target).unwrap().mode() & 0o7777, 0o600);
     }
 }

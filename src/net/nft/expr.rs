@@ -171,10 +171,6 @@ pub(crate) fn ip_saddr_in(cidr: Ipv4Cidr) -> Stmt {
     ip_in(IPV4_SADDR, "saddr", cidr, false)
 }
 
-pub(crate) fn ip_saddr_not_in(cidr: Ipv4Cidr) -> Stmt {
-    ip_in(IPV4_SADDR, "saddr", cidr, true)
-}
-
 pub(crate) fn ip_daddr_in(cidr: Ipv4Cidr) -> Stmt {
     ip_in(IPV4_DADDR, "daddr", cidr, false)
 }

@@ -23,7 +23,7 @@ use netlink_packet_netfilter::nftables::InetHookNumber;
 use super::config::Config;
 use super::expr::{
     accept, ct_state_established_related, ct_status_dnat, drop, iifname_is, iifname_is_not,
-    ip_daddr_in, ip_saddr_not_in, oifname_is,
+    ip_daddr_in, oifname_is,
 };
 use super::ruleset::{Chain, ChainType, Rule, Ruleset};
 use super::Ipv4Cidr;
@@ -65,8 +65,10 @@ pub(crate) fn add(rs: &mut Ruleset, cfg: &Config) {
     ] {
         let mut stmts = vec![
             iifname_is_not("lo"),
+            // No saddr clause: skiff0 has route_localnet=1, so a container can
+            // send with a spoofed 127.x source (CVE-2020-8558); `iifname != lo`
+            // alone tells the node's own loopback traffic apart.
             ip_daddr_in(Ipv4Cidr::LOOPBACK),
-            ip_saddr_not_in(Ipv4Cidr::LOOPBACK),
         ];
         stmts.extend(last);
         rs.rules.push(Rule::new(INPUT, stmts));

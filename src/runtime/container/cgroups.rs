@@ -124,12 +124,19 @@ pub fn remove(path: &str) -> Result<(), CgroupError> {
 
 /// Where a container sees the cgroup filesystems libcontainer mounts for
 /// it: /sys/fs/cgroup and, on v1, one directory per host hierarchy mounted
-/// under it (named as on the host). An unreadable mount table gives just
-/// /sys/fs/cgroup.
-pub fn container_mounts() -> Vec<String> {
+/// under it (named as on the host). An unreadable mount table is an error:
+/// guessing would leave v1 hierarchies writable in the container.
+pub fn container_mounts() -> Result<Vec<String>, CgroupError> {
+    container_mounts_from(Path::new("/proc/self/mountinfo"))
+}
+
+fn container_mounts_from(mountinfo: &Path) -> Result<Vec<String>, CgroupError> {
     let root = Path::new(CGROUP_ROOT);
     let mut out = vec![CGROUP_ROOT.to_string()];
-    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let text = std::fs::read_to_string(mountinfo).map_err(|source| CgroupError::Io {
+        path: mountinfo.to_path_buf(),
+        source,
+    })?;
     for m in mountinfo::v1_mountpoints(&text) {
         if m.parent() != Some(root) {
             continue;
@@ -141,7 +148,7 @@ pub fn container_mounts() -> Vec<String> {
             }
         }
     }
-    out
+    Ok(out)
 }
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";

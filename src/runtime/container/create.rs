@@ -231,7 +231,7 @@ pub fn create(
         etc_files: &etc_files,
         nofile_hard: nofile_hard(),
         init: init_binary.as_deref(),
-        cgroup_mounts: &cgroups::container_mounts(),
+        cgroup_mounts: &cgroups::container_mounts().map_err(ContainerError::CgroupMounts)?,
     })?;
     let config_path = dir.join("config.json");
     let spec_json =

@@ -23,7 +23,9 @@ use nix::errno::Errno;
 
 use super::seccomp::{self, Filter};
 
-#[derive(Clone, Default)]
+/// No `Default`: an executor is built from its container's bundle, so none
+/// runs a process without the container's seccomp filter by accident.
+#[derive(Clone)]
 pub struct SkiffExecutor {
     seccomp: Option<Arc<Filter>>,
 }

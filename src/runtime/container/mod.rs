@@ -151,6 +151,8 @@ pub enum ContainerError {
         parent: String,
         source: cgroups::CgroupError,
     },
+    #[error("cannot tell which cgroup filesystems to make read-only in the container: {0}")]
+    CgroupMounts(cgroups::CgroupError),
 }
 
 /// The node network as the engine uses it (bridge skiff0): for `cidr` when

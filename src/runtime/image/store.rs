@@ -23,6 +23,8 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
@@ -85,8 +87,9 @@ pub struct StoreLock {
 pub struct Store {
     dir: PathBuf,
     limit: LayerLimit,
-    /// Bytes of dead temporaries removed when this store was opened.
-    swept: u64,
+    /// Bytes of dead temporaries removed when this store was opened, until
+    /// a prune reports them (once: shared by clones, taken by the first).
+    swept: Arc<AtomicU64>,
 }
 
 /// What a prune freed.
@@ -121,9 +124,9 @@ impl Store {
         let mut store = Store {
             dir,
             limit: LayerLimit::default(),
-            swept: 0,
+            swept: Arc::default(),
         };
-        store.swept = store.sweep_leftovers()?;
+        store.swept = Arc::new(AtomicU64::new(store.sweep_leftovers()?));
         Ok(store)
     }
 
@@ -370,7 +373,7 @@ impl Store {
         let mut report = PruneReport {
             manifests: meta.drop_unnamed_manifests()?,
             // Leftovers of dead pulls that opening the store removed.
-            bytes: self.swept,
+            bytes: self.swept.swap(0, Ordering::Relaxed),
             ..Default::default()
         };
         let blobs = meta.referenced_blobs()?;
@@ -497,6 +500,22 @@ mod tests {
             b.append_data(&mut h, name, *data).unwrap();
         }
         b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn prune_reports_the_swept_leftovers_once() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let tmp = store.dir().join("blobs/sha256/.tmp-dead-pull");
+        fs::write(&tmp, vec![0u8; 4096]).unwrap();
+        drop(store);
+        let store = Store::open(root.path()).unwrap();
+        assert!(!tmp.exists());
+        let keep = HashSet::new();
+        let first = store.prune(None, &keep).unwrap();
+        assert!(first.bytes >= 4096, "{first:?}");
+        let second = store.prune(None, &keep).unwrap();
+        assert_eq!(second, PruneReport::default());
     }
 
     #[test]

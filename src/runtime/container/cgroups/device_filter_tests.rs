@@ -5,7 +5,7 @@
 
 use libcgroups::v2::device_filter::ctx::*;
 use libcgroups::v2::device_filter::op::*;
-use libcgroups::v2::device_filter::{insn, load, program, Insn};
+use libcgroups::v2::device_filter::{insn, load, program, rules_with_defaults, Insn};
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
 
 fn rule(
@@ -147,5 +147,43 @@ fn the_kernel_verifier_accepts_the_docker_program() {
         "host console"
     );
     assert_eq!(run(&p, TYPE_CHAR, ACC_READ | ACC_WRITE, 10, 200), 1, "tun");
+    load(&p).expect("the kernel loads the program");
+}
+
+/// The whole list `Manager::apply` builds (Docker's rules, `--device`
+/// entries, then libcgroups' default nodes and allowlist): a long program
+/// gives a long verifier log, which must not make a valid program fail.
+#[test]
+fn the_kernel_verifier_accepts_the_full_list_with_devices() {
+    use LinuxDeviceType::{A, B, C};
+    let mut spec: Vec<LinuxDeviceCgroup> = crate::runtime::container::defaults::DEVICE_RULES
+        .iter()
+        .map(|r| {
+            let typ = match r.kind {
+                'b' => B,
+                'c' => C,
+                _ => A,
+            };
+            rule(r.allow, typ, r.major, r.minor, r.access)
+        })
+        .collect();
+    // Several --device entries, as the spec adds them.
+    for minor in 0..48 {
+        spec.push(rule(true, B, Some(8), Some(minor), "rwm"));
+        spec.push(rule(true, C, Some(189), Some(minor), "rw"));
+    }
+    let rules = rules_with_defaults(&spec);
+    let p = program(&rules);
+    assert_eq!(
+        run(&p, TYPE_BLOCK, ACC_READ | ACC_WRITE, 8, 47),
+        1,
+        "a --device"
+    );
+    assert_eq!(run(&p, TYPE_BLOCK, ACC_READ, 8, 48), 0, "not a --device");
+    assert_eq!(
+        run(&p, TYPE_CHAR, ACC_READ | ACC_WRITE, 5, 1),
+        0,
+        "host console"
+    );
     load(&p).expect("the kernel loads the program");
 }

@@ -368,3 +368,16 @@ fn legacy_layout_reads_controllers_from_v1() {
         Err(CgroupError::NotMounted)
     ));
 }
+
+#[test]
+fn an_unreadable_mount_table_fails_instead_of_leaving_v1_writable() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("mountinfo");
+    match container_mounts_from(&missing) {
+        Err(CgroupError::Io { path, .. }) => assert_eq!(path, missing),
+        other => panic!("expected an Io error naming {missing:?}, got {other:?}"),
+    }
+    // The real table still gives at least /sys/fs/cgroup.
+    let real = container_mounts().unwrap();
+    assert_eq!(real.first().map(String::as_str), Some(CGROUP_ROOT));
+}

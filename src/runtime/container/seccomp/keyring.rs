@@ -2,6 +2,13 @@
 //! without it the container shares the session keyring of whoever ran
 //! skiff, and through it possesses (and may read) the keys linked there,
 //! such as root's user keyring `@u`.
+//!
+//! It does not protect `@u` on its own: a container running as root in the
+//! host's user namespace owns that same `@u` and can link it into its
+//! session keyring (`keyctl link @u @s`) or search it, then read its keys.
+//! What keeps root's keys from a container is the default seccomp profile
+//! denying keyctl, add_key and request_key; `seccomp=unconfined` gives that
+//! up.
 
 use std::ffi::CString;
 

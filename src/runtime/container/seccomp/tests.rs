@@ -130,6 +130,25 @@ fn default_profile_denies_what_docker_denies() {
     assert!(c.filter.insns.len() < bpf::MAX_INSNS);
 }
 
+/// Names a user's profile is warned about: none of the default profile's
+/// but send and recv (socketcall-only on x86), hence no warning for it.
+#[test]
+fn unknown_names_are_found() {
+    let s = default_seccomp(&skiff_caps());
+    assert_eq!(super::bpf::unknown_names(&s), ["recv", "send"]);
+    let p = super::profile::Profile::parse(
+        r#"{"defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["keyctl", "no_such_call"], "action": "SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let target = super::profile::Target {
+        caps: &[],
+        kernel: (6, 1),
+    };
+    let s = p.resolve(&target).unwrap();
+    assert_eq!(super::bpf::unknown_names(&s), ["no_such_call"]);
+}
+
 #[test]
 fn capabilities_widen_the_profile() {
     let mut caps = skiff_caps();

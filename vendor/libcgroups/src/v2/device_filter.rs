@@ -272,29 +272,61 @@ fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
 }
 
 /// Load `insns` as a cgroup device program.
+///
+/// Without a log first, as libbpf does: with `log_level` set the kernel
+/// fails a valid program with ENOSPC once its verifier log outgrows the
+/// buffer, and a long rule list makes a long log. Only when the plain load
+/// fails is it repeated with a log, to explain the failure.
 pub fn load(insns: &[Insn]) -> Result<OwnedFd, DeviceFilterError> {
+    match load_with_log(insns, None) {
+        Ok(fd) => Ok(fd),
+        Err(first) => {
+            let mut log = vec![0u8; 64 * 1024];
+            match load_with_log(insns, Some(&mut log)) {
+                // Loads with a log after all: keep it.
+                Ok(fd) => Ok(fd),
+                Err(_) => {
+                    let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
+                    let log = String::from_utf8_lossy(&log[..end]).trim().to_string();
+                    Err(DeviceFilterError::Load { source: first, log })
+                }
+            }
+        }
+    }
+}
+
+fn load_with_log(insns: &[Insn], log: Option<&mut [u8]>) -> std::io::Result<OwnedFd> {
     let code: Vec<u64> = insns.iter().map(Insn::encode).collect();
     let license = b"Apache-2.0\0";
-    let mut log = vec![0u8; 16 * 1024];
+    let (log_level, log_size, log_buf) = match log {
+        Some(buf) => (1, buf.len() as u32, buf.as_mut_ptr() as u64),
+        None => (0, 0, 0),
+    };
     let attr = ProgLoadAttr {
         prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
         insn_cnt: code.len() as u32,
         insns: code.as_ptr() as u64,
         license: license.as_ptr() as u64,
-        log_level: 1,
-        log_size: log.len() as u32,
-        log_buf: log.as_mut_ptr() as u64,
+        log_level,
+        log_size,
+        log_buf,
         ..Default::default()
     };
-    match bpf(BPF_PROG_LOAD, &attr) {
-        // SAFETY: the kernel returned a new file descriptor that we own.
-        Ok(fd) => Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) }),
-        Err(source) => {
-            let end = log.iter().position(|b| *b == 0).unwrap_or(log.len());
-            let log = String::from_utf8_lossy(&log[..end]).trim().to_string();
-            Err(DeviceFilterError::Load { source, log })
-        }
-    }
+    let fd = bpf(BPF_PROG_LOAD, &attr)?;
+    // SAFETY: the kernel returned a new file descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The rules `Manager::apply` enforces for a container's `devices`: them,
+/// then the default device nodes, then `default_allow_devices`, in the
+/// order `v1::devices::Devices::apply` writes them.
+pub fn rules_with_defaults(devices: &[LinuxDeviceCgroup]) -> Vec<LinuxDeviceCgroup> {
+    devices
+        .iter()
+        .cloned()
+        .chain(crate::common::default_devices().iter().map(|d| d.into()))
+        .chain(crate::common::default_allow_devices())
+        .collect()
 }
 
 /// Build the program for `rules`, load it and attach it to the cgroup

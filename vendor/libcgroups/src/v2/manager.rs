@@ -234,15 +234,8 @@ impl CgroupManager for Manager {
         // writes (v1/devices.rs), enforced by a filter built without libbpf.
         #[cfg(not(feature = "cgroupsv2_devices"))]
         {
-            let rules: Vec<_> = controller_opt
-                .resources
-                .devices()
-                .iter()
-                .flatten()
-                .cloned()
-                .chain(common::default_devices().iter().map(|d| d.into()))
-                .chain(common::default_allow_devices())
-                .collect();
+            let devices = controller_opt.resources.devices().as_deref().unwrap_or(&[]);
+            let rules = super::device_filter::rules_with_defaults(devices);
             super::device_filter::apply(&rules, &self.full_path)?;
         }
 
