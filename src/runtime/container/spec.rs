@@ -225,7 +225,12 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
 
     let (devices, device_rules) = devices::nodes_and_rules(opts)?;
     resources["devices"] = json!(device_rules);
-    let (masked, mut readonly): (Vec<String>, Vec<String>) = if opts.privileged {
+    // libcontainer mounts each cgroup v1 hierarchy without the "ro" of the
+    // spec's cgroup mount (and the tmpfs holding them writable), so a
+    // container could rewrite its own limits: every one of them is a
+    // read-only path, which libcontainer binds and remounts read-only before
+    // it drops the capabilities. --privileged has none of these.
+    let (masked, readonly): (Vec<String>, Vec<String>) = if opts.privileged {
         (Vec::new(), Vec::new())
     } else {
         (
@@ -236,17 +241,10 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
             defaults::READONLY_PATHS
                 .iter()
                 .map(|p| p.to_string())
+                .chain(input.cgroup_mounts.iter().cloned())
                 .collect(),
         )
     };
-    if !opts.privileged {
-        // libcontainer mounts each cgroup v1 hierarchy without the "ro" of
-        // the spec's cgroup mount (and the tmpfs holding them writable), so
-        // a container could rewrite its own limits: make every one of them
-        // a read-only path, which libcontainer binds and remounts read-only
-        // before it drops the capabilities.
-        readonly.extend(input.cgroup_mounts.iter().cloned());
-    }
 
     // --privileged runs without a filter, as Docker's does.
     let cap_names: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
