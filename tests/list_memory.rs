@@ -216,3 +216,120 @@ fn big_lists_read_concurrently_are_complete_and_consistent() {
     let out = s.kubectl_ok(&["get", "cm", "-n", NS, "-l", "tier=odd", "-o", "name"]);
     assert_eq!(out.lines().count(), odd.len(), "{out}");
 }
+
+/// Pages stop at a byte bound, not only at `limit`: a page of 500 objects
+/// near the 1.5 MiB object limit would be 750 MB. A client following the
+/// continue tokens (as kubectl does) still gets every object once, the
+/// whole list still comes in one response, and deletecollection sends
+/// back every object it deleted.
+#[test]
+fn pages_of_big_objects_end_at_a_byte_bound() {
+    const BIG: usize = 14;
+    let s = Server::start();
+    s.namespace("big");
+    let auth = format!("Authorization: Bearer {}", s.admin_token());
+    let payload = "b".repeat(1_000_000);
+    for i in 0..BIG {
+        let cm = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("big-{i:02}"), "labels": {"big": "yes"}},
+            "data": {"payload": payload},
+        });
+        let file = s.write_file("big.json", &cm.to_string());
+        let url = s.url("/api/v1/namespaces/big/configmaps");
+        let body = format!("@{file}");
+        let out = s.curl(&[
+            "-H",
+            &auth,
+            "-H",
+            "Content-Type: application/json",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--data-binary",
+            &body,
+            &url,
+        ]);
+        assert_eq!(stdout(&out), "201", "create big-{i:02}: {}", stderr(&out));
+    }
+    let selector = "labelSelector=big%3Dyes";
+    let mut names = BTreeSet::new();
+    let mut cont = String::new();
+    let mut pages = 0;
+    loop {
+        let mut path = format!("/api/v1/namespaces/big/configmaps?limit=500");
+        if !cont.is_empty() {
+            path.push_str(&format!("&continue={cont}"));
+        }
+        let page = get(&s, &auth, &path, None);
+        let items = page["items"].as_array().expect("items");
+        pages += 1;
+        for item in items {
+            if let Some(n) = item["metadata"]["name"]
+                .as_str()
+                .filter(|n| n.starts_with("big-"))
+            {
+                assert_eq!(
+                    item["data"]["payload"].as_str().map(str::len),
+                    Some(1_000_000)
+                );
+                assert!(names.insert(n.to_string()), "{n} on two pages");
+            }
+        }
+        // 8 MiB of encoded items, and the one that crossed it.
+        assert!(
+            items.len() <= 9,
+            "{} objects of 1 MB in one page",
+            items.len()
+        );
+        match page["metadata"]["continue"].as_str() {
+            Some(c) => {
+                let left = page["metadata"]["remainingItemCount"]
+                    .as_u64()
+                    .expect("remainingItemCount");
+                assert!(left > 0);
+                cont = c.to_string();
+            }
+            None => break,
+        }
+        assert!(pages < 100, "the pages never end");
+    }
+    assert!(pages >= 2, "{BIG} objects of 1 MB came in one page");
+    assert_eq!(names.len(), BIG);
+
+    let whole = get(
+        &s,
+        &auth,
+        &format!("/api/v1/namespaces/big/configmaps?{selector}"),
+        None,
+    );
+    assert_eq!(whole["items"].as_array().map(Vec::len), Some(BIG));
+
+    let url = s.url(&format!("/api/v1/namespaces/big/configmaps?{selector}"));
+    let out = s.curl(&["-X", "DELETE", "-H", &auth, "-w", "\n%{http_code}", &url]);
+    let text = stdout(&out);
+    let (body, code) = text.rsplit_once('\n').expect("status");
+    assert_eq!(
+        code,
+        "200",
+        "deletecollection: {}",
+        &body[..body.len().min(500)]
+    );
+    let deleted = json(body);
+    assert_eq!(deleted["kind"], "ConfigMapList");
+    let gone: BTreeSet<&str> = deleted["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .collect();
+    assert_eq!(gone.len(), BIG);
+    let after = get(
+        &s,
+        &auth,
+        &format!("/api/v1/namespaces/big/configmaps?{selector}"),
+        None,
+    );
+    assert_eq!(after["items"].as_array().map(Vec::len), Some(0));
+}

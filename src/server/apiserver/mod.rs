@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod fieldsel;
 pub mod health;
+pub mod list;
 pub mod negotiate;
 pub mod objects;
 pub mod openapi;
@@ -18,6 +19,7 @@ pub mod query;
 pub mod read;
 pub mod recover;
 pub mod registry;
+pub mod scan;
 pub mod storage;
 pub mod table;
 pub mod watch;
@@ -211,7 +213,7 @@ async fn resource(
                 watch::watch(state, &r, q, as_table).await
             } else {
                 verb_allowed(&r, "list")?;
-                read::list(state, &r, q, as_table).await
+                list::list(state, &r, q, as_table).await
             }
         }
         (Method::GET, Some(n), None | Some("status")) => {

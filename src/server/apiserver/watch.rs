@@ -17,9 +17,10 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::path::ResourceRef;
 use super::query::Query;
-use super::read::{list_page, table_row, wait_fresh, Filter, IncludeObject};
+use super::read::{table_row, Filter, IncludeObject};
 use super::registry::ResourceDef;
-use super::storage::{decode, stamp, store_error};
+use super::scan::{scan_page, wait_fresh, ScanSink};
+use super::storage::{decode, stamp, store_error, Objects};
 use super::{table, ApiState};
 use crate::api::status::ApiError;
 use crate::server::store::{EventKind, StoreError};
@@ -110,162 +111,196 @@ pub async fn watch(
         Some(t) if t > 0 => Duration::from_secs(t),
         _ => Duration::from_secs(rand::rng().random_range(1800..3600)),
     };
-    let namespace = r.namespace.clone();
-    // A watch scoped to one name is a field selector in disguise.
-    let name_filter = r.name.clone();
-    let prefix = def.namespace_prefix(namespace.as_deref());
-    let mut enc = Encoder {
-        def: def.clone(),
-        table: include,
-        sent_columns: false,
-    };
-
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    let mut initial: Vec<Bytes> = Vec::new();
-    let after = match q.resource_version()? {
+    let from = match q.resource_version()? {
         Some(rv) if rv > 0 => {
             // From a version the store has not reached: wait a little, then
             // 504 as upstream, rather than a stream that never says why.
-            wait_fresh(state, rv).await?;
-            rv
+            wait_fresh(&state.objects, rv).await?;
+            Some(rv)
         }
-        _ => {
-            // No RV (or "0"): start with the current state as ADDED events.
-            let page = list_page(
-                state,
-                &def,
-                namespace.as_deref(),
-                &Query::default(),
-                &filter,
-            )
-            .await?;
-            for obj in &page.items {
-                if name_matches(obj, name_filter.as_deref()) {
-                    initial.push(enc.event("ADDED", obj));
-                }
-            }
-            page.revision
-        }
+        // No RV (or "0"): start with the current state as ADDED events.
+        _ => None,
     };
-
-    let events = match state.objects.store.watch(&prefix, after).await {
-        Ok(rx) => rx,
-        Err(StoreError::Compacted {
-            requested,
-            compacted,
-        }) => {
-            let e = ApiError::expired(format!(
-                "too old resource version: {requested} ({compacted})"
-            ));
-            let _ = tx.try_send(enc.error(&e));
-            drop(tx);
-            return Ok(stream_response(rx));
-        }
-        Err(e) => return Err(store_error(&def, "", e)),
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    let w = Watch {
+        objects: state.objects.clone(),
+        tx,
+        enc: Encoder {
+            def: def.clone(),
+            table: include,
+            sent_columns: false,
+        },
+        namespace: r.namespace.clone(),
+        // A watch scoped to one name is a field selector in disguise.
+        name: r.name.clone(),
+        def,
+        filter,
+        bookmarks,
+        timeout,
     };
-
-    let plural = def.plural;
+    let plural = w.def.plural;
     // A panic ends this watch alone; the client sees it end and watches
     // again, as after any other end of a watch.
-    tokio::spawn(super::recover::contain_task(
-        "watch",
-        plural,
-        run_watch(
-            tx,
-            events,
-            enc,
-            initial,
-            def,
-            filter,
-            name_filter,
-            bookmarks,
-            timeout,
-            after,
-        ),
-    ));
+    tokio::spawn(super::recover::contain_task("watch", plural, w.run(from)));
     Ok(stream_response(rx))
+}
+
+/// One watch, from its first event to its end.
+struct Watch {
+    objects: Objects,
+    tx: mpsc::Sender<Bytes>,
+    enc: Encoder,
+    def: ResourceDef,
+    namespace: Option<String>,
+    name: Option<String>,
+    filter: Filter,
+    bookmarks: bool,
+    timeout: Duration,
+}
+
+/// The initial ADDED events, sent a chunk at a time as the scan reads
+/// them, so a watch of a large collection never holds it all.
+struct Initial<'a> {
+    enc: &'a mut Encoder,
+    tx: &'a mpsc::Sender<Bytes>,
+    name: Option<&'a str>,
+    pending: Vec<Bytes>,
+}
+
+impl ScanSink for Initial<'_> {
+    fn item(&mut self, obj: Value) -> Result<(), ApiError> {
+        if name_matches(&obj, self.name) {
+            self.pending.push(self.enc.event("ADDED", &obj));
+        }
+        Ok(())
+    }
+
+    async fn chunk_done(&mut self, _revision: i64) -> Result<(), ApiError> {
+        for event in self.pending.drain(..) {
+            if self.tx.send(event).await.is_err() {
+                return Err(ApiError::internal("the client went away during a watch"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Watch {
+    async fn run(mut self, from: Option<i64>) {
+        let after = match from {
+            Some(rv) => rv,
+            None => {
+                let mut sink = Initial {
+                    enc: &mut self.enc,
+                    tx: &self.tx,
+                    name: self.name.as_deref(),
+                    pending: Vec::new(),
+                };
+                let res = scan_page(
+                    &self.objects,
+                    &self.def,
+                    self.namespace.as_deref(),
+                    &Query::default(),
+                    &self.filter,
+                    &mut sink,
+                )
+                .await;
+                match res {
+                    Ok(end) => end.revision,
+                    Err(e) => return self.fail(&e).await,
+                }
+            }
+        };
+        let prefix = self.def.namespace_prefix(self.namespace.as_deref());
+        let events = match self.objects.store.watch(&prefix, after).await {
+            Ok(events) => events,
+            Err(StoreError::Compacted {
+                requested,
+                compacted,
+            }) => {
+                let e = ApiError::expired(format!(
+                    "too old resource version: {requested} ({compacted})"
+                ));
+                return self.fail(&e).await;
+            }
+            Err(e) => return self.fail(&store_error(&self.def, "", e)).await,
+        };
+        self.follow(events, after).await
+    }
+
+    /// Ends the watch with an ERROR event saying why.
+    async fn fail(&mut self, e: &ApiError) {
+        let event = self.enc.error(e);
+        let _ = self.tx.send(event).await;
+    }
+
+    async fn follow(mut self, mut events: crate::server::store::WatchReceiver, mut last_rev: i64) {
+        let deadline = tokio::time::sleep(self.timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = self.tx.closed() => return,
+                _ = ticker.tick(), if self.bookmarks => {
+                    let b = self.enc.bookmark(last_rev);
+                    if self.tx.send(b).await.is_err() {
+                        return;
+                    }
+                }
+                ev = events.recv() => {
+                    let ev = match ev {
+                        Some(Ok(ev)) => ev,
+                        Some(Err(StoreError::Compacted { requested, compacted })) => {
+                            let e = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
+                            return self.fail(&e).await;
+                        }
+                        // Lagged or closed: end the stream; clients re-watch
+                        // from the last resourceVersion they saw.
+                        Some(Err(_)) | None => return,
+                    };
+                    last_rev = ev.revision();
+                    if let Some(c) = self.event_for(&ev, last_rev) {
+                        if self.tx.send(c).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// What the client sees of one store event, if anything.
+    fn event_for(&mut self, ev: &crate::server::store::Event, rev: i64) -> Option<Bytes> {
+        let new = decode(&ev.kv).ok()?;
+        let (filter, def, name) = (&self.filter, &self.def, self.name.as_deref());
+        let matches = |obj: &Value| filter.matches(def, obj) && name_matches(obj, name);
+        let enc = &mut self.enc;
+        match ev.kind {
+            EventKind::Create => matches(&new).then(|| enc.event("ADDED", &new)),
+            EventKind::Delete => matches(&new).then(|| enc.event("DELETED", &new)),
+            EventKind::Update => {
+                let old_m = ev
+                    .prev
+                    .as_ref()
+                    .and_then(|p| decode(p).ok())
+                    .is_some_and(|o| matches(&o));
+                match (old_m, matches(&new)) {
+                    (true, true) => Some(enc.event("MODIFIED", &new)),
+                    (false, true) => Some(enc.event("ADDED", &new)),
+                    // Left the selection: the client sees it go.
+                    (true, false) => Some(enc.event("DELETED", &stamp(new, rev))),
+                    (false, false) => None,
+                }
+            }
+        }
+    }
 }
 
 fn name_matches(obj: &Value, name: Option<&str>) -> bool {
     match name {
         None => true,
         Some(n) => super::objects::name_of(obj) == Some(n),
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_watch(
-    tx: mpsc::Sender<Bytes>,
-    mut events: crate::server::store::WatchReceiver,
-    mut enc: Encoder,
-    initial: Vec<Bytes>,
-    def: ResourceDef,
-    filter: Filter,
-    name: Option<String>,
-    bookmarks: bool,
-    timeout: Duration,
-    mut last_rev: i64,
-) {
-    for chunk in initial {
-        if tx.send(chunk).await.is_err() {
-            return;
-        }
-    }
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
-    ticker.tick().await;
-    let matches = |obj: &Value| filter.matches(&def, obj) && name_matches(obj, name.as_deref());
-    loop {
-        tokio::select! {
-            _ = &mut deadline => return,
-            _ = tx.closed() => return,
-            _ = ticker.tick(), if bookmarks => {
-                if tx.send(enc.bookmark(last_rev)).await.is_err() {
-                    return;
-                }
-            }
-            ev = events.recv() => {
-                let ev = match ev {
-                    Some(Ok(ev)) => ev,
-                    Some(Err(StoreError::Compacted { requested, compacted })) => {
-                        let e = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
-                        let _ = tx.send(enc.error(&e)).await;
-                        return;
-                    }
-                    // Lagged or closed: end the stream; clients re-watch from
-                    // the last resourceVersion they saw.
-                    Some(Err(_)) | None => return,
-                };
-                last_rev = ev.revision();
-                let new = match decode(&ev.kv) {
-                    Ok(o) => o,
-                    Err(_) => continue,
-                };
-                let chunk = match ev.kind {
-                    EventKind::Create => matches(&new).then(|| enc.event("ADDED", &new)),
-                    EventKind::Delete => matches(&new).then(|| enc.event("DELETED", &new)),
-                    EventKind::Update => {
-                        let old_m = ev
-                            .prev
-                            .as_ref()
-                            .and_then(|p| decode(p).ok())
-                            .is_some_and(|o| matches(&o));
-                        match (old_m, matches(&new)) {
-                            (true, true) => Some(enc.event("MODIFIED", &new)),
-                            (false, true) => Some(enc.event("ADDED", &new)),
-                            // Left the selection: the client sees it go.
-                            (true, false) => Some(enc.event("DELETED", &stamp(new, last_rev))),
-                            (false, false) => None,
-                        }
-                    }
-                };
-                if let Some(c) = chunk {
-                    if tx.send(c).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
     }
 }

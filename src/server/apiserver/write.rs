@@ -1,15 +1,19 @@
 //! Writes: create, update (PUT), delete and deletecollection.
 
+use std::sync::Arc;
+
 use axum::response::Response;
 use http::StatusCode;
 use serde_json::{json, Value};
 
+use super::list::streamed;
 use super::negotiate::json_response;
 use super::objects::{self, meta_mut, meta_str, name_of, prepare_create, prepare_update};
 use super::path::ResourceRef;
 use super::query::Query;
-use super::read::{list_page, Filter};
+use super::read::Filter;
 use super::registry::ResourceDef;
+use super::scan::{scan_page, ScanSink};
 use super::storage::{parse_rv, Stored};
 use super::{defaults, ApiState};
 use crate::api::status::{success_status, ApiError};
@@ -485,7 +489,7 @@ pub async fn delete(
 }
 
 pub async fn delete_collection(
-    state: &ApiState,
+    state: &Arc<ApiState>,
     r: &ResourceRef<'_>,
     q: &Query,
     body: Option<Value>,
@@ -493,33 +497,59 @@ pub async fn delete_collection(
     let def = r.def;
     let opts = DeleteOptions::parse(q, body.as_ref())?;
     let filter = Filter::from_query(def, q)?;
-    let page = list_page(
-        state,
+    // Only the names are kept: the objects are read again as each one is
+    // deleted, and sent as they go, so neither side of a collection of any
+    // size is held whole.
+    let mut names = Names(Vec::new());
+    let end = scan_page(
+        &state.objects,
         def,
         r.namespace.as_deref(),
         &Query::default(),
         &filter,
+        &mut names,
     )
     .await?;
-    let mut deleted = Vec::new();
-    for obj in &page.items {
-        let name = match name_of(obj) {
-            Some(n) => n.to_string(),
-            None => continue,
-        };
-        let ns = meta_str(obj, "namespace").map(str::to_string);
-        match delete_one(state, def, ns.as_deref(), &name, &opts).await {
-            Ok(v) => deleted.push(v),
-            // Gone already: someone else deleted it meanwhile.
-            Err(e) if e.code == 404 => {}
-            Err(e) => return Err(e),
+    let state = Arc::clone(state);
+    let owned = def.clone();
+    streamed(def, None, "deletecollection", move |mut sink| async move {
+        let def = owned;
+        let mut res = Ok(());
+        for (ns, name) in names.0 {
+            match delete_one(&state, &def, ns.as_deref(), &name, &opts).await {
+                Ok(v) => res = sink.item(v),
+                // Gone already: someone else deleted it meanwhile.
+                Err(e) if e.code == 404 => {}
+                Err(e) => res = Err(e),
+            }
+            if res.is_ok() && sink.items.page_full() {
+                res = sink.chunk_done(end.revision).await;
+            }
+            if res.is_err() {
+                break;
+            }
         }
+        if res.is_ok() {
+            res = sink.chunk_done(end.revision).await;
+        }
+        sink.finish(res, "deletecollection").await;
+    })
+    .await
+}
+
+/// The namespace and name of every object a scan finds.
+struct Names(Vec<(Option<String>, String)>);
+
+impl ScanSink for Names {
+    fn item(&mut self, obj: Value) -> Result<(), ApiError> {
+        if let Some(name) = name_of(&obj) {
+            let ns = meta_str(&obj, "namespace").map(str::to_string);
+            self.0.push((ns, name.to_string()));
+        }
+        Ok(())
     }
-    let body = json!({
-        "kind": def.list_kind(),
-        "apiVersion": def.api_version(),
-        "metadata": {"resourceVersion": page.revision.to_string()},
-        "items": deleted,
-    });
-    Ok(json_response(StatusCode::OK, &body))
+
+    async fn chunk_done(&mut self, _revision: i64) -> Result<(), ApiError> {
+        Ok(())
+    }
 }

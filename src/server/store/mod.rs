@@ -7,7 +7,9 @@
 
 pub mod sqlite;
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -36,6 +38,69 @@ impl fmt::Debug for KeyValue {
             .field("create_revision", &self.create_revision)
             .field("mod_revision", &self.mod_revision)
             .finish()
+    }
+}
+
+/// The revisions reads in progress still read at. A list sent in chunks
+/// reads every chunk at its first chunk's revision; compaction must not
+/// pass that revision until the list is done, or the list would end
+/// half-sent with `Compacted`.
+#[derive(Debug, Default)]
+pub struct RevisionHolds(Mutex<BTreeMap<Revision, usize>>);
+
+impl RevisionHolds {
+    /// Keeps `revision` readable until the returned hold is dropped.
+    pub fn hold(self: &Arc<Self>, revision: Revision) -> RevisionHold {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(revision).or_default() += 1;
+        }
+        RevisionHold {
+            holds: Some(Arc::clone(self)),
+            revision,
+        }
+    }
+
+    /// The oldest revision held, if any.
+    pub fn oldest(&self) -> Option<Revision> {
+        self.0.lock().ok().and_then(|m| m.keys().next().copied())
+    }
+}
+
+/// See [`RevisionHolds`]; released on drop.
+#[derive(Debug)]
+pub struct RevisionHold {
+    holds: Option<Arc<RevisionHolds>>,
+    revision: Revision,
+}
+
+impl RevisionHold {
+    /// A hold that keeps nothing (for backends whose reads of a revision
+    /// are atomic anyway).
+    pub fn none(revision: Revision) -> RevisionHold {
+        RevisionHold {
+            holds: None,
+            revision,
+        }
+    }
+
+    pub fn revision(&self) -> Revision {
+        self.revision
+    }
+}
+
+impl Drop for RevisionHold {
+    fn drop(&mut self) {
+        let Some(holds) = self.holds.take() else {
+            return;
+        };
+        if let Ok(mut m) = holds.0.lock() {
+            if let Some(n) = m.get_mut(&self.revision) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.revision);
+                }
+            }
+        };
     }
 }
 
@@ -73,6 +138,10 @@ pub struct ListOptions {
     pub start_after: Option<String>,
     /// At most this many items (None or 0: no limit).
     pub limit: Option<usize>,
+    /// Stop once the values read add up to this many bytes (at least one
+    /// item is always returned): a chunk of a list costs a bounded amount
+    /// of memory however large its objects are (None or 0: no bound).
+    pub max_bytes: Option<usize>,
 }
 
 #[derive(Clone, Debug)]
@@ -167,4 +236,10 @@ pub trait Backend: Send + Sync + 'static {
     /// version of every live key is always kept). Returns the new compacted
     /// revision.
     async fn compact(&self, keep: i64) -> Result<Revision>;
+
+    /// Keeps `revision` readable (compaction stops short of it) until the
+    /// hold is dropped. Callers hold only for as long as one request runs.
+    fn hold(&self, revision: Revision) -> RevisionHold {
+        RevisionHold::none(revision)
+    }
 }

@@ -23,7 +23,11 @@ pub(crate) fn compact(
     published: &Published,
 ) -> Result<Revision, StoreError> {
     let old = published.compacted.load(Ordering::Acquire);
-    let target = last.saturating_sub(keep.max(0));
+    let mut target = last.saturating_sub(keep.max(0));
+    // A list being sent in chunks still reads at its revision.
+    if let Some(held) = published.holds.oldest() {
+        target = target.min(held);
+    }
     if target <= old {
         return Ok(old);
     }

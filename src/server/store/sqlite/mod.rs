@@ -25,7 +25,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use self::read::{KeyRange, ReadPool};
 use self::writer::{Published, Request, WriteOp, Writer};
 use super::{
-    Backend, KeyValue, ListOptions, ListResult, Result, Revision, StoreError, WatchReceiver,
+    Backend, KeyValue, ListOptions, ListResult, Result, Revision, RevisionHold, StoreError,
+    WatchReceiver,
 };
 
 /// Tunables; the defaults suit the server.
@@ -95,6 +96,7 @@ impl SqliteBackend {
         let published = Arc::new(Published {
             current: AtomicI64::new(last),
             compacted: AtomicI64::new(compacted),
+            holds: Arc::default(),
             fanout: Mutex::new(Some(fanout)),
             write_failure: Mutex::new(None),
         });
@@ -215,7 +217,13 @@ impl Backend for SqliteBackend {
         let rev = self.read_revision(opts.revision)?;
         let range = KeyRange::prefix(prefix);
         self.reads
-            .run(move |tx| read::list(tx, &range, opts.start_after.as_deref(), opts.limit, rev))
+            .run(move |tx| {
+                let bounds = read::Bounds {
+                    limit: opts.limit,
+                    max_bytes: opts.max_bytes,
+                };
+                read::list(tx, &range, opts.start_after.as_deref(), bounds, rev)
+            })
             .await
     }
 
@@ -288,5 +296,9 @@ impl Backend for SqliteBackend {
 
     async fn compact(&self, keep: i64) -> Result<Revision> {
         self.request(|reply| Request::Compact { keep, reply }).await
+    }
+
+    fn hold(&self, revision: Revision) -> RevisionHold {
+        self.published.holds.hold(revision)
     }
 }

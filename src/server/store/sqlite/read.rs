@@ -187,31 +187,48 @@ fn hi_or_max(range: &KeyRange) -> String {
         .unwrap_or_else(|| char::MAX.to_string().repeat(64))
 }
 
+/// How much one list call may return.
+pub(crate) struct Bounds {
+    pub limit: Option<usize>,
+    pub max_bytes: Option<usize>,
+}
+
 pub(crate) fn list(
     tx: &Transaction<'_>,
     range: &KeyRange,
     start_after: Option<&str>,
-    limit: Option<usize>,
+    bounds: Bounds,
     rev: Revision,
 ) -> Result<ListResult> {
     check_readable(tx, rev)?;
     let hi = hi_or_max(range);
-    let lim: i64 = match limit {
+    let lim: i64 = match bounds.limit {
         Some(n) if n > 0 => i64::try_from(n).unwrap_or(i64::MAX),
         _ => -1,
     };
+    let max_bytes = bounds.max_bytes.filter(|n| *n > 0).unwrap_or(usize::MAX);
     let mut stmt = tx.prepare_cached(LIST_SQL).map_err(db_err)?;
     let mut items = Vec::new();
+    let mut bytes = 0usize;
+    // Whether rows may follow the last one returned.
+    let mut cut = false;
     {
         let mut rows = stmt
             .query(params![range.lo, hi, start_after, rev, lim])
             .map_err(db_err)?;
         while let Some(r) = rows.next().map_err(db_err)? {
-            items.push(kv_from_row(r)?);
+            if bytes >= max_bytes {
+                cut = true;
+                break;
+            }
+            let kv = kv_from_row(r)?;
+            bytes = bytes.saturating_add(kv.value.len());
+            items.push(kv);
         }
     }
-    let remaining = match (lim, items.last()) {
-        (n, Some(last)) if n > 0 && items.len() as i64 == n => tx
+    cut |= lim > 0 && items.len() as i64 == lim;
+    let remaining = match items.last() {
+        Some(last) if cut => tx
             .prepare_cached(COUNT_SQL)
             .map_err(db_err)?
             .query_row(params![range.lo, hi, last.key, rev], |r| r.get::<_, i64>(0))

@@ -14,7 +14,7 @@ use super::compact;
 
 /// The `meta` row the health probe writes (when it last succeeded).
 const META_PROBED: &str = "health_probed_at";
-use crate::server::store::{Event, EventKind, KeyValue, Revision, StoreError};
+use crate::server::store::{Event, EventKind, KeyValue, Revision, RevisionHolds, StoreError};
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -58,6 +58,9 @@ pub(crate) struct Published {
     /// Newest revision whose events have been handed to the fan-out.
     pub current: AtomicI64,
     pub compacted: AtomicI64,
+    /// Revisions that reads in progress still need; compaction stops short
+    /// of the oldest.
+    pub holds: Arc<RevisionHolds>,
     /// Sending a commit group's events and advancing `current` happen under this lock, and a
     /// new watcher subscribes and reads `current` under it too: so every
     /// revision is either at or below the `current` it reads (found by its

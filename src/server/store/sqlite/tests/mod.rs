@@ -232,6 +232,7 @@ async fn list_at_revisions_with_pagination() {
                     revision: Some(at),
                     start_after: after.clone(),
                     limit: Some(3),
+                    ..Default::default()
                 },
             )
             .await
@@ -258,6 +259,39 @@ async fn list_at_revisions_with_pagination() {
         .await
         .unwrap();
     assert_eq!((page.items.len(), page.remaining), (8, 0));
+
+    // Chunks bounded by bytes: each stops at the first item that reaches
+    // the bound, and together they are the whole list, in order.
+    for max_bytes in [1, 5, 7, 1000] {
+        let mut seen = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = s
+                .list(
+                    "/registry/pods/default/",
+                    ListOptions {
+                        revision: Some(at),
+                        start_after: after.clone(),
+                        max_bytes: Some(max_bytes),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .unwrap();
+            assert!(!page.items.is_empty());
+            let sizes: Vec<usize> = page.items.iter().map(|kv| kv.value.len()).collect();
+            let before_last: usize = sizes[..sizes.len() - 1].iter().sum();
+            assert!(before_last < max_bytes, "{max_bytes}: {sizes:?}");
+            seen.extend(page.items.iter().map(|kv| kv.key.clone()));
+            assert_eq!(page.remaining as usize, want.len() - seen.len());
+            if page.remaining == 0 {
+                break;
+            }
+            assert!(sizes.iter().sum::<usize>() >= max_bytes);
+            after = page.items.last().map(|kv| kv.key.clone());
+        }
+        assert_eq!(seen, want, "max_bytes {max_bytes}");
+    }
 
     assert!(matches!(
         s.list(
@@ -548,6 +582,38 @@ async fn compaction_keeps_latest_versions() {
     assert_eq!(s.create("/e", b("1")).await.unwrap().mod_revision, 11);
     assert_eq!(s.get("/d", None).await.unwrap(), None);
     assert_eq!(s.count("/").await.unwrap(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_stops_short_of_held_revisions() {
+    let (_dir, s) = store();
+    let mut a = s.create("/a", b("0")).await.unwrap();
+    for i in 1..=3 {
+        a = s
+            .update("/a", b(&i.to_string()), a.mod_revision)
+            .await
+            .unwrap();
+    }
+    // A chunked list reading at revision 2 holds it.
+    let first = s.hold(2);
+    let second = s.hold(3);
+    for i in 4..=9 {
+        a = s
+            .update("/a", b(&i.to_string()), a.mod_revision)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.compact(1).await.unwrap(), 2);
+    assert_eq!(s.get("/a", Some(2)).await.unwrap().unwrap().value, b("1"));
+    drop(first);
+    assert_eq!(s.compact(1).await.unwrap(), 3);
+    assert_eq!(s.get("/a", Some(3)).await.unwrap().unwrap().value, b("2"));
+    drop(second);
+    assert_eq!(s.compact(1).await.unwrap(), 9);
+    assert!(matches!(
+        s.get("/a", Some(3)).await,
+        Err(StoreError::Compacted { .. })
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
