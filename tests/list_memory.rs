@@ -258,7 +258,7 @@ fn pages_of_big_objects_end_at_a_byte_bound() {
     let mut cont = String::new();
     let mut pages = 0;
     loop {
-        let mut path = format!("/api/v1/namespaces/big/configmaps?limit=500");
+        let mut path = "/api/v1/namespaces/big/configmaps?limit=500".to_string();
         if !cont.is_empty() {
             path.push_str(&format!("&continue={cont}"));
         }
