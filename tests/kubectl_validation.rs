@@ -373,4 +373,20 @@ fn service_cluster_ips_must_be_addresses() {
         server.kubectl_ok(&["get", "svc", "h", "-o", "jsonpath={.spec.clusterIPs}"]),
         r#"["None"]"#
     );
+    // An address asked for in clusterIPs alone is the one given.
+    let listed = server.write_file(
+        "listed.yaml",
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: l\nspec:\n  clusterIPs: [10.43.0.50]\n  ports: [{port: 80}]\n",
+    );
+    server.kubectl_ok(&["create", "-f", &listed]);
+    assert_eq!(
+        server.kubectl_ok(&[
+            "get",
+            "svc",
+            "l",
+            "-o",
+            "jsonpath={.spec.clusterIP} {.spec.clusterIPs}"
+        ]),
+        r#"10.43.0.50 ["10.43.0.50"]"#
+    );
 }

@@ -110,9 +110,13 @@ async fn service_defaults(
         .unwrap_or("ClusterIP")
         .to_string();
     if svc_type != "ExternalName" {
+        // clusterIP, or else the first of clusterIPs (validation has
+        // checked that the two agree when both are given).
         let wanted = obj
             .pointer("/spec/clusterIP")
             .and_then(Value::as_str)
+            .filter(|ip| !ip.is_empty())
+            .or_else(|| obj.pointer("/spec/clusterIPs/0").and_then(Value::as_str))
             .unwrap_or("");
         let ip = if wanted.is_empty() {
             allocate_ip(&used_ips)?
