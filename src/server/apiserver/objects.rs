@@ -187,12 +187,12 @@ pub fn prepare_update(
     if !new.is_object() {
         return Err(ApiError::bad_request("the object must be a JSON object"));
     }
-    if let Some(n) = name_of(&new) {
-        if n != name {
-            return Err(ApiError::bad_request(format!(
-                "the name of the object ({n}) does not match the name on the URL ({name})"
-            )));
-        }
+    // As upstream's checkName: a body without a name does not match either.
+    let n = name_of(&new).unwrap_or("");
+    if n != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
     }
     if let Some(kind) = new.get("kind").and_then(Value::as_str) {
         if kind != def.kind {
@@ -374,7 +374,7 @@ mod tests {
         let st = prepare_update(
             &d,
             &old,
-            json!({"status": {"replicas": 5}, "spec": {"replicas": 100}}),
+            json!({"metadata": {"name": "web"}, "status": {"replicas": 5}, "spec": {"replicas": 100}}),
             Some("status"),
         )
         .unwrap();
@@ -383,5 +383,11 @@ mod tests {
         let err =
             prepare_update(&d, &old, json!({"metadata": {"name": "other"}}), None).unwrap_err();
         assert_eq!(err.code, 400);
+        // Upstream's checkName: no name does not match either.
+        let err = prepare_update(&d, &old, json!({"spec": {"replicas": 2}}), None).unwrap_err();
+        assert_eq!(
+            err.message,
+            "the name of the object () does not match the name on the URL (web)"
+        );
     }
 }
