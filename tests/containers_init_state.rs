@@ -161,8 +161,18 @@ fn rootfs_stays_private_and_orphan_dirs_go() {
         "the host sees the rootfs: {in_host:?}"
     );
     let shim = shim_of(&e, id);
-    let shim_ns = std::fs::read_link(format!("/proc/{shim}/ns/mnt")).unwrap();
     let own_ns = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    // `run -d` returns once the shim has created the container; the shim
+    // starts it and leaves its namespace right after (a bounded wait, not
+    // a timing assertion).
+    let mut shim_ns = std::fs::read_link(format!("/proc/{shim}/ns/mnt")).unwrap();
+    for _ in 0..200 {
+        if shim_ns == own_ns {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+        shim_ns = std::fs::read_link(format!("/proc/{shim}/ns/mnt")).unwrap();
+    }
     assert_eq!(
         shim_ns, own_ns,
         "the shim is still in its private namespace"
