@@ -60,18 +60,17 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N")]
     pub max_connections_per_client: Option<usize>,
 
-    /// Short requests (GET, HEAD) served at once; more get 429 at once (0: no
-    /// limit). Watches, logs, exec and health checks are not counted. The
-    /// apiserver's default is 400; a list holds up to a few MiB while it is
-    /// encoded, so an edge box (512 MB) takes 100 (bench/hostile-memory.sh)
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    /// Reads (GET, HEAD) served at once; more get 429 at once (0: no limit).
+    /// Watches, logs, exec and health checks are not counted. Half the
+    /// apiserver's 400: a list holds up to a page of objects while it is
+    /// encoded, and an edge box has 512 MB (bench/hostile-memory.sh)
+    #[arg(long, value_name = "N", default_value_t = 200)]
     pub max_requests_inflight: usize,
 
     /// Writes (POST, PUT, PATCH, DELETE) served at once; more get 429 at once
-    /// (0: no limit). The apiserver's default is 200; each may carry a 3 MiB
-    /// body that costs many times that to decode, so an edge box takes 50
-    /// (the body budget below bounds their memory as well)
-    #[arg(long, value_name = "N", default_value_t = 50)]
+    /// (0: no limit). Half the apiserver's 200; the memory their bodies cost
+    /// is bounded by the body budget, this bounds the work
+    #[arg(long, value_name = "N", default_value_t = 100)]
     pub max_mutating_requests_inflight: usize,
 
     /// Request-body bytes held by requests in progress, over all clients; a
@@ -115,9 +114,7 @@ impl ServerArgs {
         }
         limits
     }
-}
 
-impl ServerArgs {
     fn inflight_limits(&self) -> InflightLimits {
         let body = self
             .max_request_body_bytes_inflight

@@ -46,10 +46,10 @@ pub struct ConnLimits {
 }
 
 /// Streams one HTTP/2 connection may have open at once (hyper's default is
-/// 200, Go's 250). No more than the read-only in-flight default (100): the
-/// streams of one connection are what it can have in flight; and well above
-/// what a client's watches need (kubectl and the agent multiplex theirs on
-/// one connection, and watches take no in-flight slot).
+/// 200, Go's 250): half the default of reads in flight (200), so one
+/// connection cannot take all of them, and far more than a client's watches
+/// need (kubectl and the agent multiplex theirs on one connection; watches
+/// take no in-flight slot).
 const H2_MAX_STREAMS: u32 = 100;
 /// The largest HTTP/2 header list a client may send (hyper's default, set
 /// here so it is a decision: bearer tokens and service-account JWTs are a
