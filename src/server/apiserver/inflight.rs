@@ -23,9 +23,15 @@ use crate::api::status::ApiError;
 /// How long a client told to back off waits (upstream's constant).
 pub const RETRY_AFTER_SECONDS: u32 = 1;
 
-/// The default budget of request-body bytes in progress. MEASURED: see
-/// bench/hostile-memory.sh and the figure below, filled in from its run.
-pub const DEFAULT_BODY_BUDGET: usize = 24 * 1024 * 1024;
+/// The default budget of request-body bytes in progress: one largest body
+/// (3 MiB). Measured with bench/hostile-memory.sh (release build): one
+/// 3 MiB create of 240,000 labels, refused only by the stored-size check
+/// after decoding and managedFields, took the server from 20 MB to a peak of
+/// 341 MB, about 107 bytes of memory per body byte; 16 such writers without
+/// a budget peaked at 1 GB. A budget of one such body keeps the worst case
+/// near 340 MB, under 350 MiB; small bodies (a few KiB) still go a
+/// thousand at a time.
+pub const DEFAULT_BODY_BUDGET: usize = super::negotiate::MAX_BODY_BYTES;
 
 /// Body bytes are reserved at least this many at a time when a body has no
 /// (or a wrong) Content-Length, so that a body sent in small frames does not
@@ -107,12 +113,15 @@ impl Inflight {
     /// against the body budget as they arrive (by Content-Length first, so a
     /// body that cannot fit is refused before it is read). The returned
     /// reservation holds those bytes until it is dropped.
-    pub async fn read_body<B>(&self, body: B, max: usize) -> Result<(Bytes, Reservation), ApiError>
+    pub async fn read_body<B>(
+        &self,
+        body: &mut B,
+        max: usize,
+    ) -> Result<(Bytes, Reservation), ApiError>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: std::fmt::Display,
     {
-        let mut body = body;
         let mut held = Reservation::default();
         let declared = usize::try_from(body.size_hint().lower()).unwrap_or(usize::MAX);
         if declared > max {
@@ -139,6 +148,35 @@ impl Inflight {
         }
         Ok((buf.freeze(), held))
     }
+}
+
+/// Read and discard what is left of a refused request's body (at most `max`
+/// bytes, until `deadline`) while its answer is sent, holding no memory. A
+/// body left unread makes HTTP/1 close the connection under a client still
+/// sending (which then loses the answer to a reset) and HTTP/2 reset the
+/// stream; Go's server lingers the same way.
+pub fn drain<B>(body: B, max: usize, deadline: Option<tokio::time::Instant>)
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+{
+    let discard = async move {
+        let mut body = body;
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > max {
+                break;
+            }
+        }
+    };
+    tokio::spawn(async move {
+        match deadline {
+            Some(d) => {
+                let _ = tokio::time::timeout_at(d, discard).await;
+            }
+            None => discard.await,
+        }
+    });
 }
 
 /// Request-body bytes counted against the budget; given back on drop.
@@ -390,31 +428,31 @@ mod tests {
     async fn body_bytes_are_counted_until_released() {
         let f = budget(1000);
         let (bytes, a) = f
-            .read_body(Full::new(Bytes::from(vec![b'x'; 600])), 800)
+            .read_body(&mut Full::new(Bytes::from(vec![b'x'; 600])), 800)
             .await
             .unwrap();
         assert_eq!((bytes.len(), a.bytes()), (600, 600));
         // 400 left: a declared 500 is refused before it is read.
         let e = f
-            .read_body(Full::new(Bytes::from(vec![b'x'; 500])), 800)
+            .read_body(&mut Full::new(Bytes::from(vec![b'x'; 500])), 800)
             .await
             .unwrap_err();
         assert_eq!((e.code, e.reason), (429, "TooManyRequests"));
         let (_, b) = f
-            .read_body(Full::new(Bytes::from(vec![b'x'; 400])), 800)
+            .read_body(&mut Full::new(Bytes::from(vec![b'x'; 400])), 800)
             .await
             .unwrap();
         drop(a);
         drop(b);
         // All of it is back.
         let (_, c) = f
-            .read_body(Full::new(Bytes::from(vec![b'x'; 800])), 800)
+            .read_body(&mut Full::new(Bytes::from(vec![b'x'; 800])), 800)
             .await
             .unwrap();
         assert_eq!(c.bytes(), 800);
         // Over the per-request maximum: 413, whatever the budget.
         let e = f
-            .read_body(Full::new(Bytes::from(vec![b'x'; 801])), 800)
+            .read_body(&mut Full::new(Bytes::from(vec![b'x'; 801])), 800)
             .await
             .unwrap_err();
         assert_eq!(e.code, 413);
@@ -425,28 +463,31 @@ mod tests {
         let f = budget(RESERVE_STEP * 3);
         let max = RESERVE_STEP * 4;
         let (_, hog) = f
-            .read_body(Full::new(Bytes::from(vec![0u8; RESERVE_STEP * 2])), max)
+            .read_body(
+                &mut Full::new(Bytes::from(vec![0u8; RESERVE_STEP * 2])),
+                max,
+            )
             .await
             .unwrap();
         // One step fits; the frame that needs a second is refused.
         let frames = vec![vec![1u8; RESERVE_STEP / 2]; 4];
-        let e = f.read_body(chunked(frames), max).await.unwrap_err();
+        let e = f.read_body(&mut chunked(frames), max).await.unwrap_err();
         assert_eq!(e.code, 429);
         let (bytes, small) = f
-            .read_body(chunked(vec![vec![1u8; 10]; 3]), max)
+            .read_body(&mut chunked(vec![vec![1u8; 10]; 3]), max)
             .await
             .unwrap();
         assert_eq!(bytes.len(), 30);
         assert_eq!(small.bytes(), RESERVE_STEP);
         drop((hog, small));
         let frames = vec![vec![1u8; RESERVE_STEP / 2]; 6];
-        let (bytes, r) = f.read_body(chunked(frames), max).await.unwrap();
+        let (bytes, r) = f.read_body(&mut chunked(frames), max).await.unwrap();
         assert_eq!(
             (bytes.len(), r.bytes()),
             (RESERVE_STEP * 3, RESERVE_STEP * 3)
         );
         let e = f
-            .read_body(chunked(vec![vec![1u8; max + 1]]), max)
+            .read_body(&mut chunked(vec![vec![1u8; max + 1]]), max)
             .await
             .unwrap_err();
         assert_eq!(e.code, 413);
@@ -466,7 +507,7 @@ mod tests {
                     .unwrap(),
             );
             let (_, r) = f
-                .read_body(Full::new(Bytes::from_static(b"{}")), 100)
+                .read_body(&mut Full::new(Bytes::from_static(b"{}")), 100)
                 .await
                 .unwrap();
             hold_body(r);

@@ -103,17 +103,30 @@ fn error_response(e: ApiError) -> Response {
 /// The request's body, counted against the server's budget of body bytes
 /// until the response is built.
 async fn read_body(state: &ApiState, body: Incoming) -> Result<Bytes, ApiError> {
-    let collect = state.inflight.read_body(body, MAX_BODY_BYTES);
+    let mut body = body;
+    let deadline = conn::body_deadline();
+    let collect = state.inflight.read_body(&mut body, MAX_BODY_BYTES);
     // A body trickled in slowly would hold the connection and its memory.
-    let (bytes, reservation) = match conn::body_deadline() {
+    let collected = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, collect).await {
-            Ok(c) => c?,
+            Ok(c) => c,
             Err(_) => return Err(ApiError::body_timeout()),
         },
-        None => collect.await?,
+        None => collect.await,
     };
-    inflight::hold_body(reservation);
-    Ok(bytes)
+    match collected {
+        Ok((bytes, reservation)) => {
+            inflight::hold_body(reservation);
+            Ok(bytes)
+        }
+        Err(e) => {
+            // Refused for its size or the budget: the client gets the answer.
+            if matches!(e.code, 413 | 429) {
+                inflight::drain(body, MAX_BODY_BYTES, deadline);
+            }
+            Err(e)
+        }
+    }
 }
 
 fn not_found() -> ApiError {
@@ -139,8 +152,13 @@ async fn dispatch(
     let method = parts.method.clone();
     // After authentication and before authorization, as upstream's filter.
     let watch = q.flag("watch").unwrap_or(false);
-    if let Some(slot) = state.inflight.admit(&method, &path_str, watch)? {
-        inflight::hold_slot(slot);
+    match state.inflight.admit(&method, &path_str, watch) {
+        Ok(Some(slot)) => inflight::hold_slot(slot),
+        Ok(None) => {}
+        Err(e) => {
+            inflight::drain(body, MAX_BODY_BYTES, conn::body_deadline());
+            return Err(e);
+        }
     }
     let read_only = |m: &Method| m == Method::GET || m == Method::HEAD;
     let parsed = path::parse(&state.registry, &path_str);
