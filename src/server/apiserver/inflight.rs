@@ -30,7 +30,10 @@ pub const RETRY_AFTER_SECONDS: u32 = 1;
 /// 341 MB, about 107 bytes of memory per body byte; 16 such writers without
 /// a budget peaked at 1 GB. A budget of one such body keeps the worst case
 /// near 340 MB, under 350 MiB; small bodies (a few KiB) still go a
-/// thousand at a time.
+/// thousand at a time. With the defaults, 30 s of 16 writers of such
+/// bodies (and 1 MB valid ones) while 8 readers listed a 13 MB namespace
+/// peaked at 275 MB (722 writes got 429); with no bound the same load
+/// peaked at 680 MB and stayed at 219 MB.
 pub const DEFAULT_BODY_BUDGET: usize = super::negotiate::MAX_BODY_BYTES;
 
 /// Body bytes are reserved at least this many at a time when a body has no
