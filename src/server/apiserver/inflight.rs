@@ -27,8 +27,8 @@ pub const RETRY_AFTER_SECONDS: u32 = 1;
 /// (3 MiB). Measured with bench/hostile-memory.sh (release build): one
 /// 3 MiB create of 240,000 labels, refused only by the stored-size check
 /// after decoding and managedFields, took the server from 20 MB to a peak of
-/// 341 MB, about 107 bytes of memory per body byte; 16 such writers without
-/// a budget peaked at 1 GB. A budget of one such body keeps the worst case
+/// 341 MB, about 107 bytes of memory per body byte. A budget of one such
+/// body keeps the worst case
 /// near 340 MB, under 350 MiB; small bodies (a few KiB) still go a
 /// thousand at a time. With the defaults, 30 s of 16 writers of such
 /// bodies (and 1 MB valid ones) while 8 readers listed a 13 MB namespace
