@@ -1,6 +1,7 @@
 //! The API server under hostile clients: connections that finish TLS and then
 //! send nothing, a request head or body trickled a byte at a time, a flood of
-//! connections from one address, and accept errors once descriptors run out.
+//! connections from one address, accept errors once descriptors run out, and
+//! more requests (or request bodies) in flight than the server takes.
 //!
 //! The attacker's sockets are made inside the test's network namespace (a
 //! thread that entered it) from 127.0.0.2, so the per-address cap tells them
@@ -504,4 +505,276 @@ impl Drop for KillOnDrop {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Read from `s` until what arrived contains `needle`; None if the server
+/// closed first or nothing more came within the bound.
+fn read_until(s: &mut Tls, needle: &str) -> Option<String> {
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + CLOSE_WAIT;
+    while Instant::now() < deadline {
+        match poll_read(s, Duration::from_millis(200)) {
+            Seen::Closed => return None,
+            Seen::Data(d) => {
+                seen.extend_from_slice(&d);
+                let text = String::from_utf8_lossy(&seen);
+                if text.contains(needle) {
+                    return Some(text.into_owned());
+                }
+            }
+            Seen::Nothing => {}
+        }
+    }
+    None
+}
+
+/// The apiserver's answer when it is full.
+fn assert_too_many_requests(what: &str, code: &str, headers: &str, body: &str) {
+    assert_eq!(code, "429", "{what}: {headers}{body}");
+    assert!(
+        headers
+            .lines()
+            .any(|l| l.trim_end().eq_ignore_ascii_case("retry-after: 1")),
+        "{what}: no Retry-After: 1 in {headers}"
+    );
+    let status: serde_json::Value = serde_json::from_str(body).expect("a Status body");
+    assert_eq!(
+        status,
+        serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "Too many requests, please try again later.",
+            "reason": "TooManyRequests",
+            "details": {"retryAfterSeconds": 1},
+            "code": 429,
+        }),
+        "{what}"
+    );
+}
+
+/// curl a request; returns (status code, response headers, body).
+fn curl_full(s: &Server, args: &[&str], path: &str) -> (String, String, String) {
+    let headers = s.dir().join("curl.headers");
+    let body = s.dir().join("curl.body");
+    let _ = std::fs::remove_file(&headers);
+    let _ = std::fs::remove_file(&body);
+    let url = s.url(path);
+    let mut all = vec![
+        "-S",
+        "-D",
+        headers.to_str().unwrap(),
+        "-o",
+        body.to_str().unwrap(),
+        "-w",
+        "%{http_code}",
+    ];
+    all.extend_from_slice(args);
+    all.push(&url);
+    let out = s.curl(&all);
+    // curl's complaint, if any, goes with the headers into failure messages.
+    (
+        support::stdout(&out).trim().to_string(),
+        std::fs::read_to_string(&headers).unwrap_or_default() + &support::stderr(&out),
+        std::fs::read_to_string(&body).unwrap_or_default(),
+    )
+}
+
+/// Repeat `f` until it returns true (a slot given back is seen by the next
+/// request only once the server has noticed the request ended).
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if f() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}");
+}
+
+fn configmap(name: &str, payload_len: usize) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "data": {"payload": "x".repeat(payload_len)},
+    })
+    .to_string()
+}
+
+#[test]
+fn requests_past_the_inflight_caps_get_429_but_watches_and_probes_go_through() {
+    let s = server_with(&[
+        "--max-requests-inflight",
+        "1",
+        "--max-mutating-requests-inflight",
+        "1",
+    ]);
+    let token = s.admin_token();
+    let auth = format!("Authorization: Bearer {token}");
+    let h1 = client_config(&s.data_dir(), b"http/1.1");
+    let net = s.net().name().to_string();
+    let open = || {
+        in_netns(&net, || {
+            handshake(connect_from_attacker().unwrap(), &h1).expect("handshake")
+        })
+    };
+    let cms = "/api/v1/namespaces/default/configmaps";
+    let create = |name: &str, len: usize| {
+        let file = s.dir().join(format!("{name}.json"));
+        std::fs::write(&file, configmap(name, len)).unwrap();
+        let data = format!("@{}", file.display());
+        curl_full(
+            &s,
+            &[
+                "-X",
+                "POST",
+                "-H",
+                &auth,
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &data,
+            ],
+            cms,
+        )
+    };
+    // A namespace whose list is far more than the socket buffers between
+    // the server and a client that stops reading (20 MB).
+    for i in 0..20 {
+        let (code, _, body) = create(&format!("big-{i}"), 1_000_000);
+        assert_eq!(code, "201", "{body}");
+    }
+
+    // A write whose body the server waits for holds the one mutating slot:
+    // `100 Continue` is sent once the handler reads the body.
+    let mut writer = open();
+    write!(
+        writer,
+        "POST {cms} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    writer.flush().unwrap();
+    read_until(&mut writer, "100 Continue").expect("the held write was not read");
+    let (code, headers, body) = create("second-write", 10);
+    assert_too_many_requests("a second write", &code, &headers, &body);
+    // Deletes and patches are writes too.
+    let (code, headers, body) =
+        curl_full(&s, &["-X", "DELETE", "-H", &auth], &format!("{cms}/big-0"));
+    assert_too_many_requests("a delete", &code, &headers, &body);
+
+    // A list that the client reads no further than its head holds the one
+    // read slot until it has been sent.
+    let mut reader = open();
+    write!(
+        reader,
+        "GET {cms} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\n\r\n"
+    )
+    .unwrap();
+    reader.flush().unwrap();
+    let head = read_until(&mut reader, "\r\n\r\n").expect("the list never answered");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let (code, headers, body) = curl_full(&s, &["-H", &auth], &format!("{cms}/big-1"));
+    assert_too_many_requests("a get", &code, &headers, &body);
+
+    // Watches, logs and health checks take no slot.
+    let (code, _, body) = curl_full(
+        &s,
+        &["-H", &auth],
+        &format!("{cms}?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dnone"),
+    );
+    assert_eq!(code, "200", "a watch while full: {body}");
+    for path in [
+        "/readyz",
+        "/livez",
+        "/healthz",
+        "/readyz/ping",
+        "/readyz/store",
+        "/readyz/etcd",
+        "/healthz/etcd",
+        "/livez/ping",
+        "/livez/log",
+    ] {
+        let (code, _, body) = curl_full(&s, &[], path);
+        assert_eq!(
+            (code.as_str(), body.as_str()),
+            ("200", "ok"),
+            "{path} while full"
+        );
+    }
+    // One check at a time, as upstream: only the ones the endpoint has
+    // (liveness does not ask the store).
+    for path in ["/readyz/nothing", "/livez/store", "/livez/etcd"] {
+        let (code, _, body) = curl_full(&s, &[], path);
+        assert_eq!(code, "404", "{path}: {body}");
+    }
+
+    // Slots come back when their requests end.
+    drop(writer);
+    eventually("the write slot never came back", || {
+        create("after", 10).0 == "201"
+    });
+    drop(reader);
+    eventually("the read slot never came back", || {
+        curl_full(&s, &["-H", &auth], &format!("{cms}/after")).0 == "200"
+    });
+}
+
+#[test]
+fn request_bodies_in_flight_are_bounded_by_a_budget() {
+    // The smallest budget there is: one largest body (3 MiB).
+    let s = server_with(&["--max-request-body-bytes-inflight", "3145728"]);
+    let token = s.admin_token();
+    let auth = format!("Authorization: Bearer {token}");
+    let h1 = client_config(&s.data_dir(), b"http/1.1");
+    let net = s.net().name().to_string();
+    let cms = "/api/v1/namespaces/default/configmaps";
+    // A 2 MB body announced and not sent holds 2 MB of the budget.
+    let mut held = in_netns(&net, || {
+        handshake(connect_from_attacker().unwrap(), &h1).expect("handshake")
+    });
+    write!(
+        held,
+        "POST {cms} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}\r\nContent-Type: application/json\r\n\
+         Content-Length: 2000000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    .unwrap();
+    held.flush().unwrap();
+    read_until(&mut held, "100 Continue").expect("the held body was not asked for");
+    // A valid ConfigMap of `len` bytes: its data is at most 1 MiB, the rest
+    // is blanks between JSON tokens.
+    let post_with = |proto: &str, name: &str, len: usize| {
+        let file = s.dir().join(format!("{name}.json"));
+        let mut json = configmap(name, len.min(1_000_000));
+        json.push_str(&" ".repeat(len.saturating_sub(json.len())));
+        std::fs::write(&file, json).unwrap();
+        let data = format!("@{}", file.display());
+        curl_full(
+            &s,
+            &[
+                proto,
+                "-X",
+                "POST",
+                "-H",
+                &auth,
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                &data,
+            ],
+            cms,
+        )
+    };
+    let post = |name: &str, len: usize| post_with("--http2", name, len);
+    // Another 1.5 MB does not fit, over either protocol; the answer comes
+    // before the body is read, and the client still gets it whole (the
+    // rest of the body is read and dropped). A small one fits.
+    for proto in ["--http1.1", "--http2"] {
+        let (code, headers, body) = post_with(proto, "big", 1_500_000);
+        assert_too_many_requests(proto, &code, &headers, &body);
+    }
+    let (code, _, body) = post("small", 1000);
+    assert_eq!(code, "201", "a small body within the budget: {body}");
+    drop(held);
+    eventually("the budget never came back", || {
+        post("big", 1_500_000).0 == "201"
+    });
 }

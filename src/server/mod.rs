@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use self::apiserver::auth::Authenticator;
 use self::apiserver::registry::Registry;
 use self::apiserver::storage::Objects;
-use self::apiserver::{ApiState, ConnLimits};
+use self::apiserver::{ApiState, ConnLimits, Inflight, InflightLimits};
 use self::store::sqlite::SqliteBackend;
 use crate::api::status::ApiError;
 use crate::lockfile;
@@ -60,6 +60,26 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N")]
     pub max_connections_per_client: Option<usize>,
 
+    /// Reads (GET, HEAD) served at once; more get 429 at once (0: no limit).
+    /// Watches, logs, exec and health checks are not counted. Half the
+    /// apiserver's 400: a list holds up to a page of objects while it is
+    /// encoded, and an edge box has 512 MB (bench/hostile-memory.sh)
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub max_requests_inflight: usize,
+
+    /// Writes (POST, PUT, PATCH, DELETE) served at once; more get 429 at once
+    /// (0: no limit). Half the apiserver's 200; the memory their bodies cost
+    /// is bounded by the body budget, this bounds the work
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub max_mutating_requests_inflight: usize,
+
+    /// Request-body bytes held by requests in progress, over all clients; a
+    /// request that would pass it gets 429 (0: no limit; at least one
+    /// largest body, 3 MiB). See inflight::DEFAULT_BODY_BUDGET for the
+    /// measurement behind the default.
+    #[arg(long, value_name = "BYTES", hide = true)]
+    pub max_request_body_bytes_inflight: Option<usize>,
+
     /// Seconds a client has to send a request head (the apiserver's 32).
     #[arg(long, value_name = "SECONDS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_header_timeout: Option<u64>,
@@ -93,6 +113,22 @@ impl ServerArgs {
             limits.body = secs(s);
         }
         limits
+    }
+
+    fn inflight_limits(&self) -> InflightLimits {
+        let body = self
+            .max_request_body_bytes_inflight
+            .unwrap_or(apiserver::inflight::DEFAULT_BODY_BUDGET);
+        InflightLimits {
+            read_only: self.max_requests_inflight,
+            mutating: self.max_mutating_requests_inflight,
+            // A budget below one largest body would refuse that body forever.
+            body_bytes: if body == 0 {
+                0
+            } else {
+                body.max(apiserver::negotiate::MAX_BODY_BYTES)
+            },
+        }
     }
 }
 
@@ -281,10 +317,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("reading bearer tokens {}", paths.tokens_csv.display()))?;
     let tls = pki.server_tls_config()?;
 
+    let inflight = args.inflight_limits();
+    tracing::info!(
+        max_requests_inflight = inflight.read_only,
+        max_mutating_requests_inflight = inflight.mutating,
+        max_request_body_bytes_inflight = inflight.body_bytes,
+        "API request limits"
+    );
     let state = Arc::new(ApiState {
         registry: Registry::builtin(),
         objects: Objects::new(store.clone()),
         auth: Authenticator { tokens },
+        inflight: Inflight::new(&inflight),
+        ready: Default::default(),
     });
     bootstrap(&state, args.https_listen_port)
         .await

@@ -45,6 +45,16 @@ pub struct ConnLimits {
     pub max_per_client: usize,
 }
 
+/// Streams one HTTP/2 connection may have open at once (hyper's default is
+/// 200, Go's 250): half the default of reads in flight (200), so one
+/// connection cannot take all of them, and far more than a client's watches
+/// need (kubectl and the agent multiplex theirs on one connection; watches
+/// take no in-flight slot).
+const H2_MAX_STREAMS: u32 = 100;
+/// The largest HTTP/2 header list a client may send (hyper's default, set
+/// here so it is a decision: bearer tokens and service-account JWTs are a
+/// few KiB).
+const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
 /// HTTP/2 pings find dead peers of long-lived streams (watches).
 const H2_PING_EVERY: Duration = Duration::from_secs(30);
 const H2_PING_TIMEOUT: Duration = Duration::from_secs(20);
@@ -231,7 +241,9 @@ impl Conn {
             .http2()
             .timer(TokioTimer::new())
             .keep_alive_interval(H2_PING_EVERY)
-            .keep_alive_timeout(H2_PING_TIMEOUT);
+            .keep_alive_timeout(H2_PING_TIMEOUT)
+            .max_concurrent_streams(H2_MAX_STREAMS)
+            .max_header_list_size(H2_MAX_HEADER_LIST);
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
         tokio::pin!(conn);
         // The watchdog looks often enough to close within about a quarter

@@ -9,6 +9,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod fieldsel;
 pub mod health;
+pub mod inflight;
 pub mod list;
 pub mod negotiate;
 pub mod objects;
@@ -31,7 +32,7 @@ use std::time::Instant;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{Method, Request};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 
@@ -44,21 +45,41 @@ use self::storage::Objects;
 use crate::api::status::ApiError;
 
 pub use self::conn::{serve, ConnLimits};
+pub use self::inflight::{Inflight, InflightLimits};
 
 /// Everything a request handler needs; passed explicitly, never global.
 pub struct ApiState {
     pub registry: Registry,
     pub objects: Objects,
     pub auth: Authenticator,
+    /// Requests and request-body bytes in progress.
+    pub inflight: Inflight,
+    /// The store's readiness, probed once for concurrent health checks.
+    pub ready: health::ReadyProbe,
 }
 
 pub async fn handle(state: Arc<ApiState>, conn: ConnIdentity, req: Request<Incoming>) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let resp = match recover::contain(&method, uri.path(), dispatch(&state, &conn, req)).await {
+    let handled = recover::contain(&method, uri.path(), dispatch(&state, &conn, req));
+    let (result, held) = inflight::track(handled).await;
+    let resp = match result {
         Ok(r) => r,
-        Err(e) => e.into_response(),
+        Err(e) => error_response(e),
+    };
+    // The body's bytes are given back now that the response is built; the
+    // slot once the response has been sent (a streamed list holds it).
+    let inflight::Held { slot, body } = held;
+    drop(body);
+    let resp = match slot {
+        Some(slot) => resp.map(|b| {
+            axum::body::Body::new(b.map_frame(move |frame| {
+                let _held = &slot;
+                frame
+            }))
+        }),
+        None => resp,
     };
     tracing::debug!(
         %method,
@@ -70,10 +91,25 @@ pub async fn handle(state: Arc<ApiState>, conn: ConnIdentity, req: Request<Incom
     resp
 }
 
-async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
-    let collect = Limited::new(body, MAX_BODY_BYTES).collect();
+/// An error as a response; a 429 also tells the client when to retry.
+fn error_response(e: ApiError) -> Response {
+    let retry = (e.code == 429).then_some(e.retry_after_seconds).flatten();
+    let mut resp = e.into_response();
+    if let Some(secs) = retry {
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+    }
+    resp
+}
+
+/// The request's body, counted against the server's budget of body bytes
+/// until the response is built.
+async fn read_body(state: &ApiState, body: Incoming) -> Result<Bytes, ApiError> {
+    let mut body = body;
+    let deadline = conn::body_deadline();
+    let collect = state.inflight.read_body(&mut body, MAX_BODY_BYTES);
     // A body trickled in slowly would hold the connection and its memory.
-    let collected = match conn::body_deadline() {
+    let collected = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, collect).await {
             Ok(c) => c,
             Err(_) => return Err(ApiError::body_timeout()),
@@ -81,17 +117,16 @@ async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {
         None => collect.await,
     };
     match collected {
-        Ok(c) => Ok(c.to_bytes()),
+        Ok((bytes, reservation)) => {
+            inflight::hold_body(reservation);
+            Ok(bytes)
+        }
         Err(e) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                Err(ApiError::too_large(MAX_BODY_BYTES))
-            } else {
-                Err(ApiError::bad_request(format!(
-                    "failed to read the request body: {e}"
-                )))
+            // Refused for its size or the budget: the client gets the answer.
+            if matches!(e.code, 413 | 429) {
+                inflight::drain(body, MAX_BODY_BYTES, deadline);
             }
+            Err(e)
         }
     }
 }
@@ -117,6 +152,16 @@ async fn dispatch(
     }
     let q = Query::parse(parts.uri.query())?;
     let method = parts.method.clone();
+    // After authentication and before authorization, as upstream's filter.
+    let watch = q.flag("watch").unwrap_or(false);
+    match state.inflight.admit(&method, &path_str, watch) {
+        Ok(Some(slot)) => inflight::hold_slot(slot),
+        Ok(None) => {}
+        Err(e) => {
+            inflight::drain(body, MAX_BODY_BYTES, conn::body_deadline());
+            return Err(e);
+        }
+    }
     let read_only = |m: &Method| m == Method::GET || m == Method::HEAD;
     let parsed = path::parse(&state.registry, &path_str);
     if let Some(who) = &who {
@@ -129,6 +174,9 @@ async fn dispatch(
         _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
         ApiPath::Version => Ok(discovery::version()),
         ApiPath::Healthz(which) => Ok(health::check(state, which, &q).await),
+        ApiPath::HealthCheck { endpoint, check } => {
+            health::check_one(state, endpoint, &check).await
+        }
         ApiPath::CoreVersions => Ok(discovery::api(&state.registry, &parts.headers)),
         ApiPath::Groups => Ok(discovery::apis(&state.registry, &parts.headers)),
         ApiPath::Group(g) => discovery::group(&state.registry, &g),
@@ -156,13 +204,14 @@ fn verb_allowed(r: &ResourceRef<'_>, verb: &str) -> Result<(), ApiError> {
 /// Decode a create/update body and apply `fieldValidation` to it: a 400 for
 /// what the apiserver's decoder rejects, else the `Warning` headers to send.
 async fn object_body(
+    state: &ApiState,
     r: &ResourceRef<'_>,
     q: &Query,
     headers: &http::HeaderMap,
     body: Incoming,
 ) -> Result<(Value, Vec<String>), ApiError> {
     use crate::api::fieldcheck;
-    let bytes = read_body(body).await?;
+    let bytes = read_body(state, body).await?;
     let obj = decode_object(headers, &bytes)?;
     if r.subresource.is_some() {
         return Ok((obj, Vec::new()));
@@ -175,8 +224,8 @@ async fn object_body(
 }
 
 /// An optional JSON body (DELETE's DeleteOptions).
-async fn optional_body(body: Incoming) -> Result<Option<Value>, ApiError> {
-    let bytes = read_body(body).await?;
+async fn optional_body(state: &ApiState, body: Incoming) -> Result<Option<Value>, ApiError> {
+    let bytes = read_body(state, body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
@@ -224,35 +273,35 @@ async fn resource(
         (Method::POST, None, None) => {
             verb_allowed(&r, "create")?;
             let manager = apply::write_manager(q, headers, "CreateOptions")?;
-            let (obj, warnings) = object_body(&r, q, headers, body).await?;
+            let (obj, warnings) = object_body(state, &r, q, headers, body).await?;
             let resp = write::create(state, &r, q, obj, &manager).await?;
             Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), None | Some("status") | Some("finalize")) => {
             verb_allowed(&r, "update")?;
             let manager = apply::write_manager(q, headers, "UpdateOptions")?;
-            let (obj, warnings) = object_body(&r, q, headers, body).await?;
+            let (obj, warnings) = object_body(state, &r, q, headers, body).await?;
             let resp = write::update(state, &r, n, q, obj, &manager).await?;
             Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), Some("scale")) => {
             let manager = apply::write_manager(q, headers, "UpdateOptions")?;
-            let (obj, _) = object_body(&r, q, headers, body).await?;
+            let (obj, _) = object_body(state, &r, q, headers, body).await?;
             patch::put_scale(state, &r, n, q, &obj, &manager).await
         }
         (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
             verb_allowed(&r, "patch")?;
-            let bytes = read_body(body).await?;
+            let bytes = read_body(state, body).await?;
             patch::patch(state, &r, n, q, headers, &bytes).await
         }
         (Method::DELETE, Some(n), None) => {
             verb_allowed(&r, "delete")?;
-            let opts = optional_body(body).await?;
+            let opts = optional_body(state, body).await?;
             write::delete(state, &r, n, q, opts).await
         }
         (Method::DELETE, None, None) => {
             verb_allowed(&r, "deletecollection")?;
-            let opts = optional_body(body).await?;
+            let opts = optional_body(state, body).await?;
             write::delete_collection(state, &r, q, opts).await
         }
         (m, _, Some(s)) => Err(ApiError::method_not_supported(

@@ -11,6 +11,12 @@ use super::registry::{Registry, ResourceDef};
 pub enum ApiPath<'r> {
     Version,
     Healthz(&'static str),
+    /// `/readyz/<check>` and the like: one named check (health.rs knows
+    /// which exist).
+    HealthCheck {
+        endpoint: &'static str,
+        check: String,
+    },
     /// `/api`
     CoreVersions,
     /// `/apis`
@@ -75,11 +81,16 @@ pub fn parse<'r>(registry: &'r Registry, path: &str) -> ApiPath<'r> {
         ["healthz"] => return ApiPath::Healthz("healthz"),
         ["readyz"] => return ApiPath::Healthz("readyz"),
         ["livez"] => return ApiPath::Healthz("livez"),
-        ["healthz" | "readyz" | "livez", check] => {
-            return match *check {
-                "ping" | "etcd" | "log" => ApiPath::Healthz("check"),
-                _ => ApiPath::NotFound,
-            }
+        [endpoint @ ("healthz" | "readyz" | "livez"), check] => {
+            let endpoint = match *endpoint {
+                "healthz" => "healthz",
+                "readyz" => "readyz",
+                _ => "livez",
+            };
+            return ApiPath::HealthCheck {
+                endpoint,
+                check: check.to_string(),
+            };
         }
         ["api"] => return ApiPath::CoreVersions,
         ["apis"] => return ApiPath::Groups,
