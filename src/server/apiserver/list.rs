@@ -20,12 +20,12 @@ use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::negotiate::{self, json_parts_response, json_stream_response};
+use super::negotiate::{self, json_parts_response_holding, json_stream_response};
 use super::path::ResourceRef;
 use super::query::Query;
 use super::read::{table_row, Filter, IncludeObject};
 use super::registry::ResourceDef;
-use super::scan::{scan_page, ScanSink, PAGE_BYTES};
+use super::scan::{scan_page, Held, ScanSink, PAGE_BYTES};
 use super::{table, ApiState};
 use crate::api::status::ApiError;
 
@@ -47,6 +47,8 @@ pub struct JsonItems {
     empty: bool,
     def: ResourceDef,
     table: Option<IncludeObject>,
+    /// The read budget's share of every chunk in `buf`.
+    held: Vec<Held>,
 }
 
 impl JsonItems {
@@ -56,6 +58,7 @@ impl JsonItems {
             empty: true,
             def: def.clone(),
             table,
+            held: Vec::new(),
         }
     }
 }
@@ -73,7 +76,8 @@ impl ScanSink for JsonItems {
         res.map_err(|e| ApiError::internal(format!("cannot encode list item: {e}")))
     }
 
-    async fn chunk_done(&mut self, _revision: i64) -> Result<(), ApiError> {
+    async fn chunk_done(&mut self, _revision: i64, held: Held) -> Result<(), ApiError> {
+        self.held.push(held);
         Ok(())
     }
 
@@ -140,7 +144,7 @@ impl ScanSink for StreamItems {
         self.items.item(obj)
     }
 
-    async fn chunk_done(&mut self, revision: i64) -> Result<(), ApiError> {
+    async fn chunk_done(&mut self, revision: i64, held: Held) -> Result<(), ApiError> {
         let mut out = match self.head.take() {
             Some(fields) => list_head(
                 with_meta(fields, list_meta(revision, None, None)),
@@ -157,7 +161,8 @@ impl ScanSink for StreamItems {
             return Ok(());
         }
         self.sent += out.len();
-        self.send(Ok(Bytes::from(out))).await
+        let part = negotiate::response_part_holding(out, self.sent, held);
+        self.send(Ok(part)).await
     }
 }
 
@@ -250,9 +255,10 @@ pub async fn list(
     .await?;
     let meta = list_meta(end.revision, end.continue_token, end.remaining);
     let head = list_head(with_meta(head_fields(def, table), meta), table)?;
-    Ok(json_parts_response(
+    Ok(json_parts_response_holding(
         StatusCode::OK,
         vec![head, items.buf, b"]}".to_vec()],
+        items.held,
     ))
 }
 

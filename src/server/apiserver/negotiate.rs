@@ -239,15 +239,30 @@ pub fn json_bytes_response(code: StatusCode, bytes: Vec<u8>, content_type: &str)
 /// A JSON response written from a few parts in order (a list's head, its
 /// items, its tail), without copying them into one buffer first.
 pub fn json_parts_response(code: StatusCode, parts: Vec<Vec<u8>>) -> Response {
-    let parts = parts
-        .into_iter()
-        .filter(|p| !p.is_empty())
-        .map(|p| {
+    json_parts_response_holding(code, parts, ())
+}
+
+/// [`json_parts_response`], keeping `held` until the last part is sent.
+pub fn json_parts_response_holding<H: Send + 'static>(
+    code: StatusCode,
+    parts: Vec<Vec<u8>>,
+    held: H,
+) -> Response {
+    let total: usize = parts.iter().map(Vec::len).sum();
+    let mut held = Some(held);
+    let mut out = VecDeque::new();
+    let last = parts.iter().rposition(|p| !p.is_empty());
+    for (i, p) in parts.into_iter().enumerate() {
+        if Some(i) == last {
+            if let Some(h) = held.take() {
+                out.push_back(response_part_holding(p, total, h));
+            }
+        } else if !p.is_empty() {
             let len = p.len();
-            response_part(p, len)
-        })
-        .collect();
-    let mut resp = Response::new(Body::new(PartsBody::new(parts)));
+            out.push_back(response_part(p, len));
+        }
+    }
+    let mut resp = Response::new(Body::new(PartsBody::new(out)));
     *resp.status_mut() = code;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -268,29 +283,41 @@ pub fn json_stream_response(code: StatusCode, body: Body) -> Response {
 /// the ones before it), the memory its making freed goes back to the
 /// system.
 pub fn response_part(part: Vec<u8>, sent: usize) -> Bytes {
-    if sent >= TRIM_AFTER_BYTES {
-        Bytes::from_owner(TrimOnDrop(part))
-    } else {
-        Bytes::from(part)
-    }
+    response_part_holding(part, sent, ())
+}
+
+/// [`response_part`], keeping `held` (a share of a memory budget) until
+/// the connection has sent the part and dropped it.
+pub fn response_part_holding<H: Send + 'static>(part: Vec<u8>, sent: usize, held: H) -> Bytes {
+    Bytes::from_owner(Part {
+        bytes: part,
+        trim: sent >= TRIM_AFTER_BYTES,
+        _held: held,
+    })
 }
 
 /// From this size on, a response part gives the memory it and its
 /// making freed back to the system once the connection has sent it.
 const TRIM_AFTER_BYTES: usize = 1024 * 1024;
 
-struct TrimOnDrop(Vec<u8>);
+struct Part<H> {
+    bytes: Vec<u8>,
+    trim: bool,
+    _held: H,
+}
 
-impl AsRef<[u8]> for TrimOnDrop {
+impl<H> AsRef<[u8]> for Part<H> {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 }
 
-impl Drop for TrimOnDrop {
+impl<H> Drop for Part<H> {
     fn drop(&mut self) {
-        self.0 = Vec::new();
-        release_free_memory();
+        if self.trim {
+            self.bytes = Vec::new();
+            release_free_memory();
+        }
     }
 }
 

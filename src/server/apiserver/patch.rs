@@ -211,6 +211,7 @@ pub async fn patch(
         if r.subresource.is_none() {
             super::write::check_valid(def, Some(&cur.obj), &new, name)?;
         }
+        super::storage::check_size_early(def, name, &new)?;
         let now = super::objects::now_rfc3339();
         let sub = r.subresource.as_deref();
         super::apply::record_update(Some(&cur.obj), &mut new, &manager, sub, &now);

@@ -6,11 +6,17 @@
 //! one chunk of stored rows ([`CHUNK_ROWS`] rows, [`CHUNK_BYTES`] bytes at
 //! most) and one decoded object at a time, and a page it builds for a
 //! client stops at [`PAGE_BYTES`] (with a continue token, as the API
-//! allows: a page may hold fewer items than its limit).
+//! allows: a page may hold fewer items than its limit). However many
+//! reads run at once, their chunks in memory (read, encoded, or waiting
+//! for a slow client) share one [`ReadBudget`]: a chunk is read only once
+//! the budget has room for it, and its share is given back when the
+//! connection has sent it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::query::{Continue, Query};
 use super::read::Filter;
@@ -30,10 +36,74 @@ const FRESHNESS_POLL: Duration = Duration::from_millis(20);
 const CHUNK_ROWS: usize = 256;
 /// Bytes of stored rows read at a time: 256 objects near the 1.5 MiB
 /// object limit would otherwise be 384 MiB in one chunk.
-pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
+pub const CHUNK_BYTES: usize = 1024 * 1024;
 /// What a page built for a client (a list with `limit`) may grow to
 /// before it ends early with a continue token.
-pub const PAGE_BYTES: usize = 8 * 1024 * 1024;
+pub const PAGE_BYTES: usize = 4 * 1024 * 1024;
+/// The read budget: chunks of every read of many objects in memory at
+/// once, in bytes of stored rows. A chunk costs about three times its
+/// rows while it is read and encoded (rows, the decoded object, the
+/// encoded items), then its encoded size until sent: 40 lists at once of
+/// a namespace of 1 MB objects took the server past 512 MiB without it.
+const READ_BUDGET_BYTES: usize = 48 * 1024 * 1024;
+/// How long a read waits for room in the budget before it is told to
+/// come back (429, as when the server is full).
+const READ_BUDGET_WAIT: Duration = Duration::from_secs(10);
+
+/// See [`READ_BUDGET_BYTES`]. Cloning shares the budget.
+#[derive(Clone)]
+pub struct ReadBudget(Arc<Semaphore>);
+
+impl Default for ReadBudget {
+    fn default() -> Self {
+        ReadBudget::new(READ_BUDGET_BYTES)
+    }
+}
+
+impl ReadBudget {
+    pub fn new(bytes: usize) -> Self {
+        ReadBudget(Arc::new(Semaphore::new(
+            bytes.clamp(CHUNK_BYTES, Semaphore::MAX_PERMITS),
+        )))
+    }
+
+    /// Room for one chunk, waited for (a bounded time).
+    async fn chunk(&self) -> Result<Held, ApiError> {
+        let permits = CHUNK_BYTES as u32;
+        match tokio::time::timeout(
+            READ_BUDGET_WAIT,
+            Arc::clone(&self.0).acquire_many_owned(permits),
+        )
+        .await
+        {
+            Ok(Ok(p)) => Ok(Held { _permit: Some(p) }),
+            // The semaphore is never closed; a closed one means no budget.
+            Ok(Err(_)) => Ok(Held::none()),
+            Err(_) => Err(super::inflight::too_many_requests()),
+        }
+    }
+
+    /// Room left, for tests.
+    #[cfg(test)]
+    pub fn available(&self) -> usize {
+        self.0.available_permits()
+    }
+}
+
+/// A chunk's share of the [`ReadBudget`], given back when dropped: kept
+/// with the chunk's bytes until the connection has sent them.
+#[derive(Debug)]
+pub struct Held {
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Held {
+    /// Outside the budget (for writers of their own chunks, which the
+    /// write limits bound instead).
+    pub fn none() -> Held {
+        Held { _permit: None }
+    }
+}
 
 /// Upstream's `NewTooLargeResourceVersionError`.
 pub fn too_large_resource_version(requested: i64, current: i64) -> ApiError {
@@ -81,9 +151,12 @@ pub trait ScanSink: Send {
 
     /// After every chunk of rows, all read at `revision`: a sink that
     /// streams sends what it has (and waits while the client is slow).
+    /// `held` is the chunk's share of the read budget: a sink keeps it
+    /// with what it keeps of the chunk, or drops it.
     fn chunk_done(
         &mut self,
         revision: i64,
+        held: Held,
     ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send;
 
     /// Whether a page (a scan with `limit`) should end here even if it
@@ -157,6 +230,7 @@ pub async fn scan_page(
             None => CHUNK_ROWS,
         }
         .min(CHUNK_ROWS);
+        let held = objects.read_budget.chunk().await?;
         let res = objects
             .list_raw(
                 &prefix,
@@ -184,7 +258,7 @@ pub async fn scan_page(
             if let Some(l) = limit {
                 let unscanned = (n - i - 1) as u64 + res.remaining;
                 if (matched >= l || sink.page_full()) && unscanned > 0 {
-                    sink.chunk_done(res.revision).await?;
+                    sink.chunk_done(res.revision, held).await?;
                     let token = Continue {
                         rev: res.revision,
                         start_after: kv.key,
@@ -199,7 +273,7 @@ pub async fn scan_page(
             }
             start_after = Some(kv.key);
         }
-        sink.chunk_done(res.revision).await?;
+        sink.chunk_done(res.revision, held).await?;
         if res.remaining == 0 || n == 0 {
             return Ok(PageEnd {
                 revision: res.revision,

@@ -19,7 +19,7 @@ use super::path::ResourceRef;
 use super::query::Query;
 use super::read::{table_row, Filter, IncludeObject};
 use super::registry::ResourceDef;
-use super::scan::{scan_page, wait_fresh, ScanSink};
+use super::scan::{scan_page, wait_fresh, Held, ScanSink};
 use super::storage::{decode, stamp, store_error, Objects};
 use super::{table, ApiState};
 use crate::api::status::ApiError;
@@ -175,7 +175,7 @@ impl ScanSink for Initial<'_> {
         Ok(())
     }
 
-    async fn chunk_done(&mut self, _revision: i64) -> Result<(), ApiError> {
+    async fn chunk_done(&mut self, _revision: i64, _held: Held) -> Result<(), ApiError> {
         for event in self.pending.drain(..) {
             if self.tx.send(event).await.is_err() {
                 return Err(ApiError::internal("the client went away during a watch"));

@@ -13,7 +13,7 @@ use super::path::ResourceRef;
 use super::query::Query;
 use super::read::Filter;
 use super::registry::ResourceDef;
-use super::scan::{scan_page, ScanSink};
+use super::scan::{scan_page, Held, ScanSink};
 use super::storage::{parse_rv, Stored};
 use super::{defaults, ApiState};
 use crate::api::status::{success_status, ApiError};
@@ -67,6 +67,7 @@ pub async fn create(
     let mut obj = prepare_create(def, ns.as_deref(), body)?;
     let name = name_of(&obj).unwrap_or("").to_string();
     check_valid(def, None, &obj, &name)?;
+    super::storage::check_size_early(def, &name, &obj)?;
     defaults::on_create(state, def, &mut obj).await?;
     super::apply::record_update(None, &mut obj, manager, None, &objects::now_rfc3339());
     if let Some(ns) = &ns {
@@ -219,6 +220,7 @@ pub async fn update(
         if sub.is_none() {
             check_valid(def, Some(&cur.obj), &new, name)?;
         }
+        super::storage::check_size_early(def, name, &new)?;
         new
     };
     let mut new = new;
@@ -523,14 +525,14 @@ pub async fn delete_collection(
                 Err(e) => res = Err(e),
             }
             if res.is_ok() && sink.items.page_full() {
-                res = sink.chunk_done(end.revision).await;
+                res = sink.chunk_done(end.revision, Held::none()).await;
             }
             if res.is_err() {
                 break;
             }
         }
         if res.is_ok() {
-            res = sink.chunk_done(end.revision).await;
+            res = sink.chunk_done(end.revision, Held::none()).await;
         }
         sink.finish(res, "deletecollection").await;
     })
@@ -549,7 +551,7 @@ impl ScanSink for Names {
         Ok(())
     }
 
-    async fn chunk_done(&mut self, _revision: i64) -> Result<(), ApiError> {
+    async fn chunk_done(&mut self, _revision: i64, _held: Held) -> Result<(), ApiError> {
         Ok(())
     }
 }

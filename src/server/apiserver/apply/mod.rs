@@ -530,6 +530,9 @@ pub async fn apply(
             o.remove("status");
         }
     }
+    // What is applied will be stored: refuse it before the costly merge of
+    // field sets if it is already too large.
+    super::storage::check_size_early(def, name, &applied)?;
     let precondition = parse_rv(meta_str(&applied, "resourceVersion"))?;
     let ns = r.namespace.as_deref();
     for _ in 0..16 {
