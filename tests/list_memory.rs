@@ -277,9 +277,9 @@ fn pages_of_big_objects_end_at_a_byte_bound() {
                 assert!(names.insert(n.to_string()), "{n} on two pages");
             }
         }
-        // 8 MiB of encoded items, and the one that crossed it.
+        // 4 MiB of encoded items, and the one that crossed it.
         assert!(
-            items.len() <= 9,
+            items.len() <= 5,
             "{} objects of 1 MB in one page",
             items.len()
         );
