@@ -36,9 +36,12 @@ pub struct ServerArgs {
     #[arg(long, short = 'c', value_name = "FILE", env = "SKIFF_CONFIG_FILE")]
     pub config: Option<PathBuf>,
 
-    /// Where skiff keeps its state (database, certificates, token).
-    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
-    pub data_dir: PathBuf,
+    /// Where skiff keeps its state: the server's (database, certificates,
+    /// tokens) under <DIR>/server, the engine's (images, containers)
+    /// directly under it, the directory the global --root names [default:
+    /// the global --root, /var/lib/skiff]
+    #[arg(long, value_name = "DIR", env = "SKIFF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Address the API server listens on.
     #[arg(long, default_value = "0.0.0.0")]
@@ -99,6 +102,21 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// The data dir: `--data-dir` when given, else the global `--root`, so
+    /// that `skiff --root DIR server` and `skiff server --data-dir DIR` both
+    /// mean DIR (the default of both is /var/lib/skiff).
+    pub fn resolve_data_dir(&mut self, root: &Path) {
+        if self.data_dir.is_none() {
+            self.data_dir = Some(root.to_path_buf());
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
     fn conn_limits(&self, fd_limit: u64) -> ConnLimits {
         let mut limits = ConnLimits::with_fd_limit(fd_limit);
         let secs = Duration::from_secs;
@@ -208,6 +226,9 @@ impl ServerPaths {
     }
 }
 
+/// The data dir (and the engine's --root) when neither flag is given.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/skiff";
+
 /// How often old revisions are compacted, and how many are kept for watches
 /// that resume (the apiserver compacts every 5 minutes too).
 const COMPACT_EVERY: Duration = Duration::from_secs(300);
@@ -229,12 +250,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
     // Before anything is read or written: one server per data dir, and a
     // port that is taken fails the start before the store is opened.
-    let _data_lock = lock_data_dir(&args.data_dir)?;
+    let data_dir = args.data_dir();
+    let _data_lock = lock_data_dir(&data_dir)?;
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    let paths = ServerPaths::new(&args.data_dir);
+    let paths = ServerPaths::new(&data_dir);
     let db_path = paths.db.clone();
     // Opening the database and loading the PKI are independent; overlap them.
     let store = tokio::task::spawn_blocking(move || SqliteBackend::open(&db_path));
