@@ -157,3 +157,43 @@ async fn bootstrap_and_the_namespace_controller_are_ordinary_clients() {
     controller.await.unwrap();
     store.close().await;
 }
+
+#[tokio::test]
+async fn a_components_identity_is_authorized_like_any_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = api_state(dir.path());
+    let ctl = loopback::client(
+        state.clone(),
+        auth::component(auth::NAMESPACE_CONTROLLER_USER),
+        controllers::namespace::AGENT,
+    );
+    // It may delete, not create: the loopback does not bypass authorization.
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    let err = Api::<ConfigMap>::namespaced(ctl, "default")
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert!(s.is_forbidden(), "{s:?}");
+            assert!(
+                s.message
+                    .contains(r#"User "system:controller:namespace-controller" cannot create resource "configmaps""#),
+                "{}",
+                s.message
+            );
+        }
+        e => panic!("not a Status: {e}"),
+    }
+    let boot = loopback::client(
+        state.clone(),
+        auth::component(auth::BOOTSTRAP_USER),
+        bootstrap::AGENT,
+    );
+    let err = Api::<Namespace>::all(boot)
+        .delete("default", &DeleteParams::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.is_forbidden()));
+    store.close().await;
+}
