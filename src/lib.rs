@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod cluster;
 pub mod lockfile;
 pub mod net;
 pub mod runtime;

@@ -126,3 +126,34 @@ fn the_open_file_limit_is_raised_to_the_hard_limit() {
         "soft and hard limit after start: {line}"
     );
 }
+
+#[test]
+fn the_global_root_is_the_servers_data_dir() {
+    // `skiff --root DIR server` is `skiff server --data-dir DIR`: a second
+    // server given the first one's directory as --root is refused for it.
+    // (The port is taken as well, so that a server that ignored --root
+    // could not start on the default directory either.)
+    let s = Server::start();
+    let out = s
+        .net()
+        .command(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--root")
+        .arg(s.data_dir())
+        .arg("server")
+        .args(["--bind-address", "127.0.0.1"])
+        .args(["--https-listen-port", &PORT.to_string()])
+        .arg("--write-kubeconfig")
+        .arg(s.dir().join("root-kubeconfig.yaml"))
+        .env_remove("SKIFF_DATA_DIR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!(
+            "the data dir {} is in use by another skiff server",
+            s.data_dir().display()
+        )),
+        "--root was not taken as the data dir:\n{err}"
+    );
+}

@@ -33,7 +33,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub debug: bool,
 
-    /// Where node-local state lives (image store, containers).
+    /// Where node-local state lives (image store, containers); also the
+    /// server's data dir unless `server --data-dir` names another.
     #[arg(long, global = true, default_value = "/var/lib/skiff")]
     pub root: PathBuf,
 
@@ -121,7 +122,8 @@ fn init_logging(debug: bool, daemon: bool) {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(cli.debug, matches!(cli.command, Command::Server(_)));
     match cli.command {
-        Command::Server(args) => {
+        Command::Server(mut args) => {
+            args.resolve_data_dir(&cli.root);
             crate::server::run_blocking(args)?;
             Ok(ExitCode::SUCCESS)
         }

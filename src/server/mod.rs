@@ -1,7 +1,11 @@
 //! The control plane: store, API server, PKI, and (later) controllers and the
-//! scheduler, wired together by [`run`].
+//! scheduler, wired together by [`run`] — the one wiring place: it opens the
+//! store and the PKI, writes the bootstrap objects through the loopback
+//! client, and starts the [`components::Components`].
 
 pub mod apiserver;
+pub mod bootstrap;
+pub mod components;
 pub mod controllers;
 pub mod pki;
 pub mod store;
@@ -13,15 +17,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
-use serde_json::json;
 use tokio::net::TcpListener;
 
-use self::apiserver::auth::Authenticator;
+use self::apiserver::auth::{self, Authenticator};
+use self::apiserver::loopback;
 use self::apiserver::registry::Registry;
 use self::apiserver::storage::Objects;
 use self::apiserver::{ApiState, ConnLimits, Inflight, InflightLimits};
+use self::components::Components;
 use self::store::sqlite::SqliteBackend;
-use crate::api::status::ApiError;
+use crate::cluster::ClusterConfig;
 use crate::lockfile;
 
 #[derive(Debug, Clone, Args)]
@@ -31,9 +36,12 @@ pub struct ServerArgs {
     #[arg(long, short = 'c', value_name = "FILE", env = "SKIFF_CONFIG_FILE")]
     pub config: Option<PathBuf>,
 
-    /// Where skiff keeps its state (database, certificates, token).
-    #[arg(long, default_value = "/var/lib/skiff", env = "SKIFF_DATA_DIR")]
-    pub data_dir: PathBuf,
+    /// Where skiff keeps its state: the server's (database, certificates,
+    /// tokens) under <DIR>/server, the engine's (images, containers)
+    /// directly under it, the directory the global --root names [default:
+    /// the global --root, /var/lib/skiff]
+    #[arg(long, value_name = "DIR", env = "SKIFF_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 
     /// Address the API server listens on.
     #[arg(long, default_value = "0.0.0.0")]
@@ -94,6 +102,21 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// The data dir: `--data-dir` when given, else the global `--root`, so
+    /// that `skiff --root DIR server` and `skiff server --data-dir DIR` both
+    /// mean DIR (the default of both is /var/lib/skiff).
+    pub fn resolve_data_dir(&mut self, root: &Path) {
+        if self.data_dir.is_none() {
+            self.data_dir = Some(root.to_path_buf());
+        }
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR))
+    }
+
     fn conn_limits(&self, fd_limit: u64) -> ConnLimits {
         let mut limits = ConnLimits::with_fd_limit(fd_limit);
         let secs = Duration::from_secs;
@@ -203,78 +226,13 @@ impl ServerPaths {
     }
 }
 
-/// Namespaces every cluster has from the start.
-const SYSTEM_NAMESPACES: [&str; 4] = ["default", "kube-system", "kube-public", "kube-node-lease"];
+/// The data dir (and the engine's --root) when neither flag is given.
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/skiff";
 
 /// How often old revisions are compacted, and how many are kept for watches
 /// that resume (the apiserver compacts every 5 minutes too).
 const COMPACT_EVERY: Duration = Duration::from_secs(300);
 const COMPACT_KEEP: i64 = 10_000;
-
-async fn bootstrap(state: &ApiState, https_port: u16) -> anyhow::Result<()> {
-    let def = state
-        .registry
-        .find("", "v1", "namespaces")
-        .context("namespaces are not registered")?;
-    for ns in SYSTEM_NAMESPACES {
-        if state.objects.get(def, None, ns).await?.is_some() {
-            continue;
-        }
-        let mut obj = apiserver::objects::prepare_create(
-            def,
-            None,
-            json!({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}}),
-        )?;
-        apiserver::defaults::on_create(state, def, &mut obj).await?;
-        match state.objects.create(def, None, ns, &obj).await {
-            Ok(_) => tracing::info!(namespace = ns, "created system namespace"),
-            Err(e) if e.code == 409 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    kubernetes_service(state, https_port).await
-}
-
-/// The `default/kubernetes` Service every cluster has: the API server at the
-/// first address of the service range.
-async fn kubernetes_service(state: &ApiState, https_port: u16) -> anyhow::Result<()> {
-    let def = state
-        .registry
-        .find("", "v1", "services")
-        .context("services are not registered")?;
-    if state
-        .objects
-        .get(def, Some("default"), "kubernetes")
-        .await?
-        .is_some()
-    {
-        return Ok(());
-    }
-    let mut obj = apiserver::objects::prepare_create(
-        def,
-        Some("default"),
-        json!({
-            "metadata": {
-                "name": "kubernetes",
-                "labels": {"component": "apiserver", "provider": "kubernetes"},
-            },
-            "spec": {
-                "type": "ClusterIP",
-                "clusterIP": pki::KUBERNETES_SERVICE_IP.to_string(),
-                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": https_port}],
-            },
-        }),
-    )?;
-    apiserver::defaults::on_create(state, def, &mut obj).await?;
-    match state
-        .objects
-        .create(def, Some("default"), "kubernetes", &obj)
-        .await
-    {
-        Ok(_) | Err(ApiError { code: 409, .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
 
 fn kubeconfig_url(args: &ServerArgs) -> String {
     let host = match args.bind_address {
@@ -292,12 +250,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let fd_limit = raise_fd_limit();
     // Before anything is read or written: one server per data dir, and a
     // port that is taken fails the start before the store is opened.
-    let _data_lock = lock_data_dir(&args.data_dir)?;
+    let data_dir = args.data_dir();
+    let _data_lock = lock_data_dir(&data_dir)?;
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    let paths = ServerPaths::new(&args.data_dir);
+    let paths = ServerPaths::new(&data_dir);
     let db_path = paths.db.clone();
     // Opening the database and loading the PKI are independent; overlap them.
     let store = tokio::task::spawn_blocking(move || SqliteBackend::open(&db_path));
@@ -331,9 +290,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         inflight: Inflight::new(&inflight),
         ready: Default::default(),
     });
-    bootstrap(&state, args.https_listen_port)
+    let cluster = ClusterConfig::default();
+    let bootstrap_client = loopback::client(
+        state.clone(),
+        auth::component(auth::BOOTSTRAP_USER),
+        bootstrap::AGENT,
+    );
+    bootstrap::run(bootstrap_client, &cluster, args.https_listen_port)
         .await
-        .context("creating system namespaces")?;
+        .context("creating the system namespaces and the kubernetes Service")?;
 
     pki.write_kubeconfig(&args.write_kubeconfig, &kubeconfig_url(&args))
         .with_context(|| format!("writing kubeconfig {}", args.write_kubeconfig.display()))?;
@@ -344,25 +309,43 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "skiff server is ready"
     );
 
-    let compactor = store.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
-    let namespaces = controllers::namespace::spawn(state.clone());
+    // Stopped in the reverse order: the listener first, then the store's
+    // users; then the store's writer finishes its group so nothing
+    // acknowledged is lost.
+    let mut components = Components::default();
+    let compacting = store.clone();
+    components.spawn("store compactor", move |life| async move {
+        let task = compacting.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
+        life.ready();
+        life.cancel.cancelled().await;
+        task.abort();
+        Ok(())
+    });
+    let namespaces = controllers::namespace::Ctx {
+        client: loopback::client(
+            state.clone(),
+            auth::component(auth::NAMESPACE_CONTROLLER_USER),
+            controllers::namespace::AGENT,
+        ),
+        kinds: controllers::namespace::kinds(&state.registry),
+    };
+    components.spawn("namespace controller", move |life| async move {
+        life.ready();
+        controllers::namespace::run(namespaces, life.cancel).await;
+        Ok(())
+    });
     let limits = args.conn_limits(fd_limit);
-    let api = tokio::spawn(apiserver::serve(listener, tls, state.clone(), limits));
-
-    tokio::select! {
-        res = api => {
-            res.context("the API server task failed")??;
+    let serving = state.clone();
+    components.spawn("API listener", move |life| async move {
+        life.ready();
+        tokio::select! {
+            r = apiserver::serve(listener, tls, serving, limits) => r,
+            _ = life.cancel.cancelled() => Ok(()),
         }
-        sig = shutdown_signal() => {
-            tracing::info!(signal = sig, "shutting down");
-        }
-    }
-    // Stop the store's users first, then let the writer finish its group so
-    // nothing acknowledged is lost.
-    namespaces.abort();
-    compactor.abort();
+    });
+    let result = components.run_until(shutdown_signal()).await;
     store.close().await;
-    Ok(())
+    result
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -3,7 +3,9 @@
 //! endpoints stay readable without credentials, as on a real cluster.
 //!
 //! Authorization: [`authorize`] is the one decision every authenticated
-//! request passes, so that RBAC and a node authorizer can replace it.
+//! request passes, kubectl's and skiff's own components' (which call in
+//! through `loopback` with the identities below), so that RBAC and a node
+//! authorizer can replace it.
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
@@ -117,14 +119,69 @@ fn is_discovery(path: &str) -> bool {
         || p.starts_with("/openapi/")
 }
 
+/// The server's start-up writer: the system namespaces and the `kubernetes`
+/// Service.
+pub const BOOTSTRAP_USER: &str = "system:skiff:bootstrap";
+/// The namespace controller, named as upstream's controller role.
+pub const NAMESPACE_CONTROLLER_USER: &str = "system:controller:namespace-controller";
+
+/// The identity of one of skiff's own components (no groups: what it may do
+/// is granted to its user name in [`component_may`], nothing more).
+pub fn component(user: &str) -> Identity {
+    Identity {
+        user: user.to_string(),
+        groups: Vec::new(),
+    }
+}
+
+/// What skiff's own components may do, each explicitly and no more than it
+/// needs (the rules of upstream's bootstrap roles for the same work).
+fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
+    let Target::Resource {
+        group,
+        resource,
+        subresource,
+        ..
+    } = target
+    else {
+        return false;
+    };
+    match user {
+        BOOTSTRAP_USER => {
+            group.is_empty()
+                && matches!(*resource, "namespaces" | "services")
+                && subresource.is_none()
+                && matches!(verb, "get" | "create")
+        }
+        // Upstream's system:controller:namespace-controller: read and
+        // delete anything, and release a namespace's finalizer.
+        NAMESPACE_CONTROLLER_USER => match subresource {
+            None => matches!(
+                verb,
+                "get" | "list" | "watch" | "delete" | "deletecollection"
+            ),
+            Some(sub) => {
+                group.is_empty()
+                    && *resource == "namespaces"
+                    && matches!(*sub, "finalize" | "status")
+                    && verb == "update"
+            }
+        },
+        _ => false,
+    }
+}
+
 /// The one authorization decision, until RBAC replaces it: members of
 /// `system:masters` (the admin certificate and the admin token) may do
-/// everything; every other authenticated identity (node certificates, other
-/// token-file users, any other certificate the cluster CA signed) may only
-/// read discovery, OpenAPI, health and version. Skiff's own controllers act
-/// inside the server process and do not come through here.
+/// everything; skiff's own components what [`component_may`] grants them;
+/// every other authenticated identity (node certificates, other token-file
+/// users, any other certificate the cluster CA signed) may only read
+/// discovery, OpenAPI, health and version.
 pub fn authorize(who: &Identity, verb: &str, target: &Target<'_>) -> Result<(), ApiError> {
     if who.groups.iter().any(|g| g == MASTERS_GROUP) {
+        return Ok(());
+    }
+    if component_may(&who.user, verb, target) {
         return Ok(());
     }
     if let Target::Path(p) = target {
@@ -255,6 +312,37 @@ mod tests {
             assert!(authorize(&nobody, "get", &Target::Path(p)).is_ok(), "{p}");
         }
         assert!(authorize(&nobody, "post", &Target::Path("/api")).is_err());
+    }
+
+    #[test]
+    fn components_get_only_what_they_need() {
+        let boot = component(BOOTSTRAP_USER);
+        let ns = Target::Resource {
+            group: "",
+            resource: "namespaces",
+            subresource: None,
+            namespace: None,
+            name: None,
+        };
+        assert!(authorize(&boot, "create", &ns).is_ok());
+        assert!(authorize(&boot, "create", &pods(Some("default"), None)).is_err());
+        assert!(authorize(&boot, "delete", &ns).is_err());
+        let ctl = component(NAMESPACE_CONTROLLER_USER);
+        assert!(authorize(&ctl, "delete", &pods(Some("d"), Some("x"))).is_ok());
+        assert!(authorize(&ctl, "list", &pods(Some("d"), None)).is_ok());
+        assert!(authorize(&ctl, "create", &pods(Some("d"), None)).is_err());
+        assert!(authorize(&ctl, "update", &pods(Some("d"), Some("x"))).is_err());
+        let finalize = Target::Resource {
+            group: "",
+            resource: "namespaces",
+            subresource: Some("finalize"),
+            namespace: Some("d"),
+            name: Some("d"),
+        };
+        assert!(authorize(&ctl, "update", &finalize).is_ok());
+        // A name is not a group: a component's user name grants nothing
+        // outside its own rules.
+        assert!(authorize(&ctl, "get", &Target::Path("/metrics")).is_err());
     }
 
     #[test]

@@ -1,5 +1,11 @@
 //! The Kubernetes-compatible HTTP API: TLS termination, authentication,
 //! path classification and dispatch to the generic handlers.
+//!
+//! One way in: [`handle`] serves every caller, kubectl over TLS (`conn`) and
+//! skiff's own components in process (`loopback`), with the same
+//! authentication, authorization, admission, defaulting, validation and
+//! managedFields. Nothing outside this module calls the write, object or
+//! storage internals (`write`, `objects`, `storage`) directly.
 
 pub mod apply;
 pub mod auth;
@@ -11,6 +17,7 @@ pub mod fieldsel;
 pub mod health;
 pub mod inflight;
 pub mod list;
+pub mod loopback;
 pub mod negotiate;
 pub mod objects;
 pub mod openapi;
@@ -32,8 +39,8 @@ use std::time::Instant;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::{Method, Request};
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::Value;
 
 use self::auth::{Authenticator, ConnIdentity};
@@ -43,6 +50,7 @@ use self::query::Query;
 use self::registry::Registry;
 use self::storage::Objects;
 use crate::api::status::ApiError;
+use crate::server::pki::Identity;
 
 pub use self::conn::{serve, ConnLimits};
 pub use self::inflight::{Inflight, InflightLimits};
@@ -58,8 +66,30 @@ pub struct ApiState {
     pub ready: health::ReadyProbe,
 }
 
-pub async fn handle(state: Arc<ApiState>, conn: ConnIdentity, req: Request<Incoming>) -> Response {
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body every handler reads: hyper's from a connection, kube's from the
+/// loopback client, erased once here so the handlers are not generic.
+type ReqBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Who asks, once authenticated: what authorization decided on, and what
+/// admission and (later) audit see.
+pub struct RequestCtx {
+    pub who: Identity,
+    /// The authorizer's verb (`get`, `list`, `create`, …).
+    pub verb: String,
+}
+
+/// Serve one request from any caller: `conn` is the identity its transport
+/// established (a verified client certificate, or the loopback client's
+/// own), else a bearer token in the request is tried.
+pub async fn handle<B>(state: Arc<ApiState>, conn: ConnIdentity, req: Request<B>) -> Response
+where
+    B: hyper::body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
     let started = Instant::now();
+    let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
     let method = req.method().clone();
     let uri = req.uri().clone();
     let handled = recover::contain(&method, uri.path(), dispatch(&state, &conn, req));
@@ -104,7 +134,7 @@ fn error_response(e: ApiError) -> Response {
 
 /// The request's body, counted against the server's budget of body bytes
 /// until the response is built.
-async fn read_body(state: &ApiState, body: Incoming) -> Result<Bytes, ApiError> {
+async fn read_body(state: &ApiState, body: ReqBody) -> Result<Bytes, ApiError> {
     let mut body = body;
     let deadline = conn::body_deadline();
     let collect = state.inflight.read_body(&mut body, MAX_BODY_BYTES);
@@ -142,7 +172,7 @@ fn not_found() -> ApiError {
 async fn dispatch(
     state: &Arc<ApiState>,
     conn: &ConnIdentity,
-    req: Request<Incoming>,
+    req: Request<ReqBody>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
     let path_str = parts.uri.path().to_string();
@@ -164,13 +194,23 @@ async fn dispatch(
     }
     let read_only = |m: &Method| m == Method::GET || m == Method::HEAD;
     let parsed = path::parse(&state.registry, &path_str);
-    if let Some(who) = &who {
-        let target = auth::Target::of(&parsed, &path_str);
-        let verb = auth::verb(&method, &target, q.flag("watch")?);
-        auth::authorize(who, &verb, &target)?;
-    }
+    let ctx = match who {
+        Some(who) => {
+            let target = auth::Target::of(&parsed, &path_str);
+            let verb = auth::verb(&method, &target, q.flag("watch")?);
+            auth::authorize(&who, &verb, &target)?;
+            Some(RequestCtx { who, verb })
+        }
+        None => None,
+    };
     match parsed {
-        ApiPath::Resource(r) => resource(state, r, &method, &q, &parts.headers, body).await,
+        ApiPath::Resource(r) => {
+            // Every resource path needs credentials (is_public above).
+            let Some(ctx) = ctx else {
+                return Err(ApiError::unauthorized());
+            };
+            resource(state, &ctx, r, &method, &q, &parts.headers, body).await
+        }
         _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
         ApiPath::Version => Ok(discovery::version()),
         ApiPath::Healthz(which) => Ok(health::check(state, which, &q).await),
@@ -208,7 +248,7 @@ async fn object_body(
     r: &ResourceRef<'_>,
     q: &Query,
     headers: &http::HeaderMap,
-    body: Incoming,
+    body: ReqBody,
 ) -> Result<(Value, Vec<String>), ApiError> {
     use crate::api::fieldcheck;
     let bytes = read_body(state, body).await?;
@@ -224,7 +264,7 @@ async fn object_body(
 }
 
 /// An optional JSON body (DELETE's DeleteOptions).
-async fn optional_body(state: &ApiState, body: Incoming) -> Result<Option<Value>, ApiError> {
+async fn optional_body(state: &ApiState, body: ReqBody) -> Result<Option<Value>, ApiError> {
     let bytes = read_body(state, body).await?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
@@ -234,12 +274,14 @@ async fn optional_body(state: &ApiState, body: Incoming) -> Result<Option<Value>
 
 async fn resource(
     state: &Arc<ApiState>,
+    ctx: &RequestCtx,
     r: ResourceRef<'_>,
     method: &Method,
     q: &Query,
     headers: &http::HeaderMap,
-    body: Incoming,
+    body: ReqBody,
 ) -> Result<Response, ApiError> {
+    tracing::trace!(user = %ctx.who.user, verb = %ctx.verb, resource = r.def.plural, "authorized");
     let as_table = wants_table(headers);
     if let Some(sub) = &r.subresource {
         if !r.def.has_subresource(sub) {

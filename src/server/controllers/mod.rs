@@ -1,3 +1,7 @@
-//! Controllers: reconcile loops fed by store watches.
+//! Controllers: reconcile loops that are ordinary API clients (the loopback
+//! client, each with an identity of its own), fed by API watches.
 
 pub mod namespace;
+
+#[cfg(test)]
+mod tests;

@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::PkiError;
 
-/// The ClusterIP of the `kubernetes` service (first address of 10.43.0.0/16).
-pub const KUBERNETES_SERVICE_IP: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 1);
+/// The ClusterIP of the `kubernetes` service (kept here for its users).
+pub use crate::cluster::KUBERNETES_SERVICE_IP;
 
 /// SANs every serving certificate carries: this host's name (from `gethostname`,
 /// no NSS), every non-loopback address of its interfaces (IPv6 link-local
@@ -42,18 +42,14 @@ pub fn default_sans() -> Vec<String> {
             }
         }
     }
-    for fixed in [
-        "127.0.0.1",
-        "::1",
-        "localhost",
-        "kubernetes",
-        "kubernetes.default",
-        "kubernetes.default.svc",
-        "kubernetes.default.svc.cluster.local",
-    ] {
+    for fixed in ["127.0.0.1", "::1", "localhost"] {
         push(fixed.to_string());
     }
-    push(KUBERNETES_SERVICE_IP.to_string());
+    let cluster = crate::cluster::ClusterConfig::default();
+    for name in cluster.kubernetes_service_names() {
+        push(name);
+    }
+    push(cluster.kubernetes_service_ip().to_string());
     out
 }
 

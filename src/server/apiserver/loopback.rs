@@ -1,0 +1,49 @@
+//! The in-process API client: a `kube::Client` whose transport is a
+//! `tower::service_fn` calling [`super::handle`] directly (no TCP, no TLS,
+//! no serialisation beyond the JSON kube sends anyway).
+//!
+//! Skiff's own components (bootstrap, the namespace controller, later the
+//! agent, controllers and scheduler when they run in the server) write
+//! through it as ordinary callers: each has an identity of its own, which
+//! `auth::authorize` decides on like any other, and every write passes the
+//! same admission, defaulting, validation and managedFields as kubectl's.
+//! The request is counted against the in-flight limits like any other too.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{HeaderValue, Request};
+
+use super::auth::ConnIdentity;
+use super::registry::ResourceDef;
+use super::ApiState;
+use crate::server::pki::Identity;
+
+/// A client acting as `who` (for skiff's components `auth::component` of
+/// one of the `auth::*_USER` names). Its writes are recorded in
+/// managedFields under `agent` (the manager a user agent names, as for
+/// kubectl).
+pub fn client(state: Arc<ApiState>, who: Identity, agent: &'static str) -> kube::Client {
+    let conn = ConnIdentity(Some(who));
+    let agent = HeaderValue::from_static(agent);
+    let service = tower::service_fn(move |mut req: Request<kube::client::Body>| {
+        let state = state.clone();
+        let conn = conn.clone();
+        req.headers_mut()
+            .entry(http::header::USER_AGENT)
+            .or_insert_with(|| agent.clone());
+        async move { Ok::<_, Infallible>(super::handle(state, conn, req).await) }
+    });
+    kube::Client::new(service, "default")
+}
+
+/// A registered kind in kube's terms, for `Api::<DynamicObject>` clients.
+pub fn api_resource(def: &ResourceDef) -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: def.group.to_string(),
+        version: def.version.to_string(),
+        api_version: def.api_version(),
+        kind: def.kind.to_string(),
+        plural: def.plural.to_string(),
+    }
+}

@@ -1,0 +1,79 @@
+//! What every cluster has from the start: the system namespaces and the
+//! `default/kubernetes` Service. Written through the loopback client as
+//! `auth::BOOTSTRAP_USER`, so these objects pass the same admission,
+//! defaulting, validation and managedFields as any other.
+
+use anyhow::Context;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+use crate::cluster::ClusterConfig;
+
+/// Namespaces every cluster has from the start.
+pub const SYSTEM_NAMESPACES: [&str; 4] =
+    ["default", "kube-system", "kube-public", "kube-node-lease"];
+
+/// The managedFields manager of what bootstrap writes.
+pub const AGENT: &str = "skiff-bootstrap";
+
+pub async fn run(
+    client: kube::Client,
+    cluster: &ClusterConfig,
+    https_port: u16,
+) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in SYSTEM_NAMESPACES {
+        let obj: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}
+        }))?;
+        if create_missing(&namespaces, ns, &obj)
+            .await
+            .with_context(|| format!("creating the namespace {ns}"))?
+        {
+            tracing::info!(namespace = ns, "created system namespace");
+        }
+    }
+    kubernetes_service(client, cluster, https_port)
+        .await
+        .context("creating the kubernetes Service")
+}
+
+/// The `default/kubernetes` Service: the API server at the first address of
+/// the service range.
+async fn kubernetes_service(
+    client: kube::Client,
+    cluster: &ClusterConfig,
+    https_port: u16,
+) -> anyhow::Result<()> {
+    let services: Api<Service> = Api::namespaced(client, "default");
+    let obj: Service = serde_json::from_value(json!({
+        "metadata": {
+            "name": "kubernetes",
+            "labels": {"component": "apiserver", "provider": "kubernetes"},
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "clusterIP": cluster.kubernetes_service_ip().to_string(),
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": https_port}],
+        },
+    }))?;
+    create_missing(&services, "kubernetes", &obj).await?;
+    Ok(())
+}
+
+/// Create `obj` unless `name` exists (also when another writer created it
+/// in between); true when this call created it.
+async fn create_missing<K>(api: &Api<K>, name: &str, obj: &K) -> Result<bool, kube::Error>
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
+{
+    if api.get_opt(name).await?.is_some() {
+        return Ok(false);
+    }
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,199 @@
+//! Controllers driven end to end without TCP: the API state over a
+//! temporary SQLite store, skiff's components and an admin as loopback
+//! clients.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::cluster::ClusterConfig;
+use crate::server::apiserver::auth::{self, Authenticator};
+use crate::server::apiserver::registry::Registry;
+use crate::server::apiserver::storage::Objects;
+use crate::server::apiserver::{loopback, ApiState, Inflight, InflightLimits};
+use crate::server::pki::{Identity, TokenAuth, MASTERS_GROUP};
+use crate::server::store::sqlite::SqliteBackend;
+use crate::server::{bootstrap, controllers};
+
+fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
+    let store = SqliteBackend::open(&dir.join("db/state.db")).unwrap();
+    let state = Arc::new(ApiState {
+        registry: Registry::builtin(),
+        objects: Objects::new(store.clone()),
+        auth: Authenticator {
+            tokens: TokenAuth::parse("", Path::new("tokens.csv")).unwrap(),
+        },
+        inflight: Inflight::new(&InflightLimits {
+            read_only: 0,
+            mutating: 0,
+            body_bytes: 0,
+        }),
+        ready: Default::default(),
+    });
+    (state, store)
+}
+
+fn admin(state: &Arc<ApiState>) -> kube::Client {
+    let who = Identity {
+        user: "test-admin".into(),
+        groups: vec![MASTERS_GROUP.into()],
+    };
+    loopback::client(state.clone(), who, "test")
+}
+
+fn managers(meta: &kube::api::ObjectMeta) -> Vec<String> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_and_the_namespace_controller_are_ordinary_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = api_state(dir.path());
+    let boot = loopback::client(
+        state.clone(),
+        auth::component(auth::BOOTSTRAP_USER),
+        bootstrap::AGENT,
+    );
+    bootstrap::run(boot.clone(), &ClusterConfig::default(), 6443)
+        .await
+        .unwrap();
+    // Twice: what exists is left alone.
+    bootstrap::run(boot, &ClusterConfig::default(), 6443)
+        .await
+        .unwrap();
+
+    let admin = admin(&state);
+    // Bootstrap's objects went through admission like kubectl's: defaulted
+    // and with managedFields naming their writer.
+    let svc = Api::<Service>::namespaced(admin.clone(), "default")
+        .get("kubernetes")
+        .await
+        .unwrap();
+    let spec = svc.spec.clone().unwrap_or_default();
+    assert_eq!(spec.cluster_ip.as_deref(), Some("10.43.0.1"));
+    assert_eq!(spec.cluster_ips, Some(vec!["10.43.0.1".to_string()]));
+    assert_eq!(managers(&svc.metadata), [bootstrap::AGENT]);
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    for ns in bootstrap::SYSTEM_NAMESPACES {
+        let ns = namespaces.get(ns).await.unwrap();
+        assert_eq!(managers(&ns.metadata), [bootstrap::AGENT]);
+    }
+
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "doomed"}})).unwrap();
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "doomed");
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), "doomed");
+    for name in ["a", "b"] {
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": name}, "data": {"k": "v"}}))
+                .unwrap();
+        cms.create(&PostParams::default(), &cm).await.unwrap();
+    }
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}}))
+            .unwrap();
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+
+    let cancel = CancellationToken::new();
+    let ctx = controllers::namespace::Ctx {
+        client: loopback::client(
+            state.clone(),
+            auth::component(auth::NAMESPACE_CONTROLLER_USER),
+            controllers::namespace::AGENT,
+        ),
+        kinds: controllers::namespace::kinds(&state.registry),
+    };
+    let controller = tokio::spawn(controllers::namespace::run(ctx, cancel.clone()));
+
+    namespaces
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The namespace is only marked: its content goes first.
+    let marked = namespaces.get("doomed").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+
+    // Wait for the controller (it gives kubectl a grace period first); the
+    // bound only keeps a broken controller from hanging the test.
+    let gone = async {
+        while namespaces.get_opt("doomed").await.unwrap().is_some() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), gone)
+        .await
+        .expect("the namespace controller did not finish the namespace");
+    assert!(cms
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    assert!(secrets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
+    // Other namespaces are untouched.
+    assert!(namespaces.get_opt("default").await.unwrap().is_some());
+
+    cancel.cancel();
+    controller.await.unwrap();
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_components_identity_is_authorized_like_any_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = api_state(dir.path());
+    let ctl = loopback::client(
+        state.clone(),
+        auth::component(auth::NAMESPACE_CONTROLLER_USER),
+        controllers::namespace::AGENT,
+    );
+    // It may delete, not create: the loopback does not bypass authorization.
+    let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    let err = Api::<ConfigMap>::namespaced(ctl, "default")
+        .create(&PostParams::default(), &cm)
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert!(s.is_forbidden(), "{s:?}");
+            assert!(
+                s.message
+                    .contains(r#"User "system:controller:namespace-controller" cannot create resource "configmaps""#),
+                "{}",
+                s.message
+            );
+        }
+        e => panic!("not a Status: {e}"),
+    }
+    let boot = loopback::client(
+        state.clone(),
+        auth::component(auth::BOOTSTRAP_USER),
+        bootstrap::AGENT,
+    );
+    let err = Api::<Namespace>::all(boot)
+        .delete("default", &DeleteParams::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, kube::Error::Api(s) if s.is_forbidden()));
+    store.close().await;
+}
