@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec};
 
 use super::cidr::Ipv4Cidr;
-use super::node::{io_err, NetError};
+use super::error::{io_err, NetError};
 use super::rtnl::{Rtnl, RtnlError};
 
 pub(super) struct Bridge<'a> {

@@ -5,9 +5,10 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use super::attachment::Attachment;
 use super::cidr::Ipv4Cidr;
+use super::error::NetError;
 use super::nft;
-use super::node::{Attachment, NetError};
 use super::ports::Proto;
 
 /// Make table `ip skiff` hold the rules for `all` attachments. `stamp`

@@ -1,5 +1,6 @@
-//! A node's container network: the bridge, and each container's attachment
-//! to it (namespace, veth, address, published ports).
+//! The host bridge a node's containers sit on (`HostBridge`), and each
+//! container's attachment to it (namespace, veth, address, published ports).
+//! Not a Kubernetes Node: one `HostBridge` per skiff root.
 //!
 //! State lives in `<root>/net`: `ipam/` (ipam.rs) and `attachments/<id>.json`,
 //! both changed only under `<root>/net/lock`. Namespace handles are pinned
@@ -9,19 +10,25 @@
 
 use std::fs;
 use std::io;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use super::attachment::Attachment;
 use super::bridge::{self, Bridge};
 use super::cidr::Ipv4Cidr;
-use super::ipam::{Ipam, IpamError};
-use super::netns::{self, NetnsError};
+use super::error::{io_err, NetError};
+use super::ipam::Ipam;
+use super::netns;
 use super::ports::PublishedPort;
-use super::rtnl::{Rtnl, RtnlError};
+use super::rtnl::Rtnl;
 use super::veth;
 
 pub const DEFAULT_BRIDGE: &str = "skiff0";
 pub const DEFAULT_NODE_CIDR: &str = "10.42.0.0/24";
+
+/// How container ids appear in messages (as `docker ps` shows them).
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
 
 pub fn default_cidr() -> Ipv4Cidr {
     DEFAULT_NODE_CIDR.parse().unwrap_or_else(|_| unreachable!())
@@ -38,72 +45,17 @@ pub fn recorded_cidr(root: &Path) -> Option<Ipv4Cidr> {
         .ok()
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    #[error(transparent)]
-    Netns(#[from] NetnsError),
-    #[error(transparent)]
-    Rtnl(#[from] RtnlError),
-    #[error(transparent)]
-    Ipam(#[from] IpamError),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("no free host port left to publish {port} on")]
-    NoFreePort { port: String },
-    #[error("port {port} is already published by container {owner}")]
-    PortInUse { port: String, owner: String },
-    #[error("the pod network {cidr} overlaps {addr}/{prefix} on {link}; choose another with --node-cidr")]
-    Overlap {
-        cidr: Ipv4Cidr,
-        addr: Ipv4Addr,
-        prefix: u8,
-        link: String,
-    },
-    #[error("bridge {bridge} has {found}, expected gateway {expected}; remove it or use the same --node-cidr")]
-    BridgeMismatch {
-        bridge: String,
-        found: String,
-        expected: String,
-    },
-    #[error("bridge {bridge} belongs to the skiff root {owner}: one root per network namespace (its addresses and the nftables table are per root), so use --root {owner}")]
-    BridgeOwner { bridge: String, owner: String },
-    #[error("the rules of nftables table skiff: {0}")]
-    Rules(String),
-    #[error("network state {path}: {why}")]
-    Corrupt { path: PathBuf, why: String },
-}
-
-pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NetError + '_ {
-    move |source| NetError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// One container's place on the bridge.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Attachment {
-    pub id: String,
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Ipv4Addr,
-    pub bridge: String,
-    pub host_veth: String,
-    pub netns: PathBuf,
-    pub ports: Vec<PublishedPort>,
-}
-
-pub struct NodeNet {
+pub struct HostBridge {
     state: PathBuf,
     netns_dir: PathBuf,
     bridge: String,
     cidr: Ipv4Cidr,
 }
 
-impl NodeNet {
+impl HostBridge {
     /// `root`: the node's data root; `run`: its run directory.
-    pub fn new(root: &Path, run: &Path, bridge: &str, cidr: Ipv4Cidr) -> NodeNet {
-        NodeNet {
+    pub fn new(root: &Path, run: &Path, bridge: &str, cidr: Ipv4Cidr) -> HostBridge {
+        HostBridge {
             state: root.join("net"),
             netns_dir: run.join("netns"),
             bridge: bridge.to_string(),
@@ -182,7 +134,7 @@ impl NodeNet {
             {
                 return Err(NetError::PortInUse {
                     port: format!("{}/{}", q.host_port, q.proto),
-                    owner: crate::runtime::container::short_id(&a.id).to_string(),
+                    owner: short_id(&a.id).to_string(),
                 });
             }
         }
