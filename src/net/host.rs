@@ -181,7 +181,7 @@ impl HostBridge {
             .and_then(|()| {
                 let mut all = existing.clone();
                 all.push(attachment.clone());
-                self.sync_rules(&all)
+                self.sync_rules(&existing, &all)
             });
         if let Err(e) = result {
             veth::unplumb(&mut rtnl, &attachment);
@@ -223,12 +223,9 @@ impl HostBridge {
         if let Err(e) = netns::remove(&a.netns) {
             tracing::warn!("{e}");
         }
-        let rest: Vec<_> = self
-            .attachments()?
-            .into_iter()
-            .filter(|x| x.id != id)
-            .collect();
-        self.sync_rules(&rest)?;
+        let all = self.attachments()?;
+        let rest: Vec<_> = all.iter().filter(|x| x.id != id).cloned().collect();
+        self.sync_rules(&all, &rest)?;
         let path = self.record_path(id);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -259,8 +256,10 @@ impl HostBridge {
     /// crash before cleanup, or a reboot). Called with the lock held.
     fn reconcile_locked(&self) -> Result<Vec<String>, NetError> {
         let all = self.attachments()?;
-        let (live, dead): (Vec<_>, Vec<_>) =
-            all.into_iter().partition(|a| netns::is_pinned(&a.netns));
+        let (live, dead): (Vec<_>, Vec<_>) = all
+            .iter()
+            .cloned()
+            .partition(|a| netns::is_pinned(&a.netns));
         let live_ids: Vec<&str> = live.iter().map(|a| a.id.as_str()).collect();
         let mut released = Vec::new();
         let ipam = self.ipam();
@@ -285,7 +284,7 @@ impl HostBridge {
         for owner in &released {
             ipam.release(owner)?;
         }
-        self.sync_rules(&live)?;
+        self.sync_rules(&all, &live)?;
         Ok(released)
     }
 
@@ -336,13 +335,15 @@ impl HostBridge {
         }
     }
 
-    /// Program the nftables table for `all` attachments.
-    fn sync_rules(&self, all: &[Attachment]) -> Result<(), NetError> {
-        super::rules::apply(
-            &self.state.join("rules.applied"),
-            &self.bridge,
-            self.cidr,
-            all,
-        )
+    /// Program the nftables table for the attachments `after`, where it
+    /// was last programmed for `before` (if its stamp agrees).
+    fn sync_rules(&self, before: &[Attachment], after: &[Attachment]) -> Result<(), NetError> {
+        super::rules::apply(&super::rules::Rules {
+            stamp: &self.state.join("rules.applied"),
+            bridge: &self.bridge,
+            cidr: self.cidr,
+            before,
+            after,
+        })
     }
 }

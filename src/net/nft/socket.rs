@@ -38,12 +38,12 @@ fn open() -> Result<Socket, NftError> {
     Ok(sock)
 }
 
-/// Whether table `ip skiff` exists (a read: no transaction, nothing for
+/// Whether table `ip table` exists (a read: no transaction, nothing for
 /// the kernel to undo or free).
-pub(crate) fn table_exists() -> Result<bool, NftError> {
+pub(crate) fn table_exists(table: &str) -> Result<bool, NftError> {
     const SEQ: u32 = 1;
     let sock = open()?;
-    let req = super::batch::get_table(SEQ);
+    let req = super::batch::get_table(table, SEQ);
     sock.send(&req, 0).map_err(io_err("send"))?;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
@@ -67,7 +67,7 @@ pub(crate) fn table_exists() -> Result<bool, NftError> {
                         nix::errno::Errno::ENOENT => Ok(false),
                         other => Err(NftError::BatchRefused {
                             errno: other,
-                            detail: Some("GETTABLE ip skiff".into()),
+                            detail: Some(format!("GETTABLE ip {table}")),
                         }),
                     }
                 }
