@@ -17,9 +17,8 @@ use super::bridge::{self, Bridge};
 use super::cidr::Ipv4Cidr;
 use super::error::{io_err, NetError};
 use super::ipam::Ipam;
-use super::netns;
-use super::ports::PublishedPort;
-use super::rtnl::Rtnl;
+use super::kernel::{Kernel, System};
+use super::ports::{PortRange, PublishedPort};
 use super::veth;
 
 pub const DEFAULT_BRIDGE: &str = "skiff0";
@@ -50,6 +49,8 @@ pub struct HostBridge {
     netns_dir: PathBuf,
     bridge: String,
     cidr: Ipv4Cidr,
+    /// Where `-p CONTAINER_PORT` picks host ports from.
+    pick_range: PortRange,
 }
 
 impl HostBridge {
@@ -60,6 +61,7 @@ impl HostBridge {
             netns_dir: run.join("netns"),
             bridge: bridge.to_string(),
             cidr,
+            pick_range: PortRange::EPHEMERAL,
         }
     }
 
@@ -123,8 +125,17 @@ impl HostBridge {
     /// Give container `id` a namespace on the bridge with `ports` published.
     /// On any failure nothing of it is left behind.
     pub fn attach(&self, id: &str, ports: &[PublishedPort]) -> Result<Attachment, NetError> {
+        self.attach_with(&mut System::default(), id, ports)
+    }
+
+    fn attach_with(
+        &self,
+        kernel: &mut dyn Kernel,
+        id: &str,
+        ports: &[PublishedPort],
+    ) -> Result<Attachment, NetError> {
         let _lock = self.lock()?;
-        self.reconcile_locked()?;
+        self.reconcile_locked(kernel)?;
         let existing = self.attachments()?;
         for p in ports {
             if let Some((a, q)) = existing
@@ -152,14 +163,14 @@ impl HostBridge {
         for p in &mut ports {
             if p.host_port == 0 {
                 p.host_port =
-                    super::ports::pick_free(p, &taken).ok_or_else(|| NetError::NoFreePort {
-                        port: format!("{}/{}", p.container_port, p.proto),
-                    })?;
+                    super::ports::pick_free(p, &taken, self.pick_range, |c| kernel.port_free(c))
+                        .ok_or_else(|| NetError::NoFreePort {
+                            port: format!("{}/{}", p.container_port, p.proto),
+                        })?;
             }
             taken.push(p.clone());
         }
-        let mut rtnl = Rtnl::open()?;
-        let bridge_index = self.bridge_def().ensure(&mut rtnl)?;
+        let bridge_index = kernel.ensure_bridge(&self.bridge_def())?;
         // The bridge has this subnet now (ensure refuses another one).
         let cidr_file = self.state.join("cidr");
         if fs::read_to_string(&cidr_file).ok().as_deref() != Some(&self.cidr.to_string()) {
@@ -176,15 +187,16 @@ impl HostBridge {
             netns: self.netns_path(id),
             ports,
         };
-        let result = veth::plumb(&mut rtnl, &self.bridge, bridge_index, &attachment)
+        let result = kernel
+            .plumb(&self.bridge, bridge_index, &attachment)
             .and_then(|()| self.write_record(&attachment))
             .and_then(|()| {
                 let mut all = existing.clone();
                 all.push(attachment.clone());
-                self.sync_rules(&existing, &all)
+                self.sync_rules(kernel, &existing, &all)
             });
         if let Err(e) = result {
-            veth::unplumb(&mut rtnl, &attachment);
+            kernel.unplumb(&attachment);
             let _ = fs::remove_file(self.record_path(id));
             let _ = self.ipam().release(id);
             return Err(e);
@@ -194,6 +206,10 @@ impl HostBridge {
 
     /// Undo `attach` (none recorded is fine).
     pub fn detach(&self, id: &str) -> Result<(), NetError> {
+        self.detach_with(&mut System::default(), id)
+    }
+
+    fn detach_with(&self, kernel: &mut dyn Kernel, id: &str) -> Result<(), NetError> {
         // A node that never used the bridge has nothing to give back (and
         // cleanup paths of other containers should not create its state).
         if !self.state.exists() {
@@ -203,9 +219,9 @@ impl HostBridge {
         // the record was released already (by the shim, which may still be
         // deleting it at this moment).
         let veth = self
-            .release(id)?
+            .release_with(kernel, id)?
             .unwrap_or_else(|| veth::host_veth_name(id));
-        self.remove_veth(&veth);
+        self.remove_veth_with(kernel, &veth);
         Ok(())
     }
 
@@ -215,17 +231,21 @@ impl HostBridge {
     /// deletes: deleting a link waits for the kernel (an RCU grace period),
     /// so a container's exit is reported between the two halves.
     pub fn release(&self, id: &str) -> Result<Option<String>, NetError> {
+        self.release_with(&mut System::default(), id)
+    }
+
+    fn release_with(&self, kernel: &mut dyn Kernel, id: &str) -> Result<Option<String>, NetError> {
         let _lock = self.lock()?;
         let Some(a) = self.attachment(id)? else {
             self.ipam().release(id)?;
             return Ok(None);
         };
-        if let Err(e) = netns::remove(&a.netns) {
+        if let Err(e) = kernel.remove_netns(&a.netns) {
             tracing::warn!("{e}");
         }
         let all = self.attachments()?;
         let rest: Vec<_> = all.iter().filter(|x| x.id != id).cloned().collect();
-        self.sync_rules(&all, &rest)?;
+        self.sync_rules(kernel, &all, &rest)?;
         let path = self.record_path(id);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -240,26 +260,23 @@ impl HostBridge {
     /// container still sharing the namespace (`--network container:`) loses
     /// the address too, as with Docker. Gone already is fine.
     pub fn remove_veth(&self, veth: &str) {
-        let result = Rtnl::open().and_then(|mut rtnl| match rtnl.link_index(veth)? {
-            Some(index) => rtnl.del_link(veth, index),
-            None => Ok(()),
-        });
-        match result {
-            Ok(()) => {}
-            // Deleted by someone else in between.
-            Err(e) if e.errno() == Some(nix::libc::ENODEV) => {}
-            Err(e) => tracing::warn!("{e}"),
+        self.remove_veth_with(&mut System::default(), veth)
+    }
+
+    fn remove_veth_with(&self, kernel: &mut dyn Kernel, veth: &str) {
+        if let Err(e) = kernel.remove_link(veth) {
+            tracing::warn!("{e}");
         }
     }
 
     /// Release what records claim for containers whose namespace is gone (a
     /// crash before cleanup, or a reboot). Called with the lock held.
-    fn reconcile_locked(&self) -> Result<Vec<String>, NetError> {
+    fn reconcile_locked(&self, kernel: &mut dyn Kernel) -> Result<Vec<String>, NetError> {
         let all = self.attachments()?;
         let (live, dead): (Vec<_>, Vec<_>) = all
             .iter()
             .cloned()
-            .partition(|a| netns::is_pinned(&a.netns));
+            .partition(|a| kernel.netns_pinned(&a.netns));
         let live_ids: Vec<&str> = live.iter().map(|a| a.id.as_str()).collect();
         let mut released = Vec::new();
         let ipam = self.ipam();
@@ -272,10 +289,9 @@ impl HostBridge {
         if dead.is_empty() && released.is_empty() {
             return Ok(released);
         }
-        let mut rtnl = Rtnl::open()?;
         for a in &dead {
             tracing::info!(container = %a.id, ip = %a.ip, "releasing the network of a container that is gone");
-            veth::unplumb(&mut rtnl, a);
+            kernel.unplumb(a);
             let _ = fs::remove_file(self.record_path(&a.id));
             if !released.contains(&a.id) {
                 released.push(a.id.clone());
@@ -284,7 +300,7 @@ impl HostBridge {
         for owner in &released {
             ipam.release(owner)?;
         }
-        self.sync_rules(&all, &live)?;
+        self.sync_rules(kernel, &all, &live)?;
         Ok(released)
     }
 
@@ -292,25 +308,26 @@ impl HostBridge {
     /// namespace handles, the bridge and table `ip skiff`. For a node that
     /// shuts down (`skiff killall`); containers must be stopped first.
     pub fn teardown(&self) -> Result<(), NetError> {
+        self.teardown_with(&mut System::default())
+    }
+
+    fn teardown_with(&self, kernel: &mut dyn Kernel) -> Result<(), NetError> {
         let _lock = self.lock()?;
-        let mut rtnl = Rtnl::open()?;
         for a in self.attachments()? {
-            veth::unplumb(&mut rtnl, &a);
+            kernel.unplumb(&a);
             let _ = fs::remove_file(self.record_path(&a.id));
             self.ipam().release(&a.id)?;
         }
         // Handles without a record (a crash between the two).
         if let Ok(entries) = fs::read_dir(&self.netns_dir) {
             for entry in entries.flatten() {
-                netns::remove(&entry.path())?;
+                kernel.remove_netns(&entry.path())?;
             }
         }
-        if let Some(index) = rtnl.link_index(&self.bridge)? {
-            rtnl.del_link(&self.bridge, index)?;
-        }
+        kernel.remove_link(&self.bridge)?;
         super::rules::forget(&self.state.join("rules.applied"));
         let _ = fs::remove_file(self.state.join("cidr"));
-        super::nft::delete().map_err(|e| NetError::Rules(e.to_string()))?;
+        kernel.delete_rules()?;
         Ok(())
     }
 
@@ -337,8 +354,13 @@ impl HostBridge {
 
     /// Program the nftables table for the attachments `after`, where it
     /// was last programmed for `before` (if its stamp agrees).
-    fn sync_rules(&self, before: &[Attachment], after: &[Attachment]) -> Result<(), NetError> {
-        super::rules::apply(&super::rules::Rules {
+    fn sync_rules(
+        &self,
+        kernel: &mut dyn Kernel,
+        before: &[Attachment],
+        after: &[Attachment],
+    ) -> Result<(), NetError> {
+        kernel.sync_rules(&super::rules::Rules {
             stamp: &self.state.join("rules.applied"),
             bridge: &self.bridge,
             cidr: self.cidr,
@@ -347,3 +369,7 @@ impl HostBridge {
         })
     }
 }
+
+#[cfg(test)]
+#[path = "host_tests.rs"]
+mod tests;

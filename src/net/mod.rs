@@ -7,8 +7,10 @@
 //! Layout: `host` (the host bridge and each container's attachment to it:
 //! the only stateful part), `attachment` and `error` (the types callers
 //! share), `ports` (parsing and picking published ports), `ipam`, `cidr`,
-//! `rules` (attachments to the engine's nftables table), and the kernel
-//! edges `rtnl` (links, addresses, routes), `netns`, `bridge`, `veth`, `nft`.
+//! `rules` (attachments to the engine's nftables table), `kernel` (the
+//! steps host.rs composes, as a trait with a recording fake for tests), and
+//! the kernel edges behind it: `rtnl` (links, addresses, routes), `netns`,
+//! `bridge`, `veth`, `nft`.
 
 mod attachment;
 mod bridge;
@@ -16,6 +18,9 @@ pub mod cidr;
 mod error;
 pub mod host;
 pub mod ipam;
+mod kernel;
+#[cfg(test)]
+mod kernel_fake;
 pub mod netns;
 pub mod nft;
 pub mod ports;
