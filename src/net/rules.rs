@@ -28,7 +28,8 @@ pub struct Rules<'a> {
 /// is not asked anything — changing the table costs an RCU grace period,
 /// which the next close of a netfilter socket waits for. When the stamp
 /// shows the table was made for `r.before`, only the chains that differ are
-/// replaced; otherwise the table is rewritten.
+/// replaced (a published port: chain `published`); otherwise every chain is
+/// flushed and refilled.
 pub fn apply(r: &Rules<'_>) -> Result<(), NetError> {
     let cfg = config(r.bridge, r.cidr, r.after);
     let fingerprint = stamp_text(&cfg);
@@ -36,12 +37,15 @@ pub fn apply(r: &Rules<'_>) -> Result<(), NetError> {
     let stamp = r.stamp;
     let rules = |e: nft::NftError| NetError::Rules(e.to_string());
     let applied = fs::read_to_string(stamp).ok();
-    let known =
-        applied.as_deref() == Some(&fingerprint) || applied.as_deref() == Some(&stamp_text(&old));
-    let known = known && nft::table_exists().map_err(rules)?;
-    if known && applied.as_deref() == Some(&fingerprint) {
+    if applied.as_deref() == Some(&fingerprint) && nft::table_exists().map_err(rules)? {
         return Ok(());
     }
+    // Made for `before`: only what differs is sent. Whether the table is
+    // still there is not asked (that would be one more socket, and its close
+    // waits for the grace period): a diff against a table that is gone is
+    // refused as a whole, and `nft::update` then states it in full.
+    let old_text = stamp_text(&old);
+    let from_old = old_text != fingerprint && applied.as_deref() == Some(&old_text);
     // Whatever happens next, the stamp must not claim a state the kernel
     // may not have.
     match fs::remove_file(stamp) {
@@ -54,7 +58,7 @@ pub fn apply(r: &Rules<'_>) -> Result<(), NetError> {
             })
         }
     }
-    nft::update(known.then_some(&old), &cfg).map_err(rules)?;
+    nft::update(from_old.then_some(&old), &cfg).map_err(rules)?;
     fs::write(stamp, fingerprint).map_err(|source| NetError::Io {
         path: stamp.to_path_buf(),
         source,

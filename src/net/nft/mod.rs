@@ -15,7 +15,7 @@
 //! `filter`), `set` (sets and maps with elements), `diff` (old and new
 //! table to changes), `expr` (the nf_tables expressions), `batch` (netlink
 //! encoding), `reply` (acks and errors), `socket` (the only part that talks
-//! to the kernel).
+//! to the kernel; `fake` records batches instead, in tests).
 
 mod batch;
 mod config;
@@ -67,16 +67,24 @@ pub fn update(old: Option<&Config>, new: &Config) -> Result<(), NftError> {
 /// Make table `new.table` hold `new`, given that its owner made it `old`
 /// last (`None`: unknown).
 pub(crate) fn sync(old: Option<&ruleset::Ruleset>, new: &ruleset::Ruleset) -> Result<(), NftError> {
+    sync_with(&mut socket::NetfilterSocket, old, new)
+}
+
+fn sync_with(
+    nf: &mut dyn socket::Netfilter,
+    old: Option<&ruleset::Ruleset>,
+    new: &ruleset::Ruleset,
+) -> Result<(), NftError> {
     let changes = diff::diff(old, new);
     if changes.is_empty() {
         return Ok(());
     }
-    match socket::transact(&batch::ops(&new.table, &changes)) {
+    match nf.transact(&batch::ops(&new.table, &changes)) {
         // The table is not what `old` says (changed behind its owner's back,
         // or gone); the batch was aborted as a whole, so state it in full.
         Err(e @ NftError::Kernel { .. }) if old.is_some() => {
             tracing::debug!(table = %new.table, "nftables diff refused ({e}); rewriting the table");
-            socket::transact(&batch::replace_table(new))
+            nf.transact(&batch::replace_table(new))
         }
         other => other,
     }
@@ -118,5 +126,7 @@ mod tests;
 
 #[cfg(test)]
 mod diff_tests;
+#[cfg(test)]
+mod fake;
 #[cfg(test)]
 mod kernel_tests;

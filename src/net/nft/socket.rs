@@ -1,4 +1,6 @@
-//! The kernel edge: one blocking NETLINK_NETFILTER socket per transaction.
+//! The kernel edge: one blocking NETLINK_NETFILTER socket per transaction,
+//! behind the `Netfilter` trait so that what is sent when (diffs, the full
+//! statement after a refusal) is tested against `FakeNetfilter` (fake.rs).
 //!
 //! The socket lives in the network namespace of the thread that opens it, so
 //! callers pick the namespace by picking the thread.
@@ -21,6 +23,22 @@ const REPLY_TIMEOUT_MS: u16 = 5000;
 /// Acks are ~36 bytes each with NETLINK_CAP_ACK; leave room for big batches
 /// (the kernel caps this at net.core.rmem_max).
 const RCVBUF: i32 = 1 << 20;
+
+/// Sends batches to nf_tables.
+pub(crate) trait Netfilter {
+    /// Send `ops` as one batch (one transaction) and check that the kernel
+    /// took every one; if not, nothing of it was applied.
+    fn transact(&mut self, ops: &[Op]) -> Result<(), NftError>;
+}
+
+/// The real kernel, in the calling thread's network namespace.
+pub(crate) struct NetfilterSocket;
+
+impl Netfilter for NetfilterSocket {
+    fn transact(&mut self, ops: &[Op]) -> Result<(), NftError> {
+        transact(ops)
+    }
+}
 
 fn io_err(op: &'static str) -> impl Fn(io::Error) -> NftError {
     move |source| NftError::Io { op, source }
