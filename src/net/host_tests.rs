@@ -50,7 +50,7 @@ fn attach_then_detach_leaves_nothing() {
     let mut k = FakeKernel::default();
     let a = hb.attach_with(&mut k, A, &[port("8080:80")]).unwrap();
     assert!(hb.cidr.contains(a.ip) && a.ip != a.gateway, "{a:?}");
-    assert_eq!(hb.attachments().unwrap(), [a.clone()]);
+    assert_eq!(hb.attachments().unwrap(), std::slice::from_ref(&a));
     assert_eq!(owners(&hb), [A]);
     assert!(k.links.contains("skiff0") && k.links.contains(&a.host_veth));
     assert!(k.pinned.contains(&a.netns));
