@@ -92,3 +92,16 @@ fn kernel_takes_maps_and_their_element_diffs() {
         assert_eq!(l.matches("10.42.0.33").count(), 1, "{l}");
     });
 }
+
+#[test]
+fn kernel_takes_thousands_of_elements_in_one_batch() {
+    in_new_netns(|ns| {
+        let big = proxy(5000);
+        sync(None, &big).expect("5000 Service ports in one transaction");
+        let l = listing(ns);
+        assert_eq!(l.matches("10.42.0.9").count(), 5000);
+        let mut next = big.clone();
+        next.sets[1].elements.clear();
+        sync(Some(&big), &next).expect("5000 elements out in one transaction");
+    });
+}

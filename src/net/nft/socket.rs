@@ -99,6 +99,9 @@ pub(crate) fn table_exists(table: &str) -> Result<bool, NftError> {
 pub(crate) fn transact(ops: &[Op]) -> Result<(), NftError> {
     let enc = encode(ops, 1);
     let sock = open()?;
+    if enc.bytes.len() > SMALL_BATCH {
+        make_room(&sock, enc.bytes.len())?;
+    }
 
     let sent = sock.send(&enc.bytes, 0).map_err(io_err("send"))?;
     if sent != enc.bytes.len() {
@@ -122,6 +125,26 @@ pub(crate) fn transact(ops: &[Op]) -> Result<(), NftError> {
         read_into(&sock, &mut buf, &mut tally)?;
     }
     tally.verdict(ops)
+}
+
+/// A netlink datagram must fit the socket's send buffer
+/// (net.core.wmem_default, 208 KiB by default): a table with thousands of
+/// map elements does not, and one transaction cannot be split. Batches
+/// below this need no syscall more.
+const SMALL_BATCH: usize = 64 * 1024;
+
+/// Grow the send buffer for a batch of `len` bytes: past net.core.wmem_max
+/// with CAP_NET_ADMIN (which programming nftables needs anyway), up to it
+/// without.
+fn make_room(sock: &Socket, len: usize) -> Result<(), NftError> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    // The kernel doubles the value for its own overhead.
+    let want = len.saturating_add(4096);
+    if setsockopt(sock, sockopt::SndBufForce, &want).is_err() {
+        setsockopt(sock, sockopt::SndBuf, &want)
+            .map_err(|e| io_err("setsockopt SO_SNDBUF")(e.into()))?;
+    }
+    Ok(())
 }
 
 fn readable(sock: &Socket, timeout: PollTimeout) -> Result<bool, NftError> {
