@@ -7,6 +7,13 @@
 //! under `<run>/netns/<id>`; after a reboot the run directory is empty, so
 //! every attach first releases whatever the records still claim. `cidr`
 //! holds the subnet the bridge was set up with.
+//!
+//! The steps (what to do, in which order, what to undo when one fails) are
+//! here; the kernel work each step is goes through `Kernel` (kernel.rs), so
+//! host_tests.rs runs them against `FakeKernel` without root. The pod
+//! subnet, the bridge name and the host-port range are parameters
+//! (`HostBridge::new`, `pick_range`); the constants below are only the
+//! defaults a cluster configuration will replace.
 
 use std::fs;
 use std::io;
