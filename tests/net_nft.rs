@@ -386,3 +386,29 @@ fn published_port_reaches_the_listener() {
         assert!(TcpStream::connect_timeout(&published, timeout).is_err());
     });
 }
+
+#[test]
+fn update_from_the_applied_config_gives_the_same_table_as_apply() {
+    in_new_netns(|ns| {
+        let one = config(vec![mapping(None, 8080, Proto::Tcp, [10, 42, 0, 5], 80)]);
+        let two = config(vec![
+            mapping(None, 8080, Proto::Tcp, [10, 42, 0, 5], 80),
+            mapping(Some([127, 0, 0, 1]), 9090, Proto::Udp, [10, 42, 0, 6], 53),
+        ]);
+        nft::apply(&two).expect("apply");
+        let full = ns.skiff_table().expect("table after apply");
+        nft::apply(&one).expect("apply one");
+        nft::update(Some(&one), &two).expect("update");
+        assert_eq!(ns.skiff_table().as_deref(), Some(full.as_str()));
+        nft::update(Some(&two), &one).expect("update back");
+        let listing = ns.skiff_table().expect("table after update back");
+        assert!(!listing.contains("9090"), "{listing}");
+        assert_eq!(chain(&listing, "published").len(), 1, "{listing}");
+
+        // An old config the table no longer matches (here: the table is
+        // gone) is refused by the kernel; the table is then stated in full.
+        nft::delete().expect("delete");
+        nft::update(Some(&one), &two).expect("update without a table");
+        assert_eq!(ns.skiff_table().as_deref(), Some(full.as_str()));
+    });
+}

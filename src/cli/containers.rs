@@ -84,7 +84,7 @@ pub struct RunArgs {
     #[arg(long = "add-host")]
     pub add_host: Vec<String>,
     /// The subnet of the node bridge (skiff0) the bridge network uses.
-    #[arg(long, default_value = crate::net::node::DEFAULT_NODE_CIDR)]
+    #[arg(long, default_value = crate::net::host::DEFAULT_NODE_CIDR)]
     pub node_cidr: String,
     #[arg(long)]
     pub hostname: Option<String>,

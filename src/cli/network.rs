@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::net::node::Attachment;
+use crate::net::Attachment;
 use crate::runtime::container::options::Network;
 use crate::runtime::container::{node_net, Paths};
 
@@ -95,7 +95,7 @@ pub fn inspect(root: &Path, run_dir: &Path) -> anyhow::Result<()> {
     let out = json!([{
         "Name": "bridge",
         "Driver": "bridge",
-        "Options": {"com.docker.network.bridge.name": crate::net::node::DEFAULT_BRIDGE},
+        "Options": {"com.docker.network.bridge.name": crate::net::host::DEFAULT_BRIDGE},
         "Containers": all.iter().map(|a| (a.id.clone(), json!({
             "IPv4Address": format!("{}/{}", a.ip, a.prefix),
             "Gateway": a.gateway.to_string(),

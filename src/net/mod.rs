@@ -1,14 +1,33 @@
 //! Container and pod networking without external binaries: network
-//! namespaces, the node bridge, veths, IPAM and (nft/) the nftables table,
+//! namespaces, the host bridge, veths, IPAM and (nft/) the nftables tables,
 //! all over netlink (see DESIGN.md, Networking).
+//!
+//! A leaf: nothing here calls into `runtime` or `cli`.
+//!
+//! Layout: `host` (the host bridge and each container's attachment to it:
+//! the only stateful part), `attachment` and `error` (the types callers
+//! share), `ports` (parsing and picking published ports), `ipam`, `cidr`,
+//! `rules` (attachments to the engine's nftables table), `kernel` (the
+//! steps host.rs composes, as a trait with a recording fake for tests), and
+//! the kernel edges behind it: `rtnl` (links, addresses, routes), `netns`,
+//! `bridge`, `veth`, `nft`.
 
+mod attachment;
 mod bridge;
 pub mod cidr;
+mod error;
+pub mod host;
 pub mod ipam;
+mod kernel;
+#[cfg(test)]
+mod kernel_fake;
 pub mod netns;
 pub mod nft;
-pub mod node;
 pub mod ports;
 pub mod rtnl;
 pub mod rules;
 mod veth;
+
+pub use attachment::Attachment;
+pub use error::NetError;
+pub use host::HostBridge;

@@ -91,30 +91,54 @@ impl PublishedPort {
     }
 }
 
-/// Docker's range for ports it picks (Linux's default ephemeral range).
-const PICK_FROM: u16 = 32768;
-const PICK_TO: u16 = 60999;
+/// The host ports picked for `-p CONTAINER_PORT`, both ends included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub from: u16,
+    pub to: u16,
+}
 
-/// A free host port for `p` (whose host port is 0): one that no port in
-/// `taken` claims and that nothing on this node listens on now, tried from a
-/// random point of the range so that two engines rarely race for the same.
-pub fn pick_free(p: &PublishedPort, taken: &[PublishedPort]) -> Option<u16> {
-    let span = u32::from(PICK_TO - PICK_FROM) + 1;
+impl PortRange {
+    /// Docker's range for ports it picks (Linux's default ephemeral range).
+    pub const EPHEMERAL: PortRange = PortRange {
+        from: 32768,
+        to: 60999,
+    };
+}
+
+/// A free host port for `p` (whose host port is 0): one in `range` that no
+/// port in `taken` claims and that `host_free` says nothing on this node
+/// holds now ([`bindable`] asks the kernel), tried from a random point of
+/// the range so that two engines rarely race for the same.
+pub fn pick_free(
+    p: &PublishedPort,
+    taken: &[PublishedPort],
+    range: PortRange,
+    host_free: impl Fn(&PublishedPort) -> bool,
+) -> Option<u16> {
+    if range.from > range.to {
+        return None;
+    }
+    let span = u32::from(range.to - range.from) + 1;
     let start = (uuid::Uuid::new_v4().as_u128() % u128::from(span)) as u32;
-    let ip = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
     (0..span)
-        .map(|i| PICK_FROM + ((start + i) % span) as u16)
+        .map(|i| range.from + ((start + i) % span) as u16)
         .find(|&port| {
             let candidate = PublishedPort {
                 host_port: port,
                 ..p.clone()
             };
-            !taken.iter().any(|t| t.conflicts(&candidate))
-                && match p.proto {
-                    Proto::Tcp => std::net::TcpListener::bind((ip, port)).is_ok(),
-                    Proto::Udp => std::net::UdpSocket::bind((ip, port)).is_ok(),
-                }
+            !taken.iter().any(|t| t.conflicts(&candidate)) && host_free(&candidate)
         })
+}
+
+/// Whether `p`'s host address and port can be bound now.
+pub fn bindable(p: &PublishedPort) -> bool {
+    let ip = p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED);
+    match p.proto {
+        Proto::Tcp => std::net::TcpListener::bind((ip, p.host_port)).is_ok(),
+        Proto::Udp => std::net::UdpSocket::bind((ip, p.host_port)).is_ok(),
+    }
 }
 
 impl fmt::Display for PublishedPort {
@@ -177,20 +201,80 @@ mod tests {
         assert!(!unpicked.conflicts(&any) && !any.conflicts(&unpicked));
     }
 
+    const R: PortRange = PortRange::EPHEMERAL;
+
     #[test]
     fn picks_a_free_port_in_range_avoiding_taken_ones() {
         let want = PublishedPort::parse("127.0.0.1:0:80").err();
         assert!(want.is_some(), "an explicit 0 is refused");
         let p = PublishedPort::parse("80").unwrap();
-        let first = pick_free(&p, &[]).unwrap();
-        assert!((PICK_FROM..=PICK_TO).contains(&first));
+        let first = pick_free(&p, &[], R, bindable).unwrap();
+        assert!((R.from..=R.to).contains(&first));
         let taken = PublishedPort {
             host_port: first,
             ..p.clone()
         };
         for _ in 0..20 {
-            let again = pick_free(&p, std::slice::from_ref(&taken)).unwrap();
+            let again = pick_free(&p, std::slice::from_ref(&taken), R, bindable).unwrap();
             assert_ne!(again, first);
         }
+    }
+
+    fn on(ip: Option<[u8; 4]>, port: u16, proto: Proto) -> PublishedPort {
+        PublishedPort {
+            host_ip: ip.map(Ipv4Addr::from),
+            host_port: port,
+            container_port: 80,
+            proto,
+        }
+    }
+
+    #[test]
+    fn picking_honours_the_range_and_every_conflict() {
+        let small = PortRange {
+            from: 5000,
+            to: 5003,
+        };
+        let want = on(Some([127, 0, 0, 1]), 0, Proto::Tcp);
+        let taken = [
+            on(None, 5000, Proto::Tcp),                 // wildcard: conflicts
+            on(Some([127, 0, 0, 1]), 5001, Proto::Tcp), // same address
+            on(Some([10, 0, 0, 1]), 5002, Proto::Tcp),  // another address: free
+            on(None, 5003, Proto::Udp),                 // another protocol: free
+        ];
+        for _ in 0..50 {
+            let got = pick_free(&want, &taken, small, |_| true).unwrap();
+            assert!(got == 5002 || got == 5003, "{got}");
+        }
+        // What the host holds counts too.
+        let got = pick_free(&want, &taken, small, |c| c.host_port != 5002);
+        assert_eq!(got, Some(5003));
+    }
+
+    #[test]
+    fn an_exhausted_range_picks_nothing() {
+        let want = on(None, 0, Proto::Tcp);
+        let small = PortRange {
+            from: 6000,
+            to: 6001,
+        };
+        let taken = [on(None, 6000, Proto::Tcp), on(None, 6001, Proto::Tcp)];
+        assert_eq!(pick_free(&want, &taken, small, |_| true), None);
+        assert_eq!(pick_free(&want, &[], small, |_| false), None);
+        let one = PortRange {
+            from: 7000,
+            to: 7000,
+        };
+        assert_eq!(pick_free(&want, &[], one, |_| true), Some(7000));
+        let empty = PortRange {
+            from: 7001,
+            to: 7000,
+        };
+        assert_eq!(pick_free(&want, &[], empty, |_| true), None);
+        let whole = PortRange {
+            from: 1,
+            to: u16::MAX,
+        };
+        assert!(pick_free(&want, &[], whole, |c| c.host_port == u16::MAX).is_some());
     }
 }

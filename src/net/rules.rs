@@ -5,30 +5,47 @@ use std::io;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use super::attachment::Attachment;
 use super::cidr::Ipv4Cidr;
+use super::error::NetError;
 use super::nft;
-use super::node::{Attachment, NetError};
 use super::ports::Proto;
 
-/// Make table `ip skiff` hold the rules for `all` attachments. `stamp`
-/// records what was applied last: when nothing changed (a container without
+/// What `apply` is asked: the table for `after`, where it was made for
+/// `before` last (the attachments before this change).
+pub struct Rules<'a> {
+    /// Records what was applied last (`<root>/net/rules.applied`).
+    pub stamp: &'a Path,
+    pub bridge: &'a str,
+    pub cidr: Ipv4Cidr,
+    pub before: &'a [Attachment],
+    pub after: &'a [Attachment],
+}
+
+/// Make table `ip skiff` hold the rules for `r.after`. The stamp records
+/// what was applied last: when nothing changed (a container without
 /// published ports comes or goes) and the table is still there, the kernel
-/// is not asked to rewrite it — rewriting costs an RCU grace period, which
-/// the next close of a netfilter socket waits for.
-pub fn apply(
-    stamp: &Path,
-    bridge: &str,
-    cidr: Ipv4Cidr,
-    all: &[Attachment],
-) -> Result<(), NetError> {
-    let cfg = config(bridge, cidr, all);
-    let fingerprint = format!("layout {} {cfg:?}", nft::LAYOUT);
+/// is not asked anything — changing the table costs an RCU grace period,
+/// which the next close of a netfilter socket waits for. When the stamp
+/// shows the table was made for `r.before`, only the chains that differ are
+/// replaced (a published port: chain `published`); otherwise every chain is
+/// flushed and refilled.
+pub fn apply(r: &Rules<'_>) -> Result<(), NetError> {
+    let cfg = config(r.bridge, r.cidr, r.after);
+    let fingerprint = stamp_text(&cfg);
+    let old = config(r.bridge, r.cidr, r.before);
+    let stamp = r.stamp;
     let rules = |e: nft::NftError| NetError::Rules(e.to_string());
-    if fs::read_to_string(stamp).is_ok_and(|s| s == fingerprint)
-        && nft::table_exists().map_err(rules)?
-    {
+    let applied = fs::read_to_string(stamp).ok();
+    if applied.as_deref() == Some(&fingerprint) && nft::table_exists().map_err(rules)? {
         return Ok(());
     }
+    // Made for `before`: only what differs is sent. Whether the table is
+    // still there is not asked (that would be one more socket, and its close
+    // waits for the grace period): a diff against a table that is gone is
+    // refused as a whole, and `nft::update` then states it in full.
+    let old_text = stamp_text(&old);
+    let from_old = old_text != fingerprint && applied.as_deref() == Some(&old_text);
     // Whatever happens next, the stamp must not claim a state the kernel
     // may not have.
     match fs::remove_file(stamp) {
@@ -41,11 +58,15 @@ pub fn apply(
             })
         }
     }
-    nft::apply(&cfg).map_err(rules)?;
+    nft::update(from_old.then_some(&old), &cfg).map_err(rules)?;
     fs::write(stamp, fingerprint).map_err(|source| NetError::Io {
         path: stamp.to_path_buf(),
         source,
     })
+}
+
+fn stamp_text(cfg: &nft::Config) -> String {
+    format!("layout {} {cfg:?}", nft::LAYOUT)
 }
 
 /// Forget what was applied (the table is being removed).

@@ -8,8 +8,9 @@ use std::os::fd::AsRawFd;
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
 use rtnetlink::{LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
+use super::attachment::Attachment;
+use super::error::{io_err, NetError};
 use super::netns;
-use super::node::{io_err, Attachment, NetError};
 use super::rtnl::{Rtnl, RtnlError};
 
 /// Namespace, veth pair (host end on the bridge, `eth0` inside), address

@@ -10,18 +10,19 @@ use std::net::Ipv4Addr;
 
 use netlink_packet_core::DefaultNla;
 use netlink_packet_netfilter::nftables::{
-    Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute, Meta,
-    MetaKey, Operator, Payload, Register, Verdict, VerdictAttribute,
+    Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute,
+    Lookup, Meta, MetaKey, Operator, Payload, Register, Verdict, VerdictAttribute,
 };
 
 use super::config::{Proto, IFNAMSIZ};
+use super::set::VerdictTo;
 use crate::net::cidr::Ipv4Cidr;
 
 /// One expression of a rule, as it goes into NFTA_RULE_EXPRESSIONS.
 pub(crate) type Expr = ListAttribute<ExpressionAttribute>;
 
 /// A piece of a rule: the expressions and the nft text they mean.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Stmt {
     pub text: String,
     pub exprs: Vec<Expr>,
@@ -282,11 +283,43 @@ pub(crate) fn fib_daddr_type_local() -> Stmt {
 }
 
 fn verdict(code: Verdict, chain: Option<&str>) -> Expr {
+    immediate(Register::Verdict, verdict_value(code, chain))
+}
+
+fn verdict_value(code: Verdict, chain: Option<&str>) -> DataAttribute {
     let mut v = vec![VerdictAttribute::Code(code)];
     if let Some(chain) = chain {
         v.push(VerdictAttribute::Chain(chain.to_string()));
     }
-    immediate(Register::Verdict, DataAttribute::Verdict(v))
+    DataAttribute::Verdict(v)
+}
+
+/// A verdict as data: a verdict map element's value.
+pub(crate) fn verdict_data(v: &VerdictTo) -> DataAttribute {
+    match v {
+        VerdictTo::Accept => verdict_value(Verdict::Other(NF_ACCEPT), None),
+        VerdictTo::Drop => verdict_value(Verdict::Other(NF_DROP), None),
+        VerdictTo::Jump(c) => verdict_value(Verdict::Jump, Some(c)),
+        VerdictTo::Goto(c) => verdict_value(Verdict::Goto, Some(c)),
+    }
+}
+
+#[cfg_attr(not(test), allow(dead_code))] // for the service proxy, see set.rs
+/// `ip daddr vmap @set`: the verdict the set maps the destination to; no
+/// element, no verdict (the rule does not match).
+pub(crate) fn ip_daddr_vmap(set: &str) -> Stmt {
+    Stmt::new(
+        format!("ip daddr vmap @{set}"),
+        vec![
+            load_payload(PAYLOAD_NETWORK_HEADER, IPV4_DADDR, 4),
+            Expressions::Lookup(vec![
+                Lookup::Set(set.to_string()),
+                Lookup::SourceRegister(Register::Reg1),
+                Lookup::DestinationRegister(Register::Verdict),
+            ])
+            .into(),
+        ],
+    )
 }
 
 pub(crate) fn accept() -> Stmt {

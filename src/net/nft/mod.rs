@@ -1,23 +1,35 @@
-//! Table `ip skiff`, programmed over NETLINK_NETFILTER without the `nft`
+//! nftables tables programmed over NETLINK_NETFILTER without the `nft`
 //! binary.
 //!
-//! [`apply`] replaces the whole table in one nfnetlink batch (one kernel
-//! transaction): if any part is refused, nothing changes. Only table
-//! `ip skiff` is ever touched; the ruleset is never flushed.
+//! One owner per table: the engine's is `ip skiff` (published ports, pod
+//! egress NAT, forwarding; built from a [`Config`]); the service proxy will
+//! own another. An owner states the whole content it wants (chains, rules,
+//! sets, maps and verdict maps with elements) and [`diff`](diff::diff)
+//! turns what it had into what it wants, so a change costs what changed,
+//! not a table rewrite. Each change goes to the kernel as one nfnetlink
+//! batch (one transaction): if any part is refused, nothing changes. Only
+//! the owner's table is touched; the ruleset is never flushed.
 //!
-//! Layout: `config` (what the caller asks for, validation), `ruleset` (the
-//! table as data) with one file per concern (`nat`, `filter`), `expr` (the
-//! nf_tables expressions), `batch` (netlink encoding), `reply` (acks and
-//! errors), `socket` (the only part that talks to the kernel).
+//! Layout: `config` (what the engine asks for, validation), `ruleset` (a
+//! table as data) with one file per concern of the engine's table (`nat`,
+//! `filter`), `set` (sets and maps with elements), `diff` (old and new
+//! table to changes), `expr` (the nf_tables expressions), `batch` (netlink
+//! encoding), `reply` (acks and errors), `socket` (the only part that talks
+//! to the kernel; `fake` records batches instead, in tests).
 
 mod batch;
 mod config;
+mod diff;
 mod error;
 mod expr;
 mod filter;
 mod nat;
 mod reply;
 mod ruleset;
+// The service proxy is the first producer to keep its facts in sets and
+// maps; until it lands only the tests build them.
+#[allow(dead_code)]
+mod set;
 mod socket;
 
 pub use crate::net::cidr::Ipv4Cidr;
@@ -37,19 +49,55 @@ pub const LAYOUT: u32 = 2;
 /// CAP_NET_ADMIN there. Masquerading host localhost towards the bridge also
 /// needs `net.ipv4.conf.<bridge>.route_localnet=1`, which the caller sets.
 pub fn apply(cfg: &Config) -> Result<(), NftError> {
-    config::validate(cfg)?;
-    let rs = ruleset::build(cfg);
-    socket::transact(&batch::replace_table(&rs))
+    update(None, cfg)
+}
+
+/// [`apply`] for a table that `old` was the last config applied to: only
+/// what differs is sent (the chains whose rules changed). `None`, or an
+/// `old` the table no longer holds, rewrites every chain; an `old` the
+/// kernel refuses to be changed from is retried as `None`.
+pub fn update(old: Option<&Config>, new: &Config) -> Result<(), NftError> {
+    config::validate(new)?;
+    let old = old
+        .filter(|o| config::validate(o).is_ok())
+        .map(ruleset::build);
+    sync(old.as_ref(), &ruleset::build(new))
+}
+
+/// Make table `new.table` hold `new`, given that its owner made it `old`
+/// last (`None`: unknown).
+pub(crate) fn sync(old: Option<&ruleset::Ruleset>, new: &ruleset::Ruleset) -> Result<(), NftError> {
+    sync_with(&mut socket::NetfilterSocket, old, new)
+}
+
+fn sync_with(
+    nf: &mut dyn socket::Netfilter,
+    old: Option<&ruleset::Ruleset>,
+    new: &ruleset::Ruleset,
+) -> Result<(), NftError> {
+    let changes = diff::diff(old, new);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    match nf.transact(&batch::ops(&new.table, &changes)) {
+        // The table is not what `old` says (changed behind its owner's back,
+        // or gone); the batch was aborted as a whole, so state it in full.
+        Err(e @ NftError::Kernel { .. }) if old.is_some() => {
+            tracing::debug!(table = %new.table, "nftables diff refused ({e}); rewriting the table");
+            nf.transact(&batch::replace_table(new))
+        }
+        other => other,
+    }
 }
 
 /// Whether table `ip skiff` exists.
 pub fn table_exists() -> Result<bool, NftError> {
-    socket::table_exists()
+    socket::table_exists(ruleset::TABLE)
 }
 
 /// Remove table `ip skiff`; a table that is already gone is not an error.
 pub fn delete() -> Result<(), NftError> {
-    match socket::transact(&batch::delete_table()) {
+    match socket::transact(&batch::delete_table(ruleset::TABLE)) {
         Err(NftError::Kernel {
             errno: nix::errno::Errno::ENOENT,
             ..
@@ -75,3 +123,10 @@ pub fn apply_with_refused_last_rule(cfg: &Config) -> Result<(), NftError> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod diff_tests;
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod kernel_tests;

@@ -252,9 +252,9 @@ mod tests {
     }
 
     fn three_ops() -> Vec<Op> {
-        let mut ops = delete_table();
-        ops.extend(delete_table());
-        ops.extend(delete_table());
+        let mut ops = delete_table("skiff");
+        ops.extend(delete_table("skiff"));
+        ops.extend(delete_table("skiff"));
         for (i, op) in ops.iter_mut().enumerate() {
             op.what = format!("op{}", i + 1);
         }

@@ -1,16 +1,21 @@
-//! The table as data: chains and rules, before any netlink encoding.
+//! A table as data: chains, rules and sets, before any netlink encoding.
 //!
-//! Each concern adds its own chains and rules (`nat`: pod egress and published
-//! ports, `filter`: forwarding); a later `services` part (ClusterIP/NodePort
-//! DNAT with numgen and verdict maps) adds its chains the same way.
+//! One producer owns one table and states its whole wanted content here;
+//! `diff` turns two states into the few changes between them. The engine's
+//! table (`skiff`) is built by `build` from a `Config`, each concern adding
+//! its own chains and rules (`nat`: pod egress and published ports,
+//! `filter`: forwarding); the service proxy will own another table
+//! (ClusterIP/NodePort DNAT in maps and verdict maps, set.rs), so neither
+//! flushes chains the other fills.
 
 use netlink_packet_netfilter::nftables::InetHookNumber;
 
 use super::config::Config;
 use super::expr::{Expr, Stmt};
+use super::set::Set;
 use super::{filter, nat};
 
-/// The one table skiff owns, in family ip.
+/// The engine's table, in family ip.
 pub(crate) const TABLE: &str = "skiff";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +64,7 @@ impl Chain {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Rule {
     pub chain: String,
     pub stmts: Vec<Stmt>,
@@ -84,16 +89,36 @@ impl Rule {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// Everything in one table (family ip) that its owner wants there.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Ruleset {
+    pub table: String,
     pub chains: Vec<Chain>,
     /// In order; rules of one chain are appended in this order.
     pub rules: Vec<Rule>,
+    pub sets: Vec<Set>,
 }
 
-/// The whole table for `cfg`. `cfg` must have passed `config::validate`.
+impl Ruleset {
+    pub(crate) fn new(table: &str) -> Self {
+        Self {
+            table: table.to_string(),
+            chains: Vec::new(),
+            rules: Vec::new(),
+            sets: Vec::new(),
+        }
+    }
+
+    /// The rules of `chain`, in order.
+    pub(crate) fn rules_of<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
+        self.rules.iter().filter(move |r| r.chain == chain)
+    }
+}
+
+/// The engine's whole table for `cfg`. `cfg` must have passed
+/// `config::validate`.
 pub(crate) fn build(cfg: &Config) -> Ruleset {
-    let mut rs = Ruleset::default();
+    let mut rs = Ruleset::new(TABLE);
     nat::add(&mut rs, cfg);
     filter::add(&mut rs, cfg);
     rs

@@ -1,4 +1,6 @@
-//! The kernel edge: one blocking NETLINK_NETFILTER socket per transaction.
+//! The kernel edge: one blocking NETLINK_NETFILTER socket per transaction,
+//! behind the `Netfilter` trait so that what is sent when (diffs, the full
+//! statement after a refusal) is tested against `FakeNetfilter` (fake.rs).
 //!
 //! The socket lives in the network namespace of the thread that opens it, so
 //! callers pick the namespace by picking the thread.
@@ -22,6 +24,22 @@ const REPLY_TIMEOUT_MS: u16 = 5000;
 /// (the kernel caps this at net.core.rmem_max).
 const RCVBUF: i32 = 1 << 20;
 
+/// Sends batches to nf_tables.
+pub(crate) trait Netfilter {
+    /// Send `ops` as one batch (one transaction) and check that the kernel
+    /// took every one; if not, nothing of it was applied.
+    fn transact(&mut self, ops: &[Op]) -> Result<(), NftError>;
+}
+
+/// The real kernel, in the calling thread's network namespace.
+pub(crate) struct NetfilterSocket;
+
+impl Netfilter for NetfilterSocket {
+    fn transact(&mut self, ops: &[Op]) -> Result<(), NftError> {
+        transact(ops)
+    }
+}
+
 fn io_err(op: &'static str) -> impl Fn(io::Error) -> NftError {
     move |source| NftError::Io { op, source }
 }
@@ -38,12 +56,12 @@ fn open() -> Result<Socket, NftError> {
     Ok(sock)
 }
 
-/// Whether table `ip skiff` exists (a read: no transaction, nothing for
+/// Whether table `ip table` exists (a read: no transaction, nothing for
 /// the kernel to undo or free).
-pub(crate) fn table_exists() -> Result<bool, NftError> {
+pub(crate) fn table_exists(table: &str) -> Result<bool, NftError> {
     const SEQ: u32 = 1;
     let sock = open()?;
-    let req = super::batch::get_table(SEQ);
+    let req = super::batch::get_table(table, SEQ);
     sock.send(&req, 0).map_err(io_err("send"))?;
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
@@ -67,7 +85,7 @@ pub(crate) fn table_exists() -> Result<bool, NftError> {
                         nix::errno::Errno::ENOENT => Ok(false),
                         other => Err(NftError::BatchRefused {
                             errno: other,
-                            detail: Some("GETTABLE ip skiff".into()),
+                            detail: Some(format!("GETTABLE ip {table}")),
                         }),
                     }
                 }
@@ -81,6 +99,9 @@ pub(crate) fn table_exists() -> Result<bool, NftError> {
 pub(crate) fn transact(ops: &[Op]) -> Result<(), NftError> {
     let enc = encode(ops, 1);
     let sock = open()?;
+    if enc.bytes.len() > SMALL_BATCH {
+        make_room(&sock, enc.bytes.len())?;
+    }
 
     let sent = sock.send(&enc.bytes, 0).map_err(io_err("send"))?;
     if sent != enc.bytes.len() {
@@ -104,6 +125,26 @@ pub(crate) fn transact(ops: &[Op]) -> Result<(), NftError> {
         read_into(&sock, &mut buf, &mut tally)?;
     }
     tally.verdict(ops)
+}
+
+/// A netlink datagram must fit the socket's send buffer
+/// (net.core.wmem_default, 208 KiB by default): a table with thousands of
+/// map elements does not, and one transaction cannot be split. Batches
+/// below this need no syscall more.
+const SMALL_BATCH: usize = 64 * 1024;
+
+/// Grow the send buffer for a batch of `len` bytes: past net.core.wmem_max
+/// with CAP_NET_ADMIN (which programming nftables needs anyway), up to it
+/// without.
+fn make_room(sock: &Socket, len: usize) -> Result<(), NftError> {
+    use nix::sys::socket::{setsockopt, sockopt};
+    // The kernel doubles the value for its own overhead.
+    let want = len.saturating_add(4096);
+    if setsockopt(sock, sockopt::SndBufForce, &want).is_err() {
+        setsockopt(sock, sockopt::SndBuf, &want)
+            .map_err(|e| io_err("setsockopt SO_SNDBUF")(e.into()))?;
+    }
+    Ok(())
 }
 
 fn readable(sock: &Socket, timeout: PollTimeout) -> Result<bool, NftError> {

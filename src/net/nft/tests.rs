@@ -96,7 +96,7 @@ fn raw_attrs(e: &Expr) -> Vec<(u16, Vec<u8>)> {
 
 #[test]
 fn delete_batch_bytes() {
-    let enc = encode(&delete_table(), 100);
+    let enc = encode(&delete_table("skiff"), 100);
     assert_eq!(enc.begin_seq, 100);
     assert_eq!(enc.seqs, vec![101]);
     let f = frames(&enc.bytes);

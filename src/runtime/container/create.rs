@@ -15,7 +15,7 @@ use super::options::{Network, RunOptions};
 use super::spec::{self, ImageProcess, SpecInputs};
 use super::state::{Record, State, Status};
 use super::{cgroups, user, ContainerError, Paths};
-use crate::net::node::Attachment;
+use crate::net::Attachment;
 use crate::runtime::image::catalog;
 use crate::runtime::image::manifest::ImageConfig;
 use crate::runtime::image::Store;

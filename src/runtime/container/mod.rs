@@ -143,7 +143,7 @@ pub enum ContainerError {
     #[error("volume: {0}")]
     Volume(String),
     #[error("network: {0}")]
-    Network(#[from] crate::net::node::NetError),
+    Network(#[from] crate::net::NetError),
     #[error("cannot join the network of container {0}: it is not running")]
     JoinNotRunning(String),
     #[error("invalid --cgroup-parent {parent:?}: {source}")]
@@ -159,17 +159,14 @@ pub enum ContainerError {
 /// attaching, otherwise for the subnet the bridge was set up with (the
 /// default before any). Releasing rewrites the rules for the pod network,
 /// so it must not assume the default.
-pub fn node_net(
-    paths: &Paths,
-    cidr: Option<crate::net::cidr::Ipv4Cidr>,
-) -> crate::net::node::NodeNet {
+pub fn node_net(paths: &Paths, cidr: Option<crate::net::cidr::Ipv4Cidr>) -> crate::net::HostBridge {
     let cidr = cidr
-        .or_else(|| crate::net::node::recorded_cidr(paths.node_root()))
-        .unwrap_or_else(crate::net::node::default_cidr);
-    crate::net::node::NodeNet::new(
+        .or_else(|| crate::net::host::recorded_cidr(paths.node_root()))
+        .unwrap_or_else(crate::net::host::default_cidr);
+    crate::net::HostBridge::new(
         paths.node_root(),
         paths.run(),
-        crate::net::node::DEFAULT_BRIDGE,
+        crate::net::host::DEFAULT_BRIDGE,
         cidr,
     )
 }

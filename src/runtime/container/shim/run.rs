@@ -545,7 +545,7 @@ impl Shim {
         }
         // The namespace has no process left: give back its address and
         // published ports now (a container is not restarted in place), and
-        // delete its veth once the exit is reported (see NodeNet::release).
+        // delete its veth once the exit is reported (see HostBridge::release).
         let net = crate::runtime::container::node_net(&self.paths, None);
         let veth = match self.bridged.then(|| net.release(&self.id)) {
             None => None,

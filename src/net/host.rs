@@ -1,27 +1,40 @@
-//! A node's container network: the bridge, and each container's attachment
-//! to it (namespace, veth, address, published ports).
+//! The host bridge a node's containers sit on (`HostBridge`), and each
+//! container's attachment to it (namespace, veth, address, published ports).
+//! Not a Kubernetes Node: one `HostBridge` per skiff root.
 //!
 //! State lives in `<root>/net`: `ipam/` (ipam.rs) and `attachments/<id>.json`,
 //! both changed only under `<root>/net/lock`. Namespace handles are pinned
 //! under `<run>/netns/<id>`; after a reboot the run directory is empty, so
 //! every attach first releases whatever the records still claim. `cidr`
 //! holds the subnet the bridge was set up with.
+//!
+//! The steps (what to do, in which order, what to undo when one fails) are
+//! here; the kernel work each step is goes through `Kernel` (kernel.rs), so
+//! host_tests.rs runs them against `FakeKernel` without root. The pod
+//! subnet, the bridge name and the host-port range are parameters
+//! (`HostBridge::new`, `pick_range`); the constants below are only the
+//! defaults a cluster configuration will replace.
 
 use std::fs;
 use std::io;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use super::attachment::Attachment;
 use super::bridge::{self, Bridge};
 use super::cidr::Ipv4Cidr;
-use super::ipam::{Ipam, IpamError};
-use super::netns::{self, NetnsError};
-use super::ports::PublishedPort;
-use super::rtnl::{Rtnl, RtnlError};
+use super::error::{io_err, NetError};
+use super::ipam::Ipam;
+use super::kernel::{Kernel, System};
+use super::ports::{PortRange, PublishedPort};
 use super::veth;
 
 pub const DEFAULT_BRIDGE: &str = "skiff0";
 pub const DEFAULT_NODE_CIDR: &str = "10.42.0.0/24";
+
+/// How container ids appear in messages (as `docker ps` shows them).
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
 
 pub fn default_cidr() -> Ipv4Cidr {
     DEFAULT_NODE_CIDR.parse().unwrap_or_else(|_| unreachable!())
@@ -38,76 +51,24 @@ pub fn recorded_cidr(root: &Path) -> Option<Ipv4Cidr> {
         .ok()
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    #[error(transparent)]
-    Netns(#[from] NetnsError),
-    #[error(transparent)]
-    Rtnl(#[from] RtnlError),
-    #[error(transparent)]
-    Ipam(#[from] IpamError),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("no free host port left to publish {port} on")]
-    NoFreePort { port: String },
-    #[error("port {port} is already published by container {owner}")]
-    PortInUse { port: String, owner: String },
-    #[error("the pod network {cidr} overlaps {addr}/{prefix} on {link}; choose another with --node-cidr")]
-    Overlap {
-        cidr: Ipv4Cidr,
-        addr: Ipv4Addr,
-        prefix: u8,
-        link: String,
-    },
-    #[error("bridge {bridge} has {found}, expected gateway {expected}; remove it or use the same --node-cidr")]
-    BridgeMismatch {
-        bridge: String,
-        found: String,
-        expected: String,
-    },
-    #[error("bridge {bridge} belongs to the skiff root {owner}: one root per network namespace (its addresses and the nftables table are per root), so use --root {owner}")]
-    BridgeOwner { bridge: String, owner: String },
-    #[error("the rules of nftables table skiff: {0}")]
-    Rules(String),
-    #[error("network state {path}: {why}")]
-    Corrupt { path: PathBuf, why: String },
-}
-
-pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> NetError + '_ {
-    move |source| NetError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-/// One container's place on the bridge.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Attachment {
-    pub id: String,
-    pub ip: Ipv4Addr,
-    pub prefix: u8,
-    pub gateway: Ipv4Addr,
-    pub bridge: String,
-    pub host_veth: String,
-    pub netns: PathBuf,
-    pub ports: Vec<PublishedPort>,
-}
-
-pub struct NodeNet {
+pub struct HostBridge {
     state: PathBuf,
     netns_dir: PathBuf,
     bridge: String,
     cidr: Ipv4Cidr,
+    /// Where `-p CONTAINER_PORT` picks host ports from.
+    pick_range: PortRange,
 }
 
-impl NodeNet {
+impl HostBridge {
     /// `root`: the node's data root; `run`: its run directory.
-    pub fn new(root: &Path, run: &Path, bridge: &str, cidr: Ipv4Cidr) -> NodeNet {
-        NodeNet {
+    pub fn new(root: &Path, run: &Path, bridge: &str, cidr: Ipv4Cidr) -> HostBridge {
+        HostBridge {
             state: root.join("net"),
             netns_dir: run.join("netns"),
             bridge: bridge.to_string(),
             cidr,
+            pick_range: PortRange::EPHEMERAL,
         }
     }
 
@@ -171,8 +132,17 @@ impl NodeNet {
     /// Give container `id` a namespace on the bridge with `ports` published.
     /// On any failure nothing of it is left behind.
     pub fn attach(&self, id: &str, ports: &[PublishedPort]) -> Result<Attachment, NetError> {
+        self.attach_with(&mut System::default(), id, ports)
+    }
+
+    fn attach_with(
+        &self,
+        kernel: &mut dyn Kernel,
+        id: &str,
+        ports: &[PublishedPort],
+    ) -> Result<Attachment, NetError> {
         let _lock = self.lock()?;
-        self.reconcile_locked()?;
+        self.reconcile_locked(kernel)?;
         let existing = self.attachments()?;
         for p in ports {
             if let Some((a, q)) = existing
@@ -182,7 +152,7 @@ impl NodeNet {
             {
                 return Err(NetError::PortInUse {
                     port: format!("{}/{}", q.host_port, q.proto),
-                    owner: crate::runtime::container::short_id(&a.id).to_string(),
+                    owner: short_id(&a.id).to_string(),
                 });
             }
         }
@@ -200,14 +170,14 @@ impl NodeNet {
         for p in &mut ports {
             if p.host_port == 0 {
                 p.host_port =
-                    super::ports::pick_free(p, &taken).ok_or_else(|| NetError::NoFreePort {
-                        port: format!("{}/{}", p.container_port, p.proto),
-                    })?;
+                    super::ports::pick_free(p, &taken, self.pick_range, |c| kernel.port_free(c))
+                        .ok_or_else(|| NetError::NoFreePort {
+                            port: format!("{}/{}", p.container_port, p.proto),
+                        })?;
             }
             taken.push(p.clone());
         }
-        let mut rtnl = Rtnl::open()?;
-        let bridge_index = self.bridge_def().ensure(&mut rtnl)?;
+        let bridge_index = kernel.ensure_bridge(&self.bridge_def())?;
         // The bridge has this subnet now (ensure refuses another one).
         let cidr_file = self.state.join("cidr");
         if fs::read_to_string(&cidr_file).ok().as_deref() != Some(&self.cidr.to_string()) {
@@ -224,15 +194,16 @@ impl NodeNet {
             netns: self.netns_path(id),
             ports,
         };
-        let result = veth::plumb(&mut rtnl, &self.bridge, bridge_index, &attachment)
+        let result = kernel
+            .plumb(&self.bridge, bridge_index, &attachment)
             .and_then(|()| self.write_record(&attachment))
             .and_then(|()| {
                 let mut all = existing.clone();
                 all.push(attachment.clone());
-                self.sync_rules(&all)
+                self.sync_rules(kernel, &existing, &all)
             });
         if let Err(e) = result {
-            veth::unplumb(&mut rtnl, &attachment);
+            kernel.unplumb(&attachment);
             let _ = fs::remove_file(self.record_path(id));
             let _ = self.ipam().release(id);
             return Err(e);
@@ -242,6 +213,10 @@ impl NodeNet {
 
     /// Undo `attach` (none recorded is fine).
     pub fn detach(&self, id: &str) -> Result<(), NetError> {
+        self.detach_with(&mut System::default(), id)
+    }
+
+    fn detach_with(&self, kernel: &mut dyn Kernel, id: &str) -> Result<(), NetError> {
         // A node that never used the bridge has nothing to give back (and
         // cleanup paths of other containers should not create its state).
         if !self.state.exists() {
@@ -251,9 +226,9 @@ impl NodeNet {
         // the record was released already (by the shim, which may still be
         // deleting it at this moment).
         let veth = self
-            .release(id)?
+            .release_with(kernel, id)?
             .unwrap_or_else(|| veth::host_veth_name(id));
-        self.remove_veth(&veth);
+        self.remove_veth_with(kernel, &veth);
         Ok(())
     }
 
@@ -263,20 +238,21 @@ impl NodeNet {
     /// deletes: deleting a link waits for the kernel (an RCU grace period),
     /// so a container's exit is reported between the two halves.
     pub fn release(&self, id: &str) -> Result<Option<String>, NetError> {
+        self.release_with(&mut System::default(), id)
+    }
+
+    fn release_with(&self, kernel: &mut dyn Kernel, id: &str) -> Result<Option<String>, NetError> {
         let _lock = self.lock()?;
         let Some(a) = self.attachment(id)? else {
             self.ipam().release(id)?;
             return Ok(None);
         };
-        if let Err(e) = netns::remove(&a.netns) {
+        if let Err(e) = kernel.remove_netns(&a.netns) {
             tracing::warn!("{e}");
         }
-        let rest: Vec<_> = self
-            .attachments()?
-            .into_iter()
-            .filter(|x| x.id != id)
-            .collect();
-        self.sync_rules(&rest)?;
+        let all = self.attachments()?;
+        let rest: Vec<_> = all.iter().filter(|x| x.id != id).cloned().collect();
+        self.sync_rules(kernel, &all, &rest)?;
         let path = self.record_path(id);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -291,24 +267,23 @@ impl NodeNet {
     /// container still sharing the namespace (`--network container:`) loses
     /// the address too, as with Docker. Gone already is fine.
     pub fn remove_veth(&self, veth: &str) {
-        let result = Rtnl::open().and_then(|mut rtnl| match rtnl.link_index(veth)? {
-            Some(index) => rtnl.del_link(veth, index),
-            None => Ok(()),
-        });
-        match result {
-            Ok(()) => {}
-            // Deleted by someone else in between.
-            Err(e) if e.errno() == Some(nix::libc::ENODEV) => {}
-            Err(e) => tracing::warn!("{e}"),
+        self.remove_veth_with(&mut System::default(), veth)
+    }
+
+    fn remove_veth_with(&self, kernel: &mut dyn Kernel, veth: &str) {
+        if let Err(e) = kernel.remove_link(veth) {
+            tracing::warn!("{e}");
         }
     }
 
     /// Release what records claim for containers whose namespace is gone (a
     /// crash before cleanup, or a reboot). Called with the lock held.
-    fn reconcile_locked(&self) -> Result<Vec<String>, NetError> {
+    fn reconcile_locked(&self, kernel: &mut dyn Kernel) -> Result<Vec<String>, NetError> {
         let all = self.attachments()?;
-        let (live, dead): (Vec<_>, Vec<_>) =
-            all.into_iter().partition(|a| netns::is_pinned(&a.netns));
+        let (live, dead): (Vec<_>, Vec<_>) = all
+            .iter()
+            .cloned()
+            .partition(|a| kernel.netns_pinned(&a.netns));
         let live_ids: Vec<&str> = live.iter().map(|a| a.id.as_str()).collect();
         let mut released = Vec::new();
         let ipam = self.ipam();
@@ -321,10 +296,9 @@ impl NodeNet {
         if dead.is_empty() && released.is_empty() {
             return Ok(released);
         }
-        let mut rtnl = Rtnl::open()?;
         for a in &dead {
             tracing::info!(container = %a.id, ip = %a.ip, "releasing the network of a container that is gone");
-            veth::unplumb(&mut rtnl, a);
+            kernel.unplumb(a);
             let _ = fs::remove_file(self.record_path(&a.id));
             if !released.contains(&a.id) {
                 released.push(a.id.clone());
@@ -333,7 +307,7 @@ impl NodeNet {
         for owner in &released {
             ipam.release(owner)?;
         }
-        self.sync_rules(&live)?;
+        self.sync_rules(kernel, &all, &live)?;
         Ok(released)
     }
 
@@ -341,25 +315,26 @@ impl NodeNet {
     /// namespace handles, the bridge and table `ip skiff`. For a node that
     /// shuts down (`skiff killall`); containers must be stopped first.
     pub fn teardown(&self) -> Result<(), NetError> {
+        self.teardown_with(&mut System::default())
+    }
+
+    fn teardown_with(&self, kernel: &mut dyn Kernel) -> Result<(), NetError> {
         let _lock = self.lock()?;
-        let mut rtnl = Rtnl::open()?;
         for a in self.attachments()? {
-            veth::unplumb(&mut rtnl, &a);
+            kernel.unplumb(&a);
             let _ = fs::remove_file(self.record_path(&a.id));
             self.ipam().release(&a.id)?;
         }
         // Handles without a record (a crash between the two).
         if let Ok(entries) = fs::read_dir(&self.netns_dir) {
             for entry in entries.flatten() {
-                netns::remove(&entry.path())?;
+                kernel.remove_netns(&entry.path())?;
             }
         }
-        if let Some(index) = rtnl.link_index(&self.bridge)? {
-            rtnl.del_link(&self.bridge, index)?;
-        }
+        kernel.remove_link(&self.bridge)?;
         super::rules::forget(&self.state.join("rules.applied"));
         let _ = fs::remove_file(self.state.join("cidr"));
-        super::nft::delete().map_err(|e| NetError::Rules(e.to_string()))?;
+        kernel.delete_rules()?;
         Ok(())
     }
 
@@ -384,13 +359,24 @@ impl NodeNet {
         }
     }
 
-    /// Program the nftables table for `all` attachments.
-    fn sync_rules(&self, all: &[Attachment]) -> Result<(), NetError> {
-        super::rules::apply(
-            &self.state.join("rules.applied"),
-            &self.bridge,
-            self.cidr,
-            all,
-        )
+    /// Program the nftables table for the attachments `after`, where it
+    /// was last programmed for `before` (if its stamp agrees).
+    fn sync_rules(
+        &self,
+        kernel: &mut dyn Kernel,
+        before: &[Attachment],
+        after: &[Attachment],
+    ) -> Result<(), NetError> {
+        kernel.sync_rules(&super::rules::Rules {
+            stamp: &self.state.join("rules.applied"),
+            bridge: &self.bridge,
+            cidr: self.cidr,
+            before,
+            after,
+        })
     }
 }
+
+#[cfg(test)]
+#[path = "host_tests.rs"]
+mod tests;
