@@ -1,8 +1,9 @@
 //! The built-in kinds skiff serves, described as the real apiserver's
 //! discovery describes them (verbs, short names, categories, subresources).
 //! The order is discovery order, which is also the order `kubectl get all`
-//! queries the `all` category in.
+//! queries the `all` category in. Each entry points at its kind's strategy.
 
+use super::kinds::{self, KindRef};
 use super::registry::{ResourceDef, SubresourceDef, ALL_VERBS};
 
 /// Kinds whose collection cannot be deleted in one call (namespaces and
@@ -83,260 +84,213 @@ const DAEMONSET_SUBRESOURCES: &[SubresourceDef] = &[status("apps", "DaemonSet")]
 const JOB_SUBRESOURCES: &[SubresourceDef] = &[status("batch", "Job")];
 const CRONJOB_SUBRESOURCES: &[SubresourceDef] = &[status("batch", "CronJob")];
 
-#[allow(clippy::too_many_arguments)]
-const fn res(
-    group: &'static str,
-    plural: &'static str,
-    singular: &'static str,
-    kind: &'static str,
-    namespaced: bool,
-    short_names: &'static [&'static str],
-    categories: &'static [&'static str],
-    verbs: &'static [&'static str],
-    subresources: &'static [SubresourceDef],
-) -> ResourceDef {
-    ResourceDef {
-        group,
-        version: "v1",
-        plural,
-        singular,
-        kind,
-        namespaced,
-        short_names,
-        categories,
-        verbs,
-        subresources,
-    }
-}
+/// The fields most entries share; each entry names what differs.
+const BASE: ResourceDef = ResourceDef {
+    group: "",
+    version: "v1",
+    plural: "",
+    singular: "",
+    kind: "",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    verbs: ALL_VERBS,
+    subresources: &[],
+    strategy: KindRef(&kinds::PLAIN),
+};
 
 pub fn builtin_resources() -> Vec<ResourceDef> {
     vec![
         // core/v1
-        res(
-            "",
-            "pods",
-            "pod",
-            "Pod",
-            true,
-            &["po"],
-            ALL,
-            ALL_VERBS,
-            POD_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "services",
-            "service",
-            "Service",
-            true,
-            &["svc"],
-            ALL,
-            NO_COLLECTION_DELETE,
-            SERVICE_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "endpoints",
-            "endpoints",
-            "Endpoints",
-            true,
-            &["ep"],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
-        res(
-            "",
-            "namespaces",
-            "namespace",
-            "Namespace",
-            false,
-            &["ns"],
-            &[],
-            NO_COLLECTION_DELETE,
-            NAMESPACE_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "nodes",
-            "node",
-            "Node",
-            false,
-            &["no"],
-            &[],
-            ALL_VERBS,
-            NODE_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "configmaps",
-            "configmap",
-            "ConfigMap",
-            true,
-            &["cm"],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
-        res(
-            "",
-            "secrets",
-            "secret",
-            "Secret",
-            true,
-            &[],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
-        res(
-            "",
-            "serviceaccounts",
-            "serviceaccount",
-            "ServiceAccount",
-            true,
-            &["sa"],
-            &[],
-            ALL_VERBS,
-            SERVICEACCOUNT_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "events",
-            "event",
-            "Event",
-            true,
-            &["ev"],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
-        res(
-            "",
-            "persistentvolumes",
-            "persistentvolume",
-            "PersistentVolume",
-            false,
-            &["pv"],
-            &[],
-            ALL_VERBS,
-            PV_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "persistentvolumeclaims",
-            "persistentvolumeclaim",
-            "PersistentVolumeClaim",
-            true,
-            &["pvc"],
-            &[],
-            ALL_VERBS,
-            PVC_SUBRESOURCES,
-        ),
+        ResourceDef {
+            plural: "pods",
+            singular: "pod",
+            kind: "Pod",
+            short_names: &["po"],
+            categories: ALL,
+            subresources: POD_SUBRESOURCES,
+            strategy: KindRef(&kinds::pod::POD),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "services",
+            singular: "service",
+            kind: "Service",
+            short_names: &["svc"],
+            categories: ALL,
+            verbs: NO_COLLECTION_DELETE,
+            subresources: SERVICE_SUBRESOURCES,
+            strategy: KindRef(&kinds::service::SERVICE),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "endpoints",
+            singular: "endpoints",
+            kind: "Endpoints",
+            short_names: &["ep"],
+            ..BASE
+        },
+        ResourceDef {
+            plural: "namespaces",
+            singular: "namespace",
+            kind: "Namespace",
+            namespaced: false,
+            short_names: &["ns"],
+            verbs: NO_COLLECTION_DELETE,
+            subresources: NAMESPACE_SUBRESOURCES,
+            strategy: KindRef(&kinds::namespace::NAMESPACE),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "nodes",
+            singular: "node",
+            kind: "Node",
+            namespaced: false,
+            short_names: &["no"],
+            subresources: NODE_SUBRESOURCES,
+            strategy: KindRef(&kinds::core::NODE),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "configmaps",
+            singular: "configmap",
+            kind: "ConfigMap",
+            short_names: &["cm"],
+            ..BASE
+        },
+        ResourceDef {
+            plural: "secrets",
+            singular: "secret",
+            kind: "Secret",
+            strategy: KindRef(&kinds::core::SECRET),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "serviceaccounts",
+            singular: "serviceaccount",
+            kind: "ServiceAccount",
+            short_names: &["sa"],
+            subresources: SERVICEACCOUNT_SUBRESOURCES,
+            ..BASE
+        },
+        ResourceDef {
+            plural: "events",
+            singular: "event",
+            kind: "Event",
+            short_names: &["ev"],
+            strategy: KindRef(&kinds::core::CORE_EVENT),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "persistentvolumes",
+            singular: "persistentvolume",
+            kind: "PersistentVolume",
+            namespaced: false,
+            short_names: &["pv"],
+            subresources: PV_SUBRESOURCES,
+            ..BASE
+        },
+        ResourceDef {
+            plural: "persistentvolumeclaims",
+            singular: "persistentvolumeclaim",
+            kind: "PersistentVolumeClaim",
+            short_names: &["pvc"],
+            subresources: PVC_SUBRESOURCES,
+            ..BASE
+        },
         // apps/v1
-        res(
-            "apps",
-            "deployments",
-            "deployment",
-            "Deployment",
-            true,
-            &["deploy"],
-            ALL,
-            ALL_VERBS,
-            DEPLOYMENT_SUBRESOURCES,
-        ),
-        res(
-            "apps",
-            "replicasets",
-            "replicaset",
-            "ReplicaSet",
-            true,
-            &["rs"],
-            ALL,
-            ALL_VERBS,
-            REPLICASET_SUBRESOURCES,
-        ),
-        res(
-            "apps",
-            "statefulsets",
-            "statefulset",
-            "StatefulSet",
-            true,
-            &["sts"],
-            ALL,
-            ALL_VERBS,
-            STATEFULSET_SUBRESOURCES,
-        ),
-        res(
-            "apps",
-            "daemonsets",
-            "daemonset",
-            "DaemonSet",
-            true,
-            &["ds"],
-            ALL,
-            ALL_VERBS,
-            DAEMONSET_SUBRESOURCES,
-        ),
+        ResourceDef {
+            group: "apps",
+            plural: "deployments",
+            singular: "deployment",
+            kind: "Deployment",
+            short_names: &["deploy"],
+            categories: ALL,
+            subresources: DEPLOYMENT_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::WORKLOAD),
+            ..BASE
+        },
+        ResourceDef {
+            group: "apps",
+            plural: "replicasets",
+            singular: "replicaset",
+            kind: "ReplicaSet",
+            short_names: &["rs"],
+            categories: ALL,
+            subresources: REPLICASET_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::REPLICA_SET),
+            ..BASE
+        },
+        ResourceDef {
+            group: "apps",
+            plural: "statefulsets",
+            singular: "statefulset",
+            kind: "StatefulSet",
+            short_names: &["sts"],
+            categories: ALL,
+            subresources: STATEFULSET_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::WORKLOAD),
+            ..BASE
+        },
+        ResourceDef {
+            group: "apps",
+            plural: "daemonsets",
+            singular: "daemonset",
+            kind: "DaemonSet",
+            short_names: &["ds"],
+            categories: ALL,
+            subresources: DAEMONSET_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::WORKLOAD),
+            ..BASE
+        },
         // batch/v1
-        res(
-            "batch",
-            "jobs",
-            "job",
-            "Job",
-            true,
-            &[],
-            ALL,
-            ALL_VERBS,
-            JOB_SUBRESOURCES,
-        ),
-        res(
-            "batch",
-            "cronjobs",
-            "cronjob",
-            "CronJob",
-            true,
-            &["cj"],
-            ALL,
-            ALL_VERBS,
-            CRONJOB_SUBRESOURCES,
-        ),
+        ResourceDef {
+            group: "batch",
+            plural: "jobs",
+            singular: "job",
+            kind: "Job",
+            categories: ALL,
+            subresources: JOB_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::JOB),
+            ..BASE
+        },
+        ResourceDef {
+            group: "batch",
+            plural: "cronjobs",
+            singular: "cronjob",
+            kind: "CronJob",
+            short_names: &["cj"],
+            categories: ALL,
+            subresources: CRONJOB_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::WORKLOAD),
+            ..BASE
+        },
         // coordination.k8s.io/v1
-        res(
-            "coordination.k8s.io",
-            "leases",
-            "lease",
-            "Lease",
-            true,
-            &[],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
+        ResourceDef {
+            group: "coordination.k8s.io",
+            plural: "leases",
+            singular: "lease",
+            kind: "Lease",
+            ..BASE
+        },
         // discovery.k8s.io/v1
-        res(
-            "discovery.k8s.io",
-            "endpointslices",
-            "endpointslice",
-            "EndpointSlice",
-            true,
-            &[],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
+        ResourceDef {
+            group: "discovery.k8s.io",
+            plural: "endpointslices",
+            singular: "endpointslice",
+            kind: "EndpointSlice",
+            ..BASE
+        },
         // events.k8s.io/v1
-        res(
-            "events.k8s.io",
-            "events",
-            "event",
-            "Event",
-            true,
-            &["ev"],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
+        ResourceDef {
+            group: "events.k8s.io",
+            plural: "events",
+            singular: "event",
+            kind: "Event",
+            short_names: &["ev"],
+            strategy: KindRef(&kinds::core::EVENT),
+            ..BASE
+        },
     ]
 }
 

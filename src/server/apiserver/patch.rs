@@ -11,7 +11,7 @@ use super::query::Query;
 use super::registry::ResourceDef;
 use super::storage::parse_rv;
 use super::write::commit_update;
-use super::{defaults, ApiState};
+use super::{allocate, ApiState};
 use crate::api::status::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,7 +207,7 @@ pub async fn patch(
             warnings = check_fields(def, q, &patched)?;
         }
         let mut new = prepare_update(def, &cur.obj, patched, r.subresource.as_deref())?;
-        defaults::on_update(def, &cur.obj, &mut new)?;
+        allocate::on_update(def, &cur.obj, &mut new)?;
         if r.subresource.is_none() {
             super::write::check_valid(def, Some(&cur.obj), &new, name)?;
         }
@@ -385,7 +385,7 @@ async fn patch_scale(
         let replicas = replicas_from_scale(&scale, name, def)?;
         match set_replicas(state, def, ns, name, &cur, replicas, dry_run, manager).await {
             Ok(out) => return Ok(json_response(StatusCode::OK, &scale_of(def, &out))),
-            Err(e) if e.code == 409 => continue,
+            Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
         }
     }

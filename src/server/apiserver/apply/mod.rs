@@ -38,7 +38,7 @@ use super::path::ResourceRef;
 use super::query::Query;
 use super::storage::parse_rv;
 use super::write::{check_namespace, write_unless_unchanged};
-use super::{defaults, ApiState};
+use super::{allocate, ApiState};
 use crate::api::status::{ApiError, Cause};
 use crate::api::strategic::schema::Ty;
 
@@ -545,18 +545,22 @@ pub async fn apply(
             super::objects::meta_mut(&mut obj).insert("name".into(), Value::from(name));
             let mut obj = prepare_create(def, ns, obj)?;
             super::write::check_valid(def, None, &obj, name)?;
-            defaults::on_create(state, def, &mut obj).await?;
-            if let Some(ns) = ns {
-                check_namespace(state, def, ns, name).await?;
+            let reserved = allocate::reserve(state, def, &mut obj, dry_run).await?;
+            let created = async {
+                if let Some(ns) = ns {
+                    check_namespace(state, def, ns, name).await?;
+                }
+                if dry_run {
+                    super::storage::check_dry_run(def, name, &obj)?;
+                    return Ok(obj.clone());
+                }
+                state.objects.create(def, ns, name, &obj).await
             }
-            if dry_run {
-                super::storage::check_dry_run(def, name, &obj)?;
-                return Ok(with_warnings(
-                    json_response(StatusCode::CREATED, &obj),
-                    &warnings,
-                ));
+            .await;
+            if created.is_err() {
+                reserved.release(&state.objects).await;
             }
-            match state.objects.create(def, ns, name, &obj).await {
+            match created {
                 Ok(created) => {
                     return Ok(with_warnings(
                         json_response(StatusCode::CREATED, &created),
@@ -564,7 +568,7 @@ pub async fn apply(
                     ))
                 }
                 // Created meanwhile by someone else: apply to theirs.
-                Err(e) if e.code == 409 => continue,
+                Err(e) if e.is_already_exists() => continue,
                 Err(e) => return Err(e),
             }
         };
@@ -573,7 +577,7 @@ pub async fn apply(
         }
         let merged = server_side_apply(Some(&cur.obj), &applied, &manager, force, &now)?;
         let mut new = prepare_update(def, &cur.obj, merged, None)?;
-        defaults::on_update(def, &cur.obj, &mut new)?;
+        allocate::on_update(def, &cur.obj, &mut new)?;
         super::write::check_valid(def, Some(&cur.obj), &new, name)?;
         match write_unless_unchanged(state, def, ns, name, &cur, &new, dry_run, &warnings).await? {
             Some(resp) => return Ok(resp),
