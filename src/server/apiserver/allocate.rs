@@ -1,7 +1,7 @@
 //! What a write takes from, or gives back to, state shared between objects
 //! (cluster IPs, node ports), and the update rules that protect it; the
 //! kind's strategy (`kinds`) says what. Field defaults are
-//! `api::defaulting`'s, applied earlier by `objects::prepare_create`.
+//! `api::defaulting`'s, applied earlier by `metadata::prepare_create`.
 
 use serde_json::Value;
 

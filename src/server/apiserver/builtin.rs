@@ -1,10 +1,12 @@
 //! The built-in kinds skiff serves, described as the real apiserver's
 //! discovery describes them (verbs, short names, categories, subresources).
 //! The order is discovery order, which is also the order `kubectl get all`
-//! queries the `all` category in. Each entry points at its kind's strategy.
+//! queries the `all` category in. Each entry points at its kind's strategy
+//! and its table printer.
 
 use super::kinds::{self, KindRef};
 use super::registry::{ResourceDef, SubresourceDef, ALL_VERBS};
+use super::table;
 
 /// Kinds whose collection cannot be deleted in one call (namespaces and
 /// services have no `deletecollection` on a real apiserver).
@@ -97,6 +99,7 @@ const BASE: ResourceDef = ResourceDef {
     verbs: ALL_VERBS,
     subresources: &[],
     strategy: KindRef(&kinds::PLAIN),
+    printer: None,
 };
 
 pub fn builtin_resources() -> Vec<ResourceDef> {
@@ -110,6 +113,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             categories: ALL,
             subresources: POD_SUBRESOURCES,
             strategy: KindRef(&kinds::pod::POD),
+            printer: Some(&table::pod::PODS),
             ..BASE
         },
         ResourceDef {
@@ -121,6 +125,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             verbs: NO_COLLECTION_DELETE,
             subresources: SERVICE_SUBRESOURCES,
             strategy: KindRef(&kinds::service::SERVICE),
+            printer: Some(&table::core::SERVICES),
             ..BASE
         },
         ResourceDef {
@@ -128,6 +133,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             singular: "endpoints",
             kind: "Endpoints",
             short_names: &["ep"],
+            printer: Some(&table::core::ENDPOINTS),
             ..BASE
         },
         ResourceDef {
@@ -139,6 +145,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             verbs: NO_COLLECTION_DELETE,
             subresources: NAMESPACE_SUBRESOURCES,
             strategy: KindRef(&kinds::namespace::NAMESPACE),
+            printer: Some(&table::core::NAMESPACES),
             ..BASE
         },
         ResourceDef {
@@ -149,6 +156,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             short_names: &["no"],
             subresources: NODE_SUBRESOURCES,
             strategy: KindRef(&kinds::core::NODE),
+            printer: Some(&table::core::NODES),
             ..BASE
         },
         ResourceDef {
@@ -156,6 +164,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             singular: "configmap",
             kind: "ConfigMap",
             short_names: &["cm"],
+            printer: Some(&table::core::CONFIGMAPS),
             ..BASE
         },
         ResourceDef {
@@ -163,6 +172,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             singular: "secret",
             kind: "Secret",
             strategy: KindRef(&kinds::core::SECRET),
+            printer: Some(&table::core::SECRETS),
             ..BASE
         },
         ResourceDef {
@@ -171,6 +181,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             kind: "ServiceAccount",
             short_names: &["sa"],
             subresources: SERVICEACCOUNT_SUBRESOURCES,
+            printer: Some(&table::core::SERVICEACCOUNTS),
             ..BASE
         },
         ResourceDef {
@@ -179,6 +190,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             kind: "Event",
             short_names: &["ev"],
             strategy: KindRef(&kinds::core::CORE_EVENT),
+            printer: Some(&table::events::EVENTS),
             ..BASE
         },
         ResourceDef {
@@ -188,6 +200,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             namespaced: false,
             short_names: &["pv"],
             subresources: PV_SUBRESOURCES,
+            printer: Some(&table::core::PERSISTENTVOLUMES),
             ..BASE
         },
         ResourceDef {
@@ -196,6 +209,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             kind: "PersistentVolumeClaim",
             short_names: &["pvc"],
             subresources: PVC_SUBRESOURCES,
+            printer: Some(&table::core::PERSISTENTVOLUMECLAIMS),
             ..BASE
         },
         // apps/v1
@@ -208,6 +222,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             categories: ALL,
             subresources: DEPLOYMENT_SUBRESOURCES,
             strategy: KindRef(&kinds::workloads::WORKLOAD),
+            printer: Some(&table::workloads::DEPLOYMENTS),
             ..BASE
         },
         ResourceDef {
@@ -219,6 +234,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             categories: ALL,
             subresources: REPLICASET_SUBRESOURCES,
             strategy: KindRef(&kinds::workloads::REPLICA_SET),
+            printer: Some(&table::workloads::REPLICASETS),
             ..BASE
         },
         ResourceDef {
@@ -230,6 +246,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             categories: ALL,
             subresources: STATEFULSET_SUBRESOURCES,
             strategy: KindRef(&kinds::workloads::WORKLOAD),
+            printer: Some(&table::workloads::STATEFULSETS),
             ..BASE
         },
         ResourceDef {
@@ -241,6 +258,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             categories: ALL,
             subresources: DAEMONSET_SUBRESOURCES,
             strategy: KindRef(&kinds::workloads::WORKLOAD),
+            printer: Some(&table::workloads::DAEMONSETS),
             ..BASE
         },
         // batch/v1
@@ -252,6 +270,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             categories: ALL,
             subresources: JOB_SUBRESOURCES,
             strategy: KindRef(&kinds::workloads::JOB),
+            printer: Some(&table::workloads::JOBS),
             ..BASE
         },
         ResourceDef {
@@ -263,6 +282,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             categories: ALL,
             subresources: CRONJOB_SUBRESOURCES,
             strategy: KindRef(&kinds::workloads::WORKLOAD),
+            printer: Some(&table::workloads::CRONJOBS),
             ..BASE
         },
         // coordination.k8s.io/v1
@@ -271,6 +291,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "leases",
             singular: "lease",
             kind: "Lease",
+            printer: Some(&table::core::LEASES),
             ..BASE
         },
         // discovery.k8s.io/v1
@@ -279,6 +300,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "endpointslices",
             singular: "endpointslice",
             kind: "EndpointSlice",
+            printer: Some(&table::core::ENDPOINTSLICES),
             ..BASE
         },
         // events.k8s.io/v1
@@ -289,6 +311,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             kind: "Event",
             short_names: &["ev"],
             strategy: KindRef(&kinds::core::EVENT),
+            printer: Some(&table::events::EVENTS_V1),
             ..BASE
         },
     ]

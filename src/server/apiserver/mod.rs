@@ -12,8 +12,9 @@ pub mod health;
 pub mod inflight;
 pub mod kinds;
 pub mod list;
+pub mod metadata;
 pub mod negotiate;
-pub mod objects;
+pub mod object_store;
 pub mod openapi;
 pub mod patch;
 pub mod path;
@@ -22,7 +23,6 @@ pub mod read;
 pub mod recover;
 pub mod registry;
 pub mod scan;
-pub mod storage;
 pub mod table;
 pub mod watch;
 pub mod write;
@@ -39,16 +39,19 @@ use serde_json::Value;
 
 use self::auth::{Authenticator, ConnIdentity};
 use self::negotiate::{decode_object, wants_table, MAX_BODY_BYTES};
+use self::object_store::Objects;
 use self::path::{ApiPath, ResourceRef};
 use self::query::Query;
 use self::registry::Registry;
-use self::storage::Objects;
 use crate::api::status::ApiError;
 
 pub use self::conn::{serve, ConnLimits};
 pub use self::inflight::{Inflight, InflightLimits};
-// The old name, kept for one merge while bootstrap moves onto the client.
+// The old names, kept for one merge while bootstrap and the namespace
+// controller move onto the in-process client.
 pub use self::allocate as defaults;
+pub use self::metadata as objects;
+pub use self::object_store as storage;
 
 /// Everything a request handler needs; passed explicitly, never global.
 pub struct ApiState {

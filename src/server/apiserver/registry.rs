@@ -3,6 +3,7 @@
 //! what a kind does differently is its strategy (`kinds`).
 
 use super::kinds::KindRef;
+use super::table::Printer;
 
 /// A subresource such as `pods/status` or `deployments/scale`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +37,8 @@ pub struct ResourceDef {
     pub subresources: &'static [SubresourceDef],
     /// What the kind does beyond storing JSON (see `kinds`).
     pub strategy: KindRef,
+    /// Its Table columns and cells; `None`: the default table.
+    pub printer: Option<&'static Printer>,
 }
 
 /// The verbs of an ordinary read/write resource.

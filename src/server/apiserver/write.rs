@@ -7,14 +7,14 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::list::streamed;
+use super::metadata::{self, meta_mut, meta_str, name_of, prepare_create, prepare_update};
 use super::negotiate::json_response;
-use super::objects::{self, meta_mut, meta_str, name_of, prepare_create, prepare_update};
+use super::object_store::{parse_rv, Stored};
 use super::path::ResourceRef;
 use super::query::Query;
 use super::read::Filter;
 use super::registry::ResourceDef;
 use super::scan::{scan_page, Held, ScanSink};
-use super::storage::{parse_rv, Stored};
 use super::{allocate, ApiState};
 use crate::api::status::{success_status, ApiError};
 
@@ -40,7 +40,7 @@ pub(super) async fn check_namespace(
     let stored = state.objects.get(nsdef, None, ns).await?;
     match stored {
         None => Err(ApiError::not_found("", "namespaces", ns)),
-        Some(s) if objects::meta(&s.obj).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
+        Some(s) if metadata::meta(&s.obj).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
             Err(ApiError::forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 crate::api::status::qualified_resource(def.group, def.plural),
@@ -67,7 +67,7 @@ pub async fn create(
     let mut obj = prepare_create(def, ns.as_deref(), body)?;
     let name = name_of(&obj).unwrap_or("").to_string();
     check_valid(def, None, &obj, &name)?;
-    super::storage::check_size_early(def, &name, &obj)?;
+    super::object_store::check_size_early(def, &name, &obj)?;
     let reserved = allocate::reserve(state, def, &mut obj, dry_run).await?;
     let res = store_new(state, def, ns.as_deref(), &name, obj, dry_run, manager).await;
     if res.is_err() {
@@ -88,7 +88,7 @@ async fn store_new(
     manager: &str,
 ) -> Result<Response, ApiError> {
     let name = name.to_string();
-    super::apply::record_update(None, &mut obj, manager, None, &objects::now_rfc3339());
+    super::apply::record_update(None, &mut obj, manager, None, &metadata::now_rfc3339());
     if let Some(ns) = ns {
         check_namespace(state, def, ns, &name).await?;
     }
@@ -96,7 +96,7 @@ async fn store_new(
         if state.objects.get(def, ns, &name).await?.is_some() {
             return Err(ApiError::already_exists(def.group, def.plural, &name));
         }
-        super::storage::check_dry_run(def, &name, &obj)?;
+        super::object_store::check_dry_run(def, &name, &obj)?;
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
     let created = state.objects.create(def, ns, &name, &obj).await?;
@@ -177,10 +177,10 @@ pub async fn commit_update(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     if dry_run {
-        super::storage::check_dry_run(def, name, new)?;
-        return Ok(super::storage::stamp(new.clone(), expected));
+        super::object_store::check_dry_run(def, name, new)?;
+        return Ok(super::object_store::stamp(new.clone(), expected));
     }
-    if objects::ready_to_finalize(new) && !def.strategy.waits_before_removal(new) {
+    if metadata::ready_to_finalize(new) && !def.strategy.waits_before_removal(new) {
         let deleted = state.objects.delete(def, ns, name, Some(expected)).await?;
         allocate::release(state, def, &deleted).await;
         return Ok(deleted);
@@ -220,7 +220,7 @@ pub async fn update(
         if sub.is_none() {
             check_valid(def, Some(&cur.obj), &new, name)?;
         }
-        super::storage::check_size_early(def, name, &new)?;
+        super::object_store::check_size_early(def, name, &new)?;
         new
     };
     let mut new = new;
@@ -229,7 +229,7 @@ pub async fn update(
         &mut new,
         manager,
         sub,
-        &objects::now_rfc3339(),
+        &metadata::now_rfc3339(),
     );
     if unchanged(&cur.obj, &new) {
         return Ok(json_response(StatusCode::OK, &cur.obj));
@@ -345,8 +345,8 @@ pub async fn delete_one(
         }
         let policy = def.strategy.delete_policy(&cur.obj, opts.grace_seconds);
         let grace = policy.grace;
-        let has_finalizers = !objects::finalizers(&cur.obj).is_empty();
-        let marked = objects::meta(&cur.obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
+        let has_finalizers = !metadata::finalizers(&cur.obj).is_empty();
+        let marked = metadata::meta(&cur.obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
         // Some kinds are only marked (a pod on a node: its kubelet stops the
         // containers and then deletes it with grace 0; a namespace: its
         // controller empties it). Finalizers hold any kind.
@@ -430,7 +430,7 @@ pub async fn delete(
     let opts = DeleteOptions::parse(q, body.as_ref())?;
     def.strategy.check_delete(name)?;
     let out = delete_one(state, def, r.namespace.as_deref(), name, &opts).await?;
-    let still_there = objects::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
+    let still_there = metadata::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
     if def.strategy.returns_deleted_object() || still_there {
         let code = if still_there && !opts.dry_run {
             StatusCode::ACCEPTED

@@ -31,12 +31,12 @@ use self::fieldset::{applied_set, lookup, ownable, path_string, remove_path, Pat
 use self::managed::{decode, store, Entry, APPLY};
 pub use self::managed::{manager_name, record_update};
 use self::shape::Shape;
+use super::metadata::{meta_str, now_rfc3339, prepare_create, prepare_update};
 use super::negotiate::{json_response, parse_yaml};
-use super::objects::{meta_str, now_rfc3339, prepare_create, prepare_update};
+use super::object_store::parse_rv;
 use super::patch::with_warnings;
 use super::path::ResourceRef;
 use super::query::Query;
-use super::storage::parse_rv;
 use super::write::{check_namespace, write_unless_unchanged};
 use super::{allocate, ApiState};
 use crate::api::status::{ApiError, Cause};
@@ -532,7 +532,7 @@ pub async fn apply(
     }
     // What is applied will be stored: refuse it before the costly merge of
     // field sets if it is already too large.
-    super::storage::check_size_early(def, name, &applied)?;
+    super::object_store::check_size_early(def, name, &applied)?;
     let precondition = parse_rv(meta_str(&applied, "resourceVersion"))?;
     let ns = r.namespace.as_deref();
     for _ in 0..16 {
@@ -542,7 +542,7 @@ pub async fn apply(
                 return Err(ApiError::not_found(def.group, def.plural, name));
             }
             let mut obj = server_side_apply(None, &applied, &manager, force, &now)?;
-            super::objects::meta_mut(&mut obj).insert("name".into(), Value::from(name));
+            super::metadata::meta_mut(&mut obj).insert("name".into(), Value::from(name));
             let mut obj = prepare_create(def, ns, obj)?;
             super::write::check_valid(def, None, &obj, name)?;
             let reserved = allocate::reserve(state, def, &mut obj, dry_run).await?;
@@ -551,7 +551,7 @@ pub async fn apply(
                     check_namespace(state, def, ns, name).await?;
                 }
                 if dry_run {
-                    super::storage::check_dry_run(def, name, &obj)?;
+                    super::object_store::check_dry_run(def, name, &obj)?;
                     return Ok(obj.clone());
                 }
                 state.objects.create(def, ns, name, &obj).await

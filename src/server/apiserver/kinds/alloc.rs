@@ -17,7 +17,7 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use crate::api::status::ApiError;
-use crate::server::apiserver::storage::Objects;
+use crate::server::apiserver::object_store::Objects;
 use crate::server::store::{ListOptions, StoreError};
 
 /// How often a swap lost to other writers is retried before giving up:

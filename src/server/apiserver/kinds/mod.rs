@@ -24,7 +24,7 @@ use std::pin::Pin;
 
 use serde_json::{Map, Value};
 
-use super::storage::Objects;
+use super::object_store::Objects;
 use crate::api::status::ApiError;
 
 /// A boxed future: strategies are used as trait objects.

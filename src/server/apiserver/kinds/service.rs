@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::alloc::{self, AllocError, Range, Want};
 use super::{BoxFuture, Reservation, Strategy};
 use crate::api::status::{ApiError, Cause};
-use crate::server::apiserver::storage::Objects;
+use crate::server::apiserver::object_store::Objects;
 
 pub struct Service;
 
@@ -73,7 +73,7 @@ fn node_ports_of(svc: &Value) -> Vec<u32> {
 }
 
 fn invalid(svc: &Value, field: String, message: String) -> ApiError {
-    let name = crate::server::apiserver::objects::name_of(svc).unwrap_or("");
+    let name = crate::server::apiserver::metadata::name_of(svc).unwrap_or("");
     ApiError::invalid(
         "",
         "Service",

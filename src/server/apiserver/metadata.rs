@@ -1,5 +1,6 @@
 //! Object metadata rules every kind shares: names, uids, timestamps,
-//! generation, resourceVersion, and what a create or update may change.
+//! generation, resourceVersion, and what a create or update may change;
+//! what differs per kind (status on create, generation) is its strategy.
 
 use rand::Rng;
 use serde_json::{json, Map, Value};
