@@ -31,29 +31,27 @@ fn services_columns() -> Vec<Column> {
 
 fn services_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        // The apiserver defaults type and clusterIPs; fall back for
-        // objects that have not been through that defaulting.
-        let svc_type = opt_str(obj, "/spec/type").unwrap_or("ClusterIP");
-        let cluster_ip = array_at(obj, "/spec/clusterIPs")
-            .first()
-            .and_then(Value::as_str)
-            .or_else(|| opt_str(obj, "/spec/clusterIP").filter(|s| !s.is_empty()))
-            .unwrap_or("<none>");
-        let ports = service_ports(array_at(obj, "/spec/ports"));
-        row.extend([
-            json!(svc_type),
-            json!(cluster_ip),
-            json!(external_ip(obj, svc_type)),
-            json!(if ports.is_empty() {
-                "<none>".to_string()
-            } else {
-                ports
-            }),
-            age(obj, now),
-            json!(format_labels(obj.pointer("/spec/selector"))),
-        ]);
-    };
+    // The apiserver defaults type and clusterIPs; fall back for
+    // objects that have not been through that defaulting.
+    let svc_type = opt_str(obj, "/spec/type").unwrap_or("ClusterIP");
+    let cluster_ip = array_at(obj, "/spec/clusterIPs")
+        .first()
+        .and_then(Value::as_str)
+        .or_else(|| opt_str(obj, "/spec/clusterIP").filter(|s| !s.is_empty()))
+        .unwrap_or("<none>");
+    let ports = service_ports(array_at(obj, "/spec/ports"));
+    row.extend([
+        json!(svc_type),
+        json!(cluster_ip),
+        json!(external_ip(obj, svc_type)),
+        json!(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports
+        }),
+        age(obj, now),
+        json!(format_labels(obj.pointer("/spec/selector"))),
+    ]);
     row
 }
 
@@ -217,26 +215,24 @@ fn persistentvolumes_columns() -> Vec<Column> {
 
 fn persistentvolumes_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        let claim = match obj.pointer("/spec/claimRef") {
-            Some(c) if c.is_object() => {
-                format!("{}/{}", str_at(c, "/namespace"), str_at(c, "/name"))
-            }
-            _ => String::new(),
-        };
-        row.extend([
-            json!(str_at(obj, "/spec/capacity/storage")),
-            json!(access_modes(array_at(obj, "/spec/accessModes"))),
-            json!(str_at(obj, "/spec/persistentVolumeReclaimPolicy")),
-            json!(phase_or_terminating(obj)),
-            json!(claim),
-            json!(storage_class(obj)),
-            json!(opt_str(obj, "/spec/volumeAttributesClassName").unwrap_or("<unset>")),
-            json!(str_at(obj, "/status/reason")),
-            age(obj, now),
-            json!(opt_str(obj, "/spec/volumeMode").unwrap_or("<unset>")),
-        ]);
+    let claim = match obj.pointer("/spec/claimRef") {
+        Some(c) if c.is_object() => {
+            format!("{}/{}", str_at(c, "/namespace"), str_at(c, "/name"))
+        }
+        _ => String::new(),
     };
+    row.extend([
+        json!(str_at(obj, "/spec/capacity/storage")),
+        json!(access_modes(array_at(obj, "/spec/accessModes"))),
+        json!(str_at(obj, "/spec/persistentVolumeReclaimPolicy")),
+        json!(phase_or_terminating(obj)),
+        json!(claim),
+        json!(storage_class(obj)),
+        json!(opt_str(obj, "/spec/volumeAttributesClassName").unwrap_or("<unset>")),
+        json!(str_at(obj, "/status/reason")),
+        age(obj, now),
+        json!(opt_str(obj, "/spec/volumeMode").unwrap_or("<unset>")),
+    ]);
     row
 }
 
@@ -285,28 +281,26 @@ fn persistentvolumeclaims_columns() -> Vec<Column> {
 
 fn persistentvolumeclaims_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        // Capacity and access modes are shown only once the claim is bound.
-        let bound = !str_at(obj, "/spec/volumeName").is_empty();
-        let (capacity, modes) = if bound {
-            (
-                str_at(obj, "/status/capacity/storage").to_string(),
-                access_modes(array_at(obj, "/status/accessModes")),
-            )
-        } else {
-            (String::new(), String::new())
-        };
-        row.extend([
-            json!(phase_or_terminating(obj)),
-            json!(str_at(obj, "/spec/volumeName")),
-            json!(capacity),
-            json!(modes),
-            json!(storage_class(obj)),
-            json!(opt_str(obj, "/spec/volumeAttributesClassName").unwrap_or("<unset>")),
-            age(obj, now),
-            json!(opt_str(obj, "/spec/volumeMode").unwrap_or("<unset>")),
-        ]);
+    // Capacity and access modes are shown only once the claim is bound.
+    let bound = !str_at(obj, "/spec/volumeName").is_empty();
+    let (capacity, modes) = if bound {
+        (
+            str_at(obj, "/status/capacity/storage").to_string(),
+            access_modes(array_at(obj, "/status/accessModes")),
+        )
+    } else {
+        (String::new(), String::new())
     };
+    row.extend([
+        json!(phase_or_terminating(obj)),
+        json!(str_at(obj, "/spec/volumeName")),
+        json!(capacity),
+        json!(modes),
+        json!(storage_class(obj)),
+        json!(opt_str(obj, "/spec/volumeAttributesClassName").unwrap_or("<unset>")),
+        age(obj, now),
+        json!(opt_str(obj, "/spec/volumeMode").unwrap_or("<unset>")),
+    ]);
     row
 }
 
@@ -329,9 +323,7 @@ fn leases_columns() -> Vec<Column> {
 
 fn leases_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        row.extend([json!(str_at(obj, "/spec/holderIdentity")), age(obj, now)])
-    };
+    row.extend([json!(str_at(obj, "/spec/holderIdentity")), age(obj, now)]);
     row
 }
 

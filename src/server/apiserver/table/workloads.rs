@@ -47,30 +47,28 @@ fn deployments_columns() -> Vec<Column> {
 
 fn deployments_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        // printDeployment prints the selector itself: "" when empty,
-        // "<invalid>" when it cannot be parsed.
-        let selector = match LabelSelector::from_label_selector_json(
-            obj.pointer("/spec/selector").unwrap_or(&Value::Null),
-        ) {
-            Ok(s) => s.to_string(),
-            Err(_) => "<invalid>".to_string(),
-        };
-        let (names, images) = containers(obj, "/spec/template");
-        row.extend([
-            json!(format!(
-                "{}/{}",
-                int_at(obj, "/status/readyReplicas"),
-                desired_replicas(obj)
-            )),
-            json!(int_at(obj, "/status/updatedReplicas")),
-            json!(int_at(obj, "/status/availableReplicas")),
-            age(obj, now),
-            names,
-            images,
-            json!(selector),
-        ]);
+    // printDeployment prints the selector itself: "" when empty,
+    // "<invalid>" when it cannot be parsed.
+    let selector = match LabelSelector::from_label_selector_json(
+        obj.pointer("/spec/selector").unwrap_or(&Value::Null),
+    ) {
+        Ok(s) => s.to_string(),
+        Err(_) => "<invalid>".to_string(),
     };
+    let (names, images) = containers(obj, "/spec/template");
+    row.extend([
+        json!(format!(
+            "{}/{}",
+            int_at(obj, "/status/readyReplicas"),
+            desired_replicas(obj)
+        )),
+        json!(int_at(obj, "/status/updatedReplicas")),
+        json!(int_at(obj, "/status/availableReplicas")),
+        age(obj, now),
+        names,
+        images,
+        json!(selector),
+    ]);
     row
 }
 
@@ -106,18 +104,16 @@ fn replicasets_columns() -> Vec<Column> {
 
 fn replicasets_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        let (names, images) = containers(obj, "/spec/template");
-        row.extend([
-            json!(desired_replicas(obj)),
-            json!(int_at(obj, "/status/replicas")),
-            json!(int_at(obj, "/status/readyReplicas")),
-            age(obj, now),
-            names,
-            images,
-            json!(format_label_selector(obj.pointer("/spec/selector"))),
-        ]);
-    };
+    let (names, images) = containers(obj, "/spec/template");
+    row.extend([
+        json!(desired_replicas(obj)),
+        json!(int_at(obj, "/status/replicas")),
+        json!(int_at(obj, "/status/readyReplicas")),
+        age(obj, now),
+        names,
+        images,
+        json!(format_label_selector(obj.pointer("/spec/selector"))),
+    ]);
     row
 }
 
@@ -138,19 +134,17 @@ fn statefulsets_columns() -> Vec<Column> {
 
 fn statefulsets_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        let (names, images) = containers(obj, "/spec/template");
-        row.extend([
-            json!(format!(
-                "{}/{}",
-                int_at(obj, "/status/readyReplicas"),
-                desired_replicas(obj)
-            )),
-            age(obj, now),
-            names,
-            images,
-        ]);
-    };
+    let (names, images) = containers(obj, "/spec/template");
+    row.extend([
+        json!(format!(
+            "{}/{}",
+            int_at(obj, "/status/readyReplicas"),
+            desired_replicas(obj)
+        )),
+        age(obj, now),
+        names,
+        images,
+    ]);
     row
 }
 
@@ -177,23 +171,21 @@ fn daemonsets_columns() -> Vec<Column> {
 
 fn daemonsets_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        let (names, images) = containers(obj, "/spec/template");
-        row.extend([
-            json!(int_at(obj, "/status/desiredNumberScheduled")),
-            json!(int_at(obj, "/status/currentNumberScheduled")),
-            json!(int_at(obj, "/status/numberReady")),
-            json!(int_at(obj, "/status/updatedNumberScheduled")),
-            json!(int_at(obj, "/status/numberAvailable")),
-            json!(format_labels(
-                obj.pointer("/spec/template/spec/nodeSelector")
-            )),
-            age(obj, now),
-            names,
-            images,
-            json!(format_label_selector(obj.pointer("/spec/selector"))),
-        ]);
-    };
+    let (names, images) = containers(obj, "/spec/template");
+    row.extend([
+        json!(int_at(obj, "/status/desiredNumberScheduled")),
+        json!(int_at(obj, "/status/currentNumberScheduled")),
+        json!(int_at(obj, "/status/numberReady")),
+        json!(int_at(obj, "/status/updatedNumberScheduled")),
+        json!(int_at(obj, "/status/numberAvailable")),
+        json!(format_labels(
+            obj.pointer("/spec/template/spec/nodeSelector")
+        )),
+        age(obj, now),
+        names,
+        images,
+        json!(format_label_selector(obj.pointer("/spec/selector"))),
+    ]);
     row
 }
 
@@ -221,18 +213,16 @@ fn jobs_columns() -> Vec<Column> {
 
 fn jobs_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        let (names, images) = containers(obj, "/spec/template");
-        row.extend([
-            json!(job_status(obj)),
-            json!(job_completions(obj)),
-            json!(job_duration(obj, now)),
-            age(obj, now),
-            names,
-            images,
-            json!(format_label_selector(obj.pointer("/spec/selector"))),
-        ]);
-    };
+    let (names, images) = containers(obj, "/spec/template");
+    row.extend([
+        json!(job_status(obj)),
+        json!(job_completions(obj)),
+        json!(job_duration(obj, now)),
+        age(obj, now),
+        names,
+        images,
+        json!(format_label_selector(obj.pointer("/spec/selector"))),
+    ]);
     row
 }
 
@@ -258,31 +248,29 @@ fn cronjobs_columns() -> Vec<Column> {
 
 fn cronjobs_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    {
-        let last = match opt_str(obj, "/status/lastScheduleTime") {
-            Some(t) => duration::since(Some(t), now),
-            None => "<none>".to_string(),
-        };
-        let suspend = match obj.pointer("/spec/suspend").and_then(Value::as_bool) {
-            Some(true) => "True",
-            Some(false) => "False",
-            None => "<unset>",
-        };
-        let (names, images) = containers(obj, "/spec/jobTemplate/spec/template");
-        row.extend([
-            json!(opt_str(obj, "/spec/schedule").unwrap_or_default()),
-            json!(opt_str(obj, "/spec/timeZone").unwrap_or("<none>")),
-            json!(suspend),
-            json!(array_at(obj, "/status/active").len()),
-            json!(last),
-            age(obj, now),
-            names,
-            images,
-            json!(format_label_selector(
-                obj.pointer("/spec/jobTemplate/spec/selector")
-            )),
-        ]);
+    let last = match opt_str(obj, "/status/lastScheduleTime") {
+        Some(t) => duration::since(Some(t), now),
+        None => "<none>".to_string(),
     };
+    let suspend = match obj.pointer("/spec/suspend").and_then(Value::as_bool) {
+        Some(true) => "True",
+        Some(false) => "False",
+        None => "<unset>",
+    };
+    let (names, images) = containers(obj, "/spec/jobTemplate/spec/template");
+    row.extend([
+        json!(opt_str(obj, "/spec/schedule").unwrap_or_default()),
+        json!(opt_str(obj, "/spec/timeZone").unwrap_or("<none>")),
+        json!(suspend),
+        json!(array_at(obj, "/status/active").len()),
+        json!(last),
+        age(obj, now),
+        names,
+        images,
+        json!(format_label_selector(
+            obj.pointer("/spec/jobTemplate/spec/selector")
+        )),
+    ]);
     row
 }
 
