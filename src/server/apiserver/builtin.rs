@@ -21,61 +21,123 @@ const UPDATE: &[&str] = &["update"];
 const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
 const ALL: &[&str] = &["all"];
 
-const fn sub(
-    name: &'static str,
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    verbs: &'static [&'static str],
-) -> SubresourceDef {
+/// `<plural>/status` returning the kind itself.
+const fn status(group: &'static str, kind: &'static str) -> SubresourceDef {
     SubresourceDef {
-        name,
+        name: "status",
         group,
-        version,
+        version: "v1",
         kind,
-        verbs,
+        verbs: GET_PATCH_UPDATE,
     }
 }
 
-/// `<plural>/status` returning the kind itself.
-const fn status(group: &'static str, kind: &'static str) -> SubresourceDef {
-    sub("status", group, "v1", kind, GET_PATCH_UPDATE)
-}
-
 /// `<plural>/scale` always answers an `autoscaling/v1 Scale`.
-const SCALE: SubresourceDef = sub("scale", "autoscaling", "v1", "Scale", GET_PATCH_UPDATE);
+const SCALE: SubresourceDef = SubresourceDef {
+    name: "scale",
+    group: "autoscaling",
+    version: "v1",
+    kind: "Scale",
+    verbs: GET_PATCH_UPDATE,
+};
 
 // Subresources are listed alphabetically, as real discovery lists them.
 const POD_SUBRESOURCES: &[SubresourceDef] = &[
-    sub("attach", "", "v1", "PodAttachOptions", CREATE_GET),
-    sub("binding", "", "v1", "Binding", CREATE),
-    sub("ephemeralcontainers", "", "v1", "Pod", GET_PATCH_UPDATE),
-    sub("eviction", "policy", "v1", "Eviction", CREATE),
-    sub("exec", "", "v1", "PodExecOptions", CREATE_GET),
-    sub("log", "", "v1", "Pod", GET),
-    sub("portforward", "", "v1", "PodPortForwardOptions", CREATE_GET),
-    sub("proxy", "", "v1", "PodProxyOptions", PROXY_VERBS),
+    SubresourceDef {
+        name: "attach",
+        group: "",
+        version: "v1",
+        kind: "PodAttachOptions",
+        verbs: CREATE_GET,
+    },
+    SubresourceDef {
+        name: "binding",
+        group: "",
+        version: "v1",
+        kind: "Binding",
+        verbs: CREATE,
+    },
+    SubresourceDef {
+        name: "ephemeralcontainers",
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        verbs: GET_PATCH_UPDATE,
+    },
+    SubresourceDef {
+        name: "eviction",
+        group: "policy",
+        version: "v1",
+        kind: "Eviction",
+        verbs: CREATE,
+    },
+    SubresourceDef {
+        name: "exec",
+        group: "",
+        version: "v1",
+        kind: "PodExecOptions",
+        verbs: CREATE_GET,
+    },
+    SubresourceDef {
+        name: "log",
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        verbs: GET,
+    },
+    SubresourceDef {
+        name: "portforward",
+        group: "",
+        version: "v1",
+        kind: "PodPortForwardOptions",
+        verbs: CREATE_GET,
+    },
+    SubresourceDef {
+        name: "proxy",
+        group: "",
+        version: "v1",
+        kind: "PodProxyOptions",
+        verbs: PROXY_VERBS,
+    },
     status("", "Pod"),
 ];
 const SERVICE_SUBRESOURCES: &[SubresourceDef] = &[
-    sub("proxy", "", "v1", "ServiceProxyOptions", PROXY_VERBS),
+    SubresourceDef {
+        name: "proxy",
+        group: "",
+        version: "v1",
+        kind: "ServiceProxyOptions",
+        verbs: PROXY_VERBS,
+    },
     status("", "Service"),
 ];
 const NAMESPACE_SUBRESOURCES: &[SubresourceDef] = &[
-    sub("finalize", "", "v1", "Namespace", UPDATE),
+    SubresourceDef {
+        name: "finalize",
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        verbs: UPDATE,
+    },
     status("", "Namespace"),
 ];
 const NODE_SUBRESOURCES: &[SubresourceDef] = &[
-    sub("proxy", "", "v1", "NodeProxyOptions", PROXY_VERBS),
+    SubresourceDef {
+        name: "proxy",
+        group: "",
+        version: "v1",
+        kind: "NodeProxyOptions",
+        verbs: PROXY_VERBS,
+    },
     status("", "Node"),
 ];
-const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[sub(
-    "token",
-    "authentication.k8s.io",
-    "v1",
-    "TokenRequest",
-    CREATE,
-)];
+const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
+    name: "token",
+    group: "authentication.k8s.io",
+    version: "v1",
+    kind: "TokenRequest",
+    verbs: CREATE,
+}];
 
 const PV_SUBRESOURCES: &[SubresourceDef] = &[status("", "PersistentVolume")];
 const PVC_SUBRESOURCES: &[SubresourceDef] = &[status("", "PersistentVolumeClaim")];
