@@ -187,3 +187,82 @@ fn deletes_give_back_and_dry_runs_take_nothing() {
         stderr(&out)
     );
 }
+
+#[test]
+fn updates_take_and_give_back_node_ports() {
+    let s = Server::start();
+    s.namespace(NS);
+    let svc = |name: &str, ty: &str, port: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  type: {ty}\n  ports: [{{port: 80{port}}}]\n")
+    };
+    create_ok(
+        &s,
+        &["create", "-f", "-"],
+        &svc("a", "NodePort", ", nodePort: 30500"),
+    );
+    create_ok(&s, &["create", "-f", "-"], &svc("b", "ClusterIP", ""));
+    // b asks for a's port: refused.
+    let out = s.kubectl(&[
+        "patch",
+        "service",
+        "b",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30500}]}}"#,
+    ]);
+    assert!(
+        stderr(&out).contains(
+            "spec.ports[0].nodePort: Invalid value: 30500: provided port is already allocated"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // a gives its port up; b can have it.
+    s.kubectl_ok(&[
+        "patch",
+        "service",
+        "a",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP","ports":[{"port":80}]}}"#,
+    ]);
+    s.kubectl_ok(&[
+        "patch",
+        "service",
+        "b",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30500}]}}"#,
+    ]);
+    // A change to NodePort without a port gets a free one.
+    s.kubectl_ok(&[
+        "patch",
+        "service",
+        "a",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    let port = s.kubectl_ok(&[
+        "get",
+        "svc",
+        "a",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let port: u32 = port
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no node port: {port:?}"));
+    assert!((30000..=32767).contains(&port) && port != 30500, "{port}");
+}

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::kinds::Reservation;
+use super::kinds::{Reallocation, Reservation};
 use super::registry::ResourceDef;
 use super::ApiState;
 use crate::api::status::ApiError;
@@ -33,6 +33,19 @@ pub async fn on_create(
 
 pub fn on_update(def: &ResourceDef, old: &Value, new: &mut Value) -> Result<(), ApiError> {
     def.strategy.on_update(old, new)
+}
+
+/// Take what an update needs, for [`super::write::commit_update_from`].
+pub async fn reallocate(
+    state: &ApiState,
+    def: &ResourceDef,
+    old: &Value,
+    new: &mut Value,
+    dry_run: bool,
+) -> Result<Reallocation, ApiError> {
+    def.strategy
+        .reallocate(&state.objects, old, new, dry_run)
+        .await
 }
 
 /// Give back what a deleted object held.

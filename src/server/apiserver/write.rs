@@ -158,10 +158,35 @@ pub async fn write_unless_unchanged(
     if unchanged(&cur.obj, new) {
         return Ok(Some(ok(&cur.obj)));
     }
-    match commit_update(state, def, ns, name, new, cur.rev, dry_run).await {
+    match commit_update_from(state, def, ns, name, cur, new.clone(), dry_run).await {
         Ok(out) => Ok(Some(ok(&out))),
         Err(e) if e.is_conflict() => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// [`commit_update`] of an update of `cur`, taking what the new version
+/// needs from shared ranges first (given back if the write fails) and
+/// giving back what it no longer holds once written.
+pub async fn commit_update_from(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    cur: &Stored,
+    mut new: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let re = allocate::reallocate(state, def, &cur.obj, &mut new, dry_run).await?;
+    match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
+        Ok(out) => {
+            re.freed.release(&state.objects).await;
+            Ok(out)
+        }
+        Err(e) => {
+            re.taken.release(&state.objects).await;
+            Err(e)
+        }
     }
 }
 
@@ -234,7 +259,7 @@ pub async fn update(
     if unchanged(&cur.obj, &new) {
         return Ok(json_response(StatusCode::OK, &cur.obj));
     }
-    let out = commit_update(state, def, ns, name, &new, cur.rev, dry_run).await?;
+    let out = commit_update_from(state, def, ns, name, &cur, new, dry_run).await?;
     Ok(json_response(StatusCode::OK, &out))
 }
 

@@ -5,7 +5,8 @@
 //! it differs from [`Plain`], one file here.
 //!
 //! - `alloc`: ranges handed out by compare-and-swap (cluster IPs, node ports).
-//! - `service`: allocation on create, release on delete, clusterIP immutable.
+//! - `service`: allocation on create and update, release on delete,
+//!   clusterIP immutable.
 //! - `pod`: starts Pending, graceful delete for pods on a node, field labels.
 //! - `namespace`: starts Active, deletion waits for content, system
 //!   namespaces protected.
@@ -57,6 +58,13 @@ impl std::fmt::Debug for alloc::Range {
     }
 }
 
+/// What an update took and what it gives back once stored.
+#[derive(Debug, Default)]
+pub struct Reallocation {
+    pub taken: Reservation,
+    pub freed: Reservation,
+}
+
 /// How a delete of one object proceeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeletePolicy {
@@ -97,6 +105,19 @@ pub trait Strategy: Send + Sync {
         _dry_run: bool,
     ) -> BoxFuture<'a, Result<Reservation, ApiError>> {
         Box::pin(async { Ok(Reservation::default()) })
+    }
+
+    /// Take what an updated object needs beyond what `old` held, writing
+    /// it into `new`; what `old` held and `new` no longer does is in
+    /// `freed`, given back once the update is stored.
+    fn reallocate<'a>(
+        &'a self,
+        _objects: &'a Objects,
+        _old: &'a Value,
+        _new: &'a mut Value,
+        _dry_run: bool,
+    ) -> BoxFuture<'a, Result<Reallocation, ApiError>> {
+        Box::pin(async { Ok(Reallocation::default()) })
     }
 
     /// Give back what a deleted object held.

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 use serde_json::{json, Value};
 
 use super::alloc::{self, AllocError, Range, Want};
-use super::{BoxFuture, Reservation, Strategy};
+use super::{BoxFuture, Reallocation, Reservation, Strategy};
 use crate::api::status::{ApiError, Cause};
 use crate::server::apiserver::object_store::Objects;
 
@@ -102,6 +102,16 @@ impl Strategy for Service {
         dry_run: bool,
     ) -> BoxFuture<'a, Result<Reservation, ApiError>> {
         Box::pin(allocate(objects, obj, dry_run))
+    }
+
+    fn reallocate<'a>(
+        &'a self,
+        objects: &'a Objects,
+        old: &'a Value,
+        new: &'a mut Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Reallocation, ApiError>> {
+        Box::pin(reallocate(objects, old, new, dry_run))
     }
 
     fn release<'a>(&'a self, objects: &'a Objects, obj: &'a Value) -> BoxFuture<'a, ()> {
@@ -214,19 +224,49 @@ async fn allocate(
     if svc_type != "NodePort" && svc_type != "LoadBalancer" {
         return Ok(reserved);
     }
-    if let Err(e) = node_ports(objects, obj, dry_run, &mut reserved).await {
+    if let Err(e) = node_ports(objects, obj, dry_run, &[], &mut reserved).await {
         reserved.release(objects).await;
         return Err(e);
     }
     Ok(reserved)
 }
 
+/// An update keeps the node ports the Service held, takes those it now
+/// asks for (or needs, after a change to type NodePort), and frees the
+/// rest once stored. The cluster IP cannot change (see `on_update`).
+async fn reallocate(
+    objects: &Objects,
+    old: &Value,
+    new: &mut Value,
+    dry_run: bool,
+) -> Result<Reallocation, ApiError> {
+    let mut out = Reallocation::default();
+    let svc_type = new
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if svc_type == "NodePort" || svc_type == "LoadBalancer" {
+        let held = node_ports_of(old);
+        node_ports(objects, new, dry_run, &held, &mut out.taken).await?;
+    }
+    if !dry_run {
+        let now = node_ports_of(new);
+        let freed: Vec<u32> = node_ports_of(old)
+            .into_iter()
+            .filter(|m| !now.contains(m))
+            .collect();
+        out.freed.taken.push((&NODE_PORTS, freed));
+    }
+    Ok(out)
+}
+
 /// A node port for every port of the Service: the one asked for, or a
-/// free one.
+/// free one. Ports in `held` are the Service's already.
 async fn node_ports(
     objects: &Objects,
     obj: &mut Value,
     dry_run: bool,
+    held: &[u32],
     reserved: &mut Reservation,
 ) -> Result<(), ApiError> {
     let mut wants = Vec::new();
@@ -241,7 +281,11 @@ async fn node_ports(
         match p.get("nodePort").and_then(Value::as_u64) {
             None | Some(0) => wants.push(Want::Any),
             Some(n) if (u64::from(NODE_PORT_MIN)..=u64::from(NODE_PORT_MAX)).contains(&n) => {
-                wants.push(Want::Exactly(n as u32 - NODE_PORT_MIN))
+                let m = n as u32 - NODE_PORT_MIN;
+                if held.contains(&m) {
+                    continue;
+                }
+                wants.push(Want::Exactly(m))
             }
             Some(n) => {
                 return Err(invalid(obj, format!("spec.ports[{i}].nodePort"), format!(
