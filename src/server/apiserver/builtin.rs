@@ -262,7 +262,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             namespaced: false,
             short_names: &["pv"],
             subresources: PV_SUBRESOURCES,
-            printer: Some(&table::core::PERSISTENTVOLUMES),
+            printer: Some(&table::volumes::PERSISTENTVOLUMES),
             ..BASE
         },
         ResourceDef {
@@ -271,7 +271,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             kind: "PersistentVolumeClaim",
             short_names: &["pvc"],
             subresources: PVC_SUBRESOURCES,
-            printer: Some(&table::core::PERSISTENTVOLUMECLAIMS),
+            printer: Some(&table::volumes::PERSISTENTVOLUMECLAIMS),
             ..BASE
         },
         // apps/v1

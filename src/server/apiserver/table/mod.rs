@@ -6,12 +6,13 @@
 //! objects as stored JSON. The apiserver always prints with `Wide: true`, so
 //! the cells include priority-1 columns and the client hides them unless
 //! `-o wide`. A kind's registry entry names its [`Printer`]: its columns
-//! and cells, written side by side in `core`, `pod`, `events` or
-//! `workloads`; a kind without one gets the default table.
+//! and cells, written side by side in `core`, `pod`, `events`, `volumes`
+//! or `workloads`; a kind without one gets the default table.
 
 pub mod core;
 pub mod events;
 pub mod pod;
+pub mod volumes;
 pub mod workloads;
 
 use chrono::{DateTime, Utc};
