@@ -92,6 +92,22 @@ impl ApiError {
         }
     }
 
+    /// 404 NotFound.
+    pub fn is_not_found(&self) -> bool {
+        self.code == 404
+    }
+
+    /// 409 Conflict: a write lost a compare-and-swap or failed a
+    /// precondition; read again and retry. Not the same 409 as AlreadyExists.
+    pub fn is_conflict(&self) -> bool {
+        self.code == 409 && self.reason == "Conflict"
+    }
+
+    /// 409 AlreadyExists: a create found the name taken.
+    pub fn is_already_exists(&self) -> bool {
+        self.code == 409 && self.reason == "AlreadyExists"
+    }
+
     fn with_details(mut self, group: &str, kind: &str, name: &str) -> Self {
         self.group = Some(group.to_string());
         self.kind = Some(kind.to_string());

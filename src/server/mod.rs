@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use self::apiserver::auth::{self, Authenticator};
 use self::apiserver::loopback;
 use self::apiserver::registry::Registry;
-use self::apiserver::storage::Objects;
+use self::apiserver::object_store::Objects;
 use self::apiserver::{ApiState, ConnLimits, Inflight, InflightLimits};
 use self::components::Components;
 use self::store::sqlite::SqliteBackend;

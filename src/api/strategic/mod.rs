@@ -51,6 +51,8 @@ mod tests;
 mod tests_prop;
 #[cfg(test)]
 mod tests_schema;
+#[cfg(test)]
+mod tests_upstream;
 
 use std::collections::HashSet;
 use std::fmt;

@@ -1,9 +1,12 @@
 //! The built-in kinds skiff serves, described as the real apiserver's
 //! discovery describes them (verbs, short names, categories, subresources).
 //! The order is discovery order, which is also the order `kubectl get all`
-//! queries the `all` category in.
+//! queries the `all` category in. Each entry points at its kind's strategy
+//! and its table printer.
 
+use super::kinds::{self, KindRef};
 use super::registry::{ResourceDef, SubresourceDef, ALL_VERBS};
+use super::table;
 
 /// Kinds whose collection cannot be deleted in one call (namespaces and
 /// services have no `deletecollection` on a real apiserver).
@@ -18,61 +21,123 @@ const UPDATE: &[&str] = &["update"];
 const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
 const ALL: &[&str] = &["all"];
 
-const fn sub(
-    name: &'static str,
-    group: &'static str,
-    version: &'static str,
-    kind: &'static str,
-    verbs: &'static [&'static str],
-) -> SubresourceDef {
+/// `<plural>/status` returning the kind itself.
+const fn status(group: &'static str, kind: &'static str) -> SubresourceDef {
     SubresourceDef {
-        name,
+        name: "status",
         group,
-        version,
+        version: "v1",
         kind,
-        verbs,
+        verbs: GET_PATCH_UPDATE,
     }
 }
 
-/// `<plural>/status` returning the kind itself.
-const fn status(group: &'static str, kind: &'static str) -> SubresourceDef {
-    sub("status", group, "v1", kind, GET_PATCH_UPDATE)
-}
-
 /// `<plural>/scale` always answers an `autoscaling/v1 Scale`.
-const SCALE: SubresourceDef = sub("scale", "autoscaling", "v1", "Scale", GET_PATCH_UPDATE);
+const SCALE: SubresourceDef = SubresourceDef {
+    name: "scale",
+    group: "autoscaling",
+    version: "v1",
+    kind: "Scale",
+    verbs: GET_PATCH_UPDATE,
+};
 
 // Subresources are listed alphabetically, as real discovery lists them.
 const POD_SUBRESOURCES: &[SubresourceDef] = &[
-    sub("attach", "", "v1", "PodAttachOptions", CREATE_GET),
-    sub("binding", "", "v1", "Binding", CREATE),
-    sub("ephemeralcontainers", "", "v1", "Pod", GET_PATCH_UPDATE),
-    sub("eviction", "policy", "v1", "Eviction", CREATE),
-    sub("exec", "", "v1", "PodExecOptions", CREATE_GET),
-    sub("log", "", "v1", "Pod", GET),
-    sub("portforward", "", "v1", "PodPortForwardOptions", CREATE_GET),
-    sub("proxy", "", "v1", "PodProxyOptions", PROXY_VERBS),
+    SubresourceDef {
+        name: "attach",
+        group: "",
+        version: "v1",
+        kind: "PodAttachOptions",
+        verbs: CREATE_GET,
+    },
+    SubresourceDef {
+        name: "binding",
+        group: "",
+        version: "v1",
+        kind: "Binding",
+        verbs: CREATE,
+    },
+    SubresourceDef {
+        name: "ephemeralcontainers",
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        verbs: GET_PATCH_UPDATE,
+    },
+    SubresourceDef {
+        name: "eviction",
+        group: "policy",
+        version: "v1",
+        kind: "Eviction",
+        verbs: CREATE,
+    },
+    SubresourceDef {
+        name: "exec",
+        group: "",
+        version: "v1",
+        kind: "PodExecOptions",
+        verbs: CREATE_GET,
+    },
+    SubresourceDef {
+        name: "log",
+        group: "",
+        version: "v1",
+        kind: "Pod",
+        verbs: GET,
+    },
+    SubresourceDef {
+        name: "portforward",
+        group: "",
+        version: "v1",
+        kind: "PodPortForwardOptions",
+        verbs: CREATE_GET,
+    },
+    SubresourceDef {
+        name: "proxy",
+        group: "",
+        version: "v1",
+        kind: "PodProxyOptions",
+        verbs: PROXY_VERBS,
+    },
     status("", "Pod"),
 ];
 const SERVICE_SUBRESOURCES: &[SubresourceDef] = &[
-    sub("proxy", "", "v1", "ServiceProxyOptions", PROXY_VERBS),
+    SubresourceDef {
+        name: "proxy",
+        group: "",
+        version: "v1",
+        kind: "ServiceProxyOptions",
+        verbs: PROXY_VERBS,
+    },
     status("", "Service"),
 ];
 const NAMESPACE_SUBRESOURCES: &[SubresourceDef] = &[
-    sub("finalize", "", "v1", "Namespace", UPDATE),
+    SubresourceDef {
+        name: "finalize",
+        group: "",
+        version: "v1",
+        kind: "Namespace",
+        verbs: UPDATE,
+    },
     status("", "Namespace"),
 ];
 const NODE_SUBRESOURCES: &[SubresourceDef] = &[
-    sub("proxy", "", "v1", "NodeProxyOptions", PROXY_VERBS),
+    SubresourceDef {
+        name: "proxy",
+        group: "",
+        version: "v1",
+        kind: "NodeProxyOptions",
+        verbs: PROXY_VERBS,
+    },
     status("", "Node"),
 ];
-const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[sub(
-    "token",
-    "authentication.k8s.io",
-    "v1",
-    "TokenRequest",
-    CREATE,
-)];
+const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
+    name: "token",
+    group: "authentication.k8s.io",
+    version: "v1",
+    kind: "TokenRequest",
+    verbs: CREATE,
+}];
 
 const PV_SUBRESOURCES: &[SubresourceDef] = &[status("", "PersistentVolume")];
 const PVC_SUBRESOURCES: &[SubresourceDef] = &[status("", "PersistentVolumeClaim")];
@@ -83,260 +148,234 @@ const DAEMONSET_SUBRESOURCES: &[SubresourceDef] = &[status("apps", "DaemonSet")]
 const JOB_SUBRESOURCES: &[SubresourceDef] = &[status("batch", "Job")];
 const CRONJOB_SUBRESOURCES: &[SubresourceDef] = &[status("batch", "CronJob")];
 
-#[allow(clippy::too_many_arguments)]
-const fn res(
-    group: &'static str,
-    plural: &'static str,
-    singular: &'static str,
-    kind: &'static str,
-    namespaced: bool,
-    short_names: &'static [&'static str],
-    categories: &'static [&'static str],
-    verbs: &'static [&'static str],
-    subresources: &'static [SubresourceDef],
-) -> ResourceDef {
-    ResourceDef {
-        group,
-        version: "v1",
-        plural,
-        singular,
-        kind,
-        namespaced,
-        short_names,
-        categories,
-        verbs,
-        subresources,
-    }
-}
+/// The fields most entries share; each entry names what differs.
+const BASE: ResourceDef = ResourceDef {
+    group: "",
+    version: "v1",
+    plural: "",
+    singular: "",
+    kind: "",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    verbs: ALL_VERBS,
+    subresources: &[],
+    strategy: KindRef(&kinds::PLAIN),
+    printer: None,
+};
 
 pub fn builtin_resources() -> Vec<ResourceDef> {
     vec![
         // core/v1
-        res(
-            "",
-            "pods",
-            "pod",
-            "Pod",
-            true,
-            &["po"],
-            ALL,
-            ALL_VERBS,
-            POD_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "services",
-            "service",
-            "Service",
-            true,
-            &["svc"],
-            ALL,
-            NO_COLLECTION_DELETE,
-            SERVICE_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "endpoints",
-            "endpoints",
-            "Endpoints",
-            true,
-            &["ep"],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
-        res(
-            "",
-            "namespaces",
-            "namespace",
-            "Namespace",
-            false,
-            &["ns"],
-            &[],
-            NO_COLLECTION_DELETE,
-            NAMESPACE_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "nodes",
-            "node",
-            "Node",
-            false,
-            &["no"],
-            &[],
-            ALL_VERBS,
-            NODE_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "configmaps",
-            "configmap",
-            "ConfigMap",
-            true,
-            &["cm"],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
-        res(
-            "",
-            "secrets",
-            "secret",
-            "Secret",
-            true,
-            &[],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
-        res(
-            "",
-            "serviceaccounts",
-            "serviceaccount",
-            "ServiceAccount",
-            true,
-            &["sa"],
-            &[],
-            ALL_VERBS,
-            SERVICEACCOUNT_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "events",
-            "event",
-            "Event",
-            true,
-            &["ev"],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
-        res(
-            "",
-            "persistentvolumes",
-            "persistentvolume",
-            "PersistentVolume",
-            false,
-            &["pv"],
-            &[],
-            ALL_VERBS,
-            PV_SUBRESOURCES,
-        ),
-        res(
-            "",
-            "persistentvolumeclaims",
-            "persistentvolumeclaim",
-            "PersistentVolumeClaim",
-            true,
-            &["pvc"],
-            &[],
-            ALL_VERBS,
-            PVC_SUBRESOURCES,
-        ),
+        ResourceDef {
+            plural: "pods",
+            singular: "pod",
+            kind: "Pod",
+            short_names: &["po"],
+            categories: ALL,
+            subresources: POD_SUBRESOURCES,
+            strategy: KindRef(&kinds::pod::POD),
+            printer: Some(&table::pod::PODS),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "services",
+            singular: "service",
+            kind: "Service",
+            short_names: &["svc"],
+            categories: ALL,
+            verbs: NO_COLLECTION_DELETE,
+            subresources: SERVICE_SUBRESOURCES,
+            strategy: KindRef(&kinds::service::SERVICE),
+            printer: Some(&table::core::SERVICES),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "endpoints",
+            singular: "endpoints",
+            kind: "Endpoints",
+            short_names: &["ep"],
+            printer: Some(&table::core::ENDPOINTS),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "namespaces",
+            singular: "namespace",
+            kind: "Namespace",
+            namespaced: false,
+            short_names: &["ns"],
+            verbs: NO_COLLECTION_DELETE,
+            subresources: NAMESPACE_SUBRESOURCES,
+            strategy: KindRef(&kinds::namespace::NAMESPACE),
+            printer: Some(&table::core::NAMESPACES),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "nodes",
+            singular: "node",
+            kind: "Node",
+            namespaced: false,
+            short_names: &["no"],
+            subresources: NODE_SUBRESOURCES,
+            strategy: KindRef(&kinds::core::NODE),
+            printer: Some(&table::core::NODES),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "configmaps",
+            singular: "configmap",
+            kind: "ConfigMap",
+            short_names: &["cm"],
+            printer: Some(&table::core::CONFIGMAPS),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "secrets",
+            singular: "secret",
+            kind: "Secret",
+            strategy: KindRef(&kinds::core::SECRET),
+            printer: Some(&table::core::SECRETS),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "serviceaccounts",
+            singular: "serviceaccount",
+            kind: "ServiceAccount",
+            short_names: &["sa"],
+            subresources: SERVICEACCOUNT_SUBRESOURCES,
+            printer: Some(&table::core::SERVICEACCOUNTS),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "events",
+            singular: "event",
+            kind: "Event",
+            short_names: &["ev"],
+            strategy: KindRef(&kinds::core::CORE_EVENT),
+            printer: Some(&table::events::EVENTS),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "persistentvolumes",
+            singular: "persistentvolume",
+            kind: "PersistentVolume",
+            namespaced: false,
+            short_names: &["pv"],
+            subresources: PV_SUBRESOURCES,
+            printer: Some(&table::volumes::PERSISTENTVOLUMES),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "persistentvolumeclaims",
+            singular: "persistentvolumeclaim",
+            kind: "PersistentVolumeClaim",
+            short_names: &["pvc"],
+            subresources: PVC_SUBRESOURCES,
+            printer: Some(&table::volumes::PERSISTENTVOLUMECLAIMS),
+            ..BASE
+        },
         // apps/v1
-        res(
-            "apps",
-            "deployments",
-            "deployment",
-            "Deployment",
-            true,
-            &["deploy"],
-            ALL,
-            ALL_VERBS,
-            DEPLOYMENT_SUBRESOURCES,
-        ),
-        res(
-            "apps",
-            "replicasets",
-            "replicaset",
-            "ReplicaSet",
-            true,
-            &["rs"],
-            ALL,
-            ALL_VERBS,
-            REPLICASET_SUBRESOURCES,
-        ),
-        res(
-            "apps",
-            "statefulsets",
-            "statefulset",
-            "StatefulSet",
-            true,
-            &["sts"],
-            ALL,
-            ALL_VERBS,
-            STATEFULSET_SUBRESOURCES,
-        ),
-        res(
-            "apps",
-            "daemonsets",
-            "daemonset",
-            "DaemonSet",
-            true,
-            &["ds"],
-            ALL,
-            ALL_VERBS,
-            DAEMONSET_SUBRESOURCES,
-        ),
+        ResourceDef {
+            group: "apps",
+            plural: "deployments",
+            singular: "deployment",
+            kind: "Deployment",
+            short_names: &["deploy"],
+            categories: ALL,
+            subresources: DEPLOYMENT_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::WORKLOAD),
+            printer: Some(&table::workloads::DEPLOYMENTS),
+            ..BASE
+        },
+        ResourceDef {
+            group: "apps",
+            plural: "replicasets",
+            singular: "replicaset",
+            kind: "ReplicaSet",
+            short_names: &["rs"],
+            categories: ALL,
+            subresources: REPLICASET_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::REPLICA_SET),
+            printer: Some(&table::workloads::REPLICASETS),
+            ..BASE
+        },
+        ResourceDef {
+            group: "apps",
+            plural: "statefulsets",
+            singular: "statefulset",
+            kind: "StatefulSet",
+            short_names: &["sts"],
+            categories: ALL,
+            subresources: STATEFULSET_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::WORKLOAD),
+            printer: Some(&table::workloads::STATEFULSETS),
+            ..BASE
+        },
+        ResourceDef {
+            group: "apps",
+            plural: "daemonsets",
+            singular: "daemonset",
+            kind: "DaemonSet",
+            short_names: &["ds"],
+            categories: ALL,
+            subresources: DAEMONSET_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::WORKLOAD),
+            printer: Some(&table::workloads::DAEMONSETS),
+            ..BASE
+        },
         // batch/v1
-        res(
-            "batch",
-            "jobs",
-            "job",
-            "Job",
-            true,
-            &[],
-            ALL,
-            ALL_VERBS,
-            JOB_SUBRESOURCES,
-        ),
-        res(
-            "batch",
-            "cronjobs",
-            "cronjob",
-            "CronJob",
-            true,
-            &["cj"],
-            ALL,
-            ALL_VERBS,
-            CRONJOB_SUBRESOURCES,
-        ),
+        ResourceDef {
+            group: "batch",
+            plural: "jobs",
+            singular: "job",
+            kind: "Job",
+            categories: ALL,
+            subresources: JOB_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::JOB),
+            printer: Some(&table::workloads::JOBS),
+            ..BASE
+        },
+        ResourceDef {
+            group: "batch",
+            plural: "cronjobs",
+            singular: "cronjob",
+            kind: "CronJob",
+            short_names: &["cj"],
+            categories: ALL,
+            subresources: CRONJOB_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::WORKLOAD),
+            printer: Some(&table::workloads::CRONJOBS),
+            ..BASE
+        },
         // coordination.k8s.io/v1
-        res(
-            "coordination.k8s.io",
-            "leases",
-            "lease",
-            "Lease",
-            true,
-            &[],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
+        ResourceDef {
+            group: "coordination.k8s.io",
+            plural: "leases",
+            singular: "lease",
+            kind: "Lease",
+            printer: Some(&table::core::LEASES),
+            ..BASE
+        },
         // discovery.k8s.io/v1
-        res(
-            "discovery.k8s.io",
-            "endpointslices",
-            "endpointslice",
-            "EndpointSlice",
-            true,
-            &[],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
+        ResourceDef {
+            group: "discovery.k8s.io",
+            plural: "endpointslices",
+            singular: "endpointslice",
+            kind: "EndpointSlice",
+            printer: Some(&table::core::ENDPOINTSLICES),
+            ..BASE
+        },
         // events.k8s.io/v1
-        res(
-            "events.k8s.io",
-            "events",
-            "event",
-            "Event",
-            true,
-            &["ev"],
-            &[],
-            ALL_VERBS,
-            &[],
-        ),
+        ResourceDef {
+            group: "events.k8s.io",
+            plural: "events",
+            singular: "event",
+            kind: "Event",
+            short_names: &["ev"],
+            strategy: KindRef(&kinds::core::EVENT),
+            printer: Some(&table::events::EVENTS_V1),
+            ..BASE
+        },
     ]
 }
 

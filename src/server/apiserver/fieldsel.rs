@@ -1,7 +1,7 @@
-//! Which fields each kind can be selected on (`?fieldSelector=`), and their
-//! values for an object kept as JSON. Mirrors the apiserver's field label
-//! conversion functions (which fields are accepted) and each registry's
-//! `ToSelectableFields` (what their values are).
+//! Field selectors (`?fieldSelector=`) over objects kept as JSON. Which
+//! labels a kind accepts (the apiserver's field label conversion functions)
+//! and their values (each registry's `ToSelectableFields`) are the kind's
+//! strategy's (`kinds`).
 
 use serde_json::Value;
 
@@ -9,82 +9,10 @@ use super::registry::ResourceDef;
 use crate::api::fields::FieldSelector;
 use crate::api::status::ApiError;
 
-/// Fields every kind accepts through the default conversion.
-const META: &[&str] = &["metadata.name", "metadata.namespace"];
-
-/// The field labels a kind accepts. Kinds with their own conversion function
-/// on a real apiserver list exactly its labels (nodes and namespaces, for
-/// instance, do not accept `metadata.namespace`).
-fn supported(def: &ResourceDef) -> &'static [&'static str] {
-    match (def.group, def.plural) {
-        ("", "pods") => &[
-            "metadata.name",
-            "metadata.namespace",
-            "spec.nodeName",
-            "spec.restartPolicy",
-            "spec.schedulerName",
-            "spec.serviceAccountName",
-            "spec.hostNetwork",
-            "status.phase",
-            "status.podIP",
-            "status.nominatedNodeName",
-        ],
-        ("", "events") => &[
-            "involvedObject.kind",
-            "involvedObject.namespace",
-            "involvedObject.name",
-            "involvedObject.uid",
-            "involvedObject.apiVersion",
-            "involvedObject.resourceVersion",
-            "involvedObject.fieldPath",
-            "reason",
-            "reportingComponent",
-            "source",
-            "type",
-            "metadata.namespace",
-            "metadata.name",
-        ],
-        ("events.k8s.io", "events") => &[
-            "regarding.kind",
-            "regarding.namespace",
-            "regarding.name",
-            "regarding.uid",
-            "regarding.apiVersion",
-            "regarding.resourceVersion",
-            "regarding.fieldPath",
-            "reason",
-            "reportingController",
-            "type",
-            "metadata.namespace",
-            "metadata.name",
-        ],
-        ("", "secrets") => &["type", "metadata.namespace", "metadata.name"],
-        ("", "nodes") => &["metadata.name", "spec.unschedulable"],
-        ("", "namespaces") => &["status.phase", "metadata.name"],
-        ("apps", "replicasets") => &["metadata.name", "metadata.namespace", "status.replicas"],
-        ("batch", "jobs") => &["metadata.name", "metadata.namespace", "status.successful"],
-        _ => META,
-    }
-}
-
 fn str_at(obj: &Value, ptr: &str) -> String {
     obj.pointer(ptr)
         .and_then(Value::as_str)
         .unwrap_or_default()
-        .to_string()
-}
-
-fn int_at(obj: &Value, ptr: &str) -> String {
-    obj.pointer(ptr)
-        .and_then(Value::as_i64)
-        .unwrap_or(0)
-        .to_string()
-}
-
-fn bool_at(obj: &Value, ptr: &str) -> String {
-    obj.pointer(ptr)
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
         .to_string()
 }
 
@@ -104,30 +32,18 @@ pub fn field_value(
     obj: &Value,
     field: &str,
 ) -> Result<Option<String>, ApiError> {
-    if !supported(def).contains(&field) {
+    if !def.strategy.field_labels().contains(&field) {
         return Err(field_label_not_supported(field));
     }
     let v = match field {
         "metadata.name" => str_at(obj, "/metadata/name"),
         "metadata.namespace" if def.namespaced => str_at(obj, "/metadata/namespace"),
         "metadata.namespace" => return Ok(None),
-        _ => match (def.group, def.plural, field) {
-            ("", "pods", "spec.hostNetwork") => bool_at(obj, "/spec/hostNetwork"),
-            ("", "pods", "status.podIP") => obj
-                .pointer("/status/podIPs/0/ip")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| str_at(obj, "/status/podIP")),
-            ("", "events", "source") => match str_at(obj, "/source/component") {
-                s if s.is_empty() => str_at(obj, "/reportingComponent"),
-                s => s,
-            },
-            ("", "nodes", "spec.unschedulable") => bool_at(obj, "/spec/unschedulable"),
-            ("apps", "replicasets", "status.replicas") => int_at(obj, "/status/replicas"),
-            ("batch", "jobs", "status.successful") => int_at(obj, "/status/succeeded"),
-            // The rest are plain strings at the path the label names.
-            _ => str_at(obj, &format!("/{}", field.replace('.', "/"))),
-        },
+        // The kind's own, or else a plain string at the path the label names.
+        _ => def
+            .strategy
+            .field_value(obj, field)
+            .unwrap_or_else(|| str_at(obj, &format!("/{}", field.replace('.', "/")))),
     };
     Ok(Some(v))
 }
@@ -139,7 +55,7 @@ pub fn validate_fields(def: &ResourceDef, sel: &FieldSelector) -> Result<(), Api
     match sel
         .terms
         .iter()
-        .find(|t| !supported(def).contains(&t.field.as_str()))
+        .find(|t| !def.strategy.field_labels().contains(&t.field.as_str()))
     {
         Some(t) => Err(field_label_not_supported(&t.field)),
         None => Ok(()),

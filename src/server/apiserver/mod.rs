@@ -4,22 +4,24 @@
 //! One way in: [`handle`] serves every caller, kubectl over TLS (`conn`) and
 //! skiff's own components in process (`loopback`), with the same
 //! authentication, authorization, admission, defaulting, validation and
-//! managedFields. Nothing outside this module calls the write, object or
-//! storage internals (`write`, `objects`, `storage`) directly.
+//! managedFields. Nothing outside this module calls the write, metadata or
+//! store internals (`write`, `metadata`, `object_store`) directly.
 
+pub mod allocate;
 pub mod apply;
 pub mod auth;
 pub mod builtin;
 pub mod conn;
-pub mod defaults;
 pub mod discovery;
 pub mod fieldsel;
 pub mod health;
 pub mod inflight;
+pub mod kinds;
 pub mod list;
 pub mod loopback;
+pub mod metadata;
 pub mod negotiate;
-pub mod objects;
+pub mod object_store;
 pub mod openapi;
 pub mod patch;
 pub mod path;
@@ -28,7 +30,6 @@ pub mod read;
 pub mod recover;
 pub mod registry;
 pub mod scan;
-pub mod storage;
 pub mod table;
 pub mod watch;
 pub mod write;
@@ -45,10 +46,10 @@ use serde_json::Value;
 
 use self::auth::{Authenticator, ConnIdentity};
 use self::negotiate::{decode_object, wants_table, MAX_BODY_BYTES};
+use self::object_store::Objects;
 use self::path::{ApiPath, ResourceRef};
 use self::query::Query;
 use self::registry::Registry;
-use self::storage::Objects;
 use crate::api::status::ApiError;
 use crate::server::pki::Identity;
 

@@ -4,14 +4,14 @@ use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use serde_json::{json, Value};
 
+use super::metadata::{meta, meta_str, prepare_update};
 use super::negotiate::{content_type, json_response, parse_json};
-use super::objects::{meta, meta_str, prepare_update};
+use super::object_store::parse_rv;
 use super::path::ResourceRef;
 use super::query::Query;
 use super::registry::ResourceDef;
-use super::storage::parse_rv;
 use super::write::commit_update;
-use super::{defaults, ApiState};
+use super::{allocate, ApiState};
 use crate::api::status::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,12 +207,12 @@ pub async fn patch(
             warnings = check_fields(def, q, &patched)?;
         }
         let mut new = prepare_update(def, &cur.obj, patched, r.subresource.as_deref())?;
-        defaults::on_update(def, &cur.obj, &mut new)?;
+        allocate::on_update(def, &cur.obj, &mut new)?;
         if r.subresource.is_none() {
             super::write::check_valid(def, Some(&cur.obj), &new, name)?;
         }
-        super::storage::check_size_early(def, name, &new)?;
-        let now = super::objects::now_rfc3339();
+        super::object_store::check_size_early(def, name, &new)?;
+        let now = super::metadata::now_rfc3339();
         let sub = r.subresource.as_deref();
         super::apply::record_update(Some(&cur.obj), &mut new, &manager, sub, &now);
         // None: lost a race with another writer; patch the newer version.
@@ -352,7 +352,7 @@ async fn set_replicas(
     def: &ResourceDef,
     ns: Option<&str>,
     name: &str,
-    cur: &super::storage::Stored,
+    cur: &super::object_store::Stored,
     replicas: i64,
     dry_run: bool,
     manager: &str,
@@ -363,7 +363,7 @@ async fn set_replicas(
     }
     let mut new = prepare_update(def, &cur.obj, new, None)?;
     super::write::check_valid(def, Some(&cur.obj), &new, name)?;
-    let now = super::objects::now_rfc3339();
+    let now = super::metadata::now_rfc3339();
     super::apply::record_update(Some(&cur.obj), &mut new, manager, Some("scale"), &now);
     commit_update(state, def, ns, name, &new, cur.rev, dry_run).await
 }
@@ -385,7 +385,7 @@ async fn patch_scale(
         let replicas = replicas_from_scale(&scale, name, def)?;
         match set_replicas(state, def, ns, name, &cur, replicas, dry_run, manager).await {
             Ok(out) => return Ok(json_response(StatusCode::OK, &scale_of(def, &out))),
-            Err(e) if e.code == 409 => continue,
+            Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),
         }
     }

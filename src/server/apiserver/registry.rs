@@ -1,5 +1,9 @@
 //! The resource registry: each built-in kind described once. Handlers,
-//! discovery, tables and field selectors are generic over these entries.
+//! discovery, tables and field selectors are generic over these entries;
+//! what a kind does differently is its strategy (`kinds`).
+
+use super::kinds::KindRef;
+use super::table::Printer;
 
 /// A subresource such as `pods/status` or `deployments/scale`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +35,10 @@ pub struct ResourceDef {
     pub categories: &'static [&'static str],
     pub verbs: &'static [&'static str],
     pub subresources: &'static [SubresourceDef],
+    /// What the kind does beyond storing JSON (see `kinds`).
+    pub strategy: KindRef,
+    /// Its Table columns and cells; `None`: the default table.
+    pub printer: Option<&'static Printer>,
 }
 
 /// The verbs of an ordinary read/write resource.

@@ -18,10 +18,10 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::object_store::{decode, store_error, Objects};
 use super::query::{Continue, Query};
 use super::read::Filter;
 use super::registry::ResourceDef;
-use super::storage::{decode, store_error, Objects};
 use crate::api::status::{ApiError, Cause};
 use crate::server::store::{ListOptions, StoreError};
 

@@ -15,12 +15,12 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::object_store::{decode, stamp, store_error, Objects};
 use super::path::ResourceRef;
 use super::query::Query;
 use super::read::{table_row, Filter, IncludeObject};
 use super::registry::ResourceDef;
 use super::scan::{scan_page, wait_fresh, Held, ScanSink};
-use super::storage::{decode, stamp, store_error, Objects};
 use super::{table, ApiState};
 use crate::api::status::ApiError;
 use crate::server::store::{EventKind, StoreError};
@@ -301,6 +301,6 @@ impl Watch {
 fn name_matches(obj: &Value, name: Option<&str>) -> bool {
     match name {
         None => true,
-        Some(n) => super::objects::name_of(obj) == Some(n),
+        Some(n) => super::metadata::name_of(obj) == Some(n),
     }
 }

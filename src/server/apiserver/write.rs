@@ -7,15 +7,15 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::list::streamed;
+use super::metadata::{self, meta_mut, meta_str, name_of, prepare_create, prepare_update};
 use super::negotiate::json_response;
-use super::objects::{self, meta_mut, meta_str, name_of, prepare_create, prepare_update};
+use super::object_store::{parse_rv, Stored};
 use super::path::ResourceRef;
 use super::query::Query;
 use super::read::Filter;
 use super::registry::ResourceDef;
 use super::scan::{scan_page, Held, ScanSink};
-use super::storage::{parse_rv, Stored};
-use super::{defaults, ApiState};
+use super::{allocate, ApiState};
 use crate::api::status::{success_status, ApiError};
 
 fn ns_def(state: &ApiState) -> Result<&ResourceDef, ApiError> {
@@ -40,7 +40,7 @@ pub(super) async fn check_namespace(
     let stored = state.objects.get(nsdef, None, ns).await?;
     match stored {
         None => Err(ApiError::not_found("", "namespaces", ns)),
-        Some(s) if objects::meta(&s.obj).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
+        Some(s) if metadata::meta(&s.obj).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
             Err(ApiError::forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
                 crate::api::status::qualified_resource(def.group, def.plural),
@@ -67,28 +67,39 @@ pub async fn create(
     let mut obj = prepare_create(def, ns.as_deref(), body)?;
     let name = name_of(&obj).unwrap_or("").to_string();
     check_valid(def, None, &obj, &name)?;
-    super::storage::check_size_early(def, &name, &obj)?;
-    defaults::on_create(state, def, &mut obj).await?;
-    super::apply::record_update(None, &mut obj, manager, None, &objects::now_rfc3339());
-    if let Some(ns) = &ns {
+    super::object_store::check_size_early(def, &name, &obj)?;
+    let reserved = allocate::reserve(state, def, &mut obj, dry_run).await?;
+    let res = store_new(state, def, ns.as_deref(), &name, obj, dry_run, manager).await;
+    if res.is_err() {
+        reserved.release(&state.objects).await;
+    }
+    res
+}
+
+/// The rest of a create, once what the object needs is reserved.
+#[allow(clippy::too_many_arguments)]
+async fn store_new(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    mut obj: Value,
+    dry_run: bool,
+    manager: &str,
+) -> Result<Response, ApiError> {
+    let name = name.to_string();
+    super::apply::record_update(None, &mut obj, manager, None, &metadata::now_rfc3339());
+    if let Some(ns) = ns {
         check_namespace(state, def, ns, &name).await?;
     }
     if dry_run {
-        if state
-            .objects
-            .get(def, ns.as_deref(), &name)
-            .await?
-            .is_some()
-        {
+        if state.objects.get(def, ns, &name).await?.is_some() {
             return Err(ApiError::already_exists(def.group, def.plural, &name));
         }
-        super::storage::check_dry_run(def, &name, &obj)?;
+        super::object_store::check_dry_run(def, &name, &obj)?;
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
-    let created = state
-        .objects
-        .create(def, ns.as_deref(), &name, &obj)
-        .await?;
+    let created = state.objects.create(def, ns, &name, &obj).await?;
     tracing::debug!(resource = def.plural, namespace = ?ns, name, "created");
     Ok(json_response(StatusCode::CREATED, &created))
 }
@@ -147,10 +158,35 @@ pub async fn write_unless_unchanged(
     if unchanged(&cur.obj, new) {
         return Ok(Some(ok(&cur.obj)));
     }
-    match commit_update(state, def, ns, name, new, cur.rev, dry_run).await {
+    match commit_update_from(state, def, ns, name, cur, new.clone(), dry_run).await {
         Ok(out) => Ok(Some(ok(&out))),
-        Err(e) if e.code == 409 && e.reason == "Conflict" => Ok(None),
+        Err(e) if e.is_conflict() => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+/// [`commit_update`] of an update of `cur`, taking what the new version
+/// needs from shared ranges first (given back if the write fails) and
+/// giving back what it no longer holds once written.
+pub async fn commit_update_from(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    cur: &Stored,
+    mut new: Value,
+    dry_run: bool,
+) -> Result<Value, ApiError> {
+    let re = allocate::reallocate(state, def, &cur.obj, &mut new, dry_run).await?;
+    match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
+        Ok(out) => {
+            re.freed.release(&state.objects).await;
+            Ok(out)
+        }
+        Err(e) => {
+            re.taken.release(&state.objects).await;
+            Err(e)
+        }
     }
 }
 
@@ -166,26 +202,15 @@ pub async fn commit_update(
     dry_run: bool,
 ) -> Result<Value, ApiError> {
     if dry_run {
-        super::storage::check_dry_run(def, name, new)?;
-        return Ok(super::storage::stamp(new.clone(), expected));
+        super::object_store::check_dry_run(def, name, new)?;
+        return Ok(super::object_store::stamp(new.clone(), expected));
     }
-    if objects::ready_to_finalize(new) && !namespace_waits_for_content(def, new) {
+    if metadata::ready_to_finalize(new) && !def.strategy.waits_before_removal(new) {
         let deleted = state.objects.delete(def, ns, name, Some(expected)).await?;
+        allocate::release(state, def, &deleted).await;
         return Ok(deleted);
     }
     state.objects.update(def, ns, name, new, expected).await
-}
-
-/// A namespace also waits for its `spec.finalizers` (the namespace
-/// controller's "kubernetes" entry) before it goes.
-fn namespace_waits_for_content(def: &ResourceDef, obj: &Value) -> bool {
-    def.group.is_empty()
-        && def.plural == "namespaces"
-        && obj
-            .get("spec")
-            .and_then(|s| s.get("finalizers"))
-            .and_then(Value::as_array)
-            .is_some_and(|f| !f.is_empty())
 }
 
 pub async fn update(
@@ -216,11 +241,11 @@ pub async fn update(
         finalize_namespace(&cur, &body)
     } else {
         let mut new = prepare_update(def, &cur.obj, body, sub)?;
-        defaults::on_update(def, &cur.obj, &mut new)?;
+        allocate::on_update(def, &cur.obj, &mut new)?;
         if sub.is_none() {
             check_valid(def, Some(&cur.obj), &new, name)?;
         }
-        super::storage::check_size_early(def, name, &new)?;
+        super::object_store::check_size_early(def, name, &new)?;
         new
     };
     let mut new = new;
@@ -229,12 +254,12 @@ pub async fn update(
         &mut new,
         manager,
         sub,
-        &objects::now_rfc3339(),
+        &metadata::now_rfc3339(),
     );
     if unchanged(&cur.obj, &new) {
         return Ok(json_response(StatusCode::OK, &cur.obj));
     }
-    let out = commit_update(state, def, ns, name, &new, cur.rev, dry_run).await?;
+    let out = commit_update_from(state, def, ns, name, &cur, new, dry_run).await?;
     Ok(json_response(StatusCode::OK, &out))
 }
 
@@ -343,14 +368,14 @@ pub async fn delete_one(
                 ));
             }
         }
-        let is_ns = def.group.is_empty() && def.plural == "namespaces";
-        let grace = pod_grace(def, &cur.obj, opts);
-        let has_finalizers = !objects::finalizers(&cur.obj).is_empty();
-        let marked = objects::meta(&cur.obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
-        // A pod on a node is only marked: its kubelet stops the containers
-        // and then deletes it with grace 0. Grace 0 (force) removes it now,
-        // unless finalizers still hold it.
-        let held = has_finalizers || is_ns || grace.is_some_and(|g| g > 0);
+        let policy = def.strategy.delete_policy(&cur.obj, opts.grace_seconds);
+        let grace = policy.grace;
+        let has_finalizers = !metadata::finalizers(&cur.obj).is_empty();
+        let marked = metadata::meta(&cur.obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
+        // Some kinds are only marked (a pod on a node: its kubelet stops the
+        // containers and then deletes it with grace 0; a namespace: its
+        // controller empties it). Finalizers hold any kind.
+        let held = has_finalizers || policy.marked_only;
         if held && marked {
             return Ok(cur.obj);
         }
@@ -382,17 +407,13 @@ pub async fn delete_one(
                     }
                 }
             }
-            if is_ns {
-                if let Some(o) = new.as_object_mut() {
-                    o.insert("status".into(), json!({"phase": "Terminating"}));
-                }
-            }
+            def.strategy.on_mark_deleted(&mut new);
             if opts.dry_run {
                 return Ok(new);
             }
             match state.objects.update(def, ns, name, &new, cur.rev).await {
                 Ok(v) => return Ok(v),
-                Err(e) if e.code == 409 => continue,
+                Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
             }
         }
@@ -400,8 +421,11 @@ pub async fn delete_one(
             return Ok(cur.obj);
         }
         match state.objects.delete(def, ns, name, Some(cur.rev)).await {
-            Ok(v) => return Ok(v),
-            Err(e) if e.code == 409 && opts.resource_version.is_none() => continue,
+            Ok(v) => {
+                allocate::release(state, def, &v).await;
+                return Ok(v);
+            }
+            Err(e) if e.is_conflict() && opts.resource_version.is_none() => continue,
             Err(e) => return Err(e),
         }
     }
@@ -413,43 +437,11 @@ pub async fn delete_one(
     ))
 }
 
-/// The grace period of a pod delete: None for other kinds and for pods that
-/// no node runs (nothing to stop, so they go at once).
-fn pod_grace(def: &ResourceDef, obj: &Value, opts: &DeleteOptions) -> Option<i64> {
-    if !(def.group.is_empty() && def.plural == "pods") {
-        return None;
-    }
-    let on_node = obj
-        .pointer("/spec/nodeName")
-        .and_then(Value::as_str)
-        .is_some_and(|n| !n.is_empty());
-    let finished = matches!(
-        obj.pointer("/status/phase").and_then(Value::as_str),
-        Some("Succeeded" | "Failed")
-    );
-    if !on_node || finished {
-        return Some(0);
-    }
-    Some(opts.grace_seconds.unwrap_or_else(|| {
-        obj.pointer("/spec/terminationGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .unwrap_or(30)
-    }))
-}
-
 /// `deletionTimestamp` is when the object should be gone: now + grace.
 fn deletion_time(grace: i64) -> String {
     (chrono::Utc::now() + chrono::TimeDelta::seconds(grace.max(0)))
         .format("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
-}
-
-/// Namespaces the cluster itself needs, which the apiserver refuses to delete.
-const IMMORTAL_NAMESPACES: [&str; 3] = ["default", "kube-system", "kube-public"];
-
-/// Kinds whose DELETE answers with the object itself rather than a Status.
-fn returns_deleted_object(def: &ResourceDef) -> bool {
-    def.group.is_empty() && matches!(def.plural, "pods" | "services" | "namespaces")
 }
 
 pub async fn delete(
@@ -461,14 +453,10 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let opts = DeleteOptions::parse(q, body.as_ref())?;
-    if def.group.is_empty() && def.plural == "namespaces" && IMMORTAL_NAMESPACES.contains(&name) {
-        return Err(ApiError::forbidden(format!(
-            "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
-        )));
-    }
+    def.strategy.check_delete(name)?;
     let out = delete_one(state, def, r.namespace.as_deref(), name, &opts).await?;
-    let still_there = objects::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
-    if returns_deleted_object(def) || still_there {
+    let still_there = metadata::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
+    if def.strategy.returns_deleted_object() || still_there {
         let code = if still_there && !opts.dry_run {
             StatusCode::ACCEPTED
         } else {
@@ -521,7 +509,7 @@ pub async fn delete_collection(
             match delete_one(&state, &def, ns.as_deref(), &name, &opts).await {
                 Ok(v) => res = sink.item(v),
                 // Gone already: someone else deleted it meanwhile.
-                Err(e) if e.code == 404 => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => res = Err(e),
             }
             if res.is_ok() && sink.items.page_full() {

@@ -31,14 +31,14 @@ use self::fieldset::{applied_set, lookup, ownable, path_string, remove_path, Pat
 use self::managed::{decode, store, Entry, APPLY};
 pub use self::managed::{manager_name, record_update};
 use self::shape::Shape;
+use super::metadata::{meta_str, now_rfc3339, prepare_create, prepare_update};
 use super::negotiate::{json_response, parse_yaml};
-use super::objects::{meta_str, now_rfc3339, prepare_create, prepare_update};
+use super::object_store::parse_rv;
 use super::patch::with_warnings;
 use super::path::ResourceRef;
 use super::query::Query;
-use super::storage::parse_rv;
 use super::write::{check_namespace, write_unless_unchanged};
-use super::{defaults, ApiState};
+use super::{allocate, ApiState};
 use crate::api::status::{ApiError, Cause};
 use crate::api::strategic::schema::Ty;
 
@@ -532,7 +532,7 @@ pub async fn apply(
     }
     // What is applied will be stored: refuse it before the costly merge of
     // field sets if it is already too large.
-    super::storage::check_size_early(def, name, &applied)?;
+    super::object_store::check_size_early(def, name, &applied)?;
     let precondition = parse_rv(meta_str(&applied, "resourceVersion"))?;
     let ns = r.namespace.as_deref();
     for _ in 0..16 {
@@ -542,21 +542,25 @@ pub async fn apply(
                 return Err(ApiError::not_found(def.group, def.plural, name));
             }
             let mut obj = server_side_apply(None, &applied, &manager, force, &now)?;
-            super::objects::meta_mut(&mut obj).insert("name".into(), Value::from(name));
+            super::metadata::meta_mut(&mut obj).insert("name".into(), Value::from(name));
             let mut obj = prepare_create(def, ns, obj)?;
             super::write::check_valid(def, None, &obj, name)?;
-            defaults::on_create(state, def, &mut obj).await?;
-            if let Some(ns) = ns {
-                check_namespace(state, def, ns, name).await?;
+            let reserved = allocate::reserve(state, def, &mut obj, dry_run).await?;
+            let created = async {
+                if let Some(ns) = ns {
+                    check_namespace(state, def, ns, name).await?;
+                }
+                if dry_run {
+                    super::object_store::check_dry_run(def, name, &obj)?;
+                    return Ok(obj.clone());
+                }
+                state.objects.create(def, ns, name, &obj).await
             }
-            if dry_run {
-                super::storage::check_dry_run(def, name, &obj)?;
-                return Ok(with_warnings(
-                    json_response(StatusCode::CREATED, &obj),
-                    &warnings,
-                ));
+            .await;
+            if created.is_err() {
+                reserved.release(&state.objects).await;
             }
-            match state.objects.create(def, ns, name, &obj).await {
+            match created {
                 Ok(created) => {
                     return Ok(with_warnings(
                         json_response(StatusCode::CREATED, &created),
@@ -564,7 +568,7 @@ pub async fn apply(
                     ))
                 }
                 // Created meanwhile by someone else: apply to theirs.
-                Err(e) if e.code == 409 => continue,
+                Err(e) if e.is_already_exists() => continue,
                 Err(e) => return Err(e),
             }
         };
@@ -573,7 +577,7 @@ pub async fn apply(
         }
         let merged = server_side_apply(Some(&cur.obj), &applied, &manager, force, &now)?;
         let mut new = prepare_update(def, &cur.obj, merged, None)?;
-        defaults::on_update(def, &cur.obj, &mut new)?;
+        allocate::on_update(def, &cur.obj, &mut new)?;
         super::write::check_valid(def, Some(&cur.obj), &new, name)?;
         match write_unless_unchanged(state, def, ns, name, &cur, &new, dry_run, &warnings).await? {
             Some(resp) => return Ok(resp),

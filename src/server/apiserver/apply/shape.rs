@@ -8,8 +8,9 @@
 //! differently: its list-map keys are sometimes wider than the strategic
 //! merge key (container and Service ports also key on `protocol`, which
 //! defaults to `TCP`; topology spread constraints also on
-//! `whenUnsatisfiable`), and label selectors and a Service's selector are
-//! atomic.
+//! `whenUnsatisfiable`), label selectors and a Service's selector are
+//! atomic, and so is a pod's `status.hostIPs`. The tests check the list
+//! shapes against upstream's list types (`upstream_patch_facts.tsv`).
 
 use serde_json::{Map, Value};
 
@@ -78,6 +79,12 @@ fn atomic_map(parent: Option<Ty>, field: &str) -> bool {
     )
 }
 
+/// Lists that merge on a key in a strategic merge patch but that server-side
+/// apply owns whole (`+listType=atomic` upstream): `status.hostIPs`.
+fn atomic_list(parent: Option<Ty>, field: &str) -> bool {
+    matches!((parent, field), (Some(Ty::PodStatus), "hostIPs"))
+}
+
 /// The shape of `value`, found in field `field` of an object of type
 /// `parent`.
 pub(crate) fn of_field(parent: Option<Ty>, field: &str, value: &Value) -> Shape {
@@ -85,6 +92,7 @@ pub(crate) fn of_field(parent: Option<Ty>, field: &str, value: &Value) -> Shape 
     match value {
         Value::Object(_) if atomic_map(parent, field) => Shape::Atomic,
         Value::Object(_) => Shape::Map(f.ty),
+        Value::Array(_) if atomic_list(parent, field) => Shape::Atomic,
         Value::Array(_) => match f.list {
             ListStrategy::Merge(Some(key)) => {
                 let keys = assoc_keys(parent, field, key);
@@ -122,4 +130,58 @@ pub(crate) fn element_key(keys: &[KeyField], elem: &Value) -> Option<Map<String,
     }
     pairs.sort_by(|a, b| a.0.cmp(b.0));
     Some(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Upstream's list types and list-map keys (see
+    /// `api/strategic/upstream_patch_facts.tsv` for their provenance).
+    const FACTS: &str = include_str!("../../../api/strategic/upstream_patch_facts.tsv");
+
+    const TYPES: &[(Ty, &str, &str)] = &[
+        (Ty::PodSpec, "core", "PodSpec"),
+        (Ty::PodStatus, "core", "PodStatus"),
+        (Ty::Container, "core", "Container"),
+        (Ty::ServiceSpec, "core", "ServiceSpec"),
+        (Ty::NodeSpec, "core", "NodeSpec"),
+        (Ty::NodeStatus, "core", "NodeStatus"),
+        (Ty::ServiceAccount, "core", "ServiceAccount"),
+    ];
+
+    /// Every list upstream declares (`+listType`) has the same shape here:
+    /// `map` an associative list on the same keys, `set` a set, `atomic`
+    /// one value.
+    #[test]
+    fn list_shapes_agree_with_upstream() {
+        for &(ty, group, go_type) in TYPES {
+            let rows = FACTS
+                .lines()
+                .filter(|l| !l.starts_with('#'))
+                .filter_map(|l| {
+                    let c: Vec<&str> = l.split('\t').collect();
+                    (c.len() == 7 && c[0] == group && c[1] == go_type).then_some(c)
+                });
+            for c in rows {
+                let (field, list_type, map_keys) = (c[2], c[5], c[6]);
+                let shape = of_field(Some(ty), field, &Value::Array(Vec::new()));
+                match list_type {
+                    "map" => {
+                        let Shape::Assoc(keys, _) = shape else {
+                            panic!("{go_type}.{field} is a map list upstream, here {shape:?}");
+                        };
+                        let mut ours: Vec<&str> = keys.iter().map(|k| k.0).collect();
+                        let mut theirs: Vec<&str> = map_keys.split(',').collect();
+                        ours.sort_unstable();
+                        theirs.sort_unstable();
+                        assert_eq!(ours, theirs, "{go_type}.{field} list-map keys");
+                    }
+                    "set" => assert_eq!(shape, Shape::Set, "{go_type}.{field}"),
+                    "atomic" => assert_eq!(shape, Shape::Atomic, "{go_type}.{field}"),
+                    _ => {}
+                }
+            }
+        }
+    }
 }

@@ -1,20 +1,24 @@
-//! Rows of core/v1 kinds other than pods and events, plus leases and
-//! endpointslices.
+//! Printers of core/v1 kinds other than pods, events and volumes, plus leases and
+//! endpointslices: each kind's columns and cells side by side.
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use super::{
     age, array_at, col, empty_map, format_labels, int_at, len_at, name, opt_str, str_at, wide,
-    Column, AGE, NAME,
+    Column, Printer, AGE, NAME,
 };
 
 const NODE_ROLE_PREFIX: &str = "node-role.kubernetes.io/";
 const NODE_ROLE_LABEL: &str = "kubernetes.io/role";
 
-pub(super) fn columns(group: &str, plural: &str) -> Option<Vec<Column>> {
-    Some(match (group, plural) {
-        ("", "services") => vec![
+pub const SERVICES: Printer = Printer {
+    columns: services_columns,
+    cells: services_cells,
+};
+
+fn services_columns() -> Vec<Column> {
+    vec![
             NAME,
             col("Type", "string", "type determines how the Service is exposed. Defaults to ClusterIP."),
             col("Cluster-IP", "string", "clusterIP is the IP address of the service and is usually assigned randomly."),
@@ -22,14 +26,84 @@ pub(super) fn columns(group: &str, plural: &str) -> Option<Vec<Column>> {
             col("Port(s)", "string", "The list of ports that are exposed by this service."),
             AGE,
             wide("Selector", "string", "Route service traffic to pods with label keys and values matching this selector."),
-        ],
-        ("", "endpoints") => vec![
-            NAME,
-            col("Endpoints", "string", "The set of all endpoints is the union of all subsets."),
-            AGE,
-        ],
-        ("", "namespaces") => vec![NAME, col("Status", "string", "The status of the namespace"), AGE],
-        ("", "nodes") => vec![
+        ]
+}
+
+fn services_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    // The apiserver defaults type and clusterIPs; fall back for
+    // objects that have not been through that defaulting.
+    let svc_type = opt_str(obj, "/spec/type").unwrap_or("ClusterIP");
+    let cluster_ip = array_at(obj, "/spec/clusterIPs")
+        .first()
+        .and_then(Value::as_str)
+        .or_else(|| opt_str(obj, "/spec/clusterIP").filter(|s| !s.is_empty()))
+        .unwrap_or("<none>");
+    let ports = service_ports(array_at(obj, "/spec/ports"));
+    row.extend([
+        json!(svc_type),
+        json!(cluster_ip),
+        json!(external_ip(obj, svc_type)),
+        json!(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports
+        }),
+        age(obj, now),
+        json!(format_labels(obj.pointer("/spec/selector"))),
+    ]);
+    row
+}
+
+pub const ENDPOINTS: Printer = Printer {
+    columns: endpoints_columns,
+    cells: endpoints_cells,
+};
+
+fn endpoints_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col(
+            "Endpoints",
+            "string",
+            "The set of all endpoints is the union of all subsets.",
+        ),
+        AGE,
+    ]
+}
+
+fn endpoints_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    row.extend([json!(format_endpoints(obj)), age(obj, now)]);
+    row
+}
+
+pub const NAMESPACES: Printer = Printer {
+    columns: namespaces_columns,
+    cells: namespaces_cells,
+};
+
+fn namespaces_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col("Status", "string", "The status of the namespace"),
+        AGE,
+    ]
+}
+
+fn namespaces_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    row.extend([json!(str_at(obj, "/status/phase")), age(obj, now)]);
+    row
+}
+
+pub const NODES: Printer = Printer {
+    columns: nodes_columns,
+    cells: nodes_cells,
+};
+
+fn nodes_columns() -> Vec<Column> {
+    vec![
             NAME,
             col("Status", "string", "The status of the node"),
             col("Roles", "string", "The roles of the node"),
@@ -40,161 +114,143 @@ pub(super) fn columns(group: &str, plural: &str) -> Option<Vec<Column>> {
             wide("OS-Image", "string", "OS Image reported by the node from /etc/os-release (e.g. Debian GNU/Linux 7 (wheezy))."),
             wide("Kernel-Version", "string", "Kernel Version reported by the node from 'uname -r' (e.g. 3.16.0-0.bpo.4-amd64)."),
             wide("Container-Runtime", "string", "ContainerRuntime Version reported by the node through runtime remote API (e.g. containerd://1.4.2)."),
-        ],
-        ("", "configmaps") => vec![
-            NAME,
-            col("Data", "string", "Data contains the configuration data."),
-            AGE,
-        ],
-        ("", "secrets") => vec![
-            NAME,
-            col("Type", "string", "Used to facilitate programmatic handling of secret data."),
-            col("Data", "string", "Data contains the secret data."),
-            AGE,
-        ],
-        ("", "serviceaccounts") => vec![
+        ]
+}
+
+fn nodes_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    row.extend(node_cells(obj, now));
+    row
+}
+
+pub const CONFIGMAPS: Printer = Printer {
+    columns: configmaps_columns,
+    cells: configmaps_cells,
+};
+
+fn configmaps_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col("Data", "string", "Data contains the configuration data."),
+        AGE,
+    ]
+}
+
+fn configmaps_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    row.extend([
+        json!(len_at(obj, "/data") + len_at(obj, "/binaryData")),
+        age(obj, now),
+    ]);
+    row
+}
+
+pub const SECRETS: Printer = Printer {
+    columns: secrets_columns,
+    cells: secrets_cells,
+};
+
+fn secrets_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col(
+            "Type",
+            "string",
+            "Used to facilitate programmatic handling of secret data.",
+        ),
+        col("Data", "string", "Data contains the secret data."),
+        AGE,
+    ]
+}
+
+fn secrets_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    row.extend([
+        json!(str_at(obj, "/type")),
+        json!(len_at(obj, "/data")),
+        age(obj, now),
+    ]);
+    row
+}
+
+pub const SERVICEACCOUNTS: Printer = Printer {
+    columns: serviceaccounts_columns,
+    cells: serviceaccounts_cells,
+};
+
+fn serviceaccounts_columns() -> Vec<Column> {
+    vec![
             NAME,
             col("Secrets", "string", "Secrets is a list of the secrets in the same namespace that pods running using this ServiceAccount are allowed to use."),
             AGE,
-        ],
-        ("", "persistentvolumes") => vec![
-            NAME,
-            col("Capacity", "string", "capacity is the description of the persistent volume's resources and capacity."),
-            col("Access Modes", "string", "accessModes contains all ways the volume can be mounted."),
-            col("Reclaim Policy", "string", "persistentVolumeReclaimPolicy defines what happens to a persistent volume when released from its claim."),
-            col("Status", "string", "phase indicates if a volume is available, bound to a claim, or released by a claim."),
-            col("Claim", "string", "claimRef is part of a bi-directional binding between PersistentVolume and PersistentVolumeClaim."),
-            col("StorageClass", "string", "StorageClass of the pv"),
-            col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pv"),
-            col("Reason", "string", "reason is a brief CamelCase string that describes any failure and is meant for machine parsing and tidy display in the CLI."),
-            AGE,
-            wide("VolumeMode", "string", "volumeMode defines if a volume is intended to be used with a formatted filesystem or to remain in raw block state."),
-        ],
-        ("", "persistentvolumeclaims") => vec![
-            NAME,
-            col("Status", "string", "phase represents the current phase of PersistentVolumeClaim."),
-            col("Volume", "string", "volumeName is the binding reference to the PersistentVolume backing this claim."),
-            col("Capacity", "string", "capacity represents the actual resources of the underlying volume."),
-            col("Access Modes", "string", "accessModes contains the actual access modes the volume backing the PVC has."),
-            col("StorageClass", "string", "StorageClass of the pvc"),
-            col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc"),
-            AGE,
-            wide("VolumeMode", "string", "volumeMode defines what type of volume is required by the claim."),
-        ],
-        ("coordination.k8s.io", "leases") => vec![
-            NAME,
-            col("Holder", "string", "holderIdentity contains the identity of the holder of a current lease."),
-            AGE,
-        ],
-        ("discovery.k8s.io", "endpointslices") => vec![
-            NAME,
-            col("AddressType", "string", "addressType specifies the type of address carried by this EndpointSlice."),
-            col("Ports", "string", "ports specifies the list of network ports exposed by each endpoint in this slice."),
-            col("Endpoints", "string", "endpoints is a list of unique endpoints in this slice."),
-            AGE,
-        ],
-        _ => return None,
-    })
+        ]
 }
 
-pub(super) fn cells(
-    group: &str,
-    plural: &str,
-    obj: &Value,
-    now: DateTime<Utc>,
-) -> Option<Vec<Value>> {
+fn serviceaccounts_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
-    match (group, plural) {
-        ("", "services") => {
-            // The apiserver defaults type and clusterIPs; fall back for
-            // objects that have not been through that defaulting.
-            let svc_type = opt_str(obj, "/spec/type").unwrap_or("ClusterIP");
-            let cluster_ip = array_at(obj, "/spec/clusterIPs")
-                .first()
-                .and_then(Value::as_str)
-                .or_else(|| opt_str(obj, "/spec/clusterIP").filter(|s| !s.is_empty()))
-                .unwrap_or("<none>");
-            let ports = service_ports(array_at(obj, "/spec/ports"));
-            row.extend([
-                json!(svc_type),
-                json!(cluster_ip),
-                json!(external_ip(obj, svc_type)),
-                json!(if ports.is_empty() {
-                    "<none>".to_string()
-                } else {
-                    ports
-                }),
-                age(obj, now),
-                json!(format_labels(obj.pointer("/spec/selector"))),
-            ]);
-        }
-        ("", "endpoints") => row.extend([json!(format_endpoints(obj)), age(obj, now)]),
-        ("", "namespaces") => row.extend([json!(str_at(obj, "/status/phase")), age(obj, now)]),
-        ("", "nodes") => row.extend(node_cells(obj, now)),
-        ("", "configmaps") => row.extend([
-            json!(len_at(obj, "/data") + len_at(obj, "/binaryData")),
-            age(obj, now),
-        ]),
-        ("", "secrets") => row.extend([
-            json!(str_at(obj, "/type")),
-            json!(len_at(obj, "/data")),
-            age(obj, now),
-        ]),
-        ("", "serviceaccounts") => row.extend([json!(len_at(obj, "/secrets")), age(obj, now)]),
-        ("", "persistentvolumes") => {
-            let claim = match obj.pointer("/spec/claimRef") {
-                Some(c) if c.is_object() => {
-                    format!("{}/{}", str_at(c, "/namespace"), str_at(c, "/name"))
-                }
-                _ => String::new(),
-            };
-            row.extend([
-                json!(str_at(obj, "/spec/capacity/storage")),
-                json!(access_modes(array_at(obj, "/spec/accessModes"))),
-                json!(str_at(obj, "/spec/persistentVolumeReclaimPolicy")),
-                json!(phase_or_terminating(obj)),
-                json!(claim),
-                json!(storage_class(obj)),
-                json!(opt_str(obj, "/spec/volumeAttributesClassName").unwrap_or("<unset>")),
-                json!(str_at(obj, "/status/reason")),
-                age(obj, now),
-                json!(opt_str(obj, "/spec/volumeMode").unwrap_or("<unset>")),
-            ]);
-        }
-        ("", "persistentvolumeclaims") => {
-            // Capacity and access modes are shown only once the claim is bound.
-            let bound = !str_at(obj, "/spec/volumeName").is_empty();
-            let (capacity, modes) = if bound {
-                (
-                    str_at(obj, "/status/capacity/storage").to_string(),
-                    access_modes(array_at(obj, "/status/accessModes")),
-                )
-            } else {
-                (String::new(), String::new())
-            };
-            row.extend([
-                json!(phase_or_terminating(obj)),
-                json!(str_at(obj, "/spec/volumeName")),
-                json!(capacity),
-                json!(modes),
-                json!(storage_class(obj)),
-                json!(opt_str(obj, "/spec/volumeAttributesClassName").unwrap_or("<unset>")),
-                age(obj, now),
-                json!(opt_str(obj, "/spec/volumeMode").unwrap_or("<unset>")),
-            ]);
-        }
-        ("coordination.k8s.io", "leases") => {
-            row.extend([json!(str_at(obj, "/spec/holderIdentity")), age(obj, now)])
-        }
-        ("discovery.k8s.io", "endpointslices") => row.extend([
-            json!(str_at(obj, "/addressType")),
-            json!(slice_ports(array_at(obj, "/ports"))),
-            json!(slice_endpoints(array_at(obj, "/endpoints"))),
-            age(obj, now),
-        ]),
-        _ => return None,
-    }
-    Some(row)
+    row.extend([json!(len_at(obj, "/secrets")), age(obj, now)]);
+    row
+}
+
+pub const LEASES: Printer = Printer {
+    columns: leases_columns,
+    cells: leases_cells,
+};
+
+fn leases_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col(
+            "Holder",
+            "string",
+            "holderIdentity contains the identity of the holder of a current lease.",
+        ),
+        AGE,
+    ]
+}
+
+fn leases_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    row.extend([json!(str_at(obj, "/spec/holderIdentity")), age(obj, now)]);
+    row
+}
+
+pub const ENDPOINTSLICES: Printer = Printer {
+    columns: endpointslices_columns,
+    cells: endpointslices_cells,
+};
+
+fn endpointslices_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col(
+            "AddressType",
+            "string",
+            "addressType specifies the type of address carried by this EndpointSlice.",
+        ),
+        col(
+            "Ports",
+            "string",
+            "ports specifies the list of network ports exposed by each endpoint in this slice.",
+        ),
+        col(
+            "Endpoints",
+            "string",
+            "endpoints is a list of unique endpoints in this slice.",
+        ),
+        AGE,
+    ]
+}
+
+fn endpointslices_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    row.extend([
+        json!(str_at(obj, "/addressType")),
+        json!(slice_ports(array_at(obj, "/ports"))),
+        json!(slice_endpoints(array_at(obj, "/endpoints"))),
+        age(obj, now),
+    ]);
+    row
 }
 
 /// `makePortString`: "80/TCP", "80:30080/TCP", comma-joined.
@@ -413,39 +469,4 @@ fn node_cells(node: &Value, now: DateTime<Utc>) -> Vec<Value> {
         json!(info("kernelVersion")),
         json!(info("containerRuntimeVersion")),
     ]
-}
-
-/// `GetAccessModesAsString`: fixed order, duplicates removed.
-fn access_modes(modes: &[Value]) -> String {
-    let modes = strings(modes);
-    [
-        ("ReadWriteOnce", "RWO"),
-        ("ReadOnlyMany", "ROX"),
-        ("ReadWriteMany", "RWX"),
-        ("ReadWriteOncePod", "RWOP"),
-    ]
-    .iter()
-    .filter(|(m, _)| modes.contains(m))
-    .map(|(_, short)| *short)
-    .collect::<Vec<_>>()
-    .join(",")
-}
-
-/// The beta annotation still wins over `spec.storageClassName`.
-fn storage_class(obj: &Value) -> &str {
-    obj.pointer("/metadata/annotations")
-        .and_then(|a| a.get("volume.beta.kubernetes.io/storage-class"))
-        .and_then(Value::as_str)
-        .unwrap_or_else(|| str_at(obj, "/spec/storageClassName"))
-}
-
-fn phase_or_terminating(obj: &Value) -> &str {
-    if obj
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|v| !v.is_null())
-    {
-        "Terminating"
-    } else {
-        str_at(obj, "/status/phase")
-    }
 }

@@ -4,11 +4,19 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::{col, opt_str, str_at, wide, Column, NAME_DESC};
+use super::{col, opt_str, str_at, wide, Column, Printer, NAME_DESC};
 use crate::api::duration;
 
-pub(super) fn columns() -> Option<Vec<Column>> {
-    Some(vec![
+pub const EVENTS: Printer = Printer { columns, cells };
+
+/// `events.k8s.io/v1` Events print as core ones.
+pub const EVENTS_V1: Printer = Printer {
+    columns,
+    cells: |obj, now| cells(&from_events_v1(obj), now),
+};
+
+fn columns() -> Vec<Column> {
+    vec![
         col("Last Seen", "string", "The time at which the most recent occurrence of this event was recorded."),
         col("Type", "string", "Type of this event (Normal, Warning), new types could be added in the future"),
         col("Reason", "string", "This should be a short, machine understandable string that gives the reason for the transition into the object's current status."),
@@ -25,12 +33,12 @@ pub(super) fn columns() -> Option<Vec<Column>> {
             description: NAME_DESC,
             priority: 1,
         },
-    ])
+    ]
 }
 
 /// Maps an `events.k8s.io/v1` Event onto the core/v1 field names, as the
 /// apiserver's conversion to the internal type does.
-pub(super) fn from_events_v1(obj: &Value) -> Value {
+fn from_events_v1(obj: &Value) -> Value {
     let mut out = Map::new();
     let mut copy = |from: &str, to: &str| {
         if let Some(v) = obj.get(from) {
@@ -59,7 +67,7 @@ fn since(ts: Option<&str>, now: DateTime<Utc>) -> String {
     duration::since(ts.filter(|s| !s.is_empty()), now)
 }
 
-pub(super) fn cells(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
+fn cells(ev: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let first_ts = opt_str(ev, "/firstTimestamp").filter(|s| !s.is_empty());
     // Events from the new API only carry eventTime.
     let first_seen = match first_ts {

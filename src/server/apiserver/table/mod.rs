@@ -5,12 +5,15 @@
 //! printers (`pkg/printers/internalversion/printers.go`), computed from the
 //! objects as stored JSON. The apiserver always prints with `Wide: true`, so
 //! the cells include priority-1 columns and the client hides them unless
-//! `-o wide`.
+//! `-o wide`. A kind's registry entry names its [`Printer`]: its columns
+//! and cells, written side by side in `core`, `pod`, `events`, `volumes`
+//! or `workloads`; a kind without one gets the default table.
 
-mod core;
-mod events;
-mod pod;
-mod workloads;
+pub mod core;
+pub mod events;
+pub mod pod;
+pub mod volumes;
+pub mod workloads;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -30,6 +33,28 @@ pub struct Column {
     pub description: &'static str,
     /// 0: always shown; 1: only with `-o wide`.
     pub priority: u8,
+}
+
+/// A kind's table: the columns, and the cells of one object in their order.
+pub struct Printer {
+    pub columns: fn() -> Vec<Column>,
+    pub cells: fn(&Value, DateTime<Utc>) -> Vec<Value>,
+}
+
+/// Printers are compared by identity (function pointers have no reliable
+/// equality), which keeps registry entries comparable.
+impl PartialEq for Printer {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for Printer {}
+
+impl std::fmt::Debug for Printer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Printer")
+    }
 }
 
 /// `ObjectMeta.name` as the swagger docs describe it.
@@ -78,26 +103,19 @@ pub(crate) const AGE: Column = col("Age", "string", AGE_DESC);
 
 /// Columns of the Table for this resource.
 pub fn columns(def: &ResourceDef) -> Vec<Column> {
-    match (def.group, def.plural) {
-        ("", "pods") => pod::columns(),
-        ("", "events") | ("events.k8s.io", "events") => events::columns(),
-        ("apps", _) | ("batch", _) => workloads::columns(def.plural),
-        _ => core::columns(def.group, def.plural),
+    match def.printer {
+        Some(p) => (p.columns)(),
+        None => default_columns(),
     }
-    .unwrap_or_else(default_columns)
 }
 
 /// Cells of one row, in the order of [`columns`]: strings and integers
 /// formatted exactly as the real apiserver sends them.
 pub fn cells(def: &ResourceDef, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    match (def.group, def.plural) {
-        ("", "pods") => Some(pod::cells(obj, now)),
-        ("", "events") => Some(events::cells(obj, now)),
-        ("events.k8s.io", "events") => Some(events::cells(&events::from_events_v1(obj), now)),
-        ("apps", _) | ("batch", _) => workloads::cells(def.plural, obj, now),
-        _ => core::cells(def.group, def.plural, obj, now),
+    match def.printer {
+        Some(p) => (p.cells)(obj, now),
+        None => default_cells(obj),
     }
-    .unwrap_or_else(|| default_cells(obj))
 }
 
 /// The `columnDefinitions` array of a Table.

@@ -4,14 +4,16 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use super::{array_at, col, condition_true, opt_str, str_at, wide, Column, AGE, NAME};
+use super::{array_at, col, condition_true, opt_str, str_at, wide, Column, Printer, AGE, NAME};
 use crate::api::duration;
 
 /// The reason the node lifecycle controller sets on pods of a lost node.
 const NODE_UNREACHABLE_POD_REASON: &str = "NodeLost";
 
-pub(super) fn columns() -> Option<Vec<Column>> {
-    Some(vec![
+pub const PODS: Printer = Printer { columns, cells };
+
+fn columns() -> Vec<Column> {
+    vec![
         NAME,
         col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
         col("Status", "string", "The aggregate status of the containers in this pod."),
@@ -21,7 +23,7 @@ pub(super) fn columns() -> Option<Vec<Column>> {
         wide("Node", "string", "NodeName indicates in which node this pod is scheduled. If empty, this pod is a candidate for scheduling by the scheduler defined in schedulerName."),
         wide("Nominated Node", "string", "nominatedNodeName is set only when this pod preempts other pods on the node, but it cannot be scheduled right away as preemption victims receive their graceful termination periods."),
         wide("Readiness Gates", "string", "If specified, all readiness gates will be evaluated for pod readiness. A pod is ready when all its containers are ready AND all conditions specified in the readiness gates have status equal to \"True\""),
-    ])
+    ]
 }
 
 /// `lastState.terminated.finishedAt` of a container status, if any.
@@ -63,7 +65,7 @@ fn terminated_reason(t: &Value, prefix: &str) -> String {
     }
 }
 
-pub(super) fn cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
+fn cells(pod: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let spec_containers = array_at(pod, "/spec/containers");
     let init_specs = array_at(pod, "/spec/initContainers");
     let conditions = array_at(pod, "/status/conditions");

@@ -437,6 +437,8 @@ fn default_table_for_unknown_kinds() {
         categories: &[],
         verbs: &[],
         subresources: &[],
+        strategy: crate::server::apiserver::kinds::KindRef(&crate::server::apiserver::kinds::PLAIN),
+        printer: None,
     };
     let cols = columns(&d);
     assert_eq!(

@@ -1,5 +1,6 @@
 //! Object metadata rules every kind shares: names, uids, timestamps,
-//! generation, resourceVersion, and what a create or update may change.
+//! generation, resourceVersion, and what a create or update may change;
+//! what differs per kind (status on create, generation) is its strategy.
 
 use rand::Rng;
 use serde_json::{json, Map, Value};
@@ -75,12 +76,6 @@ pub fn generate_name(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
-/// Kinds whose controllers report `status.observedGeneration` track
-/// `metadata.generation`: it starts at 1 and grows with every spec change.
-fn has_generation(def: &ResourceDef) -> bool {
-    matches!(def.group, "apps" | "batch")
-}
-
 /// Fill in and check server-owned metadata for a new object.
 /// `url_namespace` is the namespace in the request path.
 pub fn prepare_create(
@@ -139,11 +134,15 @@ pub fn prepare_create(
     m.remove("deletionTimestamp");
     m.remove("deletionGracePeriodSeconds");
     m.remove("selfLink");
-    if has_generation(def) {
+    if def.strategy.tracks_generation() {
         meta_mut(&mut obj).insert("generation".into(), json!(1));
     }
     if def.has_subresource("status") {
-        reset_status_on_create(def, &mut obj);
+        // Status is owned by controllers; the kind says what a create
+        // starts with (pods Pending, namespaces Active, nodes their own).
+        if let Some(map) = obj.as_object_mut() {
+            def.strategy.status_on_create(map);
+        }
     }
     let mut obj = with_type_meta(def, obj);
     // Unknown fields got past fieldValidation only as warnings (or ignored):
@@ -151,28 +150,6 @@ pub fn prepare_create(
     crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut obj);
     crate::api::defaulting::apply_defaults(&def.api_version(), def.kind, &mut obj);
     Ok(obj)
-}
-
-/// Status is owned by controllers; a create may not set it, except where the
-/// real apiserver seeds it (pods start Pending, namespaces Active).
-fn reset_status_on_create(def: &ResourceDef, obj: &mut Value) {
-    let map = match obj.as_object_mut() {
-        Some(m) => m,
-        None => return,
-    };
-    match (def.group, def.plural) {
-        ("", "pods") => {
-            map.insert("status".into(), json!({"phase": "Pending"}));
-        }
-        ("", "namespaces") => {
-            map.insert("status".into(), json!({"phase": "Active"}));
-        }
-        // Nodes register with their status (the kubelet creates them so).
-        ("", "nodes") => {}
-        _ => {
-            map.remove("status");
-        }
-    }
 }
 
 /// Apply an update (PUT or a patch result) of `old` to `new`, keeping what a
@@ -261,7 +238,7 @@ pub fn prepare_update(
     let mut new = with_type_meta(def, new);
     crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut new);
     crate::api::defaulting::apply_defaults(&def.api_version(), def.kind, &mut new);
-    if has_generation(def) && old.get("spec") != new.get("spec") {
+    if def.strategy.tracks_generation() && old.get("spec") != new.get("spec") {
         let g = meta(old)
             .and_then(|m| m.get("generation"))
             .and_then(Value::as_i64)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::objects::meta_mut;
+use super::metadata::meta_mut;
 use super::registry::ResourceDef;
 use crate::api::status::ApiError;
 use crate::server::store::{Backend, KeyValue, ListOptions, Revision, StoreError};

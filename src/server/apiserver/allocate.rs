@@ -1,0 +1,54 @@
+//! What a write takes from, or gives back to, state shared between objects
+//! (cluster IPs, node ports), and the update rules that protect it; the
+//! kind's strategy (`kinds`) says what. Field defaults are
+//! `api::defaulting`'s, applied earlier by `metadata::prepare_create`.
+
+use serde_json::Value;
+
+use super::kinds::{Reallocation, Reservation};
+use super::registry::ResourceDef;
+use super::ApiState;
+use crate::api::status::ApiError;
+
+/// Take what a new object needs. A dry run takes nothing. If the create
+/// then fails, the caller gives the reservation back.
+pub async fn reserve(
+    state: &ApiState,
+    def: &ResourceDef,
+    obj: &mut Value,
+    dry_run: bool,
+) -> Result<Reservation, ApiError> {
+    def.strategy.allocate(&state.objects, obj, dry_run).await
+}
+
+/// [`reserve`] for a create that keeps what it took whatever happens
+/// (bootstrap's objects).
+pub async fn on_create(
+    state: &ApiState,
+    def: &ResourceDef,
+    obj: &mut Value,
+) -> Result<(), ApiError> {
+    reserve(state, def, obj, false).await.map(drop)
+}
+
+pub fn on_update(def: &ResourceDef, old: &Value, new: &mut Value) -> Result<(), ApiError> {
+    def.strategy.on_update(old, new)
+}
+
+/// Take what an update needs, for [`super::write::commit_update_from`].
+pub async fn reallocate(
+    state: &ApiState,
+    def: &ResourceDef,
+    old: &Value,
+    new: &mut Value,
+    dry_run: bool,
+) -> Result<Reallocation, ApiError> {
+    def.strategy
+        .reallocate(&state.objects, old, new, dry_run)
+        .await
+}
+
+/// Give back what a deleted object held.
+pub async fn release(state: &ApiState, def: &ResourceDef, deleted: &Value) {
+    def.strategy.release(&state.objects, deleted).await
+}

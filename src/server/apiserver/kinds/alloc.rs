@@ -1,0 +1,338 @@
+//! Ranges handed out one member at a time (service cluster IPs, node ports).
+//!
+//! A range is a bitmap kept in one store key (`/registry/ranges/<name>`,
+//! upstream's RangeAllocation object) and changed only by compare-and-swap
+//! on that key's revision: of two creates that pick the same member at the
+//! same moment one loses the swap and picks again, so no member is ever
+//! handed out twice. Listing the holders and picking a free one at random
+//! (what this replaced) let both creates see the member free.
+//!
+//! The record is created on first use from the objects that already hold
+//! members (a data directory from before this file, or the `kubernetes`
+//! Service written by bootstrap), also by compare-and-swap.
+
+use base64::Engine as _;
+use bytes::Bytes;
+use rand::Rng;
+use serde_json::{json, Value};
+
+use crate::api::status::ApiError;
+use crate::server::apiserver::object_store::Objects;
+use crate::server::store::{ListOptions, StoreError};
+
+/// How often a swap lost to other writers is retried before giving up:
+/// each round one writer wins, so this bounds waiting behind that many
+/// concurrent creates.
+const MAX_ROUNDS: usize = 1000;
+
+/// One range of members `0..size`.
+pub struct Range {
+    /// Store key of the bitmap.
+    pub key: &'static str,
+    /// What the members are, for the stored record and messages
+    /// (`10.43.0.0/16`, `30000-32767`).
+    pub describe: &'static str,
+    pub size: u32,
+    /// Members never picked for `Want::Any` (network and broadcast address,
+    /// the `kubernetes` Service, cluster DNS); they can still be asked for.
+    pub reserved: &'static [u32],
+    /// Prefix of the objects holding members, read once to seed the bitmap.
+    pub holders_prefix: &'static str,
+    /// The members one stored holder holds.
+    pub held_by: fn(&Value) -> Vec<u32>,
+}
+
+/// What one member of a request asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    Any,
+    Exactly(u32),
+}
+
+/// Why an allocation was refused.
+#[derive(Debug)]
+pub enum AllocError {
+    /// `wants[index]` asked for a member already taken.
+    Taken { index: usize, member: u32 },
+    /// No free member is left.
+    Full,
+    /// Reading or writing the record failed.
+    Api(ApiError),
+}
+
+impl From<ApiError> for AllocError {
+    fn from(e: ApiError) -> Self {
+        AllocError::Api(e)
+    }
+}
+
+/// The bitmap of taken members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bitmap(Vec<u8>);
+
+impl Bitmap {
+    pub fn new(size: u32) -> Self {
+        Bitmap(vec![0; size.div_ceil(8) as usize])
+    }
+
+    pub fn taken(&self, m: u32) -> bool {
+        self.0
+            .get((m / 8) as usize)
+            .is_some_and(|b| b & (1 << (m % 8)) != 0)
+    }
+
+    pub fn set(&mut self, m: u32, taken: bool) {
+        if let Some(b) = self.0.get_mut((m / 8) as usize) {
+            if taken {
+                *b |= 1 << (m % 8);
+            } else {
+                *b &= !(1 << (m % 8));
+            }
+        }
+    }
+
+    /// The first free, unreserved member at or after `start`, wrapping:
+    /// a random start spreads members out as upstream's random scan does.
+    pub fn free_from(&self, range: &Range, start: u32) -> Option<u32> {
+        (0..range.size)
+            .map(|i| (start + i) % range.size)
+            .find(|m| !self.taken(*m) && !range.reserved.contains(m))
+    }
+}
+
+/// Take `wants` from `bitmap`, all or none: the members given, in order.
+pub fn take(
+    range: &Range,
+    bitmap: &mut Bitmap,
+    wants: &[Want],
+    mut start: impl FnMut() -> u32,
+) -> Result<Vec<u32>, AllocError> {
+    let mut got = Vec::with_capacity(wants.len());
+    // Members asked for by name first, so `Any` never takes one of them.
+    for (index, w) in wants.iter().enumerate() {
+        if let Want::Exactly(m) = *w {
+            if m >= range.size || bitmap.taken(m) {
+                return Err(AllocError::Taken { index, member: m });
+            }
+            bitmap.set(m, true);
+        }
+    }
+    for w in wants {
+        let m = match *w {
+            Want::Exactly(m) => m,
+            Want::Any => {
+                let m = bitmap
+                    .free_from(range, start() % range.size.max(1))
+                    .ok_or(AllocError::Full)?;
+                bitmap.set(m, true);
+                m
+            }
+        };
+        got.push(m);
+    }
+    Ok(got)
+}
+
+fn corrupt(range: &Range, why: impl std::fmt::Display) -> ApiError {
+    tracing::error!(key = range.key, error = %why, "range allocation record is corrupt");
+    ApiError::internal(format!(
+        "the allocation record {} is corrupt ({why}): restore the data directory from a backup",
+        range.key
+    ))
+}
+
+fn store_err(range: &Range, e: StoreError) -> ApiError {
+    match e {
+        StoreError::Closed => ApiError::service_unavailable("the server is shutting down"),
+        e => {
+            tracing::error!(key = range.key, error = %e, "range allocation storage error");
+            ApiError::internal(format!("storage error on {}: {e}", range.key))
+        }
+    }
+}
+
+fn decode(range: &Range, value: &[u8]) -> Result<Bitmap, ApiError> {
+    let v: Value = serde_json::from_slice(value).map_err(|e| corrupt(range, e))?;
+    let data = v
+        .get("data")
+        .and_then(Value::as_str)
+        .ok_or_else(|| corrupt(range, "no data"))?;
+    let mut bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .map_err(|e| corrupt(range, e))?;
+    bytes.resize(Bitmap::new(range.size).0.len(), 0);
+    Ok(Bitmap(bytes))
+}
+
+fn encode(range: &Range, bitmap: &Bitmap) -> Bytes {
+    let v = json!({
+        "kind": "RangeAllocation",
+        "apiVersion": "v1",
+        "range": range.describe,
+        "data": base64::engine::general_purpose::STANDARD.encode(&bitmap.0),
+    });
+    Bytes::from(v.to_string())
+}
+
+/// The bitmap and its revision; `None` revision: no record yet (a seeded
+/// bitmap from the holders is returned).
+async fn read(objects: &Objects, range: &Range) -> Result<(Bitmap, Option<i64>), ApiError> {
+    if let Some(kv) = objects
+        .store
+        .get(range.key, None)
+        .await
+        .map_err(|e| store_err(range, e))?
+    {
+        return Ok((decode(range, &kv.value)?, Some(kv.mod_revision)));
+    }
+    let mut bitmap = Bitmap::new(range.size);
+    let res = objects
+        .list_raw(range.holders_prefix, ListOptions::default())
+        .await
+        .map_err(|e| store_err(range, e))?;
+    for kv in res.items {
+        if let Ok(v) = serde_json::from_slice::<Value>(&kv.value) {
+            for m in (range.held_by)(&v) {
+                bitmap.set(m, true);
+            }
+        }
+    }
+    Ok((bitmap, None))
+}
+
+/// Write `bitmap` if the record is still at `rev`: false when another
+/// writer got there first.
+async fn swap(
+    objects: &Objects,
+    range: &Range,
+    bitmap: &Bitmap,
+    rev: Option<i64>,
+) -> Result<bool, ApiError> {
+    let value = encode(range, bitmap);
+    let res = match rev {
+        Some(rev) => objects.store.update(range.key, value, rev).await,
+        None => objects.store.create(range.key, value).await,
+    };
+    match res {
+        Ok(_) => Ok(true),
+        Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => Ok(false),
+        Err(e) => Err(store_err(range, e)),
+    }
+}
+
+fn contended(range: &Range) -> ApiError {
+    let mut e = ApiError::service_unavailable(format!(
+        "too many concurrent allocations from {}: try again",
+        range.describe
+    ));
+    e.retry_after_seconds = Some(1);
+    e
+}
+
+/// Take `wants` from the range, all or none. A dry run only checks that
+/// they could be taken now and records nothing.
+pub async fn allocate(
+    objects: &Objects,
+    range: &Range,
+    wants: &[Want],
+    dry_run: bool,
+) -> Result<Vec<u32>, AllocError> {
+    if wants.is_empty() {
+        return Ok(Vec::new());
+    }
+    for _ in 0..MAX_ROUNDS {
+        let (mut bitmap, rev) = read(objects, range).await?;
+        let got = take(range, &mut bitmap, wants, || {
+            rand::rng().random_range(0..range.size)
+        })?;
+        if dry_run || swap(objects, range, &bitmap, rev).await? {
+            return Ok(got);
+        }
+    }
+    Err(AllocError::Api(contended(range)))
+}
+
+/// Give members back (a holder was deleted, or its create failed).
+/// Nothing recorded yet means nothing to give back.
+pub async fn release(objects: &Objects, range: &Range, members: &[u32]) -> Result<(), ApiError> {
+    if members.is_empty() {
+        return Ok(());
+    }
+    for _ in 0..MAX_ROUNDS {
+        let Some(kv) = objects
+            .store
+            .get(range.key, None)
+            .await
+            .map_err(|e| store_err(range, e))?
+        else {
+            return Ok(());
+        };
+        let mut bitmap = decode(range, &kv.value)?;
+        if members.iter().all(|m| !bitmap.taken(*m)) {
+            return Ok(());
+        }
+        for m in members {
+            bitmap.set(*m, false);
+        }
+        if swap(objects, range, &bitmap, Some(kv.mod_revision)).await? {
+            return Ok(());
+        }
+    }
+    Err(contended(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: Range = Range {
+        key: "/registry/ranges/test",
+        describe: "0-9",
+        size: 10,
+        reserved: &[0],
+        holders_prefix: "/registry/none/",
+        held_by: |_| Vec::new(),
+    };
+
+    #[test]
+    fn take_is_all_or_nothing_and_skips_reserved() {
+        let mut b = Bitmap::new(SMALL.size);
+        let got = take(&SMALL, &mut b, &[Want::Any, Want::Exactly(3)], || 9).unwrap();
+        // 9 free; named 3 taken first, so Any starting at 9 gets 9.
+        assert_eq!(got, vec![9, 3]);
+        // Any wraps past the reserved 0.
+        let got = take(&SMALL, &mut b, &[Want::Any], || 9).unwrap();
+        assert_eq!(got, vec![1]);
+        let before = b.clone();
+        let err = take(&SMALL, &mut b.clone(), &[Want::Any, Want::Exactly(3)], || 0);
+        assert!(matches!(
+            err,
+            Err(AllocError::Taken {
+                index: 1,
+                member: 3
+            })
+        ));
+        assert_eq!(b, before);
+        // The reserved member can be asked for by name.
+        assert_eq!(
+            take(&SMALL, &mut b, &[Want::Exactly(0)], || 0).unwrap(),
+            vec![0]
+        );
+        for _ in 0..6 {
+            take(&SMALL, &mut b, &[Want::Any], || 5).unwrap();
+        }
+        assert!(matches!(
+            take(&SMALL, &mut b, &[Want::Any], || 5),
+            Err(AllocError::Full)
+        ));
+    }
+
+    #[test]
+    fn bitmap_record_round_trips() {
+        let mut b = Bitmap::new(SMALL.size);
+        b.set(7, true);
+        let back = decode(&SMALL, &encode(&SMALL, &b)).unwrap();
+        assert!(back.taken(7) && !back.taken(6));
+        assert_eq!(decode(&SMALL, b"{}").unwrap_err().code, 500);
+    }
+}

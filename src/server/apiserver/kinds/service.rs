@@ -1,0 +1,346 @@
+//! Services: a cluster IP from the service range and node ports from the
+//! NodePort range, both taken through `alloc` (compare-and-swap on a
+//! record in the store) on create and given back on delete; the cluster
+//! IP cannot change afterwards.
+
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Value};
+
+use super::alloc::{self, AllocError, Range, Want};
+use super::{BoxFuture, Reallocation, Reservation, Strategy};
+use crate::api::status::{ApiError, Cause};
+use crate::server::apiserver::object_store::Objects;
+
+pub struct Service;
+
+pub static SERVICE: Service = Service;
+
+/// The service CIDR 10.43.0.0/16.
+const SERVICE_NET: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 0);
+const NODE_PORT_MIN: u32 = 30000;
+const NODE_PORT_MAX: u32 = 32767;
+
+/// Cluster IPs, as offsets into 10.43.0.0/16. Never handed out unasked:
+/// the network and broadcast addresses, .1 (the `kubernetes` Service) and
+/// .10 (cluster DNS).
+pub static CLUSTER_IPS: Range = Range {
+    key: "/registry/ranges/serviceips",
+    describe: "10.43.0.0/16",
+    size: 1 << 16,
+    reserved: &[0, 1, 10, 0xffff],
+    holders_prefix: "/registry/services/",
+    held_by: |svc| cluster_ip_of(svc).into_iter().collect(),
+};
+
+/// Node ports, as offsets from 30000.
+pub static NODE_PORTS: Range = Range {
+    key: "/registry/ranges/servicenodeports",
+    describe: "30000-32767",
+    size: NODE_PORT_MAX - NODE_PORT_MIN + 1,
+    reserved: &[],
+    holders_prefix: "/registry/services/",
+    held_by: node_ports_of,
+};
+
+/// The offset of `ip` in the service range, if it is in it.
+fn ip_offset(ip: &str) -> Option<u32> {
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    let [a, b, c, d] = ip.octets();
+    let [na, nb, _, _] = SERVICE_NET.octets();
+    (a == na && b == nb).then_some((u32::from(c) << 8) | u32::from(d))
+}
+
+fn ip_at(offset: u32) -> String {
+    Ipv4Addr::from(u32::from(SERVICE_NET) + offset).to_string()
+}
+
+fn cluster_ip_of(svc: &Value) -> Option<u32> {
+    svc.pointer("/spec/clusterIP")
+        .and_then(Value::as_str)
+        .and_then(ip_offset)
+}
+
+fn node_ports_of(svc: &Value) -> Vec<u32> {
+    svc.pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+        .filter(|n| (u64::from(NODE_PORT_MIN)..=u64::from(NODE_PORT_MAX)).contains(n))
+        .map(|n| n as u32 - NODE_PORT_MIN)
+        .collect()
+}
+
+fn invalid(svc: &Value, field: String, message: String) -> ApiError {
+    let name = crate::server::apiserver::metadata::name_of(svc).unwrap_or("");
+    ApiError::invalid(
+        "",
+        "Service",
+        name,
+        vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message,
+            field,
+        }],
+    )
+}
+
+fn alloc_error(e: AllocError, full: &str, taken: impl FnOnce(usize, u32) -> ApiError) -> ApiError {
+    match e {
+        AllocError::Api(e) => e,
+        AllocError::Full => ApiError::internal(full.to_string()),
+        AllocError::Taken { index, member } => taken(index, member),
+    }
+}
+
+impl Strategy for Service {
+    fn allocate<'a>(
+        &'a self,
+        objects: &'a Objects,
+        obj: &'a mut Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Reservation, ApiError>> {
+        Box::pin(allocate(objects, obj, dry_run))
+    }
+
+    fn reallocate<'a>(
+        &'a self,
+        objects: &'a Objects,
+        old: &'a Value,
+        new: &'a mut Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Reallocation, ApiError>> {
+        Box::pin(reallocate(objects, old, new, dry_run))
+    }
+
+    fn release<'a>(&'a self, objects: &'a Objects, obj: &'a Value) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let held = [
+                (&CLUSTER_IPS, (CLUSTER_IPS.held_by)(obj)),
+                (&NODE_PORTS, node_ports_of(obj)),
+            ];
+            for (range, members) in held {
+                if let Err(e) = alloc::release(objects, range, &members).await {
+                    // Kept taken: a member lost, never one given twice.
+                    tracing::warn!(key = range.key, error = %e, "could not release the members of a deleted Service");
+                }
+            }
+        })
+    }
+
+    fn on_update(&self, old: &Value, new: &mut Value) -> Result<(), ApiError> {
+        // clusterIP is immutable; an update that leaves it out keeps it.
+        let Some(ip) = old.pointer("/spec/clusterIP").cloned() else {
+            return Ok(());
+        };
+        let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) else {
+            return Ok(());
+        };
+        match spec.get("clusterIP").and_then(Value::as_str) {
+            None | Some("") => {
+                spec.insert("clusterIP".into(), ip.clone());
+                spec.insert("clusterIPs".into(), json!([ip]));
+            }
+            Some(new_ip) if Some(new_ip) != ip.as_str() => {
+                return Err(invalid(
+                    old,
+                    "spec.clusterIP".into(),
+                    format!("Invalid value: \"{new_ip}\": field is immutable"),
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn returns_deleted_object(&self) -> bool {
+        true
+    }
+}
+
+async fn allocate(
+    objects: &Objects,
+    obj: &mut Value,
+    dry_run: bool,
+) -> Result<Reservation, ApiError> {
+    let mut reserved = Reservation::default();
+    let svc_type = obj
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP")
+        .to_string();
+    if svc_type != "ExternalName" {
+        // clusterIP, or else the first of clusterIPs (validation has
+        // checked that the two agree when both are given).
+        let wanted = obj
+            .pointer("/spec/clusterIP")
+            .and_then(Value::as_str)
+            .filter(|ip| !ip.is_empty())
+            .or_else(|| obj.pointer("/spec/clusterIPs/0").and_then(Value::as_str))
+            .unwrap_or("")
+            .to_string();
+        let ip = match wanted.as_str() {
+            "None" => "None".to_string(),
+            ip => {
+                let want = if ip.is_empty() {
+                    Want::Any
+                } else {
+                    Want::Exactly(ip_offset(ip).ok_or_else(|| {
+                        invalid(obj, "spec.clusterIPs".into(), format!(
+                            "Invalid value: \"{ip}\": failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}",
+                            CLUSTER_IPS.describe
+                        ))
+                    })?)
+                };
+                let got = alloc::allocate(objects, &CLUSTER_IPS, &[want], dry_run)
+                    .await
+                    .map_err(|e| {
+                        alloc_error(
+                            e,
+                            "failed to allocate a service IP: the range 10.43.0.0/16 is full",
+                            |_, m| {
+                                let ip = ip_at(m);
+                                invalid(obj, "spec.clusterIPs".into(), format!(
+                                    "Invalid value: \"{ip}\": failed to allocate IP {ip}: provided IP is already allocated"
+                                ))
+                            },
+                        )
+                    })?;
+                if !dry_run {
+                    reserved.taken.push((&CLUSTER_IPS, got.clone()));
+                }
+                got.first().map(|m| ip_at(*m)).unwrap_or_default()
+            }
+        };
+        if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.insert("clusterIP".into(), json!(ip));
+            spec.insert("clusterIPs".into(), json!([ip]));
+            spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
+            spec.entry("ipFamilyPolicy")
+                .or_insert_with(|| json!("SingleStack"));
+        }
+    }
+    if svc_type != "NodePort" && svc_type != "LoadBalancer" {
+        return Ok(reserved);
+    }
+    if let Err(e) = node_ports(objects, obj, dry_run, &[], &mut reserved).await {
+        reserved.release(objects).await;
+        return Err(e);
+    }
+    Ok(reserved)
+}
+
+/// An update keeps the node ports the Service held, takes those it now
+/// asks for (or needs, after a change to type NodePort), and frees the
+/// rest once stored. The cluster IP cannot change (see `on_update`).
+async fn reallocate(
+    objects: &Objects,
+    old: &Value,
+    new: &mut Value,
+    dry_run: bool,
+) -> Result<Reallocation, ApiError> {
+    let mut out = Reallocation::default();
+    let svc_type = new
+        .pointer("/spec/type")
+        .and_then(Value::as_str)
+        .unwrap_or("ClusterIP");
+    if svc_type == "NodePort" || svc_type == "LoadBalancer" {
+        let held = node_ports_of(old);
+        node_ports(objects, new, dry_run, &held, &mut out.taken).await?;
+    }
+    if !dry_run {
+        let now = node_ports_of(new);
+        let freed: Vec<u32> = node_ports_of(old)
+            .into_iter()
+            .filter(|m| !now.contains(m))
+            .collect();
+        out.freed.taken.push((&NODE_PORTS, freed));
+    }
+    Ok(out)
+}
+
+/// A node port for every port of the Service: the one asked for, or a
+/// free one. Ports in `held` are the Service's already.
+async fn node_ports(
+    objects: &Objects,
+    obj: &mut Value,
+    dry_run: bool,
+    held: &[u32],
+    reserved: &mut Reservation,
+) -> Result<(), ApiError> {
+    let mut wants = Vec::new();
+    // Which entry of spec.ports each want is for.
+    let mut index = Vec::new();
+    let ports = obj
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    for (i, p) in ports.iter().enumerate() {
+        match p.get("nodePort").and_then(Value::as_u64) {
+            None | Some(0) => wants.push(Want::Any),
+            Some(n) if (u64::from(NODE_PORT_MIN)..=u64::from(NODE_PORT_MAX)).contains(&n) => {
+                let m = n as u32 - NODE_PORT_MIN;
+                if held.contains(&m) {
+                    continue;
+                }
+                wants.push(Want::Exactly(m))
+            }
+            Some(n) => {
+                return Err(invalid(obj, format!("spec.ports[{i}].nodePort"), format!(
+                    "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}",
+                    NODE_PORTS.describe
+                )));
+            }
+        }
+        index.push(i);
+    }
+    let got = alloc::allocate(objects, &NODE_PORTS, &wants, dry_run)
+        .await
+        .map_err(|e| {
+            alloc_error(
+                e,
+                "failed to allocate a node port: the range 30000-32767 is full",
+                |w, m| {
+                    let i = index.get(w).copied().unwrap_or(0);
+                    invalid(
+                        obj,
+                        format!("spec.ports[{i}].nodePort"),
+                        format!(
+                            "Invalid value: {}: provided port is already allocated",
+                            m + NODE_PORT_MIN
+                        ),
+                    )
+                },
+            )
+        })?;
+    if !dry_run {
+        reserved.taken.push((&NODE_PORTS, got.clone()));
+    }
+    if let Some(Value::Array(ports)) = obj.pointer_mut("/spec/ports") {
+        for (i, m) in index.iter().zip(got) {
+            if let Some(p) = ports.get_mut(*i).and_then(Value::as_object_mut) {
+                p.insert("nodePort".into(), json!(m + NODE_PORT_MIN));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_in_the_ranges() {
+        assert_eq!(ip_offset("10.43.0.1"), Some(1));
+        assert_eq!(ip_offset("10.43.1.2"), Some(258));
+        assert_eq!(ip_offset("10.96.0.1"), None);
+        assert_eq!(ip_offset("fd00::1"), None);
+        assert_eq!(ip_at(258), "10.43.1.2");
+        let svc = json!({"spec": {"clusterIP": "10.43.0.7", "ports": [{"nodePort": 30001}, {"nodePort": 80}, {}]}});
+        assert_eq!((CLUSTER_IPS.held_by)(&svc), vec![7]);
+        assert_eq!(node_ports_of(&svc), vec![1]);
+    }
+}

@@ -1,0 +1,268 @@
+//! Cluster IPs and node ports are each given to one Service only, however
+//! many creates arrive at once: they are taken from a record in the store
+//! by compare-and-swap, given back when the Service goes, and a dry run
+//! takes nothing. (They were picked from a list of the Services read
+//! before the create, so concurrent creates could get the same address,
+//! and a node port asked for by number was never checked at all.)
+
+mod support;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use support::{json, stderr, stdout, Server};
+
+const NS: &str = "alloc";
+
+/// Sends every body in `bodies` as a POST to the Services of `NS`, over
+/// up to 16 connections at once; the status codes, counted.
+fn create_at_once(s: &Server, token: &str, bodies: &[String]) -> BTreeMap<String, usize> {
+    let url = s.url(&format!("/api/v1/namespaces/{NS}/services"));
+    let mut cfg = String::new();
+    for (i, body) in bodies.iter().enumerate() {
+        let file = s.write_file(&format!("svc-{i}.json"), body);
+        if !cfg.is_empty() {
+            cfg.push_str("next\n");
+        }
+        let _ = write!(
+            cfg,
+            "url = \"{url}\"\nheader = \"Authorization: Bearer {token}\"\nheader = \"Content-Type: application/json\"\ndata-binary = \"@{file}\"\noutput = \"/dev/null\"\nwrite-out = \"%{{http_code}}\\n\"\nmax-time = 120\ninsecure\nsilent\nshow-error\n"
+        );
+    }
+    let path = s.write_file("creates.cfg", &cfg);
+    let out = s
+        .net()
+        .command("curl")
+        .args(["-sS", "--parallel", "--parallel-max", "16", "-K", &path])
+        .output()
+        .expect("run curl");
+    let mut codes = BTreeMap::new();
+    for code in stdout(&out).lines() {
+        *codes.entry(code.trim().to_string()).or_default() += 1;
+    }
+    assert_eq!(
+        codes.values().sum::<usize>(),
+        bodies.len(),
+        "curl: {codes:?} {}",
+        stderr(&out)
+    );
+    codes
+}
+
+fn service(name: &str, spec: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"v1","kind":"Service","metadata":{{"name":"{name}"}},"spec":{spec}}}"#
+    )
+}
+
+fn create_ok(s: &Server, args: &[&str], stdin: &str) {
+    let out = s.kubectl_stdin(args, stdin);
+    assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
+}
+
+fn services(s: &Server) -> Vec<Value> {
+    let list = json(&s.kubectl_ok(&["get", "services", "-n", NS, "-o", "json"]));
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn concurrent_creates_never_share_an_address_or_a_port() {
+    let s = Server::start();
+    s.namespace(NS);
+    let token = s.admin_token();
+
+    // Free picks: 80 Services of three node ports each.
+    let bodies: Vec<String> = (0..80)
+        .map(|i| {
+            service(
+                &format!("free-{i}"),
+                r#"{"type":"NodePort","ports":[{"name":"a","port":80},{"name":"b","port":81},{"name":"c","port":82}]}"#,
+            )
+        })
+        .collect();
+    let codes = create_at_once(&s, &token, &bodies);
+    assert_eq!(codes.get("201"), Some(&80), "{codes:?}");
+
+    // The same address, and the same node port, asked for by 16 at once:
+    // one gets each, the rest are told it is taken.
+    let same_ip: Vec<String> = (0..16)
+        .map(|i| {
+            service(
+                &format!("ip-{i}"),
+                r#"{"clusterIP":"10.43.200.200","ports":[{"port":80}]}"#,
+            )
+        })
+        .collect();
+    let codes = create_at_once(&s, &token, &same_ip);
+    assert_eq!(
+        (codes.get("201"), codes.get("422")),
+        (Some(&1), Some(&15)),
+        "{codes:?}"
+    );
+    let same_port: Vec<String> = (0..16)
+        .map(|i| {
+            service(
+                &format!("port-{i}"),
+                r#"{"type":"NodePort","ports":[{"port":80,"nodePort":31234}]}"#,
+            )
+        })
+        .collect();
+    let codes = create_at_once(&s, &token, &same_port);
+    assert_eq!(
+        (codes.get("201"), codes.get("422")),
+        (Some(&1), Some(&15)),
+        "{codes:?}"
+    );
+
+    let mut ips = HashSet::new();
+    let mut ports = HashSet::new();
+    let all = services(&s);
+    assert_eq!(all.len(), 82);
+    for svc in &all {
+        let ip = svc["spec"]["clusterIP"].as_str().unwrap_or_default();
+        assert!(ip.starts_with("10.43."), "{svc}");
+        assert!(ips.insert(ip.to_string()), "{ip} given twice");
+        for p in svc["spec"]["ports"].as_array().into_iter().flatten() {
+            if let Some(n) = p["nodePort"].as_u64() {
+                assert!((30000..=32767).contains(&n), "{svc}");
+                assert!(ports.insert(n), "node port {n} given twice");
+            }
+        }
+    }
+    assert_eq!(ports.len(), 80 * 3 + 1);
+}
+
+#[test]
+fn deletes_give_back_and_dry_runs_take_nothing() {
+    let s = Server::start();
+    s.namespace(NS);
+    let spec =
+        "spec:\n  type: NodePort\n  clusterIP: 10.43.9.9\n  ports: [{port: 80, nodePort: 30999}]\n";
+    let manifest = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {NS}\n{spec}"
+        )
+    };
+    create_ok(
+        &s,
+        &["create", "--dry-run=server", "-f", "-"],
+        &manifest("a"),
+    );
+    create_ok(&s, &["create", "-f", "-"], &manifest("a"));
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &manifest("b"));
+    assert!(
+        !out.status.success()
+            && stderr(&out).contains(
+                r#"spec.clusterIPs: Invalid value: "10.43.9.9": failed to allocate IP 10.43.9.9: provided IP is already allocated"#
+            ),
+        "{}",
+        stderr(&out)
+    );
+    let other_ip = manifest("b").replace("10.43.9.9", "10.43.9.10");
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &other_ip);
+    assert!(
+        !out.status.success()
+            && stderr(&out).contains(
+                "spec.ports[0].nodePort: Invalid value: 30999: provided port is already allocated"
+            ),
+        "{}",
+        stderr(&out)
+    );
+    // The failed create gave back the address it had taken.
+    create_ok(
+        &s,
+        &["create", "-f", "-"],
+        &other_ip.replace("nodePort: 30999", "nodePort: 30998"),
+    );
+    s.kubectl_ok(&["delete", "service", "a", "-n", NS]);
+    create_ok(&s, &["create", "-f", "-"], &manifest("c"));
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        &manifest("d").replace("10.43.9.9", "10.96.0.1"),
+    );
+    assert!(
+        stderr(&out).contains("the provided IP (10.96.0.1) is not in the valid range. The range of valid IPs is 10.43.0.0/16"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn updates_take_and_give_back_node_ports() {
+    let s = Server::start();
+    s.namespace(NS);
+    let svc = |name: &str, ty: &str, port: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  type: {ty}\n  ports: [{{port: 80{port}}}]\n")
+    };
+    create_ok(
+        &s,
+        &["create", "-f", "-"],
+        &svc("a", "NodePort", ", nodePort: 30500"),
+    );
+    create_ok(&s, &["create", "-f", "-"], &svc("b", "ClusterIP", ""));
+    // b asks for a's port: refused.
+    let out = s.kubectl(&[
+        "patch",
+        "service",
+        "b",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30500}]}}"#,
+    ]);
+    assert!(
+        stderr(&out).contains(
+            "spec.ports[0].nodePort: Invalid value: 30500: provided port is already allocated"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // a gives its port up; b can have it.
+    s.kubectl_ok(&[
+        "patch",
+        "service",
+        "a",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"ClusterIP","ports":[{"port":80}]}}"#,
+    ]);
+    s.kubectl_ok(&[
+        "patch",
+        "service",
+        "b",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30500}]}}"#,
+    ]);
+    // A change to NodePort without a port gets a free one.
+    s.kubectl_ok(&[
+        "patch",
+        "service",
+        "a",
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"type":"NodePort"}}"#,
+    ]);
+    let port = s.kubectl_ok(&[
+        "get",
+        "svc",
+        "a",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let port: u32 = port
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no node port: {port:?}"));
+    assert!((30000..=32767).contains(&port) && port != 30500, "{port}");
+}
