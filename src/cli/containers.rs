@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use crate::runtime::container::create::{self, CreateRequest};
 use crate::runtime::container::lifecycle;
 use crate::runtime::container::options::{self, Bind, Network, RunOptions};
-use crate::runtime::container::state::{rfc3339, Record, State, Status};
+use crate::runtime::container::records::{rfc3339, Record, Records, Status};
 use crate::runtime::container::{short_id, ContainerError, Paths, DEFAULT_LOG_MAX_SIZE};
 use crate::runtime::image::store::StoreError;
 
@@ -41,6 +41,9 @@ pub struct RunArgs {
     pub init: bool,
     #[arg(long)]
     pub name: Option<String>,
+    /// Set metadata on the container (KEY=VALUE), shown by inspect.
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
     /// Set an environment variable (K=V, or K to copy it from here).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
@@ -149,9 +152,9 @@ pub struct RmArgs {
 }
 
 /// The node's container paths and state, with stale records reconciled.
-pub(crate) fn open(root: &Path, run_dir: &Path) -> anyhow::Result<(Paths, State)> {
+pub(crate) fn open(root: &Path, run_dir: &Path) -> anyhow::Result<(Paths, Records)> {
     let paths = Paths::new(root, run_dir);
-    let state = paths.open_state()?;
+    let state = paths.open_records()?;
     lifecycle::reconcile(&paths, &state)?;
     Ok((paths, state))
 }
@@ -227,6 +230,11 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .map(|d| options::DeviceMapping::parse(d))
             .collect::<Result<_, _>>()?,
         privileged: args.privileged,
+        labels: args
+            .label
+            .iter()
+            .map(|l| options::parse_label(l))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -437,14 +445,16 @@ pub fn rm(root: &Path, run_dir: &Path, args: RmArgs) -> anyhow::Result<()> {
 
 /// One container in the shape of `docker inspect`.
 fn inspect_one(paths: &Paths, r: &Record) -> Value {
-    let o = &r.config["options"];
+    let o = &r.config.options;
     let time =
         |t: Option<DateTime<Utc>>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
-    let snapshots = r.config["snapshots"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let lower: Vec<&str> = snapshots.iter().rev().filter_map(Value::as_str).collect();
+    let lower: Vec<String> = r
+        .config
+        .snapshots
+        .iter()
+        .rev()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let dir = paths.dir(&r.id);
     json!({
         "Id": r.id,
@@ -470,20 +480,20 @@ fn inspect_one(paths: &Paths, r: &Record) -> Value {
         "RestartCount": 0,
         "Driver": "overlay",
         "HostConfig": {
-            "Binds": o["binds"].as_array().map(|b| b.iter().map(|b| format!(
+            "Binds": o.binds.iter().map(|b| format!(
                 "{}:{}{}",
-                b["source"].as_str().unwrap_or_default(),
-                b["destination"].as_str().unwrap_or_default(),
-                if b["read_only"].as_bool().unwrap_or(false) { ":ro" } else { "" }
-            )).collect::<Vec<_>>()),
+                b.source.display(),
+                b.destination,
+                if b.read_only { ":ro" } else { "" }
+            )).collect::<Vec<_>>(),
             "NetworkMode": super::network::mode(o),
-            "AutoRemove": o["auto_remove"],
-            "ReadonlyRootfs": o["read_only"],
-            "Memory": o["memory"].as_i64().unwrap_or(0),
-            "NanoCpus": o["cpus"].as_f64().map_or(0, |c| (c * 1e9) as i64),
-            "PidsLimit": o["pids_limit"],
-            "CgroupParent": o["cgroup_parent"].as_str().unwrap_or_default(),
-            "Tmpfs": o["tmpfs"],
+            "AutoRemove": o.auto_remove,
+            "ReadonlyRootfs": o.read_only,
+            "Memory": o.memory.unwrap_or(0),
+            "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as i64),
+            "PidsLimit": o.pids_limit,
+            "CgroupParent": o.cgroup_parent.as_deref().unwrap_or_default(),
+            "Tmpfs": o.tmpfs,
         },
         "NetworkSettings": super::network::settings(
             super::network::attachment(paths, &r.id).as_ref()
@@ -498,15 +508,16 @@ fn inspect_one(paths: &Paths, r: &Record) -> Value {
             },
         },
         "Config": {
-            "Hostname": o["hostname"].as_str().map_or_else(|| short_id(&r.id).to_string(), String::from),
-            "User": o["user"].as_str().unwrap_or_default(),
-            "Tty": o["tty"],
-            "OpenStdin": o["interactive"],
-            "Env": o["env"],
-            "Cmd": o["cmd"],
+            "Hostname": o.hostname.clone().unwrap_or_else(|| short_id(&r.id).to_string()),
+            "User": o.user.as_deref().unwrap_or_default(),
+            "Tty": o.tty,
+            "OpenStdin": o.interactive,
+            "Env": o.env,
+            "Cmd": o.cmd,
             "Image": r.image,
-            "WorkingDir": o["workdir"].as_str().unwrap_or_default(),
-            "Entrypoint": o["entrypoint"],
+            "WorkingDir": o.workdir.as_deref().unwrap_or_default(),
+            "Entrypoint": o.entrypoint,
+            "Labels": r.labels,
         },
     })
 }

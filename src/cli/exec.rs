@@ -9,7 +9,7 @@ use std::process::{Command, ExitCode};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::runtime::container::state::Status;
+use crate::runtime::container::records::Status;
 use crate::runtime::container::ContainerError;
 
 #[derive(Debug, Args)]
@@ -38,33 +38,12 @@ pub fn exec(root: &Path, run_dir: &Path, debug: bool, args: ExecArgs) -> anyhow:
     if rec.status != Status::Running {
         return Err(ContainerError::NotRunning(rec.name).into());
     }
-    // docker exec: the container's environment, then -e.
-    let mut env: Vec<String> = rec.config["options"]["env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|v| v.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    let base =
-        crate::runtime::container::spec::ImageProcess::from_config(&rec.config["image_config"]);
-    env = crate::runtime::container::spec::merge_env(&base.env, &env);
     let lookup = |k: &str| std::env::var(k).ok();
     let mut extra = Vec::new();
     for e in &args.env {
         extra.extend(crate::runtime::container::options::parse_env(e, lookup)?);
     }
-    let mut env = crate::runtime::container::spec::merge_env(
-        &[format!(
-            "PATH={}",
-            crate::runtime::container::defaults::DEFAULT_PATH
-        )],
-        &crate::runtime::container::spec::merge_env(&env, &extra),
-    );
-    if args.tty {
-        env.push("TERM=xterm".into());
-    }
+    let env = crate::runtime::container::spec::exec_env(&rec.config, &extra, args.tty);
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(["shim", "exec", "--root"])
         .arg(root)
@@ -74,11 +53,7 @@ pub fn exec(root: &Path, run_dir: &Path, debug: bool, args: ExecArgs) -> anyhow:
     for e in &env {
         cmd.args(["--env", e]);
     }
-    if let Some(u) = args.user.as_ref().or(rec.config["options"]["user"]
-        .as_str()
-        .map(String::from)
-        .as_ref())
-    {
+    if let Some(u) = args.user.as_ref().or(rec.config.options.user.as_ref()) {
         cmd.args(["--user", u]);
     }
     if let Some(w) = &args.workdir {

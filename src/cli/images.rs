@@ -140,21 +140,8 @@ pub fn images(root: &Path) -> anyhow::Result<()> {
 
 /// The images and snapshots containers (running or stopped) depend on.
 fn in_use(root: &Path, run_dir: &Path) -> anyhow::Result<catalog::InUse> {
-    let (_paths, state) = super::containers::open(root, run_dir)?;
-    let mut out = catalog::InUse::default();
-    for r in state.list()? {
-        let snapshots = r.config["snapshots"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        out.snapshots.extend(snapshots.iter().filter_map(|p| {
-            Path::new(p.as_str()?)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        }));
-        out.containers.push((r.id, r.image_id));
-    }
-    Ok(out)
+    let (_paths, records) = super::containers::open(root, run_dir)?;
+    Ok(records.images_in_use()?)
 }
 
 pub fn rmi(root: &Path, run_dir: &Path, args: RmiArgs) -> anyhow::Result<()> {

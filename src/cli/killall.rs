@@ -12,7 +12,9 @@ use crate::runtime::container::{lifecycle, node_net, Paths};
 
 pub fn killall(root: &Path, run_dir: &Path) -> anyhow::Result<ExitCode> {
     let paths = Paths::new(root, run_dir);
-    let state = paths.open_state().context("opening the container state")?;
+    let state = paths
+        .open_records()
+        .context("opening the container state")?;
     let mut failed = 0;
     for rec in state.list()? {
         if let Err(e) = lifecycle::remove(&paths, &state, &rec, true) {

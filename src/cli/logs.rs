@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use crate::runtime::container::logs::{self, Assembler, Entry, Stream};
-use crate::runtime::container::state::Status;
+use crate::runtime::container::records::Status;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -54,7 +54,7 @@ fn print(e: &Entry, timestamps: bool) {
     let line = if timestamps {
         format!(
             "{} {}\n",
-            crate::runtime::container::state::rfc3339(e.time),
+            crate::runtime::container::records::rfc3339(e.time),
             e.text
         )
     } else {

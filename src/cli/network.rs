@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use crate::net::node::Attachment;
-use crate::runtime::container::options::Network;
+use crate::runtime::container::options::{Network, RunOptions};
 use crate::runtime::container::{node_net, Paths};
 
 #[derive(Debug, clap::Subcommand)]
@@ -47,10 +47,11 @@ pub fn ports_column(a: Option<&Attachment>) -> String {
 }
 
 /// The network mode recorded in a container's options, as docker names it.
-pub fn mode(options: &Value) -> String {
-    serde_json::from_value::<Network>(options["network"].clone())
-        .map(|n| n.mode())
-        .unwrap_or_else(|_| "none".into())
+pub fn mode(options: &RunOptions) -> String {
+    options
+        .network
+        .as_ref()
+        .map_or_else(|| "none".into(), Network::mode)
 }
 
 /// docker inspect's `NetworkSettings`.

@@ -10,8 +10,8 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::runtime::container::cgroups::{self, Stats};
+use crate::runtime::container::records::{Record, Records, Status};
 use crate::runtime::container::short_id;
-use crate::runtime::container::state::{Record, State, Status};
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -81,7 +81,7 @@ fn host_memory() -> u64 {
 }
 
 fn cgroup_path(r: &Record) -> Option<&str> {
-    r.config["cgroups_path"].as_str().filter(|p| !p.is_empty())
+    r.config.cgroup()
 }
 
 /// Sample every container twice, `INTERVAL` apart; containers whose cgroup
@@ -165,7 +165,7 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-fn selected(state: &State, names: &[String]) -> anyhow::Result<Vec<Record>> {
+fn selected(state: &Records, names: &[String]) -> anyhow::Result<Vec<Record>> {
     if names.is_empty() {
         return Ok(state
             .list()?

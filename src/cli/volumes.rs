@@ -90,18 +90,10 @@ fn volume_users(root: &Path) -> anyhow::Result<HashSet<String>> {
     }
     // The run dir only matters for talking to shims, which this never does.
     let paths = crate::runtime::container::Paths::new(root, Path::new("/run/skiff"));
-    let state = paths.open_state()?;
+    let state = paths.open_records()?;
     let mut users = HashSet::new();
     for record in state.list()? {
-        let binds = record.config["options"]["binds"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for b in binds {
-            if let Some(v) = b["volume"].as_str() {
-                users.insert(v.to_string());
-            }
-        }
+        users.extend(record.config.volumes().map(String::from));
     }
     Ok(users)
 }

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use chrono::Utc;
-use serde_json::json;
 
 use super::options::{Network, RunOptions};
+use super::records::{ContainerConfig, Record, Records, Status};
 use super::spec::{self, ImageProcess, SpecInputs};
-use super::state::{Record, State, Status};
 use super::{cgroups, user, ContainerError, Paths};
 use crate::net::node::Attachment;
 use crate::runtime::image::catalog;
@@ -53,7 +52,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
 /// Undo a half-made container unless disarmed.
 struct Undo<'a> {
     paths: &'a Paths,
-    state: &'a State,
+    state: &'a Records,
     id: String,
     armed: bool,
 }
@@ -122,7 +121,7 @@ fn nofile_hard() -> u64 {
 /// Create container `req` in `state` (the caller's open container state).
 pub fn create(
     paths: &Paths,
-    state: &State,
+    state: &Records,
     store: &Store,
     req: CreateRequest,
 ) -> Result<Created, ContainerError> {
@@ -187,12 +186,14 @@ pub fn create(
         started_at: None,
         finished_at: None,
         oom_killed: false,
-        config: json!({
-            "options": opts,
-            "cgroups_path": cgroups_path,
-            "image_config": config.config,
-            "snapshots": snapshots,
-        }),
+        config: ContainerConfig {
+            options: opts.clone(),
+            cgroups_path: cgroups_path.clone(),
+            image_config: config.config,
+            snapshots: snapshots.clone(),
+            other: Default::default(),
+        },
+        labels: opts.labels.clone(),
     })?;
     let mut undo = Undo {
         paths,
@@ -255,7 +256,7 @@ pub fn create(
 /// attachment when there is one.
 fn resolve_network(
     paths: &Paths,
-    state: &super::state::State,
+    state: &super::records::Records,
     id: &str,
     opts: &RunOptions,
 ) -> Result<(Network, Option<Attachment>), ContainerError> {

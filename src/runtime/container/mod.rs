@@ -3,7 +3,7 @@
 //! CRI logs, and the record of every container in SQLite.
 //!
 //! ```text
-//! <root>/containers/containers.db       records (state.rs)
+//! <root>/containers/containers.db       records and labels (records.rs)
 //! <root>/containers/<id>/config.json    the OCI bundle's spec
 //!                       rootfs/ upper/ work/   the overlay (rootfs.rs)
 //!                       ctr.log ctr.log.1      CRI logs (logs.rs)
@@ -22,11 +22,11 @@ pub mod init;
 pub mod lifecycle;
 pub mod logs;
 pub mod options;
+pub mod records;
 pub mod rootfs;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
-pub mod state;
 pub mod user;
 
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ impl Paths {
         self.run.join("runtime")
     }
 
-    pub fn open_state(&self) -> Result<state::State, ContainerError> {
+    pub fn open_records(&self) -> Result<records::Records, ContainerError> {
         // Records, configs and logs hold secrets, and the run directory the
         // exec process specs (see runtime/private.rs).
         for dir in [
@@ -107,7 +107,7 @@ impl Paths {
                 source,
             })?;
         }
-        Ok(state::State::open(&self.db())?)
+        Ok(records::Records::open(&self.db())?)
     }
 }
 
@@ -119,7 +119,7 @@ pub enum ContainerError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    State(#[from] state::StateError),
+    Records(#[from] records::RecordsError),
     #[error(transparent)]
     Options(#[from] options::OptionsError),
     #[error(transparent)]
