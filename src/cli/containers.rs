@@ -3,7 +3,7 @@
 //! shim over its control socket (`logs` is in logs.rs, `exec` in exec.rs,
 //! the foreground attach in attach.rs).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,11 +15,16 @@ use serde_json::{json, Value};
 use crate::runtime::container::create::{self, CreateRequest};
 use crate::runtime::container::lifecycle;
 use crate::runtime::container::options::{self, Bind, Network, RunOptions};
-use crate::runtime::container::records::{rfc3339, Record, Records, Status};
-use crate::runtime::container::{short_id, ContainerError, Paths, DEFAULT_LOG_MAX_SIZE};
+use crate::runtime::container::records::{rfc3339, Record, Status};
+use crate::runtime::container::{short_id, ContainerError, DEFAULT_LOG_MAX_SIZE};
+use crate::runtime::engine::Engine;
+use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
+use crate::runtime::image::limit::LayerLimit;
+use crate::runtime::image::pull::Progress;
 use crate::runtime::image::store::StoreError;
 
 use super::images;
+use super::util::image_store;
 
 #[derive(Debug, Args)]
 #[command(trailing_var_arg = true)]
@@ -151,14 +156,6 @@ pub struct RmArgs {
     pub containers: Vec<String>,
 }
 
-/// The node's container paths and state, with stale records reconciled.
-pub(crate) fn open(root: &Path, run_dir: &Path) -> anyhow::Result<(Paths, Records)> {
-    let paths = Paths::new(root, run_dir);
-    let state = paths.open_records()?;
-    lifecycle::reconcile(&paths, &state)?;
-    Ok((paths, state))
-}
-
 fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     let lookup = |k: &str| std::env::var(k).ok();
     let mut env = Vec::new();
@@ -238,7 +235,7 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     })
 }
 
-pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCode> {
     // As early as possible: see cgroups/warmup.rs.
     crate::runtime::container::cgroups::warmup::start();
     let opts = options(&args)?;
@@ -252,8 +249,8 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
             .with_context(|| format!("invalid --log-max-size {s:?}"))?,
         None => DEFAULT_LOG_MAX_SIZE,
     };
-    let (paths, state) = open(root, run_dir)?;
-    let store = images::store(root)?;
+    let records = engine.records()?;
+    let store = image_store(engine)?;
     let request = |opts: RunOptions| CreateRequest {
         image: &args.image,
         opts,
@@ -261,21 +258,22 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
         wait_start: !args.detach,
         debug,
     };
-    let created = match create::create(&paths, &state, &store, request(opts.clone())) {
+    let paths = engine.paths();
+    let created = match create::create(paths, records, store, request(opts.clone())) {
         Err(ContainerError::Image(StoreError::NotFound(_))) => {
             eprintln!("Unable to find image '{}' locally", args.image);
-            images::pull(
-                root,
-                images::PullArgs {
-                    image: args.image.clone(),
-                    registries: args.registries.clone(),
-                    quiet: true,
-                    max_layer_size: crate::runtime::image::limit::DEFAULT_MAX_SIZE,
-                    max_layer_ratio: crate::runtime::image::limit::DEFAULT_MAX_RATIO,
-                },
-            )
-            .with_context(|| format!("pulling {}", args.image))?;
-            create::create(&paths, &state, &store, request(opts))?
+            let quiet: Progress = std::sync::Arc::new(|_| {});
+            let from = PullSource {
+                registries: args.registries.clone(),
+                limit: LayerLimit::default(),
+            };
+            let pulled =
+                ensure::ensure(engine, &args.image, PullPolicy::IfNotPresent, &from, quiet)
+                    .with_context(|| format!("pulling {}", args.image))?;
+            if let Some(pulled) = pulled {
+                println!("{}", pulled.name);
+            }
+            create::create(paths, records, store, request(opts))?
         }
         other => other?,
     };
@@ -284,7 +282,7 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
         return Ok(ExitCode::SUCCESS);
     }
     let code = super::attach::attach_and_start(
-        &paths,
+        paths,
         &created.id,
         args.interactive,
         args.tty,
@@ -337,9 +335,9 @@ fn command_text(cmd: &[String]) -> String {
     format!("\"{cut}\"")
 }
 
-pub fn ps(root: &Path, run_dir: &Path, args: PsArgs) -> anyhow::Result<()> {
-    let (_paths, state) = open(root, run_dir)?;
-    let rows: Vec<Record> = state
+pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<()> {
+    let rows: Vec<Record> = engine
+        .records()?
         .list()?
         .into_iter()
         .filter(|r| args.all || r.status == Status::Running)
@@ -351,7 +349,7 @@ pub fn ps(root: &Path, run_dir: &Path, args: PsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = Utc::now();
-    let nets = super::network::attachments(&_paths);
+    let nets = super::network::attachments(engine);
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)
@@ -400,21 +398,21 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> anyhow::Result<()>) -> anyh
     Ok(())
 }
 
-pub fn stop(root: &Path, run_dir: &Path, args: StopArgs) -> anyhow::Result<()> {
-    let (paths, state) = open(root, run_dir)?;
+pub fn stop(engine: &Engine, args: StopArgs) -> anyhow::Result<()> {
+    let (paths, state) = (engine.paths(), engine.records()?);
     each(&args.containers, |n| {
         let rec = state.find(n)?;
-        lifecycle::stop(&paths, &rec, Duration::from_secs(args.time))?;
+        lifecycle::stop(paths, &rec, Duration::from_secs(args.time))?;
         Ok(())
     })
 }
 
-pub fn kill(root: &Path, run_dir: &Path, args: KillArgs) -> anyhow::Result<()> {
+pub fn kill(engine: &Engine, args: KillArgs) -> anyhow::Result<()> {
     let sig: nix::sys::signal::Signal = parse_signal(&args.signal)?;
-    let (paths, state) = open(root, run_dir)?;
+    let (paths, state) = (engine.paths(), engine.records()?);
     each(&args.containers, |n| {
         let rec = state.find(n)?;
-        lifecycle::kill(&paths, &rec, sig)?;
+        lifecycle::kill(paths, &rec, sig)?;
         Ok(())
     })
 }
@@ -434,17 +432,18 @@ pub(crate) fn parse_signal(s: &str) -> anyhow::Result<nix::sys::signal::Signal> 
     nix::sys::signal::Signal::from_str(&name).with_context(|| format!("invalid signal {s}"))
 }
 
-pub fn rm(root: &Path, run_dir: &Path, args: RmArgs) -> anyhow::Result<()> {
-    let (paths, state) = open(root, run_dir)?;
+pub fn rm(engine: &Engine, args: RmArgs) -> anyhow::Result<()> {
+    let (paths, state) = (engine.paths(), engine.records()?);
     each(&args.containers, |n| {
         let rec = state.find(n)?;
-        lifecycle::remove(&paths, &state, &rec, args.force)?;
+        lifecycle::remove(paths, state, &rec, args.force)?;
         Ok(())
     })
 }
 
 /// One container in the shape of `docker inspect`.
-fn inspect_one(paths: &Paths, r: &Record) -> Value {
+fn inspect_one(engine: &Engine, r: &Record) -> Value {
+    let paths = engine.paths();
     let o = &r.config.options;
     let time =
         |t: Option<DateTime<Utc>>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
@@ -496,7 +495,7 @@ fn inspect_one(paths: &Paths, r: &Record) -> Value {
             "Tmpfs": o.tmpfs,
         },
         "NetworkSettings": super::network::settings(
-            super::network::attachment(paths, &r.id).as_ref()
+            super::network::attachment(engine, &r.id).as_ref()
         ),
         "GraphDriver": {
             "Name": "overlay",
@@ -523,18 +522,18 @@ fn inspect_one(paths: &Paths, r: &Record) -> Value {
 }
 
 /// `skiff inspect`: containers first, then images (as docker does).
-pub fn inspect(root: &Path, run_dir: &Path, args: images::InspectArgs) -> anyhow::Result<()> {
-    let (paths, state) = open(root, run_dir)?;
+pub fn inspect(engine: &Engine, args: images::InspectArgs) -> anyhow::Result<()> {
+    let state = engine.records()?;
     let mut out = Vec::new();
     let mut image_queries = Vec::new();
     for q in &args.images {
         match state.find(q) {
-            Ok(r) => out.push(inspect_one(&paths, &r)),
+            Ok(r) => out.push(inspect_one(engine, &r)),
             Err(_) => image_queries.push(q.clone()),
         }
     }
     if !image_queries.is_empty() {
-        out.extend(images::inspect_values(root, &image_queries)?);
+        out.extend(images::inspect_values(engine, &image_queries)?);
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

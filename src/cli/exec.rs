@@ -3,7 +3,6 @@
 //! which must not happen in this multi-threaded process) that inherits our
 //! stdio; we wait for it and exit with its status.
 
-use std::path::Path;
 use std::process::{Command, ExitCode};
 
 use anyhow::{bail, Context};
@@ -11,6 +10,7 @@ use clap::Args;
 
 use crate::runtime::container::records::Status;
 use crate::runtime::container::ContainerError;
+use crate::runtime::engine::Engine;
 
 #[derive(Debug, Args)]
 #[command(trailing_var_arg = true)]
@@ -32,8 +32,8 @@ pub struct ExecArgs {
     pub command: Vec<String>,
 }
 
-pub fn exec(root: &Path, run_dir: &Path, debug: bool, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let (_paths, state) = super::containers::open(root, run_dir)?;
+pub fn exec(engine: &Engine, debug: bool, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    let state = engine.records()?;
     let rec = state.find(&args.container)?;
     if rec.status != Status::Running {
         return Err(ContainerError::NotRunning(rec.name).into());
@@ -46,9 +46,9 @@ pub fn exec(root: &Path, run_dir: &Path, debug: bool, args: ExecArgs) -> anyhow:
     let env = crate::runtime::container::spec::exec_env(&rec.config, &extra, args.tty);
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(["shim", "exec", "--root"])
-        .arg(root)
+        .arg(engine.root())
         .arg("--run-dir")
-        .arg(run_dir)
+        .arg(engine.paths().run())
         .args(["--id", &rec.id]);
     for e in &env {
         cmd.args(["--env", e]);

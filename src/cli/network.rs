@@ -1,13 +1,12 @@
 //! How the container network shows in `ps`, `inspect` and `network inspect`.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde_json::{json, Value};
 
 use crate::net::node::Attachment;
 use crate::runtime::container::options::{Network, RunOptions};
-use crate::runtime::container::{node_net, Paths};
+use crate::runtime::engine::Engine;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum NetworkCommand {
@@ -16,8 +15,8 @@ pub enum NetworkCommand {
 }
 
 /// Attachments by container id (empty when the node has no network state).
-pub fn attachments(paths: &Paths) -> HashMap<String, Attachment> {
-    match node_net(paths, None).attachments() {
+pub fn attachments(engine: &Engine) -> HashMap<String, Attachment> {
+    match engine.network(None).attachments() {
         Ok(all) => all.into_iter().map(|a| (a.id.clone(), a)).collect(),
         Err(e) => {
             tracing::warn!("reading the network state: {e}");
@@ -27,8 +26,8 @@ pub fn attachments(paths: &Paths) -> HashMap<String, Attachment> {
 }
 
 /// One container's attachment (none when it has no bridge network).
-pub fn attachment(paths: &Paths, id: &str) -> Option<Attachment> {
-    node_net(paths, None).attachment(id).unwrap_or_else(|e| {
+pub fn attachment(engine: &Engine, id: &str) -> Option<Attachment> {
+    engine.network(None).attachment(id).unwrap_or_else(|e| {
         tracing::warn!("reading the network state: {e}");
         None
     })
@@ -89,9 +88,8 @@ pub fn settings(a: Option<&Attachment>) -> Value {
 }
 
 /// `skiff network inspect`: the bridge and every attachment.
-pub fn inspect(root: &Path, run_dir: &Path) -> anyhow::Result<()> {
-    let paths = Paths::new(root, run_dir);
-    let net = node_net(&paths, None);
+pub fn inspect(engine: &Engine) -> anyhow::Result<()> {
+    let net = engine.network(None);
     let all = net.attachments()?;
     let out = json!([{
         "Name": "bridge",

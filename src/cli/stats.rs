@@ -3,7 +3,6 @@
 //! history, so CPU % comes from two samples about a second apart).
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -12,6 +11,7 @@ use clap::Args;
 use crate::runtime::container::cgroups::{self, Stats};
 use crate::runtime::container::records::{Record, Records, Status};
 use crate::runtime::container::short_id;
+use crate::runtime::engine::Engine;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -179,13 +179,13 @@ fn selected(state: &Records, names: &[String]) -> anyhow::Result<Vec<Record>> {
         .collect::<anyhow::Result<_>>()
 }
 
-pub fn stats(root: &Path, run_dir: &Path, args: StatsArgs) -> anyhow::Result<()> {
-    let (_paths, state) = super::containers::open(root, run_dir)?;
+pub fn stats(engine: &Engine, args: StatsArgs) -> anyhow::Result<()> {
+    let state = engine.records()?;
     let mut stdout = std::io::stdout();
     let clear = stdout.is_terminal();
     loop {
         // Re-read each round: containers come and go while streaming.
-        let records = selected(&state, &args.containers)?;
+        let records = selected(state, &args.containers)?;
         let table = render(&sample(&records));
         if clear && !args.no_stream {
             // Docker redraws in place on a terminal.

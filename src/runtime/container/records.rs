@@ -374,6 +374,16 @@ impl Records {
         Ok(())
     }
 
+    /// The named volumes containers (running or stopped) mount, which
+    /// `volume rm` and prune keep.
+    pub fn volumes_in_use(&self) -> Result<std::collections::HashSet<String>, RecordsError> {
+        Ok(self
+            .list()?
+            .iter()
+            .flat_map(|r| r.config.volumes().map(String::from))
+            .collect())
+    }
+
     /// The images and snapshots containers (running or stopped) depend on,
     /// which `rmi` and prune keep.
     pub fn images_in_use(&self) -> Result<crate::runtime::image::catalog::InUse, RecordsError> {
