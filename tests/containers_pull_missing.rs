@@ -9,8 +9,25 @@ mod oci;
 mod registry;
 mod support;
 
-use registry::{build_busybox_image, skiff, skiff_ok, Registry};
+use std::path::Path;
+use std::process::{Command, Output};
+
+use registry::{build_busybox_image, skiff_ok, Registry};
 use support::stderr;
+
+/// skiff in the registry's namespace through `nsenter --net` (not `ip netns
+/// exec`, whose fresh /sys hides the cgroup filesystem containers need).
+fn skiff(reg: &Registry, root: &Path, args: &[&str]) -> Output {
+    Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{}", reg.net.name()))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .expect("run skiff")
+}
 
 #[test]
 fn run_pulls_a_missing_image_once() {
@@ -38,7 +55,7 @@ fn run_pulls_a_missing_image_once() {
             "echo",
             extra,
         ];
-        skiff(&reg.net, &root, &args)
+        skiff(&reg, &root, &args)
     };
 
     let first = run("first");
@@ -63,7 +80,7 @@ fn run_pulls_a_missing_image_once() {
 
     let missing = format!("{}/nosuch:1", reg.host());
     let out = skiff(
-        &reg.net,
+        &reg,
         &root,
         &[
             "--run-dir",
