@@ -18,6 +18,7 @@ pub mod client;
 pub mod create;
 pub mod defaults;
 pub mod executor;
+pub mod exits;
 pub mod init;
 pub mod lifecycle;
 pub mod logs;
