@@ -110,10 +110,7 @@ pub fn ensure(
         Reference::parse(reference)?;
     }
     // An image that is there needs no registry configuration.
-    let store = engine
-        .images()?
-        .clone()
-        .with_layer_limit(from.limit.clone());
+    let store = engine.images()?.clone().with_layer_limit(from.limit);
     if policy != PullPolicy::Always && present(&store, reference)? {
         return Ok(None);
     }
