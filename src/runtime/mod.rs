@@ -1,4 +1,8 @@
 //! The container engine, usable without any cluster (see DESIGN.md, Runtime).
+//! `engine::Engine` is the one object callers hold (the CLI now, the agent
+//! later); `container` makes and runs containers, `image` fetches and stores
+//! images (`image::ensure` applies a pull policy), `volume` keeps named
+//! volumes. The CLI only parses, calls these and prints.
 
 pub mod container;
 pub mod engine;

@@ -1,6 +1,7 @@
 //! Containers: OCI spec generation, the overlay rootfs, the per-container
 //! shim that creates the container with libcontainer and holds its stdio,
-//! CRI logs, and the record of every container in SQLite.
+//! CRI logs, and the record of every container in SQLite (typed, labelled:
+//! records.rs). Exits are awaited without a thread each (exits.rs).
 //!
 //! ```text
 //! <root>/containers/containers.db       records and labels (records.rs)
