@@ -69,6 +69,8 @@ pub enum ImageCommand {
 /// `skiff pull`: always from the registry (`ensure` with policy Always).
 pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<()> {
     let image = Reference::parse(&args.image)?;
+    // A bad registries.yaml is refused before "Pulling" is printed.
+    registries::RegistriesConfig::load(&args.registries)?;
     let progress = make_progress(args.quiet);
     if !args.quiet {
         println!("Pulling {image}");

@@ -5,7 +5,9 @@
 //! calls it through `spawn_blocking`). Every part is opened on first use, so
 //! a command pays only for what it touches: `skiff run --rm`'s start-up is on
 //! the benchmark (bench/run-container.sh), `skiff images` never opens the
-//! container records and `skiff ps` never opens the image store.
+//! container records and `skiff ps` never opens the image store. It is Send
+//! but not Sync (the records are one SQLite connection): a multi-threaded
+//! caller keeps it behind a mutex or opens one per worker.
 //!
 //! ```text
 //! Engine::open(root, run)   no I/O

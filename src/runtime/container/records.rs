@@ -18,9 +18,9 @@ use crate::runtime::sqlite;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordsError {
-    #[error("container records: {0}")]
+    #[error("container state: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("container records: {0}")]
+    #[error("container state: {0}")]
     Open(#[from] sqlite::OpenError),
     #[error("the container name \"/{0}\" is already in use")]
     NameInUse(String),
