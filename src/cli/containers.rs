@@ -46,6 +46,9 @@ pub struct RunArgs {
     pub init: bool,
     #[arg(long)]
     pub name: Option<String>,
+    /// Join a pod sandbox's network, IPC and UTS namespaces (`skiff sandbox create`).
+    #[arg(long)]
+    pub sandbox: Option<String>,
     /// Set metadata on the container (KEY=VALUE), shown by inspect.
     #[arg(short = 'l', long = "label")]
     pub label: Vec<String>,
@@ -176,6 +179,9 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     if !ports.is_empty() && network != Network::Bridge {
         return Err(options::OptionsError::PortsNeedBridge(network.mode()).into());
     }
+    if args.sandbox.is_some() && (network != Network::Bridge || !ports.is_empty()) {
+        return Err(options::OptionsError::SandboxNetwork(args.network.clone()).into());
+    }
     Ok(RunOptions {
         name: args.name.clone(),
         env,
@@ -227,6 +233,9 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .map(|d| options::DeviceMapping::parse(d))
             .collect::<Result<_, _>>()?,
         privileged: args.privileged,
+        sandbox: args.sandbox.clone(),
+        ipc_ns: None,
+        uts_ns: None,
         labels: args
             .label
             .iter()

@@ -8,6 +8,7 @@ pub mod images;
 pub mod killall;
 pub mod logs;
 pub mod network;
+pub mod sandbox;
 pub mod stats;
 pub mod transfer;
 pub mod util;
@@ -100,6 +101,9 @@ pub enum Command {
     /// Show the container network.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage pod sandboxes (shared network, IPC and UTS namespaces).
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
 }
 
 /// Daemons log their progress at info; client commands print their own
@@ -151,5 +155,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Volume(cmd) => volumes::volume(&engine, cmd),
         Command::Killall => killall::killall(&engine),
         Command::Network(network::NetworkCommand::Inspect) => done(network::inspect(&engine)),
+        Command::Sandbox(cmd) => sandbox::sandbox(&engine, cmd),
     }
 }

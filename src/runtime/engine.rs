@@ -23,6 +23,7 @@ use std::path::Path;
 use crate::runtime::container::records::Records;
 use crate::runtime::container::{lifecycle, ContainerError, Paths};
 use crate::runtime::image::store::{Store, StoreError};
+use crate::runtime::sandbox::{self, Sandbox, SandboxError, SandboxRequest};
 use crate::runtime::volume::Volumes;
 
 pub struct Engine {
@@ -74,6 +75,16 @@ impl Engine {
     /// attaching, otherwise the subnet it was set up with.
     pub fn network(&self, cidr: Option<crate::net::cidr::Ipv4Cidr>) -> crate::net::node::NodeNet {
         crate::runtime::container::node_net(&self.paths, cidr)
+    }
+
+    /// A pod sandbox (sandbox.rs): pinned net, IPC and UTS namespaces on
+    /// the bridge, joined by containers created with `sandbox: Some(name)`.
+    pub fn create_sandbox(&self, req: &SandboxRequest) -> Result<Sandbox, SandboxError> {
+        sandbox::create(&self.paths, req)
+    }
+
+    pub fn remove_sandbox(&self, name: &str) -> Result<(), SandboxError> {
+        sandbox::remove(&self.paths, name)
     }
 
     pub fn volumes(&self) -> Volumes {

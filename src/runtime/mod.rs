@@ -8,5 +8,6 @@ pub mod container;
 pub mod engine;
 pub mod image;
 pub mod private;
+pub mod sandbox;
 pub mod sqlite;
 pub mod volume;

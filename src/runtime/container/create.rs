@@ -207,12 +207,24 @@ pub fn create(
     // The overlay itself is mounted by the shim, in a mount namespace of its
     // own (see shim/run.rs).
     let rootfs = paths.rootfs(&id);
-    let (spec_network, attachment) = resolve_network(paths, state, &id, &opts)?;
-    let hostname = match (&opts.hostname, opts.network()) {
-        (Some(h), _) => h.clone(),
-        (None, Network::Host) => host_hostname(),
-        (None, _) => super::short_id(&id).to_string(),
+    let sandbox = match &opts.sandbox {
+        Some(name) => Some(crate::runtime::sandbox::find(paths, name)?),
+        None => None,
     };
+    let (spec_network, attachment) = match &sandbox {
+        Some(sb) => (Network::Join(sb.net.clone()), None),
+        None => resolve_network(paths, state, &id, &opts)?,
+    };
+    let hostname = match (&sandbox, &opts.hostname, opts.network()) {
+        (Some(sb), _, _) => sb.hostname.clone(),
+        (None, Some(h), _) => h.clone(),
+        (None, None, Network::Host) => host_hostname(),
+        (None, None, _) => super::short_id(&id).to_string(),
+    };
+    if let Some(sb) = &sandbox {
+        opts.ipc_ns = Some(sb.ipc.clone());
+        opts.uts_ns = Some(sb.uts.clone());
+    }
     let etc_files = write_etc_files(&dir, &hostname, &opts, attachment.as_ref())?;
     opts.network = Some(spec_network);
     // Our own static binary is the init (`skiff init`, see init.rs).

@@ -146,6 +146,8 @@ pub enum ContainerError {
     Volume(String),
     #[error("network: {0}")]
     Network(#[from] crate::net::node::NetError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::runtime::sandbox::SandboxError),
     #[error("cannot join the network of container {0}: it is not running")]
     JoinNotRunning(String),
     #[error("invalid --cgroup-parent {parent:?}: {source}")]

@@ -35,6 +35,8 @@ pub enum OptionsError {
     Device(String),
     #[error("-p needs the bridge network (--network {0} has no ports of its own)")]
     PortsNeedBridge(String),
+    #[error("--sandbox joins the sandbox's network: drop --network {0} and -p (give ports to the sandbox)")]
+    SandboxNetwork(String),
     #[error("invalid --label {0:?}: expected KEY=VALUE with a non-empty KEY without spaces")]
     Label(String),
     #[error("invalid --security-opt {0:?}: expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges")]
@@ -324,6 +326,13 @@ pub struct RunOptions {
     /// Docker).
     #[serde(default)]
     pub privileged: bool,
+    /// `--sandbox NAME`: join the pod sandbox's network, IPC and UTS
+    /// namespaces (runtime/sandbox.rs).
+    pub sandbox: Option<String>,
+    /// The IPC and UTS namespaces to join (set from the sandbox when the
+    /// container is created; a new one each when unset).
+    pub ipc_ns: Option<PathBuf>,
+    pub uts_ns: Option<PathBuf>,
     /// `--label K=V`: kept on the record (records.rs), where they can be
     /// queried, not in the options.
     #[serde(skip)]

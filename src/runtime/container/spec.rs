@@ -214,10 +214,15 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         ));
     }
 
+    // Joined by path when the container is in a pod sandbox.
+    let ns = |kind: &str, path: &Option<std::path::PathBuf>| match path {
+        Some(p) => json!({"type": kind, "path": p}),
+        None => json!({"type": kind}),
+    };
     let mut namespaces = vec![
         json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
+        ns("ipc", &opts.ipc_ns),
+        ns("uts", &opts.uts_ns),
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
