@@ -112,3 +112,29 @@ fn containers_in_one_sandbox_share_network_ipc_and_hostname() {
     assert!(!lease.exists(), "{} still held", lease.display());
     e.assert_clean();
 }
+
+#[test]
+fn killall_removes_sandboxes() {
+    let e = Engine::new();
+    e.ok(&["sandbox", "create", "pod3"]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--sandbox",
+        "pod3",
+        "--name",
+        "s",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    e.ok(&["killall"]);
+    assert!(e.mounts().is_empty(), "{:?}", e.mounts());
+    let gone = e.err(&["sandbox", "rm", "pod3"]);
+    assert!(
+        stderr(&gone).contains("no such sandbox: pod3"),
+        "{}",
+        stderr(&gone)
+    );
+    e.assert_clean();
+}

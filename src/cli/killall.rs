@@ -1,5 +1,5 @@
 //! `skiff killall`: stop every container of this root and remove what the
-//! engine put on the node (like k3s-killall.sh): containers and their shims,
+//! engine put on the node (like k3s-killall.sh): containers and their shims, pod sandboxes,
 //! rootfs mounts, network namespaces, veths, the bridge and table `ip skiff`.
 //! Images, volumes and the container records' logs stay.
 
@@ -20,6 +20,13 @@ pub fn killall(engine: &Engine) -> anyhow::Result<ExitCode> {
     for rec in state.list()? {
         if let Err(e) = lifecycle::remove(paths, &state, &rec, true) {
             eprintln!("skiff: error: removing {}: {e}", rec.name);
+            failed += 1;
+        }
+    }
+    // Their pinned IPC and UTS namespaces would outlive the bridge.
+    for name in engine.sandbox_names() {
+        if let Err(e) = engine.remove_sandbox(&name) {
+            eprintln!("skiff: error: removing sandbox {name}: {e}");
             failed += 1;
         }
     }

@@ -87,6 +87,10 @@ impl Engine {
         sandbox::remove(&self.paths, name)
     }
 
+    pub fn sandbox_names(&self) -> Vec<String> {
+        sandbox::names(&self.paths)
+    }
+
     pub fn volumes(&self) -> Volumes {
         Volumes::new(self.root())
     }

@@ -138,6 +138,17 @@ pub fn find(paths: &Paths, name: &str) -> Result<Sandbox, SandboxError> {
     })
 }
 
+/// The names of every sandbox.
+pub fn names(paths: &Paths) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(paths.run().join("sandboxes")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
 /// Remove sandbox `name`: its address goes back to the pool and its
 /// namespaces go away with the last container in them.
 pub fn remove(paths: &Paths, name: &str) -> Result<(), SandboxError> {
