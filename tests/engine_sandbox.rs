@@ -57,6 +57,10 @@ fn containers_in_one_sandbox_share_network_ipc_and_hostname() {
     );
     assert_eq!(lines.last(), Some(&"hello"), "{client}");
     assert_eq!(e.ok(&["exec", "server", "hostname"]).trim(), "podhost");
+    assert_eq!(
+        e.inspect("server")["HostConfig"]["NetworkMode"],
+        "sandbox:pod1"
+    );
     // One IPC namespace: a file in the server's /proc/sysvipc view is the
     // same namespace the client had (compare the namespace links).
     let ipc_server = e.ok(&["exec", "server", "readlink", "/proc/self/ns/ipc"]);

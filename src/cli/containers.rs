@@ -203,7 +203,9 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         cpus: args.cpus.as_deref().map(options::parse_cpus).transpose()?,
         pids_limit: args.pids_limit.map(options::check_pids_limit).transpose()?,
         read_only: args.read_only,
-        network: Some(network),
+        // In a sandbox the network is the sandbox's (the shim releases
+        // no address of the container's own).
+        network: args.sandbox.is_none().then_some(network),
         hostname: args.hostname.clone(),
         tty: args.tty,
         interactive: args.interactive,

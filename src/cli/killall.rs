@@ -1,6 +1,7 @@
 //! `skiff killall`: stop every container of this root and remove what the
-//! engine put on the node (like k3s-killall.sh): containers and their shims, pod sandboxes,
-//! rootfs mounts, network namespaces, veths, the bridge and table `ip skiff`.
+//! engine put on the node (like k3s-killall.sh): containers and their shims,
+//! pod sandboxes, rootfs mounts, network namespaces, veths, the bridge and
+//! table `ip skiff`.
 //! Images, volumes and the container records' logs stay.
 
 use std::process::ExitCode;

@@ -47,6 +47,9 @@ pub fn ports_column(a: Option<&Attachment>) -> String {
 
 /// The network mode recorded in a container's options, as docker names it.
 pub fn mode(options: &RunOptions) -> String {
+    if let Some(name) = &options.sandbox {
+        return format!("sandbox:{name}");
+    }
     options
         .network
         .as_ref()
