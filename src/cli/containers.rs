@@ -3,7 +3,7 @@
 //! shim over its control socket (`logs` is in logs.rs, `exec` in exec.rs,
 //! the foreground attach in attach.rs).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -15,11 +15,16 @@ use serde_json::{json, Value};
 use crate::runtime::container::create::{self, CreateRequest};
 use crate::runtime::container::lifecycle;
 use crate::runtime::container::options::{self, Bind, Network, RunOptions};
-use crate::runtime::container::state::{rfc3339, Record, State, Status};
-use crate::runtime::container::{short_id, ContainerError, Paths, DEFAULT_LOG_MAX_SIZE};
+use crate::runtime::container::records::{rfc3339, Record, Status};
+use crate::runtime::container::{short_id, ContainerError, DEFAULT_LOG_MAX_SIZE};
+use crate::runtime::engine::Engine;
+use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
+use crate::runtime::image::limit::LayerLimit;
+use crate::runtime::image::pull::Progress;
 use crate::runtime::image::store::StoreError;
 
 use super::images;
+use super::util::image_store;
 
 #[derive(Debug, Args)]
 #[command(trailing_var_arg = true)]
@@ -41,6 +46,12 @@ pub struct RunArgs {
     pub init: bool,
     #[arg(long)]
     pub name: Option<String>,
+    /// Join a pod sandbox's network, IPC and UTS namespaces (`skiff sandbox create`).
+    #[arg(long)]
+    pub sandbox: Option<String>,
+    /// Set metadata on the container (KEY=VALUE), shown by inspect.
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
     /// Set an environment variable (K=V, or K to copy it from here).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
@@ -148,14 +159,6 @@ pub struct RmArgs {
     pub containers: Vec<String>,
 }
 
-/// The node's container paths and state, with stale records reconciled.
-pub(crate) fn open(root: &Path, run_dir: &Path) -> anyhow::Result<(Paths, State)> {
-    let paths = Paths::new(root, run_dir);
-    let state = paths.open_state()?;
-    lifecycle::reconcile(&paths, &state)?;
-    Ok((paths, state))
-}
-
 fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     let lookup = |k: &str| std::env::var(k).ok();
     let mut env = Vec::new();
@@ -175,6 +178,9 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         .collect::<Result<Vec<_>, _>>()?;
     if !ports.is_empty() && network != Network::Bridge {
         return Err(options::OptionsError::PortsNeedBridge(network.mode()).into());
+    }
+    if args.sandbox.is_some() && (network != Network::Bridge || !ports.is_empty()) {
+        return Err(options::OptionsError::SandboxNetwork(args.network.clone()).into());
     }
     Ok(RunOptions {
         name: args.name.clone(),
@@ -197,7 +203,9 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         cpus: args.cpus.as_deref().map(options::parse_cpus).transpose()?,
         pids_limit: args.pids_limit.map(options::check_pids_limit).transpose()?,
         read_only: args.read_only,
-        network: Some(network),
+        // In a sandbox the network is the sandbox's (the shim releases
+        // no address of the container's own).
+        network: args.sandbox.is_none().then_some(network),
         hostname: args.hostname.clone(),
         tty: args.tty,
         interactive: args.interactive,
@@ -227,10 +235,18 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .map(|d| options::DeviceMapping::parse(d))
             .collect::<Result<_, _>>()?,
         privileged: args.privileged,
+        sandbox: args.sandbox.clone(),
+        ipc_ns: None,
+        uts_ns: None,
+        labels: args
+            .label
+            .iter()
+            .map(|l| options::parse_label(l))
+            .collect::<Result<_, _>>()?,
     })
 }
 
-pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCode> {
     // As early as possible: see cgroups/warmup.rs.
     crate::runtime::container::cgroups::warmup::start();
     let opts = options(&args)?;
@@ -244,8 +260,8 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
             .with_context(|| format!("invalid --log-max-size {s:?}"))?,
         None => DEFAULT_LOG_MAX_SIZE,
     };
-    let (paths, state) = open(root, run_dir)?;
-    let store = images::store(root)?;
+    let records = engine.records()?;
+    let store = image_store(engine)?;
     let request = |opts: RunOptions| CreateRequest {
         image: &args.image,
         opts,
@@ -253,21 +269,22 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
         wait_start: !args.detach,
         debug,
     };
-    let created = match create::create(&paths, &state, &store, request(opts.clone())) {
+    let paths = engine.paths();
+    let created = match create::create(paths, records, store, request(opts.clone())) {
         Err(ContainerError::Image(StoreError::NotFound(_))) => {
             eprintln!("Unable to find image '{}' locally", args.image);
-            images::pull(
-                root,
-                images::PullArgs {
-                    image: args.image.clone(),
-                    registries: args.registries.clone(),
-                    quiet: true,
-                    max_layer_size: crate::runtime::image::limit::DEFAULT_MAX_SIZE,
-                    max_layer_ratio: crate::runtime::image::limit::DEFAULT_MAX_RATIO,
-                },
-            )
-            .with_context(|| format!("pulling {}", args.image))?;
-            create::create(&paths, &state, &store, request(opts))?
+            let quiet: Progress = std::sync::Arc::new(|_| {});
+            let from = PullSource {
+                registries: args.registries.clone(),
+                limit: LayerLimit::default(),
+            };
+            let pulled =
+                ensure::ensure(engine, &args.image, PullPolicy::IfNotPresent, &from, quiet)
+                    .with_context(|| format!("pulling {}", args.image))?;
+            if let Some(pulled) = pulled {
+                println!("{}", pulled.name);
+            }
+            create::create(paths, records, store, request(opts))?
         }
         other => other?,
     };
@@ -276,7 +293,7 @@ pub fn run(root: &Path, run_dir: &Path, debug: bool, args: RunArgs) -> anyhow::R
         return Ok(ExitCode::SUCCESS);
     }
     let code = super::attach::attach_and_start(
-        &paths,
+        paths,
         &created.id,
         args.interactive,
         args.tty,
@@ -329,9 +346,9 @@ fn command_text(cmd: &[String]) -> String {
     format!("\"{cut}\"")
 }
 
-pub fn ps(root: &Path, run_dir: &Path, args: PsArgs) -> anyhow::Result<()> {
-    let (_paths, state) = open(root, run_dir)?;
-    let rows: Vec<Record> = state
+pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<()> {
+    let rows: Vec<Record> = engine
+        .records()?
         .list()?
         .into_iter()
         .filter(|r| args.all || r.status == Status::Running)
@@ -343,7 +360,7 @@ pub fn ps(root: &Path, run_dir: &Path, args: PsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = Utc::now();
-    let nets = super::network::attachments(&_paths);
+    let nets = super::network::attachments(engine);
     let mut table = comfy_table::Table::new();
     table
         .load_preset(comfy_table::presets::NOTHING)
@@ -392,21 +409,21 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> anyhow::Result<()>) -> anyh
     Ok(())
 }
 
-pub fn stop(root: &Path, run_dir: &Path, args: StopArgs) -> anyhow::Result<()> {
-    let (paths, state) = open(root, run_dir)?;
+pub fn stop(engine: &Engine, args: StopArgs) -> anyhow::Result<()> {
+    let (paths, state) = (engine.paths(), engine.records()?);
     each(&args.containers, |n| {
         let rec = state.find(n)?;
-        lifecycle::stop(&paths, &rec, Duration::from_secs(args.time))?;
+        lifecycle::stop(paths, &rec, Duration::from_secs(args.time))?;
         Ok(())
     })
 }
 
-pub fn kill(root: &Path, run_dir: &Path, args: KillArgs) -> anyhow::Result<()> {
+pub fn kill(engine: &Engine, args: KillArgs) -> anyhow::Result<()> {
     let sig: nix::sys::signal::Signal = parse_signal(&args.signal)?;
-    let (paths, state) = open(root, run_dir)?;
+    let (paths, state) = (engine.paths(), engine.records()?);
     each(&args.containers, |n| {
         let rec = state.find(n)?;
-        lifecycle::kill(&paths, &rec, sig)?;
+        lifecycle::kill(paths, &rec, sig)?;
         Ok(())
     })
 }
@@ -426,25 +443,28 @@ pub(crate) fn parse_signal(s: &str) -> anyhow::Result<nix::sys::signal::Signal> 
     nix::sys::signal::Signal::from_str(&name).with_context(|| format!("invalid signal {s}"))
 }
 
-pub fn rm(root: &Path, run_dir: &Path, args: RmArgs) -> anyhow::Result<()> {
-    let (paths, state) = open(root, run_dir)?;
+pub fn rm(engine: &Engine, args: RmArgs) -> anyhow::Result<()> {
+    let (paths, state) = (engine.paths(), engine.records()?);
     each(&args.containers, |n| {
         let rec = state.find(n)?;
-        lifecycle::remove(&paths, &state, &rec, args.force)?;
+        lifecycle::remove(paths, state, &rec, args.force)?;
         Ok(())
     })
 }
 
 /// One container in the shape of `docker inspect`.
-fn inspect_one(paths: &Paths, r: &Record) -> Value {
-    let o = &r.config["options"];
+fn inspect_one(engine: &Engine, r: &Record) -> Value {
+    let paths = engine.paths();
+    let o = &r.config.options;
     let time =
         |t: Option<DateTime<Utc>>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
-    let snapshots = r.config["snapshots"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let lower: Vec<&str> = snapshots.iter().rev().filter_map(Value::as_str).collect();
+    let lower: Vec<String> = r
+        .config
+        .snapshots
+        .iter()
+        .rev()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
     let dir = paths.dir(&r.id);
     json!({
         "Id": r.id,
@@ -470,23 +490,23 @@ fn inspect_one(paths: &Paths, r: &Record) -> Value {
         "RestartCount": 0,
         "Driver": "overlay",
         "HostConfig": {
-            "Binds": o["binds"].as_array().map(|b| b.iter().map(|b| format!(
+            "Binds": o.binds.iter().map(|b| format!(
                 "{}:{}{}",
-                b["source"].as_str().unwrap_or_default(),
-                b["destination"].as_str().unwrap_or_default(),
-                if b["read_only"].as_bool().unwrap_or(false) { ":ro" } else { "" }
-            )).collect::<Vec<_>>()),
+                b.source.display(),
+                b.destination,
+                if b.read_only { ":ro" } else { "" }
+            )).collect::<Vec<_>>(),
             "NetworkMode": super::network::mode(o),
-            "AutoRemove": o["auto_remove"],
-            "ReadonlyRootfs": o["read_only"],
-            "Memory": o["memory"].as_i64().unwrap_or(0),
-            "NanoCpus": o["cpus"].as_f64().map_or(0, |c| (c * 1e9) as i64),
-            "PidsLimit": o["pids_limit"],
-            "CgroupParent": o["cgroup_parent"].as_str().unwrap_or_default(),
-            "Tmpfs": o["tmpfs"],
+            "AutoRemove": o.auto_remove,
+            "ReadonlyRootfs": o.read_only,
+            "Memory": o.memory.unwrap_or(0),
+            "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as i64),
+            "PidsLimit": o.pids_limit,
+            "CgroupParent": o.cgroup_parent.as_deref().unwrap_or_default(),
+            "Tmpfs": o.tmpfs,
         },
         "NetworkSettings": super::network::settings(
-            super::network::attachment(paths, &r.id).as_ref()
+            super::network::attachment(engine, &r.id).as_ref()
         ),
         "GraphDriver": {
             "Name": "overlay",
@@ -498,32 +518,33 @@ fn inspect_one(paths: &Paths, r: &Record) -> Value {
             },
         },
         "Config": {
-            "Hostname": o["hostname"].as_str().map_or_else(|| short_id(&r.id).to_string(), String::from),
-            "User": o["user"].as_str().unwrap_or_default(),
-            "Tty": o["tty"],
-            "OpenStdin": o["interactive"],
-            "Env": o["env"],
-            "Cmd": o["cmd"],
+            "Hostname": o.hostname.clone().unwrap_or_else(|| short_id(&r.id).to_string()),
+            "User": o.user.as_deref().unwrap_or_default(),
+            "Tty": o.tty,
+            "OpenStdin": o.interactive,
+            "Env": o.env,
+            "Cmd": o.cmd,
             "Image": r.image,
-            "WorkingDir": o["workdir"].as_str().unwrap_or_default(),
-            "Entrypoint": o["entrypoint"],
+            "WorkingDir": o.workdir.as_deref().unwrap_or_default(),
+            "Entrypoint": o.entrypoint,
+            "Labels": r.labels,
         },
     })
 }
 
 /// `skiff inspect`: containers first, then images (as docker does).
-pub fn inspect(root: &Path, run_dir: &Path, args: images::InspectArgs) -> anyhow::Result<()> {
-    let (paths, state) = open(root, run_dir)?;
+pub fn inspect(engine: &Engine, args: images::InspectArgs) -> anyhow::Result<()> {
+    let state = engine.records()?;
     let mut out = Vec::new();
     let mut image_queries = Vec::new();
     for q in &args.images {
         match state.find(q) {
-            Ok(r) => out.push(inspect_one(&paths, &r)),
+            Ok(r) => out.push(inspect_one(engine, &r)),
             Err(_) => image_queries.push(q.clone()),
         }
     }
     if !image_queries.is_empty() {
-        out.extend(images::inspect_values(root, &image_queries)?);
+        out.extend(images::inspect_values(engine, &image_queries)?);
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())

@@ -4,19 +4,20 @@
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+use super::util::{human_size, image_store};
+use crate::runtime::engine::Engine;
 use crate::runtime::image::catalog;
-use crate::runtime::image::client::RegistryClient;
-use crate::runtime::image::credentials::{self, Logins};
+use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
 use crate::runtime::image::limit::{self, LayerLimit};
-use crate::runtime::image::pull::{self, Progress, PullEvent};
-use crate::runtime::image::registries::{self, RegistriesConfig};
-use crate::runtime::image::{Reference, Store};
+use crate::runtime::image::pull::{Progress, PullEvent};
+use crate::runtime::image::registries;
+use crate::runtime::image::Reference;
 
 #[derive(Debug, Args)]
 pub struct PullArgs {
@@ -65,24 +66,29 @@ pub enum ImageCommand {
     Prune,
 }
 
-pub(crate) fn store(root: &Path) -> anyhow::Result<Store> {
-    Store::open(root).with_context(|| format!("opening the image store under {}", root.display()))
-}
-
-pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<()> {
+/// `skiff pull`: always from the registry (`ensure` with policy Always).
+pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<()> {
     let image = Reference::parse(&args.image)?;
-    let config = RegistriesConfig::load(&args.registries)?;
-    let store = store(root)?.with_layer_limit(LayerLimit {
-        max_size: args.max_layer_size,
-        max_ratio: args.max_layer_ratio,
-    });
-    let client = Arc::new(registry_client(root, config)?);
+    // A bad registries.yaml is refused before "Pulling" is printed.
+    registries::RegistriesConfig::load(&args.registries)?;
     let progress = make_progress(args.quiet);
-    let rt = runtime()?;
     if !args.quiet {
         println!("Pulling {image}");
     }
-    let pulled = rt.block_on(pull::pull(&store, client, &image, progress.callback()))?;
+    let pulled = ensure::ensure(
+        engine,
+        &args.image,
+        PullPolicy::Always,
+        &PullSource {
+            registries: args.registries.clone(),
+            limit: LayerLimit {
+                max_size: args.max_layer_size,
+                max_ratio: args.max_layer_ratio,
+            },
+        },
+        progress.callback(),
+    )?
+    .context("a pull with policy Always pulled nothing")?;
     progress.finish();
     if !args.quiet {
         println!("Digest: {}", pulled.repo_digest);
@@ -92,25 +98,8 @@ pub fn pull(root: &Path, args: PullArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The registry client with registries.yaml and the `skiff login` credentials.
-pub(crate) fn registry_client(
-    root: &Path,
-    config: RegistriesConfig,
-) -> anyhow::Result<RegistryClient> {
-    let logins = Logins::load(&credentials::path(root))?;
-    Ok(RegistryClient::new(config).with_logins(logins))
-}
-
-pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")
-}
-
-pub fn images(root: &Path) -> anyhow::Result<()> {
-    let store = store(root)?;
+pub fn images(engine: &Engine) -> anyhow::Result<()> {
+    let store = image_store(engine)?;
     let rows = store.meta()?.list()?;
     let mut table = comfy_table::Table::new();
     table
@@ -138,29 +127,10 @@ pub fn images(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The images and snapshots containers (running or stopped) depend on.
-fn in_use(root: &Path, run_dir: &Path) -> anyhow::Result<catalog::InUse> {
-    let (_paths, state) = super::containers::open(root, run_dir)?;
-    let mut out = catalog::InUse::default();
-    for r in state.list()? {
-        let snapshots = r.config["snapshots"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        out.snapshots.extend(snapshots.iter().filter_map(|p| {
-            Path::new(p.as_str()?)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        }));
-        out.containers.push((r.id, r.image_id));
-    }
-    Ok(out)
-}
-
-pub fn rmi(root: &Path, run_dir: &Path, args: RmiArgs) -> anyhow::Result<()> {
-    let store = store(root)?;
-    let in_use = in_use(root, run_dir)?;
-    let removed = catalog::remove(&store, &args.images, args.force, &in_use)?;
+pub fn rmi(engine: &Engine, args: RmiArgs) -> anyhow::Result<()> {
+    let store = image_store(engine)?;
+    let in_use = engine.records()?.images_in_use()?;
+    let removed = catalog::remove(store, &args.images, args.force, &in_use)?;
     for name in &removed.untagged {
         println!("Untagged: {name}");
     }
@@ -186,38 +156,40 @@ pub fn rmi(root: &Path, run_dir: &Path, args: RmiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn tag(root: &Path, args: TagArgs) -> anyhow::Result<()> {
-    let store = store(root)?;
-    catalog::tag(&store, &args.source, &args.target)?;
+pub fn tag(engine: &Engine, args: TagArgs) -> anyhow::Result<()> {
+    catalog::tag(image_store(engine)?, &args.source, &args.target)?;
     Ok(())
 }
 
-pub fn inspect(root: &Path, args: InspectArgs) -> anyhow::Result<()> {
-    let out = inspect_values(root, &args.images)?;
+pub fn inspect(engine: &Engine, args: InspectArgs) -> anyhow::Result<()> {
+    let out = inspect_values(engine, &args.images)?;
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
 /// `docker image inspect` objects for `queries` (also used by the
 /// container-or-image `skiff inspect`).
-pub fn inspect_values(root: &Path, queries: &[String]) -> anyhow::Result<Vec<serde_json::Value>> {
-    let store = store(root)?;
+pub fn inspect_values(
+    engine: &Engine,
+    queries: &[String],
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let store = image_store(engine)?;
     let rows = store.meta()?.list()?;
     let mut out = Vec::new();
     for q in queries {
         let found = catalog::find(&rows, q)?;
         if let Some(first) = found.first() {
-            out.push(catalog::inspect(&store, &rows, first)?);
+            out.push(catalog::inspect(store, &rows, first)?);
         }
     }
     Ok(out)
 }
 
-pub fn image(root: &Path, run_dir: &Path, cmd: ImageCommand) -> anyhow::Result<()> {
+pub fn image(engine: &Engine, cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
         ImageCommand::Prune => {
-            let keep = in_use(root, run_dir)?.snapshots;
-            let report = store(root)?.prune(None, &keep)?;
+            let keep = engine.records()?.images_in_use()?.snapshots;
+            let report = image_store(engine)?.prune(None, &keep)?;
             println!(
                 "Deleted {} blobs, {} snapshots. Total reclaimed space: {}",
                 report.blobs,
@@ -226,34 +198,6 @@ pub fn image(root: &Path, run_dir: &Path, cmd: ImageCommand) -> anyhow::Result<(
             );
             Ok(())
         }
-    }
-}
-
-/// Docker prints sizes in decimal units with three significant digits.
-pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        let s = format!("{value:.3}");
-        let s = if value >= 100.0 {
-            format!("{value:.0}")
-        } else if value >= 10.0 {
-            format!("{value:.1}")
-        } else {
-            format!("{:.2}", s.parse::<f64>().unwrap_or(value))
-        };
-        format!(
-            "{}{}",
-            s.trim_end_matches('0').trim_end_matches('.'),
-            UNITS[unit]
-        )
     }
 }
 
@@ -392,20 +336,5 @@ impl Display {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sizes_like_docker() {
-        assert_eq!(human_size(0), "0B");
-        assert_eq!(human_size(999), "999B");
-        assert_eq!(human_size(4_261_000), "4.26MB");
-        assert_eq!(human_size(12_340_000), "12.3MB");
-        assert_eq!(human_size(123_400_000), "123MB");
-        assert_eq!(human_size(1_000_000_000), "1GB");
     }
 }

@@ -1,26 +1,38 @@
 //! `skiff killall`: stop every container of this root and remove what the
 //! engine put on the node (like k3s-killall.sh): containers and their shims,
-//! rootfs mounts, network namespaces, veths, the bridge and table `ip skiff`.
+//! pod sandboxes, rootfs mounts, network namespaces, veths, the bridge and
+//! table `ip skiff`.
 //! Images, volumes and the container records' logs stay.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::runtime::container::{lifecycle, node_net, Paths};
+use crate::runtime::container::lifecycle;
+use crate::runtime::engine::Engine;
 
-pub fn killall(root: &Path, run_dir: &Path) -> anyhow::Result<ExitCode> {
-    let paths = Paths::new(root, run_dir);
-    let state = paths.open_state().context("opening the container state")?;
+pub fn killall(engine: &Engine) -> anyhow::Result<ExitCode> {
+    // As recorded, not reconciled: everything goes anyway.
+    let paths = engine.paths();
+    let state = paths
+        .open_records()
+        .context("opening the container state")?;
     let mut failed = 0;
     for rec in state.list()? {
-        if let Err(e) = lifecycle::remove(&paths, &state, &rec, true) {
+        if let Err(e) = lifecycle::remove(paths, &state, &rec, true) {
             eprintln!("skiff: error: removing {}: {e}", rec.name);
             failed += 1;
         }
     }
-    node_net(&paths, None)
+    // Their pinned IPC and UTS namespaces would outlive the bridge.
+    for name in engine.sandbox_names() {
+        if let Err(e) = engine.remove_sandbox(&name) {
+            eprintln!("skiff: error: removing sandbox {name}: {e}");
+            failed += 1;
+        }
+    }
+    engine
+        .network(None)
         .teardown()
         .context("removing the container network")?;
     if failed > 0 {

@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,7 +11,8 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 
 use crate::runtime::container::logs::{self, Assembler, Entry, Stream};
-use crate::runtime::container::state::Status;
+use crate::runtime::container::records::Status;
+use crate::runtime::engine::Engine;
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
@@ -54,7 +54,7 @@ fn print(e: &Entry, timestamps: bool) {
     let line = if timestamps {
         format!(
             "{} {}\n",
-            crate::runtime::container::state::rfc3339(e.time),
+            crate::runtime::container::records::rfc3339(e.time),
             e.text
         )
     } else {
@@ -66,8 +66,8 @@ fn print(e: &Entry, timestamps: bool) {
     };
 }
 
-pub fn logs(root: &Path, run_dir: &Path, args: LogsArgs) -> anyhow::Result<()> {
-    let (paths, state) = super::containers::open(root, run_dir)?;
+pub fn logs(engine: &Engine, args: LogsArgs) -> anyhow::Result<()> {
+    let (paths, state) = (engine.paths(), engine.records()?);
     let rec = state.find(&args.container)?;
     let since = args
         .since

@@ -8,8 +8,10 @@ pub mod images;
 pub mod killall;
 pub mod logs;
 pub mod network;
+pub mod sandbox;
 pub mod stats;
 pub mod transfer;
+pub mod util;
 pub mod volumes;
 
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::runtime::engine::Engine;
 use crate::server::ServerArgs;
 
 #[derive(Debug, Parser)]
@@ -99,6 +102,9 @@ pub enum Command {
     /// Show the container network.
     #[command(subcommand)]
     Network(network::NetworkCommand),
+    /// Manage pod sandboxes (shared network, IPC and UTS namespaces).
+    #[command(subcommand)]
+    Sandbox(sandbox::SandboxCommand),
 }
 
 /// Daemons log their progress at info; client commands print their own
@@ -121,53 +127,36 @@ fn init_logging(debug: bool, daemon: bool) {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(cli.debug, matches!(cli.command, Command::Server(_)));
+    let engine = Engine::open(&cli.root, &cli.run_dir);
+    let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
         Command::Server(mut args) => {
             args.resolve_data_dir(&cli.root);
             crate::server::run_blocking(args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Pull(args) => images::pull(&cli.root, args).map(|()| ExitCode::SUCCESS),
-        Command::Images => images::images(&cli.root).map(|()| ExitCode::SUCCESS),
-        Command::Rmi(args) => {
-            images::rmi(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Tag(args) => images::tag(&cli.root, args).map(|()| ExitCode::SUCCESS),
-        Command::Inspect(args) => {
-            containers::inspect(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Run(args) => containers::run(&cli.root, &cli.run_dir, cli.debug, *args),
-        Command::Ps(args) => {
-            containers::ps(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Logs(args) => {
-            logs::logs(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Stop(args) => {
-            containers::stop(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Kill(args) => {
-            containers::kill(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Rm(args) => {
-            containers::rm(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Exec(args) => exec::exec(&cli.root, &cli.run_dir, cli.debug, args),
-        Command::Stats(args) => {
-            stats::stats(&cli.root, &cli.run_dir, args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Image(cmd) => {
-            images::image(&cli.root, &cli.run_dir, cmd).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Push(args) => transfer::push(&cli.root, args).map(|()| ExitCode::SUCCESS),
-        Command::Save(args) => transfer::save(&cli.root, args).map(|()| ExitCode::SUCCESS),
-        Command::Load(args) => transfer::load(&cli.root, args).map(|()| ExitCode::SUCCESS),
-        Command::Login(args) => transfer::login(&cli.root, args).map(|()| ExitCode::SUCCESS),
-        Command::Logout(args) => transfer::logout(&cli.root, args).map(|()| ExitCode::SUCCESS),
-        Command::Volume(cmd) => volumes::volume(&cli.root, cmd),
-        Command::Killall => killall::killall(&cli.root, &cli.run_dir),
-        Command::Network(network::NetworkCommand::Inspect) => {
-            network::inspect(&cli.root, &cli.run_dir).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Pull(args) => done(images::pull(&engine, args)),
+        Command::Images => done(images::images(&engine)),
+        Command::Rmi(args) => done(images::rmi(&engine, args)),
+        Command::Tag(args) => done(images::tag(&engine, args)),
+        Command::Inspect(args) => done(containers::inspect(&engine, args)),
+        Command::Run(args) => containers::run(&engine, cli.debug, *args),
+        Command::Ps(args) => done(containers::ps(&engine, args)),
+        Command::Logs(args) => done(logs::logs(&engine, args)),
+        Command::Stop(args) => done(containers::stop(&engine, args)),
+        Command::Kill(args) => done(containers::kill(&engine, args)),
+        Command::Rm(args) => done(containers::rm(&engine, args)),
+        Command::Exec(args) => exec::exec(&engine, cli.debug, args),
+        Command::Stats(args) => done(stats::stats(&engine, args)),
+        Command::Image(cmd) => done(images::image(&engine, cmd)),
+        Command::Push(args) => done(transfer::push(&engine, args)),
+        Command::Save(args) => done(transfer::save(&engine, args)),
+        Command::Load(args) => done(transfer::load(&engine, args)),
+        Command::Login(args) => done(transfer::login(&cli.root, args)),
+        Command::Logout(args) => done(transfer::logout(&cli.root, args)),
+        Command::Volume(cmd) => volumes::volume(&engine, cmd),
+        Command::Killall => killall::killall(&engine),
+        Command::Network(network::NetworkCommand::Inspect) => done(network::inspect(&engine)),
+        Command::Sandbox(cmd) => sandbox::sandbox(&engine, cmd),
     }
 }

@@ -1,13 +1,12 @@
 //! How the container network shows in `ps`, `inspect` and `network inspect`.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde_json::{json, Value};
 
 use crate::net::Attachment;
-use crate::runtime::container::options::Network;
-use crate::runtime::container::{node_net, Paths};
+use crate::runtime::container::options::{Network, RunOptions};
+use crate::runtime::engine::Engine;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum NetworkCommand {
@@ -16,8 +15,8 @@ pub enum NetworkCommand {
 }
 
 /// Attachments by container id (empty when the node has no network state).
-pub fn attachments(paths: &Paths) -> HashMap<String, Attachment> {
-    match node_net(paths, None).attachments() {
+pub fn attachments(engine: &Engine) -> HashMap<String, Attachment> {
+    match engine.network(None).attachments() {
         Ok(all) => all.into_iter().map(|a| (a.id.clone(), a)).collect(),
         Err(e) => {
             tracing::warn!("reading the network state: {e}");
@@ -27,8 +26,8 @@ pub fn attachments(paths: &Paths) -> HashMap<String, Attachment> {
 }
 
 /// One container's attachment (none when it has no bridge network).
-pub fn attachment(paths: &Paths, id: &str) -> Option<Attachment> {
-    node_net(paths, None).attachment(id).unwrap_or_else(|e| {
+pub fn attachment(engine: &Engine, id: &str) -> Option<Attachment> {
+    engine.network(None).attachment(id).unwrap_or_else(|e| {
         tracing::warn!("reading the network state: {e}");
         None
     })
@@ -47,10 +46,14 @@ pub fn ports_column(a: Option<&Attachment>) -> String {
 }
 
 /// The network mode recorded in a container's options, as docker names it.
-pub fn mode(options: &Value) -> String {
-    serde_json::from_value::<Network>(options["network"].clone())
-        .map(|n| n.mode())
-        .unwrap_or_else(|_| "none".into())
+pub fn mode(options: &RunOptions) -> String {
+    if let Some(name) = &options.sandbox {
+        return format!("sandbox:{name}");
+    }
+    options
+        .network
+        .as_ref()
+        .map_or_else(|| "none".into(), Network::mode)
 }
 
 /// docker inspect's `NetworkSettings`.
@@ -88,9 +91,8 @@ pub fn settings(a: Option<&Attachment>) -> Value {
 }
 
 /// `skiff network inspect`: the bridge and every attachment.
-pub fn inspect(root: &Path, run_dir: &Path) -> anyhow::Result<()> {
-    let paths = Paths::new(root, run_dir);
-    let net = node_net(&paths, None);
+pub fn inspect(engine: &Engine) -> anyhow::Result<()> {
+    let net = engine.network(None);
     let all = net.attachments()?;
     let out = json!([{
         "Name": "bridge",

@@ -3,15 +3,15 @@
 //! history, so CPU % comes from two samples about a second apart).
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
 
 use crate::runtime::container::cgroups::{self, Stats};
+use crate::runtime::container::records::{Record, Records, Status};
 use crate::runtime::container::short_id;
-use crate::runtime::container::state::{Record, State, Status};
+use crate::runtime::engine::Engine;
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -81,7 +81,7 @@ fn host_memory() -> u64 {
 }
 
 fn cgroup_path(r: &Record) -> Option<&str> {
-    r.config["cgroups_path"].as_str().filter(|p| !p.is_empty())
+    r.config.cgroup()
 }
 
 /// Sample every container twice, `INTERVAL` apart; containers whose cgroup
@@ -165,7 +165,7 @@ pub fn render(rows: &[Row]) -> String {
     out
 }
 
-fn selected(state: &State, names: &[String]) -> anyhow::Result<Vec<Record>> {
+fn selected(state: &Records, names: &[String]) -> anyhow::Result<Vec<Record>> {
     if names.is_empty() {
         return Ok(state
             .list()?
@@ -179,13 +179,13 @@ fn selected(state: &State, names: &[String]) -> anyhow::Result<Vec<Record>> {
         .collect::<anyhow::Result<_>>()
 }
 
-pub fn stats(root: &Path, run_dir: &Path, args: StatsArgs) -> anyhow::Result<()> {
-    let (_paths, state) = super::containers::open(root, run_dir)?;
+pub fn stats(engine: &Engine, args: StatsArgs) -> anyhow::Result<()> {
+    let state = engine.records()?;
     let mut stdout = std::io::stdout();
     let clear = stdout.is_terminal();
     loop {
         // Re-read each round: containers come and go while streaming.
-        let records = selected(&state, &args.containers)?;
+        let records = selected(state, &args.containers)?;
         let table = render(&sample(&records));
         if clear && !args.no_stream {
             // Docker redraws in place on a terminal.

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::images::{make_display, registry_client, runtime, store};
+use super::images::make_display;
+use super::util::{image_store, tokio_runtime};
+use crate::runtime::engine::Engine;
 use crate::runtime::image::archive::{self, ArchiveFormat};
 use crate::runtime::image::credentials::{self, Logins};
+use crate::runtime::image::ensure::registry_client;
 use crate::runtime::image::push;
 use crate::runtime::image::registries::{self, Credentials, RegistriesConfig};
 
@@ -71,16 +74,16 @@ pub struct LogoutArgs {
     pub registry: String,
 }
 
-pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<()> {
+pub fn push(engine: &Engine, args: PushArgs) -> anyhow::Result<()> {
     let config = RegistriesConfig::load(&args.registries)?;
-    let store = store(root)?;
-    let client = Arc::new(registry_client(root, config)?);
+    let store = image_store(engine)?;
+    let client = Arc::new(registry_client(engine.root(), config)?);
     let progress = make_display(args.quiet, true);
-    let rt = runtime()?;
+    let rt = tokio_runtime()?;
     if !args.quiet {
         println!("Pushing {}", args.image);
     }
-    let pushed = rt.block_on(push::push(&store, client, &args.image, progress.callback()))?;
+    let pushed = rt.block_on(push::push(store, client, &args.image, progress.callback()))?;
     progress.finish();
     if !args.quiet {
         println!(
@@ -91,20 +94,19 @@ pub fn push(root: &Path, args: PushArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn save(root: &Path, args: SaveArgs) -> anyhow::Result<()> {
-    let store = store(root)?;
+pub fn save(engine: &Engine, args: SaveArgs) -> anyhow::Result<()> {
+    let store = image_store(engine)?;
     let format = match args.format {
         FormatArg::Docker => ArchiveFormat::Docker,
         FormatArg::Oci => ArchiveFormat::Oci,
     };
-    archive::save(&store, &args.images, format, &args.output)
+    archive::save(store, &args.images, format, &args.output)
         .with_context(|| format!("saving to {}", args.output.display()))?;
     Ok(())
 }
 
-pub fn load(root: &Path, args: LoadArgs) -> anyhow::Result<()> {
-    let store = store(root)?;
-    let loaded = archive::load(&store, &args.input)
+pub fn load(engine: &Engine, args: LoadArgs) -> anyhow::Result<()> {
+    let loaded = archive::load(image_store(engine)?, &args.input)
         .with_context(|| format!("loading {}", args.input.display()))?;
     for name in loaded {
         println!("Loaded image: {name}");
@@ -136,7 +138,7 @@ pub fn login(root: &Path, args: LoginArgs) -> anyhow::Result<()> {
     let credentials = Credentials::Basic { username, password };
     let config = RegistriesConfig::load(&args.registries)?;
     let client = registry_client(root, config)?;
-    let ok = runtime()?.block_on(client.check_login(&args.registry, &credentials))?;
+    let ok = tokio_runtime()?.block_on(client.check_login(&args.registry, &credentials))?;
     if !ok {
         anyhow::bail!(
             "{}: the registry refused these credentials (unauthorized)",

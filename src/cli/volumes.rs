@@ -2,13 +2,13 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, Write};
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
+use crate::runtime::engine::Engine;
 use crate::runtime::volume::{self, Volume, VolumeError, Volumes};
 
 #[derive(Debug, Subcommand)]
@@ -67,43 +67,25 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-pub fn volume(root: &Path, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
-    let vols = Volumes::new(root);
+pub fn volume(engine: &Engine, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
+    let vols = engine.volumes();
     match cmd {
         VolumeCommand::Create(args) => create(&vols, args),
         VolumeCommand::Ls(args) => ls(&vols, args),
-        VolumeCommand::Rm(args) => rm(root, &vols, args),
+        VolumeCommand::Rm(args) => rm(engine, &vols, args),
         VolumeCommand::Inspect(args) => inspect(&vols, args),
-        VolumeCommand::Prune(args) => prune(root, &vols, args),
+        VolumeCommand::Prune(args) => prune(engine, &vols, args),
     }
 }
 
-/// Names of the volumes that containers under `root` use. Containers do not
-/// exist yet in this tree; the container engine fills this in, and `rm` and
-/// `prune` already honour whatever it returns.
 /// Volumes named in the `-v` options of existing containers (running or
 /// not: docker keeps a stopped container's volumes too).
-fn volume_users(root: &Path) -> anyhow::Result<HashSet<String>> {
-    let db = root.join("containers");
-    if !db.exists() {
+fn volume_users(engine: &Engine) -> anyhow::Result<HashSet<String>> {
+    // No container was ever made here: do not create the records for that.
+    if !engine.paths().root().exists() {
         return Ok(HashSet::new());
     }
-    // The run dir only matters for talking to shims, which this never does.
-    let paths = crate::runtime::container::Paths::new(root, Path::new("/run/skiff"));
-    let state = paths.open_state()?;
-    let mut users = HashSet::new();
-    for record in state.list()? {
-        let binds = record.config["options"]["binds"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        for b in binds {
-            if let Some(v) = b["volume"].as_str() {
-                users.insert(v.to_string());
-            }
-        }
-    }
-    Ok(users)
+    Ok(engine.records()?.volumes_in_use()?)
 }
 
 fn parse_labels(raw: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
@@ -157,8 +139,8 @@ fn ls(vols: &Volumes, args: LsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn rm(root: &Path, vols: &Volumes, args: RmArgs) -> anyhow::Result<ExitCode> {
-    let users = volume_users(root)?;
+fn rm(engine: &Engine, vols: &Volumes, args: RmArgs) -> anyhow::Result<ExitCode> {
+    let users = volume_users(engine)?;
     let in_use = |n: &str| users.contains(n);
     let mut failed = false;
     // Like docker: try every name, report each failure, fail at the end.
@@ -212,11 +194,11 @@ fn inspect(vols: &Volumes, args: InspectArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn prune(root: &Path, vols: &Volumes, args: PruneArgs) -> anyhow::Result<ExitCode> {
+fn prune(engine: &Engine, vols: &Volumes, args: PruneArgs) -> anyhow::Result<ExitCode> {
     if !args.force && !confirm()? {
         return Ok(ExitCode::SUCCESS);
     }
-    let users = volume_users(root)?;
+    let users = volume_users(engine)?;
     let pruned = vols.prune(&|n: &str| users.contains(n))?;
     if !pruned.names.is_empty() {
         println!("Deleted Volumes:");
@@ -227,7 +209,7 @@ fn prune(root: &Path, vols: &Volumes, args: PruneArgs) -> anyhow::Result<ExitCod
     }
     println!(
         "Total reclaimed space: {}",
-        super::images::human_size(pruned.bytes)
+        super::util::human_size(pruned.bytes)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,13 @@
 //! The container engine, usable without any cluster (see DESIGN.md, Runtime).
+//! `engine::Engine` is the one object callers hold (the CLI now, the agent
+//! later); `container` makes and runs containers, `image` fetches and stores
+//! images (`image::ensure` applies a pull policy), `volume` keeps named
+//! volumes. The CLI only parses, calls these and prints.
 
 pub mod container;
+pub mod engine;
 pub mod image;
 pub mod private;
+pub mod sandbox;
 pub mod sqlite;
 pub mod volume;

@@ -21,8 +21,8 @@ use tokio::net::TcpListener;
 
 use self::apiserver::auth::{self, Authenticator};
 use self::apiserver::loopback;
-use self::apiserver::registry::Registry;
 use self::apiserver::object_store::Objects;
+use self::apiserver::registry::Registry;
 use self::apiserver::{ApiState, ConnLimits, Inflight, InflightLimits};
 use self::components::Components;
 use self::store::sqlite::SqliteBackend;

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 use chrono::Utc;
-use serde_json::json;
 
 use super::options::{Network, RunOptions};
+use super::records::{ContainerConfig, Record, Records, Status};
 use super::spec::{self, ImageProcess, SpecInputs};
-use super::state::{Record, State, Status};
 use super::{cgroups, user, ContainerError, Paths};
 use crate::net::Attachment;
 use crate::runtime::image::catalog;
@@ -53,7 +52,7 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> ContainerError + '_ {
 /// Undo a half-made container unless disarmed.
 struct Undo<'a> {
     paths: &'a Paths,
-    state: &'a State,
+    state: &'a Records,
     id: String,
     armed: bool,
 }
@@ -122,7 +121,7 @@ fn nofile_hard() -> u64 {
 /// Create container `req` in `state` (the caller's open container state).
 pub fn create(
     paths: &Paths,
-    state: &State,
+    state: &Records,
     store: &Store,
     req: CreateRequest,
 ) -> Result<Created, ContainerError> {
@@ -187,12 +186,14 @@ pub fn create(
         started_at: None,
         finished_at: None,
         oom_killed: false,
-        config: json!({
-            "options": opts,
-            "cgroups_path": cgroups_path,
-            "image_config": config.config,
-            "snapshots": snapshots,
-        }),
+        config: ContainerConfig {
+            options: opts.clone(),
+            cgroups_path: cgroups_path.clone(),
+            image_config: config.config,
+            snapshots: snapshots.clone(),
+            other: Default::default(),
+        },
+        labels: opts.labels.clone(),
     })?;
     let mut undo = Undo {
         paths,
@@ -206,12 +207,24 @@ pub fn create(
     // The overlay itself is mounted by the shim, in a mount namespace of its
     // own (see shim/run.rs).
     let rootfs = paths.rootfs(&id);
-    let (spec_network, attachment) = resolve_network(paths, state, &id, &opts)?;
-    let hostname = match (&opts.hostname, opts.network()) {
-        (Some(h), _) => h.clone(),
-        (None, Network::Host) => host_hostname(),
-        (None, _) => super::short_id(&id).to_string(),
+    let sandbox = match &opts.sandbox {
+        Some(name) => Some(crate::runtime::sandbox::find(paths, name)?),
+        None => None,
     };
+    let (spec_network, attachment) = match &sandbox {
+        Some(sb) => (Network::Join(sb.net.clone()), None),
+        None => resolve_network(paths, state, &id, &opts)?,
+    };
+    let hostname = match (&sandbox, &opts.hostname, opts.network()) {
+        (Some(sb), _, _) => sb.hostname.clone(),
+        (None, Some(h), _) => h.clone(),
+        (None, None, Network::Host) => host_hostname(),
+        (None, None, _) => super::short_id(&id).to_string(),
+    };
+    if let Some(sb) = &sandbox {
+        opts.ipc_ns = Some(sb.ipc.clone());
+        opts.uts_ns = Some(sb.uts.clone());
+    }
     let etc_files = write_etc_files(&dir, &hostname, &opts, attachment.as_ref())?;
     opts.network = Some(spec_network);
     // Our own static binary is the init (`skiff init`, see init.rs).
@@ -255,13 +268,13 @@ pub fn create(
 /// attachment when there is one.
 fn resolve_network(
     paths: &Paths,
-    state: &super::state::State,
+    state: &super::records::Records,
     id: &str,
     opts: &RunOptions,
 ) -> Result<(Network, Option<Attachment>), ContainerError> {
     match opts.network() {
         Network::Bridge => {
-            let a = super::node_net(paths, opts.node_cidr).attach(id, &opts.ports)?;
+            let a = super::host_bridge(paths, opts.node_cidr).attach(id, &opts.ports)?;
             Ok((Network::Join(a.netns.clone()), Some(a)))
         }
         Network::Container(query) => {

@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 
 use super::client::{self, Waiter};
 use super::create::remove_leftovers;
-use super::state::{Record, State, Status};
+use super::records::{Record, Records, Status};
 use super::{ContainerError, Paths};
 
 /// Exit code recorded for a container whose shim vanished without telling.
@@ -38,7 +38,7 @@ fn pid_alive(pid: i32) -> bool {
 /// container's shim drops the record before it reports the exit and the
 /// files after, and may be killed in between). A record without a shim yet
 /// is being created right now, unless it is old.
-pub fn reconcile(paths: &Paths, state: &State) -> Result<(), ContainerError> {
+pub fn reconcile(paths: &Paths, state: &Records) -> Result<(), ContainerError> {
     // Directories first: a container being created has its record before
     // its directory, so none of these can be one whose record is not read.
     let dirs = container_dirs(paths);
@@ -83,7 +83,7 @@ fn container_dirs(paths: &Paths) -> Vec<String> {
 /// directory: its network, libcontainer's state and cgroup, its run
 /// directory. (Its rootfs mount lived in its own namespaces and is gone.)
 pub(super) fn release(paths: &Paths, id: &str) {
-    if let Err(e) = super::node_net(paths, None).detach(id) {
+    if let Err(e) = super::host_bridge(paths, None).detach(id) {
         tracing::warn!("releasing the network of {id}: {e}");
     }
     let runtime_state = paths.runtime_root().join(id);
@@ -114,7 +114,7 @@ pub(super) fn release(paths: &Paths, id: &str) {
 /// that is dropped by the kernel (PID 1 of a namespace ignores signals it has
 /// no handler for), so wait, briefly, until /proc shows the mask in place.
 fn wait_for_init(rec: &Record) {
-    let uses_init = rec.config["options"]["init"].as_bool().unwrap_or(false);
+    let uses_init = rec.config.options.init;
     let Some(pid) = rec.pid.filter(|_| uses_init) else {
         return;
     };
@@ -175,7 +175,7 @@ pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32
 /// Remove a container (`force`: kill it first if it runs).
 pub fn remove(
     paths: &Paths,
-    state: &State,
+    state: &Records,
     rec: &Record,
     force: bool,
 ) -> Result<(), ContainerError> {

@@ -1,9 +1,10 @@
 //! Containers: OCI spec generation, the overlay rootfs, the per-container
 //! shim that creates the container with libcontainer and holds its stdio,
-//! CRI logs, and the record of every container in SQLite.
+//! CRI logs, and the record of every container in SQLite (typed, labelled:
+//! records.rs). Exits are awaited without a thread each (exits.rs).
 //!
 //! ```text
-//! <root>/containers/containers.db       records (state.rs)
+//! <root>/containers/containers.db       records and labels (records.rs)
 //! <root>/containers/<id>/config.json    the OCI bundle's spec
 //!                       rootfs/ upper/ work/   the overlay (rootfs.rs)
 //!                       ctr.log ctr.log.1      CRI logs (logs.rs)
@@ -18,15 +19,16 @@ pub mod client;
 pub mod create;
 pub mod defaults;
 pub mod executor;
+pub mod exits;
 pub mod init;
 pub mod lifecycle;
 pub mod logs;
 pub mod options;
+pub mod records;
 pub mod rootfs;
 pub mod seccomp;
 pub mod shim;
 pub mod spec;
-pub mod state;
 pub mod user;
 
 use std::path::{Path, PathBuf};
@@ -94,7 +96,7 @@ impl Paths {
         self.run.join("runtime")
     }
 
-    pub fn open_state(&self) -> Result<state::State, ContainerError> {
+    pub fn open_records(&self) -> Result<records::Records, ContainerError> {
         // Records, configs and logs hold secrets, and the run directory the
         // exec process specs (see runtime/private.rs).
         for dir in [
@@ -107,7 +109,7 @@ impl Paths {
                 source,
             })?;
         }
-        Ok(state::State::open(&self.db())?)
+        Ok(records::Records::open(&self.db())?)
     }
 }
 
@@ -119,7 +121,7 @@ pub enum ContainerError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    State(#[from] state::StateError),
+    Records(#[from] records::RecordsError),
     #[error(transparent)]
     Options(#[from] options::OptionsError),
     #[error(transparent)]
@@ -144,6 +146,8 @@ pub enum ContainerError {
     Volume(String),
     #[error("network: {0}")]
     Network(#[from] crate::net::NetError),
+    #[error(transparent)]
+    Sandbox(#[from] crate::runtime::sandbox::SandboxError),
     #[error("cannot join the network of container {0}: it is not running")]
     JoinNotRunning(String),
     #[error("invalid --cgroup-parent {parent:?}: {source}")]
@@ -159,7 +163,10 @@ pub enum ContainerError {
 /// attaching, otherwise for the subnet the bridge was set up with (the
 /// default before any). Releasing rewrites the rules for the pod network,
 /// so it must not assume the default.
-pub fn node_net(paths: &Paths, cidr: Option<crate::net::cidr::Ipv4Cidr>) -> crate::net::HostBridge {
+pub fn host_bridge(
+    paths: &Paths,
+    cidr: Option<crate::net::cidr::Ipv4Cidr>,
+) -> crate::net::HostBridge {
     let cidr = cidr
         .or_else(|| crate::net::host::recorded_cidr(paths.node_root()))
         .unwrap_or_else(crate::net::host::default_cidr);

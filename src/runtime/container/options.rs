@@ -35,6 +35,10 @@ pub enum OptionsError {
     Device(String),
     #[error("-p needs the bridge network (--network {0} has no ports of its own)")]
     PortsNeedBridge(String),
+    #[error("--sandbox joins the sandbox's network: drop --network {0} and -p (give ports to the sandbox)")]
+    SandboxNetwork(String),
+    #[error("invalid --label {0:?}: expected KEY=VALUE with a non-empty KEY without spaces")]
+    Label(String),
     #[error("invalid --security-opt {0:?}: expected seccomp=unconfined, seccomp=PROFILE.json or no-new-privileges")]
     SecurityOpt(String),
 }
@@ -269,8 +273,10 @@ pub fn parse_env_file(
     Ok(out)
 }
 
-/// Everything a container is created from besides its image.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Everything a container is created from besides its image. Every field
+/// defaults when absent, so records written by an older version load.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RunOptions {
     pub name: Option<String>,
     /// `K=V` entries, after the image's (later ones win).
@@ -320,6 +326,26 @@ pub struct RunOptions {
     /// Docker).
     #[serde(default)]
     pub privileged: bool,
+    /// `--sandbox NAME`: join the pod sandbox's network, IPC and UTS
+    /// namespaces (runtime/sandbox.rs).
+    pub sandbox: Option<String>,
+    /// The IPC and UTS namespaces to join (set from the sandbox when the
+    /// container is created; a new one each when unset).
+    pub ipc_ns: Option<PathBuf>,
+    pub uts_ns: Option<PathBuf>,
+    /// `--label K=V`: kept on the record (records.rs), where they can be
+    /// queried, not in the options.
+    #[serde(skip)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `--label K=V` (or `K`, an empty value), as docker.
+pub fn parse_label(s: &str) -> Result<(String, String), OptionsError> {
+    let (k, v) = s.split_once('=').unwrap_or((s, ""));
+    if k.is_empty() || k.contains(char::is_whitespace) {
+        return Err(OptionsError::Label(s.to_string()));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 /// `--add-host HOST:IP` (the IP may be IPv6, so split at the first ':').

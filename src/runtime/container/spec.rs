@@ -107,6 +107,26 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     out
 }
 
+/// The environment of a process exec'd into a container, as docker exec:
+/// the default PATH, the image's, the container's (`run -e`), then `extra`
+/// (`exec -e`); TERM under a terminal.
+pub fn exec_env(
+    config: &super::records::ContainerConfig,
+    extra: &[String],
+    tty: bool,
+) -> Vec<String> {
+    let image = ImageProcess::from_config(&config.image_config);
+    let container = merge_env(&image.env, &config.options.env);
+    let mut env = merge_env(
+        &[format!("PATH={}", super::defaults::DEFAULT_PATH)],
+        &merge_env(&container, extra),
+    );
+    if tty {
+        env.push("TERM=xterm".into());
+    }
+    env
+}
+
 /// Everything the spec needs that is not in the image or the options.
 pub struct SpecInputs<'a> {
     pub image: &'a ImageProcess,
@@ -194,10 +214,15 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         ));
     }
 
+    // Joined by path when the container is in a pod sandbox.
+    let ns = |kind: &str, path: &Option<std::path::PathBuf>| match path {
+        Some(p) => json!({"type": kind, "path": p}),
+        None => json!({"type": kind}),
+    };
     let mut namespaces = vec![
         json!({"type": "pid"}),
-        json!({"type": "ipc"}),
-        json!({"type": "uts"}),
+        ns("ipc", &opts.ipc_ns),
+        ns("uts", &opts.uts_ns),
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];

@@ -5,6 +5,7 @@ pub mod archive;
 pub mod catalog;
 pub mod client;
 pub mod credentials;
+pub mod ensure;
 pub mod limit;
 pub mod manifest;
 pub mod meta;

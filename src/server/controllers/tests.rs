@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cluster::ClusterConfig;
 use crate::server::apiserver::auth::{self, Authenticator};
-use crate::server::apiserver::registry::Registry;
 use crate::server::apiserver::object_store::Objects;
+use crate::server::apiserver::registry::Registry;
 use crate::server::apiserver::{loopback, ApiState, Inflight, InflightLimits};
 use crate::server::pki::{Identity, TokenAuth, MASTERS_GROUP};
 use crate::server::store::sqlite::SqliteBackend;

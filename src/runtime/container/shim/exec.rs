@@ -41,7 +41,7 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
     // The container's own view of its files: its rootfs is mounted only in
     // its namespaces (and its shim's), not in ours.
     let pid = paths
-        .open_state()
+        .open_records()
         .map_err(|e| e.to_string())?
         .get(&args.id)
         .map_err(|e| e.to_string())?

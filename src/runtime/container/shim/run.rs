@@ -28,7 +28,7 @@ use super::proto;
 use super::ShimArgs;
 use crate::runtime::container::executor::SkiffExecutor;
 use crate::runtime::container::logs::{LineBuffer, LogWriter, Stream};
-use crate::runtime::container::state::State;
+use crate::runtime::container::records::Records;
 use crate::runtime::container::{cgroups, client, rootfs, Paths};
 
 // A child of this module (not a sibling) so it can reach the Shim's fields.
@@ -108,7 +108,7 @@ impl Ready {
 struct Shim {
     id: String,
     paths: Paths,
-    state: State,
+    state: Records,
     log: LogWriter,
     container: Container,
     pid: Pid,
@@ -157,26 +157,19 @@ impl Shim {
         };
         let paths = Paths::new(&absolute(&args.root)?, &absolute(&args.run_dir)?);
         let id = args.id.clone();
-        let state = paths.open_state().map_err(|e| e.to_string())?;
+        let state = paths.open_records().map_err(|e| e.to_string())?;
         let record = state
             .get(&id)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no record for container {id}"))?;
-        let opts = &record.config["options"];
-        let tty = opts["tty"].as_bool().unwrap_or(false);
-        let interactive = opts["interactive"].as_bool().unwrap_or(false);
-        let auto_remove = opts["auto_remove"].as_bool().unwrap_or(false);
-        let bridged = serde_json::from_value::<crate::runtime::container::options::Network>(
-            opts["network"].clone(),
-        )
-        .is_ok_and(|n| n == crate::runtime::container::options::Network::Bridge);
-        let cgroups_path = record.config["cgroups_path"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let snapshots: Vec<std::path::PathBuf> =
-            serde_json::from_value(record.config["snapshots"].clone())
-                .map_err(|e| format!("the record's snapshots: {e}"))?;
+        let opts = &record.config.options;
+        let (tty, interactive, auto_remove) = (opts.tty, opts.interactive, opts.auto_remove);
+        let bridged = opts.network == Some(crate::runtime::container::options::Network::Bridge);
+        let cgroups_path = record.config.cgroups_path.clone();
+        let snapshots = record.config.snapshots.clone();
+        if snapshots.is_empty() {
+            return Err(format!("the record of {id} names no image layers"));
+        }
         // The rootfs is mounted in a mount namespace of our own (see
         // rootfs.rs), which the container's is copied from; we leave it once
         // the container runs. --rm: the upper layer dies with the container,
@@ -546,7 +539,7 @@ impl Shim {
         // The namespace has no process left: give back its address and
         // published ports now (a container is not restarted in place), and
         // delete its veth once the exit is reported (see HostBridge::release).
-        let net = crate::runtime::container::node_net(&self.paths, None);
+        let net = crate::runtime::container::host_bridge(&self.paths, None);
         let veth = match self.bridged.then(|| net.release(&self.id)) {
             None => None,
             Some(Ok(v)) => v,

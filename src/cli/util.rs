@@ -1,0 +1,62 @@
+//! Small helpers several commands share (kept here so command files do not
+//! import one another).
+
+use anyhow::Context;
+
+use crate::runtime::engine::Engine;
+use crate::runtime::image::Store;
+
+/// The engine's image store, the error naming where it is.
+pub fn image_store(engine: &Engine) -> anyhow::Result<&Store> {
+    engine
+        .images()
+        .with_context(|| format!("opening the image store under {}", engine.root().display()))
+}
+
+/// A tokio runtime for the commands that talk to registries.
+pub fn tokio_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    crate::runtime::image::ensure::tokio_runtime().context("starting the async runtime")
+}
+
+/// Docker prints sizes in decimal units with three significant digits.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        let s = format!("{value:.3}");
+        let s = if value >= 100.0 {
+            format!("{value:.0}")
+        } else if value >= 10.0 {
+            format!("{value:.1}")
+        } else {
+            format!("{:.2}", s.parse::<f64>().unwrap_or(value))
+        };
+        format!(
+            "{}{}",
+            s.trim_end_matches('0').trim_end_matches('.'),
+            UNITS[unit]
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_like_docker() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_261_000), "4.26MB");
+        assert_eq!(human_size(12_340_000), "12.3MB");
+        assert_eq!(human_size(123_400_000), "123MB");
+        assert_eq!(human_size(1_000_000_000), "1GB");
+    }
+}

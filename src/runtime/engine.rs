@@ -1,0 +1,120 @@
+//! The engine: one object the CLI (and later the node agent) drives, owning
+//! the node's paths, its container records, its image store and its network.
+//!
+//! It stays blocking (the CLI and the shim are synchronous; an async agent
+//! calls it through `spawn_blocking`). Every part is opened on first use, so
+//! a command pays only for what it touches: `skiff run --rm`'s start-up is on
+//! the benchmark (bench/run-container.sh), `skiff images` never opens the
+//! container records and `skiff ps` never opens the image store. It is Send
+//! but not Sync (the records are one SQLite connection): a multi-threaded
+//! caller keeps it behind a mutex or opens one per worker.
+//!
+//! ```text
+//! Engine::open(root, run)   no I/O
+//!   .records()               <root>/containers/containers.db, reconciled once
+//!   .images()                <root>/images (image/store.rs)
+//!   .network(cidr)           the host bridge (src/net), the one place named
+//!   .volumes()               <root>/volumes
+//! ```
+
+use std::cell::OnceCell;
+use std::path::Path;
+
+use crate::runtime::container::records::Records;
+use crate::runtime::container::{lifecycle, ContainerError, Paths};
+use crate::runtime::image::store::{Store, StoreError};
+use crate::runtime::sandbox::{self, Sandbox, SandboxError, SandboxRequest};
+use crate::runtime::volume::Volumes;
+
+pub struct Engine {
+    paths: Paths,
+    records: OnceCell<Records>,
+    images: OnceCell<Store>,
+}
+
+impl Engine {
+    /// The engine of the node rooted at `root` (`--root`) whose runtime
+    /// state is under `run` (`--run-dir`). Nothing is opened yet.
+    pub fn open(root: &Path, run: &Path) -> Engine {
+        Engine {
+            paths: Paths::new(root, run),
+            records: OnceCell::new(),
+            images: OnceCell::new(),
+        }
+    }
+
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    pub fn root(&self) -> &Path {
+        self.paths.node_root()
+    }
+
+    /// The container records, with containers whose shim died meanwhile
+    /// marked exited (once per engine).
+    pub fn records(&self) -> Result<&Records, ContainerError> {
+        if let Some(r) = self.records.get() {
+            return Ok(r);
+        }
+        let records = self.paths.open_records()?;
+        lifecycle::reconcile(&self.paths, &records)?;
+        Ok(self.records.get_or_init(|| records))
+    }
+
+    /// The image store.
+    pub fn images(&self) -> Result<&Store, StoreError> {
+        if let Some(s) = self.images.get() {
+            return Ok(s);
+        }
+        let store = Store::open(self.root())?;
+        Ok(self.images.get_or_init(|| store))
+    }
+
+    /// The host bridge the bridge network attaches to: for `cidr` when
+    /// attaching, otherwise the subnet it was set up with.
+    pub fn network(&self, cidr: Option<crate::net::cidr::Ipv4Cidr>) -> crate::net::HostBridge {
+        crate::runtime::container::host_bridge(&self.paths, cidr)
+    }
+
+    /// A pod sandbox (sandbox.rs): pinned net, IPC and UTS namespaces on
+    /// the bridge, joined by containers created with `sandbox: Some(name)`.
+    pub fn create_sandbox(&self, req: &SandboxRequest) -> Result<Sandbox, SandboxError> {
+        sandbox::create(&self.paths, req)
+    }
+
+    pub fn remove_sandbox(&self, name: &str) -> Result<(), SandboxError> {
+        sandbox::remove(&self.paths, name)
+    }
+
+    pub fn sandbox_names(&self) -> Vec<String> {
+        sandbox::names(&self.paths)
+    }
+
+    pub fn volumes(&self) -> Volumes {
+        Volumes::new(self.root())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_open_on_first_use_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        let engine = Engine::open(&root, &dir.path().join("run"));
+        assert!(!root.exists(), "open must not touch the disk");
+        assert!(engine.records().unwrap().list().unwrap().is_empty());
+        assert!(root.join("containers/containers.db").exists());
+        assert!(
+            !root.join("images").exists(),
+            "records alone opened the store"
+        );
+        let a: *const Records = engine.records().unwrap();
+        let b: *const Records = engine.records().unwrap();
+        assert_eq!(a, b, "records are opened once");
+        engine.images().unwrap();
+    }
+}

@@ -1,0 +1,211 @@
+//! Pod sandboxes: the network, IPC and UTS namespaces a pod's containers
+//! share, made once and pinned (bind-mounted, as `ip netns` does) so they
+//! outlive any one container; the network one is attached to the bridge once
+//! (src/net), under the attachment ID `sandbox-<name>`.
+//!
+//! ```text
+//! <run-dir>/sandboxes/<name>/ipc uts   pinned namespaces (this file)
+//!                            hostname  the pod's hostname, set in uts
+//! the bridge's netns handle            pinned by src/net on attach
+//! ```
+//!
+//! A container joins with `run --sandbox NAME`: the spec names the three
+//! namespaces by path (spec.rs) and the container's hostname is the pod's.
+
+use std::fs;
+use std::io;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+
+use crate::net::ports::PublishedPort;
+use crate::runtime::container::{host_bridge, Paths};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("no such sandbox: {0}")]
+    NotFound(String),
+    #[error("the sandbox name {0:?} is already in use")]
+    Exists(String),
+    #[error(transparent)]
+    Name(#[from] crate::runtime::container::options::OptionsError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("sandbox {name}: {op}: {errno}")]
+    Sys {
+        name: String,
+        op: &'static str,
+        errno: nix::errno::Errno,
+    },
+    #[error("sandbox network: {0}")]
+    Network(#[from] crate::net::NetError),
+    #[error("the thread pinning the sandbox's namespaces panicked")]
+    Panicked,
+}
+
+/// What a new sandbox gets.
+pub struct SandboxRequest<'a> {
+    /// Unique among sandboxes (docker's name rule).
+    pub name: &'a str,
+    /// Defaults to the name.
+    pub hostname: Option<&'a str>,
+    pub ports: &'a [PublishedPort],
+    pub cidr: Option<crate::net::cidr::Ipv4Cidr>,
+}
+
+/// A sandbox as its containers join it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    pub name: String,
+    pub hostname: String,
+    pub ip: Ipv4Addr,
+    pub net: PathBuf,
+    pub ipc: PathBuf,
+    pub uts: PathBuf,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
+    move |source| SandboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The bridge attachment ID of sandbox `name` (never a container ID, which
+/// is 64 hex digits).
+pub fn attachment_id(name: &str) -> String {
+    format!("sandbox-{name}")
+}
+
+fn dir(paths: &Paths, name: &str) -> PathBuf {
+    paths.run().join("sandboxes").join(name)
+}
+
+/// Make sandbox `req`: pin its IPC and UTS namespaces (the hostname set),
+/// attach its network namespace to the bridge. A failure undoes every step.
+pub fn create(paths: &Paths, req: &SandboxRequest) -> Result<Sandbox, SandboxError> {
+    crate::runtime::container::options::check_name(req.name)?;
+    let dir = dir(paths, req.name);
+    if let Some(parent) = dir.parent() {
+        crate::runtime::private::ensure_dir(parent).map_err(io_err(parent))?;
+    }
+    match fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            return Err(SandboxError::Exists(req.name.to_string()))
+        }
+        Err(e) => return Err(io_err(&dir)(e)),
+    }
+    let hostname = req.hostname.unwrap_or(req.name).to_string();
+    let made = pin_ipc_uts(req.name, &dir, &hostname).and_then(|()| {
+        let p = dir.join("hostname");
+        fs::write(&p, &hostname).map_err(io_err(&p))?;
+        Ok(host_bridge(paths, req.cidr).attach(&attachment_id(req.name), req.ports)?)
+    });
+    match made {
+        Ok(a) => Ok(Sandbox {
+            name: req.name.to_string(),
+            hostname,
+            ip: a.ip,
+            net: a.netns,
+            ipc: dir.join("ipc"),
+            uts: dir.join("uts"),
+        }),
+        Err(e) => {
+            unpin(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// Sandbox `name` as created.
+pub fn find(paths: &Paths, name: &str) -> Result<Sandbox, SandboxError> {
+    let dir = dir(paths, name);
+    let hostname = fs::read_to_string(dir.join("hostname"))
+        .map_err(|_| SandboxError::NotFound(name.to_string()))?;
+    let a = host_bridge(paths, None)
+        .attachment(&attachment_id(name))?
+        .ok_or_else(|| SandboxError::NotFound(name.to_string()))?;
+    Ok(Sandbox {
+        name: name.to_string(),
+        hostname,
+        ip: a.ip,
+        net: a.netns,
+        ipc: dir.join("ipc"),
+        uts: dir.join("uts"),
+    })
+}
+
+/// The names of every sandbox.
+pub fn names(paths: &Paths) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(paths.run().join("sandboxes")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Remove sandbox `name`: its address goes back to the pool and its
+/// namespaces go away with the last container in them.
+pub fn remove(paths: &Paths, name: &str) -> Result<(), SandboxError> {
+    let dir = dir(paths, name);
+    if !dir.exists() {
+        return Err(SandboxError::NotFound(name.to_string()));
+    }
+    host_bridge(paths, None).release(&attachment_id(name))?;
+    unpin(&dir);
+    Ok(())
+}
+
+/// A thread of our own unshares (only that thread changes) and its
+/// namespaces are bind-mounted onto files in `dir`.
+fn pin_ipc_uts(name: &str, dir: &Path, hostname: &str) -> Result<(), SandboxError> {
+    for kind in ["ipc", "uts"] {
+        let p = dir.join(kind);
+        fs::File::create(&p).map_err(io_err(&p))?;
+    }
+    let (name, dir, hostname) = (name.to_string(), dir.to_path_buf(), hostname.to_string());
+    std::thread::spawn(move || -> Result<(), SandboxError> {
+        let sys = |op, errno| SandboxError::Sys {
+            name: name.clone(),
+            op,
+            errno,
+        };
+        unshare(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
+            .map_err(|e| sys("unshare", e))?;
+        nix::unistd::sethostname(&hostname).map_err(|e| sys("sethostname", e))?;
+        for kind in ["ipc", "uts"] {
+            mount(
+                Some(format!("/proc/thread-self/ns/{kind}").as_str()),
+                &dir.join(kind),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| sys("bind mount", e))?;
+        }
+        Ok(())
+    })
+    .join()
+    .map_err(|_| SandboxError::Panicked)?
+}
+
+/// Unmount and delete what `dir` pins; missing parts are fine.
+fn unpin(dir: &Path) {
+    for kind in ["ipc", "uts"] {
+        let p = dir.join(kind);
+        match umount2(&p, MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => tracing::warn!("{}: unmount: {e}", p.display()),
+        }
+    }
+    if let Err(e) = fs::remove_dir_all(dir) {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!("{}: {e}", dir.display());
+        }
+    }
+}
