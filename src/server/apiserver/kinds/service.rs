@@ -16,10 +16,10 @@ pub struct Service;
 
 pub static SERVICE: Service = Service;
 
-/// The service CIDR 10.43.0.0/16.
-const SERVICE_NET: Ipv4Addr = Ipv4Addr::new(10, 43, 0, 0);
-const NODE_PORT_MIN: u32 = 30000;
-const NODE_PORT_MAX: u32 = 32767;
+/// The service CIDR (`crate::cluster`; 10.43.0.0/16).
+const SERVICE_NET: Ipv4Addr = crate::cluster::SERVICE_CIDR.0;
+const NODE_PORT_MIN: u32 = *crate::cluster::NODE_PORTS.start() as u32;
+const NODE_PORT_MAX: u32 = *crate::cluster::NODE_PORTS.end() as u32;
 
 /// Cluster IPs, as offsets into 10.43.0.0/16. Never handed out unasked:
 /// the network and broadcast addresses, .1 (the `kubernetes` Service) and
@@ -27,7 +27,7 @@ const NODE_PORT_MAX: u32 = 32767;
 pub static CLUSTER_IPS: Range = Range {
     key: "/registry/ranges/serviceips",
     describe: "10.43.0.0/16",
-    size: 1 << 16,
+    size: 1 << (32 - crate::cluster::SERVICE_CIDR.1),
     reserved: &[0, 1, 10, 0xffff],
     holders_prefix: "/registry/services/",
     held_by: |svc| cluster_ip_of(svc).into_iter().collect(),
@@ -46,9 +46,8 @@ pub static NODE_PORTS: Range = Range {
 /// The offset of `ip` in the service range, if it is in it.
 fn ip_offset(ip: &str) -> Option<u32> {
     let ip: Ipv4Addr = ip.parse().ok()?;
-    let [a, b, c, d] = ip.octets();
-    let [na, nb, _, _] = SERVICE_NET.octets();
-    (a == na && b == nb).then_some((u32::from(c) << 8) | u32::from(d))
+    let offset = u32::from(ip).wrapping_sub(u32::from(SERVICE_NET));
+    (offset < CLUSTER_IPS.size).then_some(offset)
 }
 
 fn ip_at(offset: u32) -> String {
