@@ -258,23 +258,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {addr}"))?;
     let paths = ServerPaths::new(&data_dir);
     let db_path = paths.db.clone();
-    // Opening the database and loading the PKI are independent; overlap them.
-    let store = tokio::task::spawn_blocking(move || SqliteBackend::open(&db_path));
+    // The certificates (made on a fresh data dir: a CA and two key pairs)
+    // are independent of the store and of bootstrap, which needs only the
+    // store: overlap them.
     let pki_opts = pki::PkiOptions {
         tls_dir: paths.tls.clone(),
         extra_sans: args.tls_san.clone(),
     };
-    let pki = pki::load_or_init(&pki_opts)
-        .with_context(|| format!("setting up certificates in {}", paths.tls.display()))?;
-    let store = store
+    let pki = tokio::task::spawn_blocking(move || pki::load_or_init(&pki_opts));
+    let store = tokio::task::spawn_blocking(move || SqliteBackend::open(&db_path))
         .await
         .context("opening the database")?
         .with_context(|| format!("opening the database {}", paths.db.display()))?;
-    pki::load_or_create_join_token(&paths.token, pki.ca_cert_pem())
-        .with_context(|| format!("writing the join token {}", paths.token.display()))?;
     let tokens = pki::load_or_create_token_file(&paths.tokens_csv)
         .with_context(|| format!("reading bearer tokens {}", paths.tokens_csv.display()))?;
-    let tls = pki.server_tls_config()?;
 
     let inflight = args.inflight_limits();
     tracing::info!(
@@ -299,6 +296,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     bootstrap::run(bootstrap_client, &cluster, args.https_listen_port)
         .await
         .context("creating the system namespaces and the kubernetes Service")?;
+    let pki = pki
+        .await
+        .context("setting up certificates")?
+        .with_context(|| format!("setting up certificates in {}", paths.tls.display()))?;
+    pki::load_or_create_join_token(&paths.token, pki.ca_cert_pem())
+        .with_context(|| format!("writing the join token {}", paths.token.display()))?;
+    let tls = pki.server_tls_config()?;
 
     pki.write_kubeconfig(&args.write_kubeconfig, &kubeconfig_url(&args))
         .with_context(|| format!("writing kubeconfig {}", args.write_kubeconfig.display()))?;
