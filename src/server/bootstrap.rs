@@ -23,25 +23,19 @@ pub async fn run(
     https_port: u16,
 ) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    // All at once: on a fresh data dir the store's writer commits the four
-    // creates as one group (one fsync instead of four), on a restart the
-    // reads overlap. The Service needs `default`, so it comes after.
-    let creates = SYSTEM_NAMESPACES.map(|ns| {
-        let namespaces = &namespaces;
-        async move {
-            let obj: Namespace = serde_json::from_value(json!({
-                "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}
-            }))?;
-            if create_missing(namespaces, ns, &obj)
-                .await
-                .with_context(|| format!("creating the namespace {ns}"))?
-            {
-                tracing::info!(namespace = ns, "created system namespace");
-            }
-            anyhow::Ok(())
+    // One at a time: bootstrap's requests count against the in-flight
+    // limits like any other, which may be as low as one.
+    for ns in SYSTEM_NAMESPACES {
+        let obj: Namespace = serde_json::from_value(json!({
+            "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}
+        }))?;
+        if create_missing(&namespaces, ns, &obj)
+            .await
+            .with_context(|| format!("creating the namespace {ns}"))?
+        {
+            tracing::info!(namespace = ns, "created system namespace");
         }
-    });
-    futures::future::try_join_all(creates).await?;
+    }
     kubernetes_service(client, cluster, https_port)
         .await
         .context("creating the kubernetes Service")
