@@ -120,7 +120,7 @@ pub fn check_size_early(def: &ResourceDef, name: &str, obj: &Value) -> Result<()
 }
 
 /// How long `v`'s compact JSON is, without building it.
-fn encoded_len(v: &Value) -> usize {
+pub(super) fn encoded_len(v: &Value) -> usize {
     struct Count(usize);
     impl std::io::Write for Count {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -109,7 +109,7 @@ fn apply_json_patch(
         if let json_patch::PatchOperation::Copy(c) = op {
             // A missing `from` is left to json_patch to report.
             if let Some(v) = doc.pointer(c.from.as_str()) {
-                copied = copied.saturating_add(json_size(v));
+                copied = copied.saturating_add(super::object_store::encoded_len(v));
                 if copied > MAX_JSON_PATCH_COPY_BYTES {
                     return Err(ApiError::new(
                         422,
@@ -130,24 +130,6 @@ fn apply_json_patch(
         })?;
     }
     Ok(())
-}
-
-/// The length of `v` as compact JSON, counted without building the text.
-fn json_size(v: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut c = Count(0);
-    // Writing a Value to an infallible writer cannot fail.
-    let _ = serde_json::to_writer(&mut c, v);
-    c.0
 }
 
 /// Upstream's checkName: the patched object must still carry the name and
@@ -474,7 +456,10 @@ mod tests {
     #[test]
     fn json_size_counts_compact_json() {
         let v = json!({"a": [1, "x", null], "b": {"c": true}});
-        assert_eq!(json_size(&v), serde_json::to_vec(&v).unwrap().len());
+        assert_eq!(
+            super::object_store::encoded_len(&v),
+            serde_json::to_vec(&v).unwrap().len()
+        );
     }
 
     #[test]
