@@ -457,7 +457,7 @@ mod tests {
     fn json_size_counts_compact_json() {
         let v = json!({"a": [1, "x", null], "b": {"c": true}});
         assert_eq!(
-            super::object_store::encoded_len(&v),
+            crate::server::apiserver::object_store::encoded_len(&v),
             serde_json::to_vec(&v).unwrap().len()
         );
     }
