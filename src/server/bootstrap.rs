@@ -22,33 +22,46 @@ pub async fn run(
     cluster: &ClusterConfig,
     https_port: u16,
 ) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    // One at a time: bootstrap's requests count against the in-flight
-    // limits like any other, which may be as low as one.
-    for ns in SYSTEM_NAMESPACES {
-        let obj: Namespace = serde_json::from_value(json!({
-            "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}
-        }))?;
-        if create_missing(&namespaces, ns, &obj)
+    // All at once: concurrent creates share one commit of the store's
+    // writer (one fsync, not four), and on a restart the reads overlap.
+    // The loopback client is not held to the in-flight limits, so this
+    // holds under any of them.
+    let namespaces = futures::future::try_join_all(
+        SYSTEM_NAMESPACES.map(|ns| system_namespace(client.clone(), ns)),
+    );
+    let services: Api<Service> = Api::namespaced(client, "default");
+    let (namespaces, service) = tokio::join!(namespaces, services.get_opt("kubernetes"));
+    namespaces?;
+    // The Service only after its namespace exists.
+    if service.context("reading the kubernetes Service")?.is_none() {
+        kubernetes_service(&services, cluster, https_port)
             .await
-            .with_context(|| format!("creating the namespace {ns}"))?
-        {
-            tracing::info!(namespace = ns, "created system namespace");
-        }
+            .context("creating the kubernetes Service")?;
     }
-    kubernetes_service(client, cluster, https_port)
+    Ok(())
+}
+
+async fn system_namespace(client: kube::Client, ns: &'static str) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client);
+    let obj: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}
+    }))?;
+    if create_missing(&namespaces, ns, &obj)
         .await
-        .context("creating the kubernetes Service")
+        .with_context(|| format!("creating the namespace {ns}"))?
+    {
+        tracing::info!(namespace = ns, "created system namespace");
+    }
+    Ok(())
 }
 
 /// The `default/kubernetes` Service: the API server at the first address of
 /// the service range.
 async fn kubernetes_service(
-    client: kube::Client,
+    services: &Api<Service>,
     cluster: &ClusterConfig,
     https_port: u16,
 ) -> anyhow::Result<()> {
-    let services: Api<Service> = Api::namespaced(client, "default");
     let obj: Service = serde_json::from_value(json!({
         "metadata": {
             "name": "kubernetes",
@@ -60,7 +73,7 @@ async fn kubernetes_service(
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": https_port}],
         },
     }))?;
-    create_missing(&services, "kubernetes", &obj).await?;
+    create_missing(services, "kubernetes", &obj).await?;
     Ok(())
 }
 

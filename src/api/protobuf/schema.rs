@@ -98,13 +98,20 @@ pub(super) struct Message {
     pub name: &'static str,
     pub special: Special,
     pub fields: Vec<Field>,
-    /// field number → index into `fields`
-    by_number: HashMap<u32, usize>,
+    /// (field number, index into `fields`), sorted by number: messages have
+    /// a few dozen fields at most, and the schema is built on the first
+    /// request that needs it, so a binary search beats building hash maps.
+    by_number: Vec<(u32, usize)>,
 }
 
 impl Message {
     pub(super) fn field(&self, number: u32) -> Option<(usize, &Field)> {
-        self.by_number.get(&number).map(|&i| (i, &self.fields[i]))
+        let at = self
+            .by_number
+            .binary_search_by_key(&number, |&(n, _)| n)
+            .ok()?;
+        let i = self.by_number[at].1;
+        Some((i, &self.fields[i]))
     }
 
     pub(super) fn has_field(&self, json: &str) -> bool {
@@ -154,7 +161,12 @@ fn special_for(name: &str, items: bool) -> Special {
 /// A field's type before message names are resolved to indices.
 enum RawType {
     Scalar(Scalar),
-    Message(String),
+    /// A message named as written, in `package` when the name is bare
+    /// (`package` empty when it is qualified).
+    Message {
+        package: &'static str,
+        name: &'static str,
+    },
 }
 
 pub(super) fn parse(text: &'static str) -> Result<Schema, String> {
@@ -178,7 +190,7 @@ pub(super) fn parse(text: &'static str) -> Result<Schema, String> {
                     name,
                     special: special_for(name, items),
                     fields: Vec::new(),
-                    by_number: HashMap::new(),
+                    by_number: Vec::new(),
                 },
                 Vec::new(),
             ));
@@ -201,24 +213,37 @@ pub(super) fn parse(text: &'static str) -> Result<Schema, String> {
         .map(|(i, (m, _))| (m.name, i))
         .collect();
     let mut messages = Vec::with_capacity(pending.len());
+    // One buffer for the qualified names of bare ones, not one String each.
+    let mut qualified = String::new();
     for (mut msg, fields) in pending {
+        msg.fields.reserve_exact(fields.len());
+        msg.by_number.reserve_exact(fields.len());
         for (mut field, raw) in fields {
             field.ty = match raw {
                 RawType::Scalar(s) => FieldType::Scalar(s),
-                RawType::Message(name) => FieldType::Message(
-                    *by_name
-                        .get(name.as_str())
-                        .ok_or(format!("{}: unknown message type {name}", msg.name))?,
-                ),
+                RawType::Message { package, name } => {
+                    let full = if package.is_empty() {
+                        name
+                    } else {
+                        qualified.clear();
+                        qualified.push_str(package);
+                        qualified.push('.');
+                        qualified.push_str(name);
+                        qualified.as_str()
+                    };
+                    FieldType::Message(
+                        *by_name
+                            .get(full)
+                            .ok_or_else(|| format!("{}: unknown message type {full}", msg.name))?,
+                    )
+                }
             };
-            if msg
-                .by_number
-                .insert(field.number, msg.fields.len())
-                .is_some()
-            {
-                return Err(format!("{}: duplicate field {}", msg.name, field.number));
-            }
+            msg.by_number.push((field.number, msg.fields.len()));
             msg.fields.push(field);
+        }
+        msg.by_number.sort_unstable_by_key(|&(n, _)| n);
+        if let Some(w) = msg.by_number.windows(2).find(|w| w[0].0 == w[1].0) {
+            return Err(format!("{}: duplicate field {}", msg.name, w[0].0));
         }
         messages.push(msg);
     }
@@ -226,7 +251,7 @@ pub(super) fn parse(text: &'static str) -> Result<Schema, String> {
 }
 
 /// `json=number:[]type?^`
-fn parse_field(token: &'static str, package: &str) -> Result<(Field, RawType), String> {
+fn parse_field(token: &'static str, package: &'static str) -> Result<(Field, RawType), String> {
     let (json, rest) = token.split_once('=').ok_or("missing '='")?;
     let (number, mut ty) = rest.split_once(':').ok_or("missing ':'")?;
     let number: u32 = number.parse().map_err(|_| "bad field number")?;
@@ -253,8 +278,11 @@ fn parse_field(token: &'static str, package: &str) -> Result<(Field, RawType), S
     let raw = match Scalar::parse(ty) {
         Some(s) => RawType::Scalar(s),
         // Qualified names carry a package; bare names are in the message's own package.
-        None if ty.contains('.') => RawType::Message(ty.to_string()),
-        None => RawType::Message(format!("{package}.{ty}")),
+        None if ty.contains('.') => RawType::Message {
+            package: "",
+            name: ty,
+        },
+        None => RawType::Message { package, name: ty },
     };
     if json.is_empty() {
         return Err("empty JSON name".into());

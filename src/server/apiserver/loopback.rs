@@ -7,7 +7,12 @@
 //! through it as ordinary callers: each has an identity of its own, which
 //! `auth::authorize` decides on like any other, and every write passes the
 //! same admission, defaulting, validation and managedFields as kubectl's.
-//! The request is counted against the in-flight limits like any other too.
+//! Its requests are not counted against the in-flight limits: those bound
+//! what remote clients may make the server do, while a component's load is
+//! bounded by its own code (upstream's loopback client is likewise exempt,
+//! as a member of system:masters). A component that waited on a limit
+//! remote clients fill could not keep the server's own objects right, and
+//! bootstrap, whose writes go at once, would fail under a limit of one.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -32,10 +37,16 @@ pub fn client(state: Arc<ApiState>, who: Identity, agent: &'static str) -> kube:
         req.headers_mut()
             .entry(http::header::USER_AGENT)
             .or_insert_with(|| agent.clone());
+        req.extensions_mut().insert(InProcess);
         async move { Ok::<_, Infallible>(super::handle(state, conn, req).await) }
     });
     kube::Client::new(service, "default")
 }
+
+/// Marks a request as made by the loopback client. Request extensions never
+/// come from the wire, so no remote client can claim it.
+#[derive(Debug, Clone, Copy)]
+pub struct InProcess;
 
 /// A registered kind in kube's terms, for `Api::<DynamicObject>` clients.
 pub fn api_resource(def: &ResourceDef) -> kube::api::ApiResource {

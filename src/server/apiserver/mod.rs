@@ -93,7 +93,10 @@ where
     let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let handled = recover::contain(&method, uri.path(), dispatch(&state, &conn, req));
+    // Boxed: dispatch's state machine holds every handler's and is large;
+    // unboxed, each layer around it (containment, in-flight tracking, the
+    // transport's service) would copy all of it as it moves the future.
+    let handled = recover::contain(&method, uri.path(), Box::pin(dispatch(&state, &conn, req)));
     let (result, held) = inflight::track(handled).await;
     let resp = match result {
         Ok(r) => r,
@@ -185,7 +188,12 @@ async fn dispatch(
     let method = parts.method.clone();
     // After authentication and before authorization, as upstream's filter.
     let watch = q.flag("watch").unwrap_or(false);
-    match state.inflight.admit(&method, &path_str, watch) {
+    // The loopback client's requests are exempt (see `loopback`).
+    let admitted = match parts.extensions.get::<loopback::InProcess>() {
+        Some(_) => Ok(None),
+        None => state.inflight.admit(&method, &path_str, watch),
+    };
+    match admitted {
         Ok(Some(slot)) => inflight::hold_slot(slot),
         Ok(None) => {}
         Err(e) => {
