@@ -95,7 +95,7 @@ pub(crate) enum SetKind {
 }
 
 /// A verdict as a verdict map's value.
-#[cfg_attr(not(test), allow(dead_code))]
+#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum VerdictTo {
     Accept,
