@@ -13,6 +13,7 @@ use super::ruleset::{build, Chain, ChainType, Rule, Ruleset, TABLE};
 use super::set::{
     key_ip_proto_port, key_proto_port, value_ip_port, DataType, Set, SetKind, Value, VerdictTo,
 };
+use super::test_bytes::{cstr, frames, nla, NESTED};
 use super::{Config, PortMapping, Proto};
 
 pub(super) const PROXY: &str = "skiff-proxy";
@@ -54,41 +55,6 @@ pub(super) fn proxy(n: u32) -> Ruleset {
     rs.sets.extend([dnat, vmap]);
     rs
 }
-
-/// Splits a batch into (type, flags, payload) per frame.
-fn frames(bytes: &[u8]) -> Vec<(u16, u16, &[u8])> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-        assert!(
-            len >= 16 && len % 4 == 0 && len <= rest.len(),
-            "bad frame {len}"
-        );
-        let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-        let flags = u16::from_ne_bytes(rest[6..8].try_into().unwrap());
-        out.push((kind, flags, &rest[16..len]));
-        rest = &rest[len..];
-    }
-    out
-}
-
-/// One netlink attribute: length, type, value, padding to 4 bytes.
-fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-    let mut v = ((value.len() + 4) as u16).to_ne_bytes().to_vec();
-    v.extend(kind.to_ne_bytes());
-    v.extend(value);
-    v.resize(v.len().div_ceil(4) * 4, 0);
-    v
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
-const NESTED: u16 = 0x8000;
 
 /// nfgenmsg (family ip) + NFTA_SET_ELEM_LIST_{TABLE,SET,ELEMENTS}, with one
 /// element of NFTA_SET_ELEM_KEY and, if given, NFTA_SET_ELEM_DATA (each
@@ -138,12 +104,12 @@ fn one_changed_element_of_thousands_is_one_delete_and_one_add() {
     assert_eq!(f.len(), 4, "begin, DELSETELEM, NEWSETELEM, end");
     // NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_DELSETELEM (14) / NEWSETELEM (12).
     assert_eq!((f[1].0, f[1].1), (0x0a0e, NLM_F_REQUEST | NLM_F_ACK));
-    assert_eq!(f[1].2, elem_msg(PROXY, "service-ports", &key, None));
+    assert_eq!(f[1].3, elem_msg(PROXY, "service-ports", &key, None));
     assert_eq!(
         (f[2].0, f[2].1),
         (0x0a0c, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
     );
-    assert_eq!(f[2].2, elem_msg(PROXY, "service-ports", &key, Some(&moved)));
+    assert_eq!(f[2].3, elem_msg(PROXY, "service-ports", &key, Some(&moved)));
 }
 
 #[test]
@@ -166,7 +132,7 @@ fn added_and_removed_elements_cost_what_changed() {
         .count();
     assert!(elem_msgs < 20, "{elem_msgs} messages for 6004 elements");
     let enc = encode(&batch, 1);
-    for (_, _, payload) in frames(&enc.bytes) {
+    for (_, _, _, payload) in frames(&enc.bytes) {
         assert!(payload.len() < 65535, "an attribute would overflow");
     }
 }
@@ -178,7 +144,7 @@ fn unchanged_is_nothing() {
     assert_eq!(diff(Some(&engine), &engine), []);
 }
 
-fn engine_cfg(ports: u16) -> Config {
+pub(super) fn engine_cfg(ports: u16) -> Config {
     Config {
         pod_cidr: "10.42.0.0/24".parse().unwrap(),
         bridge: "skiff0".into(),
@@ -215,7 +181,7 @@ fn a_published_port_is_one_map_element_among_many() {
         (f[1].0, f[1].1),
         (0x0a0c, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
     );
-    assert_eq!(f[1].2, elem_msg(TABLE, PUBLISHED_ANY, &key, Some(&to)));
+    assert_eq!(f[1].3, elem_msg(TABLE, PUBLISHED_ANY, &key, Some(&to)));
 
     // Releasing it (rm): one element out, nothing else.
     let removed = diff(Some(&new), &old);
@@ -230,7 +196,7 @@ fn a_published_port_is_one_map_element_among_many() {
     let f = frames(&enc.bytes);
     assert_eq!(f.len(), 3, "begin, DELSETELEM, end");
     assert_eq!((f[1].0, f[1].1), (0x0a0e, NLM_F_REQUEST | NLM_F_ACK));
-    assert_eq!(f[1].2, elem_msg(TABLE, PUBLISHED_ANY, &key, None));
+    assert_eq!(f[1].3, elem_msg(TABLE, PUBLISHED_ANY, &key, None));
 
     // The full statement: every chain created if missing, flushed, refilled;
     // the maps filled in as few messages as fit.

@@ -4,17 +4,15 @@
 //! falls back to stating a table in full.
 
 use std::collections::VecDeque;
-use std::net::Ipv4Addr;
 
 use nix::errno::Errno;
 
 use super::batch::Op;
-use super::diff_tests::{proxy, PROXY};
+use super::diff_tests::{engine_cfg, proxy, PROXY};
 use super::error::NftError;
 use super::ruleset::build;
 use super::socket::Netfilter;
 use super::sync_with;
-use super::{Config, PortMapping, Proto};
 
 #[derive(Default)]
 pub(crate) struct FakeNetfilter {
@@ -68,21 +66,13 @@ fn a_diff_is_one_small_batch() {
 
 #[test]
 fn a_published_port_is_one_message() {
-    let cfg = |n: u16| Config {
-        pod_cidr: "10.42.0.0/24".parse().unwrap(),
-        bridge: "skiff0".into(),
-        ports: (0..n)
-            .map(|i| PortMapping {
-                host_ip: None,
-                host_port: 8000 + i,
-                proto: Proto::Udp,
-                container_ip: Ipv4Addr::new(10, 42, 0, 7),
-                container_port: 53,
-            })
-            .collect(),
-    };
     let mut nf = FakeNetfilter::default();
-    sync_with(&mut nf, Some(&build(&cfg(500))), &build(&cfg(501))).unwrap();
+    sync_with(
+        &mut nf,
+        Some(&build(&engine_cfg(500))),
+        &build(&engine_cfg(501)),
+    )
+    .unwrap();
     assert_eq!(nf.batches, [["NEWSETELEM published-any (1 elements)"]]);
 }
 

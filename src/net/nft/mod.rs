@@ -127,3 +127,5 @@ mod diff_tests;
 mod fake;
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod test_bytes;

@@ -15,6 +15,7 @@ use super::batch::{delete_table, encode, replace_table, Op};
 use super::expr::{self, Expr};
 use super::ruleset::{build, Rule};
 use super::set::{DataType, SetKind, Value};
+use super::test_bytes::{cstr, frames, nla_u32};
 use super::{Config, Ipv4Cidr, PortMapping, Proto};
 
 fn cfg() -> Config {
@@ -29,25 +30,6 @@ fn cfg() -> Config {
             container_port: 80,
         }],
     }
-}
-
-/// Splits a batch into (type, flags, seq, payload) per frame.
-fn frames(bytes: &[u8]) -> Vec<(u16, u16, u32, &[u8])> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-        assert!(
-            len >= 16 && len % 4 == 0 && len <= rest.len(),
-            "bad frame length {len}"
-        );
-        let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-        let flags = u16::from_ne_bytes(rest[6..8].try_into().unwrap());
-        let seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
-        out.push((kind, flags, seq, &rest[16..len]));
-        rest = &rest[len..];
-    }
-    out
 }
 
 fn names(exprs: &[Expr]) -> Vec<String> {
@@ -193,10 +175,11 @@ fn base_chain_priority_is_signed_big_endian() {
     );
     let enc = encode(std::slice::from_ref(output), 1);
     // NFTA_HOOK_PRIORITY (2), 8 bytes, -100 as be32.
-    let prio = [8, 0, 2, 0, 0xff, 0xff, 0xff, 0x9c];
+    let prio = nla_u32(2, -100i32 as u32);
+    assert_eq!(prio, [8, 0, 2, 0, 0xff, 0xff, 0xff, 0x9c]);
     assert!(enc.bytes.windows(8).any(|w| w == prio));
     // NF_INET_LOCAL_OUT (3) as the hook number, NFTA_HOOK_HOOKNUM (1).
-    assert!(enc.bytes.windows(8).any(|w| w == [8, 0, 1, 0, 0, 0, 0, 3]));
+    assert!(enc.bytes.windows(8).any(|w| w == nla_u32(1, 3)));
 }
 
 #[test]
@@ -223,11 +206,6 @@ fn rule_texts_read_like_nft() {
         "input: iifname != \"lo\" ip daddr 127.0.0.0/8 drop",
     ];
     assert_eq!(texts, want);
-}
-
-/// One 4-byte netlink attribute: length 8, type, big-endian value.
-fn nla_u32(kind: u8, value: u8) -> [u8; 8] {
-    [8, 0, kind, 0, 0, 0, 0, value]
 }
 
 #[test]
@@ -263,9 +241,7 @@ fn published_rules_look_the_maps_up() {
     assert!(has(&any[1], &dport(9)));
     // NFTA_LOOKUP_SET 1 (the map's name), SREG 2 = reg 1, DREG 3 = reg 1.
     for (e, set) in [(&addr[3], "published-addr"), (&any[2], "published-any")] {
-        let mut name = set.as_bytes().to_vec();
-        name.push(0);
-        assert!(has(e, &name), "{set}");
+        assert!(has(e, &cstr(set)), "{set}");
         assert!(has(e, &nla_u32(2, 1)) && has(e, &nla_u32(3, 1)), "{set}");
     }
     // The address lands in reg 1, the port in reg 9.
