@@ -1,12 +1,13 @@
-//! The link, address, route and namespace calls a container's plumbing
-//! (veth.rs) is made of, as a trait: `Rtnl` does them on the kernel, and
-//! `FakeLinks` (links_fake.rs, tests only) records them, so the order of
-//! the steps and the undoing of a failed one are unit-tested without root.
+//! The link, address, route, namespace and sysctl calls the node bridge
+//! (bridge.rs) and a container's plumbing (veth.rs) are made of, as a
+//! trait: `Rtnl` does them on the kernel, and `FakeLinks` (links_fake.rs,
+//! tests only) records them, so the order of the steps and the undoing of a
+//! failed one are unit-tested without root.
 //!
 //! Finer than `Kernel` (kernel.rs) on purpose: `Kernel` is the seam of
-//! host.rs (which container has what), this one is the seam of veth.rs
-//! (which link exists where); each fake models only what its caller
-//! decides, so a host test does not depend on link details.
+//! host.rs (which container has what), this one is the seam of bridge.rs
+//! and veth.rs (which link exists where); each fake models only what its
+//! caller decides, so a host test does not depend on link details.
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -14,7 +15,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute};
-use rtnetlink::{LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 use super::error::{io_err, NetError};
 use super::netns;
@@ -41,6 +42,19 @@ pub(crate) trait Links {
     fn link_index(&mut self, name: &str) -> Result<Option<u32>, NetError>;
     /// The MTU of link `name`, if it exists and has one.
     fn link_mtu(&mut self, name: &str) -> Result<Option<u32>, NetError>;
+    /// The alias of link `name`, if it exists and has one.
+    fn link_alias(&mut self, name: &str) -> Result<Option<String>, NetError>;
+    /// The name of link `index`, if it exists.
+    fn link_name(&mut self, index: u32) -> Result<Option<String>, NetError>;
+    /// Every IPv4 address: (link index, address, prefix length).
+    fn addresses(&mut self) -> Result<Vec<(u32, Ipv4Addr, u8)>, NetError>;
+    /// The MTU of the link the default route leaves by, if any.
+    fn uplink_mtu(&mut self) -> Result<Option<u32>, NetError>;
+    /// Create bridge `name`; fails with EEXIST if a link of that name exists.
+    fn add_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<(), NetError>;
+    fn set_alias(&mut self, name: &str, index: u32, alias: &str) -> Result<(), NetError>;
+    /// Write `value` to /proc/sys/`key` unless it holds it already.
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<(), NetError>;
     /// Create the pair; fails if `v.host` exists.
     fn add_veth(&mut self, v: &VethPair<'_>) -> Result<(), NetError>;
     /// Let a bridge port send a frame back out of the port it came in by.
@@ -71,6 +85,52 @@ impl Links for Rtnl {
                 _ => None,
             })
         }))
+    }
+
+    fn link_alias(&mut self, name: &str) -> Result<Option<String>, NetError> {
+        Ok(self.link(name)?.and_then(|l| {
+            l.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfAlias(s) => Some(s),
+                _ => None,
+            })
+        }))
+    }
+
+    fn link_name(&mut self, index: u32) -> Result<Option<String>, NetError> {
+        Ok(Rtnl::link_name(self, index)?)
+    }
+
+    fn addresses(&mut self) -> Result<Vec<(u32, Ipv4Addr, u8)>, NetError> {
+        Ok(Rtnl::addresses(self)?)
+    }
+
+    fn uplink_mtu(&mut self) -> Result<Option<u32>, NetError> {
+        Ok(Rtnl::uplink_mtu(self)?)
+    }
+
+    fn add_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<(), NetError> {
+        let mut bridge = LinkBridge::new(name);
+        if let Some(mtu) = mtu {
+            bridge = bridge.mtu(mtu);
+        }
+        Ok(self.add_link(&format!("bridge {name}"), bridge.build())?)
+    }
+
+    fn set_alias(&mut self, name: &str, index: u32, alias: &str) -> Result<(), NetError> {
+        let msg = LinkMessageBuilder::<LinkUnspec>::new()
+            .index(index)
+            .alias(alias.to_string())
+            .build();
+        Ok(self.set_link(&format!("{name} alias"), msg)?)
+    }
+
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<(), NetError> {
+        let path = Path::new("/proc/sys").join(key);
+        let current = fs::read_to_string(&path).map_err(io_err(&path))?;
+        if current.trim() != value {
+            fs::write(&path, value).map_err(io_err(&path))?;
+        }
+        Ok(())
     }
 
     fn add_veth(&mut self, v: &VethPair<'_>) -> Result<(), NetError> {

@@ -1,6 +1,7 @@
 //! `FakeLinks`: a recording fake of `Links` (links.rs), for testing the
-//! plumbing steps of veth.rs without root. It keeps what the steps leave
-//! (links per namespace, pinned handles), records every call, and fails
+//! steps of bridge.rs and veth.rs without root. It keeps what the steps
+//! leave (links per namespace, the node's addresses and aliases, pinned
+//! handles, sysctls), records every call, and fails
 //! the one call it is told to, once, as the kernel would (nothing done).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,6 +22,12 @@ pub(crate) struct FakeLinks {
     pub links: BTreeMap<String, u32>,
     /// Pinned namespaces and the links in each.
     pub netns: BTreeMap<PathBuf, BTreeSet<String>>,
+    /// The node's IPv4 addresses: (link index, address, prefix).
+    pub addrs: Vec<(u32, Ipv4Addr, u8)>,
+    /// The node's link aliases, by link name.
+    pub aliases: BTreeMap<String, String>,
+    /// What was written under /proc/sys (nothing real is).
+    pub sysctls: BTreeMap<String, String>,
     /// The namespace calls go to (`in_netns`); none: the node's.
     inside: Option<PathBuf>,
     next_index: u32,
@@ -39,6 +46,7 @@ impl FakeLinks {
             Some(_) => format!("[ns] {op} {arg}"),
             None => format!("{op} {arg}"),
         };
+        let call = call.trim_end().to_string();
         let fails = self.fail.as_deref() == Some(call.as_str());
         if fails {
             self.fail = None;
@@ -88,6 +96,54 @@ impl Links for FakeLinks {
         Ok(self.index_of(name).map(|_| 1500))
     }
 
+    fn link_alias(&mut self, name: &str) -> Result<Option<String>, NetError> {
+        self.call("link_alias", name)?;
+        Ok(self.aliases.get(name).cloned())
+    }
+
+    fn link_name(&mut self, index: u32) -> Result<Option<String>, NetError> {
+        self.call("link_name", &index.to_string())?;
+        Ok(self
+            .links
+            .iter()
+            .find(|(_, i)| **i == index)
+            .map(|(n, _)| n.clone()))
+    }
+
+    fn addresses(&mut self) -> Result<Vec<(u32, Ipv4Addr, u8)>, NetError> {
+        self.call("addresses", "")?;
+        Ok(self.addrs.clone())
+    }
+
+    fn uplink_mtu(&mut self) -> Result<Option<u32>, NetError> {
+        self.call("uplink_mtu", "")?;
+        Ok(Some(1500))
+    }
+
+    fn add_bridge(&mut self, name: &str, mtu: Option<u32>) -> Result<(), NetError> {
+        self.call("add_bridge", &format!("{name} mtu {mtu:?}"))?;
+        if self.links.contains_key(name) {
+            return Err(NetError::Rtnl(RtnlError {
+                op: format!("add bridge {name}"),
+                source: std::io::Error::from_raw_os_error(nix::libc::EEXIST),
+            }));
+        }
+        self.add(None, name);
+        Ok(())
+    }
+
+    fn set_alias(&mut self, name: &str, _index: u32, alias: &str) -> Result<(), NetError> {
+        self.call("set_alias", &format!("{name} {alias}"))?;
+        self.aliases.insert(name.to_string(), alias.to_string());
+        Ok(())
+    }
+
+    fn sysctl(&mut self, key: &str, value: &str) -> Result<(), NetError> {
+        self.call("sysctl", &format!("{key}={value}"))?;
+        self.sysctls.insert(key.to_string(), value.to_string());
+        Ok(())
+    }
+
     fn add_veth(&mut self, v: &VethPair<'_>) -> Result<(), NetError> {
         self.call(
             "add_veth",
@@ -126,8 +182,12 @@ impl Links for FakeLinks {
         self.call("set_up", name)
     }
 
-    fn add_address(&mut self, _index: u32, ip: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
-        self.call("add_address", &format!("{ip}/{prefix}"))
+    fn add_address(&mut self, index: u32, ip: Ipv4Addr, prefix: u8) -> Result<(), NetError> {
+        self.call("add_address", &format!("{ip}/{prefix}"))?;
+        if self.inside.is_none() {
+            self.addrs.push((index, ip, prefix));
+        }
+        Ok(())
     }
 
     fn add_default_route(&mut self, _index: u32, gateway: Ipv4Addr) -> Result<(), NetError> {
@@ -136,8 +196,13 @@ impl Links for FakeLinks {
 
     fn del_link(&mut self, name: &str, _index: u32) -> Result<(), NetError> {
         self.call("del_link", name)?;
-        // A veth's peer goes with it.
-        if self.links.remove(name).is_some() && name.starts_with("veth") {
+        let Some(index) = self.links.remove(name) else {
+            return Ok(());
+        };
+        // Its addresses and alias go with it, and a veth's peer.
+        self.addrs.retain(|(i, _, _)| *i != index);
+        self.aliases.remove(name);
+        if name.starts_with("veth") {
             for links in self.netns.values_mut() {
                 links.remove("eth0");
             }
