@@ -207,7 +207,7 @@ fn containers_reach_each_other_and_published_ports_work() {
     );
     let table = nft_table(e).expect("table ip skiff");
     assert!(
-        table.contains("dnat to") && table.contains(&ip) && table.contains("masquerade"),
+        table.contains("dnat ip to") && table.contains(&ip) && table.contains("masquerade"),
         "{table}"
     );
 

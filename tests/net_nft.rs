@@ -103,22 +103,37 @@ fn config(ports: Vec<PortMapping>) -> Config {
 
 /// The lines of chain `name` in a listing, trimmed; panics if it is absent.
 fn chain<'a>(listing: &'a str, name: &str) -> Vec<&'a str> {
-    let header = format!("chain {name} {{");
+    block(listing, &format!("chain {name}"))
+}
+
+/// The lines of `what {` … `}` in a listing, trimmed; panics if absent.
+fn block<'a>(listing: &'a str, what: &str) -> Vec<&'a str> {
+    let header = format!("{what} {{");
     let mut lines = listing.lines().map(str::trim);
-    assert!(lines.any(|l| l == header), "no chain {name} in:\n{listing}");
+    assert!(lines.any(|l| l == header), "no {what} in:\n{listing}");
     lines.take_while(|l| *l != "}").collect()
 }
 
-/// A published-port rule in either of the forms nft prints it in.
-fn has_dnat(lines: &[&str], proto: &str, port: u16, to: &str) -> bool {
-    let dport = [
-        format!("{proto} dport {port}"),
-        format!("meta l4proto {proto} th dport {port}"),
-    ];
-    let dnat = format!("dnat to {to}");
-    lines
+/// Published ports are elements of map `published-any` (every address) or
+/// `published-addr` (one address), which the chain `published` looks up.
+fn has_dnat(listing: &str, on: Option<&str>, proto: &str, port: u16, to: &str) -> bool {
+    let (map, key) = match on {
+        Some(ip) => ("published-addr", format!("{ip} . {proto} . {port}")),
+        None => ("published-any", format!("{proto} . {port}")),
+    };
+    let want = format!("{key} : {}", to.replace(':', " . "));
+    block(listing, &format!("map {map}"))
         .iter()
-        .any(|l| dport.iter().any(|d| l.contains(d.as_str())) && l.ends_with(&dnat))
+        .any(|l| l.contains(&want))
+}
+
+/// How many ports map `name` publishes.
+fn published_count(listing: &str, name: &str) -> usize {
+    block(listing, &format!("map {name}"))
+        .iter()
+        .filter(|l| !l.starts_with("type "))
+        .map(|l| l.matches(" : ").count())
+        .sum()
 }
 
 #[test]
@@ -154,26 +169,24 @@ fn apply_builds_the_whole_table() {
     );
 
     let published = chain(&listing, "published");
-    assert!(
-        has_dnat(&published, "tcp", 8080, "10.42.0.5:80"),
-        "{published:?}"
+    assert_eq!(
+        published,
+        [
+            "dnat ip to ip daddr . meta l4proto . th dport map @published-addr",
+            "dnat ip to meta l4proto . th dport map @published-any",
+        ]
     );
     assert!(
-        has_dnat(&published, "udp", 5353, "10.42.0.6:53"),
-        "{published:?}"
+        has_dnat(&listing, None, "tcp", 8080, "10.42.0.5:80"),
+        "{listing}"
     );
     assert!(
-        published
-            .iter()
-            .any(|l| l.starts_with("ip daddr 192.168.7.1 ") && l.contains("5353")),
-        "{published:?}"
+        has_dnat(&listing, Some("192.168.7.1"), "udp", 5353, "10.42.0.6:53"),
+        "{listing}"
     );
-    assert!(
-        !published
-            .iter()
-            .any(|l| l.contains("8080") && l.contains("ip daddr")),
-        "wildcard mapping must not match on an address: {published:?}"
-    );
+    // A wildcard mapping must not match on an address, nor the other way.
+    assert_eq!(published_count(&listing, "published-any"), 1, "{listing}");
+    assert_eq!(published_count(&listing, "published-addr"), 1, "{listing}");
 
     let post = chain(&listing, "postrouting");
     assert!(
@@ -238,16 +251,16 @@ fn apply_twice_replaces_and_drops_removed_mappings() {
         let one = config(vec![mapping(None, 8443, Proto::Tcp, [10, 42, 0, 5], 443)]);
         nft::apply(&one).expect("apply with one mapping");
         let listing = ns.skiff_table().expect("table after third apply");
-        let published = chain(&listing, "published");
         assert!(
-            has_dnat(&published, "tcp", 8443, "10.42.0.5:443"),
-            "{published:?}"
+            has_dnat(&listing, None, "tcp", 8443, "10.42.0.5:443"),
+            "{listing}"
         );
         assert!(
             !listing.contains("8080"),
             "removed mapping survived:\n{listing}"
         );
-        assert_eq!(published.len(), 1, "{published:?}");
+        assert_eq!(published_count(&listing, "published-any"), 1, "{listing}");
+        assert_eq!(chain(&listing, "published").len(), 2, "{listing}");
         // Rules of the hooked chains are not duplicated by re-applying.
         assert_eq!(chain(&listing, "postrouting").len(), 4, "{listing}");
     });
@@ -403,7 +416,8 @@ fn update_from_the_applied_config_gives_the_same_table_as_apply() {
         nft::update(Some(&two), &one).expect("update back");
         let listing = ns.skiff_table().expect("table after update back");
         assert!(!listing.contains("9090"), "{listing}");
-        assert_eq!(chain(&listing, "published").len(), 1, "{listing}");
+        assert_eq!(published_count(&listing, "published-any"), 1, "{listing}");
+        assert_eq!(published_count(&listing, "published-addr"), 0, "{listing}");
 
         // An old config the table no longer matches (here: the table is
         // gone) is refused by the kernel; the table is then stated in full.

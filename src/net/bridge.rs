@@ -1,16 +1,17 @@
 //! The node bridge (`skiff0`): made once, with the gateway address, the
 //! uplink's MTU and its owner in its alias; checked on every later use.
+//! Its kernel calls go through `Links` (links.rs), so making it, and
+//! undoing a half-made one, are unit-tested against `FakeLinks`.
 
 use std::fs;
 use std::io;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkUnspec};
-
 use super::cidr::Ipv4Cidr;
-use super::error::{io_err, NetError};
-use super::rtnl::{Rtnl, RtnlError};
+use super::error::NetError;
+use super::links::Links;
+use super::rtnl::RtnlError;
 
 pub(super) struct Bridge<'a> {
     pub name: &'a str,
@@ -20,60 +21,64 @@ pub(super) struct Bridge<'a> {
 }
 
 impl Bridge<'_> {
-    /// The bridge with the gateway address, up; created on first use.
-    pub(super) fn ensure(&self, rtnl: &mut Rtnl) -> Result<u32, NetError> {
-        let existing = rtnl.link_index(self.name)?;
-        let addrs = rtnl.addresses()?;
+    /// The bridge with the gateway address, up; created on first use. A
+    /// bridge this call created is deleted again if a later step fails:
+    /// left without its address, every later use would refuse it.
+    pub(super) fn ensure(&self, links: &mut dyn Links) -> Result<u32, NetError> {
+        let existing = links.link_index(self.name)?;
+        let addrs = links.addresses()?;
         let alias = match existing {
-            Some(_) => rtnl.link(self.name)?.and_then(|l| {
-                l.attributes.into_iter().find_map(|a| match a {
-                    netlink_packet_route::link::LinkAttribute::IfAlias(s) => Some(s),
-                    _ => None,
-                })
-            }),
+            Some(_) => links.link_alias(self.name)?,
             None => None,
         };
         self.check(Found {
             index: existing,
             addrs: &addrs,
             alias: alias.as_deref(),
-            name_of: &mut |index| link_name(rtnl, index),
+            name_of: &mut |index| link_name(links, index),
         })?;
-        let gateway = self.cidr.gateway();
         if let Some(index) = existing {
-            rtnl.set_up(self.name, index)?;
-            enable_forwarding(self.name)?;
+            links.set_up(self.name, index)?;
+            enable_forwarding(links, self.name)?;
             return Ok(index);
         }
-        let mut bridge = LinkBridge::new(self.name);
-        if let Some(mtu) = rtnl.uplink_mtu()? {
-            bridge = bridge.mtu(mtu);
+        let mtu = links.uplink_mtu()?;
+        let made = match links.add_bridge(self.name, mtu) {
+            Ok(()) => true,
+            // Another skiff made it at the same moment; it finishes it.
+            Err(NetError::Rtnl(e)) if e.errno() == Some(nix::libc::EEXIST) => false,
+            Err(e) => return Err(e),
+        };
+        let result = self.finish(links);
+        if let (Err(_), true) = (&result, made) {
+            let undo = match links.link_index(self.name) {
+                Ok(Some(index)) => links.del_link(self.name, index),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = undo {
+                tracing::warn!("{e}");
+            }
         }
-        match rtnl.add_link(&format!("bridge {}", self.name), bridge.build()) {
-            Ok(()) => {}
-            // Another skiff made it at the same moment.
-            Err(e) if e.errno() == Some(nix::libc::EEXIST) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let index = rtnl.link_index(self.name)?.ok_or_else(|| {
+        result
+    }
+
+    /// A new bridge's alias, address, state and sysctls.
+    fn finish(&self, links: &mut dyn Links) -> Result<u32, NetError> {
+        let index = links.link_index(self.name)?.ok_or_else(|| {
             NetError::Rtnl(RtnlError {
                 op: format!("find bridge {}", self.name),
                 source: io::Error::from_raw_os_error(nix::libc::ENODEV),
             })
         })?;
         // The kernel ignores an alias given at creation.
-        rtnl.set_link(
-            &format!("{} alias", self.name),
-            LinkMessageBuilder::<LinkUnspec>::new()
-                .index(index)
-                .alias(self.owner.clone())
-                .build(),
-        )?;
-        rtnl.add_address(index, gateway, self.cidr.prefix())?;
-        rtnl.set_up(self.name, index)?;
-        enable_forwarding(self.name)?;
+        links.set_alias(self.name, index, &self.owner)?;
+        links.add_address(index, self.cidr.gateway(), self.cidr.prefix())?;
+        links.set_up(self.name, index)?;
+        enable_forwarding(links, self.name)?;
         Ok(index)
     }
+
     /// Whether the node's links allow this bridge: the pod network overlaps
     /// no address the node has, and an existing bridge is this root's, with
     /// the gateway address. Pure, so every refusal is unit-tested.
@@ -159,8 +164,9 @@ pub(super) fn owner_tag(state: &Path) -> String {
     format!("skiff:sha256:{hex}")
 }
 
-fn link_name(rtnl: &mut Rtnl, index: u32) -> String {
-    rtnl.link_name(index)
+fn link_name(links: &mut dyn Links, index: u32) -> String {
+    links
+        .link_name(index)
         .ok()
         .flatten()
         .unwrap_or_else(|| format!("link {index}"))
@@ -168,25 +174,15 @@ fn link_name(rtnl: &mut Rtnl, index: u32) -> String {
 
 /// Routing between the bridge and the uplink, and DNAT of localhost to the
 /// bridge (published ports reached as 127.0.0.1 on the node).
-fn enable_forwarding(bridge: &str) -> Result<(), NetError> {
-    for (path, value) in [
-        ("/proc/sys/net/ipv4/ip_forward".to_string(), "1"),
-        (
-            format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"),
-            "1",
-        ),
-    ] {
-        let current = fs::read_to_string(&path).map_err(io_err(Path::new(&path)))?;
-        if current.trim() != value {
-            fs::write(&path, value).map_err(io_err(Path::new(&path)))?;
-        }
-    }
-    Ok(())
+fn enable_forwarding(links: &mut dyn Links, bridge: &str) -> Result<(), NetError> {
+    links.sysctl("net/ipv4/ip_forward", "1")?;
+    links.sysctl(&format!("net/ipv4/conf/{bridge}/route_localnet"), "1")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::links_fake::FakeLinks;
 
     const ME: &str = "skiff:/var/lib/skiff";
 
@@ -252,5 +248,77 @@ mod tests {
             assert!(matches!(e, NetError::BridgeMismatch { .. }), "{e}");
             assert!(e.to_string().contains(found), "{e}");
         }
+    }
+
+    const MADE: &[&str] = &[
+        "link_index skiff0",
+        "addresses",
+        "uplink_mtu",
+        "add_bridge skiff0 mtu Some(1500)",
+        "link_index skiff0",
+        "set_alias skiff0 skiff:/var/lib/skiff",
+        "add_address 10.42.0.1/24",
+        "set_up skiff0",
+        "sysctl net/ipv4/ip_forward=1",
+        "sysctl net/ipv4/conf/skiff0/route_localnet=1",
+    ];
+
+    #[test]
+    fn ensure_makes_the_bridge_once_then_finds_it() {
+        let b = bridge("10.42.0.0/24");
+        let mut l = FakeLinks::default();
+        let index = b.ensure(&mut l).unwrap();
+        assert_eq!(l.calls, MADE);
+        assert_eq!(l.links.get("skiff0"), Some(&index));
+        assert_eq!(l.aliases.get("skiff0").map(String::as_str), Some(ME));
+        assert_eq!(l.addrs, [(index, Ipv4Addr::new(10, 42, 0, 1), 24)]);
+        assert_eq!(l.sysctls.len(), 2);
+
+        l.calls.clear();
+        assert_eq!(b.ensure(&mut l).unwrap(), index);
+        assert_eq!(
+            l.calls,
+            [
+                "link_index skiff0",
+                "addresses",
+                "link_alias skiff0",
+                "set_up skiff0",
+                "sysctl net/ipv4/ip_forward=1",
+                "sysctl net/ipv4/conf/skiff0/route_localnet=1",
+            ]
+        );
+    }
+
+    /// A bridge left without its alias or address (a step after its
+    /// creation failed) was refused by every later use ("has no IPv4
+    /// address") until removed by hand. FakeLinks makes the step fail: the
+    /// kernel has no way to fail it on demand.
+    #[test]
+    fn a_bridge_whose_setup_fails_is_deleted_and_made_again_next_time() {
+        let b = bridge("10.42.0.0/24");
+        // From the alias on (the lookup after creation reads as the one
+        // before it, which FakeLinks would fail instead).
+        for step in &MADE[5..] {
+            let mut l = FakeLinks::default();
+            l.fail = Some(step.to_string());
+            b.ensure(&mut l).expect_err(step);
+            let left = l.links.contains_key("skiff0");
+            let undo = l.calls[l.calls.len() - 2..].to_vec();
+            b.ensure(&mut l)
+                .unwrap_or_else(|e| panic!("{step}, then: {e}"));
+            assert!(!left, "{step}: bridge left");
+            assert_eq!(undo, ["link_index skiff0", "del_link skiff0"], "{step}");
+        }
+    }
+
+    #[test]
+    fn a_bridge_that_was_there_is_not_deleted_when_its_use_fails() {
+        let b = bridge("10.42.0.0/24");
+        let mut l = FakeLinks::default();
+        b.ensure(&mut l).unwrap();
+        l.fail = Some("sysctl net/ipv4/ip_forward=1".into());
+        b.ensure(&mut l).unwrap_err();
+        assert!(l.links.contains_key("skiff0"));
+        assert!(!l.calls.iter().any(|c| c.starts_with("del_link")));
     }
 }

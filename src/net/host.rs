@@ -194,16 +194,20 @@ impl HostBridge {
             netns: self.netns_path(id),
             ports,
         };
+        // A failed plumb has undone itself; what fails after it is undone
+        // here.
         let result = kernel
             .plumb(&self.bridge, bridge_index, &attachment)
-            .and_then(|()| self.write_record(&attachment))
             .and_then(|()| {
-                let mut all = existing.clone();
-                all.push(attachment.clone());
-                self.sync_rules(kernel, &existing, &all)
+                self.write_record(&attachment)
+                    .and_then(|()| {
+                        let mut all = existing.clone();
+                        all.push(attachment.clone());
+                        self.sync_rules(kernel, &existing, &all)
+                    })
+                    .inspect_err(|_| kernel.unplumb(&attachment))
             });
         if let Err(e) = result {
-            kernel.unplumb(&attachment);
             let _ = fs::remove_file(self.record_path(id));
             let _ = self.ipam().release(id);
             return Err(e);

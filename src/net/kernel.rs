@@ -3,7 +3,8 @@
 //! the engine's nftables table, host ports). host.rs decides what to do and
 //! what to undo; `System` does it through bridge.rs, veth.rs, rtnl.rs,
 //! netns.rs and nft/, and the recording fake (kernel_fake.rs, tests only)
-//! lets attach, release and their rollback be tested without root.
+//! lets attach, release and their rollback be tested without root. The
+//! plumbing steps inside `plumb` have a finer seam of their own (links.rs).
 
 use std::path::Path;
 
@@ -20,7 +21,7 @@ pub(crate) trait Kernel {
     /// after); its link index.
     fn ensure_bridge(&mut self, b: &Bridge<'_>) -> Result<u32, NetError>;
     /// Namespace handle, veth pair, address and default route for `a`. On
-    /// failure part of it may exist: the caller undoes it with `unplumb`.
+    /// failure nothing of it is left (veth.rs undoes its own steps).
     fn plumb(&mut self, bridge: &str, bridge_index: u32, a: &Attachment) -> Result<(), NetError>;
     /// Best effort: `a`'s host veth and namespace handle go.
     fn unplumb(&mut self, a: &Attachment);

@@ -46,11 +46,12 @@ impl Kernel for FakeKernel {
     }
 
     fn plumb(&mut self, _bridge: &str, _index: u32, a: &Attachment) -> Result<(), NetError> {
-        // The namespace handle and the veth are made before the address
-        // and route, which is where the real one fails late.
+        // As the real one: a failure undoes its own steps (their order is
+        // veth_tests.rs's business).
+        self.step("plumb", &a.id)?;
         self.pinned.insert(a.netns.clone());
         self.links.insert(a.host_veth.clone());
-        self.step("plumb", &a.id)
+        Ok(())
     }
 
     fn unplumb(&mut self, a: &Attachment) {

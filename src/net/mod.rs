@@ -9,8 +9,10 @@
 //! share), `ports` (parsing and picking published ports), `ipam`, `cidr`,
 //! `rules` (attachments to the engine's nftables table), `kernel` (the
 //! steps host.rs composes, as a trait with a recording fake for tests), and
-//! the kernel edges behind it: `rtnl` (links, addresses, routes), `netns`,
-//! `bridge`, `veth`, `nft`.
+//! the kernel edges behind it: `bridge` and `veth` (the node bridge and a
+//! container's plumbing, as steps with their undo on `links`, a finer trait
+//! with its own recording fake), `rtnl` (links, addresses, routes), `netns`,
+//! `nft`.
 
 mod attachment;
 mod bridge;
@@ -21,6 +23,9 @@ pub mod ipam;
 mod kernel;
 #[cfg(test)]
 mod kernel_fake;
+mod links;
+#[cfg(test)]
+mod links_fake;
 pub mod netns;
 pub mod nft;
 pub mod ports;

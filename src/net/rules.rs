@@ -27,9 +27,9 @@ pub struct Rules<'a> {
 /// published ports comes or goes) and the table is still there, the kernel
 /// is not asked anything — changing the table costs an RCU grace period,
 /// which the next close of a netfilter socket waits for. When the stamp
-/// shows the table was made for `r.before`, only the chains that differ are
-/// replaced (a published port: chain `published`); otherwise every chain is
-/// flushed and refilled.
+/// shows the table was made for `r.before`, only what differs is sent (a
+/// published port: one element of a map, nft/nat.rs); otherwise every chain
+/// and map is emptied and refilled.
 pub fn apply(r: &Rules<'_>) -> Result<(), NetError> {
     let cfg = config(r.bridge, r.cidr, r.after);
     let fingerprint = stamp_text(&cfg);

@@ -1,93 +1,114 @@
 //! A container's side of the bridge: its namespace, the veth pair (host end
-//! on the bridge, `eth0` inside), address and default route.
+//! on the bridge, `eth0` inside), address and default route — as steps on
+//! `Links` (links.rs), each recorded with its undo, so a failure part-way
+//! leaves nothing: what was done is undone in reverse order.
 
-use std::fs;
 use std::io;
-use std::os::fd::AsRawFd;
-
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth};
-use rtnetlink::{LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
+use std::path::PathBuf;
 
 use super::attachment::Attachment;
-use super::error::{io_err, NetError};
-use super::netns;
-use super::rtnl::{Rtnl, RtnlError};
+use super::error::NetError;
+use super::links::{Links, VethPair};
+use super::rtnl::RtnlError;
+
+/// The name of the container's end, inside its namespace.
+const PEER: &str = "eth0";
+
+/// What a step left that must go if a later one fails.
+enum Undo {
+    Netns(PathBuf),
+    Link(String),
+}
 
 /// Namespace, veth pair (host end on the bridge, `eth0` inside), address
-/// and default route.
+/// and default route. On failure nothing of it is left.
 pub(super) fn plumb(
-    rtnl: &mut Rtnl,
+    links: &mut dyn Links,
     bridge: &str,
     bridge_index: u32,
     a: &Attachment,
 ) -> Result<(), NetError> {
-    netns::create(&a.netns)?;
-    let ns = fs::File::open(&a.netns).map_err(io_err(&a.netns))?;
-    let mtu = rtnl.link(bridge)?.and_then(|l| {
-        l.attributes.iter().find_map(|x| match x {
-            netlink_packet_route::link::LinkAttribute::Mtu(m) => Some(*m),
-            _ => None,
-        })
-    });
-    let mut peer = LinkMessageBuilder::<LinkUnspec>::new()
-        .name("eth0".to_string())
-        .setns_by_fd(ns.as_raw_fd());
-    let mut host = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-        .name(a.host_veth.clone())
-        .controller(bridge_index);
-    if let Some(mtu) = mtu {
-        peer = peer.mtu(mtu);
-        host = host.mtu(mtu);
+    let mut done = Vec::new();
+    let result = steps(links, bridge, bridge_index, a, &mut done);
+    if result.is_err() {
+        undo(links, done);
     }
-    let msg = host
-        .set_info_data(InfoData::Veth(InfoVeth::Peer(peer.build())))
-        .up()
-        .build();
-    rtnl.add_link(&format!("veth {}", a.host_veth), msg)?;
+    result
+}
+
+fn steps(
+    links: &mut dyn Links,
+    bridge: &str,
+    bridge_index: u32,
+    a: &Attachment,
+    done: &mut Vec<Undo>,
+) -> Result<(), NetError> {
+    links.create_netns(&a.netns)?;
+    done.push(Undo::Netns(a.netns.clone()));
+    let mtu = links.link_mtu(bridge)?;
+    links.add_veth(&VethPair {
+        host: &a.host_veth,
+        peer: PEER,
+        master: bridge_index,
+        mtu,
+        netns: &a.netns,
+    })?;
+    // The peer goes with it, and what is set on either below.
+    done.push(Undo::Link(a.host_veth.clone()));
     // Hairpin: a container reaching its own published port comes back
     // out of the port it came in by. With br_netfilter loaded the DNAT
     // happens while bridging, so the bridge must allow that (as Docker
     // sets it without its userland proxy).
-    let port = rtnl.link_index(&a.host_veth)?.ok_or_else(|| RtnlError {
-        op: format!("find {}", a.host_veth),
-        source: io::Error::from_raw_os_error(nix::libc::ENODEV),
-    })?;
-    rtnl.change_link(
-        &format!("{} hairpin", a.host_veth),
-        LinkBridgePort::new(port).hairpin(true).build(),
-    )?;
+    let port = find(links, &a.host_veth)?;
+    links.set_hairpin(&a.host_veth, port)?;
     let (ip, prefix, gateway) = (a.ip, a.prefix, a.gateway);
-    netns::run_in(&a.netns, move || -> Result<(), RtnlError> {
-        let mut inner = Rtnl::open()?;
+    links.in_netns(&a.netns, &mut |inner: &mut dyn Links| {
         if let Some(lo) = inner.link_index("lo")? {
             inner.set_up("lo", lo)?;
         }
-        let eth0 = inner.link_index("eth0")?.ok_or_else(|| RtnlError {
-            op: "find eth0".into(),
-            source: io::Error::from_raw_os_error(nix::libc::ENODEV),
-        })?;
+        let eth0 = find(inner, PEER)?;
         inner.add_address(eth0, ip, prefix)?;
-        inner.set_up("eth0", eth0)?;
+        inner.set_up(PEER, eth0)?;
         inner.add_default_route(eth0, gateway)
-    })??;
-    Ok(())
+    })
+}
+
+fn find(links: &mut dyn Links, name: &str) -> Result<u32, NetError> {
+    links.link_index(name)?.ok_or_else(|| {
+        NetError::Rtnl(RtnlError {
+            op: format!("find {name}"),
+            source: io::Error::from_raw_os_error(nix::libc::ENODEV),
+        })
+    })
+}
+
+/// Best effort, newest first; each failure is logged, the rest still run.
+fn undo(links: &mut dyn Links, done: Vec<Undo>) {
+    for step in done.into_iter().rev() {
+        let result = match &step {
+            Undo::Link(name) => match links.link_index(name) {
+                Ok(Some(index)) => links.del_link(name, index),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+            Undo::Netns(handle) => links.remove_netns(handle),
+        };
+        if let Err(e) = result {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 /// Best effort: remove the host veth (its peer goes with it) and the
-/// namespace handle.
-pub(super) fn unplumb(rtnl: &mut Rtnl, a: &Attachment) {
-    match rtnl.link_index(&a.host_veth) {
-        Ok(Some(index)) => {
-            if let Err(e) = rtnl.del_link(&a.host_veth, index) {
-                tracing::warn!("{e}");
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!("{e}"),
-    }
-    if let Err(e) = netns::remove(&a.netns) {
-        tracing::warn!("{e}");
-    }
+/// namespace handle — what `plumb` made, undone in the same order.
+pub(super) fn unplumb(links: &mut dyn Links, a: &Attachment) {
+    undo(
+        links,
+        vec![
+            Undo::Netns(a.netns.clone()),
+            Undo::Link(a.host_veth.clone()),
+        ],
+    );
 }
 
 /// `veth` + 11 characters of the id: unique enough, within IFNAMSIZ.
@@ -99,3 +120,7 @@ pub(super) fn host_veth_name(id: &str) -> String {
         .collect();
     format!("veth{short}")
 }
+
+#[cfg(test)]
+#[path = "veth_tests.rs"]
+mod tests;

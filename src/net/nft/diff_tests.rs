@@ -8,9 +8,12 @@ use netlink_packet_netfilter::nftables::InetHookNumber;
 use super::batch::{encode, ops};
 use super::diff::{diff, element_count, Change};
 use super::expr::{accept, ip_daddr_vmap};
-use super::nat::PUBLISHED;
-use super::ruleset::{build, Chain, ChainType, Rule, Ruleset};
-use super::set::{key_ip_proto_port, value_ip_port, DataType, Set, SetKind, Value, VerdictTo};
+use super::nat::PUBLISHED_ANY;
+use super::ruleset::{build, Chain, ChainType, Rule, Ruleset, TABLE};
+use super::set::{
+    key_ip_proto_port, key_proto_port, value_ip_port, DataType, Set, SetKind, Value, VerdictTo,
+};
+use super::test_bytes::{cstr, frames, nla, NESTED};
 use super::{Config, PortMapping, Proto};
 
 pub(super) const PROXY: &str = "skiff-proxy";
@@ -53,51 +56,16 @@ pub(super) fn proxy(n: u32) -> Ruleset {
     rs
 }
 
-/// Splits a batch into (type, flags, payload) per frame.
-fn frames(bytes: &[u8]) -> Vec<(u16, u16, &[u8])> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-        assert!(
-            len >= 16 && len % 4 == 0 && len <= rest.len(),
-            "bad frame {len}"
-        );
-        let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-        let flags = u16::from_ne_bytes(rest[6..8].try_into().unwrap());
-        out.push((kind, flags, &rest[16..len]));
-        rest = &rest[len..];
-    }
-    out
-}
-
-/// One netlink attribute: length, type, value, padding to 4 bytes.
-fn nla(kind: u16, value: &[u8]) -> Vec<u8> {
-    let mut v = ((value.len() + 4) as u16).to_ne_bytes().to_vec();
-    v.extend(kind.to_ne_bytes());
-    v.extend(value);
-    v.resize(v.len().div_ceil(4) * 4, 0);
-    v
-}
-
-fn cstr(s: &str) -> Vec<u8> {
-    let mut v = s.as_bytes().to_vec();
-    v.push(0);
-    v
-}
-
-const NESTED: u16 = 0x8000;
-
 /// nfgenmsg (family ip) + NFTA_SET_ELEM_LIST_{TABLE,SET,ELEMENTS}, with one
 /// element of NFTA_SET_ELEM_KEY and, if given, NFTA_SET_ELEM_DATA (each
 /// an NFTA_DATA_VALUE).
-fn elem_msg(set: &str, key: &[u8], data: Option<&[u8]>) -> Vec<u8> {
+fn elem_msg(table: &str, set: &str, key: &[u8], data: Option<&[u8]>) -> Vec<u8> {
     let mut elem = nla(1 | NESTED, &nla(1, key));
     if let Some(d) = data {
         elem.extend(nla(2 | NESTED, &nla(1, d)));
     }
     let mut v = vec![2, 0, 0, 0];
-    v.extend(nla(1, &cstr(PROXY)));
+    v.extend(nla(1, &cstr(table)));
     v.extend(nla(2, &cstr(set)));
     v.extend(nla(3 | NESTED, &nla(1 | NESTED, &elem)));
     v
@@ -136,12 +104,12 @@ fn one_changed_element_of_thousands_is_one_delete_and_one_add() {
     assert_eq!(f.len(), 4, "begin, DELSETELEM, NEWSETELEM, end");
     // NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_DELSETELEM (14) / NEWSETELEM (12).
     assert_eq!((f[1].0, f[1].1), (0x0a0e, NLM_F_REQUEST | NLM_F_ACK));
-    assert_eq!(f[1].2, elem_msg("service-ports", &key, None));
+    assert_eq!(f[1].3, elem_msg(PROXY, "service-ports", &key, None));
     assert_eq!(
         (f[2].0, f[2].1),
         (0x0a0c, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
     );
-    assert_eq!(f[2].2, elem_msg("service-ports", &key, Some(&moved)));
+    assert_eq!(f[2].3, elem_msg(PROXY, "service-ports", &key, Some(&moved)));
 }
 
 #[test]
@@ -164,7 +132,7 @@ fn added_and_removed_elements_cost_what_changed() {
         .count();
     assert!(elem_msgs < 20, "{elem_msgs} messages for 6004 elements");
     let enc = encode(&batch, 1);
-    for (_, _, payload) in frames(&enc.bytes) {
+    for (_, _, _, payload) in frames(&enc.bytes) {
         assert!(payload.len() < 65535, "an attribute would overflow");
     }
 }
@@ -176,7 +144,7 @@ fn unchanged_is_nothing() {
     assert_eq!(diff(Some(&engine), &engine), []);
 }
 
-fn engine_cfg(ports: u16) -> Config {
+pub(super) fn engine_cfg(ports: u16) -> Config {
     Config {
         pod_cidr: "10.42.0.0/24".parse().unwrap(),
         bridge: "skiff0".into(),
@@ -193,19 +161,45 @@ fn engine_cfg(ports: u16) -> Config {
 }
 
 #[test]
-fn a_published_port_replaces_only_the_published_chain() {
-    let old = build(&engine_cfg(1));
-    let new = build(&engine_cfg(2));
-    let changes = diff(Some(&old), &new);
-    assert_eq!(changes[0], Change::FlushChain(PUBLISHED.into()));
-    assert_eq!(changes.len(), 3, "{changes:?}");
-    for c in &changes[1..] {
-        match c {
-            Change::AddRule(r) => assert_eq!(r.chain, PUBLISHED),
-            other => panic!("{other:?}"),
-        }
-    }
-    // The full statement: every chain created if missing, flushed, refilled.
+fn a_published_port_is_one_map_element_among_many() {
+    let old = build(&engine_cfg(1000));
+    let new = build(&engine_cfg(1001));
+    let key = key_proto_port(Proto::Tcp, 9080);
+    let to = value_ip_port(Ipv4Addr::new(10, 42, 0, 5), 80);
+    let added = diff(Some(&old), &new);
+    assert_eq!(
+        added,
+        [Change::AddElements {
+            set: PUBLISHED_ANY.into(),
+            elements: vec![(key.clone(), Value::Data(to.clone()))],
+        }]
+    );
+    let f_add = encode(&ops(TABLE, &added), 1);
+    let f = frames(&f_add.bytes);
+    assert_eq!(f.len(), 3, "begin, NEWSETELEM, end");
+    assert_eq!(
+        (f[1].0, f[1].1),
+        (0x0a0c, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE)
+    );
+    assert_eq!(f[1].3, elem_msg(TABLE, PUBLISHED_ANY, &key, Some(&to)));
+
+    // Releasing it (rm): one element out, nothing else.
+    let removed = diff(Some(&new), &old);
+    assert_eq!(
+        removed,
+        [Change::DelElements {
+            set: PUBLISHED_ANY.into(),
+            keys: vec![key.clone()],
+        }]
+    );
+    let enc = encode(&ops(TABLE, &removed), 1);
+    let f = frames(&enc.bytes);
+    assert_eq!(f.len(), 3, "begin, DELSETELEM, end");
+    assert_eq!((f[1].0, f[1].1), (0x0a0e, NLM_F_REQUEST | NLM_F_ACK));
+    assert_eq!(f[1].3, elem_msg(TABLE, PUBLISHED_ANY, &key, None));
+
+    // The full statement: every chain created if missing, flushed, refilled;
+    // the maps filled in as few messages as fit.
     let full = diff(None, &new);
     assert_eq!(full[0], Change::AddTable);
     assert_eq!(
@@ -214,6 +208,7 @@ fn a_published_port_replaces_only_the_published_chain() {
             .count(),
         new.chains.len()
     );
+    assert_eq!(element_count(&full), 1001);
 }
 
 #[test]

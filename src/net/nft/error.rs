@@ -28,7 +28,7 @@ pub enum NftError {
     Kernel {
         /// Position in the batch, 1-based, not counting the batch-begin marker.
         index: usize,
-        /// The message, e.g. `NEWRULE published: tcp dport 8080 dnat to 10.42.0.5:80`.
+        /// The message, e.g. `NEWSETELEM published-any (1 elements)`.
         what: String,
         errno: Errno,
         /// The kernel's extended-ack text, when it gave one.

@@ -6,15 +6,13 @@
 //! type for (ct, fib, nat, masq) are built as raw attributes from the kernel
 //! UAPI numbers (include/uapi/linux/netfilter/nf_tables.h).
 
-use std::net::Ipv4Addr;
-
 use netlink_packet_core::DefaultNla;
 use netlink_packet_netfilter::nftables::{
     Bitwise, Cmp, DataAttribute, ExpressionAttribute, Expressions, Immediate, ListAttribute,
     Lookup, Meta, MetaKey, Operator, Payload, Register, Verdict, VerdictAttribute,
 };
 
-use super::config::{Proto, IFNAMSIZ};
+use super::config::IFNAMSIZ;
 use super::set::VerdictTo;
 use crate::net::cidr::Ipv4Cidr;
 
@@ -95,8 +93,12 @@ fn reg(r: Register) -> Vec<u8> {
 }
 
 fn load_payload(base: u32, offset: u32, len: u32) -> Expr {
+    load_payload_to(Register::Reg1, base, offset, len)
+}
+
+fn load_payload_to(dreg: Register, base: u32, offset: u32, len: u32) -> Expr {
     Expressions::Payload(vec![
-        Payload::DestinationRegister(Register::Reg1),
+        Payload::DestinationRegister(dreg),
         Payload::Base(base),
         Payload::Offset(offset),
         Payload::Len(len),
@@ -105,11 +107,11 @@ fn load_payload(base: u32, offset: u32, len: u32) -> Expr {
 }
 
 fn load_meta(key: MetaKey) -> Expr {
-    Expressions::Meta(vec![
-        Meta::DestinationRegister(Register::Reg1),
-        Meta::Key(key),
-    ])
-    .into()
+    load_meta_to(Register::Reg1, key)
+}
+
+fn load_meta_to(dreg: Register, key: MetaKey) -> Expr {
+    Expressions::Meta(vec![Meta::DestinationRegister(dreg), Meta::Key(key)]).into()
 }
 
 fn load_ct(key: u32) -> Expr {
@@ -180,16 +182,6 @@ pub(crate) fn ip_daddr_not_in(cidr: Ipv4Cidr) -> Stmt {
     ip_in(IPV4_DADDR, "daddr", cidr, true)
 }
 
-pub(crate) fn ip_daddr_is(ip: Ipv4Addr) -> Stmt {
-    Stmt::new(
-        format!("ip daddr {ip}"),
-        vec![
-            load_payload(PAYLOAD_NETWORK_HEADER, IPV4_DADDR, 4),
-            cmp(Operator::Equal, ip.octets().to_vec()),
-        ],
-    )
-}
-
 /// The name must already be checked to fit IFNAMSIZ with its NUL; it is
 /// compared as the whole NUL-padded IFNAMSIZ buffer, as the kernel stores it.
 fn ifname_cmp(key: MetaKey, field: &str, name: &str, negate: bool) -> Stmt {
@@ -216,27 +208,6 @@ pub(crate) fn iifname_is_not(name: &str) -> Stmt {
 
 pub(crate) fn oifname_is(name: &str) -> Stmt {
     ifname_cmp(MetaKey::Oifname, "oifname", name, false)
-}
-
-pub(crate) fn l4proto_is(proto: Proto) -> Stmt {
-    Stmt::new(
-        format!("meta l4proto {}", proto.name()),
-        vec![
-            load_meta(MetaKey::L4Proto),
-            cmp(Operator::Equal, vec![proto.number()]),
-        ],
-    )
-}
-
-/// Only meaningful after [`l4proto_is`]: the transport header is read raw.
-pub(crate) fn th_dport_is(port: u16) -> Stmt {
-    Stmt::new(
-        format!("th dport {port}"),
-        vec![
-            load_payload(PAYLOAD_TRANSPORT_HEADER, TH_DPORT, 2),
-            cmp(Operator::Equal, port.to_be_bytes().to_vec()),
-        ],
-    )
 }
 
 /// Matches when any of `bits` is set; the kernel keeps ct state and status
@@ -341,26 +312,61 @@ pub(crate) fn masquerade() -> Stmt {
     Stmt::new("masquerade", vec![raw("masq", vec![])])
 }
 
-/// The kernel sets NF_NAT_RANGE_MAP_IPS and _PROTO_SPECIFIED itself when the
-/// address and port registers are present, so no flags are sent.
-pub(crate) fn dnat_to(ip: Ipv4Addr, port: u16) -> Stmt {
-    Stmt::new(
-        format!("dnat to {ip}:{port}"),
-        vec![
-            immediate(Register::Reg1, DataAttribute::Value(ip.octets().to_vec())),
-            immediate(
-                Register::Reg2,
-                DataAttribute::Value(port.to_be_bytes().to_vec()),
-            ),
-            raw(
-                "nat",
-                vec![
-                    DefaultNla::new(NFTA_NAT_TYPE, be32(NFT_NAT_DNAT)),
-                    DefaultNla::new(NFTA_NAT_FAMILY, be32(NFPROTO_IPV4)),
-                    DefaultNla::new(NFTA_NAT_REG_ADDR_MIN, reg(Register::Reg1)),
-                    DefaultNla::new(NFTA_NAT_REG_PROTO_MIN, reg(Register::Reg2)),
-                ],
-            ),
-        ],
-    )
+/// Which packet fields a published-port map is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PortKey {
+    /// `meta l4proto . th dport`: published on every local address.
+    ProtoPort,
+    /// `ip daddr . meta l4proto . th dport`: published on one address.
+    AddrProtoPort,
+}
+
+/// `dnat ip to <key> map @set`: the key's fields are loaded into
+/// consecutive 32-bit registers from reg 1 (a concatenation, each field
+/// padded to 4 bytes, as set.rs lays out the keys), the map (values
+/// `ipv4_addr . inet_service`) puts the address in reg 1 and the port in the
+/// next 32-bit register, and the nat expression takes them from there. A
+/// key the map does not hold ends the rule: the packet goes on unchanged.
+///
+/// The transport header is read raw (`th dport`): keys hold only tcp and
+/// udp, so another protocol's bytes there never match. The kernel sets
+/// NF_NAT_RANGE_MAP_IPS and _PROTO_SPECIFIED itself when the address and
+/// port registers are present, so no flags are sent.
+pub(crate) fn dnat_map(key: PortKey, set: &str) -> Stmt {
+    let mut exprs = Vec::new();
+    let (text, proto_reg, port_reg) = match key {
+        PortKey::ProtoPort => (
+            "meta l4proto . th dport",
+            Register::Reg1,
+            Register::Reg32_01,
+        ),
+        PortKey::AddrProtoPort => {
+            exprs.push(load_payload(PAYLOAD_NETWORK_HEADER, IPV4_DADDR, 4));
+            (
+                "ip daddr . meta l4proto . th dport",
+                Register::Reg32_01,
+                Register::Reg32_02,
+            )
+        }
+    };
+    exprs.extend([
+        load_meta_to(proto_reg, MetaKey::L4Proto),
+        load_payload_to(port_reg, PAYLOAD_TRANSPORT_HEADER, TH_DPORT, 2),
+        Expressions::Lookup(vec![
+            Lookup::Set(set.to_string()),
+            Lookup::SourceRegister(Register::Reg1),
+            Lookup::DestinationRegister(Register::Reg1),
+        ])
+        .into(),
+        raw(
+            "nat",
+            vec![
+                DefaultNla::new(NFTA_NAT_TYPE, be32(NFT_NAT_DNAT)),
+                DefaultNla::new(NFTA_NAT_FAMILY, be32(NFPROTO_IPV4)),
+                DefaultNla::new(NFTA_NAT_REG_ADDR_MIN, reg(Register::Reg1)),
+                DefaultNla::new(NFTA_NAT_REG_PROTO_MIN, reg(Register::Reg32_01)),
+            ],
+        ),
+    ]);
+    Stmt::new(format!("dnat ip to {text} map @{set}"), exprs)
 }

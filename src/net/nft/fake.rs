@@ -8,8 +8,9 @@ use std::collections::VecDeque;
 use nix::errno::Errno;
 
 use super::batch::Op;
-use super::diff_tests::{proxy, PROXY};
+use super::diff_tests::{engine_cfg, proxy, PROXY};
 use super::error::NftError;
+use super::ruleset::build;
 use super::socket::Netfilter;
 use super::sync_with;
 
@@ -61,6 +62,18 @@ fn a_diff_is_one_small_batch() {
             "NEWSETELEM service-ips (1 elements)"
         ]
     );
+}
+
+#[test]
+fn a_published_port_is_one_message() {
+    let mut nf = FakeNetfilter::default();
+    sync_with(
+        &mut nf,
+        Some(&build(&engine_cfg(500))),
+        &build(&engine_cfg(501)),
+    )
+    .unwrap();
+    assert_eq!(nf.batches, [["NEWSETELEM published-any (1 elements)"]]);
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! nftables tables programmed over NETLINK_NETFILTER without the `nft`
 //! binary.
 //!
-//! One owner per table: the engine's is `ip skiff` (published ports, pod
-//! egress NAT, forwarding; built from a [`Config`]); the service proxy will
-//! own another. An owner states the whole content it wants (chains, rules,
+//! One owner per table: the engine's is `ip skiff` (published ports as
+//! elements of two DNAT maps, pod egress NAT, forwarding; built from a
+//! [`Config`]); the service proxy will own another. An owner states the whole content it wants (chains, rules,
 //! sets, maps and verdict maps with elements) and [`diff`](diff::diff)
 //! turns what it had into what it wants, so a change costs what changed,
 //! not a table rewrite. Each change goes to the kernel as one nfnetlink
@@ -26,9 +26,6 @@ mod filter;
 mod nat;
 mod reply;
 mod ruleset;
-// The service proxy is the first producer to keep its facts in sets and
-// maps; until it lands only the tests build them.
-#[allow(dead_code)]
 mod set;
 mod socket;
 
@@ -39,9 +36,9 @@ pub use error::NftError;
 /// The layout of the table built from a config. Callers that skip
 /// re-applying an unchanged config record it beside the config, so that a
 /// node upgraded to a new layout (2: the input chain that keeps pods off the
-/// node's loopback) rebuilds its table. Bump it whenever `ruleset::build`
-/// changes.
-pub const LAYOUT: u32 = 2;
+/// node's loopback; 3: published ports as map elements) rebuilds its table.
+/// Bump it whenever `ruleset::build` changes.
+pub const LAYOUT: u32 = 3;
 
 /// Make table `ip skiff` exactly what `cfg` describes, atomically.
 ///
@@ -130,3 +127,5 @@ mod diff_tests;
 mod fake;
 #[cfg(test)]
 mod kernel_tests;
+#[cfg(test)]
+mod test_bytes;

@@ -1,21 +1,34 @@
 //! NAT: published host ports (DNAT) and masquerading (pod egress, host
 //! localhost to a published port, hairpin).
+//!
+//! Published ports are elements of two maps, shaped as a service proxy
+//! keeps its Services: `published-any` (`l4proto . port`, published on
+//! every local address) and `published-addr` (`addr . l4proto . port`, on
+//! one address), each to `container addr . container port`. The rules that
+//! look them up are fixed, so publishing or releasing a port is one element
+//! added or deleted (diff.rs), never a chain rewrite. Masquerading needs no
+//! set of its own: `ct status dnat` tells a published connection apart.
 
 use netlink_packet_netfilter::nftables::InetHookNumber;
 
 use super::config::Config;
 use super::expr::{
-    ct_status_dnat, dnat_to, fib_daddr_type_local, ip_daddr_is, ip_daddr_not_in, ip_saddr_in, jump,
-    l4proto_is, masquerade, oifname_is, th_dport_is,
+    ct_status_dnat, dnat_map, fib_daddr_type_local, ip_daddr_not_in, ip_saddr_in, jump, masquerade,
+    oifname_is, PortKey,
 };
 use super::ruleset::{Chain, ChainType, Rule, Ruleset};
+use super::set::{key_ip_proto_port, key_proto_port, value_ip_port, DataType, Set, SetKind, Value};
 use super::Ipv4Cidr;
 
 pub(crate) const PREROUTING: &str = "prerouting";
 pub(crate) const OUTPUT: &str = "output";
 pub(crate) const POSTROUTING: &str = "postrouting";
-/// Regular chain holding one DNAT rule per published port.
+/// Regular chain whose two rules DNAT through the maps below.
 pub(crate) const PUBLISHED: &str = "published";
+/// Ports published on every local address: `l4proto . port`.
+pub(crate) const PUBLISHED_ANY: &str = "published-any";
+/// Ports published on one address: `addr . l4proto . port`.
+pub(crate) const PUBLISHED_ADDR: &str = "published-addr";
 
 /// NF_IP_PRI_NAT_DST ("dstnat") and NF_IP_PRI_NAT_SRC ("srcnat").
 const PRIO_DSTNAT: i32 = -100;
@@ -54,18 +67,38 @@ pub(crate) fn add(rs: &mut Ruleset, cfg: &Config) {
         ));
     }
 
+    // The address-bound map first; validation keeps a port out of both
+    // (config.rs), so the order only saves a lookup.
+    rs.rules.extend([
+        Rule::new(
+            PUBLISHED,
+            vec![dnat_map(PortKey::AddrProtoPort, PUBLISHED_ADDR)],
+        ),
+        Rule::new(PUBLISHED, vec![dnat_map(PortKey::ProtoPort, PUBLISHED_ANY)]),
+    ]);
+    let target = SetKind::Map(DataType::concat(&[DataType::IPV4, DataType::PORT]));
+    let mut on_addr = Set::new(
+        PUBLISHED_ADDR,
+        DataType::concat(&[DataType::IPV4, DataType::PROTO, DataType::PORT]),
+        target.clone(),
+    );
+    let mut any = Set::new(
+        PUBLISHED_ANY,
+        DataType::concat(&[DataType::PROTO, DataType::PORT]),
+        target,
+    );
     for p in &cfg.ports {
-        let mut stmts = Vec::new();
-        if let Some(ip) = p.match_ip() {
-            stmts.push(ip_daddr_is(ip));
-        }
-        stmts.extend([
-            l4proto_is(p.proto),
-            th_dport_is(p.host_port),
-            dnat_to(p.container_ip, p.container_port),
-        ]);
-        rs.rules.push(Rule::new(PUBLISHED, stmts));
+        let to = Value::Data(value_ip_port(p.container_ip, p.container_port));
+        match p.match_ip() {
+            Some(ip) => on_addr
+                .elements
+                .insert(key_ip_proto_port(ip, p.proto, p.host_port), to),
+            None => any
+                .elements
+                .insert(key_proto_port(p.proto, p.host_port), to),
+        };
     }
+    rs.sets.extend([on_addr, any]);
 
     let pods = cfg.pod_cidr;
     rs.rules.extend([

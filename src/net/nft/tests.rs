@@ -7,13 +7,15 @@ use netlink_packet_core::{
     NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST,
 };
 use netlink_packet_netfilter::nftables::{
-    DataAttribute, ExpressionAttribute, Expressions, ListAttribute, NfTablesMessage,
+    ExpressionAttribute, Expressions, ListAttribute, NfTablesMessage,
 };
 use netlink_packet_netfilter::{NetfilterMessage, NetfilterMessageInner};
 
 use super::batch::{delete_table, encode, replace_table, Op};
 use super::expr::{self, Expr};
 use super::ruleset::{build, Rule};
+use super::set::{DataType, SetKind, Value};
+use super::test_bytes::{cstr, frames, nla_u32};
 use super::{Config, Ipv4Cidr, PortMapping, Proto};
 
 fn cfg() -> Config {
@@ -28,25 +30,6 @@ fn cfg() -> Config {
             container_port: 80,
         }],
     }
-}
-
-/// Splits a batch into (type, flags, seq, payload) per frame.
-fn frames(bytes: &[u8]) -> Vec<(u16, u16, u32, &[u8])> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let len = u32::from_ne_bytes(rest[0..4].try_into().unwrap()) as usize;
-        assert!(
-            len >= 16 && len % 4 == 0 && len <= rest.len(),
-            "bad frame length {len}"
-        );
-        let kind = u16::from_ne_bytes(rest[4..6].try_into().unwrap());
-        let flags = u16::from_ne_bytes(rest[6..8].try_into().unwrap());
-        let seq = u32::from_ne_bytes(rest[8..12].try_into().unwrap());
-        out.push((kind, flags, seq, &rest[16..len]));
-        rest = &rest[len..];
-    }
-    out
 }
 
 fn names(exprs: &[Expr]) -> Vec<String> {
@@ -127,16 +110,21 @@ fn replace_batch_order_and_flags() {
         .map(|o| o.what.split(' ').next().unwrap())
         .collect();
     // Table, six chains (kept if they exist: no hook is unregistered),
-    // six flushes, then the rules.
+    // six flushes, the two published-port maps (created if missing,
+    // emptied, filled), then the rules.
     assert_eq!(kinds[0], "NEWTABLE");
     assert!(kinds[1..7].iter().all(|k| *k == "NEWCHAIN"), "{kinds:?}");
     assert!(kinds[7..13].iter().all(|k| *k == "flush"), "{kinds:?}");
-    assert!(kinds[13..].iter().all(|k| *k == "NEWRULE"), "{kinds:?}");
-    assert!(!kinds.contains(&"DELTABLE"));
+    assert_eq!(
+        kinds[13..18],
+        ["NEWSET", "flush", "NEWSETELEM", "NEWSET", "flush"],
+        "{kinds:?}"
+    );
+    assert!(kinds[18..].iter().all(|k| *k == "NEWRULE"), "{kinds:?}");
     for op in &ops {
         let want = match op.msg {
             NfTablesMessage::NewRule(_) => NLM_F_CREATE | NLM_F_APPEND,
-            NfTablesMessage::DeleteRule(_) => 0,
+            NfTablesMessage::DeleteRule(_) | NfTablesMessage::DeleteSetElement(_) => 0,
             _ => NLM_F_CREATE,
         };
         assert_eq!(op.flags, want, "{}", op.what);
@@ -187,10 +175,11 @@ fn base_chain_priority_is_signed_big_endian() {
     );
     let enc = encode(std::slice::from_ref(output), 1);
     // NFTA_HOOK_PRIORITY (2), 8 bytes, -100 as be32.
-    let prio = [8, 0, 2, 0, 0xff, 0xff, 0xff, 0x9c];
+    let prio = nla_u32(2, -100i32 as u32);
+    assert_eq!(prio, [8, 0, 2, 0, 0xff, 0xff, 0xff, 0x9c]);
     assert!(enc.bytes.windows(8).any(|w| w == prio));
     // NF_INET_LOCAL_OUT (3) as the hook number, NFTA_HOOK_HOOKNUM (1).
-    assert!(enc.bytes.windows(8).any(|w| w == [8, 0, 1, 0, 0, 0, 0, 3]));
+    assert!(enc.bytes.windows(8).any(|w| w == nla_u32(1, 3)));
 }
 
 #[test]
@@ -204,7 +193,8 @@ fn rule_texts_read_like_nft() {
     let want = [
         "prerouting: fib daddr type local jump published",
         "output: fib daddr type local jump published",
-        "published: ip daddr 192.168.1.2 meta l4proto tcp th dport 8080 dnat to 10.42.0.5:80",
+        "published: dnat ip to ip daddr . meta l4proto . th dport map @published-addr",
+        "published: dnat ip to meta l4proto . th dport map @published-any",
         "postrouting: ip saddr 10.42.0.0/24 ip daddr != 10.42.0.0/24 masquerade",
         "postrouting: ip saddr 127.0.0.0/8 oifname \"skiff0\" masquerade",
         "postrouting: oifname \"skiff0\" ip saddr 10.42.0.0/24 ct status dnat masquerade",
@@ -219,51 +209,96 @@ fn rule_texts_read_like_nft() {
 }
 
 #[test]
-fn published_rule_expressions() {
+fn published_rules_look_the_maps_up() {
     let rs = build(&cfg());
-    let rule: &Rule = rs.rules.iter().find(|r| r.chain == "published").unwrap();
-    let exprs = rule.exprs();
+    let rules: Vec<&Rule> = rs.rules.iter().filter(|r| r.chain == "published").collect();
+    assert_eq!(rules.len(), 2);
+    let (addr, any) = (rules[0].exprs(), rules[1].exprs());
     assert_eq!(
-        names(&exprs),
-        [
-            "payload",
-            "cmp",
-            "meta",
-            "cmp",
-            "payload",
-            "cmp",
-            "immediate",
-            "immediate",
-            "nat"
-        ]
+        names(&addr),
+        ["payload", "meta", "payload", "lookup", "nat"]
     );
-    // th dport: transport header base (2), offset 2, 2 bytes; compared in
-    // network byte order.
-    let dport = format!("{:?}", data(&exprs[4]));
-    assert!(
-        dport.contains("Base(2)") && dport.contains("Offset(2)") && dport.contains("Len(2)"),
-        "{dport}"
-    );
-    let port = format!("{:?}", data(&exprs[5]));
-    assert!(port.contains("Value([31, 144])"), "{port}");
-    let nat = raw_attrs(&exprs[8]);
-    assert_eq!(
-        nat,
-        [
-            (1, vec![0, 0, 0, 1]), // NFTA_NAT_TYPE = NFT_NAT_DNAT
-            (2, vec![0, 0, 0, 2]), // NFTA_NAT_FAMILY = NFPROTO_IPV4
-            (3, vec![0, 0, 0, 1]), // NFTA_NAT_REG_ADDR_MIN = reg 1
-            (5, vec![0, 0, 0, 2]), // NFTA_NAT_REG_PROTO_MIN = reg 2
-        ]
-    );
-    match data(&exprs[6]) {
-        Expressions::Immediate(attrs) => assert!(attrs.contains(
-            &netlink_packet_netfilter::nftables::Immediate::Data(DataAttribute::Value(vec![
-                10, 42, 0, 5
-            ]))
-        )),
-        other => panic!("{other:?}"),
+    assert_eq!(names(&any), ["meta", "payload", "lookup", "nat"]);
+    // The key as a concatenation in consecutive 32-bit registers from reg 1
+    // (NFT_REG32_00 is reg 1's first word, 8): addr, l4proto (reg 9), dport
+    // (reg 10) — or l4proto in reg 1 and dport in reg 9.
+    let bytes = |e: &Expr| {
+        use netlink_packet_core::Emitable;
+        let mut v = vec![0; e.buffer_len()];
+        e.emit(&mut v);
+        v
+    };
+    let has = |e: &Expr, want: &[u8]| bytes(e).windows(want.len()).any(|w| w == want);
+    // NFTA_PAYLOAD_DREG 1, BASE 2 (network header 1), OFFSET 3 (daddr 16), LEN 4.
+    let daddr = [nla_u32(1, 1), nla_u32(2, 1), nla_u32(3, 16), nla_u32(4, 4)].concat();
+    assert!(has(&addr[0], &daddr), "{:?}", bytes(&addr[0]));
+    // NFTA_META_DREG 1, NFTA_META_KEY 2 = NFT_META_L4PROTO (16).
+    assert!(has(&addr[1], &[nla_u32(1, 9), nla_u32(2, 16)].concat()));
+    assert!(has(&any[0], &[nla_u32(1, 1), nla_u32(2, 16)].concat()));
+    // th dport: transport header (2), offset 2, 2 bytes.
+    let dport = |reg| [nla_u32(1, reg), nla_u32(2, 2), nla_u32(3, 2), nla_u32(4, 2)].concat();
+    assert!(has(&addr[2], &dport(10)));
+    assert!(has(&any[1], &dport(9)));
+    // NFTA_LOOKUP_SET 1 (the map's name), SREG 2 = reg 1, DREG 3 = reg 1.
+    for (e, set) in [(&addr[3], "published-addr"), (&any[2], "published-any")] {
+        assert!(has(e, &cstr(set)), "{set}");
+        assert!(has(e, &nla_u32(2, 1)) && has(e, &nla_u32(3, 1)), "{set}");
     }
+    // The address lands in reg 1, the port in reg 9.
+    let nat = [
+        (1, vec![0, 0, 0, 1]), // NFTA_NAT_TYPE = NFT_NAT_DNAT
+        (2, vec![0, 0, 0, 2]), // NFTA_NAT_FAMILY = NFPROTO_IPV4
+        (3, vec![0, 0, 0, 1]), // NFTA_NAT_REG_ADDR_MIN = reg 1
+        (5, vec![0, 0, 0, 9]), // NFTA_NAT_REG_PROTO_MIN = reg32 01
+    ];
+    assert_eq!(raw_attrs(&addr[4]), nat);
+    assert_eq!(raw_attrs(&any[3]), nat);
+}
+
+#[test]
+fn published_ports_are_map_elements() {
+    let mut c = cfg();
+    c.ports.push(PortMapping {
+        host_ip: Some(Ipv4Addr::UNSPECIFIED),
+        host_port: 5353,
+        proto: Proto::Udp,
+        container_ip: Ipv4Addr::new(10, 42, 0, 6),
+        container_port: 53,
+    });
+    let rs = build(&c);
+    let set = |name: &str| rs.sets.iter().find(|s| s.name() == name).unwrap();
+    let addr = set("published-addr");
+    // ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service
+    assert_eq!(
+        (addr.def.key.len, addr.def.key.id),
+        (12, (7 << 12) | (12 << 6) | 13)
+    );
+    assert_eq!(
+        addr.def.kind,
+        SetKind::Map(DataType {
+            id: (7 << 6) | 13,
+            len: 8
+        })
+    );
+    let elements: Vec<_> = addr.elements.iter().collect();
+    assert_eq!(
+        elements,
+        [(
+            &vec![192, 168, 1, 2, 6, 0, 0, 0, 0x1f, 0x90, 0, 0],
+            &Value::Data(vec![10, 42, 0, 5, 0, 80, 0, 0])
+        )]
+    );
+    // 0.0.0.0 is every address, as for Docker.
+    let any = set("published-any");
+    assert_eq!((any.def.key.len, any.def.key.id), (8, (12 << 6) | 13));
+    let elements: Vec<_> = any.elements.iter().collect();
+    assert_eq!(
+        elements,
+        [(
+            &vec![17, 0, 0, 0, 0x14, 0xe9, 0, 0],
+            &Value::Data(vec![10, 42, 0, 6, 0, 53, 0, 0])
+        )]
+    );
 }
 
 #[test]
