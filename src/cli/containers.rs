@@ -263,11 +263,12 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     let records = engine.records()?;
     let store = image_store(engine)?;
     let request = |opts: RunOptions| CreateRequest {
-        image: &args.image,
-        opts,
+        spec: opts.to_container_spec(&args.image),
+        options: opts,
         log_max_size,
         wait_start: !args.detach,
         debug,
+        shim_binary: None,
     };
     let paths = engine.paths();
     let created = match create::create(paths, records, store, request(opts.clone())) {

@@ -114,7 +114,7 @@ pub(super) fn release(paths: &Paths, id: &str) {
 /// that is dropped by the kernel (PID 1 of a namespace ignores signals it has
 /// no handler for), so wait, briefly, until /proc shows the mask in place.
 fn wait_for_init(rec: &Record) {
-    let uses_init = rec.config.options.init;
+    let uses_init = rec.config.spec.process.init;
     let Some(pid) = rec.pid.filter(|_| uses_init) else {
         return;
     };

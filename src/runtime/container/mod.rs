@@ -3,6 +3,12 @@
 //! CRI logs, and the record of every container in SQLite (typed, labelled:
 //! records.rs). Exits are awaited without a thread each (exits.rs).
 //!
+//! A container is created from a ContainerSpec (containerspec.rs: process,
+//! mounts, namespaces, resources, security, /etc files; no front end's
+//! words), which `skiff run`'s docker-shaped options translate into
+//! (options/translate.rs) and from which alone the OCI spec is rendered
+//! (spec.rs) on top of the baseline confinement (defaults.rs).
+//!
 //! ```text
 //! <root>/containers/containers.db       records and labels (records.rs)
 //! <root>/containers/<id>/config.json    the OCI bundle's spec
@@ -16,6 +22,7 @@
 
 pub mod cgroups;
 pub mod client;
+pub mod containerspec;
 pub mod create;
 pub mod defaults;
 pub mod executor;
@@ -126,6 +133,8 @@ pub enum ContainerError {
     Options(#[from] options::OptionsError),
     #[error(transparent)]
     Spec(#[from] spec::SpecError),
+    #[error(transparent)]
+    ContainerSpec(#[from] containerspec::ContainerSpecError),
     #[error(transparent)]
     User(#[from] user::UserError),
     #[error(transparent)]

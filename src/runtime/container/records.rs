@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
+use super::containerspec::ContainerSpec;
 use super::options::RunOptions;
 use crate::runtime::sqlite;
 
@@ -86,8 +87,11 @@ pub struct Record {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ContainerConfig {
-    /// The options as given (the network as asked, not the namespace it
-    /// resolved to).
+    /// What it was created from (the network as asked, not the namespace it
+    /// resolved to); the engine reads this.
+    pub spec: ContainerSpec,
+    /// The docker-shaped options `skiff run` was given, for `inspect` and
+    /// `--rm` (default for containers made from a ContainerSpec alone).
     pub options: RunOptions,
     pub cgroups_path: String,
     /// The runtime part of the image config (`config`: Env, Cmd, User…).
@@ -114,18 +118,20 @@ impl ContainerConfig {
 
     /// The named volumes it mounts.
     pub fn volumes(&self) -> impl Iterator<Item = &str> {
-        self.options
-            .binds
-            .iter()
-            .filter_map(|b| b.volume.as_deref())
+        self.spec.volumes()
     }
 
     fn parse(id: &str, text: &str) -> ContainerConfig {
-        serde_json::from_str(text).unwrap_or_else(|e| {
+        let mut config: ContainerConfig = serde_json::from_str(text).unwrap_or_else(|e| {
             // One unreadable record must not hide the others from ps or rm.
             tracing::warn!("container {id}: unreadable config in its record: {e}");
             ContainerConfig::default()
-        })
+        });
+        // Written before records kept the spec: the options say it all.
+        if config.spec == ContainerSpec::default() && config.options != RunOptions::default() {
+            config.spec = config.options.to_container_spec("");
+        }
+        config
     }
 }
 

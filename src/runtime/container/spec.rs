@@ -1,14 +1,15 @@
-//! The OCI runtime spec of a container: the image's config (entrypoint, cmd,
-//! env, working dir, user) overridden by the run options, on top of Docker's
-//! defaults (see defaults.rs).
+//! The OCI runtime spec of a container, rendered from its ContainerSpec
+//! alone (containerspec.rs; never from a front end's options): the image's
+//! config (entrypoint, cmd, env, working dir, user) overridden by the
+//! spec's process, on top of the baseline confinement (see defaults.rs).
 
 use std::path::Path;
 
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
+use super::containerspec::{ContainerSpec, MountSource, Namespace, NetworkNamespace, Process};
 use super::defaults;
-use super::options::{Network, RunOptions};
 use super::user::Identity;
 
 mod devices;
@@ -19,6 +20,10 @@ pub enum SpecError {
     NoCommand,
     #[error("network {0} must be resolved to a namespace before the spec is built")]
     UnresolvedNetwork(String),
+    #[error("unknown capability {0:?}")]
+    Capability(String),
+    #[error("volume {0} must be resolved to its directory before the spec is built")]
+    UnresolvedVolume(String),
     #[error("--device {path}: {reason}")]
     Device { path: String, reason: String },
     #[error("the generated runtime spec is invalid: {0}")]
@@ -69,19 +74,17 @@ impl ImageProcess {
     }
 }
 
-/// The command line docker would run: `--entrypoint` replaces the image's
-/// entrypoint and drops its cmd; a command given on the command line
-/// replaces the image's cmd.
-pub fn command(image: &ImageProcess, opts: &RunOptions) -> Result<Vec<String>, SpecError> {
-    let (entrypoint, default_cmd) = match &opts.entrypoint {
-        Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
-        Some(e) => (vec![e.clone()], Vec::new()),
+/// The command line to run: a `command` replaces the image's entrypoint
+/// and drops its cmd; `args` replace the image's cmd.
+pub fn command(image: &ImageProcess, process: &Process) -> Result<Vec<String>, SpecError> {
+    let (entrypoint, default_cmd) = match &process.command {
+        Some(c) => (c.clone(), Vec::new()),
         None => (image.entrypoint.clone(), image.cmd.clone()),
     };
-    let cmd = if opts.cmd.is_empty() {
+    let cmd = if process.args.is_empty() {
         default_cmd
     } else {
-        opts.cmd.clone()
+        process.args.clone()
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
@@ -116,7 +119,7 @@ pub fn exec_env(
     tty: bool,
 ) -> Vec<String> {
     let image = ImageProcess::from_config(&config.image_config);
-    let container = merge_env(&image.env, &config.options.env);
+    let container = merge_env(&image.env, &config.spec.process.env);
     let mut env = merge_env(
         &[format!("PATH={}", super::defaults::DEFAULT_PATH)],
         &merge_env(&container, extra),
@@ -127,10 +130,11 @@ pub fn exec_env(
     env
 }
 
-/// Everything the spec needs that is not in the image or the options.
+/// Everything the OCI spec needs besides the container's spec (its
+/// namespaces resolved to paths) and the image: where the engine put it.
 pub struct SpecInputs<'a> {
     pub image: &'a ImageProcess,
-    pub opts: &'a RunOptions,
+    pub spec: &'a ContainerSpec,
     pub identity: &'a Identity,
     pub hostname: &'a str,
     pub rootfs: &'a Path,
@@ -154,8 +158,9 @@ pub const INIT_PATH: &str = "/dev/init";
 const NOFILE: u64 = 1_048_576;
 
 pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
-    let opts = input.opts;
-    let mut args = command(input.image, opts)?;
+    let spec = input.spec;
+    let (process, security) = (&spec.process, &spec.security);
+    let mut args = command(input.image, process)?;
     if input.init.is_some() {
         // As docker does with tini: `/dev/init -- CMD...`.
         args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
@@ -163,15 +168,15 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     let mut base_env = vec![format!("PATH={}", defaults::DEFAULT_PATH)];
     base_env.extend(input.image.env.iter().cloned());
     let mut env = merge_env(&base_env, &[format!("HOSTNAME={}", input.hostname)]);
-    if opts.tty {
+    if process.tty {
         env = merge_env(&env, &["TERM=xterm".to_string()]);
     }
-    env = merge_env(&env, &opts.env);
+    env = merge_env(&env, &process.env);
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", input.identity.home));
     }
-    let cwd = opts
-        .workdir
+    let cwd = process
+        .cwd
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| input.image.workdir.clone());
@@ -181,14 +186,19 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         super::options::clean_path(&cwd)
     };
     let nofile = NOFILE.min(input.nofile_hard);
-    let caps = if opts.privileged {
+    let caps = if security.privileged {
         defaults::privileged_capabilities(defaults::own_bounding_set())
     } else {
-        defaults::CAPABILITIES.to_vec()
+        defaults::adjust_capabilities(
+            defaults::CAPABILITIES,
+            &security.cap_add,
+            &security.cap_drop,
+        )
+        .map_err(SpecError::Capability)?
     };
 
     let mut mounts = defaults::mounts();
-    if opts.privileged {
+    if security.privileged {
         // As Docker: /sys and the cgroup filesystem writable.
         for m in &mut mounts {
             let writable = m["type"] == "sysfs" || m["type"] == "cgroup";
@@ -197,8 +207,12 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
             }
         }
     }
-    for t in &opts.tmpfs {
-        mounts.push(defaults::tmpfs(t));
+    // tmpfs mounts first and binds last, so that a bind over /etc/hosts
+    // (or into a tmpfs) wins, as in docker.
+    for m in &spec.mounts {
+        if m.source == MountSource::Tmpfs {
+            mounts.push(defaults::tmpfs(&m.destination));
+        }
     }
     for (src, dst) in input.etc_files {
         mounts.push(defaults::bind(src, dst, false));
@@ -206,56 +220,62 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     if let Some(init) = input.init {
         mounts.push(defaults::bind(init, INIT_PATH, true));
     }
-    for b in &opts.binds {
-        mounts.push(defaults::bind(
-            &b.source.to_string_lossy(),
-            &b.destination,
-            b.read_only,
-        ));
-    }
-
-    // Joined by path when the container is in a pod sandbox.
-    let ns = |kind: &str, path: &Option<std::path::PathBuf>| match path {
-        Some(p) => json!({"type": kind, "path": p}),
-        None => json!({"type": kind}),
-    };
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        ns("ipc", &opts.ipc_ns),
-        ns("uts", &opts.uts_ns),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
-    match opts.network() {
-        Network::None => namespaces.push(json!({"type": "network"})),
-        Network::Host => {}
-        Network::Join(path) => namespaces.push(json!({"type": "network", "path": path})),
-        n @ (Network::Bridge | Network::Container(_)) => {
-            return Err(SpecError::UnresolvedNetwork(n.mode()))
+    for m in &spec.mounts {
+        match &m.source {
+            MountSource::Host(source) => mounts.push(defaults::bind(
+                &source.to_string_lossy(),
+                &m.destination,
+                m.read_only,
+            )),
+            MountSource::Volume(name) => return Err(SpecError::UnresolvedVolume(name.clone())),
+            MountSource::Tmpfs => {}
         }
     }
 
+    // Joined by path when the container is in a pod sandbox.
+    let ns = |kind: &str, ns: &Namespace| match ns {
+        Namespace::Path(p) => json!({"type": kind, "path": p}),
+        Namespace::New => json!({"type": kind}),
+    };
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        ns("ipc", &spec.namespaces.ipc),
+        ns("uts", &spec.namespaces.uts),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    match &spec.namespaces.network {
+        NetworkNamespace::Isolated => namespaces.push(json!({"type": "network"})),
+        NetworkNamespace::Host => {}
+        NetworkNamespace::Path(path) => namespaces.push(json!({"type": "network", "path": path})),
+        NetworkNamespace::Bridge { .. } => {
+            return Err(SpecError::UnresolvedNetwork("bridge".into()))
+        }
+        NetworkNamespace::Container(c) => {
+            return Err(SpecError::UnresolvedNetwork(format!("container:{c}")))
+        }
+    }
+
+    let res = &spec.resources;
     let mut resources = json!({});
-    if let Some(limit) = opts.memory {
+    if let Some(limit) = res.memory {
         resources["memory"] = json!({"limit": limit});
     }
-    if let Some(cpus) = opts.cpus {
-        let period: u64 = 100_000;
-        resources["cpu"] =
-            json!({"quota": (cpus * period as f64).round() as i64, "period": period});
+    if let Some(cpu) = res.cpu {
+        resources["cpu"] = json!({"quota": cpu.quota, "period": cpu.period});
     }
-    if let Some(pids) = opts.pids_limit {
+    if let Some(pids) = res.pids {
         resources["pids"] = json!({"limit": pids});
     }
 
-    let (devices, device_rules) = devices::nodes_and_rules(opts)?;
+    let (devices, device_rules) = devices::nodes_and_rules(security)?;
     resources["devices"] = json!(device_rules);
     // libcontainer mounts each cgroup v1 hierarchy without the "ro" of the
     // spec's cgroup mount (and the tmpfs holding them writable), so a
     // container could rewrite its own limits: every one of them is a
     // read-only path, which libcontainer binds and remounts read-only before
     // it drops the capabilities. --privileged has none of these.
-    let (masked, readonly): (Vec<String>, Vec<String>) = if opts.privileged {
+    let (masked, readonly): (Vec<String>, Vec<String>) = if security.privileged {
         (Vec::new(), Vec::new())
     } else {
         (
@@ -273,16 +293,16 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
 
     // --privileged runs without a filter, as Docker's does.
     let cap_names: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
-    let seccomp = if opts.privileged {
+    let seccomp = if security.privileged {
         None
     } else {
-        super::seccomp::for_container(&opts.seccomp, &cap_names)?
+        super::seccomp::for_container(&security.seccomp, &cap_names)?
     };
 
-    let mut spec = json!({
+    let mut oci = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": opts.tty,
+            "terminal": process.tty,
             "user": {
                 "uid": input.identity.uid,
                 "gid": input.identity.gid,
@@ -295,9 +315,9 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
                 "bounding": caps, "effective": caps, "permitted": caps,
             },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-            "noNewPrivileges": true,
+            "noNewPrivileges": security.no_new_privileges,
         },
-        "root": {"path": input.rootfs, "readonly": opts.read_only},
+        "root": {"path": input.rootfs, "readonly": security.read_only_rootfs},
         "hostname": input.hostname,
         "mounts": mounts,
         "linux": {
@@ -310,15 +330,15 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         },
     });
     if let Some(seccomp) = seccomp {
-        spec["linux"]["seccomp"] = serde_json::to_value(seccomp)?;
+        oci["linux"]["seccomp"] = serde_json::to_value(seccomp)?;
     }
-    Ok(serde_json::from_value(spec)?)
+    Ok(serde_json::from_value(oci)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::container::options::{Bind, DeviceMapping};
+    use crate::runtime::container::options::{Bind, DeviceMapping, Network, RunOptions};
 
     fn image() -> ImageProcess {
         ImageProcess {
@@ -339,12 +359,17 @@ mod tests {
         }
     }
 
+    /// The spec `skiff run` would ask for (options/translate.rs).
     fn spec_json(opts: &RunOptions) -> Value {
+        spec_json_of(&opts.to_container_spec("img"))
+    }
+
+    fn spec_json_of(spec: &ContainerSpec) -> Value {
         let img = image();
         let id = identity();
         let spec = build(&SpecInputs {
             image: &img,
-            opts,
+            spec,
             init: None,
             cgroup_mounts: &["/sys/fs/cgroup".into(), "/sys/fs/cgroup/memory".into()],
             identity: &id,
@@ -363,14 +388,21 @@ mod tests {
         let mut img = image();
         img.entrypoint = vec!["/entry".into()];
         let mut opts = RunOptions::default();
-        assert_eq!(command(&img, &opts).unwrap(), ["/entry", "sh"]);
+        let process = |o: &RunOptions| o.to_container_spec("img").process;
+        assert_eq!(command(&img, &process(&opts)).unwrap(), ["/entry", "sh"]);
         opts.cmd = vec!["echo".into(), "hi".into()];
-        assert_eq!(command(&img, &opts).unwrap(), ["/entry", "echo", "hi"]);
+        assert_eq!(
+            command(&img, &process(&opts)).unwrap(),
+            ["/entry", "echo", "hi"]
+        );
         opts.entrypoint = Some("ls".into());
         opts.cmd.clear();
-        assert_eq!(command(&img, &opts).unwrap(), ["ls"]);
+        assert_eq!(command(&img, &process(&opts)).unwrap(), ["ls"]);
         opts.entrypoint = Some(String::new());
-        assert!(matches!(command(&img, &opts), Err(SpecError::NoCommand)));
+        assert!(matches!(
+            command(&img, &process(&opts)),
+            Err(SpecError::NoCommand)
+        ));
     }
 
     #[test]
@@ -517,7 +549,7 @@ mod tests {
         let id = identity();
         let err = build(&SpecInputs {
             image: &img,
-            opts: &opts,
+            spec: &opts.to_container_spec("img"),
             init: None,
             identity: &id,
             hostname: "abc",
@@ -563,6 +595,46 @@ mod tests {
         assert!(!devices
             .iter()
             .any(|d| d["path"] == "/dev/console" || d["path"] == "/dev/ptmx"));
+    }
+
+    #[test]
+    fn capabilities_added_and_dropped() {
+        let mut spec = RunOptions::default().to_container_spec("img");
+        spec.security.cap_drop = vec!["net_raw".into(), "CAP_KILL".into()];
+        spec.security.cap_add = vec!["SYS_TIME".into()];
+        let s = spec_json_of(&spec);
+        let caps: Vec<&str> = s["process"]["capabilities"]["bounding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert!(caps.contains(&"CAP_SYS_TIME") && caps.contains(&"CAP_CHOWN"));
+        assert!(!caps.contains(&"CAP_NET_RAW") && !caps.contains(&"CAP_KILL"));
+        spec.security.cap_drop = vec!["ALL".into()];
+        spec.security.cap_add = vec!["chown".into()];
+        let s = spec_json_of(&spec);
+        assert_eq!(
+            s["process"]["capabilities"]["bounding"],
+            json!(["CAP_CHOWN"])
+        );
+        spec.security.cap_add = vec!["CAP_NOPE".into()];
+        let img = image();
+        let id = identity();
+        let err = build(&SpecInputs {
+            image: &img,
+            spec: &spec,
+            init: None,
+            identity: &id,
+            hostname: "abc",
+            rootfs: Path::new("/r"),
+            cgroups_path: "/skiff/abc",
+            etc_files: &[],
+            nofile_hard: 4096,
+            cgroup_mounts: &[],
+        })
+        .unwrap_err();
+        assert!(matches!(err, SpecError::Capability(_)), "{err}");
     }
 
     #[test]
