@@ -91,6 +91,28 @@ impl Engine {
         sandbox::names(&self.paths)
     }
 
+    /// Every sandbox with the number of containers recorded in it, newest
+    /// first.
+    pub fn sandboxes(&self) -> Result<Vec<(Sandbox, usize)>, ContainerError> {
+        let records = self.records()?.list()?;
+        let mut out = Vec::new();
+        for name in self.sandbox_names() {
+            let sb = match sandbox::find(&self.paths, &name) {
+                Ok(sb) => sb,
+                // Being removed meanwhile.
+                Err(SandboxError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let n = records
+                .iter()
+                .filter(|r| r.config.spec.sandbox.as_deref() == Some(name.as_str()))
+                .count();
+            out.push((sb, n));
+        }
+        out.sort_by(|a, b| b.0.created.cmp(&a.0.created));
+        Ok(out)
+    }
+
     pub fn volumes(&self) -> Volumes {
         Volumes::new(self.root())
     }

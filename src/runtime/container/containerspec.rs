@@ -225,6 +225,8 @@ pub struct EtcFiles {
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ContainerSpecError {
+    #[error("conflicting options: hostname and the sandbox {0} (a sandbox's containers share its UTS namespace and hostname: give the hostname to `skiff sandbox create --hostname`)")]
+    SandboxHostname(String),
     #[error("conflicting options: the network and the sandbox {0} (a sandbox's containers share its network namespace)")]
     SandboxNetwork(String),
     #[error("conflicting options: the IPC or UTS namespace and the sandbox {0} (a sandbox's containers share its namespaces)")]
@@ -235,6 +237,9 @@ impl ContainerSpec {
     /// What must hold before anything is created.
     pub fn check(&self) -> Result<(), ContainerSpecError> {
         if let Some(sb) = &self.sandbox {
+            if self.etc.hostname.is_some() {
+                return Err(ContainerSpecError::SandboxHostname(sb.clone()));
+            }
             if self.namespaces.network != NetworkNamespace::Isolated {
                 return Err(ContainerSpecError::SandboxNetwork(sb.clone()));
             }
@@ -270,6 +275,13 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(spec.check(), Ok(()));
+        spec.etc.hostname = Some("h".into());
+        assert!(spec
+            .check()
+            .unwrap_err()
+            .to_string()
+            .starts_with("conflicting options: hostname"));
+        spec.etc.hostname = None;
         spec.namespaces.network = NetworkNamespace::Host;
         assert!(matches!(
             spec.check(),

@@ -237,7 +237,14 @@ pub fn create(
         (None, None, NetworkNamespace::Host) => host_hostname(),
         (None, None, _) => super::short_id(&id).to_string(),
     };
-    let own_ip = attachment.as_ref().map(|a| std::net::IpAddr::V4(a.ip));
+    // The container's own address names it in /etc/hosts, as docker and
+    // the kubelet write it (in a sandbox: the sandbox's); 127.0.1.1 only
+    // when it has none.
+    let own_ip = match (&sandbox, &attachment) {
+        (Some(sb), _) => Some(std::net::IpAddr::V4(sb.ip)),
+        (None, Some(a)) => Some(std::net::IpAddr::V4(a.ip)),
+        (None, None) => None,
+    };
     let host_network = cspec.namespaces.network == NetworkNamespace::Host;
     let etc_files = write_etc_files(&dir, &hostname, &cspec, host_network, own_ip)?;
     if let Some(sb) = &sandbox {
