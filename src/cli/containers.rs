@@ -21,7 +21,7 @@ use crate::runtime::engine::Engine;
 use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
 use crate::runtime::image::limit::LayerLimit;
 use crate::runtime::image::pull::Progress;
-use crate::runtime::image::store::StoreError;
+use crate::runtime::image::store::ImageStoreError;
 
 use super::images;
 use super::util::image_store;
@@ -272,7 +272,7 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     };
     let paths = engine.paths();
     let created = match create::create(paths, records, store, request(opts.clone())) {
-        Err(ContainerError::Image(StoreError::NotFound(_))) => {
+        Err(ContainerError::Image(ImageStoreError::NotFound(_))) => {
             eprintln!("Unable to find image '{}' locally", args.image);
             let quiet: Progress = std::sync::Arc::new(|_| {});
             let from = PullSource {

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use crate::runtime::container::records::Records;
 use crate::runtime::container::{lifecycle, ContainerError, Paths};
-use crate::runtime::image::store::{Store, StoreError};
+use crate::runtime::image::store::{ImageStoreError, Store};
 use crate::runtime::sandbox::{self, Sandbox, SandboxError, SandboxRequest};
 use crate::runtime::volume::Volumes;
 
@@ -63,7 +63,7 @@ impl Engine {
     }
 
     /// The image store.
-    pub fn images(&self) -> Result<&Store, StoreError> {
+    pub fn images(&self) -> Result<&Store, ImageStoreError> {
         if let Some(s) = self.images.get() {
             return Ok(s);
         }
@@ -109,7 +109,7 @@ impl Engine {
                 .count();
             out.push((sb, n));
         }
-        out.sort_by(|a, b| b.0.created.cmp(&a.0.created));
+        out.sort_by_key(|(sb, _)| std::cmp::Reverse(sb.created));
         Ok(out)
     }
 

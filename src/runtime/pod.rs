@@ -52,14 +52,14 @@ pub enum PodRuntimeError {
 
 impl PodRuntimeError {
     pub fn is_not_found(&self) -> bool {
-        match self {
-            PodRuntimeError::NotFound(_) => true,
-            PodRuntimeError::Sandbox(SandboxError::NotFound(_)) => true,
-            PodRuntimeError::Container(ContainerError::Records(
-                crate::runtime::container::records::RecordsError::NotFound(_),
-            )) => true,
-            _ => false,
-        }
+        matches!(
+            self,
+            PodRuntimeError::NotFound(_)
+                | PodRuntimeError::Sandbox(SandboxError::NotFound(_))
+                | PodRuntimeError::Container(ContainerError::Records(
+                    crate::runtime::container::records::RecordsError::NotFound(_),
+                ))
+        )
     }
 }
 

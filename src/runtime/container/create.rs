@@ -154,7 +154,9 @@ pub fn create(
     let image = catalog::find(&rows, image_ref)?
         .into_iter()
         .next()
-        .ok_or_else(|| crate::runtime::image::store::StoreError::NotFound(image_ref.to_string()))?;
+        .ok_or_else(|| {
+            crate::runtime::image::store::ImageStoreError::NotFound(image_ref.to_string())
+        })?;
     let config: ImageConfig = serde_json::from_slice(&store.read_blob(&image.config_digest)?)
         .map_err(|e| ContainerError::Shim(format!("the image config of {image_ref}: {e}")))?;
     let process = ImageProcess::from_config(&config.config);
@@ -246,7 +248,13 @@ pub fn create(
         (None, None) => None,
     };
     let host_network = cspec.namespaces.network == NetworkNamespace::Host;
-    let etc_files = write_etc_files(&dir, &hostname, &cspec, host_network, own_ip)?;
+    let etc_files = write_etc_files(&EtcFilesFor {
+        dir: &dir,
+        hostname: &hostname,
+        spec: &cspec,
+        host_network,
+        own_ip,
+    })?;
     if let Some(sb) = &sandbox {
         cspec.namespaces.ipc = Namespace::Path(sb.ipc.clone());
         cspec.namespaces.uts = Namespace::Path(sb.uts.clone());
@@ -338,15 +346,27 @@ fn resolve_network(
     }
 }
 
+/// What the /etc files of a container are written from.
+struct EtcFilesFor<'a> {
+    /// The container's directory, where they are written.
+    dir: &'a Path,
+    hostname: &'a str,
+    spec: &'a ContainerSpec,
+    host_network: bool,
+    /// The address its hostname maps to (127.0.1.1 when it has none).
+    own_ip: Option<std::net::IpAddr>,
+}
+
 /// /etc/hostname, /etc/hosts and /etc/resolv.conf, written per container and
 /// bound in as docker does.
-fn write_etc_files(
-    dir: &Path,
-    hostname: &str,
-    spec: &ContainerSpec,
-    host_network: bool,
-    own_ip: Option<std::net::IpAddr>,
-) -> Result<Vec<(String, String)>, ContainerError> {
+fn write_etc_files(input: &EtcFilesFor) -> Result<Vec<(String, String)>, ContainerError> {
+    let EtcFilesFor {
+        dir,
+        hostname,
+        spec,
+        host_network,
+        own_ip,
+    } = *input;
     let own = own_ip.map_or_else(|| "127.0.1.1".to_string(), |ip| ip.to_string());
     let mut hosts = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{hostname}\n"

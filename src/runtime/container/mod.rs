@@ -7,7 +7,7 @@
 //! mounts, namespaces, resources, security, /etc files; no front end's
 //! words), which `skiff run`'s docker-shaped options translate into
 //! (options/translate.rs) and from which alone the OCI spec is rendered
-//! (spec.rs) on top of the baseline confinement (defaults.rs).
+//! (spec.rs) on top of the baseline confinement (baseline.rs).
 //!
 //! ```text
 //! <root>/containers/containers.db       records and labels (records.rs)
@@ -20,11 +20,11 @@
 //! <run-dir>/runtime/<id>/               libcontainer's state
 //! ```
 
+pub mod baseline;
 pub mod cgroups;
 pub mod client;
 pub mod containerspec;
 pub mod create;
-pub mod defaults;
 pub mod executor;
 pub mod exits;
 pub mod init;
@@ -140,7 +140,7 @@ pub enum ContainerError {
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]
-    Image(#[from] crate::runtime::image::store::StoreError),
+    Image(#[from] crate::runtime::image::store::ImageStoreError),
     #[error(transparent)]
     ImageMeta(#[from] crate::runtime::image::meta::MetaError),
     #[error("starting the container: {0}")]

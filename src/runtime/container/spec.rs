@@ -1,15 +1,15 @@
 //! The OCI runtime spec of a container, rendered from its ContainerSpec
 //! alone (containerspec.rs; never from a front end's options): the image's
 //! config (entrypoint, cmd, env, working dir, user) overridden by the
-//! spec's process, on top of the baseline confinement (see defaults.rs).
+//! spec's process, on top of the baseline confinement (see baseline.rs).
 
 use std::path::Path;
 
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
+use super::baseline;
 use super::containerspec::{ContainerSpec, MountSource, Namespace, NetworkNamespace, Process};
-use super::defaults;
 use super::user::Identity;
 
 mod devices;
@@ -121,7 +121,7 @@ pub fn exec_env(
     let image = ImageProcess::from_config(&config.image_config);
     let container = merge_env(&image.env, &config.spec.process.env);
     let mut env = merge_env(
-        &[format!("PATH={}", super::defaults::DEFAULT_PATH)],
+        &[format!("PATH={}", super::baseline::DEFAULT_PATH)],
         &merge_env(&container, extra),
     );
     if tty {
@@ -165,7 +165,7 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         // As docker does with tini: `/dev/init -- CMD...`.
         args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
     }
-    let mut base_env = vec![format!("PATH={}", defaults::DEFAULT_PATH)];
+    let mut base_env = vec![format!("PATH={}", baseline::DEFAULT_PATH)];
     base_env.extend(input.image.env.iter().cloned());
     let mut env = merge_env(&base_env, &[format!("HOSTNAME={}", input.hostname)]);
     if process.tty {
@@ -187,17 +187,17 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     };
     let nofile = NOFILE.min(input.nofile_hard);
     let caps = if security.privileged {
-        defaults::privileged_capabilities(defaults::own_bounding_set())
+        baseline::privileged_capabilities(baseline::own_bounding_set())
     } else {
-        defaults::adjust_capabilities(
-            defaults::CAPABILITIES,
+        baseline::adjust_capabilities(
+            baseline::CAPABILITIES,
             &security.cap_add,
             &security.cap_drop,
         )
         .map_err(SpecError::Capability)?
     };
 
-    let mut mounts = defaults::mounts();
+    let mut mounts = baseline::mounts();
     if security.privileged {
         // As Docker: /sys and the cgroup filesystem writable.
         for m in &mut mounts {
@@ -211,18 +211,18 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     // (or into a tmpfs) wins, as in docker.
     for m in &spec.mounts {
         if m.source == MountSource::Tmpfs {
-            mounts.push(defaults::tmpfs(&m.destination));
+            mounts.push(baseline::tmpfs(&m.destination));
         }
     }
     for (src, dst) in input.etc_files {
-        mounts.push(defaults::bind(src, dst, false));
+        mounts.push(baseline::bind(src, dst, false));
     }
     if let Some(init) = input.init {
-        mounts.push(defaults::bind(init, INIT_PATH, true));
+        mounts.push(baseline::bind(init, INIT_PATH, true));
     }
     for m in &spec.mounts {
         match &m.source {
-            MountSource::Host(source) => mounts.push(defaults::bind(
+            MountSource::Host(source) => mounts.push(baseline::bind(
                 &source.to_string_lossy(),
                 &m.destination,
                 m.read_only,
@@ -279,11 +279,11 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         (Vec::new(), Vec::new())
     } else {
         (
-            defaults::MASKED_PATHS
+            baseline::MASKED_PATHS
                 .iter()
                 .map(|p| p.to_string())
                 .collect(),
-            defaults::READONLY_PATHS
+            baseline::READONLY_PATHS
                 .iter()
                 .map(|p| p.to_string())
                 .chain(input.cgroup_mounts.iter().cloned())
@@ -639,10 +639,10 @@ mod tests {
 
     #[test]
     fn privileged_capabilities_follow_the_bounding_set() {
-        let all = defaults::privileged_capabilities(u64::MAX);
-        assert_eq!(all.len(), defaults::ALL_CAPABILITIES.len());
+        let all = baseline::privileged_capabilities(u64::MAX);
+        assert_eq!(all.len(), baseline::ALL_CAPABILITIES.len());
         assert_eq!(all[24], "CAP_SYS_RESOURCE");
-        let without = defaults::privileged_capabilities(!(1 << 24));
+        let without = baseline::privileged_capabilities(!(1 << 24));
         assert!(!without.contains(&"CAP_SYS_RESOURCE"));
         assert!(without.contains(&"CAP_SYS_ADMIN"));
     }

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::super::baseline;
 use super::super::containerspec::{Device, Security};
-use super::super::defaults;
 use super::SpecError;
 
 /// The device nodes to make and the device cgroup rules, in order.
@@ -15,9 +15,9 @@ pub(super) fn nodes_and_rules(security: &Security) -> Result<(Vec<Value>, Vec<Va
     let mut rules: Vec<Value> = if security.privileged {
         vec![json!({"allow": true, "access": "rwm"})]
     } else {
-        defaults::DEVICE_RULES
+        baseline::DEVICE_RULES
             .iter()
-            .map(defaults::device_rule_json)
+            .map(baseline::device_rule_json)
             .collect()
     };
     let mut nodes = if security.privileged {

@@ -1,5 +1,8 @@
-//! Docker's default security profile and filesystem layout (moby's
-//! `oci/defaults.go`), kept as data so the spec builder stays readable.
+//! The baseline confinement every container starts from: Docker's default
+//! security profile and filesystem layout (moby's `oci/defaults.go`; the
+//! kubelet's runtimes use the same), kept as data so the spec builder stays
+//! readable. A ContainerSpec widens or narrows it (capabilities, devices,
+//! privileged).
 
 use serde_json::{json, Value};
 
