@@ -236,8 +236,6 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .collect::<Result<_, _>>()?,
         privileged: args.privileged,
         sandbox: args.sandbox.clone(),
-        ipc_ns: None,
-        uts_ns: None,
         labels: args
             .label
             .iter()

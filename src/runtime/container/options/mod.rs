@@ -328,10 +328,6 @@ pub struct RunOptions {
     /// `--sandbox NAME`: join the pod sandbox's network, IPC and UTS
     /// namespaces (runtime/sandbox.rs).
     pub sandbox: Option<String>,
-    /// The IPC and UTS namespaces to join (set from the sandbox when the
-    /// container is created; a new one each when unset).
-    pub ipc_ns: Option<PathBuf>,
-    pub uts_ns: Option<PathBuf>,
     /// `--label K=V`: kept on the record (records.rs), where they can be
     /// queried, not in the options.
     #[serde(skip)]

@@ -39,10 +39,6 @@ impl RunOptions {
             },
             Network::Container(c) => NetworkNamespace::Container(c),
         };
-        let ns = |p: &Option<std::path::PathBuf>| match p {
-            Some(p) => Namespace::Path(p.clone()),
-            None => Namespace::New,
-        };
         ContainerSpec {
             image: image.to_string(),
             name: self.name.clone(),
@@ -61,8 +57,10 @@ impl RunOptions {
             mounts: binds.chain(tmpfs).collect(),
             namespaces: Namespaces {
                 network,
-                ipc: ns(&self.ipc_ns),
-                uts: ns(&self.uts_ns),
+                // Docker's flags make them new; a sandbox's are joined when
+                // the container is created.
+                ipc: Namespace::New,
+                uts: Namespace::New,
             },
             sandbox: self.sandbox.clone(),
             resources: Resources {
