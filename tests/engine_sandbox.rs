@@ -142,3 +142,105 @@ fn killall_removes_sandboxes() {
     );
     e.assert_clean();
 }
+
+#[test]
+fn a_sandbox_container_is_named_by_the_sandbox_address() {
+    let e = Engine::new();
+    let ip = e.ok(&["sandbox", "create", "--hostname", "podhost", "pod4"]);
+    let ip = ip.trim();
+    let hosts = e.ok(&[
+        "run",
+        "--rm",
+        "--sandbox",
+        "pod4",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(
+        hosts.lines().any(|l| l == format!("{ip}\tpodhost")),
+        "the hostname must map to the sandbox's address:\n{hosts}"
+    );
+    assert!(!hosts.contains("127.0.1.1"), "{hosts}");
+    e.ok(&["sandbox", "rm", "pod4"]);
+    e.assert_clean();
+}
+
+#[test]
+fn run_in_a_sandbox_refuses_a_hostname_of_its_own() {
+    let e = Engine::new();
+    e.ok(&["sandbox", "create", "pod5"]);
+    let out = e.err(&[
+        "run",
+        "--rm",
+        "--sandbox",
+        "pod5",
+        "--hostname",
+        "mine",
+        "busybox",
+        "true",
+    ]);
+    let msg = stderr(&out);
+    assert!(
+        msg.contains("conflicting options: hostname") && msg.contains("sandbox create --hostname"),
+        "{msg}"
+    );
+    // Nothing was made.
+    assert!(e.ok(&["ps", "-aq"]).trim().is_empty());
+    e.ok(&["sandbox", "rm", "pod5"]);
+    e.assert_clean();
+}
+
+#[test]
+fn sandbox_ls_lists_id_name_ip_created_and_containers() {
+    let e = Engine::new();
+    let ip6 = e.ok(&["sandbox", "create", "pod6"]).trim().to_string();
+    let ip7 = e.ok(&["sandbox", "create", "pod7"]).trim().to_string();
+    e.ok(&[
+        "run",
+        "-d",
+        "--sandbox",
+        "pod6",
+        "--name",
+        "a",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--sandbox",
+        "pod6",
+        "--name",
+        "b",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let rows = support::table(&e.ok(&["sandbox", "ls"]));
+    assert_eq!(
+        rows[0],
+        ["SANDBOX ID", "NAME", "IP", "CREATED", "CONTAINERS"],
+        "{rows:?}"
+    );
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r.get(1).map(String::as_str) == Some(name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no row for {name}: {rows:?}"))
+    };
+    let (r6, r7) = (row("pod6"), row("pod7"));
+    assert_eq!(r6[0].len(), 12, "a short ID: {r6:?}");
+    assert_ne!(r6[0], r7[0]);
+    assert_eq!((r6[2].as_str(), r6[4].as_str()), (ip6.as_str(), "2"));
+    assert_eq!((r7[2].as_str(), r7[4].as_str()), (ip7.as_str(), "0"));
+    assert!(r6[3].ends_with("ago"), "{r6:?}");
+    let quiet = e.ok(&["sandbox", "ls", "-q"]);
+    assert_eq!(quiet.lines().count(), 2, "{quiet}");
+    e.ok(&["rm", "-f", "a", "b"]);
+    e.ok(&["sandbox", "rm", "pod6", "pod7"]);
+    let rows = support::table(&e.ok(&["sandbox", "ls"]));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    e.assert_clean();
+}

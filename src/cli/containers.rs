@@ -21,7 +21,7 @@ use crate::runtime::engine::Engine;
 use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
 use crate::runtime::image::limit::LayerLimit;
 use crate::runtime::image::pull::Progress;
-use crate::runtime::image::store::StoreError;
+use crate::runtime::image::store::ImageStoreError;
 
 use super::images;
 use super::util::image_store;
@@ -236,8 +236,6 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .collect::<Result<_, _>>()?,
         privileged: args.privileged,
         sandbox: args.sandbox.clone(),
-        ipc_ns: None,
-        uts_ns: None,
         labels: args
             .label
             .iter()
@@ -263,15 +261,16 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     let records = engine.records()?;
     let store = image_store(engine)?;
     let request = |opts: RunOptions| CreateRequest {
-        image: &args.image,
-        opts,
+        spec: opts.to_container_spec(&args.image),
+        options: opts,
         log_max_size,
         wait_start: !args.detach,
         debug,
+        shim_binary: None,
     };
     let paths = engine.paths();
     let created = match create::create(paths, records, store, request(opts.clone())) {
-        Err(ContainerError::Image(StoreError::NotFound(_))) => {
+        Err(ContainerError::Image(ImageStoreError::NotFound(_))) => {
             eprintln!("Unable to find image '{}' locally", args.image);
             let quiet: Progress = std::sync::Arc::new(|_| {});
             let from = PullSource {

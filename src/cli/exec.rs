@@ -44,16 +44,20 @@ pub fn exec(engine: &Engine, debug: bool, args: ExecArgs) -> anyhow::Result<Exit
         extra.extend(crate::runtime::container::options::parse_env(e, lookup)?);
     }
     let env = crate::runtime::container::spec::exec_env(&rec.config, &extra, args.tty);
+    let pid = rec
+        .pid
+        .ok_or_else(|| ContainerError::NotRunning(rec.name.clone()))?;
     let mut cmd = Command::new("/proc/self/exe");
     cmd.args(["shim", "exec", "--root"])
         .arg(engine.root())
         .arg("--run-dir")
         .arg(engine.paths().run())
-        .args(["--id", &rec.id]);
+        .args(["--id", &rec.id])
+        .args(["--pid", &pid.to_string()]);
     for e in &env {
         cmd.args(["--env", e]);
     }
-    if let Some(u) = args.user.as_ref().or(rec.config.options.user.as_ref()) {
+    if let Some(u) = args.user.as_ref().or(rec.config.spec.process.user.as_ref()) {
         cmd.args(["--user", u]);
     }
     if let Some(w) = &args.workdir {

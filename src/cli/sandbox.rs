@@ -1,4 +1,4 @@
-//! `skiff sandbox create|rm`: pod sandboxes (runtime/sandbox.rs), which
+//! `skiff sandbox create|ls|rm`: pod sandboxes (runtime/sandbox.rs), which
 //! containers join with `skiff run --sandbox NAME`.
 
 use std::process::ExitCode;
@@ -13,8 +13,18 @@ use crate::runtime::sandbox::SandboxRequest;
 pub enum SandboxCommand {
     /// Make pinned network, IPC and UTS namespaces on the bridge; prints the address.
     Create(CreateArgs),
+    /// List sandboxes, newest first.
+    #[command(alias = "list")]
+    Ls(LsArgs),
     /// Remove sandboxes (their containers keep the namespaces until they exit).
     Rm(RmArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Only IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +68,10 @@ pub fn sandbox(engine: &Engine, cmd: SandboxCommand) -> anyhow::Result<ExitCode>
             println!("{}", sb.ip);
             Ok(ExitCode::SUCCESS)
         }
+        SandboxCommand::Ls(args) => {
+            ls(engine, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         SandboxCommand::Rm(args) => {
             let mut failed = 0;
             for n in &args.names {
@@ -78,4 +92,37 @@ pub fn sandbox(engine: &Engine, cmd: SandboxCommand) -> anyhow::Result<ExitCode>
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// In crictl's and docker's style: short IDs, human ages.
+fn ls(engine: &Engine, args: &LsArgs) -> anyhow::Result<()> {
+    let sandboxes = engine.sandboxes()?;
+    let short = |id: &str| crate::runtime::container::short_id(id).to_string();
+    if args.quiet {
+        for (sb, _) in &sandboxes {
+            println!("{}", short(&sb.id));
+        }
+        return Ok(());
+    }
+    let now = chrono::Utc::now();
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(["SANDBOX ID", "NAME", "IP", "CREATED", "CONTAINERS"]);
+    for (sb, containers) in &sandboxes {
+        table.add_row([
+            short(&sb.id),
+            sb.name.clone(),
+            sb.ip.to_string(),
+            format!(
+                "{} ago",
+                super::containers::human_duration(now - sb.created)
+            ),
+            containers.to_string(),
+        ]);
+    }
+    for line in table.to_string().lines() {
+        println!("{}", line.trim_end().strip_prefix(' ').unwrap_or(line));
+    }
+    Ok(())
 }

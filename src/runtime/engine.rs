@@ -22,7 +22,7 @@ use std::path::Path;
 
 use crate::runtime::container::records::Records;
 use crate::runtime::container::{lifecycle, ContainerError, Paths};
-use crate::runtime::image::store::{Store, StoreError};
+use crate::runtime::image::store::{ImageStoreError, Store};
 use crate::runtime::sandbox::{self, Sandbox, SandboxError, SandboxRequest};
 use crate::runtime::volume::Volumes;
 
@@ -63,7 +63,7 @@ impl Engine {
     }
 
     /// The image store.
-    pub fn images(&self) -> Result<&Store, StoreError> {
+    pub fn images(&self) -> Result<&Store, ImageStoreError> {
         if let Some(s) = self.images.get() {
             return Ok(s);
         }
@@ -89,6 +89,28 @@ impl Engine {
 
     pub fn sandbox_names(&self) -> Vec<String> {
         sandbox::names(&self.paths)
+    }
+
+    /// Every sandbox with the number of containers recorded in it, newest
+    /// first.
+    pub fn sandboxes(&self) -> Result<Vec<(Sandbox, usize)>, ContainerError> {
+        let records = self.records()?.list()?;
+        let mut out = Vec::new();
+        for name in self.sandbox_names() {
+            let sb = match sandbox::find(&self.paths, &name) {
+                Ok(sb) => sb,
+                // Being removed meanwhile.
+                Err(SandboxError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let n = records
+                .iter()
+                .filter(|r| r.config.spec.sandbox.as_deref() == Some(name.as_str()))
+                .count();
+            out.push((sb, n));
+        }
+        out.sort_by_key(|(sb, _)| std::cmp::Reverse(sb.created));
+        Ok(out)
     }
 
     pub fn volumes(&self) -> Volumes {

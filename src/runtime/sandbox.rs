@@ -6,6 +6,7 @@
 //! ```text
 //! <run-dir>/sandboxes/<name>/ipc uts   pinned namespaces (this file)
 //!                            hostname  the pod's hostname, set in uts
+//!                            id        its ID (64 hex digits), for listings
 //! the bridge's netns handle            pinned by src/net on attach
 //! ```
 //!
@@ -58,6 +59,11 @@ pub struct SandboxRequest<'a> {
 /// A sandbox as its containers join it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sandbox {
+    /// Made when it is created (empty for one made before sandboxes had
+    /// IDs).
+    pub id: String,
+    /// When it was made (its directory's time).
+    pub created: chrono::DateTime<chrono::Utc>,
     pub name: String,
     pub hostname: String,
     pub ip: Ipv4Addr,
@@ -99,13 +105,22 @@ pub fn create(paths: &Paths, req: &SandboxRequest) -> Result<Sandbox, SandboxErr
         Err(e) => return Err(io_err(&dir)(e)),
     }
     let hostname = req.hostname.unwrap_or(req.name).to_string();
+    let id = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
     let made = pin_ipc_uts(req.name, &dir, &hostname).and_then(|()| {
-        let p = dir.join("hostname");
-        fs::write(&p, &hostname).map_err(io_err(&p))?;
+        for (file, content) in [("id", &id), ("hostname", &hostname)] {
+            let p = dir.join(file);
+            fs::write(&p, content).map_err(io_err(&p))?;
+        }
         Ok(host_bridge(paths, req.cidr).attach(&attachment_id(req.name), req.ports)?)
     });
     match made {
         Ok(a) => Ok(Sandbox {
+            id,
+            created: created(&dir),
             name: req.name.to_string(),
             hostname,
             ip: a.ip,
@@ -129,6 +144,8 @@ pub fn find(paths: &Paths, name: &str) -> Result<Sandbox, SandboxError> {
         .attachment(&attachment_id(name))?
         .ok_or_else(|| SandboxError::NotFound(name.to_string()))?;
     Ok(Sandbox {
+        id: fs::read_to_string(dir.join("id")).unwrap_or_default(),
+        created: created(&dir),
         name: name.to_string(),
         hostname,
         ip: a.ip,
@@ -136,6 +153,17 @@ pub fn find(paths: &Paths, name: &str) -> Result<Sandbox, SandboxError> {
         ipc: dir.join("ipc"),
         uts: dir.join("uts"),
     })
+}
+
+/// When the sandbox in `dir` was made: the directory is made first and its
+/// entries never renamed, so its change time would move; the ID file's
+/// modification time does not.
+fn created(dir: &Path) -> chrono::DateTime<chrono::Utc> {
+    fs::metadata(dir.join("id"))
+        .or_else(|_| fs::metadata(dir))
+        .and_then(|m| m.modified())
+        .map(chrono::DateTime::<chrono::Utc>::from)
+        .unwrap_or_else(|_| chrono::Utc::now())
 }
 
 /// The names of every sandbox.

@@ -1,6 +1,7 @@
-//! Creating a container: check the options, find the image, record the
-//! container (claiming its name), attach its network, write its OCI bundle and
-//! spawn its shim. Any failure undoes every step taken (a Drop guard), so bad
+//! Creating a container from its ContainerSpec: check it, find the image,
+//! record the container (claiming its name), resolve its namespaces (attach
+//! to the bridge, join a sandbox or another container), write its /etc
+//! files and OCI bundle and spawn its shim. Any failure undoes every step taken (a Drop guard), so bad
 //! input leaves nothing behind.
 
 use std::fs;
@@ -10,7 +11,8 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 use chrono::Utc;
 
-use super::options::{Network, RunOptions};
+use super::containerspec::{ContainerSpec, MountSource, Namespace, NetworkNamespace};
+use super::options::RunOptions;
 use super::records::{ContainerConfig, Record, Records, Status};
 use super::spec::{self, ImageProcess, SpecInputs};
 use super::{cgroups, user, ContainerError, Paths};
@@ -20,15 +22,19 @@ use crate::runtime::image::manifest::ImageConfig;
 use crate::runtime::image::Store;
 
 /// How to create it.
-pub struct CreateRequest<'a> {
-    /// The image as the user named it.
-    pub image: &'a str,
-    pub opts: RunOptions,
+pub struct CreateRequest {
+    pub spec: ContainerSpec,
+    /// The docker-shaped options the spec was translated from, kept on the
+    /// record for `inspect` and `--rm` (default when there are none).
+    pub options: RunOptions,
     pub log_max_size: u64,
     /// Leave the container created until a client attaches with `start`
     /// (foreground `run`: no output is missed).
     pub wait_start: bool,
     pub debug: bool,
+    /// The skiff binary run as the shim; this very binary when unset (a
+    /// program embedding the engine, such as a test, names it).
+    pub shim_binary: Option<PathBuf>,
 }
 
 /// A container whose shim is up.
@@ -125,30 +131,36 @@ pub fn create(
     store: &Store,
     req: CreateRequest,
 ) -> Result<Created, ContainerError> {
-    let mut opts = req.opts.clone();
+    req.spec.check()?;
+    let mut cspec = req.spec.clone();
     // Named volumes are created on first use, as `docker run -v name:/dir`.
     let volumes = crate::runtime::volume::Volumes::new(paths.node_root());
-    for b in &mut opts.binds {
-        if let Some(name) = &b.volume {
-            b.source = volumes
-                .mountpoint(name)
-                .map_err(|e| ContainerError::Volume(e.to_string()))?;
+    for m in &mut cspec.mounts {
+        if let MountSource::Volume(name) = &m.source {
+            m.source = MountSource::Host(
+                volumes
+                    .mountpoint(name)
+                    .map_err(|e| ContainerError::Volume(e.to_string()))?,
+            );
         }
     }
-    opts.check_binds()?;
-    if let Some(name) = &opts.name {
+    check_mounts(&cspec)?;
+    if let Some(name) = &cspec.name {
         super::options::check_name(name)?;
     }
+    let image_ref = cspec.image.as_str();
     let meta = store.meta()?;
     let rows = meta.list()?;
-    let image = catalog::find(&rows, req.image)?
+    let image = catalog::find(&rows, image_ref)?
         .into_iter()
         .next()
-        .ok_or_else(|| crate::runtime::image::store::StoreError::NotFound(req.image.to_string()))?;
+        .ok_or_else(|| {
+            crate::runtime::image::store::ImageStoreError::NotFound(image_ref.to_string())
+        })?;
     let config: ImageConfig = serde_json::from_slice(&store.read_blob(&image.config_digest)?)
-        .map_err(|e| ContainerError::Shim(format!("the image config of {}: {e}", req.image)))?;
+        .map_err(|e| ContainerError::Shim(format!("the image config of {image_ref}: {e}")))?;
     let process = ImageProcess::from_config(&config.config);
-    let command = spec::command(&process, &opts)?;
+    let command = spec::command(&process, &cspec.process)?;
     let snapshots: Vec<PathBuf> = meta
         .layers(&image.manifest_digest)?
         .iter()
@@ -156,12 +168,16 @@ pub fn create(
         .collect::<Result<_, _>>()?;
     // From the layers, before anything is set up that a bad --user would
     // have to undo.
-    let user_spec = opts.user.clone().unwrap_or_else(|| process.user.clone());
+    let user_spec = cspec
+        .process
+        .user
+        .clone()
+        .unwrap_or_else(|| process.user.clone());
     let identity = user::resolve_in_layers(&snapshots, &user_spec)?;
 
     let id = new_id();
-    let name = opts.name.clone().unwrap_or_else(random_name);
-    let parent = opts
+    let name = cspec.name.clone().unwrap_or_else(random_name);
+    let parent = cspec
         .cgroup_parent
         .clone()
         .unwrap_or_else(|| cgroups::default_parent().to_string());
@@ -175,7 +191,7 @@ pub fn create(
     state.insert(&Record {
         id: id.clone(),
         name: name.clone(),
-        image: req.image.to_string(),
+        image: image_ref.to_string(),
         image_id: image.config_digest.clone(),
         command: command.clone(),
         created: Utc::now(),
@@ -187,13 +203,15 @@ pub fn create(
         finished_at: None,
         oom_killed: false,
         config: ContainerConfig {
-            options: opts.clone(),
+            // As asked: the namespaces it resolves to are the engine's.
+            spec: req.spec.clone(),
+            options: req.options.clone(),
             cgroups_path: cgroups_path.clone(),
             image_config: config.config,
             snapshots: snapshots.clone(),
             other: Default::default(),
         },
-        labels: opts.labels.clone(),
+        labels: cspec.labels.clone(),
     })?;
     let mut undo = Undo {
         paths,
@@ -207,28 +225,43 @@ pub fn create(
     // The overlay itself is mounted by the shim, in a mount namespace of its
     // own (see shim/run.rs).
     let rootfs = paths.rootfs(&id);
-    let sandbox = match &opts.sandbox {
+    let sandbox = match &cspec.sandbox {
         Some(name) => Some(crate::runtime::sandbox::find(paths, name)?),
         None => None,
     };
     let (spec_network, attachment) = match &sandbox {
-        Some(sb) => (Network::Join(sb.net.clone()), None),
-        None => resolve_network(paths, state, &id, &opts)?,
+        Some(sb) => (NetworkNamespace::Path(sb.net.clone()), None),
+        None => resolve_network(paths, state, &id, &cspec.namespaces.network)?,
     };
-    let hostname = match (&sandbox, &opts.hostname, opts.network()) {
+    let hostname = match (&sandbox, &cspec.etc.hostname, &cspec.namespaces.network) {
         (Some(sb), _, _) => sb.hostname.clone(),
         (None, Some(h), _) => h.clone(),
-        (None, None, Network::Host) => host_hostname(),
+        (None, None, NetworkNamespace::Host) => host_hostname(),
         (None, None, _) => super::short_id(&id).to_string(),
     };
+    // The container's own address names it in /etc/hosts, as docker and
+    // the kubelet write it (in a sandbox: the sandbox's); 127.0.1.1 only
+    // when it has none.
+    let own_ip = match (&sandbox, &attachment) {
+        (Some(sb), _) => Some(std::net::IpAddr::V4(sb.ip)),
+        (None, Some(a)) => Some(std::net::IpAddr::V4(a.ip)),
+        (None, None) => None,
+    };
+    let host_network = cspec.namespaces.network == NetworkNamespace::Host;
+    let etc_files = write_etc_files(&EtcFilesFor {
+        dir: &dir,
+        hostname: &hostname,
+        spec: &cspec,
+        host_network,
+        own_ip,
+    })?;
     if let Some(sb) = &sandbox {
-        opts.ipc_ns = Some(sb.ipc.clone());
-        opts.uts_ns = Some(sb.uts.clone());
+        cspec.namespaces.ipc = Namespace::Path(sb.ipc.clone());
+        cspec.namespaces.uts = Namespace::Path(sb.uts.clone());
     }
-    let etc_files = write_etc_files(&dir, &hostname, &opts, attachment.as_ref())?;
-    opts.network = Some(spec_network);
+    cspec.namespaces.network = spec_network;
     // Our own static binary is the init (`skiff init`, see init.rs).
-    let init_binary = if opts.init {
+    let init_binary = if cspec.process.init {
         let exe = std::env::current_exe().map_err(io_err(Path::new("/proc/self/exe")))?;
         Some(exe.to_string_lossy().into_owned())
     } else {
@@ -236,7 +269,7 @@ pub fn create(
     };
     let spec = spec::build(&SpecInputs {
         image: &process,
-        opts: &opts,
+        spec: &cspec,
         identity: &identity,
         hostname: &hostname,
         rootfs: &rootfs,
@@ -264,56 +297,88 @@ pub fn create(
     })
 }
 
+/// Bind sources must exist, tmpfs targets be absolute (a filesystem check:
+/// not in the pure translation).
+fn check_mounts(spec: &ContainerSpec) -> Result<(), ContainerError> {
+    for m in &spec.mounts {
+        let bad = match &m.source {
+            MountSource::Host(source) if !source.exists() => {
+                super::options::OptionsError::BindSpec(format!(
+                    "{}:{} (the host path does not exist)",
+                    source.display(),
+                    m.destination
+                ))
+            }
+            MountSource::Tmpfs if !m.destination.starts_with('/') => {
+                super::options::OptionsError::Tmpfs(m.destination.clone())
+            }
+            _ => continue,
+        };
+        return Err(bad.into());
+    }
+    Ok(())
+}
+
 /// The namespace the spec joins for the chosen network, and the bridge
 /// attachment when there is one.
 fn resolve_network(
     paths: &Paths,
     state: &super::records::Records,
     id: &str,
-    opts: &RunOptions,
-) -> Result<(Network, Option<Attachment>), ContainerError> {
-    match opts.network() {
-        Network::Bridge => {
-            let a = super::host_bridge(paths, opts.node_cidr).attach(id, &opts.ports)?;
-            Ok((Network::Join(a.netns.clone()), Some(a)))
+    network: &NetworkNamespace,
+) -> Result<(NetworkNamespace, Option<Attachment>), ContainerError> {
+    match network {
+        NetworkNamespace::Bridge { ports, cidr } => {
+            let a = super::host_bridge(paths, *cidr).attach(id, ports)?;
+            Ok((NetworkNamespace::Path(a.netns.clone()), Some(a)))
         }
-        Network::Container(query) => {
-            let other = state.find(&query)?;
+        NetworkNamespace::Container(query) => {
+            let other = state.find(query)?;
             match (other.status, other.pid) {
                 (Status::Running, Some(pid)) => Ok((
-                    Network::Join(PathBuf::from(format!("/proc/{pid}/ns/net"))),
+                    NetworkNamespace::Path(PathBuf::from(format!("/proc/{pid}/ns/net"))),
                     None,
                 )),
-                _ => Err(ContainerError::JoinNotRunning(query)),
+                _ => Err(ContainerError::JoinNotRunning(query.clone())),
             }
         }
-        other => Ok((other, None)),
+        other => Ok((other.clone(), None)),
     }
+}
+
+/// What the /etc files of a container are written from.
+struct EtcFilesFor<'a> {
+    /// The container's directory, where they are written.
+    dir: &'a Path,
+    hostname: &'a str,
+    spec: &'a ContainerSpec,
+    host_network: bool,
+    /// The address its hostname maps to (127.0.1.1 when it has none).
+    own_ip: Option<std::net::IpAddr>,
 }
 
 /// /etc/hostname, /etc/hosts and /etc/resolv.conf, written per container and
 /// bound in as docker does.
-fn write_etc_files(
-    dir: &Path,
-    hostname: &str,
-    opts: &RunOptions,
-    attachment: Option<&Attachment>,
-) -> Result<Vec<(String, String)>, ContainerError> {
-    let own = match attachment {
-        Some(a) => a.ip.to_string(),
-        None => "127.0.1.1".into(),
-    };
+fn write_etc_files(input: &EtcFilesFor) -> Result<Vec<(String, String)>, ContainerError> {
+    let EtcFilesFor {
+        dir,
+        hostname,
+        spec,
+        host_network,
+        own_ip,
+    } = *input;
+    let own = own_ip.map_or_else(|| "127.0.1.1".to_string(), |ip| ip.to_string());
     let mut hosts = format!(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{own}\t{hostname}\n"
     );
-    for (host, ip) in &opts.add_hosts {
+    for (host, ip) in &spec.etc.hosts {
         hosts.push_str(&format!("{ip}\t{host}\n"));
     }
     let mut files = vec![
         ("hostname", format!("{hostname}\n"), "/etc/hostname"),
         ("hosts", hosts, "/etc/hosts"),
     ];
-    if let Some(resolv) = resolv_conf(opts) {
+    if let Some(resolv) = resolv_conf(&spec.etc, host_network) {
         files.push(("resolv.conf", resolv, "/etc/resolv.conf"));
     }
     let mut out = Vec::new();
@@ -328,18 +393,25 @@ fn write_etc_files(
 /// The host's resolv.conf, as Docker does: verbatim on the host network;
 /// elsewhere without loopback name servers (unreachable from the
 /// container's namespace), falling back to public ones; `--dns` replaces
-/// the name servers.
-fn resolv_conf(opts: &RunOptions) -> Option<String> {
+/// the name servers and search domains given replace the node's.
+fn resolv_conf(etc: &super::containerspec::EtcFiles, host_network: bool) -> Option<String> {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if opts.network() == Network::Host && opts.dns.is_empty() {
+    if host_network && etc.dns_servers.is_empty() && etc.dns_search.is_empty() {
         return (!host.is_empty()).then_some(host);
     }
     let mut out = String::new();
     let mut servers = 0;
+    if !etc.dns_search.is_empty() {
+        out.push_str(&format!("search {}\n", etc.dns_search.join(" ")));
+    }
     for line in host.lines() {
         let mut words = line.split_whitespace();
-        if words.next() == Some("nameserver") {
-            let keep = opts.dns.is_empty()
+        let first = words.next();
+        if first == Some("search") && !etc.dns_search.is_empty() {
+            continue;
+        }
+        if first == Some("nameserver") {
+            let keep = etc.dns_servers.is_empty()
                 && words
                     .next()
                     .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
@@ -354,7 +426,7 @@ fn resolv_conf(opts: &RunOptions) -> Option<String> {
             out.push('\n');
         }
     }
-    for ip in &opts.dns {
+    for ip in &etc.dns_servers {
         servers += 1;
         out.push_str(&format!("nameserver {ip}\n"));
     }
@@ -372,7 +444,11 @@ fn spawn_shim(
 ) -> Result<(Child, Option<ChildStdout>, i32), ContainerError> {
     let shim_log = paths.dir(id).join("shim.log");
     let log = crate::runtime::private::create_file(&shim_log).map_err(io_err(&shim_log))?;
-    let mut cmd = Command::new("/proc/self/exe");
+    let exe = req
+        .shim_binary
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
+    let mut cmd = Command::new(exe);
     cmd.arg("shim")
         .arg("run")
         .arg("--root")

@@ -84,3 +84,21 @@ pub fn wait_all<'a>(
         })
         .collect::<FuturesUnordered<_>>()
 }
+
+/// `wait_all` owning its paths, for a stream that outlives the caller (the
+/// agent's PodRuntime::exits).
+pub fn wait_all_owned(
+    paths: Paths,
+    ids: impl IntoIterator<Item = String>,
+) -> impl Stream<Item = (String, io::Result<Exit>)> + Send + 'static {
+    let paths = std::sync::Arc::new(paths);
+    ids.into_iter()
+        .map(|id| {
+            let paths = paths.clone();
+            async move {
+                let exit = wait(&paths, &id).await;
+                (id, exit)
+            }
+        })
+        .collect::<FuturesUnordered<_>>()
+}

@@ -51,10 +51,11 @@ pub fn reconcile(paths: &Paths, state: &Records) -> Result<(), ContainerError> {
             Some(pid) => !pid_alive(pid),
             None => (Utc::now() - rec.created).num_seconds() > 60,
         };
-        if stale {
-            tracing::info!(id = %rec.id, "the container's shim is gone; marking it exited");
+        // The shim may have recorded the exit and gone since the list was
+        // read: set_lost keeps a recorded exit.
+        if stale && state.set_lost(&rec.id, UNKNOWN_EXIT, Utc::now())? {
+            tracing::info!(id = %rec.id, "the container's shim is gone; marked it exited");
             release(paths, &rec.id);
-            state.set_exited(&rec.id, UNKNOWN_EXIT, Utc::now(), false)?;
         }
     }
     for id in dirs {
@@ -114,7 +115,7 @@ pub(super) fn release(paths: &Paths, id: &str) {
 /// that is dropped by the kernel (PID 1 of a namespace ignores signals it has
 /// no handler for), so wait, briefly, until /proc shows the mask in place.
 fn wait_for_init(rec: &Record) {
-    let uses_init = rec.config.options.init;
+    let uses_init = rec.config.spec.process.init;
     let Some(pid) = rec.pid.filter(|_| uses_init) else {
         return;
     };

@@ -3,6 +3,12 @@
 //! CRI logs, and the record of every container in SQLite (typed, labelled:
 //! records.rs). Exits are awaited without a thread each (exits.rs).
 //!
+//! A container is created from a ContainerSpec (containerspec.rs: process,
+//! mounts, namespaces, resources, security, /etc files; no front end's
+//! words), which `skiff run`'s docker-shaped options translate into
+//! (options/translate.rs) and from which alone the OCI spec is rendered
+//! (spec.rs) on top of the baseline confinement (baseline.rs).
+//!
 //! ```text
 //! <root>/containers/containers.db       records and labels (records.rs)
 //! <root>/containers/<id>/config.json    the OCI bundle's spec
@@ -14,10 +20,11 @@
 //! <run-dir>/runtime/<id>/               libcontainer's state
 //! ```
 
+pub mod baseline;
 pub mod cgroups;
 pub mod client;
+pub mod containerspec;
 pub mod create;
-pub mod defaults;
 pub mod executor;
 pub mod exits;
 pub mod init;
@@ -127,11 +134,13 @@ pub enum ContainerError {
     #[error(transparent)]
     Spec(#[from] spec::SpecError),
     #[error(transparent)]
+    ContainerSpec(#[from] containerspec::ContainerSpecError),
+    #[error(transparent)]
     User(#[from] user::UserError),
     #[error(transparent)]
     Rootfs(#[from] rootfs::RootfsError),
     #[error(transparent)]
-    Image(#[from] crate::runtime::image::store::StoreError),
+    Image(#[from] crate::runtime::image::store::ImageStoreError),
     #[error(transparent)]
     ImageMeta(#[from] crate::runtime::image::meta::MetaError),
     #[error("starting the container: {0}")]

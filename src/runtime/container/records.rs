@@ -13,6 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
+use super::containerspec::ContainerSpec;
 use super::options::RunOptions;
 use crate::runtime::sqlite;
 
@@ -86,8 +87,11 @@ pub struct Record {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ContainerConfig {
-    /// The options as given (the network as asked, not the namespace it
-    /// resolved to).
+    /// What it was created from (the network as asked, not the namespace it
+    /// resolved to); the engine reads this.
+    pub spec: ContainerSpec,
+    /// The docker-shaped options `skiff run` was given, for `inspect` and
+    /// `--rm` (default for containers made from a ContainerSpec alone).
     pub options: RunOptions,
     pub cgroups_path: String,
     /// The runtime part of the image config (`config`: Env, Cmd, User…).
@@ -114,18 +118,20 @@ impl ContainerConfig {
 
     /// The named volumes it mounts.
     pub fn volumes(&self) -> impl Iterator<Item = &str> {
-        self.options
-            .binds
-            .iter()
-            .filter_map(|b| b.volume.as_deref())
+        self.spec.volumes()
     }
 
     fn parse(id: &str, text: &str) -> ContainerConfig {
-        serde_json::from_str(text).unwrap_or_else(|e| {
+        let mut config: ContainerConfig = serde_json::from_str(text).unwrap_or_else(|e| {
             // One unreadable record must not hide the others from ps or rm.
             tracing::warn!("container {id}: unreadable config in its record: {e}");
             ContainerConfig::default()
-        })
+        });
+        // Written before records kept the spec: the options say it all.
+        if config.spec == ContainerSpec::default() && config.options != RunOptions::default() {
+            config.spec = config.options.to_container_spec("");
+        }
+        config
     }
 }
 
@@ -366,6 +372,18 @@ impl Records {
         Ok(())
     }
 
+    /// Mark a container whose shim is gone as exited with `code`, unless
+    /// an exit was recorded meanwhile (the shim records the real one just
+    /// before it goes, so a reconcile that saw it running a moment earlier
+    /// must not overwrite it). Whether it was marked.
+    pub fn set_lost(&self, id: &str, code: i32, at: DateTime<Utc>) -> Result<bool, RecordsError> {
+        let n = self.conn.execute(
+            "UPDATE containers SET status = 'exited', pid = NULL, shim_pid = NULL, exit_code = ?2, finished_at = ?3 WHERE id = ?1 AND status != 'exited'",
+            params![id, code, rfc3339(at)],
+        )?;
+        Ok(n > 0)
+    }
+
     pub fn remove(&self, id: &str) -> Result<(), RecordsError> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute("DELETE FROM labels WHERE id = ?1", [id])?;
@@ -444,6 +462,25 @@ mod tests {
         );
         s.remove("abcdef01").unwrap();
         assert_eq!(s.list().unwrap().len(), 1);
+    }
+
+    /// reconcile read the container as running, then its shim recorded
+    /// exit 5 and went: marking it lost must keep the 5 (it wrote 255 over
+    /// it, seen as a flaky containers_lifecycle::kill_and_force_remove).
+    #[test]
+    fn a_lost_mark_keeps_a_recorded_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Records::open(&dir.path().join("c.db")).unwrap();
+        s.insert(&record("a1", "a")).unwrap();
+        s.insert(&record("b1", "b")).unwrap();
+        s.set_running("a1", 42, Utc::now()).unwrap();
+        s.set_running("b1", 43, Utc::now()).unwrap();
+        s.set_exited("a1", 5, Utc::now(), false).unwrap();
+        assert!(!s.set_lost("a1", 255, Utc::now()).unwrap());
+        assert_eq!(s.find("a").unwrap().exit_code, Some(5));
+        assert!(s.set_lost("b1", 255, Utc::now()).unwrap());
+        let b = s.find("b").unwrap();
+        assert_eq!((b.status, b.exit_code), (Status::Exited, Some(255)));
     }
 
     #[test]

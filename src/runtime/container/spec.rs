@@ -1,14 +1,15 @@
-//! The OCI runtime spec of a container: the image's config (entrypoint, cmd,
-//! env, working dir, user) overridden by the run options, on top of Docker's
-//! defaults (see defaults.rs).
+//! The OCI runtime spec of a container, rendered from its ContainerSpec
+//! alone (containerspec.rs; never from a front end's options): the image's
+//! config (entrypoint, cmd, env, working dir, user) overridden by the
+//! spec's process, on top of the baseline confinement (see baseline.rs).
 
 use std::path::Path;
 
 use oci_spec::runtime::Spec;
 use serde_json::{json, Value};
 
-use super::defaults;
-use super::options::{Network, RunOptions};
+use super::baseline;
+use super::containerspec::{ContainerSpec, MountSource, Namespace, NetworkNamespace, Process};
 use super::user::Identity;
 
 mod devices;
@@ -19,6 +20,10 @@ pub enum SpecError {
     NoCommand,
     #[error("network {0} must be resolved to a namespace before the spec is built")]
     UnresolvedNetwork(String),
+    #[error("unknown capability {0:?}")]
+    Capability(String),
+    #[error("volume {0} must be resolved to its directory before the spec is built")]
+    UnresolvedVolume(String),
     #[error("--device {path}: {reason}")]
     Device { path: String, reason: String },
     #[error("the generated runtime spec is invalid: {0}")]
@@ -69,19 +74,17 @@ impl ImageProcess {
     }
 }
 
-/// The command line docker would run: `--entrypoint` replaces the image's
-/// entrypoint and drops its cmd; a command given on the command line
-/// replaces the image's cmd.
-pub fn command(image: &ImageProcess, opts: &RunOptions) -> Result<Vec<String>, SpecError> {
-    let (entrypoint, default_cmd) = match &opts.entrypoint {
-        Some(e) if e.is_empty() => (Vec::new(), Vec::new()),
-        Some(e) => (vec![e.clone()], Vec::new()),
+/// The command line to run: a `command` replaces the image's entrypoint
+/// and drops its cmd; `args` replace the image's cmd.
+pub fn command(image: &ImageProcess, process: &Process) -> Result<Vec<String>, SpecError> {
+    let (entrypoint, default_cmd) = match &process.command {
+        Some(c) => (c.clone(), Vec::new()),
         None => (image.entrypoint.clone(), image.cmd.clone()),
     };
-    let cmd = if opts.cmd.is_empty() {
+    let cmd = if process.args.is_empty() {
         default_cmd
     } else {
-        opts.cmd.clone()
+        process.args.clone()
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
@@ -116,9 +119,9 @@ pub fn exec_env(
     tty: bool,
 ) -> Vec<String> {
     let image = ImageProcess::from_config(&config.image_config);
-    let container = merge_env(&image.env, &config.options.env);
+    let container = merge_env(&image.env, &config.spec.process.env);
     let mut env = merge_env(
-        &[format!("PATH={}", super::defaults::DEFAULT_PATH)],
+        &[format!("PATH={}", super::baseline::DEFAULT_PATH)],
         &merge_env(&container, extra),
     );
     if tty {
@@ -127,10 +130,11 @@ pub fn exec_env(
     env
 }
 
-/// Everything the spec needs that is not in the image or the options.
+/// Everything the OCI spec needs besides the container's spec (its
+/// namespaces resolved to paths) and the image: where the engine put it.
 pub struct SpecInputs<'a> {
     pub image: &'a ImageProcess,
-    pub opts: &'a RunOptions,
+    pub spec: &'a ContainerSpec,
     pub identity: &'a Identity,
     pub hostname: &'a str,
     pub rootfs: &'a Path,
@@ -154,24 +158,25 @@ pub const INIT_PATH: &str = "/dev/init";
 const NOFILE: u64 = 1_048_576;
 
 pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
-    let opts = input.opts;
-    let mut args = command(input.image, opts)?;
+    let spec = input.spec;
+    let (process, security) = (&spec.process, &spec.security);
+    let mut args = command(input.image, process)?;
     if input.init.is_some() {
         // As docker does with tini: `/dev/init -- CMD...`.
         args.splice(0..0, [INIT_PATH.to_string(), "--".to_string()]);
     }
-    let mut base_env = vec![format!("PATH={}", defaults::DEFAULT_PATH)];
+    let mut base_env = vec![format!("PATH={}", baseline::DEFAULT_PATH)];
     base_env.extend(input.image.env.iter().cloned());
     let mut env = merge_env(&base_env, &[format!("HOSTNAME={}", input.hostname)]);
-    if opts.tty {
+    if process.tty {
         env = merge_env(&env, &["TERM=xterm".to_string()]);
     }
-    env = merge_env(&env, &opts.env);
+    env = merge_env(&env, &process.env);
     if !env.iter().any(|e| e.starts_with("HOME=")) {
         env.push(format!("HOME={}", input.identity.home));
     }
-    let cwd = opts
-        .workdir
+    let cwd = process
+        .cwd
         .clone()
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| input.image.workdir.clone());
@@ -181,14 +186,19 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         super::options::clean_path(&cwd)
     };
     let nofile = NOFILE.min(input.nofile_hard);
-    let caps = if opts.privileged {
-        defaults::privileged_capabilities(defaults::own_bounding_set())
+    let caps = if security.privileged {
+        baseline::privileged_capabilities(baseline::own_bounding_set())
     } else {
-        defaults::CAPABILITIES.to_vec()
+        baseline::adjust_capabilities(
+            baseline::CAPABILITIES,
+            &security.cap_add,
+            &security.cap_drop,
+        )
+        .map_err(SpecError::Capability)?
     };
 
-    let mut mounts = defaults::mounts();
-    if opts.privileged {
+    let mut mounts = baseline::mounts();
+    if security.privileged {
         // As Docker: /sys and the cgroup filesystem writable.
         for m in &mut mounts {
             let writable = m["type"] == "sysfs" || m["type"] == "cgroup";
@@ -197,73 +207,83 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
             }
         }
     }
-    for t in &opts.tmpfs {
-        mounts.push(defaults::tmpfs(t));
+    // tmpfs mounts first and binds last, so that a bind over /etc/hosts
+    // (or into a tmpfs) wins, as in docker.
+    for m in &spec.mounts {
+        if m.source == MountSource::Tmpfs {
+            mounts.push(baseline::tmpfs(&m.destination));
+        }
     }
     for (src, dst) in input.etc_files {
-        mounts.push(defaults::bind(src, dst, false));
+        mounts.push(baseline::bind(src, dst, false));
     }
     if let Some(init) = input.init {
-        mounts.push(defaults::bind(init, INIT_PATH, true));
+        mounts.push(baseline::bind(init, INIT_PATH, true));
     }
-    for b in &opts.binds {
-        mounts.push(defaults::bind(
-            &b.source.to_string_lossy(),
-            &b.destination,
-            b.read_only,
-        ));
-    }
-
-    // Joined by path when the container is in a pod sandbox.
-    let ns = |kind: &str, path: &Option<std::path::PathBuf>| match path {
-        Some(p) => json!({"type": kind, "path": p}),
-        None => json!({"type": kind}),
-    };
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
-        ns("ipc", &opts.ipc_ns),
-        ns("uts", &opts.uts_ns),
-        json!({"type": "mount"}),
-        json!({"type": "cgroup"}),
-    ];
-    match opts.network() {
-        Network::None => namespaces.push(json!({"type": "network"})),
-        Network::Host => {}
-        Network::Join(path) => namespaces.push(json!({"type": "network", "path": path})),
-        n @ (Network::Bridge | Network::Container(_)) => {
-            return Err(SpecError::UnresolvedNetwork(n.mode()))
+    for m in &spec.mounts {
+        match &m.source {
+            MountSource::Host(source) => mounts.push(baseline::bind(
+                &source.to_string_lossy(),
+                &m.destination,
+                m.read_only,
+            )),
+            MountSource::Volume(name) => return Err(SpecError::UnresolvedVolume(name.clone())),
+            MountSource::Tmpfs => {}
         }
     }
 
+    // Joined by path when the container is in a pod sandbox.
+    let ns = |kind: &str, ns: &Namespace| match ns {
+        Namespace::Path(p) => json!({"type": kind, "path": p}),
+        Namespace::New => json!({"type": kind}),
+    };
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        ns("ipc", &spec.namespaces.ipc),
+        ns("uts", &spec.namespaces.uts),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    match &spec.namespaces.network {
+        NetworkNamespace::Isolated => namespaces.push(json!({"type": "network"})),
+        NetworkNamespace::Host => {}
+        NetworkNamespace::Path(path) => namespaces.push(json!({"type": "network", "path": path})),
+        NetworkNamespace::Bridge { .. } => {
+            return Err(SpecError::UnresolvedNetwork("bridge".into()))
+        }
+        NetworkNamespace::Container(c) => {
+            return Err(SpecError::UnresolvedNetwork(format!("container:{c}")))
+        }
+    }
+
+    let res = &spec.resources;
     let mut resources = json!({});
-    if let Some(limit) = opts.memory {
+    if let Some(limit) = res.memory {
         resources["memory"] = json!({"limit": limit});
     }
-    if let Some(cpus) = opts.cpus {
-        let period: u64 = 100_000;
-        resources["cpu"] =
-            json!({"quota": (cpus * period as f64).round() as i64, "period": period});
+    if let Some(cpu) = res.cpu {
+        resources["cpu"] = json!({"quota": cpu.quota, "period": cpu.period});
     }
-    if let Some(pids) = opts.pids_limit {
+    if let Some(pids) = res.pids {
         resources["pids"] = json!({"limit": pids});
     }
 
-    let (devices, device_rules) = devices::nodes_and_rules(opts)?;
+    let (devices, device_rules) = devices::nodes_and_rules(security)?;
     resources["devices"] = json!(device_rules);
     // libcontainer mounts each cgroup v1 hierarchy without the "ro" of the
     // spec's cgroup mount (and the tmpfs holding them writable), so a
     // container could rewrite its own limits: every one of them is a
     // read-only path, which libcontainer binds and remounts read-only before
     // it drops the capabilities. --privileged has none of these.
-    let (masked, readonly): (Vec<String>, Vec<String>) = if opts.privileged {
+    let (masked, readonly): (Vec<String>, Vec<String>) = if security.privileged {
         (Vec::new(), Vec::new())
     } else {
         (
-            defaults::MASKED_PATHS
+            baseline::MASKED_PATHS
                 .iter()
                 .map(|p| p.to_string())
                 .collect(),
-            defaults::READONLY_PATHS
+            baseline::READONLY_PATHS
                 .iter()
                 .map(|p| p.to_string())
                 .chain(input.cgroup_mounts.iter().cloned())
@@ -273,16 +293,16 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
 
     // --privileged runs without a filter, as Docker's does.
     let cap_names: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
-    let seccomp = if opts.privileged {
+    let seccomp = if security.privileged {
         None
     } else {
-        super::seccomp::for_container(&opts.seccomp, &cap_names)?
+        super::seccomp::for_container(&security.seccomp, &cap_names)?
     };
 
-    let mut spec = json!({
+    let mut oci = json!({
         "ociVersion": "1.0.2",
         "process": {
-            "terminal": opts.tty,
+            "terminal": process.tty,
             "user": {
                 "uid": input.identity.uid,
                 "gid": input.identity.gid,
@@ -295,9 +315,9 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
                 "bounding": caps, "effective": caps, "permitted": caps,
             },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-            "noNewPrivileges": true,
+            "noNewPrivileges": security.no_new_privileges,
         },
-        "root": {"path": input.rootfs, "readonly": opts.read_only},
+        "root": {"path": input.rootfs, "readonly": security.read_only_rootfs},
         "hostname": input.hostname,
         "mounts": mounts,
         "linux": {
@@ -310,268 +330,10 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         },
     });
     if let Some(seccomp) = seccomp {
-        spec["linux"]["seccomp"] = serde_json::to_value(seccomp)?;
+        oci["linux"]["seccomp"] = serde_json::to_value(seccomp)?;
     }
-    Ok(serde_json::from_value(spec)?)
+    Ok(serde_json::from_value(oci)?)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::runtime::container::options::{Bind, DeviceMapping};
-
-    fn image() -> ImageProcess {
-        ImageProcess {
-            entrypoint: vec![],
-            cmd: vec!["sh".into()],
-            env: vec!["PATH=/bin".into(), "A=image".into()],
-            workdir: "/srv".into(),
-            user: String::new(),
-        }
-    }
-
-    fn identity() -> Identity {
-        Identity {
-            uid: 0,
-            gid: 0,
-            additional_gids: vec![],
-            home: "/root".into(),
-        }
-    }
-
-    fn spec_json(opts: &RunOptions) -> Value {
-        let img = image();
-        let id = identity();
-        let spec = build(&SpecInputs {
-            image: &img,
-            opts,
-            init: None,
-            cgroup_mounts: &["/sys/fs/cgroup".into(), "/sys/fs/cgroup/memory".into()],
-            identity: &id,
-            hostname: "abc",
-            rootfs: Path::new("/r"),
-            cgroups_path: "/skiff/abc",
-            etc_files: &[],
-            nofile_hard: 4096,
-        })
-        .unwrap();
-        serde_json::to_value(spec).unwrap()
-    }
-
-    #[test]
-    fn command_rules() {
-        let mut img = image();
-        img.entrypoint = vec!["/entry".into()];
-        let mut opts = RunOptions::default();
-        assert_eq!(command(&img, &opts).unwrap(), ["/entry", "sh"]);
-        opts.cmd = vec!["echo".into(), "hi".into()];
-        assert_eq!(command(&img, &opts).unwrap(), ["/entry", "echo", "hi"]);
-        opts.entrypoint = Some("ls".into());
-        opts.cmd.clear();
-        assert_eq!(command(&img, &opts).unwrap(), ["ls"]);
-        opts.entrypoint = Some(String::new());
-        assert!(matches!(command(&img, &opts), Err(SpecError::NoCommand)));
-    }
-
-    #[test]
-    fn env_merge_keeps_order() {
-        let merged = merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=4".into()]);
-        assert_eq!(merged, ["A=1", "B=3", "C=4"]);
-    }
-
-    #[test]
-    fn docker_defaults() {
-        let opts = RunOptions {
-            env: vec!["A=cli".into()],
-            ..Default::default()
-        };
-        let s = spec_json(&opts);
-        let p = &s["process"];
-        let env: Vec<&str> = p["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
-        assert_eq!(env, ["PATH=/bin", "A=cli", "HOSTNAME=abc", "HOME=/root"]);
-        assert_eq!(p["cwd"], "/srv");
-        assert_eq!(p["noNewPrivileges"], true);
-        let caps = p["capabilities"]["bounding"].as_array().unwrap();
-        assert!(!caps
-            .iter()
-            .any(|c| c == "CAP_MKNOD" || c == "CAP_SYS_ADMIN"));
-        assert_eq!(
-            p["rlimits"][0]["hard"], 4096,
-            "clamped to the host's hard limit"
-        );
-        let ns: Vec<&str> = s["linux"]["namespaces"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|n| n["type"].as_str().unwrap())
-            .collect();
-        assert!(ns.contains(&"network") && ns.contains(&"pid") && ns.contains(&"cgroup"));
-        assert!(s["linux"]["readonlyPaths"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p == "/proc/sys"));
-        assert_eq!(s["root"]["readonly"], false);
-        assert_eq!(s["linux"]["cgroupsPath"], "/skiff/abc");
-        assert_eq!(s["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
-        let unconfined = spec_json(&RunOptions {
-            seccomp: crate::runtime::container::seccomp::Choice::Unconfined,
-            ..Default::default()
-        });
-        assert!(unconfined["linux"].get("seccomp").is_none());
-    }
-
-    #[test]
-    fn options_reach_the_spec() {
-        let opts = RunOptions {
-            memory: Some(32 << 20),
-            cpus: Some(0.5),
-            pids_limit: Some(20),
-            read_only: true,
-            network: Some(Network::Host),
-            workdir: Some("/tmp/../data".into()),
-            binds: vec![Bind {
-                source: "/h".into(),
-                destination: "/c".into(),
-                read_only: true,
-                volume: None,
-            }],
-            tmpfs: vec!["/scratch".into()],
-            ..Default::default()
-        };
-        let s = spec_json(&opts);
-        let r = &s["linux"]["resources"];
-        assert_eq!(r["memory"]["limit"], 32 << 20);
-        assert_eq!(r["cpu"]["quota"], 50_000);
-        assert_eq!(r["pids"]["limit"], 20);
-        assert_eq!(s["root"]["readonly"], true);
-        assert_eq!(s["process"]["cwd"], "/data");
-        let ns = s["linux"]["namespaces"].as_array().unwrap();
-        assert!(!ns.iter().any(|n| n["type"] == "network"));
-        let mounts = s["mounts"].as_array().unwrap();
-        let bind = mounts.iter().find(|m| m["destination"] == "/c").unwrap();
-        assert!(bind["options"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|o| o == "ro"));
-        assert!(mounts
-            .iter()
-            .any(|m| m["destination"] == "/scratch" && m["type"] == "tmpfs"));
-    }
-
-    #[test]
-    fn devices_default_deny_with_dockers_list() {
-        let s = spec_json(&RunOptions::default());
-        let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
-        assert_eq!(rules[0], json!({"allow": false, "access": "rwm"}));
-        let allowed = |t: &str, ma: i64, mi: i64| {
-            rules.iter().any(|r| {
-                r["allow"] == true && r["type"] == t && r["major"] == ma && r["minor"] == mi
-            })
-        };
-        assert!(allowed("c", 1, 3) && allowed("c", 1, 9) && allowed("c", 5, 2));
-        assert!(!allowed("c", 5, 1), "the host console is not Docker's");
-        assert!(!allowed("b", 7, 0) && !allowed("c", 1, 1));
-        let ro = s["linux"]["readonlyPaths"].as_array().unwrap();
-        assert!(ro.iter().any(|p| p == "/sys/fs/cgroup"));
-        assert!(ro.iter().any(|p| p == "/sys/fs/cgroup/memory"));
-        assert!(s["process"]["capabilities"]["bounding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c != "CAP_SYS_ADMIN"));
-    }
-
-    #[test]
-    fn device_flag_and_privileged_widen() {
-        let opts = RunOptions {
-            devices: vec![DeviceMapping::parse("/dev/null:/dev/mine:r").unwrap()],
-            ..Default::default()
-        };
-        let s = spec_json(&opts);
-        let node = &s["linux"]["devices"][0];
-        assert_eq!(
-            (node["path"].clone(), node["type"].clone()),
-            (json!("/dev/mine"), json!("c"))
-        );
-        assert_eq!(
-            (node["major"].clone(), node["minor"].clone()),
-            (json!(1), json!(3))
-        );
-        let rules = s["linux"]["resources"]["devices"].as_array().unwrap();
-        assert_eq!(
-            rules.last().unwrap(),
-            &json!({"allow": true, "type": "c", "major": 1, "minor": 3, "access": "r"})
-        );
-        let opts = RunOptions {
-            devices: vec![DeviceMapping::parse("/etc").unwrap()],
-            ..Default::default()
-        };
-        let img = image();
-        let id = identity();
-        let err = build(&SpecInputs {
-            image: &img,
-            opts: &opts,
-            init: None,
-            identity: &id,
-            hostname: "abc",
-            rootfs: Path::new("/r"),
-            cgroups_path: "/skiff/abc",
-            etc_files: &[],
-            nofile_hard: 4096,
-            cgroup_mounts: &[],
-        })
-        .unwrap_err();
-        assert!(
-            err.to_string().contains("not a character or block device"),
-            "{err}"
-        );
-
-        let s = spec_json(&RunOptions {
-            privileged: true,
-            ..Default::default()
-        });
-        assert_eq!(
-            s["linux"]["resources"]["devices"],
-            json!([{"allow": true, "access": "rwm"}])
-        );
-        assert!(s["linux"]["maskedPaths"]
-            .as_array()
-            .is_none_or(|a| a.is_empty()));
-        assert!(s["linux"]["readonlyPaths"]
-            .as_array()
-            .is_none_or(|a| a.is_empty()));
-        let sys = s["mounts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["destination"] == "/sys")
-            .unwrap();
-        assert!(!sys["options"].as_array().unwrap().iter().any(|o| o == "ro"));
-        assert!(s["linux"].get("seccomp").is_none(), "privileged: no filter");
-        let devices = s["linux"]["devices"].as_array().unwrap();
-        assert!(
-            devices.iter().any(|d| d["path"] == "/dev/null"),
-            "host devices"
-        );
-        assert!(!devices
-            .iter()
-            .any(|d| d["path"] == "/dev/console" || d["path"] == "/dev/ptmx"));
-    }
-
-    #[test]
-    fn privileged_capabilities_follow_the_bounding_set() {
-        let all = defaults::privileged_capabilities(u64::MAX);
-        assert_eq!(all.len(), defaults::ALL_CAPABILITIES.len());
-        assert_eq!(all[24], "CAP_SYS_RESOURCE");
-        let without = defaults::privileged_capabilities(!(1 << 24));
-        assert!(!without.contains(&"CAP_SYS_RESOURCE"));
-        assert!(without.contains(&"CAP_SYS_ADMIN"));
-    }
-}
+mod tests;

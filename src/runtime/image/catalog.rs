@@ -8,12 +8,12 @@ use serde_json::{json, Value};
 use super::manifest::ImageConfig;
 use super::meta::ImageRow;
 use super::reference::Reference;
-use super::store::{PruneReport, Store, StoreError};
+use super::store::{ImageStoreError, PruneReport, Store};
 
 /// Find the images a user means: a name (normalised as Docker does), an image
 /// ID (config digest, full or a hex prefix of at least 4 characters) or a
 /// manifest digest. An ID matches every name of that image.
-pub fn find(rows: &[ImageRow], query: &str) -> Result<Vec<ImageRow>, StoreError> {
+pub fn find(rows: &[ImageRow], query: &str) -> Result<Vec<ImageRow>, ImageStoreError> {
     if let Ok(r) = Reference::parse(query) {
         let full = r.to_string();
         let by_name: Vec<_> = rows.iter().filter(|i| i.name == full).cloned().collect();
@@ -37,17 +37,17 @@ pub fn find(rows: &[ImageRow], query: &str) -> Result<Vec<ImageRow>, StoreError>
         let mut ids: Vec<_> = by_id.iter().map(|i| i.config_digest.as_str()).collect();
         ids.dedup();
         if ids.len() > 1 {
-            return Err(StoreError::Ambiguous(query.to_string()));
+            return Err(ImageStoreError::Ambiguous(query.to_string()));
         }
         if !by_id.is_empty() {
             return Ok(by_id);
         }
     }
-    Err(StoreError::NotFound(query.to_string()))
+    Err(ImageStoreError::NotFound(query.to_string()))
 }
 
 /// Give the image `source` another name.
-pub fn tag(store: &Store, source: &str, target: &str) -> Result<String, StoreError> {
+pub fn tag(store: &Store, source: &str, target: &str) -> Result<String, ImageStoreError> {
     let target = Reference::parse(target)?;
     let meta = store.meta()?;
     let rows = meta.list()?;
@@ -66,7 +66,7 @@ pub struct Removed {
     pub pruned: PruneReport,
     /// Queries refused (an image a container uses), one error each; the
     /// other queries were still carried out.
-    pub refused: Vec<StoreError>,
+    pub refused: Vec<ImageStoreError>,
 }
 
 /// What containers need from the store. The image layer knows nothing of
@@ -128,7 +128,7 @@ pub fn remove(
     queries: &[String],
     force: bool,
     in_use: &InUse,
-) -> Result<Removed, StoreError> {
+) -> Result<Removed, ImageStoreError> {
     let lock = store.lock_exclusive()?;
     let meta = store.meta()?;
     let mut out = Removed::default();
@@ -143,7 +143,7 @@ pub fn remove(
         };
         if !force {
             if let Some(msg) = conflict(&rows, &found, q, in_use) {
-                out.refused.push(StoreError::Conflict(msg));
+                out.refused.push(ImageStoreError::Conflict(msg));
                 continue;
             }
         }
@@ -166,7 +166,11 @@ pub fn repo_and_tag(name: &str) -> (String, String) {
 }
 
 /// One image in the shape of `docker image inspect`.
-pub fn inspect(store: &Store, rows: &[ImageRow], image: &ImageRow) -> Result<Value, StoreError> {
+pub fn inspect(
+    store: &Store,
+    rows: &[ImageRow],
+    image: &ImageRow,
+) -> Result<Value, ImageStoreError> {
     let config_raw = store.read_blob(&image.config_digest)?;
     let config: ImageConfig = serde_json::from_slice(&config_raw).unwrap_or_default();
     let names: Vec<&ImageRow> = rows

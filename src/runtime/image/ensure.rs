@@ -11,7 +11,7 @@ use super::limit::LayerLimit;
 use super::pull::{self, Progress, PullError, Pulled};
 use super::reference::ReferenceError;
 use super::registries::{RegistriesConfig, RegistriesError};
-use super::store::{Store, StoreError};
+use super::store::{ImageStoreError, Store};
 use super::{catalog, Reference};
 use crate::runtime::engine::Engine;
 
@@ -46,7 +46,7 @@ pub enum EnsureError {
     #[error(transparent)]
     Pull(#[from] PullError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] ImageStoreError),
     #[error("starting the async runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -70,10 +70,10 @@ pub fn tokio_runtime() -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 /// Whether `reference` (a name or an image ID) is in the store.
-pub fn present(store: &Store, reference: &str) -> Result<bool, StoreError> {
+pub fn present(store: &Store, reference: &str) -> Result<bool, ImageStoreError> {
     match catalog::find(&store.meta()?.list()?, reference) {
         Ok(found) => Ok(!found.is_empty()),
-        Err(StoreError::NotFound(_)) => Ok(false),
+        Err(ImageStoreError::NotFound(_)) => Ok(false),
         Err(e) => Err(e),
     }
 }

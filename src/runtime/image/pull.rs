@@ -10,7 +10,7 @@ use super::client::{ClientError, RegistryClient, Resolved};
 use super::manifest::{self, Descriptor};
 use super::meta::{LayerRecord, ManifestRecord};
 use super::reference::Reference;
-use super::store::{Store, StoreError};
+use super::store::{ImageStoreError, Store};
 
 /// Layers fetched at once: enough to fill a link, few enough for a small box.
 pub const PARALLEL_LAYERS: usize = 3;
@@ -20,7 +20,7 @@ pub enum PullError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] ImageStoreError),
     #[error("{image}: {layer}: claims {size} bytes but only {available} bytes are free in {dir}")]
     NoSpace {
         image: String,
@@ -139,7 +139,8 @@ pub async fn pull(
         }
     }
     let mut meta = store.meta()?;
-    meta.register(&record, &names).map_err(StoreError::from)?;
+    meta.register(&record, &names)
+        .map_err(ImageStoreError::from)?;
     tracing::info!(image = %name, digest = %record.digest, "pulled");
     Ok(Pulled {
         name,

@@ -16,7 +16,7 @@ use super::client::{ClientError, RegistryClient, Source};
 use super::manifest::{self, Descriptor, Fetched};
 use super::pull::{Progress, PullEvent};
 use super::reference::Reference;
-use super::store::{Store, StoreError};
+use super::store::{ImageStoreError, Store};
 
 /// Bytes per PATCH of a chunked upload (what oci-client sends at most at once).
 const CHUNK: usize = 4 << 20;
@@ -26,7 +26,7 @@ pub enum PushError {
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] ImageStoreError),
     #[error("{image}: {what}: {message}")]
     Registry {
         image: String,
@@ -59,14 +59,14 @@ pub async fn push(
     name: &str,
     progress: Progress,
 ) -> Result<Pushed, PushError> {
-    let image = Reference::parse(name).map_err(StoreError::from)?;
+    let image = Reference::parse(name).map_err(ImageStoreError::from)?;
     let full = image.to_string();
     let meta = store.meta()?;
-    let rows = meta.list().map_err(StoreError::from)?;
+    let rows = meta.list().map_err(ImageStoreError::from)?;
     let row = catalog::find(&rows, &full)?
         .into_iter()
         .next()
-        .ok_or_else(|| StoreError::NotFound(full.clone()))?;
+        .ok_or_else(|| ImageStoreError::NotFound(full.clone()))?;
     let raw = store.read_blob(&row.manifest_digest)?;
     let manifest = match manifest::parse(&raw, None) {
         Ok(Fetched::Manifest(m)) => m,
@@ -89,7 +89,7 @@ pub async fn push(
         }
         let blobs = meta
             .layers(&other.manifest_digest)
-            .map_err(StoreError::from)?
+            .map_err(ImageStoreError::from)?
             .into_iter()
             .map(|l| l.blob_digest)
             .chain(std::iter::once(other.config_digest.clone()))

@@ -33,7 +33,7 @@ use super::meta::{Meta, MetaError};
 use super::unpack::{self, UnpackError, UnpackOptions};
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum ImageStoreError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error(transparent)]
@@ -71,8 +71,8 @@ pub enum StoreError {
     Reference(#[from] super::reference::ReferenceError),
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageStoreError + '_ {
+    move |source| ImageStoreError::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -102,16 +102,16 @@ pub struct PruneReport {
 }
 
 /// The hex part of a `sha256:` digest, refusing anything that could be a path.
-pub fn digest_hex(digest: &str) -> Result<&str, StoreError> {
+pub fn digest_hex(digest: &str) -> Result<&str, ImageStoreError> {
     match digest.strip_prefix("sha256:") {
         Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(hex),
-        _ => Err(StoreError::BadDigest(digest.to_string())),
+        _ => Err(ImageStoreError::BadDigest(digest.to_string())),
     }
 }
 
 impl Store {
     /// Open (creating as needed) the store under `<root>/images`.
-    pub fn open(root: &Path) -> Result<Store, StoreError> {
+    pub fn open(root: &Path) -> Result<Store, ImageStoreError> {
         // Snapshots become containers' root filesystems and keep images'
         // device nodes: nobody but root may reach them (see private.rs).
         crate::runtime::private::ensure_dir(root).map_err(io_err(root))?;
@@ -139,7 +139,7 @@ impl Store {
     /// Remove the temporaries of pulls, loads and saves that died (SIGKILL,
     /// power cut), unless some process holds the store lock: then they may
     /// be live, and the next open or prune gets them. Returns bytes freed.
-    fn sweep_leftovers(&self) -> Result<u64, StoreError> {
+    fn sweep_leftovers(&self) -> Result<u64, ImageStoreError> {
         let path = self.lock_path();
         let Some(_held) = crate::lockfile::try_exclusive(&path).map_err(io_err(&path))? else {
             return Ok(0);
@@ -169,28 +169,28 @@ impl Store {
     }
 
     /// Held by pulls: several may run at once, but never beside a prune.
-    pub fn lock_shared(&self) -> Result<StoreLock, StoreError> {
+    pub fn lock_shared(&self) -> Result<StoreLock, ImageStoreError> {
         let path = self.lock_path();
         let flock = crate::lockfile::shared(&path).map_err(io_err(&path))?;
         Ok(StoreLock { _flock: flock })
     }
 
     /// Held by rmi and prune, which delete content.
-    pub fn lock_exclusive(&self) -> Result<StoreLock, StoreError> {
+    pub fn lock_exclusive(&self) -> Result<StoreLock, ImageStoreError> {
         let path = self.lock_path();
         let flock = crate::lockfile::exclusive(&path).map_err(io_err(&path))?;
         Ok(StoreLock { _flock: flock })
     }
 
-    pub fn meta(&self) -> Result<Meta, StoreError> {
+    pub fn meta(&self) -> Result<Meta, ImageStoreError> {
         Ok(Meta::open(&self.dir.join("meta.db"))?)
     }
 
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, ImageStoreError> {
         Ok(self.dir.join("blobs/sha256").join(digest_hex(digest)?))
     }
 
-    pub fn has_blob(&self, digest: &str) -> Result<bool, StoreError> {
+    pub fn has_blob(&self, digest: &str) -> Result<bool, ImageStoreError> {
         Ok(self.blob_path(digest)?.is_file())
     }
 
@@ -202,7 +202,7 @@ impl Store {
     }
 
     /// Move a verified, fsynced temporary file into place under its digest.
-    pub fn commit_blob(&self, tmp: &Path, digest: &str) -> Result<PathBuf, StoreError> {
+    pub fn commit_blob(&self, tmp: &Path, digest: &str) -> Result<PathBuf, ImageStoreError> {
         let dest = self.blob_path(digest)?;
         fs::rename(tmp, &dest).map_err(io_err(&dest))?;
         sync_parent(&dest)?;
@@ -210,7 +210,7 @@ impl Store {
     }
 
     /// Write a small blob (manifest, config) that the caller already verified.
-    pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    pub fn put_blob(&self, digest: &str, bytes: &[u8]) -> Result<(), ImageStoreError> {
         if self.has_blob(digest)? {
             return Ok(());
         }
@@ -227,16 +227,16 @@ impl Store {
         result.map(|_| ())
     }
 
-    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, ImageStoreError> {
         let p = self.blob_path(digest)?;
         fs::read(&p).map_err(io_err(&p))
     }
 
-    pub fn snapshot_path(&self, chain_id: &str) -> Result<PathBuf, StoreError> {
+    pub fn snapshot_path(&self, chain_id: &str) -> Result<PathBuf, ImageStoreError> {
         Ok(self.dir.join("snapshots").join(digest_hex(chain_id)?))
     }
 
-    pub fn has_snapshot(&self, chain_id: &str) -> Result<bool, StoreError> {
+    pub fn has_snapshot(&self, chain_id: &str) -> Result<bool, ImageStoreError> {
         Ok(self.snapshot_path(chain_id)?.is_dir())
     }
 
@@ -252,7 +252,7 @@ impl Store {
         media_type: &str,
         diff_id: &str,
         chain_id: &str,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<u64, ImageStoreError> {
         let meta = self.meta()?;
         let final_path = self.snapshot_path(chain_id)?;
         if final_path.is_dir() {
@@ -297,8 +297,8 @@ impl Store {
         media_type: &str,
         diff_id: &str,
         tmp: &Path,
-    ) -> Result<u64, StoreError> {
-        let unpack_err = |source| StoreError::Unpack {
+    ) -> Result<u64, ImageStoreError> {
+        let unpack_err = |source| ImageStoreError::Unpack {
             image: image.to_string(),
             layer: layer.to_string(),
             source,
@@ -306,7 +306,7 @@ impl Store {
         let file = fs::File::open(blob).map_err(io_err(blob))?;
         let compressed = file.metadata().map_err(io_err(blob))?.len();
         let limit = self.limit.for_blob(compressed);
-        let too_large = || StoreError::LayerTooLarge {
+        let too_large = || ImageStoreError::LayerTooLarge {
             image: image.to_string(),
             layer: layer.to_string(),
             limit: self.limit.explain(compressed),
@@ -344,7 +344,7 @@ impl Store {
         }
         let actual = format!("sha256:{}", hex::encode(hashing.hasher.finalize()));
         if actual != diff_id {
-            return Err(StoreError::DiffIdMismatch {
+            return Err(ImageStoreError::DiffIdMismatch {
                 image: image.to_string(),
                 layer: layer.to_string(),
                 expected: diff_id.to_string(),
@@ -364,7 +364,7 @@ impl Store {
         &self,
         locked: Option<&StoreLock>,
         keep: &HashSet<String>,
-    ) -> Result<PruneReport, StoreError> {
+    ) -> Result<PruneReport, ImageStoreError> {
         let _guard = match locked {
             Some(_) => None,
             None => Some(self.lock_exclusive()?),
@@ -437,7 +437,7 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Remove a file or a whole tree; returns the disk space it held (allocated
 /// blocks, each inode once), which is what removing it gives back.
-fn remove_counted(path: &Path) -> Result<u64, StoreError> {
+fn remove_counted(path: &Path) -> Result<u64, ImageStoreError> {
     let meta = fs::symlink_metadata(path).map_err(io_err(path))?;
     if meta.is_dir() {
         let bytes = disk_usage(path)?;
@@ -451,7 +451,7 @@ fn remove_counted(path: &Path) -> Result<u64, StoreError> {
 
 /// Allocated bytes of everything under `dir`, hardlinked files counted once;
 /// symlinks are not followed.
-fn disk_usage(dir: &Path) -> Result<u64, StoreError> {
+fn disk_usage(dir: &Path) -> Result<u64, ImageStoreError> {
     use std::os::unix::fs::MetadataExt;
     let mut seen = HashSet::new();
     let mut total = 0;
@@ -474,7 +474,7 @@ fn disk_usage(dir: &Path) -> Result<u64, StoreError> {
 }
 
 /// fsync the directory holding `path` so a rename survives a power cut.
-fn sync_parent(path: &Path) -> Result<(), StoreError> {
+fn sync_parent(path: &Path) -> Result<(), ImageStoreError> {
     if let Some(parent) = path.parent() {
         fs::File::open(parent)
             .and_then(|d| d.sync_all())
@@ -531,7 +531,10 @@ mod tests {
         let err = store
             .unpack_snapshot("img", "layer 1", &digest, mt, &wrong, &wrong)
             .unwrap_err();
-        assert!(matches!(err, StoreError::DiffIdMismatch { .. }), "{err}");
+        assert!(
+            matches!(err, ImageStoreError::DiffIdMismatch { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("img") && err.to_string().contains("layer 1"));
         let left: Vec<_> = fs::read_dir(store.dir().join("snapshots"))
             .unwrap()
@@ -583,7 +586,10 @@ mod tests {
             let err = store
                 .unpack_snapshot("img", "layer 1/1", &digest, mt, &diff_id, &diff_id)
                 .unwrap_err();
-            assert!(matches!(err, StoreError::LayerTooLarge { .. }), "{err}");
+            assert!(
+                matches!(err, ImageStoreError::LayerTooLarge { .. }),
+                "{err}"
+            );
             let msg = err.to_string();
             assert!(msg.contains("img") && msg.contains("layer 1/1"), "{msg}");
             assert!(msg.contains("1048576 bytes"), "{msg}");

@@ -129,7 +129,7 @@ fn encoding_matches_the_kernel_layout() {
 #[test]
 fn the_kernel_verifier_accepts_the_docker_program() {
     use LinuxDeviceType::{A, B, C};
-    let rules: Vec<LinuxDeviceCgroup> = crate::runtime::container::defaults::DEVICE_RULES
+    let rules: Vec<LinuxDeviceCgroup> = crate::runtime::container::baseline::DEVICE_RULES
         .iter()
         .map(|r| {
             let typ = match r.kind {
@@ -156,7 +156,7 @@ fn the_kernel_verifier_accepts_the_docker_program() {
 #[test]
 fn the_kernel_verifier_accepts_the_full_list_with_devices() {
     use LinuxDeviceType::{A, B, C};
-    let mut spec: Vec<LinuxDeviceCgroup> = crate::runtime::container::defaults::DEVICE_RULES
+    let mut spec: Vec<LinuxDeviceCgroup> = crate::runtime::container::baseline::DEVICE_RULES
         .iter()
         .map(|r| {
             let typ = match r.kind {

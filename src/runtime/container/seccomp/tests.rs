@@ -13,7 +13,7 @@ const EPERM: u32 = RET_ERRNO | 1;
 const ENOSYS: u32 = RET_ERRNO | 38;
 
 fn skiff_caps() -> Vec<String> {
-    crate::runtime::container::defaults::CAPABILITIES
+    crate::runtime::container::baseline::CAPABILITIES
         .iter()
         .map(|c| c.to_string())
         .collect()

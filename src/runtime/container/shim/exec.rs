@@ -40,13 +40,9 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
     }
     // The container's own view of its files: its rootfs is mounted only in
     // its namespaces (and its shim's), not in ours.
-    let pid = paths
-        .open_records()
-        .map_err(|e| e.to_string())?
-        .get(&args.id)
-        .map_err(|e| e.to_string())?
-        .and_then(|r| r.pid)
-        .ok_or_else(|| format!("container {} is not running", args.id))?;
+    let pid = args
+        .pid
+        .ok_or_else(|| format!("container {} is not running (no --pid)", args.id))?;
     let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
     let ident =
         user::resolve(&root, args.user.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;

@@ -10,6 +10,11 @@
 //! `skiff shim run ...` creates, starts and supervises one container
 //! (run.rs); `skiff shim exec ...` runs one process inside a running
 //! container and exits with its status (exec.rs).
+//!
+//! The run shim opens the container records itself: it is their writer for
+//! its container (running, exited, removed under --rm) and outlives its
+//! parent, so reading its config there costs nothing more. The exec shim
+//! needs only the container's PID, which its parent passes (`--pid`).
 
 pub mod console;
 pub mod exec;
@@ -33,6 +38,9 @@ pub struct ShimArgs {
     /// exec: give the process a terminal (`-t`).
     pub tty: bool,
     pub debug: bool,
+    /// exec: the container's init, as its parent read it from the record
+    /// (the exec shim opens no records of its own).
+    pub pid: Option<i32>,
     /// exec: `-e`, `-u`, `-w`, the command.
     pub env: Vec<String>,
     pub user: Option<String>,
@@ -68,6 +76,13 @@ pub fn parse(args: &[OsString]) -> Result<(String, ShimArgs), UsageError> {
                 a.log_max_size = value()?
                     .parse()
                     .map_err(|_| UsageError("bad --log-max-size".into()))?
+            }
+            "--pid" => {
+                a.pid = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| UsageError("bad --pid".into()))?,
+                )
             }
             "--env" => a.env.push(value()?),
             "--user" => a.user = Some(value()?),

@@ -162,9 +162,11 @@ impl Shim {
             .get(&id)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("no record for container {id}"))?;
-        let opts = &record.config.options;
-        let (tty, interactive, auto_remove) = (opts.tty, opts.interactive, opts.auto_remove);
-        let bridged = opts.network == Some(crate::runtime::container::options::Network::Bridge);
+        let spec = &record.config.spec;
+        let (tty, interactive) = (spec.process.tty, spec.process.stdin);
+        let auto_remove = record.config.options.auto_remove;
+        let bridged = spec.bridged();
+        let log_path = spec.log_path.clone().unwrap_or_else(|| paths.log(&id));
         let cgroups_path = record.config.cgroups_path.clone();
         let snapshots = record.config.snapshots.clone();
         if snapshots.is_empty() {
@@ -180,8 +182,8 @@ impl Shim {
             .mount()
             .map_err(|e| e.to_string())?;
 
-        let log = LogWriter::open(&paths.log(&id), args.log_max_size)
-            .map_err(|e| format!("{}: {e}", paths.log(&id).display()))?;
+        let log = LogWriter::open(&log_path, args.log_max_size)
+            .map_err(|e| format!("{}: {e}", log_path.display()))?;
 
         let (sig_r, sig_w) = pipe()?;
         nix::fcntl::fcntl(

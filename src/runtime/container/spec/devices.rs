@@ -6,26 +6,26 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use super::super::defaults;
-use super::super::options::{DeviceMapping, RunOptions};
+use super::super::baseline;
+use super::super::containerspec::{Device, Security};
 use super::SpecError;
 
 /// The device nodes to make and the device cgroup rules, in order.
-pub(super) fn nodes_and_rules(opts: &RunOptions) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
-    let mut rules: Vec<Value> = if opts.privileged {
+pub(super) fn nodes_and_rules(security: &Security) -> Result<(Vec<Value>, Vec<Value>), SpecError> {
+    let mut rules: Vec<Value> = if security.privileged {
         vec![json!({"allow": true, "access": "rwm"})]
     } else {
-        defaults::DEVICE_RULES
+        baseline::DEVICE_RULES
             .iter()
-            .map(defaults::device_rule_json)
+            .map(baseline::device_rule_json)
             .collect()
     };
-    let mut nodes = if opts.privileged {
+    let mut nodes = if security.privileged {
         host_devices(Path::new("/dev"))
     } else {
         Vec::new()
     };
-    for d in &opts.devices {
+    for d in &security.devices {
         let (node, rule) = device(d)?;
         nodes.retain(|n| n["path"] != node["path"]);
         nodes.push(node);
@@ -79,7 +79,7 @@ fn host_devices(dir: &Path) -> Vec<Value> {
 
 /// A `--device` as the spec's device node and its device cgroup rule; the
 /// host node's type, numbers, mode and owner are copied (as Docker does).
-fn device(d: &DeviceMapping) -> Result<(Value, Value), SpecError> {
+fn device(d: &Device) -> Result<(Value, Value), SpecError> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let err = |reason: String| SpecError::Device {
         path: d.host.display().to_string(),

@@ -12,7 +12,7 @@ use super::{sniff_layer_type, ArchiveError, MAX_DOCUMENT};
 use crate::runtime::image::manifest::{self, Descriptor, Fetched, ImageConfig, Manifest};
 use crate::runtime::image::meta::{LayerRecord, ManifestRecord};
 use crate::runtime::image::reference::Reference;
-use crate::runtime::image::store::{Store, StoreError};
+use crate::runtime::image::store::{ImageStoreError, Store};
 
 /// One regular file of the archive, now in a temporary file of the store.
 struct Entry {
@@ -253,7 +253,7 @@ pub fn load(store: &Store, input: &Path) -> Result<Vec<String>, ArchiveError> {
         store
             .meta()?
             .register(&record, &names)
-            .map_err(StoreError::from)?;
+            .map_err(ImageStoreError::from)?;
         tracing::info!(image = %label, digest = %record.digest, "loaded");
         loaded.extend(names);
     }

@@ -23,7 +23,7 @@ pub use load::load;
 pub use save::save;
 
 use super::manifest::ManifestError;
-use super::store::StoreError;
+use super::store::ImageStoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ArchiveFormat {
@@ -39,7 +39,7 @@ pub enum ArchiveError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(#[from] ImageStoreError),
     #[error("{what}: {source}")]
     Manifest { what: String, source: ManifestError },
     #[error("{what}: digest mismatch: expected {expected}, got {actual}")]

@@ -35,7 +35,7 @@ pub fn save(
 ) -> Result<(), ArchiveError> {
     // Shared lock: a prune must not delete blobs while they are copied out.
     let _lock = store.lock_shared()?;
-    let rows = store.meta()?.list().map_err(store::StoreError::from)?;
+    let rows = store.meta()?.list().map_err(store::ImageStoreError::from)?;
     let mut selected = Vec::new();
     for q in queries {
         let found = catalog::find(&rows, q).map_err(|_| ArchiveError::NotFound(q.clone()))?;

@@ -1,5 +1,8 @@
-//! Docker's default security profile and filesystem layout (moby's
-//! `oci/defaults.go`), kept as data so the spec builder stays readable.
+//! The baseline confinement every container starts from: Docker's default
+//! security profile and filesystem layout (moby's `oci/defaults.go`; the
+//! kubelet's runtimes use the same), kept as data so the spec builder stays
+//! readable. A ContainerSpec widens or narrows it (capabilities, devices,
+//! privileged).
 
 use serde_json::{json, Value};
 
@@ -78,6 +81,52 @@ pub fn privileged_capabilities(bounding: u64) -> Vec<&'static str> {
         .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
         .map(|(_, c)| *c)
         .collect()
+}
+
+/// `base` with `drop` taken out and `add` put in (names with or without
+/// `CAP_`, any case; `ALL` for every one), as docker's `--cap-add/--cap-drop`
+/// and a Pod's `securityContext.capabilities`: drops first, then adds. An
+/// unknown name is an error, never ignored.
+pub fn adjust_capabilities(
+    base: &[&'static str],
+    add: &[String],
+    drop: &[String],
+) -> Result<Vec<&'static str>, String> {
+    let known = |name: &str| -> Result<Option<&'static str>, String> {
+        let upper = name.to_ascii_uppercase();
+        if upper == "ALL" {
+            return Ok(None);
+        }
+        let full = if upper.starts_with("CAP_") {
+            upper
+        } else {
+            format!("CAP_{upper}")
+        };
+        ALL_CAPABILITIES
+            .iter()
+            .find(|c| **c == full)
+            .map(|c| Some(*c))
+            .ok_or_else(|| name.to_string())
+    };
+    let mut caps = base.to_vec();
+    for d in drop {
+        match known(d)? {
+            None => caps.clear(),
+            Some(c) => caps.retain(|x| *x != c),
+        }
+    }
+    for a in add {
+        let wanted = match known(a)? {
+            None => ALL_CAPABILITIES.to_vec(),
+            Some(c) => vec![c],
+        };
+        for c in wanted {
+            if !caps.contains(&c) {
+                caps.push(c);
+            }
+        }
+    }
+    Ok(caps)
 }
 
 /// The calling process's bounding set (CapBnd in /proc/self/status); all

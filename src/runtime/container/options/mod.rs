@@ -1,7 +1,12 @@
-//! What `skiff run` (and later the agent) asks of a container, validated
-//! before anything is created: a bad flag must leave nothing behind.
+//! What `skiff run` asks of a container in docker's terms, validated before
+//! anything is created: a bad flag must leave nothing behind. It is
+//! translated into the runtime-neutral ContainerSpec (translate.rs), which
+//! is what the engine creates containers from; the options themselves are
+//! kept on the record for `inspect`.
 
-use std::path::{Path, PathBuf};
+mod translate;
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -139,13 +144,7 @@ impl Bind {
 
 /// `--device HOSTDEV[:CTRDEV[:PERMS]]` (docker's syntax): the host node is
 /// made in the container's /dev and the device cgroup allows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeviceMapping {
-    pub host: PathBuf,
-    pub container: String,
-    /// A non-empty subset of "rwm".
-    pub access: String,
-}
+pub use super::containerspec::Device as DeviceMapping;
 
 impl DeviceMapping {
     pub fn parse(spec: &str) -> Result<DeviceMapping, OptionsError> {
@@ -329,10 +328,6 @@ pub struct RunOptions {
     /// `--sandbox NAME`: join the pod sandbox's network, IPC and UTS
     /// namespaces (runtime/sandbox.rs).
     pub sandbox: Option<String>,
-    /// The IPC and UTS namespaces to join (set from the sandbox when the
-    /// container is created; a new one each when unset).
-    pub ipc_ns: Option<PathBuf>,
-    pub uts_ns: Option<PathBuf>,
     /// `--label K=V`: kept on the record (records.rs), where they can be
     /// queried, not in the options.
     #[serde(skip)]
@@ -389,25 +384,6 @@ pub fn parse_dns(s: &str) -> Result<std::net::IpAddr, OptionsError> {
 impl RunOptions {
     pub fn network(&self) -> Network {
         self.network.clone().unwrap_or(Network::None)
-    }
-
-    /// Checks that need the filesystem: bind sources must exist.
-    pub fn check_binds(&self) -> Result<(), OptionsError> {
-        for b in &self.binds {
-            if !Path::new(&b.source).exists() {
-                return Err(OptionsError::BindSpec(format!(
-                    "{}:{} (the host path does not exist)",
-                    b.source.display(),
-                    b.destination
-                )));
-            }
-        }
-        for t in &self.tmpfs {
-            if !t.starts_with('/') {
-                return Err(OptionsError::Tmpfs(t.clone()));
-            }
-        }
-        Ok(())
     }
 }
 
