@@ -5,7 +5,7 @@
 
 use anyhow::Context;
 use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 
 use crate::cluster::ClusterConfig;
@@ -22,16 +22,22 @@ pub async fn run(
     cluster: &ClusterConfig,
     https_port: u16,
 ) -> anyhow::Result<()> {
-    // All at once: concurrent creates share one commit of the store's
-    // writer (one fsync, not four), and on a restart the reads overlap.
-    // The loopback client is not held to the in-flight limits, so this
-    // holds under any of them.
-    let namespaces = futures::future::try_join_all(
-        SYSTEM_NAMESPACES.map(|ns| system_namespace(client.clone(), ns)),
-    );
+    let namespaces: Api<Namespace> = Api::all(client.clone());
     let services: Api<Service> = Api::namespaced(client, "default");
-    let (namespaces, service) = tokio::join!(namespaces, services.get_opt("kubernetes"));
-    namespaces?;
+    // What exists, in two reads (on a restart that is all bootstrap does).
+    let all = ListParams::default();
+    let (existing, service) = tokio::join!(namespaces.list(&all), services.get_opt("kubernetes"));
+    let existing = existing.context("listing namespaces")?;
+    let missing = SYSTEM_NAMESPACES.iter().filter(|ns| {
+        !existing
+            .items
+            .iter()
+            .any(|n| n.metadata.name.as_deref() == Some(**ns))
+    });
+    // The missing ones at once: concurrent creates share one commit of the
+    // store's writer (one fsync, not four). The loopback client is not held
+    // to the in-flight limits, so this holds under any of them.
+    futures::future::try_join_all(missing.map(|ns| system_namespace(&namespaces, ns))).await?;
     // The Service only after its namespace exists.
     if service.context("reading the kubernetes Service")?.is_none() {
         kubernetes_service(&services, cluster, https_port)
@@ -41,12 +47,11 @@ pub async fn run(
     Ok(())
 }
 
-async fn system_namespace(client: kube::Client, ns: &'static str) -> anyhow::Result<()> {
-    let namespaces: Api<Namespace> = Api::all(client);
+async fn system_namespace(namespaces: &Api<Namespace>, ns: &'static str) -> anyhow::Result<()> {
     let obj: Namespace = serde_json::from_value(json!({
         "metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}
     }))?;
-    if create_missing(&namespaces, ns, &obj)
+    if create(namespaces, &obj)
         .await
         .with_context(|| format!("creating the namespace {ns}"))?
     {
@@ -73,19 +78,16 @@ async fn kubernetes_service(
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": https_port}],
         },
     }))?;
-    create_missing(services, "kubernetes", &obj).await?;
+    create(services, &obj).await?;
     Ok(())
 }
 
-/// Create `obj` unless `name` exists (also when another writer created it
-/// in between); true when this call created it.
-async fn create_missing<K>(api: &Api<K>, name: &str, obj: &K) -> Result<bool, kube::Error>
+/// Create `obj`, known missing a moment ago: true when this call created
+/// it, false when another writer did in between.
+async fn create<K>(api: &Api<K>, obj: &K) -> Result<bool, kube::Error>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::Serialize + serde::de::DeserializeOwned,
 {
-    if api.get_opt(name).await?.is_some() {
-        return Ok(false);
-    }
     match api.create(&PostParams::default(), obj).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(false),

@@ -179,7 +179,9 @@ pub(super) fn parse(text: &'static str) -> Result<Schema, String> {
         }
         if !line.starts_with(' ') {
             let mut parts = line.split_whitespace();
-            let name = parts.next().ok_or(format!("line {lineno}: empty header"))?;
+            let name = parts
+                .next()
+                .ok_or_else(|| format!("line {lineno}: empty header"))?;
             let items = match parts.next() {
                 None => false,
                 Some("=items") => true,
@@ -198,7 +200,7 @@ pub(super) fn parse(text: &'static str) -> Result<Schema, String> {
         }
         let (msg, fields) = pending
             .last_mut()
-            .ok_or(format!("line {lineno}: field before any message"))?;
+            .ok_or_else(|| format!("line {lineno}: field before any message"))?;
         let package = msg.name.rsplit_once('.').map_or("", |(p, _)| p);
         for token in line.split_whitespace() {
             let field =

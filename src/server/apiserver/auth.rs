@@ -151,7 +151,7 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             group.is_empty()
                 && matches!(*resource, "namespaces" | "services")
                 && subresource.is_none()
-                && matches!(verb, "get" | "create")
+                && matches!(verb, "get" | "list" | "create")
         }
         // Upstream's system:controller:namespace-controller: read and
         // delete anything, and release a namespace's finalizer.
