@@ -21,7 +21,7 @@ use crate::api::status::{success_status, ApiError};
 fn ns_def(state: &ApiState) -> Result<&ResourceDef, ApiError> {
     state
         .registry
-        .find("", "v1", "namespaces")
+        .namespaces()
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))
 }
 
@@ -39,7 +39,7 @@ pub(super) async fn check_namespace(
     let nsdef = ns_def(state)?;
     let stored = state.objects.get(nsdef, None, ns).await?;
     match stored {
-        None => Err(ApiError::not_found("", "namespaces", ns)),
+        None => Err(ApiError::not_found(nsdef.group, nsdef.plural, ns)),
         Some(s) if metadata::meta(&s.obj).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
             Err(ApiError::forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
@@ -112,10 +112,9 @@ pub fn check_valid(
     new: &Value,
     name: &str,
 ) -> Result<(), ApiError> {
-    let av = def.api_version();
     let causes = match old {
-        None => crate::api::validation::validate_create(&av, def.kind, new),
-        Some(old) => crate::api::validation::validate_update(&av, def.kind, old, new),
+        None => crate::api::validation::validate_create(def.rules, new),
+        Some(old) => crate::api::validation::validate_update(def.rules, old, new),
     };
     if causes.is_empty() {
         Ok(())

@@ -152,6 +152,12 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// True for the kind of namespaces themselves: a Namespace is addressed
+    /// inside itself, and new namespaced objects need one to exist.
+    fn is_namespace(&self) -> bool {
+        false
+    }
+
     /// The field labels `?fieldSelector=` accepts.
     fn field_labels(&self) -> &'static [&'static str] {
         META_FIELDS
