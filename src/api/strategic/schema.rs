@@ -65,7 +65,9 @@ pub(crate) enum Ty {
 /// One Go type of the generated tables.
 #[derive(Debug)]
 pub(crate) struct GoType {
-    /// `<package>.<Name>`, e.g. `core.PodSpec`, `meta.ObjectMeta`.
+    /// `<package>.<Name>`, e.g. `core.PodSpec`, `meta.ObjectMeta`: the
+    /// tests name types by it.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub name: &'static str,
     pub fields: &'static [Field],
 }

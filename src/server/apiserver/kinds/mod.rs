@@ -5,6 +5,8 @@
 //! it differs from [`Plain`], one file here.
 //!
 //! - `alloc`: ranges handed out by compare-and-swap (cluster IPs, node ports).
+//! - `repair`: the ranges reconciled with their holders, at start-up and
+//!   periodically (leaked and unmarked members).
 //! - `service`: allocation on create and update, release on delete,
 //!   clusterIP immutable.
 //! - `pod`: starts Pending, graceful delete for pods on a node, field labels.
@@ -17,6 +19,7 @@ pub mod alloc;
 pub mod core;
 pub mod namespace;
 pub mod pod;
+pub mod repair;
 pub mod service;
 pub mod workloads;
 
@@ -118,6 +121,12 @@ pub trait Strategy: Send + Sync {
         _dry_run: bool,
     ) -> BoxFuture<'a, Result<Reallocation, ApiError>> {
         Box::pin(async { Ok(Reallocation::default()) })
+    }
+
+    /// The ranges objects of this kind hold members of (repaired against
+    /// the stored objects by `repair`).
+    fn ranges(&self) -> &'static [&'static alloc::Range] {
+        &[]
     }
 
     /// Give back what a deleted object held.
