@@ -162,3 +162,53 @@ fn readyz_reports_a_full_disk_and_recovers() {
     server.kill();
     drop(disk);
 }
+
+/// Each of the server's components is a named readiness check, as upstream
+/// names its post-start hooks: listed by `/readyz?verbose` and answered
+/// alone at `/readyz/<name>`.
+#[test]
+fn readyz_names_the_components() {
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-test-")
+        .tempdir()
+        .unwrap();
+    let net = TestNet::new();
+    let data = dir.path().join("data");
+    let mut server = Proc::spawn(
+        &net,
+        &[],
+        &data,
+        PORT,
+        &dir.path().join("kubeconfig.yaml"),
+        dir.path().join("server.log"),
+        &[],
+    );
+    server.wait_ready(&net);
+    let (code, body) = curl(&net, &[], "/readyz?verbose");
+    assert_eq!(code, 200, "{body}");
+    for check in [
+        "[+]store ok",
+        "[+]poststarthook/skiff-store-compactor ok",
+        "[+]poststarthook/skiff-namespace-controller ok",
+        "[+]poststarthook/skiff-allocation-repair ok",
+        "[+]poststarthook/skiff-api-listener ok",
+    ] {
+        assert!(body.contains(check), "{check} missing: {body}");
+    }
+    assert_eq!(
+        curl(
+            &net,
+            &[],
+            "/readyz/poststarthook/skiff-namespace-controller"
+        ),
+        (200, "ok".to_string())
+    );
+    let (code, body) = curl(&net, &[], "/readyz/poststarthook/skiff-nothing");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("poststarthook/skiff-api-listener"), "{body}");
+    // Liveness does not wait for components.
+    let (code, body) = curl(&net, &[], "/livez?verbose");
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("poststarthook"), "{body}");
+    server.kill();
+}

@@ -318,7 +318,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Stopped in the reverse order: the listener first, then the store's
     // users; then the store's writer finishes its group so nothing
     // acknowledged is lost.
-    let mut components = Components::default();
+    let mut components = Components::reporting_to(state.ready.components.clone());
     let compacting = store.clone();
     components.spawn("store compactor", move |life| async move {
         let task = compacting.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);

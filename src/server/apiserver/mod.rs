@@ -63,8 +63,9 @@ pub struct ApiState {
     pub auth: Authenticator,
     /// Requests and request-body bytes in progress.
     pub inflight: Inflight,
-    /// The store's readiness, probed once for concurrent health checks.
-    pub ready: health::ReadyProbe,
+    /// What `/readyz` asks: the store (probed once for concurrent health
+    /// checks) and the server's components.
+    pub ready: health::Readiness,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,12 +74,18 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// loopback client, erased once here so the handlers are not generic.
 type ReqBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Who asks, once authenticated: what authorization decided on, and what
-/// admission and (later) audit see.
+/// Who asks and how, read from the request once: what authorization
+/// decided on, and what the write paths, admission and (later) audit see.
 pub struct RequestCtx {
     pub who: Identity,
     /// The authorizer's verb (`get`, `list`, `create`, …).
     pub verb: String,
+    /// `dryRun=All` on a write to a resource (never read on reads, which
+    /// ignore it as upstream does).
+    pub dry_run: bool,
+    /// The `fieldManager` parameter as given; each write checks it
+    /// (`apply::write_manager`, apply's own rule).
+    pub field_manager: Option<String>,
 }
 
 /// Serve one request from any caller: `conn` is the identity its transport
@@ -200,7 +207,13 @@ async fn dispatch(
             let target = auth::Target::of(&parsed, &path_str);
             let verb = auth::verb(&method, &target, q.flag("watch")?);
             auth::authorize(&who, &verb, &target)?;
-            Some(RequestCtx { who, verb })
+            let writes = matches!(parsed, ApiPath::Resource(_)) && !read_only(&method);
+            Some(RequestCtx {
+                who,
+                verb,
+                dry_run: writes && q.dry_run()?,
+                field_manager: q.get("fieldManager").map(str::to_string),
+            })
         }
         None => None,
     };
@@ -315,36 +328,38 @@ async fn resource(
         (Method::GET, Some(n), Some("scale")) => patch::get_scale(state, &r, n).await,
         (Method::POST, None, None) => {
             verb_allowed(&r, "create")?;
-            let manager = apply::write_manager(q, headers, "CreateOptions")?;
+            let manager = apply::write_manager(ctx, headers, "CreateOptions")?;
             let (obj, warnings) = object_body(state, &r, q, headers, body).await?;
-            let resp = write::create(state, &r, q, obj, &manager).await?;
+            let resp = write::create(state, ctx, &r, obj, &manager).await?;
             Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), None | Some("status") | Some("finalize")) => {
             verb_allowed(&r, "update")?;
-            let manager = apply::write_manager(q, headers, "UpdateOptions")?;
+            let manager = apply::write_manager(ctx, headers, "UpdateOptions")?;
             let (obj, warnings) = object_body(state, &r, q, headers, body).await?;
-            let resp = write::update(state, &r, n, q, obj, &manager).await?;
+            let resp = write::update(state, ctx, &r, n, obj, &manager).await?;
             Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), Some("scale")) => {
-            let manager = apply::write_manager(q, headers, "UpdateOptions")?;
+            let manager = apply::write_manager(ctx, headers, "UpdateOptions")?;
             let (obj, _) = object_body(state, &r, q, headers, body).await?;
-            patch::put_scale(state, &r, n, q, &obj, &manager).await
+            patch::put_scale(state, ctx, &r, n, &obj, &manager).await
         }
         (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
             verb_allowed(&r, "patch")?;
             let bytes = read_body(state, body).await?;
-            patch::patch(state, &r, n, q, headers, &bytes).await
+            patch::patch(state, ctx, &r, n, q, headers, &bytes).await
         }
         (Method::DELETE, Some(n), None) => {
             verb_allowed(&r, "delete")?;
-            let opts = optional_body(state, body).await?;
-            write::delete(state, &r, n, q, opts).await
+            let body = optional_body(state, body).await?;
+            let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
+            write::delete(state, &r, n, &opts).await
         }
         (Method::DELETE, None, None) => {
             verb_allowed(&r, "deletecollection")?;
-            let opts = optional_body(state, body).await?;
+            let body = optional_body(state, body).await?;
+            let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
             write::delete_collection(state, &r, q, opts).await
         }
         (m, _, Some(s)) => Err(ApiError::method_not_supported(

@@ -379,8 +379,7 @@ fn manager_names() {
         "kubectl"
     );
     assert_eq!(manager_name(Some(""), None), "unknown");
-    let q = Query::parse(Some(&format!("fieldManager={}", "a".repeat(129)))).unwrap();
-    let e = check_field_manager(&q, "PatchOptions").unwrap_err();
+    let e = check_field_manager(Some(&"a".repeat(129)), "PatchOptions").unwrap_err();
     assert_eq!(e.code, 422);
     assert!(
         e.message.contains("fieldManager: Too long"),
