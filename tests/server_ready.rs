@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use server_proc::Proc;
-use support::{run_ok, stdout, TestNet, PORT};
+use support::{run_ok, TestNet, PORT};
 
 /// A tmpfs of `size` mounted at a path; unmounted on drop.
 struct Tmpfs {
@@ -49,16 +49,8 @@ impl Drop for Tmpfs {
 
 /// (HTTP status, body) of a curl request inside the namespace.
 fn curl(net: &TestNet, args: &[&str], path: &str) -> (u16, String) {
-    let out = net
-        .command("curl")
-        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(format!("https://127.0.0.1:{PORT}{path}"))
-        .output()
-        .unwrap();
-    let text = stdout(&out);
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    let reply = support::curl(net, args, &format!("https://127.0.0.1:{PORT}{path}"));
+    (reply.status(), reply.body)
 }
 
 #[test]

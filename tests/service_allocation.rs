@@ -56,6 +56,20 @@ fn service(name: &str, spec: &str) -> String {
     )
 }
 
+/// Creates `n` Services `<prefix>-<i>` with `spec`, all at once (see
+/// [`create_at_once`]); the status codes, counted.
+fn create_many(
+    s: &Server,
+    token: &str,
+    (prefix, n): (&str, usize),
+    spec: &str,
+) -> BTreeMap<String, usize> {
+    let bodies: Vec<String> = (0..n)
+        .map(|i| service(&format!("{prefix}-{i}"), spec))
+        .collect();
+    create_at_once(s, token, &bodies)
+}
+
 fn create_ok(s: &Server, args: &[&str], stdin: &str) {
     let out = s.kubectl_stdin(args, stdin);
     assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
@@ -73,42 +87,33 @@ fn concurrent_creates_never_share_an_address_or_a_port() {
     let token = s.admin_token();
 
     // Free picks: 80 Services of three node ports each.
-    let bodies: Vec<String> = (0..80)
-        .map(|i| {
-            service(
-                &format!("free-{i}"),
-                r#"{"type":"NodePort","ports":[{"name":"a","port":80},{"name":"b","port":81},{"name":"c","port":82}]}"#,
-            )
-        })
-        .collect();
-    let codes = create_at_once(&s, &token, &bodies);
+    let codes = create_many(
+        &s,
+        &token,
+        ("free", 80),
+        r#"{"type":"NodePort","ports":[{"name":"a","port":80},{"name":"b","port":81},{"name":"c","port":82}]}"#,
+    );
     assert_eq!(codes.get("201"), Some(&80), "{codes:?}");
 
     // The same address, and the same node port, asked for by 16 at once:
     // one gets each, the rest are told it is taken.
-    let same_ip: Vec<String> = (0..16)
-        .map(|i| {
-            service(
-                &format!("ip-{i}"),
-                r#"{"clusterIP":"10.43.200.200","ports":[{"port":80}]}"#,
-            )
-        })
-        .collect();
-    let codes = create_at_once(&s, &token, &same_ip);
+    let codes = create_many(
+        &s,
+        &token,
+        ("ip", 16),
+        r#"{"clusterIP":"10.43.200.200","ports":[{"port":80}]}"#,
+    );
     assert_eq!(
         (codes.get("201"), codes.get("422")),
         (Some(&1), Some(&15)),
         "{codes:?}"
     );
-    let same_port: Vec<String> = (0..16)
-        .map(|i| {
-            service(
-                &format!("port-{i}"),
-                r#"{"type":"NodePort","ports":[{"port":80,"nodePort":31234}]}"#,
-            )
-        })
-        .collect();
-    let codes = create_at_once(&s, &token, &same_port);
+    let codes = create_many(
+        &s,
+        &token,
+        ("port", 16),
+        r#"{"type":"NodePort","ports":[{"port":80,"nodePort":31234}]}"#,
+    );
     assert_eq!(
         (codes.get("201"), codes.get("422")),
         (Some(&1), Some(&15)),
