@@ -53,6 +53,21 @@ fn curl(net: &TestNet, args: &[&str], path: &str) -> (u16, String) {
     (reply.status(), reply.body)
 }
 
+/// A server on `data` (files of its own in `dir`), once it is ready.
+fn start(net: &TestNet, dir: &Path, data: &Path) -> Proc {
+    let mut server = Proc::spawn(
+        net,
+        &[],
+        data,
+        PORT,
+        &dir.join("kubeconfig.yaml"),
+        dir.join("server.log"),
+        &[],
+    );
+    server.wait_ready(net);
+    server
+}
+
 #[test]
 fn readyz_reports_a_full_disk_and_recovers() {
     let dir = tempfile::Builder::new()
@@ -62,16 +77,7 @@ fn readyz_reports_a_full_disk_and_recovers() {
     let net = TestNet::new();
     let data = dir.path().join("data");
     let disk = Tmpfs::mount(&data, "24m");
-    let mut server = Proc::spawn(
-        &net,
-        &[],
-        &data,
-        PORT,
-        &dir.path().join("kubeconfig.yaml"),
-        dir.path().join("server.log"),
-        &[],
-    );
-    server.wait_ready(&net);
+    let mut server = start(&net, dir.path(), &data);
     let token = fs::read_to_string(data.join("server/cred/tokens.csv")).unwrap();
     let token = token.split(',').next().unwrap().trim().to_string();
     let auth = format!("Authorization: Bearer {token}");
@@ -166,16 +172,7 @@ fn readyz_names_the_components() {
         .unwrap();
     let net = TestNet::new();
     let data = dir.path().join("data");
-    let mut server = Proc::spawn(
-        &net,
-        &[],
-        &data,
-        PORT,
-        &dir.path().join("kubeconfig.yaml"),
-        dir.path().join("server.log"),
-        &[],
-    );
-    server.wait_ready(&net);
+    let mut server = start(&net, dir.path(), &data);
     let (code, body) = curl(&net, &[], "/readyz?verbose");
     assert_eq!(code, 200, "{body}");
     for check in [

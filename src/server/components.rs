@@ -44,7 +44,10 @@ struct Entry {
 /// Whether each component said it is ready, for `/readyz`: made with the
 /// API state, before any component starts, and filled as they start.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<Mutex<Vec<(&'static str, watch::Receiver<bool>)>>>);
+pub struct Readiness(Arc<Mutex<Vec<Started>>>);
+
+/// A started component's name and readiness.
+type Started = (&'static str, watch::Receiver<bool>);
 
 impl Readiness {
     /// Each started component's check name and whether it is ready, in

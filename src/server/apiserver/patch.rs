@@ -171,13 +171,7 @@ pub async fn patch(
     let manager = super::apply::write_manager(ctx, headers, "PatchOptions")?;
     let doc = parse_json(body)?;
     let ns = r.namespace.as_deref();
-    let w = Write {
-        state,
-        def,
-        ns,
-        name,
-        dry_run: ctx.dry_run,
-    };
+    let w = Write::to(state, r, name, ctx.dry_run);
     if r.subresource.as_deref() == Some("scale") {
         return patch_scale(w, kind, &doc, &manager).await;
     }
@@ -326,13 +320,7 @@ pub async fn put_scale(
     if precondition.is_some_and(|rv| rv != cur.rev) {
         return Err(conflict(def, name));
     }
-    let w = Write {
-        state,
-        def,
-        ns,
-        name,
-        dry_run: ctx.dry_run,
-    };
+    let w = Write::to(state, r, name, ctx.dry_run);
     let out = set_replicas(w, &cur, replicas, manager).await?;
     Ok(json_response(StatusCode::OK, &scale_of(def, &out)))
 }

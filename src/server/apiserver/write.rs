@@ -61,6 +61,19 @@ pub struct Write<'a> {
     pub dry_run: bool,
 }
 
+impl<'a> Write<'a> {
+    /// A write of object `name` of the resource (and namespace) `r` names.
+    pub fn to(state: &'a ApiState, r: &'a ResourceRef<'_>, name: &'a str, dry_run: bool) -> Self {
+        Write {
+            state,
+            def: r.def,
+            ns: r.namespace.as_deref(),
+            name,
+            dry_run,
+        }
+    }
+}
+
 pub async fn create(
     state: &ApiState,
     ctx: &RequestCtx,
@@ -263,14 +276,7 @@ pub async fn update(
     if unchanged(&cur.obj, &new) {
         return Ok(json_response(StatusCode::OK, &cur.obj));
     }
-    let w = Write {
-        state,
-        def,
-        ns,
-        name,
-        dry_run,
-    };
-    let out = commit_update_from(w, &cur, new).await?;
+    let out = commit_update_from(Write::to(state, r, name, dry_run), &cur, new).await?;
     Ok(json_response(StatusCode::OK, &out))
 }
 

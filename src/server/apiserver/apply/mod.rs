@@ -585,13 +585,7 @@ pub async fn apply(
         let mut new = prepare_update(def, &cur.obj, merged, None)?;
         allocate::on_update(def, &cur.obj, &mut new)?;
         super::write::check_valid(def, Some(&cur.obj), &new, name)?;
-        let w = Write {
-            state,
-            def,
-            ns,
-            name,
-            dry_run,
-        };
+        let w = Write::to(state, r, name, dry_run);
         match write_unless_unchanged(w, &cur, &new, &warnings).await? {
             Some(resp) => return Ok(resp),
             // Lost a race: apply to the newer version, unless the client
