@@ -11,7 +11,7 @@ use super::path::ResourceRef;
 use super::query::Query;
 use super::registry::ResourceDef;
 use super::write::{commit_update, Write};
-use super::{allocate, ApiState, RequestCtx};
+use super::{allocate, ApiState, Call};
 use crate::api::status::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,18 +153,17 @@ fn check_name(patched: &Value, name: &str, ns: Option<&str>) -> Result<(), ApiEr
     Ok(())
 }
 
-pub async fn patch(
-    state: &ApiState,
-    ctx: &RequestCtx,
-    r: &ResourceRef<'_>,
-    name: &str,
-    q: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub async fn patch(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let Call {
+        state,
+        ctx,
+        r,
+        q,
+        headers,
+    } = *call;
     let def = r.def;
     if content_type(headers) == "application/apply-patch+yaml" {
-        return super::apply::apply(state, ctx, r, name, q, body).await;
+        return super::apply::apply(call, name, body).await;
     }
     let kind = patch_type(headers)?;
     super::apply::check_patch_options(q)?;
@@ -305,13 +304,12 @@ pub async fn get_scale(
 }
 
 pub async fn put_scale(
-    state: &ApiState,
-    ctx: &RequestCtx,
-    r: &ResourceRef<'_>,
+    call: &Call<'_>,
     name: &str,
     body: &Value,
     manager: &str,
 ) -> Result<Response, ApiError> {
+    let Call { state, ctx, r, .. } = *call;
     let def = r.def;
     let ns = r.namespace.as_deref();
     let replicas = replicas_from_scale(body, name, def)?;

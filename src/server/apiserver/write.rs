@@ -15,7 +15,7 @@ use super::query::Query;
 use super::read::Filter;
 use super::registry::ResourceDef;
 use super::scan::{scan_page, Held, ScanSink};
-use super::{allocate, ApiState, RequestCtx};
+use super::{allocate, ApiState, Call};
 use crate::api::status::{success_status, ApiError};
 
 fn ns_def(state: &ApiState) -> Result<&ResourceDef, ApiError> {
@@ -74,13 +74,8 @@ impl<'a> Write<'a> {
     }
 }
 
-pub async fn create(
-    state: &ApiState,
-    ctx: &RequestCtx,
-    r: &ResourceRef<'_>,
-    body: Value,
-    manager: &str,
-) -> Result<Response, ApiError> {
+pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Response, ApiError> {
+    let Call { state, ctx, r, .. } = *call;
     let def = r.def;
     let dry_run = ctx.dry_run;
     let ns = if def.namespaced {
@@ -231,13 +226,12 @@ pub async fn commit_update(w: Write<'_>, new: &Value, expected: i64) -> Result<V
 }
 
 pub async fn update(
-    state: &ApiState,
-    ctx: &RequestCtx,
-    r: &ResourceRef<'_>,
+    call: &Call<'_>,
     name: &str,
     body: Value,
     manager: &str,
 ) -> Result<Response, ApiError> {
+    let Call { state, ctx, r, .. } = *call;
     let def = r.def;
     let ns = r.namespace.as_deref();
     let dry_run = ctx.dry_run;

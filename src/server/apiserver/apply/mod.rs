@@ -38,7 +38,7 @@ use super::patch::with_warnings;
 use super::path::ResourceRef;
 use super::query::Query;
 use super::write::{check_namespace, write_unless_unchanged, Write};
-use super::{allocate, ApiState, RequestCtx};
+use super::{allocate, Call, RequestCtx};
 use crate::api::status::{ApiError, Cause};
 use crate::api::strategic::schema::Ty;
 
@@ -493,14 +493,10 @@ fn check_applied(r: &ResourceRef<'_>, name: &str, applied: &Value) -> Result<(),
 
 /// `PATCH` with `application/apply-patch+yaml`: apply, creating the object
 /// (201) if it does not exist.
-pub async fn apply(
-    state: &ApiState,
-    ctx: &RequestCtx,
-    r: &ResourceRef<'_>,
-    name: &str,
-    q: &Query,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub async fn apply(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let Call {
+        state, ctx, r, q, ..
+    } = *call;
     let def = r.def;
     if r.subresource.is_some() {
         return Err(ApiError::new(
