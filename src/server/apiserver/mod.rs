@@ -6,6 +6,10 @@
 //! authentication, authorization, admission, defaulting, validation and
 //! managedFields. Nothing outside this module calls the write, metadata or
 //! store internals (`write`, `metadata`, `object_store`) directly.
+//!
+//! A request is read once into a [`RequestCtx`] (identity, verb, dryRun,
+//! fieldManager); a request to a resource reaches its handler as one
+//! [`Call`], and a write's steps share one `write::Write` target.
 
 pub mod allocate;
 pub mod apply;
