@@ -190,7 +190,7 @@ pub async fn commit_update_from(
     cur: &Stored,
     mut new: Value,
 ) -> Result<Value, ApiError> {
-    let re = allocate::reallocate(w.state, w.def, &cur.obj, &mut new, w.dry_run).await?;
+    let re = allocate::reallocate(w, &cur.obj, &mut new).await?;
     match commit_update(w, &new, cur.rev).await {
         Ok(out) => {
             re.freed.release(&w.state.objects).await;
