@@ -48,7 +48,7 @@ fn main() -> anyhow::Result<()> {
                             done.fetch_add(1, Ordering::Relaxed);
                             i += 1;
                         }
-                        Ok::<_, skiff::server::store::StoreError>(())
+                        Ok::<_, skiff::server::store::Error>(())
                     })
                 })
                 .collect();

@@ -553,29 +553,8 @@ fn assert_too_many_requests(what: &str, code: &str, headers: &str, body: &str) {
 
 /// curl a request; returns (status code, response headers, body).
 fn curl_full(s: &Server, args: &[&str], path: &str) -> (String, String, String) {
-    let headers = s.dir().join("curl.headers");
-    let body = s.dir().join("curl.body");
-    let _ = std::fs::remove_file(&headers);
-    let _ = std::fs::remove_file(&body);
-    let url = s.url(path);
-    let mut all = vec![
-        "-S",
-        "-D",
-        headers.to_str().unwrap(),
-        "-o",
-        body.to_str().unwrap(),
-        "-w",
-        "%{http_code}",
-    ];
-    all.extend_from_slice(args);
-    all.push(&url);
-    let out = s.curl(&all);
-    // curl's complaint, if any, goes with the headers into failure messages.
-    (
-        support::stdout(&out).trim().to_string(),
-        std::fs::read_to_string(&headers).unwrap_or_default() + &support::stderr(&out),
-        std::fs::read_to_string(&body).unwrap_or_default(),
-    )
+    let reply = support::curl(s.net(), args, &s.url(path));
+    (reply.code, reply.headers, reply.body)
 }
 
 /// Repeat `f` until it returns true (a slot given back is seen by the next

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::Duration;
 
 use server_proc::Proc;
-use support::{run_ok, stdout, TestNet, PORT};
+use support::{run_ok, TestNet, PORT};
 
 /// A tmpfs of `size` mounted at a path; unmounted on drop.
 struct Tmpfs {
@@ -49,16 +49,23 @@ impl Drop for Tmpfs {
 
 /// (HTTP status, body) of a curl request inside the namespace.
 fn curl(net: &TestNet, args: &[&str], path: &str) -> (u16, String) {
-    let out = net
-        .command("curl")
-        .args(["-sk", "--max-time", "20", "-w", "\n%{http_code}"])
-        .args(args)
-        .arg(format!("https://127.0.0.1:{PORT}{path}"))
-        .output()
-        .unwrap();
-    let text = stdout(&out);
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    let reply = support::curl(net, args, &format!("https://127.0.0.1:{PORT}{path}"));
+    (reply.status(), reply.body)
+}
+
+/// A server on `data` (files of its own in `dir`), once it is ready.
+fn start(net: &TestNet, dir: &Path, data: &Path) -> Proc {
+    let mut server = Proc::spawn(
+        net,
+        &[],
+        data,
+        PORT,
+        &dir.join("kubeconfig.yaml"),
+        dir.join("server.log"),
+        &[],
+    );
+    server.wait_ready(net);
+    server
 }
 
 #[test]
@@ -70,16 +77,7 @@ fn readyz_reports_a_full_disk_and_recovers() {
     let net = TestNet::new();
     let data = dir.path().join("data");
     let disk = Tmpfs::mount(&data, "24m");
-    let mut server = Proc::spawn(
-        &net,
-        &[],
-        &data,
-        PORT,
-        &dir.path().join("kubeconfig.yaml"),
-        dir.path().join("server.log"),
-        &[],
-    );
-    server.wait_ready(&net);
+    let mut server = start(&net, dir.path(), &data);
     let token = fs::read_to_string(data.join("server/cred/tokens.csv")).unwrap();
     let token = token.split(',').next().unwrap().trim().to_string();
     let auth = format!("Authorization: Bearer {token}");
@@ -161,4 +159,45 @@ fn readyz_reports_a_full_disk_and_recovers() {
     assert_eq!(create().0, 201, "a write after space was freed");
     server.kill();
     drop(disk);
+}
+
+/// Each of the server's components is a named readiness check, as upstream
+/// names its post-start hooks: listed by `/readyz?verbose` and answered
+/// alone at `/readyz/<name>`.
+#[test]
+fn readyz_names_the_components() {
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-test-")
+        .tempdir()
+        .unwrap();
+    let net = TestNet::new();
+    let data = dir.path().join("data");
+    let mut server = start(&net, dir.path(), &data);
+    let (code, body) = curl(&net, &[], "/readyz?verbose");
+    assert_eq!(code, 200, "{body}");
+    for check in [
+        "[+]store ok",
+        "[+]poststarthook/skiff-store-compactor ok",
+        "[+]poststarthook/skiff-namespace-controller ok",
+        "[+]poststarthook/skiff-allocation-repair ok",
+        "[+]poststarthook/skiff-api-listener ok",
+    ] {
+        assert!(body.contains(check), "{check} missing: {body}");
+    }
+    assert_eq!(
+        curl(
+            &net,
+            &[],
+            "/readyz/poststarthook/skiff-namespace-controller"
+        ),
+        (200, "ok".to_string())
+    );
+    let (code, body) = curl(&net, &[], "/readyz/poststarthook/skiff-nothing");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("poststarthook/skiff-api-listener"), "{body}");
+    // Liveness does not wait for components.
+    let (code, body) = curl(&net, &[], "/livez?verbose");
+    assert_eq!(code, 200, "{body}");
+    assert!(!body.contains("poststarthook"), "{body}");
+    server.kill();
 }

@@ -3,12 +3,17 @@
 //! with a name, a readiness signal and a cancellation token (k3s's
 //! `config.Controllers`).
 //!
+//! Each component's readiness is also a named `/readyz` check
+//! (`poststarthook/skiff-<name>`, as upstream names the steps that run after
+//! its start), through the [`Readiness`] the API state holds.
+//!
 //! The first component to end — failed or not — or a shutdown signal stops
 //! them all, in the reverse order of their start: the API listener first,
 //! the users of the store after it, so that the caller can then let the
 //! store's writer finish its group with nothing left writing.
 
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
@@ -36,25 +41,67 @@ struct Entry {
     task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// Whether each component said it is ready, for `/readyz`: made with the
+/// API state, before any component starts, and filled as they start.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<Mutex<Vec<Started>>>);
+
+/// A started component's name and readiness.
+type Started = (&'static str, watch::Receiver<bool>);
+
+impl Readiness {
+    /// Each started component's check name and whether it is ready, in
+    /// start order.
+    pub fn checks(&self) -> Vec<(String, bool)> {
+        // A poisoned lock only means a panic while pushing: the list is
+        // still whole.
+        let list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.iter()
+            .map(|(name, ready)| (check_name(name), *ready.borrow()))
+            .collect()
+    }
+
+    fn add(&self, name: &'static str, ready: watch::Receiver<bool>) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.push((name, ready));
+    }
+}
+
+/// The `/readyz` check of component `name`: `namespace controller` is
+/// `poststarthook/skiff-namespace-controller`.
+pub fn check_name(name: &str) -> String {
+    format!(
+        "poststarthook/skiff-{}",
+        name.to_ascii_lowercase().replace(' ', "-")
+    )
+}
+
 /// The running components, in the order they were started.
 pub struct Components {
     entries: Vec<Entry>,
+    readiness: Readiness,
     ended_tx: mpsc::UnboundedSender<&'static str>,
     ended: mpsc::UnboundedReceiver<&'static str>,
 }
 
 impl Default for Components {
     fn default() -> Self {
-        let (ended_tx, ended) = mpsc::unbounded_channel();
-        Components {
-            entries: Vec::new(),
-            ended_tx,
-            ended,
-        }
+        Components::reporting_to(Readiness::default())
     }
 }
 
 impl Components {
+    /// Components whose readiness `readiness` reports.
+    pub fn reporting_to(readiness: Readiness) -> Self {
+        let (ended_tx, ended) = mpsc::unbounded_channel();
+        Components {
+            entries: Vec::new(),
+            readiness,
+            ended_tx,
+            ended,
+        }
+    }
+
     /// Start component `name`; it runs until it returns or its token fires.
     pub fn spawn<F, Fut>(&mut self, name: &'static str, start: F)
     where
@@ -63,6 +110,7 @@ impl Components {
     {
         let cancel = CancellationToken::new();
         let (tx, rx) = watch::channel(false);
+        self.readiness.add(name, rx.clone());
         let fut = start(Lifecycle {
             cancel: cancel.clone(),
             ready: tx,
@@ -160,6 +208,42 @@ mod tests {
         let err = c.run_until(std::future::pending()).await.unwrap_err();
         assert_eq!(format!("{err:#}"), "the listener failed: address in use");
         assert_eq!(*log.lock().unwrap(), ["controller", "compactor"]);
+    }
+
+    #[tokio::test]
+    async fn readiness_names_each_component_as_a_check() {
+        let readiness = Readiness::default();
+        let mut c = Components::reporting_to(readiness.clone());
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        c.spawn("store compactor", |life| async move {
+            life.ready();
+            life.cancel.cancelled().await;
+            Ok(())
+        });
+        c.spawn("namespace controller", |life| async move {
+            let _ = wait.await;
+            life.ready();
+            life.cancel.cancelled().await;
+            Ok(())
+        });
+        while !readiness.checks()[0].1 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            readiness.checks(),
+            [
+                ("poststarthook/skiff-store-compactor".to_string(), true),
+                (
+                    "poststarthook/skiff-namespace-controller".to_string(),
+                    false
+                )
+            ]
+        );
+        go.send(()).unwrap();
+        while !readiness.checks()[1].1 {
+            tokio::task::yield_now().await;
+        }
+        c.run_until(async { "SIGTERM" }).await.unwrap();
     }
 
     #[tokio::test]

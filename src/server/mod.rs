@@ -296,6 +296,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     bootstrap::run(bootstrap_client, &cluster, args.https_listen_port)
         .await
         .context("creating the system namespaces and the kubernetes Service")?;
+    // Before the API takes requests, when no create is in flight.
+    apiserver::kinds::repair::at_start(&state.objects, &state.registry).await;
     let pki = pki
         .await
         .context("setting up certificates")?
@@ -316,7 +318,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Stopped in the reverse order: the listener first, then the store's
     // users; then the store's writer finishes its group so nothing
     // acknowledged is lost.
-    let mut components = Components::default();
+    let mut components = Components::reporting_to(state.ready.components.clone());
     let compacting = store.clone();
     components.spawn("store compactor", move |life| async move {
         let task = compacting.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
@@ -336,6 +338,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     components.spawn("namespace controller", move |life| async move {
         life.ready();
         controllers::namespace::run(namespaces, life.cancel).await;
+        Ok(())
+    });
+    let repairing = state.clone();
+    components.spawn("allocation repair", move |life| async move {
+        life.ready();
+        let s = &repairing;
+        apiserver::kinds::repair::run(&s.objects, &s.registry, life.cancel).await;
         Ok(())
     });
     let limits = args.conn_limits(fd_limit);

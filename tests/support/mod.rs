@@ -604,3 +604,42 @@ pub fn pod_manifest(name: &str, namespace: &str, labels: &[(&str, &str)]) -> Str
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {namespace}\n{labels}spec:\n  containers:\n  - name: main\n    image: busybox:1.36\n    command: [\"sleep\", \"3600\"]\n"
     )
 }
+
+/// One HTTP exchange made with curl.
+pub struct Curl {
+    /// The status as curl reports it (`000`: no response).
+    pub code: String,
+    /// The response headers, then curl's own complaint if it had one, for
+    /// failure messages.
+    pub headers: String,
+    pub body: String,
+}
+
+impl Curl {
+    /// The status as a number (0: no response).
+    pub fn status(&self) -> u16 {
+        self.code.parse().unwrap_or(0)
+    }
+}
+
+/// curl `url` from inside `net` (the server's certificate not checked, at
+/// most 20 s), with `args` before the URL.
+pub fn curl(net: &TestNet, args: &[&str], url: &str) -> Curl {
+    let dir = tempfile::tempdir().expect("a directory for curl's output");
+    let (headers, body) = (dir.path().join("headers"), dir.path().join("body"));
+    let out = net
+        .command("curl")
+        .args(["-sSk", "--max-time", "20", "-w", "%{http_code}", "-D"])
+        .arg(&headers)
+        .arg("-o")
+        .arg(&body)
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    Curl {
+        code: stdout(&out).trim().to_string(),
+        headers: fs::read_to_string(&headers).unwrap_or_default() + &stderr(&out),
+        body: fs::read_to_string(&body).unwrap_or_default(),
+    }
+}

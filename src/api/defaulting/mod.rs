@@ -3,52 +3,28 @@
 //! (`k8s.io/kubernetes/pkg/apis/*/v1/defaults.go`, plus the Job selector
 //! generation of the Job strategy).
 //!
-//! [`apply_defaults`] only fills fields that are missing (absent, null, or
+//! Which function defaults a kind is named by its `KindRules`
+//! (`crate::api::rules`). [`apply_defaults`] only fills fields that are missing (absent, null, or
 //! an empty string where Go tests for ""), so it is idempotent and can run
 //! on every create and update.
 
-mod core_kinds;
-mod pod;
-mod workloads;
+pub(crate) mod core_kinds;
+pub(crate) mod pod;
+pub(crate) mod workloads;
 
 #[cfg(test)]
 mod tests;
 
 use serde_json::{Map, Value};
 
-/// Fill in the defaults of `obj`, an object of `kind` in `api_version`
-/// (e.g. "apps/v1", "Deployment"). Unknown kinds are left alone. Jobs need
-/// `metadata.uid` set beforehand (their selector is generated from it).
-pub fn apply_defaults(api_version: &str, kind: &str, obj: &mut Value) {
-    if !obj.is_object() {
-        return;
-    }
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    match (group, kind) {
-        ("", "Pod") => pod::pod(obj),
-        ("", "PodTemplate") => {
-            if let Some(t) = child_obj(obj, "template") {
-                pod::template(t, true);
-            }
-        }
-        ("", "ReplicationController") => workloads::replication_controller(obj),
-        ("", "Service") => core_kinds::service(obj),
-        ("", "PersistentVolumeClaim") => core_kinds::pvc(obj),
-        ("", "PersistentVolume") => core_kinds::pv(obj),
-        ("", "Secret") => core_kinds::secret(obj),
-        ("", "Namespace") => core_kinds::namespace(obj),
-        ("", "Endpoints") => core_kinds::endpoints(obj),
-        ("apps", "Deployment") => workloads::deployment(obj),
-        ("apps", "ReplicaSet") => workloads::replica_set(obj),
-        ("apps", "StatefulSet") => workloads::stateful_set(obj),
-        ("apps", "DaemonSet") => workloads::daemon_set(obj),
-        ("batch", "Job") => workloads::job(obj),
-        ("batch", "CronJob") => workloads::cron_job(obj),
-        ("networking.k8s.io", "NetworkPolicy") => core_kinds::network_policy(obj),
-        ("rbac.authorization.k8s.io", "RoleBinding" | "ClusterRoleBinding") => {
-            core_kinds::role_binding(obj)
-        }
-        _ => {}
+use crate::api::rules::KindRules;
+
+/// Fill in the defaults of `obj`, an object of the kind `rules` describes
+/// (kinds without defaults are left alone). Jobs need `metadata.uid` set
+/// beforehand (their selector is generated from it).
+pub fn apply_defaults(rules: &KindRules, obj: &mut Value) {
+    if let Some(defaults) = rules.defaults.filter(|_| obj.is_object()) {
+        defaults(obj);
     }
 }
 

@@ -5,6 +5,13 @@ use serde_json::{json, Value};
 
 use super::{child_obj, default_str, default_val, ensure_obj, items_mut};
 
+/// A PodTemplate: the defaults of its `template`.
+pub fn pod_template(obj: &mut Value) {
+    if let Some(t) = child_obj(obj, "template") {
+        template(t, true);
+    }
+}
+
 /// A Pod: the pod spec defaults plus the Pod-only ones (`SetDefaults_Pod`).
 pub fn pod(obj: &mut Value) {
     let Some(spec) = ensure_obj(obj, "spec") else {

@@ -1,10 +1,11 @@
+use crate::api::rules::by_kind;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::apply_defaults;
 
 fn defaulted(api_version: &str, kind: &str, mut obj: Value) -> Value {
-    apply_defaults(api_version, kind, &mut obj);
+    apply_defaults(by_kind(api_version, kind), &mut obj);
     obj
 }
 
@@ -393,7 +394,7 @@ fn odd_shapes_are_left_alone() {
             } else {
                 "v1"
             };
-            apply_defaults(av, kind, &mut obj);
+            apply_defaults(by_kind(av, kind), &mut obj);
         }
     }
 }
@@ -437,9 +438,9 @@ proptest! {
         for (av, kind) in [("apps/v1", "Deployment"), ("v1", "Pod"), ("batch/v1", "Job"), ("batch/v1", "CronJob"),
                            ("apps/v1", "StatefulSet"), ("v1", "Service"), ("v1", "Namespace"), ("apps/v1", "DaemonSet")] {
             let mut obj = v.clone();
-            apply_defaults(av, kind, &mut obj);
-            let _ = crate::api::validation::validate_create(av, kind, &obj);
-            let _ = crate::api::validation::validate_update(av, kind, &v, &obj);
+            apply_defaults(by_kind(av, kind), &mut obj);
+            let _ = crate::api::validation::validate_create(by_kind(av, kind), &obj);
+            let _ = crate::api::validation::validate_update(by_kind(av, kind), &v, &obj);
             let _ = crate::api::fieldcheck::unknown_fields(av, kind, &obj);
             let _ = crate::api::fieldcheck::decode_error(av, kind, &obj);
         }

@@ -1,91 +1,146 @@
-//! The hand-written patch strategies of `schema` checked against the facts
-//! upstream states (`upstream_patch_facts.tsv`, generated from k8s.io/api's
-//! struct tags at Kubernetes 1.32 by `scripts/gen-patch-facts.py`; its
-//! first line names the tag and commit). A list that merges here must merge
-//! upstream on the same key, and every merging list of a type the schema
-//! describes must be here, so the table cannot drift from upstream.
+//! The generated tables (`build.rs` from `upstream_patch_facts.tsv`) say
+//! what the hand-written table they replaced said, name their provenance,
+//! and give every served kind its Go type.
 
-use super::schema::{fields, ListStrategy, Ty};
-
-const FACTS: &str = include_str!("upstream_patch_facts.tsv");
-
-/// Upstream facts for one field of one Go type.
-struct Fact<'a> {
-    field: &'a str,
-    strategy: &'a str,
-    key: &'a str,
-}
-
-fn facts<'a>(group: &str, go_type: &str) -> Vec<Fact<'a>> {
-    FACTS
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let c: Vec<&str> = l.split('\t').collect();
-            (c.len() == 7 && c[0] == group && c[1] == go_type).then(|| Fact {
-                field: c[2],
-                strategy: c[3],
-                key: c[4],
-            })
-        })
-        .collect()
-}
-
-/// The schema's types and the upstream type each describes.
-const TYPES: &[(Ty, &str, &str)] = &[
-    (Ty::PodSpec, "core", "PodSpec"),
-    (Ty::PodStatus, "core", "PodStatus"),
-    (Ty::Container, "core", "Container"),
-    (Ty::ServiceSpec, "core", "ServiceSpec"),
-    (Ty::NodeSpec, "core", "NodeSpec"),
-    (Ty::NodeStatus, "core", "NodeStatus"),
-    (Ty::WorkloadSpec, "apps", "DeploymentSpec"),
-    (Ty::ConditionsStatus, "apps", "DeploymentStatus"),
-];
+use super::schema::{field, go_type, root, ListStrategy, Ty, PROVENANCE};
 
 #[test]
 fn the_facts_name_their_provenance() {
-    let first = FACTS.lines().next().unwrap_or("");
     assert!(
-        first.starts_with("# PROVENANCE: github.com/kubernetes/api tag v0.32."),
-        "{first}"
+        PROVENANCE.starts_with("github.com/kubernetes/api tag v0.32."),
+        "{PROVENANCE}"
+    );
+    assert!(PROVENANCE.contains("github.com/kubernetes/apimachinery tag v0.32."));
+}
+
+/// Each entry of the hand-written table the generated one replaced.
+#[test]
+fn generated_strategies_keep_the_former_table() {
+    use ListStrategy::{Atomic, Merge};
+    let expect: &[(&str, &str, ListStrategy, bool)] = &[
+        (
+            "meta.ObjectMeta",
+            "ownerReferences",
+            Merge(Some("uid")),
+            false,
+        ),
+        ("meta.ObjectMeta", "finalizers", Merge(None), false),
+        ("core.PodSpec", "containers", Merge(Some("name")), false),
+        ("core.PodSpec", "initContainers", Merge(Some("name")), false),
+        (
+            "core.PodSpec",
+            "ephemeralContainers",
+            Merge(Some("name")),
+            false,
+        ),
+        ("core.PodSpec", "volumes", Merge(Some("name")), true),
+        (
+            "core.PodSpec",
+            "imagePullSecrets",
+            Merge(Some("name")),
+            false,
+        ),
+        ("core.PodSpec", "hostAliases", Merge(Some("ip")), false),
+        (
+            "core.PodSpec",
+            "topologySpreadConstraints",
+            Merge(Some("topologyKey")),
+            false,
+        ),
+        (
+            "core.PodSpec",
+            "schedulingGates",
+            Merge(Some("name")),
+            false,
+        ),
+        ("core.PodSpec", "resourceClaims", Merge(Some("name")), true),
+        ("core.PodSpec", "tolerations", Atomic, false),
+        ("core.PodStatus", "conditions", Merge(Some("type")), false),
+        ("core.PodStatus", "podIPs", Merge(Some("ip")), false),
+        ("core.PodStatus", "hostIPs", Merge(Some("ip")), false),
+        (
+            "core.PodStatus",
+            "resourceClaimStatuses",
+            Merge(Some("name")),
+            true,
+        ),
+        (
+            "core.Container",
+            "ports",
+            Merge(Some("containerPort")),
+            false,
+        ),
+        ("core.Container", "env", Merge(Some("name")), false),
+        (
+            "core.Container",
+            "volumeMounts",
+            Merge(Some("mountPath")),
+            false,
+        ),
+        (
+            "core.Container",
+            "volumeDevices",
+            Merge(Some("devicePath")),
+            false,
+        ),
+        ("core.Container", "args", Atomic, false),
+        ("core.ServiceSpec", "ports", Merge(Some("port")), false),
+        ("core.NodeSpec", "podCIDRs", Merge(None), false),
+        ("core.NodeStatus", "conditions", Merge(Some("type")), false),
+        ("core.NodeStatus", "addresses", Merge(Some("type")), false),
+        ("core.ServiceAccount", "secrets", Merge(Some("name")), false),
+        ("apps.DeploymentSpec", "strategy", Atomic, true),
+        (
+            "apps.DeploymentStatus",
+            "conditions",
+            Merge(Some("type")),
+            false,
+        ),
+    ];
+    for &(ty, name, list, retain_keys) in expect {
+        let f = field(go_type(ty), name);
+        assert_eq!((f.list, f.retain_keys), (list, retain_keys), "{ty}.{name}");
+    }
+    // The element types the former table walked into.
+    let elem = |ty: &str, name: &str| field(go_type(ty), name).ty;
+    assert_eq!(
+        elem("core.PodSpec", "containers"),
+        go_type("core.Container")
+    );
+    assert_eq!(
+        elem("core.PodSpec", "initContainers"),
+        go_type("core.Container")
+    );
+    assert_eq!(
+        field(elem("core.PodSpec", "ephemeralContainers"), "env").list,
+        Merge(Some("name"))
     );
 }
 
 #[test]
-fn schema_agrees_with_upstream_patch_strategies() {
-    for &(ty, group, go_type) in TYPES {
-        let up = facts(group, go_type);
-        assert!(!up.is_empty(), "no upstream facts for {go_type}");
-        // Every merging list and retainKeys field of ours, as upstream says.
-        for f in fields(ty) {
-            let fact = up.iter().find(|u| u.field == f.name);
-            let strategy = fact.map_or("", |u| u.strategy);
-            let key = fact.map_or("", |u| u.key);
-            match f.list {
-                ListStrategy::Merge(k) => {
-                    assert!(strategy.contains("merge"), "{go_type}.{}", f.name);
-                    assert_eq!(k.unwrap_or(""), key, "{go_type}.{} merge key", f.name);
-                }
-                ListStrategy::Atomic => {
-                    assert!(!strategy.contains("merge"), "{go_type}.{}", f.name)
-                }
-            }
-            assert_eq!(
-                f.retain_keys,
-                strategy.contains("retainKeys"),
-                "{go_type}.{} retainKeys",
-                f.name
-            );
-        }
-        // And nothing upstream merges that we replace.
-        for u in up.iter().filter(|u| !u.strategy.is_empty()) {
-            assert!(
-                fields(ty).iter().any(|f| f.name == u.field),
-                "{go_type}.{} is {} upstream but missing from the schema",
-                u.field,
-                u.strategy
-            );
-        }
+fn served_kinds_have_their_go_types() {
+    for (av, kind, ty) in [
+        ("v1", "Pod", "core.Pod"),
+        ("v1", "PodTemplate", "core.PodTemplate"),
+        ("v1", "ReplicationController", "core.ReplicationController"),
+        ("v1", "Service", "core.Service"),
+        ("v1", "Node", "core.Node"),
+        ("v1", "Namespace", "core.Namespace"),
+        ("v1", "ServiceAccount", "core.ServiceAccount"),
+        ("apps/v1", "Deployment", "apps.Deployment"),
+        ("apps/v1", "StatefulSet", "apps.StatefulSet"),
+        ("batch/v1", "Job", "batch.Job"),
+        ("batch/v1", "CronJob", "batch.CronJob"),
+        ("coordination.k8s.io/v1", "Lease", "coordination.Lease"),
+        (
+            "discovery.k8s.io/v1",
+            "EndpointSlice",
+            "discovery.EndpointSlice",
+        ),
+        ("events.k8s.io/v1", "Event", "events.Event"),
+    ] {
+        assert_eq!(Some(root(av, kind)), go_type(ty), "{av} {kind}");
     }
+    assert_eq!(root("policy/v1", "Eviction"), Ty::BuiltinObject);
+    assert_eq!(root("stable.example.com/v1", "Widget"), Ty::Object);
 }

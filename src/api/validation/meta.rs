@@ -6,31 +6,11 @@ use serde_json::{Map, Value};
 use super::causes::{self, go_json, go_str, go_string_slice};
 use super::{is_dns1035_label, is_dns1123_label, is_dns1123_subdomain};
 use super::{is_qualified_name, is_valid_label_value};
+use crate::api::rules::{KindRules, NameRule};
 use crate::api::status::Cause;
 
 /// `TotalAnnotationSizeLimitB`.
 const ANNOTATIONS_MAX_BYTES: usize = 256 * 1024;
-/// CronJob names leave room for the 11-character suffix of their Jobs.
-const CRON_JOB_NAME_MAX: usize = 52;
-
-/// How a kind's names are checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum NameRule {
-    Subdomain,
-    Label,
-    Dns1035,
-    /// RBAC objects: any path segment.
-    PathSegment,
-}
-
-fn name_rule(group: &str, kind: &str) -> NameRule {
-    match (group, kind) {
-        ("", "Namespace") => NameRule::Label,
-        ("", "Service") => NameRule::Dns1035,
-        ("rbac.authorization.k8s.io", _) => NameRule::PathSegment,
-        _ => NameRule::Subdomain,
-    }
-}
 
 fn name_errors(rule: NameRule, name: &str) -> Vec<String> {
     match rule {
@@ -53,7 +33,7 @@ fn name_errors(rule: NameRule, name: &str) -> Vec<String> {
 }
 
 /// Metadata checks of every object: name (by kind), labels, annotations.
-pub fn validate_object_meta(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
+pub fn validate_object_meta(rules: &KindRules, obj: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     let Some(meta) = obj.get("metadata").and_then(Value::as_object) else {
         out.push(causes::required(
@@ -68,7 +48,7 @@ pub fn validate_object_meta(group: &str, kind: &str, obj: &Value) -> Vec<Cause> 
         .and_then(Value::as_str)
         .unwrap_or("");
     if !generate.is_empty() {
-        for msg in name_errors(name_rule(group, kind), &mask_trailing_dash(generate)) {
+        for msg in name_errors(rules.name, &mask_trailing_dash(generate)) {
             out.push(causes::invalid(
                 "metadata.generateName",
                 &go_str(generate),
@@ -84,14 +64,14 @@ pub fn validate_object_meta(group: &str, kind: &str, obj: &Value) -> Vec<Cause> 
             ));
         }
     } else {
-        for msg in name_errors(name_rule(group, kind), name) {
+        for msg in name_errors(rules.name, name) {
             out.push(causes::invalid("metadata.name", &go_str(name), &msg));
         }
-        if group == "batch" && kind == "CronJob" && name.len() > CRON_JOB_NAME_MAX {
+        if let Some(max) = rules.name_max.filter(|max| name.len() > *max) {
             out.push(causes::invalid(
                 "metadata.name",
                 &go_str(name),
-                &format!("must be no more than {CRON_JOB_NAME_MAX} characters"),
+                &format!("must be no more than {max} characters"),
             ));
         }
     }

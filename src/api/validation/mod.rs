@@ -2,20 +2,22 @@
 //! label syntax with apimachinery's exact messages
 //! (`k8s.io/apimachinery/pkg/util/validation`), and per-kind checks on create
 //! and update ([`validate_create`], [`validate_update`]) that produce one
-//! [`Cause`] per problem, worded as the real server words them.
+//! [`Cause`] per problem, worded as the real server words them. Which checks
+//! a kind has is named by its [`KindRules`] (`crate::api::rules`), not
+//! decided here.
 //!
 //! The checks assume the object was defaulted first
 //! (`crate::api::defaulting::apply_defaults`): fields the server defaults are
 //! only checked when present.
 
 pub mod causes;
-mod core_kinds;
+pub(crate) mod core_kinds;
 mod cron;
 mod meta;
-mod pod;
+pub(crate) mod pod;
 pub mod quantity;
-mod update;
-mod workloads;
+pub(crate) mod update;
+pub(crate) mod workloads;
 
 #[cfg(test)]
 mod tests;
@@ -26,48 +28,28 @@ mod tests_update;
 
 use serde_json::{Map, Value};
 
+use crate::api::rules::KindRules;
 use crate::api::status::Cause;
 
-/// Errors of a new object of `kind` in `api_version` (e.g. "apps/v1",
-/// "Deployment"). Empty when it is valid. Unknown kinds only get their
-/// metadata checked.
-pub fn validate_create(api_version: &str, kind: &str, obj: &Value) -> Vec<Cause> {
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let mut causes = meta::validate_object_meta(group, kind, obj);
-    causes.extend(validate_spec(group, kind, obj));
+/// Errors of a new object of the kind `rules` describes. Empty when it is
+/// valid.
+pub fn validate_create(rules: &KindRules, obj: &Value) -> Vec<Cause> {
+    let mut causes = meta::validate_object_meta(rules, obj);
+    if let Some(validate) = rules.validate {
+        causes.extend(validate(obj));
+    }
     causes
 }
 
 /// Errors of an update from `old` to `new` (both as stored, `new` already
 /// defaulted): everything [`validate_create`] checks, plus the fields that
 /// may not change.
-pub fn validate_update(api_version: &str, kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
-    let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-    let mut causes = meta::validate_object_meta(group, kind, new);
-    causes.extend(validate_spec(group, kind, new));
-    causes.extend(update::validate_immutable(group, kind, old, new));
-    causes
-}
-
-fn validate_spec(group: &str, kind: &str, obj: &Value) -> Vec<Cause> {
-    match (group, kind) {
-        ("", "Pod") => pod::validate_pod(obj),
-        ("", "PodTemplate") => {
-            pod::validate_template(obj.get("template").unwrap_or(&Value::Null), "template")
-        }
-        ("", "ReplicationController") => workloads::validate_replication_controller(obj),
-        ("", "Service") => core_kinds::validate_service(obj),
-        ("", "ConfigMap") => core_kinds::validate_config_map(obj),
-        ("", "Secret") => core_kinds::validate_secret(obj),
-        ("", "PersistentVolumeClaim") => core_kinds::validate_pvc(obj),
-        ("apps", "Deployment") => workloads::validate_deployment(obj),
-        ("apps", "ReplicaSet") => workloads::validate_replica_set(obj),
-        ("apps", "StatefulSet") => workloads::validate_stateful_set(obj),
-        ("apps", "DaemonSet") => workloads::validate_daemon_set(obj),
-        ("batch", "Job") => workloads::validate_job(obj),
-        ("batch", "CronJob") => workloads::validate_cron_job(obj),
-        _ => Vec::new(),
+pub fn validate_update(rules: &KindRules, old: &Value, new: &Value) -> Vec<Cause> {
+    let mut causes = validate_create(rules, new);
+    if let Some(immutable) = rules.validate_update {
+        causes.extend(immutable(old, new));
     }
+    causes
 }
 
 /// `obj[key]` as an object, if it is one.

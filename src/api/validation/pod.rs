@@ -25,6 +25,11 @@ pub fn validate_pod(obj: &Value) -> Vec<Cause> {
     validate_pod_spec(obj.get("spec").unwrap_or(&Value::Null), "spec")
 }
 
+/// A PodTemplate: its `template`.
+pub fn validate_pod_template(obj: &Value) -> Vec<Cause> {
+    validate_template(obj.get("template").unwrap_or(&Value::Null), "template")
+}
+
 /// `ValidatePodTemplateSpec` at `path` (e.g. "spec.template").
 pub fn validate_template(tmpl: &Value, path: &str) -> Vec<Cause> {
     validate_template_with(tmpl, path, &[])

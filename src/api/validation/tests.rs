@@ -1,6 +1,7 @@
 //! Table-driven checks of validate_create for metadata, workloads and the
 //! core kinds, on defaulted objects as the server would validate them.
 
+use crate::api::rules::by_kind;
 use serde_json::{json, Value};
 
 use super::validate_create;
@@ -9,8 +10,8 @@ use crate::api::status::{ApiError, Cause};
 
 /// Defaults, then validation, as the server runs them.
 pub(super) fn check(api_version: &str, kind: &str, mut obj: Value) -> Vec<Cause> {
-    apply_defaults(api_version, kind, &mut obj);
-    validate_create(api_version, kind, &obj)
+    apply_defaults(by_kind(api_version, kind), &mut obj);
+    validate_create(by_kind(api_version, kind), &obj)
 }
 
 /// "field: message" of each cause.

@@ -1,5 +1,6 @@
 //! Immutable fields on update.
 
+use crate::api::rules::by_kind;
 use serde_json::{json, Value};
 
 use super::tests::{deployment, lines};
@@ -8,9 +9,9 @@ use crate::api::defaulting::apply_defaults;
 
 fn update(api_version: &str, kind: &str, old: Value, new: Value) -> Vec<String> {
     let (mut old, mut new) = (old, new);
-    apply_defaults(api_version, kind, &mut old);
-    apply_defaults(api_version, kind, &mut new);
-    lines(&validate_update(api_version, kind, &old, &new))
+    apply_defaults(by_kind(api_version, kind), &mut old);
+    apply_defaults(by_kind(api_version, kind), &mut new);
+    lines(&validate_update(by_kind(api_version, kind), &old, &new))
 }
 
 fn pod() -> Value {
@@ -86,7 +87,7 @@ fn job_template_and_selector() {
     let job = json!({"metadata": {"name": "j", "uid": "u"}, "spec": {"template": {"spec": {
         "containers": [{"name": "j", "image": "busybox"}], "restartPolicy": "Never"}}}});
     let mut old = job.clone();
-    apply_defaults("batch/v1", "Job", &mut old);
+    apply_defaults(by_kind("batch/v1", "Job"), &mut old);
     let mut new = old.clone();
     new["spec"]["template"]["spec"]["containers"][0]["image"] = json!("busybox:1.36");
     new["spec"]["parallelism"] = json!(2);

@@ -14,30 +14,24 @@ const PVC_UPDATE_FORBIDDEN: &str = "spec is immutable after creation except reso
 const IMMUTABLE: &str = "field is immutable";
 const IMMUTABLE_WHEN_SET: &str = "field is immutable when `immutable` is set";
 
-pub fn validate_immutable(group: &str, kind: &str, old: &Value, new: &Value) -> Vec<Cause> {
-    match (group, kind) {
-        ("", "Pod") => pod_update(old, new),
-        ("", "Service") => service_update(old, new),
-        ("", "ConfigMap") => immutable_data(old, new, &["data", "binaryData"]),
-        ("", "Secret") => {
-            let mut out = Vec::new();
-            let (ot, nt) = (str_at(old, "type"), str_at(new, "type"));
-            if ot.unwrap_or("") != nt.unwrap_or("") {
-                out.push(causes::invalid(
-                    "type",
-                    &go_str(nt.unwrap_or("")),
-                    IMMUTABLE,
-                ));
-            }
-            out.extend(immutable_data(old, new, &["data"]));
-            out
-        }
-        ("", "PersistentVolumeClaim") => pvc_update(old, new),
-        ("apps", "Deployment" | "ReplicaSet" | "DaemonSet") => selector_update(old, new),
-        ("apps", "StatefulSet") => sts_update(old, new),
-        ("batch", "Job") => job_update(old, new),
-        _ => Vec::new(),
+/// ConfigMaps marked `immutable` keep their data.
+pub fn config_map_update(old: &Value, new: &Value) -> Vec<Cause> {
+    immutable_data(old, new, &["data", "binaryData"])
+}
+
+/// A Secret's type never changes; marked `immutable`, neither does its data.
+pub fn secret_update(old: &Value, new: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    let (ot, nt) = (str_at(old, "type"), str_at(new, "type"));
+    if ot.unwrap_or("") != nt.unwrap_or("") {
+        out.push(causes::invalid(
+            "type",
+            &go_str(nt.unwrap_or("")),
+            IMMUTABLE,
+        ));
     }
+    out.extend(immutable_data(old, new, &["data"]));
+    out
 }
 
 /// A copy without nulls, so that `"x": null` and a missing `x` compare equal
@@ -64,7 +58,7 @@ fn spec(v: &Value) -> &Value {
     v.get("spec").unwrap_or(&Value::Null)
 }
 
-fn pod_update(old: &Value, new: &Value) -> Vec<Cause> {
+pub fn pod_update(old: &Value, new: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     let (os, ns) = (spec(old), spec(new));
     let ad = "spec.activeDeadlineSeconds";
@@ -144,7 +138,7 @@ fn pod_update(old: &Value, new: &Value) -> Vec<Cause> {
     out
 }
 
-fn service_update(old: &Value, new: &Value) -> Vec<Cause> {
+pub fn service_update(old: &Value, new: &Value) -> Vec<Cause> {
     let (os, ns) = (spec(old), spec(new));
     let external = |s: &Value| str_at(s, "type") == Some("ExternalName");
     if external(os) || external(ns) {
@@ -218,7 +212,7 @@ fn selector_text(sel: Option<&Value>) -> String {
     format!("v1.LabelSelector{{MatchLabels:{ml}, MatchExpressions:{me}}}")
 }
 
-fn selector_update(old: &Value, new: &Value) -> Vec<Cause> {
+pub fn selector_update(old: &Value, new: &Value) -> Vec<Cause> {
     let (o, n) = (spec(old).get("selector"), spec(new).get("selector"));
     if same(o, n) {
         Vec::new()
@@ -240,7 +234,7 @@ fn spec_except(s: &Value, mutable: &[&str]) -> Value {
     normalized(&Value::Object(m))
 }
 
-fn sts_update(old: &Value, new: &Value) -> Vec<Cause> {
+pub fn sts_update(old: &Value, new: &Value) -> Vec<Cause> {
     let mutable = [
         "replicas",
         "template",
@@ -257,7 +251,7 @@ fn sts_update(old: &Value, new: &Value) -> Vec<Cause> {
     }
 }
 
-fn job_update(old: &Value, new: &Value) -> Vec<Cause> {
+pub fn job_update(old: &Value, new: &Value) -> Vec<Cause> {
     let mut out = Vec::new();
     let (os, ns) = (spec(old), spec(new));
     if !same(os.get("selector"), ns.get("selector")) {
@@ -286,7 +280,7 @@ fn job_update(old: &Value, new: &Value) -> Vec<Cause> {
     out
 }
 
-fn pvc_update(old: &Value, new: &Value) -> Vec<Cause> {
+pub fn pvc_update(old: &Value, new: &Value) -> Vec<Cause> {
     let (os, ns) = (spec(old), spec(new));
     let bound = old.pointer("/status/phase").and_then(Value::as_str) == Some("Bound");
     let mut mutable = vec!["volumeAttributesClassName"];

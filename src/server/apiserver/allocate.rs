@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::kinds::{Reallocation, Reservation};
 use super::registry::ResourceDef;
+use super::write::Write;
 use super::ApiState;
 use crate::api::status::ApiError;
 
@@ -37,14 +38,13 @@ pub fn on_update(def: &ResourceDef, old: &Value, new: &mut Value) -> Result<(), 
 
 /// Take what an update needs, for [`super::write::commit_update_from`].
 pub async fn reallocate(
-    state: &ApiState,
-    def: &ResourceDef,
+    w: Write<'_>,
     old: &Value,
     new: &mut Value,
-    dry_run: bool,
 ) -> Result<Reallocation, ApiError> {
-    def.strategy
-        .reallocate(&state.objects, old, new, dry_run)
+    w.def
+        .strategy
+        .reallocate(&w.state.objects, old, new, w.dry_run)
         .await
 }
 

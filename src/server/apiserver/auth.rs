@@ -69,7 +69,7 @@ impl<'a> Target<'a> {
                 let name = r.name.as_deref();
                 // A Namespace is addressed inside itself, as upstream's
                 // RequestInfo does it.
-                let namespace = if r.def.group.is_empty() && r.def.plural == "namespaces" {
+                let namespace = if r.def.strategy.is_namespace() {
                     name
                 } else {
                     r.namespace.as_deref()

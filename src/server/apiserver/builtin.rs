@@ -1,12 +1,13 @@
 //! The built-in kinds skiff serves, described as the real apiserver's
 //! discovery describes them (verbs, short names, categories, subresources).
 //! The order is discovery order, which is also the order `kubectl get all`
-//! queries the `all` category in. Each entry points at its kind's strategy
-//! and its table printer.
+//! queries the `all` category in. Each entry points at its kind's strategy,
+//! its defaulting and validation rules and its table printer.
 
 use super::kinds::{self, KindRef};
 use super::registry::{ResourceDef, SubresourceDef, ALL_VERBS};
 use super::table;
+use crate::api::rules;
 
 /// Kinds whose collection cannot be deleted in one call (namespaces and
 /// services have no `deletecollection` on a real apiserver).
@@ -161,6 +162,7 @@ const BASE: ResourceDef = ResourceDef {
     verbs: ALL_VERBS,
     subresources: &[],
     strategy: KindRef(&kinds::PLAIN),
+    rules: &rules::PLAIN,
     printer: None,
 };
 
@@ -171,6 +173,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "pods",
             singular: "pod",
             kind: "Pod",
+            rules: &rules::POD,
             short_names: &["po"],
             categories: ALL,
             subresources: POD_SUBRESOURCES,
@@ -182,6 +185,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "services",
             singular: "service",
             kind: "Service",
+            rules: &rules::SERVICE,
             short_names: &["svc"],
             categories: ALL,
             verbs: NO_COLLECTION_DELETE,
@@ -194,6 +198,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "endpoints",
             singular: "endpoints",
             kind: "Endpoints",
+            rules: &rules::ENDPOINTS,
             short_names: &["ep"],
             printer: Some(&table::core::ENDPOINTS),
             ..BASE
@@ -202,6 +207,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "namespaces",
             singular: "namespace",
             kind: "Namespace",
+            rules: &rules::NAMESPACE,
             namespaced: false,
             short_names: &["ns"],
             verbs: NO_COLLECTION_DELETE,
@@ -225,6 +231,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "configmaps",
             singular: "configmap",
             kind: "ConfigMap",
+            rules: &rules::CONFIG_MAP,
             short_names: &["cm"],
             printer: Some(&table::core::CONFIGMAPS),
             ..BASE
@@ -233,6 +240,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "secrets",
             singular: "secret",
             kind: "Secret",
+            rules: &rules::SECRET,
             strategy: KindRef(&kinds::core::SECRET),
             printer: Some(&table::core::SECRETS),
             ..BASE
@@ -259,6 +267,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "persistentvolumes",
             singular: "persistentvolume",
             kind: "PersistentVolume",
+            rules: &rules::PERSISTENT_VOLUME,
             namespaced: false,
             short_names: &["pv"],
             subresources: PV_SUBRESOURCES,
@@ -269,6 +278,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "persistentvolumeclaims",
             singular: "persistentvolumeclaim",
             kind: "PersistentVolumeClaim",
+            rules: &rules::PERSISTENT_VOLUME_CLAIM,
             short_names: &["pvc"],
             subresources: PVC_SUBRESOURCES,
             printer: Some(&table::volumes::PERSISTENTVOLUMECLAIMS),
@@ -280,6 +290,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "deployments",
             singular: "deployment",
             kind: "Deployment",
+            rules: &rules::DEPLOYMENT,
             short_names: &["deploy"],
             categories: ALL,
             subresources: DEPLOYMENT_SUBRESOURCES,
@@ -292,6 +303,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "replicasets",
             singular: "replicaset",
             kind: "ReplicaSet",
+            rules: &rules::REPLICA_SET,
             short_names: &["rs"],
             categories: ALL,
             subresources: REPLICASET_SUBRESOURCES,
@@ -304,6 +316,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "statefulsets",
             singular: "statefulset",
             kind: "StatefulSet",
+            rules: &rules::STATEFUL_SET,
             short_names: &["sts"],
             categories: ALL,
             subresources: STATEFULSET_SUBRESOURCES,
@@ -316,6 +329,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "daemonsets",
             singular: "daemonset",
             kind: "DaemonSet",
+            rules: &rules::DAEMON_SET,
             short_names: &["ds"],
             categories: ALL,
             subresources: DAEMONSET_SUBRESOURCES,
@@ -329,6 +343,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "jobs",
             singular: "job",
             kind: "Job",
+            rules: &rules::JOB,
             categories: ALL,
             subresources: JOB_SUBRESOURCES,
             strategy: KindRef(&kinds::workloads::JOB),
@@ -340,6 +355,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             plural: "cronjobs",
             singular: "cronjob",
             kind: "CronJob",
+            rules: &rules::CRON_JOB,
             short_names: &["cj"],
             categories: ALL,
             subresources: CRONJOB_SUBRESOURCES,
@@ -436,5 +452,26 @@ mod tests {
             Some(("autoscaling", "Scale"))
         );
         assert!(rs.iter().all(|r| r.plural != "replicationcontrollers"));
+    }
+
+    /// Each entry names the defaulting and validation of its own kind (the
+    /// tests of `api::defaulting` and `api::validation` look kinds up by
+    /// name), and exactly one entry is the namespace kind.
+    #[test]
+    fn rules_and_namespace_kind_are_wired() {
+        let rs = builtin_resources();
+        for r in &rs {
+            assert!(
+                std::ptr::eq(r.rules, rules::by_kind(&r.api_version(), r.kind)),
+                "rules of {}",
+                r.plural
+            );
+        }
+        let ns: Vec<&str> = rs
+            .iter()
+            .filter(|r| r.strategy.is_namespace())
+            .map(|r| r.plural)
+            .collect();
+        assert_eq!(ns, ["namespaces"]);
     }
 }

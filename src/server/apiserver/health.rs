@@ -4,7 +4,9 @@
 //!
 //! Liveness is only "the process serves": a full disk is not cured by a
 //! restart. Readiness (and the older healthz) also asks the store whether
-//! writes go through, so a node whose disk is full stops being ready.
+//! writes go through, so a node whose disk is full stops being ready, and
+//! whether each of the server's components has started its work
+//! (`poststarthook/skiff-<component>`, see `server::components`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -36,11 +38,41 @@ fn checks_of(endpoint: &str) -> &'static [&'static str] {
     }
 }
 
-pub async fn check(state: &ApiState, which: &'static str, q: &Query) -> Response {
-    let mut results: Vec<(&str, Result<(), String>)> = Vec::new();
-    for name in checks_of(which) {
-        results.push((name, run_check(state, which, name).await));
+/// What `/readyz` and `/healthz` ask.
+#[derive(Default)]
+pub struct Readiness {
+    pub store: ReadyProbe,
+    pub components: crate::server::components::Readiness,
+}
+
+/// The components' checks of `endpoint` (none for liveness: a component
+/// still starting is no reason to restart the process).
+fn component_checks(state: &ApiState, endpoint: &str) -> Vec<(String, Result<(), String>)> {
+    if endpoint == "livez" {
+        return Vec::new();
     }
+    let not_finished = |ready: bool| {
+        if ready {
+            Ok(())
+        } else {
+            Err("not finished".to_string())
+        }
+    };
+    state
+        .ready
+        .components
+        .checks()
+        .into_iter()
+        .map(|(name, ready)| (name, not_finished(ready)))
+        .collect()
+}
+
+pub async fn check(state: &ApiState, which: &'static str, q: &Query) -> Response {
+    let mut results: Vec<(String, Result<(), String>)> = Vec::new();
+    for name in checks_of(which) {
+        results.push((name.to_string(), run_check(state, which, name).await));
+    }
+    results.extend(component_checks(state, which));
     render(which, q.get("verbose").is_some(), &results)
 }
 
@@ -52,18 +84,30 @@ pub async fn check_one(
     check: &str,
 ) -> Result<Response, ApiError> {
     let name = if check == "etcd" { "store" } else { check };
-    let Some(name) = checks_of(endpoint).iter().find(|c| **c == name) else {
-        return Err(ApiError::new(
-            404,
-            "NotFound",
-            format!(
-                "{endpoint} has no check {:?}; it has: {}",
-                crate::api::status::truncate_echo(check, 64),
-                checks_of(endpoint).join(", ")
-            ),
-        ));
+    let components = component_checks(state, endpoint);
+    let result = match checks_of(endpoint).iter().find(|c| **c == name) {
+        Some(name) => run_check(state, endpoint, name).await,
+        None => match components.iter().find(|(c, _)| c == name) {
+            Some((_, result)) => result.clone(),
+            None => {
+                let all: Vec<&str> = checks_of(endpoint)
+                    .iter()
+                    .copied()
+                    .chain(components.iter().map(|(c, _)| c.as_str()))
+                    .collect();
+                return Err(ApiError::new(
+                    404,
+                    "NotFound",
+                    format!(
+                        "{endpoint} has no check {:?}; it has: {}",
+                        crate::api::status::truncate_echo(check, 64),
+                        all.join(", ")
+                    ),
+                ));
+            }
+        },
     };
-    Ok(match run_check(state, endpoint, name).await {
+    Ok(match result {
         Ok(()) => text_response(StatusCode::OK, "ok"),
         Err(e) => text_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -78,6 +122,7 @@ async fn run_check(state: &ApiState, endpoint: &str, name: &str) -> Result<(), S
     }
     state
         .ready
+        .store
         .probe(|| state.objects.store.ready())
         .await
         .map_err(|e| {
@@ -161,7 +206,7 @@ fn log_due() -> bool {
             .is_ok()
 }
 
-fn render(which: &str, verbose: bool, results: &[(&str, Result<(), String>)]) -> Response {
+fn render(which: &str, verbose: bool, results: &[(String, Result<(), String>)]) -> Response {
     let failed = results.iter().any(|(_, r)| r.is_err());
     if !failed && !verbose {
         return text_response(StatusCode::OK, "ok");
@@ -278,13 +323,16 @@ mod tests {
 
     #[tokio::test]
     async fn formats_like_the_apiserver() {
-        let ok = [("ping", Ok(())), ("store", Ok(()))];
+        let ok = [("ping".to_string(), Ok(())), ("store".to_string(), Ok(()))];
         assert_eq!(body(render("readyz", false, &ok)).await, (200, "ok".into()));
         assert_eq!(
             body(render("readyz", true, &ok)).await,
             (200, "[+]ping ok\n[+]store ok\nreadyz check passed\n".into())
         );
-        let bad = [("ping", Ok(())), ("store", Err("disk full".to_string()))];
+        let bad = [
+            ("ping".to_string(), Ok(())),
+            ("store".to_string(), Err("disk full".to_string())),
+        ];
         assert_eq!(
             body(render("readyz", false, &bad)).await,
             (

@@ -148,7 +148,7 @@ pub fn prepare_create(
     // Unknown fields got past fieldValidation only as warnings (or ignored):
     // like the typed decoder of the apiserver, never store them.
     crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut obj);
-    crate::api::defaulting::apply_defaults(&def.api_version(), def.kind, &mut obj);
+    crate::api::defaulting::apply_defaults(def.rules, &mut obj);
     Ok(obj)
 }
 
@@ -237,7 +237,7 @@ pub fn prepare_update(
     // mistaken for a spec change.
     let mut new = with_type_meta(def, new);
     crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut new);
-    crate::api::defaulting::apply_defaults(&def.api_version(), def.kind, &mut new);
+    crate::api::defaulting::apply_defaults(def.rules, &mut new);
     if def.strategy.tracks_generation() && old.get("spec") != new.get("spec") {
         let g = meta(old)
             .and_then(|m| m.get("generation"))

@@ -6,6 +6,10 @@
 //! authentication, authorization, admission, defaulting, validation and
 //! managedFields. Nothing outside this module calls the write, metadata or
 //! store internals (`write`, `metadata`, `object_store`) directly.
+//!
+//! A request is read once into a [`RequestCtx`] (identity, verb, dryRun,
+//! fieldManager); a request to a resource reaches its handler as one
+//! [`Call`], and a write's steps share one `write::Write` target.
 
 pub mod allocate;
 pub mod apply;
@@ -63,8 +67,9 @@ pub struct ApiState {
     pub auth: Authenticator,
     /// Requests and request-body bytes in progress.
     pub inflight: Inflight,
-    /// The store's readiness, probed once for concurrent health checks.
-    pub ready: health::ReadyProbe,
+    /// What `/readyz` asks: the store (probed once for concurrent health
+    /// checks) and the server's components.
+    pub ready: health::Readiness,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -73,12 +78,29 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// loopback client, erased once here so the handlers are not generic.
 type ReqBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// Who asks, once authenticated: what authorization decided on, and what
-/// admission and (later) audit see.
+/// Who asks and how, read from the request once: what authorization
+/// decided on, and what the write paths, admission and (later) audit see.
 pub struct RequestCtx {
     pub who: Identity,
     /// The authorizer's verb (`get`, `list`, `create`, …).
     pub verb: String,
+    /// `dryRun=All` on a write to a resource (never read on reads, which
+    /// ignore it as upstream does).
+    pub dry_run: bool,
+    /// The `fieldManager` parameter as given; each write checks it
+    /// (`apply::write_manager`, apply's own rule).
+    pub field_manager: Option<String>,
+}
+
+/// One request to a resource as its handlers see it: who asks and how,
+/// what it addresses, its query and its headers (the body goes separately,
+/// as it is read once).
+pub struct Call<'a> {
+    pub state: &'a Arc<ApiState>,
+    pub ctx: &'a RequestCtx,
+    pub r: &'a ResourceRef<'a>,
+    pub q: &'a Query,
+    pub headers: &'a http::HeaderMap,
 }
 
 /// Serve one request from any caller: `conn` is the identity its transport
@@ -208,7 +230,13 @@ async fn dispatch(
             let target = auth::Target::of(&parsed, &path_str);
             let verb = auth::verb(&method, &target, q.flag("watch")?);
             auth::authorize(&who, &verb, &target)?;
-            Some(RequestCtx { who, verb })
+            let writes = matches!(parsed, ApiPath::Resource(_)) && !read_only(&method);
+            Some(RequestCtx {
+                who,
+                verb,
+                dry_run: writes && q.dry_run()?,
+                field_manager: q.get("fieldManager").map(str::to_string),
+            })
         }
         None => None,
     };
@@ -218,7 +246,14 @@ async fn dispatch(
             let Some(ctx) = ctx else {
                 return Err(ApiError::unauthorized());
             };
-            resource(state, &ctx, r, &method, &q, &parts.headers, body).await
+            let call = Call {
+                state,
+                ctx: &ctx,
+                r: &r,
+                q: &q,
+                headers: &parts.headers,
+            };
+            resource(&call, &method, body).await
         }
         _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
         ApiPath::Version => Ok(discovery::version()),
@@ -252,14 +287,15 @@ fn verb_allowed(r: &ResourceRef<'_>, verb: &str) -> Result<(), ApiError> {
 
 /// Decode a create/update body and apply `fieldValidation` to it: a 400 for
 /// what the apiserver's decoder rejects, else the `Warning` headers to send.
-async fn object_body(
-    state: &ApiState,
-    r: &ResourceRef<'_>,
-    q: &Query,
-    headers: &http::HeaderMap,
-    body: ReqBody,
-) -> Result<(Value, Vec<String>), ApiError> {
+async fn object_body(call: &Call<'_>, body: ReqBody) -> Result<(Value, Vec<String>), ApiError> {
     use crate::api::fieldcheck;
+    let Call {
+        state,
+        r,
+        q,
+        headers,
+        ..
+    } = *call;
     let bytes = read_body(state, body).await?;
     let obj = decode_object(headers, &bytes)?;
     if r.subresource.is_some() {
@@ -281,15 +317,14 @@ async fn optional_body(state: &ApiState, body: ReqBody) -> Result<Option<Value>,
     negotiate::parse_json(&bytes).map(Some)
 }
 
-async fn resource(
-    state: &Arc<ApiState>,
-    ctx: &RequestCtx,
-    r: ResourceRef<'_>,
-    method: &Method,
-    q: &Query,
-    headers: &http::HeaderMap,
-    body: ReqBody,
-) -> Result<Response, ApiError> {
+async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Response, ApiError> {
+    let Call {
+        state,
+        ctx,
+        r,
+        q,
+        headers,
+    } = *call;
     tracing::trace!(user = %ctx.who.user, verb = %ctx.verb, resource = r.def.plural, "authorized");
     let as_table = wants_table(headers);
     if let Some(sub) = &r.subresource {
@@ -309,51 +344,53 @@ async fn resource(
     match (method.clone(), name.as_deref(), sub.as_deref()) {
         (Method::GET, None, None) => {
             if q.flag("watch")? {
-                verb_allowed(&r, "watch")?;
-                watch::watch(state, &r, q, as_table).await
+                verb_allowed(r, "watch")?;
+                watch::watch(state, r, q, as_table).await
             } else {
-                verb_allowed(&r, "list")?;
-                list::list(state, &r, q, as_table).await
+                verb_allowed(r, "list")?;
+                list::list(state, r, q, as_table).await
             }
         }
         (Method::GET, Some(n), None | Some("status")) => {
-            verb_allowed(&r, "get")?;
-            read::get(state, &r, n, q, as_table && sub.is_none()).await
+            verb_allowed(r, "get")?;
+            read::get(state, r, n, q, as_table && sub.is_none()).await
         }
-        (Method::GET, Some(n), Some("scale")) => patch::get_scale(state, &r, n).await,
+        (Method::GET, Some(n), Some("scale")) => patch::get_scale(state, r, n).await,
         (Method::POST, None, None) => {
-            verb_allowed(&r, "create")?;
-            let manager = apply::write_manager(q, headers, "CreateOptions")?;
-            let (obj, warnings) = object_body(state, &r, q, headers, body).await?;
-            let resp = write::create(state, &r, q, obj, &manager).await?;
+            verb_allowed(r, "create")?;
+            let manager = apply::write_manager(ctx, headers, "CreateOptions")?;
+            let (obj, warnings) = object_body(call, body).await?;
+            let resp = write::create(call, obj, &manager).await?;
             Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), None | Some("status") | Some("finalize")) => {
-            verb_allowed(&r, "update")?;
-            let manager = apply::write_manager(q, headers, "UpdateOptions")?;
-            let (obj, warnings) = object_body(state, &r, q, headers, body).await?;
-            let resp = write::update(state, &r, n, q, obj, &manager).await?;
+            verb_allowed(r, "update")?;
+            let manager = apply::write_manager(ctx, headers, "UpdateOptions")?;
+            let (obj, warnings) = object_body(call, body).await?;
+            let resp = write::update(call, n, obj, &manager).await?;
             Ok(patch::with_warnings(resp, &warnings))
         }
         (Method::PUT, Some(n), Some("scale")) => {
-            let manager = apply::write_manager(q, headers, "UpdateOptions")?;
-            let (obj, _) = object_body(state, &r, q, headers, body).await?;
-            patch::put_scale(state, &r, n, q, &obj, &manager).await
+            let manager = apply::write_manager(ctx, headers, "UpdateOptions")?;
+            let (obj, _) = object_body(call, body).await?;
+            patch::put_scale(call, n, &obj, &manager).await
         }
         (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
-            verb_allowed(&r, "patch")?;
+            verb_allowed(r, "patch")?;
             let bytes = read_body(state, body).await?;
-            patch::patch(state, &r, n, q, headers, &bytes).await
+            patch::patch(call, n, &bytes).await
         }
         (Method::DELETE, Some(n), None) => {
-            verb_allowed(&r, "delete")?;
-            let opts = optional_body(state, body).await?;
-            write::delete(state, &r, n, q, opts).await
+            verb_allowed(r, "delete")?;
+            let body = optional_body(state, body).await?;
+            let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
+            write::delete(state, r, n, &opts).await
         }
         (Method::DELETE, None, None) => {
-            verb_allowed(&r, "deletecollection")?;
-            let opts = optional_body(state, body).await?;
-            write::delete_collection(state, &r, q, opts).await
+            verb_allowed(r, "deletecollection")?;
+            let body = optional_body(state, body).await?;
+            let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
+            write::delete_collection(state, r, q, opts).await
         }
         (m, _, Some(s)) => Err(ApiError::method_not_supported(
             &format!("{}/{s}", r.def.plural),

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::metadata::meta_mut;
 use super::registry::ResourceDef;
 use crate::api::status::ApiError;
-use crate::server::store::{Backend, KeyValue, ListOptions, Revision, StoreError};
+use crate::server::store::{self, Backend, KeyValue, ListOptions, Revision};
 
 #[derive(Clone)]
 pub struct Objects {
@@ -26,29 +26,29 @@ pub struct Stored {
     pub rev: Revision,
 }
 
-pub fn store_error(def: &ResourceDef, name: &str, e: StoreError) -> ApiError {
+pub fn store_error(def: &ResourceDef, name: &str, e: store::Error) -> ApiError {
     match e {
-        StoreError::NotFound { .. } => ApiError::not_found(def.group, def.plural, name),
-        StoreError::AlreadyExists { .. } => ApiError::already_exists(def.group, def.plural, name),
-        StoreError::Conflict { .. } => ApiError::conflict(
+        store::Error::NotFound { .. } => ApiError::not_found(def.group, def.plural, name),
+        store::Error::AlreadyExists { .. } => ApiError::already_exists(def.group, def.plural, name),
+        store::Error::Conflict { .. } => ApiError::conflict(
             def.group,
             def.plural,
             name,
             "the object has been modified; please apply your changes to the latest version and try again",
         ),
-        StoreError::Compacted { requested, compacted } => ApiError::expired(format!(
+        store::Error::Compacted { requested, compacted } => ApiError::expired(format!(
             "too old resource version: {requested} ({compacted})"
         )),
-        StoreError::FutureRevision { requested, current } => {
+        store::Error::FutureRevision { requested, current } => {
             let mut e = ApiError::timeout(format!(
                 "Too large resource version: {requested}, current: {current}"
             ));
             e.retry_after_seconds = Some(1);
             e
         }
-        StoreError::WatcherLagged => ApiError::expired("the watch fell behind; watch again"),
-        StoreError::Closed => ApiError::service_unavailable("the server is shutting down"),
-        StoreError::Backend(msg) => {
+        store::Error::WatcherLagged => ApiError::expired("the watch fell behind; watch again"),
+        store::Error::Closed => ApiError::service_unavailable("the server is shutting down"),
+        store::Error::Backend(msg) => {
             tracing::error!(resource = def.plural, name, error = %msg, "storage error");
             ApiError::internal(format!("storage error: {msg}"))
         }
@@ -137,9 +137,22 @@ pub(super) fn encoded_len(v: &Value) -> usize {
     c.0
 }
 
-/// What a dry run would store: the same size check as a real write.
+/// What a dry run would store: the same size check as a real write,
+/// counted without building the text.
 pub fn check_dry_run(def: &ResourceDef, name: &str, obj: &Value) -> Result<(), ApiError> {
-    check_size(def, name, encode(obj)?.len())
+    check_size(def, name, stored_len(obj))
+}
+
+/// The length of [`encode`]'s output: the compact JSON less the
+/// `resourceVersion` entry it leaves out (and that entry's comma).
+fn stored_len(obj: &Value) -> usize {
+    let whole = encoded_len(obj);
+    let meta = obj.get("metadata").and_then(Value::as_object);
+    let Some((meta, rv)) = meta.and_then(|m| Some((m, m.get("resourceVersion")?))) else {
+        return whole;
+    };
+    let comma = usize::from(meta.len() > 1);
+    whole.saturating_sub("\"resourceVersion\":".len() + encoded_len(rv) + comma)
 }
 
 pub fn stamp(mut obj: Value, rev: Revision) -> Value {
@@ -249,7 +262,7 @@ impl Objects {
         &self,
         prefix: &str,
         opts: ListOptions,
-    ) -> Result<crate::server::store::ListResult, StoreError> {
+    ) -> Result<crate::server::store::ListResult, store::Error> {
         self.store.list(prefix, opts).await
     }
 }
@@ -257,6 +270,19 @@ impl Objects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_len_is_the_encoded_length() {
+        for obj in [
+            json!({"metadata": {"name": "a", "resourceVersion": "12", "labels": {"x": "é\""}}}),
+            json!({"metadata": {"resourceVersion": "12"}, "data": {"k": "v"}}),
+            json!({"metadata": {"name": "a"}}),
+            json!({"metadata": 3}),
+            json!({"kind": "ConfigMap"}),
+        ] {
+            assert_eq!(stored_len(&obj), encode(&obj).unwrap().len(), "{obj}");
+        }
+    }
     use crate::server::apiserver::registry::Registry;
 
     #[test]

@@ -10,8 +10,8 @@ use super::object_store::parse_rv;
 use super::path::ResourceRef;
 use super::query::Query;
 use super::registry::ResourceDef;
-use super::write::commit_update;
-use super::{allocate, ApiState};
+use super::write::{commit_update, Write};
+use super::{allocate, ApiState, Call};
 use crate::api::status::ApiError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,26 +153,26 @@ fn check_name(patched: &Value, name: &str, ns: Option<&str>) -> Result<(), ApiEr
     Ok(())
 }
 
-pub async fn patch(
-    state: &ApiState,
-    r: &ResourceRef<'_>,
-    name: &str,
-    q: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub async fn patch(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let Call {
+        state,
+        ctx,
+        r,
+        q,
+        headers,
+    } = *call;
     let def = r.def;
     if content_type(headers) == "application/apply-patch+yaml" {
-        return super::apply::apply(state, r, name, q, body).await;
+        return super::apply::apply(call, name, body).await;
     }
     let kind = patch_type(headers)?;
     super::apply::check_patch_options(q)?;
-    let manager = super::apply::write_manager(q, headers, "PatchOptions")?;
+    let manager = super::apply::write_manager(ctx, headers, "PatchOptions")?;
     let doc = parse_json(body)?;
-    let dry_run = q.dry_run()?;
     let ns = r.namespace.as_deref();
+    let w = Write::to(state, r, name, ctx.dry_run);
     if r.subresource.as_deref() == Some("scale") {
-        return patch_scale(state, r, name, kind, &doc, dry_run, &manager).await;
+        return patch_scale(w, kind, &doc, &manager).await;
     }
     let mut warnings: Vec<String> = Vec::new();
     for _ in 0..16 {
@@ -198,11 +198,7 @@ pub async fn patch(
         let sub = r.subresource.as_deref();
         super::apply::record_update(Some(&cur.obj), &mut new, &manager, sub, &now);
         // None: lost a race with another writer; patch the newer version.
-        if let Some(resp) = super::write::write_unless_unchanged(
-            state, def, ns, name, &cur, &new, dry_run, &warnings,
-        )
-        .await?
-        {
+        if let Some(resp) = super::write::write_unless_unchanged(w, &cur, &new, &warnings).await? {
             return Ok(resp);
         }
     }
@@ -308,37 +304,32 @@ pub async fn get_scale(
 }
 
 pub async fn put_scale(
-    state: &ApiState,
-    r: &ResourceRef<'_>,
+    call: &Call<'_>,
     name: &str,
-    q: &Query,
     body: &Value,
     manager: &str,
 ) -> Result<Response, ApiError> {
+    let Call { state, ctx, r, .. } = *call;
     let def = r.def;
     let ns = r.namespace.as_deref();
     let replicas = replicas_from_scale(body, name, def)?;
     let precondition = parse_rv(meta_str(body, "resourceVersion"))?;
-    let dry_run = q.dry_run()?;
     let cur = state.objects.must_get(def, ns, name).await?;
     if precondition.is_some_and(|rv| rv != cur.rev) {
         return Err(conflict(def, name));
     }
-    let out = set_replicas(state, def, ns, name, &cur, replicas, dry_run, manager).await?;
+    let w = Write::to(state, r, name, ctx.dry_run);
+    let out = set_replicas(w, &cur, replicas, manager).await?;
     Ok(json_response(StatusCode::OK, &scale_of(def, &out)))
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn set_replicas(
-    state: &ApiState,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    name: &str,
+    w: Write<'_>,
     cur: &super::object_store::Stored,
     replicas: i64,
-    dry_run: bool,
     manager: &str,
 ) -> Result<Value, ApiError> {
+    let (def, name) = (w.def, w.name);
     let mut new = cur.obj.clone();
     if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
         spec.insert("replicas".into(), json!(replicas));
@@ -347,25 +338,21 @@ async fn set_replicas(
     super::write::check_valid(def, Some(&cur.obj), &new, name)?;
     let now = super::metadata::now_rfc3339();
     super::apply::record_update(Some(&cur.obj), &mut new, manager, Some("scale"), &now);
-    commit_update(state, def, ns, name, &new, cur.rev, dry_run).await
+    commit_update(w, &new, cur.rev).await
 }
 
 async fn patch_scale(
-    state: &ApiState,
-    r: &ResourceRef<'_>,
-    name: &str,
+    w: Write<'_>,
     kind: PatchType,
     doc: &Value,
-    dry_run: bool,
     manager: &str,
 ) -> Result<Response, ApiError> {
-    let def = r.def;
-    let ns = r.namespace.as_deref();
+    let Write { def, ns, name, .. } = w;
     for _ in 0..16 {
-        let cur = state.objects.must_get(def, ns, name).await?;
+        let cur = w.state.objects.must_get(def, ns, name).await?;
         let scale = apply_patch(kind, &scale_of(def, &cur.obj), doc, name)?;
         let replicas = replicas_from_scale(&scale, name, def)?;
-        match set_replicas(state, def, ns, name, &cur, replicas, dry_run, manager).await {
+        match set_replicas(w, &cur, replicas, manager).await {
             Ok(out) => return Ok(json_response(StatusCode::OK, &scale_of(def, &out))),
             Err(e) if e.is_conflict() => continue,
             Err(e) => return Err(e),

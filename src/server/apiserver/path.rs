@@ -81,7 +81,9 @@ pub fn parse<'r>(registry: &'r Registry, path: &str) -> ApiPath<'r> {
         ["healthz"] => return ApiPath::Healthz("healthz"),
         ["readyz"] => return ApiPath::Healthz("readyz"),
         ["livez"] => return ApiPath::Healthz("livez"),
-        [endpoint @ ("healthz" | "readyz" | "livez"), check] => {
+        [endpoint @ ("healthz" | "readyz" | "livez"), check @ ..]
+            if matches!(check, [_] | ["poststarthook", _]) =>
+        {
             let endpoint = match *endpoint {
                 "healthz" => "healthz",
                 "readyz" => "readyz",
@@ -89,7 +91,7 @@ pub fn parse<'r>(registry: &'r Registry, path: &str) -> ApiPath<'r> {
             };
             return ApiPath::HealthCheck {
                 endpoint,
-                check: check.to_string(),
+                check: check.join("/"),
             };
         }
         ["api"] => return ApiPath::CoreVersions,

@@ -1,9 +1,11 @@
 //! The resource registry: each built-in kind described once. Handlers,
 //! discovery, tables and field selectors are generic over these entries;
-//! what a kind does differently is its strategy (`kinds`).
+//! what a kind does differently is its strategy (`kinds`) and its
+//! defaulting and validation rules (`crate::api::rules`).
 
 use super::kinds::KindRef;
 use super::table::Printer;
+use crate::api::rules::KindRules;
 
 /// A subresource such as `pods/status` or `deployments/scale`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -37,6 +39,8 @@ pub struct ResourceDef {
     pub subresources: &'static [SubresourceDef],
     /// What the kind does beyond storing JSON (see `kinds`).
     pub strategy: KindRef,
+    /// Its defaulting and validation (`crate::api::rules`).
+    pub rules: &'static KindRules,
     /// Its Table columns and cells; `None`: the default table.
     pub printer: Option<&'static Printer>,
 }
@@ -125,6 +129,11 @@ impl Registry {
         self.resources
             .iter()
             .find(|r| r.group == group && r.version == version && r.plural == plural)
+    }
+
+    /// The kind of namespaces themselves (its strategy says so).
+    pub fn namespaces(&self) -> Option<&ResourceDef> {
+        self.resources.iter().find(|r| r.strategy.is_namespace())
     }
 
     /// Group/versions in first-seen order, each with its resources.

@@ -23,7 +23,7 @@ use super::query::{Continue, Query};
 use super::read::Filter;
 use super::registry::ResourceDef;
 use crate::api::status::{ApiError, Cause};
-use crate::server::store::{ListOptions, StoreError};
+use crate::server::store::{self, ListOptions};
 
 /// How long a read from a resourceVersion the store has not reached waits
 /// for it, as upstream's watch cache does, before answering 504.
@@ -243,7 +243,7 @@ pub async fn scan_page(
             )
             .await
             .map_err(|e| match e {
-                StoreError::Compacted { .. } if q.get("continue").is_some() => ApiError::expired(
+                store::Error::Compacted { .. } if q.get("continue").is_some() => ApiError::expired(
                     "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
                 ),
                 other => store_error(def, "", other),

@@ -23,7 +23,7 @@ use super::registry::ResourceDef;
 use super::scan::{scan_page, wait_fresh, Held, ScanSink};
 use super::{table, ApiState};
 use crate::api::status::ApiError;
-use crate::server::store::{EventKind, StoreError};
+use crate::server::store::{self, EventKind};
 
 /// How often an idle watch that allows bookmarks gets one.
 const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
@@ -214,7 +214,7 @@ impl Watch {
         let prefix = self.def.namespace_prefix(self.namespace.as_deref());
         let events = match self.objects.store.watch(&prefix, after).await {
             Ok(events) => events,
-            Err(StoreError::Compacted {
+            Err(store::Error::Compacted {
                 requested,
                 compacted,
             }) => {
@@ -252,7 +252,7 @@ impl Watch {
                 ev = events.recv() => {
                     let ev = match ev {
                         Some(Ok(ev)) => ev,
-                        Some(Err(StoreError::Compacted { requested, compacted })) => {
+                        Some(Err(store::Error::Compacted { requested, compacted })) => {
                             let e = ApiError::expired(format!("too old resource version: {requested} ({compacted})"));
                             return self.fail(&e).await;
                         }

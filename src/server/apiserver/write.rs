@@ -15,13 +15,13 @@ use super::query::Query;
 use super::read::Filter;
 use super::registry::ResourceDef;
 use super::scan::{scan_page, Held, ScanSink};
-use super::{allocate, ApiState};
+use super::{allocate, ApiState, Call};
 use crate::api::status::{success_status, ApiError};
 
 fn ns_def(state: &ApiState) -> Result<&ResourceDef, ApiError> {
     state
         .registry
-        .find("", "v1", "namespaces")
+        .namespaces()
         .ok_or_else(|| ApiError::internal("namespaces are not registered"))
 }
 
@@ -39,7 +39,7 @@ pub(super) async fn check_namespace(
     let nsdef = ns_def(state)?;
     let stored = state.objects.get(nsdef, None, ns).await?;
     match stored {
-        None => Err(ApiError::not_found("", "namespaces", ns)),
+        None => Err(ApiError::not_found(nsdef.group, nsdef.plural, ns)),
         Some(s) if metadata::meta(&s.obj).is_some_and(|m| m.contains_key("deletionTimestamp")) => {
             Err(ApiError::forbidden(format!(
                 "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
@@ -50,15 +50,34 @@ pub(super) async fn check_namespace(
     }
 }
 
-pub async fn create(
-    state: &ApiState,
-    r: &ResourceRef<'_>,
-    q: &Query,
-    body: Value,
-    manager: &str,
-) -> Result<Response, ApiError> {
+/// The object a write addresses, and whether it is only tried (a dry
+/// run): what every step of a write needs, passed as one.
+#[derive(Clone, Copy)]
+pub struct Write<'a> {
+    pub state: &'a ApiState,
+    pub def: &'a ResourceDef,
+    pub ns: Option<&'a str>,
+    pub name: &'a str,
+    pub dry_run: bool,
+}
+
+impl<'a> Write<'a> {
+    /// A write of object `name` of the resource (and namespace) `r` names.
+    pub fn to(state: &'a ApiState, r: &'a ResourceRef<'_>, name: &'a str, dry_run: bool) -> Self {
+        Write {
+            state,
+            def: r.def,
+            ns: r.namespace.as_deref(),
+            name,
+            dry_run,
+        }
+    }
+}
+
+pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Response, ApiError> {
+    let Call { state, ctx, r, .. } = *call;
     let def = r.def;
-    let dry_run = q.dry_run()?;
+    let dry_run = ctx.dry_run;
     let ns = if def.namespaced {
         Some(r.namespace.clone().unwrap_or_else(|| "default".into()))
     } else {
@@ -69,7 +88,14 @@ pub async fn create(
     check_valid(def, None, &obj, &name)?;
     super::object_store::check_size_early(def, &name, &obj)?;
     let reserved = allocate::reserve(state, def, &mut obj, dry_run).await?;
-    let res = store_new(state, def, ns.as_deref(), &name, obj, dry_run, manager).await;
+    let w = Write {
+        state,
+        def,
+        ns: ns.as_deref(),
+        name: &name,
+        dry_run,
+    };
+    let res = store_new(w, obj, manager).await;
     if res.is_err() {
         reserved.release(&state.objects).await;
     }
@@ -77,29 +103,26 @@ pub async fn create(
 }
 
 /// The rest of a create, once what the object needs is reserved.
-#[allow(clippy::too_many_arguments)]
-async fn store_new(
-    state: &ApiState,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    name: &str,
-    mut obj: Value,
-    dry_run: bool,
-    manager: &str,
-) -> Result<Response, ApiError> {
-    let name = name.to_string();
+async fn store_new(w: Write<'_>, mut obj: Value, manager: &str) -> Result<Response, ApiError> {
+    let Write {
+        state,
+        def,
+        ns,
+        name,
+        dry_run,
+    } = w;
     super::apply::record_update(None, &mut obj, manager, None, &metadata::now_rfc3339());
     if let Some(ns) = ns {
-        check_namespace(state, def, ns, &name).await?;
+        check_namespace(state, def, ns, name).await?;
     }
     if dry_run {
-        if state.objects.get(def, ns, &name).await?.is_some() {
-            return Err(ApiError::already_exists(def.group, def.plural, &name));
+        if state.objects.get(def, ns, name).await?.is_some() {
+            return Err(ApiError::already_exists(def.group, def.plural, name));
         }
-        super::object_store::check_dry_run(def, &name, &obj)?;
+        super::object_store::check_dry_run(def, name, &obj)?;
         return Ok(json_response(StatusCode::CREATED, &obj));
     }
-    let created = state.objects.create(def, ns, &name, &obj).await?;
+    let created = state.objects.create(def, ns, name, &obj).await?;
     tracing::debug!(resource = def.plural, namespace = ?ns, name, "created");
     Ok(json_response(StatusCode::CREATED, &created))
 }
@@ -112,10 +135,9 @@ pub fn check_valid(
     new: &Value,
     name: &str,
 ) -> Result<(), ApiError> {
-    let av = def.api_version();
     let causes = match old {
-        None => crate::api::validation::validate_create(&av, def.kind, new),
-        Some(old) => crate::api::validation::validate_update(&av, def.kind, old, new),
+        None => crate::api::validation::validate_create(def.rules, new),
+        Some(old) => crate::api::validation::validate_update(def.rules, old, new),
     };
     if causes.is_empty() {
         Ok(())
@@ -142,15 +164,10 @@ pub fn unchanged(cur: &Value, new: &Value) -> bool {
 /// stored object as it is, otherwise the update is written at the revision
 /// that was read. `Ok(None)`: another writer got there first (409 Conflict),
 /// so the caller reads the newer version and tries again.
-#[allow(clippy::too_many_arguments)]
 pub async fn write_unless_unchanged(
-    state: &ApiState,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    name: &str,
+    w: Write<'_>,
     cur: &Stored,
     new: &Value,
-    dry_run: bool,
     warnings: &[String],
 ) -> Result<Option<Response>, ApiError> {
     let ok =
@@ -158,7 +175,7 @@ pub async fn write_unless_unchanged(
     if unchanged(&cur.obj, new) {
         return Ok(Some(ok(&cur.obj)));
     }
-    match commit_update_from(state, def, ns, name, cur, new.clone(), dry_run).await {
+    match commit_update_from(w, cur, new.clone()).await {
         Ok(out) => Ok(Some(ok(&out))),
         Err(e) if e.is_conflict() => Ok(None),
         Err(e) => Err(e),
@@ -169,22 +186,18 @@ pub async fn write_unless_unchanged(
 /// needs from shared ranges first (given back if the write fails) and
 /// giving back what it no longer holds once written.
 pub async fn commit_update_from(
-    state: &ApiState,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    name: &str,
+    w: Write<'_>,
     cur: &Stored,
     mut new: Value,
-    dry_run: bool,
 ) -> Result<Value, ApiError> {
-    let re = allocate::reallocate(state, def, &cur.obj, &mut new, dry_run).await?;
-    match commit_update(state, def, ns, name, &new, cur.rev, dry_run).await {
+    let re = allocate::reallocate(w, &cur.obj, &mut new).await?;
+    match commit_update(w, &new, cur.rev).await {
         Ok(out) => {
-            re.freed.release(&state.objects).await;
+            re.freed.release(&w.state.objects).await;
             Ok(out)
         }
         Err(e) => {
-            re.taken.release(&state.objects).await;
+            re.taken.release(&w.state.objects).await;
             Err(e)
         }
     }
@@ -192,15 +205,14 @@ pub async fn commit_update_from(
 
 /// Store an updated object, or remove it when it was marked for deletion and
 /// its last finalizer just went.
-pub async fn commit_update(
-    state: &ApiState,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    name: &str,
-    new: &Value,
-    expected: i64,
-    dry_run: bool,
-) -> Result<Value, ApiError> {
+pub async fn commit_update(w: Write<'_>, new: &Value, expected: i64) -> Result<Value, ApiError> {
+    let Write {
+        state,
+        def,
+        ns,
+        name,
+        dry_run,
+    } = w;
     if dry_run {
         super::object_store::check_dry_run(def, name, new)?;
         return Ok(super::object_store::stamp(new.clone(), expected));
@@ -214,16 +226,15 @@ pub async fn commit_update(
 }
 
 pub async fn update(
-    state: &ApiState,
-    r: &ResourceRef<'_>,
+    call: &Call<'_>,
     name: &str,
-    q: &Query,
     body: Value,
     manager: &str,
 ) -> Result<Response, ApiError> {
+    let Call { state, ctx, r, .. } = *call;
     let def = r.def;
     let ns = r.namespace.as_deref();
-    let dry_run = q.dry_run()?;
+    let dry_run = ctx.dry_run;
     let sub = r.subresource.as_deref();
     let precondition = parse_rv(meta_str(&body, "resourceVersion"))?;
     let cur = state.objects.must_get(def, ns, name).await?;
@@ -259,7 +270,7 @@ pub async fn update(
     if unchanged(&cur.obj, &new) {
         return Ok(json_response(StatusCode::OK, &cur.obj));
     }
-    let out = commit_update_from(state, def, ns, name, &cur, new, dry_run).await?;
+    let out = commit_update_from(Write::to(state, r, name, dry_run), &cur, new).await?;
     Ok(json_response(StatusCode::OK, &out))
 }
 
@@ -291,11 +302,16 @@ pub struct DeleteOptions {
 }
 
 impl DeleteOptions {
-    pub fn parse(q: &Query, body: Option<&Value>) -> Result<DeleteOptions, ApiError> {
+    /// `dry_run`: the request's (`RequestCtx`); the body can also ask.
+    pub fn parse(
+        q: &Query,
+        dry_run: bool,
+        body: Option<&Value>,
+    ) -> Result<DeleteOptions, ApiError> {
         let mut o = DeleteOptions {
             propagation: q.get("propagationPolicy").map(str::to_string),
             grace_seconds: q.int("gracePeriodSeconds")?,
-            dry_run: q.dry_run()?,
+            dry_run,
             ..Default::default()
         };
         if let Some(b) = body {
@@ -448,13 +464,11 @@ pub async fn delete(
     state: &ApiState,
     r: &ResourceRef<'_>,
     name: &str,
-    q: &Query,
-    body: Option<Value>,
+    opts: &DeleteOptions,
 ) -> Result<Response, ApiError> {
     let def = r.def;
-    let opts = DeleteOptions::parse(q, body.as_ref())?;
     def.strategy.check_delete(name)?;
-    let out = delete_one(state, def, r.namespace.as_deref(), name, &opts).await?;
+    let out = delete_one(state, def, r.namespace.as_deref(), name, opts).await?;
     let still_there = metadata::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
     if def.strategy.returns_deleted_object() || still_there {
         let code = if still_there && !opts.dry_run {
@@ -482,10 +496,9 @@ pub async fn delete_collection(
     state: &Arc<ApiState>,
     r: &ResourceRef<'_>,
     q: &Query,
-    body: Option<Value>,
+    opts: DeleteOptions,
 ) -> Result<Response, ApiError> {
     let def = r.def;
-    let opts = DeleteOptions::parse(q, body.as_ref())?;
     let filter = Filter::from_query(def, q)?;
     // Only the names are kept: the objects are read again as each one is
     // deleted, and sent as they go, so neither side of a collection of any

@@ -132,7 +132,7 @@ impl Event {
 #[derive(Clone, Debug, Default)]
 pub struct ListOptions {
     /// Read as of this revision (None: the latest). A compacted revision
-    /// gives [`StoreError::Compacted`]; a future one [`StoreError::FutureRevision`].
+    /// gives [`Error::Compacted`]; a future one [`Error::FutureRevision`].
     pub revision: Option<Revision>,
     /// Only keys strictly greater than this (for continue tokens).
     pub start_after: Option<String>,
@@ -155,7 +155,7 @@ pub struct ListResult {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub enum Error {
     #[error("key {key} not found")]
     NotFound { key: String },
     #[error("key {key} already exists")]
@@ -184,7 +184,7 @@ pub enum StoreError {
     Backend(String),
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A stream of watch events in revision order. An `Err` item is the last
 /// one: the watch has ended (lagged, compacted, closed) and must be re-made.

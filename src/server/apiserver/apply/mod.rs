@@ -37,8 +37,8 @@ use super::object_store::parse_rv;
 use super::patch::with_warnings;
 use super::path::ResourceRef;
 use super::query::Query;
-use super::write::{check_namespace, write_unless_unchanged};
-use super::{allocate, ApiState};
+use super::write::{check_namespace, write_unless_unchanged, Write};
+use super::{allocate, Call, RequestCtx};
 use crate::api::status::{ApiError, Cause};
 use crate::api::strategic::schema::Ty;
 
@@ -378,8 +378,8 @@ pub fn server_side_apply(
 /// `fieldManager` checks shared by create, update and patch: at most 128
 /// printable characters. `options` names the options kind in the error
 /// (`CreateOptions`, `UpdateOptions`, `PatchOptions`).
-pub fn check_field_manager(q: &Query, options: &str) -> Result<(), ApiError> {
-    let Some(m) = q.get("fieldManager") else {
+pub fn check_field_manager(field_manager: Option<&str>, options: &str) -> Result<(), ApiError> {
+    let Some(m) = field_manager else {
         return Ok(());
     };
     let mut causes = Vec::new();
@@ -409,12 +409,17 @@ pub fn check_field_manager(q: &Query, options: &str) -> Result<(), ApiError> {
 
 /// The manager a write is recorded under (see [`manager_name`]), after
 /// [`check_field_manager`].
-pub fn write_manager(q: &Query, headers: &HeaderMap, options: &str) -> Result<String, ApiError> {
-    check_field_manager(q, options)?;
+pub fn write_manager(
+    ctx: &RequestCtx,
+    headers: &HeaderMap,
+    options: &str,
+) -> Result<String, ApiError> {
+    let field_manager = ctx.field_manager.as_deref();
+    check_field_manager(field_manager, options)?;
     let ua = headers
         .get(http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok());
-    Ok(manager_name(q.get("fieldManager"), ua))
+    Ok(manager_name(field_manager, ua))
 }
 
 /// Options checks of a non-apply PATCH: `force` belongs to apply only.
@@ -488,13 +493,10 @@ fn check_applied(r: &ResourceRef<'_>, name: &str, applied: &Value) -> Result<(),
 
 /// `PATCH` with `application/apply-patch+yaml`: apply, creating the object
 /// (201) if it does not exist.
-pub async fn apply(
-    state: &ApiState,
-    r: &ResourceRef<'_>,
-    name: &str,
-    q: &Query,
-    body: &[u8],
-) -> Result<Response, ApiError> {
+pub async fn apply(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response, ApiError> {
+    let Call {
+        state, ctx, r, q, ..
+    } = *call;
     let def = r.def;
     if r.subresource.is_some() {
         return Err(ApiError::new(
@@ -503,8 +505,8 @@ pub async fn apply(
             "server-side apply is supported on the main resource only",
         ));
     }
-    check_field_manager(q, "PatchOptions")?;
-    let manager = match q.get("fieldManager") {
+    check_field_manager(ctx.field_manager.as_deref(), "PatchOptions")?;
+    let manager = match ctx.field_manager.as_deref() {
         Some(m) if !m.is_empty() => m.to_string(),
         _ => {
             return Err(ApiError::invalid(
@@ -520,7 +522,7 @@ pub async fn apply(
         }
     };
     let force = q.flag("force")?;
-    let dry_run = q.dry_run()?;
+    let dry_run = ctx.dry_run;
     let mut applied = parse_yaml(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {}", e.message)))?;
     check_applied(r, name, &applied)?;
@@ -579,7 +581,8 @@ pub async fn apply(
         let mut new = prepare_update(def, &cur.obj, merged, None)?;
         allocate::on_update(def, &cur.obj, &mut new)?;
         super::write::check_valid(def, Some(&cur.obj), &new, name)?;
-        match write_unless_unchanged(state, def, ns, name, &cur, &new, dry_run, &warnings).await? {
+        let w = Write::to(state, r, name, dry_run);
+        match write_unless_unchanged(w, &cur, &new, &warnings).await? {
             Some(resp) => return Ok(resp),
             // Lost a race: apply to the newer version, unless the client
             // named the version it meant.

@@ -379,12 +379,62 @@ fn manager_names() {
         "kubectl"
     );
     assert_eq!(manager_name(Some(""), None), "unknown");
-    let q = Query::parse(Some(&format!("fieldManager={}", "a".repeat(129)))).unwrap();
-    let e = check_field_manager(&q, "PatchOptions").unwrap_err();
+    let e = check_field_manager(Some(&"a".repeat(129)), "PatchOptions").unwrap_err();
     assert_eq!(e.code, 422);
     assert!(
         e.message.contains("fieldManager: Too long"),
         "{}",
         e.message
+    );
+}
+
+/// A pod's `nodeSelector` is `+mapType=atomic` upstream: one manager owns
+/// it whole, so another applying a different selector conflicts instead of
+/// merging keys into it (it merged while the shapes were hand-written).
+#[test]
+fn atomic_maps_are_owned_whole() {
+    let with_selector = |sel: Value| {
+        let mut d = deploy(2, "nginx:1.27");
+        d["spec"]["template"]["spec"]["nodeSelector"] = sel;
+        d
+    };
+    let live = server_side_apply(
+        None,
+        &with_selector(json!({"disk": "ssd"})),
+        "kubectl",
+        false,
+        T0,
+    )
+    .unwrap();
+    let err = server_side_apply(
+        Some(&live),
+        &with_selector(json!({"zone": "a"})),
+        "other",
+        false,
+        T1,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        ApplyError::Conflicts(vec![Conflict {
+            manager: "\"kubectl\"".into(),
+            field: ".spec.template.spec.nodeSelector".into()
+        }])
+    );
+    let out = server_side_apply(
+        Some(&live),
+        &with_selector(json!({"zone": "a"})),
+        "other",
+        true,
+        T1,
+    )
+    .unwrap();
+    assert_eq!(
+        out["spec"]["template"]["spec"]["nodeSelector"],
+        json!({"zone": "a"})
+    );
+    assert_eq!(
+        entry(&out, "other")["fieldsV1"]["f:spec"]["f:template"]["f:spec"]["f:nodeSelector"],
+        json!({})
     );
 }

@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::api::status::ApiError;
 use crate::server::apiserver::object_store::Objects;
-use crate::server::store::{ListOptions, StoreError};
+use crate::server::store::{self, ListOptions};
 
 /// How often a swap lost to other writers is retried before giving up:
 /// each round one writer wins, so this bounds waiting behind that many
@@ -141,9 +141,9 @@ fn corrupt(range: &Range, why: impl std::fmt::Display) -> ApiError {
     ))
 }
 
-fn store_err(range: &Range, e: StoreError) -> ApiError {
+pub(super) fn store_err(range: &Range, e: store::Error) -> ApiError {
     match e {
-        StoreError::Closed => ApiError::service_unavailable("the server is shutting down"),
+        store::Error::Closed => ApiError::service_unavailable("the server is shutting down"),
         e => {
             tracing::error!(key = range.key, error = %e, "range allocation storage error");
             ApiError::internal(format!("storage error on {}: {e}", range.key))
@@ -151,7 +151,7 @@ fn store_err(range: &Range, e: StoreError) -> ApiError {
     }
 }
 
-fn decode(range: &Range, value: &[u8]) -> Result<Bitmap, ApiError> {
+pub(super) fn decode(range: &Range, value: &[u8]) -> Result<Bitmap, ApiError> {
     let v: Value = serde_json::from_slice(value).map_err(|e| corrupt(range, e))?;
     let data = v
         .get("data")
@@ -164,7 +164,7 @@ fn decode(range: &Range, value: &[u8]) -> Result<Bitmap, ApiError> {
     Ok(Bitmap(bytes))
 }
 
-fn encode(range: &Range, bitmap: &Bitmap) -> Bytes {
+pub(super) fn encode(range: &Range, bitmap: &Bitmap) -> Bytes {
     let v = json!({
         "kind": "RangeAllocation",
         "apiVersion": "v1",
@@ -202,7 +202,7 @@ async fn read(objects: &Objects, range: &Range) -> Result<(Bitmap, Option<i64>),
 
 /// Write `bitmap` if the record is still at `rev`: false when another
 /// writer got there first.
-async fn swap(
+pub(super) async fn swap(
     objects: &Objects,
     range: &Range,
     bitmap: &Bitmap,
@@ -215,7 +215,7 @@ async fn swap(
     };
     match res {
         Ok(_) => Ok(true),
-        Err(StoreError::Conflict { .. } | StoreError::AlreadyExists { .. }) => Ok(false),
+        Err(store::Error::Conflict { .. } | store::Error::AlreadyExists { .. }) => Ok(false),
         Err(e) => Err(store_err(range, e)),
     }
 }

@@ -5,6 +5,8 @@
 //! it differs from [`Plain`], one file here.
 //!
 //! - `alloc`: ranges handed out by compare-and-swap (cluster IPs, node ports).
+//! - `repair`: the ranges reconciled with their holders, at start-up and
+//!   periodically (leaked and unmarked members).
 //! - `service`: allocation on create and update, release on delete,
 //!   clusterIP immutable.
 //! - `pod`: starts Pending, graceful delete for pods on a node, field labels.
@@ -17,6 +19,7 @@ pub mod alloc;
 pub mod core;
 pub mod namespace;
 pub mod pod;
+pub mod repair;
 pub mod service;
 pub mod workloads;
 
@@ -120,6 +123,12 @@ pub trait Strategy: Send + Sync {
         Box::pin(async { Ok(Reallocation::default()) })
     }
 
+    /// The ranges objects of this kind hold members of (repaired against
+    /// the stored objects by `repair`).
+    fn ranges(&self) -> &'static [&'static alloc::Range] {
+        &[]
+    }
+
     /// Give back what a deleted object held.
     fn release<'a>(&'a self, _objects: &'a Objects, _obj: &'a Value) -> BoxFuture<'a, ()> {
         Box::pin(async {})
@@ -149,6 +158,12 @@ pub trait Strategy: Send + Sync {
 
     /// Whether DELETE answers with the object rather than a Status.
     fn returns_deleted_object(&self) -> bool {
+        false
+    }
+
+    /// True for the kind of namespaces themselves: a Namespace is addressed
+    /// inside itself, and new namespaced objects need one to exist.
+    fn is_namespace(&self) -> bool {
         false
     }
 

@@ -15,6 +15,10 @@ pub static NAMESPACE: Namespace = Namespace;
 const IMMORTAL: [&str; 3] = ["default", "kube-system", "kube-public"];
 
 impl Strategy for Namespace {
+    fn is_namespace(&self) -> bool {
+        true
+    }
+
     fn status_on_create(&self, obj: &mut Map<String, Value>) {
         obj.insert("status".into(), json!({"phase": "Active"}));
     }

@@ -94,6 +94,11 @@ fn alloc_error(e: AllocError, full: &str, taken: impl FnOnce(usize, u32) -> ApiE
 }
 
 impl Strategy for Service {
+    fn ranges(&self) -> &'static [&'static Range] {
+        static RANGES: [&Range; 2] = [&CLUSTER_IPS, &NODE_PORTS];
+        &RANGES
+    }
+
     fn allocate<'a>(
         &'a self,
         objects: &'a Objects,

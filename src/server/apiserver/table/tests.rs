@@ -438,6 +438,7 @@ fn default_table_for_unknown_kinds() {
         verbs: &[],
         subresources: &[],
         strategy: crate::server::apiserver::kinds::KindRef(&crate::server::apiserver::kinds::PLAIN),
+        rules: &crate::api::rules::PLAIN,
         printer: None,
     };
     let cols = columns(&d);

@@ -23,6 +23,18 @@ fn desired_replicas(obj: &Value) -> i64 {
         .unwrap_or(1)
 }
 
+/// The `Ready` column of Deployments and StatefulSets, and its cell:
+/// ready replicas out of those desired, as `2/3`.
+const READY_OF_DESIRED: Column = col("Ready", "string", "Number of the pod with ready state");
+
+fn ready_of_desired(obj: &Value) -> Value {
+    json!(format!(
+        "{}/{}",
+        int_at(obj, "/status/readyReplicas"),
+        desired_replicas(obj)
+    ))
+}
+
 fn containers(obj: &Value, template: &str) -> (Value, Value) {
     layout_containers(array_at(obj, &format!("{template}/spec/containers")))
 }
@@ -35,7 +47,7 @@ pub const DEPLOYMENTS: Printer = Printer {
 fn deployments_columns() -> Vec<Column> {
     vec![
             NAME,
-            col("Ready", "string", "Number of the pod with ready state"),
+            READY_OF_DESIRED,
             col("Up-to-date", "string", "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
             col("Available", "string", "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
             AGE,
@@ -57,11 +69,7 @@ fn deployments_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     };
     let (names, images) = containers(obj, "/spec/template");
     row.extend([
-        json!(format!(
-            "{}/{}",
-            int_at(obj, "/status/readyReplicas"),
-            desired_replicas(obj)
-        )),
+        ready_of_desired(obj),
         json!(int_at(obj, "/status/updatedReplicas")),
         json!(int_at(obj, "/status/availableReplicas")),
         age(obj, now),
@@ -123,28 +131,13 @@ pub const STATEFULSETS: Printer = Printer {
 };
 
 fn statefulsets_columns() -> Vec<Column> {
-    vec![
-        NAME,
-        col("Ready", "string", "Number of the pod with ready state"),
-        AGE,
-        CONTAINERS,
-        IMAGES,
-    ]
+    vec![NAME, READY_OF_DESIRED, AGE, CONTAINERS, IMAGES]
 }
 
 fn statefulsets_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     let mut row = vec![name(obj)];
     let (names, images) = containers(obj, "/spec/template");
-    row.extend([
-        json!(format!(
-            "{}/{}",
-            int_at(obj, "/status/readyReplicas"),
-            desired_replicas(obj)
-        )),
-        age(obj, now),
-        names,
-        images,
-    ]);
+    row.extend([ready_of_desired(obj), age(obj, now), names, images]);
     row
 }
 

@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, TransactionBehavior};
 
 use super::schema::{db_err, META_COMPACTED};
 use super::writer::Published;
-use crate::server::store::{Revision, StoreError};
+use crate::server::store::{Error, Revision};
 
 /// Runs on the writer thread (SQLite has one writer anyway), between
 /// commit groups. `last` is the newest revision.
@@ -21,7 +21,7 @@ pub(crate) fn compact(
     last: Revision,
     keep: i64,
     published: &Published,
-) -> Result<Revision, StoreError> {
+) -> Result<Revision, Error> {
     let old = published.compacted.load(Ordering::Acquire);
     let mut target = last.saturating_sub(keep.max(0));
     // A list being sent in chunks still reads at its revision.

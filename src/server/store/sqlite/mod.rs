@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use self::read::{KeyRange, ReadPool};
 use self::writer::{Published, Request, WriteOp, Writer};
 use super::{
-    Backend, KeyValue, ListOptions, ListResult, Result, Revision, RevisionHold, StoreError,
+    Backend, Error, KeyValue, ListOptions, ListResult, Result, Revision, RevisionHold,
     WatchReceiver,
 };
 
@@ -109,7 +109,7 @@ impl SqliteBackend {
                 writer.run(rx);
                 let _ = done_tx.send(());
             })
-            .map_err(|e| StoreError::Backend(format!("starting store writer: {e}")))?;
+            .map_err(|e| Error::Backend(format!("starting store writer: {e}")))?;
         tracing::info!(path = %path.display(), revision = last, compacted, "store opened");
         Ok(Arc::new(SqliteBackend {
             path: path.to_owned(),
@@ -156,7 +156,7 @@ impl SqliteBackend {
                 let Some(store) = store.upgrade() else { return };
                 match store.compact(keep).await {
                     Ok(_) => {}
-                    Err(StoreError::Closed) => return,
+                    Err(Error::Closed) => return,
                     Err(e) => tracing::warn!(error = %e, "store compaction failed"),
                 }
             }
@@ -172,11 +172,11 @@ impl SqliteBackend {
             .lock()
             .ok()
             .and_then(|g| g.clone())
-            .ok_or(StoreError::Closed)?;
+            .ok_or(Error::Closed)?;
         let (reply, rx) = oneshot::channel();
-        tx.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
+        tx.send(make(reply)).await.map_err(|_| Error::Closed)?;
         drop(tx);
-        rx.await.map_err(|_| StoreError::Closed)?
+        rx.await.map_err(|_| Error::Closed)?
     }
 
     async fn write(&self, op: WriteOp) -> Result<KeyValue> {
@@ -188,7 +188,7 @@ impl SqliteBackend {
         let current = self.current_revision();
         match requested {
             None | Some(0) => Ok(current),
-            Some(r) if r > current => Err(StoreError::FutureRevision {
+            Some(r) if r > current => Err(Error::FutureRevision {
                 requested: r,
                 current,
             }),
@@ -261,7 +261,7 @@ impl Backend for SqliteBackend {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<WatchReceiver> {
         let compacted = self.compacted_revision();
         if after < compacted {
-            return Err(StoreError::Compacted {
+            return Err(Error::Compacted {
                 requested: after,
                 compacted,
             });
@@ -271,8 +271,8 @@ impl Backend for SqliteBackend {
                 .published
                 .fanout
                 .lock()
-                .map_err(|_| StoreError::Backend("store fan-out lock poisoned".into()))?;
-            let sender = fanout.as_ref().ok_or(StoreError::Closed)?;
+                .map_err(|_| Error::Backend("store fan-out lock poisoned".into()))?;
+            let sender = fanout.as_ref().ok_or(Error::Closed)?;
             (sender.subscribe(), self.current_revision())
         };
         Ok(watch::Watch {

@@ -9,9 +9,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::Semaphore;
 
 use super::schema::{db_err, open_reader, read_compacted};
-use crate::server::store::{Event, EventKind, KeyValue, ListResult, Revision, StoreError};
+use crate::server::store::{Error, Event, EventKind, KeyValue, ListResult, Revision};
 
-type Result<T, E = StoreError> = std::result::Result<T, E>;
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 pub(crate) struct ReadPool {
     path: PathBuf,
@@ -39,11 +39,7 @@ impl ReadPool {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        let _permit = self.permits.acquire().await.map_err(|_| Error::Closed)?;
         let pool = Arc::clone(self);
         tokio::task::spawn_blocking(move || {
             let mut conn = match pool.take() {
@@ -61,7 +57,7 @@ impl ReadPool {
             out
         })
         .await
-        .map_err(|e| StoreError::Backend(format!("read task failed: {e}")))?
+        .map_err(|e| Error::Backend(format!("read task failed: {e}")))?
     }
 
     fn take(&self) -> Option<Connection> {
@@ -123,7 +119,7 @@ impl KeyRange {
 pub(crate) fn check_readable(tx: &Transaction<'_>, rev: Revision) -> Result<()> {
     let compacted = read_compacted(tx)?;
     if rev < compacted {
-        return Err(StoreError::Compacted {
+        return Err(Error::Compacted {
             requested: rev,
             compacted,
         });

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
-use crate::server::store::{Revision, StoreError};
+use crate::server::store::{Error, Revision};
 
 /// The log of key versions. `rev` is an alias of SQLite's rowid, so lookups
 /// and range scans by revision need no extra index.
@@ -42,17 +42,17 @@ pub(crate) const META_COMPACTED: &str = "compacted_rev";
 const WRITER_CACHE_KIB: i64 = 2048;
 const READER_CACHE_KIB: i64 = 1024;
 
-pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+pub(crate) fn db_err(e: rusqlite::Error) -> Error {
+    Error::Backend(e.to_string())
 }
 
-fn io_err(what: &str, path: &Path, e: std::io::Error) -> StoreError {
-    StoreError::Backend(format!("{what} {}: {e}", path.display()))
+fn io_err(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Backend(format!("{what} {}: {e}", path.display()))
 }
 
 /// Creates the database file (and its directory) owner-only before SQLite
 /// touches it; SQLite gives the -wal and -shm files the same mode.
-pub(crate) fn prepare_file(path: &Path) -> Result<(), StoreError> {
+pub(crate) fn prepare_file(path: &Path) -> Result<(), Error> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         DirBuilder::new()
             .recursive(true)
@@ -84,7 +84,7 @@ fn open_flags() -> OpenFlags {
 pub(crate) fn open_writer(
     path: &Path,
     busy_timeout: Duration,
-) -> Result<(Connection, Revision, Revision), StoreError> {
+) -> Result<(Connection, Revision, Revision), Error> {
     let conn = Connection::open_with_flags(path, open_flags()).map_err(db_err)?;
     // Only another process (a second server on the same file, a backup
     // tool) can hold the write lock; give it a moment, then fail the batch.
@@ -93,7 +93,7 @@ pub(crate) fn open_writer(
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(db_err)?;
     if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Backend(format!(
+        return Err(Error::Backend(format!(
             "database refused WAL mode (got {mode})"
         )));
     }
@@ -118,7 +118,7 @@ pub(crate) fn open_writer(
 }
 
 /// Opens a connection that only reads (the writer has created the schema).
-pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, Error> {
     let conn = Connection::open_with_flags(path, open_flags()).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
     conn.execute_batch(&format!(
@@ -130,7 +130,7 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-pub(crate) fn read_compacted(conn: &Connection) -> Result<Revision, StoreError> {
+pub(crate) fn read_compacted(conn: &Connection) -> Result<Revision, Error> {
     let rev: Option<Revision> = conn
         .query_row(
             "SELECT value FROM meta WHERE name = ?1",

@@ -7,7 +7,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::read::{self, KeyRange, ReadPool};
 use super::writer::SharedEvent;
-use crate::server::store::{Event, Revision, StoreError, WatchReceiver};
+use crate::server::store::{Error, Event, Revision, WatchReceiver};
 
 /// Catch-up reads this many events per read transaction, so a long history
 /// neither pins one snapshot nor sits in memory at once.
@@ -32,7 +32,7 @@ impl Watch {
         rx
     }
 
-    async fn run(mut self, out: mpsc::Sender<Result<Event, StoreError>>) {
+    async fn run(mut self, out: mpsc::Sender<Result<Event, Error>>) {
         let range = Arc::new(KeyRange::prefix(&self.prefix));
         let mut last = self.after;
         if let Err(e) = self.catch_up(&range, &mut last, &out).await {
@@ -58,11 +58,11 @@ impl Watch {
                 }
                 Err(broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::debug!(prefix = %self.prefix, last, missed, "store watcher lagged");
-                    let _ = out.send(Err(StoreError::WatcherLagged)).await;
+                    let _ = out.send(Err(Error::WatcherLagged)).await;
                     return;
                 }
                 Err(broadcast::error::RecvError::Closed) => {
-                    let _ = out.send(Err(StoreError::Closed)).await;
+                    let _ = out.send(Err(Error::Closed)).await;
                     return;
                 }
             }
@@ -76,8 +76,8 @@ impl Watch {
         &self,
         range: &Arc<KeyRange>,
         last: &mut Revision,
-        out: &mpsc::Sender<Result<Event, StoreError>>,
-    ) -> Result<(), StoreError> {
+        out: &mpsc::Sender<Result<Event, Error>>,
+    ) -> Result<(), Error> {
         let upto = self.upto;
         while *last < upto {
             let from = *last;

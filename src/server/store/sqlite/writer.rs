@@ -14,9 +14,9 @@ use super::compact;
 
 /// The `meta` row the health probe writes (when it last succeeded).
 const META_PROBED: &str = "health_probed_at";
-use crate::server::store::{Event, EventKind, KeyValue, Revision, RevisionHolds, StoreError};
+use crate::server::store::{Error, Event, EventKind, KeyValue, Revision, RevisionHolds};
 
-type Result<T, E = StoreError> = std::result::Result<T, E>;
+type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One committed event as the fan-out carries it: shared by all watchers
 /// until the slowest has seen it. Events (not commit groups) are the unit so
@@ -159,7 +159,7 @@ impl Writer {
             if !probes.is_empty() {
                 let res = self.probe();
                 for reply in probes.drain(..) {
-                    let _ = reply.send(res.clone().map_err(StoreError::Backend));
+                    let _ = reply.send(res.clone().map_err(Error::Backend));
                 }
             }
         }
@@ -185,7 +185,7 @@ impl Writer {
                 self.published
                     .set_write_failure(Some(format!("writes to the database fail: {e}")));
                 for (_, reply) in writes.drain(..) {
-                    let _ = reply.send(Err(StoreError::Backend(e.to_string())));
+                    let _ = reply.send(Err(Error::Backend(e.to_string())));
                 }
                 return;
             }
@@ -327,7 +327,7 @@ impl Writer {
                     Err(rusqlite::Error::SqliteFailure(f, _))
                         if f.code == ErrorCode::ConstraintViolation =>
                     {
-                        outcomes.push(Err(StoreError::Conflict {
+                        outcomes.push(Err(Error::Conflict {
                             key: key.to_owned(),
                             expected: row.prev_rev,
                             actual: -1,
@@ -388,7 +388,7 @@ fn check(
     match op {
         WriteOp::Create { key, value } => {
             if live.is_some() {
-                return Err(StoreError::AlreadyExists { key: key.clone() });
+                return Err(Error::AlreadyExists { key: key.clone() });
             }
             let kv = KeyValue {
                 key: key.clone(),
@@ -417,9 +417,9 @@ fn check(
             value,
             expected,
         } => {
-            let cur = live.ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+            let cur = live.ok_or_else(|| Error::NotFound { key: key.clone() })?;
             if cur.rev != *expected {
-                return Err(StoreError::Conflict {
+                return Err(Error::Conflict {
                     key: key.clone(),
                     expected: *expected,
                     actual: cur.rev,
@@ -446,10 +446,10 @@ fn check(
             })
         }
         WriteOp::Delete { key, expected } => {
-            let cur = live.ok_or_else(|| StoreError::NotFound { key: key.clone() })?;
+            let cur = live.ok_or_else(|| Error::NotFound { key: key.clone() })?;
             if let Some(expected) = expected {
                 if cur.rev != *expected {
-                    return Err(StoreError::Conflict {
+                    return Err(Error::Conflict {
                         key: key.clone(),
                         expected: *expected,
                         actual: cur.rev,

@@ -9,7 +9,7 @@ mod model;
 use super::read::prefix_upper_bound;
 use super::{SqliteBackend, SqliteOptions};
 use crate::server::store::{
-    Backend, Event, EventKind, ListOptions, Revision, StoreError, WatchReceiver,
+    Backend, Error, Event, EventKind, ListOptions, Revision, WatchReceiver,
 };
 
 pub(super) fn open_store(opts: SqliteOptions) -> (TempDir, Arc<SqliteBackend>) {
@@ -26,7 +26,7 @@ pub(super) fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
 }
 
-pub(super) async fn next_event(rx: &mut WatchReceiver) -> Result<Event, StoreError> {
+pub(super) async fn next_event(rx: &mut WatchReceiver) -> Result<Event, Error> {
     tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .expect("watch event timed out")
@@ -56,29 +56,29 @@ async fn crud_semantics() {
     assert_eq!(s.current_revision(), 1);
     assert!(matches!(
         s.create("/a", b("x")).await,
-        Err(StoreError::AlreadyExists { key }) if key == "/a"
+        Err(Error::AlreadyExists { key }) if key == "/a"
     ));
     assert_eq!(s.get("/a", None).await.unwrap(), Some(a.clone()));
 
     let a2 = s.update("/a", b("2"), 1).await.unwrap();
     assert_eq!((a2.create_revision, a2.mod_revision), (1, 2));
     match s.update("/a", b("3"), 1).await {
-        Err(StoreError::Conflict {
+        Err(Error::Conflict {
             expected, actual, ..
         }) => assert_eq!((expected, actual), (1, 2)),
         other => panic!("expected conflict, got {other:?}"),
     }
     assert!(matches!(
         s.update("/missing", b("3"), 1).await,
-        Err(StoreError::NotFound { .. })
+        Err(Error::NotFound { .. })
     ));
     assert!(matches!(
         s.delete("/a", Some(1)).await,
-        Err(StoreError::Conflict { .. })
+        Err(Error::Conflict { .. })
     ));
     assert!(matches!(
         s.delete("/missing", None).await,
-        Err(StoreError::NotFound { .. })
+        Err(Error::NotFound { .. })
     ));
     // Failed ops consume no revision.
     assert_eq!(s.current_revision(), 2);
@@ -89,11 +89,11 @@ async fn crud_semantics() {
     assert_eq!(s.get("/a", None).await.unwrap(), None);
     assert!(matches!(
         s.update("/a", b("4"), 3).await,
-        Err(StoreError::NotFound { .. })
+        Err(Error::NotFound { .. })
     ));
     assert!(matches!(
         s.delete("/a", None).await,
-        Err(StoreError::NotFound { .. })
+        Err(Error::NotFound { .. })
     ));
 
     // Re-create after delete starts a new life.
@@ -109,7 +109,7 @@ async fn crud_semantics() {
     assert_eq!(s.get("/a", Some(4)).await.unwrap(), Some(a3));
     assert!(matches!(
         s.get("/a", Some(6)).await,
-        Err(StoreError::FutureRevision {
+        Err(Error::FutureRevision {
             requested: 6,
             current: 5
         })
@@ -134,7 +134,7 @@ async fn queued_ops_on_one_key_see_each_other() {
     let d = d.unwrap();
     assert_eq!((d.mod_revision, d.value.clone()), (4, b("2")));
     assert_eq!(c2.unwrap().create_revision, 5);
-    assert!(matches!(c3, Err(StoreError::AlreadyExists { .. })));
+    assert!(matches!(c3, Err(Error::AlreadyExists { .. })));
     assert_eq!(s.current_revision(), 5);
 }
 
@@ -156,7 +156,7 @@ async fn failed_commit_fails_every_op_and_publishes_nothing() {
         s.create("/a", b("dup")),
     );
     for r in [x, y, z] {
-        assert!(matches!(r, Err(StoreError::Backend(_))), "{r:?}");
+        assert!(matches!(r, Err(Error::Backend(_))), "{r:?}");
     }
     assert_eq!(s.current_revision(), 1);
     other.execute_batch("ROLLBACK").unwrap();
@@ -302,7 +302,7 @@ async fn list_at_revisions_with_pagination() {
             }
         )
         .await,
-        Err(StoreError::FutureRevision { .. })
+        Err(Error::FutureRevision { .. })
     ));
 }
 
@@ -464,7 +464,7 @@ async fn lagging_watcher_is_dropped_with_error() {
     loop {
         match next_event(&mut rx).await {
             Ok(_) => oks += 1,
-            Err(StoreError::WatcherLagged) => break,
+            Err(Error::WatcherLagged) => break,
             Err(e) => panic!("unexpected {e}"),
         }
     }
@@ -538,14 +538,14 @@ async fn compaction_keeps_latest_versions() {
     assert_eq!(keys, vec!["/a", "/c"]);
     assert!(matches!(
         s.get("/a", Some(5)).await,
-        Err(StoreError::Compacted {
+        Err(Error::Compacted {
             requested: 5,
             compacted: 6
         })
     ));
     assert!(matches!(
         s.watch("/", 5).await,
-        Err(StoreError::Compacted { .. })
+        Err(Error::Compacted { .. })
     ));
     // A watch from the compacted revision replays the rest with prevs.
     let mut rx = s.watch("/", 6).await.unwrap();
@@ -612,7 +612,7 @@ async fn compaction_stops_short_of_held_revisions() {
     assert_eq!(s.compact(1).await.unwrap(), 9);
     assert!(matches!(
         s.get("/a", Some(3)).await,
-        Err(StoreError::Compacted { .. })
+        Err(Error::Compacted { .. })
     ));
 }
 
@@ -646,12 +646,9 @@ async fn reopen_after_close_keeps_data() {
     s.create("/b", b("1")).await.unwrap();
     let mut rx = s.watch("/", 3).await.unwrap();
     s.close().await;
-    assert!(matches!(
-        s.create("/c", b("1")).await,
-        Err(StoreError::Closed)
-    ));
-    assert!(matches!(next_event(&mut rx).await, Err(StoreError::Closed)));
-    assert!(matches!(s.watch("/", 0).await, Err(StoreError::Closed)));
+    assert!(matches!(s.create("/c", b("1")).await, Err(Error::Closed)));
+    assert!(matches!(next_event(&mut rx).await, Err(Error::Closed)));
+    assert!(matches!(s.watch("/", 0).await, Err(Error::Closed)));
     // Closing twice is harmless.
     s.close().await;
     drop(s);

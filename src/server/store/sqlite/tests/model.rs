@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::{b, collect_until, store};
 use crate::server::store::sqlite::SqliteBackend;
-use crate::server::store::{Backend, EventKind, KeyValue, ListOptions, Revision, StoreError};
+use crate::server::store::{Backend, Error, EventKind, KeyValue, ListOptions, Revision};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -69,9 +69,9 @@ async fn run_task(s: Arc<SqliteBackend>, task: usize, ops: Vec<Op>) -> Vec<Acked
                 key: kv.key,
                 value: kv.value,
             }),
-            Err(StoreError::AlreadyExists { .. })
-            | Err(StoreError::NotFound { .. })
-            | Err(StoreError::Conflict { .. }) => {}
+            Err(Error::AlreadyExists { .. })
+            | Err(Error::NotFound { .. })
+            | Err(Error::Conflict { .. }) => {}
             Err(e) => panic!("unexpected error {e}"),
         }
     }
@@ -89,7 +89,7 @@ async fn check_concurrent(tasks: Vec<Vec<Op>>) {
     );
     assert!(x.is_ok() != y.is_ok(), "{x:?} {y:?}");
     let loser = if x.is_ok() { y } else { x };
-    assert!(matches!(loser, Err(StoreError::Conflict { .. })));
+    assert!(matches!(loser, Err(Error::Conflict { .. })));
     let base = s.current_revision();
     assert_eq!(base, 2);
 

@@ -1,0 +1,215 @@
+//! What the API defines for each built-in kind, as data: how its names are
+//! checked, and which defaulting and validation functions it has
+//! (`defaulting`, `validation`). A registry entry names its kind's
+//! [`KindRules`]; the entry points ([`crate::api::defaulting::apply_defaults`],
+//! [`crate::api::validation::validate_create`], `validate_update`) take the
+//! rules, so no shared code dispatches on group or kind. Adding a kind is a
+//! static here naming its functions.
+//!
+//! Some statics (PodTemplate, ReplicationController, NetworkPolicy, RBAC)
+//! describe kinds the server does not serve yet: their rules are tested, and
+//! serving them is a registry entry.
+
+use serde_json::Value;
+
+use super::defaulting::{core_kinds as dc, pod as dp, workloads as dw};
+use super::status::Cause;
+use super::validation::{core_kinds as vc, pod as vp, update as vu, workloads as vw};
+
+/// How a kind's names (and generateName prefixes) are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameRule {
+    /// A DNS-1123 subdomain: most kinds.
+    Subdomain,
+    /// A DNS-1123 label: namespaces.
+    Label,
+    /// A DNS-1035 label: services (their names become DNS labels).
+    Dns1035,
+    /// RBAC objects: any path segment.
+    PathSegment,
+}
+
+/// The defaulting and validation of one kind. `None` means "nothing beyond
+/// what every object gets" (metadata checks).
+#[derive(Debug)]
+pub struct KindRules {
+    pub name: NameRule,
+    /// A shorter name limit than the rule's own, checked with the name.
+    pub name_max: Option<usize>,
+    /// Fills missing fields; runs on every create and update.
+    pub defaults: Option<fn(&mut Value)>,
+    /// Checks of the object beyond its metadata.
+    pub validate: Option<fn(&Value) -> Vec<Cause>>,
+    /// Fields that may not change, given (old, new).
+    pub validate_update: Option<fn(&Value, &Value) -> Vec<Cause>>,
+}
+
+/// Rules are compared by identity: two entries share rules only when they
+/// name the same static, and function pointers do not compare reliably.
+impl PartialEq for KindRules {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for KindRules {}
+
+/// A kind with metadata checks only.
+pub static PLAIN: KindRules = BASE;
+
+const BASE: KindRules = KindRules {
+    name: NameRule::Subdomain,
+    name_max: None,
+    defaults: None,
+    validate: None,
+    validate_update: None,
+};
+
+// core/v1
+pub static POD: KindRules = KindRules {
+    defaults: Some(dp::pod),
+    validate: Some(vp::validate_pod),
+    validate_update: Some(vu::pod_update),
+    ..BASE
+};
+pub static POD_TEMPLATE: KindRules = KindRules {
+    defaults: Some(dp::pod_template),
+    validate: Some(vp::validate_pod_template),
+    ..BASE
+};
+pub static REPLICATION_CONTROLLER: KindRules = KindRules {
+    defaults: Some(dw::replication_controller),
+    validate: Some(vw::validate_replication_controller),
+    ..BASE
+};
+pub static SERVICE: KindRules = KindRules {
+    name: NameRule::Dns1035,
+    defaults: Some(dc::service),
+    validate: Some(vc::validate_service),
+    validate_update: Some(vu::service_update),
+    ..BASE
+};
+pub static CONFIG_MAP: KindRules = KindRules {
+    validate: Some(vc::validate_config_map),
+    validate_update: Some(vu::config_map_update),
+    ..BASE
+};
+pub static SECRET: KindRules = KindRules {
+    defaults: Some(dc::secret),
+    validate: Some(vc::validate_secret),
+    validate_update: Some(vu::secret_update),
+    ..BASE
+};
+pub static PERSISTENT_VOLUME_CLAIM: KindRules = KindRules {
+    defaults: Some(dc::pvc),
+    validate: Some(vc::validate_pvc),
+    validate_update: Some(vu::pvc_update),
+    ..BASE
+};
+pub static PERSISTENT_VOLUME: KindRules = KindRules {
+    defaults: Some(dc::pv),
+    ..BASE
+};
+pub static NAMESPACE: KindRules = KindRules {
+    name: NameRule::Label,
+    defaults: Some(dc::namespace),
+    ..BASE
+};
+pub static ENDPOINTS: KindRules = KindRules {
+    defaults: Some(dc::endpoints),
+    ..BASE
+};
+
+// apps/v1
+pub static DEPLOYMENT: KindRules = KindRules {
+    defaults: Some(dw::deployment),
+    validate: Some(vw::validate_deployment),
+    validate_update: Some(vu::selector_update),
+    ..BASE
+};
+pub static REPLICA_SET: KindRules = KindRules {
+    defaults: Some(dw::replica_set),
+    validate: Some(vw::validate_replica_set),
+    validate_update: Some(vu::selector_update),
+    ..BASE
+};
+pub static STATEFUL_SET: KindRules = KindRules {
+    defaults: Some(dw::stateful_set),
+    validate: Some(vw::validate_stateful_set),
+    validate_update: Some(vu::sts_update),
+    ..BASE
+};
+pub static DAEMON_SET: KindRules = KindRules {
+    defaults: Some(dw::daemon_set),
+    validate: Some(vw::validate_daemon_set),
+    validate_update: Some(vu::selector_update),
+    ..BASE
+};
+
+// batch/v1
+pub static JOB: KindRules = KindRules {
+    defaults: Some(dw::job),
+    validate: Some(vw::validate_job),
+    validate_update: Some(vu::job_update),
+    ..BASE
+};
+/// CronJob names leave room for the 11-character suffix of their Jobs.
+pub static CRON_JOB: KindRules = KindRules {
+    name_max: Some(52),
+    defaults: Some(dw::cron_job),
+    validate: Some(vw::validate_cron_job),
+    ..BASE
+};
+
+// networking.k8s.io/v1
+pub static NETWORK_POLICY: KindRules = KindRules {
+    defaults: Some(dc::network_policy),
+    ..BASE
+};
+
+// rbac.authorization.k8s.io/v1
+pub static RBAC: KindRules = KindRules {
+    name: NameRule::PathSegment,
+    ..BASE
+};
+pub static ROLE_BINDING: KindRules = KindRules {
+    name: NameRule::PathSegment,
+    defaults: Some(dc::role_binding),
+    ..BASE
+};
+
+/// The rules of a kind by its apiVersion and kind, for the tests of
+/// `defaulting` and `validation`, which are written against kinds by name.
+#[cfg(test)]
+pub(crate) fn by_kind(api_version: &str, kind: &str) -> &'static KindRules {
+    const ALL: &[(&str, &str, &KindRules)] = &[
+        ("v1", "Pod", &POD),
+        ("v1", "PodTemplate", &POD_TEMPLATE),
+        ("v1", "ReplicationController", &REPLICATION_CONTROLLER),
+        ("v1", "Service", &SERVICE),
+        ("v1", "ConfigMap", &CONFIG_MAP),
+        ("v1", "Secret", &SECRET),
+        ("v1", "PersistentVolumeClaim", &PERSISTENT_VOLUME_CLAIM),
+        ("v1", "PersistentVolume", &PERSISTENT_VOLUME),
+        ("v1", "Namespace", &NAMESPACE),
+        ("v1", "Endpoints", &ENDPOINTS),
+        ("apps/v1", "Deployment", &DEPLOYMENT),
+        ("apps/v1", "ReplicaSet", &REPLICA_SET),
+        ("apps/v1", "StatefulSet", &STATEFUL_SET),
+        ("apps/v1", "DaemonSet", &DAEMON_SET),
+        ("batch/v1", "Job", &JOB),
+        ("batch/v1", "CronJob", &CRON_JOB),
+        ("networking.k8s.io/v1", "NetworkPolicy", &NETWORK_POLICY),
+        ("rbac.authorization.k8s.io/v1", "Role", &RBAC),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding", &ROLE_BINDING),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "ClusterRoleBinding",
+            &ROLE_BINDING,
+        ),
+    ];
+    ALL.iter()
+        .find(|(av, k, _)| *av == api_version && *k == kind)
+        .map_or(&PLAIN, |(_, _, r)| *r)
+}
