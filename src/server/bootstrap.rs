@@ -17,27 +17,38 @@ pub const SYSTEM_NAMESPACES: [&str; 4] =
 /// The managedFields manager of what bootstrap writes.
 pub const AGENT: &str = "skiff-bootstrap";
 
+/// Bootstrap, with `beside` (the allocation repair's first pass, which
+/// must see no allocating create in flight) run beside its reads and its
+/// namespace creates and finished before its one allocating create, the
+/// Service's.
 pub async fn run(
     client: kube::Client,
     cluster: &ClusterConfig,
     https_port: u16,
+    beside: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let services: Api<Service> = Api::namespaced(client, "default");
     // What exists, in two reads (on a restart that is all bootstrap does).
     let all = ListParams::default();
-    let (existing, service) = tokio::join!(namespaces.list(&all), services.get_opt("kubernetes"));
-    let existing = existing.context("listing namespaces")?;
-    let missing = SYSTEM_NAMESPACES.iter().filter(|ns| {
-        !existing
-            .items
-            .iter()
-            .any(|n| n.metadata.name.as_deref() == Some(**ns))
-    });
-    // The missing ones at once: concurrent creates share one commit of the
-    // store's writer (one fsync, not four). The loopback client is not held
-    // to the in-flight limits, so this holds under any of them.
-    futures::future::try_join_all(missing.map(|ns| system_namespace(&namespaces, ns))).await?;
+    let reads_and_namespaces = async {
+        let (existing, service) =
+            tokio::join!(namespaces.list(&all), services.get_opt("kubernetes"));
+        let existing = existing.context("listing namespaces")?;
+        let missing = SYSTEM_NAMESPACES.iter().filter(|ns| {
+            !existing
+                .items
+                .iter()
+                .any(|n| n.metadata.name.as_deref() == Some(**ns))
+        });
+        // The missing ones at once: concurrent creates share one commit of
+        // the store's writer (one fsync, not four). The loopback client is
+        // not held to the in-flight limits, so this holds under any of them.
+        futures::future::try_join_all(missing.map(|ns| system_namespace(&namespaces, ns))).await?;
+        anyhow::Ok(service)
+    };
+    let (service, ()) = tokio::join!(reads_and_namespaces, beside);
+    let service = service?;
     // The Service only after its namespace exists.
     if service.context("reading the kubernetes Service")?.is_none() {
         kubernetes_service(&services, cluster, https_port)

@@ -265,13 +265,31 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls_dir: paths.tls.clone(),
         extra_sans: args.tls_san.clone(),
     };
-    let pki = tokio::task::spawn_blocking(move || pki::load_or_init(&pki_opts));
+    let token_path = paths.token.clone();
+    let pki = tokio::task::spawn_blocking(move || {
+        let pki = pki::load_or_init(&pki_opts).with_context(|| {
+            format!("setting up certificates in {}", pki_opts.tls_dir.display())
+        })?;
+        pki::load_or_create_join_token(&token_path, pki.ca_cert_pem())
+            .with_context(|| format!("writing the join token {}", token_path.display()))?;
+        let tls = pki.server_tls_config()?;
+        anyhow::Ok((pki, tls))
+    });
+    let tokens_csv = paths.tokens_csv.clone();
+    let tokens = tokio::task::spawn_blocking(move || {
+        pki::load_or_create_token_file(&tokens_csv)
+            .with_context(|| format!("reading bearer tokens {}", tokens_csv.display()))
+    });
+    // A new data dir: bootstrap's creates will need the wire schema, which
+    // can be built while the new database is made (that waits on fsync).
+    if !db_path.exists() {
+        tokio::task::spawn_blocking(crate::api::protobuf::prepare);
+    }
     let store = tokio::task::spawn_blocking(move || SqliteBackend::open(&db_path))
         .await
         .context("opening the database")?
         .with_context(|| format!("opening the database {}", paths.db.display()))?;
-    let tokens = pki::load_or_create_token_file(&paths.tokens_csv)
-        .with_context(|| format!("reading bearer tokens {}", paths.tokens_csv.display()))?;
+    let tokens = tokens.await.context("reading bearer tokens")??;
 
     let inflight = args.inflight_limits();
     tracing::info!(
@@ -293,18 +311,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         auth::component(auth::BOOTSTRAP_USER),
         bootstrap::AGENT,
     );
-    bootstrap::run(bootstrap_client, &cluster, args.https_listen_port)
+    // The allocation repair's first pass runs before the API takes
+    // requests, beside bootstrap (see bootstrap::run).
+    let repair = apiserver::kinds::repair::at_start(&state.objects, &state.registry);
+    bootstrap::run(bootstrap_client, &cluster, args.https_listen_port, repair)
         .await
         .context("creating the system namespaces and the kubernetes Service")?;
-    // Before the API takes requests, when no create is in flight.
-    apiserver::kinds::repair::at_start(&state.objects, &state.registry).await;
-    let pki = pki
-        .await
-        .context("setting up certificates")?
-        .with_context(|| format!("setting up certificates in {}", paths.tls.display()))?;
-    pki::load_or_create_join_token(&paths.token, pki.ca_cert_pem())
-        .with_context(|| format!("writing the join token {}", paths.token.display()))?;
-    let tls = pki.server_tls_config()?;
+    let (pki, tls) = pki.await.context("setting up certificates")??;
 
     pki.write_kubeconfig(&args.write_kubeconfig, &kubeconfig_url(&args))
         .with_context(|| format!("writing kubeconfig {}", args.write_kubeconfig.display()))?;

@@ -86,6 +86,13 @@ impl ProtobufError {
     }
 }
 
+/// Build the wire schema now rather than on the first request that needs
+/// it (every create and update checks its body against it): a server that
+/// is about to create objects does this while it waits on the disk.
+pub fn prepare() {
+    let _ = schema::schema();
+}
+
 /// Decode a full request body (envelope + object) into the JSON object, with
 /// "apiVersion" and "kind" set.
 pub fn decode_body(body: &[u8]) -> Result<Value, ProtobufError> {

@@ -63,11 +63,11 @@ async fn bootstrap_and_the_namespace_controller_are_ordinary_clients() {
         auth::component(auth::BOOTSTRAP_USER),
         bootstrap::AGENT,
     );
-    bootstrap::run(boot.clone(), &ClusterConfig::default(), 6443)
+    bootstrap::run(boot.clone(), &ClusterConfig::default(), 6443, async {})
         .await
         .unwrap();
     // Twice: what exists is left alone.
-    bootstrap::run(boot, &ClusterConfig::default(), 6443)
+    bootstrap::run(boot, &ClusterConfig::default(), 6443, async {})
         .await
         .unwrap();
 

@@ -91,6 +91,22 @@ impl Bitmap {
         }
     }
 
+    /// The members taken in one of `self` and `other` (bitmaps of one
+    /// range) but not both, ascending, each with whether `self` has it.
+    /// A byte at a time: a /16's 65536 members are 8192 comparisons.
+    pub fn differences<'a>(&'a self, other: &'a Bitmap) -> impl Iterator<Item = (u32, bool)> + 'a {
+        self.0
+            .iter()
+            .zip(&other.0)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .flat_map(|(i, (&a, &b))| {
+                (0..8u32)
+                    .filter(move |bit| (a ^ b) & (1 << bit) != 0)
+                    .map(move |bit| (i as u32 * 8 + bit, a & (1 << bit) != 0))
+            })
+    }
+
     /// The first free, unreserved member at or after `start`, wrapping:
     /// a random start spreads members out as upstream's random scan does.
     pub fn free_from(&self, range: &Range, start: u32) -> Option<u32> {
@@ -293,6 +309,37 @@ mod tests {
         holders_prefix: "/registry/none/",
         held_by: |_| Vec::new(),
     };
+
+    #[test]
+    fn differences_are_the_members_set_in_one_bitmap_only() {
+        let size = 1000;
+        let (mut a, mut b) = (Bitmap::new(size), Bitmap::new(size));
+        for m in [0, 7, 8, 9, 500, 999] {
+            a.set(m, true);
+        }
+        for m in [7, 9, 10, 501, 998] {
+            b.set(m, true);
+        }
+        let by_bits: Vec<(u32, bool)> = (0..size)
+            .filter(|&m| a.taken(m) != b.taken(m))
+            .map(|m| (m, a.taken(m)))
+            .collect();
+        let got: Vec<(u32, bool)> = a.differences(&b).collect();
+        assert_eq!(got, by_bits);
+        assert_eq!(
+            got,
+            [
+                (0, true),
+                (8, true),
+                (10, false),
+                (500, true),
+                (501, false),
+                (998, false),
+                (999, true)
+            ]
+        );
+        assert_eq!(a.differences(&a.clone()).count(), 0);
+    }
 
     #[test]
     fn take_is_all_or_nothing_and_skips_reserved() {

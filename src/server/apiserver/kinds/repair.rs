@@ -84,21 +84,17 @@ pub async fn pass(
     let held = holders(objects, range).await?;
     let mut new = old.clone();
     let mut out = Repaired::default();
-    for m in 0..range.size {
-        match (old.taken(m), held.taken(m)) {
-            (false, true) => {
-                new.set(m, true);
-                out.marked.push(m);
+    for (m, marked) in old.differences(&held) {
+        if marked {
+            let seen = leaks.entry(m).or_insert(0);
+            *seen += 1;
+            if *seen >= passes {
+                new.set(m, false);
+                out.freed.push(m);
             }
-            (true, false) => {
-                let seen = leaks.entry(m).or_insert(0);
-                *seen += 1;
-                if *seen >= passes {
-                    new.set(m, false);
-                    out.freed.push(m);
-                }
-            }
-            _ => {}
+        } else {
+            new.set(m, true);
+            out.marked.push(m);
         }
     }
     leaks.retain(|m, _| old.taken(*m) && !held.taken(*m) && !out.freed.contains(m));
