@@ -41,8 +41,8 @@ fn run_pulls_a_missing_image_once() {
     let none = work.path().join("registries.yaml");
     let none = none.to_str().expect("utf-8 path");
     let image = format!("{}/busybox:latest", reg.host());
-    let run = |extra: &str| {
-        let args = [
+    let run_image = |image: &str, command: &[&str]| {
+        let mut args = vec![
             "--run-dir",
             run_dir,
             "run",
@@ -51,12 +51,12 @@ fn run_pulls_a_missing_image_once() {
             "none",
             "--registries",
             none,
-            &image,
-            "echo",
-            extra,
+            image,
         ];
+        args.extend_from_slice(command);
         skiff(&reg, &root, &args)
     };
+    let run = |extra: &str| run_image(&image, &["echo", extra]);
 
     let first = run("first");
     let out = String::from_utf8_lossy(&first.stdout).into_owned();
@@ -79,22 +79,7 @@ fn run_pulls_a_missing_image_once() {
     assert!(skiff_ok(&reg.net, &root, &["images"]).contains("busybox"));
 
     let missing = format!("{}/nosuch:1", reg.host());
-    let out = skiff(
-        &reg,
-        &root,
-        &[
-            "--run-dir",
-            run_dir,
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--registries",
-            none,
-            &missing,
-            "true",
-        ],
-    );
+    let out = run_image(&missing, &["true"]);
     assert!(!out.status.success());
     assert!(
         stderr(&out).contains(&format!("pulling {missing}")),

@@ -13,26 +13,20 @@ use skiff::runtime::container::Paths;
 #[test]
 fn exits_of_several_containers_on_one_thread() {
     let e = containers::Engine::new();
-    let slow = e.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "sleep 1; exit 3",
-    ]);
-    let fast = e.ok(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "sleep 0.2; exit 5",
-    ]);
+    let detached = |script: &str| {
+        e.ok(&[
+            "run",
+            "-d",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    let slow = detached("sleep 1; exit 3");
+    let fast = detached("sleep 0.2; exit 5");
     let (slow, fast) = (slow.trim().to_string(), fast.trim().to_string());
     let paths = Paths::new(&e.root(), &e.run_dir());
     // One thread for every wait: no thread per container.

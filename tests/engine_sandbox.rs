@@ -196,28 +196,19 @@ fn sandbox_ls_lists_id_name_ip_created_and_containers() {
     let e = Engine::new();
     let ip6 = e.ok(&["sandbox", "create", "pod6"]).trim().to_string();
     let ip7 = e.ok(&["sandbox", "create", "pod7"]).trim().to_string();
-    e.ok(&[
-        "run",
-        "-d",
-        "--sandbox",
-        "pod6",
-        "--name",
-        "a",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
-    e.ok(&[
-        "run",
-        "-d",
-        "--sandbox",
-        "pod6",
-        "--name",
-        "b",
-        "busybox",
-        "sleep",
-        "1000",
-    ]);
+    for name in ["a", "b"] {
+        e.ok(&[
+            "run",
+            "-d",
+            "--sandbox",
+            "pod6",
+            "--name",
+            name,
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+    }
     let rows = support::table(&e.ok(&["sandbox", "ls"]));
     assert_eq!(
         rows[0],

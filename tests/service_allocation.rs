@@ -207,16 +207,10 @@ fn updates_take_and_give_back_node_ports() {
     );
     create_ok(&s, &["create", "-f", "-"], &svc("b", "ClusterIP", ""));
     // b asks for a's port: refused.
-    let out = s.kubectl(&[
-        "patch",
-        "service",
+    let out = s.kubectl(&merge_patch(
         "b",
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
         r#"{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30500}]}}"#,
-    ]);
+    ));
     assert!(
         stderr(&out).contains(
             "spec.ports[0].nodePort: Invalid value: 30500: provided port is already allocated"
@@ -225,37 +219,16 @@ fn updates_take_and_give_back_node_ports() {
         stderr(&out)
     );
     // a gives its port up; b can have it.
-    s.kubectl_ok(&[
-        "patch",
-        "service",
+    s.kubectl_ok(&merge_patch(
         "a",
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
         r#"{"spec":{"type":"ClusterIP","ports":[{"port":80}]}}"#,
-    ]);
-    s.kubectl_ok(&[
-        "patch",
-        "service",
+    ));
+    s.kubectl_ok(&merge_patch(
         "b",
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
         r#"{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30500}]}}"#,
-    ]);
+    ));
     // A change to NodePort without a port gets a free one.
-    s.kubectl_ok(&[
-        "patch",
-        "service",
-        "a",
-        "-n",
-        NS,
-        "--type=merge",
-        "-p",
-        r#"{"spec":{"type":"NodePort"}}"#,
-    ]);
+    s.kubectl_ok(&merge_patch("a", r#"{"spec":{"type":"NodePort"}}"#));
     let port = s.kubectl_ok(&[
         "get",
         "svc",
@@ -331,4 +304,18 @@ fn restart_repairs_leaked_and_unmarked_addresses() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `kubectl patch service NAME --type=merge -p BODY` in the test namespace.
+fn merge_patch<'a>(name: &'a str, body: &'a str) -> [&'a str; 8] {
+    [
+        "patch",
+        "service",
+        name,
+        "-n",
+        NS,
+        "--type=merge",
+        "-p",
+        body,
+    ]
 }

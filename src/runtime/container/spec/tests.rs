@@ -29,9 +29,14 @@ fn spec_json(opts: &RunOptions) -> Value {
 }
 
 fn spec_json_of(spec: &ContainerSpec) -> Value {
+    serde_json::to_value(try_build(spec).unwrap()).unwrap()
+}
+
+/// `build` with fixed inputs around `spec`.
+fn try_build(spec: &ContainerSpec) -> Result<Spec, SpecError> {
     let img = image();
     let id = identity();
-    let spec = build(&SpecInputs {
+    build(&SpecInputs {
         image: &img,
         spec,
         init: None,
@@ -43,8 +48,6 @@ fn spec_json_of(spec: &ContainerSpec) -> Value {
         etc_files: &[],
         nofile_hard: 4096,
     })
-    .unwrap();
-    serde_json::to_value(spec).unwrap()
 }
 
 #[test]
@@ -209,21 +212,7 @@ fn device_flag_and_privileged_widen() {
         devices: vec![DeviceMapping::parse("/etc").unwrap()],
         ..Default::default()
     };
-    let img = image();
-    let id = identity();
-    let err = build(&SpecInputs {
-        image: &img,
-        spec: &opts.to_container_spec("img"),
-        init: None,
-        identity: &id,
-        hostname: "abc",
-        rootfs: Path::new("/r"),
-        cgroups_path: "/skiff/abc",
-        etc_files: &[],
-        nofile_hard: 4096,
-        cgroup_mounts: &[],
-    })
-    .unwrap_err();
+    let err = try_build(&opts.to_container_spec("img")).unwrap_err();
     assert!(
         err.to_string().contains("not a character or block device"),
         "{err}"
@@ -283,21 +272,7 @@ fn capabilities_added_and_dropped() {
         json!(["CAP_CHOWN"])
     );
     spec.security.cap_add = vec!["CAP_NOPE".into()];
-    let img = image();
-    let id = identity();
-    let err = build(&SpecInputs {
-        image: &img,
-        spec: &spec,
-        init: None,
-        identity: &id,
-        hostname: "abc",
-        rootfs: Path::new("/r"),
-        cgroups_path: "/skiff/abc",
-        etc_files: &[],
-        nofile_hard: 4096,
-        cgroup_mounts: &[],
-    })
-    .unwrap_err();
+    let err = try_build(&spec).unwrap_err();
     assert!(matches!(err, SpecError::Capability(_)), "{err}");
 }
 
