@@ -360,18 +360,15 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<()> {
     }
     let now = Utc::now();
     let nets = super::network::attachments(engine);
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::NOTHING)
-        .set_header([
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ]);
+    let mut table = super::util::listing([
+        "CONTAINER ID",
+        "IMAGE",
+        "COMMAND",
+        "CREATED",
+        "STATUS",
+        "PORTS",
+        "NAMES",
+    ]);
     for r in &rows {
         table.add_row([
             short_id(&r.id).to_string(),
@@ -383,9 +380,7 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<()> {
             r.name.clone(),
         ]);
     }
-    for line in table.to_string().lines() {
-        println!("{}", line.trim_end().strip_prefix(' ').unwrap_or(line));
-    }
+    print!("{}", super::util::listing_text(&table));
     Ok(())
 }
 

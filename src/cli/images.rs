@@ -101,10 +101,7 @@ pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<()> {
 pub fn images(engine: &Engine) -> anyhow::Result<()> {
     let store = image_store(engine)?;
     let rows = store.meta()?.list()?;
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::NOTHING)
-        .set_header(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
+    let mut table = super::util::listing(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
     for row in &rows {
         let (repo, tag) = catalog::repo_and_tag(&row.name);
         let id = row
@@ -121,9 +118,7 @@ pub fn images(engine: &Engine) -> anyhow::Result<()> {
     }
     // The NOTHING preset pads every cell with one space; docker's columns
     // start at the margin, so trim each line.
-    for line in table.to_string().lines() {
-        println!("{}", line.trim_end().strip_prefix(' ').unwrap_or(line));
-    }
+    print!("{}", super::util::listing_text(&table));
     Ok(())
 }
 

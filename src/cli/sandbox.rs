@@ -105,10 +105,7 @@ fn ls(engine: &Engine, args: &LsArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let now = chrono::Utc::now();
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::NOTHING)
-        .set_header(["SANDBOX ID", "NAME", "IP", "CREATED", "CONTAINERS"]);
+    let mut table = super::util::listing(["SANDBOX ID", "NAME", "IP", "CREATED", "CONTAINERS"]);
     for (sb, containers) in &sandboxes {
         table.add_row([
             short(&sb.id),
@@ -121,8 +118,6 @@ fn ls(engine: &Engine, args: &LsArgs) -> anyhow::Result<()> {
             containers.to_string(),
         ]);
     }
-    for line in table.to_string().lines() {
-        println!("{}", line.trim_end().strip_prefix(' ').unwrap_or(line));
-    }
+    print!("{}", super::util::listing_text(&table));
     Ok(())
 }

@@ -127,17 +127,14 @@ fn sample(records: &[Record]) -> Vec<Row> {
 }
 
 pub fn render(rows: &[Row]) -> String {
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::NOTHING)
-        .set_header([
-            "CONTAINER ID",
-            "NAME",
-            "CPU %",
-            "MEM USAGE / LIMIT",
-            "MEM %",
-            "PIDS",
-        ]);
+    let mut table = super::util::listing([
+        "CONTAINER ID",
+        "NAME",
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "PIDS",
+    ]);
     for r in rows {
         let mem_pct = if r.mem_limit > 0 {
             r.mem_usage as f64 / r.mem_limit as f64 * 100.0
@@ -157,12 +154,7 @@ pub fn render(rows: &[Row]) -> String {
             r.pids.to_string(),
         ]);
     }
-    let mut out = String::new();
-    for line in table.to_string().lines() {
-        out.push_str(line.trim_end().strip_prefix(' ').unwrap_or(line));
-        out.push('\n');
-    }
-    out
+    super::util::listing_text(&table)
 }
 
 fn selected(state: &Records, names: &[String]) -> anyhow::Result<Vec<Record>> {

@@ -46,6 +46,27 @@ pub fn human_size(bytes: u64) -> String {
     }
 }
 
+/// A listing in docker's style: a header row, columns padded with spaces,
+/// no borders.
+pub fn listing<const N: usize>(header: [&str; N]) -> comfy_table::Table {
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(header);
+    table
+}
+
+/// The listing's text as docker prints it: comfy-table's one-space margin
+/// and trailing padding removed, one line each.
+pub fn listing_text(table: &comfy_table::Table) -> String {
+    let mut out = String::new();
+    for line in table.to_string().lines() {
+        out.push_str(line.trim_end().strip_prefix(' ').unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

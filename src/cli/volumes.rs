@@ -124,18 +124,13 @@ fn ls(vols: &Volumes, args: LsArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let mut table = comfy_table::Table::new();
-    table
-        .load_preset(comfy_table::presets::NOTHING)
-        .set_header(["DRIVER", "VOLUME NAME"]);
+    let mut table = super::util::listing(["DRIVER", "VOLUME NAME"]);
     for v in &list {
         table.add_row([v.driver.as_str(), v.name.as_str()]);
     }
     // The NOTHING preset pads every cell with one space; docker's columns
     // start at the margin.
-    for line in table.to_string().lines() {
-        println!("{}", line.trim_end().strip_prefix(' ').unwrap_or(line));
-    }
+    print!("{}", super::util::listing_text(&table));
     Ok(ExitCode::SUCCESS)
 }
 
