@@ -131,6 +131,61 @@ fn mismatched_or_foreign_leaf_is_reissued() {
     assert_eq!(mode(&o.tls_dir.join(SERVING_KEY_FILE)), 0o600);
 }
 
+/// A client leaf from `issuer` without an authority key identifier, as
+/// certificates made by other tools may be.
+fn leaf_without_key_id(issuer: &Issuer<'_, KeyPair>) -> (String, String) {
+    let key = certs::new_key().unwrap();
+    let mut p =
+        certs::params(ADMIN_USER, &[MASTERS_GROUP], Purpose::Client, LEAF_LIFETIME).unwrap();
+    p.use_authority_key_identifier_extension = false;
+    (
+        p.signed_by(&key, issuer).unwrap().pem(),
+        key.serialize_pem(),
+    )
+}
+
+#[test]
+fn leaf_without_key_identifier_is_checked_by_its_signature() {
+    let tmp = tempfile::tempdir().unwrap();
+    let o = opts(tmp.path(), &[]);
+    load_or_init(&o).unwrap();
+    let ca_pem = read(&o.tls_dir.join(CA_CERT_FILE));
+    let ca_key = KeyPair::from_pem(&read(&o.tls_dir.join(CA_KEY_FILE))).unwrap();
+    let ca_der = certs::first_cert_der(&ca_pem).unwrap();
+    let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+    let ca_name = ca
+        .subject()
+        .iter_common_name()
+        .next()
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_string();
+    let write = |(c, k): &(String, String)| {
+        std::fs::write(o.tls_dir.join(ADMIN_CERT_FILE), c).unwrap();
+        std::fs::write(o.tls_dir.join(ADMIN_KEY_FILE), k).unwrap();
+    };
+
+    // From the current CA: kept.
+    let ours = leaf_without_key_id(&Issuer::from_ca_cert_der(&ca_der, ca_key).unwrap());
+    write(&ours);
+    assert_eq!(load_or_init(&o).unwrap().admin_cert_pem().0, ours.0);
+
+    // From another CA of the same name: its issuer name matches, its
+    // signature does not, so it is re-issued.
+    let other_key = certs::new_key().unwrap();
+    let other_ca = certs::params(&ca_name, &[], Purpose::Ca, CA_LIFETIME)
+        .unwrap()
+        .self_signed(&other_key)
+        .unwrap();
+    let foreign =
+        leaf_without_key_id(&Issuer::from_ca_cert_der(other_ca.der(), other_key).unwrap());
+    write(&foreign);
+    let reloaded = load_or_init(&o).unwrap();
+    assert_ne!(reloaded.admin_cert_pem().0, foreign.0);
+    assert_ne!(reloaded.admin_cert_pem().0, ours.0);
+}
+
 #[test]
 fn half_a_ca_is_an_error_naming_the_file() {
     let tmp = tempfile::tempdir().unwrap();
