@@ -20,7 +20,6 @@ use std::sync::Arc;
 use http::{HeaderValue, Request};
 
 use super::auth::ConnIdentity;
-use super::registry::ResourceDef;
 use super::ApiState;
 use crate::server::pki::Identity;
 
@@ -48,13 +47,14 @@ pub fn client(state: Arc<ApiState>, who: Identity, agent: &'static str) -> kube:
 #[derive(Debug, Clone, Copy)]
 pub struct InProcess;
 
-/// A registered kind in kube's terms, for `Api::<DynamicObject>` clients.
-pub fn api_resource(def: &ResourceDef) -> kube::api::ApiResource {
-    kube::api::ApiResource {
-        group: def.group.to_string(),
-        version: def.version.to_string(),
-        api_version: def.api_version(),
-        kind: def.kind.to_string(),
-        plural: def.plural.to_string(),
+/// `request` (a GET), or None when it answers 404.
+pub async fn get_opt(
+    client: &kube::Client,
+    request: Request<Vec<u8>>,
+) -> Result<Option<serde_json::Value>, kube::Error> {
+    match client.request(request).await {
+        Ok(v) => Ok(Some(v)),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(None),
+        Err(e) => Err(e),
     }
 }

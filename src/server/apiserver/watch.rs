@@ -140,8 +140,11 @@ pub async fn watch(
     };
     let plural = w.def.plural;
     // A panic ends this watch alone; the client sees it end and watches
-    // again, as after any other end of a watch.
-    tokio::spawn(super::recover::contain_task("watch", plural, w.run(from)));
+    // again, as after any other end of a watch. Boxed where it is made: the
+    // watch's state machine is large, and spawning moves it through several
+    // layers.
+    let run = Box::pin(w.run(from));
+    tokio::spawn(super::recover::contain_task("watch", plural, run));
     Ok(stream_response(rx))
 }
 

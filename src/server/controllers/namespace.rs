@@ -9,11 +9,9 @@
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams, WatchEvent, WatchParams,
-};
+use kube::api::{DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::core::Request;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::server::apiserver::loopback;
@@ -28,27 +26,55 @@ const RESYNC: Duration = Duration::from_secs(30);
 /// a client deleting a manifest's objects one by one (`kubectl delete -f`
 /// with the Namespace first) finds them still there, as on a real cluster,
 /// where the namespace controller's discovery pass takes about as long.
-const GRACE: SignedDuration = SignedDuration::from_secs(2);
+const GRACE: Duration = Duration::from_secs(2);
 
 /// The managedFields manager of what the controller writes.
 pub const AGENT: &str = "skiff-namespace-controller";
 
+const NAMESPACES: &str = "/api/v1/namespaces";
+
 /// What the controller works with: a client, and the namespaced kinds it
 /// empties (those that can be listed; the others store nothing).
+///
+/// Untyped (JSON values through the client's raw requests): the controller
+/// reads a name, a deletion timestamp and the finalizers, and needs no typed
+/// (de)serialiser for them, whose code every server would otherwise load at
+/// start.
 #[derive(Clone)]
 pub struct Ctx {
     pub client: kube::Client,
-    pub kinds: Vec<ApiResource>,
+    pub kinds: Vec<Kind>,
+}
+
+/// A namespaced kind: where its collection in a namespace is.
+#[derive(Clone, Debug)]
+pub struct Kind {
+    /// `/api/v1/namespaces/` or `/apis/<group>/<version>/namespaces/`.
+    prefix: String,
+    plural: &'static str,
+}
+
+impl Kind {
+    fn collection(&self, namespace: &str) -> String {
+        format!("{}{namespace}/{}", self.prefix, self.plural)
+    }
 }
 
 /// The kinds a namespace's content can be of: the namespaced kinds that
 /// can be listed (the others, reviews and the like, store nothing).
-pub fn kinds(registry: &Registry) -> Vec<ApiResource> {
+pub fn kinds(registry: &Registry) -> Vec<Kind> {
     registry
         .all()
         .iter()
         .filter(|d| d.namespaced && d.verbs.contains(&"list"))
-        .map(loopback::api_resource)
+        .map(|d| Kind {
+            prefix: if d.group.is_empty() {
+                format!("/api/{}/namespaces/", d.version)
+            } else {
+                format!("/apis/{}/{}/namespaces/", d.group, d.version)
+            },
+            plural: d.plural,
+        })
         .collect()
 }
 
@@ -69,27 +95,60 @@ pub async fn run(ctx: Ctx, cancel: CancellationToken) {
     }
 }
 
-fn terminating(meta: &kube::api::ObjectMeta) -> bool {
-    meta.deletion_timestamp.is_some()
+fn name(obj: &Value) -> Option<&str> {
+    obj["metadata"]["name"].as_str()
+}
+
+/// When the object was marked for deletion, if it was.
+fn deletion_timestamp(obj: &Value) -> Option<&str> {
+    obj["metadata"]["deletionTimestamp"].as_str()
+}
+
+/// Marked long enough ago for its content to go (see [`GRACE`]). A
+/// timestamp that does not parse counts as long enough.
+fn past_grace(marked: &str) -> bool {
+    let Ok(marked) = chrono::DateTime::parse_from_rfc3339(marked) else {
+        return true;
+    };
+    let age = chrono::Utc::now().signed_duration_since(marked);
+    age.to_std().is_ok_and(|age| age >= GRACE)
+}
+
+fn items(list: Value) -> Vec<Value> {
+    match list {
+        Value::Object(mut m) => match m.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn list_namespaces() -> Result<http::Request<Vec<u8>>, kube::Error> {
+    Request::new(NAMESPACES)
+        .list(&ListParams::default())
+        .map_err(kube::Error::BuildRequest)
 }
 
 /// List, finish what is terminating, then follow a watch until it ends.
 async fn watch_and_finish(ctx: &Ctx) -> Result<(), kube::Error> {
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let list = namespaces.list(&ListParams::default()).await?;
-    let rv = list.metadata.resource_version.clone().unwrap_or_default();
-    let mut pending = !finish_all(ctx, &list.items).await?;
-    let mut events = namespaces
+    let list: Value = ctx.client.request(list_namespaces()?).await?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut pending = !finish_all(ctx, &items(list)).await?;
+    let watch = Request::new(NAMESPACES)
         .watch(&WatchParams::default(), &rv)
-        .await?
-        .boxed();
+        .map_err(kube::Error::BuildRequest)?;
+    let mut events = ctx.client.request_events::<Value>(watch).await?.boxed();
     let mut resync = tokio::time::interval(RESYNC);
     resync.tick().await;
     loop {
         tokio::select! {
             ev = events.try_next() => match ev? {
                 Some(WatchEvent::Added(ns) | WatchEvent::Modified(ns)) => {
-                    if terminating(&ns.metadata) {
+                    if deletion_timestamp(&ns).is_some() {
                         pending |= !finish(ctx, &ns).await?;
                     }
                 }
@@ -97,23 +156,26 @@ async fn watch_and_finish(ctx: &Ctx) -> Result<(), kube::Error> {
                 // The watch ended (expired, compacted): start over.
                 Some(WatchEvent::Error(_)) | None => return Ok(()),
             },
-            _ = resync.tick() => { pending = !sweep(ctx, &namespaces).await?; }
+            _ = resync.tick() => { pending = !sweep(ctx).await?; }
             _ = tokio::time::sleep(RETRY), if pending => {
-                pending = !sweep(ctx, &namespaces).await?;
+                pending = !sweep(ctx).await?;
             }
         }
     }
 }
 
 /// One pass over all terminating namespaces; true when none is left waiting.
-async fn sweep(ctx: &Ctx, namespaces: &Api<Namespace>) -> Result<bool, kube::Error> {
-    let list = namespaces.list(&ListParams::default()).await?;
-    finish_all(ctx, &list.items).await
+async fn sweep(ctx: &Ctx) -> Result<bool, kube::Error> {
+    let list: Value = ctx.client.request(list_namespaces()?).await?;
+    finish_all(ctx, &items(list)).await
 }
 
-async fn finish_all(ctx: &Ctx, items: &[Namespace]) -> Result<bool, kube::Error> {
+async fn finish_all(ctx: &Ctx, namespaces: &[Value]) -> Result<bool, kube::Error> {
     let mut done = true;
-    for ns in items.iter().filter(|ns| terminating(&ns.metadata)) {
+    for ns in namespaces
+        .iter()
+        .filter(|ns| deletion_timestamp(ns).is_some())
+    {
         done &= finish(ctx, ns).await?;
     }
     Ok(done)
@@ -125,31 +187,35 @@ fn is_status(e: &kube::Error, f: impl Fn(&kube::core::Status) -> bool) -> bool {
 
 /// Delete the content of namespace `ns`; once it is empty, drop the
 /// namespace's finalizer. True when the namespace is gone.
-async fn finish(ctx: &Ctx, ns: &Namespace) -> Result<bool, kube::Error> {
-    let Some(name) = ns.metadata.name.as_deref() else {
+async fn finish(ctx: &Ctx, ns: &Value) -> Result<bool, kube::Error> {
+    let Some(ns_name) = name(ns) else {
         return Ok(true);
     };
-    if let Some(marked) = &ns.metadata.deletion_timestamp {
-        if Timestamp::now().duration_since(marked.0) < GRACE {
-            return Ok(false);
-        }
+    if deletion_timestamp(ns).is_some_and(|marked| !past_grace(marked)) {
+        return Ok(false);
     }
     let mut remaining = 0usize;
     for kind in &ctx.kinds {
-        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), name, kind);
-        for obj in api.list(&ListParams::default()).await?.items {
+        let collection = Request::new(kind.collection(ns_name));
+        let list = collection
+            .list(&ListParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        for obj in items(ctx.client.request(list).await?) {
             remaining += 1;
-            if terminating(&obj.metadata) {
+            if deletion_timestamp(&obj).is_some() {
                 continue;
             }
-            let Some(obj_name) = obj.metadata.name.as_deref() else {
+            let Some(obj_name) = name(&obj) else {
                 continue;
             };
-            match api.delete(obj_name, &DeleteParams::background()).await {
+            let delete = collection
+                .delete(obj_name, &DeleteParams::background())
+                .map_err(kube::Error::BuildRequest)?;
+            match ctx.client.request::<Value>(delete).await {
                 Ok(_) => {}
                 Err(e) if is_status(&e, |s| s.is_not_found()) => {}
                 Err(e) => {
-                    tracing::warn!(namespace = name, resource = kind.plural, name = obj_name, error = %e, "cannot delete namespace content");
+                    tracing::warn!(namespace = ns_name, resource = kind.plural, name = obj_name, error = %e, "cannot delete namespace content");
                 }
             }
         }
@@ -157,33 +223,32 @@ async fn finish(ctx: &Ctx, ns: &Namespace) -> Result<bool, kube::Error> {
     if remaining > 0 {
         // Check again: objects without finalizers are gone by now.
         for kind in &ctx.kinds {
-            let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), name, kind);
-            if !api
+            let list = Request::new(kind.collection(ns_name))
                 .list(&ListParams::default().limit(1))
-                .await?
-                .items
-                .is_empty()
-            {
+                .map_err(kube::Error::BuildRequest)?;
+            if !items(ctx.client.request(list).await?).is_empty() {
                 return Ok(false);
             }
         }
     }
-    let namespaces: Api<Namespace> = Api::all(ctx.client.clone());
-    let Some(mut cur) = namespaces.get_opt(name).await? else {
+    let namespaces = Request::new(NAMESPACES);
+    let get = namespaces
+        .get(ns_name, &Default::default())
+        .map_err(kube::Error::BuildRequest)?;
+    let Some(mut cur) = loopback::get_opt(&ctx.client, get).await? else {
         return Ok(true);
     };
-    if let Some(spec) = cur.spec.as_mut() {
-        if let Some(f) = spec.finalizers.as_mut() {
-            f.retain(|f| f != "kubernetes");
-        }
+    if let Some(finalizers) = cur["spec"]["finalizers"].as_array_mut() {
+        finalizers.retain(|f| f != "kubernetes");
     }
-    match namespaces
-        .replace_subresource("finalize", name, &PostParams::default(), &cur)
-        .await
-    {
+    let body = serde_json::to_vec(&cur).map_err(kube::Error::SerdeError)?;
+    let finalize = namespaces
+        .replace_subresource("finalize", ns_name, &PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    match ctx.client.request::<Value>(finalize).await {
         Ok(_) => {
             tracing::info!(
-                namespace = name,
+                namespace = ns_name,
                 "namespace content deleted, finalizer released"
             );
             Ok(true)
