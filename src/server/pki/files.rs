@@ -33,6 +33,20 @@ pub(super) fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
     }
 }
 
+/// Whether `path` is a regular file of ours, mode exactly [`PRIVATE`],
+/// holding exactly `data`.
+pub(super) fn holds_private(path: &Path, data: &[u8]) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return false;
+    };
+    meta.is_file()
+        && meta.mode() & 0o7777 == PRIVATE
+        && meta.uid() == nix::unistd::geteuid().as_raw()
+        && meta.len() == data.len() as u64
+        && std::fs::read(path).is_ok_and(|have| have == data)
+}
+
 /// Writes `data` to `path` atomically: a temporary file in the same directory,
 /// created with `mode` (never widened later), flushed, then renamed over `path`.
 pub(super) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {

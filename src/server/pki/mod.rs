@@ -400,6 +400,12 @@ impl ClusterPki {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             ensure_dir(dir, 0o755)?;
         }
+        // A restart finds what it would write already there: leave it (the
+        // write's fsync was the one a restart waited on). A loosened mode, a
+        // symlink or another owner is replaced, as anything else is.
+        if files::holds_private(path, yaml.as_bytes()) {
+            return Ok(());
+        }
         write_atomic(path, yaml.as_bytes(), PRIVATE)
     }
 

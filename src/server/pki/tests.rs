@@ -244,8 +244,24 @@ fn kubeconfig_is_private_and_parses() {
     let path = tmp.path().join("etc/skiff/skiff.yaml");
     pki.write_kubeconfig(&path, "https://127.0.0.1:6443")
         .unwrap();
+    let inode = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let first = inode(&path);
+    // The same again (a restart) leaves the file alone.
     pki.write_kubeconfig(&path, "https://127.0.0.1:6443")
-        .unwrap(); // overwrite
+        .unwrap();
+    assert_eq!(inode(&path), first);
+    // A loosened mode is not left: the file is replaced, private again.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    pki.write_kubeconfig(&path, "https://127.0.0.1:6443")
+        .unwrap();
+    assert_ne!(inode(&path), first);
+    assert_eq!(mode(&path), 0o600);
+    // Nor is other content (another port here).
+    pki.write_kubeconfig(&path, "https://127.0.0.1:7443")
+        .unwrap();
+    assert!(read(&path).contains("https://127.0.0.1:7443"));
+    pki.write_kubeconfig(&path, "https://127.0.0.1:6443")
+        .unwrap();
     assert_eq!(mode(&path), 0o600);
     let text = read(&path);
     assert!(text.contains("\n    client-key-data: LS0t"), "{text}");
