@@ -5,7 +5,7 @@ each field of the kinds skiff serves is patched and owned (the source the
 OpenAPI extensions x-kubernetes-patch-strategy, -patch-merge-key,
 -list-type, -list-map-keys, -map-type and -structType are generated from),
 and which struct type each field holds, so a patch can walk an object.
-build.rs turns the TSV into the tables of `api::strategic::schema`.
+build/patch_facts.rs turns the TSV into the tables of `api::strategic::schema`.
 
 Usage: scripts/gen-patch-facts.py <git dir of github.com/kubernetes/api>
                                   <git dir of github.com/kubernetes/apimachinery> <tag>

@@ -1,4 +1,4 @@
-//! The generated tables (`build.rs` from `upstream_patch_facts.tsv`) say
+//! The generated tables (`build/patch_facts.rs` from `upstream_patch_facts.tsv`) say
 //! what the hand-written table they replaced said, name their provenance,
 //! and give every served kind its Go type.
 
