@@ -13,10 +13,14 @@
 //! same start-up leaves ~3 MiB less resident, and other code paths (the
 //! engine's) lose the server code that sat among them.
 //!
-//! Release builds only: layout changes no behaviour, and matching ~2,000
-//! wildcard patterns against a debug build's far more sections takes GNU ld
-//! minutes. Patterns that match nothing (after code moved) cost nothing; a
-//! malformed line fails the build with its number.
+//! Release builds only: layout changes no behaviour, and a debug build's
+//! far more sections make matching ~3,000 wildcard patterns slow. The
+//! fragment is given as `-T<file>`, which the C compiler driver passes on
+//! and lld (rustc's default linker here) and GNU ld take; gold and mold do
+//! not take `INSERT`, so with those (named in the rustflags) or with
+//! `SKIFF_LINK_ORDER=0` the default layout is kept. Patterns that match
+//! nothing (after code moved) cost nothing; a malformed line fails the
+//! build with its number.
 
 use std::path::PathBuf;
 
@@ -24,9 +28,16 @@ const ORDER: &str = "link/server-start.order";
 
 pub fn run() {
     println!("cargo:rerun-if-changed={ORDER}");
+    println!("cargo:rerun-if-env-changed=SKIFF_LINK_ORDER");
     let env = |k: &str| std::env::var(k).unwrap_or_default();
-    // GNU ld and lld take the fragment; skiff's targets are Linux only.
-    if env("PROFILE") != "release" || env("CARGO_CFG_TARGET_OS") != "linux" {
+    let rustflags = env("CARGO_ENCODED_RUSTFLAGS");
+    if env("PROFILE") != "release"
+        || env("CARGO_CFG_TARGET_OS") != "linux"
+        || env("SKIFF_LINK_ORDER") == "0"
+        || ["fuse-ld=gold", "fuse-ld=mold", "linker=mold", "linker=gold"]
+            .iter()
+            .any(|l| rustflags.contains(l))
+    {
         return;
     }
     let text = std::fs::read_to_string(ORDER).unwrap_or_else(|e| panic!("{ORDER}: {e}"));
@@ -34,7 +45,7 @@ pub fn run() {
     let dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap_or_else(|| panic!("no OUT_DIR")));
     let path = dir.join("server-start.ld");
     std::fs::write(&path, script).unwrap_or_else(|e| panic!("OUT_DIR: {e}"));
-    println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", path.display());
+    println!("cargo:rustc-link-arg-bins=-T{}", path.display());
 }
 
 /// The linker script fragment for the patterns in `text` (one per line;

@@ -92,8 +92,9 @@ def kubectl_requests(kubeconfig):
 
 
 def normalise(name):
+    # The hash first: ThinLTO's suffix comes after it.
+    name = re.sub(r"17h[0-9a-f]{16}E(\.llvm\.\d+)?$", "*", name)
     name = re.sub(r"\.llvm\.\d+$", "*", name)
-    name = re.sub(r"17h[0-9a-f]{16}E$", "*", name)
     return re.sub(r"Cs[0-9A-Za-z]+_", "Cs*_", name)
 
 

@@ -238,7 +238,10 @@ async fn finish(ctx: &Ctx, ns: &Value) -> Result<bool, kube::Error> {
     let Some(mut cur) = loopback::get_opt(&ctx.client, get).await? else {
         return Ok(true);
     };
-    if let Some(finalizers) = cur["spec"]["finalizers"].as_array_mut() {
+    if let Some(finalizers) = cur
+        .pointer_mut("/spec/finalizers")
+        .and_then(Value::as_array_mut)
+    {
         finalizers.retain(|f| f != "kubernetes");
     }
     let body = serde_json::to_vec(&cur).map_err(kube::Error::SerdeError)?;

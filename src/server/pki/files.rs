@@ -34,17 +34,33 @@ pub(super) fn read_optional(path: &Path) -> Result<Option<String>, PkiError> {
 }
 
 /// Whether `path` is a regular file of ours, mode exactly [`PRIVATE`],
-/// holding exactly `data`.
+/// holding exactly `data`. Opened without following a symlink and without
+/// blocking (a FIFO put in its place answers false, not a hang), checked on
+/// the open file, and read no further than `data` is long.
 pub(super) fn holds_private(path: &Path, data: &[u8]) -> bool {
+    use std::io::Read;
     use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
+    let Ok(file) = OpenOptions::new()
+        .read(true)
+        .custom_flags((nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_NONBLOCK).bits())
+        .open(path)
+    else {
         return false;
     };
-    meta.is_file()
-        && meta.mode() & 0o7777 == PRIVATE
-        && meta.uid() == nix::unistd::geteuid().as_raw()
-        && meta.len() == data.len() as u64
-        && std::fs::read(path).is_ok_and(|have| have == data)
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    if !meta.is_file()
+        || meta.mode() & 0o7777 != PRIVATE
+        || meta.uid() != nix::unistd::geteuid().as_raw()
+        || meta.len() != data.len() as u64
+    {
+        return false;
+    }
+    let mut have = Vec::with_capacity(data.len());
+    file.take(data.len() as u64 + 1)
+        .read_to_end(&mut have)
+        .is_ok_and(|_| have == data)
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory,

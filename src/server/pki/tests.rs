@@ -178,12 +178,25 @@ fn leaf_without_key_identifier_is_checked_by_its_signature() {
         .unwrap()
         .self_signed(&other_key)
         .unwrap();
-    let foreign =
-        leaf_without_key_id(&Issuer::from_ca_cert_der(other_ca.der(), other_key).unwrap());
+    let other = Issuer::from_ca_cert_der(other_ca.der(), other_key).unwrap();
+    let foreign = leaf_without_key_id(&other);
     write(&foreign);
     let reloaded = load_or_init(&o).unwrap();
     assert_ne!(reloaded.admin_cert_pem().0, foreign.0);
     assert_ne!(reloaded.admin_cert_pem().0, ours.0);
+
+    // With its key identifier, the same: the name matches, the identifier
+    // (the other CA's key) does not.
+    let with_id = certs::issue(
+        &other,
+        ADMIN_USER,
+        &[MASTERS_GROUP],
+        Purpose::Client,
+        LEAF_LIFETIME,
+    )
+    .unwrap();
+    write(&with_id);
+    assert_ne!(load_or_init(&o).unwrap().admin_cert_pem().0, with_id.0);
 }
 
 #[test]
@@ -256,7 +269,15 @@ fn kubeconfig_is_private_and_parses() {
         .unwrap();
     assert_ne!(inode(&path), first);
     assert_eq!(mode(&path), 0o600);
-    // Nor is other content (another port here).
+    // Nor a symlink, even to the same content.
+    let elsewhere = tmp.path().join("elsewhere.yaml");
+    std::fs::rename(&path, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    pki.write_kubeconfig(&path, "https://127.0.0.1:6443")
+        .unwrap();
+    assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+    std::fs::remove_file(&elsewhere).unwrap();
+    // Nor other content (another port here).
     pki.write_kubeconfig(&path, "https://127.0.0.1:7443")
         .unwrap();
     assert!(read(&path).contains("https://127.0.0.1:7443"));
