@@ -110,6 +110,37 @@ fn watch_without_version_starts_with_current_state() {
     assert!(events.is_empty(), "{events:?}");
 }
 
+/// Boolean parameters as client libraries spell them (the Python client
+/// sends `watch=True`, `allowWatchBookmarks=True`) are read as the
+/// apiserver reads them: anything but `0` and `false` is true.
+#[test]
+fn booleans_spelled_as_clients_spell_them_are_read_as_upstream_does() {
+    let server = Server::start();
+    server.kubectl_ok(&["create", "configmap", "b1", "--from-literal=k=v"]);
+    for query in [
+        "watch=True&allowWatchBookmarks=True",
+        "watch=TRUE",
+        "watch",
+        "watch=yes",
+    ] {
+        let events = watch(
+            &server,
+            &format!("/api/v1/namespaces/default/configmaps?{query}&timeoutSeconds=1"),
+            None,
+        );
+        assert_eq!(types(&events), ["ADDED"], "{query}: {events:?}");
+    }
+    // False, in any case, is a list.
+    for query in ["watch=False", "watch=0"] {
+        let (code, body) = get_status(
+            &server,
+            &format!("/api/v1/namespaces/default/configmaps?{query}"),
+        );
+        assert_eq!(code, 200, "{query}");
+        assert_eq!(body["kind"], "ConfigMapList", "{query}: {body}");
+    }
+}
+
 #[test]
 fn table_watch_sends_columns_once() {
     let server = Server::start();

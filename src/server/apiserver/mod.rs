@@ -209,7 +209,7 @@ async fn dispatch(
     let q = Query::parse(parts.uri.query())?;
     let method = parts.method.clone();
     // After authentication and before authorization, as upstream's filter.
-    let watch = q.flag("watch").unwrap_or(false);
+    let watch = q.flag("watch");
     // The loopback client's requests are exempt (see `loopback`).
     let admitted = match parts.extensions.get::<loopback::InProcess>() {
         Some(_) => Ok(None),
@@ -228,7 +228,7 @@ async fn dispatch(
     let ctx = match who {
         Some(who) => {
             let target = auth::Target::of(&parsed, &path_str);
-            let verb = auth::verb(&method, &target, q.flag("watch")?);
+            let verb = auth::verb(&method, &target, q.flag("watch"));
             auth::authorize(&who, &verb, &target)?;
             let writes = matches!(parsed, ApiPath::Resource(_)) && !read_only(&method);
             Some(RequestCtx {
@@ -343,7 +343,7 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
     let sub = r.subresource.clone();
     match (method.clone(), name.as_deref(), sub.as_deref()) {
         (Method::GET, None, None) => {
-            if q.flag("watch")? {
+            if q.flag("watch") {
                 verb_allowed(r, "watch")?;
                 watch::watch(state, r, q, as_table).await
             } else {

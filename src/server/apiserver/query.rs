@@ -37,13 +37,15 @@ impl Query {
             .collect()
     }
 
-    pub fn flag(&self, key: &str) -> Result<bool, ApiError> {
-        match self.get(key) {
-            None | Some("") | Some("false") | Some("0") => Ok(false),
-            Some("true") | Some("1") => Ok(true),
-            Some(other) => Err(ApiError::bad_request(format!(
-                "invalid value {other:?} for {key}: must be true or false"
-            ))),
+    /// A boolean parameter, read as the apiserver reads one
+    /// (`Convert_Slice_string_To_bool`): absent is false; else its first
+    /// value decides, false when it is `0` or `false` in any case and true
+    /// otherwise, the empty value included. Clients rely on it: the Python
+    /// client sends `watch=True`, and `?watch` alone is a watch.
+    pub fn flag(&self, key: &str) -> bool {
+        match self.pairs.iter().find(|(k, _)| k == key) {
+            None => false,
+            Some((_, v)) => !(v == "0" || v.eq_ignore_ascii_case("false")),
         }
     }
 
@@ -229,21 +231,46 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(q.uint("limit").unwrap(), Some(500));
-        assert!(q.flag("watch").unwrap());
+        assert!(q.flag("watch"));
         assert_eq!(q.get("labelSelector"), Some("app=web"));
         assert!(q.dry_run().unwrap());
         assert!(Query::parse(Some("limit=x"))
             .unwrap()
             .uint("limit")
             .is_err());
-        assert!(Query::parse(Some("watch=maybe"))
-            .unwrap()
-            .flag("watch")
-            .is_err());
         assert!(Query::parse(Some("dryRun=Some"))
             .unwrap()
             .dry_run()
             .is_err());
+    }
+
+    #[test]
+    fn flags_read_as_the_apiserver_reads_them() {
+        let flag = |q: &str| Query::parse(Some(q)).unwrap().flag("watch");
+        for yes in [
+            "watch=true",
+            "watch=True",
+            "watch=TRUE",
+            "watch=1",
+            "watch",
+            "watch=",
+            "watch=yes",
+        ] {
+            assert!(flag(yes), "{yes}");
+        }
+        for no in [
+            "",
+            "watch=false",
+            "watch=False",
+            "watch=FALSE",
+            "watch=0",
+            "other=true",
+        ] {
+            assert!(!flag(no), "{no}");
+        }
+        // The first value decides.
+        assert!(flag("watch=1&watch=false"));
+        assert!(!flag("watch=0&watch=true"));
     }
 
     #[test]

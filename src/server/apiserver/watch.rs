@@ -99,7 +99,7 @@ pub async fn watch(
     let def = r.def.clone();
     q.validate_list_options(true)?;
     let filter = Filter::from_query(&def, q)?;
-    let bookmarks = q.flag("allowWatchBookmarks")?;
+    let bookmarks = q.flag("allowWatchBookmarks");
     let include = if as_table {
         Some(IncludeObject::from_query(q)?)
     } else {

@@ -521,7 +521,7 @@ pub async fn apply(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response,
             ))
         }
     };
-    let force = q.flag("force")?;
+    let force = q.flag("force");
     let dry_run = ctx.dry_run;
     let mut applied = parse_yaml(body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {}", e.message)))?;
