@@ -99,6 +99,19 @@ pub fn decode_body(body: &[u8]) -> Result<Value, ProtobufError> {
     decode_at_depth(body, 0)
 }
 
+/// Decode the options a request carries in its body (`DeleteOptions`, which
+/// client-go sends with every DELETE, in protobuf when it speaks protobuf):
+/// kinds of `meta.k8s.io/v1` that every group version carries, so the
+/// envelope's apiVersion (the request's group version) does not choose them.
+pub fn decode_options(body: &[u8]) -> Result<Value, ProtobufError> {
+    decode_with(body, 0, |schema, _, kind| {
+        if kind.contains('.') || !kind.ends_with("Options") {
+            return None;
+        }
+        schema.get(&format!("meta.v1.{kind}"))
+    })
+}
+
 /// The envelope's parts.
 struct Envelope<'a> {
     api_version: String,
@@ -161,6 +174,16 @@ fn envelope_field(number: u32) -> String {
 }
 
 fn decode_at_depth(body: &[u8], depth: usize) -> Result<Value, ProtobufError> {
+    decode_with(body, depth, message_for_kind)
+}
+
+/// [`decode_at_depth`] with the message of the envelope's kind chosen by
+/// `message`.
+fn decode_with(
+    body: &[u8],
+    depth: usize,
+    message: impl for<'s> Fn(&'s schema::Schema, &str, &str) -> Option<&'s schema::Message>,
+) -> Result<Value, ProtobufError> {
     let env = envelope(body)?;
     if env.api_version.is_empty() || env.kind.is_empty() {
         return Err(ProtobufError::MissingTypeMeta);
@@ -169,12 +192,11 @@ fn decode_at_depth(body: &[u8], depth: usize) -> Result<Value, ProtobufError> {
         return Err(ProtobufError::UnsupportedEncoding(env.content_encoding));
     }
     let schema = schema::schema().map_err(|e| ProtobufError::Schema(e.to_string()))?;
-    let msg = message_for_kind(schema, &env.api_version, &env.kind).ok_or_else(|| {
-        ProtobufError::UnknownKind {
+    let msg =
+        message(schema, &env.api_version, &env.kind).ok_or_else(|| ProtobufError::UnknownKind {
             api_version: env.api_version.clone(),
             kind: env.kind.clone(),
-        }
-    })?;
+        })?;
     let decoder = convert::Decoder { schema };
     let fields = decoder
         .object(msg, env.raw, depth + 1)

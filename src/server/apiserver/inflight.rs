@@ -182,6 +182,63 @@ where
     });
 }
 
+/// A request body that, dropped unread (a request answered without reading
+/// its body: a 404, a 403, a refused verb), is read to its end in the
+/// background as [`drain`] does, so that the answer is not lost to a
+/// connection closed or a stream reset under the client.
+pub struct Lingering<B: Body<Data = Bytes> + Send + Unpin + 'static> {
+    inner: Option<B>,
+    max: usize,
+    deadline: Option<tokio::time::Instant>,
+}
+
+impl<B: Body<Data = Bytes> + Send + Unpin + 'static> Lingering<B> {
+    pub fn new(body: B, max: usize, deadline: Option<tokio::time::Instant>) -> Self {
+        Lingering {
+            inner: Some(body),
+            max,
+            deadline,
+        }
+    }
+}
+
+impl<B: Body<Data = Bytes> + Send + Unpin + 'static> Body for Lingering<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, B::Error>>> {
+        match self.inner.as_mut() {
+            Some(b) => std::pin::Pin::new(b).poll_frame(cx),
+            None => std::task::Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(Body::is_end_stream)
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| hyper::body::SizeHint::with_exact(0), Body::size_hint)
+    }
+}
+
+impl<B: Body<Data = Bytes> + Send + Unpin + 'static> Drop for Lingering<B> {
+    fn drop(&mut self) {
+        if let Some(body) = self.inner.take() {
+            // Only a runtime can read it; outside one (never on the request
+            // path) the body is simply dropped.
+            if !body.is_end_stream() && tokio::runtime::Handle::try_current().is_ok() {
+                drain(body, self.max, self.deadline);
+            }
+        }
+    }
+}
+
 /// Request-body bytes counted against the budget; given back on drop.
 #[derive(Default, Debug)]
 pub struct Reservation {

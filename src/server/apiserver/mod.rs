@@ -201,6 +201,13 @@ async fn dispatch(
     req: Request<ReqBody>,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
+    // Answered without reading its body or not, a request's body is read to
+    // its end (see `inflight::Lingering`).
+    let body = ReqBody::new(inflight::Lingering::new(
+        body,
+        MAX_BODY_BYTES,
+        conn::body_deadline(),
+    ));
     let path_str = parts.uri.path().to_string();
     let who = state.auth.authenticate(conn, &parts.headers);
     if who.is_none() && !auth::is_public(&path_str) {
@@ -255,6 +262,11 @@ async fn dispatch(
             };
             resource(&call, &method, body).await
         }
+        // Nothing is served there, whatever the method: 404, as upstream
+        // (a 405 told clients the path exists). kubectl asks for protobuf
+        // OpenAPI v2 only; a 404 sends it to its built-in types, which is
+        // what works best.
+        ApiPath::OpenApiV2 | ApiPath::NotFound => Err(not_found()),
         _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
         ApiPath::Version => Ok(discovery::version()),
         ApiPath::Healthz(which) => Ok(health::check(state, which, &q).await),
@@ -271,9 +283,6 @@ async fn dispatch(
         ApiPath::OpenApiV3 { group, version } => {
             openapi::group_version(&state.registry, &group, &version)
         }
-        // kubectl asks for protobuf v2 only; a 404 sends it to its built-in
-        // types, which is what works best.
-        ApiPath::OpenApiV2 | ApiPath::NotFound => Err(not_found()),
     }
 }
 
@@ -309,12 +318,15 @@ async fn object_body(call: &Call<'_>, body: ReqBody) -> Result<(Value, Vec<Strin
 }
 
 /// An optional JSON body (DELETE's DeleteOptions).
-async fn optional_body(state: &ApiState, body: ReqBody) -> Result<Option<Value>, ApiError> {
+/// The options a DELETE may carry in its body, in whatever form the client
+/// speaks (kubectl's typed clients send protobuf).
+async fn optional_body(
+    state: &ApiState,
+    headers: &http::HeaderMap,
+    body: ReqBody,
+) -> Result<Option<Value>, ApiError> {
     let bytes = read_body(state, body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    negotiate::parse_json(&bytes).map(Some)
+    negotiate::decode_options(headers, &bytes)
 }
 
 async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Response, ApiError> {
@@ -382,13 +394,13 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
         }
         (Method::DELETE, Some(n), None) => {
             verb_allowed(r, "delete")?;
-            let body = optional_body(state, body).await?;
+            let body = optional_body(state, headers, body).await?;
             let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
             write::delete(state, r, n, &opts).await
         }
         (Method::DELETE, None, None) => {
             verb_allowed(r, "deletecollection")?;
-            let body = optional_body(state, body).await?;
+            let body = optional_body(state, headers, body).await?;
             let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
             write::delete_collection(state, r, q, opts).await
         }

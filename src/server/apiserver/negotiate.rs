@@ -194,6 +194,25 @@ pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// Decode the options a DELETE may carry (`DeleteOptions`) by the body's
+/// Content-Type; None for an empty body.
+pub fn decode_options(headers: &HeaderMap, body: &[u8]) -> Result<Option<Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let v = match content_type(headers).as_str() {
+        crate::api::protobuf::MEDIA_TYPE => {
+            crate::api::protobuf::decode_options(body).map_err(|e| {
+                ApiError::bad_request(format!("the protobuf request body cannot be decoded: {e}"))
+            })?
+        }
+        "application/yaml" | "application/x-yaml" | "text/yaml" => parse_yaml(body)?,
+        // JSON, also when the client names no type (curl -d).
+        _ => parse_json(body)?,
+    };
+    Ok(Some(v))
+}
+
 /// Decode an object body for create/update by its Content-Type.
 pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     let ct = content_type(headers);
