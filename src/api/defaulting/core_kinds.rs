@@ -10,6 +10,10 @@ const RBAC_GROUP: &str = "rbac.authorization.k8s.io";
 /// `SetDefaults_Service`. Cluster IPs and node ports are allocated by the
 /// server, not here.
 pub fn service(obj: &mut Value) {
+    // Upstream's Service status always has its load balancer, `{}` at least.
+    if let Some(status) = ensure_obj(obj, "status") {
+        default_val(status, "loadBalancer", json!({}));
+    }
     let Some(spec) = ensure_obj(obj, "spec") else {
         return;
     };
@@ -90,8 +94,32 @@ pub fn pv(obj: &mut Value) {
     }
 }
 
+/// `SetDefaults_Secret`, and what upstream's conversion of a v1 Secret does
+/// before it: `stringData` is folded into `data` (its values base64-encoded,
+/// winning over `data`'s for the same key) and never stored or returned.
 pub fn secret(obj: &mut Value) {
     default_str(obj, "type", "Opaque");
+    let Some(m) = obj.as_object_mut() else {
+        return;
+    };
+    let Some(Value::Object(string_data)) = m.remove("stringData") else {
+        return;
+    };
+    use base64::Engine as _;
+    let data = m
+        .entry("data")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !data.is_object() {
+        *data = Value::Object(Default::default());
+    }
+    if let Some(data) = data.as_object_mut() {
+        for (k, v) in string_data {
+            if let Value::String(v) = v {
+                let encoded = base64::engine::general_purpose::STANDARD.encode(v);
+                data.insert(k, Value::String(encoded));
+            }
+        }
+    }
 }
 
 /// `SetDefaults_Namespace` (the `kubernetes.io/metadata.name` label) and

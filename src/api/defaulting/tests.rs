@@ -329,6 +329,17 @@ fn service_and_core_kinds() {
     assert_eq!(pvc["status"]["phase"], "Pending");
 
     assert_eq!(defaulted("v1", "Secret", json!({}))["type"], "Opaque");
+    // stringData is folded into data, winning for the same key, and dropped.
+    let s = defaulted(
+        "v1",
+        "Secret",
+        json!({"data": {"a": "b2xk", "b": "Yg=="}, "stringData": {"a": "new", "c": "hello"}}),
+    );
+    assert_eq!(
+        s["data"],
+        json!({"a": "bmV3", "b": "Yg==", "c": "aGVsbG8="})
+    );
+    assert!(s.get("stringData").is_none(), "{s}");
     assert_eq!(
         defaulted("v1", "Secret", json!({"type": "kubernetes.io/tls"}))["type"],
         "kubernetes.io/tls"

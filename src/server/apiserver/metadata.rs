@@ -149,7 +149,26 @@ pub fn prepare_create(
     // like the typed decoder of the apiserver, never store them.
     crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut obj);
     crate::api::defaulting::apply_defaults(def.rules, &mut obj);
+    status_shape(def, &mut obj);
+    def.strategy.admit_create(&mut obj);
     Ok(obj)
+}
+
+/// A kind with a status has one, `{}` at least, as upstream's objects
+/// always do (their Go status is a struct, never nil): typed clients fail on
+/// a missing one.
+fn status_shape(def: &ResourceDef, obj: &mut Value) {
+    if !def.has_subresource("status") {
+        return;
+    }
+    if let Some(m) = obj.as_object_mut() {
+        let status = m
+            .entry("status")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if status.is_null() {
+            *status = Value::Object(Default::default());
+        }
+    }
 }
 
 /// Apply an update (PUT or a patch result) of `old` to `new`, keeping what a
@@ -238,6 +257,7 @@ pub fn prepare_update(
     let mut new = with_type_meta(def, new);
     crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut new);
     crate::api::defaulting::apply_defaults(def.rules, &mut new);
+    status_shape(def, &mut new);
     if def.strategy.tracks_generation() && old.get("spec") != new.get("spec") {
         let g = meta(old)
             .and_then(|m| m.get("generation"))
@@ -340,7 +360,8 @@ mod tests {
             json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}, "status": {"replicas": 9}}),
         )
         .unwrap();
-        assert!(old.get("status").is_none());
+        // The client's status is dropped; an empty one stands in, as upstream.
+        assert_eq!(old["status"], json!({}));
         let mut old = old;
         old["status"] = json!({"replicas": 1});
         let new = json!({"metadata": {"name": "web", "uid": "forged"}, "spec": {"replicas": 3}, "status": {"replicas": 7}});

@@ -87,6 +87,12 @@ pub trait Strategy: Send + Sync {
         obj.remove("status");
     }
 
+    /// What upstream's mutating admission plugins change in a new object
+    /// of this kind (for pods: ServiceAccount, Priority,
+    /// DefaultTolerationSeconds, and the QoS class the registry computes),
+    /// after defaulting and before validation. Creates only.
+    fn admit_create(&self, _obj: &mut Value) {}
+
     /// Kinds whose controllers report `status.observedGeneration` track
     /// `metadata.generation`: 1 on create, +1 on every spec change.
     fn tracks_generation(&self) -> bool {

@@ -28,6 +28,58 @@ impl Strategy for Pod {
         obj.insert("status".into(), json!({"phase": "Pending"}));
     }
 
+    fn admit_create(&self, obj: &mut Value) {
+        let qos = qos_class(obj);
+        if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
+            status.insert("qosClass".into(), json!(qos));
+        }
+        let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) else {
+            return;
+        };
+        // ServiceAccount: the namespace's default account when none is
+        // named (upstream also refuses a pod whose account does not exist;
+        // accounts come with access control), and the deprecated field the
+        // v1 API mirrors it into.
+        let account = match spec.get("serviceAccountName").and_then(Value::as_str) {
+            Some(a) if !a.is_empty() => a.to_string(),
+            _ => "default".to_string(),
+        };
+        spec.insert("serviceAccountName".into(), json!(account));
+        if spec
+            .get("serviceAccount")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
+            spec.insert("serviceAccount".into(), json!(account));
+        }
+        // Priority, with no PriorityClass named (and none the global
+        // default): 0, preempting lower priorities.
+        let class = spec.get("priorityClassName").and_then(Value::as_str);
+        if class.is_none_or(str::is_empty) {
+            spec.entry("priority").or_insert(json!(0));
+            spec.entry("preemptionPolicy")
+                .or_insert(json!("PreemptLowerPriority"));
+        }
+        // DefaultTolerationSeconds: evicted 300 s after its node goes
+        // not-ready or unreachable, unless the pod already says otherwise.
+        let tolerations = spec.entry("tolerations").or_insert(json!([]));
+        if let Some(list) = tolerations.as_array_mut() {
+            for key in [
+                "node.kubernetes.io/not-ready",
+                "node.kubernetes.io/unreachable",
+            ] {
+                if !list.iter().any(|t| tolerates_no_execute(t, key)) {
+                    list.push(json!({
+                        "key": key,
+                        "operator": "Exists",
+                        "effect": "NoExecute",
+                        "tolerationSeconds": 300,
+                    }));
+                }
+            }
+        }
+    }
+
     fn delete_policy(&self, obj: &Value, grace_seconds: Option<i64>) -> DeletePolicy {
         let grace = grace(obj, grace_seconds);
         DeletePolicy {
@@ -78,4 +130,119 @@ fn grace(obj: &Value, requested: Option<i64>) -> i64 {
             .and_then(Value::as_i64)
             .unwrap_or(30)
     })
+}
+
+/// Whether toleration `t` tolerates a NoExecute taint with `key`.
+fn tolerates_no_execute(t: &Value, key: &str) -> bool {
+    let effect = str_at(t, "/effect");
+    let t_key = str_at(t, "/key");
+    (effect.is_empty() || effect == "NoExecute")
+        && (t_key == key || (t_key.is_empty() && str_at(t, "/operator") == "Exists"))
+}
+
+/// The pod's QoS class (upstream's `GetPodQOS`): BestEffort without any cpu
+/// or memory request or limit; Guaranteed when every container limits both
+/// and the pod's requests equal its limits; else Burstable.
+fn qos_class(pod: &Value) -> &'static str {
+    use crate::api::quantity::{self, Nanos};
+    use std::collections::BTreeMap;
+    let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
+    let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
+    let mut guaranteed = true;
+    let spec = pod.get("spec");
+    let containers = ["containers", "initContainers"]
+        .into_iter()
+        .filter_map(|k| spec.and_then(|s| s.get(k)).and_then(Value::as_array))
+        .flatten();
+    for c in containers {
+        let positive = |bag: &str, r: &str| {
+            c.pointer(&format!("/resources/{bag}/{r}"))
+                .and_then(Value::as_str)
+                .and_then(quantity::parse)
+                .filter(|q| *q > Nanos(0))
+        };
+        let mut limited = 0;
+        for r in ["cpu", "memory"] {
+            if let Some(Nanos(q)) = positive("requests", r) {
+                *requests.entry(r).or_default() += q;
+            }
+            if let Some(Nanos(q)) = positive("limits", r) {
+                *limits.entry(r).or_default() += q;
+                limited += 1;
+            }
+        }
+        guaranteed &= limited == 2;
+    }
+    if requests.is_empty() && limits.is_empty() {
+        return "BestEffort";
+    }
+    let equal = requests.iter().all(|(r, q)| limits.get(r) == Some(q));
+    if guaranteed && equal && requests.len() == limits.len() {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(containers: Value) -> Value {
+        json!({"spec": {"containers": containers}})
+    }
+
+    #[test]
+    fn qos_classes_as_upstream() {
+        assert_eq!(qos_class(&pod(json!([{"name": "a"}]))), "BestEffort");
+        let both = json!({"cpu": "1", "memory": "1Gi"});
+        assert_eq!(
+            qos_class(&pod(
+                json!([{"resources": {"requests": both, "limits": {"cpu": "1000m", "memory": "1024Mi"}}}])
+            )),
+            "Guaranteed"
+        );
+        assert_eq!(
+            qos_class(&pod(
+                json!([{"resources": {"requests": {"cpu": "500m"}, "limits": both}}])
+            )),
+            "Burstable"
+        );
+        // One container without limits makes the pod Burstable.
+        assert_eq!(
+            qos_class(&pod(
+                json!([{"resources": {"requests": both, "limits": both}}, {"resources": {"requests": {"cpu": "1"}}}])
+            )),
+            "Burstable"
+        );
+        // Zero quantities count as none.
+        assert_eq!(
+            qos_class(&pod(json!([{"resources": {"requests": {"cpu": "0"}}}]))),
+            "BestEffort"
+        );
+    }
+
+    #[test]
+    fn admission_fills_what_upstream_plugins_fill() {
+        let mut p = json!({"spec": {"containers": [{"name": "c"}], "tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 5}
+        ]}, "status": {"phase": "Pending"}});
+        POD.admit_create(&mut p);
+        assert_eq!(p["spec"]["serviceAccountName"], "default");
+        assert_eq!(p["spec"]["serviceAccount"], "default");
+        assert_eq!(p["spec"]["priority"], 0);
+        assert_eq!(p["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+        assert_eq!(p["status"]["qosClass"], "BestEffort");
+        let t = p["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert_eq!(t[0]["tolerationSeconds"], 5, "the pod's own is kept");
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(t[1]["tolerationSeconds"], 300);
+
+        let mut named = json!({"spec": {"serviceAccountName": "builder", "priorityClassName": "high", "tolerations": [{"operator": "Exists"}]}});
+        POD.admit_create(&mut named);
+        assert_eq!(named["spec"]["serviceAccount"], "builder");
+        assert!(named["spec"].get("priority").is_none());
+        assert_eq!(named["spec"]["tolerations"].as_array().unwrap().len(), 1);
+    }
 }

@@ -1,0 +1,130 @@
+//! Objects come back as upstream returns them, because clients rely on the
+//! shape: a Secret's `stringData` is folded into `data` on every write and
+//! never returned (typed clients and `kubectl get -o yaml | kubectl apply`
+//! round-trip `data` only); every kind with a status has one, `{}` at least,
+//! and a Service's has its `loadBalancer` (typed clients fail on a missing
+//! one); a Pod gets what upstream's admission gives it (service account,
+//! priority, the not-ready/unreachable tolerations, its QoS class), which
+//! `kubectl describe` shows.
+
+mod support;
+
+use support::{json, stderr, Server};
+
+fn secret(s: &Server) -> serde_json::Value {
+    json(&s.kubectl_ok(&["get", "secret", "s1", "-o", "json"]))
+}
+
+#[test]
+fn secret_string_data_is_folded_into_data_on_create_update_and_patch() {
+    let s = Server::start();
+    let apply = |manifest: &str| {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], manifest);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    apply("apiVersion: v1\nkind: Secret\nmetadata: {name: s1}\ndata: {keep: a2VlcA==}\nstringData: {a: hello}\n");
+    let got = secret(&s);
+    assert_eq!(got["data"]["a"], "aGVsbG8=", "{got}");
+    assert_eq!(got["data"]["keep"], "a2VlcA==", "{got}");
+    assert!(got.get("stringData").is_none(), "{got}");
+
+    // An update's stringData wins over data for the same key.
+    apply("apiVersion: v1\nkind: Secret\nmetadata: {name: s1}\ndata: {keep: a2VlcA==, a: b2xk}\nstringData: {a: new}\n");
+    let got = secret(&s);
+    assert_eq!(got["data"]["a"], "bmV3", "{got}");
+    assert!(got.get("stringData").is_none(), "{got}");
+
+    // So does a patch's.
+    s.kubectl_ok(&[
+        "patch",
+        "secret",
+        "s1",
+        "--type=merge",
+        "-p",
+        r#"{"stringData":{"b":"patched"}}"#,
+    ]);
+    let got = secret(&s);
+    assert_eq!(got["data"]["b"], "cGF0Y2hlZA==", "{got}");
+    assert!(got.get("stringData").is_none(), "{got}");
+}
+
+#[test]
+fn kinds_with_a_status_always_have_one() {
+    let s = Server::start();
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d1}\nspec:\n  selector: {matchLabels: {app: d}}\n  template: {metadata: {labels: {app: d}}, spec: {containers: [{name: c, image: busybox}]}}\n---\n\
+         apiVersion: batch/v1\nkind: CronJob\nmetadata: {name: c1}\nspec:\n  schedule: '* * * * *'\n  jobTemplate: {spec: {template: {spec: {restartPolicy: Never, containers: [{name: c, image: busybox}]}}}}\n---\n\
+         apiVersion: v1\nkind: Service\nmetadata: {name: s1}\nspec: {ports: [{port: 80}]}\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let status = |kind: &str, name: &str| {
+        json(&s.kubectl_ok(&["get", kind, name, "-o", "json"]))["status"].clone()
+    };
+    assert_eq!(status("deployment", "d1"), serde_json::json!({}));
+    assert_eq!(status("cronjob", "c1"), serde_json::json!({}));
+    assert_eq!(
+        status("service", "s1"),
+        serde_json::json!({"loadBalancer": {}})
+    );
+    // Also after an update that leaves status out.
+    s.kubectl_ok(&["label", "deployment", "d1", "x=y"]);
+    assert_eq!(status("deployment", "d1"), serde_json::json!({}));
+    // A kind without a status gets none.
+    s.kubectl_ok(&["create", "configmap", "cm", "--from-literal=a=b"]);
+    let cm = json(&s.kubectl_ok(&["get", "configmap", "cm", "-o", "json"]));
+    assert!(cm.get("status").is_none(), "{cm}");
+}
+
+#[test]
+fn pods_get_what_upstream_admission_gives_them() {
+    let s = Server::start();
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p1}\nspec:\n  containers:\n  - name: c\n    image: busybox\n    resources: {limits: {cpu: '1', memory: 1Gi}}\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pod = json(&s.kubectl_ok(&["get", "pod", "p1", "-o", "json"]));
+    let spec = &pod["spec"];
+    assert_eq!(spec["serviceAccountName"], "default", "{pod}");
+    assert_eq!(spec["serviceAccount"], "default", "{pod}");
+    assert_eq!(spec["priority"], 0, "{pod}");
+    assert_eq!(spec["preemptionPolicy"], "PreemptLowerPriority", "{pod}");
+    assert_eq!(spec["enableServiceLinks"], true, "{pod}");
+    let keys: Vec<(&str, i64)> = spec["tolerations"]
+        .as_array()
+        .expect("tolerations")
+        .iter()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap_or(""),
+                t["tolerationSeconds"].as_i64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            ("node.kubernetes.io/not-ready", 300),
+            ("node.kubernetes.io/unreachable", 300)
+        ]
+    );
+    // Limits alone: requests default to them, so the pod is Guaranteed.
+    assert_eq!(pod["status"]["qosClass"], "Guaranteed", "{pod}");
+    let described = s.kubectl_ok(&["describe", "pod", "p1"]);
+    // Columns are aligned; compare with runs of spaces as one.
+    let squeezed: Vec<String> = described
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    for line in [
+        "Service Account: default",
+        "QoS Class: Guaranteed",
+        "Tolerations: node.kubernetes.io/not-ready:NoExecute op=Exists for 300s",
+    ] {
+        assert!(
+            squeezed.iter().any(|l| l == line),
+            "{line:?} not in:\n{described}"
+        );
+    }
+}
