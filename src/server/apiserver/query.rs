@@ -21,10 +21,11 @@ impl Query {
         Ok(Query { pairs })
     }
 
+    /// A parameter's value: its first, when it is given more than once, as
+    /// the apiserver's conversion of query parameters takes it.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()
-            .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
@@ -233,6 +234,8 @@ mod tests {
         assert_eq!(q.uint("limit").unwrap(), Some(500));
         assert!(q.flag("watch"));
         assert_eq!(q.get("labelSelector"), Some("app=web"));
+        let twice = Query::parse(Some("limit=5&limit=7")).unwrap();
+        assert_eq!(twice.uint("limit").unwrap(), Some(5), "the first counts");
         assert!(q.dry_run().unwrap());
         assert!(Query::parse(Some("limit=x"))
             .unwrap()
