@@ -5,7 +5,6 @@ pub mod defaulting;
 pub mod duration;
 pub mod fields;
 pub mod protobuf;
-pub mod quantity;
 pub mod rules;
 pub mod selector;
 pub mod status;

@@ -7,9 +7,23 @@ pub const QUANTITY_REGEX_ERR: &str =
 /// apimachinery's error for a number with an unknown suffix.
 pub const QUANTITY_SUFFIX_ERR: &str = "unable to parse quantity's suffix";
 
-/// Parse a quantity into its value (in base units), or the error the
-/// apiserver's decoder gives for it.
-pub fn parse(s: &str) -> Result<f64, &'static str> {
+/// A quantity taken apart: sign, the decimal number, and the scale its
+/// suffix gives (a power of 2 or of 10).
+struct Parts<'a> {
+    negative: bool,
+    number: &'a str,
+    scale: Scale,
+}
+
+#[derive(Clone, Copy)]
+enum Scale {
+    Binary(u32),
+    Decimal(i32),
+}
+
+/// The syntax of a quantity, with the error the apiserver's decoder gives
+/// for a string that is not one.
+fn parts(s: &str) -> Result<Parts<'_>, &'static str> {
     if s.is_empty() {
         return Err(QUANTITY_REGEX_ERR);
     }
@@ -21,8 +35,11 @@ pub fn parse(s: &str) -> Result<f64, &'static str> {
     let num_end = rest
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(rest.len());
-    let (num, suffix) = rest.split_at(num_end);
-    if num.is_empty() || !num.bytes().any(|c| c.is_ascii_digit()) || num.matches('.').count() > 1 {
+    let (number, suffix) = rest.split_at(num_end);
+    if number.is_empty()
+        || !number.bytes().any(|c| c.is_ascii_digit())
+        || number.matches('.').count() > 1
+    {
         return Err(QUANTITY_REGEX_ERR);
     }
     let valid_suffix_chars = suffix.bytes().enumerate().all(|(i, c)| {
@@ -31,15 +48,61 @@ pub fn parse(s: &str) -> Result<f64, &'static str> {
     if !valid_suffix_chars {
         return Err(QUANTITY_REGEX_ERR);
     }
-    let value: f64 = num.parse().map_err(|_| QUANTITY_REGEX_ERR)?;
-    let factor = suffix_factor(suffix).ok_or(QUANTITY_SUFFIX_ERR)?;
-    let v = value * factor;
-    Ok(if negative { -v } else { v })
+    let scale = suffix_scale(suffix).ok_or(QUANTITY_SUFFIX_ERR)?;
+    Ok(Parts {
+        negative,
+        number,
+        scale,
+    })
 }
 
-fn suffix_factor(suffix: &str) -> Option<f64> {
-    let bin = |p: i32| Some(1024f64.powi(p));
-    let dec = |p: i32| Some(10f64.powi(p));
+/// Parse a quantity into its value (in base units), or the error the
+/// apiserver's decoder gives for it. Approximate (a float): for the checks
+/// that compare magnitudes (requests ≤ limits, ≥ 0); [`nanos`] is exact.
+pub fn parse(s: &str) -> Result<f64, &'static str> {
+    let p = parts(s)?;
+    let value: f64 = p.number.parse().map_err(|_| QUANTITY_REGEX_ERR)?;
+    let v = value
+        * match p.scale {
+            Scale::Binary(b) => 2f64.powi(b as i32),
+            Scale::Decimal(d) => 10f64.powi(d),
+        };
+    Ok(if p.negative { -v } else { v })
+}
+
+/// A quantity's exact value in billionths of its unit, rounded up below a
+/// billionth as upstream rounds; None when it is not a quantity or is too
+/// large to hold. For decisions that compare for equality (a pod's QoS
+/// class: are its requests its limits?), where "1" and "1000m" must match.
+pub fn nanos(s: &str) -> Option<i128> {
+    let p = parts(s).ok()?;
+    let (int, frac) = p.number.split_once('.').unwrap_or((p.number, ""));
+    // Digits beyond what an i128 of nanos can hold are not quantities
+    // anyone writes; refuse them rather than overflow.
+    if int.len() + frac.len() > 30 {
+        return None;
+    }
+    let digits: i128 = format!("{int}{frac}").parse().ok()?;
+    // value = digits / 10^frac.len() * 2^bin * 10^dec, in nanos (10^9).
+    let (bin, dec) = match p.scale {
+        Scale::Binary(b) => (b, 0),
+        Scale::Decimal(d) if (-30..=30).contains(&d) => (0, d),
+        Scale::Decimal(_) => return None,
+    };
+    let scale = dec + 9 - frac.len() as i32;
+    let mut value = digits.checked_mul(1i128.checked_shl(bin)?)?;
+    if scale >= 0 {
+        value = value.checked_mul(10i128.checked_pow(scale as u32)?)?;
+    } else {
+        let div = 10i128.checked_pow((-scale) as u32)?;
+        value = (value + div - 1) / div;
+    }
+    Some(if p.negative { -value } else { value })
+}
+
+fn suffix_scale(suffix: &str) -> Option<Scale> {
+    let bin = |p: u32| Some(Scale::Binary(p * 10));
+    let dec = |p: i32| Some(Scale::Decimal(p));
     match suffix {
         "" => dec(0),
         "Ki" => bin(1),
@@ -98,6 +161,30 @@ mod tests {
         }
         for bad in ["1kk", "1e", "1e+", "1Kii"] {
             assert_eq!(parse(bad), Err(QUANTITY_SUFFIX_ERR), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn exact_values_in_nanos() {
+        let n = nanos;
+        assert_eq!(n("1"), Some(1_000_000_000));
+        assert_eq!(n("1000m"), n("1"));
+        assert_eq!(n("0.5"), n("500m"));
+        assert_eq!(n("1Gi"), Some(1_073_741_824_000_000_000));
+        assert_eq!(n("1024Mi"), n("1Gi"));
+        assert_eq!(n("1k"), n("1e3"));
+        assert_eq!(n("1E3"), n("1000"));
+        assert_eq!(n("1M"), Some(1_000_000_000_000_000));
+        assert_eq!(n("100n"), Some(100));
+        assert_eq!(n("1u"), Some(1000));
+        assert_eq!(n("-2"), Some(-2_000_000_000));
+        assert_eq!(n("+2"), n("2"));
+        assert_eq!(n(".5"), n("500m"));
+        assert_eq!(n("1e-10"), Some(1), "below a nano rounds up");
+        assert_eq!(n("0"), Some(0));
+        assert_eq!(n("1e+3"), n("1k"));
+        for bad in ["", "m", "1x", "1.2.3", "--1", "1e", "Gi", "1 Gi"] {
+            assert_eq!(n(bad), None, "{bad}");
         }
     }
 }

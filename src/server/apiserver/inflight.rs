@@ -157,8 +157,9 @@ impl Inflight {
 /// bytes, until `deadline`) while its answer is sent, holding no memory. A
 /// body left unread makes HTTP/1 close the connection under a client still
 /// sending (which then loses the answer to a reset) and HTTP/2 reset the
-/// stream; Go's server lingers the same way.
-pub fn drain<B>(body: B, max: usize, deadline: Option<tokio::time::Instant>)
+/// stream; Go's server lingers the same way. Every request body is wrapped
+/// in [`Lingering`], which does this when the body is dropped unread.
+fn drain<B>(body: B, max: usize, deadline: Option<tokio::time::Instant>)
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
 {

@@ -177,13 +177,9 @@ async fn read_body(state: &ApiState, body: ReqBody) -> Result<Bytes, ApiError> {
             inflight::hold_body(reservation);
             Ok(bytes)
         }
-        Err(e) => {
-            // Refused for its size or the budget: the client gets the answer.
-            if matches!(e.code, 413 | 429) {
-                inflight::drain(body, MAX_BODY_BYTES, deadline);
-            }
-            Err(e)
-        }
+        // Refused for its size or the budget: the rest of the body is read
+        // after the answer when it is dropped (`inflight::Lingering`).
+        Err(e) => Err(e),
     }
 }
 
@@ -225,10 +221,8 @@ async fn dispatch(
     match admitted {
         Ok(Some(slot)) => inflight::hold_slot(slot),
         Ok(None) => {}
-        Err(e) => {
-            inflight::drain(body, MAX_BODY_BYTES, conn::body_deadline());
-            return Err(e);
-        }
+        // The body is read after the answer (see `inflight::Lingering`).
+        Err(e) => return Err(e),
     }
     let read_only = |m: &Method| m == Method::GET || m == Method::HEAD;
     let parsed = path::parse(&state.registry, &path_str);

@@ -194,6 +194,20 @@ pub fn parse_yaml(body: &[u8]) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// A protobuf body through `decode` (an object's or options'), bounded as
+/// any body is.
+fn decode_protobuf(
+    body: &[u8],
+    decode: fn(&[u8]) -> Result<Value, crate::api::protobuf::ProtobufError>,
+) -> Result<Value, ApiError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    decode(body).map_err(|e| {
+        ApiError::bad_request(format!("the protobuf request body cannot be decoded: {e}"))
+    })
+}
+
 /// Decode the options a DELETE may carry (`DeleteOptions`) by the body's
 /// Content-Type; None for an empty body.
 pub fn decode_options(headers: &HeaderMap, body: &[u8]) -> Result<Option<Value>, ApiError> {
@@ -202,9 +216,7 @@ pub fn decode_options(headers: &HeaderMap, body: &[u8]) -> Result<Option<Value>,
     }
     let v = match content_type(headers).as_str() {
         crate::api::protobuf::MEDIA_TYPE => {
-            crate::api::protobuf::decode_options(body).map_err(|e| {
-                ApiError::bad_request(format!("the protobuf request body cannot be decoded: {e}"))
-            })?
+            decode_protobuf(body, crate::api::protobuf::decode_options)?
         }
         "application/yaml" | "application/x-yaml" | "text/yaml" => parse_yaml(body)?,
         // JSON, also when the client names no type (curl -d).
@@ -220,12 +232,7 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError
         "application/json" | "" => parse_json(body)?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => parse_yaml(body)?,
         crate::api::protobuf::MEDIA_TYPE => {
-            if body.len() > MAX_BODY_BYTES {
-                return Err(ApiError::too_large(MAX_BODY_BYTES));
-            }
-            crate::api::protobuf::decode_body(body).map_err(|e| {
-                ApiError::bad_request(format!("the protobuf request body cannot be decoded: {e}"))
-            })?
+            decode_protobuf(body, crate::api::protobuf::decode_body)?
         }
         other => return Err(ApiError::unsupported_media_type(other)),
     };

@@ -144,7 +144,7 @@ fn tolerates_no_execute(t: &Value, key: &str) -> bool {
 /// or memory request or limit; Guaranteed when every container limits both
 /// and the pod's requests equal its limits; else Burstable.
 fn qos_class(pod: &Value) -> &'static str {
-    use crate::api::quantity::{self, Nanos};
+    use crate::api::validation::quantity;
     use std::collections::BTreeMap;
     let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
     let mut limits: BTreeMap<&str, i128> = BTreeMap::new();
@@ -158,15 +158,15 @@ fn qos_class(pod: &Value) -> &'static str {
         let positive = |bag: &str, r: &str| {
             c.pointer(&format!("/resources/{bag}/{r}"))
                 .and_then(Value::as_str)
-                .and_then(quantity::parse)
-                .filter(|q| *q > Nanos(0))
+                .and_then(quantity::nanos)
+                .filter(|q| *q > 0)
         };
         let mut limited = 0;
         for r in ["cpu", "memory"] {
-            if let Some(Nanos(q)) = positive("requests", r) {
+            if let Some(q) = positive("requests", r) {
                 *requests.entry(r).or_default() += q;
             }
-            if let Some(Nanos(q)) = positive("limits", r) {
+            if let Some(q) = positive("limits", r) {
                 *limits.entry(r).or_default() += q;
                 limited += 1;
             }
