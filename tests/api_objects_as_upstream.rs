@@ -5,7 +5,7 @@
 //! and a Service's has its `loadBalancer` (typed clients fail on a missing
 //! one); a Pod gets what upstream's admission gives it (service account,
 //! priority, the not-ready/unreachable tolerations, its QoS class), which
-//! `kubectl describe` shows.
+//! `kubectl describe` shows; and the two Event APIs share one store.
 
 mod support;
 
@@ -127,4 +127,54 @@ fn pods_get_what_upstream_admission_gives_them() {
             "{line:?} not in:\n{described}"
         );
     }
+}
+
+/// Core Events and events.k8s.io Events are one store seen through two
+/// APIs: what a new-style recorder writes shows in `kubectl get events`
+/// and `kubectl events`, an old-style Event reads as a new-style one, and
+/// a watch through either API sees writes through the other.
+#[test]
+fn both_event_apis_are_one_store() {
+    let s = Server::start();
+    let mut watch = s.kubectl_background(&["get", "events.events.k8s.io", "--watch", "-o", "name"]);
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {name: e1}\neventTime: '2026-12-02T12:00:00.000000Z'\nreportingController: example.com/ctl\nreportingInstance: ctl-1\naction: Testing\nreason: Tested\nnote: a new-style event\ntype: Normal\nregarding: {kind: Pod, name: p1, namespace: default}\n---\n\
+         apiVersion: v1\nkind: Event\nmetadata: {name: e2}\ninvolvedObject: {kind: Pod, name: p1, namespace: default}\nreason: Old\nmessage: an old-style event\ntype: Warning\nsource: {component: kubelet}\ncount: 2\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    watch.wait_for("the core Event through events.k8s.io", |o| {
+        o.contains("event.events.k8s.io/e2")
+    });
+
+    let core = json(&s.kubectl_ok(&["get", "event", "e1", "-o", "json"]));
+    assert_eq!(core["apiVersion"], "v1", "{core}");
+    assert_eq!(core["message"], "a new-style event", "{core}");
+    assert_eq!(core["involvedObject"]["name"], "p1", "{core}");
+    assert_eq!(core["reportingComponent"], "example.com/ctl", "{core}");
+    assert!(core.get("note").is_none(), "{core}");
+
+    let new = json(&s.kubectl_ok(&["get", "events.v1.events.k8s.io", "e2", "-o", "json"]));
+    assert_eq!(new["apiVersion"], "events.k8s.io/v1", "{new}");
+    assert_eq!(new["note"], "an old-style event", "{new}");
+    assert_eq!(new["deprecatedCount"], 2, "{new}");
+    assert_eq!(new["deprecatedSource"]["component"], "kubelet", "{new}");
+    assert!(new.get("message").is_none(), "{new}");
+
+    let listed = s.kubectl_ok(&["events"]);
+    assert!(listed.contains("a new-style event"), "{listed}");
+    assert!(listed.contains("an old-style event"), "{listed}");
+    let both = s.kubectl_ok(&[
+        "get",
+        "events.events.k8s.io",
+        "--field-selector",
+        "regarding.name=p1",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(both.lines().count(), 2, "{both}");
+    // A delete through one API removes it from both.
+    s.kubectl_ok(&["delete", "events.events.k8s.io", "e2"]);
+    let left = s.kubectl_ok(&["get", "events", "-o", "name"]);
+    assert_eq!(left.trim(), "event/e1");
 }

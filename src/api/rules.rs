@@ -6,15 +6,15 @@
 //! rules, so no shared code dispatches on group or kind. Adding a kind is a
 //! static here naming its functions.
 //!
-//! Some statics (PodTemplate, ReplicationController, NetworkPolicy, RBAC)
-//! describe kinds the server does not serve yet: their rules are tested, and
-//! serving them is a registry entry.
+//! Some statics (RBAC) describe kinds the server does not serve yet: their
+//! rules are tested, and serving them is a registry entry.
 
 use serde_json::Value;
 
-use super::defaulting::{core_kinds as dc, pod as dp, workloads as dw};
+use super::defaulting::{cluster_kinds as dk, core_kinds as dc, pod as dp, workloads as dw};
 use super::status::Cause;
-use super::validation::{core_kinds as vc, pod as vp, update as vu, workloads as vw};
+use super::validation::workloads as vw;
+use super::validation::{cluster_kinds as vk, core_kinds as vc, pod as vp, update as vu};
 
 /// How a kind's names (and generateName prefixes) are checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +120,16 @@ pub static ENDPOINTS: KindRules = KindRules {
     ..BASE
 };
 
+pub static RESOURCE_QUOTA: KindRules = KindRules {
+    validate: Some(vk::validate_resource_quota),
+    ..BASE
+};
+pub static LIMIT_RANGE: KindRules = KindRules {
+    defaults: Some(dk::limit_range),
+    validate: Some(vk::validate_limit_range),
+    ..BASE
+};
+
 // apps/v1
 pub static DEPLOYMENT: KindRules = KindRules {
     defaults: Some(dw::deployment),
@@ -167,6 +177,49 @@ pub static NETWORK_POLICY: KindRules = KindRules {
     ..BASE
 };
 
+pub static INGRESS: KindRules = KindRules {
+    validate: Some(vk::validate_ingress),
+    ..BASE
+};
+pub static INGRESS_CLASS: KindRules = KindRules {
+    validate: Some(vk::validate_ingress_class),
+    validate_update: Some(vk::ingress_class_update),
+    ..BASE
+};
+
+// policy/v1
+pub static POD_DISRUPTION_BUDGET: KindRules = KindRules {
+    validate: Some(vk::validate_pdb),
+    ..BASE
+};
+
+// scheduling.k8s.io/v1
+pub static PRIORITY_CLASS: KindRules = KindRules {
+    defaults: Some(dk::priority_class),
+    validate: Some(vk::validate_priority_class),
+    validate_update: Some(vk::priority_class_update),
+    ..BASE
+};
+
+// storage.k8s.io/v1
+pub static STORAGE_CLASS: KindRules = KindRules {
+    defaults: Some(dk::storage_class),
+    validate: Some(vk::validate_storage_class),
+    validate_update: Some(vk::storage_class_update),
+    ..BASE
+};
+pub static CSI_DRIVER: KindRules = KindRules {
+    defaults: Some(dk::csi_driver),
+    ..BASE
+};
+
+// node.k8s.io/v1
+pub static RUNTIME_CLASS: KindRules = KindRules {
+    validate: Some(vk::validate_runtime_class),
+    validate_update: Some(vk::runtime_class_update),
+    ..BASE
+};
+
 // rbac.authorization.k8s.io/v1
 pub static RBAC: KindRules = KindRules {
     name: NameRule::PathSegment,
@@ -193,6 +246,8 @@ pub(crate) fn by_kind(api_version: &str, kind: &str) -> &'static KindRules {
         ("v1", "PersistentVolume", &PERSISTENT_VOLUME),
         ("v1", "Namespace", &NAMESPACE),
         ("v1", "Endpoints", &ENDPOINTS),
+        ("v1", "ResourceQuota", &RESOURCE_QUOTA),
+        ("v1", "LimitRange", &LIMIT_RANGE),
         ("apps/v1", "Deployment", &DEPLOYMENT),
         ("apps/v1", "ReplicaSet", &REPLICA_SET),
         ("apps/v1", "StatefulSet", &STATEFUL_SET),
@@ -200,6 +255,13 @@ pub(crate) fn by_kind(api_version: &str, kind: &str) -> &'static KindRules {
         ("batch/v1", "Job", &JOB),
         ("batch/v1", "CronJob", &CRON_JOB),
         ("networking.k8s.io/v1", "NetworkPolicy", &NETWORK_POLICY),
+        ("networking.k8s.io/v1", "Ingress", &INGRESS),
+        ("networking.k8s.io/v1", "IngressClass", &INGRESS_CLASS),
+        ("policy/v1", "PodDisruptionBudget", &POD_DISRUPTION_BUDGET),
+        ("scheduling.k8s.io/v1", "PriorityClass", &PRIORITY_CLASS),
+        ("storage.k8s.io/v1", "StorageClass", &STORAGE_CLASS),
+        ("storage.k8s.io/v1", "CSIDriver", &CSI_DRIVER),
+        ("node.k8s.io/v1", "RuntimeClass", &RUNTIME_CLASS),
         ("rbac.authorization.k8s.io/v1", "Role", &RBAC),
         ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC),
         ("rbac.authorization.k8s.io/v1", "RoleBinding", &ROLE_BINDING),

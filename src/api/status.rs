@@ -213,6 +213,20 @@ impl ApiError {
         Self::new(403, "Forbidden", message)
     }
 
+    /// `NewForbidden`: a write refused by admission, naming the object.
+    pub fn forbidden_object(group: &str, plural: &str, name: &str, why: &str) -> Self {
+        let shown = truncate_echo(name, MAX_ECHO_NAME);
+        Self::new(
+            403,
+            "Forbidden",
+            format!(
+                "{} \"{shown}\" is forbidden: {why}",
+                qualified_resource(group, plural)
+            ),
+        )
+        .with_details(group, plural, name)
+    }
+
     pub fn method_not_supported(what: &str, verb: &str) -> Self {
         Self::new(
             405,

@@ -1,5 +1,5 @@
-//! What every cluster has from the start: the system namespaces and the
-//! `default/kubernetes` Service. Written through the loopback client as
+//! What every cluster has from the start: the system namespaces, the
+//! system PriorityClasses and the `default/kubernetes` Service. Written through the loopback client as
 //! `auth::BOOTSTRAP_USER`, so these objects pass the same admission,
 //! defaulting, validation and managedFields as any other.
 
@@ -8,6 +8,7 @@ use kube::api::{ListParams, PostParams};
 use kube::core::Request;
 use serde_json::{json, Value};
 
+use crate::api::validation::cluster_kinds::SYSTEM_PRIORITY_CLASSES;
 use crate::cluster::ClusterConfig;
 
 /// Namespaces every cluster has from the start.
@@ -19,6 +20,7 @@ pub const AGENT: &str = "skiff-bootstrap";
 
 const NAMESPACES: &str = "/api/v1/namespaces";
 const SERVICES: &str = "/api/v1/namespaces/default/services";
+const PRIORITY_CLASSES: &str = "/apis/scheduling.k8s.io/v1/priorityclasses";
 
 /// Bootstrap, with `beside` (the allocation repair's first pass, which
 /// must see no allocating create in flight) run beside its reads and its
@@ -38,26 +40,30 @@ pub async fn run(
     // What exists, in two reads (on a restart that is all bootstrap does).
     let reads_and_namespaces = async {
         let list = Request::new(NAMESPACES).list(&ListParams::default())?;
+        let classes = Request::new(PRIORITY_CLASSES).list(&ListParams::default())?;
         let get = Request::new(SERVICES).get("kubernetes", &Default::default())?;
-        let (existing, service) = tokio::join!(
+        let (existing, classes, service) = tokio::join!(
             client.request::<Value>(list),
+            client.request::<Value>(classes),
             crate::server::apiserver::loopback::get_opt(&client, get)
         );
         let existing = existing.context("listing namespaces")?;
-        let names: Vec<&str> = existing["items"]
-            .as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|n| n["metadata"]["name"].as_str())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let classes = classes.context("listing priority classes")?;
+        let names = names_of(&existing);
         let missing = SYSTEM_NAMESPACES.iter().filter(|ns| !names.contains(ns));
+        let class_names = names_of(&classes);
+        let missing_classes = SYSTEM_PRIORITY_CLASSES
+            .iter()
+            .filter(|(n, _)| !class_names.contains(n));
         // The missing ones at once: concurrent creates share one commit of
-        // the store's writer (one fsync, not four). The loopback client is
+        // the store's writer (one fsync, not six). The loopback client is
         // not held to the in-flight limits, so this holds under any of them.
-        futures::future::try_join_all(missing.map(|ns| system_namespace(&client, ns))).await?;
+        let namespaces =
+            futures::future::try_join_all(missing.map(|ns| system_namespace(&client, ns)));
+        let classes = futures::future::try_join_all(
+            missing_classes.map(|(n, v)| system_priority_class(&client, n, *v)),
+        );
+        futures::future::try_join(namespaces, classes).await?;
         anyhow::Ok(service)
     };
     let (service, ()) = tokio::join!(reads_and_namespaces, beside);
@@ -67,6 +73,45 @@ pub async fn run(
         kubernetes_service(&client, cluster, https_port)
             .await
             .context("creating the kubernetes Service")?;
+    }
+    Ok(())
+}
+
+fn names_of(list: &Value) -> Vec<&str> {
+    list["items"]
+        .as_array()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|n| n["metadata"]["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The system PriorityClasses (critical node and cluster components).
+async fn system_priority_class(
+    client: &kube::Client,
+    name: &'static str,
+    value: i64,
+) -> anyhow::Result<()> {
+    let description = if name == "system-node-critical" {
+        "Used for system critical pods that must not be moved from their current node."
+    } else {
+        "Used for system critical pods that must run in the cluster, but can be moved to another node if necessary."
+    };
+    let obj = json!({
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": name},
+        "value": value,
+        "description": description,
+    });
+    if create(client, PRIORITY_CLASSES, &obj)
+        .await
+        .with_context(|| format!("creating the priority class {name}"))?
+    {
+        tracing::info!(priority_class = name, "created system priority class");
     }
     Ok(())
 }

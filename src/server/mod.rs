@@ -304,6 +304,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         auth: Authenticator { tokens },
         inflight: Inflight::new(&inflight),
         ready: Default::default(),
+        usage_writes: Default::default(),
     });
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(
@@ -351,6 +352,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     components.spawn("namespace controller", move |life| async move {
         life.ready();
         controllers::namespace::run(namespaces, life.cancel).await;
+        Ok(())
+    });
+    let counting = state.clone();
+    components.spawn("quota recount", move |life| async move {
+        life.ready();
+        apiserver::admission::quota::run_recount(&counting, life.cancel).await;
         Ok(())
     });
     let repairing = state.clone();

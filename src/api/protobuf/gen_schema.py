@@ -26,7 +26,7 @@ import sys
 API_PACKAGES = [
     "core/v1", "apps/v1", "batch/v1", "coordination/v1", "discovery/v1", "events/v1",
     "autoscaling/v1", "autoscaling/v2", "rbac/v1", "policy/v1", "scheduling/v1",
-    "networking/v1", "authorization/v1", "authentication/v1", "certificates/v1",
+    "networking/v1", "storage/v1", "node/v1", "authorization/v1", "authentication/v1", "certificates/v1",
 ]
 MACHINERY_PACKAGES = [
     ("pkg/apis/meta/v1", "k8s.io.apimachinery.pkg.apis.meta.v1", "meta.v1"),

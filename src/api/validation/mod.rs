@@ -11,6 +11,7 @@
 //! only checked when present.
 
 pub mod causes;
+pub(crate) mod cluster_kinds;
 pub(crate) mod core_kinds;
 mod cron;
 mod meta;
@@ -21,6 +22,8 @@ pub(crate) mod workloads;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_cluster;
 #[cfg(test)]
 mod tests_pod;
 #[cfg(test)]

@@ -140,7 +140,12 @@ fn validate_pod_spec_with(spec: &Value, path: &str, extra_volumes: &[&str]) -> V
 pub fn check_enum(obj: &Value, key: &str, path: &str, allowed: &[&str], out: &mut Vec<Cause>) {
     if let Some(v) = str_at(obj, key).filter(|v| !v.is_empty()) {
         if !allowed.contains(&v) {
-            out.push(causes::not_supported(&format!("{path}.{key}"), v, allowed));
+            let at = if path.is_empty() {
+                key.to_string()
+            } else {
+                format!("{path}.{key}")
+            };
+            out.push(causes::not_supported(&at, v, allowed));
         }
     }
 }

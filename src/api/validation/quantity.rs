@@ -100,6 +100,47 @@ pub fn nanos(s: &str) -> Option<i128> {
     Some(if p.negative { -value } else { value })
 }
 
+/// A value in billionths as the apiserver prints a computed quantity
+/// (`Quantity.String()` of a sum): the largest suffix that keeps it whole,
+/// binary ones (`Ki`…`Ei`) when `binary`, else decimal (`k`…`E`), and
+/// `m`/`u`/`n` below one.
+pub fn format_nanos(n: i128, binary: bool) -> String {
+    const BILLION: i128 = 1_000_000_000;
+    if n == 0 {
+        return "0".to_string();
+    }
+    let sign = if n < 0 { "-" } else { "" };
+    let n = n.abs();
+    if n % BILLION != 0 {
+        for (div, suffix) in [(1_000_000, "m"), (1_000, "u"), (1, "n")] {
+            if n % div == 0 {
+                return format!("{sign}{}{suffix}", n / div);
+            }
+        }
+    }
+    let whole = n / BILLION;
+    let (base, suffixes): (i128, [&str; 6]) = if binary {
+        (1024, ["Ki", "Mi", "Gi", "Ti", "Pi", "Ei"])
+    } else {
+        (1000, ["k", "M", "G", "T", "P", "E"])
+    };
+    let (mut v, mut suffix) = (whole, "");
+    for s in suffixes {
+        if v % base != 0 {
+            break;
+        }
+        v /= base;
+        suffix = s;
+    }
+    format!("{sign}{v}{suffix}")
+}
+
+/// True when a quantity is written with a binary suffix, so sums with it
+/// print in the same system.
+pub fn is_binary(s: &str) -> bool {
+    matches!(parts(s).map(|p| p.scale), Ok(Scale::Binary(_)))
+}
+
 fn suffix_scale(suffix: &str) -> Option<Scale> {
     let bin = |p: u32| Some(Scale::Binary(p * 10));
     let dec = |p: i32| Some(Scale::Decimal(p));
@@ -136,6 +177,18 @@ fn suffix_scale(suffix: &str) -> Option<Scale> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn computed_quantities_print_as_upstream() {
+        let q = |s: &str| nanos(s).unwrap();
+        assert_eq!(format_nanos(q("500m") + q("500m"), false), "1");
+        assert_eq!(format_nanos(q("250m") + q("1"), false), "1250m");
+        assert_eq!(format_nanos(q("1Gi") + q("512Mi"), true), "1536Mi");
+        assert_eq!(format_nanos(q("3000"), false), "3k");
+        assert_eq!(format_nanos(q("1500"), false), "1500");
+        assert_eq!(format_nanos(0, true), "0");
+        assert!(is_binary("2Gi") && !is_binary("2G") && !is_binary("2"));
+    }
 
     #[test]
     fn quantities() {

@@ -50,5 +50,6 @@ pub async fn reallocate(
 
 /// Give back what a deleted object held.
 pub async fn release(state: &ApiState, def: &ResourceDef, deleted: &Value) {
-    def.strategy.release(&state.objects, deleted).await
+    def.strategy.release(&state.objects, deleted).await;
+    super::admission::quota::release_deleted(state, def, deleted).await;
 }

@@ -148,10 +148,11 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
     };
     match user {
         BOOTSTRAP_USER => {
-            group.is_empty()
-                && matches!(*resource, "namespaces" | "services")
-                && subresource.is_none()
-                && matches!(verb, "get" | "list" | "create")
+            let object = matches!(
+                (*group, *resource),
+                ("", "namespaces" | "services") | ("scheduling.k8s.io", "priorityclasses")
+            );
+            object && subresource.is_none() && matches!(verb, "get" | "list" | "create")
         }
         // Upstream's system:controller:namespace-controller: read and
         // delete anything, and release a namespace's finalizer.
@@ -327,6 +328,15 @@ mod tests {
         assert!(authorize(&boot, "create", &ns).is_ok());
         assert!(authorize(&boot, "create", &pods(Some("default"), None)).is_err());
         assert!(authorize(&boot, "delete", &ns).is_err());
+        let classes = Target::Resource {
+            group: "scheduling.k8s.io",
+            resource: "priorityclasses",
+            subresource: None,
+            namespace: None,
+            name: None,
+        };
+        assert!(authorize(&boot, "create", &classes).is_ok());
+        assert!(authorize(&boot, "delete", &classes).is_err());
         let ctl = component(NAMESPACE_CONTROLLER_USER);
         assert!(authorize(&ctl, "delete", &pods(Some("d"), Some("x"))).is_ok());
         assert!(authorize(&ctl, "list", &pods(Some("d"), None)).is_ok());

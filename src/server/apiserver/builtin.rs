@@ -58,6 +58,8 @@ const NAMESPACE_SUBRESOURCES: &[SubresourceDef] = &[
     },
     status("", "Namespace"),
 ];
+const RC_SUBRESOURCES: &[SubresourceDef] = &[SCALE, status("", "ReplicationController")];
+const QUOTA_SUBRESOURCES: &[SubresourceDef] = &[status("", "ResourceQuota")];
 const NODE_SUBRESOURCES: &[SubresourceDef] = &[status("", "Node")];
 const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[];
 
@@ -69,6 +71,8 @@ const STATEFULSET_SUBRESOURCES: &[SubresourceDef] = &[SCALE, status("apps", "Sta
 const DAEMONSET_SUBRESOURCES: &[SubresourceDef] = &[status("apps", "DaemonSet")];
 const JOB_SUBRESOURCES: &[SubresourceDef] = &[status("batch", "Job")];
 const CRONJOB_SUBRESOURCES: &[SubresourceDef] = &[status("batch", "CronJob")];
+const PDB_SUBRESOURCES: &[SubresourceDef] = &[status("policy", "PodDisruptionBudget")];
+const INGRESS_SUBRESOURCES: &[SubresourceDef] = &[status("networking.k8s.io", "Ingress")];
 
 /// The fields most entries share; each entry names what differs.
 const BASE: ResourceDef = ResourceDef {
@@ -85,6 +89,7 @@ const BASE: ResourceDef = ResourceDef {
     strategy: KindRef(&kinds::PLAIN),
     rules: &rules::PLAIN,
     printer: None,
+    stored_as: None,
 };
 
 pub fn builtin_resources() -> Vec<ResourceDef> {
@@ -113,6 +118,18 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             subresources: SERVICE_SUBRESOURCES,
             strategy: KindRef(&kinds::service::SERVICE),
             printer: Some(&table::core::SERVICES),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "replicationcontrollers",
+            singular: "replicationcontroller",
+            kind: "ReplicationController",
+            rules: &rules::REPLICATION_CONTROLLER,
+            short_names: &["rc"],
+            categories: ALL,
+            subresources: RC_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::REPLICA_SET),
+            printer: Some(&table::workloads::REPLICATIONCONTROLLERS),
             ..BASE
         },
         ResourceDef {
@@ -205,6 +222,33 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             printer: Some(&table::volumes::PERSISTENTVOLUMECLAIMS),
             ..BASE
         },
+        ResourceDef {
+            plural: "resourcequotas",
+            singular: "resourcequota",
+            kind: "ResourceQuota",
+            rules: &rules::RESOURCE_QUOTA,
+            short_names: &["quota"],
+            subresources: QUOTA_SUBRESOURCES,
+            printer: Some(&table::cluster::RESOURCEQUOTAS),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "limitranges",
+            singular: "limitrange",
+            kind: "LimitRange",
+            rules: &rules::LIMIT_RANGE,
+            short_names: &["limits"],
+            printer: Some(&table::cluster::LIMITRANGES),
+            ..BASE
+        },
+        ResourceDef {
+            plural: "podtemplates",
+            singular: "podtemplate",
+            kind: "PodTemplate",
+            rules: &rules::POD_TEMPLATE,
+            printer: Some(&table::workloads::PODTEMPLATES),
+            ..BASE
+        },
         // apps/v1
         ResourceDef {
             group: "apps",
@@ -284,6 +328,14 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             printer: Some(&table::workloads::CRONJOBS),
             ..BASE
         },
+        ResourceDef {
+            group: "apps",
+            plural: "controllerrevisions",
+            singular: "controllerrevision",
+            kind: "ControllerRevision",
+            printer: Some(&table::workloads::CONTROLLERREVISIONS),
+            ..BASE
+        },
         // coordination.k8s.io/v1
         ResourceDef {
             group: "coordination.k8s.io",
@@ -311,6 +363,107 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             short_names: &["ev"],
             strategy: KindRef(&kinds::core::EVENT),
             printer: Some(&table::events::EVENTS_V1),
+            stored_as: Some(&kinds::events::AS_CORE_EVENTS),
+            ..BASE
+        },
+        // networking.k8s.io/v1
+        ResourceDef {
+            group: "networking.k8s.io",
+            plural: "ingresses",
+            singular: "ingress",
+            kind: "Ingress",
+            rules: &rules::INGRESS,
+            short_names: &["ing"],
+            subresources: INGRESS_SUBRESOURCES,
+            printer: Some(&table::cluster::INGRESSES),
+            ..BASE
+        },
+        ResourceDef {
+            group: "networking.k8s.io",
+            plural: "ingressclasses",
+            singular: "ingressclass",
+            kind: "IngressClass",
+            rules: &rules::INGRESS_CLASS,
+            namespaced: false,
+            printer: Some(&table::cluster::INGRESSCLASSES),
+            ..BASE
+        },
+        ResourceDef {
+            group: "networking.k8s.io",
+            plural: "networkpolicies",
+            singular: "networkpolicy",
+            kind: "NetworkPolicy",
+            rules: &rules::NETWORK_POLICY,
+            short_names: &["netpol"],
+            printer: Some(&table::cluster::NETWORKPOLICIES),
+            ..BASE
+        },
+        // policy/v1
+        ResourceDef {
+            group: "policy",
+            plural: "poddisruptionbudgets",
+            singular: "poddisruptionbudget",
+            kind: "PodDisruptionBudget",
+            rules: &rules::POD_DISRUPTION_BUDGET,
+            short_names: &["pdb"],
+            subresources: PDB_SUBRESOURCES,
+            strategy: KindRef(&kinds::workloads::WORKLOAD),
+            printer: Some(&table::cluster::PODDISRUPTIONBUDGETS),
+            ..BASE
+        },
+        // scheduling.k8s.io/v1
+        ResourceDef {
+            group: "scheduling.k8s.io",
+            plural: "priorityclasses",
+            singular: "priorityclass",
+            kind: "PriorityClass",
+            rules: &rules::PRIORITY_CLASS,
+            namespaced: false,
+            short_names: &["pc"],
+            strategy: KindRef(&kinds::scheduling::PRIORITY_CLASS),
+            printer: Some(&table::cluster::PRIORITYCLASSES),
+            ..BASE
+        },
+        // storage.k8s.io/v1
+        ResourceDef {
+            group: "storage.k8s.io",
+            plural: "storageclasses",
+            singular: "storageclass",
+            kind: "StorageClass",
+            rules: &rules::STORAGE_CLASS,
+            namespaced: false,
+            short_names: &["sc"],
+            printer: Some(&table::cluster::STORAGECLASSES),
+            ..BASE
+        },
+        ResourceDef {
+            group: "storage.k8s.io",
+            plural: "csidrivers",
+            singular: "csidriver",
+            kind: "CSIDriver",
+            rules: &rules::CSI_DRIVER,
+            namespaced: false,
+            printer: Some(&table::cluster::CSIDRIVERS),
+            ..BASE
+        },
+        ResourceDef {
+            group: "storage.k8s.io",
+            plural: "csinodes",
+            singular: "csinode",
+            kind: "CSINode",
+            namespaced: false,
+            printer: Some(&table::cluster::CSINODES),
+            ..BASE
+        },
+        // node.k8s.io/v1
+        ResourceDef {
+            group: "node.k8s.io",
+            plural: "runtimeclasses",
+            singular: "runtimeclass",
+            kind: "RuntimeClass",
+            rules: &rules::RUNTIME_CLASS,
+            namespaced: false,
+            printer: Some(&table::cluster::RUNTIMECLASSES),
             ..BASE
         },
     ]
@@ -332,6 +485,7 @@ mod tests {
             [
                 "pods",
                 "services",
+                "replicationcontrollers",
                 "deployments",
                 "replicasets",
                 "statefulsets",
@@ -371,7 +525,6 @@ mod tests {
                 .map(|s| (s.group, s.kind)),
             Some(("autoscaling", "Scale"))
         );
-        assert!(rs.iter().all(|r| r.plural != "replicationcontrollers"));
     }
 
     /// Each entry names the defaulting and validation of its own kind (the

@@ -11,6 +11,7 @@
 //! fieldManager); a request to a resource reaches its handler as one
 //! [`Call`], and a write's steps share one `write::Write` target.
 
+pub mod admission;
 pub mod allocate;
 pub mod apply;
 pub mod auth;
@@ -70,6 +71,8 @@ pub struct ApiState {
     /// What `/readyz` asks: the store (probed once for concurrent health
     /// checks) and the server's components.
     pub ready: health::Readiness,
+    /// Writes changing quota usage in progress (`admission::quota`).
+    pub usage_writes: admission::quota::Writes,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

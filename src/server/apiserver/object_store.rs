@@ -71,6 +71,23 @@ pub fn decode(kv: &KeyValue) -> Result<Value, ApiError> {
     Ok(obj)
 }
 
+/// Decode a stored object of `def` as its API shows it.
+pub fn decode_as(def: &ResourceDef, kv: &KeyValue) -> Result<Value, ApiError> {
+    let mut obj = decode(kv)?;
+    def.from_stored(&mut obj);
+    Ok(obj)
+}
+
+/// Encode an object of `def` in its stored form.
+pub fn encode_as(def: &ResourceDef, obj: &Value) -> Result<Bytes, ApiError> {
+    if def.stored_as.is_none() {
+        return encode(obj);
+    }
+    let mut stored = obj.clone();
+    def.to_stored(&mut stored);
+    encode(&stored)
+}
+
 /// Encode for storage: the revision is the store's, never part of the value.
 pub fn encode(obj: &Value) -> Result<Bytes, ApiError> {
     let mut obj = obj.clone();
@@ -189,7 +206,7 @@ impl Objects {
         let key = def.key(ns, name);
         match self.store.get(&key, None).await {
             Ok(Some(kv)) => Ok(Some(Stored {
-                obj: decode(&kv)?,
+                obj: decode_as(def, &kv)?,
                 rev: kv.mod_revision,
             })),
             Ok(None) => Ok(None),
@@ -215,7 +232,7 @@ impl Objects {
         name: &str,
         obj: &Value,
     ) -> Result<Value, ApiError> {
-        let value = encode(obj)?;
+        let value = encode_as(def, obj)?;
         check_size(def, name, value.len())?;
         let kv = self
             .store
@@ -233,7 +250,7 @@ impl Objects {
         obj: &Value,
         expected: Revision,
     ) -> Result<Value, ApiError> {
-        let value = encode(obj)?;
+        let value = encode_as(def, obj)?;
         check_size(def, name, value.len())?;
         let kv = self
             .store
@@ -255,7 +272,7 @@ impl Objects {
             .delete(&def.key(ns, name), expected)
             .await
             .map_err(|e| store_error(def, name, e))?;
-        decode(&kv)
+        decode_as(def, &kv)
     }
 
     pub async fn list_raw(

@@ -43,6 +43,36 @@ pub struct ResourceDef {
     pub rules: &'static KindRules,
     /// Its Table columns and cells; `None`: the default table.
     pub printer: Option<&'static Printer>,
+    /// Set when its objects are another resource's, seen through this API
+    /// (upstream's events.k8s.io Events are the core Events).
+    pub stored_as: Option<&'static StoredAs>,
+}
+
+/// Where a resource's objects are kept when they are another resource's,
+/// and the conversions between the two forms.
+pub struct StoredAs {
+    /// The resource whose storage holds them.
+    pub group: &'static str,
+    pub plural: &'static str,
+    /// This API's form into the stored form (apiVersion included).
+    pub to_stored: fn(&mut serde_json::Value),
+    /// The stored form into this API's form.
+    pub from_stored: fn(&mut serde_json::Value),
+}
+
+/// Compared by identity, as function pointers do not compare reliably.
+impl PartialEq for StoredAs {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for StoredAs {}
+
+impl std::fmt::Debug for StoredAs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredAs({}/{})", self.group, self.plural)
+    }
 }
 
 /// The verbs of an ordinary read/write resource.
@@ -82,10 +112,27 @@ impl ResourceDef {
     /// The storage key prefix of this resource: `/registry/<group>/<plural>/`
     /// (`/registry/<plural>/` for the core group).
     pub fn key_prefix(&self) -> String {
-        if self.group.is_empty() {
-            format!("/registry/{}/", self.plural)
+        let (group, plural) = self
+            .stored_as
+            .map_or((self.group, self.plural), |s| (s.group, s.plural));
+        if group.is_empty() {
+            format!("/registry/{plural}/")
         } else {
-            format!("/registry/{}/{}/", self.group, self.plural)
+            format!("/registry/{group}/{plural}/")
+        }
+    }
+
+    /// A stored object as this API shows it.
+    pub fn from_stored(&self, obj: &mut serde_json::Value) {
+        if let Some(s) = self.stored_as {
+            (s.from_stored)(obj);
+        }
+    }
+
+    /// An object of this API as it is stored.
+    pub fn to_stored(&self, obj: &mut serde_json::Value) {
+        if let Some(s) = self.stored_as {
+            (s.to_stored)(obj);
         }
     }
 

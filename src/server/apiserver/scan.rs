@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::object_store::{decode, store_error, Objects};
+use super::object_store::{decode_as, store_error, Objects};
 use super::query::{Continue, Query};
 use super::read::Filter;
 use super::registry::ResourceDef;
@@ -250,7 +250,7 @@ pub async fn scan_page(
             })?;
         let n = res.items.len();
         for (i, kv) in res.items.into_iter().enumerate() {
-            let obj = decode(&kv)?;
+            let obj = decode_as(def, &kv)?;
             if filter.matches(def, &obj) {
                 sink.item(obj)?;
                 matched += 1;

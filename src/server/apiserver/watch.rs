@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::object_store::{decode, stamp, store_error, Objects};
+use super::object_store::{decode_as, stamp, store_error, Objects};
 use super::path::ResourceRef;
 use super::query::Query;
 use super::read::{table_row, Filter, IncludeObject};
@@ -276,7 +276,7 @@ impl Watch {
 
     /// What the client sees of one store event, if anything.
     fn event_for(&mut self, ev: &crate::server::store::Event, rev: i64) -> Option<Bytes> {
-        let new = decode(&ev.kv).ok()?;
+        let new = decode_as(&self.def, &ev.kv).ok()?;
         let (filter, def, name) = (&self.filter, &self.def, self.name.as_deref());
         let matches = |obj: &Value| filter.matches(def, obj) && name_matches(obj, name);
         let enc = &mut self.enc;
@@ -287,7 +287,7 @@ impl Watch {
                 let old_m = ev
                     .prev
                     .as_ref()
-                    .and_then(|p| decode(p).ok())
+                    .and_then(|p| decode_as(def, p).ok())
                     .is_some_and(|o| matches(&o));
                 match (old_m, matches(&new)) {
                     (true, true) => Some(enc.event("MODIFIED", &new)),

@@ -85,9 +85,17 @@ pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Respo
     };
     let mut obj = prepare_create(def, ns.as_deref(), body)?;
     let name = name_of(&obj).unwrap_or("").to_string();
+    super::admission::mutate(state, def, &mut obj).await?;
     check_valid(def, None, &obj, &name)?;
     super::object_store::check_size_early(def, &name, &obj)?;
     let reserved = allocate::reserve(state, def, &mut obj, dry_run).await?;
+    let charged = match super::admission::quota::charge(state, def, &obj, dry_run).await {
+        Ok(c) => c,
+        Err(e) => {
+            reserved.release(&state.objects).await;
+            return Err(e);
+        }
+    };
     let w = Write {
         state,
         def,
@@ -98,6 +106,7 @@ pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Respo
     let res = store_new(w, obj, manager).await;
     if res.is_err() {
         reserved.release(&state.objects).await;
+        charged.release(state).await;
     }
     res
 }
@@ -190,6 +199,7 @@ pub async fn commit_update_from(
     cur: &Stored,
     mut new: Value,
 ) -> Result<Value, ApiError> {
+    super::admission::mutate_update(w.state, w.def, &cur.obj, &mut new).await?;
     let re = allocate::reallocate(w, &cur.obj, &mut new).await?;
     match commit_update(w, &new, cur.rev).await {
         Ok(out) => {
@@ -218,6 +228,7 @@ pub async fn commit_update(w: Write<'_>, new: &Value, expected: i64) -> Result<V
         return Ok(super::object_store::stamp(new.clone(), expected));
     }
     if metadata::ready_to_finalize(new) && !def.strategy.waits_before_removal(new) {
+        let _usage = super::admission::quota::Guard::new(state);
         let deleted = state.objects.delete(def, ns, name, Some(expected)).await?;
         allocate::release(state, def, &deleted).await;
         return Ok(deleted);
@@ -436,6 +447,7 @@ pub async fn delete_one(
         if opts.dry_run {
             return Ok(cur.obj);
         }
+        let _usage = super::admission::quota::Guard::new(state);
         match state.objects.delete(def, ns, name, Some(cur.rev)).await {
             Ok(v) => {
                 allocate::release(state, def, &v).await;

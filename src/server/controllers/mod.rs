@@ -4,4 +4,4 @@
 pub mod namespace;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -20,7 +20,7 @@ use crate::server::pki::{Identity, TokenAuth, MASTERS_GROUP};
 use crate::server::store::sqlite::SqliteBackend;
 use crate::server::{bootstrap, controllers};
 
-fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
+pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
     let store = SqliteBackend::open(&dir.join("db/state.db")).unwrap();
     let state = Arc::new(ApiState {
         registry: Registry::builtin(),
@@ -34,11 +34,12 @@ fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
             body_bytes: 0,
         }),
         ready: Default::default(),
+        usage_writes: Default::default(),
     });
     (state, store)
 }
 
-fn admin(state: &Arc<ApiState>) -> kube::Client {
+pub(crate) fn admin(state: &Arc<ApiState>) -> kube::Client {
     let who = Identity {
         user: "test-admin".into(),
         groups: vec![MASTERS_GROUP.into()],

@@ -13,13 +13,17 @@
 //! - `namespace`: starts Active, deletion waits for content, system
 //!   namespaces protected.
 //! - `core`: nodes, secrets and both Event kinds (field labels, node status).
+//! - `events`: events.k8s.io Events stored as, and converted from, core Events.
 //! - `workloads`: apps and batch kinds (generation, field labels).
+//! - `scheduling`: the system PriorityClasses cannot be deleted.
 
 pub mod alloc;
 pub mod core;
+pub mod events;
 pub mod namespace;
 pub mod pod;
 pub mod repair;
+pub mod scheduling;
 pub mod service;
 pub mod workloads;
 

@@ -52,14 +52,7 @@ impl Strategy for Pod {
         {
             spec.insert("serviceAccount".into(), json!(account));
         }
-        // Priority, with no PriorityClass named (and none the global
-        // default): 0, preempting lower priorities.
-        let class = spec.get("priorityClassName").and_then(Value::as_str);
-        if class.is_none_or(str::is_empty) {
-            spec.entry("priority").or_insert(json!(0));
-            spec.entry("preemptionPolicy")
-                .or_insert(json!("PreemptLowerPriority"));
-        }
+        // Priority comes from the PriorityClasses (`admission::priority`).
         // DefaultTolerationSeconds: evicted 300 s after its node goes
         // not-ready or unreachable, unless the pod already says otherwise.
         let tolerations = spec.entry("tolerations").or_insert(json!([]));
@@ -143,7 +136,7 @@ fn tolerates_no_execute(t: &Value, key: &str) -> bool {
 /// The pod's QoS class (upstream's `GetPodQOS`): BestEffort without any cpu
 /// or memory request or limit; Guaranteed when every container limits both
 /// and the pod's requests equal its limits; else Burstable.
-fn qos_class(pod: &Value) -> &'static str {
+pub(crate) fn qos_class(pod: &Value) -> &'static str {
     use crate::api::validation::quantity;
     use std::collections::BTreeMap;
     let mut requests: BTreeMap<&str, i128> = BTreeMap::new();
@@ -230,8 +223,7 @@ mod tests {
         POD.admit_create(&mut p);
         assert_eq!(p["spec"]["serviceAccountName"], "default");
         assert_eq!(p["spec"]["serviceAccount"], "default");
-        assert_eq!(p["spec"]["priority"], 0);
-        assert_eq!(p["spec"]["preemptionPolicy"], "PreemptLowerPriority");
+        assert!(p["spec"].get("priority").is_none(), "admission::priority's");
         assert_eq!(p["status"]["qosClass"], "BestEffort");
         let t = p["spec"]["tolerations"].as_array().unwrap();
         assert_eq!(t.len(), 2, "{t:?}");

@@ -440,6 +440,7 @@ fn default_table_for_unknown_kinds() {
         strategy: crate::server::apiserver::kinds::KindRef(&crate::server::apiserver::kinds::PLAIN),
         rules: &crate::api::rules::PLAIN,
         printer: None,
+        stored_as: None,
     };
     let cols = columns(&d);
     assert_eq!(

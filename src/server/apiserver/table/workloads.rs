@@ -312,3 +312,112 @@ fn job_duration(job: &Value, now: DateTime<Utc>) -> String {
         (Some(s), Some(e)) => duration::human_duration(e.signed_duration_since(s)),
     }
 }
+
+pub const REPLICATIONCONTROLLERS: Printer = Printer {
+    columns: replicationcontrollers_columns,
+    cells: replicationcontrollers_cells,
+};
+
+fn replicationcontrollers_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col("Desired", "integer", "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero and unspecified. Defaults to 1."),
+        col("Current", "integer", "Replicas is the most recently observed number of replicas."),
+        col("Ready", "integer", "The number of ready replicas for this replication controller."),
+        AGE,
+        CONTAINERS,
+        IMAGES,
+        wide("Selector", "string", "Selector is a label query over pods that should match the Replicas count. If Selector is empty, it is defaulted to the labels present on the Pod template."),
+    ]
+}
+
+fn replicationcontrollers_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    let (names, images) = containers(obj, "/spec/template");
+    row.extend([
+        json!(desired_replicas(obj)),
+        json!(int_at(obj, "/status/replicas")),
+        json!(int_at(obj, "/status/readyReplicas")),
+        age(obj, now),
+        names,
+        images,
+        // An RC's selector is a plain map, printed as labels are.
+        json!(format_labels(obj.pointer("/spec/selector"))),
+    ]);
+    row
+}
+
+pub const PODTEMPLATES: Printer = Printer {
+    columns: podtemplates_columns,
+    cells: podtemplates_cells,
+};
+
+fn podtemplates_columns() -> Vec<Column> {
+    vec![
+        super::Column {
+            name: "Template",
+            ..NAME
+        },
+        col("Containers", "string", CONTAINERS_DESC),
+        col("Images", "string", IMAGES_DESC),
+        col("Pod Labels", "string", "Map of string keys and values that can be used to organize and categorize (scope and select) objects. May match selectors of replication controllers and services. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels"),
+    ]
+}
+
+fn podtemplates_cells(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    let (names, images) = containers(obj, "/template");
+    row.extend([
+        names,
+        images,
+        json!(format_labels(obj.pointer("/template/metadata/labels"))),
+    ]);
+    row
+}
+
+pub const CONTROLLERREVISIONS: Printer = Printer {
+    columns: controllerrevisions_columns,
+    cells: controllerrevisions_cells,
+};
+
+fn controllerrevisions_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col("Controller", "string", "Controller of the object."),
+        col(
+            "Revision",
+            "integer",
+            "Revision indicates the revision of the state represented by Data.",
+        ),
+        AGE,
+    ]
+}
+
+fn controllerrevisions_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    let mut row = vec![name(obj)];
+    // `<kind>.<group>/<name>` of the controlling owner, lower-cased kind.
+    let controller = array_at(obj, "/metadata/ownerReferences")
+        .iter()
+        .find(|r| r.get("controller").and_then(Value::as_bool) == Some(true))
+        .map_or_else(
+            || "<none>".to_string(),
+            |r| {
+                let kind = opt_str(r, "/kind").unwrap_or("").to_lowercase();
+                let group = opt_str(r, "/apiVersion")
+                    .and_then(|av| av.split_once('/'))
+                    .map_or("", |(g, _)| g);
+                let name = opt_str(r, "/name").unwrap_or("");
+                if group.is_empty() {
+                    format!("{kind}/{name}")
+                } else {
+                    format!("{kind}.{group}/{name}")
+                }
+            },
+        );
+    row.extend([
+        json!(controller),
+        json!(int_at(obj, "/revision")),
+        age(obj, now),
+    ]);
+    row
+}

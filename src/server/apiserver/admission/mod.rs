@@ -1,0 +1,106 @@
+//! Admission that needs other objects, as upstream's plugins of the same
+//! names do: `Priority` (a pod's priority from its PriorityClass, one
+//! global default), `LimitRanger` (a namespace's defaults and bounds for
+//! container resources) and `ResourceQuota` (usage charged against the
+//! namespace's quotas before the create is stored, given back when it
+//! fails or the object is deleted).
+//!
+//! [`mutate`] runs after defaulting and before validation, as mutating
+//! admission does; quota is charged with the other shared state a create
+//! takes (`allocate::reserve`), after validation.
+
+pub mod limit_range;
+pub mod priority;
+pub mod quota;
+
+#[cfg(test)]
+mod tests;
+
+use serde_json::Value;
+
+use super::object_store::{decode_as, store_error, Objects};
+use super::registry::ResourceDef;
+use super::ApiState;
+use crate::api::status::ApiError;
+use crate::server::store::ListOptions;
+
+/// Objects read in one page while admission scans a collection.
+const PAGE: usize = 500;
+
+/// Change a new object as upstream's mutating admission does.
+pub async fn mutate(state: &ApiState, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
+    match (def.group, def.plural) {
+        ("", "pods") => {
+            priority::admit_pod(state, obj).await?;
+            limit_range::admit_pod(state, obj).await
+        }
+        ("", "resourcequotas") => quota::count_new(state, obj).await,
+        ("scheduling.k8s.io", "priorityclasses") => priority::admit_class(state, obj).await,
+        _ => Ok(()),
+    }
+}
+
+/// What admission changes in an updated object (a quota whose limits
+/// changed is counted again).
+pub async fn mutate_update(
+    state: &ApiState,
+    def: &ResourceDef,
+    old: &Value,
+    new: &mut Value,
+) -> Result<(), ApiError> {
+    match (def.group, def.plural) {
+        ("", "resourcequotas") => quota::on_update(state, old, new).await,
+        _ => Ok(()),
+    }
+}
+
+/// The namespace of an object being admitted.
+pub(crate) fn namespace_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+}
+
+/// The name of an object being admitted (may be empty for generateName).
+pub(crate) fn name_of(obj: &Value) -> &str {
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// Every object of `def` in `ns` (all namespaces for cluster-scoped
+/// kinds), read page by page at one revision.
+pub(crate) async fn each(
+    objects: &Objects,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    mut f: impl FnMut(Value),
+) -> Result<(), ApiError> {
+    let prefix = def.namespace_prefix(ns);
+    let mut opts = ListOptions {
+        limit: Some(PAGE),
+        ..Default::default()
+    };
+    loop {
+        let res = objects
+            .list_raw(&prefix, opts.clone())
+            .await
+            .map_err(|e| store_error(def, "", e))?;
+        let last = res.items.last().map(|kv| kv.key.clone());
+        for kv in &res.items {
+            f(decode_as(def, kv)?);
+        }
+        match last {
+            Some(key) if res.remaining > 0 => {
+                opts.start_after = Some(key);
+                opts.revision = Some(res.revision);
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// The Forbidden error admission gives: `<plural> "<name>" is forbidden: …`.
+pub(crate) fn forbidden(def: &ResourceDef, name: &str, why: &str) -> ApiError {
+    ApiError::forbidden_object(def.group, def.plural, name, why)
+}

@@ -1,0 +1,304 @@
+//! The kinds kubectl and tooling assume every cluster has, and the
+//! admission that comes with them: `kubectl create quota|priorityclass|
+//! pdb|ingress`, tables as upstream prints them, ResourceQuota charged and
+//! enforced, LimitRange defaults and bounds, PriorityClass resolution and
+//! the two system classes, `apply --prune` with its default allowlist
+//! (which reads ReplicationControllers and Ingresses), and
+//! `kubectl cluster-info dump`.
+
+mod support;
+
+use support::{json, stderr, stdout, Server};
+
+fn apply(s: &Server, manifest: &str) {
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], manifest);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn kubectl_creates_the_policy_kinds_and_prints_them_as_upstream() {
+    let s = Server::start();
+    s.kubectl_ok(&[
+        "create",
+        "quota",
+        "q1",
+        "--hard=pods=2,requests.cpu=1,limits.memory=1Gi",
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "priorityclass",
+        "high",
+        "--value=1000",
+        "--description=x",
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "pdb",
+        "p1",
+        "--selector=app=x",
+        "--min-available=1",
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "ingress",
+        "i1",
+        "--rule=foo.com/bar=svc1:8080,tls=my-cert",
+    ]);
+    let quota = s.kubectl_ok(&["get", "quota", "q1"]);
+    assert!(
+        quota.contains("pods: 0/2, requests.cpu: 0/1   limits.memory: 0/1Gi"),
+        "{quota}"
+    );
+    let pdb = s.kubectl_ok(&["get", "pdb", "p1"]);
+    assert!(
+        pdb.contains("p1     1               N/A               0"),
+        "{pdb}"
+    );
+    let ing = s.kubectl_ok(&["get", "ing", "i1"]);
+    assert!(
+        ing.contains("i1     <none>   foo.com             80, 443"),
+        "{ing}"
+    );
+    let pc = s.kubectl_ok(&["get", "pc"]);
+    for line in [
+        "high                      1000         false",
+        "system-cluster-critical   2000000000   false",
+        "system-node-critical      2000001000   false",
+    ] {
+        assert!(pc.contains(line), "{pc}");
+    }
+    // The other kinds are served and printed with their own columns.
+    apply(
+        &s,
+        "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: local, annotations: {storageclass.kubernetes.io/is-default-class: 'true'}}\nprovisioner: skiff.io/local\n---\n\
+         apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {name: fast}\nhandler: runc\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: IngressClass\nmetadata: {name: web}\nspec: {controller: example.com/ingress}\n---\n\
+         apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: deny}\nspec: {podSelector: {matchLabels: {app: db}}}\n---\n\
+         apiVersion: v1\nkind: ReplicationController\nmetadata: {name: rc1}\nspec: {replicas: 2, template: {metadata: {labels: {app: r}}, spec: {containers: [{name: c, image: busybox}]}}}\n---\n\
+         apiVersion: v1\nkind: PodTemplate\nmetadata: {name: t1}\ntemplate: {metadata: {labels: {app: t}}, spec: {containers: [{name: c, image: busybox}]}}\n",
+    );
+    let sc = s.kubectl_ok(&["get", "sc"]);
+    assert!(
+        sc.contains("local (default)   skiff.io/local   Delete          Immediate"),
+        "{sc}"
+    );
+    assert!(s
+        .kubectl_ok(&["get", "runtimeclass"])
+        .contains("fast   runc"));
+    assert!(s
+        .kubectl_ok(&["get", "ingressclass"])
+        .contains("web    example.com/ingress   <none>"));
+    assert!(s.kubectl_ok(&["get", "netpol"]).contains("deny   app=db"));
+    let rc = s.kubectl_ok(&["get", "rc", "rc1", "-o", "json"]);
+    assert_eq!(json(&rc)["spec"]["selector"]["app"], "r", "{rc}");
+    assert!(s
+        .kubectl_ok(&["get", "rc"])
+        .contains("rc1    2         0         0"));
+    assert!(s
+        .kubectl_ok(&["get", "podtemplates"])
+        .contains("t1         c            busybox   app=t"));
+    // `get all` includes ReplicationControllers, as upstream's does.
+    assert!(s
+        .kubectl_ok(&["get", "all"])
+        .contains("replicationcontroller/rc1"));
+
+    // Validation with upstream's messages.
+    let out = s.kubectl_err(&["create", "priorityclass", "system-mine", "--value=5"]);
+    assert!(
+        stderr(&out).contains(
+            "priority class names with 'system-' prefix are reserved for system use only"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata: {name: both}\nspec: {minAvailable: 1, maxUnavailable: 1}\n",
+    );
+    assert!(
+        stderr(&out).contains("minAvailable and maxUnavailable cannot be both set"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s.kubectl_err(&["delete", "pc", "system-node-critical"]);
+    assert!(
+        stderr(&out).contains("this is a system priority class and cannot be deleted"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn quotas_are_charged_enforced_and_given_back() {
+    let s = Server::start();
+    s.kubectl_ok(&[
+        "create",
+        "quota",
+        "q",
+        "--hard=pods=2,requests.cpu=1,count/configmaps=1",
+    ]);
+    s.kubectl_ok(&["run", "p1", "--image=busybox", "--overrides", r#"{"spec":{"containers":[{"name":"p1","image":"busybox","resources":{"requests":{"cpu":"300m"}}}]}}"#]);
+    // A pod without the requests a quota tracks is refused with the names.
+    let out = s.kubectl_err(&["run", "p2", "--image=busybox"]);
+    assert!(
+        stderr(&out).contains(
+            "pods \"p2\" is forbidden: failed quota: q: must specify requests.cpu for: p2"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    let over = r#"{"spec":{"containers":[{"name":"p3","image":"busybox","resources":{"requests":{"cpu":"800m"}}}]}}"#;
+    let out = s.kubectl_err(&["run", "p3", "--image=busybox", "--overrides", over]);
+    assert!(
+        stderr(&out).contains("pods \"p3\" is forbidden: exceeded quota: q, requested: requests.cpu=800m, used: requests.cpu=300m, limited: requests.cpu=1"),
+        "{}",
+        stderr(&out)
+    );
+    let used = json(&s.kubectl_ok(&["get", "quota", "q", "-o", "json"]));
+    assert_eq!(used["status"]["used"]["pods"], "1", "{used}");
+    assert_eq!(used["status"]["used"]["requests.cpu"], "300m", "{used}");
+    // count/<resource> covers any kind.
+    s.kubectl_ok(&["create", "configmap", "c1"]);
+    let out = s.kubectl_err(&["create", "configmap", "c2"]);
+    assert!(
+        stderr(&out).contains("exceeded quota: q, requested: count/configmaps=1"),
+        "{}",
+        stderr(&out)
+    );
+    // A delete gives back what the object used; then the create fits.
+    s.kubectl_ok(&["delete", "pod", "p1"]);
+    let used = json(&s.kubectl_ok(&["get", "quota", "q", "-o", "json"]));
+    assert_eq!(used["status"]["used"]["requests.cpu"], "0", "{used}");
+    s.kubectl_ok(&["run", "p3", "--image=busybox", "--overrides", over]);
+    // A quota created over existing objects counts them.
+    s.kubectl_ok(&["create", "quota", "late", "--hard=pods=5"]);
+    let late = json(&s.kubectl_ok(&["get", "quota", "late", "-o", "json"]));
+    assert_eq!(late["status"]["used"]["pods"], "1", "{late}");
+    assert_eq!(late["status"]["hard"]["pods"], "5", "{late}");
+}
+
+#[test]
+fn concurrent_creates_never_exceed_a_quota() {
+    let s = Server::start();
+    s.kubectl_ok(&["create", "quota", "q", "--hard=configmaps=3"]);
+    let created = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..8)
+            .map(|i| {
+                let s = &s;
+                scope.spawn(move || s.kubectl(&["create", "configmap", &format!("c{i}")]))
+            })
+            .collect();
+        runs.into_iter()
+            .filter_map(|h| h.join().ok())
+            .filter(|out| out.status.success())
+            .count()
+    });
+    let n = stdout(&s.kubectl(&["get", "cm", "-o", "name"]))
+        .lines()
+        .filter(|l| l.starts_with("configmap/c"))
+        .count();
+    assert_eq!(n, 3, "stored");
+    assert!(created <= 3, "{created} reported created");
+}
+
+#[test]
+fn limit_ranges_default_and_bound_container_resources() {
+    let s = Server::start();
+    apply(
+        &s,
+        "apiVersion: v1\nkind: LimitRange\nmetadata: {name: lr}\nspec:\n  limits:\n  - type: Container\n    default: {memory: 256Mi}\n    defaultRequest: {cpu: 250m}\n    max: {cpu: '2'}\n",
+    );
+    s.kubectl_ok(&["run", "p1", "--image=busybox"]);
+    let pod = json(&s.kubectl_ok(&["get", "pod", "p1", "-o", "json"]));
+    let res = &pod["spec"]["containers"][0]["resources"];
+    assert_eq!(res["requests"]["cpu"], "250m", "{res}");
+    assert_eq!(
+        res["limits"]["cpu"], "2",
+        "the max is the default limit: {res}"
+    );
+    assert_eq!(res["limits"]["memory"], "256Mi", "{res}");
+    assert_eq!(pod["status"]["qosClass"], "Burstable");
+    assert_eq!(
+        pod["metadata"]["annotations"]["kubernetes.io/limit-ranger"],
+        "LimitRanger plugin set: cpu, memory request for container p1; cpu, memory limit for container p1"
+    );
+    let big = r#"{"spec":{"containers":[{"name":"p2","image":"busybox","resources":{"limits":{"cpu":"3"}}}]}}"#;
+    let out = s.kubectl_err(&["run", "p2", "--image=busybox", "--overrides", big]);
+    assert!(
+        stderr(&out).contains(
+            "pods \"p2\" is forbidden: maximum cpu usage per Container is 2, but limit is 3"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn pods_take_their_priority_from_their_class() {
+    let s = Server::start();
+    let with_class = |name: &str, class: &str| {
+        format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{priorityClassName: {class}, containers: [{{name: c, image: busybox}}]}}\n")
+    };
+    apply(&s, &with_class("crit", "system-cluster-critical"));
+    let pod = json(&s.kubectl_ok(&["get", "pod", "crit", "-o", "json"]));
+    assert_eq!(pod["spec"]["priority"], 2_000_000_000i64);
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &with_class("bad", "nope"));
+    assert!(
+        stderr(&out)
+            .contains("pods \"bad\" is forbidden: no PriorityClass with name nope was found"),
+        "{}",
+        stderr(&out)
+    );
+    // The global default applies to pods that name no class; only one
+    // class can be it.
+    apply(
+        &s,
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: dflt}\nvalue: 7\nglobalDefault: true\npreemptionPolicy: Never\n",
+    );
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata: {name: other}\nvalue: 8\nglobalDefault: true\n",
+    );
+    assert!(
+        stderr(&out).contains(
+            "PriorityClass dflt is already marked as default. Only one default can exist"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    s.kubectl_ok(&["run", "plain", "--image=busybox"]);
+    let pod = json(&s.kubectl_ok(&["get", "pod", "plain", "-o", "json"]));
+    assert_eq!(pod["spec"]["priority"], 7);
+    assert_eq!(pod["spec"]["priorityClassName"], "dflt");
+    assert_eq!(pod["spec"]["preemptionPolicy"], "Never");
+}
+
+#[test]
+fn apply_prune_and_cluster_info_dump_work_with_the_default_allowlist() {
+    let s = Server::start();
+    let both = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1, labels: {app: x}}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c2, labels: {app: x}}\n";
+    let one = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c1, labels: {app: x}}\n";
+    apply(&s, both);
+    let path = s.write_file("one.yaml", one);
+    let out = s.kubectl_ok(&["apply", "--prune", "-l", "app=x", "-f", &path]);
+    assert!(out.contains("configmap/c2 pruned"), "{out}");
+    let names = s.kubectl_ok(&["get", "cm", "-l", "app=x", "-o", "name"]);
+    assert_eq!(names.trim(), "configmap/c1");
+
+    s.kubectl_ok(&["create", "deployment", "d", "--image=busybox"]);
+    let dump = s.kubectl_ok(&["cluster-info", "dump"]);
+    for kind in [
+        "NodeList",
+        "EventList",
+        "ReplicationControllerList",
+        "ServiceList",
+        "DeploymentList",
+        "ReplicaSetList",
+        "PodList",
+    ] {
+        assert!(
+            dump.contains(&format!("\"kind\": \"{kind}\"")),
+            "{kind} missing"
+        );
+    }
+}
