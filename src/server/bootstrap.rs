@@ -1,7 +1,10 @@
 //! What every cluster has from the start: the system namespaces, the
-//! system PriorityClasses and the `default/kubernetes` Service. Written through the loopback client as
+//! system PriorityClasses, and the `default/kubernetes` Service with its
+//! Endpoints and EndpointSlice pointing at the API server. Written through the loopback client as
 //! `auth::BOOTSTRAP_USER`, so these objects pass the same admission,
 //! defaulting, validation and managedFields as any other.
+
+use std::net::SocketAddr;
 
 use anyhow::Context;
 use kube::api::{ListParams, PostParams};
@@ -10,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::api::validation::cluster_kinds::SYSTEM_PRIORITY_CLASSES;
 use crate::cluster::ClusterConfig;
+use crate::server::apiserver::loopback::get_opt;
 
 /// Namespaces every cluster has from the start.
 pub const SYSTEM_NAMESPACES: [&str; 4] =
@@ -21,6 +25,8 @@ pub const AGENT: &str = "skiff-bootstrap";
 const NAMESPACES: &str = "/api/v1/namespaces";
 const SERVICES: &str = "/api/v1/namespaces/default/services";
 const PRIORITY_CLASSES: &str = "/apis/scheduling.k8s.io/v1/priorityclasses";
+const ENDPOINTS: &str = "/api/v1/namespaces/default/endpoints";
+const ENDPOINT_SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
 
 /// Bootstrap, with `beside` (the allocation repair's first pass, which
 /// must see no allocating create in flight) run beside its reads and its
@@ -34,18 +40,23 @@ const PRIORITY_CLASSES: &str = "/apis/scheduling.k8s.io/v1/priorityclasses";
 pub async fn run(
     client: kube::Client,
     cluster: &ClusterConfig,
-    https_port: u16,
+    api: SocketAddr,
     beside: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
-    // What exists, in two reads (on a restart that is all bootstrap does).
+    // What exists, in five reads at once (on a restart that is all
+    // bootstrap does, unless the API server's address changed).
     let reads_and_namespaces = async {
         let list = Request::new(NAMESPACES).list(&ListParams::default())?;
         let classes = Request::new(PRIORITY_CLASSES).list(&ListParams::default())?;
         let get = Request::new(SERVICES).get("kubernetes", &Default::default())?;
-        let (existing, classes, service) = tokio::join!(
+        let ep = Request::new(ENDPOINTS).get("kubernetes", &Default::default())?;
+        let slice = Request::new(ENDPOINT_SLICES).get("kubernetes", &Default::default())?;
+        let (existing, classes, service, ep, slice) = tokio::join!(
             client.request::<Value>(list),
             client.request::<Value>(classes),
-            crate::server::apiserver::loopback::get_opt(&client, get)
+            get_opt(&client, get),
+            get_opt(&client, ep),
+            get_opt(&client, slice),
         );
         let existing = existing.context("listing namespaces")?;
         let classes = classes.context("listing priority classes")?;
@@ -64,16 +75,89 @@ pub async fn run(
             missing_classes.map(|(n, v)| system_priority_class(&client, n, *v)),
         );
         futures::future::try_join(namespaces, classes).await?;
-        anyhow::Ok(service)
+        anyhow::Ok((service, ep, slice))
     };
-    let (service, ()) = tokio::join!(reads_and_namespaces, beside);
-    let service = service?;
-    // The Service only after its namespace exists.
-    if service.context("reading the kubernetes Service")?.is_none() {
-        kubernetes_service(&client, cluster, https_port)
-            .await
-            .context("creating the kubernetes Service")?;
+    let (read, ()) = tokio::join!(reads_and_namespaces, beside);
+    let (service, ep, slice) = read?;
+    let service = service.context("reading the kubernetes Service")?;
+    let ep = ep.context("reading the kubernetes Endpoints")?;
+    let slice = slice.context("reading the kubernetes EndpointSlice")?;
+    // These only after their namespace exists; the three at once.
+    let service = async {
+        if service.is_none() {
+            kubernetes_service(&client, cluster, api.port())
+                .await
+                .context("creating the kubernetes Service")?;
+        }
+        anyhow::Ok(())
+    };
+    let (want_ep, want_slice) = (api_endpoints(api), api_endpoint_slice(api));
+    let ep = put_if_changed(&client, ENDPOINTS, ep, want_ep, "subsets");
+    let slice = put_if_changed(&client, ENDPOINT_SLICES, slice, want_slice, "endpoints");
+    let (service, ep, slice) = tokio::join!(service, ep, slice);
+    service?;
+    ep.context("writing the kubernetes Endpoints")?;
+    slice.context("writing the kubernetes EndpointSlice")?;
+    Ok(())
+}
+
+/// The `default/kubernetes` Endpoints: the API server's advertised address
+/// (upstream's endpoint reconciler writes the same, and marks it not to be
+/// mirrored, as the slice is written beside it).
+fn api_endpoints(api: SocketAddr) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {
+            "name": "kubernetes",
+            "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+        },
+        "subsets": [{
+            "addresses": [{"ip": api.ip().to_string()}],
+            "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}],
+        }],
+    })
+}
+
+fn api_endpoint_slice(api: SocketAddr) -> Value {
+    let family = if api.is_ipv4() { "IPv4" } else { "IPv6" };
+    json!({
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kubernetes",
+            "labels": {"kubernetes.io/service-name": "kubernetes"},
+        },
+        "addressType": family,
+        "endpoints": [{"addresses": [api.ip().to_string()], "conditions": {"ready": true}}],
+        "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}],
+    })
+}
+
+/// Create `want` in `collection`, or replace what is there when its
+/// `field` differs (the API server moved).
+async fn put_if_changed(
+    client: &kube::Client,
+    collection: &str,
+    have: Option<Value>,
+    mut want: Value,
+    field: &str,
+) -> anyhow::Result<()> {
+    let Some(have) = have else {
+        create(client, collection, &want).await?;
+        return Ok(());
+    };
+    if have.get(field) == want.get(field) {
+        return Ok(());
     }
+    want["metadata"]["resourceVersion"] = have["metadata"]["resourceVersion"].clone();
+    let body = serde_json::to_vec(&want)?;
+    let req = Request::new(collection).replace("kubernetes", &PostParams::default(), body)?;
+    client.request::<Value>(req).await?;
+    tracing::info!(
+        collection,
+        "the API server's address changed: endpoints updated"
+    );
     Ok(())
 }
 

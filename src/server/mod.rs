@@ -51,6 +51,12 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 6443)]
     pub https_listen_port: u16,
 
+    /// Address the cluster reaches the API server at (the endpoints of the
+    /// `kubernetes` Service) [default: the bind address, or when that is
+    /// 0.0.0.0 the address of the interface the default route leaves by]
+    #[arg(long, value_name = "IP")]
+    pub advertise_address: Option<IpAddr>,
+
     /// Where to write the admin kubeconfig (mode 0600).
     #[arg(long, default_value = "/etc/skiff/skiff.yaml")]
     pub write_kubeconfig: PathBuf,
@@ -244,6 +250,28 @@ fn kubeconfig_url(args: &ServerArgs) -> String {
     format!("https://{host}:{}", args.https_listen_port)
 }
 
+/// The address the `kubernetes` Service's endpoints name.
+fn advertise_address(args: &ServerArgs) -> IpAddr {
+    if let Some(ip) = args.advertise_address {
+        return ip;
+    }
+    if !args.bind_address.is_unspecified() {
+        return args.bind_address;
+    }
+    // The source address the kernel picks for a route off the box: a UDP
+    // socket's connect only looks the route up, nothing is sent.
+    let probe = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.connect("192.0.2.1:9").map(|()| s))
+        .and_then(|s| s.local_addr());
+    match probe {
+        Ok(a) if !a.ip().is_unspecified() => a.ip(),
+        _ => {
+            tracing::warn!("no default route: advertising 127.0.0.1 (set --advertise-address)");
+            IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     apiserver::recover::install_panic_policy();
@@ -305,6 +333,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         inflight: Inflight::new(&inflight),
         ready: Default::default(),
         usage_writes: Default::default(),
+        gc: Default::default(),
     });
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(
@@ -315,7 +344,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // The allocation repair's first pass runs before the API takes
     // requests, beside bootstrap (see bootstrap::run).
     let repair = apiserver::kinds::repair::at_start(&state.objects, &state.registry);
-    bootstrap::run(bootstrap_client, &cluster, args.https_listen_port, repair)
+    let advertised = SocketAddr::new(advertise_address(&args), args.https_listen_port);
+    bootstrap::run(bootstrap_client, &cluster, advertised, repair)
         .await
         .context("creating the system namespaces and the kubernetes Service")?;
     let (pki, tls) = pki.await.context("setting up certificates")??;
@@ -352,6 +382,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     components.spawn("namespace controller", move |life| async move {
         life.ready();
         controllers::namespace::run(namespaces, life.cancel).await;
+        Ok(())
+    });
+    let collector = controllers::garbage::Ctx::new(
+        loopback::client(
+            state.clone(),
+            auth::component(auth::GARBAGE_COLLECTOR_USER),
+            controllers::garbage::AGENT,
+        ),
+        &state.registry,
+    );
+    let collecting = state.clone();
+    components.spawn("garbage collector", move |life| async move {
+        life.ready();
+        controllers::garbage::run(collector, collecting, life.cancel).await;
         Ok(())
     });
     let counting = state.clone();

@@ -124,6 +124,8 @@ fn is_discovery(path: &str) -> bool {
 pub const BOOTSTRAP_USER: &str = "system:skiff:bootstrap";
 /// The namespace controller, named as upstream's controller role.
 pub const NAMESPACE_CONTROLLER_USER: &str = "system:controller:namespace-controller";
+/// The garbage collector, named as upstream's controller role.
+pub const GARBAGE_COLLECTOR_USER: &str = "system:controller:generic-garbage-collector";
 
 /// The identity of one of skiff's own components (no groups: what it may do
 /// is granted to its user name in [`component_may`], nothing more).
@@ -152,7 +154,23 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                 (*group, *resource),
                 ("", "namespaces" | "services") | ("scheduling.k8s.io", "priorityclasses")
             );
-            object && subresource.is_none() && matches!(verb, "get" | "list" | "create")
+            // The API server's own endpoints move with its address.
+            let endpoints = matches!(
+                (*group, *resource),
+                ("", "endpoints") | ("discovery.k8s.io", "endpointslices")
+            );
+            subresource.is_none()
+                && ((object && matches!(verb, "get" | "list" | "create"))
+                    || (endpoints && matches!(verb, "get" | "create" | "update")))
+        }
+        // Upstream's system:controller:generic-garbage-collector: read,
+        // update and delete anything (owner references and finalizers).
+        GARBAGE_COLLECTOR_USER => {
+            subresource.is_none()
+                && matches!(
+                    verb,
+                    "get" | "list" | "watch" | "update" | "patch" | "delete"
+                )
         }
         // Upstream's system:controller:namespace-controller: read and
         // delete anything, and release a namespace's finalizer.
@@ -337,6 +355,9 @@ mod tests {
         };
         assert!(authorize(&boot, "create", &classes).is_ok());
         assert!(authorize(&boot, "delete", &classes).is_err());
+        let gc = component(GARBAGE_COLLECTOR_USER);
+        assert!(authorize(&gc, "update", &pods(Some("d"), Some("x"))).is_ok());
+        assert!(authorize(&gc, "create", &pods(Some("d"), None)).is_err());
         let ctl = component(NAMESPACE_CONTROLLER_USER);
         assert!(authorize(&ctl, "delete", &pods(Some("d"), Some("x"))).is_ok());
         assert!(authorize(&ctl, "list", &pods(Some("d"), None)).is_ok());

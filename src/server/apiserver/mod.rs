@@ -73,6 +73,9 @@ pub struct ApiState {
     pub ready: health::Readiness,
     /// Writes changing quota usage in progress (`admission::quota`).
     pub usage_writes: admission::quota::Writes,
+    /// Owners marked for orphan or foreground deletion, for the garbage
+    /// collector.
+    pub gc: crate::server::controllers::garbage::Queue,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -17,6 +17,7 @@ use super::registry::ResourceDef;
 use super::scan::{scan_page, Held, ScanSink};
 use super::{allocate, ApiState, Call};
 use crate::api::status::{success_status, ApiError};
+use crate::server::controllers::garbage;
 
 fn ns_def(state: &ApiState) -> Result<&ResourceDef, ApiError> {
     state
@@ -399,10 +400,17 @@ pub async fn delete_one(
         let grace = policy.grace;
         let has_finalizers = !metadata::finalizers(&cur.obj).is_empty();
         let marked = metadata::meta(&cur.obj).is_some_and(|m| m.contains_key("deletionTimestamp"));
+        // Orphan and foreground propagation are finalizers the garbage
+        // collector honours, so the object stays until it has.
+        let propagation = match opts.propagation.as_deref() {
+            Some("Orphan") => Some(garbage::ORPHAN),
+            Some("Foreground") => Some(garbage::FOREGROUND),
+            _ => None,
+        };
         // Some kinds are only marked (a pod on a node: its kubelet stops the
         // containers and then deletes it with grace 0; a namespace: its
         // controller empties it). Finalizers hold any kind.
-        let held = has_finalizers || policy.marked_only;
+        let held = has_finalizers || policy.marked_only || propagation.is_some();
         if held && marked {
             return Ok(cur.obj);
         }
@@ -417,20 +425,11 @@ pub async fn delete_one(
                 "deletionGracePeriodSeconds".into(),
                 json!(grace.unwrap_or(0)),
             );
-            if let Some(p) = &opts.propagation {
-                // Recorded for the garbage collector, as the apiserver does
-                // with its orphan/foregroundDeletion finalizers.
-                let fin = match p.as_str() {
-                    "Orphan" => Some("orphan"),
-                    "Foreground" => Some("foregroundDeletion"),
-                    _ => None,
-                };
-                if let Some(f) = fin {
-                    let list = m.entry("finalizers").or_insert_with(|| json!([]));
-                    if let Some(a) = list.as_array_mut() {
-                        if !a.iter().any(|v| v == f) {
-                            a.push(json!(f));
-                        }
+            if let Some(f) = propagation {
+                let list = m.entry("finalizers").or_insert_with(|| json!([]));
+                if let Some(a) = list.as_array_mut() {
+                    if !a.iter().any(|v| v == f) {
+                        a.push(json!(f));
                     }
                 }
             }
@@ -439,7 +438,13 @@ pub async fn delete_one(
                 return Ok(new);
             }
             match state.objects.update(def, ns, name, &new, cur.rev).await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if propagation.is_some() {
+                        let uid = meta_str(&v, "uid").unwrap_or("");
+                        state.gc.push(garbage::Marked::new(def, ns, name, uid));
+                    }
+                    return Ok(v);
+                }
                 Err(e) if e.is_conflict() => continue,
                 Err(e) => return Err(e),
             }

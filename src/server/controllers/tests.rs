@@ -6,7 +6,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Secret, Service};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +20,10 @@ use crate::server::apiserver::{loopback, ApiState, Inflight, InflightLimits};
 use crate::server::pki::{Identity, TokenAuth, MASTERS_GROUP};
 use crate::server::store::sqlite::SqliteBackend;
 use crate::server::{bootstrap, controllers};
+
+/// The API server's address as bootstrap is told it.
+pub(crate) const API: std::net::SocketAddr =
+    std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 6443);
 
 pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
     let store = SqliteBackend::open(&dir.join("db/state.db")).unwrap();
@@ -35,6 +40,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         }),
         ready: Default::default(),
         usage_writes: Default::default(),
+        gc: Default::default(),
     });
     (state, store)
 }
@@ -64,13 +70,41 @@ async fn bootstrap_and_the_namespace_controller_are_ordinary_clients() {
         auth::component(auth::BOOTSTRAP_USER),
         bootstrap::AGENT,
     );
-    bootstrap::run(boot.clone(), &ClusterConfig::default(), 6443, async {})
+    bootstrap::run(boot.clone(), &ClusterConfig::default(), API, async {})
         .await
         .unwrap();
     // Twice: what exists is left alone.
-    bootstrap::run(boot, &ClusterConfig::default(), 6443, async {})
+    bootstrap::run(boot.clone(), &ClusterConfig::default(), API, async {})
         .await
         .unwrap();
+    // The API server's endpoints, and them moved when its address does.
+    let eps = Api::<Endpoints>::namespaced(admin(&state), "default");
+    let ep = eps.get("kubernetes").await.unwrap();
+    let subset = &ep.subsets.unwrap_or_default()[0];
+    assert_eq!(subset.addresses.as_ref().unwrap()[0].ip, "127.0.0.1");
+    assert_eq!(subset.ports.as_ref().unwrap()[0].port, 6443);
+    let slices = Api::<EndpointSlice>::namespaced(admin(&state), "default");
+    let slice = slices.get("kubernetes").await.unwrap();
+    assert_eq!(slice.endpoints[0].addresses, ["127.0.0.1"]);
+    assert_eq!(
+        slice.metadata.labels.unwrap_or_default()["kubernetes.io/service-name"],
+        "kubernetes"
+    );
+    let moved: std::net::SocketAddr = "10.9.8.7:7443".parse().unwrap();
+    bootstrap::run(boot, &ClusterConfig::default(), moved, async {})
+        .await
+        .unwrap();
+    let ep = eps.get("kubernetes").await.unwrap();
+    assert_eq!(
+        ep.subsets.unwrap_or_default()[0]
+            .addresses
+            .as_ref()
+            .unwrap()[0]
+            .ip,
+        "10.9.8.7"
+    );
+    let slice = slices.get("kubernetes").await.unwrap();
+    assert_eq!(slice.ports.unwrap_or_default()[0].port, Some(7443));
 
     let admin = admin(&state);
     // Bootstrap's objects went through admission like kubectl's: defaulted

@@ -9,7 +9,7 @@ use super::quota::{recount_all, Guard};
 use crate::cluster::ClusterConfig;
 use crate::server::apiserver::{auth, loopback};
 use crate::server::bootstrap;
-use crate::server::controllers::tests::{admin, api_state};
+use crate::server::controllers::tests::{admin, api_state, API};
 
 async fn used_pods(api: &Api<kube::api::DynamicObject>) -> Value {
     let q = api.get("q").await.unwrap();
@@ -25,7 +25,7 @@ async fn recount_follows_finished_pods_but_not_during_a_charge() {
         auth::component(auth::BOOTSTRAP_USER),
         bootstrap::AGENT,
     );
-    bootstrap::run(boot, &ClusterConfig::default(), 6443, async {})
+    bootstrap::run(boot, &ClusterConfig::default(), API, async {})
         .await
         .unwrap();
     let client = admin(&state);

@@ -1,0 +1,365 @@
+//! The garbage collector's answer to the two deletion finalizers the API
+//! sets (`write::delete_one`): `orphan` (its dependents lose their owner
+//! reference, then the owner goes) and `foregroundDeletion` (its
+//! dependents are deleted first, in the foreground themselves when they
+//! block their owner's deletion, then the owner goes). Background
+//! deletion of dependents whose owner is gone, and the dependency graph
+//! it needs, come with the other controllers.
+//!
+//! An ordinary API client (`auth::GARBAGE_COLLECTOR_USER` through the
+//! loopback). The API tells it which owners were marked through a bounded
+//! queue; should the queue overflow, or the server restart with owners
+//! still marked, a sweep over every kind finds them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::core::Request;
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::apiserver::registry::{Registry, ResourceDef};
+use crate::server::apiserver::{loopback, ApiState};
+
+pub const ORPHAN: &str = "orphan";
+pub const FOREGROUND: &str = "foregroundDeletion";
+/// The managedFields manager of what the collector writes.
+pub const AGENT: &str = "skiff-garbage-collector";
+
+/// Owners waiting in the queue at most.
+const QUEUE: usize = 1024;
+/// How often the collector looks whether a sweep is due.
+const TICK: Duration = Duration::from_secs(30);
+/// First and longest wait before an owner whose blocking dependents are
+/// not gone yet is looked at again.
+const RETRY_FIRST: Duration = Duration::from_millis(200);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// An owner marked for deletion with one of the two finalizers.
+#[derive(Clone, Debug)]
+pub struct Marked {
+    /// Its collection (`/apis/apps/v1/namespaces/d/deployments`).
+    pub collection: String,
+    pub name: String,
+    pub uid: String,
+    /// None for a cluster-scoped owner.
+    pub namespace: Option<String>,
+    retry: Duration,
+}
+
+impl Marked {
+    pub fn new(def: &ResourceDef, namespace: Option<&str>, name: &str, uid: &str) -> Self {
+        Marked {
+            collection: collection(def, namespace),
+            name: name.to_string(),
+            uid: uid.to_string(),
+            namespace: namespace.filter(|_| def.namespaced).map(str::to_string),
+            retry: RETRY_FIRST,
+        }
+    }
+}
+
+fn collection(def: &ResourceDef, namespace: Option<&str>) -> String {
+    let base = if def.group.is_empty() {
+        format!("/api/{}", def.version)
+    } else {
+        format!("/apis/{}/{}", def.group, def.version)
+    };
+    match namespace.filter(|_| def.namespaced) {
+        Some(ns) => format!("{base}/namespaces/{ns}/{}", def.plural),
+        None => format!("{base}/{}", def.plural),
+    }
+}
+
+/// How the API hands marked owners to the collector.
+pub struct Queue {
+    tx: mpsc::Sender<Marked>,
+    rx: Mutex<Option<mpsc::Receiver<Marked>>>,
+    /// Set when an owner could not be queued: the next tick sweeps.
+    overflowed: AtomicBool,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Queue {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            // Owners marked before a restart are found by a first sweep.
+            overflowed: AtomicBool::new(true),
+        }
+    }
+}
+
+impl Queue {
+    pub fn push(&self, m: Marked) {
+        if self.tx.try_send(m).is_err() {
+            self.overflowed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn take_receiver(&self) -> Option<mpsc::Receiver<Marked>> {
+        self.rx.lock().ok().and_then(|mut r| r.take())
+    }
+}
+
+/// The listable kinds, as collections in a namespace (or over all).
+#[derive(Clone)]
+pub struct Ctx {
+    pub client: kube::Client,
+    kinds: Vec<ResourceDef>,
+}
+
+impl Ctx {
+    pub fn new(client: kube::Client, registry: &Registry) -> Self {
+        let kinds = registry
+            .all()
+            .iter()
+            .filter(|d| d.verbs.contains(&"list") && d.stored_as.is_none())
+            .cloned()
+            .collect();
+        Ctx { client, kinds }
+    }
+}
+
+/// Run until `cancel` fires.
+pub async fn run(ctx: Ctx, state: Arc<ApiState>, cancel: CancellationToken) {
+    let queue = &state.gc;
+    let Some(mut rx) = queue.take_receiver() else {
+        tracing::error!("the garbage collector's queue was taken twice");
+        return;
+    };
+    // Not at once: the first sweep (for owners marked before a restart)
+    // waits until the server has settled.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            m = rx.recv() => match m {
+                Some(m) => handle(&ctx, queue, m, &cancel).await,
+                None => return,
+            },
+            _ = tick.tick() => {
+                if queue.overflowed.swap(false, Ordering::SeqCst) {
+                    if let Err(e) = sweep(&ctx, queue).await {
+                        queue.overflowed.store(true, Ordering::SeqCst);
+                        tracing::warn!(error = %e, "garbage collector sweep failed");
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn handle(ctx: &Ctx, queue: &Queue, m: Marked, cancel: &CancellationToken) {
+    match finish(ctx, &m).await {
+        Ok(true) => {}
+        Ok(false) => {
+            // Blocking dependents are still going: look again later,
+            // without holding up the other owners.
+            let next = Marked {
+                retry: (m.retry * 2).min(RETRY_MAX),
+                ..m.clone()
+            };
+            let tx = queue.tx.clone();
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = tokio::time::sleep(m.retry) => { let _ = tx.send(next).await; }
+                }
+            });
+        }
+        Err(e) => {
+            tracing::warn!(owner = %m.name, collection = %m.collection, error = %e, "garbage collection failed; retrying at the next sweep");
+            queue.overflowed.store(true, Ordering::SeqCst);
+        }
+    }
+}
+
+fn items(list: Value) -> Vec<Value> {
+    match list {
+        Value::Object(mut m) => match m.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+fn finalizers(obj: &Value) -> Vec<&str> {
+    obj.pointer("/metadata/finalizers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+fn meta<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(key)?.as_str()
+}
+
+/// Every marked owner still holding one of the two finalizers.
+async fn sweep(ctx: &Ctx, queue: &Queue) -> Result<(), kube::Error> {
+    for def in &ctx.kinds {
+        let list = Request::new(collection(def, None))
+            .list(&ListParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        for obj in items(ctx.client.request(list).await?) {
+            let held = finalizers(&obj)
+                .iter()
+                .any(|f| *f == ORPHAN || *f == FOREGROUND);
+            if meta(&obj, "deletionTimestamp").is_none() || !held {
+                continue;
+            }
+            let (Some(name), Some(uid)) = (meta(&obj, "name"), meta(&obj, "uid")) else {
+                continue;
+            };
+            queue.push(Marked::new(def, meta(&obj, "namespace"), name, uid));
+        }
+    }
+    Ok(())
+}
+
+/// A dependent of the owner: where it is, and whether it blocks the
+/// owner's foreground deletion.
+struct Dependent {
+    collection: String,
+    obj: Value,
+    blocks: bool,
+}
+
+/// Objects with an owner reference to `m` (namespaced owners own only in
+/// their namespace; cluster-scoped ones anywhere).
+async fn dependents(ctx: &Ctx, m: &Marked) -> Result<Vec<Dependent>, kube::Error> {
+    let mut out = Vec::new();
+    for def in &ctx.kinds {
+        if m.namespace.is_some() && !def.namespaced {
+            continue;
+        }
+        let coll = collection(def, m.namespace.as_deref());
+        let list = Request::new(&coll)
+            .list(&ListParams::default())
+            .map_err(kube::Error::BuildRequest)?;
+        for obj in items(ctx.client.request(list).await?) {
+            let refs = obj
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array);
+            let Some(r) = refs.and_then(|rs| rs.iter().find(|r| r["uid"] == m.uid.as_str())) else {
+                continue;
+            };
+            let blocks = r["blockOwnerDeletion"] == true;
+            let collection = collection(def, meta(&obj, "namespace"));
+            out.push(Dependent {
+                collection,
+                obj,
+                blocks,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn is_status(e: &kube::Error, f: impl Fn(&kube::core::Status) -> bool) -> bool {
+    matches!(e, kube::Error::Api(s) if f(s))
+}
+
+/// Replace an object as read (its resourceVersion guards the write).
+async fn replace(ctx: &Ctx, collection: &str, obj: &Value) -> Result<bool, kube::Error> {
+    let Some(name) = meta(obj, "name") else {
+        return Ok(true);
+    };
+    let body = serde_json::to_vec(obj).map_err(kube::Error::SerdeError)?;
+    let req = Request::new(collection)
+        .replace(name, &PostParams::default(), body)
+        .map_err(kube::Error::BuildRequest)?;
+    match ctx.client.request::<Value>(req).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_status(&e, |s| s.is_not_found()) => Ok(true),
+        Err(e) if is_status(&e, |s| s.is_conflict()) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Do what the owner's finalizers ask; true when nothing is left to do.
+async fn finish(ctx: &Ctx, m: &Marked) -> Result<bool, kube::Error> {
+    let get = Request::new(&m.collection)
+        .get(&m.name, &Default::default())
+        .map_err(kube::Error::BuildRequest)?;
+    let Some(mut owner) = loopback::get_opt(&ctx.client, get).await? else {
+        return Ok(true);
+    };
+    if meta(&owner, "uid") != Some(m.uid.as_str()) || meta(&owner, "deletionTimestamp").is_none() {
+        return Ok(true);
+    }
+    let held = finalizers(&owner);
+    let orphan = held.contains(&ORPHAN);
+    let foreground = held.contains(&FOREGROUND);
+    if !orphan && !foreground {
+        return Ok(true);
+    }
+    let deps = dependents(ctx, m).await?;
+    let mut waiting = false;
+    for mut d in deps {
+        if orphan {
+            if let Some(meta) = d.obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                let left = meta
+                    .get_mut("ownerReferences")
+                    .and_then(Value::as_array_mut)
+                    .map(|refs| {
+                        refs.retain(|r| r["uid"] != m.uid.as_str());
+                        refs.len()
+                    });
+                // No owners left: no field, as upstream's object shows.
+                if left == Some(0) {
+                    meta.remove("ownerReferences");
+                }
+            }
+            if !replace(ctx, &d.collection, &d.obj).await? {
+                return Ok(false);
+            }
+            continue;
+        }
+        if d.blocks {
+            waiting = true;
+        }
+        if meta(&d.obj, "deletionTimestamp").is_some() {
+            continue;
+        }
+        let Some(name) = meta(&d.obj, "name") else {
+            continue;
+        };
+        let params = if d.blocks {
+            DeleteParams::foreground()
+        } else {
+            DeleteParams::background()
+        };
+        let del = Request::new(&d.collection)
+            .delete(name, &params)
+            .map_err(kube::Error::BuildRequest)?;
+        match ctx.client.request::<Value>(del).await {
+            Ok(_) => {}
+            Err(e) if is_status(&e, |s| s.is_not_found()) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if waiting {
+        // Deleted just now, or going in the foreground themselves: the
+        // owner goes once they are gone.
+        let still = dependents(ctx, m).await?;
+        if still.iter().any(|d| d.blocks) {
+            return Ok(false);
+        }
+    }
+    if let Some(list) = owner
+        .pointer_mut("/metadata/finalizers")
+        .and_then(Value::as_array_mut)
+    {
+        list.retain(|f| f != ORPHAN && f != FOREGROUND);
+    }
+    replace(ctx, &m.collection, &owner).await
+}
