@@ -5,7 +5,8 @@
 //! and a Service's has its `loadBalancer` (typed clients fail on a missing
 //! one); a Pod gets what upstream's admission gives it (service account,
 //! priority, the not-ready/unreachable tolerations, its QoS class), which
-//! `kubectl describe` shows; and the two Event APIs share one store.
+//! `kubectl describe` shows; the two Event APIs share one store; and
+//! metadata-only reads answer with `PartialObjectMetadata`.
 
 mod support;
 
@@ -177,4 +178,53 @@ fn both_event_apis_are_one_store() {
     s.kubectl_ok(&["delete", "events.events.k8s.io", "e2"]);
     let left = s.kubectl_ok(&["get", "events", "-o", "name"]);
     assert_eq!(left.trim(), "event/e1");
+}
+
+/// client-go's metadata client (controller-runtime's metadata-only
+/// watches, garbage collectors) asks for `PartialObjectMetadata[List]`:
+/// a get, a list (paged or not) and a watch answer with the objects'
+/// metadata only.
+#[test]
+fn metadata_only_reads_as_metadata_clients_ask() {
+    let s = Server::start();
+    s.kubectl_ok(&["create", "configmap", "m1", "--from-literal=big=value"]);
+    let auth = format!("Authorization: Bearer {}", s.admin_token());
+    let accept = "Accept: application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+    for path in [
+        "/api/v1/namespaces/default/configmaps",
+        "/api/v1/namespaces/default/configmaps?limit=1",
+    ] {
+        let (code, body) = s.curl_get(path, &["-H", &auth, "-H", accept]);
+        assert_eq!(code, 200, "{body}");
+        let list = json(&body);
+        assert_eq!(list["kind"], "PartialObjectMetadataList", "{body}");
+        assert_eq!(list["apiVersion"], "meta.k8s.io/v1", "{body}");
+        assert!(list["metadata"]["resourceVersion"].is_string(), "{body}");
+        let m1 = list["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["metadata"]["name"] == "m1"))
+            .unwrap_or_else(|| panic!("m1 missing: {body}"));
+        assert_eq!(m1["kind"], "PartialObjectMetadata", "{body}");
+        assert!(m1.get("data").is_none(), "{body}");
+    }
+    let one =
+        "Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
+    let (code, body) = s.curl_get(
+        "/api/v1/namespaces/default/configmaps/m1",
+        &["-H", &auth, "-H", one],
+    );
+    assert_eq!(code, 200, "{body}");
+    let obj = json(&body);
+    assert_eq!(obj["kind"], "PartialObjectMetadata", "{body}");
+    assert_eq!(obj["metadata"]["name"], "m1", "{body}");
+    assert!(obj.get("data").is_none(), "{body}");
+    let (code, body) = s.curl_get(
+        "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",
+        &["-H", &auth, "-H", one],
+    );
+    assert_eq!(code, 200, "{body}");
+    let first = json(body.lines().next().unwrap_or(""));
+    assert_eq!(first["type"], "ADDED", "{body}");
+    assert_eq!(first["object"]["kind"], "PartialObjectMetadata", "{body}");
+    assert!(first["object"].get("data").is_none(), "{body}");
 }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use super::negotiate::{self, json_parts_response_holding, json_stream_response};
 use super::path::ResourceRef;
 use super::query::Query;
-use super::read::{table_row, Filter, IncludeObject};
+use super::read::{partial_metadata, table_row, Filter, Shape};
 use super::registry::ResourceDef;
 use super::scan::{scan_page, Held, ScanSink, PAGE_BYTES};
 use super::{table, ApiState};
@@ -46,18 +46,18 @@ pub struct JsonItems {
     buf: Vec<u8>,
     empty: bool,
     def: ResourceDef,
-    table: Option<IncludeObject>,
+    shape: Shape,
     /// The read budget's share of every chunk in `buf`.
     held: Vec<Held>,
 }
 
 impl JsonItems {
-    pub fn new(def: &ResourceDef, table: Option<IncludeObject>) -> Self {
+    pub fn new(def: &ResourceDef, shape: Shape) -> Self {
         JsonItems {
             buf: Vec::new(),
             empty: true,
             def: def.clone(),
-            table,
+            shape,
             held: Vec::new(),
         }
     }
@@ -69,9 +69,12 @@ impl ScanSink for JsonItems {
             self.buf.push(b',');
         }
         self.empty = false;
-        let res = match self.table {
-            Some(inc) => serde_json::to_writer(&mut self.buf, &table_row(&self.def, &obj, inc)),
-            None => serde_json::to_writer(&mut self.buf, &obj),
+        let res = match self.shape {
+            Shape::Table(inc) => {
+                serde_json::to_writer(&mut self.buf, &table_row(&self.def, &obj, inc))
+            }
+            Shape::Metadata => serde_json::to_writer(&mut self.buf, &partial_metadata(&obj)),
+            Shape::Object => serde_json::to_writer(&mut self.buf, &obj),
         };
         res.map_err(|e| ApiError::internal(format!("cannot encode list item: {e}")))
     }
@@ -98,14 +101,10 @@ pub struct StreamItems {
 }
 
 impl StreamItems {
-    fn new(
-        def: &ResourceDef,
-        table: Option<IncludeObject>,
-        tx: mpsc::Sender<Result<Bytes, ApiError>>,
-    ) -> Self {
+    fn new(def: &ResourceDef, shape: Shape, tx: mpsc::Sender<Result<Bytes, ApiError>>) -> Self {
         StreamItems {
-            items: JsonItems::new(def, table),
-            head: Some(head_fields(def, table)),
+            items: JsonItems::new(def, shape),
+            head: Some(head_fields(def, shape)),
             tx,
             sent: 0,
             deadline: Instant::now() + SEND_DEADLINE,
@@ -148,7 +147,7 @@ impl ScanSink for StreamItems {
         let mut out = match self.head.take() {
             Some(fields) => list_head(
                 with_meta(fields, list_meta(revision, None, None)),
-                self.items.table,
+                self.items.shape,
             )?,
             None => Vec::new(),
         };
@@ -180,10 +179,10 @@ fn list_meta(revision: i64, cont: Option<String>, remaining: Option<u64>) -> Map
 }
 
 /// The fields of a list (or Table) before its items, without metadata.
-fn head_fields(def: &ResourceDef, table: Option<IncludeObject>) -> Map<String, Value> {
+fn head_fields(def: &ResourceDef, shape: Shape) -> Map<String, Value> {
     let mut fields = Map::new();
-    match table {
-        Some(_) => {
+    match shape {
+        Shape::Table(_) => {
             fields.insert("kind".into(), json!("Table"));
             fields.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
             fields.insert("metadata".into(), Value::Null);
@@ -192,7 +191,12 @@ fn head_fields(def: &ResourceDef, table: Option<IncludeObject>) -> Map<String, V
                 table::column_definitions_json(&table::columns(def)),
             );
         }
-        None => {
+        Shape::Metadata => {
+            fields.insert("kind".into(), json!("PartialObjectMetadataList"));
+            fields.insert("apiVersion".into(), json!("meta.k8s.io/v1"));
+            fields.insert("metadata".into(), Value::Null);
+        }
+        Shape::Object => {
             fields.insert("kind".into(), json!(def.list_kind()));
             fields.insert("apiVersion".into(), json!(def.api_version()));
             fields.insert("metadata".into(), Value::Null);
@@ -208,17 +212,14 @@ fn with_meta(mut fields: Map<String, Value>, meta: Map<String, Value>) -> Map<St
 
 /// `{"k":v,…,"items":[` (`"rows":[` for a Table); the response ends with
 /// `]}`.
-fn list_head(
-    fields: Map<String, Value>,
-    table: Option<IncludeObject>,
-) -> Result<Vec<u8>, ApiError> {
+fn list_head(fields: Map<String, Value>, shape: Shape) -> Result<Vec<u8>, ApiError> {
     let mut head = serde_json::to_vec(&Value::Object(fields))
         .map_err(|e| ApiError::internal(format!("cannot encode list: {e}")))?;
     // A non-empty object always ends with its closing brace.
     head.pop();
-    head.extend_from_slice(match table {
-        Some(_) => b",\"rows\":[",
-        None => b",\"items\":[",
+    head.extend_from_slice(match shape {
+        Shape::Table(_) => b",\"rows\":[",
+        _ => b",\"items\":[",
     });
     Ok(head)
 }
@@ -227,23 +228,19 @@ pub async fn list(
     state: &ApiState,
     r: &ResourceRef<'_>,
     q: &Query,
-    as_table: bool,
+    shape: Shape,
 ) -> Result<Response, ApiError> {
     let def = r.def;
     q.validate_list_options(false)?;
     let filter = Filter::from_query(def, q)?;
-    let table = match as_table {
-        true => Some(IncludeObject::from_query(q)?),
-        false => None,
-    };
     let limited = q.uint("limit")?.is_some_and(|l| l > 0);
     if !limited {
-        return stream_list(state, r, q, filter, table).await;
+        return stream_list(state, r, q, filter, shape).await;
     }
     // A page: its metadata (continue, remainingItemCount) is known only at
     // its end, so it is written out first, but each object is still
     // encoded and dropped as soon as it is read.
-    let mut items = JsonItems::new(def, table);
+    let mut items = JsonItems::new(def, shape);
     let end = scan_page(
         &state.objects,
         def,
@@ -254,7 +251,7 @@ pub async fn list(
     )
     .await?;
     let meta = list_meta(end.revision, end.continue_token, end.remaining);
-    let head = list_head(with_meta(head_fields(def, table), meta), table)?;
+    let head = list_head(with_meta(head_fields(def, shape), meta), shape)?;
     Ok(json_parts_response_holding(
         StatusCode::OK,
         vec![head, items.buf, b"]}".to_vec()],
@@ -268,13 +265,13 @@ async fn stream_list(
     r: &ResourceRef<'_>,
     q: &Query,
     filter: Filter,
-    table: Option<IncludeObject>,
+    shape: Shape,
 ) -> Result<Response, ApiError> {
     let objects = state.objects.clone();
     let def = r.def.clone();
     let namespace = r.namespace.clone();
     let q = q.clone();
-    streamed(r.def, table, "list", move |mut sink| async move {
+    streamed(r.def, shape, "list", move |mut sink| async move {
         let res = scan_page(&objects, &def, namespace.as_deref(), &q, &filter, &mut sink).await;
         sink.finish(res.map(|_| ()), "list").await;
     })
@@ -287,7 +284,7 @@ async fn stream_list(
 /// left, the store failed, a panic) ends the response early.
 pub async fn streamed<F, Fut>(
     def: &ResourceDef,
-    table: Option<IncludeObject>,
+    shape: Shape,
     what: &'static str,
     task: F,
 ) -> Result<Response, ApiError>
@@ -300,7 +297,7 @@ where
     // Boxed where it is made: a list's state machine is tens of KiB, and
     // spawning would copy it through each layer (callgrind: ~90 K
     // instructions of memcpy per list).
-    let work = Box::pin(task(StreamItems::new(def, table, tx)));
+    let work = Box::pin(task(StreamItems::new(def, shape, tx)));
     let plural = def.plural;
     tokio::spawn(async move {
         if super::recover::contain_task(what, plural, work)

@@ -50,7 +50,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use self::auth::{Authenticator, ConnIdentity};
-use self::negotiate::{decode_object, wants_table, MAX_BODY_BYTES};
+use self::negotiate::{decode_object, MAX_BODY_BYTES};
 use self::object_store::Objects;
 use self::path::{ApiPath, ResourceRef};
 use self::query::Query;
@@ -338,7 +338,7 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
         headers,
     } = *call;
     tracing::trace!(user = %ctx.who.user, verb = %ctx.verb, resource = r.def.plural, "authorized");
-    let as_table = wants_table(headers);
+    let asked = negotiate::asked(headers);
     if let Some(sub) = &r.subresource {
         if !r.def.has_subresource(sub) {
             return Err(not_found());
@@ -357,15 +357,20 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
         (Method::GET, None, None) => {
             if q.flag("watch") {
                 verb_allowed(r, "watch")?;
-                watch::watch(state, r, q, as_table).await
+                watch::watch(state, r, q, read::Shape::of(asked, q)?).await
             } else {
                 verb_allowed(r, "list")?;
-                list::list(state, r, q, as_table).await
+                list::list(state, r, q, read::Shape::of(asked, q)?).await
             }
         }
         (Method::GET, Some(n), None | Some("status")) => {
             verb_allowed(r, "get")?;
-            read::get(state, r, n, q, as_table && sub.is_none()).await
+            // A subresource is always the object itself.
+            let shape = match sub {
+                None => read::Shape::of(asked, q)?,
+                Some(_) => read::Shape::Object,
+            };
+            read::get(state, r, n, shape).await
         }
         (Method::GET, Some(n), Some("scale")) => patch::get_scale(state, r, n).await,
         (Method::POST, None, None) => {

@@ -33,12 +33,38 @@ fn accept(headers: &HeaderMap) -> String {
         .join(",")
 }
 
-/// True when the client asked for `as=Table` (what `kubectl get` does).
-pub fn wants_table(headers: &HeaderMap) -> bool {
-    accept(headers).split(',').any(|media| {
+/// What a read was asked to return each object as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// The objects themselves.
+    Objects,
+    /// A Table (`as=Table`, what `kubectl get` asks for).
+    Table,
+    /// Their metadata only (`as=PartialObjectMetadata[List]`, what
+    /// client-go's metadata informers ask for).
+    Metadata,
+}
+
+/// The first form in the Accept list that asks for a Table or for
+/// metadata only (in `meta.k8s.io`), else the objects themselves. Answers
+/// are JSON whatever the media type (a protobuf one with `as=` is followed
+/// by its JSON twin in every client's list).
+pub fn asked(headers: &HeaderMap) -> Asked {
+    for media in accept(headers).split(',') {
         let params: Vec<&str> = media.split(';').map(str::trim).collect();
-        params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
-    })
+        if !params.contains(&"g=meta.k8s.io") {
+            continue;
+        }
+        if params.contains(&"as=Table") {
+            return Asked::Table;
+        }
+        if params.contains(&"as=PartialObjectMetadata")
+            || params.contains(&"as=PartialObjectMetadataList")
+        {
+            return Asked::Metadata;
+        }
+    }
+    Asked::Objects
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -431,11 +457,22 @@ mod tests {
     }
 
     #[test]
-    fn table_accept() {
-        assert!(wants_table(&headers(
-            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
-        )));
-        assert!(!wants_table(&headers("application/json")));
+    fn table_and_metadata_accept() {
+        assert_eq!(
+            asked(&headers(
+                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+            )),
+            Asked::Table
+        );
+        // client-go's metadata client.
+        assert_eq!(
+            asked(&headers(
+                "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+            )),
+            Asked::Metadata
+        );
+        assert_eq!(asked(&headers("application/json")), Asked::Objects);
+        assert_eq!(asked(&headers("application/json;as=Table")), Asked::Objects);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::response::Response;
 use http::StatusCode;
 use serde_json::{json, Map, Value};
 
-use super::negotiate::json_response;
+use super::negotiate::{json_response, Asked};
 use super::path::ResourceRef;
 use super::query::Query;
 use super::registry::ResourceDef;
@@ -89,6 +89,35 @@ impl IncludeObject {
     }
 }
 
+/// What a read returns each object as: itself, a Table row, or its
+/// metadata only (a `PartialObjectMetadata`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Object,
+    Table(IncludeObject),
+    Metadata,
+}
+
+impl Shape {
+    /// The shape a request asks for (`includeObject` for Tables).
+    pub fn of(asked: Asked, q: &Query) -> Result<Shape, ApiError> {
+        Ok(match asked {
+            Asked::Objects => Shape::Object,
+            Asked::Table => Shape::Table(IncludeObject::from_query(q)?),
+            Asked::Metadata => Shape::Metadata,
+        })
+    }
+}
+
+/// `obj` as a `PartialObjectMetadata`.
+pub fn partial_metadata(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
+    })
+}
+
 /// One Table row for `obj`.
 pub fn table_row(def: &ResourceDef, obj: &Value, include: IncludeObject) -> Value {
     let now = chrono::Utc::now();
@@ -96,11 +125,7 @@ pub fn table_row(def: &ResourceDef, obj: &Value, include: IncludeObject) -> Valu
     match include {
         IncludeObject::None => {}
         IncludeObject::Metadata => {
-            row["object"] = json!({
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": obj.get("metadata").cloned().unwrap_or_else(|| json!({})),
-            });
+            row["object"] = partial_metadata(obj);
         }
         IncludeObject::Object => {
             row["object"] = obj.clone();
@@ -135,25 +160,29 @@ pub async fn get(
     state: &ApiState,
     r: &ResourceRef<'_>,
     name: &str,
-    q: &Query,
-    as_table: bool,
+    shape: Shape,
 ) -> Result<Response, ApiError> {
     let def = r.def;
     let stored = state
         .objects
         .must_get(def, r.namespace.as_deref(), name)
         .await?;
-    if as_table {
-        let include = IncludeObject::from_query(q)?;
-        let rv = stored.rev.to_string();
-        let t = table(
-            def,
-            std::slice::from_ref(&stored.obj),
-            json!({"resourceVersion": rv}),
-            include,
-            true,
-        );
-        return Ok(json_response(StatusCode::OK, &t));
+    match shape {
+        Shape::Table(include) => {
+            let rv = stored.rev.to_string();
+            let t = table(
+                def,
+                std::slice::from_ref(&stored.obj),
+                json!({"resourceVersion": rv}),
+                include,
+                true,
+            );
+            Ok(json_response(StatusCode::OK, &t))
+        }
+        Shape::Metadata => Ok(json_response(
+            StatusCode::OK,
+            &partial_metadata(&stored.obj),
+        )),
+        Shape::Object => Ok(json_response(StatusCode::OK, &stored.obj)),
     }
-    Ok(json_response(StatusCode::OK, &stored.obj))
 }

@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::object_store::{decode_as, stamp, store_error, Objects};
 use super::path::ResourceRef;
 use super::query::Query;
-use super::read::{table_row, Filter, IncludeObject};
+use super::read::{partial_metadata, table_row, Filter, Shape};
 use super::registry::ResourceDef;
 use super::scan::{scan_page, wait_fresh, Held, ScanSink};
 use super::{table, ApiState};
@@ -31,14 +31,14 @@ const BOOKMARK_EVERY: Duration = Duration::from_secs(60);
 /// Encodes events as plain objects or as one-row Tables.
 struct Encoder {
     def: ResourceDef,
-    table: Option<IncludeObject>,
+    shape: Shape,
     sent_columns: bool,
 }
 
 impl Encoder {
     fn event(&mut self, kind: &str, obj: &Value) -> Bytes {
-        let object = match self.table {
-            Some(include) if kind != "ERROR" && kind != "BOOKMARK" => {
+        let object = match self.shape {
+            Shape::Table(include) if kind != "ERROR" && kind != "BOOKMARK" => {
                 let columns = if self.sent_columns {
                     Value::Null
                 } else {
@@ -58,6 +58,7 @@ impl Encoder {
                     "rows": [table_row(&self.def, obj, include)],
                 })
             }
+            Shape::Metadata if kind != "ERROR" => partial_metadata(obj),
             _ => obj.clone(),
         };
         let mut line =
@@ -94,17 +95,12 @@ pub async fn watch(
     state: &Arc<ApiState>,
     r: &ResourceRef<'_>,
     q: &Query,
-    as_table: bool,
+    shape: Shape,
 ) -> Result<Response, ApiError> {
     let def = r.def.clone();
     q.validate_list_options(true)?;
     let filter = Filter::from_query(&def, q)?;
     let bookmarks = q.flag("allowWatchBookmarks");
-    let include = if as_table {
-        Some(IncludeObject::from_query(q)?)
-    } else {
-        None
-    };
     // Without a timeout the apiserver ends watches after 30–60 minutes so
     // that clients spread their re-watches; do the same.
     let timeout = match q.uint("timeoutSeconds")? {
@@ -127,7 +123,7 @@ pub async fn watch(
         tx,
         enc: Encoder {
             def: def.clone(),
-            table: include,
+            shape,
             sent_columns: false,
         },
         namespace: r.namespace.clone(),

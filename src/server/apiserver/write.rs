@@ -532,28 +532,33 @@ pub async fn delete_collection(
     .await?;
     let state = Arc::clone(state);
     let owned = def.clone();
-    streamed(def, None, "deletecollection", move |mut sink| async move {
-        let def = owned;
-        let mut res = Ok(());
-        for (ns, name) in names.0 {
-            match delete_one(&state, &def, ns.as_deref(), &name, &opts).await {
-                Ok(v) => res = sink.item(v),
-                // Gone already: someone else deleted it meanwhile.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => res = Err(e),
+    streamed(
+        def,
+        super::read::Shape::Object,
+        "deletecollection",
+        move |mut sink| async move {
+            let def = owned;
+            let mut res = Ok(());
+            for (ns, name) in names.0 {
+                match delete_one(&state, &def, ns.as_deref(), &name, &opts).await {
+                    Ok(v) => res = sink.item(v),
+                    // Gone already: someone else deleted it meanwhile.
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => res = Err(e),
+                }
+                if res.is_ok() && sink.items.page_full() {
+                    res = sink.chunk_done(end.revision, Held::none()).await;
+                }
+                if res.is_err() {
+                    break;
+                }
             }
-            if res.is_ok() && sink.items.page_full() {
+            if res.is_ok() {
                 res = sink.chunk_done(end.revision, Held::none()).await;
             }
-            if res.is_err() {
-                break;
-            }
-        }
-        if res.is_ok() {
-            res = sink.chunk_done(end.revision, Held::none()).await;
-        }
-        sink.finish(res, "deletecollection").await;
-    })
+            sink.finish(res, "deletecollection").await;
+        },
+    )
     .await
 }
 
