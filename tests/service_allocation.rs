@@ -16,7 +16,7 @@ use support::{json, stderr, stdout, Server};
 const NS: &str = "alloc";
 
 /// Sends every body in `bodies` as a POST to the Services of `NS`, over
-/// up to 16 connections at once; the status codes, counted. The messages
+/// up to 64 connections at once; the status codes, counted. The messages
 /// of the refusals go to the test's output, shown when it fails.
 fn create_at_once(s: &Server, token: &str, bodies: &[String]) -> BTreeMap<String, usize> {
     let url = s.url(&format!("/api/v1/namespaces/{NS}/services"));
@@ -37,7 +37,7 @@ fn create_at_once(s: &Server, token: &str, bodies: &[String]) -> BTreeMap<String
     let out = s
         .net()
         .command("curl")
-        .args(["-sS", "--parallel", "--parallel-max", "16", "-K", &path])
+        .args(["-sS", "--parallel", "--parallel-max", "64", "-K", &path])
         .output()
         .expect("run curl");
     let mut codes = BTreeMap::new();
@@ -123,21 +123,21 @@ fn concurrent_creates_never_share_an_address_or_a_port() {
         "{codes:?}"
     );
 
-    // Then free picks, 80 Services of three node ports each, beside the
+    // Then free picks, 200 Services of three node ports each, beside the
     // members taken above (before them, a free pick took 31234 in one run
     // of eleven, and the race above had no winner).
     let codes = create_many(
         &s,
         &token,
-        ("free", 80),
+        ("free", 200),
         r#"{"type":"NodePort","ports":[{"name":"a","port":80},{"name":"b","port":81},{"name":"c","port":82}]}"#,
     );
-    assert_eq!(codes.get("201"), Some(&80), "{codes:?}");
+    assert_eq!(codes.get("201"), Some(&200), "{codes:?}");
 
     let mut ips = HashSet::new();
     let mut ports = HashSet::new();
     let all = services(&s);
-    assert_eq!(all.len(), 82);
+    assert_eq!(all.len(), 202);
     for svc in &all {
         let ip = svc["spec"]["clusterIP"].as_str().unwrap_or_default();
         assert!(ip.starts_with("10.43."), "{svc}");
@@ -149,7 +149,7 @@ fn concurrent_creates_never_share_an_address_or_a_port() {
             }
         }
     }
-    assert_eq!(ports.len(), 80 * 3 + 1);
+    assert_eq!(ports.len(), 200 * 3 + 1);
 }
 
 #[test]
