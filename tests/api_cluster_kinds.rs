@@ -130,7 +130,7 @@ fn kubectl_creates_the_policy_kinds_and_prints_them_as_upstream() {
 
 #[test]
 fn quotas_are_charged_enforced_and_given_back() {
-    let s = Server::start();
+    let mut s = Server::start();
     s.kubectl_ok(&[
         "create",
         "quota",
@@ -175,6 +175,14 @@ fn quotas_are_charged_enforced_and_given_back() {
     let late = json(&s.kubectl_ok(&["get", "quota", "late", "-o", "json"]));
     assert_eq!(late["status"]["used"]["pods"], "1", "{late}");
     assert_eq!(late["status"]["hard"]["pods"], "5", "{late}");
+    // After a restart the quotas still hold.
+    s.restart();
+    let out = s.kubectl_err(&["create", "configmap", "c3"]);
+    assert!(
+        stderr(&out).contains("exceeded quota: q"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -34,7 +34,10 @@ pub async fn mutate(state: &ApiState, def: &ResourceDef, obj: &mut Value) -> Res
             priority::admit_pod(state, obj).await?;
             limit_range::admit_pod(state, obj).await
         }
-        ("", "resourcequotas") => quota::count_new(state, obj).await,
+        ("", "resourcequotas") => {
+            quota::note_quota(state, namespace_of(obj));
+            quota::count_new(state, obj).await
+        }
         ("scheduling.k8s.io", "priorityclasses") => priority::admit_class(state, obj).await,
         _ => Ok(()),
     }

@@ -8,7 +8,7 @@
 //! see the creates charged but not yet stored, so it would let them
 //! exceed the quota together.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -38,10 +38,81 @@ const RECOUNT_INTERVAL: Duration = Duration::from_secs(30);
 /// finished: a recount is only stored if none was in progress and none
 /// finished while it counted, since a count cannot see them. One per API
 /// state.
+///
+/// Also how many quotas each namespace has, so that a create elsewhere
+/// (nearly all of them) reads nothing more. A quota create counts before
+/// it is stored, a delete after, and what is read from the store (once, by
+/// the first create that asks, then by every recount) only ever raises a
+/// count: so a count is never below the quotas stored (a failed create
+/// leaves it one too high, which costs reads, not correctness).
 #[derive(Debug, Default)]
 pub struct Writes {
     in_flight: AtomicUsize,
     finished: AtomicU64,
+    quotas: std::sync::Mutex<QuotaCounts>,
+}
+
+#[derive(Debug, Default)]
+struct QuotaCounts {
+    loaded: bool,
+    by_namespace: HashMap<String, usize>,
+}
+
+impl Writes {
+    fn counts<T>(&self, f: impl FnOnce(&mut QuotaCounts) -> T) -> T {
+        match self.quotas.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// Raise the counts to what was read from the store.
+    fn merge(&self, read: HashMap<String, usize>) {
+        self.counts(|c| {
+            for (ns, n) in read {
+                let have = c.by_namespace.entry(ns).or_default();
+                *have = (*have).max(n);
+            }
+            c.loaded = true;
+        });
+    }
+}
+
+fn count_by_namespace(quotas: &[Value]) -> HashMap<String, usize> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for q in quotas {
+        *counts.entry(namespace_of(q).to_string()).or_default() += 1;
+    }
+    counts
+}
+
+/// Whether `ns` may have quotas (reading them all the first time).
+async fn may_have_quotas(state: &ApiState, ns: &str) -> Result<bool, ApiError> {
+    let w = &state.usage_writes;
+    if !w.counts(|c| c.loaded) {
+        if let Some(qdef) = quotas_def(state) {
+            let mut all = Vec::new();
+            each(&state.objects, qdef, None, |q| all.push(q)).await?;
+            w.merge(count_by_namespace(&all));
+        }
+    }
+    Ok(w.counts(|c| c.by_namespace.get(ns).is_some_and(|n| *n > 0)))
+}
+
+/// A quota is being created in `ns`.
+pub fn note_quota(state: &ApiState, ns: &str) {
+    state
+        .usage_writes
+        .counts(|c| *c.by_namespace.entry(ns.to_string()).or_default() += 1);
+}
+
+/// A quota of `ns` was deleted.
+fn forget_quota(state: &ApiState, ns: &str) {
+    state.usage_writes.counts(|c| {
+        if let Some(n) = c.by_namespace.get_mut(ns) {
+            *n = n.saturating_sub(1);
+        }
+    });
 }
 
 /// Held by a write for as long as its effect on usage may be half done.
@@ -459,6 +530,9 @@ pub async fn charge<'a>(
         return Ok(charges);
     };
     let ns = namespace_of(obj).to_string();
+    if !may_have_quotas(state, &ns).await? {
+        return Ok(charges);
+    }
     let all = quotas(state, &ns).await?;
     if all.is_empty() {
         return Ok(charges);
@@ -622,6 +696,12 @@ pub async fn release_deleted(state: &ApiState, def: &ResourceDef, obj: &Value) {
         return;
     }
     let ns = namespace_of(obj).to_string();
+    if (def.group, def.plural) == ("", "resourcequotas") {
+        forget_quota(state, &ns);
+    }
+    if !matches!(may_have_quotas(state, &ns).await, Ok(true)) {
+        return;
+    }
     let Ok(all) = quotas(state, &ns).await else {
         return;
     };
@@ -662,6 +742,7 @@ pub async fn recount_all(state: &ApiState) -> Result<(), ApiError> {
     };
     let mut all = Vec::new();
     each(&state.objects, qdef, None, |q| all.push(q)).await?;
+    state.usage_writes.merge(count_by_namespace(&all));
     for mut quota in all {
         let writes = &state.usage_writes;
         let before = writes.finished.load(Ordering::SeqCst);
