@@ -310,3 +310,128 @@ fn apply_prune_and_cluster_info_dump_work_with_the_default_allowlist() {
         );
     }
 }
+
+/// What the first review found: a quota on requests alone still makes a
+/// pod state them; updates that use more are charged and ones that use
+/// less give back; huge quantities neither crash nor slip through; claims
+/// are bounded by LimitRanges; one global default PriorityClass, also on
+/// update.
+#[test]
+fn admission_holds_for_updates_and_edge_cases() {
+    let s = Server::start();
+    s.kubectl_ok(&["create", "quota", "rq", "--hard=requests.cpu=1"]);
+    let out = s.kubectl_err(&["run", "bare", "--image=busybox"]);
+    assert!(
+        stderr(&out).contains("failed quota: rq: must specify requests.cpu for: bare"),
+        "{}",
+        stderr(&out)
+    );
+
+    s.kubectl_ok(&[
+        "create",
+        "quota",
+        "svc",
+        "--hard=services.loadbalancers=0,services.nodeports=1,pods=2",
+    ]);
+    s.kubectl_ok(&["create", "service", "clusterip", "s1", "--tcp=80:80,81:81"]);
+    let out = s.kubectl_err(&[
+        "patch",
+        "svc",
+        "s1",
+        "-p",
+        r#"{"spec":{"type":"LoadBalancer"}}"#,
+    ]);
+    assert!(
+        stderr(&out).contains(
+            "exceeded quota: svc, requested: services.loadbalancers=1,services.nodeports=2"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    // A pod that finishes stops counting at once.
+    let req = r#"{"spec":{"containers":[{"name":"p","image":"busybox","resources":{"requests":{"cpu":"100m"}}}]}}"#;
+    s.kubectl_ok(&["run", "p", "--image=busybox", "--overrides", req]);
+    let used = |q: &str, r: &str| {
+        json(&s.kubectl_ok(&["get", "quota", q, "-o", "json"]))["status"]["used"][r].clone()
+    };
+    assert_eq!(used("svc", "pods"), "1");
+    s.kubectl_ok(&[
+        "patch",
+        "pod",
+        "p",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"phase":"Succeeded"}}"#,
+    ]);
+    assert_eq!(used("svc", "pods"), "0");
+    assert_eq!(used("rq", "requests.cpu"), "0");
+
+    // Quantities near the largest that validate: refused, not a crash.
+    s.kubectl_ok(&[
+        "create",
+        "quota",
+        "eph",
+        "--hard=requests.ephemeral-storage=1Gi",
+    ]);
+    // (Through a manifest: `kubectl run --overrides` rounds such values.)
+    let big = "'100000000000000000000000000000'";
+    let huge = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: huge}}\nspec:\n  containers:\n  - {{name: a, image: busybox, resources: {{requests: {{cpu: 1m, ephemeral-storage: {big}}}}}}}\n  - {{name: b, image: busybox, resources: {{requests: {{cpu: 1m, ephemeral-storage: {big}}}}}}}\n"
+    );
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &huge);
+    assert!(
+        stderr(&out).contains("exceeded quota: eph"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        s.kubectl(&["get", "ns"]).status.success(),
+        "the server still serves"
+    );
+
+    let out = s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: LimitRange\nmetadata: {name: claims}\nspec:\n  limits:\n  - type: PersistentVolumeClaim\n    max: {storage: 1Gi}\n---\n\
+         apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: big}\nspec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 5Gi}}}\n",
+    );
+    assert!(
+        stderr(&out).contains("persistentvolumeclaims \"big\" is forbidden: maximum storage usage per PersistentVolumeClaim is 1Gi, but request is 5Gi"),
+        "{}",
+        stderr(&out)
+    );
+
+    s.kubectl_ok(&[
+        "create",
+        "priorityclass",
+        "d1",
+        "--value=1",
+        "--global-default",
+    ]);
+    s.kubectl_ok(&["create", "priorityclass", "d2", "--value=2"]);
+    let out = s.kubectl_err(&[
+        "patch",
+        "pc",
+        "d2",
+        "--type=merge",
+        "-p",
+        r#"{"globalDefault":true}"#,
+    ]);
+    assert!(
+        stderr(&out)
+            .contains("PriorityClass d1 is already marked as default. Only one default can exist"),
+        "{}",
+        stderr(&out)
+    );
+    // deletecollection leaves the system classes alone.
+    s.kubectl_ok(&["delete", "pc", "d1", "d2"]);
+    let auth = format!("Authorization: Bearer {}", s.admin_token());
+    let (code, body) = s.curl_get(
+        "/apis/scheduling.k8s.io/v1/priorityclasses",
+        &["-X", "DELETE", "-H", &auth],
+    );
+    assert_eq!(code, 200, "{body}");
+    let left = s.kubectl_ok(&["get", "pc", "-o", "name"]);
+    assert_eq!(left.lines().count(), 2, "{left}");
+}

@@ -92,8 +92,14 @@ pub async fn run(
         anyhow::Ok(())
     };
     let (want_ep, want_slice) = (api_endpoints(api), api_endpoint_slice(api));
-    let ep = put_if_changed(&client, ENDPOINTS, ep, want_ep, "subsets");
-    let slice = put_if_changed(&client, ENDPOINT_SLICES, slice, want_slice, "endpoints");
+    let ep = put_if_changed(&client, ENDPOINTS, ep, want_ep, &["subsets"]);
+    let slice = put_if_changed(
+        &client,
+        ENDPOINT_SLICES,
+        slice,
+        want_slice,
+        &["addressType", "endpoints", "ports"],
+    );
     let (service, ep, slice) = tokio::join!(service, ep, slice);
     service?;
     ep.context("writing the kubernetes Endpoints")?;
@@ -134,20 +140,20 @@ fn api_endpoint_slice(api: SocketAddr) -> Value {
     })
 }
 
-/// Create `want` in `collection`, or replace what is there when its
-/// `field` differs (the API server moved).
+/// Create `want` in `collection`, or replace what is there when one of its
+/// `fields` differs (the API server moved).
 async fn put_if_changed(
     client: &kube::Client,
     collection: &str,
     have: Option<Value>,
     mut want: Value,
-    field: &str,
+    fields: &[&str],
 ) -> anyhow::Result<()> {
     let Some(have) = have else {
         create(client, collection, &want).await?;
         return Ok(());
     };
-    if have.get(field) == want.get(field) {
+    if fields.iter().all(|f| have.get(*f) == want.get(*f)) {
         return Ok(());
     }
     want["metadata"]["resourceVersion"] = have["metadata"]["resourceVersion"].clone();

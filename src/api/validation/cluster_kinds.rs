@@ -183,22 +183,106 @@ const QUOTA_SCOPES: &[&str] = &[
     "VolumeAttributesClass",
 ];
 
+/// `standardQuotaResources`: the names a quota may track without a `/`.
+const STANDARD_QUOTA_RESOURCES: &[&str] = &[
+    "configmaps",
+    "cpu",
+    "ephemeral-storage",
+    "limits.cpu",
+    "limits.ephemeral-storage",
+    "limits.memory",
+    "memory",
+    "persistentvolumeclaims",
+    "pods",
+    "replicationcontrollers",
+    "requests.cpu",
+    "requests.ephemeral-storage",
+    "requests.memory",
+    "requests.storage",
+    "resourcequotas",
+    "secrets",
+    "services",
+    "services.loadbalancers",
+    "services.nodeports",
+];
+
+/// What a pod-scoped quota may track (`podComputeQuotaResources` and the
+/// pod count).
+fn pod_quota_resource(name: &str) -> bool {
+    matches!(
+        name,
+        "pods" | "count/pods" | "cpu" | "memory" | "ephemeral-storage"
+    ) || name.starts_with("requests.")
+        || name.starts_with("limits.")
+        || name.starts_with("hugepages-")
+}
+
+fn go_scopes(scopes: &[&str]) -> String {
+    let items: Vec<String> = scopes.iter().map(|s| go_str(s)).collect();
+    format!("[]core.ResourceQuotaScope{{{}}}", items.join(", "))
+}
+
 /// `ValidateResourceQuota`.
 pub fn validate_resource_quota(obj: &Value) -> Vec<Cause> {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     let mut out = Vec::new();
-    if let Some(hard) = obj_at(spec, "hard") {
+    let hard = obj_at(spec, "hard");
+    if let Some(hard) = hard {
         check_resource_list(hard, "spec.hard", &mut out);
+        let mut names: Vec<&String> = hard.keys().collect();
+        names.sort();
+        for k in names {
+            let standard = STANDARD_QUOTA_RESOURCES.contains(&k.as_str())
+                || k.starts_with("hugepages-")
+                || k.starts_with("requests.hugepages-");
+            if !k.contains('/') && !standard {
+                out.push(causes::invalid(
+                    &format!("spec.hard[{k}]"),
+                    &go_str(k),
+                    "must be a standard resource for quota",
+                ));
+            }
+        }
     }
-    for (i, scope) in arr_at(spec, "scopes").iter().enumerate() {
-        let s = scope.as_str().unwrap_or("");
-        if !QUOTA_SCOPES.contains(&s) {
+    let scopes: Vec<&str> = arr_at(spec, "scopes")
+        .iter()
+        .map(|s| s.as_str().unwrap_or(""))
+        .collect();
+    for (i, s) in scopes.iter().enumerate() {
+        if !QUOTA_SCOPES.contains(s) {
             out.push(causes::not_supported(
                 &format!("spec.scopes[{i}]"),
                 s,
                 QUOTA_SCOPES,
             ));
         }
+    }
+    let has = |s: &str| scopes.contains(&s);
+    let pod_scoped = scopes.iter().any(|s| *s != "VolumeAttributesClass");
+    if pod_scoped {
+        let best_effort_only = has("BestEffort");
+        let unsupported = hard.into_iter().flat_map(|h| h.keys()).any(|k| {
+            if best_effort_only {
+                !matches!(k.as_str(), "pods" | "count/pods")
+            } else {
+                !pod_quota_resource(k)
+            }
+        });
+        if unsupported {
+            out.push(causes::invalid(
+                "spec.scopes",
+                &go_scopes(&scopes),
+                "unsupported scope applied to resource",
+            ));
+        }
+    }
+    if (has("Terminating") && has("NotTerminating")) || (has("BestEffort") && has("NotBestEffort"))
+    {
+        out.push(causes::invalid(
+            "spec.scopes",
+            &go_scopes(&scopes),
+            "conflicting scopes",
+        ));
     }
     out
 }

@@ -103,6 +103,27 @@ fn quotas_and_budgets() {
             "spec.scopes[0]: Unsupported value: \"Sometimes\": supported values: \"BestEffort\", \"CrossNamespacePodAffinity\", \"NotBestEffort\", \"NotTerminating\", \"PriorityClass\", \"Terminating\", \"VolumeAttributesClass\"",
         ]
     );
+    let bad_scopes = named(
+        "v1",
+        "ResourceQuota",
+        "q",
+        json!({"spec": {"hard": {"foo": "1", "requests.cpu": "1"}, "scopes": ["BestEffort", "NotBestEffort"]}}),
+    );
+    assert_eq!(
+        lines(&check("v1", "ResourceQuota", bad_scopes)),
+        [
+            "spec.hard[foo]: Invalid value: \"foo\": must be a standard resource for quota",
+            "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"BestEffort\", \"NotBestEffort\"}: unsupported scope applied to resource",
+            "spec.scopes: Invalid value: []core.ResourceQuotaScope{\"BestEffort\", \"NotBestEffort\"}: conflicting scopes",
+        ]
+    );
+    let fine = named(
+        "v1",
+        "ResourceQuota",
+        "q",
+        json!({"spec": {"hard": {"pods": "3", "count/deployments.apps": "2", "example.com/gpu": "1"}}}),
+    );
+    assert!(check("v1", "ResourceQuota", fine).is_empty());
     let pdb = named(
         "policy/v1",
         "PodDisruptionBudget",

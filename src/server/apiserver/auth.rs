@@ -143,7 +143,8 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
         group,
         resource,
         subresource,
-        ..
+        namespace,
+        name,
     } = target
     else {
         return false;
@@ -154,11 +155,13 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                 (*group, *resource),
                 ("", "namespaces" | "services") | ("scheduling.k8s.io", "priorityclasses")
             );
-            // The API server's own endpoints move with its address.
+            // The API server's own endpoints (default/kubernetes) move
+            // with its address.
             let endpoints = matches!(
                 (*group, *resource),
                 ("", "endpoints") | ("discovery.k8s.io", "endpointslices")
-            );
+            ) && *namespace == Some("default")
+                && matches!(name, None | Some("kubernetes"));
             subresource.is_none()
                 && ((object && matches!(verb, "get" | "list" | "create"))
                     || (endpoints && matches!(verb, "get" | "create" | "update")))
@@ -355,6 +358,20 @@ mod tests {
         };
         assert!(authorize(&boot, "create", &classes).is_ok());
         assert!(authorize(&boot, "delete", &classes).is_err());
+        let endpoints = |namespace, name| Target::Resource {
+            group: "",
+            resource: "endpoints",
+            subresource: None,
+            namespace,
+            name,
+        };
+        let own = endpoints(Some("default"), Some("kubernetes"));
+        assert!(authorize(&boot, "update", &own).is_ok());
+        assert!(authorize(&boot, "create", &endpoints(Some("default"), None)).is_ok());
+        let other = endpoints(Some("default"), Some("web"));
+        assert!(authorize(&boot, "update", &other).is_err());
+        let elsewhere = endpoints(Some("kube-system"), Some("kubernetes"));
+        assert!(authorize(&boot, "update", &elsewhere).is_err());
         let gc = component(GARBAGE_COLLECTOR_USER);
         assert!(authorize(&gc, "update", &pods(Some("d"), Some("x"))).is_ok());
         assert!(authorize(&gc, "create", &pods(Some("d"), None)).is_err());

@@ -201,14 +201,24 @@ pub async fn commit_update_from(
     mut new: Value,
 ) -> Result<Value, ApiError> {
     super::admission::mutate_update(w.state, w.def, &cur.obj, &mut new).await?;
-    let re = allocate::reallocate(w, &cur.obj, &mut new).await?;
+    let charged =
+        super::admission::quota::charge_update(w.state, w.def, &cur.obj, &new, w.dry_run).await?;
+    let re = match allocate::reallocate(w, &cur.obj, &mut new).await {
+        Ok(re) => re,
+        Err(e) => {
+            charged.release(w.state).await;
+            return Err(e);
+        }
+    };
     match commit_update(w, &new, cur.rev).await {
         Ok(out) => {
             re.freed.release(&w.state.objects).await;
+            charged.settle(w.state).await;
             Ok(out)
         }
         Err(e) => {
             re.taken.release(&w.state.objects).await;
+            charged.release(w.state).await;
             Err(e)
         }
     }
@@ -229,7 +239,8 @@ pub async fn commit_update(w: Write<'_>, new: &Value, expected: i64) -> Result<V
         return Ok(super::object_store::stamp(new.clone(), expected));
     }
     if metadata::ready_to_finalize(new) && !def.strategy.waits_before_removal(new) {
-        let _usage = super::admission::quota::Guard::new(state);
+        let _usage =
+            super::admission::quota::Guard::for_delete(state, ns.filter(|_| def.namespaced));
         let deleted = state.objects.delete(def, ns, name, Some(expected)).await?;
         allocate::release(state, def, &deleted).await;
         return Ok(deleted);
@@ -452,7 +463,8 @@ pub async fn delete_one(
         if opts.dry_run {
             return Ok(cur.obj);
         }
-        let _usage = super::admission::quota::Guard::new(state);
+        let _usage =
+            super::admission::quota::Guard::for_delete(state, ns.filter(|_| def.namespaced));
         match state.objects.delete(def, ns, name, Some(cur.rev)).await {
             Ok(v) => {
                 allocate::release(state, def, &v).await;
@@ -540,6 +552,11 @@ pub async fn delete_collection(
             let def = owned;
             let mut res = Ok(());
             for (ns, name) in names.0 {
+                // What the kind never lets go (the system PriorityClasses)
+                // is left out, as a delete of it one by one is refused.
+                if def.strategy.check_delete(&name).is_err() {
+                    continue;
+                }
                 match delete_one(&state, &def, ns.as_deref(), &name, &opts).await {
                     Ok(v) => res = sink.item(v),
                     // Gone already: someone else deleted it meanwhile.

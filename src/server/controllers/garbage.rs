@@ -11,6 +11,7 @@
 //! queue; should the queue overflow, or the server restart with owners
 //! still marked, a sweep over every kind finds them.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +32,11 @@ pub const AGENT: &str = "skiff-garbage-collector";
 
 /// Owners waiting in the queue at most.
 const QUEUE: usize = 1024;
+/// Owners worked on at once: one whose dependents are many (each check
+/// lists every kind in its namespace) must not hold up the others.
+const WORKERS: usize = 4;
+/// Objects read per page while scanning a collection.
+const PAGE: u32 = 500;
 /// How often the collector looks whether a sweep is due.
 const TICK: Duration = Duration::from_secs(30);
 /// First and longest wait before an owner whose blocking dependents are
@@ -110,7 +116,7 @@ impl Queue {
 #[derive(Clone)]
 pub struct Ctx {
     pub client: kube::Client,
-    kinds: Vec<ResourceDef>,
+    kinds: Arc<Vec<ResourceDef>>,
 }
 
 impl Ctx {
@@ -121,7 +127,10 @@ impl Ctx {
             .filter(|d| d.verbs.contains(&"list") && d.stored_as.is_none())
             .cloned()
             .collect();
-        Ctx { client, kinds }
+        Ctx {
+            client,
+            kinds: Arc::new(kinds),
+        }
     }
 }
 
@@ -135,11 +144,33 @@ pub async fn run(ctx: Ctx, state: Arc<ApiState>, cancel: CancellationToken) {
     // Not at once: the first sweep (for owners marked before a restart)
     // waits until the server has settled.
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
+    let workers = Arc::new(tokio::sync::Semaphore::new(WORKERS));
+    // Owners being worked on: one at a time each (a second mark of the
+    // same owner is seen by the pass in progress, which retries).
+    let busy: Arc<Mutex<HashSet<String>>> = Arc::default();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
             m = rx.recv() => match m {
-                Some(m) => handle(&ctx, queue, m, &cancel).await,
+                Some(m) => {
+                    let Ok(permit) = workers.clone().acquire_owned().await else {
+                        return;
+                    };
+                    let first = busy.lock().is_ok_and(|mut b| b.insert(m.uid.clone()));
+                    if !first {
+                        continue;
+                    }
+                    let (ctx, state, busy, cancel) =
+                        (ctx.clone(), state.clone(), busy.clone(), cancel.clone());
+                    tokio::spawn(async move {
+                        let uid = m.uid.clone();
+                        handle(&ctx, &state.gc, m, &cancel).await;
+                        if let Ok(mut b) = busy.lock() {
+                            b.remove(&uid);
+                        }
+                        drop(permit);
+                    });
+                }
                 None => return,
             },
             _ = tick.tick() => {
@@ -203,24 +234,48 @@ fn meta<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
     obj.get("metadata")?.get(key)?.as_str()
 }
 
+/// Every object of a collection, a page at a time.
+async fn each_in(ctx: &Ctx, collection: &str, mut f: impl FnMut(Value)) -> Result<(), kube::Error> {
+    let mut token: Option<String> = None;
+    loop {
+        let mut params = ListParams::default().limit(PAGE);
+        if let Some(t) = &token {
+            params = params.continue_token(t);
+        }
+        let list = Request::new(collection)
+            .list(&params)
+            .map_err(kube::Error::BuildRequest)?;
+        let mut page: Value = ctx.client.request(list).await?;
+        token = page
+            .pointer("/metadata/continue")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        for obj in items(page.take()) {
+            f(obj);
+        }
+        if token.is_none() {
+            return Ok(());
+        }
+    }
+}
+
 /// Every marked owner still holding one of the two finalizers.
 async fn sweep(ctx: &Ctx, queue: &Queue) -> Result<(), kube::Error> {
-    for def in &ctx.kinds {
-        let list = Request::new(collection(def, None))
-            .list(&ListParams::default())
-            .map_err(kube::Error::BuildRequest)?;
-        for obj in items(ctx.client.request(list).await?) {
+    for def in ctx.kinds.iter() {
+        each_in(ctx, &collection(def, None), |obj| {
             let held = finalizers(&obj)
                 .iter()
                 .any(|f| *f == ORPHAN || *f == FOREGROUND);
             if meta(&obj, "deletionTimestamp").is_none() || !held {
-                continue;
+                return;
             }
             let (Some(name), Some(uid)) = (meta(&obj, "name"), meta(&obj, "uid")) else {
-                continue;
+                return;
             };
             queue.push(Marked::new(def, meta(&obj, "namespace"), name, uid));
-        }
+        })
+        .await?;
     }
     Ok(())
 }
@@ -237,20 +292,17 @@ struct Dependent {
 /// their namespace; cluster-scoped ones anywhere).
 async fn dependents(ctx: &Ctx, m: &Marked) -> Result<Vec<Dependent>, kube::Error> {
     let mut out = Vec::new();
-    for def in &ctx.kinds {
+    for def in ctx.kinds.iter() {
         if m.namespace.is_some() && !def.namespaced {
             continue;
         }
         let coll = collection(def, m.namespace.as_deref());
-        let list = Request::new(&coll)
-            .list(&ListParams::default())
-            .map_err(kube::Error::BuildRequest)?;
-        for obj in items(ctx.client.request(list).await?) {
+        each_in(ctx, &coll, |obj| {
             let refs = obj
                 .pointer("/metadata/ownerReferences")
                 .and_then(Value::as_array);
             let Some(r) = refs.and_then(|rs| rs.iter().find(|r| r["uid"] == m.uid.as_str())) else {
-                continue;
+                return;
             };
             let blocks = r["blockOwnerDeletion"] == true;
             let collection = collection(def, meta(&obj, "namespace"));
@@ -259,7 +311,8 @@ async fn dependents(ctx: &Ctx, m: &Marked) -> Result<Vec<Dependent>, kube::Error
                 obj,
                 blocks,
             });
-        }
+        })
+        .await?;
     }
     Ok(out)
 }

@@ -1,11 +1,11 @@
-//! The `LimitRanger` admission plugin for pods: the namespace's
-//! LimitRanges fill in missing container requests and limits (noted in the
+//! The `LimitRanger` admission plugin: the namespace's LimitRanges fill
+//! in missing container requests and limits (noted in the
 //! `kubernetes.io/limit-ranger` annotation) and bound them per container
-//! and per pod.
+//! and per pod, and bound the storage a claim requests.
 
 use serde_json::{json, Map, Value};
 
-use super::{each, forbidden, name_of, namespace_of};
+use super::{each, namespace_of, shown_name};
 use crate::api::status::ApiError;
 use crate::api::validation::quantity::nanos;
 use crate::server::apiserver::kinds::pod::qos_class;
@@ -13,33 +13,100 @@ use crate::server::apiserver::ApiState;
 
 const ANNOTATION: &str = "kubernetes.io/limit-ranger";
 
-pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
+/// The items of every LimitRange in `ns`.
+async fn items_in(state: &ApiState, ns: &str) -> Result<Vec<Value>, ApiError> {
     let Some(def) = state.registry.find("", "v1", "limitranges") else {
-        return Ok(());
+        return Ok(Vec::new());
     };
     let mut items = Vec::new();
-    each(&state.objects, def, Some(namespace_of(pod)), |lr| {
+    each(&state.objects, def, Some(ns), |lr| {
         if let Some(limits) = lr.pointer("/spec/limits").and_then(Value::as_array) {
             items.extend(limits.iter().cloned());
         }
     })
     .await?;
+    Ok(items)
+}
+
+fn refuse(plural: &str, obj: &Value, errors: &[String]) -> ApiError {
+    let why = if errors.len() == 1 {
+        errors[0].clone()
+    } else {
+        format!("[{}]", errors.join(", "))
+    };
+    ApiError::forbidden_object("", plural, shown_name(obj), &why)
+}
+
+/// A claim's storage request within the `PersistentVolumeClaim` bounds.
+pub async fn admit_pvc(state: &ApiState, pvc: &mut Value) -> Result<(), ApiError> {
+    let items = items_in(state, namespace_of(pvc)).await?;
+    let mut errors = Vec::new();
+    let bag = |k: &str| {
+        pvc.pointer(&format!("/spec/resources/{k}"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let u = Usage {
+        requests: bag("requests"),
+        limits: bag("limits"),
+    };
+    for item in &items {
+        if item.get("type").and_then(Value::as_str) == Some("PersistentVolumeClaim") {
+            check_claim(item, &u, &mut errors);
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(refuse("persistentvolumeclaims", pvc, &errors))
+    }
+}
+
+/// `minConstraint` and `maxRequestConstraint` on a claim's requests.
+fn check_claim(item: &Value, u: &Usage, out: &mut Vec<String>) {
+    const KIND: &str = "PersistentVolumeClaim";
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    for (bound, word) in [("min", "minimum"), ("max", "maximum")] {
+        let Some(bounds) = list(item, bound) else {
+            continue;
+        };
+        let mut names: Vec<&String> = bounds.keys().collect();
+        names.sort();
+        for r in names {
+            let b = &bounds[r.as_str()];
+            let (bq, bt) = (quantity(b), text(b));
+            match u.requests.get(r.as_str()) {
+                None => out.push(format!(
+                    "{word} {r} usage per {KIND} is {bt}.  No request is specified"
+                )),
+                Some(q) => {
+                    let over = if bound == "min" {
+                        quantity(q) < bq
+                    } else {
+                        quantity(q) > bq
+                    };
+                    if over {
+                        out.push(format!(
+                            "{word} {r} usage per {KIND} is {bt}, but request is {}",
+                            text(q)
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
+    let items = items_in(state, namespace_of(pod)).await?;
     if items.is_empty() {
         return Ok(());
     }
     apply_defaults(pod, &items);
     let errors = check_bounds(pod, &items);
     if !errors.is_empty() {
-        let why = if errors.len() == 1 {
-            errors[0].clone()
-        } else {
-            format!("[{}]", errors.join(", "))
-        };
-        let pods = state
-            .registry
-            .find("", "v1", "pods")
-            .ok_or_else(|| ApiError::internal("pods are not served"))?;
-        return Err(forbidden(pods, name_of(pod), &why));
+        return Err(refuse("pods", pod, &errors));
     }
     let qos = qos_class(pod);
     if let Some(status) = pod.get_mut("status").and_then(Value::as_object_mut) {
@@ -93,7 +160,8 @@ fn apply_defaults(pod: &mut Value, items: &[Value]) {
             ("limits", "default", "limit"),
         ] {
             let mut set: Vec<String> = Vec::new();
-            for item in &containers {
+            // The last LimitRange item that sets a default wins.
+            for item in containers.iter().rev() {
                 let Some(defaults) = list(item, from) else {
                     continue;
                 };
@@ -217,14 +285,14 @@ fn check_one(kind: &str, item: &Value, u: &Usage, out: &mut Vec<String>) {
         }
         if let Some(ratio) = list(item, "maxLimitRequestRatio").and_then(|m| m.get(r.as_str())) {
             let rt = text(ratio);
-            let (Some(l), Some(q)) = (lim.and_then(quantity), req.and_then(quantity)) else {
-                if lim.is_some() {
-                    out.push(format!("{r} max limit to request ratio per {kind} is {rt}, but no request is specified or request is 0"));
-                }
-                continue;
-            };
+            let (q, l) = (
+                req.and_then(quantity).unwrap_or(0),
+                lim.and_then(quantity).unwrap_or(0),
+            );
             if q == 0 {
                 out.push(format!("{r} max limit to request ratio per {kind} is {rt}, but no request is specified or request is 0"));
+            } else if l == 0 {
+                out.push(format!("{r} max limit to request ratio per {kind} is {rt}, but no limit is specified or limit is 0"));
             } else if let Some(max) = quantity(ratio) {
                 let observed = l as f64 / q as f64;
                 if observed * 1e9 > max as f64 {
@@ -267,7 +335,8 @@ fn pod_usage(pod: &Value) -> Usage {
                 .into_iter()
                 .flatten()
             {
-                *sum.entry(k.clone()).or_default() += quantity(v).unwrap_or(0);
+                let slot = sum.entry(k.clone()).or_default();
+                *slot = slot.saturating_add(quantity(v).unwrap_or(0));
             }
         }
         for c in spec

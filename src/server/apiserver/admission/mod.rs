@@ -34,6 +34,7 @@ pub async fn mutate(state: &ApiState, def: &ResourceDef, obj: &mut Value) -> Res
             priority::admit_pod(state, obj).await?;
             limit_range::admit_pod(state, obj).await
         }
+        ("", "persistentvolumeclaims") => limit_range::admit_pvc(state, obj).await,
         ("", "resourcequotas") => {
             quota::note_quota(state, namespace_of(obj));
             quota::count_new(state, obj).await
@@ -53,6 +54,7 @@ pub async fn mutate_update(
 ) -> Result<(), ApiError> {
     match (def.group, def.plural) {
         ("", "resourcequotas") => quota::on_update(state, old, new).await,
+        ("scheduling.k8s.io", "priorityclasses") => priority::admit_class(state, new).await,
         _ => Ok(()),
     }
 }
@@ -69,6 +71,29 @@ pub(crate) fn name_of(obj: &Value) -> &str {
     obj.pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("")
+}
+
+/// The name admission errors show: the `generateName` for a name the
+/// server generated from it (upstream's admission runs before the name
+/// is made).
+pub(crate) fn shown_name(obj: &Value) -> &str {
+    let name = name_of(obj);
+    let generate = obj
+        .pointer("/metadata/generateName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    // The generated name: the prefix (cut at 58 bytes) and 5 characters.
+    let generated = !generate.is_empty()
+        && name
+            .len()
+            .checked_sub(5)
+            .and_then(|n| name.get(..n))
+            .is_some_and(|prefix| !prefix.is_empty() && generate.starts_with(prefix));
+    if generated {
+        generate
+    } else {
+        name
+    }
 }
 
 /// Every object of `def` in `ns` (all namespaces for cluster-scoped

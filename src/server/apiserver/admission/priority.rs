@@ -4,7 +4,7 @@
 
 use serde_json::{json, Value};
 
-use super::{each, forbidden, name_of};
+use super::{each, forbidden, name_of, shown_name};
 use crate::api::status::ApiError;
 use crate::server::apiserver::registry::ResourceDef;
 use crate::server::apiserver::ApiState;
@@ -44,7 +44,7 @@ fn value_of(pc: &Value) -> i64 {
 }
 
 pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError> {
-    let name = name_of(pod).to_string();
+    let name = shown_name(pod).to_string();
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else {
         return Ok(());
     };

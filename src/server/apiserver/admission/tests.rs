@@ -1,6 +1,7 @@
-//! The quota recount over a real store: it follows pods that finish, and
-//! leaves a quota alone while a charge is in progress (a count cannot see
-//! a charged create that is not stored yet).
+//! The quota recount over a real store: it corrects a record that drifted,
+//! but leaves a quota alone while a charge in its namespace is in progress
+//! (a count cannot see a charged create that is not stored yet); and a pod
+//! that finishes gives its usage back.
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
@@ -46,16 +47,36 @@ async fn recount_follows_finished_pods_but_not_during_a_charge() {
     pods.create(&PostParams::default(), &pod).await.unwrap();
     assert_eq!(used_pods(&quotas).await, "1");
 
+    // A record that drifted (a charge whose create never finished, say).
+    let qdef = state.registry.find("", "v1", "resourcequotas").unwrap();
+    let mut stored = state
+        .objects
+        .must_get(qdef, Some("default"), "q")
+        .await
+        .unwrap();
+    stored.obj["status"]["used"]["pods"] = json!("2");
+    state
+        .objects
+        .update(qdef, Some("default"), "q", &stored.obj, stored.rev)
+        .await
+        .unwrap();
+    {
+        let _charging = Guard::new(&state, "default");
+        recount_all(&state).await.unwrap();
+        assert_eq!(used_pods(&quotas).await, "2", "left alone during a charge");
+    }
+    {
+        // A write in another namespace holds nothing up.
+        let _elsewhere = Guard::new(&state, "other");
+        recount_all(&state).await.unwrap();
+        assert_eq!(used_pods(&quotas).await, "1", "recounted");
+    }
+
+    // A pod that finishes gives its usage back at once.
     let done = json!({"status": {"phase": "Succeeded"}});
     pods.patch_status("p", &PatchParams::default(), &Patch::Merge(&done))
         .await
         .unwrap();
-    {
-        let _charging = Guard::new(&state);
-        recount_all(&state).await.unwrap();
-        assert_eq!(used_pods(&quotas).await, "1", "left alone during a charge");
-    }
-    recount_all(&state).await.unwrap();
     assert_eq!(
         used_pods(&quotas).await,
         "0",
