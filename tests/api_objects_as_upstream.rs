@@ -174,6 +174,28 @@ fn both_event_apis_are_one_store() {
         "name",
     ]);
     assert_eq!(both.lines().count(), 2, "{both}");
+    // Each API checks what its own clients must send.
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: events.k8s.io/v1\nkind: Event\nmetadata: {name: e3}\nreason: Tested\nregarding: {kind: Pod, name: p1, namespace: default}\n",
+    );
+    let err = stderr(&out);
+    for line in [
+        "eventTime: Required value",
+        "reportingController: Required value",
+        "action: Required value",
+    ] {
+        assert!(err.contains(line), "{line}: {err}");
+    }
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Event\nmetadata: {name: e4}\ninvolvedObject: {kind: Pod, name: p1, namespace: elsewhere}\nreason: Old\n",
+    );
+    assert!(
+        stderr(&out).contains("involvedObject.namespace: Invalid value: \"elsewhere\": does not match event.namespace"),
+        "{}",
+        stderr(&out)
+    );
     // A delete through one API removes it from both.
     s.kubectl_ok(&["delete", "events.events.k8s.io", "e2"]);
     let left = s.kubectl_ok(&["get", "events", "-o", "name"]);

@@ -13,8 +13,8 @@ use serde_json::Value;
 
 use super::defaulting::{cluster_kinds as dk, core_kinds as dc, pod as dp, workloads as dw};
 use super::status::Cause;
-use super::validation::workloads as vw;
 use super::validation::{cluster_kinds as vk, core_kinds as vc, pod as vp, update as vu};
+use super::validation::{events as ve, workloads as vw};
 
 /// How a kind's names (and generateName prefixes) are checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +120,10 @@ pub static ENDPOINTS: KindRules = KindRules {
     ..BASE
 };
 
+pub static CORE_EVENT: KindRules = KindRules {
+    validate: Some(ve::validate_core_event),
+    ..BASE
+};
 pub static RESOURCE_QUOTA: KindRules = KindRules {
     validate: Some(vk::validate_resource_quota),
     ..BASE
@@ -187,6 +191,12 @@ pub static INGRESS_CLASS: KindRules = KindRules {
     ..BASE
 };
 
+// events.k8s.io/v1
+pub static EVENT: KindRules = KindRules {
+    validate: Some(ve::validate_event),
+    ..BASE
+};
+
 // policy/v1
 pub static POD_DISRUPTION_BUDGET: KindRules = KindRules {
     validate: Some(vk::validate_pdb),
@@ -246,6 +256,8 @@ pub(crate) fn by_kind(api_version: &str, kind: &str) -> &'static KindRules {
         ("v1", "PersistentVolume", &PERSISTENT_VOLUME),
         ("v1", "Namespace", &NAMESPACE),
         ("v1", "Endpoints", &ENDPOINTS),
+        ("v1", "Event", &CORE_EVENT),
+        ("events.k8s.io/v1", "Event", &EVENT),
         ("v1", "ResourceQuota", &RESOURCE_QUOTA),
         ("v1", "LimitRange", &LIMIT_RANGE),
         ("apps/v1", "Deployment", &DEPLOYMENT),
