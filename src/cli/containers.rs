@@ -1,4 +1,4 @@
-//! Container commands: `run`, `ps`, `stop`, `kill`, `rm`, `inspect`.
+//! Container commands: `run`, `ps`, `stop`, `kill`, `rm`.
 //! Daemonless: they drive the runtime library and talk to each container's
 //! shim over its control socket (`logs` is in logs.rs, `exec` in exec.rs,
 //! the foreground attach in attach.rs).
@@ -10,12 +10,11 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::Args;
-use serde_json::{json, Value};
 
 use crate::runtime::container::create::{self, CreateRequest};
 use crate::runtime::container::lifecycle;
 use crate::runtime::container::options::{self, Bind, Network, RunOptions};
-use crate::runtime::container::records::{rfc3339, Record, Status};
+use crate::runtime::container::records::{Record, Status};
 use crate::runtime::container::{short_id, ContainerError, DEFAULT_LOG_MAX_SIZE};
 use crate::runtime::engine::Engine;
 use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
@@ -23,7 +22,6 @@ use crate::runtime::image::limit::LayerLimit;
 use crate::runtime::image::pull::Progress;
 use crate::runtime::image::store::ImageStoreError;
 
-use super::images;
 use super::util::image_store;
 
 #[derive(Debug, Args)]
@@ -444,104 +442,6 @@ pub fn rm(engine: &Engine, args: RmArgs) -> anyhow::Result<()> {
         lifecycle::remove(paths, state, &rec, args.force)?;
         Ok(())
     })
-}
-
-/// One container in the shape of `docker inspect`.
-fn inspect_one(engine: &Engine, r: &Record) -> Value {
-    let paths = engine.paths();
-    let o = &r.config.options;
-    let time =
-        |t: Option<DateTime<Utc>>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
-    let lower: Vec<String> = r
-        .config
-        .snapshots
-        .iter()
-        .rev()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let dir = paths.dir(&r.id);
-    json!({
-        "Id": r.id,
-        "Created": rfc3339(r.created),
-        "Path": r.command.first(),
-        "Args": r.command.get(1..).unwrap_or_default(),
-        "State": {
-            "Status": r.status.as_str(),
-            "Running": r.status == Status::Running,
-            "Paused": false,
-            "Restarting": false,
-            "OOMKilled": r.oom_killed,
-            "Dead": false,
-            "Pid": r.pid.unwrap_or(0),
-            "ExitCode": r.exit_code.unwrap_or(0),
-            "Error": "",
-            "StartedAt": time(r.started_at),
-            "FinishedAt": time(r.finished_at),
-        },
-        "Image": r.image_id,
-        "LogPath": paths.log(&r.id),
-        "Name": format!("/{}", r.name),
-        "RestartCount": 0,
-        "Driver": "overlay",
-        "HostConfig": {
-            "Binds": o.binds.iter().map(|b| format!(
-                "{}:{}{}",
-                b.source.display(),
-                b.destination,
-                if b.read_only { ":ro" } else { "" }
-            )).collect::<Vec<_>>(),
-            "NetworkMode": super::network::mode(o),
-            "AutoRemove": o.auto_remove,
-            "ReadonlyRootfs": o.read_only,
-            "Memory": o.memory.unwrap_or(0),
-            "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as i64),
-            "PidsLimit": o.pids_limit,
-            "CgroupParent": o.cgroup_parent.as_deref().unwrap_or_default(),
-            "Tmpfs": o.tmpfs,
-        },
-        "NetworkSettings": super::network::settings(
-            super::network::attachment(engine, &r.id).as_ref()
-        ),
-        "GraphDriver": {
-            "Name": "overlay",
-            "Data": {
-                "LowerDir": lower.join(":"),
-                "UpperDir": dir.join("upper"),
-                "WorkDir": dir.join("work"),
-                "MergedDir": dir.join("rootfs"),
-            },
-        },
-        "Config": {
-            "Hostname": o.hostname.clone().unwrap_or_else(|| short_id(&r.id).to_string()),
-            "User": o.user.as_deref().unwrap_or_default(),
-            "Tty": o.tty,
-            "OpenStdin": o.interactive,
-            "Env": o.env,
-            "Cmd": o.cmd,
-            "Image": r.image,
-            "WorkingDir": o.workdir.as_deref().unwrap_or_default(),
-            "Entrypoint": o.entrypoint,
-            "Labels": r.labels,
-        },
-    })
-}
-
-/// `skiff inspect`: containers first, then images (as docker does).
-pub fn inspect(engine: &Engine, args: images::InspectArgs) -> anyhow::Result<()> {
-    let state = engine.records()?;
-    let mut out = Vec::new();
-    let mut image_queries = Vec::new();
-    for q in &args.images {
-        match state.find(q) {
-            Ok(r) => out.push(inspect_one(engine, &r)),
-            Err(_) => image_queries.push(q.clone()),
-        }
-    }
-    if !image_queries.is_empty() {
-        out.extend(images::inspect_values(engine, &image_queries)?);
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
 }
 
 #[cfg(test)]

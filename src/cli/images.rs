@@ -54,12 +54,6 @@ pub struct TagArgs {
     pub target: String,
 }
 
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    #[arg(required = true)]
-    pub images: Vec<String>,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Remove unused blobs and snapshots (and leftovers of interrupted pulls).
@@ -153,12 +147,6 @@ pub fn rmi(engine: &Engine, args: RmiArgs) -> anyhow::Result<()> {
 
 pub fn tag(engine: &Engine, args: TagArgs) -> anyhow::Result<()> {
     catalog::tag(image_store(engine)?, &args.source, &args.target)?;
-    Ok(())
-}
-
-pub fn inspect(engine: &Engine, args: InspectArgs) -> anyhow::Result<()> {
-    let out = inspect_values(engine, &args.images)?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 

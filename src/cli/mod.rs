@@ -3,13 +3,17 @@
 pub mod attach;
 pub mod config;
 pub mod containers;
+pub mod control;
+pub mod cp;
 pub mod exec;
 pub mod images;
+pub mod inspect;
 pub mod killall;
 pub mod logs;
 pub mod network;
 pub mod sandbox;
 pub mod stats;
+pub mod template;
 pub mod transfer;
 pub mod util;
 pub mod volumes;
@@ -63,9 +67,13 @@ pub enum Command {
     /// Give an image another name.
     Tag(images::TagArgs),
     /// Show containers or images as JSON, like `docker inspect`.
-    Inspect(images::InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// Run a command in a new container.
     Run(Box<containers::RunArgs>),
+    /// Block until containers stop, then print their exit codes.
+    Wait(control::WaitArgs),
+    /// Copy files between a container and the host (`-`: a tar stream).
+    Cp(cp::CpArgs),
     /// List containers.
     Ps(containers::PsArgs),
     /// Show a container's output.
@@ -125,6 +133,39 @@ fn init_logging(debug: bool, daemon: bool) {
         .try_init();
 }
 
+/// An error already reported on stderr: exit with this status and print
+/// nothing more (docker's `StatusError`).
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct Quiet(pub u8);
+
+/// A failure of the engine itself in a command that runs a container:
+/// docker exits 125 for these, so that a script can tell them from the
+/// container's own exit code (126 and 127 are the command's: cannot run,
+/// not found).
+#[derive(Debug, thiserror::Error)]
+#[error("{0:#}")]
+pub struct EngineFailure(pub anyhow::Error);
+
+/// The exit status docker gives an engine failure.
+pub const ENGINE_FAILURE: u8 = 125;
+
+fn engine_failure(e: anyhow::Error) -> anyhow::Error {
+    EngineFailure(e).into()
+}
+
+/// The exit status for an error `run` returned: what a `Quiet` says, 125
+/// for an engine failure, 1 for the rest (docker's general failure).
+pub fn exit_status(err: &anyhow::Error) -> u8 {
+    if let Some(Quiet(code)) = err.downcast_ref::<Quiet>() {
+        return *code;
+    }
+    if err.downcast_ref::<EngineFailure>().is_some() {
+        return ENGINE_FAILURE;
+    }
+    1
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     init_logging(cli.debug, matches!(cli.command, Command::Server(_)));
     let engine = Engine::open(&cli.root, &cli.run_dir);
@@ -139,8 +180,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images => done(images::images(&engine)),
         Command::Rmi(args) => done(images::rmi(&engine, args)),
         Command::Tag(args) => done(images::tag(&engine, args)),
-        Command::Inspect(args) => done(containers::inspect(&engine, args)),
-        Command::Run(args) => containers::run(&engine, cli.debug, *args),
+        Command::Inspect(args) => done(inspect::inspect(&engine, args)),
+        Command::Run(args) => containers::run(&engine, cli.debug, *args).map_err(engine_failure),
+        Command::Wait(args) => done(control::wait(&engine, args)),
+        Command::Cp(args) => done(cp::cp(&engine, args)),
         Command::Ps(args) => done(containers::ps(&engine, args)),
         Command::Logs(args) => done(logs::logs(&engine, args)),
         Command::Stop(args) => done(containers::stop(&engine, args)),

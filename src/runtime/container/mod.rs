@@ -24,6 +24,7 @@ pub mod baseline;
 pub mod cgroups;
 pub mod client;
 pub mod containerspec;
+pub mod copy;
 pub mod create;
 pub mod executor;
 pub mod exits;

@@ -1,0 +1,308 @@
+//! The scripting surface docker users rely on, with the real binary:
+//! a shell script written for docker run unchanged with `skiff` in its
+//! place, `inspect -f` templates, `wait`, `cp` both ways (tar streams with
+//! `-`, running and stopped containers), exit statuses.
+
+#[path = "support/containers.rs"]
+mod containers;
+mod support;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use containers::Engine;
+use support::{stderr, stdout};
+
+/// A directory with a `skiff` on it that is this test's engine (its root,
+/// run dir and cgroup parent), for scripts that call `skiff` by name.
+fn skiff_on_path(e: &Engine) -> std::path::PathBuf {
+    let bin = e.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let wrapper = bin.join("skiff");
+    let common = format!(
+        "{} --root {} --run-dir {}",
+        env!("CARGO_BIN_EXE_skiff"),
+        e.root().display(),
+        e.run_dir().display()
+    );
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = run ]; then shift; exec {common} run --cgroup-parent {} \"$@\"; fi\nexec {common} \"$@\"\n",
+            e.cgroup_parent
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// `sh -c SCRIPT` inside the engine's network namespace with `skiff` on PATH.
+fn script(e: &Engine, text: &str) -> std::process::Output {
+    let bin = skiff_on_path(e);
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    e.in_net("sh")
+        .args(["-c", text])
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh")
+}
+
+/// The acceptance script of issue 12, as a docker user writes it.
+#[test]
+fn a_docker_script_runs_unchanged() {
+    let e = Engine::new();
+    let out = script(
+        &e,
+        r#"set -e
+ID=$(skiff run -d busybox sh -c 'echo started; sleep 1; exit 3')
+skiff inspect -f '{{.State.Status}}' $ID
+skiff wait $ID
+skiff cp $ID:/etc/hostname -
+"#,
+    );
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    // running, the exit code, then a tar stream holding `hostname`.
+    let text = &out.stdout;
+    let first = text.iter().position(|&b| b == b'\n').unwrap();
+    assert_eq!(&text[..first], b"running");
+    let rest = &text[first + 1..];
+    let second = rest.iter().position(|&b| b == b'\n').unwrap();
+    assert_eq!(&rest[..second], b"3");
+    let tar = &rest[second + 1..];
+    assert_eq!(tar.len() % 512, 0, "a tar stream is whole blocks");
+    assert_eq!(&tar[..9], b"hostname\0", "the entry is named hostname");
+
+    // The same stream read by tar, as a script would; the hostname is the
+    // short ID, as in docker.
+    let out = script(
+        &e,
+        "ID=$(skiff ps -aq); skiff cp $ID:/etc/hostname - | tar -xO; echo $ID",
+    );
+    let s = stdout(&out);
+    let lines: Vec<&str> = s.lines().collect();
+    assert_eq!(lines.len(), 2, "{s}");
+    assert_eq!(lines[0], lines[1]);
+    assert_eq!(lines[0].len(), 12);
+}
+
+#[test]
+fn inspect_formats_as_docker() {
+    let e = Engine::new();
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "fmt",
+        "--label",
+        "tier=web",
+        "-e",
+        "FOO=bar",
+        "-v",
+        "data:/data",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let id = id.trim();
+    let f = |t: &str| e.ok(&["inspect", "-f", t, "fmt"]);
+    assert_eq!(f("{{.State.Status}}"), "running\n");
+    assert_eq!(f("{{.Id}}"), format!("{id}\n"));
+    assert_eq!(f("{{.Name}}"), "/fmt\n");
+    assert_eq!(f("{{index .Config.Labels \"tier\"}}"), "web\n");
+    assert_eq!(f("[{{index .Config.Labels \"nope\"}}]"), "[]\n");
+    assert_eq!(
+        f("{{range .Mounts}}{{.Type}} {{.Name}} {{.Destination}}{{end}}"),
+        "volume data /data\n"
+    );
+    assert_eq!(f("{{.Config.Cmd}}"), "[sleep 60]\n");
+    // The effective environment: the image's PATH and the -e.
+    let env = f("{{json .Config.Env}}");
+    let env: Vec<String> = serde_json::from_str(env.trim()).unwrap();
+    assert!(env.iter().any(|v| v.starts_with("PATH=")), "{env:?}");
+    assert!(env.contains(&"FOO=bar".to_string()), "{env:?}");
+    let ip = f("{{.NetworkSettings.IPAddress}}");
+    assert!(ip.trim().starts_with("10.42.0."), "{ip}");
+    let config: serde_json::Value = serde_json::from_str(&f("{{json .Config}}")).unwrap();
+    assert_eq!(config["Labels"]["tier"], "web");
+    // Docker's `--format json` and the long flag.
+    let all: serde_json::Value =
+        serde_json::from_str(&e.ok(&["inspect", "--format", "json", "fmt"])).unwrap();
+    assert_eq!(all["Id"], id);
+    // Images too.
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.Os}}/{{.Architecture}}", "busybox"]),
+        "linux/amd64\n"
+    );
+    // A missing field names itself; a missing object is reported and the
+    // others still printed; both exit 1 as docker's.
+    let out = e.err(&["inspect", "-f", "{{.Nope}}", "fmt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("template parsing error: template: :1:2: executing \"\" at <.Nope>: map has no entry for key \"Nope\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = e.err(&["inspect", "-f", "{{.Name}}", "fmt", "ghost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "/fmt\n");
+    assert!(
+        stderr(&out).contains("No such object: ghost"),
+        "{}",
+        stderr(&out)
+    );
+    let out = e.err(&["inspect", "-f", "{{.Name", "fmt"]);
+    assert!(
+        stderr(&out).contains("template parsing error"),
+        "{}",
+        stderr(&out)
+    );
+    e.ok(&["rm", "-f", "fmt"]);
+    e.ok(&["volume", "rm", "data"]);
+    e.assert_clean();
+}
+
+#[test]
+fn wait_prints_exit_codes() {
+    let e = Engine::new();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "w1",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.5; exit 4",
+    ]);
+    e.ok(&["run", "-d", "--name", "w2", "busybox", "true"]);
+    assert_eq!(e.ok(&["wait", "w1", "w2"]), "4\n0\n");
+    // Already stopped: at once, again.
+    assert_eq!(e.ok(&["wait", "w1"]), "4\n");
+    let out = e.err(&["wait", "w2", "ghost"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stdout(&out), "0\n");
+    assert!(
+        stderr(&out).contains("no such container: ghost"),
+        "{}",
+        stderr(&out)
+    );
+    e.ok(&["rm", "w1", "w2"]);
+    e.assert_clean();
+}
+
+#[test]
+fn cp_both_ways_running_and_stopped() {
+    let e = Engine::new();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "c",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir -p /srv/d; echo inside > /srv/d/f; ln -s / /srv/up; sleep 60",
+    ]);
+    e.wait_for("c", "its files", |_| {
+        e.skiff(&["exec", "c", "test", "-e", "/srv/up"])
+            .status
+            .success()
+    });
+    let host = e.dir.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    // Out of a running container: a directory into an existing one, a
+    // file to a new name.
+    e.ok(&["cp", "c:/srv/d", host.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("d/f")).unwrap(),
+        "inside\n"
+    );
+    e.ok(&["cp", "c:/srv/d/f", host.join("g").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(host.join("g")).unwrap(), "inside\n");
+    // A symlink the container made to its `/` resolves in the container,
+    // never on the host: this is the container's hostname file.
+    let hostname = e.ok(&["exec", "c", "hostname"]);
+    e.ok(&[
+        "cp",
+        "c:/srv/up/etc/hostname",
+        host.join("h").to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(host.join("h")).unwrap(), hostname);
+    // The link itself is copied as a link.
+    e.ok(&["cp", "c:/srv/up", host.join("up").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_link(host.join("up")).unwrap(),
+        std::path::Path::new("/")
+    );
+
+    // Into it: a host file, a directory, and a tar stream on stdin.
+    std::fs::write(host.join("new"), "from host\n").unwrap();
+    e.ok(&["cp", host.join("new").to_str().unwrap(), "c:/srv/"]);
+    assert_eq!(e.ok(&["exec", "c", "cat", "/srv/new"]), "from host\n");
+    e.ok(&["cp", host.join("d").to_str().unwrap(), "c:/srv/d2"]);
+    assert_eq!(e.ok(&["exec", "c", "cat", "/srv/d2/f"]), "inside\n");
+    let tar = Command::new("tar")
+        .arg("-C")
+        .arg(&host)
+        .args(["-cf", "-", "g"])
+        .output()
+        .unwrap()
+        .stdout;
+    let mut child = e
+        .command(&["cp", "-", "c:/tmp"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(&tar).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(e.ok(&["exec", "c", "cat", "/tmp/g"]), "inside\n");
+
+    // Stopped: what it wrote is still there, and a copy in lands.
+    e.ok(&["stop", "-t", "0", "c"]);
+    e.ok(&["cp", "c:/srv/new", host.join("again").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("again")).unwrap(),
+        "from host\n"
+    );
+    e.ok(&["cp", host.join("g").to_str().unwrap(), "c:/srv/late"]);
+    e.ok(&["cp", "c:/srv/late", host.join("late").to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("late")).unwrap(),
+        "inside\n"
+    );
+    let out = e.err(&["cp", "c:/nope", host.to_str().unwrap()]);
+    assert!(
+        stderr(&out).contains("Could not find the file /nope in container c"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing of the stopped container's mounts shows on the host.
+    assert_eq!(e.mounts(), Vec::<String>::new());
+    e.ok(&["rm", "c"]);
+    e.assert_clean();
+}
+
+#[test]
+fn engine_failures_exit_125_and_commands_126_127() {
+    let e = Engine::new();
+    let out = e.err(&["run", "--rm", "--memory", "1k", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let out = e.err(&["run", "--rm", "--no-such-flag", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    let out = e.err(&["run", "--rm", "busybox", "no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    let out = e.err(&["run", "--rm", "busybox", "/etc"]);
+    assert_eq!(out.status.code(), Some(126));
+    // The container's own code comes through as it is.
+    let out = e.err(&["run", "--rm", "busybox", "sh", "-c", "exit 125"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(stderr(&out), "");
+    e.assert_clean();
+}
