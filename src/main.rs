@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             if err.downcast_ref::<skiff::cli::Quiet>().is_none() {
-                eprintln!("skiff: error: {err:#}");
+                eprintln!("skiff: error: {}", skiff::cli::error_text(&err));
             }
             ExitCode::from(skiff::cli::exit_status(&err))
         }

@@ -168,6 +168,9 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     for e in &args.env {
         env.extend(options::parse_env(e, lookup)?);
     }
+    if let Some(w) = args.workdir.as_deref().filter(|w| !w.starts_with('/')) {
+        return Err(options::OptionsError::Workdir(w.to_string()).into());
+    }
     let network = Network::parse(&args.network)?;
     let ports = args
         .publish
@@ -390,7 +393,7 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> anyhow::Result<()>) -> anyh
         match f(n) {
             Ok(()) => println!("{n}"),
             Err(e) => {
-                eprintln!("skiff: error: {e:#}");
+                eprintln!("skiff: error: {}", super::error_text(&e));
                 failed += 1;
             }
         }

@@ -43,7 +43,7 @@ pub fn wait(engine: &Engine, args: WaitArgs) -> anyhow::Result<()> {
         match code {
             Ok(code) => println!("{code}"),
             Err(e) => {
-                eprintln!("skiff: error: {e:#}");
+                eprintln!("skiff: error: {}", super::error_text(&e));
                 failed = true;
             }
         }

@@ -122,7 +122,10 @@ fn init_logging(debug: bool, daemon: bool) {
     let default = match (debug, daemon) {
         (true, _) => "debug",
         (false, true) => "info",
-        (false, false) => "warn",
+        // libcgroups and libcontainer warn about what a user can do nothing
+        // about (a controller missing on this host, a cgroup already gone);
+        // skiff says what matters in its own words.
+        (false, false) => "warn,libcgroups=error,libcontainer=error",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Logging may already be set (tests that call run twice); that is fine.
@@ -144,8 +147,27 @@ pub struct Quiet(pub u8);
 /// container's own exit code (126 and 127 are the command's: cannot run,
 /// not found).
 #[derive(Debug, thiserror::Error)]
-#[error("{0:#}")]
+#[error("{}", error_text(.0))]
 pub struct EngineFailure(pub anyhow::Error);
+
+/// An error and its causes on one line, as `{:#}` prints them, but
+/// without repeating a cause the text before already says (error types
+/// that print their source and also return it as `source()` would show it
+/// twice: `port 8080/tcp is already published …: port 8080/tcp is …`).
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
 
 /// The exit status docker gives an engine failure.
 pub const ENGINE_FAILURE: u8 = 125;
@@ -181,7 +203,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rmi(args) => done(images::rmi(&engine, args)),
         Command::Tag(args) => done(images::tag(&engine, args)),
         Command::Inspect(args) => done(inspect::inspect(&engine, args)),
-        Command::Run(args) => containers::run(&engine, cli.debug, *args).map_err(engine_failure),
+        Command::Run(args) => {
+            if !args.detach {
+                attach::check_tty(args.interactive, args.tty)?;
+            }
+            containers::run(&engine, cli.debug, *args).map_err(engine_failure)
+        }
         Command::Wait(args) => done(control::wait(&engine, args)),
         Command::Cp(args) => done(cp::cp(&engine, args)),
         Command::Ps(args) => done(containers::ps(&engine, args)),

@@ -77,6 +77,33 @@ impl Root {
         })
     }
 
+    /// The tree under `dir` (a container's `/proc/PID/root`, its mounted
+    /// rootfs), named `name` in errors.
+    pub fn at(dir: &Path, name: &str) -> Result<Root, CopyError> {
+        let fd = rustix::fs::open(
+            dir,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(rx(dir.display()))?;
+        Ok(Root {
+            fd,
+            name: name.to_string(),
+        })
+    }
+
+    /// Create directory `path` and its missing parents (0755, owned by the
+    /// caller), as docker creates a missing working directory.
+    pub fn make_dir_all(&self, path: &str) -> Result<(), CopyError> {
+        let parts = entry_path(Path::new(path.trim_start_matches('/')), None)?;
+        make_dirs(self, "/", &parts).map(drop)
+    }
+
+    /// Whether `path` is a directory (following symlinks inside the root).
+    pub fn is_dir(&self, path: &str) -> bool {
+        self.open(path, OFlags::PATH | OFlags::DIRECTORY).is_ok()
+    }
+
     /// Resolve `path` inside this root (symlinks included, staying inside).
     fn open(&self, path: &str, flags: OFlags) -> Result<OwnedFd, CopyError> {
         rustix::fs::openat2(

@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub enum OptionsError {
     #[error("invalid memory value {0:?}: expected a positive size such as 64m or 1g")]
     Memory(String),
+    #[error("invalid memory value {0:?}: the minimum memory limit is 6m")]
+    MemoryTooSmall(String),
+    #[error("the working directory {0:?} is invalid, it needs to be an absolute path")]
+    Workdir(String),
     #[error("invalid --cpus value {0:?}: expected a number above 0 (such as 0.5)")]
     Cpus(String),
     #[error("invalid --pids-limit value {0}: expected a positive number or -1")]
@@ -208,7 +212,7 @@ pub fn parse_memory(s: &str) -> Result<i64, OptionsError> {
     // The kernel needs some room for the process itself; docker's minimum.
     let bytes = bytes as i64;
     if bytes < 6 << 20 {
-        return Err(OptionsError::Memory(format!("{s} (the minimum is 6m)")));
+        return Err(OptionsError::MemoryTooSmall(s.to_string()));
     }
     Ok(bytes)
 }

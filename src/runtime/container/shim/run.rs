@@ -181,6 +181,17 @@ impl Shim {
             .volatile(auto_remove)
             .mount()
             .map_err(|e| e.to_string())?;
+        // A missing working directory is created, as docker does (the
+        // container's init would fail its chdir with an opaque error).
+        let cwd = spec.process.cwd.clone().unwrap_or_else(|| {
+            crate::runtime::container::spec::ImageProcess::from_config(&record.config.image_config)
+                .workdir
+        });
+        if cwd.starts_with('/') && cwd != "/" {
+            crate::runtime::container::copy::Root::at(&paths.rootfs(&id), &id)
+                .and_then(|root| root.make_dir_all(&cwd))
+                .map_err(|e| format!("creating the working directory {cwd}: {e}"))?;
+        }
 
         let log = LogWriter::open(&log_path, args.log_max_size)
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
