@@ -342,8 +342,21 @@ fn resolve_network(
                 _ => Err(ContainerError::JoinNotRunning(query.clone())),
             }
         }
+        // `lo` up, as docker's: made (and pinned until the shim has started
+        // the container in it) by skiff, since the container cannot.
+        NetworkNamespace::Isolated => {
+            let handle = isolated_netns(paths, id);
+            crate::net::create_isolated(&handle)?;
+            Ok((NetworkNamespace::Path(handle), None))
+        }
         other => Ok((other.clone(), None)),
     }
+}
+
+/// Where the pinned namespace of a `--network none` container is, until
+/// its shim has created the container in it.
+pub fn isolated_netns(paths: &Paths, id: &str) -> PathBuf {
+    paths.run_dir(id).join("netns")
 }
 
 /// What the /etc files of a container are written from.

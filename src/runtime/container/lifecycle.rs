@@ -107,6 +107,7 @@ pub(super) fn release(paths: &Paths, id: &str) {
         }
         let _ = std::fs::remove_dir_all(&runtime_state);
     }
+    let _ = crate::net::netns::remove(&super::create::isolated_netns(paths, id));
     let _ = std::fs::remove_dir_all(paths.run_dir(id));
 }
 

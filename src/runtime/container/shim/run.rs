@@ -257,6 +257,7 @@ impl Shim {
             .with_detach(true)
             .build()
             .map_err(|e| format!("creating the container: {e}"))?;
+
         let (out, err, stdin, pty) = match (console, pipes) {
             (Some(c), _) => {
                 let master = c
@@ -336,6 +337,13 @@ impl Shim {
             if let Err(e) = m.leave() {
                 tracing::warn!("{e}");
             }
+        }
+        // Back in the host's mount namespace, where the pin of a `--network
+        // none` namespace was made: the container's init holds the
+        // namespace now, and the pin would keep it alive after the exit.
+        let isolated = crate::runtime::container::create::isolated_netns(&self.paths, &self.id);
+        if let Err(e) = crate::net::netns::remove(&isolated) {
+            tracing::warn!("unpinning {}: {e}", isolated.display());
         }
         Ok(())
     }
