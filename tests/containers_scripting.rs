@@ -306,3 +306,110 @@ fn engine_failures_exit_125_and_commands_126_127() {
     assert_eq!(stderr(&out), "");
     e.assert_clean();
 }
+
+#[test]
+fn ps_format_filter_and_limits() {
+    let e = Engine::new();
+    let a = e.ok(&[
+        "run", "-d", "--name", "a", "--label", "tier=web", "busybox", "sleep", "60",
+    ]);
+    e.err(&["run", "--name", "b", "busybox", "sh", "-c", "exit 3"]);
+    let c = e.ok(&["run", "-d", "--name", "c", "busybox", "sleep", "60"]);
+    let (a, c) = (a.trim(), c.trim());
+    // Running ones, newest first.
+    assert_eq!(e.ok(&["ps", "--format", "{{.Names}}"]), "c\na\n");
+    assert_eq!(
+        e.ok(&["ps", "-a", "--format", "{{.Names}} {{.State}}"]),
+        "c running\nb exited\na running\n"
+    );
+    assert_eq!(
+        e.ok(&["ps", "-q", "--no-trunc", "--filter", "name=a"]),
+        format!("{a}\n")
+    );
+    assert_eq!(e.ok(&["ps", "-l", "-q"]), format!("{}\n", &c[..12]));
+    assert_eq!(e.ok(&["ps", "-n", "2", "--format", "{{.Names}}"]), "c\nb\n");
+    // A status filter lists stopped ones without -a.
+    assert_eq!(
+        e.ok(&["ps", "--filter", "status=exited", "--format", "{{.Names}}"]),
+        "b\n"
+    );
+    assert_eq!(
+        e.ok(&["ps", "-f", "exited=3", "--format", "{{.Names}}"]),
+        "b\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "ps",
+            "-f",
+            "label=tier=web",
+            "--format",
+            "{{.Names}} {{.Labels}}"
+        ]),
+        "a tier=web\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "ps",
+            "-a",
+            "-f",
+            "name=a",
+            "-f",
+            "name=b",
+            "--format",
+            "{{.Names}}"
+        ]),
+        "b\na\n"
+    );
+    assert_eq!(
+        e.ok(&["ps", "-a", "-f", "ancestor=busybox", "-q"])
+            .lines()
+            .count(),
+        3
+    );
+    let table = e.ok(&["ps", "--format", "table {{.ID}}\t{{.Names}}\t{{.Status}}"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("CONTAINER ID   NAMES   STATUS"),
+        "{table}"
+    );
+    assert!(
+        lines[1].starts_with(&format!("{}   c       Up", &c[..12])),
+        "{table}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(e.ok(&["ps", "-l", "--format", "json"]).trim()).unwrap();
+    assert_eq!(json["Names"], "c");
+    assert_eq!(json["State"], "running");
+    let out = e.err(&["ps", "--filter", "colour=red"]);
+    assert!(
+        stderr(&out).contains("invalid filter 'colour'"),
+        "{}",
+        stderr(&out)
+    );
+    e.ok(&["rm", "-f", "a", "b", "c"]);
+    e.assert_clean();
+}
+
+#[test]
+fn images_quiet_format_and_order() {
+    let e = Engine::new();
+    e.ok(&["tag", "busybox", "example.org/tools/bb:1"]);
+    let ids = e.ok(&["images", "-q"]);
+    let ids: Vec<&str> = ids.lines().collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(ids[0].len(), 12);
+    assert_eq!(
+        e.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]),
+        "busybox:latest\nexample.org/tools/bb:1\n"
+    );
+    assert_eq!(
+        e.ok(&["images", "--format", "{{.Tag}}", "example.org/tools/bb"]),
+        "1\n"
+    );
+    assert_eq!(e.ok(&["images", "-q", "busybox:latest"]).lines().count(), 1);
+    let table = e.ok(&["images", "--format", "table {{.Repository}}\t{{.Tag}}"]);
+    assert!(table.starts_with("REPOSITORY"), "{table}");
+    let full = e.ok(&["images", "-q", "--no-trunc"]);
+    assert!(full.starts_with("sha256:"), "{full}");
+}

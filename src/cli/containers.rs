@@ -8,14 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, Utc};
 use clap::Args;
 
 use crate::runtime::container::create::{self, CreateRequest};
 use crate::runtime::container::lifecycle;
 use crate::runtime::container::options::{self, Bind, Network, RunOptions};
-use crate::runtime::container::records::{Record, Status};
-use crate::runtime::container::{short_id, ContainerError, DEFAULT_LOG_MAX_SIZE};
+use crate::runtime::container::{ContainerError, DEFAULT_LOG_MAX_SIZE};
 use crate::runtime::engine::Engine;
 use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
 use crate::runtime::image::limit::LayerLimit;
@@ -119,16 +117,6 @@ pub struct RunArgs {
     pub registries: PathBuf,
     pub image: String,
     pub command: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct PsArgs {
-    /// Show all containers (default: running ones).
-    #[arg(short, long)]
-    pub all: bool,
-    /// Only IDs.
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 #[derive(Debug, Args)]
@@ -302,89 +290,6 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
-/// Docker's "About a minute" style durations.
-pub(crate) fn human_duration(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
-    match s {
-        0 => "Less than a second".into(),
-        s if s < 60 => plural(s, "second"),
-        s if s < 120 => "About a minute".into(),
-        s if s < 3600 => plural(s / 60, "minute"),
-        s if s < 7200 => "About an hour".into(),
-        s if s < 48 * 3600 => plural(s / 3600, "hour"),
-        s if s < 14 * 86_400 => plural(s / 86_400, "day"),
-        s if s < 60 * 86_400 => plural(s / (7 * 86_400), "week"),
-        s if s < 730 * 86_400 => plural(s / (30 * 86_400), "month"),
-        s => plural(s / (365 * 86_400), "year"),
-    }
-}
-
-fn status_text(r: &Record, now: DateTime<Utc>) -> String {
-    match r.status {
-        Status::Created => "Created".into(),
-        Status::Running => format!(
-            "Up {}",
-            human_duration(now - r.started_at.unwrap_or(r.created))
-        ),
-        Status::Exited => format!(
-            "Exited ({}) {} ago",
-            r.exit_code.unwrap_or(lifecycle::UNKNOWN_EXIT),
-            human_duration(now - r.finished_at.unwrap_or(r.created))
-        ),
-    }
-}
-
-/// Docker quotes the command and cuts it at 20 characters.
-fn command_text(cmd: &[String]) -> String {
-    let full = cmd.join(" ");
-    let cut: String = if full.chars().count() > 20 {
-        format!("{}…", full.chars().take(19).collect::<String>())
-    } else {
-        full
-    };
-    format!("\"{cut}\"")
-}
-
-pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<()> {
-    let rows: Vec<Record> = engine
-        .records()?
-        .list()?
-        .into_iter()
-        .filter(|r| args.all || r.status == Status::Running)
-        .collect();
-    if args.quiet {
-        for r in &rows {
-            println!("{}", short_id(&r.id));
-        }
-        return Ok(());
-    }
-    let now = Utc::now();
-    let nets = super::network::attachments(engine);
-    let mut table = super::util::listing([
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PORTS",
-        "NAMES",
-    ]);
-    for r in &rows {
-        table.add_row([
-            short_id(&r.id).to_string(),
-            r.image.clone(),
-            command_text(&r.command),
-            format!("{} ago", human_duration(now - r.created)),
-            status_text(r, now),
-            super::network::ports_column(nets.get(&r.id)),
-            r.name.clone(),
-        ]);
-    }
-    print!("{}", super::util::listing_text(&table));
-    Ok(())
-}
-
 /// Run `f` on each named container, printing the name as docker does;
 /// errors are reported per container and make the exit status non-zero.
 fn each(names: &[String], mut f: impl FnMut(&str) -> anyhow::Result<()>) -> anyhow::Result<()> {
@@ -452,22 +357,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_commands() {
-        assert_eq!(
-            human_duration(chrono::Duration::seconds(0)),
-            "Less than a second"
-        );
-        assert_eq!(human_duration(chrono::Duration::seconds(5)), "5 seconds");
-        assert_eq!(
-            human_duration(chrono::Duration::seconds(90)),
-            "About a minute"
-        );
-        assert_eq!(human_duration(chrono::Duration::hours(3)), "3 hours");
-        assert_eq!(command_text(&["sh".into()]), "\"sh\"");
-        assert_eq!(
-            command_text(&["sh".into(), "-c".into(), "echo a very long line".into()]),
-            "\"sh -c echo a very l…\""
-        );
+    fn signals() {
         assert_eq!(
             parse_signal("TERM").unwrap(),
             nix::sys::signal::Signal::SIGTERM

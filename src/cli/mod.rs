@@ -6,11 +6,13 @@ pub mod containers;
 pub mod control;
 pub mod cp;
 pub mod exec;
+pub mod format;
 pub mod images;
 pub mod inspect;
 pub mod killall;
 pub mod logs;
 pub mod network;
+pub mod ps;
 pub mod sandbox;
 pub mod stats;
 pub mod template;
@@ -60,8 +62,8 @@ pub enum Command {
     Server(ServerArgs),
     /// Pull an image from a registry.
     Pull(images::PullArgs),
-    /// List images.
-    Images,
+    /// List images, newest first.
+    Images(images::ImagesArgs),
     /// Remove images (and the content no other image needs).
     Rmi(images::RmiArgs),
     /// Give an image another name.
@@ -75,7 +77,7 @@ pub enum Command {
     /// Copy files between a container and the host (`-`: a tar stream).
     Cp(cp::CpArgs),
     /// List containers.
-    Ps(containers::PsArgs),
+    Ps(ps::PsArgs),
     /// Show a container's output.
     Logs(logs::LogsArgs),
     /// Stop containers (SIGTERM, then SIGKILL after a timeout).
@@ -199,7 +201,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Pull(args) => done(images::pull(&engine, args)),
-        Command::Images => done(images::images(&engine)),
+        Command::Images(args) => done(images::images(&engine, args)),
         Command::Rmi(args) => done(images::rmi(&engine, args)),
         Command::Tag(args) => done(images::tag(&engine, args)),
         Command::Inspect(args) => done(inspect::inspect(&engine, args)),
@@ -211,7 +213,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Wait(args) => done(control::wait(&engine, args)),
         Command::Cp(args) => done(cp::cp(&engine, args)),
-        Command::Ps(args) => done(containers::ps(&engine, args)),
+        Command::Ps(args) => done(ps::ps(&engine, args)),
         Command::Logs(args) => done(logs::logs(&engine, args)),
         Command::Stop(args) => done(containers::stop(&engine, args)),
         Command::Kill(args) => done(containers::kill(&engine, args)),
