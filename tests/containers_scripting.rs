@@ -413,3 +413,66 @@ fn images_quiet_format_and_order() {
     let full = e.ok(&["images", "-q", "--no-trunc"]);
     assert!(full.starts_with("sha256:"), "{full}");
 }
+
+#[test]
+fn create_start_restart_keep_the_container() {
+    let e = Engine::new();
+    let id = e.ok(&[
+        "create",
+        "--name",
+        "cs",
+        "-p",
+        "8081:80",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run >> /count; wc -l < /count; sleep 60",
+    ]);
+    let id = id.trim();
+    assert_eq!(id.len(), 64);
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.Status}}", "cs"]),
+        "created\n"
+    );
+    assert!(e.ok(&["ps", "-a"]).contains("Created"));
+    // Nothing runs, so nothing to wait for, and ps without -a omits it.
+    assert_eq!(e.ok(&["ps", "-q"]), "");
+    assert_eq!(e.ok(&["start", "cs"]), "cs\n");
+    e.wait_for("cs", "running", |v| v["State"]["Status"] == "running");
+    let ip1 = e.ok(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "cs"]);
+    assert!(ip1.starts_with("10.42.0."), "{ip1}");
+    // Its writable layer is kept across a restart; it runs again.
+    assert_eq!(e.ok(&["restart", "-t", "0", "cs"]), "cs\n");
+    e.wait_for("cs", "running again", |v| v["State"]["Status"] == "running");
+    for _ in 0..100 {
+        if e.ok(&["logs", "cs"]) == "1\n2\n" {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(e.ok(&["logs", "cs"]), "1\n2\n");
+    assert_eq!(e.ok(&["port", "cs"]), "80/tcp -> 0.0.0.0:8081\n");
+    e.ok(&["stop", "-t", "0", "cs"]);
+    // start -a: in the foreground, with the container's exit code.
+    e.ok(&[
+        "create",
+        "--name",
+        "fg",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi; exit 6",
+    ]);
+    let out = e.err(&["start", "-a", "fg"]);
+    assert_eq!(out.status.code(), Some(6));
+    assert_eq!(stdout(&out), "hi\n");
+    // A created container is removed without -f.
+    e.ok(&["create", "--name", "idle", "busybox", "true"]);
+    e.ok(&["rm", "idle"]);
+    // Renamed: found by the new name only; a taken name is refused.
+    e.ok(&["rename", "cs", "cs2"]);
+    assert_eq!(e.ok(&["inspect", "-f", "{{.Name}}", "cs2"]), "/cs2\n");
+    assert!(stderr(&e.err(&["rename", "cs2", "fg"])).contains("is already in use"));
+    e.ok(&["rm", "cs2", "fg"]);
+    e.assert_clean();
+}

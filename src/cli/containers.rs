@@ -112,11 +112,21 @@ pub struct RunArgs {
     /// Rotate the container's log at this size (bytes or 10m style).
     #[arg(long)]
     pub log_max_size: Option<String>,
+    /// Pull the image: missing (when not here), always, never.
+    #[arg(long, value_enum, default_value = "missing")]
+    pub pull: PullArg,
     /// Mirrors, credentials and TLS settings for pulling a missing image.
     #[arg(long, default_value = crate::runtime::image::registries::DEFAULT_PATH)]
     pub registries: PathBuf,
     pub image: String,
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullArg {
+    Missing,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Args)]
@@ -233,6 +243,74 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     })
 }
 
+fn log_max_size(args: &RunArgs) -> anyhow::Result<u64> {
+    Ok(match &args.log_max_size {
+        Some(s) => options::parse_memory(s)
+            .map(|n| n as u64)
+            .or_else(|_| s.parse::<u64>())
+            .with_context(|| format!("invalid --log-max-size {s:?}"))?,
+        None => DEFAULT_LOG_MAX_SIZE,
+    })
+}
+
+/// `f` (which needs the image), pulling the image first as `--pull` says:
+/// `missing` pulls when `f` finds no image, `always` before, `never` not.
+fn with_image<T>(
+    engine: &Engine,
+    args: &RunArgs,
+    mut f: impl FnMut() -> Result<T, ContainerError>,
+) -> anyhow::Result<T> {
+    let pull = |policy| -> anyhow::Result<()> {
+        let quiet: Progress = std::sync::Arc::new(|_| {});
+        let from = PullSource {
+            registries: args.registries.clone(),
+            limit: LayerLimit::default(),
+        };
+        let pulled = ensure::ensure(engine, &args.image, policy, &from, quiet)
+            .with_context(|| format!("pulling {}", args.image))?;
+        if let Some(pulled) = pulled {
+            println!("{}", pulled.name);
+        }
+        Ok(())
+    };
+    match args.pull {
+        PullArg::Always => {
+            pull(PullPolicy::Always)?;
+            Ok(f()?)
+        }
+        PullArg::Never => match f() {
+            Err(ContainerError::Image(ImageStoreError::NotFound(_))) => {
+                bail!("No such image: {}", args.image)
+            }
+            other => Ok(other?),
+        },
+        PullArg::Missing => match f() {
+            Err(ContainerError::Image(ImageStoreError::NotFound(_))) => {
+                eprintln!("Unable to find image '{}' locally", args.image);
+                pull(PullPolicy::IfNotPresent)?;
+                Ok(f()?)
+            }
+            other => Ok(other?),
+        },
+    }
+}
+
+fn request(
+    args: &RunArgs,
+    opts: RunOptions,
+    debug: bool,
+    wait_start: bool,
+) -> anyhow::Result<CreateRequest> {
+    Ok(CreateRequest {
+        spec: opts.to_container_spec(&args.image),
+        options: opts,
+        log_max_size: log_max_size(args)?,
+        wait_start,
+        debug,
+        shim_binary: None,
+    })
+}
+
 pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCode> {
     // As early as possible: see cgroups/warmup.rs.
     crate::runtime::container::cgroups::warmup::start();
@@ -240,42 +318,13 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     if let Some(name) = &opts.name {
         options::check_name(name)?;
     }
-    let log_max_size = match &args.log_max_size {
-        Some(s) => options::parse_memory(s)
-            .map(|n| n as u64)
-            .or_else(|_| s.parse::<u64>())
-            .with_context(|| format!("invalid --log-max-size {s:?}"))?,
-        None => DEFAULT_LOG_MAX_SIZE,
-    };
     let records = engine.records()?;
     let store = image_store(engine)?;
-    let request = |opts: RunOptions| CreateRequest {
-        spec: opts.to_container_spec(&args.image),
-        options: opts,
-        log_max_size,
-        wait_start: !args.detach,
-        debug,
-        shim_binary: None,
-    };
     let paths = engine.paths();
-    let created = match create::create(paths, records, store, request(opts.clone())) {
-        Err(ContainerError::Image(ImageStoreError::NotFound(_))) => {
-            eprintln!("Unable to find image '{}' locally", args.image);
-            let quiet: Progress = std::sync::Arc::new(|_| {});
-            let from = PullSource {
-                registries: args.registries.clone(),
-                limit: LayerLimit::default(),
-            };
-            let pulled =
-                ensure::ensure(engine, &args.image, PullPolicy::IfNotPresent, &from, quiet)
-                    .with_context(|| format!("pulling {}", args.image))?;
-            if let Some(pulled) = pulled {
-                println!("{}", pulled.name);
-            }
-            create::create(paths, records, store, request(opts))?
-        }
-        other => other?,
-    };
+    let req = request(&args, opts, debug, !args.detach)?;
+    let created = with_image(engine, &args, || {
+        create::create(paths, records, store, req.clone())
+    })?;
     if args.detach {
         println!("{}", created.id);
         return Ok(ExitCode::SUCCESS);
@@ -290,9 +339,29 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
+/// `skiff create`: record the container, start nothing (`skiff start`
+/// does); prints its ID.
+pub fn create(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<()> {
+    let opts = options(&args)?;
+    if let Some(name) = &opts.name {
+        options::check_name(name)?;
+    }
+    let records = engine.records()?;
+    let store = image_store(engine)?;
+    let req = request(&args, opts, debug, false)?;
+    let id = with_image(engine, &args, || {
+        create::prepare(engine.paths(), records, store, req.clone())
+    })?;
+    println!("{id}");
+    Ok(())
+}
+
 /// Run `f` on each named container, printing the name as docker does;
 /// errors are reported per container and make the exit status non-zero.
-fn each(names: &[String], mut f: impl FnMut(&str) -> anyhow::Result<()>) -> anyhow::Result<()> {
+pub(super) fn each(
+    names: &[String],
+    mut f: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut failed = 0;
     for n in names {
         match f(n) {

@@ -1,12 +1,99 @@
 //! Commands that act on existing containers one by one, as docker's do:
-//! `wait` (print each exit code).
+//! `wait` (print each exit code), `start` (a created or stopped container
+//! gets a new shim: its network, /etc files and bundle are made again, its
+//! writable layer kept), `restart`.
+
+use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 
 use crate::runtime::container::client::Waiter;
+use crate::runtime::container::create::{self, Launch};
 use crate::runtime::container::lifecycle::{self, UNKNOWN_EXIT};
-use crate::runtime::container::records::Status;
+use crate::runtime::container::records::{Record, Status};
+use crate::runtime::container::DEFAULT_LOG_MAX_SIZE;
 use crate::runtime::engine::Engine;
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Attach to its output (and give its exit code).
+    #[arg(short, long)]
+    pub attach: bool,
+    /// Attach stdin too.
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestartArgs {
+    /// Seconds to wait for SIGTERM before SIGKILL.
+    #[arg(short, long, default_value_t = 10)]
+    pub time: u64,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+fn launch_of(rec: &Record, debug: bool, attach: bool) -> Launch {
+    Launch {
+        log_max_size: rec.config.log_max_size.unwrap_or(DEFAULT_LOG_MAX_SIZE),
+        wait_start: attach,
+        debug,
+        shim_binary: None,
+    }
+}
+
+/// `skiff start`: start created or stopped containers (a running one is
+/// left as it is); with `-a`, in the foreground as `run` does.
+pub fn start(engine: &Engine, debug: bool, args: StartArgs) -> anyhow::Result<ExitCode> {
+    let (paths, state) = (engine.paths(), engine.records()?);
+    if args.attach || args.interactive {
+        let [name] = args.containers.as_slice() else {
+            anyhow::bail!("you cannot start and attach multiple containers at once");
+        };
+        let rec = state.find(name)?;
+        if rec.status == Status::Running {
+            anyhow::bail!("container {name} is already running; use skiff logs -f or exec");
+        }
+        let tty = rec.config.options.tty;
+        super::attach::check_tty(args.interactive, tty)?;
+        let created = create::launch(paths, state, &rec.id, &launch_of(&rec, debug, true))?;
+        let code = super::attach::attach_and_start(
+            paths,
+            &rec.id,
+            args.interactive && rec.config.options.interactive,
+            tty,
+            created.shim_stdout,
+        )?;
+        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+    }
+    super::containers::each(&args.containers, |n| {
+        let rec = state.find(n)?;
+        if rec.status != Status::Running {
+            create::launch(paths, state, &rec.id, &launch_of(&rec, debug, false))?;
+        }
+        Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `skiff restart`: stop (SIGTERM, SIGKILL after -t) and start again.
+pub fn restart(engine: &Engine, debug: bool, args: RestartArgs) -> anyhow::Result<()> {
+    let (paths, state) = (engine.paths(), engine.records()?);
+    super::containers::each(&args.containers, |n| {
+        let rec = state.find(n)?;
+        lifecycle::stop(paths, &rec, Duration::from_secs(args.time))?;
+        // The shim records the exit and releases the network before it
+        // reports; a --rm container is gone now.
+        let rec = state
+            .get(&rec.id)?
+            .ok_or_else(|| anyhow::anyhow!("container {n} was removed when it stopped (--rm)"))?;
+        create::launch(paths, state, &rec.id, &launch_of(&rec, debug, false))?;
+        Ok(())
+    })
+}
 
 #[derive(Debug, Args)]
 pub struct WaitArgs {
@@ -51,5 +138,60 @@ pub fn wait(engine: &Engine, args: WaitArgs) -> anyhow::Result<()> {
     if failed {
         return Err(super::Quiet(1).into());
     }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    pub container: String,
+    /// Only this container port: PORT[/PROTO].
+    pub port: Option<String>,
+}
+
+/// `skiff port`: the container's published ports, as docker prints them.
+pub fn port(engine: &Engine, args: PortArgs) -> anyhow::Result<()> {
+    let rec = engine.records()?.find(&args.container)?;
+    let ports = super::network::attachment(engine, &rec.id)
+        .map(|a| a.ports)
+        .unwrap_or_default();
+    let want = args.port.as_deref().map(|p| match p.split_once('/') {
+        Some((n, proto)) => (n.to_string(), proto.to_string()),
+        None => (p.to_string(), "tcp".to_string()),
+    });
+    let mut found = false;
+    for p in &ports {
+        let host = format!(
+            "{}:{}",
+            p.host_ip.unwrap_or(std::net::Ipv4Addr::UNSPECIFIED),
+            p.host_port
+        );
+        match &want {
+            Some((n, proto)) => {
+                if *n == p.container_port.to_string() && *proto == p.proto.to_string() {
+                    println!("{host}");
+                    found = true;
+                }
+            }
+            None => println!("{}/{} -> {host}", p.container_port, p.proto),
+        }
+    }
+    if let (Some(p), false) = (&args.port, found) {
+        anyhow::bail!("no public port '{p}' published for {}", args.container);
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    pub container: String,
+    pub new_name: String,
+}
+
+/// `skiff rename`: another name for a container (running or not).
+pub fn rename(engine: &Engine, args: RenameArgs) -> anyhow::Result<()> {
+    crate::runtime::container::options::check_name(&args.new_name)?;
+    let state = engine.records()?;
+    let rec = state.find(&args.container)?;
+    state.rename(&rec.id, &args.new_name)?;
     Ok(())
 }

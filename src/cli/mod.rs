@@ -72,6 +72,16 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Run a command in a new container.
     Run(Box<containers::RunArgs>),
+    /// Create a container without starting it (`skiff start` does).
+    Create(Box<containers::RunArgs>),
+    /// Start created or stopped containers.
+    Start(control::StartArgs),
+    /// Stop and start containers again.
+    Restart(control::RestartArgs),
+    /// List a container's published ports.
+    Port(control::PortArgs),
+    /// Rename a container.
+    Rename(control::RenameArgs),
     /// Block until containers stop, then print their exit codes.
     Wait(control::WaitArgs),
     /// Copy files between a container and the host (`-`: a tar stream).
@@ -211,7 +221,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             containers::run(&engine, cli.debug, *args).map_err(engine_failure)
         }
+        Command::Create(args) => {
+            done(containers::create(&engine, cli.debug, *args).map_err(engine_failure))
+        }
+        Command::Start(args) => control::start(&engine, cli.debug, args),
+        Command::Restart(args) => done(control::restart(&engine, cli.debug, args)),
         Command::Wait(args) => done(control::wait(&engine, args)),
+        Command::Port(args) => done(control::port(&engine, args)),
+        Command::Rename(args) => done(control::rename(&engine, args)),
         Command::Cp(args) => done(cp::cp(&engine, args)),
         Command::Ps(args) => done(ps::ps(&engine, args)),
         Command::Logs(args) => done(logs::logs(&engine, args)),

@@ -44,7 +44,9 @@ pub fn reconcile(paths: &Paths, state: &Records) -> Result<(), ContainerError> {
     let dirs = container_dirs(paths);
     let records = state.list()?;
     for rec in &records {
-        if rec.status == Status::Exited || shim_alive(paths, rec) {
+        // A `create`d container waits for its `start` without a shim.
+        let waiting = rec.status == Status::Created && rec.shim_pid.is_none();
+        if rec.status == Status::Exited || waiting || shim_alive(paths, rec) {
             continue;
         }
         let stale = match rec.shim_pid {
@@ -181,7 +183,10 @@ pub fn remove(
     rec: &Record,
     force: bool,
 ) -> Result<(), ContainerError> {
-    if rec.status != Status::Exited {
+    // Created and never started: nothing runs (docker removes these
+    // without -f).
+    let idle = rec.status == Status::Created && rec.shim_pid.is_none();
+    if rec.status != Status::Exited && !idle {
         if !force {
             return Err(ContainerError::Running(rec.name.clone()));
         }

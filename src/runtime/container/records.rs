@@ -98,6 +98,9 @@ pub struct ContainerConfig {
     pub image_config: serde_json::Value,
     /// The overlay's lower layers, lowest first.
     pub snapshots: Vec<PathBuf>,
+    /// Where the log rotates (kept for `start` and `restart`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_max_size: Option<u64>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -384,6 +387,23 @@ impl Records {
         Ok(n > 0)
     }
 
+    /// Give container `id` another name (unique, as at creation).
+    pub fn rename(&self, id: &str, name: &str) -> Result<(), RecordsError> {
+        match self.conn.execute(
+            "UPDATE containers SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        ) {
+            Ok(0) => Err(RecordsError::NotFound(id.to_string())),
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(RecordsError::NameInUse(name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub fn remove(&self, id: &str) -> Result<(), RecordsError> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute("DELETE FROM labels WHERE id = ?1", [id])?;
@@ -460,6 +480,13 @@ mod tests {
             (r.status, r.exit_code, r.oom_killed, r.pid),
             (Status::Exited, Some(137), true, None)
         );
+        assert!(matches!(s.rename("abcdef01", "db"), Err(RecordsError::NameInUse(n)) if n == "db"));
+        s.rename("abcdef01", "web2").unwrap();
+        assert_eq!(s.find("web2").unwrap().id, "abcdef01");
+        assert!(matches!(
+            s.rename("nope", "x"),
+            Err(RecordsError::NotFound(_))
+        ));
         s.remove("abcdef01").unwrap();
         assert_eq!(s.list().unwrap().len(), 1);
     }
