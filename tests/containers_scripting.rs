@@ -476,3 +476,68 @@ fn create_start_restart_keep_the_container() {
     e.ok(&["rm", "cs2", "fg"]);
     e.assert_clean();
 }
+
+#[test]
+fn restart_policies_are_kept_by_the_shim() {
+    let e = Engine::new();
+    // on-failure:2 — two restarts after the first failure, then it stays down.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "f",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ran; exit 3",
+    ]);
+    let v = e.wait_for("f", "two restarts and down", |v| {
+        v["RestartCount"] == 2 && v["State"]["Status"] == "exited"
+    });
+    assert_eq!(v["State"]["ExitCode"], 3);
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(v["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 2);
+    // Let a third (wrong) restart show if there were one.
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(e.inspect("f")["RestartCount"], 2);
+    assert_eq!(e.ok(&["logs", "f"]), "ran\nran\nran\n");
+    // always: a clean exit restarts too; a stop by hand ends it.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "a",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2",
+    ]);
+    e.wait_for("a", "a restart", |v| v["RestartCount"].as_u64() >= Some(1));
+    e.ok(&["stop", "-t", "1", "a"]);
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let v = e.inspect("a");
+    assert_eq!(v["State"]["Status"], "exited", "{v:#}");
+    let count = v["RestartCount"].clone();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(e.inspect("a")["RestartCount"], count);
+    // Refused with --rm, and a bad policy names the choices (not
+    // --registries).
+    let out = e.err(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("cannot specify both --restart and --rm"),
+        "{}",
+        stderr(&out)
+    );
+    let out = e.err(&["run", "--restart", "sometimes", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("expected no, on-failure[:max-retries], always or unless-stopped"),
+        "{}",
+        stderr(&out)
+    );
+    e.ok(&["rm", "-f", "f", "a"]);
+    e.assert_clean();
+}

@@ -13,6 +13,7 @@ use clap::Args;
 use crate::runtime::container::create::{self, CreateRequest};
 use crate::runtime::container::lifecycle;
 use crate::runtime::container::options::{self, Bind, Network, RunOptions};
+use crate::runtime::container::restart::RestartPolicy;
 use crate::runtime::container::{ContainerError, DEFAULT_LOG_MAX_SIZE};
 use crate::runtime::engine::Engine;
 use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
@@ -112,6 +113,9 @@ pub struct RunArgs {
     /// Rotate the container's log at this size (bytes or 10m style).
     #[arg(long)]
     pub log_max_size: Option<String>,
+    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
     /// Pull the image: missing (when not here), always, never.
     #[arg(long, value_enum, default_value = "missing")]
     pub pull: PullArg,
@@ -168,6 +172,10 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     }
     if let Some(w) = args.workdir.as_deref().filter(|w| !w.starts_with('/')) {
         return Err(options::OptionsError::Workdir(w.to_string()).into());
+    }
+    let restart = RestartPolicy::parse(&args.restart)?;
+    if args.rm && restart != RestartPolicy::No {
+        bail!("conflicting options: cannot specify both --restart and --rm");
     }
     let network = Network::parse(&args.network)?;
     let ports = args
@@ -235,6 +243,7 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .collect::<Result<_, _>>()?,
         privileged: args.privileged,
         sandbox: args.sandbox.clone(),
+        restart,
         labels: args
             .label
             .iter()

@@ -41,7 +41,7 @@ fn launch_of(rec: &Record, debug: bool, attach: bool) -> Launch {
         log_max_size: rec.config.log_max_size.unwrap_or(DEFAULT_LOG_MAX_SIZE),
         wait_start: attach,
         debug,
-        shim_binary: None,
+        ..Launch::default()
     }
 }
 

@@ -119,7 +119,7 @@ pub fn container(engine: &Engine, r: &Record) -> Value {
         "HostsPath": dir.join("hosts"),
         "LogPath": paths.log(&r.id),
         "Name": format!("/{}", r.name),
-        "RestartCount": 0,
+        "RestartCount": r.config.restart_count,
         "Driver": "overlay",
         "HostConfig": {
             "Binds": o.binds.iter().map(|b| format!(
@@ -130,6 +130,10 @@ pub fn container(engine: &Engine, r: &Record) -> Value {
             )).collect::<Vec<_>>(),
             "NetworkMode": super::network::mode(o),
             "AutoRemove": o.auto_remove,
+            "RestartPolicy": {
+                "Name": o.restart.name(),
+                "MaximumRetryCount": o.restart.max_retries(),
+            },
             "ReadonlyRootfs": o.read_only,
             "Privileged": o.privileged,
             "Memory": o.memory.unwrap_or(0),

@@ -134,6 +134,10 @@ pub struct Launch {
     pub debug: bool,
     /// See [`CreateRequest::shim_binary`].
     pub shim_binary: Option<PathBuf>,
+    /// Under a restart policy: the restarts so far and the last back-off
+    /// wait (restart.rs), which the next shim carries on from.
+    pub restart_count: u32,
+    pub restart_delay: std::time::Duration,
 }
 
 /// Create container `req` in `state` (the caller's open container state)
@@ -149,6 +153,7 @@ pub fn create(
         wait_start: req.wait_start,
         debug: req.debug,
         shim_binary: req.shim_binary.clone(),
+        ..Launch::default()
     };
     let id = prepare(paths, state, store, req)?;
     let mut undo = Undo {
@@ -233,6 +238,7 @@ pub fn prepare(
             image_config: config.config,
             snapshots,
             log_max_size: Some(req.log_max_size),
+            restart_count: 0,
             other: Default::default(),
         },
         labels: cspec.labels.clone(),
@@ -314,6 +320,7 @@ fn launch_shim(
     let name = record.name.clone();
     let dir = paths.dir(id);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    super::lifecycle::clear_stop_mark(paths, id);
     // The overlay itself is mounted by the shim, in a mount namespace of its
     // own (see shim/run.rs).
     let rootfs = paths.rootfs(id);
@@ -570,6 +577,13 @@ fn spawn_shim(
     }
     if req.debug {
         cmd.arg("--debug");
+    }
+    if req.restart_count > 0 {
+        cmd.args(["--restart-count", &req.restart_count.to_string()]);
+        cmd.args([
+            "--restart-delay-ms",
+            &req.restart_delay.as_millis().to_string(),
+        ]);
     }
     let mut child = cmd
         .spawn()

@@ -150,9 +150,31 @@ pub fn kill(paths: &Paths, rec: &Record, sig: Signal) -> Result<(), ContainerErr
     client::signal(paths, &rec.id, sig as i32).map_err(control_err(&rec.id))
 }
 
+/// The mark `stop` leaves for a shim waiting to restart the container
+/// (restart.rs): a stop during the back-off cancels the restart.
+fn stop_mark(paths: &Paths, id: &str) -> std::path::PathBuf {
+    paths.dir(id).join("stopped-by-hand")
+}
+
+/// Whether the container was stopped by hand since it was last started.
+pub fn stopped_by_hand(paths: &Paths, id: &str) -> bool {
+    stop_mark(paths, id).exists()
+}
+
+/// Forget a stop by hand (the container is being started).
+pub fn clear_stop_mark(paths: &Paths, id: &str) {
+    let _ = std::fs::remove_file(stop_mark(paths, id));
+}
+
 /// SIGTERM, then SIGKILL after `timeout`; returns the exit code (None if the
 /// container was not running).
 pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32>, ContainerError> {
+    if rec.config.options.restart != super::restart::RestartPolicy::No {
+        let mark = stop_mark(paths, &rec.id);
+        if let Err(e) = std::fs::write(&mark, b"") {
+            tracing::warn!("{}: {e}", mark.display());
+        }
+    }
     if rec.status == Status::Exited {
         return Ok(None);
     }

@@ -33,6 +33,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod options;
 pub mod records;
+pub mod restart;
 pub mod rootfs;
 pub mod seccomp;
 pub mod shim;

@@ -98,6 +98,9 @@ pub struct ContainerConfig {
     pub image_config: serde_json::Value,
     /// The overlay's lower layers, lowest first.
     pub snapshots: Vec<PathBuf>,
+    /// Times the shim started it again under its restart policy.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
     /// Where the log rotates (kept for `start` and `restart`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_max_size: Option<u64>,
@@ -163,6 +166,10 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 CREATE INDEX IF NOT EXISTS labels_by_key ON labels (key, value);
 ";
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
@@ -385,6 +392,15 @@ impl Records {
             params![id, code, rfc3339(at)],
         )?;
         Ok(n > 0)
+    }
+
+    /// Record how often the shim restarted container `id`.
+    pub fn set_restart_count(&self, id: &str, count: u32) -> Result<(), RecordsError> {
+        self.conn.execute(
+            "UPDATE containers SET config = json_set(config, '$.restart_count', ?2) WHERE id = ?1",
+            params![id, count],
+        )?;
+        Ok(())
     }
 
     /// Give container `id` another name (unique, as at creation).

@@ -332,6 +332,9 @@ pub struct RunOptions {
     /// `--sandbox NAME`: join the pod sandbox's network, IPC and UTS
     /// namespaces (runtime/sandbox.rs).
     pub sandbox: Option<String>,
+    /// `--restart`: kept by the container's shim (restart.rs).
+    #[serde(default)]
+    pub restart: super::restart::RestartPolicy,
     /// `--label K=V`: kept on the record (records.rs), where they can be
     /// queried, not in the options.
     #[serde(skip)]
