@@ -541,3 +541,61 @@ fn restart_policies_are_kept_by_the_shim() {
     e.ok(&["rm", "-f", "f", "a"]);
     e.assert_clean();
 }
+
+#[test]
+fn capabilities_and_stop_signal() {
+    let e = Engine::new();
+    let caps = |extra: &[&str]| {
+        let mut args = vec!["run", "--rm"];
+        args.extend_from_slice(extra);
+        args.extend(["busybox", "grep", "CapEff", "/proc/self/status"]);
+        let out = e.ok(&args);
+        u64::from_str_radix(out.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    let default = caps(&[]);
+    const NET_ADMIN: u64 = 1 << 12;
+    const CHOWN: u64 = 1 << 0;
+    assert_eq!(default & NET_ADMIN, 0);
+    assert_ne!(default & CHOWN, 0);
+    assert_eq!(caps(&["--cap-drop", "ALL"]), 0);
+    assert_eq!(caps(&["--cap-drop", "chown"]), default & !CHOWN);
+    assert_eq!(caps(&["--cap-add", "NET_ADMIN"]), default | NET_ADMIN);
+    assert_eq!(
+        caps(&["--cap-drop", "ALL", "--cap-add", "CAP_CHOWN"]),
+        CHOWN
+    );
+    let out = e.err(&["run", "--rm", "--cap-add", "SUPERPOWER", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("invalid capability \"SUPERPOWER\""),
+        "{}",
+        stderr(&out)
+    );
+
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sig",
+        "--stop-signal",
+        "USR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got usr1; exit 0' USR1; echo ready; while :; do sleep 0.1; done",
+    ]);
+    for _ in 0..100 {
+        if e.ok(&["logs", "sig"]).contains("ready") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    e.ok(&["stop", "-t", "5", "sig"]);
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "sig"]),
+        "0\n"
+    );
+    assert!(e.ok(&["logs", "sig"]).contains("got usr1"));
+    e.ok(&["rm", "sig"]);
+    e.assert_clean();
+}

@@ -113,6 +113,15 @@ pub struct RunArgs {
     /// Rotate the container's log at this size (bytes or 10m style).
     #[arg(long)]
     pub log_max_size: Option<String>,
+    /// Add a capability to docker's default set (CAP_X or X; ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from it (ALL: every one not added).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// The signal `skiff stop` sends first (default SIGTERM).
+    #[arg(long)]
+    pub stop_signal: Option<String>,
     /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
@@ -173,6 +182,13 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     if let Some(w) = args.workdir.as_deref().filter(|w| !w.starts_with('/')) {
         return Err(options::OptionsError::Workdir(w.to_string()).into());
     }
+    // Unknown names are refused now, not when the container starts.
+    crate::runtime::container::baseline::adjust_capabilities(
+        crate::runtime::container::baseline::CAPABILITIES,
+        &args.cap_add,
+        &args.cap_drop,
+    )
+    .map_err(|c| anyhow::anyhow!("invalid capability {c:?}: not a Linux capability"))?;
     let restart = RestartPolicy::parse(&args.restart)?;
     if args.rm && restart != RestartPolicy::No {
         bail!("conflicting options: cannot specify both --restart and --rm");
@@ -244,6 +260,13 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         privileged: args.privileged,
         sandbox: args.sandbox.clone(),
         restart,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        stop_signal: args
+            .stop_signal
+            .as_deref()
+            .map(|s| parse_signal(s).map(|_| s.to_string()))
+            .transpose()?,
         labels: args
             .label
             .iter()

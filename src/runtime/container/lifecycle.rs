@@ -141,6 +141,20 @@ fn wait_for_init(rec: &Record) {
     }
 }
 
+/// `TERM`, `SIGTERM` or `15`.
+fn parse_signal(s: &str) -> Option<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse().ok()
+}
+
 /// Send `sig` to the container's init process.
 pub fn kill(paths: &Paths, rec: &Record, sig: Signal) -> Result<(), ContainerError> {
     if rec.status != Status::Running && rec.status != Status::Created {
@@ -184,7 +198,15 @@ pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32
         Err(_) => return Ok(None),
     };
     wait_for_init(rec);
-    if client::signal(paths, &rec.id, Signal::SIGTERM as i32).is_ok() {
+    // `--stop-signal`, checked when the container was made.
+    let first = rec
+        .config
+        .options
+        .stop_signal
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(Signal::SIGTERM);
+    if client::signal(paths, &rec.id, first as i32).is_ok() {
         match waiter.wait(Some(timeout.max(Duration::from_millis(1)))) {
             Ok(Some(code)) => return Ok(Some(code)),
             Ok(None) => {}

@@ -332,6 +332,15 @@ pub struct RunOptions {
     /// `--sandbox NAME`: join the pod sandbox's network, IPC and UTS
     /// namespaces (runtime/sandbox.rs).
     pub sandbox: Option<String>,
+    /// `--cap-add`/`--cap-drop`: capabilities beyond or taken from
+    /// docker's default set (names with or without `CAP_`, or `ALL`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--stop-signal`: what `stop` sends first (SIGTERM when unset).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
     /// `--restart`: kept by the container's shim (restart.rs).
     #[serde(default)]
     pub restart: super::restart::RestartPolicy,

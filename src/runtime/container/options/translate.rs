@@ -69,8 +69,8 @@ impl RunOptions {
                 pids: self.pids_limit,
             },
             security: Security {
-                cap_add: Vec::new(),
-                cap_drop: Vec::new(),
+                cap_add: self.cap_add.clone(),
+                cap_drop: self.cap_drop.clone(),
                 seccomp: self.seccomp.clone(),
                 privileged: self.privileged,
                 devices: self.devices.clone(),
