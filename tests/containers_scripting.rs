@@ -599,3 +599,40 @@ fn capabilities_and_stop_signal() {
     e.ok(&["rm", "sig"]);
     e.assert_clean();
 }
+
+#[test]
+fn save_and_load_through_pipes_and_logs_until() {
+    let e = Engine::new();
+    let out = script(
+        &e,
+        "set -e; skiff save busybox > /tmp/skiff-save-$$.tar; skiff rmi busybox >/dev/null; \
+         skiff load < /tmp/skiff-save-$$.tar; skiff save busybox | skiff load; rm /tmp/skiff-save-$$.tar",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "Loaded image: docker.io/library/busybox:latest\nLoaded image: docker.io/library/busybox:latest\n"
+    );
+    assert_eq!(e.ok(&["images", "-q"]).lines().count(), 1);
+
+    e.ok(&[
+        "run",
+        "--name",
+        "l",
+        "busybox",
+        "sh",
+        "-c",
+        "echo early; sleep 1.5; echo late",
+    ]);
+    let all = e.ok(&["logs", "-t", "l"]);
+    let early: Vec<&str> = all.lines().collect();
+    assert_eq!(early.len(), 2, "{all}");
+    // Up to (not including) the second line's time.
+    let second = early[1].split_whitespace().next().unwrap();
+    assert_eq!(e.ok(&["logs", "--until", second, "l"]), "early\n");
+    assert_eq!(e.ok(&["logs", "--since", second, "l"]), "late\n");
+    assert_eq!(e.ok(&["logs", "--until", "1h", "l"]), "");
+    assert!(stderr(&e.err(&["logs", "--until", "soon", "l"])).contains("invalid --until"));
+    e.ok(&["rm", "l"]);
+    e.assert_clean();
+}
