@@ -636,3 +636,58 @@ fn save_and_load_through_pipes_and_logs_until() {
     e.ok(&["rm", "l"]);
     e.assert_clean();
 }
+
+#[test]
+fn top_and_history() {
+    let e = Engine::new();
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "t",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 61 & sleep 62",
+    ]);
+    let mut top = String::new();
+    for _ in 0..100 {
+        top = e.ok(&["top", "t"]);
+        if top.contains("sleep 61") && top.contains("sleep 62") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let lines: Vec<&str> = top.lines().collect();
+    assert!(
+        lines[0].starts_with("UID") && lines[0].contains("PID") && lines[0].ends_with("CMD"),
+        "{top}"
+    );
+    assert!(top.contains("sh -c sleep 61 & sleep 62"), "{top}");
+    assert!(
+        top.contains("sleep 61") && top.contains("sleep 62"),
+        "{top}"
+    );
+    // Host PIDs, as docker shows them: the init's is the recorded one.
+    let pid = e.ok(&["inspect", "-f", "{{.State.Pid}}", "t"]);
+    assert!(
+        lines[1].split_whitespace().nth(1) == Some(pid.trim()),
+        "{top}"
+    );
+    e.ok(&["rm", "-f", "t"]);
+    assert!(stderr(&e.err(&["top", "nope"])).contains("no such container"));
+
+    let history = e.ok(&["image", "history", "busybox"]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert!(
+        lines[0].starts_with("IMAGE") && lines[0].contains("CREATED BY"),
+        "{history}"
+    );
+    let id = e.ok(&["images", "-q", "busybox"]);
+    assert!(lines[1].starts_with(id.trim()), "{history}");
+    assert_eq!(
+        e.ok(&["history", "-q", "busybox"]).lines().next(),
+        Some(id.trim())
+    );
+    e.assert_clean();
+}

@@ -195,3 +195,122 @@ pub fn rename(engine: &Engine, args: RenameArgs) -> anyhow::Result<()> {
     state.rename(&rec.id, &args.new_name)?;
     Ok(())
 }
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    pub container: String,
+}
+
+/// A process of a container, read from /proc.
+struct Proc {
+    uid: u32,
+    pid: i32,
+    ppid: i32,
+    start_ticks: u64,
+    cpu_ticks: u64,
+    tty: i32,
+    cmd: String,
+}
+
+fn read_proc(pid: i32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields follow the last ')'.
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(').map(|(_, c)| c)?.to_string();
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    Some(Proc {
+        uid,
+        pid,
+        // After ')': state ppid pgrp session tty_nr … utime(11) stime(12) … starttime(19).
+        ppid: f.get(1).and_then(|v| v.parse().ok()).unwrap_or(0),
+        tty: f.get(4).and_then(|v| v.parse().ok()).unwrap_or(0),
+        cpu_ticks: num(11) + num(12),
+        start_ticks: num(19),
+        cmd: if args.is_empty() {
+            format!("[{comm}]")
+        } else {
+            args.join(" ")
+        },
+    })
+}
+
+/// `skiff top`: the container's processes (every process in its PID
+/// namespace), in `ps -ef`'s columns as docker shows them.
+pub fn top(engine: &Engine, args: TopArgs) -> anyhow::Result<()> {
+    let rec = engine.records()?.find(&args.container)?;
+    let (Status::Running, Some(init)) = (rec.status, rec.pid) else {
+        anyhow::bail!("container {} is not running", rec.name);
+    };
+    let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let want = ns(init).ok_or_else(|| anyhow::anyhow!("container {} is not running", rec.name))?;
+    let mut procs: Vec<Proc> = std::fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| ns(pid).as_ref() == Some(&want))
+        .filter_map(read_proc)
+        .collect();
+    procs.sort_by_key(|p| p.pid);
+    // SAFETY: sysconf only reads a constant.
+    let hz = u64::try_from(unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) })
+        .unwrap_or(100)
+        .max(1);
+    let boot = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("btime "))
+                .and_then(|v| v.trim().parse::<i64>().ok())
+        })
+        .unwrap_or(0);
+    let mut table =
+        super::util::listing(["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]);
+    for p in &procs {
+        let started = chrono::DateTime::from_timestamp(boot + (p.start_ticks / hz) as i64, 0)
+            .map(|t| t.with_timezone(&chrono::Local).format("%H:%M").to_string())
+            .unwrap_or_default();
+        let secs = p.cpu_ticks / hz;
+        let tty = if p.tty == 0 {
+            "?".to_string()
+        } else {
+            // Major 136-143: /dev/pts/N.
+            let (major, minor) = (
+                (p.tty >> 8) & 0xfff,
+                (p.tty & 0xff) | ((p.tty >> 12) & 0xfff00),
+            );
+            if (136..=143).contains(&major) {
+                format!("pts/{}", (major - 136) * 256 + minor)
+            } else {
+                "?".to_string()
+            }
+        };
+        table.add_row([
+            if p.uid == 0 {
+                "root".to_string()
+            } else {
+                p.uid.to_string()
+            },
+            p.pid.to_string(),
+            p.ppid.to_string(),
+            "0".into(),
+            started,
+            tty,
+            format!("{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60),
+            p.cmd.clone(),
+        ]);
+    }
+    print!("{}", super::util::listing_text(&table));
+    Ok(())
+}

@@ -58,6 +58,8 @@ pub struct TagArgs {
 pub enum ImageCommand {
     /// Remove unused blobs and snapshots (and leftovers of interrupted pulls).
     Prune,
+    /// Show an image's layers and the steps that made them.
+    History(super::history::HistoryArgs),
 }
 
 /// `skiff pull`: always from the registry (`ensure` with policy Always).
@@ -299,6 +301,7 @@ pub fn image(engine: &Engine, cmd: ImageCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        ImageCommand::History(args) => super::history::history(engine, args),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod control;
 pub mod cp;
 pub mod exec;
 pub mod format;
+pub mod history;
 pub mod images;
 pub mod inspect;
 pub mod killall;
@@ -80,6 +81,8 @@ pub enum Command {
     Restart(control::RestartArgs),
     /// List a container's published ports.
     Port(control::PortArgs),
+    /// Show a container's processes.
+    Top(control::TopArgs),
     /// Rename a container.
     Rename(control::RenameArgs),
     /// Block until containers stop, then print their exit codes.
@@ -110,6 +113,8 @@ pub enum Command {
     Login(transfer::LoginArgs),
     /// Forget the saved credentials for a registry.
     Logout(transfer::LogoutArgs),
+    /// Show an image's layers and the steps that made them.
+    History(history::HistoryArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
@@ -229,6 +234,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wait(args) => done(control::wait(&engine, args)),
         Command::Port(args) => done(control::port(&engine, args)),
         Command::Rename(args) => done(control::rename(&engine, args)),
+        Command::Top(args) => done(control::top(&engine, args)),
         Command::Cp(args) => done(cp::cp(&engine, args)),
         Command::Ps(args) => done(ps::ps(&engine, args)),
         Command::Logs(args) => done(logs::logs(&engine, args)),
@@ -237,6 +243,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(args) => done(containers::rm(&engine, args)),
         Command::Exec(args) => exec::exec(&engine, cli.debug, args),
         Command::Stats(args) => done(stats::stats(&engine, args)),
+        Command::History(args) => done(history::history(&engine, args)),
         Command::Image(cmd) => done(images::image(&engine, cmd)),
         Command::Push(args) => done(transfer::push(&engine, args)),
         Command::Save(args) => done(transfer::save(&engine, args)),
