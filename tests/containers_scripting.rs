@@ -648,7 +648,7 @@ fn top_and_history() {
         "busybox",
         "sh",
         "-c",
-        "sleep 61 & sleep 62",
+        "sleep 61 & sleep 62; true",
     ]);
     let mut top = String::new();
     for _ in 0..100 {
@@ -663,7 +663,7 @@ fn top_and_history() {
         lines[0].starts_with("UID") && lines[0].contains("PID") && lines[0].ends_with("CMD"),
         "{top}"
     );
-    assert!(top.contains("sh -c sleep 61 & sleep 62"), "{top}");
+    assert!(top.contains("sh -c sleep 61 & sleep 62; true"), "{top}");
     assert!(
         top.contains("sleep 61") && top.contains("sleep 62"),
         "{top}"
@@ -689,5 +689,44 @@ fn top_and_history() {
         e.ok(&["history", "-q", "busybox"]).lines().next(),
         Some(id.trim())
     );
+    e.assert_clean();
+}
+
+#[test]
+fn publish_all_exposed_ports() {
+    let e = Engine::new();
+    // busybox exposes nothing: --expose names the ports, -P publishes them
+    // on free host ports (and -p keeps its own).
+    e.ok(&[
+        "run", "-d", "--name", "px", "-P", "--expose", "80", "--expose", "53/udp", "-p", "8082:81",
+        "busybox", "sleep", "60",
+    ]);
+    let ports = e.ok(&["port", "px"]);
+    let lines: Vec<&str> = ports.lines().collect();
+    assert_eq!(lines.len(), 3, "{ports}");
+    assert!(ports.contains("81/tcp -> 0.0.0.0:8082"), "{ports}");
+    let p80 = e.ok(&["port", "px", "80"]);
+    let host: u16 = p80.trim().rsplit(':').next().unwrap().parse().unwrap();
+    assert!((32768..=60999).contains(&host), "{p80}");
+    assert!(e.ok(&["port", "px", "53/udp"]).starts_with("0.0.0.0:"));
+    let out = e.err(&[
+        "run",
+        "--rm",
+        "-P",
+        "--expose",
+        "80",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125));
+    let out = e.err(&["run", "--rm", "--expose", "1:2", "busybox", "true"]);
+    assert!(
+        stderr(&out).contains("invalid --expose"),
+        "{}",
+        stderr(&out)
+    );
+    e.ok(&["rm", "-f", "px"]);
     e.assert_clean();
 }

@@ -85,6 +85,13 @@ pub struct RunArgs {
     /// Publish a port: [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp] (no host port: a free one is picked).
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every exposed port (the image's and --expose) on a free
+    /// host port.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Expose a port or range (PORT[/tcp|udp]) besides the image's.
+    #[arg(long)]
+    pub expose: Vec<String>,
     /// A name server for the container's /etc/resolv.conf.
     #[arg(long)]
     pub dns: Vec<String>,
@@ -199,6 +206,9 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         .iter()
         .map(|p| crate::net::ports::PublishedPort::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
+    for x in &args.expose {
+        exposed_port(x)?;
+    }
     if !ports.is_empty() && network != Network::Bridge {
         return Err(options::OptionsError::PortsNeedBridge(network.mode()).into());
     }
@@ -327,6 +337,67 @@ fn with_image<T>(
     }
 }
 
+/// `--expose PORT[/PROTO]` (or an image's `ExposedPorts` key) as a port
+/// published on a free host port.
+fn exposed_port(spec: &str) -> anyhow::Result<crate::net::ports::PublishedPort> {
+    let p = crate::net::ports::PublishedPort::parse(spec)
+        .with_context(|| format!("invalid --expose {spec:?}"))?;
+    if p.host_port != 0 || p.host_ip.is_some() {
+        bail!("invalid --expose {spec:?}: expected PORT[/tcp|udp]");
+    }
+    Ok(p)
+}
+
+/// Under `-P`: `req` with every exposed port published (the image's
+/// `ExposedPorts` and `--expose`), those `-p` names left as given.
+fn publish_exposed(
+    store: &crate::runtime::image::Store,
+    args: &RunArgs,
+    mut req: CreateRequest,
+) -> Result<CreateRequest, ContainerError> {
+    if !args.publish_all {
+        return Ok(req);
+    }
+    let rows = store.meta()?.list()?;
+    let image = crate::runtime::image::catalog::find(&rows, &args.image)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ImageStoreError::NotFound(args.image.clone()))?;
+    let config: crate::runtime::image::manifest::ImageConfig =
+        serde_json::from_slice(&store.read_blob(&image.config_digest)?).map_err(|e| {
+            ContainerError::Shim(format!("the image config of {}: {e}", args.image))
+        })?;
+    let mut specs: Vec<String> = config
+        .config
+        .get("ExposedPorts")
+        .and_then(|v| v.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    specs.extend(args.expose.iter().cloned());
+    for s in specs {
+        // Checked when parsed from the flags; an image's bad key is skipped.
+        let Ok(p) = exposed_port(&s) else { continue };
+        let taken = req
+            .options
+            .ports
+            .iter()
+            .any(|q| q.container_port == p.container_port && q.proto == p.proto);
+        if !taken {
+            req.options.ports.push(p);
+        }
+    }
+    if !req.options.ports.is_empty() && req.options.network != Some(Network::Bridge) {
+        let mode = req
+            .options
+            .network
+            .as_ref()
+            .map_or("none".into(), Network::mode);
+        return Err(options::OptionsError::PortsNeedBridge(mode).into());
+    }
+    req.spec = req.options.to_container_spec(&args.image);
+    Ok(req)
+}
+
 fn request(
     args: &RunArgs,
     opts: RunOptions,
@@ -355,7 +426,12 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     let paths = engine.paths();
     let req = request(&args, opts, debug, !args.detach)?;
     let created = with_image(engine, &args, || {
-        create::create(paths, records, store, req.clone())
+        create::create(
+            paths,
+            records,
+            store,
+            publish_exposed(store, &args, req.clone())?,
+        )
     })?;
     if args.detach {
         println!("{}", created.id);
@@ -382,7 +458,12 @@ pub fn create(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<()>
     let store = image_store(engine)?;
     let req = request(&args, opts, debug, false)?;
     let id = with_image(engine, &args, || {
-        create::prepare(engine.paths(), records, store, req.clone())
+        create::prepare(
+            engine.paths(),
+            records,
+            store,
+            publish_exposed(store, &args, req.clone())?,
+        )
     })?;
     println!("{id}");
     Ok(())
