@@ -189,6 +189,8 @@ fn registry_failures_say_why() {
         "{text}"
     );
     assert!(!text.contains("error sending request"), "{text}");
+    // Said once, not also as a log line.
+    assert_eq!(text.matches("connection refused").count(), 1, "{text}");
 
     // HTTPS without the test CA: the certificate is not trusted.
     fs::write(

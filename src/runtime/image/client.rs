@@ -354,10 +354,12 @@ impl RegistryClient {
                     e @ (ClientError::DigestMismatch { .. } | ClientError::SizeMismatch { .. }),
                 ) if !endpoint.is_mirror => return Err(e),
                 Err(e) => {
-                    tracing::warn!(image = %image, endpoint = %endpoint.host, error = %e, "endpoint failed");
                     if !endpoint.is_mirror && attempts.is_empty() {
                         return Err(e);
                     }
+                    // The final error lists every attempt; this says only
+                    // that the next endpoint is tried (--debug shows it).
+                    tracing::info!(image = %image, endpoint = %endpoint.host, error = %e, "endpoint failed; trying the next");
                     attempts.push(format!("{}: {e}", endpoint.host));
                 }
             }
