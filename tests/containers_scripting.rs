@@ -730,3 +730,66 @@ fn publish_all_exposed_ports() {
     e.ok(&["rm", "-f", "px"]);
     e.assert_clean();
 }
+
+#[test]
+fn system_df_and_prune() {
+    let e = Engine::new();
+    e.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "60"]);
+    let gone = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "gone",
+        "-v",
+        "keep:/k",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 100000 /dev/zero > /big",
+    ]);
+    e.ok(&["wait", "gone"]);
+    e.ok(&["volume", "create", "spare"]);
+    let df = e.ok(&["system", "df"]);
+    let lines: Vec<&str> = df.lines().collect();
+    assert!(
+        lines[0].starts_with("TYPE") && lines[0].ends_with("RECLAIMABLE"),
+        "{df}"
+    );
+    let row = |name: &str| -> Vec<String> {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{df}"));
+        line[name.len()..]
+            .split_whitespace()
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(row("Images")[..2], ["1", "1"], "{df}");
+    assert_eq!(row("Containers")[..2], ["2", "1"], "{df}");
+    assert_eq!(row("Containers")[2], "100kB", "{df}");
+    assert_eq!(row("Local Volumes")[..2], ["2", "1"], "{df}");
+    // Without -f and no answer: nothing happens.
+    e.ok(&["system", "prune"]);
+    assert_eq!(e.ok(&["ps", "-aq"]).lines().count(), 2);
+    let out = e.ok(&["system", "prune", "-f"]);
+    assert!(
+        out.starts_with(&format!("Deleted Containers:\n{}\n", gone.trim())),
+        "{out}"
+    );
+    assert!(out.contains("Total reclaimed space: 100kB"), "{out}");
+    assert_eq!(e.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\n");
+    // Volumes only with --volumes: both are unused now.
+    let out = e.ok(&["system", "prune", "-f", "--volumes"]);
+    assert!(
+        out.contains("Deleted Volumes:") && out.contains("keep") && out.contains("spare"),
+        "{out}"
+    );
+    assert_eq!(
+        e.ok(&["images", "-q"]).lines().count(),
+        1,
+        "tagged images stay"
+    );
+    e.ok(&["rm", "-f", "up"]);
+    e.assert_clean();
+}

@@ -16,6 +16,7 @@ pub mod network;
 pub mod ps;
 pub mod sandbox;
 pub mod stats;
+pub mod system;
 pub mod template;
 pub mod transfer;
 pub mod util;
@@ -118,6 +119,9 @@ pub enum Command {
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Disk usage and pruning of images, containers and volumes.
+    #[command(subcommand)]
+    System(system::SystemCommand),
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
@@ -251,6 +255,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(args) => done(transfer::login(&cli.root, args)),
         Command::Logout(args) => done(transfer::logout(&cli.root, args)),
         Command::Volume(cmd) => volumes::volume(&engine, cmd),
+        Command::System(cmd) => done(system::system(&engine, cmd)),
         Command::Killall => killall::killall(&engine),
         Command::Network(network::NetworkCommand::Inspect) => done(network::inspect(&engine)),
         Command::Sandbox(cmd) => sandbox::sandbox(&engine, cmd),
