@@ -793,3 +793,58 @@ fn system_df_and_prune() {
     e.ok(&["rm", "-f", "up"]);
     e.assert_clean();
 }
+
+#[test]
+fn ulimits_and_shm_size() {
+    let e = Engine::new();
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=512:1024",
+        "--ulimit",
+        "nproc=300",
+        "--shm-size",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; ulimit -u; df -k /dev/shm | tail -1",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..3], ["512", "1024", "300"], "{out}");
+    assert_eq!(lines[3].split_whitespace().nth(1), Some("16384"), "{out}");
+    // The default /dev/shm is docker's 64m.
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "df -k /dev/shm | tail -1",
+    ]);
+    assert_eq!(out.split_whitespace().nth(1), Some("65536"), "{out}");
+    for bad in ["nofile=2:1", "bogus=1", "nofile", "nofile=x"] {
+        let out = e.err(&["run", "--rm", "--ulimit", bad, "busybox", "true"]);
+        assert_eq!(out.status.code(), Some(125));
+        assert!(
+            stderr(&out).contains("invalid --ulimit"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = e.err(&[
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=1:18446744073709551614",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&out).contains("above this host's"),
+        "{}",
+        stderr(&out)
+    );
+    e.assert_clean();
+}

@@ -126,6 +126,12 @@ pub struct RunArgs {
     /// Drop a capability from it (ALL: every one not added).
     #[arg(long = "cap-drop", value_name = "CAP")]
     pub cap_drop: Vec<String>,
+    /// A resource limit: NAME=SOFT[:HARD] (nofile=1024:2048, nproc=100).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// The size of /dev/shm (e.g. 128m; default 64m).
+    #[arg(long)]
+    pub shm_size: Option<String>,
     /// The signal `skiff stop` sends first (default SIGTERM).
     #[arg(long)]
     pub stop_signal: Option<String>,
@@ -270,6 +276,22 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         privileged: args.privileged,
         sandbox: args.sandbox.clone(),
         restart,
+        ulimits: args
+            .ulimit
+            .iter()
+            .map(|u| options::parse_ulimit(u))
+            .collect::<Result<_, _>>()?,
+        shm_size: args
+            .shm_size
+            .as_deref()
+            .map(|s| {
+                crate::runtime::image::limit::parse_size(s)
+                    .ok()
+                    .and_then(|n| i64::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| options::OptionsError::ShmSize(s.to_string()))
+            })
+            .transpose()?,
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
         stop_signal: args
