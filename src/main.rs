@@ -34,12 +34,27 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let cli = Cli::parse_from(args);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            // Help and version are answers, not errors; a bad flag exits
+            // 125 as docker's do (a script must not take it for the
+            // container's own status).
+            return if err.use_stderr() {
+                ExitCode::from(skiff::cli::ENGINE_FAILURE)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     match skiff::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("skiff: error: {err:#}");
-            ExitCode::FAILURE
+            if err.downcast_ref::<skiff::cli::Quiet>().is_none() {
+                eprintln!("skiff: error: {}", skiff::cli::error_text(&err));
+            }
+            ExitCode::from(skiff::cli::exit_status(&err))
         }
     }
 }

@@ -176,5 +176,36 @@ fn cannot_see_host_or_escalate() {
         "/sys/class/net",
     ]);
     assert_eq!(links.split_whitespace().collect::<Vec<_>>(), ["lo"]);
+    // …and it is up, with 127.0.0.1 reachable, as docker's (the container
+    // itself cannot raise it: no CAP_NET_ADMIN).
+    let lo = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o link show lo; ip -o addr show lo; ping -c1 -W2 127.0.0.1 >/dev/null && echo reachable",
+    ]);
+    assert!(lo.contains("UP"), "{lo}");
+    assert!(lo.contains("inet 127.0.0.1/8"), "{lo}");
+    assert!(lo.ends_with("reachable\n"), "{lo}");
+    // Created and started later, detached, and removed: no pin is left.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "n",
+        "--network",
+        "none",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    assert!(e
+        .ok(&["exec", "n", "ip", "-o", "link", "show", "lo"])
+        .contains("UP"));
+    e.ok(&["rm", "-f", "n"]);
     e.assert_clean();
 }

@@ -36,6 +36,10 @@ fn pull_by_tag_and_digest_then_rmi_and_prune() {
     let out = skiff_ok(&reg.net, &root, &pull_args(&root, &image, none));
     eprintln!("skiff pull: {:?}\n{out}", t.elapsed());
     assert!(out.contains("Pull complete"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {image}")),
+        "{out}"
+    );
 
     // `images` lists it like docker does.
     let list = skiff_ok(&reg.net, &root, &["images"]);
@@ -65,6 +69,10 @@ fn pull_by_tag_and_digest_then_rmi_and_prune() {
     // A second pull finds everything in place.
     let again = skiff_ok(&reg.net, &root, &pull_args(&root, &image, none));
     assert!(again.contains("Already exists"), "{again}");
+    assert!(
+        again.contains(&format!("Status: Image is up to date for {image}")),
+        "{again}"
+    );
 
     // By digest: same content, no new snapshot.
     let digest = reg.manifest_digest("busybox:latest");

@@ -165,3 +165,75 @@ fn login_stores_credentials_that_pull_uses_and_logout_forgets() {
         output_text(&out)
     );
 }
+
+/// What went wrong with a registry is said in words: a refused
+/// connection, a TLS failure with the host, a push without credentials
+/// naming `skiff login` (the HTTP client alone says only "error sending
+/// request for url").
+#[test]
+fn registry_failures_say_why() {
+    let reg = Registry::start_secure(USER, PASS);
+    let work = tempfile::tempdir().expect("temp dir");
+    let src = build_busybox_image(work.path());
+    reg.skopeo_copy(&src, "busybox:latest");
+    let root = work.path().join("root");
+    let registries = work.path().join("registries.yaml");
+    let registries_arg = registries.to_str().expect("utf-8");
+
+    // Nothing listens on port 1.
+    let out = skiff(&reg.net, &root, &["pull", "127.0.0.1:1/busybox"]);
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("cannot connect to 127.0.0.1:1: connection refused"),
+        "{text}"
+    );
+    assert!(!text.contains("error sending request"), "{text}");
+    // Said once, not also as a log line.
+    assert_eq!(text.matches("connection refused").count(), 1, "{text}");
+
+    // HTTPS without the test CA: the certificate is not trusted.
+    fs::write(
+        &registries,
+        format!(
+            "mirrors:\n  \"{0}\":\n    endpoint:\n      - \"https://{0}\"\n",
+            reg.host()
+        ),
+    )
+    .expect("registries.yaml");
+    let image = format!("{}/busybox:latest", reg.host());
+    let out = skiff(
+        &reg.net,
+        &root,
+        &["pull", "--registries", registries_arg, &image],
+    );
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("TLS handshake with {} failed", reg.host())),
+        "{text}"
+    );
+
+    // A push without credentials is refused, and the message says how to
+    // log in.
+    write_registries(&registries, &reg, true);
+    skiff_ok(
+        &reg.net,
+        &root,
+        &["pull", "--registries", registries_arg, &image],
+    );
+    let copy = format!("{}/copy:1", reg.host());
+    skiff_ok(&reg.net, &root, &["tag", &image, &copy]);
+    write_registries(&registries, &reg, false);
+    let out = skiff(
+        &reg.net,
+        &root,
+        &["push", "--registries", registries_arg, &copy],
+    );
+    let text = output_text(&out);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("log in with `skiff login {}`", reg.host())),
+        "{text}"
+    );
+}

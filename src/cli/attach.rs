@@ -56,6 +56,15 @@ fn window_size() -> Option<(u16, u16)> {
     (rc == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
 }
 
+/// Docker's refusal of `-it` without a terminal on stdin: there is no
+/// terminal to put in raw mode and give to the container.
+pub fn check_tty(interactive: bool, tty: bool) -> anyhow::Result<()> {
+    if interactive && tty && !std::io::stdin().is_terminal() {
+        anyhow::bail!("the input device is not a TTY");
+    }
+    Ok(())
+}
+
 pub fn attach_and_start(
     paths: &Paths,
     id: &str,
@@ -88,21 +97,29 @@ pub fn attach_and_start(
         set.add(s);
     }
     set.thread_block().context("blocking signals")?;
+    let raw = (tty && std::io::stdin().is_terminal()).then(RawMode::enable);
     {
         let paths = paths.clone();
         let id = id.to_string();
+        let saved = raw.as_ref().and_then(|r| r.0.clone());
         std::thread::spawn(move || loop {
             let Ok(sig) = set.wait() else { return };
             if sig == Signal::SIGWINCH {
                 if let Some((r, c)) = window_size() {
                     let _ = client::request(&paths, &id, &format!("resize {r} {c}"));
                 }
+            } else if tty {
+                // As docker (signals are proxied in non-TTY mode only): a
+                // signal ends the CLI, the terminal restored; the container
+                // goes on (Ctrl-C reaches it through the terminal).
+                drop(RawMode(saved));
+                std::process::exit(128 + sig as i32);
             } else if client::signal(&paths, &id, sig as i32).is_err() {
                 return;
             }
         });
     }
-    let _raw = (tty && std::io::stdin().is_terminal()).then(RawMode::enable);
+    let _raw = raw;
     if tty {
         if let Some((r, c)) = window_size() {
             let _ = client::request(paths, id, &format!("resize {r} {c}"));

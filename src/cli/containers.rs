@@ -1,4 +1,4 @@
-//! Container commands: `run`, `ps`, `stop`, `kill`, `rm`, `inspect`.
+//! Container commands: `run`, `ps`, `stop`, `kill`, `rm`.
 //! Daemonless: they drive the runtime library and talk to each container's
 //! shim over its control socket (`logs` is in logs.rs, `exec` in exec.rs,
 //! the foreground attach in attach.rs).
@@ -8,22 +8,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, Utc};
 use clap::Args;
-use serde_json::{json, Value};
 
 use crate::runtime::container::create::{self, CreateRequest};
 use crate::runtime::container::lifecycle;
 use crate::runtime::container::options::{self, Bind, Network, RunOptions};
-use crate::runtime::container::records::{rfc3339, Record, Status};
-use crate::runtime::container::{short_id, ContainerError, DEFAULT_LOG_MAX_SIZE};
+use crate::runtime::container::restart::RestartPolicy;
+use crate::runtime::container::{ContainerError, DEFAULT_LOG_MAX_SIZE};
 use crate::runtime::engine::Engine;
 use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
 use crate::runtime::image::limit::LayerLimit;
 use crate::runtime::image::pull::Progress;
 use crate::runtime::image::store::ImageStoreError;
 
-use super::images;
 use super::util::image_store;
 
 #[derive(Debug, Args)]
@@ -88,6 +85,13 @@ pub struct RunArgs {
     /// Publish a port: [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/tcp|udp] (no host port: a free one is picked).
     #[arg(short = 'p', long = "publish")]
     pub publish: Vec<String>,
+    /// Publish every exposed port (the image's and --expose) on a free
+    /// host port.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Expose a port or range (PORT[/tcp|udp]) besides the image's.
+    #[arg(long)]
+    pub expose: Vec<String>,
     /// A name server for the container's /etc/resolv.conf.
     #[arg(long)]
     pub dns: Vec<String>,
@@ -116,6 +120,27 @@ pub struct RunArgs {
     /// Rotate the container's log at this size (bytes or 10m style).
     #[arg(long)]
     pub log_max_size: Option<String>,
+    /// Add a capability to docker's default set (CAP_X or X; ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a capability from it (ALL: every one not added).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// A resource limit: NAME=SOFT[:HARD] (nofile=1024:2048, nproc=100).
+    #[arg(long)]
+    pub ulimit: Vec<String>,
+    /// The size of /dev/shm (e.g. 128m; default 64m).
+    #[arg(long)]
+    pub shm_size: Option<String>,
+    /// The signal `skiff stop` sends first (default SIGTERM).
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Pull the image: missing (when not here), always, never.
+    #[arg(long, value_enum, default_value = "missing")]
+    pub pull: PullArg,
     /// Mirrors, credentials and TLS settings for pulling a missing image.
     #[arg(long, default_value = crate::runtime::image::registries::DEFAULT_PATH)]
     pub registries: PathBuf,
@@ -123,14 +148,11 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-#[derive(Debug, Args)]
-pub struct PsArgs {
-    /// Show all containers (default: running ones).
-    #[arg(short, long)]
-    pub all: bool,
-    /// Only IDs.
-    #[arg(short, long)]
-    pub quiet: bool,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullArg {
+    Missing,
+    Always,
+    Never,
 }
 
 #[derive(Debug, Args)]
@@ -170,12 +192,29 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     for e in &args.env {
         env.extend(options::parse_env(e, lookup)?);
     }
+    if let Some(w) = args.workdir.as_deref().filter(|w| !w.starts_with('/')) {
+        return Err(options::OptionsError::Workdir(w.to_string()).into());
+    }
+    // Unknown names are refused now, not when the container starts.
+    crate::runtime::container::baseline::adjust_capabilities(
+        crate::runtime::container::baseline::CAPABILITIES,
+        &args.cap_add,
+        &args.cap_drop,
+    )
+    .map_err(|c| anyhow::anyhow!("invalid capability {c:?}: not a Linux capability"))?;
+    let restart = RestartPolicy::parse(&args.restart)?;
+    if args.rm && restart != RestartPolicy::No {
+        bail!("conflicting options: cannot specify both --restart and --rm");
+    }
     let network = Network::parse(&args.network)?;
     let ports = args
         .publish
         .iter()
         .map(|p| crate::net::ports::PublishedPort::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
+    for x in &args.expose {
+        exposed_port(x)?;
+    }
     if !ports.is_empty() && network != Network::Bridge {
         return Err(options::OptionsError::PortsNeedBridge(network.mode()).into());
     }
@@ -236,11 +275,164 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .collect::<Result<_, _>>()?,
         privileged: args.privileged,
         sandbox: args.sandbox.clone(),
+        restart,
+        ulimits: args
+            .ulimit
+            .iter()
+            .map(|u| options::parse_ulimit(u))
+            .collect::<Result<_, _>>()?,
+        shm_size: args
+            .shm_size
+            .as_deref()
+            .map(|s| {
+                crate::runtime::image::limit::parse_size(s)
+                    .ok()
+                    .and_then(|n| i64::try_from(n).ok())
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| options::OptionsError::ShmSize(s.to_string()))
+            })
+            .transpose()?,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        stop_signal: args
+            .stop_signal
+            .as_deref()
+            .map(|s| parse_signal(s).map(|_| s.to_string()))
+            .transpose()?,
         labels: args
             .label
             .iter()
             .map(|l| options::parse_label(l))
             .collect::<Result<_, _>>()?,
+    })
+}
+
+fn log_max_size(args: &RunArgs) -> anyhow::Result<u64> {
+    Ok(match &args.log_max_size {
+        Some(s) => options::parse_memory(s)
+            .map(|n| n as u64)
+            .or_else(|_| s.parse::<u64>())
+            .with_context(|| format!("invalid --log-max-size {s:?}"))?,
+        None => DEFAULT_LOG_MAX_SIZE,
+    })
+}
+
+/// `f` (which needs the image), pulling the image first as `--pull` says:
+/// `missing` pulls when `f` finds no image, `always` before, `never` not.
+fn with_image<T>(
+    engine: &Engine,
+    args: &RunArgs,
+    mut f: impl FnMut() -> Result<T, ContainerError>,
+) -> anyhow::Result<T> {
+    let pull = |policy| -> anyhow::Result<()> {
+        let quiet: Progress = std::sync::Arc::new(|_| {});
+        let from = PullSource {
+            registries: args.registries.clone(),
+            limit: LayerLimit::default(),
+        };
+        let pulled = ensure::ensure(engine, &args.image, policy, &from, quiet)
+            .with_context(|| format!("pulling {}", args.image))?;
+        if let Some(pulled) = pulled {
+            println!("{}", pulled.name);
+        }
+        Ok(())
+    };
+    match args.pull {
+        PullArg::Always => {
+            pull(PullPolicy::Always)?;
+            Ok(f()?)
+        }
+        PullArg::Never => match f() {
+            Err(ContainerError::Image(ImageStoreError::NotFound(_))) => {
+                bail!("No such image: {}", args.image)
+            }
+            other => Ok(other?),
+        },
+        PullArg::Missing => match f() {
+            Err(ContainerError::Image(ImageStoreError::NotFound(_))) => {
+                eprintln!("Unable to find image '{}' locally", args.image);
+                pull(PullPolicy::IfNotPresent)?;
+                Ok(f()?)
+            }
+            other => Ok(other?),
+        },
+    }
+}
+
+/// `--expose PORT[/PROTO]` (or an image's `ExposedPorts` key) as a port
+/// published on a free host port.
+fn exposed_port(spec: &str) -> anyhow::Result<crate::net::ports::PublishedPort> {
+    let p = crate::net::ports::PublishedPort::parse(spec)
+        .with_context(|| format!("invalid --expose {spec:?}"))?;
+    if p.host_port != 0 || p.host_ip.is_some() {
+        bail!("invalid --expose {spec:?}: expected PORT[/tcp|udp]");
+    }
+    Ok(p)
+}
+
+/// Under `-P`: `req` with every exposed port published (the image's
+/// `ExposedPorts` and `--expose`), those `-p` names left as given.
+fn publish_exposed(
+    store: &crate::runtime::image::Store,
+    args: &RunArgs,
+    mut req: CreateRequest,
+) -> Result<CreateRequest, ContainerError> {
+    if !args.publish_all {
+        return Ok(req);
+    }
+    let rows = store.meta()?.list()?;
+    let image = crate::runtime::image::catalog::find(&rows, &args.image)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| ImageStoreError::NotFound(args.image.clone()))?;
+    let config: crate::runtime::image::manifest::ImageConfig =
+        serde_json::from_slice(&store.read_blob(&image.config_digest)?).map_err(|e| {
+            ContainerError::Shim(format!("the image config of {}: {e}", args.image))
+        })?;
+    let mut specs: Vec<String> = config
+        .config
+        .get("ExposedPorts")
+        .and_then(|v| v.as_object())
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    specs.extend(args.expose.iter().cloned());
+    for s in specs {
+        // Checked when parsed from the flags; an image's bad key is skipped.
+        let Ok(p) = exposed_port(&s) else { continue };
+        let taken = req
+            .options
+            .ports
+            .iter()
+            .any(|q| q.container_port == p.container_port && q.proto == p.proto);
+        if !taken {
+            req.options.ports.push(p);
+        }
+    }
+    if !req.options.ports.is_empty() && req.options.network != Some(Network::Bridge) {
+        let mode = req
+            .options
+            .network
+            .as_ref()
+            .map_or("none".into(), Network::mode);
+        return Err(options::OptionsError::PortsNeedBridge(mode).into());
+    }
+    req.spec = req.options.to_container_spec(&args.image);
+    Ok(req)
+}
+
+fn request(
+    args: &RunArgs,
+    opts: RunOptions,
+    debug: bool,
+    wait_start: bool,
+) -> anyhow::Result<CreateRequest> {
+    Ok(CreateRequest {
+        spec: opts.to_container_spec(&args.image),
+        options: opts,
+        log_max_size: log_max_size(args)?,
+        wait_start,
+        debug,
+        shim_binary: None,
     })
 }
 
@@ -251,42 +443,18 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     if let Some(name) = &opts.name {
         options::check_name(name)?;
     }
-    let log_max_size = match &args.log_max_size {
-        Some(s) => options::parse_memory(s)
-            .map(|n| n as u64)
-            .or_else(|_| s.parse::<u64>())
-            .with_context(|| format!("invalid --log-max-size {s:?}"))?,
-        None => DEFAULT_LOG_MAX_SIZE,
-    };
     let records = engine.records()?;
     let store = image_store(engine)?;
-    let request = |opts: RunOptions| CreateRequest {
-        spec: opts.to_container_spec(&args.image),
-        options: opts,
-        log_max_size,
-        wait_start: !args.detach,
-        debug,
-        shim_binary: None,
-    };
     let paths = engine.paths();
-    let created = match create::create(paths, records, store, request(opts.clone())) {
-        Err(ContainerError::Image(ImageStoreError::NotFound(_))) => {
-            eprintln!("Unable to find image '{}' locally", args.image);
-            let quiet: Progress = std::sync::Arc::new(|_| {});
-            let from = PullSource {
-                registries: args.registries.clone(),
-                limit: LayerLimit::default(),
-            };
-            let pulled =
-                ensure::ensure(engine, &args.image, PullPolicy::IfNotPresent, &from, quiet)
-                    .with_context(|| format!("pulling {}", args.image))?;
-            if let Some(pulled) = pulled {
-                println!("{}", pulled.name);
-            }
-            create::create(paths, records, store, request(opts))?
-        }
-        other => other?,
-    };
+    let req = request(&args, opts, debug, !args.detach)?;
+    let created = with_image(engine, &args, || {
+        create::create(
+            paths,
+            records,
+            store,
+            publish_exposed(store, &args, req.clone())?,
+        )
+    })?;
     if args.detach {
         println!("{}", created.id);
         return Ok(ExitCode::SUCCESS);
@@ -301,98 +469,40 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
 }
 
-/// Docker's "About a minute" style durations.
-pub(crate) fn human_duration(d: chrono::Duration) -> String {
-    let s = d.num_seconds().max(0);
-    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
-    match s {
-        0 => "Less than a second".into(),
-        s if s < 60 => plural(s, "second"),
-        s if s < 120 => "About a minute".into(),
-        s if s < 3600 => plural(s / 60, "minute"),
-        s if s < 7200 => "About an hour".into(),
-        s if s < 48 * 3600 => plural(s / 3600, "hour"),
-        s if s < 14 * 86_400 => plural(s / 86_400, "day"),
-        s if s < 60 * 86_400 => plural(s / (7 * 86_400), "week"),
-        s if s < 730 * 86_400 => plural(s / (30 * 86_400), "month"),
-        s => plural(s / (365 * 86_400), "year"),
+/// `skiff create`: record the container, start nothing (`skiff start`
+/// does); prints its ID.
+pub fn create(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<()> {
+    let opts = options(&args)?;
+    if let Some(name) = &opts.name {
+        options::check_name(name)?;
     }
-}
-
-fn status_text(r: &Record, now: DateTime<Utc>) -> String {
-    match r.status {
-        Status::Created => "Created".into(),
-        Status::Running => format!(
-            "Up {}",
-            human_duration(now - r.started_at.unwrap_or(r.created))
-        ),
-        Status::Exited => format!(
-            "Exited ({}) {} ago",
-            r.exit_code.unwrap_or(lifecycle::UNKNOWN_EXIT),
-            human_duration(now - r.finished_at.unwrap_or(r.created))
-        ),
-    }
-}
-
-/// Docker quotes the command and cuts it at 20 characters.
-fn command_text(cmd: &[String]) -> String {
-    let full = cmd.join(" ");
-    let cut: String = if full.chars().count() > 20 {
-        format!("{}…", full.chars().take(19).collect::<String>())
-    } else {
-        full
-    };
-    format!("\"{cut}\"")
-}
-
-pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<()> {
-    let rows: Vec<Record> = engine
-        .records()?
-        .list()?
-        .into_iter()
-        .filter(|r| args.all || r.status == Status::Running)
-        .collect();
-    if args.quiet {
-        for r in &rows {
-            println!("{}", short_id(&r.id));
-        }
-        return Ok(());
-    }
-    let now = Utc::now();
-    let nets = super::network::attachments(engine);
-    let mut table = super::util::listing([
-        "CONTAINER ID",
-        "IMAGE",
-        "COMMAND",
-        "CREATED",
-        "STATUS",
-        "PORTS",
-        "NAMES",
-    ]);
-    for r in &rows {
-        table.add_row([
-            short_id(&r.id).to_string(),
-            r.image.clone(),
-            command_text(&r.command),
-            format!("{} ago", human_duration(now - r.created)),
-            status_text(r, now),
-            super::network::ports_column(nets.get(&r.id)),
-            r.name.clone(),
-        ]);
-    }
-    print!("{}", super::util::listing_text(&table));
+    let records = engine.records()?;
+    let store = image_store(engine)?;
+    let req = request(&args, opts, debug, false)?;
+    let id = with_image(engine, &args, || {
+        create::prepare(
+            engine.paths(),
+            records,
+            store,
+            publish_exposed(store, &args, req.clone())?,
+        )
+    })?;
+    println!("{id}");
     Ok(())
 }
 
 /// Run `f` on each named container, printing the name as docker does;
 /// errors are reported per container and make the exit status non-zero.
-fn each(names: &[String], mut f: impl FnMut(&str) -> anyhow::Result<()>) -> anyhow::Result<()> {
+pub(super) fn each(
+    names: &[String],
+    mut f: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut failed = 0;
     for n in names {
         match f(n) {
             Ok(()) => println!("{n}"),
             Err(e) => {
-                eprintln!("skiff: error: {e:#}");
+                eprintln!("skiff: error: {}", super::error_text(&e));
                 failed += 1;
             }
         }
@@ -446,125 +556,12 @@ pub fn rm(engine: &Engine, args: RmArgs) -> anyhow::Result<()> {
     })
 }
 
-/// One container in the shape of `docker inspect`.
-fn inspect_one(engine: &Engine, r: &Record) -> Value {
-    let paths = engine.paths();
-    let o = &r.config.options;
-    let time =
-        |t: Option<DateTime<Utc>>| t.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339);
-    let lower: Vec<String> = r
-        .config
-        .snapshots
-        .iter()
-        .rev()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let dir = paths.dir(&r.id);
-    json!({
-        "Id": r.id,
-        "Created": rfc3339(r.created),
-        "Path": r.command.first(),
-        "Args": r.command.get(1..).unwrap_or_default(),
-        "State": {
-            "Status": r.status.as_str(),
-            "Running": r.status == Status::Running,
-            "Paused": false,
-            "Restarting": false,
-            "OOMKilled": r.oom_killed,
-            "Dead": false,
-            "Pid": r.pid.unwrap_or(0),
-            "ExitCode": r.exit_code.unwrap_or(0),
-            "Error": "",
-            "StartedAt": time(r.started_at),
-            "FinishedAt": time(r.finished_at),
-        },
-        "Image": r.image_id,
-        "LogPath": paths.log(&r.id),
-        "Name": format!("/{}", r.name),
-        "RestartCount": 0,
-        "Driver": "overlay",
-        "HostConfig": {
-            "Binds": o.binds.iter().map(|b| format!(
-                "{}:{}{}",
-                b.source.display(),
-                b.destination,
-                if b.read_only { ":ro" } else { "" }
-            )).collect::<Vec<_>>(),
-            "NetworkMode": super::network::mode(o),
-            "AutoRemove": o.auto_remove,
-            "ReadonlyRootfs": o.read_only,
-            "Memory": o.memory.unwrap_or(0),
-            "NanoCpus": o.cpus.map_or(0, |c| (c * 1e9) as i64),
-            "PidsLimit": o.pids_limit,
-            "CgroupParent": o.cgroup_parent.as_deref().unwrap_or_default(),
-            "Tmpfs": o.tmpfs,
-        },
-        "NetworkSettings": super::network::settings(
-            super::network::attachment(engine, &r.id).as_ref()
-        ),
-        "GraphDriver": {
-            "Name": "overlay",
-            "Data": {
-                "LowerDir": lower.join(":"),
-                "UpperDir": dir.join("upper"),
-                "WorkDir": dir.join("work"),
-                "MergedDir": dir.join("rootfs"),
-            },
-        },
-        "Config": {
-            "Hostname": o.hostname.clone().unwrap_or_else(|| short_id(&r.id).to_string()),
-            "User": o.user.as_deref().unwrap_or_default(),
-            "Tty": o.tty,
-            "OpenStdin": o.interactive,
-            "Env": o.env,
-            "Cmd": o.cmd,
-            "Image": r.image,
-            "WorkingDir": o.workdir.as_deref().unwrap_or_default(),
-            "Entrypoint": o.entrypoint,
-            "Labels": r.labels,
-        },
-    })
-}
-
-/// `skiff inspect`: containers first, then images (as docker does).
-pub fn inspect(engine: &Engine, args: images::InspectArgs) -> anyhow::Result<()> {
-    let state = engine.records()?;
-    let mut out = Vec::new();
-    let mut image_queries = Vec::new();
-    for q in &args.images {
-        match state.find(q) {
-            Ok(r) => out.push(inspect_one(engine, &r)),
-            Err(_) => image_queries.push(q.clone()),
-        }
-    }
-    if !image_queries.is_empty() {
-        out.extend(images::inspect_values(engine, &image_queries)?);
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_commands() {
-        assert_eq!(
-            human_duration(chrono::Duration::seconds(0)),
-            "Less than a second"
-        );
-        assert_eq!(human_duration(chrono::Duration::seconds(5)), "5 seconds");
-        assert_eq!(
-            human_duration(chrono::Duration::seconds(90)),
-            "About a minute"
-        );
-        assert_eq!(human_duration(chrono::Duration::hours(3)), "3 hours");
-        assert_eq!(command_text(&["sh".into()]), "\"sh\"");
-        assert_eq!(
-            command_text(&["sh".into(), "-c".into(), "echo a very long line".into()]),
-            "\"sh -c echo a very l…\""
-        );
+    fn signals() {
         assert_eq!(
             parse_signal("TERM").unwrap(),
             nix::sys::signal::Signal::SIGTERM

@@ -33,6 +33,7 @@ pub struct ExecArgs {
 }
 
 pub fn exec(engine: &Engine, debug: bool, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    super::attach::check_tty(args.interactive, args.tty)?;
     let state = engine.records()?;
     let rec = state.find(&args.container)?;
     if rec.status != Status::Running {

@@ -54,16 +54,12 @@ pub struct TagArgs {
     pub target: String,
 }
 
-#[derive(Debug, Args)]
-pub struct InspectArgs {
-    #[arg(required = true)]
-    pub images: Vec<String>,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
     /// Remove unused blobs and snapshots (and leftovers of interrupted pulls).
     Prune,
+    /// Show an image's layers and the steps that made them.
+    History(super::history::HistoryArgs),
 }
 
 /// `skiff pull`: always from the registry (`ensure` with policy Always).
@@ -71,6 +67,15 @@ pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<()> {
     let image = Reference::parse(&args.image)?;
     // A bad registries.yaml is refused before "Pulling" is printed.
     registries::RegistriesConfig::load(&args.registries)?;
+    // What the name points at now, to tell "up to date" from "downloaded".
+    let before = image_store(engine)
+        .ok()
+        .and_then(|store| store.meta().ok()?.list().ok())
+        .and_then(|rows| {
+            let name = image.to_string();
+            rows.into_iter().find(|r| r.name == name)
+        })
+        .map(|r| r.manifest_digest);
     let progress = make_progress(args.quiet);
     if !args.quiet {
         println!("Pulling {image}");
@@ -92,29 +97,138 @@ pub fn pull(engine: &Engine, args: PullArgs) -> anyhow::Result<()> {
     progress.finish();
     if !args.quiet {
         println!("Digest: {}", pulled.repo_digest);
-        println!("Status: Downloaded image for {}", pulled.name);
+        if before.as_deref() == Some(pulled.manifest_digest.as_str()) {
+            println!("Status: Image is up to date for {}", pulled.name);
+        } else {
+            println!("Status: Downloaded newer image for {}", pulled.name);
+        }
     }
     println!("{}", pulled.name);
     Ok(())
 }
 
-pub fn images(engine: &Engine) -> anyhow::Result<()> {
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Only image IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Full image IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Show digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// `table`, `table TEMPLATE`, `json` or a Go template over .ID,
+    /// .Repository, .Tag, .Digest, .CreatedAt, .CreatedSince, .Size.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Only images of this repository (`busybox`, `host/app`, `busybox:1`).
+    pub repository: Option<String>,
+}
+
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Size", "SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+    ("SharedSize", "SHARED SIZE"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("Containers", "CONTAINERS"),
+];
+
+/// Whether image `name` is of the repository `filter` names (`busybox`,
+/// `host:5000/app`), or is that very image when the filter has a tag.
+fn of_repository(name: &str, filter: &str) -> bool {
+    let last = filter.rsplit('/').next().unwrap_or(filter);
+    if last.contains(':') || filter.contains('@') {
+        return Reference::parse(filter).is_ok_and(|r| r.to_string() == name);
+    }
+    catalog::repo_and_tag(name).0 == catalog::repo_and_tag(filter).0
+}
+
+pub fn images(engine: &Engine, args: ImagesArgs) -> anyhow::Result<()> {
+    let format = super::format::Format::parse(args.format.as_deref())?;
     let store = image_store(engine)?;
-    let rows = store.meta()?.list()?;
-    let mut table = super::util::listing(["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
+    let mut rows = store.meta()?.list()?;
+    // Newest first, as docker lists them (images without a date last).
+    let created = |r: &crate::runtime::image::meta::ImageRow| {
+        r.created
+            .as_deref()
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(c).ok())
+    };
+    rows.sort_by(|a, b| {
+        created(b)
+            .cmp(&created(a))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    let mut items = Vec::new();
     for row in &rows {
         let (repo, tag) = catalog::repo_and_tag(&row.name);
-        let id = row
+        if args
+            .repository
+            .as_deref()
+            .is_some_and(|f| !of_repository(&row.name, f))
+        {
+            continue;
+        }
+        let hex = row
             .config_digest
             .strip_prefix("sha256:")
             .unwrap_or(&row.config_digest);
-        table.add_row([
-            repo,
-            tag,
-            id.chars().take(12).collect(),
-            created_ago(row.created.as_deref()),
-            human_size(row.size),
-        ]);
+        let id = if args.no_trunc {
+            row.config_digest.clone()
+        } else {
+            hex.chars().take(12).collect()
+        };
+        let digest = row
+            .index_digest
+            .clone()
+            .unwrap_or(row.manifest_digest.clone());
+        items.push(serde_json::json!({
+            "Containers": "N/A",
+            "CreatedAt": created(row).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S %z %Z").to_string()),
+            "CreatedSince": created_ago(row.created.as_deref()),
+            "Digest": digest,
+            "ID": id,
+            "Repository": repo,
+            "SharedSize": "N/A",
+            "Size": human_size(row.size),
+            "Tag": tag,
+            "UniqueSize": "N/A",
+            "VirtualSize": human_size(row.size),
+        }));
+    }
+    let cell = |v: &serde_json::Value, k: &str| v[k].as_str().unwrap_or_default().to_string();
+    if args.quiet {
+        for v in &items {
+            println!("{}", cell(v, "ID"));
+        }
+        return Ok(());
+    }
+    if !matches!(format, super::format::Format::Default) {
+        print!("{}", format.render(&items, HEADERS)?);
+        return Ok(());
+    }
+    let mut header = vec!["REPOSITORY", "TAG"];
+    if args.digests {
+        header.push("DIGEST");
+    }
+    header.extend(["IMAGE ID", "CREATED", "SIZE"]);
+    let mut table = comfy_table::Table::new();
+    table
+        .load_preset(comfy_table::presets::NOTHING)
+        .set_header(header);
+    for v in &items {
+        let mut cells = vec![cell(v, "Repository"), cell(v, "Tag")];
+        if args.digests {
+            cells.push(cell(v, "Digest"));
+        }
+        cells.extend([cell(v, "ID"), cell(v, "CreatedSince"), cell(v, "Size")]);
+        table.add_row(cells);
     }
     // The NOTHING preset pads every cell with one space; docker's columns
     // start at the margin, so trim each line.
@@ -156,12 +270,6 @@ pub fn tag(engine: &Engine, args: TagArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn inspect(engine: &Engine, args: InspectArgs) -> anyhow::Result<()> {
-    let out = inspect_values(engine, &args.images)?;
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    Ok(())
-}
-
 /// `docker image inspect` objects for `queries` (also used by the
 /// container-or-image `skiff inspect`).
 pub fn inspect_values(
@@ -193,6 +301,7 @@ pub fn image(engine: &Engine, cmd: ImageCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        ImageCommand::History(args) => super::history::history(engine, args),
     }
 }
 

@@ -28,23 +28,31 @@ pub struct LogsArgs {
     /// Only lines since a time (RFC3339) or a duration ago (10s, 5m, 2h).
     #[arg(long)]
     pub since: Option<String>,
+    /// Only lines before a time (RFC3339) or a duration ago (10s, 5m, 2h);
+    /// `-f` stops there.
+    #[arg(long)]
+    pub until: Option<String>,
     pub container: String,
 }
 
 pub(crate) fn parse_since(s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
+    parse_time("--since", s, now)
+}
+
+fn parse_time(flag: &str, s: &str, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: i64 = num
         .parse()
-        .with_context(|| format!("invalid --since {s:?}"))?;
+        .with_context(|| format!("invalid {flag} {s:?}"))?;
     let secs = match unit {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         _ => {
-            anyhow::bail!("invalid --since {s:?}: expected RFC3339 or a duration like 10s, 5m, 2h")
+            anyhow::bail!("invalid {flag} {s:?}: expected RFC3339 or a duration like 10s, 5m, 2h")
         }
     };
     Ok(now - chrono::Duration::seconds(secs))
@@ -74,6 +82,12 @@ pub fn logs(engine: &Engine, args: LogsArgs) -> anyhow::Result<()> {
         .as_deref()
         .map(|s| parse_since(s, Utc::now()))
         .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|s| parse_time("--until", s, Utc::now()))
+        .transpose()?;
+    let wanted = |t: DateTime<Utc>| since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u);
     let tail: Option<usize> = match args.tail.as_str() {
         "all" | "-1" => None,
         n => Some(n.parse().with_context(|| format!("invalid --tail {n:?}"))?),
@@ -83,7 +97,7 @@ pub fn logs(engine: &Engine, args: LogsArgs) -> anyhow::Result<()> {
     // that following starts exactly there.
     let mut offset = std::fs::metadata(&path).map_or(0, |m| m.len());
     let mut entries: Vec<Entry> = logs::read_all(&path);
-    entries.retain(|e| since.is_none_or(|s| e.time >= s));
+    entries.retain(|e| wanted(e.time));
     let skip = tail.map_or(0, |t| entries.len().saturating_sub(t));
     for e in &entries[skip..] {
         print(e, args.timestamps);
@@ -112,14 +126,14 @@ pub fn logs(engine: &Engine, args: LogsArgs) -> anyhow::Result<()> {
             while let Some(nl) = pending.find('\n') {
                 let line: String = pending.drain(..=nl).collect();
                 if let Some(e) = asm.feed(line.trim_end_matches('\n')) {
-                    if since.is_none_or(|s| e.time >= s) {
+                    if wanted(e.time) {
                         print(&e, args.timestamps);
                     }
                 }
             }
             continue;
         }
-        if !running {
+        if !running || until.is_some_and(|u| Utc::now() >= u) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));

@@ -3,13 +3,21 @@
 pub mod attach;
 pub mod config;
 pub mod containers;
+pub mod control;
+pub mod cp;
 pub mod exec;
+pub mod format;
+pub mod history;
 pub mod images;
+pub mod inspect;
 pub mod killall;
 pub mod logs;
 pub mod network;
+pub mod ps;
 pub mod sandbox;
 pub mod stats;
+pub mod system;
+pub mod template;
 pub mod transfer;
 pub mod util;
 pub mod volumes;
@@ -56,18 +64,34 @@ pub enum Command {
     Server(ServerArgs),
     /// Pull an image from a registry.
     Pull(images::PullArgs),
-    /// List images.
-    Images,
+    /// List images, newest first.
+    Images(images::ImagesArgs),
     /// Remove images (and the content no other image needs).
     Rmi(images::RmiArgs),
     /// Give an image another name.
     Tag(images::TagArgs),
     /// Show containers or images as JSON, like `docker inspect`.
-    Inspect(images::InspectArgs),
+    Inspect(inspect::InspectArgs),
     /// Run a command in a new container.
     Run(Box<containers::RunArgs>),
+    /// Create a container without starting it (`skiff start` does).
+    Create(Box<containers::RunArgs>),
+    /// Start created or stopped containers.
+    Start(control::StartArgs),
+    /// Stop and start containers again.
+    Restart(control::RestartArgs),
+    /// List a container's published ports.
+    Port(control::PortArgs),
+    /// Show a container's processes.
+    Top(control::TopArgs),
+    /// Rename a container.
+    Rename(control::RenameArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(control::WaitArgs),
+    /// Copy files between a container and the host (`-`: a tar stream).
+    Cp(cp::CpArgs),
     /// List containers.
-    Ps(containers::PsArgs),
+    Ps(ps::PsArgs),
     /// Show a container's output.
     Logs(logs::LogsArgs),
     /// Stop containers (SIGTERM, then SIGKILL after a timeout).
@@ -90,9 +114,14 @@ pub enum Command {
     Login(transfer::LoginArgs),
     /// Forget the saved credentials for a registry.
     Logout(transfer::LogoutArgs),
+    /// Show an image's layers and the steps that made them.
+    History(history::HistoryArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(images::ImageCommand),
+    /// Disk usage and pruning of images, containers and volumes.
+    #[command(subcommand)]
+    System(system::SystemCommand),
     /// Manage named volumes.
     #[command(subcommand)]
     Volume(volumes::VolumeCommand),
@@ -114,7 +143,10 @@ fn init_logging(debug: bool, daemon: bool) {
     let default = match (debug, daemon) {
         (true, _) => "debug",
         (false, true) => "info",
-        (false, false) => "warn",
+        // libcgroups and libcontainer warn about what a user can do nothing
+        // about (a controller missing on this host, a cgroup already gone);
+        // skiff says what matters in its own words.
+        (false, false) => "warn,libcgroups=error,libcontainer=error",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     // Logging may already be set (tests that call run twice); that is fine.
@@ -123,6 +155,58 @@ fn init_logging(debug: bool, daemon: bool) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// An error already reported on stderr: exit with this status and print
+/// nothing more (docker's `StatusError`).
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct Quiet(pub u8);
+
+/// A failure of the engine itself in a command that runs a container:
+/// docker exits 125 for these, so that a script can tell them from the
+/// container's own exit code (126 and 127 are the command's: cannot run,
+/// not found).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", error_text(.0))]
+pub struct EngineFailure(pub anyhow::Error);
+
+/// An error and its causes on one line, as `{:#}` prints them, but
+/// without repeating a cause the text before already says (error types
+/// that print their source and also return it as `source()` would show it
+/// twice: `port 8080/tcp is already published …: port 8080/tcp is …`).
+pub fn error_text(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// The exit status docker gives an engine failure.
+pub const ENGINE_FAILURE: u8 = 125;
+
+fn engine_failure(e: anyhow::Error) -> anyhow::Error {
+    EngineFailure(e).into()
+}
+
+/// The exit status for an error `run` returned: what a `Quiet` says, 125
+/// for an engine failure, 1 for the rest (docker's general failure).
+pub fn exit_status(err: &anyhow::Error) -> u8 {
+    if let Some(Quiet(code)) = err.downcast_ref::<Quiet>() {
+        return *code;
+    }
+    if err.downcast_ref::<EngineFailure>().is_some() {
+        return ENGINE_FAILURE;
+    }
+    1
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -136,18 +220,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Pull(args) => done(images::pull(&engine, args)),
-        Command::Images => done(images::images(&engine)),
+        Command::Images(args) => done(images::images(&engine, args)),
         Command::Rmi(args) => done(images::rmi(&engine, args)),
         Command::Tag(args) => done(images::tag(&engine, args)),
-        Command::Inspect(args) => done(containers::inspect(&engine, args)),
-        Command::Run(args) => containers::run(&engine, cli.debug, *args),
-        Command::Ps(args) => done(containers::ps(&engine, args)),
+        Command::Inspect(args) => done(inspect::inspect(&engine, args)),
+        Command::Run(args) => {
+            if !args.detach {
+                attach::check_tty(args.interactive, args.tty)?;
+            }
+            containers::run(&engine, cli.debug, *args).map_err(engine_failure)
+        }
+        Command::Create(args) => {
+            done(containers::create(&engine, cli.debug, *args).map_err(engine_failure))
+        }
+        Command::Start(args) => control::start(&engine, cli.debug, args),
+        Command::Restart(args) => done(control::restart(&engine, cli.debug, args)),
+        Command::Wait(args) => done(control::wait(&engine, args)),
+        Command::Port(args) => done(control::port(&engine, args)),
+        Command::Rename(args) => done(control::rename(&engine, args)),
+        Command::Top(args) => done(control::top(&engine, args)),
+        Command::Cp(args) => done(cp::cp(&engine, args)),
+        Command::Ps(args) => done(ps::ps(&engine, args)),
         Command::Logs(args) => done(logs::logs(&engine, args)),
         Command::Stop(args) => done(containers::stop(&engine, args)),
         Command::Kill(args) => done(containers::kill(&engine, args)),
         Command::Rm(args) => done(containers::rm(&engine, args)),
         Command::Exec(args) => exec::exec(&engine, cli.debug, args),
         Command::Stats(args) => done(stats::stats(&engine, args)),
+        Command::History(args) => done(history::history(&engine, args)),
         Command::Image(cmd) => done(images::image(&engine, cmd)),
         Command::Push(args) => done(transfer::push(&engine, args)),
         Command::Save(args) => done(transfer::save(&engine, args)),
@@ -155,6 +255,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Login(args) => done(transfer::login(&cli.root, args)),
         Command::Logout(args) => done(transfer::logout(&cli.root, args)),
         Command::Volume(cmd) => volumes::volume(&engine, cmd),
+        Command::System(cmd) => done(system::system(&engine, cmd)),
         Command::Killall => killall::killall(&engine),
         Command::Network(network::NetworkCommand::Inspect) => done(network::inspect(&engine)),
         Command::Sandbox(cmd) => sandbox::sandbox(&engine, cmd),

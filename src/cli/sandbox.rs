@@ -111,10 +111,7 @@ fn ls(engine: &Engine, args: &LsArgs) -> anyhow::Result<()> {
             short(&sb.id),
             sb.name.clone(),
             sb.ip.to_string(),
-            format!(
-                "{} ago",
-                super::containers::human_duration(now - sb.created)
-            ),
+            format!("{} ago", super::ps::human_duration(now - sb.created)),
             containers.to_string(),
         ]);
     }

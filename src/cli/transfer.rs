@@ -38,9 +38,9 @@ pub enum FormatArg {
 
 #[derive(Debug, Args)]
 pub struct SaveArgs {
-    /// Where to write the tar archive.
+    /// Where to write the tar archive (standard output when not given).
     #[arg(long, short)]
-    pub output: PathBuf,
+    pub output: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "docker")]
     pub format: FormatArg,
     #[arg(required = true)]
@@ -49,9 +49,10 @@ pub struct SaveArgs {
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// The tar archive to read (docker-archive or OCI layout, detected).
+    /// The tar archive to read (docker-archive or OCI layout, detected);
+    /// standard input when not given.
     #[arg(long, short)]
-    pub input: PathBuf,
+    pub input: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -100,14 +101,43 @@ pub fn save(engine: &Engine, args: SaveArgs) -> anyhow::Result<()> {
         FormatArg::Docker => ArchiveFormat::Docker,
         FormatArg::Oci => ArchiveFormat::Oci,
     };
-    archive::save(store, &args.images, format, &args.output)
-        .with_context(|| format!("saving to {}", args.output.display()))?;
-    Ok(())
+    if let Some(output) = &args.output {
+        archive::save(store, &args.images, format, output)
+            .with_context(|| format!("saving to {}", output.display()))?;
+        return Ok(());
+    }
+    if std::io::stdout().is_terminal() {
+        anyhow::bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
+    }
+    // The archive is made whole first (save writes a file and renames it
+    // into place), in the private root, then copied out.
+    let tmp = engine
+        .root()
+        .join(format!(".save-{}.tar", std::process::id()));
+    let saved = archive::save(store, &args.images, format, &tmp)
+        .context("saving to standard output")
+        .and_then(|()| {
+            let mut f = std::fs::File::open(&tmp).with_context(|| tmp.display().to_string())?;
+            let mut out = std::io::stdout().lock();
+            std::io::copy(&mut f, &mut out).context("writing to standard output")?;
+            std::io::Write::flush(&mut out).context("writing to standard output")?;
+            Ok(())
+        });
+    let _ = std::fs::remove_file(&tmp);
+    saved
 }
 
 pub fn load(engine: &Engine, args: LoadArgs) -> anyhow::Result<()> {
-    let loaded = archive::load(image_store(engine)?, &args.input)
-        .with_context(|| format!("loading {}", args.input.display()))?;
+    let input = match &args.input {
+        Some(p) => p.clone(),
+        None if std::io::stdin().is_terminal() => {
+            anyhow::bail!("requested load from stdin, but stdin is a terminal: use -i or redirect")
+        }
+        // Read in one pass, as a pipe allows.
+        None => PathBuf::from("/dev/stdin"),
+    };
+    let loaded = archive::load(image_store(engine)?, &input)
+        .with_context(|| format!("loading {}", input.display()))?;
     for name in loaded {
         println!("Loaded image: {name}");
     }

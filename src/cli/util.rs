@@ -38,11 +38,13 @@ pub fn human_size(bytes: u64) -> String {
         } else {
             format!("{:.2}", s.parse::<f64>().unwrap_or(value))
         };
-        format!(
-            "{}{}",
-            s.trim_end_matches('0').trim_end_matches('.'),
-            UNITS[unit]
-        )
+        // Trailing zeros of a fraction only: 100kB must not become 1kB.
+        let s = if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.')
+        } else {
+            &s
+        };
+        format!("{s}{}", UNITS[unit])
     }
 }
 
@@ -67,6 +69,41 @@ pub fn listing_text(table: &comfy_table::Table) -> String {
     out
 }
 
+/// Docker's prompt on stderr; anything but y/yes (including end of input)
+/// declines.
+pub fn confirm(warning: &str) -> anyhow::Result<bool> {
+    use std::io::{BufRead, Write};
+    let mut err = std::io::stderr();
+    write!(err, "{warning}\nAre you sure you want to continue? [y/N] ")?;
+    err.flush()?;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the answer")?;
+    if line.is_empty() {
+        // End of input: finish the prompt's line.
+        eprintln!();
+    }
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+/// Bytes of the regular files under `path` (symlinks not followed).
+pub fn tree_size(path: &std::path::Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    std::fs::read_dir(path)
+        .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,5 +116,8 @@ mod tests {
         assert_eq!(human_size(12_340_000), "12.3MB");
         assert_eq!(human_size(123_400_000), "123MB");
         assert_eq!(human_size(1_000_000_000), "1GB");
+        assert_eq!(human_size(100_000), "100kB");
+        assert_eq!(human_size(200_400_000), "200MB");
+        assert_eq!(human_size(10_000_000), "10MB");
     }
 }

@@ -1,10 +1,8 @@
 //! `skiff volume create | ls | rm | inspect | prune`, shaped like docker's.
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::json;
 
@@ -80,7 +78,7 @@ pub fn volume(engine: &Engine, cmd: VolumeCommand) -> anyhow::Result<ExitCode> {
 
 /// Volumes named in the `-v` options of existing containers (running or
 /// not: docker keeps a stopped container's volumes too).
-fn volume_users(engine: &Engine) -> anyhow::Result<HashSet<String>> {
+pub(super) fn volume_users(engine: &Engine) -> anyhow::Result<HashSet<String>> {
     // No container was ever made here: do not create the records for that.
     if !engine.paths().root().exists() {
         return Ok(HashSet::new());
@@ -190,7 +188,11 @@ fn inspect(vols: &Volumes, args: InspectArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn prune(engine: &Engine, vols: &Volumes, args: PruneArgs) -> anyhow::Result<ExitCode> {
-    if !args.force && !confirm()? {
+    if !args.force
+        && !super::util::confirm(
+            "WARNING! This will remove all volumes not used by at least one container.",
+        )?
+    {
         return Ok(ExitCode::SUCCESS);
     }
     let users = volume_users(engine)?;
@@ -207,25 +209,4 @@ fn prune(engine: &Engine, vols: &Volumes, args: PruneArgs) -> anyhow::Result<Exi
         super::util::human_size(pruned.bytes)
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// Docker's prompt; anything but y/yes (including end of input) declines.
-fn confirm() -> anyhow::Result<bool> {
-    let mut err = std::io::stderr();
-    write!(
-        err,
-        "WARNING! This will remove all volumes not used by at least one container.\n\
-         Are you sure you want to continue? [y/N] "
-    )?;
-    err.flush()?;
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .context("reading the answer")?;
-    if line.is_empty() {
-        // End of input: finish the prompt's line.
-        eprintln!();
-    }
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
 }

@@ -75,6 +75,16 @@ pub struct Process {
     pub stdin: bool,
     /// Run skiff's own init as PID 1 in front of the command.
     pub init: bool,
+    /// Resource limits besides RLIMIT_NOFILE's default (`--ulimit`).
+    pub rlimits: Vec<Rlimit>,
+}
+
+/// One `setrlimit` for the process: `RLIMIT_NOFILE` etc.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    pub kind: String,
+    pub soft: u64,
+    pub hard: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,6 +152,8 @@ pub struct Resources {
     pub cpu: Option<CpuQuota>,
     /// At most this many tasks; -1 for no limit.
     pub pids: Option<i64>,
+    /// The size of /dev/shm in bytes (64 MiB when unset, as docker).
+    pub shm_size: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,6 +22,7 @@ use crate::runtime::image::manifest::ImageConfig;
 use crate::runtime::image::Store;
 
 /// How to create it.
+#[derive(Debug, Clone)]
 pub struct CreateRequest {
     pub spec: ContainerSpec,
     /// The docker-shaped options the spec was translated from, kept on the
@@ -124,26 +125,58 @@ fn nofile_hard() -> u64 {
         .map_or(1024, |(_, hard)| hard)
 }
 
-/// Create container `req` in `state` (the caller's open container state).
+/// How to start a container's shim (again, for `start` and `restart`).
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    pub log_max_size: u64,
+    /// See [`CreateRequest::wait_start`].
+    pub wait_start: bool,
+    pub debug: bool,
+    /// See [`CreateRequest::shim_binary`].
+    pub shim_binary: Option<PathBuf>,
+    /// Under a restart policy: the restarts so far and the last back-off
+    /// wait (restart.rs), which the next shim carries on from.
+    pub restart_count: u32,
+    pub restart_delay: std::time::Duration,
+}
+
+/// Create container `req` in `state` (the caller's open container state)
+/// and start its shim.
 pub fn create(
     paths: &Paths,
     state: &Records,
     store: &Store,
     req: CreateRequest,
 ) -> Result<Created, ContainerError> {
+    let launch = Launch {
+        log_max_size: req.log_max_size,
+        wait_start: req.wait_start,
+        debug: req.debug,
+        shim_binary: req.shim_binary.clone(),
+        ..Launch::default()
+    };
+    let id = prepare(paths, state, store, req)?;
+    let mut undo = Undo {
+        paths,
+        state,
+        id: id.clone(),
+        armed: true,
+    };
+    let created = launch_shim(paths, state, &id, &launch)?;
+    undo.armed = false;
+    Ok(created)
+}
+
+/// Record container `req` (status Created, its directory made) without
+/// starting anything: `skiff create`; [`launch`] starts it. Its ID.
+pub fn prepare(
+    paths: &Paths,
+    state: &Records,
+    store: &Store,
+    req: CreateRequest,
+) -> Result<String, ContainerError> {
     req.spec.check()?;
-    let mut cspec = req.spec.clone();
-    // Named volumes are created on first use, as `docker run -v name:/dir`.
-    let volumes = crate::runtime::volume::Volumes::new(paths.node_root());
-    for m in &mut cspec.mounts {
-        if let MountSource::Volume(name) = &m.source {
-            m.source = MountSource::Host(
-                volumes
-                    .mountpoint(name)
-                    .map_err(|e| ContainerError::Volume(e.to_string()))?,
-            );
-        }
-    }
+    let cspec = resolve_volumes(paths, &req.spec)?;
     check_mounts(&cspec)?;
     if let Some(name) = &cspec.name {
         super::options::check_name(name)?;
@@ -168,12 +201,7 @@ pub fn create(
         .collect::<Result<_, _>>()?;
     // From the layers, before anything is set up that a bad --user would
     // have to undo.
-    let user_spec = cspec
-        .process
-        .user
-        .clone()
-        .unwrap_or_else(|| process.user.clone());
-    let identity = user::resolve_in_layers(&snapshots, &user_spec)?;
+    identity(&cspec, &process, &snapshots)?;
 
     let id = new_id();
     let name = cspec.name.clone().unwrap_or_else(random_name);
@@ -190,10 +218,10 @@ pub fn create(
     let cgroups_path = cgroups::cgroups_path(&parent, &id);
     state.insert(&Record {
         id: id.clone(),
-        name: name.clone(),
+        name,
         image: image_ref.to_string(),
         image_id: image.config_digest.clone(),
-        command: command.clone(),
+        command,
         created: Utc::now(),
         status: Status::Created,
         pid: None,
@@ -206,9 +234,11 @@ pub fn create(
             // As asked: the namespaces it resolves to are the engine's.
             spec: req.spec.clone(),
             options: req.options.clone(),
-            cgroups_path: cgroups_path.clone(),
+            cgroups_path,
             image_config: config.config,
-            snapshots: snapshots.clone(),
+            snapshots,
+            log_max_size: Some(req.log_max_size),
+            restart_count: 0,
             other: Default::default(),
         },
         labels: cspec.labels.clone(),
@@ -219,25 +249,94 @@ pub fn create(
         id: id.clone(),
         armed: true,
     };
-
     let dir = paths.dir(&id);
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    undo.armed = false;
+    Ok(id)
+}
+
+/// Named volumes are created on first use, as `docker run -v name:/dir`:
+/// the spec with their directories in place of their names.
+fn resolve_volumes(paths: &Paths, spec: &ContainerSpec) -> Result<ContainerSpec, ContainerError> {
+    let mut cspec = spec.clone();
+    let volumes = crate::runtime::volume::Volumes::new(paths.node_root());
+    for m in &mut cspec.mounts {
+        if let MountSource::Volume(name) = &m.source {
+            m.source = MountSource::Host(
+                volumes
+                    .mountpoint(name)
+                    .map_err(|e| ContainerError::Volume(e.to_string()))?,
+            );
+        }
+    }
+    Ok(cspec)
+}
+
+/// The user the process runs as, looked up in the image's layers.
+fn identity(
+    cspec: &ContainerSpec,
+    process: &ImageProcess,
+    snapshots: &[PathBuf],
+) -> Result<user::Identity, ContainerError> {
+    let user_spec = cspec
+        .process
+        .user
+        .clone()
+        .unwrap_or_else(|| process.user.clone());
+    Ok(user::resolve_in_layers(snapshots, &user_spec)?)
+}
+
+/// Start the shim of recorded container `id` that is not running (made by
+/// [`prepare`], or exited): attach its network, write its /etc files and
+/// OCI bundle, spawn the shim. On failure what this set up is given back
+/// and the record stays as it was.
+pub fn launch(
+    paths: &Paths,
+    state: &Records,
+    id: &str,
+    launch: &Launch,
+) -> Result<Created, ContainerError> {
+    let created = launch_shim(paths, state, id, launch);
+    if created.is_err() {
+        super::lifecycle::release(paths, id);
+    }
+    created
+}
+
+fn launch_shim(
+    paths: &Paths,
+    state: &Records,
+    id: &str,
+    launch: &Launch,
+) -> Result<Created, ContainerError> {
+    let record = state
+        .get(id)?
+        .ok_or_else(|| super::records::RecordsError::NotFound(id.to_string()))?;
+    let mut cspec = resolve_volumes(paths, &record.config.spec)?;
+    check_mounts(&cspec)?;
+    let process = ImageProcess::from_config(&record.config.image_config);
+    let identity = identity(&cspec, &process, &record.config.snapshots)?;
+    let cgroups_path = record.config.cgroups_path.clone();
+    let name = record.name.clone();
+    let dir = paths.dir(id);
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    super::lifecycle::clear_stop_mark(paths, id);
     // The overlay itself is mounted by the shim, in a mount namespace of its
     // own (see shim/run.rs).
-    let rootfs = paths.rootfs(&id);
+    let rootfs = paths.rootfs(id);
     let sandbox = match &cspec.sandbox {
         Some(name) => Some(crate::runtime::sandbox::find(paths, name)?),
         None => None,
     };
     let (spec_network, attachment) = match &sandbox {
         Some(sb) => (NetworkNamespace::Path(sb.net.clone()), None),
-        None => resolve_network(paths, state, &id, &cspec.namespaces.network)?,
+        None => resolve_network(paths, state, id, &cspec.namespaces.network)?,
     };
     let hostname = match (&sandbox, &cspec.etc.hostname, &cspec.namespaces.network) {
         (Some(sb), _, _) => sb.hostname.clone(),
         (None, Some(h), _) => h.clone(),
         (None, None, NetworkNamespace::Host) => host_hostname(),
-        (None, None, _) => super::short_id(&id).to_string(),
+        (None, None, _) => super::short_id(id).to_string(),
     };
     // The container's own address names it in /etc/hosts, as docker and
     // the kubelet write it (in a sandbox: the sandbox's); 127.0.1.1 only
@@ -285,11 +384,10 @@ pub fn create(
     // The spec holds the environment (`-e DB_PASSWORD=…`): 0600.
     crate::runtime::private::write_file(&config_path, &spec_json).map_err(io_err(&config_path))?;
 
-    let (shim, shim_stdout, pid) = spawn_shim(paths, &id, &req)?;
-    let _ = state.set_shim(&id, shim.id() as i32);
-    undo.armed = false;
+    let (shim, shim_stdout, pid) = spawn_shim(paths, id, launch)?;
+    let _ = state.set_shim(id, shim.id() as i32);
     Ok(Created {
-        id,
+        id: id.to_string(),
         name,
         pid,
         shim,
@@ -342,8 +440,21 @@ fn resolve_network(
                 _ => Err(ContainerError::JoinNotRunning(query.clone())),
             }
         }
+        // `lo` up, as docker's: made (and pinned until the shim has started
+        // the container in it) by skiff, since the container cannot.
+        NetworkNamespace::Isolated => {
+            let handle = isolated_netns(paths, id);
+            crate::net::create_isolated(&handle)?;
+            Ok((NetworkNamespace::Path(handle), None))
+        }
         other => Ok((other.clone(), None)),
     }
+}
+
+/// Where the pinned namespace of a `--network none` container is, until
+/// its shim has created the container in it.
+pub fn isolated_netns(paths: &Paths, id: &str) -> PathBuf {
+    paths.run_dir(id).join("netns")
 }
 
 /// What the /etc files of a container are written from.
@@ -440,7 +551,7 @@ fn resolv_conf(etc: &super::containerspec::EtcFiles, host_network: bool) -> Opti
 fn spawn_shim(
     paths: &Paths,
     id: &str,
-    req: &CreateRequest,
+    req: &Launch,
 ) -> Result<(Child, Option<ChildStdout>, i32), ContainerError> {
     let shim_log = paths.dir(id).join("shim.log");
     let log = crate::runtime::private::create_file(&shim_log).map_err(io_err(&shim_log))?;
@@ -466,6 +577,13 @@ fn spawn_shim(
     }
     if req.debug {
         cmd.arg("--debug");
+    }
+    if req.restart_count > 0 {
+        cmd.args(["--restart-count", &req.restart_count.to_string()]);
+        cmd.args([
+            "--restart-delay-ms",
+            &req.restart_delay.as_millis().to_string(),
+        ]);
     }
     let mut child = cmd
         .spawn()

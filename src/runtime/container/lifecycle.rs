@@ -44,7 +44,9 @@ pub fn reconcile(paths: &Paths, state: &Records) -> Result<(), ContainerError> {
     let dirs = container_dirs(paths);
     let records = state.list()?;
     for rec in &records {
-        if rec.status == Status::Exited || shim_alive(paths, rec) {
+        // A `create`d container waits for its `start` without a shim.
+        let waiting = rec.status == Status::Created && rec.shim_pid.is_none();
+        if rec.status == Status::Exited || waiting || shim_alive(paths, rec) {
             continue;
         }
         let stale = match rec.shim_pid {
@@ -107,6 +109,7 @@ pub(super) fn release(paths: &Paths, id: &str) {
         }
         let _ = std::fs::remove_dir_all(&runtime_state);
     }
+    let _ = crate::net::netns::remove(&super::create::isolated_netns(paths, id));
     let _ = std::fs::remove_dir_all(paths.run_dir(id));
 }
 
@@ -138,6 +141,20 @@ fn wait_for_init(rec: &Record) {
     }
 }
 
+/// `TERM`, `SIGTERM` or `15`.
+fn parse_signal(s: &str) -> Option<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).ok();
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse().ok()
+}
+
 /// Send `sig` to the container's init process.
 pub fn kill(paths: &Paths, rec: &Record, sig: Signal) -> Result<(), ContainerError> {
     if rec.status != Status::Running && rec.status != Status::Created {
@@ -147,9 +164,31 @@ pub fn kill(paths: &Paths, rec: &Record, sig: Signal) -> Result<(), ContainerErr
     client::signal(paths, &rec.id, sig as i32).map_err(control_err(&rec.id))
 }
 
+/// The mark `stop` leaves for a shim waiting to restart the container
+/// (restart.rs): a stop during the back-off cancels the restart.
+fn stop_mark(paths: &Paths, id: &str) -> std::path::PathBuf {
+    paths.dir(id).join("stopped-by-hand")
+}
+
+/// Whether the container was stopped by hand since it was last started.
+pub fn stopped_by_hand(paths: &Paths, id: &str) -> bool {
+    stop_mark(paths, id).exists()
+}
+
+/// Forget a stop by hand (the container is being started).
+pub fn clear_stop_mark(paths: &Paths, id: &str) {
+    let _ = std::fs::remove_file(stop_mark(paths, id));
+}
+
 /// SIGTERM, then SIGKILL after `timeout`; returns the exit code (None if the
 /// container was not running).
 pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32>, ContainerError> {
+    if rec.config.options.restart != super::restart::RestartPolicy::No {
+        let mark = stop_mark(paths, &rec.id);
+        if let Err(e) = std::fs::write(&mark, b"") {
+            tracing::warn!("{}: {e}", mark.display());
+        }
+    }
     if rec.status == Status::Exited {
         return Ok(None);
     }
@@ -159,7 +198,15 @@ pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32
         Err(_) => return Ok(None),
     };
     wait_for_init(rec);
-    if client::signal(paths, &rec.id, Signal::SIGTERM as i32).is_ok() {
+    // `--stop-signal`, checked when the container was made.
+    let first = rec
+        .config
+        .options
+        .stop_signal
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(Signal::SIGTERM);
+    if client::signal(paths, &rec.id, first as i32).is_ok() {
         match waiter.wait(Some(timeout.max(Duration::from_millis(1)))) {
             Ok(Some(code)) => return Ok(Some(code)),
             Ok(None) => {}
@@ -180,7 +227,10 @@ pub fn remove(
     rec: &Record,
     force: bool,
 ) -> Result<(), ContainerError> {
-    if rec.status != Status::Exited {
+    // Created and never started: nothing runs (docker removes these
+    // without -f).
+    let idle = rec.status == Status::Created && rec.shim_pid.is_none();
+    if rec.status != Status::Exited && !idle {
         if !force {
             return Err(ContainerError::Running(rec.name.clone()));
         }

@@ -98,6 +98,12 @@ pub struct ContainerConfig {
     pub image_config: serde_json::Value,
     /// The overlay's lower layers, lowest first.
     pub snapshots: Vec<PathBuf>,
+    /// Times the shim started it again under its restart policy.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restart_count: u32,
+    /// Where the log rotates (kept for `start` and `restart`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_max_size: Option<u64>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -160,6 +166,10 @@ CREATE TABLE IF NOT EXISTS labels (
 );
 CREATE INDEX IF NOT EXISTS labels_by_key ON labels (key, value);
 ";
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Nanos, true)
@@ -384,6 +394,32 @@ impl Records {
         Ok(n > 0)
     }
 
+    /// Record how often the shim restarted container `id`.
+    pub fn set_restart_count(&self, id: &str, count: u32) -> Result<(), RecordsError> {
+        self.conn.execute(
+            "UPDATE containers SET config = json_set(config, '$.restart_count', ?2) WHERE id = ?1",
+            params![id, count],
+        )?;
+        Ok(())
+    }
+
+    /// Give container `id` another name (unique, as at creation).
+    pub fn rename(&self, id: &str, name: &str) -> Result<(), RecordsError> {
+        match self.conn.execute(
+            "UPDATE containers SET name = ?2 WHERE id = ?1",
+            params![id, name],
+        ) {
+            Ok(0) => Err(RecordsError::NotFound(id.to_string())),
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(RecordsError::NameInUse(name.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub fn remove(&self, id: &str) -> Result<(), RecordsError> {
         let tx = self.conn.unchecked_transaction()?;
         tx.execute("DELETE FROM labels WHERE id = ?1", [id])?;
@@ -460,6 +496,13 @@ mod tests {
             (r.status, r.exit_code, r.oom_killed, r.pid),
             (Status::Exited, Some(137), true, None)
         );
+        assert!(matches!(s.rename("abcdef01", "db"), Err(RecordsError::NameInUse(n)) if n == "db"));
+        s.rename("abcdef01", "web2").unwrap();
+        assert_eq!(s.find("web2").unwrap().id, "abcdef01");
+        assert!(matches!(
+            s.rename("nope", "x"),
+            Err(RecordsError::NotFound(_))
+        ));
         s.remove("abcdef01").unwrap();
         assert_eq!(s.list().unwrap().len(), 1);
     }

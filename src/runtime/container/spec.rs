@@ -198,6 +198,14 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     };
 
     let mut mounts = baseline::mounts();
+    if let Some(size) = spec.resources.shm_size {
+        for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/shm") {
+            if let Some(o) = m["options"].as_array_mut() {
+                o.retain(|v| !v.as_str().is_some_and(|s| s.starts_with("size=")));
+                o.push(json!(format!("size={size}")));
+            }
+        }
+    }
     if security.privileged {
         // As Docker: /sys and the cgroup filesystem writable.
         for m in &mut mounts {
@@ -299,6 +307,12 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         super::seccomp::for_container(&security.seccomp, &cap_names)?
     };
 
+    // The default RLIMIT_NOFILE unless --ulimit names it.
+    let mut rlimits = vec![json!({"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile})];
+    for r in &process.rlimits {
+        rlimits.retain(|l| l["type"] != r.kind.as_str());
+        rlimits.push(json!({"type": r.kind, "hard": r.hard, "soft": r.soft}));
+    }
     let mut oci = json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -314,7 +328,7 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps,
             },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "rlimits": rlimits,
             "noNewPrivileges": security.no_new_privileges,
         },
         "root": {"path": input.rootfs, "readonly": security.read_only_rootfs},

@@ -25,6 +25,75 @@ use super::registries::{Credentials, Endpoint, RegistriesConfig, RegistriesError
 /// Manifests and configs are small; anything larger is hostile or broken.
 const MAX_DOCUMENT_SIZE: u64 = 8 << 20;
 
+/// Whether the registry refused the credentials (or their absence).
+pub fn is_unauthorized(e: &oci_client::errors::OciDistributionError) -> bool {
+    use oci_client::errors::OciDistributionError as E;
+    match e {
+        E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => true,
+        E::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|x| x.code == oci_client::errors::OciErrorCode::Unauthorized),
+        E::ServerError { code, .. } => *code == 401,
+        _ => false,
+    }
+}
+
+/// Why a connection to `host` failed, read from the error's causes (the
+/// HTTP client's own text is only `error sending request for url (…)`):
+/// connection refused, a failed name lookup, a TLS failure, a timeout.
+/// None when the causes say none of these.
+pub fn connection_problem(err: &(dyn std::error::Error + 'static), host: &str) -> Option<String> {
+    let mut texts = Vec::new();
+    let mut kind = None;
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        texts.push(e.to_string());
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            kind = kind.or(Some(io.kind()));
+        }
+        cur = e.source();
+    }
+    let all = texts.join(": ").to_lowercase();
+    // The innermost cause that says something the outer ones do not.
+    let detail = texts.last().cloned().unwrap_or_default();
+    if kind == Some(std::io::ErrorKind::ConnectionRefused) || all.contains("connection refused") {
+        return Some(format!("cannot connect to {host}: connection refused"));
+    }
+    if all.contains("dns error")
+        || all.contains("failed to lookup")
+        || all.contains("no record found")
+        || all.contains("no connections available")
+    {
+        return Some(format!(
+            "cannot resolve {host} (DNS lookup failed: {detail})"
+        ));
+    }
+    if all.contains("certificate") || all.contains("tls") || all.contains("handshake") {
+        return Some(format!("TLS handshake with {host} failed: {detail}"));
+    }
+    if kind == Some(std::io::ErrorKind::TimedOut) || all.contains("timed out") {
+        return Some(format!("cannot connect to {host}: connection timed out"));
+    }
+    if all.contains("unreachable") {
+        return Some(format!("cannot connect to {host}: {detail}"));
+    }
+    None
+}
+
+/// A registry error as the user should read it: the connection problem
+/// when there was one, else the client's text; a refusal names the fix.
+pub fn registry_message(e: &oci_client::errors::OciDistributionError, host: &str) -> String {
+    if let Some(problem) = connection_problem(e, host) {
+        return problem;
+    }
+    // A refusal may also come as the HTTP client's status error.
+    if is_unauthorized(e) || e.to_string().contains("401 Unauthorized") {
+        return format!("{e} (log in with `skiff login {host}`)");
+    }
+    e.to_string()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -247,19 +316,11 @@ impl RegistryClient {
             endpoint.repository.clone(),
             "latest".into(),
         );
-        let refused = |e: &E| match e {
-            E::AuthenticationFailure(_) | E::UnauthorizedError { .. } => true,
-            E::RegistryError { envelope, .. } => envelope
-                .errors
-                .iter()
-                .any(|x| x.code == oci_client::errors::OciErrorCode::Unauthorized),
-            E::ServerError { code, .. } => *code == 401,
-            _ => false,
-        };
+        let refused = is_unauthorized;
         let err = |e: E| ClientError::Registry {
             image: host.to_string(),
             endpoint: format!("{}://{}", scheme_str(endpoint.scheme), endpoint.host),
-            message: e.to_string(),
+            message: registry_message(&e, &endpoint.host),
         };
         match client
             .auth(&oci_ref, &auth, oci_client::RegistryOperation::Pull)
@@ -293,10 +354,12 @@ impl RegistryClient {
                     e @ (ClientError::DigestMismatch { .. } | ClientError::SizeMismatch { .. }),
                 ) if !endpoint.is_mirror => return Err(e),
                 Err(e) => {
-                    tracing::warn!(image = %image, endpoint = %endpoint.host, error = %e, "endpoint failed");
                     if !endpoint.is_mirror && attempts.is_empty() {
                         return Err(e);
                     }
+                    // The final error lists every attempt; this says only
+                    // that the next endpoint is tried (--debug shows it).
+                    tracing::info!(image = %image, endpoint = %endpoint.host, error = %e, "endpoint failed; trying the next");
                     attempts.push(format!("{}: {e}", endpoint.host));
                 }
             }
@@ -330,7 +393,7 @@ impl RegistryClient {
         let reg_err = |e: oci_client::errors::OciDistributionError| ClientError::Registry {
             image: name.clone(),
             endpoint: format!("{}://{}", scheme_str(endpoint.scheme), endpoint.host),
-            message: e.to_string(),
+            message: registry_message(&e, &endpoint.host),
         };
         let mut source = Source {
             endpoint: endpoint.clone(),
@@ -470,7 +533,11 @@ impl RegistryClient {
             .map_err(|e| ClientError::Registry {
                 image: image.to_string(),
                 endpoint: source.endpoint.host.clone(),
-                message: format!("{what}: blob {}: {e}", desc.digest),
+                message: format!(
+                    "{what}: blob {}: {}",
+                    desc.digest,
+                    registry_message(&e, &source.endpoint.host)
+                ),
             })?;
         Ok(Box::pin(sized.stream))
     }

@@ -101,7 +101,7 @@ pub async fn push(
     let reg_err = |what: &str, e: oci_client::errors::OciDistributionError| PushError::Registry {
         image: full.clone(),
         what: what.to_string(),
-        message: e.to_string(),
+        message: super::client::registry_message(&e, target.oci_ref.registry()),
     };
     target
         .client

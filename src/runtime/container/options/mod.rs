@@ -14,6 +14,18 @@ use serde::{Deserialize, Serialize};
 pub enum OptionsError {
     #[error("invalid memory value {0:?}: expected a positive size such as 64m or 1g")]
     Memory(String),
+    #[error("invalid memory value {0:?}: the minimum memory limit is 6m")]
+    MemoryTooSmall(String),
+    #[error("the working directory {0:?} is invalid, it needs to be an absolute path")]
+    Workdir(String),
+    #[error("invalid --ulimit {0:?}: expected NAME=SOFT[:HARD] with a known NAME (nofile, nproc, core, memlock, stack, …)")]
+    Ulimit(String),
+    #[error("invalid --ulimit {0:?}: the soft limit is above the hard one")]
+    UlimitOrder(String),
+    #[error("invalid --ulimit {spec:?}: the hard limit is above this host's ({hard}), which the container could not raise")]
+    UlimitAboveHost { spec: String, hard: u64 },
+    #[error("invalid --shm-size {0:?}: expected a positive size such as 64m")]
+    ShmSize(String),
     #[error("invalid --cpus value {0:?}: expected a number above 0 (such as 0.5)")]
     Cpus(String),
     #[error("invalid --pids-limit value {0}: expected a positive number or -1")]
@@ -208,7 +220,7 @@ pub fn parse_memory(s: &str) -> Result<i64, OptionsError> {
     // The kernel needs some room for the process itself; docker's minimum.
     let bytes = bytes as i64;
     if bytes < 6 << 20 {
-        return Err(OptionsError::Memory(format!("{s} (the minimum is 6m)")));
+        return Err(OptionsError::MemoryTooSmall(s.to_string()));
     }
     Ok(bytes)
 }
@@ -328,10 +340,80 @@ pub struct RunOptions {
     /// `--sandbox NAME`: join the pod sandbox's network, IPC and UTS
     /// namespaces (runtime/sandbox.rs).
     pub sandbox: Option<String>,
+    /// `--cap-add`/`--cap-drop`: capabilities beyond or taken from
+    /// docker's default set (names with or without `CAP_`, or `ALL`).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--stop-signal`: what `stop` sends first (SIGTERM when unset).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// `--ulimit`: rlimits of the process.
+    #[serde(default)]
+    pub ulimits: Vec<super::containerspec::Rlimit>,
+    /// `--shm-size`, bytes.
+    #[serde(default)]
+    pub shm_size: Option<i64>,
+    /// `--restart`: kept by the container's shim (restart.rs).
+    #[serde(default)]
+    pub restart: super::restart::RestartPolicy,
     /// `--label K=V`: kept on the record (records.rs), where they can be
     /// queried, not in the options.
     #[serde(skip)]
     pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `--ulimit NAME=SOFT[:HARD]` (docker's names: nofile, nproc, core,
+/// memlock, stack, …; -1 for unlimited). A limit above this host's hard
+/// one is refused now: the container's init could not raise it (root may
+/// lack CAP_SYS_RESOURCE).
+pub fn parse_ulimit(s: &str) -> Result<super::containerspec::Rlimit, OptionsError> {
+    use nix::sys::resource::Resource;
+    let bad = || OptionsError::Ulimit(s.to_string());
+    let (name, values) = s.split_once('=').ok_or_else(bad)?;
+    let (resource, kind) = match name {
+        "core" => (Resource::RLIMIT_CORE, "RLIMIT_CORE"),
+        "cpu" => (Resource::RLIMIT_CPU, "RLIMIT_CPU"),
+        "data" => (Resource::RLIMIT_DATA, "RLIMIT_DATA"),
+        "fsize" => (Resource::RLIMIT_FSIZE, "RLIMIT_FSIZE"),
+        "locks" => (Resource::RLIMIT_LOCKS, "RLIMIT_LOCKS"),
+        "memlock" => (Resource::RLIMIT_MEMLOCK, "RLIMIT_MEMLOCK"),
+        "msgqueue" => (Resource::RLIMIT_MSGQUEUE, "RLIMIT_MSGQUEUE"),
+        "nice" => (Resource::RLIMIT_NICE, "RLIMIT_NICE"),
+        "nofile" => (Resource::RLIMIT_NOFILE, "RLIMIT_NOFILE"),
+        "nproc" => (Resource::RLIMIT_NPROC, "RLIMIT_NPROC"),
+        "rss" => (Resource::RLIMIT_RSS, "RLIMIT_RSS"),
+        "rtprio" => (Resource::RLIMIT_RTPRIO, "RLIMIT_RTPRIO"),
+        "sigpending" => (Resource::RLIMIT_SIGPENDING, "RLIMIT_SIGPENDING"),
+        "stack" => (Resource::RLIMIT_STACK, "RLIMIT_STACK"),
+        _ => return Err(bad()),
+    };
+    let value = |v: &str| -> Result<u64, OptionsError> {
+        if v == "-1" {
+            return Ok(u64::MAX);
+        }
+        v.parse().map_err(|_| bad())
+    };
+    let (soft, hard) = match values.split_once(':') {
+        Some((s, h)) => (value(s)?, value(h)?),
+        None => (value(values)?, value(values)?),
+    };
+    if soft > hard {
+        return Err(OptionsError::UlimitOrder(s.to_string()));
+    }
+    let host_hard = nix::sys::resource::getrlimit(resource).map_or(u64::MAX, |(_, h)| h);
+    if hard > host_hard {
+        return Err(OptionsError::UlimitAboveHost {
+            spec: s.to_string(),
+            hard: host_hard,
+        });
+    }
+    Ok(super::containerspec::Rlimit {
+        kind: kind.to_string(),
+        soft,
+        hard,
+    })
 }
 
 /// `--label K=V` (or `K`, an empty value), as docker.

@@ -53,6 +53,7 @@ impl RunOptions {
                 tty: self.tty,
                 stdin: self.interactive,
                 init: self.init,
+                rlimits: self.ulimits.clone(),
             },
             mounts: binds.chain(tmpfs).collect(),
             namespaces: Namespaces {
@@ -67,10 +68,11 @@ impl RunOptions {
                 memory: self.memory,
                 cpu: self.cpus.map(CpuQuota::of_cpus),
                 pids: self.pids_limit,
+                shm_size: self.shm_size,
             },
             security: Security {
-                cap_add: Vec::new(),
-                cap_drop: Vec::new(),
+                cap_add: self.cap_add.clone(),
+                cap_drop: self.cap_drop.clone(),
                 seccomp: self.seccomp.clone(),
                 privileged: self.privileged,
                 devices: self.devices.clone(),
@@ -146,6 +148,7 @@ mod tests {
                 tty: true,
                 stdin: true,
                 init: true,
+                rlimits: Vec::new(),
             }
         );
         assert_eq!(
@@ -188,6 +191,7 @@ mod tests {
                     period: 100_000
                 }),
                 pids: Some(-1),
+                shm_size: None,
             }
         );
         assert!(s.security.privileged && s.security.read_only_rootfs);

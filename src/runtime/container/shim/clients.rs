@@ -94,13 +94,17 @@ impl Shim {
                 self.clients[i].mode = Mode::Waiter;
                 None
             }
-            Some(Request::Signal(n)) => Some(match Signal::try_from(n) {
-                Ok(sig) => match nix::sys::signal::kill(self.pid, sig) {
-                    Ok(()) => "ok".into(),
-                    Err(e) => format!("error {e}"),
-                },
-                Err(_) => format!("error invalid signal {n}"),
-            }),
+            Some(Request::Signal(n)) => {
+                // Stopped or killed by hand: its restart policy rests.
+                self.stopped_by_request = true;
+                Some(match Signal::try_from(n) {
+                    Ok(sig) => match nix::sys::signal::kill(self.pid, sig) {
+                        Ok(()) => "ok".into(),
+                        Err(e) => format!("error {e}"),
+                    },
+                    Err(_) => format!("error invalid signal {n}"),
+                })
+            }
             Some(Request::Resize { rows, cols }) => Some(match &self.pty {
                 Some(master) => match set_window_size(master, rows, cols) {
                     Ok(()) => "ok".into(),

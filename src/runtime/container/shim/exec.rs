@@ -53,6 +53,16 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
         }
     }
     let cwd = args.workdir.as_deref().map(options::clean_path);
+    // libcontainer's own failure here is an opaque "failed to unix syscall".
+    if let Some(dir) = &cwd {
+        let root = crate::runtime::container::copy::Root::at(&root, &args.id)
+            .map_err(|e| e.to_string())?;
+        if !root.is_dir(dir) {
+            return Err(format!(
+                "cannot change to the working directory {dir:?}: no such directory in the container"
+            ));
+        }
+    }
     crate::runtime::container::seccomp::keyring::join_new_session(&args.id)
         .map_err(|e| format!("joining a new session keyring: {e}"))?;
     if args.tty {

@@ -46,6 +46,10 @@ pub struct ShimArgs {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub command: Vec<String>,
+    /// run: restarts so far under the container's restart policy, and the
+    /// last back-off wait in milliseconds (restart.rs).
+    pub restart_count: u32,
+    pub restart_delay_ms: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +91,16 @@ pub fn parse(args: &[OsString]) -> Result<(String, ShimArgs), UsageError> {
             "--env" => a.env.push(value()?),
             "--user" => a.user = Some(value()?),
             "--workdir" => a.workdir = Some(value()?),
+            "--restart-count" => {
+                a.restart_count = value()?
+                    .parse()
+                    .map_err(|_| UsageError("bad --restart-count".into()))?
+            }
+            "--restart-delay-ms" => {
+                a.restart_delay_ms = value()?
+                    .parse()
+                    .map_err(|_| UsageError("bad --restart-delay-ms".into()))?
+            }
             "--wait-start" => a.wait_start = true,
             "--tty" => a.tty = true,
             "--debug" => a.debug = true,

@@ -75,7 +75,12 @@ pub fn main(args: ShimArgs) -> ExitCode {
     match Shim::create(&args, &mut ready) {
         Ok(mut shim) => {
             let code = shim.supervise(&mut ready);
+            let again = shim.restart_wait(&args, code);
+            let paths = shim.paths.clone();
             shim.finish(code);
+            if let Some(wait) = again {
+                relaunch(&paths, &args, wait);
+            }
             ExitCode::SUCCESS
         }
         Err(msg) => {
@@ -83,6 +88,39 @@ pub fn main(args: ShimArgs) -> ExitCode {
             ready.send(&format!("error {}", msg.replace('\n', " ")));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Under the container's restart policy: wait, then launch it again with
+/// a new shim (carrying the count and the wait on), unless it was removed,
+/// started by someone else or stopped by hand meanwhile.
+fn relaunch(paths: &Paths, args: &ShimArgs, wait: Duration) {
+    std::thread::sleep(wait);
+    let state = match paths.open_records() {
+        Ok(s) => s,
+        Err(e) => return tracing::error!("restarting: {e}"),
+    };
+    match state.get(&args.id) {
+        Ok(Some(r)) if r.status == crate::runtime::container::records::Status::Exited => {}
+        _ => return,
+    }
+    if crate::runtime::container::lifecycle::stopped_by_hand(paths, &args.id) {
+        return;
+    }
+    let count = args.restart_count.saturating_add(1);
+    if let Err(e) = state.set_restart_count(&args.id, count) {
+        tracing::warn!("recording the restart: {e}");
+    }
+    let launch = crate::runtime::container::create::Launch {
+        log_max_size: args.log_max_size,
+        wait_start: false,
+        debug: args.debug,
+        shim_binary: None,
+        restart_count: count,
+        restart_delay: wait,
+    };
+    if let Err(e) = crate::runtime::container::create::launch(paths, &state, &args.id, &launch) {
+        tracing::error!("restarting the container: {e}");
     }
 }
 
@@ -114,6 +152,11 @@ struct Shim {
     pid: Pid,
     cgroups_path: String,
     auto_remove: bool,
+    policy: crate::runtime::container::restart::RestartPolicy,
+    /// A client sent a signal (stop, kill, rm -f): no restart.
+    stopped_by_request: bool,
+    /// Since when the container has run (the back-off resets after 10 s).
+    ran_since: Option<Instant>,
     /// On the node bridge: the exit gives back its address and veth.
     bridged: bool,
     /// Our private mount namespace, with the container's rootfs in it, until
@@ -165,6 +208,7 @@ impl Shim {
         let spec = &record.config.spec;
         let (tty, interactive) = (spec.process.tty, spec.process.stdin);
         let auto_remove = record.config.options.auto_remove;
+        let policy = record.config.options.restart;
         let bridged = spec.bridged();
         let log_path = spec.log_path.clone().unwrap_or_else(|| paths.log(&id));
         let cgroups_path = record.config.cgroups_path.clone();
@@ -181,6 +225,17 @@ impl Shim {
             .volatile(auto_remove)
             .mount()
             .map_err(|e| e.to_string())?;
+        // A missing working directory is created, as docker does (the
+        // container's init would fail its chdir with an opaque error).
+        let cwd = spec.process.cwd.clone().unwrap_or_else(|| {
+            crate::runtime::container::spec::ImageProcess::from_config(&record.config.image_config)
+                .workdir
+        });
+        if cwd.starts_with('/') && cwd != "/" {
+            crate::runtime::container::copy::Root::at(&paths.rootfs(&id), &id)
+                .and_then(|root| root.make_dir_all(&cwd))
+                .map_err(|e| format!("creating the working directory {cwd}: {e}"))?;
+        }
 
         let log = LogWriter::open(&log_path, args.log_max_size)
             .map_err(|e| format!("{}: {e}", log_path.display()))?;
@@ -246,6 +301,7 @@ impl Shim {
             .with_detach(true)
             .build()
             .map_err(|e| format!("creating the container: {e}"))?;
+
         let (out, err, stdin, pty) = match (console, pipes) {
             (Some(c), _) => {
                 let master = c
@@ -279,6 +335,9 @@ impl Shim {
             pid,
             cgroups_path,
             auto_remove,
+            policy,
+            stopped_by_request: false,
+            ran_since: None,
             bridged,
             mounts: Some(mounts),
             started: false,
@@ -316,6 +375,7 @@ impl Shim {
             tracing::warn!("recording the start: {e}");
         }
         self.first_trim = Some(Instant::now() + FIRST_TRIM);
+        self.ran_since = Some(Instant::now());
         // The container has its own copy of the rootfs mount now. Back in the
         // host's namespace, the private one goes away with its copies of the
         // host's mounts (which, where the host's mounts are private, would
@@ -325,6 +385,13 @@ impl Shim {
             if let Err(e) = m.leave() {
                 tracing::warn!("{e}");
             }
+        }
+        // Back in the host's mount namespace, where the pin of a `--network
+        // none` namespace was made: the container's init holds the
+        // namespace now, and the pin would keep it alive after the exit.
+        let isolated = crate::runtime::container::create::isolated_netns(&self.paths, &self.id);
+        if let Err(e) = crate::net::netns::remove(&isolated) {
+            tracing::warn!("unpinning {}: {e}", isolated.display());
         }
         Ok(())
     }
@@ -447,6 +514,23 @@ impl Shim {
             }
         }
         exit.unwrap_or(255)
+    }
+
+    /// How long to wait before the container is started again, when its
+    /// restart policy wants that after exit `code`.
+    fn restart_wait(&self, args: &ShimArgs, code: i32) -> Option<Duration> {
+        if self.auto_remove
+            || !self
+                .policy
+                .wants_restart(code, args.restart_count, self.stopped_by_request)
+        {
+            return None;
+        }
+        let ran = self.ran_since.map_or(Duration::ZERO, |t| t.elapsed());
+        Some(crate::runtime::container::restart::next_delay(
+            Duration::from_millis(args.restart_delay_ms),
+            ran,
+        ))
     }
 
     /// Reap children; the container's init gives its exit code.
