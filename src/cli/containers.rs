@@ -41,6 +41,7 @@ pub struct RunArgs {
     /// Run an init as PID 1 that forwards signals and reaps zombies.
     #[arg(long)]
     pub init: bool,
+    /// A name for the container (default: a generated adjective_noun).
     #[arg(long)]
     pub name: Option<String>,
     /// Join a pod sandbox's network, IPC and UTS namespaces (`skiff sandbox create`).
@@ -52,18 +53,22 @@ pub struct RunArgs {
     /// Set an environment variable (K=V, or K to copy it from here).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
+    /// Read environment variables from a file (K=V per line).
     #[arg(long)]
     pub env_file: Vec<PathBuf>,
+    /// The working directory inside the container (absolute; made if missing).
     #[arg(short, long)]
     pub workdir: Option<String>,
     /// name|uid[:group|gid], resolved in the image's /etc/passwd and /etc/group.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// Replace the image's entrypoint ("" clears it).
     #[arg(long)]
     pub entrypoint: Option<String>,
     /// Bind mount: HOSTDIR:CTRDIR[:ro].
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
+    /// Mount an empty tmpfs at this absolute path inside the container.
     #[arg(long)]
     pub tmpfs: Vec<String>,
     /// Memory limit (e.g. 64m).
@@ -101,6 +106,7 @@ pub struct RunArgs {
     /// The subnet of the node bridge (skiff0) the bridge network uses.
     #[arg(long, default_value = crate::net::host::DEFAULT_NODE_CIDR)]
     pub node_cidr: String,
+    /// The container's host name (default: its short ID).
     #[arg(long)]
     pub hostname: Option<String>,
     /// The cgroup the container's cgroup is made under.

@@ -21,10 +21,13 @@ pub struct ExecArgs {
     /// Use the caller's terminal.
     #[arg(short, long)]
     pub tty: bool,
+    /// Set an environment variable (K=V, or K to copy it from here).
     #[arg(short, long = "env")]
     pub env: Vec<String>,
+    /// Run as name|uid[:group|gid] instead of the container's user.
     #[arg(short, long)]
     pub user: Option<String>,
+    /// The working directory for the command (absolute).
     #[arg(short, long)]
     pub workdir: Option<String>,
     pub container: String,

@@ -24,6 +24,7 @@ pub struct PushArgs {
     /// Credentials and TLS settings per registry.
     #[arg(long, default_value = registries::DEFAULT_PATH)]
     pub registries: PathBuf,
+    /// No progress and no summary.
     #[arg(long, short)]
     pub quiet: bool,
 }
@@ -59,6 +60,7 @@ pub struct LoadArgs {
 pub struct LoginArgs {
     /// Registry host[:port], as written in image names.
     pub registry: String,
+    /// The user name (required).
     #[arg(long, short)]
     pub username: Option<String>,
     /// Read the password from standard input (the only way: a password on
