@@ -304,6 +304,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         auth: Authenticator { tokens },
         inflight: Inflight::new(&inflight),
         ready: Default::default(),
+        openapi: Default::default(),
     });
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(

@@ -34,6 +34,7 @@ fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
             body_bytes: 0,
         }),
         ready: Default::default(),
+        openapi: Default::default(),
     });
     (state, store)
 }

@@ -1,111 +1,255 @@
-//! OpenAPI v3 documents. kubectl's `apply`/`create -f` first checks that the
-//! object's PATCH operation takes `fieldValidation`; then it leaves field
-//! validation to the server. Paths and operations are generated from the
-//! registry (schemas come with a later issue).
+//! OpenAPI: `/openapi/v3` (one document per group/version) and
+//! `/openapi/v2`, from kube-apiserver's own published documents
+//! ([`artifact`]) narrowed to what the registry serves ([`select`]), so a
+//! kind added to the registry is described with no change here.
+//!
+//! What kubectl 1.32 reads: `apply`/`create -f`/`replace` read the v3
+//! document of the object's group/version to learn that its PATCH takes
+//! `fieldValidation` (then the server validates); a `kind: List` is not in
+//! any v3 document, so it is validated on the client against the v2
+//! definitions (protobuf), as is anything v3 does not describe; client-side
+//! `apply` computes its strategic merge patch from the v3 schema when the
+//! PATCH operation accepts `application/strategic-merge-patch+json` (from v2
+//! otherwise); `explain` renders the v3 schemas.
+//!
+//! Memory: nothing is decoded at start-up. An answer decompresses what it
+//! needs, builds its document on a blocking thread and drops both; the
+//! pages go back to the system. What stays is [`Cache`]: the documents'
+//! hashes and v2's tags, a few KiB, because kubectl asks for /openapi/v3 on
+//! every `apply` and it lists every document's hash.
 
+mod artifact;
+mod proto;
+mod select;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::Body;
 use axum::response::Response;
-use http::StatusCode;
-use serde_json::{json, Map, Value};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, IF_NONE_MATCH, LOCATION, VARY};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde_json::{json, Map};
 use sha2::{Digest, Sha512};
 
-use super::negotiate::json_response;
-use super::registry::{Registry, ResourceDef};
+use self::artifact::{Artifact, ArtifactError};
+use super::discovery::KUBE_GIT_VERSION;
+use super::negotiate::{release_free_memory, response_part};
+use super::ApiState;
 use crate::api::status::ApiError;
 
-fn gv_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
+/// What kubectl asks for; the answer is labelled with the form that parses
+/// as a media type (`@` is not allowed in one), as upstream does.
+const PROTOBUF_V2_ASKED: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
+const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+
+/// What is kept between answers (see the module's notes on memory).
+#[derive(Default)]
+pub struct Cache {
+    /// `(api/v1 | apis/<g>/<v>, hash)` of every served group/version.
+    v3_hashes: OnceLock<Vec<(String, String)>>,
+    /// The tag of /openapi/v2 (its JSON's hash, for both forms, as
+    /// upstream), once sent, so that a client's revalidation is answered
+    /// without building it again.
+    v2_etag: OnceLock<String>,
+}
+
+fn internal(e: ArtifactError) -> ApiError {
+    ApiError::internal(e.to_string())
+}
+
+/// Upstream's hash and tag of a document: SHA-512 in upper-case hex.
+fn etag(bytes: &[u8]) -> String {
+    hex::encode_upper(Sha512::digest(bytes))
+}
+
+/// Run a document's making on a blocking thread (it decompresses and
+/// scans megabytes), and give the memory it freed back afterwards.
+async fn blocking<T: Send + 'static>(
+    state: &Arc<ApiState>,
+    f: impl FnOnce(&ApiState) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || {
+        let out = f(&state);
+        release_free_memory();
+        out
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("building the OpenAPI document: {e}")))?
+}
+
+fn v3_document(state: &ApiState, group: &str, version: &str) -> Result<Option<String>, ApiError> {
+    let artifact = Artifact::builtin().map_err(internal)?;
+    select::v3_document(&state.registry, &artifact, group, version).map_err(internal)
+}
+
+fn v3_hashes(state: &ApiState) -> Result<Vec<(String, String)>, ApiError> {
+    if let Some(h) = state.openapi.v3_hashes.get() {
+        return Ok(h.clone());
     }
+    let mut out = Vec::new();
+    for (g, v) in state.registry.group_versions() {
+        if let Some(doc) = v3_document(state, g, v)? {
+            out.push((select::gv_path(g, v), etag(doc.as_bytes())));
+        }
+    }
+    // Another request may have got here first; both computed the same.
+    let _ = state.openapi.v3_hashes.set(out.clone());
+    Ok(out)
 }
 
-fn query_param(name: &str) -> Value {
-    json!({"name": name, "in": "query", "schema": {"type": "string"}, "uniqueItems": true})
+fn not_modified(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            let t = t.trim();
+            t == "*" || t.trim_start_matches("W/").trim_matches('"') == tag
+        })
 }
 
-fn operation(def: &ResourceDef, action: &str, op_prefix: &str, params: &[&str]) -> Value {
-    let gvk = json!({"group": def.group, "version": def.version, "kind": def.kind});
-    let params: Vec<Value> = params.iter().map(|p| query_param(p)).collect();
-    json!({
-        "operationId": format!("{op_prefix}{}", def.kind),
-        "parameters": params,
-        "x-kubernetes-action": action,
-        "x-kubernetes-group-version-kind": gvk,
+fn respond(headers: &HeaderMap, body: Vec<u8>, content_type: &str, tag: &str) -> Response {
+    let status = if not_modified(headers, tag) {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    let mut resp = if status == StatusCode::OK {
+        let len = body.len();
+        Response::new(Body::from(response_part(body, len)))
+    } else {
+        Response::new(Body::empty())
+    };
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        h.insert(CONTENT_TYPE, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("\"{tag}\"")) {
+        h.insert(ETAG, v);
+    }
+    resp
+}
+
+/// `GET /openapi/v3`: each served group/version's document, by hash.
+pub async fn root(state: &Arc<ApiState>, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let hashes = blocking(state, v3_hashes).await?;
+    let mut paths = Map::new();
+    for (gv, hash) in hashes {
+        let url = format!("/openapi/v3/{gv}?hash={hash}");
+        paths.insert(gv, json!({ "serverRelativeURL": url }));
+    }
+    let body = serde_json::to_vec(&json!({ "paths": paths })).unwrap_or_default();
+    let tag = etag(&body);
+    Ok(respond(headers, body, "application/json", &tag))
+}
+
+/// Does `Accept` take JSON (nothing said is `*/*`)?
+fn accepts(headers: &HeaderMap, wanted: &str) -> bool {
+    let Some(accept) = headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return wanted == "application/json";
+    };
+    accept.split(',').any(|clause| {
+        let media = clause.split(';').next().unwrap_or_default().trim();
+        media == wanted
+            || (wanted == "application/json" && matches!(media, "*/*" | "application/*" | ""))
     })
 }
 
-fn document(registry: &Registry, group: &str, version: &str) -> Option<Value> {
-    let mut paths = Map::new();
-    let mut any = false;
-    for def in registry.in_group_version(group, version) {
-        any = true;
-        let base = format!("/{}", gv_path(group, version));
-        let coll = if def.namespaced {
-            format!("{base}/namespaces/{{namespace}}/{}", def.plural)
-        } else {
-            format!("{base}/{}", def.plural)
-        };
-        let write_params = ["dryRun", "fieldManager", "fieldValidation"];
-        paths.insert(
-            coll.clone(),
-            json!({
-                "get": operation(def, "list", "list", &["labelSelector", "fieldSelector", "limit", "continue", "resourceVersion", "watch"]),
-                "post": operation(def, "post", "create", &write_params),
-                "delete": operation(def, "deletecollection", "deletecollection", &["labelSelector", "fieldSelector"]),
-            }),
-        );
-        paths.insert(
-            format!("{coll}/{{name}}"),
-            json!({
-                "get": operation(def, "get", "read", &[]),
-                "put": operation(def, "put", "replace", &write_params),
-                "patch": operation(def, "patch", "patch", &["dryRun", "fieldManager", "fieldValidation", "force"]),
-                "delete": operation(def, "delete", "delete", &["dryRun", "gracePeriodSeconds", "propagationPolicy"]),
-            }),
-        );
-    }
-    if !any {
-        return None;
-    }
-    Some(json!({
-        "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": super::discovery::KUBE_GIT_VERSION},
-        "paths": paths,
-        "components": {"schemas": {}},
-    }))
+fn not_acceptable() -> ApiError {
+    ApiError::not_acceptable("only application/json is served here")
 }
 
-fn hash(doc: &Value) -> String {
-    let bytes = serde_json::to_vec(doc).unwrap_or_default();
-    hex::encode_upper(Sha512::digest(&bytes))
-}
-
-pub fn root(registry: &Registry) -> Response {
-    let mut paths = Map::new();
-    for (g, v) in registry.group_versions() {
-        if let Some(doc) = document(registry, g, v) {
-            let p = gv_path(g, v);
-            paths.insert(
-                p.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={}", hash(&doc))}),
-            );
-        }
-    }
-    json_response(StatusCode::OK, &json!({"paths": paths}))
-}
-
-pub fn group_version(
-    registry: &Registry,
+/// `GET /openapi/v3/<api/v1 | apis/g/v>[?hash=H]`: the group/version's
+/// document. With the hash it was listed under it never changes, and says
+/// so; with another hash, the client is sent to the current one (301), as
+/// upstream does.
+pub async fn group_version(
+    state: &Arc<ApiState>,
+    headers: &HeaderMap,
     group: &str,
     version: &str,
+    hash: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let doc = document(registry, group, version).ok_or_else(|| {
-        ApiError::new(
-            404,
-            "NotFound",
-            "the server could not find the requested resource",
-        )
-    })?;
-    Ok(json_response(StatusCode::OK, &doc))
+    if !accepts(headers, "application/json") {
+        return Err(not_acceptable());
+    }
+    let (g, v) = (group.to_string(), version.to_string());
+    let doc = blocking(state, move |s| v3_document(s, &g, &v))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
+    let tag = etag(doc.as_bytes());
+    let gv = select::gv_path(group, version);
+    if hash.is_some_and(|h| !h.is_empty() && h != tag) {
+        let mut resp = Response::new(Body::empty());
+        *resp.status_mut() = StatusCode::MOVED_PERMANENTLY;
+        if let Ok(v) = HeaderValue::from_str(&format!("/openapi/v3/{gv}?hash={tag}")) {
+            resp.headers_mut().insert(LOCATION, v);
+        }
+        return Ok(resp);
+    }
+    let mut resp = respond(headers, doc.into_bytes(), "application/json", &tag);
+    let h = resp.headers_mut();
+    h.insert(VARY, HeaderValue::from_static("Accept"));
+    if hash.is_some_and(|h| !h.is_empty()) {
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+        // A year from now, as upstream: the document at this hash never changes.
+        let expires = chrono::Utc::now()
+            .checked_add_months(chrono::Months::new(12))
+            .map(|t| t.format("%a, %d %b %Y %H:%M:%S UTC").to_string());
+        if let Some(v) = expires.and_then(|e| HeaderValue::from_str(&e).ok()) {
+            h.insert(EXPIRES, v);
+        }
+    }
+    Ok(resp)
+}
+
+/// `GET /openapi/v2`, as JSON or as gnostic's protobuf, per `Accept`.
+pub async fn v2(state: &Arc<ApiState>, headers: &HeaderMap) -> Result<Response, ApiError> {
+    let protobuf = if accepts(headers, "application/json") {
+        false
+    } else if accepts(headers, PROTOBUF_V2_ASKED) || accepts(headers, PROTOBUF_V2) {
+        true
+    } else {
+        return Err(not_acceptable());
+    };
+    let content_type = if protobuf {
+        PROTOBUF_V2
+    } else {
+        "application/json"
+    };
+    let cached = &state.openapi.v2_etag;
+    if let Some(tag) = cached.get().filter(|t| not_modified(headers, t)) {
+        return Ok(respond(headers, Vec::new(), content_type, tag));
+    }
+    let (body, tag) = blocking(state, move |s| {
+        let artifact = Artifact::builtin().map_err(internal)?;
+        let v2 = select::v2(&s.registry, &artifact).map_err(internal)?;
+        let json = v2.json().into_bytes();
+        let tag = etag(&json);
+        if !protobuf {
+            return Ok((json, tag));
+        }
+        drop(json);
+        let pb = proto::document(&v2, KUBE_GIT_VERSION)
+            .map_err(|e| ApiError::internal(format!("OpenAPI v2 definition: {e}")))?;
+        Ok((pb, tag))
+    })
+    .await?;
+    let _ = cached.set(tag.clone());
+    let mut resp = respond(headers, body, content_type, &tag);
+    resp.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept"));
+    Ok(resp)
 }
