@@ -24,6 +24,8 @@ mod select;
 
 use std::sync::{Arc, OnceLock};
 
+use tokio::sync::Semaphore;
+
 use axum::body::Body;
 use axum::response::Response;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, EXPIRES, IF_NONE_MATCH, LOCATION, VARY};
@@ -43,14 +45,32 @@ const PROTOBUF_V2_ASKED: &str = "application/com.github.proto-openapi.spec.v2@v1
 const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// What is kept between answers (see the module's notes on memory).
-#[derive(Default)]
 pub struct Cache {
-    /// `(api/v1 | apis/<g>/<v>, hash)` of every served group/version.
-    v3_hashes: OnceLock<Vec<(String, String)>>,
+    /// At most this many documents are built at once: each build holds a
+    /// few MiB (the schemas frame, a group's paths, the document), and a
+    /// burst of first-time clients must not multiply that.
+    builds: Semaphore,
+    /// `(api/v1 | apis/<g>/<v>, hash)` of every served group/version; made
+    /// once (the registry and the data never change while running), by the
+    /// first request, others waiting for it.
+    v3_hashes: OnceLock<Result<Vec<(String, String)>, ApiError>>,
     /// The tag of /openapi/v2 (its JSON's hash, for both forms, as
     /// upstream), once sent, so that a client's revalidation is answered
     /// without building it again.
     v2_etag: OnceLock<String>,
+}
+
+/// Documents built at once (see [`Cache::builds`]).
+const CONCURRENT_BUILDS: usize = 2;
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache {
+            builds: Semaphore::new(CONCURRENT_BUILDS),
+            v3_hashes: OnceLock::new(),
+            v2_etag: OnceLock::new(),
+        }
+    }
 }
 
 fn internal(e: ArtifactError) -> ApiError {
@@ -68,6 +88,12 @@ async fn blocking<T: Send + 'static>(
     state: &Arc<ApiState>,
     f: impl FnOnce(&ApiState) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
+    let _slot = state
+        .openapi
+        .builds
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(format!("building the OpenAPI document: {e}")))?;
     let state = state.clone();
     tokio::task::spawn_blocking(move || {
         let out = f(&state);
@@ -84,18 +110,16 @@ fn v3_document(state: &ApiState, group: &str, version: &str) -> Result<Option<St
 }
 
 fn v3_hashes(state: &ApiState) -> Result<Vec<(String, String)>, ApiError> {
-    if let Some(h) = state.openapi.v3_hashes.get() {
-        return Ok(h.clone());
-    }
-    let mut out = Vec::new();
-    for (g, v) in state.registry.group_versions() {
-        if let Some(doc) = v3_document(state, g, v)? {
-            out.push((select::gv_path(g, v), etag(doc.as_bytes())));
+    let made = state.openapi.v3_hashes.get_or_init(|| {
+        let mut out = Vec::new();
+        for (g, v) in state.registry.group_versions() {
+            if let Some(doc) = v3_document(state, g, v)? {
+                out.push((select::gv_path(g, v), etag(doc.as_bytes())));
+            }
         }
-    }
-    // Another request may have got here first; both computed the same.
-    let _ = state.openapi.v3_hashes.set(out.clone());
-    Ok(out)
+        Ok(out)
+    });
+    made.clone()
 }
 
 fn not_modified(headers: &HeaderMap, tag: &str) -> bool {
