@@ -446,6 +446,44 @@ mod tests {
     }
 
     #[test]
+    fn a_kind_added_to_the_registry_is_described_with_no_change_here() {
+        // An entry as the registry would get for Ingress (its strategy and
+        // rules are irrelevant here, so a ConfigMap's are borrowed).
+        let mut all = Registry::builtin().all().to_vec();
+        // Whatever the built-in registry serves of the group, only Ingress here.
+        all.retain(|d| d.group != "networking.k8s.io");
+        let mut ingress = all.iter().find(|d| d.kind == "ConfigMap").unwrap().clone();
+        ingress.group = "networking.k8s.io";
+        ingress.version = "v1";
+        ingress.plural = "ingresses";
+        ingress.singular = "ingress";
+        ingress.kind = "Ingress";
+        ingress.subresources = &[];
+        all.push(ingress);
+        let registry = Registry::new(all);
+        let artifact = Artifact::builtin().unwrap();
+        let text = v3_document(&registry, &artifact, "networking.k8s.io", "v1")
+            .unwrap()
+            .unwrap();
+        let doc: Value = serde_json::from_str(&text).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths
+            .contains_key("/apis/networking.k8s.io/v1/namespaces/{namespace}/ingresses/{name}"));
+        // Only what is served: no ingresses/status, no NetworkPolicy.
+        assert!(!paths
+            .keys()
+            .any(|p| p.ends_with("/status") || p.contains("networkpolicies")));
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        assert!(schemas.contains_key("io.k8s.api.networking.v1.Ingress"));
+        assert!(schemas.contains_key("io.k8s.api.networking.v1.IngressList"));
+        assert!(!schemas.contains_key("io.k8s.api.networking.v1.NetworkPolicy"));
+        let v2 = v2(&registry, &artifact).unwrap();
+        assert!(v2
+            .definitions
+            .contains_key("io.k8s.api.networking.v1.IngressSpec"));
+    }
+
+    #[test]
     fn refs_are_found_in_text() {
         let t = r##"{"a":{"$ref":"#/components/schemas/x.Y"},"b":[{"$ref":"#/components/schemas/z"}]}"##;
         assert_eq!(refs(t, V3_REF), vec!["x.Y", "z"]);
