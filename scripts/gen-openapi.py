@@ -22,6 +22,8 @@ What is kept, and why:
     time: it differs from v3 in more than the `$ref` form, e.g. Quantity and
     IntOrString are plain strings there; the differences are printed to
     stderr);
+  * swagger.json's paths of each group/version (kept by the same rule as
+    v3's) and the shared parameters they refer to;
   * the security schemes of both.
 
 Format (read by src/server/apiserver/openapi/artifact.rs): a text header,
@@ -33,10 +35,11 @@ lines up to the first empty line:
 
 then the frames, each one zstd frame at <offset> bytes after the header's
 empty line. A frame decompresses to lines `<key>\\t<minified JSON>\\n`
-(minified JSON holds no raw tab or newline). Frames: `v3:<gv path>` (key: the
-URL path, value: its path item), `schemas` (key: `v3 <name>` or `v2 <name>`, each v2
+(minified JSON holds no raw tab or newline). Frames: `paths:<gv path>` (key:
+`v3 <URL path>` or `v2 <URL path>`, value: its path item), `schemas` (key: `v3 <name>` or `v2 <name>`, each v2
 definition beside its v3 schema so that their shared descriptions compress
-once), `extra` (v3.securitySchemes, v2.securityDefinitions, v2.security).
+once), `extra` (v3.securitySchemes, v2.securityDefinitions, v2.security,
+v2.parameters).
 """
 import json
 import os
@@ -140,9 +143,31 @@ def main():
     print(f"only in v2: {', '.join(only_v2) or '-'}", file=sys.stderr)
     print(f"only in v3: {', '.join(only_v3) or '-'}", file=sys.stderr)
 
+    v2_paths = {}
+    for path, item in swagger["paths"].items():
+        parts = path.split("/")
+        # /api/v1/... -> api/v1; /apis/<g>/<v>/... -> apis/<g>/<v>; the rest
+        # (/version/, /logs/, group documents) belongs to no group/version.
+        if parts[1] == "api" and len(parts) > 3:
+            gv = "/".join(parts[1:3])
+        elif parts[1] == "apis" and len(parts) > 4:
+            gv = "/".join(parts[1:4])
+        else:
+            continue
+        v2_paths.setdefault(gv, {})[path] = item
     frames = []
-    for gv, doc in sorted(docs.items()):
-        frames.append((f"v3:{gv}", frame_text(sorted(doc["paths"].items()))))
+    for gv in sorted(set(docs) | set(v2_paths)):
+        # Both forms of a group/version's paths in one frame, each v2 path
+        # beside its v3 form: they share their descriptions.
+        v3 = docs.get(gv, {}).get("paths", {})
+        v2 = v2_paths.get(gv, {})
+        pairs = []
+        for path in sorted(set(v3) | set(v2)):
+            if path in v3:
+                pairs.append((f"v3 {path}", v3[path]))
+            if path in v2:
+                pairs.append((f"v2 {path}", v2[path]))
+        frames.append((f"paths:{gv}", frame_text(pairs)))
     # One frame for both forms, each v2 definition beside its v3 schema:
     # their descriptions are the same text, which zstd then stores once.
     both = []
@@ -160,6 +185,7 @@ def main():
                     ("v3.securitySchemes", security_schemes),
                     ("v2.securityDefinitions", swagger.get("securityDefinitions", {})),
                     ("v2.security", swagger.get("security", [])),
+                    ("v2.parameters", swagger.get("parameters", {})),
                 ]
             ),
         )

@@ -251,6 +251,11 @@ fn documents_carry_upstream_hashes_and_cache_headers() {
         v2["definitions"]["io.k8s.api.apps.v1.Deployment"]["properties"]["spec"]["$ref"],
         "#/definitions/io.k8s.api.apps.v1.DeploymentSpec"
     );
+    let patch = &v2["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+    assert_eq!(
+        patch["x-kubernetes-group-version-kind"]["kind"],
+        "Deployment"
+    );
     let inm = format!("If-None-Match: {tag}");
     let (headers, _) = get(&s, "/openapi/v2", &["-H", &inm]);
     assert!(headers.contains(" 304"), "{headers}");

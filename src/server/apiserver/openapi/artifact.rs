@@ -117,11 +117,12 @@ mod tests {
             sources.iter().any(|s| s.contains("openapi-spec/v3")),
             "{sources:?}"
         );
-        let apps = a.frame("v3:apis/apps/v1").unwrap().unwrap();
-        assert!(apps
-            .entries()
-            .any(|(k, _)| k == "/apis/apps/v1/namespaces/{namespace}/deployments/{name}"));
-        assert!(a.frame("v3:apis/nope/v1").unwrap().is_none());
+        let apps = a.frame("paths:apis/apps/v1").unwrap().unwrap();
+        for form in ["v3", "v2"] {
+            let key = format!("{form} /apis/apps/v1/namespaces/{{namespace}}/deployments/{{name}}");
+            assert!(apps.entries().any(|(k, _)| k == key), "{key}");
+        }
+        assert!(a.frame("paths:apis/nope/v1").unwrap().is_none());
     }
 
     #[test]

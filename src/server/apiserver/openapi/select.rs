@@ -124,17 +124,21 @@ fn served_verbs<'r>(
     }
 }
 
-/// The served paths of one group/version, each with its path item as JSON
-/// text, in upstream's order.
+/// The served paths of one group/version in one form (`v3 ` or `v2 `),
+/// each with its path item as JSON text, in upstream's order.
 fn served_paths(
     registry: &Registry,
     group: &str,
     version: &str,
     frame: &Frame,
+    form: &str,
 ) -> Vec<(String, String)> {
     let prefix = format!("/{}", gv_path(group, version));
     let mut out = Vec::new();
-    for (path, item) in frame.entries() {
+    let entries = frame
+        .entries()
+        .filter_map(|(k, v)| Some((k.strip_prefix(form)?, v)));
+    for (path, item) in entries {
         let Some(target) = path.strip_prefix(&prefix).and_then(classify) else {
             continue;
         };
@@ -256,8 +260,8 @@ pub fn v3_document(
     if registry.in_group_version(group, version).next().is_none() {
         return Ok(None);
     }
-    let paths = match artifact.frame(&format!("v3:{}", gv_path(group, version)))? {
-        Some(frame) => served_paths(registry, group, version, &frame),
+    let paths = match artifact.frame(&format!("paths:{}", gv_path(group, version)))? {
+        Some(frame) => served_paths(registry, group, version, &frame, "v3 "),
         None => Vec::new(),
     };
     let roots = paths
@@ -275,30 +279,52 @@ pub fn v3_document(
     )))
 }
 
-/// The v2 definitions of everything served (as upstream's /openapi/v2
-/// holds the definitions of every served group), by name, with the v2
-/// security definitions and requirements.
+/// The v2 document's parts: the served paths of every served
+/// group/version (as upstream's /openapi/v2 holds every served group), the
+/// shared parameters and definitions they reach, and the security
+/// definitions and requirements, each as JSON text.
 pub struct V2 {
+    pub paths: Vec<(String, String)>,
+    pub parameters: BTreeMap<String, String>,
     pub definitions: BTreeMap<String, String>,
     pub security_definitions: String,
     pub security: String,
 }
 
+const PARAMETER_REF: &str = "\"$ref\":\"#/parameters/";
+
 pub fn v2(registry: &Registry, artifact: &Artifact<'_>) -> Result<V2, ArtifactError> {
-    let mut roots = BTreeSet::new();
+    let mut paths = Vec::new();
     for (group, version) in registry.group_versions() {
-        if let Some(frame) = artifact.frame(&format!("v3:{}", gv_path(group, version)))? {
-            for (_, item) in served_paths(registry, group, version, &frame) {
-                roots.extend(refs(&item, V3_REF).into_iter().map(str::to_string));
+        if let Some(frame) = artifact.frame(&format!("paths:{}", gv_path(group, version)))? {
+            paths.extend(served_paths(registry, group, version, &frame, "v2 "));
+        }
+    }
+    paths.sort();
+    let all_parameters: Value = serde_json::from_str(&extra(artifact, "v2.parameters")?)
+        .map_err(|_| ArtifactError::Malformed("v2 parameters are not JSON"))?;
+    let mut parameters = BTreeMap::new();
+    for (_, item) in &paths {
+        for name in refs(item, PARAMETER_REF) {
+            if let Some(p) = all_parameters.get(name) {
+                parameters.insert(name.to_string(), p.to_string());
             }
         }
     }
+    let roots = paths
+        .iter()
+        .map(|(_, item)| item)
+        .chain(parameters.values())
+        .flat_map(|text| refs(text, V2_REF).into_iter().map(str::to_string))
+        .collect();
     let frame = schemas_frame(artifact)?;
     let definitions = closure(roots, &index(&frame, "v2 "), V2_REF)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     Ok(V2 {
+        paths,
+        parameters,
         definitions,
         security_definitions: extra(artifact, "v2.securityDefinitions")?,
         security: extra(artifact, "v2.security")?,
@@ -306,14 +332,18 @@ pub fn v2(registry: &Registry, artifact: &Artifact<'_>) -> Result<V2, ArtifactEr
 }
 
 impl V2 {
-    /// The v2 document as JSON. Paths are not listed: kubectl reads only
-    /// the definitions of v2 (validation, patches, explain's v2 output);
-    /// which operations exist it learns from v3.
+    /// The v2 document as JSON.
     pub fn json(&self) -> String {
         format!(
-            "{{\"swagger\":\"2.0\",\"info\":{},\"paths\":{{}},\"definitions\":{{{}}},\"securityDefinitions\":{},\"security\":{}}}",
+            "{{\"swagger\":\"2.0\",\"info\":{},\"paths\":{{{}}},\"definitions\":{{{}}},\"parameters\":{{{}}},\"securityDefinitions\":{},\"security\":{}}}",
             info(),
-            members(self.definitions.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            members(self.paths.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+            members(
+                self.definitions
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+            ),
+            members(self.parameters.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
             self.security_definitions,
             self.security,
         )
@@ -442,6 +472,25 @@ mod tests {
         );
         let doc: Value = serde_json::from_str(&v2.json()).unwrap();
         assert_eq!(doc["swagger"], "2.0");
+        let patch =
+            &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+        assert_eq!(
+            patch["x-kubernetes-group-version-kind"]["kind"],
+            "Deployment"
+        );
+        assert!(patch["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "fieldValidation"));
+        let body = patch["parameters"][0]["$ref"].as_str().unwrap();
+        let body = body.strip_prefix("#/parameters/").unwrap();
+        assert_eq!(doc["parameters"][body]["in"], "body");
+        assert!(!doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .any(|p| p.contains("/watch/") || p.ends_with("/exec")));
         assert!(doc["securityDefinitions"]["BearerToken"].is_object());
     }
 

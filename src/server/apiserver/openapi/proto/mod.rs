@@ -3,9 +3,11 @@
 //! `openapi.v2.Document` message, which kube-openapi's handler marshals and
 //! kubectl unmarshals. Field numbers are those of gnostic's
 //! `openapiv2/OpenAPIv2.proto` (github.com/google/gnostic); only what a
-//! Kubernetes document holds is written: Document, Info, Paths, Definitions
-//! and Schema (with TypeItem, ItemsItem, Properties, AdditionalPropertiesItem),
-//! Any and NamedAny for defaults, enums and `x-` extensions, and the security
+//! Kubernetes document holds is written: Document, Info, Paths (PathItem,
+//! Operation, ParametersItem with body, query and path parameters or
+//! references, Responses), ParameterDefinitions, Definitions and Schema
+//! (with TypeItem, ItemsItem, Properties, AdditionalPropertiesItem), Any and
+//! NamedAny for defaults, enums and `x-` extensions, and the security
 //! definitions. An `Any` carries its value as YAML text, which kube-openapi
 //! parses back; JSON text is YAML. The wire format is written by hand here
 //! (varints, tags, length-delimited fields): no protoc, no generated code,
@@ -201,6 +203,166 @@ fn schema(v: &Value) -> Msg {
     m
 }
 
+/// `JsonReference { _ref = 1, description = 2 }`.
+fn json_reference(v: &Value) -> Msg {
+    let mut r = Msg::default();
+    r.string(1, v["$ref"].as_str().unwrap_or_default());
+    r.string(2, v["description"].as_str().unwrap_or_default());
+    r
+}
+
+/// `Parameter`: oneof { BodyParameter body_parameter = 1; NonBodyParameter
+/// non_body_parameter = 2 }.
+fn parameter(v: &Value) -> Msg {
+    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+    let flag = |k: &str| v.get(k).and_then(Value::as_bool) == Some(true);
+    let extensions = |m: &mut Msg, tag: u32| {
+        for (k, x) in v.as_object().into_iter().flatten() {
+            if k.starts_with("x-") {
+                m.message(tag, named_any(k, x));
+            }
+        }
+    };
+    let mut p = Msg::default();
+    let location = field("in");
+    if location == "body" {
+        // BodyParameter { description = 1, name = 2, in = 3, required = 4,
+        // schema = 5, vendor_extension = 6 }
+        let mut b = Msg::default();
+        b.string(1, field("description"));
+        b.string(2, field("name"));
+        b.string(3, location);
+        b.bool(4, flag("required"));
+        if let Some(schema_v) = v.get("schema") {
+            b.message(5, schema(schema_v));
+        }
+        extensions(&mut b, 6);
+        p.message(1, b);
+        return p;
+    }
+    // The sub-schemas share their first fields; query and formData have
+    // allow_empty_value = 5 and so the rest one number later:
+    // (variant in NonBodyParameter, type, format, unique_items, vendor_extension).
+    let (variant, ty, format, unique, ext) = match location {
+        "header" => (1, 5, 6, 19, 22),
+        "formData" => (2, 6, 7, 20, 23),
+        "query" => (3, 6, 7, 20, 23),
+        _ => (4, 5, 6, 19, 22), // path
+    };
+    let mut sub = Msg::default();
+    sub.bool(1, flag("required"));
+    sub.string(2, location);
+    sub.string(3, field("description"));
+    sub.string(4, field("name"));
+    sub.string(ty, field("type"));
+    sub.string(format, field("format"));
+    sub.bool(unique, flag("uniqueItems"));
+    extensions(&mut sub, ext);
+    let mut non_body = Msg::default();
+    non_body.message(variant, sub);
+    p.message(2, non_body);
+    p
+}
+
+/// `ParametersItem`: oneof { Parameter parameter = 1; JsonReference
+/// json_reference = 2 }.
+fn parameters_item(v: &Value) -> Msg {
+    let mut item = Msg::default();
+    if v.get("$ref").is_some() {
+        item.message(2, json_reference(v));
+    } else {
+        item.message(1, parameter(v));
+    }
+    item
+}
+
+/// `Responses { repeated NamedResponseValue response_code = 1 }`.
+fn responses(v: &Value) -> Msg {
+    let mut rs = Msg::default();
+    for (code, r) in v.as_object().into_iter().flatten() {
+        // ResponseValue: oneof { Response response = 1; JsonReference json_reference = 2 }
+        let mut value = Msg::default();
+        if r.get("$ref").is_some() {
+            value.message(2, json_reference(r));
+        } else {
+            // Response { description = 1, schema = 2 SchemaItem { schema = 1 } }
+            let mut resp = Msg::default();
+            resp.string(1, r["description"].as_str().unwrap_or_default());
+            if let Some(sv) = r.get("schema") {
+                let mut item = Msg::default();
+                item.message(1, schema(sv));
+                resp.message(2, item);
+            }
+            value.message(1, resp);
+        }
+        let mut named = Msg::default();
+        named.string(1, code);
+        named.message(2, value);
+        rs.message(1, named);
+    }
+    rs
+}
+
+/// `Operation`.
+fn operation(v: &Value) -> Msg {
+    let mut op = Msg::default();
+    for (key, val) in v.as_object().into_iter().flatten() {
+        match key.as_str() {
+            "tags" => strings(val).iter().for_each(|t| op.repeated_string(1, t)),
+            "summary" => op.string(2, val.as_str().unwrap_or_default()),
+            "description" => op.string(3, val.as_str().unwrap_or_default()),
+            "operationId" => op.string(5, val.as_str().unwrap_or_default()),
+            "produces" => strings(val).iter().for_each(|t| op.repeated_string(6, t)),
+            "consumes" => strings(val).iter().for_each(|t| op.repeated_string(7, t)),
+            "parameters" => {
+                for p in val.as_array().into_iter().flatten() {
+                    op.message(8, parameters_item(p));
+                }
+            }
+            "responses" => op.message(9, responses(val)),
+            "schemes" => strings(val).iter().for_each(|t| op.repeated_string(10, t)),
+            "deprecated" => op.bool(11, val.as_bool() == Some(true)),
+            ext if ext.starts_with("x-") => op.message(13, named_any(ext, val)),
+            _ => {}
+        }
+    }
+    op
+}
+
+/// `PathItem { _ref = 1, get = 2, put = 3, post = 4, delete = 5, options = 6,
+/// head = 7, patch = 8, parameters = 9, vendor_extension = 10 }`.
+fn path_item(v: &Value) -> Msg {
+    let mut item = Msg::default();
+    for (key, val) in v.as_object().into_iter().flatten() {
+        let tag = match key.as_str() {
+            "$ref" => {
+                item.string(1, val.as_str().unwrap_or_default());
+                continue;
+            }
+            "get" => 2,
+            "put" => 3,
+            "post" => 4,
+            "delete" => 5,
+            "options" => 6,
+            "head" => 7,
+            "patch" => 8,
+            "parameters" => {
+                for p in val.as_array().into_iter().flatten() {
+                    item.message(9, parameters_item(p));
+                }
+                continue;
+            }
+            ext if ext.starts_with("x-") => {
+                item.message(10, named_any(ext, val));
+                continue;
+            }
+            _ => continue,
+        };
+        item.message(tag, operation(val));
+    }
+    item
+}
+
 /// `SecurityDefinitions`: the apiKey and basic schemes Kubernetes uses.
 fn security_definitions(v: &Value) -> Msg {
     let mut defs = Msg::default();
@@ -260,15 +422,30 @@ pub fn document(v2: &V2, version: &str) -> Result<Vec<u8>, serde_json::Error> {
     info.string(1, "Kubernetes");
     info.string(2, version);
     d.message(2, info);
-    // Paths: none listed (see select::V2::json); the field is present, as
-    // a Swagger document requires.
-    d.message(8, Msg::default());
+    // Paths { repeated NamedPathItem path = 2 }
+    let mut paths = Msg::default();
+    for (name, text) in &v2.paths {
+        let mut named = Msg::default();
+        named.string(1, name);
+        named.message(2, path_item(&serde_json::from_str(text)?));
+        paths.message(2, named);
+    }
+    d.message(8, paths);
     let mut defs = Msg::default();
     for (name, text) in &v2.definitions {
         let v: Value = serde_json::from_str(text)?;
         defs.message(1, named_schema(name, &v));
     }
     d.message(9, defs);
+    // ParameterDefinitions { repeated NamedParameter additional_properties = 1 }
+    let mut params = Msg::default();
+    for (name, text) in &v2.parameters {
+        let mut named = Msg::default();
+        named.string(1, name);
+        named.message(2, parameter(&serde_json::from_str(text)?));
+        params.message(1, named);
+    }
+    d.message(10, params);
     let security: Value = serde_json::from_str(&v2.security)?;
     for req in security.as_array().into_iter().flatten() {
         d.message(12, security_requirement(req));
@@ -279,86 +456,4 @@ pub fn document(v2: &V2, version: &str) -> Result<Vec<u8>, serde_json::Error> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use prost::Message;
-
-    // The part of gnostic's messages the test reads back, with the same
-    // field numbers as above.
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Document {
-        #[prost(string, tag = "1")]
-        swagger: String,
-        #[prost(message, optional, tag = "9")]
-        definitions: Option<Definitions>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Definitions {
-        #[prost(message, repeated, tag = "1")]
-        additional_properties: Vec<NamedSchema>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct NamedSchema {
-        #[prost(string, tag = "1")]
-        name: String,
-        #[prost(message, optional, tag = "2")]
-        value: Option<Schema>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Schema {
-        #[prost(string, tag = "1")]
-        r#ref: String,
-        #[prost(string, tag = "4")]
-        description: String,
-        #[prost(string, repeated, tag = "19")]
-        required: Vec<String>,
-        #[prost(message, optional, tag = "22")]
-        r#type: Option<TypeItem>,
-        #[prost(message, optional, tag = "25")]
-        properties: Option<Definitions>,
-        #[prost(message, repeated, tag = "31")]
-        vendor_extension: Vec<NamedAny>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct TypeItem {
-        #[prost(string, repeated, tag = "1")]
-        value: Vec<String>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct NamedAny {
-        #[prost(string, tag = "1")]
-        name: String,
-        #[prost(message, optional, tag = "2")]
-        value: Option<Any>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    struct Any {
-        #[prost(string, tag = "2")]
-        yaml: String,
-    }
-
-    #[test]
-    fn a_definition_reads_back() {
-        let def = r##"{"description":"d","properties":{"spec":{"$ref":"#/definitions/x.Spec","description":"s"}},"required":["spec"],"type":"object","x-kubernetes-group-version-kind":[{"group":"apps","kind":"K","version":"v1"}]}"##;
-        let v2 = V2 {
-            definitions: [("x.K".to_string(), def.to_string())].into_iter().collect(),
-            security_definitions: r#"{"BearerToken":{"description":"Bearer Token authentication","in":"header","name":"authorization","type":"apiKey"}}"#.into(),
-            security: r#"[{"BearerToken":[]}]"#.into(),
-        };
-        let bytes = document(&v2, "v1.32.5").unwrap();
-        let doc = Document::decode(&bytes[..]).unwrap();
-        assert_eq!(doc.swagger, "2.0");
-        let defs = doc.definitions.unwrap().additional_properties;
-        assert_eq!(defs[0].name, "x.K");
-        let k = defs[0].value.clone().unwrap();
-        assert_eq!(k.description, "d");
-        assert_eq!(k.required, vec!["spec"]);
-        assert_eq!(k.r#type.unwrap().value, vec!["object"]);
-        let spec = &k.properties.unwrap().additional_properties[0];
-        assert_eq!(spec.value.as_ref().unwrap().r#ref, "#/definitions/x.Spec");
-        let ext = &k.vendor_extension[0];
-        assert_eq!(ext.name, "x-kubernetes-group-version-kind");
-        let yaml: Value = serde_json::from_str(&ext.value.as_ref().unwrap().yaml).unwrap();
-        assert_eq!(yaml[0]["kind"], "K");
-    }
-}
+mod tests;
