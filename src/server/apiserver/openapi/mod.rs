@@ -106,14 +106,20 @@ async fn blocking<T: Send + 'static>(
 
 fn v3_document(state: &ApiState, group: &str, version: &str) -> Result<Option<String>, ApiError> {
     let artifact = Artifact::builtin().map_err(internal)?;
-    select::v3_document(&state.registry, &artifact, group, version).map_err(internal)
+    let schemas = select::Schemas::load(&artifact).map_err(internal)?;
+    select::v3_document(&state.registry, &artifact, &schemas, group, version).map_err(internal)
 }
 
 fn v3_hashes(state: &ApiState) -> Result<Vec<(String, String)>, ApiError> {
     let made = state.openapi.v3_hashes.get_or_init(|| {
+        let artifact = Artifact::builtin().map_err(internal)?;
+        // Decompressed once for all the documents, each dropped once hashed.
+        let schemas = select::Schemas::load(&artifact).map_err(internal)?;
         let mut out = Vec::new();
         for (g, v) in state.registry.group_versions() {
-            if let Some(doc) = v3_document(state, g, v)? {
+            let doc = select::v3_document(&state.registry, &artifact, &schemas, g, v)
+                .map_err(internal)?;
+            if let Some(doc) = doc {
                 out.push((select::gv_path(g, v), etag(doc.as_bytes())));
             }
         }

@@ -249,11 +249,21 @@ fn info() -> String {
     )
 }
 
+/// The schemas frame, decompressed once for the documents built from it.
+pub struct Schemas(Frame);
+
+impl Schemas {
+    pub fn load(artifact: &Artifact<'_>) -> Result<Schemas, ArtifactError> {
+        schemas_frame(artifact).map(Schemas)
+    }
+}
+
 /// The OpenAPI v3 document of one served group/version; `None` if the
 /// registry serves nothing there.
 pub fn v3_document(
     registry: &Registry,
     artifact: &Artifact<'_>,
+    schemas: &Schemas,
     group: &str,
     version: &str,
 ) -> Result<Option<String>, ArtifactError> {
@@ -268,8 +278,7 @@ pub fn v3_document(
         .iter()
         .flat_map(|(_, item)| refs(item, V3_REF).into_iter().map(str::to_string))
         .collect();
-    let frame = schemas_frame(artifact)?;
-    let schemas = closure(roots, &index(&frame, "v3 "), V3_REF);
+    let schemas = closure(roots, &index(&schemas.0, "v3 "), V3_REF);
     let security = extra(artifact, "v3.securitySchemes")?;
     Ok(Some(format!(
         "{{\"openapi\":\"3.0.0\",\"info\":{},\"paths\":{{{}}},\"components\":{{\"schemas\":{{{}}},\"securitySchemes\":{security}}}}}",
@@ -390,7 +399,8 @@ mod tests {
     fn doc(group: &str, version: &str) -> Value {
         let registry = Registry::builtin();
         let artifact = Artifact::builtin().unwrap();
-        let text = v3_document(&registry, &artifact, group, version)
+        let schemas = Schemas::load(&artifact).unwrap();
+        let text = v3_document(&registry, &artifact, &schemas, group, version)
             .unwrap()
             .unwrap();
         serde_json::from_str(&text).unwrap()
@@ -511,7 +521,8 @@ mod tests {
         all.push(ingress);
         let registry = Registry::new(all);
         let artifact = Artifact::builtin().unwrap();
-        let text = v3_document(&registry, &artifact, "networking.k8s.io", "v1")
+        let schemas = Schemas::load(&artifact).unwrap();
+        let text = v3_document(&registry, &artifact, &schemas, "networking.k8s.io", "v1")
             .unwrap()
             .unwrap();
         let doc: Value = serde_json::from_str(&text).unwrap();
