@@ -12,6 +12,14 @@ api/openapi-spec/swagger.json (OpenAPI v2). Each SOURCE_NOTE becomes one
 `source:` line of the header: say where each input came from (repository,
 commit, date), as the committed file does. Needs the `zstd` command.
 
+The committed file was made from kubectl-validate's copy of the v3
+documents and the Python client's copy of swagger.json (both of
+kubernetes/kubernetes release-1.32; see the file's `source:` lines):
+
+    git --git-dir=kubectl-validate.git archive 231e3efa pkg/openapiclient/builtins/1.32 | tar -x
+    git --git-dir=python.git show 5342870c:kubernetes/swagger.json.unprocessed > swagger.json
+    gen-openapi.py pkg/openapiclient/builtins/1.32 swagger.json "<note>" "<note>" > upstream.bin
+
 What is kept, and why:
   * every path of every v3 document, verbatim (minified). The server keeps
     those of the resources, subresources and verbs its registry serves, so a
