@@ -2,9 +2,10 @@
 //! built from it. Upstream's v3 document of a group/version lists a path per
 //! resource, subresource and scope with an operation per verb; here a path
 //! is kept when the registry serves its resource (and subresource), and an
-//! operation when the registry lists its verb. The schemas are those the
-//! kept paths reach, as upstream's documents hold exactly those. Documents
-//! are written as text from the stored JSON, never parsed whole.
+//! operation when the registry lists its verb (the same rule keeps v2's
+//! paths). The schemas are those the kept paths reach, as upstream's
+//! documents hold exactly those. Documents are written as text from the
+//! stored JSON; only a path item that loses an operation is parsed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -215,7 +216,9 @@ fn extra(artifact: &Artifact<'_>, key: &str) -> Result<String, ArtifactError> {
         .entries()
         .find(|(k, _)| *k == key)
         .map(|(_, v)| v.to_string());
-    found.ok_or(ArtifactError::Malformed("a security definition is missing"))
+    found.ok_or(ArtifactError::Malformed(
+        "an entry of the extra frame is missing",
+    ))
 }
 
 fn schemas_frame(artifact: &Artifact<'_>) -> Result<Frame, ArtifactError> {
