@@ -334,6 +334,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ready: Default::default(),
         usage_writes: Default::default(),
         gc: Default::default(),
+        openapi: Default::default(),
     });
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(

@@ -76,6 +76,8 @@ pub struct ApiState {
     /// Owners marked for orphan or foreground deletion, for the garbage
     /// collector.
     pub gc: crate::server::controllers::garbage::Queue,
+    /// What the OpenAPI answers keep between requests (hashes only).
+    pub openapi: openapi::Cache,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -263,10 +265,8 @@ async fn dispatch(
             resource(&call, &method, body).await
         }
         // Nothing is served there, whatever the method: 404, as upstream
-        // (a 405 told clients the path exists). kubectl asks for protobuf
-        // OpenAPI v2 only; a 404 sends it to its built-in types, which is
-        // what works best.
-        ApiPath::OpenApiV2 | ApiPath::NotFound => Err(not_found()),
+        // (a 405 told clients the path exists).
+        ApiPath::NotFound => Err(not_found()),
         _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
         ApiPath::Version => Ok(discovery::version()),
         ApiPath::Healthz(which) => Ok(health::check(state, which, &q).await),
@@ -279,9 +279,10 @@ async fn dispatch(
         ApiPath::ResourceList { group, version } => {
             discovery::resource_list(&state.registry, &group, &version)
         }
-        ApiPath::OpenApiV3Root => Ok(openapi::root(&state.registry)),
+        ApiPath::OpenApiV2 => openapi::v2(state, &parts.headers).await,
+        ApiPath::OpenApiV3Root => openapi::root(state, &parts.headers).await,
         ApiPath::OpenApiV3 { group, version } => {
-            openapi::group_version(&state.registry, &group, &version)
+            openapi::group_version(state, &parts.headers, &group, &version, q.get("hash")).await
         }
     }
 }

@@ -41,6 +41,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         ready: Default::default(),
         usage_writes: Default::default(),
         gc: Default::default(),
+        openapi: Default::default(),
     });
     (state, store)
 }
