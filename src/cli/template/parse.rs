@@ -373,6 +373,9 @@ fn action(
         _ => "",
     };
     match keyword {
+        "if" | "range" | "with" if stack.len() > MAX_DEPTH => {
+            return Err(err(src, open, TOO_DEEP));
+        }
         "if" | "range" | "with" => {
             let kind = match keyword {
                 "if" => "if",
@@ -447,15 +450,27 @@ fn action(
     Ok(())
 }
 
+/// How deep parentheses and blocks may nest. Go's parser stops at 10000;
+/// parsing, running and dropping a template recurse once per level, so a
+/// hostile `--format` must not reach the stack's end.
+const MAX_DEPTH: usize = 1000;
+const TOO_DEEP: &str = "max expression depth exceeded";
+
 struct Parser<'a> {
     src: &'a str,
     toks: &'a [(Tok, usize)],
     i: usize,
+    depth: usize,
 }
 
 impl<'a> Parser<'a> {
     fn new(src: &'a str, toks: &'a [(Tok, usize)]) -> Parser<'a> {
-        Parser { src, toks, i: 0 }
+        Parser {
+            src,
+            toks,
+            i: 0,
+            depth: 0,
+        }
     }
 
     fn peek(&self) -> Option<&Tok> {
@@ -568,7 +583,12 @@ impl<'a> Parser<'a> {
                 _ => Arg::Func(w),
             },
             Tok::LParen => {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return Err(err(self.src, at, TOO_DEEP));
+                }
                 let pipe = self.pipeline_inner()?;
+                self.depth -= 1;
                 match self.toks.get(self.i) {
                     Some((Tok::RParen(fields), _)) => {
                         self.i += 1;

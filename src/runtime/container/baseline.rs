@@ -83,6 +83,33 @@ pub fn privileged_capabilities(bounding: u64) -> Vec<&'static str> {
         .collect()
 }
 
+/// What a container can have of `caps`: no process gets a capability its
+/// parent's bounding set lacks. `--cap-add ALL` means all that skiff
+/// holds; one named outright that skiff lacks is an error naming it (the
+/// container's init would otherwise fail with an opaque "failed syscall").
+pub fn within_bounding_set(
+    caps: Vec<&'static str>,
+    added: &[String],
+    bounding: u64,
+) -> Result<Vec<&'static str>, String> {
+    let held = |c: &str| {
+        ALL_CAPABILITIES
+            .iter()
+            .position(|x| *x == c)
+            .is_some_and(|bit| bit < 64 && bounding & (1u64 << bit) != 0)
+    };
+    let all = added.iter().any(|a| a.eq_ignore_ascii_case("ALL"));
+    let mut out = Vec::with_capacity(caps.len());
+    for c in caps {
+        if held(c) {
+            out.push(c);
+        } else if !all {
+            return Err(c.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// `base` with `drop` taken out and `add` put in (names with or without
 /// `CAP_`, any case; `ALL` for every one), as docker's `--cap-add/--cap-drop`
 /// and a Pod's `securityContext.capabilities`: drops first, then adds. An

@@ -271,14 +271,25 @@ fn append<W: Write>(b: &mut tar::Builder<W>, fd: &OwnedFd, name: &str) -> Result
     match kind {
         FileType::RegularFile => {
             let file = File::open(&reopen).map_err(io_err(name))?;
+            let size = u64::try_from(st.st_size).unwrap_or(0);
             h.set_entry_type(tar::EntryType::Regular);
-            h.set_size(u64::try_from(st.st_size).unwrap_or(0));
-            b.append_data(&mut h, name, file).map_err(io_err(name))?;
+            h.set_size(size);
+            // Exactly the size in the header, whatever the file does while
+            // it is read (a container may grow it, and /proc files say 0
+            // and have content): the builder copies all it can read, and
+            // any surplus would be taken for the next headers.
+            b.append_data(&mut h, name, Exactly::new(file, size))
+                .map_err(io_err(name))?;
         }
         FileType::Directory => {
             h.set_entry_type(tar::EntryType::Directory);
             b.append_data(&mut h, format!("{name}/"), io::empty())
                 .map_err(io_err(name))?;
+            // A running container's proc, sys and the like are the
+            // kernel's, not its files: the directory, not what is in it.
+            if pseudo_fs(fd) {
+                return Ok(());
+            }
             let mut children: Vec<String> = std::fs::read_dir(&reopen)
                 .map_err(io_err(name))?
                 .filter_map(|e| e.ok())
@@ -324,6 +335,63 @@ fn append<W: Write>(b: &mut tar::Builder<W>, fd: &OwnedFd, name: &str) -> Result
     Ok(())
 }
 
+/// `size` bytes of `inner`: cut short when it has more, padded with zeros
+/// when it has fewer (as tar does for a file that shrank while read).
+struct Exactly<R> {
+    inner: io::Take<R>,
+    left: u64,
+}
+
+impl<R: Read> Exactly<R> {
+    fn new(inner: R, size: u64) -> Self {
+        Exactly {
+            inner: inner.take(size),
+            left: size,
+        }
+    }
+}
+
+impl<R: Read> Read for Exactly<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = match self.inner.read(buf)? {
+            0 => {
+                let n = usize::try_from(self.left)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len());
+                buf[..n].fill(0);
+                n
+            }
+            n => n,
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Whether directory `fd` is a kernel pseudo file system (proc, sysfs,
+/// cgroups, devpts, mqueue, debugfs, tracefs, securityfs, bpf).
+fn pseudo_fs(fd: &OwnedFd) -> bool {
+    const PSEUDO: &[i64] = &[
+        0x9fa0,      // proc
+        0x6265_6572, // sysfs
+        0x0027_e0eb, // cgroup
+        0x6367_7270, // cgroup2
+        0x1cd1,      // devpts
+        0x1980_0202, // mqueue
+        0x6462_6720, // debugfs
+        0x7472_6163, // tracefs
+        0x7363_6673, // securityfs
+        0xcafe_4a11, // bpf
+    ];
+    // f_type's width differs by architecture.
+    #[allow(clippy::unnecessary_cast)]
+    let pseudo = |t| PSEUDO.contains(&(t as i64));
+    rustix::fs::fstatfs(fd).is_ok_and(|s| pseudo(s.f_type))
+}
+
 /// The entry's path below the destination: only plain components (`.`
 /// dropped), the first one replaced by `rename` when given.
 fn entry_path(path: &Path, rename: Option<&str>) -> Result<Vec<String>, CopyError> {
@@ -351,8 +419,24 @@ pub fn extract<R: Read>(
     input: R,
     rename: Option<&str>,
 ) -> Result<(), CopyError> {
-    // The destination must be an existing directory.
-    root.open(dest, OFlags::PATH | OFlags::DIRECTORY)?;
+    // Everything below is resolved inside the destination itself: an
+    // entry (a symlink, then a file "under" it; a hard link) can never
+    // reach outside it, whichever side wrote the archive.
+    let inner = Root {
+        fd: root.open(dest, OFlags::PATH | OFlags::DIRECTORY)?,
+        name: root.name.clone(),
+    };
+    extract_inside(&inner, dest, input, rename)
+}
+
+/// [`extract`] into `root`'s own top directory (`shown` in messages).
+fn extract_inside<R: Read>(
+    root: &Root,
+    shown: &str,
+    input: R,
+    rename: Option<&str>,
+) -> Result<(), CopyError> {
+    let dest = "/";
     let mut archive = tar::Archive::new(input);
     for entry in archive.entries().map_err(CopyError::Archive)? {
         let mut entry = entry.map_err(CopyError::Archive)?;
@@ -361,7 +445,7 @@ pub fn extract<R: Read>(
         let Some((name, dirs)) = parts.split_last() else {
             continue; // `./` itself: the destination.
         };
-        let parent_path = format!("{}/{}", dest.trim_end_matches('/'), dirs.join("/"));
+        let parent_path = format!("{}/{}", shown.trim_end_matches('/'), dirs.join("/"));
         let parent = make_dirs(root, dest, dirs)?;
         let full = format!("{parent_path}/{name}");
         let mode = Mode::from_raw_mode(entry.header().mode().unwrap_or(0o644) & 0o7777);
@@ -372,7 +456,8 @@ pub fn extract<R: Read>(
                     Ok(()) | Err(rustix::io::Errno::EXIST) => {}
                     Err(e) => return Err(rx(&full)(e)),
                 }
-                let d = root.open(&full, OFlags::PATH | OFlags::DIRECTORY)?;
+                let inside = format!("/{}", parts.join("/"));
+                let d = root.open(&inside, OFlags::PATH | OFlags::DIRECTORY)?;
                 let d = File::open(format!("/proc/self/fd/{}", d.as_raw_fd()))
                     .map_err(io_err(&full))?;
                 rustix::fs::fchmod(&d, mode).map_err(rx(&full))?;
@@ -511,6 +596,73 @@ mod tests {
         assert_eq!(base_name("/etc/hostname"), "hostname");
         assert_eq!(base_name("/etc/"), "etc");
         assert_eq!(base_name("/"), ".");
+    }
+
+    /// A hostile archive (a symlink out, then a file "under" it, and a
+    /// hard link through it) unpacked on the host writes nothing outside
+    /// the destination.
+    #[test]
+    fn entries_never_leave_the_destination() {
+        let outside = tempfile::tempdir().unwrap();
+        let dst = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret"), "host").unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        b.append_link(&mut h, "x", outside.path()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(5);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "x/pwned", &b"owned"[..]).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Link);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_link(&mut h, "stolen", "x/secret").unwrap();
+        let tar = b.into_inner().unwrap();
+        let host = Root::host().unwrap();
+        let dest = dst.path().to_string_lossy().into_owned();
+        let _ = extract(&host, &dest, &tar[..], None);
+        assert!(!outside.path().join("pwned").exists(), "wrote outside");
+        let stolen = dst.path().join("stolen");
+        if let Ok(text) = std::fs::read_to_string(&stolen) {
+            assert_ne!(text, "host", "linked a file from outside");
+        }
+    }
+
+    /// A file whose size changes while it is read (a /proc file says 0 and
+    /// has content) is archived with exactly the size in its header, so the
+    /// stream stays whole.
+    #[test]
+    fn archived_files_hold_their_header_size() {
+        let proc_self = Root::at(Path::new("/proc/self"), "").unwrap();
+        let mut tar = Vec::new();
+        archive(&proc_self, "status", &mut tar).unwrap();
+        let mut a = tar::Archive::new(&tar[..]);
+        let entries: Vec<u64> = a
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().header().size().unwrap())
+            .collect();
+        assert_eq!(entries, [0]);
+        // A directory of the kernel's is copied without its content.
+        let mut tar = Vec::new();
+        archive(&proc_self, "fdinfo", &mut tar).unwrap();
+        let n = tar::Archive::new(&tar[..]).entries().unwrap().count();
+        assert_eq!(n, 1);
+        let mut shrunk = Vec::new();
+        Exactly::new(&b"ab"[..], 5)
+            .read_to_end(&mut shrunk)
+            .unwrap();
+        assert_eq!(shrunk, b"ab\0\0\0");
+        let mut cut = Vec::new();
+        Exactly::new(&b"abcdef"[..], 3)
+            .read_to_end(&mut cut)
+            .unwrap();
+        assert_eq!(cut, b"abc");
     }
 
     /// A tree archived from one root and unpacked under another, with a

@@ -22,6 +22,8 @@ pub enum SpecError {
     UnresolvedNetwork(String),
     #[error("unknown capability {0:?}")]
     Capability(String),
+    #[error("capability {0} is not held by skiff itself, so no container can have it")]
+    CapabilityNotHeld(String),
     #[error("volume {0} must be resolved to its directory before the spec is built")]
     UnresolvedVolume(String),
     #[error("--device {path}: {reason}")]
@@ -189,12 +191,14 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     let caps = if security.privileged {
         baseline::privileged_capabilities(baseline::own_bounding_set())
     } else {
-        baseline::adjust_capabilities(
+        let caps = baseline::adjust_capabilities(
             baseline::CAPABILITIES,
             &security.cap_add,
             &security.cap_drop,
         )
-        .map_err(SpecError::Capability)?
+        .map_err(SpecError::Capability)?;
+        baseline::within_bounding_set(caps, &security.cap_add, baseline::own_bounding_set())
+            .map_err(SpecError::CapabilityNotHeld)?
     };
 
     let mut mounts = baseline::mounts();

@@ -285,3 +285,19 @@ fn privileged_capabilities_follow_the_bounding_set() {
     assert!(!without.contains(&"CAP_SYS_RESOURCE"));
     assert!(without.contains(&"CAP_SYS_ADMIN"));
 }
+
+#[test]
+fn added_capabilities_stay_within_the_bounding_set() {
+    let without_sys_resource = !(1u64 << 24);
+    let all = baseline::adjust_capabilities(baseline::CAPABILITIES, &["ALL".into()], &[]).unwrap();
+    let held = baseline::within_bounding_set(all, &["ALL".into()], without_sys_resource).unwrap();
+    assert!(!held.contains(&"CAP_SYS_RESOURCE"));
+    assert!(held.contains(&"CAP_SYS_ADMIN"));
+    let named =
+        baseline::adjust_capabilities(baseline::CAPABILITIES, &["SYS_RESOURCE".into()], &[])
+            .unwrap();
+    assert_eq!(
+        baseline::within_bounding_set(named, &["SYS_RESOURCE".into()], without_sys_resource),
+        Err("CAP_SYS_RESOURCE".to_string())
+    );
+}
