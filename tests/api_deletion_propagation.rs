@@ -101,3 +101,41 @@ fn orphan_keeps_dependents_without_the_owner() {
     let dep = json(&s.kubectl_ok(&["get", "cm", "dep", "-o", "json"]));
     assert!(dep["metadata"].get("ownerReferences").is_none(), "{dep}");
 }
+
+/// A second delete of a marked object with another propagation policy
+/// sets the collector's finalizers to it, as upstream.
+#[test]
+fn a_later_delete_changes_the_propagation() {
+    let s = Server::start();
+    let out = s.kubectl_stdin(
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: held, finalizers: [example.com/hold]}\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let auth = format!("Authorization: Bearer {}", s.admin_token());
+    let delete = |policy: &str| {
+        let (code, body) = s.curl_get(
+            &format!("/api/v1/namespaces/default/configmaps/held?propagationPolicy={policy}"),
+            &["-X", "DELETE", "-H", &auth],
+        );
+        assert_eq!(code, 202, "{body}");
+        json(&body)["metadata"]["finalizers"].clone()
+    };
+    assert_eq!(
+        delete("Foreground"),
+        serde_json::json!(["example.com/hold", "foregroundDeletion"])
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let finalizers = || {
+        json(&s.kubectl_ok(&["get", "cm", "held", "-o", "json"]))["metadata"]["finalizers"].clone()
+    };
+    // The collector lets the foreground finalizer go (no dependents).
+    while finalizers() != serde_json::json!(["example.com/hold"]) {
+        assert!(Instant::now() < deadline, "{}", finalizers());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        delete("Orphan"),
+        serde_json::json!(["example.com/hold", "orphan"])
+    );
+}

@@ -249,4 +249,16 @@ fn metadata_only_reads_as_metadata_clients_ask() {
     assert_eq!(first["type"], "ADDED", "{body}");
     assert_eq!(first["object"]["kind"], "PartialObjectMetadata", "{body}");
     assert!(first["object"].get("data").is_none(), "{body}");
+    // A form that does not fit the read, and nothing else: 406.
+    let (code, body) = s.curl_get(
+        "/api/v1/namespaces/default/configmaps",
+        &[
+            "-H",
+            &auth,
+            "-H",
+            "Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1",
+        ],
+    );
+    assert_eq!(code, 406, "{body}");
+    assert_eq!(json(&body)["reason"], "NotAcceptable", "{body}");
 }

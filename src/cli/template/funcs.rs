@@ -215,6 +215,46 @@ pub fn call(name: &str, args: &[Value]) -> Result<Value, String> {
             }
             Ok(cur)
         }
+        "slice" => {
+            let Some((item, idx)) = args.split_first() else {
+                return Err("error calling slice: wrong number of args".into());
+            };
+            if idx.len() > 2 {
+                return Err("error calling slice: too many slice indexes".into());
+            }
+            let len = match item {
+                Value::String(x) => x.len(),
+                Value::Array(a) => a.len(),
+                other => {
+                    return Err(format!(
+                        "error calling slice: can't slice item of type {}",
+                        type_name(other)
+                    ))
+                }
+            };
+            let mut bounds = [0usize, len];
+            for (i, k) in idx.iter().enumerate() {
+                let v = int_arg(name, k)?;
+                bounds[i] = usize::try_from(v)
+                    .ok()
+                    .filter(|v| *v <= len)
+                    .ok_or_else(|| format!("error calling slice: index out of range: {v}"))?;
+            }
+            let [lo, hi] = bounds;
+            if lo > hi {
+                return Err(format!(
+                    "error calling slice: invalid slice index: {lo} > {hi}"
+                ));
+            }
+            match item {
+                Value::String(x) => x
+                    .get(lo..hi)
+                    .map(|t| Value::String(t.to_string()))
+                    .ok_or_else(|| "error calling slice: index inside a character".into()),
+                Value::Array(a) => Ok(Value::Array(a[lo..hi].to_vec())),
+                _ => Ok(Value::Null),
+            }
+        }
         "not" => {
             want_args(name, args, 1)?;
             Ok(Value::Bool(!truth(&args[0])))

@@ -450,10 +450,11 @@ fn action(
     Ok(())
 }
 
-/// How deep parentheses and blocks may nest. Go's parser stops at 10000;
-/// parsing, running and dropping a template recurse once per level, so a
-/// hostile `--format` must not reach the stack's end.
-const MAX_DEPTH: usize = 1000;
+/// How deep parentheses and blocks may nest (real templates stay under
+/// ten; Go's parser stops at 10000). Parsing, running and dropping a
+/// template recurse once per level, so a hostile `--format` must not reach
+/// the end of a thread's stack.
+const MAX_DEPTH: usize = 100;
 const TOO_DEEP: &str = "max expression depth exceeded";
 
 struct Parser<'a> {

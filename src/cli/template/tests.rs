@@ -259,3 +259,33 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn slice_as_go() {
+    assert_eq!(ok("{{slice .Id 0 4}}"), "0123");
+    assert_eq!(ok("{{slice .Id 12}}"), "cdef");
+    assert_eq!(ok("{{slice .Config.Cmd 1 2}}"), "[-c]");
+    assert_eq!(ok("{{slice .Config.Cmd}}"), "[sh -c echo hi]");
+    assert!(render("{{slice .Id 3 2}}")
+        .unwrap_err()
+        .to_string()
+        .contains("invalid slice index: 3 > 2"));
+    assert!(render("{{slice .Id 99}}")
+        .unwrap_err()
+        .to_string()
+        .contains("index out of range: 99"));
+}
+
+#[test]
+fn nesting_is_bounded() {
+    let deep = format!("{{{{{}1{}}}}}", "(".repeat(5000), ")".repeat(5000));
+    assert!(render(&deep)
+        .unwrap_err()
+        .to_string()
+        .contains("max expression depth exceeded"));
+    let blocks = "{{if 1}}".repeat(5000);
+    assert!(render(&blocks)
+        .unwrap_err()
+        .to_string()
+        .contains("max expression depth exceeded"));
+}

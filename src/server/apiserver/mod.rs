@@ -339,7 +339,7 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
         headers,
     } = *call;
     tracing::trace!(user = %ctx.who.user, verb = %ctx.verb, resource = r.def.plural, "authorized");
-    let asked = negotiate::asked(headers);
+    let asked = |reading| negotiate::asked(headers, reading);
     if let Some(sub) = &r.subresource {
         if !r.def.has_subresource(sub) {
             return Err(not_found());
@@ -358,17 +358,19 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
         (Method::GET, None, None) => {
             if q.flag("watch") {
                 verb_allowed(r, "watch")?;
-                watch::watch(state, r, q, read::Shape::of(asked, q)?).await
+                let shape = read::Shape::of(asked(negotiate::Reading::Watch)?, q)?;
+                watch::watch(state, r, q, shape).await
             } else {
                 verb_allowed(r, "list")?;
-                list::list(state, r, q, read::Shape::of(asked, q)?).await
+                let shape = read::Shape::of(asked(negotiate::Reading::List)?, q)?;
+                list::list(state, r, q, shape).await
             }
         }
         (Method::GET, Some(n), None | Some("status")) => {
             verb_allowed(r, "get")?;
             // A subresource is always the object itself.
             let shape = match sub {
-                None => read::Shape::of(asked, q)?,
+                None => read::Shape::of(asked(negotiate::Reading::One)?, q)?,
                 Some(_) => read::Shape::Object,
             };
             read::get(state, r, n, shape).await

@@ -45,26 +45,50 @@ pub enum Asked {
     Metadata,
 }
 
-/// The first form in the Accept list that asks for a Table or for
-/// metadata only (in `meta.k8s.io`), else the objects themselves. Answers
-/// are JSON whatever the media type (a protobuf one with `as=` is followed
-/// by its JSON twin in every client's list).
-pub fn asked(headers: &HeaderMap) -> Asked {
-    for media in accept(headers).split(',') {
+/// What a read is of: one object, a collection, or a watch (whose events
+/// carry one object each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    One,
+    List,
+    Watch,
+}
+
+/// The first form in the Accept list the server gives: a media type
+/// without `as=` means the objects themselves; one with `as=` is taken
+/// when it names, in `meta.k8s.io` `v1`/`v1beta1`, a Table or the metadata
+/// form that fits the read (`PartialObjectMetadata` for one object,
+/// `…List` for a collection), and passed over otherwise. Answers are JSON
+/// whatever the media type (a protobuf one with `as=` is followed by its
+/// JSON twin in every client's list). 406 when nothing fits.
+pub fn asked(headers: &HeaderMap, reading: Reading) -> Result<Asked, ApiError> {
+    let all = accept(headers);
+    if all.trim().is_empty() {
+        return Ok(Asked::Objects);
+    }
+    for media in all.split(',') {
         let params: Vec<&str> = media.split(';').map(str::trim).collect();
-        if !params.contains(&"g=meta.k8s.io") {
+        let Some(form) = params.iter().find_map(|p| p.strip_prefix("as=")) else {
+            return Ok(Asked::Objects);
+        };
+        let known = params.contains(&"g=meta.k8s.io")
+            && (params.contains(&"v=v1") || params.contains(&"v=v1beta1"));
+        if !known {
             continue;
         }
-        if params.contains(&"as=Table") {
-            return Asked::Table;
-        }
-        if params.contains(&"as=PartialObjectMetadata")
-            || params.contains(&"as=PartialObjectMetadataList")
-        {
-            return Asked::Metadata;
+        match (form, reading) {
+            ("Table", _) => return Ok(Asked::Table),
+            ("PartialObjectMetadata", Reading::One | Reading::Watch)
+            | ("PartialObjectMetadataList", Reading::List | Reading::Watch) => {
+                return Ok(Asked::Metadata)
+            }
+            _ => {}
         }
     }
-    Asked::Objects
+    Err(ApiError::not_acceptable(format!(
+        "none of the media types in Accept ({}) can be served; this server gives application/json, or with ;as=Table, ;as=PartialObjectMetadata (one object) or ;as=PartialObjectMetadataList (lists) with ;g=meta.k8s.io;v=v1",
+        crate::api::status::truncate_echo(&all, 200)
+    )))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -458,21 +482,27 @@ mod tests {
 
     #[test]
     fn table_and_metadata_accept() {
-        assert_eq!(
-            asked(&headers(
-                "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
-            )),
-            Asked::Table
-        );
+        let one = |a: &str| asked(&headers(a), Reading::One).map_err(|e| e.code);
+        let list = |a: &str| asked(&headers(a), Reading::List).map_err(|e| e.code);
+        let kubectl = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json";
+        assert_eq!(list(kubectl), Ok(Asked::Table));
         // client-go's metadata client.
+        let metadata = "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        assert_eq!(list(metadata), Ok(Asked::Metadata));
+        // The list form on a get: passed over for plain JSON.
+        assert_eq!(one(metadata), Ok(Asked::Objects));
+        assert_eq!(list("application/json"), Ok(Asked::Objects));
+        assert_eq!(list(""), Ok(Asked::Objects));
+        // Only unknown forms: nothing to serve.
+        assert_eq!(list("application/json;as=Table"), Err(406));
         assert_eq!(
-            asked(&headers(
-                "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
-            )),
-            Asked::Metadata
+            one("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v9"),
+            Err(406)
         );
-        assert_eq!(asked(&headers("application/json")), Asked::Objects);
-        assert_eq!(asked(&headers("application/json;as=Table")), Asked::Objects);
+        assert_eq!(
+            list("application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"),
+            Err(406)
+        );
     }
 
     #[test]

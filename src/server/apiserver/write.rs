@@ -423,7 +423,34 @@ pub async fn delete_one(
         // controller empties it). Finalizers hold any kind.
         let held = has_finalizers || policy.marked_only || propagation.is_some();
         if held && marked {
-            return Ok(cur.obj);
+            // Marked already: a delete that names a propagation policy
+            // sets the garbage collector's finalizers to it, as upstream.
+            let Some(p) = opts.propagation.as_deref() else {
+                return Ok(cur.obj);
+            };
+            let mut new = cur.obj.clone();
+            if !set_propagation(&mut new, p) {
+                return Ok(new);
+            }
+            // Through commit_update: with its last finalizer gone, it goes.
+            let w = Write {
+                state,
+                def,
+                ns,
+                name,
+                dry_run: opts.dry_run,
+            };
+            match commit_update(w, &new, cur.rev).await {
+                Ok(v) => {
+                    if propagation.is_some() && !opts.dry_run {
+                        let uid = meta_str(&v, "uid").unwrap_or("");
+                        state.gc.push(garbage::Marked::new(def, ns, name, uid));
+                    }
+                    return Ok(v);
+                }
+                Err(e) if e.is_conflict() => continue,
+                Err(e) => return Err(e),
+            }
         }
         if held {
             let mut new = cur.obj.clone();
@@ -480,6 +507,31 @@ pub async fn delete_one(
         name,
         "the object kept changing while it was being deleted; try again",
     ))
+}
+
+/// Make an object's garbage-collector finalizers say `policy` (Orphan,
+/// Foreground or Background); true when they changed.
+fn set_propagation(obj: &mut Value, policy: &str) -> bool {
+    let want = match policy {
+        "Orphan" => Some(garbage::ORPHAN),
+        "Foreground" => Some(garbage::FOREGROUND),
+        _ => None,
+    };
+    let m = meta_mut(obj);
+    let list = m.entry("finalizers").or_insert_with(|| json!([]));
+    let Some(a) = list.as_array_mut() else {
+        return false;
+    };
+    let before = a.clone();
+    a.retain(|f| f != garbage::ORPHAN && f != garbage::FOREGROUND);
+    if let Some(f) = want {
+        a.push(json!(f));
+    }
+    let changed = *a != before;
+    if a.is_empty() {
+        m.remove("finalizers");
+    }
+    changed
 }
 
 /// `deletionTimestamp` is when the object should be gone: now + grace.
