@@ -235,6 +235,11 @@ fn cp_both_ways_running_and_stopped() {
         host.join("h").to_str().unwrap(),
     ]);
     assert_eq!(std::fs::read_to_string(host.join("h")).unwrap(), hostname);
+    // A running container is copied from its live root, tmpfs mounts and
+    // all (its stopped filesystem has no /dev/shm content).
+    e.ok(&["exec", "c", "sh", "-c", "echo live > /dev/shm/x"]);
+    e.ok(&["cp", "c:/dev/shm/x", host.join("shm").to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(host.join("shm")).unwrap(), "live\n");
     // The link itself is copied as a link.
     e.ok(&["cp", "c:/srv/up", host.join("up").to_str().unwrap()]);
     assert_eq!(

@@ -147,12 +147,7 @@ pub fn with_container<T: Send>(
     f: impl FnOnce(&Root) -> Result<T, CopyError> + Send,
 ) -> Result<T, CopyError> {
     if let (Status::Running, Some(pid)) = (rec.status, rec.pid) {
-        let path = format!("/proc/{pid}/root");
-        if let Ok(fd) = rustix::fs::open(
-            path.as_str(),
-            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-            Mode::empty(),
-        ) {
+        if let Some(fd) = live_root(pid, &rec.id) {
             return f(&Root {
                 fd,
                 name: rec.name.clone(),
@@ -168,6 +163,43 @@ pub fn with_container<T: Send>(
         .join()
         .unwrap_or_else(|_| Err(CopyError::Mount("the copy thread panicked".into())))
     })
+}
+
+/// The root of process `pid` if it is container `id`'s: the process is
+/// pinned by a descriptor of its /proc directory, checked to be in the
+/// container's cgroup (a record's pid may have been reused by another
+/// process since), and its root opened through that same descriptor.
+fn live_root(pid: i32, id: &str) -> Option<OwnedFd> {
+    let dir = rustix::fs::open(
+        format!("/proc/{pid}").as_str(),
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let cgroup = rustix::fs::openat(
+        &dir,
+        "cgroup",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut text = String::new();
+    File::from(cgroup).read_to_string(&mut text).ok()?;
+    let leaf = format!("/{id}");
+    let inside = text.lines().any(|l| {
+        let path = l.splitn(3, ':').nth(2).unwrap_or("");
+        path.ends_with(&leaf) || path.contains(&format!("{leaf}/"))
+    });
+    if !inside {
+        return None;
+    }
+    rustix::fs::openat(
+        &dir,
+        "root",
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
 }
 
 /// On the calling (dedicated) thread: a private mount namespace with the
@@ -630,6 +662,23 @@ mod tests {
         let stolen = dst.path().join("stolen");
         if let Ok(text) = std::fs::read_to_string(&stolen) {
             assert_ne!(text, "host", "linked a file from outside");
+        }
+    }
+
+    /// A process's root is used only when the process is in the
+    /// container's cgroup (a record's pid may name another process by now).
+    #[test]
+    fn live_roots_belong_to_their_container() {
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(live_root(me, "no-such-container-id").is_none());
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let leaf = own
+            .lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2))
+            .filter_map(|p| p.rsplit('/').next())
+            .find(|l| !l.is_empty());
+        if let Some(leaf) = leaf {
+            assert!(live_root(me, leaf).is_some(), "{own}");
         }
     }
 
