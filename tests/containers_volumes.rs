@@ -70,3 +70,53 @@ fn named_volume_outlives_its_container() {
     assert_eq!(e.ok(&["volume", "ls", "-q"]).trim(), "");
     e.assert_clean();
 }
+
+/// `--mount`, docker's long form: a named volume, a read-only host
+/// directory and a tmpfs, and docker's complaint for a missing target.
+#[test]
+fn mount_flag_takes_volumes_binds_and_tmpfs() {
+    let e = Engine::new();
+    let host = e.dir.path().join("hostdir");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "from host\n").unwrap();
+    let bind = format!(
+        "type=bind,source={},target=/h,readonly",
+        host.to_str().unwrap()
+    );
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--mount",
+        "source=vol,target=/v",
+        "--mount",
+        &bind,
+        "--mount",
+        "type=tmpfs,dst=/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "echo v > /v/x && cat /h/f && ! touch /h/nope 2>/dev/null && grep -c ' /scratch tmpfs ' /proc/mounts",
+    ]);
+    assert_eq!(out, "from host\n1\n");
+    assert_eq!(e.ok(&["volume", "ls", "-q"]).trim(), "vol");
+    let out = e.err(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=bind,source=/tmp",
+        "busybox",
+        "true",
+    ]);
+    assert!(
+        stderr(&out).contains(
+            "invalid argument \"type=bind,source=/tmp\" for \"--mount\" flag: target is required"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(125));
+    e.ok(&["volume", "rm", "vol"]);
+    e.assert_clean();
+}

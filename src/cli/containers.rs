@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// Bind mount: HOSTDIR:CTRDIR[:ro].
     #[arg(short, long = "volume")]
     pub volume: Vec<String>,
+    /// Mount a host directory, a named volume or a tmpfs, docker's way:
+    /// type=bind|volume|tmpfs,source=…,target=…[,readonly].
+    #[arg(long = "mount", value_name = "MOUNT")]
+    pub mount: Vec<String>,
     /// Mount an empty tmpfs at this absolute path inside the container.
     #[arg(long)]
     pub tmpfs: Vec<String>,
@@ -227,6 +231,11 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     if args.sandbox.is_some() && (network != Network::Bridge || !ports.is_empty()) {
         return Err(options::OptionsError::SandboxNetwork(args.network.clone()).into());
     }
+    let mounts = args
+        .mount
+        .iter()
+        .map(|m| options::MountSpec::parse(m))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(RunOptions {
         name: args.name.clone(),
         env,
@@ -238,8 +247,20 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .volume
             .iter()
             .map(|v| Bind::parse(v))
+            .chain(mounts.iter().filter_map(|m| match m {
+                options::MountSpec::Bind(b) => Some(Ok(b.clone())),
+                options::MountSpec::Tmpfs(_) => None,
+            }))
             .collect::<Result<_, _>>()?,
-        tmpfs: args.tmpfs.clone(),
+        tmpfs: args
+            .tmpfs
+            .iter()
+            .cloned()
+            .chain(mounts.iter().filter_map(|m| match m {
+                options::MountSpec::Tmpfs(t) => Some(t.clone()),
+                options::MountSpec::Bind(_) => None,
+            }))
+            .collect(),
         memory: args
             .memory
             .as_deref()

@@ -38,6 +38,8 @@ pub enum OptionsError {
     NamedVolume(String),
     #[error("invalid tmpfs path {0:?}: must be absolute")]
     Tmpfs(String),
+    #[error("invalid argument {spec:?} for \"--mount\" flag: {why}")]
+    Mount { spec: String, why: String },
     #[error("invalid environment variable {0:?}: empty name")]
     Env(String),
     #[error("invalid container name {0:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
@@ -151,6 +153,78 @@ impl Bind {
             read_only,
             volume: None,
         })
+    }
+}
+
+/// What one `--mount` asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    /// A host directory or a named volume.
+    Bind(Bind),
+    /// An empty tmpfs at this path.
+    Tmpfs(String),
+}
+
+impl MountSpec {
+    /// docker's `--mount type=bind|volume|tmpfs,source=…,target=…[,readonly]`
+    /// (`src`, `dst`/`destination`, `ro` as aliases; type defaults to volume).
+    pub fn parse(spec: &str) -> Result<MountSpec, OptionsError> {
+        let fail = |why: String| OptionsError::Mount {
+            spec: spec.to_string(),
+            why,
+        };
+        let (mut kind, mut source, mut target, mut read_only) = ("volume", None, None, false);
+        for field in spec.split(',').filter(|f| !f.is_empty()) {
+            let (key, value) = match field.split_once('=') {
+                Some((k, v)) => (k.trim(), Some(v.trim())),
+                None => (field.trim(), None),
+            };
+            match (key.to_ascii_lowercase().as_str(), value) {
+                ("type", Some(v @ ("bind" | "volume" | "tmpfs"))) => kind = v,
+                ("type", Some(v)) => {
+                    return Err(fail(format!(
+                        "unsupported mount type {v:?} (bind, volume or tmpfs)"
+                    )))
+                }
+                ("source" | "src", Some(v)) => source = Some(v),
+                ("target" | "dst" | "destination", Some(v)) => target = Some(v),
+                ("readonly" | "ro", None | Some("true" | "1")) => read_only = true,
+                ("readonly" | "ro", Some("false" | "0")) => read_only = false,
+                (k, _) => return Err(fail(format!("unexpected key {k:?} in {field:?}"))),
+            }
+        }
+        let Some(target) = target.filter(|t| !t.is_empty()) else {
+            return Err(fail("target is required".into()));
+        };
+        if !target.starts_with('/') {
+            return Err(fail(format!(
+                "the target {target:?} must be an absolute path"
+            )));
+        }
+        match kind {
+            "tmpfs" if source.is_some() => Err(fail("a tmpfs mount has no source".into())),
+            "tmpfs" if read_only => Err(fail("a read-only tmpfs is not supported".into())),
+            "tmpfs" => Ok(MountSpec::Tmpfs(clean_path(target))),
+            _ => {
+                let Some(source) = source.filter(|s| !s.is_empty()) else {
+                    return Err(fail(if kind == "bind" {
+                        "a bind mount needs a source".into()
+                    } else {
+                        "a volume needs a name (anonymous volumes are not supported)".into()
+                    }));
+                };
+                if kind == "bind" && !source.starts_with('/') {
+                    return Err(fail(format!(
+                        "the bind source {source:?} must be an absolute path"
+                    )));
+                }
+                if kind == "volume" && source.starts_with('/') {
+                    return Err(fail(format!("{source:?} is a path: use type=bind")));
+                }
+                let mode = if read_only { ":ro" } else { "" };
+                Bind::parse(&format!("{source}:{target}{mode}")).map(MountSpec::Bind)
+            }
+        }
     }
 }
 
@@ -472,6 +546,44 @@ impl RunOptions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_syntax() {
+        let m = MountSpec::parse("type=bind,src=/a,dst=/b,ro").unwrap();
+        let MountSpec::Bind(b) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            (b.source.to_str(), b.destination.as_str(), b.read_only),
+            (Some("/a"), "/b", true)
+        );
+        let MountSpec::Bind(v) = MountSpec::parse("source=data,target=/d").unwrap() else {
+            panic!()
+        };
+        assert_eq!(v.volume.as_deref(), Some("data"));
+        assert_eq!(
+            MountSpec::parse("type=tmpfs,destination=/t/").unwrap(),
+            MountSpec::Tmpfs("/t".into())
+        );
+        for (bad, why) in [
+            ("type=bind,source=/a", "target is required"),
+            ("type=bind,target=/b", "a bind mount needs a source"),
+            ("target=/b", "anonymous volumes are not supported"),
+            ("type=nfs,target=/b", "unsupported mount type"),
+            ("type=bind,source=rel,target=/b", "must be an absolute path"),
+            (
+                "type=bind,source=/a,target=/b,bogus=1",
+                "unexpected key \"bogus\"",
+            ),
+            (
+                "type=tmpfs,source=/a,target=/b",
+                "a tmpfs mount has no source",
+            ),
+        ] {
+            let e = MountSpec::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
 
     #[test]
     fn device_syntax() {
