@@ -344,24 +344,6 @@ pub fn call(name: &str, args: &[Value]) -> Result<Value, String> {
     }
 }
 
-/// Go's `%q`: a double-quoted string with Go escapes.
-fn quote(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Go's fmt.Sprintf for the verbs scripts use: `%v %s %d %q %t %x %X %f
 /// %%`, with flags `-` and `0`, width and precision.
 pub fn printf(format: &str, args: &[Value]) -> String {
@@ -416,7 +398,7 @@ pub fn printf(format: &str, args: &[Value]) -> String {
                 None => x.clone(),
             },
             ('v', _) => print_value(arg),
-            ('q', Value::String(x)) => quote(x),
+            ('q', Value::String(x)) => crate::api::validation::causes::go_str(x),
             ('t', Value::Bool(b)) => b.to_string(),
             ('d', Value::Number(n)) if n.as_i64().is_some() => number(n),
             ('x', Value::Number(n)) if n.as_i64().is_some() => {

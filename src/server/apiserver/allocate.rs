@@ -22,16 +22,6 @@ pub async fn reserve(
     def.strategy.allocate(&state.objects, obj, dry_run).await
 }
 
-/// [`reserve`] for a create that keeps what it took whatever happens
-/// (bootstrap's objects).
-pub async fn on_create(
-    state: &ApiState,
-    def: &ResourceDef,
-    obj: &mut Value,
-) -> Result<(), ApiError> {
-    reserve(state, def, obj, false).await.map(drop)
-}
-
 pub fn on_update(def: &ResourceDef, old: &Value, new: &mut Value) -> Result<(), ApiError> {
     def.strategy.on_update(old, new)
 }

@@ -239,7 +239,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             kind: "LimitRange",
             rules: &rules::LIMIT_RANGE,
             short_names: &["limits"],
-            printer: Some(&table::cluster::LIMITRANGES),
+            // Upstream prints a LimitRange as the default table does.
             ..BASE
         },
         ResourceDef {

@@ -86,17 +86,7 @@ pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Respo
     };
     let mut obj = prepare_create(def, ns.as_deref(), body)?;
     let name = name_of(&obj).unwrap_or("").to_string();
-    super::admission::mutate(state, def, &mut obj).await?;
-    check_valid(def, None, &obj, &name)?;
-    super::object_store::check_size_early(def, &name, &obj)?;
-    let reserved = allocate::reserve(state, def, &mut obj, dry_run).await?;
-    let charged = match super::admission::quota::charge(state, def, &obj, dry_run).await {
-        Ok(c) => c,
-        Err(e) => {
-            reserved.release(&state.objects).await;
-            return Err(e);
-        }
-    };
+    let taken = admit_new(state, def, &mut obj, &name, dry_run).await?;
     let w = Write {
         state,
         def,
@@ -106,10 +96,46 @@ pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Respo
     };
     let res = store_new(w, obj, manager).await;
     if res.is_err() {
-        reserved.release(&state.objects).await;
-        charged.release(state).await;
+        taken.release(state).await;
     }
     res
+}
+
+/// What a new object took before it is stored (members of shared ranges,
+/// quota); given back if it is not stored.
+pub struct Taken<'a> {
+    reserved: super::kinds::Reservation,
+    charged: super::admission::quota::Charges<'a>,
+}
+
+impl Taken<'_> {
+    pub async fn release(self, state: &ApiState) {
+        self.reserved.release(&state.objects).await;
+        self.charged.release(state).await;
+    }
+}
+
+/// A new object (after `prepare_create`) through mutating admission and
+/// validation, then what it takes from state shared with other objects:
+/// every way of creating (POST, server-side apply) goes through here.
+pub async fn admit_new<'a>(
+    state: &'a ApiState,
+    def: &ResourceDef,
+    obj: &mut Value,
+    name: &str,
+    dry_run: bool,
+) -> Result<Taken<'a>, ApiError> {
+    super::admission::mutate(state, def, obj).await?;
+    check_valid(def, None, obj, name)?;
+    super::object_store::check_size_early(def, name, obj)?;
+    let reserved = allocate::reserve(state, def, obj, dry_run).await?;
+    match super::admission::quota::charge(state, def, obj, dry_run).await {
+        Ok(charged) => Ok(Taken { reserved, charged }),
+        Err(e) => {
+            reserved.release(&state.objects).await;
+            Err(e)
+        }
+    }
 }
 
 /// The rest of a create, once what the object needs is reserved.

@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::{is_status, items, meta};
 use crate::server::apiserver::registry::{Registry, ResourceDef};
 use crate::server::apiserver::{loopback, ApiState};
 
@@ -211,16 +212,6 @@ async fn handle(ctx: &Ctx, queue: &Queue, m: Marked, cancel: &CancellationToken)
     }
 }
 
-fn items(list: Value) -> Vec<Value> {
-    match list {
-        Value::Object(mut m) => match m.remove("items") {
-            Some(Value::Array(items)) => items,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    }
-}
-
 fn finalizers(obj: &Value) -> Vec<&str> {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -228,10 +219,6 @@ fn finalizers(obj: &Value) -> Vec<&str> {
         .flatten()
         .filter_map(Value::as_str)
         .collect()
-}
-
-fn meta<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj.get("metadata")?.get(key)?.as_str()
 }
 
 /// Every object of a collection, a page at a time.
@@ -315,10 +302,6 @@ async fn dependents(ctx: &Ctx, m: &Marked) -> Result<Vec<Dependent>, kube::Error
         .await?;
     }
     Ok(out)
-}
-
-fn is_status(e: &kube::Error, f: impl Fn(&kube::core::Status) -> bool) -> bool {
-    matches!(e, kube::Error::Api(s) if f(s))
 }
 
 /// Replace an object as read (its resourceVersion guards the write).

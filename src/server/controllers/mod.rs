@@ -4,5 +4,29 @@
 pub mod garbage;
 pub mod namespace;
 
+use serde_json::Value;
+
+/// The items of a list answer (none when it has none).
+fn items(list: Value) -> Vec<Value> {
+    match list {
+        Value::Object(mut m) => match m.remove("items") {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// A string field of an object's metadata (`name`, `uid`,
+/// `deletionTimestamp`…).
+fn meta<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
+    obj.get("metadata")?.get(key)?.as_str()
+}
+
+/// An API error whose Status says `f` (not found, conflict…).
+fn is_status(e: &kube::Error, f: impl Fn(&kube::core::Status) -> bool) -> bool {
+    matches!(e, kube::Error::Api(s) if f(s))
+}
+
 #[cfg(test)]
 pub(crate) mod tests;

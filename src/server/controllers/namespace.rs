@@ -14,6 +14,7 @@ use kube::core::Request;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::{is_status, items, meta};
 use crate::server::apiserver::loopback;
 use crate::server::apiserver::registry::Registry;
 
@@ -95,15 +96,6 @@ pub async fn run(ctx: Ctx, cancel: CancellationToken) {
     }
 }
 
-fn name(obj: &Value) -> Option<&str> {
-    obj["metadata"]["name"].as_str()
-}
-
-/// When the object was marked for deletion, if it was.
-fn deletion_timestamp(obj: &Value) -> Option<&str> {
-    obj["metadata"]["deletionTimestamp"].as_str()
-}
-
 /// Marked long enough ago for its content to go (see [`GRACE`]). A
 /// timestamp that does not parse counts as long enough.
 fn past_grace(marked: &str) -> bool {
@@ -112,16 +104,6 @@ fn past_grace(marked: &str) -> bool {
     };
     let age = chrono::Utc::now().signed_duration_since(marked);
     age.to_std().is_ok_and(|age| age >= GRACE)
-}
-
-fn items(list: Value) -> Vec<Value> {
-    match list {
-        Value::Object(mut m) => match m.remove("items") {
-            Some(Value::Array(items)) => items,
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
-    }
 }
 
 fn list_namespaces() -> Result<http::Request<Vec<u8>>, kube::Error> {
@@ -148,7 +130,7 @@ async fn watch_and_finish(ctx: &Ctx) -> Result<(), kube::Error> {
         tokio::select! {
             ev = events.try_next() => match ev? {
                 Some(WatchEvent::Added(ns) | WatchEvent::Modified(ns)) => {
-                    if deletion_timestamp(&ns).is_some() {
+                    if meta(&ns, "deletionTimestamp").is_some() {
                         pending |= !finish(ctx, &ns).await?;
                     }
                 }
@@ -174,24 +156,20 @@ async fn finish_all(ctx: &Ctx, namespaces: &[Value]) -> Result<bool, kube::Error
     let mut done = true;
     for ns in namespaces
         .iter()
-        .filter(|ns| deletion_timestamp(ns).is_some())
+        .filter(|ns| meta(ns, "deletionTimestamp").is_some())
     {
         done &= finish(ctx, ns).await?;
     }
     Ok(done)
 }
 
-fn is_status(e: &kube::Error, f: impl Fn(&kube::core::Status) -> bool) -> bool {
-    matches!(e, kube::Error::Api(s) if f(s))
-}
-
 /// Delete the content of namespace `ns`; once it is empty, drop the
 /// namespace's finalizer. True when the namespace is gone.
 async fn finish(ctx: &Ctx, ns: &Value) -> Result<bool, kube::Error> {
-    let Some(ns_name) = name(ns) else {
+    let Some(ns_name) = meta(ns, "name") else {
         return Ok(true);
     };
-    if deletion_timestamp(ns).is_some_and(|marked| !past_grace(marked)) {
+    if meta(ns, "deletionTimestamp").is_some_and(|marked| !past_grace(marked)) {
         return Ok(false);
     }
     let mut remaining = 0usize;
@@ -202,10 +180,10 @@ async fn finish(ctx: &Ctx, ns: &Value) -> Result<bool, kube::Error> {
             .map_err(kube::Error::BuildRequest)?;
         for obj in items(ctx.client.request(list).await?) {
             remaining += 1;
-            if deletion_timestamp(&obj).is_some() {
+            if meta(&obj, "deletionTimestamp").is_some() {
                 continue;
             }
-            let Some(obj_name) = name(&obj) else {
+            let Some(obj_name) = meta(&obj, "name") else {
                 continue;
             };
             let delete = collection

@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::{each, namespace_of, shown_name};
 use crate::api::status::ApiError;
-use crate::api::validation::quantity::nanos;
-use crate::server::apiserver::kinds::pod::qos_class;
+use crate::api::validation::quantity::{format_nanos, nanos};
+use crate::server::apiserver::kinds::pod::{pod_totals, qos_class};
 use crate::server::apiserver::ApiState;
 
 const ANNOTATION: &str = "kubernetes.io/limit-ranger";
@@ -319,49 +319,11 @@ fn container_usage(c: &Value) -> Usage {
 /// The pod's requests and limits: the sum over its containers, or the
 /// largest init container's where that is more (`resourcehelper`).
 fn pod_usage(pod: &Value) -> Usage {
-    let spec = pod.get("spec").unwrap_or(&Value::Null);
     let mut u = Usage::default();
     for (which, bag) in [("requests", &mut u.requests), ("limits", &mut u.limits)] {
-        let mut sum: std::collections::BTreeMap<String, i128> = Default::default();
-        for c in spec
-            .get("containers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            for (k, v) in c
-                .pointer(&format!("/resources/{which}"))
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
-                let slot = sum.entry(k.clone()).or_default();
-                *slot = slot.saturating_add(quantity(v).unwrap_or(0));
-            }
-        }
-        for c in spec
-            .get("initContainers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            for (k, v) in c
-                .pointer(&format!("/resources/{which}"))
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-            {
-                let q = quantity(v).unwrap_or(0);
-                let slot = sum.entry(k.clone()).or_default();
-                *slot = (*slot).max(q);
-            }
-        }
-        for (k, n) in sum {
+        for (k, n) in pod_totals(pod, which) {
             let binary = k == "memory" || k.contains("storage") || k.starts_with("hugepages-");
-            bag.insert(
-                k,
-                json!(crate::api::validation::quantity::format_nanos(n, binary)),
-            );
+            bag.insert(k, json!(format_nanos(n, binary)));
         }
     }
     u

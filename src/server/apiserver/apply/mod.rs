@@ -546,16 +546,7 @@ pub async fn apply(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response,
             let mut obj = server_side_apply(None, &applied, &manager, force, &now)?;
             super::metadata::meta_mut(&mut obj).insert("name".into(), Value::from(name));
             let mut obj = prepare_create(def, ns, obj)?;
-            super::admission::mutate(state, def, &mut obj).await?;
-            super::write::check_valid(def, None, &obj, name)?;
-            let reserved = allocate::reserve(state, def, &mut obj, dry_run).await?;
-            let charged = match super::admission::quota::charge(state, def, &obj, dry_run).await {
-                Ok(c) => c,
-                Err(e) => {
-                    reserved.release(&state.objects).await;
-                    return Err(e);
-                }
-            };
+            let taken = super::write::admit_new(state, def, &mut obj, name, dry_run).await?;
             let created = async {
                 if let Some(ns) = ns {
                     check_namespace(state, def, ns, name).await?;
@@ -568,8 +559,7 @@ pub async fn apply(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response,
             }
             .await;
             if created.is_err() {
-                reserved.release(&state.objects).await;
-                charged.release(state).await;
+                taken.release(state).await;
             }
             match created {
                 Ok(created) => {

@@ -133,6 +133,41 @@ fn tolerates_no_execute(t: &Value, key: &str) -> bool {
         && (t_key == key || (t_key.is_empty() && str_at(t, "/operator") == "Exists"))
 }
 
+/// A pod's total `requests` or `limits` (`bag`) per resource, exact in
+/// billionths: the sum over its containers, or the largest init
+/// container's where that is more (upstream's `resourcehelper`). Sums
+/// saturate: quantities up to ~1e29 validate, and two of them overflow an
+/// i128 of billionths.
+pub(crate) fn pod_totals(pod: &Value, bag: &str) -> std::collections::BTreeMap<String, i128> {
+    use crate::api::validation::quantity::nanos;
+    let mut sum = std::collections::BTreeMap::<String, i128>::new();
+    let spec = pod.get("spec");
+    for (key, init) in [("containers", false), ("initContainers", true)] {
+        let containers = spec
+            .and_then(|s| s.get(key))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten();
+        for c in containers {
+            let stated = c
+                .pointer(&format!("/resources/{bag}"))
+                .and_then(Value::as_object)
+                .into_iter()
+                .flatten();
+            for (k, v) in stated {
+                let q = v.as_str().and_then(nanos).unwrap_or(0);
+                let slot = sum.entry(k.clone()).or_default();
+                *slot = if init {
+                    (*slot).max(q)
+                } else {
+                    slot.saturating_add(q)
+                };
+            }
+        }
+    }
+    sum
+}
+
 /// The pod's QoS class (upstream's `GetPodQOS`): BestEffort without any cpu
 /// or memory request or limit; Guaranteed when every container limits both
 /// and the pod's requests equal its limits; else Burstable.

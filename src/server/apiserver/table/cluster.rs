@@ -1,5 +1,5 @@
 //! Printers of the policy, networking, storage and node kinds: resource
-//! quotas, limit ranges, priority classes, disruption budgets, ingresses,
+//! quotas, priority classes, disruption budgets, ingresses,
 //! ingress classes, network policies, storage classes, CSI drivers and
 //! nodes, runtime classes; columns and cells side by side.
 
@@ -8,9 +8,8 @@ use serde_json::{json, Value};
 
 use super::{
     age, array_at, col, format_label_selector, int_at, name, opt_str, str_at, Column, Printer, AGE,
-    AGE_DESC, NAME,
+    NAME,
 };
-use crate::api::duration;
 
 pub const RESOURCEQUOTAS: Printer = Printer {
     columns: resourcequotas_columns,
@@ -63,22 +62,6 @@ fn quantity_text(v: &Value) -> String {
         Value::String(s) => s.clone(),
         other => other.to_string(),
     }
-}
-
-pub const LIMITRANGES: Printer = Printer {
-    columns: limitranges_columns,
-    cells: limitranges_cells,
-};
-
-fn limitranges_columns() -> Vec<Column> {
-    vec![NAME, col("Created At", "date", AGE_DESC)]
-}
-
-fn limitranges_cells(obj: &Value, _now: DateTime<Utc>) -> Vec<Value> {
-    let created = duration::parse_time(str_at(obj, "/metadata/creationTimestamp"))
-        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| "0001-01-01T00:00:00Z".to_string());
-    vec![name(obj), json!(created)]
 }
 
 pub const PRIORITYCLASSES: Printer = Printer {

@@ -111,6 +111,16 @@ fn replicasets_columns() -> Vec<Column> {
 }
 
 fn replicasets_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    replicas_row(
+        obj,
+        now,
+        format_label_selector(obj.pointer("/spec/selector")),
+    )
+}
+
+/// A ReplicaSet's or ReplicationController's row: they differ only in how
+/// their selector is written.
+fn replicas_row(obj: &Value, now: DateTime<Utc>, selector: String) -> Vec<Value> {
     let mut row = vec![name(obj)];
     let (names, images) = containers(obj, "/spec/template");
     row.extend([
@@ -120,7 +130,7 @@ fn replicasets_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
         age(obj, now),
         names,
         images,
-        json!(format_label_selector(obj.pointer("/spec/selector"))),
+        json!(selector),
     ]);
     row
 }
@@ -332,19 +342,8 @@ fn replicationcontrollers_columns() -> Vec<Column> {
 }
 
 fn replicationcontrollers_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
-    let mut row = vec![name(obj)];
-    let (names, images) = containers(obj, "/spec/template");
-    row.extend([
-        json!(desired_replicas(obj)),
-        json!(int_at(obj, "/status/replicas")),
-        json!(int_at(obj, "/status/readyReplicas")),
-        age(obj, now),
-        names,
-        images,
-        // An RC's selector is a plain map, printed as labels are.
-        json!(format_labels(obj.pointer("/spec/selector"))),
-    ]);
-    row
+    // An RC's selector is a plain map, printed as labels are.
+    replicas_row(obj, now, format_labels(obj.pointer("/spec/selector")))
 }
 
 pub const PODTEMPLATES: Printer = Printer {

@@ -29,7 +29,7 @@ use crate::server::apiserver::ApiState;
 use tracking::{forget_quota, may_have_quotas};
 pub use tracking::{note_quota, Guard, Writes};
 use usage::{hard_of, in_scope, missing_compute, pod_resource, pretty, quantities};
-pub use usage::{usage, Usage};
+use usage::{usage, Usage};
 
 /// Compare-and-swap attempts on one quota before giving up with a conflict.
 const ATTEMPTS: usize = 16;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 
 use crate::api::validation::quantity::{format_nanos, is_binary, nanos};
-use crate::server::apiserver::kinds::pod::qos_class;
+use crate::server::apiserver::kinds::pod::{pod_totals, qos_class};
 use crate::server::apiserver::registry::ResourceDef;
 
 pub(super) const UNIT: i128 = 1_000_000_000;
@@ -84,42 +84,8 @@ pub fn usage(def: &ResourceDef, obj: &Value) -> Usage {
 /// init container where that is more), as `requests.X`/`limits.X`, plus
 /// the bare `cpu`/`memory`/`ephemeral-storage` names for requests.
 fn pod_compute(pod: &Value, u: &mut Usage) {
-    let spec = pod.get("spec").unwrap_or(&Value::Null);
     for bag in ["requests", "limits"] {
-        let mut sum: Usage = Usage::new();
-        let of = |c: &Value| -> Vec<(String, i128)> {
-            c.pointer(&format!("/resources/{bag}"))
-                .and_then(Value::as_object)
-                .into_iter()
-                .flatten()
-                .filter_map(|(k, v)| v.as_str().and_then(nanos).map(|q| (k.clone(), q)))
-                .collect()
-        };
-        for c in spec
-            .get("containers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            for (k, q) in of(c) {
-                // Saturating: quantities up to ~1e29 validate, and two of
-                // them overflow an i128 of billionths.
-                let slot = sum.entry(k).or_default();
-                *slot = slot.saturating_add(q);
-            }
-        }
-        for c in spec
-            .get("initContainers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            for (k, q) in of(c) {
-                let slot = sum.entry(k).or_default();
-                *slot = (*slot).max(q);
-            }
-        }
-        for (k, q) in sum {
+        for (k, q) in pod_totals(pod, bag) {
             if bag == "requests" && matches!(k.as_str(), "cpu" | "memory" | "ephemeral-storage") {
                 u.insert(k.clone(), q);
             }
