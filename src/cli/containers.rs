@@ -38,6 +38,16 @@ pub struct RunArgs {
     /// Give the container a terminal.
     #[arg(short, long)]
     pub tty: bool,
+    /// Override the key sequence for detaching a container (default
+    /// ctrl-p,ctrl-q; -it only).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    /// Proxy received signals to the process (`--sig-proxy=false` to not;
+    /// non-TTY only).
+    #[arg(long = "sig-proxy", value_name = "BOOL", default_value_t = true,
+          num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    pub sig_proxy: bool,
     /// Run an init as PID 1 that forwards signals and reaps zombies.
     #[arg(long)]
     pub init: bool,
@@ -470,6 +480,7 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
     if let Some(name) = &opts.name {
         options::check_name(name)?;
     }
+    let detach_keys = super::detach_keys::DetachKeys::parse(args.detach_keys.as_deref())?;
     let records = engine.records()?;
     let store = image_store(engine)?;
     let paths = engine.paths();
@@ -486,14 +497,19 @@ pub fn run(engine: &Engine, debug: bool, args: RunArgs) -> anyhow::Result<ExitCo
         println!("{}", created.id);
         return Ok(ExitCode::SUCCESS);
     }
-    let code = super::attach::attach_and_start(
-        paths,
-        &created.id,
-        args.interactive,
-        args.tty,
+    let ended = super::attach::attach_to(
+        &super::attach::Attach {
+            paths,
+            id: &created.id,
+            stdin: args.interactive,
+            tty: args.tty,
+            start: true,
+            sig_proxy: args.sig_proxy,
+            detach_keys,
+        },
         created.shim_stdout,
     )?;
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    Ok(ended.exit_code())
 }
 
 /// `skiff create`: record the container, start nothing (`skiff start`
@@ -544,7 +560,7 @@ pub fn stop(engine: &Engine, args: StopArgs) -> anyhow::Result<()> {
     let (paths, state) = (engine.paths(), engine.records()?);
     each(&args.containers, |n| {
         let rec = state.find(n)?;
-        lifecycle::stop(paths, &rec, Duration::from_secs(args.time))?;
+        lifecycle::stop(paths, state, &rec, Duration::from_secs(args.time))?;
         Ok(())
     })
 }
@@ -554,7 +570,7 @@ pub fn kill(engine: &Engine, args: KillArgs) -> anyhow::Result<()> {
     let (paths, state) = (engine.paths(), engine.records()?);
     each(&args.containers, |n| {
         let rec = state.find(n)?;
-        lifecycle::kill(paths, &rec, sig)?;
+        lifecycle::kill(paths, state, &rec, sig)?;
         Ok(())
     })
 }

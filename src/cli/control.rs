@@ -23,6 +23,10 @@ pub struct StartArgs {
     /// Attach stdin too.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Override the key sequence for detaching a container (default
+    /// ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     #[arg(required = true)]
     pub containers: Vec<String>,
 }
@@ -53,25 +57,31 @@ pub fn start(engine: &Engine, debug: bool, args: StartArgs) -> anyhow::Result<Ex
         let [name] = args.containers.as_slice() else {
             anyhow::bail!("you cannot start and attach multiple containers at once");
         };
+        let detach_keys = super::detach_keys::DetachKeys::parse(args.detach_keys.as_deref())?;
         let rec = state.find(name)?;
-        if rec.status == Status::Running {
+        if rec.status.is_running() {
             anyhow::bail!("container {name} is already running; use skiff logs -f or exec");
         }
         let tty = rec.config.options.tty;
         super::attach::check_tty(args.interactive, tty)?;
         let created = create::launch(paths, state, &rec.id, &launch_of(&rec, debug, true))?;
-        let code = super::attach::attach_and_start(
-            paths,
-            &rec.id,
-            args.interactive && rec.config.options.interactive,
-            tty,
+        let ended = super::attach::attach_to(
+            &super::attach::Attach {
+                paths,
+                id: &rec.id,
+                stdin: args.interactive && rec.config.options.interactive,
+                tty,
+                start: true,
+                sig_proxy: true,
+                detach_keys,
+            },
             created.shim_stdout,
         )?;
-        return Ok(ExitCode::from(code.clamp(0, 255) as u8));
+        return Ok(ended.exit_code());
     }
     super::containers::each(&args.containers, |n| {
         let rec = state.find(n)?;
-        if rec.status != Status::Running {
+        if !rec.status.is_running() {
             create::launch(paths, state, &rec.id, &launch_of(&rec, debug, false))?;
         }
         Ok(())
@@ -84,7 +94,7 @@ pub fn restart(engine: &Engine, debug: bool, args: RestartArgs) -> anyhow::Resul
     let (paths, state) = (engine.paths(), engine.records()?);
     super::containers::each(&args.containers, |n| {
         let rec = state.find(n)?;
-        lifecycle::stop(paths, &rec, Duration::from_secs(args.time))?;
+        lifecycle::stop(paths, state, &rec, Duration::from_secs(args.time))?;
         // The shim records the exit and releases the network before it
         // reports; a --rm container is gone now.
         let rec = state
@@ -111,7 +121,7 @@ pub fn wait(engine: &Engine, args: WaitArgs) -> anyhow::Result<()> {
             .find(name)
             .map_err(anyhow::Error::from)
             .and_then(|rec| {
-                if rec.status == Status::Exited {
+                if matches!(rec.status, Status::Exited | Status::Restarting) {
                     return Ok(rec.exit_code.unwrap_or(UNKNOWN_EXIT));
                 }
                 // The shim sends the exit frame after recording the exit.
@@ -251,7 +261,7 @@ fn read_proc(pid: i32) -> Option<Proc> {
 /// namespace), in `ps -ef`'s columns as docker shows them.
 pub fn top(engine: &Engine, args: TopArgs) -> anyhow::Result<()> {
     let rec = engine.records()?.find(&args.container)?;
-    let (Status::Running, Some(init)) = (rec.status, rec.pid) else {
+    let (true, Some(init)) = (rec.status.is_running(), rec.pid) else {
         anyhow::bail!("container {} is not running", rec.name);
     };
     let ns = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
@@ -313,4 +323,24 @@ pub fn top(engine: &Engine, args: TopArgs) -> anyhow::Result<()> {
     }
     print!("{}", super::util::listing_text(&table));
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct PauseArgs {
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `skiff pause` (`pause`) and `skiff unpause`.
+pub fn pause(engine: &Engine, args: PauseArgs, pause: bool) -> anyhow::Result<()> {
+    let state = engine.records()?;
+    super::containers::each(&args.containers, |n| {
+        let rec = state.find(n)?;
+        if pause {
+            lifecycle::pause(state, &rec)?;
+        } else {
+            lifecycle::unpause(state, &rec)?;
+        }
+        Ok(())
+    })
 }

@@ -39,8 +39,11 @@ pub fn exec(engine: &Engine, debug: bool, args: ExecArgs) -> anyhow::Result<Exit
     super::attach::check_tty(args.interactive, args.tty)?;
     let state = engine.records()?;
     let rec = state.find(&args.container)?;
-    if rec.status != Status::Running {
-        return Err(ContainerError::NotRunning(rec.name).into());
+    match rec.status {
+        Status::Running => {}
+        Status::Paused => return Err(ContainerError::PausedExec(rec.name).into()),
+        Status::Restarting => return Err(ContainerError::Restarting(rec.name).into()),
+        Status::Created | Status::Exited => return Err(ContainerError::NotRunning(rec.name).into()),
     }
     let lookup = |k: &str| std::env::var(k).ok();
     let mut extra = Vec::new();

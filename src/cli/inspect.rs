@@ -102,9 +102,11 @@ pub fn container(engine: &Engine, r: &Record) -> Value {
         "Args": r.command.get(1..).unwrap_or_default(),
         "State": {
             "Status": r.status.as_str(),
-            "Running": r.status == Status::Running,
-            "Paused": false,
-            "Restarting": false,
+            // Docker's: a paused container and one between restarts
+            // count as running.
+            "Running": r.status.is_up(),
+            "Paused": r.status == Status::Paused,
+            "Restarting": r.status == Status::Restarting,
             "OOMKilled": r.oom_killed,
             "Dead": false,
             "Pid": r.pid.unwrap_or(0),

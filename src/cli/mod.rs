@@ -5,6 +5,7 @@ pub mod config;
 pub mod containers;
 pub mod control;
 pub mod cp;
+pub mod detach_keys;
 pub mod exec;
 pub mod format;
 pub mod history;
@@ -88,6 +89,12 @@ pub enum Command {
     Rename(control::RenameArgs),
     /// Block until containers stop, then print their exit codes.
     Wait(control::WaitArgs),
+    /// Suspend every process in containers (their cgroup is frozen).
+    Pause(control::PauseArgs),
+    /// Resume every process in paused containers.
+    Unpause(control::PauseArgs),
+    /// Attach the terminal's input and output to a running container.
+    Attach(attach::AttachArgs),
     /// Copy files between a container and the host (`-`: a tar stream).
     Cp(cp::CpArgs),
     /// List containers.
@@ -236,6 +243,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Start(args) => control::start(&engine, cli.debug, args),
         Command::Restart(args) => done(control::restart(&engine, cli.debug, args)),
         Command::Wait(args) => done(control::wait(&engine, args)),
+        Command::Pause(args) => done(control::pause(&engine, args, true)),
+        Command::Unpause(args) => done(control::pause(&engine, args, false)),
+        Command::Attach(args) => attach::attach(&engine, args),
         Command::Port(args) => done(control::port(&engine, args)),
         Command::Rename(args) => done(control::rename(&engine, args)),
         Command::Top(args) => done(control::top(&engine, args)),

@@ -196,7 +196,7 @@ pub fn ps(engine: &Engine, args: PsArgs) -> anyhow::Result<()> {
         .records()?
         .list()?
         .into_iter()
-        .filter(|r| all || r.status == Status::Running)
+        .filter(|r| all || r.status.is_up())
         .filter(|r| filters.matches(r))
         .collect();
     if let Some(n) = last {
@@ -268,6 +268,15 @@ fn status_text(r: &Record, now: DateTime<Utc>) -> String {
         Status::Running => format!(
             "Up {}",
             human_duration(now - r.started_at.unwrap_or(r.created))
+        ),
+        Status::Paused => format!(
+            "Up {} (Paused)",
+            human_duration(now - r.started_at.unwrap_or(r.created))
+        ),
+        Status::Restarting => format!(
+            "Restarting ({}) {} ago",
+            r.exit_code.unwrap_or(lifecycle::UNKNOWN_EXIT),
+            human_duration(now - r.finished_at.unwrap_or(r.created))
         ),
         Status::Exited => format!(
             "Exited ({}) {} ago",

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::runtime::container::cgroups::{self, Stats};
-use crate::runtime::container::records::{Record, Records, Status};
+use crate::runtime::container::records::{Record, Records};
 use crate::runtime::container::short_id;
 use crate::runtime::engine::Engine;
 
@@ -162,7 +162,7 @@ fn selected(state: &Records, names: &[String]) -> anyhow::Result<Vec<Record>> {
         return Ok(state
             .list()?
             .into_iter()
-            .filter(|r| r.status == Status::Running)
+            .filter(|r| r.status.is_running())
             .collect());
     }
     names

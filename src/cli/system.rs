@@ -67,7 +67,7 @@ fn df(engine: &Engine) -> anyhow::Result<()> {
         .iter()
         .map(|r| {
             (
-                r.status == Status::Running,
+                r.status.is_running(),
                 tree_size(&engine.paths().dir(&r.id).join("upper")),
             )
         })

@@ -104,8 +104,10 @@ impl ContainerStatus {
             image: r.image.clone(),
             state: match r.status {
                 Status::Created => ContainerState::Created,
-                Status::Running => ContainerState::Running,
-                Status::Exited => ContainerState::Exited,
+                Status::Running | Status::Paused => ContainerState::Running,
+                // The agent restarts a pod's containers itself; a shim's
+                // back-off is not a state the kubelet knows.
+                Status::Exited | Status::Restarting => ContainerState::Exited,
             },
             exit_code: r.exit_code,
             started_at: r.started_at,
@@ -358,7 +360,12 @@ impl PodRuntime for EnginePodRuntime {
             // A created container that never ran: start it so that its
             // shim can take the signal (as docker stop of a created one).
             inner.release(&id);
-            Ok(lifecycle::stop(engine.paths(), &rec, timeout)?)
+            Ok(lifecycle::stop(
+                engine.paths(),
+                engine.records()?,
+                &rec,
+                timeout,
+            )?)
         })
         .await
     }

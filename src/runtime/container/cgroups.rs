@@ -18,6 +18,7 @@
 
 #[cfg(test)]
 mod device_filter_tests;
+pub mod freezer;
 mod mountinfo;
 #[cfg(test)]
 mod tests;

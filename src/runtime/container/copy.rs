@@ -22,7 +22,7 @@ use std::path::{Component, Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 
 use super::containerspec::MountSource;
-use super::records::{Record, Status};
+use super::records::Record;
 use super::rootfs::{MountNamespace, Overlay};
 use super::Paths;
 
@@ -146,7 +146,7 @@ pub fn with_container<T: Send>(
     rec: &Record,
     f: impl FnOnce(&Root) -> Result<T, CopyError> + Send,
 ) -> Result<T, CopyError> {
-    if let (Status::Running, Some(pid)) = (rec.status, rec.pid) {
+    if let (true, Some(pid)) = (rec.status.is_running(), rec.pid) {
         if let Some(fd) = live_root(pid, &rec.id) {
             return f(&Root {
                 fd,

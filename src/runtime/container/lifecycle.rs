@@ -46,7 +46,18 @@ pub fn reconcile(paths: &Paths, state: &Records) -> Result<(), ContainerError> {
     for rec in &records {
         // A `create`d container waits for its `start` without a shim.
         let waiting = rec.status == Status::Created && rec.shim_pid.is_none();
-        if rec.status == Status::Exited || waiting || shim_alive(paths, rec) {
+        if rec.status == Status::Exited || waiting {
+            continue;
+        }
+        // Between runs, the shim that will restart it sleeps without a
+        // socket: it is its process that must be alive.
+        if rec.status == Status::Restarting {
+            if !rec.shim_pid.is_some_and(pid_alive) && state.cancel_restart(&rec.id)? {
+                tracing::info!(id = %rec.id, "the shim that was to restart the container is gone");
+            }
+            continue;
+        }
+        if shim_alive(paths, rec) {
             continue;
         }
         let stale = match rec.shim_pid {
@@ -155,13 +166,87 @@ fn parse_signal(s: &str) -> Option<Signal> {
     name.parse().ok()
 }
 
-/// Send `sig` to the container's init process.
-pub fn kill(paths: &Paths, rec: &Record, sig: Signal) -> Result<(), ContainerError> {
-    if rec.status != Status::Running && rec.status != Status::Created {
-        return Err(ContainerError::NotRunning(rec.name.clone()));
+/// Send `sig` to the container's init process. A paused container is
+/// thawed after the signal that ends it (its stop signal, or SIGKILL), as
+/// docker does, so that it is acted on; other signals wait for `unpause`.
+pub fn kill(
+    paths: &Paths,
+    state: &Records,
+    rec: &Record,
+    sig: Signal,
+) -> Result<(), ContainerError> {
+    match rec.status {
+        Status::Running | Status::Paused | Status::Created => {}
+        Status::Restarting => return Err(ContainerError::Restarting(rec.name.clone())),
+        Status::Exited => return Err(ContainerError::NotRunning(rec.name.clone())),
     }
     wait_for_init(rec);
-    client::signal(paths, &rec.id, sig as i32).map_err(control_err(&rec.id))
+    client::signal(paths, &rec.id, sig as i32).map_err(control_err(&rec.id))?;
+    if sig == Signal::SIGKILL || sig == stop_signal(rec) {
+        thaw_if_paused(state, rec);
+    }
+    Ok(())
+}
+
+/// The signal `stop` sends first (`--stop-signal`, checked when the
+/// container was made).
+fn stop_signal(rec: &Record) -> Signal {
+    rec.config
+        .options
+        .stop_signal
+        .as_deref()
+        .and_then(parse_signal)
+        .unwrap_or(Signal::SIGTERM)
+}
+
+/// `skiff pause`: freeze every process of a running container.
+pub fn pause(state: &Records, rec: &Record) -> Result<(), ContainerError> {
+    match rec.status {
+        Status::Running => {}
+        Status::Paused => return Err(ContainerError::AlreadyPaused(rec.name.clone())),
+        Status::Restarting => return Err(ContainerError::Restarting(rec.name.clone())),
+        Status::Created | Status::Exited => {
+            return Err(ContainerError::NotRunning(rec.name.clone()))
+        }
+    }
+    let cgroup = rec
+        .config
+        .cgroup()
+        .ok_or_else(|| ContainerError::NotRunning(rec.name.clone()))?;
+    super::cgroups::Hierarchies::detect()
+        .map_err(super::cgroups::freezer::FreezeError::from)?
+        .freeze(cgroup, true)?;
+    if !state.set_paused(&rec.id, true)? {
+        // It exited meanwhile (its cgroup is gone with it).
+        return Err(ContainerError::NotRunning(rec.name.clone()));
+    }
+    Ok(())
+}
+
+/// `skiff unpause`: let a paused container run again.
+pub fn unpause(state: &Records, rec: &Record) -> Result<(), ContainerError> {
+    if rec.status != Status::Paused {
+        return Err(ContainerError::NotPaused(rec.name.clone()));
+    }
+    let cgroup = rec
+        .config
+        .cgroup()
+        .ok_or_else(|| ContainerError::NotPaused(rec.name.clone()))?;
+    super::cgroups::Hierarchies::detect()
+        .map_err(super::cgroups::freezer::FreezeError::from)?
+        .freeze(cgroup, false)?;
+    state.set_paused(&rec.id, false)?;
+    Ok(())
+}
+
+/// A signal meant to end a paused container is pending until it thaws.
+fn thaw_if_paused(state: &Records, rec: &Record) {
+    if rec.status != Status::Paused {
+        return;
+    }
+    if let Err(e) = unpause(state, rec) {
+        tracing::warn!("unpausing {} to end it: {e}", rec.name);
+    }
 }
 
 /// The mark `stop` leaves for a shim waiting to restart the container
@@ -182,12 +267,22 @@ pub fn clear_stop_mark(paths: &Paths, id: &str) {
 
 /// SIGTERM, then SIGKILL after `timeout`; returns the exit code (None if the
 /// container was not running).
-pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32>, ContainerError> {
+pub fn stop(
+    paths: &Paths,
+    state: &Records,
+    rec: &Record,
+    timeout: Duration,
+) -> Result<Option<i32>, ContainerError> {
     if rec.config.options.restart != super::restart::RestartPolicy::No {
         let mark = stop_mark(paths, &rec.id);
         if let Err(e) = std::fs::write(&mark, b"") {
             tracing::warn!("{}: {e}", mark.display());
         }
+    }
+    // Between two runs: the restart is off, it stays exited.
+    if rec.status == Status::Restarting {
+        state.cancel_restart(&rec.id)?;
+        return Ok(None);
     }
     if rec.status == Status::Exited {
         return Ok(None);
@@ -198,15 +293,9 @@ pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32
         Err(_) => return Ok(None),
     };
     wait_for_init(rec);
-    // `--stop-signal`, checked when the container was made.
-    let first = rec
-        .config
-        .options
-        .stop_signal
-        .as_deref()
-        .and_then(parse_signal)
-        .unwrap_or(Signal::SIGTERM);
+    let first = stop_signal(rec);
     if client::signal(paths, &rec.id, first as i32).is_ok() {
+        thaw_if_paused(state, rec);
         match waiter.wait(Some(timeout.max(Duration::from_millis(1)))) {
             Ok(Some(code)) => return Ok(Some(code)),
             Ok(None) => {}
@@ -214,6 +303,7 @@ pub fn stop(paths: &Paths, rec: &Record, timeout: Duration) -> Result<Option<i32
         }
     }
     let _ = client::signal(paths, &rec.id, Signal::SIGKILL as i32);
+    thaw_if_paused(state, rec);
     // SIGKILL cannot be ignored; the bound only covers a wedged shim.
     waiter
         .wait(Some(Duration::from_secs(60)))
@@ -234,8 +324,13 @@ pub fn remove(
         if !force {
             return Err(ContainerError::Running(rec.name.clone()));
         }
-        if let Ok(mut waiter) = Waiter::open(paths, &rec.id) {
+        if rec.status == Status::Restarting {
+            // Its shim waits out the back-off and then finds no record.
+            state.cancel_restart(&rec.id)?;
+        } else if let Ok(mut waiter) = Waiter::open(paths, &rec.id) {
             let _ = client::signal(paths, &rec.id, Signal::SIGKILL as i32);
+            // cgroup v1 keeps a frozen task, even a killed one, until thawed.
+            thaw_if_paused(state, rec);
             let _ = waiter.wait(Some(Duration::from_secs(60)));
         }
     }

@@ -149,6 +149,16 @@ pub enum ContainerError {
     Shim(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is already paused")]
+    AlreadyPaused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
+    #[error("container {0} is paused, unpause the container before exec")]
+    PausedExec(String),
+    #[error("container {0} is restarting, wait until the container is running")]
+    Restarting(String),
+    #[error("pausing the container: {0}")]
+    Freeze(#[from] cgroups::freezer::FreezeError),
     #[error("you cannot remove a running container {0}: stop the container before removing it or use -f")]
     Running(String),
     #[error("talking to the shim of {id}: {source}")]

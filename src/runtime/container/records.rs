@@ -35,6 +35,11 @@ pub enum RecordsError {
 pub enum Status {
     Created,
     Running,
+    /// Running, its cgroup frozen (`skiff pause`).
+    Paused,
+    /// Exited, and its shim waits out the restart policy's back-off before
+    /// it starts it again.
+    Restarting,
     Exited,
 }
 
@@ -43,13 +48,28 @@ impl Status {
         match self {
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Restarting => "restarting",
             Status::Exited => "exited",
         }
+    }
+
+    /// Its process exists (docker's State.Running: paused counts).
+    pub fn is_running(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+
+    /// What `ps` lists without -a (docker's: everything up, and what is
+    /// about to be up again).
+    pub fn is_up(self) -> bool {
+        matches!(self, Status::Running | Status::Paused | Status::Restarting)
     }
 
     fn parse(s: &str) -> Status {
         match s {
             "running" => Status::Running,
+            "paused" => Status::Paused,
+            "restarting" => Status::Restarting,
             "exited" => Status::Exited,
             _ => Status::Created,
         }
@@ -382,13 +402,55 @@ impl Records {
         Ok(())
     }
 
+    /// Mark a running container paused (`true`) or running again; whether
+    /// it was in the state to change (an exit recorded meanwhile wins).
+    pub fn set_paused(&self, id: &str, paused: bool) -> Result<bool, RecordsError> {
+        let (to, from) = if paused {
+            ("paused", "running")
+        } else {
+            ("running", "paused")
+        };
+        let n = self.conn.execute(
+            "UPDATE containers SET status = ?2 WHERE id = ?1 AND status = ?3",
+            params![id, to, from],
+        )?;
+        Ok(n > 0)
+    }
+
+    /// The container exited with `code` and its shim (which stays, as
+    /// `shim_pid`) will start it again after the back-off.
+    pub fn set_restarting(
+        &self,
+        id: &str,
+        code: i32,
+        at: DateTime<Utc>,
+        oom: bool,
+    ) -> Result<(), RecordsError> {
+        self.conn.execute(
+            "UPDATE containers SET status = 'restarting', pid = NULL, exit_code = ?2, finished_at = ?3, oom_killed = ?4 WHERE id = ?1",
+            params![id, code, rfc3339(at), oom as i64],
+        )?;
+        Ok(())
+    }
+
+    /// A pending restart is off (stopped by hand, or its shim is gone):
+    /// the container stays exited with the code it had. Whether it was
+    /// pending.
+    pub fn cancel_restart(&self, id: &str) -> Result<bool, RecordsError> {
+        let n = self.conn.execute(
+            "UPDATE containers SET status = 'exited', shim_pid = NULL WHERE id = ?1 AND status = 'restarting'",
+            params![id],
+        )?;
+        Ok(n > 0)
+    }
+
     /// Mark a container whose shim is gone as exited with `code`, unless
     /// an exit was recorded meanwhile (the shim records the real one just
     /// before it goes, so a reconcile that saw it running a moment earlier
     /// must not overwrite it). Whether it was marked.
     pub fn set_lost(&self, id: &str, code: i32, at: DateTime<Utc>) -> Result<bool, RecordsError> {
         let n = self.conn.execute(
-            "UPDATE containers SET status = 'exited', pid = NULL, shim_pid = NULL, exit_code = ?2, finished_at = ?3 WHERE id = ?1 AND status != 'exited'",
+            "UPDATE containers SET status = 'exited', pid = NULL, shim_pid = NULL, exit_code = ?2, finished_at = ?3 WHERE id = ?1 AND status NOT IN ('exited', 'restarting')",
             params![id, code, rfc3339(at)],
         )?;
         Ok(n > 0)

@@ -77,7 +77,7 @@ pub fn main(args: ShimArgs) -> ExitCode {
             let code = shim.supervise(&mut ready);
             let again = shim.restart_wait(&args, code);
             let paths = shim.paths.clone();
-            shim.finish(code);
+            shim.finish(code, again.is_some());
             if let Some(wait) = again {
                 relaunch(&paths, &args, wait);
             }
@@ -101,10 +101,11 @@ fn relaunch(paths: &Paths, args: &ShimArgs, wait: Duration) {
         Err(e) => return tracing::error!("restarting: {e}"),
     };
     match state.get(&args.id) {
-        Ok(Some(r)) if r.status == crate::runtime::container::records::Status::Exited => {}
+        Ok(Some(r)) if r.status == crate::runtime::container::records::Status::Restarting => {}
         _ => return,
     }
     if crate::runtime::container::lifecycle::stopped_by_hand(paths, &args.id) {
+        let _ = state.cancel_restart(&args.id);
         return;
     }
     let count = args.restart_count.saturating_add(1);
@@ -121,6 +122,7 @@ fn relaunch(paths: &Paths, args: &ShimArgs, wait: Duration) {
     };
     if let Err(e) = crate::runtime::container::create::launch(paths, &state, &args.id, &launch) {
         tracing::error!("restarting the container: {e}");
+        let _ = state.cancel_restart(&args.id);
     }
 }
 
@@ -588,8 +590,9 @@ impl Shim {
         }
     }
 
-    /// Record the exit, release everything, tell the clients, and go.
-    fn finish(mut self, code: i32) {
+    /// Record the exit, release everything, tell the clients, and go
+    /// (`restarting`: we start it again after the back-off).
+    fn finish(mut self, code: i32, restarting: bool) {
         // One read of mountinfo for both steps below.
         let hierarchies = cgroups::Hierarchies::detect();
         // Read before libcontainer removes the cgroup; unreadable counts as no.
@@ -636,6 +639,8 @@ impl Shim {
         };
         let recorded = if self.auto_remove {
             self.state.remove(&self.id)
+        } else if restarting {
+            self.state.set_restarting(&self.id, code, Utc::now(), oom)
         } else {
             self.state.set_exited(&self.id, code, Utc::now(), oom)
         };
