@@ -48,6 +48,8 @@ pub struct RunArgs {
           num_args = 0..=1, default_missing_value = "true",
           action = clap::ArgAction::Set)]
     pub sig_proxy: bool,
+    #[command(flatten)]
+    pub health: super::healthcheck::HealthArgs,
     /// Run an init as PID 1 that forwards signals and reaps zombies.
     #[arg(long)]
     pub init: bool,
@@ -341,6 +343,7 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .iter()
             .map(|l| options::parse_label(l))
             .collect::<Result<_, _>>()?,
+        healthcheck: args.health.config()?,
     })
 }
 

@@ -8,6 +8,7 @@ use clap::{Args, ValueEnum};
 use serde_json::{json, Value};
 
 use crate::runtime::container::containerspec::MountSource;
+use crate::runtime::container::health;
 use crate::runtime::container::records::{rfc3339, Record, Status};
 use crate::runtime::container::short_id;
 use crate::runtime::container::spec::{self, ImageProcess};
@@ -95,7 +96,7 @@ pub fn container(engine: &Engine, r: &Record) -> Value {
     let null_if_empty = |v: Vec<String>| if v.is_empty() { Value::Null } else { json!(v) };
     let workdir = process.cwd.clone().unwrap_or(image.workdir.clone());
     let user = process.user.clone().unwrap_or(image.user.clone());
-    json!({
+    let mut out = json!({
         "Id": r.id,
         "Created": rfc3339(r.created),
         "Path": r.command.first(),
@@ -168,8 +169,13 @@ pub fn container(engine: &Engine, r: &Record) -> Value {
             "WorkingDir": workdir,
             "Entrypoint": null_if_empty(entrypoint),
             "Labels": r.labels,
+            "Healthcheck": health::effective(o.healthcheck.as_ref(), &r.config.image_config),
         },
-    })
+    });
+    if let Some(h) = &r.config.health {
+        out["State"]["Health"] = json!(h);
+    }
+    out
 }
 
 /// `skiff inspect`: containers first, then images (as docker does).

@@ -8,6 +8,7 @@ pub mod cp;
 pub mod detach_keys;
 pub mod exec;
 pub mod format;
+pub mod healthcheck;
 pub mod history;
 pub mod images;
 pub mod inspect;

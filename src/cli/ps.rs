@@ -72,7 +72,11 @@ impl Filters {
                 anyhow::bail!("bad format of filter (expected name=value): {f}");
             };
             let k = k.trim().to_ascii_lowercase();
-            if !["id", "name", "label", "status", "exited", "ancestor"].contains(&k.as_str()) {
+            if ![
+                "id", "name", "label", "status", "exited", "ancestor", "health",
+            ]
+            .contains(&k.as_str())
+            {
                 anyhow::bail!("invalid filter '{k}'");
             }
             if k == "status"
@@ -90,6 +94,9 @@ impl Filters {
                 anyhow::bail!(
                     "invalid filter 'status={v}': expected created, restarting, running, removing, paused, exited or dead"
                 );
+            }
+            if k == "health" && !["starting", "healthy", "unhealthy", "none"].contains(&v) {
+                anyhow::bail!("Unrecognised filter value for health: {v}");
             }
             if k == "exited" && v.parse::<i32>().is_err() {
                 anyhow::bail!("invalid filter 'exited={v}': expected an exit code");
@@ -114,6 +121,7 @@ impl Filters {
                 None => r.labels.contains_key(value),
             },
             "status" => r.status.as_str() == value,
+            "health" => health_of(r).unwrap_or("none") == value,
             "exited" => {
                 r.status == Status::Exited
                     && r.exit_code.map(|c| c.to_string()).as_deref() == Some(value)
@@ -266,8 +274,13 @@ fn status_text(r: &Record, now: DateTime<Utc>) -> String {
     match r.status {
         Status::Created => "Created".into(),
         Status::Running => format!(
-            "Up {}",
-            human_duration(now - r.started_at.unwrap_or(r.created))
+            "Up {}{}",
+            human_duration(now - r.started_at.unwrap_or(r.created)),
+            match health_of(r) {
+                Some("starting") => " (health: starting)".to_string(),
+                Some(s) => format!(" ({s})"),
+                None => String::new(),
+            }
         ),
         Status::Paused => format!(
             "Up {} (Paused)",
@@ -284,6 +297,12 @@ fn status_text(r: &Record, now: DateTime<Utc>) -> String {
             human_duration(now - r.finished_at.unwrap_or(r.created))
         ),
     }
+}
+
+/// The health status of a running container with a health check.
+fn health_of(r: &Record) -> Option<&'static str> {
+    let h = r.config.health.as_ref().filter(|_| r.status.is_running())?;
+    Some(h.status.as_str())
 }
 
 /// Docker quotes the command and cuts it at 20 characters (unless

@@ -20,6 +20,9 @@ mod convert;
 pub mod fieldcheck;
 mod schema;
 mod special;
+
+/// Go's `time.Duration.String()`, which docker's messages use too.
+pub use special::go_duration;
 mod wire;
 
 #[cfg(test)]

@@ -61,7 +61,7 @@ pub(super) fn duration(bytes: &[u8]) -> Result<Value, ProtobufError> {
 }
 
 /// Go's `time.Duration.String()`.
-pub(super) fn go_duration(d: i64) -> String {
+pub fn go_duration(d: i64) -> String {
     if d == 0 {
         return "0s".into();
     }

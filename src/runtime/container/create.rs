@@ -239,6 +239,7 @@ pub fn prepare(
             snapshots,
             log_max_size: Some(req.log_max_size),
             restart_count: 0,
+            health: None,
             other: Default::default(),
         },
         labels: cspec.labels.clone(),

@@ -28,6 +28,7 @@ pub mod copy;
 pub mod create;
 pub mod executor;
 pub mod exits;
+pub mod health;
 pub mod init;
 pub mod lifecycle;
 pub mod logs;

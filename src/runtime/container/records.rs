@@ -124,6 +124,9 @@ pub struct ContainerConfig {
     /// Where the log rotates (kept for `start` and `restart`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_max_size: Option<u64>,
+    /// The health check's results so far (written by the shim).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health: Option<super::health::HealthState>,
     #[serde(flatten)]
     pub other: serde_json::Map<String, serde_json::Value>,
 }
@@ -454,6 +457,20 @@ impl Records {
             params![id, code, rfc3339(at)],
         )?;
         Ok(n > 0)
+    }
+
+    /// Record the health check's state of container `id`.
+    pub fn set_health(
+        &self,
+        id: &str,
+        health: &super::health::HealthState,
+    ) -> Result<(), RecordsError> {
+        let json = serde_json::to_string(health).unwrap_or_default();
+        self.conn.execute(
+            "UPDATE containers SET config = json_set(config, '$.health', json(?2)) WHERE id = ?1",
+            params![id, json],
+        )?;
+        Ok(())
     }
 
     /// Record how often the shim restarted container `id`.

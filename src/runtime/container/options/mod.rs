@@ -432,6 +432,10 @@ pub struct RunOptions {
     /// `--restart`: kept by the container's shim (restart.rs).
     #[serde(default)]
     pub restart: super::restart::RestartPolicy,
+    /// `--health-*`/`--no-healthcheck`: over the image's HEALTHCHECK
+    /// (health.rs), probed by the shim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<super::health::HealthConfig>,
     /// `--label K=V`: kept on the record (records.rs), where they can be
     /// queried, not in the options.
     #[serde(skip)]

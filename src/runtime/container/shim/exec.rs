@@ -85,7 +85,15 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
         .with_detach(false)
         .build()
         .map_err(|e| format!("exec in container {}: {e}", args.id))?;
-    wait(nix::unistd::Pid::from_raw(pid.as_raw()))
+    let pid = nix::unistd::Pid::from_raw(pid.as_raw());
+    if let Some(ms) = args.kill_after_ms {
+        // libcontainer has forked already: a thread is safe now.
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        });
+    }
+    wait(pid)
 }
 
 /// Wait for the exec'd process; its exit code as a shell reports it.

@@ -19,6 +19,7 @@
 pub mod console;
 pub mod exec;
 mod exec_tty;
+mod probe;
 pub mod proto;
 pub mod run;
 mod trim;
@@ -46,6 +47,8 @@ pub struct ShimArgs {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub command: Vec<String>,
+    /// exec: kill the process after this long (health checks' timeout).
+    pub kill_after_ms: Option<u64>,
     /// run: restarts so far under the container's restart policy, and the
     /// last back-off wait in milliseconds (restart.rs).
     pub restart_count: u32,
@@ -89,6 +92,13 @@ pub fn parse(args: &[OsString]) -> Result<(String, ShimArgs), UsageError> {
                 )
             }
             "--env" => a.env.push(value()?),
+            "--kill-after-ms" => {
+                a.kill_after_ms = Some(
+                    value()?
+                        .parse()
+                        .map_err(|_| UsageError("bad --kill-after-ms".into()))?,
+                )
+            }
             "--user" => a.user = Some(value()?),
             "--workdir" => a.workdir = Some(value()?),
             "--restart-count" => {

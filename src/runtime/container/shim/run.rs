@@ -177,6 +177,8 @@ struct Shim {
     sigchld: File,
     listener: UnixListener,
     clients: Vec<Client>,
+    /// The health check, when the container has one.
+    health: Option<super::probe::Prober>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
@@ -214,6 +216,7 @@ impl Shim {
         let bridged = spec.bridged();
         let log_path = spec.log_path.clone().unwrap_or_else(|| paths.log(&id));
         let cgroups_path = record.config.cgroups_path.clone();
+        let health = super::probe::Prober::new(&record, args);
         let snapshots = record.config.snapshots.clone();
         if snapshots.is_empty() {
             return Err(format!("the record of {id} names no image layers"));
@@ -353,6 +356,7 @@ impl Shim {
             sigchld: File::from(sig_r),
             listener,
             clients: Vec::new(),
+            health,
         };
         ready.send(&format!("ok {pid}"));
         if !args.wait_start {
@@ -378,6 +382,9 @@ impl Shim {
         }
         self.first_trim = Some(Instant::now() + FIRST_TRIM);
         self.ran_since = Some(Instant::now());
+        if let Some(p) = self.health.as_mut() {
+            p.on_start(&self.state, &self.id);
+        }
         // The container has its own copy of the rootfs mount now. Back in the
         // host's namespace, the private one goes away with its copies of the
         // host's mounts (which, where the host's mounts are private, would
@@ -424,12 +431,19 @@ impl Shim {
                 let left = t.saturating_duration_since(Instant::now());
                 PollTimeout::try_from(left + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
             };
-            let timeout = match (drain_until, self.first_trim) {
-                (Some(d), Some(f)) => until(d.min(f)),
-                (Some(d), None) => until(d),
-                (None, Some(f)) => until(f),
-                (None, None) if self.started && !idle_trimmed => PollTimeout::from(IDLE_TRIM_MS),
-                (None, None) => PollTimeout::NONE,
+            let probe_due = self
+                .health
+                .as_ref()
+                .filter(|_| exit.is_none())
+                .and_then(|p| p.wakeup());
+            let deadline = [drain_until, self.first_trim, probe_due]
+                .into_iter()
+                .flatten()
+                .min();
+            let timeout = match deadline {
+                Some(d) => until(d),
+                None if self.started && !idle_trimmed => PollTimeout::from(IDLE_TRIM_MS),
+                None => PollTimeout::NONE,
             };
             let mut woke = true;
             let revents = {
@@ -440,7 +454,8 @@ impl Shim {
                 let out_fd = self.out.as_ref().map(|f| f.as_fd());
                 let err_fd = self.err.as_ref().map(|f| f.as_fd());
                 let spawner_fd = spawner.as_ref().map(|s| s.as_fd());
-                for fd in [out_fd, err_fd, spawner_fd] {
+                let probe_fd = self.health.as_ref().and_then(|p| p.fd());
+                for fd in [out_fd, err_fd, spawner_fd, probe_fd] {
                     // A closed slot polls nothing (fd -1 is ignored by poll).
                     fds.push(match fd {
                         Some(fd) => PollFd::new(fd, PollFlags::POLLIN),
@@ -497,7 +512,7 @@ impl Shim {
                 }
             }
             for (i, c) in self.clients.iter_mut().enumerate() {
-                let ev = revents.get(5 + i).copied().unwrap_or(PollFlags::empty());
+                let ev = revents.get(6 + i).copied().unwrap_or(PollFlags::empty());
                 if ev.contains(PollFlags::POLLOUT) {
                     flush(c);
                 }
@@ -506,6 +521,16 @@ impl Shim {
                 }
             }
             self.serve_clients();
+            if let Some(p) = self.health.as_mut() {
+                if ready_in(revents[5]) {
+                    p.read_output();
+                }
+                if exit.is_none() && self.started {
+                    p.tick(&self.state, self.pid);
+                } else if exit.is_some() {
+                    p.stop();
+                }
+            }
             if ready_in(revents[1]) {
                 self.accept();
             }
@@ -539,13 +564,16 @@ impl Shim {
     fn reap(&mut self) -> Option<i32> {
         let mut code = None;
         loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, c)) if pid == self.pid => code = Some(c),
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == self.pid => {
-                    code = Some(128 + sig as i32)
-                }
+            let (pid, c) = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, c)) => (pid, c),
+                Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
                 Ok(WaitStatus::StillAlive) | Err(_) => return code,
-                Ok(_) => {}
+                Ok(_) => continue,
+            };
+            if pid == self.pid {
+                code = Some(c);
+            } else if let Some(p) = self.health.as_mut() {
+                p.reaped(pid, c);
             }
         }
     }
