@@ -366,7 +366,7 @@ fn launch_shim(
     } else {
         None
     };
-    let spec = spec::build(&SpecInputs {
+    let mut spec = spec::build(&SpecInputs {
         image: &process,
         spec: &cspec,
         identity: &identity,
@@ -378,6 +378,7 @@ fn launch_shim(
         init: init_binary.as_deref(),
         cgroup_mounts: &cgroups::container_mounts().map_err(ContainerError::CgroupMounts)?,
     })?;
+    super::executor::defer_rlimits(&mut spec).map_err(|e| ContainerError::Shim(e.to_string()))?;
     let config_path = dir.join("config.json");
     let spec_json =
         serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Shim(e.to_string()))?;
