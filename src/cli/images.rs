@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::util::{human_size, image_store};
+use crate::runtime::container::lifecycle::LaunchLock;
 use crate::runtime::engine::Engine;
 use crate::runtime::image::catalog;
 use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
@@ -238,7 +239,10 @@ pub fn images(engine: &Engine, args: ImagesArgs) -> anyhow::Result<()> {
 
 pub fn rmi(engine: &Engine, args: RmiArgs) -> anyhow::Result<()> {
     let store = image_store(engine)?;
-    let in_use = engine.records()?.images_in_use()?;
+    let state = engine.records()?;
+    // No container is being made from an image without a record yet.
+    let _lock = LaunchLock::exclusive(engine.paths())?;
+    let in_use = state.images_in_use()?;
     let removed = catalog::remove(store, &args.images, args.force, &in_use)?;
     for name in &removed.untagged {
         println!("Untagged: {name}");
@@ -291,7 +295,9 @@ pub fn inspect_values(
 pub fn image(engine: &Engine, cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
         ImageCommand::Prune => {
-            let keep = engine.records()?.images_in_use()?.snapshots;
+            let state = engine.records()?;
+            let _lock = LaunchLock::exclusive(engine.paths())?;
+            let keep = state.images_in_use()?.snapshots;
             let report = image_store(engine)?.prune(None, &keep)?;
             println!(
                 "Deleted {} blobs, {} snapshots. Total reclaimed space: {}",

@@ -2,7 +2,7 @@
 //! the images, containers and volumes of this root hold, and removing what
 //! nothing uses.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use clap::{Args, Subcommand};
 
@@ -129,25 +129,23 @@ fn prune(engine: &Engine, args: PruneArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let (paths, state) = (engine.paths(), engine.records()?);
-    let mut reclaimed = 0u64;
-    let mut removed = Vec::new();
-    for r in state.list()? {
-        if r.status != Status::Exited {
-            continue;
-        }
-        let size = tree_size(&paths.dir(&r.id).join("upper"));
-        match lifecycle::remove(paths, state, &r, false) {
-            Ok(()) => {
-                reclaimed += size;
-                removed.push(r.id);
-            }
-            Err(e) => eprintln!("skiff: error: {}: {e}", r.name),
-        }
-    }
+    // Measured before they go; a container started meanwhile is not pruned
+    // and not counted.
+    let sizes: HashMap<String, u64> = state
+        .list()?
+        .into_iter()
+        .filter(|r| r.status != Status::Running)
+        .map(|r| {
+            let size = tree_size(&paths.dir(&r.id).join("upper"));
+            (r.id, size)
+        })
+        .collect();
+    let removed = lifecycle::prune(paths, state)?;
+    let mut reclaimed: u64 = removed.iter().filter_map(|r| sizes.get(&r.id)).sum();
     if !removed.is_empty() {
         println!("Deleted Containers:");
-        for id in &removed {
-            println!("{id}");
+        for r in &removed {
+            println!("{}", r.id);
         }
         println!();
     }
@@ -163,8 +161,12 @@ fn prune(engine: &Engine, args: PruneArgs) -> anyhow::Result<()> {
         }
         reclaimed += pruned.bytes;
     }
-    let keep = state.images_in_use()?.snapshots;
-    let report = image_store(engine)?.prune(None, &keep)?;
+    let report = {
+        // No container is being made from an image without a record yet.
+        let _lock = lifecycle::LaunchLock::exclusive(paths)?;
+        let keep = state.images_in_use()?.snapshots;
+        image_store(engine)?.prune(None, &keep)?
+    };
     reclaimed += report.bytes;
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(())

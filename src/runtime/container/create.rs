@@ -12,6 +12,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use chrono::Utc;
 
 use super::containerspec::{ContainerSpec, MountSource, Namespace, NetworkNamespace};
+use super::lifecycle::LaunchLock;
 use super::options::RunOptions;
 use super::records::{ContainerConfig, Record, Records, Status};
 use super::spec::{self, ImageProcess, SpecInputs};
@@ -155,7 +156,9 @@ pub fn create(
         shim_binary: req.shim_binary.clone(),
         ..Launch::default()
     };
-    let id = prepare(paths, state, store, req)?;
+    // Until the shim is up: see LaunchLock.
+    let _lock = LaunchLock::shared(paths)?;
+    let id = record(paths, state, store, req)?;
     let mut undo = Undo {
         paths,
         state,
@@ -170,6 +173,17 @@ pub fn create(
 /// Record container `req` (status Created, its directory made) without
 /// starting anything: `skiff create`; [`launch`] starts it. Its ID.
 pub fn prepare(
+    paths: &Paths,
+    state: &Records,
+    store: &Store,
+    req: CreateRequest,
+) -> Result<String, ContainerError> {
+    // Prune must not take the image away before the record names it.
+    let _lock = LaunchLock::shared(paths)?;
+    record(paths, state, store, req)
+}
+
+fn record(
     paths: &Paths,
     state: &Records,
     store: &Store,
@@ -296,6 +310,8 @@ pub fn launch(
     id: &str,
     launch: &Launch,
 ) -> Result<Created, ContainerError> {
+    // Until the shim is up: see LaunchLock.
+    let _lock = LaunchLock::shared(paths)?;
     let created = launch_shim(paths, state, id, launch);
     if created.is_err() {
         super::lifecycle::release(paths, id);
