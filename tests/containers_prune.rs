@@ -1,16 +1,112 @@
-//! `system prune` as docker's: every container that is not running goes
-//! (created ones too) — and a container being created or started
-//! meanwhile is left alone.
+//! `system prune` and `image prune` as docker's: every container that is
+//! not running goes (created ones too), `-a` takes every image no container
+//! uses, the output says what went — and a container being created or
+//! started meanwhile is left alone.
 
 #[path = "support/containers.rs"]
 mod containers;
 mod support;
 
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use containers::Engine;
-use support::stderr;
+use support::{run_ok, stderr};
+
+/// Load a second image, `mini` (a few applets: other layers than busybox's).
+fn load_mini(e: &Engine) {
+    let dir = e.dir.path().join("mini");
+    std::fs::create_dir_all(&dir).expect("mini dir");
+    let image = support::busybox::oci_image(&dir, support::busybox::Contents::Minimal);
+    let archive = dir.join("mini.tar");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(&image)
+            .arg(format!("docker-archive:{}:mini:latest", archive.display())),
+    );
+    e.ok(&["load", "-i", archive.to_str().expect("utf-8 path")]);
+}
+
+fn image_id(e: &Engine, name: &str) -> String {
+    e.ok(&["inspect", "-f", "{{.Id}}", name]).trim().to_string()
+}
+
+#[test]
+fn created_containers_and_images_no_container_uses() {
+    let e = Engine::new();
+    load_mini(&e);
+    let (busybox, mini) = (image_id(&e, "busybox"), image_id(&e, "mini"));
+    e.ok(&["run", "-d", "--name", "up", "busybox", "sleep", "60"]);
+    // Created and never started: docker's prune takes it.
+    let idle = e.ok(&["create", "--name", "idle", "mini", "true"]);
+    let out = e.ok(&["system", "prune", "-f"]);
+    assert_eq!(
+        out,
+        format!(
+            "Deleted Containers:\n{}\n\nTotal reclaimed space: 0B\n",
+            idle.trim()
+        )
+    );
+    assert_eq!(e.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\n");
+    // Tagged images stay without -a.
+    assert_eq!(e.ok(&["images", "-q"]).lines().count(), 2);
+
+    // -a: every image no container uses, named as docker names them.
+    let out = e.ok(&["system", "prune", "-a", "-f"]);
+    assert!(
+        out.starts_with(&format!(
+            "Deleted Images:\nuntagged: mini:latest\ndeleted: {mini}\ndeleted: sha256:"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("\n\nTotal reclaimed space: "), "{out}");
+    assert!(!out.contains("Total reclaimed space: 0B"), "{out}");
+    assert_eq!(
+        e.ok(&["images", "--format", "{{.Repository}}"]),
+        "busybox\n"
+    );
+
+    // The running container's image stays; once it is gone, so is the image.
+    assert_eq!(
+        e.ok(&["image", "prune", "-a", "-f"]),
+        "Total reclaimed space: 0B\n"
+    );
+    e.ok(&["rm", "-f", "up"]);
+    let out = e.ok(&["image", "prune", "-a", "-f"]);
+    assert!(
+        out.starts_with(&format!(
+            "Deleted Images:\nuntagged: busybox:latest\ndeleted: {busybox}\n"
+        )),
+        "{out}"
+    );
+    assert_eq!(e.ok(&["images", "-q"]), "");
+    e.assert_clean();
+}
+
+/// The prompts say what docker's say; no answer removes nothing.
+#[test]
+fn the_warnings_are_dockers() {
+    let e = Engine::new();
+    e.ok(&["create", "--name", "idle", "busybox", "true"]);
+    let out = e.skiff(&["system", "prune", "-a"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        "WARNING! This will remove:\n  - all stopped containers\n  - all images without at least \
+         one container associated to them\n\nAre you sure you want to continue? [y/N] \n"
+    );
+    let out = e.skiff(&["system", "prune"]);
+    assert!(
+        stderr(&out).contains("  - all stopped containers\n  - all dangling images\n"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(e.ok(&["ps", "-aq"]).lines().count(), 1);
+    assert_eq!(e.ok(&["images", "-q"]).lines().count(), 1);
+    e.ok(&["rm", "idle"]);
+    e.assert_clean();
+}
 
 /// A container in the middle of its creation (or its start) looks like a
 /// created one that nobody started; prune waits for the launch and leaves

@@ -15,13 +15,17 @@ use crate::runtime::engine::Engine;
 pub enum SystemCommand {
     /// Show the disk space images, containers and volumes use.
     Df,
-    /// Remove stopped containers and unused image content (and, with
-    /// --volumes, unused volumes).
+    /// Remove stopped containers, untagged images and unused image content
+    /// (with -a, every image no container uses; with --volumes, unused
+    /// volumes).
     Prune(PruneArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// Remove every image no container uses, not only untagged ones.
+    #[arg(short, long)]
+    pub all: bool,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
@@ -124,7 +128,12 @@ fn prune(engine: &Engine, args: PruneArgs) -> anyhow::Result<()> {
     if args.volumes {
         warning.push_str("  - all volumes not used by at least one container\n");
     }
-    warning.push_str("  - all image content no container or tag uses");
+    // A blank line before the question, as docker's.
+    warning.push_str(if args.all {
+        "  - all images without at least one container associated to them\n"
+    } else {
+        "  - all dangling images\n"
+    });
     if !args.force && !super::util::confirm(&warning)? {
         return Ok(());
     }
@@ -161,13 +170,9 @@ fn prune(engine: &Engine, args: PruneArgs) -> anyhow::Result<()> {
         }
         reclaimed += pruned.bytes;
     }
-    let report = {
-        // No container is being made from an image without a record yet.
-        let _lock = lifecycle::LaunchLock::exclusive(paths)?;
-        let keep = state.images_in_use()?.snapshots;
-        image_store(engine)?.prune(None, &keep)?
-    };
-    reclaimed += report.bytes;
+    let images = super::images::prune(engine, args.all)?;
+    super::images::print_pruned(&images);
+    reclaimed += images.bytes;
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(())
 }
