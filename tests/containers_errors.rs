@@ -151,3 +151,27 @@ fn messages_say_it_once() {
     e.ok(&["rm", "-f", "p1"]);
     e.assert_clean();
 }
+
+/// A container that fails to start in its shim (here: a working directory
+/// that is a file) stays, Created, as docker keeps one whose start failed;
+/// `rm` removes it, and with `--rm` nothing stays.
+#[test]
+fn a_failed_start_leaves_a_created_container() {
+    let e = Engine::new();
+    let out = e.err(&["run", "--name", "w", "-w", "/etc/passwd", "busybox", "pwd"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/etc/passwd"), "{}", stderr(&out));
+    assert_eq!(
+        e.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]),
+        "w Created\n"
+    );
+    // Nothing of it runs or holds the network; its directory is all.
+    assert_eq!(e.shims(), Vec::<u32>::new());
+    assert_eq!(e.cgroups(), Vec::<std::path::PathBuf>::new());
+    e.ok(&["rm", "w"]);
+    e.assert_clean();
+    let out = e.err(&["run", "--rm", "-w", "/etc/passwd", "busybox", "pwd"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    e.assert_clean();
+}

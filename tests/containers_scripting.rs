@@ -819,6 +819,14 @@ fn ulimits_and_shm_size() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[..3], ["512", "1024", "300"], "{out}");
     assert_eq!(lines[3].split_whitespace().nth(1), Some("16384"), "{out}");
+    // Fewer descriptors than the container's set-up needs: they are the
+    // command's, as docker's, not the set-up's (which failed with EMFILE).
+    for init in [None, Some("--init")] {
+        let mut args = vec!["run", "--rm", "--ulimit", "nofile=10:10"];
+        args.extend(init);
+        args.extend(["busybox", "sh", "-c", "ulimit -n; ulimit -Hn"]);
+        assert_eq!(e.ok(&args), "10\n10\n", "{init:?}");
+    }
     // The default /dev/shm is docker's 64m.
     let out = e.ok(&[
         "run",

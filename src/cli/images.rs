@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::util::{human_size, image_store};
+use crate::runtime::container::lifecycle::LaunchLock;
 use crate::runtime::engine::Engine;
 use crate::runtime::image::catalog;
 use crate::runtime::image::ensure::{self, PullPolicy, PullSource};
@@ -56,10 +57,21 @@ pub struct TagArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Remove unused blobs and snapshots (and leftovers of interrupted pulls).
-    Prune,
+    /// Remove untagged images and the content no image needs (leftovers of
+    /// interrupted pulls too); with -a, every image no container uses.
+    Prune(ImagePruneArgs),
     /// Show an image's layers and the steps that made them.
     History(super::history::HistoryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagePruneArgs {
+    /// Remove every image no container uses, not only untagged ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
 }
 
 /// `skiff pull`: always from the registry (`ensure` with policy Always).
@@ -238,7 +250,10 @@ pub fn images(engine: &Engine, args: ImagesArgs) -> anyhow::Result<()> {
 
 pub fn rmi(engine: &Engine, args: RmiArgs) -> anyhow::Result<()> {
     let store = image_store(engine)?;
-    let in_use = engine.records()?.images_in_use()?;
+    let state = engine.records()?;
+    // No container is being made from an image without a record yet.
+    let _lock = LaunchLock::exclusive(engine.paths())?;
+    let in_use = state.images_in_use()?;
     let removed = catalog::remove(store, &args.images, args.force, &in_use)?;
     for name in &removed.untagged {
         println!("Untagged: {name}");
@@ -290,19 +305,65 @@ pub fn inspect_values(
 
 pub fn image(engine: &Engine, cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
-        ImageCommand::Prune => {
-            let keep = engine.records()?.images_in_use()?.snapshots;
-            let report = image_store(engine)?.prune(None, &keep)?;
-            println!(
-                "Deleted {} blobs, {} snapshots. Total reclaimed space: {}",
-                report.blobs,
-                report.snapshots,
-                human_size(report.bytes)
-            );
+        ImageCommand::Prune(args) => {
+            let warning = if args.all {
+                "WARNING! This will remove all images without at least one container associated to them."
+            } else {
+                "WARNING! This will remove all dangling images."
+            };
+            // Asked only at a terminal: scripts ran `image prune` without
+            // -f before it asked.
+            let ask = !args.force && std::io::stdin().is_terminal();
+            if ask && !super::util::confirm(warning)? {
+                return Ok(());
+            }
+            let pruned = prune(engine, args.all)?;
+            print_pruned(&pruned);
+            println!("Total reclaimed space: {}", human_size(pruned.bytes));
             Ok(())
         }
         ImageCommand::History(args) => super::history::history(engine, args),
     }
+}
+
+/// Remove the images (all: every one no container uses) and content no
+/// image needs, keeping what containers are made from, while nothing is
+/// being created from an image whose container is not recorded yet.
+pub(super) fn prune(engine: &Engine, all: bool) -> anyhow::Result<catalog::Pruned> {
+    let state = engine.records()?;
+    let _lock = LaunchLock::exclusive(engine.paths())?;
+    let in_use = state.images_in_use()?;
+    Ok(catalog::prune(image_store(engine)?, all, &in_use)?)
+}
+
+/// docker's "Deleted Images:" section (none when nothing went).
+pub(super) fn print_pruned(pruned: &catalog::Pruned) {
+    if pruned.untagged.is_empty() && pruned.deleted.is_empty() {
+        return;
+    }
+    println!("Deleted Images:");
+    for name in &pruned.untagged {
+        println!("untagged: {}", familiar(name));
+    }
+    for id in &pruned.deleted {
+        println!("deleted: {id}");
+    }
+    println!();
+}
+
+/// A stored name as docker shows it: `busybox:latest`, `host:5000/app@sha256:…`.
+fn familiar(name: &str) -> String {
+    let Ok(r) = Reference::parse(name) else {
+        return name.to_string();
+    };
+    let mut out = r.familiar_name();
+    if let Some(tag) = r.tag() {
+        out.push_str(&format!(":{tag}"));
+    }
+    if let Some(digest) = r.digest() {
+        out.push_str(&format!("@{digest}"));
+    }
+    out
 }
 
 fn created_ago(created: Option<&str>) -> String {

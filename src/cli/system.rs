@@ -2,7 +2,7 @@
 //! the images, containers and volumes of this root hold, and removing what
 //! nothing uses.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use clap::{Args, Subcommand};
 
@@ -15,13 +15,17 @@ use crate::runtime::engine::Engine;
 pub enum SystemCommand {
     /// Show the disk space images, containers and volumes use.
     Df,
-    /// Remove stopped containers and unused image content (and, with
-    /// --volumes, unused volumes).
+    /// Remove stopped containers, untagged images and unused image content
+    /// (with -a, every image no container uses; with --volumes, unused
+    /// volumes).
     Prune(PruneArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// Remove every image no container uses, not only untagged ones.
+    #[arg(short, long)]
+    pub all: bool,
     /// Do not ask for confirmation.
     #[arg(short, long)]
     pub force: bool,
@@ -124,30 +128,33 @@ fn prune(engine: &Engine, args: PruneArgs) -> anyhow::Result<()> {
     if args.volumes {
         warning.push_str("  - all volumes not used by at least one container\n");
     }
-    warning.push_str("  - all image content no container or tag uses");
+    // A blank line before the question, as docker's.
+    warning.push_str(if args.all {
+        "  - all images without at least one container associated to them\n"
+    } else {
+        "  - all dangling images\n"
+    });
     if !args.force && !super::util::confirm(&warning)? {
         return Ok(());
     }
     let (paths, state) = (engine.paths(), engine.records()?);
-    let mut reclaimed = 0u64;
-    let mut removed = Vec::new();
-    for r in state.list()? {
-        if r.status != Status::Exited {
-            continue;
-        }
-        let size = tree_size(&paths.dir(&r.id).join("upper"));
-        match lifecycle::remove(paths, state, &r, false) {
-            Ok(()) => {
-                reclaimed += size;
-                removed.push(r.id);
-            }
-            Err(e) => eprintln!("skiff: error: {}: {e}", r.name),
-        }
-    }
+    // Measured before they go; a container started meanwhile is not pruned
+    // and not counted.
+    let sizes: HashMap<String, u64> = state
+        .list()?
+        .into_iter()
+        .filter(|r| r.status != Status::Running)
+        .map(|r| {
+            let size = tree_size(&paths.dir(&r.id).join("upper"));
+            (r.id, size)
+        })
+        .collect();
+    let removed = lifecycle::prune(paths, state)?;
+    let mut reclaimed: u64 = removed.iter().filter_map(|r| sizes.get(&r.id)).sum();
     if !removed.is_empty() {
         println!("Deleted Containers:");
-        for id in &removed {
-            println!("{id}");
+        for r in &removed {
+            println!("{}", r.id);
         }
         println!();
     }
@@ -163,9 +170,9 @@ fn prune(engine: &Engine, args: PruneArgs) -> anyhow::Result<()> {
         }
         reclaimed += pruned.bytes;
     }
-    let keep = state.images_in_use()?.snapshots;
-    let report = image_store(engine)?.prune(None, &keep)?;
-    reclaimed += report.bytes;
+    let images = super::images::prune(engine, args.all)?;
+    super::images::print_pruned(&images);
+    reclaimed += images.bytes;
     println!("Total reclaimed space: {}", human_size(reclaimed));
     Ok(())
 }

@@ -12,6 +12,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use chrono::Utc;
 
 use super::containerspec::{ContainerSpec, MountSource, Namespace, NetworkNamespace};
+use super::lifecycle::LaunchLock;
 use super::options::RunOptions;
 use super::records::{ContainerConfig, Record, Records, Status};
 use super::spec::{self, ImageProcess, SpecInputs};
@@ -141,7 +142,12 @@ pub struct Launch {
 }
 
 /// Create container `req` in `state` (the caller's open container state)
-/// and start its shim.
+/// and start its shim. Should the container fail to start in its shim,
+/// the record stays (Created, as `skiff create` leaves it), as docker
+/// keeps a container whose start failed, for `ps -a` to show and `rm` to
+/// remove; unless `--rm`, or the container is the agent's (no docker-shaped
+/// options), whose failed create must leave nothing for the kubelet to
+/// trip over when it tries again, as with containerd's CRI.
 pub fn create(
     paths: &Paths,
     state: &Records,
@@ -155,14 +161,23 @@ pub fn create(
         shim_binary: req.shim_binary.clone(),
         ..Launch::default()
     };
-    let id = prepare(paths, state, store, req)?;
+    let keep = req.options != RunOptions::default() && !req.options.auto_remove;
+    // Until the shim is up: see LaunchLock.
+    let _lock = LaunchLock::shared(paths)?;
+    let id = record(paths, state, store, req)?;
     let mut undo = Undo {
         paths,
         state,
         id: id.clone(),
         armed: true,
     };
-    let created = launch_shim(paths, state, &id, &launch)?;
+    let name = bundle(paths, state, &id)?;
+    let created = start_shim(paths, state, &id, name, &launch);
+    if created.is_err() && keep {
+        super::lifecycle::release(paths, &id);
+        undo.armed = false;
+    }
+    let created = created?;
     undo.armed = false;
     Ok(created)
 }
@@ -170,6 +185,17 @@ pub fn create(
 /// Record container `req` (status Created, its directory made) without
 /// starting anything: `skiff create`; [`launch`] starts it. Its ID.
 pub fn prepare(
+    paths: &Paths,
+    state: &Records,
+    store: &Store,
+    req: CreateRequest,
+) -> Result<String, ContainerError> {
+    // Prune must not take the image away before the record names it.
+    let _lock = LaunchLock::shared(paths)?;
+    record(paths, state, store, req)
+}
+
+fn record(
     paths: &Paths,
     state: &Records,
     store: &Store,
@@ -297,19 +323,19 @@ pub fn launch(
     id: &str,
     launch: &Launch,
 ) -> Result<Created, ContainerError> {
-    let created = launch_shim(paths, state, id, launch);
+    // Until the shim is up: see LaunchLock.
+    let _lock = LaunchLock::shared(paths)?;
+    let created =
+        bundle(paths, state, id).and_then(|name| start_shim(paths, state, id, name, launch));
     if created.is_err() {
         super::lifecycle::release(paths, id);
     }
     created
 }
 
-fn launch_shim(
-    paths: &Paths,
-    state: &Records,
-    id: &str,
-    launch: &Launch,
-) -> Result<Created, ContainerError> {
+/// Everything the shim of recorded container `id` needs (its network, /etc
+/// files and OCI bundle); its name.
+fn bundle(paths: &Paths, state: &Records, id: &str) -> Result<String, ContainerError> {
     let record = state
         .get(id)?
         .ok_or_else(|| super::records::RecordsError::NotFound(id.to_string()))?;
@@ -367,7 +393,7 @@ fn launch_shim(
     } else {
         None
     };
-    let spec = spec::build(&SpecInputs {
+    let mut spec = spec::build(&SpecInputs {
         image: &process,
         spec: &cspec,
         identity: &identity,
@@ -379,12 +405,23 @@ fn launch_shim(
         init: init_binary.as_deref(),
         cgroup_mounts: &cgroups::container_mounts().map_err(ContainerError::CgroupMounts)?,
     })?;
+    super::executor::defer_rlimits(&mut spec).map_err(|e| ContainerError::Shim(e.to_string()))?;
     let config_path = dir.join("config.json");
     let spec_json =
         serde_json::to_vec_pretty(&spec).map_err(|e| ContainerError::Shim(e.to_string()))?;
     // The spec holds the environment (`-e DB_PASSWORD=…`): 0600.
     crate::runtime::private::write_file(&config_path, &spec_json).map_err(io_err(&config_path))?;
+    Ok(name)
+}
 
+/// Spawn the shim of container `id`, whose bundle is written, and record it.
+fn start_shim(
+    paths: &Paths,
+    state: &Records,
+    id: &str,
+    name: String,
+    launch: &Launch,
+) -> Result<Created, ContainerError> {
     let (shim, shim_stdout, pid) = spawn_shim(paths, id, launch)?;
     let _ = state.set_shim(id, shim.id() as i32);
     Ok(Created {

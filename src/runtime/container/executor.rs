@@ -11,13 +11,17 @@
 //! container's filter too, as with Docker; libcontainer drops
 //! `linux.seccomp` from a tenant's spec, so the filter is compiled by the
 //! shim from the container's config.json and carried here.
+//!
+//! The container's rlimits go on here too, for the same reason: see
+//! [`defer_rlimits`].
 
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
-use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::oci_spec::runtime::{PosixRlimit, PosixRlimitType, Spec};
 use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::errno::Errno;
 
@@ -40,6 +44,86 @@ impl SkiffExecutor {
         Ok(SkiffExecutor {
             seccomp: filter.map(Arc::new),
         })
+    }
+}
+
+/// Where [`defer_rlimits`] puts the container process's rlimits.
+const RLIMITS_ANNOTATION: &str = "io.skiff.rlimits";
+
+/// Move the process's rlimits out of `spec` into an annotation, for the
+/// executor to set right before exec. libcontainer sets `process.rlimits`
+/// in its intermediate process, before the container's init is even
+/// forked, so the init's whole set-up (rootfs, pivot_root, the start
+/// socket) would run under them; and the init holds the shim's
+/// descriptors until its exec closes them, so a low RLIMIT_NOFILE
+/// (`--ulimit nofile=10`) leaves it no descriptor number to open anything
+/// (EMFILE) and the container never starts. runc likewise sets them only
+/// once its init is ready. Lowering a limit needs no privilege, and none is
+/// asked above the launching process's hard limit (`--ulimit` refuses more,
+/// the default RLIMIT_NOFILE is clamped), which the init inherits.
+pub fn defer_rlimits(spec: &mut Spec) -> Result<(), serde_json::Error> {
+    let Some(process) = spec.process_mut() else {
+        return Ok(());
+    };
+    let Some(limits) = process.rlimits().clone().filter(|l| !l.is_empty()) else {
+        return Ok(());
+    };
+    process.set_rlimits(None);
+    let text = serde_json::to_string(&limits)?;
+    spec.annotations_mut()
+        .get_or_insert_with(HashMap::new)
+        .insert(RLIMITS_ANNOTATION.to_string(), text);
+    Ok(())
+}
+
+/// The limits [`defer_rlimits`] moved aside, to set now. Only for the
+/// container's own process: a tenant's (`skiff exec`) spec is
+/// libcontainer's, with rlimits of its own that libcontainer has set.
+fn deferred_rlimits(spec: &Spec) -> Result<Vec<PosixRlimit>, String> {
+    let own = spec
+        .process()
+        .as_ref()
+        .is_none_or(|p| p.rlimits().as_ref().is_none_or(|l| l.is_empty()));
+    let text = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(RLIMITS_ANNOTATION));
+    match (own, text) {
+        (true, Some(text)) => {
+            serde_json::from_str(text).map_err(|e| format!("the container's rlimits: {e}"))
+        }
+        _ => Ok(Vec::new()),
+    }
+}
+
+fn set_deferred_rlimits(spec: &Spec) -> Result<(), String> {
+    for l in deferred_rlimits(spec)? {
+        nix::sys::resource::setrlimit(resource(l.typ()), l.soft(), l.hard())
+            .map_err(|e| format!("setting {}: {e}", l.typ()))?;
+    }
+    Ok(())
+}
+
+fn resource(t: PosixRlimitType) -> nix::sys::resource::Resource {
+    use nix::sys::resource::Resource as R;
+    use PosixRlimitType as T;
+    match t {
+        T::RlimitCpu => R::RLIMIT_CPU,
+        T::RlimitFsize => R::RLIMIT_FSIZE,
+        T::RlimitData => R::RLIMIT_DATA,
+        T::RlimitStack => R::RLIMIT_STACK,
+        T::RlimitCore => R::RLIMIT_CORE,
+        T::RlimitRss => R::RLIMIT_RSS,
+        T::RlimitNproc => R::RLIMIT_NPROC,
+        T::RlimitNofile => R::RLIMIT_NOFILE,
+        T::RlimitMemlock => R::RLIMIT_MEMLOCK,
+        T::RlimitAs => R::RLIMIT_AS,
+        T::RlimitLocks => R::RLIMIT_LOCKS,
+        T::RlimitSigpending => R::RLIMIT_SIGPENDING,
+        T::RlimitMsgqueue => R::RLIMIT_MSGQUEUE,
+        T::RlimitNice => R::RLIMIT_NICE,
+        T::RlimitRtprio => R::RLIMIT_RTPRIO,
+        T::RlimitRttime => R::RLIMIT_RTTIME,
     }
 }
 
@@ -73,6 +157,12 @@ impl Executor for SkiffExecutor {
             .iter()
             .map(|a| CString::new(a.as_bytes()).map_err(|_| ExecutorError::InvalidArg))
             .collect::<Result<_, _>>()?;
+        // Before the filter, which might not allow setrlimit.
+        if let Err(e) = set_deferred_rlimits(spec) {
+            let _ = writeln!(std::io::stderr(), "skiff: {e}");
+            // SAFETY: as below.
+            unsafe { nix::libc::_exit(126) }
+        }
         if let Some(filter) = &self.seccomp {
             if let Err(e) = filter.install() {
                 // The command must not run unconfined; say why, as a failed
@@ -110,5 +200,27 @@ mod tests {
         );
         assert_eq!(exec_failure("/etc", Errno::EACCES).0, 126);
         assert_eq!(exec_failure("/x/y", Errno::ENOENT).0, 127);
+    }
+
+    #[test]
+    fn rlimits_wait_for_the_executor() {
+        // The default spec's process has libcontainer's RLIMIT_NOFILE 1024.
+        let mut spec = Spec::default();
+        let limits = spec.process().as_ref().and_then(|p| p.rlimits().clone());
+        let limits = limits.filter(|l| !l.is_empty()).expect("default rlimits");
+        // A tenant's spec keeps them: libcontainer sets those itself.
+        let mut tenant = spec.clone();
+        defer_rlimits(&mut spec).unwrap();
+        assert_eq!(spec.process().as_ref().unwrap().rlimits(), &None);
+        assert_eq!(deferred_rlimits(&spec).unwrap(), limits);
+        tenant.set_annotations(spec.annotations().clone());
+        assert_eq!(deferred_rlimits(&tenant).unwrap(), []);
+        // Through config.json, as the shim reads it.
+        let again: Spec = serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(deferred_rlimits(&again).unwrap(), limits);
+        // None to move: nothing changes.
+        let before = spec.clone();
+        defer_rlimits(&mut spec).unwrap();
+        assert_eq!(spec, before);
     }
 }

@@ -1,5 +1,5 @@
-//! Stop, kill, remove, and reconciling records whose shim is gone (after a
-//! host reboot or a killed shim).
+//! Stop, kill, remove, prune, and reconciling records whose shim is gone
+//! (after a host reboot or a killed shim).
 
 use std::path::Path;
 use std::time::Duration;
@@ -31,6 +31,71 @@ fn pid_alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
         && std::fs::read(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| c.windows(4).any(|w| w == b"shim"))
+}
+
+/// Held shared by whoever records or starts a container, from before it
+/// reads the image or the record until the record names the container's
+/// shim, and exclusive by prune. In the meantime such a container looks
+/// stopped (Created or Exited, no shim), yet is about to run: prune must
+/// leave it and the image it is made from alone. A lock (not a mark on the
+/// record) so that a launching process that dies takes it along.
+pub struct LaunchLock {
+    _flock: crate::lockfile::Guard,
+}
+
+impl LaunchLock {
+    fn path(paths: &Paths) -> std::path::PathBuf {
+        paths.root().join("launch.lock")
+    }
+
+    pub fn shared(paths: &Paths) -> Result<LaunchLock, ContainerError> {
+        let path = LaunchLock::path(paths);
+        let flock = crate::lockfile::shared(&path).map_err(|source| ContainerError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(LaunchLock { _flock: flock })
+    }
+
+    /// Waits for the launches under way; new ones wait for this to go.
+    pub fn exclusive(paths: &Paths) -> Result<LaunchLock, ContainerError> {
+        let path = LaunchLock::path(paths);
+        let flock = crate::lockfile::exclusive(&path).map_err(|source| ContainerError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(LaunchLock { _flock: flock })
+    }
+}
+
+/// Not running and no shim: created and never started, or exited (a shim
+/// is up from its launch until it records the exit).
+fn stopped(rec: &Record) -> bool {
+    rec.status != Status::Running && rec.shim_pid.is_none()
+}
+
+/// Remove every stopped container, as `docker container prune` removes
+/// every one that is not running (created, exited); the ones removed.
+pub fn prune(paths: &Paths, state: &Records) -> Result<Vec<Record>, ContainerError> {
+    // A record whose shim died says running: it has exited.
+    reconcile(paths, state)?;
+    let removed = {
+        let _lock = LaunchLock::exclusive(paths)?;
+        let mut removed = Vec::new();
+        for rec in state.list()? {
+            if stopped(&rec) {
+                state.remove(&rec.id)?;
+                removed.push(rec);
+            }
+        }
+        removed
+    };
+    // Nothing can start them now (their records are gone), and a
+    // directory left by a crash here is reconcile's.
+    for rec in &removed {
+        remove_leftovers(paths, &rec.id);
+    }
+    Ok(removed)
 }
 
 /// Mark containers whose shim is gone as exited and release what they held;

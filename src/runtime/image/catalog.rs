@@ -157,6 +157,37 @@ pub fn remove(
     Ok(out)
 }
 
+/// What an image prune removed, as docker reports it: the names untagged,
+/// then the image IDs and layers (snapshot chain IDs) deleted.
+#[derive(Debug, Default)]
+pub struct Pruned {
+    pub untagged: Vec<String>,
+    pub deleted: Vec<String>,
+    pub bytes: u64,
+}
+
+/// `docker image prune`: remove the images no name points at any more and
+/// the content no image needs; with `all`, first untag every image no
+/// container uses (`-a`). The snapshots containers are stacked on stay.
+pub fn prune(store: &Store, all: bool, in_use: &InUse) -> Result<Pruned, ImageStoreError> {
+    let lock = store.lock_exclusive()?;
+    let meta = store.meta()?;
+    let mut out = Pruned::default();
+    if all {
+        let used: HashSet<&str> = in_use.containers.iter().map(|(_, i)| i.as_str()).collect();
+        for row in meta.list()? {
+            if !used.contains(row.config_digest.as_str()) && meta.untag(&row.name)? {
+                out.untagged.push(row.name);
+            }
+        }
+    }
+    out.deleted = meta.unnamed_images()?;
+    let report = store.prune(Some(&lock), &in_use.snapshots)?;
+    out.deleted.extend(report.removed_snapshots);
+    out.bytes = report.bytes;
+    Ok(out)
+}
+
 /// Split a stored name into (repository as docker shows it, tag or `<none>`).
 pub fn repo_and_tag(name: &str) -> (String, String) {
     match Reference::parse(name) {
@@ -214,4 +245,80 @@ pub fn inspect(
             "Snapshots": layers.iter().map(|l| store.snapshot_path(&l.chain_id).ok()).collect::<Vec<_>>(),
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::meta::{LayerRecord, ManifestRecord};
+    use super::*;
+
+    fn digest(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    /// Image `n` (manifest, config and one layer named by `n`), called `name`.
+    fn add(store: &Store, n: char, name: &str) {
+        let chain_id = digest(n);
+        std::fs::create_dir_all(store.snapshot_path(&chain_id).unwrap().join("bin")).unwrap();
+        let record = ManifestRecord {
+            digest: format!("{}-manifest", digest(n)),
+            config_digest: format!("{}-config", digest(n)),
+            media_type: "m".into(),
+            index_digest: None,
+            created: None,
+            os: "linux".into(),
+            arch: "amd64".into(),
+            size: 1,
+            layers: vec![LayerRecord {
+                blob_digest: format!("{}-blob", digest(n)),
+                media_type: "t".into(),
+                blob_size: 1,
+                diff_id: chain_id.clone(),
+                chain_id,
+            }],
+        };
+        store
+            .meta()
+            .unwrap()
+            .register(&record, &[name.to_string()])
+            .unwrap();
+    }
+
+    #[test]
+    fn prune_all_takes_every_image_no_container_uses() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        add(&store, 'a', "docker.io/library/used:1");
+        add(&store, 'b', "docker.io/library/spare:1");
+        let in_use = InUse {
+            containers: vec![("c1".into(), format!("{}-config", digest('a')))],
+            ..InUse::default()
+        };
+        // Without -a, tagged images stay.
+        let p = prune(&store, false, &in_use).unwrap();
+        assert!(p.untagged.is_empty() && p.deleted.is_empty(), "{p:?}");
+        let p = prune(&store, true, &in_use).unwrap();
+        assert_eq!(p.untagged, ["docker.io/library/spare:1"]);
+        assert_eq!(p.deleted, [format!("{}-config", digest('b')), digest('b')]);
+        let names: Vec<String> = store
+            .meta()
+            .unwrap()
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["docker.io/library/used:1"]);
+        assert!(store.snapshot_path(&digest('a')).unwrap().exists());
+        assert!(!store.snapshot_path(&digest('b')).unwrap().exists());
+        // A snapshot a container is stacked on stays even unnamed.
+        let in_use = InUse {
+            snapshots: ["a".repeat(64)].into(),
+            ..InUse::default()
+        };
+        let p = prune(&store, true, &in_use).unwrap();
+        assert_eq!(p.untagged, ["docker.io/library/used:1"]);
+        assert_eq!(p.deleted, [format!("{}-config", digest('a'))]);
+        assert!(store.snapshot_path(&digest('a')).unwrap().exists());
+    }
 }

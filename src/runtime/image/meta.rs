@@ -227,6 +227,20 @@ impl Meta {
             > 0)
     }
 
+    /// The image IDs (config digests) that dropping the manifests no name
+    /// points at would delete: those no named manifest shares.
+    pub fn unnamed_images(&self) -> Result<Vec<String>, MetaError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT config_digest FROM manifests
+             WHERE digest NOT IN (SELECT manifest_digest FROM images)
+             AND config_digest NOT IN (SELECT m.config_digest FROM manifests m
+                 JOIN images i ON i.manifest_digest = m.digest)
+             ORDER BY config_digest",
+        )?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Drop manifests no name points at; returns how many.
     pub fn drop_unnamed_manifests(&self) -> Result<usize, MetaError> {
         Ok(self.conn.execute(
@@ -302,8 +316,10 @@ mod tests {
 
         assert!(meta.untag("y:1").unwrap());
         assert!(!meta.untag("y:1").unwrap());
+        assert!(meta.unnamed_images().unwrap().is_empty());
         assert_eq!(meta.drop_unnamed_manifests().unwrap(), 0);
         meta.untag("y:2").unwrap();
+        assert_eq!(meta.unnamed_images().unwrap(), ["m2-config"]);
         assert_eq!(meta.drop_unnamed_manifests().unwrap(), 1);
         let snaps = meta.referenced_snapshots().unwrap();
         assert_eq!(snaps, ["a", "b"].iter().map(|s| s.to_string()).collect());

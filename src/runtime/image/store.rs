@@ -93,11 +93,13 @@ pub struct Store {
 }
 
 /// What a prune freed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PruneReport {
     pub manifests: usize,
     pub blobs: usize,
     pub snapshots: usize,
+    /// The chain IDs of the snapshots removed (docker's layer IDs).
+    pub removed_snapshots: Vec<String>,
     pub bytes: u64,
 }
 
@@ -399,6 +401,7 @@ impl Store {
             report.bytes += remove_counted(&entry.path())?;
             meta.forget_snapshot(&chain_id)?;
             report.snapshots += 1;
+            report.removed_snapshots.push(chain_id);
         }
         tracing::info!(?report, "pruned image store");
         Ok(report)
