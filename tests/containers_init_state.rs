@@ -198,3 +198,78 @@ fn rootfs_stays_private_and_orphan_dirs_go() {
     assert!(!orphan.exists(), "{} is still there", orphan.display());
     e.assert_clean();
 }
+
+/// `killall` after a shim was killed (its container still running, its
+/// record still saying so): nothing is left, cgroups included.
+#[test]
+fn killall_after_a_killed_shim_leaves_nothing() {
+    let e = Engine::new();
+    let id = e.ok(&["run", "-d", "--name", "orphan", "busybox", "sleep", "1000"]);
+    let shim = shim_of(&e, id.trim());
+    // The test started this shim (through skiff run); kill it by its PID.
+    let status = std::process::Command::new("kill")
+        .args(["-9", &shim.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    eventually("the shim is gone", || {
+        !std::path::Path::new(&format!("/proc/{shim}")).exists()
+            || std::fs::read_to_string(format!("/proc/{shim}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    e.ok(&["killall"]);
+    e.assert_clean();
+}
+
+/// A container under `--restart always` whose shim was killed is started
+/// again by the next command that reads the records, as docker's daemon
+/// restarts one whose shim died; the old process went with the shim.
+#[test]
+fn a_killed_shim_s_container_is_restarted_by_its_policy() {
+    let e = Engine::new();
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--restart",
+        "always",
+        "--name",
+        "kept",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let old_pid = e.inspect("kept")["State"]["Pid"].as_i64().unwrap();
+    let shim = shim_of(&e, id.trim());
+    // The test started this shim (through skiff run); kill it by its PID.
+    let status = std::process::Command::new("kill")
+        .args(["-9", &shim.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    eventually("the shim is gone", || {
+        !std::path::Path::new(&format!("/proc/{shim}")).exists()
+            || std::fs::read_to_string(format!("/proc/{shim}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    e.ok(&["ps"]);
+    let v = e.wait_for("kept", "running again", |v| {
+        v["State"]["Status"] == "running"
+    });
+    assert_eq!(v["RestartCount"], 1);
+    let new_pid = v["State"]["Pid"].as_i64().unwrap();
+    assert_ne!(new_pid, old_pid);
+    // Gone, or a zombie its new parent (whoever reaps orphans here) has
+    // not collected yet.
+    let stat = std::fs::read_to_string(format!("/proc/{old_pid}/stat")).unwrap_or_default();
+    assert!(
+        stat.is_empty() || stat.contains(") Z "),
+        "the old container process outlived its shim: {stat}"
+    );
+    assert_eq!(e.ok(&["exec", "kept", "echo", "back"]), "back\n");
+    // Stopped by hand, it is not restarted.
+    e.ok(&["stop", "-t", "1", "kept"]);
+    e.ok(&["ps"]);
+    assert_eq!(e.inspect("kept")["State"]["Status"], "exited");
+    e.ok(&["rm", "kept"]);
+    e.assert_clean();
+}

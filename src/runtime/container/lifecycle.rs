@@ -134,6 +134,7 @@ pub fn reconcile(paths: &Paths, state: &Records) -> Result<(), ContainerError> {
         if stale && state.set_lost(&rec.id, UNKNOWN_EXIT, Utc::now())? {
             tracing::info!(id = %rec.id, "the container's shim is gone; marked it exited");
             release(paths, &rec.id);
+            restart_lost(paths, state, rec);
         }
     }
     for id in dirs {
@@ -143,6 +144,40 @@ pub fn reconcile(paths: &Paths, state: &Records) -> Result<(), ContainerError> {
         }
     }
     Ok(())
+}
+
+/// A container whose shim died went with it (release killed what was
+/// left): its restart policy starts it again, as docker's daemon does when
+/// a container's shim dies. Without a daemon, the next command that reads
+/// the records is what notices.
+fn restart_lost(paths: &Paths, state: &Records, rec: &Record) {
+    let options = &rec.config.options;
+    let count = rec.config.restart_count;
+    if options.auto_remove
+        || !options
+            .restart
+            .wants_restart(UNKNOWN_EXIT, count, stopped_by_hand(paths, &rec.id))
+    {
+        return;
+    }
+    let count = count.saturating_add(1);
+    if let Err(e) = state.set_restart_count(&rec.id, count) {
+        tracing::warn!("recording the restart: {e}");
+    }
+    let launch = super::create::Launch {
+        log_max_size: rec
+            .config
+            .log_max_size
+            .unwrap_or(super::DEFAULT_LOG_MAX_SIZE),
+        restart_count: count,
+        ..Default::default()
+    };
+    match super::create::launch(paths, state, &rec.id, &launch) {
+        Ok(_) => {
+            tracing::info!(id = %rec.id, "started the container again under its restart policy")
+        }
+        Err(e) => tracing::warn!(id = %rec.id, "restarting the container: {e}"),
+    }
 }
 
 /// The ids of the container directories under `<root>/containers`.
