@@ -143,3 +143,36 @@ fn bind_mounts_and_read_only_binds() {
     assert!(!host.join("new").exists());
     e.assert_clean();
 }
+
+/// A command that cannot be run fails the create, as runc's does: `run
+/// -d` exits 127/126 too (it printed an ID and succeeded before), and the
+/// container stays Created, as docker keeps it; `start` fails the same way.
+#[test]
+fn missing_command_fails_the_create_and_the_container_stays_created() {
+    let e = Engine::new();
+    let out = e.err(&["run", "-d", "--name", "bad", "busybox", "/no/such"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("exec: \"/no/such\": stat /no/such: no such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        e.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]),
+        "bad Created\n"
+    );
+    let out = e.err(&["start", "bad"]);
+    assert!(
+        stderr(&out).contains("no such file or directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(e.inspect("bad")["State"]["Status"], "created");
+    // Not executable: 126.
+    let out = e.err(&["run", "-d", "--name", "dir", "busybox", "/etc"]);
+    assert_eq!(out.status.code(), Some(126), "{}", stderr(&out));
+    e.ok(&["rm", "bad", "dir"]);
+    // A command found along the container's own PATH runs.
+    e.ok(&["run", "--rm", "-e", "PATH=/bin", "busybox", "true"]);
+    e.assert_clean();
+}

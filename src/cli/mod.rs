@@ -211,6 +211,15 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
     if let Some(Quiet(code)) = err.downcast_ref::<Quiet>() {
         return *code;
     }
+    // The command itself cannot be run: docker's 126/127, not 125.
+    let inner = err.downcast_ref::<EngineFailure>().map(|f| &f.0);
+    for cause in err.chain().chain(inner.into_iter().flat_map(|e| e.chain())) {
+        if let Some(crate::runtime::container::ContainerError::Exec { code, .. }) =
+            cause.downcast_ref()
+        {
+            return u8::try_from(*code).unwrap_or(ENGINE_FAILURE);
+        }
+    }
     if err.downcast_ref::<EngineFailure>().is_some() {
         return ENGINE_FAILURE;
     }

@@ -644,5 +644,8 @@ fn spawn_shim(
             format!("the shim exited without reporting: {}", log.trim())
         }
     };
+    if let Some((code, message)) = super::executor::exec_failure_in(&detail) {
+        return Err(ContainerError::Exec { code, message });
+    }
     Err(ContainerError::Shim(detail))
 }

@@ -179,10 +179,82 @@ impl Executor for SkiffExecutor {
         unsafe { nix::libc::_exit(code) }
     }
 
-    fn validate(&self, _spec: &Spec) -> Result<(), ExecutorValidationError> {
-        // Checked at exec time instead (see the module comment).
-        Ok(())
+    /// Runs in the container's init once it is set up (root, user,
+    /// working directory), before the container counts as created: a
+    /// command that is not there or cannot be run fails the create, as
+    /// runc's does, so the container stays Created and `run` (even with
+    /// -d) exits 127 or 126. exec() above still catches what only execve
+    /// can tell (a file of an unknown format).
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let Some(process) = spec.process().as_ref() else {
+            return Ok(());
+        };
+        let Some(cmd) = process.args().as_ref().and_then(|a| a.first()) else {
+            return Ok(());
+        };
+        let path = process
+            .env()
+            .as_ref()
+            .and_then(|env| env.iter().rev().find_map(|kv| kv.strip_prefix("PATH=")))
+            .unwrap_or(super::baseline::DEFAULT_PATH);
+        match lookup(cmd, path) {
+            Ok(()) => Ok(()),
+            Err(errno) => {
+                let (code, message) = exec_failure(cmd, errno);
+                Err(ExecutorValidationError::ArgValidationError(mark(
+                    code, &message,
+                )))
+            }
+        }
     }
+}
+
+/// Whether execvp could find `cmd` along `path`, as it searches: a name
+/// with a slash as it is, else each PATH entry (an empty one is the
+/// working directory); a file found but not executable is EACCES.
+fn lookup(cmd: &str, path: &str) -> Result<(), Errno> {
+    use nix::unistd::{access, AccessFlags};
+    let runnable = |p: &Path| -> Result<(), Errno> {
+        let meta = std::fs::metadata(p)
+            .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(nix::libc::ENOENT)))?;
+        if meta.is_dir() {
+            return Err(Errno::EACCES);
+        }
+        access(p, AccessFlags::X_OK)
+    };
+    if cmd.contains('/') {
+        return runnable(Path::new(cmd));
+    }
+    let mut seen = Errno::ENOENT;
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        match runnable(&Path::new(dir).join(cmd)) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EACCES) => seen = Errno::EACCES,
+            Err(_) => {}
+        }
+    }
+    Err(seen)
+}
+
+/// How a failed lookup crosses libcontainer's error chain (a string) to
+/// the shim and the CLI: marked, so that its exit code and docker's
+/// message can be taken back out of whatever text surrounds it.
+const MARK_OPEN: &str = "<<skiff-exec ";
+const MARK_CLOSE: &str = " skiff-exec>>";
+
+fn mark(code: i32, message: &str) -> String {
+    format!("{MARK_OPEN}{code} {message}{MARK_CLOSE}")
+}
+
+/// The exit code and message of an exec failure found by validate(), if
+/// `text` (an error from creating a container or a tenant) carries one.
+pub fn exec_failure_in(text: &str) -> Option<(i32, String)> {
+    let start = text.find(MARK_OPEN)? + MARK_OPEN.len();
+    let rest = &text[start..];
+    let inner = &rest[..rest.find(MARK_CLOSE)?];
+    let (code, message) = inner.split_once(' ')?;
+    Some((code.parse().ok()?, message.to_string()))
 }
 
 #[cfg(test)]
@@ -200,6 +272,30 @@ mod tests {
         );
         assert_eq!(exec_failure("/etc", Errno::EACCES).0, 126);
         assert_eq!(exec_failure("/x/y", Errno::ENOENT).0, 127);
+    }
+
+    #[test]
+    fn lookups_and_marks() {
+        assert_eq!(lookup("sh", "/nonexistent:/bin"), Ok(()));
+        assert_eq!(
+            lookup("no-such-command-here", "/bin:/usr/bin"),
+            Err(Errno::ENOENT)
+        );
+        assert_eq!(lookup("/etc", ""), Err(Errno::EACCES));
+        assert_eq!(lookup("/etc/hostname", ""), Err(Errno::EACCES));
+        assert_eq!(lookup("/no/such", ""), Err(Errno::ENOENT));
+        let text = format!(
+            "creating the container: init failed: {}: more",
+            mark(127, "exec: \"x\": executable file not found in $PATH")
+        );
+        assert_eq!(
+            exec_failure_in(&text),
+            Some((
+                127,
+                "exec: \"x\": executable file not found in $PATH".into()
+            ))
+        );
+        assert_eq!(exec_failure_in("creating the container: other"), None);
     }
 
     #[test]

@@ -148,6 +148,10 @@ pub enum ContainerError {
     ImageMeta(#[from] crate::runtime::image::meta::MetaError),
     #[error("starting the container: {0}")]
     Shim(String),
+    /// The command cannot be run (docker's 127: not found, 126: cannot
+    /// be executed); the container stays created.
+    #[error("{message}")]
+    Exec { code: i32, message: String },
     #[error("container {0} is not running")]
     NotRunning(String),
     #[error("container {0} is already paused")]

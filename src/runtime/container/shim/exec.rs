@@ -26,6 +26,14 @@ pub fn main(args: ShimArgs) -> ExitCode {
     match exec(&args) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(msg) => {
+            // A command that is not there or cannot run: docker's message
+            // and code (127, 126).
+            if let Some((code, message)) =
+                crate::runtime::container::executor::exec_failure_in(&msg)
+            {
+                eprintln!("{message}");
+                return ExitCode::from(code.clamp(0, 255) as u8);
+            }
             eprintln!("skiff: error: {msg}");
             // docker exec's code for a failure of the runtime itself.
             ExitCode::from(126)
