@@ -282,7 +282,12 @@ mod tests {
             Err(Errno::ENOENT)
         );
         assert_eq!(lookup("/etc", ""), Err(Errno::EACCES));
-        assert_eq!(lookup("/etc/hostname", ""), Err(Errno::EACCES));
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "not a program").unwrap();
+        assert_eq!(lookup(plain.to_str().unwrap(), ""), Err(Errno::EACCES));
+        let along = format!("/nonexistent:{}", dir.path().display());
+        assert_eq!(lookup("plain", &along), Err(Errno::EACCES));
         assert_eq!(lookup("/no/such", ""), Err(Errno::ENOENT));
         let text = format!(
             "creating the container: init failed: {}: more",
