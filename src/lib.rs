@@ -8,6 +8,7 @@
 // errors are rare and boxing every one buys nothing measurable.
 #![allow(clippy::result_large_err)]
 
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod cluster;
