@@ -63,7 +63,7 @@ pub struct Cli {
 pub enum Command {
     /// Run the control plane: a Kubernetes API on HTTPS backed by SQLite.
     #[command(args_override_self = true)]
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Pull an image from a registry.
     Pull(images::PullArgs),
     /// List images, newest first.
@@ -233,7 +233,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Server(mut args) => {
             args.resolve_data_dir(&cli.root);
-            crate::server::run_blocking(args)?;
+            crate::server::run_blocking(*args)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pull(args) => done(images::pull(&engine, args)),

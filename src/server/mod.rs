@@ -105,6 +105,14 @@ pub struct ServerArgs {
     /// Seconds a client has to send a whole request body.
     #[arg(long, value_name = "SECONDS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_body_timeout: Option<u64>,
+
+    /// Run the control plane only: no agent in this process, so this
+    /// machine is not a node of the cluster.
+    #[arg(long)]
+    pub disable_agent: bool,
+
+    #[command(flatten)]
+    pub agent: crate::agent::config::AgentArgs,
 }
 
 impl ServerArgs {
@@ -281,6 +289,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir();
     let _data_lock = lock_data_dir(&data_dir)?;
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
+    let advertised_ip = advertise_address(&args);
+    // Bad agent flags fail the start before anything is made.
+    let agent = if args.disable_agent {
+        None
+    } else {
+        Some(args.agent.to_config(crate::agent::config::Placement {
+            root: data_dir.clone(),
+            kubeconfig: data_dir.join("agent").join("kubelet.kubeconfig"),
+            default_ip: advertised_ip,
+            control_plane: true,
+        })?)
+    };
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
@@ -345,7 +365,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // The allocation repair's first pass runs before the API takes
     // requests, beside bootstrap (see bootstrap::run).
     let repair = apiserver::kinds::repair::at_start(&state.objects, &state.registry);
-    let advertised = SocketAddr::new(advertise_address(&args), args.https_listen_port);
+    let advertised = SocketAddr::new(advertised_ip, args.https_listen_port);
     bootstrap::run(bootstrap_client, &cluster, advertised, repair)
         .await
         .context("creating the system namespaces and the kubernetes Service")?;
@@ -421,6 +441,22 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             _ = life.cancel.cancelled() => Ok(()),
         }
     });
+    if let Some(config) = agent {
+        // The agent is a client like a remote one: its own certificate,
+        // over TLS to the listener above. /readyz is the API's and does not
+        // wait for the node.
+        let url = kubeconfig_url(&args);
+        let pki = Arc::new(pki);
+        components.spawn("agent", move |life| async move {
+            life.ready();
+            let (path, node) = (config.kubeconfig.clone(), config.node_name.clone());
+            tokio::task::spawn_blocking(move || pki.write_node_kubeconfig(&path, &url, &node))
+                .await
+                .context("writing the agent's kubeconfig")?
+                .context("writing the agent's kubeconfig")?;
+            crate::agent::run(config, life.cancel.clone(), || {}).await
+        });
+    }
     let result = components.run_until(shutdown_signal()).await;
     store.close().await;
     result

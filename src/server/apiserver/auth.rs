@@ -193,6 +193,83 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
     }
 }
 
+/// The group of node credentials.
+pub const NODES_GROUP: &str = "system:nodes";
+
+/// The node an identity speaks for: user `system:node:<name>` in group
+/// `system:nodes`, both, as upstream's node authorizer requires.
+pub fn node_of(who: &Identity) -> Option<&str> {
+    if !who.groups.iter().any(|g| g == NODES_GROUP) {
+        return None;
+    }
+    who.user
+        .strip_prefix("system:node:")
+        .filter(|n| !n.is_empty())
+}
+
+/// What a node's agent may do (upstream's node authorizer, for what the
+/// agent uses so far): read nodes, register and report its own Node, keep
+/// its own Lease. Which name a create gives is checked at the create
+/// ([`check_node_create`], upstream's NodeRestriction admission).
+fn node_may(node: &str, verb: &str, target: &Target<'_>) -> bool {
+    let Target::Resource {
+        group,
+        resource,
+        subresource,
+        namespace,
+        name,
+    } = target
+    else {
+        return false;
+    };
+    let own = *name == Some(node);
+    match (*group, *resource, *subresource) {
+        ("", "nodes", None) => match verb {
+            "get" | "list" | "watch" | "create" => true,
+            "update" | "patch" => own,
+            _ => false,
+        },
+        ("", "nodes", Some("status")) => own && matches!(verb, "get" | "update" | "patch"),
+        ("coordination.k8s.io", "leases", None) => {
+            *namespace == Some("kube-node-lease")
+                && match verb {
+                    "create" => true,
+                    "get" | "update" | "patch" | "delete" => own,
+                    _ => false,
+                }
+        }
+        _ => false,
+    }
+}
+
+/// Upstream's NodeRestriction for creates, whose name the path does not
+/// carry: a node creates only its own Node and its own Lease.
+pub fn check_node_create(
+    who: &Identity,
+    group: &str,
+    resource: &str,
+    name: &str,
+) -> Result<(), ApiError> {
+    let Some(node) = node_of(who) else {
+        return Ok(());
+    };
+    let why = match (group, resource) {
+        ("", "nodes") if name != node => {
+            format!("node {node:?} is not allowed to modify node {name:?}")
+        }
+        ("coordination.k8s.io", "leases") if name != node => {
+            "can only access node lease with the same name as the requesting node".to_string()
+        }
+        _ => return Ok(()),
+    };
+    let what = qualified_resource(group, resource);
+    let mut e = ApiError::forbidden(format!("{what} {name:?} is forbidden: {why}"));
+    e.group = Some(group.to_string());
+    e.kind = Some(resource.to_string());
+    e.name = Some(name.to_string());
+    Err(e)
+}
+
 /// The one authorization decision, until RBAC replaces it: members of
 /// `system:masters` (the admin certificate and the admin token) may do
 /// everything; skiff's own components what [`component_may`] grants them;
@@ -204,6 +281,9 @@ pub fn authorize(who: &Identity, verb: &str, target: &Target<'_>) -> Result<(), 
         return Ok(());
     }
     if component_may(&who.user, verb, target) {
+        return Ok(());
+    }
+    if node_of(who).is_some_and(|node| node_may(node, verb, target)) {
         return Ok(());
     }
     if let Target::Path(p) = target {
@@ -334,6 +414,86 @@ mod tests {
             assert!(authorize(&nobody, "get", &Target::Path(p)).is_ok(), "{p}");
         }
         assert!(authorize(&nobody, "post", &Target::Path("/api")).is_err());
+    }
+
+    #[test]
+    fn a_node_keeps_its_own_node_and_lease_only() {
+        let node = who("system:node:edge-1", &["system:nodes"]);
+        let res = |group, resource, sub, ns, name| Target::Resource {
+            group,
+            resource,
+            subresource: sub,
+            namespace: ns,
+            name,
+        };
+        let lease_ns = Some("kube-node-lease");
+        for (verb, t) in [
+            ("create", res("", "nodes", None, None, None)),
+            ("list", res("", "nodes", None, None, None)),
+            ("patch", res("", "nodes", None, None, Some("edge-1"))),
+            (
+                "patch",
+                res("", "nodes", Some("status"), None, Some("edge-1")),
+            ),
+            (
+                "create",
+                res("coordination.k8s.io", "leases", None, lease_ns, None),
+            ),
+            (
+                "update",
+                res(
+                    "coordination.k8s.io",
+                    "leases",
+                    None,
+                    lease_ns,
+                    Some("edge-1"),
+                ),
+            ),
+        ] {
+            assert!(authorize(&node, verb, &t).is_ok(), "{verb} {t:?}");
+        }
+        for (verb, t) in [
+            ("patch", res("", "nodes", None, None, Some("other"))),
+            (
+                "update",
+                res("", "nodes", Some("status"), None, Some("other")),
+            ),
+            ("delete", res("", "nodes", None, None, Some("edge-1"))),
+            (
+                "update",
+                res(
+                    "coordination.k8s.io",
+                    "leases",
+                    None,
+                    lease_ns,
+                    Some("other"),
+                ),
+            ),
+            (
+                "update",
+                res(
+                    "coordination.k8s.io",
+                    "leases",
+                    None,
+                    Some("default"),
+                    Some("edge-1"),
+                ),
+            ),
+            ("list", res("", "secrets", None, Some("default"), None)),
+        ] {
+            assert!(authorize(&node, verb, &t).is_err(), "{verb} {t:?}");
+        }
+        // The user name alone is not a node; nor is the group alone.
+        let impostor = who("system:node:edge-1", &[]);
+        assert!(authorize(&impostor, "create", &res("", "nodes", None, None, None)).is_err());
+        assert!(check_node_create(&node, "", "nodes", "edge-1").is_ok());
+        let e = check_node_create(&node, "", "nodes", "other").unwrap_err();
+        assert_eq!(
+            e.message,
+            r#"nodes "other" is forbidden: node "edge-1" is not allowed to modify node "other""#
+        );
+        assert!(check_node_create(&node, "coordination.k8s.io", "leases", "other").is_err());
+        assert!(check_node_create(&node, "", "configmaps", "other").is_ok());
     }
 
     #[test]

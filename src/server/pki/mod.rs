@@ -409,6 +409,25 @@ impl ClusterPki {
         write_atomic(path, yaml.as_bytes(), PRIVATE)
     }
 
+    /// Writes the kubeconfig of node `node`'s agent to `path`: a client
+    /// certificate for `system:node:<node>` in group `system:nodes`, freshly
+    /// issued; mode 0600 in a private directory, written atomically.
+    pub fn write_node_kubeconfig(
+        &self,
+        path: &Path,
+        server_url: &str,
+        node: &str,
+    ) -> Result<(), PkiError> {
+        let (cert, key) =
+            self.issue_client_cert(&format!("system:node:{node}"), &["system:nodes"])?;
+        let yaml = kubeconfig_yaml(server_url, &self.ca_cert_pem, &cert, &key)
+            .map_err(|e| PkiError::invalid(path, format!("serializing kubeconfig: {e}")))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            ensure_dir(dir, 0o700)?;
+        }
+        write_atomic(path, yaml.as_bytes(), PRIVATE)
+    }
+
     /// Issues a client certificate from the cluster CA: CN = `user`, one O per
     /// group, one year. Returns (certificate PEM, key PEM). Node certificates are
     /// `system:node:<name>` in group `system:nodes`.

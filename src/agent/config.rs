@@ -1,0 +1,228 @@
+//! What the agent is told: its node's name, labels and taints, what to
+//! hold back from pods (`--kube-reserved`, `--system-reserved`), where its
+//! credentials and the engine's state are. Parsed and checked here, once,
+//! with kubelet's and k3s's flag syntax.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use k8s_openapi::api::core::v1::Taint;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid --node-name {0:?}: a node name is a DNS subdomain (lowercase letters, digits, '-' and '.', at most 253 characters, starting and ending with a letter or digit)")]
+    NodeName(String),
+    #[error("invalid --node-label {0:?}: expected KEY=VALUE with a label key ([PREFIX/]NAME) and a label value (at most 63 characters of letters, digits, '-', '_' and '.')")]
+    Label(String),
+    #[error("invalid --node-taint {0:?}: expected KEY[=VALUE]:EFFECT with EFFECT one of NoSchedule, PreferNoSchedule, NoExecute")]
+    Taint(String),
+    #[error("the host name {0:?} is not a valid node name: set --node-name")]
+    Hostname(String),
+    #[error(transparent)]
+    Reserved(#[from] crate::agent::node::host::HostError),
+}
+
+/// The agent's settings, checked.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node_name: String,
+    /// `--node-label`, over the labels the agent sets itself.
+    pub labels: BTreeMap<String, String>,
+    /// `--node-taint`, set when the node is registered (as kubelet's
+    /// `--register-with-taints`: a node that exists keeps its own).
+    pub taints: Vec<Taint>,
+    pub kube_reserved: crate::agent::node::host::Reserved,
+    pub system_reserved: crate::agent::node::host::Reserved,
+    /// The address other nodes and the server reach this node at.
+    pub node_ip: IpAddr,
+    /// The engine's `--root` (images, containers), whose filesystem is the
+    /// node's ephemeral storage.
+    pub root: PathBuf,
+    /// The agent's kubeconfig (its node client certificate).
+    pub kubeconfig: PathBuf,
+    /// The node also runs the control plane (`skiff server`): labelled as
+    /// k3s labels its server nodes.
+    pub control_plane: bool,
+}
+
+/// A DNS subdomain (RFC 1123), as Kubernetes names nodes.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|part| {
+            !part.is_empty()
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !part.starts_with('-')
+                && !part.ends_with('-')
+        })
+}
+
+/// The node name: `--node-name`, else the host name in lowercase (as
+/// kubelet does).
+pub fn node_name(given: Option<&str>) -> Result<String, ConfigError> {
+    if let Some(name) = given {
+        return if is_dns_subdomain(name) {
+            Ok(name.to_string())
+        } else {
+            Err(ConfigError::NodeName(name.to_string()))
+        };
+    }
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if is_dns_subdomain(&host) {
+        Ok(host)
+    } else {
+        Err(ConfigError::Hostname(host))
+    }
+}
+
+fn is_label_name(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_alphanumeric();
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| alnum(b) || matches!(b, b'-' | b'_' | b'.'))
+        && s.bytes().next().is_some_and(alnum)
+        && s.bytes().last().is_some_and(alnum)
+}
+
+fn is_label_key(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((prefix, name)) => is_dns_subdomain(prefix) && is_label_name(name),
+        None => is_label_name(s),
+    }
+}
+
+fn is_label_value(s: &str) -> bool {
+    s.is_empty() || is_label_name(s)
+}
+
+/// `--node-label KEY=VALUE`.
+pub fn parse_label(s: &str) -> Result<(String, String), ConfigError> {
+    let bad = || ConfigError::Label(s.to_string());
+    let (k, v) = s.split_once('=').ok_or_else(bad)?;
+    if !is_label_key(k) || !is_label_value(v) {
+        return Err(bad());
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// `--node-taint KEY[=VALUE]:EFFECT` (kubelet's and k3s's syntax).
+pub fn parse_taint(s: &str) -> Result<Taint, ConfigError> {
+    let bad = || ConfigError::Taint(s.to_string());
+    let (kv, effect) = s.rsplit_once(':').ok_or_else(bad)?;
+    if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+        return Err(bad());
+    }
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v)),
+        None => (kv, None),
+    };
+    if !is_label_key(key) || !value.is_none_or(is_label_value) {
+        return Err(bad());
+    }
+    Ok(Taint {
+        key: key.to_string(),
+        value: value.filter(|v| !v.is_empty()).map(String::from),
+        effect: effect.to_string(),
+        time_added: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_labels_taints() {
+        assert_eq!(node_name(Some("edge-1.lan")).unwrap(), "edge-1.lan");
+        for bad in ["Edge", "-a", "a-", "a..b", "", "a_b"] {
+            assert!(node_name(Some(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_label("topology.kubernetes.io/zone=z1").unwrap(),
+            ("topology.kubernetes.io/zone".into(), "z1".into())
+        );
+        assert_eq!(parse_label("gpu=").unwrap(), ("gpu".into(), String::new()));
+        for bad in ["nokey", "=v", "a/b/c=v", "k=-v", "k=a b"] {
+            assert!(parse_label(bad).is_err(), "{bad}");
+        }
+        let t = parse_taint("dedicated=edge:NoSchedule").unwrap();
+        assert_eq!(
+            (t.key.as_str(), t.value.as_deref(), t.effect.as_str()),
+            ("dedicated", Some("edge"), "NoSchedule")
+        );
+        assert_eq!(parse_taint("gpu:NoExecute").unwrap().value, None);
+        for bad in ["k=v", "k=v:Sometimes", ":NoSchedule", "k=v v:NoSchedule"] {
+            assert!(parse_taint(bad).is_err(), "{bad}");
+        }
+    }
+}
+
+/// The agent's flags, shared by `skiff server` (which runs an agent in its
+/// process unless `--disable-agent`) and, later, `skiff agent`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct AgentArgs {
+    /// The node's name [default: the host name, in lowercase]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// A label for the node, KEY=VALUE (repeatable).
+    #[arg(long = "node-label", value_name = "KEY=VALUE")]
+    pub node_label: Vec<String>,
+    /// A taint the node is registered with, KEY[=VALUE]:EFFECT (repeatable).
+    #[arg(long = "node-taint", value_name = "KEY[=VALUE]:EFFECT")]
+    pub node_taint: Vec<String>,
+    /// The node's address [default: the address the server advertises]
+    #[arg(long, value_name = "IP")]
+    pub node_ip: Option<IpAddr>,
+    /// Resources held back for skiff itself, not given to pods, e.g.
+    /// cpu=200m,memory=256Mi,ephemeral-storage=1Gi,pid=1000
+    #[arg(long, value_name = "RESOURCES", default_value = "")]
+    pub kube_reserved: String,
+    /// Resources held back for the host's own processes, not given to pods.
+    #[arg(long, value_name = "RESOURCES", default_value = "")]
+    pub system_reserved: String,
+}
+
+/// Where the agent runs and how it reaches the API (the rest of
+/// [`AgentConfig`], which the flags do not give).
+pub struct Placement {
+    pub root: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub default_ip: IpAddr,
+    pub control_plane: bool,
+}
+
+impl AgentArgs {
+    pub fn to_config(&self, at: Placement) -> Result<AgentConfig, ConfigError> {
+        Ok(AgentConfig {
+            node_name: node_name(self.node_name.as_deref())?,
+            labels: self
+                .node_label
+                .iter()
+                .map(|l| parse_label(l))
+                .collect::<Result<_, _>>()?,
+            taints: self
+                .node_taint
+                .iter()
+                .map(|t| parse_taint(t))
+                .collect::<Result<_, _>>()?,
+            kube_reserved: crate::agent::node::host::parse_reserved(
+                "--kube-reserved",
+                &self.kube_reserved,
+            )?,
+            system_reserved: crate::agent::node::host::parse_reserved(
+                "--system-reserved",
+                &self.system_reserved,
+            )?,
+            node_ip: self.node_ip.unwrap_or(at.default_ip),
+            root: at.root,
+            kubeconfig: at.kubeconfig,
+            control_plane: at.control_plane,
+        })
+    }
+}
