@@ -1,0 +1,481 @@
+//! A Pod's container as the engine's [`ContainerSpec`], as kubelet 1.32
+//! builds a container's CRI config (kuberuntime_container.go
+//! `generateContainerConfig`, kubelet_pods.go `makeEnvironmentVariables`,
+//! third_party/forked/golang/expansion).
+//!
+//! ```text
+//! names      sandbox_name, container_name   dockershim's scheme, the engine's name rule
+//! env        envFrom, then env (values expanded, sources resolved), then the services'
+//! process    command/args expanded against that env, cwd, user, tty, stdin
+//! security   privileged, capabilities, no_new_privs, read-only rootfs, seccomp
+//! resources  memory limit, CFS quota
+//! etc        hostAliases, DNS
+//! ```
+//!
+//! Volumes, namespaces, the sandbox and the pod's cgroup are the caller's;
+//! so is reading the ConfigMaps and Secrets ([`referenced_objects`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, PodSpec, SecurityContext};
+
+use crate::api::validation::quantity;
+use crate::runtime::container::containerspec::{
+    ContainerSpec, CpuQuota, EtcFiles, Process, Resources, Security,
+};
+use crate::runtime::container::seccomp::Choice;
+
+mod env;
+
+pub use self::env::expand;
+
+pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
+pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
+pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
+pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
+pub const LABEL_ATTEMPT: &str = "io.skiff.container.attempt";
+
+pub const KIND_CONFIG_MAP: &str = "ConfigMap";
+pub const KIND_SECRET: &str = "Secret";
+
+/// The engine's name rule (docker's): at most this many bytes.
+const NAME_MAX: usize = 128;
+/// kubelet's MinQuotaPeriod: a CPU limit never gives less than 1 ms per period.
+const MIN_QUOTA: i64 = 1000;
+const NANOS_PER_MILLI: i128 = 1_000_000;
+const NANOS_PER_UNIT: i128 = 1_000_000_000;
+
+/// Why a container's spec cannot be made: kubelet's CreateContainerConfigError,
+/// with kubelet's messages where it has one.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SpecError {
+    #[error("configmap \"{0}\" not found")]
+    ConfigMapNotFound(String),
+    #[error("secret \"{0}\" not found")]
+    SecretNotFound(String),
+    #[error("couldn't find key {key} in ConfigMap {namespace}/{name}")]
+    ConfigMapKeyNotFound {
+        key: String,
+        namespace: String,
+        name: String,
+    },
+    #[error("couldn't find key {key} in Secret {namespace}/{name}")]
+    SecretKeyNotFound {
+        key: String,
+        namespace: String,
+        name: String,
+    },
+    /// An env var's fieldRef kubelet cannot resolve; its message.
+    #[error("{0}")]
+    FieldRef(String),
+    /// An env var's resourceFieldRef kubelet cannot resolve; its message.
+    #[error("{0}")]
+    ResourceFieldRef(String),
+    /// runAsNonRoot cannot hold; kubelet's message.
+    #[error("{0}")]
+    RunAsNonRoot(String),
+    #[error("{field}: {value:?} is not a valid quantity")]
+    Quantity { field: String, value: String },
+    #[error("{field}: {value:?} is not an IP address")]
+    Address { field: &'static str, value: String },
+    #[error("{0} is not supported yet")]
+    Unsupported(String),
+}
+
+/// What a container's spec depends on beyond the Pod itself.
+pub struct SpecContext<'a> {
+    pub node_name: &'a str,
+    pub pod_ip: Option<IpAddr>,
+    pub host_ip: IpAddr,
+    /// kubelet's /var/log/pods/<ns>_<name>_<uid>: the container's log is
+    /// <log_dir>/<container>/<attempt>.log
+    pub log_dir: &'a Path,
+    pub attempt: u32,
+    /// Values of configMapKeyRef/secretKeyRef/envFrom already read by the
+    /// caller: (kind "ConfigMap"|"Secret", object name) -> data (Secret data
+    /// already base64-decoded to UTF-8 strings). A reference not in here and
+    /// not optional is a CreateContainerConfigError.
+    pub objects: &'a BTreeMap<(String, String), BTreeMap<String, String>>,
+    /// The services' variables (`KUBERNETES_SERVICE_HOST`, … and, with
+    /// enableServiceLinks, the namespace's), made by the caller. kubelet
+    /// expands `$(VAR)` against them too, and adds those the container does
+    /// not define itself after its own; so they are given here rather than
+    /// appended to the spec afterwards.
+    pub service_env: &'a BTreeMap<String, String>,
+}
+
+/// Engine sandbox name for a pod: "k8s_<name>_<namespace>_<uid>", unique per
+/// pod (the UID is always kept whole) and within the engine's name rule.
+pub fn sandbox_name(pod: &Pod) -> String {
+    let (name, namespace, uid) = (
+        clean(pod_name(pod)),
+        clean(namespace(pod)),
+        clean(pod_uid(pod)),
+    );
+    let fixed = "k8s___".len() + uid.len();
+    let [name, namespace] = fit([&name, &namespace], NAME_MAX.saturating_sub(fixed));
+    format!("k8s_{name}_{namespace}_{uid}")
+}
+
+/// Engine container name, dockershim's "k8s_<container>_<pod>_<namespace>_<uid>_<attempt>"
+/// within the engine's name rule. The container's name, the UID and the
+/// attempt are kept whole so names stay unique; the pod's name and
+/// namespace share what is left.
+pub fn container_name(pod: &Pod, container: &str, attempt: u32) -> String {
+    let (container, name, namespace, uid) = (
+        clean(container),
+        clean(pod_name(pod)),
+        clean(namespace(pod)),
+        clean(pod_uid(pod)),
+    );
+    let attempt = attempt.to_string();
+    let budget = NAME_MAX.saturating_sub("k8s_____".len() + uid.len() + attempt.len());
+    let container = cut(&container, budget);
+    let [name, namespace] = fit([&name, &namespace], budget - container.len());
+    format!("k8s_{container}_{name}_{namespace}_{uid}_{attempt}")
+}
+
+/// What the worker must read before building specs: the ConfigMaps and
+/// Secrets the pod's containers (and init containers) reference in
+/// env/envFrom, as (kind, name).
+pub fn referenced_objects(pod: &Pod) -> BTreeSet<(String, String)> {
+    let mut refs = BTreeSet::new();
+    let Some(spec) = &pod.spec else {
+        return refs;
+    };
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+    {
+        for from in c.env_from.iter().flatten() {
+            if let Some(r) = &from.config_map_ref {
+                refs.insert((KIND_CONFIG_MAP.to_string(), r.name.clone()));
+            }
+            if let Some(r) = &from.secret_ref {
+                refs.insert((KIND_SECRET.to_string(), r.name.clone()));
+            }
+        }
+        for source in c.env.iter().flatten().filter_map(|e| e.value_from.as_ref()) {
+            if let Some(r) = &source.config_map_key_ref {
+                refs.insert((KIND_CONFIG_MAP.to_string(), r.name.clone()));
+            }
+            if let Some(r) = &source.secret_key_ref {
+                refs.insert((KIND_SECRET.to_string(), r.name.clone()));
+            }
+        }
+    }
+    refs
+}
+
+/// The spec of `c`, one of `pod`'s containers or init containers.
+pub fn container_spec(
+    pod: &Pod,
+    c: &Container,
+    ctx: &SpecContext,
+) -> Result<ContainerSpec, SpecError> {
+    let default_spec = PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&default_spec);
+    // kubelet makes the environment before it checks the user, so a missing
+    // ConfigMap is the error a pod shows even when both are wrong.
+    let env = env::environment(pod, spec, c, ctx)?;
+    check_run_as_user(pod, c)?;
+    let lookup = |name: &str| {
+        env.get(name)
+            .or_else(|| ctx.service_env.get(name).map(String::as_str))
+    };
+    // An empty command keeps the image's entrypoint; kubelet passes none.
+    let command = c
+        .command
+        .as_ref()
+        .filter(|cmd| !cmd.is_empty())
+        .map(|cmd| cmd.iter().map(|s| expand(s, lookup)).collect());
+    let args = c.args.iter().flatten().map(|s| expand(s, lookup)).collect();
+    let mut env_list: Vec<String> = env.vars.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    env_list.extend(
+        ctx.service_env
+            .iter()
+            .filter(|(k, _)| env.get(k).is_none())
+            .map(|(k, v)| format!("{k}={v}")),
+    );
+    let labels = BTreeMap::from([
+        (LABEL_POD_UID.to_string(), pod_uid(pod).to_string()),
+        (LABEL_POD_NAME.to_string(), pod_name(pod).to_string()),
+        (LABEL_POD_NAMESPACE.to_string(), namespace(pod).to_string()),
+        (LABEL_CONTAINER_NAME.to_string(), c.name.clone()),
+        (LABEL_ATTEMPT.to_string(), ctx.attempt.to_string()),
+    ]);
+    Ok(ContainerSpec {
+        image: c.image.clone().unwrap_or_default(),
+        name: Some(container_name(pod, &c.name, ctx.attempt)),
+        labels,
+        log_path: Some(
+            ctx.log_dir
+                .join(&c.name)
+                .join(format!("{}.log", ctx.attempt)),
+        ),
+        process: Process {
+            command,
+            args,
+            env: env_list,
+            cwd: c.working_dir.clone().filter(|d| !d.is_empty()),
+            user: user(pod, c)?,
+            tty: c.tty.unwrap_or(false),
+            stdin: c.stdin.unwrap_or(false),
+            ..Process::default()
+        },
+        resources: resources(c)?,
+        security: security(spec, c)?,
+        etc: etc_files(spec)?,
+        ..ContainerSpec::default()
+    })
+}
+
+/// kubelet's verifyRunAsNonRoot once the image's user (its config's `User`,
+/// "" when it has none) is known; [`container_spec`] already refuses a
+/// runAsUser of 0.
+pub fn verify_run_as_non_root(pod: &Pod, c: &Container, image_user: &str) -> Result<(), SpecError> {
+    let (psc, csc) = contexts(pod, c);
+    let non_root = csc
+        .and_then(|s| s.run_as_non_root)
+        .or(psc.and_then(|s| s.run_as_non_root));
+    if non_root != Some(true) {
+        return Ok(());
+    }
+    check_run_as_user(pod, c)?;
+    if run_as(pod, c).0.is_some() {
+        return Ok(());
+    }
+    // As containerd reads an image's user: the part before ':', a UID when
+    // numeric; no user at all runs as root.
+    let user = image_user.split(':').next().unwrap_or("");
+    let who = format!("(pod: \"{}\", container: {})", pod_desc(pod), c.name);
+    match user.parse::<i64>() {
+        Ok(uid) if uid != 0 => Ok(()),
+        Err(_) if !user.is_empty() => Err(SpecError::RunAsNonRoot(format!(
+            "container has runAsNonRoot and image has non-numeric user ({user}), cannot verify user is non-root {who}"
+        ))),
+        _ => Err(SpecError::RunAsNonRoot(format!(
+            "container has runAsNonRoot and image will run as root {who}"
+        ))),
+    }
+}
+
+fn nanos(field: &str, q: &str) -> Result<i128, SpecError> {
+    quantity::nanos(q).ok_or_else(|| SpecError::Quantity {
+        field: field.to_string(),
+        value: q.to_string(),
+    })
+}
+
+fn ceil_div(a: i128, b: i128) -> i128 {
+    a.div_euclid(b) + i128::from(a.rem_euclid(b) != 0)
+}
+
+/// The memory limit and CFS quota kubelet gives the runtime. CPU shares
+/// (from requests), oom_score_adj and hugepage limits have no field in
+/// ContainerSpec yet.
+fn resources(c: &Container) -> Result<Resources, SpecError> {
+    let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
+    let limit = |name: &str| -> Result<i128, SpecError> {
+        match limits.and_then(|l| l.get(name)) {
+            Some(q) => nanos(&format!("limits.{name}"), &q.0),
+            None => Ok(0),
+        }
+    };
+    let memory = ceil_div(limit("memory")?, NANOS_PER_UNIT);
+    let milli_cpu = ceil_div(limit("cpu")?, NANOS_PER_MILLI);
+    let cpu = (milli_cpu > 0).then(|| {
+        let quota = milli_cpu.saturating_mul(i128::from(CpuQuota::PERIOD)) / 1000;
+        CpuQuota {
+            quota: i64::try_from(quota).unwrap_or(i64::MAX).max(MIN_QUOTA),
+            period: CpuQuota::PERIOD,
+        }
+    });
+    Ok(Resources {
+        memory: (memory > 0).then(|| i64::try_from(memory).unwrap_or(i64::MAX)),
+        cpu,
+        ..Resources::default()
+    })
+}
+
+/// The pod's and the container's security contexts.
+fn contexts<'p>(
+    pod: &'p Pod,
+    c: &'p Container,
+) -> (Option<&'p PodSecurityContext>, Option<&'p SecurityContext>) {
+    (
+        pod.spec.as_ref().and_then(|s| s.security_context.as_ref()),
+        c.security_context.as_ref(),
+    )
+}
+
+/// runAsUser and runAsGroup, the container's over the pod's.
+fn run_as(pod: &Pod, c: &Container) -> (Option<i64>, Option<i64>) {
+    let (psc, csc) = contexts(pod, c);
+    (
+        csc.and_then(|s| s.run_as_user)
+            .or(psc.and_then(|s| s.run_as_user)),
+        csc.and_then(|s| s.run_as_group)
+            .or(psc.and_then(|s| s.run_as_group)),
+    )
+}
+
+/// The half of verifyRunAsNonRoot that needs only the pod.
+fn check_run_as_user(pod: &Pod, c: &Container) -> Result<(), SpecError> {
+    let (psc, csc) = contexts(pod, c);
+    let non_root = csc
+        .and_then(|s| s.run_as_non_root)
+        .or(psc.and_then(|s| s.run_as_non_root));
+    if non_root == Some(true) && run_as(pod, c).0 == Some(0) {
+        return Err(SpecError::RunAsNonRoot(format!(
+            "container's runAsUser breaks non-root policy (pod: \"{}\", container: {})",
+            pod_desc(pod),
+            c.name
+        )));
+    }
+    Ok(())
+}
+
+/// "uid" or "uid:gid". supplementalGroups and fsGroup (which kubelet adds
+/// as supplementary groups) have no field in ContainerSpec yet.
+fn user(pod: &Pod, c: &Container) -> Result<Option<String>, SpecError> {
+    match run_as(pod, c) {
+        (Some(uid), Some(gid)) => Ok(Some(format!("{uid}:{gid}"))),
+        (Some(uid), None) => Ok(Some(uid.to_string())),
+        // kubelet pairs the group with the image's user, which only the
+        // engine reads.
+        (None, Some(_)) => Err(SpecError::Unsupported(
+            "runAsGroup without runAsUser".to_string(),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// kubelet's security context for the runtime. Unset seccomp is Unconfined
+/// (kubelet's --seccomp-default is off); AppArmor, SELinux and procMount
+/// are not translated.
+fn security(spec: &PodSpec, c: &Container) -> Result<Security, SpecError> {
+    let csc = c.security_context.as_ref();
+    let caps = csc.and_then(|s| s.capabilities.as_ref());
+    let profile = csc.and_then(|s| s.seccomp_profile.as_ref()).or(spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref()));
+    let seccomp = match profile.map(|p| p.type_.as_str()) {
+        None | Some("Unconfined") => Choice::Unconfined,
+        Some("RuntimeDefault") => Choice::Default,
+        Some(other) => {
+            return Err(SpecError::Unsupported(format!(
+                "seccompProfile type {other}"
+            )))
+        }
+    };
+    Ok(Security {
+        cap_add: caps.and_then(|c| c.add.clone()).unwrap_or_default(),
+        cap_drop: caps.and_then(|c| c.drop.clone()).unwrap_or_default(),
+        seccomp,
+        privileged: csc.and_then(|s| s.privileged).unwrap_or(false),
+        // securitycontext.AddNoNewPrivileges: only an explicit false sets
+        // no_new_privs. The API refuses false with privileged or
+        // CAP_SYS_ADMIN, so those always run with escalation allowed.
+        no_new_privileges: csc.and_then(|s| s.allow_privilege_escalation) == Some(false),
+        read_only_rootfs: csc
+            .and_then(|s| s.read_only_root_filesystem)
+            .unwrap_or(false),
+        ..Security::default()
+    })
+}
+
+/// hostAliases and DNS. ClusterFirst, ClusterFirstWithHostNet and Default
+/// all use the node's resolvers (empty lists) until the cluster DNS
+/// exists; dnsConfig is applied for dnsPolicy None only, since merging it
+/// into the node's resolv.conf needs the node's file (and ContainerSpec has
+/// no resolver options yet).
+fn etc_files(spec: &PodSpec) -> Result<EtcFiles, SpecError> {
+    let mut hosts = Vec::new();
+    for alias in spec.host_aliases.iter().flatten() {
+        let ip = parse_ip("hostAliases", &alias.ip)?;
+        hosts.extend(alias.hostnames.iter().flatten().map(|h| (h.clone(), ip)));
+    }
+    let mut etc = EtcFiles {
+        hosts,
+        ..EtcFiles::default()
+    };
+    if spec.dns_policy.as_deref() == Some("None") {
+        if let Some(config) = &spec.dns_config {
+            for ns in config.nameservers.iter().flatten() {
+                etc.dns_servers.push(parse_ip("dnsConfig.nameservers", ns)?);
+            }
+            etc.dns_search = config.searches.clone().unwrap_or_default();
+        }
+    }
+    Ok(etc)
+}
+
+fn parse_ip(field: &'static str, value: &str) -> Result<IpAddr, SpecError> {
+    value.parse().map_err(|_| SpecError::Address {
+        field,
+        value: value.to_string(),
+    })
+}
+
+fn pod_name(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or("")
+}
+
+fn namespace(pod: &Pod) -> &str {
+    pod.metadata.namespace.as_deref().unwrap_or("")
+}
+
+fn pod_uid(pod: &Pod) -> &str {
+    pod.metadata.uid.as_deref().unwrap_or("")
+}
+
+/// kubelet's format.Pod: "<name>_<namespace>(<uid>)".
+pub(super) fn pod_desc(pod: &Pod) -> String {
+    format!("{}_{}({})", pod_name(pod), namespace(pod), pod_uid(pod))
+}
+
+/// A name part within the engine's alphabet; API objects' names already
+/// are, this only keeps a malformed one from making an invalid name.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// At most `max` bytes of `s`, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Cut `parts` to at most `budget` bytes together, each to no less than an
+/// equal share unless another leaves part of its share unused.
+fn fit<const N: usize>(parts: [&str; N], budget: usize) -> [&str; N] {
+    let mut order: Vec<usize> = (0..N).collect();
+    order.sort_by_key(|&i| parts[i].len());
+    let (mut keep, mut left) = ([0; N], budget);
+    for (k, &i) in order.iter().enumerate() {
+        keep[i] = parts[i].len().min(left / (N - k));
+        left -= keep[i];
+    }
+    std::array::from_fn(|i| cut(parts[i], keep[i]))
+}
+
+#[cfg(test)]
+#[path = "spec_tests.rs"]
+mod tests;

@@ -1,0 +1,401 @@
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+use super::*;
+
+pub(super) const UID: &str = "0f3c6c1e-5a8e-4a43-9d3b-2b8d5f6f7a10";
+
+pub(super) fn pod(spec: Value) -> Pod {
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "web", "namespace": "shop", "uid": UID,
+            "labels": {"app": "web", "tier": "front"},
+            "annotations": {"note": "say \"hi\"\n"}
+        },
+        "spec": spec
+    }))
+    .expect("a Pod")
+}
+
+/// A pod with one container `c`, made from `container`'s fields.
+pub(super) fn pod_with(container: Value) -> Pod {
+    let mut c = json!({"name": "c", "image": "nginx:1.27"});
+    if let (Some(c), Some(extra)) = (c.as_object_mut(), container.as_object()) {
+        c.extend(extra.clone());
+    }
+    pod(json!({"nodeName": "node-1", "serviceAccountName": "robot", "containers": [c]}))
+}
+
+fn objects() -> BTreeMap<(String, String), BTreeMap<String, String>> {
+    let data = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    BTreeMap::from([
+        (
+            ("ConfigMap".into(), "cfg".into()),
+            data(&[("MODE", "prod"), ("LEVEL", "3"), ("1st", "x")]),
+        ),
+        (
+            ("ConfigMap".into(), "more".into()),
+            data(&[("MODE", "dev")]),
+        ),
+        (
+            ("Secret".into(), "creds".into()),
+            data(&[("password", "s3cret")]),
+        ),
+    ])
+}
+
+pub(super) struct Fixture {
+    pub(super) objects: BTreeMap<(String, String), BTreeMap<String, String>>,
+    services: BTreeMap<String, String>,
+}
+
+impl Fixture {
+    pub(super) fn new() -> Fixture {
+        Fixture {
+            objects: objects(),
+            services: BTreeMap::from([
+                (
+                    "KUBERNETES_SERVICE_HOST".to_string(),
+                    "10.43.0.1".to_string(),
+                ),
+                ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
+            ]),
+        }
+    }
+
+    pub(super) fn ctx(&self) -> SpecContext<'_> {
+        SpecContext {
+            node_name: "node-1",
+            pod_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 42, 0, 7))),
+            host_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 5)),
+            log_dir: Path::new("/var/log/pods/shop_web_uid"),
+            attempt: 2,
+            objects: &self.objects,
+            service_env: &self.services,
+        }
+    }
+
+    pub(super) fn spec(&self, pod: &Pod) -> Result<ContainerSpec, SpecError> {
+        let c = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers[0].clone())
+            .expect("a container");
+        container_spec(pod, &c, &self.ctx())
+    }
+
+    pub(super) fn env(&self, container: Value) -> Vec<String> {
+        self.spec(&pod_with(container)).expect("a spec").process.env
+    }
+}
+
+#[test]
+fn referenced_objects_of_all_containers() {
+    let p = pod(json!({
+        "initContainers": [{"name": "i", "envFrom": [{"secretRef": {"name": "s1"}}]}],
+        "containers": [{"name": "c",
+            "envFrom": [{"configMapRef": {"name": "c1", "optional": true}}],
+            "env": [
+                {"name": "A", "valueFrom": {"configMapKeyRef": {"name": "c2", "key": "k"}}},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "s1", "key": "k"}}},
+                {"name": "C", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+            ]}]
+    }));
+    let refs: Vec<(String, String)> = referenced_objects(&p).into_iter().collect();
+    let want = [("ConfigMap", "c1"), ("ConfigMap", "c2"), ("Secret", "s1")];
+    assert_eq!(refs, want.map(|(k, n)| (k.to_string(), n.to_string())));
+}
+
+#[test]
+fn command_args_and_process() {
+    let f = Fixture::new();
+    let p = pod_with(json!({
+        "command": ["/bin/sh", "-c", "echo $(GREETING) $$(HOME) $(NOPE)"],
+        "args": ["$(GREETING)", "$(KUBERNETES_SERVICE_PORT)"],
+        "env": [{"name": "GREETING", "value": "hi"}],
+        "workingDir": "/srv",
+        "tty": true,
+        "stdin": true
+    }));
+    let s = f.spec(&p).expect("spec");
+    assert_eq!(
+        s.process.command,
+        Some(vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo hi $(HOME) $(NOPE)".into()
+        ])
+    );
+    assert_eq!(s.process.args, ["hi", "443"]);
+    assert_eq!(s.process.cwd.as_deref(), Some("/srv"));
+    assert!(s.process.tty && s.process.stdin && !s.process.init);
+    assert_eq!(s.image, "nginx:1.27");
+    assert_eq!(
+        s.name.as_deref(),
+        Some(format!("k8s_c_web_shop_{UID}_2").as_str())
+    );
+    assert_eq!(
+        s.log_path.as_deref(),
+        Some(Path::new("/var/log/pods/shop_web_uid/c/2.log"))
+    );
+    assert_eq!(s.labels[LABEL_POD_UID], UID);
+    assert_eq!(s.labels[LABEL_POD_NAME], "web");
+    assert_eq!(s.labels[LABEL_POD_NAMESPACE], "shop");
+    assert_eq!(s.labels[LABEL_CONTAINER_NAME], "c");
+    assert_eq!(s.labels[LABEL_ATTEMPT], "2");
+    assert_eq!(s.sandbox, None, "the caller's");
+
+    let plain = f
+        .spec(&pod_with(json!({"command": [], "args": []})))
+        .expect("spec");
+    assert_eq!(
+        (
+            plain.process.command,
+            plain.process.args.len(),
+            plain.process.cwd
+        ),
+        (None, 0, None)
+    );
+}
+
+#[test]
+fn user_from_the_security_contexts() {
+    let f = Fixture::new();
+    let user = |pod_sc: Value, c_sc: Value| {
+        let p = pod(
+            json!({"securityContext": pod_sc, "containers": [{"name": "c", "securityContext": c_sc}]}),
+        );
+        f.spec(&p).map(|s| s.process.user)
+    };
+    assert_eq!(user(json!({}), json!({})), Ok(None));
+    assert_eq!(
+        user(json!({"runAsUser": 1000}), json!({})),
+        Ok(Some("1000".into()))
+    );
+    assert_eq!(
+        user(
+            json!({"runAsUser": 1000, "runAsGroup": 50}),
+            json!({"runAsUser": 7})
+        ),
+        Ok(Some("7:50".into()))
+    );
+    assert!(matches!(
+        user(json!({"runAsGroup": 50}), json!({})),
+        Err(SpecError::Unsupported(_))
+    ));
+    assert_eq!(
+        user(json!({"runAsNonRoot": true}), json!({"runAsUser": 0})),
+        Err(SpecError::RunAsNonRoot(format!(
+            "container's runAsUser breaks non-root policy (pod: \"web_shop({UID})\", container: c)"
+        )))
+    );
+}
+
+#[test]
+fn run_as_non_root_against_the_image_user() {
+    let p = pod(json!({"securityContext": {"runAsNonRoot": true}, "containers": [{"name": "c"}]}));
+    let c = p.spec.as_ref().map(|s| s.containers[0].clone()).expect("c");
+    assert_eq!(verify_run_as_non_root(&p, &c, "1000:1000"), Ok(()));
+    let who = format!("(pod: \"web_shop({UID})\", container: c)");
+    for root in ["", "0", "0:0"] {
+        assert_eq!(
+            verify_run_as_non_root(&p, &c, root),
+            Err(SpecError::RunAsNonRoot(format!(
+                "container has runAsNonRoot and image will run as root {who}"
+            ))),
+            "{root:?}"
+        );
+    }
+    assert_eq!(
+        verify_run_as_non_root(&p, &c, "nobody:nogroup"),
+        Err(SpecError::RunAsNonRoot(format!(
+            "container has runAsNonRoot and image has non-numeric user (nobody), cannot verify user is non-root {who}"
+        )))
+    );
+    let given = pod(
+        json!({"securityContext": {"runAsNonRoot": true, "runAsUser": 5}, "containers": [{"name": "c"}]}),
+    );
+    assert_eq!(verify_run_as_non_root(&given, &c, ""), Ok(()));
+    let unset = pod(json!({"containers": [{"name": "c"}]}));
+    assert_eq!(verify_run_as_non_root(&unset, &c, "root"), Ok(()));
+}
+
+#[test]
+fn security_mapping() {
+    let f = Fixture::new();
+    let sec = |sc: Value| {
+        f.spec(&pod_with(json!({"securityContext": sc})))
+            .map(|s| s.security)
+    };
+    let default = sec(json!({})).expect("spec");
+    assert_eq!(
+        (
+            default.privileged,
+            default.no_new_privileges,
+            default.read_only_rootfs,
+            default.seccomp
+        ),
+        (false, false, false, Choice::Unconfined),
+        "kubelet sets no_new_privs only for an explicit allowPrivilegeEscalation: false"
+    );
+    let s = sec(json!({
+        "privileged": false,
+        "allowPrivilegeEscalation": false,
+        "readOnlyRootFilesystem": true,
+        "capabilities": {"add": ["NET_ADMIN"], "drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"}
+    }))
+    .expect("spec");
+    assert_eq!(
+        (s.cap_add, s.cap_drop),
+        (vec!["NET_ADMIN".to_string()], vec!["ALL".to_string()])
+    );
+    assert!(s.no_new_privileges && s.read_only_rootfs && !s.privileged);
+    assert_eq!(s.seccomp, Choice::Default);
+    let p = sec(json!({"privileged": true, "allowPrivilegeEscalation": true})).expect("spec");
+    assert!(p.privileged && !p.no_new_privileges);
+    assert!(matches!(
+        sec(json!({"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}})),
+        Err(SpecError::Unsupported(_))
+    ));
+    let from_pod = pod(
+        json!({"securityContext": {"seccompProfile": {"type": "RuntimeDefault"}}, "containers": [{"name": "c"}]}),
+    );
+    assert_eq!(
+        f.spec(&from_pod).expect("spec").security.seccomp,
+        Choice::Default
+    );
+}
+
+#[test]
+fn resources_from_limits() {
+    let f = Fixture::new();
+    let res = |r: Value| {
+        f.spec(&pod_with(json!({"resources": r})))
+            .map(|s| s.resources)
+    };
+    let r = res(json!({"limits": {"cpu": "500m", "memory": "128Mi"}, "requests": {"cpu": "100m"}}))
+        .expect("spec");
+    assert_eq!(r.memory, Some(128 << 20));
+    assert_eq!(r.cpu, Some(CpuQuota::of_cpus(0.5)));
+    let r = res(json!({"limits": {"cpu": "2"}})).expect("spec");
+    assert_eq!(r.cpu.map(|c| c.quota), Some(200_000));
+    let tiny = res(json!({"limits": {"cpu": "1m", "memory": "0"}})).expect("spec");
+    assert_eq!(
+        (tiny.cpu.map(|c| c.quota), tiny.memory),
+        (Some(1000), None),
+        "kubelet's 1 ms minimum"
+    );
+    assert_eq!(res(json!({})).expect("spec"), Resources::default());
+    assert!(matches!(
+        res(json!({"limits": {"memory": "lots"}})),
+        Err(SpecError::Quantity { .. })
+    ));
+}
+
+#[test]
+fn hosts_and_dns() {
+    let f = Fixture::new();
+    let etc = |spec: Value| f.spec(&pod(spec)).map(|s| s.etc);
+    let e = etc(json!({
+        "hostAliases": [{"ip": "10.1.2.3", "hostnames": ["foo.local", "bar.local"]}, {"ip": "::1", "hostnames": ["six"]}],
+        "dnsConfig": {"nameservers": ["1.1.1.1"], "searches": ["x.y"]},
+        "containers": [{"name": "c"}]
+    }))
+    .expect("spec");
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    assert_eq!(
+        e.hosts,
+        [
+            ("foo.local".into(), ip("10.1.2.3")),
+            ("bar.local".into(), ip("10.1.2.3")),
+            ("six".into(), ip("::1"))
+        ]
+    );
+    assert!(
+        e.dns_servers.is_empty() && e.dns_search.is_empty(),
+        "ClusterFirst: the node's resolvers for now"
+    );
+    let none = etc(json!({
+        "dnsPolicy": "None",
+        "dnsConfig": {"nameservers": ["1.1.1.1", "8.8.8.8"], "searches": ["ns.svc.example", "example"]},
+        "containers": [{"name": "c"}]
+    }))
+    .expect("spec");
+    assert_eq!(none.dns_servers, [ip("1.1.1.1"), ip("8.8.8.8")]);
+    assert_eq!(none.dns_search, ["ns.svc.example", "example"]);
+    assert_eq!(e.hostname, None, "the sandbox's");
+    assert!(matches!(
+        etc(
+            json!({"hostAliases": [{"ip": "nope", "hostnames": ["a"]}], "containers": [{"name": "c"}]})
+        ),
+        Err(SpecError::Address { .. })
+    ));
+}
+
+fn named(name: &str, namespace: &str, uid: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+        "spec": {"containers": []}
+    }))
+    .expect("pod")
+}
+
+fn name_rule(name: &str) -> bool {
+    crate::runtime::container::options::check_name(name).is_ok()
+}
+
+#[test]
+fn names_fit_the_engine_rule() {
+    let p = named("web", "shop", UID);
+    assert_eq!(sandbox_name(&p), format!("k8s_web_shop_{UID}"));
+    assert_eq!(
+        container_name(&p, "app", 0),
+        format!("k8s_app_web_shop_{UID}_0")
+    );
+
+    let long_pod = "p".repeat(253);
+    let long_ns = "n".repeat(63);
+    let long_c = "c".repeat(63);
+    let p = named(&long_pod, &long_ns, UID);
+    let sandbox = sandbox_name(&p);
+    assert!(name_rule(&sandbox) && sandbox.len() == 128, "{sandbox}");
+    assert!(sandbox.ends_with(&format!("_{UID}")));
+    // The namespace keeps its fair half of what the UID leaves.
+    assert!(
+        sandbox.contains(&format!("_{}_", "n".repeat(43))),
+        "{sandbox}"
+    );
+
+    let name = container_name(&p, &long_c, 4_000_000_000);
+    assert!(name_rule(&name) && name.len() <= 128, "{name}");
+    assert!(
+        name.starts_with(&format!("k8s_{long_c}_")),
+        "the container's name is kept whole"
+    );
+    assert!(name.ends_with(&format!("_{UID}_4000000000")));
+    assert_ne!(
+        container_name(&p, &long_c, 1),
+        container_name(&p, &format!("{}d", "c".repeat(62)), 1)
+    );
+
+    let short_ns = named(&long_pod, "a", UID);
+    let name = sandbox_name(&short_ns);
+    assert!(
+        name.contains("_a_") && name.len() == 128,
+        "a short part leaves its share to the other"
+    );
+
+    let odd = named("wéb pod", "shop", UID);
+    assert!(name_rule(&sandbox_name(&odd)) && name_rule(&container_name(&odd, "ç", 1)));
+}
