@@ -115,9 +115,9 @@ fn the_server_registers_its_node_with_kubelets_status_and_a_lease() {
         let want = if c["status"] == "False" { ok } else { pressed };
         assert_eq!(c["reason"], want, "{c}");
     }
-    // No pod workers yet: the node says so rather than take pods.
-    assert_eq!(condition(&node, "Ready")["status"], "False");
-    assert_eq!(condition(&node, "Ready")["reason"], "KubeletNotReady");
+    // Its pod workers run: the node takes pods.
+    assert_eq!(condition(&node, "Ready")["status"], "True");
+    assert_eq!(condition(&node, "Ready")["reason"], "KubeletReady");
 
     // Written by the agent, as its node identity, over its own client.
     let full = json(&s.kubectl_ok(&[
@@ -163,7 +163,7 @@ fn the_server_registers_its_node_with_kubelets_status_and_a_lease() {
     );
     let wide = s.kubectl_ok(&["get", "nodes", "-o", "wide"]);
     assert!(wide.contains("edge-1"), "{wide}");
-    assert!(wide.contains("NotReady"), "{wide}");
+    assert!(wide.contains(" Ready "), "{wide}");
     assert!(wide.contains("control-plane"), "{wide}");
 
     // After a restart the same Node is found again, not made anew; a label

@@ -39,6 +39,11 @@ pub struct AgentConfig {
     /// The engine's `--root` (images, containers), whose filesystem is the
     /// node's ephemeral storage.
     pub root: PathBuf,
+    /// The engine's `--run-dir` (shim sockets, namespace handles).
+    pub run_dir: PathBuf,
+    /// kubelet's /var/log/pods.
+    pub pod_log_dir: PathBuf,
+    pub registries: PathBuf,
     /// The agent's kubeconfig (its node client certificate).
     pub kubeconfig: PathBuf,
     /// The node also runs the control plane (`skiff server`): labelled as
@@ -186,12 +191,19 @@ pub struct AgentArgs {
     /// Resources held back for the host's own processes, not given to pods.
     #[arg(long, value_name = "RESOURCES", default_value = "")]
     pub system_reserved: String,
+    /// Where pods' container logs are written (<dir>/<ns>_<pod>_<uid>/<container>/N.log).
+    #[arg(long, value_name = "DIR", default_value = "/var/log/pods")]
+    pub pod_log_dir: PathBuf,
+    /// Registry mirrors, credentials and TLS settings for pods' images.
+    #[arg(long, value_name = "FILE", default_value = crate::runtime::image::registries::DEFAULT_PATH)]
+    pub registries: PathBuf,
 }
 
 /// Where the agent runs and how it reaches the API (the rest of
 /// [`AgentConfig`], which the flags do not give).
 pub struct Placement {
     pub root: PathBuf,
+    pub run_dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub default_ip: IpAddr,
     pub control_plane: bool,
@@ -221,6 +233,9 @@ impl AgentArgs {
             )?,
             node_ip: self.node_ip.unwrap_or(at.default_ip),
             root: at.root,
+            run_dir: at.run_dir,
+            pod_log_dir: self.pod_log_dir.clone(),
+            registries: self.registries.clone(),
             kubeconfig: at.kubeconfig,
             control_plane: at.control_plane,
         })

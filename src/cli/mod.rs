@@ -233,6 +233,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Server(mut args) => {
             args.resolve_data_dir(&cli.root);
+            args.run_dir = Some(cli.run_dir.clone());
             crate::server::run_blocking(*args)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -113,6 +113,10 @@ pub struct ServerArgs {
 
     #[command(flatten)]
     pub agent: crate::agent::config::AgentArgs,
+
+    /// The engine's run directory (the global --run-dir).
+    #[arg(skip)]
+    pub run_dir: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -294,12 +298,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let agent = if args.disable_agent {
         None
     } else {
-        Some(args.agent.to_config(crate::agent::config::Placement {
-            root: data_dir.clone(),
-            kubeconfig: data_dir.join("agent").join("kubelet.kubeconfig"),
-            default_ip: advertised_ip,
-            control_plane: true,
-        })?)
+        Some(
+            args.agent.to_config(crate::agent::config::Placement {
+                root: data_dir.clone(),
+                run_dir: args
+                    .run_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("/run/skiff")),
+                kubeconfig: data_dir.join("agent").join("kubelet.kubeconfig"),
+                default_ip: advertised_ip,
+                control_plane: true,
+            })?,
+        )
     };
     let listener = TcpListener::bind(addr)
         .await

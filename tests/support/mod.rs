@@ -91,11 +91,16 @@ impl TestNet {
         &self.name
     }
 
-    /// A command that runs `program` inside this namespace. `ip netns exec`
-    /// execs the program in place, so the child's PID is the program's PID.
+    /// A command that runs `program` inside this namespace. nsenter execs
+    /// the program in place, so the child's PID is the program's PID. Not
+    /// `ip netns exec`: it also mounts a fresh /sys in a mount namespace of
+    /// its own, which hides the cgroup filesystem from an agent that runs
+    /// pods.
     pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name]).arg(program);
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.name))
+            .arg("--")
+            .arg(program);
         cmd
     }
 }
@@ -183,9 +188,15 @@ impl Server {
         let log = fs::File::create(self.log_path(self.starts)).expect("create server log");
         let log2 = log.try_clone().expect("dup log");
         let mut cmd = self.net.command(env!("CARGO_BIN_EXE_skiff"));
-        cmd.arg("server")
+        // The engine's run directory and the pods' logs are this test's
+        // own too, as the data directory is.
+        cmd.arg("--run-dir")
+            .arg(self.dir.path().join("run"))
+            .arg("server")
             .arg("--data-dir")
             .arg(self.data_dir())
+            .arg("--pod-log-dir")
+            .arg(self.dir.path().join("pod-logs"))
             .args(["--bind-address", "127.0.0.1"])
             .args(["--https-listen-port", &PORT.to_string()])
             .arg("--write-kubeconfig")
@@ -422,6 +433,21 @@ impl Drop for Server {
         self.kill();
         if thread::panicking() {
             eprintln!("{}", self.logs());
+        }
+        // Pods' containers outlive their agent by design: the test's own
+        // go with their shims, mounts, cgroups and network.
+        if self.data_dir().join("containers").exists() {
+            let _ = self
+                .net
+                .command(env!("CARGO_BIN_EXE_skiff"))
+                .arg("--root")
+                .arg(self.data_dir())
+                .arg("--run-dir")
+                .arg(self.dir.path().join("run"))
+                .arg("killall")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
         }
     }
 }

@@ -75,7 +75,7 @@ impl NodeKeeper {
             config,
             reported: None,
             conditions: Vec::new(),
-            not_ready: Some("the agent does not run pods yet".into()),
+            not_ready: Some("the agent has not started its pod workers yet".into()),
         }
     }
 

@@ -1,6 +1,10 @@
-//! Pods on this node: what the pod worker runs (spec.rs: a Pod's container
-//! as the engine's ContainerSpec) and what it reports (status.rs: the Pod's
-//! status, restart policy and back-off), both pure, as kubelet computes them.
+//! Pods on this node: the manager follows the pods bound here and gives
+//! each a worker (manager.rs, worker.rs), which pulls images (images.rs),
+//! runs containers built from the pod (spec.rs, pure) and reports what
+//! kubelet would (status.rs, pure).
 
+pub mod images;
+pub mod manager;
 pub mod spec;
 pub mod status;
+pub mod worker;

@@ -355,9 +355,11 @@ fn user(pod: &Pod, c: &Container) -> Result<Option<String>, SpecError> {
     }
 }
 
-/// kubelet's security context for the runtime. Unset seccomp is Unconfined
-/// (kubelet's --seccomp-default is off); AppArmor, SELinux and procMount
-/// are not translated.
+/// kubelet's security context for the runtime. Unset seccomp is the
+/// runtime's default profile, as kubelet's `--seccomp-default` makes it
+/// (off upstream by default; on here: containers get Docker's default
+/// confinement unless a pod asks for `Unconfined`); AppArmor, SELinux and
+/// procMount are not translated.
 fn security(spec: &PodSpec, c: &Container) -> Result<Security, SpecError> {
     let csc = c.security_context.as_ref();
     let caps = csc.and_then(|s| s.capabilities.as_ref());
@@ -366,8 +368,8 @@ fn security(spec: &PodSpec, c: &Container) -> Result<Security, SpecError> {
         .as_ref()
         .and_then(|s| s.seccomp_profile.as_ref()));
     let seccomp = match profile.map(|p| p.type_.as_str()) {
-        None | Some("Unconfined") => Choice::Unconfined,
-        Some("RuntimeDefault") => Choice::Default,
+        Some("Unconfined") => Choice::Unconfined,
+        None | Some("RuntimeDefault") => Choice::Default,
         Some(other) => {
             return Err(SpecError::Unsupported(format!(
                 "seccompProfile type {other}"

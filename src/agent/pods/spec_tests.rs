@@ -245,9 +245,12 @@ fn security_mapping() {
             default.read_only_rootfs,
             default.seccomp
         ),
-        (false, false, false, Choice::Unconfined),
-        "kubelet sets no_new_privs only for an explicit allowPrivilegeEscalation: false"
+        (false, false, false, Choice::Default),
+        "kubelet sets no_new_privs only for an explicit allowPrivilegeEscalation: false; \
+         seccomp is the default profile unless Unconfined is asked for"
     );
+    let open = sec(json!({"seccompProfile": {"type": "Unconfined"}})).expect("spec");
+    assert_eq!(open.seccomp, Choice::Unconfined);
     let s = sec(json!({
         "privileged": false,
         "allowPrivilegeEscalation": false,

@@ -82,28 +82,30 @@ pub async fn pull(
     let chain_ids = manifest::chain_ids(&diff_ids);
     let resolved = Arc::new(resolved);
     let count = resolved.manifest.layers.len();
-    let jobs = resolved
+    // Made up front, owning what they need: a lazy iterator borrowing the
+    // manifest, held across the awaits below, would make this future one
+    // rustc cannot prove Send (the agent runs pulls as tasks).
+    let jobs: Vec<LayerJob> = resolved
         .manifest
         .layers
         .iter()
         .enumerate()
-        .map(|(i, desc)| {
-            let job = LayerJob {
-                store: store.clone(),
-                client: client.clone(),
-                resolved: resolved.clone(),
-                image: name.clone(),
-                label: format!("layer {}/{count} {}", i + 1, desc.digest),
-                desc: desc.clone(),
-                diff_id: diff_ids[i].clone(),
-                chain_id: chain_ids[i].clone(),
-                progress: progress.clone(),
-            };
-            job.run()
-        });
+        .map(|(i, desc)| LayerJob {
+            store: store.clone(),
+            client: client.clone(),
+            resolved: resolved.clone(),
+            image: name.clone(),
+            label: format!("layer {}/{count} {}", i + 1, desc.digest),
+            desc: desc.clone(),
+            diff_id: diff_ids[i].clone(),
+            chain_id: chain_ids[i].clone(),
+            progress: progress.clone(),
+        })
+        .collect();
     // Fail fast: the first error stops the others (dropped futures clean up
     // their temporaries in `LayerJob::run`).
-    let mut results = futures::stream::iter(jobs).buffered(PARALLEL_LAYERS);
+    let mut results =
+        futures::stream::iter(jobs.into_iter().map(LayerJob::run)).buffered(PARALLEL_LAYERS);
     let mut layers = Vec::with_capacity(count);
     let mut size = 0;
     while let Some(result) = results.next().await {

@@ -230,6 +230,18 @@ fn node_may(node: &str, verb: &str, target: &Target<'_>) -> bool {
             _ => false,
         },
         ("", "nodes", Some("status")) => own && matches!(verb, "get" | "update" | "patch"),
+        // The pods it runs: read them, report their status, remove them
+        // once stopped. (Upstream's NodeRestriction also checks that such a
+        // pod is bound to this node; that needs the stored object and comes
+        // with agents on other machines.)
+        ("", "pods", None) => matches!(verb, "get" | "list" | "watch" | "delete"),
+        // Services: for the service environment of containers (and the
+        // proxy, later), as upstream's node rules allow.
+        ("", "services", None) => matches!(verb, "get" | "list" | "watch"),
+        ("", "pods", Some("status")) => matches!(verb, "get" | "update" | "patch"),
+        ("", "events", None) | ("events.k8s.io", "events", None) => {
+            matches!(verb, "create" | "update" | "patch")
+        }
         ("coordination.k8s.io", "leases", None) => {
             *namespace == Some("kube-node-lease")
                 && match verb {

@@ -1,0 +1,70 @@
+//! Images for pods: the node's image store (the one `skiff pull` fills),
+//! pulled per the container's imagePullPolicy through the registries
+//! configuration. A pull failure is kubelet's ErrImagePull, a missing image
+//! under `Never` its ErrImageNeverPull.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Container;
+
+use crate::runtime::image::client::RegistryClient;
+use crate::runtime::image::ensure::{self, EnsureError, PullPolicy};
+use crate::runtime::image::registries::RegistriesConfig;
+use crate::runtime::image::store::Store;
+
+#[derive(Clone)]
+pub struct Images {
+    store: Store,
+    client: Arc<RegistryClient>,
+}
+
+impl Images {
+    /// The store under `root`, pulling with `registries` (a missing file
+    /// is no mirrors and no credentials).
+    pub fn open(root: &Path, registries: &Path) -> anyhow::Result<Images> {
+        let store = Store::open(root)?;
+        let config = RegistriesConfig::load(registries)?;
+        let client = Arc::new(ensure::registry_client(root, config)?);
+        Ok(Images { store, client })
+    }
+
+    /// Make sure `c`'s image is here; kubelet's (reason, message) if not.
+    pub async fn ensure(&self, c: &Container) -> Result<(), (String, String)> {
+        let image = c.image.clone().unwrap_or_default();
+        if image.is_empty() {
+            return Err(("InvalidImageName".into(), "no image given".into()));
+        }
+        let policy = match c.image_pull_policy.as_deref() {
+            Some("Always") => PullPolicy::Always,
+            Some("Never") => PullPolicy::Never,
+            _ => PullPolicy::IfNotPresent,
+        };
+        let quiet: crate::runtime::image::pull::Progress = Arc::new(|_| {});
+        // A task of its own: the pull's future is not one a generic
+        // worker's future can hold (rustc cannot prove it Send there).
+        let (store, client, name) = (self.store.clone(), self.client.clone(), image.clone());
+        let pulled = tokio::spawn(async move {
+            ensure::ensure_async(&store, client, &name, policy, quiet).await
+        })
+        .await
+        .map_err(|e| {
+            (
+                "ErrImagePull".to_string(),
+                format!("the pull task failed: {e}"),
+            )
+        })?;
+        match pulled {
+            Ok(_) => Ok(()),
+            Err(EnsureError::NotPresent(_)) => Err((
+                "ErrImageNeverPull".into(),
+                format!("Container image \"{image}\" is not present with pull policy of Never"),
+            )),
+            Err(EnsureError::Reference(e)) => Err(("InvalidImageName".into(), e.to_string())),
+            Err(e) => Err((
+                "ErrImagePull".into(),
+                format!("failed to pull image \"{image}\": {e}"),
+            )),
+        }
+    }
+}

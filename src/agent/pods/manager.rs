@@ -1,0 +1,160 @@
+//! The pods bound to this node, followed through a list and a watch
+//! (fieldSelector `spec.nodeName`), each handed to a worker of its own
+//! (worker.rs) that owns the pod's sandbox and containers. A worker always
+//! sees the latest version of its pod (a watch channel: versions it had no
+//! time to look at are skipped, never queued); a pod that is gone from the
+//! API is told to its worker as `None`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::worker::{self, WorkerCtx};
+use crate::runtime::pod::PodRuntime;
+
+/// A watch is restarted at least this often (the API server ends it too).
+const WATCH_TIMEOUT_SECS: u32 = 290;
+
+struct Running {
+    pod: watch::Sender<Option<Pod>>,
+    task: JoinHandle<()>,
+}
+
+pub struct PodManager<R: PodRuntime> {
+    ctx: Arc<WorkerCtx<R>>,
+    pods: Api<Pod>,
+    workers: HashMap<String, Running>,
+}
+
+fn uid(pod: &Pod) -> Option<&str> {
+    pod.metadata.uid.as_deref()
+}
+
+impl<R: PodRuntime> PodManager<R> {
+    pub fn new(client: kube::Client, ctx: Arc<WorkerCtx<R>>) -> PodManager<R> {
+        PodManager {
+            pods: Api::all(client),
+            ctx,
+            workers: HashMap::new(),
+        }
+    }
+
+    fn selector(&self) -> String {
+        format!("spec.nodeName={}", self.ctx.node_name)
+    }
+
+    /// Hand the latest version of `pod` to its worker, starting one for a
+    /// pod not seen before.
+    fn dispatch(&mut self, pod: Pod) {
+        let Some(id) = uid(&pod).map(String::from) else {
+            return;
+        };
+        // Finished workers are forgotten; a pod that comes back (same uid,
+        // still there) gets a new one, which finds what is left.
+        if self.workers.get(&id).is_some_and(|w| w.task.is_finished()) {
+            self.workers.remove(&id);
+        }
+        match self.workers.get(&id) {
+            Some(w) => {
+                w.pod.send_replace(Some(pod));
+            }
+            None => {
+                let (tx, rx) = watch::channel(Some(pod));
+                let task = tokio::spawn(worker::run(self.ctx.clone(), id.clone(), rx));
+                self.workers.insert(id, Running { pod: tx, task });
+            }
+        }
+    }
+
+    /// The pod is gone from the API: its worker tears it down.
+    fn gone(&mut self, id: &str) {
+        if let Some(w) = self.workers.get(id) {
+            w.pod.send_replace(None);
+        }
+    }
+
+    /// List, then watch, until cancelled; start over when the watch ends.
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let done = tokio::select! {
+                _ = cancel.cancelled() => true,
+                r = self.list_and_watch() => {
+                    match r {
+                        Ok(()) => wait = Duration::from_millis(100),
+                        Err(e) => {
+                            tracing::warn!("following this node's pods: {e}; again in {wait:?}");
+                            tokio::select! {
+                                _ = cancel.cancelled() => {}
+                                _ = tokio::time::sleep(wait) => {}
+                            }
+                            wait = (wait * 2).min(Duration::from_secs(10));
+                        }
+                    }
+                    false
+                }
+            };
+            if done || cancel.is_cancelled() {
+                break;
+            }
+        }
+        // The agent stops; its pods run on (a restarted agent adopts them).
+        for (_, w) in self.workers.drain() {
+            w.task.abort();
+        }
+    }
+
+    async fn list_and_watch(&mut self) -> Result<(), kube::Error> {
+        let list = self
+            .pods
+            .list(&ListParams::default().fields(&self.selector()))
+            .await?;
+        let rv = list.metadata.resource_version.clone().unwrap_or_default();
+        let listed: std::collections::HashSet<String> = list
+            .items
+            .iter()
+            .filter_map(uid)
+            .map(String::from)
+            .collect();
+        let vanished: Vec<String> = self
+            .workers
+            .keys()
+            .filter(|id| !listed.contains(*id))
+            .cloned()
+            .collect();
+        for id in vanished {
+            self.gone(&id);
+        }
+        for pod in list.items {
+            self.dispatch(pod);
+        }
+        let params = WatchParams::default()
+            .fields(&self.selector())
+            .timeout(WATCH_TIMEOUT_SECS);
+        let mut events = self.pods.watch(&params, &rv).await?.boxed();
+        while let Some(event) = events.try_next().await? {
+            match event {
+                WatchEvent::Added(pod) | WatchEvent::Modified(pod) => self.dispatch(pod),
+                WatchEvent::Deleted(pod) => {
+                    if let Some(id) = uid(&pod).map(String::from) {
+                        self.gone(&id);
+                    }
+                }
+                WatchEvent::Bookmark(_) => {}
+                // Expired (410) or another error: list again.
+                WatchEvent::Error(e) => {
+                    tracing::debug!("the pod watch ended: {}", e.message);
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,635 @@
+//! One pod's worker: it makes the pod's sandbox, pulls its images, runs its
+//! init containers in order and then its containers, restarts them under
+//! the pod's restartPolicy with kubelet's back-off, writes the pod's status
+//! when it changes, and on deletion stops the containers within the grace
+//! period, removes everything and deletes the pod object.
+//!
+//! It is one task reacting to three things: a new version of the pod (from
+//! the manager), a container's exit (the runtime's exit stream), and its
+//! next timer (a back-off ending). The pure parts — what a container's spec
+//! is, what the status says — are spec.rs and status.rs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::stream::SelectAll;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use tokio::sync::watch;
+
+use super::images::Images;
+use super::spec::{self, SpecContext};
+use super::status::{self, ContainerObserved, PodObserved, State};
+use crate::agent::node::register::FIELD_MANAGER;
+use crate::runtime::container::exits::Exit;
+use crate::runtime::pod::{ExitStream, PodRuntime, SandboxConfig};
+
+/// What every worker shares.
+pub struct WorkerCtx<R: PodRuntime> {
+    pub runtime: R,
+    pub client: kube::Client,
+    pub node_name: String,
+    pub node_ip: IpAddr,
+    /// kubelet's /var/log/pods.
+    pub log_root: PathBuf,
+    pub images: Images,
+    /// `KUBERNETES_SERVICE_HOST`/`_PORT` (and the like) for every container.
+    pub service_env: BTreeMap<String, String>,
+}
+
+/// One container of the pod, across its restarts.
+struct Slot {
+    /// The engine's ID of its current (or last) instance.
+    id: Option<String>,
+    /// The instance before it, kept for `logs --previous`.
+    previous: Option<String>,
+    attempt: u32,
+    restart_count: i32,
+    state: State,
+    last_state: Option<State>,
+    image_id: String,
+    started: Option<Instant>,
+    /// Not before this (back-off, or a retry of a failed pull or create).
+    not_before: Option<Instant>,
+    /// Failed starts in a row (pulls, creates), for their back-off.
+    failures: i32,
+}
+
+impl Slot {
+    fn new() -> Slot {
+        Slot {
+            id: None,
+            previous: None,
+            attempt: 0,
+            restart_count: 0,
+            state: State::Waiting {
+                reason: "ContainerCreating".into(),
+                message: None,
+            },
+            last_state: None,
+            image_id: String::new(),
+            started: None,
+            not_before: None,
+            failures: 0,
+        }
+    }
+
+    fn running(&self) -> bool {
+        matches!(self.state, State::Running { .. })
+    }
+
+    fn terminated(&self) -> Option<i32> {
+        match self.state {
+            State::Terminated { exit_code, .. } => Some(exit_code),
+            _ => None,
+        }
+    }
+}
+
+struct Worker<R: PodRuntime> {
+    ctx: Arc<WorkerCtx<R>>,
+    uid: String,
+    pod: Option<Pod>,
+    sandbox: Option<(String, IpAddr)>,
+    sandbox_retry: Option<Instant>,
+    sandbox_failures: i32,
+    slots: HashMap<String, Slot>,
+    exits: SelectAll<ExitStream>,
+    started_at: Option<chrono::DateTime<Utc>>,
+    /// The status last written.
+    written: Option<serde_json::Value>,
+}
+
+fn containers(pod: &Pod) -> (&[Container], &[Container]) {
+    match &pod.spec {
+        Some(s) => (
+            s.init_containers.as_deref().unwrap_or_default(),
+            &s.containers,
+        ),
+        None => (&[], &[]),
+    }
+}
+
+/// Run the worker of pod `uid` until the pod is gone and torn down.
+pub async fn run<R: PodRuntime>(
+    ctx: Arc<WorkerCtx<R>>,
+    uid: String,
+    mut pod: watch::Receiver<Option<Pod>>,
+) {
+    let mut w = Worker {
+        ctx,
+        uid,
+        pod: None,
+        sandbox: None,
+        sandbox_retry: None,
+        sandbox_failures: 0,
+        slots: HashMap::new(),
+        exits: SelectAll::new(),
+        started_at: None,
+        written: None,
+    };
+    loop {
+        let latest = pod.borrow_and_update().clone();
+        match latest {
+            None => {
+                // Gone from the API without us: whatever runs goes at once.
+                w.teardown(Duration::ZERO).await;
+                return;
+            }
+            Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                w.pod = Some(p);
+                w.terminate().await;
+                return;
+            }
+            Some(p) => {
+                w.pod = Some(p);
+                w.sync().await;
+            }
+        }
+        let timer = w.next_timer();
+        tokio::select! {
+            changed = pod.changed() => {
+                if changed.is_err() {
+                    // The manager stopped (the agent stops): the pod runs on.
+                    return;
+                }
+            }
+            Some((id, exit)) = w.exits.next(), if !w.exits.is_empty() => {
+                w.exited(&id, exit).await;
+            }
+            _ = sleep_until(timer) => {}
+        }
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(tokio::time::Instant::from_std(t)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// kubelet's back-off for a step that failed `n` times in a row (10 s
+/// after the first).
+fn retry_after(n: i32) -> Duration {
+    status::backoff(n.max(1), Duration::ZERO)
+}
+
+impl<R: PodRuntime> Worker<R> {
+    fn pod(&self) -> Option<&Pod> {
+        self.pod.as_ref()
+    }
+
+    fn next_timer(&self) -> Option<Instant> {
+        self.slots
+            .values()
+            .filter_map(|s| s.not_before)
+            .chain(self.sandbox_retry)
+            .min()
+    }
+
+    /// Bring the pod's containers to what its spec and restartPolicy ask.
+    async fn sync(&mut self) {
+        let Some(pod) = self.pod.clone() else { return };
+        if self.sandbox.is_none() {
+            if self.sandbox_retry.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
+            if let Err(e) = self.make_sandbox(&pod).await {
+                self.sandbox_failures += 1;
+                self.sandbox_retry = Some(Instant::now() + retry_after(self.sandbox_failures));
+                tracing::warn!(pod = %pod_key(&pod), "making the pod's sandbox: {e}");
+                self.write_status().await;
+                return;
+            }
+            self.sandbox_retry = None;
+            self.started_at.get_or_insert_with(Utc::now);
+        }
+        let (init, main) = containers(&pod);
+        let (init, main) = (init.to_vec(), main.to_vec());
+        // Init containers one at a time, in order; a native sidecar
+        // (restartPolicy Always) counts once it runs.
+        for c in &init {
+            let sidecar = c.restart_policy.as_deref() == Some("Always");
+            self.slots.entry(c.name.clone()).or_insert_with(Slot::new);
+            let done = match self.slots.get(&c.name) {
+                Some(s) if sidecar => s.running(),
+                Some(s) => s.terminated() == Some(0),
+                None => false,
+            };
+            if !done {
+                self.start_if_due(&pod, c, true).await;
+                let done_now =
+                    self.slots
+                        .get(&c.name)
+                        .is_some_and(|s| if sidecar { s.running() } else { false });
+                if !done_now {
+                    self.write_status().await;
+                    return;
+                }
+            }
+        }
+        for c in &main {
+            self.slots.entry(c.name.clone()).or_insert_with(Slot::new);
+            self.start_if_due(&pod, c, false).await;
+        }
+        self.write_status().await;
+    }
+
+    async fn make_sandbox(&mut self, pod: &Pod) -> Result<(), String> {
+        let name = spec::sandbox_name(pod);
+        let hostname = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.hostname.clone())
+            .or_else(|| pod.metadata.name.clone())
+            .map(|h| h.chars().take(63).collect::<String>());
+        let config = SandboxConfig {
+            name: name.clone(),
+            hostname,
+            ports: Vec::new(),
+            cidr: None,
+        };
+        let made = match self.ctx.runtime.run_sandbox(config.clone()).await {
+            Ok(sb) => sb,
+            // Left by an agent that stopped: start again from nothing.
+            Err(crate::runtime::pod::PodRuntimeError::Sandbox(
+                crate::runtime::sandbox::SandboxError::Exists(_),
+            )) => {
+                remove_leftovers(&self.ctx, &self.uid, &name).await;
+                self.ctx
+                    .runtime
+                    .run_sandbox(config)
+                    .await
+                    .map_err(|e| e.to_string())?
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        self.sandbox = Some((name, IpAddr::V4(made.ip)));
+        Ok(())
+    }
+
+    /// Start container `c` unless it runs, has finished for good, or waits.
+    async fn start_if_due(&mut self, pod: &Pod, c: &Container, init: bool) {
+        let Some(slot) = self.slots.get(&c.name) else {
+            return;
+        };
+        if slot.running() || slot.not_before.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        if let Some(code) = slot.terminated() {
+            if !status::should_restart(pod, c, init, code) {
+                return;
+            }
+        }
+        let Some((sandbox, pod_ip)) = self.sandbox.clone() else {
+            return;
+        };
+        let attempt = slot.attempt;
+        let key = pod_key(pod);
+        if let Err((reason, message)) = self.ctx.images.ensure(c).await {
+            let slot = self.slot(&c.name);
+            slot.failures += 1;
+            slot.not_before = Some(Instant::now() + retry_after(slot.failures));
+            // The first failure is ErrImagePull, then ImagePullBackOff.
+            let reason = if slot.failures > 1 && reason == "ErrImagePull" {
+                "ImagePullBackOff".to_string()
+            } else {
+                reason
+            };
+            tracing::info!(pod = %key, container = %c.name, "{reason}: {message}");
+            slot.state = State::Waiting {
+                reason,
+                message: Some(message),
+            };
+            return;
+        }
+        let log_dir = self.ctx.log_root.join(pod_log_dir(pod));
+        let objects = BTreeMap::new();
+        let built = spec::container_spec(
+            pod,
+            c,
+            &SpecContext {
+                node_name: &self.ctx.node_name,
+                pod_ip: Some(pod_ip),
+                host_ip: self.ctx.node_ip,
+                log_dir: &log_dir,
+                attempt,
+                objects: &objects,
+                service_env: &self.ctx.service_env,
+            },
+        );
+        let spec = match built {
+            Ok(s) => s,
+            Err(e) => {
+                let slot = self.slot(&c.name);
+                slot.failures += 1;
+                slot.not_before = Some(Instant::now() + retry_after(slot.failures));
+                slot.state = State::Waiting {
+                    reason: "CreateContainerConfigError".into(),
+                    message: Some(e.to_string()),
+                };
+                return;
+            }
+        };
+        let container_logs = log_dir.join(&c.name);
+        if let Err(e) = tokio::fs::create_dir_all(&container_logs).await {
+            let slot = self.slot(&c.name);
+            slot.failures += 1;
+            slot.not_before = Some(Instant::now() + retry_after(slot.failures));
+            slot.state = State::Waiting {
+                reason: "CreateContainerError".into(),
+                message: Some(format!("{}: {e}", container_logs.display())),
+            };
+            return;
+        }
+        let created = self.ctx.runtime.create_container(&sandbox, spec).await;
+        let id = match created {
+            Ok(id) => id,
+            Err(e) => {
+                let slot = self.slot(&c.name);
+                slot.failures += 1;
+                slot.not_before = Some(Instant::now() + retry_after(slot.failures));
+                slot.state = State::Waiting {
+                    reason: "CreateContainerError".into(),
+                    message: Some(e.to_string()),
+                };
+                return;
+            }
+        };
+        self.exits.push(self.ctx.runtime.exits(vec![id.clone()]));
+        let started = self.ctx.runtime.start_container(&id).await;
+        // One earlier instance is kept, for `logs --previous`.
+        let slot = self.slot(&c.name);
+        let older = slot.previous.take();
+        slot.previous = slot.id.replace(id.clone());
+        if let Some(older) = older {
+            if let Err(e) = self.ctx.runtime.remove_container(&older).await {
+                tracing::warn!("removing container {older}: {e}");
+            }
+        }
+        let slot = self.slot(&c.name);
+        // restartCount counts instances started after the first.
+        if slot.attempt > 0 && started.is_ok() {
+            slot.restart_count += 1;
+        }
+        slot.attempt += 1;
+        match started {
+            Ok(()) => {
+                slot.failures = 0;
+                slot.not_before = None;
+                slot.started = Some(Instant::now());
+                slot.state = State::Running {
+                    started_at: Utc::now(),
+                };
+            }
+            Err(e) => {
+                slot.failures += 1;
+                slot.not_before = Some(Instant::now() + retry_after(slot.failures));
+                slot.state = State::Waiting {
+                    reason: "RunContainerError".into(),
+                    message: Some(e.to_string()),
+                };
+            }
+        }
+    }
+
+    fn slot(&mut self, name: &str) -> &mut Slot {
+        self.slots.entry(name.to_string()).or_insert_with(Slot::new)
+    }
+
+    /// A container exited: record it, and set when it may start again.
+    async fn exited(&mut self, id: &str, exit: Result<Exit, crate::runtime::pod::PodRuntimeError>) {
+        let Some(name) = self
+            .slots
+            .iter()
+            .find(|(_, s)| s.id.as_deref() == Some(id))
+            .map(|(n, _)| n.clone())
+        else {
+            return;
+        };
+        let recorded = self.ctx.runtime.container_status(id).await.ok();
+        let code = match exit {
+            Ok(Exit::Code(c)) => c,
+            _ => recorded.as_ref().and_then(|r| r.exit_code).unwrap_or(255),
+        };
+        let oom = recorded.as_ref().is_some_and(|r| r.oom_killed);
+        let pod = self.pod.clone();
+        let slot = self.slot(&name);
+        let ran = slot.started.map_or(Duration::ZERO, |t| t.elapsed());
+        let started_at = match slot.state {
+            State::Running { started_at } => Some(started_at),
+            _ => None,
+        };
+        slot.state = State::Terminated {
+            exit_code: code,
+            signal: None,
+            reason: status::terminated_reason(code, oom).to_string(),
+            message: None,
+            started_at,
+            finished_at: recorded
+                .as_ref()
+                .and_then(|r| r.finished_at)
+                .unwrap_or_else(Utc::now),
+            container_id: Some(format!("skiff://{id}")),
+        };
+        let Some(pod) = pod else { return };
+        let (init, main) = containers(&pod);
+        let (c, is_init) = match main.iter().find(|c| c.name == name) {
+            Some(c) => (c, false),
+            None => match init.iter().find(|c| c.name == name) {
+                Some(c) => (c, true),
+                None => return,
+            },
+        };
+        if status::should_restart(&pod, c, is_init, code) {
+            let slot = self.slot(&name);
+            let delay = status::backoff(slot.restart_count, ran);
+            slot.last_state = Some(slot.state.clone());
+            slot.not_before = Some(Instant::now() + delay);
+            if !delay.is_zero() {
+                slot.state = State::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: Some(status::crash_loop_message(&pod, &name, delay)),
+                };
+            }
+        }
+    }
+
+    /// The pod is being deleted: stop its containers within the grace
+    /// period, remove them and its sandbox, then delete the pod object.
+    async fn terminate(&mut self) {
+        let Some(pod) = self.pod.clone() else { return };
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30)
+            .max(0);
+        self.teardown(Duration::from_secs(grace as u64)).await;
+        let (Some(name), Some(ns)) = (pod.metadata.name.clone(), pod.metadata.namespace.clone())
+        else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %pod_key(&pod), "deleting the pod: {e}"),
+        }
+    }
+
+    /// Stop every container (SIGTERM, SIGKILL after `grace`, all at once),
+    /// then remove them and the sandbox.
+    async fn teardown(&mut self, grace: Duration) {
+        let running: Vec<String> = self
+            .slots
+            .values()
+            .filter(|s| s.running())
+            .filter_map(|s| s.id.clone())
+            .collect();
+        let runtime = &self.ctx.runtime;
+        futures::future::join_all(running.iter().map(|id| runtime.stop_container(id, grace))).await;
+        let sandbox = self
+            .sandbox
+            .take()
+            .map(|(n, _)| n)
+            .or_else(|| self.pod().map(spec::sandbox_name));
+        if let Some(name) = sandbox {
+            remove_leftovers(&self.ctx, &self.uid, &name).await;
+        }
+        self.slots.clear();
+        // The pod's logs go with it, as kubelet removes them.
+        if let Some(pod) = self.pod() {
+            let dir = self.ctx.log_root.join(pod_log_dir(pod));
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("{}: {e}", dir.display());
+                }
+            }
+        }
+    }
+
+    /// Patch the pod's status when it says something new.
+    async fn write_status(&mut self) {
+        let Some(pod) = self.pod.clone() else { return };
+        let (init, main) = containers(&pod);
+        let observe = |c: &Container| -> ContainerObserved {
+            let slot = self.slots.get(&c.name);
+            ContainerObserved {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                image_id: slot.map(|s| s.image_id.clone()).unwrap_or_default(),
+                container_id: slot
+                    .and_then(|s| s.id.as_ref())
+                    .map(|id| format!("skiff://{id}")),
+                state: slot.map(|s| s.state.clone()).unwrap_or(State::Waiting {
+                    reason: if self.sandbox.is_some() {
+                        "PodInitializing".into()
+                    } else {
+                        "ContainerCreating".into()
+                    },
+                    message: None,
+                }),
+                last_state: slot.and_then(|s| s.last_state.clone()),
+                restart_count: slot.map_or(0, |s| s.restart_count),
+                ready: slot.is_some_and(|s| s.running()),
+                started: Some(slot.is_some_and(|s| s.running())),
+            }
+        };
+        let seen = PodObserved {
+            sandbox_ready: self.sandbox.is_some(),
+            pod_ip: self.sandbox.as_ref().map(|(_, ip)| *ip),
+            host_ip: self.ctx.node_ip,
+            started_at: self.started_at,
+            init: init.iter().map(observe).collect(),
+            containers: main.iter().map(observe).collect(),
+            initialized: init.iter().all(|c| {
+                self.slots.get(&c.name).is_some_and(|s| {
+                    if c.restart_policy.as_deref() == Some("Always") {
+                        s.running()
+                    } else {
+                        s.terminated() == Some(0)
+                    }
+                })
+            }),
+        };
+        let new = status::pod_status(&pod, &seen, Utc::now());
+        let value = serde_json::to_value(&new).unwrap_or_default();
+        if self.written.as_ref() == Some(&value) {
+            return;
+        }
+        let (Some(name), Some(ns)) = (
+            pod.metadata.name.as_deref(),
+            pod.metadata.namespace.as_deref(),
+        ) else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
+        let patch = serde_json::json!({ "status": value });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
+            Ok(updated) => {
+                self.written = Some(value);
+                // Transition times are kept from what is stored now.
+                self.pod = Some(updated);
+            }
+            Err(e) => tracing::warn!(pod = %pod_key(&pod), "writing the pod's status: {e}"),
+        }
+    }
+}
+
+/// Remove every container of pod `uid` and its sandbox.
+async fn remove_leftovers<R: PodRuntime>(ctx: &WorkerCtx<R>, uid: &str, sandbox: &str) {
+    let labels = BTreeMap::from([(spec::LABEL_POD_UID.to_string(), uid.to_string())]);
+    if let Ok(found) = ctx.runtime.list_containers(labels).await {
+        for c in found {
+            if let Err(e) = ctx.runtime.remove_container(&c.id).await {
+                tracing::warn!("removing container {}: {e}", c.id);
+            }
+        }
+    }
+    if let Err(e) = ctx.runtime.remove_sandbox(sandbox).await {
+        if !e.is_not_found() {
+            tracing::warn!("removing sandbox {sandbox}: {e}");
+        }
+    }
+}
+
+fn pod_key(pod: &Pod) -> String {
+    format!(
+        "{}/{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+/// `<namespace>_<name>_<uid>`, kubelet's directory of a pod's logs.
+fn pod_log_dir(pod: &Pod) -> String {
+    format!(
+        "{}_{}_{}",
+        pod.metadata.namespace.as_deref().unwrap_or_default(),
+        pod.metadata.name.as_deref().unwrap_or_default(),
+        pod.metadata.uid.as_deref().unwrap_or_default()
+    )
+}

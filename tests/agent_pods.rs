@@ -1,0 +1,180 @@
+//! Pods on the server's own node, run by its agent for real: a pod bound
+//! to the node gets a sandbox with its own address and its containers, its
+//! status as kubelet writes it (phase, podIP, container states, restarts),
+//! restarts under its restartPolicy with back-off, and goes within its grace
+//! period when deleted, leaving no container behind.
+
+#[path = "support/containers.rs"]
+mod containers;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::Server;
+
+const NODE: &str = "pods-node";
+
+fn server_with_busybox() -> Server {
+    let s = Server::start_with_args(&["--node-name", NODE]);
+    let archive = containers::build_busybox_archive(s.dir());
+    let out = s
+        .net()
+        .command(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--root")
+        .arg(s.data_dir())
+        .arg("--run-dir")
+        .arg(s.dir().join("run"))
+        .args(["load", "-i"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s
+}
+
+fn pod_yaml(name: &str, policy: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: {NODE}
+  restartPolicy: {policy}
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", {script:?}]
+"#
+    )
+}
+
+fn get(s: &Server, name: &str) -> serde_json::Value {
+    serde_json::from_str(&s.kubectl_ok(&["get", "pod", name, "-o", "json"])).unwrap()
+}
+
+/// Poll the pod until `pred` holds (bounded: a limit on waiting, not an
+/// assertion on time).
+fn wait_pod(
+    s: &Server,
+    name: &str,
+    what: &str,
+    pred: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let v = get(s, name);
+        if pred(&v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pod {name} never {what}: {:#}\n{}",
+            v["status"],
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn main_state(v: &serde_json::Value) -> &serde_json::Value {
+    &v["status"]["containerStatuses"][0]
+}
+
+#[test]
+fn pods_run_restart_complete_and_go() {
+    let s = server_with_busybox();
+    // The node takes pods now.
+    let node: serde_json::Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "node", NODE, "-o", "json"])).unwrap();
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap();
+    assert_eq!(ready["status"], "True", "{ready}");
+
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("web", "Always", "echo hello; exec sleep 600"),
+    );
+    let v = wait_pod(&s, "web", "ran", |v| v["status"]["phase"] == "Running");
+    let ip = v["status"]["podIP"].as_str().expect("podIP").to_string();
+    assert!(ip.starts_with("10.42."), "{ip}");
+    assert_eq!(v["status"]["hostIP"], "127.0.0.1");
+    assert!(main_state(&v)["state"]["running"]["startedAt"].is_string());
+    assert_eq!(main_state(&v)["ready"], true);
+    assert!(main_state(&v)["containerID"]
+        .as_str()
+        .unwrap()
+        .starts_with("skiff://"));
+    let wide = s.kubectl_ok(&["get", "pods", "-o", "wide"]);
+    assert!(wide.contains("Running") && wide.contains(&ip), "{wide}");
+
+    // A crashing container is restarted, with back-off.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("crash", "Always", "exit 3"),
+    );
+    let v = wait_pod(&s, "crash", "restarted twice", |v| {
+        main_state(v)["restartCount"].as_i64().unwrap_or(0) >= 2
+    });
+    assert_eq!(
+        main_state(&v)["lastState"]["terminated"]["exitCode"],
+        3,
+        "{:#}",
+        v["status"]
+    );
+    wait_pod(&s, "crash", "backed off", |v| {
+        main_state(v)["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    });
+
+    // Never: it completes, and the pod with it.
+    s.kubectl_stdin(&["apply", "-f", "-"], &pod_yaml("once", "Never", "exit 0"));
+    let v = wait_pod(&s, "once", "succeeded", |v| {
+        v["status"]["phase"] == "Succeeded"
+    });
+    assert_eq!(main_state(&v)["state"]["terminated"]["reason"], "Completed");
+    s.kubectl_stdin(&["apply", "-f", "-"], &pod_yaml("fails", "Never", "exit 4"));
+    let v = wait_pod(&s, "fails", "failed", |v| v["status"]["phase"] == "Failed");
+    assert_eq!(main_state(&v)["state"]["terminated"]["exitCode"], 4);
+
+    // An image that is not here under Never.
+    let missing = pod_yaml("noimage", "Always", "true").replace("busybox:latest", "nosuch:1");
+    s.kubectl_stdin(&["apply", "-f", "-"], &missing);
+    wait_pod(&s, "noimage", "waited for its image", |v| {
+        main_state(v)["state"]["waiting"]["reason"] == "ErrImageNeverPull"
+    });
+
+    // Deleted: stopped within its grace period (sh ignores SIGTERM as PID
+    // 1), removed, and the pod object goes.
+    s.kubectl_ok(&["delete", "pod", "web", "--wait=true", "--timeout=60s"]);
+    let out = s.kubectl(&["get", "pod", "web"]);
+    assert!(!out.status.success());
+    for name in ["crash", "once", "fails", "noimage"] {
+        s.kubectl_ok(&["delete", "pod", name, "--wait=true", "--timeout=60s"]);
+    }
+    let ps = s
+        .net()
+        .command(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--root")
+        .arg(s.data_dir())
+        .arg("--run-dir")
+        .arg(s.dir().join("run"))
+        .args(["ps", "-aq"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&ps.stdout),
+        "",
+        "containers are left"
+    );
+}
