@@ -208,3 +208,80 @@ fn disable_agent_runs_the_control_plane_alone_and_bad_flags_fail_the_start() {
         assert!(err.contains(says), "{flag} {value}: {err}");
     }
 }
+
+/// The agent's own credentials reach only what is its node's: its Node and
+/// Lease, and the pods bound to it (upstream's node authorizer and
+/// NodeRestriction).
+#[test]
+fn a_node_identity_writes_only_its_own_node_lease_and_pods() {
+    let s = Server::start_with_args(&["--node-name", "self-node"]);
+    node_with_status(&s, "self-node");
+    let as_node = s
+        .data_dir()
+        .join("agent/kubelet.kubeconfig")
+        .to_string_lossy()
+        .into_owned();
+    let node_kubectl = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", as_node.as_str()];
+        all.extend_from_slice(args);
+        s.kubectl(&all)
+    };
+    for (name, node) in [("mine", "self-node"), ("theirs", "other-node")] {
+        s.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  nodeName: {node}\n  containers:\n  - name: c\n    image: nosuch:1\n    imagePullPolicy: Never\n"
+            ),
+        );
+    }
+    let out = node_kubectl(&["delete", "pod", "theirs", "--wait=false"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(r#"node "self-node" can only delete pods with spec.nodeName set to itself"#),
+        "{err}"
+    );
+    let out = node_kubectl(&[
+        "patch",
+        "pod",
+        "theirs",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"phase":"Failed"}}"#,
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("can only update pod status for pods"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = node_kubectl(&["label", "node", "self-node", "x=y"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let other = s.kubectl_stdin(
+        &["--kubeconfig", &as_node, "apply", "-f", "-"],
+        "apiVersion: v1\nkind: Node\nmetadata:\n  name: impostor\n",
+    );
+    assert!(!other.status.success());
+    assert!(
+        String::from_utf8_lossy(&other.stderr)
+            .contains(r#"node "self-node" is not allowed to modify node "impostor""#),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    let out = node_kubectl(&["get", "secrets", "-A"]);
+    assert!(!out.status.success(), "a node lists secrets");
+    // Its own pod it may delete (the agent does, once it has stopped it).
+    let out = node_kubectl(&["delete", "pod", "mine", "--grace-period=0", "--force"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

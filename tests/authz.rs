@@ -91,7 +91,7 @@ fn assert_forbidden(code: u16, body: &str, message: &str) {
 }
 
 #[test]
-fn a_node_certificate_may_not_read_or_write_objects() {
+fn a_node_certificate_may_not_read_or_write_others_objects() {
     let s = Server::start();
     let node = client_cert(&s, "node", "system:node:x", &["system:nodes"]);
 
@@ -157,13 +157,13 @@ fn a_node_certificate_may_not_read_or_write_objects() {
         .arg(&node.0)
         .arg("--client-key")
         .arg(&node.1)
-        .args(["get", "pods", "-n", "default"])
+        .args(["get", "secrets", "-n", "default"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(
-            r#"Error from server (Forbidden): pods is forbidden: User "system:node:x" cannot list resource "pods" in API group "" in the namespace "default""#
+            r#"Error from server (Forbidden): secrets is forbidden: User "system:node:x" cannot list resource "secrets" in API group "" in the namespace "default""#
         ),
         "{}",
         stderr(&out)

@@ -285,9 +285,9 @@ pub fn check_node_create(
 /// The one authorization decision, until RBAC replaces it: members of
 /// `system:masters` (the admin certificate and the admin token) may do
 /// everything; skiff's own components what [`component_may`] grants them;
-/// every other authenticated identity (node certificates, other token-file
-/// users, any other certificate the cluster CA signed) may only read
-/// discovery, OpenAPI, health and version.
+/// nodes what [`node_may`] grants theirs; every other authenticated
+/// identity (other token-file users, any other certificate the cluster CA
+/// signed) may only read discovery, OpenAPI, health and version.
 pub fn authorize(who: &Identity, verb: &str, target: &Target<'_>) -> Result<(), ApiError> {
     if who.groups.iter().any(|g| g == MASTERS_GROUP) {
         return Ok(());
@@ -379,11 +379,18 @@ mod tests {
     #[test]
     fn others_get_upstreams_forbidden() {
         let node = who("system:node:x", &["system:nodes"]);
-        let e = authorize(&node, "list", &pods(Some("default"), None)).unwrap_err();
+        let secrets = Target::Resource {
+            group: "",
+            resource: "secrets",
+            subresource: None,
+            namespace: Some("default"),
+            name: None,
+        };
+        let e = authorize(&node, "list", &secrets).unwrap_err();
         assert_eq!((e.code, e.reason), (403, "Forbidden"));
         assert_eq!(
             e.message,
-            r#"pods is forbidden: User "system:node:x" cannot list resource "pods" in API group "" in the namespace "default""#
+            r#"secrets is forbidden: User "system:node:x" cannot list resource "secrets" in API group "" in the namespace "default""#
         );
         let e = authorize(
             &node,

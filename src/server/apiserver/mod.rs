@@ -287,6 +287,34 @@ async fn dispatch(
     }
 }
 
+/// Upstream's NodeRestriction for pods: a node writes (reports, deletes)
+/// only the pods bound to it. A pod's nodeName never changes once set, so
+/// reading it before the write decides for the write.
+async fn check_node_pod(call: &Call<'_>, name: &str, what: &str) -> Result<(), ApiError> {
+    let Some(node) = auth::node_of(&call.ctx.who) else {
+        return Ok(());
+    };
+    let def = call.r.def;
+    if (def.group, def.plural) != ("", "pods") {
+        return Ok(());
+    }
+    let cur = call
+        .state
+        .objects
+        .must_get(def, call.r.namespace.as_deref(), name)
+        .await?;
+    let bound = cur.obj.pointer("/spec/nodeName").and_then(Value::as_str);
+    if bound == Some(node) {
+        return Ok(());
+    }
+    let mut e = ApiError::forbidden(format!(
+        "pods {name:?} is forbidden: node {node:?} can only {what} pods with spec.nodeName set to itself"
+    ));
+    e.kind = Some("pods".into());
+    e.name = Some(name.to_string());
+    Err(e)
+}
+
 fn verb_allowed(r: &ResourceRef<'_>, verb: &str) -> Result<(), ApiError> {
     if r.def.verbs.contains(&verb) {
         Ok(())
@@ -385,6 +413,7 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
         }
         (Method::PUT, Some(n), None | Some("status") | Some("finalize")) => {
             verb_allowed(r, "update")?;
+            check_node_pod(call, n, "update pod status for").await?;
             let manager = apply::write_manager(ctx, headers, "UpdateOptions")?;
             let (obj, warnings) = object_body(call, body).await?;
             let resp = write::update(call, n, obj, &manager).await?;
@@ -397,11 +426,13 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
         }
         (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
             verb_allowed(r, "patch")?;
+            check_node_pod(call, n, "update pod status for").await?;
             let bytes = read_body(state, body).await?;
             patch::patch(call, n, &bytes).await
         }
         (Method::DELETE, Some(n), None) => {
             verb_allowed(r, "delete")?;
+            check_node_pod(call, n, "delete").await?;
             let body = optional_body(state, headers, body).await?;
             let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
             write::delete(state, r, n, &opts).await
