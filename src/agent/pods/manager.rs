@@ -56,11 +56,10 @@ impl<R: PodRuntime> PodManager<R> {
         let Some(id) = uid(&pod).map(String::from) else {
             return;
         };
-        // Finished workers are forgotten; a pod that comes back (same uid,
-        // still there) gets a new one, which finds what is left.
-        if self.workers.get(&id).is_some_and(|w| w.task.is_finished()) {
-            self.workers.remove(&id);
-        }
+        // Finished workers are forgotten (the map holds only live pods); a
+        // pod that comes back (same uid, still there) gets a new one,
+        // which finds what is left.
+        self.workers.retain(|_, w| !w.task.is_finished());
         match self.workers.get(&id) {
             Some(w) => {
                 w.pod.send_replace(Some(pod));
@@ -148,11 +147,13 @@ impl<R: PodRuntime> PodManager<R> {
                     }
                 }
                 WatchEvent::Bookmark(_) => {}
-                // Expired (410) or another error: list again.
-                WatchEvent::Error(e) => {
-                    tracing::debug!("the pod watch ended: {}", e.message);
+                // Expired (410): list again at once; anything else backs
+                // off as a failure does.
+                WatchEvent::Error(e) if e.code == 410 => {
+                    tracing::debug!("the pod watch expired: {}", e.message);
                     return Ok(());
                 }
+                WatchEvent::Error(e) => return Err(kube::Error::Api(e)),
             }
         }
         Ok(())

@@ -58,6 +58,8 @@ struct Slot {
     not_before: Option<Instant>,
     /// Failed starts in a row (pulls, creates), for their back-off.
     failures: i32,
+    /// Exits since the back-off was last forgotten.
+    backoffs: i32,
 }
 
 impl Slot {
@@ -76,6 +78,7 @@ impl Slot {
             started: None,
             not_before: None,
             failures: 0,
+            backoffs: 0,
         }
     }
 
@@ -101,6 +104,8 @@ struct Worker<R: PodRuntime> {
     slots: HashMap<String, Slot>,
     exits: SelectAll<ExitStream>,
     started_at: Option<chrono::DateTime<Utc>>,
+    /// Every init container has completed once (sidecars: started).
+    initialized: bool,
     /// The status last written.
     written: Option<serde_json::Value>,
 }
@@ -131,6 +136,7 @@ pub async fn run<R: PodRuntime>(
         slots: HashMap::new(),
         exits: SelectAll::new(),
         started_at: None,
+        initialized: false,
         written: None,
     };
     loop {
@@ -147,7 +153,12 @@ pub async fn run<R: PodRuntime>(
                 return;
             }
             Some(p) => {
-                w.pod = Some(p);
+                // The watch may still hold a version older than the one our
+                // own status write returned: keep the newer (transition
+                // times are computed against it).
+                if !is_older(&p, w.pod.as_ref()) {
+                    w.pod = Some(p);
+                }
                 w.sync().await;
             }
         }
@@ -174,6 +185,23 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
+/// A container that ran this long starts its back-off over (kubelet's).
+const BACKOFF_RESET: Duration = Duration::from_secs(600);
+
+/// Whether `new` is an older version of the pod than `cur`.
+fn is_older(new: &Pod, cur: Option<&Pod>) -> bool {
+    let rv = |p: &Pod| {
+        p.metadata
+            .resource_version
+            .as_deref()
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    match (rv(new), cur.and_then(rv)) {
+        (Some(n), Some(c)) => n < c,
+        _ => false,
+    }
+}
+
 /// kubelet's back-off for a step that failed `n` times in a row (10 s
 /// after the first).
 fn retry_after(n: i32) -> Duration {
@@ -185,11 +213,16 @@ impl<R: PodRuntime> Worker<R> {
         self.pod.as_ref()
     }
 
+    /// The next time something becomes due. Times already past are not
+    /// waited for again: sync acted on them, or could not yet (a container
+    /// waiting for an init container), and then another event wakes us.
     fn next_timer(&self) -> Option<Instant> {
+        let now = Instant::now();
         self.slots
             .values()
             .filter_map(|s| s.not_before)
             .chain(self.sandbox_retry)
+            .filter(|t| *t > now)
             .min()
     }
 
@@ -228,12 +261,15 @@ impl<R: PodRuntime> Worker<R> {
                     self.slots
                         .get(&c.name)
                         .is_some_and(|s| if sidecar { s.running() } else { false });
-                if !done_now {
+                // Once the pod was initialized, a sidecar restarting does
+                // not hold its containers back (as kubelet).
+                if !done_now && !self.initialized {
                     self.write_status().await;
                     return;
                 }
             }
         }
+        self.initialized = true;
         for c in &main {
             self.slots.entry(c.name.clone()).or_insert_with(Slot::new);
             self.start_if_due(&pod, c, false).await;
@@ -416,6 +452,16 @@ impl<R: PodRuntime> Worker<R> {
         let recorded = self.ctx.runtime.container_status(id).await.ok();
         let code = match exit {
             Ok(Exit::Code(c)) => c,
+            // The wait failed but the container still runs: wait again,
+            // or two instances would run at once.
+            _ if recorded
+                .as_ref()
+                .is_some_and(|r| r.state == crate::runtime::pod::ContainerState::Running) =>
+            {
+                self.exits
+                    .push(self.ctx.runtime.exits(vec![id.to_string()]));
+                return;
+            }
             _ => recorded.as_ref().and_then(|r| r.exit_code).unwrap_or(255),
         };
         let oom = recorded.as_ref().is_some_and(|r| r.oom_killed);
@@ -449,7 +495,12 @@ impl<R: PodRuntime> Worker<R> {
         };
         if status::should_restart(&pod, c, is_init, code) {
             let slot = self.slot(&name);
-            let delay = status::backoff(slot.restart_count, ran);
+            // A run of more than 10 minutes forgets the back-off (kubelet).
+            if ran > BACKOFF_RESET {
+                slot.backoffs = 0;
+            }
+            let delay = status::backoff(slot.backoffs, ran);
+            slot.backoffs += 1;
             slot.last_state = Some(slot.state.clone());
             slot.not_before = Some(Instant::now() + delay);
             if !delay.is_zero() {
