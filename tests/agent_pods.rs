@@ -143,6 +143,21 @@ fn pods_run_restart_complete_and_go() {
         v["status"]["phase"] == "Succeeded"
     });
     assert_eq!(main_state(&v)["state"]["terminated"]["reason"], "Completed");
+    // Finished, it gives its address back (else completed pods would use
+    // up the node's pool); its container stays until the pod is deleted.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ls = skiff(&s, &["sandbox", "ls"]);
+        if !ls.contains("k8s_once_") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the finished pod keeps its sandbox: {ls}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!skiff(&s, &["ps", "-aq"]).is_empty());
     s.kubectl_stdin(&["apply", "-f", "-"], &pod_yaml("fails", "Never", "exit 4"));
     let v = wait_pod(&s, "fails", "failed", |v| v["status"]["phase"] == "Failed");
     assert_eq!(main_state(&v)["state"]["terminated"]["exitCode"], 4);
@@ -162,19 +177,29 @@ fn pods_run_restart_complete_and_go() {
     for name in ["crash", "once", "fails", "noimage"] {
         s.kubectl_ok(&["delete", "pod", name, "--wait=true", "--timeout=60s"]);
     }
-    let ps = s
+    assert_eq!(skiff(&s, &["ps", "-aq"]), "", "containers are left");
+    assert!(
+        !skiff(&s, &["sandbox", "ls"]).contains("k8s_"),
+        "sandboxes are left"
+    );
+}
+
+/// The engine's CLI on the server's node (its root and run directory).
+fn skiff(s: &Server, args: &[&str]) -> String {
+    let out = s
         .net()
         .command(env!("CARGO_BIN_EXE_skiff"))
         .arg("--root")
         .arg(s.data_dir())
         .arg("--run-dir")
         .arg(s.dir().join("run"))
-        .args(["ps", "-aq"])
+        .args(args)
         .output()
         .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&ps.stdout),
-        "",
-        "containers are left"
+    assert!(
+        out.status.success(),
+        "skiff {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }

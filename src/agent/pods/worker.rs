@@ -106,6 +106,8 @@ struct Worker<R: PodRuntime> {
     started_at: Option<chrono::DateTime<Utc>>,
     /// Every init container has completed once (sidecars: started).
     initialized: bool,
+    /// Nothing of it runs any more and its sandbox is gone.
+    finished: bool,
     /// The status last written.
     written: Option<serde_json::Value>,
 }
@@ -137,6 +139,7 @@ pub async fn run<R: PodRuntime>(
         exits: SelectAll::new(),
         started_at: None,
         initialized: false,
+        finished: false,
         written: None,
     };
     loop {
@@ -229,6 +232,10 @@ impl<R: PodRuntime> Worker<R> {
     /// Bring the pod's containers to what its spec and restartPolicy ask.
     async fn sync(&mut self) {
         let Some(pod) = self.pod.clone() else { return };
+        if self.finished {
+            self.write_status().await;
+            return;
+        }
         if self.sandbox.is_none() {
             if self.sandbox_retry.is_some_and(|t| Instant::now() < t) {
                 return;
@@ -274,6 +281,58 @@ impl<R: PodRuntime> Worker<R> {
             self.slots.entry(c.name.clone()).or_insert_with(Slot::new);
             self.start_if_due(&pod, c, false).await;
         }
+        self.write_status().await;
+        if self.all_done(&pod, &init, &main) {
+            self.release(&pod).await;
+        }
+    }
+
+    /// Whether nothing of the pod will run again: every container has
+    /// exited for good, or an init container failed for good.
+    fn all_done(&self, pod: &Pod, init: &[Container], main: &[Container]) -> bool {
+        let done_for_good = |c: &Container, is_init: bool| {
+            self.slots
+                .get(&c.name)
+                .and_then(Slot::terminated)
+                .is_some_and(|code| !status::should_restart(pod, c, is_init, code))
+        };
+        let init_failed = init.iter().any(|c| {
+            c.restart_policy.as_deref() != Some("Always")
+                && self
+                    .slots
+                    .get(&c.name)
+                    .and_then(Slot::terminated)
+                    .is_some_and(|code| code != 0 && done_for_good(c, true))
+        });
+        init_failed || main.iter().all(|c| done_for_good(c, false))
+    }
+
+    /// A pod that has finished gives back what it holds on the node (its
+    /// sidecars stop, its address goes back to the pool); its containers
+    /// stay, with their logs, until the pod is deleted.
+    async fn release(&mut self, pod: &Pod) {
+        let sidecars: Vec<String> = self
+            .slots
+            .values()
+            .filter(|s| s.running())
+            .filter_map(|s| s.id.clone())
+            .collect();
+        let grace = Duration::from_secs(
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30)
+                .max(0) as u64,
+        );
+        let runtime = &self.ctx.runtime;
+        futures::future::join_all(sidecars.iter().map(|id| runtime.stop_container(id, grace)))
+            .await;
+        if let Some((name, _)) = self.sandbox.take() {
+            if let Err(e) = self.ctx.runtime.remove_sandbox(&name).await {
+                tracing::warn!(pod = %pod_key(pod), "releasing the finished pod's sandbox: {e}");
+            }
+        }
+        self.finished = true;
         self.write_status().await;
     }
 
