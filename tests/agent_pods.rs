@@ -14,6 +14,48 @@ use support::Server;
 
 const NODE: &str = "pods-node";
 
+/// Killing the server (and its agent) with SIGKILL and starting it again
+/// leaves running pods running: the new agent adopts them, same
+/// container, address and restart count.
+#[test]
+fn a_restarted_agent_adopts_running_pods() {
+    let mut s = server_with_busybox();
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("kept", "Always", "exec sleep 600"),
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &pod_yaml("job", "Never", "exit 0"));
+    let before = wait_pod(&s, "kept", "ran", |v| v["status"]["phase"] == "Running");
+    wait_pod(&s, "job", "succeeded", |v| {
+        v["status"]["phase"] == "Succeeded"
+    });
+    let job_before = skiff(&s, &["ps", "-aq"]);
+    s.restart();
+    // Give the new agent time to look at its pods, then compare.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = wait_pod(&s, "kept", "adopted", |v| v["status"]["phase"] == "Running");
+    assert_eq!(
+        main_state(&after)["containerID"],
+        main_state(&before)["containerID"],
+        "the container was replaced: {:#}",
+        after["status"]
+    );
+    assert_eq!(after["status"]["podIP"], before["status"]["podIP"]);
+    assert_eq!(main_state(&after)["restartCount"], 0);
+    // The finished pod did not run again.
+    assert_eq!(skiff(&s, &["ps", "-aq"]), job_before);
+    assert_eq!(get(&s, "job")["status"]["phase"], "Succeeded");
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "kept",
+        "job",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    assert_eq!(skiff(&s, &["ps", "-aq"]), "", "containers are left");
+}
+
 fn server_with_busybox() -> Server {
     let s = Server::start_with_args(&["--node-name", NODE]);
     let archive = containers::build_busybox_archive(s.dir());

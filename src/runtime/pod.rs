@@ -132,6 +132,13 @@ pub trait PodRuntime: Send + Sync + 'static {
         config: SandboxConfig,
     ) -> impl Future<Output = Result<Sandbox, PodRuntimeError>> + Send;
 
+    /// Sandbox `name` as it is now, if it exists (an agent that restarts
+    /// finds its pods' sandboxes again).
+    fn sandbox_status(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Sandbox>, PodRuntimeError>> + Send;
+
     /// Remove a sandbox (its address goes back to the pool); not found if
     /// there is none. Its containers are the caller's to remove first.
     fn remove_sandbox(
@@ -294,6 +301,18 @@ impl PodRuntime for EnginePodRuntime {
                 cidr: config.cidr,
             })?)
         })
+        .await
+    }
+
+    async fn sandbox_status(&self, name: &str) -> Result<Option<Sandbox>, PodRuntimeError> {
+        let name = name.to_string();
+        self.blocking(
+            move |_, engine| match crate::runtime::sandbox::find(engine.paths(), &name) {
+                Ok(sb) => Ok(Some(sb)),
+                Err(SandboxError::NotFound(_)) => Ok(None),
+                Err(e) => Err(e.into()),
+            },
+        )
         .await
     }
 

@@ -19,13 +19,15 @@ use chrono::Utc;
 use futures::stream::SelectAll;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Container, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use tokio::sync::watch;
+
+mod adopt;
+mod report;
+mod stop;
 
 use super::images::Images;
 use super::spec::{self, SpecContext};
 use super::status::{self, ContainerObserved, PodObserved, State};
-use crate::agent::node::register::FIELD_MANAGER;
 use crate::runtime::container::exits::Exit;
 use crate::runtime::pod::{ExitStream, PodRuntime, SandboxConfig};
 
@@ -108,6 +110,8 @@ struct Worker<R: PodRuntime> {
     initialized: bool,
     /// Nothing of it runs any more and its sandbox is gone.
     finished: bool,
+    /// What an earlier agent left of the pod has been taken over.
+    adopted: bool,
     /// The status last written.
     written: Option<serde_json::Value>,
 }
@@ -140,6 +144,7 @@ pub async fn run<R: PodRuntime>(
         started_at: None,
         initialized: false,
         finished: false,
+        adopted: false,
         written: None,
     };
     loop {
@@ -232,6 +237,10 @@ impl<R: PodRuntime> Worker<R> {
     /// Bring the pod's containers to what its spec and restartPolicy ask.
     async fn sync(&mut self) {
         let Some(pod) = self.pod.clone() else { return };
+        if !self.adopted {
+            self.adopted = true;
+            self.adopt(&pod).await;
+        }
         if self.finished {
             self.write_status().await;
             return;
@@ -568,143 +577,6 @@ impl<R: PodRuntime> Worker<R> {
                     message: Some(status::crash_loop_message(&pod, &name, delay)),
                 };
             }
-        }
-    }
-
-    /// The pod is being deleted: stop its containers within the grace
-    /// period, remove them and its sandbox, then delete the pod object.
-    async fn terminate(&mut self) {
-        let Some(pod) = self.pod.clone() else { return };
-        let grace = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or_else(|| {
-                pod.spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
-            .unwrap_or(30)
-            .max(0);
-        self.teardown(Duration::from_secs(grace as u64)).await;
-        let (Some(name), Some(ns)) = (pod.metadata.name.clone(), pod.metadata.namespace.clone())
-        else {
-            return;
-        };
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: Some(Preconditions {
-                uid: Some(self.uid.clone()),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        match api.delete(&name, &params).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => {}
-            Err(e) => tracing::warn!(pod = %pod_key(&pod), "deleting the pod: {e}"),
-        }
-    }
-
-    /// Stop every container (SIGTERM, SIGKILL after `grace`, all at once),
-    /// then remove them and the sandbox.
-    async fn teardown(&mut self, grace: Duration) {
-        let running: Vec<String> = self
-            .slots
-            .values()
-            .filter(|s| s.running())
-            .filter_map(|s| s.id.clone())
-            .collect();
-        let runtime = &self.ctx.runtime;
-        futures::future::join_all(running.iter().map(|id| runtime.stop_container(id, grace))).await;
-        let sandbox = self
-            .sandbox
-            .take()
-            .map(|(n, _)| n)
-            .or_else(|| self.pod().map(spec::sandbox_name));
-        if let Some(name) = sandbox {
-            remove_leftovers(&self.ctx, &self.uid, &name).await;
-        }
-        self.slots.clear();
-        // The pod's logs go with it, as kubelet removes them.
-        if let Some(pod) = self.pod() {
-            let dir = self.ctx.log_root.join(pod_log_dir(pod));
-            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!("{}: {e}", dir.display());
-                }
-            }
-        }
-    }
-
-    /// Patch the pod's status when it says something new.
-    async fn write_status(&mut self) {
-        let Some(pod) = self.pod.clone() else { return };
-        let (init, main) = containers(&pod);
-        let observe = |c: &Container| -> ContainerObserved {
-            let slot = self.slots.get(&c.name);
-            ContainerObserved {
-                name: c.name.clone(),
-                image: c.image.clone().unwrap_or_default(),
-                image_id: slot.map(|s| s.image_id.clone()).unwrap_or_default(),
-                container_id: slot
-                    .and_then(|s| s.id.as_ref())
-                    .map(|id| format!("skiff://{id}")),
-                state: slot.map(|s| s.state.clone()).unwrap_or(State::Waiting {
-                    reason: if self.sandbox.is_some() {
-                        "PodInitializing".into()
-                    } else {
-                        "ContainerCreating".into()
-                    },
-                    message: None,
-                }),
-                last_state: slot.and_then(|s| s.last_state.clone()),
-                restart_count: slot.map_or(0, |s| s.restart_count),
-                ready: slot.is_some_and(|s| s.running()),
-                started: Some(slot.is_some_and(|s| s.running())),
-            }
-        };
-        let seen = PodObserved {
-            sandbox_ready: self.sandbox.is_some(),
-            pod_ip: self.sandbox.as_ref().map(|(_, ip)| *ip),
-            host_ip: self.ctx.node_ip,
-            started_at: self.started_at,
-            init: init.iter().map(observe).collect(),
-            containers: main.iter().map(observe).collect(),
-            initialized: init.iter().all(|c| {
-                self.slots.get(&c.name).is_some_and(|s| {
-                    if c.restart_policy.as_deref() == Some("Always") {
-                        s.running()
-                    } else {
-                        s.terminated() == Some(0)
-                    }
-                })
-            }),
-        };
-        let new = status::pod_status(&pod, &seen, Utc::now());
-        let value = serde_json::to_value(&new).unwrap_or_default();
-        if self.written.as_ref() == Some(&value) {
-            return;
-        }
-        let (Some(name), Some(ns)) = (
-            pod.metadata.name.as_deref(),
-            pod.metadata.namespace.as_deref(),
-        ) else {
-            return;
-        };
-        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
-        let patch = serde_json::json!({ "status": value });
-        let params = PatchParams {
-            field_manager: Some(FIELD_MANAGER.into()),
-            ..Default::default()
-        };
-        match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
-            Ok(updated) => {
-                self.written = Some(value);
-                // Transition times are kept from what is stored now.
-                self.pod = Some(updated);
-            }
-            Err(e) => tracing::warn!(pod = %pod_key(&pod), "writing the pod's status: {e}"),
         }
     }
 }

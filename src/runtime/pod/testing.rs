@@ -143,6 +143,26 @@ impl PodRuntime for FakePodRuntime {
         })
     }
 
+    async fn sandbox_status(&self, name: &str) -> Result<Option<Sandbox>, PodRuntimeError> {
+        // The fake keeps names only; an adopted sandbox gets a fixed address.
+        Ok(self.state().sandboxes.contains(name).then(|| Sandbox {
+            id: String::new(),
+            created: Utc::now(),
+            hostname: name.to_string(),
+            name: name.to_string(),
+            ip: std::net::Ipv4Addr::new(10, 88, 0, 1),
+            net: std::path::PathBuf::from("/fake/sandboxes")
+                .join(name)
+                .join("net"),
+            ipc: std::path::PathBuf::from("/fake/sandboxes")
+                .join(name)
+                .join("ipc"),
+            uts: std::path::PathBuf::from("/fake/sandboxes")
+                .join(name)
+                .join("uts"),
+        }))
+    }
+
     async fn remove_sandbox(&self, name: &str) -> Result<(), PodRuntimeError> {
         self.enter(Op::RemoveSandbox, Call::RemoveSandbox(name.to_string()))?;
         if self.state().sandboxes.remove(name) {

@@ -1,0 +1,83 @@
+//! The pod's status as the worker sees it, written when it says
+//! something new (status.rs computes it).
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use kube::api::{Api, Patch, PatchParams};
+
+use super::{containers, pod_key, status, ContainerObserved, PodObserved, State, Worker};
+use crate::agent::node::register::FIELD_MANAGER;
+use crate::runtime::pod::PodRuntime;
+
+impl<R: PodRuntime> Worker<R> {
+    /// Patch the pod's status when it says something new.
+    pub(super) async fn write_status(&mut self) {
+        let Some(pod) = self.pod.clone() else { return };
+        let (init, main) = containers(&pod);
+        let observe = |c: &Container| -> ContainerObserved {
+            let slot = self.slots.get(&c.name);
+            ContainerObserved {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                image_id: slot.map(|s| s.image_id.clone()).unwrap_or_default(),
+                container_id: slot
+                    .and_then(|s| s.id.as_ref())
+                    .map(|id| format!("skiff://{id}")),
+                state: slot.map(|s| s.state.clone()).unwrap_or(State::Waiting {
+                    reason: if self.sandbox.is_some() {
+                        "PodInitializing".into()
+                    } else {
+                        "ContainerCreating".into()
+                    },
+                    message: None,
+                }),
+                last_state: slot.and_then(|s| s.last_state.clone()),
+                restart_count: slot.map_or(0, |s| s.restart_count),
+                ready: slot.is_some_and(|s| s.running()),
+                started: Some(slot.is_some_and(|s| s.running())),
+            }
+        };
+        let seen = PodObserved {
+            sandbox_ready: self.sandbox.is_some(),
+            pod_ip: self.sandbox.as_ref().map(|(_, ip)| *ip),
+            host_ip: self.ctx.node_ip,
+            started_at: self.started_at,
+            init: init.iter().map(observe).collect(),
+            containers: main.iter().map(observe).collect(),
+            initialized: init.iter().all(|c| {
+                self.slots.get(&c.name).is_some_and(|s| {
+                    if c.restart_policy.as_deref() == Some("Always") {
+                        s.running()
+                    } else {
+                        s.terminated() == Some(0)
+                    }
+                })
+            }),
+        };
+        let new = status::pod_status(&pod, &seen, Utc::now());
+        let value = serde_json::to_value(&new).unwrap_or_default();
+        if self.written.as_ref() == Some(&value) {
+            return;
+        }
+        let (Some(name), Some(ns)) = (
+            pod.metadata.name.as_deref(),
+            pod.metadata.namespace.as_deref(),
+        ) else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
+        let patch = serde_json::json!({ "status": value });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
+            Ok(updated) => {
+                self.written = Some(value);
+                // Transition times are kept from what is stored now.
+                self.pod = Some(updated);
+            }
+            Err(e) => tracing::warn!(pod = %pod_key(&pod), "writing the pod's status: {e}"),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! A pod's end: deleted through the API (stop within the grace period,
+//! remove everything, delete the object) or gone from it (stop at once).
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Preconditions};
+
+use super::{pod_key, pod_log_dir, remove_leftovers, spec, Worker};
+use crate::runtime::pod::PodRuntime;
+
+impl<R: PodRuntime> Worker<R> {
+    /// The pod is being deleted: stop its containers within the grace
+    /// period, remove them and its sandbox, then delete the pod object.
+    pub(super) async fn terminate(&mut self) {
+        let Some(pod) = self.pod.clone() else { return };
+        let grace = pod
+            .metadata
+            .deletion_grace_period_seconds
+            .or_else(|| {
+                pod.spec
+                    .as_ref()
+                    .and_then(|s| s.termination_grace_period_seconds)
+            })
+            .unwrap_or(30)
+            .max(0);
+        self.teardown(Duration::from_secs(grace as u64)).await;
+        let (Some(name), Some(ns)) = (pod.metadata.name.clone(), pod.metadata.namespace.clone())
+        else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: Some(Preconditions {
+                uid: Some(self.uid.clone()),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => {}
+            Err(e) => tracing::warn!(pod = %pod_key(&pod), "deleting the pod: {e}"),
+        }
+    }
+
+    /// Stop every container (SIGTERM, SIGKILL after `grace`, all at once),
+    /// then remove them and the sandbox.
+    pub(super) async fn teardown(&mut self, grace: Duration) {
+        let running: Vec<String> = self
+            .slots
+            .values()
+            .filter(|s| s.running())
+            .filter_map(|s| s.id.clone())
+            .collect();
+        let runtime = &self.ctx.runtime;
+        futures::future::join_all(running.iter().map(|id| runtime.stop_container(id, grace))).await;
+        let sandbox = self
+            .sandbox
+            .take()
+            .map(|(n, _)| n)
+            .or_else(|| self.pod().map(spec::sandbox_name));
+        if let Some(name) = sandbox {
+            remove_leftovers(&self.ctx, &self.uid, &name).await;
+        }
+        self.slots.clear();
+        // The pod's logs go with it, as kubelet removes them.
+        if let Some(pod) = self.pod() {
+            let dir = self.ctx.log_root.join(pod_log_dir(pod));
+            if let Err(e) = tokio::fs::remove_dir_all(&dir).await {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!("{}: {e}", dir.display());
+                }
+            }
+        }
+    }
+}
