@@ -56,6 +56,58 @@ fn a_restarted_agent_adopts_running_pods() {
     assert_eq!(skiff(&s, &["ps", "-aq"]), "", "containers are left");
 }
 
+/// What pods deleted while no agent ran left on the node (a sandbox and
+/// containers the agent made, here made by hand with its names and
+/// labels) goes when the agent starts and lists its pods.
+#[test]
+fn orphans_of_gone_pods_are_swept() {
+    let mut s = server_with_busybox();
+    skiff(&s, &["sandbox", "create", "k8s_ghost_default_0123-gone"]);
+    skiff(
+        &s,
+        &[
+            "run",
+            "-d",
+            "--sandbox",
+            "k8s_ghost_default_0123-gone",
+            "--label",
+            "io.kubernetes.pod.uid=0123-gone",
+            "busybox:latest",
+            "sleep",
+            "600",
+        ],
+    );
+    // Someone else's container and sandbox are not the agent's to touch.
+    skiff(&s, &["sandbox", "create", "mine"]);
+    let theirs = skiff(
+        &s,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "theirs",
+            "busybox:latest",
+            "sleep",
+            "600",
+        ],
+    );
+    s.restart();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ls = skiff(&s, &["sandbox", "ls"]);
+        let ps = skiff(&s, &["ps", "-aq"]);
+        if !ls.contains("k8s_ghost") && ps.lines().count() == 1 {
+            assert!(ls.contains("mine"), "{ls}");
+            assert!(theirs.starts_with(ps.trim()), "{ps}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the orphans stay: {ls}\n{ps}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    skiff(&s, &["rm", "-f", "theirs"]);
+    skiff(&s, &["sandbox", "rm", "mine"]);
+}
+
 fn server_with_busybox() -> Server {
     let s = Server::start_with_args(&["--node-name", NODE]);
     let archive = containers::build_busybox_archive(s.dir());

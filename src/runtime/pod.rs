@@ -132,6 +132,9 @@ pub trait PodRuntime: Send + Sync + 'static {
         config: SandboxConfig,
     ) -> impl Future<Output = Result<Sandbox, PodRuntimeError>> + Send;
 
+    /// The names of every sandbox on the node.
+    fn sandbox_names(&self) -> impl Future<Output = Result<Vec<String>, PodRuntimeError>> + Send;
+
     /// Sandbox `name` as it is now, if it exists (an agent that restarts
     /// finds its pods' sandboxes again).
     fn sandbox_status(
@@ -302,6 +305,10 @@ impl PodRuntime for EnginePodRuntime {
             })?)
         })
         .await
+    }
+
+    async fn sandbox_names(&self) -> Result<Vec<String>, PodRuntimeError> {
+        self.blocking(|_, engine| Ok(engine.sandbox_names())).await
     }
 
     async fn sandbox_status(&self, name: &str) -> Result<Option<Sandbox>, PodRuntimeError> {

@@ -19,6 +19,59 @@ use tokio_util::sync::CancellationToken;
 use super::worker::{self, WorkerCtx};
 use crate::runtime::pod::PodRuntime;
 
+/// Remove the containers and sandboxes of pods that are not among `known`
+/// (this node's pods as listed at `listed_at`): pods deleted while no agent
+/// ran, or force-deleted before their worker saw them. Only what the agent
+/// made is touched (containers labelled with a pod uid, sandboxes named
+/// `k8s_`), and only what is older than the list: a pod that came after it
+/// is not in `known` but is no orphan.
+async fn sweep<R: PodRuntime>(
+    ctx: Arc<WorkerCtx<R>>,
+    known: std::collections::HashSet<String>,
+    listed_at: chrono::DateTime<chrono::Utc>,
+) {
+    let all = match ctx.runtime.list_containers(Default::default()).await {
+        Ok(all) => all,
+        Err(e) => return tracing::warn!("listing containers for the orphan sweep: {e}"),
+    };
+    let mut kept_sandboxes = std::collections::HashSet::new();
+    for c in &all {
+        let Some(uid) = c.labels.get(super::spec::LABEL_POD_UID) else {
+            continue;
+        };
+        let before_list = c.started_at.is_some_and(|t| t < listed_at);
+        if known.contains(uid) || !before_list {
+            if let Some(sb) = &c.sandbox {
+                kept_sandboxes.insert(sb.clone());
+            }
+            continue;
+        }
+        tracing::info!(container = %c.id, pod_uid = %uid, "removing a container of a pod that is gone");
+        if let Err(e) = ctx.runtime.remove_container(&c.id).await {
+            tracing::warn!("removing container {}: {e}", c.id);
+        }
+    }
+    let names = match ctx.runtime.sandbox_names().await {
+        Ok(n) => n,
+        Err(e) => return tracing::warn!("listing sandboxes for the orphan sweep: {e}"),
+    };
+    for name in names {
+        // A known pod's sandbox is named after its uid (spec::sandbox_name).
+        let owned = name.starts_with("k8s_");
+        let live = known.iter().any(|uid| name.ends_with(&format!("_{uid}")));
+        let old = match ctx.runtime.sandbox_status(&name).await {
+            Ok(Some(sb)) => sb.created < listed_at,
+            _ => false,
+        };
+        if owned && !live && old && !kept_sandboxes.contains(&name) {
+            tracing::info!(sandbox = %name, "removing the sandbox of a pod that is gone");
+            if let Err(e) = ctx.runtime.remove_sandbox(&name).await {
+                tracing::warn!("removing sandbox {name}: {e}");
+            }
+        }
+    }
+}
+
 /// A watch is restarted at least this often (the API server ends it too).
 const WATCH_TIMEOUT_SECS: u32 = 290;
 
@@ -111,6 +164,7 @@ impl<R: PodRuntime> PodManager<R> {
     }
 
     async fn list_and_watch(&mut self) -> Result<(), kube::Error> {
+        let listed_at = chrono::Utc::now();
         let list = self
             .pods
             .list(&ListParams::default().fields(&self.selector()))
@@ -134,6 +188,10 @@ impl<R: PodRuntime> PodManager<R> {
         for pod in list.items {
             self.dispatch(pod);
         }
+        // What pods deleted while no agent ran left behind goes; a sweep
+        // of its own, not holding up the watch.
+        let known: std::collections::HashSet<String> = self.workers.keys().cloned().collect();
+        tokio::spawn(sweep(self.ctx.clone(), known, listed_at));
         let params = WatchParams::default()
             .fields(&self.selector())
             .timeout(WATCH_TIMEOUT_SECS);

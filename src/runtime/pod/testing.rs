@@ -143,6 +143,10 @@ impl PodRuntime for FakePodRuntime {
         })
     }
 
+    async fn sandbox_names(&self) -> Result<Vec<String>, PodRuntimeError> {
+        Ok(self.state().sandboxes.iter().cloned().collect())
+    }
+
     async fn sandbox_status(&self, name: &str) -> Result<Option<Sandbox>, PodRuntimeError> {
         // The fake keeps names only; an adopted sandbox gets a fixed address.
         Ok(self.state().sandboxes.contains(name).then(|| Sandbox {
