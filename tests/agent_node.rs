@@ -285,3 +285,33 @@ fn a_node_identity_writes_only_its_own_node_lease_and_pods() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The agent's trouble does not stop the control plane beside it: with its
+/// image store unusable the server keeps serving and the agent retries,
+/// and registers once the store is back.
+#[test]
+fn an_agent_that_cannot_start_leaves_the_server_serving() {
+    let mut s = Server::start_with_args(&["--node-name", "flaky-node"]);
+    node_with_status(&s, "flaky-node");
+    s.kill();
+    let blobs = s.data_dir().join("images/blobs/sha256");
+    let aside = s.data_dir().join("images/blobs/sha256.aside");
+    std::fs::rename(&blobs, &aside).unwrap();
+    std::fs::write(&blobs, "not a directory").unwrap();
+    s.restart();
+    std::thread::sleep(Duration::from_secs(2));
+    s.kubectl_ok(&["get", "ns", "default"]);
+    assert!(s.logs().contains("starting the agent"), "{}", s.logs());
+    std::fs::remove_file(&blobs).unwrap();
+    std::fs::rename(&aside, &blobs).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.logs().matches("registered the node").count() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the agent never recovered:\n{}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.kubectl_ok(&["get", "ns", "default"]);
+}

@@ -73,9 +73,29 @@ pub async fn run(
     cancel: CancellationToken,
     registered: impl FnOnce(),
 ) -> anyhow::Result<()> {
-    let client = client::from_kubeconfig(&config.kubeconfig).await?;
     let node_name = config.node_name.clone();
-    let images = pods::images::Images::open(&config.root, &config.registries)?;
+    // What the start needs from the host can fail for a while (out of
+    // descriptors, a file being replaced): retried, never fatal, so that
+    // the agent's trouble does not stop a server it runs in.
+    let mut wait = Duration::from_millis(100);
+    let (client, images) = loop {
+        let started = async {
+            let client = client::from_kubeconfig(&config.kubeconfig).await?;
+            let images = pods::images::Images::open(&config.root, &config.registries)?;
+            anyhow::Ok((client, images))
+        };
+        match started.await {
+            Ok(parts) => break parts,
+            Err(e) => {
+                tracing::warn!(node = %node_name, "starting the agent: {e:#}; retrying in {wait:?}");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(MAX_RETRY);
+            }
+        }
+    };
     let runtime =
         crate::runtime::pod::EnginePodRuntime::new(crate::runtime::pod::EnginePodRuntimeConfig {
             root: config.root.clone(),

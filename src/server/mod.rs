@@ -459,11 +459,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let pki = Arc::new(pki);
         components.spawn("agent", move |life| async move {
             life.ready();
-            let (path, node) = (config.kubeconfig.clone(), config.node_name.clone());
-            tokio::task::spawn_blocking(move || pki.write_node_kubeconfig(&path, &url, &node))
-                .await
-                .context("writing the agent's kubeconfig")?
-                .context("writing the agent's kubeconfig")?;
+            // Retried, as the agent's own start: its trouble must not stop
+            // the control plane it runs beside.
+            let mut wait = Duration::from_millis(100);
+            loop {
+                let (pki, url) = (pki.clone(), url.clone());
+                let (path, node) = (config.kubeconfig.clone(), config.node_name.clone());
+                let written = tokio::task::spawn_blocking(move || {
+                    pki.write_node_kubeconfig(&path, &url, &node)
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => tracing::warn!("writing the agent's kubeconfig: {e}"),
+                    Err(e) => tracing::warn!("writing the agent's kubeconfig: {e}"),
+                }
+                tokio::select! {
+                    _ = life.cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(wait) => {}
+                }
+                wait = (wait * 2).min(Duration::from_secs(7));
+            }
             crate::agent::run(config, life.cancel.clone(), || {}).await
         });
     }
