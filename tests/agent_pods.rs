@@ -111,22 +111,7 @@ fn orphans_of_gone_pods_are_swept() {
 fn server_with_busybox() -> Server {
     let s = Server::start_with_args(&["--node-name", NODE]);
     let archive = containers::build_busybox_archive(s.dir());
-    let out = s
-        .net()
-        .command(env!("CARGO_BIN_EXE_skiff"))
-        .arg("--root")
-        .arg(s.data_dir())
-        .arg("--run-dir")
-        .arg(s.dir().join("run"))
-        .args(["load", "-i"])
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    skiff(&s, &["load", "-i", archive.to_str().expect("utf-8 path")]);
     s
 }
 

@@ -99,6 +99,21 @@ fn init_reaps_orphans_and_forwards_signals() {
     e.assert_clean();
 }
 
+/// SIGKILL a shim this test started (through skiff run), by its PID, and
+/// wait until it is gone.
+fn kill_shim(shim: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &shim.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    eventually("the shim is gone", || {
+        !std::path::Path::new(&format!("/proc/{shim}")).exists()
+            || std::fs::read_to_string(format!("/proc/{shim}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+}
+
 fn shim_of(e: &Engine, id: &str) -> u32 {
     e.shims()
         .into_iter()
@@ -115,17 +130,7 @@ fn killed_shim_is_reconciled_and_others_keep_running() {
     let victim = e.ok(&["run", "-d", "--name", "victim", "busybox", "sleep", "1000"]);
     let other = e.ok(&["run", "-d", "--name", "other", "busybox", "sleep", "1000"]);
     let shim = shim_of(&e, victim.trim());
-    // The test started this shim (through skiff run); kill it by its PID.
-    let status = std::process::Command::new("kill")
-        .args(["-9", &shim.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    eventually("the shim is gone", || {
-        !std::path::Path::new(&format!("/proc/{shim}")).exists()
-            || std::fs::read_to_string(format!("/proc/{shim}/stat"))
-                .is_ok_and(|s| s.contains(") Z "))
-    });
+    kill_shim(shim);
 
     // Each command is a fresh CLI process reading the shared state.
     let ps = e.ok(&["ps", "-a"]);
@@ -206,17 +211,7 @@ fn killall_after_a_killed_shim_leaves_nothing() {
     let e = Engine::new();
     let id = e.ok(&["run", "-d", "--name", "orphan", "busybox", "sleep", "1000"]);
     let shim = shim_of(&e, id.trim());
-    // The test started this shim (through skiff run); kill it by its PID.
-    let status = std::process::Command::new("kill")
-        .args(["-9", &shim.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    eventually("the shim is gone", || {
-        !std::path::Path::new(&format!("/proc/{shim}")).exists()
-            || std::fs::read_to_string(format!("/proc/{shim}/stat"))
-                .is_ok_and(|s| s.contains(") Z "))
-    });
+    kill_shim(shim);
     e.ok(&["killall"]);
     e.assert_clean();
 }
@@ -240,17 +235,7 @@ fn a_killed_shim_s_container_is_restarted_by_its_policy() {
     ]);
     let old_pid = e.inspect("kept")["State"]["Pid"].as_i64().unwrap();
     let shim = shim_of(&e, id.trim());
-    // The test started this shim (through skiff run); kill it by its PID.
-    let status = std::process::Command::new("kill")
-        .args(["-9", &shim.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    eventually("the shim is gone", || {
-        !std::path::Path::new(&format!("/proc/{shim}")).exists()
-            || std::fs::read_to_string(format!("/proc/{shim}/stat"))
-                .is_ok_and(|s| s.contains(") Z "))
-    });
+    kill_shim(shim);
     e.ok(&["ps"]);
     let v = e.wait_for("kept", "running again", |v| {
         v["State"]["Status"] == "running"
