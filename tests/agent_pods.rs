@@ -6,11 +6,13 @@
 
 #[path = "support/containers.rs"]
 mod containers;
+#[path = "support/pods.rs"]
+mod pods;
 mod support;
 
 use std::time::{Duration, Instant};
 
-use support::Server;
+use pods::{get, server_with_busybox, skiff, wait_pod};
 
 const NODE: &str = "pods-node";
 
@@ -19,7 +21,7 @@ const NODE: &str = "pods-node";
 /// container, address and restart count.
 #[test]
 fn a_restarted_agent_adopts_running_pods() {
-    let mut s = server_with_busybox();
+    let mut s = server_with_busybox(NODE);
     s.kubectl_stdin(
         &["apply", "-f", "-"],
         &pod_yaml("kept", "Always", "exec sleep 600"),
@@ -61,7 +63,7 @@ fn a_restarted_agent_adopts_running_pods() {
 /// labels) goes when the agent starts and lists its pods.
 #[test]
 fn orphans_of_gone_pods_are_swept() {
-    let mut s = server_with_busybox();
+    let mut s = server_with_busybox(NODE);
     skiff(&s, &["sandbox", "create", "k8s_ghost_default_0123-gone"]);
     skiff(
         &s,
@@ -108,13 +110,6 @@ fn orphans_of_gone_pods_are_swept() {
     skiff(&s, &["sandbox", "rm", "mine"]);
 }
 
-fn server_with_busybox() -> Server {
-    let s = Server::start_with_args(&["--node-name", NODE]);
-    let archive = containers::build_busybox_archive(s.dir());
-    skiff(&s, &["load", "-i", archive.to_str().expect("utf-8 path")]);
-    s
-}
-
 fn pod_yaml(name: &str, policy: &str, script: &str) -> String {
     format!(
         r#"apiVersion: v1
@@ -134,41 +129,13 @@ spec:
     )
 }
 
-fn get(s: &Server, name: &str) -> serde_json::Value {
-    serde_json::from_str(&s.kubectl_ok(&["get", "pod", name, "-o", "json"])).unwrap()
-}
-
-/// Poll the pod until `pred` holds (bounded: a limit on waiting, not an
-/// assertion on time).
-fn wait_pod(
-    s: &Server,
-    name: &str,
-    what: &str,
-    pred: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let v = get(s, name);
-        if pred(&v) {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "pod {name} never {what}: {:#}\n{}",
-            v["status"],
-            s.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn main_state(v: &serde_json::Value) -> &serde_json::Value {
     &v["status"]["containerStatuses"][0]
 }
 
 #[test]
 fn pods_run_restart_complete_and_go() {
-    let s = server_with_busybox();
+    let s = server_with_busybox(NODE);
     // The node takes pods now.
     let node: serde_json::Value =
         serde_json::from_str(&s.kubectl_ok(&["get", "node", NODE, "-o", "json"])).unwrap();
@@ -261,24 +228,4 @@ fn pods_run_restart_complete_and_go() {
         !skiff(&s, &["sandbox", "ls"]).contains("k8s_"),
         "sandboxes are left"
     );
-}
-
-/// The engine's CLI on the server's node (its root and run directory).
-fn skiff(s: &Server, args: &[&str]) -> String {
-    let out = s
-        .net()
-        .command(env!("CARGO_BIN_EXE_skiff"))
-        .arg("--root")
-        .arg(s.data_dir())
-        .arg("--run-dir")
-        .arg(s.dir().join("run"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "skiff {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }

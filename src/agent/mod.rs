@@ -105,6 +105,7 @@ pub async fn run(
         });
     let workers = std::sync::Arc::new(pods::worker::WorkerCtx {
         runtime,
+        root: config.root.clone(),
         client: client.clone(),
         node_name: node_name.clone(),
         node_ip: config.node_ip,

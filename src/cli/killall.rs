@@ -1,6 +1,6 @@
 //! `skiff killall`: stop every container of this root and remove what the
 //! engine put on the node (like k3s-killall.sh): containers and their shims,
-//! pod sandboxes, rootfs mounts, network namespaces, veths, the bridge and
+//! pod sandboxes and volumes, rootfs mounts, network namespaces, veths, the bridge and
 //! table `ip skiff`.
 //! Images, volumes and the container records' logs stay.
 
@@ -30,6 +30,11 @@ pub fn killall(engine: &Engine) -> anyhow::Result<ExitCode> {
             eprintln!("skiff: error: removing sandbox {name}: {e}");
             failed += 1;
         }
+    }
+    // Pods' volumes: their tmpfs mounts would keep secrets in memory.
+    if let Err(e) = crate::agent::pods::volumes::tear_down_all(paths.root()) {
+        eprintln!("skiff: error: removing pods' volumes: {e}");
+        failed += 1;
     }
     engine
         .network(None)

@@ -51,6 +51,26 @@ async fn sweep<R: PodRuntime>(
             tracing::warn!("removing container {}: {e}", c.id);
         }
     }
+    // Volumes of pods gone (made before the list: a pod bound since may
+    // be setting its own up).
+    let root = ctx.root.clone();
+    let swept = tokio::task::spawn_blocking(move || {
+        for uid in super::volumes::pod_uids(&root) {
+            let dir = super::volumes::pod_dir(&root, &uid);
+            let old = std::fs::metadata(&dir)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| chrono::DateTime::<chrono::Utc>::from(t) < listed_at);
+            if !known.contains(&uid) && old {
+                tracing::info!(pod_uid = %uid, "removing the volumes of a pod that is gone");
+                if let Err(e) = super::volumes::tear_down(&root, &uid) {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+        known
+    })
+    .await;
+    let Ok(known) = swept else { return };
     let names = match ctx.runtime.sandbox_names().await {
         Ok(n) => n,
         Err(e) => return tracing::warn!("listing sandboxes for the orphan sweep: {e}"),

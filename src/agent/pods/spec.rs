@@ -30,6 +30,7 @@ use crate::runtime::container::seccomp::Choice;
 mod env;
 
 pub use self::env::expand;
+pub(crate) use self::env::{format_map, resource_value, subscript};
 
 pub const LABEL_POD_UID: &str = "io.kubernetes.pod.uid";
 pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
@@ -82,6 +83,9 @@ pub enum SpecError {
     Address { field: &'static str, value: String },
     #[error("{0} is not supported yet")]
     Unsupported(String),
+    /// A volume mount that cannot be made (a subPath, a missing volume).
+    #[error("{0}")]
+    Volume(String),
 }
 
 /// What a container's spec depends on beyond the Pod itself.

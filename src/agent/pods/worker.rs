@@ -24,16 +24,20 @@ use tokio::sync::watch;
 mod adopt;
 mod report;
 mod stop;
+mod volumes;
 
 use super::images::Images;
 use super::spec::{self, SpecContext};
 use super::status::{self, ContainerObserved, PodObserved, State};
+use super::volumes::{PodVolumes, TokenKey};
 use crate::runtime::container::exits::Exit;
 use crate::runtime::pod::{ExitStream, PodRuntime, SandboxConfig};
 
 /// What every worker shares.
 pub struct WorkerCtx<R: PodRuntime> {
     pub runtime: R,
+    /// The engine's root; pods' volumes are under <root>/agent/pods.
+    pub root: PathBuf,
     pub client: kube::Client,
     pub node_name: String,
     pub node_ip: IpAddr,
@@ -114,6 +118,15 @@ struct Worker<R: PodRuntime> {
     adopted: bool,
     /// The status last written.
     written: Option<serde_json::Value>,
+    /// Set up before any container starts.
+    volumes: Option<PodVolumes>,
+    mount_failures: u32,
+    mount_retry: Option<Instant>,
+    /// Why the volumes could not be set up, the last time they could not.
+    mount_error: Option<String>,
+    /// When the volumes' files are next written again.
+    volume_sync: Option<Instant>,
+    tokens: BTreeMap<TokenKey, volumes::Issued>,
 }
 
 fn containers(pod: &Pod) -> (&[Container], &[Container]) {
@@ -146,6 +159,12 @@ pub async fn run<R: PodRuntime>(
         finished: false,
         adopted: false,
         written: None,
+        volumes: None,
+        mount_failures: 0,
+        mount_retry: None,
+        mount_error: None,
+        volume_sync: None,
+        tokens: BTreeMap::new(),
     };
     loop {
         let latest = pod.borrow_and_update().clone();
@@ -230,6 +249,8 @@ impl<R: PodRuntime> Worker<R> {
             .values()
             .filter_map(|s| s.not_before)
             .chain(self.sandbox_retry)
+            .chain(self.mount_retry)
+            .chain(self.volume_sync)
             .filter(|t| *t > now)
             .min()
     }
@@ -258,6 +279,17 @@ impl<R: PodRuntime> Worker<R> {
             }
             self.sandbox_retry = None;
             self.started_at.get_or_insert_with(Utc::now);
+        }
+        if self.volumes.is_none() {
+            if self.mount_retry.is_some_and(|t| Instant::now() < t) {
+                return;
+            }
+            if !self.set_up_volumes(&pod).await {
+                self.write_status().await;
+                return;
+            }
+        } else {
+            self.sync_volumes(&pod).await;
         }
         let (init, main) = containers(&pod);
         let (init, main) = (init.to_vec(), main.to_vec());
@@ -414,7 +446,23 @@ impl<R: PodRuntime> Worker<R> {
             return;
         }
         let log_dir = self.ctx.log_root.join(pod_log_dir(pod));
-        let objects = BTreeMap::new();
+        let objects = if spec::referenced_objects(pod).is_empty() {
+            BTreeMap::new()
+        } else {
+            match self.fetch_sources(pod).await {
+                Ok(src) => Self::env_objects(&src),
+                Err(e) => {
+                    let slot = self.slot(&c.name);
+                    slot.failures += 1;
+                    slot.not_before = Some(Instant::now() + retry_after(slot.failures));
+                    slot.state = State::Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: Some(e.to_string()),
+                    };
+                    return;
+                }
+            }
+        };
         let built = spec::container_spec(
             pod,
             c,
@@ -428,7 +476,23 @@ impl<R: PodRuntime> Worker<R> {
                 service_env: &self.ctx.service_env,
             },
         );
-        let spec = match built {
+        let mounted = built.and_then(|mut s| {
+            let env: BTreeMap<&str, &str> = s
+                .process
+                .env
+                .iter()
+                .filter_map(|kv| kv.split_once('='))
+                .collect();
+            let mounts = match &self.volumes {
+                Some(v) => v
+                    .mounts(c, |k| env.get(k).copied())
+                    .map_err(|e| spec::SpecError::Volume(e.to_string()))?,
+                None => Vec::new(),
+            };
+            s.mounts.extend(mounts);
+            Ok(s)
+        });
+        let spec = match mounted {
             Ok(s) => s,
             Err(e) => {
                 let slot = self.slot(&c.name);

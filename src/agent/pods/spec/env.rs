@@ -273,13 +273,13 @@ fn field_value(
 
 /// `metadata.labels['k']` → ("metadata.labels", "k"), as fieldpath's
 /// SplitMaybeSubscriptedPath.
-fn subscript(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn subscript(path: &str) -> Option<(&str, &str)> {
     let (map, key) = path.strip_suffix("']")?.split_once("['")?;
     (!map.is_empty()).then_some((map, key))
 }
 
 /// fieldpath.FormatMap: `k="v"` lines in key order, values Go-quoted.
-fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
+pub(crate) fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
     let lines: Vec<String> = map
         .into_iter()
         .flatten()
@@ -292,7 +292,7 @@ fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
 /// for cpu, memory or ephemeral-storage is the node's allocatable in
 /// kubelet (defaultPodLimitsForDownwardAPI); that is not known here yet, so
 /// the variable is left out (None) rather than given a wrong number.
-fn resource_value(
+pub(crate) fn resource_value(
     spec: &PodSpec,
     c: &Container,
     rs: &ResourceFieldSelector,

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions};
 
 use super::{pod_key, pod_log_dir, remove_leftovers, spec, Worker};
+use crate::agent::pods::volumes;
 use crate::runtime::pod::PodRuntime;
 
 impl<R: PodRuntime> Worker<R> {
@@ -65,6 +66,13 @@ impl<R: PodRuntime> Worker<R> {
             remove_leftovers(&self.ctx, &self.uid, &name).await;
         }
         self.slots.clear();
+        self.volumes = None;
+        let (root, uid) = (self.ctx.root.clone(), self.uid.clone());
+        match tokio::task::spawn_blocking(move || volumes::tear_down(&root, &uid)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("removing the pod's volumes: {e}"),
+            Err(e) => tracing::warn!("removing the pod's volumes: {e}"),
+        }
         // The pod's logs go with it, as kubelet removes them.
         if let Some(pod) = self.pod() {
             let dir = self.ctx.log_root.join(pod_log_dir(pod));

@@ -1,0 +1,279 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, HostPathVolumeSource, Pod,
+    PodSpec, SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+
+use super::*;
+
+fn pod(volumes: Vec<Volume>) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some("p".into()),
+            namespace: Some("ns".into()),
+            uid: Some("uid-1".into()),
+            ..Default::default()
+        },
+        spec: Some(PodSpec {
+            volumes: Some(volumes),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn empty_dir(name: &str, medium: Option<&str>, size: Option<&str>) -> Volume {
+    Volume {
+        name: name.into(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(Into::into),
+            size_limit: size.map(|s| Quantity(s.into())),
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str, sub: Option<&str>) -> VolumeMount {
+    VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        sub_path: sub.map(Into::into),
+        ..Default::default()
+    }
+}
+
+fn container(mounts: Vec<VolumeMount>) -> Container {
+    Container {
+        name: "c".into(),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    }
+}
+
+fn host(m: &Mount) -> &Path {
+    match &m.source {
+        MountSource::Host(p) => p,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn fs_type(path: &Path) -> String {
+    let path = fs::canonicalize(path).unwrap();
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter(|l| Path::new(l.split(' ').nth(4).unwrap()) == path)
+        .filter_map(|l| l.split(" - ").nth(1))
+        .filter_map(|l| l.split(' ').next())
+        .next_back()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Set up, then always torn down (a tmpfs must not outlive the test).
+struct Guard<'a>(&'a Path, &'a str);
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        tear_down(self.0, self.1).unwrap();
+    }
+}
+
+#[test]
+fn empty_dirs_on_disk_and_in_memory() {
+    let root = tempfile::tempdir().unwrap();
+    let p = pod(vec![
+        empty_dir("scratch", None, None),
+        empty_dir("shm", Some("Memory"), Some("1Mi")),
+    ]);
+    let _g = Guard(root.path(), "uid-1");
+    let v = PodVolumes::set_up(root.path(), &p, &Sources::default()).unwrap();
+    let c = container(vec![
+        mount("scratch", "/data", None),
+        mount("shm", "/shm", None),
+    ]);
+    let m = v.mounts(&c, |_| None).unwrap();
+    assert_eq!(m.len(), 2);
+    assert!(!m[0].read_only);
+    let scratch = host(&m[0]);
+    assert!(scratch.ends_with("uid-1/volumes/kubernetes.io~empty-dir/scratch"));
+    assert_eq!(
+        fs::metadata(scratch).unwrap().permissions().mode() & 0o777,
+        0o777
+    );
+    assert_eq!(fs_type(host(&m[1])), "tmpfs");
+    // Kept as is when set up again (an agent that restarts).
+    fs::write(scratch.join("f"), "kept").unwrap();
+    PodVolumes::set_up(root.path(), &p, &Sources::default()).unwrap();
+    assert_eq!(fs::read_to_string(scratch.join("f")).unwrap(), "kept");
+    assert_eq!(
+        mounts_under(root.path()).len(),
+        1,
+        "the tmpfs is not mounted twice"
+    );
+    tear_down(root.path(), "uid-1").unwrap();
+    assert!(!pod_dir(root.path(), "uid-1").exists());
+    assert!(mounts_under(root.path()).is_empty());
+}
+
+#[test]
+fn config_map_files_are_read_only_and_refresh() {
+    let root = tempfile::tempdir().unwrap();
+    let vol = Volume {
+        name: "page".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: "site".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let secret = Volume {
+        name: "creds".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some("creds".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let p = pod(vec![vol, secret]);
+    let mut src = Sources::default();
+    let cm = |text: &str| ConfigMap {
+        data: Some(BTreeMap::from([("index.html".into(), text.into())])),
+        ..Default::default()
+    };
+    // A missing ConfigMap fails the set-up with kubelet's message.
+    let e = PodVolumes::set_up(root.path(), &p, &src).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "MountVolume.SetUp failed for volume \"page\" : configmap \"site\" not found"
+    );
+    src.config_maps.insert("site".into(), cm("one"));
+    src.secrets.insert(
+        "creds".into(),
+        k8s_openapi::api::core::v1::Secret {
+            data: Some(BTreeMap::from([("pw".into(), ByteString(b"pw1".to_vec()))])),
+            ..Default::default()
+        },
+    );
+    let _g = Guard(root.path(), "uid-1");
+    let v = PodVolumes::set_up(root.path(), &p, &src).unwrap();
+    let m = v
+        .mounts(
+            &container(vec![
+                mount("page", "/www", None),
+                mount("creds", "/s", None),
+            ]),
+            |_| None,
+        )
+        .unwrap();
+    assert!(m[0].read_only && m[1].read_only);
+    assert_eq!(
+        fs::read_to_string(host(&m[0]).join("index.html")).unwrap(),
+        "one"
+    );
+    assert_eq!(
+        fs_type(host(&m[1])),
+        "tmpfs",
+        "secrets never touch the disk"
+    );
+    assert_eq!(fs::read_to_string(host(&m[1]).join("pw")).unwrap(), "pw1");
+    src.config_maps.insert("site".into(), cm("two"));
+    v.refresh(&p, &src).unwrap();
+    assert_eq!(
+        fs::read_to_string(host(&m[0]).join("index.html")).unwrap(),
+        "two"
+    );
+}
+
+#[test]
+fn sub_paths_stay_in_their_volume() {
+    let root = tempfile::tempdir().unwrap();
+    let p = pod(vec![empty_dir("shared", None, None)]);
+    let _g = Guard(root.path(), "uid-1");
+    let v = PodVolumes::set_up(root.path(), &p, &Sources::default()).unwrap();
+    let m = v
+        .mounts(&container(vec![mount("shared", "/a", Some("x/y"))]), |_| {
+            None
+        })
+        .unwrap();
+    assert!(host(&m[0]).ends_with("shared/x/y"));
+    assert!(host(&m[0]).is_dir(), "a missing subPath is made");
+    // What a container could plant in the shared volume.
+    let base = host(&m[0])
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    std::os::unix::fs::symlink("/etc", base.join("escape")).unwrap();
+    std::os::unix::fs::symlink("../../..", base.join("up")).unwrap();
+    for sub in ["escape", "escape/ssl", "up", "../x", "/etc"] {
+        let e = v
+            .mounts(&container(vec![mount("shared", "/a", Some(sub))]), |_| None)
+            .unwrap_err();
+        assert!(matches!(e, VolumeError::SubPath(_)), "{sub}: {e}");
+    }
+    // subPathExpr expands the container's variables.
+    let mut c = container(vec![mount("shared", "/a", None)]);
+    c.volume_mounts.as_mut().unwrap()[0].sub_path_expr = Some("$(POD)".into());
+    let m = v.mounts(&c, |k| (k == "POD").then_some("p-1")).unwrap();
+    assert!(host(&m[0]).ends_with("shared/p-1"));
+}
+
+#[test]
+fn host_path_types() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hp = |path: &Path, t: &str| Volume {
+        name: "h".into(),
+        host_path: Some(HostPathVolumeSource {
+            path: path.display().to_string(),
+            type_: Some(t.into()),
+        }),
+        ..Default::default()
+    };
+    let set_up = |v: Volume| PodVolumes::set_up(tmp.path(), &pod(vec![v]), &Sources::default());
+    let dir = tmp.path().join("made");
+    set_up(hp(&dir, "DirectoryOrCreate")).unwrap();
+    assert!(dir.is_dir());
+    let file = tmp.path().join("f");
+    set_up(hp(&file, "FileOrCreate")).unwrap();
+    assert!(file.is_file());
+    set_up(hp(&file, "File")).unwrap();
+    let e = set_up(hp(&file, "Directory")).unwrap_err();
+    assert!(e.to_string().contains("is not a directory"), "{e}");
+    let e = set_up(hp(&tmp.path().join("none"), "File")).unwrap_err();
+    assert!(e.to_string().contains("is not a file"), "{e}");
+    assert!(set_up(hp(&file, "Socket")).is_err());
+    let m = set_up(hp(&dir, "Directory"))
+        .unwrap()
+        .mounts(&container(vec![mount("h", "/h", None)]), |_| None)
+        .unwrap();
+    assert_eq!(host(&m[0]), dir);
+}
+
+#[test]
+fn unsupported_volumes_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let v = Volume {
+        name: "n".into(),
+        nfs: Some(k8s_openapi::api::core::v1::NFSVolumeSource {
+            server: "s".into(),
+            path: "/".into(),
+            read_only: None,
+        }),
+        ..Default::default()
+    };
+    let e = PodVolumes::set_up(tmp.path(), &pod(vec![v]), &Sources::default()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "MountVolume.SetUp failed for volume \"n\" : nfs volumes are not supported yet"
+    );
+}
+
+#[test]
+fn mountinfo_escapes() {
+    assert_eq!(unescape("/a\\040b"), "/a b");
+    assert_eq!(unescape("/a\\"), "/a\\");
+}
