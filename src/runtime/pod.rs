@@ -26,6 +26,7 @@ use futures::Stream;
 
 use crate::runtime::container::containerspec::ContainerSpec;
 use crate::runtime::container::create::{self, CreateRequest};
+use crate::runtime::container::exec::{self, ExecRequest};
 use crate::runtime::container::exits::Exit;
 use crate::runtime::container::records::{Record, Status};
 use crate::runtime::container::{lifecycle, ContainerError, DEFAULT_LOG_MAX_SIZE};
@@ -45,6 +46,12 @@ pub enum PodRuntimeError {
     NotFound(String),
     #[error("the engine's worker failed: {0}")]
     Worker(String),
+    #[error("running a command in container {id}: {source}")]
+    Exec {
+        id: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// Only from a fake: a failure a test asked for.
     #[error("{0}")]
     Scripted(String),
@@ -119,6 +126,18 @@ impl ContainerStatus {
     }
 }
 
+/// What a command run to its end in a container gave (CRI's ExecSync).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// None when it was killed at its timeout.
+    pub exit_code: Option<i32>,
+    /// stdout and stderr together, at most [`EXEC_OUTPUT_MAX`] bytes.
+    pub output: Vec<u8>,
+}
+
+/// What is kept of an exec's output (kubelet keeps 10 KiB of a probe's).
+pub const EXEC_OUTPUT_MAX: usize = 10 * 1024;
+
 /// Exits as they happen: (container ID, how it ended).
 pub type ExitStream = Pin<Box<dyn Stream<Item = (String, Result<Exit, PodRuntimeError>)> + Send>>;
 
@@ -188,6 +207,15 @@ pub trait PodRuntime: Send + Sync + 'static {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<ContainerStatus, PodRuntimeError>> + Send;
+
+    /// Run `command` in running container `id` with the container's
+    /// environment and user, killed after `timeout`; its exit and output.
+    fn exec_sync(
+        &self,
+        id: &str,
+        command: Vec<String>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<ExecOutput, PodRuntimeError>> + Send;
 }
 
 /// The real runtime: the Engine on tokio's blocking pool.
@@ -454,5 +482,101 @@ impl PodRuntime for EnginePodRuntime {
         let id = id.to_string();
         self.blocking(move |_, engine| Ok(ContainerStatus::of(&record(engine, &id)?)))
             .await
+    }
+
+    async fn exec_sync(
+        &self,
+        id: &str,
+        command: Vec<String>,
+        timeout: Duration,
+    ) -> Result<ExecOutput, PodRuntimeError> {
+        let owned = id.to_string();
+        let cmd = self
+            .blocking(move |inner, engine| {
+                let rec = record(engine, &owned)?;
+                let req = ExecRequest {
+                    command,
+                    env: crate::runtime::container::spec::exec_env(&rec.config, &[], false),
+                    kill_after: Some(timeout),
+                    ..ExecRequest::default()
+                };
+                Ok(exec::command(
+                    engine.paths(),
+                    inner.shim_binary.as_deref(),
+                    &rec,
+                    &req,
+                )?)
+            })
+            .await?;
+        exec_to_end(id, cmd, timeout)
+            .await
+            .map_err(|source| PodRuntimeError::Exec {
+                id: id.to_string(),
+                source,
+            })
+    }
+}
+
+/// If the exec shim itself does not end this long after its timeout (a
+/// wedged kernel call), it is killed and the command counts as timed out.
+const EXEC_GRACE: Duration = Duration::from_secs(5);
+
+/// Run an exec shim with stdout and stderr in one pipe; keep the first
+/// EXEC_OUTPUT_MAX bytes and drain the rest (a chatty command must not
+/// block on a full pipe, nor fill our memory).
+async fn exec_to_end(
+    id: &str,
+    mut cmd: std::process::Command,
+    timeout: Duration,
+) -> std::io::Result<ExecOutput> {
+    use tokio::io::AsyncReadExt;
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let w2 = w.try_clone()?;
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(w))
+        .stderr(std::process::Stdio::from(w2));
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    // Our copies of the write end go, so that the read ends with the shim.
+    drop(cmd);
+    let mut pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(r)?;
+    let run = async {
+        let mut output = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = pipe.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            let room = EXEC_OUTPUT_MAX.saturating_sub(output.len());
+            output.extend_from_slice(&buf[..n.min(room)]);
+        }
+        let status = child.wait().await?;
+        std::io::Result::Ok((status, output))
+    };
+    let began = std::time::Instant::now();
+    match tokio::time::timeout(timeout + EXEC_GRACE, run).await {
+        Ok(Ok((status, output))) => {
+            // The shim kills the command at its deadline: an end that late
+            // is the timeout (as the health prober judges it).
+            let killed = began.elapsed() >= timeout;
+            Ok(ExecOutput {
+                exit_code: if killed {
+                    None
+                } else {
+                    Some(status.code().unwrap_or(137))
+                },
+                output,
+            })
+        }
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            tracing::warn!(container = %id, "an exec shim outlived its deadline; killed");
+            Ok(ExecOutput {
+                exit_code: None,
+                output: Vec::new(),
+            })
+        }
     }
 }

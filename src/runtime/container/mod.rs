@@ -26,6 +26,7 @@ pub mod client;
 pub mod containerspec;
 pub mod copy;
 pub mod create;
+pub mod exec;
 pub mod executor;
 pub mod exits;
 pub mod health;

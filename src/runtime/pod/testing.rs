@@ -27,6 +27,7 @@ pub enum Call {
     Start(String),
     Stop(String),
     Remove(String),
+    Exec { id: String, command: Vec<String> },
 }
 
 /// A kind of call, to script a failure for.
@@ -38,6 +39,7 @@ pub enum Op {
     Start,
     Stop,
     Remove,
+    Exec,
 }
 
 /// What a stopped container exits with (as a shell killed by SIGTERM).
@@ -49,6 +51,8 @@ struct State {
     sandboxes: BTreeSet<String>,
     containers: BTreeMap<String, ContainerStatus>,
     failures: BTreeMap<Op, VecDeque<String>>,
+    /// What the next execs give (exit 0, no output, when none is queued).
+    execs: VecDeque<super::ExecOutput>,
     next_id: u64,
 }
 
@@ -89,6 +93,14 @@ impl FakePodRuntime {
             .entry(op)
             .or_default()
             .push_back(message.to_string());
+    }
+
+    /// The next exec (in any container) gives `code` (None: timed out).
+    pub fn exec_gives(&self, code: Option<i32>, output: &str) {
+        self.state().execs.push_back(super::ExecOutput {
+            exit_code: code,
+            output: output.as_bytes().to_vec(),
+        });
     }
 
     /// Container `id` exits with `code` now (its waiters hear it).
@@ -307,6 +319,29 @@ impl PodRuntime for FakePodRuntime {
             .get(id)
             .cloned()
             .ok_or_else(|| PodRuntimeError::NotFound(id.to_string()))
+    }
+
+    async fn exec_sync(
+        &self,
+        id: &str,
+        command: Vec<String>,
+        _timeout: Duration,
+    ) -> Result<super::ExecOutput, PodRuntimeError> {
+        self.enter(
+            Op::Exec,
+            Call::Exec {
+                id: id.to_string(),
+                command,
+            },
+        )?;
+        let mut st = self.state();
+        if st.containers.get(id).map(|c| c.state) != Some(ContainerState::Running) {
+            return Err(PodRuntimeError::NotFound(id.to_string()));
+        }
+        Ok(st.execs.pop_front().unwrap_or(super::ExecOutput {
+            exit_code: Some(0),
+            output: Vec::new(),
+        }))
     }
 }
 
