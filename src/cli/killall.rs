@@ -32,7 +32,7 @@ pub fn killall(engine: &Engine) -> anyhow::Result<ExitCode> {
         }
     }
     // Pods' volumes: their tmpfs mounts would keep secrets in memory.
-    if let Err(e) = crate::agent::pods::volumes::tear_down_all(paths.root()) {
+    if let Err(e) = crate::agent::pods::volumes::tear_down_all(paths.node_root()) {
         eprintln!("skiff: error: removing pods' volumes: {e}");
         failed += 1;
     }

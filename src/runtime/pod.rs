@@ -398,7 +398,18 @@ impl PodRuntime for EnginePodRuntime {
             // Not held by us: whoever created it is gone, and its shim
             // starts a container whose spawner went away by itself.
             inner.release(&id);
-            Ok(())
+            // Returned once it runs (as CRI's StartContainer): an exec or
+            // a hook right after must find it running.
+            let deadline = std::time::Instant::now() + START_WAIT;
+            let mut pause = Duration::from_millis(1);
+            loop {
+                let rec = record(engine, &id)?;
+                if rec.status != Status::Created || std::time::Instant::now() > deadline {
+                    return Ok(());
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
         })
         .await
     }
@@ -516,6 +527,9 @@ impl PodRuntime for EnginePodRuntime {
             })
     }
 }
+
+/// How long start_container waits for the shim to record the start.
+const START_WAIT: Duration = Duration::from_secs(10);
 
 /// If the exec shim itself does not end this long after its timeout (a
 /// wedged kernel call), it is killed and the command counts as timed out.

@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{Container, Pod};
 use tokio::sync::watch;
 
 mod adopt;
+mod probing;
 mod report;
 mod stop;
 mod volumes;
@@ -66,6 +67,8 @@ struct Slot {
     failures: i32,
     /// Exits since the back-off was last forgotten.
     backoffs: i32,
+    /// The probes of the running instance.
+    probing: Option<probing::Probing>,
 }
 
 impl Slot {
@@ -85,6 +88,7 @@ impl Slot {
             not_before: None,
             failures: 0,
             backoffs: 0,
+            probing: None,
         }
     }
 
@@ -127,6 +131,8 @@ struct Worker<R: PodRuntime> {
     /// When the volumes' files are next written again.
     volume_sync: Option<Instant>,
     tokens: BTreeMap<TokenKey, volumes::Issued>,
+    probe_tx: probing::ResultTx,
+    probe_rx: probing::ResultRx,
 }
 
 fn containers(pod: &Pod) -> (&[Container], &[Container]) {
@@ -145,6 +151,7 @@ pub async fn run<R: PodRuntime>(
     uid: String,
     mut pod: watch::Receiver<Option<Pod>>,
 ) {
+    let (probe_tx, probe_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = Worker {
         ctx,
         uid,
@@ -165,6 +172,8 @@ pub async fn run<R: PodRuntime>(
         mount_error: None,
         volume_sync: None,
         tokens: BTreeMap::new(),
+        probe_tx,
+        probe_rx,
     };
     loop {
         let latest = pod.borrow_and_update().clone();
@@ -189,6 +198,7 @@ pub async fn run<R: PodRuntime>(
                 w.sync().await;
             }
         }
+        w.run_due_probes();
         let timer = w.next_timer();
         tokio::select! {
             changed = pod.changed() => {
@@ -199,6 +209,9 @@ pub async fn run<R: PodRuntime>(
             }
             Some((id, exit)) = w.exits.next(), if !w.exits.is_empty() => {
                 w.exited(&id, exit).await;
+            }
+            Some(r) = w.probe_rx.recv() => {
+                w.probed(r).await;
             }
             _ = sleep_until(timer) => {}
         }
@@ -252,6 +265,7 @@ impl<R: PodRuntime> Worker<R> {
             .chain(self.mount_retry)
             .chain(self.volume_sync)
             .filter(|t| *t > now)
+            .chain(self.next_probe())
             .min()
     }
 
@@ -555,6 +569,7 @@ impl<R: PodRuntime> Worker<R> {
                 slot.state = State::Running {
                     started_at: Utc::now(),
                 };
+                self.begin_probing(pod, c, &id, None);
             }
             Err(e) => {
                 slot.failures += 1;
@@ -599,6 +614,7 @@ impl<R: PodRuntime> Worker<R> {
         let oom = recorded.as_ref().is_some_and(|r| r.oom_killed);
         let pod = self.pod.clone();
         let slot = self.slot(&name);
+        slot.probing = None;
         let ran = slot.started.map_or(Duration::ZERO, |t| t.elapsed());
         let started_at = match slot.state {
             State::Running { started_at } => Some(started_at),

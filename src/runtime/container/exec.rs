@@ -46,7 +46,7 @@ pub fn command(
         .ok_or_else(|| ContainerError::NotRunning(rec.name.clone()))?;
     let mut cmd = Command::new(shim.unwrap_or(Path::new("/proc/self/exe")));
     cmd.args(["shim", "exec", "--root"])
-        .arg(paths.root())
+        .arg(paths.node_root())
         .arg("--run-dir")
         .arg(paths.run())
         .args(["--id", &rec.id])

@@ -56,7 +56,7 @@ impl<R: PodRuntime> Worker<R> {
             .and_then(|s| s.start_time.as_ref())
             .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0))
             .or(Some(Utc::now()));
-        let reported: HashMap<String, i32> = pod
+        let reported: HashMap<String, (i32, bool)> = pod
             .status
             .iter()
             .flat_map(|s| {
@@ -65,7 +65,7 @@ impl<R: PodRuntime> Worker<R> {
                     .flatten()
                     .chain(s.init_container_statuses.iter().flatten())
             })
-            .map(|c| (c.name.clone(), c.restart_count))
+            .map(|c| (c.name.clone(), (c.restart_count, c.ready)))
             .collect();
         let mut by_name: BTreeMap<String, Vec<(u32, ContainerStatus)>> = BTreeMap::new();
         for c in found {
@@ -106,13 +106,22 @@ impl<R: PodRuntime> Worker<R> {
             }
             slot.restart_count = reported
                 .get(&cname)
-                .copied()
+                .map(|r| r.0)
                 .unwrap_or(i32::try_from(attempt).unwrap_or(0));
             if let Some((_, prev)) = previous {
                 slot.last_state = Some(as_state(&prev));
                 slot.previous = Some(prev.id);
             }
-            self.slots.insert(cname, slot);
+            let running = slot.running().then(|| current.id.clone());
+            self.slots.insert(cname.clone(), slot);
+            // Probes go on; the readiness reported before holds until
+            // they say otherwise (as kubelet keeps it across a restart).
+            let (init, main) = containers(pod);
+            let spec = main.iter().chain(init).find(|c| c.name == cname).cloned();
+            if let (Some(id), Some(c)) = (running, spec) {
+                let ready = reported.get(&cname).is_some_and(|r| r.1);
+                self.begin_probing(pod, &c, &id, Some(ready));
+            }
         }
         // A container ran: the pod was initialized.
         let (_, main) = containers(pod);

@@ -33,8 +33,15 @@ impl<R: PodRuntime> Worker<R> {
                 }),
                 last_state: slot.and_then(|s| s.last_state.clone()),
                 restart_count: slot.map_or(0, |s| s.restart_count),
-                ready: slot.is_some_and(|s| s.running()),
-                started: Some(slot.is_some_and(|s| s.running())),
+                ready: slot.is_some_and(|s| {
+                    s.running()
+                        && s.probing
+                            .as_ref()
+                            .is_none_or(|p| p.ready && p.counts_as_started())
+                }),
+                started: Some(slot.is_some_and(|s| {
+                    s.running() && s.probing.as_ref().is_none_or(|p| p.counts_as_started())
+                })),
             }
         };
         let seen = PodObserved {

@@ -6,7 +6,8 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions};
 
-use super::{pod_key, pod_log_dir, remove_leftovers, spec, Worker};
+use super::{containers, pod_key, pod_log_dir, probing, remove_leftovers, spec, Worker};
+use crate::agent::pods::probe::{self, Action, Target};
 use crate::agent::pods::volumes;
 use crate::runtime::pod::PodRuntime;
 
@@ -49,14 +50,41 @@ impl<R: PodRuntime> Worker<R> {
     /// Stop every container (SIGTERM, SIGKILL after `grace`, all at once),
     /// then remove them and the sandbox.
     pub(super) async fn teardown(&mut self, grace: Duration) {
-        let running: Vec<String> = self
+        // Each running container's preStop hook first (within the grace
+        // period), then its stop signal with what is left of it.
+        let ip = self.sandbox.as_ref().map(|(_, ip)| *ip);
+        let pod = self.pod.clone();
+        let running: Vec<(String, Option<Action>)> = self
             .slots
-            .values()
-            .filter(|s| s.running())
-            .filter_map(|s| s.id.clone())
+            .iter()
+            .filter(|(_, s)| s.running())
+            .filter_map(|(name, s)| {
+                let hook = pod.as_ref().zip(ip).and_then(|(pod, ip)| {
+                    let (init, main) = containers(pod);
+                    let c = main.iter().chain(init).find(|c| &c.name == name)?;
+                    let h = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
+                    probe::of_hook(
+                        &Target {
+                            pod_ip: ip,
+                            container: c,
+                        },
+                        h,
+                    )
+                    .ok()
+                });
+                Some((s.id.clone()?, hook))
+            })
             .collect();
         let runtime = &self.ctx.runtime;
-        futures::future::join_all(running.iter().map(|id| runtime.stop_container(id, grace))).await;
+        futures::future::join_all(running.iter().map(|(id, hook)| async move {
+            let left = if grace.is_zero() {
+                grace
+            } else {
+                probing::run_pre_stop(runtime, id, hook.as_ref(), grace).await
+            };
+            runtime.stop_container(id, left).await
+        }))
+        .await;
         let sandbox = self
             .sandbox
             .take()
