@@ -104,6 +104,16 @@ fn probes_steer_readiness_restarts_and_start() {
         container(v, "main")["restartCount"].as_i64().unwrap_or(0) >= 1
     });
     std::fs::remove_file(ctl.join("die")).unwrap();
+    // What happened shows in describe, as kubelet's events.
+    let described = s.kubectl_ok(&["describe", "pod", "live"]);
+    for line in [
+        "Container image \"busybox:latest\" already present on machine",
+        "Started container main",
+        "Liveness probe failed",
+        "Container main failed liveness probe, will be restarted",
+    ] {
+        assert!(described.contains(line), "{line:?} missing:\n{described}");
+    }
     assert!(
         container(&v, "main")["lastState"]["terminated"]["exitCode"].is_i64(),
         "{:#}",

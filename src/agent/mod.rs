@@ -20,6 +20,7 @@
 
 pub mod client;
 pub mod config;
+pub mod events;
 pub mod node;
 pub mod pods;
 
@@ -106,6 +107,7 @@ pub async fn run(
     let workers = std::sync::Arc::new(pods::worker::WorkerCtx {
         runtime,
         root: config.root.clone(),
+        events: events::Recorder::spawn(client.clone(), node_name.clone()),
         client: client.clone(),
         node_name: node_name.clone(),
         node_ip: config.node_ip,

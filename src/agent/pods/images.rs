@@ -13,6 +13,16 @@ use crate::runtime::image::ensure::{self, EnsureError, PullPolicy};
 use crate::runtime::image::registries::RegistriesConfig;
 use crate::runtime::image::store::Store;
 
+/// What making sure of an image did.
+pub struct Ensured {
+    /// How long the pull took; None when the image was there already.
+    pub pulled: Option<std::time::Duration>,
+    /// CRI's imageRef: `<repository>@<digest>` for an image from a
+    /// registry, its config digest for one loaded from an archive.
+    pub image_id: String,
+    pub size: u64,
+}
+
 #[derive(Clone)]
 pub struct Images {
     store: Store,
@@ -30,7 +40,7 @@ impl Images {
     }
 
     /// Make sure `c`'s image is here; kubelet's (reason, message) if not.
-    pub async fn ensure(&self, c: &Container) -> Result<(), (String, String)> {
+    pub async fn ensure(&self, c: &Container) -> Result<Ensured, (String, String)> {
         let image = c.image.clone().unwrap_or_default();
         if image.is_empty() {
             return Err(("InvalidImageName".into(), "no image given".into()));
@@ -44,8 +54,14 @@ impl Images {
         // A task of its own: the pull's future is not one a generic
         // worker's future can hold (rustc cannot prove it Send there).
         let (store, client, name) = (self.store.clone(), self.client.clone(), image.clone());
+        let began = std::time::Instant::now();
         let pulled = tokio::spawn(async move {
-            ensure::ensure_async(&store, client, &name, policy, quiet).await
+            let pulled = ensure::ensure_async(&store, client, &name, policy, quiet).await?;
+            let rows = store.meta().ok().and_then(|m| m.list().ok());
+            let row = rows
+                .and_then(|rows| crate::runtime::image::catalog::find(&rows, &name).ok())
+                .and_then(|found| found.into_iter().next());
+            Ok::<_, EnsureError>((pulled.is_some(), row))
         })
         .await
         .map_err(|e| {
@@ -55,7 +71,11 @@ impl Images {
             )
         })?;
         match pulled {
-            Ok(_) => Ok(()),
+            Ok((pulled, row)) => Ok(Ensured {
+                pulled: pulled.then(|| began.elapsed()),
+                image_id: row.as_ref().map(image_ref).unwrap_or_default(),
+                size: row.map_or(0, |r| r.size),
+            }),
             Err(EnsureError::NotPresent(_)) => Err((
                 "ErrImageNeverPull".into(),
                 format!("Container image \"{image}\" is not present with pull policy of Never"),
@@ -66,5 +86,22 @@ impl Images {
                 format!("failed to pull image \"{image}\": {e}"),
             )),
         }
+    }
+}
+
+/// `<repository>@<digest>` (the index's digest when there was one), or
+/// the config digest of an image no registry gave.
+fn image_ref(row: &crate::runtime::image::meta::ImageRow) -> String {
+    let repo = row
+        .name
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'));
+    let digest = row.index_digest.as_deref().unwrap_or(&row.manifest_digest);
+    match repo {
+        Some((repo, _)) if !digest.is_empty() && !row.name.contains('@') => {
+            format!("{repo}@{digest}")
+        }
+        _ if row.name.contains('@') => row.name.clone(),
+        _ => row.config_digest.clone(),
     }
 }

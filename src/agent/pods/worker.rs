@@ -31,6 +31,7 @@ use super::images::Images;
 use super::spec::{self, SpecContext};
 use super::status::{self, ContainerObserved, PodObserved, State};
 use super::volumes::{PodVolumes, TokenKey};
+use crate::agent::events::{NORMAL, WARNING};
 use crate::runtime::container::exits::Exit;
 use crate::runtime::pod::{ExitStream, PodRuntime, SandboxConfig};
 
@@ -39,6 +40,7 @@ pub struct WorkerCtx<R: PodRuntime> {
     pub runtime: R,
     /// The engine's root; pods' volumes are under <root>/agent/pods.
     pub root: PathBuf,
+    pub events: crate::agent::events::Recorder,
     pub client: kube::Client,
     pub node_name: String,
     pub node_ip: IpAddr,
@@ -442,22 +444,60 @@ impl<R: PodRuntime> Worker<R> {
         };
         let attempt = slot.attempt;
         let key = pod_key(pod);
-        if let Err((reason, message)) = self.ctx.images.ensure(c).await {
-            let slot = self.slot(&c.name);
-            slot.failures += 1;
-            slot.not_before = Some(Instant::now() + retry_after(slot.failures));
-            // The first failure is ErrImagePull, then ImagePullBackOff.
-            let reason = if slot.failures > 1 && reason == "ErrImagePull" {
-                "ImagePullBackOff".to_string()
-            } else {
-                reason
-            };
-            tracing::info!(pod = %key, container = %c.name, "{reason}: {message}");
-            slot.state = State::Waiting {
-                reason,
-                message: Some(message),
-            };
-            return;
+        let image = c.image.clone().unwrap_or_default();
+        let events = self.ctx.events.clone();
+        let event = |kind, reason: &str, message: String| {
+            events.pod(pod, Some(&c.name), kind, reason, message)
+        };
+        match self.ctx.images.ensure(c).await {
+            Ok(ensured) => {
+                match ensured.pulled {
+                    Some(took) => {
+                        event(NORMAL, "Pulling", format!("Pulling image {image:?}"));
+                        event(
+                            NORMAL,
+                            "Pulled",
+                            format!(
+                                "Successfully pulled image {image:?} in {took:?} ({took:?} including waiting). Image size: {} bytes.",
+                                ensured.size
+                            ),
+                        );
+                    }
+                    None => event(
+                        NORMAL,
+                        "Pulled",
+                        format!("Container image {image:?} already present on machine"),
+                    ),
+                }
+                self.slot(&c.name).image_id = ensured.image_id;
+            }
+            Err((reason, message)) => {
+                let slot = self.slot(&c.name);
+                slot.failures += 1;
+                slot.not_before = Some(Instant::now() + retry_after(slot.failures));
+                // The first failure is ErrImagePull, then ImagePullBackOff.
+                let reason = if slot.failures > 1 && reason == "ErrImagePull" {
+                    "ImagePullBackOff".to_string()
+                } else {
+                    reason
+                };
+                tracing::info!(pod = %key, container = %c.name, "{reason}: {message}");
+                if reason == "ImagePullBackOff" {
+                    event(
+                        NORMAL,
+                        "BackOff",
+                        format!("Back-off pulling image {image:?}"),
+                    );
+                } else {
+                    event(WARNING, "Failed", message.clone());
+                }
+                event(WARNING, "Failed", format!("Error: {reason}"));
+                slot.state = State::Waiting {
+                    reason,
+                    message: Some(message),
+                };
+                return;
+            }
         }
         let log_dir = self.ctx.log_root.join(pod_log_dir(pod));
         let objects = if spec::referenced_objects(pod).is_empty() {
@@ -509,6 +549,7 @@ impl<R: PodRuntime> Worker<R> {
         let spec = match mounted {
             Ok(s) => s,
             Err(e) => {
+                event(WARNING, "Failed", format!("Error: {e}"));
                 let slot = self.slot(&c.name);
                 slot.failures += 1;
                 slot.not_before = Some(Instant::now() + retry_after(slot.failures));
@@ -534,6 +575,7 @@ impl<R: PodRuntime> Worker<R> {
         let id = match created {
             Ok(id) => id,
             Err(e) => {
+                event(WARNING, "Failed", format!("Error: {e}"));
                 let slot = self.slot(&c.name);
                 slot.failures += 1;
                 slot.not_before = Some(Instant::now() + retry_after(slot.failures));
@@ -561,6 +603,14 @@ impl<R: PodRuntime> Worker<R> {
             slot.restart_count += 1;
         }
         slot.attempt += 1;
+        match &started {
+            Ok(()) => {
+                event(NORMAL, "Created", format!("Created container: {}", c.name));
+                event(NORMAL, "Started", format!("Started container {}", c.name));
+            }
+            Err(e) => event(WARNING, "Failed", format!("Error: {e}")),
+        }
+        let slot = self.slot(&c.name);
         match started {
             Ok(()) => {
                 slot.failures = 0;
@@ -656,6 +706,16 @@ impl<R: PodRuntime> Worker<R> {
                     reason: "CrashLoopBackOff".into(),
                     message: Some(status::crash_loop_message(&pod, &name, delay)),
                 };
+                self.ctx.events.pod(
+                    &pod,
+                    Some(&name),
+                    WARNING,
+                    "BackOff",
+                    format!(
+                        "Back-off restarting failed container {name} in pod {}",
+                        spec::pod_desc(&pod)
+                    ),
+                );
             }
         }
     }

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 use tokio::sync::mpsc;
 
 use super::{containers, pod_key, Worker};
+use crate::agent::events::{NORMAL, WARNING};
 use crate::agent::pods::probe::{self, Action, Outcome, Target};
 use crate::runtime::pod::PodRuntime;
 
@@ -272,6 +273,16 @@ impl<R: PodRuntime> Worker<R> {
             p.post_start_pending = false;
             if let Outcome::Failure(message) = r.outcome {
                 tracing::info!(pod = %key, container = %r.container, "FailedPostStartHook: {message}");
+                self.ctx.events.pod(
+                    &pod,
+                    Some(&r.container),
+                    WARNING,
+                    "FailedPostStartHook",
+                    format!("PostStartHook failed: {message}"),
+                );
+                let Some(slot) = self.slots.get_mut(&r.container) else {
+                    return;
+                };
                 slot.probing = None;
                 self.kill(&pod, &r.container, &r.instance, None);
             }
@@ -305,6 +316,13 @@ impl<R: PodRuntime> Worker<R> {
                     "Unhealthy: {} probe failed: {message}",
                     r.kind.name()
                 );
+                self.ctx.events.pod(
+                    &pod,
+                    Some(&r.container),
+                    WARNING,
+                    "Unhealthy",
+                    format!("{} probe failed: {message}", r.kind.name()),
+                );
                 if pr.failures >= failure_threshold {
                     match r.kind {
                         Kind::Readiness => p.ready = false,
@@ -318,13 +336,18 @@ impl<R: PodRuntime> Worker<R> {
             }
         }
         if let Some(probe_grace) = kill {
-            tracing::info!(
-                pod = %key,
-                container = %r.container,
-                "Killing: Container {} failed {} probe, will be restarted",
+            let message = format!(
+                "Container {} failed {} probe, will be restarted",
                 r.container,
                 r.kind.name().to_lowercase()
             );
+            tracing::info!(pod = %key, container = %r.container, "Killing: {message}");
+            self.ctx
+                .events
+                .pod(&pod, Some(&r.container), NORMAL, "Killing", message);
+            let Some(slot) = self.slots.get_mut(&r.container) else {
+                return;
+            };
             slot.probing = None;
             self.kill(&pod, &r.container, &r.instance, probe_grace);
         }
@@ -349,8 +372,13 @@ impl<R: PodRuntime> Worker<R> {
         });
         let ctx = self.ctx.clone();
         let id = id.to_string();
+        let (pod, name) = (pod.clone(), name.to_string());
         tokio::spawn(async move {
-            let left = run_pre_stop(&ctx.runtime, &id, pre_stop.as_ref(), grace).await;
+            let (left, failed) = run_pre_stop(&ctx.runtime, &id, pre_stop.as_ref(), grace).await;
+            if let Some(m) = failed {
+                ctx.events
+                    .pod(&pod, Some(&name), WARNING, "FailedPreStopHook", m);
+            }
             if let Err(e) = ctx.runtime.stop_container(&id, left).await {
                 tracing::warn!(container = %id, "stopping the container: {e}");
             }
@@ -359,21 +387,31 @@ impl<R: PodRuntime> Worker<R> {
 }
 
 /// Run a preStop hook within `grace`; the time left for the stop signal
-/// (kubelet gives at least 2 s more after a hook that used it all).
+/// (kubelet gives at least 2 s more after a hook that used it all), and
+/// the hook's failure (kubelet's FailedPreStopHook message).
 pub async fn run_pre_stop<R: PodRuntime>(
     runtime: &R,
     id: &str,
     hook: Option<&Action>,
     grace: Duration,
-) -> Duration {
-    let Some(hook) = hook else { return grace };
+) -> (Duration, Option<String>) {
+    let Some(hook) = hook else {
+        return (grace, None);
+    };
     let began = Instant::now();
-    if let Outcome::Failure(m) = probe::run(runtime, id, hook, grace).await {
-        tracing::info!(container = %id, "FailedPreStopHook: {m}");
-    }
-    grace
-        .saturating_sub(began.elapsed())
-        .max(Duration::from_secs(2))
+    let failed = match probe::run(runtime, id, hook, grace).await {
+        Outcome::Failure(m) => {
+            tracing::info!(container = %id, "FailedPreStopHook: {m}");
+            Some(format!("PreStopHook failed: {m}"))
+        }
+        Outcome::Success => None,
+    };
+    (
+        grace
+            .saturating_sub(began.elapsed())
+            .max(Duration::from_secs(2)),
+        failed,
+    )
 }
 
 /// The grace period of a kill: the probe's own, else the pod's.

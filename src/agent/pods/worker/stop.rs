@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions};
 
 use super::{containers, pod_key, pod_log_dir, probing, remove_leftovers, spec, Worker};
+use crate::agent::events::{NORMAL, WARNING};
 use crate::agent::pods::probe::{self, Action, Target};
 use crate::agent::pods::volumes;
 use crate::runtime::pod::PodRuntime;
@@ -54,7 +55,7 @@ impl<R: PodRuntime> Worker<R> {
         // period), then its stop signal with what is left of it.
         let ip = self.sandbox.as_ref().map(|(_, ip)| *ip);
         let pod = self.pod.clone();
-        let running: Vec<(String, Option<Action>)> = self
+        let running: Vec<(String, String, Option<Action>)> = self
             .slots
             .iter()
             .filter(|(_, s)| s.running())
@@ -72,15 +73,29 @@ impl<R: PodRuntime> Worker<R> {
                     )
                     .ok()
                 });
-                Some((s.id.clone()?, hook))
+                Some((name.clone(), s.id.clone()?, hook))
             })
             .collect();
-        let runtime = &self.ctx.runtime;
-        futures::future::join_all(running.iter().map(|(id, hook)| async move {
+        let (runtime, events) = (&self.ctx.runtime, &self.ctx.events);
+        let pod = pod.as_ref();
+        futures::future::join_all(running.iter().map(|(name, id, hook)| async move {
+            if let Some(pod) = pod {
+                events.pod(
+                    pod,
+                    Some(name),
+                    NORMAL,
+                    "Killing",
+                    format!("Stopping container {name}"),
+                );
+            }
             let left = if grace.is_zero() {
                 grace
             } else {
-                probing::run_pre_stop(runtime, id, hook.as_ref(), grace).await
+                let (left, failed) = probing::run_pre_stop(runtime, id, hook.as_ref(), grace).await;
+                if let (Some(m), Some(pod)) = (failed, pod) {
+                    events.pod(pod, Some(name), WARNING, "FailedPreStopHook", m);
+                }
+                left
             };
             runtime.stop_container(id, left).await
         }))

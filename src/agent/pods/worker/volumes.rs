@@ -203,6 +203,13 @@ impl<R: PodRuntime> Worker<R> {
             .min(MOUNT_RETRY_MAX);
         self.mount_retry = Some(Instant::now() + wait);
         tracing::warn!(pod = %pod_key(pod), "FailedMount: {message}");
+        self.ctx.events.pod(
+            pod,
+            None,
+            crate::agent::events::WARNING,
+            "FailedMount",
+            message.clone(),
+        );
         self.mount_error = Some(message);
     }
 
