@@ -64,6 +64,9 @@ fn discovery_lists_only_the_subresources_that_are_served() {
     for served in [
         "pods",
         "pods/status",
+        "pods/log",
+        "pods/exec",
+        "pods/portforward",
         "namespaces/finalize",
         "services/status",
     ] {
@@ -74,10 +77,7 @@ fn discovery_lists_only_the_subresources_that_are_served() {
     }
     for unserved in [
         "pods/eviction",
-        "pods/log",
-        "pods/exec",
         "pods/attach",
-        "pods/portforward",
         "pods/proxy",
         "pods/binding",
         "pods/ephemeralcontainers",

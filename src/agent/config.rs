@@ -49,6 +49,8 @@ pub struct AgentConfig {
     /// The node also runs the control plane (`skiff server`): labelled as
     /// k3s labels its server nodes.
     pub control_plane: bool,
+    /// The kubelet API's port, on every address of the node.
+    pub kubelet_port: u16,
 }
 
 /// A DNS subdomain (RFC 1123), as Kubernetes names nodes.
@@ -197,6 +199,10 @@ pub struct AgentArgs {
     /// Registry mirrors, credentials and TLS settings for pods' images.
     #[arg(long, value_name = "FILE", default_value = crate::runtime::image::registries::DEFAULT_PATH)]
     pub registries: PathBuf,
+    /// The port of the kubelet API (logs, exec, port-forward, stats), which
+    /// only the API server may call.
+    #[arg(long, value_name = "PORT", default_value_t = crate::agent::kubelet::DEFAULT_PORT)]
+    pub kubelet_port: u16,
 }
 
 /// Where the agent runs and how it reaches the API (the rest of
@@ -238,6 +244,7 @@ impl AgentArgs {
             registries: self.registries.clone(),
             kubeconfig: at.kubeconfig,
             control_plane: at.control_plane,
+            kubelet_port: self.kubelet_port,
         })
     }
 }

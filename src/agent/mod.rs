@@ -21,6 +21,7 @@
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod kubelet;
 pub mod node;
 pub mod pods;
 
@@ -115,6 +116,15 @@ pub async fn run(
         images,
         service_env: service_env(&client).await,
     });
+    let kubelet_dir = config
+        .kubeconfig
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let kubelet_addr = std::net::SocketAddr::new(
+        std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
+        config.kubelet_port,
+    );
     let mut node = NodeKeeper::new(client.clone(), config);
     let mut lease = LeaseKeeper::new(client.clone(), &node_name);
     let mut wait = Duration::from_millis(100);
@@ -133,6 +143,7 @@ pub async fn run(
     };
     lease.set_owner(&uid);
     tracing::info!(node = %node_name, "registered the node");
+    let kubelet = start_kubelet(&kubelet_dir, kubelet_addr, workers.clone(), &cancel).await;
     let manager = pods::manager::PodManager::new(client, workers);
     let pods = tokio::spawn(manager.run(cancel.child_token()));
     node.set_not_ready(None);
@@ -143,6 +154,9 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => {
                 let _ = pods.await;
+                if let Some(k) = kubelet {
+                    let _ = k.await;
+                }
                 return Ok(());
             }
             _ = tick.tick() => {}
@@ -154,4 +168,52 @@ pub async fn run(
             tracing::warn!(node = %node_name, "reporting the node's status: {e}");
         }
     }
+}
+
+/// Serve the kubelet API; without it pods still run (logs and exec do
+/// not), so a failure to start is logged, not fatal.
+async fn start_kubelet<R: crate::runtime::pod::PodRuntime>(
+    dir: &std::path::Path,
+    addr: std::net::SocketAddr,
+    ctx: std::sync::Arc<pods::worker::WorkerCtx<R>>,
+    cancel: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let tls = match kubelet::tls_config(dir) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!("the kubelet API is off: {e}");
+            return None;
+        }
+    };
+    // A node without IPv6 listens on IPv4 alone.
+    let bound = bind_dual_stack(addr).or_else(|_| {
+        std::net::TcpListener::bind((std::net::Ipv4Addr::UNSPECIFIED, addr.port())).and_then(|l| {
+            l.set_nonblocking(true)?;
+            tokio::net::TcpListener::from_std(l)
+        })
+    });
+    let listener = match bound {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!("the kubelet API is off: listening on {addr}: {e}");
+            return None;
+        }
+    };
+    tracing::info!(%addr, "serving the kubelet API");
+    Some(tokio::spawn(kubelet::serve(
+        listener,
+        tls,
+        ctx,
+        cancel.child_token(),
+    )))
+}
+
+/// A listener on `[::]:port` that takes IPv4 too (as Go's on ":port").
+fn bind_dual_stack(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = tokio::net::TcpSocket::new_v6()?;
+    socket.set_reuseaddr(true)?;
+    nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv6V6Only, &false)
+        .map_err(std::io::Error::from)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }

@@ -208,6 +208,17 @@ pub trait PodRuntime: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<ContainerStatus, PodRuntimeError>> + Send;
 
+    /// The command that runs `command` in running container `id` (the
+    /// container's environment and user; a terminal when `tty`, which the
+    /// caller must give it as its stdio); the caller sets its stdio and
+    /// spawns it.
+    fn exec_process(
+        &self,
+        id: &str,
+        command: Vec<String>,
+        tty: bool,
+    ) -> impl Future<Output = Result<std::process::Command, PodRuntimeError>> + Send;
+
     /// Run `command` in running container `id` with the container's
     /// environment and user, killed after `timeout`; its exit and output.
     fn exec_sync(
@@ -493,6 +504,31 @@ impl PodRuntime for EnginePodRuntime {
         let id = id.to_string();
         self.blocking(move |_, engine| Ok(ContainerStatus::of(&record(engine, &id)?)))
             .await
+    }
+
+    async fn exec_process(
+        &self,
+        id: &str,
+        command: Vec<String>,
+        tty: bool,
+    ) -> Result<std::process::Command, PodRuntimeError> {
+        let id = id.to_string();
+        self.blocking(move |inner, engine| {
+            let rec = record(engine, &id)?;
+            let req = ExecRequest {
+                command,
+                env: crate::runtime::container::spec::exec_env(&rec.config, &[], tty),
+                tty,
+                ..ExecRequest::default()
+            };
+            Ok(exec::command(
+                engine.paths(),
+                inner.shim_binary.as_deref(),
+                &rec,
+                &req,
+            )?)
+        })
+        .await
     }
 
     async fn exec_sync(

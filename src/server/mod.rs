@@ -365,6 +365,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         usage_writes: Default::default(),
         gc: Default::default(),
         openapi: Default::default(),
+        kubelet: Default::default(),
     });
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(
@@ -380,6 +381,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("creating the system namespaces and the kubernetes Service")?;
     let (pki, tls) = pki.await.context("setting up certificates")??;
+    match pki.kubelet_client_config() {
+        Ok(tls) => {
+            let _ = state
+                .kubelet
+                .set(apiserver::kubelet_proxy::KubeletClient { tls });
+        }
+        Err(e) => tracing::warn!("pods' logs, exec and port-forward are off: {e}"),
+    }
 
     pki.write_kubeconfig(&args.write_kubeconfig, &kubeconfig_url(&args))
         .with_context(|| format!("writing kubeconfig {}", args.write_kubeconfig.display()))?;
@@ -465,8 +474,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             loop {
                 let (pki, url) = (pki.clone(), url.clone());
                 let (path, node) = (config.kubeconfig.clone(), config.node_name.clone());
+                let ip = config.node_ip;
                 let written = tokio::task::spawn_blocking(move || {
-                    pki.write_node_kubeconfig(&path, &url, &node)
+                    pki.write_node_kubeconfig(&path, &url, &node)?;
+                    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+                    pki.write_kubelet_serving(dir, &node, &[ip])
                 })
                 .await;
                 match written {

@@ -19,7 +19,6 @@ use crate::agent::config::AgentConfig;
 /// How often an unchanged status is written anyway.
 const REPORT_EVERY: Duration = Duration::from_secs(300);
 /// The port the node's agent API is announced on (kubelet's).
-pub const AGENT_PORT: i32 = 10250;
 /// The manager the agent's writes are recorded under (managedFields).
 pub const FIELD_MANAGER: &str = "skiff-agent";
 
@@ -169,7 +168,9 @@ impl NodeKeeper {
                 },
             ]),
             daemon_endpoints: Some(NodeDaemonEndpoints {
-                kubelet_endpoint: Some(DaemonEndpoint { port: AGENT_PORT }),
+                kubelet_endpoint: Some(DaemonEndpoint {
+                    port: i32::from(self.config.kubelet_port),
+                }),
             }),
             node_info: Some(host::node_info(
                 env!("CARGO_PKG_VERSION"),

@@ -321,6 +321,16 @@ impl PodRuntime for FakePodRuntime {
             .ok_or_else(|| PodRuntimeError::NotFound(id.to_string()))
     }
 
+    async fn exec_process(
+        &self,
+        id: &str,
+        _command: Vec<String>,
+        _tty: bool,
+    ) -> Result<std::process::Command, PodRuntimeError> {
+        // A fake has no processes to run.
+        Err(PodRuntimeError::NotFound(id.to_string()))
+    }
+
     async fn exec_sync(
         &self,
         id: &str,

@@ -46,7 +46,28 @@ const SCALE: SubresourceDef = SubresourceDef {
 // services/proxy, nodes/proxy and serviceaccounts/token each come back here
 // when they are implemented; until then they are 404, as any subresource a
 // server does not have.
-const POD_SUBRESOURCES: &[SubresourceDef] = &[status("", "Pod")];
+const CREATE_GET: &[&str] = &["create", "get"];
+const GET: &[&str] = &["get"];
+/// Served by the node's kubelet API, through the server (kubelet_proxy.rs).
+const fn kubelet(
+    name: &'static str,
+    kind: &'static str,
+    verbs: &'static [&'static str],
+) -> SubresourceDef {
+    SubresourceDef {
+        name,
+        group: "",
+        version: "v1",
+        kind,
+        verbs,
+    }
+}
+const POD_SUBRESOURCES: &[SubresourceDef] = &[
+    kubelet("exec", "PodExecOptions", CREATE_GET),
+    kubelet("log", "Pod", GET),
+    kubelet("portforward", "PodPortForwardOptions", CREATE_GET),
+    status("", "Pod"),
+];
 const SERVICE_SUBRESOURCES: &[SubresourceDef] = &[status("", "Service")];
 const NAMESPACE_SUBRESOURCES: &[SubresourceDef] = &[
     SubresourceDef {

@@ -22,6 +22,7 @@ pub mod fieldsel;
 pub mod health;
 pub mod inflight;
 pub mod kinds;
+pub mod kubelet_proxy;
 pub mod list;
 pub mod loopback;
 pub mod metadata;
@@ -78,6 +79,9 @@ pub struct ApiState {
     pub gc: crate::server::controllers::garbage::Queue,
     /// What the OpenAPI answers keep between requests (hashes only).
     pub openapi: openapi::Cache,
+    /// How pods/log, exec and portforward reach kubelets (None: they
+    /// cannot be served).
+    pub kubelet: std::sync::OnceLock<kubelet_proxy::KubeletClient>,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -204,7 +208,8 @@ async fn dispatch(
     conn: &ConnIdentity,
     req: Request<ReqBody>,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let on_upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     // Answered without reading its body or not, a request's body is read to
     // its end (see `inflight::Lingering`).
     let body = ReqBody::new(inflight::Lingering::new(
@@ -262,7 +267,26 @@ async fn dispatch(
                 q: &q,
                 headers: &parts.headers,
             };
-            resource(&call, &method, body).await
+            let kubelet_sub = match (r.def.group, r.def.plural, r.subresource.as_deref()) {
+                ("", "pods", Some(s @ ("log" | "exec" | "portforward"))) => Some(s),
+                _ => None,
+            };
+            match kubelet_sub {
+                Some(sub) => {
+                    let allowed = match sub {
+                        "log" => method == Method::GET,
+                        _ => method == Method::GET || method == Method::POST,
+                    };
+                    if !allowed {
+                        return Err(ApiError::method_not_supported(
+                            &format!("pods/{sub}"),
+                            method.as_str(),
+                        ));
+                    }
+                    kubelet_proxy::pod(&call, sub, &method, &parts.uri, on_upgrade).await
+                }
+                None => resource(&call, &method, body).await,
+            }
         }
         // Nothing is served there, whatever the method: 404, as upstream
         // (a 405 told clients the path exists).

@@ -42,6 +42,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         usage_writes: Default::default(),
         gc: Default::default(),
         openapi: Default::default(),
+        kubelet: Default::default(),
     });
     (state, store)
 }

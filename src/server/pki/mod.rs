@@ -11,8 +11,13 @@
 mod certs;
 mod der;
 mod files;
+mod kubelet;
 mod sans;
 mod tokens;
+
+pub use kubelet::{
+    KUBELET_CERT_FILE, KUBELET_CLIENT_CA_FILE, KUBELET_CLIENT_USER, KUBELET_KEY_FILE,
+};
 
 #[cfg(test)]
 mod tests;

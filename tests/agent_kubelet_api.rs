@@ -1,0 +1,127 @@
+//! The kubelet API through the server, with the real kubectl: `logs` (tail,
+//! timestamps, follow, previous), `exec` with stdin and the exit code, and
+//! what a client may not do (only the API server may call the kubelet).
+
+#[path = "support/containers.rs"]
+mod containers;
+#[path = "support/pods.rs"]
+mod pods;
+mod support;
+
+use pods::{container, server_with_busybox, wait_pod};
+
+const NODE: &str = "kubelet-node";
+
+fn pod(name: &str, script: &str) -> String {
+    format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", {script:?}]
+"#
+    )
+}
+
+#[test]
+fn logs_and_exec_go_through_the_kubelet_api() {
+    let s = server_with_busybox(NODE);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod("talk", "echo one; echo two >&2; echo three; exec sleep 600"),
+    );
+    wait_pod(&s, "talk", "ran", |v| v["status"]["phase"] == "Running");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let logs = loop {
+        let out = s.kubectl_ok(&["logs", "talk"]);
+        if out.contains("three") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    // stdout and stderr are read apart: only each one's own order holds.
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines.len(), 3, "{logs}");
+    assert!(lines.contains(&"two"), "{logs}");
+    let out: Vec<&str> = lines.into_iter().filter(|l| *l != "two").collect();
+    assert_eq!(out, ["one", "three"]);
+    assert_eq!(s.kubectl_ok(&["logs", "talk", "--tail=1"]), "three\n");
+    let stamped = s.kubectl_ok(&["logs", "talk", "--timestamps", "--tail=1"]);
+    let (time, text) = stamped.trim_end().split_once(' ').unwrap();
+    assert!(time.ends_with('Z') && time.contains('T'), "{stamped}");
+    assert_eq!(text, "three");
+    assert_eq!(
+        s.kubectl_ok(&["logs", "talk", "--limit-bytes=3"]),
+        logs[..3]
+    );
+
+    // exec: stdin in, stdout out, and the exit code back.
+    let out = s.kubectl_stdin(
+        &["exec", "-i", "talk", "--", "sh", "-c", "tr a-z A-Z"],
+        "hello\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO\n");
+    let out = s.kubectl(&["exec", "talk", "--", "sh", "-c", "echo err >&2; exit 3"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).lines().next(),
+        Some("err")
+    );
+    let out = s.kubectl(&["exec", "talk", "--", "no-such-command"]);
+    assert!(!out.status.success());
+
+    // follow ends with the container; previous shows the instance before.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "short",
+            "echo run-$(cat /proc/uptime | cut -d' ' -f1); sleep 2; exit 1",
+        ),
+    );
+    wait_pod(&s, "short", "ran", |v| v["status"]["phase"] == "Running");
+    let followed = s.kubectl_ok(&["logs", "-f", "short"]);
+    assert!(followed.starts_with("run-"), "{followed}");
+    let v = wait_pod(&s, "short", "restarted", |v| {
+        container(v, "main")["restartCount"].as_i64().unwrap_or(0) >= 1
+    });
+    assert!(v["status"]["containerStatuses"].is_array());
+    let previous = s.kubectl_ok(&["logs", "short", "--previous"]);
+    assert!(previous.starts_with("run-"), "{previous}");
+
+    // Nobody but the API server is served by the kubelet API.
+    let out = s
+        .net()
+        .command("curl")
+        .args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "https://127.0.0.1:10250/containerLogs/default/talk/main",
+        ])
+        .output()
+        .unwrap();
+    let code = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        code == "000" || code == "403",
+        "an anonymous caller got {code}"
+    );
+}
