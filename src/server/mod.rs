@@ -334,9 +334,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         anyhow::Ok((pki, tls))
     });
     let tokens_csv = paths.tokens_csv.clone();
+    let tls_dir = paths.tls.clone();
     let tokens = tokio::task::spawn_blocking(move || {
-        pki::load_or_create_token_file(&tokens_csv)
-            .with_context(|| format!("reading bearer tokens {}", tokens_csv.display()))
+        let tokens = pki::load_or_create_token_file(&tokens_csv)
+            .with_context(|| format!("reading bearer tokens {}", tokens_csv.display()))?;
+        let sa_key = pki::ServiceAccountKey::load_or_create(&tls_dir).with_context(|| {
+            format!(
+                "setting up the service-account signing key in {}",
+                tls_dir.display()
+            )
+        })?;
+        anyhow::Ok((tokens, sa_key))
     });
     // A new data dir: bootstrap's creates will need the wire schema, which
     // can be built while the new database is made (that waits on fsync).
@@ -347,7 +355,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("opening the database")?
         .with_context(|| format!("opening the database {}", paths.db.display()))?;
-    let tokens = tokens.await.context("reading bearer tokens")??;
+    let (tokens, sa_key) = tokens.await.context("reading bearer tokens")??;
 
     let inflight = args.inflight_limits();
     tracing::info!(
@@ -359,7 +367,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let state = Arc::new(ApiState {
         registry: Registry::builtin(),
         objects: Objects::new(store.clone()),
-        auth: Authenticator { tokens },
+        auth: Authenticator {
+            tokens,
+            service_accounts: apiserver::serviceaccount::Tokens::new(sa_key),
+        },
         inflight: Inflight::new(&inflight),
         ready: Default::default(),
         usage_writes: Default::default(),

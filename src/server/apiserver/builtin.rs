@@ -43,7 +43,7 @@ const SCALE: SubresourceDef = SubresourceDef {
 // drain` evicts only when pods/eviction is listed, and deletes otherwise),
 // so one listed but refused breaks them. Upstream's pods/attach, binding,
 // ephemeralcontainers, eviction, exec, log, portforward and proxy,
-// services/proxy, nodes/proxy and serviceaccounts/token each come back here
+// services/proxy and nodes/proxy each come back here
 // when they are implemented; until then they are 404, as any subresource a
 // server does not have.
 const POD_SUBRESOURCES: &[SubresourceDef] = &[status("", "Pod")];
@@ -61,7 +61,14 @@ const NAMESPACE_SUBRESOURCES: &[SubresourceDef] = &[
 const RC_SUBRESOURCES: &[SubresourceDef] = &[SCALE, status("", "ReplicationController")];
 const QUOTA_SUBRESOURCES: &[SubresourceDef] = &[status("", "ResourceQuota")];
 const NODE_SUBRESOURCES: &[SubresourceDef] = &[status("", "Node")];
-const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[];
+/// `serviceaccounts/token` (TokenRequest, `serviceaccount::token_request`).
+const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
+    name: "token",
+    group: "authentication.k8s.io",
+    version: "v1",
+    kind: "TokenRequest",
+    verbs: &["create"],
+}];
 
 const PV_SUBRESOURCES: &[SubresourceDef] = &[status("", "PersistentVolume")];
 const PVC_SUBRESOURCES: &[SubresourceDef] = &[status("", "PersistentVolumeClaim")];
