@@ -440,6 +440,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         controllers::garbage::run(collector, collecting, life.cancel).await;
         Ok(())
     });
+    // A `default` ServiceAccount and the cluster CA in every namespace.
+    let accounts = controllers::per_namespace::Ctx {
+        client: loopback::client(
+            state.clone(),
+            auth::component(auth::SERVICE_ACCOUNT_CONTROLLER_USER),
+            controllers::serviceaccounts::AGENT,
+        ),
+        kept: controllers::serviceaccounts::kept(),
+    };
+    components.spawn("service account controller", move |life| async move {
+        life.ready();
+        controllers::per_namespace::run(accounts, life.cancel).await;
+        Ok(())
+    });
+    let root_ca = controllers::per_namespace::Ctx {
+        client: loopback::client(
+            state.clone(),
+            auth::component(auth::ROOT_CA_PUBLISHER_USER),
+            controllers::root_ca::AGENT,
+        ),
+        kept: controllers::root_ca::kept(pki.ca_cert_pem().to_string()),
+    };
+    components.spawn("root CA publisher", move |life| async move {
+        life.ready();
+        controllers::per_namespace::run(root_ca, life.cancel).await;
+        Ok(())
+    });
     let counting = state.clone();
     components.spawn("quota recount", move |life| async move {
         life.ready();
