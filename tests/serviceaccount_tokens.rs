@@ -146,6 +146,16 @@ fn kubectl_create_token_gives_a_token_that_reads_but_does_not_write() {
         86400
     );
 
+    // kubectl auth whoami, as the token and as the admin.
+    let out = kubectl_with_token(&s, &token, &["auth", "whoami"]);
+    assert!(
+        stdout(&out).contains("system:serviceaccount:default:default"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(s.kubectl_ok(&["auth", "whoami"]).contains("system:admin"));
+
     // Discovery lists the subresource as upstream does.
     let (code, body) = s.curl_get(
         "/api/v1",
@@ -289,12 +299,67 @@ fn a_pod_bound_token_stops_working_when_its_pod_is_deleted() {
     assert_eq!(c["kubernetes.io"]["node"]["name"], "node-a");
     let out = kubectl_with_token(&s, &token, &["get", "pods"]);
     assert!(out.status.success(), "{}", stderr(&out));
+    // kubectl auth whoami (SelfSubjectReview) shows the pod it is bound to.
+    let out = kubectl_with_token(&s, &token, &["auth", "whoami", "-o", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let me = json(&stdout(&out));
+    let user = &me["status"]["userInfo"];
+    assert_eq!(
+        user["username"], "system:serviceaccount:default:default",
+        "{me}"
+    );
+    assert_eq!(
+        user["groups"],
+        serde_json::json!([
+            "system:serviceaccounts",
+            "system:serviceaccounts:default",
+            "system:authenticated"
+        ])
+    );
+    assert_eq!(
+        user["extra"]["authentication.kubernetes.io/pod-name"],
+        serde_json::json!(["p1"])
+    );
+    assert_eq!(
+        user["extra"]["authentication.kubernetes.io/pod-uid"],
+        serde_json::json!([uid])
+    );
+    assert_eq!(
+        user["extra"]["authentication.kubernetes.io/node-name"],
+        serde_json::json!(["node-a"])
+    );
+    // TokenReview, as the admin.
+    let review = |token: &str| {
+        let body = format!(
+            r#"{{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{{"token":"{token}"}}}}"#
+        );
+        // Without client-side validation: kubectl checks CRDs for a kind
+        // without PATCH, and there is no CRD API yet.
+        let out = s.kubectl_stdin(
+            &["create", "--validate=false", "-f", "-", "-o", "json"],
+            &body,
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        json(&stdout(&out))
+    };
+    let r = review(&token);
+    assert_eq!(r["status"]["authenticated"], true, "{r}");
+    assert_eq!(
+        r["status"]["user"]["username"],
+        "system:serviceaccount:default:default"
+    );
     s.kubectl_ok(&["delete", "pod", "p1", "--grace-period=0", "--force"]);
     // Remembered for at most 10 s, as upstream's token cache.
     eventually("the token refused", || {
         let out = kubectl_with_token(&s, &token, &["get", "pods"]);
         !out.status.success() && stderr(&out).contains("Unauthorized")
     });
+    let r = review(&token);
+    assert_eq!(r["status"]["authenticated"], serde_json::Value::Null, "{r}");
+    assert!(
+        r["status"]["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{r}"
+    );
     // A pod of the same name is another pod.
     pod(&s, "p1", "node-a", "cfg");
     let out = kubectl_with_token(&s, &token, &["get", "pods"]);

@@ -16,6 +16,7 @@ const NO_COLLECTION_DELETE: &[&str] = &[
 ];
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
 const UPDATE: &[&str] = &["update"];
+const CREATE: &[&str] = &["create"];
 const ALL: &[&str] = &["all"];
 
 /// `<plural>/status` returning the kind itself.
@@ -67,7 +68,7 @@ const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
     group: "authentication.k8s.io",
     version: "v1",
     kind: "TokenRequest",
-    verbs: &["create"],
+    verbs: CREATE,
 }];
 
 const PV_SUBRESOURCES: &[SubresourceDef] = &[status("", "PersistentVolume")];
@@ -376,6 +377,27 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             ..BASE
         },
         // networking.k8s.io/v1
+        // Reviews: created only, answered at once, never stored.
+        ResourceDef {
+            group: "authentication.k8s.io",
+            plural: "selfsubjectreviews",
+            singular: "selfsubjectreview",
+            kind: "SelfSubjectReview",
+            namespaced: false,
+            verbs: CREATE,
+            strategy: KindRef(&kinds::review::SELF_SUBJECT_REVIEW),
+            ..BASE
+        },
+        ResourceDef {
+            group: "authentication.k8s.io",
+            plural: "tokenreviews",
+            singular: "tokenreview",
+            kind: "TokenReview",
+            namespaced: false,
+            verbs: CREATE,
+            strategy: KindRef(&kinds::review::TOKEN_REVIEW),
+            ..BASE
+        },
         ResourceDef {
             group: "networking.k8s.io",
             plural: "ingresses",

@@ -225,19 +225,48 @@ impl Tokens {
         if let Some(info) = self.cache.get(&hash, now) {
             return Ok(info);
         }
+        let (info, claims) = self.check(lookup, token, &self.audiences).await?;
         let unix = unix_now();
-        let expect = Expect {
-            issuer: &self.issuer,
-            audiences: &self.audiences,
-            now: unix,
-        };
-        let claims = jwt::verify(self.key(), token, &expect)?;
-        let info = Arc::new(check_objects(lookup, &claims, unix).await?);
         // Never past the token's own end.
         let left = u64::try_from(claims.exp.saturating_add(LEEWAY_SECS) - unix).unwrap_or(0);
         let until = now + CACHE_TTL.min(Duration::from_secs(left));
         self.cache.put(hash, info.clone(), until);
         Ok(info)
+    }
+
+    /// As [`Tokens::authenticate`] for a token meant for one of
+    /// `audiences` rather than for the API server (a TokenReview's); not
+    /// cached.
+    pub async fn authenticate_for(
+        &self,
+        lookup: &dyn Lookup,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<(Arc<ServiceAccountInfo>, Vec<String>), Refused> {
+        let (info, claims) = self.check(lookup, token, audiences).await?;
+        let matched = claims
+            .aud
+            .into_iter()
+            .filter(|a| audiences.contains(a))
+            .collect();
+        Ok((info, matched))
+    }
+
+    async fn check(
+        &self,
+        lookup: &dyn Lookup,
+        token: &str,
+        audiences: &[String],
+    ) -> Result<(Arc<ServiceAccountInfo>, Claims), Refused> {
+        let unix = unix_now();
+        let expect = Expect {
+            issuer: &self.issuer,
+            audiences,
+            now: unix,
+        };
+        let claims = jwt::verify(self.key(), token, &expect)?;
+        let info = Arc::new(check_objects(lookup, &claims, unix).await?);
+        Ok((info, claims))
     }
 
     #[cfg(test)]

@@ -7,13 +7,15 @@
 //! - `authn`: the bearer-token authenticator — signature, time, issuer and
 //!   audience, then the service account and the object the token is bound
 //!   to must still exist with the uids it names; verified tokens are
-//!   remembered for a few seconds.
+//!   remembered for a few seconds;
+//! - `review`: TokenReview and SelfSubjectReview (`kubectl auth whoami`).
 //!
 //! Tokens are never logged: errors and traces name the service account,
 //! never the token.
 
 pub mod authn;
 pub mod jwt;
+pub mod review;
 pub mod token_request;
 
 use crate::server::pki::{Identity, ServiceAccountKey};
