@@ -234,3 +234,97 @@ fn verbs_follow_the_request() {
     assert_eq!(verb(&Method::PATCH, &one, false), "patch");
     assert_eq!(verb(&Method::POST, &Target::Path("/x"), false), "post");
 }
+
+#[test]
+fn service_accounts_read_all_but_secrets_and_write_nothing() {
+    let sa = crate::server::apiserver::serviceaccount::identity("dev", "default");
+    let res = |resource, name| Target::Resource {
+        group: "",
+        resource,
+        subresource: None,
+        namespace: Some("dev"),
+        name,
+    };
+    for verb in ["get", "list", "watch"] {
+        assert!(authorize(&sa, verb, &res("pods", None)).is_ok(), "{verb}");
+        assert!(
+            authorize(&sa, verb, &res("configmaps", Some("x"))).is_ok(),
+            "{verb}"
+        );
+        assert!(
+            authorize(&sa, verb, &res("secrets", None)).is_err(),
+            "{verb}"
+        );
+    }
+    for verb in ["create", "update", "patch", "delete", "deletecollection"] {
+        assert!(
+            authorize(&sa, verb, &res("configmaps", Some("x"))).is_err(),
+            "{verb}"
+        );
+    }
+    let e = authorize(&sa, "list", &res("secrets", None)).unwrap_err();
+    assert_eq!(
+        e.message,
+        r#"secrets is forbidden: User "system:serviceaccount:dev:default" cannot list resource "secrets" in API group "" in the namespace "dev""#
+    );
+    // The user name alone is not a service account.
+    let impostor = who("system:serviceaccount:dev:default", &[]);
+    assert!(authorize(&impostor, "get", &res("pods", None)).is_err());
+    // Anyone may ask who they are; only masters may review tokens.
+    let review = |resource| Target::Resource {
+        group: "authentication.k8s.io",
+        resource,
+        subresource: None,
+        namespace: None,
+        name: None,
+    };
+    assert!(authorize(&impostor, "create", &review("selfsubjectreviews")).is_ok());
+    assert!(authorize(&sa, "create", &review("tokenreviews")).is_err());
+}
+
+#[test]
+fn the_graph_is_asked_only_for_a_nodes_reads_of_pod_objects_and_tokens() {
+    let node = who("system:node:n1", &["system:nodes"]);
+    let res = |resource, subresource, name| Target::Resource {
+        group: "",
+        resource,
+        subresource,
+        namespace: Some("ns"),
+        name,
+    };
+    let q = node_graph_question(&node, "get", &res("secrets", None, Some("s")), None).unwrap();
+    assert_eq!(
+        q,
+        GraphQuestion {
+            node: "n1",
+            verb: "get",
+            resource: "secrets",
+            namespace: "ns",
+            name: "s"
+        }
+    );
+    // A list or watch only when narrowed to one object.
+    assert!(node_graph_question(&node, "list", &res("configmaps", None, None), None).is_none());
+    let q = node_graph_question(&node, "watch", &res("configmaps", None, None), Some("c"));
+    assert_eq!(q.map(|q| q.name), Some("c"));
+    let tok = res("serviceaccounts", Some("token"), Some("default"));
+    let q = node_graph_question(&node, "create", &tok, None).unwrap();
+    assert_eq!(q.resource, "serviceaccounts/token");
+    for (verb, t) in [
+        ("create", res("secrets", None, Some("s"))),
+        ("delete", res("secrets", None, Some("s"))),
+        ("get", res("pods", None, Some("p"))),
+        (
+            "get",
+            res("serviceaccounts", Some("token"), Some("default")),
+        ),
+    ] {
+        assert!(
+            node_graph_question(&node, verb, &t, None).is_none(),
+            "{verb} {t:?}"
+        );
+    }
+    // Not a node, no graph.
+    let nobody = who("system:node:n1", &[]);
+    assert!(node_graph_question(&nobody, "get", &res("secrets", None, Some("s")), None).is_none());
+}
