@@ -476,6 +476,21 @@ impl Server {
         (crt, key)
     }
 
+    /// Wait until the root CA publisher has put `kube-root-ca.crt` in
+    /// namespace `ns` (it counts against quotas and shows in lists, as
+    /// upstream's).
+    pub fn wait_root_ca(&self, ns: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .kubectl(&["get", "cm", "kube-root-ca.crt", "-n", ns])
+            .status
+            .success()
+        {
+            assert!(Instant::now() < deadline, "no kube-root-ca.crt in {ns}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The admin bearer token: the first line of `server/cred/tokens.csv`.
     pub fn admin_token(&self) -> String {
         let path = self.data_dir().join("server/cred/tokens.csv");
