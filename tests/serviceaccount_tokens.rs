@@ -345,6 +345,11 @@ fn a_pod_bound_token_stops_working_when_its_pod_is_deleted() {
     let r = review(&token);
     assert_eq!(r["status"]["authenticated"], true, "{r}");
     assert_eq!(
+        r["status"]["audiences"],
+        serde_json::json!(["https://kubernetes.default.svc.cluster.local"]),
+        "{r}"
+    );
+    assert_eq!(
         r["status"]["user"]["username"],
         "system:serviceaccount:default:default"
     );

@@ -48,7 +48,8 @@ pub struct Bearer {
     pub uid: Option<String>,
     /// Set for a service-account token.
     pub service_account: Option<std::sync::Arc<serviceaccount::authn::ServiceAccountInfo>>,
-    /// The audiences asked for that the token is good for.
+    /// The audiences asked for that the token is good for; empty when none
+    /// were asked (it is good for the API server's).
     pub audiences: Vec<String>,
 }
 
@@ -94,12 +95,16 @@ impl Authenticator {
             // Static tokens are the API server's own: good for its
             // audiences only, as upstream's non-audience-aware ones.
             let audiences: Vec<String> = match audiences {
-                None => api.clone(),
-                Some(asked) => asked.iter().filter(|a| api.contains(a)).cloned().collect(),
+                None => Vec::new(),
+                Some(asked) => {
+                    let good: Vec<String> =
+                        asked.iter().filter(|a| api.contains(a)).cloned().collect();
+                    if good.is_empty() {
+                        return None;
+                    }
+                    good
+                }
             };
-            if audiences.is_empty() {
-                return None;
-            }
             return Some(Bearer {
                 who,
                 uid: self.tokens.uid_of(token).map(str::to_string),
@@ -116,7 +121,7 @@ impl Authenticator {
             None => sa
                 .authenticate(&lookup, token)
                 .await
-                .map(|info| (info, api.clone())),
+                .map(|info| (info, Vec::new())),
             Some(asked) => sa.authenticate_for(&lookup, token, asked).await,
         };
         match checked {

@@ -104,12 +104,17 @@ async fn token_review(call: &Call<'_>, mut body: Value) -> Result<Value, ApiErro
             who,
             uid,
             service_account,
-            audiences,
-        }) => json!({
+            mut audiences,
+        }) => {
+            if audiences.is_empty() {
+                audiences = state.auth.service_accounts.audiences.clone();
+            }
+            json!({
             "authenticated": true,
             "user": user_info(&who, uid.as_deref(), service_account.as_deref()),
             "audiences": audiences,
-        }),
+            })
+        }
         // Upstream's words for a token no authenticator takes.
         None => json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"}),
     };
