@@ -273,8 +273,6 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                     "get" | "list" | "watch" | "update" | "patch" | "delete"
                 )
         }
-        // Upstream's system:controller:namespace-controller: read and
-        // delete anything, and release a namespace's finalizer.
         // Upstream's system:controller:service-account-controller and
         // system:controller:root-ca-cert-publisher: follow namespaces, keep
         // one object in each.
@@ -294,6 +292,8 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                 && subresource.is_none()
                 && ((*resource == "namespaces" && read) || (*resource == kept && (read || write)))
         }
+        // Upstream's system:controller:namespace-controller: read and
+        // delete anything, and release a namespace's finalizer.
         NAMESPACE_CONTROLLER_USER => match subresource {
             None => matches!(
                 verb,
@@ -515,7 +515,7 @@ pub fn authorize(who: &Identity, verb: &str, target: &Target<'_>) -> Result<(), 
 /// Upstream's 403: `<resource> "<name>" is forbidden: User "<user>" cannot
 /// <verb> resource "<resource>" in API group "<group>" in the namespace
 /// "<ns>"` (or `at the cluster scope`, or `cannot <verb> path "<path>"`).
-pub fn forbidden(who: &Identity, verb: &str, target: &Target<'_>) -> ApiError {
+fn forbidden(who: &Identity, verb: &str, target: &Target<'_>) -> ApiError {
     let user = &who.user;
     match target {
         Target::Path(p) => {

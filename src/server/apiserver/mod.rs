@@ -429,18 +429,14 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
             let (obj, _) = object_body(call, body).await?;
             serviceaccount::token_request::create(call, n, obj).await
         }
-        // Reviews are answered, not stored.
-        (Method::POST, None, None) if r.def.strategy.review().is_some() => {
-            let review = r.def.strategy.review();
-            let bytes = read_body(state, body).await?;
-            let obj = decode_object(headers, &bytes)?;
-            match review {
-                Some(review) => serviceaccount::review::create(call, review, obj).await,
-                None => Err(not_found()),
-            }
-        }
         (Method::POST, None, None) => {
             verb_allowed(r, "create")?;
+            // Reviews are answered, not stored.
+            if let Some(review) = r.def.strategy.review() {
+                let bytes = read_body(state, body).await?;
+                let obj = decode_object(headers, &bytes)?;
+                return serviceaccount::review::create(call, review, obj).await;
+            }
             let manager = apply::write_manager(ctx, headers, "CreateOptions")?;
             let (obj, warnings) = object_body(call, body).await?;
             let resp = write::create(call, obj, &manager).await?;
