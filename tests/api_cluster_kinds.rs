@@ -131,11 +131,13 @@ fn kubectl_creates_the_policy_kinds_and_prints_them_as_upstream() {
 #[test]
 fn quotas_are_charged_enforced_and_given_back() {
     let mut s = Server::start();
+    // kube-root-ca.crt counts too, as upstream.
+    s.wait_root_ca("default");
     s.kubectl_ok(&[
         "create",
         "quota",
         "q",
-        "--hard=pods=2,requests.cpu=1,count/configmaps=1",
+        "--hard=pods=2,requests.cpu=1,count/configmaps=2",
     ]);
     s.kubectl_ok(&["run", "p1", "--image=busybox", "--overrides", r#"{"spec":{"containers":[{"name":"p1","image":"busybox","resources":{"requests":{"cpu":"300m"}}}]}}"#]);
     // A pod without the requests a quota tracks is refused with the names.
@@ -188,7 +190,9 @@ fn quotas_are_charged_enforced_and_given_back() {
 #[test]
 fn concurrent_creates_never_exceed_a_quota() {
     let s = Server::start();
-    s.kubectl_ok(&["create", "quota", "q", "--hard=configmaps=3"]);
+    // Three and kube-root-ca.crt, which counts too, as upstream.
+    s.wait_root_ca("default");
+    s.kubectl_ok(&["create", "quota", "q", "--hard=configmaps=4"]);
     let created = std::thread::scope(|scope| {
         let runs: Vec<_> = (0..8)
             .map(|i| {

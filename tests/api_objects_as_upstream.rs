@@ -209,7 +209,9 @@ fn both_event_apis_are_one_store() {
 #[test]
 fn metadata_only_reads_as_metadata_clients_ask() {
     let s = Server::start();
-    s.kubectl_ok(&["create", "configmap", "m1", "--from-literal=big=value"]);
+    // Named to sort before the namespace's kube-root-ca.crt, so that the
+    // page of one holds it.
+    s.kubectl_ok(&["create", "configmap", "a1", "--from-literal=big=value"]);
     let auth = format!("Authorization: Bearer {}", s.admin_token());
     let accept = "Accept: application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
     for path in [
@@ -224,21 +226,21 @@ fn metadata_only_reads_as_metadata_clients_ask() {
         assert!(list["metadata"]["resourceVersion"].is_string(), "{body}");
         let m1 = list["items"]
             .as_array()
-            .and_then(|items| items.iter().find(|i| i["metadata"]["name"] == "m1"))
-            .unwrap_or_else(|| panic!("m1 missing: {body}"));
+            .and_then(|items| items.iter().find(|i| i["metadata"]["name"] == "a1"))
+            .unwrap_or_else(|| panic!("a1 missing: {body}"));
         assert_eq!(m1["kind"], "PartialObjectMetadata", "{body}");
         assert!(m1.get("data").is_none(), "{body}");
     }
     let one =
         "Accept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json";
     let (code, body) = s.curl_get(
-        "/api/v1/namespaces/default/configmaps/m1",
+        "/api/v1/namespaces/default/configmaps/a1",
         &["-H", &auth, "-H", one],
     );
     assert_eq!(code, 200, "{body}");
     let obj = json(&body);
     assert_eq!(obj["kind"], "PartialObjectMetadata", "{body}");
-    assert_eq!(obj["metadata"]["name"], "m1", "{body}");
+    assert_eq!(obj["metadata"]["name"], "a1", "{body}");
     assert!(obj.get("data").is_none(), "{body}");
     let (code, body) = s.curl_get(
         "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",

@@ -8,66 +8,8 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 
-use support::{json, run_ok, stderr, Server};
-
-/// A client certificate and key signed by the test server's cluster CA with
-/// the real openssl CLI: subject `/O=<group>.../CN=<user>`.
-fn client_cert(s: &Server, name: &str, user: &str, groups: &[&str]) -> (PathBuf, PathBuf) {
-    let tls = s.data_dir().join("server/tls");
-    let key = s.dir().join(format!("{name}.key"));
-    let csr = s.dir().join(format!("{name}.csr"));
-    let crt = s.dir().join(format!("{name}.crt"));
-    // A v3 client certificate, as the verifier requires.
-    let ext = s.dir().join("client.ext");
-    std::fs::write(
-        &ext,
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    let subject: String = groups
-        .iter()
-        .map(|g| format!("/O={g}"))
-        .chain(std::iter::once(format!("/CN={user}")))
-        .collect();
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-            ])
-            .arg(&key),
-    );
-    run_ok(
-        Command::new("openssl")
-            .args(["req", "-new", "-key"])
-            .arg(&key)
-            .args(["-subj", &subject, "-out"])
-            .arg(&csr),
-    );
-    run_ok(
-        Command::new("openssl")
-            .args(["x509", "-req", "-days", "2", "-in"])
-            .arg(&csr)
-            .arg("-CA")
-            .arg(tls.join("server-ca.crt"))
-            .arg("-CAkey")
-            .arg(tls.join("server-ca.key"))
-            .arg("-CAserial")
-            .arg(s.dir().join("ca.srl"))
-            .arg("-CAcreateserial")
-            .arg("-extfile")
-            .arg(&ext)
-            .arg("-out")
-            .arg(&crt),
-    );
-    (crt, key)
-}
+use support::{json, stderr, Server};
 
 /// curl with a client certificate: (HTTP code, body).
 fn curl_as(s: &Server, cert: &(PathBuf, PathBuf), method: &str, path: &str) -> (u16, String) {
@@ -93,7 +35,7 @@ fn assert_forbidden(code: u16, body: &str, message: &str) {
 #[test]
 fn a_node_certificate_may_not_read_or_write_others_objects() {
     let s = Server::start();
-    let node = client_cert(&s, "node", "system:node:x", &["system:nodes"]);
+    let node = s.client_cert("node", "system:node:x", &["system:nodes"]);
 
     let (code, body) = curl_as(&s, &node, "GET", "/api/v1/namespaces/default/secrets");
     assert_forbidden(
@@ -179,7 +121,7 @@ fn only_system_masters_certificates_may_do_everything() {
         ("bare", "bob", &[][..]),
         ("almost", "carol", &["system:master"][..]),
     ] {
-        let cert = client_cert(&s, name, user, groups);
+        let cert = s.client_cert(name, user, groups);
         let (code, body) = curl_as(&s, &cert, "GET", "/api/v1/namespaces");
         assert_forbidden(
             code,
@@ -196,7 +138,7 @@ fn only_system_masters_certificates_may_do_everything() {
         );
     }
     // A member of system:masters is an admin, whatever its name.
-    let root = client_cert(&s, "root", "dave", &["system:masters"]);
+    let root = s.client_cert("root", "dave", &["system:masters"]);
     let (code, body) = curl_as(&s, &root, "POST", "/api/v1/namespaces/default/configmaps");
     assert_eq!(code, 201, "{body}");
     // And so is the kubeconfig's admin certificate.

@@ -562,7 +562,15 @@ fn delete_f_removes_the_objects() {
             r#"service "web" deleted"#,
         ]
     );
-    let out = s.kubectl(&["get", "cm,deploy,svc", "-n", "demo"]);
+    // The namespace's kube-root-ca.crt (the root CA publisher's) stays,
+    // as upstream.
+    let out = s.kubectl_ok(&["get", "cm,deploy,svc", "-n", "demo", "-o", "name"]);
+    let left: Vec<&str> = out
+        .lines()
+        .filter(|l| *l != "configmap/kube-root-ca.crt")
+        .collect();
+    assert!(left.is_empty(), "{out}");
+    let out = s.kubectl(&["get", "deploy,svc", "-n", "demo"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "");
     assert_eq!(

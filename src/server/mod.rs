@@ -334,9 +334,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         anyhow::Ok((pki, tls))
     });
     let tokens_csv = paths.tokens_csv.clone();
+    let tls_dir = paths.tls.clone();
     let tokens = tokio::task::spawn_blocking(move || {
-        pki::load_or_create_token_file(&tokens_csv)
-            .with_context(|| format!("reading bearer tokens {}", tokens_csv.display()))
+        let tokens = pki::load_or_create_token_file(&tokens_csv)
+            .with_context(|| format!("reading bearer tokens {}", tokens_csv.display()))?;
+        let sa_key = pki::ServiceAccountKey::load_or_create(&tls_dir).with_context(|| {
+            format!(
+                "setting up the service-account signing key in {}",
+                tls_dir.display()
+            )
+        })?;
+        anyhow::Ok((tokens, sa_key))
     });
     // A new data dir: bootstrap's creates will need the wire schema, which
     // can be built while the new database is made (that waits on fsync).
@@ -347,7 +355,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("opening the database")?
         .with_context(|| format!("opening the database {}", paths.db.display()))?;
-    let tokens = tokens.await.context("reading bearer tokens")??;
+    let (tokens, sa_key) = tokens.await.context("reading bearer tokens")??;
 
     let inflight = args.inflight_limits();
     tracing::info!(
@@ -359,7 +367,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let state = Arc::new(ApiState {
         registry: Registry::builtin(),
         objects: Objects::new(store.clone()),
-        auth: Authenticator { tokens },
+        auth: Authenticator {
+            tokens,
+            service_accounts: apiserver::serviceaccount::Tokens::new(sa_key),
+        },
         inflight: Inflight::new(&inflight),
         ready: Default::default(),
         usage_writes: Default::default(),
@@ -436,6 +447,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     components.spawn("garbage collector", move |life| async move {
         life.ready();
         controllers::garbage::run(collector, collecting, life.cancel).await;
+        Ok(())
+    });
+    // A `default` ServiceAccount and the cluster CA in every namespace.
+    let accounts = controllers::per_namespace::Ctx {
+        client: loopback::client(
+            state.clone(),
+            auth::component(auth::SERVICE_ACCOUNT_CONTROLLER_USER),
+            controllers::serviceaccounts::AGENT,
+        ),
+        kept: controllers::serviceaccounts::kept(),
+    };
+    components.spawn("service account controller", move |life| async move {
+        life.ready();
+        controllers::per_namespace::run(accounts, life.cancel).await;
+        Ok(())
+    });
+    let root_ca = controllers::per_namespace::Ctx {
+        client: loopback::client(
+            state.clone(),
+            auth::component(auth::ROOT_CA_PUBLISHER_USER),
+            controllers::root_ca::AGENT,
+        ),
+        kept: controllers::root_ca::kept(pki.ca_cert_pem().to_string()),
+    };
+    components.spawn("root CA publisher", move |life| async move {
+        life.ready();
+        controllers::per_namespace::run(root_ca, life.cancel).await;
         Ok(())
     });
     let counting = state.clone();

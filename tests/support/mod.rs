@@ -418,6 +418,79 @@ impl Server {
         (code, body.to_string())
     }
 
+    /// A client certificate and key signed by the test server's cluster CA with
+    /// the real openssl CLI: subject `/O=<group>.../CN=<user>`.
+    pub fn client_cert(&self, name: &str, user: &str, groups: &[&str]) -> (PathBuf, PathBuf) {
+        let s = self;
+        let tls = s.data_dir().join("server/tls");
+        let key = s.dir().join(format!("{name}.key"));
+        let csr = s.dir().join(format!("{name}.csr"));
+        let crt = s.dir().join(format!("{name}.crt"));
+        // A v3 client certificate, as the verifier requires.
+        let ext = s.dir().join("client.ext");
+        std::fs::write(
+            &ext,
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        )
+        .unwrap();
+        let subject: String = groups
+            .iter()
+            .map(|g| format!("/O={g}"))
+            .chain(std::iter::once(format!("/CN={user}")))
+            .collect();
+        run_ok(
+            Command::new("openssl")
+                .args([
+                    "ecparam",
+                    "-name",
+                    "prime256v1",
+                    "-genkey",
+                    "-noout",
+                    "-out",
+                ])
+                .arg(&key),
+        );
+        run_ok(
+            Command::new("openssl")
+                .args(["req", "-new", "-key"])
+                .arg(&key)
+                .args(["-subj", &subject, "-out"])
+                .arg(&csr),
+        );
+        run_ok(
+            Command::new("openssl")
+                .args(["x509", "-req", "-days", "2", "-in"])
+                .arg(&csr)
+                .arg("-CA")
+                .arg(tls.join("server-ca.crt"))
+                .arg("-CAkey")
+                .arg(tls.join("server-ca.key"))
+                .arg("-CAserial")
+                .arg(s.dir().join("ca.srl"))
+                .arg("-CAcreateserial")
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&crt),
+        );
+        (crt, key)
+    }
+
+    /// Wait until the root CA publisher has put `kube-root-ca.crt` in
+    /// namespace `ns` (it counts against quotas and shows in lists, as
+    /// upstream's).
+    pub fn wait_root_ca(&self, ns: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .kubectl(&["get", "cm", "kube-root-ca.crt", "-n", ns])
+            .status
+            .success()
+        {
+            assert!(Instant::now() < deadline, "no kube-root-ca.crt in {ns}");
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The admin bearer token: the first line of `server/cred/tokens.csv`.
     pub fn admin_token(&self) -> String {
         let path = self.data_dir().join("server/cred/tokens.csv");

@@ -1,16 +1,23 @@
 //! Authentication: client certificates signed by the cluster CA (verified
-//! during the TLS handshake) or static bearer tokens. Health and version
-//! endpoints stay readable without credentials, as on a real cluster.
+//! during the TLS handshake), static bearer tokens, or service-account
+//! tokens (bearer JWTs this server signed, `serviceaccount::authn`).
+//! Health and version endpoints stay readable without credentials, as on a
+//! real cluster.
 //!
 //! Authorization: [`authorize`] is the one decision every authenticated
 //! request passes, kubectl's and skiff's own components' (which call in
-//! through `loopback` with the identities below), so that RBAC and a node
-//! authorizer can replace it.
+//! through `loopback` with the identities below), so that RBAC can replace
+//! it. A node's reads of the objects its pods use are decided by the node
+//! authorizer's graph (`node_graph`, which needs the store), asked when
+//! [`node_graph_question`] says so.
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 
+use super::object_store::Objects;
 use super::path::ApiPath;
+use super::registry::Registry;
+use super::serviceaccount::{self, authn::StoreLookup, jwt};
 use crate::api::status::{qualified_resource, ApiError};
 use crate::server::pki::{Identity, TokenAuth, MASTERS_GROUP};
 
@@ -20,6 +27,8 @@ pub struct ConnIdentity(pub Option<Identity>);
 
 pub struct Authenticator {
     pub tokens: TokenAuth,
+    /// Issues (TokenRequest) and checks service-account tokens.
+    pub service_accounts: serviceaccount::Tokens,
 }
 
 /// Paths the apiserver's `system:public-info-viewer` role opens to anyone.
@@ -32,17 +41,102 @@ pub fn is_public(path: &str) -> bool {
         || path.starts_with("/readyz/")
 }
 
+/// Who a bearer token stands for.
+pub struct Bearer {
+    pub who: Identity,
+    /// The token-file line's uid, or the service account's.
+    pub uid: Option<String>,
+    /// Set for a service-account token.
+    pub service_account: Option<std::sync::Arc<serviceaccount::authn::ServiceAccountInfo>>,
+    /// The audiences asked for that the token is good for; empty when none
+    /// were asked (it is good for the API server's).
+    pub audiences: Vec<String>,
+}
+
+/// The bearer token of a request, if it has one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
 impl Authenticator {
-    pub fn authenticate(&self, conn: &ConnIdentity, headers: &HeaderMap) -> Option<Identity> {
+    /// Who a request comes from: the connection's certificate, else its
+    /// bearer token (a static one, else a service-account JWT, whose
+    /// objects are looked up in `objects`).
+    pub async fn authenticate(
+        &self,
+        objects: &Objects,
+        registry: &Registry,
+        conn: &ConnIdentity,
+        headers: &HeaderMap,
+    ) -> Option<Identity> {
         if let Some(id) = &conn.0 {
             return Some(id.clone());
         }
-        let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
+        let token = bearer_token(headers)?;
+        let bearer = self.bearer(objects, registry, token, None).await?;
+        Some(bearer.who)
+    }
+
+    /// Who `token` stands for: a static token, else a service-account JWT
+    /// meant for the API server (or, given `audiences`, for one of those).
+    pub async fn bearer(
+        &self,
+        objects: &Objects,
+        registry: &Registry,
+        token: &str,
+        audiences: Option<&[String]>,
+    ) -> Option<Bearer> {
+        let api = &self.service_accounts.audiences;
+        if let Some(who) = self.tokens.authenticate(token) {
+            // Static tokens are the API server's own: good for its
+            // audiences only, as upstream's non-audience-aware ones.
+            let audiences: Vec<String> = match audiences {
+                None => Vec::new(),
+                Some(asked) => {
+                    let good: Vec<String> =
+                        asked.iter().filter(|a| api.contains(a)).cloned().collect();
+                    if good.is_empty() {
+                        return None;
+                    }
+                    good
+                }
+            };
+            return Some(Bearer {
+                who,
+                uid: self.tokens.uid_of(token).map(str::to_string),
+                service_account: None,
+                audiences,
+            });
+        }
+        if !jwt::looks_like_jwt(token) {
             return None;
         }
-        self.tokens.authenticate(token.trim())
+        let lookup = StoreLookup { objects, registry };
+        let sa = &self.service_accounts;
+        let checked = match audiences {
+            None => sa
+                .authenticate(&lookup, token)
+                .await
+                .map(|info| (info, Vec::new())),
+            Some(asked) => sa.authenticate_for(&lookup, token, asked).await,
+        };
+        match checked {
+            Ok((info, audiences)) => Some(Bearer {
+                who: info.identity(),
+                uid: Some(info.uid.clone()),
+                service_account: Some(info),
+                audiences,
+            }),
+            Err(why) => {
+                // Why, never the token.
+                tracing::debug!(reason = %why, "service-account token refused");
+                None
+            }
+        }
     }
 }
 
@@ -126,6 +220,10 @@ pub const BOOTSTRAP_USER: &str = "system:skiff:bootstrap";
 pub const NAMESPACE_CONTROLLER_USER: &str = "system:controller:namespace-controller";
 /// The garbage collector, named as upstream's controller role.
 pub const GARBAGE_COLLECTOR_USER: &str = "system:controller:generic-garbage-collector";
+/// The controller that keeps a `default` ServiceAccount in each namespace.
+pub const SERVICE_ACCOUNT_CONTROLLER_USER: &str = "system:controller:service-account-controller";
+/// The controller that publishes the cluster CA (`kube-root-ca.crt`).
+pub const ROOT_CA_PUBLISHER_USER: &str = "system:controller:root-ca-cert-publisher";
 
 /// The identity of one of skiff's own components (no groups: what it may do
 /// is granted to its user name in [`component_may`], nothing more).
@@ -174,6 +272,25 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                     verb,
                     "get" | "list" | "watch" | "update" | "patch" | "delete"
                 )
+        }
+        // Upstream's system:controller:service-account-controller and
+        // system:controller:root-ca-cert-publisher: follow namespaces, keep
+        // one object in each.
+        SERVICE_ACCOUNT_CONTROLLER_USER | ROOT_CA_PUBLISHER_USER => {
+            let kept = if user == SERVICE_ACCOUNT_CONTROLLER_USER {
+                "serviceaccounts"
+            } else {
+                "configmaps"
+            };
+            let read = matches!(verb, "get" | "list" | "watch");
+            let write = match verb {
+                "create" => true,
+                "update" => kept == "configmaps",
+                _ => false,
+            };
+            group.is_empty()
+                && subresource.is_none()
+                && ((*resource == "namespaces" && read) || (*resource == kept && (read || write)))
         }
         // Upstream's system:controller:namespace-controller: read and
         // delete anything, and release a namespace's finalizer.
@@ -282,12 +399,86 @@ pub fn check_node_create(
     Err(e)
 }
 
+/// What a service account may do until RBAC (#16) decides: read
+/// (get, list, watch) every resource but Secrets; write nothing.
+fn service_account_may(verb: &str, target: &Target<'_>) -> bool {
+    let Target::Resource {
+        group, resource, ..
+    } = target
+    else {
+        return false;
+    };
+    matches!(verb, "get" | "list" | "watch") && !(group.is_empty() && *resource == "secrets")
+}
+
+/// A question for the node authorizer's graph (`node_graph`): may `node`
+/// do `verb` to the object `name` of `resource` in `namespace`?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphQuestion<'a> {
+    pub node: &'a str,
+    pub verb: &'a str,
+    /// `secrets`, `configmaps`, `persistentvolumeclaims`, `serviceaccounts`,
+    /// or `serviceaccounts/token`.
+    pub resource: &'static str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+/// Whether a request [`authorize`] refused is one the node authorizer
+/// decides from the graph of a node's pods, and its question: a node's
+/// `get` (or a `list`/`watch` narrowed to one object by a
+/// `metadata.name=` field selector, `selected`, as upstream's RequestInfo
+/// names it) of a Secret, ConfigMap, PersistentVolumeClaim or
+/// ServiceAccount, or its `create` of `serviceaccounts/token`.
+pub fn node_graph_question<'a>(
+    who: &'a Identity,
+    verb: &'a str,
+    target: &Target<'a>,
+    selected: Option<&'a str>,
+) -> Option<GraphQuestion<'a>> {
+    let node = node_of(who)?;
+    let Target::Resource {
+        group: "",
+        resource,
+        subresource,
+        namespace: Some(namespace),
+        name,
+    } = *target
+    else {
+        return None;
+    };
+    let name = match (verb, name) {
+        ("get", Some(n)) => n,
+        ("list" | "watch", None) => selected?,
+        ("create", Some(n)) => n,
+        _ => return None,
+    };
+    let resource = match (resource, subresource, verb) {
+        ("serviceaccounts", Some("token"), "create") => "serviceaccounts/token",
+        (_, _, "create") | (_, Some(_), _) => return None,
+        ("secrets", None, _) => "secrets",
+        ("configmaps", None, _) => "configmaps",
+        ("persistentvolumeclaims", None, _) => "persistentvolumeclaims",
+        ("serviceaccounts", None, _) => "serviceaccounts",
+        _ => return None,
+    };
+    Some(GraphQuestion {
+        node,
+        verb,
+        resource,
+        namespace,
+        name,
+    })
+}
+
 /// The one authorization decision, until RBAC replaces it: members of
 /// `system:masters` (the admin certificate and the admin token) may do
 /// everything; skiff's own components what [`component_may`] grants them;
-/// nodes what [`node_may`] grants theirs; every other authenticated
-/// identity (other token-file users, any other certificate the cluster CA
-/// signed) may only read discovery, OpenAPI, health and version.
+/// nodes what [`node_may`] grants theirs (and the graph more, see
+/// [`node_graph_question`]); service accounts may read everything but
+/// Secrets; every other authenticated identity (other token-file users,
+/// any other certificate the cluster CA signed) may only read discovery,
+/// OpenAPI, health and version.
 pub fn authorize(who: &Identity, verb: &str, target: &Target<'_>) -> Result<(), ApiError> {
     if who.groups.iter().any(|g| g == MASTERS_GROUP) {
         return Ok(());
@@ -297,6 +488,21 @@ pub fn authorize(who: &Identity, verb: &str, target: &Target<'_>) -> Result<(), 
     }
     if node_of(who).is_some_and(|node| node_may(node, verb, target)) {
         return Ok(());
+    }
+    if serviceaccount::service_account_of(who).is_some() && service_account_may(verb, target) {
+        return Ok(());
+    }
+    // Upstream's system:basic-user: anyone may ask who they are.
+    if let Target::Resource {
+        group: "authentication.k8s.io",
+        resource: "selfsubjectreviews",
+        subresource: None,
+        ..
+    } = target
+    {
+        if verb == "create" {
+            return Ok(());
+        }
     }
     if let Target::Path(p) = target {
         if (verb == "get" || verb == "head") && is_discovery(p) {
@@ -349,239 +555,5 @@ fn forbidden(who: &Identity, verb: &str, target: &Target<'_>) -> ApiError {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn who(user: &str, groups: &[&str]) -> Identity {
-        Identity {
-            user: user.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-        }
-    }
-
-    fn pods<'a>(ns: Option<&'a str>, name: Option<&'a str>) -> Target<'a> {
-        Target::Resource {
-            group: "",
-            resource: "pods",
-            subresource: None,
-            namespace: ns,
-            name,
-        }
-    }
-
-    #[test]
-    fn masters_may_do_everything() {
-        let admin = who("system:admin", &["system:masters"]);
-        assert!(authorize(&admin, "delete", &pods(Some("default"), Some("x"))).is_ok());
-        assert!(authorize(&admin, "post", &Target::Path("/anything")).is_ok());
-    }
-
-    #[test]
-    fn others_get_upstreams_forbidden() {
-        let node = who("system:node:x", &["system:nodes"]);
-        let secrets = Target::Resource {
-            group: "",
-            resource: "secrets",
-            subresource: None,
-            namespace: Some("default"),
-            name: None,
-        };
-        let e = authorize(&node, "list", &secrets).unwrap_err();
-        assert_eq!((e.code, e.reason), (403, "Forbidden"));
-        assert_eq!(
-            e.message,
-            r#"secrets is forbidden: User "system:node:x" cannot list resource "secrets" in API group "" in the namespace "default""#
-        );
-        let e = authorize(
-            &node,
-            "get",
-            &Target::Resource {
-                group: "apps",
-                resource: "deployments",
-                subresource: Some("scale"),
-                namespace: None,
-                name: Some("web"),
-            },
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.message,
-            r#"deployments.apps "web" is forbidden: User "system:node:x" cannot get resource "deployments/scale" in API group "apps" at the cluster scope"#
-        );
-        assert_eq!(e.kind.as_deref(), Some("deployments"));
-        // No group at all is no better.
-        let nobody = who("mallory", &[]);
-        assert!(authorize(&nobody, "create", &pods(Some("default"), None)).is_err());
-        let e = authorize(&nobody, "get", &Target::Path("/metrics")).unwrap_err();
-        assert_eq!(
-            e.message,
-            r#"forbidden: User "mallory" cannot get path "/metrics""#
-        );
-    }
-
-    #[test]
-    fn discovery_is_open_to_the_authenticated() {
-        let nobody = who("mallory", &[]);
-        for p in [
-            "/api",
-            "/api/v1",
-            "/apis",
-            "/apis/apps/v1",
-            "/openapi/v3",
-            "/version",
-        ] {
-            assert!(authorize(&nobody, "get", &Target::Path(p)).is_ok(), "{p}");
-        }
-        assert!(authorize(&nobody, "post", &Target::Path("/api")).is_err());
-    }
-
-    #[test]
-    fn a_node_keeps_its_own_node_and_lease_only() {
-        let node = who("system:node:edge-1", &["system:nodes"]);
-        let res = |group, resource, sub, ns, name| Target::Resource {
-            group,
-            resource,
-            subresource: sub,
-            namespace: ns,
-            name,
-        };
-        let lease_ns = Some("kube-node-lease");
-        for (verb, t) in [
-            ("create", res("", "nodes", None, None, None)),
-            ("list", res("", "nodes", None, None, None)),
-            ("patch", res("", "nodes", None, None, Some("edge-1"))),
-            (
-                "patch",
-                res("", "nodes", Some("status"), None, Some("edge-1")),
-            ),
-            (
-                "create",
-                res("coordination.k8s.io", "leases", None, lease_ns, None),
-            ),
-            (
-                "update",
-                res(
-                    "coordination.k8s.io",
-                    "leases",
-                    None,
-                    lease_ns,
-                    Some("edge-1"),
-                ),
-            ),
-        ] {
-            assert!(authorize(&node, verb, &t).is_ok(), "{verb} {t:?}");
-        }
-        for (verb, t) in [
-            ("patch", res("", "nodes", None, None, Some("other"))),
-            (
-                "update",
-                res("", "nodes", Some("status"), None, Some("other")),
-            ),
-            ("delete", res("", "nodes", None, None, Some("edge-1"))),
-            (
-                "update",
-                res(
-                    "coordination.k8s.io",
-                    "leases",
-                    None,
-                    lease_ns,
-                    Some("other"),
-                ),
-            ),
-            (
-                "update",
-                res(
-                    "coordination.k8s.io",
-                    "leases",
-                    None,
-                    Some("default"),
-                    Some("edge-1"),
-                ),
-            ),
-            ("list", res("", "secrets", None, Some("default"), None)),
-        ] {
-            assert!(authorize(&node, verb, &t).is_err(), "{verb} {t:?}");
-        }
-        // The user name alone is not a node; nor is the group alone.
-        let impostor = who("system:node:edge-1", &[]);
-        assert!(authorize(&impostor, "create", &res("", "nodes", None, None, None)).is_err());
-        assert!(check_node_create(&node, "", "nodes", "edge-1").is_ok());
-        let e = check_node_create(&node, "", "nodes", "other").unwrap_err();
-        assert_eq!(
-            e.message,
-            r#"nodes "other" is forbidden: node "edge-1" is not allowed to modify node "other""#
-        );
-        assert!(check_node_create(&node, "coordination.k8s.io", "leases", "other").is_err());
-        assert!(check_node_create(&node, "", "configmaps", "other").is_ok());
-    }
-
-    #[test]
-    fn components_get_only_what_they_need() {
-        let boot = component(BOOTSTRAP_USER);
-        let ns = Target::Resource {
-            group: "",
-            resource: "namespaces",
-            subresource: None,
-            namespace: None,
-            name: None,
-        };
-        assert!(authorize(&boot, "create", &ns).is_ok());
-        assert!(authorize(&boot, "create", &pods(Some("default"), None)).is_err());
-        assert!(authorize(&boot, "delete", &ns).is_err());
-        let classes = Target::Resource {
-            group: "scheduling.k8s.io",
-            resource: "priorityclasses",
-            subresource: None,
-            namespace: None,
-            name: None,
-        };
-        assert!(authorize(&boot, "create", &classes).is_ok());
-        assert!(authorize(&boot, "delete", &classes).is_err());
-        let endpoints = |namespace, name| Target::Resource {
-            group: "",
-            resource: "endpoints",
-            subresource: None,
-            namespace,
-            name,
-        };
-        let own = endpoints(Some("default"), Some("kubernetes"));
-        assert!(authorize(&boot, "update", &own).is_ok());
-        assert!(authorize(&boot, "create", &endpoints(Some("default"), None)).is_ok());
-        let other = endpoints(Some("default"), Some("web"));
-        assert!(authorize(&boot, "update", &other).is_err());
-        let elsewhere = endpoints(Some("kube-system"), Some("kubernetes"));
-        assert!(authorize(&boot, "update", &elsewhere).is_err());
-        let gc = component(GARBAGE_COLLECTOR_USER);
-        assert!(authorize(&gc, "update", &pods(Some("d"), Some("x"))).is_ok());
-        assert!(authorize(&gc, "create", &pods(Some("d"), None)).is_err());
-        let ctl = component(NAMESPACE_CONTROLLER_USER);
-        assert!(authorize(&ctl, "delete", &pods(Some("d"), Some("x"))).is_ok());
-        assert!(authorize(&ctl, "list", &pods(Some("d"), None)).is_ok());
-        assert!(authorize(&ctl, "create", &pods(Some("d"), None)).is_err());
-        assert!(authorize(&ctl, "update", &pods(Some("d"), Some("x"))).is_err());
-        let finalize = Target::Resource {
-            group: "",
-            resource: "namespaces",
-            subresource: Some("finalize"),
-            namespace: Some("d"),
-            name: Some("d"),
-        };
-        assert!(authorize(&ctl, "update", &finalize).is_ok());
-        // A name is not a group: a component's user name grants nothing
-        // outside its own rules.
-        assert!(authorize(&ctl, "get", &Target::Path("/metrics")).is_err());
-    }
-
-    #[test]
-    fn verbs_follow_the_request() {
-        let list = pods(Some("d"), None);
-        let one = pods(Some("d"), Some("x"));
-        assert_eq!(verb(&Method::GET, &list, false), "list");
-        assert_eq!(verb(&Method::GET, &list, true), "watch");
-        assert_eq!(verb(&Method::GET, &one, false), "get");
-        assert_eq!(verb(&Method::DELETE, &list, false), "deletecollection");
-        assert_eq!(verb(&Method::DELETE, &one, false), "delete");
-        assert_eq!(verb(&Method::PATCH, &one, false), "patch");
-        assert_eq!(verb(&Method::POST, &Target::Path("/x"), false), "post");
-    }
-}
+#[path = "auth_tests.rs"]
+mod tests;

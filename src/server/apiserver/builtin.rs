@@ -16,6 +16,7 @@ const NO_COLLECTION_DELETE: &[&str] = &[
 ];
 const GET_PATCH_UPDATE: &[&str] = &["get", "patch", "update"];
 const UPDATE: &[&str] = &["update"];
+const CREATE: &[&str] = &["create"];
 const ALL: &[&str] = &["all"];
 
 /// `<plural>/status` returning the kind itself.
@@ -43,7 +44,7 @@ const SCALE: SubresourceDef = SubresourceDef {
 // drain` evicts only when pods/eviction is listed, and deletes otherwise),
 // so one listed but refused breaks them. Upstream's pods/attach, binding,
 // ephemeralcontainers, eviction, exec, log, portforward and proxy,
-// services/proxy, nodes/proxy and serviceaccounts/token each come back here
+// services/proxy and nodes/proxy each come back here
 // when they are implemented; until then they are 404, as any subresource a
 // server does not have.
 const CREATE_GET: &[&str] = &["create", "get"];
@@ -82,7 +83,14 @@ const NAMESPACE_SUBRESOURCES: &[SubresourceDef] = &[
 const RC_SUBRESOURCES: &[SubresourceDef] = &[SCALE, status("", "ReplicationController")];
 const QUOTA_SUBRESOURCES: &[SubresourceDef] = &[status("", "ResourceQuota")];
 const NODE_SUBRESOURCES: &[SubresourceDef] = &[status("", "Node")];
-const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[];
+/// `serviceaccounts/token` (TokenRequest, `serviceaccount::token_request`).
+const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
+    name: "token",
+    group: "authentication.k8s.io",
+    version: "v1",
+    kind: "TokenRequest",
+    verbs: CREATE,
+}];
 
 const PV_SUBRESOURCES: &[SubresourceDef] = &[status("", "PersistentVolume")];
 const PVC_SUBRESOURCES: &[SubresourceDef] = &[status("", "PersistentVolumeClaim")];
@@ -390,6 +398,27 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             ..BASE
         },
         // networking.k8s.io/v1
+        // Reviews: created only, answered at once, never stored.
+        ResourceDef {
+            group: "authentication.k8s.io",
+            plural: "selfsubjectreviews",
+            singular: "selfsubjectreview",
+            kind: "SelfSubjectReview",
+            namespaced: false,
+            verbs: CREATE,
+            strategy: KindRef(&kinds::review::SELF_SUBJECT_REVIEW),
+            ..BASE
+        },
+        ResourceDef {
+            group: "authentication.k8s.io",
+            plural: "tokenreviews",
+            singular: "tokenreview",
+            kind: "TokenReview",
+            namespaced: false,
+            verbs: CREATE,
+            strategy: KindRef(&kinds::review::TOKEN_REVIEW),
+            ..BASE
+        },
         ResourceDef {
             group: "networking.k8s.io",
             plural: "ingresses",

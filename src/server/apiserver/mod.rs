@@ -27,6 +27,7 @@ pub mod list;
 pub mod loopback;
 pub mod metadata;
 pub mod negotiate;
+pub mod node_graph;
 pub mod object_store;
 pub mod openapi;
 pub mod patch;
@@ -36,6 +37,7 @@ pub mod read;
 pub mod recover;
 pub mod registry;
 pub mod scan;
+pub mod serviceaccount;
 pub mod table;
 pub mod watch;
 pub mod write;
@@ -56,6 +58,7 @@ use self::object_store::Objects;
 use self::path::{ApiPath, ResourceRef};
 use self::query::Query;
 use self::registry::Registry;
+use crate::api::fields::FieldSelector;
 use crate::api::status::ApiError;
 use crate::server::pki::Identity;
 
@@ -218,7 +221,10 @@ async fn dispatch(
         conn::body_deadline(),
     ));
     let path_str = parts.uri.path().to_string();
-    let who = state.auth.authenticate(conn, &parts.headers);
+    let who = state
+        .auth
+        .authenticate(&state.objects, &state.registry, conn, &parts.headers)
+        .await;
     if who.is_none() && !auth::is_public(&path_str) {
         return Err(ApiError::unauthorized());
     }
@@ -243,7 +249,21 @@ async fn dispatch(
         Some(who) => {
             let target = auth::Target::of(&parsed, &path_str);
             let verb = auth::verb(&method, &target, q.flag("watch"));
-            auth::authorize(&who, &verb, &target)?;
+            if let Err(refused) = auth::authorize(&who, &verb, &target) {
+                // A list or watch of one object names it the way
+                // upstream's RequestInfo reads it.
+                let selector = q.get("fieldSelector").map(FieldSelector::parse);
+                let selected = match &selector {
+                    Some(Ok(sel)) => sel.requires_exact("metadata.name"),
+                    _ => None,
+                };
+                let selected = selected.filter(|n| !n.is_empty());
+                let question = auth::node_graph_question(&who, &verb, &target, selected);
+                match question {
+                    Some(question) if node_graph::allows(state, &question).await? => {}
+                    _ => return Err(refused),
+                }
+            }
             let writes = matches!(parsed, ApiPath::Resource(_)) && !read_only(&method);
             Some(RequestCtx {
                 who,
@@ -428,8 +448,19 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
             read::get(state, r, n, shape).await
         }
         (Method::GET, Some(n), Some("scale")) => patch::get_scale(state, r, n).await,
+        // serviceaccounts/token, the one subresource created by a POST.
+        (Method::POST, Some(n), Some("token")) => {
+            let (obj, _) = object_body(call, body).await?;
+            serviceaccount::token_request::create(call, n, obj).await
+        }
         (Method::POST, None, None) => {
             verb_allowed(r, "create")?;
+            // Reviews are answered, not stored.
+            if let Some(review) = r.def.strategy.review() {
+                let bytes = read_body(state, body).await?;
+                let obj = decode_object(headers, &bytes)?;
+                return serviceaccount::review::create(call, review, obj).await;
+            }
             let manager = apply::write_manager(ctx, headers, "CreateOptions")?;
             let (obj, warnings) = object_body(call, body).await?;
             let resp = write::create(call, obj, &manager).await?;

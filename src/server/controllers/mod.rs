@@ -3,6 +3,9 @@
 
 pub mod garbage;
 pub mod namespace;
+pub mod per_namespace;
+pub mod root_ca;
+pub mod serviceaccounts;
 
 use serde_json::Value;
 

@@ -32,6 +32,9 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         objects: Objects::new(store.clone()),
         auth: Authenticator {
             tokens: TokenAuth::parse("", Path::new("tokens.csv")).unwrap(),
+            service_accounts: crate::server::apiserver::serviceaccount::Tokens::new(
+                crate::server::pki::ServiceAccountKey::generate().unwrap(),
+            ),
         },
         inflight: Inflight::new(&InflightLimits {
             read_only: 0,

@@ -1,6 +1,6 @@
 //! Cluster PKI: the cluster CA, the API server's serving certificate, the admin
 //! client certificate and kubeconfig, node client certificates, the node join
-//! token and static bearer tokens.
+//! token, static bearer tokens and the service-account signing key.
 //!
 //! Everything lives under `<data-dir>/server/tls` (directory 0700, keys 0600,
 //! written atomically). The first start creates it all (ECDSA P-256, a few
@@ -12,6 +12,7 @@ mod certs;
 mod der;
 mod files;
 mod kubelet;
+mod sa_key;
 mod sans;
 mod tokens;
 
@@ -34,6 +35,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use x509_parser::certificate::X509Certificate;
 
+pub use sa_key::{ServiceAccountKey, SA_KEY_FILE};
 pub use sans::{default_sans, KUBERNETES_SERVICE_IP};
 pub use tokens::{
     ca_hash, load_or_create_join_token, load_or_create_token_file, parse_join_token, TokenAuth,

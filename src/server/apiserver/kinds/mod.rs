@@ -16,6 +16,7 @@
 //! - `events`: events.k8s.io Events stored as, and converted from, core Events.
 //! - `workloads`: apps and batch kinds (generation, field labels).
 //! - `scheduling`: the system PriorityClasses cannot be deleted.
+//! - `review`: TokenReview and SelfSubjectReview, answered, never stored.
 
 pub mod alloc;
 pub mod core;
@@ -23,6 +24,7 @@ pub mod events;
 pub mod namespace;
 pub mod pod;
 pub mod repair;
+pub mod review;
 pub mod scheduling;
 pub mod service;
 pub mod workloads;
@@ -80,6 +82,15 @@ pub struct DeletePolicy {
     pub marked_only: bool,
     /// `deletionGracePeriodSeconds`, when the kind has one.
     pub grace: Option<i64>,
+}
+
+/// Which review a review kind is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Review {
+    /// `TokenReview`: who a token stands for.
+    Token,
+    /// `SelfSubjectReview`: who the caller is (`kubectl auth whoami`).
+    SelfSubject,
 }
 
 /// What a kind does. Every method has the behaviour of an ordinary kind as
@@ -175,6 +186,12 @@ pub trait Strategy: Send + Sync {
     /// inside itself, and new namespaced objects need one to exist.
     fn is_namespace(&self) -> bool {
         false
+    }
+
+    /// For a review kind, which: a create is answered from the request
+    /// and nothing is stored.
+    fn review(&self) -> Option<Review> {
+        None
     }
 
     /// The field labels `?fieldSelector=` accepts.

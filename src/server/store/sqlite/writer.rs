@@ -220,13 +220,17 @@ impl Writer {
         let last = self.last;
         match self.published.fanout.lock() {
             Ok(fanout) => {
+                // `current` first: a watcher woken by an event and reading
+                // at once (a controller's GET) must see that event's write.
+                // Subscribers wait on this lock, so they see both steps or
+                // neither, in either order.
+                self.published.current.store(last, Ordering::Release);
                 if let Some(tx) = fanout.as_ref() {
                     for ev in events {
                         // No receivers is not an error here.
                         let _ = tx.send(Arc::new(ev));
                     }
                 }
-                self.published.current.store(last, Ordering::Release);
             }
             Err(_) => {
                 // A watcher panicked while subscribing; events can no longer

@@ -1,0 +1,330 @@
+//! Tests of the authorization decisions in `auth.rs`.
+
+use super::*;
+
+fn who(user: &str, groups: &[&str]) -> Identity {
+    Identity {
+        user: user.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+    }
+}
+
+fn pods<'a>(ns: Option<&'a str>, name: Option<&'a str>) -> Target<'a> {
+    Target::Resource {
+        group: "",
+        resource: "pods",
+        subresource: None,
+        namespace: ns,
+        name,
+    }
+}
+
+#[test]
+fn masters_may_do_everything() {
+    let admin = who("system:admin", &["system:masters"]);
+    assert!(authorize(&admin, "delete", &pods(Some("default"), Some("x"))).is_ok());
+    assert!(authorize(&admin, "post", &Target::Path("/anything")).is_ok());
+}
+
+#[test]
+fn others_get_upstreams_forbidden() {
+    let node = who("system:node:x", &["system:nodes"]);
+    let secrets = Target::Resource {
+        group: "",
+        resource: "secrets",
+        subresource: None,
+        namespace: Some("default"),
+        name: None,
+    };
+    let e = authorize(&node, "list", &secrets).unwrap_err();
+    assert_eq!((e.code, e.reason), (403, "Forbidden"));
+    assert_eq!(
+        e.message,
+        r#"secrets is forbidden: User "system:node:x" cannot list resource "secrets" in API group "" in the namespace "default""#
+    );
+    let e = authorize(
+        &node,
+        "get",
+        &Target::Resource {
+            group: "apps",
+            resource: "deployments",
+            subresource: Some("scale"),
+            namespace: None,
+            name: Some("web"),
+        },
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.message,
+        r#"deployments.apps "web" is forbidden: User "system:node:x" cannot get resource "deployments/scale" in API group "apps" at the cluster scope"#
+    );
+    assert_eq!(e.kind.as_deref(), Some("deployments"));
+    // No group at all is no better.
+    let nobody = who("mallory", &[]);
+    assert!(authorize(&nobody, "create", &pods(Some("default"), None)).is_err());
+    let e = authorize(&nobody, "get", &Target::Path("/metrics")).unwrap_err();
+    assert_eq!(
+        e.message,
+        r#"forbidden: User "mallory" cannot get path "/metrics""#
+    );
+}
+
+#[test]
+fn discovery_is_open_to_the_authenticated() {
+    let nobody = who("mallory", &[]);
+    for p in [
+        "/api",
+        "/api/v1",
+        "/apis",
+        "/apis/apps/v1",
+        "/openapi/v3",
+        "/version",
+    ] {
+        assert!(authorize(&nobody, "get", &Target::Path(p)).is_ok(), "{p}");
+    }
+    assert!(authorize(&nobody, "post", &Target::Path("/api")).is_err());
+}
+
+#[test]
+fn a_node_keeps_its_own_node_and_lease_only() {
+    let node = who("system:node:edge-1", &["system:nodes"]);
+    let res = |group, resource, sub, ns, name| Target::Resource {
+        group,
+        resource,
+        subresource: sub,
+        namespace: ns,
+        name,
+    };
+    let lease_ns = Some("kube-node-lease");
+    for (verb, t) in [
+        ("create", res("", "nodes", None, None, None)),
+        ("list", res("", "nodes", None, None, None)),
+        ("patch", res("", "nodes", None, None, Some("edge-1"))),
+        (
+            "patch",
+            res("", "nodes", Some("status"), None, Some("edge-1")),
+        ),
+        (
+            "create",
+            res("coordination.k8s.io", "leases", None, lease_ns, None),
+        ),
+        (
+            "update",
+            res(
+                "coordination.k8s.io",
+                "leases",
+                None,
+                lease_ns,
+                Some("edge-1"),
+            ),
+        ),
+    ] {
+        assert!(authorize(&node, verb, &t).is_ok(), "{verb} {t:?}");
+    }
+    for (verb, t) in [
+        ("patch", res("", "nodes", None, None, Some("other"))),
+        (
+            "update",
+            res("", "nodes", Some("status"), None, Some("other")),
+        ),
+        ("delete", res("", "nodes", None, None, Some("edge-1"))),
+        (
+            "update",
+            res(
+                "coordination.k8s.io",
+                "leases",
+                None,
+                lease_ns,
+                Some("other"),
+            ),
+        ),
+        (
+            "update",
+            res(
+                "coordination.k8s.io",
+                "leases",
+                None,
+                Some("default"),
+                Some("edge-1"),
+            ),
+        ),
+        ("list", res("", "secrets", None, Some("default"), None)),
+    ] {
+        assert!(authorize(&node, verb, &t).is_err(), "{verb} {t:?}");
+    }
+    // The user name alone is not a node; nor is the group alone.
+    let impostor = who("system:node:edge-1", &[]);
+    assert!(authorize(&impostor, "create", &res("", "nodes", None, None, None)).is_err());
+    assert!(check_node_create(&node, "", "nodes", "edge-1").is_ok());
+    let e = check_node_create(&node, "", "nodes", "other").unwrap_err();
+    assert_eq!(
+        e.message,
+        r#"nodes "other" is forbidden: node "edge-1" is not allowed to modify node "other""#
+    );
+    assert!(check_node_create(&node, "coordination.k8s.io", "leases", "other").is_err());
+    assert!(check_node_create(&node, "", "configmaps", "other").is_ok());
+}
+
+#[test]
+fn components_get_only_what_they_need() {
+    let boot = component(BOOTSTRAP_USER);
+    let ns = Target::Resource {
+        group: "",
+        resource: "namespaces",
+        subresource: None,
+        namespace: None,
+        name: None,
+    };
+    assert!(authorize(&boot, "create", &ns).is_ok());
+    assert!(authorize(&boot, "create", &pods(Some("default"), None)).is_err());
+    assert!(authorize(&boot, "delete", &ns).is_err());
+    let classes = Target::Resource {
+        group: "scheduling.k8s.io",
+        resource: "priorityclasses",
+        subresource: None,
+        namespace: None,
+        name: None,
+    };
+    assert!(authorize(&boot, "create", &classes).is_ok());
+    assert!(authorize(&boot, "delete", &classes).is_err());
+    let endpoints = |namespace, name| Target::Resource {
+        group: "",
+        resource: "endpoints",
+        subresource: None,
+        namespace,
+        name,
+    };
+    let own = endpoints(Some("default"), Some("kubernetes"));
+    assert!(authorize(&boot, "update", &own).is_ok());
+    assert!(authorize(&boot, "create", &endpoints(Some("default"), None)).is_ok());
+    let other = endpoints(Some("default"), Some("web"));
+    assert!(authorize(&boot, "update", &other).is_err());
+    let elsewhere = endpoints(Some("kube-system"), Some("kubernetes"));
+    assert!(authorize(&boot, "update", &elsewhere).is_err());
+    let gc = component(GARBAGE_COLLECTOR_USER);
+    assert!(authorize(&gc, "update", &pods(Some("d"), Some("x"))).is_ok());
+    assert!(authorize(&gc, "create", &pods(Some("d"), None)).is_err());
+    let ctl = component(NAMESPACE_CONTROLLER_USER);
+    assert!(authorize(&ctl, "delete", &pods(Some("d"), Some("x"))).is_ok());
+    assert!(authorize(&ctl, "list", &pods(Some("d"), None)).is_ok());
+    assert!(authorize(&ctl, "create", &pods(Some("d"), None)).is_err());
+    assert!(authorize(&ctl, "update", &pods(Some("d"), Some("x"))).is_err());
+    let finalize = Target::Resource {
+        group: "",
+        resource: "namespaces",
+        subresource: Some("finalize"),
+        namespace: Some("d"),
+        name: Some("d"),
+    };
+    assert!(authorize(&ctl, "update", &finalize).is_ok());
+    // A name is not a group: a component's user name grants nothing
+    // outside its own rules.
+    assert!(authorize(&ctl, "get", &Target::Path("/metrics")).is_err());
+}
+
+#[test]
+fn verbs_follow_the_request() {
+    let list = pods(Some("d"), None);
+    let one = pods(Some("d"), Some("x"));
+    assert_eq!(verb(&Method::GET, &list, false), "list");
+    assert_eq!(verb(&Method::GET, &list, true), "watch");
+    assert_eq!(verb(&Method::GET, &one, false), "get");
+    assert_eq!(verb(&Method::DELETE, &list, false), "deletecollection");
+    assert_eq!(verb(&Method::DELETE, &one, false), "delete");
+    assert_eq!(verb(&Method::PATCH, &one, false), "patch");
+    assert_eq!(verb(&Method::POST, &Target::Path("/x"), false), "post");
+}
+
+#[test]
+fn service_accounts_read_all_but_secrets_and_write_nothing() {
+    let sa = crate::server::apiserver::serviceaccount::identity("dev", "default");
+    let res = |resource, name| Target::Resource {
+        group: "",
+        resource,
+        subresource: None,
+        namespace: Some("dev"),
+        name,
+    };
+    for verb in ["get", "list", "watch"] {
+        assert!(authorize(&sa, verb, &res("pods", None)).is_ok(), "{verb}");
+        assert!(
+            authorize(&sa, verb, &res("configmaps", Some("x"))).is_ok(),
+            "{verb}"
+        );
+        assert!(
+            authorize(&sa, verb, &res("secrets", None)).is_err(),
+            "{verb}"
+        );
+    }
+    for verb in ["create", "update", "patch", "delete", "deletecollection"] {
+        assert!(
+            authorize(&sa, verb, &res("configmaps", Some("x"))).is_err(),
+            "{verb}"
+        );
+    }
+    let e = authorize(&sa, "list", &res("secrets", None)).unwrap_err();
+    assert_eq!(
+        e.message,
+        r#"secrets is forbidden: User "system:serviceaccount:dev:default" cannot list resource "secrets" in API group "" in the namespace "dev""#
+    );
+    // The user name alone is not a service account.
+    let impostor = who("system:serviceaccount:dev:default", &[]);
+    assert!(authorize(&impostor, "get", &res("pods", None)).is_err());
+    // Anyone may ask who they are; only masters may review tokens.
+    let review = |resource| Target::Resource {
+        group: "authentication.k8s.io",
+        resource,
+        subresource: None,
+        namespace: None,
+        name: None,
+    };
+    assert!(authorize(&impostor, "create", &review("selfsubjectreviews")).is_ok());
+    assert!(authorize(&sa, "create", &review("tokenreviews")).is_err());
+}
+
+#[test]
+fn the_graph_is_asked_only_for_a_nodes_reads_of_pod_objects_and_tokens() {
+    let node = who("system:node:n1", &["system:nodes"]);
+    let res = |resource, subresource, name| Target::Resource {
+        group: "",
+        resource,
+        subresource,
+        namespace: Some("ns"),
+        name,
+    };
+    let q = node_graph_question(&node, "get", &res("secrets", None, Some("s")), None).unwrap();
+    assert_eq!(
+        q,
+        GraphQuestion {
+            node: "n1",
+            verb: "get",
+            resource: "secrets",
+            namespace: "ns",
+            name: "s"
+        }
+    );
+    // A list or watch only when narrowed to one object.
+    assert!(node_graph_question(&node, "list", &res("configmaps", None, None), None).is_none());
+    let q = node_graph_question(&node, "watch", &res("configmaps", None, None), Some("c"));
+    assert_eq!(q.map(|q| q.name), Some("c"));
+    let tok = res("serviceaccounts", Some("token"), Some("default"));
+    let q = node_graph_question(&node, "create", &tok, None).unwrap();
+    assert_eq!(q.resource, "serviceaccounts/token");
+    for (verb, t) in [
+        ("create", res("secrets", None, Some("s"))),
+        ("delete", res("secrets", None, Some("s"))),
+        ("get", res("pods", None, Some("p"))),
+        (
+            "get",
+            res("serviceaccounts", Some("token"), Some("default")),
+        ),
+    ] {
+        assert!(
+            node_graph_question(&node, verb, &t, None).is_none(),
+            "{verb} {t:?}"
+        );
+    }
+    // Not a node, no graph.
+    let nobody = who("system:node:n1", &[]);
+    assert!(node_graph_question(&nobody, "get", &res("secrets", None, Some("s")), None).is_none());
+}
