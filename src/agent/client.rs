@@ -15,8 +15,8 @@ pub enum ClientError {
     Client(#[from] kube::Error),
 }
 
-/// The client the kubeconfig at `path` describes.
-pub async fn from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
+/// The client the kubeconfig at `path` describes, and the API's URL.
+pub async fn from_kubeconfig(path: &Path) -> Result<(kube::Client, http::Uri), ClientError> {
     // rustls needs a process-wide provider; ring is the only one built in.
     // Installing fails harmlessly when it already is.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -31,5 +31,6 @@ pub async fn from_kubeconfig(path: &Path) -> Result<kube::Client, ClientError> {
     )
     .await
     .map_err(bad)?;
-    Ok(kube::Client::try_from(config)?)
+    let url = config.cluster_url.clone();
+    Ok((kube::Client::try_from(config)?, url))
 }

@@ -39,32 +39,30 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 /// Registration retries back off up to kubelet's 7 s.
 const MAX_RETRY: Duration = Duration::from_secs(7);
 
-/// The API's address as in-cluster clients find it, from the `kubernetes`
-/// Service (nothing when it cannot be read: clients then need a config).
-async fn service_env(client: &kube::Client) -> std::collections::BTreeMap<String, String> {
-    let api: kube::Api<k8s_openapi::api::core::v1::Service> =
-        kube::Api::namespaced(client.clone(), "default");
+/// The API's address as in-cluster clients find it (KUBERNETES_SERVICE_HOST
+/// and _PORT). Upstream that is the `kubernetes` Service's cluster IP;
+/// until Services are load-balanced on the node (issue 15) nothing answers
+/// there, so pods are given the address the agent itself reaches the API
+/// at — the node's address when that is a loopback one, which a pod's own
+/// loopback would shadow. The serving certificate names both.
+fn service_env(
+    api: &http::Uri,
+    node_ip: std::net::IpAddr,
+) -> std::collections::BTreeMap<String, String> {
     let mut env = std::collections::BTreeMap::new();
-    match api.get("kubernetes").await {
-        Ok(svc) => {
-            let spec = svc.spec.unwrap_or_default();
-            let port = spec
-                .ports
-                .unwrap_or_default()
-                .first()
-                .map(|p| p.port)
-                .unwrap_or(443);
-            if let Some(ip) = spec.cluster_ip {
-                env.insert("KUBERNETES_SERVICE_HOST".to_string(), ip);
-                env.insert("KUBERNETES_SERVICE_PORT".to_string(), port.to_string());
-                env.insert(
-                    "KUBERNETES_SERVICE_PORT_HTTPS".to_string(),
-                    port.to_string(),
-                );
-            }
-        }
-        Err(e) => tracing::warn!("reading the kubernetes Service: {e}"),
-    }
+    let host = api
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        .unwrap_or_default();
+    let host = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) if ip.is_loopback() => node_ip.to_string(),
+        _ if host == "localhost" => node_ip.to_string(),
+        _ => host.to_string(),
+    };
+    let port = api.port_u16().unwrap_or(443).to_string();
+    env.insert("KUBERNETES_SERVICE_HOST".to_string(), host);
+    env.insert("KUBERNETES_SERVICE_PORT".to_string(), port.clone());
+    env.insert("KUBERNETES_SERVICE_PORT_HTTPS".to_string(), port);
     env
 }
 
@@ -80,7 +78,7 @@ pub async fn run(
     // descriptors, a file being replaced): retried, never fatal, so that
     // the agent's trouble does not stop a server it runs in.
     let mut wait = Duration::from_millis(100);
-    let (client, images) = loop {
+    let ((client, api_url), images) = loop {
         let started = async {
             let client = client::from_kubeconfig(&config.kubeconfig).await?;
             let images = pods::images::Images::open(&config.root, &config.registries)?;
@@ -114,7 +112,7 @@ pub async fn run(
         node_ip: config.node_ip,
         log_root: config.pod_log_dir.clone(),
         images,
-        service_env: service_env(&client).await,
+        service_env: service_env(&api_url, config.node_ip),
     });
     let kubelet_dir = config
         .kubeconfig

@@ -3,7 +3,8 @@
 //! global default), `LimitRanger` (a namespace's defaults and bounds for
 //! container resources) and `ResourceQuota` (usage charged against the
 //! namespace's quotas before the create is stored, given back when it
-//! fails or the object is deleted).
+//! fails or the object is deleted) and `ServiceAccount` (a pod's account
+//! and its API credentials).
 //!
 //! [`mutate`] runs after defaulting and before validation, as mutating
 //! admission does; quota is charged with the other shared state a create
@@ -12,6 +13,7 @@
 pub mod limit_range;
 pub mod priority;
 pub mod quota;
+pub mod service_account;
 
 #[cfg(test)]
 mod tests;
@@ -31,6 +33,7 @@ const PAGE: usize = 500;
 pub async fn mutate(state: &ApiState, def: &ResourceDef, obj: &mut Value) -> Result<(), ApiError> {
     match (def.group, def.plural) {
         ("", "pods") => {
+            service_account::admit_pod(state, obj).await?;
             priority::admit_pod(state, obj).await?;
             limit_range::admit_pod(state, obj).await
         }
