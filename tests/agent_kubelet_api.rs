@@ -52,11 +52,12 @@ fn logs_and_exec_go_through_the_kubelet_api() {
     assert!(lines.contains(&"two"), "{logs}");
     let out: Vec<&str> = lines.into_iter().filter(|l| *l != "two").collect();
     assert_eq!(out, ["one", "three"]);
-    assert_eq!(s.kubectl_ok(&["logs", "talk", "--tail=1"]), "three\n");
+    let last = format!("{}\n", logs.lines().last().unwrap());
+    assert_eq!(s.kubectl_ok(&["logs", "talk", "--tail=1"]), last);
     let stamped = s.kubectl_ok(&["logs", "talk", "--timestamps", "--tail=1"]);
     let (time, text) = stamped.trim_end().split_once(' ').unwrap();
     assert!(time.ends_with('Z') && time.contains('T'), "{stamped}");
-    assert_eq!(text, "three");
+    assert_eq!(format!("{text}\n"), last);
     assert_eq!(
         s.kubectl_ok(&["logs", "talk", "--limit-bytes=3"]),
         logs[..3]
@@ -86,6 +87,28 @@ fn logs_and_exec_go_through_the_kubelet_api() {
     );
     let out = s.kubectl(&["exec", "talk", "--", "no-such-command"]);
     assert!(!out.status.success());
+
+    // top: the kubelet's resource metrics through metrics.k8s.io.
+    let top = s.kubectl_ok(&["top", "node"]);
+    assert!(top.contains(NODE) && top.contains("CPU(cores)"), "{top}");
+    let top = s.kubectl_ok(&["top", "pod", "talk", "--containers"]);
+    let row: Vec<&str> = top
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row.first(), Some(&"talk"), "{top}");
+    assert_eq!(row.get(1), Some(&"main"), "{top}");
+    assert!(row.get(3).is_some_and(|m| m.ends_with("Mi")), "{top}");
+    let metrics: serde_json::Value = serde_json::from_str(&s.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/talk",
+    ]))
+    .unwrap();
+    assert_eq!(metrics["kind"], "PodMetrics");
+    assert_eq!(metrics["containers"][0]["name"], "main");
 
     // follow ends with the container; previous shows the instance before.
     s.kubectl_stdin(

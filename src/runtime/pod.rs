@@ -46,6 +46,8 @@ pub enum PodRuntimeError {
     NotFound(String),
     #[error("the engine's worker failed: {0}")]
     Worker(String),
+    #[error(transparent)]
+    Cgroup(#[from] crate::runtime::container::cgroups::CgroupError),
     #[error("running a command in container {id}: {source}")]
     Exec {
         id: String,
@@ -218,6 +220,12 @@ pub trait PodRuntime: Send + Sync + 'static {
         command: Vec<String>,
         tty: bool,
     ) -> impl Future<Output = Result<std::process::Command, PodRuntimeError>> + Send;
+
+    /// The usage of container `id`'s cgroup now.
+    fn container_stats(
+        &self,
+        id: &str,
+    ) -> impl Future<Output = Result<crate::runtime::container::cgroups::Stats, PodRuntimeError>> + Send;
 
     /// Run `command` in running container `id` with the container's
     /// environment and user, killed after `timeout`; its exit and output.
@@ -504,6 +512,22 @@ impl PodRuntime for EnginePodRuntime {
         let id = id.to_string();
         self.blocking(move |_, engine| Ok(ContainerStatus::of(&record(engine, &id)?)))
             .await
+    }
+
+    async fn container_stats(
+        &self,
+        id: &str,
+    ) -> Result<crate::runtime::container::cgroups::Stats, PodRuntimeError> {
+        let id = id.to_string();
+        self.blocking(move |_, engine| {
+            let rec = record(engine, &id)?;
+            let path = rec
+                .config
+                .cgroup()
+                .ok_or_else(|| PodRuntimeError::NotFound(id.clone()))?;
+            crate::runtime::container::cgroups::stats(path).map_err(PodRuntimeError::from)
+        })
+        .await
     }
 
     async fn exec_process(

@@ -377,6 +377,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         gc: Default::default(),
         openapi: Default::default(),
         kubelet: Default::default(),
+        metrics: Default::default(),
     });
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(

@@ -10,6 +10,7 @@
 //! GET  /containerLogs/{ns}/{pod}/{container}      logs.rs
 //! GET|POST /exec/{ns}/{pod}/{container}?command=  exec.rs (WebSocket upgrade)
 //! GET|POST /attach/{ns}/{pod}/{container}         exec.rs
+//! GET  /metrics/resource                          resource_metrics.rs
 //! ```
 
 use std::path::Path;
@@ -37,6 +38,7 @@ use crate::server::pki::{
 pub mod exec;
 pub mod logs;
 pub mod lookup;
+pub mod resource_metrics;
 
 /// The kubelet API's port (upstream's).
 pub const DEFAULT_PORT: u16 = 10250;
@@ -47,12 +49,14 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
 pub fn text(status: StatusCode, msg: impl Into<String>) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(Bytes::from(msg.into()))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut r = Response::new(full(msg.into()));
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -183,6 +187,7 @@ async fn route<R: PodRuntime>(ctx: Arc<WorkerCtx<R>>, req: Request<Incoming>) ->
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match parts.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok"),
+        ["metrics", "resource"] => resource_metrics::serve(ctx.clone()).await,
         ["containerLogs", ns, pod, container] => {
             logs::serve(ctx.clone(), ns, pod, container, req.uri().query()).await
         }

@@ -63,6 +63,9 @@ pub struct Stats {
     pub memory_usage_bytes: u64,
     pub memory_limit_bytes: Option<u64>,
     pub memory_max_usage_bytes: Option<u64>,
+    /// Page cache the kernel can drop first: usage less this is the
+    /// working set kubelet reports (and evicts by).
+    pub memory_inactive_file_bytes: u64,
     pub cpu_usage_nanos: u64,
     pub pids_current: u64,
     pub pids_limit: Option<u64>,
@@ -235,6 +238,17 @@ impl Hierarchies {
                 stats.memory_max_usage_bytes = read_u64(&dir.join("memory.max_usage_in_bytes"))?;
             }
             stats.oom_kills = oom_kills(&dir, v2)?;
+            let stat = dir.join("memory.stat");
+            let key = if v2 {
+                "inactive_file"
+            } else {
+                "total_inactive_file"
+            };
+            stats.memory_inactive_file_bytes = read_opt(&stat)?
+                .map(|text| keyed(&stat, &text, key))
+                .transpose()?
+                .flatten()
+                .unwrap_or(0);
         }
         if v2 {
             if let Some(dir) = self.existing_dir("cpu", path, &mut found) {

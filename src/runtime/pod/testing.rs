@@ -321,6 +321,13 @@ impl PodRuntime for FakePodRuntime {
             .ok_or_else(|| PodRuntimeError::NotFound(id.to_string()))
     }
 
+    async fn container_stats(
+        &self,
+        id: &str,
+    ) -> Result<crate::runtime::container::cgroups::Stats, PodRuntimeError> {
+        Err(PodRuntimeError::NotFound(id.to_string()))
+    }
+
     async fn exec_process(
         &self,
         id: &str,

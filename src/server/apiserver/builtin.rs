@@ -49,6 +49,7 @@ const SCALE: SubresourceDef = SubresourceDef {
 // server does not have.
 const CREATE_GET: &[&str] = &["create", "get"];
 const GET: &[&str] = &["get"];
+const GET_LIST: &[&str] = &["get", "list"];
 /// Served by the node's kubelet API, through the server (kubelet_proxy.rs).
 const fn kubelet(
     name: &'static str,
@@ -398,6 +399,28 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             ..BASE
         },
         // networking.k8s.io/v1
+        // metrics.k8s.io/v1beta1: answered from the kubelets, never stored
+        // (metrics_api.rs), as metrics-server's aggregated API.
+        ResourceDef {
+            group: "metrics.k8s.io",
+            version: "v1beta1",
+            plural: "nodes",
+            singular: "nodemetrics",
+            kind: "NodeMetrics",
+            namespaced: false,
+            verbs: GET_LIST,
+            ..BASE
+        },
+        ResourceDef {
+            group: "metrics.k8s.io",
+            version: "v1beta1",
+            plural: "pods",
+            singular: "podmetrics",
+            kind: "PodMetrics",
+            namespaced: true,
+            verbs: GET_LIST,
+            ..BASE
+        },
         // Reviews: created only, answered at once, never stored.
         ResourceDef {
             group: "authentication.k8s.io",
@@ -565,11 +588,11 @@ mod tests {
             sorted.sort();
             assert_eq!(names, sorted, "subresources of {} sorted", r.plural);
         }
-        // Only what is served is listed (pods/eviction, log, exec... when
+        // Only what is served is listed (pods/eviction, attach... when
         // they are implemented).
         let pods = &rs[0];
         let names: Vec<&str> = pods.subresources.iter().map(|s| s.name).collect();
-        assert_eq!(names, ["status"]);
+        assert_eq!(names, ["exec", "log", "portforward", "status"]);
         let deploy = rs.iter().find(|r| r.plural == "deployments");
         assert_eq!(
             deploy

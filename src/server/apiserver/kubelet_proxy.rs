@@ -81,7 +81,7 @@ fn container(pod: &Value, asked: Option<&str>, name: &str) -> Result<String, Api
 
 /// Where node `node`'s kubelet listens: its InternalIP (else any address)
 /// and its kubelet endpoint's port.
-fn kubelet_addr(node: &Value) -> Option<SocketAddr> {
+pub(super) fn kubelet_addr(node: &Value) -> Option<SocketAddr> {
     let addrs = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)?;
@@ -220,7 +220,7 @@ pub async fn pod(
 type KubeletResponse = http::Response<hyper::body::Incoming>;
 
 /// One request to the kubelet at `addr` on a connection of its own.
-async fn send(
+pub(super) async fn send(
     client: &KubeletClient,
     addr: SocketAddr,
     method: &Method,

@@ -26,6 +26,7 @@ pub mod kubelet_proxy;
 pub mod list;
 pub mod loopback;
 pub mod metadata;
+pub mod metrics_api;
 pub mod negotiate;
 pub mod node_graph;
 pub mod object_store;
@@ -85,6 +86,8 @@ pub struct ApiState {
     /// How pods/log, exec and portforward reach kubelets (None: they
     /// cannot be served).
     pub kubelet: std::sync::OnceLock<kubelet_proxy::KubeletClient>,
+    /// The kubelets' latest resource metrics (metrics.k8s.io).
+    pub metrics: metrics_api::Samples,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -291,6 +294,9 @@ async fn dispatch(
                 ("", "pods", Some(s @ ("log" | "exec" | "portforward"))) => Some(s),
                 _ => None,
             };
+            if r.def.group == "metrics.k8s.io" {
+                return metrics_api::serve(&call, &method).await;
+            }
             match kubelet_sub {
                 Some(sub) => {
                     let allowed = match sub {

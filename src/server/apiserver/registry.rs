@@ -105,6 +105,13 @@ impl ResourceDef {
         self.subresources.iter().find(|s| s.name == name)
     }
 
+    /// Whether its objects are kept in the store (metrics.k8s.io's are
+    /// read from the kubelets, reviews are answered and forgotten):
+    /// controllers that walk every kind's objects skip the others.
+    pub fn stored(&self) -> bool {
+        self.group != "metrics.k8s.io" && self.strategy.review().is_none()
+    }
+
     pub fn has_subresource(&self, name: &str) -> bool {
         self.subresource(name).is_some()
     }

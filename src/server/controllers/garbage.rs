@@ -125,7 +125,7 @@ impl Ctx {
         let kinds = registry
             .all()
             .iter()
-            .filter(|d| d.verbs.contains(&"list") && d.stored_as.is_none())
+            .filter(|d| d.verbs.contains(&"list") && d.stored_as.is_none() && d.stored())
             .cloned()
             .collect();
         Ctx {

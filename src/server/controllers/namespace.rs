@@ -67,7 +67,7 @@ pub fn kinds(registry: &Registry) -> Vec<Kind> {
     registry
         .all()
         .iter()
-        .filter(|d| d.namespaced && d.verbs.contains(&"list"))
+        .filter(|d| d.namespaced && d.verbs.contains(&"list") && d.stored())
         .map(|d| Kind {
             prefix: if d.group.is_empty() {
                 format!("/api/{}/namespaces/", d.version)

@@ -46,6 +46,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         gc: Default::default(),
         openapi: Default::default(),
         kubelet: Default::default(),
+        metrics: Default::default(),
     });
     (state, store)
 }

@@ -304,6 +304,10 @@ fn fake_unified_sysfs_v2_formats() {
         ("pids.current", "3\n"),
         ("pids.max", "max\n"),
         ("cgroup.procs", "123\n"),
+        (
+            "memory.stat",
+            "anon 4096\nfile 8192\ninactive_file 4096\nactive_file 4096\n",
+        ),
     ] {
         std::fs::write(leaf.join(file), content).expect("write");
     }
@@ -314,6 +318,7 @@ fn fake_unified_sysfs_v2_formats() {
             memory_usage_bytes: 1 << 20,
             memory_limit_bytes: Some(32 << 20),
             memory_max_usage_bytes: Some(2 << 20),
+            memory_inactive_file_bytes: 4096,
             cpu_usage_nanos: 1_500_000,
             pids_current: 3,
             pids_limit: None,

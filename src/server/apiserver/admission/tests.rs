@@ -33,6 +33,14 @@ async fn recount_follows_finished_pods_but_not_during_a_charge() {
     let quota_res = kube::api::ApiResource::erase::<k8s_openapi::api::core::v1::ResourceQuota>(&());
     let quotas: Api<kube::api::DynamicObject> =
         Api::namespaced_with(client.clone(), "default", &quota_res);
+    // What the ServiceAccount controller makes in a running server.
+    let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+        Api::namespaced(client.clone(), "default");
+    let account = serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap();
+    accounts
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
     let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client, "default");
     let quota: kube::api::DynamicObject = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "ResourceQuota",

@@ -459,10 +459,12 @@ mod tests {
         let paths = core["paths"].as_object().unwrap();
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/status"));
-        // Not served (yet): exec, log, eviction, proxy.
+        // Not served (yet): attach, eviction, proxy; exec and log are.
         assert!(!paths
             .keys()
-            .any(|p| p.ends_with("/exec") || p.ends_with("/log")));
+            .any(|p| p.ends_with("/attach") || p.ends_with("/eviction")));
+        assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/exec"));
+        assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/log"));
         // Namespaces have no deletecollection, upstream or here.
         assert!(paths["/api/v1/namespaces"].get("delete").is_none());
         assert!(paths["/api/v1/namespaces"].get("post").is_some());
@@ -503,7 +505,7 @@ mod tests {
             .as_object()
             .unwrap()
             .keys()
-            .any(|p| p.contains("/watch/") || p.ends_with("/exec")));
+            .any(|p| p.contains("/watch/") || p.ends_with("/attach")));
         assert!(doc["securityDefinitions"]["BearerToken"].is_object());
     }
 
