@@ -199,4 +199,34 @@ spec:
         container(&v, "main")["state"]["waiting"]["message"],
         "couldn't find key nope in ConfigMap default/site"
     );
+
+    // runAsNonRoot holds against the image's user (busybox's is root).
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: rooted}}
+spec:
+  nodeName: {NODE}
+  securityContext: {{runAsNonRoot: true}}
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "600"]
+"#
+        ),
+    );
+    let v = wait_pod(&s, "rooted", "was refused", |v| {
+        container(v, "main")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    let msg = container(&v, "main")["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        msg.starts_with("container has runAsNonRoot and image will run as root"),
+        "{msg}"
+    );
 }

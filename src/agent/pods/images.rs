@@ -21,6 +21,8 @@ pub struct Ensured {
     /// registry, its config digest for one loaded from an archive.
     pub image_id: String,
     pub size: u64,
+    /// The image's `User` ("" when it sets none: root).
+    pub user: String,
 }
 
 #[derive(Clone)]
@@ -61,7 +63,20 @@ impl Images {
             let row = rows
                 .and_then(|rows| crate::runtime::image::catalog::find(&rows, &name).ok())
                 .and_then(|found| found.into_iter().next());
-            Ok::<_, EnsureError>((pulled.is_some(), row))
+            let user = row
+                .as_ref()
+                .and_then(|r| store.read_blob(&r.config_digest).ok())
+                .and_then(|b| {
+                    serde_json::from_slice::<crate::runtime::image::manifest::ImageConfig>(&b).ok()
+                })
+                .and_then(|c| {
+                    c.config
+                        .get("User")
+                        .and_then(serde_json::Value::as_str)
+                        .map(str::to_string)
+                })
+                .unwrap_or_default();
+            Ok::<_, EnsureError>((pulled.is_some(), row, user))
         })
         .await
         .map_err(|e| {
@@ -71,10 +86,11 @@ impl Images {
             )
         })?;
         match pulled {
-            Ok((pulled, row)) => Ok(Ensured {
+            Ok((pulled, row, user)) => Ok(Ensured {
                 pulled: pulled.then(|| began.elapsed()),
                 image_id: row.as_ref().map(image_ref).unwrap_or_default(),
                 size: row.map_or(0, |r| r.size),
+                user,
             }),
             Err(EnsureError::NotPresent(_)) => Err((
                 "ErrImageNeverPull".into(),

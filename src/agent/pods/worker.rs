@@ -470,6 +470,19 @@ impl<R: PodRuntime> Worker<R> {
                     ),
                 }
                 self.slot(&c.name).image_id = ensured.image_id;
+                // runAsNonRoot against the image's own user, as kubelet
+                // checks it once the image is known.
+                if let Err(e) = spec::verify_run_as_non_root(pod, c, &ensured.user) {
+                    event(WARNING, "Failed", format!("Error: {e}"));
+                    let slot = self.slot(&c.name);
+                    slot.failures += 1;
+                    slot.not_before = Some(Instant::now() + retry_after(slot.failures));
+                    slot.state = State::Waiting {
+                        reason: "CreateContainerConfigError".into(),
+                        message: Some(e.to_string()),
+                    };
+                    return;
+                }
             }
             Err((reason, message)) => {
                 let slot = self.slot(&c.name);
