@@ -2,8 +2,9 @@
 //! steers each probe through a file in a hostPath volume it shares with the
 //! pod. Readiness decides `ready` both ways; a failing liveness probe gets
 //! the container restarted; a startup probe holds the others back;
-//! HTTP and TCP probes reach the pod's address; postStart runs after the
-//! start and preStop before the stop.
+//! HTTP and TCP probes reach the pod's address (and a hostPort reaches the
+//! pod from the node); postStart runs after the start and preStop before
+//! the stop.
 
 #[path = "support/containers.rs"]
 mod containers;
@@ -152,7 +153,7 @@ fn probes_steer_readiness_restarts_and_start() {
             &ctl,
             "mkdir -p /www && echo ok > /www/healthz && exec httpd -f -p 8080 -h /www",
             r#"    ports:
-    - {name: http, containerPort: 8080}
+    - {name: http, containerPort: 8080, hostPort: 18080}
     readinessProbe:
       httpGet: {path: /healthz, port: http}
       periodSeconds: 1
@@ -164,6 +165,14 @@ fn probes_steer_readiness_restarts_and_start() {
     );
     let v = wait_pod(&s, "web", "became ready", ready);
     assert_eq!(container(&v, "main")["restartCount"], 0);
+    // Its hostPort answers on the node.
+    let out = s
+        .net()
+        .command("curl")
+        .args(["-s", "--max-time", "5", "http://127.0.0.1:18080/healthz"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
 
     // Hooks: postStart after the start, preStop before the stop.
     s.kubectl_stdin(

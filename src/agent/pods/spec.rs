@@ -141,6 +141,57 @@ pub fn container_name(pod: &Pod, container: &str, attempt: u32) -> String {
     format!("k8s_{container}_{name}_{namespace}_{uid}_{attempt}")
 }
 
+/// The pod's hostPorts, as the engine publishes them on the node (every
+/// container's and init container's ports that name one).
+pub fn host_ports(pod: &Pod) -> Result<Vec<crate::net::ports::PublishedPort>, SpecError> {
+    use crate::net::ports::{Proto, PublishedPort};
+    let Some(spec) = &pod.spec else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for c in spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+    {
+        for p in c.ports.iter().flatten() {
+            let Some(host_port) = p.host_port.filter(|h| *h > 0) else {
+                continue;
+            };
+            let port = |n: i32, field: &'static str| {
+                u16::try_from(n).map_err(|_| SpecError::Address {
+                    field,
+                    value: n.to_string(),
+                })
+            };
+            let proto = match p.protocol.as_deref().unwrap_or("TCP") {
+                "TCP" => Proto::Tcp,
+                "UDP" => Proto::Udp,
+                other => return Err(SpecError::Unsupported(format!("hostPort over {other}"))),
+            };
+            let host_ip = match p
+                .host_ip
+                .as_deref()
+                .filter(|ip| !ip.is_empty() && *ip != "0.0.0.0")
+            {
+                None => None,
+                Some(ip) => Some(ip.parse().map_err(|_| SpecError::Address {
+                    field: "ports.hostIP",
+                    value: ip.to_string(),
+                })?),
+            };
+            out.push(PublishedPort {
+                host_ip,
+                host_port: port(host_port, "ports.hostPort")?,
+                container_port: port(p.container_port, "ports.containerPort")?,
+                proto,
+            });
+        }
+    }
+    Ok(out)
+}
+
 /// What the worker must read before building specs: the ConfigMaps and
 /// Secrets the pod's containers (and init containers) reference in
 /// env/envFrom, as (kind, name).

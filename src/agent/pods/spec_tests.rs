@@ -402,3 +402,49 @@ fn names_fit_the_engine_rule() {
     let odd = named("wéb pod", "shop", UID);
     assert!(name_rule(&sandbox_name(&odd)) && name_rule(&container_name(&odd, "ç", 1)));
 }
+
+#[test]
+fn host_ports_are_published() {
+    use crate::net::ports::Proto;
+    use k8s_openapi::api::core::v1::ContainerPort;
+    let mut pod = Pod {
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "web".into(),
+                ports: Some(vec![
+                    ContainerPort {
+                        container_port: 80,
+                        host_port: Some(8080),
+                        ..Default::default()
+                    },
+                    ContainerPort {
+                        container_port: 53,
+                        host_port: Some(5353),
+                        host_ip: Some("127.0.0.1".into()),
+                        protocol: Some("UDP".into()),
+                        ..Default::default()
+                    },
+                    ContainerPort {
+                        container_port: 9000,
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ports = host_ports(&pod).unwrap();
+    assert_eq!(ports.len(), 2);
+    assert_eq!((ports[0].host_port, ports[0].container_port), (8080, 80));
+    assert_eq!(ports[0].host_ip, None);
+    assert_eq!(ports[1].proto, Proto::Udp);
+    assert_eq!(ports[1].host_ip, Some("127.0.0.1".parse().unwrap()));
+    pod.spec.as_mut().unwrap().containers[0]
+        .ports
+        .as_mut()
+        .unwrap()[0]
+        .protocol = Some("SCTP".into());
+    assert!(host_ports(&pod).is_err());
+}

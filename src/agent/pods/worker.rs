@@ -404,7 +404,7 @@ impl<R: PodRuntime> Worker<R> {
         let config = SandboxConfig {
             name: name.clone(),
             hostname,
-            ports: Vec::new(),
+            ports: spec::host_ports(pod).map_err(|e| e.to_string())?,
             cidr: None,
         };
         let made = match self.ctx.runtime.run_sandbox(config.clone()).await {
