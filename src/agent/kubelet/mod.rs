@@ -39,6 +39,7 @@ pub mod exec;
 pub mod logs;
 pub mod lookup;
 pub mod resource_metrics;
+pub mod spdy;
 
 /// The kubelet API's port (upstream's).
 pub const DEFAULT_PORT: u16 = 10250;
