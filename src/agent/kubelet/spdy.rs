@@ -240,7 +240,7 @@ fn inflate(d: &mut Decompress, input: &[u8]) -> Result<Vec<u8>, SpdyError> {
 fn parse_headers(raw: &[u8]) -> Result<Headers, SpdyError> {
     let bad = |why: &str| SpdyError::Headers(why.to_string());
     let mut b = raw;
-    let mut take = |b: &mut &[u8]| -> Result<String, SpdyError> {
+    let take = |b: &mut &[u8]| -> Result<String, SpdyError> {
         if b.remaining() < 4 {
             return Err(bad("truncated"));
         }
