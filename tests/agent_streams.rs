@@ -259,7 +259,7 @@ fn exec_falls_back_to_spdy_with_stdin_a_terminal_and_the_exit_code() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out), "sleep\0600\0", "the pod's own process");
+    assert_eq!(stdout(&out), "sleep\x00600\x00", "the pod's own process");
 
     // -it through a real terminal, on both transports: the size kubectl
     // starts with, then a resize (the terminal changed while it runs).

@@ -346,3 +346,7 @@ mod tests {
         assert!(parse(&h(&[("streamtype", "stdin"), ("port", "80")])).is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "portforward_tests.rs"]
+mod session_tests;

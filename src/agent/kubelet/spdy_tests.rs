@@ -208,3 +208,26 @@ fn unknown_and_flow_control_frames_are_ignored() {
     let mut buf = BytesMut::from(&[0x80, 3, 0, 4, 0, 0][..]);
     assert_eq!(d.decode(&mut buf).unwrap(), None, "incomplete: wait");
 }
+
+/// kubectl 1.32's first SYN_STREAM of a port-forward to port 8080, as its
+/// `-v=7` log showed it writing (Go's compress/zlib: header 78f9).
+const KUBECTL_SYN_STREAM: &str = "800300010000003e000000010000000000\
+    0078f9e3c6a7c202253a703a2b294a4dcc851625aca9a0808614cb45e01c60616061\
+    c0c0c0c0590489c64c50f2663400000000ffff";
+
+#[test]
+fn kubectls_own_header_block_decodes() {
+    let wire = hex(KUBECTL_SYN_STREAM);
+    let mut buf = BytesMut::from(&wire[..]);
+    let Some(Frame::SynStream {
+        stream_id, headers, ..
+    }) = Decoder::default().decode(&mut buf).unwrap()
+    else {
+        panic!("not a SYN_STREAM");
+    };
+    assert_eq!(stream_id, 1);
+    assert_eq!(header(&headers, "streamtype"), Some("error"));
+    assert_eq!(header(&headers, "port"), Some("8080"));
+    assert_eq!(header(&headers, "requestid"), Some("0"));
+    assert!(buf.is_empty());
+}

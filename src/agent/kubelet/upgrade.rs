@@ -154,11 +154,7 @@ pub fn tunnel(ws: WebSocketStream<Upgraded>) -> DuplexStream {
         let inbound = async move {
             while let Some(Ok(m)) = source.next().await {
                 match m {
-                    Message::Binary(b) => {
-                        if wr.write_all(&b).await.is_err() {
-                            break;
-                        }
-                    }
+                    Message::Binary(b) if wr.write_all(&b).await.is_err() => break,
                     Message::Ping(d) => {
                         let _ = pong_tx.send(d).await;
                     }
