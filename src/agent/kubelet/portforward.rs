@@ -98,6 +98,7 @@ pub async fn serve<R: PodRuntime>(
         Err(e) => return text(StatusCode::BAD_REQUEST, e),
     };
     let response = upgrade::switching(&transport);
+    tracing::debug!(%ns, %pod, ?transport, "port-forward session");
     let target = Target {
         ip,
         pod: pod.to_string(),

@@ -20,6 +20,10 @@ const EVENTS: usize = 16;
 const OUTGOING: usize = 64;
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 32 * 1024;
+/// A connection silent this long is dropped (upstream kubelet's default
+/// streaming idle timeout). kubectl pings every few seconds, so only a
+/// peer that is gone without a word ever reaches it.
+const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
 
 /// What the client did.
 #[derive(Debug)]
@@ -152,10 +156,11 @@ async fn read_loop<R: AsyncRead + Unpin>(mut r: R, events: mpsc::Sender<Event>, 
                 // The decoder refuses a frame over the bound from its head,
                 // so `buf` never holds more than one bounded frame.
                 buf.reserve(READ_CHUNK);
-                match r.read_buf(&mut buf).await {
-                    Ok(0) => return,
-                    Ok(_) => continue,
-                    Err(e) => return tracing::debug!("SPDY read: {e}"),
+                match tokio::time::timeout(IDLE_TIMEOUT, r.read_buf(&mut buf)).await {
+                    Ok(Ok(0)) => return,
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => return tracing::debug!("SPDY read: {e}"),
+                    Err(_) => return tracing::info!("SPDY connection idle: dropped"),
                 }
             }
             Err(e) => {
