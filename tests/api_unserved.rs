@@ -66,6 +66,7 @@ fn discovery_lists_only_the_subresources_that_are_served() {
         "pods/status",
         "pods/log",
         "pods/exec",
+        "pods/attach",
         "pods/portforward",
         "namespaces/finalize",
         "services/status",
@@ -77,7 +78,6 @@ fn discovery_lists_only_the_subresources_that_are_served() {
     }
     for unserved in [
         "pods/eviction",
-        "pods/attach",
         "pods/proxy",
         "pods/binding",
         "pods/ephemeralcontainers",

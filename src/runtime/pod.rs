@@ -227,6 +227,16 @@ pub trait PodRuntime: Send + Sync + 'static {
         id: &str,
     ) -> impl Future<Output = Result<crate::runtime::container::cgroups::Stats, PodRuntimeError>> + Send;
 
+    /// Attach to running container `id`'s main process through its shim,
+    /// as `skiff attach` does (shim/proto.rs): output frames until the
+    /// exit frame, and stdin frames in when `stdin` and the container keeps
+    /// a stdin open.
+    fn attach(
+        &self,
+        id: &str,
+        stdin: bool,
+    ) -> impl Future<Output = Result<Attached, PodRuntimeError>> + Send;
+
     /// Run `command` in running container `id` with the container's
     /// environment and user, killed after `timeout`; its exit and output.
     fn exec_sync(
@@ -235,6 +245,36 @@ pub trait PodRuntime: Send + Sync + 'static {
         command: Vec<String>,
         timeout: Duration,
     ) -> impl Future<Output = Result<ExecOutput, PodRuntimeError>> + Send;
+}
+
+/// A connection to a container's shim in attach mode (PodRuntime::attach).
+pub struct Attached {
+    /// The request is sent; frames follow (shim/proto.rs).
+    pub stream: std::os::unix::net::UnixStream,
+    /// Its process has a terminal (stdout carries stderr too).
+    pub tty: bool,
+    /// Stdin frames reach the process.
+    pub stdin: bool,
+    pub terminal: Terminal,
+}
+
+/// Resizes a container's terminal through its shim.
+#[derive(Clone)]
+pub struct Terminal {
+    paths: crate::runtime::container::Paths,
+    id: String,
+}
+
+impl Terminal {
+    /// Blocking (a request on the shim's socket).
+    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+        crate::runtime::container::client::request(
+            &self.paths,
+            &self.id,
+            &format!("resize {rows} {cols}"),
+        )
+        .map(|_| ())
+    }
 }
 
 /// The real runtime: the Engine on tokio's blocking pool.
@@ -551,6 +591,43 @@ impl PodRuntime for EnginePodRuntime {
                 &rec,
                 &req,
             )?)
+        })
+        .await
+    }
+
+    async fn attach(&self, id: &str, stdin: bool) -> Result<Attached, PodRuntimeError> {
+        let id = id.to_string();
+        self.blocking(move |_, engine| {
+            use std::io::Write;
+            let rec = record(engine, &id)?;
+            let failed = |source| PodRuntimeError::Exec {
+                id: id.clone(),
+                source,
+            };
+            if rec.status != Status::Running {
+                return Err(failed(std::io::Error::other(
+                    "the container is not running",
+                )));
+            }
+            let process = &rec.config.spec.process;
+            let stdin = stdin && process.stdin;
+            let mut stream = crate::runtime::container::client::connect(engine.paths(), &rec.id)
+                .map_err(failed)?;
+            let line: &[u8] = if stdin {
+                b"attach stdin\n"
+            } else {
+                b"attach\n"
+            };
+            stream.write_all(line).map_err(failed)?;
+            Ok(Attached {
+                stream,
+                tty: process.tty,
+                stdin,
+                terminal: Terminal {
+                    paths: engine.paths().clone(),
+                    id: rec.id.clone(),
+                },
+            })
         })
         .await
     }

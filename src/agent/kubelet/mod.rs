@@ -8,10 +8,16 @@
 //! ```text
 //! GET  /healthz                                   ok
 //! GET  /containerLogs/{ns}/{pod}/{container}      logs.rs
-//! GET|POST /exec/{ns}/{pod}/{container}?command=  exec.rs (WebSocket upgrade)
-//! GET|POST /attach/{ns}/{pod}/{container}         exec.rs
+//! GET|POST /exec/{ns}/{pod}/{container}?command=  exec.rs (WebSocket or SPDY)
+//! GET|POST /attach/{ns}/{pod}/{container}         exec.rs, attach.rs
+//! GET|POST /portforward/{ns}/{pod}                portforward.rs (SPDY, raw or
+//!                                                 in a WebSocket)
 //! GET  /metrics/resource                          resource_metrics.rs
 //! ```
+//!
+//! The streaming ones: upgrade.rs negotiates the transport; spdy.rs and
+//! spdy_conn.rs are SPDY/3.1; stdio.rs, exec_ws.rs and exec_spdy.rs carry
+//! a process's stdio.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -35,10 +41,18 @@ use crate::server::pki::{
     KUBELET_KEY_FILE,
 };
 
+pub mod attach;
 pub mod exec;
+pub mod exec_spdy;
+pub mod exec_ws;
 pub mod logs;
 pub mod lookup;
+pub mod portforward;
 pub mod resource_metrics;
+pub mod spdy;
+pub mod spdy_conn;
+pub mod stdio;
+pub mod upgrade;
 
 /// The kubelet API's port (upstream's).
 pub const DEFAULT_PORT: u16 = 10250;
@@ -197,6 +211,7 @@ async fn route<R: PodRuntime>(ctx: Arc<WorkerCtx<R>>, req: Request<Incoming>) ->
         ["attach", ns, pod, container] => {
             exec::serve(ctx.clone(), exec::Kind::Attach, ns, pod, container, req).await
         }
+        ["portforward", ns, pod] => portforward::serve(ctx.clone(), ns, pod, req).await,
         _ => text(StatusCode::NOT_FOUND, "404 page not found"),
     }
 }

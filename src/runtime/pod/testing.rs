@@ -338,6 +338,11 @@ impl PodRuntime for FakePodRuntime {
         Err(PodRuntimeError::NotFound(id.to_string()))
     }
 
+    async fn attach(&self, id: &str, _stdin: bool) -> Result<super::Attached, PodRuntimeError> {
+        // A fake has no processes to attach to.
+        Err(PodRuntimeError::NotFound(id.to_string()))
+    }
+
     async fn exec_sync(
         &self,
         id: &str,

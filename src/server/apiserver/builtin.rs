@@ -42,8 +42,8 @@ const SCALE: SubresourceDef = SubresourceDef {
 // Subresources are listed alphabetically, as real discovery lists them.
 // Only those that are served: clients read discovery to choose (`kubectl
 // drain` evicts only when pods/eviction is listed, and deletes otherwise),
-// so one listed but refused breaks them. Upstream's pods/attach, binding,
-// ephemeralcontainers, eviction, exec, log, portforward and proxy,
+// so one listed but refused breaks them. Upstream's pods/binding,
+// ephemeralcontainers, eviction and proxy,
 // services/proxy and nodes/proxy each come back here
 // when they are implemented; until then they are 404, as any subresource a
 // server does not have.
@@ -65,6 +65,7 @@ const fn kubelet(
     }
 }
 const POD_SUBRESOURCES: &[SubresourceDef] = &[
+    kubelet("attach", "PodAttachOptions", CREATE_GET),
     kubelet("exec", "PodExecOptions", CREATE_GET),
     kubelet("log", "Pod", GET),
     kubelet("portforward", "PodPortForwardOptions", CREATE_GET),
@@ -592,7 +593,7 @@ mod tests {
         // they are implemented).
         let pods = &rs[0];
         let names: Vec<&str> = pods.subresources.iter().map(|s| s.name).collect();
-        assert_eq!(names, ["exec", "log", "portforward", "status"]);
+        assert_eq!(names, ["attach", "exec", "log", "portforward", "status"]);
         let deploy = rs.iter().find(|r| r.plural == "deployments");
         assert_eq!(
             deploy

@@ -291,7 +291,7 @@ async fn dispatch(
                 headers: &parts.headers,
             };
             let kubelet_sub = match (r.def.group, r.def.plural, r.subresource.as_deref()) {
-                ("", "pods", Some(s @ ("log" | "exec" | "portforward"))) => Some(s),
+                ("", "pods", Some(s @ ("log" | "exec" | "attach" | "portforward"))) => Some(s),
                 _ => None,
             };
             if r.def.group == "metrics.k8s.io" {

@@ -459,10 +459,11 @@ mod tests {
         let paths = core["paths"].as_object().unwrap();
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/status"));
-        // Not served (yet): attach, eviction, proxy; exec and log are.
+        // Not served (yet): eviction, proxy; attach, exec and log are.
         assert!(!paths
             .keys()
-            .any(|p| p.ends_with("/attach") || p.ends_with("/eviction")));
+            .any(|p| p.ends_with("/eviction") || p.ends_with("/proxy")));
+        assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/attach"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/exec"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/log"));
         // Namespaces have no deletecollection, upstream or here.
@@ -505,7 +506,7 @@ mod tests {
             .as_object()
             .unwrap()
             .keys()
-            .any(|p| p.contains("/watch/") || p.ends_with("/attach")));
+            .any(|p| p.contains("/watch/") || p.ends_with("/eviction")));
         assert!(doc["securityDefinitions"]["BearerToken"].is_object());
     }
 
