@@ -23,18 +23,21 @@ netns_up
 cd "$WORK"
 busybox_image "$WORK/busybox.tar" >/dev/null
 d="$WORK/skiff"; mkdir -p "$d"
-ip netns exec "$NS" "$SKIFF" --root "$d" --run-dir "$WORK/run" server --data-dir "$d" \
+# nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup
+# filesystems the containers need.
+in_net() { nsenter --net="/run/netns/$NS" "$@"; }
+in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" server --data-dir "$d" \
     --bind-address 127.0.0.1 --https-listen-port "$PORT" --node-name "$NODE" \
     --pod-log-dir "$WORK/pod-logs" --write-kubeconfig "$d/kubeconfig.yaml" >"$d.log" 2>&1 &
 SKIFF_PID=$!
 PIDS+=("$SKIFF_PID")
-killall_pods() { in_ns "$SKIFF" --root "$d" --run-dir "$WORK/run" killall >/dev/null 2>&1 || true; }
+killall_pods() { in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" killall >/dev/null 2>&1 || true; }
 trap 'killall_pods; cleanup' EXIT INT TERM
 for _ in $(seq 1 600); do
     [ "$(in_ns curl -sk --max-time 1 "https://127.0.0.1:$PORT/readyz" 2>/dev/null)" = ok ] && break
     sleep 0.1
 done
-in_ns "$SKIFF" --root "$d" --run-dir "$WORK/run" load -i "$WORK/busybox.tar" >/dev/null
+in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" load -i "$WORK/busybox.tar" >/dev/null
 CA="$(skiff_ca "$d")"; TOKEN="$(skiff_token "$d")"
 URL="https://127.0.0.1:$PORT"
 api() { in_ns curl -s --cacert "$CA" -H "Authorization: Bearer $TOKEN" "$@"; }
@@ -65,8 +68,9 @@ echo "== idle CPU, no pods, ${IDLE} s"
 echo "server+agent: $(idle_cpu)"
 
 echo "== pod start latency, one pod at a time, $ROUNDS rounds (ms)"
-in_ns python3 "$BENCH_DIR/podstart.py" "$URL" "$CA" "$TOKEN" "$NODE" 1 "$ROUNDS" 2>/dev/null \
-    | sort -n | awk '{a[NR]=$1} END {printf "p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (n=%d)\n", a[int(NR*0.5+0.5)], a[int(NR*0.9+0.5)], a[int(NR*0.99+0.5)], a[NR], NR}'
+in_ns python3 "$BENCH_DIR/podstart.py" "$URL" "$CA" "$TOKEN" "$NODE" 1 "$ROUNDS" >"$WORK/lat-1" 2>"$WORK/lat-1.err" \
+    || { cat "$WORK/lat-1.err" >&2; exit 1; }
+sort -n "$WORK/lat-1" | awk '{a[NR]=$1} END {printf "p50 %.1f  p90 %.1f  p99 %.1f  max %.1f  (n=%d)\n", a[int(NR*0.5+0.5)], a[int(NR*0.9+0.5)], a[int(NR*0.99+0.5)], a[NR], NR}'
 for n in 30 100; do
     echo "== $n pods created at once"
     in_ns python3 "$BENCH_DIR/podstart.py" "$URL" "$CA" "$TOKEN" "$NODE" "$n" 1 2>&1 >"$WORK/lat-$n" | grep round

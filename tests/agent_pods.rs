@@ -229,3 +229,55 @@ fn pods_run_restart_complete_and_go() {
         "sandboxes are left"
     );
 }
+
+/// Pods made at once each get a network of their own (their sandboxes'
+/// links once shared a name, and only the first pod ran), and reach one
+/// another by pod IP.
+#[test]
+fn pods_made_together_each_get_an_address_and_reach_each_other() {
+    let s = server_with_busybox(NODE);
+    let manifest: String = (0..4)
+        .map(|i| {
+            format!(
+                "---\n{}",
+                pod_yaml(
+                    &format!("peer-{i}"),
+                    "Always",
+                    "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www",
+                )
+            )
+        })
+        .collect();
+    s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    let mut ips = Vec::new();
+    for i in 0..4 {
+        let v = wait_pod(&s, &format!("peer-{i}"), "ran", |v| {
+            v["status"]["phase"] == "Running"
+        });
+        ips.push(v["status"]["podIP"].as_str().unwrap().to_string());
+    }
+    let mut unique = ips.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 4, "{ips:?}");
+    // peer-0 fetches every other's page by pod IP.
+    for (i, ip) in ips.iter().enumerate().skip(1) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = s.kubectl(&[
+                "exec",
+                "peer-0",
+                "--",
+                "wget",
+                "-qO-",
+                &format!("http://{ip}:8080/index.html"),
+            ]);
+            let page = String::from_utf8_lossy(&out.stdout).to_string();
+            if page.trim() == format!("peer-{i}") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "peer-{i} at {ip}: {page:?}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+}

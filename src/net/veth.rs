@@ -111,13 +111,18 @@ pub(super) fn unplumb(links: &mut dyn Links, a: &Attachment) {
     );
 }
 
-/// `veth` + 11 characters of the id: unique enough, within IFNAMSIZ.
+/// `veth` + 11 characters, within IFNAMSIZ: the start of a container's id
+/// (random hex, unique enough), or of the SHA-256 of any other id. Pod
+/// sandboxes' ids share long prefixes (`sandbox-k8s_…`): cut, they all
+/// named the same link and only the first pod of a node got a network.
 pub(super) fn host_veth_name(id: &str) -> String {
-    let short: String = id
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .take(11)
-        .collect();
+    let hex_id = id.len() >= 11 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    let short: String = if hex_id {
+        id[..11].to_string()
+    } else {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(id.as_bytes()))[..11].to_string()
+    };
     format!("veth{short}")
 }
 

@@ -110,3 +110,13 @@ fn unplumb_removes_the_veth_then_the_namespace_and_twice_is_fine() {
     unplumb(&mut l, &a);
     assert_eq!(l.calls, undo_calls(Some(false), true));
 }
+
+#[test]
+fn host_veth_names_are_unique_for_ids_sharing_a_prefix() {
+    // Container ids: their own start, as before.
+    assert_eq!(host_veth_name("0123456789abcdef"), "veth0123456789a");
+    let a = host_veth_name("sandbox-k8s_web-1_default_1111");
+    let b = host_veth_name("sandbox-k8s_web-2_default_2222");
+    assert_ne!(a, b);
+    assert!(a.len() <= 15 && b.len() <= 15, "{a} {b}");
+}
