@@ -128,6 +128,44 @@ fn logs_and_exec_go_through_the_kubelet_api() {
     let previous = s.kubectl_ok(&["logs", "short", "--previous"]);
     assert!(previous.starts_with("run-"), "{previous}");
 
+    // A service account (every pod has one's token) may read pods, but
+    // not run things in them, forward to them or read their logs: kubectl's
+    // WebSocket exec is a GET, authorized as `create`.
+    let token = s
+        .kubectl_ok(&["create", "token", "default"])
+        .trim()
+        .to_string();
+    let kubeconfig = s.write_file("empty.yaml", "apiVersion: v1\nkind: Config\n");
+    let as_sa = |args: &[&str]| {
+        s.net()
+            .command(support::KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["--server", &s.url(""), "--insecure-skip-tls-verify"])
+            .args(["--token", &token])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = as_sa(&["get", "pod", "talk"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        &["exec", "talk", "--", "true"][..],
+        &["logs", "talk"][..],
+        &["attach", "talk"][..],
+    ] {
+        let out = as_sa(args);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(
+            !out.status.success() && err.contains("forbidden"),
+            "kubectl {args:?} as a service account: {err}"
+        );
+    }
+
     // Nobody but the API server is served by the kubelet API.
     let out = s
         .net()

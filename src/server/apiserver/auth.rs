@@ -185,9 +185,26 @@ impl<'a> Target<'a> {
 /// `update`, `patch`, `delete`/`deletecollection` on resources; the
 /// lower-case HTTP method on plain paths.
 pub fn verb(method: &Method, target: &Target<'_>, watch: bool) -> String {
-    let Target::Resource { name, .. } = target else {
+    let Target::Resource {
+        name,
+        group,
+        resource,
+        subresource,
+        ..
+    } = target
+    else {
         return method.as_str().to_ascii_lowercase();
     };
+    // Running something in a pod is `create` however it is asked for:
+    // kubectl's WebSocket exec, attach and port-forward are GETs, and a
+    // `get` must not open a shell (upstream's
+    // AuthorizePodWebsocketUpgradeCreatePermission).
+    if group.is_empty()
+        && *resource == "pods"
+        && matches!(subresource, Some("exec" | "attach" | "portforward"))
+    {
+        return "create".to_string();
+    }
     let verb = match *method {
         Method::GET | Method::HEAD if watch => "watch",
         Method::GET | Method::HEAD if name.is_none() => "list",
@@ -400,15 +417,22 @@ pub fn check_node_create(
 }
 
 /// What a service account may do until RBAC (#16) decides: read
-/// (get, list, watch) every resource but Secrets; write nothing.
+/// (get, list, watch) every resource but Secrets, and of subresources only
+/// status (not pods' logs, which carry what the pods print, credentials
+/// included); write nothing.
 fn service_account_may(verb: &str, target: &Target<'_>) -> bool {
     let Target::Resource {
-        group, resource, ..
+        group,
+        resource,
+        subresource,
+        ..
     } = target
     else {
         return false;
     };
-    matches!(verb, "get" | "list" | "watch") && !(group.is_empty() && *resource == "secrets")
+    matches!(verb, "get" | "list" | "watch")
+        && !(group.is_empty() && *resource == "secrets")
+        && matches!(subresource, None | Some("status"))
 }
 
 /// A question for the node authorizer's graph (`node_graph`): may `node`
