@@ -26,7 +26,8 @@ d="$WORK/skiff"; mkdir -p "$d"
 # nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup
 # filesystems the containers need.
 in_net() { nsenter --net="/run/netns/$NS" "$@"; }
-in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" server --data-dir "$d" \
+# nsenter execs the server: $! is its PID.
+nsenter --net="/run/netns/$NS" "$SKIFF" --root "$d" --run-dir "$WORK/run" server --data-dir "$d" \
     --bind-address 127.0.0.1 --https-listen-port "$PORT" --node-name "$NODE" \
     --pod-log-dir "$WORK/pod-logs" --write-kubeconfig "$d/kubeconfig.yaml" >"$d.log" 2>&1 &
 SKIFF_PID=$!

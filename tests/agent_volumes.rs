@@ -102,7 +102,14 @@ spec:
         "from-pod\n"
     );
     let pods_dir = s.data_dir().join("agent/pods");
-    assert_eq!(mounts_under(&pods_dir).len(), 1, "the memory emptyDir");
+    // The memory emptyDir, and the projected ServiceAccount volume every
+    // pod gets (its token never touches the disk).
+    assert_eq!(
+        mounts_under(&pods_dir).len(),
+        2,
+        "{:?}",
+        mounts_under(&pods_dir)
+    );
     // A finished pod's object goes at once; the agent cleans up after.
     s.kubectl_ok(&["delete", "pod", "vols", "--wait=true", "--timeout=60s"]);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
