@@ -325,7 +325,11 @@ fn attach_to_a_containers_main_process() {
         "stty cols 77 rows 22; {}",
         kubectl_line(&s, &[], "attach -it shell -c main")
     );
-    let typed = format!("\r{SIZE}; echo $((6*7))-answer; exit 0\r");
+    // kubectl attach sends a size one larger each way and then the real
+    // one, so that the program redraws: the shell waits for the second.
+    let size = "for i in $(seq 20); do s=$(stty size 2>/dev/null); \
+                [ \"$s\" = \"22 77\" ] && break; sleep 0.3; done; echo size-$s";
+    let typed = format!("\r{size}; echo $((6*7))-answer; exit 0\r");
     let mut script = s.net().command("script");
     script.args(["-qec", &line, "/dev/null"]);
     let out = with_stdin(script, typed.as_bytes());

@@ -82,18 +82,31 @@ pub async fn open<R: PodRuntime>(runtime: &R, id: &str, p: &Params) -> Result<Pr
         }));
         None
     };
-    let tasks = Tasks(tasks);
     let terminal = a.terminal;
     let resize = a.tty.then(|| {
-        Box::new(move |w: u16, h: u16| {
-            let t = terminal.clone();
-            tokio::task::spawn_blocking(move || {
-                if let Err(e) = t.resize(h, w) {
-                    tracing::debug!("attach: resizing: {e}");
+        // One resize at a time, in order, the latest winning: kubectl
+        // sends a size one larger and then the real one (to make the
+        // program redraw), and two resizes done at once could land the
+        // wrong way round.
+        let (tx, mut rx) = tokio::sync::watch::channel(None::<(u16, u16)>);
+        tasks.push(tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let Some((w, h)) = *rx.borrow_and_update() else {
+                    continue;
+                };
+                let t = terminal.clone();
+                match tokio::task::spawn_blocking(move || t.resize(h, w)).await {
+                    Ok(Err(e)) => tracing::debug!("attach: resizing: {e}"),
+                    Err(e) => tracing::debug!("attach: resizing: {e}"),
+                    Ok(Ok(())) => {}
                 }
-            });
+            }
+        }));
+        Box::new(move |w: u16, h: u16| {
+            let _ = tx.send(Some((w, h)));
         }) as super::stdio::Resize
     });
+    let tasks = Tasks(tasks);
     Ok(Proc {
         stdin,
         stdout: out_r.map(|r| Box::new(r) as Reader),
