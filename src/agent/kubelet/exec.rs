@@ -111,7 +111,7 @@ pub async fn serve<R: PodRuntime>(
     let response = upgrade::switching(&transport);
     let id = current.id.clone();
     tokio::spawn(async move {
-        let Some(io) = upgrade::upgraded(req).await else {
+        let Some((io, _slot)) = upgrade::upgraded(req).await else {
             return;
         };
         // The process starts only once the client is there to hear it.

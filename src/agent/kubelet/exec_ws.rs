@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
 use super::stdio::{self, Proc, Reader, CHUNK, DRAIN};
-use super::upgrade::Upgraded;
+use super::upgrade::{Upgraded, IDLE_TIMEOUT};
 
 const STDIN: u8 = 0;
 const STDOUT: u8 = 1;
@@ -71,7 +71,7 @@ pub async fn session(
     let mut stdin = stdin;
     let pong = out_tx.clone();
     let reader = async {
-        while let Some(Ok(msg)) = source.next().await {
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout(IDLE_TIMEOUT, source.next()).await {
             match msg {
                 Message::Binary(b) if !b.is_empty() => match b[0] {
                     STDIN => {

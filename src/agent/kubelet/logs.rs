@@ -4,7 +4,9 @@
 //! `sinceSeconds`/`sinceTime`, `limitBytes`, `previous`, and `follow`,
 //! which streams new lines until the container exits.
 
-use std::io::{Read, Seek, SeekFrom};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::{lookup, text, Body};
 use crate::agent::pods::worker::WorkerCtx;
-use crate::runtime::container::logs::{self, Assembler, Entry};
+use crate::runtime::container::logs;
 use crate::runtime::pod::{ContainerState, PodRuntime};
 
 /// How often a followed log is looked at for new lines.
@@ -26,7 +28,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(100);
 /// Chunks a slow reader may fall behind by before the reading waits.
 const QUEUE: usize = 16;
 
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Options {
     pub follow: bool,
     pub previous: bool,
@@ -72,15 +74,16 @@ impl Options {
         Ok(o)
     }
 
-    fn render(&self, e: &Entry) -> String {
+    /// One CRI line as kubelet writes it out: a partial line's text
+    /// without a newline (the next chunk of it follows), a full one's with.
+    fn render(&self, time: DateTime<Utc>, partial: bool, text: &str, out: &mut String) {
         if self.timestamps {
-            format!(
-                "{} {}\n",
-                e.time.to_rfc3339_opts(SecondsFormat::Nanos, true),
-                e.text
-            )
-        } else {
-            format!("{}\n", e.text)
+            out.push_str(&time.to_rfc3339_opts(SecondsFormat::Nanos, true));
+            out.push(' ');
+        }
+        out.push_str(text);
+        if !partial {
+            out.push('\n');
         }
     }
 }
@@ -162,8 +165,13 @@ impl Sender {
     }
 }
 
-/// At most this much text goes out in one chunk.
+/// At most about this much text goes out in one chunk.
 const CHUNK: usize = 64 * 1024;
+
+/// A CRI line longer than this is not one the shim wrote (its text is at
+/// most `logs::MAX_LINE`): what is past it is dropped, so a log file no
+/// reader can hold in memory at once is still read a line at a time.
+const MAX_CRI_LINE: usize = logs::MAX_LINE + 256;
 
 async fn stream<R: PodRuntime>(
     ctx: &WorkerCtx<R>,
@@ -173,84 +181,210 @@ async fn stream<R: PodRuntime>(
     follow: bool,
     out: &mut Sender,
 ) -> std::io::Result<()> {
-    let wanted = |e: &Entry| opts.since.is_none_or(|s| e.time >= s);
-    let p = path.to_path_buf();
-    let (entries, mut offset) = tokio::task::spawn_blocking(move || {
-        // Where the file ends before it is read: following starts there.
-        let offset = std::fs::metadata(&p).map_or(0, |m| m.len());
-        (logs::read_all(&p), offset)
-    })
-    .await
-    .map_err(std::io::Error::other)?;
-    let mut entries: Vec<&Entry> = entries.iter().filter(|e| wanted(e)).collect();
-    if let Some(t) = opts.tail {
-        let skip = entries.len().saturating_sub(t);
-        entries.drain(..skip);
-    }
-    let mut chunk = String::new();
-    for e in entries {
-        chunk.push_str(&opts.render(e));
-        if chunk.len() >= CHUNK && !out.send(std::mem::take(&mut chunk)).await {
+    let (p, tail) = (path.to_path_buf(), opts.tail);
+    let mut cursor = tokio::task::spawn_blocking(move || Cursor::open(&p, tail))
+        .await
+        .map_err(std::io::Error::other)??;
+    let mut caught_up = false;
+    loop {
+        // Whether the container runs is asked before reading, so that what
+        // it wrote before it exited is read before the stream ends.
+        let running = follow
+            && caught_up
+            && ctx
+                .runtime
+                .container_status(id)
+                .await
+                .is_ok_and(|s| s.state != ContainerState::Exited);
+        let o = opts.clone();
+        let (c, chunk, at_end) = tokio::task::spawn_blocking(move || {
+            let mut c = cursor;
+            let r = c.read(&o, follow);
+            r.map(|(chunk, at_end)| (c, chunk, at_end))
+        })
+        .await
+        .map_err(std::io::Error::other)??;
+        cursor = c;
+        if !chunk.is_empty() && !out.send(chunk).await {
             return Ok(());
         }
-    }
-    if !chunk.is_empty() && !out.send(chunk).await {
-        return Ok(());
-    }
-    if !follow {
-        return Ok(());
-    }
-    let mut asm = Assembler::default();
-    let mut pending = String::new();
-    loop {
-        let running = ctx
-            .runtime
-            .container_status(id)
-            .await
-            .is_ok_and(|s| s.state != ContainerState::Exited);
-        let (fresh, new_offset) = read_from(path.to_path_buf(), offset).await?;
-        offset = new_offset;
-        if !fresh.is_empty() {
-            pending.push_str(&String::from_utf8_lossy(&fresh));
-            let mut chunk = String::new();
-            while let Some(nl) = pending.find('\n') {
-                let line: String = pending.drain(..=nl).collect();
-                if let Some(e) = asm.feed(line.trim_end_matches('\n')) {
-                    if wanted(&e) {
-                        chunk.push_str(&opts.render(&e));
-                    }
-                }
-            }
-            if !chunk.is_empty() && !out.send(chunk).await {
-                return Ok(());
-            }
+        if !at_end {
             continue;
         }
-        if !running || out.tx.is_closed() {
+        if !follow || (caught_up && !running) || out.tx.is_closed() {
             return Ok(());
         }
-        tokio::time::sleep(FOLLOW_POLL).await;
+        if caught_up {
+            tokio::time::sleep(FOLLOW_POLL).await;
+        }
+        caught_up = true;
     }
 }
 
-/// What was added to the log since `offset` (at most a chunk), and the
-/// new offset; a log that was rotated is read from its start.
-async fn read_from(path: PathBuf, offset: u64) -> std::io::Result<(Vec<u8>, u64)> {
-    tokio::task::spawn_blocking(move || {
-        let len = std::fs::metadata(&path).map_or(0, |m| m.len());
-        let offset = if len < offset { 0 } else { offset };
-        if len == offset {
-            return Ok((Vec::new(), offset));
+/// Reads a container's CRI log files forward, a chunk at a time, holding
+/// no more than one line of them.
+struct Cursor {
+    /// The files still to read, oldest first; the last is the live log.
+    files: VecDeque<BufReader<File>>,
+    live: PathBuf,
+    /// The line being read, when a read ended inside it.
+    line: Vec<u8>,
+    /// Whether the line being read has gone past `MAX_CRI_LINE`.
+    overlong: bool,
+}
+
+impl Cursor {
+    /// The log at `path` (and the one rotated from it), placed at the start
+    /// of the last `tail` lines when a tail is asked for.
+    fn open(path: &Path, tail: Option<usize>) -> std::io::Result<Cursor> {
+        // The rotated file first: a rotation between the two opens then
+        // loses no line, at worst shows some twice.
+        let rotated = open_if_there(&logs::rotated(path))?;
+        let current = open_if_there(path)?;
+        let mut files = VecDeque::new();
+        let mut want = tail;
+        if let Some(mut f) = current {
+            if let Some(n) = want {
+                let (start, found) = tail_start(&mut f, n)?;
+                f.seek(SeekFrom::Start(start))?;
+                want = Some(n - found);
+            }
+            files.push_back(BufReader::new(f));
         }
-        let mut f = std::fs::File::open(&path)?;
-        f.seek(SeekFrom::Start(offset))?;
-        let mut buf = Vec::new();
-        f.take(CHUNK as u64).read_to_end(&mut buf)?;
-        let next = offset + buf.len() as u64;
-        Ok((buf, next))
-    })
-    .await
-    .map_err(std::io::Error::other)?
+        if let Some(mut f) = rotated {
+            match want {
+                Some(0) => {}
+                Some(n) => {
+                    let (start, _) = tail_start(&mut f, n)?;
+                    f.seek(SeekFrom::Start(start))?;
+                    files.push_front(BufReader::new(f));
+                }
+                None => files.push_front(BufReader::new(f)),
+            }
+        }
+        Ok(Cursor {
+            files,
+            live: path.to_path_buf(),
+            line: Vec::new(),
+            overlong: false,
+        })
+    }
+
+    /// About a chunk of output, and whether the end of what is written so
+    /// far was reached. When following, a live log that was rotated away
+    /// is read to its end and then its successor from the start.
+    fn read(&mut self, opts: &Options, follow: bool) -> std::io::Result<(String, bool)> {
+        let mut out = String::new();
+        while out.len() < CHUNK {
+            let Some(f) = self.files.front_mut() else {
+                if follow {
+                    if let Some(f) = open_if_there(&self.live)? {
+                        self.files.push_back(BufReader::new(f));
+                        continue;
+                    }
+                }
+                return Ok((out, true));
+            };
+            let avail = f.fill_buf()?;
+            if avail.is_empty() {
+                if self.files.len() > 1 {
+                    // A line torn by a rotation is not shown in halves.
+                    self.files.pop_front();
+                    self.line.clear();
+                    self.overlong = false;
+                    continue;
+                }
+                if follow {
+                    if let Some(next) = self.rotated_away()? {
+                        self.files.push_back(BufReader::new(next));
+                        continue;
+                    }
+                }
+                return Ok((out, true));
+            }
+            let (take, ended) = match avail.iter().position(|&b| b == b'\n') {
+                Some(i) => (i + 1, true),
+                None => (avail.len(), false),
+            };
+            let room = MAX_CRI_LINE.saturating_sub(self.line.len());
+            let text = &avail[..take - usize::from(ended)];
+            if text.len() > room {
+                self.overlong = true;
+            }
+            self.line.extend_from_slice(&text[..text.len().min(room)]);
+            f.consume(take);
+            if ended {
+                self.emit(opts, &mut out);
+            }
+        }
+        Ok((out, false))
+    }
+
+    fn emit(&mut self, opts: &Options, out: &mut String) {
+        let line = String::from_utf8_lossy(&self.line);
+        if let Some((time, _, partial, text)) = logs::parse_line(&line) {
+            if opts.since.is_none_or(|s| time >= s) {
+                // An overlong line is cut; what follows it starts afresh.
+                opts.render(time, partial && !self.overlong, text, out);
+            }
+        }
+        self.line.clear();
+        self.overlong = false;
+    }
+
+    /// The new live log, when the one being read is no longer at its path.
+    fn rotated_away(&mut self) -> std::io::Result<Option<File>> {
+        use std::os::unix::fs::MetadataExt;
+        let Some(f) = self.files.back() else {
+            return Ok(None);
+        };
+        let reading = f.get_ref().metadata()?;
+        match std::fs::metadata(&self.live) {
+            Ok(m) if (m.dev(), m.ino()) != (reading.dev(), reading.ino()) => {
+                open_if_there(&self.live)
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+fn open_if_there(path: &Path) -> std::io::Result<Option<File>> {
+    match File::open(path) {
+        Ok(f) => Ok(Some(f)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Where the last `n` lines of `f` start, and how many lines that is (fewer
+/// than `n` when the file has fewer): read backwards a block at a time, as
+/// kubelet finds a tail, so a tail of a large log reads only its end.
+fn tail_start(f: &mut File, n: usize) -> std::io::Result<(u64, usize)> {
+    let len = f.seek(SeekFrom::End(0))?;
+    if n == 0 || len == 0 {
+        return Ok((len, 0));
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pos = len;
+    let mut seen = 0;
+    while pos > 0 {
+        let step = (pos as usize).min(buf.len());
+        pos -= step as u64;
+        f.seek(SeekFrom::Start(pos))?;
+        f.read_exact(&mut buf[..step])?;
+        for i in (0..step).rev() {
+            let at = pos + i as u64;
+            // The last line's own newline does not start a line.
+            if buf[i] != b'\n' || at + 1 == len {
+                continue;
+            }
+            seen += 1;
+            if seen == n {
+                return Ok((at + 1, n));
+            }
+        }
+    }
+    Ok((0, seen + 1))
 }
 
 #[cfg(test)]
@@ -270,14 +404,122 @@ mod tests {
         assert_eq!(o.limit_bytes, Some(5));
         assert_eq!(o.since, Some(now - chrono::Duration::seconds(60)));
         assert!(Options::parse(Some("tailLines=x"), now).is_err());
-        let e = Entry {
-            time: DateTime::parse_from_rfc3339("2026-12-02T10:00:00.5Z")
-                .unwrap()
-                .with_timezone(&Utc),
-            stream: logs::Stream::Stdout,
-            text: "hi".into(),
+        let time = DateTime::parse_from_rfc3339("2026-12-02T10:00:00.5Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut out = String::new();
+        o.render(time, true, "h", &mut out);
+        o.render(time, false, "i", &mut out);
+        assert_eq!(
+            out,
+            "2026-12-02T10:00:00.500000000Z h2026-12-02T10:00:00.500000000Z i\n"
+        );
+    }
+
+    fn cri(n: usize, stream: &str, tag: &str, text: &str) -> String {
+        format!(
+            "2026-12-02T10:00:{:02}.000000000Z {stream} {tag} {text}\n",
+            n % 60
+        )
+    }
+
+    fn read_all(c: &mut Cursor, o: &Options, follow: bool) -> String {
+        let mut all = String::new();
+        loop {
+            let (chunk, end) = c.read(o, follow).unwrap();
+            all.push_str(&chunk);
+            if end {
+                return all;
+            }
+        }
+    }
+
+    #[test]
+    fn tails_reach_into_the_rotated_file_and_read_only_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let lines = |r: std::ops::Range<usize>| -> String {
+            r.map(|i| cri(i, "stdout", "F", &format!("l{i}"))).collect()
         };
-        assert_eq!(o.render(&e), "2026-12-02T10:00:00.500000000Z hi\n");
+        std::fs::write(logs::rotated(&path), lines(0..5)).unwrap();
+        std::fs::write(&path, lines(5..8)).unwrap();
+        let o = Options::default();
+        let text = |tail| read_all(&mut Cursor::open(&path, tail).unwrap(), &o, false);
+        assert_eq!(text(Some(2)), "l6\nl7\n");
+        assert_eq!(text(Some(3)), "l5\nl6\nl7\n");
+        assert_eq!(text(Some(4)), "l4\nl5\nl6\nl7\n");
+        assert_eq!(text(Some(0)), "");
+        let all: String = (0..8).map(|i| format!("l{i}\n")).collect();
+        assert_eq!(text(Some(100)), all);
+        assert_eq!(text(None), all);
+        // A tail of a large file reads back from its end only.
+        let mut big = std::fs::File::open(&path).unwrap();
+        assert_eq!(tail_start(&mut big, 1).unwrap().1, 1);
+        let f = std::fs::File::create(dir.path().join("big.log")).unwrap();
+        f.set_len(1 << 30).unwrap();
+        let mut f = std::fs::File::options()
+            .read(true)
+            .append(true)
+            .open(dir.path().join("big.log"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"\nlast\n").unwrap();
+        let (start, n) = tail_start(&mut f, 1).unwrap();
+        assert_eq!((start, n), ((1 << 30) + 1, 1));
+    }
+
+    #[test]
+    fn partial_lines_go_out_as_written_and_overlong_ones_are_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        let huge = "x".repeat(MAX_CRI_LINE * 3);
+        let content = [
+            cri(1, "stdout", "P", "par"),
+            cri(2, "stdout", "F", "tial"),
+            cri(3, "stderr", "F", &huge),
+            cri(4, "stdout", "F", "after"),
+            "not a cri line\n".to_string(),
+        ]
+        .concat();
+        std::fs::write(&path, content).unwrap();
+        let out = read_all(
+            &mut Cursor::open(&path, None).unwrap(),
+            &Options::default(),
+            false,
+        );
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "partial");
+        assert!(lines[1].len() < MAX_CRI_LINE && lines[1].starts_with("xxx"));
+        assert_eq!(lines[2], "after");
+        assert_eq!(lines.len(), 3);
+    }
+
+    #[test]
+    fn a_follow_goes_on_into_the_file_that_replaced_a_rotated_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.log");
+        std::fs::write(&path, cri(1, "stdout", "F", "one")).unwrap();
+        let o = Options::default();
+        let mut c = Cursor::open(&path, None).unwrap();
+        assert_eq!(read_all(&mut c, &o, true), "one\n");
+        // Written, then rotated, then the new file written: all of it, once.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, cri(2, "stdout", "F", "two").as_bytes()).unwrap();
+        std::fs::rename(&path, logs::rotated(&path)).unwrap();
+        std::fs::write(&path, cri(3, "stdout", "F", "three")).unwrap();
+        assert_eq!(read_all(&mut c, &o, true), "two\nthree\n");
+        // A line being written shows once it is whole.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let four = cri(4, "stdout", "F", "four");
+        std::io::Write::write_all(&mut f, &four.as_bytes()[..10]).unwrap();
+        assert_eq!(read_all(&mut c, &o, true), "");
+        std::io::Write::write_all(&mut f, &four.as_bytes()[10..]).unwrap();
+        assert_eq!(read_all(&mut c, &o, true), "four\n");
     }
 
     #[test]

@@ -61,6 +61,13 @@ const MAX_CONNECTIONS: usize = 256;
 /// A TLS handshake not done by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connection's place among `MAX_CONNECTIONS`. hyper lets go of a
+/// connection once it has sent a 101, so the session upgraded from it
+/// (exec, attach, port-forward) takes this along (upgrade::upgraded):
+/// otherwise sessions could pile up past the cap.
+#[derive(Clone)]
+pub struct ConnSlot(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
+
 pub type Body = BoxBody<Bytes, std::io::Error>;
 
 pub fn full(body: impl Into<Bytes>) -> Body {
@@ -155,7 +162,7 @@ pub async fn serve<R: PodRuntime>(
         };
         let (acceptor, ctx, cancel) = (acceptor.clone(), ctx.clone(), cancel.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let slot = ConnSlot(Arc::new(permit));
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => return tracing::debug!(%peer, "kubelet API: TLS: {e}"),
@@ -169,9 +176,10 @@ pub async fn serve<R: PodRuntime>(
                 .and_then(|c| identity_from_cert(c))
                 .map(|i| i.user);
             let allowed = user.as_deref() == Some(KUBELET_CLIENT_USER);
-            let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let svc = hyper::service::service_fn(move |mut req: Request<Incoming>| {
                 let ctx = ctx.clone();
                 let user = user.clone();
+                req.extensions_mut().insert(slot.clone());
                 async move {
                     if !allowed {
                         tracing::info!(%peer, user = ?user, "kubelet API: refused a caller");

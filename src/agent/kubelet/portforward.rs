@@ -105,7 +105,7 @@ pub async fn serve<R: PodRuntime>(
         uid,
     };
     tokio::spawn(async move {
-        let Some(io) = upgrade::upgraded(req).await else {
+        let Some((io, _slot)) = upgrade::upgraded(req).await else {
             return;
         };
         let conn = match transport {

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::spdy::{Decoder, Encoder, Frame, Headers};
+use super::upgrade::IDLE_TIMEOUT;
 
 /// Stream events queued for the caller before the reader waits.
 const EVENTS: usize = 16;
@@ -20,10 +21,6 @@ const EVENTS: usize = 16;
 const OUTGOING: usize = 64;
 /// Bytes read from the socket at once.
 const READ_CHUNK: usize = 32 * 1024;
-/// A connection silent this long is dropped (upstream kubelet's default
-/// streaming idle timeout). kubectl pings every few seconds, so only a
-/// peer that is gone without a word ever reaches it.
-const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
 
 /// What the client did.
 #[derive(Debug)]

@@ -4,10 +4,15 @@
 //! own main process, reached through its shim (attach.rs).
 
 use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use tokio::io::unix::AsyncFd;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::exec::Params;
 
@@ -59,15 +64,15 @@ pub fn spawn(mut cmd: std::process::Command, p: &Params) -> std::io::Result<Proc
         let mut child = cmd.spawn()?;
         // The slave ends went to the child; ours close with `cmd`.
         drop(cmd);
-        let read = tokio::fs::File::from_std(std::fs::File::from(pty.master.try_clone()?));
-        let write = tokio::fs::File::from_std(std::fs::File::from(pty.master.try_clone()?));
-        let master = pty.master;
+        let master = Pty::new(pty.master)?;
+        let resized = master.clone();
         Ok(Proc {
-            stdin: p.stdin.then(|| Box::new(write) as Writer),
-            stdout: Some(Box::new(read)),
+            stdin: p.stdin.then(|| Box::new(master.clone()) as Writer),
+            stdout: Some(Box::new(master)),
             stderr: None,
             resize: Some(Box::new(move |w, h| {
-                let _ = crate::runtime::container::shim::console::set_window_size(&master, h, w);
+                let fd = resized.0.get_ref();
+                let _ = crate::runtime::container::shim::console::set_window_size(fd, h, w);
             })),
             done: Box::pin(async move { child.wait().await.ok().and_then(|s| s.code()) }),
         })
@@ -89,6 +94,78 @@ pub fn spawn(mut cmd: std::process::Command, p: &Params) -> std::io::Result<Proc
 }
 
 /// The Status sent on the error channel at the end.
+/// A pty's master end, read and written on the reactor: tokio's `File`
+/// would park a blocking thread on every read of a silent terminal, and a
+/// few hundred idle `exec -it` sessions would take the whole pool.
+#[derive(Clone)]
+struct Pty(Arc<AsyncFd<OwnedFd>>);
+
+impl Pty {
+    fn new(fd: OwnedFd) -> std::io::Result<Pty> {
+        let flags = fcntl(&fd, FcntlArg::F_GETFL).map_err(std::io::Error::from)?;
+        let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+        fcntl(&fd, FcntlArg::F_SETFL(flags)).map_err(std::io::Error::from)?;
+        // SAFETY: the OwnedFd is valid and only closed when the AsyncFd
+        // that owns it is dropped.
+        let fd = unsafe { AsyncFd::register(fd)? };
+        Ok(Pty(Arc::new(fd)))
+    }
+}
+
+impl AsyncRead for Pty {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        loop {
+            let mut ready = std::task::ready!(self.0.poll_read_ready(cx))?;
+            let read = ready.try_io(|fd| {
+                let unfilled = buf.initialize_unfilled();
+                match nix::unistd::read(fd.get_ref(), unfilled) {
+                    Ok(n) => Ok(n),
+                    // Every slave end closed: the terminal's end of file.
+                    Err(nix::errno::Errno::EIO) => Ok(0),
+                    Err(e) => Err(e.into()),
+                }
+            });
+            match read {
+                Ok(Ok(n)) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Ok(Err(e)) => return Poll::Ready(Err(e)),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+}
+
+impl AsyncWrite for Pty {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        loop {
+            let mut ready = std::task::ready!(self.0.poll_write_ready(cx))?;
+            match ready.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(Into::into)) {
+                Ok(r) => return Poll::Ready(r),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    /// A terminal has no half-close: the end of input is the client's ^D.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 pub fn status(code: Option<i32>, failure: Option<&str>) -> serde_json::Value {
     match (code, failure) {
         (_, Some(msg)) => serde_json::json!({

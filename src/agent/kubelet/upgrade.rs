@@ -18,7 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-use super::{text, Body};
+use super::{text, Body, ConnSlot};
 
 /// The largest WebSocket message (and frame) taken.
 const WS_MESSAGE_MAX: usize = 2 << 20;
@@ -121,10 +121,17 @@ pub fn switching(t: &Transport) -> Response<Body> {
 
 pub type Upgraded = TokioIo<hyper::upgrade::Upgraded>;
 
-/// The connection once the 101 is out.
-pub async fn upgraded(req: Request<Incoming>) -> Option<Upgraded> {
+/// A streaming session silent this long on the client's side is dropped
+/// (upstream kubelet's default streaming idle timeout). kubectl pings every
+/// few seconds, so only a peer that is gone without a word ever reaches it.
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4 * 3600);
+
+/// The connection once the 101 is out, and its place among the kubelet
+/// API's connections, to be held as long as the session runs.
+pub async fn upgraded(mut req: Request<Incoming>) -> Option<(Upgraded, Option<ConnSlot>)> {
+    let slot = req.extensions_mut().remove::<ConnSlot>();
     match hyper::upgrade::on(req).await {
-        Ok(u) => Some(TokioIo::new(u)),
+        Ok(u) => Some((TokioIo::new(u), slot)),
         Err(e) => {
             tracing::debug!("upgrade: {e}");
             None
@@ -152,7 +159,7 @@ pub fn tunnel(ws: WebSocketStream<Upgraded>) -> DuplexStream {
         let (mut rd, mut wr) = tokio::io::split(theirs);
         let (pong_tx, mut pong_rx) = mpsc::channel::<Bytes>(4);
         let inbound = async move {
-            while let Some(Ok(m)) = source.next().await {
+            while let Ok(Some(Ok(m))) = tokio::time::timeout(IDLE_TIMEOUT, source.next()).await {
                 match m {
                     Message::Binary(b) if wr.write_all(&b).await.is_err() => break,
                     Message::Ping(d) => {

@@ -8,6 +8,7 @@
 //! <root>/agent/pods/<uid>/volumes/kubernetes.io~secret/<name>      files on a tmpfs: never on disk
 //! <root>/agent/pods/<uid>/volumes/kubernetes.io~projected/<name>   files on a tmpfs (tokens)
 //! hostPath volumes                                                  the host's path itself
+//! <root>/agent/pods/<uid>/volume-subpaths/<volume>/<container>/<i>  subPath binds (subpath.rs)
 //! ```
 //!
 //! Everything here is blocking file-system work; the worker runs it on the
@@ -17,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{Container, Pod, Volume};
 
@@ -25,6 +26,7 @@ use crate::runtime::container::containerspec::{Mount, MountSource};
 
 pub mod atomic;
 pub mod payload;
+mod subpath;
 
 pub use payload::{Sources, TokenKey};
 
@@ -94,9 +96,11 @@ struct Placed {
 }
 
 /// A pod's volumes, set up.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PodVolumes {
     placed: BTreeMap<String, Placed>,
+    /// Where the pod's subPath binds go.
+    subpaths: PathBuf,
 }
 
 /// What the pod's volumes read from the API: ConfigMap names, Secret names
@@ -161,7 +165,8 @@ impl PodVolumes {
     /// Make every volume of `pod` (again, after an agent restart: what is
     /// there is kept).
     pub fn set_up(root: &Path, pod: &Pod, src: &Sources) -> Result<PodVolumes, SetUpError> {
-        let dir = pod_dir(root, pod.metadata.uid.as_deref().unwrap_or_default()).join("volumes");
+        let pod_dir = pod_dir(root, pod.metadata.uid.as_deref().unwrap_or_default());
+        let dir = pod_dir.join("volumes");
         let mut placed = BTreeMap::new();
         for v in volumes(pod) {
             let p = set_up_one(&dir, pod, v, src).map_err(|error| SetUpError {
@@ -170,7 +175,10 @@ impl PodVolumes {
             })?;
             placed.insert(v.name.clone(), p);
         }
-        Ok(PodVolumes { placed })
+        Ok(PodVolumes {
+            placed,
+            subpaths: pod_dir.join("volume-subpaths"),
+        })
     }
 
     /// Write the files of configMap, secret, downwardAPI and projected
@@ -196,14 +204,15 @@ impl PodVolumes {
     }
 
     /// The mounts of container `c`, its `subPathExpr`s expanded against
-    /// `env` (the container's environment).
+    /// `env` (the container's environment). A subPath is bound here, onto a
+    /// path of the pod's that the engine then binds (subpath.rs).
     pub fn mounts<'a>(
         &self,
         c: &Container,
         env: impl Fn(&str) -> Option<&'a str>,
     ) -> Result<Vec<Mount>, VolumeError> {
         let mut out = Vec::new();
-        for m in c.volume_mounts.iter().flatten() {
+        for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
             let placed = self.placed.get(&m.name).ok_or_else(|| {
                 VolumeError::Invalid(format!("volume {:?} is not one of the pod's", m.name))
             })?;
@@ -215,7 +224,12 @@ impl PodVolumes {
             let source = if sub.is_empty() {
                 placed.path.clone()
             } else {
-                resolve_sub_path(&placed.path, &sub)?
+                let target = self
+                    .subpaths
+                    .join(&m.name)
+                    .join(&c.name)
+                    .join(i.to_string());
+                subpath::bind(&placed.path, &sub, &target)?
             };
             out.push(Mount {
                 destination: m.mount_path.clone(),
@@ -410,40 +424,6 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), VolumeError> {
         },
         other => err(format!("hostPath type {other:?} is not one kubelet knows")),
     }
-}
-
-/// `base`/`sub`, made as a directory where missing (as kubelet), refused
-/// when any part of it leads out of `base` (a symlink a container made in
-/// a shared volume must not bind the host's files into another).
-///
-/// The path is checked here and bound later by the container's executor;
-/// a container racing to swap a checked directory for a symlink in between
-/// is not stopped (kubelet closes that gap by binding from an fd: the
-/// engine's mounts take paths).
-fn resolve_sub_path(base: &Path, sub: &str) -> Result<PathBuf, VolumeError> {
-    let bad = |why: &str| VolumeError::SubPath(format!("subPath {sub:?}: {why}"));
-    let rel = Path::new(sub);
-    if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_))) {
-        return Err(bad("must be a relative path without '..'"));
-    }
-    let base = fs::canonicalize(base).map_err(io_at(base))?;
-    let mut cur = base.clone();
-    for part in rel.components() {
-        let next = cur.join(part);
-        if fs::symlink_metadata(&next).is_err() {
-            match fs::DirBuilder::new().mode(0o755).create(&next) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_at(&next)(e)),
-            }
-        }
-        let resolved = fs::canonicalize(&next).map_err(io_at(&next))?;
-        if !resolved.starts_with(&base) {
-            return Err(bad("leads out of the volume"));
-        }
-        cur = resolved;
-    }
-    Ok(cur)
 }
 
 /// Remove pod `uid`'s volumes: its tmpfs mounts are unmounted first (a

@@ -193,33 +193,96 @@ fn sub_paths_stay_in_their_volume() {
     let p = pod(vec![empty_dir("shared", None, None)]);
     let _g = Guard(root.path(), "uid-1");
     let v = PodVolumes::set_up(root.path(), &p, &Sources::default()).unwrap();
+    let base = pod_dir(root.path(), "uid-1").join("volumes/kubernetes.io~empty-dir/shared");
     let m = v
         .mounts(&container(vec![mount("shared", "/a", Some("x/y"))]), |_| {
             None
         })
         .unwrap();
-    assert!(host(&m[0]).ends_with("shared/x/y"));
-    assert!(host(&m[0]).is_dir(), "a missing subPath is made");
+    assert!(host(&m[0]).ends_with("volume-subpaths/shared/c/0"), "{m:?}");
+    assert!(base.join("x/y").is_dir(), "a missing subPath is made");
     // What a container could plant in the shared volume.
-    let base = host(&m[0])
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .to_path_buf();
     std::os::unix::fs::symlink("/etc", base.join("escape")).unwrap();
     std::os::unix::fs::symlink("../../..", base.join("up")).unwrap();
-    for sub in ["escape", "escape/ssl", "up", "../x", "/etc"] {
+    for sub in ["escape", "escape/ssl", "up", "up/x", "../x", "/etc"] {
         let e = v
             .mounts(&container(vec![mount("shared", "/a", Some(sub))]), |_| None)
             .unwrap_err();
         assert!(matches!(e, VolumeError::SubPath(_)), "{sub}: {e}");
     }
+    // A symlink that stays in the volume is followed, as kubelet does.
+    std::os::unix::fs::symlink("x", base.join("link")).unwrap();
+    fs::write(base.join("x/y/mark"), "here").unwrap();
+    let m = v
+        .mounts(
+            &container(vec![mount("shared", "/a", Some("link/y"))]),
+            |_| None,
+        )
+        .unwrap();
+    assert_eq!(
+        fs::read_to_string(host(&m[0]).join("mark")).unwrap(),
+        "here"
+    );
     // subPathExpr expands the container's variables.
     let mut c = container(vec![mount("shared", "/a", None)]);
     c.volume_mounts.as_mut().unwrap()[0].sub_path_expr = Some("$(POD)".into());
     let m = v.mounts(&c, |k| (k == "POD").then_some("p-1")).unwrap();
-    assert!(host(&m[0]).ends_with("shared/p-1"));
+    assert!(base.join("p-1").is_dir());
+    assert!(host(&m[0]).ends_with("volume-subpaths/shared/c/0"));
+}
+
+/// The race a container can run: once the agent has checked a subPath, swap
+/// it for a symlink to the host's /etc before the engine binds it. What the
+/// engine is given must still be the directory that was checked.
+#[test]
+fn a_sub_path_swapped_for_a_symlink_after_the_check_binds_what_was_checked() {
+    let root = tempfile::tempdir().unwrap();
+    let p = pod(vec![empty_dir("shared", None, None)]);
+    let _g = Guard(root.path(), "uid-1");
+    let v = PodVolumes::set_up(root.path(), &p, &Sources::default()).unwrap();
+    let base = pod_dir(root.path(), "uid-1").join("volumes/kubernetes.io~empty-dir/shared");
+    fs::create_dir(base.join("data")).unwrap();
+    fs::write(base.join("data/mark"), "checked").unwrap();
+    let m = v
+        .mounts(
+            &container(vec![mount("shared", "/a", Some("data"))]),
+            |_| None,
+        )
+        .unwrap();
+    fs::rename(base.join("data"), base.join("moved")).unwrap();
+    std::os::unix::fs::symlink("/etc", base.join("data")).unwrap();
+    let source = host(&m[0]);
+    assert!(!source.join("passwd").exists(), "the host's /etc was bound");
+    assert_eq!(fs::read_to_string(source.join("mark")).unwrap(), "checked");
+    // A file works as a directory does; binding again replaces the bind.
+    fs::write(base.join("moved/f"), "file").unwrap();
+    for _ in 0..2 {
+        let m = v
+            .mounts(
+                &container(vec![mount("shared", "/f", Some("moved/f"))]),
+                |_| None,
+            )
+            .unwrap();
+        assert_eq!(fs::read_to_string(host(&m[0])).unwrap(), "file");
+    }
+    let target = pod_dir(root.path(), "uid-1").join("volume-subpaths/shared/c/0");
+    let binds = mounts_under(&target);
+    assert_eq!(binds, vec![target.clone()], "one bind on the target");
+}
+
+/// A path checked in full and then changed underneath is refused, never
+/// followed.
+#[test]
+fn opening_beneath_refuses_a_symlink_in_the_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = fs::canonicalize(dir.path()).unwrap();
+    fs::create_dir_all(base.join("a/b")).unwrap();
+    std::os::unix::fs::symlink("a", base.join("l")).unwrap();
+    assert!(subpath::open_beneath(&base, &base.join("a/b")).is_ok());
+    assert!(subpath::open_beneath(&base, &base.join("l/b")).is_err());
+    assert!(subpath::open_beneath(&base, &base.join("l")).is_err());
+    assert!(subpath::open_beneath(&base, &base.join("none")).is_err());
+    assert!(subpath::open_beneath(&base, Path::new("/etc")).is_err());
 }
 
 #[test]
