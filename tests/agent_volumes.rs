@@ -102,11 +102,12 @@ spec:
         "from-pod\n"
     );
     let pods_dir = s.data_dir().join("agent/pods");
-    // The memory emptyDir, and the projected ServiceAccount volume every
-    // pod gets (its token never touches the disk).
+    // The memory emptyDir, the projected ServiceAccount volume every pod
+    // gets (its token never touches the disk) and the reader's subPath,
+    // bound by the agent from what it checked.
     assert_eq!(
         mounts_under(&pods_dir).len(),
-        2,
+        3,
         "{:?}",
         mounts_under(&pods_dir)
     );
@@ -129,4 +130,41 @@ spec:
     }
     // The host's files stay.
     assert!(host_dir.join("out").exists());
+
+    // A container that plants a symlink to the host's root in a shared
+    // volume does not get it into the next one through a subPath.
+    let pod = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: escape
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 1
+  volumes:
+  - name: shared
+    emptyDir: {{}}
+  initContainers:
+  - name: plant
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "ln -s / /shared/root"]
+    volumeMounts:
+    - {{name: shared, mountPath: /shared}}
+  containers:
+  - name: victim
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["ls", "/host/etc"]
+    volumeMounts:
+    - {{name: shared, mountPath: /host, subPath: root}}
+"#
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &pod);
+    let v = wait_pod(&s, "escape", "refused its subPath", |v| {
+        container(v, "victim")["state"]["waiting"]["reason"] == "CreateContainerConfigError"
+    });
+    let message = container(&v, "victim")["state"]["waiting"]["message"].to_string();
+    assert!(message.contains("leads out of the volume"), "{message}");
+    assert_eq!(v["status"]["phase"], "Pending");
 }
