@@ -23,6 +23,7 @@ pub mod config;
 pub mod events;
 pub mod kubelet;
 pub mod node;
+pub mod objects;
 pub mod pods;
 
 use std::time::Duration;
@@ -113,6 +114,8 @@ pub async fn run(
         log_root: config.pod_log_dir.clone(),
         images,
         service_env: service_env(&api_url, config.node_ip),
+        config_maps: objects::Watched::new(client.clone()),
+        secrets: objects::Watched::new(client.clone()),
     });
     let kubelet_dir = config
         .kubeconfig

@@ -49,6 +49,9 @@ pub struct WorkerCtx<R: PodRuntime> {
     pub images: Images,
     /// `KUBERNETES_SERVICE_HOST`/`_PORT` (and the like) for every container.
     pub service_env: BTreeMap<String, String>,
+    /// The ConfigMaps and Secrets the pods use, watched.
+    pub config_maps: crate::agent::objects::Watched<k8s_openapi::api::core::v1::ConfigMap>,
+    pub secrets: crate::agent::objects::Watched<k8s_openapi::api::core::v1::Secret>,
 }
 
 /// One container of the pod, across its restarts.
@@ -135,6 +138,8 @@ struct Worker<R: PodRuntime> {
     tokens: BTreeMap<TokenKey, volumes::Issued>,
     probe_tx: probing::ResultTx,
     probe_rx: probing::ResultRx,
+    /// The pod's hold on the node's watched objects, let go with the worker.
+    _holding: volumes::Holding<R>,
 }
 
 fn containers(pod: &Pod) -> (&[Container], &[Container]) {
@@ -155,6 +160,10 @@ pub async fn run<R: PodRuntime>(
 ) {
     let (probe_tx, probe_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = Worker {
+        _holding: volumes::Holding {
+            ctx: ctx.clone(),
+            uid: uid.clone(),
+        },
         ctx,
         uid,
         pod: None,

@@ -13,9 +13,10 @@
 //! is answered from the store. Cost: one prefix scan of the pods of the
 //! object's namespace (never the whole cluster), read in 1 MiB chunks and
 //! each pod decoded only for the fields above, stopping at the first pod
-//! that answers yes. Nodes ask this when a pod starts and when its objects
-//! change, not per API call of the pod, so a namespace's pods per question
-//! stays cheap at edge scale; a cache keyed by namespace comes when a
+//! that answers yes. A node asks it once per watch of an object its pods
+//! share (agent/objects.rs, made again every few minutes) and per token,
+//! not per pod and sync, so a namespace's pods per question stays cheap at
+//! edge scale; a cache keyed by namespace comes when a
 //! measurement asks for it.
 
 use serde::Deserialize;

@@ -1,14 +1,15 @@
-//! The worker's side of volumes and of the objects env reads: it reads the
-//! ConfigMaps and Secrets the pod references and the tokens its projections
-//! ask for, sets the volumes up before any container starts, and writes
-//! their files again every `VOLUME_SYNC` (kubelet's sync period is a
-//! minute; a ConfigMap edit shows up within this much here).
+//! The worker's side of volumes and of the objects env reads: it holds the
+//! ConfigMaps and Secrets the pod references in the node's watches
+//! (agent/objects.rs) and asks for the tokens its projections need, sets
+//! the volumes up before any container starts, and writes their files
+//! again every `VOLUME_SYNC` from what the watches saw (kubelet's sync
+//! period is a minute; a ConfigMap edit shows up within this much here).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
 
 use super::{pod_key, Worker};
@@ -38,15 +39,28 @@ impl Issued {
     }
 }
 
+/// Lets go of the pod's watched objects when its worker ends, however it
+/// ends (the agent stopping aborts it).
+pub(super) struct Holding<R: PodRuntime> {
+    pub ctx: std::sync::Arc<super::WorkerCtx<R>>,
+    pub uid: String,
+}
+
+impl<R: PodRuntime> Drop for Holding<R> {
+    fn drop(&mut self) {
+        self.ctx.config_maps.release(&self.uid);
+        self.ctx.secrets.release(&self.uid);
+    }
+}
+
 /// Why the objects could not be read (not a missing object: that is the
 /// volume's or the container's error, with kubelet's message).
 #[derive(Debug, thiserror::Error)]
-#[error("reading {kind} {name:?}: {source}")]
+#[error("reading {kind} {name:?}: {why}")]
 pub struct FetchError {
     kind: &'static str,
     name: String,
-    #[source]
-    source: kube::Error,
+    why: String,
 }
 
 impl<R: PodRuntime> Worker<R> {
@@ -65,34 +79,34 @@ impl<R: PodRuntime> Worker<R> {
             };
         }
         let mut src = Sources::default();
-        let cms: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &ns);
+        self.ctx.config_maps.hold(&self.uid, &ns, &config_maps);
+        self.ctx.secrets.hold(&self.uid, &ns, &secrets);
         for name in config_maps {
-            match cms.get_opt(&name).await {
+            match self.ctx.config_maps.get(&ns, &name).await {
                 Ok(Some(cm)) => {
                     src.config_maps.insert(name, cm);
                 }
                 Ok(None) => {}
-                Err(source) => {
+                Err(e) => {
                     return Err(FetchError {
                         kind: "configmap",
                         name,
-                        source,
+                        why: e.to_string(),
                     })
                 }
             }
         }
-        let sec: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &ns);
         for name in secrets {
-            match sec.get_opt(&name).await {
+            match self.ctx.secrets.get(&ns, &name).await {
                 Ok(Some(s)) => {
                     src.secrets.insert(name, s);
                 }
                 Ok(None) => {}
-                Err(source) => {
+                Err(e) => {
                     return Err(FetchError {
                         kind: "secret",
                         name,
-                        source,
+                        why: e.to_string(),
                     })
                 }
             }
@@ -108,11 +122,11 @@ impl<R: PodRuntime> Worker<R> {
                     Err(e) if self.tokens.contains_key(key) => {
                         tracing::warn!(pod = %pod_key(pod), "renewing a service account token: {e}");
                     }
-                    Err(source) => {
+                    Err(e) => {
                         return Err(FetchError {
                             kind: "serviceaccount token",
                             name: service_account(pod),
-                            source,
+                            why: e.to_string(),
                         })
                     }
                 }
