@@ -49,6 +49,27 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
     }
 }
 
+/// The files of `payload` in the new directory `ts_dir`.
+fn write_set(ts_dir: &Path, payload: &Payload) -> Result<(), WriteError> {
+    fs::set_permissions(ts_dir, fs::Permissions::from_mode(0o755)).map_err(io_at(ts_dir))?;
+    for (p, f) in payload {
+        let path = ts_dir.join(p);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).map_err(io_at(parent))?;
+        }
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(f.mode)
+            .open(&path)
+            .map_err(io_at(&path))?;
+        out.write_all(&f.data).map_err(io_at(&path))?;
+        // The umask may have taken bits the payload asks for.
+        fs::set_permissions(&path, fs::Permissions::from_mode(f.mode)).map_err(io_at(&path))?;
+    }
+    Ok(())
+}
+
 /// A payload path is relative, has no `..` and does not start with `..`
 /// (the writer's own names).
 fn check_path(p: &str) -> Result<(), WriteError> {
@@ -89,21 +110,13 @@ pub fn write(dir: &Path, payload: &Payload) -> Result<bool, WriteError> {
         .to_string();
     let ts_dir = dir.join(&stamp);
     fs::create_dir(&ts_dir).map_err(io_at(&ts_dir))?;
-    fs::set_permissions(&ts_dir, fs::Permissions::from_mode(0o755)).map_err(io_at(&ts_dir))?;
-    for (p, f) in payload {
-        let path = ts_dir.join(p);
-        if let Some(parent) = path.parent() {
-            fs::create_dir_all(parent).map_err(io_at(parent))?;
+    if let Err(e) = write_set(&ts_dir, payload) {
+        // A half-written set left behind would hold the room (a tmpfs's)
+        // the next try needs.
+        if let Err(e) = fs::remove_dir_all(&ts_dir) {
+            tracing::warn!("removing {}: {e}", ts_dir.display());
         }
-        let mut out = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(f.mode)
-            .open(&path)
-            .map_err(io_at(&path))?;
-        out.write_all(&f.data).map_err(io_at(&path))?;
-        // The umask may have taken bits the payload asks for.
-        fs::set_permissions(&path, fs::Permissions::from_mode(f.mode)).map_err(io_at(&path))?;
+        return Err(e);
     }
     let tmp = dir.join(DATA_LINK_TMP);
     let _ = fs::remove_file(&tmp);
@@ -221,6 +234,29 @@ mod tests {
         // A mode change alone is a change.
         q.insert("index.html".into(), file("two", 0o400));
         assert!(write(&dir, &q).unwrap());
+    }
+
+    #[test]
+    fn a_set_that_cannot_be_written_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = Payload::from([("k".to_string(), file("v", 0o644))]);
+        write(dir.path(), &good).unwrap();
+        // "a" is a file, so "a/b" cannot be made: the write fails midway.
+        let bad = Payload::from([
+            ("a".to_string(), file("1", 0o644)),
+            ("a/b".to_string(), file("2", 0o644)),
+        ]);
+        assert!(write(dir.path(), &bad).is_err());
+        let sets = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with("..") && n != DATA_LINK
+            })
+            .count();
+        assert_eq!(sets, 1, "only the set in use is left");
+        assert_eq!(fs::read_to_string(dir.path().join("k")).unwrap(), "v");
     }
 
     #[test]

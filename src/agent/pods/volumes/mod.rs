@@ -93,6 +93,49 @@ enum Kind {
 struct Placed {
     path: PathBuf,
     kind: Kind,
+    /// Files kept on a tmpfs of their own (secrets, tokens): grown when a
+    /// new payload would not fit beside the old one.
+    tmpfs: bool,
+}
+
+impl Placed {
+    fn write(&self, files: &atomic::Payload) -> Result<bool, VolumeError> {
+        if self.tmpfs {
+            fit_tmpfs(&self.path, files_tmpfs_size(files))?;
+        }
+        Ok(atomic::write(&self.path, files)?)
+    }
+}
+
+/// Room for the set of files being replaced and the new one, with slack.
+fn files_tmpfs_size(files: &atomic::Payload) -> u64 {
+    files
+        .values()
+        .map(|f| f.data.len() as u64)
+        .sum::<u64>()
+        .saturating_mul(4)
+        .max(FILES_TMPFS_MIN)
+}
+
+/// Grow the tmpfs at `path` to `size` bytes when it is smaller (a Secret
+/// that grew past what its volume was made for would fail every write).
+fn fit_tmpfs(path: &Path, size: u64) -> Result<(), VolumeError> {
+    use nix::mount::{mount, MsFlags};
+    let st = nix::sys::statvfs::statvfs(path).map_err(|e| io_at(path)(e.into()))?;
+    let have = (st.blocks() as u64).saturating_mul(st.fragment_size() as u64);
+    if have >= size {
+        return Ok(());
+    }
+    let opts = format!("size={size}");
+    mount(
+        None::<&str>,
+        path,
+        None::<&str>,
+        // A remount takes the mount's flags anew: the same as when made.
+        MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(opts.as_str()),
+    )
+    .map_err(|e| io_at(path)(io::Error::from(e)))
 }
 
 /// A pod's volumes, set up.
@@ -197,7 +240,7 @@ impl PodVolumes {
                     error,
                 };
                 let files = made.map_err(fail)?;
-                atomic::write(&p.path, &files).map_err(|e| fail(e.into()))?;
+                p.write(&files).map_err(fail)?;
             }
         }
         Ok(())
@@ -247,19 +290,15 @@ fn set_up_one(dir: &Path, pod: &Pod, v: &Volume, src: &Sources) -> Result<Placed
         make_dir(&path, 0o755)?;
         let files = payload::of(pod, v, src).unwrap_or_else(|| Ok(Default::default()))?;
         if tmpfs && !is_mount_point(&path)? {
-            let size = files
-                .values()
-                .map(|f| f.data.len() as u64)
-                .sum::<u64>()
-                .saturating_mul(4)
-                .max(FILES_TMPFS_MIN);
-            mount_tmpfs(&path, Some(size))?;
+            mount_tmpfs(&path, Some(files_tmpfs_size(&files)))?;
         }
-        atomic::write(&path, &files)?;
-        Ok(Placed {
+        let placed = Placed {
             path,
             kind: Kind::Files,
-        })
+            tmpfs,
+        };
+        placed.write(&files)?;
+        Ok(placed)
     };
     if let Some(e) = &v.empty_dir {
         let path = dir.join("kubernetes.io~empty-dir").join(&v.name);
@@ -284,6 +323,7 @@ fn set_up_one(dir: &Path, pod: &Pod, v: &Volume, src: &Sources) -> Result<Placed
         return Ok(Placed {
             path,
             kind: Kind::Dir,
+            tmpfs: false,
         });
     }
     if let Some(h) = &v.host_path {
@@ -292,6 +332,7 @@ fn set_up_one(dir: &Path, pod: &Pod, v: &Volume, src: &Sources) -> Result<Placed
         return Ok(Placed {
             path,
             kind: Kind::Dir,
+            tmpfs: false,
         });
     }
     if v.config_map.is_some() {

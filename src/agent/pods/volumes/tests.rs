@@ -185,6 +185,19 @@ fn config_map_files_are_read_only_and_refresh() {
         fs::read_to_string(host(&m[0]).join("index.html")).unwrap(),
         "two"
     );
+    // A secret that grows past the room its tmpfs was made with (a
+    // projected volume of several): the tmpfs grows with it.
+    let big = vec![b'x'; 5 << 20];
+    src.secrets.insert(
+        "creds".into(),
+        k8s_openapi::api::core::v1::Secret {
+            data: Some(BTreeMap::from([("pw".into(), ByteString(big.clone()))])),
+            ..Default::default()
+        },
+    );
+    v.refresh(&p, &src).unwrap();
+    assert_eq!(fs::read(host(&m[1]).join("pw")).unwrap(), big);
+    assert_eq!(fs_type(host(&m[1])), "tmpfs");
 }
 
 #[test]
