@@ -152,8 +152,9 @@ fn curl(s: &Server, url: &str) -> (Option<i32>, String) {
     (out.status.code(), stdout(&out))
 }
 
+/// On the pod's loopback only: kubelet forwards to the pod's localhost.
 const HTTPD: &str = "mkdir -p /www && echo hello-from-the-pod > /www/index.html && \
-                     exec httpd -f -p 8080 -h /www";
+                     exec httpd -f -p 127.0.0.1:8080 -h /www";
 
 fn forwards_http(s: &Server, env: &[(&str, &str)], local: u16, name: &str) {
     let ports = format!("{local}:8080");

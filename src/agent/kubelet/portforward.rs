@@ -5,15 +5,17 @@
 //! For each connection it accepts, the client opens two streams with the
 //! same `requestid` and `port` headers: `streamtype: error` (which it
 //! half-closes at once) and `streamtype: data`. We answer each, and once a
-//! pair is whole connect to the pod's IP on that port from the agent's
-//! network namespace (the pod's is reachable there, on the bridge). Bytes
+//! pair is whole connect to 127.0.0.1 on that port inside the pod's network
+//! namespace, as kubelet's runtimes do (a server listening on the pod's
+//! loopback only is reached too). Bytes
 //! are copied both ways, each direction's end a FIN. A port that cannot be
 //! reached gets a message on the error stream (kubectl prints it) and the
 //! pair is closed; the session goes on. The session ends on the client's
 //! disconnect; its GOAWAY only stops new streams.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,12 +46,13 @@ const QUEUE: usize = 4;
 /// Bytes read from the pod at once.
 const CHUNK: usize = 32 * 1024;
 
-/// Where a pod's port-forwards go: its sandbox's IP, and its UID.
-async fn pod_ip<R: PodRuntime>(
+/// Where a pod's port-forwards go: its sandbox's network namespace, and
+/// its UID.
+async fn pod_netns<R: PodRuntime>(
     runtime: &R,
     ns: &str,
     pod: &str,
-) -> Result<(IpAddr, String), String> {
+) -> Result<(PathBuf, String), String> {
     let labels = [(LABEL_POD_NAME, pod), (LABEL_POD_NAMESPACE, ns)]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -80,7 +83,7 @@ async fn pod_ip<R: PodRuntime>(
         .await
         .map_err(|e| e.to_string())?
         .ok_or_else(not_here)?;
-    Ok((IpAddr::V4(sb.ip), uid))
+    Ok((sb.net, uid))
 }
 
 pub async fn serve<R: PodRuntime>(
@@ -89,7 +92,7 @@ pub async fn serve<R: PodRuntime>(
     pod: &str,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let (ip, uid) = match pod_ip(&ctx.runtime, ns, pod).await {
+    let (netns, uid) = match pod_netns(&ctx.runtime, ns, pod).await {
         Ok(x) => x,
         Err(e) => return text(StatusCode::NOT_FOUND, e),
     };
@@ -100,7 +103,7 @@ pub async fn serve<R: PodRuntime>(
     let response = upgrade::switching(&transport);
     tracing::debug!(%ns, %pod, ?transport, "port-forward session");
     let target = Target {
-        ip,
+        netns,
         pod: pod.to_string(),
         uid,
     };
@@ -120,7 +123,8 @@ pub async fn serve<R: PodRuntime>(
 }
 
 struct Target {
-    ip: IpAddr,
+    /// The pod's network namespace (a path that opens to it).
+    netns: PathBuf,
     pod: String,
     uid: String,
 }
@@ -256,6 +260,39 @@ async fn session(mut conn: Conn, target: Arc<Target>) {
     }
 }
 
+/// A TCP connection to `addr` from inside the network namespace at
+/// `netns`. A socket belongs to the namespace it is made in: a thread of
+/// its own (entering a namespace changes only the thread that does, and
+/// must not be one the runtime reuses) enters it and makes the socket,
+/// which is then connected from here.
+async fn connect_in(netns: &Path, addr: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let netns = netns.to_path_buf();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("portforward-netns".into())
+        .spawn(move || {
+            let made = (|| -> std::io::Result<std::net::TcpStream> {
+                let ns = std::fs::File::open(&netns)?;
+                nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(std::io::Error::from)?;
+                let fd = nix::sys::socket::socket(
+                    nix::sys::socket::AddressFamily::Inet,
+                    nix::sys::socket::SockType::Stream,
+                    nix::sys::socket::SockFlag::SOCK_CLOEXEC
+                        | nix::sys::socket::SockFlag::SOCK_NONBLOCK,
+                    None,
+                )
+                .map_err(std::io::Error::from)?;
+                Ok(std::net::TcpStream::from(fd))
+            })();
+            let _ = tx.send(made);
+        })?;
+    let socket = rx.await.map_err(std::io::Error::other)??;
+    tokio::net::TcpSocket::from_std_stream(socket)
+        .connect(addr)
+        .await
+}
+
 /// Connect to the pod's port and copy both ways until both directions end.
 async fn forward(
     target: &Target,
@@ -265,10 +302,8 @@ async fn forward(
     mut from_client: mpsc::Receiver<Bytes>,
     out: Out,
 ) {
-    let addr = SocketAddr::new(target.ip, port);
-    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-    {
+    let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, connect_in(&target.netns, addr)).await {
         Ok(Ok(t)) => t,
         failed => {
             let why = match failed {
@@ -278,7 +313,7 @@ async fn forward(
             // Upstream's words, which kubectl prints after "an error
             // occurred forwarding".
             let msg = format!(
-                "error forwarding port {port} to pod {}, uid {}: failed to connect to {addr}: {why}",
+                "error forwarding port {port} to pod {}, uid {}: failed to connect to {addr} inside the pod's network namespace: {why}",
                 target.pod, target.uid
             );
             tracing::debug!("port-forward: {msg}");

@@ -3,7 +3,6 @@
 //! serving, bytes go both ways with their FINs, pings are echoed, bad
 //! streams refused, and the client's leaving ends it.
 
-use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -125,7 +124,8 @@ async fn a_session_forwards_reports_errors_and_goes_on() {
 
     let (ours, theirs) = tokio::io::duplex(64 * 1024);
     let target = Target {
-        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        // The test's own namespace, where its listeners are.
+        netns: "/proc/self/ns/net".into(),
         pod: "web".into(),
         uid: "u1".into(),
     };
