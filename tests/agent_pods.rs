@@ -281,3 +281,87 @@ fn pods_made_together_each_get_an_address_and_reach_each_other() {
         }
     }
 }
+
+/// The pod's resources and security context reach its process as kubelet
+/// makes them: CPU shares from the request, the OOM score of a Burstable
+/// container from its memory request and the node's memory, the pod's
+/// supplementalGroups and fsGroup as groups, and fsGroup owning its
+/// volumes (a non-root user reads a Secret of mode 0400 through the group,
+/// and files made in an emptyDir take the group).
+#[test]
+fn resources_and_groups_reach_the_process() {
+    let s = server_with_busybox(NODE);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {pw: sesame}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: limits}
+spec:
+  nodeName: pods-node
+  restartPolicy: Never
+  securityContext:
+    runAsUser: 1000
+    runAsGroup: 1000
+    supplementalGroups: [3000]
+    fsGroup: 2000
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  - {name: creds, secret: {secretName: creds, defaultMode: 0400}}
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    resources:
+      requests: {cpu: 250m, memory: 64Mi}
+    volumeMounts:
+    - {name: scratch, mountPath: /scratch}
+    - {name: creds, mountPath: /creds}
+    command: ["sh", "-c"]
+    args:
+    - |
+      set -e
+      echo adj=$(cat /proc/self/oom_score_adj)
+      echo groups=$(id -G)
+      echo shares=$(cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || cat /sys/fs/cgroup/cpu.weight)
+      touch /scratch/f
+      echo scratch=$(stat -c %g /scratch/f)
+      echo secret=$(cat /creds/pw)
+"#,
+    );
+    let v = wait_pod(&s, "limits", "finished", |v| {
+        matches!(v["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    });
+    let logs = s.kubectl_ok(&["logs", "limits"]);
+    assert_eq!(
+        v["status"]["phase"], "Succeeded",
+        "{logs}\n{:#}",
+        v["status"]
+    );
+    let line = |key: &str| -> String {
+        logs.lines()
+            .find_map(|l| l.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {logs}"))
+            .to_string()
+    };
+    let mem_kib: i64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let adj = (1000 - (1000 * (64 << 20)) / (mem_kib * 1024)).clamp(3, 999);
+    assert_eq!(line("adj"), adj.to_string(), "{logs}");
+    let groups: Vec<String> = line("groups").split(' ').map(String::from).collect();
+    for g in ["1000", "2000", "3000"] {
+        assert!(groups.iter().any(|x| x == g), "{g} in {groups:?}");
+    }
+    // 256 shares on cgroup v1, the weight they become on v2.
+    assert!(["256", "10"].contains(&line("shares").as_str()), "{logs}");
+    assert_eq!(line("scratch"), "2000");
+    assert_eq!(line("secret"), "sesame");
+}

@@ -114,6 +114,9 @@ pub async fn run(
         log_root: config.pod_log_dir.clone(),
         images,
         service_env: service_env(&api_url, config.node_ip),
+        // A node whose memory cannot be read scores Burstable containers
+        // as if they asked for none of it.
+        memory_capacity: node::host::memory_total().unwrap_or(u64::MAX),
         config_maps: objects::Watched::new(client.clone()),
         secrets: objects::Watched::new(client.clone()),
     });

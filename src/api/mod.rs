@@ -5,6 +5,7 @@ pub mod defaulting;
 pub mod duration;
 pub mod fields;
 pub mod protobuf;
+pub mod qos;
 pub mod rules;
 pub mod selector;
 pub mod status;

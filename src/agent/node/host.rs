@@ -97,6 +97,12 @@ pub struct Resources {
     pub hugepages: BTreeMap<String, u64>,
 }
 
+/// The node's memory (MemTotal), in bytes.
+pub fn memory_total() -> Result<u64, HostError> {
+    parse_meminfo(&read(MEMINFO)?, "MemTotal")
+        .ok_or_else(|| HostError::parse(MEMINFO, "no MemTotal line in kB"))
+}
+
 /// Measure capacity: cpu = CPUs this process may run on, memory = MemTotal,
 /// ephemeral-storage = size of the filesystem holding `root`, pods = 110,
 /// hugepages from /sys/kernel/mm/hugepages/*/nr_hugepages.

@@ -108,6 +108,9 @@ pub struct SpecContext<'a> {
     /// not define itself after its own; so they are given here rather than
     /// appended to the spec afterwards.
     pub service_env: &'a BTreeMap<String, String>,
+    /// The node's memory in bytes, against which a Burstable container's
+    /// memory request sets its OOM score.
+    pub memory_capacity: u64,
 }
 
 /// Engine sandbox name for a pod: "k8s_<name>_<namespace>_<uid>", unique per
@@ -280,6 +283,8 @@ pub fn container_spec(
             user: user(pod, c)?,
             tty: c.tty.unwrap_or(false),
             stdin: c.stdin.unwrap_or(false),
+            groups: groups(pod),
+            oom_score_adj: Some(oom_score_adj(pod, c, ctx.memory_capacity)?),
             ..Process::default()
         },
         resources: resources(c)?,
@@ -330,9 +335,8 @@ fn ceil_div(a: i128, b: i128) -> i128 {
     a.div_euclid(b) + i128::from(a.rem_euclid(b) != 0)
 }
 
-/// The memory limit and CFS quota kubelet gives the runtime. CPU shares
-/// (from requests), oom_score_adj and hugepage limits have no field in
-/// ContainerSpec yet.
+/// The memory limit, CFS quota and CPU shares kubelet gives the runtime
+/// (hugepage limits have no field in ContainerSpec yet).
 fn resources(c: &Container) -> Result<Resources, SpecError> {
     let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
     let limit = |name: &str| -> Result<i128, SpecError> {
@@ -350,11 +354,95 @@ fn resources(c: &Container) -> Result<Resources, SpecError> {
             period: CpuQuota::PERIOD,
         }
     });
+    // kubelet's MilliCPUToShares: 1024 per CPU requested, at least 2 (a
+    // container without a request weighs next to nothing under load).
+    let requested = match c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("cpu"))
+    {
+        Some(q) => ceil_div(nanos("requests.cpu", &q.0)?, NANOS_PER_MILLI),
+        None => 0,
+    };
+    let shares = (requested.saturating_mul(1024) / 1000).clamp(MIN_SHARES, MAX_SHARES);
     Ok(Resources {
         memory: (memory > 0).then(|| i64::try_from(memory).unwrap_or(i64::MAX)),
         cpu,
+        cpu_shares: Some(shares as u64),
         ..Resources::default()
     })
+}
+
+const MIN_SHARES: i128 = 2;
+const MAX_SHARES: i128 = 262_144;
+
+/// kubelet's OOM score of a container (qos/policy.go): a node-critical or
+/// Guaranteed pod's are killed last, BestEffort ones first, and a
+/// Burstable container the later the more of the node's memory it asked
+/// for.
+fn oom_score_adj(pod: &Pod, c: &Container, memory_capacity: u64) -> Result<i32, SpecError> {
+    const GUARANTEED: i32 = -997;
+    const BEST_EFFORT: i32 = 1000;
+    let critical = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.priority_class_name.as_deref())
+        == Some("system-node-critical");
+    let class = match pod.status.as_ref().and_then(|s| s.qos_class.clone()) {
+        Some(c) => c,
+        None => {
+            let v = serde_json::to_value(pod).unwrap_or_default();
+            crate::api::qos::qos_class(&v).to_string()
+        }
+    };
+    if critical || class == "Guaranteed" {
+        return Ok(GUARANTEED);
+    }
+    if class == "BestEffort" {
+        return Ok(BEST_EFFORT);
+    }
+    let request = match c
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("memory"))
+    {
+        Some(q) => ceil_div(nanos("requests.memory", &q.0)?, NANOS_PER_UNIT),
+        None => 0,
+    };
+    let capacity = i128::from(memory_capacity.max(1));
+    let adj = 1000 - (1000 * request) / capacity;
+    Ok(if adj < i128::from(1000 + GUARANTEED) {
+        1000 + GUARANTEED
+    } else if adj == i128::from(BEST_EFFORT) {
+        BEST_EFFORT - 1
+    } else {
+        adj as i32
+    })
+}
+
+/// The pod's supplementalGroups and its fsGroup, which kubelet gives every
+/// container's process besides its user's own.
+fn groups(pod: &Pod) -> Vec<u32> {
+    let Some(psc) = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()) else {
+        return Vec::new();
+    };
+    let mut out: Vec<u32> = Vec::new();
+    for g in psc
+        .supplemental_groups
+        .iter()
+        .flatten()
+        .copied()
+        .chain(psc.fs_group)
+    {
+        if let Ok(g) = u32::try_from(g) {
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+    }
+    out
 }
 
 /// The pod's and the container's security contexts.
@@ -395,8 +483,7 @@ fn check_run_as_user(pod: &Pod, c: &Container) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// "uid" or "uid:gid". supplementalGroups and fsGroup (which kubelet adds
-/// as supplementary groups) have no field in ContainerSpec yet.
+/// "uid" or "uid:gid" (supplementalGroups and fsGroup: [`groups`]).
 fn user(pod: &Pod, c: &Container) -> Result<Option<String>, SpecError> {
     match run_as(pod, c) {
         (Some(uid), Some(gid)) => Ok(Some(format!("{uid}:{gid}"))),

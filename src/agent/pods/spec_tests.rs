@@ -82,6 +82,7 @@ impl Fixture {
             attempt: 2,
             objects: &self.objects,
             service_env: &self.services,
+            memory_capacity: 8 << 30,
         }
     }
 
@@ -299,11 +300,71 @@ fn resources_from_limits() {
         (Some(1000), None),
         "kubelet's 1 ms minimum"
     );
-    assert_eq!(res(json!({})).expect("spec"), Resources::default());
+    assert_eq!(r.cpu_shares, Some(2), "no request: kubelet's minimum");
+    assert_eq!(
+        res(json!({})).expect("spec"),
+        Resources {
+            cpu_shares: Some(2),
+            ..Resources::default()
+        }
+    );
     assert!(matches!(
         res(json!({"limits": {"memory": "lots"}})),
         Err(SpecError::Quantity { .. })
     ));
+    // 1024 shares per CPU requested.
+    let r = res(json!({"requests": {"cpu": "250m"}})).expect("spec");
+    assert_eq!(r.cpu_shares, Some(256));
+    let r = res(json!({"requests": {"cpu": "1"}})).expect("spec");
+    assert_eq!(r.cpu_shares, Some(1024));
+}
+
+#[test]
+fn oom_scores_follow_the_qos_class_and_groups_the_pod() {
+    let f = Fixture::new();
+    // The fixture's node has 8 GiB.
+    let adj = |r: Value, qos: &str| {
+        let mut p = pod_with(json!({"resources": r}));
+        p.status = Some(k8s_openapi::api::core::v1::PodStatus {
+            qos_class: Some(qos.into()),
+            ..Default::default()
+        });
+        f.spec(&p).expect("spec").process.oom_score_adj
+    };
+    assert_eq!(adj(json!({}), "BestEffort"), Some(1000));
+    let both = json!({"cpu": "1", "memory": "1Gi"});
+    assert_eq!(
+        adj(json!({"limits": both, "requests": both}), "Guaranteed"),
+        Some(-997)
+    );
+    // 1 GiB of 8: 1000 - 1000/8.
+    assert_eq!(
+        adj(json!({"requests": {"memory": "1Gi"}}), "Burstable"),
+        Some(875)
+    );
+    assert_eq!(
+        adj(json!({"requests": {"cpu": "1"}}), "Burstable"),
+        Some(999)
+    );
+    assert_eq!(
+        adj(json!({"requests": {"memory": "8Gi"}}), "Burstable"),
+        Some(3)
+    );
+    // Without a recorded class it is worked out as the API server would.
+    let p = pod_with(json!({"resources": {"requests": {"memory": "1Gi"}}}));
+    assert_eq!(f.spec(&p).expect("spec").process.oom_score_adj, Some(875));
+
+    let mut p = pod_with(json!({}));
+    p.spec.as_mut().unwrap().security_context = Some(
+        serde_json::from_value(json!({
+            "supplementalGroups": [2000, 3000, 2000], "fsGroup": 4000
+        }))
+        .unwrap(),
+    );
+    assert_eq!(
+        f.spec(&p).expect("spec").process.groups,
+        vec![2000, 3000, 4000]
+    );
 }
 
 #[test]

@@ -49,6 +49,8 @@ pub struct WorkerCtx<R: PodRuntime> {
     pub images: Images,
     /// `KUBERNETES_SERVICE_HOST`/`_PORT` (and the like) for every container.
     pub service_env: BTreeMap<String, String>,
+    /// The node's memory, for the OOM scores of Burstable containers.
+    pub memory_capacity: u64,
     /// The ConfigMaps and Secrets the pods use, watched.
     pub config_maps: crate::agent::objects::Watched<k8s_openapi::api::core::v1::ConfigMap>,
     pub secrets: crate::agent::objects::Watched<k8s_openapi::api::core::v1::Secret>,
@@ -550,6 +552,7 @@ impl<R: PodRuntime> Worker<R> {
                 attempt,
                 objects: &objects,
                 service_env: &self.ctx.service_env,
+                memory_capacity: self.ctx.memory_capacity,
             },
         );
         let mounted = built.and_then(|mut s| {

@@ -77,6 +77,12 @@ pub struct Process {
     pub init: bool,
     /// Resource limits besides RLIMIT_NOFILE's default (`--ulimit`).
     pub rlimits: Vec<Rlimit>,
+    /// Supplementary groups on top of the user's own (`--group-add`, a
+    /// pod's supplementalGroups and fsGroup).
+    pub groups: Vec<u32>,
+    /// The process's oom_score_adj (kubelet's, after the pod's QoS class);
+    /// inherited from the engine when unset.
+    pub oom_score_adj: Option<i32>,
 }
 
 /// One `setrlimit` for the process: `RLIMIT_NOFILE` etc.
@@ -154,6 +160,9 @@ pub struct Resources {
     pub pids: Option<i64>,
     /// The size of /dev/shm in bytes (64 MiB when unset, as docker).
     pub shm_size: Option<i64>,
+    /// The container's share of the CPU against others under contention,
+    /// as cgroup v1 shares (2 to 262144; the weight on cgroup v2).
+    pub cpu_shares: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -310,7 +310,13 @@ fn identity(
         .user
         .clone()
         .unwrap_or_else(|| process.user.clone());
-    Ok(user::resolve_in_layers(snapshots, &user_spec)?)
+    let mut ident = user::resolve_in_layers(snapshots, &user_spec)?;
+    for g in &cspec.process.groups {
+        if *g != ident.gid && !ident.additional_gids.contains(g) {
+            ident.additional_gids.push(*g);
+        }
+    }
+    Ok(ident)
 }
 
 /// Start the shim of recorded container `id` that is not running (made by

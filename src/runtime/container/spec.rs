@@ -276,6 +276,9 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     if let Some(cpu) = res.cpu {
         resources["cpu"] = json!({"quota": cpu.quota, "period": cpu.period});
     }
+    if let Some(shares) = res.cpu_shares {
+        resources["cpu"]["shares"] = json!(shares.clamp(2, 262_144));
+    }
     if let Some(pids) = res.pids {
         resources["pids"] = json!({"limit": pids});
     }
@@ -349,6 +352,9 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     });
     if let Some(seccomp) = seccomp {
         oci["linux"]["seccomp"] = serde_json::to_value(seccomp)?;
+    }
+    if let Some(adj) = process.oom_score_adj {
+        oci["process"]["oomScoreAdj"] = json!(adj.clamp(-1000, 1000));
     }
     Ok(serde_json::from_value(oci)?)
 }

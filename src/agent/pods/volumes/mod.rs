@@ -99,12 +99,61 @@ struct Placed {
 }
 
 impl Placed {
-    fn write(&self, files: &atomic::Payload) -> Result<bool, VolumeError> {
+    fn write(&self, files: &atomic::Payload, fs_group: Option<u32>) -> Result<bool, VolumeError> {
         if self.tmpfs {
             fit_tmpfs(&self.path, files_tmpfs_size(files))?;
         }
-        Ok(atomic::write(&self.path, files)?)
+        let changed = atomic::write(&self.path, files)?;
+        if let Some(gid) = fs_group.filter(|_| changed) {
+            own_files(&self.path, gid, 0)?;
+        }
+        Ok(changed)
     }
+}
+
+/// The pod's fsGroup: the group its volumes are made to belong to.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.fs_group)
+        .and_then(|g| u32::try_from(g).ok())
+}
+
+/// Deeper than this, an agent-written tree is not one (a payload's paths
+/// are short).
+const MAX_DEPTH: usize = 64;
+
+/// kubelet's SetVolumeOwnership for a read-only volume of files the agent
+/// wrote: each entry's group becomes `gid`, files gain group (and owner)
+/// read, directories setgid and search; symlinks are left as they are.
+/// Containers cannot write these volumes, so nothing here changes under
+/// the walk.
+fn own_files(path: &Path, gid: u32, depth: usize) -> Result<(), VolumeError> {
+    use std::os::unix::fs::lchown;
+    let meta = fs::symlink_metadata(path).map_err(io_at(path))?;
+    lchown(path, None, Some(gid)).map_err(io_at(path))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.is_dir() {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o2550))
+            .map_err(io_at(path))?;
+        if depth >= MAX_DEPTH {
+            return Err(VolumeError::Invalid(format!(
+                "{} is too deep",
+                path.display()
+            )));
+        }
+        for entry in fs::read_dir(path).map_err(io_at(path))? {
+            let entry = entry.map_err(io_at(path))?;
+            own_files(&entry.path(), gid, depth + 1)?;
+        }
+    } else {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o440)).map_err(io_at(path))?;
+    }
+    Ok(())
 }
 
 /// Room for the set of files being replaced and the new one, with slack.
@@ -240,7 +289,7 @@ impl PodVolumes {
                     error,
                 };
                 let files = made.map_err(fail)?;
-                p.write(&files).map_err(fail)?;
+                p.write(&files, fs_group(pod)).map_err(fail)?;
             }
         }
         Ok(())
@@ -297,11 +346,20 @@ fn set_up_one(dir: &Path, pod: &Pod, v: &Volume, src: &Sources) -> Result<Placed
             kind: Kind::Files,
             tmpfs,
         };
-        placed.write(&files)?;
+        placed.write(&files, fs_group(pod))?;
         Ok(placed)
     };
     if let Some(e) = &v.empty_dir {
         let path = dir.join("kubernetes.io~empty-dir").join(&v.name);
+        if let Some(m) = e
+            .medium
+            .as_deref()
+            .filter(|m| !m.is_empty() && *m != "Memory")
+        {
+            return Err(VolumeError::Unsupported(format!(
+                "emptyDir medium {m:?} volumes"
+            )));
+        }
         // Every user in every container may write it (kubelet's 0777).
         make_dir(&path, 0o777)?;
         if e.medium.as_deref() == Some("Memory") && !is_mount_point(&path)? {
@@ -311,14 +369,14 @@ fn set_up_one(dir: &Path, pod: &Pod, v: &Volume, src: &Sources) -> Result<Placed
             };
             mount_tmpfs(&path, size)?;
             fs::set_permissions(&path, fs::Permissions::from_mode(0o777)).map_err(io_at(&path))?;
-        } else if let Some(m) = e
-            .medium
-            .as_deref()
-            .filter(|m| !m.is_empty() && *m != "Memory")
-        {
-            return Err(VolumeError::Unsupported(format!(
-                "emptyDir medium {m:?} volumes"
-            )));
+        }
+        // With an fsGroup the volume belongs to it, and what containers
+        // make in it inherits the group (setgid). Only its top is changed:
+        // a walk of what containers wrote could be raced into following a
+        // link they planted.
+        if let Some(gid) = fs_group(pod) {
+            std::os::unix::fs::lchown(&path, None, Some(gid)).map_err(io_at(&path))?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o2777)).map_err(io_at(&path))?;
         }
         return Ok(Placed {
             path,

@@ -54,6 +54,9 @@ impl RunOptions {
                 stdin: self.interactive,
                 init: self.init,
                 rlimits: self.ulimits.clone(),
+                // docker's --group-add and --oom-score-adj are not taken yet.
+                groups: Vec::new(),
+                oom_score_adj: None,
             },
             mounts: binds.chain(tmpfs).collect(),
             namespaces: Namespaces {
@@ -69,6 +72,7 @@ impl RunOptions {
                 cpu: self.cpus.map(CpuQuota::of_cpus),
                 pids: self.pids_limit,
                 shm_size: self.shm_size,
+                cpu_shares: None,
             },
             security: Security {
                 cap_add: self.cap_add.clone(),
@@ -149,6 +153,8 @@ mod tests {
                 stdin: true,
                 init: true,
                 rlimits: Vec::new(),
+                groups: Vec::new(),
+                oom_score_adj: None,
             }
         );
         assert_eq!(
@@ -192,6 +198,7 @@ mod tests {
                 }),
                 pids: Some(-1),
                 shm_size: None,
+                cpu_shares: None,
             }
         );
         assert!(s.security.privileged && s.security.read_only_rootfs);

@@ -165,6 +165,22 @@ fn options_reach_the_spec() {
 }
 
 #[test]
+fn shares_and_oom_score_reach_the_spec() {
+    let mut spec = RunOptions {
+        cpus: Some(0.5),
+        ..Default::default()
+    }
+    .to_container_spec("img");
+    assert!(spec_json_of(&spec)["process"].get("oomScoreAdj").is_none());
+    spec.resources.cpu_shares = Some(1);
+    spec.process.oom_score_adj = Some(875);
+    let s = spec_json_of(&spec);
+    assert_eq!(s["linux"]["resources"]["cpu"]["quota"], 50_000);
+    assert_eq!(s["linux"]["resources"]["cpu"]["shares"], 2, "at least 2");
+    assert_eq!(s["process"]["oomScoreAdj"], 875);
+}
+
+#[test]
 fn devices_default_deny_with_dockers_list() {
     let s = spec_json(&RunOptions::default());
     let rules = s["linux"]["resources"]["devices"].as_array().unwrap();

@@ -6,9 +6,10 @@
 use serde_json::{json, Map, Value};
 
 use super::{each, namespace_of, shown_name};
+use crate::api::qos::qos_class;
 use crate::api::status::ApiError;
 use crate::api::validation::quantity::{format_nanos, nanos};
-use crate::server::apiserver::kinds::pod::{pod_totals, qos_class};
+use crate::server::apiserver::kinds::pod::pod_totals;
 use crate::server::apiserver::ApiState;
 
 const ANNOTATION: &str = "kubernetes.io/limit-ranger";

@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 
+use crate::api::qos::qos_class;
 use crate::api::validation::quantity::{format_nanos, is_binary, nanos};
-use crate::server::apiserver::kinds::pod::{pod_totals, qos_class};
+use crate::server::apiserver::kinds::pod::pod_totals;
 use crate::server::apiserver::registry::ResourceDef;
 
 pub(super) const UNIT: i128 = 1_000_000_000;
