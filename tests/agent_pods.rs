@@ -365,3 +365,69 @@ spec:
     assert_eq!(line("scratch"), "2000");
     assert_eq!(line("secret"), "sesame");
 }
+
+/// A hostNetwork pod runs in the node's own network (and UTS) namespace:
+/// its address is the node's, a server it starts is reached on the node's
+/// address, its hostname is the node's; deleting it leaves no pinned
+/// namespace behind.
+#[test]
+fn a_host_network_pod_shares_the_nodes_network() {
+    let s = server_with_busybox(NODE);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Pod
+metadata: {name: on-host}
+spec:
+  nodeName: pods-node
+  hostNetwork: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c"]
+    args:
+    - |
+      echo host=$(hostname)
+      mkdir -p /www && echo served-from-the-node > /www/index.html
+      exec httpd -f -p 18090 -h /www
+"#,
+    );
+    let v = wait_pod(&s, "on-host", "ran", |v| v["status"]["phase"] == "Running");
+    let host_ip = v["status"]["hostIP"].as_str().unwrap().to_string();
+    assert_eq!(v["status"]["podIP"].as_str(), Some(host_ip.as_str()));
+    let url = format!("http://{host_ip}:18090/index.html");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = s
+            .net()
+            .command("curl")
+            .args(["-s", "--max-time", "2", &url])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout) == "served-from-the-node\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{url} never answered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let logs = s.kubectl_ok(&["logs", "on-host"]);
+    let hostname = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    assert!(logs.contains(&format!("host={hostname}")), "{logs}");
+    s.kubectl_ok(&["delete", "pod", "on-host", "--wait=true", "--timeout=60s"]);
+    let sandboxes = s.dir().join("run/sandboxes");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let pinned = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(sandboxes.to_str().unwrap()))
+            .count();
+        if pinned == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{pinned} sandbox mounts left");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -64,6 +64,7 @@ pub fn sandbox(engine: &Engine, cmd: SandboxCommand) -> anyhow::Result<ExitCode>
                 hostname: args.hostname.as_deref(),
                 ports: &ports,
                 cidr: Some(cidr),
+                host_network: false,
             })?;
             println!("{}", sb.ip);
             Ok(ExitCode::SUCCESS)

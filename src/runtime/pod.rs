@@ -81,6 +81,8 @@ pub struct SandboxConfig {
     pub ports: Vec<crate::net::ports::PublishedPort>,
     /// The bridge's subnet; the one it was set up with when unset.
     pub cidr: Option<crate::net::cidr::Ipv4Cidr>,
+    /// The node's own network (a pod's hostNetwork).
+    pub host_network: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,6 +391,7 @@ impl PodRuntime for EnginePodRuntime {
                 hostname: config.hostname.as_deref(),
                 ports: &config.ports,
                 cidr: config.cidr,
+                host_network: config.host_network,
             })?)
         })
         .await

@@ -7,8 +7,14 @@
 //! <run-dir>/sandboxes/<name>/ipc uts   pinned namespaces (this file)
 //!                            hostname  the pod's hostname, set in uts
 //!                            id        its ID (64 hex digits), for listings
+//!                            net       a host-network sandbox's: the
+//!                                      engine's own network namespace
 //! the bridge's netns handle            pinned by src/net on attach
 //! ```
+//!
+//! A host-network sandbox (a pod's `hostNetwork`) has no address of its own
+//! and is not on the bridge: its `net` and `uts` pin the engine's own
+//! namespaces (the host's hostname), and only IPC is the pod's.
 //!
 //! A container joins with `run --sandbox NAME`: the spec names the three
 //! namespaces by path (spec.rs) and the container's hostname is the pod's.
@@ -54,6 +60,9 @@ pub struct SandboxRequest<'a> {
     pub hostname: Option<&'a str>,
     pub ports: &'a [PublishedPort],
     pub cidr: Option<crate::net::cidr::Ipv4Cidr>,
+    /// Share the engine's network and UTS namespaces (no address, no
+    /// ports to publish: its servers listen on the host's own).
+    pub host_network: bool,
 }
 
 /// A sandbox as its containers join it.
@@ -70,6 +79,8 @@ pub struct Sandbox {
     pub net: PathBuf,
     pub ipc: PathBuf,
     pub uts: PathBuf,
+    /// The engine's network namespace, `ip` unspecified.
+    pub host_network: bool,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SandboxError + '_ {
@@ -104,29 +115,38 @@ pub fn create(paths: &Paths, req: &SandboxRequest) -> Result<Sandbox, SandboxErr
         }
         Err(e) => return Err(io_err(&dir)(e)),
     }
-    let hostname = req.hostname.unwrap_or(req.name).to_string();
+    let hostname = if req.host_network {
+        host_hostname()
+    } else {
+        req.hostname.unwrap_or(req.name).to_string()
+    };
     let id = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let made = pin_ipc_uts(req.name, &dir, &hostname).and_then(|()| {
+    let made = pin(req.name, &dir, &hostname, req.host_network).and_then(|()| {
         for (file, content) in [("id", &id), ("hostname", &hostname)] {
             let p = dir.join(file);
             fs::write(&p, content).map_err(io_err(&p))?;
         }
-        Ok(host_bridge(paths, req.cidr).attach(&attachment_id(req.name), req.ports)?)
+        if req.host_network {
+            return Ok((Ipv4Addr::UNSPECIFIED, dir.join("net")));
+        }
+        let a = host_bridge(paths, req.cidr).attach(&attachment_id(req.name), req.ports)?;
+        Ok((a.ip, a.netns))
     });
     match made {
-        Ok(a) => Ok(Sandbox {
+        Ok((ip, net)) => Ok(Sandbox {
             id,
             created: created(&dir),
             name: req.name.to_string(),
             hostname,
-            ip: a.ip,
-            net: a.netns,
+            ip,
+            net,
             ipc: dir.join("ipc"),
             uts: dir.join("uts"),
+            host_network: req.host_network,
         }),
         Err(e) => {
             unpin(&dir);
@@ -140,18 +160,25 @@ pub fn find(paths: &Paths, name: &str) -> Result<Sandbox, SandboxError> {
     let dir = dir(paths, name);
     let hostname = fs::read_to_string(dir.join("hostname"))
         .map_err(|_| SandboxError::NotFound(name.to_string()))?;
-    let a = host_bridge(paths, None)
-        .attachment(&attachment_id(name))?
-        .ok_or_else(|| SandboxError::NotFound(name.to_string()))?;
+    let host_network = dir.join("net").exists();
+    let (ip, net) = if host_network {
+        (Ipv4Addr::UNSPECIFIED, dir.join("net"))
+    } else {
+        let a = host_bridge(paths, None)
+            .attachment(&attachment_id(name))?
+            .ok_or_else(|| SandboxError::NotFound(name.to_string()))?;
+        (a.ip, a.netns)
+    };
     Ok(Sandbox {
         id: fs::read_to_string(dir.join("id")).unwrap_or_default(),
         created: created(&dir),
         name: name.to_string(),
         hostname,
-        ip: a.ip,
-        net: a.netns,
+        ip,
+        net,
         ipc: dir.join("ipc"),
         uts: dir.join("uts"),
+        host_network,
     })
 }
 
@@ -184,15 +211,24 @@ pub fn remove(paths: &Paths, name: &str) -> Result<(), SandboxError> {
     if !dir.exists() {
         return Err(SandboxError::NotFound(name.to_string()));
     }
-    host_bridge(paths, None).release(&attachment_id(name))?;
+    if !dir.join("net").exists() {
+        host_bridge(paths, None).release(&attachment_id(name))?;
+    }
     unpin(&dir);
     Ok(())
 }
 
 /// A thread of our own unshares (only that thread changes) and its
-/// namespaces are bind-mounted onto files in `dir`.
-fn pin_ipc_uts(name: &str, dir: &Path, hostname: &str) -> Result<(), SandboxError> {
-    for kind in ["ipc", "uts"] {
+/// namespaces are bind-mounted onto files in `dir`: new IPC and UTS ones,
+/// or for a host-network sandbox a new IPC one beside the engine's own
+/// network and UTS namespaces.
+fn pin(name: &str, dir: &Path, hostname: &str, host_network: bool) -> Result<(), SandboxError> {
+    let kinds: &'static [&'static str] = if host_network {
+        &["ipc", "uts", "net"]
+    } else {
+        &["ipc", "uts"]
+    };
+    for kind in kinds {
         let p = dir.join(kind);
         fs::File::create(&p).map_err(io_err(&p))?;
     }
@@ -203,10 +239,14 @@ fn pin_ipc_uts(name: &str, dir: &Path, hostname: &str) -> Result<(), SandboxErro
             op,
             errno,
         };
-        unshare(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
-            .map_err(|e| sys("unshare", e))?;
-        nix::unistd::sethostname(&hostname).map_err(|e| sys("sethostname", e))?;
-        for kind in ["ipc", "uts"] {
+        if host_network {
+            unshare(CloneFlags::CLONE_NEWIPC).map_err(|e| sys("unshare", e))?;
+        } else {
+            unshare(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
+                .map_err(|e| sys("unshare", e))?;
+            nix::unistd::sethostname(&hostname).map_err(|e| sys("sethostname", e))?;
+        }
+        for kind in kinds {
             mount(
                 Some(format!("/proc/thread-self/ns/{kind}").as_str()),
                 &dir.join(kind),
@@ -222,9 +262,17 @@ fn pin_ipc_uts(name: &str, dir: &Path, hostname: &str) -> Result<(), SandboxErro
     .map_err(|_| SandboxError::Panicked)?
 }
 
+/// The engine's own hostname.
+fn host_hostname() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
 /// Unmount and delete what `dir` pins; missing parts are fine.
 fn unpin(dir: &Path) {
-    for kind in ["ipc", "uts"] {
+    for kind in ["ipc", "uts", "net"] {
         let p = dir.join(kind);
         match umount2(&p, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}

@@ -113,6 +113,11 @@ pub struct SpecContext<'a> {
     pub memory_capacity: u64,
 }
 
+/// Whether the pod uses the node's network namespace.
+pub fn host_network(pod: &Pod) -> bool {
+    pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
+}
+
 /// Engine sandbox name for a pod: "k8s_<name>_<namespace>_<uid>", unique per
 /// pod (the UID is always kept whole) and within the engine's name rule.
 pub fn sandbox_name(pod: &Pod) -> String {

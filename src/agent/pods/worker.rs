@@ -412,11 +412,18 @@ impl<R: PodRuntime> Worker<R> {
             .and_then(|s| s.hostname.clone())
             .or_else(|| pod.metadata.name.clone())
             .map(|h| h.chars().take(63).collect::<String>());
+        let host_network = spec::host_network(pod);
         let config = SandboxConfig {
             name: name.clone(),
             hostname,
-            ports: spec::host_ports(pod).map_err(|e| e.to_string())?,
+            // A host-network pod's servers listen on the node itself.
+            ports: if host_network {
+                Vec::new()
+            } else {
+                spec::host_ports(pod).map_err(|e| e.to_string())?
+            },
             cidr: None,
+            host_network,
         };
         let made = match self.ctx.runtime.run_sandbox(config.clone()).await {
             Ok(sb) => sb,
@@ -433,8 +440,18 @@ impl<R: PodRuntime> Worker<R> {
             }
             Err(e) => return Err(e.to_string()),
         };
-        self.sandbox = Some((name, IpAddr::V4(made.ip)));
+        self.sandbox = Some((name, self.sandbox_ip(&made)));
         Ok(())
+    }
+
+    /// The pod's address: its sandbox's, or for a host-network one the
+    /// node's.
+    fn sandbox_ip(&self, sb: &crate::runtime::sandbox::Sandbox) -> IpAddr {
+        if sb.host_network {
+            self.ctx.node_ip
+        } else {
+            IpAddr::V4(sb.ip)
+        }
     }
 
     /// Start container `c` unless it runs, has finished for good, or waits.

@@ -375,11 +375,13 @@ fn bundle(paths: &Paths, state: &Records, id: &str) -> Result<String, ContainerE
     // the kubelet write it (in a sandbox: the sandbox's); 127.0.1.1 only
     // when it has none.
     let own_ip = match (&sandbox, &attachment) {
+        (Some(sb), _) if sb.host_network => None,
         (Some(sb), _) => Some(std::net::IpAddr::V4(sb.ip)),
         (None, Some(a)) => Some(std::net::IpAddr::V4(a.ip)),
         (None, None) => None,
     };
-    let host_network = cspec.namespaces.network == NetworkNamespace::Host;
+    let host_network = cspec.namespaces.network == NetworkNamespace::Host
+        || sandbox.as_ref().is_some_and(|sb| sb.host_network);
     let etc_files = write_etc_files(&EtcFilesFor {
         dir: &dir,
         hostname: &hostname,

@@ -152,6 +152,7 @@ impl PodRuntime for FakePodRuntime {
             net: dir.join("net"),
             ipc: dir.join("ipc"),
             uts: dir.join("uts"),
+            host_network: config.host_network,
         })
     }
 
@@ -176,6 +177,7 @@ impl PodRuntime for FakePodRuntime {
             uts: std::path::PathBuf::from("/fake/sandboxes")
                 .join(name)
                 .join("uts"),
+            host_network: false,
         }))
     }
 

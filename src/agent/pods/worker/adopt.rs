@@ -2,7 +2,6 @@
 //! crash of the agent or the whole server).
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::time::Instant;
 
 use chrono::Utc;
@@ -39,7 +38,7 @@ impl<R: PodRuntime> Worker<R> {
             Some(status::SUCCEEDED | status::FAILED)
         );
         match sandbox {
-            Some(sb) => self.sandbox = Some((name, IpAddr::V4(sb.ip))),
+            Some(sb) => self.sandbox = Some((name, self.sandbox_ip(&sb))),
             None if terminal => self.finished = true,
             None => {
                 for c in &found {
