@@ -21,6 +21,10 @@ pub enum ConfigError {
     Hostname(String),
     #[error(transparent)]
     Reserved(#[from] crate::agent::node::host::HostError),
+    #[error("invalid image garbage collection thresholds: --image-gc-low-threshold ({low}) must be below --image-gc-high-threshold ({high}), both at most 100")]
+    ImageGcThresholds { high: u8, low: u8 },
+    #[error("invalid {0} {1:?}: expected a duration such as 2m or 90s")]
+    Duration(&'static str, String),
 }
 
 /// The agent's settings, checked.
@@ -51,6 +55,7 @@ pub struct AgentConfig {
     pub control_plane: bool,
     /// The kubelet API's port, on every address of the node.
     pub kubelet_port: u16,
+    pub image_gc: crate::agent::image_gc::Policy,
 }
 
 /// A DNS subdomain (RFC 1123), as Kubernetes names nodes.
@@ -203,6 +208,22 @@ pub struct AgentArgs {
     /// only the API server may call.
     #[arg(long, value_name = "PORT", default_value_t = crate::agent::kubelet::DEFAULT_PORT)]
     pub kubelet_port: u16,
+    /// Percent of the image disk in use above which unused images are
+    /// removed (kubelet's flag).
+    #[arg(long, value_name = "PERCENT", default_value_t = 85)]
+    pub image_gc_high_threshold: u8,
+    /// Percent of the image disk that image garbage collection frees down
+    /// to (kubelet's flag).
+    #[arg(long, value_name = "PERCENT", default_value_t = 80)]
+    pub image_gc_low_threshold: u8,
+    /// How long an unused image is kept at least, from when the agent first
+    /// sees it (kubelet's flag).
+    #[arg(long, value_name = "DURATION", default_value = "2m")]
+    pub minimum_image_ttl_duration: String,
+    /// How often the image disk is looked at (kubelet's fixed 5m; for
+    /// tests).
+    #[arg(long, value_name = "DURATION", default_value = "5m", hide = true)]
+    pub image_gc_period: String,
 }
 
 /// Where the agent runs and how it reaches the API (the rest of
@@ -245,6 +266,31 @@ impl AgentArgs {
             kubeconfig: at.kubeconfig,
             control_plane: at.control_plane,
             kubelet_port: self.kubelet_port,
+            image_gc: self.image_gc()?,
+        })
+    }
+
+    fn image_gc(&self) -> Result<crate::agent::image_gc::Policy, ConfigError> {
+        let (high, low) = (self.image_gc_high_threshold, self.image_gc_low_threshold);
+        if high > 100 || low >= high {
+            return Err(ConfigError::ImageGcThresholds { high, low });
+        }
+        let duration = |flag: &'static str, s: &String| {
+            crate::runtime::container::health::parse_go_duration(s, flag)
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(|n| std::time::Duration::from_nanos(n as u64))
+                .ok_or_else(|| ConfigError::Duration(flag, s.clone()))
+        };
+        let period = duration("--image-gc-period", &self.image_gc_period)?;
+        Ok(crate::agent::image_gc::Policy {
+            high,
+            low,
+            min_age: duration(
+                "--minimum-image-ttl-duration",
+                &self.minimum_image_ttl_duration,
+            )?,
+            period: period.max(std::time::Duration::from_secs(1)),
         })
     }
 }

@@ -21,6 +21,7 @@
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod image_gc;
 pub mod kubelet;
 pub mod node;
 pub mod objects;
@@ -129,6 +130,11 @@ pub async fn run(
         std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
         config.kubelet_port,
     );
+    let gc_at = (
+        config.root.clone(),
+        config.run_dir.clone(),
+        config.image_gc.clone(),
+    );
     let mut node = NodeKeeper::new(client.clone(), config);
     let mut lease = LeaseKeeper::new(client.clone(), &node_name);
     let mut wait = Duration::from_millis(100);
@@ -150,6 +156,12 @@ pub async fn run(
     let kubelet = start_kubelet(&kubelet_dir, kubelet_addr, workers.clone(), &cancel).await;
     let manager = pods::manager::PodManager::new(client, workers);
     let pods = tokio::spawn(manager.run(cancel.child_token()));
+    let gc = tokio::spawn(image_gc::run(
+        gc_at.0,
+        gc_at.1,
+        gc_at.2,
+        cancel.child_token(),
+    ));
     node.set_not_ready(None);
     registered();
     let mut tick = tokio::time::interval(HEARTBEAT);
@@ -158,6 +170,7 @@ pub async fn run(
         tokio::select! {
             _ = cancel.cancelled() => {
                 let _ = pods.await;
+                let _ = gc.await;
                 if let Some(k) = kubelet {
                     let _ = k.await;
                 }

@@ -116,6 +116,60 @@ impl Engine {
     pub fn volumes(&self) -> Volumes {
         Volumes::new(self.root())
     }
+
+    /// Every image ID (config digest) with its size and whether a
+    /// container (running or not) is made from it.
+    pub fn image_usage(&self) -> Result<Vec<ImageUse>, ContainerError> {
+        let in_use = self.records()?.images_in_use()?;
+        let mut out: Vec<ImageUse> = Vec::new();
+        for row in self.images()?.meta()?.list()? {
+            match out.iter_mut().find(|u| u.id == row.config_digest) {
+                Some(u) => u.names.push(row.name),
+                None => out.push(ImageUse {
+                    used: in_use
+                        .containers
+                        .iter()
+                        .any(|(_, i)| *i == row.config_digest),
+                    id: row.config_digest,
+                    names: vec![row.name],
+                    size: row.size,
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remove image `id` (every name of it) and what only it needed,
+    /// unless a container is made from it meanwhile; the bytes freed, or
+    /// None when it was kept.
+    pub fn remove_unused_image(&self, id: &str) -> Result<Option<u64>, ContainerError> {
+        // No container is being made from an image without a record yet.
+        let _lock = lifecycle::LaunchLock::exclusive(&self.paths)?;
+        let in_use = self.records()?.images_in_use()?;
+        if in_use.containers.iter().any(|(_, i)| i == id) {
+            return Ok(None);
+        }
+        let removed = crate::runtime::image::catalog::remove(
+            self.images()?,
+            &[id.to_string()],
+            false,
+            &in_use,
+        )?;
+        if let Some(e) = removed.refused.into_iter().next() {
+            return Err(e.into());
+        }
+        Ok(Some(removed.pruned.bytes))
+    }
+}
+
+/// One image as the image garbage collector sees it.
+#[derive(Debug, Clone)]
+pub struct ImageUse {
+    /// The config digest.
+    pub id: String,
+    pub names: Vec<String>,
+    pub size: u64,
+    pub used: bool,
 }
 
 #[cfg(test)]
