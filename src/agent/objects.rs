@@ -27,6 +27,15 @@ const FIRST_SYNC: Duration = Duration::from_secs(15);
 /// Back-off of a watch that fails: from the first, doubling to the last.
 const RETRY_FIRST: Duration = Duration::from_millis(200);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Objects of a kind watched at most. The agent's client speaks HTTP/1.1,
+/// so each watch holds a connection of its own, and the API server takes a
+/// bounded number from one address: past this, objects are read with GETs
+/// (a pod referring to hundreds of ConfigMaps cannot cut its node off).
+const MAX_WATCHES: usize = 48;
+/// How long a GET of an object past the cap is used for.
+const POLL_TTL: Duration = Duration::from_secs(10);
+/// A watch that lasted this long ended normally.
+const LIVED: Duration = Duration::from_secs(10);
 
 /// What is known of one object.
 #[derive(Debug)]
@@ -53,10 +62,22 @@ impl<K> Clone for Seen<K> {
 
 type Key = (String, String);
 
+enum Kept<K> {
+    /// By a watch of its own.
+    Watched {
+        seen: watch::Receiver<Seen<K>>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    /// Past `MAX_WATCHES`: read with a GET when what was read is older than
+    /// `POLL_TTL` (kubelet's TTL-caching manager).
+    Polled {
+        read: Option<(std::time::Instant, Seen<K>)>,
+    },
+}
+
 struct Entry<K> {
     holders: usize,
-    seen: watch::Receiver<Seen<K>>,
-    task: tokio::task::JoinHandle<()>,
+    kept: Kept<K>,
 }
 
 struct Table<K> {
@@ -116,15 +137,20 @@ where
             match t.objects.get_mut(key) {
                 Some(e) => e.holders += 1,
                 None => {
-                    let (tx, rx) = watch::channel(Seen::Unknown);
-                    let api: Api<K> = Api::namespaced(self.client.clone(), &key.0);
-                    let task = tokio::spawn(follow(api, key.1.clone(), tx));
-                    let entry = Entry {
-                        holders: 1,
-                        seen: rx,
-                        task,
+                    let watches = t
+                        .objects
+                        .values()
+                        .filter(|e| matches!(e.kept, Kept::Watched { .. }))
+                        .count();
+                    let kept = if watches < MAX_WATCHES {
+                        let (tx, seen) = watch::channel(Seen::Unknown);
+                        let api: Api<K> = Api::namespaced(self.client.clone(), &key.0);
+                        let task = tokio::spawn(follow(api, key.1.clone(), tx));
+                        Kept::Watched { seen, task }
+                    } else {
+                        Kept::Polled { read: None }
                     };
-                    t.objects.insert(key.clone(), entry);
+                    t.objects.insert(key.clone(), Entry { holders: 1, kept });
                 }
             }
         }
@@ -148,26 +174,66 @@ where
     /// waiting for its first list when its watch is new. It must be held.
     pub async fn get(&self, ns: &str, name: &str) -> Result<Option<K>, ReadError> {
         let key = (ns.to_string(), name.to_string());
-        let rx = self.table().objects.get(&key).map(|e| e.seen.clone());
-        let Some(mut rx) = rx else {
-            return Err(ReadError::Api(format!("{name:?} is not being watched")));
+        let kept = self.table().objects.get(&key).map(|e| match &e.kept {
+            Kept::Watched { seen, .. } => Ok(seen.clone()),
+            Kept::Polled { read } => Err(read
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < POLL_TTL)
+                .map(|(_, s)| s.clone())),
+        });
+        let mut rx = match kept {
+            None => return Err(ReadError::Api(format!("{name:?} is not being watched"))),
+            Some(Ok(rx)) => rx,
+            Some(Err(Some(fresh))) => return answer(fresh),
+            Some(Err(None)) => return self.poll(key).await,
         };
         let known = tokio::time::timeout(FIRST_SYNC, rx.wait_for(|s| !matches!(s, Seen::Unknown)))
             .await
             .map_err(|_| ReadError::Timeout)?
             .map_err(|_| ReadError::Api("the watch stopped".into()))?
             .clone();
-        match known {
-            Seen::Present(k) => Ok(Some((*k).clone())),
-            Seen::Absent => Ok(None),
-            Seen::Failing(e) => Err(ReadError::Api(e)),
-            Seen::Unknown => Err(ReadError::Timeout),
-        }
+        answer(known)
     }
 
-    /// How many objects are watched (for tests and the node's metrics).
+    /// Read an object kept by GETs, and keep what was read.
+    async fn poll(&self, key: Key) -> Result<Option<K>, ReadError> {
+        let api: Api<K> = Api::namespaced(self.client.clone(), &key.0);
+        let seen = match api.get_opt(&key.1).await {
+            Ok(Some(k)) => Seen::Present(Arc::new(k)),
+            Ok(None) => Seen::Absent,
+            Err(e) => return Err(ReadError::Api(e.to_string())),
+        };
+        if let Some(Entry {
+            kept: Kept::Polled { read },
+            ..
+        }) = self.table().objects.get_mut(&key)
+        {
+            *read = Some((std::time::Instant::now(), seen.clone()));
+        }
+        answer(seen)
+    }
+
+    /// How many objects are kept, watched or read with GETs.
     pub fn watched(&self) -> usize {
         self.table().objects.len()
+    }
+
+    /// How many watches run.
+    pub fn watches(&self) -> usize {
+        self.table()
+            .objects
+            .values()
+            .filter(|e| matches!(e.kept, Kept::Watched { .. }))
+            .count()
+    }
+}
+
+fn answer<K: Clone>(seen: Seen<K>) -> Result<Option<K>, ReadError> {
+    match seen {
+        Seen::Present(k) => Ok(Some((*k).clone())),
+        Seen::Absent => Ok(None),
+        Seen::Failing(e) => Err(ReadError::Api(e)),
+        Seen::Unknown => Err(ReadError::Timeout),
     }
 }
 
@@ -175,8 +241,12 @@ fn drop_one<K>(t: &mut Table<K>, key: &Key) {
     if let Some(e) = t.objects.get_mut(key) {
         e.holders -= 1;
         if e.holders == 0 {
-            if let Some(e) = t.objects.remove(key) {
-                e.task.abort();
+            if let Some(Entry {
+                kept: Kept::Watched { task, .. },
+                ..
+            }) = t.objects.remove(key)
+            {
+                task.abort();
             }
         }
     }
@@ -186,7 +256,9 @@ impl<K> Drop for Watched<K> {
     fn drop(&mut self) {
         let t = self.table.get_mut().unwrap_or_else(|p| p.into_inner());
         for e in t.objects.values() {
-            e.task.abort();
+            if let Kept::Watched { task, .. } = &e.kept {
+                task.abort();
+            }
         }
     }
 }
@@ -199,8 +271,16 @@ where
     let fields = format!("metadata.name={name}");
     let mut wait = RETRY_FIRST;
     loop {
+        let began = std::time::Instant::now();
         match once(&api, &fields, &tx).await {
-            Ok(()) => wait = RETRY_FIRST,
+            // A watch that ran a while ended as watches do: again at once.
+            Ok(()) if began.elapsed() > LIVED => wait = RETRY_FIRST,
+            // One ended at once (a server or proxy that closes them): not
+            // in a tight loop.
+            Ok(()) => {
+                tokio::time::sleep(jitter(wait)).await;
+                wait = (wait * 2).min(RETRY_MAX);
+            }
             Err(e) => {
                 tracing::debug!(object = %name, "watching: {e}; again in {wait:?}");
                 tx.send_if_modified(|s| match s {
@@ -339,5 +419,16 @@ mod tests {
         assert_eq!(w.watched(), 0);
         w.release("pod-1");
         assert_eq!(w.watched(), 0);
+
+        // Past the cap, objects are read with GETs instead of watched.
+        let many: BTreeSet<String> = (0..MAX_WATCHES + 12).map(|i| format!("m{i}")).collect();
+        w.hold("pod-3", "default", &many);
+        assert_eq!(w.watched(), MAX_WATCHES + 12);
+        assert_eq!(w.watches(), MAX_WATCHES);
+        for name in &many {
+            assert!(w.get("default", name).await.unwrap().is_none(), "{name}");
+        }
+        w.release("pod-3");
+        assert_eq!((w.watched(), w.watches()), (0, 0));
     }
 }

@@ -237,10 +237,15 @@ impl Cursor {
     /// The log at `path` (and the one rotated from it), placed at the start
     /// of the last `tail` lines when a tail is asked for.
     fn open(path: &Path, tail: Option<usize>) -> std::io::Result<Cursor> {
-        // The rotated file first: a rotation between the two opens then
-        // loses no line, at worst shows some twice.
-        let rotated = open_if_there(&logs::rotated(path))?;
+        // The live file first: after a rotation between the two opens the
+        // rotated one is that same file (and read once), where the other
+        // order would miss the whole file that was rotated.
         let current = open_if_there(path)?;
+        let rotated = open_if_there(&logs::rotated(path))?.filter(|r| {
+            use std::os::unix::fs::MetadataExt;
+            let id = |f: &File| f.metadata().map(|m| (m.dev(), m.ino())).ok();
+            current.as_ref().is_none_or(|c| id(c) != id(r))
+        });
         let mut files = VecDeque::new();
         let mut want = tail;
         if let Some(mut f) = current {
@@ -356,15 +361,36 @@ fn open_if_there(path: &Path) -> std::io::Result<Option<File>> {
     }
 }
 
+/// The offset of the last newline in `f`'s first `len` bytes.
+fn last_newline(f: &mut File, len: u64, buf: &mut [u8]) -> std::io::Result<Option<u64>> {
+    let mut pos = len;
+    while pos > 0 {
+        let step = (pos as usize).min(buf.len());
+        pos -= step as u64;
+        f.seek(SeekFrom::Start(pos))?;
+        f.read_exact(&mut buf[..step])?;
+        if let Some(i) = buf[..step].iter().rposition(|&b| b == b'\n') {
+            return Ok(Some(pos + i as u64));
+        }
+    }
+    Ok(None)
+}
+
 /// Where the last `n` lines of `f` start, and how many lines that is (fewer
 /// than `n` when the file has fewer): read backwards a block at a time, as
 /// kubelet finds a tail, so a tail of a large log reads only its end.
 fn tail_start(f: &mut File, n: usize) -> std::io::Result<(u64, usize)> {
-    let len = f.seek(SeekFrom::End(0))?;
+    let mut len = f.seek(SeekFrom::End(0))?;
     if n == 0 || len == 0 {
         return Ok((len, 0));
     }
     let mut buf = vec![0u8; 16 * 1024];
+    // A last line still being written is not a line yet (and is not shown
+    // unless following): the count starts at the last newline.
+    len = match last_newline(f, len, &mut buf)? {
+        Some(at) => at + 1,
+        None => return Ok((0, 0)),
+    };
     let mut pos = len;
     let mut seen = 0;
     while pos > 0 {
@@ -452,6 +478,13 @@ mod tests {
         let all: String = (0..8).map(|i| format!("l{i}\n")).collect();
         assert_eq!(text(Some(100)), all);
         assert_eq!(text(None), all);
+        // A line caught half-written is not one of the tail's.
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"2026-12-02T10:00:09.000000000Z stdout F l").unwrap();
+        assert_eq!(text(Some(2)), "l6\nl7\n");
         // A tail of a large file reads back from its end only.
         let mut big = std::fs::File::open(&path).unwrap();
         assert_eq!(tail_start(&mut big, 1).unwrap().1, 1);

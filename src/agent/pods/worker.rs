@@ -572,22 +572,28 @@ impl<R: PodRuntime> Worker<R> {
                 memory_capacity: self.ctx.memory_capacity,
             },
         );
-        let mounted = built.and_then(|mut s| {
-            let env: BTreeMap<&str, &str> = s
-                .process
-                .env
-                .iter()
-                .filter_map(|kv| kv.split_once('='))
-                .collect();
-            let mounts = match &self.volumes {
-                Some(v) => v
-                    .mounts(c, |k| env.get(k).copied())
-                    .map_err(|e| spec::SpecError::Volume(e.to_string()))?,
-                None => Vec::new(),
-            };
-            s.mounts.extend(mounts);
-            Ok(s)
-        });
+        let mounted = match (built, self.volumes.clone()) {
+            (Ok(mut s), Some(v)) => {
+                // Resolving and binding subPaths is file-system work on paths
+                // containers write: the blocking pool's.
+                let (c, env) = (c.clone(), s.process.env.clone());
+                let made = tokio::task::spawn_blocking(move || {
+                    let env: BTreeMap<&str, &str> =
+                        env.iter().filter_map(|kv| kv.split_once('=')).collect();
+                    v.mounts(&c, |k| env.get(k).copied())
+                })
+                .await;
+                match made {
+                    Ok(Ok(mounts)) => {
+                        s.mounts.extend(mounts);
+                        Ok(s)
+                    }
+                    Ok(Err(e)) => Err(spec::SpecError::Volume(e.to_string())),
+                    Err(e) => Err(spec::SpecError::Volume(e.to_string())),
+                }
+            }
+            (built, _) => built,
+        };
         let spec = match mounted {
             Ok(s) => s,
             Err(e) => {

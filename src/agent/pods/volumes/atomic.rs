@@ -110,18 +110,21 @@ pub fn write(dir: &Path, payload: &Payload) -> Result<bool, WriteError> {
         .to_string();
     let ts_dir = dir.join(&stamp);
     fs::create_dir(&ts_dir).map_err(io_at(&ts_dir))?;
-    if let Err(e) = write_set(&ts_dir, payload) {
-        // A half-written set left behind would hold the room (a tmpfs's)
-        // the next try needs.
+    let tmp = dir.join(DATA_LINK_TMP);
+    let swapped = write_set(&ts_dir, payload).and_then(|()| {
+        let _ = fs::remove_file(&tmp);
+        symlink(&stamp, &tmp).map_err(io_at(&tmp))?;
+        fs::rename(&tmp, &data_link).map_err(io_at(&data_link))
+    });
+    if let Err(e) = swapped {
+        // A set left behind that `..data` does not name would hold the
+        // room (a tmpfs's) the next try needs.
+        let _ = fs::remove_file(&tmp);
         if let Err(e) = fs::remove_dir_all(&ts_dir) {
             tracing::warn!("removing {}: {e}", ts_dir.display());
         }
         return Err(e);
     }
-    let tmp = dir.join(DATA_LINK_TMP);
-    let _ = fs::remove_file(&tmp);
-    symlink(&stamp, &tmp).map_err(io_at(&tmp))?;
-    fs::rename(&tmp, &data_link).map_err(io_at(&data_link))?;
     let wanted: BTreeSet<&str> = payload.keys().map(|p| top(p)).collect();
     for name in &wanted {
         let link = dir.join(name);

@@ -103,6 +103,23 @@ impl Placed {
         if self.tmpfs {
             fit_tmpfs(&self.path, files_tmpfs_size(files))?;
         }
+        // The modes fsGroup gives the files are written as such, so that
+        // the next write sees the same set and leaves it be.
+        let owned;
+        let files = match fs_group {
+            Some(_) => {
+                owned = files
+                    .iter()
+                    .map(|(k, f)| {
+                        let mut f = f.clone();
+                        f.mode |= 0o440;
+                        (k.clone(), f)
+                    })
+                    .collect::<atomic::Payload>();
+                &owned
+            }
+            None => files,
+        };
         let changed = atomic::write(&self.path, files)?;
         if let Some(gid) = fs_group.filter(|_| changed) {
             own_files(&self.path, gid, 0)?;
@@ -551,10 +568,25 @@ fn tear_down_dir(dir: &Path) -> Result<(), VolumeError> {
     if !dir.exists() {
         return Ok(());
     }
-    for m in mounts_under(dir) {
-        if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
-            tracing::warn!("unmounting {}: {e}", m.display());
+    // Until none is left: a path may hold several stacked mounts.
+    for _ in 0..64 {
+        let left = mounts_under(dir);
+        if left.is_empty() {
+            break;
         }
+        for m in left {
+            if let Err(e) = nix::mount::umount2(&m, nix::mount::MntFlags::MNT_DETACH) {
+                tracing::warn!("unmounting {}: {e}", m.display());
+            }
+        }
+    }
+    // Removing through a mount still there would delete what it shows (a
+    // subPath's source: a hostPath's files).
+    if let Some(m) = mounts_under(dir).first() {
+        return Err(VolumeError::Io {
+            path: m.clone(),
+            source: io::Error::other("still mounted; not removing the pod's directory"),
+        });
     }
     match fs::remove_dir_all(dir) {
         Ok(()) => Ok(()),

@@ -52,6 +52,8 @@ pub fn bind(base: &Path, sub: &str, target: &Path) -> Result<PathBuf, VolumeErro
     let is_dir = rustix::fs::fstat(&fd)
         .map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
         .map_err(|e| io_at(&resolved)(e.into()))?;
+    // Compared with mountinfo's paths, which are canonical.
+    let target = &canonical_target(target)?;
     unbind(target)?;
     make_target(target, is_dir)?;
     let source = format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd());
@@ -130,6 +132,23 @@ pub(super) fn open_beneath(base: &Path, path: &Path) -> Result<OwnedFd, Resolve>
         }
     }
     Ok(fd)
+}
+
+/// `target` with its parent made and resolved (the file itself may not be
+/// there yet).
+fn canonical_target(target: &Path) -> Result<PathBuf, VolumeError> {
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Err(VolumeError::SubPath(format!(
+            "bad target {}",
+            target.display()
+        )));
+    };
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o750)
+        .create(parent)
+        .map_err(io_at(parent))?;
+    Ok(fs::canonicalize(parent).map_err(io_at(parent))?.join(name))
 }
 
 /// Remove what an earlier bind left on `target`, however many times it was

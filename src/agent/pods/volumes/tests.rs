@@ -353,3 +353,45 @@ fn mountinfo_escapes() {
     assert_eq!(unescape("/a\\040b"), "/a b");
     assert_eq!(unescape("/a\\"), "/a\\");
 }
+
+/// With an fsGroup the files get group read; a refresh with nothing new
+/// finds the same set and writes nothing (a new set every sync would make
+/// applications that watch `..data` reload for ever).
+#[test]
+fn an_fs_group_owns_the_files_and_a_refresh_leaves_them_be() {
+    let root = tempfile::tempdir().unwrap();
+    let secret = Volume {
+        name: "creds".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some("creds".into()),
+            default_mode: Some(0o400),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut p = pod(vec![secret]);
+    p.spec.as_mut().unwrap().security_context =
+        Some(k8s_openapi::api::core::v1::PodSecurityContext {
+            fs_group: Some(2000),
+            ..Default::default()
+        });
+    let mut src = Sources::default();
+    src.secrets.insert(
+        "creds".into(),
+        k8s_openapi::api::core::v1::Secret {
+            data: Some(BTreeMap::from([("pw".into(), ByteString(b"pw".to_vec()))])),
+            ..Default::default()
+        },
+    );
+    let _g = Guard(root.path(), "uid-1");
+    let v = PodVolumes::set_up(root.path(), &p, &src).unwrap();
+    let dir = pod_dir(root.path(), "uid-1").join("volumes/kubernetes.io~secret/creds");
+    let meta = fs::metadata(dir.join("pw")).unwrap();
+    assert_eq!(
+        (meta.gid(), meta.permissions().mode() & 0o777),
+        (2000, 0o440)
+    );
+    let data = fs::read_link(dir.join(atomic::DATA_LINK)).unwrap();
+    v.refresh(&p, &src).unwrap();
+    assert_eq!(fs::read_link(dir.join(atomic::DATA_LINK)).unwrap(), data);
+}
