@@ -9,7 +9,8 @@
 #     Kubernetes' SLO (p99 ≤ 5 s) is the anchor: k3s cannot run here.
 # (b) Memory: server+agent RSS/PSS idle with no pods; then with 30 pods
 #     running, the server's growth and the pods' shims (what skiff adds per
-#     pod besides the workload's own processes).
+#     pod besides the workload's own processes). Measured first, before the
+#     latency rounds' bursts grow the server's heap.
 # (c) Idle CPU of server+agent (+ shims) over IDLE_SECS with 0 and 30 pods.
 #
 # Usage: bench/pods.sh [ROUNDS=50] [IDLE_SECS=300]
@@ -47,7 +48,8 @@ for _ in $(seq 1 100); do api "$URL/api/v1/nodes/$NODE" | grep -q '"Ready"' && b
 
 kib() { awk -v k="$1" '$1==k":" {print $2}' "/proc/$2/status"; }
 pss() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
-shims() { pgrep -f "skiff shim run --root $d" || true; }
+# The shims run as `/proc/self/exe shim run --root <root> …`.
+shims() { pgrep -f "shim run --root $d " || true; }
 cpu_ticks() { # utime+stime of the server and every shim, in clock ticks
     local total=0 p
     for p in "$SKIFF_PID" $(shims); do
@@ -62,11 +64,47 @@ idle_cpu() {
     awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s="$IDLE" 'BEGIN {printf "%.3f%% of a core (%.2f s of CPU in %d s)\n", (b-a)/hz/s*100, (b-a)/hz, s}'
 }
 
+make_idle_pods() { # 30 pods that sleep, Running; no ServiceAccount token volume
+    for i in $(seq 0 29); do
+        api -X POST -H 'Content-Type: application/json' "$URL/api/v1/namespaces/default/pods" -d "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"idle-$i\"},\"spec\":{\"nodeName\":\"$NODE\",\"terminationGracePeriodSeconds\":0,\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"main\",\"image\":\"busybox:latest\",\"imagePullPolicy\":\"Never\",\"command\":[\"sleep\",\"3600\"]}]}}" >/dev/null
+    done
+    for _ in $(seq 1 600); do
+        [ "$(api "$URL/api/v1/namespaces/default/pods" | grep -c '"phase": *"Running"')" -ge 30 ] && break
+        sleep 0.2
+    done
+}
+delete_idle_pods() {
+    for i in $(seq 0 29); do
+        api -X DELETE "$URL/api/v1/namespaces/default/pods/idle-$i" >/dev/null
+    done
+    for _ in $(seq 1 600); do
+        [ "$(api "$URL/api/v1/namespaces/default/pods" | grep -c '"name": *"idle-')" -eq 0 ] && break
+        sleep 0.2
+    done
+}
+
+# Memory and idle CPU first, on a server no burst of pods has grown.
 echo "== memory, idle, no pods (after 5 s)"
 sleep 5
-echo "server+agent: VmRSS $(kib VmRSS "$SKIFF_PID") KiB, PSS $(pss "$SKIFF_PID") KiB"
+before_rss=$(kib VmRSS "$SKIFF_PID"); before_pss=$(pss "$SKIFF_PID")
+echo "server+agent: VmRSS $before_rss KiB, PSS $before_pss KiB"
 echo "== idle CPU, no pods, ${IDLE} s"
 echo "server+agent: $(idle_cpu)"
+
+echo "== memory and idle CPU with 30 pods running"
+make_idle_pods
+sleep 5
+after_rss=$(kib VmRSS "$SKIFF_PID"); after_pss=$(pss "$SKIFF_PID")
+shim_rss=0; shim_pss=0; nshims=0
+for p in $(shims); do
+    shim_rss=$((shim_rss + $(kib VmRSS "$p"))); shim_pss=$((shim_pss + $(pss "$p"))); nshims=$((nshims + 1))
+done
+echo "server+agent: VmRSS $before_rss → $after_rss KiB, PSS $before_pss → $after_pss KiB"
+echo "shims: $nshims, VmRSS $shim_rss KiB, PSS $shim_pss KiB in all"
+awk -v r="$((after_rss - before_rss + shim_rss))" -v p="$((after_pss - before_pss + shim_pss))" -v n="$nshims" \
+    'BEGIN {printf "added per pod: %.0f KiB RSS, %.0f KiB PSS (server growth + its shim; %d shims)\n", r/30, p/30, n}'
+echo "server+agent+shims, 30 pods: $(idle_cpu)"
+delete_idle_pods
 
 echo "== pod start latency, one pod at a time, $ROUNDS rounds (ms)"
 in_ns python3 "$BENCH_DIR/podstart.py" "$URL" "$CA" "$TOKEN" "$NODE" 1 "$ROUNDS" >"$WORK/lat-1" 2>"$WORK/lat-1.err" \
@@ -77,25 +115,3 @@ for n in 30 100; do
     in_ns python3 "$BENCH_DIR/podstart.py" "$URL" "$CA" "$TOKEN" "$NODE" "$n" 1 2>&1 >"$WORK/lat-$n" | grep round
     sort -n "$WORK/lat-$n" | awk '{a[NR]=$1} END {printf "per pod: p50 %.0f  p99 %.0f  max %.0f ms\n", a[int(NR*0.5+0.5)], a[int(NR*0.99+0.5)], a[NR]}'
 done
-
-echo "== memory and idle CPU with 30 pods running"
-before_rss=$(kib VmRSS "$SKIFF_PID"); before_pss=$(pss "$SKIFF_PID")
-# Keep 30 pods: create them and wait for Running, without the delete.
-for i in $(seq 0 29); do
-    api -X POST -H 'Content-Type: application/json' "$URL/api/v1/namespaces/default/pods" -d "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"idle-$i\"},\"spec\":{\"nodeName\":\"$NODE\",\"terminationGracePeriodSeconds\":0,\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"main\",\"image\":\"busybox:latest\",\"imagePullPolicy\":\"Never\",\"command\":[\"sleep\",\"3600\"]}]}}" >/dev/null
-done
-for _ in $(seq 1 600); do
-    [ "$(api "$URL/api/v1/namespaces/default/pods" | grep -c '"phase": *"Running"')" -ge 30 ] && break
-    sleep 0.2
-done
-sleep 5
-after_rss=$(kib VmRSS "$SKIFF_PID"); after_pss=$(pss "$SKIFF_PID")
-shim_rss=0; shim_pss=0; nshims=0
-for p in $(shims); do
-    shim_rss=$((shim_rss + $(kib VmRSS "$p"))); shim_pss=$((shim_pss + $(pss "$p"))); nshims=$((nshims + 1))
-done
-echo "server+agent: VmRSS $before_rss → $after_rss KiB, PSS $before_pss → $after_pss KiB"
-echo "shims: $nshims, VmRSS $shim_rss KiB, PSS $shim_pss KiB in all"
-awk -v r="$((after_rss - before_rss + shim_rss))" -v p="$((after_pss - before_pss + shim_pss))" \
-    'BEGIN {printf "added per pod: %.0f KiB RSS, %.0f KiB PSS (server growth + its shim)\n", r/30, p/30}'
-echo "server+agent+shims, 30 pods: $(idle_cpu)"
