@@ -110,6 +110,34 @@ fn logs_and_exec_go_through_the_kubelet_api() {
     assert_eq!(metrics["kind"], "PodMetrics");
     assert_eq!(metrics["containers"][0]["name"], "main");
 
+    // nodes/proxy reaches the kubelet's own paths: its Summary API and
+    // health; it is listed in discovery.
+    let summary: serde_json::Value = serde_json::from_str(&s.kubectl_ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{NODE}/proxy/stats/summary"),
+    ]))
+    .unwrap();
+    assert_eq!(summary["node"]["nodeName"], NODE);
+    assert!(summary["node"]["memory"]["workingSetBytes"].as_u64() > Some(0));
+    assert!(summary["node"]["fs"]["capacityBytes"].as_u64() > Some(0));
+    let talk = summary["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["podRef"]["name"] == "talk")
+        .unwrap_or_else(|| panic!("{summary:#}"));
+    assert_eq!(talk["containers"][0]["name"], "main");
+    assert!(talk["memory"]["workingSetBytes"].as_u64() > Some(0));
+    let healthz = s.kubectl_ok(&[
+        "get",
+        "--raw",
+        &format!("/api/v1/nodes/{NODE}/proxy/healthz"),
+    ]);
+    assert_eq!(healthz.trim(), "ok");
+    let resources = s.kubectl_ok(&["get", "--raw", "/api/v1"]);
+    assert!(resources.contains("\"nodes/proxy\""), "{resources}");
+
     // follow ends with the container; previous shows the instance before.
     s.kubectl_stdin(
         &["apply", "-f", "-"],
@@ -153,10 +181,12 @@ fn logs_and_exec_go_through_the_kubelet_api() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let summary = format!("/api/v1/nodes/{NODE}/proxy/stats/summary");
     for args in [
         &["exec", "talk", "--", "true"][..],
         &["logs", "talk"][..],
         &["attach", "talk"][..],
+        &["get", "--raw", &summary][..],
     ] {
         let out = as_sa(args);
         let err = String::from_utf8_lossy(&out.stderr).to_string();

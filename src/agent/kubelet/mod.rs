@@ -13,7 +13,10 @@
 //! GET|POST /portforward/{ns}/{pod}                portforward.rs (SPDY, raw or
 //!                                                 in a WebSocket)
 //! GET  /metrics/resource                          resource_metrics.rs
+//! GET  /stats/summary                             stats_summary.rs
 //! ```
+//!
+//! The API server's `nodes/<name>/proxy/<path>` reaches these paths.
 //!
 //! The streaming ones: upgrade.rs negotiates the transport; spdy.rs and
 //! spdy_conn.rs are SPDY/3.1; stdio.rs, exec_ws.rs and exec_spdy.rs carry
@@ -51,6 +54,7 @@ pub mod portforward;
 pub mod resource_metrics;
 pub mod spdy;
 pub mod spdy_conn;
+pub mod stats_summary;
 pub mod stdio;
 pub mod upgrade;
 
@@ -210,6 +214,7 @@ async fn route<R: PodRuntime>(ctx: Arc<WorkerCtx<R>>, req: Request<Incoming>) ->
     match parts.as_slice() {
         ["healthz"] => text(StatusCode::OK, "ok"),
         ["metrics", "resource"] => resource_metrics::serve(ctx.clone()).await,
+        ["stats", "summary"] => stats_summary::serve(ctx.clone()).await,
         ["containerLogs", ns, pod, container] => {
             logs::serve(ctx.clone(), ns, pod, container, req.uri().query()).await
         }

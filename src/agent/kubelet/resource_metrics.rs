@@ -11,9 +11,8 @@ use std::sync::Arc;
 use http::{Response, StatusCode};
 
 use super::{text, Body};
-use crate::agent::pods::spec::{LABEL_CONTAINER_NAME, LABEL_POD_NAME, LABEL_POD_NAMESPACE};
 use crate::agent::pods::worker::WorkerCtx;
-use crate::runtime::pod::{ContainerState, PodRuntime};
+use crate::runtime::pod::PodRuntime;
 
 /// One container's usage.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -67,33 +66,24 @@ pub async fn serve<R: PodRuntime>(ctx: Arc<WorkerCtx<R>>) -> Response<Body> {
     })
     .await
     .unwrap_or((None, None));
-    let all = match ctx.runtime.list_containers(Default::default()).await {
-        Ok(c) => c,
-        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let samples = match super::stats_summary::samples(&ctx).await {
+        Ok(s) => s,
+        Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     // (namespace, pod, container) → usage, for the running containers of pods.
-    let mut containers: BTreeMap<(String, String, String), Usage> = BTreeMap::new();
-    for c in all.iter().filter(|c| c.state == ContainerState::Running) {
-        let (Some(ns), Some(pod), Some(name)) = (
-            c.labels.get(LABEL_POD_NAMESPACE),
-            c.labels.get(LABEL_POD_NAME),
-            c.labels.get(LABEL_CONTAINER_NAME),
-        ) else {
-            continue;
-        };
-        let Ok(s) = ctx.runtime.container_stats(&c.id).await else {
-            continue;
-        };
-        containers.insert(
-            (ns.clone(), pod.clone(), name.clone()),
-            Usage {
-                cpu_seconds: s.cpu_usage_nanos as f64 / 1e9,
-                memory_working_set: s
+    let containers: BTreeMap<(String, String, String), Usage> = samples
+        .into_iter()
+        .map(|c| {
+            let usage = Usage {
+                cpu_seconds: c.stats.cpu_usage_nanos as f64 / 1e9,
+                memory_working_set: c
+                    .stats
                     .memory_usage_bytes
-                    .saturating_sub(s.memory_inactive_file_bytes),
-            },
-        );
-    }
+                    .saturating_sub(c.stats.memory_inactive_file_bytes),
+            };
+            ((c.namespace, c.pod, c.container), usage)
+        })
+        .collect();
     Response::builder()
         .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
         .body(super::full(render(node, &containers, now_ms)))

@@ -43,8 +43,8 @@ const SCALE: SubresourceDef = SubresourceDef {
 // Only those that are served: clients read discovery to choose (`kubectl
 // drain` evicts only when pods/eviction is listed, and deletes otherwise),
 // so one listed but refused breaks them. Upstream's pods/binding,
-// ephemeralcontainers, eviction and proxy,
-// services/proxy and nodes/proxy each come back here
+// ephemeralcontainers, eviction and proxy, and
+// services/proxy each come back here
 // when they are implemented; until then they are 404, as any subresource a
 // server does not have.
 const CREATE_GET: &[&str] = &["create", "get"];
@@ -84,7 +84,12 @@ const NAMESPACE_SUBRESOURCES: &[SubresourceDef] = &[
 ];
 const RC_SUBRESOURCES: &[SubresourceDef] = &[SCALE, status("", "ReplicationController")];
 const QUOTA_SUBRESOURCES: &[SubresourceDef] = &[status("", "ResourceQuota")];
-const NODE_SUBRESOURCES: &[SubresourceDef] = &[status("", "Node")];
+const NODE_SUBRESOURCES: &[SubresourceDef] = &[
+    kubelet("proxy", "NodeProxyOptions", PROXY),
+    status("", "Node"),
+];
+/// What upstream lists for `nodes/proxy` (every method is passed on).
+const PROXY: &[&str] = &["create", "delete", "get", "patch", "update"];
 /// `serviceaccounts/token` (TokenRequest, `serviceaccount::token_request`).
 const SERVICEACCOUNT_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
     name: "token",

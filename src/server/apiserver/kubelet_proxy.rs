@@ -176,8 +176,85 @@ pub async fn pod(
     } else {
         format!("{path}?{query}")
     };
-    let upgrade = call.headers.contains_key(http::header::UPGRADE);
-    let resp = send(&client, addr, method, &target, call.headers)
+    forward(
+        &client,
+        addr,
+        node_name,
+        method,
+        &target,
+        call.headers,
+        on_upgrade,
+    )
+    .await
+}
+
+/// `nodes/<name>/proxy/<path>`: `path` (and the query) on the node's
+/// kubelet, whatever it serves there (stats/summary, metrics/resource,
+/// healthz, and the pod paths), streamed or upgraded as for pods.
+pub async fn node(
+    call: &Call<'_>,
+    method: &Method,
+    path: &str,
+    uri: &http::Uri,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response, ApiError> {
+    let Some(client) = call.state.kubelet.get().cloned() else {
+        return Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "this server cannot reach kubelets",
+        ));
+    };
+    let Some(node_name) = call.r.name.as_deref() else {
+        return Err(super::not_found());
+    };
+    let nodes = call
+        .state
+        .registry
+        .find("", "v1", "nodes")
+        .ok_or_else(super::not_found)?;
+    let node = call
+        .state
+        .objects
+        .must_get(nodes, None, node_name)
+        .await?
+        .obj;
+    let addr = kubelet_addr(&node).ok_or_else(|| {
+        ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("node {node_name:?} has no address the server can reach"),
+        )
+    })?;
+    let target = match uri.query() {
+        Some(q) if !q.is_empty() => format!("{path}?{q}"),
+        _ => path.to_string(),
+    };
+    forward(
+        &client,
+        addr,
+        node_name,
+        method,
+        &target,
+        call.headers,
+        on_upgrade,
+    )
+    .await
+}
+
+/// Send the request on to the kubelet at `addr` and hand its answer back:
+/// streamed, or spliced once both sides have upgraded.
+async fn forward(
+    client: &KubeletClient,
+    addr: SocketAddr,
+    node_name: &str,
+    method: &Method,
+    target: &str,
+    headers: &http::HeaderMap,
+    on_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Result<Response, ApiError> {
+    let upgrade = headers.contains_key(http::header::UPGRADE);
+    let resp = send(client, addr, method, target, headers)
         .await
         .map_err(|e| {
             ApiError::new(

@@ -297,6 +297,11 @@ async fn dispatch(
             if r.def.group == "metrics.k8s.io" {
                 return metrics_api::serve(&call, &method).await;
             }
+            if (r.def.group, r.def.plural, r.subresource.as_deref()) == ("", "nodes", Some("proxy"))
+            {
+                let path = r.proxy_path.clone().unwrap_or_else(|| "/".into());
+                return kubelet_proxy::node(&call, &method, &path, &parts.uri, on_upgrade).await;
+            }
             match kubelet_sub {
                 Some(sub) => {
                     let allowed = match sub {

@@ -47,6 +47,9 @@ pub struct ResourceRef<'r> {
     pub namespace: Option<String>,
     pub name: Option<String>,
     pub subresource: Option<String>,
+    /// What follows `nodes/<name>/proxy/` (with its leading `/`): the
+    /// kubelet's path.
+    pub proxy_path: Option<String>,
 }
 
 /// Names in paths are percent-decoded by the client only where needed; the
@@ -150,6 +153,7 @@ fn resource_path<'r>(
             namespace: ns.map(decode),
             name: name.map(decode),
             subresource: sub.map(str::to_string),
+            proxy_path: None,
         })
     };
     // `namespaces/<ns>/<plural>...` addresses namespaced resources, unless
@@ -177,6 +181,17 @@ fn resource_path<'r>(
             Some(def) => make(def, None, Some(name), Some(sub)),
             None => ApiPath::NotFound,
         },
+        // nodes/<name>/proxy/<path...>: the rest is the kubelet's.
+        [plural, name, "proxy", tail @ ..] if *plural == "nodes" => match find(plural) {
+            Some(def) => match make(def, None, Some(name), Some("proxy")) {
+                ApiPath::Resource(mut r) => {
+                    r.proxy_path = Some(format!("/{}", tail.join("/")));
+                    ApiPath::Resource(r)
+                }
+                other => other,
+            },
+            None => ApiPath::NotFound,
+        },
         _ => ApiPath::NotFound,
     }
 }
@@ -187,6 +202,24 @@ mod tests {
 
     fn reg() -> Registry {
         Registry::builtin()
+    }
+
+    #[test]
+    fn a_nodes_proxy_path_carries_the_kubelets_path() {
+        let r = reg();
+        match parse(&r, "/api/v1/nodes/n1/proxy/stats/summary") {
+            ApiPath::Resource(rr) => {
+                assert_eq!(rr.name.as_deref(), Some("n1"));
+                assert_eq!(rr.subresource.as_deref(), Some("proxy"));
+                assert_eq!(rr.proxy_path.as_deref(), Some("/stats/summary"));
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&r, "/api/v1/nodes/n1/proxy") {
+            ApiPath::Resource(rr) => assert_eq!(rr.proxy_path, None),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(parse(&r, "/api/v1/pods/p/proxy/x"), ApiPath::NotFound);
     }
 
     #[test]

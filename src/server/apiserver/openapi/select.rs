@@ -46,7 +46,7 @@ enum Target<'p> {
 }
 
 /// `None` for what the server has no route for (the deprecated `watch/`
-/// paths, a proxy's `{path}` tail).
+/// paths, a pod's or service's proxy `{path}` tail).
 fn classify(rest: &str) -> Option<Target<'_>> {
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     if rest.is_empty() {
@@ -72,6 +72,14 @@ fn classify(rest: &str) -> Option<Target<'_>> {
             under_namespace,
             sub: Some(sub),
         }),
+        // nodes/proxy takes the kubelet's path after it.
+        [plural @ "nodes", "{name}", sub @ "proxy", "{path}"] if !under_namespace => {
+            Some(Target::Item {
+                plural,
+                under_namespace,
+                sub: Some(sub),
+            })
+        }
         _ => None,
     }
 }
@@ -459,10 +467,12 @@ mod tests {
         let paths = core["paths"].as_object().unwrap();
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/status"));
-        // Not served (yet): eviction, proxy; attach, exec and log are.
-        assert!(!paths
-            .keys()
-            .any(|p| p.ends_with("/eviction") || p.ends_with("/proxy")));
+        // Not served (yet): eviction, pods' and services' proxy; attach,
+        // exec, log and nodes' proxy are.
+        assert!(!paths.keys().any(|p| p.ends_with("/eviction")
+            || (p.ends_with("/proxy") && !p.starts_with("/api/v1/nodes/"))));
+        assert!(paths.contains_key("/api/v1/nodes/{name}/proxy"));
+        assert!(paths.contains_key("/api/v1/nodes/{name}/proxy/{path}"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/attach"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/exec"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/log"));
