@@ -1,6 +1,7 @@
 //! Image garbage collection on a real node: with the disk over the high
 //! threshold, an image no container is made from goes once it is older
-//! than the minimum age, and the image a running pod is made from stays.
+//! than the minimum age and no pod names it; the image a running pod is
+//! made from stays, and so does one a pod names but has not started yet.
 //! The thresholds are set so that any disk is "too full" (1 %, down to
 //! 0 %), which is the one fault here that cannot be made for real without
 //! filling the test machine's disk.
@@ -66,6 +67,41 @@ spec:
     );
     skiff(&s, &["load", "-i", spare.to_str().unwrap()]);
     assert!(skiff(&s, &["images"]).contains("spare"));
+
+    // A pod that names it, still in its init container: no container is
+    // made from the image yet, and it must stay (under `Never` it could
+    // not come back).
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: later}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 1
+  initContainers:
+  - name: first
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "600"]
+  containers:
+  - name: main
+    image: spare:1
+    imagePullPolicy: Never
+"#
+        ),
+    );
+    wait_pod(&s, "later", "initializing", |v| {
+        v["status"]["initContainerStatuses"][0]["state"]["running"].is_object()
+    });
+    // Past the minimum age and many passes of the collector.
+    std::thread::sleep(Duration::from_secs(25));
+    assert!(
+        skiff(&s, &["images"]).contains("spare"),
+        "an image a pod names went"
+    );
+    s.kubectl_ok(&["delete", "pod", "later", "--wait=true", "--timeout=60s"]);
 
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {

@@ -2,12 +2,20 @@
 //! filesystem holding the images is fuller than the high threshold, the
 //! images no container is made from go, least recently used first, until it
 //! is back under the low threshold. An image is never removed within
-//! `min_age` of the agent first seeing it (a pod about to use an image it
-//! just pulled keeps it), nor while a container is made from it (the
-//! engine's launch lock is held while it checks and removes).
+//! `min_age` of the agent first seeing it, nor while a pod bound to the
+//! node names it (one waiting for its turn could not get it back under
+//! `imagePullPolicy: Never`), nor while a container is made from it; and
+//! not while a container is being made or an image pulled (the engine
+//! checks and removes holding its launch and store locks, taken without
+//! waiting: the image is looked at again next time).
+//!
+//! The store is the one `skiff pull`/`load` fill: an unused image a user
+//! loaded by hand goes too, as kubelet's collector took unused Docker
+//! images; images named by the node's pods stay.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -40,6 +48,40 @@ impl Default for Policy {
             min_age: Duration::from_secs(120),
             period: PERIOD,
         }
+    }
+}
+
+/// The images the pods bound to this node name, by pod UID: in use for the
+/// collector even before a container is made from them (a pod waiting on
+/// an init container, or in back-off, with `imagePullPolicy: Never` could
+/// not get its image back).
+#[derive(Default)]
+pub struct Wanted(Mutex<HashMap<String, Vec<String>>>);
+
+impl Wanted {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<String>>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set(&self, pod_uid: &str, images: Vec<String>) {
+        let mut m = self.map();
+        if m.get(pod_uid) != Some(&images) {
+            m.insert(pod_uid.to_string(), images);
+        }
+    }
+
+    pub fn remove(&self, pod_uid: &str) {
+        self.map().remove(pod_uid);
+    }
+
+    /// Every image named, as the store names them.
+    fn names(&self) -> HashSet<String> {
+        self.map()
+            .values()
+            .flatten()
+            .filter_map(|i| crate::runtime::image::reference::Reference::parse(i).ok())
+            .map(|r| r.to_string())
+            .collect()
     }
 }
 
@@ -119,7 +161,13 @@ fn to_free(capacity: u64, used: u64, policy: &Policy) -> Option<u64> {
 }
 
 /// Look at the disk every `PERIOD` and free images when it is too full.
-pub async fn run(root: PathBuf, run_dir: PathBuf, policy: Policy, cancel: CancellationToken) {
+pub async fn run(
+    root: PathBuf,
+    run_dir: PathBuf,
+    policy: Policy,
+    wanted: Arc<Wanted>,
+    cancel: CancellationToken,
+) {
     let mut seen = Seen::default();
     let mut wait = FIRST.min(policy.period);
     loop {
@@ -130,8 +178,9 @@ pub async fn run(root: PathBuf, run_dir: PathBuf, policy: Policy, cancel: Cancel
         wait = policy.period;
         let (root, run_dir, p) = (root.clone(), run_dir.clone(), policy.clone());
         let mut s = std::mem::take(&mut seen);
+        let wanted = wanted.names();
         let pass = tokio::task::spawn_blocking(move || {
-            let r = pass(&root, &run_dir, &p, &mut s);
+            let r = pass(&root, &run_dir, &p, &wanted, &mut s);
             (s, r)
         })
         .await;
@@ -147,9 +196,18 @@ pub async fn run(root: PathBuf, run_dir: PathBuf, policy: Policy, cancel: Cancel
     }
 }
 
-fn pass(root: &Path, run_dir: &Path, policy: &Policy, seen: &mut Seen) -> anyhow::Result<()> {
+fn pass(
+    root: &Path,
+    run_dir: &Path,
+    policy: &Policy,
+    wanted: &HashSet<String>,
+    seen: &mut Seen,
+) -> anyhow::Result<()> {
     let engine = Engine::open(root, run_dir);
-    let images = engine.image_usage()?;
+    let mut images = engine.image_usage()?;
+    for i in &mut images {
+        i.used |= i.names.iter().any(|n| wanted.contains(n));
+    }
     let now = Instant::now();
     seen.update(&images, now);
     let (capacity, used) = usage(root)?;

@@ -118,6 +118,7 @@ pub async fn run(
         // A node whose memory cannot be read scores Burstable containers
         // as if they asked for none of it.
         memory_capacity: node::host::memory_total().unwrap_or(u64::MAX),
+        wanted_images: Default::default(),
         config_maps: objects::Watched::new(client.clone()),
         secrets: objects::Watched::new(client.clone()),
     });
@@ -154,12 +155,14 @@ pub async fn run(
     lease.set_owner(&uid);
     tracing::info!(node = %node_name, "registered the node");
     let kubelet = start_kubelet(&kubelet_dir, kubelet_addr, workers.clone(), &cancel).await;
+    let wanted_images = workers.wanted_images.clone();
     let manager = pods::manager::PodManager::new(client, workers);
     let pods = tokio::spawn(manager.run(cancel.child_token()));
     let gc = tokio::spawn(image_gc::run(
         gc_at.0,
         gc_at.1,
         gc_at.2,
+        wanted_images,
         cancel.child_token(),
     ));
     node.set_not_ready(None);

@@ -141,16 +141,26 @@ impl Engine {
 
     /// Remove image `id` (every name of it) and what only it needed,
     /// unless a container is made from it meanwhile; the bytes freed, or
-    /// None when it was kept.
+    /// None when it was kept. Never waits: while a container is being made
+    /// or an image pulled, it keeps the image (a collector holding the
+    /// launch lock through a long pull would stop every start on the node;
+    /// waiting on both locks in either order could deadlock with `rmi`).
     pub fn remove_unused_image(&self, id: &str) -> Result<Option<u64>, ContainerError> {
         // No container is being made from an image without a record yet.
-        let _lock = lifecycle::LaunchLock::exclusive(&self.paths)?;
+        let Some(_launch) = lifecycle::LaunchLock::try_exclusive(&self.paths)? else {
+            return Ok(None);
+        };
+        let store = self.images()?;
+        let Some(lock) = store.try_lock_exclusive()? else {
+            return Ok(None);
+        };
         let in_use = self.records()?.images_in_use()?;
         if in_use.containers.iter().any(|(_, i)| i == id) {
             return Ok(None);
         }
-        let removed = crate::runtime::image::catalog::remove(
-            self.images()?,
+        let removed = crate::runtime::image::catalog::remove_locked(
+            store,
+            &lock,
             &[id.to_string()],
             false,
             &in_use,

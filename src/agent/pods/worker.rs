@@ -51,6 +51,8 @@ pub struct WorkerCtx<R: PodRuntime> {
     pub service_env: BTreeMap<String, String>,
     /// The node's memory, for the OOM scores of Burstable containers.
     pub memory_capacity: u64,
+    /// The images the pods name, which image garbage collection keeps.
+    pub wanted_images: Arc<crate::agent::image_gc::Wanted>,
     /// The ConfigMaps and Secrets the pods use, watched.
     pub config_maps: crate::agent::objects::Watched<k8s_openapi::api::core::v1::ConfigMap>,
     pub secrets: crate::agent::objects::Watched<k8s_openapi::api::core::v1::Secret>,
@@ -285,6 +287,13 @@ impl<R: PodRuntime> Worker<R> {
     /// Bring the pod's containers to what its spec and restartPolicy ask.
     async fn sync(&mut self) {
         let Some(pod) = self.pod.clone() else { return };
+        let (init, main) = containers(&pod);
+        let images = init
+            .iter()
+            .chain(main)
+            .filter_map(|c| c.image.clone())
+            .collect();
+        self.ctx.wanted_images.set(&self.uid, images);
         if !self.adopted {
             self.adopted = true;
             self.adopt(&pod).await;

@@ -66,6 +66,16 @@ impl LaunchLock {
         })?;
         Ok(LaunchLock { _flock: flock })
     }
+
+    /// [`LaunchLock::exclusive`] if no launch is under way right now.
+    pub fn try_exclusive(paths: &Paths) -> Result<Option<LaunchLock>, ContainerError> {
+        let path = LaunchLock::path(paths);
+        let flock = crate::lockfile::try_exclusive(&path).map_err(|source| ContainerError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(flock.map(|f| LaunchLock { _flock: f }))
+    }
 }
 
 /// Not running and no shim: created and never started, or exited (a shim

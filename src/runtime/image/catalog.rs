@@ -130,6 +130,17 @@ pub fn remove(
     in_use: &InUse,
 ) -> Result<Removed, ImageStoreError> {
     let lock = store.lock_exclusive()?;
+    remove_locked(store, &lock, queries, force, in_use)
+}
+
+/// [`remove`] with the store's exclusive lock already held.
+pub fn remove_locked(
+    store: &Store,
+    lock: &super::store::StoreLock,
+    queries: &[String],
+    force: bool,
+    in_use: &InUse,
+) -> Result<Removed, ImageStoreError> {
     let meta = store.meta()?;
     let mut out = Removed::default();
     for q in queries {
@@ -153,7 +164,7 @@ pub fn remove(
             }
         }
     }
-    out.pruned = store.prune(Some(&lock), &in_use.snapshots)?;
+    out.pruned = store.prune(Some(lock), &in_use.snapshots)?;
     Ok(out)
 }
 

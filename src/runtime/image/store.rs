@@ -184,6 +184,14 @@ impl Store {
         Ok(StoreLock { _flock: flock })
     }
 
+    /// [`Store::lock_exclusive`] if no pull (nor anything else) holds the
+    /// store right now.
+    pub fn try_lock_exclusive(&self) -> Result<Option<StoreLock>, ImageStoreError> {
+        let path = self.lock_path();
+        let flock = crate::lockfile::try_exclusive(&path).map_err(io_err(&path))?;
+        Ok(flock.map(|f| StoreLock { _flock: f }))
+    }
+
     pub fn meta(&self) -> Result<Meta, ImageStoreError> {
         Ok(Meta::open(&self.dir.join("meta.db"))?)
     }

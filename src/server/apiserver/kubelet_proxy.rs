@@ -21,6 +21,11 @@ use crate::api::status::ApiError;
 
 /// A kubelet that does not answer by then is unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A kubelet's answer begins (its status and headers) by then; what
+/// streams after (a followed log) is not bounded by it.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Of a kubelet's error answer, at most this much is read.
+const ERROR_BODY_MAX: usize = 64 * 1024;
 
 /// How the server calls kubelets.
 #[derive(Clone)]
@@ -273,8 +278,9 @@ async fn forward(
     }
     let (mut head, body) = resp.into_parts();
     if !head.status.is_success() {
-        // The kubelet's plain-text reason, as a Status a client shows.
-        let text = body
+        // The kubelet's plain-text reason, as a Status a client shows: a
+        // short one (a node is not trusted to bound it).
+        let text = http_body_util::Limited::new(body, ERROR_BODY_MAX)
             .collect()
             .await
             .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
@@ -344,7 +350,10 @@ pub(super) async fn send(
     if let Ok(h) = HeaderValue::from_str(&addr.to_string()) {
         req.headers_mut().insert(http::header::HOST, h);
     }
-    sender.send_request(req).await.map_err(|e| e.to_string())
+    tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(req))
+        .await
+        .map_err(|_| "the kubelet did not answer in time".to_string())?
+        .map_err(|e| e.to_string())
 }
 
 /// Answer 101 with the kubelet's upgrade headers, then splice the two

@@ -111,6 +111,9 @@ fn window(gap_ms: i64) -> String {
     format!("{}s", (gap_ms as f64 / 1000.0))
 }
 
+/// How long a scrape's body may take.
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn scrape(client: &KubeletClient, node: &Value) -> Result<Scrape, String> {
     let addr = kubelet_addr(node).ok_or("the node has no address")?;
     let resp = send(
@@ -124,11 +127,16 @@ async fn scrape(client: &KubeletClient, node: &Value) -> Result<Scrape, String> 
     if !resp.status().is_success() {
         return Err(format!("the kubelet answered {}", resp.status()));
     }
-    let body = http_body_util::Limited::new(resp.into_body(), SCRAPE_MAX)
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes();
+    // A kubelet that sends its metrics slowly holds no `kubectl top` for
+    // long.
+    let body = tokio::time::timeout(
+        SCRAPE_TIMEOUT,
+        http_body_util::Limited::new(resp.into_body(), SCRAPE_MAX).collect(),
+    )
+    .await
+    .map_err(|_| "the kubelet's metrics took too long".to_string())?
+    .map_err(|e| e.to_string())?
+    .to_bytes();
     Ok(parse(&String::from_utf8_lossy(&body)))
 }
 

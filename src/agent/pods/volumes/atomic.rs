@@ -50,12 +50,30 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> WriteError + '_ {
 }
 
 /// The files of `payload` in the new directory `ts_dir`.
-fn write_set(ts_dir: &Path, payload: &Payload) -> Result<(), WriteError> {
+fn write_set(ts_dir: &Path, payload: &Payload, group: Option<u32>) -> Result<(), WriteError> {
+    let own = |path: &Path, dir: bool| -> Result<(), WriteError> {
+        let Some(gid) = group else { return Ok(()) };
+        std::os::unix::fs::lchown(path, None, Some(gid)).map_err(io_at(path))?;
+        if dir {
+            fs::set_permissions(path, fs::Permissions::from_mode(0o2755)).map_err(io_at(path))?;
+        }
+        Ok(())
+    };
     fs::set_permissions(ts_dir, fs::Permissions::from_mode(0o755)).map_err(io_at(ts_dir))?;
+    own(ts_dir, true)?;
     for (p, f) in payload {
         let path = ts_dir.join(p);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).map_err(io_at(parent))?;
+            // Each directory of the path, below the set's own.
+            let mut at = parent;
+            while at != ts_dir {
+                own(at, true)?;
+                match at.parent() {
+                    Some(up) => at = up,
+                    None => break,
+                }
+            }
         }
         let mut out = fs::OpenOptions::new()
             .write(true)
@@ -66,6 +84,7 @@ fn write_set(ts_dir: &Path, payload: &Payload) -> Result<(), WriteError> {
         out.write_all(&f.data).map_err(io_at(&path))?;
         // The umask may have taken bits the payload asks for.
         fs::set_permissions(&path, fs::Permissions::from_mode(f.mode)).map_err(io_at(&path))?;
+        own(&path, false)?;
     }
     Ok(())
 }
@@ -94,6 +113,13 @@ fn top(p: &str) -> &str {
 /// Make `dir` hold exactly `payload`; nothing is written when it already
 /// does. Returns whether anything changed.
 pub fn write(dir: &Path, payload: &Payload) -> Result<bool, WriteError> {
+    write_owned(dir, payload, None)
+}
+
+/// [`write`], the new set's files and directories given to `group` (a
+/// pod's fsGroup) before `..data` points at them, so that no reader in the
+/// group ever sees them unreadable.
+pub fn write_owned(dir: &Path, payload: &Payload, group: Option<u32>) -> Result<bool, WriteError> {
     for p in payload.keys() {
         check_path(p)?;
     }
@@ -111,7 +137,7 @@ pub fn write(dir: &Path, payload: &Payload) -> Result<bool, WriteError> {
     let ts_dir = dir.join(&stamp);
     fs::create_dir(&ts_dir).map_err(io_at(&ts_dir))?;
     let tmp = dir.join(DATA_LINK_TMP);
-    let swapped = write_set(&ts_dir, payload).and_then(|()| {
+    let swapped = write_set(&ts_dir, payload, group).and_then(|()| {
         let _ = fs::remove_file(&tmp);
         symlink(&stamp, &tmp).map_err(io_at(&tmp))?;
         fs::rename(&tmp, &data_link).map_err(io_at(&data_link))

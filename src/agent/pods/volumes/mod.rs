@@ -120,7 +120,7 @@ impl Placed {
             }
             None => files,
         };
-        let changed = atomic::write(&self.path, files)?;
+        let changed = atomic::write_owned(&self.path, files, fs_group)?;
         if let Some(gid) = fs_group.filter(|_| changed) {
             own_files(&self.path, gid, 0)?;
         }

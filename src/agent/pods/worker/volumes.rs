@@ -50,6 +50,7 @@ impl<R: PodRuntime> Drop for Holding<R> {
     fn drop(&mut self) {
         self.ctx.config_maps.release(&self.uid);
         self.ctx.secrets.release(&self.uid);
+        self.ctx.wanted_images.remove(&self.uid);
     }
 }
 
