@@ -431,3 +431,35 @@ spec:
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `kubectl set image` on a pod: its container is stopped and started again
+/// with the new image, whatever the restartPolicy (kubelet restarts a
+/// container whose definition changed; the image is the one part of a
+/// pod's container that may change).
+#[test]
+fn a_new_image_restarts_the_container() {
+    let s = server_with_busybox(NODE);
+    skiff(&s, &["tag", "busybox:latest", "busybox:v2"]);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("swap", "Never", "exec sleep 600"),
+    );
+    wait_pod(&s, "swap", "ran", |v| v["status"]["phase"] == "Running");
+    s.kubectl_ok(&["set", "image", "pod/swap", "main=busybox:v2"]);
+    let v = wait_pod(&s, "swap", "restarted with the new image", |v| {
+        let c = main_state(v);
+        c["restartCount"] == 1 && c["state"]["running"].is_object()
+    });
+    assert_eq!(main_state(&v)["image"], "busybox:v2");
+    assert_eq!(v["status"]["phase"], "Running");
+    let events = s.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=swap",
+    ]);
+    assert!(
+        events.contains("Container main definition changed, will be restarted"),
+        "{events}"
+    );
+}

@@ -69,6 +69,11 @@ struct Slot {
     state: State,
     last_state: Option<State>,
     image_id: String,
+    /// The image the pod named when the current instance was made.
+    image: String,
+    /// Stopped because the pod now names another image: started again at
+    /// once, whatever the restartPolicy.
+    restart_now: bool,
     started: Option<Instant>,
     /// Not before this (back-off, or a retry of a failed pull or create).
     not_before: Option<Instant>,
@@ -93,6 +98,8 @@ impl Slot {
             },
             last_state: None,
             image_id: String::new(),
+            image: String::new(),
+            restart_now: false,
             started: None,
             not_before: None,
             failures: 0,
@@ -327,6 +334,7 @@ impl<R: PodRuntime> Worker<R> {
         } else {
             self.sync_volumes(&pod).await;
         }
+        self.restart_changed(&pod);
         let (init, main) = containers(&pod);
         let (init, main) = (init.to_vec(), main.to_vec());
         // Init containers one at a time, in order; a native sidecar
@@ -472,7 +480,7 @@ impl<R: PodRuntime> Worker<R> {
             return;
         }
         if let Some(code) = slot.terminated() {
-            if !status::should_restart(pod, c, init, code) {
+            if !slot.restart_now && !status::should_restart(pod, c, init, code) {
                 return;
             }
         }
@@ -672,6 +680,8 @@ impl<R: PodRuntime> Worker<R> {
             Ok(()) => {
                 slot.failures = 0;
                 slot.not_before = None;
+                slot.image = c.image.clone().unwrap_or_default();
+                slot.restart_now = false;
                 slot.started = Some(Instant::now());
                 slot.state = State::Running {
                     started_at: Utc::now(),
@@ -686,6 +696,38 @@ impl<R: PodRuntime> Worker<R> {
                     message: Some(e.to_string()),
                 };
             }
+        }
+    }
+
+    /// A running container whose image the pod now names differently is
+    /// stopped, and started again with it whatever the restartPolicy
+    /// (kubelet restarts a container whose definition changed; of a pod's
+    /// containers only the image may change).
+    fn restart_changed(&mut self, pod: &Pod) {
+        let (init, main) = containers(pod);
+        let mut changed = Vec::new();
+        for c in init.iter().chain(main) {
+            let Some(slot) = self.slots.get(&c.name) else {
+                continue;
+            };
+            let wanted = c.image.as_deref().unwrap_or_default();
+            if slot.running() && !slot.restart_now && !slot.image.is_empty() && slot.image != wanted
+            {
+                if let Some(id) = slot.id.clone() {
+                    changed.push((c.name.clone(), id));
+                }
+            }
+        }
+        for (name, id) in changed {
+            let message = format!("Container {name} definition changed, will be restarted");
+            tracing::info!(pod = %pod_key(pod), container = %name, "Killing: {message}");
+            self.ctx
+                .events
+                .pod(pod, Some(&name), NORMAL, "Killing", message);
+            let slot = self.slot(&name);
+            slot.restart_now = true;
+            slot.probing = None;
+            self.kill(pod, &name, &id, None);
         }
     }
 
@@ -748,7 +790,12 @@ impl<R: PodRuntime> Worker<R> {
                 None => return,
             },
         };
-        if status::should_restart(&pod, c, is_init, code) {
+        if self.slot(&name).restart_now {
+            // Stopped for its new image: again at once, no back-off.
+            let slot = self.slot(&name);
+            slot.last_state = Some(slot.state.clone());
+            slot.not_before = None;
+        } else if status::should_restart(&pod, c, is_init, code) {
             let slot = self.slot(&name);
             // A run of more than 10 minutes forgets the back-off (kubelet).
             if ran > BACKOFF_RESET {

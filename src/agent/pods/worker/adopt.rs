@@ -95,6 +95,7 @@ impl<R: PodRuntime> Worker<R> {
                 slot.attempt = attempt;
             } else {
                 slot.id = Some(current.id.clone());
+                slot.image = current.image.clone();
                 slot.attempt = attempt + 1;
                 slot.state = as_state(&current);
                 if slot.running() {

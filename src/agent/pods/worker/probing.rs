@@ -356,7 +356,7 @@ impl<R: PodRuntime> Worker<R> {
 
     /// Stop one instance of a container (its preStop hook first) without
     /// waiting here: its exit arrives on the exit stream as any other.
-    fn kill(&self, pod: &Pod, name: &str, id: &str, probe_grace: Option<i64>) {
+    pub(super) fn kill(&self, pod: &Pod, name: &str, id: &str, probe_grace: Option<i64>) {
         let grace = Duration::from_secs(grace_seconds(pod, probe_grace) as u64);
         let pre_stop = find(pod, name).and_then(|c| {
             let hook = c.lifecycle.as_ref()?.pre_stop.as_ref()?;
