@@ -55,14 +55,10 @@ fn label(v: &str) -> String {
 
 pub async fn serve<R: PodRuntime>(ctx: Arc<WorkerCtx<R>>) -> Response<Body> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let node = tokio::task::spawn_blocking(|| {
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100) as f64;
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        (node_cpu_seconds(&stat, ticks), node_working_set(&mem))
+    let root = ctx.root.clone();
+    let node = tokio::task::spawn_blocking(move || {
+        let n = super::stats_summary::measure_node(&root);
+        (n.cpu_seconds, n.working_set)
     })
     .await
     .unwrap_or((None, None));

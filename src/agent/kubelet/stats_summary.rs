@@ -148,7 +148,7 @@ pub fn render(
 
 // statvfs's field types are u32 or u64 after the target.
 #[allow(clippy::useless_conversion)]
-fn measure_node(root: &Path) -> NodeSample {
+pub(super) fn measure_node(root: &Path) -> NodeSample {
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()

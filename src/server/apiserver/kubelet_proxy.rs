@@ -106,6 +106,39 @@ pub(super) fn kubelet_addr(node: &Value) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, port))
 }
 
+/// The server's client for kubelets, and where node `node_name`'s listens.
+async fn kubelet_of(
+    call: &Call<'_>,
+    node_name: &str,
+) -> Result<(KubeletClient, SocketAddr), ApiError> {
+    let Some(client) = call.state.kubelet.get().cloned() else {
+        return Err(ApiError::new(
+            503,
+            "ServiceUnavailable",
+            "this server cannot reach kubelets",
+        ));
+    };
+    let nodes = call
+        .state
+        .registry
+        .find("", "v1", "nodes")
+        .ok_or_else(super::not_found)?;
+    let node = call
+        .state
+        .objects
+        .must_get(nodes, None, node_name)
+        .await?
+        .obj;
+    let addr = kubelet_addr(&node).ok_or_else(|| {
+        ApiError::new(
+            503,
+            "ServiceUnavailable",
+            format!("node {node_name:?} has no address the server can reach"),
+        )
+    })?;
+    Ok((client, addr))
+}
+
 /// Serve pod subresource `sub` through the pod's kubelet.
 pub async fn pod(
     call: &Call<'_>,
@@ -114,13 +147,6 @@ pub async fn pod(
     uri: &http::Uri,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response, ApiError> {
-    let Some(client) = call.state.kubelet.get().cloned() else {
-        return Err(ApiError::new(
-            503,
-            "ServiceUnavailable",
-            "this server cannot reach kubelets",
-        ));
-    };
     let r = call.r;
     let (Some(ns), Some(name)) = (r.namespace.as_deref(), r.name.as_deref()) else {
         return Err(super::not_found());
@@ -150,24 +176,7 @@ pub async fn pod(
         kubelet_path(sub, ns, name, &c)
     }
     .ok_or_else(super::not_found)?;
-    let nodes = call
-        .state
-        .registry
-        .find("", "v1", "nodes")
-        .ok_or_else(super::not_found)?;
-    let node = call
-        .state
-        .objects
-        .must_get(nodes, None, node_name)
-        .await?
-        .obj;
-    let addr = kubelet_addr(&node).ok_or_else(|| {
-        ApiError::new(
-            503,
-            "ServiceUnavailable",
-            format!("node {node_name:?} has no address the server can reach"),
-        )
-    })?;
+    let (client, addr) = kubelet_of(call, node_name).await?;
     // The query goes on as given, but for the container (now in the path).
     let query: Vec<(String, String)> =
         serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default();
@@ -203,34 +212,10 @@ pub async fn node(
     uri: &http::Uri,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response, ApiError> {
-    let Some(client) = call.state.kubelet.get().cloned() else {
-        return Err(ApiError::new(
-            503,
-            "ServiceUnavailable",
-            "this server cannot reach kubelets",
-        ));
-    };
     let Some(node_name) = call.r.name.as_deref() else {
         return Err(super::not_found());
     };
-    let nodes = call
-        .state
-        .registry
-        .find("", "v1", "nodes")
-        .ok_or_else(super::not_found)?;
-    let node = call
-        .state
-        .objects
-        .must_get(nodes, None, node_name)
-        .await?
-        .obj;
-    let addr = kubelet_addr(&node).ok_or_else(|| {
-        ApiError::new(
-            503,
-            "ServiceUnavailable",
-            format!("node {node_name:?} has no address the server can reach"),
-        )
-    })?;
+    let (client, addr) = kubelet_of(call, node_name).await?;
     let target = match uri.query() {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.to_string(),
