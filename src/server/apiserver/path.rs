@@ -133,7 +133,18 @@ pub fn parse<'r>(registry: &'r Registry, path: &str) -> ApiPath<'r> {
         ["apis", g, v, rest @ ..] => (g, v, rest),
         _ => return ApiPath::NotFound,
     };
-    resource_path(registry, group, version, rest)
+    let mut parsed = resource_path(registry, group, version, rest);
+    // A kubelet path keeps its trailing slash (`/logs/` lists a directory).
+    if let ApiPath::Resource(ResourceRef {
+        proxy_path: Some(p),
+        ..
+    }) = &mut parsed
+    {
+        if path.ends_with('/') && !p.ends_with('/') {
+            p.push('/');
+        }
+    }
+    parsed
 }
 
 fn resource_path<'r>(
@@ -213,6 +224,10 @@ mod tests {
                 assert_eq!(rr.subresource.as_deref(), Some("proxy"));
                 assert_eq!(rr.proxy_path.as_deref(), Some("/stats/summary"));
             }
+            other => panic!("{other:?}"),
+        }
+        match parse(&r, "/api/v1/nodes/n1/proxy/logs/") {
+            ApiPath::Resource(rr) => assert_eq!(rr.proxy_path.as_deref(), Some("/logs/")),
             other => panic!("{other:?}"),
         }
         match parse(&r, "/api/v1/nodes/n1/proxy") {
