@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::files::{ensure_dir, write_atomic, PRIVATE, PUBLIC};
+use super::files::{ensure_dir, write_atomic, PUBLIC};
 use super::{client_tls_config, ClusterPki, PkiError};
 
 /// The API server's user towards kubelets (upstream's conventional name).
@@ -30,10 +30,22 @@ impl ClusterPki {
         sans.extend(addresses.iter().map(IpAddr::to_string));
         sans.sort();
         sans.dedup();
-        let (cert, key) = self.issue_serving_cert(node, &sans)?;
         ensure_dir(dir, 0o700)?;
-        write_atomic(&dir.join(KUBELET_KEY_FILE), key.as_bytes(), PRIVATE)?;
-        write_atomic(&dir.join(KUBELET_CERT_FILE), cert.as_bytes(), PUBLIC)?;
+        // Kept across restarts while it is from this CA, covers the node's
+        // names and addresses and is far from expiry.
+        let wanted = super::sans::SanSet::parse(&sans)?;
+        let ca = x509_parser::parse_x509_certificate(&self.ca_cert_der)
+            .map_err(|e| PkiError::invalid(dir, format!("the cluster CA does not parse: {e}")))?
+            .1;
+        super::load_or_issue_leaf(
+            dir,
+            KUBELET_CERT_FILE,
+            KUBELET_KEY_FILE,
+            false,
+            &ca,
+            Some(&wanted),
+            || self.issue_serving_cert(node, &sans),
+        )?;
         write_atomic(
             &dir.join(KUBELET_CLIENT_CA_FILE),
             self.ca_cert_pem().as_bytes(),

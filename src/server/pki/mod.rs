@@ -425,6 +425,11 @@ impl ClusterPki {
         server_url: &str,
         node: &str,
     ) -> Result<(), PkiError> {
+        // One written before, for this node, server and CA, private and far
+        // from expiry, is kept: a restart does not mint a credential.
+        if self.node_kubeconfig_current(path, server_url, node) {
+            return Ok(());
+        }
         let (cert, key) =
             self.issue_client_cert(&format!("system:node:{node}"), &["system:nodes"])?;
         let yaml = kubeconfig_yaml(server_url, &self.ca_cert_pem, &cert, &key)
@@ -433,6 +438,67 @@ impl ClusterPki {
             ensure_dir(dir, 0o700)?;
         }
         write_atomic(path, yaml.as_bytes(), PRIVATE)
+    }
+
+    /// Whether the kubeconfig at `path` is one [`Self::write_node_kubeconfig`]
+    /// would write now but for a fresh certificate.
+    fn node_kubeconfig_current(&self, path: &Path, server_url: &str, node: &str) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(meta) = std::fs::symlink_metadata(path) else {
+            return false;
+        };
+        if !meta.is_file()
+            || meta.mode() & 0o077 != 0
+            || meta.uid() != nix::unistd::geteuid().as_raw()
+        {
+            return false;
+        }
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        let Ok(doc) = serde_saphyr::from_str::<serde_json::Value>(&text) else {
+            return false;
+        };
+        let b64 = |v: &serde_json::Value| -> Option<String> {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str()?)
+                .ok()?;
+            String::from_utf8(bytes).ok()
+        };
+        let cluster = &doc["clusters"][0]["cluster"];
+        let user = &doc["users"][0]["user"];
+        if cluster["server"].as_str() != Some(server_url)
+            || b64(&cluster["certificate-authority-data"]).as_deref()
+                != Some(self.ca_cert_pem.as_str())
+        {
+            return false;
+        }
+        let (Some(cert_pem), Some(key_pem)) = (
+            b64(&user["client-certificate-data"]),
+            b64(&user["client-key-data"]),
+        ) else {
+            return false;
+        };
+        let (Some(der), Ok(key)) = (
+            certs::first_cert_der(&cert_pem),
+            KeyPair::from_pem(&key_pem),
+        ) else {
+            return false;
+        };
+        let wanted = Identity {
+            user: format!("system:node:{node}"),
+            groups: vec!["system:nodes".to_string()],
+        };
+        if identity_from_cert(&der).as_ref() != Some(&wanted) {
+            return false;
+        }
+        let (Ok((_, cert)), Ok((_, ca))) = (
+            x509_parser::parse_x509_certificate(&der),
+            x509_parser::parse_x509_certificate(&self.ca_cert_der),
+        ) else {
+            return false;
+        };
+        certs::leaf_problem(&cert, &key, &ca, None).is_none()
     }
 
     /// Issues a client certificate from the cluster CA: CN = `user`, one O per

@@ -533,3 +533,49 @@ async fn issued_serving_cert_works() {
     let have = cert_sans(&cert);
     assert!(have.dns.contains("n1") && have.ips.contains(&"10.0.0.5".parse().unwrap()));
 }
+
+/// A restart finds the node's kubeconfig still good and keeps it; another
+/// node name, server or a loosened mode gets a fresh one.
+#[test]
+fn the_node_kubeconfig_is_kept_while_it_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = load_or_init(&opts(dir.path(), &[])).unwrap();
+    let path = dir.path().join("agent/kubelet.kubeconfig");
+    let url = "https://127.0.0.1:6443";
+    pki.write_node_kubeconfig(&path, url, "n1").unwrap();
+    let first = std::fs::read(&path).unwrap();
+    assert_eq!(mode(&path), 0o600);
+    pki.write_node_kubeconfig(&path, url, "n1").unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), first, "kept");
+    pki.write_node_kubeconfig(&path, url, "n2").unwrap();
+    let second = std::fs::read(&path).unwrap();
+    assert_ne!(second, first, "another node");
+    pki.write_node_kubeconfig(&path, "https://10.0.0.1:6443", "n2")
+        .unwrap();
+    let third = std::fs::read(&path).unwrap();
+    assert_ne!(third, second, "another server");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    pki.write_node_kubeconfig(&path, "https://10.0.0.1:6443", "n2")
+        .unwrap();
+    assert_ne!(std::fs::read(&path).unwrap(), third, "a loosened file");
+    assert_eq!(mode(&path), 0o600);
+}
+
+/// The kubelet's serving pair is kept across restarts while it covers the
+/// node's names and addresses; a new address gets a new one.
+#[test]
+fn the_kubelet_serving_pair_is_kept_while_it_fits() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = load_or_init(&opts(dir.path(), &[])).unwrap();
+    let agent = dir.path().join("agent");
+    let ip: std::net::IpAddr = "10.0.0.5".parse().unwrap();
+    pki.write_kubelet_serving(&agent, "n1", &[ip]).unwrap();
+    let cert = || std::fs::read(agent.join(KUBELET_CERT_FILE)).unwrap();
+    let first = cert();
+    assert_eq!(mode(&agent.join(KUBELET_KEY_FILE)), 0o600);
+    pki.write_kubelet_serving(&agent, "n1", &[ip]).unwrap();
+    assert_eq!(cert(), first, "kept");
+    let moved: std::net::IpAddr = "10.0.0.6".parse().unwrap();
+    pki.write_kubelet_serving(&agent, "n1", &[moved]).unwrap();
+    assert_ne!(cert(), first, "a new address");
+}
