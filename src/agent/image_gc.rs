@@ -136,14 +136,12 @@ impl Seen {
 
 /// The filesystem holding `root`: (capacity, bytes in use) as kubelet
 /// counts them (capacity less what is still available to us).
-// statvfs's field types are u32 or u64 after the target.
-#[allow(clippy::useless_conversion)]
-fn usage(root: &Path) -> std::io::Result<(u64, u64)> {
-    let st = nix::sys::statvfs::statvfs(root).map_err(std::io::Error::from)?;
-    let block = u64::from(st.fragment_size());
-    let capacity = u64::from(st.blocks()).saturating_mul(block);
-    let available = u64::from(st.blocks_available()).saturating_mul(block);
-    Ok((capacity, capacity.saturating_sub(available)))
+fn usage(root: &Path) -> Result<(u64, u64), crate::agent::node::host::HostError> {
+    let fs = crate::agent::node::host::statfs(root)?;
+    Ok((
+        fs.capacity_bytes,
+        fs.capacity_bytes.saturating_sub(fs.available_bytes),
+    ))
 }
 
 /// How many bytes must go for the disk to be under `low` percent, when it

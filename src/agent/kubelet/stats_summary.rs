@@ -42,6 +42,7 @@ pub struct NodeSample {
     pub fs: Option<(u64, u64, u64)>,
     /// Inodes of it: (total, free).
     pub inodes: Option<(u64, u64)>,
+    pub boot: Option<DateTime<Utc>>,
 }
 
 fn time(t: DateTime<Utc>) -> String {
@@ -74,13 +75,7 @@ fn fs_json(n: &NodeSample, now: &str) -> Value {
 }
 
 /// The summary, as kubelet writes it.
-pub fn render(
-    node_name: &str,
-    boot: DateTime<Utc>,
-    node: &NodeSample,
-    samples: &[Sample],
-    now: DateTime<Utc>,
-) -> Value {
+pub fn render(node_name: &str, node: &NodeSample, samples: &[Sample], now: DateTime<Utc>) -> Value {
     let now_s = time(now);
     let mut memory = json!({"time": now_s});
     if let Some(ws) = node.working_set {
@@ -136,7 +131,7 @@ pub fn render(
     json!({
         "node": {
             "nodeName": node_name,
-            "startTime": time(boot),
+            "startTime": node.boot.map(time),
             "cpu": cpu,
             "memory": memory,
             "fs": fs,
@@ -146,48 +141,34 @@ pub fn render(
     })
 }
 
-// statvfs's field types are u32 or u64 after the target.
-#[allow(clippy::useless_conversion)]
 pub(super) fn measure_node(root: &Path) -> NodeSample {
+    use crate::agent::node::host;
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
         .unwrap_or(100) as f64;
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let mem = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let total = mem
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|k| k * 1024);
-    let vfs = nix::sys::statvfs::statvfs(root).ok();
+    let fs = host::statfs(root).ok();
     NodeSample {
         cpu_seconds: node_cpu_seconds(&stat, ticks),
-        memory_total: total,
+        memory_total: host::parse_meminfo(&mem, "MemTotal"),
         working_set: node_working_set(&mem),
-        fs: vfs.as_ref().map(|st| {
-            let block = u64::from(st.fragment_size());
-            let capacity = u64::from(st.blocks()).saturating_mul(block);
-            let available = u64::from(st.blocks_available()).saturating_mul(block);
-            let free = u64::from(st.blocks_free()).saturating_mul(block);
-            (capacity, available, capacity.saturating_sub(free))
+        fs: fs.as_ref().map(|f| {
+            let used = f.capacity_bytes.saturating_sub(f.free_bytes);
+            (f.capacity_bytes, f.available_bytes, used)
         }),
-        inodes: vfs.map(|st| (u64::from(st.files()), u64::from(st.files_free()))),
+        inodes: fs.map(|f| (f.inodes, f.inodes_free)),
+        boot: boot_time(&stat),
     }
 }
 
 /// When the node booted, from /proc/stat's `btime`.
-fn boot_time() -> DateTime<Utc> {
-    std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("btime "))
-                .and_then(|v| v.trim().parse::<i64>().ok())
-        })
+fn boot_time(stat: &str) -> Option<DateTime<Utc>> {
+    stat.lines()
+        .find_map(|l| l.strip_prefix("btime "))
+        .and_then(|v| v.trim().parse::<i64>().ok())
         .and_then(|t| DateTime::from_timestamp(t, 0))
-        .unwrap_or_else(Utc::now)
 }
 
 /// The running containers of pods, measured.
@@ -224,14 +205,14 @@ pub async fn samples<R: PodRuntime>(ctx: &WorkerCtx<R>) -> Result<Vec<Sample>, S
 
 pub async fn serve<R: PodRuntime>(ctx: Arc<WorkerCtx<R>>) -> Response<Body> {
     let root = ctx.root.clone();
-    let (node, boot) = tokio::task::spawn_blocking(move || (measure_node(&root), boot_time()))
+    let node = tokio::task::spawn_blocking(move || measure_node(&root))
         .await
-        .unwrap_or_else(|_| (NodeSample::default(), Utc::now()));
+        .unwrap_or_default();
     let samples = match samples(&ctx).await {
         Ok(s) => s,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    let body = render(&ctx.node_name, boot, &node, &samples, Utc::now());
+    let body = render(&ctx.node_name, &node, &samples, Utc::now());
     Response::builder()
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(super::full(body.to_string()))
@@ -266,10 +247,10 @@ mod tests {
             working_set: Some(400),
             fs: Some((100, 40, 60)),
             inodes: Some((10, 4)),
+            boot: Some(now),
         };
         let v = render(
             "n1",
-            now,
             &node,
             &[sample("a", 5, 1000), sample("b", 7, 2000)],
             now,

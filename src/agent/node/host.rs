@@ -139,19 +139,22 @@ fn cpus() -> Result<u64, HostError> {
 /// One filesystem's size and what is left, from statvfs as cadvisor reads
 /// it (fragment size times block counts; free = blocks available to
 /// unprivileged users).
-pub(super) struct FsStats {
+pub struct FsStats {
     pub capacity_bytes: u64,
     pub available_bytes: u64,
+    /// Free to root too (what kubelet's summary counts as not used).
+    pub free_bytes: u64,
     pub inodes: u64,
     pub inodes_free: u64,
 }
 
-pub(super) fn statfs(path: &Path) -> Result<FsStats, HostError> {
+pub fn statfs(path: &Path) -> Result<FsStats, HostError> {
     let st = nix::sys::statvfs::statvfs(path).map_err(|e| HostError::io(path, e.into()))?;
     let frsize = st.fragment_size() as u64;
     Ok(FsStats {
         capacity_bytes: (st.blocks() as u64).saturating_mul(frsize),
         available_bytes: (st.blocks_available() as u64).saturating_mul(frsize),
+        free_bytes: (st.blocks_free() as u64).saturating_mul(frsize),
         inodes: st.files() as u64,
         inodes_free: st.files_free() as u64,
     })

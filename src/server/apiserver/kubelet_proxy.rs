@@ -176,7 +176,6 @@ pub async fn pod(
         kubelet_path(sub, ns, name, &c)
     }
     .ok_or_else(super::not_found)?;
-    let (client, addr) = kubelet_of(call, node_name).await?;
     // The query goes on as given, but for the container (now in the path).
     let query: Vec<(String, String)> =
         serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default();
@@ -190,16 +189,7 @@ pub async fn pod(
     } else {
         format!("{path}?{query}")
     };
-    forward(
-        &client,
-        addr,
-        node_name,
-        method,
-        &target,
-        call.headers,
-        on_upgrade,
-    )
-    .await
+    forward(call, node_name, method, &target, on_upgrade).await
 }
 
 /// `nodes/<name>/proxy/<path>`: `path` (and the query) on the node's
@@ -215,36 +205,26 @@ pub async fn node(
     let Some(node_name) = call.r.name.as_deref() else {
         return Err(super::not_found());
     };
-    let (client, addr) = kubelet_of(call, node_name).await?;
     let target = match uri.query() {
         Some(q) if !q.is_empty() => format!("{path}?{q}"),
         _ => path.to_string(),
     };
-    forward(
-        &client,
-        addr,
-        node_name,
-        method,
-        &target,
-        call.headers,
-        on_upgrade,
-    )
-    .await
+    forward(call, node_name, method, &target, on_upgrade).await
 }
 
-/// Send the request on to the kubelet at `addr` and hand its answer back:
-/// streamed, or spliced once both sides have upgraded.
+/// Send the request on to node `node_name`'s kubelet and hand its answer
+/// back: streamed, or spliced once both sides have upgraded.
 async fn forward(
-    client: &KubeletClient,
-    addr: SocketAddr,
+    call: &Call<'_>,
     node_name: &str,
     method: &Method,
     target: &str,
-    headers: &http::HeaderMap,
     on_upgrade: Option<hyper::upgrade::OnUpgrade>,
 ) -> Result<Response, ApiError> {
+    let (client, addr) = kubelet_of(call, node_name).await?;
+    let headers = call.headers;
     let upgrade = headers.contains_key(http::header::UPGRADE);
-    let resp = send(client, addr, method, target, headers)
+    let resp = send(&client, addr, method, target, headers)
         .await
         .map_err(|e| {
             ApiError::new(

@@ -185,12 +185,11 @@ fn files_tmpfs_size(files: &atomic::Payload) -> u64 {
 
 /// Grow the tmpfs at `path` to `size` bytes when it is smaller (a Secret
 /// that grew past what its volume was made for would fail every write).
-// statvfs's field types are u32 or u64 after the target.
-#[allow(clippy::useless_conversion)]
 fn fit_tmpfs(path: &Path, size: u64) -> Result<(), VolumeError> {
     use nix::mount::{mount, MsFlags};
-    let st = nix::sys::statvfs::statvfs(path).map_err(|e| io_at(path)(e.into()))?;
-    let have = u64::from(st.blocks()).saturating_mul(u64::from(st.fragment_size()));
+    let have = crate::agent::node::host::statfs(path)
+        .map_err(|e| VolumeError::Invalid(e.to_string()))?
+        .capacity_bytes;
     if have >= size {
         return Ok(());
     }
