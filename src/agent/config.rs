@@ -56,6 +56,8 @@ pub struct AgentConfig {
     /// The kubelet API's port, on every address of the node.
     pub kubelet_port: u16,
     pub image_gc: crate::agent::image_gc::Policy,
+    /// Static pods' manifests (kubelet's staticPodPath).
+    pub static_pod_dir: PathBuf,
 }
 
 /// A DNS subdomain (RFC 1123), as Kubernetes names nodes.
@@ -224,6 +226,11 @@ pub struct AgentArgs {
     /// tests).
     #[arg(long, value_name = "DURATION", default_value = "5m", hide = true)]
     pub image_gc_period: String,
+    /// Where static pods' manifests are (one Pod per *.yaml, *.yml or
+    /// *.json file), run by the node whatever the API says [default:
+    /// <data-dir>/agent/pod-manifests]
+    #[arg(long, value_name = "DIR")]
+    pub pod_manifest_path: Option<PathBuf>,
 }
 
 /// Where the agent runs and how it reaches the API (the rest of
@@ -259,7 +266,6 @@ impl AgentArgs {
                 &self.system_reserved,
             )?,
             node_ip: self.node_ip.unwrap_or(at.default_ip),
-            root: at.root,
             run_dir: at.run_dir,
             pod_log_dir: self.pod_log_dir.clone(),
             registries: self.registries.clone(),
@@ -267,6 +273,11 @@ impl AgentArgs {
             control_plane: at.control_plane,
             kubelet_port: self.kubelet_port,
             image_gc: self.image_gc()?,
+            static_pod_dir: self
+                .pod_manifest_path
+                .clone()
+                .unwrap_or_else(|| at.root.join("agent").join("pod-manifests")),
+            root: at.root,
         })
     }
 

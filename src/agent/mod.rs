@@ -13,10 +13,12 @@
 //! pods/spec.rs       a pod's container → the engine's ContainerSpec (pure)
 //! pods/status.rs     what the pod's status says (pure)
 //! pods/images.rs     imagePullPolicy over the node's image store
+//! pods/static_pods/  pods from manifest files, and their mirror pods
 //! ```
 //!
-//! Start-up is a linear recipe (as k3s's agent): client → register the
-//! Node → pod workers → heartbeat loop.
+//! Start-up is a linear recipe (as k3s's agent): client → pod workers
+//! (static pods run at once) → register the Node → kubelet API →
+//! heartbeat loop.
 
 pub mod client;
 pub mod config;
@@ -136,6 +138,17 @@ pub async fn run(
         config.run_dir.clone(),
         config.image_gc.clone(),
     );
+    // Pods start before the node is registered: static pods run whether
+    // or not the API answers, and the API's pods once it does.
+    let statics = pods::static_pods::follow(
+        config.static_pod_dir.clone(),
+        node_name.clone(),
+        cancel.child_token(),
+    )
+    .await;
+    let wanted_images = workers.wanted_images.clone();
+    let manager = pods::manager::PodManager::new(client.clone(), workers.clone(), &cancel);
+    let pods = tokio::spawn(manager.run(statics, cancel.child_token()));
     let mut node = NodeKeeper::new(client.clone(), config);
     let mut lease = LeaseKeeper::new(client.clone(), &node_name);
     let mut wait = Duration::from_millis(100);
@@ -145,7 +158,10 @@ pub async fn run(
             Err(e) => {
                 tracing::warn!(node = %node_name, "registering the node: {e}; retrying in {wait:?}");
                 tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
+                    _ = cancel.cancelled() => {
+                        let _ = pods.await;
+                        return Ok(());
+                    }
                     _ = tokio::time::sleep(wait) => {}
                 }
                 wait = (wait * 2).min(MAX_RETRY);
@@ -155,9 +171,6 @@ pub async fn run(
     lease.set_owner(&uid);
     tracing::info!(node = %node_name, "registered the node");
     let kubelet = start_kubelet(&kubelet_dir, kubelet_addr, workers.clone(), &cancel).await;
-    let wanted_images = workers.wanted_images.clone();
-    let manager = pods::manager::PodManager::new(client, workers);
-    let pods = tokio::spawn(manager.run(cancel.child_token()));
     let gc = tokio::spawn(image_gc::run(
         gc_at.0,
         gc_at.1,

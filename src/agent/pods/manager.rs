@@ -3,7 +3,9 @@
 //! (worker.rs) that owns the pod's sandbox and containers. A worker always
 //! sees the latest version of its pod (a watch channel: versions it had no
 //! time to look at are skipped, never queued); a pod that is gone from the
-//! API is told to its worker as `None`.
+//! API is told to its worker as `None`. Static pods (static_pods/) come
+//! from files instead and run whether or not the API answers; the API's
+//! mirror pods of them are never run, only kept (static_pods/mirror.rs).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,10 +14,11 @@ use std::time::Duration;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::static_pods::{self, mirror, Statics};
 use super::worker::{self, WorkerCtx};
 use crate::runtime::pod::PodRuntime;
 
@@ -104,18 +107,46 @@ pub struct PodManager<R: PodRuntime> {
     ctx: Arc<WorkerCtx<R>>,
     pods: Api<Pod>,
     workers: HashMap<String, Running>,
+    /// The static pods (static_pods/), by UID.
+    statics: HashMap<String, Pod>,
+    /// The mirror pod each static pod's status goes to, by static UID.
+    mirror_of: HashMap<String, String>,
+    mirrors: mpsc::UnboundedSender<mirror::Note>,
 }
 
 fn uid(pod: &Pod) -> Option<&str> {
     pod.metadata.uid.as_deref()
 }
 
+/// The next static pods the source reads; never, once it stopped.
+async fn next_statics(rx: &mut watch::Receiver<Statics>) -> Statics {
+    match rx.changed().await {
+        Ok(()) => rx.borrow_and_update().clone(),
+        Err(_) => std::future::pending().await,
+    }
+}
+
 impl<R: PodRuntime> PodManager<R> {
-    pub fn new(client: kube::Client, ctx: Arc<WorkerCtx<R>>) -> PodManager<R> {
+    /// The manager, and the task that keeps the static pods' mirror pods.
+    pub fn new(
+        client: kube::Client,
+        ctx: Arc<WorkerCtx<R>>,
+        cancel: &CancellationToken,
+    ) -> PodManager<R> {
+        let (mirrors, notes) = mpsc::unbounded_channel();
+        tokio::spawn(mirror::run(
+            client.clone(),
+            ctx.node_name.clone(),
+            notes,
+            cancel.child_token(),
+        ));
         PodManager {
             pods: Api::all(client),
             ctx,
             workers: HashMap::new(),
+            statics: HashMap::new(),
+            mirror_of: HashMap::new(),
+            mirrors,
         }
     }
 
@@ -125,7 +156,7 @@ impl<R: PodRuntime> PodManager<R> {
 
     /// Hand the latest version of `pod` to its worker, starting one for a
     /// pod not seen before.
-    fn dispatch(&mut self, pod: Pod) {
+    fn dispatch(&mut self, pod: Pod, is_static: bool) {
         let Some(id) = uid(&pod).map(String::from) else {
             return;
         };
@@ -139,41 +170,160 @@ impl<R: PodRuntime> PodManager<R> {
             }
             None => {
                 let (tx, rx) = watch::channel(Some(pod));
-                let task = tokio::spawn(worker::run(self.ctx.clone(), id.clone(), rx));
+                let task = tokio::spawn(worker::run(self.ctx.clone(), id.clone(), rx, is_static));
                 self.workers.insert(id, Running { pod: tx, task });
             }
         }
     }
 
+    /// A pod the API holds: run it, unless it is a mirror pod (or holds a
+    /// static pod's name), which only the mirror task looks after.
+    fn api_pod(&mut self, pod: Pod) {
+        if static_pods::is_mirror(&pod) || self.static_named(&pod).is_some() {
+            self.mirror_seen(&pod);
+            self.mirrors.send(mirror::Note::Seen(pod)).ok();
+            return;
+        }
+        self.dispatch(pod, false);
+    }
+
+    /// The static pod of the same name as `pod`, if any.
+    fn static_named(&self, pod: &Pod) -> Option<&Pod> {
+        let k = static_pods::key(pod);
+        self.statics.values().find(|s| static_pods::key(s) == k)
+    }
+
+    /// A mirror pod of one of ours that is current: its static pod's
+    /// worker writes the status there from now on.
+    fn mirror_seen(&mut self, mirror: &Pod) {
+        let (Some(hash), Some(mirror_uid)) = (
+            static_pods::annotation(mirror, static_pods::MIRROR_ANNOTATION),
+            uid(mirror),
+        ) else {
+            return;
+        };
+        if mirror.metadata.deletion_timestamp.is_some()
+            || !self.statics.contains_key(hash)
+            || self.mirror_of.get(hash).map(String::as_str) == Some(mirror_uid)
+        {
+            return;
+        }
+        self.mirror_of
+            .insert(hash.to_string(), mirror_uid.to_string());
+        if let Some(pod) = self.statics.get(hash).cloned() {
+            self.dispatch_static(pod);
+        }
+    }
+
+    /// Give a static pod to its worker, marked with its mirror pod.
+    fn dispatch_static(&mut self, mut pod: Pod) {
+        let Some(id) = uid(&pod).map(String::from) else {
+            return;
+        };
+        if let Some(m) = self.mirror_of.get(&id) {
+            pod.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(static_pods::MIRROR_UID.into(), m.clone());
+        }
+        self.dispatch(pod, true);
+    }
+
+    /// The static pods now: new ones start, changed or removed ones stop
+    /// (within their grace period).
+    fn apply_statics(&mut self, now: Statics) {
+        let wanted: HashMap<String, Pod> = now
+            .iter()
+            .filter_map(|p| Some((uid(p)?.to_string(), p.clone())))
+            .collect();
+        let removed: Vec<Pod> = self
+            .statics
+            .iter()
+            .filter(|(id, _)| !wanted.contains_key(*id))
+            .map(|(_, p)| p.clone())
+            .collect();
+        for mut pod in removed {
+            let Some(id) = uid(&pod).map(String::from) else {
+                continue;
+            };
+            tracing::info!(pod = %format!("{}/{}", static_pods::key(&pod).0, static_pods::key(&pod).1), "the static pod's manifest is gone: stopping it");
+            self.statics.remove(&id);
+            self.mirror_of.remove(&id);
+            let grace = pod
+                .spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+                .unwrap_or(30);
+            pod.metadata.deletion_timestamp =
+                Some(crate::agent::node::pressure::to_time(chrono::Utc::now()));
+            pod.metadata.deletion_grace_period_seconds = Some(grace);
+            if let Some(w) = self.workers.get(&id) {
+                w.pod.send_replace(Some(pod));
+            }
+        }
+        for (id, pod) in wanted {
+            if let std::collections::hash_map::Entry::Vacant(e) = self.statics.entry(id) {
+                e.insert(pod.clone());
+                self.dispatch_static(pod);
+            }
+        }
+        self.mirrors.send(mirror::Note::Statics(now)).ok();
+    }
+
     /// The pod is gone from the API: its worker tears it down.
-    fn gone(&mut self, id: &str) {
+    fn gone(&mut self, pod: &Pod) {
+        let Some(id) = uid(pod) else { return };
+        if static_pods::is_mirror(pod) || self.static_named(pod).is_some() {
+            self.mirror_of.retain(|_, m| m != id);
+            self.mirrors.send(mirror::Note::Deleted(pod.clone())).ok();
+            return;
+        }
         if let Some(w) = self.workers.get(id) {
             w.pod.send_replace(None);
         }
     }
 
+    /// Await `fut`, taking in the static pods as they change meanwhile (they
+    /// run whether or not the API answers).
+    async fn with_statics<F: std::future::Future>(
+        &mut self,
+        statics: &mut watch::Receiver<Statics>,
+        fut: F,
+    ) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            tokio::select! {
+                out = &mut fut => return out,
+                now = next_statics(statics) => self.apply_statics(now),
+            }
+        }
+    }
+
     /// List, then watch, until cancelled; start over when the watch ends.
-    pub async fn run(mut self, cancel: CancellationToken) {
+    pub async fn run(mut self, mut statics: watch::Receiver<Statics>, cancel: CancellationToken) {
+        let first = statics.borrow_and_update().clone();
+        self.apply_statics(first);
         let mut wait = Duration::from_millis(100);
         loop {
-            let done = tokio::select! {
-                _ = cancel.cancelled() => true,
-                r = self.list_and_watch() => {
-                    match r {
-                        Ok(()) => wait = Duration::from_millis(100),
-                        Err(e) => {
-                            tracing::warn!("following this node's pods: {e}; again in {wait:?}");
-                            tokio::select! {
-                                _ = cancel.cancelled() => {}
-                                _ = tokio::time::sleep(wait) => {}
-                            }
-                            wait = (wait * 2).min(Duration::from_secs(10));
-                        }
-                    }
-                    false
-                }
+            let r = tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = self.list_and_watch(&mut statics) => r,
             };
-            if done || cancel.is_cancelled() {
+            match r {
+                Ok(()) => wait = Duration::from_millis(100),
+                Err(e) => {
+                    tracing::warn!("following this node's pods: {e}; again in {wait:?}");
+                    let sleep = async {
+                        tokio::select! {
+                            _ = cancel.cancelled() => {}
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    };
+                    self.with_statics(&mut statics, sleep).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+            if cancel.is_cancelled() {
                 break;
             }
         }
@@ -183,18 +333,21 @@ impl<R: PodRuntime> PodManager<R> {
         }
     }
 
-    async fn list_and_watch(&mut self) -> Result<(), kube::Error> {
+    async fn list_and_watch(
+        &mut self,
+        statics: &mut watch::Receiver<Statics>,
+    ) -> Result<(), kube::Error> {
         let listed_at = chrono::Utc::now();
-        let list = self
-            .pods
-            .list(&ListParams::default().fields(&self.selector()))
-            .await?;
+        let api = self.pods.clone();
+        let lp = ListParams::default().fields(&self.selector());
+        let list = self.with_statics(statics, api.list(&lp)).await?;
         let rv = list.metadata.resource_version.clone().unwrap_or_default();
         let listed: std::collections::HashSet<String> = list
             .items
             .iter()
             .filter_map(uid)
             .map(String::from)
+            .chain(self.statics.keys().cloned())
             .collect();
         let vanished: Vec<String> = self
             .workers
@@ -203,10 +356,21 @@ impl<R: PodRuntime> PodManager<R> {
             .cloned()
             .collect();
         for id in vanished {
-            self.gone(&id);
+            if let Some(w) = self.workers.get(&id) {
+                w.pod.send_replace(None);
+            }
         }
-        for pod in list.items {
-            self.dispatch(pod);
+        let (mirrors, pods): (Vec<Pod>, Vec<Pod>) = list
+            .items
+            .into_iter()
+            .partition(|p| static_pods::is_mirror(p) || self.static_named(p).is_some());
+        self.mirror_of.clear();
+        for m in &mirrors {
+            self.mirror_seen(m);
+        }
+        self.mirrors.send(mirror::Note::Listed(mirrors)).ok();
+        for pod in pods {
+            self.dispatch(pod, false);
         }
         // What pods deleted while no agent ran left behind goes; a sweep
         // of its own, not holding up the watch.
@@ -215,15 +379,24 @@ impl<R: PodRuntime> PodManager<R> {
         let params = WatchParams::default()
             .fields(&self.selector())
             .timeout(WATCH_TIMEOUT_SECS);
-        let mut events = self.pods.watch(&params, &rv).await?.boxed();
-        while let Some(event) = events.try_next().await? {
-            match event {
-                WatchEvent::Added(pod) | WatchEvent::Modified(pod) => self.dispatch(pod),
-                WatchEvent::Deleted(pod) => {
-                    if let Some(id) = uid(&pod).map(String::from) {
-                        self.gone(&id);
-                    }
+        let mut events = self
+            .with_statics(statics, api.watch(&params, &rv))
+            .await?
+            .boxed();
+        loop {
+            let event = tokio::select! {
+                e = events.try_next() => match e? {
+                    Some(e) => e,
+                    None => return Ok(()),
+                },
+                now = next_statics(statics) => {
+                    self.apply_statics(now);
+                    continue;
                 }
+            };
+            match event {
+                WatchEvent::Added(pod) | WatchEvent::Modified(pod) => self.api_pod(pod),
+                WatchEvent::Deleted(pod) => self.gone(&pod),
                 WatchEvent::Bookmark(_) => {}
                 // Expired (410): list again at once; anything else backs
                 // off as a failure does.
@@ -234,6 +407,5 @@ impl<R: PodRuntime> PodManager<R> {
                 WatchEvent::Error(e) => return Err(kube::Error::Api(e)),
             }
         }
-        Ok(())
     }
 }

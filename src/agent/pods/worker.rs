@@ -124,6 +124,9 @@ struct Worker<R: PodRuntime> {
     ctx: Arc<WorkerCtx<R>>,
     uid: String,
     pod: Option<Pod>,
+    /// From a manifest file, not the API: its status goes to its mirror
+    /// pod, and no API object is deleted when it ends.
+    is_static: bool,
     sandbox: Option<(String, IpAddr)>,
     sandbox_retry: Option<Instant>,
     sandbox_failures: i32,
@@ -136,8 +139,9 @@ struct Worker<R: PodRuntime> {
     finished: bool,
     /// What an earlier agent left of the pod has been taken over.
     adopted: bool,
-    /// The status last written.
-    written: Option<serde_json::Value>,
+    /// The status last written, and (for a static pod) the mirror pod it
+    /// was written to.
+    written: Option<(serde_json::Value, Option<String>)>,
     /// Set up before any container starts.
     volumes: Option<PodVolumes>,
     mount_failures: u32,
@@ -168,6 +172,7 @@ pub async fn run<R: PodRuntime>(
     ctx: Arc<WorkerCtx<R>>,
     uid: String,
     mut pod: watch::Receiver<Option<Pod>>,
+    is_static: bool,
 ) {
     let (probe_tx, probe_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = Worker {
@@ -178,6 +183,7 @@ pub async fn run<R: PodRuntime>(
         ctx,
         uid,
         pod: None,
+        is_static,
         sandbox: None,
         sandbox_retry: None,
         sandbox_failures: 0,
@@ -210,10 +216,14 @@ pub async fn run<R: PodRuntime>(
                 w.terminate().await;
                 return;
             }
-            Some(p) => {
+            Some(mut p) => {
                 // The watch may still hold a version older than the one our
                 // own status write returned: keep the newer (transition
-                // times are computed against it).
+                // times are computed against it). A static pod's status is
+                // only ever the worker's own.
+                if w.is_static {
+                    p.status = w.pod.as_ref().and_then(|cur| cur.status.clone());
+                }
                 if !is_older(&p, w.pod.as_ref()) {
                     w.pod = Some(p);
                 }

@@ -13,6 +13,7 @@
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
+use serde_json::Value;
 
 use super::object_store::Objects;
 use super::path::ApiPath;
@@ -368,7 +369,9 @@ fn node_may(node: &str, verb: &str, target: &Target<'_>) -> bool {
         // once stopped. (Upstream's NodeRestriction also checks that such a
         // pod is bound to this node; that needs the stored object and comes
         // with agents on other machines.)
-        ("", "pods", None) => matches!(verb, "get" | "list" | "watch" | "delete"),
+        // Creates are of its static pods' mirror pods only
+        // ([`check_node_create`]).
+        ("", "pods", None) => matches!(verb, "get" | "list" | "watch" | "delete" | "create"),
         // Services: for the service environment of containers (and the
         // proxy, later), as upstream's node rules allow.
         ("", "services", None) => matches!(verb, "get" | "list" | "watch"),
@@ -388,17 +391,22 @@ fn node_may(node: &str, verb: &str, target: &Target<'_>) -> bool {
     }
 }
 
-/// Upstream's NodeRestriction for creates, whose name the path does not
-/// carry: a node creates only its own Node and its own Lease.
+/// Upstream's NodeRestriction for creates, whose object the path does not
+/// carry: a node creates only its own Node, its own Lease, and mirror
+/// pods of its static pods.
 pub fn check_node_create(
     who: &Identity,
     group: &str,
     resource: &str,
-    name: &str,
+    obj: &Value,
 ) -> Result<(), ApiError> {
     let Some(node) = node_of(who) else {
         return Ok(());
     };
+    let name = obj
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let why = match (group, resource) {
         ("", "nodes") if name != node => {
             format!("node {node:?} is not allowed to modify node {name:?}")
@@ -406,6 +414,10 @@ pub fn check_node_create(
         ("coordination.k8s.io", "leases") if name != node => {
             "can only access node lease with the same name as the requesting node".to_string()
         }
+        ("", "pods") => match mirror_pod_refused(node, obj) {
+            Some(why) => why,
+            None => return Ok(()),
+        },
         _ => return Ok(()),
     };
     let what = qualified_resource(group, resource);
@@ -414,6 +426,74 @@ pub fn check_node_create(
     e.kind = Some(resource.to_string());
     e.name = Some(name.to_string());
     Err(e)
+}
+
+/// Why NodeRestriction refuses the pod `node` creates, if it does: a node
+/// makes only mirror pods, bound to itself, owned by nothing but its own
+/// Node, and using no API object (a static pod has no access to any).
+fn mirror_pod_refused(node: &str, pod: &Value) -> Option<String> {
+    if pod
+        .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+        .is_none()
+    {
+        return Some(format!(
+            "pod does not have \"kubernetes.io/config.mirror\" annotation, node {node:?} can only create mirror pods"
+        ));
+    }
+    let spec = pod.get("spec").unwrap_or(&Value::Null);
+    if spec.get("nodeName").and_then(Value::as_str) != Some(node) {
+        return Some(format!(
+            "node {node:?} can only create pods with spec.nodeName set to itself"
+        ));
+    }
+    let owners = pod
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let own_node = |o: &Value| {
+        o.get("apiVersion").and_then(Value::as_str) == Some("v1")
+            && o.get("kind").and_then(Value::as_str) == Some("Node")
+            && o.get("name").and_then(Value::as_str) == Some(node)
+    };
+    if owners.len() > 1 || owners.iter().any(|o| !own_node(o)) {
+        return Some(format!(
+            "node {node:?} can only create pods with a single owner reference set to itself"
+        ));
+    }
+    if spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .is_some_and(|a| !a.is_empty())
+    {
+        return Some(format!(
+            "node {node:?} can not create pods that reference a service account"
+        ));
+    }
+    // These keys name an API object wherever they occur in a PodSpec
+    // (volume and projection sources, env and envFrom), and a string
+    // value holding one is escaped in the JSON text, so a search of the
+    // text finds exactly the references.
+    let text = spec.to_string();
+    for (needle, what) in [
+        ("\"secret\":", "secrets"),
+        ("\"secretKeyRef\":", "secrets"),
+        ("\"secretRef\":", "secrets"),
+        ("\"configMap\":", "configmaps"),
+        ("\"configMapKeyRef\":", "configmaps"),
+        ("\"configMapRef\":", "configmaps"),
+        ("\"persistentVolumeClaim\":", "persistentvolumeclaims"),
+        ("\"serviceAccountToken\":", "serviceaccounts"),
+        ("\"clusterTrustBundle\":", "clustertrustbundles"),
+        ("\"resourceClaims\":", "resourceclaims"),
+    ] {
+        if text.contains(needle) {
+            return Some(format!(
+                "node {node:?} can not create pods that reference {what}"
+            ));
+        }
+    }
+    None
 }
 
 /// What a service account may do until RBAC (#16) decides: read

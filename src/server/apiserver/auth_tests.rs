@@ -1,6 +1,7 @@
 //! Tests of the authorization decisions in `auth.rs`.
 
 use super::*;
+use serde_json::json;
 
 fn who(user: &str, groups: &[&str]) -> Identity {
     Identity {
@@ -155,14 +156,73 @@ fn a_node_keeps_its_own_node_and_lease_only() {
     // The user name alone is not a node; nor is the group alone.
     let impostor = who("system:node:edge-1", &[]);
     assert!(authorize(&impostor, "create", &res("", "nodes", None, None, None)).is_err());
-    assert!(check_node_create(&node, "", "nodes", "edge-1").is_ok());
-    let e = check_node_create(&node, "", "nodes", "other").unwrap_err();
+    let named = |n: &str| json!({"metadata": {"name": n}});
+    assert!(check_node_create(&node, "", "nodes", &named("edge-1")).is_ok());
+    let e = check_node_create(&node, "", "nodes", &named("other")).unwrap_err();
     assert_eq!(
         e.message,
         r#"nodes "other" is forbidden: node "edge-1" is not allowed to modify node "other""#
     );
-    assert!(check_node_create(&node, "coordination.k8s.io", "leases", "other").is_err());
-    assert!(check_node_create(&node, "", "configmaps", "other").is_ok());
+    assert!(check_node_create(&node, "coordination.k8s.io", "leases", &named("other")).is_err());
+    assert!(check_node_create(&node, "", "configmaps", &named("other")).is_ok());
+}
+
+/// NodeRestriction on pods: a node creates only mirror pods of its own,
+/// which use no API object.
+#[test]
+fn nodes_create_only_their_own_mirror_pods() {
+    let node = who("system:node:edge-1", &["system:nodes"]);
+    let pods = Target::Resource {
+        group: "",
+        resource: "pods",
+        subresource: None,
+        namespace: Some("default"),
+        name: None,
+    };
+    assert!(authorize(&node, "create", &pods).is_ok());
+    let mirror = json!({
+        "metadata": {
+            "name": "web-edge-1",
+            "annotations": {"kubernetes.io/config.mirror": "abc"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "edge-1", "uid": "u", "controller": true}],
+        },
+        "spec": {"nodeName": "edge-1", "containers": [{"name": "c", "image": "busybox"}]},
+    });
+    assert!(check_node_create(&node, "", "pods", &mirror).is_ok());
+    let refused = |change: &dyn Fn(&mut serde_json::Value), why: &str| {
+        let mut p = mirror.clone();
+        change(&mut p);
+        let e = check_node_create(&node, "", "pods", &p).unwrap_err();
+        assert_eq!(e.code, 403);
+        assert!(e.message.contains(why), "{} lacks {why}", e.message);
+    };
+    refused(
+        &|p| p["metadata"]["annotations"] = json!({}),
+        "node \"edge-1\" can only create mirror pods",
+    );
+    refused(
+        &|p| p["spec"]["nodeName"] = json!("edge-2"),
+        "spec.nodeName set to itself",
+    );
+    refused(
+        &|p| p["metadata"]["ownerReferences"][0]["name"] = json!("edge-2"),
+        "single owner reference set to itself",
+    );
+    refused(
+        &|p| p["spec"]["serviceAccountName"] = json!("default"),
+        "reference a service account",
+    );
+    refused(
+        &|p| p["spec"]["volumes"] = json!([{"name": "s", "secret": {"secretName": "x"}}]),
+        "reference secrets",
+    );
+    refused(
+        &|p| {
+            p["spec"]["containers"][0]["env"] =
+                json!([{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "x", "key": "k"}}}])
+        },
+        "reference configmaps",
+    );
 }
 
 #[test]

@@ -198,6 +198,21 @@ pub fn prepare_update(
             )));
         }
     }
+    // A UID in the body is a precondition, as upstream's: the update is
+    // of that object, not of one made since under its name.
+    if let Some(uid) = meta_str(&new, "uid").filter(|u| !u.is_empty()) {
+        let stored = meta_str(old, "uid").unwrap_or("");
+        if uid != stored {
+            return Err(ApiError::conflict(
+                def.group,
+                def.plural,
+                &name,
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {stored}"
+                ),
+            ));
+        }
+    }
     if def.namespaced {
         let old_ns = meta_str(old, "namespace").unwrap_or("");
         if let Some(ns) = meta_str(&new, "namespace") {
@@ -364,7 +379,13 @@ mod tests {
         assert_eq!(old["status"], json!({}));
         let mut old = old;
         old["status"] = json!({"replicas": 1});
-        let new = json!({"metadata": {"name": "web", "uid": "forged"}, "spec": {"replicas": 3}, "status": {"replicas": 7}});
+        let forged = json!({"metadata": {"name": "web", "uid": "forged"}, "spec": {"replicas": 3}});
+        let err = prepare_update(&d, &old, forged, None).unwrap_err();
+        assert_eq!(err.code, 409);
+        assert!(err
+            .message
+            .contains("Precondition failed: UID in precondition: forged"));
+        let new = json!({"metadata": {"name": "web"}, "spec": {"replicas": 3}, "status": {"replicas": 7}});
         let out = prepare_update(&d, &old, new, None).unwrap();
         assert_eq!(out["metadata"]["uid"], old["metadata"]["uid"]);
         assert_eq!(out["metadata"]["generation"], 2);

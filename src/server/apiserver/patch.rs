@@ -188,6 +188,17 @@ pub async fn patch(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response,
         if r.subresource.is_none() {
             warnings = check_fields(def, q, &patched)?;
         }
+        // A patch that changes the UID is invalid (a PUT's UID is a
+        // precondition instead: prepare_update).
+        let uid = meta_str(&patched, "uid").filter(|u| !u.is_empty());
+        if uid.is_some() && uid != meta_str(&cur.obj, "uid") {
+            let cause = crate::api::validation::causes::invalid(
+                "metadata.uid",
+                &format!("{:?}", uid.unwrap_or_default()),
+                "field is immutable",
+            );
+            return Err(ApiError::invalid(def.group, def.kind, name, vec![cause]));
+        }
         let mut new = prepare_update(def, &cur.obj, patched, r.subresource.as_deref())?;
         allocate::on_update(def, &cur.obj, &mut new)?;
         if r.subresource.is_none() {

@@ -7,6 +7,7 @@ use kube::api::{Api, Patch, PatchParams};
 
 use super::{containers, pod_key, status, ContainerObserved, PodObserved, State, Worker};
 use crate::agent::node::register::FIELD_MANAGER;
+use crate::agent::pods::static_pods::{annotation, MIRROR_UID};
 use crate::runtime::pod::PodRuntime;
 
 impl<R: PodRuntime> Worker<R> {
@@ -63,7 +64,19 @@ impl<R: PodRuntime> Worker<R> {
         };
         let new = status::pod_status(&pod, &seen, Utc::now());
         let value = serde_json::to_value(&new).unwrap_or_default();
-        if self.written.as_ref() == Some(&value) {
+        // A static pod's status goes to its mirror pod, once there is one.
+        let mirror = self
+            .is_static
+            .then(|| annotation(&pod, MIRROR_UID).map(String::from))
+            .flatten();
+        if self.is_static && mirror.is_none() {
+            return;
+        }
+        if self
+            .written
+            .as_ref()
+            .is_some_and(|(v, m)| *v == value && *m == mirror)
+        {
             return;
         }
         let (Some(name), Some(ns)) = (
@@ -73,16 +86,30 @@ impl<R: PodRuntime> Worker<R> {
             return;
         };
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
-        let patch = serde_json::json!({ "status": value });
+        let mut patch = serde_json::json!({ "status": value });
+        if let Some(m) = &mirror {
+            // Only that mirror pod: one made since under the same name
+            // (for a newer manifest) is another pod's.
+            patch["metadata"] = serde_json::json!({ "uid": m });
+        }
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
         };
         match api.patch_status(name, &params, &Patch::Merge(&patch)).await {
             Ok(updated) => {
-                self.written = Some(value);
+                self.written = Some((value, mirror));
                 // Transition times are kept from what is stored now.
-                self.pod = Some(updated);
+                match self.pod.as_mut() {
+                    Some(p) if self.is_static => p.status = updated.status,
+                    _ => self.pod = Some(updated),
+                }
+            }
+            // The mirror pod went: the next one is told by the manager.
+            Err(kube::Error::Api(s))
+                if self.is_static && (s.is_not_found() || s.code == 409 || s.code == 422) =>
+            {
+                tracing::debug!(pod = %pod_key(&pod), "the static pod's mirror pod is gone: {}", s.message);
             }
             Err(e) => tracing::warn!(pod = %pod_key(&pod), "writing the pod's status: {e}"),
         }

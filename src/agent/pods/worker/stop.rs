@@ -28,6 +28,10 @@ impl<R: PodRuntime> Worker<R> {
             .unwrap_or(30)
             .max(0);
         self.teardown(Duration::from_secs(grace as u64)).await;
+        if self.is_static {
+            // Its manifest is gone; the mirror pod is the mirror task's.
+            return;
+        }
         let (Some(name), Some(ns)) = (pod.metadata.name.clone(), pod.metadata.namespace.clone())
         else {
             return;

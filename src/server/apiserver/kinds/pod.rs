@@ -31,6 +31,11 @@ impl Strategy for Pod {
 
     fn admit_create(&self, obj: &mut Value) {
         let qos = qos_class(obj);
+        // A mirror pod (a node's static pod) has no account, as upstream's
+        // ServiceAccount admission leaves it.
+        let mirror = obj
+            .pointer("/metadata/annotations/kubernetes.io~1config.mirror")
+            .is_some();
         if let Some(status) = obj.get_mut("status").and_then(Value::as_object_mut) {
             status.insert("qosClass".into(), json!(qos));
         }
@@ -42,16 +47,19 @@ impl Strategy for Pod {
         // accounts come with access control), and the deprecated field the
         // v1 API mirrors it into.
         let account = match spec.get("serviceAccountName").and_then(Value::as_str) {
-            Some(a) if !a.is_empty() => a.to_string(),
-            _ => "default".to_string(),
+            Some(a) if !a.is_empty() => Some(a.to_string()),
+            _ if mirror => None,
+            _ => Some("default".to_string()),
         };
-        spec.insert("serviceAccountName".into(), json!(account));
-        if spec
-            .get("serviceAccount")
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            spec.insert("serviceAccount".into(), json!(account));
+        if let Some(account) = account {
+            spec.insert("serviceAccountName".into(), json!(account));
+            if spec
+                .get("serviceAccount")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
+                spec.insert("serviceAccount".into(), json!(account));
+            }
         }
         // Priority comes from the PriorityClasses (`admission::priority`).
         // DefaultTolerationSeconds: evicted 300 s after its node goes
