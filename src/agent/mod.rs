@@ -147,8 +147,9 @@ pub async fn run(
     )
     .await;
     let wanted_images = workers.wanted_images.clone();
-    let manager = pods::manager::PodManager::new(client.clone(), workers.clone(), &cancel);
-    let pods = tokio::spawn(manager.run(statics, cancel.child_token()));
+    let (manager, inputs) =
+        pods::manager::PodManager::new(client.clone(), workers.clone(), statics, &cancel);
+    let pods = tokio::spawn(manager.run(inputs, cancel.child_token()));
     let mut node = NodeKeeper::new(client.clone(), config);
     let mut lease = LeaseKeeper::new(client.clone(), &node_name);
     let mut wait = Duration::from_millis(100);

@@ -19,87 +19,23 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::static_pods::{self, mirror, Statics};
+use super::sweep;
 use super::worker::{self, WorkerCtx};
 use crate::runtime::pod::PodRuntime;
-
-/// Remove the containers and sandboxes of pods that are not among `known`
-/// (this node's pods as listed at `listed_at`): pods deleted while no agent
-/// ran, or force-deleted before their worker saw them. Only what the agent
-/// made is touched (containers labelled with a pod uid, sandboxes named
-/// `k8s_`), and only what is older than the list: a pod that came after it
-/// is not in `known` but is no orphan.
-async fn sweep<R: PodRuntime>(
-    ctx: Arc<WorkerCtx<R>>,
-    known: std::collections::HashSet<String>,
-    listed_at: chrono::DateTime<chrono::Utc>,
-) {
-    let all = match ctx.runtime.list_containers(Default::default()).await {
-        Ok(all) => all,
-        Err(e) => return tracing::warn!("listing containers for the orphan sweep: {e}"),
-    };
-    let mut kept_sandboxes = std::collections::HashSet::new();
-    for c in &all {
-        let Some(uid) = c.labels.get(super::spec::LABEL_POD_UID) else {
-            continue;
-        };
-        let before_list = c.started_at.is_some_and(|t| t < listed_at);
-        if known.contains(uid) || !before_list {
-            if let Some(sb) = &c.sandbox {
-                kept_sandboxes.insert(sb.clone());
-            }
-            continue;
-        }
-        tracing::info!(container = %c.id, pod_uid = %uid, "removing a container of a pod that is gone");
-        if let Err(e) = ctx.runtime.remove_container(&c.id).await {
-            tracing::warn!("removing container {}: {e}", c.id);
-        }
-    }
-    // Volumes of pods gone (made before the list: a pod bound since may
-    // be setting its own up).
-    let root = ctx.root.clone();
-    let swept = tokio::task::spawn_blocking(move || {
-        for uid in super::volumes::pod_uids(&root) {
-            let dir = super::volumes::pod_dir(&root, &uid);
-            let old = std::fs::metadata(&dir)
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| chrono::DateTime::<chrono::Utc>::from(t) < listed_at);
-            if !known.contains(&uid) && old {
-                tracing::info!(pod_uid = %uid, "removing the volumes of a pod that is gone");
-                if let Err(e) = super::volumes::tear_down(&root, &uid) {
-                    tracing::warn!("{e}");
-                }
-            }
-        }
-        known
-    })
-    .await;
-    let Ok(known) = swept else { return };
-    let names = match ctx.runtime.sandbox_names().await {
-        Ok(n) => n,
-        Err(e) => return tracing::warn!("listing sandboxes for the orphan sweep: {e}"),
-    };
-    for name in names {
-        // A known pod's sandbox is named after its uid (spec::sandbox_name).
-        let owned = name.starts_with("k8s_");
-        let live = known.iter().any(|uid| name.ends_with(&format!("_{uid}")));
-        let old = match ctx.runtime.sandbox_status(&name).await {
-            Ok(Some(sb)) => sb.created < listed_at,
-            _ => false,
-        };
-        if owned && !live && old && !kept_sandboxes.contains(&name) {
-            tracing::info!(sandbox = %name, "removing the sandbox of a pod that is gone");
-            if let Err(e) = ctx.runtime.remove_sandbox(&name).await {
-                tracing::warn!("removing sandbox {name}: {e}");
-            }
-        }
-    }
-}
 
 /// A watch is restarted at least this often (the API server ends it too).
 const WATCH_TIMEOUT_SECS: u32 = 290;
 
 struct Running {
     pod: watch::Sender<Option<Pod>>,
+    /// A static pod's: the UID of the mirror pod its status goes to.
+    mirror: Option<watch::Sender<Option<String>>>,
+    /// Told to stop (a static pod whose manifest went): it ends once its
+    /// containers are gone, and nothing new is given to it.
+    stopping: bool,
+    key: (String, String),
+    /// Tells this worker from a later one of the same pod.
+    generation: u64,
     task: JoinHandle<()>,
 }
 
@@ -109,30 +45,56 @@ pub struct PodManager<R: PodRuntime> {
     workers: HashMap<String, Running>,
     /// The static pods (static_pods/), by UID.
     statics: HashMap<String, Pod>,
+    /// Static pods waiting for an instance of the same pod (same UID, or
+    /// same name: an older manifest's) to stop first, as kubelet waits.
+    held: Vec<Pod>,
     /// The mirror pod each static pod's status goes to, by static UID.
     mirror_of: HashMap<String, String>,
     mirrors: mpsc::UnboundedSender<mirror::Note>,
+    done_tx: mpsc::UnboundedSender<(String, u64)>,
+    generation: u64,
+}
+
+/// What the manager follows besides the API.
+pub struct Inputs {
+    statics: watch::Receiver<Statics>,
+    /// Workers that ended (UID, generation).
+    done: mpsc::UnboundedReceiver<(String, u64)>,
+}
+
+enum Input {
+    Statics(Statics),
+    Done(String, u64),
+}
+
+impl Inputs {
+    /// The next change; never, once nothing can change any more.
+    async fn next(&mut self) -> Input {
+        tokio::select! {
+            Ok(()) = self.statics.changed() => Input::Statics(self.statics.borrow_and_update().clone()),
+            Some((uid, generation)) = self.done.recv() => Input::Done(uid, generation),
+            else => std::future::pending().await,
+        }
+    }
 }
 
 fn uid(pod: &Pod) -> Option<&str> {
     pod.metadata.uid.as_deref()
 }
 
-/// The next static pods the source reads; never, once it stopped.
-async fn next_statics(rx: &mut watch::Receiver<Statics>) -> Statics {
-    match rx.changed().await {
-        Ok(()) => rx.borrow_and_update().clone(),
-        Err(_) => std::future::pending().await,
-    }
+fn show(k: &(String, String)) -> String {
+    format!("{}/{}", k.0, k.1)
 }
 
 impl<R: PodRuntime> PodManager<R> {
-    /// The manager, and the task that keeps the static pods' mirror pods.
+    /// The manager (and the task that keeps the static pods' mirror pods),
+    /// following the static pods `statics`.
     pub fn new(
         client: kube::Client,
         ctx: Arc<WorkerCtx<R>>,
+        statics: watch::Receiver<Statics>,
         cancel: &CancellationToken,
-    ) -> PodManager<R> {
+    ) -> (PodManager<R>, Inputs) {
         let (mirrors, notes) = mpsc::unbounded_channel();
         tokio::spawn(mirror::run(
             client.clone(),
@@ -140,14 +102,19 @@ impl<R: PodRuntime> PodManager<R> {
             notes,
             cancel.child_token(),
         ));
-        PodManager {
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let manager = PodManager {
             pods: Api::all(client),
             ctx,
             workers: HashMap::new(),
             statics: HashMap::new(),
+            held: Vec::new(),
             mirror_of: HashMap::new(),
             mirrors,
-        }
+            done_tx,
+            generation: 0,
+        };
+        (manager, Inputs { statics, done })
     }
 
     fn selector(&self) -> String {
@@ -169,28 +136,45 @@ impl<R: PodRuntime> PodManager<R> {
                 w.pod.send_replace(Some(pod));
             }
             None => {
+                let key = static_pods::key(&pod);
                 let (tx, rx) = watch::channel(Some(pod));
-                let task = tokio::spawn(worker::run(self.ctx.clone(), id.clone(), rx, is_static));
-                self.workers.insert(id, Running { pod: tx, task });
+                let (mirror, mirror_rx) = if is_static {
+                    let (m, r) = watch::channel(self.mirror_of.get(&id).cloned());
+                    (Some(m), Some(r))
+                } else {
+                    (None, None)
+                };
+                self.generation += 1;
+                let generation = self.generation;
+                let (ctx, done, wid) = (self.ctx.clone(), self.done_tx.clone(), id.clone());
+                let task = tokio::spawn(async move {
+                    worker::run(ctx, wid.clone(), rx, mirror_rx).await;
+                    let _ = done.send((wid, generation));
+                });
+                self.workers.insert(
+                    id,
+                    Running {
+                        pod: tx,
+                        mirror,
+                        stopping: false,
+                        key,
+                        generation,
+                        task,
+                    },
+                );
             }
         }
     }
 
-    /// A pod the API holds: run it, unless it is a mirror pod (or holds a
-    /// static pod's name), which only the mirror task looks after.
+    /// A pod the API holds: run it, unless it is a mirror pod, which only
+    /// the mirror task looks after.
     fn api_pod(&mut self, pod: Pod) {
-        if static_pods::is_mirror(&pod) || self.static_named(&pod).is_some() {
+        if static_pods::is_mirror(&pod) {
             self.mirror_seen(&pod);
             self.mirrors.send(mirror::Note::Seen(pod)).ok();
             return;
         }
         self.dispatch(pod, false);
-    }
-
-    /// The static pod of the same name as `pod`, if any.
-    fn static_named(&self, pod: &Pod) -> Option<&Pod> {
-        let k = static_pods::key(pod);
-        self.statics.values().find(|s| static_pods::key(s) == k)
     }
 
     /// A mirror pod of one of ours that is current: its static pod's
@@ -204,29 +188,47 @@ impl<R: PodRuntime> PodManager<R> {
         };
         if mirror.metadata.deletion_timestamp.is_some()
             || !self.statics.contains_key(hash)
-            || self.mirror_of.get(hash).map(String::as_str) == Some(mirror_uid)
+            || static_pods::key(mirror)
+                != self
+                    .statics
+                    .get(hash)
+                    .map(static_pods::key)
+                    .unwrap_or_default()
         {
             return;
         }
         self.mirror_of
             .insert(hash.to_string(), mirror_uid.to_string());
-        if let Some(pod) = self.statics.get(hash).cloned() {
-            self.dispatch_static(pod);
+        if let Some(m) = self.workers.get(hash).and_then(|w| w.mirror.as_ref()) {
+            m.send_if_modified(|cur| {
+                let changed = cur.as_deref() != Some(mirror_uid);
+                *cur = Some(mirror_uid.to_string());
+                changed
+            });
         }
     }
 
-    /// Give a static pod to its worker, marked with its mirror pod.
-    fn dispatch_static(&mut self, mut pod: Pod) {
-        let Some(id) = uid(&pod).map(String::from) else {
-            return;
-        };
-        if let Some(m) = self.mirror_of.get(&id) {
-            pod.metadata
-                .annotations
-                .get_or_insert_with(Default::default)
-                .insert(static_pods::MIRROR_UID.into(), m.clone());
+    /// Whether a static pod must wait: an instance of it (or of an older
+    /// manifest of the same pod) is still stopping.
+    fn must_wait(&self, pod: &Pod) -> bool {
+        let key = static_pods::key(pod);
+        let id = uid(pod).unwrap_or_default();
+        self.workers
+            .iter()
+            .any(|(wid, w)| !w.task.is_finished() && (wid == id || (w.stopping && w.key == key)))
+    }
+
+    /// Start the held static pods that need not wait any more.
+    fn start_held(&mut self) {
+        self.workers.retain(|_, w| !w.task.is_finished());
+        let held = std::mem::take(&mut self.held);
+        for pod in held {
+            if self.must_wait(&pod) {
+                self.held.push(pod);
+            } else {
+                self.dispatch(pod, true);
+            }
         }
-        self.dispatch(pod, true);
     }
 
     /// The static pods now: new ones start, changed or removed ones stop
@@ -236,6 +238,8 @@ impl<R: PodRuntime> PodManager<R> {
             .iter()
             .filter_map(|p| Some((uid(p)?.to_string(), p.clone())))
             .collect();
+        self.held
+            .retain(|p| uid(p).is_some_and(|id| wanted.contains_key(id)));
         let removed: Vec<Pod> = self
             .statics
             .iter()
@@ -246,7 +250,7 @@ impl<R: PodRuntime> PodManager<R> {
             let Some(id) = uid(&pod).map(String::from) else {
                 continue;
             };
-            tracing::info!(pod = %format!("{}/{}", static_pods::key(&pod).0, static_pods::key(&pod).1), "the static pod's manifest is gone: stopping it");
+            tracing::info!(pod = %show(&static_pods::key(&pod)), "the static pod's manifest is gone or changed: stopping it");
             self.statics.remove(&id);
             self.mirror_of.remove(&id);
             let grace = pod
@@ -257,23 +261,42 @@ impl<R: PodRuntime> PodManager<R> {
             pod.metadata.deletion_timestamp =
                 Some(crate::agent::node::pressure::to_time(chrono::Utc::now()));
             pod.metadata.deletion_grace_period_seconds = Some(grace);
-            if let Some(w) = self.workers.get(&id) {
+            if let Some(w) = self.workers.get_mut(&id) {
+                w.stopping = true;
                 w.pod.send_replace(Some(pod));
             }
         }
         for (id, pod) in wanted {
             if let std::collections::hash_map::Entry::Vacant(e) = self.statics.entry(id) {
                 e.insert(pod.clone());
-                self.dispatch_static(pod);
+                self.held.push(pod);
             }
         }
+        self.start_held();
         self.mirrors.send(mirror::Note::Statics(now)).ok();
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Statics(now) => self.apply_statics(now),
+            Input::Done(id, generation) => {
+                // Its task may not count as finished yet: forgotten here.
+                if self
+                    .workers
+                    .get(&id)
+                    .is_some_and(|w| w.generation == generation)
+                {
+                    self.workers.remove(&id);
+                }
+                self.start_held();
+            }
+        }
     }
 
     /// The pod is gone from the API: its worker tears it down.
     fn gone(&mut self, pod: &Pod) {
         let Some(id) = uid(pod) else { return };
-        if static_pods::is_mirror(pod) || self.static_named(pod).is_some() {
+        if static_pods::is_mirror(pod) {
             self.mirror_of.retain(|_, m| m != id);
             self.mirrors.send(mirror::Note::Deleted(pod.clone())).ok();
             return;
@@ -283,31 +306,41 @@ impl<R: PodRuntime> PodManager<R> {
         }
     }
 
-    /// Await `fut`, taking in the static pods as they change meanwhile (they
-    /// run whether or not the API answers).
-    async fn with_statics<F: std::future::Future>(
+    /// Await `fut`, taking in the static pods and ended workers meanwhile
+    /// (static pods run whether or not the API answers).
+    async fn with_inputs<F: std::future::Future>(
         &mut self,
-        statics: &mut watch::Receiver<Statics>,
+        inputs: &mut Inputs,
         fut: F,
     ) -> F::Output {
         let mut fut = std::pin::pin!(fut);
         loop {
             tokio::select! {
                 out = &mut fut => return out,
-                now = next_statics(statics) => self.apply_statics(now),
+                input = inputs.next() => self.input(input),
             }
         }
     }
 
     /// List, then watch, until cancelled; start over when the watch ends.
-    pub async fn run(mut self, mut statics: watch::Receiver<Statics>, cancel: CancellationToken) {
-        let first = statics.borrow_and_update().clone();
+    pub async fn run(mut self, mut inputs: Inputs, cancel: CancellationToken) {
+        let first = inputs.statics.borrow_and_update().clone();
+        // Instances of static pods whose manifest went while no agent ran
+        // go first, whether or not the API answers.
+        let known = first.iter().filter_map(uid).map(String::from).collect();
+        sweep::sweep(
+            self.ctx.clone(),
+            known,
+            chrono::Utc::now(),
+            static_pods::is_static_uid,
+        )
+        .await;
         self.apply_statics(first);
         let mut wait = Duration::from_millis(100);
         loop {
             let r = tokio::select! {
                 _ = cancel.cancelled() => break,
-                r = self.list_and_watch(&mut statics) => r,
+                r = self.list_and_watch(&mut inputs) => r,
             };
             match r {
                 Ok(()) => wait = Duration::from_millis(100),
@@ -319,7 +352,7 @@ impl<R: PodRuntime> PodManager<R> {
                             _ = tokio::time::sleep(wait) => {}
                         }
                     };
-                    self.with_statics(&mut statics, sleep).await;
+                    self.with_inputs(&mut inputs, sleep).await;
                     wait = (wait * 2).min(Duration::from_secs(10));
                 }
             }
@@ -333,37 +366,27 @@ impl<R: PodRuntime> PodManager<R> {
         }
     }
 
-    async fn list_and_watch(
-        &mut self,
-        statics: &mut watch::Receiver<Statics>,
-    ) -> Result<(), kube::Error> {
+    async fn list_and_watch(&mut self, inputs: &mut Inputs) -> Result<(), kube::Error> {
         let listed_at = chrono::Utc::now();
         let api = self.pods.clone();
         let lp = ListParams::default().fields(&self.selector());
-        let list = self.with_statics(statics, api.list(&lp)).await?;
+        let list = self.with_inputs(inputs, api.list(&lp)).await?;
         let rv = list.metadata.resource_version.clone().unwrap_or_default();
-        let listed: std::collections::HashSet<String> = list
-            .items
-            .iter()
-            .filter_map(uid)
-            .map(String::from)
-            .chain(self.statics.keys().cloned())
-            .collect();
+        let (mirrors, pods): (Vec<Pod>, Vec<Pod>) =
+            list.items.into_iter().partition(static_pods::is_mirror);
+        let listed: std::collections::HashSet<String> =
+            pods.iter().filter_map(uid).map(String::from).collect();
         let vanished: Vec<String> = self
             .workers
-            .keys()
-            .filter(|id| !listed.contains(*id))
-            .cloned()
+            .iter()
+            .filter(|(id, w)| w.mirror.is_none() && !listed.contains(*id))
+            .map(|(id, _)| id.clone())
             .collect();
         for id in vanished {
             if let Some(w) = self.workers.get(&id) {
                 w.pod.send_replace(None);
             }
         }
-        let (mirrors, pods): (Vec<Pod>, Vec<Pod>) = list
-            .items
-            .into_iter()
-            .partition(|p| static_pods::is_mirror(p) || self.static_named(p).is_some());
         self.mirror_of.clear();
         for m in &mirrors {
             self.mirror_seen(m);
@@ -374,13 +397,23 @@ impl<R: PodRuntime> PodManager<R> {
         }
         // What pods deleted while no agent ran left behind goes; a sweep
         // of its own, not holding up the watch.
-        let known: std::collections::HashSet<String> = self.workers.keys().cloned().collect();
-        tokio::spawn(sweep(self.ctx.clone(), known, listed_at));
+        let known: std::collections::HashSet<String> = self
+            .workers
+            .keys()
+            .cloned()
+            .chain(self.held.iter().filter_map(uid).map(String::from))
+            .collect();
+        tokio::spawn(sweep::sweep(
+            self.ctx.clone(),
+            known,
+            listed_at,
+            sweep::any_pod,
+        ));
         let params = WatchParams::default()
             .fields(&self.selector())
             .timeout(WATCH_TIMEOUT_SECS);
         let mut events = self
-            .with_statics(statics, api.watch(&params, &rv))
+            .with_inputs(inputs, api.watch(&params, &rv))
             .await?
             .boxed();
         loop {
@@ -389,8 +422,8 @@ impl<R: PodRuntime> PodManager<R> {
                     Some(e) => e,
                     None => return Ok(()),
                 },
-                now = next_statics(statics) => {
-                    self.apply_statics(now);
+                input = inputs.next() => {
+                    self.input(input);
                     continue;
                 }
             };

@@ -7,9 +7,11 @@
 pub mod grpc_health;
 pub mod images;
 pub mod manager;
+pub mod pod_cgroup;
 pub mod probe;
 pub mod spec;
 pub mod static_pods;
 pub mod status;
+pub mod sweep;
 pub mod volumes;
 pub mod worker;

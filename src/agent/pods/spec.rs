@@ -293,6 +293,9 @@ pub fn container_spec(
             ..Process::default()
         },
         resources: resources(c)?,
+        // The pod's own cgroup (pod_cgroup.rs) bounds the containers
+        // together.
+        cgroup_parent: Some(super::pod_cgroup::parent(pod)),
         security: security(spec, c)?,
         etc: etc_files(spec)?,
         ..ContainerSpec::default()
@@ -342,7 +345,7 @@ fn ceil_div(a: i128, b: i128) -> i128 {
 
 /// The memory limit, CFS quota and CPU shares kubelet gives the runtime
 /// (hugepage limits have no field in ContainerSpec yet).
-fn resources(c: &Container) -> Result<Resources, SpecError> {
+pub fn resources(c: &Container) -> Result<Resources, SpecError> {
     let limits = c.resources.as_ref().and_then(|r| r.limits.as_ref());
     let limit = |name: &str| -> Result<i128, SpecError> {
         match limits.and_then(|l| l.get(name)) {
@@ -359,28 +362,46 @@ fn resources(c: &Container) -> Result<Resources, SpecError> {
             period: CpuQuota::PERIOD,
         }
     });
-    // kubelet's MilliCPUToShares: 1024 per CPU requested, at least 2 (a
-    // container without a request weighs next to nothing under load).
-    let requested = match c
+    Ok(Resources {
+        memory: (memory > 0).then(|| i64::try_from(memory).unwrap_or(i64::MAX)),
+        cpu,
+        cpu_shares: Some(shares(cpu_request_milli(c)?)),
+        ..Resources::default()
+    })
+}
+
+/// The container's CPU request in millicores (0 when none).
+pub fn cpu_request_milli(c: &Container) -> Result<i128, SpecError> {
+    match c
         .resources
         .as_ref()
         .and_then(|r| r.requests.as_ref())
         .and_then(|r| r.get("cpu"))
     {
-        Some(q) => ceil_div(nanos("requests.cpu", &q.0)?, NANOS_PER_MILLI),
-        None => 0,
-    };
-    let shares = (requested.saturating_mul(1024) / 1000).clamp(MIN_SHARES, MAX_SHARES);
-    Ok(Resources {
-        memory: (memory > 0).then(|| i64::try_from(memory).unwrap_or(i64::MAX)),
-        cpu,
-        cpu_shares: Some(shares as u64),
-        ..Resources::default()
-    })
+        Some(q) => Ok(ceil_div(nanos("requests.cpu", &q.0)?, NANOS_PER_MILLI)),
+        None => Ok(0),
+    }
 }
 
-const MIN_SHARES: i128 = 2;
+/// kubelet's MilliCPUToShares: 1024 per CPU requested, at least 2 (a
+/// container without a request weighs next to nothing under load).
+pub fn shares(milli_cpu: i128) -> u64 {
+    (milli_cpu.saturating_mul(1024) / 1000).clamp(MIN_SHARES, MAX_SHARES) as u64
+}
+
+pub const MIN_SHARES: i128 = 2;
 const MAX_SHARES: i128 = 262_144;
+
+/// The pod's QoS class: as the API server recorded it, else computed.
+pub fn qos_of(pod: &Pod) -> String {
+    match pod.status.as_ref().and_then(|s| s.qos_class.clone()) {
+        Some(c) => c,
+        None => {
+            let v = serde_json::to_value(pod).unwrap_or_default();
+            crate::api::qos::qos_class(&v).to_string()
+        }
+    }
+}
 
 /// kubelet's OOM score of a container (qos/policy.go): a node-critical or
 /// Guaranteed pod's are killed last, BestEffort ones first, and a
@@ -394,13 +415,7 @@ fn oom_score_adj(pod: &Pod, c: &Container, memory_capacity: u64) -> Result<i32, 
         .as_ref()
         .and_then(|s| s.priority_class_name.as_deref())
         == Some("system-node-critical");
-    let class = match pod.status.as_ref().and_then(|s| s.qos_class.clone()) {
-        Some(c) => c,
-        None => {
-            let v = serde_json::to_value(pod).unwrap_or_default();
-            crate::api::qos::qos_class(&v).to_string()
-        }
-    };
+    let class = qos_of(pod);
     if critical || class == "Guaranteed" {
         return Ok(GUARANTEED);
     }

@@ -127,9 +127,13 @@ struct Worker<R: PodRuntime> {
     /// From a manifest file, not the API: its status goes to its mirror
     /// pod, and no API object is deleted when it ends.
     is_static: bool,
+    /// The mirror pod a static pod's status goes to, once there is one.
+    mirror_uid: Option<String>,
     sandbox: Option<(String, IpAddr)>,
     sandbox_retry: Option<Instant>,
     sandbox_failures: i32,
+    /// The pod's cgroup is there with its limits.
+    cgroup_ready: bool,
     slots: HashMap<String, Slot>,
     exits: SelectAll<ExitStream>,
     started_at: Option<chrono::DateTime<Utc>>,
@@ -172,7 +176,7 @@ pub async fn run<R: PodRuntime>(
     ctx: Arc<WorkerCtx<R>>,
     uid: String,
     mut pod: watch::Receiver<Option<Pod>>,
-    is_static: bool,
+    mut mirror: Option<watch::Receiver<Option<String>>>,
 ) {
     let (probe_tx, probe_rx) = tokio::sync::mpsc::unbounded_channel();
     let mut w = Worker {
@@ -183,10 +187,12 @@ pub async fn run<R: PodRuntime>(
         ctx,
         uid,
         pod: None,
-        is_static,
+        is_static: mirror.is_some(),
+        mirror_uid: mirror.as_mut().and_then(|m| m.borrow_and_update().clone()),
         sandbox: None,
         sandbox_retry: None,
         sandbox_failures: 0,
+        cgroup_ready: false,
         slots: HashMap::new(),
         exits: SelectAll::new(),
         started_at: None,
@@ -245,8 +251,24 @@ pub async fn run<R: PodRuntime>(
             Some(r) = w.probe_rx.recv() => {
                 w.probed(r).await;
             }
+            Some(m) = mirror_changed(&mut mirror) => {
+                w.mirror_uid = m;
+            }
             _ = sleep_until(timer) => {}
         }
+    }
+}
+
+/// The next mirror pod of a static pod; never for another pod.
+async fn mirror_changed(
+    rx: &mut Option<watch::Receiver<Option<String>>>,
+) -> Option<Option<String>> {
+    match rx {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => Some(rx.borrow_and_update().clone()),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
     }
 }
 
@@ -344,6 +366,10 @@ impl<R: PodRuntime> Worker<R> {
         } else {
             self.sync_volumes(&pod).await;
         }
+        if !self.cgroup_ready && !self.set_up_cgroup(&pod).await {
+            self.write_status().await;
+            return;
+        }
         self.restart_changed(&pod);
         let (init, main) = containers(&pod);
         let (init, main) = (init.to_vec(), main.to_vec());
@@ -429,6 +455,33 @@ impl<R: PodRuntime> Worker<R> {
         }
         self.finished = true;
         self.write_status().await;
+    }
+
+    /// Make the pod's cgroup with its limits, or set when to try again.
+    async fn set_up_cgroup(&mut self, pod: &Pod) -> bool {
+        if self.sandbox_retry.is_some_and(|t| Instant::now() < t) {
+            return false;
+        }
+        let parent = super::pod_cgroup::parent(pod);
+        // A quantity that does not parse fails the containers' own specs
+        // (CreateContainerConfigError); the pod is then left unbounded.
+        let limits = super::pod_cgroup::limits(pod).unwrap_or_default();
+        let made = tokio::task::spawn_blocking(move || super::pod_cgroup::set_up(&parent, &limits))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map_err(|e| e.to_string()));
+        match made {
+            Ok(()) => {
+                self.cgroup_ready = true;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(pod = %pod_key(pod), "making the pod's cgroup: {e}");
+                self.sandbox_failures += 1;
+                self.sandbox_retry = Some(Instant::now() + retry_after(self.sandbox_failures));
+                false
+            }
+        }
     }
 
     async fn make_sandbox(&mut self, pod: &Pod) -> Result<(), String> {

@@ -455,43 +455,18 @@ fn mirror_pod_refused(node: &str, pod: &Value) -> Option<String> {
         o.get("apiVersion").and_then(Value::as_str) == Some("v1")
             && o.get("kind").and_then(Value::as_str) == Some("Node")
             && o.get("name").and_then(Value::as_str) == Some(node)
+            && o.get("controller").and_then(Value::as_bool) == Some(true)
+            && o.get("blockOwnerDeletion").and_then(Value::as_bool) != Some(true)
     };
     if owners.len() > 1 || owners.iter().any(|o| !own_node(o)) {
         return Some(format!(
             "node {node:?} can only create pods with a single owner reference set to itself"
         ));
     }
-    if spec
-        .get("serviceAccountName")
-        .and_then(Value::as_str)
-        .is_some_and(|a| !a.is_empty())
-    {
+    if let Some(what) = super::node_graph::first_reference(pod) {
         return Some(format!(
-            "node {node:?} can not create pods that reference a service account"
+            "node {node:?} can not create pods that reference {what}"
         ));
-    }
-    // These keys name an API object wherever they occur in a PodSpec
-    // (volume and projection sources, env and envFrom), and a string
-    // value holding one is escaped in the JSON text, so a search of the
-    // text finds exactly the references.
-    let text = spec.to_string();
-    for (needle, what) in [
-        ("\"secret\":", "secrets"),
-        ("\"secretKeyRef\":", "secrets"),
-        ("\"secretRef\":", "secrets"),
-        ("\"configMap\":", "configmaps"),
-        ("\"configMapKeyRef\":", "configmaps"),
-        ("\"configMapRef\":", "configmaps"),
-        ("\"persistentVolumeClaim\":", "persistentvolumeclaims"),
-        ("\"serviceAccountToken\":", "serviceaccounts"),
-        ("\"clusterTrustBundle\":", "clustertrustbundles"),
-        ("\"resourceClaims\":", "resourceclaims"),
-    ] {
-        if text.contains(needle) {
-            return Some(format!(
-                "node {node:?} can not create pods that reference {what}"
-            ));
-        }
     }
     None
 }

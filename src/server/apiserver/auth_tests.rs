@@ -210,8 +210,37 @@ fn nodes_create_only_their_own_mirror_pods() {
     );
     refused(
         &|p| p["spec"]["serviceAccountName"] = json!("default"),
-        "reference a service account",
+        "reference serviceaccounts",
     );
+    refused(
+        &|p| p["spec"]["imagePullSecrets"] = json!([{"name": "registry"}]),
+        "reference secrets",
+    );
+    refused(
+        &|p| {
+            p["spec"]["volumes"] = json!([{"name": "e", "ephemeral": {"volumeClaimTemplate": {}}}])
+        },
+        "reference persistentvolumeclaims",
+    );
+    refused(
+        &|p| p["spec"]["volumes"] = json!([{"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}}]),
+        "reference serviceaccounts",
+    );
+    refused(
+        &|p| {
+            p["spec"]["initContainers"] =
+                json!([{"name": "i", "envFrom": [{"secretRef": {"name": "x"}}]}])
+        },
+        "reference secrets",
+    );
+    refused(
+        &|p| p["metadata"]["ownerReferences"][0]["controller"] = json!(false),
+        "single owner reference set to itself",
+    );
+    // A key that only looks like a reference is none.
+    let mut plain = mirror.clone();
+    plain["spec"]["nodeSelector"] = json!({"secret": "x", "configMap": "y"});
+    assert!(check_node_create(&node, "", "pods", &plain).is_ok());
     refused(
         &|p| p["spec"]["volumes"] = json!([{"name": "s", "secret": {"secretName": "x"}}]),
         "reference secrets",

@@ -56,6 +56,8 @@ struct ClaimVolume {
 struct Source {
     secret: Option<Named>,
     config_map: Option<Named>,
+    service_account_token: Option<serde::de::IgnoredAny>,
+    cluster_trust_bundle: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
@@ -120,6 +122,67 @@ struct Spec {
 struct Pod {
     metadata: Named,
     spec: Spec,
+}
+
+/// The first kind of API object the pod (as JSON) uses that the graph
+/// would open to its node, if any — what NodeRestriction refuses in a
+/// mirror pod. The same reading as the graph's, so the two cannot drift
+/// apart; a pod that cannot be read that way counts as using something.
+pub fn first_reference(pod: &serde_json::Value) -> Option<&'static str> {
+    let Ok(p) = Pod::deserialize(pod) else {
+        return Some("objects it cannot be checked for");
+    };
+    let s = &p.spec;
+    if !s.service_account_name.is_empty() {
+        return Some("serviceaccounts");
+    }
+    if !s.image_pull_secrets.is_empty() {
+        return Some("secrets");
+    }
+    for v in &s.volumes {
+        if v.secret.is_some() {
+            return Some("secrets");
+        }
+        if v.config_map.is_some() {
+            return Some("configmaps");
+        }
+        if v.persistent_volume_claim.is_some() || v.ephemeral.is_some() {
+            return Some("persistentvolumeclaims");
+        }
+        for x in v.projected.iter().flat_map(|p| &p.sources) {
+            if x.secret.is_some() {
+                return Some("secrets");
+            }
+            if x.config_map.is_some() {
+                return Some("configmaps");
+            }
+            if x.service_account_token.is_some() {
+                return Some("serviceaccounts");
+            }
+            if x.cluster_trust_bundle.is_some() {
+                return Some("clustertrustbundles");
+            }
+        }
+    }
+    for c in p.containers() {
+        for e in c.env.iter().filter_map(|e| e.value_from.as_ref()) {
+            if e.secret_key_ref.is_some() {
+                return Some("secrets");
+            }
+            if e.config_map_key_ref.is_some() {
+                return Some("configmaps");
+            }
+        }
+        for e in &c.env_from {
+            if e.secret_ref.is_some() {
+                return Some("secrets");
+            }
+            if e.config_map_ref.is_some() {
+                return Some("configmaps");
+            }
+        }
+    }
+    None
 }
 
 impl Pod {

@@ -32,9 +32,6 @@ use tokio_util::sync::CancellationToken;
 pub const SOURCE_ANNOTATION: &str = "kubernetes.io/config.source";
 pub const HASH_ANNOTATION: &str = "kubernetes.io/config.hash";
 pub const MIRROR_ANNOTATION: &str = "kubernetes.io/config.mirror";
-/// Internal to the agent, never written to the API: the UID of the mirror
-/// pod a static pod's worker writes its status to.
-pub const MIRROR_UID: &str = "skiff.io/mirror-uid";
 
 /// kubelet's `fileCheckFrequency`.
 const RESCAN: Duration = Duration::from_secs(20);
@@ -74,6 +71,32 @@ pub fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
         .map(String::as_str)
 }
 
+/// Whether `uid` is a static pod's (32 hex digits; the API's are UUIDs).
+pub fn is_static_uid(uid: &str) -> bool {
+    uid.len() == 32
+        && uid
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `v` with every object's keys in order, so that the hash of a manifest
+/// does not change when its keys are written in another order.
+fn canonical(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), canonical(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
 /// `<namespace>/<name>`.
 pub fn key(pod: &Pod) -> (String, String) {
     (
@@ -110,7 +133,7 @@ pub fn load(path: &Path, text: &str, node: &str) -> Result<Pod, ManifestError> {
     // The UID is the manifest's (as defaulted), the node's and the file's:
     // stable across restarts, new when any of them changes.
     let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(&v).unwrap_or_default());
+    hasher.update(serde_json::to_vec(&canonical(&v)).unwrap_or_default());
     hasher.update(format!("host:{node}").as_bytes());
     hasher.update(format!("file:{shown}").as_bytes());
     let uid = hex::encode(&hasher.finalize()[..16]);
@@ -143,7 +166,6 @@ pub fn load(path: &Path, text: &str, node: &str) -> Result<Pod, ManifestError> {
     annotations.insert(HASH_ANNOTATION.into(), json!(uid));
     annotations.insert(SOURCE_ANNOTATION.into(), json!("file"));
     annotations.remove(MIRROR_ANNOTATION);
-    annotations.remove(MIRROR_UID);
     let spec = v
         .get_mut("spec")
         .and_then(Value::as_object_mut)
@@ -168,13 +190,11 @@ pub fn load(path: &Path, text: &str, node: &str) -> Result<Pod, ManifestError> {
     serde_json::from_value(v).map_err(|e| ManifestError::Invalid(shown, e.to_string()))
 }
 
-/// Whether the directory entry `name` is a manifest (hidden files and
-/// editors' backups are not).
+/// Whether the directory entry `name` is read as a manifest: every file
+/// but hidden ones, as kubelet (an editor's backup copy names the same pod
+/// as its original, and is ignored as a duplicate).
 fn is_manifest(name: &str) -> bool {
     !name.starts_with('.')
-        && [".yaml", ".yml", ".json"]
-            .iter()
-            .any(|ext| name.ends_with(ext))
 }
 
 fn read_manifest(path: &Path) -> Result<String, ManifestError> {
@@ -200,6 +220,8 @@ pub struct Scanner {
     good: HashMap<PathBuf, Pod>,
     /// The error last logged for each file, not logged again.
     failed: HashMap<PathBuf, String>,
+    /// Files naming a pod another file names first, already logged.
+    duplicates: HashSet<PathBuf>,
 }
 
 impl Scanner {
@@ -240,6 +262,7 @@ impl Scanner {
         let present: HashSet<&PathBuf> = files.iter().collect();
         self.good.retain(|p, _| present.contains(p));
         self.failed.retain(|p, _| present.contains(p));
+        self.duplicates.retain(|p| present.contains(p));
         let mut pods = Vec::new();
         let mut names: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
         for path in &files {
@@ -266,19 +289,18 @@ impl Scanner {
             };
             let k = key(pod);
             if let Some(first) = names.get(&k) {
-                if !self.failed.contains_key(path) {
-                    let msg = format!(
-                        "{}: pod {}/{} is already described by {}; this file is ignored",
+                if self.duplicates.insert(path.clone()) {
+                    tracing::warn!(
+                        "static pod manifest {}: pod {}/{} is already described by {}; this file is ignored",
                         path.display(),
                         k.0,
                         k.1,
                         first.display()
                     );
-                    tracing::warn!("static pod manifest {msg}");
-                    self.failed.insert(path.clone(), msg);
                 }
                 continue;
             }
+            self.duplicates.remove(path);
             names.insert(k, path.clone());
             pods.push(pod.clone());
         }
@@ -327,6 +349,13 @@ pub async fn follow(
     rx
 }
 
+/// The identity of `dir` (device, inode): a directory removed and made
+/// again needs a new watch.
+fn identity(dir: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
 /// An inotify descriptor on `dir`, when one can be had (without it the
 /// directory is still read every 20 s).
 fn notifier(dir: &Path) -> Option<tokio::io::unix::AsyncFd<OwnedFd>> {
@@ -355,6 +384,7 @@ async fn watch_dir(
     tx: watch::Sender<Statics>,
     cancel: CancellationToken,
 ) {
+    let mut watched = identity(&dir);
     let mut notify = notifier(&dir);
     let mut tick = tokio::time::interval(RESCAN);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -390,7 +420,9 @@ async fn watch_dir(
             }
         }
         // The directory may have been made (or made again) since.
-        if notify.is_none() {
+        let now = identity(&dir);
+        if notify.is_none() || now != watched {
+            watched = now;
             notify = notifier(&dir);
         }
         let scanned = tokio::task::spawn_blocking(move || {

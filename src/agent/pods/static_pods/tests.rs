@@ -106,10 +106,12 @@ fn the_scanner_keeps_a_pod_while_its_file_is_broken() {
     assert!(s.scan().is_empty());
     std::fs::write(d.join("web.yaml"), WEB).unwrap();
     std::fs::write(d.join(".web.yaml.swp"), "junk").unwrap();
+    // An editor's backup names the same pod: ignored as a duplicate.
     std::fs::write(d.join("web.yaml~"), WEB).unwrap();
-    std::fs::write(d.join("notes.txt"), WEB).unwrap();
     let first = s.scan();
     assert_eq!(names(&first), ["web-n"]);
+    assert!(first[0].metadata.uid == load(&d.join("web.yaml"), WEB, "n").unwrap().metadata.uid);
+    std::fs::remove_file(d.join("web.yaml~")).unwrap();
     // Half written: the pod runs on as it was.
     std::fs::write(
         d.join("web.yaml"),
@@ -119,7 +121,7 @@ fn the_scanner_keeps_a_pod_while_its_file_is_broken() {
     let during = s.scan();
     assert_eq!(during[0].metadata.uid, first[0].metadata.uid);
     // A second file naming the same pod is ignored, the first one wins.
-    std::fs::write(d.join("zz-web.yml"), WEB).unwrap();
+    std::fs::write(d.join("zz-web.manifest"), WEB).unwrap();
     assert_eq!(names(&s.scan()), ["web-n"]);
     std::fs::write(d.join("web.yaml"), WEB.replace("1.36", "1.37")).unwrap();
     let edited = s.scan();
@@ -130,8 +132,27 @@ fn the_scanner_keeps_a_pod_while_its_file_is_broken() {
     let after = s.scan();
     assert_eq!(names(&after), ["web-n"]);
     assert_ne!(after[0].metadata.uid, edited[0].metadata.uid);
-    std::fs::remove_file(d.join("zz-web.yml")).unwrap();
+    std::fs::remove_file(d.join("zz-web.manifest")).unwrap();
     assert!(s.scan().is_empty());
+}
+
+#[test]
+fn the_order_of_keys_does_not_change_the_pod() {
+    let reordered = "kind: Pod
+spec:
+  containers:
+  - image: busybox:1.36
+    name: httpd
+metadata:
+  labels: {app: web}
+  name: web
+apiVersion: v1
+";
+    let a = load(Path::new("/m/web.yaml"), WEB, "n").unwrap();
+    let b = load(Path::new("/m/web.yaml"), reordered, "n").unwrap();
+    assert_eq!(a.metadata.uid, b.metadata.uid);
+    assert!(is_static_uid(a.metadata.uid.as_deref().unwrap()));
+    assert!(!is_static_uid("0b9ae4c4-7d6c-4b0e-9d87-2f3c8d1e5a10"));
 }
 
 #[test]

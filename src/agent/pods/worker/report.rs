@@ -7,7 +7,6 @@ use kube::api::{Api, Patch, PatchParams};
 
 use super::{containers, pod_key, status, ContainerObserved, PodObserved, State, Worker};
 use crate::agent::node::register::FIELD_MANAGER;
-use crate::agent::pods::static_pods::{annotation, MIRROR_UID};
 use crate::runtime::pod::PodRuntime;
 
 impl<R: PodRuntime> Worker<R> {
@@ -65,10 +64,7 @@ impl<R: PodRuntime> Worker<R> {
         let new = status::pod_status(&pod, &seen, Utc::now());
         let value = serde_json::to_value(&new).unwrap_or_default();
         // A static pod's status goes to its mirror pod, once there is one.
-        let mirror = self
-            .is_static
-            .then(|| annotation(&pod, MIRROR_UID).map(String::from))
-            .flatten();
+        let mirror = self.mirror_uid.clone().filter(|_| self.is_static);
         if self.is_static && mirror.is_none() {
             return;
         }

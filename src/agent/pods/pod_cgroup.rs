@@ -1,0 +1,240 @@
+//! A pod's own cgroup, as kubelet's cgroupfs driver lays it out: the
+//! containers of a pod live under `<engine parent>/kubepods/<qos>/pod<uid>`
+//! (a Guaranteed pod's directly under `kubepods`), and that cgroup holds the
+//! pod's memory limit, CFS quota and CPU weight, so a pod is limited and
+//! accounted as one, whatever its containers do between restarts. The
+//! BestEffort class as a whole gets the least CPU weight, as upstream.
+//!
+//! The limits are upstream's ResourceConfigForPod: CPU weight from the sum
+//! of requests; quota and memory only when every container has a limit
+//! (otherwise the pod is not bounded); an init container counts as much as
+//! the largest of them, since they run one at a time.
+
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+
+use super::spec::{self, SpecError};
+use crate::runtime::container::cgroups::{self, CgroupError, CgroupMode, Hierarchies};
+use crate::runtime::container::containerspec::{CpuQuota, Resources};
+
+/// The QoS class's directory under kubepods ("" for Guaranteed).
+fn class_dir(qos: &str) -> &'static str {
+    match qos {
+        "Guaranteed" => "",
+        "BestEffort" => "besteffort",
+        _ => "burstable",
+    }
+}
+
+/// `<engine parent>/kubepods`.
+pub fn kubepods() -> String {
+    format!("{}/kubepods", cgroups::default_parent())
+}
+
+/// The cgroup parent of the pod's containers (a `--cgroup-parent` value).
+pub fn parent(pod: &Pod) -> String {
+    let uid = pod.metadata.uid.as_deref().unwrap_or_default();
+    let class = class_dir(&spec::qos_of(pod));
+    if class.is_empty() {
+        format!("{}/pod{uid}", kubepods())
+    } else {
+        format!("{}/{class}/pod{uid}", kubepods())
+    }
+}
+
+/// The pod's limits: upstream's ResourceConfigForPod.
+pub fn limits(pod: &Pod) -> Result<Resources, SpecError> {
+    let Some(ps) = pod.spec.as_ref() else {
+        return Ok(Resources::default());
+    };
+    let init = ps.init_containers.as_deref().unwrap_or_default();
+    let sidecar = |c: &&Container| c.restart_policy.as_deref() == Some("Always");
+    // Containers that run together: the main ones and the sidecars; the
+    // other init containers one at a time, before.
+    let together: Vec<&Container> = ps
+        .containers
+        .iter()
+        .chain(init.iter().filter(sidecar))
+        .collect();
+    let one_at_a_time: Vec<&Container> = init.iter().filter(|c| !sidecar(c)).collect();
+    let mut each = Vec::new();
+    for c in together.iter().chain(&one_at_a_time) {
+        each.push((spec::resources(c)?, spec::cpu_request_milli(c)?));
+    }
+    let (run, first) = each.split_at(together.len());
+    // Each container's limits and CPU request; a value the pod has only
+    // when every container has it.
+    type Each = (Resources, i128);
+    let sum_or_max = |f: &dyn Fn(&Each) -> Option<i128>| -> Option<i128> {
+        let sum = run.iter().map(f).sum::<Option<i128>>()?;
+        let max = first
+            .iter()
+            .map(f)
+            .try_fold(0i128, |m, v| Some(m.max(v?)))?;
+        Some(sum.max(max))
+    };
+    let memory = sum_or_max(&|(r, _)| r.memory.map(i128::from));
+    let quota = sum_or_max(&|(r, _)| r.cpu.map(|q| i128::from(q.quota)));
+    let requested = sum_or_max(&|(_, m)| Some(*m)).unwrap_or(0);
+    let best_effort = spec::qos_of(pod) == "BestEffort";
+    Ok(Resources {
+        memory: memory
+            .filter(|m| *m > 0)
+            .map(|m| i64::try_from(m).unwrap_or(i64::MAX)),
+        cpu: quota.filter(|q| *q > 0).map(|q| CpuQuota {
+            quota: i64::try_from(q).unwrap_or(i64::MAX),
+            period: CpuQuota::PERIOD,
+        }),
+        cpu_shares: Some(if best_effort {
+            spec::MIN_SHARES as u64
+        } else {
+            spec::shares(requested)
+        }),
+        ..Resources::default()
+    })
+}
+
+/// cgroup v2's weight for v1 shares (the runtimes' conversion).
+fn weight(shares: u64) -> u64 {
+    1 + (shares.saturating_sub(2) * 9999) / 262_142
+}
+
+fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(|source| CgroupError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Make the cgroup at `path` in every hierarchy that holds one of
+/// `controllers` and, on cgroup v2, enable them down to it (a new cgroup
+/// has none of its parent's controllers until they are delegated).
+fn make(h: &Hierarchies, path: &str) -> Result<(), CgroupError> {
+    cgroups::validate_path(path)?;
+    for ctl in ["memory", "cpu"] {
+        let Some(hier) = h.controller(ctl) else {
+            continue;
+        };
+        let dir = Hierarchies::dir(hier, path);
+        std::fs::create_dir_all(&dir).map_err(|source| CgroupError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        if h.mode() == CgroupMode::Unified {
+            // Each ancestor delegates the controllers to the next one;
+            // best effort, as one that lacks a controller cannot give it.
+            let mut cur = hier.mountpoint.clone();
+            for part in path.trim_matches('/').split('/') {
+                for c in ["+cpu", "+memory", "+pids"] {
+                    let _ = std::fs::write(cur.join("cgroup.subtree_control"), c);
+                }
+                cur.push(part);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Set the pod's cgroup up with its limits (blocking: cgroupfs writes).
+pub fn set_up(pod_parent: &str, limits: &Resources) -> Result<(), CgroupError> {
+    let h = Hierarchies::detect()?;
+    let v2 = h.mode() == CgroupMode::Unified;
+    let best_effort = format!("{}/besteffort", kubepods());
+    if pod_parent.starts_with(&format!("{best_effort}/")) {
+        make(&h, &best_effort)?;
+        if let Some(cpu) = h.controller("cpu") {
+            let dir = Hierarchies::dir(cpu, &best_effort);
+            if v2 {
+                write(
+                    &dir.join("cpu.weight"),
+                    &weight(spec::MIN_SHARES as u64).to_string(),
+                )?;
+            } else {
+                write(&dir.join("cpu.shares"), &spec::MIN_SHARES.to_string())?;
+            }
+        }
+    }
+    make(&h, pod_parent)?;
+    if let Some(mem) = h.controller("memory") {
+        let dir = Hierarchies::dir(mem, pod_parent);
+        if let Some(bytes) = limits.memory {
+            let file = if v2 {
+                "memory.max"
+            } else {
+                "memory.limit_in_bytes"
+            };
+            write(&dir.join(file), &bytes.to_string())?;
+        }
+    }
+    if let Some(cpu) = h.controller("cpu") {
+        let dir = Hierarchies::dir(cpu, pod_parent);
+        let shares = limits.cpu_shares.unwrap_or(1024);
+        if v2 {
+            write(&dir.join("cpu.weight"), &weight(shares).to_string())?;
+            if let Some(q) = limits.cpu {
+                write(&dir.join("cpu.max"), &format!("{} {}", q.quota, q.period))?;
+            }
+        } else {
+            write(&dir.join("cpu.shares"), &shares.to_string())?;
+            if let Some(q) = limits.cpu {
+                write(&dir.join("cpu.cfs_period_us"), &q.period.to_string())?;
+                write(&dir.join("cpu.cfs_quota_us"), &q.quota.to_string())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Remove the pod's cgroup once its containers are gone (blocking). One
+/// that still holds a process stays (and is reported): nothing is killed.
+pub fn tear_down(pod_parent: &str) -> Result<(), CgroupError> {
+    cgroups::remove(pod_parent)
+}
+
+/// The pod cgroups (`parent` values, by pod UID) on this node, for the
+/// sweep of pods that are gone.
+pub fn existing() -> Vec<(String, String)> {
+    let Ok(h) = Hierarchies::detect() else {
+        return Vec::new();
+    };
+    let Some(mem) = h.controller("memory").or_else(|| h.controller("cpu")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let base = kubepods();
+    for class in ["", "burstable", "besteffort"] {
+        let at = if class.is_empty() {
+            base.clone()
+        } else {
+            format!("{base}/{class}")
+        };
+        let Ok(entries) = std::fs::read_dir(Hierarchies::dir(mem, &at)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(uid) = name.strip_prefix("pod") {
+                out.push((uid.to_string(), format!("{at}/{name}")));
+            }
+        }
+    }
+    out
+}
+
+/// Whether the pod cgroup `parent` was made before `t` (one made since
+/// may belong to a pod bound after a list).
+pub fn older_than(parent: &str, t: chrono::DateTime<chrono::Utc>) -> bool {
+    let Ok(h) = Hierarchies::detect() else {
+        return false;
+    };
+    h.controller("memory")
+        .or_else(|| h.controller("cpu"))
+        .and_then(|hier| std::fs::metadata(Hierarchies::dir(hier, parent)).ok())
+        .and_then(|m| m.modified().ok())
+        .is_some_and(|m| chrono::DateTime::<chrono::Utc>::from(m) < t)
+}
+
+#[cfg(test)]
+#[path = "pod_cgroup_tests.rs"]
+mod tests;

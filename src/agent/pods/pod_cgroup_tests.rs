@@ -1,0 +1,82 @@
+use super::*;
+
+fn pod(v: serde_json::Value) -> Pod {
+    let mut v = v;
+    v["metadata"] = serde_json::json!({"name": "p", "namespace": "d", "uid": "u-1"});
+    serde_json::from_value(v).unwrap()
+}
+
+fn c(name: &str, req: &[(&str, &str)], lim: &[(&str, &str)]) -> serde_json::Value {
+    let m = |kv: &[(&str, &str)]| {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    serde_json::json!({"name": name, "image": "busybox", "resources": {"requests": m(req), "limits": m(lim)}})
+}
+
+#[test]
+fn each_qos_class_has_its_place() {
+    let guaranteed = pod(serde_json::json!({"spec": {"containers": [
+        c("a", &[("cpu", "500m"), ("memory", "64Mi")], &[("cpu", "500m"), ("memory", "64Mi")]),
+    ]}}));
+    assert_eq!(parent(&guaranteed), "skiff/kubepods/podu-1");
+    let burstable = pod(serde_json::json!({"spec": {"containers": [
+        c("a", &[("cpu", "100m")], &[]),
+    ]}}));
+    assert_eq!(parent(&burstable), "skiff/kubepods/burstable/podu-1");
+    let best = pod(serde_json::json!({"spec": {"containers": [c("a", &[], &[])]}}));
+    assert_eq!(parent(&best), "skiff/kubepods/besteffort/podu-1");
+    assert!(cgroups::validate_path(&parent(&best)).is_ok());
+}
+
+#[test]
+fn a_pod_is_bounded_only_when_every_container_is() {
+    let both = pod(serde_json::json!({"spec": {"containers": [
+        c("a", &[], &[("cpu", "500m"), ("memory", "64Mi")]),
+        c("b", &[], &[("cpu", "250m"), ("memory", "32Mi")]),
+    ]}}));
+    let l = limits(&both).unwrap();
+    assert_eq!(l.memory, Some(96 << 20));
+    assert_eq!(l.cpu.map(|q| q.quota), Some(75_000));
+    // Requests default to limits (the API server does that; here given).
+    let one_unbounded = pod(serde_json::json!({"spec": {"containers": [
+        c("a", &[("cpu", "500m")], &[("cpu", "500m"), ("memory", "64Mi")]),
+        c("b", &[("cpu", "250m")], &[]),
+    ]}}));
+    let l = limits(&one_unbounded).unwrap();
+    assert_eq!(l.memory, None);
+    assert_eq!(l.cpu, None);
+    // 750m requested: 768 shares.
+    assert_eq!(l.cpu_shares, Some(768));
+}
+
+#[test]
+fn init_containers_count_as_their_largest() {
+    let p = pod(serde_json::json!({"spec": {
+        "initContainers": [
+            c("big-init", &[("cpu", "2")], &[("cpu", "2"), ("memory", "256Mi")]),
+            c("side", &[("cpu", "100m")], &[("cpu", "100m"), ("memory", "16Mi")]),
+        ],
+        "containers": [c("a", &[("cpu", "500m")], &[("cpu", "500m"), ("memory", "64Mi")])],
+    }}));
+    let mut v = serde_json::to_value(&p).unwrap();
+    v["spec"]["initContainers"][1]["restartPolicy"] = serde_json::json!("Always");
+    let p: Pod = serde_json::from_value(v).unwrap();
+    let l = limits(&p).unwrap();
+    // max(256Mi, 64Mi + 16Mi) and max(2 CPUs, 0.6).
+    assert_eq!(l.memory, Some(256 << 20));
+    assert_eq!(l.cpu.map(|q| q.quota), Some(200_000));
+    assert_eq!(l.cpu_shares, Some(2048));
+}
+
+#[test]
+fn best_effort_pods_weigh_least() {
+    let best = pod(serde_json::json!({"spec": {"containers": [c("a", &[], &[])]}}));
+    let l = limits(&best).unwrap();
+    assert_eq!(l.cpu_shares, Some(2));
+    assert_eq!((l.memory, l.cpu), (None, None));
+    assert_eq!(weight(2), 1);
+    assert_eq!(weight(1024), 39);
+    assert_eq!(weight(262_144), 10_000);
+}
