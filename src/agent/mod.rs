@@ -123,6 +123,8 @@ pub async fn run(
         wanted_images: Default::default(),
         config_maps: objects::Watched::new(client.clone()),
         secrets: objects::Watched::new(client.clone()),
+        admitted: Default::default(),
+        reserved: (config.kube_reserved.clone(), config.system_reserved.clone()),
     });
     let kubelet_dir = config
         .kubeconfig

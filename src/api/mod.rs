@@ -4,6 +4,7 @@
 pub mod defaulting;
 pub mod duration;
 pub mod fields;
+pub mod node_match;
 pub mod protobuf;
 pub mod qos;
 pub mod rules;

@@ -78,6 +78,17 @@ impl Inputs {
     }
 }
 
+/// Tells the manager that a worker ended, when dropped.
+struct Told(mpsc::UnboundedSender<(String, u64)>, Option<(String, u64)>);
+
+impl Drop for Told {
+    fn drop(&mut self) {
+        if let Some(v) = self.1.take() {
+            let _ = self.0.send(v);
+        }
+    }
+}
+
 fn uid(pod: &Pod) -> Option<&str> {
     pod.metadata.uid.as_deref()
 }
@@ -148,8 +159,10 @@ impl<R: PodRuntime> PodManager<R> {
                 let generation = self.generation;
                 let (ctx, done, wid) = (self.ctx.clone(), self.done_tx.clone(), id.clone());
                 let task = tokio::spawn(async move {
-                    worker::run(ctx, wid.clone(), rx, mirror_rx).await;
-                    let _ = done.send((wid, generation));
+                    // Told also when the worker panics: a pod held for it
+                    // would wait for ever.
+                    let _told = Told(done, Some((wid.clone(), generation)));
+                    worker::run(ctx, wid, rx, mirror_rx).await;
                 });
                 self.workers.insert(
                     id,
@@ -205,6 +218,22 @@ impl<R: PodRuntime> PodManager<R> {
                 *cur = Some(mirror_uid.to_string());
                 changed
             });
+        }
+    }
+
+    /// Static workers stop writing to mirror pod `uid` (every one, for
+    /// None) until the next mirror is seen.
+    fn forget_mirror(&self, uid: Option<&str>) {
+        for w in self.workers.values() {
+            if let Some(m) = &w.mirror {
+                m.send_if_modified(|cur| {
+                    let gone = cur.is_some() && (uid.is_none() || cur.as_deref() == uid);
+                    if gone {
+                        *cur = None;
+                    }
+                    gone
+                });
+            }
         }
     }
 
@@ -298,6 +327,7 @@ impl<R: PodRuntime> PodManager<R> {
         let Some(id) = uid(pod) else { return };
         if static_pods::is_mirror(pod) {
             self.mirror_of.retain(|_, m| m != id);
+            self.forget_mirror(Some(id));
             self.mirrors.send(mirror::Note::Deleted(pod.clone())).ok();
             return;
         }
@@ -388,6 +418,7 @@ impl<R: PodRuntime> PodManager<R> {
             }
         }
         self.mirror_of.clear();
+        self.forget_mirror(None);
         for m in &mirrors {
             self.mirror_seen(m);
         }

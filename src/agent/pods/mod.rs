@@ -4,6 +4,7 @@
 //! kubelet would (status.rs, pure); volumes.rs lays out the pod's volumes;
 //! static_pods/ runs pods from manifest files, with their mirror pods.
 
+pub mod admission;
 pub mod grpc_health;
 pub mod images;
 pub mod manager;

@@ -12,7 +12,7 @@
 
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::api::core::v1::Pod;
 
 use super::spec::{self, SpecError};
 use crate::runtime::container::cgroups::{self, CgroupError, CgroupMode, Hierarchies};
@@ -49,34 +49,40 @@ pub fn limits(pod: &Pod) -> Result<Resources, SpecError> {
         return Ok(Resources::default());
     };
     let init = ps.init_containers.as_deref().unwrap_or_default();
-    let sidecar = |c: &&Container| c.restart_policy.as_deref() == Some("Always");
-    // Containers that run together: the main ones and the sidecars; the
-    // other init containers one at a time, before.
-    let together: Vec<&Container> = ps
-        .containers
-        .iter()
-        .chain(init.iter().filter(sidecar))
-        .collect();
-    let one_at_a_time: Vec<&Container> = init.iter().filter(|c| !sidecar(c)).collect();
-    let mut each = Vec::new();
-    for c in together.iter().chain(&one_at_a_time) {
-        each.push((spec::resources(c)?, spec::cpu_request_milli(c)?));
+    let mut main = Vec::new();
+    for c in &ps.containers {
+        main.push((spec::resources(c)?, spec::cpu_request_milli(c)?));
     }
-    let (run, first) = each.split_at(together.len());
-    // Each container's limits and CPU request; a value the pod has only
-    // when every container has it.
-    type Each = (Resources, i128);
-    let sum_or_max = |f: &dyn Fn(&Each) -> Option<i128>| -> Option<i128> {
-        let sum = run.iter().map(f).sum::<Option<i128>>()?;
-        let max = first
-            .iter()
-            .map(f)
-            .try_fold(0i128, |m, v| Some(m.max(v?)))?;
-        Some(sum.max(max))
+    let mut inits = Vec::new();
+    for c in init {
+        let sidecar = c.restart_policy.as_deref() == Some("Always");
+        inits.push((sidecar, spec::resources(c)?, spec::cpu_request_milli(c)?));
+    }
+    // Upstream's PodLimits/PodRequests: init containers run in order, each
+    // beside the sidecars started before it; then the containers beside
+    // all the sidecars. A value the pod has only when every container has
+    // it.
+    let sum_or_max = |f: &dyn Fn(&Resources, i128) -> Option<i128>| -> Option<i128> {
+        let mut sidecars = 0i128;
+        let mut peak = 0i128;
+        for (sidecar, r, m) in &inits {
+            let v = f(r, *m)?;
+            if *sidecar {
+                sidecars += v;
+                peak = peak.max(sidecars);
+            } else {
+                peak = peak.max(sidecars + v);
+            }
+        }
+        let mut sum = sidecars;
+        for (r, m) in &main {
+            sum += f(r, *m)?;
+        }
+        Some(sum.max(peak))
     };
-    let memory = sum_or_max(&|(r, _)| r.memory.map(i128::from));
-    let quota = sum_or_max(&|(r, _)| r.cpu.map(|q| i128::from(q.quota)));
-    let requested = sum_or_max(&|(_, m)| Some(*m)).unwrap_or(0);
+    let memory = sum_or_max(&|r, _| r.memory.map(i128::from));
+    let quota = sum_or_max(&|r, _| r.cpu.map(|q| i128::from(q.quota)));
+    let requested = sum_or_max(&|_, m| Some(m)).unwrap_or(0);
     let best_effort = spec::qos_of(pod) == "BestEffort";
     Ok(Resources {
         memory: memory
@@ -156,6 +162,7 @@ pub fn set_up(pod_parent: &str, limits: &Resources) -> Result<(), CgroupError> {
         }
     }
     make(&h, pod_parent)?;
+    let burstable = format!("{}/burstable/", kubepods());
     if let Some(mem) = h.controller("memory") {
         let dir = Hierarchies::dir(mem, pod_parent);
         if let Some(bytes) = limits.memory {
@@ -183,13 +190,61 @@ pub fn set_up(pod_parent: &str, limits: &Resources) -> Result<(), CgroupError> {
             }
         }
     }
+    if pod_parent.starts_with(&burstable) {
+        weigh_burstable(&h);
+    }
     Ok(())
+}
+
+/// v1 shares for a v2 weight (the inverse of [`weight`]).
+fn shares_of_weight(w: u64) -> u64 {
+    2 + (w.saturating_sub(1) * 262_142) / 9999
+}
+
+/// The Burstable class weighs what its pods request together (upstream's
+/// QoS manager), so requests count against Guaranteed pods beside it;
+/// best effort, as the pods' own weights are set either way.
+fn weigh_burstable(h: &Hierarchies) {
+    let Some(cpu) = h.controller("cpu") else {
+        return;
+    };
+    let v2 = h.mode() == CgroupMode::Unified;
+    let dir = Hierarchies::dir(cpu, &format!("{}/burstable", kubepods()));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return;
+    };
+    let mut total = 0u64;
+    for e in entries.flatten() {
+        if !e.file_name().to_string_lossy().starts_with("pod") {
+            continue;
+        }
+        let file = e.path().join(if v2 { "cpu.weight" } else { "cpu.shares" });
+        let v = std::fs::read_to_string(file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        total = total.saturating_add(if v2 { shares_of_weight(v) } else { v });
+    }
+    let shares = total.clamp(spec::MIN_SHARES as u64, 262_144);
+    let (file, value) = if v2 {
+        ("cpu.weight", weight(shares))
+    } else {
+        ("cpu.shares", shares)
+    };
+    if let Err(e) = write(&dir.join(file), &value.to_string()) {
+        tracing::debug!("weighing the Burstable class: {e}");
+    }
 }
 
 /// Remove the pod's cgroup once its containers are gone (blocking). One
 /// that still holds a process stays (and is reported): nothing is killed.
 pub fn tear_down(pod_parent: &str) -> Result<(), CgroupError> {
-    cgroups::remove(pod_parent)
+    let h = Hierarchies::detect()?;
+    h.remove(pod_parent)?;
+    if pod_parent.starts_with(&format!("{}/burstable/", kubepods())) {
+        weigh_burstable(&h);
+    }
+    Ok(())
 }
 
 /// The pod cgroups (`parent` values, by pod UID) on this node, for the

@@ -79,4 +79,25 @@ fn best_effort_pods_weigh_least() {
     assert_eq!(weight(2), 1);
     assert_eq!(weight(1024), 39);
     assert_eq!(weight(262_144), 10_000);
+    // Lossy, as the weight is coarser: within one step of it.
+    assert!((998..=1024).contains(&shares_of_weight(weight(1024))));
+}
+
+#[test]
+fn a_sidecar_started_before_an_init_container_runs_beside_it() {
+    let p = pod(serde_json::json!({"spec": {
+        "initContainers": [
+            c("side", &[("cpu", "100m")], &[("cpu", "100m"), ("memory", "100Mi")]),
+            c("init", &[("cpu", "1")], &[("cpu", "1"), ("memory", "1Gi")]),
+        ],
+        "containers": [c("a", &[("cpu", "100m")], &[("cpu", "100m"), ("memory", "100Mi")])],
+    }}));
+    let mut v = serde_json::to_value(&p).unwrap();
+    v["spec"]["initContainers"][0]["restartPolicy"] = serde_json::json!("Always");
+    let p: Pod = serde_json::from_value(v).unwrap();
+    let l = limits(&p).unwrap();
+    // The init container beside the sidecar: 1Gi + 100Mi, 1.1 CPUs.
+    assert_eq!(l.memory, Some((1 << 30) + (100 << 20)));
+    assert_eq!(l.cpu.map(|q| q.quota), Some(110_000));
+    assert_eq!(l.cpu_shares, Some(1126));
 }

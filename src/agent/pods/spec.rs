@@ -91,6 +91,8 @@ pub enum SpecError {
 /// What a container's spec depends on beyond the Pod itself.
 pub struct SpecContext<'a> {
     pub node_name: &'a str,
+    /// The pod's cgroup (pod_cgroup.rs), fixed when it was made.
+    pub cgroup_parent: Option<&'a str>,
     pub pod_ip: Option<IpAddr>,
     pub host_ip: IpAddr,
     /// kubelet's /var/log/pods/<ns>_<name>_<uid>: the container's log is
@@ -295,7 +297,11 @@ pub fn container_spec(
         resources: resources(c)?,
         // The pod's own cgroup (pod_cgroup.rs) bounds the containers
         // together.
-        cgroup_parent: Some(super::pod_cgroup::parent(pod)),
+        cgroup_parent: Some(
+            ctx.cgroup_parent
+                .map(String::from)
+                .unwrap_or_else(|| super::pod_cgroup::parent(pod)),
+        ),
         security: security(spec, c)?,
         etc: etc_files(spec)?,
         ..ContainerSpec::default()

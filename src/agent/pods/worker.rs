@@ -56,6 +56,13 @@ pub struct WorkerCtx<R: PodRuntime> {
     /// The ConfigMaps and Secrets the pods use, watched.
     pub config_maps: crate::agent::objects::Watched<k8s_openapi::api::core::v1::ConfigMap>,
     pub secrets: crate::agent::objects::Watched<k8s_openapi::api::core::v1::Secret>,
+    /// The pods admitted on the node (admission.rs).
+    pub admitted: super::admission::Admitted,
+    /// What `--kube-reserved` and `--system-reserved` hold back from pods.
+    pub reserved: (
+        crate::agent::node::host::Reserved,
+        crate::agent::node::host::Reserved,
+    ),
 }
 
 /// One container of the pod, across its restarts.
@@ -132,8 +139,9 @@ struct Worker<R: PodRuntime> {
     sandbox: Option<(String, IpAddr)>,
     sandbox_retry: Option<Instant>,
     sandbox_failures: i32,
-    /// The pod's cgroup is there with its limits.
-    cgroup_ready: bool,
+    /// The pod's cgroup, once it is there with its limits.
+    cgroup: Option<String>,
+    cgroup_failures: i32,
     slots: HashMap<String, Slot>,
     exits: SelectAll<ExitStream>,
     started_at: Option<chrono::DateTime<Utc>>,
@@ -143,6 +151,8 @@ struct Worker<R: PodRuntime> {
     finished: bool,
     /// What an earlier agent left of the pod has been taken over.
     adopted: bool,
+    /// Why the node refused the pod (it never runs), if it did.
+    rejected: Option<super::admission::Rejection>,
     /// The status last written, and (for a static pod) the mirror pod it
     /// was written to.
     written: Option<(serde_json::Value, Option<String>)>,
@@ -192,13 +202,15 @@ pub async fn run<R: PodRuntime>(
         sandbox: None,
         sandbox_retry: None,
         sandbox_failures: 0,
-        cgroup_ready: false,
+        cgroup: None,
+        cgroup_failures: 0,
         slots: HashMap::new(),
         exits: SelectAll::new(),
         started_at: None,
         initialized: false,
         finished: false,
         adopted: false,
+        rejected: None,
         written: None,
         volumes: None,
         mount_failures: 0,
@@ -279,6 +291,9 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
+/// How a rejected pod's message begins (kubelet's).
+const REJECTED: &str = "Pod was rejected: ";
+
 /// A container that ran this long starts its back-off over (kubelet's).
 const BACKOFF_RESET: Duration = Duration::from_secs(600);
 
@@ -336,6 +351,7 @@ impl<R: PodRuntime> Worker<R> {
         if !self.adopted {
             self.adopted = true;
             self.adopt(&pod).await;
+            self.admit(&pod).await;
         }
         if self.finished {
             self.write_status().await;
@@ -366,7 +382,7 @@ impl<R: PodRuntime> Worker<R> {
         } else {
             self.sync_volumes(&pod).await;
         }
-        if !self.cgroup_ready && !self.set_up_cgroup(&pod).await {
+        if self.cgroup.is_none() && !self.set_up_cgroup(&pod).await {
             self.write_status().await;
             return;
         }
@@ -454,7 +470,67 @@ impl<R: PodRuntime> Worker<R> {
             }
         }
         self.finished = true;
+        self.ctx.admitted.release(&self.uid);
         self.write_status().await;
+    }
+
+    /// kubelet's admission: a pod that does not fit the node is rejected
+    /// (Failed) before anything of it runs; one that runs already (an
+    /// earlier agent's) or is static is taken as it is.
+    async fn admit(&mut self, pod: &Pod) {
+        use super::admission;
+        let requests = admission::requests(pod);
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref());
+        if phase == Some(status::FAILED) && self.sandbox.is_none() && self.slots.is_empty() {
+            // Rejected by an earlier agent: it stays so.
+            if let Some(reason) = status.and_then(|s| s.reason.clone()) {
+                let message = status
+                    .and_then(|s| s.message.as_deref())
+                    .unwrap_or_default();
+                self.rejected = Some(admission::Rejection {
+                    reason,
+                    message: message
+                        .strip_prefix(REJECTED)
+                        .unwrap_or(message)
+                        .to_string(),
+                });
+            }
+            return;
+        }
+        if self.finished || matches!(phase, Some(status::SUCCEEDED | status::FAILED)) {
+            return;
+        }
+        if self.is_static || self.sandbox.is_some() || !self.slots.is_empty() {
+            self.ctx.admitted.hold(&self.uid, requests);
+            return;
+        }
+        let ctx = self.ctx.clone();
+        let _gate = ctx.admitted.gate.lock().await;
+        let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(ctx.client.clone());
+        // Without the Node (the API is away) only the room is checked.
+        let node = nodes.get(&ctx.node_name).await.unwrap_or_default();
+        let (root, reserved) = (ctx.root.clone(), ctx.reserved.clone());
+        let room = tokio::task::spawn_blocking(move || {
+            crate::agent::node::host::measure_capacity(&root)
+                .map(|c| crate::agent::node::host::allocatable(&c, &reserved.0, &reserved.1))
+        })
+        .await;
+        let Ok(Ok(room)) = room else {
+            // The node cannot be measured: admitted, as nothing says no.
+            ctx.admitted.hold(&self.uid, requests);
+            return;
+        };
+        match admission::admit(pod, &node, &room, &ctx.admitted.others(&self.uid)) {
+            Ok(()) => ctx.admitted.hold(&self.uid, requests),
+            Err(r) => {
+                tracing::info!(pod = %pod_key(pod), reason = %r.reason, "rejected the pod: {}", r.message);
+                ctx.events
+                    .pod(pod, None, WARNING, &r.reason, r.message.clone());
+                self.rejected = Some(r);
+                self.finished = true;
+            }
+        }
     }
 
     /// Make the pod's cgroup with its limits, or set when to try again.
@@ -462,23 +538,33 @@ impl<R: PodRuntime> Worker<R> {
         if self.sandbox_retry.is_some_and(|t| Instant::now() < t) {
             return false;
         }
-        let parent = super::pod_cgroup::parent(pod);
+        // Fixed for the pod's life: a static pod's class is its
+        // manifest's, whatever its mirror pod was given by admission.
+        let parent = if self.is_static {
+            let mut own = pod.clone();
+            own.status = None;
+            super::pod_cgroup::parent(&own)
+        } else {
+            super::pod_cgroup::parent(pod)
+        };
         // A quantity that does not parse fails the containers' own specs
         // (CreateContainerConfigError); the pod is then left unbounded.
         let limits = super::pod_cgroup::limits(pod).unwrap_or_default();
-        let made = tokio::task::spawn_blocking(move || super::pod_cgroup::set_up(&parent, &limits))
+        let at = parent.clone();
+        let made = tokio::task::spawn_blocking(move || super::pod_cgroup::set_up(&at, &limits))
             .await
             .map_err(|e| e.to_string())
             .and_then(|r| r.map_err(|e| e.to_string()));
         match made {
             Ok(()) => {
-                self.cgroup_ready = true;
+                self.cgroup = Some(parent);
+                self.cgroup_failures = 0;
                 true
             }
             Err(e) => {
                 tracing::warn!(pod = %pod_key(pod), "making the pod's cgroup: {e}");
-                self.sandbox_failures += 1;
-                self.sandbox_retry = Some(Instant::now() + retry_after(self.sandbox_failures));
+                self.cgroup_failures += 1;
+                self.sandbox_retry = Some(Instant::now() + retry_after(self.cgroup_failures));
                 false
             }
         }
@@ -643,6 +729,7 @@ impl<R: PodRuntime> Worker<R> {
             c,
             &SpecContext {
                 node_name: &self.ctx.node_name,
+                cgroup_parent: self.cgroup.as_deref(),
                 pod_ip: Some(pod_ip),
                 host_ip: self.ctx.node_ip,
                 log_dir: &log_dir,

@@ -237,6 +237,16 @@ fn nodes_create_only_their_own_mirror_pods() {
         &|p| p["metadata"]["ownerReferences"][0]["controller"] = json!(false),
         "single owner reference set to itself",
     );
+    refused(
+        &|p| {
+            p["spec"]["volumes"] = json!([{"name": "c", "csi": {"driver": "d", "nodePublishSecretRef": {"name": "x"}}}])
+        },
+        "reference secrets",
+    );
+    refused(
+        &|p| p["spec"]["resourceClaims"] = json!([{"name": "gpu"}]),
+        "reference resourceclaims",
+    );
     // A key that only looks like a reference is none.
     let mut plain = mirror.clone();
     plain["spec"]["nodeSelector"] = json!({"secret": "x", "configMap": "y"});

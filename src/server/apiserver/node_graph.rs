@@ -75,6 +75,11 @@ struct Volume {
     projected: Option<Projected>,
     persistent_volume_claim: Option<ClaimVolume>,
     ephemeral: Option<serde::de::IgnoredAny>,
+    /// The other volume sources, for the references their plugins make
+    /// (CSI's nodePublishSecretRef, cephfs/rbd/iscsi/… secretRef, azureFile
+    /// secretName), which a mirror pod may not have.
+    #[serde(flatten)]
+    others: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -114,6 +119,7 @@ struct Spec {
     init_containers: Vec<Container>,
     ephemeral_containers: Vec<Container>,
     image_pull_secrets: Vec<Named>,
+    resource_claims: Vec<serde::de::IgnoredAny>,
 }
 
 /// What the graph reads of a pod.
@@ -139,6 +145,9 @@ pub fn first_reference(pod: &serde_json::Value) -> Option<&'static str> {
     if !s.image_pull_secrets.is_empty() {
         return Some("secrets");
     }
+    if !s.resource_claims.is_empty() {
+        return Some("resourceclaims");
+    }
     for v in &s.volumes {
         if v.secret.is_some() {
             return Some("secrets");
@@ -148,6 +157,14 @@ pub fn first_reference(pod: &serde_json::Value) -> Option<&'static str> {
         }
         if v.persistent_volume_claim.is_some() || v.ephemeral.is_some() {
             return Some("persistentvolumeclaims");
+        }
+        let plugin_secret = v.others.values().any(|src| {
+            ["secretRef", "secretName", "nodePublishSecretRef"]
+                .iter()
+                .any(|k| src.get(k).is_some_and(|x| !x.is_null()))
+        });
+        if plugin_secret {
+            return Some("secrets");
         }
         for x in v.projected.iter().flat_map(|p| &p.sources) {
             if x.secret.is_some() {

@@ -61,8 +61,18 @@ impl<R: PodRuntime> Worker<R> {
                 })
             }),
         };
-        let new = status::pod_status(&pod, &seen, Utc::now());
-        let value = serde_json::to_value(&new).unwrap_or_default();
+        let value = match &self.rejected {
+            // What kubelet writes of a pod it rejected; the rest stays.
+            Some(r) => serde_json::json!({
+                "phase": status::FAILED,
+                "reason": r.reason,
+                "message": format!("{}{}", super::REJECTED, r.message),
+            }),
+            None => {
+                let new = status::pod_status(&pod, &seen, Utc::now());
+                serde_json::to_value(&new).unwrap_or_default()
+            }
+        };
         // A static pod's status goes to its mirror pod, once there is one.
         let mirror = self.mirror_uid.clone().filter(|_| self.is_static);
         if self.is_static && mirror.is_none() {

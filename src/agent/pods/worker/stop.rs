@@ -112,8 +112,9 @@ impl<R: PodRuntime> Worker<R> {
         if let Some(name) = sandbox {
             remove_leftovers(&self.ctx, &self.uid, &name).await;
         }
+        let cgroup = self.cgroup.take();
         if let Some(pod) = self.pod() {
-            let parent = crate::agent::pods::pod_cgroup::parent(pod);
+            let parent = cgroup.unwrap_or_else(|| crate::agent::pods::pod_cgroup::parent(pod));
             match tokio::task::spawn_blocking(move || {
                 crate::agent::pods::pod_cgroup::tear_down(&parent)
             })
@@ -124,7 +125,6 @@ impl<R: PodRuntime> Worker<R> {
                 Err(e) => tracing::warn!(pod = %pod_key(pod), "removing the pod's cgroup: {e}"),
             }
         }
-        self.cgroup_ready = false;
         self.slots.clear();
         self.volumes = None;
         let (root, uid) = (self.ctx.root.clone(), self.uid.clone());

@@ -51,6 +51,7 @@ impl<R: PodRuntime> Drop for Holding<R> {
         self.ctx.config_maps.release(&self.uid);
         self.ctx.secrets.release(&self.uid);
         self.ctx.wanted_images.remove(&self.uid);
+        self.ctx.admitted.release(&self.uid);
     }
 }
 

@@ -1,0 +1,101 @@
+use super::*;
+
+fn pod(spec: serde_json::Value) -> Pod {
+    serde_json::from_value(serde_json::json!({"metadata": {"name": "p"}, "spec": spec})).unwrap()
+}
+
+fn asking(cpu: &str, memory: &str) -> Pod {
+    pod(serde_json::json!({"containers": [
+        {"name": "a", "resources": {"requests": {"cpu": cpu, "memory": memory}}}
+    ]}))
+}
+
+fn node(v: serde_json::Value) -> Node {
+    serde_json::from_value(v).unwrap()
+}
+
+fn room() -> host::Resources {
+    host::Resources {
+        cpu_millis: 2000,
+        memory_bytes: 1 << 30,
+        ephemeral_storage_bytes: 10 << 30,
+        pods: 3,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn requests_count_sidecars_and_the_largest_init_container() {
+    let p = pod(serde_json::json!({
+        "initContainers": [
+            {"name": "big", "resources": {"requests": {"cpu": "3", "memory": "10Mi"}}},
+            {"name": "side", "restartPolicy": "Always", "resources": {"requests": {"cpu": "100m", "memory": "20Mi"}}},
+        ],
+        "containers": [{"name": "a", "resources": {"requests": {"cpu": "0.5", "memory": "30Mi", "ephemeral-storage": "1Gi"}}}],
+    }));
+    assert_eq!(
+        requests(&p),
+        Requests {
+            cpu_millis: 3000,
+            memory_bytes: 50 << 20,
+            ephemeral_bytes: 1 << 30,
+        }
+    );
+}
+
+#[test]
+fn a_pod_that_does_not_fit_is_rejected_as_kubelet_does() {
+    let n = node(serde_json::json!({"metadata": {"name": "n"}}));
+    let one = requests(&asking("1500m", "100Mi"));
+    assert!(admit(&asking("500m", "100Mi"), &n, &room(), &[one]).is_ok());
+    let e = admit(&asking("600m", "100Mi"), &n, &room(), &[one]).unwrap_err();
+    assert_eq!(e.reason, "OutOfcpu");
+    assert_eq!(
+        e.message,
+        "Node didn't have enough resource: cpu, requested: 600, used: 1500, capacity: 2000"
+    );
+    let e = admit(&asking("0", "2Gi"), &n, &room(), &[]).unwrap_err();
+    assert_eq!(e.reason, "OutOfmemory");
+    let full = [Requests::default(); 3];
+    let e = admit(&asking("0", "0"), &n, &room(), &full).unwrap_err();
+    assert_eq!(e.reason, "OutOfpods");
+    assert_eq!(
+        e.message,
+        "Node didn't have enough resource: pods, requested: 1, used: 3, capacity: 3"
+    );
+}
+
+#[test]
+fn selectors_and_taints_are_checked() {
+    let n = node(serde_json::json!({
+        "metadata": {"name": "n", "labels": {"zone": "a"}},
+        "spec": {"taints": [
+            {"key": "evict", "effect": "NoExecute"},
+            {"key": "dedicated", "value": "db", "effect": "NoSchedule"},
+        ]},
+    }));
+    let e = admit(
+        &pod(serde_json::json!({"containers": [], "nodeSelector": {"zone": "b"}})),
+        &n,
+        &room(),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, "NodeAffinity");
+    let e = admit(
+        &pod(serde_json::json!({"containers": []})),
+        &n,
+        &room(),
+        &[],
+    )
+    .unwrap_err();
+    assert_eq!(e.reason, "Taint");
+    assert_eq!(
+        e.message,
+        "Predicate TaintToleration failed: node(s) had untolerated taint {dedicated: db}"
+    );
+    let tolerant = pod(serde_json::json!({"containers": [], "tolerations": [
+        {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
+    ]}));
+    assert!(admit(&tolerant, &n, &room(), &[]).is_ok());
+}
