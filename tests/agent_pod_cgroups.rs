@@ -110,3 +110,66 @@ spec:
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A Guaranteed pod's cgroup sits right under kubepods, and the pod runs
+/// also where the agent may not lower OOM scores (no CAP_SYS_RESOURCE, as
+/// in an unprivileged container): its containers then keep the agent's own
+/// score instead of failing to start.
+#[test]
+fn a_guaranteed_pod_runs_under_kubepods() {
+    let s = server_with_busybox(NODE);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: guaranteed}}
+spec:
+  nodeName: {NODE}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: a
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "cat /proc/self/oom_score_adj; exec sleep 600"]
+    resources:
+      limits: {{cpu: 100m, memory: 32Mi}}
+"#
+        ),
+    );
+    let v = wait_pod(&s, "guaranteed", "ran", |v| {
+        v["status"]["phase"] == "Running"
+    });
+    assert_eq!(v["status"]["qosClass"], "Guaranteed");
+    let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
+    let mem = pod_dir("memory", "", &uid);
+    let file = if mem == pod_dir("cpu", "", &uid) {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    };
+    assert_eq!(read(mem.join(file)), (32u64 << 20).to_string());
+    let adj: i32 = s
+        .kubectl_ok(&["logs", "guaranteed"])
+        .trim()
+        .parse()
+        .unwrap();
+    let privileged = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        .is_some_and(|c| c & (1 << 24) != 0);
+    if privileged {
+        assert_eq!(adj, -997);
+    } else {
+        assert!(adj >= 0, "{adj}");
+    }
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "guaranteed",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+}

@@ -120,6 +120,7 @@ pub async fn run(
         // A node whose memory cannot be read scores Burstable containers
         // as if they asked for none of it.
         memory_capacity: node::host::memory_total().unwrap_or(u64::MAX),
+        min_oom_score_adj: node::host::min_oom_score_adj(),
         wanted_images: Default::default(),
         config_maps: objects::Watched::new(client.clone()),
         secrets: objects::Watched::new(client.clone()),

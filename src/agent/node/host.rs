@@ -97,6 +97,33 @@ pub struct Resources {
     pub hugepages: BTreeMap<String, u64>,
 }
 
+/// The lowest OOM score this process may give its children. Lowering a
+/// score below one's own takes CAP_SYS_RESOURCE, which an agent in an
+/// unprivileged container (LXC, a CI runner) lacks: there, Guaranteed and
+/// node-critical pods get the agent's own score instead of failing to
+/// start, as containerd's `restrict_oom_score_adj` does.
+pub fn min_oom_score_adj() -> i32 {
+    const CAP_SYS_RESOURCE: u32 = 24;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let privileged = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
+    if privileged {
+        return -1000;
+    }
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj")
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .unwrap_or(0);
+    tracing::info!(
+        min_oom_score_adj = own,
+        "no CAP_SYS_RESOURCE: containers' OOM scores are kept at or above the agent's own"
+    );
+    own
+}
+
 /// The node's memory (MemTotal), in bytes.
 pub fn memory_total() -> Result<u64, HostError> {
     parse_meminfo(&read(MEMINFO)?, "MemTotal")

@@ -113,6 +113,9 @@ pub struct SpecContext<'a> {
     /// The node's memory in bytes, against which a Burstable container's
     /// memory request sets its OOM score.
     pub memory_capacity: u64,
+    /// The lowest OOM score the node may give (containerd's
+    /// restrict_oom_score_adj where the agent lacks CAP_SYS_RESOURCE).
+    pub min_oom_score_adj: i32,
 }
 
 /// Whether the pod uses the node's network namespace.
@@ -291,7 +294,9 @@ pub fn container_spec(
             tty: c.tty.unwrap_or(false),
             stdin: c.stdin.unwrap_or(false),
             groups: groups(pod),
-            oom_score_adj: Some(oom_score_adj(pod, c, ctx.memory_capacity)?),
+            oom_score_adj: Some(
+                oom_score_adj(pod, c, ctx.memory_capacity)?.max(ctx.min_oom_score_adj),
+            ),
             ..Process::default()
         },
         resources: resources(c)?,

@@ -84,6 +84,7 @@ impl Fixture {
             objects: &self.objects,
             service_env: &self.services,
             memory_capacity: 8 << 30,
+            min_oom_score_adj: -1000,
         }
     }
 

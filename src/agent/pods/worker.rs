@@ -51,6 +51,8 @@ pub struct WorkerCtx<R: PodRuntime> {
     pub service_env: BTreeMap<String, String>,
     /// The node's memory, for the OOM scores of Burstable containers.
     pub memory_capacity: u64,
+    /// The lowest OOM score containers may get (host::min_oom_score_adj).
+    pub min_oom_score_adj: i32,
     /// The images the pods name, which image garbage collection keeps.
     pub wanted_images: Arc<crate::agent::image_gc::Wanted>,
     /// The ConfigMaps and Secrets the pods use, watched.
@@ -737,6 +739,7 @@ impl<R: PodRuntime> Worker<R> {
                 objects: &objects,
                 service_env: &self.ctx.service_env,
                 memory_capacity: self.ctx.memory_capacity,
+                min_oom_score_adj: self.ctx.min_oom_score_adj,
             },
         );
         let mounted = match (built, self.volumes.clone()) {
