@@ -341,3 +341,43 @@ fn attach_to_a_containers_main_process() {
         v["status"]["phase"] == "Succeeded"
     });
 }
+
+/// A container's stdin outlives an attach unless it has `stdinOnce`
+/// (upstream's rule): a second attach still reaches the same process.
+#[test]
+fn stdin_stays_open_across_attaches_unless_stdin_once() {
+    let s = server_with_busybox(NODE);
+    let script = "while read l; do echo got-$l; done; echo stdin-closed; sleep 600";
+    run_pod(&s, "echoer", "    stdin: true\n", script);
+    run_pod(&s, "once", "    stdin: true\n    stdinOnce: true\n", script);
+    // kubectl attach -i stays while the container runs: bounded here.
+    let attach = |name: &str, line: &str| -> String {
+        let mut cmd = s.net().command("timeout");
+        cmd.arg("6")
+            .arg("/usr/bin/kubectl")
+            .arg("--kubeconfig")
+            .arg(s.kubeconfig())
+            .arg("--cache-dir")
+            .arg(s.cache_dir())
+            .args(["attach", "-i", name, "-c", "main"]);
+        stdout(&with_stdin(cmd, format!("{line}\n").as_bytes()))
+    };
+    assert!(attach("echoer", "one").contains("got-one"));
+    let second = attach("echoer", "two");
+    assert!(second.contains("got-two"), "{second}");
+    assert!(!second.contains("stdin-closed"), "{second}");
+    let v = wait_pod(&s, "echoer", "ran", |v| v["status"]["phase"] == "Running");
+    assert_eq!(v["status"]["containerStatuses"][0]["restartCount"], 0);
+    // With stdinOnce the first attach's end is the end of its input.
+    let first = attach("once", "only");
+    assert!(first.contains("got-only"), "{first}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = s.kubectl_ok(&["logs", "once"]);
+        if logs.contains("stdin-closed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{logs}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

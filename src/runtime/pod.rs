@@ -233,10 +233,14 @@ pub trait PodRuntime: Send + Sync + 'static {
     /// as `skiff attach` does (shim/proto.rs): output frames until the
     /// exit frame, and stdin frames in when `stdin` and the container keeps
     /// a stdin open.
+    /// With `stdin_once` (the container's `stdinOnce`) the container's
+    /// stdin ends with this attachment's; otherwise it stays open for the
+    /// next one.
     fn attach(
         &self,
         id: &str,
         stdin: bool,
+        stdin_once: bool,
     ) -> impl Future<Output = Result<Attached, PodRuntimeError>> + Send;
 
     /// Run `command` in running container `id` with the container's
@@ -598,7 +602,12 @@ impl PodRuntime for EnginePodRuntime {
         .await
     }
 
-    async fn attach(&self, id: &str, stdin: bool) -> Result<Attached, PodRuntimeError> {
+    async fn attach(
+        &self,
+        id: &str,
+        stdin: bool,
+        stdin_once: bool,
+    ) -> Result<Attached, PodRuntimeError> {
         let id = id.to_string();
         self.blocking(move |_, engine| {
             use std::io::Write;
@@ -616,10 +625,10 @@ impl PodRuntime for EnginePodRuntime {
             let stdin = stdin && process.stdin;
             let mut stream = crate::runtime::container::client::connect(engine.paths(), &rec.id)
                 .map_err(failed)?;
-            let line: &[u8] = if stdin {
-                b"attach stdin\n"
-            } else {
-                b"attach\n"
+            let line: &[u8] = match (stdin, stdin_once) {
+                (true, true) => b"attach stdin\n",
+                (true, false) => b"attach stdin keep\n",
+                (false, _) => b"attach\n",
             };
             stream.write_all(line).map_err(failed)?;
             Ok(Attached {

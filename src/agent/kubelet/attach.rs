@@ -3,7 +3,7 @@
 //! a transport as a [`Proc`]. The shim's frames (`[kind][len u32][payload]`:
 //! stdout, stderr, then the exit) are split onto two pipes and the exit
 //! code; the client's stdin goes back as stdin frames, an empty one at its
-//! end. Leaving (the session dropping the Proc) closes our socket, and the
+//! end when the container has `stdinOnce`. Leaving (the session dropping the Proc) closes our socket, and the
 //! container runs on.
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -32,9 +32,17 @@ impl Drop for Tasks {
     }
 }
 
-pub async fn open<R: PodRuntime>(runtime: &R, id: &str, p: &Params) -> Result<Proc, String> {
+/// Attach to container `id`; with `stdin_once` (the container's
+/// `stdinOnce`) the end of the client's input is the end of the
+/// container's, otherwise its stdin stays open for the next attach.
+pub async fn open<R: PodRuntime>(
+    runtime: &R,
+    id: &str,
+    p: &Params,
+    stdin_once: bool,
+) -> Result<Proc, String> {
     let a = runtime
-        .attach(id, p.stdin)
+        .attach(id, p.stdin, stdin_once)
         .await
         .map_err(|e| e.to_string())?;
     a.stream
@@ -68,8 +76,9 @@ pub async fn open<R: PodRuntime>(runtime: &R, id: &str, p: &Params) -> Result<Pr
                     }
                 }
             }
-            // The end of the client's input is the end of the container's.
-            let _ = wr.write_all(&proto::frame(proto::STDIN, &[])).await;
+            if stdin_once {
+                let _ = wr.write_all(&proto::frame(proto::STDIN, &[])).await;
+            }
             // Keep our half open: closing it would read as having left.
             std::future::pending::<()>().await;
         }));

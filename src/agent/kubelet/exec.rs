@@ -110,6 +110,10 @@ pub async fn serve<R: PodRuntime>(
     };
     let response = upgrade::switching(&transport);
     let id = current.id.clone();
+    let stdin_once = current
+        .labels
+        .get(crate::agent::pods::spec::LABEL_STDIN_ONCE)
+        .is_some_and(|v| v == "true");
     tokio::spawn(async move {
         let Some((io, _slot)) = upgrade::upgraded(req).await else {
             return;
@@ -120,7 +124,7 @@ pub async fn serve<R: PodRuntime>(
                 Some(cmd) => {
                     stdio::spawn(cmd, &params).map_err(|e| format!("starting the exec: {e}"))
                 }
-                None => attach::open(&ctx.runtime, &id, &params).await,
+                None => attach::open(&ctx.runtime, &id, &params, stdin_once).await,
             }
         };
         let ended = match transport {

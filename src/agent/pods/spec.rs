@@ -37,6 +37,9 @@ pub const LABEL_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const LABEL_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
 pub const LABEL_CONTAINER_NAME: &str = "io.kubernetes.container.name";
 pub const LABEL_ATTEMPT: &str = "io.skiff.container.attempt";
+/// Set on a container with `stdinOnce`: its stdin ends with the first
+/// attach's.
+pub const LABEL_STDIN_ONCE: &str = "io.skiff.container.stdin-once";
 
 pub const KIND_CONFIG_MAP: &str = "ConfigMap";
 pub const KIND_SECRET: &str = "Secret";
@@ -269,13 +272,16 @@ pub fn container_spec(
             .filter(|(k, _)| env.get(k).is_none())
             .map(|(k, v)| format!("{k}={v}")),
     );
-    let labels = BTreeMap::from([
+    let mut labels = BTreeMap::from([
         (LABEL_POD_UID.to_string(), pod_uid(pod).to_string()),
         (LABEL_POD_NAME.to_string(), pod_name(pod).to_string()),
         (LABEL_POD_NAMESPACE.to_string(), namespace(pod).to_string()),
         (LABEL_CONTAINER_NAME.to_string(), c.name.clone()),
         (LABEL_ATTEMPT.to_string(), ctx.attempt.to_string()),
     ]);
+    if c.stdin_once == Some(true) {
+        labels.insert(LABEL_STDIN_ONCE.to_string(), "true".to_string());
+    }
     Ok(ContainerSpec {
         image: c.image.clone().unwrap_or_default(),
         name: Some(container_name(pod, &c.name, ctx.attempt)),

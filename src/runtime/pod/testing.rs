@@ -340,7 +340,12 @@ impl PodRuntime for FakePodRuntime {
         Err(PodRuntimeError::NotFound(id.to_string()))
     }
 
-    async fn attach(&self, id: &str, _stdin: bool) -> Result<super::Attached, PodRuntimeError> {
+    async fn attach(
+        &self,
+        id: &str,
+        _stdin: bool,
+        _stdin_once: bool,
+    ) -> Result<super::Attached, PodRuntimeError> {
         // A fake has no processes to attach to.
         Err(PodRuntimeError::NotFound(id.to_string()))
     }

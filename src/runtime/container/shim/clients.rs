@@ -25,6 +25,8 @@ pub(super) struct Client {
     pub(super) out: Vec<u8>,
     pub(super) mode: Mode,
     pub(super) stdin: bool,
+    /// The container's stdin stays open when this client goes.
+    pub(super) keep_stdin: bool,
     /// Close once `out` is flushed.
     pub(super) closing: bool,
     pub(super) dead: bool,
@@ -40,6 +42,7 @@ impl Shim {
                     out: Vec::new(),
                     mode: Mode::New,
                     stdin: false,
+                    keep_stdin: false,
                     closing: false,
                     dead: false,
                 });
@@ -81,12 +84,17 @@ impl Shim {
 
     fn handle(&mut self, i: usize, req: Option<Request>, start: &mut bool) -> Option<String> {
         match req {
-            Some(Request::Attach { start: s, stdin }) => {
+            Some(Request::Attach {
+                start: s,
+                stdin,
+                keep,
+            }) => {
                 // One stdin owner at a time.
                 let owns = c_stdin(stdin, &self.stdin, &self.clients, i);
                 let c = &mut self.clients[i];
                 c.mode = Mode::Attached;
                 c.stdin = owns;
+                c.keep_stdin = keep;
                 *start |= s;
                 None
             }
@@ -138,7 +146,8 @@ impl Shim {
                 self.clients[i].stdin = false;
             }
         }
-        if self.clients[i].dead && self.pty.is_none() {
+        let c = &mut self.clients[i];
+        if c.dead && c.stdin && !c.keep_stdin && self.pty.is_none() {
             // The client holding stdin went away: the container sees EOF.
             self.stdin = None;
         }

@@ -65,10 +65,19 @@ pub fn exit_code(payload: &[u8]) -> Option<i32> {
 /// A parsed request line.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Request {
-    Attach { start: bool, stdin: bool },
+    /// `keep`: the container's stdin outlives this client (a pod's
+    /// container without stdinOnce); otherwise it ends with it.
+    Attach {
+        start: bool,
+        stdin: bool,
+        keep: bool,
+    },
     Wait,
     Signal(i32),
-    Resize { rows: u16, cols: u16 },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
     State,
 }
 
@@ -79,6 +88,7 @@ impl Request {
             ["attach", flags @ ..] => Some(Request::Attach {
                 start: flags.contains(&"start"),
                 stdin: flags.contains(&"stdin"),
+                keep: flags.contains(&"keep"),
             }),
             ["wait"] => Some(Request::Wait),
             ["signal", n] => n.parse().ok().map(Request::Signal),
@@ -114,7 +124,8 @@ mod tests {
             Request::parse("attach start stdin\n"),
             Some(Request::Attach {
                 start: true,
-                stdin: true
+                stdin: true,
+                keep: false
             })
         );
         assert_eq!(Request::parse("signal 15"), Some(Request::Signal(15)));
