@@ -247,47 +247,49 @@ pub fn tear_down(pod_parent: &str) -> Result<(), CgroupError> {
     Ok(())
 }
 
-/// The pod cgroups (`parent` values, by pod UID) on this node, for the
-/// sweep of pods that are gone.
-pub fn existing() -> Vec<(String, String)> {
-    let Ok(h) = Hierarchies::detect() else {
-        return Vec::new();
-    };
-    let Some(mem) = h.controller("memory").or_else(|| h.controller("cpu")) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    let base = kubepods();
-    for class in ["", "burstable", "besteffort"] {
-        let at = if class.is_empty() {
-            base.clone()
-        } else {
-            format!("{base}/{class}")
-        };
-        let Ok(entries) = std::fs::read_dir(Hierarchies::dir(mem, &at)) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if let Some(uid) = name.strip_prefix("pod") {
-                out.push((uid.to_string(), format!("{at}/{name}")));
-            }
-        }
-    }
-    out
+/// Where the agent notes the pod cgroups it made (`<root>/agent/cgroups/
+/// <uid>` holding the path): the cgroup tree is the host's, shared with
+/// any other agent or engine on it, so only what this agent noted is ever
+/// swept.
+fn marks(root: &Path) -> std::path::PathBuf {
+    root.join("agent").join("cgroups")
 }
 
-/// Whether the pod cgroup `parent` was made before `t` (one made since
-/// may belong to a pod bound after a list).
-pub fn older_than(parent: &str, t: chrono::DateTime<chrono::Utc>) -> bool {
-    let Ok(h) = Hierarchies::detect() else {
-        return false;
+/// Note that pod `uid`'s cgroup is `parent` (before it is made).
+pub fn mark(root: &Path, uid: &str, parent: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = marks(root);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    std::fs::write(dir.join(uid), parent)
+}
+
+/// Forget pod `uid`'s cgroup (once it is gone).
+pub fn unmark(root: &Path, uid: &str) {
+    let _ = std::fs::remove_file(marks(root).join(uid));
+}
+
+/// The pod cgroups this agent made and has not removed: (uid, parent,
+/// when noted).
+pub fn existing(root: &Path) -> Vec<(String, String, std::time::SystemTime)> {
+    let Ok(entries) = std::fs::read_dir(marks(root)) else {
+        return Vec::new();
     };
-    h.controller("memory")
-        .or_else(|| h.controller("cpu"))
-        .and_then(|hier| std::fs::metadata(Hierarchies::dir(hier, parent)).ok())
-        .and_then(|m| m.modified().ok())
-        .is_some_and(|m| chrono::DateTime::<chrono::Utc>::from(m) < t)
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let uid = e.file_name().to_str()?.to_string();
+            let parent = std::fs::read_to_string(e.path()).ok()?;
+            let at = e.metadata().ok()?.modified().ok()?;
+            // Only ever a pod cgroup under kubepods.
+            let ok = parent.starts_with(&format!("{}/", kubepods()))
+                && parent.ends_with(&format!("/pod{uid}"))
+                && cgroups::validate_path(&parent).is_ok();
+            ok.then_some((uid, parent, at))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -64,17 +64,17 @@ pub async fn sweep<R: PodRuntime>(
     let Ok(known) = swept else { return };
     // Their cgroups, once their containers are gone (made before the
     // list, as above).
+    let root = ctx.root.clone();
     let swept = tokio::task::spawn_blocking(move || {
-        for (uid, parent) in super::pod_cgroup::existing() {
-            if known.contains(&uid)
-                || !candidate(&uid)
-                || !super::pod_cgroup::older_than(&parent, listed_at)
-            {
+        for (uid, parent, at) in super::pod_cgroup::existing(&root) {
+            let old = chrono::DateTime::<chrono::Utc>::from(at) < listed_at;
+            if known.contains(&uid) || !candidate(&uid) || !old {
                 continue;
             }
             tracing::info!(pod_uid = %uid, "removing the cgroup of a pod that is gone");
-            if let Err(e) = super::pod_cgroup::tear_down(&parent) {
-                tracing::warn!("{e}");
+            match super::pod_cgroup::tear_down(&parent) {
+                Ok(()) => super::pod_cgroup::unmark(&root, &uid),
+                Err(e) => tracing::warn!("{e}"),
             }
         }
         known

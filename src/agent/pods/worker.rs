@@ -552,11 +552,21 @@ impl<R: PodRuntime> Worker<R> {
         // A quantity that does not parse fails the containers' own specs
         // (CreateContainerConfigError); the pod is then left unbounded.
         let limits = super::pod_cgroup::limits(pod).unwrap_or_default();
-        let at = parent.clone();
-        let made = tokio::task::spawn_blocking(move || super::pod_cgroup::set_up(&at, &limits))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
+        let (at, root, uid) = (parent.clone(), self.ctx.root.clone(), self.uid.clone());
+        let made = tokio::task::spawn_blocking(move || {
+            // Noted first: what is made is swept even if the agent dies
+            // half way.
+            super::pod_cgroup::mark(&root, &uid, &at).map_err(|e| {
+                crate::runtime::container::cgroups::CgroupError::Io {
+                    path: root.join("agent").join("cgroups"),
+                    source: e,
+                }
+            })?;
+            super::pod_cgroup::set_up(&at, &limits)
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
         match made {
             Ok(()) => {
                 self.cgroup = Some(parent);

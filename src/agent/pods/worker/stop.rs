@@ -115,11 +115,15 @@ impl<R: PodRuntime> Worker<R> {
         let cgroup = self.cgroup.take();
         if let Some(pod) = self.pod() {
             let parent = cgroup.unwrap_or_else(|| crate::agent::pods::pod_cgroup::parent(pod));
-            match tokio::task::spawn_blocking(move || {
-                crate::agent::pods::pod_cgroup::tear_down(&parent)
-            })
-            .await
-            {
+            let (root, uid) = (self.ctx.root.clone(), self.uid.clone());
+            let removed = tokio::task::spawn_blocking(move || {
+                let r = crate::agent::pods::pod_cgroup::tear_down(&parent);
+                if r.is_ok() {
+                    crate::agent::pods::pod_cgroup::unmark(&root, &uid);
+                }
+                r
+            });
+            match removed.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => tracing::warn!(pod = %pod_key(pod), "removing the pod's cgroup: {e}"),
                 Err(e) => tracing::warn!(pod = %pod_key(pod), "removing the pod's cgroup: {e}"),
