@@ -48,19 +48,30 @@ const MAX_RETRY: Duration = Duration::from_secs(7);
 /// until Services are load-balanced on the node (issue 15) nothing answers
 /// there, so pods are given the address the agent itself reaches the API
 /// at — the node's address when that is a loopback one, which a pod's own
-/// loopback would shadow. The serving certificate names both.
+/// loopback would shadow, and the pods' bridge when the node's address is
+/// loopback too (a box with no route off it). The serving certificate
+/// names all of them.
 fn service_env(
     api: &http::Uri,
     node_ip: std::net::IpAddr,
 ) -> std::collections::BTreeMap<String, String> {
+    let bridge = crate::net::host::DEFAULT_NODE_CIDR
+        .parse::<crate::net::cidr::Ipv4Cidr>()
+        .map(|c| c.gateway().to_string())
+        .unwrap_or_default();
+    let reachable = if node_ip.is_loopback() {
+        bridge
+    } else {
+        node_ip.to_string()
+    };
     let mut env = std::collections::BTreeMap::new();
     let host = api
         .host()
         .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
         .unwrap_or_default();
     let host = match host.parse::<std::net::IpAddr>() {
-        Ok(ip) if ip.is_loopback() => node_ip.to_string(),
-        _ if host == "localhost" => node_ip.to_string(),
+        Ok(ip) if ip.is_loopback() => reachable,
+        _ if host == "localhost" => reachable,
         _ => host.to_string(),
     };
     let port = api.port_u16().unwrap_or(443).to_string();
@@ -253,4 +264,29 @@ fn bind_dual_stack(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::Tc
         .map_err(std::io::Error::from)?;
     socket.bind(addr)?;
     socket.listen(1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::service_env;
+
+    #[test]
+    fn pods_are_given_an_api_address_they_can_reach() {
+        let host = |api: &str, node: &str| {
+            let env = service_env(&api.parse().unwrap(), node.parse().unwrap());
+            (
+                env["KUBERNETES_SERVICE_HOST"].clone(),
+                env["KUBERNETES_SERVICE_PORT"].clone(),
+            )
+        };
+        assert_eq!(
+            host("https://10.0.0.5:6443", "10.0.0.5"),
+            ("10.0.0.5".into(), "6443".into())
+        );
+        // A pod's loopback is its own: the node's address instead.
+        assert_eq!(host("https://127.0.0.1:6443", "10.0.0.5").0, "10.0.0.5");
+        assert_eq!(host("https://localhost:6443", "10.0.0.5").0, "10.0.0.5");
+        // A node with only loopback: the pods' bridge.
+        assert_eq!(host("https://127.0.0.1:6443", "127.0.0.1").0, "10.42.0.1");
+    }
 }

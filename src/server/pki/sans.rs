@@ -11,7 +11,8 @@ pub use crate::cluster::KUBERNETES_SERVICE_IP;
 /// SANs every serving certificate carries: this host's name (from `gethostname`,
 /// no NSS), every non-loopback address of its interfaces (IPv6 link-local
 /// addresses are left out: they need a zone and cannot be matched), loopback,
-/// `localhost`, the in-cluster names of the `kubernetes` service and its IP.
+/// `localhost`, the in-cluster names of the `kubernetes` service and its IP,
+/// and the address of the pods' bridge.
 pub fn default_sans() -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |s: String| {
@@ -50,6 +51,11 @@ pub fn default_sans() -> Vec<String> {
         push(name);
     }
     push(cluster.kubernetes_service_ip().to_string());
+    // The node's bridge: pods reach the API there when the node has no
+    // other address than loopback (agent::service_env).
+    if let Ok(cidr) = crate::net::host::DEFAULT_NODE_CIDR.parse::<crate::net::cidr::Ipv4Cidr>() {
+        push(cidr.gateway().to_string());
+    }
     out
 }
 
