@@ -54,9 +54,10 @@ const MAX_RETRY: Duration = Duration::from_secs(7);
 fn service_env(
     api: &http::Uri,
     node_ip: std::net::IpAddr,
+    pod_cidr: Option<crate::net::cidr::Ipv4Cidr>,
 ) -> std::collections::BTreeMap<String, String> {
-    let bridge = crate::net::host::DEFAULT_NODE_CIDR
-        .parse::<crate::net::cidr::Ipv4Cidr>()
+    let bridge = pod_cidr
+        .or_else(|| crate::net::host::DEFAULT_NODE_CIDR.parse().ok())
         .map(|c| c.gateway().to_string())
         .unwrap_or_default();
     let reachable = if node_ip.is_loopback() {
@@ -127,7 +128,11 @@ pub async fn run(
         node_ip: config.node_ip,
         log_root: config.pod_log_dir.clone(),
         images,
-        service_env: service_env(&api_url, config.node_ip),
+        service_env: service_env(
+            &api_url,
+            config.node_ip,
+            crate::net::host::recorded_cidr(&config.root),
+        ),
         // A node whose memory cannot be read scores Burstable containers
         // as if they asked for none of it.
         memory_capacity: node::host::memory_total().unwrap_or(u64::MAX),
@@ -273,7 +278,7 @@ mod tests {
     #[test]
     fn pods_are_given_an_api_address_they_can_reach() {
         let host = |api: &str, node: &str| {
-            let env = service_env(&api.parse().unwrap(), node.parse().unwrap());
+            let env = service_env(&api.parse().unwrap(), node.parse().unwrap(), None);
             (
                 env["KUBERNETES_SERVICE_HOST"].clone(),
                 env["KUBERNETES_SERVICE_PORT"].clone(),
@@ -288,5 +293,11 @@ mod tests {
         assert_eq!(host("https://localhost:6443", "10.0.0.5").0, "10.0.0.5");
         // A node with only loopback: the pods' bridge.
         assert_eq!(host("https://127.0.0.1:6443", "127.0.0.1").0, "10.42.0.1");
+        let other = service_env(
+            &"https://127.0.0.1:6443".parse().unwrap(),
+            "127.0.0.1".parse().unwrap(),
+            "10.88.0.0/24".parse().ok(),
+        );
+        assert_eq!(other["KUBERNETES_SERVICE_HOST"], "10.88.0.1");
     }
 }

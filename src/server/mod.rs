@@ -319,9 +319,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // The certificates (made on a fresh data dir: a CA and two key pairs)
     // are independent of the store and of bootstrap, which needs only the
     // store: overlap them.
+    // The pods' bridge, where pods reach the API on a node with no other
+    // address (agent::service_env): the default's is always named, one set
+    // up with another --node-cidr too.
+    let mut extra_sans = args.tls_san.clone();
+    if let Some(cidr) = crate::net::host::recorded_cidr(&data_dir) {
+        extra_sans.push(cidr.gateway().to_string());
+    }
     let pki_opts = pki::PkiOptions {
         tls_dir: paths.tls.clone(),
-        extra_sans: args.tls_san.clone(),
+        extra_sans,
     };
     let token_path = paths.token.clone();
     let pki = tokio::task::spawn_blocking(move || {

@@ -103,20 +103,19 @@ pub struct Resources {
 /// node-critical pods get the agent's own score instead of failing to
 /// start, as containerd's `restrict_oom_score_adj` does.
 pub fn min_oom_score_adj() -> i32 {
-    const CAP_SYS_RESOURCE: u32 = 24;
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let privileged = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE) != 0);
-    if privileged {
-        return -1000;
-    }
-    let own = std::fs::read_to_string("/proc/self/oom_score_adj")
+    const FILE: &str = "/proc/self/oom_score_adj";
+    let own = std::fs::read_to_string(FILE)
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .unwrap_or(0);
+    // Tried, not read off the capability set: in a user namespace
+    // CAP_SYS_RESOURCE shows but the kernel asks the initial namespace.
+    // The lowest score is tried (a small step down can be allowed without
+    // the capability); raising it back is always allowed.
+    if own <= -1000 || std::fs::write(FILE, "-1000").is_ok() {
+        let _ = std::fs::write(FILE, own.to_string());
+        return -1000;
+    }
     tracing::info!(
         min_oom_score_adj = own,
         "no CAP_SYS_RESOURCE: containers' OOM scores are kept at or above the agent's own"

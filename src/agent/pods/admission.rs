@@ -2,11 +2,12 @@
 //! runs: the node must have room for it (pods, cpu, memory and
 //! ephemeral-storage requests against allocatable, beside the pods it
 //! already runs), its labels must match the pod's nodeSelector and
-//! required node affinity, and the pod must tolerate the node's NoSchedule
-//! taints. A pod bound past the scheduler (or when the scheduler's view
-//! was stale) that does not fit is rejected as upstream does: phase Failed,
-//! reason `OutOfcpu`, `OutOfmemory`, `OutOfpods`, `NodeAffinity`, `Taint`,
-//! and the message `kubectl describe` shows.
+//! required node affinity, and the pod must tolerate the node's NoExecute
+//! taints (kubelet looks at no other effect). A pod bound past the
+//! scheduler (or when the scheduler's view was stale) that does not fit is
+//! rejected as upstream does: phase Failed, reason `OutOfcpu`,
+//! `OutOfmemory`, `OutOfpods`, `NodeAffinity`, `TaintToleration`, and the
+//! message `kubectl describe` shows.
 
 use std::collections::HashMap;
 
@@ -81,12 +82,15 @@ fn out_of(resource: &str, requested: u64, used: u64, capacity: u64) -> Rejection
 }
 
 /// Admit `pod` on `node` (allocatable `room`), beside `running` (the
-/// requests of the pods it already runs that have not finished).
+/// requests of the pods it already runs that have not finished). Without
+/// the Node (the API did not answer) only the room is checked; a static
+/// pod's tolerations are not.
 pub fn admit(
     pod: &Pod,
-    node: &Node,
+    node: Option<&Node>,
     room: &host::Resources,
     running: &[Requests],
+    is_static: bool,
 ) -> Result<(), Rejection> {
     let want = requests(pod);
     let used = running.iter().fold(Requests::default(), |a, r| Requests {
@@ -117,7 +121,7 @@ pub fn admit(
             return Err(out_of(name, want, used, room));
         }
     }
-    let Some(spec) = pod.spec.as_ref() else {
+    let (Some(spec), Some(node)) = (pod.spec.as_ref(), node) else {
         return Ok(());
     };
     if !node_match::selects(spec, node) {
@@ -133,17 +137,15 @@ pub fn admit(
         .as_ref()
         .and_then(|s| s.taints.as_deref())
         .unwrap_or_default();
-    // NoExecute taints are the eviction's business, not admission's.
-    if let Some(t) = node_match::untolerated(spec, taints, |t| t.effect == "NoSchedule") {
-        let shown = match t.value.as_deref() {
-            Some(v) if !v.is_empty() => format!("{{{}: {v}}}", t.key),
-            _ => format!("{{{}: }}", t.key),
-        };
+    // kubelet looks only at NoExecute taints (NoSchedule ones are the
+    // scheduler's), and not for static pods.
+    let untolerated = node_match::untolerated(spec, taints, |t| t.effect == "NoExecute");
+    if !is_static && untolerated.is_some() {
         return Err(Rejection {
-            reason: "Taint".into(),
-            message: format!(
-                "Predicate TaintToleration failed: node(s) had untolerated taint {shown}"
-            ),
+            reason: "TaintToleration".into(),
+            message:
+                "Predicate TaintToleration failed: node(s) had taints that the pod didn't tolerate"
+                    .into(),
         });
     }
     Ok(())

@@ -46,18 +46,19 @@ fn requests_count_sidecars_and_the_largest_init_container() {
 #[test]
 fn a_pod_that_does_not_fit_is_rejected_as_kubelet_does() {
     let n = node(serde_json::json!({"metadata": {"name": "n"}}));
+    let n = Some(&n);
     let one = requests(&asking("1500m", "100Mi"));
-    assert!(admit(&asking("500m", "100Mi"), &n, &room(), &[one]).is_ok());
-    let e = admit(&asking("600m", "100Mi"), &n, &room(), &[one]).unwrap_err();
+    assert!(admit(&asking("500m", "100Mi"), n, &room(), &[one], false).is_ok());
+    let e = admit(&asking("600m", "100Mi"), n, &room(), &[one], false).unwrap_err();
     assert_eq!(e.reason, "OutOfcpu");
     assert_eq!(
         e.message,
         "Node didn't have enough resource: cpu, requested: 600, used: 1500, capacity: 2000"
     );
-    let e = admit(&asking("0", "2Gi"), &n, &room(), &[]).unwrap_err();
+    let e = admit(&asking("0", "2Gi"), n, &room(), &[], false).unwrap_err();
     assert_eq!(e.reason, "OutOfmemory");
     let full = [Requests::default(); 3];
-    let e = admit(&asking("0", "0"), &n, &room(), &full).unwrap_err();
+    let e = admit(&asking("0", "0"), n, &room(), &full, false).unwrap_err();
     assert_eq!(e.reason, "OutOfpods");
     assert_eq!(
         e.message,
@@ -70,32 +71,40 @@ fn selectors_and_taints_are_checked() {
     let n = node(serde_json::json!({
         "metadata": {"name": "n", "labels": {"zone": "a"}},
         "spec": {"taints": [
-            {"key": "evict", "effect": "NoExecute"},
             {"key": "dedicated", "value": "db", "effect": "NoSchedule"},
+            {"key": "evict", "effect": "NoExecute"},
         ]},
     }));
-    let e = admit(
-        &pod(serde_json::json!({"containers": [], "nodeSelector": {"zone": "b"}})),
-        &n,
-        &room(),
-        &[],
-    )
-    .unwrap_err();
+    let n = Some(&n);
+    let selecting = pod(serde_json::json!({"containers": [], "nodeSelector": {"zone": "b"}}));
+    let e = admit(&selecting, n, &room(), &[], false).unwrap_err();
     assert_eq!(e.reason, "NodeAffinity");
+    // Without the Node nothing but the room is checked.
+    assert!(admit(&selecting, None, &room(), &[], false).is_ok());
     let e = admit(
         &pod(serde_json::json!({"containers": []})),
-        &n,
+        n,
         &room(),
         &[],
+        false,
     )
     .unwrap_err();
-    assert_eq!(e.reason, "Taint");
+    assert_eq!(e.reason, "TaintToleration");
     assert_eq!(
         e.message,
-        "Predicate TaintToleration failed: node(s) had untolerated taint {dedicated: db}"
+        "Predicate TaintToleration failed: node(s) had taints that the pod didn't tolerate"
     );
+    // NoSchedule is the scheduler's; NoExecute tolerated, or a static pod.
     let tolerant = pod(serde_json::json!({"containers": [], "tolerations": [
-        {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
+        {"key": "evict", "operator": "Exists", "effect": "NoExecute"}
     ]}));
-    assert!(admit(&tolerant, &n, &room(), &[]).is_ok());
+    assert!(admit(&tolerant, n, &room(), &[], false).is_ok());
+    assert!(admit(
+        &pod(serde_json::json!({"containers": []})),
+        n,
+        &room(),
+        &[],
+        true
+    )
+    .is_ok());
 }

@@ -263,7 +263,15 @@ pub fn mark(root: &Path, uid: &str, parent: &str) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(&dir)?;
-    std::fs::write(dir.join(uid), parent)
+    // Whole or not at all: a torn note would never be swept.
+    let tmp = dir.join(format!(".{uid}.tmp"));
+    std::fs::write(&tmp, parent)?;
+    std::fs::rename(&tmp, dir.join(uid))
+}
+
+/// The cgroup noted for pod `uid`, if any.
+pub fn marked(root: &Path, uid: &str) -> Option<String> {
+    std::fs::read_to_string(marks(root).join(uid)).ok()
 }
 
 /// Forget pod `uid`'s cgroup (once it is gone).
@@ -281,6 +289,9 @@ pub fn existing(root: &Path) -> Vec<(String, String, std::time::SystemTime)> {
         .flatten()
         .filter_map(|e| {
             let uid = e.file_name().to_str()?.to_string();
+            if uid.starts_with('.') {
+                return None;
+            }
             let parent = std::fs::read_to_string(e.path()).ok()?;
             let at = e.metadata().ok()?.modified().ok()?;
             // Only ever a pod cgroup under kubepods.

@@ -485,17 +485,16 @@ impl<R: PodRuntime> Worker<R> {
         let status = pod.status.as_ref();
         let phase = status.and_then(|s| s.phase.as_deref());
         if phase == Some(status::FAILED) && self.sandbox.is_none() && self.slots.is_empty() {
-            // Rejected by an earlier agent: it stays so.
-            if let Some(reason) = status.and_then(|s| s.reason.clone()) {
-                let message = status
-                    .and_then(|s| s.message.as_deref())
-                    .unwrap_or_default();
+            // Rejected by an earlier agent: it stays so (other failures,
+            // such as an eviction, keep their own status).
+            let reason = status.and_then(|s| s.reason.clone());
+            let message = status
+                .and_then(|s| s.message.as_deref())
+                .unwrap_or_default();
+            if let (Some(reason), Some(message)) = (reason, message.strip_prefix(REJECTED)) {
                 self.rejected = Some(admission::Rejection {
                     reason,
-                    message: message
-                        .strip_prefix(REJECTED)
-                        .unwrap_or(message)
-                        .to_string(),
+                    message: message.to_string(),
                 });
             }
             return;
@@ -508,10 +507,14 @@ impl<R: PodRuntime> Worker<R> {
             return;
         }
         let ctx = self.ctx.clone();
-        let _gate = ctx.admitted.gate.lock().await;
+        // Read before the gate, and bounded: an API that does not answer
+        // holds up no other pod. Without the Node only the room is checked.
         let nodes: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(ctx.client.clone());
-        // Without the Node (the API is away) only the room is checked.
-        let node = nodes.get(&ctx.node_name).await.unwrap_or_default();
+        let node = tokio::time::timeout(Duration::from_secs(10), nodes.get(&ctx.node_name))
+            .await
+            .ok()
+            .and_then(Result::ok);
+        let _gate = ctx.admitted.gate.lock().await;
         let (root, reserved) = (ctx.root.clone(), ctx.reserved.clone());
         let room = tokio::task::spawn_blocking(move || {
             crate::agent::node::host::measure_capacity(&root)
@@ -523,7 +526,13 @@ impl<R: PodRuntime> Worker<R> {
             ctx.admitted.hold(&self.uid, requests);
             return;
         };
-        match admission::admit(pod, &node, &room, &ctx.admitted.others(&self.uid)) {
+        match admission::admit(
+            pod,
+            node.as_ref(),
+            &room,
+            &ctx.admitted.others(&self.uid),
+            false,
+        ) {
             Ok(()) => ctx.admitted.hold(&self.uid, requests),
             Err(r) => {
                 tracing::info!(pod = %pod_key(pod), reason = %r.reason, "rejected the pod: {}", r.message);

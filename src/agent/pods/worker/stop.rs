@@ -114,7 +114,11 @@ impl<R: PodRuntime> Worker<R> {
         }
         let cgroup = self.cgroup.take();
         if let Some(pod) = self.pod() {
-            let parent = cgroup.unwrap_or_else(|| crate::agent::pods::pod_cgroup::parent(pod));
+            // The one made (or noted by an earlier agent), else where it
+            // would be.
+            let parent = cgroup
+                .or_else(|| crate::agent::pods::pod_cgroup::marked(&self.ctx.root, &self.uid))
+                .unwrap_or_else(|| crate::agent::pods::pod_cgroup::parent(pod));
             let (root, uid) = (self.ctx.root.clone(), self.uid.clone());
             let removed = tokio::task::spawn_blocking(move || {
                 let r = crate::agent::pods::pod_cgroup::tear_down(&parent);
