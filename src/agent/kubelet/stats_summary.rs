@@ -5,7 +5,7 @@
 //! (`usageCoreNanoSeconds`); `usageNanoCores`, a rate, is left out, as
 //! kubelet leaves it out until it has two samples.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -75,7 +75,16 @@ fn fs_json(n: &NodeSample, now: &str) -> Value {
 }
 
 /// The summary, as kubelet writes it.
-pub fn render(node_name: &str, node: &NodeSample, samples: &[Sample], now: DateTime<Utc>) -> Value {
+/// The Summary. A pod's own figures are its cgroup's (`pod_stats`, by UID)
+/// where it has one: they count what its containers used before a restart
+/// too, so they never go backwards; else the sum of its containers'.
+pub fn render(
+    node_name: &str,
+    node: &NodeSample,
+    samples: &[Sample],
+    pod_stats: &HashMap<String, Stats>,
+    now: DateTime<Utc>,
+) -> Value {
     let now_s = time(now);
     let mut memory = json!({"time": now_s});
     if let Some(ws) = node.working_set {
@@ -116,9 +125,14 @@ pub fn render(node_name: &str, node: &NodeSample, samples: &[Sample], now: DateT
                     })
                 })
                 .collect();
-            let cpu: u64 = cs.iter().map(|c| c.stats.cpu_usage_nanos).sum();
-            let usage: u64 = cs.iter().map(|c| c.stats.memory_usage_bytes).sum();
-            let ws: u64 = cs.iter().map(|c| working_set(&c.stats)).sum();
+            let (cpu, usage, ws) = match pod_stats.get(*uid) {
+                Some(p) => (p.cpu_usage_nanos, p.memory_usage_bytes, working_set(p)),
+                None => (
+                    cs.iter().map(|c| c.stats.cpu_usage_nanos).sum(),
+                    cs.iter().map(|c| c.stats.memory_usage_bytes).sum(),
+                    cs.iter().map(|c| working_set(&c.stats)).sum(),
+                ),
+            };
             json!({
                 "podRef": {"name": name, "namespace": ns, "uid": uid},
                 "startTime": started.map(time),
@@ -172,6 +186,23 @@ fn boot_time(stat: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The running containers of pods, measured.
+/// The pod cgroups' figures of pods `uids` (those this agent made).
+fn pod_cgroup_stats(root: &Path, uids: Vec<String>) -> HashMap<String, Stats> {
+    let mut out = HashMap::new();
+    for uid in uids {
+        if out.contains_key(&uid) {
+            continue;
+        }
+        let Some(parent) = crate::agent::pods::pod_cgroup::marked(root, &uid) else {
+            continue;
+        };
+        if let Ok(s) = crate::runtime::container::cgroups::stats(&parent) {
+            out.insert(uid, s);
+        }
+    }
+    out
+}
+
 pub async fn samples<R: PodRuntime>(ctx: &WorkerCtx<R>) -> Result<Vec<Sample>, String> {
     let all = ctx
         .runtime
@@ -212,7 +243,12 @@ pub async fn serve<R: PodRuntime>(ctx: Arc<WorkerCtx<R>>) -> Response<Body> {
         Ok(s) => s,
         Err(e) => return text(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    let body = render(&ctx.node_name, &node, &samples, Utc::now());
+    let uids: Vec<String> = samples.iter().map(|s| s.uid.clone()).collect();
+    let root = ctx.root.clone();
+    let pod_stats = tokio::task::spawn_blocking(move || pod_cgroup_stats(&root, uids))
+        .await
+        .unwrap_or_default();
+    let body = render(&ctx.node_name, &node, &samples, &pod_stats, Utc::now());
     Response::builder()
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(super::full(body.to_string()))
@@ -249,12 +285,8 @@ mod tests {
             inodes: Some((10, 4)),
             boot: Some(now),
         };
-        let v = render(
-            "n1",
-            &node,
-            &[sample("a", 5, 1000), sample("b", 7, 2000)],
-            now,
-        );
+        let both = [sample("a", 5, 1000), sample("b", 7, 2000)];
+        let v = render("n1", &node, &both, &HashMap::new(), now);
         assert_eq!(v["node"]["nodeName"], "n1");
         assert_eq!(v["node"]["cpu"]["usageCoreNanoSeconds"], 2_500_000_000u64);
         assert_eq!(v["node"]["memory"]["availableBytes"], 600);
@@ -269,5 +301,21 @@ mod tests {
         assert_eq!(pod["memory"]["workingSetBytes"], 2800);
         assert_eq!(pod["containers"][1]["name"], "b");
         assert_eq!(pod["containers"][1]["memory"]["workingSetBytes"], 1900);
+        // The pod's cgroup, when it has one, counts for the pod.
+        let cgroup = Stats {
+            cpu_usage_nanos: 40,
+            memory_usage_bytes: 5000,
+            memory_inactive_file_bytes: 1000,
+            ..Stats::default()
+        };
+        let v = render(
+            "n1",
+            &node,
+            &both,
+            &HashMap::from([("u1".to_string(), cgroup)]),
+            now,
+        );
+        assert_eq!(v["pods"][0]["cpu"]["usageCoreNanoSeconds"], 40);
+        assert_eq!(v["pods"][0]["memory"]["workingSetBytes"], 4000);
     }
 }
