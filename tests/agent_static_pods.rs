@@ -232,3 +232,27 @@ spec:
     assert!(!ps.contains(&format!("gone-{NODE}")), "{ps}");
     s.kubectl_ok(&["delete", "pod", "plain", "--wait=true", "--timeout=60s"]);
 }
+
+/// A static pod is admitted as any other: one that does not fit the node
+/// never runs, and its mirror pod says why.
+#[test]
+fn a_static_pod_that_does_not_fit_is_rejected() {
+    let s = server_with_busybox(NODE);
+    let dir = s.data_dir().join("agent").join("pod-manifests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let huge = manifest("big").replace(
+        "    imagePullPolicy: Never\n",
+        "    imagePullPolicy: Never\n    resources: {requests: {cpu: \"100000\"}}\n",
+    );
+    let tmp = s.dir().join("web.yaml");
+    std::fs::write(&tmp, huge).unwrap();
+    std::fs::rename(&tmp, dir.join("web.yaml")).unwrap();
+    wait_until(&s, "made a mirror pod", mirror_exists);
+    let v = wait_pod(&s, MIRROR, "was rejected", |v| {
+        v["status"]["phase"] == "Failed"
+    });
+    assert_eq!(v["status"]["reason"], "OutOfcpu");
+    assert_eq!(skiff(&s, &["ps", "-aq"]).trim(), "");
+    std::fs::remove_file(dir.join("web.yaml")).unwrap();
+    wait_until(&s, "removed the mirror pod", |s| !mirror_exists(s));
+}

@@ -478,7 +478,8 @@ impl<R: PodRuntime> Worker<R> {
 
     /// kubelet's admission: a pod that does not fit the node is rejected
     /// (Failed) before anything of it runs; one that runs already (an
-    /// earlier agent's) or is static is taken as it is.
+    /// earlier agent's) is taken as it is. Static pods are admitted too
+    /// (their mirror pod shows a rejection), but not against taints.
     async fn admit(&mut self, pod: &Pod) {
         use super::admission;
         let requests = admission::requests(pod);
@@ -502,7 +503,7 @@ impl<R: PodRuntime> Worker<R> {
         if self.finished || matches!(phase, Some(status::SUCCEEDED | status::FAILED)) {
             return;
         }
-        if self.is_static || self.sandbox.is_some() || !self.slots.is_empty() {
+        if self.sandbox.is_some() || !self.slots.is_empty() {
             self.ctx.admitted.hold(&self.uid, requests);
             return;
         }
@@ -531,7 +532,7 @@ impl<R: PodRuntime> Worker<R> {
             node.as_ref(),
             &room,
             &ctx.admitted.others(&self.uid),
-            false,
+            self.is_static,
         ) {
             Ok(()) => ctx.admitted.hold(&self.uid, requests),
             Err(r) => {
