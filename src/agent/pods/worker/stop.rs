@@ -80,30 +80,58 @@ impl<R: PodRuntime> Worker<R> {
                 Some((name.clone(), s.id.clone()?, hook))
             })
             .collect();
+        // Upstream's order (KEP-753): the containers first, all at once;
+        // once they are gone the native sidecars, the last started first;
+        // all within the one grace period.
+        let sidecars: Vec<String> = pod
+            .as_ref()
+            .map(|p| {
+                containers(p)
+                    .0
+                    .iter()
+                    .filter(|c| c.restart_policy.as_deref() == Some("Always"))
+                    .map(|c| c.name.clone())
+                    .rev()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let (side, main): (Vec<_>, Vec<_>) = running
+            .into_iter()
+            .partition(|(name, _, _)| sidecars.contains(name));
+        let deadline = std::time::Instant::now() + grace;
         let (runtime, events) = (&self.ctx.runtime, &self.ctx.events);
         let pod = pod.as_ref();
-        futures::future::join_all(running.iter().map(|(name, id, hook)| async move {
-            if let Some(pod) = pod {
-                events.pod(
-                    pod,
-                    Some(name),
-                    NORMAL,
-                    "Killing",
-                    format!("Stopping container {name}"),
-                );
-            }
-            let left = if grace.is_zero() {
-                grace
-            } else {
-                let (left, failed) = probing::run_pre_stop(runtime, id, hook.as_ref(), grace).await;
-                if let (Some(m), Some(pod)) = (failed, pod) {
-                    events.pod(pod, Some(name), WARNING, "FailedPreStopHook", m);
+        let stop = |(name, id, hook): (String, String, Option<Action>)| {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            async move {
+                if let Some(pod) = pod {
+                    events.pod(
+                        pod,
+                        Some(&name),
+                        NORMAL,
+                        "Killing",
+                        format!("Stopping container {name}"),
+                    );
                 }
-                left
-            };
-            runtime.stop_container(id, left).await
-        }))
-        .await;
+                let left = if left.is_zero() {
+                    left
+                } else {
+                    let (left, failed) =
+                        probing::run_pre_stop(runtime, &id, hook.as_ref(), left).await;
+                    if let (Some(m), Some(pod)) = (failed, pod) {
+                        events.pod(pod, Some(&name), WARNING, "FailedPreStopHook", m);
+                    }
+                    left
+                };
+                runtime.stop_container(&id, left).await
+            }
+        };
+        futures::future::join_all(main.into_iter().map(stop)).await;
+        for name in &sidecars {
+            if let Some(c) = side.iter().find(|(n, _, _)| n == name) {
+                let _ = stop(c.clone()).await;
+            }
+        }
         let sandbox = self
             .sandbox
             .take()
