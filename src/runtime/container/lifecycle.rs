@@ -221,8 +221,23 @@ pub(super) fn release(paths: &Paths, id: &str) {
                 // libcontainer removes the leaf only, and fails on cgroups
                 // the container made below it: they go depth-first.
                 if let Some(cg) = cgroup.as_ref().and_then(|p| p.to_str()) {
-                    if let Err(e) = super::cgroups::remove(cg) {
-                        tracing::warn!("removing the cgroup of {id}: {e}");
+                    // A process just killed leaves its cgroup a moment
+                    // after the signal (it still has to exit): a busy
+                    // cgroup is tried again, for a bounded while.
+                    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                    loop {
+                        match super::cgroups::remove(cg) {
+                            Ok(()) => break,
+                            Err(super::cgroups::CgroupError::Busy(_))
+                                if std::time::Instant::now() < deadline =>
+                            {
+                                std::thread::sleep(Duration::from_millis(20));
+                            }
+                            Err(e) => {
+                                tracing::warn!("removing the cgroup of {id}: {e}");
+                                break;
+                            }
+                        }
                     }
                 }
             }
