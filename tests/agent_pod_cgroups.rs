@@ -173,3 +173,33 @@ spec:
         "--timeout=60s",
     ]);
 }
+
+/// Pods outlive their agent by design; `skiff killall` then removes them,
+/// their cgroups included.
+#[test]
+fn killall_removes_the_pod_cgroups_of_its_root() {
+    let mut s = server_with_busybox(NODE);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: left}}
+spec:
+  nodeName: {NODE}
+  containers:
+  - name: a
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "600"]
+"#
+        ),
+    );
+    let v = wait_pod(&s, "left", "ran", |v| v["status"]["phase"] == "Running");
+    let uid = v["metadata"]["uid"].as_str().unwrap().to_string();
+    let mem = pod_dir("memory", "besteffort", &uid);
+    assert!(mem.exists());
+    s.kill();
+    pods::skiff(&s, &["killall"]);
+    assert!(!mem.exists(), "{} is left", mem.display());
+}

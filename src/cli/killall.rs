@@ -1,6 +1,6 @@
 //! `skiff killall`: stop every container of this root and remove what the
 //! engine put on the node (like k3s-killall.sh): containers and their shims,
-//! pod sandboxes and volumes, rootfs mounts, network namespaces, veths, the bridge and
+//! pod sandboxes, volumes and cgroups, rootfs mounts, network namespaces, veths, the bridge and
 //! table `ip skiff`.
 //! Images, volumes and the container records' logs stay.
 
@@ -35,6 +35,18 @@ pub fn killall(engine: &Engine) -> anyhow::Result<ExitCode> {
     if let Err(e) = crate::agent::pods::volumes::tear_down_all(paths.node_root()) {
         eprintln!("skiff: error: removing pods' volumes: {e}");
         failed += 1;
+    }
+    // Pods' cgroups, the ones this root's agent noted (the tree is shared
+    // with any other agent on the host), now that their containers are gone.
+    use crate::agent::pods::pod_cgroup;
+    for (uid, parent, _) in pod_cgroup::existing(paths.node_root()) {
+        match pod_cgroup::tear_down(&parent) {
+            Ok(()) => pod_cgroup::unmark(paths.node_root(), &uid),
+            Err(e) => {
+                eprintln!("skiff: error: removing the cgroup of pod {uid}: {e}");
+                failed += 1;
+            }
+        }
     }
     engine
         .network(None)
