@@ -15,3 +15,22 @@ pub mod validation;
 
 /// Unknown/duplicate field detection for `fieldValidation` (walks the protobuf schema table).
 pub use protobuf::fieldcheck;
+
+/// `v` with every object's keys in order (a canonical form: the same
+/// object written with its keys in another order gives the same value).
+pub fn sort_keys(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort();
+            Value::Object(
+                keys.into_iter()
+                    .map(|k| (k.clone(), sort_keys(&m[k])))
+                    .collect(),
+            )
+        }
+        Value::Array(a) => Value::Array(a.iter().map(sort_keys).collect()),
+        other => other.clone(),
+    }
+}

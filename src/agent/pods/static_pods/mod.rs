@@ -79,24 +79,6 @@ pub fn is_static_uid(uid: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// `v` with every object's keys in order, so that the hash of a manifest
-/// does not change when its keys are written in another order.
-fn canonical(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), canonical(&m[k])))
-                    .collect(),
-            )
-        }
-        Value::Array(a) => Value::Array(a.iter().map(canonical).collect()),
-        other => other.clone(),
-    }
-}
-
 /// `<namespace>/<name>`.
 pub fn key(pod: &Pod) -> (String, String) {
     (
@@ -133,7 +115,7 @@ pub fn load(path: &Path, text: &str, node: &str) -> Result<Pod, ManifestError> {
     // The UID is the manifest's (as defaulted), the node's and the file's:
     // stable across restarts, new when any of them changes.
     let mut hasher = Sha256::new();
-    hasher.update(serde_json::to_vec(&canonical(&v)).unwrap_or_default());
+    hasher.update(serde_json::to_vec(&crate::api::sort_keys(&v)).unwrap_or_default());
     hasher.update(format!("host:{node}").as_bytes());
     hasher.update(format!("file:{shown}").as_bytes());
     let uid = hex::encode(&hasher.finalize()[..16]);

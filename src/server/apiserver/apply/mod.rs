@@ -193,7 +193,7 @@ pub fn last_applied_value(applied: &Value) -> String {
             }
         }
     }
-    let text = sorted(&obj).to_string();
+    let text = crate::api::sort_keys(&obj).to_string();
     let text = text
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
@@ -201,22 +201,6 @@ pub fn last_applied_value(applied: &Value) -> String {
         .replace('\u{2028}', "\\u2028")
         .replace('\u{2029}', "\\u2029");
     text + "\n"
-}
-
-fn sorted(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            Value::Object(
-                keys.into_iter()
-                    .map(|k| (k.clone(), sorted(&m[k])))
-                    .collect(),
-            )
-        }
-        Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-        other => other.clone(),
-    }
 }
 
 fn last_applied_of(obj: &Value) -> Option<&str> {
