@@ -200,6 +200,38 @@ spec:
         "couldn't find key nope in ConfigMap default/site"
     );
 
+    // A ConfigMap volume that does not exist holds the pod in
+    // ContainerCreating (it has no init containers), with a FailedMount event.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: unmounted}}
+spec:
+  nodeName: {NODE}
+  volumes: [{{name: conf, configMap: {{name: absent}}}}]
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "600"]
+    volumeMounts: [{{name: conf, mountPath: /conf}}]
+"#
+        ),
+    );
+    let v = wait_pod(&s, "unmounted", "waits for its volume", |v| {
+        v["status"]["podIP"].is_string() && container(v, "main")["state"]["waiting"].is_object()
+    });
+    assert_eq!(
+        container(&v, "main")["state"]["waiting"]["reason"],
+        "ContainerCreating",
+        "{:#}",
+        v["status"]
+    );
+    let out = s.kubectl_ok(&["get", "pod", "unmounted", "--no-headers"]);
+    assert!(out.contains("ContainerCreating"), "{out}");
+
     // runAsNonRoot holds against the image's user (busybox's is root).
     s.kubectl_stdin(
         &["apply", "-f", "-"],
@@ -229,4 +261,43 @@ spec:
         msg.starts_with("container has runAsNonRoot and image will run as root"),
         "{msg}"
     );
+
+    // Termination messages: the file at terminationMessagePath (default and
+    // custom, writable by a non-root user), and the log's tail under
+    // FallbackToLogsOnError when the file is empty.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: last-words}}
+spec:
+  nodeName: {NODE}
+  restartPolicy: Never
+  containers:
+  - name: default
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo -n 'bye from default' > /dev/termination-log; exit 3"]
+  - name: custom
+    image: busybox:latest
+    imagePullPolicy: Never
+    securityContext: {{runAsUser: 1000}}
+    terminationMessagePath: /tmp/said
+    command: ["sh", "-c", "echo -n 'bye from custom' > /tmp/said"]
+  - name: fallback
+    image: busybox:latest
+    imagePullPolicy: Never
+    terminationMessagePolicy: FallbackToLogsOnError
+    command: ["sh", "-c", "echo first; echo last words >&2; exit 1"]
+"#
+        ),
+    );
+    let v = wait_pod(&s, "last-words", "finished", |v| {
+        v["status"]["phase"] == "Failed"
+    });
+    let said = |c: &str| container(&v, c)["state"]["terminated"]["message"].clone();
+    assert_eq!(said("default"), "bye from default", "{:#}", v["status"]);
+    assert_eq!(said("custom"), "bye from custom", "{:#}", v["status"]);
+    assert_eq!(said("fallback"), "first\nlast words\n", "{:#}", v["status"]);
 }

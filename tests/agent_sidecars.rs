@@ -118,4 +118,54 @@ fn a_sidecar_starts_before_and_outlives_the_containers() {
     });
     wait_order(&s, &dir, &["first", "side-start", "main", "side-stop"]);
     s.kubectl_ok(&["delete", "pod", "finished", "--wait=true", "--timeout=60s"]);
+
+    // An init container that fails under Never fails the pod, and the
+    // sidecar started before it is stopped rather than left running.
+    let dir = s.dir().join("notes-init-failed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let side = "trap 'echo side-stop >> /notes/order; exit 0' TERM; echo side-start >> /notes/order; while true; do sleep 1; done";
+    let manifest = format!(
+        r#"apiVersion: v1
+kind: Pod
+metadata: {{name: init-failed}}
+spec:
+  nodeName: {NODE}
+  restartPolicy: Never
+  volumes: [{{name: notes, hostPath: {{path: {dir}, type: Directory}}}}]
+  initContainers:
+  - name: side
+    image: busybox:latest
+    imagePullPolicy: Never
+    restartPolicy: Always
+    command: ["sh", "-c", {side:?}]
+    volumeMounts: [{{name: notes, mountPath: /notes}}]
+  - name: bad
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo bad >> /notes/order; exit 3"]
+    volumeMounts: [{{name: notes, mountPath: /notes}}]
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["true"]
+"#,
+        dir = dir.display()
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    let v = wait_pod(&s, "init-failed", "failed", |v| {
+        v["status"]["phase"] == "Failed"
+    });
+    let bad = &v["status"]["initContainerStatuses"][1];
+    assert_eq!(bad["state"]["terminated"]["exitCode"], 3, "{v}");
+    wait_order(&s, &dir, &["side-start", "bad", "side-stop"]);
+    let out = s.kubectl_ok(&["get", "pod", "init-failed", "--no-headers"]);
+    assert!(out.contains("Init:Error"), "{out}");
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "init-failed",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
 }

@@ -45,6 +45,8 @@ spec:
     emptyDir: {{medium: Memory, sizeLimit: 2Mi}}
   - name: host
     hostPath: {{path: {host}, type: DirectoryOrCreate}}
+  - name: untyped
+    hostPath: {{path: {untyped}}}
   - name: info
     downwardAPI:
       items:
@@ -61,6 +63,7 @@ spec:
       mkdir -p /shared/sub
       echo hello > /shared/sub/greeting
       echo from-pod > /host/out
+      echo untyped > /untyped/out
       grep -q 'app="vols"' /info/labels
       test "$(cat /info/name)" = vols
       grep -q ' /mem tmpfs' /proc/mounts
@@ -70,6 +73,7 @@ spec:
     - {{name: shared, mountPath: /shared}}
     - {{name: mem, mountPath: /mem}}
     - {{name: host, mountPath: /host}}
+    - {{name: untyped, mountPath: /untyped}}
     - {{name: info, mountPath: /info}}
   - name: reader
     image: busybox:latest
@@ -82,7 +86,9 @@ spec:
     volumeMounts:
     - {{name: shared, mountPath: /sub, subPath: sub, readOnly: true}}
 "#,
-        host = host_dir.display()
+        host = host_dir.display(),
+        // No type: a missing path is made as a directory, as containerd does.
+        untyped = host_dir.join("untyped/deeper").display(),
     );
     s.kubectl_stdin(&["apply", "-f", "-"], &pod);
     let v = wait_pod(&s, "vols", "finished", |v| {
@@ -100,6 +106,10 @@ spec:
     assert_eq!(
         std::fs::read_to_string(host_dir.join("out")).unwrap(),
         "from-pod\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host_dir.join("untyped/deeper/out")).unwrap(),
+        "untyped\n"
     );
     let pods_dir = s.data_dir().join("agent/pods");
     // The memory emptyDir, the projected ServiceAccount volume every pod

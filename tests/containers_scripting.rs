@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use containers::Engine;
-use support::{stderr, stdout};
+use support::{run_ok, stderr, stdout};
 
 /// A directory with a `skiff` on it that is this test's engine (its root,
 /// run dir and cgroup parent), for scripts that call `skiff` by name.
@@ -602,6 +602,51 @@ fn capabilities_and_stop_signal() {
     );
     assert!(e.ok(&["logs", "sig"]).contains("got usr1"));
     e.ok(&["rm", "sig"]);
+
+    // Without --stop-signal, the image's STOPSIGNAL is sent first (as
+    // docker; pods' containers stop the same way).
+    let layout = e.dir.path().join("oci");
+    run_ok(
+        Command::new("umoci")
+            .args(["config", "--config.stopsignal", "SIGUSR1", "--image"])
+            .arg(format!("{}:latest", layout.display()))
+            .args(["--tag", "stopsig"]),
+    );
+    let archive = e.dir.path().join("stopsig.tar");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{}:stopsig", layout.display()))
+            .arg(format!(
+                "docker-archive:{}:stopsig:latest",
+                archive.display()
+            )),
+    );
+    e.ok(&["load", "-i", archive.to_str().unwrap()]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "imgsig",
+        "stopsig",
+        "sh",
+        "-c",
+        "trap 'echo got usr1; exit 0' USR1; echo ready; while :; do sleep 0.1; done",
+    ]);
+    for _ in 0..100 {
+        if e.ok(&["logs", "imgsig"]).contains("ready") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    e.ok(&["stop", "-t", "5", "imgsig"]);
+    assert!(e.ok(&["logs", "imgsig"]).contains("got usr1"));
+    assert_eq!(
+        e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "imgsig"]),
+        "0\n"
+    );
+    e.ok(&["rm", "imgsig"]);
+    e.ok(&["rmi", "stopsig"]);
     e.assert_clean();
 }
 

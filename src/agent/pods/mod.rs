@@ -14,5 +14,6 @@ pub mod spec;
 pub mod static_pods;
 pub mod status;
 pub mod sweep;
+pub mod termination_message;
 pub mod volumes;
 pub mod worker;

@@ -411,6 +411,11 @@ impl<R: PodRuntime> Worker<R> {
                 // not hold its containers back (as kubelet).
                 if !done_now && !self.initialized {
                     self.write_status().await;
+                    // An init container that failed for good ends the pod
+                    // (Init:Error): what it holds goes back at once.
+                    if self.all_done(&pod, &init, &main) {
+                        self.release(&pod).await;
+                    }
                     return;
                 }
             }
@@ -424,6 +429,57 @@ impl<R: PodRuntime> Worker<R> {
         if self.all_done(&pod, &init, &main) {
             self.release(&pod).await;
         }
+    }
+
+    /// Bind the container's termination message file (an empty one per
+    /// attempt) at its terminationMessagePath.
+    fn termination_message_mount(
+        &self,
+        c: &Container,
+        attempt: u32,
+        s: &mut crate::runtime::container::containerspec::ContainerSpec,
+    ) -> Result<(), spec::SpecError> {
+        use super::termination_message as tm;
+        use crate::runtime::container::containerspec::{Mount, MountSource};
+        let Some(path) = tm::container_path(c) else {
+            return Ok(());
+        };
+        let pod_dir = super::volumes::pod_dir(&self.ctx.root, &self.uid);
+        let file = tm::host_file(&pod_dir, &c.name, attempt);
+        tm::prepare(&file).map_err(|e| {
+            spec::SpecError::Volume(format!(
+                "creating the termination message file {}: {e}",
+                file.display()
+            ))
+        })?;
+        s.mounts.push(Mount {
+            destination: path.to_string(),
+            source: MountSource::Host(file),
+            read_only: false,
+        });
+        Ok(())
+    }
+
+    /// The termination message of attempt `attempt` of container `name`,
+    /// which ended with `code`.
+    fn termination_message(
+        &self,
+        pod: &Pod,
+        name: &str,
+        attempt: u32,
+        code: i32,
+    ) -> Option<String> {
+        use super::termination_message as tm;
+        let (init, main) = containers(pod);
+        let c = main.iter().chain(init).find(|c| c.name == name)?;
+        let pod_dir = super::volumes::pod_dir(&self.ctx.root, &self.uid);
+        let log = self
+            .ctx
+            .log_root
+            .join(pod_log_dir(pod))
+            .join(name)
+            .join(format!("{attempt}.log"));
+        tm::message(c, &tm::host_file(&pod_dir, name, attempt), &log, code)
     }
 
     /// Whether nothing of the pod will run again: every container has
@@ -733,7 +789,7 @@ impl<R: PodRuntime> Worker<R> {
             BTreeMap::new()
         } else {
             match self.fetch_sources(pod).await {
-                Ok(src) => Self::env_objects(&src),
+                Ok(src) => volumes::env_objects(&src),
                 Err(e) => {
                     let slot = self.slot(&c.name);
                     slot.failures += 1;
@@ -766,17 +822,18 @@ impl<R: PodRuntime> Worker<R> {
             (Ok(mut s), Some(v)) => {
                 // Resolving and binding subPaths is file-system work on paths
                 // containers write: the blocking pool's.
-                let (c, env) = (c.clone(), s.process.env.clone());
+                let (owned, env) = (c.clone(), s.process.env.clone());
                 let made = tokio::task::spawn_blocking(move || {
                     let env: BTreeMap<&str, &str> =
                         env.iter().filter_map(|kv| kv.split_once('=')).collect();
-                    v.mounts(&c, |k| env.get(k).copied())
+                    v.mounts(&owned, |k| env.get(k).copied())
                 })
                 .await;
                 match made {
                     Ok(Ok(mounts)) => {
                         s.mounts.extend(mounts);
-                        Ok(s)
+                        self.termination_message_mount(c, attempt, &mut s)
+                            .map(|()| s)
                     }
                     Ok(Err(e)) => Err(spec::SpecError::Volume(e.to_string())),
                     Err(e) => Err(spec::SpecError::Volume(e.to_string())),
@@ -935,6 +992,10 @@ impl<R: PodRuntime> Worker<R> {
         };
         let oom = recorded.as_ref().is_some_and(|r| r.oom_killed);
         let pod = self.pod.clone();
+        let attempt = self.slot(&name).attempt.saturating_sub(1);
+        let message = pod
+            .as_ref()
+            .and_then(|p| self.termination_message(p, &name, attempt, code));
         let slot = self.slot(&name);
         slot.probing = None;
         let ran = slot.started.map_or(Duration::ZERO, |t| t.elapsed());
@@ -946,7 +1007,7 @@ impl<R: PodRuntime> Worker<R> {
             exit_code: code,
             signal: None,
             reason: status::terminated_reason(code, oom).to_string(),
-            message: None,
+            message,
             started_at,
             finished_at: recorded
                 .as_ref()

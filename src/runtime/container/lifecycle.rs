@@ -313,14 +313,22 @@ pub fn kill(
     Ok(())
 }
 
-/// The signal `stop` sends first (`--stop-signal`, checked when the
-/// container was made).
+/// The signal `stop` sends first: `--stop-signal` (checked when the
+/// container was made), else the image's STOPSIGNAL (as docker and
+/// containerd's CRI), else SIGTERM.
 fn stop_signal(rec: &Record) -> Signal {
     rec.config
         .options
         .stop_signal
         .as_deref()
         .and_then(parse_signal)
+        .or_else(|| {
+            rec.config
+                .image_config
+                .get("StopSignal")
+                .and_then(serde_json::Value::as_str)
+                .and_then(parse_signal)
+        })
         .unwrap_or(Signal::SIGTERM)
 }
 

@@ -488,7 +488,12 @@ fn check_host_path(path: &Path, kind: &str) -> Result<(), VolumeError> {
     let p = path.display();
     let meta = fs::metadata(path);
     match kind {
-        "" => Ok(()),
+        // No type, no check; a missing path becomes a directory, as
+        // containerd makes a missing bind source (docker does the same).
+        "" => match meta {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => make_dir(path, 0o755),
+            _ => Ok(()),
+        },
         "DirectoryOrCreate" => match meta {
             Ok(m) if m.is_dir() => Ok(()),
             Ok(_) => err(format!(

@@ -98,6 +98,12 @@ impl<R: PodRuntime> Worker<R> {
                 slot.image = current.image.clone();
                 slot.attempt = attempt + 1;
                 slot.state = as_state(&current);
+                if let State::Terminated {
+                    exit_code, message, ..
+                } = &mut slot.state
+                {
+                    *message = self.termination_message(pod, &cname, attempt, *exit_code);
+                }
                 if slot.running() {
                     slot.started = Some(Instant::now());
                     self.exits

@@ -113,8 +113,10 @@ impl Probing {
         }
     }
 
+    /// The startup probe runs until it first succeeds, and only then do
+    /// the others begin (upstream's prober stops at `Started`).
     fn may_run(&self, kind: Kind) -> bool {
-        !self.post_start_pending && (kind == Kind::Startup || self.started)
+        !self.post_start_pending && ((kind == Kind::Startup) != self.started)
     }
 
     /// When the next probe is due.
@@ -294,6 +296,11 @@ impl<R: PodRuntime> Worker<R> {
         };
         pr.in_flight = false;
         pr.next = Instant::now() + pr.period();
+        if r.kind == Kind::Startup && p.started {
+            // A result that was in flight when the container counted as
+            // started (adopted, or an earlier success) decides nothing.
+            return;
+        }
         let success_threshold = pr.probe.success_threshold.unwrap_or(1).max(1);
         let failure_threshold = pr.probe.failure_threshold.unwrap_or(3).max(1);
         let mut kill = None;
@@ -424,4 +431,42 @@ fn grace_seconds(pod: &Pod, probe: Option<i64>) -> i64 {
         })
         .unwrap_or(30)
         .max(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ExecAction;
+
+    fn probe() -> Probe {
+        Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["true".into()]),
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_startup_probe_stops_once_started_and_gates_the_others() {
+        let c = Container {
+            name: "c".into(),
+            startup_probe: Some(probe()),
+            liveness_probe: Some(probe()),
+            readiness_probe: Some(probe()),
+            ..Default::default()
+        };
+        let mut p = Probing::new("id", &c, None);
+        assert!(p.may_run(Kind::Startup));
+        assert!(!p.may_run(Kind::Liveness) && !p.may_run(Kind::Readiness));
+        p.started = true;
+        assert!(
+            !p.may_run(Kind::Startup),
+            "a started container is not startup-probed again"
+        );
+        assert!(p.may_run(Kind::Liveness) && p.may_run(Kind::Readiness));
+        // Only the liveness and readiness probers are due from now on.
+        let due = p.probers.iter().filter(|pr| p.may_run(pr.kind)).count();
+        assert_eq!(due, 2);
+    }
 }

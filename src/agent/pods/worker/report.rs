@@ -14,6 +14,7 @@ impl<R: PodRuntime> Worker<R> {
     pub(super) async fn write_status(&mut self) {
         let Some(pod) = self.pod.clone() else { return };
         let (init, main) = containers(&pod);
+        let has_init = !init.is_empty();
         let observe = |c: &Container| -> ContainerObserved {
             let slot = self.slots.get(&c.name);
             ContainerObserved {
@@ -23,8 +24,10 @@ impl<R: PodRuntime> Worker<R> {
                 container_id: slot
                     .and_then(|s| s.id.as_ref())
                     .map(|id| format!("skiff://{id}")),
+                // As kubelet: PodInitializing whenever the pod has init
+                // containers, ContainerCreating otherwise.
                 state: slot.map(|s| s.state.clone()).unwrap_or(State::Waiting {
-                    reason: if self.sandbox.is_some() {
+                    reason: if has_init {
                         "PodInitializing".into()
                     } else {
                         "ContainerCreating".into()

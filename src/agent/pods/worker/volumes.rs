@@ -249,31 +249,26 @@ impl<R: PodRuntime> Worker<R> {
             Err(e) => tracing::warn!(pod = %pod_key(pod), "refreshing volumes: {e}"),
         }
     }
+}
 
-    /// The objects env reads, in the shape spec.rs takes.
-    pub(super) fn env_objects(
-        src: &Sources,
-    ) -> BTreeMap<(String, String), BTreeMap<String, String>> {
-        let mut out = BTreeMap::new();
-        for (name, cm) in &src.config_maps {
-            let mut data: BTreeMap<String, String> = cm.data.clone().unwrap_or_default();
-            for (k, v) in cm.binary_data.iter().flatten() {
-                data.entry(k.clone())
-                    .or_insert_with(|| String::from_utf8_lossy(&v.0).into_owned());
-            }
-            out.insert((KIND_CONFIG_MAP.to_string(), name.clone()), data);
-        }
-        for (name, s) in &src.secrets {
-            let data = s
-                .data
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
-                .collect();
-            out.insert((KIND_SECRET.to_string(), name.clone()), data);
-        }
-        out
+/// The objects env reads, in the shape spec.rs takes.
+pub(super) fn env_objects(src: &Sources) -> BTreeMap<(String, String), BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for (name, cm) in &src.config_maps {
+        // Only `data`: kubelet reads no binaryData into env.
+        let data: BTreeMap<String, String> = cm.data.clone().unwrap_or_default();
+        out.insert((KIND_CONFIG_MAP.to_string(), name.clone()), data);
     }
+    for (name, s) in &src.secrets {
+        let data = s
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), String::from_utf8_lossy(&v.0).into_owned()))
+            .collect();
+        out.insert((KIND_SECRET.to_string(), name.clone()), data);
+    }
+    out
 }
 
 fn service_account(pod: &Pod) -> String {
@@ -282,4 +277,28 @@ fn service_account(pod: &Pod) -> String {
         .and_then(|s| s.service_account_name.clone())
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| "default".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use k8s_openapi::ByteString;
+
+    #[test]
+    fn env_reads_a_config_maps_data_but_not_its_binary_data() {
+        let mut src = Sources::default();
+        src.config_maps.insert(
+            "cm".into(),
+            ConfigMap {
+                data: Some([("text".to_string(), "t".to_string())].into()),
+                binary_data: Some([("blob".to_string(), ByteString(vec![1, 2]))].into()),
+                ..Default::default()
+            },
+        );
+        let objects = env_objects(&src);
+        let cm = &objects[&(KIND_CONFIG_MAP.to_string(), "cm".to_string())];
+        assert_eq!(cm.get("text").map(String::as_str), Some("t"));
+        assert!(!cm.contains_key("blob"));
+    }
 }

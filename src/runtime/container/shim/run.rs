@@ -487,6 +487,12 @@ impl Shim {
             } else if !woke && self.started && self.first_trim.is_none() && !idle_trimmed {
                 idle_trimmed = true;
                 super::trim::release_startup_pages();
+            } else if woke {
+                // Serving a client (an attach, the agent's requests) faults
+                // in as much code as the start did, then the shim may sit
+                // idle for days: give it back again after the next idle
+                // second.
+                idle_trimmed = false;
             }
             let ready_in = |f: PollFlags| {
                 f.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR)
