@@ -75,6 +75,8 @@ pub fn stderr(out: &Output) -> String {
 /// A network namespace of its own, with `lo` up; deleted on drop.
 pub struct TestNet {
     name: String,
+    /// Made by this value (deleted when it goes), or only joined.
+    owned: bool,
 }
 
 impl TestNet {
@@ -82,13 +84,22 @@ impl TestNet {
         let name = format!("skiff-t{}", unique_suffix());
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         // From here on, Drop deletes the namespace even if bringing lo up fails.
-        let net = TestNet { name };
+        let net = TestNet { name, owned: true };
         run_ok(Command::new("ip").args(["-n", &net.name, "link", "set", "lo", "up"]));
         net
     }
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Another handle on `other`'s namespace (say, a server beside a test
+    /// registry); the namespace stays until `other` goes.
+    pub fn join(other: &TestNet) -> TestNet {
+        TestNet {
+            name: other.name.clone(),
+            owned: false,
+        }
     }
 
     /// A command that runs `program` inside this namespace. nsenter execs
@@ -107,6 +118,9 @@ impl TestNet {
 
 impl Drop for TestNet {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = Command::new("ip")
             .args(["netns", "delete", &self.name])
             .stdout(Stdio::null())
@@ -134,13 +148,18 @@ impl Server {
     }
 
     pub fn start_with_args(extra: &[&str]) -> Server {
+        Server::start_in(TestNet::new(), extra)
+    }
+
+    /// Start in `net` (a namespace of its own, or one joined).
+    pub fn start_in(net: TestNet, extra: &[&str]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("skiff-test-")
             .tempdir()
             .expect("create temp dir");
         let mut server = Server {
             child: None,
-            net: TestNet::new(),
+            net,
             dir,
             starts: 0,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),

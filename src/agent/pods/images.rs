@@ -3,12 +3,13 @@
 //! configuration. A pull failure is kubelet's ErrImagePull, a missing image
 //! under `Never` its ErrImageNeverPull.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Container;
 
 use crate::runtime::image::client::RegistryClient;
+use crate::runtime::image::credentials::Logins;
 use crate::runtime::image::ensure::{self, EnsureError, PullPolicy};
 use crate::runtime::image::registries::RegistriesConfig;
 use crate::runtime::image::store::Store;
@@ -29,6 +30,9 @@ pub struct Ensured {
 pub struct Images {
     store: Store,
     client: Arc<RegistryClient>,
+    /// For the clients of pulls with a pod's own image pull Secrets.
+    root: PathBuf,
+    config: RegistriesConfig,
 }
 
 impl Images {
@@ -37,12 +41,39 @@ impl Images {
     pub fn open(root: &Path, registries: &Path) -> anyhow::Result<Images> {
         let store = Store::open(root)?;
         let config = RegistriesConfig::load(registries)?;
-        let client = Arc::new(ensure::registry_client(root, config)?);
-        Ok(Images { store, client })
+        let client = Arc::new(ensure::registry_client(root, config.clone())?);
+        Ok(Images {
+            store,
+            client,
+            root: root.to_path_buf(),
+            config,
+        })
     }
 
-    /// Make sure `c`'s image is here; kubelet's (reason, message) if not.
-    pub async fn ensure(&self, c: &Container) -> Result<Ensured, (String, String)> {
+    /// Whether making sure of `c`'s image will pull it (for kubelet's
+    /// `Pulling` event, sent before the pull).
+    pub async fn will_pull(&self, c: &Container) -> bool {
+        match c.image_pull_policy.as_deref() {
+            Some("Always") => true,
+            Some("Never") => false,
+            _ => {
+                let (store, image) = (self.store.clone(), c.image.clone().unwrap_or_default());
+                tokio::task::spawn_blocking(move || {
+                    !ensure::present(&store, &image).unwrap_or(false)
+                })
+                .await
+                .unwrap_or(true)
+            }
+        }
+    }
+
+    /// Make sure `c`'s image is here, pulling with the pod's image pull
+    /// Secrets (`pull_logins`) first; kubelet's (reason, message) if not.
+    pub async fn ensure(
+        &self,
+        c: &Container,
+        pull_logins: Logins,
+    ) -> Result<Ensured, (String, String)> {
         let image = c.image.clone().unwrap_or_default();
         if image.is_empty() {
             return Err(("InvalidImageName".into(), "no image given".into()));
@@ -55,7 +86,17 @@ impl Images {
         let quiet: crate::runtime::image::pull::Progress = Arc::new(|_| {});
         // A task of its own: the pull's future is not one a generic
         // worker's future can hold (rustc cannot prove it Send there).
-        let (store, client, name) = (self.store.clone(), self.client.clone(), image.clone());
+        let client = if pull_logins.is_empty() {
+            self.client.clone()
+        } else {
+            // A client of its own: registry tokens are cached per client,
+            // and one got with this pod's Secret must not serve others.
+            match ensure::registry_client(&self.root, self.config.clone()) {
+                Ok(c) => Arc::new(c.with_pod_logins(pull_logins)),
+                Err(e) => return Err(("ErrImagePull".into(), e.to_string())),
+            }
+        };
+        let (store, name) = (self.store.clone(), image.clone());
         let began = std::time::Instant::now();
         let pulled = tokio::spawn(async move {
             let pulled = ensure::ensure_async(&store, client, &name, policy, quiet).await?;

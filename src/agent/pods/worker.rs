@@ -721,11 +721,16 @@ impl<R: PodRuntime> Worker<R> {
         let event = |kind, reason: &str, message: String| {
             events.pod(pod, Some(&c.name), kind, reason, message)
         };
-        match self.ctx.images.ensure(c).await {
+        let pull_logins = if self.ctx.images.will_pull(c).await {
+            event(NORMAL, "Pulling", format!("Pulling image {image:?}"));
+            pull_logins(self.ctx.client.clone(), self.ctx.events.clone(), pod).await
+        } else {
+            Default::default()
+        };
+        match self.ctx.images.ensure(c, pull_logins).await {
             Ok(ensured) => {
                 match ensured.pulled {
                     Some(took) => {
-                        event(NORMAL, "Pulling", format!("Pulling image {image:?}"));
                         event(
                             NORMAL,
                             "Pulled",
@@ -1085,6 +1090,74 @@ fn pod_key(pod: &Pod) -> String {
 }
 
 /// `<namespace>_<name>_<uid>`, kubelet's directory of a pod's logs.
+/// The logins of the pod's image pull Secrets, first named first. A
+/// Secret that cannot be read is kubelet's warning, and the pull goes
+/// on without it.
+async fn pull_logins(
+    client: kube::Client,
+    events: crate::agent::events::Recorder,
+    pod: &Pod,
+) -> crate::runtime::image::credentials::Logins {
+    use crate::runtime::image::credentials::Logins;
+    use k8s_openapi::api::core::v1::Secret;
+    let names: Vec<String> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let mut logins = Logins::default();
+    if names.is_empty() {
+        return logins;
+    }
+    let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let api: kube::Api<Secret> = kube::Api::namespaced(client, ns);
+    let mut missing = Vec::new();
+    for name in names {
+        let got = tokio::time::timeout(Duration::from_secs(10), api.get(&name)).await;
+        let secret = match got {
+            Ok(Ok(s)) => s,
+            _ => {
+                missing.push(name);
+                continue;
+            }
+        };
+        let key = match secret.type_.as_deref() {
+            Some("kubernetes.io/dockerconfigjson") => ".dockerconfigjson",
+            Some("kubernetes.io/dockercfg") => ".dockercfg",
+            _ => {
+                missing.push(name);
+                continue;
+            }
+        };
+        let parsed = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| Logins::from_docker_config(&b.0));
+        match parsed {
+            Some(Ok(l)) => logins.extend_missing(l),
+            _ => missing.push(name),
+        }
+    }
+    if !missing.is_empty() {
+        events.pod(
+            pod,
+            None,
+            WARNING,
+            "FailedToRetrieveImagePullSecret",
+            format!(
+                "Unable to retrieve some image pull secrets ({}); attempting to pull the image may not succeed.",
+                missing.join(", ")
+            ),
+        );
+    }
+    logins
+}
+
 fn pod_log_dir(pod: &Pod) -> String {
     format!(
         "{}_{}_{}",

@@ -165,6 +165,8 @@ pub struct RegistryClient {
     config: RegistriesConfig,
     /// `skiff login` credentials, consulted after registries.yaml.
     logins: Logins,
+    /// A pod's image pull Secrets, consulted first (as kubelet does).
+    pod_logins: Logins,
     clients: Mutex<HashMap<(Scheme, String), oci_client::Client>>,
 }
 
@@ -177,6 +179,7 @@ impl RegistryClient {
         RegistryClient {
             config,
             logins: Logins::default(),
+            pod_logins: Logins::default(),
             clients: Mutex::new(HashMap::new()),
         }
     }
@@ -184,6 +187,14 @@ impl RegistryClient {
     /// Use these saved logins where registries.yaml has no credentials.
     pub fn with_logins(mut self, logins: Logins) -> RegistryClient {
         self.logins = logins;
+        self
+    }
+
+    /// Try these (a pod's image pull Secrets) before anything else. A
+    /// client with them is for that pod's pulls only: registry tokens are
+    /// cached per client.
+    pub fn with_pod_logins(mut self, logins: Logins) -> RegistryClient {
+        self.pod_logins = logins;
         self
     }
 
@@ -248,9 +259,12 @@ impl RegistryClient {
 
     fn auth_for(&self, host: &str) -> Result<oci_client::secrets::RegistryAuth, ClientError> {
         use oci_client::secrets::RegistryAuth;
-        let credentials = match self.config.credentials(host)? {
-            Some(c) => Some(c),
-            None => self.logins.get(host).cloned(),
+        let credentials = match self.pod_logins.get(host) {
+            Some(c) => Some(c.clone()),
+            None => match self.config.credentials(host)? {
+                Some(c) => Some(c),
+                None => self.logins.get(host).cloned(),
+            },
         };
         Ok(match credentials {
             None => RegistryAuth::Anonymous,

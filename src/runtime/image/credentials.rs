@@ -108,6 +108,68 @@ impl Logins {
         Ok(Logins { by_host })
     }
 
+    /// The logins of a pod's image pull Secret: the `.dockerconfigjson`
+    /// shape (`{"auths": {...}}`) or the older `.dockercfg` one (the map
+    /// itself). Keys may be URLs (`https://index.docker.io/v1/`); each
+    /// entry has `username`/`password`, `auth` or `identitytoken`.
+    /// Malformed entries are skipped; nothing of a secret is ever echoed.
+    pub fn from_docker_config(data: &[u8]) -> Result<Logins, String> {
+        let value: serde_json::Value =
+            serde_json::from_slice(data).map_err(|e| format!("not a docker configuration: {e}"))?;
+        let map = match value.get("auths") {
+            Some(auths) => auths.as_object(),
+            None => value.as_object(),
+        }
+        .ok_or("not a docker configuration: no map of registries")?;
+        let mut by_host = BTreeMap::new();
+        for (key, entry) in map {
+            let Some(host) = registry_host(key) else {
+                continue;
+            };
+            let field = |name: &str| {
+                entry
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .filter(|v| !v.is_empty())
+            };
+            let credentials = if let Some(token) = field("identitytoken") {
+                Credentials::IdentityToken(token.to_string())
+            } else if let (Some(u), Some(p)) = (field("username"), field("password")) {
+                Credentials::Basic {
+                    username: u.to_string(),
+                    password: p.to_string(),
+                }
+            } else {
+                let decoded = field("auth").and_then(|a| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(a.trim())
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                });
+                match decoded.as_deref().and_then(|d| d.split_once(':')) {
+                    Some((u, p)) => Credentials::Basic {
+                        username: u.to_string(),
+                        password: p.to_string(),
+                    },
+                    None => continue,
+                }
+            };
+            by_host.insert(host, credentials);
+        }
+        Ok(Logins { by_host })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_host.is_empty()
+    }
+
+    /// Add `other`'s logins for hosts this has none for.
+    pub fn extend_missing(&mut self, other: Logins) {
+        for (host, c) in other.by_host {
+            self.by_host.entry(host).or_insert(c);
+        }
+    }
+
     pub fn get(&self, host: &str) -> Option<&Credentials> {
         self.by_host.get(host).or_else(|| {
             // Docker Hub is written docker.io in names but served elsewhere.
@@ -174,6 +236,28 @@ impl Logins {
     }
 }
 
+/// The `host[:port]` a docker configuration key names: a bare host or a
+/// URL (its scheme and path dropped); Docker Hub's v1 index is docker.io.
+fn registry_host(key: &str) -> Option<String> {
+    let key = key.trim();
+    let rest = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
+    let host = rest
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if host.is_empty() {
+        return None;
+    }
+    Some(match host.as_str() {
+        "index.docker.io" | "registry-1.docker.io" => super::reference::DOCKER_HUB.to_string(),
+        _ => host,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +297,35 @@ mod tests {
         assert!(again.remove("h:5000"));
         again.save(&p).unwrap();
         assert!(Logins::load(&p).unwrap().get("h:5000").is_none());
+    }
+
+    #[test]
+    fn pull_secrets_in_both_docker_shapes() {
+        let basic = |u: &str, p: &str| Credentials::Basic {
+            username: u.into(),
+            password: p.into(),
+        };
+        let json = br#"{"auths": {
+            "https://index.docker.io/v1/": {"auth": "aHViOnB3"},
+            "127.0.0.1:5000": {"username": "alice", "password": "s:ecret", "auth": "ignored"},
+            "https://Reg.Example.com/v2/": {"identitytoken": "tok"},
+            "broken.example": {"auth": "@@@"}
+        }}"#;
+        let l = Logins::from_docker_config(json).unwrap();
+        assert!(l.get("docker.io") == Some(&basic("hub", "pw")));
+        assert!(l.get("registry-1.docker.io") == Some(&basic("hub", "pw")));
+        assert!(l.get("127.0.0.1:5000") == Some(&basic("alice", "s:ecret")));
+        assert!(l.get("reg.example.com") == Some(&Credentials::IdentityToken("tok".into())));
+        assert!(l.get("broken.example").is_none());
+        // .dockercfg: the map itself.
+        let l = Logins::from_docker_config(br#"{"quay.io": {"auth": "dTpw"}}"#).unwrap();
+        assert!(l.get("quay.io") == Some(&basic("u", "p")));
+        let err = Logins::from_docker_config(b"[1]").err().unwrap();
+        assert!(err.contains("not a docker configuration"), "{err}");
+        // The secret's contents never reach an error message.
+        let err = Logins::from_docker_config(b"{\"auths\": \"hunter2")
+            .err()
+            .unwrap();
+        assert!(!err.contains("hunter2"), "{err}");
     }
 }

@@ -95,6 +95,21 @@ pub async fn admit_pod(state: &ApiState, pod: &mut Value) -> Result<(), ApiError
             }
         }
     };
+    // A pod that names no image pull Secrets gets its account's.
+    let has_own = spec
+        .get("imagePullSecrets")
+        .and_then(Value::as_array)
+        .is_some_and(|a| !a.is_empty());
+    if let Some(theirs) = sa.get("imagePullSecrets").and_then(Value::as_array) {
+        if !has_own && !theirs.is_empty() {
+            let refs: Vec<Value> = theirs
+                .iter()
+                .filter_map(|r| r.get("name").and_then(Value::as_str))
+                .map(|n| json!({"name": n}))
+                .collect();
+            spec.insert("imagePullSecrets".into(), Value::Array(refs));
+        }
+    }
     let automount = spec
         .get("automountServiceAccountToken")
         .and_then(Value::as_bool)
