@@ -67,6 +67,49 @@ fn pods_that_do_not_fit_are_rejected() {
     assert_eq!(v["status"]["reason"], "NodeAffinity");
 
     wait_pod(&s, "fits", "ran", |v| v["status"]["phase"] == "Running");
+
+    // Sysctls: one of the safe set is set in the pod's own namespaces;
+    // one outside it is kubelet's SysctlForbidden.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: tuned}}
+spec:
+  nodeName: {NODE}
+  restartPolicy: Never
+  securityContext:
+    sysctls: [{{name: net.ipv4.ip_unprivileged_port_start, value: "80"}}]
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]
+"#
+        ),
+    );
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &pod(
+            "unsafe-sysctl",
+            "  securityContext:\n    sysctls: [{name: kernel.msgmax, value: \"9000\"}]",
+        ),
+    );
+    let v = wait_pod(&s, "tuned", "ran", |v| v["status"]["phase"] == "Succeeded");
+    assert_eq!(v["status"]["phase"], "Succeeded");
+    assert_eq!(s.kubectl_ok(&["logs", "tuned"]).trim(), "80");
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    assert_ne!(host.trim(), "80", "the host's own value is untouched");
+    let v = wait_pod(&s, "unsafe-sysctl", "was rejected", |v| {
+        v["status"]["phase"] == "Failed"
+    });
+    assert_eq!(v["status"]["reason"], "SysctlForbidden");
+    assert_eq!(
+        v["status"]["message"],
+        "Pod was rejected: forbidden sysctl: \"kernel.msgmax\" not allowlisted"
+    );
+    s.kubectl_ok(&["delete", "pod", "tuned", "unsafe-sysctl", "--wait=true"]);
     // Nothing of the rejected pods ran.
     let ps = skiff(&s, &["ps", "-a", "--format", "{{.Labels}}"]);
     assert!(!ps.contains("io.kubernetes.pod.name=huge"), "{ps}");

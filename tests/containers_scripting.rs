@@ -651,6 +651,46 @@ fn capabilities_and_stop_signal() {
 }
 
 #[test]
+fn sysctls_of_the_containers_own_namespaces() {
+    let e = Engine::new();
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--sysctl",
+        "net.ipv4.ip_unprivileged_port_start=81",
+        "--sysctl",
+        "kernel.shm_rmid_forced=1",
+        "busybox",
+        "cat",
+        "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+        "/proc/sys/kernel/shm_rmid_forced",
+    ]);
+    assert_eq!(out, "81\n1\n");
+    // Not namespaced, or the host's: refused before anything runs.
+    for (args, want) in [
+        (
+            &["--sysctl", "kernel.hostname=x"][..],
+            "not a namespaced sysctl",
+        ),
+        (
+            &["--network", "host", "--sysctl", "net.ipv4.ip_forward=1"][..],
+            "not allowed in the host's network namespace",
+        ),
+        (&["--sysctl", "novalue"][..], "expected NAME=VALUE"),
+    ] {
+        let mut argv = vec!["run", "--rm"];
+        argv.extend_from_slice(args);
+        argv.extend(["busybox", "true"]);
+        let out = e.err(&argv);
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(stderr(&out).contains(want), "{args:?}: {}", stderr(&out));
+    }
+    e.assert_clean();
+}
+
+#[test]
 fn save_and_load_through_pipes_and_logs_until() {
     let e = Engine::new();
     let out = script(

@@ -48,6 +48,8 @@ pub struct AgentConfig {
     /// kubelet's /var/log/pods.
     pub pod_log_dir: PathBuf,
     pub registries: PathBuf,
+    /// `--allowed-unsafe-sysctls`.
+    pub allowed_unsafe_sysctls: Vec<String>,
     /// The agent's kubeconfig (its node client certificate).
     pub kubeconfig: PathBuf,
     /// The node also runs the control plane (`skiff server`): labelled as
@@ -206,6 +208,10 @@ pub struct AgentArgs {
     /// Registry mirrors, credentials and TLS settings for pods' images.
     #[arg(long, value_name = "FILE", default_value = crate::runtime::image::registries::DEFAULT_PATH)]
     pub registries: PathBuf,
+    /// Sysctls beyond the safe set that pods may set (comma-separated;
+    /// a trailing `*` matches a prefix), as kubelet's flag.
+    #[arg(long, value_name = "NAMES", value_delimiter = ',')]
+    pub allowed_unsafe_sysctls: Vec<String>,
     /// The port of the kubelet API (logs, exec, port-forward, stats), which
     /// only the API server may call.
     #[arg(long, value_name = "PORT", default_value_t = crate::agent::kubelet::DEFAULT_PORT)]
@@ -269,6 +275,7 @@ impl AgentArgs {
             run_dir: at.run_dir,
             pod_log_dir: self.pod_log_dir.clone(),
             registries: self.registries.clone(),
+            allowed_unsafe_sysctls: self.allowed_unsafe_sysctls.clone(),
             kubeconfig: at.kubeconfig,
             control_plane: at.control_plane,
             kubelet_port: self.kubelet_port,

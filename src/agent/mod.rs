@@ -142,6 +142,7 @@ pub async fn run(
         secrets: objects::Watched::new(client.clone()),
         admitted: Default::default(),
         reserved: (config.kube_reserved.clone(), config.system_reserved.clone()),
+        allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
     });
     let kubelet_dir = config
         .kubeconfig

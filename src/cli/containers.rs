@@ -157,6 +157,9 @@ pub struct RunArgs {
     /// The signal `skiff stop` sends first (default SIGTERM).
     #[arg(long)]
     pub stop_signal: Option<String>,
+    /// A namespaced kernel parameter: NAME=VALUE (net.ipv4.ip_forward=1).
+    #[arg(long, value_name = "NAME=VALUE")]
+    pub sysctl: Vec<String>,
     /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
     #[arg(long, default_value = "no")]
     pub restart: String,
@@ -333,6 +336,14 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             .transpose()?,
         cap_add: args.cap_add.clone(),
         cap_drop: args.cap_drop.clone(),
+        sysctls: args
+            .sysctl
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(options::OptionsError::Sysctl(kv.clone())),
+            })
+            .collect::<Result<_, _>>()?,
         stop_signal: args
             .stop_signal
             .as_deref()

@@ -91,7 +91,15 @@ pub fn admit(
     room: &host::Resources,
     running: &[Requests],
     is_static: bool,
+    allowed_unsafe_sysctls: &[String],
 ) -> Result<(), Rejection> {
+    // kubelet's sysctl allowlist comes before its resource checks.
+    if let Some(spec) = &pod.spec {
+        check_sysctls(spec, allowed_unsafe_sysctls).map_err(|e| Rejection {
+            reason: "SysctlForbidden".into(),
+            message: format!("forbidden sysctl: {e}"),
+        })?;
+    }
     let want = requests(pod);
     let used = running.iter().fold(Requests::default(), |a, r| Requests {
         cpu_millis: a.cpu_millis.saturating_add(r.cpu_millis),
@@ -147,6 +155,71 @@ pub fn admit(
                 "Predicate TaintToleration failed: node(s) had taints that the pod didn't tolerate"
                     .into(),
         });
+    }
+    Ok(())
+}
+
+/// kubelet's safe sysctls: namespaced, and isolated between pods.
+const SAFE_SYSCTLS: [&str; 12] = [
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+];
+
+/// A sysctl name with dots, as kubelet takes one written with slashes
+/// (`net/ipv4/conf/eth0.100/rp_filter` is `net.ipv4.conf.eth0/100.rp_filter`).
+pub fn sysctl_name(name: &str) -> String {
+    match name.find(['.', '/']) {
+        Some(i) if name.as_bytes()[i] == b'/' => name
+            .chars()
+            .map(|c| match c {
+                '/' => '.',
+                '.' => '/',
+                c => c,
+            })
+            .collect(),
+        _ => name.to_string(),
+    }
+}
+
+/// kubelet's sysctl allowlist: the safe set and the node's
+/// `--allowed-unsafe-sysctls`, none of a namespace shared with the host.
+fn check_sysctls(
+    spec: &k8s_openapi::api::core::v1::PodSpec,
+    allowed: &[String],
+) -> Result<(), String> {
+    let sysctls = spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.sysctls.as_ref());
+    for s in sysctls.into_iter().flatten() {
+        let name = sysctl_name(&s.name);
+        let ipc = name.starts_with("kernel.shm")
+            || name.starts_with("kernel.msg")
+            || name == "kernel.sem"
+            || name.starts_with("fs.mqueue.");
+        if spec.host_network == Some(true) && name.starts_with("net.") {
+            return Err(format!("{name:?} not allowed with host net enabled"));
+        }
+        if spec.host_ipc == Some(true) && ipc {
+            return Err(format!("{name:?} not allowed with host ipc enabled"));
+        }
+        let unsafe_ok = allowed.iter().any(|a| match a.strip_suffix('*') {
+            Some(prefix) => name.starts_with(&sysctl_name(prefix)),
+            None => sysctl_name(a) == name,
+        });
+        if !SAFE_SYSCTLS.contains(&name.as_str()) && !unsafe_ok {
+            return Err(format!("{name:?} not allowlisted"));
+        }
     }
     Ok(())
 }

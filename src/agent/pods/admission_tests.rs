@@ -48,17 +48,17 @@ fn a_pod_that_does_not_fit_is_rejected_as_kubelet_does() {
     let n = node(serde_json::json!({"metadata": {"name": "n"}}));
     let n = Some(&n);
     let one = requests(&asking("1500m", "100Mi"));
-    assert!(admit(&asking("500m", "100Mi"), n, &room(), &[one], false).is_ok());
-    let e = admit(&asking("600m", "100Mi"), n, &room(), &[one], false).unwrap_err();
+    assert!(admit(&asking("500m", "100Mi"), n, &room(), &[one], false, &[]).is_ok());
+    let e = admit(&asking("600m", "100Mi"), n, &room(), &[one], false, &[]).unwrap_err();
     assert_eq!(e.reason, "OutOfcpu");
     assert_eq!(
         e.message,
         "Node didn't have enough resource: cpu, requested: 600, used: 1500, capacity: 2000"
     );
-    let e = admit(&asking("0", "2Gi"), n, &room(), &[], false).unwrap_err();
+    let e = admit(&asking("0", "2Gi"), n, &room(), &[], false, &[]).unwrap_err();
     assert_eq!(e.reason, "OutOfmemory");
     let full = [Requests::default(); 3];
-    let e = admit(&asking("0", "0"), n, &room(), &full, false).unwrap_err();
+    let e = admit(&asking("0", "0"), n, &room(), &full, false, &[]).unwrap_err();
     assert_eq!(e.reason, "OutOfpods");
     assert_eq!(
         e.message,
@@ -77,16 +77,17 @@ fn selectors_and_taints_are_checked() {
     }));
     let n = Some(&n);
     let selecting = pod(serde_json::json!({"containers": [], "nodeSelector": {"zone": "b"}}));
-    let e = admit(&selecting, n, &room(), &[], false).unwrap_err();
+    let e = admit(&selecting, n, &room(), &[], false, &[]).unwrap_err();
     assert_eq!(e.reason, "NodeAffinity");
     // Without the Node nothing but the room is checked.
-    assert!(admit(&selecting, None, &room(), &[], false).is_ok());
+    assert!(admit(&selecting, None, &room(), &[], false, &[]).is_ok());
     let e = admit(
         &pod(serde_json::json!({"containers": []})),
         n,
         &room(),
         &[],
         false,
+        &[],
     )
     .unwrap_err();
     assert_eq!(e.reason, "TaintToleration");
@@ -98,13 +99,63 @@ fn selectors_and_taints_are_checked() {
     let tolerant = pod(serde_json::json!({"containers": [], "tolerations": [
         {"key": "evict", "operator": "Exists", "effect": "NoExecute"}
     ]}));
-    assert!(admit(&tolerant, n, &room(), &[], false).is_ok());
+    assert!(admit(&tolerant, n, &room(), &[], false, &[]).is_ok());
     assert!(admit(
         &pod(serde_json::json!({"containers": []})),
         n,
         &room(),
         &[],
-        true
+        true,
+        &[],
     )
     .is_ok());
+}
+
+#[test]
+fn sysctls_outside_the_safe_set_are_refused_unless_allowed() {
+    let with = |sysctls: serde_json::Value, host_net: bool| {
+        pod(serde_json::json!({
+            "containers": [],
+            "hostNetwork": host_net,
+            "securityContext": {"sysctls": sysctls},
+        }))
+    };
+    let safe = with(
+        serde_json::json!([{"name": "net.ipv4.ip_unprivileged_port_start", "value": "0"},
+                           {"name": "kernel/shm_rmid_forced", "value": "1"}]),
+        false,
+    );
+    assert!(admit(&safe, None, &room(), &[], false, &[]).is_ok());
+    let unsafe_one = with(
+        serde_json::json!([{"name": "kernel.msgmax", "value": "9"}]),
+        false,
+    );
+    let e = admit(&unsafe_one, None, &room(), &[], false, &[]).unwrap_err();
+    assert_eq!(e.reason, "SysctlForbidden");
+    assert_eq!(
+        e.message,
+        "forbidden sysctl: \"kernel.msgmax\" not allowlisted"
+    );
+    assert!(admit(
+        &unsafe_one,
+        None,
+        &room(),
+        &[],
+        false,
+        &["kernel.msg*".into()]
+    )
+    .is_ok());
+    let on_host = with(
+        serde_json::json!([{"name": "net.ipv4.tcp_syncookies", "value": "1"}]),
+        true,
+    );
+    let e = admit(&on_host, None, &room(), &[], false, &[]).unwrap_err();
+    assert_eq!(
+        e.message,
+        "forbidden sysctl: \"net.ipv4.tcp_syncookies\" not allowed with host net enabled"
+    );
+    assert_eq!(
+        super::sysctl_name("net/ipv4/conf/eth0.100/rp_filter"),
+        "net.ipv4.conf.eth0/100.rp_filter"
+    );
 }

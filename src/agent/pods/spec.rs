@@ -567,6 +567,16 @@ fn security(spec: &PodSpec, c: &Container) -> Result<Security, SpecError> {
         read_only_rootfs: csc
             .and_then(|s| s.read_only_root_filesystem)
             .unwrap_or(false),
+        // The pod's (admission checked them); each container sets them in
+        // the namespaces they share.
+        sysctls: spec
+            .security_context
+            .as_ref()
+            .and_then(|s| s.sysctls.as_ref())
+            .into_iter()
+            .flatten()
+            .map(|s| (super::admission::sysctl_name(&s.name), s.value.clone()))
+            .collect(),
         ..Security::default()
     })
 }

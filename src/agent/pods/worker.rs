@@ -65,6 +65,8 @@ pub struct WorkerCtx<R: PodRuntime> {
         crate::agent::node::host::Reserved,
         crate::agent::node::host::Reserved,
     ),
+    /// Sysctls beyond kubelet's safe set that pods may set.
+    pub allowed_unsafe_sysctls: Vec<String>,
 }
 
 /// One container of the pod, across its restarts.
@@ -589,6 +591,7 @@ impl<R: PodRuntime> Worker<R> {
             &room,
             &ctx.admitted.others(&self.uid),
             self.is_static,
+            &ctx.allowed_unsafe_sysctls,
         ) {
             Ok(()) => ctx.admitted.hold(&self.uid, requests),
             Err(r) => {

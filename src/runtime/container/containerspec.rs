@@ -202,6 +202,10 @@ pub struct Security {
     pub devices: Vec<Device>,
     pub no_new_privileges: bool,
     pub read_only_rootfs: bool,
+    /// Kernel parameters set in the container's namespaces (docker's
+    /// `--sysctl`, a pod's `securityContext.sysctls`); only namespaced
+    /// ones, and none of a namespace shared with the host.
+    pub sysctls: BTreeMap<String, String>,
 }
 
 impl Default for Security {
@@ -214,6 +218,7 @@ impl Default for Security {
             devices: Vec::new(),
             no_new_privileges: true,
             read_only_rootfs: false,
+            sysctls: BTreeMap::new(),
         }
     }
 }

@@ -28,6 +28,8 @@ pub enum SpecError {
     UnresolvedVolume(String),
     #[error("--device {path}: {reason}")]
     Device { path: String, reason: String },
+    #[error("sysctl {name:?}: {reason}")]
+    Sysctl { name: String, reason: String },
     #[error("the generated runtime spec is invalid: {0}")]
     Invalid(#[from] serde_json::Error),
     #[error(transparent)]
@@ -356,7 +358,52 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     if let Some(adj) = process.oom_score_adj {
         oci["process"]["oomScoreAdj"] = json!(adj.clamp(-1000, 1000));
     }
+    if !security.sysctls.is_empty() {
+        let host_net = matches!(spec.namespaces.network, NetworkNamespace::Host);
+        for name in security.sysctls.keys() {
+            check_sysctl(name, host_net).map_err(|reason| SpecError::Sysctl {
+                name: name.clone(),
+                reason,
+            })?;
+        }
+        oci["linux"]["sysctl"] = json!(security.sysctls);
+    }
     Ok(serde_json::from_value(oci)?)
+}
+
+/// Docker's rule: only sysctls of the container's own IPC or network
+/// namespace, and none of the network's when it is the host's (the IPC
+/// namespace is never the host's here).
+fn check_sysctl(name: &str, host_net: bool) -> Result<(), String> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let valid = !name.is_empty()
+        && name.split('.').all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+        });
+    if !valid {
+        return Err("not a sysctl name".into());
+    }
+    if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
+        return Ok(());
+    }
+    if name.starts_with("net.") {
+        if host_net {
+            return Err("not allowed in the host's network namespace".into());
+        }
+        return Ok(());
+    }
+    Err("not a namespaced sysctl a container may set".into())
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ pub enum OptionsError {
     Ulimit(String),
     #[error("invalid --ulimit {0:?}: the soft limit is above the hard one")]
     UlimitOrder(String),
+    #[error("invalid --sysctl {0:?}: expected NAME=VALUE")]
+    Sysctl(String),
     #[error("invalid --ulimit {spec:?}: the hard limit is above this host's ({hard}), which the container could not raise")]
     UlimitAboveHost { spec: String, hard: u64 },
     #[error("invalid --shm-size {0:?}: expected a positive size such as 64m")]
@@ -423,6 +425,9 @@ pub struct RunOptions {
     /// `--stop-signal`: what `stop` sends first (SIGTERM when unset).
     #[serde(default)]
     pub stop_signal: Option<String>,
+    /// `--sysctl`: kernel parameters of the container's namespaces.
+    #[serde(default)]
+    pub sysctls: std::collections::BTreeMap<String, String>,
     /// `--ulimit`: rlimits of the process.
     #[serde(default)]
     pub ulimits: Vec<super::containerspec::Rlimit>,

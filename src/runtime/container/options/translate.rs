@@ -83,6 +83,7 @@ impl RunOptions {
                 // skiff always sets it, as `--security-opt no-new-privileges`.
                 no_new_privileges: true,
                 read_only_rootfs: self.read_only,
+                sysctls: self.sysctls.clone(),
             },
             etc: EtcFiles {
                 hostname: self.hostname.clone(),
