@@ -143,6 +143,9 @@ pub async fn run(
         admitted: Default::default(),
         reserved: (config.kube_reserved.clone(), config.system_reserved.clone()),
         allowed_unsafe_sysctls: config.allowed_unsafe_sysctls.clone(),
+        allocatable: node::host::measure_capacity(&config.root)
+            .ok()
+            .map(|c| node::host::allocatable(&c, &config.kube_reserved, &config.system_reserved)),
     });
     let kubelet_dir = config
         .kubeconfig

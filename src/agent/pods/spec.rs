@@ -119,6 +119,9 @@ pub struct SpecContext<'a> {
     /// The lowest OOM score the node may give (containerd's
     /// restrict_oom_score_adj where the agent lacks CAP_SYS_RESOURCE).
     pub min_oom_score_adj: i32,
+    /// The node's allocatable, which a resourceFieldRef of an unset limit
+    /// reads; None when it could not be measured.
+    pub allocatable: Option<&'a crate::agent::node::host::Resources>,
 }
 
 /// Whether the pod uses the node's network namespace.

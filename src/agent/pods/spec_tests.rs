@@ -57,6 +57,7 @@ fn objects() -> BTreeMap<(String, String), BTreeMap<String, String>> {
 pub(super) struct Fixture {
     pub(super) objects: BTreeMap<(String, String), BTreeMap<String, String>>,
     services: BTreeMap<String, String>,
+    pub(super) allocatable: Option<crate::agent::node::host::Resources>,
 }
 
 impl Fixture {
@@ -70,6 +71,7 @@ impl Fixture {
                 ),
                 ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
             ]),
+            allocatable: None,
         }
     }
 
@@ -85,6 +87,7 @@ impl Fixture {
             service_env: &self.services,
             memory_capacity: 8 << 30,
             min_oom_score_adj: -1000,
+            allocatable: self.allocatable.as_ref(),
         }
     }
 

@@ -67,6 +67,9 @@ pub struct WorkerCtx<R: PodRuntime> {
     ),
     /// Sysctls beyond kubelet's safe set that pods may set.
     pub allowed_unsafe_sysctls: Vec<String>,
+    /// The node's allocatable when the agent started (resourceFieldRefs of
+    /// unset limits read it); None when the node could not be measured.
+    pub allocatable: Option<crate::agent::node::host::Resources>,
 }
 
 /// One container of the pod, across its restarts.
@@ -824,6 +827,7 @@ impl<R: PodRuntime> Worker<R> {
                 service_env: &self.ctx.service_env,
                 memory_capacity: self.ctx.memory_capacity,
                 min_oom_score_adj: self.ctx.min_oom_score_adj,
+                allocatable: self.ctx.allocatable.as_ref(),
             },
         );
         let mounted = match (built, self.volumes.clone()) {

@@ -129,7 +129,7 @@ pub(super) fn environment(
             if let Some(fs) = &source.field_ref {
                 Some(field_value(pod, spec, fs, ctx)?)
             } else if let Some(rs) = &source.resource_field_ref {
-                resource_value(spec, c, rs)?
+                resource_value(spec, c, rs, ctx.allocatable)?
             } else if let Some(r) = &source.config_map_key_ref {
                 key_value(ctx, KIND_CONFIG_MAP, ns, &r.name, &r.key, r.optional)?
             } else if let Some(r) = &source.secret_key_ref {
@@ -289,13 +289,14 @@ pub(crate) fn format_map(map: Option<&BTreeMap<String, String>>) -> String {
 }
 
 /// resource.ExtractContainerResourceValue. A limit that is unset (or zero)
-/// for cpu, memory or ephemeral-storage is the node's allocatable in
-/// kubelet (defaultPodLimitsForDownwardAPI); that is not known here yet, so
-/// the variable is left out (None) rather than given a wrong number.
+/// for cpu, memory or ephemeral-storage is the node's allocatable, as
+/// kubelet's defaultPodLimitsForDownwardAPI; where that is not known the
+/// value is left out (None) rather than given a wrong number.
 pub(crate) fn resource_value(
     spec: &PodSpec,
     c: &Container,
     rs: &ResourceFieldSelector,
+    allocatable: Option<&crate::agent::node::host::Resources>,
 ) -> Result<Option<String>, SpecError> {
     let c = match rs.container_name.as_deref().filter(|n| !n.is_empty()) {
         None => c,
@@ -330,12 +331,19 @@ pub(crate) fn resource_value(
     {
         return Err(unsupported());
     }
-    let value = match list.and_then(|l| l.get(name)) {
+    let mut value = match list.and_then(|l| l.get(name)) {
         Some(q) => nanos(&field, &q.0)?,
         None => 0,
     };
     if bag == "limits" && value == 0 && matches!(name, "cpu" | "memory" | "ephemeral-storage") {
-        return Ok(None);
+        let Some(a) = allocatable else {
+            return Ok(None);
+        };
+        value = match name {
+            "cpu" => i128::from(a.cpu_millis) * NANOS_PER_MILLI,
+            "memory" => i128::from(a.memory_bytes) * NANOS_PER_UNIT,
+            _ => i128::from(a.ephemeral_storage_bytes) * NANOS_PER_UNIT,
+        };
     }
     // CPU counts in millicores, the rest in whole units, each rounded up
     // before dividing (Quantity's MilliValue and Value), as kubelet.

@@ -263,8 +263,24 @@ fn resource_field_refs() {
             "EPH=0",
             "HUGE=0"
         ],
-        "EPH_LIMIT (the node's allocatable in kubelet) is left out"
+        "EPH_LIMIT (the node's allocatable, not measured here) is left out"
     );
+    // With the node's allocatable known, an unset limit reads it.
+    let mut f = Fixture::new();
+    f.allocatable = Some(crate::agent::node::host::Resources {
+        cpu_millis: 2500,
+        memory_bytes: 4 << 30,
+        ephemeral_storage_bytes: 10 << 30,
+        ..Default::default()
+    });
+    let env = f.env(json!({
+        "env": [
+            {"name": "CPU", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+            {"name": "MEM_MI", "valueFrom": {"resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}}},
+            {"name": "EPH_GI", "valueFrom": {"resourceFieldRef": {"resource": "limits.ephemeral-storage", "divisor": "1Gi"}}}
+        ]
+    }));
+    assert_eq!(&env[..3], ["CPU=3", "MEM_MI=4096", "EPH_GI=10"]);
     let bad = json!({"env": [{"name": "X", "valueFrom": {"resourceFieldRef": {"resource": "limits.gpu"}}}]});
     assert_eq!(
         f.spec(&pod_with(bad)),

@@ -26,6 +26,8 @@ pub struct Sources {
     pub config_maps: BTreeMap<String, ConfigMap>,
     pub secrets: BTreeMap<String, Secret>,
     pub tokens: BTreeMap<TokenKey, String>,
+    /// The node's allocatable, for resourceFieldRefs of unset limits.
+    pub allocatable: Option<crate::agent::node::host::Resources>,
 }
 
 pub fn token_key(p: &ServiceAccountTokenProjection) -> TokenKey {
@@ -64,7 +66,7 @@ pub fn of(pod: &Pod, volume: &Volume, src: &Sources) -> Option<Result<Payload, V
     if let Some(d) = &volume.downward_api {
         let mode = d.default_mode.unwrap_or(DEFAULT_MODE);
         let mut out = Payload::new();
-        return Some(downward(pod, d.items.as_deref(), mode, &mut out).map(|()| out));
+        return Some(downward(pod, src, d.items.as_deref(), mode, &mut out).map(|()| out));
     }
     if let Some(p) = &volume.projected {
         let mode = p.default_mode.unwrap_or(DEFAULT_MODE);
@@ -92,7 +94,7 @@ pub fn of(pod: &Pod, volume: &Volume, src: &Sources) -> Option<Result<Payload, V
                     )?;
                 }
                 if let Some(d) = &s.downward_api {
-                    downward(pod, d.items.as_deref(), mode, &mut out)?;
+                    downward(pod, src, d.items.as_deref(), mode, &mut out)?;
                 }
                 if let Some(t) = &s.service_account_token {
                     let token = src.tokens.get(&token_key(t)).ok_or_else(|| {
@@ -221,6 +223,7 @@ fn project(
 
 fn downward(
     pod: &Pod,
+    src: &Sources,
     items: Option<&[DownwardAPIVolumeFile]>,
     mode: i32,
     out: &mut Payload,
@@ -247,7 +250,7 @@ fn downward(
                         item.path
                     ))
                 })?;
-            spec::resource_value(pod_spec, c, r)
+            spec::resource_value(pod_spec, c, r, src.allocatable.as_ref())
                 .map_err(|e| VolumeError::Invalid(e.to_string()))?
                 .unwrap_or_default()
         } else {

@@ -80,7 +80,10 @@ impl<R: PodRuntime> Worker<R> {
                 _ => false,
             };
         }
-        let mut src = Sources::default();
+        let mut src = Sources {
+            allocatable: self.ctx.allocatable.clone(),
+            ..Sources::default()
+        };
         self.ctx.config_maps.hold(&self.uid, &ns, &config_maps);
         self.ctx.secrets.hold(&self.uid, &ns, &secrets);
         for name in config_maps {
