@@ -122,6 +122,9 @@ pub struct SpecContext<'a> {
     /// The node's allocatable, which a resourceFieldRef of an unset limit
     /// reads; None when it could not be measured.
     pub allocatable: Option<&'a crate::agent::node::host::Resources>,
+    /// The image's `User` ("" for none), which a runAsGroup without a
+    /// runAsUser goes with.
+    pub image_user: &'a str,
 }
 
 /// Whether the pod uses the node's network namespace.
@@ -299,7 +302,7 @@ pub fn container_spec(
             args,
             env: env_list,
             cwd: c.working_dir.clone().filter(|d| !d.is_empty()),
-            user: user(pod, c)?,
+            user: user(pod, c, ctx.image_user),
             tty: c.tty.unwrap_or(false),
             stdin: c.stdin.unwrap_or(false),
             groups: groups(pod),
@@ -523,17 +526,19 @@ fn check_run_as_user(pod: &Pod, c: &Container) -> Result<(), SpecError> {
     Ok(())
 }
 
-/// "uid" or "uid:gid" (supplementalGroups and fsGroup: [`groups`]).
-fn user(pod: &Pod, c: &Container) -> Result<Option<String>, SpecError> {
+/// "uid" or "uid:gid" (supplementalGroups and fsGroup: [`groups`]); a
+/// runAsGroup alone goes with the image's user (root when it names none),
+/// as kubelet pairs them.
+fn user(pod: &Pod, c: &Container, image_user: &str) -> Option<String> {
     match run_as(pod, c) {
-        (Some(uid), Some(gid)) => Ok(Some(format!("{uid}:{gid}"))),
-        (Some(uid), None) => Ok(Some(uid.to_string())),
-        // kubelet pairs the group with the image's user, which only the
-        // engine reads.
-        (None, Some(_)) => Err(SpecError::Unsupported(
-            "runAsGroup without runAsUser".to_string(),
-        )),
-        (None, None) => Ok(None),
+        (Some(uid), Some(gid)) => Some(format!("{uid}:{gid}")),
+        (Some(uid), None) => Some(uid.to_string()),
+        (None, Some(gid)) => {
+            let name = image_user.split(':').next().unwrap_or_default();
+            let name = if name.is_empty() { "0" } else { name };
+            Some(format!("{name}:{gid}"))
+        }
+        (None, None) => None,
     }
 }
 

@@ -88,6 +88,7 @@ impl Fixture {
             memory_capacity: 8 << 30,
             min_oom_score_adj: -1000,
             allocatable: self.allocatable.as_ref(),
+            image_user: "",
         }
     }
 
@@ -195,10 +196,19 @@ fn user_from_the_security_contexts() {
         ),
         Ok(Some("7:50".into()))
     );
-    assert!(matches!(
+    // A group alone goes with the image's user (the fixture's image names
+    // none: root).
+    assert_eq!(
         user(json!({"runAsGroup": 50}), json!({})),
-        Err(SpecError::Unsupported(_))
-    ));
+        Ok(Some("0:50".into()))
+    );
+    let p = pod(json!({"securityContext": {"runAsGroup": 50}, "containers": [{"name": "c"}]}));
+    let c = &p.spec.as_ref().unwrap().containers[0];
+    assert_eq!(
+        super::user(&p, c, "nobody:nogroup").as_deref(),
+        Some("nobody:50")
+    );
+    assert_eq!(super::user(&p, c, "1000").as_deref(), Some("1000:50"));
     assert_eq!(
         user(json!({"runAsNonRoot": true}), json!({"runAsUser": 0})),
         Err(SpecError::RunAsNonRoot(format!(

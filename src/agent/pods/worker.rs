@@ -733,8 +733,10 @@ impl<R: PodRuntime> Worker<R> {
         } else {
             Default::default()
         };
+        let image_user: String;
         match self.ctx.images.ensure(c, pull_logins).await {
             Ok(ensured) => {
+                image_user = ensured.user.clone();
                 match ensured.pulled {
                     Some(took) => {
                         event(
@@ -828,6 +830,7 @@ impl<R: PodRuntime> Worker<R> {
                 memory_capacity: self.ctx.memory_capacity,
                 min_oom_score_adj: self.ctx.min_oom_score_adj,
                 allocatable: self.ctx.allocatable.as_ref(),
+                image_user: &image_user,
             },
         );
         let mounted = match (built, self.volumes.clone()) {
