@@ -463,3 +463,62 @@ fn a_new_image_restarts_the_container() {
         "{events}"
     );
 }
+
+/// A later delete that shortens the grace period (or a `--force` one)
+/// reaches a pod already stopping: its containers do not wait out the
+/// first grace period.
+#[test]
+fn a_shorter_grace_period_cuts_a_stopping_pod_short() {
+    let s = server_with_busybox(NODE);
+    let stubborn = |name: &str| {
+        pod_yaml(
+            name,
+            "Always",
+            "trap '' TERM; echo up; while true; do sleep 1; done",
+        )
+        .replace(
+            "terminationGracePeriodSeconds: 2",
+            "terminationGracePeriodSeconds: 600",
+        )
+    };
+    for name in ["shortened", "forced"] {
+        s.kubectl_stdin(&["apply", "-f", "-"], &stubborn(name));
+        wait_pod(&s, name, "ran", |v| v["status"]["phase"] == "Running");
+        s.kubectl_ok(&["delete", "pod", name, "--wait=false"]);
+        let v = get(&s, name);
+        assert_eq!(v["metadata"]["deletionGracePeriodSeconds"], 600);
+    }
+    // Shortened: the server takes the shorter period, the agent kills the
+    // container when it ends, and the pod goes.
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "shortened",
+        "--wait=false",
+        "--grace-period=1",
+    ]);
+    assert_eq!(
+        get(&s, "shortened")["metadata"]["deletionGracePeriodSeconds"],
+        1
+    );
+    s.kubectl_ok(&["wait", "--for=delete", "pod/shortened", "--timeout=60s"]);
+    // Forced: the object goes at once; the containers follow.
+    s.kubectl_ok(&["delete", "pod", "forced", "--grace-period=0", "--force"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ps = skiff(
+            &s,
+            &[
+                "ps",
+                "-q",
+                "--filter",
+                "label=io.kubernetes.pod.name=forced",
+            ],
+        );
+        if ps.trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the forced pod still runs: {ps}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -238,7 +238,7 @@ pub async fn run<R: PodRuntime>(
             }
             Some(p) if p.metadata.deletion_timestamp.is_some() => {
                 w.pod = Some(p);
-                w.terminate().await;
+                w.terminate(&pod).await;
                 return;
             }
             Some(mut p) => {

@@ -450,8 +450,29 @@ pub async fn delete_one(
         // controller empties it). Finalizers hold any kind.
         let held = has_finalizers || policy.marked_only || propagation.is_some();
         if held && marked {
-            // Marked already: a delete that names a propagation policy
-            // sets the garbage collector's finalizers to it, as upstream.
+            // Marked already: a shorter grace period shortens the wait,
+            // as upstream's BeforeDelete (a longer one changes nothing).
+            let current = metadata::meta(&cur.obj)
+                .and_then(|m| m.get("deletionGracePeriodSeconds"))
+                .and_then(Value::as_i64);
+            if let (Some(g), Some(c)) = (grace, current) {
+                if g < c {
+                    let mut new = cur.obj.clone();
+                    let m = meta_mut(&mut new);
+                    m.insert("deletionTimestamp".into(), json!(deletion_time(g)));
+                    m.insert("deletionGracePeriodSeconds".into(), json!(g));
+                    if opts.dry_run {
+                        return Ok(new);
+                    }
+                    match state.objects.update(def, ns, name, &new, cur.rev).await {
+                        Ok(v) => return Ok(v),
+                        Err(e) if e.is_conflict() => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            // A delete that names a propagation policy sets the garbage
+            // collector's finalizers to it, as upstream.
             let Some(p) = opts.propagation.as_deref() else {
                 return Ok(cur.obj);
             };

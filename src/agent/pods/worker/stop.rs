@@ -1,10 +1,11 @@
 //! A pod's end: deleted through the API (stop within the grace period,
 //! remove everything, delete the object) or gone from it (stop at once).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions};
+use tokio::sync::watch;
 
 use super::{containers, pod_key, pod_log_dir, probing, remove_leftovers, spec, Worker};
 use crate::agent::events::{NORMAL, WARNING};
@@ -15,19 +16,42 @@ use crate::runtime::pod::PodRuntime;
 impl<R: PodRuntime> Worker<R> {
     /// The pod is being deleted: stop its containers within the grace
     /// period, remove them and its sandbox, then delete the pod object.
-    pub(super) async fn terminate(&mut self) {
+    pub(super) async fn terminate(&mut self, updates: &watch::Receiver<Option<Pod>>) {
         let Some(pod) = self.pod.clone() else { return };
-        let grace = pod
-            .metadata
-            .deletion_grace_period_seconds
-            .or_else(|| {
-                pod.spec
-                    .as_ref()
-                    .and_then(|s| s.termination_grace_period_seconds)
-            })
-            .unwrap_or(30)
-            .max(0);
-        self.teardown(Duration::from_secs(grace as u64)).await;
+        let grace = Duration::from_secs(grace_of(&pod, 30));
+        // A later delete may shorten the grace period, or remove the pod
+        // at once (`--force`): the containers still running are then
+        // killed when the shorter period ends.
+        let running: Vec<String> = self
+            .slots
+            .values()
+            .filter(|s| s.running())
+            .filter_map(|s| s.id.clone())
+            .collect();
+        let (ctx, mut updates, began) = (self.ctx.clone(), updates.clone(), Instant::now());
+        let shorten = async move {
+            let mut current = grace;
+            while updates.changed().await.is_ok() {
+                let shorter = match &*updates.borrow_and_update() {
+                    None => Duration::ZERO,
+                    Some(p) => Duration::from_secs(grace_of(p, u64::MAX)),
+                };
+                if shorter >= current {
+                    continue;
+                }
+                current = shorter;
+                tokio::time::sleep_until((began + shorter).into()).await;
+                let stops = running
+                    .iter()
+                    .map(|id| ctx.runtime.stop_container(id, Duration::ZERO));
+                futures::future::join_all(stops).await;
+            }
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            () = self.teardown(grace) => {}
+            () = shorten => {}
+        }
         if self.is_static {
             // Its manifest is gone; the mirror pod is the mirror task's.
             return;
@@ -179,4 +203,17 @@ impl<R: PodRuntime> Worker<R> {
             }
         }
     }
+}
+
+/// The pod's grace period in seconds: its deletion's, else its spec's,
+/// else `default`.
+fn grace_of(pod: &Pod, default: u64) -> u64 {
+    pod.metadata
+        .deletion_grace_period_seconds
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .map_or(default, |g| g.max(0) as u64)
 }
