@@ -300,4 +300,47 @@ spec:
     assert_eq!(said("default"), "bye from default", "{:#}", v["status"]);
     assert_eq!(said("custom"), "bye from custom", "{:#}", v["status"]);
     assert_eq!(said("fallback"), "first\nlast words\n", "{:#}", v["status"]);
+
+    // hostPID and hostIPC: the node's own namespaces; without them, the
+    // pod's.
+    let ns_pod = |name: &str, host: bool| {
+        format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: {name}}}
+spec:
+  nodeName: {NODE}
+  restartPolicy: Never
+  hostPID: {host}
+  hostIPC: {host}
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "readlink /proc/self/ns/pid && readlink /proc/self/ns/ipc"]
+"#
+        )
+    };
+    s.kubectl_stdin(&["apply", "-f", "-"], &ns_pod("host-ns", true));
+    s.kubectl_stdin(&["apply", "-f", "-"], &ns_pod("own-ns", false));
+    let ours: Vec<String> = ["pid", "ipc"]
+        .iter()
+        .map(|k| {
+            std::fs::read_link(format!("/proc/self/ns/{k}"))
+                .unwrap()
+                .display()
+                .to_string()
+        })
+        .collect();
+    for (name, shared) in [("host-ns", true), ("own-ns", false)] {
+        wait_pod(&s, name, "finished", |v| {
+            v["status"]["phase"] == "Succeeded"
+        });
+        let logs = s.kubectl_ok(&["logs", name]);
+        let seen: Vec<&str> = logs.lines().collect();
+        assert_eq!(seen.len(), 2, "{logs}");
+        for (seen, ours) in seen.iter().zip(&ours) {
+            assert_eq!(*seen == ours.as_str(), shared, "{name}: {seen} vs {ours}");
+        }
+    }
 }

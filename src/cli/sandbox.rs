@@ -65,6 +65,7 @@ pub fn sandbox(engine: &Engine, cmd: SandboxCommand) -> anyhow::Result<ExitCode>
                 ports: &ports,
                 cidr: Some(cidr),
                 host_network: false,
+                host_ipc: false,
             })?;
             println!("{}", sb.ip);
             Ok(ExitCode::SUCCESS)

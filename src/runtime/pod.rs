@@ -83,6 +83,8 @@ pub struct SandboxConfig {
     pub cidr: Option<crate::net::cidr::Ipv4Cidr>,
     /// The node's own network (a pod's hostNetwork).
     pub host_network: bool,
+    /// The node's own IPC namespace (a pod's hostIPC).
+    pub host_ipc: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -396,6 +398,7 @@ impl PodRuntime for EnginePodRuntime {
                 ports: &config.ports,
                 cidr: config.cidr,
                 host_network: config.host_network,
+                host_ipc: config.host_ipc,
             })?)
         })
         .await

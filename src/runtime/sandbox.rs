@@ -63,6 +63,8 @@ pub struct SandboxRequest<'a> {
     /// Share the engine's network and UTS namespaces (no address, no
     /// ports to publish: its servers listen on the host's own).
     pub host_network: bool,
+    /// Share the engine's IPC namespace (a pod's hostIPC).
+    pub host_ipc: bool,
 }
 
 /// A sandbox as its containers join it.
@@ -125,7 +127,7 @@ pub fn create(paths: &Paths, req: &SandboxRequest) -> Result<Sandbox, SandboxErr
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let made = pin(req.name, &dir, &hostname, req.host_network).and_then(|()| {
+    let made = pin(req.name, &dir, &hostname, req.host_network, req.host_ipc).and_then(|()| {
         for (file, content) in [("id", &id), ("hostname", &hostname)] {
             let p = dir.join(file);
             fs::write(&p, content).map_err(io_err(&p))?;
@@ -221,8 +223,15 @@ pub fn remove(paths: &Paths, name: &str) -> Result<(), SandboxError> {
 /// A thread of our own unshares (only that thread changes) and its
 /// namespaces are bind-mounted onto files in `dir`: new IPC and UTS ones,
 /// or for a host-network sandbox a new IPC one beside the engine's own
-/// network and UTS namespaces.
-fn pin(name: &str, dir: &Path, hostname: &str, host_network: bool) -> Result<(), SandboxError> {
+/// network and UTS namespaces; with `host_ipc` the IPC one is the
+/// engine's own.
+fn pin(
+    name: &str,
+    dir: &Path,
+    hostname: &str,
+    host_network: bool,
+    host_ipc: bool,
+) -> Result<(), SandboxError> {
     let kinds: &'static [&'static str] = if host_network {
         &["ipc", "uts", "net"]
     } else {
@@ -239,11 +248,17 @@ fn pin(name: &str, dir: &Path, hostname: &str, host_network: bool) -> Result<(),
             op,
             errno,
         };
-        if host_network {
-            unshare(CloneFlags::CLONE_NEWIPC).map_err(|e| sys("unshare", e))?;
-        } else {
-            unshare(CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS)
-                .map_err(|e| sys("unshare", e))?;
+        let mut flags = CloneFlags::empty();
+        if !host_ipc {
+            flags |= CloneFlags::CLONE_NEWIPC;
+        }
+        if !host_network {
+            flags |= CloneFlags::CLONE_NEWUTS;
+        }
+        if !flags.is_empty() {
+            unshare(flags).map_err(|e| sys("unshare", e))?;
+        }
+        if !host_network {
             nix::unistd::sethostname(&hostname).map_err(|e| sys("sethostname", e))?;
         }
         for kind in kinds {

@@ -321,6 +321,10 @@ pub fn container_spec(
         ),
         security: security(spec, c)?,
         etc: etc_files(spec)?,
+        namespaces: crate::runtime::container::containerspec::Namespaces {
+            host_pid: spec.host_pid == Some(true),
+            ..Default::default()
+        },
         ..ContainerSpec::default()
     })
 }

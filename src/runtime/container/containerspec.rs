@@ -119,6 +119,10 @@ pub struct Namespaces {
     pub network: NetworkNamespace,
     pub ipc: Namespace,
     pub uts: Namespace,
+    /// The engine's own PID namespace rather than a new one (docker's
+    /// `--pid host`, a pod's hostPID).
+    #[serde(default)]
+    pub host_pid: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

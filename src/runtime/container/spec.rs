@@ -252,12 +252,14 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         Namespace::New => json!({"type": kind}),
     };
     let mut namespaces = vec![
-        json!({"type": "pid"}),
         ns("ipc", &spec.namespaces.ipc),
         ns("uts", &spec.namespaces.uts),
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
+    if !spec.namespaces.host_pid {
+        namespaces.insert(0, json!({"type": "pid"}));
+    }
     match &spec.namespaces.network {
         NetworkNamespace::Isolated => namespaces.push(json!({"type": "network"})),
         NetworkNamespace::Host => {}

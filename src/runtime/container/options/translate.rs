@@ -65,6 +65,7 @@ impl RunOptions {
                 // the container is created.
                 ipc: Namespace::New,
                 uts: Namespace::New,
+                host_pid: false,
             },
             sandbox: self.sandbox.clone(),
             resources: Resources {
