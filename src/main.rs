@@ -16,6 +16,10 @@ fn main() -> ExitCode {
     if skiff::runtime::container::init::wanted(&argv) {
         return skiff::runtime::container::init::main(&argv);
     }
+    // The sandbox's PID namespace holder forks: single-threaded too.
+    if skiff::runtime::pid_holder::wanted(&argv) {
+        return skiff::runtime::pid_holder::main();
+    }
     if argv.get(1).is_some_and(|a| a == "shim") {
         return skiff::runtime::container::shim::main(&argv[2..]);
     }

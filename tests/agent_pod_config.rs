@@ -343,4 +343,73 @@ spec:
             assert_eq!(*seen == ours.as_str(), shared, "{name}: {seen} vs {ours}");
         }
     }
+
+    // shareProcessNamespace: one container sees the other's processes,
+    // under a PID 1 of the pod's own; it goes with the pod.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata: {{name: shared-pids}}
+spec:
+  nodeName: {NODE}
+  shareProcessNamespace: true
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: sleeper
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "6543"]
+  - name: looker
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "for i in $(seq 100); do ps -o args | grep -q '^sleep 6543' && break; sleep 0.2; done; ps -o pid,args; tr '\\0' ' ' < /proc/1/cmdline; echo; sleep 600"]
+"#
+        ),
+    );
+    wait_pod(&s, "shared-pids", "ran", |v| {
+        v["status"]["phase"] == "Running" && container(v, "looker")["ready"] == true
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let logs = loop {
+        let logs = s.kubectl_ok(&["logs", "shared-pids", "-c", "looker"]);
+        if logs.contains("pid-holder") || Instant::now() > deadline {
+            break logs;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(logs.contains("sleep 6543"), "{logs}");
+    assert!(
+        logs.lines().any(|l| l.trim_end().ends_with("pid-holder")),
+        "{logs}"
+    );
+    let holders = || -> Vec<String> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read(e.path().join("cmdline"))
+                    .is_ok_and(|c| c.ends_with(b"\0pid-holder\0"))
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let before = holders();
+    assert!(!before.is_empty());
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "shared-pids",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while holders().iter().any(|p| before.contains(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "the PID namespace holder outlived its pod"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

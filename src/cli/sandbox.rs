@@ -66,6 +66,7 @@ pub fn sandbox(engine: &Engine, cmd: SandboxCommand) -> anyhow::Result<ExitCode>
                 cidr: Some(cidr),
                 host_network: false,
                 host_ipc: false,
+                pid_holder: None,
             })?;
             println!("{}", sb.ip);
             Ok(ExitCode::SUCCESS)

@@ -10,6 +10,7 @@
 pub mod container;
 pub mod engine;
 pub mod image;
+pub mod pid_holder;
 pub mod pod;
 pub mod private;
 pub mod sandbox;

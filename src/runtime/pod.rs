@@ -85,6 +85,9 @@ pub struct SandboxConfig {
     pub host_network: bool,
     /// The node's own IPC namespace (a pod's hostIPC).
     pub host_ipc: bool,
+    /// One PID namespace for all its containers (a pod's
+    /// shareProcessNamespace).
+    pub share_pid: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,7 +394,16 @@ fn record(engine: &Engine, id: &str) -> Result<Record, PodRuntimeError> {
 
 impl PodRuntime for EnginePodRuntime {
     async fn run_sandbox(&self, config: SandboxConfig) -> Result<Sandbox, PodRuntimeError> {
-        self.blocking(move |_, engine| {
+        self.blocking(move |inner, engine| {
+            // The holder is our own binary, as the shims are.
+            let holder = match (&inner.shim_binary, config.share_pid) {
+                (_, false) => None,
+                (Some(b), true) => Some(b.clone()),
+                (None, true) => Some(
+                    std::env::current_exe()
+                        .map_err(|e| PodRuntimeError::Worker(format!("our own binary: {e}")))?,
+                ),
+            };
             Ok(engine.create_sandbox(&SandboxRequest {
                 name: &config.name,
                 hostname: config.hostname.as_deref(),
@@ -399,6 +411,7 @@ impl PodRuntime for EnginePodRuntime {
                 cidr: config.cidr,
                 host_network: config.host_network,
                 host_ipc: config.host_ipc,
+                pid_holder: holder.as_deref(),
             })?)
         })
         .await

@@ -5,6 +5,8 @@
 //!
 //! ```text
 //! <run-dir>/sandboxes/<name>/ipc uts   pinned namespaces (this file)
+//!                            pid       a shared PID namespace, pinned,
+//!                            pid-holder  and its PID 1's PID (pid_holder.rs)
 //!                            hostname  the pod's hostname, set in uts
 //!                            id        its ID (64 hex digits), for listings
 //!                            net       a host-network sandbox's: the
@@ -65,6 +67,9 @@ pub struct SandboxRequest<'a> {
     pub host_network: bool,
     /// Share the engine's IPC namespace (a pod's hostIPC).
     pub host_ipc: bool,
+    /// One PID namespace for every container (a pod's
+    /// shareProcessNamespace), held by this binary run as `pid-holder`.
+    pub pid_holder: Option<&'a Path>,
 }
 
 /// A sandbox as its containers join it.
@@ -81,6 +86,8 @@ pub struct Sandbox {
     pub net: PathBuf,
     pub ipc: PathBuf,
     pub uts: PathBuf,
+    /// The shared PID namespace, when the containers share one.
+    pub pid: Option<PathBuf>,
     /// The engine's network namespace, `ip` unspecified.
     pub host_network: bool,
 }
@@ -127,17 +134,22 @@ pub fn create(paths: &Paths, req: &SandboxRequest) -> Result<Sandbox, SandboxErr
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
-    let made = pin(req.name, &dir, &hostname, req.host_network, req.host_ipc).and_then(|()| {
-        for (file, content) in [("id", &id), ("hostname", &hostname)] {
-            let p = dir.join(file);
-            fs::write(&p, content).map_err(io_err(&p))?;
-        }
-        if req.host_network {
-            return Ok((Ipv4Addr::UNSPECIFIED, dir.join("net")));
-        }
-        let a = host_bridge(paths, req.cidr).attach(&attachment_id(req.name), req.ports)?;
-        Ok((a.ip, a.netns))
-    });
+    let made = pin(req.name, &dir, &hostname, req.host_network, req.host_ipc)
+        .and_then(|()| match req.pid_holder {
+            Some(binary) => hold_pid_namespace(req.name, &dir, binary),
+            None => Ok(()),
+        })
+        .and_then(|()| {
+            for (file, content) in [("id", &id), ("hostname", &hostname)] {
+                let p = dir.join(file);
+                fs::write(&p, content).map_err(io_err(&p))?;
+            }
+            if req.host_network {
+                return Ok((Ipv4Addr::UNSPECIFIED, dir.join("net")));
+            }
+            let a = host_bridge(paths, req.cidr).attach(&attachment_id(req.name), req.ports)?;
+            Ok((a.ip, a.netns))
+        });
     match made {
         Ok((ip, net)) => Ok(Sandbox {
             id,
@@ -148,6 +160,7 @@ pub fn create(paths: &Paths, req: &SandboxRequest) -> Result<Sandbox, SandboxErr
             net,
             ipc: dir.join("ipc"),
             uts: dir.join("uts"),
+            pid: req.pid_holder.map(|_| dir.join("pid")),
             host_network: req.host_network,
         }),
         Err(e) => {
@@ -180,6 +193,7 @@ pub fn find(paths: &Paths, name: &str) -> Result<Sandbox, SandboxError> {
         net,
         ipc: dir.join("ipc"),
         uts: dir.join("uts"),
+        pid: Some(dir.join("pid")).filter(|p| p.exists()),
         host_network,
     })
 }
@@ -285,9 +299,86 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// Start the PID 1 of a new PID namespace (`binary pid-holder`) and pin
+/// the namespace at `<dir>/pid`, its PID at `<dir>/pid-holder`.
+fn hold_pid_namespace(name: &str, dir: &Path, binary: &Path) -> Result<(), SandboxError> {
+    use std::io::BufRead;
+    let failed = |op: &'static str| SandboxError::Sys {
+        name: name.to_string(),
+        op,
+        errno: nix::errno::Errno::EIO,
+    };
+    let mut child = std::process::Command::new(binary)
+        .arg(crate::runtime::pid_holder::ARG)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(io_err(binary))?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        let _ = io::BufReader::new(out).read_line(&mut line);
+    }
+    let status = child.wait().map_err(io_err(binary))?;
+    let pid: i32 = match line.trim().parse() {
+        Ok(pid) if status.success() && pid > 1 => pid,
+        _ => return Err(failed("start the PID namespace holder")),
+    };
+    let pinned = (|| {
+        let p = dir.join("pid");
+        fs::File::create(&p).map_err(io_err(&p))?;
+        mount(
+            Some(format!("/proc/{pid}/ns/pid").as_str()),
+            &p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|errno| SandboxError::Sys {
+            name: name.to_string(),
+            op: "bind mount",
+            errno,
+        })?;
+        let f = dir.join("pid-holder");
+        fs::write(&f, pid.to_string()).map_err(io_err(&f))
+    })();
+    if pinned.is_err() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    pinned
+}
+
+/// End the PID namespace holder of the sandbox in `dir` (and with it
+/// whatever is left in the namespace), if it is still the process that
+/// holds the pinned namespace: a PID may have been reused since.
+fn stop_pid_holder(dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(pid) = fs::read_to_string(dir.join("pid-holder"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 1)
+    else {
+        return;
+    };
+    let pinned = fs::metadata(dir.join("pid")).map(|m| (m.dev(), m.ino()));
+    let theirs = fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| (m.dev(), m.ino()));
+    if let (Ok(a), Ok(b)) = (pinned, theirs) {
+        if a == b {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
 /// Unmount and delete what `dir` pins; missing parts are fine.
 fn unpin(dir: &Path) {
-    for kind in ["ipc", "uts", "net"] {
+    stop_pid_holder(dir);
+    for kind in ["ipc", "uts", "net", "pid"] {
         let p = dir.join(kind);
         match umount2(&p, MntFlags::MNT_DETACH) {
             Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}

@@ -675,6 +675,7 @@ impl<R: PodRuntime> Worker<R> {
             cidr: None,
             host_network,
             host_ipc: pod.spec.as_ref().and_then(|s| s.host_ipc) == Some(true),
+            share_pid: pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true),
         };
         let made = match self.ctx.runtime.run_sandbox(config.clone()).await {
             Ok(sb) => sb,

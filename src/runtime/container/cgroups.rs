@@ -126,6 +126,34 @@ pub fn remove(path: &str) -> Result<(), CgroupError> {
     Hierarchies::detect()?.remove(path)
 }
 
+/// SIGKILL every process left in the cgroup and below it (a container that
+/// shared its PID namespace leaves its children behind when its own
+/// process ends; nothing else would end them).
+pub fn kill_all(path: &str) -> Result<(), CgroupError> {
+    validate_path(path)?;
+    let hierarchies = Hierarchies::detect()?;
+    for h in hierarchies.list() {
+        kill_in(&Hierarchies::dir(h, path));
+    }
+    Ok(())
+}
+
+fn kill_in(dir: &Path) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            if pid > 1 {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+    for name in subdirs(dir).unwrap_or_default() {
+        kill_in(&dir.join(name));
+    }
+}
+
 /// Where a container sees the cgroup filesystems libcontainer mounts for
 /// it: /sys/fs/cgroup and, on v1, one directory per host hierarchy mounted
 /// under it (named as on the host). An unreadable mount table is an error:

@@ -123,6 +123,9 @@ pub struct Namespaces {
     /// `--pid host`, a pod's hostPID).
     #[serde(default)]
     pub host_pid: bool,
+    /// A new PID namespace, or the sandbox's shared one (joined by path).
+    #[serde(default)]
+    pub pid: Namespace,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

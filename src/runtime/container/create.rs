@@ -392,6 +392,9 @@ fn bundle(paths: &Paths, state: &Records, id: &str) -> Result<String, ContainerE
     if let Some(sb) = &sandbox {
         cspec.namespaces.ipc = Namespace::Path(sb.ipc.clone());
         cspec.namespaces.uts = Namespace::Path(sb.uts.clone());
+        if let Some(pid) = &sb.pid {
+            cspec.namespaces.pid = Namespace::Path(pid.clone());
+        }
     }
     cspec.namespaces.network = spec_network;
     // Our own static binary is the init (`skiff init`, see init.rs).

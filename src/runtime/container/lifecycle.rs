@@ -224,13 +224,21 @@ pub(super) fn release(paths: &Paths, id: &str) {
                     // A process just killed leaves its cgroup a moment
                     // after the signal (it still has to exit): a busy
                     // cgroup is tried again, for a bounded while.
+                    // What is still in it once the container's process has
+                    // ended (children it left in a PID namespace it shared)
+                    // is killed.
                     let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                    let mut killed = false;
                     loop {
                         match super::cgroups::remove(cg) {
                             Ok(()) => break,
                             Err(super::cgroups::CgroupError::Busy(_))
                                 if std::time::Instant::now() < deadline =>
                             {
+                                if !killed {
+                                    killed = true;
+                                    let _ = super::cgroups::kill_all(cg);
+                                }
                                 std::thread::sleep(Duration::from_millis(20));
                             }
                             Err(e) => {

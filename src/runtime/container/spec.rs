@@ -258,7 +258,7 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
         json!({"type": "cgroup"}),
     ];
     if !spec.namespaces.host_pid {
-        namespaces.insert(0, json!({"type": "pid"}));
+        namespaces.insert(0, ns("pid", &spec.namespaces.pid));
     }
     match &spec.namespaces.network {
         NetworkNamespace::Isolated => namespaces.push(json!({"type": "network"})),

@@ -152,6 +152,7 @@ impl PodRuntime for FakePodRuntime {
             net: dir.join("net"),
             ipc: dir.join("ipc"),
             uts: dir.join("uts"),
+            pid: config.share_pid.then(|| dir.join("pid")),
             host_network: config.host_network,
         })
     }
@@ -177,6 +178,7 @@ impl PodRuntime for FakePodRuntime {
             uts: std::path::PathBuf::from("/fake/sandboxes")
                 .join(name)
                 .join("uts"),
+            pid: None,
             host_network: false,
         }))
     }

@@ -66,6 +66,7 @@ impl RunOptions {
                 ipc: Namespace::New,
                 uts: Namespace::New,
                 host_pid: false,
+                pid: Namespace::New,
             },
             sandbox: self.sandbox.clone(),
             resources: Resources {
