@@ -166,6 +166,35 @@ fn the_server_registers_its_node_with_kubelets_status_and_a_lease() {
     assert!(wide.contains(" Ready "), "{wide}");
     assert!(wide.contains("control-plane"), "{wide}");
 
+    // Another writer's condition stays; a Ready someone else set to
+    // Unknown (as the node lifecycle controller does) is put right by the
+    // agent's next report, not after its five-minute one.
+    s.kubectl_ok(&[
+        "patch",
+        "node",
+        "edge-1",
+        "--subresource=status",
+        "--type=strategic",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"NetworkUnavailable","status":"False","reason":"RouteCreated","message":"set by a test"},{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n = node_with_status(&s, "edge-1");
+        if condition(&n, "Ready")["status"] == "True" {
+            assert_eq!(
+                condition(&n, "NetworkUnavailable")["reason"],
+                "RouteCreated"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ready was never put right: {n:#}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // After a restart the same Node is found again, not made anew; a label
     // someone else set stays.
     s.kubectl_ok(&["label", "node", "edge-1", "owner=ops"]);

@@ -103,6 +103,36 @@ pub fn pid_available(pid_max: u64, threads_max: u64, loadavg: &str) -> Result<u6
     Ok(pid_max.min(threads_max).saturating_sub(tasks))
 }
 
+/// How long a pressure stays reported after its signal went back over the
+/// threshold: kubelet's evictionPressureTransitionPeriod (5 minutes), so a
+/// signal hovering at the line does not flip the condition on every report.
+pub const PRESSURE_TRANSITION: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// When each pressure was last observed, for [`PRESSURE_TRANSITION`].
+#[derive(Debug, Default, Clone)]
+pub struct Held {
+    memory: Option<std::time::Instant>,
+    disk: Option<std::time::Instant>,
+    pid: Option<std::time::Instant>,
+}
+
+impl Held {
+    /// The pressures to report, given those observed `now`.
+    pub fn apply(&mut self, observed: Pressure, now: std::time::Instant) -> Pressure {
+        let hold = |seen: bool, last: &mut Option<std::time::Instant>| {
+            if seen {
+                *last = Some(now);
+            }
+            last.is_some_and(|t| now.saturating_duration_since(t) < PRESSURE_TRANSITION)
+        };
+        Pressure {
+            memory: hold(observed.memory, &mut self.memory),
+            disk: hold(observed.disk, &mut self.disk),
+            pid: hold(observed.pid, &mut self.pid),
+        }
+    }
+}
+
 /// Which of kubelet's node pressures hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Pressure {

@@ -266,3 +266,35 @@ fn signal_errors_name_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn a_pressure_is_held_for_the_transition_period() {
+    let t0 = std::time::Instant::now();
+    let mut held = Held::default();
+    let on = Pressure {
+        memory: true,
+        ..Default::default()
+    };
+    let off = Pressure::default();
+    assert!(held.apply(on, t0).memory);
+    // Back under the line: still reported until 5 minutes have passed.
+    assert!(
+        held.apply(off, t0 + std::time::Duration::from_secs(10))
+            .memory
+    );
+    assert!(
+        held.apply(
+            off,
+            t0 + PRESSURE_TRANSITION - std::time::Duration::from_secs(1)
+        )
+        .memory
+    );
+    assert!(!held.apply(off, t0 + PRESSURE_TRANSITION).memory);
+    // Each pressure on its own.
+    let disk = Pressure {
+        disk: true,
+        ..Default::default()
+    };
+    let p = held.apply(disk, t0 + PRESSURE_TRANSITION);
+    assert!(p.disk && !p.memory && !p.pid);
+}

@@ -40,6 +40,8 @@ pub struct NodeKeeper {
     conditions: Vec<NodeCondition>,
     /// Why the node cannot take pods, when it cannot.
     not_ready: Option<String>,
+    /// Pressures stay reported for a while after they end.
+    held: super::pressure::Held,
 }
 
 /// The labels kubelet sets on its own node, and k3s's for a server node.
@@ -75,6 +77,7 @@ impl NodeKeeper {
             reported: None,
             conditions: Vec::new(),
             not_ready: Some("the agent has not started its pod workers yet".into()),
+            held: Default::default(),
         }
     }
 
@@ -146,7 +149,7 @@ impl NodeKeeper {
             &self.config.system_reserved,
         );
         let signals = host::measure_signals(&root)?;
-        let pressure = host::pressure(&signals);
+        let pressure = self.held.apply(host::pressure(&signals), Instant::now());
         let conditions = host::conditions(
             pressure,
             self.not_ready.as_deref(),
@@ -183,7 +186,10 @@ impl NodeKeeper {
             Some((last, at)) => *last != key || at.elapsed() >= REPORT_EVERY,
             None => true,
         };
-        if !due {
+        // Compared with the Node as stored, too (as kubelet does): a
+        // condition someone else changed (Ready=Unknown, written by the
+        // node lifecycle controller) is put right at once.
+        if !due && !self.stored_conditions_differ(&conditions).await {
             return Ok(false);
         }
         let patch = serde_json::json!({ "status": status });
@@ -194,12 +200,31 @@ impl NodeKeeper {
                     field_manager: Some(FIELD_MANAGER.into()),
                     ..Default::default()
                 },
-                &Patch::Merge(&patch),
+                // Strategic: conditions merge by type, so those others
+                // write (NetworkUnavailable, …) stay.
+                &Patch::Strategic(&patch),
             )
             .await?;
         self.conditions = conditions;
         self.reported = Some((key, Instant::now()));
         Ok(true)
+    }
+}
+
+impl NodeKeeper {
+    /// Whether the stored Node shows one of `ours` with another status. An
+    /// unreadable Node says nothing.
+    async fn stored_conditions_differ(&self, ours: &[NodeCondition]) -> bool {
+        let Ok(node) = self.api.get_status(&self.config.node_name).await else {
+            return false;
+        };
+        let stored = node.status.and_then(|s| s.conditions).unwrap_or_default();
+        ours.iter().any(|c| {
+            stored
+                .iter()
+                .find(|s| s.type_ == c.type_)
+                .is_none_or(|s| s.status != c.status)
+        })
     }
 }
 
