@@ -364,7 +364,7 @@ spec:
   - name: looker
     image: busybox:latest
     imagePullPolicy: Never
-    command: ["sh", "-c", "for i in $(seq 100); do ps -o args | grep -q '^sleep 6543' && break; sleep 0.2; done; ps -o pid,args; tr '\\0' ' ' < /proc/1/cmdline; echo; sleep 600"]
+    command: ["sh", "-c", "for i in $(seq 100); do ps -o args | grep -q '^sleep 6543' && break; sleep 0.2; done; ps -o pid,args; tr '\\0' ' ' < /proc/1/cmdline; echo; ls /proc/1/root/ >/dev/null 2>&1 && echo root-is-\"\"visible; echo mounts=$(cat /proc/1/mountinfo 2>/dev/null | wc -l); sleep 600"]
 "#
         ),
     );
@@ -374,7 +374,7 @@ spec:
     let deadline = Instant::now() + Duration::from_secs(30);
     let logs = loop {
         let logs = s.kubectl_ok(&["logs", "shared-pids", "-c", "looker"]);
-        if logs.contains("pid-holder") || Instant::now() > deadline {
+        if logs.contains("mounts=") || Instant::now() > deadline {
             break logs;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -383,6 +383,12 @@ spec:
     assert!(
         logs.lines().any(|l| l.trim_end().ends_with("pid-holder")),
         "{logs}"
+    );
+    // The holder is confined: nothing of the host through its /proc.
+    assert!(!logs.contains("root-is-visible"), "{logs}");
+    assert!(
+        logs.contains("mounts=0") || logs.contains("mounts=1\n"),
+        "the holder's mounts show through: {logs}"
     );
     let holders = || -> Vec<String> {
         std::fs::read_dir("/proc")

@@ -490,19 +490,33 @@ fn a_shorter_grace_period_cuts_a_stopping_pod_short() {
     }
     // Shortened: the server takes the shorter period, the agent kills the
     // container when it ends, and the pod goes.
+    let first = get(&s, "shortened")["metadata"]["deletionTimestamp"].clone();
     s.kubectl_ok(&[
         "delete",
         "pod",
         "shortened",
         "--wait=false",
-        "--grace-period=1",
+        "--grace-period=5",
     ]);
+    let shortened = get(&s, "shortened");
+    assert_eq!(shortened["metadata"]["deletionGracePeriodSeconds"], 5);
+    // As upstream: the deadline moves by the difference (595 s earlier).
+    let at =
+        |v: &serde_json::Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap();
     assert_eq!(
-        get(&s, "shortened")["metadata"]["deletionGracePeriodSeconds"],
-        1
+        (at(&first) - at(&shortened["metadata"]["deletionTimestamp"])).num_seconds(),
+        595
     );
     s.kubectl_ok(&["wait", "--for=delete", "pod/shortened", "--timeout=60s"]);
-    // Forced: the object goes at once; the containers follow.
+    // Forced, after a shortened delete whose period has not ended: the
+    // object goes at once; the containers follow.
+    s.kubectl_ok(&[
+        "delete",
+        "pod",
+        "forced",
+        "--wait=false",
+        "--grace-period=300",
+    ]);
     s.kubectl_ok(&["delete", "pod", "forced", "--grace-period=0", "--force"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

@@ -88,6 +88,8 @@ pub struct Sandbox {
     pub uts: PathBuf,
     /// The shared PID namespace, when the containers share one.
     pub pid: Option<PathBuf>,
+    /// Its IPC namespace is the engine's own (a pod's hostIPC).
+    pub host_ipc: bool,
     /// The engine's network namespace, `ip` unspecified.
     pub host_network: bool,
 }
@@ -135,20 +137,33 @@ pub fn create(paths: &Paths, req: &SandboxRequest) -> Result<Sandbox, SandboxErr
         uuid::Uuid::new_v4().simple()
     );
     let made = pin(req.name, &dir, &hostname, req.host_network, req.host_ipc)
-        .and_then(|()| match req.pid_holder {
-            Some(binary) => hold_pid_namespace(req.name, &dir, binary),
-            None => Ok(()),
-        })
         .and_then(|()| {
             for (file, content) in [("id", &id), ("hostname", &hostname)] {
                 let p = dir.join(file);
                 fs::write(&p, content).map_err(io_err(&p))?;
+            }
+            if req.host_ipc {
+                let p = dir.join("host-ipc");
+                fs::write(&p, "").map_err(io_err(&p))?;
             }
             if req.host_network {
                 return Ok((Ipv4Addr::UNSPECIFIED, dir.join("net")));
             }
             let a = host_bridge(paths, req.cidr).attach(&attachment_id(req.name), req.ports)?;
             Ok((a.ip, a.netns))
+        })
+        .and_then(|(ip, net)| {
+            // The holder lives in the sandbox's namespaces, so it is made
+            // once they all exist.
+            if let Some(binary) = req.pid_holder {
+                if let Err(e) = hold_pid_namespace(req.name, &dir, binary, &net) {
+                    if !req.host_network {
+                        let _ = host_bridge(paths, None).release(&attachment_id(req.name));
+                    }
+                    return Err(e);
+                }
+            }
+            Ok((ip, net))
         });
     match made {
         Ok((ip, net)) => Ok(Sandbox {
@@ -161,6 +176,7 @@ pub fn create(paths: &Paths, req: &SandboxRequest) -> Result<Sandbox, SandboxErr
             ipc: dir.join("ipc"),
             uts: dir.join("uts"),
             pid: req.pid_holder.map(|_| dir.join("pid")),
+            host_ipc: req.host_ipc,
             host_network: req.host_network,
         }),
         Err(e) => {
@@ -194,6 +210,7 @@ pub fn find(paths: &Paths, name: &str) -> Result<Sandbox, SandboxError> {
         ipc: dir.join("ipc"),
         uts: dir.join("uts"),
         pid: Some(dir.join("pid")).filter(|p| p.exists()),
+        host_ipc: dir.join("host-ipc").exists(),
         host_network,
     })
 }
@@ -227,6 +244,9 @@ pub fn remove(paths: &Paths, name: &str) -> Result<(), SandboxError> {
     if !dir.exists() {
         return Err(SandboxError::NotFound(name.to_string()));
     }
+    // The holder first: it (and whatever is left in its namespace) must
+    // not outlive a removal that fails below.
+    stop_pid_holder(&dir);
     if !dir.join("net").exists() {
         host_bridge(paths, None).release(&attachment_id(name))?;
     }
@@ -299,17 +319,32 @@ fn host_hostname() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Start the PID 1 of a new PID namespace (`binary pid-holder`) and pin
-/// the namespace at `<dir>/pid`, its PID at `<dir>/pid-holder`.
-fn hold_pid_namespace(name: &str, dir: &Path, binary: &Path) -> Result<(), SandboxError> {
+/// Start the PID 1 of a new PID namespace (`binary pid-holder`, confined
+/// to the sandbox's namespaces, see pid_holder.rs) and pin the namespace
+/// at `<dir>/pid`, its PID at `<dir>/pid-holder`.
+fn hold_pid_namespace(
+    name: &str,
+    dir: &Path,
+    binary: &Path,
+    net: &Path,
+) -> Result<(), SandboxError> {
     use std::io::BufRead;
     let failed = |op: &'static str| SandboxError::Sys {
         name: name.to_string(),
         op,
         errno: nix::errno::Errno::EIO,
     };
+    let root = dir.join("holder-root");
+    fs::create_dir_all(&root).map_err(io_err(&root))?;
     let mut child = std::process::Command::new(binary)
         .arg(crate::runtime::pid_holder::ARG)
+        .env_clear()
+        .envs(crate::runtime::pid_holder::ENV.iter().zip([
+            net.to_path_buf(),
+            dir.join("ipc"),
+            dir.join("uts"),
+            root.clone(),
+        ]))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())

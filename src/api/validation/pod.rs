@@ -133,6 +133,14 @@ fn validate_pod_spec_with(spec: &Value, path: &str, extra_volumes: &[&str]) -> V
         spec.get("nodeSelector"),
         &format!("{path}.nodeSelector"),
     ));
+    let flag = |k: &str| spec.get(k).and_then(Value::as_bool) == Some(true);
+    if flag("shareProcessNamespace") && flag("hostPID") {
+        out.push(causes::invalid(
+            &format!("{path}.shareProcessNamespace"),
+            "true",
+            "ShareProcessNamespace and HostPID cannot both be enabled",
+        ));
+    }
     out
 }
 

@@ -163,3 +163,14 @@ fn pod_misc() {
     assert_eq!(pod(json!({"containers": [{"name": "c", "image": "x"}], "serviceAccountName": "Robot", "nodeSelector": {"k": "-v"}})).len(), 2);
     assert!(pod(json!({"containers": [{"name": "c", "image": "x"}], "hostname": "web-0", "subdomain": "web"})).is_empty());
 }
+
+#[test]
+fn a_shared_process_namespace_is_not_the_hosts() {
+    let c = json!([{"name": "c", "image": "x"}]);
+    assert_eq!(
+        pod(json!({"containers": c, "shareProcessNamespace": true, "hostPID": true})),
+        vec!["spec.shareProcessNamespace: Invalid value: true: ShareProcessNamespace and HostPID cannot both be enabled"]
+    );
+    assert!(pod(json!({"containers": c, "shareProcessNamespace": true})).is_empty());
+    assert!(pod(json!({"containers": c, "hostPID": true})).is_empty());
+}

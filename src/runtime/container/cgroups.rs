@@ -139,6 +139,11 @@ pub fn kill_all(path: &str) -> Result<(), CgroupError> {
 }
 
 fn kill_in(dir: &Path) {
+    // cgroup v2's cgroup.kill ends the whole subtree at once, with no PID
+    // read first that could be reused before the kill.
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
     if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
         for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
             if pid > 1 {

@@ -390,6 +390,9 @@ fn bundle(paths: &Paths, state: &Records, id: &str) -> Result<String, ContainerE
         own_ip,
     })?;
     if let Some(sb) = &sandbox {
+        // A host-network or host-IPC sandbox's namespaces are the host's:
+        // no sysctl of theirs may be set from a container.
+        super::spec::check_sysctls(&cspec.security.sysctls, sb.host_network, sb.host_ipc)?;
         cspec.namespaces.ipc = Namespace::Path(sb.ipc.clone());
         cspec.namespaces.uts = Namespace::Path(sb.uts.clone());
         if let Some(pid) = &sb.pid {

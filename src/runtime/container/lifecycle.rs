@@ -228,17 +228,14 @@ pub(super) fn release(paths: &Paths, id: &str) {
                     // ended (children it left in a PID namespace it shared)
                     // is killed.
                     let deadline = std::time::Instant::now() + Duration::from_secs(2);
-                    let mut killed = false;
                     loop {
                         match super::cgroups::remove(cg) {
                             Ok(()) => break,
                             Err(super::cgroups::CgroupError::Busy(_))
                                 if std::time::Instant::now() < deadline =>
                             {
-                                if !killed {
-                                    killed = true;
-                                    let _ = super::cgroups::kill_all(cg);
-                                }
+                                // Again each time: one may have forked.
+                                let _ = super::cgroups::kill_all(cg);
                                 std::thread::sleep(Duration::from_millis(20));
                             }
                             Err(e) => {
@@ -315,7 +312,7 @@ pub fn kill(
     }
     wait_for_init(rec);
     client::signal(paths, &rec.id, sig as i32).map_err(control_err(&rec.id))?;
-    if sig == Signal::SIGKILL || sig == stop_signal(rec) {
+    if sig == Signal::SIGKILL || sig as i32 == stop_signal(rec) {
         thaw_if_paused(state, rec);
     }
     Ok(())
@@ -324,20 +321,51 @@ pub fn kill(
 /// The signal `stop` sends first: `--stop-signal` (checked when the
 /// container was made), else the image's STOPSIGNAL (as docker and
 /// containerd's CRI), else SIGTERM.
-fn stop_signal(rec: &Record) -> Signal {
+fn stop_signal(rec: &Record) -> i32 {
     rec.config
         .options
         .stop_signal
         .as_deref()
-        .and_then(parse_signal)
+        .and_then(signal_number)
         .or_else(|| {
             rec.config
                 .image_config
                 .get("StopSignal")
                 .and_then(serde_json::Value::as_str)
-                .and_then(parse_signal)
+                .and_then(signal_number)
         })
-        .unwrap_or(Signal::SIGTERM)
+        .unwrap_or(Signal::SIGTERM as i32)
+}
+
+/// A signal's number, real-time ones included (`SIGRTMIN+3`, systemd's
+/// STOPSIGNAL, which nix's Signal cannot name).
+fn signal_number(s: &str) -> Option<i32> {
+    if let Some(sig) = parse_signal(s) {
+        return Some(sig as i32);
+    }
+    let (min, max) = (nix::libc::SIGRTMIN(), nix::libc::SIGRTMAX());
+    if let Ok(n) = s.parse::<i32>() {
+        return (min..=max).contains(&n).then_some(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let offset = |rest: &str, sign: i32| -> Option<i32> {
+        match rest {
+            "" => Some(0),
+            r => r
+                .strip_prefix(if sign > 0 { '+' } else { '-' })?
+                .parse::<i32>()
+                .ok(),
+        }
+    };
+    let n = if let Some(rest) = name.strip_prefix("RTMIN") {
+        min + offset(rest, 1)?
+    } else if let Some(rest) = name.strip_prefix("RTMAX") {
+        max - offset(rest, -1)?
+    } else {
+        return None;
+    };
+    (min..=max).contains(&n).then_some(n)
 }
 
 /// `skiff pause`: freeze every process of a running container.
@@ -435,7 +463,7 @@ pub fn stop(
     };
     wait_for_init(rec);
     let first = stop_signal(rec);
-    if client::signal(paths, &rec.id, first as i32).is_ok() {
+    if client::signal(paths, &rec.id, first).is_ok() {
         thaw_if_paused(state, rec);
         match waiter.wait(Some(timeout.max(Duration::from_millis(1)))) {
             Ok(Some(code)) => return Ok(Some(code)),
@@ -491,4 +519,25 @@ pub fn leftovers(paths: &Paths, id: &str) -> Vec<std::path::PathBuf> {
     .into_iter()
     .filter(|p| Path::new(p).exists())
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_signals_by_name_number_and_real_time_offset() {
+        assert_eq!(signal_number("TERM"), Some(15));
+        assert_eq!(signal_number("SIGQUIT"), Some(3));
+        assert_eq!(signal_number("9"), Some(9));
+        let min = nix::libc::SIGRTMIN();
+        let max = nix::libc::SIGRTMAX();
+        assert_eq!(signal_number("SIGRTMIN+3"), Some(min + 3));
+        assert_eq!(signal_number("rtmin"), Some(min));
+        assert_eq!(signal_number("SIGRTMAX-1"), Some(max - 1));
+        assert_eq!(signal_number(&(min + 2).to_string()), Some(min + 2));
+        assert_eq!(signal_number("SIGRTMIN+99"), None);
+        assert_eq!(signal_number("SIGRTMIN-1"), None);
+        assert_eq!(signal_number("NOPE"), None);
+    }
 }

@@ -362,21 +362,32 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     }
     if !security.sysctls.is_empty() {
         let host_net = matches!(spec.namespaces.network, NetworkNamespace::Host);
-        for name in security.sysctls.keys() {
-            check_sysctl(name, host_net).map_err(|reason| SpecError::Sysctl {
-                name: name.clone(),
-                reason,
-            })?;
-        }
+        check_sysctls(&security.sysctls, host_net, false)?;
         oci["linux"]["sysctl"] = json!(security.sysctls);
     }
     Ok(serde_json::from_value(oci)?)
 }
 
+/// Docker's rule for every sysctl: see [`check_sysctl`]. A sandbox's
+/// container is checked again against its sandbox's (create.rs): its
+/// namespaces are joined by path, which does not say whose they are.
+pub fn check_sysctls(
+    sysctls: &std::collections::BTreeMap<String, String>,
+    host_net: bool,
+    host_ipc: bool,
+) -> Result<(), SpecError> {
+    for name in sysctls.keys() {
+        check_sysctl(name, host_net, host_ipc).map_err(|reason| SpecError::Sysctl {
+            name: name.clone(),
+            reason,
+        })?;
+    }
+    Ok(())
+}
+
 /// Docker's rule: only sysctls of the container's own IPC or network
-/// namespace, and none of the network's when it is the host's (the IPC
-/// namespace is never the host's here).
-fn check_sysctl(name: &str, host_net: bool) -> Result<(), String> {
+/// namespace, none of a namespace that is the host's.
+fn check_sysctl(name: &str, host_net: bool, host_ipc: bool) -> Result<(), String> {
     const IPC: [&str; 8] = [
         "kernel.msgmax",
         "kernel.msgmnb",
@@ -397,6 +408,9 @@ fn check_sysctl(name: &str, host_net: bool) -> Result<(), String> {
         return Err("not a sysctl name".into());
     }
     if IPC.contains(&name) || name.starts_with("fs.mqueue.") {
+        if host_ipc {
+            return Err("not allowed in the host's IPC namespace".into());
+        }
         return Ok(());
     }
     if name.starts_with("net.") {

@@ -153,6 +153,7 @@ impl PodRuntime for FakePodRuntime {
             ipc: dir.join("ipc"),
             uts: dir.join("uts"),
             pid: config.share_pid.then(|| dir.join("pid")),
+            host_ipc: config.host_ipc,
             host_network: config.host_network,
         })
     }
@@ -179,6 +180,7 @@ impl PodRuntime for FakePodRuntime {
                 .join(name)
                 .join("uts"),
             pid: None,
+            host_ipc: false,
             host_network: false,
         }))
     }

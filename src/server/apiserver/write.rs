@@ -457,9 +457,21 @@ pub async fn delete_one(
                 .and_then(Value::as_i64);
             if let (Some(g), Some(c)) = (grace, current) {
                 if g < c {
+                    // Upstream moves the deadline by the difference:
+                    // old deletionTimestamp - old period + new period.
+                    let at = metadata::meta(&cur.obj)
+                        .and_then(|m| m.get("deletionTimestamp"))
+                        .and_then(Value::as_str)
+                        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        .map(|t| {
+                            (t.with_timezone(&chrono::Utc) - chrono::TimeDelta::seconds(c - g))
+                                .format("%Y-%m-%dT%H:%M:%SZ")
+                                .to_string()
+                        })
+                        .unwrap_or_else(|| deletion_time(g));
                     let mut new = cur.obj.clone();
                     let m = meta_mut(&mut new);
-                    m.insert("deletionTimestamp".into(), json!(deletion_time(g)));
+                    m.insert("deletionTimestamp".into(), json!(at));
                     m.insert("deletionGracePeriodSeconds".into(), json!(g));
                     if opts.dry_run {
                         return Ok(new);

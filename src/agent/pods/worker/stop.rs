@@ -28,23 +28,43 @@ impl<R: PodRuntime> Worker<R> {
             .filter(|s| s.running())
             .filter_map(|s| s.id.clone())
             .collect();
-        let (ctx, mut updates, began) = (self.ctx.clone(), updates.clone(), Instant::now());
+        let (ctx, mut updates) = (self.ctx.clone(), updates.clone());
         let shorten = async move {
             let mut current = grace;
-            while updates.changed().await.is_ok() {
-                let shorter = match &*updates.borrow_and_update() {
-                    None => Duration::ZERO,
-                    Some(p) => Duration::from_secs(grace_of(p, u64::MAX)),
+            // When what still runs is killed; kubelet counts a shorter
+            // period from when it sees it. Updates are still heard while
+            // waiting (a `--force` after a shortened delete).
+            let mut kill_at: Option<Instant> = None;
+            loop {
+                let wait = async {
+                    match kill_at {
+                        Some(t) => tokio::time::sleep_until(t.into()).await,
+                        None => std::future::pending().await,
+                    }
                 };
-                if shorter >= current {
-                    continue;
+                tokio::select! {
+                    changed = updates.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                        let shorter = match &*updates.borrow_and_update() {
+                            None => Duration::ZERO,
+                            Some(p) => Duration::from_secs(grace_of(p, u64::MAX)),
+                        };
+                        if shorter < current {
+                            current = shorter;
+                            let at = Instant::now() + shorter;
+                            kill_at = Some(kill_at.map_or(at, |t| t.min(at)));
+                        }
+                    }
+                    () = wait => {
+                        kill_at = None;
+                        let stops = running
+                            .iter()
+                            .map(|id| ctx.runtime.stop_container(id, Duration::ZERO));
+                        futures::future::join_all(stops).await;
+                    }
                 }
-                current = shorter;
-                tokio::time::sleep_until((began + shorter).into()).await;
-                let stops = running
-                    .iter()
-                    .map(|id| ctx.runtime.stop_container(id, Duration::ZERO));
-                futures::future::join_all(stops).await;
             }
             std::future::pending::<()>().await;
         };

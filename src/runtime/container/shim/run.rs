@@ -481,17 +481,22 @@ impl Shim {
                     .map(|f| f.revents().unwrap_or(PollFlags::empty()))
                     .collect::<Vec<_>>()
             };
+            // Clients (an attach, the agent's requests) are what fault in
+            // much of the code again; a container's output is not.
+            let served = revents
+                .iter()
+                .enumerate()
+                .any(|(i, r)| (i == 1 || i >= 6) && !r.is_empty());
             if self.first_trim.is_some_and(|f| Instant::now() >= f) {
                 self.first_trim = None;
                 super::trim::release_startup_pages();
             } else if !woke && self.started && self.first_trim.is_none() && !idle_trimmed {
                 idle_trimmed = true;
                 super::trim::release_startup_pages();
-            } else if woke {
-                // Serving a client (an attach, the agent's requests) faults
-                // in as much code as the start did, then the shim may sit
-                // idle for days: give it back again after the next idle
-                // second.
+            } else if served {
+                // Serving a client faults in as much code as the start
+                // did, then the shim may sit idle for days: give it back
+                // again after the next idle second.
                 idle_trimmed = false;
             }
             let ready_in = |f: PollFlags| {
