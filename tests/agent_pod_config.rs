@@ -317,13 +317,13 @@ spec:
   - name: main
     image: busybox:latest
     imagePullPolicy: Never
-    command: ["sh", "-c", "readlink /proc/self/ns/pid && readlink /proc/self/ns/ipc"]
+    command: ["sh", "-c", "readlink /proc/self/ns/pid && readlink /proc/self/ns/ipc && stat -c %d /dev/shm"]
 "#
         )
     };
     s.kubectl_stdin(&["apply", "-f", "-"], &ns_pod("host-ns", true));
     s.kubectl_stdin(&["apply", "-f", "-"], &ns_pod("own-ns", false));
-    let ours: Vec<String> = ["pid", "ipc"]
+    let mut ours: Vec<String> = ["pid", "ipc"]
         .iter()
         .map(|k| {
             std::fs::read_link(format!("/proc/self/ns/{k}"))
@@ -332,13 +332,17 @@ spec:
                 .to_string()
         })
         .collect();
+    // hostIPC's /dev/shm is the node's, as containerd binds it.
+    ours.push(
+        std::os::unix::fs::MetadataExt::dev(&std::fs::metadata("/dev/shm").unwrap()).to_string(),
+    );
     for (name, shared) in [("host-ns", true), ("own-ns", false)] {
         wait_pod(&s, name, "finished", |v| {
             v["status"]["phase"] == "Succeeded"
         });
         let logs = s.kubectl_ok(&["logs", name]);
         let seen: Vec<&str> = logs.lines().collect();
-        assert_eq!(seen.len(), 2, "{logs}");
+        assert_eq!(seen.len(), 3, "{logs}");
         for (seen, ours) in seen.iter().zip(&ours) {
             assert_eq!(*seen == ours.as_str(), shared, "{name}: {seen} vs {ours}");
         }

@@ -126,6 +126,10 @@ pub struct Namespaces {
     /// A new PID namespace, or the sandbox's shared one (joined by path).
     #[serde(default)]
     pub pid: Namespace,
+    /// The IPC namespace (joined by path) is the engine's own: /dev/shm
+    /// is then the host's too, as containerd binds it for hostIPC.
+    #[serde(default)]
+    pub host_ipc: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

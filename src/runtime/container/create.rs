@@ -398,6 +398,7 @@ fn bundle(paths: &Paths, state: &Records, id: &str) -> Result<String, ContainerE
         if let Some(pid) = &sb.pid {
             cspec.namespaces.pid = Namespace::Path(pid.clone());
         }
+        cspec.namespaces.host_ipc = sb.host_ipc;
     }
     cspec.namespaces.network = spec_network;
     // Our own static binary is the init (`skiff init`, see init.rs).

@@ -204,7 +204,16 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     };
 
     let mut mounts = baseline::mounts();
-    if let Some(size) = spec.resources.shm_size {
+    if spec.namespaces.host_ipc {
+        for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/shm") {
+            *m = baseline::bind("/dev/shm", "/dev/shm", false);
+        }
+    }
+    if let Some(size) = spec
+        .resources
+        .shm_size
+        .filter(|_| !spec.namespaces.host_ipc)
+    {
         for m in mounts.iter_mut().filter(|m| m["destination"] == "/dev/shm") {
             if let Some(o) = m["options"].as_array_mut() {
                 o.retain(|v| !v.as_str().is_some_and(|s| s.starts_with("size=")));

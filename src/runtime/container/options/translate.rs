@@ -67,6 +67,7 @@ impl RunOptions {
                 uts: Namespace::New,
                 host_pid: false,
                 pid: Namespace::New,
+                host_ipc: false,
             },
             sandbox: self.sandbox.clone(),
             resources: Resources {
