@@ -39,7 +39,7 @@ const LIVED: Duration = Duration::from_secs(10);
 
 /// What is known of one object.
 #[derive(Debug)]
-enum Seen<K> {
+pub(crate) enum Seen<K> {
     /// Its first list has not answered yet.
     Unknown,
     Present(Arc<K>),
@@ -264,7 +264,7 @@ impl<K> Drop for Watched<K> {
 }
 
 /// List the one object, then watch it, again and again, until aborted.
-async fn follow<K>(api: Api<K>, name: String, tx: watch::Sender<Seen<K>>)
+pub(crate) async fn follow<K>(api: Api<K>, name: String, tx: watch::Sender<Seen<K>>)
 where
     K: kube::Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {

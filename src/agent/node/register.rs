@@ -42,6 +42,20 @@ pub struct NodeKeeper {
     not_ready: Option<String>,
     /// Pressures stay reported for a while after they end.
     held: super::pressure::Held,
+    /// The Node as stored, kept by a watch of its own (kubelet reads its
+    /// informer's copy): comparing with it costs no request.
+    stored: Option<(
+        tokio::sync::watch::Receiver<crate::agent::objects::Seen<Node>>,
+        tokio::task::JoinHandle<()>,
+    )>,
+}
+
+impl Drop for NodeKeeper {
+    fn drop(&mut self) {
+        if let Some((_, task)) = &self.stored {
+            task.abort();
+        }
+    }
 }
 
 /// The labels kubelet sets on its own node, and k3s's for a server node.
@@ -78,6 +92,7 @@ impl NodeKeeper {
             conditions: Vec::new(),
             not_ready: Some("the agent has not started its pod workers yet".into()),
             held: Default::default(),
+            stored: None,
         }
     }
 
@@ -189,7 +204,7 @@ impl NodeKeeper {
         // Compared with the Node as stored, too (as kubelet does): a
         // condition someone else changed (Ready=Unknown, written by the
         // node lifecycle controller) is put right at once.
-        if !due && !self.stored_conditions_differ(&conditions).await {
+        if !due && !self.stored_conditions_differ(&conditions) {
             return Ok(false);
         }
         let patch = serde_json::json!({ "status": status });
@@ -212,13 +227,23 @@ impl NodeKeeper {
 }
 
 impl NodeKeeper {
-    /// Whether the stored Node shows one of `ours` with another status. An
-    /// unreadable Node says nothing.
-    async fn stored_conditions_differ(&self, ours: &[NodeCondition]) -> bool {
-        let Ok(node) = self.api.get_status(&self.config.node_name).await else {
+    /// Whether the stored Node shows one of `ours` with another status. A
+    /// Node not seen yet says nothing.
+    fn stored_conditions_differ(&mut self, ours: &[NodeCondition]) -> bool {
+        use crate::agent::objects::{follow, Seen};
+        let (rx, _) = self.stored.get_or_insert_with(|| {
+            let (tx, rx) = tokio::sync::watch::channel(Seen::Unknown);
+            let task = tokio::spawn(follow(self.api.clone(), self.config.node_name.clone(), tx));
+            (rx, task)
+        });
+        let Seen::Present(node) = &*rx.borrow() else {
             return false;
         };
-        let stored = node.status.and_then(|s| s.conditions).unwrap_or_default();
+        let stored = node
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.clone())
+            .unwrap_or_default();
         ours.iter().any(|c| {
             stored
                 .iter()

@@ -257,9 +257,13 @@ impl RegistryClient {
         Ok(client)
     }
 
-    fn auth_for(&self, host: &str) -> Result<oci_client::secrets::RegistryAuth, ClientError> {
+    fn auth_for(
+        &self,
+        endpoint: &Endpoint,
+    ) -> Result<oci_client::secrets::RegistryAuth, ClientError> {
         use oci_client::secrets::RegistryAuth;
-        let credentials = match self.pod_logins.get(host) {
+        let host = endpoint.host.as_str();
+        let credentials = match self.pod_logins.for_image(host, &endpoint.repository) {
             Some(c) => Some(c.clone()),
             None => match self.config.credentials(host)? {
                 Some(c) => Some(c),
@@ -286,7 +290,7 @@ impl RegistryClient {
             });
         };
         let client = self.client_for(&endpoint)?;
-        let auth = self.auth_for(&endpoint.host)?;
+        let auth = self.auth_for(&endpoint)?;
         let oci_ref = oci_client::Reference::with_tag(
             endpoint.host.clone(),
             endpoint.repository.clone(),
@@ -390,7 +394,7 @@ impl RegistryClient {
         endpoint: &Endpoint,
     ) -> Result<Resolved, ClientError> {
         let client = self.client_for(endpoint)?;
-        let auth = self.auth_for(&endpoint.host)?;
+        let auth = self.auth_for(endpoint)?;
         let name = image.to_string();
         let oci_ref = match image.digest() {
             Some(d) => oci_client::Reference::with_digest(

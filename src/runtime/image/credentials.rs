@@ -110,8 +110,11 @@ impl Logins {
 
     /// The logins of a pod's image pull Secret: the `.dockerconfigjson`
     /// shape (`{"auths": {...}}`) or the older `.dockercfg` one (the map
-    /// itself). Keys may be URLs (`https://index.docker.io/v1/`); each
+    /// itself). Keys may be URLs (`https://index.docker.io/v1/`), name a
+    /// path (`registry.example.com/team`: only repositories under it) or
+    /// a wildcard (`*.example.com`), as kubelet's keyring reads them; each
     /// entry has `username`/`password`, `auth` or `identitytoken`.
+    /// [`Logins::for_image`] picks among them.
     /// Malformed entries are skipped; nothing of a secret is ever echoed.
     pub fn from_docker_config(data: &[u8]) -> Result<Logins, String> {
         let value: serde_json::Value =
@@ -123,7 +126,7 @@ impl Logins {
         .ok_or("not a docker configuration: no map of registries")?;
         let mut by_host = BTreeMap::new();
         for (key, entry) in map {
-            let Some(host) = registry_host(key) else {
+            let Some(host) = registry_key(key) else {
                 continue;
             };
             let field = |name: &str| {
@@ -168,6 +171,33 @@ impl Logins {
         for (host, c) in other.by_host {
             self.by_host.entry(host).or_insert(c);
         }
+    }
+
+    /// The most specific login for `repository` at `host` (the
+    /// registry's endpoint): an exact host before a wildcard one, a longer
+    /// path before a shorter. Docker Hub's endpoint is docker.io here.
+    pub fn for_image(&self, host: &str, repository: &str) -> Option<&Credentials> {
+        let host = if host == super::reference::DOCKER_HUB_API_HOST {
+            super::reference::DOCKER_HUB
+        } else {
+            host
+        };
+        let host = host.to_ascii_lowercase();
+        self.by_host
+            .iter()
+            .filter_map(|(key, c)| {
+                let (khost, kpath) = key.split_once('/').unwrap_or((key.as_str(), ""));
+                let exact = khost == host;
+                if !exact && !host_matches(khost, &host) {
+                    return None;
+                }
+                let under = kpath.is_empty()
+                    || repository == kpath
+                    || repository.starts_with(&format!("{kpath}/"));
+                under.then_some(((exact, kpath.len()), c))
+            })
+            .max_by_key(|(rank, _)| *rank)
+            .map(|(_, c)| c)
     }
 
     pub fn get(&self, host: &str) -> Option<&Credentials> {
@@ -236,26 +266,72 @@ impl Logins {
     }
 }
 
-/// The `host[:port]` a docker configuration key names: a bare host or a
-/// URL (its scheme and path dropped); Docker Hub's v1 index is docker.io.
-fn registry_host(key: &str) -> Option<String> {
+/// `host[:port][/path]` as a docker configuration key names it: a bare
+/// host or a URL (its scheme dropped, and an API version path such as
+/// `/v1/`); Docker Hub's index is docker.io.
+fn registry_key(key: &str) -> Option<String> {
     let key = key.trim();
     let rest = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
         .unwrap_or(key);
-    let host = rest
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let host = host.to_ascii_lowercase();
     if host.is_empty() {
         return None;
     }
-    Some(match host.as_str() {
+    let host = match host.as_str() {
         "index.docker.io" | "registry-1.docker.io" => super::reference::DOCKER_HUB.to_string(),
         _ => host,
+    };
+    let path = path.trim_matches('/');
+    let path = match path.split_once('/') {
+        Some(("v1" | "v2", rest)) => rest,
+        None if matches!(path, "v1" | "v2") => "",
+        _ => path,
+    };
+    Some(if path.is_empty() {
+        host
+    } else {
+        format!("{host}/{path}")
     })
+}
+
+/// kubelet's keyring match of a host pattern: the same port, the same
+/// number of labels, each a glob (`*.example.com`, `registry-*.io`).
+fn host_matches(pattern: &str, host: &str) -> bool {
+    let split = |h: &str| -> (String, String) {
+        match h.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.to_string()),
+            None => (h.to_string(), String::new()),
+        }
+    };
+    let ((ph, pp), (hh, hp)) = (split(pattern), split(host));
+    if pp != hp || !ph.contains('*') {
+        return false;
+    }
+    let (pl, hl): (Vec<&str>, Vec<&str>) = (ph.split('.').collect(), hh.split('.').collect());
+    pl.len() == hl.len() && pl.iter().zip(&hl).all(|(p, h)| glob(p, h))
+}
+
+/// `*` in `pattern` matches any run of characters within one label.
+fn glob(pattern: &str, s: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = s.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 #[cfg(test)]
@@ -297,6 +373,59 @@ mod tests {
         assert!(again.remove("h:5000"));
         again.save(&p).unwrap();
         assert!(Logins::load(&p).unwrap().get("h:5000").is_none());
+    }
+
+    #[test]
+    fn pull_secrets_match_as_kubelets_keyring() {
+        let user = |c: Option<&Credentials>| match c {
+            Some(Credentials::Basic { username, .. }) => Some(username.clone()),
+            _ => None,
+        };
+        let json = br#"{"auths": {
+            "reg.example.com": {"username": "host", "password": "p"},
+            "https://reg.example.com/v2/team": {"username": "team", "password": "p"},
+            "reg.example.com/team/special": {"username": "special", "password": "p"},
+            "*.azurecr.io": {"username": "wild", "password": "p"},
+            "exact.azurecr.io": {"username": "exact", "password": "p"},
+            "https://index.docker.io/v1/": {"username": "hub", "password": "p"},
+            "h:5000": {"username": "port", "password": "p"}
+        }}"#;
+        let l = Logins::from_docker_config(json).unwrap();
+        assert_eq!(
+            user(l.for_image("reg.example.com", "other/app")).as_deref(),
+            Some("host")
+        );
+        assert_eq!(
+            user(l.for_image("reg.example.com", "team/app")).as_deref(),
+            Some("team")
+        );
+        assert_eq!(
+            user(l.for_image("reg.example.com", "teamx/app")).as_deref(),
+            Some("host")
+        );
+        assert_eq!(
+            user(l.for_image("reg.example.com", "team/special/app")).as_deref(),
+            Some("special")
+        );
+        assert_eq!(
+            user(l.for_image("me.azurecr.io", "app")).as_deref(),
+            Some("wild")
+        );
+        assert_eq!(
+            user(l.for_image("exact.azurecr.io", "app")).as_deref(),
+            Some("exact")
+        );
+        assert_eq!(
+            user(l.for_image("a.b.azurecr.io", "app")),
+            None,
+            "one label per *"
+        );
+        assert_eq!(
+            user(l.for_image("registry-1.docker.io", "library/busybox")).as_deref(),
+            Some("hub")
+        );
+        assert_eq!(user(l.for_image("h:5000", "x")).as_deref(), Some("port"));
+        assert_eq!(user(l.for_image("h:5001", "x")), None);
     }
 
     #[test]
