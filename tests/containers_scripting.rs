@@ -647,6 +647,19 @@ fn capabilities_and_stop_signal() {
     );
     e.ok(&["rm", "imgsig"]);
     e.ok(&["rmi", "stopsig"]);
+    // Real-time signals are stop signals too (systemd's SIGRTMIN+3).
+    e.ok(&[
+        "create",
+        "--name",
+        "rt",
+        "--stop-signal",
+        "SIGRTMIN+3",
+        "busybox",
+        "true",
+    ]);
+    let out = e.err(&["create", "--stop-signal", "SIGRTMIN+99", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    e.ok(&["rm", "rt"]);
     e.assert_clean();
 }
 

@@ -347,7 +347,13 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         stop_signal: args
             .stop_signal
             .as_deref()
-            .map(|s| parse_signal(s).map(|_| s.to_string()))
+            // Real-time signals too (`SIGRTMIN+3`, as systemd wants).
+            .map(
+                |s| match crate::runtime::container::lifecycle::signal_number(s) {
+                    Some(_) => Ok(s.to_string()),
+                    None => parse_signal(s).map(|_| s.to_string()),
+                },
+            )
             .transpose()?,
         labels: args
             .label

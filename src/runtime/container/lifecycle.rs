@@ -339,7 +339,7 @@ fn stop_signal(rec: &Record) -> i32 {
 
 /// A signal's number, real-time ones included (`SIGRTMIN+3`, systemd's
 /// STOPSIGNAL, which nix's Signal cannot name).
-fn signal_number(s: &str) -> Option<i32> {
+pub fn signal_number(s: &str) -> Option<i32> {
     if let Some(sig) = parse_signal(s) {
         return Some(sig as i32);
     }
