@@ -71,6 +71,9 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
             ));
         }
     }
+    if !paths.runtime_root().join(&args.id).exists() {
+        return Err(gone(&args.id));
+    }
     crate::runtime::container::seccomp::keyring::join_new_session(&args.id)
         .map_err(|e| format!("joining a new session keyring: {e}"))?;
     if args.tty {
@@ -92,7 +95,7 @@ fn exec(args: &ShimArgs) -> Result<i32, String> {
         .with_additional_gids(ident.additional_gids)
         .with_detach(false)
         .build()
-        .map_err(|e| format!("exec in container {}: {e}", args.id))?;
+        .map_err(|e| build_error(&paths, &args.id, e))?;
     let pid = nix::unistd::Pid::from_raw(pid.as_raw());
     if let Some(ms) = args.kill_after_ms {
         // libcontainer has forked already: a thread is safe now.
@@ -114,5 +117,40 @@ pub(super) fn wait(pid: nix::unistd::Pid) -> Result<i32, String> {
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(format!("waiting for the process: {e}")),
         }
+    }
+}
+
+/// The container ended between its record's read and the exec (a restart
+/// policy's next run may be on its way): said as docker says it, rather
+/// than as libcontainer's missing state directory.
+pub(super) fn gone(id: &str) -> String {
+    format!("container {id} is not running")
+}
+
+pub(super) fn build_error(paths: &Paths, id: &str, e: impl std::fmt::Display) -> String {
+    if paths.runtime_root().join(id).exists() {
+        format!("exec in container {id}: {e}")
+    } else {
+        gone(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exec_into_a_container_that_just_ended_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths::new(&dir.path().join("root"), &dir.path().join("run"));
+        assert_eq!(
+            build_error(&paths, "abc", "container state directory does not exist"),
+            "container abc is not running"
+        );
+        std::fs::create_dir_all(paths.runtime_root().join("abc")).unwrap();
+        assert_eq!(
+            build_error(&paths, "abc", "boom"),
+            "exec in container abc: boom"
+        );
     }
 }

@@ -110,7 +110,7 @@ pub(super) fn exec(
         .with_process(Some(json.0.as_path()))
         .with_detach(true)
         .build()
-        .map_err(|e| format!("exec in container {}: {e}", args.id))?;
+        .map_err(|e| super::exec::build_error(paths, &args.id, e))?;
     drop(json);
     let master = console
         .receive()
