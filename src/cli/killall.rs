@@ -48,6 +48,7 @@ pub fn killall(engine: &Engine) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    pod_cgroup::remove_empty_tree();
     engine
         .network(None)
         .teardown()

@@ -247,6 +247,25 @@ pub fn tear_down(pod_parent: &str) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Remove `kubepods` and its QoS classes where nothing is left in them (no
+/// pod of any agent on the host): a plain rmdir, which the kernel refuses
+/// for a cgroup with children or processes, so nobody else's is touched.
+pub fn remove_empty_tree() {
+    let Ok(h) = Hierarchies::detect() else {
+        return;
+    };
+    let top = kubepods();
+    for path in [
+        format!("{top}/besteffort"),
+        format!("{top}/burstable"),
+        top.clone(),
+    ] {
+        for hierarchy in h.list() {
+            let _ = std::fs::remove_dir(Hierarchies::dir(hierarchy, &path));
+        }
+    }
+}
+
 /// Where the agent notes the pod cgroups it made (`<root>/agent/cgroups/
 /// <uid>` holding the path): the cgroup tree is the host's, shared with
 /// any other agent or engine on it, so only what this agent noted is ever

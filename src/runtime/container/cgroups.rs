@@ -132,8 +132,15 @@ pub fn remove(path: &str) -> Result<(), CgroupError> {
 pub fn kill_all(path: &str) -> Result<(), CgroupError> {
     validate_path(path)?;
     let hierarchies = Hierarchies::detect()?;
-    for h in hierarchies.list() {
-        kill_in(&Hierarchies::dir(h, path));
+    // Every v1 hierarchy holds the same processes: the first that has the
+    // cgroup is enough.
+    if let Some(dir) = hierarchies
+        .list()
+        .iter()
+        .map(|h| Hierarchies::dir(h, path))
+        .find(|d| d.join("cgroup.procs").exists())
+    {
+        kill_in(&dir);
     }
     Ok(())
 }

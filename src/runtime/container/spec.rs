@@ -371,7 +371,7 @@ pub fn build(input: &SpecInputs) -> Result<Spec, SpecError> {
     }
     if !security.sysctls.is_empty() {
         let host_net = matches!(spec.namespaces.network, NetworkNamespace::Host);
-        check_sysctls(&security.sysctls, host_net, false)?;
+        check_sysctls(&security.sysctls, host_net, spec.namespaces.host_ipc)?;
         oci["linux"]["sysctl"] = json!(security.sysctls);
     }
     Ok(serde_json::from_value(oci)?)
