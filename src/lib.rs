@@ -12,6 +12,7 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod cluster;
+pub mod events;
 pub mod lockfile;
 pub mod net;
 pub mod runtime;

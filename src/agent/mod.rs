@@ -22,7 +22,6 @@
 
 pub mod client;
 pub mod config;
-pub mod events;
 pub mod image_gc;
 pub mod kubelet;
 pub mod node;
@@ -122,7 +121,7 @@ pub async fn run(
     let workers = std::sync::Arc::new(pods::worker::WorkerCtx {
         runtime,
         root: config.root.clone(),
-        events: events::Recorder::spawn(client.clone(), node_name.clone()),
+        events: crate::events::Recorder::spawn(client.clone(), node_name.clone()),
         client: client.clone(),
         node_name: node_name.clone(),
         node_ip: config.node_ip,

@@ -31,7 +31,7 @@ use super::images::Images;
 use super::spec::{self, SpecContext};
 use super::status::{self, ContainerObserved, PodObserved, State};
 use super::volumes::{PodVolumes, TokenKey};
-use crate::agent::events::{NORMAL, WARNING};
+use crate::events::{NORMAL, WARNING};
 use crate::runtime::container::exits::Exit;
 use crate::runtime::pod::{ExitStream, PodRuntime, SandboxConfig};
 
@@ -40,7 +40,7 @@ pub struct WorkerCtx<R: PodRuntime> {
     pub runtime: R,
     /// The engine's root; pods' volumes are under <root>/agent/pods.
     pub root: PathBuf,
-    pub events: crate::agent::events::Recorder,
+    pub events: crate::events::Recorder,
     pub client: kube::Client,
     pub node_name: String,
     pub node_ip: IpAddr,
@@ -1107,7 +1107,7 @@ fn pod_key(pod: &Pod) -> String {
 /// on without it.
 async fn pull_logins(
     client: kube::Client,
-    events: crate::agent::events::Recorder,
+    events: crate::events::Recorder,
     pod: &Pod,
 ) -> crate::runtime::image::credentials::Logins {
     use crate::runtime::image::credentials::Logins;

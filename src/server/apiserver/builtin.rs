@@ -42,8 +42,8 @@ const SCALE: SubresourceDef = SubresourceDef {
 // Subresources are listed alphabetically, as real discovery lists them.
 // Only those that are served: clients read discovery to choose (`kubectl
 // drain` evicts only when pods/eviction is listed, and deletes otherwise),
-// so one listed but refused breaks them. Upstream's pods/binding,
-// ephemeralcontainers, eviction and proxy, and
+// so one listed but refused breaks them. Upstream's
+// pods/ephemeralcontainers, eviction and proxy, and
 // services/proxy each come back here
 // when they are implemented; until then they are 404, as any subresource a
 // server does not have.
@@ -66,6 +66,13 @@ const fn kubelet(
 }
 const POD_SUBRESOURCES: &[SubresourceDef] = &[
     kubelet("attach", "PodAttachOptions", CREATE_GET),
+    SubresourceDef {
+        name: "binding",
+        group: "",
+        version: "v1",
+        kind: "Binding",
+        verbs: &["create"],
+    },
     kubelet("exec", "PodExecOptions", CREATE_GET),
     kubelet("log", "Pod", GET),
     kubelet("portforward", "PodPortForwardOptions", CREATE_GET),

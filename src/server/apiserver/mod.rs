@@ -15,6 +15,7 @@ pub mod admission;
 pub mod allocate;
 pub mod apply;
 pub mod auth;
+pub mod binding;
 pub mod builtin;
 pub mod conn;
 pub mod discovery;
@@ -459,6 +460,11 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
             read::get(state, r, n, shape).await
         }
         (Method::GET, Some(n), Some("scale")) => patch::get_scale(state, r, n).await,
+        (Method::POST, Some(n), Some("binding")) => {
+            let manager = apply::write_manager(ctx, headers, "CreateOptions")?;
+            let (obj, _) = object_body(call, body).await?;
+            binding::create(call, n, &obj, &manager).await
+        }
         // serviceaccounts/token, the one subresource created by a POST.
         (Method::POST, Some(n), Some("token")) => {
             let (obj, _) = object_body(call, body).await?;

@@ -5,6 +5,7 @@ pub mod garbage;
 pub mod namespace;
 pub mod per_namespace;
 pub mod root_ca;
+pub mod runtime;
 pub mod serviceaccounts;
 
 use serde_json::Value;

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 use tokio::sync::mpsc;
 
 use super::{containers, pod_key, Worker};
-use crate::agent::events::{NORMAL, WARNING};
+use crate::events::{NORMAL, WARNING};
 use crate::agent::pods::probe::{self, Action, Outcome, Target};
 use crate::runtime::pod::PodRuntime;
 

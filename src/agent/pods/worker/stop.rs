@@ -8,7 +8,7 @@ use kube::api::{Api, DeleteParams, Preconditions};
 use tokio::sync::watch;
 
 use super::{containers, pod_key, pod_log_dir, probing, remove_leftovers, spec, Worker};
-use crate::agent::events::{NORMAL, WARNING};
+use crate::events::{NORMAL, WARNING};
 use crate::agent::pods::probe::{self, Action, Target};
 use crate::agent::pods::volumes;
 use crate::runtime::pod::PodRuntime;

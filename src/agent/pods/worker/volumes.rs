@@ -225,7 +225,7 @@ impl<R: PodRuntime> Worker<R> {
         self.ctx.events.pod(
             pod,
             None,
-            crate::agent::events::WARNING,
+            crate::events::WARNING,
             "FailedMount",
             message.clone(),
         );

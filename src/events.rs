@@ -1,6 +1,7 @@
-//! Events about pods, as kubelet records them (core/v1 Events with source
-//! kubelet and the node as host), so that `kubectl describe pod` tells what
-//! happened. Recording never waits: events go through a bounded queue to
+//! Events (core/v1) about objects, as kubelet, the scheduler and the
+//! controllers record them (the component as source, for kubelet the node
+//! as host), so that `kubectl describe` tells what happened. Recording
+//! never waits: events go through a bounded queue to
 //! one task, and are dropped when it is full (as client-go's broadcaster
 //! drops them). A repeat of the same event within ten minutes raises the
 //! count of the one already written instead of adding another (client-go's
@@ -37,12 +38,43 @@ pub struct Recorder {
     tx: mpsc::Sender<Request>,
 }
 
+/// Who records: `kubelet` on a node, `default-scheduler`,
+/// `replicaset-controller`…
+#[derive(Clone)]
+pub struct Source {
+    pub component: &'static str,
+    /// The node, for kubelet.
+    pub host: Option<String>,
+}
+
 impl Recorder {
-    /// Start the writer task; it ends when every Recorder is dropped.
+    /// Start the writer task of kubelet on `node`; it ends when every
+    /// Recorder is dropped.
     pub fn spawn(client: kube::Client, node: String) -> Recorder {
+        Recorder::spawn_for(
+            client,
+            Source {
+                component: "kubelet",
+                host: Some(node),
+            },
+        )
+    }
+
+    /// Start the writer task of `source`.
+    pub fn spawn_for(client: kube::Client, source: Source) -> Recorder {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_all(client, node, rx));
+        tokio::spawn(write_all(client, source, rx));
         Recorder { tx }
+    }
+
+    /// Record an event about the object `object` refers to.
+    pub fn object(&self, object: ObjectReference, kind: &'static str, reason: &str, message: String) {
+        let _ = self.tx.try_send(Request {
+            object,
+            kind,
+            reason: reason.to_string(),
+            message,
+        });
     }
 
     /// A recorder whose events go nowhere (tests of what records them).
@@ -102,7 +134,7 @@ struct Seen {
     last: Instant,
 }
 
-async fn write_all(client: kube::Client, node: String, mut rx: mpsc::Receiver<Request>) {
+async fn write_all(client: kube::Client, source: Source, mut rx: mpsc::Receiver<Request>) {
     let mut seen: HashMap<Key, Seen> = HashMap::new();
     while let Some(req) = rx.recv().await {
         let namespace = req.object.namespace.clone().unwrap_or_default();
@@ -134,7 +166,7 @@ async fn write_all(client: kube::Client, node: String, mut rx: mpsc::Receiver<Re
         }
         let name = format!(
             "{}.{:x}",
-            req.object.name.as_deref().unwrap_or("pod"),
+            req.object.name.as_deref().unwrap_or("object"),
             chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
         );
         let event = Event {
@@ -147,15 +179,20 @@ async fn write_all(client: kube::Client, node: String, mut rx: mpsc::Receiver<Re
             reason: Some(req.reason),
             message: Some(req.message),
             source: Some(EventSource {
-                component: Some("kubelet".into()),
-                host: Some(node.clone()),
+                component: Some(source.component.into()),
+                host: source.host.clone(),
             }),
             first_timestamp: Some(now.clone()),
             last_timestamp: Some(now),
             count: Some(1),
             type_: Some(req.kind.into()),
-            reporting_component: Some("kubelet".into()),
-            reporting_instance: Some(node.clone()),
+            reporting_component: Some(source.component.into()),
+            reporting_instance: Some(
+                source
+                    .host
+                    .clone()
+                    .unwrap_or_else(|| source.component.to_string()),
+            ),
             ..Default::default()
         };
         match api.create(&PostParams::default(), &event).await {
