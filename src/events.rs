@@ -68,7 +68,13 @@ impl Recorder {
     }
 
     /// Record an event about the object `object` refers to.
-    pub fn object(&self, object: ObjectReference, kind: &'static str, reason: &str, message: String) {
+    pub fn object(
+        &self,
+        object: ObjectReference,
+        kind: &'static str,
+        reason: &str,
+        message: String,
+    ) {
         let _ = self.tx.try_send(Request {
             object,
             kind,

@@ -43,7 +43,7 @@ fn requirement_holds(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
 
 /// A term holds when all its requirements do; an empty term matches
 /// nothing (upstream's rule).
-fn term_holds(term: &NodeSelectorTerm, node: &Node) -> bool {
+pub fn term_holds(term: &NodeSelectorTerm, node: &Node) -> bool {
     let exprs = term.match_expressions.as_deref().unwrap_or_default();
     let fields = term.match_fields.as_deref().unwrap_or_default();
     if exprs.is_empty() && fields.is_empty() {

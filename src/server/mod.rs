@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod components;
 pub mod controllers;
 pub mod pki;
+pub mod scheduler;
 pub mod store;
 
 use std::net::{IpAddr, SocketAddr};
@@ -110,6 +111,12 @@ pub struct ServerArgs {
     /// machine is not a node of the cluster.
     #[arg(long)]
     pub disable_agent: bool,
+
+    /// How the scheduler places pods: spread them over the nodes (as
+    /// kube-scheduler's default) or pack them onto as few nodes as
+    /// possible, leaving others free.
+    #[arg(long, value_enum, default_value_t = scheduler::Policy::Spread)]
+    pub scheduler_policy: scheduler::Policy,
 
     #[command(flatten)]
     pub agent: crate::agent::config::AgentArgs,
@@ -495,6 +502,49 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         life.ready();
         let s = &repairing;
         apiserver::kinds::repair::run(&s.objects, &s.registry, life.cancel).await;
+        Ok(())
+    });
+    // One watch per kind for the scheduler and the controllers, stopped
+    // after them (components stop in the reverse order of their start).
+    let informers_stop = tokio_util::sync::CancellationToken::new();
+    let informers = Arc::new(controllers::runtime::Informers::new(
+        loopback::client(
+            state.clone(),
+            auth::component(auth::INFORMERS_USER),
+            "skiff-informers",
+        ),
+        informers_stop.clone(),
+    ));
+    components.spawn("shared informers", move |life| async move {
+        life.ready();
+        life.cancel.cancelled().await;
+        informers_stop.cancel();
+        Ok(())
+    });
+    let scheduler = scheduler::Scheduler::new(
+        loopback::client(
+            state.clone(),
+            auth::component(auth::SCHEDULER_USER),
+            scheduler::AGENT,
+        ),
+        &informers,
+        args.scheduler_policy,
+    );
+    components.spawn("scheduler", move |life| async move {
+        scheduler.synced().await;
+        life.ready();
+        scheduler.run(life.cancel).await;
+        Ok(())
+    });
+    let replicasets = loopback::client(
+        state.clone(),
+        auth::component(auth::REPLICASET_CONTROLLER_USER),
+        controllers::replicaset::AGENT,
+    );
+    let shared = informers.clone();
+    components.spawn("replicaset controller", move |life| async move {
+        life.ready();
+        controllers::replicaset::run(replicasets, &shared, life.cancel).await;
         Ok(())
     });
     let limits = args.conn_limits(fd_limit);

@@ -243,6 +243,15 @@ pub const SERVICE_ACCOUNT_CONTROLLER_USER: &str = "system:controller:service-acc
 /// The controller that publishes the cluster CA (`kube-root-ca.crt`).
 pub const ROOT_CA_PUBLISHER_USER: &str = "system:controller:root-ca-cert-publisher";
 
+/// The shared informers of the scheduler and the controllers: they read
+/// and watch, nothing else.
+pub const INFORMERS_USER: &str = "system:skiff:informers";
+/// The scheduler, named as upstream's.
+pub const SCHEDULER_USER: &str = "system:kube-scheduler";
+
+/// The ReplicaSet controller, named as upstream's controller role.
+pub const REPLICASET_CONTROLLER_USER: &str = "system:controller:replicaset-controller";
+
 /// The identity of one of skiff's own components (no groups: what it may do
 /// is granted to its user name in [`component_may`], nothing more).
 pub fn component(user: &str) -> Identity {
@@ -282,6 +291,31 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                 && ((object && matches!(verb, "get" | "list" | "create"))
                     || (endpoints && matches!(verb, "get" | "create" | "update")))
         }
+        INFORMERS_USER => subresource.is_none() && matches!(verb, "get" | "list" | "watch"),
+        // Upstream's system:kube-scheduler: bind pods, report why a pod
+        // waits, evict for preemption, record events.
+        SCHEDULER_USER => match (*group, *resource, *subresource) {
+            ("", "pods", Some("binding")) => verb == "create",
+            ("", "pods", Some("status")) => matches!(verb, "patch" | "update"),
+            ("", "pods", None) => matches!(verb, "get" | "list" | "watch" | "delete"),
+            ("", "events", None) | ("events.k8s.io", "events", None) => {
+                matches!(verb, "create" | "patch" | "update")
+            }
+            ("", "nodes", None) => matches!(verb, "get" | "list" | "watch"),
+            _ => false,
+        },
+        // Upstream's system:controller:replicaset-controller: make and
+        // remove pods, adopt and release them, report status.
+        REPLICASET_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("", "pods", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "delete" | "patch" | "update"
+            ),
+            ("apps", "replicasets", None) => matches!(verb, "get" | "list" | "watch"),
+            ("apps", "replicasets", Some("status")) => matches!(verb, "patch" | "update"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
         // Upstream's system:controller:generic-garbage-collector: read,
         // update and delete anything (owner references and finalizers).
         GARBAGE_COLLECTOR_USER => {

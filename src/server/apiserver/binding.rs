@@ -96,7 +96,9 @@ fn target_node<'a>(binding: &'a Value, pod: &str) -> Result<&'a str, ApiError> {
                 pod,
                 vec![Cause {
                     reason: "FieldValueNotSupported".into(),
-                    message: format!("Unsupported value: {kind:?}: supported values: \"Node\", \"\""),
+                    message: format!(
+                        "Unsupported value: {kind:?}: supported values: \"Node\", \"\""
+                    ),
                     field: "target.kind".into(),
                 }],
             ));
@@ -201,6 +203,11 @@ mod tests {
         assert_eq!(e.code, 422);
         let e = target_node(&json!({"target": {"kind": "Pod", "name": "x"}}), "p").unwrap_err();
         assert_eq!(e.code, 422);
-        assert!(check_uid(&json!({"metadata": {"uid": "u1"}}), &json!({"metadata": {"uid": "u2"}}), "p").is_err());
+        assert!(check_uid(
+            &json!({"metadata": {"uid": "u1"}}),
+            &json!({"metadata": {"uid": "u2"}}),
+            "p"
+        )
+        .is_err());
     }
 }

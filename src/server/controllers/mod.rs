@@ -1,9 +1,12 @@
 //! Controllers: reconcile loops that are ordinary API clients (the loopback
 //! client, each with an identity of its own), fed by API watches.
 
+pub mod expectations;
 pub mod garbage;
 pub mod namespace;
 pub mod per_namespace;
+pub mod podutil;
+pub mod replicaset;
 pub mod root_ca;
 pub mod runtime;
 pub mod serviceaccounts;

@@ -12,8 +12,8 @@ use k8s_openapi::api::core::v1::{Container, LifecycleHandler, Pod, Probe};
 use tokio::sync::mpsc;
 
 use super::{containers, pod_key, Worker};
-use crate::events::{NORMAL, WARNING};
 use crate::agent::pods::probe::{self, Action, Outcome, Target};
+use crate::events::{NORMAL, WARNING};
 use crate::runtime::pod::PodRuntime;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -8,9 +8,9 @@ use kube::api::{Api, DeleteParams, Preconditions};
 use tokio::sync::watch;
 
 use super::{containers, pod_key, pod_log_dir, probing, remove_leftovers, spec, Worker};
-use crate::events::{NORMAL, WARNING};
 use crate::agent::pods::probe::{self, Action, Target};
 use crate::agent::pods::volumes;
+use crate::events::{NORMAL, WARNING};
 use crate::runtime::pod::PodRuntime;
 
 impl<R: PodRuntime> Worker<R> {

@@ -210,7 +210,12 @@ where
     }
 
     /// Follow `api` until `cancel` fires.
-    pub async fn run(self: Arc<Self>, api: Api<K>, config: watcher::Config, cancel: CancellationToken) {
+    pub async fn run(
+        self: Arc<Self>,
+        api: Api<K>,
+        config: watcher::Config,
+        cancel: CancellationToken,
+    ) {
         let stream = watcher::watcher(api, config).default_backoff();
         futures::pin_mut!(stream);
         let mut listing = std::collections::HashSet::new();

@@ -222,9 +222,7 @@ impl<K: Clone + Eq + Hash + Ord> Queue<K> {
 /// The wait after the `n`th failure in a row.
 pub fn backoff(n: u32) -> Duration {
     let shift = n.saturating_sub(1).min(20);
-    BACKOFF_FIRST
-        .saturating_mul(1u32 << shift)
-        .min(BACKOFF_MAX)
+    BACKOFF_FIRST.saturating_mul(1u32 << shift).min(BACKOFF_MAX)
 }
 
 #[cfg(test)]

@@ -1,0 +1,505 @@
+//! The ReplicaSet controller: keeps `spec.replicas` pods of the template
+//! running, as upstream's.
+//!
+//! - Pods are claimed by selector: a pod the ReplicaSet controls that no
+//!   longer matches is released (its owner reference removed), an orphan
+//!   that matches is adopted (with the ReplicaSet's UID as precondition).
+//! - Missing pods are created in slow-start batches (1, 2, 4, …, at most
+//!   500 at a time), so a template that cannot be created (quota, a bad
+//!   field) fails once, not a thousand times; surplus pods are deleted in
+//!   upstream's order: unscheduled, pending, not ready, lower
+//!   `controller.kubernetes.io/pod-deletion-cost`, more replicas on the
+//!   same node, ready more recently, more restarts, newer.
+//! - Expectations: after writing, it waits for the informer to show the
+//!   writes before it counts again.
+//! - Status: replicas, fullyLabeledReplicas, readyReplicas,
+//!   availableReplicas (Ready for minReadySeconds), observedGeneration,
+//!   and the ReplicaFailure condition while creates or deletes fail.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::expectations::Expectations;
+use super::podutil;
+use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
+use crate::events::{Recorder, Source, NORMAL, WARNING};
+
+pub const AGENT: &str = "skiff-replicaset-controller";
+pub const COMPONENT: &str = "replicaset-controller";
+/// Pods created or deleted per pass at most (upstream's burstReplicas).
+const BURST: usize = 500;
+const WORKERS: usize = 5;
+pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
+
+pub struct Ctx {
+    client: kube::Client,
+    sets: Arc<Informer<ReplicaSet>>,
+    pods: Arc<Informer<Pod>>,
+    expectations: Arc<Expectations>,
+    events: Recorder,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+}
+
+/// The ReplicaSets that `pod` belongs to or could be adopted by.
+fn owners_of(sets: &Informer<ReplicaSet>, pod: &Pod) -> Vec<Key> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    if let Some(r) = podutil::controller_of(&pod.metadata) {
+        if r.kind == "ReplicaSet" && r.api_version.starts_with("apps/") {
+            return vec![Key::new(ns, &r.name)];
+        }
+        return Vec::new();
+    }
+    sets.list(ns)
+        .iter()
+        .filter(|rs| {
+            podutil::selects(
+                rs.spec.as_ref().map(|s| &s.selector),
+                pod.metadata.labels.as_ref(),
+            )
+        })
+        .map(|rs| Key::of(rs.as_ref()))
+        .collect()
+}
+
+/// Start the controller; it runs until `cancel` fires.
+pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {
+    let queue = Arc::new(Queue::<Key>::default());
+    let ctx = Arc::new(Ctx {
+        events: Recorder::spawn_for(
+            client.clone(),
+            Source {
+                component: COMPONENT,
+                host: None,
+            },
+        ),
+        client,
+        sets: informers.get::<ReplicaSet>(),
+        pods: informers.get::<Pod>(),
+        expectations: Arc::new(Expectations::default()),
+    });
+    let q = queue.clone();
+    ctx.sets.on_change(move |c: &Change<'_, ReplicaSet>| {
+        if let Some(rs) = c.latest() {
+            q.add(Key::of(rs.as_ref()));
+        }
+    });
+    let (q, sets, exp) = (queue.clone(), ctx.sets.clone(), ctx.expectations.clone());
+    ctx.pods.on_change(move |c: &Change<'_, Pod>| {
+        let mut keys = Vec::new();
+        if let Some(new) = c.new {
+            let owners = owners_of(&sets, new);
+            if c.old.is_none() && podutil::controller_of(&new.metadata).is_some() {
+                for k in &owners {
+                    exp.created(k);
+                }
+            }
+            if new.metadata.deletion_timestamp.is_some()
+                && c.old
+                    .is_some_and(|o| o.metadata.deletion_timestamp.is_none())
+            {
+                for k in &owners {
+                    exp.deleted(k);
+                }
+            }
+            keys.extend(owners);
+        }
+        if let Some(old) = c.old {
+            let owners = owners_of(&sets, old);
+            if c.new.is_none() && old.metadata.deletion_timestamp.is_none() {
+                for k in &owners {
+                    exp.deleted(k);
+                }
+            }
+            // Labels or owner changed: the old owner recounts too.
+            keys.extend(owners);
+        }
+        keys.sort();
+        keys.dedup();
+        for k in keys {
+            q.add(k);
+        }
+    });
+    ctx.sets.synced().await;
+    ctx.pods.synced().await;
+    let c = ctx.clone();
+    runtime::run_workers(COMPONENT, queue, WORKERS, cancel, move |key: Key| {
+        let c = c.clone();
+        async move { reconcile(&c, &key).await }
+    })
+    .await;
+}
+
+async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
+    let Some(rs) = ctx.sets.get_key(key) else {
+        ctx.expectations.forget(key);
+        return Ok(Action::Done);
+    };
+    let Some(spec) = rs.spec.as_ref() else {
+        return Ok(Action::Done);
+    };
+    let uid = rs.metadata.uid.clone().unwrap_or_default();
+    let mut owned = claim(ctx, &rs, &uid).await?;
+    let now = Timestamp::now();
+    let mut failure = None;
+    if ctx.expectations.satisfied(key) && rs.metadata.deletion_timestamp.is_none() {
+        owned.retain(|p| podutil::is_active(p));
+        let want = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+        if let Err(e) = manage(ctx, key, &rs, &owned, want).await {
+            failure = Some(e);
+        }
+    } else {
+        owned.retain(|p| podutil::is_active(p));
+    }
+    let status = compute_status(&rs, &owned, failure.as_ref(), now);
+    if rs.status.as_ref() != Some(&status) {
+        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        let mut patch = json!({"status": status});
+        // A merge patch keeps what it does not name: a cleared condition
+        // list must be named.
+        if status.conditions.is_none() {
+            patch["status"]["conditions"] = serde_json::Value::Null;
+        }
+        api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    // Ready pods that will become available: look again then.
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let next = owned
+        .iter()
+        .filter_map(|p| podutil::until_available(p, min_ready, now))
+        .min();
+    Ok(next.map_or(Action::Done, |s| {
+        Action::After(Duration::from_secs(u64::try_from(s).unwrap_or(1)))
+    }))
+}
+
+fn owner_ref(rs: &ReplicaSet) -> OwnerReference {
+    OwnerReference {
+        api_version: "apps/v1".into(),
+        kind: "ReplicaSet".into(),
+        name: rs.metadata.name.clone().unwrap_or_default(),
+        uid: rs.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The pods the ReplicaSet controls once orphans that match are adopted
+/// and controlled pods that no longer match are released.
+async fn claim(ctx: &Ctx, rs: &ReplicaSet, uid: &str) -> Result<Vec<Arc<Pod>>, Error> {
+    let ns = rs.metadata.namespace.as_deref().unwrap_or_default();
+    let selector = rs.spec.as_ref().map(|s| &s.selector);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let mut owned = Vec::new();
+    for pod in ctx.pods.list(ns) {
+        let matches = podutil::selects(selector, pod.metadata.labels.as_ref());
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match podutil::controller_of(&pod.metadata) {
+            Some(r) if r.uid == uid => {
+                if matches {
+                    owned.push(pod);
+                } else if pod.metadata.deletion_timestamp.is_none() {
+                    let refs: Vec<&OwnerReference> = pod
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .filter(|r| r.uid != uid)
+                        .collect();
+                    let patch =
+                        json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
+                    ignore_gone(
+                        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await,
+                    )?;
+                }
+            }
+            Some(_) => {}
+            None if matches
+                && pod.metadata.deletion_timestamp.is_none()
+                && rs.metadata.deletion_timestamp.is_none()
+                && podutil::is_active(&pod) =>
+            {
+                let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
+                refs.push(owner_ref(rs));
+                let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
+                if ignore_gone(
+                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                        .await,
+                )?
+                .is_some()
+                {
+                    owned.push(pod);
+                }
+            }
+            None => {}
+        }
+    }
+    Ok(owned)
+}
+
+/// Ok(None) when the object is gone (or changed identity) meanwhile.
+fn ignore_gone<T>(r: Result<T, kube::Error>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn reference(rs: &ReplicaSet) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("apps/v1".into()),
+        kind: Some("ReplicaSet".into()),
+        name: rs.metadata.name.clone(),
+        namespace: rs.metadata.namespace.clone(),
+        uid: rs.metadata.uid.clone(),
+        resource_version: rs.metadata.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+/// Create or delete pods so that `want` are active.
+async fn manage(
+    ctx: &Ctx,
+    key: &Key,
+    rs: &ReplicaSet,
+    active: &[Arc<Pod>],
+    want: usize,
+) -> Result<(), Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    if active.len() < want {
+        let missing = (want - active.len()).min(BURST);
+        ctx.expectations.expect(key, missing as i64, 0);
+        let pod = pod_from_template(rs);
+        let pp = PostParams::default();
+        let mut left = missing;
+        let mut batch = 1;
+        while left > 0 {
+            let n = batch.min(left);
+            let results = futures::future::join_all((0..n).map(|_| api.create(&pp, &pod))).await;
+            left -= n;
+            let mut first_err = None;
+            for r in results {
+                match r {
+                    Ok(p) => ctx.events.object(
+                        reference(rs),
+                        NORMAL,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
+                    ),
+                    Err(e) => {
+                        ctx.expectations.created(key);
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = first_err {
+                // The rest of this pass is skipped: never created, never
+                // to be seen.
+                for _ in 0..left {
+                    ctx.expectations.created(key);
+                }
+                ctx.events.object(
+                    reference(rs),
+                    WARNING,
+                    "FailedCreate",
+                    format!("Error creating: {e}"),
+                );
+                return Err(e.into());
+            }
+            batch *= 2;
+        }
+    } else if active.len() > want {
+        let surplus = (active.len() - want).min(BURST);
+        let doomed = to_delete(active, surplus);
+        ctx.expectations.expect(key, 0, doomed.len() as i64);
+        let results = futures::future::join_all(doomed.iter().map(|p| {
+            let dp = DeleteParams {
+                preconditions: p.metadata.uid.clone().map(|uid| Preconditions {
+                    uid: Some(uid),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let api = api.clone();
+            async move { (name.clone(), api.delete(&name, &dp).await) }
+        }))
+        .await;
+        let mut first_err = None;
+        for (name, r) in results {
+            match r {
+                Ok(_) => ctx.events.object(
+                    reference(rs),
+                    NORMAL,
+                    "SuccessfulDelete",
+                    format!("Deleted pod: {name}"),
+                ),
+                Err(e) => {
+                    ctx.expectations.deleted(key);
+                    if !matches!(&e, kube::Error::Api(s) if s.is_not_found()) {
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+        }
+        if let Some(e) = first_err {
+            ctx.events.object(
+                reference(rs),
+                WARNING,
+                "FailedDelete",
+                format!("Error deleting: {e}"),
+            );
+            return Err(e.into());
+        }
+    }
+    Ok(())
+}
+
+/// A new pod of the template, owned by the ReplicaSet.
+pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
+    let template = rs
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.clone())
+        .unwrap_or_default();
+    let tmeta = template.metadata.unwrap_or_default();
+    let name = rs.metadata.name.clone().unwrap_or_default();
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(format!("{name}-")),
+            namespace: rs.metadata.namespace.clone(),
+            labels: tmeta.labels,
+            annotations: tmeta.annotations,
+            finalizers: tmeta.finalizers,
+            owner_references: Some(vec![owner_ref(rs)]),
+            ..Default::default()
+        },
+        spec: template.spec,
+        status: None,
+    }
+}
+
+/// The `n` pods to delete first, in upstream's order.
+pub fn to_delete(pods: &[Arc<Pod>], n: usize) -> Vec<Arc<Pod>> {
+    // Replicas of this set on each node: crowded nodes give up pods first.
+    let mut per_node: HashMap<&str, usize> = HashMap::new();
+    for p in pods {
+        if let Some(node) = p.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
+            *per_node.entry(node).or_default() += 1;
+        }
+    }
+    let rank = |p: &Pod| {
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .filter(|n| !n.is_empty());
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        let phase_rank = match phase {
+            Some("Pending") => 0,
+            Some("Running") => 2,
+            _ => 1,
+        };
+        let cost: i64 = p
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DELETION_COST))
+            .and_then(|v| v.parse::<i32>().ok())
+            .map_or(0, i64::from);
+        let ready_since = podutil::ready_since(p)
+            .flatten()
+            .map_or(0, |t| t.as_second());
+        let created = p
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(0, |t| t.0.as_second());
+        (
+            node.is_some(),
+            phase_rank,
+            podutil::is_ready(p),
+            cost,
+            std::cmp::Reverse(node.map_or(0, |n| per_node.get(n).copied().unwrap_or(0))),
+            std::cmp::Reverse(ready_since),
+            std::cmp::Reverse(podutil::restarts(p)),
+            std::cmp::Reverse(created),
+        )
+    };
+    let mut ranked: Vec<&Arc<Pod>> = pods.iter().collect();
+    ranked.sort_by_cached_key(|p| rank(p));
+    ranked.into_iter().take(n).cloned().collect()
+}
+
+fn compute_status(
+    rs: &ReplicaSet,
+    active: &[Arc<Pod>],
+    failure: Option<&Error>,
+    now: Timestamp,
+) -> ReplicaSetStatus {
+    let spec = rs.spec.as_ref();
+    let min_ready = spec.and_then(|s| s.min_ready_seconds).unwrap_or(0);
+    let template_labels = spec
+        .and_then(|s| s.template.as_ref())
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default();
+    let count = |f: &dyn Fn(&Pod) -> bool| active.iter().filter(|p| f(p)).count() as i32;
+    let fully = count(&|p| {
+        let l = p.metadata.labels.clone().unwrap_or_default();
+        template_labels.iter().all(|(k, v)| l.get(k) == Some(v))
+    });
+    let prev = rs.status.as_ref();
+    let mut conditions: Vec<ReplicaSetCondition> = prev
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.type_ != "ReplicaFailure")
+        .collect();
+    if let Some(e) = failure {
+        let (reason, message) = match e {
+            Error::Api(kube::Error::Api(s)) => ("FailedCreate", s.message.clone()),
+            other => ("FailedCreate", other.to_string()),
+        };
+        let kept = prev
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "ReplicaFailure"))
+            .filter(|c| c.message.as_deref() == Some(message.as_str()))
+            .cloned();
+        conditions.push(kept.unwrap_or(ReplicaSetCondition {
+            type_: "ReplicaFailure".into(),
+            status: "True".into(),
+            reason: Some(reason.into()),
+            message: Some(message),
+            last_transition_time: Some(Time(now)),
+        }));
+    }
+    ReplicaSetStatus {
+        replicas: active.len() as i32,
+        fully_labeled_replicas: Some(fully),
+        ready_replicas: Some(count(&podutil::is_ready)),
+        available_replicas: Some(count(&|p| podutil::is_available(p, min_ready, now))),
+        observed_generation: rs.metadata.generation,
+        conditions: (!conditions.is_empty()).then_some(conditions),
+        terminating_replicas: None,
+    }
+}

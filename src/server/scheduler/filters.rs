@@ -1,0 +1,150 @@
+//! The filters: may this pod run on this node? Each says why not in
+//! upstream's words, which the "0/3 nodes are available: …" message
+//! counts. They run in upstream's order and stop at the first that fails
+//! (except the resource fit, which names every resource that is short).
+
+use k8s_openapi::api::core::v1::{PodSpec, Taint};
+
+use super::cache::{HostPort, NodeInfo};
+use super::resources::Res;
+use crate::api::node_match;
+
+/// What the filters need of the pod, computed once per scheduling pass.
+pub struct PodFacts<'a> {
+    pub spec: &'a PodSpec,
+    pub requests: Res,
+    pub ports: Vec<HostPort>,
+}
+
+/// Whether a failure could be cured by evicting pods from the node
+/// (upstream's Unschedulable), or not (UnschedulableAndUnresolvable).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cure {
+    Preemption,
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reasons: Vec<String>,
+    pub cure: Cure,
+}
+
+impl Failure {
+    fn one(reason: impl Into<String>, cure: Cure) -> Self {
+        Failure {
+            reasons: vec![reason.into()],
+            cure,
+        }
+    }
+}
+
+pub const UNSCHEDULABLE: &str = "node(s) were unschedulable";
+pub const AFFINITY: &str = "node(s) didn't match Pod's node affinity/selector";
+pub const PORTS: &str = "node(s) didn't have free ports for the requested pod ports";
+pub const TOO_MANY_PODS: &str = "Too many pods";
+
+/// Run the filters on `node`.
+pub fn check(pod: &PodFacts<'_>, node: &NodeInfo) -> Result<(), Failure> {
+    let Some(n) = node.node.as_ref() else {
+        return Err(Failure::one("node(s) not found", Cure::None));
+    };
+    let unschedulable = n.spec.as_ref().and_then(|s| s.unschedulable) == Some(true);
+    if unschedulable && !tolerates_unschedulable(pod.spec) {
+        return Err(Failure::one(UNSCHEDULABLE, Cure::None));
+    }
+    if let Some(t) = node_match::untolerated(pod.spec, &node.taints, |t| {
+        matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
+    }) {
+        return Err(Failure::one(untolerated(t), Cure::None));
+    }
+    if !node_match::selects(pod.spec, n) {
+        return Err(Failure::one(AFFINITY, Cure::None));
+    }
+    if pod.ports.iter().any(|p| conflicts(p, &node.ports)) {
+        return Err(Failure::one(PORTS, Cure::Preemption));
+    }
+    fits(pod, node, &node.requested, node.pods.len() as i64)
+}
+
+/// The resource fit against what is already `used` by `count` pods (the
+/// node's own figures, or fewer after a preemption's victims leave).
+pub fn fits(pod: &PodFacts<'_>, node: &NodeInfo, used: &Res, count: i64) -> Result<(), Failure> {
+    let mut reasons = Vec::new();
+    if count + 1 > node.allowed_pods {
+        reasons.push(TOO_MANY_PODS.to_string());
+    }
+    let want = &pod.requests;
+    let alloc = &node.allocatable;
+    let short = |want: i64, used: i64, alloc: i64| want > 0 && want.saturating_add(used) > alloc;
+    if short(want.cpu, used.cpu, alloc.cpu) {
+        reasons.push("Insufficient cpu".into());
+    }
+    if short(want.memory, used.memory, alloc.memory) {
+        reasons.push("Insufficient memory".into());
+    }
+    if short(want.ephemeral, used.ephemeral, alloc.ephemeral) {
+        reasons.push("Insufficient ephemeral-storage".into());
+    }
+    for (name, v) in &want.scalar {
+        let have = alloc.scalar.get(name).copied().unwrap_or(0);
+        let taken = used.scalar.get(name).copied().unwrap_or(0);
+        if short(*v, taken, have) {
+            reasons.push(format!("Insufficient {name}"));
+        }
+    }
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure {
+            reasons,
+            cure: Cure::Preemption,
+        })
+    }
+}
+
+/// Upstream's message for an untolerated taint.
+pub fn untolerated(t: &Taint) -> String {
+    format!(
+        "node(s) had untolerated taint {{{}: {}}}",
+        t.key,
+        t.value.as_deref().unwrap_or_default()
+    )
+}
+
+fn tolerates_unschedulable(spec: &PodSpec) -> bool {
+    let taint = Taint {
+        key: "node.kubernetes.io/unschedulable".into(),
+        effect: "NoSchedule".into(),
+        ..Default::default()
+    };
+    spec.tolerations
+        .iter()
+        .flatten()
+        .any(|t| node_match::tolerates(t, &taint))
+}
+
+/// Two host ports clash on the same protocol and port when either binds
+/// every address or both bind the same one.
+fn conflicts(want: &HostPort, taken: &[HostPort]) -> bool {
+    let any = |ip: &str| ip == "0.0.0.0" || ip == "::";
+    taken.iter().any(|(proto, ip, port)| {
+        *proto == want.0 && *port == want.2 && (any(ip) || any(&want.1) || *ip == want.1)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports_clash_on_wildcards_and_equal_addresses_only() {
+        let t = |ip: &str| ("TCP".to_string(), ip.to_string(), 80);
+        assert!(conflicts(&t("0.0.0.0"), &[t("10.0.0.1")]));
+        assert!(conflicts(&t("10.0.0.1"), &[t("0.0.0.0")]));
+        assert!(conflicts(&t("10.0.0.1"), &[t("10.0.0.1")]));
+        assert!(!conflicts(&t("10.0.0.1"), &[t("10.0.0.2")]));
+        let udp = ("UDP".to_string(), "0.0.0.0".to_string(), 80);
+        assert!(!conflicts(&udp, &[t("0.0.0.0")]));
+    }
+}

@@ -1,0 +1,441 @@
+//! The scheduler: assigns each pod that names no node (and asks for the
+//! `default-scheduler`) to one, through the `pods/binding` subresource,
+//! like kube-scheduler and through the same API.
+//!
+//! - `resources.rs`: what pods request and nodes can give.
+//! - `cache.rs`: nodes and what their pods take, including pods just bound
+//!   and not yet seen back ("assumed").
+//! - `queue.rs`: which pod next, back-off, and the parked unschedulable
+//!   pods that a node or pod change sends back.
+//! - `filters.rs`, `scores.rs`, `algorithm.rs`: one decision.
+//! - `preemption.rs`: making room by evicting pods of lower priority.
+//! - here: the loop, fed by the shared pod and node informers; binding,
+//!   the `PodScheduled=False` condition and the events, written by tasks
+//!   so that a slow write never holds up the next decision.
+
+pub mod algorithm;
+pub mod cache;
+pub mod filters;
+pub mod preemption;
+pub mod queue;
+pub mod resources;
+pub mod scores;
+
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use self::algorithm::Search;
+use self::cache::Cache;
+use self::queue::SchedulingQueue;
+pub use self::scores::Policy;
+use crate::events::{Recorder, Source, NORMAL, WARNING};
+use crate::server::controllers::runtime::{Change, Informer, Informers, Key};
+
+/// The name pods ask for (`spec.schedulerName`), and our events' source.
+pub const NAME: &str = "default-scheduler";
+/// The managedFields manager of what the scheduler writes.
+pub const AGENT: &str = "skiff-scheduler";
+/// Bindings and status writes in flight at once.
+const WRITES: usize = 128;
+
+struct Shared {
+    cache: Mutex<Cache>,
+    queue: SchedulingQueue,
+}
+
+impl Shared {
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // Each cache method leaves it whole: a panic elsewhere does not.
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Scheduler {
+    client: kube::Client,
+    pods: Arc<Informer<Pod>>,
+    nodes: Arc<Informer<Node>>,
+    shared: Arc<Shared>,
+    events: Recorder,
+    policy: Policy,
+    writes: Arc<Semaphore>,
+}
+
+/// Whether the scheduler is to place `pod`.
+fn ours(pod: &Pod) -> bool {
+    let Some(spec) = pod.spec.as_ref() else {
+        return false;
+    };
+    let unbound = spec.node_name.as_deref().is_none_or(str::is_empty);
+    let name = spec.scheduler_name.as_deref().unwrap_or(NAME);
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    unbound
+        && (name == NAME || name.is_empty())
+        && pod.metadata.deletion_timestamp.is_none()
+        && !matches!(phase, Some("Succeeded" | "Failed"))
+}
+
+fn bound(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.node_name.as_deref())
+        .is_some_and(|n| !n.is_empty())
+}
+
+fn created(pod: &Pod) -> i64 {
+    pod.metadata
+        .creation_timestamp
+        .as_ref()
+        .map_or(0, |t| t.0.as_second())
+}
+
+/// Whether a pod changed in what scheduling reads (not its status).
+fn scheduling_changed(old: &Pod, new: &Pod) -> bool {
+    old.spec != new.spec
+        || old.metadata.labels != new.metadata.labels
+        || old.metadata.annotations != new.metadata.annotations
+        || old.metadata.deletion_timestamp != new.metadata.deletion_timestamp
+}
+
+/// Whether a node changed in a way that could let a pod fit: anything but
+/// its heartbeats.
+fn node_changed(old: &Node, new: &Node) -> bool {
+    let ready = |n: &Node| {
+        n.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+            .map(|c| c.status.clone())
+    };
+    let alloc = |n: &Node| n.status.as_ref().and_then(|s| s.allocatable.clone());
+    let images = |n: &Node| {
+        n.status
+            .as_ref()
+            .map(|s| s.images.as_ref().map_or(0, Vec::len))
+    };
+    old.metadata.labels != new.metadata.labels
+        || old.spec != new.spec
+        || ready(old) != ready(new)
+        || alloc(old) != alloc(new)
+        || images(old) != images(new)
+}
+
+impl Scheduler {
+    pub fn new(client: kube::Client, informers: &Informers, policy: Policy) -> Self {
+        let shared = Arc::new(Shared {
+            cache: Mutex::new(Cache::default()),
+            queue: SchedulingQueue::default(),
+        });
+        let pods = informers.get::<Pod>();
+        let nodes = informers.get::<Node>();
+        let s = shared.clone();
+        nodes.on_change(move |c: &Change<'_, Node>| match (c.old, c.new) {
+            (old, Some(new)) => {
+                s.cache().set_node(new.clone());
+                if old.is_none_or(|o| node_changed(o, new)) {
+                    s.queue.move_all();
+                }
+            }
+            (Some(old), None) => {
+                let name = old.metadata.name.as_deref().unwrap_or_default();
+                s.cache().remove_node(name);
+            }
+            (None, None) => {}
+        });
+        let s = shared.clone();
+        pods.on_change(move |c: &Change<'_, Pod>| on_pod(&s, c));
+        Scheduler {
+            events: Recorder::spawn_for(
+                client.clone(),
+                Source {
+                    component: NAME,
+                    host: None,
+                },
+            ),
+            client,
+            pods,
+            nodes,
+            shared,
+            policy,
+            writes: Arc::new(Semaphore::new(WRITES)),
+        }
+    }
+
+    /// Wait until the informers have listed pods and nodes.
+    pub async fn synced(&self) {
+        self.pods.synced().await;
+        self.nodes.synced().await;
+    }
+
+    /// Schedule until `cancel` fires.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut search = Search::default();
+        loop {
+            let key = tokio::select! {
+                _ = cancel.cancelled() => break,
+                k = self.shared.queue.pop() => k,
+            };
+            let Some(key) = key else { break };
+            self.schedule_one(&key, &mut search);
+        }
+        self.shared.queue.close();
+    }
+
+    fn schedule_one(&self, key: &Key, search: &mut Search) {
+        let queue = &self.shared.queue;
+        let Some(pod) = self.pods.get_key(key).filter(|p| ours(p)) else {
+            queue.done(key);
+            return;
+        };
+        let decision = {
+            let cache = self.shared.cache();
+            algorithm::schedule(&pod, &cache, self.policy, search).map_err(|mut fit| {
+                let plan = if fit.nodes > 0 {
+                    match preemption::plan(&pod, &cache, &fit) {
+                        Ok(plan) => Some(plan),
+                        Err(msg) => {
+                            fit.preemption = Some(msg);
+                            None
+                        }
+                    }
+                } else {
+                    None
+                };
+                (fit, plan)
+            })
+        };
+        match decision {
+            Ok(node) => {
+                self.shared.cache().assume(&pod, &node);
+                self.spawn_bind(key.clone(), pod, node);
+            }
+            Err((fit, plan)) => {
+                queue.failed(key, true);
+                tracing::debug!(pod = %key, "{fit}");
+                self.spawn_unschedulable(pod, fit.to_string(), plan);
+            }
+        }
+    }
+
+    fn spawn_bind(&self, key: Key, pod: Arc<Pod>, node: String) {
+        let (client, shared, events) = (
+            self.client.clone(),
+            self.shared.clone(),
+            self.events.clone(),
+        );
+        let writes = self.writes.clone();
+        tokio::spawn(async move {
+            let _permit = writes.acquire().await;
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let binding = json!({
+                "apiVersion": "v1",
+                "kind": "Binding",
+                "metadata": {"name": key.name, "namespace": key.namespace, "uid": uid},
+                "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+            });
+            let api: Api<Pod> = Api::namespaced(client, &key.namespace);
+            match api
+                .create_subresource::<_, serde_json::Value>(
+                    "binding",
+                    &key.name,
+                    &PostParams::default(),
+                    &binding,
+                )
+                .await
+            {
+                Ok(_) => {
+                    shared.queue.done(&key);
+                    events.object(
+                        reference(&pod),
+                        NORMAL,
+                        "Scheduled",
+                        format!("Successfully assigned {key} to {node}"),
+                    );
+                }
+                Err(e) => {
+                    shared.cache().forget(&uid);
+                    tracing::debug!(pod = %key, node, "binding: {e}");
+                    let gone =
+                        matches!(&e, kube::Error::Api(s) if s.is_not_found() || s.code == 409);
+                    if gone {
+                        // Deleted, bound by someone else, or being
+                        // deleted: the watch will tell; nothing to retry.
+                        shared.queue.done(&key);
+                    } else {
+                        shared.queue.failed(&key, false);
+                    }
+                    events.object(
+                        reference(&pod),
+                        WARNING,
+                        "FailedScheduling",
+                        format!("Binding rejected: {e}"),
+                    );
+                }
+            }
+        });
+    }
+
+    /// Say why the pod waits (condition and event), and carry out a
+    /// preemption if one was planned.
+    fn spawn_unschedulable(&self, pod: Arc<Pod>, message: String, plan: Option<preemption::Plan>) {
+        let (client, events, writes) = (
+            self.client.clone(),
+            self.events.clone(),
+            self.writes.clone(),
+        );
+        tokio::spawn(async move {
+            let _permit = writes.acquire().await;
+            let ns = pod.metadata.namespace.clone().unwrap_or_default();
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            events.object(
+                reference(&pod),
+                WARNING,
+                "FailedScheduling",
+                message.clone(),
+            );
+            let same = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+                .is_some_and(|c| {
+                    c.status == "False" && c.message.as_deref() == Some(message.as_str())
+                });
+            let mut status = serde_json::Map::new();
+            if !same {
+                status.insert(
+                    "conditions".into(),
+                    json!([{
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": message,
+                        "lastProbeTime": null,
+                        "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    }]),
+                );
+            }
+            if let Some(plan) = &plan {
+                status.insert("nominatedNodeName".into(), json!(plan.node));
+            }
+            if !status.is_empty() {
+                let patch = json!({"status": status});
+                if let Err(e) = api
+                    .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+                    .await
+                {
+                    tracing::debug!(pod = %name, "writing PodScheduled: {e}");
+                }
+            }
+            if let Some(plan) = plan {
+                evict(&client, &events, &pod, &plan).await;
+            }
+        });
+    }
+}
+
+/// Evict a preemption's victims: each gets the DisruptionTarget condition
+/// (so its controller knows why it goes) and is deleted with its grace
+/// period.
+async fn evict(client: &kube::Client, events: &Recorder, preemptor: &Pod, plan: &preemption::Plan) {
+    let by = format!(
+        "{}/{}",
+        preemptor.metadata.namespace.as_deref().unwrap_or_default(),
+        preemptor.metadata.name.as_deref().unwrap_or_default()
+    );
+    for victim in &plan.victims {
+        let ns = victim.metadata.namespace.clone().unwrap_or_default();
+        let name = victim.metadata.name.clone().unwrap_or_default();
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let patch = json!({"status": {"conditions": [{
+            "type": "DisruptionTarget",
+            "status": "True",
+            "reason": "PreemptionByScheduler",
+            "message": format!("{NAME}: preempting to accommodate a higher priority pod"),
+            "lastTransitionTime": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }]}});
+        if let Err(e) = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Strategic(&patch))
+            .await
+        {
+            tracing::debug!(pod = %name, "marking a preemption victim: {e}");
+        }
+        let uid = victim.metadata.uid.clone();
+        let dp = DeleteParams {
+            preconditions: uid.map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &dp).await {
+            Ok(_) => events.object(
+                reference(victim),
+                NORMAL,
+                "Preempted",
+                format!("Preempted by pod {by} on node {}", plan.node),
+            ),
+            Err(e) => tracing::debug!(pod = %name, "deleting a preemption victim: {e}"),
+        }
+    }
+}
+
+fn reference(pod: &Pod) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: pod.metadata.name.clone(),
+        namespace: pod.metadata.namespace.clone(),
+        uid: pod.metadata.uid.clone(),
+        resource_version: pod.metadata.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+/// Keep the cache and the queue in step with a pod change.
+fn on_pod(s: &Shared, c: &Change<'_, Pod>) {
+    let Some(latest) = c.latest() else { return };
+    let key = Key::of(latest.as_ref());
+    match c.new {
+        Some(new) if bound(new) => {
+            s.queue.remove(&key);
+            let was_bound = c.old.is_some_and(|o| bound(o));
+            let held = cache::holds_room(new);
+            let freed = c.old.is_some_and(|o| cache::holds_room(o)) && !held;
+            s.cache().update_pod(new.clone());
+            // A pod that just landed may satisfy affinities; one that
+            // ended gave its room back.
+            if !was_bound || freed {
+                s.queue.move_all();
+            }
+        }
+        Some(new) => {
+            // Our own status writes (PodScheduled=False) come back as
+            // changes: only a change of what scheduling reads counts.
+            if c.old
+                .is_some_and(|o| ours(o) && !scheduling_changed(o, new))
+            {
+                return;
+            }
+            if ours(new) {
+                let priority = new.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+                s.queue.add(key, priority, created(new));
+            } else {
+                s.queue.remove(&key);
+            }
+        }
+        None => {
+            s.queue.remove(&key);
+            let uid = latest.metadata.uid.clone().unwrap_or_default();
+            s.cache().remove_pod(&uid);
+            if bound(latest) {
+                s.queue.move_all();
+            }
+        }
+    }
+}
