@@ -503,3 +503,7 @@ fn compute_status(
         terminating_replicas: None,
     }
 }
+
+#[cfg(test)]
+#[path = "replicaset_tests.rs"]
+mod tests;

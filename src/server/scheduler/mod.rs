@@ -439,3 +439,6 @@ fn on_pod(s: &Shared, c: &Change<'_, Pod>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

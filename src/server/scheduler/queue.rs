@@ -73,7 +73,7 @@ impl State {
         self.active.push((p, Reverse(c), Reverse(self.seq), key));
     }
 
-    fn to_backoff(&mut self, key: Key, until: Instant) {
+    fn back_off(&mut self, key: Key, until: Instant) {
         let Some(e) = self.pods.get_mut(&key) else {
             return;
         };
@@ -87,7 +87,7 @@ impl State {
     fn release(&mut self, key: Key, now: Instant) {
         let until = self.pods.get(&key).and_then(|e| e.backoff_until);
         match until {
-            Some(u) if u > now => self.to_backoff(key, u),
+            Some(u) if u > now => self.back_off(key, u),
             _ => self.activate(key),
         }
     }
@@ -215,7 +215,7 @@ impl SchedulingQueue {
         if unschedulable && moved < cycle {
             e.place = Place::Parked(now);
         } else {
-            s.to_backoff(key.clone(), until);
+            s.back_off(key.clone(), until);
             drop(s);
             self.notify.notify_one();
         }
