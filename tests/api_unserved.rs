@@ -68,6 +68,7 @@ fn discovery_lists_only_the_subresources_that_are_served() {
         "pods/exec",
         "pods/attach",
         "pods/portforward",
+        "pods/binding",
         "namespaces/finalize",
         "services/status",
         "nodes/proxy",
@@ -80,7 +81,6 @@ fn discovery_lists_only_the_subresources_that_are_served() {
     for unserved in [
         "pods/eviction",
         "pods/proxy",
-        "pods/binding",
         "pods/ephemeralcontainers",
         "services/proxy",
     ] {

@@ -604,7 +604,8 @@ fn get_missing_configmap_is_not_found() {
 
 #[test]
 fn get_pods_all_namespaces() {
-    let s = Server::start();
+    // No node: the pods stay Pending, unbound.
+    let s = Server::start_with_args(&["--disable-agent"]);
     s.namespace("a");
     s.namespace("b");
     let docs = format!(

@@ -76,7 +76,8 @@ fn label_selectors() {
 
 #[test]
 fn field_selectors() {
-    let s = Server::start();
+    // No node, so the pod below stays Pending and unbound.
+    let s = Server::start_with_args(&["--disable-agent"]);
     seed(&s);
     assert_eq!(
         names(&s, &["--field-selector", "metadata.name=a-dev"]),

@@ -605,7 +605,10 @@ mod tests {
         // they are implemented).
         let pods = &rs[0];
         let names: Vec<&str> = pods.subresources.iter().map(|s| s.name).collect();
-        assert_eq!(names, ["attach", "exec", "log", "portforward", "status"]);
+        assert_eq!(
+            names,
+            ["attach", "binding", "exec", "log", "portforward", "status"]
+        );
         let deploy = rs.iter().find(|r| r.plural == "deployments");
         assert_eq!(
             deploy

@@ -1,0 +1,95 @@
+//! Pods that name no node are scheduled onto the server's own node and run
+//! there; a ReplicaSet keeps its count of them: a deleted pod is replaced,
+//! a scale to zero removes them all, and nothing is left behind. The real
+//! agent and kubectl, end to end.
+
+#[path = "support/containers.rs"]
+mod containers;
+#[path = "support/pods.rs"]
+mod pods;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use pods::{server_with_busybox, skiff};
+use support::Server;
+
+const NODE: &str = "heal-node";
+
+const RS: &str = r#"apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sleep", "3600"]
+"#;
+
+/// The names of the pods of app=web that are Running and not going, once
+/// there are `n` of them.
+fn running(s: &Server, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = s.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        let live: Vec<String> = items
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| p["status"]["phase"] == "Running")
+            .filter(|p| p["spec"]["nodeName"] == NODE)
+            .map(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        if live.len() == n && items.len() == n {
+            return live;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never {n} running pods: {:#}\n{}",
+            v["items"],
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_deleted_pod_is_replaced_on_the_node() {
+    let s = server_with_busybox(NODE);
+    s.kubectl_stdin(&["apply", "-f", "-"], RS);
+    let first = running(&s, 2);
+    let events = s.kubectl_ok(&["get", "events", "--field-selector", "reason=Scheduled"]);
+    assert!(
+        events.contains(&format!("to {NODE}")),
+        "no Scheduled event: {events}"
+    );
+    s.kubectl_ok(&["delete", "pod", &first[0], "--wait=true", "--timeout=60s"]);
+    let after = running(&s, 2);
+    assert!(!after.contains(&first[0]), "{after:?}");
+    assert!(after.contains(&first[1]), "the other pod was replaced too");
+    let rs = s.kubectl_ok(&["get", "rs", "web", "-o", "jsonpath={.status.readyReplicas}"]);
+    assert_eq!(rs, "2");
+    s.kubectl_ok(&["scale", "rs", "web", "--replicas=0"]);
+    running(&s, 0);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !skiff(&s, &["ps", "-q"]).trim().is_empty() {
+        assert!(Instant::now() < deadline, "containers are left");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
