@@ -547,6 +547,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         controllers::replicaset::run(replicasets, &shared, life.cancel).await;
         Ok(())
     });
+    let deployments = loopback::client(
+        state.clone(),
+        auth::component(auth::DEPLOYMENT_CONTROLLER_USER),
+        controllers::deployment::AGENT,
+    );
+    let shared = informers.clone();
+    components.spawn("deployment controller", move |life| async move {
+        life.ready();
+        controllers::deployment::run(deployments, &shared, life.cancel).await;
+        Ok(())
+    });
     let limits = args.conn_limits(fd_limit);
     let serving = state.clone();
     components.spawn("API listener", move |life| async move {

@@ -252,6 +252,9 @@ pub const SCHEDULER_USER: &str = "system:kube-scheduler";
 /// The ReplicaSet controller, named as upstream's controller role.
 pub const REPLICASET_CONTROLLER_USER: &str = "system:controller:replicaset-controller";
 
+/// The Deployment controller, named as upstream's controller role.
+pub const DEPLOYMENT_CONTROLLER_USER: &str = "system:controller:deployment-controller";
+
 /// The identity of one of skiff's own components (no groups: what it may do
 /// is granted to its user name in [`component_may`], nothing more).
 pub fn component(user: &str) -> Identity {
@@ -313,6 +316,21 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             ),
             ("apps", "replicasets", None) => matches!(verb, "get" | "list" | "watch"),
             ("apps", "replicasets", Some("status")) => matches!(verb, "patch" | "update"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        // Upstream's system:controller:deployment-controller: manage
+        // ReplicaSets, annotate and report on Deployments.
+        DEPLOYMENT_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("apps", "replicasets", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "update" | "patch" | "delete"
+            ),
+            ("apps", "deployments", None) => {
+                matches!(verb, "get" | "list" | "watch" | "update" | "patch")
+            }
+            ("apps", "deployments", Some("status")) => matches!(verb, "patch" | "update"),
+            ("", "pods", None) => matches!(verb, "get" | "list" | "watch"),
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
             _ => false,
         },

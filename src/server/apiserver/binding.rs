@@ -42,6 +42,18 @@ pub async fn create(
                 &format!("pod {name} is being deleted, cannot be assigned to a host"),
             ));
         }
+        let gated = pod
+            .pointer("/spec/schedulingGates")
+            .and_then(Value::as_array)
+            .is_some_and(|g| !g.is_empty());
+        if gated {
+            return Err(ApiError::conflict(
+                def.group,
+                def.plural,
+                name,
+                &format!("pod {name} has non-empty .spec.schedulingGates"),
+            ));
+        }
         let bound = pod.pointer("/spec/nodeName").and_then(Value::as_str);
         if let Some(node) = bound.filter(|n| !n.is_empty()) {
             return Err(ApiError::conflict(

@@ -1,6 +1,7 @@
 //! Controllers: reconcile loops that are ordinary API clients (the loopback
 //! client, each with an identity of its own), fed by API watches.
 
+pub mod deployment;
 pub mod expectations;
 pub mod garbage;
 pub mod namespace;

@@ -52,6 +52,10 @@ pub struct Ctx {
 pub enum Error {
     #[error("{0}")]
     Api(#[from] kube::Error),
+    #[error("creating pods: {0}")]
+    Create(kube::Error),
+    #[error("deleting pods: {0}")]
+    Delete(kube::Error),
 }
 
 /// The ReplicaSets that `pod` belongs to or could be adopted by.
@@ -93,6 +97,16 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
     });
     let q = queue.clone();
     ctx.sets.on_change(move |c: &Change<'_, ReplicaSet>| {
+        // Our own status writes come back as changes: nothing to do.
+        if let (Some(o), Some(n)) = (c.old, c.new) {
+            let same = o.spec == n.spec
+                && o.metadata.labels == n.metadata.labels
+                && o.metadata.owner_references == n.metadata.owner_references
+                && o.metadata.deletion_timestamp == n.metadata.deletion_timestamp;
+            if same {
+                return;
+            }
+        }
         if let Some(rs) = c.latest() {
             q.add(Key::of(rs.as_ref()));
         }
@@ -223,8 +237,10 @@ async fn claim(ctx: &Ctx, rs: &ReplicaSet, uid: &str) -> Result<Vec<Arc<Pod>>, E
                         .flatten()
                         .filter(|r| r.uid != uid)
                         .collect();
-                    let patch =
-                        json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
+                    // resourceVersion: a reference added meanwhile is
+                    // not lost (the patch conflicts and is retried).
+                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid,
+                        "resourceVersion": pod.metadata.resource_version}});
                     ignore_gone(
                         api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                             .await,
@@ -239,7 +255,8 @@ async fn claim(ctx: &Ctx, rs: &ReplicaSet, uid: &str) -> Result<Vec<Arc<Pod>>, E
             {
                 let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
                 refs.push(owner_ref(rs));
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid}});
+                let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid,
+                    "resourceVersion": pod.metadata.resource_version}});
                 if ignore_gone(
                     api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
                         .await,
@@ -323,7 +340,7 @@ async fn manage(
                     "FailedCreate",
                     format!("Error creating: {e}"),
                 );
-                return Err(e.into());
+                return Err(Error::Create(e));
             }
             batch *= 2;
         }
@@ -368,7 +385,7 @@ async fn manage(
                 "FailedDelete",
                 format!("Error deleting: {e}"),
             );
-            return Err(e.into());
+            return Err(Error::Delete(e));
         }
     }
     Ok(())
@@ -476,14 +493,19 @@ fn compute_status(
         .filter(|c| c.type_ != "ReplicaFailure")
         .collect();
     if let Some(e) = failure {
-        let (reason, message) = match e {
-            Error::Api(kube::Error::Api(s)) => ("FailedCreate", s.message.clone()),
-            other => ("FailedCreate", other.to_string()),
+        let (reason, err) = match e {
+            Error::Delete(e) => ("FailedDelete", e),
+            Error::Create(e) | Error::Api(e) => ("FailedCreate", e),
         };
+        let message = match err {
+            kube::Error::Api(s) => s.message.clone(),
+            other => other.to_string(),
+        };
+        // As upstream: set once, not rewritten with each new message
+        // (which names a new pod each time, and would be a write per try).
         let kept = prev
             .and_then(|s| s.conditions.as_ref())
             .and_then(|c| c.iter().find(|c| c.type_ == "ReplicaFailure"))
-            .filter(|c| c.message.as_deref() == Some(message.as_str()))
             .cloned();
         conditions.push(kept.unwrap_or(ReplicaSetCondition {
             type_: "ReplicaFailure".into(),

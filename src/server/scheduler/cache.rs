@@ -112,8 +112,8 @@ impl NodeInfo {
 
     fn add(&mut self, uid: String, p: Placed) {
         self.requested.add(&p.requests);
-        self.nonzero.0 += p.nonzero.0;
-        self.nonzero.1 += p.nonzero.1;
+        self.nonzero.0 = self.nonzero.0.saturating_add(p.nonzero.0);
+        self.nonzero.1 = self.nonzero.1.saturating_add(p.nonzero.1);
         self.ports.extend(p.ports.iter().cloned());
         if let Some(old) = self.pods.insert(uid, p) {
             self.take_out(&old);
@@ -128,8 +128,8 @@ impl NodeInfo {
 
     fn take_out(&mut self, p: &Placed) {
         self.requested.sub(&p.requests);
-        self.nonzero.0 -= p.nonzero.0;
-        self.nonzero.1 -= p.nonzero.1;
+        self.nonzero.0 = self.nonzero.0.saturating_sub(p.nonzero.0);
+        self.nonzero.1 = self.nonzero.1.saturating_sub(p.nonzero.1);
         for port in &p.ports {
             if let Some(i) = self.ports.iter().position(|x| x == port) {
                 self.ports.swap_remove(i);

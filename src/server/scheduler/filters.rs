@@ -126,7 +126,7 @@ fn tolerates_unschedulable(spec: &PodSpec) -> bool {
 
 /// Two host ports clash on the same protocol and port when either binds
 /// every address or both bind the same one.
-fn conflicts(want: &HostPort, taken: &[HostPort]) -> bool {
+pub fn conflicts(want: &HostPort, taken: &[HostPort]) -> bool {
     let any = |ip: &str| ip == "0.0.0.0" || ip == "::";
     taken.iter().any(|(proto, ip, port)| {
         *proto == want.0 && *port == want.2 && (any(ip) || any(&want.1) || *ip == want.1)

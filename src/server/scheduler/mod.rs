@@ -73,7 +73,12 @@ fn ours(pod: &Pod) -> bool {
     let unbound = spec.node_name.as_deref().is_none_or(str::is_empty);
     let name = spec.scheduler_name.as_deref().unwrap_or(NAME);
     let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    let gated = spec
+        .scheduling_gates
+        .as_ref()
+        .is_some_and(|g| !g.is_empty());
     unbound
+        && !gated
         && (name == NAME || name.is_empty())
         && pod.metadata.deletion_timestamp.is_none()
         && !matches!(phase, Some("Succeeded" | "Failed"))
@@ -179,16 +184,16 @@ impl Scheduler {
                 _ = cancel.cancelled() => break,
                 k = self.shared.queue.pop() => k,
             };
-            let Some(key) = key else { break };
-            self.schedule_one(&key, &mut search);
+            let Some((key, attempt)) = key else { break };
+            self.schedule_one(&key, attempt, &mut search);
         }
         self.shared.queue.close();
     }
 
-    fn schedule_one(&self, key: &Key, search: &mut Search) {
+    fn schedule_one(&self, key: &Key, attempt: u64, search: &mut Search) {
         let queue = &self.shared.queue;
         let Some(pod) = self.pods.get_key(key).filter(|p| ours(p)) else {
-            queue.done(key);
+            queue.done(key, attempt);
             return;
         };
         let decision = {
@@ -211,17 +216,18 @@ impl Scheduler {
         match decision {
             Ok(node) => {
                 self.shared.cache().assume(&pod, &node);
-                self.spawn_bind(key.clone(), pod, node);
+                self.spawn_bind(key.clone(), attempt, pod, node);
             }
             Err((fit, plan)) => {
-                queue.failed(key, true);
+                queue.failed(key, attempt, true);
                 tracing::debug!(pod = %key, "{fit}");
                 self.spawn_unschedulable(pod, fit.to_string(), plan);
             }
         }
     }
 
-    fn spawn_bind(&self, key: Key, pod: Arc<Pod>, node: String) {
+    fn spawn_bind(&self, key: Key, attempt: u64, pod: Arc<Pod>, node: String) {
+        let pods = self.pods.clone();
         let (client, shared, events) = (
             self.client.clone(),
             self.shared.clone(),
@@ -248,7 +254,7 @@ impl Scheduler {
                 .await
             {
                 Ok(_) => {
-                    shared.queue.done(&key);
+                    shared.queue.done(&key, attempt);
                     events.object(
                         reference(&pod),
                         NORMAL,
@@ -259,14 +265,16 @@ impl Scheduler {
                 Err(e) => {
                     shared.cache().forget(&uid);
                     tracing::debug!(pod = %key, node, "binding: {e}");
-                    let gone =
-                        matches!(&e, kube::Error::Api(s) if s.is_not_found() || s.code == 409);
-                    if gone {
-                        // Deleted, bound by someone else, or being
-                        // deleted: the watch will tell; nothing to retry.
-                        shared.queue.done(&key);
+                    // Final only when the pod we tried is gone, bound or
+                    // going; anything else (a conflict with a status
+                    // write, a server in trouble) is tried again.
+                    let settled = pods.get_key(&key).is_none_or(|now| {
+                        now.metadata.uid.as_deref() != Some(uid.as_str()) || !ours(&now)
+                    });
+                    if settled {
+                        shared.queue.done(&key, attempt);
                     } else {
-                        shared.queue.failed(&key, false);
+                        shared.queue.failed(&key, attempt, false);
                     }
                     events.object(
                         reference(&pod),
@@ -404,13 +412,13 @@ fn on_pod(s: &Shared, c: &Change<'_, Pod>) {
     match c.new {
         Some(new) if bound(new) => {
             s.queue.remove(&key);
-            let was_bound = c.old.is_some_and(|o| bound(o));
             let held = cache::holds_room(new);
             let freed = c.old.is_some_and(|o| cache::holds_room(o)) && !held;
             s.cache().update_pod(new.clone());
-            // A pod that just landed may satisfy affinities; one that
-            // ended gave its room back.
-            if !was_bound || freed {
+            // A pod that ended gave its room back. (One that just landed
+            // only takes room: with no inter-pod affinity yet, it cannot
+            // help a parked pod.)
+            if freed {
                 s.queue.move_all();
             }
         }
@@ -419,6 +427,7 @@ fn on_pod(s: &Shared, c: &Change<'_, Pod>) {
             // changes: only a change of what scheduling reads counts.
             if c.old
                 .is_some_and(|o| ours(o) && !scheduling_changed(o, new))
+                && s.queue.contains(&key)
             {
                 return;
             }

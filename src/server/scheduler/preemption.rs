@@ -18,6 +18,7 @@ use super::filters::{self, PodFacts};
 use super::resources;
 
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
+const MAX_CANDIDATES: usize = 100;
 pub const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
 
 /// Where to make room, and whom to evict for it.
@@ -46,9 +47,27 @@ pub fn plan(pod: &Pod, cache: &Cache, err: &FitError) -> Result<Plan, String> {
         ports: cache::host_ports(spec),
     };
     let mine = priority(pod);
+    // Victims chosen before are still going: wait for them rather than
+    // choose more (upstream's PodEligibleToPreemptOthers).
+    let nominated = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.nominated_node_name.as_deref());
+    if let Some(node) = nominated.and_then(|n| cache.node(n)) {
+        let going = node
+            .pods
+            .values()
+            .any(|p| p.pod.metadata.deletion_timestamp.is_some() && priority(&p.pod) < mine);
+        if going {
+            return Err(
+                "preemption: not eligible due to a terminating pod on the nominated node.".into(),
+            );
+        }
+    }
     let mut best: Option<(Key, Plan)> = None;
     let mut no_victims = 0;
-    for name in &err.curable {
+    // As upstream, a bounded number of candidate nodes is looked at.
+    for name in err.curable.iter().take(MAX_CANDIDATES) {
         let Some(node) = cache.node(name) else {
             continue;
         };
@@ -112,25 +131,20 @@ impl Key {
 /// leaving lets the pod fit on `node`; None when even all of them would
 /// not do.
 fn victims_on(facts: &PodFacts<'_>, node: &NodeInfo, mine: i32) -> Option<Vec<Arc<Pod>>> {
-    let (mut lower, stay): (Vec<&Placed>, Vec<&Placed>) = node
-        .pods
-        .values()
-        .partition(|p| priority(&p.pod) < mine && !p.assumed);
+    let (mut lower, stay): (Vec<&Placed>, Vec<&Placed>) = node.pods.values().partition(|p| {
+        priority(&p.pod) < mine && !p.assumed && p.pod.metadata.deletion_timestamp.is_none()
+    });
     if lower.is_empty() {
         return None;
     }
     let fits = |kept: &[&Placed]| {
         let mut used = resources::Res::default();
-        let mut ports: Vec<&HostPort> = Vec::new();
+        let mut ports: Vec<HostPort> = Vec::new();
         for p in kept {
             used.add(&p.requests);
-            ports.extend(p.ports.iter());
+            ports.extend(p.ports.iter().cloned());
         }
-        let clash = facts.ports.iter().any(|w| {
-            ports.iter().any(|t| {
-                t.0 == w.0 && t.2 == w.2 && (t.1 == w.1 || t.1 == "0.0.0.0" || w.1 == "0.0.0.0")
-            })
-        });
+        let clash = facts.ports.iter().any(|w| filters::conflicts(w, &ports));
         !clash && filters::fits(facts, node, &used, kept.len() as i64).is_ok()
     };
     let mut kept: Vec<&Placed> = stay;

@@ -29,6 +29,8 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A parked pod is tried again after this long whatever happens.
 pub const PARKED_MAX: Duration = Duration::from_secs(300);
+/// How often the parked pods are looked over for that.
+const FLUSH_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Place {
@@ -47,6 +49,8 @@ struct Entry {
     attempts: u32,
     /// When its back-off ends.
     backoff_until: Option<Instant>,
+    /// Changed while being scheduled: a failure is not final.
+    dirty: bool,
 }
 
 #[derive(Default)]
@@ -59,6 +63,7 @@ struct State {
     seq: u64,
     cycle: u64,
     moved_at_cycle: u64,
+    last_flush: Option<Instant>,
     closed: bool,
 }
 
@@ -131,7 +136,11 @@ impl SchedulingQueue {
                 e.priority = priority;
                 match e.place {
                     Place::Parked(_) => s.release(key, now),
-                    Place::Active | Place::Backoff(_) | Place::Popped(_) => return,
+                    Place::Popped(_) => {
+                        e.dirty = true;
+                        return;
+                    }
+                    Place::Active | Place::Backoff(_) => return,
                 }
             }
             None => {
@@ -143,6 +152,7 @@ impl SchedulingQueue {
                         created,
                         attempts: 0,
                         backoff_until: None,
+                        dirty: false,
                     },
                 );
                 s.activate(key);
@@ -157,8 +167,15 @@ impl SchedulingQueue {
         self.lock().pods.remove(key);
     }
 
-    /// The next pod to schedule; None once closed.
-    pub async fn pop(&self) -> Option<Key> {
+    pub fn contains(&self, key: &Key) -> bool {
+        self.lock().pods.contains_key(key)
+    }
+
+    /// The next pod to schedule, with the attempt's number (which
+    /// [`SchedulingQueue::done`] and [`SchedulingQueue::failed`] take, so
+    /// that a late answer about an earlier attempt, or about an earlier pod
+    /// of the same name, changes nothing); None once closed.
+    pub async fn pop(&self) -> Option<(Key, u64)> {
         loop {
             let wake = {
                 let mut s = self.lock();
@@ -167,19 +184,25 @@ impl SchedulingQueue {
                 }
                 let now = Instant::now();
                 let next = s.promote(now);
-                flush_parked(&mut s, now);
+                if s.last_flush
+                    .is_none_or(|t| now.duration_since(t) >= FLUSH_EVERY)
+                {
+                    s.last_flush = Some(now);
+                    flush_parked(&mut s, now);
+                }
                 while let Some((_, _, _, key)) = s.active.pop() {
                     if s.pods.get(&key).is_some_and(|e| e.place == Place::Active) {
                         s.cycle += 1;
                         let cycle = s.cycle;
                         if let Some(e) = s.pods.get_mut(&key) {
                             e.place = Place::Popped(cycle);
+                            e.dirty = false;
                         }
-                        return Some(key);
+                        return Some((key, cycle));
                     }
                 }
                 // Parked pods are looked at again at least this often.
-                let flush = now + Duration::from_secs(30);
+                let flush = now + FLUSH_EVERY;
                 Some(next.map_or(flush, |n| n.min(flush)))
             };
             if let Some(at) = wake {
@@ -191,14 +214,20 @@ impl SchedulingQueue {
         }
     }
 
-    /// The popped pod was bound (or needs nothing more).
-    pub fn done(&self, key: &Key) {
-        self.lock().pods.remove(key);
+    /// Attempt `cycle` bound the pod (or it needs nothing more).
+    pub fn done(&self, key: &Key, cycle: u64) {
+        let mut s = self.lock();
+        if s.pods
+            .get(key)
+            .is_some_and(|e| e.place == Place::Popped(cycle))
+        {
+            s.pods.remove(key);
+        }
     }
 
     /// The popped pod could not be scheduled: parked when it fits nowhere
     /// (`unschedulable`) and nothing changed meanwhile, else backed off.
-    pub fn failed(&self, key: &Key, unschedulable: bool) {
+    pub fn failed(&self, key: &Key, attempt: u64, unschedulable: bool) {
         let mut s = self.lock();
         let moved = s.moved_at_cycle;
         let now = Instant::now();
@@ -208,11 +237,14 @@ impl SchedulingQueue {
         let Place::Popped(cycle) = e.place else {
             return;
         };
+        if cycle != attempt {
+            return;
+        }
         e.attempts = e.attempts.saturating_add(1);
         let shift = e.attempts.saturating_sub(1).min(8);
         let until = now + BACKOFF_FIRST.saturating_mul(1 << shift).min(BACKOFF_MAX);
         e.backoff_until = Some(until);
-        if unschedulable && moved < cycle {
+        if unschedulable && moved < cycle && !e.dirty {
             e.place = Place::Parked(now);
         } else {
             s.back_off(key.clone(), until);
@@ -292,24 +324,24 @@ mod tests {
         q.add(k("young"), 0, 20);
         q.add(k("old"), 0, 10);
         q.add(k("important"), 1000, 30);
-        assert_eq!(q.pop().await, Some(k("important")));
-        assert_eq!(q.pop().await, Some(k("old")));
-        assert_eq!(q.pop().await, Some(k("young")));
+        assert_eq!(q.pop().await.map(|p| p.0), Some(k("important")));
+        assert_eq!(q.pop().await.map(|p| p.0), Some(k("old")));
+        assert_eq!(q.pop().await.map(|p| p.0), Some(k("young")));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_parked_pod_waits_for_a_change_then_its_backoff() {
         let q = SchedulingQueue::default();
         q.add(k("p"), 0, 1);
-        assert_eq!(q.pop().await, Some(k("p")));
-        q.failed(&k("p"), true);
+        let (_, n) = q.pop().await.unwrap();
+        q.failed(&k("p"), n, true);
         assert_eq!(q.counts(), (0, 0, 1));
         // Nothing changes: it stays parked (well past its back-off).
         let waited = tokio::time::timeout(Duration::from_secs(60), q.pop()).await;
         assert!(waited.is_err());
         let start = Instant::now();
         q.move_all();
-        assert_eq!(q.pop().await, Some(k("p")));
+        assert_eq!(q.pop().await.map(|p| p.0), Some(k("p")));
         // Its 1 s back-off had long run out.
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
@@ -318,24 +350,28 @@ mod tests {
     async fn a_change_during_the_attempt_is_not_lost() {
         let q = SchedulingQueue::default();
         q.add(k("p"), 0, 1);
-        assert_eq!(q.pop().await, Some(k("p")));
+        let (_, n) = q.pop().await.unwrap();
         // A node is added while the pod is being scheduled.
         q.move_all();
-        q.failed(&k("p"), true);
+        q.failed(&k("p"), n, true);
         assert_eq!(q.counts(), (0, 1, 0));
         let start = Instant::now();
-        assert_eq!(q.pop().await, Some(k("p")));
+        let (_, n) = q.pop().await.unwrap();
         assert_eq!(start.elapsed(), BACKOFF_FIRST);
+        // The pod itself changes during the attempt: not parked either.
+        q.add(k("p"), 0, 1);
+        q.failed(&k("p"), n, true);
+        assert_eq!(q.counts(), (0, 1, 0));
     }
 
     #[tokio::test(start_paused = true)]
     async fn parked_pods_are_tried_again_after_five_minutes() {
         let q = SchedulingQueue::default();
         q.add(k("p"), 0, 1);
-        q.pop().await;
-        q.failed(&k("p"), true);
+        let (_, n) = q.pop().await.unwrap();
+        q.failed(&k("p"), n, true);
         let start = Instant::now();
-        assert_eq!(q.pop().await, Some(k("p")));
+        assert_eq!(q.pop().await.map(|p| p.0), Some(k("p")));
         assert!(start.elapsed() >= PARKED_MAX);
         assert!(start.elapsed() < PARKED_MAX + Duration::from_secs(31));
     }
@@ -346,8 +382,12 @@ mod tests {
         q.add(k("a"), 0, 1);
         q.add(k("b"), 0, 2);
         q.remove(&k("a"));
-        assert_eq!(q.pop().await, Some(k("b")));
-        q.done(&k("b"));
+        let (b, n) = q.pop().await.unwrap();
+        assert_eq!(b, k("b"));
+        // A late answer about an earlier attempt changes nothing.
+        q.done(&k("b"), n + 7);
+        assert_eq!(q.counts(), (1, 0, 0));
+        q.done(&k("b"), n);
         assert_eq!(q.counts(), (0, 0, 0));
     }
 }

@@ -88,8 +88,8 @@ fn normalise(raw: Vec<i64>, reverse: bool) -> Vec<i64> {
 /// cpu and memory after placing the pod, as fractions of allocatable.
 fn after(n: &NodeInfo, nonzero: (i64, i64)) -> [(i64, i64); 2] {
     [
-        (n.nonzero.0 + nonzero.0, n.allocatable.cpu),
-        (n.nonzero.1 + nonzero.1, n.allocatable.memory),
+        (n.nonzero.0.saturating_add(nonzero.0), n.allocatable.cpu),
+        (n.nonzero.1.saturating_add(nonzero.1), n.allocatable.memory),
     ]
 }
 
@@ -99,8 +99,8 @@ fn resource_fit(n: &NodeInfo, nonzero: (i64, i64), policy: Policy) -> i64 {
             return 0;
         }
         match policy {
-            Policy::Spread => (alloc - used) * MAX / alloc,
-            Policy::Binpack => used * MAX / alloc,
+            Policy::Spread => (alloc - used).saturating_mul(MAX) / alloc,
+            Policy::Binpack => used.saturating_mul(MAX) / alloc,
         }
     });
     (per[0] + per[1]) / 2

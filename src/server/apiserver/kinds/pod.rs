@@ -26,7 +26,25 @@ const FIELDS: &[&str] = &[
 
 impl Strategy for Pod {
     fn status_on_create(&self, obj: &mut Map<String, Value>) {
-        obj.insert("status".into(), json!({"phase": "Pending"}));
+        let gated = obj
+            .get("spec")
+            .and_then(|s| s.get("schedulingGates"))
+            .and_then(Value::as_array)
+            .is_some_and(|g| !g.is_empty());
+        let status = if gated {
+            // As upstream: the scheduler leaves it alone until the gates go.
+            json!({"phase": "Pending", "conditions": [{
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "SchedulingGated",
+                "message": "Scheduling is blocked due to non-empty scheduling gates",
+                "lastProbeTime": null,
+                "lastTransitionTime": super::super::metadata::now_rfc3339(),
+            }]})
+        } else {
+            json!({"phase": "Pending"})
+        };
+        obj.insert("status".into(), status);
     }
 
     fn admit_create(&self, obj: &mut Value) {

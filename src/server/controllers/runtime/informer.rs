@@ -163,7 +163,12 @@ where
         let handlers = self.handlers.lock().unwrap_or_else(|p| p.into_inner());
         let change = Change { old, new };
         for h in handlers.iter() {
-            h(&change);
+            // A handler's bug must not end the informer, which every
+            // controller reading this kind depends on.
+            let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(&change)));
+            if called.is_err() {
+                tracing::error!(kind = %K::kind(&()), "a change handler panicked");
+            }
         }
     }
 
@@ -176,7 +181,16 @@ where
             .entry(key.namespace)
             .or_default()
             .insert(key.name, new.clone());
-        self.notify(old.as_ref(), Some(&new));
+        // Another object under the same name (deleted and made again while
+        // the watch was down): handlers see the old one go first.
+        let uid = |o: &Arc<K>| o.meta().uid.clone();
+        match old {
+            Some(o) if uid(&o) != uid(&new) => {
+                self.notify(Some(&o), None);
+                self.notify(None, Some(&new));
+            }
+            old => self.notify(old.as_ref(), Some(&new)),
+        }
     }
 
     /// Take `obj` out of the cache and tell the handlers.

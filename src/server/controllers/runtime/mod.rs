@@ -98,7 +98,19 @@ pub async fn run_workers<K, F, Fut, E>(
         let (queue, reconcile) = (queue.clone(), reconcile.clone());
         tasks.spawn(async move {
             while let Some(key) = queue.next().await {
-                match reconcile(key.clone()).await {
+                use futures::FutureExt;
+                // A bug in one reconcile must not end the worker and leave
+                // its key held for ever.
+                let outcome = std::panic::AssertUnwindSafe(reconcile(key.clone()))
+                    .catch_unwind()
+                    .await;
+                let Ok(outcome) = outcome else {
+                    tracing::error!(controller = name, %key, "reconcile panicked");
+                    queue.add_backoff(key.clone());
+                    queue.done(&key);
+                    continue;
+                };
+                match outcome {
                     Ok(action) => {
                         queue.forget(&key);
                         if let Action::After(d) = action {
