@@ -62,15 +62,16 @@ fn kinds_with_a_status_always_have_one() {
     let status = |kind: &str, name: &str| {
         json(&s.kubectl_ok(&["get", kind, name, "-o", "json"]))["status"].clone()
     };
-    assert_eq!(status("deployment", "d1"), serde_json::json!({}));
-    assert_eq!(status("cronjob", "c1"), serde_json::json!({}));
+    // Seeded on create (controllers fill them in since).
+    assert!(status("deployment", "d1").is_object());
+    assert!(status("cronjob", "c1").is_object());
     assert_eq!(
         status("service", "s1"),
         serde_json::json!({"loadBalancer": {}})
     );
     // Also after an update that leaves status out.
     s.kubectl_ok(&["label", "deployment", "d1", "x=y"]);
-    assert_eq!(status("deployment", "d1"), serde_json::json!({}));
+    assert!(status("deployment", "d1").is_object());
     // A kind without a status gets none.
     s.kubectl_ok(&["create", "configmap", "cm", "--from-literal=a=b"]);
     let cm = json(&s.kubectl_ok(&["get", "configmap", "cm", "-o", "json"]));

@@ -271,10 +271,23 @@ fn apply_again_is_unchanged_and_changes_are_configured() {
     );
 }
 
+/// Wait until the demo Deployment's controller has made its pods.
+fn demo_rolled(s: &Server) {
+    s.kubectl_ok(&[
+        "wait",
+        "-n",
+        "demo",
+        "deploy/web",
+        "--for=jsonpath={.status.updatedReplicas}=2",
+        "--timeout=60s",
+    ]);
+}
+
 #[test]
 fn get_all_in_namespace() {
     let s = Server::start();
     apply_demo(&s);
+    demo_rolled(&s);
     let out = s.kubectl_ok(&["get", "all", "-n", "demo"]);
     let rows = table(&out);
     let svc_header = rows
@@ -310,7 +323,8 @@ fn get_all_in_namespace() {
         "{out}"
     );
     let dep = row(&rows, "deployment.apps/web");
-    assert_eq!(&dep[1..4], ["0/2", "0", "0"], "{out}");
+    // Its pods exist (the image cannot be pulled here): none ready.
+    assert_eq!(&dep[1..4], ["0/2", "2", "0"], "{out}");
     // The ConfigMap is not in category "all".
     assert!(!out.contains("app-config"), "{out}");
 }
@@ -319,6 +333,7 @@ fn get_all_in_namespace() {
 fn get_deployments_wide() {
     let s = Server::start();
     apply_demo(&s);
+    demo_rolled(&s);
     let out = s.kubectl_ok(&["get", "deploy", "-n", "demo", "-o", "wide"]);
     let rows = table(&out);
     assert_eq!(
@@ -336,7 +351,7 @@ fn get_deployments_wide() {
         "{out}"
     );
     let r = row(&rows, "web");
-    assert_eq!(&r[1..4], ["0/2", "0", "0"], "{out}");
+    assert_eq!(&r[1..4], ["0/2", "2", "0"], "{out}");
     assert_eq!(&r[5..], ["nginx", "nginx:1.27", "app=web"], "{out}");
     // AGE is a duration such as 0s, 5s, 2m.
     assert!(

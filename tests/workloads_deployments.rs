@@ -222,3 +222,44 @@ fn a_stalled_rollout_reports_its_deadline_and_can_roll_back_by_itself() {
     ]);
     assert!(events.contains("Rolled back to revision 1"), "{events}");
 }
+
+/// The names of what is left of the Deployment's ReplicaSets and pods.
+fn left(s: &Server) -> String {
+    s.kubectl_ok(&["get", "rs,pods", "-l", "app=web", "-o", "name"])
+}
+
+#[test]
+fn deleting_a_deployment_takes_its_replicasets_and_pods_with_it() {
+    let s = server_with_busybox(NODE);
+    // Background (kubectl's default): the Deployment goes at once, the
+    // garbage collector takes the rest.
+    s.kubectl_stdin(&["apply", "-f", "-"], &deployment("", 600));
+    wait(&s, "rolled out", rolled_out("busybox:latest"));
+    s.kubectl_ok(&["delete", "deploy", "web"]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !left(&s).trim().is_empty() {
+        assert!(Instant::now() < deadline, "left behind: {}", left(&s));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Foreground: kubectl waits until the dependents are gone, then the
+    // Deployment.
+    s.kubectl_stdin(&["apply", "-f", "-"], &deployment("", 600));
+    wait(&s, "rolled out again", rolled_out("busybox:latest"));
+    s.kubectl_ok(&[
+        "delete",
+        "deploy",
+        "web",
+        "--cascade=foreground",
+        "--timeout=90s",
+    ]);
+    assert_eq!(
+        left(&s).trim(),
+        "",
+        "dependents outlived a foreground deletion"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !skiff(&s, &["ps", "-q"]).trim().is_empty() {
+        assert!(Instant::now() < deadline, "containers are left");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -270,6 +270,7 @@ pub async fn commit_update(w: Write<'_>, new: &Value, expected: i64) -> Result<V
             super::admission::quota::Guard::for_delete(state, ns.filter(|_| def.namespaced));
         let deleted = state.objects.delete(def, ns, name, Some(expected)).await?;
         allocate::release(state, def, &deleted).await;
+        collect_dependents(state, def, ns, name, &deleted);
         return Ok(deleted);
     }
     state.objects.update(def, ns, name, new, expected).await
@@ -555,6 +556,7 @@ pub async fn delete_one(
         match state.objects.delete(def, ns, name, Some(cur.rev)).await {
             Ok(v) => {
                 allocate::release(state, def, &v).await;
+                collect_dependents(state, def, ns, name, &v);
                 return Ok(v);
             }
             Err(e) if e.is_conflict() && opts.resource_version.is_none() => continue,
@@ -567,6 +569,23 @@ pub async fn delete_one(
         name,
         "the object kept changing while it was being deleted; try again",
     ))
+}
+
+/// An object is gone from the store: its dependents are the garbage
+/// collector's to delete (background propagation).
+fn collect_dependents(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    obj: &Value,
+) {
+    if !garbage::collects_after(def) {
+        return;
+    }
+    if let Some(uid) = meta_str(obj, "uid") {
+        state.gc.push(garbage::Marked::removed(def, ns, name, uid));
+    }
 }
 
 /// Make an object's garbage-collector finalizers say `policy` (Orphan,

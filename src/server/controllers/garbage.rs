@@ -1,15 +1,20 @@
-//! The garbage collector's answer to the two deletion finalizers the API
-//! sets (`write::delete_one`): `orphan` (its dependents lose their owner
-//! reference, then the owner goes) and `foregroundDeletion` (its
-//! dependents are deleted first, in the foreground themselves when they
-//! block their owner's deletion, then the owner goes). Background
-//! deletion of dependents whose owner is gone, and the dependency graph
-//! it needs, come with the other controllers.
+//! The garbage collector:
+//!
+//! - its answer to the two deletion finalizers the API sets
+//!   (`write::delete_one`): `orphan` (its dependents lose their owner
+//!   reference, then the owner goes) and `foregroundDeletion` (its
+//!   dependents are deleted first, in the foreground themselves when they
+//!   block their owner's deletion, then the owner goes);
+//! - background deletion: an object whose owners are all gone is deleted
+//!   (one that still has an owner only loses the reference to the one that
+//!   went), so `kubectl delete deploy` takes its ReplicaSets and their
+//!   pods with it.
 //!
 //! An ordinary API client (`auth::GARBAGE_COLLECTOR_USER` through the
-//! loopback). The API tells it which owners were marked through a bounded
-//! queue; should the queue overflow, or the server restart with owners
-//! still marked, a sweep over every kind finds them.
+//! loopback). The API tells it which owners were marked, and which objects
+//! were removed, through a bounded queue; should the queue overflow, or
+//! the server restart with work left, a sweep over every kind finds marked
+//! owners and dependents whose owners are gone.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +59,9 @@ pub struct Marked {
     pub uid: String,
     /// None for a cluster-scoped owner.
     pub namespace: Option<String>,
+    /// The owner is gone from the store (not marked): its dependents are
+    /// collected in the background.
+    pub gone: bool,
     retry: Duration,
 }
 
@@ -64,7 +72,16 @@ impl Marked {
             name: name.to_string(),
             uid: uid.to_string(),
             namespace: namespace.filter(|_| def.namespaced).map(str::to_string),
+            gone: false,
             retry: RETRY_FIRST,
+        }
+    }
+
+    /// An object that was just removed from the store.
+    pub fn removed(def: &ResourceDef, namespace: Option<&str>, name: &str, uid: &str) -> Self {
+        Marked {
+            gone: true,
+            ..Marked::new(def, namespace, name, uid)
         }
     }
 }
@@ -79,6 +96,25 @@ fn collection(def: &ResourceDef, namespace: Option<&str>) -> String {
         Some(ns) => format!("{base}/namespaces/{ns}/{}", def.plural),
         None => format!("{base}/{}", def.plural),
     }
+}
+
+/// Kinds removed often and (almost) never owners: their removals are not
+/// queued, so that deleting many pods does not make the collector scan
+/// their namespaces once each. What they do own (a pod's ephemeral volume
+/// claim) is found by the sweep after a restart.
+const SELDOM_OWNERS: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "events"),
+    ("", "endpoints"),
+    ("events.k8s.io", "events"),
+    ("coordination.k8s.io", "leases"),
+    ("discovery.k8s.io", "endpointslices"),
+];
+
+/// Whether the removal of an object of `def` is worth telling the
+/// collector about.
+pub fn collects_after(def: &ResourceDef) -> bool {
+    !SELDOM_OWNERS.contains(&(def.group, def.plural))
 }
 
 /// How the API hands marked owners to the collector.
@@ -247,10 +283,32 @@ async fn each_in(ctx: &Ctx, collection: &str, mut f: impl FnMut(Value)) -> Resul
     }
 }
 
-/// Every marked owner still holding one of the two finalizers.
+/// Every marked owner still holding one of the two finalizers, and every
+/// owner that is gone while objects still name it.
 async fn sweep(ctx: &Ctx, queue: &Queue) -> Result<(), kube::Error> {
+    let mut present: HashSet<String> = HashSet::new();
+    // (owner uid, owner name, the dependent's namespace, its kind's def)
+    let mut named: Vec<(String, String, Option<String>, ResourceDef)> = Vec::new();
     for def in ctx.kinds.iter() {
         each_in(ctx, &collection(def, None), |obj| {
+            if let Some(uid) = meta(&obj, "uid") {
+                present.insert(uid.to_string());
+            }
+            for r in obj
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(uid), Some(name)) = (r["uid"].as_str(), r["name"].as_str()) {
+                    named.push((
+                        uid.to_string(),
+                        name.to_string(),
+                        meta(&obj, "namespace").map(str::to_string),
+                        def.clone(),
+                    ));
+                }
+            }
             let held = finalizers(&obj)
                 .iter()
                 .any(|f| *f == ORPHAN || *f == FOREGROUND);
@@ -263,6 +321,13 @@ async fn sweep(ctx: &Ctx, queue: &Queue) -> Result<(), kube::Error> {
             queue.push(Marked::new(def, meta(&obj, "namespace"), name, uid));
         })
         .await?;
+    }
+    let mut seen = HashSet::new();
+    for (uid, name, ns, def) in named {
+        if present.contains(&uid) || !seen.insert((uid.clone(), ns.clone())) {
+            continue;
+        }
+        queue.push(Marked::removed(&def, ns.as_deref(), &name, &uid));
     }
     Ok(())
 }
@@ -321,8 +386,109 @@ async fn replace(ctx: &Ctx, collection: &str, obj: &Value) -> Result<bool, kube:
     }
 }
 
+/// The collection of an owner reference's kind in `namespace` (None when
+/// the kind is not one this server serves).
+fn owner_collection(ctx: &Ctx, r: &Value, namespace: Option<&str>) -> Option<String> {
+    let api_version = r.get("apiVersion")?.as_str()?;
+    let kind = r.get("kind")?.as_str()?;
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    let def = ctx
+        .kinds
+        .iter()
+        .find(|d| d.group == group && d.kind == kind && d.version == version)
+        .or_else(|| {
+            ctx.kinds
+                .iter()
+                .find(|d| d.group == group && d.kind == kind)
+        })?;
+    Some(collection(def, namespace))
+}
+
+/// Whether the owner a reference names still exists (the same object: its
+/// UID). An owner of a kind not served here counts as existing: nothing is
+/// deleted on a guess.
+async fn owner_exists(ctx: &Ctx, r: &Value, namespace: Option<&str>) -> Result<bool, kube::Error> {
+    let (Some(name), Some(uid)) = (r["name"].as_str(), r["uid"].as_str()) else {
+        return Ok(true);
+    };
+    let Some(coll) = owner_collection(ctx, r, namespace) else {
+        return Ok(true);
+    };
+    let get = Request::new(&coll)
+        .get(name, &Default::default())
+        .map_err(kube::Error::BuildRequest)?;
+    Ok(loopback::get_opt(&ctx.client, get)
+        .await?
+        .is_some_and(|o| meta(&o, "uid") == Some(uid)))
+}
+
+/// The owner `m` is gone: each of its dependents is deleted when no other
+/// owner of it is left, else loses its reference to `m`.
+async fn collect_dependents(ctx: &Ctx, m: &Marked) -> Result<bool, kube::Error> {
+    for mut d in dependents(ctx, m).await? {
+        if meta(&d.obj, "deletionTimestamp").is_some() {
+            continue;
+        }
+        let ns = meta(&d.obj, "namespace").map(str::to_string);
+        let others: Vec<Value> = d
+            .obj
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter(|r| r["uid"] != m.uid.as_str())
+            .cloned()
+            .collect();
+        let mut solid = false;
+        for r in &others {
+            if owner_exists(ctx, r, ns.as_deref()).await? {
+                solid = true;
+                break;
+            }
+        }
+        if solid {
+            if let Some(refs) = d
+                .obj
+                .pointer_mut("/metadata/ownerReferences")
+                .and_then(Value::as_array_mut)
+            {
+                refs.retain(|r| r["uid"] != m.uid.as_str());
+            }
+            if !replace(ctx, &d.collection, &d.obj).await? {
+                return Ok(false);
+            }
+            continue;
+        }
+        let (Some(name), Some(uid)) = (meta(&d.obj, "name"), meta(&d.obj, "uid")) else {
+            continue;
+        };
+        let params = DeleteParams {
+            preconditions: Some(kube::api::Preconditions {
+                uid: Some(uid.to_string()),
+                resource_version: None,
+            }),
+            ..DeleteParams::background()
+        };
+        let del = Request::new(&d.collection)
+            .delete(name, &params)
+            .map_err(kube::Error::BuildRequest)?;
+        match ctx.client.request::<Value>(del).await {
+            Ok(_) => {}
+            Err(e) if is_status(&e, |s| s.is_not_found() || s.is_conflict()) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
 /// Do what the owner's finalizers ask; true when nothing is left to do.
 async fn finish(ctx: &Ctx, m: &Marked) -> Result<bool, kube::Error> {
+    if m.gone {
+        return collect_dependents(ctx, m).await;
+    }
     let get = Request::new(&m.collection)
         .get(&m.name, &Default::default())
         .map_err(kube::Error::BuildRequest)?;

@@ -238,3 +238,76 @@ async fn a_components_identity_is_authorized_like_any_callers() {
     assert!(matches!(err, kube::Error::Api(s) if s.is_forbidden()));
     store.close().await;
 }
+
+/// Background deletion: an object whose only owner is deleted goes too; one
+/// with another owner left only loses the reference to the one that went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dependents_of_a_deleted_owner_are_collected_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, store) = api_state(dir.path());
+    let admin = admin(&state);
+    Api::<Namespace>::all(admin.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "default");
+    let make = |name: &str, owners: Vec<&ConfigMap>| -> ConfigMap {
+        let refs: Vec<_> = owners
+            .iter()
+            .map(|o| {
+                json!({"apiVersion": "v1", "kind": "ConfigMap",
+                "name": o.metadata.name, "uid": o.metadata.uid})
+            })
+            .collect();
+        serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": refs}}))
+            .unwrap()
+    };
+    let a = cms
+        .create(&PostParams::default(), &make("a", vec![]))
+        .await
+        .unwrap();
+    let b = cms
+        .create(&PostParams::default(), &make("b", vec![]))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &make("only-a", vec![&a]))
+        .await
+        .unwrap();
+    cms.create(&PostParams::default(), &make("a-and-b", vec![&a, &b]))
+        .await
+        .unwrap();
+    let cancel = CancellationToken::new();
+    let gc = controllers::garbage::Ctx::new(
+        loopback::client(
+            state.clone(),
+            auth::component(auth::GARBAGE_COLLECTOR_USER),
+            controllers::garbage::AGENT,
+        ),
+        &state.registry,
+    );
+    let task = tokio::spawn(controllers::garbage::run(gc, state.clone(), cancel.clone()));
+    cms.delete("a", &DeleteParams::background()).await.unwrap();
+    let settled = async {
+        loop {
+            let only = cms.get_opt("only-a").await.unwrap();
+            let both = cms.get("a-and-b").await.unwrap();
+            let refs = both.metadata.owner_references.clone().unwrap_or_default();
+            if only.is_none() && refs.len() == 1 {
+                return refs;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    // Less than the collector's first sweep (30 s): the removal itself
+    // must reach it.
+    let refs = tokio::time::timeout(Duration::from_secs(20), settled)
+        .await
+        .expect("the dependents were not collected");
+    assert_eq!(refs[0].name, "b");
+    cancel.cancel();
+    task.await.unwrap();
+    store.close().await;
+}
