@@ -45,8 +45,9 @@ median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2)
 # Start skiff server in the namespace on data dir $1; waits for /readyz.
 start_skiff() {
     local data="$1"
+    shift
     ip netns exec "$NS" "$SKIFF" server --data-dir "$data" --bind-address 127.0.0.1 \
-        --https-listen-port "$PORT" --write-kubeconfig "$data/kubeconfig.yaml" \
+        --https-listen-port "$PORT" --write-kubeconfig "$data/kubeconfig.yaml" "$@" \
         >"$data.log" 2>&1 &
     SKIFF_PID=$!
     PIDS+=("$SKIFF_PID")

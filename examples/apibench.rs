@@ -13,6 +13,11 @@
 //!     open a watch on ConfigMaps, create K ConfigMaps one after another on
 //!     another connection, and print the delay from each create's response
 //!     (and from its request) to the watch event for it.
+//! apibench schedule --url URL --ca FILE --token T --nodes N --pods M [--clients C]
+//!     make N Nodes (Ready, 32 cpu, 128 GiB, 110 pods; no agent behind
+//!     them), then create M pods (100m cpu, 128 MiB each) over C clients
+//!     (16) and follow a watch until every pod is bound; print how long the
+//!     creates took and the rate from the first create to the last binding.
 //! apibench etcd-put --url http://127.0.0.1:2379 --clients N --requests M
 //!     the same write load against etcd's v3 JSON gateway (POST /v3/kv/put),
 //!     as the nearest peer store.
@@ -508,6 +513,188 @@ async fn cmd_watch(a: &Args) -> Result<()> {
     Ok(())
 }
 
+async fn cmd_schedule(a: &Args) -> Result<()> {
+    let target = Arc::new(Target::new(
+        a.get("url")?,
+        a.opts.get("ca").map(String::as_str),
+        a.opts.get("token").map(String::as_str),
+    )?);
+    let nodes = a.num("nodes", 100)?;
+    let pods = a.num("pods", 1000)?;
+    let clients = a.num("clients", 16)?.max(1);
+    let ns = format!("sched-{}", std::process::id());
+    ensure_namespace(&target, &ns).await?;
+    // The namespace's ServiceAccount comes from a controller: wait for it.
+    let mut conn = target.connect().await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let path = format!("/api/v1/namespaces/{ns}/serviceaccounts/default");
+        let (st, _) = send(&mut conn, target.request("GET", &path, None)).await?;
+        if st.is_success() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("no default ServiceAccount in {ns}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let prefix = format!("bench-node-{}", std::process::id());
+    for i in 0..nodes {
+        let name = format!("{prefix}-{i}");
+        let mut node = serde_json::json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+        });
+        let (st, body) = send(
+            &mut conn,
+            target.request("POST", "/api/v1/nodes", Some(node.to_string())),
+        )
+        .await?;
+        if st != StatusCode::CREATED {
+            bail!(
+                "create node {name}: {st} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+        let q = serde_json::json!({"cpu": "32", "memory": "128Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+        node["status"] = serde_json::json!({
+            "capacity": q, "allocatable": q,
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                "lastHeartbeatTime": "2026-01-01T00:00:00Z", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        });
+        let (st, body) = send(
+            &mut conn,
+            target.request(
+                "PUT",
+                &format!("/api/v1/nodes/{name}/status"),
+                Some(node.to_string()),
+            ),
+        )
+        .await?;
+        if !st.is_success() {
+            bail!(
+                "node {name} status: {st} {}",
+                String::from_utf8_lossy(&body)
+            );
+        }
+    }
+    // Let the scheduler's informer take the nodes in before the clock.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (st, body) = send(
+        &mut conn,
+        target.request(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/pods?limit=1"),
+            None,
+        ),
+    )
+    .await?;
+    if !st.is_success() {
+        bail!("list: {st} {}", String::from_utf8_lossy(&body));
+    }
+    let list: serde_json::Value = serde_json::from_slice(&body)?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("0")
+        .to_string();
+    let mut wconn = target.connect().await?;
+    wconn.ready().await?;
+    let resp = wconn
+        .send_request(target.request(
+            "GET",
+            &format!("/api/v1/namespaces/{ns}/pods?watch=true&resourceVersion={rv}"),
+            None,
+        ))
+        .await?;
+    if !resp.status().is_success() {
+        bail!("watch: {}", resp.status());
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let mut body = resp.into_body();
+    tokio::spawn(async move {
+        let mut buf = Vec::new();
+        while let Some(Ok(frame)) = body.frame().await {
+            let now = Instant::now();
+            if let Some(data) = frame.data_ref() {
+                buf.extend_from_slice(data);
+                while let Some(pos) = buf.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = buf.drain(..=pos).collect();
+                    if let Ok(ev) = serde_json::from_slice::<serde_json::Value>(&line) {
+                        let bound = ev["object"]["spec"]["nodeName"]
+                            .as_str()
+                            .is_some_and(|n| !n.is_empty());
+                        if let (true, Some(name)) =
+                            (bound, ev["object"]["metadata"]["name"].as_str())
+                        {
+                            let _ = tx.send((name.to_string(), now));
+                        }
+                    }
+                }
+            }
+        }
+    });
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(target.connect().await?);
+    }
+    let start = Instant::now();
+    let per = pods.div_ceil(clients);
+    let mut tasks = Vec::new();
+    for (c, mut conn) in conns.into_iter().enumerate() {
+        let (target, ns) = (target.clone(), ns.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in (c * per)..((c + 1) * per).min(pods) {
+                let pod = serde_json::json!({
+                    "apiVersion": "v1", "kind": "Pod",
+                    "metadata": {"name": format!("p-{i}"), "namespace": ns},
+                    "spec": {"containers": [{"name": "c", "image": "busybox",
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}}}]},
+                });
+                let (st, body) = send(
+                    &mut conn,
+                    target.request(
+                        "POST",
+                        &format!("/api/v1/namespaces/{ns}/pods"),
+                        Some(pod.to_string()),
+                    ),
+                )
+                .await?;
+                if st != StatusCode::CREATED {
+                    bail!("create pod: {st} {}", String::from_utf8_lossy(&body));
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let created = start.elapsed();
+    let mut bound: HashMap<String, Instant> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while bound.len() < pods && Instant::now() < deadline {
+        match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+            Ok(Some((n, t))) => {
+                bound.entry(n).or_insert(t);
+            }
+            Ok(None) => break,
+            Err(_) => {}
+        }
+    }
+    let last = bound.values().max().copied().unwrap_or(start);
+    let secs = last.saturating_duration_since(start).as_secs_f64();
+    println!(
+        "schedule nodes={nodes} pods={pods} bound={} create_secs={:.3} bound_secs={secs:.3} rate={:.0}/s",
+        bound.len(),
+        created.as_secs_f64(),
+        bound.len() as f64 / secs.max(1e-9),
+    );
+    if bound.len() < pods {
+        bail!("only {} of {pods} pods were bound", bound.len());
+    }
+    Ok(())
+}
+
 fn read_kib(path: &str, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
@@ -583,6 +770,9 @@ async fn main() -> Result<()> {
         Some("create") => cmd_create(&a).await,
         Some("watch") => cmd_watch(&a).await,
         Some("etcd-put") => cmd_etcd_put(&a).await,
-        _ => bail!("usage: apibench startup|create|watch|etcd-put … (see examples/apibench.rs)"),
+        Some("schedule") => cmd_schedule(&a).await,
+        _ => bail!(
+            "usage: apibench startup|create|watch|schedule|etcd-put … (see examples/apibench.rs)"
+        ),
     }
 }
