@@ -18,6 +18,9 @@
 //!     them), then create M pods (100m cpu, 128 MiB each) over C clients
 //!     (16) and follow a watch until every pod is bound; print how long the
 //!     creates took and the rate from the first create to the last binding.
+//!     With `--pending`, the nodes start cordoned: every pod is created and
+//!     found unschedulable first, then the nodes are uncordoned and the rate
+//!     is from the first uncordon to the last binding (M pending pods).
 //! apibench etcd-put --url http://127.0.0.1:2379 --clients N --requests M
 //!     the same write load against etcd's v3 JSON gateway (POST /v3/kv/put),
 //!     as the nearest peer store.
@@ -538,12 +541,15 @@ async fn cmd_schedule(a: &Args) -> Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let pending = a.opts.contains_key("pending");
     let prefix = format!("bench-node-{}", std::process::id());
+    let mut made: Vec<(String, serde_json::Value)> = Vec::new();
     for i in 0..nodes {
         let name = format!("{prefix}-{i}");
         let mut node = serde_json::json!({
             "apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
+            "spec": {"unschedulable": pending},
         });
         let (st, body) = send(
             &mut conn,
@@ -577,6 +583,7 @@ async fn cmd_schedule(a: &Args) -> Result<()> {
                 String::from_utf8_lossy(&body)
             );
         }
+        made.push((name, node));
     }
     // Let the scheduler's informer take the nodes in before the clock.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -670,6 +677,70 @@ async fn cmd_schedule(a: &Args) -> Result<()> {
         t.await??;
     }
     let created = start.elapsed();
+    let mut start = start;
+    if pending {
+        // Every pod tried once and parked (its PodScheduled=False written),
+        // then the nodes open.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (st, body) = send(
+                &mut conn,
+                target.request("GET", &format!("/api/v1/namespaces/{ns}/pods"), None),
+            )
+            .await?;
+            if !st.is_success() {
+                bail!("list pods: {st}");
+            }
+            let list: serde_json::Value = serde_json::from_slice(&body)?;
+            let parked = list["items"].as_array().map_or(0, |items| {
+                items
+                    .iter()
+                    .filter(|p| {
+                        p["status"]["conditions"].as_array().is_some_and(|c| {
+                            c.iter()
+                                .any(|c| c["type"] == "PodScheduled" && c["status"] == "False")
+                        })
+                    })
+                    .count()
+            });
+            if parked == pods {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("only {parked} of {pods} pods were found unschedulable");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Over all the clients' connections at once, so that the nodes open
+        // nearly together.
+        let mut conns = Vec::new();
+        for _ in 0..clients {
+            conns.push(target.connect().await?);
+        }
+        start = Instant::now();
+        let per = made.len().div_ceil(clients).max(1);
+        let mut tasks = Vec::new();
+        for (chunk, mut conn) in made.chunks(per).map(<[_]>::to_vec).zip(conns) {
+            let target = target.clone();
+            tasks.push(tokio::spawn(async move {
+                for (name, mut node) in chunk {
+                    node["spec"]["unschedulable"] = serde_json::json!(false);
+                    let (st, body) = send(
+                        &mut conn,
+                        target.request("PUT", &format!("/api/v1/nodes/{name}"), Some(node.to_string())),
+                    )
+                    .await?;
+                    if !st.is_success() {
+                        bail!("uncordon {name}: {st} {}", String::from_utf8_lossy(&body));
+                    }
+                }
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+    }
     let mut bound: HashMap<String, Instant> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(600);
     while bound.len() < pods && Instant::now() < deadline {
@@ -684,7 +755,7 @@ async fn cmd_schedule(a: &Args) -> Result<()> {
     let last = bound.values().max().copied().unwrap_or(start);
     let secs = last.saturating_duration_since(start).as_secs_f64();
     println!(
-        "schedule nodes={nodes} pods={pods} bound={} create_secs={:.3} bound_secs={secs:.3} rate={:.0}/s",
+        "schedule nodes={nodes} pods={pods} pending={pending} bound={} create_secs={:.3} bound_secs={secs:.3} rate={:.0}/s",
         bound.len(),
         created.as_secs_f64(),
         bound.len() as f64 / secs.max(1e-9),
