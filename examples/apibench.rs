@@ -727,7 +727,11 @@ async fn cmd_schedule(a: &Args) -> Result<()> {
                     node["spec"]["unschedulable"] = serde_json::json!(false);
                     let (st, body) = send(
                         &mut conn,
-                        target.request("PUT", &format!("/api/v1/nodes/{name}"), Some(node.to_string())),
+                        target.request(
+                            "PUT",
+                            &format!("/api/v1/nodes/{name}"),
+                            Some(node.to_string()),
+                        ),
                     )
                     .await?;
                     if !st.is_success() {

@@ -558,6 +558,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         controllers::deployment::run(deployments, &shared, life.cancel).await;
         Ok(())
     });
+    let jobs = loopback::client(
+        state.clone(),
+        auth::component(auth::JOB_CONTROLLER_USER),
+        controllers::job::AGENT,
+    );
+    let shared = informers.clone();
+    components.spawn("job controller", move |life| async move {
+        life.ready();
+        controllers::job::run(jobs, &shared, life.cancel).await;
+        Ok(())
+    });
     let limits = args.conn_limits(fd_limit);
     let serving = state.clone();
     components.spawn("API listener", move |life| async move {

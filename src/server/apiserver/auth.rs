@@ -255,6 +255,9 @@ pub const REPLICASET_CONTROLLER_USER: &str = "system:controller:replicaset-contr
 /// The Deployment controller, named as upstream's controller role.
 pub const DEPLOYMENT_CONTROLLER_USER: &str = "system:controller:deployment-controller";
 
+/// The Job controller, named as upstream's controller role.
+pub const JOB_CONTROLLER_USER: &str = "system:controller:job-controller";
+
 /// The identity of one of skiff's own components (no groups: what it may do
 /// is granted to its user name in [`component_may`], nothing more).
 pub fn component(user: &str) -> Identity {
@@ -331,6 +334,18 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             }
             ("apps", "deployments", Some("status")) => matches!(verb, "patch" | "update"),
             ("", "pods", None) => matches!(verb, "get" | "list" | "watch"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        // Upstream's system:controller:job-controller: run and release
+        // pods, report on Jobs.
+        JOB_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("", "pods", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "delete" | "patch" | "update"
+            ),
+            ("batch", "jobs", None) => matches!(verb, "get" | "list" | "watch"),
+            ("batch", "jobs", Some("status")) => matches!(verb, "patch" | "update"),
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
             _ => false,
         },

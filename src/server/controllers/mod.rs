@@ -4,6 +4,7 @@
 pub mod deployment;
 pub mod expectations;
 pub mod garbage;
+pub mod job;
 pub mod namespace;
 pub mod per_namespace;
 pub mod podutil;

@@ -1,0 +1,689 @@
+//! The Job controller: runs pods until `completions` of them succeed
+//! (`parallelism` at a time), or gives up, as upstream's.
+//!
+//! - **Counting without loss** (upstream's job-tracking finalizer): every
+//!   pod is created with `batch.kubernetes.io/job-tracking`. A finished pod
+//!   is first recorded in `status.uncountedTerminatedPods` (and, for an
+//!   Indexed Job, its index in `completedIndexes`), then its finalizer is
+//!   removed, then it is moved into `succeeded`/`failed`. A pod is thus
+//!   counted exactly once, even when it is deleted at once, or the server
+//!   stops in between.
+//! - A pod being deleted counts as failed at once (upstream's default
+//!   podReplacementPolicy for Jobs without a podFailurePolicy).
+//! - **Giving up**: more failures than `backoffLimit` (`BackoffLimitExceeded`)
+//!   or running longer than `activeDeadlineSeconds` (`DeadlineExceeded`):
+//!   the remaining pods are deleted, and the Job gets `FailureTarget` and
+//!   `Failed`. Pods are recreated after failures with upstream's back-off
+//!   (10 s doubling, at most 6 min).
+//! - **Indexed** Jobs: each index once, its pod named `<job>-<i>-…`, with
+//!   hostname `<job>-<i>`, the index as annotation and label, and
+//!   `JOB_COMPLETION_INDEX` in every container.
+//! - **Done**: `SuccessCriteriaMet` then `Complete`, with completionTime.
+//! - `suspend: true` deletes the pods and sets `Suspended`.
+//!
+//! Not yet: podFailurePolicy, successPolicy, backoffLimitPerIndex,
+//! ttlSecondsAfterFinished, and counting container restarts of
+//! `restartPolicy: OnFailure` pods toward the back-off limit.
+
+pub mod indexes;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::expectations::Expectations;
+use super::podutil;
+use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
+use crate::events::{Recorder, Source, NORMAL, WARNING};
+
+pub const AGENT: &str = "skiff-job-controller";
+pub const COMPONENT: &str = "job-controller";
+pub const TRACKING_FINALIZER: &str = "batch.kubernetes.io/job-tracking";
+pub const INDEX_ANNOTATION: &str = "batch.kubernetes.io/job-completion-index";
+pub const INDEX_ENV: &str = "JOB_COMPLETION_INDEX";
+const WORKERS: usize = 5;
+const BACKOFF_FIRST: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(360);
+/// Pods created per pass at most.
+const BURST: usize = 500;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+}
+
+pub struct Ctx {
+    client: kube::Client,
+    jobs: Arc<Informer<Job>>,
+    pods: Arc<Informer<Pod>>,
+    expectations: Arc<Expectations>,
+    events: Recorder,
+    /// Per Job UID: failures seen, and when the count last grew.
+    failures: Mutex<HashMap<String, (i32, Timestamp)>>,
+}
+
+fn job_of(pod: &Pod) -> Option<Key> {
+    let r = podutil::controller_of(&pod.metadata)?;
+    (r.kind == "Job").then(|| {
+        Key::new(
+            pod.metadata.namespace.as_deref().unwrap_or_default(),
+            &r.name,
+        )
+    })
+}
+
+pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {
+    let queue = Arc::new(Queue::<Key>::default());
+    let ctx = Arc::new(Ctx {
+        events: Recorder::spawn_for(
+            client.clone(),
+            Source {
+                component: COMPONENT,
+                host: None,
+            },
+        ),
+        client,
+        jobs: informers.get::<Job>(),
+        pods: informers.get::<Pod>(),
+        expectations: Arc::new(Expectations::default()),
+        failures: Mutex::new(HashMap::new()),
+    });
+    let q = queue.clone();
+    // Status changes too: counting goes in steps, each from the status the
+    // last one wrote (and each writes only when something changed).
+    ctx.jobs.on_change(move |c: &Change<'_, Job>| {
+        if let Some(j) = c.latest() {
+            q.add(Key::of(j.as_ref()));
+        }
+    });
+    let (q, exp) = (queue.clone(), ctx.expectations.clone());
+    ctx.pods.on_change(move |c: &Change<'_, Pod>| {
+        let Some(key) = c.latest().and_then(|p| job_of(p)) else {
+            return;
+        };
+        if c.old.is_none() {
+            exp.created(&key);
+        }
+        if c.new.is_none() {
+            exp.deleted(&key);
+        }
+        q.add(key);
+    });
+    ctx.jobs.synced().await;
+    ctx.pods.synced().await;
+    let c = ctx.clone();
+    runtime::run_workers(COMPONENT, queue, WORKERS, cancel, move |key: Key| {
+        let c = c.clone();
+        async move { reconcile(&c, &key).await }
+    })
+    .await;
+}
+
+fn reference(job: &Job) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("batch/v1".into()),
+        kind: Some("Job".into()),
+        name: job.metadata.name.clone(),
+        namespace: job.metadata.namespace.clone(),
+        uid: job.metadata.uid.clone(),
+        resource_version: job.metadata.resource_version.clone(),
+        ..Default::default()
+    }
+}
+
+fn has_condition(s: &JobStatus, kind: &str) -> bool {
+    s.conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == kind && c.status == "True")
+}
+
+fn condition(kind: &str, reason: &str, message: &str, now: Timestamp) -> JobCondition {
+    JobCondition {
+        type_: kind.into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_probe_time: Some(Time(now)),
+        last_transition_time: Some(Time(now)),
+    }
+}
+
+fn set_condition(s: &mut JobStatus, c: JobCondition) {
+    let list = s.conditions.get_or_insert_with(Vec::new);
+    if let Some(old) = list.iter_mut().find(|o| o.type_ == c.type_) {
+        if old.status != c.status {
+            *old = c;
+        }
+    } else {
+        list.push(c);
+    }
+}
+
+fn index_of(pod: &Pod) -> Option<i32> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(INDEX_ANNOTATION)?
+        .parse()
+        .ok()
+}
+
+fn has_finalizer(pod: &Pod) -> bool {
+    pod.metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .any(|f| f == TRACKING_FINALIZER)
+}
+
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref()?.phase.as_deref()
+}
+
+/// How a pod of the Job ended, if it did (a pod being deleted counts as
+/// failed unless it succeeded).
+fn outcome(pod: &Pod) -> Option<bool> {
+    match phase(pod) {
+        Some("Succeeded") => Some(true),
+        Some("Failed") => Some(false),
+        _ if pod.metadata.deletion_timestamp.is_some() => Some(false),
+        _ => None,
+    }
+}
+
+async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
+    let Some(job) = ctx.jobs.get_key(key) else {
+        ctx.expectations.forget(key);
+        return Ok(Action::Done);
+    };
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    let pods: Vec<Arc<Pod>> = ctx
+        .pods
+        .list(&key.namespace)
+        .into_iter()
+        .filter(|p| podutil::controller_of(&p.metadata).is_some_and(|r| r.uid == uid))
+        .collect();
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let now = Timestamp::now();
+    let mut status = job.status.clone().unwrap_or_default();
+    let finished = has_condition(&status, "Complete") || has_condition(&status, "Failed");
+
+    // 1. Record finished pods not yet recorded.
+    let mut uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
+    let mut completed = indexes::parse(status.completed_indexes.as_deref().unwrap_or_default());
+    let recorded = |u: &UncountedTerminatedPods, id: &str| {
+        u.succeeded.iter().flatten().any(|x| x == id) || u.failed.iter().flatten().any(|x| x == id)
+    };
+    let mut newly = false;
+    for p in pods.iter().filter(|p| has_finalizer(p)) {
+        let (Some(ok), Some(id)) = (outcome(p), p.metadata.uid.as_deref()) else {
+            continue;
+        };
+        if recorded(&uncounted, id) {
+            continue;
+        }
+        newly = true;
+        if ok {
+            uncounted
+                .succeeded
+                .get_or_insert_with(Vec::new)
+                .push(id.to_string());
+            if let Some(i) = index_of(p) {
+                completed.insert(i);
+            }
+        } else {
+            uncounted
+                .failed
+                .get_or_insert_with(Vec::new)
+                .push(id.to_string());
+        }
+    }
+    if newly {
+        status.uncounted_terminated_pods = Some(uncounted.clone());
+        if job.spec.as_ref().and_then(|s| s.completion_mode.as_deref()) == Some("Indexed") {
+            status.completed_indexes = Some(indexes::format(&completed));
+        }
+        write_status(&api, &job, &status).await?;
+        // The next pass goes on from the written status.
+        return Ok(Action::Done);
+    }
+    // 2. Release the recorded pods.
+    for p in pods.iter().filter(|p| has_finalizer(p)) {
+        let id = p.metadata.uid.as_deref().unwrap_or_default();
+        if recorded(&uncounted, id) || finished {
+            release(&pod_api, p).await?;
+        }
+    }
+    // 3. Count the released ones.
+    let still: BTreeSet<&str> = pods
+        .iter()
+        .filter(|p| has_finalizer(p))
+        .filter_map(|p| p.metadata.uid.as_deref())
+        .collect();
+    let mut moved = false;
+    for (list, counter) in [
+        (&mut uncounted.succeeded, &mut status.succeeded),
+        (&mut uncounted.failed, &mut status.failed),
+    ] {
+        if let Some(l) = list.as_mut() {
+            let before = l.len();
+            l.retain(|id| still.contains(id.as_str()));
+            let gone = (before - l.len()) as i32;
+            if gone > 0 {
+                *counter = Some(counter.unwrap_or(0) + gone);
+                moved = true;
+            }
+        }
+    }
+    status.uncounted_terminated_pods = Some(uncounted.clone());
+    let succeeded =
+        status.succeeded.unwrap_or(0) + uncounted.succeeded.as_ref().map_or(0, Vec::len) as i32;
+    let failed = status.failed.unwrap_or(0) + uncounted.failed.as_ref().map_or(0, Vec::len) as i32;
+    if finished {
+        if moved {
+            write_status(&api, &job, &status).await?;
+        }
+        return Ok(Action::Done);
+    }
+    let spec = job.spec.clone().unwrap_or_default();
+    let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| outcome(p).is_none()).collect();
+    status.terminating = Some(
+        pods.iter()
+            .filter(|p| {
+                p.metadata.deletion_timestamp.is_some()
+                    && !matches!(phase(p), Some("Succeeded" | "Failed"))
+            })
+            .count() as i32,
+    );
+    let suspended = spec.suspend == Some(true);
+    if !suspended && status.start_time.is_none() {
+        status.start_time = Some(Time(now));
+    }
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let completions = spec.completions;
+    let parallelism = spec.parallelism.unwrap_or(1).max(0);
+    let backoff_limit = spec.backoff_limit.unwrap_or(6);
+
+    // 4. Decide.
+    let deadline_passed = spec
+        .active_deadline_seconds
+        .zip(status.start_time.as_ref())
+        .is_some_and(|(secs, start)| now.as_second() - start.0.as_second() >= secs);
+    let failure = if failed > backoff_limit {
+        Some((
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ))
+    } else if deadline_passed && !suspended {
+        Some((
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        ))
+    } else {
+        None
+    };
+    let done = match (indexed, completions) {
+        (true, Some(n)) => (0..n).all(|i| completed.contains(&i)),
+        (false, Some(n)) => succeeded >= n,
+        // A work queue: done once one succeeded and none is left running.
+        (_, None) => succeeded > 0 && active.is_empty(),
+    };
+    let mut action = Action::Done;
+    if let Some((reason, message)) = failure {
+        delete_pods(ctx, key, &job, &pod_api, &active).await?;
+        set_condition(
+            &mut status,
+            condition("FailureTarget", reason, message, now),
+        );
+        set_condition(&mut status, condition("Failed", reason, message, now));
+        ctx.events
+            .object(reference(&job), WARNING, reason, message.into());
+    } else if done {
+        set_condition(
+            &mut status,
+            condition(
+                "SuccessCriteriaMet",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            ),
+        );
+        set_condition(
+            &mut status,
+            condition(
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+                now,
+            ),
+        );
+        status.completion_time = Some(Time(now));
+        ctx.events
+            .object(reference(&job), NORMAL, "Completed", "Job completed".into());
+    } else if suspended {
+        delete_pods(ctx, key, &job, &pod_api, &active).await?;
+        set_condition(
+            &mut status,
+            condition("Suspended", "JobSuspended", "Job suspended", now),
+        );
+    } else {
+        if status
+            .conditions
+            .iter()
+            .flatten()
+            .any(|c| c.type_ == "Suspended" && c.status == "True")
+        {
+            if let Some(c) = status
+                .conditions
+                .as_mut()
+                .and_then(|l| l.iter_mut().find(|c| c.type_ == "Suspended"))
+            {
+                c.status = "False".into();
+                c.reason = Some("JobResumed".into());
+                c.message = Some("Job resumed".into());
+                c.last_transition_time = Some(Time(now));
+            }
+        }
+        action = manage(
+            ctx,
+            key,
+            &job,
+            &pod_api,
+            &active,
+            ManageInput {
+                succeeded,
+                failed,
+                parallelism,
+                completions,
+                indexed,
+                completed: &completed,
+                now,
+            },
+        )
+        .await?;
+    }
+    status.active = Some(active.len() as i32);
+    status.ready = Some(active.iter().filter(|p| podutil::is_ready(p)).count() as i32);
+    if job.status.as_ref() != Some(&status) {
+        write_status(&api, &job, &status).await?;
+    }
+    // A deadline to watch for.
+    if let (Some(secs), Some(start)) = (spec.active_deadline_seconds, status.start_time.as_ref()) {
+        if failure.is_none() && !done {
+            let left = secs - (now.as_second() - start.0.as_second());
+            let after = Duration::from_secs(u64::try_from(left.max(1)).unwrap_or(1));
+            action = match action {
+                Action::After(d) if d < after => Action::After(d),
+                _ => Action::After(after),
+            };
+        }
+    }
+    Ok(action)
+}
+
+struct ManageInput<'a> {
+    succeeded: i32,
+    failed: i32,
+    parallelism: i32,
+    completions: Option<i32>,
+    indexed: bool,
+    completed: &'a BTreeSet<i32>,
+    now: Timestamp,
+}
+
+/// Create or delete pods so that the right number run.
+async fn manage(
+    ctx: &Ctx,
+    key: &Key,
+    job: &Job,
+    pod_api: &Api<Pod>,
+    active: &[&Arc<Pod>],
+    m: ManageInput<'_>,
+) -> Result<Action, Error> {
+    if !ctx.expectations.satisfied(key) {
+        return Ok(Action::Done);
+    }
+    let uid = job.metadata.uid.clone().unwrap_or_default();
+    // Back-off after failures: 10 s doubling from the last new failure.
+    let wait = {
+        let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = f.entry(uid.clone()).or_insert((0, m.now));
+        if m.failed > entry.0 {
+            *entry = (m.failed, m.now);
+        }
+        if m.failed == 0 {
+            Duration::ZERO
+        } else {
+            let shift = (m.failed - 1).clamp(0, 10) as u32;
+            let backoff = BACKOFF_FIRST.saturating_mul(1 << shift).min(BACKOFF_MAX);
+            let since = Duration::from_secs(
+                u64::try_from(m.now.as_second() - entry.1.as_second()).unwrap_or(0),
+            );
+            backoff.saturating_sub(since)
+        }
+    };
+    let want: Vec<Option<i32>> = if m.indexed {
+        let running: BTreeSet<i32> = active.iter().filter_map(|p| index_of(p)).collect();
+        let n = m.completions.unwrap_or(0);
+        let room = (m.parallelism as usize).saturating_sub(active.len());
+        (0..n)
+            .filter(|i| !m.completed.contains(i) && !running.contains(i))
+            .take(room)
+            .map(Some)
+            .collect()
+    } else {
+        let target = match m.completions {
+            Some(n) => m.parallelism.min((n - m.succeeded).max(0)),
+            None if m.succeeded > 0 => 0,
+            None => m.parallelism,
+        } as usize;
+        if active.len() > target {
+            // Too many: the newest, least advanced go.
+            let surplus = active.len() - target;
+            let mut doomed: Vec<&Arc<Pod>> = active.to_vec();
+            doomed.sort_by_key(|p| {
+                (
+                    podutil::is_ready(p),
+                    std::cmp::Reverse(
+                        p.metadata
+                            .creation_timestamp
+                            .as_ref()
+                            .map(|t| t.0.as_second()),
+                    ),
+                )
+            });
+            doomed.truncate(surplus);
+            delete_pods(ctx, key, job, pod_api, &doomed).await?;
+            return Ok(Action::Done);
+        }
+        vec![None; target - active.len()]
+    };
+    if want.is_empty() {
+        return Ok(Action::Done);
+    }
+    if !wait.is_zero() {
+        return Ok(Action::After(wait));
+    }
+    let want: Vec<Option<i32>> = want.into_iter().take(BURST).collect();
+    ctx.expectations.expect(key, want.len() as i64, 0);
+    let pp = PostParams::default();
+    let pods: Vec<Pod> = want.iter().map(|i| pod_from_template(job, *i)).collect();
+    let results = futures::future::join_all(pods.iter().map(|p| pod_api.create(&pp, p))).await;
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(p) => ctx.events.object(
+                reference(job),
+                NORMAL,
+                "SuccessfulCreate",
+                format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
+            ),
+            Err(e) => {
+                ctx.expectations.created(key);
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        ctx.events.object(
+            reference(job),
+            WARNING,
+            "FailedCreate",
+            format!("Error creating: {e}"),
+        );
+        return Err(e.into());
+    }
+    Ok(Action::Done)
+}
+
+/// A pod of the Job's template (for index `index` of an Indexed Job).
+pub fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
+    let template = job
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let tmeta = template.metadata.unwrap_or_default();
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let mut labels = tmeta.labels.unwrap_or_default();
+    let mut annotations = tmeta.annotations.unwrap_or_default();
+    let mut spec = template.spec.unwrap_or_default();
+    let generate = match index {
+        Some(i) => {
+            labels.insert(INDEX_ANNOTATION.into(), i.to_string());
+            annotations.insert(INDEX_ANNOTATION.into(), i.to_string());
+            if spec.hostname.is_none() {
+                spec.hostname = Some(format!("{name}-{i}"));
+            }
+            let env = EnvVar {
+                name: INDEX_ENV.into(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        api_version: Some("v1".into()),
+                        field_path: format!("metadata.annotations['{INDEX_ANNOTATION}']"),
+                    }),
+                    ..Default::default()
+                }),
+            };
+            for c in spec
+                .containers
+                .iter_mut()
+                .chain(spec.init_containers.iter_mut().flatten())
+            {
+                let list = c.env.get_or_insert_with(Vec::new);
+                if !list.iter().any(|e| e.name == INDEX_ENV) {
+                    list.push(env.clone());
+                }
+            }
+            format!("{name}-{i}-")
+        }
+        None => format!("{name}-"),
+    };
+    let mut finalizers = tmeta.finalizers.unwrap_or_default();
+    finalizers.push(TRACKING_FINALIZER.into());
+    Pod {
+        metadata: ObjectMeta {
+            generate_name: Some(generate),
+            namespace: job.metadata.namespace.clone(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            finalizers: Some(finalizers),
+            owner_references: Some(vec![OwnerReference {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name,
+                uid: job.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            }]),
+            ..Default::default()
+        },
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// Take the tracking finalizer off a pod (its count is recorded).
+async fn release(api: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let kept: Vec<&String> = pod
+        .metadata
+        .finalizers
+        .iter()
+        .flatten()
+        .filter(|f| *f != TRACKING_FINALIZER)
+        .collect();
+    let patch =
+        json!({"metadata": {"finalizers": kept, "resourceVersion": pod.metadata.resource_version}});
+    match api
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn delete_pods(
+    ctx: &Ctx,
+    key: &Key,
+    job: &Job,
+    api: &Api<Pod>,
+    pods: &[&Arc<Pod>],
+) -> Result<(), Error> {
+    if pods.is_empty() {
+        return Ok(());
+    }
+    ctx.expectations.expect(key, 0, pods.len() as i64);
+    for p in pods {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let dp = DeleteParams {
+            preconditions: p.metadata.uid.clone().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(&name, &dp).await {
+            Ok(_) => ctx.events.object(
+                reference(job),
+                NORMAL,
+                "SuccessfulDelete",
+                format!("Deleted pod: {name}"),
+            ),
+            Err(kube::Error::Api(s)) if s.is_not_found() => ctx.expectations.deleted(key),
+            Err(e) => {
+                ctx.expectations.deleted(key);
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write the status, guarded by the Job's resourceVersion (a count is never
+/// written over a newer one).
+async fn write_status(api: &Api<Job>, job: &Job, status: &JobStatus) -> Result<(), Error> {
+    let name = job.metadata.name.clone().unwrap_or_default();
+    let mut patch =
+        json!({"metadata": {"resourceVersion": job.metadata.resource_version}, "status": status});
+    if status.conditions.is_none() {
+        patch["status"]["conditions"] = serde_json::Value::Null;
+    }
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    Ok(())
+}
