@@ -93,3 +93,45 @@ fn a_deleted_pod_is_replaced_on_the_node() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The controllers and the scheduler run under Leases, as upstream's: the
+/// server takes them at start, and again at once after being killed (its
+/// identity is the same), so a ReplicaSet made after the restart is filled.
+#[test]
+fn the_controllers_lead_through_leases_and_again_after_a_kill() {
+    let mut s = server_with_busybox(NODE);
+    let holder = |s: &Server, name: &str| {
+        s.kubectl_ok(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            name,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let before = loop {
+        let h = s.kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-system",
+            "kube-scheduler",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        if h.status.success() && !h.stdout.is_empty() {
+            break String::from_utf8_lossy(&h.stdout).into_owned();
+        }
+        assert!(Instant::now() < deadline, "no scheduler lease");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(holder(&s, "kube-controller-manager"), before);
+    // SIGKILL: no Lease is released.
+    s.restart();
+    s.kubectl_stdin(&["apply", "-f", "-"], RS);
+    running(&s, 2);
+    assert_eq!(holder(&s, "kube-scheduler"), before);
+}

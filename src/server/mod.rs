@@ -7,6 +7,7 @@ pub mod apiserver;
 pub mod bootstrap;
 pub mod components;
 pub mod controllers;
+pub mod leader;
 pub mod pki;
 pub mod scheduler;
 pub mod store;
@@ -291,6 +292,17 @@ fn advertise_address(args: &ServerArgs) -> IpAddr {
     }
 }
 
+/// Wait until this server leads; false when stopped first.
+async fn lead(
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => false,
+        r = leading.wait_for(|l| *l) => r.is_ok(),
+    }
+}
+
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     apiserver::recover::install_panic_policy();
@@ -521,6 +533,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         informers_stop.cancel();
         Ok(())
     });
+    // The controllers and the scheduler act only while this server leads.
+    let (leading_tx, leading) = tokio::sync::watch::channel(false);
+    let electing = loopback::client(
+        state.clone(),
+        auth::component(auth::LEADER_ELECTION_USER),
+        leader::AGENT,
+    );
+    let me = leader::identity(&data_dir);
+    components.spawn("leader election", move |life| async move {
+        life.ready();
+        leader::run(electing, me, leading_tx, life.cancel)
+            .await
+            .context("leader election")
+    });
     let scheduler = scheduler::Scheduler::new(
         loopback::client(
             state.clone(),
@@ -530,10 +556,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         &informers,
         args.scheduler_policy,
     );
+    let l = leading.clone();
     components.spawn("scheduler", move |life| async move {
         scheduler.synced().await;
         life.ready();
-        scheduler.run(life.cancel).await;
+        if lead(l, &life.cancel).await {
+            scheduler.run(life.cancel).await;
+        }
         Ok(())
     });
     let replicasets = loopback::client(
@@ -541,10 +570,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         auth::component(auth::REPLICASET_CONTROLLER_USER),
         controllers::replicaset::AGENT,
     );
-    let shared = informers.clone();
+    let (shared, l) = (informers.clone(), leading.clone());
     components.spawn("replicaset controller", move |life| async move {
         life.ready();
-        controllers::replicaset::run(replicasets, &shared, life.cancel).await;
+        if lead(l, &life.cancel).await {
+            controllers::replicaset::run(replicasets, &shared, life.cancel).await;
+        }
         Ok(())
     });
     let deployments = loopback::client(
@@ -552,10 +583,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         auth::component(auth::DEPLOYMENT_CONTROLLER_USER),
         controllers::deployment::AGENT,
     );
-    let shared = informers.clone();
+    let (shared, l) = (informers.clone(), leading.clone());
     components.spawn("deployment controller", move |life| async move {
         life.ready();
-        controllers::deployment::run(deployments, &shared, life.cancel).await;
+        if lead(l, &life.cancel).await {
+            controllers::deployment::run(deployments, &shared, life.cancel).await;
+        }
         Ok(())
     });
     let jobs = loopback::client(
@@ -563,10 +596,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         auth::component(auth::JOB_CONTROLLER_USER),
         controllers::job::AGENT,
     );
-    let shared = informers.clone();
+    let (shared, l) = (informers.clone(), leading.clone());
     components.spawn("job controller", move |life| async move {
         life.ready();
-        controllers::job::run(jobs, &shared, life.cancel).await;
+        if lead(l, &life.cancel).await {
+            controllers::job::run(jobs, &shared, life.cancel).await;
+        }
         Ok(())
     });
     let limits = args.conn_limits(fd_limit);

@@ -258,6 +258,9 @@ pub const DEPLOYMENT_CONTROLLER_USER: &str = "system:controller:deployment-contr
 /// The Job controller, named as upstream's controller role.
 pub const JOB_CONTROLLER_USER: &str = "system:controller:job-controller";
 
+/// Leader election of the controllers and the scheduler.
+pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
+
 /// The identity of one of skiff's own components (no groups: what it may do
 /// is granted to its user name in [`component_may`], nothing more).
 pub fn component(user: &str) -> Identity {
@@ -349,6 +352,19 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
             _ => false,
         },
+        // Its two Leases, nothing else.
+        LEADER_ELECTION_USER => {
+            (*group, *resource) == ("coordination.k8s.io", "leases")
+                && subresource.is_none()
+                && *namespace == Some(crate::server::leader::NAMESPACE)
+                && match name {
+                    Some(n) => {
+                        crate::server::leader::LEASES.contains(n)
+                            && matches!(verb, "get" | "update")
+                    }
+                    None => verb == "create",
+                }
+        }
         // Upstream's system:controller:generic-garbage-collector: read,
         // update and delete anything (owner references and finalizers).
         GARBAGE_COLLECTOR_USER => {
