@@ -135,3 +135,89 @@ fn the_controllers_lead_through_leases_and_again_after_a_kill() {
     running(&s, 2);
     assert_eq!(holder(&s, "kube-scheduler"), before);
 }
+
+/// A Service's Endpoints and EndpointSlice follow the ready pods its
+/// selector picks, with named target ports resolved per pod.
+#[test]
+fn a_services_endpoints_follow_its_ready_pods() {
+    let s = server_with_busybox(NODE);
+    s.kubectl_stdin(&["apply", "-f", "-"], RS);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{name: http, port: 80, targetPort: 8080}]\n",
+    );
+    let pods = running(&s, 2);
+    let ips = |s: &Server| {
+        let mut v: Vec<String> = s
+            .kubectl_ok(&[
+                "get",
+                "endpoints",
+                "web",
+                "-o",
+                "jsonpath={.subsets[*].addresses[*].ip}",
+            ])
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let pod_ips = |s: &Server| {
+        let mut v: Vec<String> = s
+            .kubectl_ok(&[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "--field-selector",
+                "status.phase=Running",
+                "-o",
+                "jsonpath={.items[*].status.podIP}",
+            ])
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ips(&s) != pod_ips(&s) || ips(&s).len() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "endpoints {:?} != pods {:?}",
+            ips(&s),
+            pod_ips(&s)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let port = s.kubectl_ok(&[
+        "get",
+        "endpoints",
+        "web",
+        "-o",
+        "jsonpath={.subsets[0].ports[0].port}",
+    ]);
+    assert_eq!(port, "8080");
+    let slice = s.kubectl_ok(&[
+        "get",
+        "endpointslices",
+        "-l",
+        "kubernetes.io/service-name=web,endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io",
+        "-o",
+        "jsonpath={.items[*].endpoints[*].addresses[0]}",
+    ]);
+    assert_eq!(slice.split_whitespace().count(), 2, "{slice}");
+    // One pod goes: the endpoints follow.
+    s.kubectl_ok(&["delete", "pod", &pods[0], "--wait=true", "--timeout=60s"]);
+    running(&s, 2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ips(&s) != pod_ips(&s) || ips(&s).len() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "endpoints {:?} != pods {:?}",
+            ips(&s),
+            pod_ips(&s)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -604,6 +604,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         Ok(())
     });
+    let endpoints = loopback::client(
+        state.clone(),
+        auth::component(auth::ENDPOINT_CONTROLLER_USER),
+        controllers::endpoints::AGENT,
+    );
+    let (shared, l) = (informers.clone(), leading.clone());
+    components.spawn("endpoint controller", move |life| async move {
+        life.ready();
+        if lead(l, &life.cancel).await {
+            controllers::endpoints::run(endpoints, &shared, life.cancel).await;
+        }
+        Ok(())
+    });
     let limits = args.conn_limits(fd_limit);
     let serving = state.clone();
     components.spawn("API listener", move |life| async move {

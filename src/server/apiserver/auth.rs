@@ -261,6 +261,10 @@ pub const JOB_CONTROLLER_USER: &str = "system:controller:job-controller";
 /// Leader election of the controllers and the scheduler.
 pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
+/// The Endpoints and EndpointSlice controller, named as upstream's
+/// endpoint controller role.
+pub const ENDPOINT_CONTROLLER_USER: &str = "system:controller:endpoint-controller";
+
 /// The identity of one of skiff's own components (no groups: what it may do
 /// is granted to its user name in [`component_may`], nothing more).
 pub fn component(user: &str) -> Identity {
@@ -365,6 +369,17 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                     None => verb == "create",
                 }
         }
+        // Upstream's system:controller:endpoint-controller and
+        // endpointslice-controller: keep a Service's endpoints.
+        ENDPOINT_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("", "endpoints", None) | ("discovery.k8s.io", "endpointslices", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "update" | "delete"
+            ),
+            ("", "services" | "pods", None) => matches!(verb, "get" | "list" | "watch"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
         // Upstream's system:controller:generic-garbage-collector: read,
         // update and delete anything (owner references and finalizers).
         GARBAGE_COLLECTOR_USER => {

@@ -2,6 +2,7 @@
 //! client, each with an identity of its own), fed by API watches.
 
 pub mod deployment;
+pub mod endpoints;
 pub mod expectations;
 pub mod garbage;
 pub mod job;
