@@ -221,3 +221,49 @@ fn a_services_endpoints_follow_its_ready_pods() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The older ReplicationController keeps its count as a ReplicaSet does.
+#[test]
+fn a_replication_controller_keeps_its_count() {
+    let s = server_with_busybox(NODE);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: ReplicationController
+metadata:
+  name: web
+spec:
+  replicas: 2
+  selector: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sleep", "3600"]
+"#,
+    );
+    let first = running(&s, 2);
+    let owner = s.kubectl_ok(&[
+        "get",
+        "pod",
+        &first[0],
+        "-o",
+        "jsonpath={.metadata.ownerReferences[0].kind}",
+    ]);
+    assert_eq!(owner, "ReplicationController");
+    s.kubectl_ok(&["scale", "rc", "web", "--replicas=3"]);
+    running(&s, 3);
+    let ready = s.kubectl_ok(&["get", "rc", "web", "-o", "jsonpath={.status.readyReplicas}"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut ready = ready;
+    while ready != "3" {
+        assert!(Instant::now() < deadline, "readyReplicas {ready}");
+        std::thread::sleep(Duration::from_millis(200));
+        ready = s.kubectl_ok(&["get", "rc", "web", "-o", "jsonpath={.status.readyReplicas}"]);
+    }
+}

@@ -617,6 +617,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         Ok(())
     });
+    let rcs = loopback::client(
+        state.clone(),
+        auth::component(auth::REPLICATION_CONTROLLER_USER),
+        controllers::replicaset::AGENT,
+    );
+    let (shared, l) = (informers.clone(), leading.clone());
+    components.spawn("replication controller", move |life| async move {
+        life.ready();
+        if lead(l, &life.cancel).await {
+            controllers::replicaset::run_replication_controllers(rcs, &shared, life.cancel).await;
+        }
+        Ok(())
+    });
     let limits = args.conn_limits(fd_limit);
     let serving = state.clone();
     components.spawn("API listener", move |life| async move {

@@ -265,6 +265,9 @@ pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 /// endpoint controller role.
 pub const ENDPOINT_CONTROLLER_USER: &str = "system:controller:endpoint-controller";
 
+/// The ReplicationController controller, named as upstream's.
+pub const REPLICATION_CONTROLLER_USER: &str = "system:controller:replication-controller";
+
 /// The identity of one of skiff's own components (no groups: what it may do
 /// is granted to its user name in [`component_may`], nothing more).
 pub fn component(user: &str) -> Identity {
@@ -377,6 +380,16 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                 "get" | "list" | "watch" | "create" | "update" | "delete"
             ),
             ("", "services" | "pods", None) => matches!(verb, "get" | "list" | "watch"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        REPLICATION_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("", "pods", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "delete" | "patch" | "update"
+            ),
+            ("", "replicationcontrollers", None) => matches!(verb, "get" | "list" | "watch"),
+            ("", "replicationcontrollers", Some("status")) => matches!(verb, "patch" | "update"),
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
             _ => false,
         },

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStatus};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -42,7 +42,8 @@ pub const DELETION_COST: &str = "controller.kubernetes.io/pod-deletion-cost";
 
 pub struct Ctx {
     client: kube::Client,
-    sets: Arc<Informer<ReplicaSet>>,
+    sets: Arc<dyn Sets>,
+    flavor: Flavor,
     pods: Arc<Informer<Pod>>,
     expectations: Arc<Expectations>,
     events: Recorder,
@@ -59,10 +60,104 @@ pub enum Error {
 }
 
 /// The ReplicaSets that `pod` belongs to or could be adopted by.
-fn owners_of(sets: &Informer<ReplicaSet>, pod: &Pod) -> Vec<Key> {
+/// Which kind the controller keeps: ReplicaSets, or the older
+/// ReplicationControllers (the same logic over an equality selector).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flavor {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub component: &'static str,
+}
+
+pub const REPLICASETS: Flavor = Flavor {
+    api_version: "apps/v1",
+    kind: "ReplicaSet",
+    component: COMPONENT,
+};
+pub const REPLICATION_CONTROLLERS: Flavor = Flavor {
+    api_version: "v1",
+    kind: "ReplicationController",
+    component: "replication-controller",
+};
+
+/// The sets the controller keeps, as ReplicaSets.
+pub trait Sets: Send + Sync {
+    fn get(&self, key: &Key) -> Option<Arc<ReplicaSet>>;
+    fn list(&self, namespace: &str) -> Vec<Arc<ReplicaSet>>;
+}
+
+impl Sets for Informer<ReplicaSet> {
+    fn get(&self, key: &Key) -> Option<Arc<ReplicaSet>> {
+        self.get_key(key)
+    }
+    fn list(&self, namespace: &str) -> Vec<Arc<ReplicaSet>> {
+        Informer::list(self, namespace)
+    }
+}
+
+impl Sets for Informer<ReplicationController> {
+    fn get(&self, key: &Key) -> Option<Arc<ReplicaSet>> {
+        self.get_key(key).map(|rc| Arc::new(as_replicaset(&rc)))
+    }
+    fn list(&self, namespace: &str) -> Vec<Arc<ReplicaSet>> {
+        Informer::list(self, namespace)
+            .iter()
+            .map(|rc| Arc::new(as_replicaset(rc)))
+            .collect()
+    }
+}
+
+/// A ReplicationController as the ReplicaSet it is equivalent to (its
+/// selector is a set of equalities; no selector means its template's
+/// labels, as the API defaults it).
+pub fn as_replicaset(rc: &ReplicationController) -> ReplicaSet {
+    let spec = rc.spec.clone().unwrap_or_default();
+    let selector = spec.selector.clone().or_else(|| {
+        spec.template
+            .as_ref()
+            .and_then(|t| t.metadata.as_ref())
+            .and_then(|m| m.labels.clone())
+    });
+    let status = rc.status.as_ref().map(|s| ReplicaSetStatus {
+        replicas: s.replicas,
+        fully_labeled_replicas: s.fully_labeled_replicas,
+        ready_replicas: s.ready_replicas,
+        available_replicas: s.available_replicas,
+        observed_generation: s.observed_generation,
+        conditions: s.conditions.as_ref().map(|c| {
+            c.iter()
+                .map(|c| ReplicaSetCondition {
+                    type_: c.type_.clone(),
+                    status: c.status.clone(),
+                    reason: c.reason.clone(),
+                    message: c.message.clone(),
+                    last_transition_time: c.last_transition_time.clone(),
+                })
+                .collect()
+        }),
+        terminating_replicas: None,
+    });
+    ReplicaSet {
+        metadata: rc.metadata.clone(),
+        spec: Some(k8s_openapi::api::apps::v1::ReplicaSetSpec {
+            replicas: spec.replicas,
+            min_ready_seconds: spec.min_ready_seconds,
+            selector: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: selector,
+                match_expressions: None,
+            },
+            template: spec.template,
+        }),
+        status,
+    }
+}
+
+fn owners_of(sets: &dyn Sets, flavor: Flavor, pod: &Pod) -> Vec<Key> {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     if let Some(r) = podutil::controller_of(&pod.metadata) {
-        if r.kind == "ReplicaSet" && r.api_version.starts_with("apps/") {
+        if r.kind == flavor.kind
+            && r.api_version.split('/').next() == flavor.api_version.split('/').next()
+        {
             return vec![Key::new(ns, &r.name)];
         }
         return Vec::new();
@@ -80,30 +175,15 @@ fn owners_of(sets: &Informer<ReplicaSet>, pod: &Pod) -> Vec<Key> {
 }
 
 /// Start the controller; it runs until `cancel` fires.
+/// Keep ReplicaSets until `cancel` fires.
 pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {
     let queue = Arc::new(Queue::<Key>::default());
-    let ctx = Arc::new(Ctx {
-        events: Recorder::spawn_for(
-            client.clone(),
-            Source {
-                component: COMPONENT,
-                host: None,
-            },
-        ),
-        client,
-        sets: informers.get::<ReplicaSet>(),
-        pods: informers.get::<Pod>(),
-        expectations: Arc::new(Expectations::default()),
-    });
+    let sets = informers.get::<ReplicaSet>();
     let q = queue.clone();
-    ctx.sets.on_change(move |c: &Change<'_, ReplicaSet>| {
+    sets.on_change(move |c: &Change<'_, ReplicaSet>| {
         // Our own status writes come back as changes: nothing to do.
         if let (Some(o), Some(n)) = (c.old, c.new) {
-            let same = o.spec == n.spec
-                && o.metadata.labels == n.metadata.labels
-                && o.metadata.owner_references == n.metadata.owner_references
-                && o.metadata.deletion_timestamp == n.metadata.deletion_timestamp;
-            if same {
+            if o.spec == n.spec && same_meta(&o.metadata, &n.metadata) {
                 return;
             }
         }
@@ -111,11 +191,74 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
             q.add(Key::of(rs.as_ref()));
         }
     });
+    sets.synced().await;
+    run_with(client, informers, sets, REPLICASETS, queue, cancel).await;
+}
+
+/// Keep ReplicationControllers until `cancel` fires.
+pub async fn run_replication_controllers(
+    client: kube::Client,
+    informers: &Informers,
+    cancel: CancellationToken,
+) {
+    let queue = Arc::new(Queue::<Key>::default());
+    let sets = informers.get::<ReplicationController>();
+    let q = queue.clone();
+    sets.on_change(move |c: &Change<'_, ReplicationController>| {
+        if let (Some(o), Some(n)) = (c.old, c.new) {
+            if o.spec == n.spec && same_meta(&o.metadata, &n.metadata) {
+                return;
+            }
+        }
+        if let Some(rc) = c.latest() {
+            q.add(Key::of(rc.as_ref()));
+        }
+    });
+    sets.synced().await;
+    run_with(
+        client,
+        informers,
+        sets,
+        REPLICATION_CONTROLLERS,
+        queue,
+        cancel,
+    )
+    .await;
+}
+
+fn same_meta(o: &ObjectMeta, n: &ObjectMeta) -> bool {
+    o.labels == n.labels
+        && o.owner_references == n.owner_references
+        && o.deletion_timestamp == n.deletion_timestamp
+}
+
+async fn run_with(
+    client: kube::Client,
+    informers: &Informers,
+    sets: Arc<dyn Sets>,
+    flavor: Flavor,
+    queue: Arc<Queue<Key>>,
+    cancel: CancellationToken,
+) {
+    let ctx = Arc::new(Ctx {
+        events: Recorder::spawn_for(
+            client.clone(),
+            Source {
+                component: flavor.component,
+                host: None,
+            },
+        ),
+        client,
+        sets,
+        flavor,
+        pods: informers.get::<Pod>(),
+        expectations: Arc::new(Expectations::default()),
+    });
     let (q, sets, exp) = (queue.clone(), ctx.sets.clone(), ctx.expectations.clone());
     ctx.pods.on_change(move |c: &Change<'_, Pod>| {
         let mut keys = Vec::new();
         if let Some(new) = c.new {
-            let owners = owners_of(&sets, new);
+            let owners = owners_of(sets.as_ref(), flavor, new);
             if c.old.is_none() && podutil::controller_of(&new.metadata).is_some() {
                 for k in &owners {
                     exp.created(k);
@@ -132,7 +275,7 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
             keys.extend(owners);
         }
         if let Some(old) = c.old {
-            let owners = owners_of(&sets, old);
+            let owners = owners_of(sets.as_ref(), flavor, old);
             if c.new.is_none() && old.metadata.deletion_timestamp.is_none() {
                 for k in &owners {
                     exp.deleted(k);
@@ -147,10 +290,9 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
             q.add(k);
         }
     });
-    ctx.sets.synced().await;
     ctx.pods.synced().await;
     let c = ctx.clone();
-    runtime::run_workers(COMPONENT, queue, WORKERS, cancel, move |key: Key| {
+    runtime::run_workers(flavor.component, queue, WORKERS, cancel, move |key: Key| {
         let c = c.clone();
         async move { reconcile(&c, &key).await }
     })
@@ -158,7 +300,7 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
 }
 
 async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
-    let Some(rs) = ctx.sets.get_key(key) else {
+    let Some(rs) = ctx.sets.get(key) else {
         ctx.expectations.forget(key);
         return Ok(Action::Done);
     };
@@ -180,15 +322,24 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     }
     let status = compute_status(&rs, &owned, failure.as_ref(), now);
     if rs.status.as_ref() != Some(&status) {
-        let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &key.namespace);
+        let pp = PatchParams::default();
         let mut patch = json!({"status": status});
         // A merge patch keeps what it does not name: a cleared condition
         // list must be named.
         if status.conditions.is_none() {
             patch["status"]["conditions"] = serde_json::Value::Null;
         }
-        api.patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await?;
+        // The two kinds' statuses are the same fields.
+        if ctx.flavor == REPLICATION_CONTROLLERS {
+            let api: Api<ReplicationController> =
+                Api::namespaced(ctx.client.clone(), &key.namespace);
+            api.patch_status(&key.name, &pp, &Patch::Merge(&patch))
+                .await?;
+        } else {
+            let api: Api<ReplicaSet> = Api::namespaced(ctx.client.clone(), &key.namespace);
+            api.patch_status(&key.name, &pp, &Patch::Merge(&patch))
+                .await?;
+        }
     }
     if let Some(e) = failure {
         return Err(e);
@@ -204,10 +355,10 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     }))
 }
 
-fn owner_ref(rs: &ReplicaSet) -> OwnerReference {
+fn owner_ref(flavor: Flavor, rs: &ReplicaSet) -> OwnerReference {
     OwnerReference {
-        api_version: "apps/v1".into(),
-        kind: "ReplicaSet".into(),
+        api_version: flavor.api_version.into(),
+        kind: flavor.kind.into(),
         name: rs.metadata.name.clone().unwrap_or_default(),
         uid: rs.metadata.uid.clone().unwrap_or_default(),
         controller: Some(true),
@@ -254,7 +405,7 @@ async fn claim(ctx: &Ctx, rs: &ReplicaSet, uid: &str) -> Result<Vec<Arc<Pod>>, E
                 && podutil::is_active(&pod) =>
             {
                 let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-                refs.push(owner_ref(rs));
+                refs.push(owner_ref(ctx.flavor, rs));
                 let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid,
                     "resourceVersion": pod.metadata.resource_version}});
                 if ignore_gone(
@@ -281,10 +432,10 @@ fn ignore_gone<T>(r: Result<T, kube::Error>) -> Result<Option<T>, Error> {
     }
 }
 
-fn reference(rs: &ReplicaSet) -> ObjectReference {
+fn reference(flavor: Flavor, rs: &ReplicaSet) -> ObjectReference {
     ObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: Some("ReplicaSet".into()),
+        api_version: Some(flavor.api_version.into()),
+        kind: Some(flavor.kind.into()),
         name: rs.metadata.name.clone(),
         namespace: rs.metadata.namespace.clone(),
         uid: rs.metadata.uid.clone(),
@@ -305,7 +456,7 @@ async fn manage(
     if active.len() < want {
         let missing = (want - active.len()).min(BURST);
         ctx.expectations.expect(key, missing as i64, 0);
-        let pod = pod_from_template(rs);
+        let pod = pod_from_template(ctx.flavor, rs);
         let pp = PostParams::default();
         let mut left = missing;
         let mut batch = 1;
@@ -317,7 +468,7 @@ async fn manage(
             for r in results {
                 match r {
                     Ok(p) => ctx.events.object(
-                        reference(rs),
+                        reference(ctx.flavor, rs),
                         NORMAL,
                         "SuccessfulCreate",
                         format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
@@ -335,7 +486,7 @@ async fn manage(
                     ctx.expectations.created(key);
                 }
                 ctx.events.object(
-                    reference(rs),
+                    reference(ctx.flavor, rs),
                     WARNING,
                     "FailedCreate",
                     format!("Error creating: {e}"),
@@ -365,7 +516,7 @@ async fn manage(
         for (name, r) in results {
             match r {
                 Ok(_) => ctx.events.object(
-                    reference(rs),
+                    reference(ctx.flavor, rs),
                     NORMAL,
                     "SuccessfulDelete",
                     format!("Deleted pod: {name}"),
@@ -380,7 +531,7 @@ async fn manage(
         }
         if let Some(e) = first_err {
             ctx.events.object(
-                reference(rs),
+                reference(ctx.flavor, rs),
                 WARNING,
                 "FailedDelete",
                 format!("Error deleting: {e}"),
@@ -392,7 +543,7 @@ async fn manage(
 }
 
 /// A new pod of the template, owned by the ReplicaSet.
-pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
+pub fn pod_from_template(flavor: Flavor, rs: &ReplicaSet) -> Pod {
     let template = rs
         .spec
         .as_ref()
@@ -407,7 +558,7 @@ pub fn pod_from_template(rs: &ReplicaSet) -> Pod {
             labels: tmeta.labels,
             annotations: tmeta.annotations,
             finalizers: tmeta.finalizers,
-            owner_references: Some(vec![owner_ref(rs)]),
+            owner_references: Some(vec![owner_ref(flavor, rs)]),
             ..Default::default()
         },
         spec: template.spec,
