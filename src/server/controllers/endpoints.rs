@@ -257,6 +257,17 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     Ok(Action::Done)
 }
 
+/// The Service's slice: its name and a hash of its UID (a Service made
+/// again under the same name gets another).
+fn slice_name(service: &str, uid: &str) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(uid.as_bytes());
+    let suffix: String = hex::encode(&hash[..3]);
+    // Within the 63 characters a label-like name may take.
+    let keep = service.len().min(63 - suffix.len() - 1);
+    format!("{}-{suffix}", &service[..keep])
+}
+
 fn address(m: &Member, svc_name: &str) -> EndpointAddress {
     let spec = m.pod.spec.as_ref();
     let hostname = spec
@@ -365,12 +376,35 @@ async fn write_slice(ctx: &Ctx, key: &Key, svc: &Service, members: &[Member]) ->
             }
         })
         .collect();
-    let mine = ctx.slices.list(&key.namespace).into_iter().find(|s| {
-        let l = s.metadata.labels.clone().unwrap_or_default();
-        l.get(SERVICE_NAME) == Some(&key.name)
-            && l.get(MANAGED_BY).map(String::as_str) == Some(MANAGER)
-    });
+    // One name per Service (not generateName): a pass that runs before the
+    // informer shows the slice the last one made cannot make a second.
+    let slice_name = slice_name(&key.name, svc.metadata.uid.as_deref().unwrap_or_default());
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let managed: Vec<Arc<EndpointSlice>> = ctx
+        .slices
+        .list(&key.namespace)
+        .into_iter()
+        .filter(|s| {
+            let l = s.metadata.labels.clone().unwrap_or_default();
+            l.get(SERVICE_NAME) == Some(&key.name)
+                && l.get(MANAGED_BY).map(String::as_str) == Some(MANAGER)
+        })
+        .collect();
+    // Any other slice of ours for this Service is surplus.
+    for extra in managed
+        .iter()
+        .filter(|s| s.metadata.name.as_deref() != Some(slice_name.as_str()))
+    {
+        let name = extra.metadata.name.clone().unwrap_or_default();
+        match api.delete(&name, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mine = managed
+        .into_iter()
+        .find(|s| s.metadata.name.as_deref() == Some(slice_name.as_str()));
     let mut labels = svc.metadata.labels.clone().unwrap_or_default();
     labels.insert(SERVICE_NAME.into(), key.name.clone());
     labels.insert(MANAGED_BY.into(), MANAGER.into());
@@ -378,7 +412,7 @@ async fn write_slice(ctx: &Ctx, key: &Key, svc: &Service, members: &[Member]) ->
         None => {
             let slice = EndpointSlice {
                 metadata: ObjectMeta {
-                    generate_name: Some(format!("{}-", key.name)),
+                    name: Some(slice_name.clone()),
                     namespace: Some(key.namespace.clone()),
                     labels: Some(labels),
                     owner_references: Some(vec![OwnerReference {
@@ -395,7 +429,13 @@ async fn write_slice(ctx: &Ctx, key: &Key, svc: &Service, members: &[Member]) ->
                 endpoints,
                 ports: Some(ports),
             };
-            api.create(&PostParams::default(), &slice).await?;
+            match api.create(&PostParams::default(), &slice).await {
+                Ok(_) => {}
+                // Made by an earlier pass the informer has not shown yet:
+                // its event brings the Service back.
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
         }
         Some(cur) => {
             if cur.endpoints != endpoints
