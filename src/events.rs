@@ -67,6 +67,17 @@ impl Recorder {
         Recorder { tx }
     }
 
+    /// Start the writer task of a control-plane component (no host).
+    pub fn for_component(client: kube::Client, component: &'static str) -> Recorder {
+        Recorder::spawn_for(
+            client,
+            Source {
+                component,
+                host: None,
+            },
+        )
+    }
+
     /// Record an event about the object `object` refers to.
     pub fn object(
         &self,
@@ -128,6 +139,29 @@ impl Recorder {
             reason: reason.to_string(),
             message,
         });
+    }
+}
+
+/// A reference to `obj` for an event's involvedObject.
+pub fn reference<K: kube::Resource<DynamicType = ()>>(obj: &K) -> ObjectReference {
+    reference_as(obj.meta(), &K::api_version(&()), &K::kind(&()))
+}
+
+/// A reference to the object `meta` describes, as `api_version` `kind`
+/// (for an object read through another type's view).
+pub fn reference_as(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    api_version: &str,
+    kind: &str,
+) -> ObjectReference {
+    ObjectReference {
+        api_version: Some(api_version.into()),
+        kind: Some(kind.into()),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
+        resource_version: meta.resource_version.clone(),
+        ..Default::default()
     }
 }
 

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use super::expectations::Expectations;
 use super::podutil;
 use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
-use crate::events::{Recorder, Source, NORMAL, WARNING};
+use crate::events::{Recorder, NORMAL, WARNING};
 
 pub const AGENT: &str = "skiff-replicaset-controller";
 pub const COMPONENT: &str = "replicaset-controller";
@@ -241,13 +241,7 @@ async fn run_with(
     cancel: CancellationToken,
 ) {
     let ctx = Arc::new(Ctx {
-        events: Recorder::spawn_for(
-            client.clone(),
-            Source {
-                component: flavor.component,
-                host: None,
-            },
-        ),
+        events: Recorder::for_component(client.clone(), flavor.component),
         client,
         sets,
         flavor,
@@ -433,15 +427,7 @@ fn ignore_gone<T>(r: Result<T, kube::Error>) -> Result<Option<T>, Error> {
 }
 
 fn reference(flavor: Flavor, rs: &ReplicaSet) -> ObjectReference {
-    ObjectReference {
-        api_version: Some(flavor.api_version.into()),
-        kind: Some(flavor.kind.into()),
-        name: rs.metadata.name.clone(),
-        namespace: rs.metadata.namespace.clone(),
-        uid: rs.metadata.uid.clone(),
-        resource_version: rs.metadata.resource_version.clone(),
-        ..Default::default()
-    }
+    crate::events::reference_as(&rs.metadata, flavor.api_version, flavor.kind)
 }
 
 /// Create or delete pods so that `want` are active.

@@ -23,7 +23,7 @@ pub mod scores;
 
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::{Node, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -33,7 +33,7 @@ use self::algorithm::Search;
 use self::cache::Cache;
 use self::queue::SchedulingQueue;
 pub use self::scores::Policy;
-use crate::events::{Recorder, Source, NORMAL, WARNING};
+use crate::events::{reference, Recorder, NORMAL, WARNING};
 use crate::server::controllers::runtime::{Change, Informer, Informers, Key};
 
 /// The name pods ask for (`spec.schedulerName`), and our events' source.
@@ -154,13 +154,7 @@ impl Scheduler {
         let s = shared.clone();
         pods.on_change(move |c: &Change<'_, Pod>| on_pod(&s, c));
         Scheduler {
-            events: Recorder::spawn_for(
-                client.clone(),
-                Source {
-                    component: NAME,
-                    host: None,
-                },
-            ),
+            events: Recorder::for_component(client.clone(), NAME),
             client,
             pods,
             nodes,
@@ -256,7 +250,7 @@ impl Scheduler {
                 Ok(_) => {
                     shared.queue.done(&key, attempt);
                     events.object(
-                        reference(&pod),
+                        reference(pod.as_ref()),
                         NORMAL,
                         "Scheduled",
                         format!("Successfully assigned {key} to {node}"),
@@ -277,7 +271,7 @@ impl Scheduler {
                         shared.queue.failed(&key, attempt, false);
                     }
                     events.object(
-                        reference(&pod),
+                        reference(pod.as_ref()),
                         WARNING,
                         "FailedScheduling",
                         format!("Binding rejected: {e}"),
@@ -301,7 +295,7 @@ impl Scheduler {
             let name = pod.metadata.name.clone().unwrap_or_default();
             let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
             events.object(
-                reference(&pod),
+                reference(pod.as_ref()),
                 WARNING,
                 "FailedScheduling",
                 message.clone(),
@@ -383,25 +377,13 @@ async fn evict(client: &kube::Client, events: &Recorder, preemptor: &Pod, plan: 
         };
         match api.delete(&name, &dp).await {
             Ok(_) => events.object(
-                reference(victim),
+                reference(victim.as_ref()),
                 NORMAL,
                 "Preempted",
                 format!("Preempted by pod {by} on node {}", plan.node),
             ),
             Err(e) => tracing::debug!(pod = %name, "deleting a preemption victim: {e}"),
         }
-    }
-}
-
-fn reference(pod: &Pod) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("v1".into()),
-        kind: Some("Pod".into()),
-        name: pod.metadata.name.clone(),
-        namespace: pod.metadata.namespace.clone(),
-        uid: pod.metadata.uid.clone(),
-        resource_version: pod.metadata.resource_version.clone(),
-        ..Default::default()
     }
 }
 

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus, ReplicaSet};
-use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
@@ -35,7 +35,7 @@ use self::revisions::{DESIRED, MAX_REPLICAS, REVISION};
 use self::status::{cond, set_condition};
 use super::podutil;
 use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
-use crate::events::{Recorder, Source, NORMAL, WARNING};
+use crate::events::{reference, Recorder, NORMAL, WARNING};
 
 pub const AGENT: &str = "skiff-deployment-controller";
 pub const COMPONENT: &str = "deployment-controller";
@@ -89,13 +89,7 @@ fn owners_of(deployments: &Informer<Deployment>, rs: &ReplicaSet) -> Vec<Key> {
 pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {
     let queue = Arc::new(Queue::<Key>::default());
     let ctx = Arc::new(Ctx {
-        events: Recorder::spawn_for(
-            client.clone(),
-            Source {
-                component: COMPONENT,
-                host: None,
-            },
-        ),
+        events: Recorder::for_component(client.clone(), COMPONENT),
         client,
         deployments: informers.get::<Deployment>(),
         sets: informers.get::<ReplicaSet>(),
@@ -152,18 +146,6 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
         async move { reconcile(&c, &key).await }
     })
     .await;
-}
-
-fn reference(d: &Deployment) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("apps/v1".into()),
-        kind: Some("Deployment".into()),
-        name: d.metadata.name.clone(),
-        namespace: d.metadata.namespace.clone(),
-        uid: d.metadata.uid.clone(),
-        resource_version: d.metadata.resource_version.clone(),
-        ..Default::default()
-    }
 }
 
 fn set_of(rs: &ReplicaSet) -> Set {
@@ -242,7 +224,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
             .is_none_or(|m| m.is_empty())
     {
         ctx.events.object(
-            reference(&d),
+            reference(d.as_ref()),
             WARNING,
             "SelectingAll",
             "This deployment is selecting all pods. A non-empty selector is required.".into(),
@@ -367,7 +349,7 @@ impl Pass<'_> {
         if cur != size {
             let verb = if size > cur { "up" } else { "down" };
             self.ctx.events.object(
-                reference(&self.d),
+                reference(self.d.as_ref()),
                 NORMAL,
                 "ScalingReplicaSet",
                 format!("Scaled {verb} replica set {name} from {cur} to {size}"),
@@ -486,7 +468,7 @@ impl Pass<'_> {
                 Ok(made) => {
                     let name = made.metadata.name.clone().unwrap_or_default();
                     self.ctx.events.object(
-                        reference(&self.d),
+                        reference(self.d.as_ref()),
                         NORMAL,
                         "ScalingReplicaSet",
                         format!("Scaled up replica set {name} from 0 to {size}"),
@@ -733,7 +715,7 @@ impl Pass<'_> {
                 .and_then(|n| n.metadata.name.clone())
                 .unwrap_or_default();
             self.ctx.events.object(
-                reference(&d),
+                reference(d.as_ref()),
                 WARNING,
                 status::TIMED_OUT,
                 format!("ReplicaSet {name:?} has timed out progressing."),
@@ -869,9 +851,12 @@ impl Pass<'_> {
         let message = status::condition(s, ROLLED_BACK)
             .and_then(|c| c.message.clone())
             .unwrap_or_else(|| format!("Rolled back to revision {target}"));
-        self.ctx
-            .events
-            .object(reference(d), WARNING, "DeploymentRollback", message);
+        self.ctx.events.object(
+            reference(d.as_ref()),
+            WARNING,
+            "DeploymentRollback",
+            message,
+        );
         Ok(())
     }
 }

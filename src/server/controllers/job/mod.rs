@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, ObjectReference, Pod};
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -42,7 +42,7 @@ use tokio_util::sync::CancellationToken;
 use super::expectations::Expectations;
 use super::podutil;
 use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
-use crate::events::{Recorder, Source, NORMAL, WARNING};
+use crate::events::{reference, Recorder, NORMAL, WARNING};
 
 pub const AGENT: &str = "skiff-job-controller";
 pub const COMPONENT: &str = "job-controller";
@@ -84,13 +84,7 @@ fn job_of(pod: &Pod) -> Option<Key> {
 pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {
     let queue = Arc::new(Queue::<Key>::default());
     let ctx = Arc::new(Ctx {
-        events: Recorder::spawn_for(
-            client.clone(),
-            Source {
-                component: COMPONENT,
-                host: None,
-            },
-        ),
+        events: Recorder::for_component(client.clone(), COMPONENT),
         client,
         jobs: informers.get::<Job>(),
         pods: informers.get::<Pod>(),
@@ -126,18 +120,6 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
         async move { reconcile(&c, &key).await }
     })
     .await;
-}
-
-fn reference(job: &Job) -> ObjectReference {
-    ObjectReference {
-        api_version: Some("batch/v1".into()),
-        kind: Some("Job".into()),
-        name: job.metadata.name.clone(),
-        namespace: job.metadata.namespace.clone(),
-        uid: job.metadata.uid.clone(),
-        resource_version: job.metadata.resource_version.clone(),
-        ..Default::default()
-    }
 }
 
 fn has_condition(s: &JobStatus, kind: &str) -> bool {
@@ -348,7 +330,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         );
         set_condition(&mut status, condition("Failed", reason, message, now));
         ctx.events
-            .object(reference(&job), WARNING, reason, message.into());
+            .object(reference(job.as_ref()), WARNING, reason, message.into());
     } else if done {
         set_condition(
             &mut status,
@@ -369,8 +351,12 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
             ),
         );
         status.completion_time = Some(Time(now));
-        ctx.events
-            .object(reference(&job), NORMAL, "Completed", "Job completed".into());
+        ctx.events.object(
+            reference(job.as_ref()),
+            NORMAL,
+            "Completed",
+            "Job completed".into(),
+        );
     } else if suspended {
         delete_pods(ctx, key, &job, &pod_api, &active).await?;
         set_condition(
