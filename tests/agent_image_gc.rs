@@ -117,6 +117,12 @@ spec:
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // The agent logs the removal just after it: the log may trail the
+    // image's going by a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !s.logs().contains("removed an unused image") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(s.logs().contains("removed an unused image"), "{}", s.logs());
     let v = pods::get(&s, "keeper");
     assert_eq!(v["status"]["phase"], "Running");
