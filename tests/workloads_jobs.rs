@@ -1,6 +1,7 @@
 //! Jobs on the server's own node, end to end with the real agent and
 //! kubectl: completions with parallelism, a failing Job that stops at its
-//! backoffLimit, and an Indexed Job whose pods see their index.
+//! backoffLimit, an Indexed Job whose pods see their index, and a CronJob
+//! that runs every minute.
 
 #[path = "support/containers.rs"]
 mod containers;
@@ -151,4 +152,128 @@ fn jobs_complete_fail_at_their_limit_and_index_their_pods() {
         let log = s.kubectl_ok(&["logs", pod]);
         assert_eq!(log.trim(), format!("index={i} host=indexed-{i}"));
     }
+}
+
+const CRON: &str = r#"apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: minutely
+spec:
+  schedule: "* * * * *"
+  timeZone: Etc/UTC
+  concurrencyPolicy: Forbid
+  jobTemplate:
+    metadata:
+      labels: {made-by: cron}
+    spec:
+      template:
+        spec:
+          restartPolicy: Never
+          terminationGracePeriodSeconds: 1
+          containers:
+          - name: main
+            image: busybox:latest
+            imagePullPolicy: Never
+            command: ["sh", "-c", "echo tick"]
+"#;
+
+fn get_kind(s: &Server, kind: &str, name: &str) -> serde_json::Value {
+    serde_json::from_str(&s.kubectl_ok(&["get", kind, name, "-o", "json"])).unwrap()
+}
+
+#[test]
+fn a_cronjob_runs_every_minute() {
+    let s = server_with_busybox("cron-node");
+    // A zone the tz database does not know is refused at the door.
+    let bad = CRON.replace("Etc/UTC", "Mars/Olympus");
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &bad);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("spec.timeZone") && err.contains("unknown time zone Mars/Olympus"),
+        "{err}"
+    );
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], CRON);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The next minute comes: a Job named for its minute, owned by the
+    // CronJob, carrying the template's labels and the scheduled time; it
+    // runs and completes, and the CronJob records it.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let cj = loop {
+        let cj = get_kind(&s, "cronjob", "minutely");
+        if cj["status"]["lastSuccessfulTime"].is_string() {
+            break cj;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no successful run: {:#}\n{}",
+            cj["status"],
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let scheduled = cj["status"]["lastScheduleTime"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let jobs = s.kubectl_ok(&["get", "jobs", "-l", "made-by=cron", "-o", "json"]);
+    let jobs: serde_json::Value = serde_json::from_str(&jobs).unwrap();
+    let job = jobs["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| condition(j, "Complete"))
+        .unwrap_or_else(|| panic!("no complete job: {jobs:#}"));
+    let name = job["metadata"]["name"].as_str().unwrap();
+    let minute: i64 = name.strip_prefix("minutely-").unwrap().parse().unwrap();
+    let at = chrono::DateTime::parse_from_rfc3339(&scheduled).unwrap();
+    assert_eq!(at.timestamp() % 60, 0, "{scheduled}");
+    assert!(minute <= at.timestamp() / 60, "{name} after {scheduled}");
+    let owner = &job["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "CronJob");
+    assert_eq!(owner["controller"], true);
+    assert_eq!(owner["uid"], cj["metadata"]["uid"]);
+    let stamp = job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "{stamp}");
+    let pods = s.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("job-name={name}"),
+        "-o",
+        "name",
+    ]);
+    let log = s.kubectl_ok(&["logs", pods.lines().next().unwrap_or_default()]);
+    assert_eq!(log.trim(), "tick");
+    let table = s.kubectl_ok(&["get", "cronjob", "minutely"]);
+    assert!(
+        table.contains("* * * * *") && table.contains("Etc/UTC"),
+        "{table}"
+    );
+
+    // Suspended, it starts nothing more; a run by hand still works (kubectl
+    // makes it from the template).
+    s.kubectl_ok(&[
+        "patch",
+        "cronjob",
+        "minutely",
+        "-p",
+        r#"{"spec":{"suspend":true}}"#,
+    ]);
+    s.kubectl_ok(&["create", "job", "--from=cronjob/minutely", "by-hand"]);
+    wait_job(&s, "by-hand", "complete", |j| condition(j, "Complete"));
+    let events = s.kubectl_ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.kind=CronJob",
+    ]);
+    assert!(events.contains("SuccessfulCreate"), "{events}");
 }

@@ -1,6 +1,7 @@
 //! Shared object model: names, selectors, Status errors and the helpers the
 //! server and (later) the agent both use on Kubernetes objects kept as JSON.
 
+pub mod cron;
 pub mod defaulting;
 pub mod duration;
 pub mod fields;

@@ -293,6 +293,45 @@ fn advertise_address(args: &ServerArgs) -> IpAddr {
 }
 
 /// Wait until this server leads; false when stopped first.
+/// What every controller is started with: the API, the shared informers,
+/// and whether this server leads.
+struct Control {
+    state: Arc<ApiState>,
+    informers: Arc<controllers::runtime::Informers>,
+    leading: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Control {
+    /// Start controller `name`, writing as `user`, once this server leads.
+    fn spawn<F, Fut>(
+        &self,
+        components: &mut components::Components,
+        name: &'static str,
+        user: &str,
+        agent: &'static str,
+        run: F,
+    ) where
+        F: FnOnce(
+                kube::Client,
+                Arc<controllers::runtime::Informers>,
+                tokio_util::sync::CancellationToken,
+            ) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let client = loopback::client(self.state.clone(), auth::component(user), agent);
+        let (shared, leading) = (self.informers.clone(), self.leading.clone());
+        components.spawn(name, move |life| async move {
+            life.ready();
+            if lead(leading, &life.cancel).await {
+                run(client, shared, life.cancel).await;
+            }
+            Ok(())
+        });
+    }
+}
+
 async fn lead(
     mut leading: tokio::sync::watch::Receiver<bool>,
     cancel: &tokio_util::sync::CancellationToken,
@@ -565,71 +604,72 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
         Ok(())
     });
-    let replicasets = loopback::client(
-        state.clone(),
-        auth::component(auth::REPLICASET_CONTROLLER_USER),
+    let control = Control {
+        state: state.clone(),
+        informers: informers.clone(),
+        leading: leading.clone(),
+    };
+    control.spawn(
+        &mut components,
+        "replicaset controller",
+        auth::REPLICASET_CONTROLLER_USER,
         controllers::replicaset::AGENT,
+        |client, shared, cancel| async move {
+            controllers::replicaset::run(client, &shared, cancel).await
+        },
     );
-    let (shared, l) = (informers.clone(), leading.clone());
-    components.spawn("replicaset controller", move |life| async move {
-        life.ready();
-        if lead(l, &life.cancel).await {
-            controllers::replicaset::run(replicasets, &shared, life.cancel).await;
-        }
-        Ok(())
-    });
-    let deployments = loopback::client(
-        state.clone(),
-        auth::component(auth::DEPLOYMENT_CONTROLLER_USER),
+    control.spawn(
+        &mut components,
+        "deployment controller",
+        auth::DEPLOYMENT_CONTROLLER_USER,
         controllers::deployment::AGENT,
+        |client, shared, cancel| async move {
+            controllers::deployment::run(client, &shared, cancel).await
+        },
     );
-    let (shared, l) = (informers.clone(), leading.clone());
-    components.spawn("deployment controller", move |life| async move {
-        life.ready();
-        if lead(l, &life.cancel).await {
-            controllers::deployment::run(deployments, &shared, life.cancel).await;
-        }
-        Ok(())
-    });
-    let jobs = loopback::client(
-        state.clone(),
-        auth::component(auth::JOB_CONTROLLER_USER),
+    control.spawn(
+        &mut components,
+        "job controller",
+        auth::JOB_CONTROLLER_USER,
         controllers::job::AGENT,
+        |client, shared, cancel| async move { controllers::job::run(client, &shared, cancel).await },
     );
-    let (shared, l) = (informers.clone(), leading.clone());
-    components.spawn("job controller", move |life| async move {
-        life.ready();
-        if lead(l, &life.cancel).await {
-            controllers::job::run(jobs, &shared, life.cancel).await;
-        }
-        Ok(())
-    });
-    let endpoints = loopback::client(
-        state.clone(),
-        auth::component(auth::ENDPOINT_CONTROLLER_USER),
+    control.spawn(
+        &mut components,
+        "cronjob controller",
+        auth::CRONJOB_CONTROLLER_USER,
+        controllers::cronjob::AGENT,
+        |client, shared, cancel| async move {
+            controllers::cronjob::run(client, &shared, cancel).await
+        },
+    );
+    control.spawn(
+        &mut components,
+        "daemonset controller",
+        auth::DAEMONSET_CONTROLLER_USER,
+        controllers::daemonset::AGENT,
+        |client, shared, cancel| async move {
+            controllers::daemonset::run(client, &shared, cancel).await
+        },
+    );
+    control.spawn(
+        &mut components,
+        "endpoint controller",
+        auth::ENDPOINT_CONTROLLER_USER,
         controllers::endpoints::AGENT,
+        |client, shared, cancel| async move {
+            controllers::endpoints::run(client, &shared, cancel).await
+        },
     );
-    let (shared, l) = (informers.clone(), leading.clone());
-    components.spawn("endpoint controller", move |life| async move {
-        life.ready();
-        if lead(l, &life.cancel).await {
-            controllers::endpoints::run(endpoints, &shared, life.cancel).await;
-        }
-        Ok(())
-    });
-    let rcs = loopback::client(
-        state.clone(),
-        auth::component(auth::REPLICATION_CONTROLLER_USER),
+    control.spawn(
+        &mut components,
+        "replication controller",
+        auth::REPLICATION_CONTROLLER_USER,
         controllers::replicaset::AGENT,
+        |client, shared, cancel| async move {
+            controllers::replicaset::run_replication_controllers(client, &shared, cancel).await
+        },
     );
-    let (shared, l) = (informers.clone(), leading.clone());
-    components.spawn("replication controller", move |life| async move {
-        life.ready();
-        if lead(l, &life.cancel).await {
-            controllers::replicaset::run_replication_controllers(rcs, &shared, life.cancel).await;
-        }
-        Ok(())
-    });
     let limits = args.conn_limits(fd_limit);
     let serving = state.clone();
     components.spawn("API listener", move |life| async move {

@@ -13,7 +13,6 @@
 pub mod causes;
 pub(crate) mod cluster_kinds;
 pub(crate) mod core_kinds;
-mod cron;
 pub(crate) mod events;
 mod meta;
 pub(crate) mod pod;

@@ -395,9 +395,14 @@ pub fn validate_cron_job(obj: &Value) -> Vec<Cause> {
     match str_at(spec, "schedule").unwrap_or("") {
         "" => out.push(causes::required("spec.schedule", "")),
         s => {
-            if let Err(e) = super::cron::parse_standard(s) {
+            if let Err(e) = crate::api::cron::parse_standard(s) {
                 out.push(causes::invalid("spec.schedule", &go_str(s), &e));
             }
+        }
+    }
+    if let Some(tz) = spec.get("timeZone").and_then(Value::as_str) {
+        if let Err(e) = crate::api::cron::zone(tz) {
+            out.push(causes::invalid("spec.timeZone", &go_str(tz), &e));
         }
     }
     check_non_negative(spec, "startingDeadlineSeconds", "spec", &mut out);

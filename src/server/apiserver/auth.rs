@@ -258,6 +258,12 @@ pub const DEPLOYMENT_CONTROLLER_USER: &str = "system:controller:deployment-contr
 /// The Job controller, named as upstream's controller role.
 pub const JOB_CONTROLLER_USER: &str = "system:controller:job-controller";
 
+/// The CronJob controller, named as upstream's controller role.
+pub const CRONJOB_CONTROLLER_USER: &str = "system:controller:cronjob-controller";
+
+/// The DaemonSet controller, named as upstream's controller role.
+pub const DAEMONSET_CONTROLLER_USER: &str = "system:controller:daemon-set-controller";
+
 /// Leader election of the controllers and the scheduler.
 pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
@@ -356,6 +362,35 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             ),
             ("batch", "jobs", None) => matches!(verb, "get" | "list" | "watch"),
             ("batch", "jobs", Some("status")) => matches!(verb, "patch" | "update"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        // Upstream's system:controller:cronjob-controller: start and remove
+        // Jobs, report on CronJobs.
+        CRONJOB_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("batch", "jobs", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "update" | "patch" | "delete"
+            ),
+            ("batch", "cronjobs", None) => matches!(verb, "get" | "list" | "watch" | "update"),
+            ("batch", "cronjobs", Some("status")) => matches!(verb, "patch" | "update"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        // Upstream's system:controller:daemon-set-controller: run pods on
+        // nodes, keep the template history, report on DaemonSets.
+        DAEMONSET_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("", "pods", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "delete" | "patch"
+            ),
+            ("apps", "controllerrevisions", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "update" | "patch" | "delete"
+            ),
+            ("apps", "daemonsets", None) => matches!(verb, "get" | "list" | "watch"),
+            ("apps", "daemonsets", Some("status")) => matches!(verb, "patch" | "update"),
+            ("", "nodes", None) => matches!(verb, "get" | "list" | "watch"),
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
             _ => false,
         },

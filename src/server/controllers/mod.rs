@@ -1,13 +1,18 @@
 //! Controllers: reconcile loops that are ordinary API clients (the loopback
 //! client, each with an identity of its own), fed by API watches.
 
+pub mod claim;
+pub mod cronjob;
+pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod expectations;
 pub mod garbage;
+pub mod history;
 pub mod job;
 pub mod namespace;
 pub mod per_namespace;
+pub mod podcontrol;
 pub mod podutil;
 pub mod replicaset;
 pub mod root_ca;

@@ -29,8 +29,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::expectations::Expectations;
-use super::podutil;
 use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
+use super::{claim, podutil};
 use crate::events::{Recorder, NORMAL, WARNING};
 
 pub const AGENT: &str = "skiff-replicaset-controller";
@@ -301,8 +301,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     let Some(spec) = rs.spec.as_ref() else {
         return Ok(Action::Done);
     };
-    let uid = rs.metadata.uid.clone().unwrap_or_default();
-    let mut owned = claim(ctx, &rs, &uid).await?;
+    let mut owned = claim(ctx, &rs).await?;
     let now = Timestamp::now();
     let mut failure = None;
     if ctx.expectations.satisfied(key) && rs.metadata.deletion_timestamp.is_none() {
@@ -362,68 +361,17 @@ fn owner_ref(flavor: Flavor, rs: &ReplicaSet) -> OwnerReference {
 
 /// The pods the ReplicaSet controls once orphans that match are adopted
 /// and controlled pods that no longer match are released.
-async fn claim(ctx: &Ctx, rs: &ReplicaSet, uid: &str) -> Result<Vec<Arc<Pod>>, Error> {
+async fn claim(ctx: &Ctx, rs: &ReplicaSet) -> Result<Vec<Arc<Pod>>, Error> {
     let ns = rs.metadata.namespace.as_deref().unwrap_or_default();
-    let selector = rs.spec.as_ref().map(|s| &s.selector);
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let mut owned = Vec::new();
-    for pod in ctx.pods.list(ns) {
-        let matches = podutil::selects(selector, pod.metadata.labels.as_ref());
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        match podutil::controller_of(&pod.metadata) {
-            Some(r) if r.uid == uid => {
-                if matches {
-                    owned.push(pod);
-                } else if pod.metadata.deletion_timestamp.is_none() {
-                    let refs: Vec<&OwnerReference> = pod
-                        .metadata
-                        .owner_references
-                        .iter()
-                        .flatten()
-                        .filter(|r| r.uid != uid)
-                        .collect();
-                    // resourceVersion: a reference added meanwhile is
-                    // not lost (the patch conflicts and is retried).
-                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid,
-                        "resourceVersion": pod.metadata.resource_version}});
-                    ignore_gone(
-                        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await,
-                    )?;
-                }
-            }
-            Some(_) => {}
-            None if matches
-                && pod.metadata.deletion_timestamp.is_none()
-                && rs.metadata.deletion_timestamp.is_none()
-                && podutil::is_active(&pod) =>
-            {
-                let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-                refs.push(owner_ref(ctx.flavor, rs));
-                let patch = json!({"metadata": {"ownerReferences": refs, "uid": pod.metadata.uid,
-                    "resourceVersion": pod.metadata.resource_version}});
-                if ignore_gone(
-                    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                        .await,
-                )?
-                .is_some()
-                {
-                    owned.push(pod);
-                }
-            }
-            None => {}
-        }
-    }
-    Ok(owned)
-}
-
-/// Ok(None) when the object is gone (or changed identity) meanwhile.
-fn ignore_gone<T>(r: Result<T, kube::Error>) -> Result<Option<T>, Error> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    let owner = claim::Owner {
+        reference: owner_ref(ctx.flavor, rs),
+        selector: rs.spec.as_ref().map(|s| &s.selector),
+        deleting: rs.metadata.deletion_timestamp.is_some(),
+    };
+    Ok(owner
+        .claim(&api, ctx.pods.list(ns), podutil::is_active)
+        .await?)
 }
 
 fn reference(flavor: Flavor, rs: &ReplicaSet) -> ObjectReference {

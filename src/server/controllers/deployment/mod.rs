@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 use self::plan::Set;
 use self::revisions::{DESIRED, MAX_REPLICAS, REVISION};
 use self::status::{cond, set_condition};
-use super::podutil;
 use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
+use super::{claim, podutil};
 use crate::events::{reference, Recorder, NORMAL, WARNING};
 
 pub const AGENT: &str = "skiff-deployment-controller";
@@ -266,63 +266,20 @@ impl Pass<'_> {
     /// matching; the sets the Deployment controls.
     async fn claim(&self) -> Result<Vec<Arc<ReplicaSet>>, Error> {
         let d = &self.d;
-        let uid = d.metadata.uid.clone().unwrap_or_default();
-        let selector = d.spec.as_ref().map(|s| &s.selector);
-        let api = self.api_sets();
-        let mut owned = Vec::new();
-        for rs in self.ctx.sets.list(&self.key.namespace) {
-            let matches = podutil::selects(selector, rs.metadata.labels.as_ref());
-            let name = rs.metadata.name.clone().unwrap_or_default();
-            match podutil::controller_of(&rs.metadata) {
-                Some(r) if r.uid == uid => {
-                    if matches {
-                        owned.push(rs);
-                    } else if rs.metadata.deletion_timestamp.is_none() {
-                        let refs: Vec<_> = rs
-                            .metadata
-                            .owner_references
-                            .iter()
-                            .flatten()
-                            .filter(|r| r.uid != uid)
-                            .collect();
-                        let patch = json!({"metadata": {"ownerReferences": refs, "uid": rs.metadata.uid,
-                        "resourceVersion": rs.metadata.resource_version}});
-                        gone_ok(
-                            api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                                .await,
-                        )?;
-                    }
-                }
-                None if matches
-                    && rs.metadata.deletion_timestamp.is_none()
-                    && d.metadata.deletion_timestamp.is_none() =>
-                {
-                    let mut refs = rs.metadata.owner_references.clone().unwrap_or_default();
-                    refs.push(
-                        k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
-                            api_version: "apps/v1".into(),
-                            kind: "Deployment".into(),
-                            name: d.metadata.name.clone().unwrap_or_default(),
-                            uid: uid.clone(),
-                            controller: Some(true),
-                            block_owner_deletion: Some(true),
-                        },
-                    );
-                    let patch = json!({"metadata": {"ownerReferences": refs, "uid": rs.metadata.uid,
-                        "resourceVersion": rs.metadata.resource_version}});
-                    if gone_ok(
-                        api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                            .await,
-                    )?
-                    .is_some()
-                    {
-                        owned.push(rs);
-                    }
-                }
-                _ => {}
-            }
-        }
-        Ok(owned)
+        let owner = claim::Owner {
+            reference: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "apps/v1".into(),
+                kind: "Deployment".into(),
+                name: d.metadata.name.clone().unwrap_or_default(),
+                uid: d.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            },
+            selector: d.spec.as_ref().map(|s| &s.selector),
+            deleting: d.metadata.deletion_timestamp.is_some(),
+        };
+        let sets = self.ctx.sets.list(&self.key.namespace);
+        Ok(owner.claim(&self.api_sets(), sets, |_| true).await?)
     }
 
     /// Set one ReplicaSet's size (and the annotations that record the

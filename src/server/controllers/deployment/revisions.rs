@@ -17,19 +17,6 @@ pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 pub const HASH_LABEL: &str = "pod-template-hash";
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
-/// Characters of a hash as upstream writes them (no vowels, no
-/// look-alikes, so that no word is spelled).
-const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
-fn fnv1a(bytes: &[u8]) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in bytes {
-        h ^= u32::from(*b);
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h
-}
-
 /// The template without the hash label, as JSON: what two templates are
 /// compared by.
 fn canonical(t: &PodTemplateSpec) -> serde_json::Value {
@@ -53,21 +40,7 @@ fn canonical(t: &PodTemplateSpec) -> serde_json::Value {
 
 /// The hash that names a template's ReplicaSet and labels its pods.
 pub fn template_hash(t: &PodTemplateSpec, collisions: Option<i32>) -> String {
-    let mut bytes = serde_json::to_vec(&canonical(t)).unwrap_or_default();
-    if let Some(c) = collisions {
-        bytes.extend_from_slice(c.to_string().as_bytes());
-    }
-    let mut h = fnv1a(&bytes);
-    let mut out = String::new();
-    // Ten characters at most, as upstream's.
-    while out.len() < 10 {
-        out.push(ALPHABET[(h % ALPHABET.len() as u32) as usize] as char);
-        h /= ALPHABET.len() as u32;
-        if h == 0 {
-            break;
-        }
-    }
-    out
+    crate::server::controllers::history::hash(&canonical(t), collisions)
 }
 
 pub fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
@@ -198,7 +171,9 @@ mod tests {
         let a = template("a");
         let h = template_hash(&a, None);
         assert!(!h.is_empty() && h.len() <= 10);
-        assert!(h.bytes().all(|b| ALPHABET.contains(&b)));
+        assert!(h
+            .bytes()
+            .all(|b| crate::server::controllers::history::ALPHABET.contains(&b)));
         assert_ne!(h, template_hash(&template("b"), None));
         assert_ne!(h, template_hash(&a, Some(1)));
         let mut labelled = a.clone();
