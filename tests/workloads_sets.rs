@@ -148,3 +148,146 @@ fn a_daemonset_runs_on_the_node_and_rolls_both_ways() {
     let left = s.kubectl_ok(&["get", "pods,controllerrevisions", "-o", "name"]);
     assert!(left.trim().is_empty(), "{left}");
 }
+
+const STATEFUL: &str = r#"apiVersion: v1
+kind: Service
+metadata:
+  name: web
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  serviceName: web
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "echo $(hostname) v${V:-1}; sleep 3600"]
+"#;
+
+/// The set's members now: (ordinal, ready, being deleted).
+fn members(s: &Server) -> Vec<(u32, bool, bool)> {
+    let list = json(s, &["get", "pods", "-l", "app=web", "-o", "json"]);
+    let mut out: Vec<(u32, bool, bool)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap();
+            let ord = name.strip_prefix("web-").unwrap().parse().unwrap();
+            let ready = p["status"]["conditions"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
+            });
+            (ord, ready, !p["metadata"]["deletionTimestamp"].is_null())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// OrderedReady, sampled: the members are always 0..k, and every one but
+/// the last is Ready.
+fn check_ordered(m: &[(u32, bool, bool)]) {
+    for (i, (ord, ready, _)) in m.iter().enumerate() {
+        assert_eq!(*ord as usize, i, "a gap in the members: {m:?}");
+        if i + 1 < m.len() {
+            assert!(
+                *ready,
+                "web-{} made before web-{ord} was ready: {m:?}",
+                i + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn a_statefulset_comes_up_in_order_with_stable_names() {
+    let s = server_with_busybox("sts-node");
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], STATEFUL);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(&s, "three ready members", || {
+        let m = members(&s);
+        check_ordered(&m);
+        (m.len() == 3 && m.iter().all(|x| x.1)).then_some(())
+    });
+    let out = s.kubectl_ok(&["rollout", "status", "sts/web", "--timeout=30s"]);
+    assert!(out.contains("roll out complete"), "{out}");
+    for i in 0..3 {
+        let log = s.kubectl_ok(&["logs", &format!("web-{i}")]);
+        assert_eq!(log.trim(), format!("web-{i} v1"));
+        let pod = json(&s, &["get", "pod", &format!("web-{i}"), "-o", "json"]);
+        assert_eq!(pod["spec"]["subdomain"], "web");
+        assert_eq!(
+            pod["metadata"]["labels"]["apps.kubernetes.io/pod-index"],
+            i.to_string()
+        );
+    }
+
+    // A deleted member comes back under its name.
+    let uid = json(&s, &["get", "pod", "web-1", "-o", "json"])["metadata"]["uid"].clone();
+    s.kubectl_ok(&["delete", "pod", "web-1", "--wait=false"]);
+    wait_for(&s, "web-1 back", || {
+        let p = json(&s, &["get", "pods", "-l", "app=web", "-o", "json"]);
+        p["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| {
+                p["metadata"]["name"] == "web-1"
+                    && p["metadata"]["uid"] != uid
+                    && p["status"]["phase"] == "Running"
+            })
+            .then_some(())
+    });
+
+    // A new template rolls from the highest ordinal down, one at a time.
+    s.kubectl_ok(&["set", "env", "sts/web", "V=2"]);
+    let out = s.kubectl_ok(&["rollout", "status", "sts/web", "--timeout=90s"]);
+    assert!(out.contains("roll out complete"), "{out}");
+    let sts = json(&s, &["get", "sts", "web", "-o", "json"]);
+    assert_eq!(
+        sts["status"]["currentRevision"], sts["status"]["updateRevision"],
+        "{:#}",
+        sts["status"]
+    );
+    assert_eq!(sts["status"]["updatedReplicas"], 3);
+    wait_for(&s, "all at v2", || {
+        (0..3)
+            .all(|i| s.kubectl_ok(&["logs", &format!("web-{i}")]).trim() == format!("web-{i} v2"))
+            .then_some(())
+    });
+
+    // Scaled down: the highest ordinal goes first, one at a time: the
+    // members stay 0..k and only the last may be on its way out.
+    s.kubectl_ok(&["scale", "sts/web", "--replicas=1"]);
+    wait_for(&s, "one member", || {
+        let m = members(&s);
+        for (i, (ord, _, leaving)) in m.iter().enumerate() {
+            assert_eq!(*ord as usize, i, "a gap in the members: {m:?}");
+            assert!(
+                !leaving || i + 1 == m.len(),
+                "web-{ord} leaves before a higher one: {m:?}"
+            );
+        }
+        (m.len() == 1).then_some(())
+    });
+}

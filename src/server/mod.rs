@@ -654,6 +654,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     control.spawn(
         &mut components,
+        "statefulset controller",
+        auth::STATEFULSET_CONTROLLER_USER,
+        controllers::statefulset::AGENT,
+        |client, shared, cancel| async move {
+            controllers::statefulset::run(client, &shared, cancel).await
+        },
+    );
+    control.spawn(
+        &mut components,
         "endpoint controller",
         auth::ENDPOINT_CONTROLLER_USER,
         controllers::endpoints::AGENT,

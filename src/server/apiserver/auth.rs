@@ -264,6 +264,9 @@ pub const CRONJOB_CONTROLLER_USER: &str = "system:controller:cronjob-controller"
 /// The DaemonSet controller, named as upstream's controller role.
 pub const DAEMONSET_CONTROLLER_USER: &str = "system:controller:daemon-set-controller";
 
+/// The StatefulSet controller, named as upstream's controller role.
+pub const STATEFULSET_CONTROLLER_USER: &str = "system:controller:statefulset-controller";
+
 /// Leader election of the controllers and the scheduler.
 pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
@@ -391,6 +394,28 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             ("apps", "daemonsets", None) => matches!(verb, "get" | "list" | "watch"),
             ("apps", "daemonsets", Some("status")) => matches!(verb, "patch" | "update"),
             ("", "nodes", None) => matches!(verb, "get" | "list" | "watch"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        // Upstream's system:controller:statefulset-controller: members and
+        // their claims, the template history, report on StatefulSets.
+        STATEFULSET_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("", "pods", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "delete" | "update" | "patch"
+            ),
+            ("", "persistentvolumeclaims", None) => {
+                matches!(
+                    verb,
+                    "get" | "list" | "watch" | "create" | "update" | "patch"
+                )
+            }
+            ("apps", "controllerrevisions", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "create" | "update" | "patch" | "delete"
+            ),
+            ("apps", "statefulsets", None) => matches!(verb, "get" | "list" | "watch"),
+            ("apps", "statefulsets", Some("status")) => matches!(verb, "patch" | "update"),
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
             _ => false,
         },

@@ -18,6 +18,7 @@ pub mod replicaset;
 pub mod root_ca;
 pub mod runtime;
 pub mod serviceaccounts;
+pub mod statefulset;
 
 use serde_json::Value;
 

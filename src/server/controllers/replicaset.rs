@@ -24,14 +24,15 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetCondition, ReplicaSetStat
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use super::expectations::Expectations;
+use super::podcontrol::PodControl;
 use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
 use super::{claim, podutil};
-use crate::events::{Recorder, NORMAL, WARNING};
+use crate::events::Recorder;
 
 pub const AGENT: &str = "skiff-replicaset-controller";
 pub const COMPONENT: &str = "replicaset-controller";
@@ -386,92 +387,24 @@ async fn manage(
     active: &[Arc<Pod>],
     want: usize,
 ) -> Result<(), Error> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &key.namespace);
+    let control = PodControl {
+        api: Api::namespaced(ctx.client.clone(), &key.namespace),
+        events: &ctx.events,
+        owner: reference(ctx.flavor, rs),
+        expectations: &ctx.expectations,
+        key,
+    };
     if active.len() < want {
         let missing = (want - active.len()).min(BURST);
-        ctx.expectations.expect(key, missing as i64, 0);
         let pod = pod_from_template(ctx.flavor, rs);
-        let pp = PostParams::default();
-        let mut left = missing;
-        let mut batch = 1;
-        while left > 0 {
-            let n = batch.min(left);
-            let results = futures::future::join_all((0..n).map(|_| api.create(&pp, &pod))).await;
-            left -= n;
-            let mut first_err = None;
-            for r in results {
-                match r {
-                    Ok(p) => ctx.events.object(
-                        reference(ctx.flavor, rs),
-                        NORMAL,
-                        "SuccessfulCreate",
-                        format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
-                    ),
-                    Err(e) => {
-                        ctx.expectations.created(key);
-                        first_err.get_or_insert(e);
-                    }
-                }
-            }
-            if let Some(e) = first_err {
-                // The rest of this pass is skipped: never created, never
-                // to be seen.
-                for _ in 0..left {
-                    ctx.expectations.created(key);
-                }
-                ctx.events.object(
-                    reference(ctx.flavor, rs),
-                    WARNING,
-                    "FailedCreate",
-                    format!("Error creating: {e}"),
-                );
-                return Err(Error::Create(e));
-            }
-            batch *= 2;
-        }
+        control
+            .create_all(vec![pod; missing])
+            .await
+            .map_err(Error::Create)?;
     } else if active.len() > want {
         let surplus = (active.len() - want).min(BURST);
         let doomed = to_delete(active, surplus);
-        ctx.expectations.expect(key, 0, doomed.len() as i64);
-        let results = futures::future::join_all(doomed.iter().map(|p| {
-            let dp = DeleteParams {
-                preconditions: p.metadata.uid.clone().map(|uid| Preconditions {
-                    uid: Some(uid),
-                    resource_version: None,
-                }),
-                ..Default::default()
-            };
-            let name = p.metadata.name.clone().unwrap_or_default();
-            let api = api.clone();
-            async move { (name.clone(), api.delete(&name, &dp).await) }
-        }))
-        .await;
-        let mut first_err = None;
-        for (name, r) in results {
-            match r {
-                Ok(_) => ctx.events.object(
-                    reference(ctx.flavor, rs),
-                    NORMAL,
-                    "SuccessfulDelete",
-                    format!("Deleted pod: {name}"),
-                ),
-                Err(e) => {
-                    ctx.expectations.deleted(key);
-                    if !matches!(&e, kube::Error::Api(s) if s.is_not_found()) {
-                        first_err.get_or_insert(e);
-                    }
-                }
-            }
-        }
-        if let Some(e) = first_err {
-            ctx.events.object(
-                reference(ctx.flavor, rs),
-                WARNING,
-                "FailedDelete",
-                format!("Error deleting: {e}"),
-            );
-            return Err(Error::Delete(e));
-        }
+        control.delete_all(&doomed).await.map_err(Error::Delete)?;
     }
     Ok(())
 }
