@@ -267,3 +267,133 @@ spec:
         ready = s.kubectl_ok(&["get", "rc", "web", "-o", "jsonpath={.status.readyReplicas}"]);
     }
 }
+
+const GUARDED: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: guarded
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: guarded}
+  template:
+    metadata:
+      labels: {app: guarded}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sleep", "3600"]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: guarded
+spec:
+  minAvailable: 2
+  selector:
+    matchLabels: {app: guarded}
+"#;
+
+fn pdb_status(s: &Server) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "pdb", "guarded", "-o", "json"])).unwrap();
+    v["status"].clone()
+}
+
+/// The Running pods of app=guarded, not being deleted.
+fn guarded(s: &Server) -> usize {
+    let v: serde_json::Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "pods", "-l", "app=guarded", "-o", "json"]))
+            .unwrap();
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| {
+            p["metadata"]["deletionTimestamp"].is_null() && p["status"]["phase"] == "Running"
+        })
+        .count()
+}
+
+#[test]
+fn a_drain_evicts_only_what_the_disruption_budget_allows() {
+    let s = server_with_busybox(NODE);
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], GUARDED);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.kubectl_ok(&["rollout", "status", "deploy/guarded", "--timeout=90s"]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let st = pdb_status(&s);
+        if st["currentHealthy"] == 3 && st["disruptionsAllowed"] == 1 {
+            assert_eq!(st["desiredHealthy"], 2, "{st:#}");
+            assert_eq!(st["expectedPods"], 3, "{st:#}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pdb status never settled: {st:#}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let table = s.kubectl_ok(&["get", "pdb", "guarded"]);
+    assert!(table.contains("ALLOWED DISRUPTIONS"), "{table}");
+
+    // The drain cordons the node and evicts one pod; the replacement cannot
+    // land on the cordoned node, so the budget allows no second eviction
+    // and the drain gives up at its timeout with two pods still serving.
+    let out = s.kubectl(&[
+        "drain",
+        NODE,
+        "--ignore-daemonsets",
+        "--delete-emptydir-data",
+        "--timeout=20s",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let text = format!("{}{err}", String::from_utf8_lossy(&out.stdout));
+    assert!(!out.status.success(), "the drain broke the budget: {text}");
+    assert!(text.contains("evicted"), "{text}");
+    assert!(text.contains("disruption budget"), "{text}");
+    assert_eq!(guarded(&s), 2, "{text}");
+    let node: serde_json::Value =
+        serde_json::from_str(&s.kubectl_ok(&["get", "node", NODE, "-o", "json"])).unwrap();
+    assert_eq!(node["spec"]["unschedulable"], true);
+    // A direct eviction is refused the same way: a 429 naming the budget.
+    let pod = s.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "app=guarded",
+        "-o",
+        "jsonpath={.items[0].metadata.name}",
+    ]);
+    let eviction = format!(
+        r#"{{"apiVersion":"policy/v1","kind":"Eviction","metadata":{{"name":"{pod}","namespace":"default"}}}}"#
+    );
+    let path = format!("/api/v1/namespaces/default/pods/{pod}/eviction");
+    let out = s.kubectl_stdin(&["create", "--raw", &path, "-f", "-"], &eviction);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "evicted past the budget");
+    assert!(
+        err.contains("disruption budget") || err.contains("TooManyRequests") || err.contains("429"),
+        "{err}"
+    );
+
+    // Uncordoned, the replacement lands and the budget is whole again.
+    s.kubectl_ok(&["uncordon", NODE]);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while guarded(&s) < 3 || pdb_status(&s)["disruptionsAllowed"] != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "never back to three: {:#}",
+            pdb_status(&s)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

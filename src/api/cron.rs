@@ -66,7 +66,7 @@ pub fn parse_standard(spec: &str) -> Result<Schedule, String> {
         return Err("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".into());
     }
     if let Some(rest) = spec.strip_prefix("@every ") {
-        return match go_duration_secs(rest) {
+        return match crate::api::duration::parse_go(rest) {
             // Shorter than a second means every second, as upstream.
             Some(secs) => Ok(Schedule::Every((secs.trunc() as i64).max(1))),
             None => Err(format!(
@@ -166,48 +166,6 @@ fn range_bits(expr: &str, min: u64, max: u64, names: &[&str]) -> Result<(u64, bo
         .step_by(step as usize)
         .fold(0u64, |b, v| b | 1 << v);
     Ok((bits, star))
-}
-
-/// Go's `time.ParseDuration`: `[-+]?(\d*\.?\d+(ns|us|µs|ms|s|m|h))+` or
-/// "0", in seconds.
-fn go_duration_secs(s: &str) -> Option<f64> {
-    let (neg, s) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if s == "0" {
-        return Some(0.0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let mut rest = s;
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let n = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let num = &rest[..n];
-        if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-            return None;
-        }
-        let x: f64 = num.parse().ok()?;
-        rest = &rest[n..];
-        let (unit, scale) = [
-            ("ns", 1e-9),
-            ("us", 1e-6),
-            ("µs", 1e-6),
-            ("ms", 1e-3),
-            ("s", 1.0),
-            ("m", 60.0),
-            ("h", 3600.0),
-        ]
-        .into_iter()
-        .find(|(u, _)| rest.starts_with(u) && !(*u == "m" && rest.starts_with("ms")))?;
-        rest = &rest[unit.len()..];
-        total += x * scale;
-    }
-    Some(if neg { -total } else { total })
 }
 
 fn value(s: &str, min: u64, names: &[&str]) -> Result<u64, String> {

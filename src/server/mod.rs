@@ -119,6 +119,26 @@ pub struct ServerArgs {
     #[arg(long, value_enum, default_value_t = scheduler::Policy::Spread)]
     pub scheduler_policy: scheduler::Policy,
 
+    /// How long a node may stay silent (no Lease renewed, no status
+    /// posted) before it is marked Unknown and tainted unreachable.
+    #[arg(long, value_name = "DURATION", default_value = "40s", value_parser = parse_duration)]
+    pub node_monitor_grace_period: Duration,
+
+    /// How long pods tolerate a node that is not ready, unless they say
+    /// otherwise, before they are evicted from it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub default_not_ready_toleration_seconds: i64,
+
+    /// How long pods tolerate a node that is unreachable, unless they say
+    /// otherwise, before they are evicted from it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub default_unreachable_toleration_seconds: i64,
+
+    /// Nodes per second, at most, whose pods are evicted when nodes fail
+    /// (a tenth of it when most of a zone fails; none when all of it does).
+    #[arg(long, value_name = "NODES_PER_SECOND", default_value_t = 0.1)]
+    pub node_eviction_rate: f64,
+
     #[command(flatten)]
     pub agent: crate::agent::config::AgentArgs,
 
@@ -332,6 +352,19 @@ impl Control {
     }
 }
 
+/// A duration as Go writes them (`40s`, `1m30s`) or whole seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let secs = match s.parse::<u64>() {
+        Ok(n) => n as f64,
+        Err(_) => crate::api::duration::parse_go(s)
+            .ok_or_else(|| format!("invalid duration {s:?}: use e.g. 40s or 2m"))?,
+    };
+    if secs <= 0.0 {
+        return Err(format!("invalid duration {s:?}: it must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
 async fn lead(
     mut leading: tokio::sync::watch::Receiver<bool>,
     cancel: &tokio_util::sync::CancellationToken,
@@ -443,6 +476,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         openapi: Default::default(),
         kubelet: Default::default(),
         metrics: Default::default(),
+        tolerations: apiserver::admission::default_tolerations::Seconds {
+            not_ready: args.default_not_ready_toleration_seconds,
+            unreachable: args.default_unreachable_toleration_seconds,
+        },
     });
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(
@@ -659,6 +696,28 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         controllers::statefulset::AGENT,
         |client, shared, cancel| async move {
             controllers::statefulset::run(client, &shared, cancel).await
+        },
+    );
+    control.spawn(
+        &mut components,
+        "disruption controller",
+        auth::DISRUPTION_CONTROLLER_USER,
+        controllers::disruption::AGENT,
+        |client, shared, cancel| async move {
+            controllers::disruption::run(client, &shared, cancel).await
+        },
+    );
+    let node_config = controllers::nodelifecycle::Config {
+        grace: args.node_monitor_grace_period,
+        eviction_rate: args.node_eviction_rate,
+    };
+    control.spawn(
+        &mut components,
+        "node lifecycle controller",
+        auth::NODE_CONTROLLER_USER,
+        controllers::nodelifecycle::AGENT,
+        move |client, shared, cancel| async move {
+            controllers::nodelifecycle::run(client, &shared, cancel, node_config).await
         },
     );
     control.spawn(

@@ -267,6 +267,12 @@ pub const DAEMONSET_CONTROLLER_USER: &str = "system:controller:daemon-set-contro
 /// The StatefulSet controller, named as upstream's controller role.
 pub const STATEFULSET_CONTROLLER_USER: &str = "system:controller:statefulset-controller";
 
+/// The disruption controller, named as upstream's controller role.
+pub const DISRUPTION_CONTROLLER_USER: &str = "system:controller:disruption-controller";
+
+/// The node lifecycle controller, named as upstream's controller role.
+pub const NODE_CONTROLLER_USER: &str = "system:controller:node-controller";
+
 /// Leader election of the controllers and the scheduler.
 pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
@@ -416,6 +422,34 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             ),
             ("apps", "statefulsets", None) => matches!(verb, "get" | "list" | "watch"),
             ("apps", "statefulsets", Some("status")) => matches!(verb, "patch" | "update"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        // Upstream's system:controller:disruption-controller: read pods and
+        // their controllers, report on budgets.
+        DISRUPTION_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("policy", "poddisruptionbudgets", None) => matches!(verb, "get" | "list" | "watch"),
+            ("policy", "poddisruptionbudgets", Some("status")) => {
+                matches!(verb, "patch" | "update")
+            }
+            ("", "pods" | "replicationcontrollers", None)
+            | ("apps", "replicasets" | "deployments" | "statefulsets", None) => {
+                matches!(verb, "get" | "list" | "watch")
+            }
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        // Upstream's system:controller:node-controller: node conditions
+        // and taints, pod readiness and eviction.
+        NODE_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("", "nodes", None) => matches!(
+                verb,
+                "get" | "list" | "watch" | "update" | "patch" | "delete"
+            ),
+            ("", "nodes", Some("status")) => matches!(verb, "patch" | "update"),
+            ("", "pods", None) => matches!(verb, "get" | "list" | "watch" | "delete"),
+            ("", "pods", Some("status")) => matches!(verb, "patch" | "update"),
+            ("coordination.k8s.io", "leases", None) => matches!(verb, "get" | "list" | "watch"),
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
             _ => false,
         },

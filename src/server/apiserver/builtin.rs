@@ -73,6 +73,13 @@ const POD_SUBRESOURCES: &[SubresourceDef] = &[
         kind: "Binding",
         verbs: &["create"],
     },
+    SubresourceDef {
+        name: "eviction",
+        group: "policy",
+        version: "v1",
+        kind: "Eviction",
+        verbs: &["create"],
+    },
     kubelet("exec", "PodExecOptions", CREATE_GET),
     kubelet("log", "Pod", GET),
     kubelet("portforward", "PodPortForwardOptions", CREATE_GET),
@@ -607,7 +614,15 @@ mod tests {
         let names: Vec<&str> = pods.subresources.iter().map(|s| s.name).collect();
         assert_eq!(
             names,
-            ["attach", "binding", "exec", "log", "portforward", "status"]
+            [
+                "attach",
+                "binding",
+                "eviction",
+                "exec",
+                "log",
+                "portforward",
+                "status"
+            ]
         );
         let deploy = rs.iter().find(|r| r.plural == "deployments");
         assert_eq!(

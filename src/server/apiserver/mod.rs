@@ -19,6 +19,7 @@ pub mod binding;
 pub mod builtin;
 pub mod conn;
 pub mod discovery;
+pub mod eviction;
 pub mod fieldsel;
 pub mod health;
 pub mod inflight;
@@ -89,6 +90,8 @@ pub struct ApiState {
     pub kubelet: std::sync::OnceLock<kubelet_proxy::KubeletClient>,
     /// The kubelets' latest resource metrics (metrics.k8s.io).
     pub metrics: metrics_api::Samples,
+    /// How long new pods tolerate a failed node by default.
+    pub tolerations: admission::default_tolerations::Seconds,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -464,6 +467,10 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
             let manager = apply::write_manager(ctx, headers, "CreateOptions")?;
             let (obj, _) = object_body(call, body).await?;
             binding::create(call, n, &obj, &manager).await
+        }
+        (Method::POST, Some(n), Some("eviction")) => {
+            let (obj, _) = object_body(call, body).await?;
+            eviction::create(call, n, &obj).await
         }
         // serviceaccounts/token, the one subresource created by a POST.
         (Method::POST, Some(n), Some("token")) => {

@@ -47,6 +47,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         openapi: Default::default(),
         kubelet: Default::default(),
         metrics: Default::default(),
+        tolerations: Default::default(),
     });
     (state, store)
 }

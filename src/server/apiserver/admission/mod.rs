@@ -4,12 +4,14 @@
 //! container resources) and `ResourceQuota` (usage charged against the
 //! namespace's quotas before the create is stored, given back when it
 //! fails or the object is deleted) and `ServiceAccount` (a pod's account
-//! and its API credentials).
+//! and its API credentials) and `DefaultTolerationSeconds` (how long a
+//! pod stays on a failed node).
 //!
 //! [`mutate`] runs after defaulting and before validation, as mutating
 //! admission does; quota is charged with the other shared state a create
 //! takes (`allocate::reserve`), after validation.
 
+pub mod default_tolerations;
 pub mod limit_range;
 pub mod priority;
 pub mod quota;
@@ -35,6 +37,7 @@ pub async fn mutate(state: &ApiState, def: &ResourceDef, obj: &mut Value) -> Res
         ("", "pods") => {
             service_account::admit_pod(state, obj).await?;
             priority::admit_pod(state, obj).await?;
+            default_tolerations::admit_pod(obj, state.tolerations);
             limit_range::admit_pod(state, obj).await
         }
         ("", "persistentvolumeclaims") => limit_range::admit_pvc(state, obj).await,

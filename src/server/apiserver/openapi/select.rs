@@ -467,10 +467,12 @@ mod tests {
         let paths = core["paths"].as_object().unwrap();
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/status"));
-        // Not served (yet): eviction, pods' and services' proxy; attach,
+        // Not served (yet): pods' and services' proxy; attach, eviction,
         // exec, log and nodes' proxy are.
-        assert!(!paths.keys().any(|p| p.ends_with("/eviction")
-            || (p.ends_with("/proxy") && !p.starts_with("/api/v1/nodes/"))));
+        assert!(!paths
+            .keys()
+            .any(|p| p.ends_with("/proxy") && !p.starts_with("/api/v1/nodes/")));
+        assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/eviction"));
         assert!(paths.contains_key("/api/v1/nodes/{name}/proxy"));
         assert!(paths.contains_key("/api/v1/nodes/{name}/proxy/{path}"));
         assert!(paths.contains_key("/api/v1/namespaces/{namespace}/pods/{name}/attach"));
@@ -516,7 +518,7 @@ mod tests {
             .as_object()
             .unwrap()
             .keys()
-            .any(|p| p.contains("/watch/") || p.ends_with("/eviction")));
+            .any(|p| p.contains("/watch/") || p.contains("/pods/{name}/proxy")));
         assert!(doc["securityDefinitions"]["BearerToken"].is_object());
     }
 
