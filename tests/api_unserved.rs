@@ -2,8 +2,8 @@
 //! discovery lists only what is served, because clients choose by it:
 //! any method on a path that serves nothing is a 404 NotFound Status (a 405
 //! told clients the path exists), also over HTTP/2; a subresource that is
-//! not implemented is neither listed nor served; and `kubectl drain`, which
-//! evicts only when pods/eviction is listed, falls back to deleting, with
+//! not implemented is neither listed nor served; and `kubectl drain`
+//! evicts through pods/eviction (listed now) a pod no kubelet runs, with
 //! the DeleteOptions it sends in protobuf.
 
 mod support;
@@ -18,7 +18,7 @@ fn writes_to_what_is_not_served_are_404_over_http1_and_http2() {
         "/apis/widgets.example.com/v1/namespaces/default/widgets",
         "/apis/widgets.example.com/v1/namespaces/default/widgets/w1",
         "/api/v1/namespaces/default/widgets",
-        "/api/v1/namespaces/default/pods/p1/eviction",
+        "/api/v1/namespaces/default/pods/p1/proxy",
         "/nonsense/path",
     ] {
         for method in ["POST", "PUT", "PATCH", "DELETE"] {
@@ -69,6 +69,7 @@ fn discovery_lists_only_the_subresources_that_are_served() {
         "pods/attach",
         "pods/portforward",
         "pods/binding",
+        "pods/eviction",
         "namespaces/finalize",
         "services/status",
         "nodes/proxy",
@@ -78,18 +79,13 @@ fn discovery_lists_only_the_subresources_that_are_served() {
             "{served} missing: {names:?}"
         );
     }
-    for unserved in [
-        "pods/eviction",
-        "pods/proxy",
-        "pods/ephemeralcontainers",
-        "services/proxy",
-    ] {
+    for unserved in ["pods/proxy", "pods/ephemeralcontainers", "services/proxy"] {
         assert!(!names.iter().any(|n| n == unserved), "{unserved} listed");
     }
 }
 
 #[test]
-fn drain_falls_back_to_deleting_when_eviction_is_not_listed() {
+fn drain_evicts_a_pod_no_kubelet_runs() {
     let s = Server::start();
     let out = s.kubectl_stdin(
         &["apply", "-f", "-"],

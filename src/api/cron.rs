@@ -193,7 +193,9 @@ impl Schedule {
         // Schedules fire on whole seconds.
         let whole = Timestamp::from_second(after.as_second()).ok()?;
         match self {
-            Schedule::Every(secs) => whole.checked_add(secs.seconds()).ok(),
+            Schedule::Every(secs) => whole
+                .checked_add(jiff::SignedDuration::from_secs(*secs))
+                .ok(),
             Schedule::Fields(f) => f.next(whole, tz),
         }
     }

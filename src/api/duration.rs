@@ -122,6 +122,10 @@ pub fn parse_go(s: &str) -> Option<f64> {
         rest = &rest[unit.len()..];
         total += x * scale;
     }
+    // Go's durations are int64 nanoseconds: about 2562047 hours at most.
+    if total > 9.2e9 {
+        return None;
+    }
     Some(if neg { -total } else { total })
 }
 

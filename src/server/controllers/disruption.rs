@@ -232,7 +232,8 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         (None, Some(ma)) => ctx
             .expected_scale(&key.namespace, &pods)
             .and_then(|expected| Ok((expected, scaled(ma, expected)?))),
-        (None, None) => Ok((pods.len() as i32, 0)),
+        // Neither: nothing may be disrupted, as upstream.
+        (None, None) => Ok((0, 0)),
     };
     let old = pdb.status.clone().unwrap_or_default();
     // The disrupted pods still to be counted as such.

@@ -36,13 +36,19 @@ impl Expectations {
         }
     }
 
-    /// About to create `adds` and delete `dels`.
+    /// About to create `adds` and delete `dels` (on top of what is still
+    /// awaited: one pass may both delete and create).
     pub fn expect(&self, key: &Key, adds: i64, dels: i64) {
-        self.lock().insert(
+        let mut map = self.lock();
+        let (a, d) = match map.get(key) {
+            Some(e) if e.at.elapsed() <= TTL => (e.adds.max(0), e.dels.max(0)),
+            _ => (0, 0),
+        };
+        map.insert(
             key.clone(),
             Expect {
-                adds,
-                dels,
+                adds: a + adds,
+                dels: d + dels,
                 at: Instant::now(),
             },
         );

@@ -22,10 +22,10 @@
 //!   are added at most `--node-eviction-rate` nodes per second in a zone
 //!   (0.1: one every ten seconds). When at least 55 % of a zone's nodes (and
 //!   more than two) are unhealthy, the rate drops to a tenth of that, and to
-//!   none in zones of 50 nodes or fewer. When all of a zone's nodes are
-//!   unhealthy, nothing there is tainted for eviction (the fault is more
-//!   likely this server's network than every node), and when every zone is
-//!   so, the NoExecute taints are taken off again.
+//!   none in zones of 50 nodes or fewer. When every node of every zone is
+//!   unhealthy, nothing is tainted for eviction and the NoExecute taints are
+//!   taken off again (the fault is more likely this server's network than
+//!   every node; a one-node cluster never evicts its own pods).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -85,7 +85,7 @@ struct Bucket {
 
 impl Bucket {
     fn take(&mut self, rate: f64, now: Instant) -> bool {
-        if rate <= 0.0 {
+        if !rate.is_finite() || rate <= 1e-6 {
             return false;
         }
         let gap = Duration::from_secs_f64(1.0 / rate);
@@ -125,6 +125,9 @@ pub struct Controller {
     config: Config,
     heard: Mutex<HashMap<String, Heard>>,
     buckets: Mutex<HashMap<String, Bucket>>,
+    /// NoExecute taints without `timeAdded` (set by other clients): when
+    /// this controller first saw each, per node, key and value.
+    first_seen: Mutex<HashMap<(String, String, String), Timestamp>>,
 }
 
 pub async fn run(
@@ -142,6 +145,7 @@ pub async fn run(
         config,
         heard: Mutex::new(HashMap::new()),
         buckets: Mutex::new(HashMap::new()),
+        first_seen: Mutex::new(HashMap::new()),
     };
     c.nodes.synced().await;
     c.leases.synced().await;
@@ -215,7 +219,15 @@ impl Controller {
                 now.duration_since(h.at) > self.config.grace
             };
             if silent && ready_status(n) != "Unknown" {
-                self.mark_unknown(n).await?;
+                if let Err(e) = self.mark_unknown(n).await {
+                    tracing::debug!(controller = COMPONENT, node = %name, "{e}");
+                }
+            } else if ready_status(n) == "Unknown" {
+                // Pods that became Ready since (or whose first marking lost
+                // a race) are marked again.
+                if let Err(e) = self.mark_pods_not_ready(&name).await {
+                    tracing::debug!(controller = COMPONENT, node = %name, "{e}");
+                }
             }
         }
         {
@@ -246,10 +258,14 @@ impl Controller {
             let zone = zone_of(n);
             let state = states.get(&zone).copied().unwrap_or(ZoneState::Normal);
             let size = counts.get(&zone).map_or(0, |(r, u)| r + u);
-            self.taint(n, state, size, all_full, now).await?;
+            if let Err(e) = self.taint(n, state, size, all_full, now).await {
+                tracing::debug!(controller = COMPONENT, node = ?n.metadata.name, "{e}");
+            }
         }
         for n in self.nodes.list("") {
-            self.evict(&n).await?;
+            if let Err(e) = self.evict(&n).await {
+                tracing::debug!(controller = COMPONENT, node = ?n.metadata.name, "{e}");
+            }
         }
         Ok(())
     }
@@ -295,8 +311,14 @@ impl Controller {
             "NodeNotReady",
             format!("Node {name} status is now: NodeNotReady"),
         );
-        // Its pods stop being Ready: Services stop sending them traffic.
-        for p in self.pods_on(&name) {
+        self.mark_pods_not_ready(&name).await
+    }
+
+    /// The pods of a node that stopped reporting stop being Ready:
+    /// Services stop sending them traffic.
+    async fn mark_pods_not_ready(&self, name: &str) -> Result<(), kube::Error> {
+        let now = Time(Timestamp::now());
+        for p in self.pods_on(name) {
             let ready = p
                 .status
                 .as_ref()
@@ -365,9 +387,9 @@ impl Controller {
             want.push((k, "NoSchedule"));
             let tainted = has_taint(n, k, "NoExecute");
             let keep = tainted && !all_full;
-            let add = !tainted && !all_full && state != ZoneState::Full && {
+            let add = !tainted && !all_full && {
                 let rate = match state {
-                    ZoneState::Normal => self.config.eviction_rate,
+                    ZoneState::Normal | ZoneState::Full => self.config.eviction_rate,
                     ZoneState::Partial if zone_size > LARGE_CLUSTER => {
                         self.config.eviction_rate / 10.0
                     }
@@ -426,15 +448,32 @@ impl Controller {
     /// Delete the pods whose tolerations of the node's NoExecute taints ran
     /// out.
     async fn evict(&self, n: &Node) -> Result<(), kube::Error> {
-        let no_execute: Vec<Taint> = taints(n)
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let now = Timestamp::now();
+        let mut no_execute: Vec<Taint> = taints(n)
             .into_iter()
             .filter(|t| t.effect == "NoExecute")
             .collect();
+        {
+            let mut seen = self.first_seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.retain(|(node, key, value), _| {
+                *node != name
+                    || no_execute
+                        .iter()
+                        .any(|t| t.key == *key && t.value.clone().unwrap_or_default() == *value)
+            });
+            for t in no_execute.iter_mut().filter(|t| t.time_added.is_none()) {
+                let k = (
+                    name.clone(),
+                    t.key.clone(),
+                    t.value.clone().unwrap_or_default(),
+                );
+                t.time_added = Some(Time(*seen.entry(k).or_insert(now)));
+            }
+        }
         if no_execute.is_empty() {
             return Ok(());
         }
-        let name = n.metadata.name.clone().unwrap_or_default();
-        let now = Timestamp::now();
         for p in self.pods_on(&name) {
             if p.metadata.deletion_timestamp.is_some() {
                 continue;
@@ -521,7 +560,9 @@ pub fn due(tolerations: &[Toleration], taints: &[Taint], now: Timestamp) -> bool
             .filter_map(|t| t.toleration_seconds)
             .min();
         match (secs, taint.time_added.as_ref()) {
-            (Some(s), Some(added)) => added.0.as_second() + s.max(0) <= now.as_second(),
+            (Some(s), Some(added)) => {
+                added.0.as_second().saturating_add(s.max(0)) <= now.as_second()
+            }
             (Some(s), None) => s <= 0,
             (None, _) => false,
         }

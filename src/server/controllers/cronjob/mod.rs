@@ -267,7 +267,8 @@ async fn schedule(
     let last = status.last_schedule_time.as_ref().map(|t| t.0);
     let deadline = spec.starting_deadline_seconds;
     let due = plan::due(&sched, &tz, created, last, deadline, now);
-    let next = |now: Timestamp| match sched.next(now, &tz) {
+    let anchor = last.unwrap_or(created);
+    let next = |now: Timestamp| match plan::next_after(&sched, &tz, anchor, now) {
         Some(t) => Action::After(until(t, now) + NEXT_DELTA),
         None => Action::Done,
     };

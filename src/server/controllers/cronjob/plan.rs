@@ -33,7 +33,9 @@ pub fn due(
     let mut earliest = last.unwrap_or(created);
     // Nothing older than the deadline will be started: no need to count it.
     if let Some(d) = deadline {
-        let cutoff = now - SignedDuration::from_secs(d);
+        let cutoff = now
+            .checked_sub(SignedDuration::from_secs(d))
+            .unwrap_or(earliest);
         if cutoff > earliest {
             earliest = cutoff;
         }
@@ -91,6 +93,28 @@ fn latest_before(
     at
 }
 
+/// When to look again after `now`: the schedule's next time, counted for
+/// `@every` from the CronJob's own runs (`anchor`: its last scheduled run, or
+/// its creation), not from whenever the pass happens.
+pub fn next_after(
+    schedule: &Schedule,
+    tz: &TimeZone,
+    anchor: Timestamp,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    match schedule {
+        Schedule::Every(secs) => {
+            let secs = (*secs).max(1);
+            let since = now.as_second().saturating_sub(anchor.as_second()).max(0);
+            let steps = since / secs + 1;
+            anchor
+                .checked_add(SignedDuration::from_secs(steps.saturating_mul(secs)))
+                .ok()
+        }
+        Schedule::Fields(_) => schedule.next(now, tz),
+    }
+}
+
 /// The name of the Job for the run scheduled at `at`: the same for every
 /// attempt, so a run is never started twice.
 pub fn job_name(cronjob: &str, at: Timestamp) -> String {
@@ -99,7 +123,10 @@ pub fn job_name(cronjob: &str, at: Timestamp) -> String {
 
 /// True when a run scheduled at `at` is too late to start at `now`.
 pub fn too_late(at: Timestamp, deadline: Option<i64>, now: Timestamp) -> bool {
-    deadline.is_some_and(|d| at + SignedDuration::from_secs(d) < now)
+    deadline.is_some_and(|d| {
+        at.checked_add(SignedDuration::from_secs(d))
+            .is_ok_and(|end| end < now)
+    })
 }
 
 #[cfg(test)]
@@ -233,6 +260,39 @@ mod tests {
             None,
             t("2027-01-01T00:00:00Z")
         ));
+    }
+
+    #[test]
+    fn every_is_counted_from_the_runs_not_the_pass() {
+        let s = parse_standard("@every 5m").unwrap();
+        let n = next_after(
+            &s,
+            &TimeZone::UTC,
+            t("2026-12-03T10:00:00Z"),
+            t("2026-12-03T10:09:00Z"),
+        );
+        assert_eq!(n, Some(t("2026-12-03T10:10:00Z")));
+        let n = next_after(
+            &s,
+            &TimeZone::UTC,
+            t("2026-12-03T10:00:00Z"),
+            t("2026-12-03T10:10:00Z"),
+        );
+        assert_eq!(n, Some(t("2026-12-03T10:15:00Z")));
+        // Huge deadlines do not overflow.
+        assert!(!too_late(
+            t("2026-12-03T10:00:00Z"),
+            Some(i64::MAX / 2),
+            t("2026-12-03T10:00:00Z")
+        ));
+        let d = due_at(
+            "* * * * *",
+            "2026-12-03T00:00:00Z",
+            None,
+            Some(i64::MAX / 2),
+            "2026-12-03T00:10:30Z",
+        );
+        assert_eq!(d.at, Some(t("2026-12-03T00:10:00Z")));
     }
 
     #[test]

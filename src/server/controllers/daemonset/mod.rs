@@ -121,7 +121,12 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
                 if c.old.is_none() {
                     exp.created(&key);
                 }
-                if c.new.is_none() {
+                // Seen as deleted once marked (a pod on a lost node may
+                // never finish going), as upstream.
+                let marked = |p: Option<&Arc<Pod>>| {
+                    p.is_some_and(|p| p.metadata.deletion_timestamp.is_some())
+                };
+                if (c.new.is_none() && !marked(c.old)) || (!marked(c.old) && marked(c.new)) {
                     exp.deleted(&key);
                 }
             }
@@ -434,7 +439,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                 wait(Duration::from_secs(s.max(0) as u64 + 1));
             }
         }
-        if here.iter().any(|p| is_new(p)) {
+        if is_new(first) {
             *status.updated_number_scheduled.get_or_insert(0) += 1;
         }
     }

@@ -45,7 +45,9 @@ pub fn step(
                 }
                 ([], [old]) => {
                     if !available(*old) {
+                        // Down anyway: replaced at once, and it counts.
                         out.delete.push(*old);
+                        unavailable += 1;
                     } else {
                         candidates.push(*old);
                     }
@@ -88,8 +90,8 @@ pub fn step(
 }
 
 /// `maxUnavailable`/`maxSurge` (an int or a percentage) against `desired`
-/// nodes: percentages of unavailability round down, of surge up; at least
-/// one can be unavailable when no surge is allowed.
+/// nodes: percentages round up (as upstream's DaemonSets); at least one can
+/// be unavailable when no surge is allowed.
 pub fn budget(unavailable: Option<&str>, surge: Option<&str>, desired: usize) -> (usize, usize) {
     let scaled = |v: &str, up: bool| -> usize {
         match v.strip_suffix('%') {
@@ -106,7 +108,7 @@ pub fn budget(unavailable: Option<&str>, surge: Option<&str>, desired: usize) ->
         }
     };
     let s = surge.map_or(0, |v| scaled(v, true));
-    let mut u = unavailable.map_or(1, |v| scaled(v, false));
+    let mut u = unavailable.map_or(1, |v| scaled(v, true));
     if u == 0 && s == 0 {
         u = 1;
     }
@@ -182,7 +184,7 @@ mod tests {
     #[test]
     fn budgets() {
         assert_eq!(budget(None, None, 10), (1, 0));
-        assert_eq!(budget(Some("25%"), None, 10), (2, 0));
+        assert_eq!(budget(Some("25%"), None, 10), (3, 0));
         assert_eq!(budget(Some("0"), Some("10%"), 10), (0, 1));
         assert_eq!(budget(Some("0%"), Some("0"), 10), (1, 0));
         assert_eq!(budget(Some("3"), None, 2), (3, 0));
