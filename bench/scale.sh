@@ -30,7 +30,8 @@ KUBECTL="${KUBECTL:-/usr/bin/kubectl}"
 serve() {
     local d="$1"; shift
     mkdir -p "$d"
-    in_net "$SKIFF" --root "$d" --run-dir "$d/run" server --data-dir "$d" \
+    # nsenter execs the server: $! is its PID (a shell function would not be).
+    nsenter --net="/run/netns/$NS" "$SKIFF" --root "$d" --run-dir "$d/run" server --data-dir "$d" \
         --bind-address 127.0.0.1 --https-listen-port "$PORT" --node-name "$NODE" \
         --pod-log-dir "$d/pod-logs" --write-kubeconfig "$d/kubeconfig.yaml" "$@" >"$d.log" 2>&1 &
     SKIFF_PID=$!
