@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+
+use super::runtime::{Informer, Key};
 use k8s_openapi::jiff::Timestamp;
 
 /// Whether `selector` picks `labels` (an empty selector picks everything;
@@ -46,6 +48,40 @@ pub fn controller_of(
         .iter()
         .flatten()
         .find(|r| r.controller == Some(true))
+}
+
+/// The owners of kind `kind` (kept in `owners`) that an object with `meta`
+/// belongs to: its controller when it has one of that kind, none when it
+/// has another, else every owner whose selector picks it (to adopt it).
+pub fn owner_keys<K>(
+    owners: &Informer<K>,
+    kind: &str,
+    meta: &ObjectMeta,
+    selector: impl Fn(&K) -> Option<&LabelSelector>,
+) -> Vec<Key>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let ns = meta.namespace.as_deref().unwrap_or_default();
+    if let Some(r) = controller_of(meta) {
+        return if r.kind == kind {
+            vec![Key::new(ns, &r.name)]
+        } else {
+            Vec::new()
+        };
+    }
+    owners
+        .list(ns)
+        .iter()
+        .filter(|o| selects(selector(o), meta.labels.as_ref()))
+        .map(|o| Key::of(o.as_ref()))
+        .collect()
 }
 
 /// Running or about to: not finished, not being deleted.

@@ -60,6 +60,42 @@ pub(crate) fn admin(state: &Arc<ApiState>) -> kube::Client {
     loopback::client(state.clone(), who, "test")
 }
 
+/// Namespace `name` with its `default` ServiceAccount (what pod admission
+/// needs), made by `admin`.
+pub(crate) async fn namespace_with_account(admin: &kube::Client, name: &str) {
+    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    ns.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap(),
+    )
+    .await
+    .unwrap();
+    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), name);
+    sa.create(
+        &PostParams::default(),
+        &serde_json::from_value(serde_json::json!({"metadata": {"name": "default"}})).unwrap(),
+    )
+    .await
+    .unwrap();
+}
+
+/// Poll `f` until it answers Ok (10 s at most); panic with its last error.
+pub(crate) async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut last = String::new();
+    for _ in 0..200 {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never {what}: {last}");
+}
+
 fn managers(meta: &kube::api::ObjectMeta) -> Vec<String> {
     meta.managed_fields
         .iter()

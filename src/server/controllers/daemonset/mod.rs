@@ -54,28 +54,6 @@ pub struct Ctx {
     failed: Mutex<HashMap<(String, String), (u32, Timestamp)>>,
 }
 
-/// The DaemonSets a pod belongs to or could be adopted by.
-fn owners_of(sets: &Informer<DaemonSet>, pod: &Pod) -> Vec<Key> {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    if let Some(r) = podutil::controller_of(&pod.metadata) {
-        return if r.kind == "DaemonSet" {
-            vec![Key::new(ns, &r.name)]
-        } else {
-            Vec::new()
-        };
-    }
-    sets.list(ns)
-        .iter()
-        .filter(|d| {
-            podutil::selects(
-                d.spec.as_ref().map(|s| &s.selector),
-                pod.metadata.labels.as_ref(),
-            )
-        })
-        .map(|d| Key::of(d.as_ref()))
-        .collect()
-}
-
 /// What about a node matters to where daemons run.
 fn node_facts(n: &Node) -> impl PartialEq + '_ {
     let spec = n.spec.as_ref();
@@ -116,7 +94,9 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
     let (q, sets, exp) = (queue.clone(), ctx.sets.clone(), ctx.expectations.clone());
     ctx.pods.on_change(move |c: &Change<'_, Pod>| {
         let Some(p) = c.latest() else { return };
-        for key in owners_of(&sets, p) {
+        for key in podutil::owner_keys(&sets, "DaemonSet", &p.metadata, |d| {
+            d.spec.as_ref().map(|s| &s.selector)
+        }) {
             if podutil::controller_of(&p.metadata).is_some() {
                 if c.old.is_none() {
                     exp.created(&key);

@@ -2,7 +2,6 @@
 //! backs and pod status written by the test (no scheduler runs: a daemon
 //! pod's node is the one its affinity names).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,23 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::server::apiserver::{auth, loopback};
 use crate::server::controllers::runtime::Informers;
-use crate::server::controllers::tests::{admin, api_state};
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let mut last = String::new();
-    for _ in 0..200 {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) => last = e,
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never {what}: {last}");
-}
+use crate::server::controllers::tests::{admin, api_state, eventually, namespace_with_account};
 
 /// The live daemon pods, as (target node, revision hash, name).
 async fn daemons(pods: &Api<Pod>) -> Vec<(String, String, String)> {
@@ -75,20 +58,7 @@ async fn one_pod_per_fitting_node_replaced_and_rolled_node_by_node() {
     let dir = tempfile::tempdir().unwrap();
     let (state, _store) = api_state(dir.path());
     let admin = admin(&state);
-    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
-    ns.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "d"}})).unwrap(),
-    )
-    .await
-    .unwrap();
-    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), "d");
-    sa.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap(),
-    )
-    .await
-    .unwrap();
+    namespace_with_account(&admin, "d").await;
     let node_api: Api<Node> = Api::all(admin.clone());
     for (name, labels, taints) in [
         ("n1", json!({"disk": "ssd"}), json!([])),

@@ -65,25 +65,9 @@ pub struct Ctx {
 
 /// The Deployment that owns (or could adopt) `rs`.
 fn owners_of(deployments: &Informer<Deployment>, rs: &ReplicaSet) -> Vec<Key> {
-    let ns = rs.metadata.namespace.as_deref().unwrap_or_default();
-    if let Some(r) = podutil::controller_of(&rs.metadata) {
-        return if r.kind == "Deployment" {
-            vec![Key::new(ns, &r.name)]
-        } else {
-            Vec::new()
-        };
-    }
-    deployments
-        .list(ns)
-        .iter()
-        .filter(|d| {
-            podutil::selects(
-                d.spec.as_ref().map(|s| &s.selector),
-                rs.metadata.labels.as_ref(),
-            )
-        })
-        .map(|d| Key::of(d.as_ref()))
-        .collect()
+    podutil::owner_keys(deployments, "Deployment", &rs.metadata, |d| {
+        d.spec.as_ref().map(|s| &s.selector)
+    })
 }
 
 pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {

@@ -56,27 +56,6 @@ pub struct Ctx {
     events: Recorder,
 }
 
-fn owners_of(sets: &Informer<StatefulSet>, pod: &Pod) -> Vec<Key> {
-    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    if let Some(r) = podutil::controller_of(&pod.metadata) {
-        return if r.kind == "StatefulSet" {
-            vec![Key::new(ns, &r.name)]
-        } else {
-            Vec::new()
-        };
-    }
-    sets.list(ns)
-        .iter()
-        .filter(|s| {
-            podutil::selects(
-                s.spec.as_ref().map(|s| &s.selector),
-                pod.metadata.labels.as_ref(),
-            )
-        })
-        .map(|s| Key::of(s.as_ref()))
-        .collect()
-}
-
 pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {
     let queue = Arc::new(Queue::<Key>::default());
     let ctx = Arc::new(Ctx {
@@ -105,7 +84,9 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
     let (q, sets) = (queue.clone(), ctx.sets.clone());
     ctx.pods.on_change(move |c: &Change<'_, Pod>| {
         if let Some(p) = c.latest() {
-            for key in owners_of(&sets, p) {
+            for key in podutil::owner_keys(&sets, "StatefulSet", &p.metadata, |s| {
+                s.spec.as_ref().map(|s| &s.selector)
+            }) {
                 q.add(key);
             }
         }

@@ -1,7 +1,6 @@
 //! The StatefulSet controller against the store, with pod status written by
 //! the test (no agent, no scheduler).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,23 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::*;
 use crate::server::apiserver::{auth, loopback};
 use crate::server::controllers::runtime::Informers;
-use crate::server::controllers::tests::{admin, api_state};
-
-async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
-    let mut last = String::new();
-    for _ in 0..200 {
-        match f().await {
-            Ok(v) => return v,
-            Err(e) => last = e,
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("never {what}: {last}");
-}
+use crate::server::controllers::tests::{admin, api_state, eventually, namespace_with_account};
 
 /// Live members: (name, revision).
 async fn members(pods: &Api<Pod>) -> Vec<(String, String)> {
@@ -67,20 +50,7 @@ async fn setup() -> (tempfile::TempDir, kube::Client, CancellationToken) {
     let dir = tempfile::tempdir().unwrap();
     let (state, _store) = api_state(dir.path());
     let admin = admin(&state);
-    let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
-    ns.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "d"}})).unwrap(),
-    )
-    .await
-    .unwrap();
-    let sa: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(admin.clone(), "d");
-    sa.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "default"}})).unwrap(),
-    )
-    .await
-    .unwrap();
+    namespace_with_account(&admin, "d").await;
     let cancel = CancellationToken::new();
     let informers = Arc::new(Informers::new(
         loopback::client(state.clone(), auth::component(auth::INFORMERS_USER), "i"),
