@@ -364,12 +364,15 @@ fn a_drain_evicts_only_what_the_disruption_budget_allows() {
     let node: serde_json::Value =
         serde_json::from_str(&s.kubectl_ok(&["get", "node", NODE, "-o", "json"])).unwrap();
     assert_eq!(node["spec"]["unschedulable"], true);
-    // A direct eviction is refused the same way: a 429 naming the budget.
+    // A direct eviction of a Running pod is refused the same way: a 429
+    // naming the budget (the Pending replacement needs no budget to go, as
+    // upstream).
     let pod = s.kubectl_ok(&[
         "get",
         "pods",
         "-l",
         "app=guarded",
+        "--field-selector=status.phase=Running",
         "-o",
         "jsonpath={.items[0].metadata.name}",
     ]);
