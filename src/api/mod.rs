@@ -5,6 +5,7 @@ pub mod cron;
 pub mod defaulting;
 pub mod duration;
 pub mod fields;
+pub mod hpa_versions;
 pub mod node_match;
 pub mod protobuf;
 pub mod qos;

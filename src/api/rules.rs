@@ -11,8 +11,10 @@
 
 use serde_json::Value;
 
+use super::defaulting::autoscaling as da;
 use super::defaulting::{cluster_kinds as dk, core_kinds as dc, pod as dp, workloads as dw};
 use super::status::Cause;
+use super::validation::autoscaling as va;
 use super::validation::{cluster_kinds as vk, core_kinds as vc, pod as vp, update as vu};
 use super::validation::{events as ve, workloads as vw};
 
@@ -230,6 +232,18 @@ pub static RUNTIME_CLASS: KindRules = KindRules {
     ..BASE
 };
 
+// autoscaling/v2 and v1
+pub static HPA_V2: KindRules = KindRules {
+    defaults: Some(da::hpa_v2),
+    validate: Some(va::validate_hpa_v2),
+    ..BASE
+};
+pub static HPA_V1: KindRules = KindRules {
+    defaults: Some(da::hpa_v1),
+    validate: Some(va::validate_hpa_v1),
+    ..BASE
+};
+
 // rbac.authorization.k8s.io/v1
 pub static RBAC: KindRules = KindRules {
     name: NameRule::PathSegment,
@@ -270,6 +284,8 @@ pub(crate) fn by_kind(api_version: &str, kind: &str) -> &'static KindRules {
         ("networking.k8s.io/v1", "Ingress", &INGRESS),
         ("networking.k8s.io/v1", "IngressClass", &INGRESS_CLASS),
         ("policy/v1", "PodDisruptionBudget", &POD_DISRUPTION_BUDGET),
+        ("autoscaling/v2", "HorizontalPodAutoscaler", &HPA_V2),
+        ("autoscaling/v1", "HorizontalPodAutoscaler", &HPA_V1),
         ("scheduling.k8s.io/v1", "PriorityClass", &PRIORITY_CLASS),
         ("storage.k8s.io/v1", "StorageClass", &STORAGE_CLASS),
         ("storage.k8s.io/v1", "CSIDriver", &CSI_DRIVER),

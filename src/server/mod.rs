@@ -139,6 +139,20 @@ pub struct ServerArgs {
     #[arg(long, value_name = "NODES_PER_SECOND", default_value_t = 0.1)]
     pub node_eviction_rate: f64,
 
+    /// How often each HorizontalPodAutoscaler looks at its metrics.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_sync_period: Duration,
+
+    /// How long an autoscaler without its own `behavior` remembers higher
+    /// recommendations before it scales in.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub horizontal_pod_autoscaler_downscale_stabilization: Duration,
+
+    /// How close to its target a metric may be (as a fraction) before an
+    /// autoscaler acts.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.1)]
+    pub horizontal_pod_autoscaler_tolerance: f64,
+
     #[command(flatten)]
     pub agent: crate::agent::config::AgentArgs,
 
@@ -736,6 +750,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         controllers::replicaset::AGENT,
         |client, shared, cancel| async move {
             controllers::replicaset::run_replication_controllers(client, &shared, cancel).await
+        },
+    );
+    let hpa_config = controllers::hpa::Config {
+        sync_period: args.horizontal_pod_autoscaler_sync_period,
+        down_window: args.horizontal_pod_autoscaler_downscale_stabilization,
+        tuning: controllers::hpa::replicas::Tuning {
+            tolerance: args.horizontal_pod_autoscaler_tolerance,
+            ..Default::default()
+        },
+    };
+    control.spawn(
+        &mut components,
+        "horizontal pod autoscaler",
+        auth::HPA_CONTROLLER_USER,
+        controllers::hpa::AGENT,
+        move |client, shared, cancel| async move {
+            controllers::hpa::run(client, &shared, cancel, hpa_config).await
         },
     );
     let limits = args.conn_limits(fd_limit);

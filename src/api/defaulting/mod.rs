@@ -8,6 +8,7 @@
 //! an empty string where Go tests for ""), so it is idempotent and can run
 //! on every create and update.
 
+pub(crate) mod autoscaling;
 pub(crate) mod cluster_kinds;
 pub(crate) mod core_kinds;
 pub(crate) mod pod;

@@ -17,19 +17,22 @@ fn name_errors(rule: NameRule, name: &str) -> Vec<String> {
         NameRule::Subdomain => is_dns1123_subdomain(name),
         NameRule::Label => is_dns1123_label(name),
         NameRule::Dns1035 => is_dns1035_label(name),
-        NameRule::PathSegment => {
-            let mut errs = Vec::new();
-            if name == "." || name == ".." {
-                errs.push(format!("may not be '{name}'"));
-            }
-            for bad in ["/", "%"] {
-                if name.contains(bad) {
-                    errs.push(format!("may not contain '{bad}'"));
-                }
-            }
-            errs
+        NameRule::PathSegment => path_segment_errors(name),
+    }
+}
+
+/// `IsValidPathSegmentName`: what may not be one segment of a URL path.
+pub fn path_segment_errors(name: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if name == "." || name == ".." {
+        errs.push(format!("may not be '{name}'"));
+    }
+    for bad in ["/", "%"] {
+        if name.contains(bad) {
+            errs.push(format!("may not contain '{bad}'"));
         }
     }
+    errs
 }
 
 /// Metadata checks of every object: name (by kind), labels, annotations.

@@ -10,6 +10,7 @@
 //! (`crate::api::defaulting::apply_defaults`): fields the server defaults are
 //! only checked when present.
 
+pub(crate) mod autoscaling;
 pub mod causes;
 pub(crate) mod cluster_kinds;
 pub(crate) mod core_kinds;

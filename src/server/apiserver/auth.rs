@@ -273,6 +273,9 @@ pub const DISRUPTION_CONTROLLER_USER: &str = "system:controller:disruption-contr
 /// The node lifecycle controller, named as upstream's controller role.
 pub const NODE_CONTROLLER_USER: &str = "system:controller:node-controller";
 
+/// The HorizontalPodAutoscaler controller, named as upstream's.
+pub const HPA_CONTROLLER_USER: &str = "system:controller:horizontal-pod-autoscaler";
+
 /// Leader election of the controllers and the scheduler.
 pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
@@ -450,6 +453,22 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             ("", "pods", None) => matches!(verb, "get" | "list" | "watch" | "delete"),
             ("", "pods", Some("status")) => matches!(verb, "patch" | "update"),
             ("coordination.k8s.io", "leases", None) => matches!(verb, "get" | "list" | "watch"),
+            ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        // Upstream's system:controller:horizontal-pod-autoscaler: read
+        // and resize any scalable target, read pods and their metrics,
+        // report on autoscalers.
+        HPA_CONTROLLER_USER => match (*group, *resource, *subresource) {
+            ("autoscaling", "horizontalpodautoscalers", None) => {
+                matches!(verb, "get" | "list" | "watch")
+            }
+            ("autoscaling", "horizontalpodautoscalers", Some("status")) => {
+                matches!(verb, "patch" | "update")
+            }
+            (_, _, Some("scale")) => matches!(verb, "get" | "update"),
+            ("", "pods", None) => verb == "list",
+            ("metrics.k8s.io", "pods", None) => verb == "list",
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
             _ => false,
         },

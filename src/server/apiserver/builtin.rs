@@ -120,6 +120,11 @@ const REPLICASET_SUBRESOURCES: &[SubresourceDef] = &[SCALE, status("apps", "Repl
 const STATEFULSET_SUBRESOURCES: &[SubresourceDef] = &[SCALE, status("apps", "StatefulSet")];
 const DAEMONSET_SUBRESOURCES: &[SubresourceDef] = &[status("apps", "DaemonSet")];
 const JOB_SUBRESOURCES: &[SubresourceDef] = &[status("batch", "Job")];
+const HPA_V2_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
+    version: "v2",
+    ..status("autoscaling", "HorizontalPodAutoscaler")
+}];
+const HPA_V1_SUBRESOURCES: &[SubresourceDef] = &[status("autoscaling", "HorizontalPodAutoscaler")];
 const CRONJOB_SUBRESOURCES: &[SubresourceDef] = &[status("batch", "CronJob")];
 const PDB_SUBRESOURCES: &[SubresourceDef] = &[status("policy", "PodDisruptionBudget")];
 const INGRESS_SUBRESOURCES: &[SubresourceDef] = &[status("networking.k8s.io", "Ingress")];
@@ -351,6 +356,36 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             subresources: DAEMONSET_SUBRESOURCES,
             strategy: KindRef(&kinds::workloads::WORKLOAD),
             printer: Some(&table::workloads::DAEMONSETS),
+            ..BASE
+        },
+        // autoscaling/v2, stored, and v1, a view of the same objects
+        ResourceDef {
+            group: "autoscaling",
+            version: "v2",
+            plural: "horizontalpodautoscalers",
+            singular: "horizontalpodautoscaler",
+            kind: "HorizontalPodAutoscaler",
+            rules: &rules::HPA_V2,
+            short_names: &["hpa"],
+            categories: ALL,
+            subresources: HPA_V2_SUBRESOURCES,
+            strategy: KindRef(&kinds::autoscaling::HPA),
+            printer: Some(&table::autoscaling::HPAS),
+            ..BASE
+        },
+        ResourceDef {
+            group: "autoscaling",
+            version: "v1",
+            plural: "horizontalpodautoscalers",
+            singular: "horizontalpodautoscaler",
+            kind: "HorizontalPodAutoscaler",
+            rules: &rules::HPA_V1,
+            short_names: &["hpa"],
+            categories: ALL,
+            subresources: HPA_V1_SUBRESOURCES,
+            strategy: KindRef(&kinds::autoscaling::HPA),
+            printer: Some(&table::autoscaling::HPAS),
+            stored_as: Some(&kinds::autoscaling::AS_V2),
             ..BASE
         },
         // batch/v1
@@ -585,6 +620,8 @@ mod tests {
                 "replicasets",
                 "statefulsets",
                 "daemonsets",
+                "horizontalpodautoscalers",
+                "horizontalpodautoscalers",
                 "jobs",
                 "cronjobs"
             ]
@@ -599,7 +636,7 @@ mod tests {
             assert!(
                 !rs[..i]
                     .iter()
-                    .any(|o| o.group == r.group && o.plural == r.plural),
+                    .any(|o| o.group == r.group && o.version == r.version && o.plural == r.plural),
                 "duplicate {}",
                 r.plural
             );

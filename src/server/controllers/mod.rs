@@ -10,6 +10,7 @@ pub mod endpoints;
 pub mod expectations;
 pub mod garbage;
 pub mod history;
+pub mod hpa;
 pub mod job;
 pub mod namespace;
 pub mod nodelifecycle;

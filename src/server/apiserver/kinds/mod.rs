@@ -4,6 +4,7 @@
 //! match on group or plural; adding a kind is one registry entry plus, when
 //! it differs from [`Plain`], one file here.
 //!
+//! - `autoscaling`: autoscaling/v1 HPAs stored as, and converted from, v2.
 //! - `alloc`: ranges handed out by compare-and-swap (cluster IPs, node ports).
 //! - `repair`: the ranges reconciled with their holders, at start-up and
 //!   periodically (leaked and unmarked members).
@@ -19,6 +20,7 @@
 //! - `review`: TokenReview and SelfSubjectReview, answered, never stored.
 
 pub mod alloc;
+pub mod autoscaling;
 pub mod core;
 pub mod events;
 pub mod namespace;

@@ -9,6 +9,7 @@
 //! and cells, written side by side in `core`, `pod`, `events`, `volumes`
 //! or `workloads`; a kind without one gets the default table.
 
+pub mod autoscaling;
 pub mod cluster;
 pub mod core;
 pub mod events;
