@@ -208,3 +208,93 @@ fn storage_and_runtime_classes() {
     assert_eq!(csi["spec"]["attachRequired"], true);
     assert_eq!(csi["spec"]["volumeLifecycleModes"], json!(["Persistent"]));
 }
+
+#[test]
+fn horizontal_pod_autoscalers() {
+    let hpa = |spec: Value| {
+        named(
+            "autoscaling/v2",
+            "HorizontalPodAutoscaler",
+            "web",
+            json!({"spec": spec}),
+        )
+    };
+    let target = json!({"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"});
+    let fine = hpa(json!({"scaleTargetRef": target, "maxReplicas": 3,
+        "behavior": {"scaleDown": {"stabilizationWindowSeconds": 0}}}));
+    assert!(check("autoscaling/v2", "HorizontalPodAutoscaler", fine.clone()).is_empty());
+    // CPU at 80%, one replica at least, and the policies of a behavior set.
+    let mut defaulted = fine;
+    apply_defaults(
+        by_kind("autoscaling/v2", "HorizontalPodAutoscaler"),
+        &mut defaulted,
+    );
+    assert_eq!(defaulted["spec"]["minReplicas"], 1);
+    assert_eq!(
+        defaulted["spec"]["metrics"][0]["resource"]["target"],
+        json!({"type": "Utilization", "averageUtilization": 80})
+    );
+    assert_eq!(
+        defaulted["spec"]["behavior"]["scaleUp"]["policies"],
+        json!([{"type": "Pods", "value": 4, "periodSeconds": 15},
+               {"type": "Percent", "value": 100, "periodSeconds": 15}])
+    );
+    assert!(defaulted["spec"]["behavior"]["scaleDown"]
+        .get("stabilizationWindowSeconds")
+        .is_some_and(|w| w == 0));
+
+    let bad = hpa(json!({
+        "scaleTargetRef": {"kind": "Deployment"},
+        "minReplicas": 0, "maxReplicas": 0,
+        "metrics": [
+            {"type": "Resource", "resource": {"name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 0}}},
+            {"type": "Pods", "resource": {"name": "memory",
+                "target": {"type": "AverageValue", "averageValue": "1Mi"}}},
+            {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization"}}},
+        ],
+        "behavior": {"scaleUp": {"stabilizationWindowSeconds": 4000, "selectPolicy": "Fastest",
+            "policies": [{"type": "Nodes", "value": 0, "periodSeconds": 2000}]}},
+    }));
+    assert_eq!(
+        lines(&check("autoscaling/v2", "HorizontalPodAutoscaler", bad)),
+        [
+            "spec.minReplicas: Invalid value: 0: must be greater than or equal to 1",
+            "spec.maxReplicas: Invalid value: 0: must be greater than 0",
+            "spec.scaleTargetRef.name: Required value",
+            "spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0",
+            "spec.metrics[1].pods: Required value: must populate information for the given metric source",
+            "spec.metrics[2].resource.target.averageUtilization: Required value: must set either a target raw value or a target utilization",
+            "spec.behavior.scaleUp.stabilizationWindowSeconds: Invalid value: 4000: must be less than or equal to 3600",
+            "spec.behavior.scaleUp.selectPolicy: Unsupported value: \"Fastest\": supported values: \"Disabled\", \"Max\", \"Min\"",
+            "spec.behavior.scaleUp.policies[0].type: Unsupported value: \"Nodes\": supported values: \"Percent\", \"Pods\"",
+            "spec.behavior.scaleUp.policies[0].value: Invalid value: 0: must be greater than zero",
+            "spec.behavior.scaleUp.policies[0].periodSeconds: Invalid value: 2000: must be less than or equal to 1800",
+        ]
+    );
+
+    // v1 is checked through its v2 form, with v2's paths, as upstream.
+    let v1 = named(
+        "autoscaling/v1",
+        "HorizontalPodAutoscaler",
+        "web",
+        json!({"spec": {"scaleTargetRef": target, "maxReplicas": 3,
+            "targetCPUUtilizationPercentage": 0}}),
+    );
+    assert_eq!(
+        lines(&check("autoscaling/v1", "HorizontalPodAutoscaler", v1)),
+        ["spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0"]
+    );
+    let broken = named(
+        "autoscaling/v1",
+        "HorizontalPodAutoscaler",
+        "web",
+        json!({"metadata": {"name": "web",
+                "annotations": {"autoscaling.alpha.kubernetes.io/metrics": "{"}},
+            "spec": {"scaleTargetRef": target, "maxReplicas": 3}}),
+    );
+    assert_eq!(
+        lines(&check("autoscaling/v1", "HorizontalPodAutoscaler", broken)),
+        ["metadata.annotations[autoscaling.alpha.kubernetes.io/metrics]: Invalid value: \"{\": must hold the JSON its autoscaling/v2 field takes"]
+    );
+}

@@ -183,10 +183,16 @@ mod tests {
     fn targets_read_as_upstream_prints_them() {
         let cpu = json!({"type": "Resource", "resource": {"name": "cpu",
             "target": {"type": "Utilization", "averageUtilization": 50}}});
-        assert_eq!(targets(std::slice::from_ref(&cpu), &[]), "cpu: <unknown>/50%");
+        assert_eq!(
+            targets(std::slice::from_ref(&cpu), &[]),
+            "cpu: <unknown>/50%"
+        );
         let now = json!({"type": "Resource", "resource": {"name": "cpu",
             "current": {"averageUtilization": 12, "averageValue": "12m"}}});
-        assert_eq!(targets(std::slice::from_ref(&cpu), std::slice::from_ref(&now)), "cpu: 12%/50%");
+        assert_eq!(
+            targets(std::slice::from_ref(&cpu), std::slice::from_ref(&now)),
+            "cpu: 12%/50%"
+        );
         let mem = json!({"type": "Resource", "resource": {"name": "memory",
             "target": {"type": "AverageValue", "averageValue": "102400Ki"}}});
         let ext = json!({"type": "External", "external": {"metric": {"name": "q"},

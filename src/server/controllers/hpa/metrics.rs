@@ -43,10 +43,13 @@ pub async fn fetch(
     let req = http::Request::get(url)
         .body(Vec::new())
         .map_err(|e| e.to_string())?;
-    let list: Value = client
-        .request(req)
-        .await
-        .map_err(|e| format!("unable to fetch metrics from resource metrics API: {e}"))?;
+    let list: Value = client.request(req).await.map_err(|e| {
+        let why = match e {
+            kube::Error::Api(s) => s.message,
+            other => other.to_string(),
+        };
+        format!("unable to fetch metrics from resource metrics API: {why}")
+    })?;
     Ok(parse(&list))
 }
 
