@@ -17,6 +17,7 @@ use super::cache::{self, Cache, NodeInfo};
 use super::filters::{self, Cure, Failure, PodFacts};
 use super::resources;
 use super::scores::{self, Policy};
+use super::{interpod, spread};
 
 /// Feasible nodes always looked for, however large the cluster.
 const MIN_FEASIBLE: usize = 100;
@@ -91,6 +92,8 @@ pub fn schedule(
         spec,
         requests: resources::pod_requests(spec),
         ports: cache::host_ports(spec),
+        spread: spread::prepare(pod, cache),
+        interpod: interpod::prepare(pod, cache),
     };
     let nodes: Vec<&NodeInfo> = cache.nodes().collect();
     let total = nodes.len();
@@ -133,7 +136,18 @@ pub fn schedule(
         return Ok(feasible[0].name().to_string());
     }
     let nonzero = resources::nonzero_requests(spec);
-    let s = scores::score(spec, nonzero, &feasible, policy, total);
+    let mut s = scores::score(spec, nonzero, &feasible, policy, total);
+    // Weighted 2 each, as upstream's default profile.
+    if let Some(st) = facts.spread.as_ref() {
+        for (t, x) in s.iter_mut().zip(spread::scores(st, &feasible)) {
+            *t += 2 * x;
+        }
+    }
+    if let Some(st) = facts.interpod.as_ref() {
+        for (t, x) in s.iter_mut().zip(interpod::scores(st, &feasible)) {
+            *t += 2 * x;
+        }
+    }
     Ok(pick(&feasible, &s).to_string())
 }
 

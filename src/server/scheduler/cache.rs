@@ -23,6 +23,8 @@ pub struct Placed {
     pub ports: Vec<HostPort>,
     /// Bound by us, not yet seen bound through the watch.
     pub assumed: bool,
+    /// It has pod affinity or anti-affinity terms of its own.
+    pub has_affinity: bool,
 }
 
 impl Placed {
@@ -35,12 +37,18 @@ impl Placed {
             ),
             None => Default::default(),
         };
+        let has_affinity = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.affinity.as_ref())
+            .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some());
         Placed {
             pod,
             requests,
             nonzero,
             ports,
             assumed,
+            has_affinity,
         }
     }
 }
@@ -83,6 +91,9 @@ pub struct NodeInfo {
     pub requested: Res,
     pub nonzero: (i64, i64),
     pub ports: Vec<HostPort>,
+    /// Its pods with pod (anti-)affinity terms: when none anywhere, a pod
+    /// without terms of its own skips the inter-pod checks.
+    pub affinity_pods: usize,
 }
 
 impl NodeInfo {
@@ -115,6 +126,7 @@ impl NodeInfo {
         self.nonzero.0 = self.nonzero.0.saturating_add(p.nonzero.0);
         self.nonzero.1 = self.nonzero.1.saturating_add(p.nonzero.1);
         self.ports.extend(p.ports.iter().cloned());
+        self.affinity_pods += usize::from(p.has_affinity);
         if let Some(old) = self.pods.insert(uid, p) {
             self.take_out(&old);
         }
@@ -130,6 +142,9 @@ impl NodeInfo {
         self.requested.sub(&p.requests);
         self.nonzero.0 = self.nonzero.0.saturating_sub(p.nonzero.0);
         self.nonzero.1 = self.nonzero.1.saturating_sub(p.nonzero.1);
+        self.affinity_pods = self
+            .affinity_pods
+            .saturating_sub(usize::from(p.has_affinity));
         for port in &p.ports {
             if let Some(i) = self.ports.iter().position(|x| x == port) {
                 self.ports.swap_remove(i);
@@ -202,6 +217,8 @@ pub struct Cache {
     nodes: HashMap<String, NodeInfo>,
     /// The node each pod we hold is on.
     where_is: HashMap<String, String>,
+    /// Namespaces' labels, for affinity terms' namespace selectors.
+    namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Bumped on every change, so a scheduling pass can tell its view
     /// went stale.
     pub generation: u64,
@@ -295,6 +312,25 @@ impl Cache {
 
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
         self.nodes.get(name).filter(|n| n.node.is_some())
+    }
+
+    pub fn set_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
+        self.namespaces.insert(name.to_string(), labels);
+        self.generation += 1;
+    }
+
+    pub fn remove_namespace(&mut self, name: &str) {
+        self.namespaces.remove(name);
+        self.generation += 1;
+    }
+
+    pub fn namespace_labels(&self, name: &str) -> Option<&BTreeMap<String, String>> {
+        self.namespaces.get(name)
+    }
+
+    /// Placed pods with pod (anti-)affinity terms, over every node.
+    pub fn affinity_pods(&self) -> usize {
+        self.nodes.values().map(|n| n.affinity_pods).sum()
     }
 
     pub fn node_count(&self) -> usize {

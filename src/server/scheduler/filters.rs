@@ -14,6 +14,10 @@ pub struct PodFacts<'a> {
     pub spec: &'a PodSpec,
     pub requests: Res,
     pub ports: Vec<HostPort>,
+    /// Its topology spread constraints, counted (None: it has none).
+    pub spread: Option<super::spread::State>,
+    /// Inter-pod affinity, counted (None: no terms on either side).
+    pub interpod: Option<super::interpod::State>,
 }
 
 /// Whether a failure could be cured by evicting pods from the node
@@ -64,7 +68,16 @@ pub fn check(pod: &PodFacts<'_>, node: &NodeInfo) -> Result<(), Failure> {
     if pod.ports.iter().any(|p| conflicts(p, &node.ports)) {
         return Err(Failure::one(PORTS, Cure::Preemption));
     }
-    fits(pod, node, &node.requested, node.pods.len() as i64)
+    fits(pod, node, &node.requested, node.pods.len() as i64)?;
+    // Preemption here weighs resources and ports only: a skew or an
+    // anti-affinity it could cure upstream is not offered to it.
+    if let Some(st) = pod.spread.as_ref() {
+        super::spread::check(st, node).map_err(|(r, _)| Failure::one(r, Cure::None))?;
+    }
+    if let Some(st) = pod.interpod.as_ref() {
+        super::interpod::check(st, node).map_err(|(r, _)| Failure::one(r, Cure::None))?;
+    }
+    Ok(())
 }
 
 /// The resource fit against what is already `used` by `count` pods (the

@@ -16,10 +16,12 @@
 pub mod algorithm;
 pub mod cache;
 pub mod filters;
+pub mod interpod;
 pub mod preemption;
 pub mod queue;
 pub mod resources;
 pub mod scores;
+pub mod spread;
 
 use std::sync::{Arc, Mutex};
 
@@ -153,6 +155,26 @@ impl Scheduler {
         });
         let s = shared.clone();
         pods.on_change(move |c: &Change<'_, Pod>| on_pod(&s, c));
+        // Affinity terms may select pods by their namespace's labels.
+        let namespaces = informers.get::<k8s_openapi::api::core::v1::Namespace>();
+        let s = shared.clone();
+        namespaces.on_change(
+            move |c: &Change<'_, k8s_openapi::api::core::v1::Namespace>| match (c.old, c.new) {
+                (old, Some(new)) => {
+                    let name = new.metadata.name.as_deref().unwrap_or_default();
+                    s.cache()
+                        .set_namespace(name, new.metadata.labels.clone().unwrap_or_default());
+                    if old.is_none_or(|o| o.metadata.labels != new.metadata.labels) {
+                        s.queue.move_all();
+                    }
+                }
+                (Some(old), None) => {
+                    s.cache()
+                        .remove_namespace(old.metadata.name.as_deref().unwrap_or_default());
+                }
+                (None, None) => {}
+            },
+        );
         Scheduler {
             events: Recorder::for_component(client.clone(), NAME),
             client,
@@ -433,3 +455,5 @@ fn on_pod(s: &Shared, c: &Change<'_, Pod>) {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_affinity;

@@ -45,6 +45,8 @@ pub fn plan(pod: &Pod, cache: &Cache, err: &FitError) -> Result<Plan, String> {
         spec,
         requests: resources::pod_requests(spec),
         ports: cache::host_ports(spec),
+        spread: None,
+        interpod: None,
     };
     let mine = priority(pod);
     // Victims chosen before are still going: wait for them rather than

@@ -16,7 +16,7 @@ use crate::server::apiserver::{auth, loopback, ApiState};
 use crate::server::controllers::runtime::Informers;
 use crate::server::controllers::tests::{admin, api_state};
 
-struct Harness {
+pub(super) struct Harness {
     _dir: tempfile::TempDir,
     admin: kube::Client,
     cancel: CancellationToken,
@@ -29,7 +29,7 @@ impl Drop for Harness {
     }
 }
 
-async fn start(policy: Policy) -> Harness {
+pub(super) async fn start(policy: Policy) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let (state, _store) = api_state(dir.path());
     let admin = admin(&state);
@@ -70,7 +70,7 @@ async fn start(policy: Policy) -> Harness {
     }
 }
 
-async fn add_node(h: &Harness, name: &str, extra: Value) {
+pub(super) async fn add_node(h: &Harness, name: &str, extra: Value) {
     let mut node = json!({
         "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name}},
         "spec": {},
@@ -112,7 +112,7 @@ fn merge(into: &mut Value, from: &Value) {
     }
 }
 
-async fn add_pod(h: &Harness, name: &str, extra: Value) {
+pub(super) async fn add_pod(h: &Harness, name: &str, extra: Value) {
     let mut pod = json!({
         "metadata": {"name": name, "namespace": "d", "labels": {"app": "x"}},
         "spec": {"containers": [{"name": "c", "image": "busybox"}]},
@@ -127,12 +127,12 @@ async fn add_pod(h: &Harness, name: &str, extra: Value) {
     .unwrap();
 }
 
-fn cpu(c: &str) -> Value {
+pub(super) fn cpu(c: &str) -> Value {
     json!({"spec": {"containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": c}}}]}})
 }
 
 /// Wait until `f` holds of the pods of namespace d.
-async fn until(h: &Harness, what: &str, f: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
+pub(super) async fn until(h: &Harness, what: &str, f: impl Fn(&[Pod]) -> bool) -> Vec<Pod> {
     let api: Api<Pod> = Api::namespaced(h.admin.clone(), "d");
     for _ in 0..200 {
         let pods = api.list(&ListParams::default()).await.unwrap().items;
@@ -155,11 +155,11 @@ async fn until(h: &Harness, what: &str, f: impl Fn(&[Pod]) -> bool) -> Vec<Pod> 
     panic!("timed out waiting for {what}: {summary:#?}");
 }
 
-fn node(p: &Pod) -> Option<String> {
+pub(super) fn node(p: &Pod) -> Option<String> {
     p.spec.as_ref()?.node_name.clone()
 }
 
-fn per_node(pods: &[Pod]) -> BTreeMap<String, usize> {
+pub(super) fn per_node(pods: &[Pod]) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for p in pods {
         if let Some(n) = node(p) {
@@ -169,11 +169,11 @@ fn per_node(pods: &[Pod]) -> BTreeMap<String, usize> {
     m
 }
 
-fn all_bound(n: usize) -> impl Fn(&[Pod]) -> bool {
+pub(super) fn all_bound(n: usize) -> impl Fn(&[Pod]) -> bool {
     move |pods| pods.len() == n && pods.iter().all(|p| node(p).is_some())
 }
 
-fn unschedulable_message(p: &Pod) -> Option<String> {
+pub(super) fn unschedulable_message(p: &Pod) -> Option<String> {
     p.status
         .as_ref()?
         .conditions
