@@ -258,6 +258,42 @@ spec:
             && err.contains("spec.metrics[0].resource.target.averageUtilization: Invalid value: 0: must be greater than 0"),
         "{err}"
     );
+    // A v1 client cannot write status through the annotations v1 keeps
+    // it in, and gets its v1 form back.
+    let v1 = r#"apiVersion: autoscaling/v1
+kind: HorizontalPodAutoscaler
+metadata:
+  name: old
+  annotations:
+    autoscaling.alpha.kubernetes.io/conditions: '[{"type":"AbleToScale","status":"False","reason":"Forged"}]'
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  maxReplicas: 2
+"#;
+    let out = s.kubectl_stdin(&["create", "-f", "-"], v1);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stored = json(&s, &["get", "hpa", "old", "-o", "json"]);
+    assert!(stored["status"].get("conditions").is_none(), "{stored:#}");
+    assert_eq!(
+        stored["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], 80,
+        "no target is CPU at 80%: {stored:#}"
+    );
+    let seen: serde_json::Value = serde_json::from_str(&s.kubectl_ok(&[
+        "get",
+        "--raw",
+        "/apis/autoscaling/v1/namespaces/default/horizontalpodautoscalers/old",
+    ]))
+    .unwrap();
+    assert_eq!(
+        seen["spec"]["targetCPUUtilizationPercentage"], 80,
+        "{seen:#}"
+    );
+    assert_eq!(seen["status"]["currentReplicas"], 0, "{seen:#}");
+
     // Served in both versions, v2 preferred, under its short name.
     let resources = s.kubectl_ok(&["api-resources", "--api-group=autoscaling"]);
     assert!(

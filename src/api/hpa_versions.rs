@@ -45,8 +45,9 @@ pub fn v1_to_v2(obj: &mut Value) {
                 "target": {"type": "Utilization", "averageUtilization": cpu.unwrap_or(json!(80))}}}));
         }
         spec.insert("metrics".into(), Value::Array(metrics));
-        if let Some(b) = behavior.filter(Value::is_object) {
-            spec.insert("behavior".into(), from_go_names(b));
+        let behavior = behavior.map(from_go_names);
+        if let Some(b) = behavior.filter(|b| b.as_object().is_some_and(|o| !o.is_empty())) {
+            spec.insert("behavior".into(), b);
         }
     }
     if let Some(status) = m.get_mut("status").and_then(Value::as_object_mut) {
@@ -77,6 +78,16 @@ pub fn v2_to_v1(obj: &mut Value) {
     };
     m.insert("apiVersion".into(), json!("autoscaling/v1"));
     let mut notes = take_annotations(m);
+    // Only what this conversion writes: a v2 object's own annotations of
+    // these names are not v1's fields, as upstream drops them first.
+    for key in [
+        METRICS_ANNOTATION,
+        CURRENT_METRICS_ANNOTATION,
+        CONDITIONS_ANNOTATION,
+        BEHAVIOR_ANNOTATION,
+    ] {
+        notes.remove(key);
+    }
     if let Some(spec) = m.get_mut("spec").and_then(Value::as_object_mut) {
         let mut others = Vec::new();
         let mut cpu = None;
@@ -603,6 +614,27 @@ mod tests {
             bare["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
             80
         );
+    }
+
+    #[test]
+    fn a_v2_objects_own_annotations_of_those_names_are_not_v1_fields() {
+        let mut v2 = json!({
+            "apiVersion": "autoscaling/v2",
+            "metadata": {"name": "web", "annotations": {
+                METRICS_ANNOTATION: "[{\"type\":\"Pods\"}]", "keep": "me"}},
+            "spec": {"maxReplicas": 3, "metrics": [{"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 40}}}]},
+        });
+        v2_to_v1(&mut v2);
+        assert_eq!(v2["metadata"]["annotations"], json!({"keep": "me"}));
+        // and an empty behavior is no behavior
+        let mut v1 = json!({
+            "apiVersion": "autoscaling/v1",
+            "metadata": {"name": "web", "annotations": {BEHAVIOR_ANNOTATION: "{}"}},
+            "spec": {"maxReplicas": 3},
+        });
+        v1_to_v2(&mut v1);
+        assert!(v1["spec"].get("behavior").is_none(), "{v1}");
     }
 
     #[test]

@@ -56,9 +56,8 @@ pub fn hpa_v2(obj: &mut Value) {
 
 fn rules(r: &mut Value, policies: Value) {
     default_str(r, "selectPolicy", "Max");
-    if r.get("policies")
-        .is_none_or(|p| p.is_null() || p.as_array().is_some_and(Vec::is_empty))
-    {
+    // An empty list is the user's, and validation refuses it.
+    if r.get("policies").is_none_or(Value::is_null) {
         r["policies"] = policies;
     }
 }

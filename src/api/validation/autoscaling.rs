@@ -3,6 +3,7 @@
 //! object is converted and checked as v2: its errors name v2 fields, as a
 //! real server's do.
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use serde_json::Value;
 
 use super::causes::{self, go_json, go_str};
@@ -62,6 +63,17 @@ pub fn validate_hpa_v1(obj: &Value) -> Vec<Cause> {
     let mut v2 = obj.clone();
     hpa_versions::v1_to_v2(&mut v2);
     hpa_v2(&mut v2);
+    // What the annotations brought must be what v2's fields hold: the
+    // stored object is read back typed, by every client.
+    if out.is_empty() {
+        if let Err(e) = serde_json::from_value::<HorizontalPodAutoscaler>(v2.clone()) {
+            out.push(causes::invalid(
+                "metadata.annotations",
+                &go_json(obj.pointer("/metadata/annotations").unwrap_or(&Value::Null)),
+                &format!("must hold the JSON its autoscaling/v2 field takes: {e}"),
+            ));
+        }
+    }
     out.extend(validate_hpa_v2(&v2));
     out
 }

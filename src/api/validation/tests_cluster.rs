@@ -297,4 +297,24 @@ fn horizontal_pod_autoscalers() {
         lines(&check("autoscaling/v1", "HorizontalPodAutoscaler", broken)),
         ["metadata.annotations[autoscaling.alpha.kubernetes.io/metrics]: Invalid value: \"{\": must hold the JSON its autoscaling/v2 field takes"]
     );
+    // JSON of the wrong shape: what the stored v2 object could not hold.
+    let mistyped = named(
+        "autoscaling/v1",
+        "HorizontalPodAutoscaler",
+        "web",
+        json!({"metadata": {"name": "web", "annotations": {
+                "autoscaling.alpha.kubernetes.io/metrics":
+                    "[{\"type\":\"Resource\",\"resource\":{\"name\":\"memory\",\"targetAverageUtilization\":\"50\"}}]"}},
+            "spec": {"scaleTargetRef": target, "maxReplicas": 3}}),
+    );
+    let out = lines(&check(
+        "autoscaling/v1",
+        "HorizontalPodAutoscaler",
+        mistyped,
+    ));
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        out[0].starts_with("metadata.annotations: Invalid value: "),
+        "{out:?}"
+    );
 }

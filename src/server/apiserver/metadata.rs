@@ -157,6 +157,40 @@ pub fn prepare_create(
 /// A kind with a status has one, `{}` at least, as upstream's objects
 /// always do (their Go status is a struct, never nil): typed clients fail on
 /// a missing one.
+/// Set annotations `keys` of `to` as `from` has them (or not).
+fn copy_annotations(from: &Value, to: &mut Value, keys: &[&str]) {
+    if keys.is_empty() {
+        return;
+    }
+    let source = from
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    let m = meta_mut(to);
+    let notes = m
+        .entry("annotations")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !notes.is_object() {
+        *notes = Value::Object(Map::new());
+    }
+    if let Some(n) = notes.as_object_mut() {
+        for k in keys {
+            match source.get(*k) {
+                Some(v) => {
+                    n.insert((*k).to_string(), v.clone());
+                }
+                None => {
+                    n.remove(*k);
+                }
+            }
+        }
+        if n.is_empty() {
+            m.remove("annotations");
+        }
+    }
+}
+
 fn status_shape(def: &ResourceDef, obj: &mut Value) {
     if !def.has_subresource("status") {
         return;
@@ -223,12 +257,14 @@ pub fn prepare_update(
             }
         }
     }
+    let status_notes = def.strategy.status_annotations(&def.api_version());
     if subresource == Some("status") {
         // Only status changes through /status; the rest stays as stored.
         let mut out = old.clone();
         if let (Some(o), Some(status)) = (out.as_object_mut(), new.get("status")) {
             o.insert("status".into(), status.clone());
         }
+        copy_annotations(&new, &mut out, status_notes);
         return Ok(out);
     }
     // Server-owned metadata always comes from the stored object.
@@ -266,6 +302,7 @@ pub fn prepare_update(
                 }
             }
         }
+        copy_annotations(old, &mut new, status_notes);
     }
     // Defaults first, so that an update leaving out defaulted fields is not
     // mistaken for a spec change.

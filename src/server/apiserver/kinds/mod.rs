@@ -116,6 +116,13 @@ pub trait Strategy: Send + Sync {
         false
     }
 
+    /// Annotations that carry status in the API form `api_version` (an
+    /// older version with no fields for it): they change with status
+    /// writes only, as status does.
+    fn status_annotations(&self, _api_version: &str) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Rules of an update beyond metadata, after defaulting: fields that
     /// cannot change, or that an update leaving them out keeps.
     fn on_update(&self, _old: &Value, _new: &mut Value) -> Result<(), ApiError> {

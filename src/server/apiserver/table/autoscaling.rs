@@ -139,12 +139,7 @@ pub fn targets(specs: &[Value], statuses: &[Value]) -> String {
                 let src = spec.get(source).unwrap_or(&Value::Null);
                 let res = src.get("name").and_then(Value::as_str).unwrap_or("");
                 let target = src.get("target").unwrap_or(&Value::Null);
-                let prefix = if ty == "Resource" {
-                    format!("{res}: ")
-                } else {
-                    let c = src.get("container").and_then(Value::as_str).unwrap_or("");
-                    format!("{res}/{c}: ")
-                };
+                let prefix = format!("{res}: ");
                 if target.get("averageValue").is_some_and(|v| !v.is_null()) {
                     format!(
                         "{prefix}{}/{}",

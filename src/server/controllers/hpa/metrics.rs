@@ -14,7 +14,7 @@ use crate::api::validation::quantity;
 /// A quantity in thousandths of its unit (`MilliValue`), rounded up.
 pub fn milli(q: &str) -> Option<i64> {
     let n = quantity::nanos(q)?;
-    i64::try_from((n + 999_999).div_euclid(1_000_000)).ok()
+    Some(i64::try_from((n + 999_999).div_euclid(1_000_000)).unwrap_or(i64::MAX))
 }
 
 /// Thousandths as `Quantity.String()` prints a decimal quantity.
@@ -140,7 +140,7 @@ pub fn samples(
             }
             found = true;
             match res.get(resource) {
-                Some(v) => sum += v,
+                Some(v) => sum = sum.saturating_add(*v),
                 None => complete = false,
             }
         }
@@ -181,7 +181,7 @@ pub fn pod_state(pod: &Pod, resource: &str, container: Option<&str>) -> PodState
             .and_then(|r| r.get(resource))
             .and_then(|q| milli(&q.0));
         match (r, &mut request) {
-            (Some(v), Ok(sum)) => *sum += v,
+            (Some(v), Ok(sum)) => *sum = sum.saturating_add(v),
             (None, Ok(_)) => request = Err(c.name.clone()),
             _ => {}
         }
@@ -191,9 +191,14 @@ pub fn pod_state(pod: &Pod, resource: &str, container: Option<&str>) -> PodState
         .iter()
         .flatten()
         .find(|c| c.type_ == "Ready")
-        .and_then(|c| {
-            let at = c.last_transition_time.as_ref()?.0;
-            Some((c.status == "True", at))
+        .map(|c| {
+            // Only a Ready condition that is False makes a pod unready,
+            // as upstream (Unknown does not); no time reads as the epoch.
+            let at = c
+                .last_transition_time
+                .as_ref()
+                .map_or(Timestamp::UNIX_EPOCH, |t| t.0);
+            (c.status != "False", at)
         });
     PodState {
         name: pod.metadata.name.clone().unwrap_or_default(),

@@ -272,9 +272,10 @@ impl Ctx {
         let utilization = target.average_utilization;
         let (kind, target) = match (utilization, target.average_value.as_ref()) {
             (Some(u), _) => ("utilization", Target::Utilization(u)),
+            // Beyond what a count of thousandths holds: no usage reaches it.
             (None, Some(q)) => (
                 "usage",
-                Target::AverageValue(metrics::milli(&q.0).unwrap_or(0)),
+                Target::AverageValue(metrics::milli(&q.0).unwrap_or(i64::MAX)),
             ),
             (None, None) => {
                 let e = "invalid resource metric source: neither a utilization target nor a value target was set".to_string();
@@ -421,6 +422,13 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         now,
     );
     let current = scale.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+    // The size found on first sight is a recommendation too: a restart
+    // does not scale in before the stabilisation window has passed.
+    ctx.history(&uid, |h| {
+        if h.recommendations.is_empty() {
+            h.recommendations.push((current, now));
+        }
+    });
     let min = spec.min_replicas.unwrap_or(1);
     let max = spec.max_replicas;
     let mut metric_statuses: Option<Vec<MetricStatus>> = None;
@@ -444,7 +452,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         reason = "Current number of replicas below Spec.MinReplicas".into();
     } else {
         let computed = compute(ctx, &hpa, &scale, current, key, now).await;
-        metric_statuses = Some(computed.statuses);
+        metric_statuses = Some(computed.statuses).filter(|s| !s.is_empty());
         let Some((proposal, description)) = computed.best else {
             // Nothing to go on: no scaling.
             let first = computed.errors.first();
@@ -531,7 +539,9 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                     "SuccessfulRescale",
                     format!("New size: {desired}; reason: {reason}"),
                 );
-                let keep = longest_period(&spec);
+                let down = SignedDuration::try_from(ctx.config.down_window)
+                    .unwrap_or(SignedDuration::ZERO);
+                let keep = longest_period(&spec).max(down);
                 ctx.history(&uid, |h| {
                     normalize::record_scale(h, current, desired, keep, now)
                 });
@@ -620,6 +630,12 @@ async fn compute(
     let fail_all = |out: &mut Computed, reason: &'static str, event: &str, message: String| {
         ctx.events
             .object(me.clone(), WARNING, event, message.clone());
+        ctx.events.object(
+            me.clone(),
+            WARNING,
+            "FailedComputeMetricsReplicas",
+            message.clone(),
+        );
         out.errors.push(MetricError {
             reason,
             event: message.clone(),

@@ -91,7 +91,7 @@ pub fn legacy(
     } else {
         READY_FOR_NEW_SCALE
     };
-    let up_limit = (2 * b.current).max(4);
+    let up_limit = b.current.saturating_mul(2).max(4);
     let (ceiling, why_ceiling) = if b.max > up_limit {
         (up_limit, SCALE_UP_LIMIT)
     } else {
@@ -129,8 +129,22 @@ fn changed_within(events: &[(i32, Timestamp)], period: i32, now: Timestamp) -> i
     events
         .iter()
         .filter(|(_, at)| *at > cutoff)
-        .map(|(n, _)| *n)
-        .sum()
+        .fold(0i32, |a, (n, _)| a.saturating_add(*n))
+}
+
+/// The replicas at the start of a policy's period: now, less what it
+/// added, plus what it took away since.
+fn period_start(h: &History, current: i32, period: i32, now: Timestamp) -> i32 {
+    current
+        .saturating_sub(changed_within(&h.ups, period, now))
+        .saturating_add(changed_within(&h.downs, period, now))
+}
+
+fn to_i32(x: f64) -> i32 {
+    if x.is_nan() {
+        return 0;
+    }
+    x.clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
 }
 
 fn up_limit(h: &History, current: i32, rules: &HPAScalingRules, now: Timestamp) -> i32 {
@@ -140,11 +154,10 @@ fn up_limit(h: &History, current: i32, rules: &HPAScalingRules, now: Timestamp) 
     }
     let mut out: Option<i32> = None;
     for p in rules.policies.iter().flatten() {
-        let start = current - changed_within(&h.ups, p.period_seconds, now)
-            + changed_within(&h.downs, p.period_seconds, now);
+        let start = period_start(h, current, p.period_seconds, now);
         let proposed = match p.type_.as_str() {
-            "Pods" => start + p.value,
-            _ => (f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil() as i32,
+            "Pods" => start.saturating_add(p.value),
+            _ => to_i32((f64::from(start) * (1.0 + f64::from(p.value) / 100.0)).ceil()),
         };
         out = Some(match out {
             None => proposed,
@@ -162,11 +175,10 @@ fn down_limit(h: &History, current: i32, rules: &HPAScalingRules, now: Timestamp
     }
     let mut out: Option<i32> = None;
     for p in rules.policies.iter().flatten() {
-        let start = current - changed_within(&h.ups, p.period_seconds, now)
-            + changed_within(&h.downs, p.period_seconds, now);
+        let start = period_start(h, current, p.period_seconds, now);
         let proposed = match p.type_.as_str() {
-            "Pods" => start - p.value,
-            _ => (f64::from(start) * (1.0 - f64::from(p.value) / 100.0)) as i32,
+            "Pods" => start.saturating_sub(p.value),
+            _ => to_i32(f64::from(start) * (1.0 - f64::from(p.value) / 100.0)),
         };
         // "Max" is the policy allowing the biggest change: the lowest floor.
         out = Some(match out {
@@ -259,9 +271,9 @@ pub fn record_scale(h: &mut History, from: i32, to: i32, keep: SignedDuration, n
     h.downs.retain(|(_, at)| *at > cutoff);
     h.recommendations.retain(|(_, at)| *at > cutoff);
     if to > from {
-        h.ups.push((to - from, now));
+        h.ups.push((to.saturating_sub(from), now));
     } else if to < from {
-        h.downs.push((from - to, now));
+        h.downs.push((from.saturating_sub(to), now));
     }
 }
 
@@ -426,6 +438,29 @@ mod tests {
         assert_eq!((n.replicas, n.able.0), (5, "ScaleDownStabilized"));
         let n = with_behavior(&mut h, &b, 1, &behavior, FIVE_MIN, t(400));
         assert_eq!(n.replicas, 1);
+    }
+
+    #[test]
+    fn huge_targets_do_not_wrap() {
+        let mut h = History::default();
+        let b = Bounds {
+            current: 1_500_000_000,
+            min: 1,
+            max: i32::MAX,
+        };
+        let n = legacy(&mut h, &b, 1_500_000_000, FIVE_MIN, t(0));
+        assert_eq!(n.replicas, 1_500_000_000);
+        let behavior = HorizontalPodAutoscalerBehavior {
+            scale_up: Some(rules(
+                Some(0),
+                "Max",
+                &[("Pods", i32::MAX, 15), ("Percent", 1000, 15)],
+            )),
+            scale_down: None,
+        };
+        let mut h = History::default();
+        let n = with_behavior(&mut h, &b, i32::MAX, &behavior, FIVE_MIN, t(0));
+        assert_eq!(n.replicas, i32::MAX);
     }
 
     #[test]

@@ -131,31 +131,41 @@ fn utilization_ratio(
     requests: &BTreeMap<String, i64>,
     target: i32,
 ) -> Result<(f64, i32, i64), String> {
-    let (mut used, mut requested, mut n) = (0i64, 0i64, 0i64);
+    let (mut used, mut requested, mut n) = (0i128, 0i128, 0i128);
     for (name, value) in samples {
         // A sample without a request is a pod that is not the target's.
         let Some(r) = requests.get(name) else {
             continue;
         };
-        used += value;
-        requested += r;
+        used += i128::from(*value);
+        requested += i128::from(*r);
         n += 1;
     }
-    if requested == 0 {
+    if requested <= 0 {
         return Err("no metrics returned matched known pods".into());
     }
-    let utilization = (used.saturating_mul(100) / requested) as i32;
+    let utilization = (used * 100 / requested).clamp(0, i128::from(i32::MAX)) as i32;
     Ok((
         f64::from(utilization) / f64::from(target.max(1)),
         utilization,
-        used / n,
+        (used / n).clamp(0, i128::from(i64::MAX)) as i64,
     ))
 }
 
 fn average_ratio(samples: &BTreeMap<String, i64>, target: i64) -> (f64, i64) {
-    let n = samples.len().max(1) as i64;
-    let mean = samples.values().sum::<i64>() / n;
+    let n = samples.len().max(1) as i128;
+    let sum: i128 = samples.values().map(|v| i128::from(*v)).sum();
+    let mean = (sum / n).clamp(0, i128::from(i64::MAX)) as i64;
     (mean as f64 / target.max(1) as f64, mean)
+}
+
+/// A fractional count of replicas, rounded up, within what a replica count
+/// can hold (the bounds clamp it further).
+fn replicas_of(x: f64) -> i32 {
+    if x.is_nan() {
+        return 0;
+    }
+    x.ceil().clamp(0.0, f64::from(i32::MAX)) as i32
 }
 
 /// Upstream's `GetResourceReplicas` and `GetRawResourceReplicas`.
@@ -220,16 +230,18 @@ pub fn resource_replicas(
         if (1.0 - ratio).abs() <= tuning.tolerance {
             return Ok(outcome(current));
         }
-        return Ok(outcome((ratio * g.ready as f64).ceil() as i32));
+        return Ok(outcome(replicas_of(ratio * g.ready as f64)));
     }
     // Assume the worst for the direction taken: pods without samples use
     // their whole request (target) when scaling in, nothing when scaling
     // out; pods not ready use nothing when scaling out.
-    for name in &g.missing {
+    // Exactly on target, they are left out, as upstream.
+    for name in g.missing.iter().filter(|_| ratio != 1.0) {
         let assumed = if ratio < 1.0 {
             match target {
                 Target::Utilization(t) => {
-                    requests.get(name).copied().unwrap_or(0) * i64::from(t.max(100)) / 100
+                    let r = requests.get(name).copied().unwrap_or(0);
+                    (i128::from(r) * i128::from(t.max(100)) / 100).min(i128::from(i64::MAX)) as i64
                 }
                 Target::AverageValue(t) => t,
             }
@@ -250,7 +262,7 @@ pub fn resource_replicas(
     {
         return Ok(outcome(current));
     }
-    let replicas = (new_ratio * used.len() as f64).ceil() as i32;
+    let replicas = replicas_of(new_ratio * used.len() as f64);
     if (new_ratio < 1.0 && replicas > current) || (new_ratio > 1.0 && replicas < current) {
         return Ok(outcome(current));
     }
@@ -339,6 +351,35 @@ mod tests {
         // and it counts as idle when scaling out: (300+0)/200 = 150% → 6
         let out = cpu(2, 50, &pods, &samples(&[("a", 300)]));
         assert_eq!(out.replicas, 6);
+    }
+
+    #[test]
+    fn exactly_on_target_pods_without_samples_change_nothing() {
+        // a is at 50% of its request against 50%; b, c, d have no sample.
+        // They are left out rather than taken as idle: no scale in.
+        let pods = [pod("a"), pod("b"), pod("c"), pod("d")];
+        let out = cpu(4, 50, &pods, &samples(&[("a", 50)]));
+        assert_eq!(out.replicas, 4);
+    }
+
+    #[test]
+    fn huge_figures_saturate_instead_of_wrapping() {
+        let mut big = pod("a");
+        big.request = Ok(i64::MAX);
+        let out = cpu(1, 50, &[big], &samples(&[("a", i64::MAX)]));
+        assert_eq!(out.utilization, Some(100));
+        assert_eq!(out.replicas, 2);
+        let out = resource_replicas(
+            1,
+            Target::AverageValue(1),
+            "memory",
+            &[pod("a")],
+            &samples(&[("a", i64::MAX)]),
+            &Tuning::default(),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(out.replicas, i32::MAX);
     }
 
     #[test]
