@@ -222,7 +222,41 @@ pub async fn serve(call: &Call<'_>, method: &Method) -> Result<Response, ApiErro
     let mut all_nodes = nodes(state).await?;
     let r = call.r;
     let pods_wanted = r.def.plural == "pods";
-    if !pods_wanted {
+    // The pods asked about, with their labels; only their nodes are asked.
+    let mut labels: HashMap<(String, String), Value> = HashMap::new();
+    if pods_wanted {
+        let pod_def = state
+            .registry
+            .find("", "v1", "pods")
+            .ok_or_else(|| ApiError::internal("pods are not served"))?;
+        let mut hosts = std::collections::HashSet::new();
+        super::admission::each(&state.objects, pod_def, r.namespace.as_deref(), |p| {
+            let name = p.pointer("/metadata/name").and_then(Value::as_str);
+            if !selector.matches_object(&p) || r.name.as_deref().is_some_and(|n| Some(n) != name) {
+                return;
+            }
+            if let Some(node) = p.pointer("/spec/nodeName").and_then(Value::as_str) {
+                hosts.insert(node.to_string());
+            }
+            let key = p
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .zip(name)
+                .map(|(ns, n)| (ns.to_string(), n.to_string()));
+            if let Some(key) = key {
+                labels.insert(
+                    key,
+                    p.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
+                );
+            }
+        })
+        .await?;
+        all_nodes.retain(|v| {
+            v.pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| hosts.contains(n))
+        });
+    } else {
         if let Some(n) = &r.name {
             all_nodes.retain(|v| v.pointer("/metadata/name").and_then(Value::as_str) == Some(n));
         }
@@ -252,25 +286,6 @@ pub async fn serve(call: &Call<'_>, method: &Method) -> Result<Response, ApiErro
             }));
         }
     } else {
-        let pod_def = state
-            .registry
-            .find("", "v1", "pods")
-            .ok_or_else(|| ApiError::internal("pods are not served"))?;
-        let mut pods = Vec::new();
-        super::admission::each(&state.objects, pod_def, r.namespace.as_deref(), |p| {
-            pods.push(p)
-        })
-        .await?;
-        let labels: HashMap<(String, String), Value> = pods
-            .into_iter()
-            .filter(|p| selector.matches_object(p))
-            .filter_map(|p| {
-                let ns = p.pointer("/metadata/namespace")?.as_str()?.to_string();
-                let name = p.pointer("/metadata/name")?.as_str()?.to_string();
-                let labels = p.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
-                Some(((ns, name), labels))
-            })
-            .collect();
         for (prev, cur) in scrapes.into_iter().flatten() {
             let gap = cur.ts - prev.ts;
             let mut by_pod: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();

@@ -358,6 +358,14 @@ impl Ctx {
     }
 }
 
+/// An API error as a person reads it: the Status message.
+fn api_message(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message,
+        other => other.to_string(),
+    }
+}
+
 fn invalid_source(ty: &str) -> MetricError {
     let e = format!("unknown metric source type {ty:?}");
     MetricError {
@@ -391,7 +399,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
             .get_scale(&name)
             .await
             .map(|s| (api, name, s))
-            .map_err(|e| e.to_string()),
+            .map_err(api_message),
         Err(e) => Err(format!(
             "unable to determine resource for scale target reference: {e}"
         )),
@@ -549,6 +557,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                 status.last_scale_time = Some(Time(now));
             }
             Err(e) => {
+                let e = api_message(e);
                 ctx.events.object(
                     me,
                     WARNING,

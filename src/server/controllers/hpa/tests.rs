@@ -116,7 +116,10 @@ async fn targets_it_cannot_read_clamp_or_measure() {
         message.starts_with("the HPA controller was unable to get the target's current scale: "),
         "{message}"
     );
-    assert!(message.contains("not found"), "{message}");
+    assert!(
+        message.ends_with("replicasets.apps \"nothing\" not found"),
+        "{message}"
+    );
     let (_, reason, message) = condition(&hpas, "widget", "AbleToScale").await;
     assert_eq!(reason, "FailedGetScale");
     assert!(
