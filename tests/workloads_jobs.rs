@@ -277,3 +277,119 @@ fn a_cronjob_runs_every_minute() {
     ]);
     assert!(events.contains("SuccessfulCreate"), "{events}");
 }
+
+fn reason_of(j: &serde_json::Value, kind: &str) -> (String, String) {
+    let c = j["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == kind).cloned())
+        .unwrap_or_default();
+    (
+        c["reason"].as_str().unwrap_or_default().to_string(),
+        c["message"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+#[test]
+fn job_policies_end_jobs_early_and_finished_jobs_expire() {
+    let s = server_with_busybox(NODE);
+    let apply = |name: &str, spec: &str, script: &str| {
+        let out = s.kubectl_stdin(&["apply", "-f", "-"], &job(name, spec, script));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    apply("ttl", "  ttlSecondsAfterFinished: 2", "true");
+    apply(
+        "policy",
+        "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {containerName: main, operator: In, values: [42]}",
+        "exit 42",
+    );
+    apply(
+        "perindex",
+        "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  backoffLimitPerIndex: 1",
+        "[ $JOB_COMPLETION_INDEX = 1 ] && exit 1; exit 0",
+    );
+    apply(
+        "success",
+        "  completions: 3\n  parallelism: 3\n  completionMode: Indexed\n  successPolicy:\n    rules:\n    - succeededIndexes: \"0\"",
+        "[ $JOB_COMPLETION_INDEX = 0 ] && exit 0; sleep 3600",
+    );
+
+    // FailJob on the first pod's exit code: no retry, however large the
+    // backoff limit.
+    let j = wait_job(&s, "policy", "failed", |j| condition(j, "Failed"));
+    let (reason, message) = reason_of(&j, "Failed");
+    assert_eq!(reason, "PodFailurePolicy");
+    assert!(
+        message.starts_with("Container main for pod default/policy-")
+            && message.ends_with("failed with exit code 42 matching FailJob rule at index 0"),
+        "{message}"
+    );
+    assert_eq!(j["status"]["failed"], 1, "{:#}", j["status"]);
+
+    // Index 1 fails twice (its limit is one retry), the others succeed.
+    let j = wait_job(&s, "perindex", "failed", |j| condition(j, "Failed"));
+    assert_eq!(reason_of(&j, "Failed").0, "FailedIndexes");
+    assert_eq!(j["status"]["failedIndexes"], "1", "{:#}", j["status"]);
+    assert_eq!(j["status"]["completedIndexes"], "0,2", "{:#}", j["status"]);
+    let retry = s.kubectl_ok(&[
+        "get",
+        "pods",
+        "-l",
+        "job-name=perindex,batch.kubernetes.io/job-completion-index=1",
+        "-o",
+        "jsonpath={.items[*].metadata.annotations.batch\\.kubernetes\\.io/job-index-failure-count}",
+    ]);
+    assert_eq!(retry.trim(), "1", "the retry carries the index's failures");
+
+    // Index 0 is enough: the rest are stopped.
+    let j = wait_job(&s, "success", "complete", |j| condition(j, "Complete"));
+    let (reason, message) = reason_of(&j, "Complete");
+    assert_eq!(
+        (reason.as_str(), message.as_str()),
+        ("SuccessPolicy", "Matched rules at index 0")
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = s.kubectl_ok(&[
+            "get",
+            "pods",
+            "-l",
+            "job-name=success",
+            "--field-selector=status.phase=Running",
+            "-o",
+            "name",
+        ]);
+        if left.trim().is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still running: {left}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // The finished Job with a TTL goes, with its pod.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = s.kubectl(&["get", "job", "ttl", "-o", "name"]);
+        if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("NotFound") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "job ttl is still there\n{}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s
+        .kubectl_ok(&["get", "pods", "-l", "job-name=ttl", "-o", "name"])
+        .trim()
+        .is_empty()
+    {
+        assert!(Instant::now() < deadline, "the ttl job's pod stayed");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

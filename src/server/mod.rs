@@ -752,6 +752,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             controllers::replicaset::run_replication_controllers(client, &shared, cancel).await
         },
     );
+    control.spawn(
+        &mut components,
+        "ttl-after-finished controller",
+        auth::TTL_AFTER_FINISHED_USER,
+        controllers::ttl_after_finished::AGENT,
+        |client, shared, cancel| async move {
+            controllers::ttl_after_finished::run(client, &shared, cancel).await
+        },
+    );
     let hpa_config = controllers::hpa::Config {
         sync_period: args.horizontal_pod_autoscaler_sync_period,
         down_window: args.horizontal_pod_autoscaler_downscale_stabilization,

@@ -276,6 +276,9 @@ pub const NODE_CONTROLLER_USER: &str = "system:controller:node-controller";
 /// The HorizontalPodAutoscaler controller, named as upstream's.
 pub const HPA_CONTROLLER_USER: &str = "system:controller:horizontal-pod-autoscaler";
 
+/// The TTL-after-finished controller, named as upstream's.
+pub const TTL_AFTER_FINISHED_USER: &str = "system:controller:ttl-after-finished-controller";
+
 /// Leader election of the controllers and the scheduler.
 pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
@@ -472,6 +475,11 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
             _ => false,
         },
+        // Upstream's system:controller:ttl-after-finished-controller.
+        TTL_AFTER_FINISHED_USER => {
+            (*group, *resource, *subresource) == ("batch", "jobs", None)
+                && matches!(verb, "get" | "list" | "watch" | "delete")
+        }
         // Its two Leases, nothing else.
         LEADER_ELECTION_USER => {
             (*group, *resource) == ("coordination.k8s.io", "leases")

@@ -22,6 +22,7 @@ pub mod root_ca;
 pub mod runtime;
 pub mod serviceaccounts;
 pub mod statefulset;
+pub mod ttl_after_finished;
 
 use serde_json::Value;
 

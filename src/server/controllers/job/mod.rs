@@ -9,7 +9,13 @@
 //!   counted exactly once, even when it is deleted at once, or the server
 //!   stops in between.
 //! - A pod being deleted counts as failed at once (upstream's default
-//!   podReplacementPolicy for Jobs without a podFailurePolicy).
+//!   podReplacementPolicy for Jobs without a podFailurePolicy); with
+//!   `podReplacementPolicy: Failed`, once it has ended.
+//! - **Policies** (`policy.rs`): a pod failure policy's first matching rule
+//!   fails the Job (`PodFailurePolicy`), fails the index, ignores the
+//!   failure or counts it; `backoffLimitPerIndex` gives each index its own
+//!   retries (`failedIndexes`, `maxFailedIndexes`, `FailedIndexes`); a
+//!   success policy completes an Indexed Job early (`SuccessPolicy`).
 //! - **Giving up**: more failures than `backoffLimit` (`BackoffLimitExceeded`)
 //!   or running longer than `activeDeadlineSeconds` (`DeadlineExceeded`):
 //!   the remaining pods are deleted, and the Job gets `FailureTarget` and
@@ -21,24 +27,28 @@
 //! - **Done**: `SuccessCriteriaMet` then `Complete`, with completionTime.
 //! - `suspend: true` deletes the pods and sets `Suspended`.
 //!
-//! Not yet: podFailurePolicy, successPolicy, backoffLimitPerIndex,
-//! ttlSecondsAfterFinished, and counting container restarts of
-//! `restartPolicy: OnFailure` pods toward the back-off limit.
+//! `ttlSecondsAfterFinished` is the TTL-after-finished controller's.
+//! Not yet: counting container restarts of `restartPolicy: OnFailure` pods
+//! toward the back-off limit.
 
 pub mod indexes;
+pub mod policy;
+pub mod template;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
-use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use self::policy::Verdict;
+pub use self::template::pod_from_template;
 use super::expectations::Expectations;
 use super::podutil;
 use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
@@ -172,13 +182,14 @@ fn phase(pod: &Pod) -> Option<&str> {
     pod.status.as_ref()?.phase.as_deref()
 }
 
-/// How a pod of the Job ended, if it did (a pod being deleted counts as
-/// failed unless it succeeded).
-fn outcome(pod: &Pod) -> Option<bool> {
+/// How a pod of the Job ended, if it did. A pod being deleted counts as
+/// failed unless it succeeded, except with `podReplacementPolicy: Failed`
+/// (the default with a pod failure policy), where only its end does.
+fn outcome(pod: &Pod, deleting_fails: bool) -> Option<bool> {
     match phase(pod) {
         Some("Succeeded") => Some(true),
         Some("Failed") => Some(false),
-        _ if pod.metadata.deletion_timestamp.is_some() => Some(false),
+        _ if deleting_fails && pod.metadata.deletion_timestamp.is_some() => Some(false),
         _ => None,
     }
 }
@@ -200,6 +211,23 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     let now = Timestamp::now();
     let mut status = job.status.clone().unwrap_or_default();
     let finished = has_condition(&status, "Complete") || has_condition(&status, "Failed");
+    let spec = job.spec.clone().unwrap_or_default();
+    let deleting_fails = spec.pod_replacement_policy.as_deref() != Some("Failed");
+    let outcome = |p: &Pod| outcome(p, deleting_fails);
+    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
+    let per_index = spec.backoff_limit_per_index.filter(|_| indexed);
+    let mut failed_indexes = indexes::parse(status.failed_indexes.as_deref().unwrap_or_default());
+    // Failed pods the failure policy ignores: released, never counted.
+    let verdict = |p: &Pod| {
+        spec.pod_failure_policy
+            .as_ref()
+            .map_or(Verdict::Count, |fp| policy::failure_verdict(fp, p))
+    };
+    let ignored: BTreeSet<&str> = pods
+        .iter()
+        .filter(|p| outcome(p) == Some(false) && verdict(p) == Verdict::Ignore)
+        .filter_map(|p| p.metadata.uid.as_deref())
+        .collect();
 
     // 1. Record finished pods not yet recorded.
     let mut uncounted = status.uncounted_terminated_pods.clone().unwrap_or_default();
@@ -212,7 +240,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         let (Some(ok), Some(id)) = (outcome(p), p.metadata.uid.as_deref()) else {
             continue;
         };
-        if recorded(&uncounted, id) {
+        if recorded(&uncounted, id) || ignored.contains(id) {
             continue;
         }
         newly = true;
@@ -229,12 +257,31 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                 .failed
                 .get_or_insert_with(Vec::new)
                 .push(id.to_string());
+            let v = verdict(p);
+            if let Verdict::FailJob(message) = &v {
+                if !has_condition(&status, "FailureTarget") {
+                    set_condition(
+                        &mut status,
+                        condition("FailureTarget", "PodFailurePolicy", message, now),
+                    );
+                }
+            }
+            // The index is done for when the policy says so, or when it
+            // has failed more than its own limit allows.
+            if let (Some(limit), Some(i)) = (per_index, index_of(p)) {
+                if v == Verdict::FailIndex || policy::index_failures(p) + 1 > limit {
+                    failed_indexes.insert(i);
+                }
+            }
         }
     }
     if newly {
         status.uncounted_terminated_pods = Some(uncounted.clone());
-        if job.spec.as_ref().and_then(|s| s.completion_mode.as_deref()) == Some("Indexed") {
+        if indexed {
             status.completed_indexes = Some(indexes::format(&completed));
+        }
+        if per_index.is_some() {
+            status.failed_indexes = Some(indexes::format(&failed_indexes));
         }
         write_status(&api, &job, &status).await?;
         // The next pass goes on from the written status.
@@ -243,7 +290,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     // 2. Release the recorded pods.
     for p in pods.iter().filter(|p| has_finalizer(p)) {
         let id = p.metadata.uid.as_deref().unwrap_or_default();
-        if recorded(&uncounted, id) || finished {
+        if recorded(&uncounted, id) || ignored.contains(id) || finished {
             release(&pod_api, p).await?;
         }
     }
@@ -278,7 +325,6 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         }
         return Ok(Action::Done);
     }
-    let spec = job.spec.clone().unwrap_or_default();
     let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| outcome(p).is_none()).collect();
     status.terminating = Some(
         pods.iter()
@@ -292,7 +338,6 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     if !suspended && status.start_time.is_none() {
         status.start_time = Some(Time(now));
     }
-    let indexed = spec.completion_mode.as_deref() == Some("Indexed");
     let completions = spec.completions;
     let parallelism = spec.parallelism.unwrap_or(1).max(0);
     let backoff_limit = spec.backoff_limit.unwrap_or(6);
@@ -302,27 +347,62 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         .active_deadline_seconds
         .zip(status.start_time.as_ref())
         .is_some_and(|(secs, start)| now.as_second() - start.0.as_second() >= secs);
-    let failure = if failed > backoff_limit {
+    // A pod failure policy's FailJob, already recorded as the target.
+    let targeted = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "FailureTarget" && c.status == "True")
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        });
+    let all_indexes_settled = per_index.is_some()
+        && completions
+            .is_some_and(|n| (0..n).all(|i| completed.contains(&i) || failed_indexes.contains(&i)));
+    let too_many_failed_indexes = spec
+        .max_failed_indexes
+        .filter(|_| per_index.is_some())
+        .is_some_and(|m| failed_indexes.len() > usize::try_from(m).unwrap_or(usize::MAX));
+    let failure: Option<(String, String)> = if let Some(t) = targeted {
+        Some(t)
+    } else if too_many_failed_indexes {
         Some((
-            "BackoffLimitExceeded",
-            "Job has reached the specified backoff limit",
+            "MaxFailedIndexesExceeded".into(),
+            "Job has exceeded the specified maximal number of failed indexes".into(),
+        ))
+    } else if all_indexes_settled && !failed_indexes.is_empty() {
+        Some(("FailedIndexes".into(), "Job has failed indexes".into()))
+    } else if failed > backoff_limit {
+        Some((
+            "BackoffLimitExceeded".into(),
+            "Job has reached the specified backoff limit".into(),
         ))
     } else if deadline_passed && !suspended {
         Some((
-            "DeadlineExceeded",
-            "Job was active longer than specified deadline",
+            "DeadlineExceeded".into(),
+            "Job was active longer than specified deadline".into(),
         ))
     } else {
         None
     };
-    let done = match (indexed, completions) {
-        (true, Some(n)) => (0..n).all(|i| completed.contains(&i)),
-        (false, Some(n)) => succeeded >= n,
-        // A work queue: done once one succeeded and none is left running.
-        (_, None) => succeeded > 0 && active.is_empty(),
-    };
+    // A success policy met ends an Indexed Job early.
+    let by_policy = spec
+        .success_policy
+        .as_ref()
+        .filter(|_| indexed)
+        .and_then(|sp| policy::success_rule(sp, &completed));
+    let done = by_policy.is_some()
+        || match (indexed, completions) {
+            (true, Some(n)) => (0..n).all(|i| completed.contains(&i)),
+            (false, Some(n)) => succeeded >= n,
+            // A work queue: done once one succeeded and none is left running.
+            (_, None) => succeeded > 0 && active.is_empty(),
+        };
     let mut action = Action::Done;
-    if let Some((reason, message)) = failure {
+    if let Some((reason, message)) = failure.as_ref() {
         delete_pods(ctx, key, &job, &pod_api, &active).await?;
         set_condition(
             &mut status,
@@ -330,26 +410,27 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         );
         set_condition(&mut status, condition("Failed", reason, message, now));
         ctx.events
-            .object(reference(job.as_ref()), WARNING, reason, message.into());
+            .object(reference(job.as_ref()), WARNING, reason, message.clone());
     } else if done {
+        let (reason, message) = match by_policy {
+            Some(i) => {
+                // The indexes still running are not needed any more.
+                delete_pods(ctx, key, &job, &pod_api, &active).await?;
+                (
+                    "SuccessPolicy".to_string(),
+                    format!("Matched rules at index {i}"),
+                )
+            }
+            None => (
+                "CompletionsReached".to_string(),
+                "Reached expected number of succeeded pods".to_string(),
+            ),
+        };
         set_condition(
             &mut status,
-            condition(
-                "SuccessCriteriaMet",
-                "CompletionsReached",
-                "Reached expected number of succeeded pods",
-                now,
-            ),
+            condition("SuccessCriteriaMet", &reason, &message, now),
         );
-        set_condition(
-            &mut status,
-            condition(
-                "Complete",
-                "CompletionsReached",
-                "Reached expected number of succeeded pods",
-                now,
-            ),
-        );
+        set_condition(&mut status, condition("Complete", &reason, &message, now));
         status.completion_time = Some(Time(now));
         ctx.events.object(
             reference(job.as_ref()),
@@ -394,6 +475,8 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                 completions,
                 indexed,
                 completed: &completed,
+                failed_indexes: &failed_indexes,
+                index_failures: &index_failures(&pods, per_index.is_some(), &ignored, outcome),
                 now,
             },
         )
@@ -425,7 +508,37 @@ struct ManageInput<'a> {
     completions: Option<i32>,
     indexed: bool,
     completed: &'a BTreeSet<i32>,
+    /// Indexes given up on (backoffLimitPerIndex): not run again.
+    failed_indexes: &'a BTreeSet<i32>,
+    /// Failures per index so far, for the next pod of it to carry.
+    index_failures: &'a HashMap<i32, i32>,
     now: Timestamp,
+}
+
+/// The failures of each index: the most any failed pod of it carries, plus
+/// its own (counted failures only).
+fn index_failures(
+    pods: &[Arc<Pod>],
+    tracked: bool,
+    ignored: &BTreeSet<&str>,
+    outcome: impl Fn(&Pod) -> Option<bool>,
+) -> HashMap<i32, i32> {
+    let mut out = HashMap::new();
+    if !tracked {
+        return out;
+    }
+    for p in pods {
+        let id = p.metadata.uid.as_deref().unwrap_or_default();
+        if outcome(p) != Some(false) || ignored.contains(id) {
+            continue;
+        }
+        if let Some(i) = index_of(p) {
+            let n = policy::index_failures(p).saturating_add(1);
+            let e = out.entry(i).or_insert(0);
+            *e = (*e).max(n);
+        }
+    }
+    out
 }
 
 /// Create or delete pods so that the right number run.
@@ -464,7 +577,9 @@ async fn manage(
         let n = m.completions.unwrap_or(0);
         let room = (m.parallelism as usize).saturating_sub(active.len());
         (0..n)
-            .filter(|i| !m.completed.contains(i) && !running.contains(i))
+            .filter(|i| {
+                !m.completed.contains(i) && !m.failed_indexes.contains(i) && !running.contains(i)
+            })
             .take(room)
             .map(Some)
             .collect()
@@ -504,7 +619,13 @@ async fn manage(
     let want: Vec<Option<i32>> = want.into_iter().take(BURST).collect();
     ctx.expectations.expect(key, want.len() as i64, 0);
     let pp = PostParams::default();
-    let pods: Vec<Pod> = want.iter().map(|i| pod_from_template(job, *i)).collect();
+    let pods: Vec<Pod> = want
+        .iter()
+        .map(|i| {
+            let failures = i.and_then(|i| m.index_failures.get(&i).copied());
+            pod_from_template(job, *i, failures.unwrap_or(0))
+        })
+        .collect();
     let results = futures::future::join_all(pods.iter().map(|p| pod_api.create(&pp, p))).await;
     let mut first_err = None;
     for r in results {
@@ -531,74 +652,6 @@ async fn manage(
         return Err(e.into());
     }
     Ok(Action::Done)
-}
-
-/// A pod of the Job's template (for index `index` of an Indexed Job).
-pub fn pod_from_template(job: &Job, index: Option<i32>) -> Pod {
-    let template = job
-        .spec
-        .as_ref()
-        .map(|s| s.template.clone())
-        .unwrap_or_default();
-    let tmeta = template.metadata.unwrap_or_default();
-    let name = job.metadata.name.clone().unwrap_or_default();
-    let mut labels = tmeta.labels.unwrap_or_default();
-    let mut annotations = tmeta.annotations.unwrap_or_default();
-    let mut spec = template.spec.unwrap_or_default();
-    let generate = match index {
-        Some(i) => {
-            labels.insert(INDEX_ANNOTATION.into(), i.to_string());
-            annotations.insert(INDEX_ANNOTATION.into(), i.to_string());
-            if spec.hostname.is_none() {
-                spec.hostname = Some(format!("{name}-{i}"));
-            }
-            let env = EnvVar {
-                name: INDEX_ENV.into(),
-                value: None,
-                value_from: Some(EnvVarSource {
-                    field_ref: Some(ObjectFieldSelector {
-                        api_version: Some("v1".into()),
-                        field_path: format!("metadata.annotations['{INDEX_ANNOTATION}']"),
-                    }),
-                    ..Default::default()
-                }),
-            };
-            for c in spec
-                .containers
-                .iter_mut()
-                .chain(spec.init_containers.iter_mut().flatten())
-            {
-                let list = c.env.get_or_insert_with(Vec::new);
-                if !list.iter().any(|e| e.name == INDEX_ENV) {
-                    list.push(env.clone());
-                }
-            }
-            format!("{name}-{i}-")
-        }
-        None => format!("{name}-"),
-    };
-    let mut finalizers = tmeta.finalizers.unwrap_or_default();
-    finalizers.push(TRACKING_FINALIZER.into());
-    Pod {
-        metadata: ObjectMeta {
-            generate_name: Some(generate),
-            namespace: job.metadata.namespace.clone(),
-            labels: Some(labels),
-            annotations: Some(annotations),
-            finalizers: Some(finalizers),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "batch/v1".into(),
-                kind: "Job".into(),
-                name,
-                uid: job.metadata.uid.clone().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            }]),
-            ..Default::default()
-        },
-        spec: Some(spec),
-        status: None,
-    }
 }
 
 /// Take the tracking finalizer off a pod (its count is recorded).
