@@ -32,6 +32,7 @@
 //! toward the back-off limit.
 
 pub mod indexes;
+mod pods;
 pub mod policy;
 pub mod template;
 
@@ -43,10 +44,11 @@ use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTermina
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use self::pods::{delete_pods, index_failures, manage, release, ManageInput};
 use self::policy::Verdict;
 pub use self::template::pod_from_template;
 use super::expectations::Expectations;
@@ -499,218 +501,6 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         }
     }
     Ok(action)
-}
-
-struct ManageInput<'a> {
-    succeeded: i32,
-    failed: i32,
-    parallelism: i32,
-    completions: Option<i32>,
-    indexed: bool,
-    completed: &'a BTreeSet<i32>,
-    /// Indexes given up on (backoffLimitPerIndex): not run again.
-    failed_indexes: &'a BTreeSet<i32>,
-    /// Failures per index so far, for the next pod of it to carry.
-    index_failures: &'a HashMap<i32, i32>,
-    now: Timestamp,
-}
-
-/// The failures of each index: the most any failed pod of it carries, plus
-/// its own (counted failures only).
-fn index_failures(
-    pods: &[Arc<Pod>],
-    tracked: bool,
-    ignored: &BTreeSet<&str>,
-    outcome: impl Fn(&Pod) -> Option<bool>,
-) -> HashMap<i32, i32> {
-    let mut out = HashMap::new();
-    if !tracked {
-        return out;
-    }
-    for p in pods {
-        let id = p.metadata.uid.as_deref().unwrap_or_default();
-        if outcome(p) != Some(false) || ignored.contains(id) {
-            continue;
-        }
-        if let Some(i) = index_of(p) {
-            let n = policy::index_failures(p).saturating_add(1);
-            let e = out.entry(i).or_insert(0);
-            *e = (*e).max(n);
-        }
-    }
-    out
-}
-
-/// Create or delete pods so that the right number run.
-async fn manage(
-    ctx: &Ctx,
-    key: &Key,
-    job: &Job,
-    pod_api: &Api<Pod>,
-    active: &[&Arc<Pod>],
-    m: ManageInput<'_>,
-) -> Result<Action, Error> {
-    if !ctx.expectations.satisfied(key) {
-        return Ok(Action::Done);
-    }
-    let uid = job.metadata.uid.clone().unwrap_or_default();
-    // Back-off after failures: 10 s doubling from the last new failure.
-    let wait = {
-        let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = f.entry(uid.clone()).or_insert((0, m.now));
-        if m.failed > entry.0 {
-            *entry = (m.failed, m.now);
-        }
-        if m.failed == 0 {
-            Duration::ZERO
-        } else {
-            let shift = (m.failed - 1).clamp(0, 10) as u32;
-            let backoff = BACKOFF_FIRST.saturating_mul(1 << shift).min(BACKOFF_MAX);
-            let since = Duration::from_secs(
-                u64::try_from(m.now.as_second() - entry.1.as_second()).unwrap_or(0),
-            );
-            backoff.saturating_sub(since)
-        }
-    };
-    let want: Vec<Option<i32>> = if m.indexed {
-        let running: BTreeSet<i32> = active.iter().filter_map(|p| index_of(p)).collect();
-        let n = m.completions.unwrap_or(0);
-        let room = (m.parallelism as usize).saturating_sub(active.len());
-        (0..n)
-            .filter(|i| {
-                !m.completed.contains(i) && !m.failed_indexes.contains(i) && !running.contains(i)
-            })
-            .take(room)
-            .map(Some)
-            .collect()
-    } else {
-        let target = match m.completions {
-            Some(n) => m.parallelism.min((n - m.succeeded).max(0)),
-            None if m.succeeded > 0 => 0,
-            None => m.parallelism,
-        } as usize;
-        if active.len() > target {
-            // Too many: the newest, least advanced go.
-            let surplus = active.len() - target;
-            let mut doomed: Vec<&Arc<Pod>> = active.to_vec();
-            doomed.sort_by_key(|p| {
-                (
-                    podutil::is_ready(p),
-                    std::cmp::Reverse(
-                        p.metadata
-                            .creation_timestamp
-                            .as_ref()
-                            .map(|t| t.0.as_second()),
-                    ),
-                )
-            });
-            doomed.truncate(surplus);
-            delete_pods(ctx, key, job, pod_api, &doomed).await?;
-            return Ok(Action::Done);
-        }
-        vec![None; target - active.len()]
-    };
-    if want.is_empty() {
-        return Ok(Action::Done);
-    }
-    if !wait.is_zero() {
-        return Ok(Action::After(wait));
-    }
-    let want: Vec<Option<i32>> = want.into_iter().take(BURST).collect();
-    ctx.expectations.expect(key, want.len() as i64, 0);
-    let pp = PostParams::default();
-    let pods: Vec<Pod> = want
-        .iter()
-        .map(|i| {
-            let failures = i.and_then(|i| m.index_failures.get(&i).copied());
-            pod_from_template(job, *i, failures.unwrap_or(0))
-        })
-        .collect();
-    let results = futures::future::join_all(pods.iter().map(|p| pod_api.create(&pp, p))).await;
-    let mut first_err = None;
-    for r in results {
-        match r {
-            Ok(p) => ctx.events.object(
-                reference(job),
-                NORMAL,
-                "SuccessfulCreate",
-                format!("Created pod: {}", p.metadata.name.unwrap_or_default()),
-            ),
-            Err(e) => {
-                ctx.expectations.created(key);
-                first_err.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = first_err {
-        ctx.events.object(
-            reference(job),
-            WARNING,
-            "FailedCreate",
-            format!("Error creating: {e}"),
-        );
-        return Err(e.into());
-    }
-    Ok(Action::Done)
-}
-
-/// Take the tracking finalizer off a pod (its count is recorded).
-async fn release(api: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
-    let name = pod.metadata.name.clone().unwrap_or_default();
-    let kept: Vec<&String> = pod
-        .metadata
-        .finalizers
-        .iter()
-        .flatten()
-        .filter(|f| *f != TRACKING_FINALIZER)
-        .collect();
-    let patch =
-        json!({"metadata": {"finalizers": kept, "resourceVersion": pod.metadata.resource_version}});
-    match api
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
-}
-
-async fn delete_pods(
-    ctx: &Ctx,
-    key: &Key,
-    job: &Job,
-    api: &Api<Pod>,
-    pods: &[&Arc<Pod>],
-) -> Result<(), Error> {
-    if pods.is_empty() {
-        return Ok(());
-    }
-    ctx.expectations.expect(key, 0, pods.len() as i64);
-    for p in pods {
-        let name = p.metadata.name.clone().unwrap_or_default();
-        let dp = DeleteParams {
-            preconditions: p.metadata.uid.clone().map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        match api.delete(&name, &dp).await {
-            Ok(_) => ctx.events.object(
-                reference(job),
-                NORMAL,
-                "SuccessfulDelete",
-                format!("Deleted pod: {name}"),
-            ),
-            Err(kube::Error::Api(s)) if s.is_not_found() => ctx.expectations.deleted(key),
-            Err(e) => {
-                ctx.expectations.deleted(key);
-                return Err(e.into());
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Write the status, guarded by the Job's resourceVersion (a count is never
