@@ -1,6 +1,6 @@
 //! The Endpoints and EndpointSlice controllers (upstream's two, in one
 //! pass): for each Service with a selector, the pods it picks, as an
-//! Endpoints object named after the Service and one EndpointSlice
+//! Endpoints object named after the Service and EndpointSlices
 //! (`<service>-<hash>`, label `kubernetes.io/service-name`, managed by
 //! `endpointslice-controller.k8s.io`, owned by the Service).
 //!
@@ -16,10 +16,12 @@
 //! - Services without a selector are the user's (or the API server's, for
 //!   `default/kubernetes`): left alone.
 //!
-//! Not yet: several slices (one slice per Service holds at most 1,000
-//! endpoints, as upstream's maximum per slice, and Endpoints is cut at
-//! 1,000 with the `endpoints.kubernetes.io/over-capacity` annotation),
-//! dual-stack slices, topology hints.
+//! - Slices (`endpointslices.rs`): one per distinct port set and per 100
+//!   endpoints (upstream's default `--max-endpoints-per-slice`); Endpoints
+//!   holds 1,000 addresses at most and says
+//!   `endpoints.kubernetes.io/over-capacity: truncated` beyond.
+//!
+//! Not yet: dual-stack slices, topology hints.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,10 +29,8 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::{
     EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
 };
-use k8s_openapi::api::discovery::v1::{
-    Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{Api, PostParams};
 use tokio_util::sync::CancellationToken;
@@ -42,7 +42,10 @@ pub const AGENT: &str = "skiff-endpoint-controller";
 pub const MANAGED_BY: &str = "endpointslice.kubernetes.io/managed-by";
 pub const MANAGER: &str = "endpointslice-controller.k8s.io";
 pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
+/// Endpoints holds this many addresses at most (upstream's maxCapacity);
+/// the slices hold them all.
 const MAX_ENDPOINTS: usize = 1000;
+const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
 const WORKERS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,11 +55,11 @@ pub enum Error {
 }
 
 pub struct Ctx {
-    client: kube::Client,
+    pub(super) client: kube::Client,
     services: Arc<Informer<Service>>,
     pods: Arc<Informer<Pod>>,
     endpoints: Arc<Informer<Endpoints>>,
-    slices: Arc<Informer<EndpointSlice>>,
+    pub(super) slices: Arc<Informer<EndpointSlice>>,
 }
 
 fn selected_by(svc: &Service, pod: &Pod) -> bool {
@@ -180,15 +183,15 @@ fn target_port(sp: &k8s_openapi::api::core::v1::ServicePort, pod: &Pod) -> Optio
     }
 }
 
-struct Member {
-    pod: Arc<Pod>,
-    ip: String,
-    ready: bool,
-    terminating: bool,
-    ports: Vec<(Option<String>, i32, String)>,
+pub(super) struct Member {
+    pub(super) pod: Arc<Pod>,
+    pub(super) ip: String,
+    pub(super) ready: bool,
+    pub(super) terminating: bool,
+    pub(super) ports: Vec<(Option<String>, i32, String)>,
 }
 
-fn pod_ref(pod: &Pod) -> ObjectReference {
+pub(super) fn pod_ref(pod: &Pod) -> ObjectReference {
     ObjectReference {
         kind: Some("Pod".into()),
         name: pod.metadata.name.clone(),
@@ -251,24 +254,20 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         });
     }
     members.sort_by(|a, b| a.ip.cmp(&b.ip));
-    members.truncate(MAX_ENDPOINTS);
     write_endpoints(ctx, key, &svc, &members).await?;
-    write_slice(ctx, key, &svc, &members).await?;
+    super::endpointslices::write(ctx, key, &svc, &members).await?;
     Ok(Action::Done)
 }
 
-/// The Service's slice: its name and a hash of its UID (a Service made
-/// again under the same name gets another).
-fn slice_name(service: &str, uid: &str) -> String {
-    use sha2::Digest;
-    let hash = sha2::Sha256::digest(uid.as_bytes());
-    let suffix: String = hex::encode(&hash[..3]);
-    // Within the 63 characters a label-like name may take.
-    let keep = service.len().min(63 - suffix.len() - 1);
-    format!("{}-{suffix}", &service[..keep])
+fn note(e: &Endpoints) -> Option<&str> {
+    e.metadata
+        .annotations
+        .as_ref()?
+        .get(OVER_CAPACITY)
+        .map(String::as_str)
 }
 
-fn address(m: &Member, svc_name: &str) -> EndpointAddress {
+pub(super) fn address(m: &Member, svc_name: &str) -> EndpointAddress {
     let spec = m.pod.spec.as_ref();
     let hostname = spec
         .filter(|s| s.subdomain.as_deref() == Some(svc_name))
@@ -287,9 +286,12 @@ async fn write_endpoints(
     svc: &Service,
     members: &[Member],
 ) -> Result<(), Error> {
-    // One subset per distinct port set, as upstream's repacking.
+    // One subset per distinct port set, as upstream's repacking; at most
+    // MAX_ENDPOINTS addresses, marked when cut.
+    let live: Vec<&Member> = members.iter().filter(|m| !m.terminating).collect();
+    let over = live.len() > MAX_ENDPOINTS;
     let mut subsets: BTreeMap<Vec<(Option<String>, i32, String)>, EndpointSubset> = BTreeMap::new();
-    for m in members.iter().filter(|m| !m.terminating) {
+    for m in live.into_iter().take(MAX_ENDPOINTS) {
         let e = subsets
             .entry(m.ports.clone())
             .or_insert_with(|| EndpointSubset {
@@ -320,6 +322,8 @@ async fn write_endpoints(
             name: Some(key.name.clone()),
             namespace: Some(key.namespace.clone()),
             labels: svc.metadata.labels.clone(),
+            annotations: over
+                .then(|| BTreeMap::from([(OVER_CAPACITY.to_string(), "truncated".to_string())])),
             ..Default::default()
         },
         subsets: (!subsets.is_empty()).then_some(subsets),
@@ -331,125 +335,24 @@ async fn write_endpoints(
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return Err(e.into()),
         },
-        Some(cur) if cur.subsets != want.subsets || cur.metadata.labels != want.metadata.labels => {
+        Some(cur)
+            if cur.subsets != want.subsets
+                || cur.metadata.labels != want.metadata.labels
+                || note(&cur) != note(&want) =>
+        {
             let mut next = (*cur).clone();
+            let over = note(&want).map(str::to_string);
             next.subsets = want.subsets;
             next.metadata.labels = want.metadata.labels;
+            let notes = next.metadata.annotations.get_or_insert_with(BTreeMap::new);
+            match over {
+                Some(v) => notes.insert(OVER_CAPACITY.to_string(), v.to_string()),
+                None => notes.remove(OVER_CAPACITY),
+            };
             api.replace(&key.name, &PostParams::default(), &next)
                 .await?;
         }
         Some(_) => {}
-    }
-    Ok(())
-}
-
-async fn write_slice(ctx: &Ctx, key: &Key, svc: &Service, members: &[Member]) -> Result<(), Error> {
-    let ports: Vec<SlicePort> = members
-        .first()
-        .map(|m| {
-            m.ports
-                .iter()
-                .map(|(name, port, proto)| SlicePort {
-                    name: Some(name.clone().unwrap_or_default()),
-                    port: Some(*port),
-                    protocol: Some(proto.clone()),
-                    app_protocol: None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let endpoints: Vec<Endpoint> = members
-        .iter()
-        .map(|m| {
-            let ready = m.ready && !m.terminating;
-            Endpoint {
-                addresses: vec![m.ip.clone()],
-                conditions: Some(EndpointConditions {
-                    ready: Some(ready),
-                    serving: Some(m.ready || (m.terminating && podutil::is_ready(&m.pod))),
-                    terminating: Some(m.terminating),
-                }),
-                hostname: address(m, &key.name).hostname,
-                node_name: m.pod.spec.as_ref().and_then(|s| s.node_name.clone()),
-                target_ref: Some(pod_ref(&m.pod)),
-                ..Default::default()
-            }
-        })
-        .collect();
-    // One name per Service (not generateName): a pass that runs before the
-    // informer shows the slice the last one made cannot make a second.
-    let slice_name = slice_name(&key.name, svc.metadata.uid.as_deref().unwrap_or_default());
-    let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &key.namespace);
-    let managed: Vec<Arc<EndpointSlice>> = ctx
-        .slices
-        .list(&key.namespace)
-        .into_iter()
-        .filter(|s| {
-            let l = s.metadata.labels.clone().unwrap_or_default();
-            l.get(SERVICE_NAME) == Some(&key.name)
-                && l.get(MANAGED_BY).map(String::as_str) == Some(MANAGER)
-        })
-        .collect();
-    // Any other slice of ours for this Service is surplus.
-    for extra in managed
-        .iter()
-        .filter(|s| s.metadata.name.as_deref() != Some(slice_name.as_str()))
-    {
-        let name = extra.metadata.name.clone().unwrap_or_default();
-        match api.delete(&name, &Default::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let mine = managed
-        .into_iter()
-        .find(|s| s.metadata.name.as_deref() == Some(slice_name.as_str()));
-    let mut labels = svc.metadata.labels.clone().unwrap_or_default();
-    labels.insert(SERVICE_NAME.into(), key.name.clone());
-    labels.insert(MANAGED_BY.into(), MANAGER.into());
-    match mine {
-        None => {
-            let slice = EndpointSlice {
-                metadata: ObjectMeta {
-                    name: Some(slice_name.clone()),
-                    namespace: Some(key.namespace.clone()),
-                    labels: Some(labels),
-                    owner_references: Some(vec![OwnerReference {
-                        api_version: "v1".into(),
-                        kind: "Service".into(),
-                        name: key.name.clone(),
-                        uid: svc.metadata.uid.clone().unwrap_or_default(),
-                        controller: Some(true),
-                        block_owner_deletion: Some(true),
-                    }]),
-                    ..Default::default()
-                },
-                address_type: "IPv4".into(),
-                endpoints,
-                ports: Some(ports),
-            };
-            match api.create(&PostParams::default(), &slice).await {
-                Ok(_) => {}
-                // Made by an earlier pass the informer has not shown yet:
-                // its event brings the Service back.
-                Err(kube::Error::Api(s)) if s.code == 409 => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Some(cur) => {
-            if cur.endpoints != endpoints
-                || cur.ports.as_ref() != Some(&ports)
-                || cur.metadata.labels.as_ref() != Some(&labels)
-            {
-                let mut next = (*cur).clone();
-                next.endpoints = endpoints;
-                next.ports = Some(ports);
-                next.metadata.labels = Some(labels);
-                let name = next.metadata.name.clone().unwrap_or_default();
-                api.replace(&name, &PostParams::default(), &next).await?;
-            }
-        }
     }
     Ok(())
 }

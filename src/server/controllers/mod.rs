@@ -7,6 +7,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
+pub mod endpointslices;
 pub mod expectations;
 pub mod garbage;
 pub mod history;
