@@ -260,21 +260,47 @@ pub(super) async fn compute(
             return out;
         }
     };
+    let labels_of = |p: &Pod| -> serde_json::Map<String, Value> {
+        p.metadata
+            .labels
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect()
+    };
     let pods: Vec<Arc<Pod>> = ctx
         .pods
         .list(&key.namespace)
         .into_iter()
-        .filter(|p| {
-            let labels: serde_json::Map<String, Value> = p
-                .metadata
-                .labels
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), json!(v)))
-                .collect();
-            selector.matches(&labels)
-        })
+        .filter(|p| selector.matches(&labels_of(p)))
         .collect();
+    // Pods another autoscaler would scale too: neither acts, as upstream.
+    let others: Vec<String> = {
+        let mut all = ctx.selectors.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert(key.clone(), selector.clone());
+        let mut keys: Vec<String> = all
+            .iter()
+            .filter(|(k, _)| k.namespace == key.namespace)
+            .filter(|(_, sel)| pods.iter().any(|p| sel.matches(&labels_of(p))))
+            .map(|(k, _)| format!("{}/{}", k.namespace, k.name))
+            .collect();
+        keys.sort();
+        keys
+    };
+    if others.len() > 1 {
+        let message = format!(
+            "pods by selector {selector_text} are controlled by multiple HPAs: [{}]",
+            others.join(" ")
+        );
+        ctx.events
+            .object(me.clone(), WARNING, "AmbiguousSelector", message.clone());
+        out.errors.push(MetricError {
+            reason: "AmbiguousSelector",
+            event: message.clone(),
+            wrapped: message,
+        });
+        return out;
+    }
     let specs = hpa
         .spec
         .as_ref()

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use self::normalize::{Bounds, History};
 use self::replicas::Tuning;
 use super::runtime::{self, Action, Change, Informer, Informers, Key, Queue};
+use crate::api::selector::LabelSelector;
 use crate::events::{reference, Recorder, NORMAL, WARNING};
 
 pub const AGENT: &str = "skiff-horizontal-pod-autoscaler";
@@ -70,6 +71,9 @@ struct Ctx {
     history: Mutex<HashMap<String, History>>,
     /// Target kinds resolved to their resources through discovery.
     kinds: Mutex<HashMap<(String, String), ApiResource>>,
+    /// Each autoscaler's target selector as last read, to find pods that
+    /// two of them would scale.
+    selectors: Mutex<HashMap<Key, LabelSelector>>,
 }
 
 pub async fn run(
@@ -87,6 +91,7 @@ pub async fn run(
         config,
         history: Mutex::new(HashMap::new()),
         kinds: Mutex::new(HashMap::new()),
+        selectors: Mutex::new(HashMap::new()),
     });
     let q = queue.clone();
     let c = ctx.clone();
@@ -106,6 +111,10 @@ pub async fn run(
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&uid);
+                    c.selectors
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&Key::of(old.as_ref()));
                 }
                 (None, None) => {}
             }
@@ -301,10 +310,16 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                     "ScalingActive",
                     false,
                     first.reason,
-                    format!(
-                        "the HPA was unable to compute the replica count: {}",
-                        first.event
-                    ),
+                    // Selector trouble is said as it is; a metric's, as
+                    // what kept the count from being computed.
+                    if matches!(first.reason, "InvalidSelector" | "AmbiguousSelector") {
+                        first.event.clone()
+                    } else {
+                        format!(
+                            "the HPA was unable to compute the replica count: {}",
+                            first.event
+                        )
+                    },
                     now,
                 );
             }

@@ -108,6 +108,9 @@ async fn targets_it_cannot_read_clamp_or_measure() {
     autoscaler(&hpas, "big", "ReplicaSet", "big").await;
     autoscaler(&hpas, "off", "ReplicaSet", "off").await;
     autoscaler(&hpas, "blind", "ReplicaSet", "blind").await;
+    replica_set(&rs, "shared", 2).await;
+    autoscaler(&hpas, "shared-a", "ReplicaSet", "shared").await;
+    autoscaler(&hpas, "shared-b", "ReplicaSet", "shared").await;
 
     // A target that is not there, and a kind no API serves.
     let (s, reason, message) = condition(&hpas, "ghost", "AbleToScale").await;
@@ -150,6 +153,38 @@ async fn targets_it_cannot_read_clamp_or_measure() {
         })
     })
     .await;
+
+    // Two autoscalers on the same pods: neither acts. (The pods must exist
+    // for them to share any.)
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(admin.clone(), "d");
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "shared-0", "labels": {"app": "shared"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    for name in ["shared-a", "shared-b"] {
+        let (s, reason, message) = until(&format!("{name} ambiguous"), || async {
+            let h = hpas.get(name).await.ok()?;
+            let c = h.status?.conditions?.into_iter().find(|c| {
+                c.type_ == "ScalingActive" && c.reason.as_deref() == Some("AmbiguousSelector")
+            })?;
+            Some((
+                c.status,
+                c.reason.unwrap_or_default(),
+                c.message.unwrap_or_default(),
+            ))
+        })
+        .await;
+        assert_eq!(
+            (s.as_str(), reason.as_str()),
+            ("False", "AmbiguousSelector")
+        );
+        assert_eq!(
+            message,
+            "pods by selector app=shared are controlled by multiple HPAs: [d/shared-a d/shared-b]"
+        );
+    }
 
     // Scaled to zero by hand: left alone.
     let (s, reason, message) = condition(&hpas, "off", "ScalingActive").await;
