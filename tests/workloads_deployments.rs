@@ -263,3 +263,73 @@ fn deleting_a_deployment_takes_its_replicasets_and_pods_with_it() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The names of the live pods of app=web.
+fn pod_names(s: &Server) -> Vec<String> {
+    let v = json(s, &["pods", "-l", "app=web"]);
+    let mut names: Vec<String> = v["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_paused_rollout_waits_for_resume_and_restart_replaces_every_pod() {
+    let s = server_with_busybox(NODE);
+    skiff(&s, &["tag", "busybox:latest", "busybox:v2"]);
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &deployment("", 600));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait(&s, "rolled out", rolled_out("busybox:latest"));
+
+    // Paused: a new image is recorded but nothing rolls.
+    let out = s.kubectl_ok(&["rollout", "pause", "deploy/web"]);
+    assert!(out.contains("paused"), "{out}");
+    let before = pod_names(&s);
+    s.kubectl_ok(&["set", "image", "deploy/web", "main=busybox:v2"]);
+    let d = wait(&s, "reporting the pause", |d| {
+        condition(d, "Progressing")["reason"] == "DeploymentPaused"
+            && d["status"]["observedGeneration"] == d["metadata"]["generation"]
+    });
+    assert_eq!(condition(&d, "Progressing")["status"], "Unknown", "{:#}", d["status"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(pod_names(&s), before, "no pod replaced while paused");
+    let sets = json(&s, &["rs", "-l", "app=web"]);
+    assert_eq!(sets["items"].as_array().map(Vec::len), Some(1), "no new ReplicaSet while paused");
+
+    // Resumed: it rolls to the new image.
+    let out = s.kubectl_ok(&["rollout", "resume", "deploy/web"]);
+    assert!(out.contains("resumed"), "{out}");
+    let out = s.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    wait(&s, "rolled out to v2", rolled_out("busybox:v2"));
+
+    // Restarted: same image, every pod new, through a new ReplicaSet.
+    let before = pod_names(&s);
+    let out = s.kubectl_ok(&["rollout", "restart", "deploy/web"]);
+    assert!(out.contains("restarted"), "{out}");
+    let out = s.kubectl_ok(&["rollout", "status", "deploy/web", "--timeout=120s"]);
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let d = wait(&s, "restarted", rolled_out("busybox:v2"));
+    assert!(
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+        "{:#}",
+        d["spec"]["template"]
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = pod_names(&s);
+        if now.len() == 4 && now.iter().all(|n| !before.contains(n)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "old pods stayed: {before:?} → {now:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let history = s.kubectl_ok(&["rollout", "history", "deploy/web"]);
+    assert!(history.contains("3 "), "three revisions: {history}");
+}
