@@ -284,7 +284,11 @@ fn a_paused_rollout_waits_for_resume_and_restart_replaces_every_pod() {
     let s = server_with_busybox(NODE);
     skiff(&s, &["tag", "busybox:latest", "busybox:v2"]);
     let out = s.kubectl_stdin(&["apply", "-f", "-"], &deployment("", 600));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     wait(&s, "rolled out", rolled_out("busybox:latest"));
 
     // Paused: a new image is recorded but nothing rolls.
@@ -296,11 +300,20 @@ fn a_paused_rollout_waits_for_resume_and_restart_replaces_every_pod() {
         condition(d, "Progressing")["reason"] == "DeploymentPaused"
             && d["status"]["observedGeneration"] == d["metadata"]["generation"]
     });
-    assert_eq!(condition(&d, "Progressing")["status"], "Unknown", "{:#}", d["status"]);
+    assert_eq!(
+        condition(&d, "Progressing")["status"],
+        "Unknown",
+        "{:#}",
+        d["status"]
+    );
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(pod_names(&s), before, "no pod replaced while paused");
     let sets = json(&s, &["rs", "-l", "app=web"]);
-    assert_eq!(sets["items"].as_array().map(Vec::len), Some(1), "no new ReplicaSet while paused");
+    assert_eq!(
+        sets["items"].as_array().map(Vec::len),
+        Some(1),
+        "no new ReplicaSet while paused"
+    );
 
     // Resumed: it rolls to the new image.
     let out = s.kubectl_ok(&["rollout", "resume", "deploy/web"]);
@@ -317,7 +330,8 @@ fn a_paused_rollout_waits_for_resume_and_restart_replaces_every_pod() {
     assert!(out.contains("successfully rolled out"), "{out}");
     let d = wait(&s, "restarted", rolled_out("busybox:v2"));
     assert!(
-        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"].is_string(),
+        d["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
         "{:#}",
         d["spec"]["template"]
     );
@@ -327,7 +341,10 @@ fn a_paused_rollout_waits_for_resume_and_restart_replaces_every_pod() {
         if now.len() == 4 && now.iter().all(|n| !before.contains(n)) {
             break;
         }
-        assert!(Instant::now() < deadline, "old pods stayed: {before:?} → {now:?}");
+        assert!(
+            Instant::now() < deadline,
+            "old pods stayed: {before:?} → {now:?}"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let history = s.kubectl_ok(&["rollout", "history", "deploy/web"]);

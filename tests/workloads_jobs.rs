@@ -301,6 +301,15 @@ fn job_policies_end_jobs_early_and_finished_jobs_expire() {
         );
     };
     apply("ttl", "  ttlSecondsAfterFinished: 2", "true");
+    // Restarted in place: its restarts are what the limit counts.
+    let restarting = job("restarting", "  backoffLimit: 1", "exit 1")
+        .replace("restartPolicy: Never", "restartPolicy: OnFailure");
+    let out = s.kubectl_stdin(&["apply", "-f", "-"], &restarting);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     apply(
         "policy",
         "  backoffLimit: 6\n  podFailurePolicy:\n    rules:\n    - action: FailJob\n      onExitCodes: {containerName: main, operator: In, values: [42]}",
@@ -368,6 +377,11 @@ fn job_policies_end_jobs_early_and_finished_jobs_expire() {
         assert!(Instant::now() < deadline, "still running: {left}");
         std::thread::sleep(Duration::from_millis(250));
     }
+
+    let j = wait_job(&s, "restarting", "failed", |j| condition(j, "Failed"));
+    assert_eq!(reason_of(&j, "Failed").0, "BackoffLimitExceeded");
+    // One pod, restarted in place, then stopped: not a second pod.
+    assert_eq!(j["status"]["failed"], 1, "{:#}", j["status"]);
 
     // The finished Job with a TTL goes, with its pod.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -28,8 +28,8 @@
 //! - `suspend: true` deletes the pods and sets `Suspended`.
 //!
 //! `ttlSecondsAfterFinished` is the TTL-after-finished controller's.
-//! Not yet: counting container restarts of `restartPolicy: OnFailure` pods
-//! toward the back-off limit.
+//! With `restartPolicy: OnFailure`, the running pods' container restarts
+//! count toward the back-off limit.
 
 pub mod indexes;
 mod pods;
@@ -132,6 +132,42 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
         async move { reconcile(&c, &key).await }
     })
     .await;
+}
+
+/// With `restartPolicy: OnFailure` a failing container restarts in its
+/// pod instead of failing it: the restarts of the running pods are what
+/// the back-off limit counts, as upstream.
+fn past_limit_on_failure(
+    spec: &k8s_openapi::api::batch::v1::JobSpec,
+    pods: &[Arc<Pod>],
+    limit: i32,
+) -> bool {
+    let on_failure = spec
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.restart_policy.as_deref())
+        == Some("OnFailure");
+    if !on_failure {
+        return false;
+    }
+    let restarts: i64 = pods
+        .iter()
+        .filter(|p| matches!(phase(p), Some("Running" | "Pending")))
+        .filter_map(|p| p.status.as_ref())
+        .flat_map(|s| {
+            s.init_container_statuses
+                .iter()
+                .flatten()
+                .chain(s.container_statuses.iter().flatten())
+        })
+        .map(|c| i64::from(c.restart_count))
+        .sum();
+    if limit == 0 {
+        restarts > 0
+    } else {
+        restarts >= i64::from(limit)
+    }
 }
 
 fn has_condition(s: &JobStatus, kind: &str) -> bool {
@@ -377,7 +413,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         ))
     } else if all_indexes_settled && !failed_indexes.is_empty() {
         Some(("FailedIndexes".into(), "Job has failed indexes".into()))
-    } else if failed > backoff_limit {
+    } else if failed > backoff_limit || past_limit_on_failure(&spec, &pods, backoff_limit) {
         Some((
             "BackoffLimitExceeded".into(),
             "Job has reached the specified backoff limit".into(),
