@@ -5,8 +5,9 @@
 //!   replicas their controllers want (for `maxUnavailable` or a percentage):
 //!   ReplicaSets (a Deployment's ReplicaSet counts as the Deployment),
 //!   ReplicationControllers and StatefulSets. Pods without a controller are
-//!   left out; a controller skiff cannot scale fails the sync (`SyncFailed`,
-//!   nothing may be disrupted).
+//!   left out, with an `UnmanagedPods` warning, as upstream; a controller
+//!   skiff cannot scale fails the sync (`SyncFailed`, nothing may be
+//!   disrupted).
 //! - `desiredHealthy`: `minAvailable`, or expected − `maxUnavailable`
 //!   (percentages rounded up).
 //! - `currentHealthy`: Ready pods not being deleted, less the ones an
@@ -221,6 +222,35 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
             .filter(|p| podutil::selects(Some(sel), p.metadata.labels.as_ref()))
             .collect(),
     };
+    // Pods no controller owns have no scale to count them against: left
+    // out, with upstream's warning, when the budget needs the scale.
+    let needs_scale = spec.max_unavailable.is_some()
+        || matches!(spec.min_available, Some(IntOrString::String(_)));
+    if needs_scale
+        && pods
+            .iter()
+            .any(|p| podutil::controller_of(&p.metadata).is_none())
+    {
+        let selector = spec
+            .selector
+            .as_ref()
+            .map(|s| {
+                crate::api::selector::LabelSelector::from_label_selector_json(
+                    &serde_json::to_value(s).unwrap_or_default(),
+                )
+                .map(|s| s.to_string())
+                .unwrap_or_default()
+            })
+            .unwrap_or_default();
+        ctx.events.object(
+            reference(pdb.as_ref()),
+            WARNING,
+            "UnmanagedPods",
+            format!(
+                "Pods selected by this PodDisruptionBudget (selector: {selector}) were found to be unmanaged. As a result, the status of the PDB cannot be calculated correctly, which may result in undefined behavior. To account for these pods please set \".spec.minAvailable\" field of the PDB to an integer value."
+            ),
+        );
+    }
     let counts = match (&spec.max_unavailable, &spec.min_available) {
         (Some(mu), _) => ctx
             .expected_scale(&key.namespace, &pods)
