@@ -150,6 +150,9 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
 
     // 1. The active list, from the Jobs as they are.
     let mut active: Vec<ObjectReference> = Vec::new();
+    // The CronJob as the API has it, read once when a Job seems unlisted:
+    // the cache may not show the status that listed it yet.
+    let mut fresh_active: Option<Vec<ObjectReference>> = None;
     for j in &jobs {
         let id = j.metadata.uid.as_deref();
         let listed = old_status
@@ -160,6 +163,22 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         let name = j.metadata.name.clone().unwrap_or_default();
         match finished(j) {
             None => {
+                let mut listed = listed;
+                if !listed {
+                    if fresh_active.is_none() {
+                        let fresh = cj_api.get_opt(&key.name).await?;
+                        fresh_active = Some(
+                            fresh
+                                .and_then(|c| c.status)
+                                .and_then(|s| s.active)
+                                .unwrap_or_default(),
+                        );
+                    }
+                    listed = fresh_active
+                        .iter()
+                        .flatten()
+                        .any(|r| r.uid.as_deref() == id);
+                }
                 if !listed {
                     ctx.events.object(
                         reference(cj.as_ref()),
