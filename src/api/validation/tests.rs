@@ -350,6 +350,29 @@ fn job_rules() {
         "spec.selector: Required value",
         "spec.template.metadata.labels: Invalid value: map[string]string(nil): `selector` does not match template `labels`",
     ]);
+    // Policies that need an Indexed Job, restartPolicy Never, or each other.
+    let mut p = job(json!("OnFailure"));
+    p["spec"]["backoffLimitPerIndex"] = json!(1);
+    p["spec"]["successPolicy"] = json!({"rules": [{"succeededCount": 1}]});
+    p["spec"]["podFailurePolicy"] = json!({"rules": [{"action": "FailIndex",
+        "onExitCodes": {"operator": "In", "values": [3]}}]});
+    p["spec"]["podReplacementPolicy"] = json!("TerminatingOrFailed");
+    let out = lines(&check("batch/v1", "Job", p));
+    for want in [
+        "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode",
+        "spec.successPolicy: Invalid value: ",
+        "spec.template.spec.restartPolicy: Invalid value: \"OnFailure\": only \"Never\" is supported when podFailurePolicy is specified",
+        "spec.podReplacementPolicy: Unsupported value: \"TerminatingOrFailed\": supported values: \"Failed\"",
+    ] {
+        assert!(out.iter().any(|l| l.starts_with(want)), "{want}\n{out:#?}");
+    }
+    let mut fi = job(json!("Never"));
+    fi["spec"]["podFailurePolicy"] = json!({"rules": [{"action": "FailIndex",
+        "onExitCodes": {"operator": "In", "values": [3]}}]});
+    assert_eq!(
+        lines(&check("batch/v1", "Job", fi)),
+        ["spec.podFailurePolicy.rules[0].action: Invalid value: \"FailIndex\": requires the backoffLimitPerIndex to be set"]
+    );
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::causes::{self, go_int_or_string, go_str, go_string_map};
+use super::causes::{self, go_int_or_string, go_json, go_str, go_string_map};
 use super::meta::validate_labels;
 use super::pod::{self, check_enum, template_labels};
 use super::{arr_at, check_non_negative, int_at, obj_at, str_at};
@@ -330,6 +330,86 @@ pub fn validate_daemon_set(obj: &Value) -> Vec<Cause> {
     out
 }
 
+/// The rules that tie a Job's policies to its completion mode, restart
+/// policy and to each other (upstream's `validateJobSpec`).
+fn job_policies(spec: &Value, path: &str, out: &mut Vec<Cause>) {
+    let set = |k: &str| spec.get(k).is_some_and(|v| !v.is_null());
+    let indexed = str_at(spec, "completionMode") == Some("Indexed");
+    if let Some(v) = spec.get("backoffLimitPerIndex").filter(|v| !v.is_null()) {
+        if !indexed {
+            out.push(causes::invalid(
+                &format!("{path}.backoffLimitPerIndex"),
+                &go_json(v),
+                "requires indexed completion mode",
+            ));
+        }
+    }
+    if let Some(v) = spec.get("maxFailedIndexes").filter(|v| !v.is_null()) {
+        if !set("backoffLimitPerIndex") {
+            out.push(causes::required(
+                &format!("{path}.backoffLimitPerIndex"),
+                "when maxFailedIndexes is specified",
+            ));
+        }
+        let over = v
+            .as_i64()
+            .zip(spec.get("completions").and_then(Value::as_i64))
+            .is_some_and(|(m, c)| m > c);
+        if over {
+            out.push(causes::invalid(
+                &format!("{path}.maxFailedIndexes"),
+                &go_json(v),
+                "must be less than or equal to completions",
+            ));
+        }
+    }
+    if let Some(v) = spec.get("successPolicy").filter(|v| !v.is_null()) {
+        if !indexed {
+            out.push(causes::invalid(
+                &format!("{path}.successPolicy"),
+                &go_json(v),
+                "requires indexed completion mode",
+            ));
+        }
+    }
+    let Some(pfp) = spec.get("podFailurePolicy").filter(|v| !v.is_null()) else {
+        return;
+    };
+    let restart = template_of(spec)
+        .pointer("/spec/restartPolicy")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if restart != "Never" {
+        out.push(causes::invalid(
+            &format!("{path}.template.spec.restartPolicy"),
+            &go_str(restart),
+            "only \"Never\" is supported when podFailurePolicy is specified",
+        ));
+    }
+    if let Some(p) = str_at(spec, "podReplacementPolicy").filter(|p| *p != "Failed") {
+        out.push(causes::not_supported(
+            &format!("{path}.podReplacementPolicy"),
+            p,
+            &["Failed"],
+        ));
+    }
+    for (i, rule) in pfp
+        .get("rules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if str_at(rule, "action") == Some("FailIndex") && !set("backoffLimitPerIndex") {
+            out.push(causes::invalid(
+                &format!("{path}.podFailurePolicy.rules[{i}].action"),
+                &go_str("FailIndex"),
+                "requires the backoffLimitPerIndex to be set",
+            ));
+        }
+    }
+}
+
 /// `validateJobSpec` at `path` ("spec" for Jobs, "spec.jobTemplate.spec"
 /// for CronJobs).
 fn validate_job_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
@@ -364,6 +444,7 @@ fn validate_job_spec(spec: &Value, path: &str, out: &mut Vec<Cause>) {
         &["TerminatingOrFailed", "Failed"],
         out,
     );
+    job_policies(spec, path, out);
     let tmpl = template_of(spec);
     out.extend(pod::validate_template(tmpl, &format!("{path}.template")));
     let policy = tmpl

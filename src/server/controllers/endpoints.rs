@@ -203,8 +203,16 @@ pub(super) fn pod_ref(pod: &Pod) -> ObjectReference {
 
 async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     let Some(svc) = ctx.services.get_key(key) else {
-        // Gone: its Endpoints and slices are the garbage collector's (the
-        // slices are owned) or go with the namespace.
+        // Gone: its slices are the garbage collector's (they are owned);
+        // its Endpoints are removed here, as upstream's controller does.
+        if ctx.endpoints.get_key(key).is_some() {
+            let api: Api<Endpoints> = Api::namespaced(ctx.client.clone(), &key.namespace);
+            match api.delete(&key.name, &Default::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.is_not_found() => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
         return Ok(Action::Done);
     };
     let spec = svc.spec.clone().unwrap_or_default();

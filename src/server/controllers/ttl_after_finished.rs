@@ -38,11 +38,8 @@ pub fn finished_at(job: &Job) -> Option<Timestamp> {
         .iter()
         .flatten()
         .find(|c| (c.type_ == "Complete" || c.type_ == "Failed") && c.status == "True")
-        .map(|c| {
-            c.last_transition_time
-                .as_ref()
-                .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
-        })
+        // Without its time, when it finished is unknown: not expired.
+        .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
 }
 
 /// How long until `job` expires: None when it never does (no TTL, not

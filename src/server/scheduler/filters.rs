@@ -65,19 +65,29 @@ pub fn check(pod: &PodFacts<'_>, node: &NodeInfo) -> Result<(), Failure> {
     if !node_match::selects(pod.spec, n) {
         return Err(Failure::one(AFFINITY, Cure::None));
     }
-    if pod.ports.iter().any(|p| conflicts(p, &node.ports)) {
-        return Err(Failure::one(PORTS, Cure::Preemption));
-    }
-    fits(pod, node, &node.requested, node.pods.len() as i64)?;
     // Preemption here weighs resources and ports only: a skew or an
-    // anti-affinity it could cure upstream is not offered to it.
-    if let Some(st) = pod.spread.as_ref() {
-        super::spread::check(st, node).map_err(|(r, _)| Failure::one(r, Cure::None))?;
+    // anti-affinity it could cure upstream is not offered to it, and a
+    // node that fails them is no candidate for it either.
+    let others = || -> Result<(), Failure> {
+        if let Some(st) = pod.spread.as_ref() {
+            super::spread::check(st, node).map_err(|(r, _)| Failure::one(r, Cure::None))?;
+        }
+        if let Some(st) = pod.interpod.as_ref() {
+            super::interpod::check(st, node).map_err(|(r, _)| Failure::one(r, Cure::None))?;
+        }
+        Ok(())
+    };
+    let incurable = |mut f: Failure| {
+        if others().is_err() {
+            f.cure = Cure::None;
+        }
+        f
+    };
+    if pod.ports.iter().any(|p| conflicts(p, &node.ports)) {
+        return Err(incurable(Failure::one(PORTS, Cure::Preemption)));
     }
-    if let Some(st) = pod.interpod.as_ref() {
-        super::interpod::check(st, node).map_err(|(r, _)| Failure::one(r, Cure::None))?;
-    }
-    Ok(())
+    fits(pod, node, &node.requested, node.pods.len() as i64).map_err(incurable)?;
+    others()
 }
 
 /// The resource fit against what is already `used` by `count` pods (the

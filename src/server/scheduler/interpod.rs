@@ -24,8 +24,8 @@ type Domain = (String, String);
 /// What one decision needs, counted once.
 #[derive(Default)]
 pub struct State {
-    /// Per required affinity term of the pod: placed pods it selects, per
-    /// value of its topology key.
+    /// Per required affinity term of the pod: placed pods that all its
+    /// terms select, per value of the term's topology key.
     affinity: Vec<(String, HashMap<String, usize>)>,
     /// Whether the pod selects itself with every required affinity term
     /// (the first of a group may then go anywhere the keys exist).
@@ -131,7 +131,15 @@ pub fn prepare(pod: &Pod, cache: &Cache) -> Option<State> {
             }
             let other_ns = other.metadata.namespace.as_deref().unwrap_or_default();
             // The new pod's terms, against this placed pod.
-            count(req_aff, ns, other, cache, &labels, &mut st.affinity);
+            // Affinity counts pods that match every required term, as
+            // upstream; anti-affinity, each term on its own.
+            if !req_aff.is_empty() && req_aff.iter().all(|t| selects(t, ns, other, cache)) {
+                for (t, (_, counts)) in req_aff.iter().zip(st.affinity.iter_mut()) {
+                    if let Some(v) = labels.get(&t.topology_key) {
+                        *counts.entry(v.clone()).or_default() += 1;
+                    }
+                }
+            }
             count(req_anti, ns, other, cache, &labels, &mut st.anti);
             for w in pref_aff {
                 prefer(

@@ -61,6 +61,7 @@ pub struct Scheduler {
     client: kube::Client,
     pods: Arc<Informer<Pod>>,
     nodes: Arc<Informer<Node>>,
+    namespaces: Arc<Informer<k8s_openapi::api::core::v1::Namespace>>,
     shared: Arc<Shared>,
     events: Recorder,
     policy: Policy,
@@ -180,6 +181,7 @@ impl Scheduler {
             client,
             pods,
             nodes,
+            namespaces,
             shared,
             policy,
             writes: Arc::new(Semaphore::new(WRITES)),
@@ -190,6 +192,7 @@ impl Scheduler {
     pub async fn synced(&self) {
         self.pods.synced().await;
         self.nodes.synced().await;
+        self.namespaces.synced().await;
     }
 
     /// Schedule until `cancel` fires.
@@ -418,11 +421,16 @@ fn on_pod(s: &Shared, c: &Change<'_, Pod>) {
             s.queue.remove(&key);
             let held = cache::holds_room(new);
             let freed = c.old.is_some_and(|o| cache::holds_room(o)) && !held;
+            // A pod that landed, or whose labels or deletion changed, may
+            // be what a parked pod's affinity or spread waits for.
+            let moved = c.old.is_none_or(|o| {
+                !bound(o)
+                    || o.metadata.labels != new.metadata.labels
+                    || o.metadata.deletion_timestamp != new.metadata.deletion_timestamp
+            });
             s.cache().update_pod(new.clone());
-            // A pod that ended gave its room back. (One that just landed
-            // only takes room: with no inter-pod affinity yet, it cannot
-            // help a parked pod.)
-            if freed {
+            // A pod that ended gave its room back.
+            if freed || moved {
                 s.queue.move_all();
             }
         }

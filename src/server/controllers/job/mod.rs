@@ -73,6 +73,9 @@ pub enum Error {
     Api(#[from] kube::Error),
 }
 
+/// A Job's UID and its failures per index.
+type IndexFailures = (String, HashMap<i32, i32>);
+
 pub struct Ctx {
     client: kube::Client,
     jobs: Arc<Informer<Job>>,
@@ -81,6 +84,9 @@ pub struct Ctx {
     events: Recorder,
     /// Per Job UID: failures seen, and when the count last grew.
     failures: Mutex<HashMap<String, (i32, Timestamp)>>,
+    /// Per Job: (its UID, failures per index), so a count outlives the
+    /// failed pods that carried it (backoffLimitPerIndex).
+    index_failures: Mutex<HashMap<Key, IndexFailures>>,
 }
 
 fn job_of(pod: &Pod) -> Option<Key> {
@@ -102,6 +108,7 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
         pods: informers.get::<Pod>(),
         expectations: Arc::new(Expectations::default()),
         failures: Mutex::new(HashMap::new()),
+        index_failures: Mutex::new(HashMap::new()),
     });
     let q = queue.clone();
     // Status changes too: counting goes in steps, each from the status the
@@ -235,6 +242,10 @@ fn outcome(pod: &Pod, deleting_fails: bool) -> Option<bool> {
 async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     let Some(job) = ctx.jobs.get_key(key) else {
         ctx.expectations.forget(key);
+        ctx.index_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         return Ok(Action::Done);
     };
     let uid = job.metadata.uid.clone().unwrap_or_default();
@@ -274,8 +285,11 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         u.succeeded.iter().flatten().any(|x| x == id) || u.failed.iter().flatten().any(|x| x == id)
     };
     let mut newly = false;
+    // A Job that failed ends its remaining pods: each counts as failed.
+    let failed_job = has_condition(&status, "Failed");
     for p in pods.iter().filter(|p| has_finalizer(p)) {
-        let (Some(ok), Some(id)) = (outcome(p), p.metadata.uid.as_deref()) else {
+        let ended = outcome(p).or((failed_job && phase(p) != Some("Succeeded")).then_some(false));
+        let (Some(ok), Some(id)) = (ended, p.metadata.uid.as_deref()) else {
             continue;
         };
         if recorded(&uncounted, id) || ignored.contains(id) {
@@ -358,7 +372,18 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         status.succeeded.unwrap_or(0) + uncounted.succeeded.as_ref().map_or(0, Vec::len) as i32;
     let failed = status.failed.unwrap_or(0) + uncounted.failed.as_ref().map_or(0, Vec::len) as i32;
     if finished {
-        if moved {
+        // Nothing runs for a finished Job any more.
+        status.active = Some(0);
+        status.ready = Some(0);
+        status.terminating = Some(
+            pods.iter()
+                .filter(|p| {
+                    p.metadata.deletion_timestamp.is_some()
+                        && !matches!(phase(p), Some("Succeeded" | "Failed"))
+                })
+                .count() as i32,
+        );
+        if moved || job.status.as_ref() != Some(&status) {
             write_status(&api, &job, &status).await?;
         }
         return Ok(Action::Done);
@@ -514,7 +539,19 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                 indexed,
                 completed: &completed,
                 failed_indexes: &failed_indexes,
-                index_failures: &index_failures(&pods, per_index.is_some(), &ignored, outcome),
+                index_failures: &{
+                    let seen = index_failures(&pods, per_index.is_some(), &ignored, outcome);
+                    let mut all = ctx.index_failures.lock().unwrap_or_else(|p| p.into_inner());
+                    let entry = all.entry(key.clone()).or_default();
+                    if entry.0 != uid {
+                        *entry = (uid.clone(), HashMap::new());
+                    }
+                    for (i, n) in seen {
+                        let e = entry.1.entry(i).or_insert(0);
+                        *e = (*e).max(n);
+                    }
+                    entry.1.clone()
+                },
                 now,
             },
         )
