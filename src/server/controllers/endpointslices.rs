@@ -42,13 +42,15 @@ pub fn slice_name(service: &str, uid: &str, ports: &PortSet, place: usize, first
     format!("{}-{suffix}", &service[..keep])
 }
 
-fn endpoint(m: &Member, service: &str) -> Endpoint {
-    let ready = m.ready && !m.terminating;
+/// As upstream: `serving` is the pod's readiness, `ready` that and not
+/// terminating, or always with `publishNotReadyAddresses`.
+fn endpoint(m: &Member, service: &str, publish: bool) -> Endpoint {
+    let serving = podutil::is_ready(&m.pod);
     Endpoint {
         addresses: vec![m.ip.clone()],
         conditions: Some(EndpointConditions {
-            ready: Some(ready),
-            serving: Some(m.ready || (m.terminating && podutil::is_ready(&m.pod))),
+            ready: Some(publish || (serving && !m.terminating)),
+            serving: Some(serving),
             terminating: Some(m.terminating),
         }),
         hostname: address(m, service).hostname,
@@ -62,6 +64,7 @@ fn endpoint(m: &Member, service: &str) -> Endpoint {
 pub(super) fn desired(
     service: &str,
     uid: &str,
+    publish: bool,
     members: &[Member],
 ) -> Vec<(String, Vec<SlicePort>, Vec<Endpoint>)> {
     let mut groups: BTreeMap<&PortSet, Vec<&Member>> = BTreeMap::new();
@@ -81,7 +84,10 @@ pub(super) fn desired(
             .collect();
         for (place, chunk) in group.chunks(MAX_PER_SLICE).enumerate() {
             let name = slice_name(service, uid, ports, place, g == 0 && place == 0);
-            let endpoints = chunk.iter().map(|m| endpoint(m, service)).collect();
+            let endpoints = chunk
+                .iter()
+                .map(|m| endpoint(m, service, publish))
+                .collect();
             out.push((name, slice_ports.clone(), endpoints));
         }
     }
@@ -103,7 +109,12 @@ pub(super) async fn write(
     members: &[Member],
 ) -> Result<(), Error> {
     let uid = svc.metadata.uid.clone().unwrap_or_default();
-    let want = desired(&key.name, &uid, members);
+    let publish = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.publish_not_ready_addresses)
+        == Some(true);
+    let want = desired(&key.name, &uid, publish, members);
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let managed: Vec<Arc<EndpointSlice>> = ctx
         .slices
@@ -115,21 +126,10 @@ pub(super) async fn write(
                 && l.get(MANAGED_BY).map(String::as_str) == Some(MANAGER)
         })
         .collect();
-    let names: HashSet<&str> = want.iter().map(|(n, _, _)| n.as_str()).collect();
-    for extra in managed
-        .iter()
-        .filter(|s| !names.contains(s.metadata.name.as_deref().unwrap_or_default()))
-    {
-        let name = extra.metadata.name.clone().unwrap_or_default();
-        match api.delete(&name, &Default::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.is_not_found() => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
     let mut labels = svc.metadata.labels.clone().unwrap_or_default();
     labels.insert(SERVICE_NAME.into(), key.name.clone());
     labels.insert(MANAGED_BY.into(), MANAGER.into());
+    let names: HashSet<String> = want.iter().map(|(n, _, _)| n.clone()).collect();
     for (name, ports, endpoints) in want {
         let mine = managed
             .iter()
@@ -177,6 +177,18 @@ pub(super) async fn write(
             }
         }
     }
+    // Surplus slices go last, once their endpoints are in the others.
+    for extra in managed
+        .iter()
+        .filter(|s| !names.contains(s.metadata.name.as_deref().unwrap_or_default()))
+    {
+        let name = extra.metadata.name.clone().unwrap_or_default();
+        match api.delete(&name, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.is_not_found() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(())
 }
 
@@ -208,7 +220,7 @@ mod tests {
     fn a_hundred_per_slice_and_one_group_per_port_set() {
         let mut members: Vec<Member> = (0..250).map(|i| member(i, 8080)).collect();
         members.extend((250..253).map(|i| member(i, 9090)));
-        let slices = desired("web", "uid-1", &members);
+        let slices = desired("web", "uid-1", false, &members);
         let sizes: Vec<usize> = slices.iter().map(|(_, _, e)| e.len()).collect();
         assert_eq!(sizes, [100, 100, 50, 3]);
         let names: HashSet<&str> = slices.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -220,13 +232,19 @@ mod tests {
         assert_eq!(slices[3].1[0].port, Some(9090));
         // The same input names the same slices: no duplicates on a lagging
         // informer.
-        let again = desired("web", "uid-1", &members);
+        let again = desired("web", "uid-1", false, &members);
         assert_eq!(
             again.iter().map(|(n, _, _)| n).collect::<Vec<_>>(),
             slices.iter().map(|(n, _, _)| n).collect::<Vec<_>>()
         );
+        // Conditions as upstream: the pods here are not ready.
+        let c = slices[0].2[0].conditions.clone().unwrap_or_default();
+        assert_eq!((c.ready, c.serving), (Some(false), Some(false)));
+        let published = desired("web", "uid-1", true, &members);
+        let c = published[0].2[0].conditions.clone().unwrap_or_default();
+        assert_eq!((c.ready, c.serving), (Some(true), Some(false)));
         // No endpoints: one empty slice.
-        let none = desired("web", "uid-1", &[]);
+        let none = desired("web", "uid-1", false, &[]);
         assert_eq!(none.len(), 1);
         assert!(none[0].2.is_empty());
     }
