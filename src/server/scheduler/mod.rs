@@ -429,8 +429,10 @@ fn on_pod(s: &Shared, c: &Change<'_, Pod>) {
                     || o.metadata.deletion_timestamp != new.metadata.deletion_timestamp
             });
             s.cache().update_pod(new.clone());
-            // A pod that ended gave its room back.
-            if freed || moved {
+            // A pod that ended gave its room back. A landing matters only
+            // to pods parked waiting (a busy queue is not rescanned for
+            // each binding).
+            if freed || (moved && s.queue.any_parked()) {
                 s.queue.move_all();
             }
         }

@@ -65,6 +65,8 @@ struct State {
     moved_at_cycle: u64,
     last_flush: Option<Instant>,
     closed: bool,
+    /// Entries parked now (kept with every move in and out).
+    parked: usize,
 }
 
 impl State {
@@ -72,6 +74,9 @@ impl State {
         let Some(e) = self.pods.get_mut(&key) else {
             return;
         };
+        if matches!(e.place, Place::Parked(_)) {
+            self.parked = self.parked.saturating_sub(1);
+        }
         e.place = Place::Active;
         let (p, c) = (e.priority, e.created);
         self.seq += 1;
@@ -82,6 +87,9 @@ impl State {
         let Some(e) = self.pods.get_mut(&key) else {
             return;
         };
+        if matches!(e.place, Place::Parked(_)) {
+            self.parked = self.parked.saturating_sub(1);
+        }
         e.place = Place::Backoff(until);
         self.seq += 1;
         self.backoff.push(Reverse((until, self.seq, key)));
@@ -164,7 +172,18 @@ impl SchedulingQueue {
 
     /// The pod is gone, bound elsewhere, or no longer ours.
     pub fn remove(&self, key: &Key) {
-        self.lock().pods.remove(key);
+        let mut s = self.lock();
+        if s.pods
+            .remove(key)
+            .is_some_and(|e| matches!(e.place, Place::Parked(_)))
+        {
+            s.parked = s.parked.saturating_sub(1);
+        }
+    }
+
+    /// Whether any pod is parked (waiting for a change of the cluster).
+    pub fn any_parked(&self) -> bool {
+        self.lock().parked > 0
     }
 
     pub fn contains(&self, key: &Key) -> bool {
@@ -246,6 +265,7 @@ impl SchedulingQueue {
         e.backoff_until = Some(until);
         if unschedulable && moved < cycle && !e.dirty {
             e.place = Place::Parked(now);
+            s.parked += 1;
         } else {
             s.back_off(key.clone(), until);
             drop(s);
