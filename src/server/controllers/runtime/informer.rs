@@ -172,8 +172,12 @@ where
         }
     }
 
-    /// Put `obj` in the cache and tell the handlers.
-    pub fn apply(&self, obj: K) {
+    /// Put `obj` in the cache and tell the handlers. Its managedFields are
+    /// dropped first, as upstream's controller manager and scheduler trim
+    /// them: no controller reads them, and they were the better part of a
+    /// cached pod's memory.
+    pub fn apply(&self, mut obj: K) {
+        obj.meta_mut().managed_fields = None;
         let key = Key::of(&obj);
         let new = Arc::new(obj);
         let old = self
