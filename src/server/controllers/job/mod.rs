@@ -32,9 +32,12 @@
 //! count toward the back-off limit.
 
 pub mod indexes;
+mod orphans;
 mod pods;
 pub mod policy;
 pub mod template;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -87,6 +90,8 @@ pub struct Ctx {
     /// Per Job: (its UID, failures per index), so a count outlives the
     /// failed pods that carried it (backoffLimitPerIndex).
     index_failures: Mutex<HashMap<Key, IndexFailures>>,
+    /// Pods whose tracking finalizer no Job will take off (`orphans.rs`).
+    orphans: Arc<Queue<Key>>,
 }
 
 fn job_of(pod: &Pod) -> Option<Key> {
@@ -101,6 +106,7 @@ fn job_of(pod: &Pod) -> Option<Key> {
 
 pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {
     let queue = Arc::new(Queue::<Key>::default());
+    let orphans = Arc::new(Queue::<Key>::default());
     let ctx = Arc::new(Ctx {
         events: Recorder::for_component(client.clone(), COMPONENT),
         client,
@@ -109,6 +115,7 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
         expectations: Arc::new(Expectations::default()),
         failures: Mutex::new(HashMap::new()),
         index_failures: Mutex::new(HashMap::new()),
+        orphans: orphans.clone(),
     });
     let q = queue.clone();
     // Status changes too: counting goes in steps, each from the status the
@@ -118,8 +125,13 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
             q.add(Key::of(j.as_ref()));
         }
     });
-    let (q, exp) = (queue.clone(), ctx.expectations.clone());
+    let (q, exp, o) = (queue.clone(), ctx.expectations.clone(), orphans.clone());
     ctx.pods.on_change(move |c: &Change<'_, Pod>| {
+        if let Some(p) = c.new.filter(|p| has_finalizer(p)) {
+            if podutil::controller_of(&p.metadata).is_none() {
+                o.add(Key::of(p.as_ref()));
+            }
+        }
         let Some(key) = c.latest().and_then(|p| job_of(p)) else {
             return;
         };
@@ -134,11 +146,22 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
     ctx.jobs.synced().await;
     ctx.pods.synced().await;
     let c = ctx.clone();
-    runtime::run_workers(COMPONENT, queue, WORKERS, cancel, move |key: Key| {
+    let jobs = runtime::run_workers(
+        COMPONENT,
+        queue,
+        WORKERS,
+        cancel.clone(),
+        move |key: Key| {
+            let c = c.clone();
+            async move { reconcile(&c, &key).await }
+        },
+    );
+    let c = ctx.clone();
+    let released = runtime::run_workers(COMPONENT, orphans, 1, cancel, move |key: Key| {
         let c = c.clone();
-        async move { reconcile(&c, &key).await }
-    })
-    .await;
+        async move { orphans::sync(&c, &key).await }
+    });
+    tokio::join!(jobs, released);
 }
 
 /// With `restartPolicy: OnFailure` a failing container restarts in its
@@ -240,6 +263,15 @@ fn outcome(pod: &Pod, deleting_fails: bool) -> Option<bool> {
 }
 
 async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
+    // Pods of this name's Job that no Job counts any more (it was deleted,
+    // or made again) lose their finalizer.
+    let named: Vec<Arc<Pod>> = ctx
+        .pods
+        .list(&key.namespace)
+        .into_iter()
+        .filter(|p| job_of(p).as_ref() == Some(key))
+        .collect();
+    orphans::enqueue(ctx, &named);
     let Some(job) = ctx.jobs.get_key(key) else {
         ctx.expectations.forget(key);
         ctx.index_failures
@@ -249,9 +281,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         return Ok(Action::Done);
     };
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    let pods: Vec<Arc<Pod>> = ctx
-        .pods
-        .list(&key.namespace)
+    let pods: Vec<Arc<Pod>> = named
         .into_iter()
         .filter(|p| podutil::controller_of(&p.metadata).is_some_and(|r| r.uid == uid))
         .collect();
