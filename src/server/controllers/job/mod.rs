@@ -76,8 +76,11 @@ pub enum Error {
     Api(#[from] kube::Error),
 }
 
+/// A failure count, and when it last grew (back-off runs from then).
+pub(super) type Failures = (i32, Timestamp);
+
 /// A Job's UID and its failures per index.
-type IndexFailures = (String, HashMap<i32, i32>);
+type IndexFailures = (String, HashMap<i32, Failures>);
 
 pub struct Ctx {
     client: kube::Client,
@@ -85,8 +88,8 @@ pub struct Ctx {
     pods: Arc<Informer<Pod>>,
     expectations: Arc<Expectations>,
     events: Recorder,
-    /// Per Job UID: failures seen, and when the count last grew.
-    failures: Mutex<HashMap<String, (i32, Timestamp)>>,
+    /// Per Job: its UID and the failures seen.
+    failures: Mutex<HashMap<Key, (String, Failures)>>,
     /// Per Job: (its UID, failures per index), so a count outlives the
     /// failed pods that carried it (backoffLimitPerIndex).
     index_failures: Mutex<HashMap<Key, IndexFailures>>,
@@ -275,6 +278,10 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     let Some(job) = ctx.jobs.get_key(key) else {
         ctx.expectations.forget(key);
         ctx.index_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        ctx.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
@@ -577,11 +584,14 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                         *entry = (uid.clone(), HashMap::new());
                     }
                     for (i, n) in seen {
-                        let e = entry.1.entry(i).or_insert(0);
-                        *e = (*e).max(n);
+                        let e = entry.1.entry(i).or_insert((0, now));
+                        if n > e.0 {
+                            *e = (n, now);
+                        }
                     }
                     entry.1.clone()
                 },
+                per_index: per_index.is_some(),
                 now,
             },
         )

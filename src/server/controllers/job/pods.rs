@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions
 use serde_json::json;
 
 use super::{
-    index_of, pod_from_template, policy, Ctx, Error, BACKOFF_FIRST, BACKOFF_MAX, BURST,
+    index_of, pod_from_template, policy, Ctx, Error, Failures, BACKOFF_FIRST, BACKOFF_MAX, BURST,
     TRACKING_FINALIZER,
 };
 use crate::events::{reference, NORMAL, WARNING};
@@ -29,9 +29,24 @@ pub(super) struct ManageInput<'a> {
     pub(super) completed: &'a BTreeSet<i32>,
     /// Indexes given up on (backoffLimitPerIndex): not run again.
     pub(super) failed_indexes: &'a BTreeSet<i32>,
-    /// Failures per index so far, for the next pod of it to carry.
-    pub(super) index_failures: &'a HashMap<i32, i32>,
+    /// Failures per index so far (with backoffLimitPerIndex), for the
+    /// next pod of it to carry and to back off from.
+    pub(super) index_failures: &'a HashMap<i32, Failures>,
+    /// backoffLimitPerIndex is set: each index backs off on its own.
+    pub(super) per_index: bool,
     pub(super) now: Timestamp,
+}
+
+/// What is left of the back-off after `failures` (10 s doubling, at most
+/// 6 min, from when the count last grew).
+fn backoff_left((failed, since): Failures, now: Timestamp) -> Duration {
+    if failed <= 0 {
+        return Duration::ZERO;
+    }
+    let shift = (failed - 1).clamp(0, 10) as u32;
+    let backoff = BACKOFF_FIRST.saturating_mul(1 << shift).min(BACKOFF_MAX);
+    let elapsed = Duration::from_secs(u64::try_from(now.as_second() - since.as_second()).unwrap_or(0));
+    backoff.saturating_sub(elapsed)
 }
 
 /// The failures of each index: the most any failed pod of it carries, plus
@@ -73,23 +88,25 @@ pub(super) async fn manage(
         return Ok(Action::Done);
     }
     let uid = job.metadata.uid.clone().unwrap_or_default();
-    // Back-off after failures: 10 s doubling from the last new failure.
-    let wait = {
+    // Back-off after failures: 10 s doubling from the last new failure;
+    // with backoffLimitPerIndex each index from its own failures.
+    let job_wait = {
         let mut f = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = f.entry(uid.clone()).or_insert((0, m.now));
-        if m.failed > entry.0 {
-            *entry = (m.failed, m.now);
+        let entry = f.entry(key.clone()).or_insert((uid.clone(), (0, m.now)));
+        if entry.0 != uid {
+            *entry = (uid.clone(), (0, m.now));
         }
-        if m.failed == 0 {
-            Duration::ZERO
-        } else {
-            let shift = (m.failed - 1).clamp(0, 10) as u32;
-            let backoff = BACKOFF_FIRST.saturating_mul(1 << shift).min(BACKOFF_MAX);
-            let since = Duration::from_secs(
-                u64::try_from(m.now.as_second() - entry.1.as_second()).unwrap_or(0),
-            );
-            backoff.saturating_sub(since)
+        if m.failed > entry.1 .0 {
+            entry.1 = (m.failed, m.now);
         }
+        backoff_left(entry.1, m.now)
+    };
+    let wait = |i: Option<i32>| match (m.per_index, i) {
+        (true, Some(i)) => m
+            .index_failures
+            .get(&i)
+            .map_or(Duration::ZERO, |f| backoff_left(*f, m.now)),
+        _ => job_wait,
     };
     let want: Vec<Option<i32>> = if m.indexed {
         let running: BTreeSet<i32> = active.iter().filter_map(|p| index_of(p)).collect();
@@ -132,16 +149,19 @@ pub(super) async fn manage(
     if want.is_empty() {
         return Ok(Action::Done);
     }
-    if !wait.is_zero() {
-        return Ok(Action::After(wait));
+    let (now, later): (Vec<Option<i32>>, Vec<Option<i32>>) =
+        want.into_iter().partition(|i| wait(*i).is_zero());
+    let next = later.iter().map(|i| wait(*i)).min();
+    if now.is_empty() {
+        return Ok(next.map_or(Action::Done, Action::After));
     }
-    let want: Vec<Option<i32>> = want.into_iter().take(BURST).collect();
+    let want: Vec<Option<i32>> = now.into_iter().take(BURST).collect();
     ctx.expectations.expect(key, want.len() as i64, 0);
     let pp = PostParams::default();
     let pods: Vec<Pod> = want
         .iter()
         .map(|i| {
-            let failures = i.and_then(|i| m.index_failures.get(&i).copied());
+            let failures = i.and_then(|i| m.index_failures.get(&i).map(|f| f.0));
             pod_from_template(job, *i, failures.unwrap_or(0))
         })
         .collect();
@@ -230,4 +250,20 @@ pub(super) async fn delete_pods(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn back_off_doubles_from_the_last_failure_up_to_six_minutes() {
+        let t0 = Timestamp::from_second(1_000_000).unwrap();
+        let at = |s: i64| Timestamp::from_second(1_000_000 + s).unwrap();
+        assert_eq!(backoff_left((0, t0), t0), Duration::ZERO);
+        assert_eq!(backoff_left((1, t0), at(3)), Duration::from_secs(7));
+        assert_eq!(backoff_left((3, t0), at(10)), Duration::from_secs(30));
+        assert_eq!(backoff_left((3, t0), at(60)), Duration::ZERO);
+        assert_eq!(backoff_left((20, t0), t0), BACKOFF_MAX);
+    }
 }
