@@ -93,17 +93,21 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
         // Only what Endpoints show: address, readiness, labels, ports,
         // deletion, node, hostname.
         if let (Some(o), Some(n)) = (c.old, c.new) {
-            let shown = |p: &Pod| {
-                (
-                    p.status.as_ref().and_then(|s| s.pod_ip.clone()),
-                    podutil::is_ready(p),
-                    p.metadata.labels.clone(),
-                    p.metadata.deletion_timestamp.is_some(),
-                    p.status.as_ref().and_then(|s| s.phase.clone()),
-                    p.spec.clone(),
-                )
-            };
-            if shown(o) == shown(n) {
+            // Compared in place, not cloned: this runs for every pod change.
+            fn ip(p: &Pod) -> Option<&str> {
+                p.status.as_ref().and_then(|s| s.pod_ip.as_deref())
+            }
+            fn phase(p: &Pod) -> Option<&str> {
+                p.status.as_ref().and_then(|s| s.phase.as_deref())
+            }
+            let same = ip(o) == ip(n)
+                && podutil::is_ready(o) == podutil::is_ready(n)
+                && o.metadata.labels == n.metadata.labels
+                && o.metadata.deletion_timestamp.is_some()
+                    == n.metadata.deletion_timestamp.is_some()
+                && phase(o) == phase(n)
+                && o.spec == n.spec;
+            if same {
                 return;
             }
         }
@@ -288,15 +292,14 @@ pub(super) fn address(m: &Member, svc_name: &str) -> EndpointAddress {
     }
 }
 
-async fn write_endpoints(
-    ctx: &Ctx,
-    key: &Key,
-    svc: &Service,
-    members: &[Member],
-) -> Result<(), Error> {
-    // One subset per distinct port set, as upstream's repacking; at most
-    // MAX_ENDPOINTS addresses, marked when cut.
-    let live: Vec<&Member> = members.iter().filter(|m| !m.terminating).collect();
+/// The subsets `members` make: one per distinct port set, as upstream's
+/// repacking; at most MAX_ENDPOINTS addresses, and whether some were cut.
+/// Ready ones are kept first, as upstream's truncation fills with not-ready
+/// ones only the room the ready ones leave. The sort is stable: each list
+/// keeps its order.
+fn subsets_of(members: &[Member], svc_name: &str) -> (Vec<EndpointSubset>, bool) {
+    let mut live: Vec<&Member> = members.iter().filter(|m| !m.terminating).collect();
+    live.sort_by_key(|m| !m.ready);
     let over = live.len() > MAX_ENDPOINTS;
     let mut subsets: BTreeMap<Vec<(Option<String>, i32, String)>, EndpointSubset> = BTreeMap::new();
     for m in live.into_iter().take(MAX_ENDPOINTS) {
@@ -322,9 +325,18 @@ async fn write_endpoints(
         } else {
             e.not_ready_addresses.get_or_insert_with(Vec::new)
         };
-        list.push(address(m, &key.name));
+        list.push(address(m, svc_name));
     }
-    let subsets: Vec<EndpointSubset> = subsets.into_values().collect();
+    (subsets.into_values().collect(), over)
+}
+
+async fn write_endpoints(
+    ctx: &Ctx,
+    key: &Key,
+    svc: &Service,
+    members: &[Member],
+) -> Result<(), Error> {
+    let (subsets, over) = subsets_of(members, &key.name);
     let want = Endpoints {
         metadata: ObjectMeta {
             name: Some(key.name.clone()),
@@ -363,4 +375,48 @@ async fn write_endpoints(
         Some(_) => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(i: usize, ready: bool) -> Member {
+        Member {
+            pod: Arc::new(Pod {
+                metadata: ObjectMeta {
+                    name: Some(format!("p{i}")),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+            ip: format!("10.42.{}.{}", i / 250, i % 250),
+            ready,
+            terminating: false,
+            ports: vec![(None, 80, "TCP".into())],
+        }
+    }
+
+    #[test]
+    fn a_cut_keeps_the_ready_addresses() {
+        // 1,100 not ready, then 5 ready: the ready ones stay.
+        let mut members: Vec<Member> = (0..1100).map(|i| member(i, false)).collect();
+        members.extend((1100..1105).map(|i| member(i, true)));
+        let (subsets, over) = subsets_of(&members, "web");
+        assert!(over);
+        let ready = subsets[0].addresses.as_deref().unwrap_or_default();
+        let not_ready = subsets[0]
+            .not_ready_addresses
+            .as_deref()
+            .unwrap_or_default();
+        assert_eq!((ready.len(), not_ready.len()), (5, 995));
+        assert_eq!(ready[0].ip, "10.42.4.100");
+        // Under the limit nothing is cut.
+        let (subsets, over) = subsets_of(&members[..1000], "web");
+        assert!(!over);
+        assert_eq!(
+            subsets[0].not_ready_addresses.as_ref().map(Vec::len),
+            Some(1000)
+        );
+    }
 }

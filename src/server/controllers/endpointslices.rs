@@ -1,12 +1,13 @@
 //! A Service's EndpointSlices: its endpoints grouped by the ports they
-//! resolve to (pods may name a target port differently), each group cut
-//! into slices of at most 100 (upstream's default
-//! `--max-endpoints-per-slice`), in address order. Slice names are derived
-//! from the Service's UID, the port set and the slice's place, so a pass
+//! resolve to (pods may name a target port differently), each group in
+//! slices of at most 100 (upstream's default `--max-endpoints-per-slice`).
+//! An endpoint stays in the slice it is in; new ones fill the fullest
+//! slices first (`desired`). New slice names are the first free ones in a
+//! sequence derived from the Service's UID and the port set, so a pass
 //! that runs before the informer shows the last one's slices cannot make
-//! duplicates; slices of ours no longer wanted are deleted.
+//! duplicates; slices of ours left empty are deleted.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
@@ -60,17 +61,32 @@ fn endpoint(m: &Member, service: &str, publish: bool) -> Endpoint {
     }
 }
 
-/// The slices the Service should have: (name, ports, endpoints).
+/// A slice the Service should have: name, ports, endpoints.
+pub(super) type Want = (String, Vec<SlicePort>, Vec<Endpoint>);
+
+/// The slices the Service should have, given the ones it has (`existing`,
+/// ours) and every slice name taken in the namespace (`taken`). As
+/// upstream's reconciler, an endpoint stays in the slice it is in (only
+/// that slice is rewritten when it changes or goes), new endpoints fill the
+/// fullest slices with room first, and only then go to new slices; a slice
+/// left empty goes. So one pod coming or going rewrites one slice, not
+/// every slice after it.
 pub(super) fn desired(
     service: &str,
     uid: &str,
     publish: bool,
     members: &[Member],
-) -> Vec<(String, Vec<SlicePort>, Vec<Endpoint>)> {
+    existing: &[Arc<EndpointSlice>],
+    taken: &HashSet<String>,
+) -> Vec<Want> {
     let mut groups: BTreeMap<&PortSet, Vec<&Member>> = BTreeMap::new();
     for m in members {
         groups.entry(&m.ports).or_default().push(m);
     }
+    let mut existing: Vec<&Arc<EndpointSlice>> = existing.iter().collect();
+    existing.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut claimed: HashSet<&str> = HashSet::new();
+    let mut names: HashSet<String> = taken.clone();
     let mut out = Vec::new();
     for (g, (ports, group)) in groups.into_iter().enumerate() {
         let slice_ports: Vec<SlicePort> = ports
@@ -82,22 +98,68 @@ pub(super) fn desired(
                 app_protocol: None,
             })
             .collect();
-        for (place, chunk) in group.chunks(MAX_PER_SLICE).enumerate() {
-            let name = slice_name(service, uid, ports, place, g == 0 && place == 0);
+        let by_ip: HashMap<&str, &Member> = group.iter().map(|m| (m.ip.as_str(), *m)).collect();
+        let mut placed: HashSet<&str> = HashSet::new();
+        // The slices of this port set, each keeping the endpoints it has.
+        let mut slots: Vec<(String, Vec<Endpoint>)> = Vec::new();
+        for cur in &existing {
+            let name = cur.metadata.name.as_deref().unwrap_or_default();
+            if claimed.contains(name) || cur.ports.as_deref().unwrap_or_default() != slice_ports {
+                continue;
+            }
+            claimed.insert(name);
+            let kept = cur
+                .endpoints
+                .iter()
+                .filter_map(|e| e.addresses.first())
+                .filter_map(|ip| by_ip.get_key_value(ip.as_str()))
+                .filter(|(ip, _)| placed.insert(**ip))
+                .map(|(_, m)| endpoint(m, service, publish))
+                .collect();
+            slots.push((name.to_string(), kept));
+        }
+        let mut fresh = group.iter().filter(|m| !placed.contains(m.ip.as_str()));
+        // The fullest slices with room first.
+        let mut order: Vec<usize> = (0..slots.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(slots[i].1.len()));
+        for i in order {
+            while slots[i].1.len() < MAX_PER_SLICE {
+                let Some(m) = fresh.next() else { break };
+                slots[i].1.push(endpoint(m, service, publish));
+            }
+        }
+        let rest: Vec<&&Member> = fresh.collect();
+        let mut place = 0;
+        for chunk in rest.chunks(MAX_PER_SLICE) {
+            // The first free name in a fixed sequence: a pass that runs
+            // before the informer shows the last one's new slice picks the
+            // same name again, and its create fails instead of duplicating.
+            let name = loop {
+                let n = slice_name(service, uid, ports, place, g == 0 && place == 0);
+                place += 1;
+                if !names.contains(&n) {
+                    break n;
+                }
+            };
+            names.insert(name.clone());
             let endpoints = chunk
                 .iter()
                 .map(|m| endpoint(m, service, publish))
                 .collect();
+            slots.push((name, endpoints));
+        }
+        for (name, endpoints) in slots.into_iter().filter(|(_, e)| !e.is_empty()) {
             out.push((name, slice_ports.clone(), endpoints));
         }
     }
-    // A Service with no endpoints still has its (empty) slice.
+    // A Service with no endpoints still has its (empty) slice: the one it
+    // has, if any.
     if out.is_empty() {
-        out.push((
-            slice_name(service, uid, &Vec::new(), 0, true),
-            Vec::new(),
-            Vec::new(),
-        ));
+        let name = existing
+            .first()
+            .and_then(|s| s.metadata.name.clone())
+            .unwrap_or_else(|| slice_name(service, uid, &Vec::new(), 0, true));
+        out.push((name, Vec::new(), Vec::new()));
     }
     out
 }
@@ -114,11 +176,10 @@ pub(super) async fn write(
         .as_ref()
         .and_then(|s| s.publish_not_ready_addresses)
         == Some(true);
-    let want = desired(&key.name, &uid, publish, members);
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &key.namespace);
-    let managed: Vec<Arc<EndpointSlice>> = ctx
-        .slices
-        .list(&key.namespace)
+    let all = ctx.slices.list(&key.namespace);
+    let taken: HashSet<String> = all.iter().filter_map(|s| s.metadata.name.clone()).collect();
+    let managed: Vec<Arc<EndpointSlice>> = all
         .into_iter()
         .filter(|s| {
             let l = s.metadata.labels.clone().unwrap_or_default();
@@ -126,10 +187,12 @@ pub(super) async fn write(
                 && l.get(MANAGED_BY).map(String::as_str) == Some(MANAGER)
         })
         .collect();
+    let want = desired(&key.name, &uid, publish, members, &managed, &taken);
     let mut labels = svc.metadata.labels.clone().unwrap_or_default();
     labels.insert(SERVICE_NAME.into(), key.name.clone());
     labels.insert(MANAGED_BY.into(), MANAGER.into());
     let names: HashSet<String> = want.iter().map(|(n, _, _)| n.clone()).collect();
+    let mut conflict = None;
     for (name, ports, endpoints) in want {
         let mine = managed
             .iter()
@@ -158,8 +221,13 @@ pub(super) async fn write(
                 match api.create(&PostParams::default(), &slice).await {
                     Ok(_) => {}
                     // Made by an earlier pass the informer has not shown
-                    // yet: its event brings the Service back.
-                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    // yet, or (seldom) a name someone else took: the pass
+                    // is tried again after a back-off, when the informer
+                    // has the slice and the name is skipped if it is not
+                    // ours. The other slices are written meanwhile.
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        conflict.get_or_insert(kube::Error::Api(s));
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -176,6 +244,9 @@ pub(super) async fn write(
                 }
             }
         }
+    }
+    if let Some(e) = conflict {
+        return Err(e.into());
     }
     // Surplus slices go last, once their endpoints are in the others.
     for extra in managed
@@ -220,7 +291,7 @@ mod tests {
     fn a_hundred_per_slice_and_one_group_per_port_set() {
         let mut members: Vec<Member> = (0..250).map(|i| member(i, 8080)).collect();
         members.extend((250..253).map(|i| member(i, 9090)));
-        let slices = desired("web", "uid-1", false, &members);
+        let slices = desired("web", "uid-1", false, &members, &[], &HashSet::new());
         let sizes: Vec<usize> = slices.iter().map(|(_, _, e)| e.len()).collect();
         assert_eq!(sizes, [100, 100, 50, 3]);
         let names: HashSet<&str> = slices.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -232,7 +303,7 @@ mod tests {
         assert_eq!(slices[3].1[0].port, Some(9090));
         // The same input names the same slices: no duplicates on a lagging
         // informer.
-        let again = desired("web", "uid-1", false, &members);
+        let again = desired("web", "uid-1", false, &members, &[], &HashSet::new());
         assert_eq!(
             again.iter().map(|(n, _, _)| n).collect::<Vec<_>>(),
             slices.iter().map(|(n, _, _)| n).collect::<Vec<_>>()
@@ -240,12 +311,93 @@ mod tests {
         // Conditions as upstream: the pods here are not ready.
         let c = slices[0].2[0].conditions.clone().unwrap_or_default();
         assert_eq!((c.ready, c.serving), (Some(false), Some(false)));
-        let published = desired("web", "uid-1", true, &members);
+        let published = desired("web", "uid-1", true, &members, &[], &HashSet::new());
         let c = published[0].2[0].conditions.clone().unwrap_or_default();
         assert_eq!((c.ready, c.serving), (Some(true), Some(false)));
         // No endpoints: one empty slice.
-        let none = desired("web", "uid-1", false, &[]);
+        let none = desired("web", "uid-1", false, &[], &[], &HashSet::new());
         assert_eq!(none.len(), 1);
         assert!(none[0].2.is_empty());
+    }
+
+    fn as_slices(want: &[Want]) -> Vec<Arc<EndpointSlice>> {
+        want.iter()
+            .map(|(name, ports, endpoints)| {
+                Arc::new(EndpointSlice {
+                    metadata: ObjectMeta {
+                        name: Some(name.clone()),
+                        ..Default::default()
+                    },
+                    address_type: "IPv4".into(),
+                    endpoints: endpoints.clone(),
+                    ports: Some(ports.clone()),
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pod_coming_or_going_rewrites_one_slice() {
+        let members: Vec<Member> = (0..250).map(|i| member(i, 8080)).collect();
+        let first = desired("web", "uid-1", false, &members, &[], &HashSet::new());
+        let have = as_slices(&first);
+        let taken: HashSet<String> = first.iter().map(|(n, _, _)| n.clone()).collect();
+        // Pod 5 (in the first slice) goes, pod 250 comes: it takes the
+        // room in the fullest slice with room, which is the first.
+        let mut next: Vec<Member> = members
+            .into_iter()
+            .filter(|m| m.ip != "10.42.0.5")
+            .collect();
+        next.push(member(250, 8080));
+        next.sort_by(|a, b| a.ip.cmp(&b.ip));
+        let second = desired("web", "uid-1", false, &next, &have, &taken);
+        let changed: Vec<&str> = second
+            .iter()
+            .filter(|w| !first.contains(w))
+            .map(|(n, _, _)| n.as_str())
+            .collect();
+        assert_eq!(changed, [first[0].0.as_str()]);
+        assert_eq!(second.len(), 3);
+        let ips: Vec<&str> = second[0]
+            .2
+            .iter()
+            .map(|e| e.addresses[0].as_str())
+            .collect();
+        assert!(
+            !ips.contains(&"10.42.0.5") && ips.contains(&"10.42.1.0"),
+            "{ips:?}"
+        );
+        // More than fit: the first slice with room fills up, the rest goes
+        // to a new slice whose name skips every name taken in the namespace.
+        let mut more: Vec<Member> = (0..310)
+            .filter(|i| *i != 5)
+            .map(|i| member(i, 8080))
+            .collect();
+        more.sort_by(|a, b| a.ip.cmp(&b.ip));
+        let mut taken2 = taken.clone();
+        let would_be = slice_name("web", "uid-1", &members_ports(), 3, false);
+        taken2.insert(would_be.clone());
+        let third = desired("web", "uid-1", false, &more, &as_slices(&second), &taken2);
+        let sizes: Vec<usize> = third.iter().map(|(_, _, e)| e.len()).collect();
+        assert_eq!(sizes, [100, 100, 100, 9]);
+        assert!(third.iter().all(|(n, _, _)| *n != would_be));
+        assert_eq!(third[0], second[0], "a full slice is left alone");
+        // Every endpoint gone: one slice stays, the one there was, empty.
+        let none = desired("web", "uid-1", false, &[], &as_slices(&third), &taken2);
+        assert_eq!(none.len(), 1);
+        assert_eq!(
+            none[0].0,
+            third[0]
+                .0
+                .clone()
+                .min(third[1].0.clone())
+                .min(third[2].0.clone())
+                .min(third[3].0.clone())
+        );
+        assert!(none[0].2.is_empty());
+    }
+
+    fn members_ports() -> PortSet {
+        vec![(Some("http".into()), 8080, "TCP".into())]
     }
 }
