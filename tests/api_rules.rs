@@ -146,6 +146,51 @@ fn pods_on_a_node_terminate_gracefully() {
     server.kubectl_ok(&["delete", "pod", "bound", "--force", "--grace-period=0"]);
     let out = server.kubectl_err(&["get", "pod", "bound"]);
     assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
+    // Its last finalizer taken off while it terminates, it stays until its
+    // node ends it (upstream removes an object on that update only when
+    // its deletionGracePeriodSeconds is 0).
+    let file = server.write_file(
+        "held.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\nspec:\n  nodeName: node-1\n  containers:\n  - name: c\n    image: busybox\n",
+    );
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.kubectl_ok(&["delete", "pod", "held", "--wait=false"]);
+    server.kubectl_ok(&[
+        "patch",
+        "pod",
+        "held",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let table = server.kubectl_ok(&["get", "pod", "held"]);
+    assert!(table.contains("Terminating"), "{table}");
+    server.kubectl_ok(&["delete", "pod", "held", "--force", "--grace-period=0"]);
+    let out = server.kubectl_err(&["get", "pod", "held"]);
+    assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
+    // With the finalizer still on, the final delete leaves it marked, with
+    // grace 0: the finalizer's removal then removes it.
+    server.kubectl_ok(&["apply", "-f", &file]);
+    server.kubectl_ok(&["delete", "pod", "held", "--wait=false"]);
+    server.kubectl_ok(&[
+        "delete",
+        "pod",
+        "held",
+        "--force",
+        "--grace-period=0",
+        "--wait=false",
+    ]);
+    server.kubectl_ok(&["get", "pod", "held"]);
+    server.kubectl_ok(&[
+        "patch",
+        "pod",
+        "held",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    let out = server.kubectl_err(&["get", "pod", "held"]);
+    assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
     // A pod no node runs goes at once.
     server.kubectl_ok(&["run", "loose", "--image=busybox"]);
     server.kubectl_ok(&["delete", "pod", "loose", "--wait=false"]);

@@ -326,7 +326,16 @@ pub fn ready_to_finalize(obj: &Value) -> bool {
         Some(m) => m,
         None => return false,
     };
+    // A graceful deletion still under way (a pod its node is stopping)
+    // keeps the object when its last finalizer goes: the final delete with
+    // grace 0 removes it, as upstream's ShouldDeleteDuringUpdate. Marks
+    // without a period (older data) count as 0.
+    let graceful = m
+        .get("deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .is_some_and(|g| g > 0);
     m.contains_key("deletionTimestamp")
+        && !graceful
         && m.get("finalizers")
             .and_then(Value::as_array)
             .is_none_or(|f| f.is_empty())
