@@ -18,13 +18,15 @@
 //!   success policy completes an Indexed Job early (`SuccessPolicy`).
 //! - **Giving up**: more failures than `backoffLimit` (`BackoffLimitExceeded`)
 //!   or running longer than `activeDeadlineSeconds` (`DeadlineExceeded`):
-//!   the remaining pods are deleted, and the Job gets `FailureTarget` and
-//!   `Failed`. Pods are recreated after failures with upstream's back-off
+//!   the remaining pods are deleted, and the Job gets `FailureTarget` at
+//!   once and `Failed` once none of its pods runs or terminates (upstream
+//!   since 1.31). Pods are recreated after failures with upstream's back-off
 //!   (10 s doubling, at most 6 min).
 //! - **Indexed** Jobs: each index once, its pod named `<job>-<i>-…`, with
 //!   hostname `<job>-<i>`, the index as annotation and label, and
 //!   `JOB_COMPLETION_INDEX` in every container.
-//! - **Done**: `SuccessCriteriaMet` then `Complete`, with completionTime.
+//! - **Done**: `SuccessCriteriaMet` (pods still running are deleted), then
+//!   `Complete` with completionTime once none runs or terminates.
 //! - `suspend: true` deletes the pods and sets `Suspended`.
 //!
 //! `ttlSecondsAfterFinished` is the TTL-after-finished controller's.
@@ -221,6 +223,20 @@ fn condition(kind: &str, reason: &str, message: &str, now: Timestamp) -> JobCond
     }
 }
 
+/// The reason and message of a SuccessCriteriaMet already recorded.
+fn targeted_success(s: &JobStatus) -> Option<(String, String)> {
+    s.conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "SuccessCriteriaMet" && c.status == "True")
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
 fn set_condition(s: &mut JobStatus, c: JobCondition) {
     let list = s.conditions.get_or_insert_with(Vec::new);
     if let Some(old) = list.iter_mut().find(|o| o.type_ == c.type_) {
@@ -323,7 +339,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     };
     let mut newly = false;
     // A Job that failed ends its remaining pods: each counts as failed.
-    let failed_job = has_condition(&status, "Failed");
+    let failed_job = has_condition(&status, "FailureTarget") || has_condition(&status, "Failed");
     for p in pods.iter().filter(|p| has_finalizer(p)) {
         let ended = outcome(p).or((failed_job && phase(p) != Some("Succeeded")).then_some(false));
         let (Some(ok), Some(id)) = (ended, p.metadata.uid.as_deref()) else {
@@ -466,8 +482,12 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         .max_failed_indexes
         .filter(|_| per_index.is_some())
         .is_some_and(|m| failed_indexes.len() > usize::try_from(m).unwrap_or(usize::MAX));
+    // Success criteria met stay met: a pod deleted afterwards is no failure.
+    let success_target = has_condition(&status, "SuccessCriteriaMet");
     let failure: Option<(String, String)> = if let Some(t) = targeted {
         Some(t)
+    } else if success_target {
+        None
     } else if too_many_failed_indexes {
         Some((
             "MaxFailedIndexesExceeded".into(),
@@ -494,7 +514,8 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         .as_ref()
         .filter(|_| indexed)
         .and_then(|sp| policy::success_rule(sp, &completed));
-    let done = by_policy.is_some()
+    let done = success_target
+        || by_policy.is_some()
         || match (indexed, completions) {
             (true, Some(n)) => (0..n).all(|i| completed.contains(&i)),
             (false, Some(n)) => succeeded >= n,
@@ -502,42 +523,57 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
             (_, None) => succeeded > 0 && active.is_empty(),
         };
     let mut action = Action::Done;
+    // Once the outcome is known the Job's pods are ended, and the terminal
+    // condition (Failed, Complete) waits until none of them runs or is
+    // still terminating, as upstream's since 1.31: FailureTarget and
+    // SuccessCriteriaMet say meanwhile what it will be.
+    let running: Vec<&Arc<Pod>> = active
+        .iter()
+        .copied()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    let settled = pods
+        .iter()
+        .all(|p| matches!(phase(p), Some("Succeeded" | "Failed")));
     if let Some((reason, message)) = failure.as_ref() {
-        delete_pods(ctx, key, &job, &pod_api, &active).await?;
+        delete_pods(ctx, key, &job, &pod_api, &running).await?;
         set_condition(
             &mut status,
             condition("FailureTarget", reason, message, now),
         );
-        set_condition(&mut status, condition("Failed", reason, message, now));
-        ctx.events
-            .object(reference(job.as_ref()), WARNING, reason, message.clone());
+        if running.is_empty() && settled {
+            set_condition(&mut status, condition("Failed", reason, message, now));
+            ctx.events
+                .object(reference(job.as_ref()), WARNING, reason, message.clone());
+        }
     } else if done {
-        let (reason, message) = match by_policy {
-            Some(i) => {
-                // The indexes still running are not needed any more.
-                delete_pods(ctx, key, &job, &pod_api, &active).await?;
-                (
-                    "SuccessPolicy".to_string(),
-                    format!("Matched rules at index {i}"),
-                )
-            }
-            None => (
+        let (reason, message) = match (by_policy, targeted_success(&status)) {
+            (_, Some(met)) => met,
+            (Some(i), None) => (
+                "SuccessPolicy".to_string(),
+                format!("Matched rules at index {i}"),
+            ),
+            (None, None) => (
                 "CompletionsReached".to_string(),
                 "Reached expected number of succeeded pods".to_string(),
             ),
         };
+        // The pods still running are not needed any more.
+        delete_pods(ctx, key, &job, &pod_api, &running).await?;
         set_condition(
             &mut status,
             condition("SuccessCriteriaMet", &reason, &message, now),
         );
-        set_condition(&mut status, condition("Complete", &reason, &message, now));
-        status.completion_time = Some(Time(now));
-        ctx.events.object(
-            reference(job.as_ref()),
-            NORMAL,
-            "Completed",
-            "Job completed".into(),
-        );
+        if running.is_empty() && settled {
+            set_condition(&mut status, condition("Complete", &reason, &message, now));
+            status.completion_time = Some(Time(now));
+            ctx.events.object(
+                reference(job.as_ref()),
+                NORMAL,
+                "Completed",
+                "Job completed".into(),
+            );
+        }
     } else if suspended {
         delete_pods(ctx, key, &job, &pod_api, &active).await?;
         set_condition(

@@ -45,7 +45,8 @@ fn backoff_left((failed, since): Failures, now: Timestamp) -> Duration {
     }
     let shift = (failed - 1).clamp(0, 10) as u32;
     let backoff = BACKOFF_FIRST.saturating_mul(1 << shift).min(BACKOFF_MAX);
-    let elapsed = Duration::from_secs(u64::try_from(now.as_second() - since.as_second()).unwrap_or(0));
+    let elapsed =
+        Duration::from_secs(u64::try_from(now.as_second() - since.as_second()).unwrap_or(0));
     backoff.saturating_sub(elapsed)
 }
 

@@ -112,3 +112,117 @@ async fn pods_no_job_will_count_lose_the_tracking_finalizer() {
     let got = pods.get("foreign").await.unwrap();
     assert!(tracked(&got), "{got:#?}");
 }
+
+async fn job_until(api: &Api<Job>, name: &str, what: &str, ok: impl Fn(&Job) -> bool) -> Job {
+    let mut last = None;
+    for _ in 0..200 {
+        let j = api.get(name).await.unwrap();
+        if ok(&j) {
+            return j;
+        }
+        last = Some(j);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never {what}: {last:#?}");
+}
+
+fn has(j: &Job, kind: &str) -> bool {
+    j.status.as_ref().is_some_and(|s| has_condition(s, kind))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_waits_until_the_pods_have_terminated() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store) = api_state(dir.path());
+    let admin = admin(&state);
+    namespace_with_account(&admin, "b").await;
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let informers = Arc::new(Informers::new(
+        loopback::client(state.clone(), auth::component(auth::INFORMERS_USER), "i"),
+        cancel.clone(),
+    ));
+    let client = loopback::client(
+        state.clone(),
+        auth::component(auth::JOB_CONTROLLER_USER),
+        AGENT,
+    );
+    let (i, c) = (informers.clone(), cancel.clone());
+    tokio::spawn(async move { run(client, &i, c).await });
+
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), "b");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "b");
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "once"},
+        "spec": {"parallelism": 2, "completions": 2, "backoffLimit": 0,
+            "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}}))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let listed = pods_until(&pods, "two pods", |l| l.len() == 2).await;
+    // Both on a node (as the scheduler would): deleting them is graceful,
+    // they stay until the node says they ended.
+    for p in &listed {
+        let name = p.metadata.name.clone().unwrap();
+        let binding = json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}});
+        pods.create_subresource::<_, serde_json::Value>(
+            "binding",
+            &name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+        .unwrap();
+        pods.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"phase": "Running"}})),
+        )
+        .await
+        .unwrap();
+    }
+    let (failing, other) = (
+        listed[0].metadata.name.clone().unwrap(),
+        listed[1].metadata.name.clone().unwrap(),
+    );
+    pods.patch_status(
+        &failing,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+    )
+    .await
+    .unwrap();
+    // Past its limit: the Job will fail, and ends the other pod.
+    let j = job_until(&jobs, "once", "the failure targeted", |j| {
+        has(j, "FailureTarget")
+    })
+    .await;
+    assert!(!has(&j, "Failed"), "{j:#?}");
+    let p = pods.get(&other).await.unwrap();
+    assert!(p.metadata.deletion_timestamp.is_some(), "{p:#?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let j = jobs.get("once").await.unwrap();
+    assert!(!has(&j, "Failed"), "a pod still terminates: {j:#?}");
+    assert_eq!(
+        j.status.as_ref().and_then(|s| s.terminating),
+        Some(1),
+        "{j:#?}"
+    );
+    // The node reports it ended: now the Job has failed.
+    pods.patch_status(
+        &other,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+    )
+    .await
+    .unwrap();
+    let j = job_until(&jobs, "once", "failed", |j| has(j, "Failed")).await;
+    let reason = j
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Failed"))
+        .and_then(|c| c.reason.clone());
+    assert_eq!(reason.as_deref(), Some("BackoffLimitExceeded"));
+}
