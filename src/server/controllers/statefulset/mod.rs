@@ -471,7 +471,18 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     live.extend([current_name, update_name]);
     let limit = spec.revision_history_limit.unwrap_or(10);
     history::truncate(&rev_api, &revisions, &live, limit).await?;
-    Ok(wait.map_or(Action::Done, Action::After))
+    // A Ready member not yet available (minReadySeconds) changes
+    // availableReplicas when its time comes, with no event to say so.
+    let available_at = members
+        .values()
+        .filter(|p| running_and_ready(p))
+        .filter_map(|p| pass.available_in(p))
+        .min();
+    let next = match (wait, available_at) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    Ok(next.map_or(Action::Done, Action::After))
 }
 
 /// The writes of one pass; Some(d) to look again after `d` (a member

@@ -205,3 +205,58 @@ async fn parallel_members_claims_partitions_and_failed_members() {
         .owner_references
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_become_available_after_min_ready_seconds_with_no_other_change() {
+    let (_dir, admin, cancel) = setup().await;
+    let _stop = cancel.drop_guard();
+    let sets: Api<StatefulSet> = Api::namespaced(admin.clone(), "d");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "d");
+    let sts: StatefulSet = serde_json::from_value(json!({
+        "metadata": {"name": "slow"},
+        "spec": {"replicas": 2, "serviceName": "slow", "podManagementPolicy": "Parallel",
+            "minReadySeconds": 2, "updateStrategy": {"type": "OnDelete"},
+            "selector": {"matchLabels": {"app": "slow"}},
+            "template": {"metadata": {"labels": {"app": "slow"}},
+                "spec": {"containers": [{"name": "c", "image": "db:1"}]}}}}))
+    .unwrap();
+    sets.create(&PostParams::default(), &sts).await.unwrap();
+    eventually("two members", || async {
+        let m = members(&pods).await;
+        if names(&m) == ["slow-0", "slow-1"] {
+            Ok(())
+        } else {
+            Err(format!("{m:?}"))
+        }
+    })
+    .await;
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    for n in ["slow-0", "slow-1"] {
+        let patch = json!({"status": {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": now}]}});
+        pods.patch_status(n, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    let status = |s: &StatefulSet| {
+        let st = s.status.clone().unwrap_or_default();
+        (st.ready_replicas, st.available_replicas)
+    };
+    eventually("ready, not yet available", || async {
+        match status(&sets.get("slow").await.unwrap()) {
+            (Some(2), Some(0)) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    // Nothing changes from here on but the clock.
+    let mut last = None;
+    for _ in 0..100 {
+        last = Some(status(&sets.get("slow").await.unwrap()));
+        if last == Some((Some(2), Some(2))) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("never available: {last:?}");
+}
