@@ -27,6 +27,10 @@ const FIRST_GAP: Duration = Duration::from_secs(1);
 const SCRAPE_MAX: usize = 8 << 20;
 /// Nodes remembered (their two latest scrapes each).
 const NODES_MAX: usize = 4096;
+/// A kubelet that failed to answer is not asked again for this long: its
+/// pods have no metrics meanwhile, as with metrics-server, and a dead node
+/// does not cost every question (every autoscaler pass) the scrape timeout.
+const FAILED_PAUSE: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Scrape {
@@ -38,9 +42,13 @@ pub struct Scrape {
     pub containers: BTreeMap<(String, String, String), (f64, u64)>,
 }
 
-/// The latest scrapes of each node, newest last.
+/// The latest scrapes of each node, newest last; and when a node's
+/// kubelet last failed to answer.
 #[derive(Default)]
-pub struct Samples(Mutex<HashMap<String, (Instant, VecDeque<Scrape>)>>);
+pub struct Samples {
+    scrapes: Mutex<HashMap<String, (Instant, VecDeque<Scrape>)>>,
+    failed: Mutex<HashMap<String, Instant>>,
+}
 
 /// Parse the kubelet's Prometheus text (only the metrics used here).
 pub fn parse(text: &str) -> Scrape {
@@ -116,14 +124,20 @@ const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn scrape(client: &KubeletClient, node: &Value) -> Result<Scrape, String> {
     let addr = kubelet_addr(node).ok_or("the node has no address")?;
-    let resp = send(
-        client,
-        addr,
-        &Method::GET,
-        "/metrics/resource",
-        &http::HeaderMap::new(),
+    // The proxy's own limits (connect 10 s, answer 60 s) are for people's
+    // requests; a scrape that slow is no use to anyone.
+    let resp = tokio::time::timeout(
+        SCRAPE_TIMEOUT,
+        send(
+            client,
+            addr,
+            &Method::GET,
+            "/metrics/resource",
+            &http::HeaderMap::new(),
+        ),
     )
-    .await?;
+    .await
+    .map_err(|_| "the kubelet did not answer in time".to_string())??;
     if !resp.status().is_success() {
         return Err(format!("the kubelet answered {}", resp.status()));
     }
@@ -148,7 +162,7 @@ async fn latest(
 ) -> Option<(Scrape, Scrape)> {
     let name = node.pointer("/metadata/name")?.as_str()?.to_string();
     let fresh = |samples: &Samples| {
-        let map = samples.0.lock().ok()?;
+        let map = samples.scrapes.lock().ok()?;
         let (at, v) = map.get(&name)?;
         (at.elapsed() < FRESH && v.len() >= 2)
             .then(|| (v[v.len() - 2].clone(), v[v.len() - 1].clone()))
@@ -156,16 +170,38 @@ async fn latest(
     if let Some(pair) = fresh(&state.metrics) {
         return Some(pair);
     }
+    let paused = |samples: &Samples| {
+        samples
+            .failed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&name).map(|at| at.elapsed() < FAILED_PAUSE))
+            .unwrap_or(false)
+    };
+    if paused(&state.metrics) {
+        return None;
+    }
     for attempt in 0..2 {
         let s = match scrape(client, node).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!(node = %name, "scraping the kubelet's metrics: {e}");
+                if let Ok(mut m) = state.metrics.failed.lock() {
+                    if m.len() >= NODES_MAX {
+                        m.retain(|_, at| at.elapsed() < FAILED_PAUSE);
+                    }
+                    if m.len() < NODES_MAX {
+                        m.insert(name.clone(), Instant::now());
+                    }
+                }
                 return None;
             }
         };
+        if let Ok(mut m) = state.metrics.failed.lock() {
+            m.remove(&name);
+        }
         let enough = {
-            let mut map = state.metrics.0.lock().ok()?;
+            let mut map = state.metrics.scrapes.lock().ok()?;
             if map.len() >= NODES_MAX && !map.contains_key(&name) {
                 map.clear();
             }
@@ -186,7 +222,7 @@ async fn latest(
             tokio::time::sleep(FIRST_GAP).await;
         }
     }
-    let map = state.metrics.0.lock().ok()?;
+    let map = state.metrics.scrapes.lock().ok()?;
     let (_, v) = map.get(&name)?;
     (v.len() >= 2).then(|| (v[v.len() - 2].clone(), v[v.len() - 1].clone()))
 }
@@ -364,5 +400,36 @@ mod tests {
         assert_eq!(rate(1.0, 1.5, 1000), 500_000_000);
         assert_eq!(rate(2.0, 1.0, 1000), 0);
         assert_eq!(usage(5, 4096)["memory"], "4Ki");
+    }
+
+    #[tokio::test]
+    async fn a_kubelet_that_failed_is_not_asked_again_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Arc;
+        // A "kubelet" that hangs up on every connection, and counts them.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let seen = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((conn, _)) = listener.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (state, _store) = crate::server::controllers::tests::api_state(dir.path());
+        let client = KubeletClient {
+            tls: crate::server::pki::client_tls_config("", None).unwrap(),
+        };
+        let node = json!({"metadata": {"name": "n1"}, "status": {
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": port}}}});
+        assert!(latest(&state, &client, &node).await.is_none());
+        let asked = accepted.load(Ordering::SeqCst);
+        assert!(asked >= 1);
+        // Asked again at once: no metrics, and the kubelet is left alone.
+        assert!(latest(&state, &client, &node).await.is_none());
+        assert_eq!(accepted.load(Ordering::SeqCst), asked);
     }
 }
