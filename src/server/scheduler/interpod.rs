@@ -42,6 +42,8 @@ fn terms(v: Option<&Vec<PodAffinityTerm>>) -> &[PodAffinityTerm] {
 }
 
 /// Whether `term`, written in a pod of namespace `owner_ns`, selects `pod`.
+/// A terminating pod still counts (as upstream's, unlike topology spread):
+/// a pod that must not share a node with it waits until it is gone.
 fn selects(term: &PodAffinityTerm, owner_ns: &str, pod: &Pod, cache: &Cache) -> bool {
     let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     let listed = term.namespaces.as_deref().unwrap_or_default();
@@ -53,9 +55,7 @@ fn selects(term: &PodAffinityTerm, owner_ns: &str, pod: &Pod, cache: &Cache) -> 
                 || podutil::selects(Some(sel), cache.namespace_labels(ns))
         }
     };
-    in_ns
-        && pod.metadata.deletion_timestamp.is_none()
-        && podutil::selects(term.label_selector.as_ref(), pod.metadata.labels.as_ref())
+    in_ns && podutil::selects(term.label_selector.as_ref(), pod.metadata.labels.as_ref())
 }
 
 fn domain_of(node: &NodeInfo, key: &str) -> Option<String> {

@@ -18,7 +18,7 @@ use crate::server::controllers::tests::{admin, api_state};
 
 pub(super) struct Harness {
     _dir: tempfile::TempDir,
-    admin: kube::Client,
+    pub(super) admin: kube::Client,
     cancel: CancellationToken,
     _state: Arc<ApiState>,
 }

@@ -123,6 +123,60 @@ async fn affinity_follows_and_anti_affinity_avoids() {
         msg.contains("4 node(s) didn't satisfy existing pods anti-affinity rules"),
         "{msg}"
     );
+
+    // web0 terminating still holds its node (as upstream's inter-pod
+    // affinity: only topology spread skips terminating pods): a new web
+    // pod is refused everywhere; once web0 is gone, one takes its place.
+    let pods_api: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(h.admin.clone(), "d");
+    let web0_node = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("web0"))
+        .and_then(node);
+    pods_api
+        .delete("web0", &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    // Let the scheduler's cache see it terminating.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    add_pod(
+        &h,
+        "web5",
+        json!({"metadata": {"labels": {"app": "web"}}, "spec": {"affinity": anti}}),
+    )
+    .await;
+    let pods = until(&h, "web5 tried", |pods| {
+        pods.iter().any(|p| {
+            p.metadata.name.as_deref() == Some("web5")
+                && (node(p).is_some() || unschedulable_message(p).is_some())
+        })
+    })
+    .await;
+    let web5 = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("web5"));
+    assert_eq!(
+        web5.and_then(node),
+        None,
+        "web5 waits while web0 terminates"
+    );
+    let msg = web5.and_then(unschedulable_message).unwrap_or_default();
+    assert!(
+        msg.contains("4 node(s) didn't match pod anti-affinity rules"),
+        "{msg}"
+    );
+    pods_api
+        .delete("web0", &kube::api::DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let landed = |pods: &[k8s_openapi::api::core::v1::Pod]| {
+        pods.iter()
+            .filter(|p| matches!(p.metadata.name.as_deref(), Some("web4" | "web5")))
+            .filter_map(node)
+            .collect::<Vec<_>>()
+    };
+    let pods = until(&h, "web4 or web5 bound", |pods| !landed(pods).is_empty()).await;
+    assert_eq!(landed(&pods), web0_node.into_iter().collect::<Vec<_>>());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
