@@ -162,7 +162,11 @@ pub fn scores(st: &State, nodes: &[&NodeInfo]) -> Vec<i64> {
     if st.soft.is_empty() {
         return vec![0; nodes.len()];
     }
-    let raw: Vec<Option<f64>> = nodes
+    // Upstream's: per constraint, the matching pods in the node's domain
+    // times log(domains + 2), plus maxSkew - 1; rounded, then normalised
+    // so that the fewest pods score 100. (The domains are counted over
+    // the nodes the constraint considers, not only the feasible ones.)
+    let raw: Vec<Option<i64>> = nodes
         .iter()
         .map(|n| {
             let labels = labels_of(n)?;
@@ -171,20 +175,67 @@ pub fn scores(st: &State, nodes: &[&NodeInfo]) -> Vec<i64> {
                 let v = labels.get(&c.key)?;
                 let weight = ((c.counts.len() + 2) as f64).ln();
                 let here = c.counts.get(v).copied().unwrap_or(0);
-                s += (here + c.max_skew - 1) as f64 * weight;
+                s += here as f64 * weight + (c.max_skew - 1) as f64;
             }
-            Some(s)
+            Some(s.round() as i64)
         })
         .collect();
-    let seen: Vec<f64> = raw.iter().flatten().copied().collect();
-    let max = seen.iter().copied().fold(0.0, f64::max);
-    let min = seen.iter().copied().fold(f64::INFINITY, f64::min);
+    let seen: Vec<i64> = raw.iter().flatten().copied().collect();
+    let max = seen.iter().copied().max().unwrap_or(0);
+    let min = seen.iter().copied().min().unwrap_or(0);
     raw.iter()
         .map(|s| match s {
             // Nodes without the keys are not in any domain: lowest.
             None => 0,
-            Some(_) if max <= 0.0 => 100,
-            Some(s) => (100.0 * (max + min - s) / max) as i64,
+            Some(_) if max <= 0 => 100,
+            Some(s) => 100 * (max + min - s) / max,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use k8s_openapi::api::core::v1::Node;
+
+    use super::*;
+
+    fn node_in(zone: &str) -> NodeInfo {
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": zone, "labels": {"zone": zone}}}))
+        .unwrap();
+        NodeInfo {
+            node: Some(Arc::new(node)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn soft_scores_follow_upstreams_formula() {
+        // Three zones holding 0, 1 and 2 matching pods, maxSkew 1: raw
+        // scores round(n * ln 5) = 0, 2, 3; normalised 100 * (3 - s) / 3.
+        let st = State {
+            hard: Vec::new(),
+            soft: vec![Constraint {
+                key: "zone".into(),
+                max_skew: 1,
+                counts: HashMap::from([("a".into(), 0), ("b".into(), 1), ("c".into(), 2)]),
+                self_match: 1,
+                min: 0,
+            }],
+        };
+        let (a, b, c) = (node_in("a"), node_in("b"), node_in("c"));
+        assert_eq!(scores(&st, &[&a, &b, &c]), [100, 33, 0]);
+        // maxSkew adds to every node alike, outside the weight: 2 more
+        // each (raw 2, 4, 5) gives 100 * (7 - s) / 5.
+        let st = State {
+            hard: Vec::new(),
+            soft: vec![Constraint {
+                max_skew: 3,
+                ..st.soft.into_iter().next().unwrap()
+            }],
+        };
+        assert_eq!(scores(&st, &[&a, &b, &c]), [100, 60, 40]);
+    }
 }
