@@ -143,7 +143,12 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
         if c.old.is_none() {
             exp.created(&key);
         }
-        if c.new.is_none() {
+        // Marked for deletion counts as deleted, as upstream's: a pod its
+        // node takes a while to stop holds nothing up.
+        let marked =
+            |p: Option<&Arc<Pod>>| p.is_some_and(|p| p.metadata.deletion_timestamp.is_some());
+        let gone_now = c.new.is_none() && !marked(c.old);
+        if gone_now || (!marked(c.old) && marked(c.new)) {
             exp.deleted(&key);
         }
         q.add(key);
@@ -340,6 +345,9 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     let mut newly = false;
     // A Job that failed ends its remaining pods: each counts as failed.
     let failed_job = has_condition(&status, "FailureTarget") || has_condition(&status, "Failed");
+    // Once the success criteria are met, pods ending afterwards (the
+    // surplus ones deleted) decide nothing: no failure policy, no index.
+    let succeeded_job = has_condition(&status, "SuccessCriteriaMet");
     for p in pods.iter().filter(|p| has_finalizer(p)) {
         let ended = outcome(p).or((failed_job && phase(p) != Some("Succeeded")).then_some(false));
         let (Some(ok), Some(id)) = (ended, p.metadata.uid.as_deref()) else {
@@ -362,6 +370,9 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                 .failed
                 .get_or_insert_with(Vec::new)
                 .push(id.to_string());
+            if succeeded_job {
+                continue;
+            }
             let v = verdict(p);
             if let Verdict::FailJob(message) = &v {
                 if !has_condition(&status, "FailureTarget") {
@@ -392,10 +403,14 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         // The next pass goes on from the written status.
         return Ok(Action::Done);
     }
-    // 2. Release the recorded pods.
+    // 2. Release the recorded pods; once the outcome is known, every pod
+    // (as upstream: those ended are recorded first, the others are being
+    // ended and are not counted), so none is held by the finalizer while
+    // the Job waits for its pods to go.
+    let decided = finished || failed_job || succeeded_job;
     for p in pods.iter().filter(|p| has_finalizer(p)) {
         let id = p.metadata.uid.as_deref().unwrap_or_default();
-        if recorded(&uncounted, id) || ignored.contains(id) || finished {
+        if recorded(&uncounted, id) || ignored.contains(id) || decided {
             release(&pod_api, p).await?;
         }
     }
@@ -532,9 +547,23 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         .copied()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
+    // Every pod ended and counted (upstream's enactJobFinished waits for
+    // the uncounted list to empty too).
     let settled = pods
         .iter()
-        .all(|p| matches!(phase(p), Some("Succeeded" | "Failed")));
+        .all(|p| matches!(phase(p), Some("Succeeded" | "Failed")))
+        && uncounted.succeeded.as_ref().is_none_or(Vec::is_empty)
+        && uncounted.failed.as_ref().is_none_or(Vec::is_empty);
+    // The target is stored before any pod is ended for it, so that pods
+    // ended for a success are never taken for failures (and the deletes
+    // are made once, by the pass that reads it back).
+    let targeted_now = match (failure.is_some(), done) {
+        (true, _) => !has_condition(&status, "FailureTarget"),
+        (false, true) => !has_condition(&status, "SuccessCriteriaMet"),
+        _ => false,
+    };
+    let may_delete = !targeted_now && ctx.expectations.satisfied(key);
+    let running: Vec<&Arc<Pod>> = if may_delete { running } else { Vec::new() };
     if let Some((reason, message)) = failure.as_ref() {
         delete_pods(ctx, key, &job, &pod_api, &running).await?;
         set_condition(

@@ -109,13 +109,24 @@ pub(super) async fn manage(
             .map_or(Duration::ZERO, |f| backoff_left(*f, m.now)),
         _ => job_wait,
     };
+    // The soonest an index backing off may run again.
+    let mut later: Option<Duration> = None;
     let want: Vec<Option<i32>> = if m.indexed {
         let running: BTreeSet<i32> = active.iter().filter_map(|p| index_of(p)).collect();
         let n = m.completions.unwrap_or(0);
         let room = (m.parallelism as usize).saturating_sub(active.len());
+        // An index backing off keeps no slot from the others (upstream's
+        // pending indexes leave delayed ones out).
         (0..n)
             .filter(|i| {
                 !m.completed.contains(i) && !m.failed_indexes.contains(i) && !running.contains(i)
+            })
+            .filter(|i| {
+                let w = wait(Some(*i));
+                if !w.is_zero() {
+                    later = Some(later.map_or(w, |l: Duration| l.min(w)));
+                }
+                w.is_zero()
             })
             .take(room)
             .map(Some)
@@ -147,14 +158,15 @@ pub(super) async fn manage(
         }
         vec![None; target - active.len()]
     };
+    let after = |d: Option<Duration>| d.map_or(Action::Done, Action::After);
     if want.is_empty() {
-        return Ok(Action::Done);
+        return Ok(after(later));
     }
-    let (now, later): (Vec<Option<i32>>, Vec<Option<i32>>) =
+    let (now, waiting): (Vec<Option<i32>>, Vec<Option<i32>>) =
         want.into_iter().partition(|i| wait(*i).is_zero());
-    let next = later.iter().map(|i| wait(*i)).min();
+    let next = waiting.iter().map(|i| wait(*i)).chain(later).min();
     if now.is_empty() {
-        return Ok(next.map_or(Action::Done, Action::After));
+        return Ok(after(next));
     }
     let want: Vec<Option<i32>> = now.into_iter().take(BURST).collect();
     ctx.expectations.expect(key, want.len() as i64, 0);
@@ -191,7 +203,7 @@ pub(super) async fn manage(
         );
         return Err(e.into());
     }
-    Ok(Action::Done)
+    Ok(after(next))
 }
 
 /// Take the tracking finalizer off a pod (its count is recorded).

@@ -199,8 +199,13 @@ async fn failed_waits_until_the_pods_have_terminated() {
     })
     .await;
     assert!(!has(&j, "Failed"), "{j:#?}");
-    let p = pods.get(&other).await.unwrap();
-    assert!(p.metadata.deletion_timestamp.is_some(), "{p:#?}");
+    pods_until(&pods, "the other pod ended", |l| {
+        l.iter().any(|p| {
+            p.metadata.name.as_deref() == Some(other.as_str())
+                && p.metadata.deletion_timestamp.is_some()
+        })
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let j = jobs.get("once").await.unwrap();
     assert!(!has(&j, "Failed"), "a pod still terminates: {j:#?}");
@@ -225,4 +230,169 @@ async fn failed_waits_until_the_pods_have_terminated() {
         .and_then(|c| c.iter().find(|c| c.type_ == "Failed"))
         .and_then(|c| c.reason.clone());
     assert_eq!(reason.as_deref(), Some("BackoffLimitExceeded"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_met_success_survives_the_pods_it_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store) = api_state(dir.path());
+    let admin = admin(&state);
+    namespace_with_account(&admin, "b").await;
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let informers = Arc::new(Informers::new(
+        loopback::client(state.clone(), auth::component(auth::INFORMERS_USER), "i"),
+        cancel.clone(),
+    ));
+    let client = loopback::client(
+        state.clone(),
+        auth::component(auth::JOB_CONTROLLER_USER),
+        AGENT,
+    );
+    let (i, c) = (informers.clone(), cancel.clone());
+    tokio::spawn(async move { run(client, &i, c).await });
+
+    // A failure policy makes podReplacementPolicy Failed: a deleted pod is
+    // only done with once it has ended. Any non-zero exit fails the Job.
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), "b");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "b");
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "race"},
+        "spec": {"parallelism": 2, "completions": 2, "completionMode": "Indexed",
+            "successPolicy": {"rules": [{"succeededIndexes": "0"}]},
+            "podFailurePolicy": {"rules": [{"action": "FailJob",
+                "onExitCodes": {"operator": "NotIn", "values": [0]}}]},
+            "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}}))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let listed = pods_until(&pods, "two pods", |l| l.len() == 2).await;
+    // Index 0 first.
+    let mut names: Vec<String> = listed
+        .iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect();
+    names.sort_by_key(|n| !n.starts_with("race-0-"));
+    for name in &names {
+        let binding = json!({"apiVersion": "v1", "kind": "Binding",
+            "metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}});
+        pods.create_subresource::<_, serde_json::Value>(
+            "binding",
+            name,
+            &PostParams::default(),
+            &binding,
+        )
+        .await
+        .unwrap();
+    }
+    let ended = |code: i32, phase: &str| {
+        json!({"status": {"phase": phase, "containerStatuses": [{"name": "c", "image": "busybox",
+            "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"terminated": {"exitCode": code}}}]}})
+    };
+    pods.patch_status(
+        &names[0],
+        &PatchParams::default(),
+        &Patch::Merge(ended(0, "Succeeded")),
+    )
+    .await
+    .unwrap();
+    // Index 0 is all it needs: the other pod is ended for it.
+    job_until(&jobs, "race", "success met", |j| {
+        has(j, "SuccessCriteriaMet")
+    })
+    .await;
+    pods_until(&pods, "the other pod ended", |l| {
+        l.iter().any(|p| {
+            p.metadata.name.as_deref() == Some(names[1].as_str())
+                && p.metadata.deletion_timestamp.is_some()
+        })
+    })
+    .await;
+    // Its node stops it (killed: 143), then deletes it for good.
+    pods.patch_status(
+        &names[1],
+        &PatchParams::default(),
+        &Patch::Merge(ended(143, "Failed")),
+    )
+    .await
+    .unwrap();
+    pods.delete(&names[1], &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let j = job_until(&jobs, "race", "complete", |j| {
+        has(j, "Complete") || has(j, "Failed")
+    })
+    .await;
+    assert!(has(&j, "Complete") && !has(&j, "Failed"), "{j:#?}");
+    assert!(!has(&j, "FailureTarget"), "{j:#?}");
+    // Nothing held back by the finalizer.
+    pods_until(&pods, "the ended pod gone", |l| {
+        !l.iter()
+            .any(|p| p.metadata.name.as_deref() == Some(names[1].as_str()))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_backing_off_leaves_its_slot_to_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store) = api_state(dir.path());
+    let admin = admin(&state);
+    namespace_with_account(&admin, "b").await;
+    let cancel = CancellationToken::new();
+    let _stop = cancel.clone().drop_guard();
+    let informers = Arc::new(Informers::new(
+        loopback::client(state.clone(), auth::component(auth::INFORMERS_USER), "i"),
+        cancel.clone(),
+    ));
+    let client = loopback::client(
+        state.clone(),
+        auth::component(auth::JOB_CONTROLLER_USER),
+        AGENT,
+    );
+    let (i, c) = (informers.clone(), cancel.clone());
+    tokio::spawn(async move { run(client, &i, c).await });
+
+    let jobs: Api<Job> = Api::namespaced(admin.clone(), "b");
+    let pods: Api<Pod> = Api::namespaced(admin.clone(), "b");
+    let job: Job = serde_json::from_value(json!({
+        "metadata": {"name": "idx"},
+        "spec": {"parallelism": 1, "completions": 2, "completionMode": "Indexed",
+            "backoffLimitPerIndex": 2,
+            "template": {"spec": {"restartPolicy": "Never",
+                "containers": [{"name": "c", "image": "busybox"}]}}}}))
+    .unwrap();
+    jobs.create(&PostParams::default(), &job).await.unwrap();
+    let listed = pods_until(&pods, "index 0", |l| l.len() == 1).await;
+    let first = listed[0].metadata.name.clone().unwrap();
+    assert!(first.starts_with("idx-0-"), "{first}");
+    pods.patch_status(
+        &first,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"phase": "Failed"}})),
+    )
+    .await
+    .unwrap();
+    // Index 0 backs off (10 s); index 1 runs meanwhile, well before.
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        names = pods
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .filter_map(|p| p.metadata.name.clone())
+            .collect::<Vec<_>>();
+        if names.iter().any(|n| n.starts_with("idx-1-")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(names.iter().any(|n| n.starts_with("idx-1-")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("idx-0-") && *n != first),
+        "{names:?}"
+    );
 }
