@@ -98,8 +98,11 @@ pub(super) fn desired(
                 app_protocol: None,
             })
             .collect();
-        let by_ip: HashMap<&str, &Member> = group.iter().map(|m| (m.ip.as_str(), *m)).collect();
-        let mut placed: HashSet<&str> = HashSet::new();
+        // An endpoint is its address and its pod (two hostNetwork pods
+        // share an address), as upstream's.
+        let id = |m: &Member| (m.ip.clone(), m.pod.metadata.uid.clone().unwrap_or_default());
+        let by_id: HashMap<(String, String), &Member> = group.iter().map(|m| (id(m), *m)).collect();
+        let mut placed: HashSet<(String, String)> = HashSet::new();
         // The slices of this port set, each keeping the endpoints it has.
         let mut slots: Vec<(String, Vec<Endpoint>)> = Vec::new();
         for cur in &existing {
@@ -111,14 +114,17 @@ pub(super) fn desired(
             let kept = cur
                 .endpoints
                 .iter()
-                .filter_map(|e| e.addresses.first())
-                .filter_map(|ip| by_ip.get_key_value(ip.as_str()))
-                .filter(|(ip, _)| placed.insert(**ip))
-                .map(|(_, m)| endpoint(m, service, publish))
+                .filter_map(|e| {
+                    let ip = e.addresses.first()?.clone();
+                    let uid = e.target_ref.as_ref().and_then(|r| r.uid.clone());
+                    Some((ip, uid.unwrap_or_default()))
+                })
+                .filter_map(|k| by_id.get(&k).copied().filter(|_| placed.insert(k)))
+                .map(|m| endpoint(m, service, publish))
                 .collect();
             slots.push((name.to_string(), kept));
         }
-        let mut fresh = group.iter().filter(|m| !placed.contains(m.ip.as_str()));
+        let mut fresh = group.iter().filter(|m| !placed.contains(&id(m)));
         // The fullest slices with room first.
         let mut order: Vec<usize> = (0..slots.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(slots[i].1.len()));
@@ -276,6 +282,7 @@ mod tests {
             pod: Arc::new(Pod {
                 metadata: ObjectMeta {
                     name: Some(format!("p{i}")),
+                    uid: Some(format!("u{i}")),
                     ..Default::default()
                 },
                 ..Default::default()
@@ -399,5 +406,20 @@ mod tests {
 
     fn members_ports() -> PortSet {
         vec![(Some("http".into()), 8080, "TCP".into())]
+    }
+
+    #[test]
+    fn pods_sharing_an_address_are_two_endpoints() {
+        // Two hostNetwork pods of one node.
+        let mut a = member(1, 8080);
+        let mut b = member(2, 8080);
+        a.ip = "192.168.1.10".into();
+        b.ip = "192.168.1.10".into();
+        let members = vec![a, b];
+        let first = desired("web", "uid-1", false, &members, &[], &HashSet::new());
+        assert_eq!(first[0].2.len(), 2);
+        let taken: HashSet<String> = first.iter().map(|(n, _, _)| n.clone()).collect();
+        let again = desired("web", "uid-1", false, &members, &as_slices(&first), &taken);
+        assert_eq!(again, first);
     }
 }
