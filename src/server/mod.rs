@@ -736,6 +736,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     control.spawn(
         &mut components,
+        "pod garbage collector",
+        auth::POD_GC_USER,
+        controllers::podgc::AGENT,
+        |client, shared, cancel| async move {
+            controllers::podgc::run(client, &shared, cancel, controllers::podgc::QUARANTINE).await
+        },
+    );
+    control.spawn(
+        &mut components,
         "endpoint controller",
         auth::ENDPOINT_CONTROLLER_USER,
         controllers::endpoints::AGENT,

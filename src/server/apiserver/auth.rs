@@ -273,6 +273,9 @@ pub const DISRUPTION_CONTROLLER_USER: &str = "system:controller:disruption-contr
 /// The node lifecycle controller, named as upstream's controller role.
 pub const NODE_CONTROLLER_USER: &str = "system:controller:node-controller";
 
+/// The pod garbage collector, named as upstream's controller role.
+pub const POD_GC_USER: &str = "system:controller:pod-garbage-collector";
+
 /// The HorizontalPodAutoscaler controller, named as upstream's.
 pub const HPA_CONTROLLER_USER: &str = "system:controller:horizontal-pod-autoscaler";
 
@@ -457,6 +460,14 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             ("", "pods", Some("status")) => matches!(verb, "patch" | "update"),
             ("coordination.k8s.io", "leases", None) => matches!(verb, "get" | "list" | "watch"),
             ("", "events", None) => matches!(verb, "create" | "patch" | "update"),
+            _ => false,
+        },
+        // Upstream's system:controller:pod-garbage-collector: force-delete
+        // pods no node will end.
+        POD_GC_USER => match (*group, *resource, *subresource) {
+            ("", "pods", None) => matches!(verb, "get" | "list" | "watch" | "delete"),
+            ("", "pods", Some("status")) => matches!(verb, "patch"),
+            ("", "nodes", None) => matches!(verb, "get" | "list" | "watch"),
             _ => false,
         },
         // Upstream's system:controller:horizontal-pod-autoscaler: read

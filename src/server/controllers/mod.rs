@@ -17,6 +17,7 @@ pub mod namespace;
 pub mod nodelifecycle;
 pub mod per_namespace;
 pub mod podcontrol;
+pub mod podgc;
 pub mod podutil;
 pub mod replicaset;
 pub mod root_ca;
