@@ -145,6 +145,7 @@ pub fn prepare_create(
         }
     }
     let mut obj = with_type_meta(def, obj);
+    drop_empty_metadata(&mut obj);
     // Unknown fields got past fieldValidation only as warnings (or ignored):
     // like the typed decoder of the apiserver, never store them.
     crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut obj);
@@ -307,6 +308,7 @@ pub fn prepare_update(
     // Defaults first, so that an update leaving out defaulted fields is not
     // mistaken for a spec change.
     let mut new = with_type_meta(def, new);
+    drop_empty_metadata(&mut new);
     crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut new);
     crate::api::defaulting::apply_defaults(def.rules, &mut new);
     status_shape(def, &mut new);
@@ -318,6 +320,26 @@ pub fn prepare_update(
         meta_mut(&mut new).insert("generation".into(), json!(g + 1));
     }
     Ok(new)
+}
+
+/// Empty (or null) labels, annotations, finalizers and owner references
+/// are not kept, as upstream's (its Go fields are `omitempty`): the last
+/// finalizer or label taken away leaves no `[]` or `{}` behind.
+fn drop_empty_metadata(obj: &mut Value) {
+    let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for key in ["labels", "annotations", "finalizers", "ownerReferences"] {
+        let empty = match m.get(key) {
+            Some(Value::Null) => true,
+            Some(Value::Array(a)) => a.is_empty(),
+            Some(Value::Object(o)) => o.is_empty(),
+            _ => false,
+        };
+        if empty {
+            m.remove(key);
+        }
+    }
 }
 
 /// True when the object is marked for deletion and no finalizer holds it.
@@ -454,5 +476,28 @@ mod tests {
             err.message,
             "the name of the object () does not match the name on the URL (web)"
         );
+    }
+
+    #[test]
+    fn empty_metadata_lists_and_maps_are_not_kept() {
+        let d = def("configmaps");
+        let o = prepare_create(
+            &d,
+            Some("demo"),
+            json!({"metadata": {"name": "c", "labels": {}, "annotations": null,
+                "finalizers": [], "ownerReferences": []}}),
+        )
+        .unwrap();
+        for k in ["labels", "annotations", "finalizers", "ownerReferences"] {
+            assert!(o["metadata"].get(k).is_none(), "{k}: {o}");
+        }
+        // The last finalizer and label taken away by an update.
+        let old = json!({"metadata": {"name": "c", "namespace": "demo",
+            "labels": {"a": "b"}, "finalizers": ["x/y"]}});
+        let new = json!({"metadata": {"name": "c", "namespace": "demo",
+            "labels": {}, "finalizers": []}});
+        let o = prepare_update(&d, &old, new, None).unwrap();
+        assert!(o["metadata"].get("labels").is_none(), "{o}");
+        assert!(o["metadata"].get("finalizers").is_none(), "{o}");
     }
 }
