@@ -14,6 +14,38 @@ use crate::server::apiserver::{auth, loopback};
 use crate::server::controllers::runtime::Informers;
 use crate::server::controllers::tests::{admin, api_state, namespace_with_account};
 
+/// A store, namespace `b`, and the Job controller running on it until
+/// the guard drops.
+async fn start() -> (tempfile::TempDir, kube::Client, tokio_util::sync::DropGuard) {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, _store) = api_state(dir.path());
+    let admin = admin(&state);
+    namespace_with_account(&admin, "b").await;
+    let cancel = CancellationToken::new();
+    let informers = Arc::new(Informers::new(
+        loopback::client(state.clone(), auth::component(auth::INFORMERS_USER), "i"),
+        cancel.clone(),
+    ));
+    let client = loopback::client(state, auth::component(auth::JOB_CONTROLLER_USER), AGENT);
+    let (i, c) = (informers.clone(), cancel.clone());
+    tokio::spawn(async move { run(client, &i, c).await });
+    (dir, admin, cancel.drop_guard())
+}
+
+/// Bind pod `name` to node n1, as the scheduler would.
+async fn bind(pods: &Api<Pod>, name: &str) {
+    let binding = json!({"apiVersion": "v1", "kind": "Binding",
+        "metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}});
+    pods.create_subresource::<_, serde_json::Value>(
+        "binding",
+        name,
+        &PostParams::default(),
+        &binding,
+    )
+    .await
+    .unwrap();
+}
+
 fn tracked(p: &Pod) -> bool {
     has_finalizer(p)
 }
@@ -32,23 +64,7 @@ async fn pods_until(api: &Api<Pod>, what: &str, ok: impl Fn(&[Pod]) -> bool) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_no_job_will_count_lose_the_tracking_finalizer() {
-    let dir = tempfile::tempdir().unwrap();
-    let (state, _store) = api_state(dir.path());
-    let admin = admin(&state);
-    namespace_with_account(&admin, "b").await;
-    let cancel = CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
-    let informers = Arc::new(Informers::new(
-        loopback::client(state.clone(), auth::component(auth::INFORMERS_USER), "i"),
-        cancel.clone(),
-    ));
-    let client = loopback::client(
-        state.clone(),
-        auth::component(auth::JOB_CONTROLLER_USER),
-        AGENT,
-    );
-    let (i, c) = (informers.clone(), cancel.clone());
-    tokio::spawn(async move { run(client, &i, c).await });
+    let (_dir, admin, _stop) = start().await;
 
     let jobs: Api<Job> = Api::namespaced(admin.clone(), "b");
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "b");
@@ -132,23 +148,7 @@ fn has(j: &Job, kind: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_waits_until_the_pods_have_terminated() {
-    let dir = tempfile::tempdir().unwrap();
-    let (state, _store) = api_state(dir.path());
-    let admin = admin(&state);
-    namespace_with_account(&admin, "b").await;
-    let cancel = CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
-    let informers = Arc::new(Informers::new(
-        loopback::client(state.clone(), auth::component(auth::INFORMERS_USER), "i"),
-        cancel.clone(),
-    ));
-    let client = loopback::client(
-        state.clone(),
-        auth::component(auth::JOB_CONTROLLER_USER),
-        AGENT,
-    );
-    let (i, c) = (informers.clone(), cancel.clone());
-    tokio::spawn(async move { run(client, &i, c).await });
+    let (_dir, admin, _stop) = start().await;
 
     let jobs: Api<Job> = Api::namespaced(admin.clone(), "b");
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "b");
@@ -164,16 +164,7 @@ async fn failed_waits_until_the_pods_have_terminated() {
     // they stay until the node says they ended.
     for p in &listed {
         let name = p.metadata.name.clone().unwrap();
-        let binding = json!({"apiVersion": "v1", "kind": "Binding",
-            "metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}});
-        pods.create_subresource::<_, serde_json::Value>(
-            "binding",
-            &name,
-            &PostParams::default(),
-            &binding,
-        )
-        .await
-        .unwrap();
+        bind(&pods, &name).await;
         pods.patch_status(
             &name,
             &PatchParams::default(),
@@ -234,23 +225,7 @@ async fn failed_waits_until_the_pods_have_terminated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_met_success_survives_the_pods_it_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let (state, _store) = api_state(dir.path());
-    let admin = admin(&state);
-    namespace_with_account(&admin, "b").await;
-    let cancel = CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
-    let informers = Arc::new(Informers::new(
-        loopback::client(state.clone(), auth::component(auth::INFORMERS_USER), "i"),
-        cancel.clone(),
-    ));
-    let client = loopback::client(
-        state.clone(),
-        auth::component(auth::JOB_CONTROLLER_USER),
-        AGENT,
-    );
-    let (i, c) = (informers.clone(), cancel.clone());
-    tokio::spawn(async move { run(client, &i, c).await });
+    let (_dir, admin, _stop) = start().await;
 
     // A failure policy makes podReplacementPolicy Failed: a deleted pod is
     // only done with once it has ended. Any non-zero exit fails the Job.
@@ -274,16 +249,7 @@ async fn a_met_success_survives_the_pods_it_ends() {
         .collect();
     names.sort_by_key(|n| !n.starts_with("race-0-"));
     for name in &names {
-        let binding = json!({"apiVersion": "v1", "kind": "Binding",
-            "metadata": {"name": name}, "target": {"kind": "Node", "name": "n1"}});
-        pods.create_subresource::<_, serde_json::Value>(
-            "binding",
-            name,
-            &PostParams::default(),
-            &binding,
-        )
-        .await
-        .unwrap();
+        bind(&pods, name).await;
     }
     let ended = |code: i32, phase: &str| {
         json!({"status": {"phase": phase, "containerStatuses": [{"name": "c", "image": "busybox",
@@ -336,23 +302,7 @@ async fn a_met_success_survives_the_pods_it_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_index_backing_off_leaves_its_slot_to_the_next() {
-    let dir = tempfile::tempdir().unwrap();
-    let (state, _store) = api_state(dir.path());
-    let admin = admin(&state);
-    namespace_with_account(&admin, "b").await;
-    let cancel = CancellationToken::new();
-    let _stop = cancel.clone().drop_guard();
-    let informers = Arc::new(Informers::new(
-        loopback::client(state.clone(), auth::component(auth::INFORMERS_USER), "i"),
-        cancel.clone(),
-    ));
-    let client = loopback::client(
-        state.clone(),
-        auth::component(auth::JOB_CONTROLLER_USER),
-        AGENT,
-    );
-    let (i, c) = (informers.clone(), cancel.clone());
-    tokio::spawn(async move { run(client, &i, c).await });
+    let (_dir, admin, _stop) = start().await;
 
     let jobs: Api<Job> = Api::namespaced(admin.clone(), "b");
     let pods: Api<Pod> = Api::namespaced(admin.clone(), "b");
