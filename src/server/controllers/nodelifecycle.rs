@@ -495,20 +495,11 @@ impl Controller {
         let ns = p.metadata.namespace.clone().unwrap_or_default();
         let pname = p.metadata.name.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
-        let mut conds = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default();
-        if !conds.iter().any(|c| c.type_ == "DisruptionTarget") {
-            conds.push(k8s_openapi::api::core::v1::PodCondition {
-                type_: "DisruptionTarget".into(),
-                status: "True".into(),
-                reason: Some("DeletionByTaintManager".into()),
-                message: Some("Taint manager: deleting due to NoExecute taint".into()),
-                last_transition_time: Some(Time(Timestamp::now())),
-                ..Default::default()
-            });
+        if let Some(conds) = super::podutil::with_disruption_target(
+            p,
+            "DeletionByTaintManager",
+            "Taint manager: deleting due to NoExecute taint",
+        ) {
             let patch = json!({"status": {"conditions": conds}});
             match api
                 .patch_status(&pname, &PatchParams::default(), &Patch::Merge(&patch))

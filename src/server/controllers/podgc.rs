@@ -19,9 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Node, Pod, PodCondition};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -98,18 +96,13 @@ pub fn out_of_service(n: &Node) -> bool {
 
 impl Collector {
     async fn pass(&self, missing: &mut HashMap<String, Instant>) -> Result<(), kube::Error> {
-        let known: HashSet<String> = self
-            .nodes
-            .list_all()
-            .iter()
-            .filter_map(|n| n.metadata.name.clone())
-            .collect();
-        let down: HashSet<String> = self
-            .nodes
-            .list_all()
+        let nodes = self.nodes.list_all();
+        let name = |n: &Arc<Node>| n.metadata.name.clone();
+        let known: HashSet<String> = nodes.iter().filter_map(name).collect();
+        let down: HashSet<String> = nodes
             .iter()
             .filter(|n| out_of_service(n))
-            .filter_map(|n| n.metadata.name.clone())
+            .filter_map(name)
             .collect();
         let pods = self.pods.list_all();
         let mut absent: HashSet<&str> = HashSet::new();
@@ -155,25 +148,12 @@ impl Collector {
             p.status.as_ref().and_then(|s| s.phase.as_deref()),
             Some("Succeeded" | "Failed")
         );
-        let marked = p
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|c| c.iter().any(|c| c.type_ == "DisruptionTarget"));
-        if !terminal && !marked {
-            let mut conds = p
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.clone())
-                .unwrap_or_default();
-            conds.push(PodCondition {
-                type_: "DisruptionTarget".into(),
-                status: "True".into(),
-                reason: Some("DeletionByPodGC".into()),
-                message: Some(why.into()),
-                last_transition_time: Some(Time(Timestamp::now())),
-                ..Default::default()
-            });
+        let marked = if terminal {
+            None
+        } else {
+            super::podutil::with_disruption_target(p, "DeletionByPodGC", why)
+        };
+        if let Some(conds) = marked {
             // Upstream also sets the phase Failed: no node will.
             let patch = json!({"status": {"phase": "Failed", "conditions": conds}});
             match api

@@ -123,6 +123,34 @@ pub fn until_available(pod: &Pod, min_ready: i32, now: Timestamp) -> Option<i64>
     (left > 0).then_some(left)
 }
 
+/// The pod's conditions with `DisruptionTarget` added (why it is about to
+/// be deleted, as upstream marks evictions), or None when it has one.
+pub fn with_disruption_target(
+    pod: &Pod,
+    reason: &str,
+    message: &str,
+) -> Option<Vec<k8s_openapi::api::core::v1::PodCondition>> {
+    let mut conds = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    if conds.iter().any(|c| c.type_ == "DisruptionTarget") {
+        return None;
+    }
+    conds.push(k8s_openapi::api::core::v1::PodCondition {
+        type_: "DisruptionTarget".into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message.into()),
+        last_transition_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Timestamp::now(),
+        )),
+        ..Default::default()
+    });
+    Some(conds)
+}
+
 pub fn restarts(pod: &Pod) -> i32 {
     pod.status
         .as_ref()
