@@ -153,16 +153,19 @@ fn pods_on_a_node_terminate_gracefully() {
         "held.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: held\n  finalizers: [example.com/hold]\nspec:\n  nodeName: node-1\n  containers:\n  - name: c\n    image: busybox\n",
     );
+    let drop_finalizers = || {
+        server.kubectl_ok(&[
+            "patch",
+            "pod",
+            "held",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ])
+    };
     server.kubectl_ok(&["apply", "-f", &file]);
     server.kubectl_ok(&["delete", "pod", "held", "--wait=false"]);
-    server.kubectl_ok(&[
-        "patch",
-        "pod",
-        "held",
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
-    ]);
+    drop_finalizers();
     let table = server.kubectl_ok(&["get", "pod", "held"]);
     assert!(table.contains("Terminating"), "{table}");
     server.kubectl_ok(&["delete", "pod", "held", "--force", "--grace-period=0"]);
@@ -181,18 +184,18 @@ fn pods_on_a_node_terminate_gracefully() {
         "--wait=false",
     ]);
     server.kubectl_ok(&["get", "pod", "held"]);
-    server.kubectl_ok(&[
-        "patch",
-        "pod",
-        "held",
-        "--type=json",
-        "-p",
-        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
-    ]);
+    drop_finalizers();
     let out = server.kubectl_err(&["get", "pod", "held"]);
     assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
     // A pod no node runs goes at once.
-    server.kubectl_ok(&["run", "loose", "--image=busybox"]);
+    // (A node selector no node has keeps the scheduler from binding it
+    // first, which under load it could.)
+    server.kubectl_ok(&[
+        "run",
+        "loose",
+        "--image=busybox",
+        r#"--overrides={"spec":{"nodeSelector":{"skiff.test/none":"x"}}}"#,
+    ]);
     server.kubectl_ok(&["delete", "pod", "loose", "--wait=false"]);
     let out = server.kubectl_err(&["get", "pod", "loose"]);
     assert!(stderr(&out).contains("NotFound"), "{}", stderr(&out));
