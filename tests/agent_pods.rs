@@ -536,3 +536,68 @@ fn a_shorter_grace_period_cuts_a_stopping_pod_short() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// As kubelet since 1.27: a deleted pod's containers are stopped and its
+/// terminal phase written before the object goes, so a finalizer holder
+/// (a Job counting its pods) sees how it ended: Succeeded when every
+/// container exited 0 on the stop signal, Failed when one had to be killed.
+#[test]
+fn a_deleted_pod_ends_in_a_terminal_phase() {
+    let s = server_with_busybox(NODE);
+    let held = |name: &str, script: &str| {
+        pod_yaml(name, "Always", script).replace(
+            &format!("  name: {name}\n"),
+            &format!("  name: {name}\n  finalizers: [\"example.com/hold\"]\n"),
+        )
+    };
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &held(
+            "graceful",
+            "trap 'exit 0' TERM; while true; do sleep 1; done",
+        ),
+    );
+    // PID 1 without a handler ignores SIGTERM: killed when the grace ends.
+    s.kubectl_stdin(&["apply", "-f", "-"], &held("killed", "exec sleep 600"));
+    for name in ["graceful", "killed"] {
+        wait_pod(&s, name, "ran", |v| v["status"]["phase"] == "Running");
+        s.kubectl_ok(&["delete", "pod", name, "--wait=false"]);
+    }
+    let v = wait_pod(&s, "graceful", "succeeded", |v| {
+        v["status"]["phase"] == "Succeeded"
+    });
+    let t = &main_state(&v)["state"]["terminated"];
+    assert_eq!(
+        (&t["exitCode"], &t["reason"]),
+        (&0.into(), &"Completed".into()),
+        "{:#}",
+        v["status"]
+    );
+    assert_eq!(main_state(&v)["ready"], false);
+    let v = wait_pod(&s, "killed", "failed", |v| v["status"]["phase"] == "Failed");
+    let t = &main_state(&v)["state"]["terminated"];
+    assert_eq!(
+        (&t["exitCode"], &t["reason"]),
+        (&137.into(), &"Error".into()),
+        "{:#}",
+        v["status"]
+    );
+    // The finalizer's holder lets go: the objects go.
+    for name in ["graceful", "killed"] {
+        s.kubectl_ok(&[
+            "patch",
+            "pod",
+            name,
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ]);
+        s.kubectl_ok(&[
+            "wait",
+            "--for=delete",
+            &format!("pod/{name}"),
+            "--timeout=60s",
+        ]);
+    }
+    assert_eq!(skiff(&s, &["ps", "-aq"]), "", "containers are left");
+}

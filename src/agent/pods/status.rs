@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! pod_status          phase, conditions, IPs, start time, container statuses
+//! terminated          the final status of a deleted pod (TerminatePod)
 //! should_restart      restartPolicy (and a sidecar's own Always)
 //! backoff             0, 10 s, 20 s, … 5 min; forgotten after 10 min of running
 //! crash_loop_message  the CrashLoopBackOff waiting message
@@ -239,6 +240,67 @@ pub fn pod_status(pod: &Pod, seen: &PodObserved, now: DateTime<Utc>) -> PodStatu
         resize: old.resize,
         ..PodStatus::default()
     }
+}
+
+/// kubelet's status manager `TerminatePod`, for a pod being deleted once
+/// its containers are stopped: no container is left waiting or running in
+/// its status (one that ended before keeps how it ended; else exit 137,
+/// `ContainerStatusUnknown`; init containers that never started after the
+/// last that did stay as they are), and the phase is terminal (Failed
+/// unless it already is Succeeded or Failed).
+pub fn terminated(mut new: PodStatus, old: Option<&PodStatus>) -> PodStatus {
+    let ended = |s: &ContainerStatus| s.state.as_ref().is_some_and(|st| st.terminated.is_some());
+    let ran = |s: &ContainerStatus| {
+        ended(s)
+            || s.state.as_ref().is_some_and(|st| st.running.is_some())
+            || s.last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some())
+    };
+    let end = |s: &mut ContainerStatus, before: Option<&Vec<ContainerStatus>>| {
+        if ended(s) {
+            return;
+        }
+        let prev = before
+            .into_iter()
+            .flatten()
+            .find(|o| o.name == s.name && ended(o))
+            .and_then(|o| o.state.clone());
+        s.state = Some(prev.unwrap_or_else(|| ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 137,
+                reason: Some("ContainerStatusUnknown".into()),
+                message: Some(
+                    "The container could not be located when the pod was terminated".into(),
+                ),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        }));
+        s.ready = false;
+        s.started = Some(false);
+    };
+    let before = old.and_then(|o| o.container_statuses.as_ref());
+    for s in new.container_statuses.iter_mut().flatten() {
+        end(s, before);
+    }
+    let before = old.and_then(|o| o.init_container_statuses.as_ref());
+    if let Some(init) = new.init_container_statuses.as_mut() {
+        let started = init.iter().rposition(|s| {
+            ran(s)
+                || before
+                    .into_iter()
+                    .flatten()
+                    .any(|o| o.name == s.name && ran(o))
+        });
+        for s in init.iter_mut().take(started.map_or(0, |i| i + 1)) {
+            end(s, before);
+        }
+    }
+    if !matches!(new.phase.as_deref(), Some(SUCCEEDED | FAILED)) {
+        new.phase = Some(FAILED.to_string());
+    }
+    new
 }
 
 #[derive(Clone, Copy, PartialEq)]

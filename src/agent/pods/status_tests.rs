@@ -344,3 +344,58 @@ fn terminated_reasons() {
     assert_eq!(terminated_reason(137, true), "OOMKilled");
     assert_eq!(terminated_reason(0, true), "OOMKilled");
 }
+
+#[test]
+fn a_deleted_pod_ends_with_every_container_ended() {
+    let st = |name: &str, state: Value, last: Value| -> Value {
+        json!({"name": name, "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+               "state": state, "lastState": last})
+    };
+    let new: PodStatus = serde_json::from_value(json!({
+        "phase": "Running",
+        "initContainerStatuses": [
+            st("init-a", json!({"terminated": {"exitCode": 0}}), json!({})),
+            st("init-b", json!({"waiting": {"reason": "PodInitializing"}}), json!({"terminated": {"exitCode": 1}})),
+            st("init-c", json!({"waiting": {"reason": "PodInitializing"}}), json!({})),
+        ],
+        "containerStatuses": [
+            st("done", json!({"waiting": {"reason": "ContainerCreating"}}), json!({})),
+            st("lost", json!({"running": {}}), json!({})),
+            st("ok", json!({"terminated": {"exitCode": 0, "reason": "Completed"}}), json!({})),
+        ],
+    }))
+    .unwrap();
+    // What an earlier worker wrote: "done" ended with 0 (this worker never
+    // saw its container).
+    let old: PodStatus = serde_json::from_value(json!({
+        "phase": "Running",
+        "containerStatuses": [st("done", json!({"terminated": {"exitCode": 0, "reason": "Completed"}}), json!({}))],
+    }))
+    .unwrap();
+    let out = serde_json::to_value(terminated(new.clone(), Some(&old))).unwrap();
+    assert_eq!(out["phase"], "Failed");
+    let c = &out["containerStatuses"];
+    assert_eq!(c[0]["state"]["terminated"]["reason"], "Completed", "{c}");
+    assert_eq!(c[1]["state"]["terminated"]["exitCode"], 137);
+    assert_eq!(
+        c[1]["state"]["terminated"]["reason"],
+        "ContainerStatusUnknown"
+    );
+    assert_eq!(c[1]["ready"], false);
+    assert_eq!(c[2]["state"]["terminated"]["exitCode"], 0);
+    let i = &out["initContainerStatuses"];
+    assert_eq!(i[0]["state"]["terminated"]["exitCode"], 0);
+    // init-b had run (its last state): ended; init-c never started.
+    assert_eq!(
+        i[1]["state"]["terminated"]["reason"],
+        "ContainerStatusUnknown"
+    );
+    assert_eq!(i[2]["state"]["waiting"]["reason"], "PodInitializing", "{i}");
+    // A terminal phase stays.
+    let mut succeeded = new;
+    succeeded.phase = Some("Succeeded".into());
+    assert_eq!(
+        terminated(succeeded, None).phase.as_deref(),
+        Some("Succeeded")
+    );
+}

@@ -12,6 +12,21 @@ use crate::runtime::pod::PodRuntime;
 impl<R: PodRuntime> Worker<R> {
     /// Patch the pod's status when it says something new.
     pub(super) async fn write_status(&mut self) {
+        self.write_status_as(false).await;
+    }
+
+    /// The last status of a deleted pod whose containers were stopped:
+    /// terminal, every container ended (kubelet's `TerminatePod`). Not
+    /// while a container still runs (its stop failed).
+    pub(super) async fn write_final_status(&mut self) {
+        if self.slots.values().any(|s| s.running()) {
+            self.write_status().await;
+        } else {
+            self.write_status_as(true).await;
+        }
+    }
+
+    async fn write_status_as(&mut self, terminated: bool) {
         let Some(pod) = self.pod.clone() else { return };
         let (init, main) = containers(&pod);
         let has_init = !init.is_empty();
@@ -72,7 +87,10 @@ impl<R: PodRuntime> Worker<R> {
                 "message": format!("{}{}", super::REJECTED, r.message),
             }),
             None => {
-                let new = status::pod_status(&pod, &seen, Utc::now());
+                let mut new = status::pod_status(&pod, &seen, Utc::now());
+                if terminated {
+                    new = status::terminated(new, pod.status.as_ref());
+                }
                 serde_json::to_value(&new).unwrap_or_default()
             }
         };

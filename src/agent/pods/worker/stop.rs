@@ -7,8 +7,11 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions};
 use tokio::sync::watch;
 
-use super::{containers, pod_key, pod_log_dir, probing, remove_leftovers, spec, Worker};
+use chrono::Utc;
+
+use super::{containers, pod_key, pod_log_dir, probing, remove_leftovers, spec, State, Worker};
 use crate::agent::pods::probe::{self, Action, Target};
+use crate::agent::pods::status;
 use crate::agent::pods::volumes;
 use crate::events::{NORMAL, WARNING};
 use crate::runtime::pod::PodRuntime;
@@ -69,9 +72,17 @@ impl<R: PodRuntime> Worker<R> {
             std::future::pending::<()>().await;
         };
         tokio::select! {
-            () = self.teardown(grace) => {}
+            () = self.stop_all(grace) => {}
             () = shorten => {}
         }
+        if !self.is_static {
+            // As kubelet (1.27+): the terminal phase is written before the
+            // object goes, so that whoever counts it (a Job, a finalizer
+            // holder) sees how the pod ended. A static pod's mirror pod
+            // is the mirror task's.
+            self.write_final_status().await;
+        }
+        self.remove_all().await;
         if self.is_static {
             // Its manifest is gone; the mirror pod is the mirror task's.
             return;
@@ -99,6 +110,13 @@ impl<R: PodRuntime> Worker<R> {
     /// Stop every container (SIGTERM, SIGKILL after `grace`, all at once),
     /// then remove them and the sandbox.
     pub(super) async fn teardown(&mut self, grace: Duration) {
+        self.stop_all(grace).await;
+        self.remove_all().await;
+    }
+
+    /// Stop every running container within `grace` and note how each
+    /// ended.
+    async fn stop_all(&mut self, grace: Duration) {
         // Each running container's preStop hook first (within the grace
         // period), then its stop signal with what is left of it.
         let ip = self.sandbox.as_ref().map(|(_, ip)| *ip);
@@ -170,12 +188,48 @@ impl<R: PodRuntime> Worker<R> {
                 runtime.stop_container(&id, left).await
             }
         };
-        futures::future::join_all(main.into_iter().map(stop)).await;
+        let ids: Vec<(String, String)> = main
+            .iter()
+            .map(|(name, id, _)| (name.clone(), id.clone()))
+            .collect();
+        let mut ended: Vec<(String, String, Option<i32>)> =
+            futures::future::join_all(main.into_iter().map(stop))
+                .await
+                .into_iter()
+                .zip(ids)
+                .filter_map(|(r, (name, id))| Some((name, id, r.ok()?)))
+                .collect();
         for name in &sidecars {
             if let Some(c) = side.iter().find(|(n, _, _)| n == name) {
-                let _ = stop(c.clone()).await;
+                if let Ok(code) = stop(c.clone()).await {
+                    ended.push((c.0.clone(), c.1.clone(), code));
+                }
             }
         }
+        for (name, id, code) in ended {
+            // Killed by the stop signal when the runtime cannot tell.
+            let code = code.unwrap_or(137);
+            let slot = self.slot(&name);
+            let started_at = match slot.state {
+                State::Running { started_at } => Some(started_at),
+                _ => None,
+            };
+            slot.probing = None;
+            slot.state = State::Terminated {
+                exit_code: code,
+                signal: None,
+                reason: status::terminated_reason(code, false).to_string(),
+                message: None,
+                started_at,
+                finished_at: Utc::now(),
+                container_id: Some(format!("skiff://{id}")),
+            };
+        }
+    }
+
+    /// Remove the containers, the sandbox, the cgroup, the volumes and the
+    /// logs of the pod.
+    async fn remove_all(&mut self) {
         let sandbox = self
             .sandbox
             .take()
