@@ -139,6 +139,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "NODES_PER_SECOND", default_value_t = 0.1)]
     pub node_eviction_rate: f64,
 
+    /// Finished (Succeeded or Failed) pods kept at most; beyond it the
+    /// oldest are deleted. 0 keeps them all.
+    #[arg(long, value_name = "COUNT", default_value_t = controllers::podgc::TERMINATED_THRESHOLD)]
+    pub terminated_pod_gc_threshold: usize,
+
     /// How often each HorizontalPodAutoscaler looks at its metrics.
     #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
     pub horizontal_pod_autoscaler_sync_period: Duration,
@@ -734,13 +739,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             controllers::nodelifecycle::run(client, &shared, cancel, node_config).await
         },
     );
+    let podgc_config = controllers::podgc::Config {
+        quarantine: controllers::podgc::QUARANTINE,
+        terminated_threshold: args.terminated_pod_gc_threshold,
+    };
     control.spawn(
         &mut components,
         "pod garbage collector",
         auth::POD_GC_USER,
         controllers::podgc::AGENT,
-        |client, shared, cancel| async move {
-            controllers::podgc::run(client, &shared, cancel, controllers::podgc::QUARANTINE).await
+        move |client, shared, cancel| async move {
+            controllers::podgc::run(client, &shared, cancel, podgc_config).await
         },
     );
     control.spawn(

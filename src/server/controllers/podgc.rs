@@ -11,9 +11,13 @@
 //!   `node.kubernetes.io/out-of-service` (NoExecute) that is not Ready has
 //!   been declared down by its operator; its terminating pods go.
 //!
-//! Each gets the `DisruptionTarget` condition (`DeletionByPodGC`) first.
-//! Upstream also deletes terminated pods beyond
-//! `--terminated-pod-gc-threshold` (12,500); skiff does not yet.
+//! - **Terminating pods never scheduled**: no node will ever stop them.
+//! - **Terminated pods beyond `--terminated-pod-gc-threshold`** (12,500,
+//!   0 turns it off): the oldest go first (evicted ones before the rest),
+//!   so that finished pods nobody cleans up do not fill the store.
+//!
+//! Each pod not ended yet gets the `DisruptionTarget` condition
+//! (`DeletionByPodGC`) and the phase Failed first.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -33,17 +37,31 @@ const PERIOD: Duration = Duration::from_secs(20);
 /// How long a pod's node must have been missing (upstream's quarantine).
 pub const QUARANTINE: Duration = Duration::from_secs(40);
 
+/// Upstream's default `--terminated-pod-gc-threshold`.
+pub const TERMINATED_THRESHOLD: usize = 12_500;
+/// Deletes in flight at once when many terminated pods go.
+const WORKERS: usize = 8;
+
+#[derive(Clone, Copy)]
+pub struct Config {
+    pub quarantine: Duration,
+    /// Terminated pods kept at most; 0: no limit.
+    pub terminated_threshold: usize,
+}
+
 pub async fn run(
     client: kube::Client,
     informers: &Informers,
     cancel: CancellationToken,
-    quarantine: Duration,
+    config: Config,
 ) {
+    let quarantine = config.quarantine;
     let gc = Collector {
         client,
         nodes: informers.get::<Node>(),
         pods: informers.get::<Pod>(),
         quarantine,
+        threshold: config.terminated_threshold,
     };
     gc.nodes.synced().await;
     gc.pods.synced().await;
@@ -66,6 +84,43 @@ struct Collector {
     nodes: Arc<Informer<Node>>,
     pods: Arc<Informer<Pod>>,
     quarantine: Duration,
+    threshold: usize,
+}
+
+fn terminal(p: &Pod) -> bool {
+    matches!(
+        p.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
+/// The terminated pods beyond `threshold`, in the order upstream deletes
+/// them: evicted first, then the oldest.
+fn over_threshold(pods: &[Arc<Pod>], threshold: usize) -> Vec<&Arc<Pod>> {
+    if threshold == 0 {
+        return Vec::new();
+    }
+    let mut ended: Vec<&Arc<Pod>> = pods.iter().filter(|p| terminal(p)).collect();
+    let Some(excess) = ended.len().checked_sub(threshold).filter(|n| *n > 0) else {
+        return Vec::new();
+    };
+    let evicted = |p: &Pod| {
+        p.status.as_ref().is_some_and(|s| {
+            s.phase.as_deref() == Some("Failed") && s.reason.as_deref() == Some("Evicted")
+        })
+    };
+    ended.sort_by(|a, b| {
+        evicted(b)
+            .cmp(&evicted(a))
+            .then_with(|| {
+                a.metadata
+                    .creation_timestamp
+                    .cmp(&b.metadata.creation_timestamp)
+            })
+            .then_with(|| a.metadata.name.cmp(&b.metadata.name))
+    });
+    ended.truncate(excess);
+    ended
 }
 
 fn node_of(p: &Pod) -> Option<&str> {
@@ -125,8 +180,29 @@ impl Collector {
                 gone.insert(n);
             }
         }
+        let excess = over_threshold(&pods, self.threshold);
+        if !excess.is_empty() {
+            tracing::info!(
+                count = excess.len(),
+                threshold = self.threshold,
+                "deleting terminated pods beyond the threshold"
+            );
+        }
+        for batch in excess.chunks(WORKERS) {
+            let why = "PodGC: terminated pods beyond the threshold";
+            let deletes = batch.iter().map(|p| self.force_delete(p, why));
+            for r in futures::future::join_all(deletes).await {
+                r?;
+            }
+        }
         for p in &pods {
-            let Some(n) = node_of(p) else { continue };
+            let Some(n) = node_of(p) else {
+                if p.metadata.deletion_timestamp.is_some() {
+                    self.force_delete(p, "PodGC: unscheduled pod is terminating")
+                        .await?;
+                }
+                continue;
+            };
             let orphaned = gone.contains(n);
             let stranded = down.contains(n) && p.metadata.deletion_timestamp.is_some();
             if orphaned || stranded {
@@ -144,11 +220,7 @@ impl Collector {
     async fn force_delete(&self, p: &Pod, why: &str) -> Result<(), kube::Error> {
         let key = Key::of(p);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
-        let terminal = matches!(
-            p.status.as_ref().and_then(|s| s.phase.as_deref()),
-            Some("Succeeded" | "Failed")
-        );
-        let marked = if terminal {
+        let marked = if terminal(p) {
             None
         } else {
             super::podutil::with_disruption_target(p, "DeletionByPodGC", why)
@@ -199,6 +271,35 @@ mod tests {
         .unwrap()
     }
 
+    #[test]
+    fn terminated_pods_beyond_the_threshold_go_evicted_then_oldest_first() {
+        let at = |name: &str, created: &str, phase: &str, reason: Option<&str>| {
+            Arc::new(
+                serde_json::from_value::<Pod>(json!({
+                    "metadata": {"name": name, "creationTimestamp": created},
+                    "status": {"phase": phase, "reason": reason}}))
+                .unwrap(),
+            )
+        };
+        let pods = vec![
+            at("running", "2026-01-01T00:00:00Z", "Running", None),
+            at("new", "2026-01-03T00:00:00Z", "Succeeded", None),
+            at("b-old", "2026-01-01T00:00:00Z", "Failed", None),
+            at("a-old", "2026-01-01T00:00:00Z", "Succeeded", None),
+            at("evicted", "2026-01-02T00:00:00Z", "Failed", Some("Evicted")),
+        ];
+        let names = |n: usize| -> Vec<String> {
+            over_threshold(&pods, n)
+                .iter()
+                .filter_map(|p| p.metadata.name.clone())
+                .collect()
+        };
+        assert_eq!(names(1), ["evicted", "a-old", "b-old"]);
+        assert_eq!(names(3), ["evicted"]);
+        assert!(names(4).is_empty(), "the running pod does not count");
+        assert!(names(0).is_empty(), "0 keeps them all");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pods_no_node_will_end_are_deleted() {
         let dir = tempfile::tempdir().unwrap();
@@ -211,10 +312,27 @@ mod tests {
         .unwrap();
         nodes.create(&PostParams::default(), &node).await.unwrap();
         let pods: Api<Pod> = Api::namespaced(admin.clone(), "g");
-        for (name, node) in [("on-ghost", "ghost"), ("on-n1", "n1"), ("ending", "n1")] {
+        for (name, node) in [
+            ("on-ghost", "ghost"),
+            ("on-n1", "n1"),
+            ("ending", "n1"),
+            ("done-1", "n1"),
+            ("done-2", "n1"),
+        ] {
             pods.create(&PostParams::default(), &pod(name, node))
                 .await
                 .unwrap();
+        }
+        // Two finished pods, one more than the threshold: the older goes
+        // (made in the same second: by name).
+        for name in ["done-1", "done-2"] {
+            pods.patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": {"phase": "Succeeded"}})),
+            )
+            .await
+            .unwrap();
         }
         // Terminating on n1: its node must end it, and does not.
         pods.delete("ending", &DeleteParams::default())
@@ -229,7 +347,11 @@ mod tests {
         ));
         let client = loopback::client(state.clone(), auth::component(auth::POD_GC_USER), AGENT);
         let (i, c) = (informers.clone(), cancel.clone());
-        tokio::spawn(async move { run(client, &i, c, Duration::from_millis(300)).await });
+        let config = Config {
+            quarantine: Duration::from_millis(300),
+            terminated_threshold: 1,
+        };
+        tokio::spawn(async move { run(client, &i, c, config).await });
 
         let names = || async {
             let mut n: Vec<String> = pods
@@ -246,15 +368,15 @@ mod tests {
         let mut last = Vec::new();
         for _ in 0..100 {
             last = names().await;
-            if last == ["ending", "on-n1"] {
+            if last == ["done-2", "ending", "on-n1"] {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
             last,
-            ["ending", "on-n1"],
-            "the pod of the missing node goes"
+            ["done-2", "ending", "on-n1"],
+            "the pod of the missing node and the finished pod beyond the threshold go"
         );
         // n1 declared down by its operator: its terminating pod goes, the
         // other stays (the node lifecycle's taints deal with it).
@@ -279,14 +401,14 @@ mod tests {
             .unwrap();
         for _ in 0..100 {
             last = names().await;
-            if last == ["on-n1"] {
+            if last == ["done-2", "on-n1"] {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
             last,
-            ["on-n1"],
+            ["done-2", "on-n1"],
             "the terminating pod of the downed node goes"
         );
     }
