@@ -400,3 +400,169 @@ fn a_drain_evicts_only_what_the_disruption_budget_allows() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// Live pods as (name, node).
+type Placed = [(String, String)];
+
+/// Keeps Node `name` (no agent backs it) alive as its kubelet would: the
+/// Ready condition posted and its Lease renewed, every second, until
+/// `stop` is set.
+fn heartbeat(s: &Server, name: &str, stop: &std::sync::atomic::AtomicBool) {
+    let status = |now: &str| {
+        serde_json::json!({"status": {
+            "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "lastHeartbeatTime": now, "lastTransitionTime": now}]}})
+        .to_string()
+    };
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let now = chrono::Utc::now();
+        let renew = serde_json::json!({"spec": {"renewTime": now.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}});
+        s.kubectl(&[
+            "patch",
+            "lease",
+            name,
+            "-n",
+            "kube-node-lease",
+            "--type=merge",
+            "-p",
+            &renew.to_string(),
+        ]);
+        let now = now.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        s.kubectl(&[
+            "patch",
+            "node",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &status(&now),
+        ]);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Node failure, end to end through the server's flags: two nodes no agent
+/// backs, kept alive by the test; one stops renewing its Lease, goes
+/// Unknown after `--node-monitor-grace-period`, is tainted unreachable,
+/// and its pods are evicted after the tolerations admission gave them
+/// (`--default-unreachable-toleration-seconds`): the Deployment's pods all
+/// end up on the other node.
+#[test]
+fn a_node_whose_lease_stops_has_its_pods_replaced_elsewhere() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let s = Server::start_with_args(&[
+        "--disable-agent",
+        "--node-monitor-grace-period",
+        "6s",
+        "--default-unreachable-toleration-seconds",
+        "2",
+        "--default-not-ready-toleration-seconds",
+        "3",
+    ]);
+    for n in ["sim-a", "sim-b"] {
+        s.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &format!(
+                "apiVersion: v1\nkind: Node\nmetadata: {{name: {n}, labels: {{sim: \"yes\"}}}}\n---\n\
+                 apiVersion: coordination.k8s.io/v1\nkind: Lease\n\
+                 metadata: {{name: {n}, namespace: kube-node-lease}}\n\
+                 spec: {{holderIdentity: {n}, leaseDurationSeconds: 40}}\n"
+            ),
+        );
+    }
+    let (stop_a, stop_b) = (AtomicBool::new(false), AtomicBool::new(false));
+    /// The heartbeats end however the test does (the scope waits for them).
+    struct Stop<'a>(&'a AtomicBool, &'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+            self.1.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|scope| {
+        let _stop = Stop(&stop_a, &stop_b);
+        scope.spawn(|| heartbeat(&s, "sim-a", &stop_a));
+        scope.spawn(|| heartbeat(&s, "sim-b", &stop_b));
+        let placed = |pred: &dyn Fn(&Placed) -> bool, what: &str| {
+            let deadline = Instant::now() + Duration::from_secs(90);
+            loop {
+                let out = s.kubectl_ok(&["get", "pods", "-l", "app=sim", "-o", "json"]);
+                let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+                let live: Vec<(String, String)> = v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                    .map(|p| {
+                        let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+                        (s(&p["metadata"]["name"]), s(&p["spec"]["nodeName"]))
+                    })
+                    .collect();
+                if pred(&live) {
+                    return v;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "never {what}: {live:?}\n{}",
+                    s.logs()
+                );
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        };
+        s.kubectl_stdin(
+            &["apply", "-f", "-"],
+            r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: sim}
+spec:
+  replicas: 4
+  selector: {matchLabels: {app: sim}}
+  template:
+    metadata: {labels: {app: sim}}
+    spec:
+      nodeSelector: {sim: "yes"}
+      containers: [{name: c, image: busybox:latest}]
+"#,
+        );
+        let v = placed(
+            &|live| live.len() == 4 && live.iter().any(|(_, n)| n == "sim-a"),
+            "4 pods bound, some to sim-a",
+        );
+        // Admission gave each pod the server's bounded tolerations.
+        let tolerations = &v["items"][0]["spec"]["tolerations"];
+        let secs = |key: &str| {
+            tolerations
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|t| t["key"] == key)
+                .map(|t| t["tolerationSeconds"].clone())
+        };
+        assert_eq!(
+            secs("node.kubernetes.io/unreachable"),
+            Some(2.into()),
+            "{tolerations}"
+        );
+        assert_eq!(
+            secs("node.kubernetes.io/not-ready"),
+            Some(3.into()),
+            "{tolerations}"
+        );
+
+        stop_a.store(true, Ordering::Relaxed);
+        placed(
+            &|live| live.len() == 4 && live.iter().all(|(_, n)| n == "sim-b"),
+            "every pod replaced on sim-b",
+        );
+        let ready = s.kubectl_ok(&[
+            "get",
+            "node",
+            "sim-a",
+            "-o",
+            "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
+        assert_eq!(ready, "Unknown");
+    });
+}

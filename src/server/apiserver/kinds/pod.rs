@@ -79,25 +79,9 @@ impl Strategy for Pod {
                 spec.insert("serviceAccount".into(), json!(account));
             }
         }
-        // Priority comes from the PriorityClasses (`admission::priority`).
-        // DefaultTolerationSeconds: evicted 300 s after its node goes
-        // not-ready or unreachable, unless the pod already says otherwise.
-        let tolerations = spec.entry("tolerations").or_insert(json!([]));
-        if let Some(list) = tolerations.as_array_mut() {
-            for key in [
-                "node.kubernetes.io/not-ready",
-                "node.kubernetes.io/unreachable",
-            ] {
-                if !list.iter().any(|t| tolerates_no_execute(t, key)) {
-                    list.push(json!({
-                        "key": key,
-                        "operator": "Exists",
-                        "effect": "NoExecute",
-                        "tolerationSeconds": 300,
-                    }));
-                }
-            }
-        }
+        // Priority comes from the PriorityClasses (`admission::priority`),
+        // the bounded NoExecute tolerations from
+        // `admission::default_tolerations` (with the server's flags).
     }
 
     fn delete_policy(&self, obj: &Value, grace_seconds: Option<i64>) -> DeletePolicy {
@@ -150,14 +134,6 @@ fn grace(obj: &Value, requested: Option<i64>) -> i64 {
             .and_then(Value::as_i64)
             .unwrap_or(30)
     })
-}
-
-/// Whether toleration `t` tolerates a NoExecute taint with `key`.
-fn tolerates_no_execute(t: &Value, key: &str) -> bool {
-    let effect = str_at(t, "/effect");
-    let t_key = str_at(t, "/key");
-    (effect.is_empty() || effect == "NoExecute")
-        && (t_key == key || (t_key.is_empty() && str_at(t, "/operator") == "Exists"))
 }
 
 /// A pod's total `requests` or `limits` (`bag`) per resource, exact in
@@ -244,10 +220,7 @@ mod tests {
         assert!(p["spec"].get("priority").is_none(), "admission::priority's");
         assert_eq!(p["status"]["qosClass"], "BestEffort");
         let t = p["spec"]["tolerations"].as_array().unwrap();
-        assert_eq!(t.len(), 2, "{t:?}");
-        assert_eq!(t[0]["tolerationSeconds"], 5, "the pod's own is kept");
-        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
-        assert_eq!(t[1]["tolerationSeconds"], 300);
+        assert_eq!(t.len(), 1, "admission's, with the server's flags: {t:?}");
 
         let mut named = json!({"spec": {"serviceAccountName": "builder", "priorityClassName": "high", "tolerations": [{"operator": "Exists"}]}});
         POD.admit_create(&mut named);
