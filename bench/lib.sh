@@ -6,14 +6,15 @@ BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(dirname "$BENCH_DIR")"
 TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 RELEASE_DIR="$TARGET_DIR/x86_64-unknown-linux-gnu/release"
-SKIFF="$RELEASE_DIR/skiff"
+# SKIFF_BIN=path measures another build of skiff (nothing is built then).
+SKIFF="${SKIFF_BIN:-$RELEASE_DIR/skiff}"
 APIBENCH="$RELEASE_DIR/examples/apibench"
 PORT=6443
 
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (network namespaces)" >&2; exit 1; }
 
 build_release() {
-    if [ -z "${BENCH_NO_BUILD:-}" ]; then
+    if [ -z "${BENCH_NO_BUILD:-}" ] && [ -z "${SKIFF_BIN:-}" ]; then
         (cd "$REPO_DIR" && cargo build --release -q && cargo build --release -q --example apibench)
     fi
     [ -x "$SKIFF" ] && [ -x "$APIBENCH" ] || { echo "bench: missing $SKIFF or $APIBENCH" >&2; exit 1; }

@@ -23,13 +23,20 @@ fn main() -> ExitCode {
     if argv.get(1).is_some_and(|a| a == "shim") {
         return skiff::runtime::container::shim::main(&argv[2..]);
     }
-    // At most two malloc arenas instead of one per thread that ever
+    // At most four malloc arenas instead of one per thread that ever
     // allocated (glibc's default, up to 8 per core): memory a big request
     // freed on one thread is then reused by the next instead of lingering
-    // in an arena of its own (bench/list-memory.sh).
-    // SAFETY: called before any other thread exists.
-    unsafe {
-        nix::libc::mallopt(nix::libc::M_ARENA_MAX, 2);
+    // in an arena of its own (bench/list-memory.sh). Two were tried first:
+    // the threads then waited on the arena locks, a fifth of the control
+    // plane's CPU when binding 10,000 pods (bench/scheduler.sh); four cost
+    // ~4 MiB more after big lists. An operator's own
+    // `GLIBC_TUNABLES=glibc.malloc.arena_max=N` wins.
+    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+    if !tuned {
+        // SAFETY: called before any other thread exists.
+        unsafe {
+            nix::libc::mallopt(nix::libc::M_ARENA_MAX, 4);
+        }
     }
     let args = match skiff::cli::config::args_with_config(std::env::args_os().collect()) {
         Ok(a) => a,
