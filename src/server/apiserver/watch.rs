@@ -279,6 +279,12 @@ impl Watch {
         match ev.kind {
             EventKind::Create => matches(&new).then(|| enc.event("ADDED", &new)),
             EventKind::Delete => matches(&new).then(|| enc.event("DELETED", &new)),
+            // Nothing selected: the object was in before, as it is now
+            // (decoding the old one for nothing was a good part of a
+            // watch's cost when pods are bound by the thousand).
+            EventKind::Update if filter.is_empty() && name.is_none() => {
+                Some(enc.event("MODIFIED", &new))
+            }
             EventKind::Update => {
                 let old_m = ev
                     .prev

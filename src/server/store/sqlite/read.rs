@@ -127,13 +127,13 @@ pub(crate) fn check_readable(tx: &Transaction<'_>, rev: Revision) -> Result<()> 
     Ok(())
 }
 
+pub(crate) const GET_SQL: &str = "SELECT deleted, value, create_rev, rev FROM kv
+     WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1";
+
 pub(crate) fn get(tx: &Transaction<'_>, key: &str, rev: Revision) -> Result<Option<KeyValue>> {
     check_readable(tx, rev)?;
     let row = tx
-        .prepare_cached(
-            "SELECT deleted, value, create_rev, rev FROM kv
-             WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1",
-        )
+        .prepare_cached(GET_SQL)
         .map_err(db_err)?
         .query_row(params![key, rev], |r| {
             let deleted: bool = r.get(0)?;
@@ -156,7 +156,7 @@ pub(crate) fn get(tx: &Transaction<'_>, key: &str, rev: Revision) -> Result<Opti
 // from the (key, rev, deleted) index alone; SQLite takes bare columns
 // (`deleted`) from the row holding MAX(rev). Values are only read for the
 // rows that are returned.
-const LIST_SQL: &str = "
+pub(crate) const LIST_SQL: &str = "
 SELECT kv.key, kv.value, kv.create_rev, kv.rev FROM (
     SELECT key, MAX(rev) AS rev, deleted FROM kv
     WHERE key >= ?1 AND key < ?2 AND (?3 IS NULL OR key > ?3) AND rev <= ?4

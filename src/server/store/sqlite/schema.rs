@@ -5,6 +5,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use crate::server::store::{Error, Revision};
@@ -71,6 +72,17 @@ pub(crate) fn prepare_file(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// One plan per statement whatever values are bound (SQLite's query
+/// planner stability guarantee): otherwise SQLite may compile a cached
+/// statement again each time its bound values change, and our statements
+/// are cached to be compiled once (their plans use the key index either
+/// way).
+fn stable_plans(conn: &Connection) -> Result<(), Error> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(db_err)?;
+    Ok(())
+}
+
 fn open_flags() -> OpenFlags {
     // NO_MUTEX: every connection is used by one thread at a time.
     OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -89,6 +101,7 @@ pub(crate) fn open_writer(
     // Only another process (a second server on the same file, a backup
     // tool) can hold the write lock; give it a moment, then fail the batch.
     conn.busy_timeout(busy_timeout).map_err(db_err)?;
+    stable_plans(&conn)?;
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(db_err)?;
@@ -121,6 +134,7 @@ pub(crate) fn open_writer(
 pub(crate) fn open_reader(path: &Path) -> Result<Connection, Error> {
     let conn = Connection::open_with_flags(path, open_flags()).map_err(db_err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+    stable_plans(&conn)?;
     conn.execute_batch(&format!(
         "PRAGMA query_only = ON;
          PRAGMA cache_size = -{READER_CACHE_KIB};
@@ -132,11 +146,9 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, Error> {
 
 pub(crate) fn read_compacted(conn: &Connection) -> Result<Revision, Error> {
     let rev: Option<Revision> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE name = ?1",
-            [META_COMPACTED],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT value FROM meta WHERE name = ?1")
+        .map_err(db_err)?
+        .query_row([META_COMPACTED], |r| r.get(0))
         .optional()
         .map_err(db_err)?;
     Ok(rev.unwrap_or(0))
