@@ -116,9 +116,11 @@ fn between_restarts_a_container_is_restarting_and_stop_ends_that() {
         "-c",
         "exit 3",
     ]);
-    // The back-off doubles from 100 ms: soon it waits most of the time.
+    // The back-off doubles from 100 ms: after five restarts it waits 3.2 s
+    // and more, so the checks below fall in one wait (on a slow machine a
+    // shorter one had ended, and the next run begun, before the exec).
     let v = e.wait_for("flaky", "restarting", |v| {
-        v["State"]["Status"] == "restarting"
+        v["State"]["Status"] == "restarting" && v["RestartCount"].as_i64() >= Some(5)
     });
     assert_eq!(v["State"]["Restarting"], true);
     assert_eq!(v["State"]["ExitCode"], 3);
