@@ -30,8 +30,9 @@ fn main() -> ExitCode {
     // the threads then waited on the arena locks, a fifth of the control
     // plane's CPU when binding 10,000 pods (bench/scheduler.sh); four cost
     // ~4 MiB more after big lists. An operator's own
-    // `GLIBC_TUNABLES=glibc.malloc.arena_max=N` wins.
-    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
+    // `GLIBC_TUNABLES=glibc.malloc.arena_max=N` or `MALLOC_ARENA_MAX` wins.
+    let tuned = std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"))
+        || std::env::var_os("MALLOC_ARENA_MAX").is_some();
     if !tuned {
         // SAFETY: called before any other thread exists.
         unsafe {

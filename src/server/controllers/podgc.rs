@@ -190,16 +190,23 @@ impl Collector {
         }
         for batch in excess.chunks(WORKERS) {
             let why = "PodGC: terminated pods beyond the threshold";
-            let deletes = batch.iter().map(|p| self.force_delete(p, why));
+            let deletes = batch.iter().map(|p| self.force_delete(p, why, true));
             for r in futures::future::join_all(deletes).await {
-                r?;
+                // One failure does not hold back the rest of the pass.
+                if let Err(e) = r {
+                    tracing::debug!(controller = "pod-garbage-collector", "{e}");
+                }
             }
         }
         for p in &pods {
             let Some(n) = node_of(p) else {
                 if p.metadata.deletion_timestamp.is_some() {
-                    self.force_delete(p, "PodGC: unscheduled pod is terminating")
-                        .await?;
+                    // As upstream: no DisruptionTarget for these (no
+                    // disruption ended them; they were being deleted).
+                    let why = "PodGC: unscheduled pod is terminating";
+                    if let Err(e) = self.force_delete(p, why, false).await {
+                        tracing::debug!(controller = "pod-garbage-collector", "{e}");
+                    }
                 }
                 continue;
             };
@@ -211,23 +218,33 @@ impl Collector {
                 } else {
                     "PodGC: node is out of service"
                 };
-                self.force_delete(p, why).await?;
+                if let Err(e) = self.force_delete(p, why, true).await {
+                    tracing::debug!(controller = "pod-garbage-collector", "{e}");
+                }
             }
         }
         Ok(())
     }
 
-    async fn force_delete(&self, p: &Pod, why: &str) -> Result<(), kube::Error> {
+    /// Delete `p` at once; `disrupted`: mark it DisruptionTarget and
+    /// Failed first, unless it has ended.
+    async fn force_delete(&self, p: &Pod, why: &str, disrupted: bool) -> Result<(), kube::Error> {
         let key = Key::of(p);
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
-        let marked = if terminal(p) {
+        // As upstream, the phase becomes Failed (no node will end it), with
+        // the DisruptionTarget condition where the pod was disrupted.
+        let patch = if terminal(p) {
             None
         } else {
-            super::podutil::with_disruption_target(p, "DeletionByPodGC", why)
+            let conds = disrupted
+                .then(|| super::podutil::with_disruption_target(p, "DeletionByPodGC", why))
+                .flatten();
+            Some(match conds {
+                Some(conds) => json!({"status": {"phase": "Failed", "conditions": conds}}),
+                None => json!({"status": {"phase": "Failed"}}),
+            })
         };
-        if let Some(conds) = marked {
-            // Upstream also sets the phase Failed: no node will.
-            let patch = json!({"status": {"phase": "Failed", "conditions": conds}});
+        if let Some(patch) = patch {
             match api
                 .patch_status(&key.name, &PatchParams::default(), &Patch::Merge(&patch))
                 .await
@@ -323,8 +340,9 @@ mod tests {
                 .await
                 .unwrap();
         }
-        // Two finished pods, one more than the threshold: the older goes
-        // (made in the same second: by name).
+        // Two finished pods, and the unscheduled one below once failed: one
+        // more than the threshold, the oldest goes (made in the same
+        // second: by name).
         for name in ["done-1", "done-2"] {
             pods.patch_status(
                 name,
@@ -338,6 +356,17 @@ mod tests {
         pods.delete("ending", &DeleteParams::default())
             .await
             .unwrap();
+        // Never scheduled, held by a finalizer while terminating: failed and
+        // deleted at once by the collector (the finalizer keeps the object).
+        let mut unbound = pod("unbound", "");
+        unbound.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+        if let Some(spec) = unbound.spec.as_mut() {
+            spec.node_name = None;
+        }
+        pods.create(&PostParams::default(), &unbound).await.unwrap();
+        pods.delete("unbound", &DeleteParams::default())
+            .await
+            .unwrap();
 
         let cancel = CancellationToken::new();
         let _stop = cancel.clone().drop_guard();
@@ -349,7 +378,7 @@ mod tests {
         let (i, c) = (informers.clone(), cancel.clone());
         let config = Config {
             quarantine: Duration::from_millis(300),
-            terminated_threshold: 1,
+            terminated_threshold: 2,
         };
         tokio::spawn(async move { run(client, &i, c, config).await });
 
@@ -368,15 +397,35 @@ mod tests {
         let mut last = Vec::new();
         for _ in 0..100 {
             last = names().await;
-            if last == ["done-2", "ending", "on-n1"] {
+            if last == ["done-2", "ending", "on-n1", "unbound"] {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
             last,
-            ["done-2", "ending", "on-n1"],
+            ["done-2", "ending", "on-n1", "unbound"],
             "the pod of the missing node and the finished pod beyond the threshold go"
+        );
+        let mut failed = false;
+        for _ in 0..100 {
+            let p = pods.get("unbound").await.unwrap();
+            let phase = p.status.as_ref().and_then(|s| s.phase.clone());
+            if phase.as_deref() == Some("Failed") {
+                let conds = p.status.and_then(|s| s.conditions).unwrap_or_default();
+                assert!(
+                    conds.iter().all(|c| c.type_ != "DisruptionTarget"),
+                    "no disruption ended it: {conds:?}"
+                );
+                assert_eq!(p.metadata.deletion_grace_period_seconds, Some(0));
+                failed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            failed,
+            "the unscheduled terminating pod was not failed and deleted"
         );
         // n1 declared down by its operator: its terminating pod goes, the
         // other stays (the node lifecycle's taints deal with it).
@@ -401,14 +450,14 @@ mod tests {
             .unwrap();
         for _ in 0..100 {
             last = names().await;
-            if last == ["done-2", "on-n1"] {
+            if last == ["done-2", "on-n1", "unbound"] {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         assert_eq!(
             last,
-            ["done-2", "on-n1"],
+            ["done-2", "on-n1", "unbound"],
             "the terminating pod of the downed node goes"
         );
     }

@@ -113,12 +113,11 @@ impl<R: PodRuntime> Worker<R> {
             return;
         };
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
-        let mut patch = serde_json::json!({ "status": value });
-        if let Some(m) = &mirror {
-            // Only that mirror pod: one made since under the same name
-            // (for a newer manifest) is another pod's.
-            patch["metadata"] = serde_json::json!({ "uid": m });
-        }
+        // Only this pod (for a static pod, that mirror pod): one made
+        // since under the same name (a StatefulSet's member after a forced
+        // delete, a mirror pod for a newer manifest) is another pod.
+        let uid = mirror.clone().unwrap_or_else(|| self.uid.clone());
+        let patch = serde_json::json!({ "status": value, "metadata": { "uid": uid } });
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
@@ -132,11 +131,10 @@ impl<R: PodRuntime> Worker<R> {
                     _ => self.pod = Some(updated),
                 }
             }
-            // The mirror pod went: the next one is told by the manager.
-            Err(kube::Error::Api(s))
-                if self.is_static && (s.is_not_found() || s.code == 409 || s.code == 422) =>
-            {
-                tracing::debug!(pod = %pod_key(&pod), "the static pod's mirror pod is gone: {}", s.message);
+            // The pod (or the static pod's mirror pod) went, or another
+            // took its name: the manager tells of what comes next.
+            Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 || s.code == 422 => {
+                tracing::debug!(pod = %pod_key(&pod), "the pod is gone: {}", s.message);
             }
             Err(e) => tracing::warn!(pod = %pod_key(&pod), "writing the pod's status: {e}"),
         }

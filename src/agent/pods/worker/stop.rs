@@ -19,7 +19,7 @@ use crate::runtime::pod::PodRuntime;
 impl<R: PodRuntime> Worker<R> {
     /// The pod is being deleted: stop its containers within the grace
     /// period, remove them and its sandbox, then delete the pod object.
-    pub(super) async fn terminate(&mut self, updates: &watch::Receiver<Option<Pod>>) {
+    pub(super) async fn terminate(&mut self, pod_updates: &watch::Receiver<Option<Pod>>) {
         let Some(pod) = self.pod.clone() else { return };
         let grace = Duration::from_secs(grace_of(&pod, 30));
         // A later delete may shorten the grace period, or remove the pod
@@ -31,7 +31,7 @@ impl<R: PodRuntime> Worker<R> {
             .filter(|s| s.running())
             .filter_map(|s| s.id.clone())
             .collect();
-        let (ctx, mut updates) = (self.ctx.clone(), updates.clone());
+        let (ctx, mut updates) = (self.ctx.clone(), pod_updates.clone());
         let shorten = async move {
             let mut current = grace;
             // When what still runs is killed; kubelet counts a shorter
@@ -75,11 +75,18 @@ impl<R: PodRuntime> Worker<R> {
             () = self.stop_all(grace) => {}
             () = shorten => {}
         }
-        if !self.is_static {
+        // The final status is written over the pod as it is now (others
+        // may have changed its conditions during the grace period).
+        let latest = pod_updates.borrow().clone();
+        let gone = latest.is_none();
+        if let Some(p) = latest.filter(|p| !super::is_older(p, self.pod.as_ref())) {
+            self.pod = Some(p);
+        }
+        if !self.is_static && !gone {
             // As kubelet (1.27+): the terminal phase is written before the
             // object goes, so that whoever counts it (a Job, a finalizer
             // holder) sees how the pod ended. A static pod's mirror pod
-            // is the mirror task's.
+            // is the mirror task's; a pod already gone (forced) has none.
             self.write_final_status().await;
         }
         self.remove_all().await;
@@ -207,8 +214,18 @@ impl<R: PodRuntime> Worker<R> {
             }
         }
         for (name, id, code) in ended {
-            // Killed by the stop signal when the runtime cannot tell.
-            let code = code.unwrap_or(137);
+            // No code from the stop: it had ended by itself just before
+            // (its exit not taken in yet); the runtime's record says how.
+            let recorded = self.ctx.runtime.container_status(&id).await.ok();
+            let Some(code) = code.or_else(|| recorded.as_ref().and_then(|r| r.exit_code)) else {
+                continue;
+            };
+            let oom = recorded.as_ref().is_some_and(|r| r.oom_killed);
+            let attempt = self.slot(&name).attempt.saturating_sub(1);
+            let message = self
+                .pod
+                .clone()
+                .and_then(|p| self.termination_message(&p, &name, attempt, code));
             let slot = self.slot(&name);
             let started_at = match slot.state {
                 State::Running { started_at } => Some(started_at),
@@ -218,10 +235,12 @@ impl<R: PodRuntime> Worker<R> {
             slot.state = State::Terminated {
                 exit_code: code,
                 signal: None,
-                reason: status::terminated_reason(code, false).to_string(),
-                message: None,
+                reason: status::terminated_reason(code, oom).to_string(),
+                message,
                 started_at,
-                finished_at: Utc::now(),
+                finished_at: recorded
+                    .and_then(|r| r.finished_at)
+                    .unwrap_or_else(Utc::now),
                 container_id: Some(format!("skiff://{id}")),
             };
         }
