@@ -983,6 +983,41 @@ impl<R: PodRuntime> Worker<R> {
     }
 
     /// A container exited: record it, and set when it may start again.
+    /// Note that container `name` (runtime id `id`) ended with `code`, as
+    /// the runtime recorded it (OOM kill, end time), with its termination
+    /// message.
+    fn mark_terminated(
+        &mut self,
+        name: &str,
+        id: &str,
+        code: i32,
+        recorded: Option<&crate::runtime::pod::ContainerStatus>,
+    ) {
+        let oom = recorded.is_some_and(|r| r.oom_killed);
+        let attempt = self.slot(name).attempt.saturating_sub(1);
+        let message = self
+            .pod
+            .clone()
+            .and_then(|p| self.termination_message(&p, name, attempt, code));
+        let slot = self.slot(name);
+        slot.probing = None;
+        let started_at = match slot.state {
+            State::Running { started_at } => Some(started_at),
+            _ => None,
+        };
+        slot.state = State::Terminated {
+            exit_code: code,
+            signal: None,
+            reason: status::terminated_reason(code, oom).to_string(),
+            message,
+            started_at,
+            finished_at: recorded
+                .and_then(|r| r.finished_at)
+                .unwrap_or_else(Utc::now),
+            container_id: Some(format!("skiff://{id}")),
+        };
+    }
+
     async fn exited(&mut self, id: &str, exit: Result<Exit, crate::runtime::pod::PodRuntimeError>) {
         let Some(name) = self
             .slots
@@ -1007,32 +1042,12 @@ impl<R: PodRuntime> Worker<R> {
             }
             _ => recorded.as_ref().and_then(|r| r.exit_code).unwrap_or(255),
         };
-        let oom = recorded.as_ref().is_some_and(|r| r.oom_killed);
-        let pod = self.pod.clone();
-        let attempt = self.slot(&name).attempt.saturating_sub(1);
-        let message = pod
-            .as_ref()
-            .and_then(|p| self.termination_message(p, &name, attempt, code));
-        let slot = self.slot(&name);
-        slot.probing = None;
-        let ran = slot.started.map_or(Duration::ZERO, |t| t.elapsed());
-        let started_at = match slot.state {
-            State::Running { started_at } => Some(started_at),
-            _ => None,
-        };
-        slot.state = State::Terminated {
-            exit_code: code,
-            signal: None,
-            reason: status::terminated_reason(code, oom).to_string(),
-            message,
-            started_at,
-            finished_at: recorded
-                .as_ref()
-                .and_then(|r| r.finished_at)
-                .unwrap_or_else(Utc::now),
-            container_id: Some(format!("skiff://{id}")),
-        };
-        let Some(pod) = pod else { return };
+        let ran = self
+            .slot(&name)
+            .started
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        self.mark_terminated(&name, id, code, recorded.as_ref());
+        let Some(pod) = self.pod.clone() else { return };
         let (init, main) = containers(&pod);
         let (c, is_init) = match main.iter().find(|c| c.name == name) {
             Some(c) => (c, false),

@@ -7,11 +7,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, Preconditions};
 use tokio::sync::watch;
 
-use chrono::Utc;
-
-use super::{containers, pod_key, pod_log_dir, probing, remove_leftovers, spec, State, Worker};
+use super::{containers, pod_key, pod_log_dir, probing, remove_leftovers, spec, Worker};
 use crate::agent::pods::probe::{self, Action, Target};
-use crate::agent::pods::status;
 use crate::agent::pods::volumes;
 use crate::events::{NORMAL, WARNING};
 use crate::runtime::pod::PodRuntime;
@@ -192,57 +189,24 @@ impl<R: PodRuntime> Worker<R> {
                     }
                     left
                 };
-                runtime.stop_container(&id, left).await
+                let r = runtime.stop_container(&id, left).await;
+                (name, id, r)
             }
         };
-        let ids: Vec<(String, String)> = main
-            .iter()
-            .map(|(name, id, _)| (name.clone(), id.clone()))
-            .collect();
-        let mut ended: Vec<(String, String, Option<i32>)> =
-            futures::future::join_all(main.into_iter().map(stop))
-                .await
-                .into_iter()
-                .zip(ids)
-                .filter_map(|(r, (name, id))| Some((name, id, r.ok()?)))
-                .collect();
+        let mut ended = futures::future::join_all(main.into_iter().map(stop)).await;
         for name in &sidecars {
             if let Some(c) = side.iter().find(|(n, _, _)| n == name) {
-                if let Ok(code) = stop(c.clone()).await {
-                    ended.push((c.0.clone(), c.1.clone(), code));
-                }
+                ended.push(stop(c.clone()).await);
             }
         }
-        for (name, id, code) in ended {
+        for (name, id, r) in ended {
+            let Ok(code) = r else { continue };
             // No code from the stop: it had ended by itself just before
             // (its exit not taken in yet); the runtime's record says how.
             let recorded = self.ctx.runtime.container_status(&id).await.ok();
-            let Some(code) = code.or_else(|| recorded.as_ref().and_then(|r| r.exit_code)) else {
-                continue;
-            };
-            let oom = recorded.as_ref().is_some_and(|r| r.oom_killed);
-            let attempt = self.slot(&name).attempt.saturating_sub(1);
-            let message = self
-                .pod
-                .clone()
-                .and_then(|p| self.termination_message(&p, &name, attempt, code));
-            let slot = self.slot(&name);
-            let started_at = match slot.state {
-                State::Running { started_at } => Some(started_at),
-                _ => None,
-            };
-            slot.probing = None;
-            slot.state = State::Terminated {
-                exit_code: code,
-                signal: None,
-                reason: status::terminated_reason(code, oom).to_string(),
-                message,
-                started_at,
-                finished_at: recorded
-                    .and_then(|r| r.finished_at)
-                    .unwrap_or_else(Utc::now),
-                container_id: Some(format!("skiff://{id}")),
-            };
+            if let Some(code) = code.or_else(|| recorded.as_ref().and_then(|r| r.exit_code)) {
+                self.mark_terminated(&name, &id, code, recorded.as_ref());
+            }
         }
     }
 
