@@ -121,7 +121,7 @@ impl NodeInfo {
         self.node = Some(node);
     }
 
-    fn add(&mut self, uid: String, p: Placed) {
+    pub(super) fn add(&mut self, uid: String, p: Placed) {
         self.requested.add(&p.requests);
         self.nonzero.0 = self.nonzero.0.saturating_add(p.nonzero.0);
         self.nonzero.1 = self.nonzero.1.saturating_add(p.nonzero.1);
@@ -132,7 +132,7 @@ impl NodeInfo {
         }
     }
 
-    fn remove(&mut self, uid: &str) -> Option<Placed> {
+    pub(super) fn remove(&mut self, uid: &str) -> Option<Placed> {
         let p = self.pods.remove(uid)?;
         self.take_out(&p);
         Some(p)

@@ -65,29 +65,27 @@ pub fn check(pod: &PodFacts<'_>, node: &NodeInfo) -> Result<(), Failure> {
     if !node_match::selects(pod.spec, n) {
         return Err(Failure::one(AFFINITY, Cure::None));
     }
-    // Preemption here weighs resources and ports only: a skew or an
-    // anti-affinity it could cure upstream is not offered to it, and a
-    // node that fails them is no candidate for it either.
-    let others = || -> Result<(), Failure> {
-        if let Some(st) = pod.spread.as_ref() {
-            super::spread::check(st, node).map_err(|(r, _)| Failure::one(r, Cure::None))?;
+    // A failure evicting pods could cure makes the node a candidate for
+    // preemption, which then runs every filter again without its victims
+    // (upstream's Unschedulable against UnschedulableAndUnresolvable).
+    let cure = |curable: bool| {
+        if curable {
+            Cure::Preemption
+        } else {
+            Cure::None
         }
-        if let Some(st) = pod.interpod.as_ref() {
-            super::interpod::check(st, node).map_err(|(r, _)| Failure::one(r, Cure::None))?;
-        }
-        Ok(())
-    };
-    let incurable = |mut f: Failure| {
-        if others().is_err() {
-            f.cure = Cure::None;
-        }
-        f
     };
     if pod.ports.iter().any(|p| conflicts(p, &node.ports)) {
-        return Err(incurable(Failure::one(PORTS, Cure::Preemption)));
+        return Err(Failure::one(PORTS, Cure::Preemption));
     }
-    fits(pod, node, &node.requested, node.pods.len() as i64).map_err(incurable)?;
-    others()
+    fits(pod, node, &node.requested, node.pods.len() as i64)?;
+    if let Some(st) = pod.spread.as_ref() {
+        super::spread::check(st, node).map_err(|(r, c)| Failure::one(r, cure(c)))?;
+    }
+    if let Some(st) = pod.interpod.as_ref() {
+        super::interpod::check(st, node).map_err(|(r, c)| Failure::one(r, cure(c)))?;
+    }
+    Ok(())
 }
 
 /// The resource fit against what is already `used` by `count` pods (the

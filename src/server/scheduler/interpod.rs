@@ -4,11 +4,12 @@
 //! placed may refuse it beside them. Counted once per decision over the
 //! placed pods, then checked per node.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm};
 
-use super::cache::{Cache, NodeInfo};
+use super::cache::{Cache, NodeInfo, Placed};
 use crate::server::controllers::podutil;
 
 pub const AFFINITY: &str = "node(s) didn't match pod affinity rules";
@@ -22,17 +23,17 @@ const HARD_AFFINITY_WEIGHT: i64 = 1;
 type Domain = (String, String);
 
 /// What one decision needs, counted once.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct State {
     /// Per required affinity term of the pod: placed pods that all its
-    /// terms select, per value of the term's topology key.
-    affinity: Vec<(String, HashMap<String, usize>)>,
+    /// terms select, per value of the term's topology key (no zeros kept).
+    affinity: Vec<(String, HashMap<String, i64>)>,
     /// Whether the pod selects itself with every required affinity term
     /// (the first of a group may then go anywhere the keys exist).
     self_affine: bool,
-    anti: Vec<(String, HashMap<String, usize>)>,
+    anti: Vec<(String, HashMap<String, i64>)>,
     /// Domains where a placed pod's required anti-affinity refuses it.
-    refused: HashMap<Domain, usize>,
+    refused: HashMap<Domain, i64>,
     /// Preference per domain, from both sides' weighted terms.
     preference: HashMap<Domain, i64>,
 }
@@ -68,20 +69,94 @@ fn domain_of(node: &NodeInfo, key: &str) -> Option<String> {
         .cloned()
 }
 
+/// A pod's required affinity and anti-affinity terms.
+fn required(pod: &Pod) -> (&[PodAffinityTerm], &[PodAffinityTerm]) {
+    let aff = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
+    let pa = aff.and_then(|a| a.pod_affinity.as_ref());
+    let paa = aff.and_then(|a| a.pod_anti_affinity.as_ref());
+    (
+        terms(pa.and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })),
+        terms(paa.and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })),
+    )
+}
+
+/// Add `sign` to an entry, dropping it at zero (the filter reads "any
+/// entry" as "some pod matches").
+fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, i64>, key: K, sign: i64) {
+    match map.entry(key) {
+        Entry::Occupied(mut e) => {
+            *e.get_mut() += sign;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+        Entry::Vacant(e) => {
+            if sign != 0 {
+                e.insert(sign);
+            }
+        }
+    }
+}
+
+impl State {
+    /// Count what the required terms say about `placed`, on a node with
+    /// `labels`, as there (`sign` 1) or gone (-1): the pod's own terms
+    /// against it and its anti-affinity terms against the pod. A
+    /// preemption's what-if uses it as upstream's RemovePod/AddPod.
+    pub fn tally(
+        &mut self,
+        pod: &Pod,
+        placed: &Placed,
+        labels: &BTreeMap<String, String>,
+        cache: &Cache,
+        sign: i64,
+    ) {
+        let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+        let (req_aff, req_anti) = required(pod);
+        let other = placed.pod.as_ref();
+        // Affinity counts pods that match every required term, as
+        // upstream; anti-affinity, each term on its own.
+        if !req_aff.is_empty() && req_aff.iter().all(|t| selects(t, ns, other, cache)) {
+            for (t, (_, counts)) in req_aff.iter().zip(self.affinity.iter_mut()) {
+                if let Some(v) = labels.get(&t.topology_key) {
+                    bump(counts, v.clone(), sign);
+                }
+            }
+        }
+        for (t, (_, counts)) in req_anti.iter().zip(self.anti.iter_mut()) {
+            if let Some(v) = labels.get(&t.topology_key) {
+                if selects(t, ns, other, cache) {
+                    bump(counts, v.clone(), sign);
+                }
+            }
+        }
+        if !placed.has_affinity {
+            return;
+        }
+        let other_ns = other.metadata.namespace.as_deref().unwrap_or_default();
+        for t in required(other).1 {
+            if selects(t, other_ns, pod, cache) {
+                if let Some(v) = labels.get(&t.topology_key) {
+                    bump(&mut self.refused, (t.topology_key.clone(), v.clone()), sign);
+                }
+            }
+        }
+    }
+}
+
 /// Count what `pod`'s terms and the placed pods' terms say, or None when
 /// neither side has any (the common case: nothing to check).
 pub fn prepare(pod: &Pod, cache: &Cache) -> Option<State> {
     let aff = pod.spec.as_ref().and_then(|s| s.affinity.as_ref());
     let pa = aff.and_then(|a| a.pod_affinity.as_ref());
     let paa = aff.and_then(|a| a.pod_anti_affinity.as_ref());
-    let req_aff = terms(pa.and_then(|a| {
-        a.required_during_scheduling_ignored_during_execution
-            .as_ref()
-    }));
-    let req_anti = terms(paa.and_then(|a| {
-        a.required_during_scheduling_ignored_during_execution
-            .as_ref()
-    }));
+    let (req_aff, req_anti) = required(pod);
     let pref_aff = pa
         .and_then(|a| {
             a.preferred_during_scheduling_ignored_during_execution
@@ -130,17 +205,7 @@ pub fn prepare(pod: &Pod, cache: &Cache) -> Option<State> {
                 continue;
             }
             let other_ns = other.metadata.namespace.as_deref().unwrap_or_default();
-            // The new pod's terms, against this placed pod.
-            // Affinity counts pods that match every required term, as
-            // upstream; anti-affinity, each term on its own.
-            if !req_aff.is_empty() && req_aff.iter().all(|t| selects(t, ns, other, cache)) {
-                for (t, (_, counts)) in req_aff.iter().zip(st.affinity.iter_mut()) {
-                    if let Some(v) = labels.get(&t.topology_key) {
-                        *counts.entry(v.clone()).or_default() += 1;
-                    }
-                }
-            }
-            count(req_anti, ns, other, cache, &labels, &mut st.anti);
+            st.tally(pod, placed, &labels, cache, 1);
             for w in pref_aff {
                 prefer(
                     &w.pod_affinity_term,
@@ -170,18 +235,6 @@ pub fn prepare(pod: &Pod, cache: &Cache) -> Option<State> {
             let oa = other.spec.as_ref().and_then(|s| s.affinity.as_ref());
             let opa = oa.and_then(|a| a.pod_affinity.as_ref());
             let opaa = oa.and_then(|a| a.pod_anti_affinity.as_ref());
-            for t in terms(opaa.and_then(|a| {
-                a.required_during_scheduling_ignored_during_execution
-                    .as_ref()
-            })) {
-                if selects(t, other_ns, pod, cache) {
-                    if let Some(v) = labels.get(&t.topology_key) {
-                        *st.refused
-                            .entry((t.topology_key.clone(), v.clone()))
-                            .or_default() += 1;
-                    }
-                }
-            }
             for t in terms(opa.and_then(|a| {
                 a.required_during_scheduling_ignored_during_execution
                     .as_ref()
@@ -235,23 +288,6 @@ pub fn prepare(pod: &Pod, cache: &Cache) -> Option<State> {
         }
     }
     Some(st)
-}
-
-fn count(
-    terms: &[PodAffinityTerm],
-    ns: &str,
-    other: &Pod,
-    cache: &Cache,
-    labels: &BTreeMap<String, String>,
-    into: &mut [(String, HashMap<String, usize>)],
-) {
-    for (t, (_, counts)) in terms.iter().zip(into.iter_mut()) {
-        if let Some(v) = labels.get(&t.topology_key) {
-            if selects(t, ns, other, cache) {
-                *counts.entry(v.clone()).or_default() += 1;
-            }
-        }
-    }
 }
 
 /// Add `weight` to the domain of `labels` when `term` (of a pod in

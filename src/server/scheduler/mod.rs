@@ -26,6 +26,7 @@ pub mod spread;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -62,6 +63,8 @@ pub struct Scheduler {
     pods: Arc<Informer<Pod>>,
     nodes: Arc<Informer<Node>>,
     namespaces: Arc<Informer<k8s_openapi::api::core::v1::Namespace>>,
+    /// Read only when choosing preemption victims.
+    pdbs: Arc<Informer<PodDisruptionBudget>>,
     shared: Arc<Shared>,
     events: Recorder,
     policy: Policy,
@@ -182,6 +185,7 @@ impl Scheduler {
             pods,
             nodes,
             namespaces,
+            pdbs: informers.get::<PodDisruptionBudget>(),
             shared,
             policy,
             writes: Arc::new(Semaphore::new(WRITES)),
@@ -193,6 +197,7 @@ impl Scheduler {
         self.pods.synced().await;
         self.nodes.synced().await;
         self.namespaces.synced().await;
+        self.pdbs.synced().await;
     }
 
     /// Schedule until `cancel` fires.
@@ -219,7 +224,7 @@ impl Scheduler {
             let cache = self.shared.cache();
             algorithm::schedule(&pod, &cache, self.policy, search).map_err(|mut fit| {
                 let plan = if fit.nodes > 0 {
-                    match preemption::plan(&pod, &cache, &fit) {
+                    match preemption::plan(&pod, &cache, &fit, &self.pdbs.list_all()) {
                         Ok(plan) => Some(plan),
                         Err(msg) => {
                             fit.preemption = Some(msg);
@@ -467,3 +472,5 @@ fn on_pod(s: &Shared, c: &Change<'_, Pod>) {
 mod tests;
 #[cfg(test)]
 mod tests_affinity;
+#[cfg(test)]
+mod tests_preemption;

@@ -1,21 +1,29 @@
-//! Preemption (upstream's DefaultPreemption, without PodDisruptionBudgets
-//! yet): when a pod fits nowhere, find a node where evicting pods of lower
-//! priority makes room, evicting as few and as unimportant ones as
-//! possible. On each node that only lacks room (not affinity, taints…),
-//! every lower-priority pod is taken out; if the pod then fits, the most
-//! important of them are put back one by one while it still fits. Of the
-//! nodes that work, the one whose most important victim matters least
-//! wins, then the smallest sum of priorities, then the fewest victims.
+//! Preemption (upstream's DefaultPreemption): when a pod fits nowhere,
+//! find a node where evicting pods of lower priority makes room, breaking
+//! as few PodDisruptionBudgets and evicting as few and as unimportant pods
+//! as possible.
+//!
+//! On each node whose failure eviction could cure (room, host ports, a
+//! topology spread skew, pod anti-affinity), every lower-priority pod is
+//! taken out and all the filters run again; if the pod then fits, the
+//! pods are put back one by one, most important first and those a budget
+//! protects before the others, as long as the pod still fits. Of the
+//! nodes that work, the one with the fewest budgets broken wins, then the
+//! one whose most important victim matters least, then the smallest sum
+//! of priorities, the fewest victims, and the latest started.
 
+use std::cmp::Reverse;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 
 use super::algorithm::{histogram, FitError};
-use super::cache::{self, Cache, HostPort, NodeInfo, Placed};
+use super::cache::{self, Cache, NodeInfo, Placed};
 use super::filters::{self, PodFacts};
-use super::resources;
+use super::{interpod, resources, spread};
+use crate::server::controllers::podutil;
 
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
 const MAX_CANDIDATES: usize = 100;
@@ -34,20 +42,18 @@ pub fn priority(pod: &Pod) -> i32 {
 
 /// A plan for `pod`, which `err` says fits nowhere; or the message that
 /// follows "preemption:" when there is none.
-pub fn plan(pod: &Pod, cache: &Cache, err: &FitError) -> Result<Plan, String> {
+pub fn plan(
+    pod: &Pod,
+    cache: &Cache,
+    err: &FitError,
+    pdbs: &[Arc<PodDisruptionBudget>],
+) -> Result<Plan, String> {
     let Some(spec) = pod.spec.as_ref() else {
         return Err("preemption: the pod has no spec.".into());
     };
     if spec.preemption_policy.as_deref() == Some("Never") {
         return Err("preemption: not eligible due to preemptionPolicy=Never.".into());
     }
-    let facts = PodFacts {
-        spec,
-        requests: resources::pod_requests(spec),
-        ports: cache::host_ports(spec),
-        spread: None,
-        interpod: None,
-    };
     let mine = priority(pod);
     // Victims chosen before are still going: wait for them rather than
     // choose more (upstream's PodEligibleToPreemptOthers).
@@ -66,6 +72,18 @@ pub fn plan(pod: &Pod, cache: &Cache, err: &FitError) -> Result<Plan, String> {
             );
         }
     }
+    let what_if = WhatIf {
+        pod,
+        cache,
+        facts: PodFacts {
+            spec,
+            requests: resources::pod_requests(spec),
+            ports: cache::host_ports(spec),
+            spread: spread::prepare(pod, cache),
+            interpod: interpod::prepare(pod, cache),
+        },
+        pdbs,
+    };
     let mut best: Option<(Key, Plan)> = None;
     let mut no_victims = 0;
     // As upstream, a bounded number of candidate nodes is looked at.
@@ -73,15 +91,15 @@ pub fn plan(pod: &Pod, cache: &Cache, err: &FitError) -> Result<Plan, String> {
         let Some(node) = cache.node(name) else {
             continue;
         };
-        match victims_on(&facts, node, mine) {
-            Some(victims) if !victims.is_empty() => {
-                let key = Key::of(&victims);
+        match what_if.victims_on(node, mine) {
+            Some(v) if !v.pods.is_empty() => {
+                let key = Key::of(&v);
                 if best.as_ref().is_none_or(|(k, _)| key < *k) {
                     best = Some((
                         key,
                         Plan {
                             node: name.clone(),
-                            victims,
+                            victims: v.pods,
                         },
                     ));
                 }
@@ -107,61 +125,208 @@ pub fn plan(pod: &Pod, cache: &Cache, err: &FitError) -> Result<Plan, String> {
     ))
 }
 
+/// The pods to evict from one node, and how many budgets that breaks.
+struct Victims {
+    pods: Vec<Arc<Pod>>,
+    violations: usize,
+}
+
 /// How a set of victims ranks: lower is better.
 #[derive(PartialEq, Eq, PartialOrd, Ord)]
 struct Key {
+    violations: usize,
     highest: i32,
+    /// Upstream sums each priority shifted by 2^31, so that one more
+    /// victim always weighs more than any difference in priority.
     sum: i64,
     count: usize,
+    /// The earliest start among the most important victims: the node
+    /// whose victims have run the shortest is preferred.
+    started: Reverse<i64>,
 }
 
 impl Key {
-    fn of(victims: &[Arc<Pod>]) -> Self {
+    fn of(v: &Victims) -> Self {
+        let highest = v.pods.iter().map(|p| priority(p)).max().unwrap_or(i32::MIN);
         Key {
-            highest: victims
+            violations: v.violations,
+            highest,
+            sum: v
+                .pods
                 .iter()
-                .map(|p| priority(p))
-                .max()
-                .unwrap_or(i32::MIN),
-            sum: victims.iter().map(|p| i64::from(priority(p))).sum(),
-            count: victims.len(),
+                .map(|p| i64::from(priority(p)) + (1 << 31))
+                .sum(),
+            count: v.pods.len(),
+            started: Reverse(
+                v.pods
+                    .iter()
+                    .filter(|p| priority(p) == highest)
+                    .map(|p| started(p))
+                    .min()
+                    .unwrap_or(i64::MAX),
+            ),
         }
     }
 }
 
-/// The fewest, least important pods of lower priority than `mine` whose
-/// leaving lets the pod fit on `node`; None when even all of them would
-/// not do.
-fn victims_on(facts: &PodFacts<'_>, node: &NodeInfo, mine: i32) -> Option<Vec<Arc<Pod>>> {
-    let (mut lower, stay): (Vec<&Placed>, Vec<&Placed>) = node.pods.values().partition(|p| {
-        priority(&p.pod) < mine && !p.assumed && p.pod.metadata.deletion_timestamp.is_none()
-    });
-    if lower.is_empty() {
-        return None;
-    }
-    let fits = |kept: &[&Placed]| {
-        let mut used = resources::Res::default();
-        let mut ports: Vec<HostPort> = Vec::new();
-        for p in kept {
-            used.add(&p.requests);
-            ports.extend(p.ports.iter().cloned());
+/// When a pod started (not yet: now, the latest possible, as upstream).
+fn started(pod: &Pod) -> i64 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.start_time.as_ref())
+        .map_or(i64::MAX, |t| t.0.as_second())
+}
+
+/// The pod to place, counted once, and what a node would look like with
+/// some of its pods gone.
+struct WhatIf<'a> {
+    pod: &'a Pod,
+    cache: &'a Cache,
+    facts: PodFacts<'a>,
+    pdbs: &'a [Arc<PodDisruptionBudget>],
+}
+
+/// One node with some pods taken out, and the pod's counts to match.
+struct Scene<'a> {
+    node: NodeInfo,
+    facts: PodFacts<'a>,
+}
+
+impl WhatIf<'_> {
+    fn scene(&self, node: &NodeInfo) -> Scene<'_> {
+        let f = &self.facts;
+        Scene {
+            node: node.clone(),
+            facts: PodFacts {
+                spec: f.spec,
+                requests: f.requests.clone(),
+                ports: f.ports.clone(),
+                spread: f.spread.clone(),
+                interpod: f.interpod.clone(),
+            },
         }
-        let clash = facts.ports.iter().any(|w| filters::conflicts(w, &ports));
-        !clash && filters::fits(facts, node, &used, kept.len() as i64).is_ok()
-    };
-    let mut kept: Vec<&Placed> = stay;
-    if !fits(&kept) {
-        return None;
     }
-    // Put back the most important first.
-    lower.sort_by_key(|p| std::cmp::Reverse(priority(&p.pod)));
-    let mut victims = Vec::new();
-    for p in lower {
-        kept.push(p);
-        if !fits(&kept) {
-            kept.pop();
-            victims.push(p.pod.clone());
+
+    /// Take `p` out of the scene (`sign` -1) or put it back (1).
+    fn tally(&self, scene: &mut Scene<'_>, p: &Placed, sign: i64) {
+        let uid = p.pod.metadata.uid.clone().unwrap_or_default();
+        if sign < 0 {
+            scene.node.remove(&uid);
+        } else {
+            scene.node.add(uid, p.clone());
+        }
+        if let Some(st) = scene.facts.spread.as_mut() {
+            st.tally(self.facts.spec, &p.pod, &scene.node, sign);
+        }
+        if let Some(st) = scene.facts.interpod.as_mut() {
+            let labels = scene
+                .node
+                .node
+                .as_ref()
+                .and_then(|n| n.metadata.labels.clone())
+                .unwrap_or_default();
+            st.tally(self.pod, p, &labels, self.cache, sign);
         }
     }
-    Some(victims)
+
+    fn fits(scene: &Scene<'_>) -> bool {
+        filters::check(&scene.facts, &scene.node).is_ok()
+    }
+
+    /// The fewest, least important pods of lower priority than `mine`
+    /// whose leaving lets the pod fit on `node`; None when even all of
+    /// them would not do.
+    fn victims_on(&self, node: &NodeInfo, mine: i32) -> Option<Victims> {
+        let mut lower: Vec<&Placed> = node
+            .pods
+            .values()
+            .filter(|p| {
+                priority(&p.pod) < mine && !p.assumed && p.pod.metadata.deletion_timestamp.is_none()
+            })
+            .collect();
+        if lower.is_empty() {
+            return None;
+        }
+        let mut scene = self.scene(node);
+        for p in &lower {
+            self.tally(&mut scene, p, -1);
+        }
+        if !Self::fits(&scene) {
+            return None;
+        }
+        // Most important first: higher priority, then started earlier.
+        lower.sort_by_key(|p| (Reverse(priority(&p.pod)), started(&p.pod)));
+        let (protected, free) = self.split_by_budgets(lower);
+        let mut victims = Victims {
+            pods: Vec::new(),
+            violations: 0,
+        };
+        // Those a budget protects get the first chance to stay.
+        for (p, breaks) in protected
+            .into_iter()
+            .map(|p| (p, true))
+            .chain(free.into_iter().map(|p| (p, false)))
+        {
+            self.tally(&mut scene, p, 1);
+            if !Self::fits(&scene) {
+                self.tally(&mut scene, p, -1);
+                victims.pods.push(p.pod.clone());
+                victims.violations += usize::from(breaks);
+            }
+        }
+        Some(victims)
+    }
+
+    /// Split pods (most important first) into those whose eviction would
+    /// break a budget, counting down each budget's allowed disruptions as
+    /// it goes, and the rest (upstream's filterPodsWithPDBViolation).
+    fn split_by_budgets<'p>(&self, pods: Vec<&'p Placed>) -> (Vec<&'p Placed>, Vec<&'p Placed>) {
+        let mut allowed: Vec<i64> = self
+            .pdbs
+            .iter()
+            .map(|b| {
+                b.status
+                    .as_ref()
+                    .map_or(0, |s| i64::from(s.disruptions_allowed))
+            })
+            .collect();
+        let (mut protected, mut free) = (Vec::new(), Vec::new());
+        for p in pods {
+            let pod = p.pod.as_ref();
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            let mut breaks = false;
+            for (b, left) in self.pdbs.iter().zip(allowed.iter_mut()) {
+                let sel = b.spec.as_ref().and_then(|s| s.selector.as_ref());
+                // An empty selector selects nothing here, as upstream's
+                // preemption reads it.
+                let empty = sel.is_none_or(|s| {
+                    s.match_labels.as_ref().is_none_or(|m| m.is_empty())
+                        && s.match_expressions.as_ref().is_none_or(|e| e.is_empty())
+                });
+                if b.metadata.namespace != pod.metadata.namespace
+                    || empty
+                    || !podutil::selects(sel, pod.metadata.labels.as_ref())
+                {
+                    continue;
+                }
+                // Already counted by the eviction that is taking it.
+                let disrupted = b
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.disrupted_pods.as_ref())
+                    .is_some_and(|d| d.contains_key(name));
+                if disrupted {
+                    continue;
+                }
+                *left -= 1;
+                breaks |= *left < 0;
+            }
+            if breaks {
+                protected.push(p);
+            } else {
+                free.push(p);
+            }
+        }
+        (protected, free)
+    }
 }

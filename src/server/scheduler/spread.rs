@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, TopologySpreadConstraint};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 
 use super::cache::{Cache, NodeInfo};
@@ -16,9 +16,16 @@ pub const NOT_MATCH: &str = "node(s) didn't match pod topology spread constraint
 pub const MISSING_LABEL: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 
+#[derive(Clone)]
 struct Constraint {
     key: String,
     max_skew: i64,
+    hard: bool,
+    /// The label selector with `matchLabelKeys` folded in.
+    sel: Option<LabelSelector>,
+    honor_affinity: bool,
+    honor_taints: bool,
+    min_domains: Option<i32>,
     /// The matching pods per domain of the eligible nodes (0 included).
     counts: HashMap<String, i64>,
     /// Whether the pod counts itself in the domain it lands in.
@@ -26,8 +33,61 @@ struct Constraint {
     min: i64,
 }
 
+impl Constraint {
+    /// The domain `node` counts in for this constraint, or None when the
+    /// constraint does not count it: only nodes the pod could go to by its
+    /// node affinity (nodeAffinityPolicy Honor) and, unless told to,
+    /// regardless of taints (nodeTaintsPolicy Ignore); for the filter,
+    /// only nodes with every required key.
+    fn domain<'n>(
+        &self,
+        spec: &PodSpec,
+        hard_keys: &[String],
+        node: &'n NodeInfo,
+    ) -> Option<&'n str> {
+        let n = node.node.as_ref()?;
+        let labels = labels_of(node)?;
+        if self.honor_affinity && !node_match::selects(spec, n) {
+            return None;
+        }
+        if self.honor_taints
+            && node_match::untolerated(spec, &node.taints, |t| {
+                matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
+            })
+            .is_some()
+        {
+            return None;
+        }
+        if self.hard && !hard_keys.iter().all(|k| labels.contains_key(k)) {
+            return None;
+        }
+        labels.get(&self.key).map(String::as_str)
+    }
+
+    /// Whether a placed pod counts for this constraint.
+    fn matches(&self, ns: &str, p: &Pod) -> bool {
+        p.metadata.namespace.as_deref() == Some(ns)
+            && p.metadata.deletion_timestamp.is_none()
+            && podutil::selects(self.sel.as_ref(), p.metadata.labels.as_ref())
+    }
+
+    fn set_min(&mut self) {
+        self.min = self.counts.values().copied().min().unwrap_or(0);
+        // Fewer domains than asked for: the missing ones count as empty.
+        if self
+            .min_domains
+            .is_some_and(|m| (self.counts.len() as i64) < i64::from(m))
+        {
+            self.min = 0;
+        }
+    }
+}
+
 /// What one decision needs, counted once.
+#[derive(Clone)]
 pub struct State {
+    ns: String,
+    hard_keys: Vec<String>,
     hard: Vec<Constraint>,
     soft: Vec<Constraint>,
 }
@@ -61,82 +121,66 @@ pub fn prepare(pod: &Pod, cache: &Cache) -> Option<State> {
     if constraints.is_empty() {
         return None;
     }
-    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let hard_keys: Vec<&str> = constraints
-        .iter()
-        .filter(|c| c.when_unsatisfiable == "DoNotSchedule")
-        .map(|c| c.topology_key.as_str())
-        .collect();
     let mut st = State {
+        ns: pod.metadata.namespace.clone().unwrap_or_default(),
+        hard_keys: constraints
+            .iter()
+            .filter(|c| c.when_unsatisfiable == "DoNotSchedule")
+            .map(|c| c.topology_key.clone())
+            .collect(),
         hard: Vec::new(),
         soft: Vec::new(),
     };
     for c in constraints {
         let sel = selector(c, pod);
-        let hard = c.when_unsatisfiable == "DoNotSchedule";
-        let mut counts: HashMap<String, i64> = HashMap::new();
+        let mut constraint = Constraint {
+            key: c.topology_key.clone(),
+            max_skew: i64::from(c.max_skew.max(1)),
+            hard: c.when_unsatisfiable == "DoNotSchedule",
+            self_match: i64::from(podutil::selects(sel.as_ref(), pod.metadata.labels.as_ref())),
+            sel,
+            honor_affinity: c.node_affinity_policy.as_deref() != Some("Ignore"),
+            honor_taints: c.node_taints_policy.as_deref() == Some("Honor"),
+            min_domains: c.min_domains,
+            counts: HashMap::new(),
+            min: 0,
+        };
         for node in cache.nodes() {
-            let Some(n) = node.node.as_ref() else {
-                continue;
-            };
-            let Some(labels) = labels_of(node) else {
-                continue;
-            };
-            // Only nodes the pod could go to by its node affinity
-            // (nodeAffinityPolicy Honor) and, unless told to, regardless
-            // of taints (nodeTaintsPolicy Ignore).
-            let honor_affinity = c.node_affinity_policy.as_deref() != Some("Ignore");
-            if honor_affinity && !node_match::selects(spec, n) {
-                continue;
-            }
-            if c.node_taints_policy.as_deref() == Some("Honor")
-                && node_match::untolerated(spec, &node.taints, |t| {
-                    matches!(t.effect.as_str(), "NoSchedule" | "NoExecute")
-                })
-                .is_some()
-            {
-                continue;
-            }
-            // For the filter, only nodes with every required key count.
-            if hard && !hard_keys.iter().all(|k| labels.contains_key(*k)) {
-                continue;
-            }
-            let Some(v) = labels.get(&c.topology_key) else {
+            let Some(v) = constraint.domain(spec, &st.hard_keys, node) else {
                 continue;
             };
             let matching = node
                 .pods
                 .values()
-                .filter(|p| {
-                    let p = p.pod.as_ref();
-                    p.metadata.namespace.as_deref() == Some(ns)
-                        && p.metadata.deletion_timestamp.is_none()
-                        && podutil::selects(sel.as_ref(), p.metadata.labels.as_ref())
-                })
+                .filter(|p| constraint.matches(&st.ns, &p.pod))
                 .count() as i64;
-            *counts.entry(v.clone()).or_default() += matching;
+            *constraint.counts.entry(v.to_string()).or_default() += matching;
         }
-        let mut min = counts.values().copied().min().unwrap_or(0);
-        // Fewer domains than asked for: the missing ones count as empty.
-        if c.min_domains
-            .is_some_and(|m| (counts.len() as i64) < i64::from(m))
-        {
-            min = 0;
-        }
-        let constraint = Constraint {
-            key: c.topology_key.clone(),
-            max_skew: i64::from(c.max_skew.max(1)),
-            self_match: i64::from(podutil::selects(sel.as_ref(), pod.metadata.labels.as_ref())),
-            counts,
-            min,
-        };
-        if hard {
+        constraint.set_min();
+        if constraint.hard {
             st.hard.push(constraint);
         } else {
             st.soft.push(constraint);
         }
     }
     Some(st)
+}
+
+impl State {
+    /// Count `placed` as gone from `node` (`sign` -1) or back (+1), for a
+    /// preemption's what-if (upstream's RemovePod/AddPod extensions).
+    pub fn tally(&mut self, spec: &PodSpec, placed: &Pod, node: &NodeInfo, sign: i64) {
+        let (ns, keys) = (&self.ns, &self.hard_keys);
+        for c in self.hard.iter_mut().chain(self.soft.iter_mut()) {
+            if !c.matches(ns, placed) {
+                continue;
+            }
+            if let Some(v) = c.domain(spec, keys, node) {
+                *c.counts.entry(v.to_string()).or_default() += sign;
+                c.set_min();
+            }
+        }
+    }
 }
 
 /// The filter: Err with upstream's reason (evicting pods could cure a
@@ -216,10 +260,17 @@ mod tests {
         // Three zones holding 0, 1 and 2 matching pods, maxSkew 1: raw
         // scores round(n * ln 5) = 0, 2, 3; normalised 100 * (3 - s) / 3.
         let st = State {
+            ns: "d".into(),
+            hard_keys: Vec::new(),
             hard: Vec::new(),
             soft: vec![Constraint {
                 key: "zone".into(),
                 max_skew: 1,
+                hard: false,
+                sel: None,
+                honor_affinity: true,
+                honor_taints: false,
+                min_domains: None,
                 counts: HashMap::from([("a".into(), 0), ("b".into(), 1), ("c".into(), 2)]),
                 self_match: 1,
                 min: 0,
@@ -230,6 +281,8 @@ mod tests {
         // maxSkew adds to every node alike, outside the weight: 2 more
         // each (raw 2, 4, 5) gives 100 * (7 - s) / 5.
         let st = State {
+            ns: "d".into(),
+            hard_keys: Vec::new(),
             hard: Vec::new(),
             soft: vec![Constraint {
                 max_skew: 3,

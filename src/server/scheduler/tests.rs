@@ -101,7 +101,7 @@ pub(super) async fn add_node(h: &Harness, name: &str, extra: Value) {
         .unwrap();
 }
 
-fn merge(into: &mut Value, from: &Value) {
+pub(super) fn merge(into: &mut Value, from: &Value) {
     match (into, from) {
         (Value::Object(a), Value::Object(b)) => {
             for (k, v) in b {
@@ -367,67 +367,4 @@ async fn selectors_affinity_tolerations_and_host_ports_are_honoured() {
         .find(|p| p.metadata.name.as_deref() == Some("hp3"))
         .unwrap();
     assert_eq!(node(hp3).as_deref(), Some("b"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_higher_priority_pod_preempts_the_least_important_victims() {
-    let h = start(Policy::Spread).await;
-    add_node(&h, "only", json!({})).await;
-    let classes: Api<k8s_openapi::api::scheduling::v1::PriorityClass> = Api::all(h.admin.clone());
-    for (name, value) in [("low", 1), ("mid", 50), ("high", 100)] {
-        classes
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": name}, "value": value}))
-                    .unwrap(),
-            )
-            .await
-            .unwrap();
-    }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    add_pod(&h, "low", json!({"spec": {"priorityClassName": "low", "containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "800m"}}}]}})).await;
-    add_pod(&h, "mid", json!({"spec": {"priorityClassName": "mid", "containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "800m"}}}]}})).await;
-    until(&h, "two bound", all_bound(2)).await;
-    // Needs 1 cpu: evicting "low" alone makes room.
-    add_pod(&h, "high", json!({"spec": {"priorityClassName": "high", "containers": [{"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "1"}}}]}})).await;
-    let pods = until(&h, "low evicted and high nominated", |p| {
-        let low_gone = p.iter().all(|p| {
-            p.metadata.name.as_deref() != Some("low") || p.metadata.deletion_timestamp.is_some()
-        });
-        low_gone
-    })
-    .await;
-    let high = pods
-        .iter()
-        .find(|p| p.metadata.name.as_deref() == Some("high"))
-        .unwrap();
-    let mid = pods
-        .iter()
-        .find(|p| p.metadata.name.as_deref() == Some("mid"))
-        .unwrap();
-    assert!(
-        mid.metadata.deletion_timestamp.is_none(),
-        "mid was evicted too"
-    );
-    let _ = high;
-    // With no agent, the victim is removed at once when its grace is 0;
-    // here it waits for its kubelet: finish it as one would.
-    let api: Api<Pod> = Api::namespaced(h.admin.clone(), "d");
-    let _ = api
-        .delete(
-            "low",
-            &DeleteParams {
-                grace_period_seconds: Some(0),
-                ..Default::default()
-            },
-        )
-        .await;
-    let pods = until(&h, "high bound", |p| {
-        p.iter()
-            .any(|p| p.metadata.name.as_deref() == Some("high") && node(p).is_some())
-    })
-    .await;
-    assert!(pods
-        .iter()
-        .all(|p| p.metadata.name.as_deref() != Some("low")));
 }
