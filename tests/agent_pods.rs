@@ -601,3 +601,52 @@ fn a_deleted_pod_ends_in_a_terminal_phase() {
     }
     assert_eq!(skiff(&s, &["ps", "-aq"]), "", "containers are left");
 }
+
+/// A pod deleted while no agent ran is stopped as any deleted pod is when
+/// the agent comes back: its running containers are taken over first, so
+/// they get their stop signal and grace period, and the status says how
+/// they ended (here exit 0 on SIGTERM: Succeeded), not that they were
+/// lost.
+#[test]
+fn a_pod_deleted_while_the_agent_was_away_ends_as_its_containers_did() {
+    let mut s = server_with_busybox(NODE);
+    let held = pod_yaml(
+        "away",
+        "Always",
+        "trap 'exit 0' TERM; while true; do sleep 1; done",
+    )
+    .replace(
+        "  name: away\n",
+        "  name: away\n  finalizers: [\"example.com/hold\"]\n",
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &held);
+    let before = wait_pod(&s, "away", "ran", |v| v["status"]["phase"] == "Running");
+    // The server comes back without its agent; the pod is deleted then.
+    s.restart_with_args(&["--node-name", NODE, "--disable-agent"]);
+    s.kubectl_ok(&["delete", "pod", "away", "--wait=false"]);
+    s.restart_with_args(&["--node-name", NODE]);
+    let v = wait_pod(&s, "away", "ended", |v| {
+        matches!(v["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    });
+    let t = &main_state(&v)["state"]["terminated"];
+    assert_eq!(
+        (&v["status"]["phase"], &t["exitCode"], &t["reason"]),
+        (&"Succeeded".into(), &0.into(), &"Completed".into()),
+        "{:#}",
+        v["status"]
+    );
+    assert_eq!(
+        main_state(&v)["containerID"],
+        main_state(&before)["containerID"]
+    );
+    s.kubectl_ok(&[
+        "patch",
+        "pod",
+        "away",
+        "--type=json",
+        "-p",
+        r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+    ]);
+    s.kubectl_ok(&["wait", "--for=delete", "pod/away", "--timeout=60s"]);
+    assert_eq!(skiff(&s, &["ps", "-aq"]), "", "containers are left");
+}

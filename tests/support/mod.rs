@@ -280,6 +280,13 @@ impl Server {
         }
     }
 
+    /// Restart with other extra arguments (in place of those it started
+    /// with).
+    pub fn restart_with_args(&mut self, extra: &[&str]) {
+        self.extra_args = extra.iter().map(|s| s.to_string()).collect();
+        self.restart();
+    }
+
     /// Start the server again on the same data directory and wait until it
     /// is ready. Kills it first if it is still running.
     pub fn restart(&mut self) {

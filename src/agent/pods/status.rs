@@ -243,12 +243,14 @@ pub fn pod_status(pod: &Pod, seen: &PodObserved, now: DateTime<Utc>) -> PodStatu
 }
 
 /// kubelet's status manager `TerminatePod`, for a pod being deleted once
-/// its containers are stopped: no container is left waiting or running in
-/// its status (one that ended before keeps how it ended; else exit 137,
-/// `ContainerStatusUnknown`; init containers that never started after the
-/// last that did stay as they are), and the phase is terminal (Failed
-/// unless it already is Succeeded or Failed).
-pub fn terminated(mut new: PodStatus, old: Option<&PodStatus>) -> PodStatus {
+/// its containers are stopped: no container that ran is left waiting or
+/// running in its status (one that ended before keeps how it ended; else
+/// exit 137, `ContainerStatusUnknown`), and the phase is terminal (Failed
+/// unless it already is Succeeded or Failed). Containers that never
+/// started stay as they are: the regular ones while the pod never got
+/// past its init containers, and the init containers after the last that
+/// started (the first always ends). `init` is the pod's init containers.
+pub fn terminated(mut new: PodStatus, old: Option<&PodStatus>, init: &[Container]) -> PodStatus {
     let ended = |s: &ContainerStatus| s.state.as_ref().is_some_and(|st| st.terminated.is_some());
     let ran = |s: &ContainerStatus| {
         ended(s)
@@ -280,20 +282,22 @@ pub fn terminated(mut new: PodStatus, old: Option<&PodStatus>) -> PodStatus {
         s.ready = false;
         s.started = Some(false);
     };
-    let before = old.and_then(|o| o.container_statuses.as_ref());
-    for s in new.container_statuses.iter_mut().flatten() {
-        end(s, before);
+    if initialized(&new, old, init) {
+        let before = old.and_then(|o| o.container_statuses.as_ref());
+        for s in new.container_statuses.iter_mut().flatten() {
+            end(s, before);
+        }
     }
     let before = old.and_then(|o| o.init_container_statuses.as_ref());
-    if let Some(init) = new.init_container_statuses.as_mut() {
-        let started = init.iter().rposition(|s| {
+    if let Some(statuses) = new.init_container_statuses.as_mut() {
+        let started = statuses.iter().rposition(|s| {
             ran(s)
                 || before
                     .into_iter()
                     .flatten()
                     .any(|o| o.name == s.name && ran(o))
         });
-        for s in init.iter_mut().take(started.map_or(0, |i| i + 1)) {
+        for s in statuses.iter_mut().take(started.map_or(1, |i| i + 1)) {
             end(s, before);
         }
     }
@@ -301,6 +305,44 @@ pub fn terminated(mut new: PodStatus, old: Option<&PodStatus>) -> PodStatus {
         new.phase = Some(FAILED.to_string());
     }
     new
+}
+
+/// Whether the pod ever got past its init containers (kubelet's
+/// hasPodInitialized), by what this status and the one before say: it has
+/// none, a regular container has run, or the last init container
+/// completed (a sidecar: started).
+fn initialized(new: &PodStatus, old: Option<&PodStatus>, init: &[Container]) -> bool {
+    let Some(last) = init.last() else {
+        return true;
+    };
+    let both = |f: fn(&PodStatus) -> Option<&Vec<ContainerStatus>>| {
+        f(new)
+            .into_iter()
+            .chain(old.and_then(f))
+            .flatten()
+            .collect::<Vec<_>>()
+    };
+    let ran = both(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .any(|s| {
+            s.last_state
+                .as_ref()
+                .is_some_and(|l| l.terminated.is_some())
+                || s.state.as_ref().is_some_and(|st| st.waiting.is_none())
+        });
+    ran || both(|s| s.init_container_statuses.as_ref())
+        .into_iter()
+        .filter(|s| s.name == last.name)
+        .any(|s| {
+            if restartable(last) {
+                s.started == Some(true)
+            } else {
+                s.state
+                    .as_ref()
+                    .and_then(|st| st.terminated.as_ref())
+                    .is_some_and(|t| t.exit_code == 0)
+            }
+        })
 }
 
 #[derive(Clone, Copy, PartialEq)]

@@ -372,7 +372,11 @@ fn a_deleted_pod_ends_with_every_container_ended() {
         "containerStatuses": [st("done", json!({"terminated": {"exitCode": 0, "reason": "Completed"}}), json!({}))],
     }))
     .unwrap();
-    let out = serde_json::to_value(terminated(new.clone(), Some(&old))).unwrap();
+    let init: Vec<Container> = ["init-a", "init-b", "init-c"]
+        .iter()
+        .map(|n| serde_json::from_value(json!({"name": n, "image": "i"})).unwrap())
+        .collect();
+    let out = serde_json::to_value(terminated(new.clone(), Some(&old), &init)).unwrap();
     assert_eq!(out["phase"], "Failed");
     let c = &out["containerStatuses"];
     assert_eq!(c[0]["state"]["terminated"]["reason"], "Completed", "{c}");
@@ -395,7 +399,63 @@ fn a_deleted_pod_ends_with_every_container_ended() {
     let mut succeeded = new;
     succeeded.phase = Some("Succeeded".into());
     assert_eq!(
-        terminated(succeeded, None).phase.as_deref(),
+        terminated(succeeded, None, &init).phase.as_deref(),
         Some("Succeeded")
+    );
+}
+
+#[test]
+fn a_pod_deleted_before_it_initialized_keeps_its_containers_waiting() {
+    let st = |name: &str, state: Value| -> Value {
+        json!({"name": name, "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+               "state": state, "lastState": {}})
+    };
+    let waiting = json!({"waiting": {"reason": "PodInitializing"}});
+    let new: PodStatus = serde_json::from_value(json!({
+        "phase": "Pending",
+        "initContainerStatuses": [st("first", waiting.clone()), st("second", waiting.clone())],
+        "containerStatuses": [st("app", waiting.clone())],
+    }))
+    .unwrap();
+    let spec = |n: &str, always: bool| -> Container {
+        let mut c = json!({"name": n, "image": "i"});
+        if always {
+            c["restartPolicy"] = json!("Always");
+        }
+        serde_json::from_value(c).unwrap()
+    };
+    let init = [spec("first", false), spec("second", false)];
+    let out = serde_json::to_value(terminated(new.clone(), None, &init)).unwrap();
+    assert_eq!(out["phase"], "Failed");
+    // Nothing started: only the first init container is ended, as kubelet.
+    let i = &out["initContainerStatuses"];
+    assert_eq!(i[0]["state"]["terminated"]["exitCode"], 137, "{i}");
+    assert_eq!(i[1]["state"]["waiting"]["reason"], "PodInitializing", "{i}");
+    let c = &out["containerStatuses"];
+    assert_eq!(c[0]["state"]["waiting"]["reason"], "PodInitializing", "{c}");
+    // The last init container completed: the pod had initialized, and its
+    // containers that never reported are ended.
+    let mut done = new.clone();
+    done.init_container_statuses.as_mut().unwrap()[1] =
+        serde_json::from_value(st("second", json!({"terminated": {"exitCode": 0}}))).unwrap();
+    let out = serde_json::to_value(terminated(done, None, &init)).unwrap();
+    assert_eq!(
+        out["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        137
+    );
+    // A last init container that is a sidecar counts once started.
+    let init = [spec("first", false), spec("second", true)];
+    let mut started = new;
+    let sidecar = &mut started.init_container_statuses.as_mut().unwrap()[1];
+    sidecar.started = Some(true);
+    sidecar.state = serde_json::from_value(json!({"running": {}})).unwrap();
+    let out = serde_json::to_value(terminated(started, None, &init)).unwrap();
+    assert_eq!(
+        out["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        137
+    );
+    assert_eq!(
+        out["initContainerStatuses"][1]["state"]["terminated"]["exitCode"],
+        137
     );
 }

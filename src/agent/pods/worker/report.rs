@@ -89,7 +89,7 @@ impl<R: PodRuntime> Worker<R> {
             None => {
                 let mut new = status::pod_status(&pod, &seen, Utc::now());
                 if terminated {
-                    new = status::terminated(new, pod.status.as_ref());
+                    new = status::terminated(new, pod.status.as_ref(), init);
                 }
                 serde_json::to_value(&new).unwrap_or_default()
             }

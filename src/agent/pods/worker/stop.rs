@@ -18,6 +18,13 @@ impl<R: PodRuntime> Worker<R> {
     /// period, remove them and its sandbox, then delete the pod object.
     pub(super) async fn terminate(&mut self, pod_updates: &watch::Receiver<Option<Pod>>) {
         let Some(pod) = self.pod.clone() else { return };
+        if !self.adopted {
+            // Deleted while no agent ran: what an earlier agent started is
+            // taken over first, so that it is stopped with its grace period
+            // and ends in the status as it really ended.
+            self.adopted = true;
+            self.adopt(&pod).await;
+        }
         let grace = Duration::from_secs(grace_of(&pod, 30));
         // A later delete may shorten the grace period, or remove the pod
         // at once (`--force`): the containers still running are then
