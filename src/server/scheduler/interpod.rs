@@ -23,7 +23,7 @@ const HARD_AFFINITY_WEIGHT: i64 = 1;
 type Domain = (String, String);
 
 /// What one decision needs, counted once.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct State {
     /// Per required affinity term of the pod: placed pods that all its
     /// terms select, per value of the term's topology key (no zeros kept).
@@ -105,6 +105,18 @@ fn bump<K: std::hash::Hash + Eq>(map: &mut HashMap<K, i64>, key: K, sign: i64) {
 }
 
 impl State {
+    /// A copy for the filter alone (a preemption's what-if): without the
+    /// scoring preferences.
+    pub fn for_filter(&self) -> State {
+        State {
+            affinity: self.affinity.clone(),
+            self_affine: self.self_affine,
+            anti: self.anti.clone(),
+            refused: self.refused.clone(),
+            preference: HashMap::new(),
+        }
+    }
+
     /// Count what the required terms say about `placed`, on a node with
     /// `labels`, as there (`sign` 1) or gone (-1): the pod's own terms
     /// against it and its anti-affinity terms against the pod. A
@@ -316,7 +328,7 @@ fn prefer(
 /// The filter: Err with upstream's reason, and whether evicting pods
 /// could cure it.
 pub fn check(st: &State, node: &NodeInfo) -> Result<(), (&'static str, bool)> {
-    let any_match = st.affinity.iter().any(|(_, c)| !c.is_empty());
+    let any_match = st.affinity.iter().any(|(_, c)| c.values().any(|n| *n > 0));
     for (key, counts) in &st.affinity {
         let Some(v) = domain_of(node, key) else {
             return Err((AFFINITY, false));
@@ -338,7 +350,11 @@ pub fn check(st: &State, node: &NodeInfo) -> Result<(), (&'static str, bool)> {
     if !st.refused.is_empty() {
         let labels = node.node.as_ref().and_then(|n| n.metadata.labels.as_ref());
         for (k, v) in labels.into_iter().flatten() {
-            if st.refused.contains_key(&(k.clone(), v.clone())) {
+            if st
+                .refused
+                .get(&(k.clone(), v.clone()))
+                .is_some_and(|n| *n > 0)
+            {
                 return Err((EXISTING_ANTI_AFFINITY, true));
             }
         }

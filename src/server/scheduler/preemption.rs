@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use rand::Rng;
 
 use super::algorithm::{histogram, FitError};
 use super::cache::{self, Cache, NodeInfo, Placed};
@@ -26,7 +27,9 @@ use super::{interpod, resources, spread};
 use crate::server::controllers::podutil;
 
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
-const MAX_CANDIDATES: usize = 100;
+/// Nodes with victims looked for before choosing (upstream's
+/// minCandidateNodesAbsolute).
+const MIN_CANDIDATES: usize = 100;
 pub const NO_VICTIMS: &str = "No preemption victims found for incoming pod";
 
 /// Where to make room, and whom to evict for it.
@@ -72,39 +75,63 @@ pub fn plan(
             );
         }
     }
-    let what_if = WhatIf {
-        pod,
-        cache,
-        facts: PodFacts {
-            spec,
-            requests: resources::pod_requests(spec),
-            ports: cache::host_ports(spec),
-            spread: spread::prepare(pod, cache),
-            interpod: interpod::prepare(pod, cache),
-        },
-        pdbs,
-    };
+    // Nothing to gain from counting anything when no candidate holds a
+    // pod of lower priority (pods stuck on taints or affinity: no
+    // candidates at all).
+    let worth = err.curable.iter().any(|n| {
+        cache.node(n).is_some_and(|node| {
+            node.pods
+                .values()
+                .any(|p| priority(&p.pod) < mine && !p.assumed)
+        })
+    });
     let mut best: Option<(Key, Plan)> = None;
-    let mut no_victims = 0;
-    // As upstream, a bounded number of candidate nodes is looked at.
-    for name in err.curable.iter().take(MAX_CANDIDATES) {
-        let Some(node) = cache.node(name) else {
-            continue;
+    let mut no_victims = err.curable.len();
+    if worth {
+        let what_if = WhatIf {
+            pod,
+            cache,
+            facts: PodFacts {
+                spec,
+                requests: resources::pod_requests(spec),
+                ports: cache::host_ports(spec),
+                spread: spread::prepare(pod, cache),
+                interpod: interpod::prepare(pod, cache),
+            },
+            pdbs,
         };
-        match what_if.victims_on(node, mine) {
-            Some(v) if !v.pods.is_empty() => {
-                let key = Key::of(&v);
-                if best.as_ref().is_none_or(|(k, _)| key < *k) {
-                    best = Some((
-                        key,
-                        Plan {
-                            node: name.clone(),
-                            victims: v.pods,
-                        },
-                    ));
-                }
+        // As upstream: from a random start, nodes are tried until enough
+        // of them work (a tenth of the cluster, at least 100) and one of
+        // those breaks no budget.
+        let wanted = (err.nodes / 10).max(MIN_CANDIDATES).min(err.nodes);
+        let (mut found, mut clean) = (0, 0);
+        let start = rand::rng().random_range(0..err.curable.len());
+        no_victims = 0;
+        for i in 0..err.curable.len() {
+            let name = &err.curable[(start + i) % err.curable.len()];
+            let Some(v) = cache
+                .node(name)
+                .and_then(|node| what_if.victims_on(node, mine))
+                .filter(|v| !v.pods.is_empty())
+            else {
+                no_victims += 1;
+                continue;
+            };
+            found += 1;
+            clean += usize::from(v.violations == 0);
+            let key = Key::of(&v);
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                best = Some((
+                    key,
+                    Plan {
+                        node: name.clone(),
+                        victims: v.pods,
+                    },
+                ));
             }
-            _ => no_victims += 1,
+            if clean > 0 && found >= wanted {
+                break;
+            }
         }
     }
     if let Some((_, plan)) = best {
@@ -202,7 +229,7 @@ impl WhatIf<'_> {
                 requests: f.requests.clone(),
                 ports: f.ports.clone(),
                 spread: f.spread.clone(),
-                interpod: f.interpod.clone(),
+                interpod: f.interpod.as_ref().map(interpod::State::for_filter),
             },
         }
     }
@@ -219,13 +246,13 @@ impl WhatIf<'_> {
             st.tally(self.facts.spec, &p.pod, &scene.node, sign);
         }
         if let Some(st) = scene.facts.interpod.as_mut() {
-            let labels = scene
-                .node
-                .node
+            let node = scene.node.node.clone();
+            let none = BTreeMap::new();
+            let labels = node
                 .as_ref()
-                .and_then(|n| n.metadata.labels.clone())
-                .unwrap_or_default();
-            st.tally(self.pod, p, &labels, self.cache, sign);
+                .and_then(|n| n.metadata.labels.as_ref())
+                .unwrap_or(&none);
+            st.tally(self.pod, p, labels, self.cache, sign);
         }
     }
 
@@ -240,9 +267,9 @@ impl WhatIf<'_> {
         let mut lower: Vec<&Placed> = node
             .pods
             .values()
-            .filter(|p| {
-                priority(&p.pod) < mine && !p.assumed && p.pod.metadata.deletion_timestamp.is_none()
-            })
+            // Terminating ones too, as upstream: they may be what stands
+            // in the way (an anti-affinity counts them).
+            .filter(|p| priority(&p.pod) < mine && !p.assumed)
             .collect();
         if lower.is_empty() {
             return None;
@@ -274,6 +301,10 @@ impl WhatIf<'_> {
                 victims.violations += usize::from(breaks);
             }
         }
+        // Evicted most important first, as upstream lists them.
+        victims
+            .pods
+            .sort_by_key(|p| (Reverse(priority(p)), started(p)));
         Some(victims)
     }
 
@@ -295,7 +326,14 @@ impl WhatIf<'_> {
             let pod = p.pod.as_ref();
             let name = pod.metadata.name.as_deref().unwrap_or_default();
             let mut breaks = false;
-            for (b, left) in self.pdbs.iter().zip(allowed.iter_mut()) {
+            // A pod without labels is in no budget, whatever its selector.
+            let labelled = pod.metadata.labels.as_ref().is_some_and(|l| !l.is_empty());
+            for (b, left) in self
+                .pdbs
+                .iter()
+                .zip(allowed.iter_mut())
+                .filter(|_| labelled)
+            {
                 let sel = b.spec.as_ref().and_then(|s| s.selector.as_ref());
                 // An empty selector selects nothing here, as upstream's
                 // preemption reads it.
@@ -330,3 +368,7 @@ impl WhatIf<'_> {
         (protected, free)
     }
 }
+
+#[cfg(test)]
+#[path = "preemption_tests.rs"]
+mod tests;

@@ -16,7 +16,7 @@ pub const NOT_MATCH: &str = "node(s) didn't match pod topology spread constraint
 pub const MISSING_LABEL: &str =
     "node(s) didn't match pod topology spread constraints (missing required label)";
 
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 struct Constraint {
     key: String,
     max_skew: i64,
@@ -84,7 +84,7 @@ impl Constraint {
 }
 
 /// What one decision needs, counted once.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct State {
     ns: String,
     hard_keys: Vec<String>,
@@ -168,15 +168,29 @@ pub fn prepare(pod: &Pod, cache: &Cache) -> Option<State> {
 
 impl State {
     /// Count `placed` as gone from `node` (`sign` -1) or back (+1), for a
-    /// preemption's what-if (upstream's RemovePod/AddPod extensions).
+    /// preemption's what-if (upstream's RemovePod/AddPod extensions). Only
+    /// the filter's constraints: the what-if does not score.
     pub fn tally(&mut self, spec: &PodSpec, placed: &Pod, node: &NodeInfo, sign: i64) {
         let (ns, keys) = (&self.ns, &self.hard_keys);
-        for c in self.hard.iter_mut().chain(self.soft.iter_mut()) {
+        for c in self.hard.iter_mut() {
             if !c.matches(ns, placed) {
                 continue;
             }
-            if let Some(v) = c.domain(spec, keys, node) {
-                *c.counts.entry(v.to_string()).or_default() += sign;
+            let Some(v) = c.domain(spec, keys, node) else {
+                continue;
+            };
+            let n = match c.counts.get_mut(v) {
+                Some(n) => n,
+                None => c.counts.entry(v.to_string()).or_default(),
+            };
+            let was = *n;
+            *n += sign;
+            let now = *n;
+            // The minimum moves down with a domain, and is looked for
+            // again only when the one domain at it moves up.
+            if now < c.min {
+                c.min = now;
+            } else if was == c.min && now > was {
                 c.set_min();
             }
         }

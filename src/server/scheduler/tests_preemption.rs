@@ -201,6 +201,25 @@ async fn preemption_spares_pods_a_disruption_budget_protects() {
     add_node(&h, "a", json!({})).await;
     add_node(&h, "b", json!({})).await;
     classes(&h).await;
+    // The budget first, so the scheduler's informer has long had it.
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(h.admin.clone(), "d");
+    pdbs.create(
+        &PostParams::default(),
+        &serde_json::from_value(json!({"metadata": {"name": "guard"},
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}}))
+        .unwrap(),
+    )
+    .await
+    .unwrap();
+    // No disruption controller runs here: its status is written by hand.
+    pdbs.patch_status(
+        "guard",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"currentHealthy": 1, "desiredHealthy": 1,
+            "expectedPods": 1, "disruptionsAllowed": 0, "observedGeneration": 1}})),
+    )
+    .await
+    .unwrap();
     // The cheapest victim is "guarded" (lowest priority), but a budget
     // allows no disruption of it: "plain", more important, goes instead.
     add_pod(
@@ -224,25 +243,6 @@ async fn preemption_spares_pods_a_disruption_budget_protects() {
     )
     .await;
     until(&h, "two bound", all_bound(2)).await;
-    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(h.admin.clone(), "d");
-    pdbs.create(
-        &PostParams::default(),
-        &serde_json::from_value(json!({"metadata": {"name": "guard"},
-            "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "guarded"}}}}))
-        .unwrap(),
-    )
-    .await
-    .unwrap();
-    // No disruption controller runs here: its status is written by hand.
-    pdbs.patch_status(
-        "guard",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"currentHealthy": 1, "desiredHealthy": 1,
-            "expectedPods": 1, "disruptionsAllowed": 0, "observedGeneration": 1}})),
-    )
-    .await
-    .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
     add_pod(&h, "big", pod("high", "1", json!({}))).await;
     let pods = until(&h, "plain evicted", |p| going(p, "plain")).await;
     assert!(!going(&pods, "guarded"), "the protected pod was evicted");
