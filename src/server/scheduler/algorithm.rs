@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Pod;
 use rand::Rng;
 
-use super::cache::{self, Cache, NodeInfo};
+use super::cache::{Cache, NodeInfo};
 use super::filters::{self, Cure, Failure, PodFacts};
 use super::resources;
 use super::scores::{self, Policy};
@@ -85,16 +85,10 @@ pub fn schedule(
     policy: Policy,
     search: &mut Search,
 ) -> Result<String, FitError> {
-    let Some(spec) = pod.spec.as_ref() else {
+    let Some(facts) = PodFacts::of(pod, cache) else {
         return Err(FitError::default());
     };
-    let facts = PodFacts {
-        spec,
-        requests: resources::pod_requests(spec),
-        ports: cache::host_ports(spec),
-        spread: spread::prepare(pod, cache),
-        interpod: interpod::prepare(pod, cache),
-    };
+    let spec = facts.spec;
     let nodes: Vec<&NodeInfo> = cache.nodes().collect();
     let total = nodes.len();
     let mut err = FitError {

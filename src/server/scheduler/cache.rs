@@ -94,6 +94,10 @@ pub struct NodeInfo {
     /// Its pods with pod (anti-)affinity terms: when none anywhere, a pod
     /// without terms of its own skips the inter-pod checks.
     pub affinity_pods: usize,
+    /// Pending pods a preemption made room for here (their
+    /// nominatedNodeName), by UID: the filters count those as important
+    /// as the pod at hand, or more, as if they ran.
+    pub nominated: BTreeMap<String, Placed>,
 }
 
 impl NodeInfo {
@@ -217,6 +221,8 @@ pub struct Cache {
     nodes: HashMap<String, NodeInfo>,
     /// The node each pod we hold is on.
     where_is: HashMap<String, String>,
+    /// The node each nominated pod waits for.
+    nominations: HashMap<String, String>,
     /// Namespaces' labels, for affinity terms' namespace selectors.
     namespaces: HashMap<String, BTreeMap<String, String>>,
     /// Bumped on every change, so a scheduling pass can tell its view
@@ -234,6 +240,9 @@ impl Cache {
     pub fn remove_node(&mut self, name: &str) {
         if let Some(info) = self.nodes.get_mut(name) {
             info.node = None;
+            for uid in std::mem::take(&mut info.nominated).keys() {
+                self.nominations.remove(uid);
+            }
             if info.pods.is_empty() {
                 self.nodes.remove(name);
             }
@@ -243,6 +252,7 @@ impl Cache {
 
     /// A pod as the watch shows it: placed, moved, or gone from its node.
     pub fn update_pod(&mut self, pod: Arc<Pod>) {
+        self.unnominate(&uid(&pod));
         if !holds_room(&pod) {
             self.remove_pod(&uid(&pod));
             return;
@@ -261,6 +271,7 @@ impl Cache {
     }
 
     pub fn remove_pod(&mut self, uid: &str) {
+        self.unnominate(uid);
         if let Some(node) = self.where_is.remove(uid) {
             self.take_from(&node, uid);
             self.generation += 1;
@@ -283,12 +294,43 @@ impl Cache {
             spec.node_name = Some(node.to_string());
         }
         let id = uid(pod);
+        self.unnominate(&id);
         self.nodes
             .entry(node.to_string())
             .or_default()
             .add(id.clone(), Placed::of(Arc::new(bound), true));
         self.where_is.insert(id, node.to_string());
         self.generation += 1;
+    }
+
+    /// A pending pod waits for room made for it on `node` (None: no
+    /// longer).
+    pub fn nominate(&mut self, pod: &Arc<Pod>, node: Option<&str>) {
+        let id = uid(pod);
+        if self.nominations.get(&id).map(String::as_str) == node {
+            // Still there: only the pod itself may have changed.
+            if let Some(info) = node.and_then(|n| self.nodes.get_mut(n)) {
+                info.nominated.insert(id, Placed::of(pod.clone(), false));
+            }
+            return;
+        }
+        self.unnominate(&id);
+        let Some(name) = node else { return };
+        if let Some(info) = self.nodes.get_mut(name).filter(|n| n.node.is_some()) {
+            info.nominated
+                .insert(id.clone(), Placed::of(pod.clone(), false));
+            self.nominations.insert(id, name.to_string());
+            self.generation += 1;
+        }
+    }
+
+    fn unnominate(&mut self, uid: &str) {
+        if let Some(node) = self.nominations.remove(uid) {
+            if let Some(info) = self.nodes.get_mut(&node) {
+                info.nominated.remove(uid);
+            }
+            self.generation += 1;
+        }
     }
 
     /// The binding of an assumed pod failed: take it out again (unless the

@@ -3,21 +3,39 @@
 //! counts. They run in upstream's order and stop at the first that fails
 //! (except the resource fit, which names every resource that is short).
 
-use k8s_openapi::api::core::v1::{PodSpec, Taint};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, Taint};
 
-use super::cache::{HostPort, NodeInfo};
+use super::cache::{Cache, HostPort, NodeInfo};
 use super::resources::Res;
 use crate::api::node_match;
 
 /// What the filters need of the pod, computed once per scheduling pass.
 pub struct PodFacts<'a> {
     pub spec: &'a PodSpec,
+    pub uid: &'a str,
+    pub priority: i32,
     pub requests: Res,
     pub ports: Vec<HostPort>,
     /// Its topology spread constraints, counted (None: it has none).
     pub spread: Option<super::spread::State>,
     /// Inter-pod affinity, counted (None: no terms on either side).
     pub interpod: Option<super::interpod::State>,
+}
+
+impl<'a> PodFacts<'a> {
+    /// Count what the filters need of `pod` against `cache`.
+    pub fn of(pod: &'a Pod, cache: &Cache) -> Option<Self> {
+        let spec = pod.spec.as_ref()?;
+        Some(PodFacts {
+            spec,
+            uid: pod.metadata.uid.as_deref().unwrap_or_default(),
+            priority: spec.priority.unwrap_or(0),
+            requests: super::resources::pod_requests(spec),
+            ports: super::cache::host_ports(spec),
+            spread: super::spread::prepare(pod, cache),
+            interpod: super::interpod::prepare(pod, cache),
+        })
+    }
 }
 
 /// Whether a failure could be cured by evicting pods from the node
@@ -75,10 +93,22 @@ pub fn check(pod: &PodFacts<'_>, node: &NodeInfo) -> Result<(), Failure> {
             Cure::None
         }
     };
-    if pod.ports.iter().any(|p| conflicts(p, &node.ports)) {
+    // Pods a preemption made room for here, as important as this one or
+    // more, count as if they ran (upstream's nominated pods): the room is
+    // theirs.
+    let nominated = nominated_load(pod, node);
+    let (used, count, ports) = match &nominated {
+        Some((u, c, p)) => (u, *c, p.as_slice()),
+        None => (
+            &node.requested,
+            node.pods.len() as i64,
+            node.ports.as_slice(),
+        ),
+    };
+    if pod.ports.iter().any(|p| conflicts(p, ports)) {
         return Err(Failure::one(PORTS, Cure::Preemption));
     }
-    fits(pod, node, &node.requested, node.pods.len() as i64)?;
+    fits(pod, node, used, count)?;
     if let Some(st) = pod.spread.as_ref() {
         super::spread::check(st, node).map_err(|(r, c)| Failure::one(r, cure(c)))?;
     }
@@ -86,6 +116,29 @@ pub fn check(pod: &PodFacts<'_>, node: &NodeInfo) -> Result<(), Failure> {
         super::interpod::check(st, node).map_err(|(r, c)| Failure::one(r, cure(c)))?;
     }
     Ok(())
+}
+
+/// What the node's pods take with the nominated pods that come before
+/// `pod` added, when there are any.
+fn nominated_load(pod: &PodFacts<'_>, node: &NodeInfo) -> Option<(Res, i64, Vec<HostPort>)> {
+    let ahead: Vec<_> = node
+        .nominated
+        .iter()
+        .filter(|(uid, p)| {
+            uid.as_str() != pod.uid && super::preemption::priority(&p.pod) >= pod.priority
+        })
+        .map(|(_, p)| p)
+        .collect();
+    if ahead.is_empty() {
+        return None;
+    }
+    let mut used = node.requested.clone();
+    let mut ports = node.ports.clone();
+    for p in &ahead {
+        used.add(&p.requests);
+        ports.extend(p.ports.iter().cloned());
+    }
+    Some((used, (node.pods.len() + ahead.len()) as i64, ports))
 }
 
 /// The resource fit against what is already `used` by `count` pods (the

@@ -224,15 +224,18 @@ impl Scheduler {
             let cache = self.shared.cache();
             algorithm::schedule(&pod, &cache, self.policy, search).map_err(|mut fit| {
                 let plan = if fit.nodes > 0 {
-                    match preemption::plan(&pod, &cache, &fit, &self.pdbs.list_all()) {
-                        Ok(plan) => Some(plan),
-                        Err(msg) => {
-                            fit.preemption = Some(msg);
-                            None
-                        }
-                    }
+                    preemption::plan(&pod, &cache, &fit, &self.pdbs.list_all())
+                        .map(Nomination::Set)
+                        .unwrap_or_else(|no| {
+                            fit.preemption = Some(no.message);
+                            if no.clears {
+                                Nomination::Clear
+                            } else {
+                                Nomination::Keep
+                            }
+                        })
                 } else {
-                    None
+                    Nomination::Clear
                 };
                 (fit, plan)
             })
@@ -244,6 +247,13 @@ impl Scheduler {
             }
             Err((fit, plan)) => {
                 queue.failed(key, attempt, true);
+                // The room being made is this pod's from now on, not only
+                // once its status says so.
+                match &plan {
+                    Nomination::Set(plan) => self.shared.cache().nominate(&pod, Some(&plan.node)),
+                    Nomination::Clear => self.shared.cache().nominate(&pod, None),
+                    Nomination::Keep => {}
+                }
                 tracing::debug!(pod = %key, "{fit}");
                 self.spawn_unschedulable(pod, fit.to_string(), plan);
             }
@@ -313,7 +323,7 @@ impl Scheduler {
 
     /// Say why the pod waits (condition and event), and carry out a
     /// preemption if one was planned.
-    fn spawn_unschedulable(&self, pod: Arc<Pod>, message: String, plan: Option<preemption::Plan>) {
+    fn spawn_unschedulable(&self, pod: Arc<Pod>, message: String, plan: Nomination) {
         let (client, events, writes) = (
             self.client.clone(),
             self.events.clone(),
@@ -352,8 +362,19 @@ impl Scheduler {
                     }]),
                 );
             }
-            if let Some(plan) = &plan {
-                status.insert("nominatedNodeName".into(), json!(plan.node));
+            let had = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.nominated_node_name.as_deref())
+                .is_some_and(|n| !n.is_empty());
+            match &plan {
+                Nomination::Set(plan) => {
+                    status.insert("nominatedNodeName".into(), json!(plan.node));
+                }
+                Nomination::Clear if had => {
+                    status.insert("nominatedNodeName".into(), serde_json::Value::Null);
+                }
+                _ => {}
             }
             if !status.is_empty() {
                 let patch = json!({"status": status});
@@ -364,11 +385,21 @@ impl Scheduler {
                     tracing::debug!(pod = %name, "writing PodScheduled: {e}");
                 }
             }
-            if let Some(plan) = plan {
+            if let Nomination::Set(plan) = plan {
                 evict(&client, &events, &pod, &plan).await;
             }
         });
     }
+}
+
+/// What becomes of a pod's nominatedNodeName after a failed attempt.
+enum Nomination {
+    /// A preemption makes room for it there.
+    Set(preemption::Plan),
+    /// No node would do, even with preemption.
+    Clear,
+    /// As it was (preemption was not tried).
+    Keep,
 }
 
 /// Evict a preemption's victims: each gets the DisruptionTarget condition
@@ -442,6 +473,16 @@ fn on_pod(s: &Shared, c: &Change<'_, Pod>) {
             }
         }
         Some(new) => {
+            let nominated = |p: &Pod| {
+                p.status
+                    .as_ref()
+                    .and_then(|s| s.nominated_node_name.clone())
+                    .filter(|n| !n.is_empty())
+            };
+            let now = nominated(new).filter(|_| ours(new));
+            if now.is_some() || c.old.is_some_and(|o| nominated(o).is_some()) {
+                s.cache().nominate(new, now.as_deref());
+            }
             // Our own status writes (PodScheduled=False) come back as
             // changes: only a change of what scheduling reads counts.
             if c.old

@@ -21,9 +21,9 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use rand::Rng;
 
 use super::algorithm::{histogram, FitError};
-use super::cache::{self, Cache, NodeInfo, Placed};
+use super::cache::{Cache, NodeInfo, Placed};
 use super::filters::{self, PodFacts};
-use super::{interpod, resources, spread};
+use super::interpod;
 use crate::server::controllers::podutil;
 
 pub const NOT_HELPFUL: &str = "Preemption is not helpful for scheduling";
@@ -39,6 +39,23 @@ pub struct Plan {
     pub victims: Vec<Arc<Pod>>,
 }
 
+/// Why there is no plan (what follows "preemption:"), and whether that
+/// voids the pod's nomination.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NoPlan {
+    pub message: String,
+    pub clears: bool,
+}
+
+impl NoPlan {
+    fn keep(message: &str) -> Self {
+        NoPlan {
+            message: message.to_string(),
+            clears: false,
+        }
+    }
+}
+
 pub fn priority(pod: &Pod) -> i32 {
     pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0)
 }
@@ -50,12 +67,14 @@ pub fn plan(
     cache: &Cache,
     err: &FitError,
     pdbs: &[Arc<PodDisruptionBudget>],
-) -> Result<Plan, String> {
+) -> Result<Plan, NoPlan> {
     let Some(spec) = pod.spec.as_ref() else {
-        return Err("preemption: the pod has no spec.".into());
+        return Err(NoPlan::keep("preemption: the pod has no spec."));
     };
     if spec.preemption_policy.as_deref() == Some("Never") {
-        return Err("preemption: not eligible due to preemptionPolicy=Never.".into());
+        return Err(NoPlan::keep(
+            "preemption: not eligible due to preemptionPolicy=Never.",
+        ));
     }
     let mine = priority(pod);
     // Victims chosen before are still going: wait for them rather than
@@ -70,9 +89,9 @@ pub fn plan(
             .values()
             .any(|p| p.pod.metadata.deletion_timestamp.is_some() && priority(&p.pod) < mine);
         if going {
-            return Err(
-                "preemption: not eligible due to a terminating pod on the nominated node.".into(),
-            );
+            return Err(NoPlan::keep(
+                "preemption: not eligible due to a terminating pod on the nominated node.",
+            ));
         }
     }
     // Nothing to gain from counting anything when no candidate holds a
@@ -91,13 +110,8 @@ pub fn plan(
         let what_if = WhatIf {
             pod,
             cache,
-            facts: PodFacts {
-                spec,
-                requests: resources::pod_requests(spec),
-                ports: cache::host_ports(spec),
-                spread: spread::prepare(pod, cache),
-                interpod: interpod::prepare(pod, cache),
-            },
+            facts: PodFacts::of(pod, cache)
+                .ok_or_else(|| NoPlan::keep("preemption: the pod has no spec."))?,
             pdbs,
         };
         // As upstream: from a random start, nodes are tried until enough
@@ -145,11 +159,16 @@ pub fn plan(
     if no_victims > 0 {
         reasons.insert(NO_VICTIMS.to_string(), no_victims);
     }
-    Err(format!(
-        "preemption: 0/{} nodes are available: {}.",
-        err.nodes,
-        histogram(&reasons)
-    ))
+    // No node would do: a room the pod was promised before is no longer
+    // counted on (upstream clears its nominatedNodeName).
+    Err(NoPlan {
+        message: format!(
+            "preemption: 0/{} nodes are available: {}.",
+            err.nodes,
+            histogram(&reasons)
+        ),
+        clears: true,
+    })
 }
 
 /// The pods to evict from one node, and how many budgets that breaks.
@@ -226,6 +245,8 @@ impl WhatIf<'_> {
             node: node.clone(),
             facts: PodFacts {
                 spec: f.spec,
+                uid: f.uid,
+                priority: f.priority,
                 requests: f.requests.clone(),
                 ports: f.ports.clone(),
                 spread: f.spread.clone(),

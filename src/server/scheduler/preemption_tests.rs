@@ -74,7 +74,10 @@ fn pdb(ns: &str, selector: Value, allowed: i32, disrupted: Value) -> Arc<PodDisr
 fn plan_for(cache: &Cache, p: &Pod, pdbs: &[Arc<PodDisruptionBudget>]) -> Result<Plan, String> {
     let err = algorithm::schedule(p, cache, Policy::Spread, &mut Search::default())
         .expect_err("the pod fits somewhere");
-    plan(p, cache, &err, pdbs)
+    plan(p, cache, &err, pdbs).map_err(|e| {
+        assert!(e.clears, "{}", e.message);
+        e.message
+    })
 }
 
 fn names(plan: &Plan) -> Vec<&str> {
@@ -307,4 +310,41 @@ fn taking_pods_out_and_back_restores_the_counts() {
     }
     assert_eq!(sp, sp0);
     assert_eq!(ip.for_filter(), ip0);
+}
+
+#[test]
+fn room_made_for_a_nominated_pod_is_not_taken_by_a_less_important_one() {
+    let mut c = Cache::default();
+    c.set_node(node("n", "2", json!({})));
+    c.update_pod(pod("r", 0, "1", Some("n"), json!({})));
+    let pre = pod("pre", 100, "1", None, json!({}));
+    c.nominate(&pre, Some("n"));
+    let try_ =
+        |c: &Cache, p: &Pod| algorithm::schedule(p, c, Policy::Spread, &mut Search::default());
+    let low = pod("low", 10, "1", None, json!({}));
+    let err = try_(&c, &low).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "0/1 nodes are available: 1 Insufficient cpu."
+    );
+    // As important: held back too. More important: not.
+    assert!(try_(&c, &pod("same", 100, "1", None, json!({}))).is_err());
+    assert_eq!(
+        try_(&c, &pod("higher", 200, "1", None, json!({}))).unwrap(),
+        "n"
+    );
+    assert_eq!(try_(&c, &pre).unwrap(), "n");
+    // Once bound, the pod is counted once, as placed.
+    c.assume(&pre, "n");
+    assert!(c.node("n").unwrap().nominated.is_empty());
+    assert!(try_(&c, &pod("higher", 200, "1", None, json!({}))).is_err());
+    c.remove_pod("uid-r");
+    assert_eq!(try_(&c, &low).unwrap(), "n");
+    // A nomination withdrawn frees the room at once.
+    let mut c = Cache::default();
+    c.set_node(node("n", "1", json!({})));
+    c.nominate(&pre, Some("n"));
+    assert!(try_(&c, &low).is_err());
+    c.nominate(&pre, None);
+    assert_eq!(try_(&c, &low).unwrap(), "n");
 }
