@@ -28,6 +28,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::podutil;
 use super::runtime::{Informer, Informers, Key};
 
 pub const AGENT: &str = "skiff-pod-garbage-collector";
@@ -87,20 +88,13 @@ struct Collector {
     threshold: usize,
 }
 
-fn terminal(p: &Pod) -> bool {
-    matches!(
-        p.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Succeeded" | "Failed")
-    )
-}
-
 /// The terminated pods beyond `threshold`, in the order upstream deletes
 /// them: evicted first, then the oldest.
 fn over_threshold(pods: &[Arc<Pod>], threshold: usize) -> Vec<&Arc<Pod>> {
     if threshold == 0 {
         return Vec::new();
     }
-    let mut ended: Vec<&Arc<Pod>> = pods.iter().filter(|p| terminal(p)).collect();
+    let mut ended: Vec<&Arc<Pod>> = pods.iter().filter(|p| podutil::is_terminal(p)).collect();
     let Some(excess) = ended.len().checked_sub(threshold).filter(|n| *n > 0) else {
         return Vec::new();
     };
@@ -233,7 +227,7 @@ impl Collector {
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &key.namespace);
         // As upstream, the phase becomes Failed (no node will end it), with
         // the DisruptionTarget condition where the pod was disrupted.
-        let patch = if terminal(p) {
+        let patch = if podutil::is_terminal(p) {
             None
         } else {
             let conds = disrupted

@@ -84,10 +84,17 @@ where
         .collect()
 }
 
+/// Finished for good: phase Succeeded or Failed.
+pub fn is_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    )
+}
+
 /// Running or about to: not finished, not being deleted.
 pub fn is_active(pod: &Pod) -> bool {
-    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-    !matches!(phase, Some("Succeeded" | "Failed")) && pod.metadata.deletion_timestamp.is_none()
+    !is_terminal(pod) && pod.metadata.deletion_timestamp.is_none()
 }
 
 /// When the pod's Ready condition last became True, if it is True.

@@ -136,13 +136,6 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
     .await;
 }
 
-fn terminal(p: &Pod) -> bool {
-    matches!(
-        p.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Failed" | "Succeeded")
-    )
-}
-
 fn created(p: &Pod) -> Option<Timestamp> {
     p.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }
@@ -281,7 +274,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                 continue;
             }
             let (failed, running): (Vec<&Arc<Pod>>, Vec<&Arc<Pod>>) =
-                here.iter().partition(|p| terminal(p));
+                here.iter().partition(|p| podutil::is_terminal(p));
             if !failed.is_empty() {
                 let k = (uid.clone(), node.clone());
                 let mut seen = ctx.failed.lock().unwrap_or_else(|p| p.into_inner());
@@ -361,7 +354,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
                     old: Vec::new(),
                 };
                 for p in by_node.get(node).into_iter().flatten() {
-                    if p.metadata.deletion_timestamp.is_some() || terminal(p) {
+                    if p.metadata.deletion_timestamp.is_some() || podutil::is_terminal(p) {
                         continue;
                     }
                     flat.push(p);

@@ -542,8 +542,7 @@ impl Pass<'_> {
             .filter_map(|rs| rs.metadata.uid.as_deref())
             .collect();
         let running = self.ctx.pods.list(&self.key.namespace).iter().any(|p| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            !matches!(phase, Some("Succeeded" | "Failed"))
+            !podutil::is_terminal(p)
                 && podutil::controller_of(&p.metadata)
                     .is_some_and(|r| old_uids.contains(&r.uid.as_str()))
         });

@@ -99,6 +99,13 @@ pub struct Ctx {
     orphans: Arc<Queue<Key>>,
 }
 
+/// Pods being deleted that have not ended yet (the Job's `terminating`).
+fn terminating(pods: &[Arc<Pod>]) -> i32 {
+    pods.iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_some() && !podutil::is_terminal(p))
+        .count() as i32
+}
+
 fn job_of(pod: &Pod) -> Option<Key> {
     let r = podutil::controller_of(&pod.metadata)?;
     (r.kind == "Job").then(|| {
@@ -443,28 +450,14 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         // Nothing runs for a finished Job any more.
         status.active = Some(0);
         status.ready = Some(0);
-        status.terminating = Some(
-            pods.iter()
-                .filter(|p| {
-                    p.metadata.deletion_timestamp.is_some()
-                        && !matches!(phase(p), Some("Succeeded" | "Failed"))
-                })
-                .count() as i32,
-        );
+        status.terminating = Some(terminating(&pods));
         if moved || job.status.as_ref() != Some(&status) {
             write_status(&api, &job, &status).await?;
         }
         return Ok(Action::Done);
     }
     let active: Vec<&Arc<Pod>> = pods.iter().filter(|p| outcome(p).is_none()).collect();
-    status.terminating = Some(
-        pods.iter()
-            .filter(|p| {
-                p.metadata.deletion_timestamp.is_some()
-                    && !matches!(phase(p), Some("Succeeded" | "Failed"))
-            })
-            .count() as i32,
-    );
+    status.terminating = Some(terminating(&pods));
     let suspended = spec.suspend == Some(true);
     if !suspended && status.start_time.is_none() {
         status.start_time = Some(Time(now));
@@ -549,9 +542,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         .collect();
     // Every pod ended and counted (upstream's enactJobFinished waits for
     // the uncounted list to empty too).
-    let settled = pods
-        .iter()
-        .all(|p| matches!(phase(p), Some("Succeeded" | "Failed")))
+    let settled = pods.iter().all(|p| podutil::is_terminal(p))
         && uncounted.succeeded.as_ref().is_none_or(Vec::is_empty)
         && uncounted.failed.as_ref().is_none_or(Vec::is_empty);
     // The target is stored before any pod is ended for it, so that pods

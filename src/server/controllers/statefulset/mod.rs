@@ -107,13 +107,6 @@ fn terminating(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_some()
 }
 
-fn finished(p: &Pod) -> bool {
-    matches!(
-        p.status.as_ref().and_then(|s| s.phase.as_deref()),
-        Some("Failed" | "Succeeded")
-    )
-}
-
 fn created(p: &Pod) -> bool {
     p.status
         .as_ref()
@@ -516,7 +509,7 @@ async fn step(
                     return Ok(None);
                 }
             }
-            Some(p) if finished(p) && !terminating(p) => {
+            Some(p) if podutil::is_terminal(p) && !terminating(p) => {
                 pass.delete(p).await?;
                 if ordered {
                     return Ok(None);
