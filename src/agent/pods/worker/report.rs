@@ -132,11 +132,44 @@ impl<R: PodRuntime> Worker<R> {
                 }
             }
             // The pod (or the static pod's mirror pod) went, or another
-            // took its name: the manager tells of what comes next.
-            Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 || s.code == 422 => {
+            // took its name (the UID the patch carries no longer matches):
+            // the manager tells of what comes next.
+            Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 || other_uid(&s) => {
                 tracing::debug!(pod = %pod_key(&pod), "the pod is gone: {}", s.message);
             }
             Err(e) => tracing::warn!(pod = %pod_key(&pod), "writing the pod's status: {e}"),
         }
+    }
+}
+
+/// Whether a refused status patch was refused only for the UID it
+/// carries (the pod under that name is another one now).
+fn other_uid(s: &kube::core::Status) -> bool {
+    let causes = s
+        .details
+        .as_ref()
+        .map(|d| d.causes.as_slice())
+        .unwrap_or_default();
+    s.code == 422 && !causes.is_empty() && causes.iter().all(|c| c.field == "metadata.uid")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::other_uid;
+
+    fn status(v: serde_json::Value) -> kube::core::Status {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn only_a_refusal_for_the_uid_alone_means_another_pod() {
+        let uid = status(serde_json::json!({"code": 422, "reason": "Invalid",
+            "details": {"causes": [{"field": "metadata.uid", "reason": "FieldValueInvalid"}]}}));
+        assert!(other_uid(&uid));
+        let other = status(serde_json::json!({"code": 422, "reason": "Invalid",
+            "details": {"causes": [{"field": "status.podIP", "reason": "FieldValueInvalid"}]}}));
+        assert!(!other_uid(&other));
+        let bare = status(serde_json::json!({"code": 422, "reason": "Invalid"}));
+        assert!(!other_uid(&bare));
     }
 }
