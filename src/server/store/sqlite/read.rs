@@ -152,26 +152,58 @@ pub(crate) fn get(tx: &Transaction<'_>, key: &str, rev: Revision) -> Result<Opti
     })
 }
 
-// The inner query finds the newest row per key at or below the revision
-// from the (key, rev, deleted) index alone; SQLite takes bare columns
-// (`deleted`) from the row holding MAX(rev). Values are only read for the
-// rows that are returned.
-pub(crate) const LIST_SQL: &str = "
-SELECT kv.key, kv.value, kv.create_rev, kv.rev FROM (
-    SELECT key, MAX(rev) AS rev, deleted FROM kv
-    WHERE key >= ?1 AND key < ?2 AND (?3 IS NULL OR key > ?3) AND rev <= ?4
-    GROUP BY key
-) AS latest JOIN kv ON kv.rev = latest.rev
-WHERE latest.deleted = 0
-ORDER BY latest.key
-LIMIT ?5";
+// Rows are read in key order from the (key, rev, deleted) index; a row is
+// listed when it is the key's newest at or below the revision (a seek in
+// the same index) and not a deletion. The value is read only for the rows
+// listed, and the LIMIT ends the scan: a page costs its own rows, not the
+// range's (a GROUP BY subquery here was materialised whole and sorted,
+// values included, for every page). `{LO}` is `key >= ?1` from the start
+// of the range or `key > ?1` after a continue key: both bound the index
+// range (an `(? IS NULL OR key > ?)` term would not).
+const LIST_TEMPLATE: &str = "
+SELECT kv.key, kv.value, kv.create_rev, kv.rev FROM kv
+WHERE {LO} AND kv.key < ?2 AND kv.deleted = 0
+  AND kv.rev = (SELECT MAX(k2.rev) FROM kv AS k2 WHERE k2.key = kv.key AND k2.rev <= ?3)
+ORDER BY kv.key
+LIMIT ?4";
 
-const COUNT_SQL: &str = "
+// Counting needs no values: the newest row per key from the index alone
+// (streamed, not materialised).
+const COUNT_TEMPLATE: &str = "
 SELECT COUNT(*) FROM (
     SELECT key, MAX(rev) AS rev, deleted FROM kv
-    WHERE key >= ?1 AND key < ?2 AND (?3 IS NULL OR key > ?3) AND rev <= ?4
+    WHERE {LO} AND kv.key < ?2 AND rev <= ?3
     GROUP BY key
 ) WHERE deleted = 0";
+
+/// The statements of a list, from the start of a range or after a key.
+pub(crate) struct RangeSql {
+    pub from: String,
+    pub after: String,
+}
+
+impl RangeSql {
+    fn of(template: &str) -> Self {
+        RangeSql {
+            from: template.replace("{LO}", "kv.key >= ?1"),
+            after: template.replace("{LO}", "kv.key > ?1"),
+        }
+    }
+
+    /// The statement and its lower bound: after `start_after` when it is
+    /// within the range, else from the range's start.
+    fn pick<'a>(&'a self, range: &'a KeyRange, start_after: Option<&'a str>) -> (&'a str, &'a str) {
+        match start_after {
+            Some(k) if k >= range.lo.as_str() => (&self.after, k),
+            _ => (&self.from, &range.lo),
+        }
+    }
+}
+
+pub(crate) static LIST_SQL: std::sync::LazyLock<RangeSql> =
+    std::sync::LazyLock::new(|| RangeSql::of(LIST_TEMPLATE));
+static COUNT_SQL: std::sync::LazyLock<RangeSql> =
+    std::sync::LazyLock::new(|| RangeSql::of(COUNT_TEMPLATE));
 
 /// An upper bound for the empty prefix. Binding NULL would make `key < ?`
 /// false, and `(? IS NULL OR key < ?)` would stop SQLite from using the
@@ -203,15 +235,14 @@ pub(crate) fn list(
         _ => -1,
     };
     let max_bytes = bounds.max_bytes.filter(|n| *n > 0).unwrap_or(usize::MAX);
-    let mut stmt = tx.prepare_cached(LIST_SQL).map_err(db_err)?;
+    let (sql, lo) = LIST_SQL.pick(range, start_after);
+    let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
     let mut items = Vec::new();
     let mut bytes = 0usize;
     // Whether rows may follow the last one returned.
     let mut cut = false;
     {
-        let mut rows = stmt
-            .query(params![range.lo, hi, start_after, rev, lim])
-            .map_err(db_err)?;
+        let mut rows = stmt.query(params![lo, hi, rev, lim]).map_err(db_err)?;
         while let Some(r) = rows.next().map_err(db_err)? {
             if bytes >= max_bytes {
                 cut = true;
@@ -224,11 +255,13 @@ pub(crate) fn list(
     }
     cut |= lim > 0 && items.len() as i64 == lim;
     let remaining = match items.last() {
-        Some(last) if cut => tx
-            .prepare_cached(COUNT_SQL)
-            .map_err(db_err)?
-            .query_row(params![range.lo, hi, last.key, rev], |r| r.get::<_, i64>(0))
-            .map_err(db_err)? as u64,
+        Some(last) if cut => {
+            let (sql, lo) = COUNT_SQL.pick(range, Some(&last.key));
+            tx.prepare_cached(sql)
+                .map_err(db_err)?
+                .query_row(params![lo, hi, rev], |r| r.get::<_, i64>(0))
+                .map_err(db_err)? as u64
+        }
         _ => 0,
     };
     Ok(ListResult {
@@ -241,9 +274,9 @@ pub(crate) fn list(
 pub(crate) fn count(tx: &Transaction<'_>, range: &KeyRange, rev: Revision) -> Result<u64> {
     let hi = hi_or_max(range);
     let n: i64 = tx
-        .prepare_cached(COUNT_SQL)
+        .prepare_cached(&COUNT_SQL.from)
         .map_err(db_err)?
-        .query_row(params![range.lo, hi, None::<&str>, rev], |r| r.get(0))
+        .query_row(params![range.lo, hi, rev], |r| r.get(0))
         .map_err(db_err)?;
     Ok(n as u64)
 }

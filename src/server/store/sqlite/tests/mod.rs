@@ -696,8 +696,54 @@ async fn cached_reads_are_not_prepared_again() {
         };
         super::read::list(&tx, &range, start, bounds, 100).unwrap();
     }
-    for sql in [super::read::GET_SQL, super::read::LIST_SQL] {
+    let list = &super::read::LIST_SQL;
+    for sql in [super::read::GET_SQL, &list.from, &list.after] {
         let st = tx.prepare_cached(sql).unwrap();
         assert_eq!(st.get_status(StatementStatus::RePrepare), 0, "{sql}");
     }
+}
+
+/// A page costs its own rows: after a continue key it starts at that key
+/// in the index, and the limit ends the scan. The first and the last few
+/// of 2,000 keys cost alike, and far less than the whole range.
+#[tokio::test]
+async fn a_page_does_not_scan_the_whole_range() {
+    use rusqlite::StatementStatus;
+    let (dir, s) = store();
+    for i in 0..2000 {
+        s.create(&format!("/k/{i:05}"), b("v")).await.unwrap();
+    }
+    let mut conn = super::schema::open_reader(&dir.path().join("db/state.db")).unwrap();
+    let tx = conn.transaction().unwrap();
+    let range = super::read::KeyRange::prefix("/k/");
+    let steps = |after: Option<&str>, limit: Option<usize>| {
+        let bounds = super::read::Bounds {
+            limit,
+            max_bytes: None,
+        };
+        let got = super::read::list(&tx, &range, after, bounds, 10_000).unwrap();
+        assert_eq!(got.items.len(), limit.unwrap_or(2000));
+        let list = &super::read::LIST_SQL;
+        let sql = if after.is_some() {
+            &list.after
+        } else {
+            &list.from
+        };
+        tx.prepare_cached(sql)
+            .unwrap()
+            .reset_status(StatementStatus::VmStep)
+    };
+    let all = steps(None, None);
+    let first = steps(None, Some(5));
+    let early = steps(Some("/k/00010"), Some(5));
+    let late = steps(Some("/k/01990"), Some(5));
+    let (lo, hi) = (early.min(late).min(first), early.max(late).max(first));
+    assert!(
+        hi < 3 * lo,
+        "pages of 5 took {first} (first), {early} (early), {late} (late) steps"
+    );
+    assert!(
+        50 * hi < all,
+        "a page took {hi} steps, the whole range {all}"
+    );
 }
