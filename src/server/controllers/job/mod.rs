@@ -555,6 +555,8 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     };
     let may_delete = !targeted_now && ctx.expectations.satisfied(key);
     let running: Vec<&Arc<Pod>> = if may_delete { running } else { Vec::new() };
+    // The event for a Job that ended, sent once its status is written.
+    let mut finished: Option<(&'static str, String, String)> = None;
     if let Some((reason, message)) = failure.as_ref() {
         delete_pods(ctx, key, &job, &pod_api, &running).await?;
         set_condition(
@@ -563,8 +565,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         );
         if running.is_empty() && settled {
             set_condition(&mut status, condition("Failed", reason, message, now));
-            ctx.events
-                .object(reference(job.as_ref()), WARNING, reason, message.clone());
+            finished = Some((WARNING, reason.to_string(), message.clone()));
         }
     } else if done {
         let (reason, message) = match (by_policy, targeted_success(&status)) {
@@ -587,12 +588,7 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         if running.is_empty() && settled {
             set_condition(&mut status, condition("Complete", &reason, &message, now));
             status.completion_time = Some(Time(now));
-            ctx.events.object(
-                reference(job.as_ref()),
-                NORMAL,
-                "Completed",
-                "Job completed".into(),
-            );
+            finished = Some((NORMAL, "Completed".into(), "Job completed".into()));
         }
     } else if suspended {
         delete_pods(ctx, key, &job, &pod_api, &active).await?;
@@ -657,6 +653,12 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
     status.ready = Some(active.iter().filter(|p| podutil::is_ready(p)).count() as i32);
     if job.status.as_ref() != Some(&status) {
         write_status(&api, &job, &status).await?;
+    }
+    // Told once the status says so (a write that lost a race is done
+    // again, and would tell again).
+    if let Some((kind, reason, message)) = finished {
+        ctx.events
+            .object(reference(job.as_ref()), kind, &reason, message);
     }
     // A deadline to watch for.
     if let (Some(secs), Some(start)) = (spec.active_deadline_seconds, status.start_time.as_ref()) {
