@@ -53,8 +53,17 @@ pub fn wait_pod(
 ) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        let v = get(s, name);
-        if pred(&v) {
+        // Not there (yet, or for a moment: a static pod's mirror is made
+        // again when its manifest changes) is only not yet.
+        let out = s.kubectl(&["get", "pod", name, "-o", "json"]);
+        let v: serde_json::Value = if out.status.success() {
+            serde_json::from_slice(&out.stdout).unwrap_or_default()
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("NotFound"), "kubectl get pod {name}: {err}");
+            serde_json::Value::Null
+        };
+        if !v.is_null() && pred(&v) {
             return v;
         }
         assert!(
