@@ -43,6 +43,7 @@ pub mod scan;
 pub mod serviceaccount;
 pub mod table;
 pub mod watch;
+mod watch_raw;
 pub mod write;
 
 use std::sync::Arc;

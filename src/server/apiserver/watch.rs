@@ -272,6 +272,22 @@ impl Watch {
 
     /// What the client sees of one store event, if anything.
     fn event_for(&mut self, ev: &crate::server::store::Event, rev: i64) -> Option<Bytes> {
+        // Nothing to select and objects as stored: no need to decode.
+        let raw = matches!(self.enc.shape, Shape::Object)
+            && self.def.stored_as.is_none()
+            && self.filter.is_empty()
+            && self.name.is_none();
+        if raw {
+            let kind = match ev.kind {
+                EventKind::Create => "ADDED",
+                EventKind::Update => "MODIFIED",
+                EventKind::Delete => "DELETED",
+            };
+            if let Some(line) = super::watch_raw::event_line(kind, &ev.kv.value, ev.kv.mod_revision)
+            {
+                return Some(line);
+            }
+        }
         let new = decode_as(&self.def, &ev.kv).ok()?;
         let (filter, def, name) = (&self.filter, &self.def, self.name.as_deref());
         let matches = |obj: &Value| filter.matches(def, obj) && name_matches(obj, name);
