@@ -318,7 +318,7 @@ pub async fn allows(state: &ApiState, q: &GraphQuestion<'_>) -> Result<bool, Api
             }
         }
         match page.items.last() {
-            Some(last) if page.remaining > 0 => {
+            Some(last) if page.more => {
                 opts.revision = Some(page.revision);
                 opts.start_after = Some(last.key.clone());
             }

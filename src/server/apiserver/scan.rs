@@ -239,6 +239,11 @@ pub async fn scan_page(
                     start_after: start_after.take(),
                     limit: Some(want),
                     max_bytes: Some(CHUNK_BYTES),
+                    // The page may end in this chunk: its remainingItemCount
+                    // is then known (a count reads the rest of the range, so
+                    // chunks that cannot end a page do not ask).
+                    count_remaining: filter.is_empty()
+                        && limit.is_some_and(|l| matched + want >= l),
                 },
             )
             .await
@@ -256,9 +261,17 @@ pub async fn scan_page(
                 matched += 1;
             }
             if let Some(l) = limit {
-                let unscanned = (n - i - 1) as u64 + res.remaining;
-                if (matched >= l || sink.page_full()) && unscanned > 0 {
+                let after = (n - i - 1) as u64;
+                if (matched >= l || sink.page_full()) && (after > 0 || res.more) {
                     sink.chunk_done(res.revision, held).await?;
+                    // What is left (without a selector: with one, unknown
+                    // as upstream), counted once for the page; this chunk
+                    // counted it unless the page ended early on its bytes.
+                    let remaining = match res.remaining {
+                        _ if !filter.is_empty() => None,
+                        Some(r) => Some(after + r),
+                        None => Some(count_after(objects, &prefix, res.revision, &kv.key).await?),
+                    };
                     let token = Continue {
                         rev: res.revision,
                         start_after: kv.key,
@@ -267,14 +280,14 @@ pub async fn scan_page(
                     return Ok(PageEnd {
                         revision: res.revision,
                         continue_token: Some(token),
-                        remaining: filter.is_empty().then_some(unscanned),
+                        remaining,
                     });
                 }
             }
             start_after = Some(kv.key);
         }
         sink.chunk_done(res.revision, held).await?;
-        if res.remaining == 0 || n == 0 {
+        if !res.more || n == 0 {
             return Ok(PageEnd {
                 revision: res.revision,
                 continue_token: None,
@@ -282,4 +295,27 @@ pub async fn scan_page(
             });
         }
     }
+}
+
+/// The live keys under `prefix` after `key`, as of `revision`.
+async fn count_after(
+    objects: &Objects,
+    prefix: &str,
+    revision: i64,
+    key: &str,
+) -> Result<u64, ApiError> {
+    let res = objects
+        .list_raw(
+            prefix,
+            ListOptions {
+                revision: Some(revision),
+                start_after: Some(key.to_string()),
+                limit: Some(1),
+                count_remaining: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| ApiError::internal(format!("counting what is left of a list: {e}")))?;
+    Ok(res.items.len() as u64 + res.remaining.unwrap_or(0))
 }

@@ -142,6 +142,10 @@ pub struct ListOptions {
     /// item is always returned): a chunk of a list costs a bounded amount
     /// of memory however large its objects are (None or 0: no bound).
     pub max_bytes: Option<usize>,
+    /// Count the keys left after the last item ([`ListResult::remaining`]):
+    /// a count reads the whole rest of the range, so only a page that
+    /// reports it asks.
+    pub count_remaining: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -150,8 +154,11 @@ pub struct ListResult {
     pub items: Vec<KeyValue>,
     /// The revision the list was read at (the latest one if none was asked).
     pub revision: Revision,
-    /// Keys left after the last item (0 when the list is complete).
-    pub remaining: u64,
+    /// Whether keys follow the last item (false: the list is complete).
+    pub more: bool,
+    /// How many, when [`ListOptions::count_remaining`] asked (0 when the
+    /// list is complete).
+    pub remaining: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -125,7 +125,7 @@ pub(crate) async fn each(
             f(decode_as(def, kv)?);
         }
         match last {
-            Some(key) if res.remaining > 0 => {
+            Some(key) if res.more => {
                 opts.start_after = Some(key);
                 opts.revision = Some(res.revision);
             }

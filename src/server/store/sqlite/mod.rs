@@ -221,6 +221,7 @@ impl Backend for SqliteBackend {
                 let bounds = read::Bounds {
                     limit: opts.limit,
                     max_bytes: opts.max_bytes,
+                    count: opts.count_remaining,
                 };
                 read::list(tx, &range, opts.start_after.as_deref(), bounds, rev)
             })

@@ -215,10 +215,11 @@ fn hi_or_max(range: &KeyRange) -> String {
         .unwrap_or_else(|| char::MAX.to_string().repeat(64))
 }
 
-/// How much one list call may return.
+/// How much one list call may return, and whether to count the rest.
 pub(crate) struct Bounds {
     pub limit: Option<usize>,
     pub max_bytes: Option<usize>,
+    pub count: bool,
 }
 
 pub(crate) fn list(
@@ -230,22 +231,23 @@ pub(crate) fn list(
 ) -> Result<ListResult> {
     check_readable(tx, rev)?;
     let hi = hi_or_max(range);
-    let lim: i64 = match bounds.limit {
-        Some(n) if n > 0 => i64::try_from(n).unwrap_or(i64::MAX),
-        _ => -1,
+    let limit = bounds.limit.filter(|n| *n > 0);
+    // One row more than asked tells whether any follow.
+    let lim: i64 = match limit {
+        Some(n) => i64::try_from(n).unwrap_or(i64::MAX).saturating_add(1),
+        None => -1,
     };
     let max_bytes = bounds.max_bytes.filter(|n| *n > 0).unwrap_or(usize::MAX);
     let (sql, lo) = LIST_SQL.pick(range, start_after);
     let mut stmt = tx.prepare_cached(sql).map_err(db_err)?;
     let mut items = Vec::new();
     let mut bytes = 0usize;
-    // Whether rows may follow the last one returned.
-    let mut cut = false;
+    let mut more = false;
     {
         let mut rows = stmt.query(params![lo, hi, rev, lim]).map_err(db_err)?;
         while let Some(r) = rows.next().map_err(db_err)? {
-            if bytes >= max_bytes {
-                cut = true;
+            if bytes >= max_bytes || limit.is_some_and(|n| items.len() >= n) {
+                more = true;
                 break;
             }
             let kv = kv_from_row(r)?;
@@ -253,20 +255,23 @@ pub(crate) fn list(
             items.push(kv);
         }
     }
-    cut |= lim > 0 && items.len() as i64 == lim;
     let remaining = match items.last() {
-        Some(last) if cut => {
+        _ if !bounds.count => None,
+        Some(last) if more => {
             let (sql, lo) = COUNT_SQL.pick(range, Some(&last.key));
-            tx.prepare_cached(sql)
+            let n = tx
+                .prepare_cached(sql)
                 .map_err(db_err)?
                 .query_row(params![lo, hi, rev], |r| r.get::<_, i64>(0))
-                .map_err(db_err)? as u64
+                .map_err(db_err)?;
+            Some(n as u64)
         }
-        _ => 0,
+        _ => Some(0),
     };
     Ok(ListResult {
         items,
         revision: rev,
+        more,
         remaining,
     })
 }

@@ -194,7 +194,8 @@ async fn list_at_revisions_with_pagination() {
         .await
         .unwrap();
     assert_eq!(all.revision, s.current_revision());
-    assert_eq!(all.remaining, 0);
+    assert!(!all.more);
+    assert_eq!(all.remaining, None, "counted without being asked");
     let keys: Vec<_> = all.items.iter().map(|kv| kv.key.as_str()).collect();
     let want: Vec<String> = [1, 2, 3, 4, 6, 7, 8, 9]
         .iter()
@@ -232,14 +233,16 @@ async fn list_at_revisions_with_pagination() {
                     revision: Some(at),
                     start_after: after.clone(),
                     limit: Some(3),
+                    count_remaining: true,
                     ..Default::default()
                 },
             )
             .await
             .unwrap();
         seen.extend(page.items.iter().map(|kv| kv.key.clone()));
-        remaining.push(page.remaining);
-        if page.remaining == 0 {
+        remaining.push(page.remaining.unwrap());
+        assert_eq!(page.more, page.remaining != Some(0));
+        if !page.more {
             break;
         }
         after = page.items.last().map(|kv| kv.key.clone());
@@ -253,12 +256,16 @@ async fn list_at_revisions_with_pagination() {
             "/registry/pods/default/",
             ListOptions {
                 limit: Some(8),
+                count_remaining: true,
                 ..Default::default()
             },
         )
         .await
         .unwrap();
-    assert_eq!((page.items.len(), page.remaining), (8, 0));
+    assert_eq!(
+        (page.items.len(), page.more, page.remaining),
+        (8, false, Some(0))
+    );
 
     // Chunks bounded by bytes: each stops at the first item that reaches
     // the bound, and together they are the whole list, in order.
@@ -273,6 +280,7 @@ async fn list_at_revisions_with_pagination() {
                         revision: Some(at),
                         start_after: after.clone(),
                         max_bytes: Some(max_bytes),
+                        count_remaining: true,
                         ..Default::default()
                     },
                 )
@@ -283,8 +291,8 @@ async fn list_at_revisions_with_pagination() {
             let before_last: usize = sizes[..sizes.len() - 1].iter().sum();
             assert!(before_last < max_bytes, "{max_bytes}: {sizes:?}");
             seen.extend(page.items.iter().map(|kv| kv.key.clone()));
-            assert_eq!(page.remaining as usize, want.len() - seen.len());
-            if page.remaining == 0 {
+            assert_eq!(page.remaining, Some((want.len() - seen.len()) as u64));
+            if !page.more {
                 break;
             }
             assert!(sizes.iter().sum::<usize>() >= max_bytes);
@@ -693,6 +701,7 @@ async fn cached_reads_are_not_prepared_again() {
         let bounds = super::read::Bounds {
             limit: Some(5),
             max_bytes: None,
+            count: false,
         };
         super::read::list(&tx, &range, start, bounds, 100).unwrap();
     }
@@ -720,6 +729,7 @@ async fn a_page_does_not_scan_the_whole_range() {
         let bounds = super::read::Bounds {
             limit,
             max_bytes: None,
+            count: false,
         };
         let got = super::read::list(&tx, &range, after, bounds, 10_000).unwrap();
         assert_eq!(got.items.len(), limit.unwrap_or(2000));
