@@ -12,6 +12,12 @@ use bytes::Bytes;
 /// object of its own (the caller decodes it then).
 pub fn event_line(kind: &str, raw: &[u8], rev: i64) -> Option<Bytes> {
     let at = metadata_body(raw)?;
+    // The bytes are the store's own compact encoding; anything else (cut
+    // short, followed by more, or on several lines, which would break the
+    // one-event-per-line stream) is left to the decoder.
+    if !one_line_object(raw) {
+        return None;
+    }
     // A stored object never carries its revision (it is the store's); one
     // that somehow does goes the slow way rather than get two.
     if raw.windows(RV.len()).any(|w| w == RV) {
@@ -76,6 +82,38 @@ fn metadata_body(json: &[u8]) -> Option<usize> {
         i += 1;
     }
     None
+}
+
+/// Whether `json` is one object, balanced, with nothing after it and no
+/// line break outside its strings (inside them JSON escapes them).
+fn one_line_object(json: &[u8]) -> bool {
+    let start = skip_ws(json, 0);
+    if json.get(start) != Some(&b'{') {
+        return false;
+    }
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < json.len() {
+        match json[i] {
+            b'"' => match string_end(json, i + 1) {
+                Some(end) => i = end,
+                None => return false,
+            },
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => match depth.checked_sub(1) {
+                Some(0) => {
+                    let rest = &json[i + 1..];
+                    return rest.iter().all(|b| *b == b' ' || *b == b'\t');
+                }
+                Some(d) => depth = d,
+                None => return false,
+            },
+            b'\n' | b'\r' => return false,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The index of the quote that ends the string whose contents start at `i`.
@@ -152,10 +190,16 @@ mod tests {
             assert_eq!(spliced("ADDED", &obj, 1), None, "{obj}");
         }
         assert_eq!(event_line("ADDED", b"[1, 2]", 1), None);
-        assert_eq!(
-            event_line("ADDED", b"{\"metadata\": {", 1).map(|_| ()),
-            Some(())
-        );
-        assert_eq!(event_line("ADDED", b"{\"metadata", 1), None);
+        for raw in [
+            &b"{\"metadata\": {"[..],
+            b"{\"metadata",
+            b"{\"metadata\": {}} {\"x\": 1}",
+            b"{\"metadata\": {},\n\"x\": 1}",
+            b"{\"metadata\": {}}}",
+            b"{\"metadata\": {\"a\": \"\\",
+        ] {
+            let text = String::from_utf8_lossy(raw);
+            assert_eq!(event_line("ADDED", raw, 1), None, "{text}");
+        }
     }
 }
