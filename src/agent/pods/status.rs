@@ -263,22 +263,38 @@ pub fn terminated(mut new: PodStatus, old: Option<&PodStatus>, init: &[Container
         if ended(s) {
             return;
         }
+        // How it ended, as reported before (by an earlier worker, whose
+        // containers are gone): with the container it was.
         let prev = before
             .into_iter()
             .flatten()
-            .find(|o| o.name == s.name && ended(o))
-            .and_then(|o| o.state.clone());
-        s.state = Some(prev.unwrap_or_else(|| ContainerState {
-            terminated: Some(ContainerStateTerminated {
-                exit_code: 137,
-                reason: Some("ContainerStatusUnknown".into()),
-                message: Some(
-                    "The container could not be located when the pod was terminated".into(),
-                ),
-                ..ContainerStateTerminated::default()
-            }),
-            ..ContainerState::default()
-        }));
+            .find(|o| o.name == s.name && ended(o));
+        if let Some(o) = prev {
+            if s.container_id.is_none() {
+                s.container_id = o.container_id.clone();
+            }
+            if s.image_id.is_empty() {
+                s.image_id = o.image_id.clone();
+            }
+            if s.last_state.is_none() {
+                s.last_state = o.last_state.clone();
+            }
+            s.restart_count = s.restart_count.max(o.restart_count);
+        }
+        s.state = Some(
+            prev.and_then(|o| o.state.clone())
+                .unwrap_or_else(|| ContainerState {
+                    terminated: Some(ContainerStateTerminated {
+                        exit_code: 137,
+                        reason: Some("ContainerStatusUnknown".into()),
+                        message: Some(
+                            "The container could not be located when the pod was terminated".into(),
+                        ),
+                        ..ContainerStateTerminated::default()
+                    }),
+                    ..ContainerState::default()
+                }),
+        );
         s.ready = false;
         s.started = Some(false);
     };

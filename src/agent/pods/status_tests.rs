@@ -372,6 +372,8 @@ fn a_deleted_pod_ends_with_every_container_ended() {
         "containerStatuses": [st("done", json!({"terminated": {"exitCode": 0, "reason": "Completed"}}), json!({}))],
     }))
     .unwrap();
+    let mut old = old;
+    old.container_statuses.as_mut().unwrap()[0].container_id = Some("skiff://gone".into());
     let init: Vec<Container> = ["init-a", "init-b", "init-c"]
         .iter()
         .map(|n| serde_json::from_value(json!({"name": n, "image": "i"})).unwrap())
@@ -380,6 +382,7 @@ fn a_deleted_pod_ends_with_every_container_ended() {
     assert_eq!(out["phase"], "Failed");
     let c = &out["containerStatuses"];
     assert_eq!(c[0]["state"]["terminated"]["reason"], "Completed", "{c}");
+    assert_eq!(c[0]["containerID"], "skiff://gone", "{c}");
     assert_eq!(c[1]["state"]["terminated"]["exitCode"], 137);
     assert_eq!(
         c[1]["state"]["terminated"]["reason"],
