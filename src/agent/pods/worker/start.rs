@@ -121,13 +121,7 @@ impl<R: PodRuntime> Worker<R> {
                 // checks it once the image is known.
                 if let Err(e) = spec::verify_run_as_non_root(pod, c, &ensured.user) {
                     event(WARNING, "Failed", format!("Error: {e}"));
-                    let slot = self.slot(&c.name);
-                    slot.failures += 1;
-                    slot.not_before = Some(Instant::now() + retry_after(slot.failures));
-                    slot.state = State::Waiting {
-                        reason: "CreateContainerConfigError".into(),
-                        message: Some(e.to_string()),
-                    };
+                    self.step_failed(&c.name, "CreateContainerConfigError", e.to_string());
                     return;
                 }
             }
@@ -166,13 +160,7 @@ impl<R: PodRuntime> Worker<R> {
             match self.fetch_sources(pod).await {
                 Ok(src) => volumes::env_objects(&src),
                 Err(e) => {
-                    let slot = self.slot(&c.name);
-                    slot.failures += 1;
-                    slot.not_before = Some(Instant::now() + retry_after(slot.failures));
-                    slot.state = State::Waiting {
-                        reason: "CreateContainerConfigError".into(),
-                        message: Some(e.to_string()),
-                    };
+                    self.step_failed(&c.name, "CreateContainerConfigError", e.to_string());
                     return;
                 }
             }
@@ -222,25 +210,17 @@ impl<R: PodRuntime> Worker<R> {
             Ok(s) => s,
             Err(e) => {
                 event(WARNING, "Failed", format!("Error: {e}"));
-                let slot = self.slot(&c.name);
-                slot.failures += 1;
-                slot.not_before = Some(Instant::now() + retry_after(slot.failures));
-                slot.state = State::Waiting {
-                    reason: "CreateContainerConfigError".into(),
-                    message: Some(e.to_string()),
-                };
+                self.step_failed(&c.name, "CreateContainerConfigError", e.to_string());
                 return;
             }
         };
         let container_logs = log_dir.join(&c.name);
         if let Err(e) = tokio::fs::create_dir_all(&container_logs).await {
-            let slot = self.slot(&c.name);
-            slot.failures += 1;
-            slot.not_before = Some(Instant::now() + retry_after(slot.failures));
-            slot.state = State::Waiting {
-                reason: "CreateContainerError".into(),
-                message: Some(format!("{}: {e}", container_logs.display())),
-            };
+            self.step_failed(
+                &c.name,
+                "CreateContainerError",
+                format!("{}: {e}", container_logs.display()),
+            );
             return;
         }
         let created = self.ctx.runtime.create_container(&sandbox, spec).await;
@@ -248,13 +228,7 @@ impl<R: PodRuntime> Worker<R> {
             Ok(id) => id,
             Err(e) => {
                 event(WARNING, "Failed", format!("Error: {e}"));
-                let slot = self.slot(&c.name);
-                slot.failures += 1;
-                slot.not_before = Some(Instant::now() + retry_after(slot.failures));
-                slot.state = State::Waiting {
-                    reason: "CreateContainerError".into(),
-                    message: Some(e.to_string()),
-                };
+                self.step_failed(&c.name, "CreateContainerError", e.to_string());
                 return;
             }
         };
@@ -336,6 +310,18 @@ impl<R: PodRuntime> Worker<R> {
             slot.probing = None;
             self.kill(pod, &name, &id, None);
         }
+    }
+
+    /// A step of starting container `name` failed: it waits with `reason`
+    /// and is tried again after kubelet's back-off for its failures.
+    fn step_failed(&mut self, name: &str, reason: &str, message: String) {
+        let slot = self.slot(name);
+        slot.failures += 1;
+        slot.not_before = Some(Instant::now() + retry_after(slot.failures));
+        slot.state = State::Waiting {
+            reason: reason.into(),
+            message: Some(message),
+        };
     }
 }
 
