@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use super::super::algorithm::{self, Search};
 use super::super::cache::Cache;
 use super::super::scores::Policy;
+use super::super::tests::merge;
 use super::super::{interpod, spread};
 use super::*;
 
@@ -41,17 +42,6 @@ fn pod(name: &str, priority: i32, cpu: &str, on: Option<&str>, extra: Value) -> 
     });
     merge(&mut v, &extra);
     Arc::new(serde_json::from_value(v).unwrap())
-}
-
-fn merge(into: &mut Value, from: &Value) {
-    match (into, from) {
-        (Value::Object(a), Value::Object(b)) => {
-            for (k, v) in b {
-                merge(a.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-        (a, b) => *a = b.clone(),
-    }
 }
 
 fn labels(app: &str) -> Value {
