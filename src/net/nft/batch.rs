@@ -156,6 +156,13 @@ fn set_op(table: &str, def: &SetDef, id: u32) -> Op {
             (SetFlags::Map, "vmap".to_string())
         }
     };
+    let flags = match def.timeout_ms {
+        Some(ms) => {
+            attributes.push(SetAttribute::Timeout(ms));
+            flags | SetFlags::Timeout | SetFlags::Eval
+        }
+        None => flags,
+    };
     attributes.extend([
         SetAttribute::Flags(flags),
         SetAttribute::KeyType(def.key.id),

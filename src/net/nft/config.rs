@@ -35,6 +35,8 @@ pub struct PortMapping {
 pub enum Proto {
     Tcp,
     Udp,
+    /// Service ports only: the engine publishes tcp and udp.
+    Sctp,
 }
 
 impl Proto {
@@ -42,6 +44,7 @@ impl Proto {
         match self {
             Proto::Tcp => "tcp",
             Proto::Udp => "udp",
+            Proto::Sctp => "sctp",
         }
     }
 
@@ -50,6 +53,7 @@ impl Proto {
         match self {
             Proto::Tcp => 6,
             Proto::Udp => 17,
+            Proto::Sctp => 132,
         }
     }
 }

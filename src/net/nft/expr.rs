@@ -27,7 +27,7 @@ pub(crate) struct Stmt {
 }
 
 impl Stmt {
-    fn new(text: impl Into<String>, exprs: Vec<Expr>) -> Self {
+    pub(super) fn new(text: impl Into<String>, exprs: Vec<Expr>) -> Self {
         Self {
             text: text.into(),
             exprs,
@@ -36,17 +36,19 @@ impl Stmt {
 }
 
 // enum nft_payload_bases
-const PAYLOAD_NETWORK_HEADER: u32 = 1;
-const PAYLOAD_TRANSPORT_HEADER: u32 = 2;
+pub(super) const PAYLOAD_NETWORK_HEADER: u32 = 1;
+pub(super) const PAYLOAD_TRANSPORT_HEADER: u32 = 2;
 // Offsets in the IPv4 header and in the TCP/UDP header (both put dport at 2).
-const IPV4_SADDR: u32 = 12;
-const IPV4_DADDR: u32 = 16;
-const TH_DPORT: u32 = 2;
+pub(super) const IPV4_SADDR: u32 = 12;
+pub(super) const IPV4_DADDR: u32 = 16;
+pub(super) const TH_DPORT: u32 = 2;
 
 // enum nft_ct_attributes / nft_ct_keys
-const NFTA_CT_DREG: u16 = 1;
-const NFTA_CT_KEY: u16 = 2;
-const NFT_CT_STATE: u32 = 0;
+pub(super) const NFTA_CT_DREG: u16 = 1;
+pub(super) const NFTA_CT_KEY: u16 = 2;
+pub(super) const NFT_CT_STATE: u32 = 0;
+const NFTA_CT_SREG: u16 = 4;
+const NFT_CT_MARK: u32 = 3;
 const NFT_CT_STATUS: u32 = 2;
 /// ct state bits: NF_CT_STATE_BIT(ctinfo) = 1 << (ctinfo + 1) for
 /// IP_CT_ESTABLISHED (0) and IP_CT_RELATED (1).
@@ -56,31 +58,31 @@ pub(crate) const CT_STATE_RELATED: u32 = 1 << 2;
 pub(crate) const CT_STATUS_DNAT: u32 = 1 << 5;
 
 // enum nft_fib_attributes / nft_fib_result / nft_fib_flags
-const NFTA_FIB_DREG: u16 = 1;
-const NFTA_FIB_RESULT: u16 = 2;
-const NFTA_FIB_FLAGS: u16 = 3;
-const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
+pub(super) const NFTA_FIB_DREG: u16 = 1;
+pub(super) const NFTA_FIB_RESULT: u16 = 2;
+pub(super) const NFTA_FIB_FLAGS: u16 = 3;
+pub(super) const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
 const NFTA_FIB_F_DADDR: u32 = 1 << 1;
 /// RTN_LOCAL from linux/rtnetlink.h: the route type of the host's own addresses.
-const RTN_LOCAL: u32 = 2;
+pub(super) const RTN_LOCAL: u32 = 2;
 
 // enum nft_nat_attributes / nft_nat_types
-const NFTA_NAT_TYPE: u16 = 1;
-const NFTA_NAT_FAMILY: u16 = 2;
-const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
-const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
-const NFT_NAT_DNAT: u32 = 1;
-const NFPROTO_IPV4: u32 = 2;
+pub(super) const NFTA_NAT_TYPE: u16 = 1;
+pub(super) const NFTA_NAT_FAMILY: u16 = 2;
+pub(super) const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
+pub(super) const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
+pub(super) const NFT_NAT_DNAT: u32 = 1;
+pub(super) const NFPROTO_IPV4: u32 = 2;
 
 /// NF_DROP and NF_ACCEPT from linux/netfilter.h.
-const NF_DROP: u32 = 0;
-const NF_ACCEPT: u32 = 1;
+pub(super) const NF_DROP: u32 = 0;
+pub(super) const NF_ACCEPT: u32 = 1;
 
-fn be32(v: u32) -> Vec<u8> {
+pub(super) fn be32(v: u32) -> Vec<u8> {
     v.to_be_bytes().to_vec()
 }
 
-fn raw(name: &str, attributes: Vec<DefaultNla>) -> Expr {
+pub(super) fn raw(name: &str, attributes: Vec<DefaultNla>) -> Expr {
     Expressions::Other {
         expression_type: name.to_string(),
         attributes,
@@ -88,15 +90,15 @@ fn raw(name: &str, attributes: Vec<DefaultNla>) -> Expr {
     .into()
 }
 
-fn reg(r: Register) -> Vec<u8> {
+pub(super) fn reg(r: Register) -> Vec<u8> {
     be32(u32::from(r))
 }
 
-fn load_payload(base: u32, offset: u32, len: u32) -> Expr {
+pub(super) fn load_payload(base: u32, offset: u32, len: u32) -> Expr {
     load_payload_to(Register::Reg1, base, offset, len)
 }
 
-fn load_payload_to(dreg: Register, base: u32, offset: u32, len: u32) -> Expr {
+pub(super) fn load_payload_to(dreg: Register, base: u32, offset: u32, len: u32) -> Expr {
     Expressions::Payload(vec![
         Payload::DestinationRegister(dreg),
         Payload::Base(base),
@@ -106,15 +108,15 @@ fn load_payload_to(dreg: Register, base: u32, offset: u32, len: u32) -> Expr {
     .into()
 }
 
-fn load_meta(key: MetaKey) -> Expr {
+pub(super) fn load_meta(key: MetaKey) -> Expr {
     load_meta_to(Register::Reg1, key)
 }
 
-fn load_meta_to(dreg: Register, key: MetaKey) -> Expr {
+pub(super) fn load_meta_to(dreg: Register, key: MetaKey) -> Expr {
     Expressions::Meta(vec![Meta::DestinationRegister(dreg), Meta::Key(key)]).into()
 }
 
-fn load_ct(key: u32) -> Expr {
+pub(super) fn load_ct(key: u32) -> Expr {
     raw(
         "ct",
         vec![
@@ -124,7 +126,7 @@ fn load_ct(key: u32) -> Expr {
     )
 }
 
-fn cmp(op: Operator, data: Vec<u8>) -> Expr {
+pub(super) fn cmp(op: Operator, data: Vec<u8>) -> Expr {
     Expressions::Cmp(vec![
         Cmp::SourceRegister(Register::Reg1),
         Cmp::Op(op),
@@ -134,7 +136,7 @@ fn cmp(op: Operator, data: Vec<u8>) -> Expr {
 }
 
 /// reg1 = (reg1 & mask) ^ 0
-fn and_mask(mask: Vec<u8>) -> Expr {
+pub(super) fn and_mask(mask: Vec<u8>) -> Expr {
     let zero = vec![0; mask.len()];
     Expressions::Bitwise(vec![
         Bitwise::SourceRegister(Register::Reg1),
@@ -146,7 +148,7 @@ fn and_mask(mask: Vec<u8>) -> Expr {
     .into()
 }
 
-fn immediate(dreg: Register, data: DataAttribute) -> Expr {
+pub(super) fn immediate(dreg: Register, data: DataAttribute) -> Expr {
     Expressions::Immediate(vec![
         Immediate::DestinationRegister(dreg),
         Immediate::Data(data),
@@ -154,7 +156,7 @@ fn immediate(dreg: Register, data: DataAttribute) -> Expr {
     .into()
 }
 
-fn ip_in(offset: u32, field: &str, cidr: Ipv4Cidr, negate: bool) -> Stmt {
+pub(super) fn ip_in(offset: u32, field: &str, cidr: Ipv4Cidr, negate: bool) -> Stmt {
     let op = if negate {
         Operator::NotEqual
     } else {
@@ -212,7 +214,7 @@ pub(crate) fn oifname_is(name: &str) -> Stmt {
 
 /// Matches when any of `bits` is set; the kernel keeps ct state and status
 /// in host byte order.
-fn ct_any(key: u32, field: &str, bits: u32, names: &str) -> Stmt {
+pub(super) fn ct_any(key: u32, field: &str, bits: u32, names: &str) -> Stmt {
     Stmt::new(
         format!("ct {field} {names}"),
         vec![
@@ -253,7 +255,7 @@ pub(crate) fn fib_daddr_type_local() -> Stmt {
     )
 }
 
-fn verdict(code: Verdict, chain: Option<&str>) -> Expr {
+pub(super) fn verdict(code: Verdict, chain: Option<&str>) -> Expr {
     immediate(Register::Verdict, verdict_value(code, chain))
 }
 
@@ -268,7 +270,6 @@ fn verdict_value(code: Verdict, chain: Option<&str>) -> DataAttribute {
 /// A verdict as data: a verdict map element's value.
 pub(crate) fn verdict_data(v: &VerdictTo) -> DataAttribute {
     match v {
-        VerdictTo::Accept => verdict_value(Verdict::Other(NF_ACCEPT), None),
         VerdictTo::Drop => verdict_value(Verdict::Other(NF_DROP), None),
         VerdictTo::Jump(c) => verdict_value(Verdict::Jump, Some(c)),
         VerdictTo::Goto(c) => verdict_value(Verdict::Goto, Some(c)),
@@ -321,7 +322,52 @@ pub(crate) enum PortKey {
     AddrProtoPort,
 }
 
-/// `dnat ip to <key> map @set`: the key's fields are loaded into
+/// The conntrack mark bit of a connection the engine DNATed to a published
+/// port. Only those are masqueraded when they come from a pod: a Service's
+/// DNAT (the proxy's table) keeps the client's address.
+pub(crate) const CT_MARK_PUBLISHED: u32 = 1 << 13;
+
+/// `ct mark set ct mark | bit`, in register 2 (the DNAT's address and port
+/// sit in register 1).
+fn ct_mark_or(bit: u32) -> Vec<Expr> {
+    vec![
+        raw(
+            "ct",
+            vec![
+                DefaultNla::new(NFTA_CT_DREG, reg(Register::Reg2)),
+                DefaultNla::new(NFTA_CT_KEY, be32(NFT_CT_MARK)),
+            ],
+        ),
+        Expressions::Bitwise(vec![
+            Bitwise::SourceRegister(Register::Reg2),
+            Bitwise::DestinationRegister(Register::Reg2),
+            Bitwise::Length(4),
+            Bitwise::Mask(DataAttribute::Value((!bit).to_ne_bytes().to_vec())),
+            Bitwise::Xor(DataAttribute::Value(bit.to_ne_bytes().to_vec())),
+        ])
+        .into(),
+        raw(
+            "ct",
+            vec![
+                DefaultNla::new(NFTA_CT_KEY, be32(NFT_CT_MARK)),
+                DefaultNla::new(NFTA_CT_SREG, reg(Register::Reg2)),
+            ],
+        ),
+    ]
+}
+
+/// `ct mark & CT_MARK_PUBLISHED != 0`.
+pub(crate) fn ct_mark_published() -> Stmt {
+    ct_any(
+        NFT_CT_MARK,
+        "mark &",
+        CT_MARK_PUBLISHED,
+        &format!("{CT_MARK_PUBLISHED:#x} != 0"),
+    )
+}
+
+/// `dnat ip to <key> map @set`, marking the connection as published
+/// (`CT_MARK_PUBLISHED`): the key's fields are loaded into
 /// consecutive 32-bit registers from reg 1 (a concatenation, each field
 /// padded to 4 bytes, as set.rs lays out the keys), the map (values
 /// `ipv4_addr . inet_service`) puts the address in reg 1 and the port in the
@@ -358,15 +404,19 @@ pub(crate) fn dnat_map(key: PortKey, set: &str) -> Stmt {
             Lookup::DestinationRegister(Register::Reg1),
         ])
         .into(),
-        raw(
-            "nat",
-            vec![
-                DefaultNla::new(NFTA_NAT_TYPE, be32(NFT_NAT_DNAT)),
-                DefaultNla::new(NFTA_NAT_FAMILY, be32(NFPROTO_IPV4)),
-                DefaultNla::new(NFTA_NAT_REG_ADDR_MIN, reg(Register::Reg1)),
-                DefaultNla::new(NFTA_NAT_REG_PROTO_MIN, reg(Register::Reg32_01)),
-            ],
-        ),
     ]);
-    Stmt::new(format!("dnat ip to {text} map @{set}"), exprs)
+    exprs.extend(ct_mark_or(CT_MARK_PUBLISHED));
+    exprs.extend([raw(
+        "nat",
+        vec![
+            DefaultNla::new(NFTA_NAT_TYPE, be32(NFT_NAT_DNAT)),
+            DefaultNla::new(NFTA_NAT_FAMILY, be32(NFPROTO_IPV4)),
+            DefaultNla::new(NFTA_NAT_REG_ADDR_MIN, reg(Register::Reg1)),
+            DefaultNla::new(NFTA_NAT_REG_PROTO_MIN, reg(Register::Reg32_01)),
+        ],
+    )]);
+    Stmt::new(
+        format!("ct mark set ct mark | {CT_MARK_PUBLISHED:#x} dnat ip to {text} map @{set}"),
+        exprs,
+    )
 }

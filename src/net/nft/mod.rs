@@ -22,12 +22,14 @@ mod config;
 mod diff;
 mod error;
 mod expr;
+mod expr_svc;
 mod filter;
 mod nat;
 mod reply;
 mod ruleset;
 mod set;
 mod socket;
+pub mod svc;
 
 pub use crate::net::cidr::Ipv4Cidr;
 pub use config::{Config, PortMapping, Proto};
@@ -36,9 +38,10 @@ pub use error::NftError;
 /// The layout of the table built from a config. Callers that skip
 /// re-applying an unchanged config record it beside the config, so that a
 /// node upgraded to a new layout (2: the input chain that keeps pods off the
-/// node's loopback; 3: published ports as map elements) rebuilds its table.
-/// Bump it whenever `ruleset::build` changes.
-pub const LAYOUT: u32 = 3;
+/// node's loopback; 3: published ports as map elements; 4: pods' hairpin
+/// masquerade only for connections the engine marked as published) rebuilds
+/// its table. Bump it whenever `ruleset::build` changes.
+pub const LAYOUT: u32 = 4;
 
 /// Make table `ip skiff` exactly what `cfg` describes, atomically.
 ///

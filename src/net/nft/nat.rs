@@ -13,8 +13,8 @@ use netlink_packet_netfilter::nftables::InetHookNumber;
 
 use super::config::Config;
 use super::expr::{
-    ct_status_dnat, dnat_map, fib_daddr_type_local, ip_daddr_not_in, ip_saddr_in, jump, masquerade,
-    oifname_is, PortKey,
+    ct_mark_published, dnat_map, fib_daddr_type_local, ip_daddr_not_in, ip_saddr_in, jump,
+    masquerade, oifname_is, PortKey,
 };
 use super::ruleset::{Chain, ChainType, Rule, Ruleset};
 use super::set::{key_ip_proto_port, key_proto_port, value_ip_port, DataType, Set, SetKind, Value};
@@ -119,13 +119,15 @@ pub(crate) fn add(rs: &mut Ruleset, cfg: &Config) {
             ],
         ),
         // Hairpin: a pod reaching its own published port must see the reply
-        // come back from the host, not from itself.
+        // come back from the host, not from itself. Only the engine's own
+        // DNATs (marked in `published`): a Service's keep the client's
+        // address, the proxy masquerading what it must itself.
         Rule::new(
             POSTROUTING,
             vec![
                 oifname_is(&cfg.bridge),
                 ip_saddr_in(pods),
-                ct_status_dnat(),
+                ct_mark_published(),
                 masquerade(),
             ],
         ),

@@ -17,6 +17,7 @@ use std::net::Ipv4Addr;
 use super::config::Proto;
 
 /// nft's datatype ids (enum datatypes in nftables' include/datatype.h).
+const TYPE_INTEGER: u32 = 4;
 const TYPE_IPADDR: u32 = 7;
 const TYPE_INET_PROTOCOL: u32 = 12;
 const TYPE_INET_SERVICE: u32 = 13;
@@ -45,6 +46,11 @@ impl DataType {
         id: TYPE_INET_SERVICE,
         len: 2,
     };
+    /// A 32-bit integer in host order (what `numgen` yields).
+    pub(crate) const INDEX: DataType = DataType {
+        id: TYPE_INTEGER,
+        len: 4,
+    };
 
     /// `a . b . …`: fields padded to 4 bytes each, as registers hold them.
     pub(crate) fn concat(fields: &[DataType]) -> DataType {
@@ -72,6 +78,11 @@ pub(crate) fn key_proto_port(proto: Proto, port: u16) -> Vec<u8> {
     k
 }
 
+/// Key bytes for a `numgen` result.
+pub(crate) fn key_index(i: u32) -> Vec<u8> {
+    i.to_ne_bytes().to_vec()
+}
+
 /// Value bytes for `ipv4_addr . inet_service` (a DNAT target).
 pub(crate) fn value_ip_port(ip: Ipv4Addr, port: u16) -> Vec<u8> {
     let mut v = ip.octets().to_vec();
@@ -81,9 +92,6 @@ pub(crate) fn value_ip_port(ip: Ipv4Addr, port: u16) -> Vec<u8> {
 }
 
 /// What the elements map their keys to.
-// Sets and verdict maps are the service proxy's; until it lands only the
-// tests build them.
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SetKind {
     /// Keys only (`ip daddr @name`).
@@ -95,16 +103,14 @@ pub(crate) enum SetKind {
 }
 
 /// A verdict as a verdict map's value.
-#[allow(dead_code)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum VerdictTo {
-    Accept,
     Drop,
+    #[cfg_attr(not(test), allow(dead_code))]
     Jump(String),
     Goto(String),
 }
 
-#[cfg_attr(not(test), allow(dead_code))]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Value {
     None,
@@ -119,6 +125,10 @@ pub(crate) struct SetDef {
     pub name: String,
     pub key: DataType,
     pub kind: SetKind,
+    /// Filled from the packet path (`update @set`), each element expiring
+    /// this many milliseconds after it was last refreshed. The owner
+    /// states no elements for such a set: the kernel's are kept.
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,6 +145,7 @@ impl Set {
                 name: name.to_string(),
                 key,
                 kind,
+                timeout_ms: None,
             },
             elements: BTreeMap::new(),
         }

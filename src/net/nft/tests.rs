@@ -193,11 +193,11 @@ fn rule_texts_read_like_nft() {
     let want = [
         "prerouting: fib daddr type local jump published",
         "output: fib daddr type local jump published",
-        "published: dnat ip to ip daddr . meta l4proto . th dport map @published-addr",
-        "published: dnat ip to meta l4proto . th dport map @published-any",
+        "published: ct mark set ct mark | 0x2000 dnat ip to ip daddr . meta l4proto . th dport map @published-addr",
+        "published: ct mark set ct mark | 0x2000 dnat ip to meta l4proto . th dport map @published-any",
         "postrouting: ip saddr 10.42.0.0/24 ip daddr != 10.42.0.0/24 masquerade",
         "postrouting: ip saddr 127.0.0.0/8 oifname \"skiff0\" masquerade",
-        "postrouting: oifname \"skiff0\" ip saddr 10.42.0.0/24 ct status dnat masquerade",
+        "postrouting: oifname \"skiff0\" ip saddr 10.42.0.0/24 ct mark & 0x2000 != 0 masquerade",
         "forward: iifname \"skiff0\" accept",
         "forward: oifname \"skiff0\" ct state established,related accept",
         "forward: oifname \"skiff0\" ct status dnat accept",
@@ -216,9 +216,12 @@ fn published_rules_look_the_maps_up() {
     let (addr, any) = (rules[0].exprs(), rules[1].exprs());
     assert_eq!(
         names(&addr),
-        ["payload", "meta", "payload", "lookup", "nat"]
+        ["payload", "meta", "payload", "lookup", "ct", "bitwise", "ct", "nat"]
     );
-    assert_eq!(names(&any), ["meta", "payload", "lookup", "nat"]);
+    assert_eq!(
+        names(&any),
+        ["meta", "payload", "lookup", "ct", "bitwise", "ct", "nat"]
+    );
     // The key as a concatenation in consecutive 32-bit registers from reg 1
     // (NFT_REG32_00 is reg 1's first word, 8): addr, l4proto (reg 9), dport
     // (reg 10) — or l4proto in reg 1 and dport in reg 9.
@@ -251,8 +254,14 @@ fn published_rules_look_the_maps_up() {
         (3, vec![0, 0, 0, 1]), // NFTA_NAT_REG_ADDR_MIN = reg 1
         (5, vec![0, 0, 0, 9]), // NFTA_NAT_REG_PROTO_MIN = reg32 01
     ];
-    assert_eq!(raw_attrs(&addr[4]), nat);
-    assert_eq!(raw_attrs(&any[3]), nat);
+    assert_eq!(raw_attrs(&addr[7]), nat);
+    assert_eq!(raw_attrs(&any[6]), nat);
+    // The connection is marked as published in reg 2 (NFT_REG_2), which
+    // the DNAT's registers leave alone: ct mark (key 3) loaded (DREG 1),
+    // then stored (SREG 4).
+    let (mark, reg2) = (vec![0, 0, 0, 3], vec![0, 0, 0, 2]);
+    assert_eq!(raw_attrs(&addr[4]), [(1, reg2.clone()), (2, mark.clone())]);
+    assert_eq!(raw_attrs(&addr[6]), [(2, mark), (4, reg2)]);
 }
 
 #[test]
