@@ -101,7 +101,6 @@ spec:
 
     // Another pod reads it by pod IP; and lists pods through the API with
     // its projected token.
-    let port = support::PORT;
     s.kubectl_stdin(
         &["apply", "-f", "-"],
         &format!(
@@ -128,10 +127,9 @@ spec:
       SA=/var/run/secrets/kubernetes.io/serviceaccount
       test "$(cat $SA/namespace)" = default
       grep -q "BEGIN CERTIFICATE" $SA/ca.crt
-      # Until Services answer on their cluster IPs (issue 15), the API's
-      # address from a pod is the bridge's.
-      export KUBERNETES_SERVICE_HOST=$(ip route | awk '/default/ {{print $3}}')
-      export KUBERNETES_SERVICE_PORT={port}
+      # The API through the `kubernetes` Service, as the environment
+      # names it (10.43.0.1:443).
+      test "$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT" = 10.43.0.1:443
       kubectl get pods -o name > /tmp/pods
       cat /tmp/pods
       grep -q pod/web /tmp/pods

@@ -60,6 +60,12 @@ pub struct AgentConfig {
     pub image_gc: crate::agent::image_gc::Policy,
     /// Static pods' manifests (kubelet's staticPodPath).
     pub static_pod_dir: PathBuf,
+    /// Run the service proxy (off: `--disable-kube-proxy`).
+    pub proxy: bool,
+    /// `--nodeport-addresses`: NodePorts only on node addresses in these.
+    pub nodeport_addresses: Vec<crate::net::cidr::Ipv4Cidr>,
+    /// The cluster's address plan.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// A DNS subdomain (RFC 1123), as Kubernetes names nodes.
@@ -237,6 +243,14 @@ pub struct AgentArgs {
     /// <data-dir>/agent/pod-manifests]
     #[arg(long, value_name = "DIR")]
     pub pod_manifest_path: Option<PathBuf>,
+    /// Do not run the service proxy (Services are then not reachable
+    /// through their ClusterIPs and NodePorts on this node).
+    #[arg(long)]
+    pub disable_kube_proxy: bool,
+    /// Serve NodePorts only on this node's addresses inside these ranges
+    /// (comma-separated CIDRs) [default: every address but loopback]
+    #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
+    pub nodeport_addresses: Vec<crate::net::cidr::Ipv4Cidr>,
 }
 
 /// Where the agent runs and how it reaches the API (the rest of
@@ -285,6 +299,9 @@ impl AgentArgs {
                 .clone()
                 .unwrap_or_else(|| at.root.join("agent").join("pod-manifests")),
             root: at.root,
+            proxy: !self.disable_kube_proxy,
+            nodeport_addresses: self.nodeport_addresses.clone(),
+            cluster: crate::cluster::ClusterConfig::default(),
         })
     }
 

@@ -27,6 +27,7 @@ pub mod kubelet;
 pub mod node;
 pub mod objects;
 pub mod pods;
+pub mod proxy;
 
 use std::time::Duration;
 
@@ -43,10 +44,27 @@ const HEARTBEAT: Duration = Duration::from_secs(10);
 const MAX_RETRY: Duration = Duration::from_secs(7);
 
 /// The API's address as in-cluster clients find it (KUBERNETES_SERVICE_HOST
-/// and _PORT). Upstream that is the `kubernetes` Service's cluster IP;
-/// until Services are load-balanced on the node (issue 15) nothing answers
-/// there, so pods are given the address the agent itself reaches the API
-/// at — the node's address when that is a loopback one, which a pod's own
+/// and _PORT): the `kubernetes` Service, as upstream, which the service
+/// proxy sends on to the API server.
+fn kubernetes_service_env(
+    cluster: &crate::cluster::ClusterConfig,
+) -> std::collections::BTreeMap<String, String> {
+    [
+        (
+            "KUBERNETES_SERVICE_HOST",
+            cluster.kubernetes_service_ip().to_string(),
+        ),
+        ("KUBERNETES_SERVICE_PORT", "443".to_string()),
+        ("KUBERNETES_SERVICE_PORT_HTTPS", "443".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// The same without the service proxy (`--disable-kube-proxy`): nothing
+/// answers at the Service's address, so pods are given the address the
+/// agent itself reaches the API at — the node's address when that is a loopback one, which a pod's own
 /// loopback would shadow, and the pods' bridge when the node's address is
 /// loopback too (a box with no route off it). The serving certificate
 /// names all of them.
@@ -127,11 +145,15 @@ pub async fn run(
         node_ip: config.node_ip,
         log_root: config.pod_log_dir.clone(),
         images,
-        service_env: service_env(
-            &api_url,
-            config.node_ip,
-            crate::net::host::recorded_cidr(&config.root),
-        ),
+        service_env: if config.proxy {
+            kubernetes_service_env(&config.cluster)
+        } else {
+            service_env(
+                &api_url,
+                config.node_ip,
+                crate::net::host::recorded_cidr(&config.root),
+            )
+        },
         // A node whose memory cannot be read scores Burstable containers
         // as if they asked for none of it.
         memory_capacity: node::host::memory_total().unwrap_or(u64::MAX),
@@ -172,6 +194,7 @@ pub async fn run(
     let (manager, inputs) =
         pods::manager::PodManager::new(client.clone(), workers.clone(), statics, &cancel);
     let pods = tokio::spawn(manager.run(inputs, cancel.child_token()));
+    let proxy_params = proxy_settings(&config);
     let mut node = NodeKeeper::new(client.clone(), config);
     let mut lease = LeaseKeeper::new(client.clone(), &node_name);
     let mut wait = Duration::from_millis(100);
@@ -193,6 +216,9 @@ pub async fn run(
     };
     lease.set_owner(&uid);
     tracing::info!(node = %node_name, "registered the node");
+    let proxy = proxy_params.map(|(view, cfg)| {
+        tokio::spawn(proxy::run(client.clone(), view, cfg, cancel.child_token()))
+    });
     let kubelet = start_kubelet(&kubelet_dir, kubelet_addr, workers.clone(), &cancel).await;
     let gc = tokio::spawn(image_gc::run(
         gc_at.0,
@@ -210,6 +236,9 @@ pub async fn run(
             _ = cancel.cancelled() => {
                 let _ = pods.await;
                 let _ = gc.await;
+                if let Some(p) = proxy {
+                    let _ = p.await;
+                }
                 if let Some(k) = kubelet {
                     let _ = k.await;
                 }
@@ -224,6 +253,32 @@ pub async fn run(
             tracing::warn!(node = %node_name, "reporting the node's status: {e}");
         }
     }
+}
+
+/// What the service proxy is told, unless it is off.
+fn proxy_settings(
+    config: &AgentConfig,
+) -> Option<(
+    proxy::translate::NodeView,
+    crate::net::nft::svc::ProxyConfig,
+)> {
+    if !config.proxy {
+        return None;
+    }
+    let cidr =
+        |(ip, prefix): (std::net::Ipv4Addr, u8)| crate::net::cidr::Ipv4Cidr::new(ip, prefix).ok();
+    let view = proxy::translate::NodeView {
+        name: config.node_name.clone(),
+        zone: config.labels.get("topology.kubernetes.io/zone").cloned(),
+    };
+    let cfg = crate::net::nft::svc::ProxyConfig {
+        table: crate::net::nft::svc::TABLE.to_string(),
+        cluster_cidr: cidr(config.cluster.cluster_cidr)?,
+        service_cidr: cidr(config.cluster.service_cidr)?,
+        nodeport_cidrs: config.nodeport_addresses.clone(),
+        masquerade_bit: crate::net::nft::svc::MASQUERADE_BIT,
+    };
+    Some((view, cfg))
 }
 
 /// Serve the kubelet API; without it pods still run (logs and exec do

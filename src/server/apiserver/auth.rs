@@ -615,9 +615,13 @@ fn node_may(node: &str, verb: &str, target: &Target<'_>) -> bool {
         // Creates are of its static pods' mirror pods only
         // ([`check_node_create`]).
         ("", "pods", None) => matches!(verb, "get" | "list" | "watch" | "delete" | "create"),
-        // Services: for the service environment of containers (and the
-        // proxy, later), as upstream's node rules allow.
-        ("", "services", None) => matches!(verb, "get" | "list" | "watch"),
+        // Services: for the service environment of containers, as
+        // upstream's node rules allow. With their EndpointSlices: the
+        // agent runs the node's service proxy and DNS, which upstream's
+        // system:node-proxier role lets read them.
+        ("", "services", None) | ("discovery.k8s.io", "endpointslices", None) => {
+            matches!(verb, "get" | "list" | "watch")
+        }
         ("", "pods", Some("status")) => matches!(verb, "get" | "update" | "patch"),
         ("", "events", None) | ("events.k8s.io", "events", None) => {
             matches!(verb, "create" | "update" | "patch")

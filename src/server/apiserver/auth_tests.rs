@@ -100,6 +100,12 @@ fn a_node_keeps_its_own_node_and_lease_only() {
     for (verb, t) in [
         ("create", res("", "nodes", None, None, None)),
         ("list", res("", "nodes", None, None, None)),
+        // The service proxy and DNS the agent runs.
+        ("watch", res("", "services", None, None, None)),
+        (
+            "list",
+            res("discovery.k8s.io", "endpointslices", None, None, None),
+        ),
         ("patch", res("", "nodes", None, None, Some("edge-1"))),
         (
             "patch",
@@ -150,6 +156,20 @@ fn a_node_keeps_its_own_node_and_lease_only() {
             ),
         ),
         ("list", res("", "secrets", None, Some("default"), None)),
+        (
+            "create",
+            res(
+                "discovery.k8s.io",
+                "endpointslices",
+                None,
+                Some("default"),
+                None,
+            ),
+        ),
+        (
+            "delete",
+            res("", "services", None, Some("default"), Some("web")),
+        ),
     ] {
         assert!(authorize(&node, verb, &t).is_err(), "{verb} {t:?}");
     }

@@ -1,0 +1,406 @@
+//! The service proxy (skiff's kube-proxy): Services and EndpointSlices,
+//! watched, become rules in the kernel (`nft::svc`), in the proxy's own
+//! table. No packet passes through this process.
+//!
+//! ```text
+//! translate.rs   a Service and its slices → ServiceRules (upstream's endpoint choice)
+//! mod.rs         the watches, which Services changed, one transaction per batch of changes
+//! ```
+//!
+//! Events are taken as they come and every change queued by then goes in
+//! one transaction, so a burst (a Deployment scaled by hundreds) costs a
+//! few transactions, and a quiet cluster none. The table is left in place
+//! when the agent stops: pods keep reaching Services while it restarts.
+
+pub mod translate;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::Api;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::net::nft::svc::{ProxyConfig, ProxyTable, ServiceRules};
+use translate::NodeView;
+
+/// How often the table is checked to still be there (someone flushed the
+/// ruleset): it is stated again when not.
+const CHECK_EVERY: Duration = Duration::from_secs(30);
+/// After a refused update, the next try.
+const RETRY: Duration = Duration::from_secs(1);
+
+enum Msg {
+    Service(Box<Event<Service>>),
+    Slice(Box<Event<EndpointSlice>>),
+}
+
+fn key_of(ns: Option<&str>, name: &str) -> String {
+    format!("{}/{}", ns.unwrap_or_default(), name)
+}
+
+/// The Services and slices seen, and which Services changed since the
+/// table was last updated.
+#[derive(Default)]
+struct Seen {
+    services: HashMap<String, Service>,
+    /// Slices by their own key, with the Service key they belong to.
+    slices: HashMap<String, (String, EndpointSlice)>,
+    /// Slice keys by Service key.
+    by_service: HashMap<String, BTreeSet<String>>,
+    dirty: BTreeSet<String>,
+    listing_services: HashSet<String>,
+    listing_slices: HashSet<String>,
+    services_synced: bool,
+    slices_synced: bool,
+}
+
+impl Seen {
+    fn apply_service(&mut self, s: Service) {
+        let key = key_of(
+            s.metadata.namespace.as_deref(),
+            s.metadata.name.as_deref().unwrap_or(""),
+        );
+        self.dirty.insert(key.clone());
+        self.services.insert(key, s);
+    }
+
+    fn delete_service(&mut self, key: &str) {
+        self.dirty.insert(key.to_string());
+        self.services.remove(key);
+    }
+
+    fn apply_slice(&mut self, s: EndpointSlice) {
+        let ns = s.metadata.namespace.as_deref();
+        let key = key_of(ns, s.metadata.name.as_deref().unwrap_or(""));
+        let owner = s
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(translate::SERVICE_NAME_LABEL))
+            .map(|name| key_of(ns, name));
+        self.delete_slice(&key);
+        if let Some(owner) = owner {
+            self.dirty.insert(owner.clone());
+            self.by_service
+                .entry(owner.clone())
+                .or_default()
+                .insert(key.clone());
+            self.slices.insert(key, (owner, s));
+        }
+    }
+
+    fn delete_slice(&mut self, key: &str) {
+        if let Some((owner, _)) = self.slices.remove(key) {
+            if let Some(set) = self.by_service.get_mut(&owner) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.by_service.remove(&owner);
+                }
+            }
+            self.dirty.insert(owner);
+        }
+    }
+
+    fn on_service(&mut self, e: Event<Service>) {
+        match e {
+            Event::Init => self.listing_services.clear(),
+            Event::InitApply(s) => {
+                let key = key_of(
+                    s.metadata.namespace.as_deref(),
+                    s.metadata.name.as_deref().unwrap_or(""),
+                );
+                self.listing_services.insert(key);
+                self.apply_service(s);
+            }
+            Event::InitDone => {
+                let gone: Vec<String> = self
+                    .services
+                    .keys()
+                    .filter(|k| !self.listing_services.contains(*k))
+                    .cloned()
+                    .collect();
+                for k in gone {
+                    self.delete_service(&k);
+                }
+                self.listing_services.clear();
+                self.services_synced = true;
+            }
+            Event::Apply(s) => self.apply_service(s),
+            Event::Delete(s) => {
+                let key = key_of(
+                    s.metadata.namespace.as_deref(),
+                    s.metadata.name.as_deref().unwrap_or(""),
+                );
+                self.delete_service(&key);
+            }
+        }
+    }
+
+    fn on_slice(&mut self, e: Event<EndpointSlice>) {
+        match e {
+            Event::Init => self.listing_slices.clear(),
+            Event::InitApply(s) => {
+                let key = key_of(
+                    s.metadata.namespace.as_deref(),
+                    s.metadata.name.as_deref().unwrap_or(""),
+                );
+                self.listing_slices.insert(key);
+                self.apply_slice(s);
+            }
+            Event::InitDone => {
+                let gone: Vec<String> = self
+                    .slices
+                    .keys()
+                    .filter(|k| !self.listing_slices.contains(*k))
+                    .cloned()
+                    .collect();
+                for k in gone {
+                    self.delete_slice(&k);
+                }
+                self.listing_slices.clear();
+                self.slices_synced = true;
+            }
+            Event::Apply(s) => self.apply_slice(s),
+            Event::Delete(s) => {
+                let key = key_of(
+                    s.metadata.namespace.as_deref(),
+                    s.metadata.name.as_deref().unwrap_or(""),
+                );
+                self.delete_slice(&key);
+            }
+        }
+    }
+
+    /// The changed Services' rules, and the changes forgotten.
+    fn take_changes(&mut self, node: &NodeView) -> Vec<(String, Option<ServiceRules>)> {
+        let dirty = std::mem::take(&mut self.dirty);
+        dirty
+            .into_iter()
+            .map(|key| {
+                let rules = self.services.get(&key).and_then(|svc| {
+                    let slices: Vec<&EndpointSlice> = self
+                        .by_service
+                        .get(&key)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|k| self.slices.get(k).map(|(_, s)| s))
+                        .collect();
+                    translate::rules(svc, &slices, node)
+                });
+                (key, rules)
+            })
+            .collect()
+    }
+}
+
+async fn follow<K>(
+    api: Api<K>,
+    tx: mpsc::Sender<Msg>,
+    wrap: fn(Box<Event<K>>) -> Msg,
+    cancel: CancellationToken,
+) where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    futures::pin_mut!(stream);
+    loop {
+        let next = tokio::select! {
+            _ = cancel.cancelled() => return,
+            e = stream.next() => e,
+        };
+        match next {
+            None => return,
+            Some(Ok(e)) => {
+                if tx.send(wrap(Box::new(e))).await.is_err() {
+                    return;
+                }
+            }
+            // The stream backs off and lists again by itself.
+            Some(Err(e)) => tracing::debug!("service proxy watch: {e}"),
+        }
+    }
+}
+
+/// Run the proxy until `cancel`.
+pub async fn run(
+    client: kube::Client,
+    node: NodeView,
+    cfg: ProxyConfig,
+    cancel: CancellationToken,
+) {
+    let table_name = cfg.table.clone();
+    let table = match ProxyTable::new(cfg) {
+        Ok(t) => Arc::new(Mutex::new(t)),
+        Err(e) => {
+            tracing::error!("the service proxy is off: {e}");
+            return;
+        }
+    };
+    let (tx, mut rx) = mpsc::channel(1024);
+    let watches = [
+        tokio::spawn(follow(
+            Api::<Service>::all(client.clone()),
+            tx.clone(),
+            Msg::Service,
+            cancel.child_token(),
+        )),
+        tokio::spawn(follow(
+            Api::<EndpointSlice>::all(client),
+            tx,
+            Msg::Slice,
+            cancel.child_token(),
+        )),
+    ];
+    let mut seen = Seen::default();
+    let mut failed = false;
+    let mut check =
+        tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let retry = tokio::time::sleep(if failed {
+            RETRY
+        } else {
+            Duration::from_secs(3600)
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            msg = rx.recv() => {
+                let Some(msg) = msg else { break };
+                let mut next = Some(msg);
+                // Everything queued by now goes in one transaction.
+                while let Some(m) = next {
+                    match m {
+                        Msg::Service(e) => seen.on_service(*e),
+                        Msg::Slice(e) => seen.on_slice(*e),
+                    }
+                    next = rx.try_recv().ok();
+                }
+            }
+            _ = retry => {}
+            _ = check.tick() => {
+                let name = table_name.clone();
+                let present = tokio::task::spawn_blocking(move || crate::net::nft::svc::exists(&name)).await;
+                if let Ok(Ok(false)) = present {
+                    tracing::warn!(table = %table_name, "the service proxy's table is gone; stating it again");
+                    lock(&table).resync();
+                    failed = true;
+                }
+            }
+        }
+        if !(seen.services_synced && seen.slices_synced) || (seen.dirty.is_empty() && !failed) {
+            continue;
+        }
+        let changes = seen.take_changes(&node);
+        let n = changes.len();
+        let t = table.clone();
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || lock(&t).update(changes)).await;
+        match result {
+            Ok(Ok(sent)) => {
+                failed = false;
+                tracing::debug!(
+                    services = n,
+                    messages = sent.messages,
+                    full = sent.full,
+                    took_us = started.elapsed().as_micros() as u64,
+                    "service rules updated"
+                );
+            }
+            Ok(Err(e)) => {
+                failed = true;
+                tracing::warn!("updating the service rules: {e}; retrying");
+            }
+            Err(e) => {
+                failed = true;
+                tracing::warn!("updating the service rules: {e}; retrying");
+            }
+        }
+    }
+    for w in watches {
+        w.abort();
+    }
+}
+
+fn lock(t: &Mutex<ProxyTable>) -> std::sync::MutexGuard<'_, ProxyTable> {
+    t.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Keep the proxy's idea of which Services changed honest across relists.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    fn service(name: &str) -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"clusterIP": "10.43.0.9", "ports": [{"port": 80}]},
+        }))
+        .unwrap()
+    }
+
+    fn slice(name: &str, svc: &str, ip: &str) -> EndpointSlice {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "namespace": "default",
+                         "labels": {translate::SERVICE_NAME_LABEL: svc}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [ip]}],
+            "ports": [{"port": 8080}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn relists_drop_what_is_gone_and_slices_follow_their_service_label() {
+        let node = NodeView::default();
+        let mut s = Seen::default();
+        s.on_service(Event::Init);
+        s.on_service(Event::InitApply(service("a")));
+        s.on_service(Event::InitApply(service("b")));
+        s.on_service(Event::InitDone);
+        s.on_slice(Event::Init);
+        s.on_slice(Event::InitApply(slice("a-1", "a", "10.42.0.5")));
+        s.on_slice(Event::InitDone);
+        let changes: BTreeMap<String, Option<ServiceRules>> =
+            s.take_changes(&node).into_iter().collect();
+        assert_eq!(changes.len(), 2);
+        assert_eq!(
+            changes["default/a"].as_ref().unwrap().ports[0]
+                .cluster
+                .len(),
+            1
+        );
+        assert!(changes["default/b"].as_ref().unwrap().ports[0]
+            .cluster
+            .is_empty());
+        // The slice moves to b (relabelled): both change.
+        s.on_slice(Event::Apply(slice("a-1", "b", "10.42.0.5")));
+        let changes: BTreeMap<String, Option<ServiceRules>> =
+            s.take_changes(&node).into_iter().collect();
+        assert!(changes["default/a"].as_ref().unwrap().ports[0]
+            .cluster
+            .is_empty());
+        assert_eq!(
+            changes["default/b"].as_ref().unwrap().ports[0]
+                .cluster
+                .len(),
+            1
+        );
+        // A relist without b: b goes.
+        s.on_service(Event::Init);
+        s.on_service(Event::InitApply(service("a")));
+        s.on_service(Event::InitDone);
+        let changes: BTreeMap<String, Option<ServiceRules>> =
+            s.take_changes(&node).into_iter().collect();
+        assert!(changes["default/b"].is_none());
+        assert!(s.take_changes(&node).is_empty());
+    }
+}

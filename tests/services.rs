@@ -1,0 +1,369 @@
+//! Services on a real node: the agent's proxy puts them in the kernel
+//! (its own nftables table in the node's namespace), and busybox pods and
+//! a test namespace outside the node reach them. The node's namespace is
+//! joined to an "outside" namespace by a veth (192.168.77.1 on the node,
+//! .2 outside), the node's default route pointing there.
+
+#[path = "support/containers.rs"]
+mod containers;
+#[path = "support/pods.rs"]
+mod pods;
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::{run_ok, Server, TestNet};
+
+const NODE: &str = "svc-node";
+const NODE_IP: &str = "192.168.77.1";
+const OUTSIDE_IP: &str = "192.168.77.2";
+
+/// A node whose namespace has a link to `outside`.
+fn node_with_outside() -> (Server, TestNet) {
+    let node = TestNet::new();
+    let outside = TestNet::new();
+    let ip = |net: &TestNet, args: &[&str]| {
+        run_ok(Command::new("ip").arg("-n").arg(net.name()).args(args));
+    };
+    ip(
+        &node,
+        &[
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            outside.name(),
+        ],
+    );
+    ip(
+        &node,
+        &["addr", "add", &format!("{NODE_IP}/24"), "dev", "eth0"],
+    );
+    ip(&node, &["link", "set", "eth0", "up"]);
+    ip(
+        &outside,
+        &["addr", "add", &format!("{OUTSIDE_IP}/24"), "dev", "eth0"],
+    );
+    ip(&outside, &["link", "set", "eth0", "up"]);
+    ip(&node, &["route", "add", "default", "via", OUTSIDE_IP]);
+    let s = Server::start_in(node, &["--node-name", NODE]);
+    let archive = containers::build_busybox_archive(s.dir());
+    pods::skiff(&s, &["load", "-i", archive.to_str().expect("utf-8 path")]);
+    (s, outside)
+}
+
+/// busybox httpd answering with its pod's name, ready while /tmp/ready is
+/// there; `-v` logs each client's address.
+fn web_deployment(replicas: u32) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: httpd
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && touch /tmp/ready && exec httpd -f -v -p 8080 -h /www"]
+        ports: [{{name: http, containerPort: 8080}}]
+        readinessProbe:
+          exec: {{command: ["test", "-f", "/tmp/ready"]}}
+          periodSeconds: 1
+          failureThreshold: 1
+"#
+    )
+}
+
+const CLIENT: &str = r#"apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: main
+    image: busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+"#;
+
+fn ready_web_pods(s: &Server) -> Vec<String> {
+    let v = support::json(&s.kubectl_ok(&["get", "pods", "-l", "app=web", "-o", "json"]));
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .filter(|p| {
+            p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+        .filter_map(|p| p["metadata"]["name"].as_str().map(String::from))
+        .collect()
+}
+
+fn wait_ready_web(s: &Server, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = ready_web_pods(s);
+        if ready.len() == n {
+            return ready;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} ready web pods never came: {ready:?}\n{}",
+            s.logs()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// `n` requests from the client pod to `url`: the answers, counted by
+/// pod name; failures counted under "". (Bounded with `timeout`: the
+/// static busybox's `wget -T` crashes.)
+fn hits(s: &Server, url: &str, n: u32) -> BTreeMap<String, u32> {
+    let script =
+        format!("for i in $(seq {n}); do timeout 5 wget -qO- {url} 2>/dev/null || echo; done");
+    let out = s.kubectl_ok(&["exec", "client", "--", "sh", "-c", &script]);
+    let mut counts = BTreeMap::new();
+    for line in out.lines() {
+        *counts.entry(line.trim().to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+fn cluster_ip(s: &Server, svc: &str) -> String {
+    s.kubectl_ok(&["get", "service", svc, "-o", "jsonpath={.spec.clusterIP}"])
+}
+
+/// What the node holds, for a failure's message.
+fn diagnose(s: &Server) -> String {
+    let kubectl = s.kubectl(&["get", "pods,services,endpointslices", "-o", "wide"]);
+    let nft = s
+        .net()
+        .command("nft")
+        .args(["list", "table", "ip", "skiff-proxy"])
+        .output()
+        .expect("nft");
+    format!(
+        "{}\n{}\n{}",
+        support::stdout(&kubectl),
+        support::stdout(&nft),
+        s.logs()
+    )
+}
+
+fn wait_until(s: &Server, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !f() {
+        assert!(Instant::now() < deadline, "never: {what}\n{}", diagnose(s));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn cluster_ips_spread_follow_scaling_and_readiness_and_refuse_without_endpoints() {
+    let (s, outside) = node_with_outside();
+    s.kubectl_stdin(&["apply", "-f", "-"], &web_deployment(3));
+    s.kubectl_stdin(&["apply", "-f", "-"], CLIENT);
+    // Named target port: the Service sends to the pods' "http" port.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: http}]
+"#,
+    );
+    let pods = wait_ready_web(&s, 3);
+    pods::wait_pod(&s, "client", "running", |v| {
+        v["status"]["phase"] == "Running"
+    });
+    let ip = cluster_ip(&s, "web");
+    let url = format!("http://{ip}:80/");
+
+    // Endpoints follow readiness a moment later.
+    wait_until(&s, "the Service answers", || {
+        hits(&s, &url, 3).keys().all(|k| !k.is_empty())
+    });
+
+    // Spread over all three.
+    let got = hits(&s, &url, 90);
+    assert_eq!(got.get(""), None, "every request answered: {got:?}");
+    for p in &pods {
+        assert!(
+            got.get(p).is_some_and(|&n| n >= 5),
+            "{p} got a share: {got:?}"
+        );
+    }
+
+    // The backends see the client pod's own address (no masquerade
+    // between pods).
+    let client_ip = s.kubectl_ok(&["get", "pod", "client", "-o", "jsonpath={.status.podIP}"]);
+    let logs: String = pods.iter().map(|p| s.kubectl_ok(&["logs", p])).collect();
+    assert!(
+        logs.contains(&client_ip),
+        "client {client_ip} not in the logs:\n{logs}"
+    );
+
+    // A pod reaching its own Service (hairpin).
+    let own = s.kubectl_ok(&[
+        "exec",
+        &pods[0],
+        "--",
+        "sh",
+        "-c",
+        &format!("for i in $(seq 30); do timeout 5 wget -qO- {url} || echo failed; done"),
+    ]);
+    assert!(!own.contains("failed"), "{own}");
+    assert!(
+        own.contains(pods[0].as_str()),
+        "it reached itself too: {own}"
+    );
+
+    // A pod failing readiness gets no more traffic.
+    s.kubectl_ok(&["exec", &pods[1], "--", "rm", "/tmp/ready"]);
+    wait_until(&s, "the pod is unready", || {
+        !ready_web_pods(&s).contains(&pods[1])
+    });
+    wait_until(&s, "traffic avoids the unready pod", || {
+        let got = hits(&s, &url, 30);
+        !got.contains_key(&pods[1]) && got.get("").is_none()
+    });
+    s.kubectl_ok(&["exec", &pods[1], "--", "touch", "/tmp/ready"]);
+
+    // Scaled to one and back to five: followed.
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=1"]);
+    let one = wait_ready_web(&s, 1);
+    wait_until(&s, "all traffic on the one pod", || {
+        let got = hits(&s, &url, 20);
+        got.len() == 1 && got.contains_key(&one[0])
+    });
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=5"]);
+    let five = wait_ready_web(&s, 5);
+    wait_until(&s, "traffic on all five", || {
+        let got = hits(&s, &url, 100);
+        five.iter().all(|p| got.contains_key(p))
+    });
+
+    // No ready endpoints: refused at once, not timed out.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: nobody}
+spec:
+  selector: {app: nobody}
+  ports: [{port: 80}]
+"#,
+    );
+    let nobody = cluster_ip(&s, "nobody");
+    let out = s.kubectl(&[
+        "exec",
+        "client",
+        "--",
+        "sh",
+        "-c",
+        &format!("timeout 20 wget -qO- http://{nobody}:80/ 2>&1; echo rc=$?"),
+    ]);
+    let text = support::stdout(&out);
+    assert!(text.contains("refused"), "refused, not timed out: {text}");
+
+    // NodePort, from outside the node.
+    s.kubectl_ok(&[
+        "expose",
+        "deployment",
+        "web",
+        "--name",
+        "web-np",
+        "--type",
+        "NodePort",
+        "--port",
+        "80",
+        "--target-port",
+        "8080",
+    ]);
+    let np = s.kubectl_ok(&[
+        "get",
+        "service",
+        "web-np",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    let from_outside = |port: &str| {
+        let out = outside
+            .command("curl")
+            .args(["-s", "-m", "5", &format!("http://{NODE_IP}:{port}/")])
+            .output()
+            .expect("curl");
+        support::stdout(&out).trim().to_string()
+    };
+    wait_until(&s, "the NodePort answers from outside", || {
+        five.contains(&from_outside(&np))
+    });
+
+    // Session affinity: one client, one backend.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: sticky}
+spec:
+  selector: {app: web}
+  sessionAffinity: ClientIP
+  ports: [{port: 80, targetPort: 8080}]
+"#,
+    );
+    let sticky = format!("http://{}:80/", cluster_ip(&s, "sticky"));
+    wait_until(&s, "the sticky Service answers", || {
+        hits(&s, &sticky, 1).keys().all(|k| !k.is_empty())
+    });
+    let got = hits(&s, &sticky, 30);
+    assert_eq!(got.len(), 1, "one backend: {got:?}");
+
+    // externalTrafficPolicy Local: the client's address is kept.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: local}
+spec:
+  type: NodePort
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+"#,
+    );
+    let local_np = s.kubectl_ok(&[
+        "get",
+        "service",
+        "local",
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    wait_until(&s, "the Local NodePort answers", || {
+        five.contains(&from_outside(&local_np))
+    });
+    let logs: String = five.iter().map(|p| s.kubectl_ok(&["logs", p])).collect();
+    assert!(
+        logs.contains(OUTSIDE_IP),
+        "the outside client's address reached a pod:\n{logs}"
+    );
+}
