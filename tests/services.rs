@@ -245,7 +245,7 @@ spec:
     });
     wait_until(&s, "traffic avoids the unready pod", || {
         let got = hits(&s, &url, 30);
-        !got.contains_key(&pods[1]) && got.get("").is_none()
+        !got.contains_key(&pods[1]) && !got.contains_key("")
     });
     s.kubectl_ok(&["exec", &pods[1], "--", "touch", "/tmp/ready"]);
 
