@@ -133,6 +133,9 @@ spec:
       kubectl get pods -o name > /tmp/pods
       cat /tmp/pods
       grep -q pod/web /tmp/pods
+      # And by its name in the cluster DNS, with the projected token.
+      kubectl --server=https://kubernetes.default.svc --certificate-authority=$SA/ca.crt \
+        --token="$(cat $SA/token)" get pods -o name | grep -q pod/web
       # Reading is all a service account may do (no RBAC yet).
       ! kubectl create configmap x 2>/dev/null
 "#

@@ -172,8 +172,8 @@ fn apply_builds_the_whole_table() {
     assert_eq!(
         published,
         [
-            "dnat ip to ip daddr . meta l4proto . th dport map @published-addr",
-            "dnat ip to meta l4proto . th dport map @published-any",
+            "ct mark set ct mark | 0x00002000 dnat ip to ip daddr . meta l4proto . th dport map @published-addr",
+            "ct mark set ct mark | 0x00002000 dnat ip to meta l4proto . th dport map @published-any",
         ]
     );
     assert!(
@@ -202,7 +202,9 @@ fn apply_builds_the_whole_table() {
         "{post:?}"
     );
     assert!(
-        post.contains(&"oifname \"skiff0\" ip saddr 10.42.0.0/24 ct status dnat masquerade"),
+        // Only the engine's own DNATs (marked in `published`): a Service's
+        // keep the client's address.
+        post.contains(&"oifname \"skiff0\" ip saddr 10.42.0.0/24 ct mark & 0x00002000 != 0x00000000 masquerade"),
         "{post:?}"
     );
 

@@ -11,7 +11,10 @@ mod pods;
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::Command;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::process::{Child, Command};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::{run_ok, Server, TestNet};
@@ -22,6 +25,10 @@ const OUTSIDE_IP: &str = "192.168.77.2";
 
 /// A node whose namespace has a link to `outside`.
 fn node_with_outside() -> (Server, TestNet) {
+    node_with_outside_and(&[])
+}
+
+fn node_with_outside_and(extra: &[&str]) -> (Server, TestNet) {
     let node = TestNet::new();
     let outside = TestNet::new();
     let ip = |net: &TestNet, args: &[&str]| {
@@ -53,7 +60,9 @@ fn node_with_outside() -> (Server, TestNet) {
     );
     ip(&outside, &["link", "set", "eth0", "up"]);
     ip(&node, &["route", "add", "default", "via", OUTSIDE_IP]);
-    let s = Server::start_in(node, &["--node-name", NODE]);
+    let mut args = vec!["--node-name", NODE];
+    args.extend_from_slice(extra);
+    let s = Server::start_in(node, &args);
     let archive = containers::build_busybox_archive(s.dir());
     pods::skiff(&s, &["load", "-i", archive.to_str().expect("utf-8 path")]);
     (s, outside)
@@ -366,4 +375,244 @@ spec:
         logs.contains(OUTSIDE_IP),
         "the outside client's address reached a pod:\n{logs}"
     );
+}
+
+/// Run `f` on a thread of its own inside network namespace `net`.
+fn in_net<T: Send + 'static>(
+    net: &TestNet,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let path = format!("/run/netns/{}", net.name());
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&path).expect("open the namespace");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        f()
+    })
+}
+
+#[test]
+fn a_udp_client_moves_on_when_its_endpoint_goes() {
+    let (s, outside) = node_with_outside();
+    // Two UDP responders outside the node, each answering with its name,
+    // as the endpoints of a Service without a selector.
+    let stop = Arc::new(AtomicBool::new(false));
+    let responders: Vec<_> = [("a", 9001u16), ("b", 9002)]
+        .into_iter()
+        .map(|(name, port)| {
+            let stop = stop.clone();
+            in_net(&outside, move || {
+                let sock = UdpSocket::bind((Ipv4Addr::new(192, 168, 77, 2), port)).expect("bind");
+                sock.set_read_timeout(Some(Duration::from_millis(100)))
+                    .expect("timeout");
+                let mut buf = [0u8; 64];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((_, from)) = sock.recv_from(&mut buf) {
+                        let _ = sock.send_to(name.as_bytes(), from);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut manifest = String::from(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: echo}\nspec:\n  ports: [{name: echo, port: 5000, protocol: UDP}]\n",
+    );
+    for (name, port) in [("a", 9001), ("b", 9002)] {
+        manifest.push_str(&format!(
+            "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: echo-{name}\n  labels: {{kubernetes.io/service-name: echo}}\naddressType: IPv4\nports: [{{name: echo, port: {port}, protocol: UDP}}]\nendpoints: [{{addresses: [{OUTSIDE_IP}]}}]\n"
+        ));
+    }
+    s.kubectl_stdin(&["apply", "-f", "-"], &manifest);
+    let ip: Ipv4Addr = cluster_ip(&s, "echo").parse().expect("cluster IP");
+
+    // One client socket (one source port: one conntrack entry) on the node.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let client_stop = stop.clone();
+    let client = in_net(s.net(), move || {
+        let sock = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 40000)).expect("bind");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        while !client_stop.load(Ordering::Relaxed) {
+            let _ = sock.send_to(b"?", SocketAddrV4::new(ip, 5000));
+            if let Ok(n) = sock.recv(&mut buf) {
+                let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("an answer through the Service");
+    // The same flow keeps its endpoint...
+    for _ in 0..5 {
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(10)).expect("answers"),
+            first
+        );
+    }
+    // ...until that endpoint goes: then the next packets reach the other.
+    s.kubectl_ok(&["delete", "endpointslice", &format!("echo-{first}")]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let moved = loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(who) if who != first => break true,
+            _ if Instant::now() > deadline => break false,
+            _ => {}
+        }
+    };
+    stop.store(true, Ordering::Relaxed);
+    let _ = client.join();
+    for r in responders {
+        let _ = r.join();
+    }
+    assert!(
+        moved,
+        "the client stayed on the deleted endpoint\n{}",
+        diagnose(&s)
+    );
+}
+
+/// A resolver outside the node answering for `outside.test`, as an
+/// upstream of the cluster DNS.
+struct Upstream(Child);
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn cluster_dns_answers_services_pods_and_forwards_the_rest() {
+    let conf = tempfile::tempdir().expect("temp dir");
+    let resolv = conf.path().join("resolv.conf");
+    std::fs::write(
+        &resolv,
+        format!("nameserver 127.0.0.53\nnameserver {OUTSIDE_IP}\n"),
+    )
+    .expect("resolv.conf");
+    let (s, outside) =
+        node_with_outside_and(&["--resolv-conf", resolv.to_str().expect("utf-8 path")]);
+    let _upstream = Upstream(
+        outside
+            .command("dnsmasq")
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--bind-interfaces",
+                &format!("--listen-address={OUTSIDE_IP}"),
+                "--except-interface=lo",
+                "--address=/outside.test/192.0.2.99",
+                &format!("--pid-file={}", conf.path().join("dnsmasq.pid").display()),
+                "--user=root",
+            ])
+            .spawn()
+            .expect("dnsmasq (tests/support/install-image-deps.sh installs it)"),
+    );
+    s.kubectl_stdin(&["apply", "-f", "-"], &web_deployment(2));
+    s.kubectl_stdin(&["apply", "-f", "-"], CLIENT);
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web-h}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext}
+spec:
+  type: ExternalName
+  externalName: web.default.svc.cluster.local
+"#,
+    );
+    let pods = wait_ready_web(&s, 2);
+    pods::wait_pod(&s, "client", "running", |v| {
+        v["status"]["phase"] == "Running"
+    });
+    let ip = cluster_ip(&s, "web");
+    let exec = |script: &str| {
+        let out = s.kubectl(&["exec", "client", "--", "sh", "-c", script]);
+        support::stdout(&out)
+    };
+    let conf = exec("cat /etc/resolv.conf");
+    assert!(conf.contains("nameserver 10.43.0.10"), "{conf}");
+    assert!(
+        conf.contains("search default.svc.cluster.local svc.cluster.local cluster.local"),
+        "{conf}"
+    );
+    assert!(conf.contains("options ndots:5"), "{conf}");
+
+    // The short name (search path), the full name and the ClusterIP: every
+    // request answered, by both pods.
+    wait_until(&s, "the Service answers by name", || {
+        hits(&s, "http://web:80/", 1).keys().all(|k| !k.is_empty())
+    });
+    let mut all = BTreeMap::new();
+    for url in [
+        "http://web:80/".to_string(),
+        "http://web.default.svc.cluster.local:80/".to_string(),
+        format!("http://{ip}:80/"),
+    ] {
+        for (k, n) in hits(&s, &url, 100) {
+            *all.entry(k).or_insert(0) += n;
+        }
+    }
+    assert_eq!(all.get(""), None, "every request answered: {all:?}");
+    for p in &pods {
+        assert!(
+            all.get(p).is_some_and(|&n| n >= 30),
+            "{p} got a share: {all:?}"
+        );
+    }
+
+    // Headless: the pods' addresses.
+    let pod_ips: Vec<String> = pods
+        .iter()
+        .map(|p| s.kubectl_ok(&["get", "pod", p, "-o", "jsonpath={.status.podIP}"]))
+        .collect();
+    let out = exec("nslookup web-h.default.svc.cluster.local");
+    for pip in &pod_ips {
+        assert!(out.contains(pip.as_str()), "{pip} in {out}");
+    }
+    assert!(!out.contains(&ip), "{out}");
+    // SRV for the named port, PTR for the ClusterIP, a pod's own name.
+    let out = exec("nslookup -type=srv _http._tcp.web.default.svc.cluster.local");
+    assert!(
+        out.contains("0 100 80 web.default.svc.cluster.local"),
+        "{out}"
+    );
+    let out = exec(&format!("nslookup {ip}"));
+    assert!(
+        out.contains("name = web.default.svc.cluster.local"),
+        "{out}"
+    );
+    let dashed = pod_ips[0].replace('.', "-");
+    let out = exec(&format!("nslookup {dashed}.default.pod.cluster.local"));
+    assert!(out.contains(&format!("Address: {}", pod_ips[0])), "{out}");
+    // ExternalName: its CNAME, and where that leads.
+    let out = exec("nslookup ext.default.svc.cluster.local");
+    assert!(
+        out.contains("canonical name = web.default.svc.cluster.local"),
+        "{out}"
+    );
+    assert!(out.contains(&ip), "{out}");
+    // A name outside the cluster: forwarded upstream (the loopback stub in
+    // the resolv.conf given was skipped).
+    let out = exec("nslookup outside.test");
+    assert!(out.contains("192.0.2.99"), "{out}");
+    // No such Service: NXDOMAIN, at once.
+    let out = exec("nslookup nosuch.default.svc.cluster.local 2>&1");
+    assert!(out.contains("NXDOMAIN"), "{out}");
 }

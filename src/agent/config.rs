@@ -66,6 +66,11 @@ pub struct AgentConfig {
     pub nodeport_addresses: Vec<crate::net::cidr::Ipv4Cidr>,
     /// The cluster's address plan.
     pub cluster: crate::cluster::ClusterConfig,
+    /// Serve cluster DNS on the node's address and point pods at it.
+    pub dns: bool,
+    /// The resolv.conf whose name servers get the names outside the
+    /// cluster (kubelet's `--resolv-conf`).
+    pub resolv_conf: PathBuf,
 }
 
 /// A DNS subdomain (RFC 1123), as Kubernetes names nodes.
@@ -251,6 +256,10 @@ pub struct AgentArgs {
     /// (comma-separated CIDRs) [default: every address but loopback]
     #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
     pub nodeport_addresses: Vec<crate::net::cidr::Ipv4Cidr>,
+    /// Where the cluster DNS finds the resolvers for names outside the
+    /// cluster (its loopback name servers are skipped).
+    #[arg(long, value_name = "FILE", default_value = "/etc/resolv.conf")]
+    pub resolv_conf: PathBuf,
 }
 
 /// Where the agent runs and how it reaches the API (the rest of
@@ -302,6 +311,8 @@ impl AgentArgs {
             proxy: !self.disable_kube_proxy,
             nodeport_addresses: self.nodeport_addresses.clone(),
             cluster: crate::cluster::ClusterConfig::default(),
+            dns: true,
+            resolv_conf: self.resolv_conf.clone(),
         })
     }
 

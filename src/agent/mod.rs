@@ -22,6 +22,7 @@
 
 pub mod client;
 pub mod config;
+pub mod dns;
 pub mod image_gc;
 pub mod kubelet;
 pub mod node;
@@ -154,6 +155,10 @@ pub async fn run(
                 crate::net::host::recorded_cidr(&config.root),
             )
         },
+        cluster_dns: config.dns.then(|| pods::spec::ClusterDns {
+            server: std::net::IpAddr::V4(config.cluster.cluster_dns),
+            domain: config.cluster.cluster_domain.clone(),
+        }),
         // A node whose memory cannot be read scores Burstable containers
         // as if they asked for none of it.
         memory_capacity: node::host::memory_total().unwrap_or(u64::MAX),
@@ -195,6 +200,7 @@ pub async fn run(
         pods::manager::PodManager::new(client.clone(), workers.clone(), statics, &cancel);
     let pods = tokio::spawn(manager.run(inputs, cancel.child_token()));
     let proxy_params = proxy_settings(&config);
+    let records = start_dns(&config, &cancel);
     let mut node = NodeKeeper::new(client.clone(), config);
     let mut lease = LeaseKeeper::new(client.clone(), &node_name);
     let mut wait = Duration::from_millis(100);
@@ -216,9 +222,13 @@ pub async fn run(
     };
     lease.set_owner(&uid);
     tracing::info!(node = %node_name, "registered the node");
-    let proxy = proxy_params.map(|(view, cfg)| {
-        tokio::spawn(proxy::run(client.clone(), view, cfg, cancel.child_token()))
-    });
+    let proxy = Some(tokio::spawn(proxy::run(
+        client.clone(),
+        proxy_params.0,
+        proxy_params.1,
+        records,
+        cancel.child_token(),
+    )));
     let kubelet = start_kubelet(&kubelet_dir, kubelet_addr, workers.clone(), &cancel).await;
     let gc = tokio::spawn(image_gc::run(
         gc_at.0,
@@ -255,30 +265,54 @@ pub async fn run(
     }
 }
 
-/// What the service proxy is told, unless it is off.
-fn proxy_settings(
-    config: &AgentConfig,
-) -> Option<(
-    proxy::translate::NodeView,
-    crate::net::nft::svc::ProxyConfig,
-)> {
-    if !config.proxy {
+/// The cluster DNS server, unless it is off: the names it answers from,
+/// which the Service watch fills.
+fn start_dns(config: &AgentConfig, cancel: &CancellationToken) -> Option<dns::SharedRecords> {
+    if !config.dns {
         return None;
     }
-    let cidr =
-        |(ip, prefix): (std::net::Ipv4Addr, u8)| crate::net::cidr::Ipv4Cidr::new(ip, prefix).ok();
+    let records = std::sync::Arc::new(std::sync::RwLock::new(dns::records::Records::new(
+        &config.cluster.cluster_domain,
+    )));
+    let cfg = dns::DnsConfig {
+        listen: std::net::SocketAddr::new(config.node_ip, dns::PORT),
+        domain: config.cluster.cluster_domain.clone(),
+        upstreams: dns::upstream::from_file(&config.resolv_conf),
+    };
+    let (r, cancel) = (records.clone(), cancel.child_token());
+    tokio::spawn(async move {
+        let listen = cfg.listen;
+        if let Err(e) = dns::serve(cfg, r, cancel).await {
+            tracing::error!(%listen, "cluster DNS is off: {e}");
+        }
+    });
+    Some(records)
+}
+
+/// Where the Service watch runs, and the proxy's table unless the proxy
+/// is off.
+fn proxy_settings(
+    config: &AgentConfig,
+) -> (
+    proxy::translate::NodeView,
+    Option<crate::net::nft::svc::ProxyConfig>,
+) {
     let view = proxy::translate::NodeView {
         name: config.node_name.clone(),
         zone: config.labels.get("topology.kubernetes.io/zone").cloned(),
     };
-    let cfg = crate::net::nft::svc::ProxyConfig {
-        table: crate::net::nft::svc::TABLE.to_string(),
-        cluster_cidr: cidr(config.cluster.cluster_cidr)?,
-        service_cidr: cidr(config.cluster.service_cidr)?,
-        nodeport_cidrs: config.nodeport_addresses.clone(),
-        masquerade_bit: crate::net::nft::svc::MASQUERADE_BIT,
-    };
-    Some((view, cfg))
+    let cidr =
+        |(ip, prefix): (std::net::Ipv4Addr, u8)| crate::net::cidr::Ipv4Cidr::new(ip, prefix).ok();
+    let table = config.proxy.then(|| {
+        Some(crate::net::nft::svc::ProxyConfig {
+            table: crate::net::nft::svc::TABLE.to_string(),
+            cluster_cidr: cidr(config.cluster.cluster_cidr)?,
+            service_cidr: cidr(config.cluster.service_cidr)?,
+            nodeport_cidrs: config.nodeport_addresses.clone(),
+            masquerade_bit: crate::net::nft::svc::MASQUERADE_BIT,
+        })
+    });
+    (view, table.flatten())
 }
 
 /// Serve the kubelet API; without it pods still run (logs and exec do

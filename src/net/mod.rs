@@ -17,6 +17,7 @@
 mod attachment;
 mod bridge;
 pub mod cidr;
+pub mod conntrack;
 mod error;
 pub mod host;
 pub mod ipam;

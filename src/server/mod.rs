@@ -113,6 +113,11 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_agent: bool,
 
+    /// No cluster DNS: no `kube-system/kube-dns` Service is made (k3s's
+    /// `--disable coredns`); agents then serve no names either.
+    #[arg(long)]
+    pub disable_cluster_dns: bool,
+
     /// How the scheduler places pods: spread them over the nodes (as
     /// kube-scheduler's default) or pack them onto as few nodes as
     /// possible, leaving others free.
@@ -409,16 +414,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None
     } else {
         Some(
-            args.agent.to_config(crate::agent::config::Placement {
-                root: data_dir.clone(),
-                run_dir: args
-                    .run_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("/run/skiff")),
-                kubeconfig: data_dir.join("agent").join("kubelet.kubeconfig"),
-                default_ip: advertised_ip,
-                control_plane: true,
-            })?,
+            args.agent
+                .to_config(crate::agent::config::Placement {
+                    root: data_dir.clone(),
+                    run_dir: args
+                        .run_dir
+                        .clone()
+                        .unwrap_or_else(|| PathBuf::from("/run/skiff")),
+                    kubeconfig: data_dir.join("agent").join("kubelet.kubeconfig"),
+                    default_ip: advertised_ip,
+                    control_plane: true,
+                })
+                .map(|mut c| {
+                    c.dns = !args.disable_cluster_dns;
+                    c
+                })?,
         )
     };
     let listener = TcpListener::bind(addr)
@@ -739,6 +749,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             controllers::nodelifecycle::run(client, &shared, cancel, node_config).await
         },
     );
+    if !args.disable_cluster_dns {
+        let cluster = cluster.clone();
+        control.spawn(
+            &mut components,
+            "cluster DNS controller",
+            auth::CLUSTER_DNS_USER,
+            controllers::cluster_dns::AGENT,
+            move |client, shared, cancel| async move {
+                controllers::cluster_dns::run(client, &shared, cancel, cluster).await
+            },
+        );
+    }
     let podgc_config = controllers::podgc::Config {
         quarantine: controllers::podgc::QUARANTINE,
         terminated_threshold: args.terminated_pod_gc_threshold,

@@ -58,6 +58,7 @@ pub(super) struct Fixture {
     pub(super) objects: BTreeMap<(String, String), BTreeMap<String, String>>,
     services: BTreeMap<String, String>,
     pub(super) allocatable: Option<crate::agent::node::host::Resources>,
+    dns: super::ClusterDns,
 }
 
 impl Fixture {
@@ -72,6 +73,10 @@ impl Fixture {
                 ("KUBERNETES_SERVICE_PORT".to_string(), "443".to_string()),
             ]),
             allocatable: None,
+            dns: super::ClusterDns {
+                server: IpAddr::V4(Ipv4Addr::new(10, 43, 0, 10)),
+                domain: "cluster.local".into(),
+            },
         }
     }
 
@@ -89,6 +94,7 @@ impl Fixture {
             min_oom_score_adj: -1000,
             allocatable: self.allocatable.as_ref(),
             image_user: "",
+            cluster_dns: Some(&self.dns),
         }
     }
 
@@ -401,10 +407,36 @@ fn hosts_and_dns() {
             ("six".into(), ip("::1"))
         ]
     );
-    assert!(
-        e.dns_servers.is_empty() && e.dns_search.is_empty(),
-        "ClusterFirst: the node's resolvers for now"
+    // ClusterFirst: the cluster DNS and the namespace's search path, with
+    // dnsConfig merged in.
+    assert_eq!(e.dns_servers, [ip("10.43.0.10"), ip("1.1.1.1")]);
+    assert_eq!(
+        e.dns_search,
+        [
+            "shop.svc.cluster.local",
+            "svc.cluster.local",
+            "cluster.local",
+            "x.y"
+        ]
     );
+    assert_eq!(e.dns_options, ["ndots:5"]);
+    // On the host network ClusterFirst is Default (the node's resolvers)...
+    let host = etc(json!({"hostNetwork": true, "containers": [{"name": "c"}]})).expect("spec");
+    assert!(
+        host.dns_servers.is_empty() && host.dns_search.is_empty() && host.dns_options.is_empty()
+    );
+    // ...unless asked for with ClusterFirstWithHostNet.
+    let with = etc(json!({
+        "hostNetwork": true, "dnsPolicy": "ClusterFirstWithHostNet",
+        "dnsConfig": {"options": [{"name": "ndots", "value": "2"}, {"name": "edns0"}]},
+        "containers": [{"name": "c"}]
+    }))
+    .expect("spec");
+    assert_eq!(with.dns_servers, [ip("10.43.0.10")]);
+    assert_eq!(with.dns_options, ["ndots:2", "edns0"]);
+    let default =
+        etc(json!({"dnsPolicy": "Default", "containers": [{"name": "c"}]})).expect("spec");
+    assert!(default.dns_servers.is_empty() && default.dns_search.is_empty());
     let none = etc(json!({
         "dnsPolicy": "None",
         "dnsConfig": {"nameservers": ["1.1.1.1", "8.8.8.8"], "searches": ["ns.svc.example", "example"]},

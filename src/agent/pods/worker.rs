@@ -50,6 +50,8 @@ pub struct WorkerCtx<R: PodRuntime> {
     pub images: Images,
     /// `KUBERNETES_SERVICE_HOST`/`_PORT` (and the like) for every container.
     pub service_env: BTreeMap<String, String>,
+    /// Where pods of dnsPolicy ClusterFirst send their queries.
+    pub cluster_dns: Option<super::spec::ClusterDns>,
     /// The node's memory, for the OOM scores of Burstable containers.
     pub memory_capacity: u64,
     /// The lowest OOM score containers may get (host::min_oom_score_adj).

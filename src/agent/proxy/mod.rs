@@ -27,6 +27,7 @@ use kube::Api;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::agent::dns::SharedRecords;
 use crate::net::nft::svc::{ProxyConfig, ProxyTable, ServiceRules};
 use translate::NodeView;
 
@@ -178,22 +179,30 @@ impl Seen {
         }
     }
 
-    /// The changed Services' rules, and the changes forgotten.
-    fn take_changes(&mut self, node: &NodeView) -> Vec<(String, Option<ServiceRules>)> {
+    /// The changed Services' rules (their names put in `records` too),
+    /// and the changes forgotten.
+    fn take_changes(
+        &mut self,
+        node: &NodeView,
+        records: Option<&SharedRecords>,
+    ) -> Vec<(String, Option<ServiceRules>)> {
         let dirty = std::mem::take(&mut self.dirty);
+        let mut names = records.map(|r| r.write().unwrap_or_else(|e| e.into_inner()));
         dirty
             .into_iter()
             .map(|key| {
-                let rules = self.services.get(&key).and_then(|svc| {
-                    let slices: Vec<&EndpointSlice> = self
-                        .by_service
-                        .get(&key)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|k| self.slices.get(k).map(|(_, s)| s))
-                        .collect();
-                    translate::rules(svc, &slices, node)
-                });
+                let svc = self.services.get(&key);
+                let slices: Vec<&EndpointSlice> = self
+                    .by_service
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|k| self.slices.get(k).map(|(_, s)| s))
+                    .collect();
+                if let Some(names) = names.as_mut() {
+                    names.update(&key, svc.map(|s| (s, slices.as_slice())));
+                }
+                let rules = svc.and_then(|svc| translate::rules(svc, &slices, node));
                 (key, rules)
             })
             .collect()
@@ -228,21 +237,27 @@ async fn follow<K>(
     }
 }
 
-/// Run the proxy until `cancel`.
+/// Follow Services and their slices until `cancel`: into the proxy's
+/// table (`cfg`; none: the proxy is off) and the cluster DNS's names
+/// (`records`; none: DNS is off).
 pub async fn run(
     client: kube::Client,
     node: NodeView,
-    cfg: ProxyConfig,
+    cfg: Option<ProxyConfig>,
+    records: Option<SharedRecords>,
     cancel: CancellationToken,
 ) {
-    let table_name = cfg.table.clone();
-    let table = match ProxyTable::new(cfg) {
-        Ok(t) => Arc::new(Mutex::new(t)),
+    let table_name = cfg.as_ref().map(|c| c.table.clone()).unwrap_or_default();
+    let table = match cfg.map(ProxyTable::new).transpose() {
+        Ok(t) => t.map(|t| Arc::new(Mutex::new(t))),
         Err(e) => {
             tracing::error!("the service proxy is off: {e}");
-            return;
+            None
         }
     };
+    if table.is_none() && records.is_none() {
+        return;
+    }
     let (tx, mut rx) = mpsc::channel(1024);
     let watches = [
         tokio::spawn(follow(
@@ -284,12 +299,12 @@ pub async fn run(
                 }
             }
             _ = retry => {}
-            _ = check.tick() => {
+            _ = check.tick(), if table.is_some() => {
                 let name = table_name.clone();
                 let present = tokio::task::spawn_blocking(move || crate::net::nft::svc::exists(&name)).await;
-                if let Ok(Ok(false)) = present {
+                if let (Ok(Ok(false)), Some(t)) = (present, &table) {
                     tracing::warn!(table = %table_name, "the service proxy's table is gone; stating it again");
-                    lock(&table).resync();
+                    lock(t).resync();
                     failed = true;
                 }
             }
@@ -297,14 +312,17 @@ pub async fn run(
         if !(seen.services_synced && seen.slices_synced) || (seen.dirty.is_empty() && !failed) {
             continue;
         }
-        let changes = seen.take_changes(&node);
+        let changes = seen.take_changes(&node, records.as_ref());
+        let Some(t) = table.clone() else {
+            continue;
+        };
         let n = changes.len();
-        let t = table.clone();
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || lock(&t).update(changes)).await;
         match result {
             Ok(Ok(sent)) => {
                 failed = false;
+                forget_udp_flows(&sent).await;
                 tracing::debug!(
                     services = n,
                     messages = sent.messages,
@@ -325,6 +343,33 @@ pub async fn run(
     }
     for w in watches {
         w.abort();
+    }
+}
+
+/// Conntrack entries of UDP clients that would otherwise keep going to an
+/// endpoint that is gone, or keep being refused by a Service that now has
+/// endpoints (kube-proxy does the same with the conntrack tool).
+async fn forget_udp_flows(sent: &crate::net::nft::svc::Sent) {
+    if sent.stale_udp_endpoints.is_empty() && sent.fresh_udp_services.is_empty() {
+        return;
+    }
+    let gone: Vec<(std::net::Ipv4Addr, u16)> = sent
+        .stale_udp_endpoints
+        .iter()
+        .map(|e| (e.ip, e.port))
+        .collect();
+    let fresh = sent.fresh_udp_services.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::net::conntrack::delete_udp(|f| {
+            (f.nated() && gone.contains(&f.reply_src))
+                || (!f.nated() && fresh.contains(&f.orig_dst))
+        })
+    })
+    .await;
+    match done {
+        Ok(Ok(n)) => tracing::debug!(flows = n, "forgot UDP flows of changed Services"),
+        Ok(Err(e)) => tracing::warn!("forgetting UDP flows of changed Services: {e}"),
+        Err(e) => tracing::warn!("forgetting UDP flows of changed Services: {e}"),
     }
 }
 
@@ -370,7 +415,7 @@ mod tests {
         s.on_slice(Event::InitApply(slice("a-1", "a", "10.42.0.5")));
         s.on_slice(Event::InitDone);
         let changes: BTreeMap<String, Option<ServiceRules>> =
-            s.take_changes(&node).into_iter().collect();
+            s.take_changes(&node, None).into_iter().collect();
         assert_eq!(changes.len(), 2);
         assert_eq!(
             changes["default/a"].as_ref().unwrap().ports[0]
@@ -384,7 +429,7 @@ mod tests {
         // The slice moves to b (relabelled): both change.
         s.on_slice(Event::Apply(slice("a-1", "b", "10.42.0.5")));
         let changes: BTreeMap<String, Option<ServiceRules>> =
-            s.take_changes(&node).into_iter().collect();
+            s.take_changes(&node, None).into_iter().collect();
         assert!(changes["default/a"].as_ref().unwrap().ports[0]
             .cluster
             .is_empty());
@@ -399,8 +444,8 @@ mod tests {
         s.on_service(Event::InitApply(service("a")));
         s.on_service(Event::InitDone);
         let changes: BTreeMap<String, Option<ServiceRules>> =
-            s.take_changes(&node).into_iter().collect();
+            s.take_changes(&node, None).into_iter().collect();
         assert!(changes["default/b"].is_none());
-        assert!(s.take_changes(&node).is_empty());
+        assert!(s.take_changes(&node, None).is_empty());
     }
 }

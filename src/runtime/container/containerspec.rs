@@ -258,6 +258,8 @@ pub struct EtcFiles {
     pub dns_servers: Vec<IpAddr>,
     /// Search domains; the node's when empty.
     pub dns_search: Vec<String>,
+    /// resolv.conf options (`ndots:5`, `edns0`); the node's when empty.
+    pub dns_options: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -560,7 +560,11 @@ fn write_etc_files(input: &EtcFilesFor) -> Result<Vec<(String, String)>, Contain
 /// the name servers and search domains given replace the node's.
 fn resolv_conf(etc: &super::containerspec::EtcFiles, host_network: bool) -> Option<String> {
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    if host_network && etc.dns_servers.is_empty() && etc.dns_search.is_empty() {
+    if host_network
+        && etc.dns_servers.is_empty()
+        && etc.dns_search.is_empty()
+        && etc.dns_options.is_empty()
+    {
         return (!host.is_empty()).then_some(host);
     }
     let mut out = String::new();
@@ -572,6 +576,9 @@ fn resolv_conf(etc: &super::containerspec::EtcFiles, host_network: bool) -> Opti
         let mut words = line.split_whitespace();
         let first = words.next();
         if first == Some("search") && !etc.dns_search.is_empty() {
+            continue;
+        }
+        if first == Some("options") && !etc.dns_options.is_empty() {
             continue;
         }
         if first == Some("nameserver") {
@@ -596,6 +603,9 @@ fn resolv_conf(etc: &super::containerspec::EtcFiles, host_network: bool) -> Opti
     }
     if servers == 0 {
         out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    if !etc.dns_options.is_empty() {
+        out.push_str(&format!("options {}\n", etc.dns_options.join(" ")));
     }
     Some(out)
 }

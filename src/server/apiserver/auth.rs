@@ -287,6 +287,8 @@ pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
 /// The Endpoints and EndpointSlice controller, named as upstream's
 /// endpoint controller role.
+/// The cluster DNS Service's controller.
+pub const CLUSTER_DNS_USER: &str = "system:skiff:cluster-dns";
 pub const ENDPOINT_CONTROLLER_USER: &str = "system:controller:endpoint-controller";
 
 /// The ReplicationController controller, named as upstream's.
@@ -332,6 +334,26 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                     || (endpoints && matches!(verb, "get" | "create" | "update")))
         }
         INFORMERS_USER => subresource.is_none() && matches!(verb, "get" | "list" | "watch"),
+        // The cluster DNS Service and its slice of nodes, nothing else.
+        CLUSTER_DNS_USER => {
+            let (svc, slice) = (
+                crate::server::controllers::cluster_dns::SERVICE,
+                crate::server::controllers::cluster_dns::SLICE,
+            );
+            subresource.is_none()
+                && *namespace == Some(crate::server::controllers::cluster_dns::NAMESPACE)
+                && match (*group, *resource) {
+                    ("", "services") => {
+                        matches!((verb, *name), ("get", Some(n)) if n == svc)
+                            || (verb == "create" && name.is_none())
+                    }
+                    ("discovery.k8s.io", "endpointslices") => {
+                        matches!((verb, *name), ("get" | "update", Some(n)) if n == slice)
+                            || (verb == "create" && name.is_none())
+                    }
+                    _ => false,
+                }
+        }
         // Upstream's system:kube-scheduler: bind pods, report why a pod
         // waits, evict for preemption, record events.
         SCHEDULER_USER => match (*group, *resource, *subresource) {

@@ -2,6 +2,7 @@
 //! client, each with an identity of its own), fed by API watches.
 
 pub mod claim;
+pub mod cluster_dns;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;

@@ -181,6 +181,7 @@ impl<R: PodRuntime> Worker<R> {
                 min_oom_score_adj: self.ctx.min_oom_score_adj,
                 allocatable: self.ctx.allocatable.as_ref(),
                 image_user: &image_user,
+                cluster_dns: self.ctx.cluster_dns.as_ref(),
             },
         );
         let mounted = match (built, self.volumes.clone()) {

@@ -33,17 +33,58 @@ pub const TABLE: &str = "skiff-proxy";
 pub const MASQUERADE_BIT: u32 = 1 << 14;
 
 /// What one update sent.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sent {
     /// nf_tables messages in the transaction.
     pub messages: usize,
     /// Whether the whole table was stated (first use, or after a refusal).
     pub full: bool,
+    /// UDP endpoints no Service port sends to any more: their conntrack
+    /// entries should go, so that clients move on at once.
+    pub stale_udp_endpoints: Vec<Endpoint>,
+    /// UDP Service addresses that had no endpoint and now have one: their
+    /// entries (made while the traffic was refused) should go.
+    pub fresh_udp_services: Vec<(std::net::Ipv4Addr, u16)>,
 }
 
 struct Held {
+    rules: ServiceRules,
     fragment: Fragment,
     slots: Slots,
+}
+
+/// UDP endpoints of `old` that `new` no longer has, and UDP addresses of
+/// `new` that had none in `old`.
+fn udp_changes(old: Option<&ServiceRules>, new: Option<&ServiceRules>, sent: &mut Sent) {
+    use super::config::Proto;
+    let endpoints = |r: Option<&ServiceRules>, proto_port: Option<(Proto, u16)>| {
+        let mut v: Vec<Endpoint> = r
+            .into_iter()
+            .flat_map(|r| &r.ports)
+            .filter(|p| p.proto == Proto::Udp)
+            .filter(|p| proto_port.is_none_or(|pp| pp == (p.proto, p.port)))
+            .flat_map(|p| p.cluster.iter().chain(&p.local).copied())
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let still = endpoints(new, None);
+    sent.stale_udp_endpoints.extend(
+        endpoints(old, None)
+            .into_iter()
+            .filter(|e| still.binary_search(e).is_err()),
+    );
+    let Some(new) = new else { return };
+    for p in new.ports.iter().filter(|p| p.proto == Proto::Udp) {
+        let had = !endpoints(old, Some((p.proto, p.port))).is_empty();
+        if had || (p.cluster.is_empty() && p.local.is_empty()) {
+            continue;
+        }
+        let addrs = new.cluster_ip.iter().chain(&new.external_ips);
+        sent.fresh_udp_services
+            .extend(addrs.map(|ip| (*ip, p.port)));
+    }
 }
 
 type ClaimKey = (&'static str, Vec<u8>);
@@ -61,6 +102,17 @@ pub struct ProxyTable {
     /// states the table in full).
     synced: bool,
     nf: Box<dyn Netfilter + Send>,
+}
+
+impl Sent {
+    /// The counts of `full`, with this one's conntrack work.
+    fn with(self, full: Sent) -> Sent {
+        Sent {
+            messages: full.messages,
+            full: full.full,
+            ..self
+        }
+    }
 }
 
 impl ProxyTable {
@@ -118,12 +170,16 @@ impl ProxyTable {
         changes: Vec<(String, Option<ServiceRules>)>,
     ) -> Result<Sent, NftError> {
         let mut touched: Vec<(Fragment, Fragment)> = Vec::new();
+        let mut sent = Sent::default();
         let mut keys: Vec<ClaimKey> = Vec::new();
         let mut before: BTreeMap<ClaimKey, Option<Value>> = BTreeMap::new();
         for (key, svc) in changes {
             let old = self.held.remove(&key);
+            udp_changes(old.as_ref().map(|h| &h.rules), svc.as_ref(), &mut sent);
             let mut slots = old.as_ref().map(|h| h.slots.clone()).unwrap_or_default();
-            let new = svc.map(|s| build::fragment(&self.cfg, &s, &mut slots));
+            let new = svc
+                .as_ref()
+                .map(|s| (s.clone(), build::fragment(&self.cfg, s, &mut slots)));
             let empty = || Fragment {
                 own: Ruleset::new(&self.cfg.table),
                 claims: Vec::new(),
@@ -132,7 +188,7 @@ impl ProxyTable {
             for c in old_fragment
                 .claims
                 .iter()
-                .chain(new.iter().flat_map(|f| &f.claims))
+                .chain(new.iter().flat_map(|(_, f)| &f.claims))
             {
                 let k = (c.set, c.key.clone());
                 before
@@ -149,7 +205,7 @@ impl ProxyTable {
                     }
                 }
             }
-            if let Some(f) = &new {
+            if let Some((_, f)) = &new {
                 for Claim { set, key: k, value } in &f.claims {
                     self.claims
                         .entry((set, k.clone()))
@@ -158,10 +214,11 @@ impl ProxyTable {
                 }
             }
             let new_fragment = match new {
-                Some(f) => {
+                Some((rules, f)) => {
                     self.held.insert(
                         key,
                         Held {
+                            rules,
                             fragment: f.clone(),
                             slots,
                         },
@@ -173,7 +230,7 @@ impl ProxyTable {
             touched.push((old_fragment, new_fragment));
         }
         if !self.synced {
-            return self.state_in_full();
+            return self.state_in_full().map(|full| Sent { ..sent.with(full) });
         }
 
         let mut ops = Vec::new();
@@ -213,19 +270,19 @@ impl ProxyTable {
         }));
         ops.extend(last);
         if ops.is_empty() {
-            return Ok(Sent::default());
+            return Ok(sent);
         }
         let batch = batch::ops(&self.cfg.table, &ops);
         match self.nf.transact(&batch) {
             Ok(()) => Ok(Sent {
                 messages: batch.len(),
-                full: false,
+                ..sent
             }),
             // Not what the kernel holds (changed behind our back, or gone):
             // the transaction was refused whole; state it all instead.
             Err(e @ NftError::Kernel { .. }) => {
                 tracing::debug!(table = %self.cfg.table, "service rules refused ({e}); stating the table in full");
-                self.state_in_full()
+                self.state_in_full().map(|full| sent.with(full))
             }
             Err(e) => {
                 self.synced = false;
@@ -272,6 +329,7 @@ impl ProxyTable {
         Ok(Sent {
             messages: ops.len(),
             full: true,
+            ..Sent::default()
         })
     }
 }

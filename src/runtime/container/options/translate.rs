@@ -93,6 +93,7 @@ impl RunOptions {
                 hosts: self.add_hosts.clone(),
                 dns_servers: self.dns.clone(),
                 dns_search: Vec::new(),
+                dns_options: Vec::new(),
             },
             cgroup_parent: self.cgroup_parent.clone(),
         }
