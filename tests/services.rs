@@ -60,7 +60,7 @@ fn node_with_outside_and(extra: &[&str]) -> (Server, TestNet) {
     );
     ip(&outside, &["link", "set", "eth0", "up"]);
     ip(&node, &["route", "add", "default", "via", OUTSIDE_IP]);
-    let mut args = vec!["--node-name", NODE];
+    let mut args = vec!["--node-name", NODE, "--node-ip", NODE_IP];
     args.extend_from_slice(extra);
     let s = Server::start_in(node, &args);
     let archive = containers::build_busybox_archive(s.dir());
@@ -327,6 +327,62 @@ spec:
     wait_until(&s, "the NodePort answers from outside", || {
         five.contains(&from_outside(&np))
     });
+
+    // A LoadBalancer: the node's address as its ingress, answering there.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: lb}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 8081, targetPort: 8080}]
+"#,
+    );
+    wait_until(&s, "the load balancer gets its ingress", || {
+        s.kubectl_ok(&[
+            "get",
+            "service",
+            "lb",
+            "-o",
+            "jsonpath={.status.loadBalancer.ingress[*].ip}",
+        ]) == NODE_IP
+    });
+    wait_until(&s, "the load balancer answers", || {
+        five.contains(&from_outside("8081"))
+    });
+    // Another one on the same port stays pending, with an event saying why.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: lb2}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 8081, targetPort: 8080}]
+"#,
+    );
+    wait_until(&s, "the clash is reported", || {
+        s.kubectl_ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=lb2",
+            "-o",
+            "name",
+        ])
+        .contains("event")
+    });
+    let pending = s.kubectl_ok(&[
+        "get",
+        "service",
+        "lb2",
+        "-o",
+        "jsonpath={.status.loadBalancer.ingress}",
+    ]);
+    assert!(pending.is_empty(), "{pending}");
 
     // Session affinity: one client, one backend.
     s.kubectl_stdin(

@@ -749,6 +749,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             controllers::nodelifecycle::run(client, &shared, cancel, node_config).await
         },
     );
+    control.spawn(
+        &mut components,
+        "service load balancer controller",
+        auth::SERVICE_LB_USER,
+        controllers::servicelb::AGENT,
+        |client, shared, cancel| async move {
+            controllers::servicelb::run(client, &shared, cancel).await
+        },
+    );
     if !args.disable_cluster_dns {
         let cluster = cluster.clone();
         control.spawn(

@@ -287,6 +287,8 @@ pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
 /// The Endpoints and EndpointSlice controller, named as upstream's
 /// endpoint controller role.
+/// The load balancer controller (servicelb).
+pub const SERVICE_LB_USER: &str = "system:skiff:service-lb-controller";
 /// The cluster DNS Service's controller.
 pub const CLUSTER_DNS_USER: &str = "system:skiff:cluster-dns";
 pub const ENDPOINT_CONTROLLER_USER: &str = "system:controller:endpoint-controller";
@@ -334,6 +336,18 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                     || (endpoints && matches!(verb, "get" | "create" | "update")))
         }
         INFORMERS_USER => subresource.is_none() && matches!(verb, "get" | "list" | "watch"),
+        // Load balancers: read Services and Nodes, set Services' status,
+        // say why one is pending.
+        SERVICE_LB_USER => match (*group, *resource, *subresource) {
+            ("", "services", None) | ("", "nodes", None) => {
+                matches!(verb, "get" | "list" | "watch")
+            }
+            ("", "services", Some("status")) => matches!(verb, "get" | "patch" | "update"),
+            ("", "events", None) | ("events.k8s.io", "events", None) => {
+                matches!(verb, "create" | "patch" | "update")
+            }
+            _ => false,
+        },
         // The cluster DNS Service and its slice of nodes, nothing else.
         CLUSTER_DNS_USER => {
             let (svc, slice) = (

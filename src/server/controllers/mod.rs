@@ -24,6 +24,7 @@ pub mod replicaset;
 pub mod root_ca;
 pub mod runtime;
 pub mod serviceaccounts;
+pub mod servicelb;
 pub mod statefulset;
 pub mod ttl_after_finished;
 
