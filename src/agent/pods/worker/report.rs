@@ -117,7 +117,15 @@ impl<R: PodRuntime> Worker<R> {
         // since under the same name (a StatefulSet's member after a forced
         // delete, a mirror pod for a newer manifest) is another pod.
         let uid = mirror.clone().unwrap_or_else(|| self.uid.clone());
-        let patch = serde_json::json!({ "status": value, "metadata": { "uid": uid } });
+        let mut patch = serde_json::json!({ "status": value, "metadata": { "uid": uid } });
+        // Only over the version this status was computed from: a phase
+        // another writer set since (a terminal one, say) is not undone by
+        // a worker that has not seen it yet. A conflict is written again
+        // once the watch brings the newer pod. (A static pod's mirror is
+        // not the object the worker watches.)
+        if let (false, Some(rv)) = (self.is_static, pod.metadata.resource_version.as_deref()) {
+            patch["metadata"]["resourceVersion"] = serde_json::json!(rv);
+        }
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..Default::default()
@@ -132,10 +140,10 @@ impl<R: PodRuntime> Worker<R> {
                 }
             }
             // The pod (or the static pod's mirror pod) went, or another
-            // took its name (the UID the patch carries no longer matches):
-            // the manager tells of what comes next.
+            // took its name (the UID the patch carries no longer matches),
+            // or it changed since: the manager tells of what comes next.
             Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 || other_uid(&s) => {
-                tracing::debug!(pod = %pod_key(&pod), "the pod is gone: {}", s.message);
+                tracing::debug!(pod = %pod_key(&pod), "status not written: {}", s.message);
             }
             Err(e) => tracing::warn!(pod = %pod_key(&pod), "writing the pod's status: {e}"),
         }
