@@ -274,10 +274,23 @@ fn start_dns(config: &AgentConfig, cancel: &CancellationToken) -> Option<dns::Sh
     let records = std::sync::Arc::new(std::sync::RwLock::new(dns::records::Records::new(
         &config.cluster.cluster_domain,
     )));
+    let cidr =
+        |(ip, prefix): (std::net::Ipv4Addr, u8)| crate::net::cidr::Ipv4Cidr::new(ip, prefix).ok();
+    let services = cidr(config.cluster.service_cidr)?;
+    let mut allowed: Vec<crate::net::cidr::Ipv4Cidr> =
+        cidr(config.cluster.cluster_cidr).into_iter().collect();
+    if let std::net::IpAddr::V4(v4) = config.node_ip {
+        allowed.extend(cidr((v4, 32)));
+    }
     let cfg = dns::DnsConfig {
         listen: std::net::SocketAddr::new(config.node_ip, dns::PORT),
         domain: config.cluster.cluster_domain.clone(),
-        upstreams: dns::upstream::from_file(&config.resolv_conf),
+        upstreams: dns::upstreams(
+            dns::upstream::from_file(&config.resolv_conf),
+            config.node_ip,
+            services,
+        ),
+        allowed,
     };
     let (r, cancel) = (records.clone(), cancel.child_token());
     tokio::spawn(async move {

@@ -48,11 +48,30 @@ const MAX_CHASE: usize = 8;
 /// server that answers from them.
 pub type SharedRecords = Arc<RwLock<Records>>;
 
+/// Requests answered at once at most; past this, SERVFAIL at once (each
+/// forwarded query may wait for its upstream, and a client must not pile
+/// them up without bound).
+const MAX_IN_FLIGHT: usize = 1024;
+
 /// The request handler: cluster names first, then the upstreams.
 struct Handler {
     records: SharedRecords,
     upstream: Option<TokioResolver>,
     soa: Record,
+    /// Who may ask: the pods, the node itself. Anyone else reaching the
+    /// node's port 53 is refused (no open resolver, no list of the
+    /// cluster's names for the network).
+    allowed: Vec<crate::net::cidr::Ipv4Cidr>,
+    in_flight: tokio::sync::Semaphore,
+}
+
+impl Handler {
+    fn allows(&self, src: IpAddr) -> bool {
+        match src {
+            IpAddr::V4(ip) => ip.is_loopback() || self.allowed.iter().any(|c| c.contains(ip)),
+            IpAddr::V6(ip) => ip.is_loopback(),
+        }
+    }
 }
 
 fn read(r: &SharedRecords) -> std::sync::RwLockReadGuard<'_, Records> {
@@ -209,15 +228,25 @@ impl RequestHandler for Handler {
             }
             b
         };
+        let permit = if self.allows(request.src().ip()) {
+            self.in_flight.try_acquire().ok()
+        } else {
+            None
+        };
         let query = match request.request_info() {
             Ok(info)
-                if request.metadata.message_type == MessageType::Query
+                if permit.is_some()
+                    && request.metadata.message_type == MessageType::Query
                     && request.metadata.op_code == OpCode::Query =>
             {
                 info.query.original().clone()
             }
             _ => {
-                let code = if request.metadata.message_type == MessageType::Query
+                let code = if !self.allows(request.src().ip()) {
+                    ResponseCode::Refused
+                } else if permit.is_none() {
+                    ResponseCode::ServFail
+                } else if request.metadata.message_type == MessageType::Query
                     && request.metadata.op_code != OpCode::Query
                 {
                     ResponseCode::NotImp
@@ -312,7 +341,26 @@ fn forwarder(servers: &[IpAddr]) -> Option<TokioResolver> {
 pub struct DnsConfig {
     pub listen: SocketAddr,
     pub domain: String,
+    /// The node's resolvers; never this server itself (see [`upstreams`]).
     pub upstreams: Vec<IpAddr>,
+    /// Source networks answered besides loopback (pods, the node).
+    pub allowed: Vec<crate::net::cidr::Ipv4Cidr>,
+}
+
+/// `servers` without those that lead back here: the listen address and
+/// the cluster's Service range (the cluster DNS address among them). A
+/// node whose resolv.conf names the cluster DNS (to resolve Services from
+/// the host) would otherwise forward every unknown name to itself.
+pub fn upstreams(
+    servers: Vec<IpAddr>,
+    listen: IpAddr,
+    service_cidr: crate::net::cidr::Ipv4Cidr,
+) -> Vec<IpAddr> {
+    servers
+        .into_iter()
+        .filter(|ip| *ip != listen)
+        .filter(|ip| !matches!(ip, IpAddr::V4(v4) if service_cidr.contains(*v4)))
+        .collect()
 }
 
 /// Serve until `cancel`. Fails only when the address cannot be bound.
@@ -330,6 +378,8 @@ pub async fn serve(
         records,
         upstream: forwarder(&cfg.upstreams),
         soa: soa(&cfg.domain).ok_or_else(|| std::io::Error::other("invalid cluster domain"))?,
+        allowed: cfg.allowed.clone(),
+        in_flight: tokio::sync::Semaphore::new(MAX_IN_FLIGHT),
     };
     let mut server = hickory_server::Server::new(handler);
     server.register_socket(udp);
@@ -346,4 +396,25 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstreams_never_lead_back_here() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let kept = upstreams(
+            vec![
+                ip("10.43.0.10"),
+                ip("192.0.2.1"),
+                ip("192.168.1.5"),
+                ip("2001:db8::1"),
+            ],
+            ip("192.168.1.5"),
+            "10.43.0.0/16".parse().unwrap(),
+        );
+        assert_eq!(kept, [ip("192.0.2.1"), ip("2001:db8::1")]);
+    }
 }

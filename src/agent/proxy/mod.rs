@@ -322,7 +322,6 @@ pub async fn run(
         match result {
             Ok(Ok(sent)) => {
                 failed = false;
-                forget_udp_flows(&sent).await;
                 tracing::debug!(
                     services = n,
                     messages = sent.messages,
@@ -330,6 +329,9 @@ pub async fn run(
                     took_us = started.elapsed().as_micros() as u64,
                     "service rules updated"
                 );
+                // In the background: a dump of a big conntrack table must
+                // not hold the next rules back.
+                tokio::spawn(async move { forget_udp_flows(&sent).await });
             }
             Ok(Err(e)) => {
                 failed = true;
@@ -350,7 +352,10 @@ pub async fn run(
 /// endpoint that is gone, or keep being refused by a Service that now has
 /// endpoints (kube-proxy does the same with the conntrack tool).
 async fn forget_udp_flows(sent: &crate::net::nft::svc::Sent) {
-    if sent.stale_udp_endpoints.is_empty() && sent.fresh_udp_services.is_empty() {
+    if sent.stale_udp_endpoints.is_empty()
+        && sent.fresh_udp_services.is_empty()
+        && sent.fresh_udp_node_ports.is_empty()
+    {
         return;
     }
     let gone: Vec<(std::net::Ipv4Addr, u16)> = sent
@@ -359,10 +364,12 @@ async fn forget_udp_flows(sent: &crate::net::nft::svc::Sent) {
         .map(|e| (e.ip, e.port))
         .collect();
     let fresh = sent.fresh_udp_services.clone();
+    let fresh_ports = sent.fresh_udp_node_ports.clone();
     let done = tokio::task::spawn_blocking(move || {
         crate::net::conntrack::delete_udp(|f| {
             (f.nated() && gone.contains(&f.reply_src))
-                || (!f.nated() && fresh.contains(&f.orig_dst))
+                || (!f.nated()
+                    && (fresh.contains(&f.orig_dst) || fresh_ports.contains(&f.orig_dst.1)))
         })
     })
     .await;

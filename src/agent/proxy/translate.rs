@@ -23,6 +23,8 @@ use crate::net::nft::Proto;
 
 /// The label that ties a slice to its Service.
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+/// A Service with this label belongs to another service proxy.
+pub const SERVICE_PROXY_NAME: &str = "service.kubernetes.io/service-proxy-name";
 /// The Service ClientIP affinity timeout when none is given (3 hours).
 const DEFAULT_AFFINITY_SECS: u32 = 10800;
 
@@ -62,6 +64,15 @@ fn ipv4(s: &str) -> Option<Ipv4Addr> {
 /// ExternalName Service, or a headless one with nothing external).
 pub fn rules(svc: &Service, slices: &[&EndpointSlice], node: &NodeView) -> Option<ServiceRules> {
     let spec = svc.spec.as_ref()?;
+    // Another proxy's (upstream's service-proxy-name): not ours to program.
+    if svc
+        .metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(SERVICE_PROXY_NAME))
+    {
+        return None;
+    }
     let ty = spec.type_.as_deref().unwrap_or("ClusterIP");
     if ty == "ExternalName" {
         return None;

@@ -102,6 +102,9 @@ pub(crate) fn transact(ops: &[Op]) -> Result<(), NftError> {
     if enc.bytes.len() > SMALL_BATCH {
         make_room(&sock, enc.bytes.len())?;
     }
+    if ops.len() > ACKS_IN_DEFAULT_BUFFER {
+        room_for_acks(&sock, ops.len());
+    }
 
     let sent = sock.send(&enc.bytes, 0).map_err(io_err("send"))?;
     if sent != enc.bytes.len() {
@@ -136,6 +139,23 @@ const SMALL_BATCH: usize = 64 * 1024;
 /// Grow the send buffer for a batch of `len` bytes: past net.core.wmem_max
 /// with CAP_NET_ADMIN (which programming nftables needs anyway), up to it
 /// without.
+/// Every message of a batch is acked, each ack its own socket buffer of
+/// about a kilobyte of kernel accounting (truesize), all queued before the
+/// first is read: past a few hundred messages they overflow the receive
+/// buffer net.core.rmem_max allows (ENOBUFS, and the verdict is lost).
+const ACKS_IN_DEFAULT_BUFFER: usize = 256;
+const ACK_TRUESIZE: usize = 1280;
+
+/// Grow the receive buffer for `n` acks, past net.core.rmem_max with
+/// CAP_NET_ADMIN; best effort (without it the plain limit stays).
+fn room_for_acks(sock: &Socket, n: usize) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let want = n.saturating_mul(ACK_TRUESIZE).saturating_add(64 * 1024);
+    if setsockopt(sock, sockopt::RcvBufForce, &want).is_err() {
+        let _ = setsockopt(sock, sockopt::RcvBuf, &want);
+    }
+}
+
 fn make_room(sock: &Socket, len: usize) -> Result<(), NftError> {
     use nix::sys::socket::{setsockopt, sockopt};
     // The kernel doubles the value for its own overhead.

@@ -27,7 +27,34 @@ impl<R: PodRuntime> Worker<R> {
     }
 
     async fn write_status_as(&mut self, terminated: bool) {
-        let Some(pod) = self.pod.clone() else { return };
+        if !self.write_status_once(terminated).await {
+            return;
+        }
+        // The pod changed since this worker last saw it: read it and write
+        // once more over what is stored now (the stop path has no later
+        // event to wait for).
+        let Some((name, ns)) = self
+            .pod
+            .as_ref()
+            .and_then(|p| Some((p.metadata.name.clone()?, p.metadata.namespace.clone()?)))
+        else {
+            return;
+        };
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &ns);
+        match api.get_opt(&name).await {
+            Ok(Some(fresh)) if fresh.metadata.uid.as_deref() == Some(self.uid.as_str()) => {
+                self.pod = Some(fresh);
+                self.write_status_once(terminated).await;
+            }
+            _ => {}
+        }
+    }
+
+    /// One try; true when it was refused because the pod had changed.
+    async fn write_status_once(&mut self, terminated: bool) -> bool {
+        let Some(pod) = self.pod.clone() else {
+            return false;
+        };
         let (init, main) = containers(&pod);
         let has_init = !init.is_empty();
         let observe = |c: &Container| -> ContainerObserved {
@@ -97,20 +124,20 @@ impl<R: PodRuntime> Worker<R> {
         // A static pod's status goes to its mirror pod, once there is one.
         let mirror = self.mirror_uid.clone().filter(|_| self.is_static);
         if self.is_static && mirror.is_none() {
-            return;
+            return false;
         }
         if self
             .written
             .as_ref()
             .is_some_and(|(v, m)| *v == value && *m == mirror)
         {
-            return;
+            return false;
         }
         let (Some(name), Some(ns)) = (
             pod.metadata.name.as_deref(),
             pod.metadata.namespace.as_deref(),
         ) else {
-            return;
+            return false;
         };
         let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), ns);
         // Only this pod (for a static pod, that mirror pod): one made
@@ -138,14 +165,23 @@ impl<R: PodRuntime> Worker<R> {
                     Some(p) if self.is_static => p.status = updated.status,
                     _ => self.pod = Some(updated),
                 }
+                false
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 && !self.is_static && !other_uid(&s) => {
+                tracing::debug!(pod = %pod_key(&pod), "status not written, the pod changed: {}", s.message);
+                true
             }
             // The pod (or the static pod's mirror pod) went, or another
             // took its name (the UID the patch carries no longer matches),
             // or it changed since: the manager tells of what comes next.
             Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 || other_uid(&s) => {
                 tracing::debug!(pod = %pod_key(&pod), "status not written: {}", s.message);
+                false
             }
-            Err(e) => tracing::warn!(pod = %pod_key(&pod), "writing the pod's status: {e}"),
+            Err(e) => {
+                tracing::warn!(pod = %pod_key(&pod), "writing the pod's status: {e}");
+                false
+            }
         }
     }
 }

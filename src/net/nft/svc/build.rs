@@ -374,7 +374,12 @@ pub(crate) fn fragment(cfg: &ProxyConfig, svc: &ServiceRules, slots: &mut Slots)
         } else {
             &cluster_chain
         };
-        let ext_chain = external.as_ref().map(|_| n.external());
+        // Under the Local policy the way in also exists with no endpoint
+        // here, for pods and the node itself, which go by the Cluster
+        // policy (as upstream's short-circuit); what comes from outside is
+        // dropped then.
+        let ext_chain = (external.is_some() || (svc.external_local && cluster_chain.is_some()))
+            .then(|| n.external());
         if let Some(ext) = &ext_chain {
             own.chains.push(Chain::regular(ext));
             let mut rules = Vec::new();
@@ -392,8 +397,9 @@ pub(crate) fn fragment(cfg: &ProxyConfig, svc: &ServiceRules, slots: &mut Slots)
             } else {
                 rules.push(vec![jump(MARK_FOR_MASQUERADE)]);
             }
-            if let Some(to) = external {
-                rules.push(vec![goto(to)]);
+            match external {
+                Some(to) => rules.push(vec![goto(to)]),
+                None => rules.push(vec![super::super::expr::drop()]),
             }
             own.rules
                 .extend(rules.into_iter().map(|r| Rule::new(ext, r)));
@@ -411,7 +417,14 @@ pub(crate) fn fragment(cfg: &ProxyConfig, svc: &ServiceRules, slots: &mut Slots)
                     value: no_endpoints(svc.external_local),
                 },
             };
-        for ip in &svc.external_ips {
+        // An external address inside the Service range could take over
+        // another Service's ClusterIP (the kubernetes Service's, the
+        // cluster DNS's): never programmed.
+        for ip in svc
+            .external_ips
+            .iter()
+            .filter(|ip| !cfg.service_cidr.contains(**ip) && !ip.is_loopback())
+        {
             claims.push(external_claim(
                 SERVICE_IPS,
                 NO_ENDPOINT_SERVICES,

@@ -45,6 +45,8 @@ pub struct Sent {
     /// UDP Service addresses that had no endpoint and now have one: their
     /// entries (made while the traffic was refused) should go.
     pub fresh_udp_services: Vec<(std::net::Ipv4Addr, u16)>,
+    /// The same for UDP NodePorts (on any of the node's addresses).
+    pub fresh_udp_node_ports: Vec<u16>,
 }
 
 struct Held {
@@ -84,6 +86,7 @@ fn udp_changes(old: Option<&ServiceRules>, new: Option<&ServiceRules>, sent: &mu
         let addrs = new.cluster_ip.iter().chain(&new.external_ips);
         sent.fresh_udp_services
             .extend(addrs.map(|ip| (*ip, p.port)));
+        sent.fresh_udp_node_ports.extend(p.node_port);
     }
 }
 

@@ -237,8 +237,34 @@ fn local_policies_pick_local_chains_and_drop_without_local_endpoints() {
             "ext-default/web/tcp/80".into()
         ))
     );
-    // No local endpoint: the NodePort drops (another node may serve it).
+    // No local endpoint: the way in stays for pods and the node (Cluster
+    // policy), and drops what comes from outside (another node may serve it).
     s.ports[0].local.clear();
+    let f = build::fragment(&cfg(), &s, &mut slots);
+    let np = f
+        .claims
+        .iter()
+        .find(|c| c.set == build::SERVICE_NODEPORTS)
+        .unwrap();
+    assert_eq!(
+        np.value,
+        Value::Verdict(super::super::set::VerdictTo::Goto(
+            "ext-default/web/tcp/80".into()
+        ))
+    );
+    let ext: Vec<String> = f
+        .own
+        .rules_of("ext-default/web/tcp/80")
+        .map(|r| r.text())
+        .collect();
+    assert_eq!(
+        ext.first().map(String::as_str),
+        Some("ip saddr 10.42.0.0/16 goto svc-default/web/tcp/80"),
+        "{ext:?}"
+    );
+    assert_eq!(ext.last().map(String::as_str), Some("drop"), "{ext:?}");
+    // With no endpoint anywhere: the no-endpoint map, dropping.
+    s.ports[0].cluster.clear();
     let f = build::fragment(&cfg(), &s, &mut slots);
     let np = f
         .claims
@@ -246,8 +272,11 @@ fn local_policies_pick_local_chains_and_drop_without_local_endpoints() {
         .find(|c| c.set == build::NO_ENDPOINT_NODEPORTS)
         .unwrap();
     assert_eq!(np.value, Value::Verdict(super::super::set::VerdictTo::Drop));
-    // The ClusterIP still goes by the Cluster policy.
-    assert!(f.claims.iter().any(|c| c.set == build::SERVICE_IPS));
+    // The ClusterIP, by the Cluster policy, is refused.
+    assert!(f
+        .claims
+        .iter()
+        .any(|c| c.set == build::NO_ENDPOINT_SERVICES));
 }
 
 // ---- On the real kernel.
@@ -436,6 +465,26 @@ fn kernel_spreads_service_traffic_refuses_without_endpoints_and_keeps_affinity()
         );
         assert!(hits.iter().all(|&h| h > 0), "{hits:?}");
         delete(TABLE).unwrap();
+        delete(TABLE).unwrap();
+    });
+}
+
+#[test]
+fn kernel_takes_a_service_of_thousands_of_endpoints() {
+    // Each endpoint is a chain and rules: thousands of messages, each
+    // acked, in one transaction (their acks once overflowed the socket).
+    in_new_netns(|_| {
+        let eps: Vec<Endpoint> = (1..=1500).map(|i| ep(i, 8080)).collect();
+        let s = service("big", svc_ip(0), eps.clone());
+        let mut t = ProxyTable::new(cfg()).unwrap();
+        let sent = t
+            .update(vec![(s.key(), Some(s.clone()))])
+            .expect("1,500 endpoints");
+        assert!(sent.messages > 3000, "{sent:?}");
+        let mut one = s.clone();
+        one.ports[0].cluster[7] = ep(9999, 8080);
+        let sent = t.update(vec![(s.key(), Some(one))]).expect("one replaced");
+        assert!(!sent.full && sent.messages < 12, "{sent:?}");
         delete(TABLE).unwrap();
     });
 }
