@@ -220,6 +220,34 @@ fn a_services_endpoints_follow_its_ready_pods() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The node gets a zone, the Service PreferClose: each endpoint carries
+    // the zone and a hint for it (the proxy keeps traffic in the zone by
+    // them).
+    s.kubectl_ok(&["label", "node", NODE, "topology.kubernetes.io/zone=z1"]);
+    s.kubectl_ok(&[
+        "patch",
+        "service",
+        "web",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"trafficDistribution":"PreferClose"}}"#,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let zones = s.kubectl_ok(&[
+            "get",
+            "endpointslices",
+            "-l",
+            "kubernetes.io/service-name=web",
+            "-o",
+            "jsonpath={.items[*].endpoints[*].zone} {.items[*].endpoints[*].hints.forZones[*].name}",
+        ]);
+        if zones.split_whitespace().collect::<Vec<_>>() == ["z1"; 4] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "zones and hints: {zones:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// The older ReplicationController keeps its count as a ReplicaSet does.

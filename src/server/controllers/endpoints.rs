@@ -21,13 +21,19 @@
 //!   holds 1,000 addresses at most and says
 //!   `endpoints.kubernetes.io/over-capacity: truncated` beyond.
 //!
-//! Not yet: dual-stack slices, topology hints.
+//! - Slice endpoints carry their node's zone (`topology.kubernetes.io/zone`)
+//!   and, for Services with `trafficDistribution: PreferClose`, a hint for
+//!   that zone when every endpoint has one (upstream's PreferClose
+//!   heuristic); the proxy keeps a zone's traffic in the zone by them.
+//!
+//! Not yet: dual-stack slices; the `topology-mode: Auto` annotation's
+//! proportional hints (its zones' CPU shares) are not computed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{
-    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, ObjectReference, Pod, Service,
+    EndpointAddress, EndpointPort, EndpointSubset, Endpoints, Node, ObjectReference, Pod, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -47,6 +53,7 @@ pub const SERVICE_NAME: &str = "kubernetes.io/service-name";
 const MAX_ENDPOINTS: usize = 1000;
 const OVER_CAPACITY: &str = "endpoints.kubernetes.io/over-capacity";
 const WORKERS: usize = 4;
+pub const ZONE_LABEL: &str = "topology.kubernetes.io/zone";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -60,6 +67,7 @@ pub struct Ctx {
     pods: Arc<Informer<Pod>>,
     endpoints: Arc<Informer<Endpoints>>,
     pub(super) slices: Arc<Informer<EndpointSlice>>,
+    nodes: Arc<Informer<Node>>,
 }
 
 fn selected_by(svc: &Service, pod: &Pod) -> bool {
@@ -81,6 +89,7 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
         pods: informers.get::<Pod>(),
         endpoints: informers.get::<Endpoints>(),
         slices: informers.get::<EndpointSlice>(),
+        nodes: informers.get::<Node>(),
     });
     let q = queue.clone();
     ctx.services.on_change(move |c: &Change<'_, Service>| {
@@ -147,8 +156,24 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
             ));
         }
     });
+    // A node's zone is in its endpoints: a change of it rewrites every
+    // Service's slices (zones change seldom; the passes write nothing when
+    // no endpoint is on that node).
+    let (q, services) = (queue.clone(), ctx.services.clone());
+    ctx.nodes.on_change(move |c: &Change<'_, Node>| {
+        let zone = |n: Option<&Arc<Node>>| {
+            n.and_then(|n| n.metadata.labels.as_ref()?.get(ZONE_LABEL).cloned())
+        };
+        if c.old.is_some() && c.new.is_some() && zone(c.old) == zone(c.new) {
+            return;
+        }
+        for svc in services.list_all() {
+            q.add(Key::of(svc.as_ref()));
+        }
+    });
     ctx.services.synced().await;
     ctx.pods.synced().await;
+    ctx.nodes.synced().await;
     ctx.endpoints.synced().await;
     ctx.slices.synced().await;
     let c = ctx.clone();
@@ -193,6 +218,8 @@ pub(super) struct Member {
     pub(super) ready: bool,
     pub(super) terminating: bool,
     pub(super) ports: Vec<(Option<String>, i32, String)>,
+    /// The zone of the pod's node, if it has one.
+    pub(super) zone: Option<String>,
 }
 
 pub(super) fn pod_ref(pod: &Pod) -> ObjectReference {
@@ -257,7 +284,14 @@ async fn reconcile(ctx: &Ctx, key: &Key) -> Result<Action, Error> {
         if ports.is_empty() && spec.ports.as_ref().is_some_and(|p| !p.is_empty()) {
             continue;
         }
+        let zone = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.as_deref())
+            .and_then(|n| ctx.nodes.get("", n))
+            .and_then(|n| n.metadata.labels.as_ref()?.get(ZONE_LABEL).cloned());
         members.push(Member {
+            zone,
             terminating: pod.metadata.deletion_timestamp.is_some(),
             ready: podutil::is_ready(&pod) || publish,
             pod,
@@ -394,6 +428,7 @@ mod tests {
             ready,
             terminating: false,
             ports: vec![(None, 80, "TCP".into())],
+            zone: None,
         }
     }
 

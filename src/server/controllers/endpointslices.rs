@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::{
-    Endpoint, EndpointConditions, EndpointPort as SlicePort, EndpointSlice,
+    Endpoint, EndpointConditions, EndpointHints, EndpointPort as SlicePort, EndpointSlice, ForZone,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
@@ -43,9 +43,39 @@ pub fn slice_name(service: &str, uid: &str, ports: &PortSet, place: usize, first
     format!("{}-{suffix}", &service[..keep])
 }
 
+/// How a Service's endpoints are written.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Style {
+    /// `publishNotReadyAddresses`.
+    pub publish: bool,
+    /// Each endpoint hinted for its own zone.
+    pub hints: bool,
+}
+
+/// Whether the endpoints get zone hints: as upstream's PreferClose
+/// heuristic, only for `trafficDistribution: PreferClose` (or the older
+/// `service.kubernetes.io/topology-mode: Auto`, whose proportional
+/// allocation is not computed: it is taken as PreferClose) and only when
+/// every endpoint has a zone (else none has hints, and the proxy uses all).
+pub(super) fn hinted(svc: &Service, members: &[Member]) -> bool {
+    let auto = svc
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get("service.kubernetes.io/topology-mode"))
+        .is_some_and(|m| m.eq_ignore_ascii_case("auto"));
+    let prefer_close = svc
+        .spec
+        .as_ref()
+        .and_then(|s| s.traffic_distribution.as_deref())
+        == Some("PreferClose");
+    (prefer_close || auto) && members.iter().all(|m| m.zone.is_some())
+}
+
 /// As upstream: `serving` is the pod's readiness, `ready` that and not
 /// terminating, or always with `publishNotReadyAddresses`.
-fn endpoint(m: &Member, service: &str, publish: bool) -> Endpoint {
+fn endpoint(m: &Member, service: &str, style: Style) -> Endpoint {
+    let publish = style.publish;
     let serving = podutil::is_ready(&m.pod);
     Endpoint {
         addresses: vec![m.ip.clone()],
@@ -57,6 +87,15 @@ fn endpoint(m: &Member, service: &str, publish: bool) -> Endpoint {
         hostname: address(m, service).hostname,
         node_name: m.pod.spec.as_ref().and_then(|s| s.node_name.clone()),
         target_ref: address(m, service).target_ref,
+        zone: m.zone.clone(),
+        hints: m
+            .zone
+            .clone()
+            .filter(|_| style.hints)
+            .map(|z| EndpointHints {
+                for_zones: Some(vec![ForZone { name: z }]),
+                ..Default::default()
+            }),
         ..Default::default()
     }
 }
@@ -74,7 +113,7 @@ pub(super) type Want = (String, Vec<SlicePort>, Vec<Endpoint>);
 pub(super) fn desired(
     service: &str,
     uid: &str,
-    publish: bool,
+    style: Style,
     members: &[Member],
     existing: &[Arc<EndpointSlice>],
     taken: &HashSet<String>,
@@ -120,7 +159,7 @@ pub(super) fn desired(
                     Some((ip, uid.unwrap_or_default()))
                 })
                 .filter_map(|k| by_id.get(&k).copied().filter(|_| placed.insert(k)))
-                .map(|m| endpoint(m, service, publish))
+                .map(|m| endpoint(m, service, style))
                 .collect();
             slots.push((name.to_string(), kept));
         }
@@ -131,7 +170,7 @@ pub(super) fn desired(
         for i in order {
             while slots[i].1.len() < MAX_PER_SLICE {
                 let Some(m) = fresh.next() else { break };
-                slots[i].1.push(endpoint(m, service, publish));
+                slots[i].1.push(endpoint(m, service, style));
             }
         }
         let rest: Vec<&&Member> = fresh.collect();
@@ -148,10 +187,7 @@ pub(super) fn desired(
                 }
             };
             names.insert(name.clone());
-            let endpoints = chunk
-                .iter()
-                .map(|m| endpoint(m, service, publish))
-                .collect();
+            let endpoints = chunk.iter().map(|m| endpoint(m, service, style)).collect();
             slots.push((name, endpoints));
         }
         for (name, endpoints) in slots.into_iter().filter(|(_, e)| !e.is_empty()) {
@@ -177,11 +213,14 @@ pub(super) async fn write(
     members: &[Member],
 ) -> Result<(), Error> {
     let uid = svc.metadata.uid.clone().unwrap_or_default();
-    let publish = svc
-        .spec
-        .as_ref()
-        .and_then(|s| s.publish_not_ready_addresses)
-        == Some(true);
+    let style = Style {
+        publish: svc
+            .spec
+            .as_ref()
+            .and_then(|s| s.publish_not_ready_addresses)
+            == Some(true),
+        hints: hinted(svc, members),
+    };
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let all = ctx.slices.list(&key.namespace);
     let taken: HashSet<String> = all.iter().filter_map(|s| s.metadata.name.clone()).collect();
@@ -193,7 +232,7 @@ pub(super) async fn write(
                 && l.get(MANAGED_BY).map(String::as_str) == Some(MANAGER)
         })
         .collect();
-    let want = desired(&key.name, &uid, publish, members, &managed, &taken);
+    let want = desired(&key.name, &uid, style, members, &managed, &taken);
     let mut labels = svc.metadata.labels.clone().unwrap_or_default();
     labels.insert(SERVICE_NAME.into(), key.name.clone());
     labels.insert(MANAGED_BY.into(), MANAGER.into());
@@ -291,6 +330,7 @@ mod tests {
             ready: true,
             terminating: false,
             ports: vec![(Some("http".into()), port, "TCP".into())],
+            zone: None,
         }
     }
 
@@ -298,7 +338,14 @@ mod tests {
     fn a_hundred_per_slice_and_one_group_per_port_set() {
         let mut members: Vec<Member> = (0..250).map(|i| member(i, 8080)).collect();
         members.extend((250..253).map(|i| member(i, 9090)));
-        let slices = desired("web", "uid-1", false, &members, &[], &HashSet::new());
+        let slices = desired(
+            "web",
+            "uid-1",
+            Style::default(),
+            &members,
+            &[],
+            &HashSet::new(),
+        );
         let sizes: Vec<usize> = slices.iter().map(|(_, _, e)| e.len()).collect();
         assert_eq!(sizes, [100, 100, 50, 3]);
         let names: HashSet<&str> = slices.iter().map(|(n, _, _)| n.as_str()).collect();
@@ -310,7 +357,14 @@ mod tests {
         assert_eq!(slices[3].1[0].port, Some(9090));
         // The same input names the same slices: no duplicates on a lagging
         // informer.
-        let again = desired("web", "uid-1", false, &members, &[], &HashSet::new());
+        let again = desired(
+            "web",
+            "uid-1",
+            Style::default(),
+            &members,
+            &[],
+            &HashSet::new(),
+        );
         assert_eq!(
             again.iter().map(|(n, _, _)| n).collect::<Vec<_>>(),
             slices.iter().map(|(n, _, _)| n).collect::<Vec<_>>()
@@ -318,11 +372,21 @@ mod tests {
         // Conditions as upstream: the pods here are not ready.
         let c = slices[0].2[0].conditions.clone().unwrap_or_default();
         assert_eq!((c.ready, c.serving), (Some(false), Some(false)));
-        let published = desired("web", "uid-1", true, &members, &[], &HashSet::new());
+        let published = desired(
+            "web",
+            "uid-1",
+            Style {
+                publish: true,
+                hints: false,
+            },
+            &members,
+            &[],
+            &HashSet::new(),
+        );
         let c = published[0].2[0].conditions.clone().unwrap_or_default();
         assert_eq!((c.ready, c.serving), (Some(true), Some(false)));
         // No endpoints: one empty slice.
-        let none = desired("web", "uid-1", false, &[], &[], &HashSet::new());
+        let none = desired("web", "uid-1", Style::default(), &[], &[], &HashSet::new());
         assert_eq!(none.len(), 1);
         assert!(none[0].2.is_empty());
     }
@@ -346,7 +410,14 @@ mod tests {
     #[test]
     fn a_pod_coming_or_going_rewrites_one_slice() {
         let members: Vec<Member> = (0..250).map(|i| member(i, 8080)).collect();
-        let first = desired("web", "uid-1", false, &members, &[], &HashSet::new());
+        let first = desired(
+            "web",
+            "uid-1",
+            Style::default(),
+            &members,
+            &[],
+            &HashSet::new(),
+        );
         let have = as_slices(&first);
         let taken: HashSet<String> = first.iter().map(|(n, _, _)| n.clone()).collect();
         // Pod 5 (in the first slice) goes, pod 250 comes: it takes the
@@ -357,7 +428,7 @@ mod tests {
             .collect();
         next.push(member(250, 8080));
         next.sort_by(|a, b| a.ip.cmp(&b.ip));
-        let second = desired("web", "uid-1", false, &next, &have, &taken);
+        let second = desired("web", "uid-1", Style::default(), &next, &have, &taken);
         let changed: Vec<&str> = second
             .iter()
             .filter(|w| !first.contains(w))
@@ -384,13 +455,27 @@ mod tests {
         let mut taken2 = taken.clone();
         let would_be = slice_name("web", "uid-1", &members_ports(), 3, false);
         taken2.insert(would_be.clone());
-        let third = desired("web", "uid-1", false, &more, &as_slices(&second), &taken2);
+        let third = desired(
+            "web",
+            "uid-1",
+            Style::default(),
+            &more,
+            &as_slices(&second),
+            &taken2,
+        );
         let sizes: Vec<usize> = third.iter().map(|(_, _, e)| e.len()).collect();
         assert_eq!(sizes, [100, 100, 100, 9]);
         assert!(third.iter().all(|(n, _, _)| *n != would_be));
         assert_eq!(third[0], second[0], "a full slice is left alone");
         // Every endpoint gone: one slice stays, the one there was, empty.
-        let none = desired("web", "uid-1", false, &[], &as_slices(&third), &taken2);
+        let none = desired(
+            "web",
+            "uid-1",
+            Style::default(),
+            &[],
+            &as_slices(&third),
+            &taken2,
+        );
         assert_eq!(none.len(), 1);
         assert_eq!(
             none[0].0,
@@ -416,10 +501,81 @@ mod tests {
         a.ip = "192.168.1.10".into();
         b.ip = "192.168.1.10".into();
         let members = vec![a, b];
-        let first = desired("web", "uid-1", false, &members, &[], &HashSet::new());
+        let first = desired(
+            "web",
+            "uid-1",
+            Style::default(),
+            &members,
+            &[],
+            &HashSet::new(),
+        );
         assert_eq!(first[0].2.len(), 2);
         let taken: HashSet<String> = first.iter().map(|(n, _, _)| n.clone()).collect();
-        let again = desired("web", "uid-1", false, &members, &as_slices(&first), &taken);
+        let again = desired(
+            "web",
+            "uid-1",
+            Style::default(),
+            &members,
+            &as_slices(&first),
+            &taken,
+        );
         assert_eq!(again, first);
+    }
+
+    #[test]
+    fn prefer_close_hints_each_endpoint_for_its_zone_only_when_all_have_one() {
+        let svc = |td: Option<&str>| Service {
+            spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
+                traffic_distribution: td.map(String::from),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut a = member(1, 8080);
+        let mut b = member(2, 8080);
+        a.zone = Some("z1".into());
+        b.zone = Some("z2".into());
+        let both = vec![a, b];
+        assert!(hinted(&svc(Some("PreferClose")), &both));
+        assert!(!hinted(&svc(None), &both), "hints only for PreferClose");
+        let style = Style {
+            publish: false,
+            hints: true,
+        };
+        let slices = desired("web", "uid-1", style, &both, &[], &HashSet::new());
+        let zones: Vec<(Option<String>, Option<String>)> = slices[0]
+            .2
+            .iter()
+            .map(|e| {
+                let hint = e
+                    .hints
+                    .as_ref()
+                    .and_then(|h| h.for_zones.as_ref())
+                    .map(|z| z[0].name.clone());
+                (e.zone.clone(), hint)
+            })
+            .collect();
+        assert_eq!(
+            zones,
+            [
+                (Some("z1".into()), Some("z1".into())),
+                (Some("z2".into()), Some("z2".into()))
+            ]
+        );
+        // One endpoint on a node without a zone: no hints for any (the
+        // zone is still written where known).
+        let mut some = both;
+        some.push(member(3, 8080));
+        assert!(!hinted(&svc(Some("PreferClose")), &some));
+        let plain = desired(
+            "web",
+            "uid-1",
+            Style::default(),
+            &some,
+            &[],
+            &HashSet::new(),
+        );
+        assert!(plain[0].2.iter().all(|e| e.hints.is_none()));
+        assert_eq!(plain[0].2[0].zone.as_deref(), Some("z1"));
     }
 }
