@@ -259,6 +259,83 @@ fn updates_take_and_give_back_node_ports() {
     assert!((30000..=32767).contains(&port) && port != 30500, "{port}");
 }
 
+/// A LoadBalancer Service with externalTrafficPolicy Local gets a health
+/// check port from the NodePort range: held like its node ports, kept
+/// across updates that leave it out, given back when it is no longer
+/// needed, and refused where upstream refuses it.
+#[test]
+fn health_check_node_ports_are_allocated_kept_and_given_back() {
+    let s = Server::start();
+    s.namespace(NS);
+    let hc = |name: &str| {
+        s.kubectl_ok(&[
+            "get",
+            "svc",
+            name,
+            "-n",
+            NS,
+            "-o",
+            "jsonpath={.spec.healthCheckNodePort}",
+        ])
+        .trim()
+        .to_string()
+    };
+    create_ok(
+        &s,
+        &["create", "-f", "-"],
+        &format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: lb\n  namespace: {NS}\nspec:\n  type: LoadBalancer\n  externalTrafficPolicy: Local\n  selector: {{app: x}}\n  ports: [{{port: 80}}]\n"),
+    );
+    let port: u32 = hc("lb")
+        .parse()
+        .unwrap_or_else(|_| panic!("no health check port: {:?}", hc("lb")));
+    assert!((30000..=32767).contains(&port), "{port}");
+    // Held: another Service cannot have it as a node port.
+    create_ok(&s, &["create", "-f", "-"], &format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: np\n  namespace: {NS}\nspec:\n  type: ClusterIP\n  ports: [{{port: 80}}]\n"));
+    let body =
+        format!(r#"{{"spec":{{"type":"NodePort","ports":[{{"port":80,"nodePort":{port}}}]}}}}"#);
+    let out = s.kubectl(&merge_patch("np", &body));
+    assert!(
+        stderr(&out).contains("provided port is already allocated"),
+        "{}",
+        stderr(&out)
+    );
+    // A replace that leaves it out keeps it; it cannot move.
+    let mut cur = json(&s.kubectl_ok(&["get", "svc", "lb", "-n", NS, "-o", "json"]));
+    cur["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("healthCheckNodePort");
+    create_ok(&s, &["replace", "-f", "-"], &cur.to_string());
+    assert_eq!(hc("lb"), port.to_string());
+    let moved = if port == 32767 { port - 1 } else { port + 1 };
+    let out = s.kubectl(&merge_patch(
+        "lb",
+        &format!(r#"{{"spec":{{"healthCheckNodePort":{moved}}}}}"#),
+    ));
+    assert!(
+        stderr(&out).contains("cannot change healthCheckNodePort"),
+        "{}",
+        stderr(&out)
+    );
+    // No longer needed: dropped and given back.
+    s.kubectl_ok(&merge_patch(
+        "lb",
+        r#"{"spec":{"externalTrafficPolicy":"Cluster"}}"#,
+    ));
+    assert_eq!(hc("lb"), "");
+    s.kubectl_ok(&merge_patch("np", &body));
+    // Set where it is not needed: refused.
+    let out = s.kubectl(&merge_patch(
+        "lb",
+        r#"{"spec":{"healthCheckNodePort":31999}}"#,
+    ));
+    assert!(
+        stderr(&out).contains("spec.healthCheckNodePort: Invalid value: 31999: may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 /// Sets member `offset` of the cluster IP record in the stopped server's
 /// store to `taken`, by compare-and-swap as the server does.
 fn set_cluster_ip_bit(s: &Server, offset: u32, taken: bool) {

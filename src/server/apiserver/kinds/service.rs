@@ -1,7 +1,9 @@
 //! Services: a cluster IP from the service range and node ports from the
 //! NodePort range, both taken through `alloc` (compare-and-swap on a
 //! record in the store) on create and given back on delete; the cluster
-//! IP cannot change afterwards.
+//! IP cannot change afterwards. A LoadBalancer Service with
+//! `externalTrafficPolicy: Local` also gets a `healthCheckNodePort` from
+//! the NodePort range (kept while it needs one, dropped when it stops).
 
 use std::net::Ipv4Addr;
 
@@ -60,12 +62,30 @@ fn cluster_ip_of(svc: &Value) -> Option<u32> {
         .and_then(ip_offset)
 }
 
+/// Whether `svc` needs a health check node port: upstream's rule.
+fn needs_health_check(svc: &Value) -> bool {
+    svc.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer")
+        && svc
+            .pointer("/spec/externalTrafficPolicy")
+            .and_then(Value::as_str)
+            == Some("Local")
+}
+
+/// `spec.healthCheckNodePort`, when set (0 is unset).
+fn health_port_of(svc: &Value) -> Option<u64> {
+    svc.pointer("/spec/healthCheckNodePort")
+        .and_then(Value::as_u64)
+        .filter(|p| *p != 0)
+}
+
+/// Every node port `svc` holds: its ports' and its health check's.
 fn node_ports_of(svc: &Value) -> Vec<u32> {
     svc.pointer("/spec/ports")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
+        .chain(health_port_of(svc))
         .filter(|n| (u64::from(NODE_PORT_MIN)..=u64::from(NODE_PORT_MAX)).contains(n))
         .map(|n| n as u32 - NODE_PORT_MIN)
         .collect()
@@ -225,6 +245,10 @@ async fn allocate(
                 .or_insert_with(|| json!("SingleStack"));
         }
     }
+    if let Err(e) = health_port_rule(obj) {
+        reserved.release(objects).await;
+        return Err(e);
+    }
     if svc_type != "NodePort" && svc_type != "LoadBalancer" {
         return Ok(reserved);
     }
@@ -244,6 +268,7 @@ async fn reallocate(
     new: &mut Value,
     dry_run: bool,
 ) -> Result<Reallocation, ApiError> {
+    health_port_update(old, new)?;
     let mut out = Reallocation::default();
     let svc_type = new
         .pointer("/spec/type")
@@ -264,8 +289,56 @@ async fn reallocate(
     Ok(out)
 }
 
-/// A node port for every port of the Service: the one asked for, or a
-/// free one. Ports in `held` are the Service's already.
+const HEALTH_PORT_RULE: &str =
+    "may only be set when `type` is 'LoadBalancer' and `externalTrafficPolicy` is 'Local'";
+
+/// A health check node port only where one is needed.
+fn health_port_rule(svc: &Value) -> Result<(), ApiError> {
+    match health_port_of(svc) {
+        Some(p) if !needs_health_check(svc) => Err(invalid(
+            svc,
+            "spec.healthCheckNodePort".into(),
+            format!("Invalid value: {p}: {HEALTH_PORT_RULE}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// As upstream: an update that leaves the health check port out keeps the
+/// one held, one that no longer needs it drops it (when unchanged), and
+/// the port cannot move while it is needed.
+fn health_port_update(old: &Value, new: &mut Value) -> Result<(), ApiError> {
+    let held = health_port_of(old).filter(|_| needs_health_check(old));
+    let asked = health_port_of(new);
+    if needs_health_check(new) {
+        match (held, asked) {
+            (Some(h), None) => {
+                if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("healthCheckNodePort".into(), json!(h));
+                }
+            }
+            (Some(h), Some(a)) if h != a => {
+                return Err(invalid(
+                    new,
+                    "spec.healthCheckNodePort".into(),
+                    format!("Invalid value: {a}: cannot change healthCheckNodePort on a LoadBalancer Service with externalTrafficPolicy Local (it is {h})"),
+                ));
+            }
+            _ => {}
+        }
+        return Ok(());
+    }
+    if asked.is_some() && asked == health_port_of(old) {
+        if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("healthCheckNodePort");
+        }
+    }
+    health_port_rule(new)
+}
+
+/// A node port for every port of the Service, and its health check port
+/// when it needs one: the one asked for, or a free one. Ports in `held`
+/// are the Service's already.
 async fn node_ports(
     objects: &Objects,
     obj: &mut Value,
@@ -274,8 +347,8 @@ async fn node_ports(
     reserved: &mut Reservation,
 ) -> Result<(), ApiError> {
     let mut wants = Vec::new();
-    // Which entry of spec.ports each want is for.
-    let mut index = Vec::new();
+    // Which entry of spec.ports each want is for (None: the health check).
+    let mut index: Vec<Option<usize>> = Vec::new();
     let ports = obj
         .pointer("/spec/ports")
         .and_then(Value::as_array)
@@ -298,8 +371,33 @@ async fn node_ports(
                 )));
             }
         }
-        index.push(i);
+        index.push(Some(i));
     }
+    if needs_health_check(obj) {
+        match health_port_of(obj) {
+            None => {
+                wants.push(Want::Any);
+                index.push(None);
+            }
+            Some(n) if (u64::from(NODE_PORT_MIN)..=u64::from(NODE_PORT_MAX)).contains(&n) => {
+                let m = n as u32 - NODE_PORT_MIN;
+                if !held.contains(&m) {
+                    wants.push(Want::Exactly(m));
+                    index.push(None);
+                }
+            }
+            Some(n) => {
+                return Err(invalid(obj, "spec.healthCheckNodePort".into(), format!(
+                    "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}",
+                    NODE_PORTS.describe
+                )));
+            }
+        }
+    }
+    let field = |i: Option<usize>| match i {
+        Some(i) => format!("spec.ports[{i}].nodePort"),
+        None => "spec.healthCheckNodePort".to_string(),
+    };
     let got = alloc::allocate(objects, &NODE_PORTS, &wants, dry_run)
         .await
         .map_err(|e| {
@@ -307,10 +405,9 @@ async fn node_ports(
                 e,
                 "failed to allocate a node port: the range 30000-32767 is full",
                 |w, m| {
-                    let i = index.get(w).copied().unwrap_or(0);
                     invalid(
                         obj,
-                        format!("spec.ports[{i}].nodePort"),
+                        field(index.get(w).copied().flatten()),
                         format!(
                             "Invalid value: {}: provided port is already allocated",
                             m + NODE_PORT_MIN
@@ -322,10 +419,21 @@ async fn node_ports(
     if !dry_run {
         reserved.taken.push((&NODE_PORTS, got.clone()));
     }
-    if let Some(Value::Array(ports)) = obj.pointer_mut("/spec/ports") {
-        for (i, m) in index.iter().zip(got) {
-            if let Some(p) = ports.get_mut(*i).and_then(Value::as_object_mut) {
-                p.insert("nodePort".into(), json!(m + NODE_PORT_MIN));
+    for (i, m) in index.iter().zip(got) {
+        let port = json!(m + NODE_PORT_MIN);
+        match i {
+            Some(i) => {
+                if let Some(p) = obj
+                    .pointer_mut(&format!("/spec/ports/{i}"))
+                    .and_then(Value::as_object_mut)
+                {
+                    p.insert("nodePort".into(), port);
+                }
+            }
+            None => {
+                if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                    spec.insert("healthCheckNodePort".into(), port);
+                }
             }
         }
     }
