@@ -431,6 +431,101 @@ spec:
         logs.contains(OUTSIDE_IP),
         "the outside client's address reached a pod:\n{logs}"
     );
+
+    // Its health check port, for an outside load balancer: healthy while
+    // the node has endpoints, 503 when it has none.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        r#"apiVersion: v1
+kind: Service
+metadata: {name: local-lb}
+spec:
+  type: LoadBalancer
+  externalTrafficPolicy: Local
+  selector: {app: web}
+  ports: [{port: 8082, targetPort: 8080}]
+"#,
+    );
+    let hc = s.kubectl_ok(&[
+        "get",
+        "service",
+        "local-lb",
+        "-o",
+        "jsonpath={.spec.healthCheckNodePort}",
+    ]);
+    let health = || {
+        let out = outside
+            .command("curl")
+            .args(["-s", "-m", "5", "-w", " %{http_code}"])
+            .arg(format!("http://{NODE_IP}:{}/", hc.trim()))
+            .output()
+            .expect("curl");
+        support::stdout(&out).trim().to_string()
+    };
+    wait_until(&s, "the health check port says 5 local endpoints", || {
+        let h = health();
+        h.contains(r#""localEndpoints":5"#) && h.ends_with(" 200")
+    });
+
+    // Endpoints only on another node (a slice written by hand, naming a
+    // node that is not this one): under the Local policy this node's
+    // NodePort drops outside traffic, under Cluster it forwards it.
+    let pod_ip = s.kubectl_ok(&["get", "pod", &five[0], "-o", "jsonpath={.status.podIP}"]);
+    for (name, policy) in [("remote-local", "Local"), ("remote-cluster", "Cluster")] {
+        s.kubectl_stdin(
+            &["apply", "-f", "-"],
+            &format!(
+                r#"apiVersion: v1
+kind: Service
+metadata: {{name: {name}}}
+spec:
+  type: NodePort
+  externalTrafficPolicy: {policy}
+  ports: [{{port: 80, targetPort: 8080}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {{name: {name}-1, labels: {{kubernetes.io/service-name: {name}}}}}
+addressType: IPv4
+ports: [{{port: 8080}}]
+endpoints: [{{addresses: ["{pod_ip}"], nodeName: elsewhere}}]
+"#
+            ),
+        );
+    }
+    let node_port = |name: &str| {
+        s.kubectl_ok(&[
+            "get",
+            "service",
+            name,
+            "-o",
+            "jsonpath={.spec.ports[0].nodePort}",
+        ])
+    };
+    let cluster_np = node_port("remote-cluster");
+    wait_until(
+        &s,
+        "the Cluster NodePort forwards to the other node's endpoint",
+        || five.contains(&from_outside(&cluster_np)),
+    );
+    let local_np = node_port("remote-local");
+    let out = outside
+        .command("curl")
+        .args(["-s", "-m", "3", "-w", "%{http_code}"])
+        .arg(format!("http://{NODE_IP}:{local_np}/"))
+        .output()
+        .expect("curl");
+    assert!(
+        !out.status.success() && !five.contains(&support::stdout(&out).trim().to_string()),
+        "the Local NodePort of a node without a local endpoint answered: {}",
+        support::stdout(&out)
+    );
+
+    s.kubectl_ok(&["scale", "deployment", "web", "--replicas=0"]);
+    wait_until(&s, "the health check port says none", || {
+        let h = health();
+        h.contains(r#""localEndpoints":0"#) && h.ends_with(" 503")
+    });
 }
 
 /// Run `f` on a thread of its own inside network namespace `net`.

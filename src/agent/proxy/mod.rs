@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! translate.rs   a Service and its slices → ServiceRules (upstream's endpoint choice)
+//! health.rs      healthCheckNodePort servers for externalTrafficPolicy Local
 //! mod.rs         the watches, which Services changed, one transaction per batch of changes
 //! ```
 //!
@@ -12,6 +13,7 @@
 //! few transactions, and a quiet cluster none. The table is left in place
 //! when the agent stops: pods keep reaching Services while it restarts.
 
+pub mod health;
 pub mod translate;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -44,6 +46,13 @@ enum Msg {
 
 fn key_of(ns: Option<&str>, name: &str) -> String {
     format!("{}/{}", ns.unwrap_or_default(), name)
+}
+
+/// What a changed Service now needs.
+struct Changed {
+    key: String,
+    rules: Option<ServiceRules>,
+    health: Option<health::HealthCheck>,
 }
 
 /// The Services and slices seen, and which Services changed since the
@@ -181,11 +190,7 @@ impl Seen {
 
     /// The changed Services' rules (their names put in `records` too),
     /// and the changes forgotten.
-    fn take_changes(
-        &mut self,
-        node: &NodeView,
-        records: Option<&SharedRecords>,
-    ) -> Vec<(String, Option<ServiceRules>)> {
+    fn take_changes(&mut self, node: &NodeView, records: Option<&SharedRecords>) -> Vec<Changed> {
         let dirty = std::mem::take(&mut self.dirty);
         let mut names = records.map(|r| r.write().unwrap_or_else(|e| e.into_inner()));
         dirty
@@ -203,7 +208,8 @@ impl Seen {
                     names.update(&key, svc.map(|s| (s, slices.as_slice())));
                 }
                 let rules = svc.and_then(|svc| translate::rules(svc, &slices, node));
-                (key, rules)
+                let health = svc.and_then(|svc| translate::health_check(svc, &slices, node));
+                Changed { key, rules, health }
             })
             .collect()
     }
@@ -274,6 +280,7 @@ pub async fn run(
         )),
     ];
     let mut seen = Seen::default();
+    let mut health = health::HealthServers::new(None);
     let mut failed = false;
     let mut check =
         tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
@@ -312,21 +319,35 @@ pub async fn run(
         if !(seen.services_synced && seen.slices_synced) || (seen.dirty.is_empty() && !failed) {
             continue;
         }
-        let changes = seen.take_changes(&node, records.as_ref());
+        let cpu_started = thread_cpu();
+        let changed = seen.take_changes(&node, records.as_ref());
         let Some(t) = table.clone() else {
             continue;
         };
+        let mut changes = Vec::with_capacity(changed.len());
+        for c in changed {
+            health.update(&c.key, c.health, &cancel);
+            changes.push((c.key, c.rules));
+        }
+        let cpu_here = thread_cpu().saturating_sub(cpu_started);
         let n = changes.len();
         let started = Instant::now();
-        let result = tokio::task::spawn_blocking(move || lock(&t).update(changes)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            let cpu_started = thread_cpu();
+            let r = lock(&t).update(changes);
+            (r, thread_cpu().saturating_sub(cpu_started))
+        })
+        .await;
+        let result = result.map(|(r, cpu)| r.map(|sent| (sent, cpu + cpu_here)));
         match result {
-            Ok(Ok(sent)) => {
+            Ok(Ok((sent, cpu))) => {
                 failed = false;
                 tracing::debug!(
                     services = n,
                     messages = sent.messages,
                     full = sent.full,
                     took_us = started.elapsed().as_micros() as u64,
+                    cpu_us = cpu.as_micros() as u64,
                     "service rules updated"
                 );
                 // In the background: a dump of a big conntrack table must
@@ -380,6 +401,16 @@ async fn forget_udp_flows(sent: &crate::net::nft::svc::Sent) {
     }
 }
 
+/// This thread's CPU time so far: what an update costs the agent, apart
+/// from the wall time it waits on the kernel.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
 fn lock(t: &Mutex<ProxyTable>) -> std::sync::MutexGuard<'_, ProxyTable> {
     t.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -421,8 +452,11 @@ mod tests {
         s.on_slice(Event::Init);
         s.on_slice(Event::InitApply(slice("a-1", "a", "10.42.0.5")));
         s.on_slice(Event::InitDone);
-        let changes: BTreeMap<String, Option<ServiceRules>> =
-            s.take_changes(&node, None).into_iter().collect();
+        let changes: BTreeMap<String, Option<ServiceRules>> = s
+            .take_changes(&node, None)
+            .into_iter()
+            .map(|c| (c.key, c.rules))
+            .collect();
         assert_eq!(changes.len(), 2);
         assert_eq!(
             changes["default/a"].as_ref().unwrap().ports[0]
@@ -435,8 +469,11 @@ mod tests {
             .is_empty());
         // The slice moves to b (relabelled): both change.
         s.on_slice(Event::Apply(slice("a-1", "b", "10.42.0.5")));
-        let changes: BTreeMap<String, Option<ServiceRules>> =
-            s.take_changes(&node, None).into_iter().collect();
+        let changes: BTreeMap<String, Option<ServiceRules>> = s
+            .take_changes(&node, None)
+            .into_iter()
+            .map(|c| (c.key, c.rules))
+            .collect();
         assert!(changes["default/a"].as_ref().unwrap().ports[0]
             .cluster
             .is_empty());
@@ -450,8 +487,11 @@ mod tests {
         s.on_service(Event::Init);
         s.on_service(Event::InitApply(service("a")));
         s.on_service(Event::InitDone);
-        let changes: BTreeMap<String, Option<ServiceRules>> =
-            s.take_changes(&node, None).into_iter().collect();
+        let changes: BTreeMap<String, Option<ServiceRules>> = s
+            .take_changes(&node, None)
+            .into_iter()
+            .map(|c| (c.key, c.rules))
+            .collect();
         assert!(changes["default/b"].is_none());
         assert!(s.take_changes(&node, None).is_empty());
     }

@@ -18,6 +18,7 @@ use std::net::Ipv4Addr;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 
+use super::health::HealthCheck;
 use crate::net::nft::svc::{Endpoint, PortRules, ServiceRules};
 use crate::net::nft::Proto;
 
@@ -160,6 +161,44 @@ pub fn rules(svc: &Service, slices: &[&EndpointSlice], node: &NodeView) -> Optio
         external_local: spec.external_traffic_policy.as_deref() == Some("Local"),
         internal_local: spec.internal_traffic_policy.as_deref() == Some("Local"),
         affinity_secs,
+    })
+}
+
+/// The health check `svc` needs on this node: for a LoadBalancer Service
+/// with `externalTrafficPolicy: Local` and a healthCheckNodePort, the
+/// number of its ready endpoints here (distinct addresses, as upstream
+/// counts them).
+pub fn health_check(
+    svc: &Service,
+    slices: &[&EndpointSlice],
+    node: &NodeView,
+) -> Option<HealthCheck> {
+    let spec = svc.spec.as_ref()?;
+    if spec.type_.as_deref() != Some("LoadBalancer")
+        || spec.external_traffic_policy.as_deref() != Some("Local")
+        || svc
+            .metadata
+            .labels
+            .as_ref()
+            .is_some_and(|l| l.contains_key(SERVICE_PROXY_NAME))
+    {
+        return None;
+    }
+    let port = spec
+        .health_check_node_port
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0)?;
+    let local: BTreeSet<&str> = slices
+        .iter()
+        .filter(|s| s.address_type == "IPv4")
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| e.node_name.as_deref() == Some(node.name.as_str()))
+        .filter(|e| e.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true))
+        .filter_map(|e| e.addresses.first().map(String::as_str))
+        .collect();
+    Some(HealthCheck {
+        port,
+        local_endpoints: local.len(),
     })
 }
 

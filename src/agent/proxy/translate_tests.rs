@@ -192,3 +192,33 @@ fn an_endpoint_in_two_slices_counts_once() {
     let r = rules(&s, &[&a, &b], &node()).unwrap();
     assert_eq!(r.ports[0].cluster, [ep("10.42.0.5", 8080)]);
 }
+
+#[test]
+fn health_check_counts_this_nodes_ready_endpoints() {
+    let lb = |etp: &str| {
+        svc(json!({"type": "LoadBalancer", "clusterIP": "10.43.0.9",
+                   "externalTrafficPolicy": etp, "healthCheckNodePort": 31000,
+                   "ports": [{"port": 80, "nodePort": 30080}]}))
+    };
+    let s = slice(
+        json!([
+            {"addresses": ["10.42.0.5"], "nodeName": "n1"},
+            {"addresses": ["10.42.0.6"], "nodeName": "n1", "conditions": {"ready": false}},
+            {"addresses": ["10.42.1.5"], "nodeName": "n2"},
+        ]),
+        json!([{"port": 8080}]),
+    );
+    let hc = health_check(&lb("Local"), &[&s], &node()).unwrap();
+    assert_eq!((hc.port, hc.local_endpoints), (31000, 1));
+    let elsewhere = NodeView {
+        name: "n3".into(),
+        zone: None,
+    };
+    assert_eq!(
+        health_check(&lb("Local"), &[&s], &elsewhere)
+            .unwrap()
+            .local_endpoints,
+        0
+    );
+    assert!(health_check(&lb("Cluster"), &[&s], &node()).is_none());
+}

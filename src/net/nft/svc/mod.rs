@@ -104,6 +104,11 @@ pub struct ProxyTable {
     /// Whether the kernel holds what `held` says (else the next update
     /// states the table in full).
     synced: bool,
+    /// Conntrack work of changes whose transaction failed: handed out with
+    /// the next update that lands (flushing before the rules are in the
+    /// kernel would let the flows come back; dropping it would leave UDP
+    /// clients on a gone endpoint).
+    unflushed: Sent,
     nf: Box<dyn Netfilter + Send>,
 }
 
@@ -146,6 +151,7 @@ impl ProxyTable {
             held: BTreeMap::new(),
             claims: BTreeMap::new(),
             synced: false,
+            unflushed: Sent::default(),
             nf,
         })
     }
@@ -167,18 +173,35 @@ impl ProxyTable {
 
     /// Put these Services in the table (`Some`) or take them out (`None`,
     /// keyed `namespace/name`), in one transaction. On error the table is
-    /// as before in the kernel, and the next update states it in full.
+    /// as before in the kernel, and the next update states it in full and
+    /// hands out this one's conntrack work too.
     pub fn update(
         &mut self,
         changes: Vec<(String, Option<ServiceRules>)>,
     ) -> Result<Sent, NftError> {
+        let mut work = std::mem::take(&mut self.unflushed);
+        match self.transact_changes(changes, &mut work) {
+            Ok(counts) => Ok(work.with(counts)),
+            Err(e) => {
+                self.unflushed = work;
+                Err(e)
+            }
+        }
+    }
+
+    /// `update`'s transaction: the counts it sent; its conntrack work goes
+    /// to `sent`.
+    fn transact_changes(
+        &mut self,
+        changes: Vec<(String, Option<ServiceRules>)>,
+        sent: &mut Sent,
+    ) -> Result<Sent, NftError> {
         let mut touched: Vec<(Fragment, Fragment)> = Vec::new();
-        let mut sent = Sent::default();
         let mut keys: Vec<ClaimKey> = Vec::new();
         let mut before: BTreeMap<ClaimKey, Option<Value>> = BTreeMap::new();
         for (key, svc) in changes {
             let old = self.held.remove(&key);
-            udp_changes(old.as_ref().map(|h| &h.rules), svc.as_ref(), &mut sent);
+            udp_changes(old.as_ref().map(|h| &h.rules), svc.as_ref(), sent);
             let mut slots = old.as_ref().map(|h| h.slots.clone()).unwrap_or_default();
             let new = svc
                 .as_ref()
@@ -233,7 +256,7 @@ impl ProxyTable {
             touched.push((old_fragment, new_fragment));
         }
         if !self.synced {
-            return self.state_in_full().map(|full| Sent { ..sent.with(full) });
+            return self.state_in_full();
         }
 
         let mut ops = Vec::new();
@@ -273,19 +296,19 @@ impl ProxyTable {
         }));
         ops.extend(last);
         if ops.is_empty() {
-            return Ok(sent);
+            return Ok(Sent::default());
         }
         let batch = batch::ops(&self.cfg.table, &ops);
         match self.nf.transact(&batch) {
             Ok(()) => Ok(Sent {
                 messages: batch.len(),
-                ..sent
+                ..Sent::default()
             }),
             // Not what the kernel holds (changed behind our back, or gone):
             // the transaction was refused whole; state it all instead.
             Err(e @ NftError::Kernel { .. }) => {
                 tracing::debug!(table = %self.cfg.table, "service rules refused ({e}); stating the table in full");
-                self.state_in_full().map(|full| sent.with(full))
+                self.state_in_full()
             }
             Err(e) => {
                 self.synced = false;

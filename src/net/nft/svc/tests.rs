@@ -156,6 +156,47 @@ fn one_service_among_a_thousand_costs_what_it_changes() {
     assert_eq!(t.update(vec![(s0.key(), Some(s0))]).unwrap().messages, 0);
 }
 
+/// Fails the transactions while `down` is set (a socket error, not a
+/// refusal: nothing reaches the kernel).
+#[derive(Clone, Default)]
+struct Flaky(Arc<Mutex<bool>>);
+
+impl Netfilter for Flaky {
+    fn transact(&mut self, _ops: &[Op]) -> Result<(), NftError> {
+        if *self.0.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(NftError::Io {
+                op: "send",
+                source: std::io::Error::from(std::io::ErrorKind::BrokenPipe),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_failed_update_keeps_its_udp_flushes_for_the_next_one() {
+    let flaky = Flaky::default();
+    let mut t = ProxyTable::with(cfg(), Box::new(flaky.clone())).unwrap();
+    let udp = |eps: Vec<Endpoint>| {
+        let mut s = service("dns", svc_ip(0), eps.clone());
+        s.ports[0].proto = Proto::Udp;
+        s
+    };
+    let two = udp(vec![ep(1, 53), ep(2, 53)]);
+    t.update(vec![(two.key(), Some(two))]).unwrap();
+    *flaky.0.lock().unwrap() = true;
+    let one = udp(vec![ep(2, 53)]);
+    assert!(t.update(vec![(one.key(), Some(one.clone()))]).is_err());
+    *flaky.0.lock().unwrap() = false;
+    // The retry has nothing new: the removed endpoint's flows still go.
+    let sent = t.update(Vec::new()).unwrap();
+    assert_eq!(sent.stale_udp_endpoints, [ep(1, 53)]);
+    assert!(sent.full, "stated in full after the failure");
+    // Handed out once.
+    let again = t.update(vec![(one.key(), Some(one))]).unwrap();
+    assert!(again.stale_udp_endpoints.is_empty());
+}
+
 #[test]
 fn a_service_without_endpoints_is_refused_and_gets_its_rules_when_one_comes() {
     let rec = Recorder::default();
