@@ -749,13 +749,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             controllers::nodelifecycle::run(client, &shared, cancel, node_config).await
         },
     );
+    let api_port = args.https_listen_port;
     control.spawn(
         &mut components,
         "service load balancer controller",
         auth::SERVICE_LB_USER,
         controllers::servicelb::AGENT,
-        |client, shared, cancel| async move {
-            controllers::servicelb::run(client, &shared, cancel).await
+        move |client, shared, cancel| async move {
+            controllers::servicelb::run(client, &shared, cancel, api_port).await
         },
     );
     if !args.disable_cluster_dns {

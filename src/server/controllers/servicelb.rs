@@ -48,8 +48,20 @@ fn address(n: &Node) -> Option<String> {
     of("ExternalIP").or_else(|| of("InternalIP"))
 }
 
-/// The nodes that announce load balancers: (name, address).
-pub fn announcing(nodes: &[Arc<Node>]) -> Vec<(String, String)> {
+/// A node that announces load balancers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcer {
+    pub name: String,
+    pub ip: String,
+    /// Ports the node's address already serves for skiff itself (protocol,
+    /// port, what): a load balancer there would take them over.
+    pub own: Vec<(String, i32, String)>,
+}
+
+/// The nodes that announce load balancers. On each, the API server's port
+/// (`api_port`; reserved on every node, as agents may serve it too) and
+/// the node's kubelet port are skiff's own.
+pub fn announcing(nodes: &[Arc<Node>], api_port: u16) -> Vec<Announcer> {
     let labelled = |n: &Node| {
         n.metadata
             .labels
@@ -58,13 +70,34 @@ pub fn announcing(nodes: &[Arc<Node>]) -> Vec<(String, String)> {
             .is_some_and(|v| v == "true")
     };
     let opt_in = nodes.iter().any(|n| labelled(n));
-    let mut out: Vec<(String, String)> = nodes
+    let mut out: Vec<Announcer> = nodes
         .iter()
         .filter(|n| !opt_in || labelled(n))
         .filter(|n| ready(n))
-        .filter_map(|n| Some((n.metadata.name.clone()?, address(n)?)))
+        .filter_map(|n| {
+            let mut own = vec![(
+                "TCP".to_string(),
+                i32::from(api_port),
+                "the API server".to_string(),
+            )];
+            let kubelet = n
+                .status
+                .as_ref()
+                .and_then(|s| s.daemon_endpoints.as_ref())
+                .and_then(|d| d.kubelet_endpoint.as_ref())
+                .map(|k| k.port)
+                .filter(|p| *p > 0);
+            if let Some(port) = kubelet {
+                own.push(("TCP".to_string(), port, "the kubelet API".to_string()));
+            }
+            Some(Announcer {
+                name: n.metadata.name.clone()?,
+                ip: address(n)?,
+                own,
+            })
+        })
         .collect();
-    out.sort();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
     out
 }
 
@@ -97,7 +130,7 @@ fn ports(s: &Service) -> Vec<(String, i32)> {
 /// (node, port, holder) conflicts that keep it pending on some nodes.
 pub type Plan = BTreeMap<String, (Vec<String>, Vec<(String, String, String)>)>;
 
-pub fn plan(services: &[Arc<Service>], nodes: &[(String, String)]) -> Plan {
+pub fn plan(services: &[Arc<Service>], nodes: &[Announcer]) -> Plan {
     let mut ours: Vec<&Arc<Service>> = services.iter().filter(|s| ours(s)).collect();
     // The first Service to take a port keeps it.
     ours.sort_by(|a, b| {
@@ -106,24 +139,32 @@ pub fn plan(services: &[Arc<Service>], nodes: &[(String, String)]) -> Plan {
             .cmp(&b.metadata.creation_timestamp)
             .then_with(|| key(a).cmp(&key(b)))
     });
+    // (node, protocol, port) → who holds it: a Service's key, or what of
+    // skiff's own serves there.
     let mut taken: BTreeMap<(String, String, i32), String> = BTreeMap::new();
+    for n in nodes {
+        for (proto, port, what) in &n.own {
+            taken.insert((n.name.clone(), proto.clone(), *port), what.clone());
+        }
+    }
     let mut out = Plan::new();
     for s in ours {
         let k = key(s);
+        let holder = format!("the load balancer of Service {k}");
         let mut ingress = BTreeSet::new();
         let mut conflicts = Vec::new();
-        for (node, ip) in nodes {
+        for Announcer { name: node, ip, .. } in nodes {
             let clash = ports(s).into_iter().find_map(|(proto, port)| {
                 taken
                     .get(&(node.clone(), proto.clone(), port))
-                    .filter(|holder| **holder != k)
-                    .map(|holder| (format!("{port}/{proto}"), holder.clone()))
+                    .filter(|h| **h != holder)
+                    .map(|h| (format!("{port}/{proto}"), h.clone()))
             });
             match clash {
-                Some((port, holder)) => conflicts.push((node.clone(), port, holder)),
+                Some((port, h)) => conflicts.push((node.clone(), port, h)),
                 None => {
                     for (proto, port) in ports(s) {
-                        taken.insert((node.clone(), proto, port), k.clone());
+                        taken.insert((node.clone(), proto, port), holder.clone());
                     }
                     ingress.insert(ip.clone());
                 }
@@ -148,7 +189,12 @@ fn current_ingress(s: &Service) -> Vec<String> {
     v
 }
 
-pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {
+pub async fn run(
+    client: kube::Client,
+    informers: &Informers,
+    cancel: CancellationToken,
+    api_port: u16,
+) {
     let services: Arc<Informer<Service>> = informers.get::<Service>();
     let nodes: Arc<Informer<Node>> = informers.get::<Node>();
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -163,7 +209,7 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
     let mut tick = tokio::time::interval(PERIOD);
     loop {
         let all = services.list_all();
-        let p = plan(&all, &announcing(&nodes.list_all()));
+        let p = plan(&all, &announcing(&nodes.list_all(), api_port));
         for s in all.iter().filter(|s| ours(s)) {
             let k = key(s);
             let Some((ingress, conflicts)) = p.get(&k) else {
@@ -175,7 +221,9 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
                         crate::events::reference(s.as_ref()),
                         crate::events::WARNING,
                         "PortInUse",
-                        format!("port {port} on node {node} is taken by the load balancer of Service {holder}: pending on that node"),
+                        format!(
+                            "port {port} on node {node} is taken by {holder}: pending on that node"
+                        ),
                     );
                 }
             }
@@ -246,10 +294,13 @@ mod tests {
 
     #[test]
     fn nodes_announce_and_the_first_service_keeps_a_port() {
-        let nodes = announcing(&[
-            node("n1", "192.0.2.1", json!({})),
-            node("n2", "192.0.2.2", json!({})),
-        ]);
+        let nodes = announcing(
+            &[
+                node("n1", "192.0.2.1", json!({})),
+                node("n2", "192.0.2.2", json!({})),
+            ],
+            6443,
+        );
         assert_eq!(nodes.len(), 2);
         let p = plan(
             &[
@@ -268,17 +319,50 @@ mod tests {
         assert_eq!(p["default/early"].0, ["192.0.2.1", "192.0.2.2"]);
         assert!(p["default/late"].0.is_empty());
         assert_eq!(p["default/late"].1.len(), 2);
-        assert_eq!(p["default/late"].1[0].2, "default/early");
+        assert_eq!(
+            p["default/late"].1[0].2,
+            "the load balancer of Service default/early"
+        );
         assert_eq!(p["default/other"].0.len(), 2);
         assert!(!p.contains_key("default/theirs"));
     }
 
     #[test]
     fn an_opt_in_label_picks_the_announcing_nodes() {
-        let nodes = announcing(&[
-            node("n1", "192.0.2.1", json!({ENABLE_LABEL: "true"})),
-            node("n2", "192.0.2.2", json!({})),
-        ]);
-        assert_eq!(nodes, [("n1".to_string(), "192.0.2.1".to_string())]);
+        let nodes = announcing(
+            &[
+                node("n1", "192.0.2.1", json!({ENABLE_LABEL: "true"})),
+                node("n2", "192.0.2.2", json!({})),
+            ],
+            6443,
+        );
+        let names: Vec<(&str, &str)> = nodes
+            .iter()
+            .map(|n| (n.name.as_str(), n.ip.as_str()))
+            .collect();
+        assert_eq!(names, [("n1", "192.0.2.1")]);
+    }
+
+    #[test]
+    fn skiffs_own_ports_are_never_taken_over() {
+        let mut kubelet_node = (*node("n1", "192.0.2.1", json!({}))).clone();
+        if let Some(st) = kubelet_node.status.as_mut() {
+            st.daemon_endpoints =
+                serde_json::from_value(json!({"kubeletEndpoint": {"Port": 10250}})).ok();
+        }
+        let nodes = announcing(&[Arc::new(kubelet_node)], 6443);
+        let p = plan(
+            &[
+                lb("api", "2026-01-01T00:00:00Z", 6443, None),
+                lb("kubelet", "2026-01-01T00:00:00Z", 10250, None),
+                lb("web", "2026-01-01T00:00:00Z", 80, None),
+            ],
+            &nodes,
+        );
+        assert!(p["default/api"].0.is_empty());
+        assert_eq!(p["default/api"].1[0].2, "the API server");
+        assert!(p["default/kubelet"].0.is_empty());
+        assert_eq!(p["default/kubelet"].1[0].2, "the kubelet API");
+        assert_eq!(p["default/web"].0, ["192.0.2.1"]);
     }
 }
