@@ -155,6 +155,7 @@ pub async fn run(
                 crate::net::host::recorded_cidr(&config.root),
             )
         },
+        resolv_conf: config.resolv_conf.clone(),
         cluster_dns: config.dns.then(|| pods::spec::ClusterDns {
             server: std::net::IpAddr::V4(config.cluster.cluster_dns),
             domain: config.cluster.cluster_domain.clone(),

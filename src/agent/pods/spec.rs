@@ -23,11 +23,14 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, PodSpec, Se
 
 use crate::api::validation::quantity;
 use crate::runtime::container::containerspec::{
-    ContainerSpec, CpuQuota, EtcFiles, Process, Resources, Security,
+    ContainerSpec, CpuQuota, Process, Resources, Security,
 };
 use crate::runtime::container::seccomp::Choice;
 
+mod dns;
 mod env;
+
+pub use dns::{ClusterDns, HostDns};
 
 pub use self::env::expand;
 pub(crate) use self::env::{format_map, resource_value, subscript};
@@ -128,18 +131,11 @@ pub struct SpecContext<'a> {
     /// The cluster DNS pods of dnsPolicy ClusterFirst use; none: the
     /// node's resolvers (kubelet without --cluster-dns).
     pub cluster_dns: Option<&'a ClusterDns>,
+    /// The node's resolv.conf (kubelet's `--resolv-conf`), which pods of
+    /// dnsPolicy Default get and ClusterFirst ones take search domains
+    /// from; none: the engine's copy of /etc/resolv.conf.
+    pub host_dns: Option<&'a HostDns>,
 }
-
-/// The cluster DNS, as kubelet's `--cluster-dns` and `--cluster-domain`.
-#[derive(Debug, Clone)]
-pub struct ClusterDns {
-    pub server: IpAddr,
-    pub domain: String,
-}
-
-/// kubelet's limits on a pod's resolv.conf (validation allows no more).
-const MAX_NAMESERVERS: usize = 3;
-const MAX_SEARCHES: usize = 32;
 
 /// Whether the pod uses the node's network namespace.
 pub fn host_network(pod: &Pod) -> bool {
@@ -334,7 +330,7 @@ pub fn container_spec(
                 .unwrap_or_else(|| super::pod_cgroup::parent(pod)),
         ),
         security: security(spec, c)?,
-        etc: etc_files(spec, namespace(pod), ctx.cluster_dns)?,
+        etc: dns::etc_files(spec, namespace(pod), ctx.cluster_dns, ctx.host_dns)?,
         namespaces: crate::runtime::container::containerspec::Namespaces {
             host_pid: spec.host_pid == Some(true),
             ..Default::default()
@@ -607,74 +603,7 @@ fn security(spec: &PodSpec, c: &Container) -> Result<Security, SpecError> {
     })
 }
 
-/// hostAliases and DNS, as kubelet's dns configurer: ClusterFirst (and
-/// ClusterFirstWithHostNet) gets the cluster DNS, the namespace's search
-/// path and `ndots:5`; ClusterFirst on the host network, or with no
-/// cluster DNS, falls back to Default (the node's resolv.conf, which the
-/// engine writes when nothing is given); None takes dnsConfig alone.
-/// dnsConfig's name servers, searches and options are merged in for every
-/// policy (options by name, the pod's winning).
-fn etc_files(
-    spec: &PodSpec,
-    namespace: &str,
-    cluster: Option<&ClusterDns>,
-) -> Result<EtcFiles, SpecError> {
-    let mut hosts = Vec::new();
-    for alias in spec.host_aliases.iter().flatten() {
-        let ip = parse_ip("hostAliases", &alias.ip)?;
-        hosts.extend(alias.hostnames.iter().flatten().map(|h| (h.clone(), ip)));
-    }
-    let mut etc = EtcFiles {
-        hosts,
-        ..EtcFiles::default()
-    };
-    let host_network = spec.host_network == Some(true);
-    let cluster_first = match spec.dns_policy.as_deref().unwrap_or("ClusterFirst") {
-        "ClusterFirstWithHostNet" => true,
-        "ClusterFirst" => !host_network,
-        _ => false,
-    };
-    if let (true, Some(dns)) = (cluster_first, cluster) {
-        let d = &dns.domain;
-        etc.dns_servers.push(dns.server);
-        etc.dns_search = vec![
-            format!("{namespace}.svc.{d}"),
-            format!("svc.{d}"),
-            d.clone(),
-        ];
-        etc.dns_options.push("ndots:5".to_string());
-    }
-    if let Some(config) = &spec.dns_config {
-        for ns in config.nameservers.iter().flatten() {
-            let ip = parse_ip("dnsConfig.nameservers", ns)?;
-            if !etc.dns_servers.contains(&ip) {
-                etc.dns_servers.push(ip);
-            }
-        }
-        etc.dns_servers.truncate(MAX_NAMESERVERS);
-        for s in config.searches.iter().flatten() {
-            if !etc.dns_search.contains(s) {
-                etc.dns_search.push(s.clone());
-            }
-        }
-        etc.dns_search.truncate(MAX_SEARCHES);
-        for o in config.options.iter().flatten() {
-            let Some(name) = o.name.as_deref().filter(|n| !n.is_empty()) else {
-                continue;
-            };
-            let text = match &o.value {
-                Some(v) => format!("{name}:{v}"),
-                None => name.to_string(),
-            };
-            let same = |t: &String| t.split(':').next() == Some(name);
-            etc.dns_options.retain(|t| !same(t));
-            etc.dns_options.push(text);
-        }
-    }
-    Ok(etc)
-}
-
-fn parse_ip(field: &'static str, value: &str) -> Result<IpAddr, SpecError> {
+pub(super) fn parse_ip(field: &'static str, value: &str) -> Result<IpAddr, SpecError> {
     value.parse().map_err(|_| SpecError::Address {
         field,
         value: value.to_string(),

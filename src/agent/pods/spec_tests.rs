@@ -59,6 +59,7 @@ pub(super) struct Fixture {
     services: BTreeMap<String, String>,
     pub(super) allocatable: Option<crate::agent::node::host::Resources>,
     dns: super::ClusterDns,
+    pub(super) host_dns: Option<super::HostDns>,
 }
 
 impl Fixture {
@@ -77,6 +78,7 @@ impl Fixture {
                 server: IpAddr::V4(Ipv4Addr::new(10, 43, 0, 10)),
                 domain: "cluster.local".into(),
             },
+            host_dns: None,
         }
     }
 
@@ -95,6 +97,7 @@ impl Fixture {
             allocatable: self.allocatable.as_ref(),
             image_user: "",
             cluster_dns: Some(&self.dns),
+            host_dns: self.host_dns.as_ref(),
         }
     }
 
@@ -452,6 +455,63 @@ fn hosts_and_dns() {
         ),
         Err(SpecError::Address { .. })
     ));
+}
+
+/// With the node's resolv.conf known: ClusterFirst adds its search domains
+/// after the cluster's; Default is it, with dnsConfig merged in (kubelet's
+/// way; the engine's Docker way would replace the node's servers).
+#[test]
+fn the_nodes_resolv_conf_under_each_policy() {
+    let mut f = Fixture::new();
+    f.host_dns = Some(super::HostDns::parse(
+        "nameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch corp.example\noptions edns0 timeout:2\n",
+    ));
+    let etc = |spec: Value| f.spec(&pod(spec)).map(|s| s.etc).expect("spec");
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    let first = etc(json!({"containers": [{"name": "c"}]}));
+    assert_eq!(first.dns_servers, [ip("10.43.0.10")]);
+    assert_eq!(
+        first.dns_search,
+        [
+            "shop.svc.cluster.local",
+            "svc.cluster.local",
+            "cluster.local",
+            "corp.example"
+        ]
+    );
+    assert_eq!(first.dns_options, ["ndots:5"]);
+    let default = etc(json!({
+        "dnsPolicy": "Default",
+        "dnsConfig": {"nameservers": ["1.1.1.1"], "searches": ["x.y"],
+                      "options": [{"name": "timeout", "value": "5"}]},
+        "containers": [{"name": "c"}]
+    }));
+    assert_eq!(default.dns_servers, [ip("192.0.2.1"), ip("1.1.1.1")]);
+    assert_eq!(default.dns_search, ["corp.example", "x.y"]);
+    assert_eq!(default.dns_options, ["edns0", "timeout:5"]);
+    // None ignores the node.
+    let none = etc(json!({
+        "dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1"]},
+        "containers": [{"name": "c"}]
+    }));
+    assert_eq!(none.dns_servers, [ip("1.1.1.1")]);
+    assert!(none.dns_search.is_empty() && none.dns_options.is_empty());
+    // Search domains: 32 at most, 2,048 characters in all.
+    let many: Vec<String> = (0..40).map(|i| format!("d{i}.example")).collect();
+    let capped = etc(
+        json!({"dnsPolicy": "None", "dnsConfig": {"searches": many}, "containers": [{"name": "c"}]}),
+    );
+    assert_eq!(capped.dns_search.len(), 32);
+    let long: Vec<String> = (0..20).map(|i| format!("{i}{}", "a".repeat(200))).collect();
+    let cut = etc(
+        json!({"dnsPolicy": "None", "dnsConfig": {"searches": long}, "containers": [{"name": "c"}]}),
+    );
+    assert_eq!(
+        cut.dns_search.len(),
+        10,
+        "{}",
+        cut.dns_search.join(" ").len()
+    );
 }
 
 fn named(name: &str, namespace: &str, uid: &str) -> Pod {

@@ -52,6 +52,9 @@ pub struct WorkerCtx<R: PodRuntime> {
     pub service_env: BTreeMap<String, String>,
     /// Where pods of dnsPolicy ClusterFirst send their queries.
     pub cluster_dns: Option<super::spec::ClusterDns>,
+    /// The node's resolv.conf for pods (kubelet's `--resolv-conf`), read
+    /// as each container is made so that a change on the node is taken up.
+    pub resolv_conf: PathBuf,
     /// The node's memory, for the OOM scores of Burstable containers.
     pub memory_capacity: u64,
     /// The lowest OOM score containers may get (host::min_oom_score_adj).

@@ -165,6 +165,7 @@ impl<R: PodRuntime> Worker<R> {
                 }
             }
         };
+        let host_dns = spec::HostDns::read(&self.ctx.resolv_conf);
         let built = spec::container_spec(
             pod,
             c,
@@ -182,6 +183,7 @@ impl<R: PodRuntime> Worker<R> {
                 allocatable: self.ctx.allocatable.as_ref(),
                 image_user: &image_user,
                 cluster_dns: self.ctx.cluster_dns.as_ref(),
+                host_dns: host_dns.as_ref(),
             },
         );
         let mounted = match (built, self.volumes.clone()) {
