@@ -317,6 +317,16 @@ fn health_check_node_ports_are_allocated_kept_and_given_back() {
         "{}",
         stderr(&out)
     );
+    // Nor can one of its ports take it.
+    let out = s.kubectl(&merge_patch(
+        "lb",
+        &format!(r#"{{"spec":{{"ports":[{{"port":80,"nodePort":{port}}}]}}}}"#),
+    ));
+    assert!(
+        stderr(&out).contains("provided port is already allocated"),
+        "{}",
+        stderr(&out)
+    );
     // No longer needed: dropped and given back.
     s.kubectl_ok(&merge_patch(
         "lb",
@@ -334,6 +344,23 @@ fn health_check_node_ports_are_allocated_kept_and_given_back() {
         "{}",
         stderr(&out)
     );
+    // One asked for by number, given back on delete, can be had again.
+    let lb_asking = |name: &str| {
+        format!("apiVersion: v1\nkind: Service\nmetadata:\n  name: {name}\n  namespace: {NS}\nspec:\n  type: LoadBalancer\n  externalTrafficPolicy: Local\n  healthCheckNodePort: 31234\n  ports: [{{port: 80}}]\n")
+    };
+    create_ok(&s, &["create", "-f", "-"], &lb_asking("lb2"));
+    assert_eq!(hc("lb2"), "31234");
+    let out = s.kubectl_stdin(&["create", "-f", "-"], &lb_asking("lb3"));
+    assert!(
+        stderr(&out).contains(
+            "spec.healthCheckNodePort: Invalid value: 31234: provided port is already allocated"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    s.kubectl_ok(&["delete", "svc", "lb2", "-n", NS]);
+    create_ok(&s, &["create", "-f", "-"], &lb_asking("lb3"));
+    assert_eq!(hc("lb3"), "31234");
 }
 
 /// Sets member `offset` of the cluster IP record in the stopped server's

@@ -220,10 +220,9 @@ fn a_services_endpoints_follow_its_ready_pods() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    // The node gets a zone, the Service PreferClose: each endpoint carries
-    // the zone and a hint for it (the proxy keeps traffic in the zone by
-    // them).
-    s.kubectl_ok(&["label", "node", NODE, "topology.kubernetes.io/zone=z1"]);
+    // The Service asks for PreferClose, then the node gets a zone (only the
+    // node changes then): each endpoint carries the zone and a hint for it
+    // (the proxy keeps traffic in the zone by them).
     s.kubectl_ok(&[
         "patch",
         "service",
@@ -232,6 +231,7 @@ fn a_services_endpoints_follow_its_ready_pods() {
         "-p",
         r#"{"spec":{"trafficDistribution":"PreferClose"}}"#,
     ]);
+    s.kubectl_ok(&["label", "node", NODE, "topology.kubernetes.io/zone=z1"]);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let zones = s.kubectl_ok(&[

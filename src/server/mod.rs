@@ -749,14 +749,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             controllers::nodelifecycle::run(client, &shared, cancel, node_config).await
         },
     );
-    let api_port = args.https_listen_port;
+    // Ports of skiff's own on every node, which no load balancer takes.
+    let mut reserved: Vec<controllers::servicelb::Reserved> = vec![(
+        "TCP".into(),
+        i32::from(args.https_listen_port),
+        "the API server".into(),
+    )];
+    if !args.disable_cluster_dns {
+        for proto in ["UDP", "TCP"] {
+            reserved.push((proto.into(), 53, "the cluster DNS".into()));
+        }
+    }
     control.spawn(
         &mut components,
         "service load balancer controller",
         auth::SERVICE_LB_USER,
         controllers::servicelb::AGENT,
         move |client, shared, cancel| async move {
-            controllers::servicelb::run(client, &shared, cancel, api_port).await
+            controllers::servicelb::run(client, &shared, cancel, reserved).await
         },
     );
     if !args.disable_cluster_dns {

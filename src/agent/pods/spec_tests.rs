@@ -489,6 +489,10 @@ fn the_nodes_resolv_conf_under_each_policy() {
     assert_eq!(default.dns_servers, [ip("192.0.2.1"), ip("1.1.1.1")]);
     assert_eq!(default.dns_search, ["corp.example", "x.y"]);
     assert_eq!(default.dns_options, ["edns0", "timeout:5"]);
+    // On the host network the node's loopback stub is reachable: kept.
+    let host_net = etc(json!({"hostNetwork": true, "containers": [{"name": "c"}]}));
+    assert_eq!(host_net.dns_servers, [ip("127.0.0.53"), ip("192.0.2.1")]);
+    assert!(host_net.dns_exact && first.dns_exact && default.dns_exact);
     // None ignores the node.
     let none = etc(json!({
         "dnsPolicy": "None", "dnsConfig": {"nameservers": ["1.1.1.1"]},

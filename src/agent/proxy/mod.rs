@@ -286,7 +286,7 @@ pub async fn run(
         tokio::time::interval_at(tokio::time::Instant::now() + CHECK_EVERY, CHECK_EVERY);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let retry = tokio::time::sleep(if failed {
+        let retry = tokio::time::sleep(if failed || health.has_unbound() {
             RETRY
         } else {
             Duration::from_secs(3600)
@@ -312,9 +312,13 @@ pub async fn run(
                 if let (Ok(Ok(false)), Some(t)) = (present, &table) {
                     tracing::warn!(table = %table_name, "the service proxy's table is gone; stating it again");
                     lock(t).resync();
+                    health.set_healthy(false);
                     failed = true;
                 }
             }
+        }
+        if health.has_unbound() {
+            health.start_unbound(&cancel);
         }
         if !(seen.services_synced && seen.slices_synced) || (seen.dirty.is_empty() && !failed) {
             continue;
@@ -325,10 +329,12 @@ pub async fn run(
             continue;
         };
         let mut changes = Vec::with_capacity(changed.len());
+        let mut checks = Vec::new();
         for c in changed {
-            health.update(&c.key, c.health, &cancel);
+            checks.push((c.key.clone(), c.health));
             changes.push((c.key, c.rules));
         }
+        health.update(checks, &cancel);
         let cpu_here = thread_cpu().saturating_sub(cpu_started);
         let n = changes.len();
         let started = Instant::now();
@@ -342,6 +348,7 @@ pub async fn run(
         match result {
             Ok(Ok((sent, cpu))) => {
                 failed = false;
+                health.set_healthy(true);
                 tracing::debug!(
                     services = n,
                     messages = sent.messages,
@@ -356,10 +363,12 @@ pub async fn run(
             }
             Ok(Err(e)) => {
                 failed = true;
+                health.set_healthy(false);
                 tracing::warn!("updating the service rules: {e}; retrying");
             }
             Err(e) => {
                 failed = true;
+                health.set_healthy(false);
                 tracing::warn!("updating the service rules: {e}; retrying");
             }
         }

@@ -260,6 +260,10 @@ pub struct EtcFiles {
     pub dns_search: Vec<String>,
     /// resolv.conf options (`ndots:5`, `edns0`); the node's when empty.
     pub dns_options: Vec<String>,
+    /// resolv.conf is exactly these servers, search domains and options,
+    /// nothing taken from the node's (a pod's, which kubelet's rules made
+    /// whole); otherwise Docker's merge with the node's.
+    pub dns_exact: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -554,11 +554,26 @@ fn write_etc_files(input: &EtcFilesFor) -> Result<Vec<(String, String)>, Contain
     Ok(out)
 }
 
-/// The host's resolv.conf, as Docker does: verbatim on the host network;
-/// elsewhere without loopback name servers (unreachable from the
-/// container's namespace), falling back to public ones; `--dns` replaces
-/// the name servers and search domains given replace the node's.
+/// Exactly what is given when it is whole (`dns_exact`: a pod's, by
+/// kubelet's rules). Else the host's resolv.conf, as Docker does: verbatim
+/// on the host network; elsewhere without loopback name servers
+/// (unreachable from the container's namespace), falling back to public
+/// ones; `--dns` replaces the name servers and search domains given
+/// replace the node's.
 fn resolv_conf(etc: &super::containerspec::EtcFiles, host_network: bool) -> Option<String> {
+    if etc.dns_exact {
+        let mut out = String::new();
+        if !etc.dns_search.is_empty() {
+            out.push_str(&format!("search {}\n", etc.dns_search.join(" ")));
+        }
+        for ip in &etc.dns_servers {
+            out.push_str(&format!("nameserver {ip}\n"));
+        }
+        if !etc.dns_options.is_empty() {
+            out.push_str(&format!("options {}\n", etc.dns_options.join(" ")));
+        }
+        return Some(out);
+    }
     let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     if host_network
         && etc.dns_servers.is_empty()

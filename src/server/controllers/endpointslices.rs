@@ -52,35 +52,27 @@ pub(super) struct Style {
     pub hints: bool,
 }
 
-/// Whether the endpoints get zone hints: as upstream's PreferClose
-/// heuristic, only for `trafficDistribution: PreferClose` (or the older
-/// `service.kubernetes.io/topology-mode: Auto`, whose proportional
-/// allocation is not computed: it is taken as PreferClose) and only when
-/// every endpoint has a zone (else none has hints, and the proxy uses all).
-pub(super) fn hinted(svc: &Service, members: &[Member]) -> bool {
-    let auto = svc
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get("service.kubernetes.io/topology-mode"))
-        .is_some_and(|m| m.eq_ignore_ascii_case("auto"));
-    let prefer_close = svc
-        .spec
+/// Whether the endpoints get zone hints: for `trafficDistribution:
+/// PreferClose`, as upstream's heuristic (each ready endpoint with a zone
+/// hinted for it; the proxy uses hints only when every endpoint it would
+/// choose has one). The older `service.kubernetes.io/topology-mode: Auto`
+/// gets none: its proportional allocation is not computed.
+pub(super) fn hinted(svc: &Service) -> bool {
+    svc.spec
         .as_ref()
         .and_then(|s| s.traffic_distribution.as_deref())
-        == Some("PreferClose");
-    (prefer_close || auto) && members.iter().all(|m| m.zone.is_some())
+        == Some("PreferClose")
 }
 
 /// As upstream: `serving` is the pod's readiness, `ready` that and not
 /// terminating, or always with `publishNotReadyAddresses`.
 fn endpoint(m: &Member, service: &str, style: Style) -> Endpoint {
-    let publish = style.publish;
     let serving = podutil::is_ready(&m.pod);
+    let ready = style.publish || (serving && !m.terminating);
     Endpoint {
         addresses: vec![m.ip.clone()],
         conditions: Some(EndpointConditions {
-            ready: Some(publish || (serving && !m.terminating)),
+            ready: Some(ready),
             serving: Some(serving),
             terminating: Some(m.terminating),
         }),
@@ -91,7 +83,7 @@ fn endpoint(m: &Member, service: &str, style: Style) -> Endpoint {
         hints: m
             .zone
             .clone()
-            .filter(|_| style.hints)
+            .filter(|_| style.hints && ready)
             .map(|z| EndpointHints {
                 for_zones: Some(vec![ForZone { name: z }]),
                 ..Default::default()
@@ -219,7 +211,7 @@ pub(super) async fn write(
             .as_ref()
             .and_then(|s| s.publish_not_ready_addresses)
             == Some(true),
-        hints: hinted(svc, members),
+        hints: hinted(svc),
     };
     let api: Api<EndpointSlice> = Api::namespaced(ctx.client.clone(), &key.namespace);
     let all = ctx.slices.list(&key.namespace);
@@ -523,7 +515,7 @@ mod tests {
     }
 
     #[test]
-    fn prefer_close_hints_each_endpoint_for_its_zone_only_when_all_have_one() {
+    fn prefer_close_hints_each_ready_endpoint_with_a_zone() {
         let svc = |td: Option<&str>| Service {
             spec: Some(k8s_openapi::api::core::v1::ServiceSpec {
                 traffic_distribution: td.map(String::from),
@@ -531,18 +523,32 @@ mod tests {
             }),
             ..Default::default()
         };
-        let mut a = member(1, 8080);
-        let mut b = member(2, 8080);
-        a.zone = Some("z1".into());
-        b.zone = Some("z2".into());
-        let both = vec![a, b];
-        assert!(hinted(&svc(Some("PreferClose")), &both));
-        assert!(!hinted(&svc(None), &both), "hints only for PreferClose");
+        assert!(hinted(&svc(Some("PreferClose"))));
+        assert!(!hinted(&svc(None)), "hints only for PreferClose");
+        let ready = |i: usize, zone: Option<&str>| {
+            let mut m = member(i, 8080);
+            let mut pod = (*m.pod).clone();
+            pod.status = serde_json::from_value(
+                serde_json::json!({"conditions": [{"type": "Ready", "status": "True"}]}),
+            )
+            .ok();
+            m.pod = Arc::new(pod);
+            m.zone = zone.map(String::from);
+            m
+        };
+        let mut not_ready = member(3, 8080);
+        not_ready.zone = Some("z1".into());
+        let members = vec![
+            ready(1, Some("z1")),
+            ready(2, Some("z2")),
+            not_ready,
+            ready(4, None),
+        ];
         let style = Style {
             publish: false,
             hints: true,
         };
-        let slices = desired("web", "uid-1", style, &both, &[], &HashSet::new());
+        let slices = desired("web", "uid-1", style, &members, &[], &HashSet::new());
         let zones: Vec<(Option<String>, Option<String>)> = slices[0]
             .2
             .iter()
@@ -559,19 +565,18 @@ mod tests {
             zones,
             [
                 (Some("z1".into()), Some("z1".into())),
-                (Some("z2".into()), Some("z2".into()))
+                (Some("z2".into()), Some("z2".into())),
+                // Not ready: its zone, no hint.
+                (Some("z1".into()), None),
+                // No zone: no hint.
+                (None, None),
             ]
         );
-        // One endpoint on a node without a zone: no hints for any (the
-        // zone is still written where known).
-        let mut some = both;
-        some.push(member(3, 8080));
-        assert!(!hinted(&svc(Some("PreferClose")), &some));
         let plain = desired(
             "web",
             "uid-1",
             Style::default(),
-            &some,
+            &members,
             &[],
             &HashSet::new(),
         );

@@ -48,6 +48,9 @@ fn address(n: &Node) -> Option<String> {
     of("ExternalIP").or_else(|| of("InternalIP"))
 }
 
+/// A port skiff serves on every node: (protocol, port, what).
+pub type Reserved = (String, i32, String);
+
 /// A node that announces load balancers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Announcer {
@@ -59,9 +62,9 @@ pub struct Announcer {
 }
 
 /// The nodes that announce load balancers. On each, the API server's port
-/// (`api_port`; reserved on every node, as agents may serve it too) and
-/// the node's kubelet port are skiff's own.
-pub fn announcing(nodes: &[Arc<Node>], api_port: u16) -> Vec<Announcer> {
+/// and the cluster DNS's (`reserved`: on every node, as agents may serve
+/// them too) and the node's kubelet port are skiff's own.
+pub fn announcing(nodes: &[Arc<Node>], reserved: &[Reserved]) -> Vec<Announcer> {
     let labelled = |n: &Node| {
         n.metadata
             .labels
@@ -75,11 +78,7 @@ pub fn announcing(nodes: &[Arc<Node>], api_port: u16) -> Vec<Announcer> {
         .filter(|n| !opt_in || labelled(n))
         .filter(|n| ready(n))
         .filter_map(|n| {
-            let mut own = vec![(
-                "TCP".to_string(),
-                i32::from(api_port),
-                "the API server".to_string(),
-            )];
+            let mut own = reserved.to_vec();
             let kubelet = n
                 .status
                 .as_ref()
@@ -193,7 +192,7 @@ pub async fn run(
     client: kube::Client,
     informers: &Informers,
     cancel: CancellationToken,
-    api_port: u16,
+    reserved: Vec<Reserved>,
 ) {
     let services: Arc<Informer<Service>> = informers.get::<Service>();
     let nodes: Arc<Informer<Node>> = informers.get::<Node>();
@@ -209,7 +208,7 @@ pub async fn run(
     let mut tick = tokio::time::interval(PERIOD);
     loop {
         let all = services.list_all();
-        let p = plan(&all, &announcing(&nodes.list_all(), api_port));
+        let p = plan(&all, &announcing(&nodes.list_all(), &reserved));
         for s in all.iter().filter(|s| ours(s)) {
             let k = key(s);
             let Some((ingress, conflicts)) = p.get(&k) else {
@@ -299,7 +298,7 @@ mod tests {
                 node("n1", "192.0.2.1", json!({})),
                 node("n2", "192.0.2.2", json!({})),
             ],
-            6443,
+            &[("TCP".into(), 6443, "the API server".into())],
         );
         assert_eq!(nodes.len(), 2);
         let p = plan(
@@ -334,7 +333,7 @@ mod tests {
                 node("n1", "192.0.2.1", json!({ENABLE_LABEL: "true"})),
                 node("n2", "192.0.2.2", json!({})),
             ],
-            6443,
+            &[("TCP".into(), 6443, "the API server".into())],
         );
         let names: Vec<(&str, &str)> = nodes
             .iter()
@@ -350,7 +349,10 @@ mod tests {
             st.daemon_endpoints =
                 serde_json::from_value(json!({"kubeletEndpoint": {"Port": 10250}})).ok();
         }
-        let nodes = announcing(&[Arc::new(kubelet_node)], 6443);
+        let nodes = announcing(
+            &[Arc::new(kubelet_node)],
+            &[("TCP".into(), 6443, "the API server".into())],
+        );
         let p = plan(
             &[
                 lb("api", "2026-01-01T00:00:00Z", 6443, None),

@@ -30,16 +30,17 @@ const MAX_RESOLV_CONF: u64 = 64 * 1024;
 /// The node's resolv.conf, as pods of dnsPolicy Default get it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostDns {
-    /// Its name servers but loopback ones (a stub such as
-    /// systemd-resolved's 127.0.0.53 is not reachable from a pod).
+    /// Its name servers, loopback ones included (a host-network pod
+    /// reaches them; others skip them).
     pub servers: Vec<IpAddr>,
     pub search: Vec<String>,
     pub options: Vec<String>,
 }
 
 impl HostDns {
-    /// Parsed as the resolver does: the last `search` or `domain` line
-    /// gives the search list, `options` lines add up.
+    /// Parsed as kubelet does: `nameserver` lines, the last `search` line
+    /// (trailing dots trimmed, `.` dropped; `domain` lines are not read),
+    /// `options` lines merged by name, the later winning.
     pub fn parse(text: &str) -> HostDns {
         let mut out = HostDns::default();
         for line in text.lines() {
@@ -48,16 +49,20 @@ impl HostDns {
             match words.next() {
                 Some("nameserver") => {
                     if let Some(ip) = words.next().and_then(|w| w.parse::<IpAddr>().ok()) {
-                        if !ip.is_loopback() {
-                            out.servers.push(ip);
-                        }
+                        out.servers.push(ip);
                     }
                 }
-                Some("search") => out.search = words.map(str::to_string).collect(),
-                Some("domain") => {
-                    out.search = words.next().map(str::to_string).into_iter().collect()
+                Some("search") => {
+                    out.search = words
+                        .filter(|w| *w != ".")
+                        .map(|w| w.trim_end_matches('.').to_string())
+                        .collect()
                 }
-                Some("options") => out.options.extend(words.map(str::to_string)),
+                Some("options") => {
+                    for o in words {
+                        merge_option(&mut out.options, o.to_string());
+                    }
+                }
                 _ => {}
             }
         }
@@ -65,17 +70,39 @@ impl HostDns {
     }
 
     /// The file at `path`; None when it cannot be read (the engine's copy
-    /// of /etc/resolv.conf is used then).
+    /// of /etc/resolv.conf is used then). When it lists only loopback
+    /// servers (systemd-resolved's stub), systemd-resolved's own file is
+    /// used instead if it has real ones, as k3s points kubelet at it.
     pub fn read(path: &Path) -> Option<HostDns> {
-        use std::io::Read;
-        let mut text = String::new();
-        std::fs::File::open(path)
-            .ok()?
-            .take(MAX_RESOLV_CONF)
-            .read_to_string(&mut text)
-            .ok()?;
-        Some(HostDns::parse(&text))
+        let read = |p: &Path| {
+            use std::io::Read;
+            let mut text = String::new();
+            std::fs::File::open(p)
+                .ok()?
+                .take(MAX_RESOLV_CONF)
+                .read_to_string(&mut text)
+                .ok()?;
+            Some(HostDns::parse(&text))
+        };
+        let only_stubs =
+            |h: &HostDns| !h.servers.is_empty() && h.servers.iter().all(|s| s.is_loopback());
+        let host = read(path)?;
+        if only_stubs(&host) {
+            let resolved = read(Path::new(crate::agent::dns::upstream::RESOLVED_UPSTREAMS));
+            if let Some(r) = resolved.filter(|r| !r.servers.is_empty() && !only_stubs(r)) {
+                return Some(r);
+            }
+        }
+        Some(host)
     }
+}
+
+/// `option` (`name` or `name:value`) into `options`, replacing one of the
+/// same name.
+fn merge_option(options: &mut Vec<String>, option: String) {
+    let name = option.split(':').next().unwrap_or("").to_string();
+    options.retain(|t| t.split(':').next() != Some(name.as_str()));
+    options.push(option);
 }
 
 /// hostAliases and DNS, as kubelet's DNS configurer:
@@ -84,7 +111,7 @@ impl HostDns {
 ///   `ndots:5`;
 /// - Default (and ClusterFirst on the host network, or with no cluster
 ///   DNS) gets the node's resolv.conf (`host`; none: the engine's copy of
-///   /etc/resolv.conf);
+///   /etc/resolv.conf), its loopback servers only on the host network;
 /// - None takes dnsConfig alone.
 ///
 /// dnsConfig's name servers and searches are appended for every policy
@@ -127,15 +154,23 @@ pub(super) fn etc_files(
                 }
             }
             etc.dns_options.push("ndots:5".to_string());
+            etc.dns_exact = true;
         }
         _ if policy != "None" => {
             if let Some(h) = host {
-                etc.dns_servers = h.servers.clone();
+                // Loopback servers only where they are reachable.
+                etc.dns_servers = h
+                    .servers
+                    .iter()
+                    .filter(|ip| host_network || !ip.is_loopback())
+                    .copied()
+                    .collect();
                 etc.dns_search = h.search.clone();
                 etc.dns_options = h.options.clone();
+                etc.dns_exact = true;
             }
         }
-        _ => {}
+        _ => etc.dns_exact = true,
     }
     if let Some(config) = &spec.dns_config {
         for ns in config.nameservers.iter().flatten() {
@@ -157,9 +192,7 @@ pub(super) fn etc_files(
                 Some(v) => format!("{name}:{v}"),
                 None => name.to_string(),
             };
-            let same = |t: &String| t.split(':').next() == Some(name);
-            etc.dns_options.retain(|t| !same(t));
-            etc.dns_options.push(text);
+            merge_option(&mut etc.dns_options, text);
         }
     }
     etc.dns_servers.truncate(MAX_NAMESERVERS);
@@ -186,14 +219,24 @@ mod tests {
         let h = HostDns::parse(
             "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.1 # first\nnameserver ::1\nnameserver 2001:db8::1\ndomain old.example\nsearch corp.example lab.example\noptions edns0\noptions trust-ad timeout:2\n",
         );
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(
             h.servers,
             [
-                "192.0.2.1".parse::<IpAddr>().unwrap(),
-                "2001:db8::1".parse().unwrap()
+                ip("127.0.0.53"),
+                ip("192.0.2.1"),
+                ip("::1"),
+                ip("2001:db8::1")
             ]
         );
         assert_eq!(h.search, ["corp.example", "lab.example"]);
         assert_eq!(h.options, ["edns0", "trust-ad", "timeout:2"]);
+        // systemd-resolved's stub file: "." dropped, trailing dots trimmed,
+        // options merged by name.
+        let stub = HostDns::parse(
+            "nameserver 127.0.0.53\nsearch . lan.\noptions timeout:1 edns0\noptions timeout:3\n",
+        );
+        assert_eq!(stub.search, ["lan"]);
+        assert_eq!(stub.options, ["edns0", "timeout:3"]);
     }
 }

@@ -180,8 +180,25 @@ impl ProxyTable {
         changes: Vec<(String, Option<ServiceRules>)>,
     ) -> Result<Sent, NftError> {
         let mut work = std::mem::take(&mut self.unflushed);
+        let carried = !work.stale_udp_endpoints.is_empty();
         match self.transact_changes(changes, &mut work) {
-            Ok(counts) => Ok(work.with(counts)),
+            Ok(counts) => {
+                if carried {
+                    // A failed batch's stale endpoints that a later one
+                    // brought back are live: their flows stay.
+                    let live: std::collections::HashSet<Endpoint> = self
+                        .held
+                        .values()
+                        .flat_map(|h| &h.rules.ports)
+                        .filter(|p| p.proto == super::config::Proto::Udp)
+                        .flat_map(|p| p.cluster.iter().chain(&p.local).copied())
+                        .collect();
+                    work.stale_udp_endpoints.retain(|e| !live.contains(e));
+                    work.stale_udp_endpoints.sort();
+                    work.stale_udp_endpoints.dedup();
+                }
+                Ok(work.with(counts))
+            }
             Err(e) => {
                 self.unflushed = work;
                 Err(e)

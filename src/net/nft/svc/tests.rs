@@ -193,8 +193,15 @@ fn a_failed_update_keeps_its_udp_flushes_for_the_next_one() {
     assert_eq!(sent.stale_udp_endpoints, [ep(1, 53)]);
     assert!(sent.full, "stated in full after the failure");
     // Handed out once.
-    let again = t.update(vec![(one.key(), Some(one))]).unwrap();
+    let again = t.update(vec![(one.key(), Some(one.clone()))]).unwrap();
     assert!(again.stale_udp_endpoints.is_empty());
+    // Removed by a failed batch, brought back before the next lands: kept.
+    *flaky.0.lock().unwrap() = true;
+    let none = udp(Vec::new());
+    assert!(t.update(vec![(none.key(), Some(none))]).is_err());
+    *flaky.0.lock().unwrap() = false;
+    let back = t.update(vec![(one.key(), Some(one))]).unwrap();
+    assert!(back.stale_udp_endpoints.is_empty(), "{back:?}");
 }
 
 #[test]

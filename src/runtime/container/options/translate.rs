@@ -94,6 +94,7 @@ impl RunOptions {
                 dns_servers: self.dns.clone(),
                 dns_search: Vec::new(),
                 dns_options: Vec::new(),
+                dns_exact: false,
             },
             cgroup_parent: self.cgroup_parent.clone(),
         }

@@ -72,23 +72,35 @@ fn needs_health_check(svc: &Value) -> bool {
 }
 
 /// `spec.healthCheckNodePort`, when set (0 is unset).
-fn health_port_of(svc: &Value) -> Option<u64> {
+fn health_port_of(svc: &Value) -> Option<i64> {
     svc.pointer("/spec/healthCheckNodePort")
-        .and_then(Value::as_u64)
+        .and_then(Value::as_i64)
         .filter(|p| *p != 0)
 }
 
-/// Every node port `svc` holds: its ports' and its health check's.
-fn node_ports_of(svc: &Value) -> Vec<u32> {
+/// The offset of node port `n` in the range, if it is in it.
+fn node_port_offset(n: i64) -> Option<u32> {
+    (i64::from(NODE_PORT_MIN)..=i64::from(NODE_PORT_MAX))
+        .contains(&n)
+        .then(|| (n - i64::from(NODE_PORT_MIN)) as u32)
+}
+
+/// The node ports of `svc`'s ports (not its health check's).
+fn port_node_ports_of(svc: &Value) -> Vec<u32> {
     svc.pointer("/spec/ports")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|p| p.get("nodePort").and_then(Value::as_u64))
-        .chain(health_port_of(svc))
-        .filter(|n| (u64::from(NODE_PORT_MIN)..=u64::from(NODE_PORT_MAX)).contains(n))
-        .map(|n| n as u32 - NODE_PORT_MIN)
+        .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
+        .filter_map(node_port_offset)
         .collect()
+}
+
+/// Every node port `svc` holds: its ports' and its health check's.
+fn node_ports_of(svc: &Value) -> Vec<u32> {
+    let mut all = port_node_ports_of(svc);
+    all.extend(health_port_of(svc).and_then(node_port_offset));
+    all
 }
 
 fn invalid(svc: &Value, field: String, message: String) -> ApiError {
@@ -252,7 +264,7 @@ async fn allocate(
     if svc_type != "NodePort" && svc_type != "LoadBalancer" {
         return Ok(reserved);
     }
-    if let Err(e) = node_ports(objects, obj, dry_run, &[], &mut reserved).await {
+    if let Err(e) = node_ports(objects, obj, dry_run, (&[], None), &mut reserved).await {
         reserved.release(objects).await;
         return Err(e);
     }
@@ -275,8 +287,11 @@ async fn reallocate(
         .and_then(Value::as_str)
         .unwrap_or("ClusterIP");
     if svc_type == "NodePort" || svc_type == "LoadBalancer" {
-        let held = node_ports_of(old);
-        node_ports(objects, new, dry_run, &held, &mut out.taken).await?;
+        let held = (
+            port_node_ports_of(old),
+            health_port_of(old).and_then(node_port_offset),
+        );
+        node_ports(objects, new, dry_run, (&held.0, held.1), &mut out.taken).await?;
     }
     if !dry_run {
         let now = node_ports_of(new);
@@ -337,13 +352,15 @@ fn health_port_update(old: &Value, new: &mut Value) -> Result<(), ApiError> {
 }
 
 /// A node port for every port of the Service, and its health check port
-/// when it needs one: the one asked for, or a free one. Ports in `held`
-/// are the Service's already.
+/// when it needs one: the one asked for, or a free one. `held`: the node
+/// ports of its ports and its health check port it has already (each
+/// kept only in its own role: a port cannot move from one to the other
+/// unchecked, and the health port is never one of the ports').
 async fn node_ports(
     objects: &Objects,
     obj: &mut Value,
     dry_run: bool,
-    held: &[u32],
+    (held, held_health): (&[u32], Option<u32>),
     reserved: &mut Reservation,
 ) -> Result<(), ApiError> {
     let mut wants = Vec::new();
@@ -355,16 +372,17 @@ async fn node_ports(
         .cloned()
         .unwrap_or_default();
     for (i, p) in ports.iter().enumerate() {
-        match p.get("nodePort").and_then(Value::as_u64) {
+        match p.get("nodePort").and_then(Value::as_i64) {
             None | Some(0) => wants.push(Want::Any),
-            Some(n) if (u64::from(NODE_PORT_MIN)..=u64::from(NODE_PORT_MAX)).contains(&n) => {
-                let m = n as u32 - NODE_PORT_MIN;
-                if held.contains(&m) {
+            Some(n) => {
+                if let Some(m) = node_port_offset(n) {
+                    if held.contains(&m) {
+                        continue;
+                    }
+                    wants.push(Want::Exactly(m));
+                    index.push(Some(i));
                     continue;
                 }
-                wants.push(Want::Exactly(m))
-            }
-            Some(n) => {
                 return Err(invalid(obj, format!("spec.ports[{i}].nodePort"), format!(
                     "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}",
                     NODE_PORTS.describe
@@ -379,18 +397,24 @@ async fn node_ports(
                 wants.push(Want::Any);
                 index.push(None);
             }
-            Some(n) if (u64::from(NODE_PORT_MIN)..=u64::from(NODE_PORT_MAX)).contains(&n) => {
-                let m = n as u32 - NODE_PORT_MIN;
-                if !held.contains(&m) {
+            Some(n) => {
+                let Some(m) = node_port_offset(n) else {
+                    return Err(invalid(obj, "spec.healthCheckNodePort".into(), format!(
+                        "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}",
+                        NODE_PORTS.describe
+                    )));
+                };
+                if port_node_ports_of(obj).contains(&m) {
+                    return Err(invalid(
+                        obj,
+                        "spec.healthCheckNodePort".into(),
+                        format!("Invalid value: {n}: provided port is already allocated (to one of the Service's ports)"),
+                    ));
+                }
+                if held_health != Some(m) {
                     wants.push(Want::Exactly(m));
                     index.push(None);
                 }
-            }
-            Some(n) => {
-                return Err(invalid(obj, "spec.healthCheckNodePort".into(), format!(
-                    "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}",
-                    NODE_PORTS.describe
-                )));
             }
         }
     }
