@@ -23,10 +23,16 @@ build_release() {
 NS=""
 WORK=""
 PIDS=()
-cleanup() {
+# End the processes this script started. Traps call it before `skiff
+# killall`: a server left running would have its agent restart the pods
+# killall stops (and leave their shims behind).
+kill_started() {
     for p in "${PIDS[@]:-}"; do
         [ -n "$p" ] && kill -9 "$p" 2>/dev/null && wait "$p" 2>/dev/null || true
     done
+}
+cleanup() {
+    kill_started
     [ -n "$NS" ] && ip netns delete "$NS" 2>/dev/null || true
     [ -n "$WORK" ] && rm -rf "$WORK"
 }

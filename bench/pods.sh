@@ -34,7 +34,7 @@ nsenter --net="/run/netns/$NS" "$SKIFF" --root "$d" --run-dir "$WORK/run" server
 SKIFF_PID=$!
 PIDS+=("$SKIFF_PID")
 killall_pods() { in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" killall >/dev/null 2>&1 || true; }
-trap 'killall_pods; cleanup' EXIT INT TERM
+trap 'kill_started; killall_pods; cleanup' EXIT INT TERM
 for _ in $(seq 1 600); do
     [ "$(in_ns curl -sk --max-time 1 "https://127.0.0.1:$PORT/readyz" 2>/dev/null)" = ok ] && break
     sleep 0.1

@@ -70,7 +70,7 @@ echo "== (a) kubectl scale to $N on one real node, $ROUNDS rounds"
 D="$WORK/real"
 serve "$D"
 in_net "$SKIFF" --root "$D" --run-dir "$D/run" load -i "$WORK/busybox.tar" >/dev/null
-trap 'in_net "$SKIFF" --root "$D" --run-dir "$D/run" killall >/dev/null 2>&1 || true; cleanup' EXIT INT TERM
+trap 'kill_started; in_net "$SKIFF" --root "$D" --run-dir "$D/run" killall >/dev/null 2>&1 || true; cleanup' EXIT INT TERM
 for _ in $(seq 1 100); do kc get node "$NODE" >/dev/null 2>&1 && break; sleep 0.1; done
 deployment | kc apply -f - >/dev/null
 cpu=0
@@ -85,8 +85,9 @@ for r in $(seq 1 "$ROUNDS"); do
     until [ "$(total)" -eq 0 ]; do sleep 0.2; done
 done
 echo "server+agent CPU per pod made (scale up only): $(awk -v t="$cpu" -v hz="$HZ" -v n=$((N * ROUNDS)) 'BEGIN {printf "%.1f ms", t/hz*1000/n}')"
-in_net "$SKIFF" --root "$D" --run-dir "$D/run" killall >/dev/null 2>&1 || true
+# The server first: its agent would restart what killall stops.
 kill -TERM "$SKIFF_PID"; wait "$SKIFF_PID" 2>/dev/null || true
+in_net "$SKIFF" --root "$D" --run-dir "$D/run" killall >/dev/null 2>&1 || true
 
 echo "== (b) control plane alone: the same Deployment scaled to 1000 on a Node no agent backs"
 D="$WORK/alone"

@@ -9,8 +9,10 @@
 #     connection round trips (connect, one byte each way, close; p50/p99 over
 #     N rounds, default 2000). tcpbench is bind-mounted into busybox pods.
 # (b) Rule update: the agent's time for one changed Service (its debug log,
-#     "service rules updated took_us=… cpu_us=…": wall time until the kernel
-#     acknowledged, and the CPU time of the threads that did the work;
+#     "service rules updated took_us=… cpu_us=… sys_us=…": wall time until
+#     the kernel acknowledged, and the CPU time of the threads that did the
+#     work, with its share in the kernel (nf_tables checks the whole table
+#     on each transaction);
 #     median of C changes, default 20) and the nf_tables messages sent, for one endpoint replaced in a Service
 #     of 10 and of 1,000 endpoints, and one Service added among 10 and among
 #     1,000 Services (Services without selectors, EndpointSlices written by
@@ -74,7 +76,7 @@ RUST_LOG="info,skiff::agent::proxy=debug" nsenter --net="/run/netns/$NS" "$SKIFF
 SKIFF_PID=$!
 PIDS+=("$SKIFF_PID")
 killall_pods() { in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" killall >/dev/null 2>&1 || true; }
-trap 'killall_pods; ip netns delete "$UP" 2>/dev/null; cleanup' EXIT INT TERM
+trap 'kill_started; killall_pods; ip netns delete "$UP" 2>/dev/null; cleanup' EXIT INT TERM
 for _ in $(seq 1 600); do
     [ "$(in_ns curl -sk --max-time 1 "https://127.0.0.1:$PORT/readyz" 2>/dev/null)" = ok ] && break
     sleep 0.1
@@ -133,7 +135,7 @@ took() { # the last update's took_us and messages after log line $1
         [ -n "$line" ] && break
         sleep 0.05
     done
-    echo "$line" | sed -E 's/.*messages=([0-9]+).*took_us=([0-9]+).*cpu_us=([0-9]+).*/\2 \1 \3/'
+    echo "$line" | sed -E 's/.*messages=([0-9]+).*took_us=([0-9]+).*cpu_us=([0-9]+).*sys_us=([0-9]+).*/\2 \1 \3 \4/'
 }
 slice() { # name service n first-octet
     local eps="" i
@@ -147,16 +149,16 @@ for size in 10 1000; do
     { printf 'apiVersion: v1\nkind: Service\nmetadata: {name: big-%s}\nspec: {ports: [{port: 80}]}\n---\n' "$size"
       slice "big-$size" "big-$size" "$size"; } | k apply -f - >/dev/null
     sleep 1
-    times=(); msgs=(); cpus=()
+    times=(); msgs=(); cpus=(); syss=()
     for j in $(seq 1 "$C"); do
         from=$(($(wc -l <"$d.log") + 1))
         # One endpoint replaced: the first address moved to another.
         k patch endpointslice "big-$size" --type=json \
             -p "[{\"op\":\"replace\",\"path\":\"/endpoints/0/addresses/0\",\"value\":\"10.98.0.$((j % 250 + 1))\"}]" >/dev/null
-        read -r t m c < <(took "$from")
-        times+=("$t"); msgs+=("$m"); cpus+=("$c")
+        read -r t m c y < <(took "$from")
+        times+=("$t"); msgs+=("$m"); cpus+=("$c"); syss+=("$y")
     done
-    echo "one endpoint replaced among $size: took_us median $(printf '%s\n' "${times[@]}" | median) cpu_us median $(printf '%s\n' "${cpus[@]}" | median) messages median $(printf '%s\n' "${msgs[@]}" | median)"
+    echo "one endpoint replaced among $size: took_us median $(printf '%s\n' "${times[@]}" | median) cpu_us median $(printf '%s\n' "${cpus[@]}" | median) (in the kernel $(printf '%s\n' "${syss[@]}" | median)) messages median $(printf '%s\n' "${msgs[@]}" | median)"
 done
 for total in 10 1000; do
     k create namespace "many-$total" >/dev/null
@@ -167,15 +169,15 @@ for total in 10 1000; do
         done
     } | k apply -f - >/dev/null
     sleep 2
-    times=(); msgs=(); cpus=()
+    times=(); msgs=(); cpus=(); syss=()
     for j in $(seq 1 "$C"); do
         from=$(($(wc -l <"$d.log") + 1))
         k -n "many-$total" patch endpointslice "s$((j % total + 1))" --type=json \
             -p "[{\"op\":\"replace\",\"path\":\"/endpoints/0/addresses/0\",\"value\":\"10.96.0.$((j % 250 + 1))\"}]" >/dev/null
-        read -r t m c < <(took "$from")
-        times+=("$t"); msgs+=("$m"); cpus+=("$c")
+        read -r t m c y < <(took "$from")
+        times+=("$t"); msgs+=("$m"); cpus+=("$c"); syss+=("$y")
     done
-    echo "one Service's endpoint replaced among $total Services: took_us median $(printf '%s\n' "${times[@]}" | median) cpu_us median $(printf '%s\n' "${cpus[@]}" | median) messages median $(printf '%s\n' "${msgs[@]}" | median)"
+    echo "one Service's endpoint replaced among $total Services: took_us median $(printf '%s\n' "${times[@]}" | median) cpu_us median $(printf '%s\n' "${cpus[@]}" | median) (in the kernel $(printf '%s\n' "${syss[@]}" | median)) messages median $(printf '%s\n' "${msgs[@]}" | median)"
 done
 cpu_before=$(awk '{print ($14+$15)}' "/proc/$SKIFF_PID/stat")
 

@@ -323,7 +323,7 @@ pub async fn run(
         if !(seen.services_synced && seen.slices_synced) || (seen.dirty.is_empty() && !failed) {
             continue;
         }
-        let cpu_started = thread_cpu();
+        let cpu_started = ThreadCpu::now();
         let changed = seen.take_changes(&node, records.as_ref());
         let Some(t) = table.clone() else {
             continue;
@@ -335,16 +335,16 @@ pub async fn run(
             changes.push((c.key, c.rules));
         }
         health.update(checks, &cancel);
-        let cpu_here = thread_cpu().saturating_sub(cpu_started);
+        let cpu_here = ThreadCpu::now().since(cpu_started);
         let n = changes.len();
         let started = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
-            let cpu_started = thread_cpu();
+            let cpu_started = ThreadCpu::now();
             let r = lock(&t).update(changes);
-            (r, thread_cpu().saturating_sub(cpu_started))
+            (r, ThreadCpu::now().since(cpu_started))
         })
         .await;
-        let result = result.map(|(r, cpu)| r.map(|sent| (sent, cpu + cpu_here)));
+        let result = result.map(|(r, cpu)| r.map(|sent| (sent, cpu.plus(cpu_here))));
         match result {
             Ok(Ok((sent, cpu))) => {
                 failed = false;
@@ -354,7 +354,8 @@ pub async fn run(
                     messages = sent.messages,
                     full = sent.full,
                     took_us = started.elapsed().as_micros() as u64,
-                    cpu_us = cpu.as_micros() as u64,
+                    cpu_us = (cpu.user + cpu.sys).as_micros() as u64,
+                    sys_us = cpu.sys.as_micros() as u64,
                     "service rules updated"
                 );
                 // In the background: a dump of a big conntrack table must
@@ -410,14 +411,46 @@ async fn forget_udp_flows(sent: &crate::net::nft::svc::Sent) {
     }
 }
 
-/// This thread's CPU time so far: what an update costs the agent, apart
-/// from the wall time it waits on the kernel.
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        t.tv_sec.max(0) as u64,
-        t.tv_nsec.clamp(0, 999_999_999) as u32,
-    )
+/// A thread's CPU time, in user space and in the kernel (the kernel's
+/// share of an update is nf_tables checking the table, which grows with
+/// it): what an update costs the agent, apart from the wall time it waits.
+#[derive(Debug, Clone, Copy, Default)]
+struct ThreadCpu {
+    user: Duration,
+    sys: Duration,
+}
+
+impl ThreadCpu {
+    fn now() -> ThreadCpu {
+        use nix::sys::resource::{getrusage, UsageWho};
+        let Ok(u) = getrusage(UsageWho::RUSAGE_THREAD) else {
+            return ThreadCpu::default();
+        };
+        let d = |t: nix::sys::time::TimeVal| {
+            Duration::new(
+                u64::try_from(t.tv_sec()).unwrap_or(0),
+                u32::try_from(t.tv_usec()).unwrap_or(0).saturating_mul(1000),
+            )
+        };
+        ThreadCpu {
+            user: d(u.user_time()),
+            sys: d(u.system_time()),
+        }
+    }
+
+    fn since(self, start: ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            user: self.user.saturating_sub(start.user),
+            sys: self.sys.saturating_sub(start.sys),
+        }
+    }
+
+    fn plus(self, other: ThreadCpu) -> ThreadCpu {
+        ThreadCpu {
+            user: self.user + other.user,
+            sys: self.sys + other.sys,
+        }
+    }
 }
 
 fn lock(t: &Mutex<ProxyTable>) -> std::sync::MutexGuard<'_, ProxyTable> {

@@ -16,6 +16,8 @@
 //! element changes (deletes before adds, so a changed value is a delete plus
 //! an add), new rules, and last the chains no longer wanted.
 
+use std::collections::{HashMap, HashSet};
+
 use super::ruleset::{Chain, Rule, Ruleset};
 use super::set::{Set, SetDef, Value};
 
@@ -49,7 +51,15 @@ pub(crate) fn diff(old: Option<&Ruleset>, new: &Ruleset) -> Vec<Change> {
     let Some(old) = old.filter(|o| o.table == new.table) else {
         return full(new);
     };
-    let old_chain = |name: &str| old.chains.iter().find(|c| c.name == name);
+    // Indexed by name: a Service of thousands of endpoints has thousands
+    // of chains, and looking each one up by a walk made a one-endpoint
+    // change quadratic in the Service's size.
+    let old_chains: HashMap<&str, &Chain> =
+        old.chains.iter().map(|c| (c.name.as_str(), c)).collect();
+    let new_chains: HashSet<&str> = new.chains.iter().map(|c| c.name.as_str()).collect();
+    let old_rules = rules_by_chain(old);
+    let new_rules = rules_by_chain(new);
+    let old_chain = |name: &str| old_chains.get(name).copied();
     let old_set = |name: &str| old.sets.iter().find(|s| s.name() == name);
 
     // A chain whose hook changed cannot be changed in place; nor can a set
@@ -72,13 +82,13 @@ pub(crate) fn diff(old: Option<&Ruleset>, new: &Ruleset) -> Vec<Change> {
         .filter(|c| {
             everything
                 || old_chain(&c.name).is_none()
-                || !old.rules_of(&c.name).eq(new.rules_of(&c.name))
+                || old_rules.get(c.name.as_str()) != new_rules.get(c.name.as_str())
         })
         .collect();
     let removed: Vec<&Chain> = old
         .chains
         .iter()
-        .filter(|c| !new.chains.iter().any(|n| n.name == c.name))
+        .filter(|c| !new_chains.contains(c.name.as_str()))
         .collect();
 
     // The table is there (`old` says so; if not, the kernel refuses the
@@ -122,10 +132,20 @@ pub(crate) fn diff(old: Option<&Ruleset>, new: &Ruleset) -> Vec<Change> {
         }
     }
     for c in &replaced {
-        out.extend(new.rules_of(&c.name).cloned().map(Change::AddRule));
+        let rules = new_rules.get(c.name.as_str()).into_iter().flatten();
+        out.extend(rules.map(|r| Change::AddRule((*r).clone())));
     }
     out.extend(removed.iter().map(|c| Change::DelChain(c.name.clone())));
     out
+}
+
+/// A ruleset's rules by chain, each chain's in order.
+fn rules_by_chain(rs: &Ruleset) -> HashMap<&str, Vec<&Rule>> {
+    let mut by: HashMap<&str, Vec<&Rule>> = HashMap::new();
+    for r in &rs.rules {
+        by.entry(r.chain.as_str()).or_default().push(r);
+    }
+    by
 }
 
 fn full(new: &Ruleset) -> Vec<Change> {

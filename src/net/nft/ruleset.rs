@@ -110,6 +110,7 @@ impl Ruleset {
     }
 
     /// The rules of `chain`, in order.
+    #[cfg(test)]
     pub(crate) fn rules_of<'a>(&'a self, chain: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
         self.rules.iter().filter(move |r| r.chain == chain)
     }

@@ -45,7 +45,7 @@ pub enum CgroupMode {
 pub enum CgroupError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("no cgroup filesystem is mounted (see /proc/self/mountinfo)")]
+    #[error("no cgroup filesystem is mounted (see /proc/self/mountinfo; `ip netns exec` mounts a fresh /sys without one: enter a network namespace with `nsenter --net=/run/netns/NAME` instead)")]
     NotMounted,
     #[error("cgroup {0} does not exist")]
     NotFound(String),

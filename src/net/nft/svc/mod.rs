@@ -213,7 +213,11 @@ impl ProxyTable {
         changes: Vec<(String, Option<ServiceRules>)>,
         sent: &mut Sent,
     ) -> Result<Sent, NftError> {
-        let mut touched: Vec<(Fragment, Fragment)> = Vec::new();
+        // Each changed Service's fragment as the kernel has it, by key; the
+        // new one is read from `held` (not cloned: a Service of thousands
+        // of endpoints has a big one). A key twice keeps its first old.
+        let mut touched: Vec<(String, Fragment)> = Vec::new();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut keys: Vec<ClaimKey> = Vec::new();
         let mut before: BTreeMap<ClaimKey, Option<Value>> = BTreeMap::new();
         for (key, svc) in changes {
@@ -256,21 +260,19 @@ impl ProxyTable {
                         .insert(key.clone(), value.clone());
                 }
             }
-            let new_fragment = match new {
-                Some((rules, f)) => {
-                    self.held.insert(
-                        key,
-                        Held {
-                            rules,
-                            fragment: f.clone(),
-                            slots,
-                        },
-                    );
-                    f
-                }
-                None => empty(),
-            };
-            touched.push((old_fragment, new_fragment));
+            if seen.insert(key.clone()) {
+                touched.push((key.clone(), old_fragment));
+            }
+            if let Some((rules, fragment)) = new {
+                self.held.insert(
+                    key,
+                    Held {
+                        rules,
+                        fragment,
+                        slots,
+                    },
+                );
+            }
         }
         if !self.synced {
             return self.state_in_full();
@@ -278,8 +280,10 @@ impl ProxyTable {
 
         let mut ops = Vec::new();
         let mut last = Vec::new();
-        for (old, new) in &touched {
-            for c in diff(Some(&old.own), &new.own) {
+        let none = Ruleset::new(&self.cfg.table);
+        for (key, old) in &touched {
+            let new = self.held.get(key).map_or(&none, |h| &h.fragment.own);
+            for c in diff(Some(&old.own), new) {
                 match c {
                     Change::DelChain(_) => last.push(c),
                     other => ops.push(other),
