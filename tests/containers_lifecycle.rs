@@ -67,6 +67,16 @@ fn detached_ps_logs_follow_and_exec() {
         "65534
 "
     );
+    // A missing program: docker's message and 127, and nothing of the
+    // runtime's own logs on the user's terminal.
+    let out = e.skiff(&["exec", "web", "no-such-program"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out).trim(),
+        "exec: \"no-such-program\": executable file not found in $PATH",
+        "{}",
+        stderr(&out)
+    );
     let out = e.err(&["exec", "-u", "nosuchuser", "web", "true"]);
     assert!(
         stderr(&out).contains("unable to find user nosuchuser"),

@@ -126,14 +126,18 @@ pub fn parse(args: &[OsString]) -> Result<(String, ShimArgs), UsageError> {
     Ok((role, a))
 }
 
-fn init_logging(debug: bool) {
+fn init_logging(debug: bool, exec: bool) {
     use tracing_subscriber::EnvFilter;
     // libcontainer logs from inside the container's processes too, where
     // stderr is the container's own: keep it to errors unless debugging.
-    let default = if debug {
-        "debug"
-    } else {
-        "warn,libcontainer=error,libcgroups=error"
+    // An exec's stderr is the user's terminal (`kubectl exec`, `skiff
+    // exec`), and the exec says why it failed in its own words
+    // (`exec: "x": executable file not found in $PATH`): none of
+    // libcontainer's there.
+    let default = match (debug, exec) {
+        (true, _) => "debug",
+        (false, true) => "warn,libcontainer=off,libcgroups=error",
+        (false, false) => "warn,libcontainer=error,libcgroups=error",
     };
     let _ = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(default))
@@ -153,7 +157,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(args.debug);
+    init_logging(args.debug, role == "exec");
     match role.as_str() {
         "run" => run::main(args),
         "exec" => exec::main(args),
