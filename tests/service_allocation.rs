@@ -241,6 +241,24 @@ fn updates_take_and_give_back_node_ports() {
         "b",
         r#"{"spec":{"type":"NodePort","ports":[{"port":80,"nodePort":30500}]}}"#,
     ));
+    // A change of type alone away from NodePort gives the port up (b's
+    // 30500 can be had again), as upstream drops the type's fields.
+    s.kubectl_ok(&merge_patch("b", r#"{"spec":{"type":"ClusterIP"}}"#));
+    let left = s.kubectl_ok(&[
+        "get",
+        "svc",
+        "b",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.ports[0].nodePort}",
+    ]);
+    assert_eq!(left, "", "no node port left on a ClusterIP Service");
+    create_ok(
+        &s,
+        &["create", "-f", "-"],
+        &svc("c", "NodePort", ", nodePort: 30500"),
+    );
     // A change to NodePort without a port gets a free one.
     s.kubectl_ok(&merge_patch("a", r#"{"spec":{"type":"NodePort"}}"#));
     let port = s.kubectl_ok(&[

@@ -6,8 +6,6 @@
 //! rules, so no shared code dispatches on group or kind. Adding a kind is a
 //! static here naming its functions.
 //!
-//! Some statics (RBAC) describe kinds the server does not serve yet: their
-//! rules are tested, and serving them is a registry entry.
 
 use serde_json::Value;
 
@@ -16,7 +14,7 @@ use super::defaulting::{cluster_kinds as dk, core_kinds as dc, pod as dp, worklo
 use super::status::Cause;
 use super::validation::autoscaling as va;
 use super::validation::{cluster_kinds as vk, core_kinds as vc, pod as vp, update as vu};
-use super::validation::{events as ve, workloads as vw};
+use super::validation::{events as ve, rbac as vr, workloads as vw};
 
 /// How a kind's names (and generateName prefixes) are checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -245,13 +243,28 @@ pub static HPA_V1: KindRules = KindRules {
 };
 
 // rbac.authorization.k8s.io/v1
-pub static RBAC: KindRules = KindRules {
+pub static ROLE: KindRules = KindRules {
     name: NameRule::PathSegment,
+    validate: Some(vr::validate_role),
+    ..BASE
+};
+pub static CLUSTER_ROLE: KindRules = KindRules {
+    name: NameRule::PathSegment,
+    validate: Some(vr::validate_cluster_role),
     ..BASE
 };
 pub static ROLE_BINDING: KindRules = KindRules {
     name: NameRule::PathSegment,
     defaults: Some(dc::role_binding),
+    validate: Some(vr::validate_role_binding),
+    validate_update: Some(vr::binding_update),
+    ..BASE
+};
+pub static CLUSTER_ROLE_BINDING: KindRules = KindRules {
+    name: NameRule::PathSegment,
+    defaults: Some(dc::role_binding),
+    validate: Some(vr::validate_cluster_role_binding),
+    validate_update: Some(vr::binding_update),
     ..BASE
 };
 
@@ -290,13 +303,13 @@ pub(crate) fn by_kind(api_version: &str, kind: &str) -> &'static KindRules {
         ("storage.k8s.io/v1", "StorageClass", &STORAGE_CLASS),
         ("storage.k8s.io/v1", "CSIDriver", &CSI_DRIVER),
         ("node.k8s.io/v1", "RuntimeClass", &RUNTIME_CLASS),
-        ("rbac.authorization.k8s.io/v1", "Role", &RBAC),
-        ("rbac.authorization.k8s.io/v1", "ClusterRole", &RBAC),
+        ("rbac.authorization.k8s.io/v1", "Role", &ROLE),
+        ("rbac.authorization.k8s.io/v1", "ClusterRole", &CLUSTER_ROLE),
         ("rbac.authorization.k8s.io/v1", "RoleBinding", &ROLE_BINDING),
         (
             "rbac.authorization.k8s.io/v1",
             "ClusterRoleBinding",
-            &ROLE_BINDING,
+            &CLUSTER_ROLE_BINDING,
         ),
     ];
     ALL.iter()

@@ -18,6 +18,7 @@ pub(crate) mod events;
 mod meta;
 pub(crate) mod pod;
 pub mod quantity;
+pub(crate) mod rbac;
 pub(crate) mod update;
 pub(crate) mod workloads;
 

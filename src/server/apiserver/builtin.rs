@@ -541,6 +541,44 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             printer: Some(&table::cluster::PODDISRUPTIONBUDGETS),
             ..BASE
         },
+        // rbac.authorization.k8s.io/v1: stored and served; not yet what
+        // authorizes requests (see auth.rs).
+        ResourceDef {
+            group: "rbac.authorization.k8s.io",
+            plural: "roles",
+            singular: "role",
+            kind: "Role",
+            rules: &rules::ROLE,
+            ..BASE
+        },
+        ResourceDef {
+            group: "rbac.authorization.k8s.io",
+            plural: "rolebindings",
+            singular: "rolebinding",
+            kind: "RoleBinding",
+            rules: &rules::ROLE_BINDING,
+            printer: Some(&table::rbac::BINDINGS),
+            ..BASE
+        },
+        ResourceDef {
+            group: "rbac.authorization.k8s.io",
+            plural: "clusterroles",
+            singular: "clusterrole",
+            kind: "ClusterRole",
+            rules: &rules::CLUSTER_ROLE,
+            namespaced: false,
+            ..BASE
+        },
+        ResourceDef {
+            group: "rbac.authorization.k8s.io",
+            plural: "clusterrolebindings",
+            singular: "clusterrolebinding",
+            kind: "ClusterRoleBinding",
+            rules: &rules::CLUSTER_ROLE_BINDING,
+            namespaced: false,
+            printer: Some(&table::rbac::BINDINGS),
+            ..BASE
+        },
         // scheduling.k8s.io/v1
         ResourceDef {
             group: "scheduling.k8s.io",

@@ -166,6 +166,7 @@ impl Strategy for Service {
     }
 
     fn on_update(&self, old: &Value, new: &mut Value) -> Result<(), ApiError> {
+        drop_node_ports(old, new);
         // clusterIP is immutable; an update that leaves it out keeps it.
         let Some(ip) = old.pointer("/spec/clusterIP").cloned() else {
             return Ok(());
@@ -192,6 +193,39 @@ impl Strategy for Service {
 
     fn returns_deleted_object(&self) -> bool {
         true
+    }
+}
+
+/// As upstream's dropTypeDependentFields: a Service that stops being a
+/// NodePort or LoadBalancer gives up the node ports it had, when the
+/// update left them as they were (a patch of `type` alone); ports it sets
+/// anew are the user's, and validation refuses them.
+fn drop_node_ports(old: &Value, new: &mut Value) {
+    let wants = |v: &Value| {
+        matches!(
+            v.pointer("/spec/type").and_then(Value::as_str),
+            Some("NodePort" | "LoadBalancer")
+        )
+    };
+    if !wants(old) || wants(new) {
+        return;
+    }
+    let node_port = |v: &Value, i: usize| v.pointer(&format!("/spec/ports/{i}/nodePort")).cloned();
+    let count = new
+        .pointer("/spec/ports")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let same = (0..count).all(|i| {
+        let now = node_port(new, i);
+        now.is_none() || now == node_port(old, i)
+    });
+    if !same {
+        return;
+    }
+    if let Some(Value::Array(ports)) = new.pointer_mut("/spec/ports") {
+        for p in ports.iter_mut().filter_map(Value::as_object_mut) {
+            p.remove("nodePort");
+        }
     }
 }
 

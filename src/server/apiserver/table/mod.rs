@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod core;
 pub mod events;
 pub mod pod;
+pub mod rbac;
 pub mod volumes;
 pub mod workloads;
 
