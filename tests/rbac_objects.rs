@@ -132,3 +132,76 @@ fn kubectl_creates_roles_and_bindings_and_the_api_checks_them() {
     ]);
     s.kubectl_ok(&["delete", "role", "pod-reader", "-n", "demo"]);
 }
+
+/// Every cluster starts with upstream's bootstrap roles: cluster-admin
+/// bound to system:masters, and admin/edit/view aggregated from the
+/// aggregate-to-* roles, which a new labelled role joins.
+#[test]
+fn bootstrap_roles_are_there_and_aggregate() {
+    use std::time::{Duration, Instant};
+    let s = Server::start();
+    let roles = s.kubectl_ok(&["get", "clusterroles", "-o", "name"]);
+    for want in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:discovery",
+        "system:basic-user",
+        "system:public-info-viewer",
+    ] {
+        assert!(
+            roles
+                .lines()
+                .any(|l| l == format!("clusterrole.rbac.authorization.k8s.io/{want}")),
+            "{want}: {roles}"
+        );
+    }
+    let crb = s.kubectl_ok(&["get", "clusterrolebinding", "cluster-admin", "-o", "wide"]);
+    assert!(
+        crb.contains("ClusterRole/cluster-admin") && crb.contains("system:masters"),
+        "{crb}"
+    );
+    let rules = |role: &str| {
+        s.kubectl_ok(&[
+            "get",
+            "clusterrole",
+            role,
+            "-o",
+            "jsonpath={.rules[*].resources}",
+        ])
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(rules("view").contains("pods")
+        && rules("edit").contains("secrets")
+        && rules("admin").contains("rolebindings"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "view: {} edit: {} admin: {}",
+            rules("view"),
+            rules("edit"),
+            rules("admin")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // view may not read Secrets; edit (view's rules and its own) may.
+    assert!(!rules("view").contains("secrets"), "{}", rules("view"));
+    assert!(rules("edit").contains("deployments"), "{}", rules("edit"));
+    // An operator's role labelled aggregate-to-view joins view, and so
+    // edit and admin.
+    s.kubectl_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: widgets-view\n  labels: {rbac.authorization.k8s.io/aggregate-to-view: \"true\"}\nrules:\n- {apiGroups: [example.com], resources: [widgets], verbs: [get, list, watch]}\n",
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(rules("view").contains("widgets") && rules("admin").contains("widgets")) {
+        assert!(
+            Instant::now() < deadline,
+            "view: {} admin: {}",
+            rules("view"),
+            rules("admin")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

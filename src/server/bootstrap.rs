@@ -1,5 +1,6 @@
 //! What every cluster has from the start: the system namespaces, the
-//! system PriorityClasses, and the `default/kubernetes` Service with its
+//! system PriorityClasses, the bootstrap ClusterRoles and their bindings
+//! (`bootstrap_policy`), and the `default/kubernetes` Service with its
 //! Endpoints and EndpointSlice pointing at the API server. Written through the loopback client as
 //! `auth::BOOTSTRAP_USER`, so these objects pass the same admission,
 //! defaulting, validation and managedFields as any other.
@@ -26,6 +27,8 @@ const NAMESPACES: &str = "/api/v1/namespaces";
 const SERVICES: &str = "/api/v1/namespaces/default/services";
 const PRIORITY_CLASSES: &str = "/apis/scheduling.k8s.io/v1/priorityclasses";
 const ENDPOINTS: &str = "/api/v1/namespaces/default/endpoints";
+const CLUSTER_ROLES: &str = "/apis/rbac.authorization.k8s.io/v1/clusterroles";
+const CLUSTER_ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
 const ENDPOINT_SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
 
 /// Bootstrap, with `beside` (the allocation repair's first pass, which
@@ -51,13 +54,19 @@ pub async fn run(
         let get = Request::new(SERVICES).get("kubernetes", &Default::default())?;
         let ep = Request::new(ENDPOINTS).get("kubernetes", &Default::default())?;
         let slice = Request::new(ENDPOINT_SLICES).get("kubernetes", &Default::default())?;
-        let (existing, classes, service, ep, slice) = tokio::join!(
+        let roles = Request::new(CLUSTER_ROLES).list(&ListParams::default())?;
+        let bindings = Request::new(CLUSTER_ROLE_BINDINGS).list(&ListParams::default())?;
+        let (existing, classes, service, ep, slice, roles, bindings) = tokio::join!(
             client.request::<Value>(list),
             client.request::<Value>(classes),
             get_opt(&client, get),
             get_opt(&client, ep),
             get_opt(&client, slice),
+            client.request::<Value>(roles),
+            client.request::<Value>(bindings),
         );
+        let roles = roles.context("listing cluster roles")?;
+        let bindings = bindings.context("listing cluster role bindings")?;
         let existing = existing.context("listing namespaces")?;
         let classes = classes.context("listing priority classes")?;
         let names = names_of(&existing);
@@ -74,7 +83,38 @@ pub async fn run(
         let classes = futures::future::try_join_all(
             missing_classes.map(|(n, v)| system_priority_class(&client, n, *v)),
         );
-        futures::future::try_join(namespaces, classes).await?;
+        // The bootstrap policy, what of it is missing: a role the user
+        // changed stays as changed, a deleted one comes back on the next
+        // start (as upstream's, without its reconciling of changed ones).
+        let (role_names, binding_names) = (names_of(&roles), names_of(&bindings));
+        let policy = crate::server::bootstrap_policy::cluster_roles()
+            .into_iter()
+            .map(|r| (CLUSTER_ROLES, r))
+            .chain(
+                crate::server::bootstrap_policy::cluster_role_bindings()
+                    .into_iter()
+                    .map(|b| (CLUSTER_ROLE_BINDINGS, b)),
+            )
+            .filter(|(path, obj)| {
+                let name = obj["metadata"]["name"].as_str().unwrap_or_default();
+                let have = if *path == CLUSTER_ROLES {
+                    &role_names
+                } else {
+                    &binding_names
+                };
+                !have.contains(&name)
+            })
+            .collect::<Vec<_>>();
+        let client = &client;
+        let policy = futures::future::try_join_all(policy.iter().map(|(path, obj)| async move {
+            create(client, path, obj).await.with_context(|| {
+                format!(
+                    "creating {}",
+                    obj["metadata"]["name"].as_str().unwrap_or_default()
+                )
+            })
+        }));
+        futures::future::try_join3(namespaces, classes, policy).await?;
         anyhow::Ok((service, ep, slice))
     };
     let (read, ()) = tokio::join!(reads_and_namespaces, beside);

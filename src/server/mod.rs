@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod bootstrap;
+pub mod bootstrap_policy;
 pub mod components;
 pub mod controllers;
 pub mod leader;
@@ -747,6 +748,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         controllers::nodelifecycle::AGENT,
         move |client, shared, cancel| async move {
             controllers::nodelifecycle::run(client, &shared, cancel, node_config).await
+        },
+    );
+    control.spawn(
+        &mut components,
+        "clusterrole aggregation controller",
+        auth::ROLE_AGGREGATION_USER,
+        controllers::clusterrole_aggregation::AGENT,
+        |client, shared, cancel| async move {
+            controllers::clusterrole_aggregation::run(client, &shared, cancel).await
         },
     );
     // Ports of skiff's own on every node, which no load balancer takes.

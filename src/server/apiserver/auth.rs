@@ -289,6 +289,9 @@ pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 /// endpoint controller role.
 /// The load balancer controller (servicelb).
 pub const SERVICE_LB_USER: &str = "system:skiff:service-lb-controller";
+/// The ClusterRole aggregation controller (upstream's
+/// system:controller:clusterrole-aggregation-controller).
+pub const ROLE_AGGREGATION_USER: &str = "system:skiff:clusterrole-aggregation-controller";
 /// The cluster DNS Service's controller.
 pub const CLUSTER_DNS_USER: &str = "system:skiff:cluster-dns";
 pub const ENDPOINT_CONTROLLER_USER: &str = "system:controller:endpoint-controller";
@@ -322,7 +325,12 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
         BOOTSTRAP_USER => {
             let object = matches!(
                 (*group, *resource),
-                ("", "namespaces" | "services") | ("scheduling.k8s.io", "priorityclasses")
+                ("", "namespaces" | "services")
+                    | ("scheduling.k8s.io", "priorityclasses")
+                    | (
+                        "rbac.authorization.k8s.io",
+                        "clusterroles" | "clusterrolebindings"
+                    )
             );
             // The API server's own endpoints (default/kubernetes) move
             // with its address.
@@ -348,6 +356,13 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             }
             _ => false,
         },
+        // ClusterRoles: read them, write the aggregated ones' rules.
+        ROLE_AGGREGATION_USER => {
+            *group == "rbac.authorization.k8s.io"
+                && *resource == "clusterroles"
+                && subresource.is_none()
+                && matches!(verb, "get" | "list" | "watch" | "update")
+        }
         // The cluster DNS Service and its slice of nodes, nothing else.
         CLUSTER_DNS_USER => {
             let (svc, slice) = (

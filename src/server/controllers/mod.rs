@@ -3,6 +3,7 @@
 
 pub mod claim;
 pub mod cluster_dns;
+pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
