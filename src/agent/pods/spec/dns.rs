@@ -4,11 +4,12 @@
 //! dnsConfig merged in.
 
 use std::net::IpAddr;
-use std::path::Path;
 
 use k8s_openapi::api::core::v1::PodSpec;
 
 use super::{parse_ip, SpecError};
+use crate::agent::dns::upstream::merge_option;
+pub use crate::agent::dns::upstream::HostDns;
 use crate::runtime::container::containerspec::EtcFiles;
 
 /// The cluster DNS, as kubelet's `--cluster-dns` and `--cluster-domain`.
@@ -24,86 +25,6 @@ const MAX_SEARCHES: usize = 32;
 
 /// kubelet's limit on the length of the search line's domains.
 const MAX_SEARCH_CHARS: usize = 2048;
-/// A resolv.conf bigger than this is not a resolv.conf: read no more.
-const MAX_RESOLV_CONF: u64 = 64 * 1024;
-
-/// The node's resolv.conf, as pods of dnsPolicy Default get it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HostDns {
-    /// Its name servers, loopback ones included (a host-network pod
-    /// reaches them; others skip them).
-    pub servers: Vec<IpAddr>,
-    pub search: Vec<String>,
-    pub options: Vec<String>,
-}
-
-impl HostDns {
-    /// Parsed as kubelet does: `nameserver` lines, the last `search` line
-    /// (trailing dots trimmed, `.` dropped; `domain` lines are not read),
-    /// `options` lines merged by name, the later winning.
-    pub fn parse(text: &str) -> HostDns {
-        let mut out = HostDns::default();
-        for line in text.lines() {
-            let line = line.split(['#', ';']).next().unwrap_or("");
-            let mut words = line.split_whitespace();
-            match words.next() {
-                Some("nameserver") => {
-                    if let Some(ip) = words.next().and_then(|w| w.parse::<IpAddr>().ok()) {
-                        out.servers.push(ip);
-                    }
-                }
-                Some("search") => {
-                    out.search = words
-                        .filter(|w| *w != ".")
-                        .map(|w| w.trim_end_matches('.').to_string())
-                        .collect()
-                }
-                Some("options") => {
-                    for o in words {
-                        merge_option(&mut out.options, o.to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-
-    /// The file at `path`; None when it cannot be read (the engine's copy
-    /// of /etc/resolv.conf is used then). When it lists only loopback
-    /// servers (systemd-resolved's stub), systemd-resolved's own file is
-    /// used instead if it has real ones, as k3s points kubelet at it.
-    pub fn read(path: &Path) -> Option<HostDns> {
-        let read = |p: &Path| {
-            use std::io::Read;
-            let mut text = String::new();
-            std::fs::File::open(p)
-                .ok()?
-                .take(MAX_RESOLV_CONF)
-                .read_to_string(&mut text)
-                .ok()?;
-            Some(HostDns::parse(&text))
-        };
-        let only_stubs =
-            |h: &HostDns| !h.servers.is_empty() && h.servers.iter().all(|s| s.is_loopback());
-        let host = read(path)?;
-        if only_stubs(&host) {
-            let resolved = read(Path::new(crate::agent::dns::upstream::RESOLVED_UPSTREAMS));
-            if let Some(r) = resolved.filter(|r| !r.servers.is_empty() && !only_stubs(r)) {
-                return Some(r);
-            }
-        }
-        Some(host)
-    }
-}
-
-/// `option` (`name` or `name:value`) into `options`, replacing one of the
-/// same name.
-fn merge_option(options: &mut Vec<String>, option: String) {
-    let name = option.split(':').next().unwrap_or("").to_string();
-    options.retain(|t| t.split(':').next() != Some(name.as_str()));
-    options.push(option);
-}
 
 /// hostAliases and DNS, as kubelet's DNS configurer:
 /// - ClusterFirst (and ClusterFirstWithHostNet) gets the cluster DNS, the
@@ -208,35 +129,4 @@ pub(super) fn etc_files(
     }
     etc.dns_search.truncate(kept);
     Ok(etc)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_nodes_resolv_conf_as_the_resolver_reads_it() {
-        let h = HostDns::parse(
-            "# comment\nnameserver 127.0.0.53\nnameserver 192.0.2.1 # first\nnameserver ::1\nnameserver 2001:db8::1\ndomain old.example\nsearch corp.example lab.example\noptions edns0\noptions trust-ad timeout:2\n",
-        );
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(
-            h.servers,
-            [
-                ip("127.0.0.53"),
-                ip("192.0.2.1"),
-                ip("::1"),
-                ip("2001:db8::1")
-            ]
-        );
-        assert_eq!(h.search, ["corp.example", "lab.example"]);
-        assert_eq!(h.options, ["edns0", "trust-ad", "timeout:2"]);
-        // systemd-resolved's stub file: "." dropped, trailing dots trimmed,
-        // options merged by name.
-        let stub = HostDns::parse(
-            "nameserver 127.0.0.53\nsearch . lan.\noptions timeout:1 edns0\noptions timeout:3\n",
-        );
-        assert_eq!(stub.search, ["lan"]);
-        assert_eq!(stub.options, ["edns0", "timeout:3"]);
-    }
 }
