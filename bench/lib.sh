@@ -58,6 +58,11 @@ start_skiff() {
         >"$data.log" 2>&1 &
     SKIFF_PID=$!
     PIDS+=("$SKIFF_PID")
+    wait_ready "$data"
+}
+
+# Waits (bounded) for the server of data dir $1 to say /readyz ok.
+wait_ready() {
     for _ in $(seq 1 600); do
         if [ "$(in_ns curl -sk --max-time 1 "https://127.0.0.1:$PORT/readyz" 2>/dev/null)" = ok ]; then
             return 0
@@ -65,9 +70,31 @@ start_skiff() {
         sleep 0.1
     done
     echo "bench: skiff server not ready; log:" >&2
-    cat "$data.log" >&2
+    cat "$1.log" >&2
     exit 1
 }
+
+# Enter the namespace with nsenter, not `ip netns exec`: that remounts /sys
+# and hides the cgroup filesystems a node's pods need.
+in_net() { nsenter --net="/run/netns/$NS" "$@"; }
+
+# A server with its in-process agent as node $NODE: data dir $1, run dir
+# $1/run, pod logs $1/pod-logs; the rest are extra server flags. Waits for
+# /readyz. nsenter execs the server, so $SKIFF_PID is its PID.
+start_node() {
+    local d="$1"; shift
+    mkdir -p "$d"
+    nsenter --net="/run/netns/$NS" "$SKIFF" --root "$d" --run-dir "$d/run" server --data-dir "$d" \
+        --bind-address 127.0.0.1 --https-listen-port "$PORT" --node-name "$NODE" \
+        --pod-log-dir "$d/pod-logs" --write-kubeconfig "$d/kubeconfig.yaml" "$@" >"$d.log" 2>&1 &
+    SKIFF_PID=$!
+    PIDS+=("$SKIFF_PID")
+    wait_ready "$d"
+}
+
+# The containers of the node of data dir $1, stopped. Traps call it after
+# kill_started: a live agent would restart them.
+killall_node() { in_net "$SKIFF" --root "$1" --run-dir "$1/run" killall >/dev/null 2>&1 || true; }
 
 stop_skiff() {
     kill -TERM "$SKIFF_PID" 2>/dev/null || true

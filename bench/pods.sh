@@ -23,23 +23,10 @@ build_release
 netns_up
 cd "$WORK"
 busybox_image "$WORK/busybox.tar" >/dev/null
-d="$WORK/skiff"; mkdir -p "$d"
-# nsenter, not `ip netns exec`: that remounts /sys and hides the cgroup
-# filesystems the containers need.
-in_net() { nsenter --net="/run/netns/$NS" "$@"; }
-# nsenter execs the server: $! is its PID.
-nsenter --net="/run/netns/$NS" "$SKIFF" --root "$d" --run-dir "$WORK/run" server --data-dir "$d" \
-    --bind-address 127.0.0.1 --https-listen-port "$PORT" --node-name "$NODE" \
-    --pod-log-dir "$WORK/pod-logs" --write-kubeconfig "$d/kubeconfig.yaml" >"$d.log" 2>&1 &
-SKIFF_PID=$!
-PIDS+=("$SKIFF_PID")
-killall_pods() { in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" killall >/dev/null 2>&1 || true; }
-trap 'kill_started; killall_pods; cleanup' EXIT INT TERM
-for _ in $(seq 1 600); do
-    [ "$(in_ns curl -sk --max-time 1 "https://127.0.0.1:$PORT/readyz" 2>/dev/null)" = ok ] && break
-    sleep 0.1
-done
-in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" load -i "$WORK/busybox.tar" >/dev/null
+d="$WORK/skiff"
+trap 'kill_started; killall_node "$d"; cleanup' EXIT INT TERM
+start_node "$d"
+in_net "$SKIFF" --root "$d" --run-dir "$d/run" load -i "$WORK/busybox.tar" >/dev/null
 CA="$(skiff_ca "$d")"; TOKEN="$(skiff_token "$d")"
 URL="https://127.0.0.1:$PORT"
 api() { in_ns curl -s --cacert "$CA" -H "Authorization: Bearer $TOKEN" "$@"; }

@@ -23,25 +23,8 @@ build_release
 netns_up
 cd "$WORK"
 busybox_image "$WORK/busybox.tar" >/dev/null
-in_net() { nsenter --net="/run/netns/$NS" "$@"; }
 KUBECTL="${KUBECTL:-/usr/bin/kubectl}"
 
-# $1 data dir, rest: extra server flags.
-serve() {
-    local d="$1"; shift
-    mkdir -p "$d"
-    # nsenter execs the server: $! is its PID (a shell function would not be).
-    nsenter --net="/run/netns/$NS" "$SKIFF" --root "$d" --run-dir "$d/run" server --data-dir "$d" \
-        --bind-address 127.0.0.1 --https-listen-port "$PORT" --node-name "$NODE" \
-        --pod-log-dir "$d/pod-logs" --write-kubeconfig "$d/kubeconfig.yaml" "$@" >"$d.log" 2>&1 &
-    SKIFF_PID=$!
-    PIDS+=("$SKIFF_PID")
-    for _ in $(seq 1 600); do
-        [ "$(in_ns curl -sk --max-time 1 "https://127.0.0.1:$PORT/readyz" 2>/dev/null)" = ok ] && return 0
-        sleep 0.1
-    done
-    cat "$d.log" >&2; exit 1
-}
 kc() { in_net "$KUBECTL" --kubeconfig "$D/kubeconfig.yaml" --cache-dir "$D/kc" "$@"; }
 ticks() { awk '{print $14 + $15}' "/proc/$SKIFF_PID/stat"; }
 now_ms() { date +%s%3N; }
@@ -68,9 +51,9 @@ HZ=$(getconf CLK_TCK)
 
 echo "== (a) kubectl scale to $N on one real node, $ROUNDS rounds"
 D="$WORK/real"
-serve "$D"
+start_node "$D"
 in_net "$SKIFF" --root "$D" --run-dir "$D/run" load -i "$WORK/busybox.tar" >/dev/null
-trap 'kill_started; in_net "$SKIFF" --root "$D" --run-dir "$D/run" killall >/dev/null 2>&1 || true; cleanup' EXIT INT TERM
+trap 'kill_started; killall_node "$D"; cleanup' EXIT INT TERM
 for _ in $(seq 1 100); do kc get node "$NODE" >/dev/null 2>&1 && break; sleep 0.1; done
 deployment | kc apply -f - >/dev/null
 cpu=0
@@ -87,11 +70,11 @@ done
 echo "server+agent CPU per pod made (scale up only): $(awk -v t="$cpu" -v hz="$HZ" -v n=$((N * ROUNDS)) 'BEGIN {printf "%.1f ms", t/hz*1000/n}')"
 # The server first: its agent would restart what killall stops.
 kill -TERM "$SKIFF_PID"; wait "$SKIFF_PID" 2>/dev/null || true
-in_net "$SKIFF" --root "$D" --run-dir "$D/run" killall >/dev/null 2>&1 || true
+killall_node "$D"
 
 echo "== (b) control plane alone: the same Deployment scaled to 1000 on a Node no agent backs"
 D="$WORK/alone"
-serve "$D" --disable-agent
+start_node "$D" --disable-agent
 kc apply -f - >/dev/null <<YAML
 apiVersion: v1
 kind: Node

@@ -66,22 +66,10 @@ nsenter --net="/run/netns/$UP" dnsmasq --keep-in-foreground --no-resolv --no-hos
     --address=/outside.test/192.0.2.99 --pid-file="$WORK/dnsmasq.pid" --user=root &
 PIDS+=("$!")
 
-d="$WORK/skiff"; mkdir -p "$d"
-in_net() { nsenter --net="/run/netns/$NS" "$@"; }
-RUST_LOG="info,skiff::agent::proxy=debug" nsenter --net="/run/netns/$NS" "$SKIFF" --root "$d" \
-    --run-dir "$WORK/run" server --data-dir "$d" \
-    --bind-address 127.0.0.1 --https-listen-port "$PORT" --node-name "$NODE" \
-    --resolv-conf "$WORK/resolv.conf" \
-    --pod-log-dir "$WORK/pod-logs" --write-kubeconfig "$d/kubeconfig.yaml" >"$d.log" 2>&1 &
-SKIFF_PID=$!
-PIDS+=("$SKIFF_PID")
-killall_pods() { in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" killall >/dev/null 2>&1 || true; }
-trap 'kill_started; killall_pods; ip netns delete "$UP" 2>/dev/null; cleanup' EXIT INT TERM
-for _ in $(seq 1 600); do
-    [ "$(in_ns curl -sk --max-time 1 "https://127.0.0.1:$PORT/readyz" 2>/dev/null)" = ok ] && break
-    sleep 0.1
-done
-in_net "$SKIFF" --root "$d" --run-dir "$WORK/run" load -i "$WORK/busybox.tar" >/dev/null
+d="$WORK/skiff"
+trap 'kill_started; killall_node "$d"; ip netns delete "$UP" 2>/dev/null; cleanup' EXIT INT TERM
+RUST_LOG="info,skiff::agent::proxy=debug" start_node "$d" --resolv-conf "$WORK/resolv.conf"
+in_net "$SKIFF" --root "$d" --run-dir "$d/run" load -i "$WORK/busybox.tar" >/dev/null
 k() { in_net kubectl --kubeconfig "$d/kubeconfig.yaml" --cache-dir "$WORK/kcache" "$@"; }
 until k get node "$NODE" >/dev/null 2>&1; do sleep 0.2; done
 
@@ -182,11 +170,11 @@ done
 cpu_before=$(awk '{print ($14+$15)}' "/proc/$SKIFF_PID/stat")
 
 echo "== (c) DNS queries per second from the client pod"
-CNS=$(ls "$WORK/run/netns" | grep "k8s_client_default" | head -n1)
+CNS=$(ls "$d/run/netns" | grep "k8s_client_default" | head -n1)
 printf 'server.default.svc.cluster.local A\n' >"$WORK/q-cluster"
 printf 'outside.test A\n' >"$WORK/q-external"
 for q in cluster external; do
-    out=$(nsenter --net="$WORK/run/netns/$CNS" dnsperf -s 10.43.0.10 -d "$WORK/q-$q" -l 10 2>&1)
+    out=$(nsenter --net="$d/run/netns/$CNS" dnsperf -s 10.43.0.10 -d "$WORK/q-$q" -l 10 2>&1)
     qps=$(echo "$out" | awk '/Queries per second/ {print $4}')
     lost=$(echo "$out" | awk '/Queries lost/ {print $3}')
     lat=$(echo "$out" | awk '/Average Latency/ {print $4}')
