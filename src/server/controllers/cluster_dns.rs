@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Node;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{Informer, Informers};
+use super::runtime::{Informer, Informers, Passes};
 use crate::cluster::ClusterConfig;
 
 pub const AGENT: &str = "skiff-cluster-dns";
@@ -117,19 +117,15 @@ pub async fn run(
     cluster: ClusterConfig,
 ) {
     let nodes: Arc<Informer<Node>> = informers.get::<Node>();
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let w = wake.clone();
-    nodes.on_change(move |_| w.notify_one());
+    let mut passes = Passes::every(PERIOD);
+    passes.on(&nodes);
     nodes.synced().await;
-    let mut tick = tokio::time::interval(PERIOD);
     loop {
         if let Err(e) = pass(&client, &nodes, &cluster).await {
             tracing::debug!(controller = AGENT, "{e}");
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-            _ = wake.notified() => {}
+        if !passes.next(&cancel).await {
+            return;
         }
     }
 }

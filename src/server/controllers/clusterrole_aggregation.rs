@@ -13,7 +13,7 @@ use kube::api::{Api, PostParams};
 use tokio_util::sync::CancellationToken;
 
 use super::podutil;
-use super::runtime::{Informer, Informers};
+use super::runtime::{Informer, Informers, Passes};
 
 pub const AGENT: &str = "skiff-clusterrole-aggregation-controller";
 const PERIOD: Duration = Duration::from_secs(60);
@@ -46,12 +46,10 @@ pub fn aggregate(role: &ClusterRole, all: &[Arc<ClusterRole>]) -> Option<Vec<Pol
 
 pub async fn run(client: kube::Client, informers: &Informers, cancel: CancellationToken) {
     let roles: Arc<Informer<ClusterRole>> = informers.get::<ClusterRole>();
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let w = wake.clone();
-    roles.on_change(move |_| w.notify_one());
+    let mut passes = Passes::every(PERIOD);
+    passes.on(&roles);
     roles.synced().await;
     let api: Api<ClusterRole> = Api::all(client);
-    let mut tick = tokio::time::interval(PERIOD);
     loop {
         let all = roles.list_all();
         for role in &all {
@@ -70,10 +68,8 @@ pub async fn run(client: kube::Client, informers: &Informers, cancel: Cancellati
                 tracing::debug!(controller = AGENT, role = %name, "{e}");
             }
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-            _ = wake.notified() => {}
+        if !passes.next(&cancel).await {
+            return;
         }
     }
 }

@@ -21,7 +21,7 @@ use k8s_openapi::api::core::v1::{Node, Service};
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::runtime::{Informer, Informers};
+use super::runtime::{Informer, Informers, Passes};
 
 pub const AGENT: &str = "skiff-service-lb-controller";
 /// The events' source (k3s: service-lb-controller).
@@ -196,16 +196,14 @@ pub async fn run(
 ) {
     let services: Arc<Informer<Service>> = informers.get::<Service>();
     let nodes: Arc<Informer<Node>> = informers.get::<Node>();
-    let wake = Arc::new(tokio::sync::Notify::new());
-    let (w1, w2) = (wake.clone(), wake.clone());
-    services.on_change(move |_| w1.notify_one());
-    nodes.on_change(move |_| w2.notify_one());
+    let mut passes = Passes::every(PERIOD);
+    passes.on(&services);
+    passes.on(&nodes);
     services.synced().await;
     nodes.synced().await;
     let events = crate::events::Recorder::for_component(client.clone(), COMPONENT);
     // Conflicts already reported, so that each is said once.
     let mut told: BTreeSet<(String, String, String)> = BTreeSet::new();
-    let mut tick = tokio::time::interval(PERIOD);
     loop {
         let all = services.list_all();
         let p = plan(&all, &announcing(&nodes.list_all(), &reserved));
@@ -233,10 +231,8 @@ pub async fn run(
                 tracing::debug!(controller = AGENT, service = %k, "{e}");
             }
         }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tick.tick() => {}
-            _ = wake.notified() => {}
+        if !passes.next(&cancel).await {
+            return;
         }
     }
 }

@@ -6,7 +6,9 @@
 //! - `informer.rs`: the cache of one kind and its change handlers.
 //! - `queue.rs`: the work queue.
 //! - here: [`Informers`], the informers of the server's process (each kind
-//!   watched once however many controllers read it), and [`run_workers`].
+//!   watched once however many controllers read it), [`run_workers`], and
+//!   [`Passes`] for the small controllers that look at all they watch at
+//!   once instead of key by key.
 
 pub mod informer;
 pub mod queue;
@@ -136,4 +138,40 @@ pub async fn run_workers<K, F, Fut, E>(
     cancel.cancelled().await;
     queue.close();
     while tasks.join_next().await.is_some() {}
+}
+
+/// When a controller that looks at everything at once (a few objects, a
+/// cheap pass: cluster DNS, load balancers, role aggregation) passes
+/// again: after any change of what it watches (changes during a pass make
+/// one more) and every `period`, so that a failed write is tried again.
+pub struct Passes {
+    wake: Arc<tokio::sync::Notify>,
+    tick: tokio::time::Interval,
+}
+
+impl Passes {
+    pub fn every(period: Duration) -> Passes {
+        Passes {
+            wake: Arc::new(tokio::sync::Notify::new()),
+            tick: tokio::time::interval(period),
+        }
+    }
+
+    /// Pass again when `informer` changes.
+    pub fn on<K>(&self, informer: &Informer<K>)
+    where
+        K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    {
+        let wake = self.wake.clone();
+        informer.on_change(move |_| wake.notify_one());
+    }
+
+    /// Wait for the next pass; false once `cancel` fires.
+    pub async fn next(&mut self, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            _ = self.tick.tick() => true,
+            _ = self.wake.notified() => true,
+        }
+    }
 }
