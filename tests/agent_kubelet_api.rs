@@ -159,6 +159,21 @@ fn logs_and_exec_go_through_the_kubelet_api() {
     // A service account (every pod has one's token) may read pods, but
     // not run things in them, forward to them or read their logs: kubectl's
     // WebSocket exec is a GET, authorized as `create`.
+    // It may read pods (a Role says so), and nothing more.
+    s.kubectl_ok(&[
+        "create",
+        "role",
+        "pod-getter",
+        "--verb=get",
+        "--resource=pods",
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "default-gets-pods",
+        "--role=pod-getter",
+        "--serviceaccount=default:default",
+    ]);
     let token = s
         .kubectl_ok(&["create", "token", "default"])
         .trim()

@@ -50,6 +50,21 @@ fn page(s: &support::Server, ip: &str) -> String {
 #[test]
 fn pods_read_config_maps_secrets_and_the_api() {
     let s = server();
+    // What RBAC lets the pod's account do: list pods here.
+    s.kubectl_ok(&[
+        "create",
+        "role",
+        "pod-lister",
+        "--verb=list",
+        "--resource=pods",
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "rolebinding",
+        "default-lists-pods",
+        "--role=pod-lister",
+        "--serviceaccount=default:default",
+    ]);
     s.kubectl_stdin(
         &["apply", "-f", "-"],
         r#"apiVersion: v1
@@ -136,7 +151,7 @@ spec:
       # And by its name in the cluster DNS, with the projected token.
       kubectl --server=https://kubernetes.default.svc --certificate-authority=$SA/ca.crt \
         --token="$(cat $SA/token)" get pods -o name | grep -q pod/web
-      # Reading is all a service account may do (no RBAC yet).
+      # Its Role lets it list pods, not write.
       ! kubectl create configmap x 2>/dev/null
 "#
         ),

@@ -68,10 +68,29 @@ fn wait_for_default_account(s: &Server, ns: &str) {
     });
 }
 
+/// What RBAC lets `default/default` do here: read pods, cluster-wide.
+fn let_default_read_pods(s: &Server) {
+    s.kubectl_ok(&[
+        "create",
+        "clusterrole",
+        "pod-reader",
+        "--verb=get,list,watch",
+        "--resource=pods",
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "clusterrolebinding",
+        "default-reads-pods",
+        "--clusterrole=pod-reader",
+        "--serviceaccount=default:default",
+    ]);
+}
+
 #[test]
 fn kubectl_create_token_gives_a_token_that_reads_but_does_not_write() {
     let s = server();
     wait_for_default_account(&s, "default");
+    let_default_read_pods(&s);
     let token = create_token(&s, &["default"]);
     let c = claims(&token);
     assert_eq!(c["iss"], "https://kubernetes.default.svc.cluster.local");
@@ -267,6 +286,7 @@ fn pod(s: &Server, name: &str, node: &str, cm: &str) -> String {
 fn a_pod_bound_token_stops_working_when_its_pod_is_deleted() {
     let s = server();
     wait_for_default_account(&s, "default");
+    let_default_read_pods(&s);
     let uid = pod(&s, "p1", "node-a", "cfg");
     let out = s.kubectl_err(&[
         "create",

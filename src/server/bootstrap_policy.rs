@@ -57,7 +57,44 @@ fn into(to: &str) -> Vec<(String, &'static str)> {
     vec![(format!("{AGGREGATE}{to}"), "true")]
 }
 
+/// The bootstrap ClusterRoles, the aggregated ones holding their rules
+/// already: a fresh cluster's `admin` grants what it should from the first
+/// request on, not from the aggregation controller's first pass.
 pub fn cluster_roles() -> Vec<Value> {
+    let mut roles = unaggregated();
+    aggregate(&mut roles);
+    roles
+}
+
+/// What the aggregation controller would make of `roles`, by passes until
+/// nothing changes (`admin` takes in `edit`, which takes in `view`).
+fn aggregate(roles: &mut [Value]) {
+    use crate::server::controllers::clusterrole_aggregation::aggregate;
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    for _ in 0..roles.len() {
+        let typed: Vec<std::sync::Arc<ClusterRole>> = roles
+            .iter()
+            .filter_map(|r| serde_json::from_value(r.clone()).ok())
+            .map(std::sync::Arc::new)
+            .collect();
+        let mut changed = false;
+        for (value, role) in roles.iter_mut().zip(&typed) {
+            let Some(rules) = aggregate(role, &typed) else {
+                continue;
+            };
+            let rules = serde_json::to_value(rules).unwrap_or_default();
+            if value["rules"] != rules {
+                value["rules"] = rules;
+                changed = true;
+            }
+        }
+        if !changed {
+            return;
+        }
+    }
+}
+
+fn unaggregated() -> Vec<Value> {
     let both = |a: &[&'static str], b: &[&'static str]| [a, b].concat();
     vec![
         role(
@@ -323,6 +360,23 @@ pub fn cluster_role_bindings() -> Vec<Value> {
 mod tests {
     use super::*;
     use crate::api::validation::rbac::{validate_cluster_role, validate_cluster_role_binding};
+
+    #[test]
+    fn admin_edit_and_view_start_aggregated() {
+        let roles = cluster_roles();
+        let rules = |name: &str| {
+            let r = roles
+                .iter()
+                .find(|r| r["metadata"]["name"] == name)
+                .unwrap();
+            r["rules"].as_array().unwrap().clone()
+        };
+        let (admin, edit, view) = (rules("admin"), rules("edit"), rules("view"));
+        assert!(!view.is_empty());
+        assert!(view.iter().all(|r| edit.contains(r)), "edit holds view");
+        assert!(edit.iter().all(|r| admin.contains(r)), "admin holds edit");
+        assert!(admin.len() > edit.len() && edit.len() > view.len());
+    }
 
     #[test]
     fn the_policy_passes_the_apis_own_validation() {

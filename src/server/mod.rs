@@ -492,9 +492,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_request_body_bytes_inflight = inflight.body_bytes,
         "API request limits"
     );
+    let rbac = apiserver::rbac::Rbac::default();
     let state = Arc::new(ApiState {
         registry: Registry::builtin(),
-        objects: Objects::new(store.clone()),
+        objects: Objects::new(store.clone()).followed_by(rbac.follower()),
         auth: Authenticator {
             tokens,
             service_accounts: apiserver::serviceaccount::Tokens::new(sa_key),
@@ -510,7 +511,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             not_ready: args.default_not_ready_toleration_seconds,
             unreachable: args.default_unreachable_toleration_seconds,
         },
+        rbac,
     });
+    // Requests, bootstrap's included, are authorized on the policy.
+    apiserver::rbac::start(&state)
+        .await
+        .context("loading the RBAC policy")?;
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(
         state.clone(),

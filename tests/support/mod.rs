@@ -502,6 +502,35 @@ impl Server {
         (crt, key)
     }
 
+    /// A kubeconfig for a client certificate of `user` in `groups` (see
+    /// [`Server::client_cert`]), for [`Server::kubectl_with`].
+    pub fn user_kubeconfig(&self, name: &str, user: &str, groups: &[&str]) -> PathBuf {
+        let (crt, key) = self.client_cert(name, user, groups);
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: skiff\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\nusers:\n- name: {name}\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: {name}\n  context:\n    cluster: skiff\n    user: {name}\ncurrent-context: {name}\n",
+            self.url(""),
+            crt.display(),
+            key.display(),
+        );
+        let path = self.dir().join(format!("{name}.kubeconfig"));
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Run kubectl with another kubeconfig (and its own cache).
+    pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        let mut cmd = self.net.command(KUBECTL);
+        cmd.arg("--kubeconfig")
+            .arg(kubeconfig)
+            .arg("--cache-dir")
+            .arg(kubeconfig.with_extension("cache"))
+            .env("KUBECONFIG", kubeconfig)
+            .stdin(Stdio::null())
+            .args(args);
+        cmd.output()
+            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+    }
+
     /// Wait until the root CA publisher has put `kube-root-ca.crt` in
     /// namespace `ns` (it counts against quotas and shows in lists, as
     /// upstream's).

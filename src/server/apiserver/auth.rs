@@ -17,8 +17,9 @@ use serde_json::Value;
 
 use super::object_store::Objects;
 use super::path::ApiPath;
+use super::rbac::Rbac;
 use super::registry::Registry;
-use super::serviceaccount::{self, authn::StoreLookup, jwt};
+use super::serviceaccount::{self, authn::StoreLookup, jwt, AUTHENTICATED_GROUP};
 use crate::api::status::{qualified_resource, ApiError};
 use crate::server::pki::{Identity, TokenAuth, MASTERS_GROUP};
 
@@ -63,6 +64,15 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// `who` in `system:authenticated`, as upstream's authenticator puts every
+/// user it establishes.
+pub fn authenticated(mut who: Identity) -> Identity {
+    if !who.groups.iter().any(|g| g == AUTHENTICATED_GROUP) {
+        who.groups.push(AUTHENTICATED_GROUP.to_string());
+    }
+    who
+}
+
 impl Authenticator {
     /// Who a request comes from: the connection's certificate, else its
     /// bearer token (a static one, else a service-account JWT, whose
@@ -75,7 +85,7 @@ impl Authenticator {
         headers: &HeaderMap,
     ) -> Option<Identity> {
         if let Some(id) = &conn.0 {
-            return Some(id.clone());
+            return Some(authenticated(id.clone()));
         }
         let token = bearer_token(headers)?;
         let bearer = self.bearer(objects, registry, token, None).await?;
@@ -107,7 +117,7 @@ impl Authenticator {
                 }
             };
             return Some(Bearer {
-                who,
+                who: authenticated(who),
                 uid: self.tokens.uid_of(token).map(str::to_string),
                 service_account: None,
                 audiences,
@@ -220,12 +230,13 @@ pub fn verb(method: &Method, target: &Target<'_>, watch: bool) -> String {
     verb.to_string()
 }
 
-/// Paths upstream's `system:discovery` and `system:public-info-viewer`
-/// roles open to every authenticated user.
-fn is_discovery(path: &str) -> bool {
+/// Discovery and OpenAPI documents.
+fn is_discovery(target: &Target<'_>) -> bool {
+    let Target::Path(path) = target else {
+        return false;
+    };
     let p = path.trim_end_matches('/');
-    is_public(path)
-        || matches!(p, "/api" | "/apis" | "/openapi")
+    matches!(p, "/api" | "/apis" | "/openapi")
         || p.starts_with("/api/")
         || p.starts_with("/apis/")
         || p.starts_with("/openapi/")
@@ -299,6 +310,40 @@ pub const ENDPOINT_CONTROLLER_USER: &str = "system:controller:endpoint-controlle
 /// The ReplicationController controller, named as upstream's.
 pub const REPLICATION_CONTROLLER_USER: &str = "system:controller:replication-controller";
 
+/// Every one of skiff's own components.
+const COMPONENTS: &[&str] = &[
+    BOOTSTRAP_USER,
+    NAMESPACE_CONTROLLER_USER,
+    GARBAGE_COLLECTOR_USER,
+    SERVICE_ACCOUNT_CONTROLLER_USER,
+    ROOT_CA_PUBLISHER_USER,
+    INFORMERS_USER,
+    SCHEDULER_USER,
+    REPLICASET_CONTROLLER_USER,
+    DEPLOYMENT_CONTROLLER_USER,
+    JOB_CONTROLLER_USER,
+    CRONJOB_CONTROLLER_USER,
+    DAEMONSET_CONTROLLER_USER,
+    STATEFULSET_CONTROLLER_USER,
+    DISRUPTION_CONTROLLER_USER,
+    NODE_CONTROLLER_USER,
+    POD_GC_USER,
+    HPA_CONTROLLER_USER,
+    TTL_AFTER_FINISHED_USER,
+    LEADER_ELECTION_USER,
+    SERVICE_LB_USER,
+    ROLE_AGGREGATION_USER,
+    CLUSTER_DNS_USER,
+    ENDPOINT_CONTROLLER_USER,
+    REPLICATION_CONTROLLER_USER,
+];
+
+/// Whether `user` is one of skiff's own components, whose rights
+/// [`component_may`] holds rather than RBAC.
+pub fn is_component(user: &str) -> bool {
+    COMPONENTS.contains(&user)
+}
+
 /// The identity of one of skiff's own components (no groups: what it may do
 /// is granted to its user name in [`component_may`], nothing more).
 pub fn component(user: &str) -> Identity {
@@ -319,7 +364,9 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
         name,
     } = target
     else {
-        return false;
+        // Discovery, whatever becomes of the system:discovery binding:
+        // the garbage collector and the autoscaler map kinds through it.
+        return is_component(user) && verb == "get" && is_discovery(target);
     };
     match user {
         BOOTSTRAP_USER => {
@@ -339,9 +386,14 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
                 ("", "endpoints") | ("discovery.k8s.io", "endpointslices")
             ) && *namespace == Some("default")
                 && matches!(name, None | Some("kubernetes"));
+            // It writes the bootstrap policy, whose roles hold what no
+            // one holds yet (as upstream's API server's own loopback user).
+            let policy =
+                *group == "rbac.authorization.k8s.io" && matches!(verb, "escalate" | "bind");
             subresource.is_none()
                 && ((object && matches!(verb, "get" | "list" | "create"))
-                    || (endpoints && matches!(verb, "get" | "create" | "update")))
+                    || (endpoints && matches!(verb, "get" | "create" | "update"))
+                    || policy)
         }
         INFORMERS_USER => subresource.is_none() && matches!(verb, "get" | "list" | "watch"),
         // Load balancers: read Services and Nodes, set Services' status,
@@ -361,7 +413,7 @@ fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool {
             *group == "rbac.authorization.k8s.io"
                 && *resource == "clusterroles"
                 && subresource.is_none()
-                && matches!(verb, "get" | "list" | "watch" | "update")
+                && matches!(verb, "get" | "list" | "watch" | "update" | "escalate")
         }
         // The cluster DNS Service and its slice of nodes, nothing else.
         CLUSTER_DNS_USER => {
@@ -769,25 +821,6 @@ fn mirror_pod_refused(node: &str, pod: &Value) -> Option<String> {
     None
 }
 
-/// What a service account may do until RBAC (#16) decides: read
-/// (get, list, watch) every resource but Secrets, and of subresources only
-/// status (not pods' logs, which carry what the pods print, credentials
-/// included); write nothing.
-fn service_account_may(verb: &str, target: &Target<'_>) -> bool {
-    let Target::Resource {
-        group,
-        resource,
-        subresource,
-        ..
-    } = target
-    else {
-        return false;
-    };
-    matches!(verb, "get" | "list" | "watch")
-        && !(group.is_empty() && *resource == "secrets")
-        && matches!(subresource, None | Some("status"))
-}
-
 /// A question for the node authorizer's graph (`node_graph`): may `node`
 /// do `verb` to the object `name` of `resource` in `namespace`?
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -848,15 +881,20 @@ pub fn node_graph_question<'a>(
     })
 }
 
-/// The one authorization decision, until RBAC replaces it: members of
-/// `system:masters` (the admin certificate and the admin token) may do
-/// everything; skiff's own components what [`component_may`] grants them;
-/// nodes what [`node_may`] grants theirs (and the graph more, see
-/// [`node_graph_question`]); service accounts may read everything but
-/// Secrets; every other authenticated identity (other token-file users,
-/// any other certificate the cluster CA signed) may only read discovery,
-/// OpenAPI, health and version.
-pub fn authorize(who: &Identity, verb: &str, target: &Target<'_>) -> Result<(), ApiError> {
+/// The one authorization decision: members of `system:masters` (the
+/// admin certificate and the admin token) may do everything; skiff's own
+/// components what [`component_may`] grants them; nodes what [`node_may`]
+/// grants theirs (and the graph more, see [`node_graph_question`]);
+/// everyone what the RBAC roles bound to them allow (`rbac`). Every
+/// authenticated identity is in `system:authenticated`, which the bootstrap
+/// policy lets read discovery, OpenAPI, health and version and ask who it
+/// is and what it may do.
+pub fn authorize(
+    rbac: &Rbac,
+    who: &Identity,
+    verb: &str,
+    target: &Target<'_>,
+) -> Result<(), ApiError> {
     if who.groups.iter().any(|g| g == MASTERS_GROUP) {
         return Ok(());
     }
@@ -866,25 +904,8 @@ pub fn authorize(who: &Identity, verb: &str, target: &Target<'_>) -> Result<(), 
     if node_of(who).is_some_and(|node| node_may(node, verb, target)) {
         return Ok(());
     }
-    if serviceaccount::service_account_of(who).is_some() && service_account_may(verb, target) {
+    if rbac.allows(who, verb, target) {
         return Ok(());
-    }
-    // Upstream's system:basic-user: anyone may ask who they are.
-    if let Target::Resource {
-        group: "authentication.k8s.io",
-        resource: "selfsubjectreviews",
-        subresource: None,
-        ..
-    } = target
-    {
-        if verb == "create" {
-            return Ok(());
-        }
-    }
-    if let Target::Path(p) = target {
-        if (verb == "get" || verb == "head") && is_discovery(p) {
-            return Ok(());
-        }
     }
     Err(forbidden(who, verb, target))
 }

@@ -10,6 +10,13 @@ fn who(user: &str, groups: &[&str]) -> Identity {
     }
 }
 
+/// The bootstrap policy alone.
+fn rbac() -> Rbac {
+    let mut objects = crate::server::bootstrap_policy::cluster_roles();
+    objects.extend(crate::server::bootstrap_policy::cluster_role_bindings());
+    Rbac::of(&objects)
+}
+
 fn pods<'a>(ns: Option<&'a str>, name: Option<&'a str>) -> Target<'a> {
     Target::Resource {
         group: "",
@@ -23,8 +30,8 @@ fn pods<'a>(ns: Option<&'a str>, name: Option<&'a str>) -> Target<'a> {
 #[test]
 fn masters_may_do_everything() {
     let admin = who("system:admin", &["system:masters"]);
-    assert!(authorize(&admin, "delete", &pods(Some("default"), Some("x"))).is_ok());
-    assert!(authorize(&admin, "post", &Target::Path("/anything")).is_ok());
+    assert!(authorize(&rbac(), &admin, "delete", &pods(Some("default"), Some("x"))).is_ok());
+    assert!(authorize(&rbac(), &admin, "post", &Target::Path("/anything")).is_ok());
 }
 
 #[test]
@@ -37,13 +44,14 @@ fn others_get_upstreams_forbidden() {
         namespace: Some("default"),
         name: None,
     };
-    let e = authorize(&node, "list", &secrets).unwrap_err();
+    let e = authorize(&rbac(), &node, "list", &secrets).unwrap_err();
     assert_eq!((e.code, e.reason), (403, "Forbidden"));
     assert_eq!(
         e.message,
         r#"secrets is forbidden: User "system:node:x" cannot list resource "secrets" in API group "" in the namespace "default""#
     );
     let e = authorize(
+        &rbac(),
         &node,
         "get",
         &Target::Resource {
@@ -62,8 +70,8 @@ fn others_get_upstreams_forbidden() {
     assert_eq!(e.kind.as_deref(), Some("deployments"));
     // No group at all is no better.
     let nobody = who("mallory", &[]);
-    assert!(authorize(&nobody, "create", &pods(Some("default"), None)).is_err());
-    let e = authorize(&nobody, "get", &Target::Path("/metrics")).unwrap_err();
+    assert!(authorize(&rbac(), &nobody, "create", &pods(Some("default"), None)).is_err());
+    let e = authorize(&rbac(), &nobody, "get", &Target::Path("/metrics")).unwrap_err();
     assert_eq!(
         e.message,
         r#"forbidden: User "mallory" cannot get path "/metrics""#
@@ -72,7 +80,7 @@ fn others_get_upstreams_forbidden() {
 
 #[test]
 fn discovery_is_open_to_the_authenticated() {
-    let nobody = who("mallory", &[]);
+    let nobody = who("mallory", &["system:authenticated"]);
     for p in [
         "/api",
         "/api/v1",
@@ -81,9 +89,12 @@ fn discovery_is_open_to_the_authenticated() {
         "/openapi/v3",
         "/version",
     ] {
-        assert!(authorize(&nobody, "get", &Target::Path(p)).is_ok(), "{p}");
+        assert!(
+            authorize(&rbac(), &nobody, "get", &Target::Path(p)).is_ok(),
+            "{p}"
+        );
     }
-    assert!(authorize(&nobody, "post", &Target::Path("/api")).is_err());
+    assert!(authorize(&rbac(), &nobody, "post", &Target::Path("/api")).is_err());
 }
 
 #[test]
@@ -126,7 +137,7 @@ fn a_node_keeps_its_own_node_and_lease_only() {
             ),
         ),
     ] {
-        assert!(authorize(&node, verb, &t).is_ok(), "{verb} {t:?}");
+        assert!(authorize(&rbac(), &node, verb, &t).is_ok(), "{verb} {t:?}");
     }
     for (verb, t) in [
         ("patch", res("", "nodes", None, None, Some("other"))),
@@ -171,11 +182,17 @@ fn a_node_keeps_its_own_node_and_lease_only() {
             res("", "services", None, Some("default"), Some("web")),
         ),
     ] {
-        assert!(authorize(&node, verb, &t).is_err(), "{verb} {t:?}");
+        assert!(authorize(&rbac(), &node, verb, &t).is_err(), "{verb} {t:?}");
     }
     // The user name alone is not a node; nor is the group alone.
     let impostor = who("system:node:edge-1", &[]);
-    assert!(authorize(&impostor, "create", &res("", "nodes", None, None, None)).is_err());
+    assert!(authorize(
+        &rbac(),
+        &impostor,
+        "create",
+        &res("", "nodes", None, None, None)
+    )
+    .is_err());
     let named = |n: &str| json!({"metadata": {"name": n}});
     assert!(check_node_create(&node, "", "nodes", &named("edge-1")).is_ok());
     let e = check_node_create(&node, "", "nodes", &named("other")).unwrap_err();
@@ -199,7 +216,7 @@ fn nodes_create_only_their_own_mirror_pods() {
         namespace: Some("default"),
         name: None,
     };
-    assert!(authorize(&node, "create", &pods).is_ok());
+    assert!(authorize(&rbac(), &node, "create", &pods).is_ok());
     let mirror = json!({
         "metadata": {
             "name": "web-edge-1",
@@ -294,9 +311,9 @@ fn components_get_only_what_they_need() {
         namespace: None,
         name: None,
     };
-    assert!(authorize(&boot, "create", &ns).is_ok());
-    assert!(authorize(&boot, "create", &pods(Some("default"), None)).is_err());
-    assert!(authorize(&boot, "delete", &ns).is_err());
+    assert!(authorize(&rbac(), &boot, "create", &ns).is_ok());
+    assert!(authorize(&rbac(), &boot, "create", &pods(Some("default"), None)).is_err());
+    assert!(authorize(&rbac(), &boot, "delete", &ns).is_err());
     let classes = Target::Resource {
         group: "scheduling.k8s.io",
         resource: "priorityclasses",
@@ -304,8 +321,8 @@ fn components_get_only_what_they_need() {
         namespace: None,
         name: None,
     };
-    assert!(authorize(&boot, "create", &classes).is_ok());
-    assert!(authorize(&boot, "delete", &classes).is_err());
+    assert!(authorize(&rbac(), &boot, "create", &classes).is_ok());
+    assert!(authorize(&rbac(), &boot, "delete", &classes).is_err());
     let endpoints = |namespace, name| Target::Resource {
         group: "",
         resource: "endpoints",
@@ -314,20 +331,20 @@ fn components_get_only_what_they_need() {
         name,
     };
     let own = endpoints(Some("default"), Some("kubernetes"));
-    assert!(authorize(&boot, "update", &own).is_ok());
-    assert!(authorize(&boot, "create", &endpoints(Some("default"), None)).is_ok());
+    assert!(authorize(&rbac(), &boot, "update", &own).is_ok());
+    assert!(authorize(&rbac(), &boot, "create", &endpoints(Some("default"), None)).is_ok());
     let other = endpoints(Some("default"), Some("web"));
-    assert!(authorize(&boot, "update", &other).is_err());
+    assert!(authorize(&rbac(), &boot, "update", &other).is_err());
     let elsewhere = endpoints(Some("kube-system"), Some("kubernetes"));
-    assert!(authorize(&boot, "update", &elsewhere).is_err());
+    assert!(authorize(&rbac(), &boot, "update", &elsewhere).is_err());
     let gc = component(GARBAGE_COLLECTOR_USER);
-    assert!(authorize(&gc, "update", &pods(Some("d"), Some("x"))).is_ok());
-    assert!(authorize(&gc, "create", &pods(Some("d"), None)).is_err());
+    assert!(authorize(&rbac(), &gc, "update", &pods(Some("d"), Some("x"))).is_ok());
+    assert!(authorize(&rbac(), &gc, "create", &pods(Some("d"), None)).is_err());
     let ctl = component(NAMESPACE_CONTROLLER_USER);
-    assert!(authorize(&ctl, "delete", &pods(Some("d"), Some("x"))).is_ok());
-    assert!(authorize(&ctl, "list", &pods(Some("d"), None)).is_ok());
-    assert!(authorize(&ctl, "create", &pods(Some("d"), None)).is_err());
-    assert!(authorize(&ctl, "update", &pods(Some("d"), Some("x"))).is_err());
+    assert!(authorize(&rbac(), &ctl, "delete", &pods(Some("d"), Some("x"))).is_ok());
+    assert!(authorize(&rbac(), &ctl, "list", &pods(Some("d"), None)).is_ok());
+    assert!(authorize(&rbac(), &ctl, "create", &pods(Some("d"), None)).is_err());
+    assert!(authorize(&rbac(), &ctl, "update", &pods(Some("d"), Some("x"))).is_err());
     let finalize = Target::Resource {
         group: "",
         resource: "namespaces",
@@ -335,10 +352,10 @@ fn components_get_only_what_they_need() {
         namespace: Some("d"),
         name: Some("d"),
     };
-    assert!(authorize(&ctl, "update", &finalize).is_ok());
+    assert!(authorize(&rbac(), &ctl, "update", &finalize).is_ok());
     // A name is not a group: a component's user name grants nothing
     // outside its own rules.
-    assert!(authorize(&ctl, "get", &Target::Path("/metrics")).is_err());
+    assert!(authorize(&rbac(), &ctl, "get", &Target::Path("/metrics")).is_err());
 }
 
 #[test]
@@ -355,7 +372,7 @@ fn verbs_follow_the_request() {
 }
 
 #[test]
-fn service_accounts_read_all_but_secrets_and_write_nothing() {
+fn service_accounts_get_only_what_their_bindings_grant() {
     let sa = crate::server::apiserver::serviceaccount::identity("dev", "default");
     let res = |resource, name| Target::Resource {
         group: "",
@@ -364,32 +381,46 @@ fn service_accounts_read_all_but_secrets_and_write_nothing() {
         namespace: Some("dev"),
         name,
     };
-    for verb in ["get", "list", "watch"] {
-        assert!(authorize(&sa, verb, &res("pods", None)).is_ok(), "{verb}");
+    let bootstrap = rbac();
+    for verb in ["get", "list", "watch", "create", "delete"] {
         assert!(
-            authorize(&sa, verb, &res("configmaps", Some("x"))).is_ok(),
-            "{verb}"
-        );
-        assert!(
-            authorize(&sa, verb, &res("secrets", None)).is_err(),
+            authorize(&bootstrap, &sa, verb, &res("pods", None)).is_err(),
             "{verb}"
         );
     }
-    for verb in ["create", "update", "patch", "delete", "deletecollection"] {
-        assert!(
-            authorize(&sa, verb, &res("configmaps", Some("x"))).is_err(),
-            "{verb}"
-        );
-    }
-    let e = authorize(&sa, "list", &res("secrets", None)).unwrap_err();
+    let e = authorize(&bootstrap, &sa, "list", &res("secrets", None)).unwrap_err();
     assert_eq!(
         e.message,
         r#"secrets is forbidden: User "system:serviceaccount:dev:default" cannot list resource "secrets" in API group "" in the namespace "dev""#
     );
-    // The user name alone is not a service account.
-    let impostor = who("system:serviceaccount:dev:default", &[]);
-    assert!(authorize(&impostor, "get", &res("pods", None)).is_err());
-    // Anyone may ask who they are; only masters may review tokens.
+    let mut objects = crate::server::bootstrap_policy::cluster_roles();
+    objects.extend(crate::server::bootstrap_policy::cluster_role_bindings());
+    objects.push(json!({
+        "kind": "Role",
+        "metadata": {"name": "reader", "namespace": "dev"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+    }));
+    objects.push(json!({
+        "kind": "RoleBinding",
+        "metadata": {"name": "reader", "namespace": "dev"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "default"}],
+    }));
+    let granted = Rbac::of(&objects);
+    assert!(authorize(&granted, &sa, "list", &res("configmaps", None)).is_ok());
+    assert!(authorize(&granted, &sa, "get", &res("configmaps", Some("x"))).is_ok());
+    assert!(authorize(&granted, &sa, "update", &res("configmaps", Some("x"))).is_err());
+    assert!(authorize(&granted, &sa, "list", &res("pods", None)).is_err());
+    let elsewhere = Target::Resource {
+        group: "",
+        resource: "configmaps",
+        subresource: None,
+        namespace: Some("prod"),
+        name: None,
+    };
+    assert!(authorize(&granted, &sa, "list", &elsewhere).is_err());
+    // Anyone may ask who they are; only masters (and whom RBAC lets) may
+    // review tokens.
     let review = |resource| Target::Resource {
         group: "authentication.k8s.io",
         resource,
@@ -397,8 +428,8 @@ fn service_accounts_read_all_but_secrets_and_write_nothing() {
         namespace: None,
         name: None,
     };
-    assert!(authorize(&impostor, "create", &review("selfsubjectreviews")).is_ok());
-    assert!(authorize(&sa, "create", &review("tokenreviews")).is_err());
+    assert!(authorize(&granted, &sa, "create", &review("selfsubjectreviews")).is_ok());
+    assert!(authorize(&granted, &sa, "create", &review("tokenreviews")).is_err());
 }
 
 #[test]

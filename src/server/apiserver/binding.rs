@@ -66,7 +66,7 @@ pub async fn create(
         let now = now_rfc3339();
         bind(&mut pod, binding, target, &now);
         super::apply::record_update(Some(&cur.obj), &mut pod, manager, Some("binding"), &now);
-        let w = Write::to(state, r, name, ctx.dry_run);
+        let w = Write::to(state, r, name, ctx);
         match commit_update(w, &pod, cur.rev).await {
             Ok(_) => {
                 let mut done = success_status(None);

@@ -498,6 +498,46 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             ..BASE
         },
         ResourceDef {
+            group: "authorization.k8s.io",
+            plural: "subjectaccessreviews",
+            singular: "subjectaccessreview",
+            kind: "SubjectAccessReview",
+            namespaced: false,
+            verbs: CREATE,
+            strategy: KindRef(&kinds::review::SUBJECT_ACCESS_REVIEW),
+            ..BASE
+        },
+        ResourceDef {
+            group: "authorization.k8s.io",
+            plural: "localsubjectaccessreviews",
+            singular: "localsubjectaccessreview",
+            kind: "LocalSubjectAccessReview",
+            namespaced: true,
+            verbs: CREATE,
+            strategy: KindRef(&kinds::review::LOCAL_SUBJECT_ACCESS_REVIEW),
+            ..BASE
+        },
+        ResourceDef {
+            group: "authorization.k8s.io",
+            plural: "selfsubjectaccessreviews",
+            singular: "selfsubjectaccessreview",
+            kind: "SelfSubjectAccessReview",
+            namespaced: false,
+            verbs: CREATE,
+            strategy: KindRef(&kinds::review::SELF_SUBJECT_ACCESS_REVIEW),
+            ..BASE
+        },
+        ResourceDef {
+            group: "authorization.k8s.io",
+            plural: "selfsubjectrulesreviews",
+            singular: "selfsubjectrulesreview",
+            kind: "SelfSubjectRulesReview",
+            namespaced: false,
+            verbs: CREATE,
+            strategy: KindRef(&kinds::review::SELF_SUBJECT_RULES_REVIEW),
+            ..BASE
+        },
+        ResourceDef {
             group: "networking.k8s.io",
             plural: "ingresses",
             singular: "ingress",

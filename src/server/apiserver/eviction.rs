@@ -124,6 +124,7 @@ pub async fn create(call: &Call<'_>, name: &str, eviction: &Value) -> Result<Res
             ns,
             name: &pdb_name,
             dry_run: opts.dry_run,
+            who: None,
         };
         match commit_update(w, &spent, stored.rev).await {
             Ok(_) => return delete(call, name, &opts).await,

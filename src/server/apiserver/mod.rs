@@ -11,6 +11,7 @@
 //! fieldManager); a request to a resource reaches its handler as one
 //! [`Call`], and a write's steps share one `write::Write` target.
 
+pub mod access_review;
 pub mod admission;
 pub mod allocate;
 pub mod apply;
@@ -22,6 +23,7 @@ pub mod discovery;
 pub mod eviction;
 pub mod fieldsel;
 pub mod health;
+pub mod impersonate;
 pub mod inflight;
 pub mod kinds;
 pub mod kubelet_proxy;
@@ -36,6 +38,7 @@ pub mod openapi;
 pub mod patch;
 pub mod path;
 pub mod query;
+pub mod rbac;
 pub mod read;
 pub mod recover;
 pub mod registry;
@@ -57,6 +60,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 
 use self::auth::{Authenticator, ConnIdentity};
+use self::kinds::Review;
 use self::negotiate::{decode_object, MAX_BODY_BYTES};
 use self::object_store::Objects;
 use self::path::{ApiPath, ResourceRef};
@@ -93,6 +97,8 @@ pub struct ApiState {
     pub metrics: metrics_api::Samples,
     /// How long new pods tolerate a failed node by default.
     pub tolerations: admission::default_tolerations::Seconds,
+    /// The RBAC policy requests are authorized on.
+    pub rbac: rbac::Rbac,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -255,23 +261,18 @@ async fn dispatch(
     let parsed = path::parse(&state.registry, &path_str);
     let ctx = match who {
         Some(who) => {
+            let who = impersonate::resolve(&state.rbac, who, &parts.headers)?;
             let target = auth::Target::of(&parsed, &path_str);
             let verb = auth::verb(&method, &target, q.flag("watch"));
-            if let Err(refused) = auth::authorize(&who, &verb, &target) {
-                // A list or watch of one object names it the way
-                // upstream's RequestInfo reads it.
-                let selector = q.get("fieldSelector").map(FieldSelector::parse);
-                let selected = match &selector {
-                    Some(Ok(sel)) => sel.requires_exact("metadata.name"),
-                    _ => None,
-                };
-                let selected = selected.filter(|n| !n.is_empty());
-                let question = auth::node_graph_question(&who, &verb, &target, selected);
-                match question {
-                    Some(question) if node_graph::allows(state, &question).await? => {}
-                    _ => return Err(refused),
-                }
-            }
+            // A list or watch of one object names it the way upstream's
+            // RequestInfo reads it.
+            let selector = q.get("fieldSelector").map(FieldSelector::parse);
+            let selected = match &selector {
+                Some(Ok(sel)) => sel.requires_exact("metadata.name"),
+                _ => None,
+            };
+            let selected = selected.filter(|n| !n.is_empty());
+            decide(state, &who, &verb, &target, selected).await?;
             let writes = matches!(parsed, ApiPath::Resource(_)) && !read_only(&method);
             Some(RequestCtx {
                 who,
@@ -344,6 +345,25 @@ async fn dispatch(
         ApiPath::OpenApiV3 { group, version } => {
             openapi::group_version(state, &parts.headers, &group, &version, q.get("hash")).await
         }
+    }
+}
+
+/// Whether `who` may do `verb` to `target`: the authorizer's rules, then,
+/// for what they refuse a node, the node authorizer's graph (`selected`:
+/// the one object a list or watch is narrowed to).
+pub async fn decide(
+    state: &ApiState,
+    who: &Identity,
+    verb: &str,
+    target: &auth::Target<'_>,
+    selected: Option<&str>,
+) -> Result<(), ApiError> {
+    let Err(refused) = auth::authorize(&state.rbac, who, verb, target) else {
+        return Ok(());
+    };
+    match auth::node_graph_question(who, verb, target, selected) {
+        Some(question) if node_graph::allows(state, &question).await? => Ok(()),
+        _ => Err(refused),
     }
 }
 
@@ -484,7 +504,12 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
             if let Some(review) = r.def.strategy.review() {
                 let bytes = read_body(state, body).await?;
                 let obj = decode_object(headers, &bytes)?;
-                return serviceaccount::review::create(call, review, obj).await;
+                return match review {
+                    Review::Token | Review::SelfSubject => {
+                        serviceaccount::review::create(call, review, obj).await
+                    }
+                    _ => access_review::create(call, review, obj).await,
+                };
             }
             let manager = apply::write_manager(ctx, headers, "CreateOptions")?;
             let (obj, warnings) = object_body(call, body).await?;

@@ -17,6 +17,69 @@ pub struct Objects {
     pub store: Arc<dyn Backend>,
     /// Memory that reads of many objects may use at once (see scan.rs).
     pub read_budget: super::scan::ReadBudget,
+    /// Caches requests are decided on, whose writes wait for them.
+    followers: Vec<Arc<Follower>>,
+}
+
+/// A cache fed by the store's watch that requests are decided on (the RBAC
+/// policy): a write under its prefix is answered only once the cache has
+/// applied it, so whoever wrote a RoleBinding may use it in the very next
+/// request. (Upstream's informer-fed authorizer lags its writes; clients
+/// then see a 403 just after granting themselves something.)
+pub struct Follower {
+    prefix: String,
+    applied: tokio::sync::watch::Sender<Revision>,
+    /// Whether a watch feeds the cache now: writes wait only then.
+    live: std::sync::atomic::AtomicBool,
+}
+
+impl Follower {
+    /// How long a write waits for the cache before it is answered anyway
+    /// (the cache then catches up on its own).
+    const PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Follower {
+            prefix: prefix.into(),
+            applied: tokio::sync::watch::Sender::new(0),
+            live: Default::default(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The cache holds everything up to `rev`.
+    pub fn applied(&self, rev: Revision) {
+        self.applied.send_if_modified(|cur| {
+            let newer = rev > *cur;
+            if newer {
+                *cur = rev;
+            }
+            newer
+        });
+    }
+
+    pub fn set_live(&self, live: bool) {
+        self.live.store(live, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Wait until the cache has the write of `key` at `rev`, if it follows
+    /// that key.
+    async fn settle(&self, key: &str, rev: Revision) {
+        if !key.starts_with(&self.prefix) || !self.live.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut rx = self.applied.subscribe();
+        let caught_up = rx.wait_for(|applied| *applied >= rev);
+        if tokio::time::timeout(Self::PATIENCE, caught_up)
+            .await
+            .is_err()
+        {
+            tracing::warn!(prefix = %self.prefix, rev, "a cache of the store lags its writes");
+        }
+    }
 }
 
 /// An object as stored, with its revision.
@@ -194,6 +257,19 @@ impl Objects {
         Objects {
             store,
             read_budget: super::scan::ReadBudget::default(),
+            followers: Vec::new(),
+        }
+    }
+
+    /// These objects, whose writes wait for `follower` (see [`Follower`]).
+    pub fn followed_by(mut self, follower: Arc<Follower>) -> Self {
+        self.followers.push(follower);
+        self
+    }
+
+    async fn settle(&self, kv: &KeyValue) {
+        for f in &self.followers {
+            f.settle(&kv.key, kv.mod_revision).await;
         }
     }
 
@@ -239,6 +315,7 @@ impl Objects {
             .create(&def.key(ns, name), value)
             .await
             .map_err(|e| store_error(def, name, e))?;
+        self.settle(&kv).await;
         Ok(stamp(obj.clone(), kv.mod_revision))
     }
 
@@ -257,6 +334,7 @@ impl Objects {
             .update(&def.key(ns, name), value, expected)
             .await
             .map_err(|e| store_error(def, name, e))?;
+        self.settle(&kv).await;
         Ok(stamp(obj.clone(), kv.mod_revision))
     }
 
@@ -272,6 +350,7 @@ impl Objects {
             .delete(&def.key(ns, name), expected)
             .await
             .map_err(|e| store_error(def, name, e))?;
+        self.settle(&kv).await;
         decode_as(def, &kv)
     }
 

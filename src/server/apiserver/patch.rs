@@ -170,7 +170,7 @@ pub async fn patch(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response,
     let manager = super::apply::write_manager(ctx, headers, "PatchOptions")?;
     let doc = parse_json(body)?;
     let ns = r.namespace.as_deref();
-    let w = Write::to(state, r, name, ctx.dry_run);
+    let w = Write::to(state, r, name, ctx);
     if r.subresource.as_deref() == Some("scale") {
         return patch_scale(w, kind, &doc, &manager).await;
     }
@@ -329,7 +329,7 @@ pub async fn put_scale(
     if precondition.is_some_and(|rv| rv != cur.rev) {
         return Err(conflict(def, name));
     }
-    let w = Write::to(state, r, name, ctx.dry_run);
+    let w = Write::to(state, r, name, ctx);
     let out = set_replicas(w, &cur, replicas, manager).await?;
     Ok(json_response(StatusCode::OK, &scale_of(def, &out)))
 }

@@ -15,9 +15,10 @@ use super::query::Query;
 use super::read::Filter;
 use super::registry::ResourceDef;
 use super::scan::{scan_page, Held, ScanSink};
-use super::{allocate, ApiState, Call};
+use super::{allocate, ApiState, Call, RequestCtx};
 use crate::api::status::{success_status, ApiError};
 use crate::server::controllers::garbage;
+use crate::server::pki::Identity;
 
 fn ns_def(state: &ApiState) -> Result<&ResourceDef, ApiError> {
     state
@@ -60,17 +61,27 @@ pub struct Write<'a> {
     pub ns: Option<&'a str>,
     pub name: &'a str,
     pub dry_run: bool,
+    /// Who asks, for the checks that depend on it (RBAC's escalation
+    /// prevention); `None` for the server's own follow-up writes.
+    pub who: Option<&'a Identity>,
 }
 
 impl<'a> Write<'a> {
-    /// A write of object `name` of the resource (and namespace) `r` names.
-    pub fn to(state: &'a ApiState, r: &'a ResourceRef<'_>, name: &'a str, dry_run: bool) -> Self {
+    /// A write of object `name` of the resource (and namespace) `r` names,
+    /// asked for by the request `ctx`.
+    pub fn to(
+        state: &'a ApiState,
+        r: &'a ResourceRef<'_>,
+        name: &'a str,
+        ctx: &'a RequestCtx,
+    ) -> Self {
         Write {
             state,
             def: r.def,
             ns: r.namespace.as_deref(),
             name,
-            dry_run,
+            dry_run: ctx.dry_run,
+            who: Some(&ctx.who),
         }
     }
 }
@@ -87,13 +98,14 @@ pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Respo
     let mut obj = prepare_create(def, ns.as_deref(), body)?;
     let name = name_of(&obj).unwrap_or("").to_string();
     super::auth::check_node_create(&ctx.who, def.group, def.plural, &obj)?;
-    let taken = admit_new(state, def, &mut obj, &name, dry_run).await?;
+    let taken = admit_new(state, &ctx.who, def, &mut obj, &name, dry_run).await?;
     let w = Write {
         state,
         def,
         ns: ns.as_deref(),
         name: &name,
         dry_run,
+        who: Some(&ctx.who),
     };
     let res = store_new(w, obj, manager).await;
     if res.is_err() {
@@ -121,6 +133,7 @@ impl Taken<'_> {
 /// every way of creating (POST, server-side apply) goes through here.
 pub async fn admit_new<'a>(
     state: &'a ApiState,
+    who: &Identity,
     def: &ResourceDef,
     obj: &mut Value,
     name: &str,
@@ -128,6 +141,8 @@ pub async fn admit_new<'a>(
 ) -> Result<Taken<'a>, ApiError> {
     super::admission::mutate(state, def, obj).await?;
     check_valid(def, None, obj, name)?;
+    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+    super::rbac::escalation::check(state, who, def, ns, None, obj)?;
     super::object_store::check_size_early(def, name, obj)?;
     let reserved = allocate::reserve(state, def, obj, dry_run).await?;
     match super::admission::quota::charge(state, def, obj, dry_run).await {
@@ -147,6 +162,7 @@ async fn store_new(w: Write<'_>, mut obj: Value, manager: &str) -> Result<Respon
         ns,
         name,
         dry_run,
+        ..
     } = w;
     super::apply::record_update(None, &mut obj, manager, None, &metadata::now_rfc3339());
     if let Some(ns) = ns {
@@ -228,6 +244,9 @@ pub async fn commit_update_from(
     mut new: Value,
 ) -> Result<Value, ApiError> {
     super::admission::mutate_update(w.state, w.def, &cur.obj, &mut new).await?;
+    if let Some(who) = w.who {
+        super::rbac::escalation::check(w.state, who, w.def, w.ns, Some(&cur.obj), &new)?;
+    }
     let charged =
         super::admission::quota::charge_update(w.state, w.def, &cur.obj, &new, w.dry_run).await?;
     let re = match allocate::reallocate(w, &cur.obj, &mut new).await {
@@ -260,6 +279,7 @@ pub async fn commit_update(w: Write<'_>, new: &Value, expected: i64) -> Result<V
         ns,
         name,
         dry_run,
+        ..
     } = w;
     if dry_run {
         super::object_store::check_dry_run(def, name, new)?;
@@ -285,7 +305,6 @@ pub async fn update(
     let Call { state, ctx, r, .. } = *call;
     let def = r.def;
     let ns = r.namespace.as_deref();
-    let dry_run = ctx.dry_run;
     let sub = r.subresource.as_deref();
     let precondition = parse_rv(meta_str(&body, "resourceVersion"))?;
     let cur = state.objects.must_get(def, ns, name).await?;
@@ -321,7 +340,7 @@ pub async fn update(
     if unchanged(&cur.obj, &new) {
         return Ok(json_response(StatusCode::OK, &cur.obj));
     }
-    let out = commit_update_from(Write::to(state, r, name, dry_run), &cur, new).await?;
+    let out = commit_update_from(Write::to(state, r, name, ctx), &cur, new).await?;
     Ok(json_response(StatusCode::OK, &out))
 }
 
@@ -500,6 +519,7 @@ pub async fn delete_one(
                 ns,
                 name,
                 dry_run: opts.dry_run,
+                who: None,
             };
             match commit_update(w, &new, cur.rev).await {
                 Ok(v) => {

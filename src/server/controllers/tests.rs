@@ -48,6 +48,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         kubelet: Default::default(),
         metrics: Default::default(),
         tolerations: Default::default(),
+        rbac: Default::default(),
     });
     (state, store)
 }

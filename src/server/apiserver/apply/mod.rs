@@ -530,7 +530,8 @@ pub async fn apply(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response,
             let mut obj = server_side_apply(None, &applied, &manager, force, &now)?;
             super::metadata::meta_mut(&mut obj).insert("name".into(), Value::from(name));
             let mut obj = prepare_create(def, ns, obj)?;
-            let taken = super::write::admit_new(state, def, &mut obj, name, dry_run).await?;
+            let taken =
+                super::write::admit_new(state, &ctx.who, def, &mut obj, name, dry_run).await?;
             let created = async {
                 if let Some(ns) = ns {
                     check_namespace(state, def, ns, name).await?;
@@ -564,7 +565,7 @@ pub async fn apply(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response,
         let mut new = prepare_update(def, &cur.obj, merged, None)?;
         allocate::on_update(def, &cur.obj, &mut new)?;
         super::write::check_valid(def, Some(&cur.obj), &new, name)?;
-        let w = Write::to(state, r, name, dry_run);
+        let w = Write::to(state, r, name, ctx);
         match write_unless_unchanged(w, &cur, &new, &warnings).await? {
             Some(resp) => return Ok(resp),
             // Lost a race: apply to the newer version, unless the client

@@ -17,7 +17,8 @@
 //! - `events`: events.k8s.io Events stored as, and converted from, core Events.
 //! - `workloads`: apps and batch kinds (generation, field labels).
 //! - `scheduling`: the system PriorityClasses cannot be deleted.
-//! - `review`: TokenReview and SelfSubjectReview, answered, never stored.
+//! - `review`: the authentication and authorization reviews, answered,
+//!   never stored.
 
 pub mod alloc;
 pub mod autoscaling;
@@ -93,6 +94,15 @@ pub enum Review {
     Token,
     /// `SelfSubjectReview`: who the caller is (`kubectl auth whoami`).
     SelfSubject,
+    /// `SubjectAccessReview`: may a given user do something?
+    SubjectAccess,
+    /// `LocalSubjectAccessReview`: the same, within one namespace.
+    LocalSubjectAccess,
+    /// `SelfSubjectAccessReview`: may I (`kubectl auth can-i`)?
+    SelfSubjectAccess,
+    /// `SelfSubjectRulesReview`: what may I do in a namespace
+    /// (`kubectl auth can-i --list`)?
+    SelfSubjectRules,
 }
 
 /// What a kind does. Every method has the behaviour of an ordinary kind as

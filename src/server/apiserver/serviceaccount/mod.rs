@@ -60,6 +60,12 @@ pub fn identity(namespace: &str, name: &str) -> Identity {
     }
 }
 
+/// The (namespace, name) of a service account's user name.
+pub fn parse_user(user: &str) -> Option<(&str, &str)> {
+    let (ns, name) = user.strip_prefix(USER_PREFIX)?.split_once(':')?;
+    (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
+}
+
 /// The (namespace, name) an identity speaks for as a service account: user
 /// `system:serviceaccount:<ns>:<name>` in group `system:serviceaccounts`
 /// (both, as for nodes).
@@ -67,8 +73,7 @@ pub fn service_account_of(who: &Identity) -> Option<(&str, &str)> {
     if !who.groups.iter().any(|g| g == ALL_GROUP) {
         return None;
     }
-    let (ns, name) = who.user.strip_prefix(USER_PREFIX)?.split_once(':')?;
-    (!ns.is_empty() && !name.is_empty() && !name.contains(':')).then_some((ns, name))
+    parse_user(&who.user)
 }
 
 /// What issues and checks tokens: the signing key, the issuer, the API

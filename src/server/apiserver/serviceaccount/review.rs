@@ -63,6 +63,7 @@ pub async fn create(call: &Call<'_>, review: Review, body: Value) -> Result<Resp
     let out = match review {
         Review::Token => token_review(call, body).await?,
         Review::SelfSubject => self_subject_review(call, &body).await?,
+        _ => return Err(ApiError::internal("not an authentication review")),
     };
     Ok(json_response(StatusCode::CREATED, &out))
 }
@@ -143,7 +144,7 @@ async fn self_subject_review(call: &Call<'_>, body: &Value) -> Result<Value, Api
         }
         None => None,
     };
-    let bearer = bearer.filter(|b| b.who == *who);
+    let bearer = bearer.filter(|b| b.who.user == who.user);
     let uid = bearer.as_ref().and_then(|b| b.uid.as_deref());
     let sa = bearer.as_ref().and_then(|b| b.service_account.as_deref());
     Ok(json!({

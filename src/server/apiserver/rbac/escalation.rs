@@ -1,0 +1,159 @@
+//! Upstream's escalation prevention: whoever writes a Role or ClusterRole
+//! must already hold every rule it grants (or have the `escalate` verb on
+//! it), and whoever binds a role must hold every rule of that role (or
+//! have the `bind` verb on it) — else RBAC would let a user with write
+//! access to roles or bindings grant itself anything. An aggregated
+//! ClusterRole collects rules from roles yet to come, so only a caller
+//! holding everything may write one.
+
+use serde_json::Value;
+
+use super::rule::{uncovered, Rule};
+use crate::api::status::{qualified_resource, ApiError};
+use crate::server::apiserver::auth::{self, Target};
+use crate::server::apiserver::registry::ResourceDef;
+use crate::server::apiserver::ApiState;
+use crate::server::pki::Identity;
+
+const GROUP: &str = "rbac.authorization.k8s.io";
+
+/// Whether the fields that grant something differ between the stored and
+/// the new object (a new object always grants).
+fn changed(old: Option<&Value>, new: &Value, fields: &[&str]) -> bool {
+    old.is_none_or(|old| fields.iter().any(|f| old.get(f) != new.get(f)))
+}
+
+fn rules(v: Option<&Value>) -> Result<Vec<Rule>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        // Validation has checked their shape already.
+        Some(v) => serde_json::from_value(v.clone())
+            .map_err(|e| ApiError::bad_request(format!("rules: {e}"))),
+    }
+}
+
+fn forbidden(def: &ResourceDef, name: &str, why: String) -> ApiError {
+    let mut e = ApiError::forbidden(format!(
+        "{} {name:?} is forbidden: {why}",
+        qualified_resource(def.group, def.plural)
+    ));
+    e.group = Some(def.group.to_string());
+    e.kind = Some(def.plural.to_string());
+    e.name = Some(name.to_string());
+    e
+}
+
+/// Upstream's words for the rules a caller lacks.
+fn not_held(who: &Identity, missing: &[Rule]) -> String {
+    let groups: Vec<String> = who.groups.iter().map(|g| format!("{g:?}")).collect();
+    let rules: Vec<String> = missing.iter().map(Rule::compact).collect();
+    format!(
+        "user {:?} (groups=[{}]) is attempting to grant RBAC permissions not currently held:\n{}",
+        who.user,
+        groups.join(" "),
+        rules.join("\n")
+    )
+}
+
+/// Refuse a write of an RBAC object (`old` is the stored version of an
+/// update) that would give more than its writer holds.
+pub fn check(
+    state: &ApiState,
+    who: &Identity,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    old: Option<&Value>,
+    new: &Value,
+) -> Result<(), ApiError> {
+    if def.group != GROUP
+        || who
+            .groups
+            .iter()
+            .any(|g| g == crate::server::pki::MASTERS_GROUP)
+    {
+        return Ok(());
+    }
+    let name = new
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let may = |verb: &str, resource: &str, object: &str| {
+        let target = Target::Resource {
+            group: GROUP,
+            resource,
+            subresource: None,
+            namespace: ns,
+            name: Some(object),
+        };
+        auth::authorize(&state.rbac, who, verb, &target).is_ok()
+    };
+    let policy = state.rbac.policy();
+    let wanted = match def.plural {
+        "roles" | "clusterroles" => {
+            if !changed(old, new, &["rules", "aggregationRule"])
+                || may("escalate", def.plural, name)
+            {
+                return Ok(());
+            }
+            if new.get("aggregationRule").is_some_and(|a| !a.is_null()) {
+                let everything = [
+                    Rule {
+                        verbs: vec!["*".into()],
+                        api_groups: vec!["*".into()],
+                        resources: vec!["*".into()],
+                        ..Rule::default()
+                    },
+                    Rule {
+                        verbs: vec!["*".into()],
+                        non_resource_urls: vec!["*".into()],
+                        ..Rule::default()
+                    },
+                ];
+                if !uncovered(&policy.rules_for(who, None), &everything).is_empty() {
+                    return Err(forbidden(
+                        def,
+                        name,
+                        "must have cluster-admin privileges to use the aggregationRule".into(),
+                    ));
+                }
+            }
+            rules(new.get("rules"))?
+        }
+        "rolebindings" | "clusterrolebindings" => {
+            if !changed(old, new, &["roleRef", "subjects"]) {
+                return Ok(());
+            }
+            let field = |f: &str| {
+                new.pointer(&format!("/roleRef/{f}"))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            };
+            let (kind, role) = (field("kind"), field("name"));
+            let resource = if kind == "Role" {
+                "roles"
+            } else {
+                "clusterroles"
+            };
+            if may("bind", resource, role) {
+                return Ok(());
+            }
+            match policy.role_rules(kind, role, ns) {
+                Some(r) => r,
+                None => {
+                    return Err(forbidden(
+                        def,
+                        name,
+                        format!("{} {role:?} not found", qualified_resource(GROUP, resource)),
+                    ))
+                }
+            }
+        }
+        _ => return Ok(()),
+    };
+    let missing = uncovered(&policy.rules_for(who, ns), &wanted);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(forbidden(def, name, not_held(who, &missing)))
+    }
+}
