@@ -88,7 +88,7 @@ pub async fn create(
             .map_err(|e| ApiError::bad_request(format!("{kind}: spec: {e}")))?,
     };
     let status = match review {
-        Review::SelfSubjectRules => rules_review(call, &spec),
+        Review::SelfSubjectRules => rules_review(call, &spec)?,
         _ => access_review(call, review, kind, spec).await?,
     };
     let obj = body
@@ -110,7 +110,7 @@ async fn access_review(
     call: &Call<'_>,
     review: Review,
     kind: &str,
-    mut spec: Spec,
+    spec: Spec,
 ) -> Result<Value, ApiError> {
     let mut problems = Vec::new();
     match (&spec.resource_attributes, &spec.non_resource_attributes) {
@@ -142,21 +142,28 @@ async fn access_review(
             }
         }
     };
-    if !problems.is_empty() {
-        return Err(ApiError::invalid(GROUP, kind, "", problems));
-    }
     if review == Review::LocalSubjectAccess {
+        // Confined to the namespace of its path, as upstream's validation.
         let ns = call.r.namespace.as_deref().unwrap_or_default();
-        if let Some(attrs) = spec.resource_attributes.as_mut() {
-            if attrs.namespace.is_empty() {
-                attrs.namespace = ns.to_string();
-            }
+        if let Some(attrs) = &spec.resource_attributes {
             if attrs.namespace != ns {
-                return Err(ApiError::bad_request(format!(
-                    "spec.resourceAttributes.namespace must match namespace: {ns}"
-                )));
+                problems.push(causes::invalid(
+                    "spec.resourceAttributes.namespace",
+                    &causes::go_str(&attrs.namespace),
+                    "must match metadata.namespace",
+                ));
             }
         }
+        if spec.non_resource_attributes.is_some() {
+            problems.push(causes::invalid(
+                "spec.nonResourceAttributes",
+                "{}",
+                "disallowed on this kind of request",
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::invalid(GROUP, kind, "", problems));
     }
     let (verb, target) = match (&spec.resource_attributes, &spec.non_resource_attributes) {
         (Some(a), _) => (
@@ -172,25 +179,27 @@ async fn access_review(
         (None, Some(n)) => (n.verb.as_str(), Target::Path(&n.path)),
         (None, None) => return Err(ApiError::internal("no attributes to review")),
     };
-    // A list or watch narrowed to one object is how a node asks for one
-    // of its pods' objects; a review names that object directly.
-    let selected = match target {
-        Target::Resource { name, .. } => name,
-        Target::Path(_) => None,
-    };
-    Ok(
-        match super::decide(call.state, &who, verb, &target, selected).await {
-            Ok(()) => json!({"allowed": true}),
-            Err(e) if e.code == 403 => json!({"allowed": false}),
-            Err(e) => json!({"allowed": false, "evaluationError": e.message}),
-        },
-    )
+    Ok(match super::decide(call.state, &who, verb, &target).await {
+        Ok(()) => json!({"allowed": true}),
+        Err(e) if e.code == 403 => json!({"allowed": false}),
+        Err(e) => {
+            // The reason stays in the server's log, not in the answer.
+            tracing::warn!(
+                code = e.code,
+                "an access review could not be decided: {}",
+                e.message
+            );
+            json!({"allowed": false, "evaluationError": "the authorizer could not decide; see the server's log"})
+        }
+    })
 }
 
-fn rules_review(call: &Call<'_>, spec: &Spec) -> Value {
+fn rules_review(call: &Call<'_>, spec: &Spec) -> Result<Value, ApiError> {
     let who = &call.ctx.who;
-    let ns = non_empty(&spec.namespace);
-    let rules = call.state.rbac.policy().rules_for(who, ns);
+    let Some(ns) = non_empty(&spec.namespace) else {
+        return Err(ApiError::bad_request("no namespace on request"));
+    };
+    let rules = call.state.rbac.policy().rules_for(who, Some(ns));
     let (mut resource_rules, mut url_rules) = (Vec::new(), Vec::new());
     for Rule {
         verbs,
@@ -228,5 +237,5 @@ fn rules_review(call: &Call<'_>, spec: &Spec) -> Value {
         status["evaluationError"] =
             json!("the node and component authorizers do not enumerate their rules");
     }
-    status
+    Ok(status)
 }

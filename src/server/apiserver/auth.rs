@@ -192,6 +192,40 @@ impl<'a> Target<'a> {
     }
 }
 
+impl<'a> Target<'a> {
+    /// A list or watch narrowed to one object by a `metadata.name=` field
+    /// selector names it, as upstream's RequestInfo does (so roles with
+    /// resourceNames allow `kubectl get cm x -w`), when the name could be
+    /// a path segment.
+    pub fn narrowed(self, verb: &str, selected: Option<&'a str>) -> Target<'a> {
+        match (self, selected) {
+            (
+                Target::Resource {
+                    group,
+                    resource,
+                    subresource,
+                    namespace,
+                    name: None,
+                },
+                Some(sel),
+            ) if matches!(verb, "list" | "watch")
+                && !sel.is_empty()
+                && !matches!(sel, "." | "..")
+                && !sel.contains(['/', '%']) =>
+            {
+                Target::Resource {
+                    group,
+                    resource,
+                    subresource,
+                    namespace,
+                    name: Some(sel),
+                }
+            }
+            (t, _) => t,
+        }
+    }
+}
+
 /// The authorizer's verb for a request: `get`/`list`/`watch`, `create`,
 /// `update`, `patch`, `delete`/`deletecollection` on resources; the
 /// lower-case HTTP method on plain paths.
@@ -836,15 +870,13 @@ pub struct GraphQuestion<'a> {
 
 /// Whether a request [`authorize`] refused is one the node authorizer
 /// decides from the graph of a node's pods, and its question: a node's
-/// `get` (or a `list`/`watch` narrowed to one object by a
-/// `metadata.name=` field selector, `selected`, as upstream's RequestInfo
-/// names it) of a Secret, ConfigMap, PersistentVolumeClaim or
+/// `get` (or a `list`/`watch` narrowed to one object, see
+/// [`Target::narrowed`]) of a Secret, ConfigMap, PersistentVolumeClaim or
 /// ServiceAccount, or its `create` of `serviceaccounts/token`.
 pub fn node_graph_question<'a>(
     who: &'a Identity,
     verb: &'a str,
     target: &Target<'a>,
-    selected: Option<&'a str>,
 ) -> Option<GraphQuestion<'a>> {
     let node = node_of(who)?;
     let Target::Resource {
@@ -859,7 +891,7 @@ pub fn node_graph_question<'a>(
     };
     let name = match (verb, name) {
         ("get", Some(n)) => n,
-        ("list" | "watch", None) => selected?,
+        ("list" | "watch", Some(n)) => n,
         ("create", Some(n)) => n,
         _ => return None,
     };

@@ -442,7 +442,7 @@ fn the_graph_is_asked_only_for_a_nodes_reads_of_pod_objects_and_tokens() {
         namespace: Some("ns"),
         name,
     };
-    let q = node_graph_question(&node, "get", &res("secrets", None, Some("s")), None).unwrap();
+    let q = node_graph_question(&node, "get", &res("secrets", None, Some("s"))).unwrap();
     assert_eq!(
         q,
         GraphQuestion {
@@ -454,11 +454,12 @@ fn the_graph_is_asked_only_for_a_nodes_reads_of_pod_objects_and_tokens() {
         }
     );
     // A list or watch only when narrowed to one object.
-    assert!(node_graph_question(&node, "list", &res("configmaps", None, None), None).is_none());
-    let q = node_graph_question(&node, "watch", &res("configmaps", None, None), Some("c"));
+    assert!(node_graph_question(&node, "list", &res("configmaps", None, None)).is_none());
+    let narrowed = res("configmaps", None, None).narrowed("watch", Some("c"));
+    let q = node_graph_question(&node, "watch", &narrowed);
     assert_eq!(q.map(|q| q.name), Some("c"));
     let tok = res("serviceaccounts", Some("token"), Some("default"));
-    let q = node_graph_question(&node, "create", &tok, None).unwrap();
+    let q = node_graph_question(&node, "create", &tok).unwrap();
     assert_eq!(q.resource, "serviceaccounts/token");
     for (verb, t) in [
         ("create", res("secrets", None, Some("s"))),
@@ -470,11 +471,18 @@ fn the_graph_is_asked_only_for_a_nodes_reads_of_pod_objects_and_tokens() {
         ),
     ] {
         assert!(
-            node_graph_question(&node, verb, &t, None).is_none(),
+            node_graph_question(&node, verb, &t).is_none(),
             "{verb} {t:?}"
         );
     }
     // Not a node, no graph.
     let nobody = who("system:node:n1", &[]);
-    assert!(node_graph_question(&nobody, "get", &res("secrets", None, Some("s")), None).is_none());
+    assert!(node_graph_question(&nobody, "get", &res("secrets", None, Some("s"))).is_none());
+    // Only a name that could be a path segment narrows.
+    for bad in ["", "..", "a/b", "a%2f"] {
+        let t = res("configmaps", None, None).narrowed("list", Some(bad));
+        assert!(matches!(t, Target::Resource { name: None, .. }), "{bad}");
+    }
+    let t = res("configmaps", None, None).narrowed("get", Some("c"));
+    assert!(matches!(t, Target::Resource { name: None, .. }));
 }

@@ -57,10 +57,12 @@ fn unescape(key: &str) -> String {
 /// Who the request acts as: `who` itself when it asks for no one else,
 /// else the identity it impersonates once every part of that is allowed.
 pub fn resolve(rbac: &Rbac, who: Identity, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    // An empty value asks for no one, as upstream reads it.
     let user = headers
         .get(USER)
         .map(|v| text(v, "Impersonate-User"))
-        .transpose()?;
+        .transpose()?
+        .filter(|u| !u.is_empty());
     let groups = headers
         .get_all(GROUP)
         .iter()
@@ -147,7 +149,11 @@ pub fn resolve(rbac: &Rbac, who: Identity, headers: &HeaderMap) -> Result<Identi
         groups,
     };
     tracing::debug!(user = %who.user, as_user = %acting.user, "impersonating");
-    Ok(if acting.user == "system:anonymous" {
+    // Upstream's rule: anyone but the anonymous user (or whoever is asked
+    // for as unauthenticated) is authenticated.
+    let anonymous = acting.user == "system:anonymous"
+        || acting.groups.iter().any(|g| g == "system:unauthenticated");
+    Ok(if anonymous {
         acting
     } else {
         auth::authenticated(acting)

@@ -303,10 +303,12 @@ pub(super) async fn send(
         .map_err(|e| e.to_string())?;
     for (k, v) in headers {
         // The client's credentials are for the server, not the kubelet.
+        // Nor is whom they impersonate (the server decided on it).
         if k == http::header::AUTHORIZATION
             || k == http::header::HOST
             || k == http::header::CONTENT_LENGTH
             || k == http::header::TRANSFER_ENCODING
+            || k.as_str().starts_with("impersonate-")
         {
             continue;
         }

@@ -262,17 +262,15 @@ async fn dispatch(
     let ctx = match who {
         Some(who) => {
             let who = impersonate::resolve(&state.rbac, who, &parts.headers)?;
-            let target = auth::Target::of(&parsed, &path_str);
-            let verb = auth::verb(&method, &target, q.flag("watch"));
-            // A list or watch of one object names it the way upstream's
-            // RequestInfo reads it.
             let selector = q.get("fieldSelector").map(FieldSelector::parse);
             let selected = match &selector {
                 Some(Ok(sel)) => sel.requires_exact("metadata.name"),
                 _ => None,
             };
-            let selected = selected.filter(|n| !n.is_empty());
-            decide(state, &who, &verb, &target, selected).await?;
+            let target = auth::Target::of(&parsed, &path_str);
+            let verb = auth::verb(&method, &target, q.flag("watch"));
+            let target = target.narrowed(&verb, selected);
+            decide(state, &who, &verb, &target).await?;
             let writes = matches!(parsed, ApiPath::Resource(_)) && !read_only(&method);
             Some(RequestCtx {
                 who,
@@ -349,19 +347,17 @@ async fn dispatch(
 }
 
 /// Whether `who` may do `verb` to `target`: the authorizer's rules, then,
-/// for what they refuse a node, the node authorizer's graph (`selected`:
-/// the one object a list or watch is narrowed to).
+/// for what they refuse a node, the node authorizer's graph.
 pub async fn decide(
     state: &ApiState,
     who: &Identity,
     verb: &str,
     target: &auth::Target<'_>,
-    selected: Option<&str>,
 ) -> Result<(), ApiError> {
     let Err(refused) = auth::authorize(&state.rbac, who, verb, target) else {
         return Ok(());
     };
-    match auth::node_graph_question(who, verb, target, selected) {
+    match auth::node_graph_question(who, verb, target) {
         Some(question) if node_graph::allows(state, &question).await? => Ok(()),
         _ => Err(refused),
     }

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use super::rule::{uncovered, Rule};
+use super::rule::{uncovered, Rule, MAX_CHECKS};
 use crate::api::status::{qualified_resource, ApiError};
 use crate::server::apiserver::auth::{self, Target};
 use crate::server::apiserver::registry::ResourceDef;
@@ -17,10 +17,37 @@ use crate::server::pki::Identity;
 
 const GROUP: &str = "rbac.authorization.k8s.io";
 
-/// Whether the fields that grant something differ between the stored and
-/// the new object (a new object always grants).
-fn changed(old: Option<&Value>, new: &Value, fields: &[&str]) -> bool {
-    old.is_none_or(|old| fields.iter().any(|f| old.get(f) != new.get(f)))
+/// Whether an update changes no more than the garbage collector's fields
+/// (owner references, finalizers): only then is it not checked, as
+/// upstream's IsOnlyMutatingGCFields. Labels count: they decide which roles
+/// an aggregated role gathers.
+fn only_gc_fields(old: Option<&Value>, new: &Value) -> bool {
+    let Some(old) = old else {
+        return false;
+    };
+    let strip = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v.get_mut("metadata").and_then(Value::as_object_mut) {
+            for f in [
+                "ownerReferences",
+                "finalizers",
+                "managedFields",
+                "resourceVersion",
+                "generation",
+            ] {
+                m.remove(f);
+            }
+        }
+        v
+    };
+    strip(old) == strip(new)
+}
+
+/// Upstream's hasAggregationRule: at least one selector.
+fn aggregates(role: Option<&Value>) -> bool {
+    role.and_then(|r| r.pointer("/aggregationRule/clusterRoleSelectors"))
+        .and_then(Value::as_array)
+        .is_some_and(|s| !s.is_empty())
 }
 
 fn rules(v: Option<&Value>) -> Result<Vec<Rule>, ApiError> {
@@ -77,25 +104,32 @@ pub fn check(
         .pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let may = |verb: &str, resource: &str, object: &str| {
+    if only_gc_fields(old, new) {
+        return Ok(());
+    }
+    // `escalate` is asked of the role written; a create's path names none,
+    // as upstream's.
+    let written = old.map(|_| name);
+    let may = |verb: &str, resource: &str, object: Option<&str>| {
         let target = Target::Resource {
             group: GROUP,
             resource,
             subresource: None,
             namespace: ns,
-            name: Some(object),
+            name: object,
         };
         auth::authorize(&state.rbac, who, verb, &target).is_ok()
     };
     let policy = state.rbac.policy();
+    let held = policy.rules_for(who, ns);
     let wanted = match def.plural {
         "roles" | "clusterroles" => {
-            if !changed(old, new, &["rules", "aggregationRule"])
-                || may("escalate", def.plural, name)
-            {
+            if may("escalate", def.plural, written) {
                 return Ok(());
             }
-            if new.get("aggregationRule").is_some_and(|a| !a.is_null()) {
+            // Adding, changing or removing an aggregation rule decides
+            // what the role gathers from roles yet to come.
+            if aggregates(old) || aggregates(Some(new)) {
                 let everything = [
                     Rule {
                         verbs: vec!["*".into()],
@@ -109,7 +143,8 @@ pub fn check(
                         ..Rule::default()
                     },
                 ];
-                if !uncovered(&policy.rules_for(who, None), &everything).is_empty() {
+                let cluster = policy.rules_for(who, None);
+                if !uncovered(&cluster, &everything).is_ok_and(|m| m.is_empty()) {
                     return Err(forbidden(
                         def,
                         name,
@@ -120,9 +155,6 @@ pub fn check(
             rules(new.get("rules"))?
         }
         "rolebindings" | "clusterrolebindings" => {
-            if !changed(old, new, &["roleRef", "subjects"]) {
-                return Ok(());
-            }
             let field = |f: &str| {
                 new.pointer(&format!("/roleRef/{f}"))
                     .and_then(Value::as_str)
@@ -134,7 +166,7 @@ pub fn check(
             } else {
                 "clusterroles"
             };
-            if may("bind", resource, role) {
+            if may("bind", resource, Some(role)) {
                 return Ok(());
             }
             match policy.role_rules(kind, role, ns) {
@@ -150,7 +182,20 @@ pub fn check(
         }
         _ => return Ok(()),
     };
-    let missing = uncovered(&policy.rules_for(who, ns), &wanted);
+    let missing = uncovered(&held, &wanted).map_err(|checks| {
+        ApiError::invalid(
+            def.group,
+            def.kind,
+            name,
+            vec![crate::api::validation::causes::invalid(
+                "rules",
+                &checks.to_string(),
+                &format!(
+                    "too many combinations of the rules' verbs, apiGroups, resources, resourceNames and nonResourceURLs to check against the caller's rules (at most {MAX_CHECKS})"
+                ),
+            )],
+        )
+    })?;
     if missing.is_empty() {
         Ok(())
     } else {

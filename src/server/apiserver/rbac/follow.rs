@@ -49,7 +49,10 @@ async fn load(state: &ApiState) -> Result<Revision, store::Error> {
 async fn run(state: Arc<ApiState>, mut rev: Revision) {
     loop {
         match follow(&state, rev).await {
-            Ok(()) | Err(store::Error::Closed) => break,
+            Err(store::Error::Closed) => break,
+            // A watch that ends without saying why is made again as well:
+            // a policy that stops following would never revoke anything.
+            Ok(()) => tracing::error!("the RBAC policy's watch ended; listing again"),
             Err(e) => tracing::debug!("the RBAC policy's watch ended ({e}); listing again"),
         }
         // Until a list succeeds the policy stands as it was.

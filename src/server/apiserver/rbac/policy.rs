@@ -274,9 +274,10 @@ impl Policy {
     /// Every rule `who` holds in `namespace` (the cluster's alone for
     /// none), as SelfSubjectRulesReview and the escalation checks read them.
     pub fn rules_for(&self, who: &Identity, namespace: Option<&str>) -> Vec<Rule> {
+        let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Rule> = Vec::new();
         self.any_rule(who, namespace, |r| {
-            if !out.contains(r) {
+            if seen.insert(r.clone()) {
                 out.push(r.clone());
             }
             false
