@@ -9,6 +9,9 @@
 //!     N clients, each with its own HTTPS connection, create M ConfigMaps in
 //!     total (POST /api/v1/namespaces/NS/configmaps); print throughput and
 //!     latency percentiles.
+//! apibench get --url URL --ca FILE --token T --clients N --requests M [--namespace NS]
+//!     create one ConfigMap, then N clients GET it M times in total: the
+//!     cheapest authorized request (what authorization costs shows most).
 //! apibench watch --url URL --ca FILE --token T --events K [--namespace NS]
 //!     open a watch on ConfigMaps, create K ConfigMaps one after another on
 //!     another connection, and print the delay from each create's response
@@ -275,7 +278,8 @@ async fn load(
             for i in 0..per {
                 let (method, path, body) = make(c * per + i);
                 let t = Instant::now();
-                match send(&mut conn, target.request(&method, &path, Some(body))).await {
+                let body = (!body.is_empty()).then_some(body);
+                match send(&mut conn, target.request(&method, &path, body)).await {
                     Ok((st, _)) if ok(st) => lat.push(t.elapsed()),
                     Ok((st, body)) => {
                         errors += 1;
@@ -312,6 +316,15 @@ async fn load(
 
 async fn ensure_namespace(target: &Target, ns: &str) -> Result<()> {
     let mut conn = target.connect().await?;
+    // There already: a caller that may not create namespaces goes on.
+    let (st, _) = send(
+        &mut conn,
+        target.request("GET", &format!("/api/v1/namespaces/{ns}"), None),
+    )
+    .await?;
+    if st.is_success() {
+        return Ok(());
+    }
     let body =
         serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
     let (st, b) = send(
@@ -363,6 +376,44 @@ async fn cmd_create(a: &Args) -> Result<()> {
     });
     load(target, "create", clients, requests, make, |s| {
         s == StatusCode::CREATED
+    })
+    .await
+}
+
+/// GETs of one ConfigMap (created first): the cheapest authorized request,
+/// where the cost of authorization shows most.
+async fn cmd_get(a: &Args) -> Result<()> {
+    let target = Arc::new(Target::new(
+        a.get("url")?,
+        a.opts.get("ca").map(String::as_str),
+        a.opts.get("token").map(String::as_str),
+    )?);
+    let ns = a
+        .opts
+        .get("namespace")
+        .cloned()
+        .unwrap_or_else(|| "bench".into());
+    ensure_namespace(&target, &ns).await?;
+    let name = format!("get-{}", std::process::id());
+    let mut conn = target.connect().await?;
+    let (st, b) = send(
+        &mut conn,
+        target.request(
+            "POST",
+            &format!("/api/v1/namespaces/{ns}/configmaps"),
+            Some(configmap(&ns, &name)),
+        ),
+    )
+    .await?;
+    if st != StatusCode::CREATED {
+        bail!("create {name}: {st} {}", String::from_utf8_lossy(&b));
+    }
+    let clients = a.num("clients", 1)?;
+    let requests = a.num("requests", 1000)?;
+    let path = format!("/api/v1/namespaces/{ns}/configmaps/{name}");
+    let make = Arc::new(move |_| ("GET".to_string(), path.clone(), String::new()));
+    load(target, "get", clients, requests, make, |s| {
+        s == StatusCode::OK
     })
     .await
 }
@@ -843,11 +894,12 @@ async fn main() -> Result<()> {
     match a.pos.first().map(String::as_str) {
         Some("startup") => cmd_startup(&a).await,
         Some("create") => cmd_create(&a).await,
+        Some("get") => cmd_get(&a).await,
         Some("watch") => cmd_watch(&a).await,
         Some("etcd-put") => cmd_etcd_put(&a).await,
         Some("schedule") => cmd_schedule(&a).await,
         _ => bail!(
-            "usage: apibench startup|create|watch|schedule|etcd-put … (see examples/apibench.rs)"
+            "usage: apibench startup|create|get|watch|schedule|etcd-put … (see examples/apibench.rs)"
         ),
     }
 }
