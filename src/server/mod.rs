@@ -109,6 +109,30 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECONDS", hide = true, value_parser = clap::value_parser!(u64).range(1..))]
     pub request_body_timeout: Option<u64>,
 
+    /// Write an audit log of the API's requests to this file (JSON lines
+    /// of audit.k8s.io/v1 Events, mode 0600), as kube-apiserver's
+    /// --audit-log-path. Without --audit-policy-file every request is
+    /// recorded at Metadata level once answered.
+    #[arg(long, value_name = "FILE")]
+    pub audit_log_path: Option<PathBuf>,
+
+    /// Which requests the audit log records, and how much: an
+    /// audit.k8s.io/v1 Policy file, as kube-apiserver's.
+    #[arg(long, value_name = "FILE", requires = "audit_log_path")]
+    pub audit_policy_file: Option<PathBuf>,
+
+    /// Rotate the audit log before it passes this many MiB (0: never).
+    #[arg(long, value_name = "MIB", default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+
+    /// Rotated audit logs kept (0: all).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+
+    /// Days a rotated audit log is kept (0: no limit).
+    #[arg(long, value_name = "DAYS", default_value_t = 0)]
+    pub audit_log_maxage: u64,
+
     /// Run the control plane only: no agent in this process, so this
     /// machine is not a node of the cluster.
     #[arg(long)]
@@ -492,6 +516,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         max_request_body_bytes_inflight = inflight.body_bytes,
         "API request limits"
     );
+    let audit = audit_log(&args)?;
     let rbac = apiserver::rbac::Rbac::default();
     let state = Arc::new(ApiState {
         registry: Registry::builtin(),
@@ -512,6 +537,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             unreachable: args.default_unreachable_toleration_seconds,
         },
         rbac,
+        audit,
     });
     // Requests, bootstrap's included, are authorized on the policy.
     apiserver::rbac::start(&state)
@@ -901,6 +927,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let result = components.run_until(shutdown_signal()).await;
     store.close().await;
     result
+}
+
+/// The audit log the flags ask for, if any; a policy that does not parse
+/// stops the start, naming the problem.
+fn audit_log(args: &ServerArgs) -> anyhow::Result<Option<Arc<apiserver::audit::Auditor>>> {
+    use apiserver::audit::{policy::Policy, sink, Auditor};
+    let Some(path) = &args.audit_log_path else {
+        return Ok(None);
+    };
+    let policy = match &args.audit_policy_file {
+        Some(file) => Policy::load(file)?,
+        None => Policy::default_metadata(),
+    };
+    let rotation = sink::Rotation {
+        max_bytes: args.audit_log_maxsize.saturating_mul(1 << 20),
+        max_backups: args.audit_log_maxbackup,
+        max_age: (args.audit_log_maxage > 0)
+            .then(|| std::time::Duration::from_secs(args.audit_log_maxage.saturating_mul(86_400))),
+    };
+    let sink = sink::Sink::open(path, rotation)
+        .with_context(|| format!("opening the audit log {}", path.display()))?;
+    tracing::info!(path = %path.display(), "writing the audit log");
+    Ok(Some(Arc::new(Auditor::new(policy, sink))))
 }
 
 async fn shutdown_signal() -> &'static str {

@@ -211,7 +211,9 @@ impl Conn {
             let activity = activity.clone();
             let state = self.state.clone();
             let body_timeout = self.limits.body;
-            hyper::service::service_fn(move |req| {
+            hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(super::audit::PeerAddr(peer.ip()));
                 let busy = Busy::start(&activity);
                 let state = state.clone();
                 let ident = ident.clone();

@@ -15,6 +15,7 @@ pub mod access_review;
 pub mod admission;
 pub mod allocate;
 pub mod apply;
+pub mod audit;
 pub mod auth;
 pub mod binding;
 pub mod builtin;
@@ -99,6 +100,8 @@ pub struct ApiState {
     pub tolerations: admission::default_tolerations::Seconds,
     /// The RBAC policy requests are authorized on.
     pub rbac: rbac::Rbac,
+    /// The audit log, when `--audit-log-path` asks for one.
+    pub audit: Option<Arc<audit::Auditor>>,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -141,17 +144,31 @@ where
     B::Error: Into<BoxError>,
 {
     let started = Instant::now();
-    let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
+    let mut req = req.map(|b| b.map_err(Into::into).boxed_unsync());
     let method = req.method().clone();
     let uri = req.uri().clone();
+    let audit = state.audit.clone().map(|auditor| {
+        let peer = req.extensions().get::<audit::PeerAddr>().copied();
+        let record = audit::Auditor::begin(&uri, req.headers(), peer);
+        req.extensions_mut().insert(record.clone());
+        (auditor, record)
+    });
     // Boxed: dispatch's state machine holds every handler's and is large;
     // unboxed, each layer around it (containment, in-flight tracking, the
     // transport's service) would copy all of it as it moves the future.
     let handled = recover::contain(&method, uri.path(), Box::pin(dispatch(&state, &conn, req)));
     let (result, held) = inflight::track(handled).await;
+    let failure = match (&audit, &result) {
+        (Some(_), Err(e)) => Some(e.clone()),
+        _ => None,
+    };
     let resp = match result {
         Ok(r) => r,
         Err(e) => error_response(e),
+    };
+    let resp = match audit {
+        Some((auditor, record)) => audited(&auditor, record, resp, failure.as_ref()).await,
+        None => resp,
     };
     // The body's bytes are given back now that the response is built; the
     // slot once the response has been sent (a streamed list holds it).
@@ -174,6 +191,42 @@ where
         "request"
     );
     resp
+}
+
+/// A response with its audit events: ResponseStarted now for one that
+/// stays open, ResponseComplete once its body is done (or dropped), and
+/// the `Audit-Id` header, as upstream's.
+async fn audited(
+    auditor: &Arc<audit::Auditor>,
+    record: audit::Shared,
+    mut resp: Response,
+    failure: Option<&ApiError>,
+) -> Response {
+    let code = resp.status().as_u16();
+    let status = audit::response_status(code, failure);
+    let (id, long) = match record.lock() {
+        Ok(r) => (r.id().to_string(), r.long_running()),
+        Err(_) => (String::new(), false),
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("audit-id", v);
+    }
+    if long {
+        auditor
+            .stage(
+                &record,
+                audit::policy::Stage::ResponseStarted,
+                status.clone(),
+            )
+            .await;
+    }
+    let done = audit::Completion::new(auditor.clone(), record, status);
+    resp.map(|b| {
+        axum::body::Body::new(b.map_frame(move |frame| {
+            let _done = &done;
+            frame
+        }))
+    })
 }
 
 /// An error as a response; a 429 also tells the client when to retry.
@@ -235,6 +288,7 @@ async fn dispatch(
         conn::body_deadline(),
     ));
     let path_str = parts.uri.path().to_string();
+    let record = parts.extensions.remove::<audit::Shared>();
     let who = state
         .auth
         .authenticate(&state.objects, &state.registry, conn, &parts.headers)
@@ -261,16 +315,17 @@ async fn dispatch(
     let parsed = path::parse(&state.registry, &path_str);
     let ctx = match who {
         Some(who) => {
-            let who = impersonate::resolve(&state.rbac, who, &parts.headers)?;
-            let selector = q.get("fieldSelector").map(FieldSelector::parse);
-            let selected = match &selector {
-                Some(Ok(sel)) => sel.requires_exact("metadata.name"),
-                _ => None,
-            };
-            let target = auth::Target::of(&parsed, &path_str);
-            let verb = auth::verb(&method, &target, q.flag("watch"));
-            let target = target.narrowed(&verb, selected);
-            decide(state, &who, &verb, &target).await?;
+            let (who, verb) = authorize_request(
+                state,
+                record.as_ref(),
+                who,
+                &parsed,
+                &path_str,
+                &method,
+                &q,
+                &parts.headers,
+            )
+            .await?;
             let writes = matches!(parsed, ApiPath::Resource(_)) && !read_only(&method);
             Some(RequestCtx {
                 who,
@@ -344,6 +399,72 @@ async fn dispatch(
             openapi::group_version(state, &parts.headers, &group, &version, q.get("hash")).await
         }
     }
+}
+
+/// Who a request acts as (whom it impersonates, if allowed) and its verb,
+/// once it is allowed to do what it asks; the audit record learns each as
+/// it is known.
+#[allow(clippy::too_many_arguments)]
+async fn authorize_request(
+    state: &ApiState,
+    record: Option<&audit::Shared>,
+    who: Identity,
+    parsed: &ApiPath<'_>,
+    path: &str,
+    method: &Method,
+    q: &Query,
+    headers: &http::HeaderMap,
+) -> Result<(Identity, String), ApiError> {
+    let selector = q.get("fieldSelector").map(FieldSelector::parse);
+    let selected = match &selector {
+        Some(Ok(sel)) => sel.requires_exact("metadata.name"),
+        _ => None,
+    };
+    let target = auth::Target::of(parsed, path);
+    let verb = auth::verb(method, &target, q.flag("watch"));
+    let target = target.narrowed(&verb, selected);
+    let audited = state.audit.as_ref().zip(record);
+    let caller = audited.map(|_| who.clone());
+    let acting = impersonate::resolve(&state.rbac, who, headers);
+    if let (Some((auditor, record)), Some(caller)) = (audited, &caller) {
+        let resource = match (parsed, &target) {
+            (
+                ApiPath::Resource(r),
+                auth::Target::Resource {
+                    group,
+                    resource,
+                    subresource,
+                    namespace,
+                    name,
+                },
+            ) => Some(audit::ObjectRef {
+                group,
+                version: r.def.version,
+                resource,
+                subresource: *subresource,
+                namespace: *namespace,
+                name: *name,
+            }),
+            _ => None,
+        };
+        let seen = audit::Seen {
+            user: caller,
+            acting: acting.as_ref().unwrap_or(caller),
+            verb: &verb,
+            path,
+            resource,
+            follow: q.flag("follow"),
+        };
+        auditor.seen(record, seen).await;
+    }
+    let decided = match acting {
+        Ok(who) => decide(state, &who, &verb, &target).await.map(|()| who),
+        Err(e) => Err(e),
+    };
+    if let Some(record) = record {
+        audit::decided(record, decided.is_ok());
+    }
+    Ok((decided?, verb))
 }
 
 /// Whether `who` may do `verb` to `target`: the authorizer's rules, then,

@@ -49,6 +49,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         metrics: Default::default(),
         tolerations: Default::default(),
         rbac: Default::default(),
+        audit: None,
     });
     (state, store)
 }
