@@ -46,6 +46,7 @@ pub mod registry;
 pub mod scan;
 pub mod serviceaccount;
 pub mod table;
+pub mod warnings;
 pub mod watch;
 mod watch_raw;
 pub mod write;
@@ -157,7 +158,7 @@ where
     // unboxed, each layer around it (containment, in-flight tracking, the
     // transport's service) would copy all of it as it moves the future.
     let handled = recover::contain(&method, uri.path(), Box::pin(dispatch(&state, &conn, req)));
-    let (result, held) = inflight::track(handled).await;
+    let ((result, held), warnings) = warnings::collect(inflight::track(handled)).await;
     let failure = match (&audit, &result) {
         (Some(_), Err(e)) => Some(e.clone()),
         _ => None,
@@ -166,6 +167,7 @@ where
         Ok(r) => r,
         Err(e) => error_response(e),
     };
+    let resp = patch::with_warnings(resp, &warnings);
     let resp = match audit {
         Some((auditor, record)) => audited(&auditor, record, resp, failure.as_ref()).await,
         None => resp,

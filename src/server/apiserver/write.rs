@@ -143,6 +143,7 @@ pub async fn admit_new<'a>(
     check_valid(def, None, obj, name)?;
     let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
     super::rbac::escalation::check(state, who, def, ns, None, obj)?;
+    super::admission::pod_security::admit(state, def, None, obj).await?;
     super::object_store::check_size_early(def, name, obj)?;
     let reserved = allocate::reserve(state, def, obj, dry_run).await?;
     match super::admission::quota::charge(state, def, obj, dry_run).await {
@@ -246,6 +247,7 @@ pub async fn commit_update_from(
     super::admission::mutate_update(w.state, w.def, &cur.obj, &mut new).await?;
     if let Some(who) = w.who {
         super::rbac::escalation::check(w.state, who, w.def, w.ns, Some(&cur.obj), &new)?;
+        super::admission::pod_security::admit(w.state, w.def, Some(&cur.obj), &new).await?;
     }
     let charged =
         super::admission::quota::charge_update(w.state, w.def, &cur.obj, &new, w.dry_run).await?;

@@ -13,6 +13,7 @@
 
 pub mod default_tolerations;
 pub mod limit_range;
+pub mod pod_security;
 pub mod priority;
 pub mod quota;
 pub mod service_account;
