@@ -108,4 +108,18 @@ spec:
 "#,
     );
     s.kubectl_ok(&["get", "pod", "root"]);
+    // Tightening the level then warns about it (and is allowed).
+    let out = s.kubectl(&[
+        "label",
+        "namespace",
+        "default",
+        "pod-security.kubernetes.io/enforce=baseline",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(r#"Warning: existing pods in namespace "default" violate the new PodSecurity enforce level "baseline:latest""#)
+            && err.contains("Warning: root: privileged"),
+        "{err}"
+    );
 }

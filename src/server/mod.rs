@@ -110,8 +110,8 @@ pub struct ServerArgs {
     pub request_body_timeout: Option<u64>,
 
     /// Write an audit log of the API's requests to this file (JSON lines
-    /// of audit.k8s.io/v1 Events, mode 0600), as kube-apiserver's
-    /// --audit-log-path. Without --audit-policy-file every request is
+    /// of audit.k8s.io/v1 Events, mode 0600; `-` for the standard output),
+    /// as kube-apiserver's --audit-log-path. Without --audit-policy-file every request is
     /// recorded at Metadata level once answered.
     #[arg(long, value_name = "FILE")]
     pub audit_log_path: Option<PathBuf>,
@@ -121,7 +121,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE", requires = "audit_log_path")]
     pub audit_policy_file: Option<PathBuf>,
 
-    /// Rotate the audit log before it passes this many MiB (0: never).
+    /// Rotate the audit log before it passes this many MiB (0: 100, as
+    /// upstream's).
     #[arg(long, value_name = "MIB", default_value_t = 0)]
     pub audit_log_maxsize: u64,
 
@@ -941,7 +942,10 @@ fn audit_log(args: &ServerArgs) -> anyhow::Result<Option<Arc<apiserver::audit::A
         None => Policy::default_metadata(),
     };
     let rotation = sink::Rotation {
-        max_bytes: args.audit_log_maxsize.saturating_mul(1 << 20),
+        max_bytes: match args.audit_log_maxsize {
+            0 => 100 << 20,
+            mib => mib.saturating_mul(1 << 20),
+        },
         max_backups: args.audit_log_maxbackup,
         max_age: (args.audit_log_maxage > 0)
             .then(|| std::time::Duration::from_secs(args.audit_log_maxage.saturating_mul(86_400))),

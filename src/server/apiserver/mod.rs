@@ -195,9 +195,12 @@ where
     resp
 }
 
-/// A response with its audit events: ResponseStarted now for one that
-/// stays open, ResponseComplete once its body is done (or dropped), and
-/// the `Audit-Id` header, as upstream's.
+/// A response with its audit events and the `Audit-Id` header, as
+/// upstream's: a request that stays open (a watch, a stream) gets
+/// ResponseStarted now and ResponseComplete once its body ends; any other
+/// gets ResponseComplete now, waited for, so a stalled audit log holds
+/// requests back rather than piling their events up in memory (upstream's
+/// blocking log backend). Open requests are bounded by the connections.
 async fn audited(
     auditor: &Arc<audit::Auditor>,
     record: audit::Shared,
@@ -213,15 +216,19 @@ async fn audited(
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         resp.headers_mut().insert("audit-id", v);
     }
-    if long {
+    if !long {
         auditor
-            .stage(
-                &record,
-                audit::policy::Stage::ResponseStarted,
-                status.clone(),
-            )
+            .stage(&record, audit::policy::Stage::ResponseComplete, status)
             .await;
+        return resp;
     }
+    auditor
+        .stage(
+            &record,
+            audit::policy::Stage::ResponseStarted,
+            status.clone(),
+        )
+        .await;
     let done = audit::Completion::new(auditor.clone(), record, status);
     resp.map(|b| {
         axum::body::Body::new(b.map_frame(move |frame| {

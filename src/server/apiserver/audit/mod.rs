@@ -7,8 +7,9 @@
 //! extensions), filled in by the dispatcher once it knows who asks (and
 //! whom they impersonate), the verb and the object, and the authorizer's
 //! decision; written at `RequestReceived`, at `ResponseStarted` for
-//! long-running requests (watches, exec, attach, port-forward, followed
-//! logs), and at `ResponseComplete` once the response body is done.
+//! long-running requests (watches, exec, attach, port-forward, logs), and
+//! at `ResponseComplete` once answered (for a long-running one, once its
+//! body ends).
 //! Levels Request and RequestResponse are recorded as Metadata: request and
 //! response bodies are not in the events (said at start-up).
 //! Requests that fail authentication are not recorded.
@@ -312,12 +313,12 @@ impl Drop for Completion {
 }
 
 /// Whether a request stays open after its answer starts (a watch, a
-/// stream): it gets a ResponseStarted event as well.
-pub fn long_running(verb: &str, subresource: Option<&str>, follow: bool) -> bool {
+/// stream): it gets a ResponseStarted event as well. Logs count whether
+/// followed or not, as upstream's long-running check has them.
+pub fn long_running(verb: &str, subresource: Option<&str>, _follow: bool) -> bool {
     verb == "watch"
         || matches!(
             subresource,
-            Some("exec" | "attach" | "portforward" | "proxy")
+            Some("exec" | "attach" | "portforward" | "proxy" | "log")
         )
-        || (subresource == Some("log") && follow)
 }

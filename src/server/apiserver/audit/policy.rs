@@ -166,6 +166,9 @@ impl Policy {
                 p.api_version, p.kind
             )));
         }
+        if p.rules.is_empty() {
+            return Err(invalid("rules: Required value: at least one rule".into()));
+        }
         for (i, r) in p.rules.iter().enumerate() {
             let resource_rule = !r.resources.is_empty() || !r.namespaces.is_empty();
             if resource_rule && !r.non_resource_urls.is_empty() {
@@ -262,14 +265,15 @@ impl GroupResources {
             Some(s) => format!("{}/{s}", r.resource),
             None => r.resource.to_string(),
         };
+        // Upstream's checker: `*`, the resource (and subresource) itself,
+        // `*/sub`, and `resource/*` for the resource and all of its
+        // subresources.
         let by_resource = self.resources.iter().any(|x| {
-            *x == full
-                || match r.subresource {
-                    Some(s) => {
-                        x.strip_prefix("*/") == Some(s) || x.strip_suffix("/*") == Some(r.resource)
-                    }
-                    None => false,
-                }
+            x == "*"
+                || *x == full
+                || x.strip_suffix("/*") == Some(r.resource)
+                || r.subresource
+                    .is_some_and(|s| x.strip_prefix("*/") == Some(s))
         });
         by_resource
             && (self.resource_names.is_empty()
@@ -428,6 +432,33 @@ rules:
         // other way round.
         assert_eq!(level("u", &devs, "get", None, "/metrics"), Level::Metadata);
         assert_eq!(level("u", &none, "get", None, "/metrics"), Level::None);
+        let wide = Policy::parse(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Request\n  resources: [{group: '', resources: ['pods/*']}]\n- level: Metadata\n  resources: [{group: apps, resources: ['*']}]\n",
+            "p.yaml",
+        )
+        .unwrap();
+        let wide_level = |resource| {
+            wide.decide(&Attributes {
+                user: "u",
+                groups: &none,
+                verb: "get",
+                resource,
+                path: "/x",
+            })
+            .level
+        };
+        assert_eq!(
+            wide_level(res("", "pods", None, Some("d"), None)),
+            Level::Request
+        );
+        assert_eq!(
+            wide_level(res("", "pods", Some("log"), Some("d"), None)),
+            Level::Request
+        );
+        assert_eq!(
+            wide_level(res("apps", "deployments", Some("scale"), Some("d"), None)),
+            Level::Metadata
+        );
     }
 
     #[test]
@@ -440,6 +471,7 @@ rules:
                 "both regular resources and non-resource URLs",
             ),
             ("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: None, usres: [a]}]\n", "unknown field"),
+            ("apiVersion: audit.k8s.io/v1\nkind: Policy\n", "at least one rule"),
         ] {
             let e = Policy::parse(text, "p.yaml").unwrap_err().to_string();
             assert!(e.contains(why), "{e}");

@@ -34,8 +34,16 @@ pub struct Sink {
 }
 
 impl Sink {
-    /// Open (creating, 0600) the log at `path` and start its writer.
+    /// Open (creating, 0600) the log at `path` and start its writer; `-`
+    /// is the standard output, as upstream's.
     pub fn open(path: &Path, rotation: Rotation) -> io::Result<Sink> {
+        if path == Path::new("-") {
+            let (tx, rx) = mpsc::channel(QUEUE);
+            std::thread::Builder::new()
+                .name("audit-log".into())
+                .spawn(move || to_stdout(rx))?;
+            return Ok(Sink { tx });
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::create_dir_all(dir)?;
@@ -61,6 +69,16 @@ impl Sink {
     pub async fn send(&self, line: Vec<u8>) {
         if self.tx.send(line).await.is_err() {
             tracing::error!("the audit log writer has stopped; an event is lost");
+        }
+    }
+}
+
+fn to_stdout(mut rx: mpsc::Receiver<Vec<u8>>) {
+    while let Some(mut line) = rx.blocking_recv() {
+        line.push(b'\n');
+        let mut out = io::stdout().lock();
+        if let Err(e) = out.write_all(&line).and_then(|()| out.flush()) {
+            tracing::error!("writing the audit log to the standard output: {e}");
         }
     }
 }
@@ -97,7 +115,12 @@ impl Writer {
     fn write(&mut self, line: &[u8]) -> io::Result<()> {
         let max = self.rotation.max_bytes;
         if max > 0 && self.size > 0 && self.size + line.len() as u64 > max {
-            self.rotate()?;
+            if let Err(e) = self.rotate() {
+                // Events go on into the current file; the next try comes
+                // after another file's worth.
+                tracing::error!(path = %self.path.display(), "rotating the audit log: {e}");
+                self.size = 0;
+            }
         }
         self.file.write_all(line)?;
         self.size += line.len() as u64;

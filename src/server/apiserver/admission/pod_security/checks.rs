@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 
 use serde_json::Value;
 
+use crate::api::validation::causes;
+
 /// One failed check: upstream's forbidden reason and detail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -147,7 +149,7 @@ pub fn app_armor_profile(p: &PodView<'_>) -> Option<Failure> {
             }
             let v = v.as_str().unwrap_or_default();
             if !(v.is_empty() || v == "runtime/default" || v.starts_with("localhost/")) {
-                annotations.insert(format!("{k}={v:?}"));
+                annotations.insert(format!("{k}={}", causes::go_str(v)));
             }
         }
     }

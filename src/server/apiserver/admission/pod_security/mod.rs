@@ -181,7 +181,9 @@ fn checks(level: Level, minor: u32) -> Vec<Check> {
     }
     out.extend([sysctls, windows_host_process] as [Check; 2]);
     if restricted {
-        out.push(allow_privilege_escalation);
+        if minor >= 8 {
+            out.push(allow_privilege_escalation);
+        }
         if minor >= 22 {
             out.push(capabilities_restricted);
         }
@@ -270,14 +272,6 @@ fn significant(old: &Value, new: &Value) -> bool {
     })
 }
 
-/// Upstream's Warning header value for `text`.
-fn warning(text: &str) -> String {
-    format!(
-        "299 - \"{}\"",
-        text.replace('\\', "\\\\").replace('"', "\\\"")
-    )
-}
-
 /// Pod Security admission of a create (`old` None) or an update.
 pub async fn admit(
     state: &ApiState,
@@ -296,12 +290,21 @@ pub async fn admit(
             let before = old.map(|o| label_problems(labels(o).as_ref()));
             let refused =
                 !problems.is_empty() && before.is_none_or(|b| b.is_empty() || b != problems);
+            let name = new
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if refused {
-                let name = new
-                    .pointer("/metadata/name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
                 return Err(ApiError::invalid("", "Namespace", name, problems));
+            }
+            if let Some(old) = old.filter(|_| problems.is_empty()) {
+                let (before, after) = (
+                    Policy::of(labels(old).as_ref()).enforce,
+                    Policy::of(labels(new).as_ref()).enforce,
+                );
+                if tightened(before, after) {
+                    existing_pods(state, name, after).await;
+                }
             }
             Ok(())
         }
@@ -347,11 +350,92 @@ pub async fn admit(
 fn warn(policy: Policy, meta: &Value, spec: &Value) {
     let failures = evaluate(policy.warn, meta, spec);
     if !failures.is_empty() {
-        super::super::warnings::add(warning(&format!(
+        super::super::warnings::add(format!(
             "would violate PodSecurity \"{}\": {}",
             policy.warn,
             forbidden_detail(&failures)
-        )));
+        ));
+    }
+}
+
+/// Whether a namespace's new enforce level asks upstream's check of the
+/// pods already there: it changed, is not privileged, and is stricter or
+/// of another version.
+fn tightened(before: LevelVersion, after: LevelVersion) -> bool {
+    after != before
+        && after.level != Level::Privileged
+        && !(after.minor == before.minor && after.level <= before.level)
+}
+
+/// Pods of a namespace checked when its enforce level tightens, and how
+/// long that may take (upstream's bounds).
+const EXISTING_PODS: usize = 3000;
+const EXISTING_PODS_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Upstream's warnings about a namespace's pods that break its new enforce
+/// level (the change itself is allowed).
+async fn existing_pods(state: &ApiState, ns: &str, level: LevelVersion) {
+    let Some(def) = state.registry.find("", "v1", "pods") else {
+        return;
+    };
+    let mut pods: Vec<Value> = Vec::new();
+    let mut total = 0usize;
+    let listed = tokio::time::timeout(
+        EXISTING_PODS_TIME,
+        super::each(&state.objects, def, Some(ns), |pod| {
+            total += 1;
+            if pods.len() < EXISTING_PODS {
+                pods.push(pod);
+            }
+        }),
+    )
+    .await;
+    let add = super::super::warnings::add;
+    if !matches!(listed, Ok(Ok(()))) && pods.is_empty() {
+        add("failed to list pods while checking new PodSecurity enforce level".into());
+        return;
+    }
+    if pods.len() < total {
+        add(format!(
+            "new PodSecurity enforce level only checked against the first {} of {total} existing pods",
+            pods.len()
+        ));
+    }
+    // Pods by the reasons they break it: the first name and how many.
+    let mut by_reasons: std::collections::BTreeMap<String, (String, usize)> = Default::default();
+    for pod in &pods {
+        let meta = pod.get("metadata").unwrap_or(&Value::Null);
+        let failures = evaluate(level, meta, pod.get("spec").unwrap_or(&Value::Null));
+        if failures.is_empty() {
+            continue;
+        }
+        let reasons: Vec<&str> = failures.iter().map(|f| f.reason.as_str()).collect();
+        let name = meta.get("name").and_then(Value::as_str).unwrap_or_default();
+        let entry = by_reasons
+            .entry(reasons.join(", "))
+            .or_insert_with(|| (name.to_string(), 0));
+        if name < entry.0.as_str() {
+            entry.0 = name.to_string();
+        }
+        entry.1 += 1;
+    }
+    if by_reasons.is_empty() {
+        return;
+    }
+    add(format!(
+        "existing pods in namespace {ns:?} violate the new PodSecurity enforce level \"{level}\""
+    ));
+    let mut lines: Vec<String> = by_reasons
+        .into_iter()
+        .map(|(reasons, (first, n))| match n {
+            1 => format!("{first}: {reasons}"),
+            2 => format!("{first} (and 1 other pod): {reasons}"),
+            n => format!("{first} (and {} other pods): {reasons}", n - 1),
+        })
+        .collect();
+    lines.sort();
+    for l in lines {
+        add(l);
     }
 }
 

@@ -177,3 +177,15 @@ fn only_significant_pod_updates_are_checked() {
     debugged["spec"]["ephemeralContainers"] = json!([{"name": "dbg", "image": "busybox"}]);
     assert!(significant(&old, &debugged));
 }
+
+#[test]
+fn existing_pods_are_checked_when_the_level_tightens() {
+    let lv = |level, minor| LevelVersion { level, minor };
+    let (b, r, p) = (Level::Baseline, Level::Restricted, Level::Privileged);
+    assert!(tightened(lv(p, None), lv(b, None)));
+    assert!(tightened(lv(b, None), lv(r, None)));
+    assert!(!tightened(lv(r, None), lv(b, None)));
+    assert!(!tightened(lv(b, None), lv(p, None)));
+    assert!(!tightened(lv(b, None), lv(b, None)));
+    assert!(tightened(lv(r, None), lv(b, Some(25))));
+}
