@@ -179,19 +179,21 @@ async fn access_review(
         (None, Some(n)) => (n.verb.as_str(), Target::Path(&n.path)),
         (None, None) => return Err(ApiError::internal("no attributes to review")),
     };
-    Ok(match super::decide(call.state, &who, verb, &target).await {
-        Ok(()) => json!({"allowed": true}),
-        Err(e) if e.code == 403 => json!({"allowed": false}),
-        Err(e) => {
-            // The reason stays in the server's log, not in the answer.
-            tracing::warn!(
-                code = e.code,
-                "an access review could not be decided: {}",
-                e.message
-            );
-            json!({"allowed": false, "evaluationError": "the authorizer could not decide; see the server's log"})
-        }
-    })
+    Ok(
+        match super::authorize::decide(call.state, &who, verb, &target).await {
+            Ok(()) => json!({"allowed": true}),
+            Err(e) if e.code == 403 => json!({"allowed": false}),
+            Err(e) => {
+                // The reason stays in the server's log, not in the answer.
+                tracing::warn!(
+                    code = e.code,
+                    "an access review could not be decided: {}",
+                    e.message
+                );
+                json!({"allowed": false, "evaluationError": "the authorizer could not decide; see the server's log"})
+            }
+        },
+    )
 }
 
 fn rules_review(call: &Call<'_>, spec: &Spec) -> Result<Value, ApiError> {

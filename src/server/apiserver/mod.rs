@@ -17,6 +17,7 @@ pub mod allocate;
 pub mod apply;
 pub mod audit;
 pub mod auth;
+pub mod authorize;
 pub mod binding;
 pub mod builtin;
 pub mod conn;
@@ -68,7 +69,6 @@ use self::object_store::Objects;
 use self::path::{ApiPath, ResourceRef};
 use self::query::Query;
 use self::registry::Registry;
-use crate::api::fields::FieldSelector;
 use crate::api::status::ApiError;
 use crate::server::pki::Identity;
 
@@ -169,7 +169,7 @@ where
     };
     let resp = patch::with_warnings(resp, &warnings);
     let resp = match audit {
-        Some((auditor, record)) => audited(&auditor, record, resp, failure.as_ref()).await,
+        Some((auditor, record)) => audit::respond(&auditor, record, resp, failure.as_ref()).await,
         None => resp,
     };
     // The body's bytes are given back now that the response is built; the
@@ -193,49 +193,6 @@ where
         "request"
     );
     resp
-}
-
-/// A response with its audit events and the `Audit-Id` header, as
-/// upstream's: a request that stays open (a watch, a stream) gets
-/// ResponseStarted now and ResponseComplete once its body ends; any other
-/// gets ResponseComplete now, waited for, so a stalled audit log holds
-/// requests back rather than piling their events up in memory (upstream's
-/// blocking log backend). Open requests are bounded by the connections.
-async fn audited(
-    auditor: &Arc<audit::Auditor>,
-    record: audit::Shared,
-    mut resp: Response,
-    failure: Option<&ApiError>,
-) -> Response {
-    let code = resp.status().as_u16();
-    let status = audit::response_status(code, failure);
-    let (id, long) = match record.lock() {
-        Ok(r) => (r.id().to_string(), r.long_running()),
-        Err(_) => (String::new(), false),
-    };
-    if let Ok(v) = http::HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("audit-id", v);
-    }
-    if !long {
-        auditor
-            .stage(&record, audit::policy::Stage::ResponseComplete, status)
-            .await;
-        return resp;
-    }
-    auditor
-        .stage(
-            &record,
-            audit::policy::Stage::ResponseStarted,
-            status.clone(),
-        )
-        .await;
-    let done = audit::Completion::new(auditor.clone(), record, status);
-    resp.map(|b| {
-        axum::body::Body::new(b.map_frame(move |frame| {
-            let _done = &done;
-            frame
-        }))
-    })
 }
 
 /// An error as a response; a 429 also tells the client when to retry.
@@ -324,7 +281,7 @@ async fn dispatch(
     let parsed = path::parse(&state.registry, &path_str);
     let ctx = match who {
         Some(who) => {
-            let (who, verb) = authorize_request(
+            let (who, verb) = authorize::request(
                 state,
                 record.as_ref(),
                 who,
@@ -408,117 +365,6 @@ async fn dispatch(
             openapi::group_version(state, &parts.headers, &group, &version, q.get("hash")).await
         }
     }
-}
-
-/// Who a request acts as (whom it impersonates, if allowed) and its verb,
-/// once it is allowed to do what it asks; the audit record learns each as
-/// it is known.
-#[allow(clippy::too_many_arguments)]
-async fn authorize_request(
-    state: &ApiState,
-    record: Option<&audit::Shared>,
-    who: Identity,
-    parsed: &ApiPath<'_>,
-    path: &str,
-    method: &Method,
-    q: &Query,
-    headers: &http::HeaderMap,
-) -> Result<(Identity, String), ApiError> {
-    let selector = q.get("fieldSelector").map(FieldSelector::parse);
-    let selected = match &selector {
-        Some(Ok(sel)) => sel.requires_exact("metadata.name"),
-        _ => None,
-    };
-    let target = auth::Target::of(parsed, path);
-    let verb = auth::verb(method, &target, q.flag("watch"));
-    let target = target.narrowed(&verb, selected);
-    let audited = state.audit.as_ref().zip(record);
-    let caller = audited.map(|_| who.clone());
-    let acting = impersonate::resolve(&state.rbac, who, headers);
-    if let (Some((auditor, record)), Some(caller)) = (audited, &caller) {
-        let resource = match (parsed, &target) {
-            (
-                ApiPath::Resource(r),
-                auth::Target::Resource {
-                    group,
-                    resource,
-                    subresource,
-                    namespace,
-                    name,
-                },
-            ) => Some(audit::ObjectRef {
-                group,
-                version: r.def.version,
-                resource,
-                subresource: *subresource,
-                namespace: *namespace,
-                name: *name,
-            }),
-            _ => None,
-        };
-        let seen = audit::Seen {
-            user: caller,
-            acting: acting.as_ref().unwrap_or(caller),
-            verb: &verb,
-            path,
-            resource,
-            follow: q.flag("follow"),
-        };
-        auditor.seen(record, seen).await;
-    }
-    let decided = match acting {
-        Ok(who) => decide(state, &who, &verb, &target).await.map(|()| who),
-        Err(e) => Err(e),
-    };
-    if let Some(record) = record {
-        audit::decided(record, decided.is_ok());
-    }
-    Ok((decided?, verb))
-}
-
-/// Whether `who` may do `verb` to `target`: the authorizer's rules, then,
-/// for what they refuse a node, the node authorizer's graph.
-pub async fn decide(
-    state: &ApiState,
-    who: &Identity,
-    verb: &str,
-    target: &auth::Target<'_>,
-) -> Result<(), ApiError> {
-    let Err(refused) = auth::authorize(&state.rbac, who, verb, target) else {
-        return Ok(());
-    };
-    match auth::node_graph_question(who, verb, target) {
-        Some(question) if node_graph::allows(state, &question).await? => Ok(()),
-        _ => Err(refused),
-    }
-}
-
-/// Upstream's NodeRestriction for pods: a node writes (reports, deletes)
-/// only the pods bound to it. A pod's nodeName never changes once set, so
-/// reading it before the write decides for the write.
-async fn check_node_pod(call: &Call<'_>, name: &str, what: &str) -> Result<(), ApiError> {
-    let Some(node) = auth::node_of(&call.ctx.who) else {
-        return Ok(());
-    };
-    let def = call.r.def;
-    if (def.group, def.plural) != ("", "pods") {
-        return Ok(());
-    }
-    let cur = call
-        .state
-        .objects
-        .must_get(def, call.r.namespace.as_deref(), name)
-        .await?;
-    let bound = cur.obj.pointer("/spec/nodeName").and_then(Value::as_str);
-    if bound == Some(node) {
-        return Ok(());
-    }
-    let mut e = ApiError::forbidden(format!(
-        "pods {name:?} is forbidden: node {node:?} can only {what} pods with spec.nodeName set to itself"
-    ));
-    e.kind = Some("pods".into());
-    e.name = Some(name.to_string());
-    Err(e)
 }
 
 fn verb_allowed(r: &ResourceRef<'_>, verb: &str) -> Result<(), ApiError> {
@@ -644,7 +490,7 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
         }
         (Method::PUT, Some(n), None | Some("status") | Some("finalize")) => {
             verb_allowed(r, "update")?;
-            check_node_pod(call, n, "update pod status for").await?;
+            authorize::check_node_pod(call, n, "update pod status for").await?;
             let manager = apply::write_manager(ctx, headers, "UpdateOptions")?;
             let (obj, warnings) = object_body(call, body).await?;
             let resp = write::update(call, n, obj, &manager).await?;
@@ -657,13 +503,13 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
         }
         (Method::PATCH, Some(n), None | Some("status") | Some("scale")) => {
             verb_allowed(r, "patch")?;
-            check_node_pod(call, n, "update pod status for").await?;
+            authorize::check_node_pod(call, n, "update pod status for").await?;
             let bytes = read_body(state, body).await?;
             patch::patch(call, n, &bytes).await
         }
         (Method::DELETE, Some(n), None) => {
             verb_allowed(r, "delete")?;
-            check_node_pod(call, n, "delete").await?;
+            authorize::check_node_pod(call, n, "delete").await?;
             let body = optional_body(state, headers, body).await?;
             let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
             write::delete(state, r, n, &opts).await

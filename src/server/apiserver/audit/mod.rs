@@ -20,6 +20,7 @@ pub mod sink;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use http_body_util::BodyExt;
 use serde_json::{json, Map, Value};
 
 use self::policy::{Attributes, Decision, Level, Policy, ResourceAttrs, Stage};
@@ -310,6 +311,45 @@ impl Drop for Completion {
         self.auditor
             .stage_later(&self.record, Stage::ResponseComplete, status);
     }
+}
+
+/// A response with its audit events and the `Audit-Id` header, as
+/// upstream's: a request that stays open (a watch, a stream) gets
+/// ResponseStarted now and ResponseComplete once its body ends; any other
+/// gets ResponseComplete now, waited for, so a stalled audit log holds
+/// requests back rather than piling their events up in memory (upstream's
+/// blocking log backend). Open requests are bounded by the connections.
+pub async fn respond(
+    auditor: &Arc<Auditor>,
+    record: Shared,
+    mut resp: axum::response::Response,
+    failure: Option<&crate::api::status::ApiError>,
+) -> axum::response::Response {
+    let code = resp.status().as_u16();
+    let status = response_status(code, failure);
+    let (id, long) = match record.lock() {
+        Ok(r) => (r.id().to_string(), r.long_running()),
+        Err(_) => (String::new(), false),
+    };
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("audit-id", v);
+    }
+    if !long {
+        auditor
+            .stage(&record, Stage::ResponseComplete, status)
+            .await;
+        return resp;
+    }
+    auditor
+        .stage(&record, Stage::ResponseStarted, status.clone())
+        .await;
+    let done = Completion::new(auditor.clone(), record, status);
+    resp.map(|b| {
+        axum::body::Body::new(b.map_frame(move |frame| {
+            let _done = &done;
+            frame
+        }))
+    })
 }
 
 /// Whether a request stays open after its answer starts (a watch, a
