@@ -90,6 +90,8 @@ rules:
         "{create}"
     );
     assert_eq!(create["objectRef"]["namespace"], "default");
+    // Named from the object created, as upstream's.
+    assert_eq!(create["objectRef"]["name"], "audited");
     assert_eq!(create["objectRef"]["apiVersion"], "v1");
     assert_eq!(create["responseStatus"]["code"], 201);
     assert_eq!(

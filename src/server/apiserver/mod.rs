@@ -158,7 +158,9 @@ where
     // unboxed, each layer around it (containment, in-flight tracking, the
     // transport's service) would copy all of it as it moves the future.
     let handled = recover::contain(&method, uri.path(), Box::pin(dispatch(&state, &conn, req)));
-    let ((result, held), warnings) = warnings::collect(inflight::track(handled)).await;
+    let record = audit.as_ref().map(|(_, record)| record.clone());
+    let tracked = audit::within(record, inflight::track(handled));
+    let ((result, held), warnings) = warnings::collect(tracked).await;
     let failure = match (&audit, &result) {
         (Some(_), Err(e)) => Some(e.clone()),
         _ => None,

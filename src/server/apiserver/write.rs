@@ -97,6 +97,7 @@ pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Respo
     };
     let mut obj = prepare_create(def, ns.as_deref(), body)?;
     let name = name_of(&obj).unwrap_or("").to_string();
+    super::audit::created(&name);
     super::auth::check_node_create(&ctx.who, def.group, def.plural, &obj)?;
     let taken = admit_new(state, &ctx.who, def, &mut obj, &name, dry_run).await?;
     let w = Write {

@@ -206,6 +206,30 @@ impl Auditor {
     }
 }
 
+tokio::task_local! {
+    /// The record of the request being handled, for what only its handler
+    /// learns (a created object's name).
+    static CURRENT: Option<Shared>;
+}
+
+/// Run a request's handling with its record (if it is audited) at hand.
+pub async fn within<F: std::future::Future>(record: Option<Shared>, fut: F) -> F::Output {
+    CURRENT.scope(record, fut).await
+}
+
+/// The request being handled creates the object `name`: its events name
+/// it, as upstream's fill the object reference from the request's object.
+pub fn created(name: &str) {
+    let _ = CURRENT.try_with(|record| {
+        let Some(Ok(mut r)) = record.as_ref().map(|r| r.lock()) else {
+            return;
+        };
+        if let Some(Value::Object(o)) = r.object.as_mut() {
+            o.entry("name").or_insert_with(|| json!(name));
+        }
+    });
+}
+
 /// The authorizer's decision, for the event's annotations.
 pub fn decided(record: &Shared, allowed: bool) {
     if let Ok(mut r) = record.lock() {
