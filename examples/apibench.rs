@@ -351,7 +351,9 @@ fn configmap(ns: &str, name: &str) -> String {
     .to_string()
 }
 
-async fn cmd_create(a: &Args) -> Result<()> {
+/// The API server `--url` (with `--ca`, `--token`) and the `--namespace`
+/// to work in (`default_ns` when none is given).
+fn api_target(a: &Args, default_ns: &str) -> Result<(Arc<Target>, String)> {
     let target = Arc::new(Target::new(
         a.get("url")?,
         a.opts.get("ca").map(String::as_str),
@@ -361,7 +363,12 @@ async fn cmd_create(a: &Args) -> Result<()> {
         .opts
         .get("namespace")
         .cloned()
-        .unwrap_or_else(|| "bench".into());
+        .unwrap_or_else(|| default_ns.to_string());
+    Ok((target, ns))
+}
+
+async fn cmd_create(a: &Args) -> Result<()> {
+    let (target, ns) = api_target(a, "bench")?;
     ensure_namespace(&target, &ns).await?;
     let clients = a.num("clients", 1)?;
     let requests = a.num("requests", 1000)?;
@@ -383,16 +390,7 @@ async fn cmd_create(a: &Args) -> Result<()> {
 /// GETs of one ConfigMap (created first): the cheapest authorized request,
 /// where the cost of authorization shows most.
 async fn cmd_get(a: &Args) -> Result<()> {
-    let target = Arc::new(Target::new(
-        a.get("url")?,
-        a.opts.get("ca").map(String::as_str),
-        a.opts.get("token").map(String::as_str),
-    )?);
-    let ns = a
-        .opts
-        .get("namespace")
-        .cloned()
-        .unwrap_or_else(|| "bench".into());
+    let (target, ns) = api_target(a, "bench")?;
     ensure_namespace(&target, &ns).await?;
     let name = format!("get-{}", std::process::id());
     let mut conn = target.connect().await?;
@@ -440,16 +438,7 @@ async fn cmd_etcd_put(a: &Args) -> Result<()> {
 }
 
 async fn cmd_watch(a: &Args) -> Result<()> {
-    let target = Arc::new(Target::new(
-        a.get("url")?,
-        a.opts.get("ca").map(String::as_str),
-        a.opts.get("token").map(String::as_str),
-    )?);
-    let ns = a
-        .opts
-        .get("namespace")
-        .cloned()
-        .unwrap_or_else(|| "benchwatch".into());
+    let (target, ns) = api_target(a, "benchwatch")?;
     ensure_namespace(&target, &ns).await?;
     let events = a.num("events", 500)?;
 

@@ -65,7 +65,6 @@ pub async fn request(
             verb: &verb,
             path,
             resource,
-            follow: q.flag("follow"),
         };
         auditor.seen(record, seen).await;
     }

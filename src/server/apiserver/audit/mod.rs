@@ -84,8 +84,6 @@ pub struct Seen<'a> {
     pub verb: &'a str,
     pub path: &'a str,
     pub resource: Option<ObjectRef<'a>>,
-    /// `?follow=true` (a followed log stays open).
-    pub follow: bool,
 }
 
 impl Auditor {
@@ -147,11 +145,7 @@ impl Auditor {
                 r.impersonated = Some(seen.acting.clone());
             }
             r.verb = seen.verb.to_string();
-            r.long_running = long_running(
-                seen.verb,
-                seen.resource.and_then(|o| o.subresource),
-                seen.follow,
-            );
+            r.long_running = long_running(seen.verb, seen.resource.and_then(|o| o.subresource));
             r.object = seen.resource.map(|obj| {
                 let mut o = Map::new();
                 o.insert("resource".into(), json!(obj.resource));
@@ -379,7 +373,7 @@ pub async fn respond(
 /// Whether a request stays open after its answer starts (a watch, a
 /// stream): it gets a ResponseStarted event as well. Logs count whether
 /// followed or not, as upstream's long-running check has them.
-pub fn long_running(verb: &str, subresource: Option<&str>, _follow: bool) -> bool {
+pub fn long_running(verb: &str, subresource: Option<&str>) -> bool {
     verb == "watch"
         || matches!(
             subresource,
