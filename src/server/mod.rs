@@ -519,9 +519,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let audit = audit_log(&args)?;
     let rbac = apiserver::rbac::Rbac::default();
+    let registry = Registry::builtin();
+    let objects = Objects::new(store.clone())
+        .followed_by(rbac.follower())
+        .followed_by(registry.custom.follower.clone());
     let state = Arc::new(ApiState {
-        registry: Registry::builtin(),
-        objects: Objects::new(store.clone()).followed_by(rbac.follower()),
+        registry,
+        objects,
         auth: Authenticator {
             tokens,
             service_accounts: apiserver::serviceaccount::Tokens::new(sa_key),
@@ -544,6 +548,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     apiserver::rbac::start(&state)
         .await
         .context("loading the RBAC policy")?;
+    // Custom resources are served from the first request on.
+    apiserver::crd::follow::start(&state)
+        .await
+        .context("loading the CustomResourceDefinitions")?;
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(
         state.clone(),
@@ -594,11 +602,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             auth::component(auth::NAMESPACE_CONTROLLER_USER),
             controllers::namespace::AGENT,
         ),
-        kinds: controllers::namespace::kinds(&state.registry),
+        api: state.clone(),
     };
     components.spawn("namespace controller", move |life| async move {
         life.ready();
         controllers::namespace::run(namespaces, life.cancel).await;
+        Ok(())
+    });
+    let crds = state.clone();
+    components.spawn("CRD controller", move |life| async move {
+        life.ready();
+        apiserver::crd::controller::run(crds, life.cancel).await;
         Ok(())
     });
     let collector = controllers::garbage::Ctx::new(
@@ -607,7 +621,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             auth::component(auth::GARBAGE_COLLECTOR_USER),
             controllers::garbage::AGENT,
         ),
-        &state.registry,
+        state.clone(),
     );
     let collecting = state.clone();
     components.spawn("garbage collector", move |life| async move {

@@ -343,6 +343,21 @@ impl Server {
         child.wait_with_output().expect("wait kubectl")
     }
 
+    /// [`Server::kubectl_stdin`] that must succeed; returns stdout.
+    pub fn kubectl_stdin_ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.kubectl_stdin(args, stdin);
+        if !out.status.success() {
+            panic!(
+                "kubectl {} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                args.join(" "),
+                out.status,
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+        stdout(&out)
+    }
+
     /// Run kubectl and panic with its output if it fails; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
         let out = self.kubectl(args);

@@ -34,6 +34,15 @@ pub fn invalid(field: &str, value: &str, detail: &str) -> Cause {
     cause("FieldValueInvalid", field, message)
 }
 
+/// `field.TypeInvalid` with an already rendered value.
+pub fn type_invalid(field: &str, value: &str, detail: &str) -> Cause {
+    cause(
+        "FieldValueTypeInvalid",
+        field,
+        format!("Invalid value: {value}: {detail}"),
+    )
+}
+
 /// `field.NotSupported`: `Unsupported value: "x": supported values: "a", "b"`.
 pub fn not_supported(field: &str, value: &str, supported: &[&str]) -> Cause {
     let list: Vec<String> = supported.iter().map(|s| go_str(s)).collect();

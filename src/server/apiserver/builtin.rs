@@ -127,6 +127,10 @@ const HPA_V2_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
 const HPA_V1_SUBRESOURCES: &[SubresourceDef] = &[status("autoscaling", "HorizontalPodAutoscaler")];
 const CRONJOB_SUBRESOURCES: &[SubresourceDef] = &[status("batch", "CronJob")];
 const PDB_SUBRESOURCES: &[SubresourceDef] = &[status("policy", "PodDisruptionBudget")];
+const CRD_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
+    version: "v1",
+    ..status("apiextensions.k8s.io", "CustomResourceDefinition")
+}];
 const INGRESS_SUBRESOURCES: &[SubresourceDef] = &[status("networking.k8s.io", "Ingress")];
 
 /// The fields most entries share; each entry names what differs.
@@ -145,6 +149,7 @@ const BASE: ResourceDef = ResourceDef {
     rules: &rules::PLAIN,
     printer: None,
     stored_as: None,
+    custom: None,
 };
 
 pub fn builtin_resources() -> Vec<ResourceDef> {
@@ -632,6 +637,20 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             printer: Some(&table::cluster::PRIORITYCLASSES),
             ..BASE
         },
+        // apiextensions.k8s.io/v1: the kinds users add (crd/).
+        ResourceDef {
+            group: "apiextensions.k8s.io",
+            plural: "customresourcedefinitions",
+            singular: "customresourcedefinition",
+            kind: "CustomResourceDefinition",
+            namespaced: false,
+            short_names: &["crd", "crds"],
+            categories: &["api-extensions"],
+            subresources: CRD_SUBRESOURCES,
+            strategy: KindRef(&super::crd::definition::STRATEGY),
+            rules: &super::crd::definition::RULES,
+            ..BASE
+        },
         // storage.k8s.io/v1
         ResourceDef {
             group: "storage.k8s.io",
@@ -754,7 +773,9 @@ mod tests {
     #[test]
     fn rules_and_namespace_kind_are_wired() {
         let rs = builtin_resources();
-        for r in &rs {
+        // The CRD kind's rules are the apiserver's own (crd::definition),
+        // as they serve what they validate.
+        for r in rs.iter().filter(|r| r.group != "apiextensions.k8s.io") {
             assert!(
                 std::ptr::eq(r.rules, rules::by_kind(&r.api_version(), r.kind)),
                 "rules of {}",

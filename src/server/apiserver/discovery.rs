@@ -87,6 +87,7 @@ fn aggregated(registry: &Registry, core: bool, format: DiscoveryFormat) -> Respo
                 .map(|v| {
                     let resources: Vec<Value> = registry
                         .in_group_version(g, v)
+                        .into_iter()
                         .map(aggregated_resource)
                         .collect();
                     json!({"version": v, "resources": resources, "freshness": "Current"})
@@ -183,7 +184,7 @@ pub fn resource_list(
     group: &str,
     version: &str,
 ) -> Result<Response, ApiError> {
-    let defs: Vec<&ResourceDef> = registry.in_group_version(group, version).collect();
+    let defs: Vec<&ResourceDef> = registry.in_group_version(group, version);
     if defs.is_empty() {
         return Err(ApiError::new(
             404,

@@ -148,8 +148,7 @@ pub fn prepare_create(
     drop_empty_metadata(&mut obj);
     // Unknown fields got past fieldValidation only as warnings (or ignored):
     // like the typed decoder of the apiserver, never store them.
-    crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut obj);
-    crate::api::defaulting::apply_defaults(def.rules, &mut obj);
+    super::crd::prune_and_default(def, &mut obj);
     status_shape(def, &mut obj);
     def.strategy.admit_create(&mut obj);
     Ok(obj)
@@ -193,7 +192,8 @@ fn copy_annotations(from: &Value, to: &mut Value, keys: &[&str]) {
 }
 
 fn status_shape(def: &ResourceDef, obj: &mut Value) {
-    if !def.has_subresource("status") {
+    // Custom resources are unstructured: no status until one is written.
+    if !def.has_subresource("status") || def.custom.is_some() {
         return;
     }
     if let Some(m) = obj.as_object_mut() {
@@ -266,6 +266,14 @@ pub fn prepare_update(
             o.insert("status".into(), status.clone());
         }
         copy_annotations(&new, &mut out, status_notes);
+        if def.custom.is_some() {
+            // The whole object is checked against the schema, status too.
+            super::crd::prune_and_default(def, &mut out);
+            let causes = super::crd::schema_causes(def, &out);
+            if !causes.is_empty() {
+                return Err(ApiError::invalid(def.group, def.kind, &name, causes));
+            }
+        }
         return Ok(out);
     }
     // Server-owned metadata always comes from the stored object.
@@ -309,10 +317,9 @@ pub fn prepare_update(
     // mistaken for a spec change.
     let mut new = with_type_meta(def, new);
     drop_empty_metadata(&mut new);
-    crate::api::fieldcheck::prune_unknown_fields(&def.api_version(), def.kind, &mut new);
-    crate::api::defaulting::apply_defaults(def.rules, &mut new);
+    super::crd::prune_and_default(def, &mut new);
     status_shape(def, &mut new);
-    if def.strategy.tracks_generation() && old.get("spec") != new.get("spec") {
+    if def.strategy.tracks_generation() && super::crd::generation_changed(def, old, &new) {
         let g = meta(old)
             .and_then(|m| m.get("generation"))
             .and_then(Value::as_i64)
@@ -382,7 +389,7 @@ mod tests {
 
     fn def(plural: &str) -> ResourceDef {
         let r = Registry::builtin();
-        r.all()
+        r.builtins()
             .iter()
             .find(|d| d.plural == plural)
             .cloned()

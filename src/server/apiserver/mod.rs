@@ -21,6 +21,7 @@ pub mod authorize;
 pub mod binding;
 pub mod builtin;
 pub mod conn;
+pub mod crd;
 pub mod discovery;
 pub mod eviction;
 pub mod fieldsel;
@@ -395,8 +396,7 @@ async fn object_body(call: &Call<'_>, body: ReqBody) -> Result<(Value, Vec<Strin
     }
     let mode = fieldcheck::Mode::parse(q.get("fieldValidation")).map_err(ApiError::bad_request)?;
     let raw_json = (negotiate::content_type(headers) == "application/json").then_some(&bytes[..]);
-    let warnings = fieldcheck::check_body(mode, &r.def.api_version(), r.def.kind, &obj, raw_json)
-        .map_err(ApiError::bad_request)?;
+    let warnings = crd::check_fields(r.def, mode, &obj, raw_json).map_err(ApiError::bad_request)?;
     Ok((obj, warnings))
 }
 
@@ -422,6 +422,9 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
     } = *call;
     tracing::trace!(user = %ctx.who.user, verb = %ctx.verb, resource = r.def.plural, "authorized");
     let asked = |reading| negotiate::asked(headers, reading);
+    if let Some(text) = r.def.custom.and_then(|c| c.get().deprecation.clone()) {
+        warnings::add(text);
+    }
     if let Some(sub) = &r.subresource {
         if !r.def.has_subresource(sub) {
             return Err(not_found());

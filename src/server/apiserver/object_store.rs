@@ -143,7 +143,7 @@ pub fn decode_as(def: &ResourceDef, kv: &KeyValue) -> Result<Value, ApiError> {
 
 /// Encode an object of `def` in its stored form.
 pub fn encode_as(def: &ResourceDef, obj: &Value) -> Result<Bytes, ApiError> {
-    if def.stored_as.is_none() {
+    if !def.converts() {
         return encode(obj);
     }
     let mut stored = obj.clone();

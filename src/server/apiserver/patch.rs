@@ -166,6 +166,17 @@ pub async fn patch(call: &Call<'_>, name: &str, body: &[u8]) -> Result<Response,
         return super::apply::apply(call, name, body).await;
     }
     let kind = patch_type(headers)?;
+    // Custom resources have no patch strategies (their /scale is a Scale).
+    if kind == PatchType::Strategic
+        && def.custom.is_some()
+        && r.subresource.as_deref() != Some("scale")
+    {
+        return Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+        ));
+    }
     super::apply::check_patch_options(q)?;
     let manager = super::apply::write_manager(ctx, headers, "PatchOptions")?;
     let doc = parse_json(body)?;
@@ -225,8 +236,7 @@ pub(super) fn check_fields(
 ) -> Result<Vec<String>, ApiError> {
     use crate::api::fieldcheck;
     let mode = fieldcheck::Mode::parse(q.get("fieldValidation")).map_err(ApiError::bad_request)?;
-    fieldcheck::check_body(mode, &def.api_version(), def.kind, patched, None)
-        .map_err(ApiError::bad_request)
+    super::crd::check_fields(def, mode, patched, None).map_err(ApiError::bad_request)
 }
 
 /// Add one `Warning` header per message (RFC 7234 form, code 299).
@@ -263,12 +273,32 @@ pub fn scale_of(def: &ResourceDef, obj: &Value) -> Value {
             metadata.insert(key.into(), v.clone());
         }
     }
+    if let Some(paths) = def.custom.and_then(|c| c.get().scale.clone()) {
+        let at = |path: &str| {
+            super::crd::printer::parse(path)
+                .ok()
+                .and_then(|p| p.first(obj).cloned())
+        };
+        let int = |path: &str| at(path).and_then(|v| v.as_i64()).unwrap_or(0);
+        let selector = paths
+            .label_selector
+            .as_deref()
+            .and_then(at)
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        return json!({
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": metadata,
+            "spec": {"replicas": int(&paths.spec_replicas)},
+            "status": {"replicas": int(&paths.status_replicas), "selector": selector},
+        });
+    }
     let selector = obj
         .pointer("/spec/selector")
         .and_then(|s| crate::api::selector::LabelSelector::from_label_selector_json(s).ok())
         .map(|s| s.to_string())
         .unwrap_or_default();
-    let _ = def;
     json!({
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -342,14 +372,37 @@ async fn set_replicas(
 ) -> Result<Value, ApiError> {
     let (def, name) = (w.def, w.name);
     let mut new = cur.obj.clone();
-    if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
-        spec.insert("replicas".into(), json!(replicas));
+    match def.custom.and_then(|c| c.get().scale.clone()) {
+        Some(paths) => set_at(&mut new, &paths.spec_replicas, json!(replicas)),
+        None => {
+            if let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("replicas".into(), json!(replicas));
+            }
+        }
     }
     let mut new = prepare_update(def, &cur.obj, new, None)?;
     super::write::check_valid(def, Some(&cur.obj), &new, name)?;
     let now = super::metadata::now_rfc3339();
     super::apply::record_update(Some(&cur.obj), &mut new, manager, Some("scale"), &now);
     commit_update(w, &new, cur.rev).await
+}
+
+/// Set the field a simple `.a.b.c` path names, making the objects on the
+/// way (a CRD's specReplicasPath).
+fn set_at(obj: &mut Value, path: &str, value: Value) {
+    let keys: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    let mut cur = obj;
+    for (i, k) in keys.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(m) = cur.as_object_mut() else { return };
+        if i + 1 == keys.len() {
+            m.insert((*k).to_string(), value);
+            return;
+        }
+        cur = m.entry(*k).or_insert_with(|| json!({}));
+    }
 }
 
 async fn patch_scale(

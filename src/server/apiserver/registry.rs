@@ -46,6 +46,9 @@ pub struct ResourceDef {
     /// Set when its objects are another resource's, seen through this API
     /// (upstream's events.k8s.io Events are the core Events).
     pub stored_as: Option<&'static StoredAs>,
+    /// Set for a version of a CustomResourceDefinition: its schema, columns
+    /// and scale paths as they are now.
+    pub custom: Option<&'static super::crd::Custom>,
 }
 
 /// Where a resource's objects are kept when they are another resource's,
@@ -134,6 +137,13 @@ impl ResourceDef {
         if let Some(s) = self.stored_as {
             (s.from_stored)(obj);
         }
+        // Custom resources convert between versions by their apiVersion
+        // alone (conversion strategy None).
+        if self.custom.is_some() {
+            if let Some(m) = obj.as_object_mut() {
+                m.insert("apiVersion".into(), self.api_version().into());
+            }
+        }
     }
 
     /// An object of this API as it is stored.
@@ -141,6 +151,16 @@ impl ResourceDef {
         if let Some(s) = self.stored_as {
             (s.to_stored)(obj);
         }
+        if let (Some(c), Some(m)) = (self.custom, obj.as_object_mut()) {
+            let storage = format!("{}/{}", self.group, c.get().storage_version);
+            m.insert("apiVersion".into(), storage.into());
+        }
+    }
+
+    /// Whether stored objects differ from what this API shows (so they
+    /// cannot be sent as stored).
+    pub fn converts(&self) -> bool {
+        self.stored_as.is_some() || self.custom.is_some()
     }
 
     /// Storage key of one object (`namespace` is ignored for cluster-scoped kinds).
@@ -164,25 +184,42 @@ impl ResourceDef {
 /// discovery lists them (this order is what `kubectl get all` follows).
 pub struct Registry {
     resources: Vec<ResourceDef>,
+    /// The versions of CustomResourceDefinitions served now.
+    pub custom: super::crd::Installed,
 }
 
 impl Registry {
     pub fn new(resources: Vec<ResourceDef>) -> Self {
-        Registry { resources }
+        Registry {
+            resources,
+            custom: Default::default(),
+        }
     }
 
     pub fn builtin() -> Self {
         Registry::new(super::builtin::builtin_resources())
     }
 
-    pub fn all(&self) -> &[ResourceDef] {
+    /// The built-in kinds only.
+    pub fn builtins(&self) -> &[ResourceDef] {
         &self.resources
     }
 
+    /// Every kind served now: the built-in ones, then the custom ones.
+    pub fn all(&self) -> Vec<&ResourceDef> {
+        let custom = self.custom.live();
+        let mut out: Vec<&ResourceDef> = self.resources.iter().collect();
+        out.extend(custom.iter().copied());
+        out
+    }
+
     pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&ResourceDef> {
-        self.resources
-            .iter()
-            .find(|r| r.group == group && r.version == version && r.plural == plural)
+        let matches =
+            |r: &ResourceDef| r.group == group && r.version == version && r.plural == plural;
+        if let Some(r) = self.resources.iter().find(|r| matches(r)) {
+            return Some(r);
+        }
+        self.custom.live().iter().copied().find(|r| matches(r))
     }
 
     /// The kind of namespaces themselves (its strategy says so).
@@ -193,7 +230,7 @@ impl Registry {
     /// Group/versions in first-seen order, each with its resources.
     pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
         let mut out: Vec<(&'static str, &'static str)> = Vec::new();
-        for r in &self.resources {
+        for r in self.all() {
             if !out.contains(&(r.group, r.version)) {
                 out.push((r.group, r.version));
             }
@@ -201,13 +238,10 @@ impl Registry {
         out
     }
 
-    pub fn in_group_version<'a>(
-        &'a self,
-        group: &'a str,
-        version: &'a str,
-    ) -> impl Iterator<Item = &'a ResourceDef> + 'a {
-        self.resources
-            .iter()
-            .filter(move |r| r.group == group && r.version == version)
+    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<&ResourceDef> {
+        self.all()
+            .into_iter()
+            .filter(|r| r.group == group && r.version == version)
+            .collect()
     }
 }

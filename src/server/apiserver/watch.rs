@@ -274,7 +274,7 @@ impl Watch {
     fn event_for(&mut self, ev: &crate::server::store::Event, rev: i64) -> Option<Bytes> {
         // Nothing to select and objects as stored: no need to decode.
         let raw = matches!(self.enc.shape, Shape::Object)
-            && self.def.stored_as.is_none()
+            && !self.def.converts()
             && self.filter.is_empty()
             && self.name.is_none();
         if raw {

@@ -140,6 +140,7 @@ pub async fn admit_new<'a>(
     name: &str,
     dry_run: bool,
 ) -> Result<Taken<'a>, ApiError> {
+    super::crd::check_create(def)?;
     super::admission::mutate(state, def, obj).await?;
     check_valid(def, None, obj, name)?;
     let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
@@ -190,10 +191,11 @@ pub fn check_valid(
     new: &Value,
     name: &str,
 ) -> Result<(), ApiError> {
-    let causes = match old {
+    let mut causes = match old {
         None => crate::api::validation::validate_create(def.rules, new),
         Some(old) => crate::api::validation::validate_update(def.rules, old, new),
     };
+    causes.extend(super::crd::schema_causes(def, new));
     if causes.is_empty() {
         Ok(())
     } else {

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{is_status, items, meta};
-use crate::server::apiserver::registry::{Registry, ResourceDef};
+use crate::server::apiserver::registry::ResourceDef;
 use crate::server::apiserver::{loopback, ApiState};
 
 pub const ORPHAN: &str = "orphan";
@@ -149,25 +149,28 @@ impl Queue {
     }
 }
 
-/// The listable kinds, as collections in a namespace (or over all).
+/// What the collector works with: its client, and the server whose
+/// listable kinds (built-in and custom, as served now) it walks.
 #[derive(Clone)]
 pub struct Ctx {
     pub client: kube::Client,
-    kinds: Arc<Vec<ResourceDef>>,
+    api: Arc<ApiState>,
 }
 
 impl Ctx {
-    pub fn new(client: kube::Client, registry: &Registry) -> Self {
-        let kinds = registry
+    pub fn new(client: kube::Client, api: Arc<ApiState>) -> Self {
+        Ctx { client, api }
+    }
+
+    /// The kinds that can be listed, as served now.
+    fn kinds(&self) -> Vec<ResourceDef> {
+        self.api
+            .registry
             .all()
-            .iter()
+            .into_iter()
             .filter(|d| d.verbs.contains(&"list") && d.stored_as.is_none() && d.stored())
             .cloned()
-            .collect();
-        Ctx {
-            client,
-            kinds: Arc::new(kinds),
-        }
+            .collect()
     }
 }
 
@@ -289,7 +292,7 @@ async fn sweep(ctx: &Ctx, queue: &Queue) -> Result<(), kube::Error> {
     let mut present: HashSet<String> = HashSet::new();
     // (owner uid, owner name, the dependent's namespace, its kind's def)
     let mut named: Vec<(String, String, Option<String>, ResourceDef)> = Vec::new();
-    for def in ctx.kinds.iter() {
+    for def in ctx.kinds().iter() {
         each_in(ctx, &collection(def, None), |obj| {
             if let Some(uid) = meta(&obj, "uid") {
                 present.insert(uid.to_string());
@@ -344,7 +347,7 @@ struct Dependent {
 /// their namespace; cluster-scoped ones anywhere).
 async fn dependents(ctx: &Ctx, m: &Marked) -> Result<Vec<Dependent>, kube::Error> {
     let mut out = Vec::new();
-    for def in ctx.kinds.iter() {
+    for def in ctx.kinds().iter() {
         if m.namespace.is_some() && !def.namespaced {
             continue;
         }
@@ -395,15 +398,11 @@ fn owner_collection(ctx: &Ctx, r: &Value, namespace: Option<&str>) -> Option<Str
         Some((g, v)) => (g, v),
         None => ("", api_version),
     };
-    let def = ctx
-        .kinds
+    let kinds = ctx.kinds();
+    let def = kinds
         .iter()
         .find(|d| d.group == group && d.kind == kind && d.version == version)
-        .or_else(|| {
-            ctx.kinds
-                .iter()
-                .find(|d| d.group == group && d.kind == kind)
-        })?;
+        .or_else(|| kinds.iter().find(|d| d.group == group && d.kind == kind))?;
     Some(collection(def, namespace))
 }
 

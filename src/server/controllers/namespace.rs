@@ -44,7 +44,9 @@ const NAMESPACES: &str = "/api/v1/namespaces";
 #[derive(Clone)]
 pub struct Ctx {
     pub client: kube::Client,
-    pub kinds: Vec<Kind>,
+    /// The server whose kinds (built-in and custom, as served now) a
+    /// namespace's content can be of.
+    pub api: std::sync::Arc<crate::server::apiserver::ApiState>,
 }
 
 /// A namespaced kind: where its collection in a namespace is.
@@ -66,7 +68,7 @@ impl Kind {
 pub fn kinds(registry: &Registry) -> Vec<Kind> {
     registry
         .all()
-        .iter()
+        .into_iter()
         .filter(|d| d.namespaced && d.verbs.contains(&"list") && d.stored())
         .map(|d| Kind {
             prefix: if d.group.is_empty() {
@@ -173,7 +175,7 @@ async fn finish(ctx: &Ctx, ns: &Value) -> Result<bool, kube::Error> {
         return Ok(false);
     }
     let mut remaining = 0usize;
-    for kind in &ctx.kinds {
+    for kind in &kinds(&ctx.api.registry) {
         let collection = Request::new(kind.collection(ns_name));
         let list = collection
             .list(&ListParams::default())
@@ -200,7 +202,7 @@ async fn finish(ctx: &Ctx, ns: &Value) -> Result<bool, kube::Error> {
     }
     if remaining > 0 {
         // Check again: objects without finalizers are gone by now.
-        for kind in &ctx.kinds {
+        for kind in &kinds(&ctx.api.registry) {
             let list = Request::new(kind.collection(ns_name))
                 .list(&ListParams::default().limit(1))
                 .map_err(kube::Error::BuildRequest)?;

@@ -196,7 +196,7 @@ async fn bootstrap_and_the_namespace_controller_are_ordinary_clients() {
             auth::component(auth::NAMESPACE_CONTROLLER_USER),
             controllers::namespace::AGENT,
         ),
-        kinds: controllers::namespace::kinds(&state.registry),
+        api: state.clone(),
     };
     let controller = tokio::spawn(controllers::namespace::run(ctx, cancel.clone()));
 
@@ -325,7 +325,7 @@ async fn dependents_of_a_deleted_owner_are_collected_in_the_background() {
             auth::component(auth::GARBAGE_COLLECTOR_USER),
             controllers::garbage::AGENT,
         ),
-        &state.registry,
+        state.clone(),
     );
     let task = tokio::spawn(controllers::garbage::run(gc, state.clone(), cancel.clone()));
     cms.delete("a", &DeleteParams::background()).await.unwrap();

@@ -19,6 +19,7 @@
 //! every `apply` and it lists every document's hash.
 
 mod artifact;
+mod custom;
 mod proto;
 mod select;
 
@@ -50,10 +51,14 @@ pub struct Cache {
     /// few MiB (the schemas frame, a group's paths, the document), and a
     /// burst of first-time clients must not multiply that.
     builds: Semaphore,
-    /// `(api/v1 | apis/<g>/<v>, hash)` of every served group/version; made
-    /// once (the registry and the data never change while running), by the
-    /// first request, others waiting for it.
+    /// `(api/v1 | apis/<g>/<v>, hash)` of every built-in group/version;
+    /// made once (they never change while running), by the first request,
+    /// others waiting for it. Custom resources' documents are made when
+    /// asked for, as their CRDs come and go.
     v3_hashes: OnceLock<Result<Vec<(String, String)>, ApiError>>,
+    /// The shared schemas custom resources' documents refer to, as JSON
+    /// members (a few KiB).
+    common: OnceLock<Result<String, ApiError>>,
     /// The tag of /openapi/v2 (its JSON's hash, for both forms, as
     /// upstream), once sent, so that a client's revalidation is answered
     /// without building it again.
@@ -68,6 +73,7 @@ impl Default for Cache {
         Cache {
             builds: Semaphore::new(CONCURRENT_BUILDS),
             v3_hashes: OnceLock::new(),
+            common: OnceLock::new(),
             v2_etag: OnceLock::new(),
         }
     }
@@ -104,7 +110,52 @@ async fn blocking<T: Send + 'static>(
     .map_err(|e| ApiError::internal(format!("building the OpenAPI document: {e}")))?
 }
 
+/// Group/versions with built-in kinds.
+fn builtin_gvs(state: &ApiState) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&'static str, &'static str)> = Vec::new();
+    for r in state.registry.builtins() {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+/// The document of a group/version of custom resources only.
+fn custom_document(
+    state: &ApiState,
+    group: &str,
+    version: &str,
+) -> Result<Option<String>, ApiError> {
+    let live = state.registry.custom.live();
+    let defs: Vec<&super::registry::ResourceDef> = live
+        .iter()
+        .copied()
+        .filter(|d| d.group == group && d.version == version)
+        .collect();
+    if defs.is_empty() {
+        return Ok(None);
+    }
+    let common = state
+        .openapi
+        .common
+        .get_or_init(|| {
+            let artifact = Artifact::builtin().map_err(internal)?;
+            let schemas = select::Schemas::load(&artifact).map_err(internal)?;
+            Ok(select::common_members(&schemas, custom::COMMON_ROOTS))
+        })
+        .clone()?;
+    Ok(Some(custom::document(
+        &defs,
+        &common,
+        &select::document_info(),
+    )))
+}
+
 fn v3_document(state: &ApiState, group: &str, version: &str) -> Result<Option<String>, ApiError> {
+    if !builtin_gvs(state).contains(&(group, version)) {
+        return custom_document(state, group, version);
+    }
     let artifact = Artifact::builtin().map_err(internal)?;
     let schemas = select::Schemas::load(&artifact).map_err(internal)?;
     select::v3_document(&state.registry, &artifact, &schemas, group, version).map_err(internal)
@@ -116,7 +167,7 @@ fn v3_hashes(state: &ApiState) -> Result<Vec<(String, String)>, ApiError> {
         // Decompressed once for all the documents, each dropped once hashed.
         let schemas = select::Schemas::load(&artifact).map_err(internal)?;
         let mut out = Vec::new();
-        for (g, v) in state.registry.group_versions() {
+        for (g, v) in builtin_gvs(state) {
             let doc = select::v3_document(&state.registry, &artifact, &schemas, g, v)
                 .map_err(internal)?;
             if let Some(doc) = doc {
@@ -125,7 +176,16 @@ fn v3_hashes(state: &ApiState) -> Result<Vec<(String, String)>, ApiError> {
         }
         Ok(out)
     });
-    made.clone()
+    let mut out = made.clone()?;
+    for (g, v) in state.registry.group_versions() {
+        if builtin_gvs(state).contains(&(g, v)) {
+            continue;
+        }
+        if let Some(doc) = custom_document(state, g, v)? {
+            out.push((select::gv_path(g, v), etag(doc.as_bytes())));
+        }
+    }
+    Ok(out)
 }
 
 fn not_modified(headers: &HeaderMap, tag: &str) -> bool {

@@ -278,7 +278,7 @@ pub fn v3_document(
     group: &str,
     version: &str,
 ) -> Result<Option<String>, ArtifactError> {
-    if registry.in_group_version(group, version).next().is_none() {
+    if registry.in_group_version(group, version).is_empty() {
         return Ok(None);
     }
     let paths = match artifact.frame(&format!("paths:{}", gv_path(group, version)))? {
@@ -297,6 +297,18 @@ pub fn v3_document(
         members(paths.iter().map(|(p, i)| (p.as_str(), i.as_str()))),
         members(schemas.into_iter()),
     )))
+}
+
+/// The shared schemas `roots` reach, as `"name":{…}` members of a v3
+/// document's schemas.
+pub fn common_members(schemas: &Schemas, roots: &[&str]) -> String {
+    let roots = roots.iter().map(|r| r.to_string()).collect();
+    members(closure(roots, &index(&schemas.0, "v3 "), V3_REF).into_iter())
+}
+
+/// The `info` of every document.
+pub fn document_info() -> String {
+    info()
 }
 
 /// The v2 document's parts: the served paths of every served
@@ -526,7 +538,7 @@ mod tests {
     fn a_kind_added_to_the_registry_is_described_with_no_change_here() {
         // An entry as the registry would get for Ingress (its strategy and
         // rules are irrelevant here, so a ConfigMap's are borrowed).
-        let mut all = Registry::builtin().all().to_vec();
+        let mut all = Registry::builtin().builtins().to_vec();
         // Whatever the built-in registry serves of the group, only Ingress here.
         all.retain(|d| d.group != "networking.k8s.io");
         let mut ingress = all.iter().find(|d| d.kind == "ConfigMap").unwrap().clone();

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::{col, opt_str, str_at, wide, Column, Printer, NAME_DESC};
+use super::{col, opt_str, str_at, wide, Column, Printer};
 use crate::api::duration;
 
 pub const EVENTS: Printer = Printer { columns, cells };
@@ -27,11 +27,8 @@ fn columns() -> Vec<Column> {
         wide("First Seen", "string", "The time at which the event was first recorded. (Time of server receipt is in TypeMeta.)"),
         wide("Count", "string", "The number of times this event has occurred."),
         Column {
-            name: "Name",
-            type_: "string",
-            format: "name",
-            description: NAME_DESC,
             priority: 1,
+            ..super::NAME
         },
     ]
 }

@@ -18,6 +18,8 @@ pub mod rbac;
 pub mod volumes;
 pub mod workloads;
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
@@ -28,12 +30,12 @@ use crate::api::selector::LabelSelector;
 /// One entry of `columnDefinitions`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Column {
-    pub name: &'static str,
+    pub name: Cow<'static, str>,
     /// `string`, `integer`, `boolean` or `date`.
-    pub type_: &'static str,
+    pub type_: Cow<'static, str>,
     /// `name` for the column that names the object, else empty.
-    pub format: &'static str,
-    pub description: &'static str,
+    pub format: Cow<'static, str>,
+    pub description: Cow<'static, str>,
     /// 0: always shown; 1: only with `-o wide`.
     pub priority: u8,
 }
@@ -63,7 +65,7 @@ impl std::fmt::Debug for Printer {
 /// `ObjectMeta.name` as the swagger docs describe it.
 pub(crate) const NAME_DESC: &str = "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names";
 /// `ObjectMeta.creationTimestamp` as the swagger docs describe it.
-pub(crate) const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
+pub const AGE_DESC: &str = "CreationTimestamp is a timestamp representing the server time when this object was created. It is not guaranteed to be set in happens-before order across separate operations. Clients may not set this value. It is represented in RFC3339 form and is in UTC.\n\nPopulated by the system. Read-only. Null for lists. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata";
 pub(crate) const CONTAINERS_DESC: &str = "Names of each container in the template.";
 pub(crate) const IMAGES_DESC: &str = "Images referenced by each container in the template.";
 
@@ -73,10 +75,10 @@ pub(crate) const fn col(
     description: &'static str,
 ) -> Column {
     Column {
-        name,
-        type_,
-        format: "",
-        description,
+        name: Cow::Borrowed(name),
+        type_: Cow::Borrowed(type_),
+        format: Cow::Borrowed(""),
+        description: Cow::Borrowed(description),
         priority: 0,
     }
 }
@@ -87,25 +89,37 @@ pub(crate) const fn wide(
     description: &'static str,
 ) -> Column {
     Column {
-        name,
-        type_,
-        format: "",
-        description,
+        name: Cow::Borrowed(name),
+        type_: Cow::Borrowed(type_),
+        format: Cow::Borrowed(""),
+        description: Cow::Borrowed(description),
         priority: 1,
     }
 }
 
 pub(crate) const NAME: Column = Column {
-    name: "Name",
-    type_: "string",
-    format: "name",
-    description: NAME_DESC,
+    name: Cow::Borrowed("Name"),
+    type_: Cow::Borrowed("string"),
+    format: Cow::Borrowed("name"),
+    description: Cow::Borrowed(NAME_DESC),
     priority: 0,
 };
 pub(crate) const AGE: Column = col("Age", "string", AGE_DESC);
 
 /// Columns of the Table for this resource.
 pub fn columns(def: &ResourceDef) -> Vec<Column> {
+    if let Some(c) = def.custom {
+        let served = c.get();
+        let mut out = vec![NAME];
+        out.extend(served.columns.iter().map(|c| Column {
+            name: Cow::Owned(c.name.clone()),
+            type_: Cow::Owned(c.type_.clone()),
+            format: Cow::Owned(c.format.clone()),
+            description: Cow::Owned(c.description.clone()),
+            priority: c.priority,
+        }));
+        return out;
+    }
     match def.printer {
         Some(p) => (p.columns)(),
         None => default_columns(),
@@ -115,6 +129,17 @@ pub fn columns(def: &ResourceDef) -> Vec<Column> {
 /// Cells of one row, in the order of [`columns`]: strings and integers
 /// formatted exactly as the real apiserver sends them.
 pub fn cells(def: &ResourceDef, obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    if let Some(c) = def.custom {
+        let served = c.get();
+        let mut out = vec![name(obj)];
+        out.extend(
+            served
+                .columns
+                .iter()
+                .map(|col| crate::server::apiserver::crd::printer::cell(col, obj, now)),
+        );
+        return out;
+    }
     match def.printer {
         Some(p) => (p.cells)(obj, now),
         None => default_cells(obj),

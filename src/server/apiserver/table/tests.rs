@@ -441,10 +441,13 @@ fn default_table_for_unknown_kinds() {
         rules: &crate::api::rules::PLAIN,
         printer: None,
         stored_as: None,
+        custom: None,
     };
     let cols = columns(&d);
     assert_eq!(
-        cols.iter().map(|c| (c.name, c.type_)).collect::<Vec<_>>(),
+        cols.iter()
+            .map(|c| (&*c.name, &*c.type_))
+            .collect::<Vec<_>>(),
         [("Name", "string"), ("Created At", "date")]
     );
     let obj = json!({"metadata": {"name": "w", "creationTimestamp": "2026-11-25T07:58:00.5Z"}});

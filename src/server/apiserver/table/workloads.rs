@@ -354,7 +354,7 @@ pub const PODTEMPLATES: Printer = Printer {
 fn podtemplates_columns() -> Vec<Column> {
     vec![
         super::Column {
-            name: "Template",
+            name: "Template".into(),
             ..NAME
         },
         col("Containers", "string", CONTAINERS_DESC),

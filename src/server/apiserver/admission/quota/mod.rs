@@ -113,7 +113,7 @@ fn counted_kinds<'r>(state: &'r ApiState, names: &[&String]) -> Vec<&'r Resource
                     add(state
                         .registry
                         .all()
-                        .iter()
+                        .into_iter()
                         .find(|d| d.plural == plural && d.group == group));
                 }
             }

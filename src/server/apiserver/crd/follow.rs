@@ -1,0 +1,264 @@
+//! Keeping the served custom resources current: one list of the CRDs, then
+//! the store's watch, as the RBAC policy's follower; every change serves
+//! the CRDs anew (names settled in creation order, conflicts left out)
+//! and wakes the controller, which writes their status.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{definition, Served, Shape, PREFIX};
+use crate::server::apiserver::ApiState;
+use crate::server::store::{self, ListOptions, Revision};
+
+const BATCH: usize = 500;
+
+/// The CRDs as stored, by name, and what serving them decided.
+#[derive(Default)]
+pub struct Known {
+    pub crds: BTreeMap<String, Value>,
+    /// Per CRD: the names it is served under, or why it is not.
+    pub accepted: BTreeMap<String, Result<Map<String, Value>, Conflict>>,
+    /// CRDs that could not be served for want of room (see `MAX_DEFS`).
+    pub refused: HashSet<String>,
+}
+
+/// Why a CRD's names were not accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conflict {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Load the CRDs and serve them, then follow the store in a task that
+/// ends with the store.
+pub async fn start(state: &Arc<ApiState>) -> Result<(), store::Error> {
+    let rev = load(state).await?;
+    state.registry.custom.follower.set_live(true);
+    tokio::spawn(run(state.clone(), rev));
+    Ok(())
+}
+
+async fn load(state: &ApiState) -> Result<Revision, store::Error> {
+    let mut crds = BTreeMap::new();
+    let mut opts = ListOptions {
+        limit: Some(BATCH),
+        ..ListOptions::default()
+    };
+    let rev = loop {
+        let page = state.objects.list_raw(PREFIX, opts.clone()).await?;
+        for kv in &page.items {
+            apply(&mut crds, &kv.key, Some(&kv.value));
+        }
+        opts.revision = Some(page.revision);
+        opts.start_after = page.items.last().map(|kv| kv.key.clone());
+        if !page.more {
+            break page.revision;
+        }
+    };
+    install(state, crds);
+    state.registry.custom.follower.applied(rev);
+    Ok(rev)
+}
+
+fn apply(crds: &mut BTreeMap<String, Value>, key: &str, value: Option<&[u8]>) {
+    let Some(name) = key.strip_prefix(PREFIX) else {
+        return;
+    };
+    match value.map(serde_json::from_slice::<Value>) {
+        Some(Ok(v)) => {
+            crds.insert(name.to_string(), v);
+        }
+        Some(Err(e)) => {
+            tracing::error!(crd = name, error = %e, "stored CRD is not valid JSON; not served");
+            crds.remove(name);
+        }
+        None => {
+            crds.remove(name);
+        }
+    }
+}
+
+/// Serve `crds` and publish what was decided.
+fn install(state: &ApiState, crds: BTreeMap<String, Value>) {
+    let accepted = accept(state, &crds);
+    let mut versions: Vec<(Shape, Served)> = Vec::new();
+    for (name, crd) in &crds {
+        if let Some(Ok(names)) = accepted.get(name) {
+            versions.extend(definition::served(crd, names));
+        }
+    }
+    let refused = state.registry.custom.serve(versions).into_iter().collect();
+    state.registry.custom.publish(Known {
+        crds,
+        accepted,
+        refused,
+    });
+}
+
+/// Names settled as upstream's naming controller does: the oldest CRD
+/// keeps a contested plural, singular, kind or short name; built-in kinds
+/// of the same group always win.
+fn accept(
+    state: &ApiState,
+    crds: &BTreeMap<String, Value>,
+) -> BTreeMap<String, Result<Map<String, Value>, Conflict>> {
+    // Names already accepted stay with their CRD: a CRD made later (or at
+    // the same second) never takes them away.
+    let mut order: Vec<(&String, &Value)> = crds.iter().collect();
+    order.sort_by_key(|(name, crd)| {
+        let settled = crd
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "NamesAccepted" && c["status"] == "True")
+            });
+        let created = crd
+            .pointer("/metadata/creationTimestamp")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        (!settled, created, (*name).clone())
+    });
+    // Per group: every resource and kind name taken so far.
+    let mut taken: BTreeMap<String, (HashSet<String>, HashSet<String>)> = BTreeMap::new();
+    for def in state.registry.builtins() {
+        let (res, kinds) = taken.entry(def.group.to_string()).or_default();
+        res.insert(def.plural.to_string());
+        res.insert(def.singular.to_string());
+        res.extend(def.short_names.iter().map(|s| s.to_string()));
+        kinds.insert(def.kind.to_string());
+        kinds.insert(def.list_kind());
+    }
+    let mut out = BTreeMap::new();
+    for (name, crd) in order {
+        let group = crd
+            .pointer("/spec/group")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let Some(names) = crd.pointer("/spec/names").and_then(Value::as_object) else {
+            continue;
+        };
+        let s = |k: &str| {
+            names
+                .get(k)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let shorts: Vec<String> = names
+            .get("shortNames")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect();
+        let (res, kinds) = taken.entry(group).or_default();
+        let conflict = if res.contains(&s("plural")) {
+            Some((
+                "PluralConflict",
+                format!("{:?} is already in use", s("plural")),
+            ))
+        } else if res.contains(&s("singular")) {
+            Some((
+                "SingularConflict",
+                format!("{:?} is already in use", s("singular")),
+            ))
+        } else if let Some(short) = shorts.iter().find(|x| res.contains(*x)) {
+            Some(("ShortNamesConflict", format!("{short:?} is already in use")))
+        } else if kinds.contains(&s("kind")) {
+            Some(("KindConflict", format!("{:?} is already in use", s("kind"))))
+        } else if kinds.contains(&s("listKind")) {
+            Some((
+                "ListKindConflict",
+                format!("{:?} is already in use", s("listKind")),
+            ))
+        } else {
+            None
+        };
+        match conflict {
+            Some((reason, message)) => {
+                out.insert(name.clone(), Err(Conflict { reason, message }));
+            }
+            None => {
+                res.insert(s("plural"));
+                res.insert(s("singular"));
+                res.extend(shorts);
+                kinds.insert(s("kind"));
+                kinds.insert(s("listKind"));
+                out.insert(name.clone(), Ok(names.clone()));
+            }
+        }
+    }
+    out
+}
+
+async fn run(state: Arc<ApiState>, mut rev: Revision) {
+    let custom = &state.registry.custom;
+    loop {
+        match follow(&state, rev).await {
+            Err(store::Error::Closed) => break,
+            Ok(()) => tracing::error!("the CRDs' watch ended; listing again"),
+            Err(e) => tracing::debug!("the CRDs' watch ended ({e}); listing again"),
+        }
+        loop {
+            match load(&state).await {
+                Ok(r) => {
+                    rev = r;
+                    break;
+                }
+                Err(store::Error::Closed) => {
+                    custom.follower.set_live(false);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!("listing the CRDs: {e}");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+    custom.follower.set_live(false);
+}
+
+async fn follow(state: &ApiState, rev: Revision) -> Result<(), store::Error> {
+    let custom = &state.registry.custom;
+    let mut rx = state.objects.store.watch(PREFIX, rev).await?;
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        if rx.recv_many(&mut batch, BATCH).await == 0 {
+            return Ok(());
+        }
+        let mut crds = custom.known().crds.clone();
+        let mut last = None;
+        let mut ended = None;
+        for item in batch.drain(..) {
+            match item {
+                Ok(ev) => {
+                    let value = match ev.kind {
+                        store::EventKind::Delete => None,
+                        _ => Some(&ev.kv.value[..]),
+                    };
+                    apply(&mut crds, &ev.kv.key, value);
+                    last = Some(ev.revision());
+                }
+                Err(e) => {
+                    ended = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(last) = last {
+            install(state, crds);
+            custom.follower.applied(last);
+        }
+        if let Some(e) = ended {
+            return Err(e);
+        }
+    }
+}
