@@ -5,10 +5,12 @@
 //!     spawn CMD, poll URL (https: certificate not checked) until it answers
 //!     200, print `ready_ms=…`; after S idle seconds print `rss_kib=… pss_kib=…`
 //!     of the process; then stop it (SIGTERM, SIGKILL after 10 s).
-//! apibench create --url URL --ca FILE --token T --clients N --requests M [--namespace NS]
+//! apibench create --url URL --ca FILE --token T --clients N --requests M [--namespace NS] [--kind K]
 //!     N clients, each with its own HTTPS connection, create M ConfigMaps in
 //!     total (POST /api/v1/namespaces/NS/configmaps); print throughput and
-//!     latency percentiles.
+//!     latency percentiles. `--kind crontab` creates CronTabs of
+//!     stable.example.com/v1 instead (bench/crd.sh makes their CRD), with
+//!     the same payload.
 //! apibench get --url URL --ca FILE --token T --clients N --requests M [--namespace NS]
 //!     create one ConfigMap, then N clients GET it M times in total: the
 //!     cheapest authorized request (what authorization costs shows most).
@@ -351,6 +353,16 @@ fn configmap(ns: &str, name: &str) -> String {
     .to_string()
 }
 
+fn crontab(ns: &str, name: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "stable.example.com/v1",
+        "kind": "CronTab",
+        "metadata": {"name": name, "namespace": ns, "labels": {"bench": "apibench"}},
+        "spec": {"cronSpec": "*/5 * * * *", "image": "cron:1", "payload": "x".repeat(256)},
+    })
+    .to_string()
+}
+
 /// The API server `--url` (with `--ca`, `--token`) and the `--namespace`
 /// to work in (`default_ns` when none is given).
 fn api_target(a: &Args, default_ns: &str) -> Result<(Arc<Target>, String)> {
@@ -374,12 +386,26 @@ async fn cmd_create(a: &Args) -> Result<()> {
     let requests = a.num("requests", 1000)?;
     let prefix = format!("cm-{clients}-{}", std::process::id());
     let ns2 = ns.clone();
+    let custom = match a.opts.get("kind").map(String::as_str) {
+        None | Some("configmap") => false,
+        Some("crontab") => true,
+        Some(other) => bail!("--kind {other}: configmap or crontab"),
+    };
     let make = Arc::new(move |i: usize| {
-        (
-            "POST".to_string(),
-            format!("/api/v1/namespaces/{ns2}/configmaps"),
-            configmap(&ns2, &format!("{prefix}-{i}")),
-        )
+        let name = format!("{prefix}-{i}");
+        if custom {
+            (
+                "POST".to_string(),
+                format!("/apis/stable.example.com/v1/namespaces/{ns2}/crontabs"),
+                crontab(&ns2, &name),
+            )
+        } else {
+            (
+                "POST".to_string(),
+                format!("/api/v1/namespaces/{ns2}/configmaps"),
+                configmap(&ns2, &name),
+            )
+        }
     });
     load(target, "create", clients, requests, make, |s| {
         s == StatusCode::CREATED

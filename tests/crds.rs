@@ -258,6 +258,12 @@ fn custom_resources_are_validated_defaulted_pruned_printed_watched_scaled_and_re
     s.kubectl_ok(&["delete", "ct", "first"]);
     s.kubectl_ok(&["wait", "--for=delete", "configmap/owned", "--timeout=30s"]);
 
+    // A namespace's deletion takes its custom resources with it.
+    s.kubectl_ok(&["create", "namespace", "brief"]);
+    s.kubectl_stdin_ok(&["create", "-n", "brief", "-f", "-"], &crontab("short", ""));
+    s.kubectl_ok(&["delete", "namespace", "brief", "--timeout=60s"]);
+    assert!(!s.kubectl(&["get", "namespace", "brief"]).status.success());
+
     // Deleting the CRD removes its objects, then it and its API go.
     s.kubectl_ok(&[
         "delete",
@@ -552,4 +558,40 @@ spec:
     // Nothing was stored.
     assert_eq!(s.kubectl_ok(&["get", "crd", "--no-headers"]).trim(), "");
     assert!(stdout(&untyped).is_empty());
+
+    // A CRD naming a built-in resource is never served, and deleting it
+    // leaves the built-in objects (which share its storage keys) alone.
+    s.kubectl_ok(&["create", "role", "keep", "--verb=get", "--resource=pods"]);
+    s.kubectl_stdin_ok(
+        &["create", "-f", "-"],
+        r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: roles.rbac.authorization.k8s.io
+  annotations: {api-approved.kubernetes.io: "unapproved, testing"}
+spec:
+  group: rbac.authorization.k8s.io
+  scope: Namespaced
+  names: {plural: roles, singular: fakerole, kind: FakeRole}
+  versions:
+  - name: v9
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object}}
+"#,
+    );
+    s.kubectl_ok(&[
+        "wait",
+        "--for=condition=NamesAccepted=False",
+        "crd/roles.rbac.authorization.k8s.io",
+        "--timeout=20s",
+    ]);
+    s.kubectl_ok(&[
+        "delete",
+        "crd",
+        "roles.rbac.authorization.k8s.io",
+        "--timeout=30s",
+    ]);
+    s.kubectl_ok(&["get", "role", "keep"]);
 }

@@ -497,11 +497,9 @@ subjects: [{kind: User, name: nora}]
     let (code, body) = s.curl_get("/api/v1/namespaces/team-a/configmaps", &as_nora);
     assert_eq!(code, 403, "{body}");
 
-    // A LocalSubjectAccessReview stays in its namespace. (kubectl's
-    // client-side validation of a kind without PATCH asks for the CRDs,
-    // which skiff does not serve yet: --validate=false.)
+    // A LocalSubjectAccessReview stays in its namespace.
     let out = s.kubectl_stdin(
-        &["create", "--validate=false", "-f", "-"],
+        &["create", "-f", "-"],
         r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview",
             "metadata": {"namespace": "team-a"},
             "spec": {"user": "nora", "nonResourceAttributes": {"path": "/metrics", "verb": "get"}}}"#,
@@ -515,7 +513,7 @@ subjects: [{kind: User, name: nora}]
         stderr(&out)
     );
     let out = s.kubectl_stdin(
-        &["create", "--validate=false", "-f", "-", "-o", "json"],
+        &["create", "-f", "-", "-o", "json"],
         r#"{"apiVersion": "authorization.k8s.io/v1", "kind": "LocalSubjectAccessReview",
             "metadata": {"namespace": "team-a"},
             "spec": {"user": "nora", "resourceAttributes": {"namespace": "team-a", "verb": "get", "resource": "configmaps", "name": "settings"}}}"#,

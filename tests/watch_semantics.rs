@@ -150,6 +150,9 @@ fn booleans_spelled_as_clients_spell_them_are_read_as_upstream_does() {
 #[test]
 fn table_watch_sends_columns_once() {
     let server = Server::start();
+    // The root CA publisher's ConfigMap is in before the watch's start, so
+    // the watch sees only the test's two.
+    server.wait_root_ca("default");
     let rv = list_rv(&server, "/api/v1/namespaces/default/configmaps");
     server.kubectl_ok(&["create", "configmap", "t1", "--from-literal=k=v"]);
     server.kubectl_ok(&["create", "configmap", "t2", "--from-literal=k=v"]);

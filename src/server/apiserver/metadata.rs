@@ -269,7 +269,7 @@ pub fn prepare_update(
         if def.custom.is_some() {
             // The whole object is checked against the schema, status too.
             super::crd::prune_and_default(def, &mut out);
-            let causes = super::crd::schema_causes(def, &out);
+            let causes = super::crd::schema_causes(def, Some(old), &out);
             if !causes.is_empty() {
                 return Err(ApiError::invalid(def.group, def.kind, &name, causes));
             }

@@ -195,7 +195,7 @@ pub fn check_valid(
         None => crate::api::validation::validate_create(def.rules, new),
         Some(old) => crate::api::validation::validate_update(def.rules, old, new),
     };
-    causes.extend(super::crd::schema_causes(def, new));
+    causes.extend(super::crd::schema_causes(def, old, new));
     if causes.is_empty() {
         Ok(())
     } else {
@@ -549,6 +549,15 @@ pub async fn delete_one(
                 "deletionGracePeriodSeconds".into(),
                 json!(grace.unwrap_or(0)),
             );
+            // Marking counts as a change of generation, as upstream's
+            // (controllers that filter on generation see the deletion).
+            if let Some(g) = m
+                .get("generation")
+                .and_then(Value::as_i64)
+                .filter(|g| *g > 0)
+            {
+                m.insert("generation".into(), json!(g + 1));
+            }
             if let Some(f) = propagation {
                 let list = m.entry("finalizers").or_insert_with(|| json!([]));
                 if let Some(a) = list.as_array_mut() {

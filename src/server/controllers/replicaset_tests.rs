@@ -113,6 +113,20 @@ async fn a_replicaset_keeps_its_count_adopts_orphans_and_reports_status() {
     )
     .await
     .unwrap();
+    // The controller's cache has the orphan before the ReplicaSet comes
+    // (else it makes three pods, adopts the orphan later, and which of four
+    // goes depends on creation times within one second).
+    let cached = informers.get::<Pod>();
+    for _ in 0..200 {
+        if cached.get("d", "orphan").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        cached.get("d", "orphan").is_some(),
+        "the orphan never reached the cache"
+    );
     let sets: Api<ReplicaSet> = Api::namespaced(admin.clone(), "d");
     let rs: ReplicaSet = serde_json::from_value(json!({
         "metadata": {"name": "web"},

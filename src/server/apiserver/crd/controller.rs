@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::definition::set_condition;
 use super::follow::Known;
-use super::{FINALIZER, MAX_DEFS, PREFIX};
+use super::{FINALIZER, MAX_DEFS};
 use crate::api::status::ApiError;
 use crate::server::apiserver::object_store::decode;
 use crate::server::apiserver::registry::ResourceDef;
@@ -56,15 +56,15 @@ async fn reconcile(state: &ApiState, known: &Known) -> Result<bool, ApiError> {
         return Ok(false);
     };
     let mut pending = false;
-    for (name, crd) in &known.crds {
+    for (name, (rev, crd)) in &known.crds {
         if super::terminating(crd) {
             pending |= !clean_up(state, def, crd).await?;
             continue;
         }
-        let mut want = crd.clone();
+        let mut want = Value::clone(crd);
         desired_status(&mut want, known, name);
         if want.get("status") != crd.get("status") {
-            write(state, def, name, &want).await?;
+            write(state, def, name, &want, *rev).await?;
         }
     }
     Ok(pending)
@@ -134,15 +134,12 @@ async fn write(
     def: &ResourceDef,
     name: &str,
     crd: &Value,
+    rev: crate::server::store::Revision,
 ) -> Result<(), ApiError> {
-    let rev = crd
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .and_then(|r| r.parse::<i64>().ok());
     let cur = state.objects.must_get(def, None, name).await?;
     // Written against what the follower saw: a newer version is seen
     // again with the change that made it.
-    if rev.is_some_and(|r| r != cur.rev) {
+    if rev != cur.rev {
         return Ok(());
     }
     let mut next = cur.obj.clone();
@@ -175,24 +172,70 @@ async fn clean_up(state: &ApiState, def: &ResourceDef, crd: &Value) -> Result<bo
         .and_then(Value::as_str)
         .unwrap_or("");
     let prefix = format!("/registry/{group}/{plural}/");
-    if group.is_empty() || plural.is_empty() || prefix.starts_with(PREFIX) {
-        return finish(state, def, name).await;
+    // Built-in objects share the key space: a CRD naming a built-in
+    // resource (never served) must not take its objects with it; nor does
+    // a CRD that was never served have objects of its own.
+    let overlaps = state
+        .registry
+        .builtins()
+        .iter()
+        .any(|d| d.key_prefix() == prefix);
+    let established = crd
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        });
+    if overlaps || !established || group.is_empty() || plural.is_empty() {
+        let (reason, message) = if overlaps {
+            (
+                "OverlappingBuiltInResource",
+                "instances overlap with built-in resources in storage",
+            )
+        } else {
+            ("NeverEstablished", "resource was never established")
+        };
+        return finish(state, def, name, reason, message).await;
     }
-    let page = state
-        .objects
-        .list_raw(
-            &prefix,
-            ListOptions {
-                limit: Some(PAGE),
-                ..ListOptions::default()
-            },
+    let mut removing = false;
+    let mut opts = ListOptions {
+        limit: Some(PAGE),
+        ..ListOptions::default()
+    };
+    loop {
+        let page = state
+            .objects
+            .list_raw(&prefix, opts.clone())
+            .await
+            .map_err(|e| ApiError::internal(format!("listing {prefix}: {e}")))?;
+        removing |= !page.items.is_empty();
+        remove_page(state, &page.items).await?;
+        if !page.more {
+            break;
+        }
+        opts.revision = Some(page.revision);
+        opts.start_after = page.items.last().map(|kv| kv.key.clone());
+    }
+    if !removing {
+        return finish(
+            state,
+            def,
+            name,
+            "InstanceDeletionCompleted",
+            "removed all instances",
         )
-        .await
-        .map_err(|e| ApiError::internal(format!("listing {prefix}: {e}")))?;
-    if page.items.is_empty() {
-        return finish(state, def, name).await;
+        .await;
     }
-    for kv in &page.items {
+    Ok(false)
+}
+
+/// Delete the objects of one page, marking those finalizers hold.
+async fn remove_page(
+    state: &ApiState,
+    items: &[crate::server::store::KeyValue],
+) -> Result<(), ApiError> {
+    for kv in items {
         let obj = decode(kv)?;
         let held = !crate::server::apiserver::metadata::finalizers(&obj).is_empty();
         let result = if held {
@@ -203,6 +246,9 @@ async fn clean_up(state: &ApiState, def: &ResourceDef, crd: &Value) -> Result<bo
             marked["metadata"]["deletionTimestamp"] =
                 json!(crate::server::apiserver::metadata::now_rfc3339());
             marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            if let Some(g) = marked["metadata"]["generation"].as_i64().filter(|g| *g > 0) {
+                marked["metadata"]["generation"] = json!(g + 1);
+            }
             match crate::server::apiserver::object_store::encode(&marked) {
                 Ok(bytes) => state
                     .objects
@@ -224,11 +270,17 @@ async fn clean_up(state: &ApiState, def: &ResourceDef, crd: &Value) -> Result<bo
             tracing::debug!(key = %kv.key, error = %e, "removing a deleted CRD's object; retrying");
         }
     }
-    Ok(false)
+    Ok(())
 }
 
 /// Drop the cleanup finalizer; with no other, the CRD goes.
-async fn finish(state: &ApiState, def: &ResourceDef, name: &str) -> Result<bool, ApiError> {
+async fn finish(
+    state: &ApiState,
+    def: &ResourceDef,
+    name: &str,
+    reason: &str,
+    message: &str,
+) -> Result<bool, ApiError> {
     let Some(cur) = state.objects.get(def, None, name).await? else {
         return Ok(true);
     };
@@ -246,13 +298,12 @@ async fn finish(state: &ApiState, def: &ResourceDef, name: &str) -> Result<bool,
             .await
             .map(|_| ())
     } else {
-        set_condition(
-            &mut next,
-            "Terminating",
-            "True",
-            "InstanceDeletionCompleted",
-            "removed all instances",
-        );
+        let status = if reason == "InstanceDeletionCompleted" {
+            "True"
+        } else {
+            "False"
+        };
+        set_condition(&mut next, "Terminating", status, reason, message);
         state
             .objects
             .update(def, None, name, &next, cur.rev)

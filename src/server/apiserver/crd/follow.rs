@@ -18,11 +18,19 @@ const BATCH: usize = 500;
 /// The CRDs as stored, by name, and what serving them decided.
 #[derive(Default)]
 pub struct Known {
-    pub crds: BTreeMap<String, Value>,
+    /// Each CRD with the revision it was stored at.
+    pub crds: BTreeMap<String, (Revision, Arc<Value>)>,
     /// Per CRD: the names it is served under, or why it is not.
     pub accepted: BTreeMap<String, Result<Map<String, Value>, Conflict>>,
     /// CRDs that could not be served for want of room (see `MAX_DEFS`).
     pub refused: HashSet<String>,
+}
+
+/// A CRD's served versions as read at one revision with one set of names.
+pub struct Parsed {
+    rev: Revision,
+    names: Map<String, Value>,
+    versions: Vec<(Shape, Arc<Served>)>,
 }
 
 /// Why a CRD's names were not accepted.
@@ -50,7 +58,7 @@ async fn load(state: &ApiState) -> Result<Revision, store::Error> {
     let rev = loop {
         let page = state.objects.list_raw(PREFIX, opts.clone()).await?;
         for kv in &page.items {
-            apply(&mut crds, &kv.key, Some(&kv.value));
+            apply(&mut crds, &kv.key, Some(&kv.value), kv.mod_revision);
         }
         opts.revision = Some(page.revision);
         opts.start_after = page.items.last().map(|kv| kv.key.clone());
@@ -63,13 +71,18 @@ async fn load(state: &ApiState) -> Result<Revision, store::Error> {
     Ok(rev)
 }
 
-fn apply(crds: &mut BTreeMap<String, Value>, key: &str, value: Option<&[u8]>) {
+fn apply(
+    crds: &mut BTreeMap<String, (Revision, Arc<Value>)>,
+    key: &str,
+    value: Option<&[u8]>,
+    rev: Revision,
+) {
     let Some(name) = key.strip_prefix(PREFIX) else {
         return;
     };
     match value.map(serde_json::from_slice::<Value>) {
         Some(Ok(v)) => {
-            crds.insert(name.to_string(), v);
+            crds.insert(name.to_string(), (rev, Arc::new(v)));
         }
         Some(Err(e)) => {
             tracing::error!(crd = name, error = %e, "stored CRD is not valid JSON; not served");
@@ -82,12 +95,39 @@ fn apply(crds: &mut BTreeMap<String, Value>, key: &str, value: Option<&[u8]>) {
 }
 
 /// Serve `crds` and publish what was decided.
-fn install(state: &ApiState, crds: BTreeMap<String, Value>) {
+fn install(state: &ApiState, crds: BTreeMap<String, (Revision, Arc<Value>)>) {
     let accepted = accept(state, &crds);
-    let mut versions: Vec<(Shape, Served)> = Vec::new();
-    for (name, crd) in &crds {
-        if let Some(Ok(names)) = accepted.get(name) {
-            versions.extend(definition::served(crd, names));
+    let mut versions: Vec<(Shape, Arc<Served>)> = Vec::new();
+    {
+        let mut parsed = match state.registry.custom.parsed.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        parsed.retain(|name, _| matches!(accepted.get(name), Some(Ok(_))));
+        for (name, (rev, crd)) in &crds {
+            let Some(Ok(names)) = accepted.get(name) else {
+                continue;
+            };
+            let fresh = parsed
+                .get(name)
+                .is_some_and(|p| p.rev == *rev && &p.names == names);
+            if !fresh {
+                let read = definition::served(crd, names)
+                    .into_iter()
+                    .map(|(shape, served)| (shape, Arc::new(served)))
+                    .collect();
+                parsed.insert(
+                    name.clone(),
+                    Parsed {
+                        rev: *rev,
+                        names: names.clone(),
+                        versions: read,
+                    },
+                );
+            }
+            if let Some(p) = parsed.get(name) {
+                versions.extend(p.versions.iter().cloned());
+            }
         }
     }
     let refused = state.registry.custom.serve(versions).into_iter().collect();
@@ -103,11 +143,11 @@ fn install(state: &ApiState, crds: BTreeMap<String, Value>) {
 /// of the same group always win.
 fn accept(
     state: &ApiState,
-    crds: &BTreeMap<String, Value>,
+    crds: &BTreeMap<String, (Revision, Arc<Value>)>,
 ) -> BTreeMap<String, Result<Map<String, Value>, Conflict>> {
     // Names already accepted stay with their CRD: a CRD made later (or at
     // the same second) never takes them away.
-    let mut order: Vec<(&String, &Value)> = crds.iter().collect();
+    let mut order: Vec<(&String, &Value)> = crds.iter().map(|(n, (_, v))| (n, &**v)).collect();
     order.sort_by_key(|(name, crd)| {
         let settled = crd
             .pointer("/status/conditions")
@@ -244,7 +284,7 @@ async fn follow(state: &ApiState, rev: Revision) -> Result<(), store::Error> {
                         store::EventKind::Delete => None,
                         _ => Some(&ev.kv.value[..]),
                     };
-                    apply(&mut crds, &ev.kv.key, value);
+                    apply(&mut crds, &ev.kv.key, value, ev.kv.mod_revision);
                     last = Some(ev.revision());
                 }
                 Err(e) => {

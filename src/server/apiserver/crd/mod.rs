@@ -155,6 +155,10 @@ pub struct Installed {
     pub changed: tokio::sync::watch::Sender<u64>,
     /// CRD writes are answered once the registry serves them.
     pub follower: Arc<Follower>,
+    /// Each CRD's served versions as last read (by name), with the
+    /// revision and accepted names they were read at: a change of one CRD
+    /// reads that one again, not every CRD.
+    pub(super) parsed: Mutex<HashMap<String, follow::Parsed>>,
 }
 
 #[derive(Default)]
@@ -238,6 +242,7 @@ impl Default for Installed {
             made: Mutex::new(Made::default()),
             known: RwLock::new(Arc::new(follow::Known::default())),
             changed: tokio::sync::watch::Sender::new(0),
+            parsed: Mutex::new(HashMap::new()),
             follower: Arc::new(Follower::new(PREFIX)),
         }
     }
@@ -271,7 +276,7 @@ impl Installed {
 
     /// Serve exactly `versions` (each a def's shape and what it serves);
     /// returns the CRD names that could not be served (past [`MAX_DEFS`]).
-    pub fn serve(&self, versions: Vec<(Shape, Served)>) -> Vec<String> {
+    pub fn serve(&self, versions: Vec<(Shape, Arc<Served>)>) -> Vec<String> {
         let mut refused = Vec::new();
         let mut defs = Vec::with_capacity(versions.len());
         {
@@ -281,7 +286,7 @@ impl Installed {
             };
             for (shape, served) in versions {
                 let crd = served.crd.clone();
-                match made.def(&shape, Arc::new(served)) {
+                match made.def(&shape, served) {
                     Some(def) => defs.push(def),
                     None => refused.push(crd),
                 }
@@ -319,11 +324,53 @@ pub fn prune_and_default(def: &ResourceDef, obj: &mut Value) {
 }
 
 /// The schema's causes against a custom resource (none for built-ins).
-pub fn schema_causes(def: &ResourceDef, obj: &Value) -> Vec<crate::api::status::Cause> {
-    match def.custom {
-        Some(c) => validate::validate(&c.get().schema, obj),
-        None => Vec::new(),
+/// On an update (`old` given), a problem at a path whose value did not
+/// change is not one (upstream's validation ratcheting, on by default in
+/// 1.32): a CRD made stricter does not lock its existing objects.
+pub fn schema_causes(
+    def: &ResourceDef,
+    old: Option<&Value>,
+    obj: &Value,
+) -> Vec<crate::api::status::Cause> {
+    let Some(c) = def.custom else {
+        return Vec::new();
+    };
+    let mut causes = validate::validate(&c.get().schema, obj);
+    if let Some(old) = old {
+        causes.retain(|cause| match field_pointer(&cause.field) {
+            // Only a value found and equal in both ratchets: a path that
+            // does not resolve (a key with dots) is checked.
+            Some(ptr) => match (old.pointer(&ptr), obj.pointer(&ptr)) {
+                (Some(was), Some(now)) => was != now,
+                _ => true,
+            },
+            None => true,
+        });
     }
+    causes
+}
+
+/// A cause's field (`spec.items[0].name`) as a JSON pointer; `None` for
+/// what names no single field (`<nil>`).
+fn field_pointer(field: &str) -> Option<String> {
+    if field.is_empty() || field == "<nil>" {
+        return None;
+    }
+    let mut ptr = String::new();
+    for part in field.split('.') {
+        let (key, indexes) = match part.find('[') {
+            Some(i) => (&part[..i], &part[i..]),
+            None => (part, ""),
+        };
+        ptr.push('/');
+        ptr.push_str(&key.replace('~', "~0").replace('/', "~1"));
+        for idx in indexes.split(['[', ']']).filter(|x| !x.is_empty()) {
+            idx.parse::<usize>().ok()?;
+            ptr.push('/');
+            ptr.push_str(idx);
+        }
+    }
+    Some(ptr)
 }
 
 /// `fieldValidation` of a create, update or patch body: a 400 for what
@@ -398,4 +445,20 @@ pub fn generation_changed(def: &ResourceDef, old: &Value, new: &Value) -> bool {
         m
     };
     strip(old) != strip(new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cause_fields_as_pointers() {
+        assert_eq!(
+            field_pointer("spec.items[0].name").as_deref(),
+            Some("/spec/items/0/name")
+        );
+        assert_eq!(field_pointer("spec.a/b").as_deref(), Some("/spec/a~1b"));
+        assert_eq!(field_pointer("<nil>"), None);
+        assert_eq!(field_pointer("spec.x[a]"), None);
+    }
 }

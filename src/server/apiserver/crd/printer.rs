@@ -51,19 +51,26 @@ pub fn parse(src: &str) -> Result<Path, String> {
             b'.' => {
                 let start = i + 1;
                 let mut name = String::new();
-                let mut j = start;
-                while j < b.len() && b[j] != b'.' && b[j] != b'[' {
-                    if b[j] == b'\\' && j + 1 < b.len() {
-                        j += 1;
+                let mut end = s.len();
+                let mut escaped = false;
+                for (at, c) in s[start..].char_indices() {
+                    if escaped {
+                        name.push(c);
+                        escaped = false;
+                    } else if c == '\\' {
+                        escaped = true;
+                    } else if c == '.' || c == '[' {
+                        end = start + at;
+                        break;
+                    } else {
+                        name.push(c);
                     }
-                    name.push(b[j] as char);
-                    j += 1;
                 }
                 if name.is_empty() {
                     return Err(format!("empty field name at {start} in {src:?}"));
                 }
                 steps.push(Step::Field(name));
-                i = j;
+                i = end;
             }
             b'[' => {
                 let end = s[i..]
@@ -218,6 +225,8 @@ mod tests {
             Some(json!("web"))
         );
         assert_eq!(get(".spec['a.b']"), Some(json!("dotted")));
+        let named = json!({"spec": {"größe": 2}});
+        assert_eq!(parse(".spec.größe").unwrap().first(&named), Some(&json!(2)));
         assert_eq!(get(".spec.missing"), None);
         assert!(parse("spec").is_err());
         assert!(parse(".spec[").is_err());

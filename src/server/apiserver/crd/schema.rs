@@ -14,8 +14,13 @@ use crate::api::validation::causes;
 /// Deepest schema nesting taken: a deeper one is refused at CRD creation, so
 /// validating and pruning an object never recurse further than this.
 pub const MAX_DEPTH: usize = 64;
-/// Largest compiled pattern (bytes of the regex engine's program).
-const MAX_PATTERN_PROGRAM: usize = 1 << 20;
+/// A pattern's compiled program and search cache: most fit the small
+/// bound; one with a large (Unicode) class repeated may take the large
+/// one. A version's patterns together may take [`PATTERN_BUDGET`], so what
+/// a served CRD holds in patterns is bounded.
+const SMALL_PATTERN: usize = 64 << 10;
+const LARGE_PATTERN: usize = 1 << 20;
+const PATTERN_BUDGET: usize = 16 << 20;
 
 /// One node of a schema.
 #[derive(Debug, Clone, Default)]
@@ -67,8 +72,12 @@ pub struct Schema {
 /// `value`, such as `spec.versions[0].schema.openAPIV3Schema`).
 pub fn parse(value: &Value, path: &str) -> Result<Schema, Vec<Cause>> {
     let mut problems = Vec::new();
-    let schema = read(value, path, 0, &mut problems);
+    let mut budget = PATTERN_BUDGET;
+    let schema = read(value, path, 0, &mut budget, &mut problems);
     structural_root(&schema, value, path, &mut problems);
+    if problems.is_empty() {
+        check_defaults(&schema, path, &mut problems);
+    }
     if problems.is_empty() {
         Ok(schema)
     } else {
@@ -76,7 +85,13 @@ pub fn parse(value: &Value, path: &str) -> Result<Schema, Vec<Cause>> {
     }
 }
 
-fn read(value: &Value, path: &str, depth: usize, problems: &mut Vec<Cause>) -> Schema {
+fn read(
+    value: &Value,
+    path: &str,
+    depth: usize,
+    budget: &mut usize,
+    problems: &mut Vec<Cause>,
+) -> Schema {
     let mut s = Schema::default();
     let Some(m) = value.as_object() else {
         problems.push(causes::invalid(
@@ -96,7 +111,14 @@ fn read(value: &Value, path: &str, depth: usize, problems: &mut Vec<Cause>) -> S
     for (key, v) in m {
         let at = |k: &str| format!("{path}.{k}");
         match key.as_str() {
-            "type" => s.ty = string(v, &at("type"), problems),
+            "type" => {
+                s.ty = string(v, &at("type"), problems);
+                const TYPES: &[&str] =
+                    &["array", "boolean", "integer", "number", "object", "string"];
+                if !s.ty.is_empty() && !TYPES.contains(&s.ty.as_str()) {
+                    problems.push(causes::not_supported(&at("type"), &s.ty, TYPES));
+                }
+            }
             "format" => s.format = string(v, &at("format"), problems),
             "description" | "title" | "example" | "externalDocs" | "$schema" | "id" => {}
             "nullable" => s.nullable = boolean(v, &at("nullable"), problems),
@@ -106,15 +128,26 @@ fn read(value: &Value, path: &str, depth: usize, problems: &mut Vec<Cause>) -> S
                         sub,
                         &format!("{path}.properties[{name}]"),
                         depth + 1,
+                        budget,
                         problems,
                     );
                     s.properties.insert(name.clone(), child);
                 }
             }
             "additionalProperties" => match v {
+                Value::Bool(false) => problems.push(causes::forbidden(
+                    &at("additionalProperties"),
+                    "additionalProperties cannot be set to false",
+                )),
                 Value::Bool(b) => s.additional_any = *b,
                 other => {
-                    let child = read(other, &at("additionalProperties"), depth + 1, problems);
+                    let child = read(
+                        other,
+                        &at("additionalProperties"),
+                        depth + 1,
+                        budget,
+                        problems,
+                    );
                     s.additional = Some(Box::new(child));
                 }
             },
@@ -123,16 +156,21 @@ fn read(value: &Value, path: &str, depth: usize, problems: &mut Vec<Cause>) -> S
                     &at("items"),
                     "items must be a schema object and not an array",
                 )),
-                other => s.items = Some(Box::new(read(other, &at("items"), depth + 1, problems))),
+                other => {
+                    s.items = Some(Box::new(read(
+                        other,
+                        &at("items"),
+                        depth + 1,
+                        budget,
+                        problems,
+                    )))
+                }
             },
             "required" => s.required = strings(v, &at("required"), problems),
             "enum" => s.enumeration = v.as_array().cloned().unwrap_or_default(),
             "pattern" => {
                 let src = string(v, &at("pattern"), problems);
-                match regex::RegexBuilder::new(&src)
-                    .size_limit(MAX_PATTERN_PROGRAM)
-                    .build()
-                {
+                match compile(&src, budget) {
                     Ok(re) => s.pattern = Some((src, re)),
                     Err(e) => problems.push(causes::invalid(
                         &at("pattern"),
@@ -159,12 +197,27 @@ fn read(value: &Value, path: &str, depth: usize, problems: &mut Vec<Cause>) -> S
             "maxLength" => s.max_length = count(v, &at(key), problems),
             "minItems" => s.min_items = count(v, &at(key), problems),
             "maxItems" => s.max_items = count(v, &at(key), problems),
-            "uniqueItems" => s.unique_items = boolean(v, &at(key), problems),
+            "uniqueItems" => {
+                s.unique_items = boolean(v, &at(key), problems);
+                if s.unique_items {
+                    problems.push(causes::forbidden(
+                        &at(key),
+                        "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
+                    ));
+                }
+            }
             "minProperties" => s.min_properties = count(v, &at(key), problems),
             "maxProperties" => s.max_properties = count(v, &at(key), problems),
             "default" => s.default = Some(v.clone()),
             "x-kubernetes-preserve-unknown-fields" => {
-                s.preserve_unknown = boolean(v, &at(key), problems)
+                s.preserve_unknown = boolean(v, &at(key), problems);
+                if v == &Value::Bool(false) {
+                    problems.push(causes::invalid(
+                        &at(key),
+                        "false",
+                        "must be true or undefined",
+                    ));
+                }
             }
             "x-kubernetes-int-or-string" => s.int_or_string = boolean(v, &at(key), problems),
             "x-kubernetes-embedded-resource" => {
@@ -198,7 +251,15 @@ fn read(value: &Value, path: &str, depth: usize, problems: &mut Vec<Cause>) -> S
                     .unwrap_or_default()
                     .iter()
                     .enumerate()
-                    .map(|(i, sub)| read(sub, &format!("{path}.{key}[{i}]"), depth + 1, problems))
+                    .map(|(i, sub)| {
+                        read(
+                            sub,
+                            &format!("{path}.{key}[{i}]"),
+                            depth + 1,
+                            budget,
+                            problems,
+                        )
+                    })
                     .collect();
                 match key.as_str() {
                     "allOf" => s.all_of = list,
@@ -206,7 +267,7 @@ fn read(value: &Value, path: &str, depth: usize, problems: &mut Vec<Cause>) -> S
                     _ => s.one_of = list,
                 }
             }
-            "not" => s.not = Some(Box::new(read(v, &at("not"), depth + 1, problems))),
+            "not" => s.not = Some(Box::new(read(v, &at("not"), depth + 1, budget, problems))),
             "x-kubernetes-validations" => problems.push(causes::forbidden(
                 &at(key),
                 "CEL validation rules are not supported by skiff: no mature CEL implementation \
@@ -266,13 +327,134 @@ fn read(value: &Value, path: &str, depth: usize, problems: &mut Vec<Cause>) -> S
             }
         }
     }
-    if !s.properties.is_empty() && (s.additional.is_some() || s.additional_any) {
+    if s.embedded_resource && !s.ty.is_empty() && s.ty != "object" {
+        problems.push(causes::invalid(
+            &format!("{path}.type"),
+            &causes::go_str(&s.ty),
+            "must be object if x-kubernetes-embedded-resource is true",
+        ));
+    }
+    if !s.properties.is_empty() && s.additional.is_some() {
         problems.push(causes::forbidden(
             &format!("{path}.additionalProperties"),
             "additionalProperties and properties are mutual exclusive",
         ));
     }
     s
+}
+
+/// Compile a pattern within what is left of the version's budget.
+fn compile(src: &str, budget: &mut usize) -> Result<regex::Regex, String> {
+    let ascii = ascii_classes(src);
+    let build = |limit: usize| {
+        regex::RegexBuilder::new(&ascii)
+            .size_limit(limit)
+            .dfa_size_limit(limit)
+            .build()
+    };
+    let (re, cost) = match build(SMALL_PATTERN) {
+        Ok(re) => (re, SMALL_PATTERN),
+        Err(regex::Error::CompiledTooBig(_)) => (
+            build(LARGE_PATTERN).map_err(|e| e.to_string())?,
+            LARGE_PATTERN,
+        ),
+        Err(e) => return Err(e.to_string()),
+    };
+    if cost > *budget {
+        return Err(format!(
+            "the version's patterns together compile to more than {} MiB",
+            PATTERN_BUDGET >> 20
+        ));
+    }
+    *budget -= cost;
+    Ok(re)
+}
+
+/// A pattern with Go's (RE2's) meaning of `\d \w \s \b`, which are ASCII
+/// there and Unicode in the regex crate: as Unicode classes they also
+/// compile to programs hundreds of times larger.
+fn ascii_classes(src: &str) -> String {
+    let mut out = String::with_capacity(src.len() + 16);
+    let mut chars = src.chars().peekable();
+    let mut depth = 0usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                let Some(n) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let class = match n {
+                    'd' => Some(("0-9", false)),
+                    'D' => Some(("0-9", true)),
+                    'w' => Some(("0-9A-Za-z_", false)),
+                    'W' => Some(("0-9A-Za-z_", true)),
+                    's' => Some(("\\t\\n\\x0C\\r ", false)),
+                    'S' => Some(("\\t\\n\\x0C\\r ", true)),
+                    _ => None,
+                };
+                match class {
+                    // Nested classes are valid inside a class too.
+                    Some((set, negated)) => {
+                        out.push('[');
+                        if negated {
+                            out.push('^');
+                        }
+                        out.push_str(set);
+                        out.push(']');
+                    }
+                    None if depth == 0 && (n == 'b' || n == 'B') => {
+                        out.push_str("(?-u:\\");
+                        out.push(n);
+                        out.push(')');
+                    }
+                    None => {
+                        out.push('\\');
+                        out.push(n);
+                    }
+                }
+            }
+            '[' => {
+                depth += 1;
+                out.push('[');
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
+                // A `]` first in a class is a literal.
+                if chars.peek() == Some(&']') {
+                    out.push_str("\\]");
+                    chars.next();
+                }
+            }
+            ']' if depth > 0 => {
+                depth -= 1;
+                out.push(']');
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Every default must itself be valid where it stands, or every object
+/// defaulted with it would be refused.
+fn check_defaults(s: &Schema, path: &str, problems: &mut Vec<Cause>) {
+    if let Some(d) = &s.default {
+        if let Some(mut first) = super::validate::value(s, d).into_iter().next() {
+            first.field = format!("{path}.default");
+            problems.push(first);
+        }
+    }
+    for (name, p) in &s.properties {
+        check_defaults(p, &format!("{path}.properties[{name}]"), problems);
+    }
+    if let Some(a) = &s.additional {
+        check_defaults(a, &format!("{path}.additionalProperties"), problems);
+    }
+    if let Some(i) = &s.items {
+        check_defaults(i, &format!("{path}.items"), problems);
+    }
 }
 
 /// The structural rules beyond what `read` checks node by node: every
@@ -582,6 +764,56 @@ mod tests {
             p,
             ["s.allOf[0].type: Forbidden: must be empty to be structural"]
         );
+    }
+
+    #[test]
+    fn patterns_have_go_s_ascii_classes() {
+        assert_eq!(
+            ascii_classes(r"^\d+\s\w$"),
+            "^[0-9]+[\\t\\n\\x0C\\r ][0-9A-Za-z_]$"
+        );
+        assert_eq!(ascii_classes(r"[\w.-]"), "[[0-9A-Za-z_].-]");
+        assert_eq!(ascii_classes(r"[^\D]\b"), "[^[^0-9]](?-u:\\b)");
+        assert_eq!(ascii_classes(r"[]a]\\d"), r"[\]a]\\d");
+        let s = parse(
+            &json!({"type": "object", "properties": {"n": {"type": "string", "pattern": "^\\d$"}}}),
+            "s",
+        )
+        .unwrap();
+        let re = &s.properties["n"].pattern.as_ref().unwrap().1;
+        assert!(re.is_match("3"));
+        assert!(
+            !re.is_match("\u{663}"),
+            "Arabic-Indic digits are not \\d in Go"
+        );
+        // Ordinary patterns of real CRDs fit the bound.
+        for p in [r"^\w{1,63}$", r"^[\w.-]{1,253}$", r"^\S{1,100}$"] {
+            assert!(
+                parse(&json!({"type": "object", "properties": {"n": {"type": "string", "pattern": p}}}), "s").is_ok(),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn defaults_must_be_valid_and_types_known() {
+        let p = problems(
+            json!({"type": "object", "properties": {"n": {"type": "integer", "default": "abc"}}}),
+        );
+        assert_eq!(
+            p,
+            ["s.properties[n].default: Invalid value: \"string\": . in body must be of type integer: \"string\""]
+        );
+        let p = problems(json!({"type": "object", "properties": {"n": {"type": "foo"}}}));
+        assert!(
+            p[0].starts_with("s.properties[n].type: Unsupported value: \"foo\""),
+            "{p:?}"
+        );
+        let p = problems(
+            json!({"type": "object", "properties": {"n": {"type": "array", "uniqueItems": true, "items": {"type": "string"}}}}),
+        );
+        assert!(p[0].contains("quadratic"), "{p:?}");
+        assert!(problems(json!({"type": "object", "additionalProperties": true, "properties": {"a": {"type": "string"}}})).is_empty());
     }
 
     #[test]

@@ -21,6 +21,14 @@ pub fn validate(schema: &Schema, obj: &Value) -> Vec<Cause> {
     out
 }
 
+/// The problems of one value under one schema node (a default at CRD
+/// creation).
+pub fn value(schema: &Schema, v: &Value) -> Vec<Cause> {
+    let mut out = Vec::new();
+    node(schema, v, "", &mut out);
+    out
+}
+
 fn child(path: &str, key: &str) -> String {
     if path.is_empty() {
         key.to_string()
@@ -97,7 +105,7 @@ fn node(s: &Schema, v: &Value, path: &str, out: &mut Vec<Cause>) {
         string(s, text, path, out);
     }
     if let Value::Number(n) = v {
-        number(s, n, v, path, out);
+        number(s, n, path, out);
     }
     if let Value::Array(items) = v {
         array(s, items, path, out);
@@ -119,14 +127,24 @@ fn junctors(s: &Schema, v: &Value, path: &str, out: &mut Vec<Cause>) {
         e
     };
     if !s.any_of.is_empty() {
-        let results: Vec<Vec<Cause>> = s.any_of.iter().map(errors_of).collect();
-        if results.iter().all(|r| !r.is_empty()) {
+        // The first branch that holds settles it.
+        let mut best: Option<Vec<Cause>> = None;
+        let mut held = false;
+        for sub in &s.any_of {
+            let e = errors_of(sub);
+            if e.is_empty() {
+                held = true;
+                break;
+            }
+            if best.as_ref().is_none_or(|b| e.len() < b.len()) {
+                best = Some(e);
+            }
+        }
+        if !held {
             out.push(composite(format!(
                 "{quoted} must validate at least one schema (anyOf)"
             )));
-            if let Some(best) = results.into_iter().min_by_key(Vec::len) {
-                out.extend(best);
-            }
+            out.extend(best.unwrap_or_default());
         }
     }
     if !s.one_of.is_empty() {
@@ -248,12 +266,14 @@ fn format_ok(format: &str, text: &str) -> bool {
     }
 }
 
-fn number(s: &Schema, n: &serde_json::Number, v: &Value, path: &str, out: &mut Vec<Cause>) {
+fn number(s: &Schema, n: &serde_json::Number, path: &str, out: &mut Vec<Cause>) {
     let name = shown(path);
     let value = n.to_string();
     let Some(f) = n.as_f64() else { return };
     if let Some(m) = s.multiple_of {
-        if (f / m).fract() != 0.0 {
+        // go-openapi's tolerance for float division.
+        let q = f / m;
+        if (q - q.round()).abs() > 1e-9 * q.abs().max(1.0) {
             let msg = format!("{name} in body should be a multiple of {}", go_float(m));
             out.push(causes::invalid(path, &value, &msg));
         }
@@ -288,18 +308,6 @@ fn number(s: &Schema, n: &serde_json::Number, v: &Value, path: &str, out: &mut V
             };
             let msg = format!("{name} in body should be {rel} {}", go_float(min));
             out.push(causes::invalid(path, &value, &msg));
-        }
-    }
-    let range = match s.format.as_str() {
-        "int32" => Some((i32::MIN as f64, i32::MAX as f64)),
-        "int64" => Some((i64::MIN as f64, i64::MAX as f64)),
-        _ => None,
-    };
-    if let Some((lo, hi)) = range {
-        if !(lo..=hi).contains(&f) {
-            let ty = json_type(v);
-            let msg = format!("{name} in body must be of type {}: \"{ty}\"", s.format);
-            out.push(causes::type_invalid(path, &value, &msg));
         }
     }
 }

@@ -45,6 +45,9 @@ use crate::api::status::ApiError;
 const PROTOBUF_V2_ASKED: &str = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf";
 const PROTOBUF_V2: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
+/// `(api/v1 | apis/<g>/<v>, hash)` of documents.
+type Hashes = Vec<(String, String)>;
+
 /// What is kept between answers (see the module's notes on memory).
 pub struct Cache {
     /// At most this many documents are built at once: each build holds a
@@ -59,6 +62,9 @@ pub struct Cache {
     /// The shared schemas custom resources' documents refer to, as JSON
     /// members (a few KiB).
     common: OnceLock<Result<String, ApiError>>,
+    /// The custom resources' document hashes, with the CRD generation
+    /// (`crd::Installed::changed`) they were made at.
+    custom_hashes: std::sync::Mutex<Option<(u64, Hashes)>>,
     /// The tag of /openapi/v2 (its JSON's hash, for both forms, as
     /// upstream), once sent, so that a client's revalidation is answered
     /// without building it again.
@@ -74,6 +80,7 @@ impl Default for Cache {
             builds: Semaphore::new(CONCURRENT_BUILDS),
             v3_hashes: OnceLock::new(),
             common: OnceLock::new(),
+            custom_hashes: Default::default(),
             v2_etag: OnceLock::new(),
         }
     }
@@ -177,13 +184,34 @@ fn v3_hashes(state: &ApiState) -> Result<Vec<(String, String)>, ApiError> {
         Ok(out)
     });
     let mut out = made.clone()?;
+    out.extend(custom_hashes(state)?);
+    Ok(out)
+}
+
+/// The custom resources' documents' hashes, made again only when a CRD
+/// changed since they were last made.
+fn custom_hashes(state: &ApiState) -> Result<Vec<(String, String)>, ApiError> {
+    let generation = *state.registry.custom.changed.borrow();
+    let cache = &state.openapi.custom_hashes;
+    if let Ok(g) = cache.lock() {
+        if let Some((made_at, hashes)) = g.as_ref() {
+            if *made_at == generation {
+                return Ok(hashes.clone());
+            }
+        }
+    }
+    let builtin = builtin_gvs(state);
+    let mut out = Vec::new();
     for (g, v) in state.registry.group_versions() {
-        if builtin_gvs(state).contains(&(g, v)) {
+        if builtin.contains(&(g, v)) {
             continue;
         }
         if let Some(doc) = custom_document(state, g, v)? {
             out.push((select::gv_path(g, v), etag(doc.as_bytes())));
         }
+    }
+    if let Ok(mut g) = cache.lock() {
+        *g = Some((generation, out.clone()));
     }
     Ok(out)
 }
