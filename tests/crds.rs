@@ -424,6 +424,10 @@ spec:
         "{}",
         stderr(&created)
     );
+    // The GA version is preferred, whatever the order the CRD lists them in.
+    let group = json(&s.kubectl_ok(&["get", "--raw", "/apis/example.org"]));
+    assert_eq!(group["preferredVersion"]["version"], "v1", "{group}");
+    assert_eq!(group["versions"][0]["version"], "v1", "{group}");
     // Stored once, seen in either version; anything kept (preserve-unknown-fields).
     let v1 = json(&s.kubectl_ok(&["get", "--raw", "/apis/example.org/v1/widgets/w"]));
     assert_eq!(v1["apiVersion"], "example.org/v1");

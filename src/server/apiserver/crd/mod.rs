@@ -292,12 +292,46 @@ impl Installed {
                 }
             }
         }
+        // Discovery lists a group's versions in this order and prefers
+        // the first, as upstream: GA, then beta, then alpha, newest first.
+        defs.sort_by(|a, b| {
+            (a.group, version_priority(a.version)).cmp(&(b.group, version_priority(b.version)))
+        });
         let defs = Arc::new(defs);
         match self.live.write() {
             Ok(mut g) => *g = defs,
             Err(poisoned) => *poisoned.into_inner() = defs,
         }
         refused
+    }
+}
+
+/// Upstream's kube-aware version order as a sort key (smaller first):
+/// `v2` < `v1` < `v2beta1` < `v1beta2` < `v1beta1` < `v1alpha1` < others by
+/// name.
+fn version_priority(v: &str) -> (u8, std::cmp::Reverse<u64>, std::cmp::Reverse<u64>, String) {
+    use std::cmp::Reverse;
+    let other = (3, Reverse(0), Reverse(0), v.to_string());
+    let Some(rest) = v.strip_prefix('v') else {
+        return other;
+    };
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let Ok(major) = rest[..digits].parse::<u64>() else {
+        return other;
+    };
+    let tail = &rest[digits..];
+    let (rank, minor) = if tail.is_empty() {
+        (0, "0")
+    } else if let Some(m) = tail.strip_prefix("beta") {
+        (1, m)
+    } else if let Some(m) = tail.strip_prefix("alpha") {
+        (2, m)
+    } else {
+        return other;
+    };
+    match minor.parse::<u64>() {
+        Ok(minor) => (rank, Reverse(major), Reverse(minor), String::new()),
+        _ => other,
     }
 }
 
@@ -450,6 +484,18 @@ pub fn generation_changed(def: &ResourceDef, old: &Value, new: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_in_kube_aware_order() {
+        let mut vs = vec![
+            "v1alpha1", "foo", "v1", "v1beta1", "v2", "v1beta2", "v2beta1", "v10",
+        ];
+        vs.sort_by_key(|v| version_priority(v));
+        assert_eq!(
+            vs,
+            ["v10", "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
+        );
+    }
 
     #[test]
     fn cause_fields_as_pointers() {
