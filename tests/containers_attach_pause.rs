@@ -132,11 +132,13 @@ fn between_restarts_a_container_is_restarting_and_stop_ends_that() {
         let ps = e.ok(&["ps", "--format", "{{.Names}} {{.Status}}"]);
         let exec = e.err(&["exec", "flaky", "true"]);
         // Still in the same back-off after the exec: the exec was made in
-        // it (the run between two waits ends in "exited" for a moment
-        // before "restarting", with the same count).
+        // it. The count is raised just before a run starts (still
+        // "restarting" for a moment), so the same count does not tell a
+        // run in between apart: the same end of the last run does.
         let now = e.inspect("flaky");
-        let same_wait =
-            now["RestartCount"] == v["RestartCount"] && now["State"]["Status"] == "restarting";
+        let same_wait = now["RestartCount"] == v["RestartCount"]
+            && now["State"]["Status"] == "restarting"
+            && now["State"]["FinishedAt"] == v["State"]["FinishedAt"];
         tries += 1;
         // Each miss lands in a later, twice as long wait (3.2 s, 6.4 s, …).
         if !same_wait && tries < 8 {
