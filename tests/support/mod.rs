@@ -64,6 +64,21 @@ pub fn run_ok(cmd: &mut Command) -> Output {
     out
 }
 
+/// The stdout of a kubectl run that must have succeeded (else a panic
+/// with its output).
+fn succeeded(args: &[&str], out: Output) -> String {
+    if !out.status.success() {
+        panic!(
+            "kubectl {} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            args.join(" "),
+            out.status,
+            stdout(&out),
+            stderr(&out)
+        );
+    }
+    stdout(&out)
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -345,32 +360,12 @@ impl Server {
 
     /// [`Server::kubectl_stdin`] that must succeed; returns stdout.
     pub fn kubectl_stdin_ok(&self, args: &[&str], stdin: &str) -> String {
-        let out = self.kubectl_stdin(args, stdin);
-        if !out.status.success() {
-            panic!(
-                "kubectl {} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                args.join(" "),
-                out.status,
-                stdout(&out),
-                stderr(&out)
-            );
-        }
-        stdout(&out)
+        succeeded(args, self.kubectl_stdin(args, stdin))
     }
 
     /// Run kubectl and panic with its output if it fails; returns stdout.
     pub fn kubectl_ok(&self, args: &[&str]) -> String {
-        let out = self.kubectl(args);
-        if !out.status.success() {
-            panic!(
-                "kubectl {} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                args.join(" "),
-                out.status,
-                stdout(&out),
-                stderr(&out)
-            );
-        }
-        stdout(&out)
+        succeeded(args, self.kubectl(args))
     }
 
     /// Run kubectl, expect it to fail; returns the output.

@@ -122,6 +122,16 @@ fn defaults(obj: &mut Value) {
     }
 }
 
+/// The strings of a JSON array (none when it is absent or not an array).
+pub(super) fn string_list(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
 fn str_at<'a>(obj: &'a Value, ptr: &str) -> &'a str {
     obj.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
@@ -237,17 +247,7 @@ fn names(obj: &Value, out: &mut Vec<Cause>) {
             "kind and listKind may not be the same or parsing become ambiguous",
         ));
     }
-    let list = |ptr: &str| -> Vec<String> {
-        obj.pointer(ptr)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |ptr: &str| string_list(obj.pointer(ptr));
     for (i, s) in list("/spec/names/shortNames").iter().enumerate() {
         label(&format!("spec.names.shortNames[{i}]"), s, out);
     }
@@ -466,18 +466,7 @@ pub fn served(crd: &Value, names: &Map<String, Value>) -> Vec<(Shape, Served)> {
             .unwrap_or("")
             .to_string()
     };
-    let list = |k: &str| -> Vec<String> {
-        names
-            .get(k)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let list = |k: &str| string_list(names.get(k));
     let versions = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)

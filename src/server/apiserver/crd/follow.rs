@@ -190,14 +190,7 @@ fn accept(
                 .unwrap_or("")
                 .to_string()
         };
-        let shorts: Vec<String> = names
-            .get("shortNames")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect();
+        let shorts = definition::string_list(names.get("shortNames"));
         let (res, kinds) = taken.entry(group).or_default();
         let conflict = if res.contains(&s("plural")) {
             Some((
