@@ -17,7 +17,7 @@ Rows (tab-separated):
   field  <Go type> <json field> <value type> <patchStrategy> <patchMergeKey>
          <listType> <listMapKeys> <atomic> <default>
 Go types are "<package>.<Name>" (core, apps, batch, coordination, discovery,
-events, meta). <value type> is the struct type of the field's value or list
+events, admissionregistration, meta). <value type> is the struct type of the field's value or list
 elements when it is one of the types listed, else empty. <atomic> is
 "atomic" when a map- or struct-valued field is owned whole (+mapType=atomic,
 +structType=atomic on the field or on its type). <default> is a quoted
@@ -37,6 +37,8 @@ PACKAGES = [
     ("coordination", "k8s.io/api/coordination/v1", "coordination/v1/types.go", "coordination.k8s.io"),
     ("discovery", "k8s.io/api/discovery/v1", "discovery/v1/types.go", "discovery.k8s.io"),
     ("events", "k8s.io/api/events/v1", "events/v1/types.go", "events.k8s.io"),
+    ("admissionregistration", "k8s.io/api/admissionregistration/v1",
+     "admissionregistration/v1/types.go", "admissionregistration.k8s.io"),
     ("meta", "k8s.io/apimachinery/pkg/apis/meta/v1", "pkg/apis/meta/v1/types.go", None),
 ]
 
@@ -51,6 +53,7 @@ KINDS = {
     "coordination": ["Lease"],
     "discovery": ["EndpointSlice"],
     "events": ["Event"],
+    "admissionregistration": ["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"],
 }
 
 FIELD = re.compile(r'^\s+(?:(\w+)\s+)?(\S+)\s+`([^`]*)`')

@@ -439,3 +439,41 @@ fn admission_holds_for_updates_and_edge_cases() {
     let left = s.kubectl_ok(&["get", "pc", "-o", "name"]);
     assert_eq!(left.lines().count(), 2, "{left}");
 }
+
+/// DefaultStorageClass: a claim naming no class gets the default one (the
+/// newest when several are marked); `""` and a named class are kept.
+#[test]
+fn claims_get_the_default_storage_class() {
+    let s = Server::start();
+    let claim = |name: &str, class: &str| {
+        format!(
+            "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {{name: {name}}}\nspec:\n  accessModes: [ReadWriteOnce]\n  resources: {{requests: {{storage: 1Gi}}}}\n{class}"
+        )
+    };
+    let class_of = |name: &str| {
+        s.kubectl_ok(&[
+            "get",
+            "pvc",
+            name,
+            "-o",
+            "jsonpath={.spec.storageClassName}",
+        ])
+    };
+    apply(&s, &claim("before", ""));
+    assert_eq!(class_of("before"), "", "no default class yet");
+    let sc = |name: &str| {
+        format!("apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {name}\n  annotations: {{storageclass.kubernetes.io/is-default-class: \"true\"}}\nprovisioner: example.com/{name}\n")
+    };
+    apply(&s, &sc("old"));
+    apply(&s, &claim("one", ""));
+    assert_eq!(class_of("one"), "old");
+    // Creation times have whole seconds: the second default is newer.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    apply(&s, &sc("new"));
+    apply(&s, &claim("two", ""));
+    assert_eq!(class_of("two"), "new");
+    apply(&s, &claim("none", "  storageClassName: \"\"\n"));
+    assert_eq!(class_of("none"), "");
+    apply(&s, &claim("named", "  storageClassName: old\n"));
+    assert_eq!(class_of("named"), "old");
+}

@@ -520,9 +520,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let audit = audit_log(&args)?;
     let rbac = apiserver::rbac::Rbac::default();
     let registry = Registry::builtin();
+    let webhooks = apiserver::webhook::Webhooks::default();
     let objects = Objects::new(store.clone())
         .followed_by(rbac.follower())
-        .followed_by(registry.custom.follower.clone());
+        .followed_by(registry.custom.follower.clone())
+        .followed_by(webhooks.follower());
     let state = Arc::new(ApiState {
         registry,
         objects,
@@ -543,6 +545,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         rbac,
         audit,
+        webhooks,
     });
     // Requests, bootstrap's included, are authorized on the policy.
     apiserver::rbac::start(&state)
@@ -552,6 +555,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     apiserver::crd::follow::start(&state)
         .await
         .context("loading the CustomResourceDefinitions")?;
+    // Writes go through the admission webhooks from the first request on.
+    apiserver::webhook::start(&state)
+        .await
+        .context("loading the admission webhook configurations")?;
     let cluster = ClusterConfig::default();
     let bootstrap_client = loopback::client(
         state.clone(),
@@ -566,6 +573,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("creating the system namespaces and the kubernetes Service")?;
     let (pki, tls) = pki.await.context("setting up certificates")??;
+    let _ = state.webhooks.cluster_ca.set(pki.ca_cert_pem().to_string());
     match pki.kubelet_client_config() {
         Ok(tls) => {
             let _ = state

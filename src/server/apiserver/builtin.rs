@@ -132,6 +132,10 @@ const CRD_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
     ..status("apiextensions.k8s.io", "CustomResourceDefinition")
 }];
 const INGRESS_SUBRESOURCES: &[SubresourceDef] = &[status("networking.k8s.io", "Ingress")];
+const POLICY_SUBRESOURCES: &[SubresourceDef] = &[SubresourceDef {
+    version: "v1",
+    ..status("admissionregistration.k8s.io", "ValidatingAdmissionPolicy")
+}];
 
 /// The fields most entries share; each entry names what differs.
 const BASE: ResourceDef = ResourceDef {
@@ -649,6 +653,49 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             subresources: CRD_SUBRESOURCES,
             strategy: KindRef(&super::crd::definition::STRATEGY),
             rules: &super::crd::definition::RULES,
+            ..BASE
+        },
+        // admissionregistration.k8s.io/v1: dynamic admission (webhook/).
+        ResourceDef {
+            group: "admissionregistration.k8s.io",
+            plural: "mutatingwebhookconfigurations",
+            singular: "mutatingwebhookconfiguration",
+            kind: "MutatingWebhookConfiguration",
+            namespaced: false,
+            categories: &["api-extensions"],
+            rules: &super::webhook::config::MUTATING_RULES,
+            printer: Some(&table::cluster::WEBHOOK_CONFIGURATIONS),
+            ..BASE
+        },
+        ResourceDef {
+            group: "admissionregistration.k8s.io",
+            plural: "validatingwebhookconfigurations",
+            singular: "validatingwebhookconfiguration",
+            kind: "ValidatingWebhookConfiguration",
+            namespaced: false,
+            categories: &["api-extensions"],
+            rules: &super::webhook::config::VALIDATING_RULES,
+            printer: Some(&table::cluster::WEBHOOK_CONFIGURATIONS),
+            ..BASE
+        },
+        ResourceDef {
+            group: "admissionregistration.k8s.io",
+            plural: "validatingadmissionpolicies",
+            singular: "validatingadmissionpolicy",
+            kind: "ValidatingAdmissionPolicy",
+            namespaced: false,
+            categories: &["api-extensions"],
+            subresources: POLICY_SUBRESOURCES,
+            rules: &super::webhook::config::POLICY_RULES,
+            ..BASE
+        },
+        ResourceDef {
+            group: "admissionregistration.k8s.io",
+            plural: "validatingadmissionpolicybindings",
+            singular: "validatingadmissionpolicybinding",
+            kind: "ValidatingAdmissionPolicyBinding",
+            namespaced: false,
+            categories: &["api-extensions"],
             ..BASE
         },
         // storage.k8s.io/v1

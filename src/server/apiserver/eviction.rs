@@ -125,6 +125,7 @@ pub async fn create(call: &Call<'_>, name: &str, eviction: &Value) -> Result<Res
             name: &pdb_name,
             dry_run: opts.dry_run,
             who: None,
+            subresource: None,
         };
         match commit_update(w, &spent, stored.rev).await {
             Ok(_) => return delete(call, name, &opts).await,

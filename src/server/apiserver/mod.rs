@@ -34,6 +34,7 @@ pub mod list;
 pub mod loopback;
 pub mod metadata;
 pub mod metrics_api;
+pub mod mirror;
 pub mod negotiate;
 pub mod node_graph;
 pub mod object_store;
@@ -51,6 +52,7 @@ pub mod table;
 pub mod warnings;
 pub mod watch;
 mod watch_raw;
+pub mod webhook;
 pub mod write;
 
 use std::sync::Arc;
@@ -104,6 +106,8 @@ pub struct ApiState {
     pub rbac: rbac::Rbac,
     /// The audit log, when `--audit-log-path` asks for one.
     pub audit: Option<Arc<audit::Auditor>>,
+    /// The admission webhooks writes are sent to.
+    pub webhooks: webhook::Webhooks,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -517,13 +521,13 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
             authorize::check_node_pod(call, n, "delete").await?;
             let body = optional_body(state, headers, body).await?;
             let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
-            write::delete(state, r, n, &opts).await
+            write::delete(state, r, n, &ctx.who, &opts).await
         }
         (Method::DELETE, None, None) => {
             verb_allowed(r, "deletecollection")?;
             let body = optional_body(state, headers, body).await?;
             let opts = write::DeleteOptions::parse(q, ctx.dry_run, body.as_ref())?;
-            write::delete_collection(state, r, q, opts).await
+            write::delete_collection(state, r, q, &ctx.who, opts).await
         }
         (m, _, Some(s)) => Err(ApiError::method_not_supported(
             &format!("{}/{s}", r.def.plural),

@@ -89,7 +89,7 @@ pub const MAX_JSON_PATCH_COPY_BYTES: usize = 3 * 1024 * 1024;
 /// Apply JSON patch operations one at a time, refusing what would build more
 /// than the copy limit before it is built. On error `doc` is half-patched;
 /// callers patch a copy and drop it.
-fn apply_json_patch(
+pub(super) fn apply_json_patch(
     doc: &mut Value,
     ops: &[json_patch::PatchOperation],
     name: &str,

@@ -15,7 +15,7 @@ use super::query::Query;
 use super::read::Filter;
 use super::registry::ResourceDef;
 use super::scan::{scan_page, Held, ScanSink};
-use super::{allocate, ApiState, Call, RequestCtx};
+use super::{allocate, webhook, ApiState, Call, RequestCtx};
 use crate::api::status::{success_status, ApiError};
 use crate::server::controllers::garbage;
 use crate::server::pki::Identity;
@@ -62,8 +62,11 @@ pub struct Write<'a> {
     pub name: &'a str,
     pub dry_run: bool,
     /// Who asks, for the checks that depend on it (RBAC's escalation
-    /// prevention); `None` for the server's own follow-up writes.
+    /// prevention, admission webhooks); `None` for the server's own
+    /// follow-up writes.
     pub who: Option<&'a Identity>,
+    /// The subresource written (`status`, `scale`), if any.
+    pub subresource: Option<&'a str>,
 }
 
 impl<'a> Write<'a> {
@@ -82,6 +85,7 @@ impl<'a> Write<'a> {
             name,
             dry_run: ctx.dry_run,
             who: Some(&ctx.who),
+            subresource: r.subresource.as_deref(),
         }
     }
 }
@@ -107,6 +111,7 @@ pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Respo
         name: &name,
         dry_run,
         who: Some(&ctx.who),
+        subresource: None,
     };
     let res = store_new(w, obj, manager).await;
     if res.is_err() {
@@ -142,10 +147,24 @@ pub async fn admit_new<'a>(
 ) -> Result<Taken<'a>, ApiError> {
     super::crd::check_create(def)?;
     super::admission::mutate(state, def, obj).await?;
+    let ns = obj
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let hook = webhook::Request {
+        op: webhook::Operation::Create,
+        def,
+        subresource: None,
+        namespace: ns.as_deref(),
+        name,
+        who,
+        dry_run,
+    };
+    webhook::mutate(state, &hook, Some(obj), None).await?;
     check_valid(def, None, obj, name)?;
-    let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
-    super::rbac::escalation::check(state, who, def, ns, None, obj)?;
+    super::rbac::escalation::check(state, who, def, ns.as_deref(), None, obj)?;
     super::admission::pod_security::admit(state, def, None, obj).await?;
+    webhook::validate(state, &hook, Some(obj), None).await?;
     super::object_store::check_size_early(def, name, obj)?;
     let reserved = allocate::reserve(state, def, obj, dry_run).await?;
     match super::admission::quota::charge(state, def, obj, dry_run).await {
@@ -249,8 +268,23 @@ pub async fn commit_update_from(
 ) -> Result<Value, ApiError> {
     super::admission::mutate_update(w.state, w.def, &cur.obj, &mut new).await?;
     if let Some(who) = w.who {
+        let hook = webhook::Request {
+            op: webhook::Operation::Update,
+            def: w.def,
+            subresource: w.subresource,
+            namespace: w.ns,
+            name: w.name,
+            who,
+            dry_run: w.dry_run,
+        };
+        // What a webhook changed is validated as the client's change was.
+        let changed = webhook::mutate(w.state, &hook, Some(&mut new), Some(&cur.obj)).await?;
+        if changed && w.subresource.is_none() {
+            check_valid(w.def, Some(&cur.obj), &new, w.name)?;
+        }
         super::rbac::escalation::check(w.state, who, w.def, w.ns, Some(&cur.obj), &new)?;
         super::admission::pod_security::admit(w.state, w.def, Some(&cur.obj), &new).await?;
+        webhook::validate(w.state, &hook, Some(&new), Some(&cur.obj)).await?;
     }
     let charged =
         super::admission::quota::charge_update(w.state, w.def, &cur.obj, &new, w.dry_run).await?;
@@ -525,6 +559,7 @@ pub async fn delete_one(
                 name,
                 dry_run: opts.dry_run,
                 who: None,
+                subresource: None,
             };
             match commit_update(w, &new, cur.rev).await {
                 Ok(v) => {
@@ -654,14 +689,48 @@ fn deletion_time(grace: i64) -> String {
         .to_string()
 }
 
+/// The admission webhooks' say on deleting an object: read once more
+/// only when some webhook may be asked.
+async fn admit_delete(
+    state: &ApiState,
+    def: &ResourceDef,
+    ns: Option<&str>,
+    name: &str,
+    who: &Identity,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    if !webhook::any(state, webhook::config::Phase::Mutating)
+        && !webhook::any(state, webhook::config::Phase::Validating)
+    {
+        return Ok(());
+    }
+    // A missing object is reported by the delete itself.
+    let Some(cur) = state.objects.get(def, ns, name).await? else {
+        return Ok(());
+    };
+    let hook = webhook::Request {
+        op: webhook::Operation::Delete,
+        def,
+        subresource: None,
+        namespace: ns,
+        name,
+        who,
+        dry_run,
+    };
+    webhook::mutate(state, &hook, None, Some(&cur.obj)).await?;
+    webhook::validate(state, &hook, None, Some(&cur.obj)).await
+}
+
 pub async fn delete(
     state: &ApiState,
     r: &ResourceRef<'_>,
     name: &str,
+    who: &Identity,
     opts: &DeleteOptions,
 ) -> Result<Response, ApiError> {
     let def = r.def;
     def.strategy.check_delete(name)?;
+    admit_delete(state, def, r.namespace.as_deref(), name, who, opts.dry_run).await?;
     let out = delete_one(state, def, r.namespace.as_deref(), name, opts).await?;
     let still_there = metadata::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
     if def.strategy.returns_deleted_object() || still_there {
@@ -690,6 +759,7 @@ pub async fn delete_collection(
     state: &Arc<ApiState>,
     r: &ResourceRef<'_>,
     q: &Query,
+    who: &Identity,
     opts: DeleteOptions,
 ) -> Result<Response, ApiError> {
     let def = r.def;
@@ -709,6 +779,7 @@ pub async fn delete_collection(
     .await?;
     let state = Arc::clone(state);
     let owned = def.clone();
+    let who = who.clone();
     streamed(
         def,
         super::read::Shape::Object,
@@ -722,7 +793,13 @@ pub async fn delete_collection(
                 if def.strategy.check_delete(&name).is_err() {
                     continue;
                 }
-                match delete_one(&state, &def, ns.as_deref(), &name, &opts).await {
+                let admitted =
+                    admit_delete(&state, &def, ns.as_deref(), &name, &who, opts.dry_run).await;
+                let deleted = match admitted {
+                    Ok(()) => delete_one(&state, &def, ns.as_deref(), &name, &opts).await,
+                    Err(e) => Err(e),
+                };
+                match deleted {
                     Ok(v) => res = sink.item(v),
                     // Gone already: someone else deleted it meanwhile.
                     Err(e) if e.is_not_found() => {}

@@ -50,6 +50,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         tolerations: Default::default(),
         rbac: Default::default(),
         audit: None,
+        webhooks: Default::default(),
     });
     (state, store)
 }

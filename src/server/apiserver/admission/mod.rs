@@ -5,12 +5,14 @@
 //! namespace's quotas before the create is stored, given back when it
 //! fails or the object is deleted) and `ServiceAccount` (a pod's account
 //! and its API credentials) and `DefaultTolerationSeconds` (how long a
-//! pod stays on a failed node).
+//! pod stays on a failed node) and `DefaultStorageClass` (a new claim's
+//! class when it names none).
 //!
 //! [`mutate`] runs after defaulting and before validation, as mutating
 //! admission does; quota is charged with the other shared state a create
 //! takes (`allocate::reserve`), after validation.
 
+pub mod default_storage_class;
 pub mod default_tolerations;
 pub mod limit_range;
 pub mod pod_security;
@@ -41,7 +43,10 @@ pub async fn mutate(state: &ApiState, def: &ResourceDef, obj: &mut Value) -> Res
             default_tolerations::admit_pod(obj, state.tolerations);
             limit_range::admit_pod(state, obj).await
         }
-        ("", "persistentvolumeclaims") => limit_range::admit_pvc(state, obj).await,
+        ("", "persistentvolumeclaims") => {
+            default_storage_class::admit_pvc(state, obj).await?;
+            limit_range::admit_pvc(state, obj).await
+        }
         ("", "resourcequotas") => {
             quota::note_quota(state, namespace_of(obj));
             quota::count_new(state, obj).await

@@ -1,19 +1,18 @@
-//! Keeping the served custom resources current: one list of the CRDs, then
-//! the store's watch, as the RBAC policy's follower; every change serves
+//! Keeping the served custom resources current: the CRDs mirrored from
+//! the store (`mirror`), as the RBAC policy is; every change serves
 //! the CRDs anew (names settled in creation order, conflicts left out)
 //! and wakes the controller, which writes their status.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::{definition, Served, Shape, PREFIX};
+use super::{definition, Installed, Served, Shape, PREFIX};
+use crate::server::apiserver::mirror::{self, Mirror};
+use crate::server::apiserver::object_store::Follower;
 use crate::server::apiserver::ApiState;
-use crate::server::store::{self, ListOptions, Revision};
-
-const BATCH: usize = 500;
+use crate::server::store::{self, Revision};
 
 /// The CRDs as stored, by name, and what serving them decided.
 #[derive(Default)]
@@ -43,32 +42,34 @@ pub struct Conflict {
 /// Load the CRDs and serve them, then follow the store in a task that
 /// ends with the store.
 pub async fn start(state: &Arc<ApiState>) -> Result<(), store::Error> {
-    let rev = load(state).await?;
-    state.registry.custom.follower.set_live(true);
-    tokio::spawn(run(state.clone(), rev));
-    Ok(())
+    mirror::start(state, |s: &ApiState| &s.registry.custom).await
 }
 
-async fn load(state: &ApiState) -> Result<Revision, store::Error> {
-    let mut crds = BTreeMap::new();
-    let mut opts = ListOptions {
-        limit: Some(BATCH),
-        ..ListOptions::default()
-    };
-    let rev = loop {
-        let page = state.objects.list_raw(PREFIX, opts.clone()).await?;
-        for kv in &page.items {
-            apply(&mut crds, &kv.key, Some(&kv.value), kv.mod_revision);
-        }
-        opts.revision = Some(page.revision);
-        opts.start_after = page.items.last().map(|kv| kv.key.clone());
-        if !page.more {
-            break page.revision;
-        }
-    };
-    install(state, crds);
-    state.registry.custom.follower.applied(rev);
-    Ok(rev)
+/// The CRDs as stored, mirrored from the store; each change serves them
+/// anew.
+impl Mirror for Installed {
+    type Draft = BTreeMap<String, (Revision, Arc<Value>)>;
+    const WHAT: &'static str = "the CRDs";
+
+    fn follower(&self) -> &Follower {
+        &self.follower
+    }
+
+    fn empty(&self) -> Self::Draft {
+        BTreeMap::new()
+    }
+
+    fn current(&self) -> Self::Draft {
+        self.known().crds.clone()
+    }
+
+    fn apply(&self, crds: &mut Self::Draft, key: &str, value: Option<&[u8]>, rev: Revision) {
+        apply(crds, key, value, rev);
+    }
+
+    fn publish(&self, state: &ApiState, crds: Self::Draft) {
+        install(state, crds);
+    }
 }
 
 fn apply(
@@ -229,69 +230,4 @@ fn accept(
         }
     }
     out
-}
-
-async fn run(state: Arc<ApiState>, mut rev: Revision) {
-    let custom = &state.registry.custom;
-    loop {
-        match follow(&state, rev).await {
-            Err(store::Error::Closed) => break,
-            Ok(()) => tracing::error!("the CRDs' watch ended; listing again"),
-            Err(e) => tracing::debug!("the CRDs' watch ended ({e}); listing again"),
-        }
-        loop {
-            match load(&state).await {
-                Ok(r) => {
-                    rev = r;
-                    break;
-                }
-                Err(store::Error::Closed) => {
-                    custom.follower.set_live(false);
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!("listing the CRDs: {e}");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        }
-    }
-    custom.follower.set_live(false);
-}
-
-async fn follow(state: &ApiState, rev: Revision) -> Result<(), store::Error> {
-    let custom = &state.registry.custom;
-    let mut rx = state.objects.store.watch(PREFIX, rev).await?;
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        if rx.recv_many(&mut batch, BATCH).await == 0 {
-            return Ok(());
-        }
-        let mut crds = custom.known().crds.clone();
-        let mut last = None;
-        let mut ended = None;
-        for item in batch.drain(..) {
-            match item {
-                Ok(ev) => {
-                    let value = match ev.kind {
-                        store::EventKind::Delete => None,
-                        _ => Some(&ev.kv.value[..]),
-                    };
-                    apply(&mut crds, &ev.kv.key, value, ev.kv.mod_revision);
-                    last = Some(ev.revision());
-                }
-                Err(e) => {
-                    ended = Some(e);
-                    break;
-                }
-            }
-        }
-        if let Some(last) = last {
-            install(state, crds);
-            custom.follower.applied(last);
-        }
-        if let Some(e) = ended {
-            return Err(e);
-        }
-    }
 }

@@ -395,3 +395,29 @@ fn runtimeclasses_columns() -> Vec<Column> {
 fn runtimeclasses_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
     vec![name(obj), json!(str_at(obj, "/handler")), age(obj, now)]
 }
+
+/// Mutating and validating webhook configurations: how many webhooks.
+pub const WEBHOOK_CONFIGURATIONS: Printer = Printer {
+    columns: webhook_configurations_columns,
+    cells: webhook_configurations_cells,
+};
+
+fn webhook_configurations_columns() -> Vec<Column> {
+    vec![
+        NAME,
+        col(
+            "Webhooks",
+            "integer",
+            "Webhooks indicates the number of webhooks.",
+        ),
+        AGE,
+    ]
+}
+
+fn webhook_configurations_cells(obj: &Value, now: DateTime<Utc>) -> Vec<Value> {
+    vec![
+        name(obj),
+        json!(array_at(obj, "/webhooks").len()),
+        age(obj, now),
+    ]
+}
