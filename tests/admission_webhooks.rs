@@ -33,6 +33,7 @@ const NODE: &str = "hook-node";
 const MOUNT: &str = "/hook";
 const SERVE_ENV: &str = "SKIFF_TEST_WEBHOOK_DIR";
 const PORT: u16 = 8443;
+const ZERO_UID: &str = "00000000-0000-0000-0000-000000000000";
 
 /// The webhook server (run by the pod; does nothing elsewhere).
 #[test]
@@ -98,8 +99,9 @@ fn webhooks_served_by_a_pod() {
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(
+        // The validating webhook saw what the mutating one added.
         err.contains(
-            r#"Error from server (Forbidden): error when creating "STDIN": admission webhook "deny.webhook.example.com" denied the request: the key "forbidden" is not allowed"#
+            r#"Error from server (Forbidden): error when creating "STDIN": admission webhook "deny.webhook.example.com" denied the request: the key "forbidden" is not allowed (mutated: create)"#
         ),
         "{err}"
     );
@@ -136,6 +138,42 @@ fn webhooks_served_by_a_pod() {
         .status
         .success());
 
+    // A webhook cannot set what only the server sets: a patch of the uid
+    // and the deletion timestamp is undone, on create and on update (where
+    // it would otherwise delete the object).
+    let evil = r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "evil", "namespace": "demo", "labels": {"evil": "yes"}}}"#;
+    s.kubectl_stdin_ok(&["create", "-f", "-"], evil);
+    s.kubectl_ok(&["label", "configmap", "evil", "-n", "demo", "again=1"]);
+    let got: Value = serde_json::from_str(&s.kubectl_ok(&[
+        "get",
+        "configmap",
+        "evil",
+        "-n",
+        "demo",
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_ne!(got["metadata"]["uid"], ZERO_UID, "{got}");
+    assert!(got["metadata"]["uid"].is_string(), "{got}");
+    assert!(got["metadata"].get("deletionTimestamp").is_none(), "{got}");
+    assert_eq!(
+        got["metadata"]["labels"]["mutated.webhook.example.com"],
+        "update"
+    );
+
+    // Exec is a CONNECT, with the command in its options.
+    assert_eq!(
+        s.kubectl_ok(&["exec", "hook", "--", "echo", "ok"]).trim(),
+        "ok"
+    );
+    let out = s.kubectl(&["exec", "hook", "--", "echo", "forbidden"]);
+    assert!(
+        stderr(&out).contains(r#"admission webhook "exec.webhook.example.com" denied the request: exec of [echo forbidden] into hook is not allowed"#),
+        "{}",
+        stderr(&out)
+    );
+
     // Deletes go through validating webhooks with the old object.
     s.kubectl_ok(&["create", "configmap", "p", "-n", "demo"]);
     s.kubectl_ok(&["label", "configmap", "p", "-n", "demo", "protected=true"]);
@@ -162,12 +200,15 @@ fn webhooks_served_by_a_pod() {
     s.kubectl_stdin_ok(&["apply", "-f", "-"], &slow_configuration(&ca, "Ignore"));
     s.kubectl_stdin_ok(&["create", "-f", "-"], slow);
 
-    // A webhook that cannot be reached at all, failing closed; the
-    // configurations themselves are never sent to webhooks, so it can be
-    // removed.
+    // A webhook that cannot be reached at all, failing closed, for every
+    // resource; the configurations themselves are never sent to webhooks,
+    // so it can still be removed.
     s.kubectl_stdin_ok(
         &["apply", "-f", "-"],
-        &configurations(&ca).replace("name: hook,", "name: nowhere,"),
+        &configurations(&ca)
+            .replace("name: hook,", "name: nowhere,")
+            .replace(r#"apiGroups: [""]"#, r#"apiGroups: ["*"]"#)
+            .replace(r#"resources: ["configmaps"]"#, r#"resources: ["*"]"#),
     );
     let out = s.kubectl(&["create", "configmap", "d", "-n", "demo"]);
     assert!(
@@ -180,15 +221,20 @@ fn webhooks_served_by_a_pod() {
         "mutatingwebhookconfiguration",
         "label.webhook.example.com",
     ]);
+    let listed = support::table(&s.kubectl_ok(&["get", "validatingwebhookconfigurations"]));
+    assert_eq!(listed[0][..2], ["NAME", "WEBHOOKS"], "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .any(|r| r[..2] == ["deny.webhook.example.com", "1"]),
+        "{listed:?}"
+    );
     s.kubectl_ok(&[
         "delete",
         "validatingwebhookconfiguration",
         "deny.webhook.example.com",
     ]);
     s.kubectl_ok(&["create", "configmap", "d", "-n", "demo"]);
-
-    let listed = s.kubectl_ok(&["get", "validatingwebhookconfigurations"]);
-    assert!(listed.contains("WEBHOOKS"), "{listed}");
 }
 
 #[test]
@@ -337,7 +383,19 @@ webhooks:
   rules: [{{operations: ["CREATE", "UPDATE", "DELETE"], apiGroups: [""], apiVersions: ["v1"], resources: ["configmaps"]}}]
   namespaceSelector: {{matchLabels: {{webhooks: "on"}}}}
   sideEffects: None
-  admissionReviewVersions: ["v1beta1", "v1"]
+  admissionReviewVersions: ["v1", "v1beta1"]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {{name: exec.webhook.example.com}}
+webhooks:
+- name: exec.webhook.example.com
+  clientConfig:
+    service: {{namespace: default, name: hook, path: /connect}}
+    caBundle: {ca}
+  rules: [{{operations: ["CONNECT"], apiGroups: [""], apiVersions: ["v1"], resources: ["pods/exec"]}}]
+  sideEffects: None
+  admissionReviewVersions: ["v1beta1"]
 "#
     )
 }
@@ -456,11 +514,18 @@ mod hook_server {
         match path {
             "/mutate" => {
                 let op = req["operation"].as_str().unwrap_or("").to_lowercase();
-                let patch = if req["object"]["metadata"]["labels"].is_object() {
+                let labels = &req["object"]["metadata"]["labels"];
+                let mut patch = if labels.is_object() {
                     json!([{"op": "add", "path": "/metadata/labels/mutated.webhook.example.com", "value": op}])
                 } else {
                     json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated.webhook.example.com": op}}])
                 };
+                if labels["evil"] == "yes" {
+                    if let Some(ops) = patch.as_array_mut() {
+                        ops.push(json!({"op": "add", "path": "/metadata/uid", "value": ZERO_UID}));
+                        ops.push(json!({"op": "add", "path": "/metadata/deletionTimestamp", "value": "2020-01-01T00:00:00Z"}));
+                    }
+                }
                 let patch = base64::engine::general_purpose::STANDARD
                     .encode(serde_json::to_vec(&patch).unwrap());
                 json!({"uid": uid, "allowed": true, "patchType": "JSONPatch", "patch": patch})
@@ -469,13 +534,13 @@ mod hook_server {
                 let warn = json!(["checked by the test webhook"]);
                 let obj = &req["object"];
                 if obj["data"].get("forbidden").is_some() {
-                    // The mutating webhook ran first: its label is here.
-                    assert_eq!(
-                        obj["metadata"]["labels"]["mutated.webhook.example.com"],
-                        "create"
-                    );
+                    // Says what the mutating webhook (run first) labelled.
+                    let mutated = obj["metadata"]["labels"]["mutated.webhook.example.com"]
+                        .as_str()
+                        .unwrap_or("nothing");
+                    let msg = format!("the key \"forbidden\" is not allowed (mutated: {mutated})");
                     return json!({"uid": uid, "allowed": false, "warnings": warn,
-                        "status": {"code": 403, "message": "the key \"forbidden\" is not allowed"}});
+                        "status": {"code": 403, "message": msg}});
                 }
                 let old = &req["oldObject"];
                 if req["operation"] == "DELETE" && old["metadata"]["labels"]["protected"] == "true"
@@ -485,6 +550,20 @@ mod hook_server {
                         "status": {"code": 403, "message": format!("{name} is protected")}});
                 }
                 json!({"uid": uid, "allowed": true, "warnings": warn})
+            }
+            "/connect" => {
+                let obj = &req["object"];
+                let command: Vec<&str> = obj["command"]
+                    .as_array()
+                    .map(|c| c.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                if obj["kind"] == "PodExecOptions" && command.contains(&"forbidden") {
+                    let pod = req["name"].as_str().unwrap_or("");
+                    let msg = format!("exec of [{}] into {pod} is not allowed", command.join(" "));
+                    return json!({"uid": uid, "allowed": false,
+                        "status": {"code": 403, "message": msg}});
+                }
+                allowed
             }
             "/slow" => {
                 tokio::time::sleep(Duration::from_secs(3)).await;

@@ -179,6 +179,20 @@ pub async fn pod(
     // The query goes on as given, but for the container (now in the path).
     let query: Vec<(String, String)> =
         serde_urlencoded::from_str(uri.query().unwrap_or("")).unwrap_or_default();
+    if let Some((kind, mut options)) = super::webhook::connect_options(sub, &query) {
+        let req = super::webhook::Request {
+            op: super::webhook::Operation::Connect,
+            def: pods,
+            subresource: Some(sub),
+            namespace: Some(ns),
+            name,
+            who: &call.ctx.who,
+            dry_run: false,
+            kind: Some(kind),
+            deadline: std::time::Instant::now() + super::webhook::REQUEST_BUDGET,
+        };
+        super::webhook::admit_connect(call.state, &req, &mut options).await?;
+    }
     let query: Vec<_> = query
         .into_iter()
         .filter(|(k, _)| k != "container")

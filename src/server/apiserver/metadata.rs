@@ -206,6 +206,54 @@ fn status_shape(def: &ResourceDef, obj: &mut Value) {
     }
 }
 
+/// Metadata only the server writes.
+const SERVER_OWNED: &[&str] = &[
+    "uid",
+    "creationTimestamp",
+    "name",
+    "namespace",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "resourceVersion",
+    "selfLink",
+];
+
+/// Put back in `to` what the server set in a new object `from` and no one
+/// else may change (a mutating webhook's patch): server-owned metadata and,
+/// for kinds with a `/status`, the status.
+pub fn keep_server_owned(def: &ResourceDef, from: &Value, to: &mut Value) {
+    keep_server_metadata(from, to);
+    if def.has_subresource("status") {
+        if let Some(o) = to.as_object_mut() {
+            match from.get("status") {
+                Some(s) => {
+                    o.insert("status".into(), s.clone());
+                }
+                None => {
+                    o.remove("status");
+                }
+            }
+        }
+    }
+}
+
+/// Put back in `to` the server-owned metadata of `from`.
+pub fn keep_server_metadata(from: &Value, to: &mut Value) {
+    let owned = meta(from).cloned().unwrap_or_default();
+    let m = meta_mut(to);
+    for key in SERVER_OWNED {
+        match owned.get(*key) {
+            Some(v) => {
+                m.insert((*key).into(), v.clone());
+            }
+            None => {
+                m.remove(*key);
+            }
+        }
+    }
+}
+
 /// Apply an update (PUT or a patch result) of `old` to `new`, keeping what a
 /// client may not change. `subresource` is `Some("status")` for `/status`.
 pub fn prepare_update(

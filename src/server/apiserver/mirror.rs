@@ -90,6 +90,9 @@ async fn run<M: Mirror>(state: Arc<ApiState>, mirror: fn(&ApiState) -> &M, mut r
             Ok(()) => tracing::error!("the watch of {} ended; listing again", M::WHAT),
             Err(e) => tracing::debug!("the watch of {} ended ({e}); listing again", M::WHAT),
         }
+        // Not at once: a watch that fails as soon as it is made would
+        // otherwise spin on lists.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         // Until a list succeeds the cache stands as it was.
         loop {
             match load(&state, m).await {

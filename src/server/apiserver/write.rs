@@ -1,6 +1,7 @@
 //! Writes: create, update (PUT), delete and deletecollection.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::response::Response;
 use http::StatusCode;
@@ -159,8 +160,19 @@ pub async fn admit_new<'a>(
         name,
         who,
         dry_run,
+        kind: None,
+        deadline: Instant::now() + webhook::REQUEST_BUDGET,
     };
-    webhook::mutate(state, &hook, Some(obj), None).await?;
+    let before = webhook::any(state, webhook::config::Phase::Mutating).then(|| obj.clone());
+    if webhook::mutate(state, &hook, Some(obj), None).await? {
+        // What the server owns is the server's, whatever a webhook said;
+        // the built-in admission sees what the webhooks added (upstream
+        // reinvokes its plugins when a webhook changed the object).
+        if let Some(before) = &before {
+            metadata::keep_server_owned(def, before, obj);
+        }
+        super::admission::mutate(state, def, obj).await?;
+    }
     check_valid(def, None, obj, name)?;
     super::rbac::escalation::check(state, who, def, ns.as_deref(), None, obj)?;
     super::admission::pod_security::admit(state, def, None, obj).await?;
@@ -276,11 +288,22 @@ pub async fn commit_update_from(
             name: w.name,
             who,
             dry_run: w.dry_run,
+            kind: None,
+            deadline: Instant::now() + webhook::REQUEST_BUDGET,
         };
-        // What a webhook changed is validated as the client's change was.
-        let changed = webhook::mutate(w.state, &hook, Some(&mut new), Some(&cur.obj)).await?;
-        if changed && w.subresource.is_none() {
-            check_valid(w.def, Some(&cur.obj), &new, w.name)?;
+        // What a webhook changed goes through what the client's change
+        // went through: server-owned fields and status (or, on /status,
+        // all but status) back as stored, immutable fields, generation,
+        // the built-in admission and validation.
+        if webhook::mutate(w.state, &hook, Some(&mut new), Some(&cur.obj)).await? {
+            // (A uid in the body would be taken for a precondition.)
+            metadata::keep_server_metadata(&cur.obj, &mut new);
+            new = metadata::prepare_update(w.def, &cur.obj, new, w.subresource)?;
+            allocate::on_update(w.def, &cur.obj, &mut new)?;
+            super::admission::mutate_update(w.state, w.def, &cur.obj, &mut new).await?;
+            if w.subresource.is_none() {
+                check_valid(w.def, Some(&cur.obj), &new, w.name)?;
+            }
         }
         super::rbac::escalation::check(w.state, who, w.def, w.ns, Some(&cur.obj), &new)?;
         super::admission::pod_security::admit(w.state, w.def, Some(&cur.obj), &new).await?;
@@ -689,36 +712,45 @@ fn deletion_time(grace: i64) -> String {
         .to_string()
 }
 
-/// The admission webhooks' say on deleting an object: read once more
-/// only when some webhook may be asked.
-async fn admit_delete(
-    state: &ApiState,
-    def: &ResourceDef,
-    ns: Option<&str>,
-    name: &str,
-    who: &Identity,
-    dry_run: bool,
-) -> Result<(), ApiError> {
+/// The admission webhooks' say on deleting an object (`hook`, a DELETE):
+/// read once more only when some webhook may be asked.
+async fn admit_delete(state: &ApiState, hook: &webhook::Request<'_>) -> Result<(), ApiError> {
     if !webhook::any(state, webhook::config::Phase::Mutating)
         && !webhook::any(state, webhook::config::Phase::Validating)
     {
         return Ok(());
     }
     // A missing object is reported by the delete itself.
-    let Some(cur) = state.objects.get(def, ns, name).await? else {
+    let Some(cur) = state
+        .objects
+        .get(hook.def, hook.namespace, hook.name)
+        .await?
+    else {
         return Ok(());
     };
-    let hook = webhook::Request {
+    webhook::mutate(state, hook, None, Some(&cur.obj)).await?;
+    webhook::validate(state, hook, None, Some(&cur.obj)).await
+}
+
+/// A DELETE of one object as webhooks are asked about it.
+fn delete_request<'a>(
+    def: &'a ResourceDef,
+    ns: Option<&'a str>,
+    name: &'a str,
+    who: &'a Identity,
+    opts: &DeleteOptions,
+) -> webhook::Request<'a> {
+    webhook::Request {
         op: webhook::Operation::Delete,
         def,
         subresource: None,
         namespace: ns,
         name,
         who,
-        dry_run,
-    };
-    webhook::mutate(state, &hook, None, Some(&cur.obj)).await?;
-    webhook::validate(state, &hook, None, Some(&cur.obj)).await
+        dry_run: opts.dry_run,
+        kind: None,
+        deadline: Instant::now() + webhook::REQUEST_BUDGET,
+    }
 }
 
 pub async fn delete(
@@ -730,7 +762,8 @@ pub async fn delete(
 ) -> Result<Response, ApiError> {
     let def = r.def;
     def.strategy.check_delete(name)?;
-    admit_delete(state, def, r.namespace.as_deref(), name, who, opts.dry_run).await?;
+    let hook = delete_request(def, r.namespace.as_deref(), name, who, opts);
+    admit_delete(state, &hook).await?;
     let out = delete_one(state, def, r.namespace.as_deref(), name, opts).await?;
     let still_there = metadata::meta(&out).is_some_and(|m| m.contains_key("deletionTimestamp"));
     if def.strategy.returns_deleted_object() || still_there {
@@ -780,6 +813,8 @@ pub async fn delete_collection(
     let state = Arc::clone(state);
     let owned = def.clone();
     let who = who.clone();
+    // The request's webhooks share one budget, however many objects.
+    let deadline = Instant::now() + webhook::REQUEST_BUDGET;
     streamed(
         def,
         super::read::Shape::Object,
@@ -793,13 +828,17 @@ pub async fn delete_collection(
                 if def.strategy.check_delete(&name).is_err() {
                     continue;
                 }
-                let admitted =
-                    admit_delete(&state, &def, ns.as_deref(), &name, &who, opts.dry_run).await;
-                let deleted = match admitted {
-                    Ok(()) => delete_one(&state, &def, ns.as_deref(), &name, &opts).await,
-                    Err(e) => Err(e),
+                let hook = webhook::Request {
+                    deadline,
+                    ..delete_request(&def, ns.as_deref(), &name, &who, &opts)
                 };
-                match deleted {
+                // A refusal stops the collection (a 404 from a webhook too:
+                // only the store's not-found means "gone already").
+                if let Err(e) = admit_delete(&state, &hook).await {
+                    res = Err(e);
+                    break;
+                }
+                match delete_one(&state, &def, ns.as_deref(), &name, &opts).await {
                     Ok(v) => res = sink.item(v),
                     // Gone already: someone else deleted it meanwhile.
                     Err(e) if e.is_not_found() => {}

@@ -7,10 +7,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
 use super::config::{Hook, Target};
@@ -31,6 +34,7 @@ pub async fn call(
     hook: &Hook,
     review: &Value,
     uid: &str,
+    budget: Duration,
 ) -> Result<Value, CallError> {
     let (authority, path) = match &hook.target {
         Target::Url { authority, path } => (authority.clone(), path.clone()),
@@ -41,22 +45,19 @@ pub async fn call(
             port,
         } => (format!("{name}.{namespace}.svc:{port}"), path.clone()),
     };
-    let timeout_s = hook.timeout.as_secs();
+    // Whole seconds, rounded up, as upstream tells the webhook.
+    let timeout_s = budget.as_secs() + u64::from(budget.subsec_nanos() > 0);
     let url = format!("https://{authority}{path}?timeout={timeout_s}s");
-    let (addr, server_name) = match resolve(state, hook).await {
-        Ok(r) => r,
-        Err(e) => {
-            return Err(CallError(format!(
-                "failed to call webhook: Post {url:?}: {e}"
-            )))
-        }
-    };
     let body = serde_json::to_vec(review)
         .map_err(|e| CallError(format!("could not create admission objects: {e}")))?;
     let tls = tls_config(state, hook)
         .map_err(|e| CallError(format!("could not get REST client: {e}")))?;
-    let post = post(addr, server_name, &authority, &path, timeout_s, body, tls);
-    let answer = match tokio::time::timeout(hook.timeout, post).await {
+    // Name lookups and the connection count against the timeout too.
+    let post = async {
+        let (addr, server_name) = resolve(state, hook).await?;
+        post(addr, server_name, &authority, &path, timeout_s, body, tls).await
+    };
+    let answer = match tokio::time::timeout(budget, post).await {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
             return Err(CallError(format!(
@@ -197,26 +198,56 @@ async fn endpoint(state: &ApiState, ns: &str, name: &str, port: u16) -> Result<S
     Ok(ready[i])
 }
 
+/// The TLS settings of a webhook, made once they can be (a failure is not
+/// kept: the cluster CA may be loaded later).
 fn tls_config(state: &ApiState, hook: &Hook) -> Result<Arc<rustls::ClientConfig>, String> {
-    hook.tls
-        .get_or_init(|| {
-            let ca = match &hook.ca {
-                Some(ca) => ca.clone(),
-                None => state
-                    .webhooks
-                    .cluster_ca
-                    .get()
-                    .cloned()
-                    .ok_or("the webhook names no caBundle and the cluster CA is not loaded")?,
-            };
-            let cfg =
-                crate::server::pki::client_tls_config(&ca, None).map_err(|e| e.to_string())?;
-            let mut cfg = Arc::unwrap_or_clone(cfg);
-            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Ok(Arc::new(cfg))
-        })
-        .clone()
+    if let Some(cfg) = hook.tls.get() {
+        return Ok(cfg.clone());
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let mut add = |pem: &str| {
+        let ders = CertificateDer::pem_slice_iter(pem.as_bytes()).filter_map(Result::ok);
+        roots.add_parsable_certificates(ders);
+    };
+    match &hook.ca {
+        Some(ca) => add(ca),
+        None => {
+            // Upstream trusts the system's roots; a URL webhook may well
+            // have a public certificate. Skiff's own CA signs in-cluster ones.
+            if matches!(hook.target, Target::Url { .. }) {
+                if let Some(pem) = SYSTEM_ROOTS
+                    .iter()
+                    .find_map(|p| std::fs::read_to_string(p).ok())
+                {
+                    add(&pem);
+                }
+            }
+            if let Some(ca) = state.webhooks.cluster_ca.get() {
+                add(ca);
+            }
+        }
+    }
+    if roots.is_empty() {
+        return Err(
+            "no certificate to trust: the webhook names no caBundle and the cluster CA is not loaded"
+                .into(),
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(hook.tls.get_or_init(|| Arc::new(cfg)).clone())
 }
+
+/// Where Debian/Ubuntu and Fedora/RHEL keep the system's trusted roots.
+const SYSTEM_ROOTS: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
 
 /// One POST on a connection of its own; the answer's JSON.
 async fn post(
@@ -239,11 +270,12 @@ async fn post(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;
-    let driver = tokio::spawn(async move {
+    // Ended with the call, also when its timeout drops it half-way.
+    let _driver = AbortOnDrop(tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!("admission webhook connection: {e}");
         }
-    });
+    }));
     let req = http::Request::post(format!("{path}?timeout={timeout_s}s"))
         .header(http::header::HOST, authority)
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -271,8 +303,15 @@ async fn post(
         }
         Err(e) => Err(e),
     };
-    driver.abort();
     out
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Upstream's VerifyAdmissionResponse: the answer is an AdmissionReview of

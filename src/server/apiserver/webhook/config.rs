@@ -288,8 +288,28 @@ fn check_rules(h: &Value, at: &str, out: &mut Vec<Cause>) {
                 out.push(causes::not_supported(&field("scope"), s, SCOPES));
             }
         }
+        warn_unsent(&list("resources"), &field("resources"));
     }
 }
+
+/// A rule naming a subresource skiff never sends to webhooks gets a
+/// warning, so a policy that cannot fire does not pass for one that holds.
+fn warn_unsent(resources: &[&str], at: &str) {
+    for res in resources {
+        let Some((_, sub)) = res.split_once('/') else {
+            continue;
+        };
+        if !SENT_SUBRESOURCES.contains(&sub) && sub != "*" {
+            crate::server::apiserver::warnings::add(format!(
+                "{at}: skiff does not send {res:?} requests to admission webhooks; this rule never matches"
+            ));
+        }
+    }
+}
+
+/// The subresources whose requests go to webhooks: `status` (its kind is
+/// its object's) and the CONNECTs of pods.
+pub const SENT_SUBRESOURCES: &[&str] = &["status", "exec", "attach", "portforward"];
 
 fn check_client(c: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
     let c = c.unwrap_or(&Value::Null);
@@ -331,7 +351,13 @@ fn check_client(c: Option<&Value>, at: &str, out: &mut Vec<Cause>) {
             }
         }
     }
-    if let Some(ca) = c.get("caBundle").and_then(Value::as_str) {
+    // An empty caBundle is an absent one (charts ship `caBundle: ""` for a
+    // controller to fill in).
+    if let Some(ca) = c
+        .get("caBundle")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+    {
         if let Err(why) = ca_pem(ca) {
             out.push(causes::invalid(&format!("{at}.caBundle"), "", &why));
         }
@@ -419,14 +445,12 @@ pub struct Hook {
     pub fail_open: bool,
     pub namespace_selector: LabelSelector,
     pub object_selector: LabelSelector,
-    /// `sideEffects` lets it be called on a dry run.
-    pub dry_run_ok: bool,
     pub timeout: Duration,
     pub reinvoke: bool,
     /// The AdmissionReview version it is sent (`v1` when it takes it).
     pub review_version: &'static str,
     /// TLS settings made once per configuration revision.
-    pub tls: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
+    pub tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 /// The hooks of a stored configuration. A configuration that no longer
@@ -538,7 +562,6 @@ fn read_hook(h: &Value, configuration: &str, phase: Phase) -> Result<Hook, Strin
         fail_open: s("failurePolicy") == "Ignore",
         namespace_selector: selector("namespaceSelector")?,
         object_selector: selector("objectSelector")?,
-        dry_run_ok: matches!(s("sideEffects"), "None" | "NoneOnDryRun"),
         timeout: Duration::from_secs(
             h.get("timeoutSeconds")
                 .and_then(Value::as_u64)

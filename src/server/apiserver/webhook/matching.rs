@@ -75,6 +75,7 @@ impl Operation {
             Operation::Create => "CREATE",
             Operation::Update => "UPDATE",
             Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
         }
     }
 }
@@ -120,6 +121,8 @@ mod tests {
             name: "x",
             who: &who,
             dry_run: false,
+            kind: None,
+            deadline: std::time::Instant::now(),
         };
         rules_match(h, &req)
     }

@@ -10,8 +10,11 @@
 //!   mutating admission, one after another in configuration-name order,
 //!   each seeing what the ones before it changed (`reinvocationPolicy:
 //!   IfNeeded` ones are called once more when a later one changed the
-//!   object); then through validation, the built-in validating admission
-//!   and the validating webhooks, called at once.
+//!   object); what they changed has the server-owned fields reset and goes
+//!   through the built-in admission again (write.rs); then through
+//!   validation, the built-in validating admission and the validating
+//!   webhooks, called at once. Pods' exec, attach and port-forward are
+//!   CONNECTs with their options as the object.
 //! - A webhook that cannot be called (down, too slow, a bad answer) fails
 //!   the request when its `failurePolicy` is `Fail` (500, upstream's
 //!   "failed calling webhook"), and is skipped with a log line when it is
@@ -20,9 +23,12 @@
 //! - The configurations themselves never go through webhooks, so a broken
 //!   webhook can always be removed.
 //!
-//! Not done: CONNECT (exec, attach, port-forward) and the subresources
-//! whose kind differs from their object's (`scale`, `binding`, `eviction`)
-//! are not sent to webhooks; `matchConditions` (CEL) are refused at
+//! - A request's webhooks share one budget (upstream's request timeout);
+//!   each call is bounded by the smaller of it and the webhook's timeout.
+//!
+//! Not done: the subresources whose kind differs from their object's
+//! (`scale`, `binding`, `eviction`) are not sent to webhooks (a rule naming
+//! one gets a warning at creation); `matchConditions` (CEL) are refused at
 //! creation; `matchPolicy: Equivalent` matches as `Exact` (a rule reaches
 //! only the versions it names).
 
@@ -32,6 +38,7 @@ pub mod matching;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use serde_json::{json, Map, Value};
@@ -166,7 +173,12 @@ pub enum Operation {
     Create,
     Update,
     Delete,
+    Connect,
 }
+
+/// How long all the webhooks of one request may take together
+/// (upstream's default request timeout, which its calls share).
+pub const REQUEST_BUDGET: Duration = Duration::from_secs(60);
 
 /// What a webhook is asked about.
 pub struct Request<'a> {
@@ -177,14 +189,24 @@ pub struct Request<'a> {
     pub name: &'a str,
     pub who: &'a Identity,
     pub dry_run: bool,
+    /// The object's kind when it is not the resource's (a CONNECT's
+    /// options: `PodExecOptions`).
+    pub kind: Option<&'static str>,
+    /// When every webhook of the request must have answered.
+    pub deadline: Instant,
 }
 
 impl Request<'_> {
     /// Requests no webhook is asked about: the webhook configurations
-    /// themselves, and subresources whose kind is not their object's.
+    /// themselves (so a broken webhook can always be removed), the
+    /// server's own bootstrap writes (upstream writes those to storage
+    /// directly), and subresources whose kind is not their object's.
     fn exempt(&self) -> bool {
         self.def.group == matching::EXEMPT_GROUP
-            || !matches!(self.subresource, None | Some("status"))
+            || self.who.user == super::auth::BOOTSTRAP_USER
+            || !self
+                .subresource
+                .is_none_or(|s| config::SENT_SUBRESOURCES.contains(&s))
     }
 }
 
@@ -333,6 +355,10 @@ async fn call_mutating(
         return Ok(false);
     };
     denied(hook, &response)?;
+    // A CONNECT's options are read from the request, not from the object.
+    if req.op == Operation::Connect {
+        return Ok(false);
+    }
     let patch = response.get("patch").and_then(Value::as_str).unwrap_or("");
     let patch_type = response.get("patchType").and_then(Value::as_str);
     if patch.is_empty() {
@@ -482,16 +508,27 @@ async fn ask(
     obj: Option<&Value>,
     old: Option<&Value>,
 ) -> Result<Option<Value>, ApiError> {
-    if req.dry_run && !hook.dry_run_ok {
-        return Err(ApiError::bad_request(format!(
-            "admission webhook {:?} does not support dry run",
-            hook.name
-        )));
+    // v1 accepts only webhooks whose sideEffects let them be called on a
+    // dry run (None, NoneOnDryRun): nothing to refuse here.
+    let left = req.deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(ApiError::timeout(
+            "request did not complete within requested timeout",
+        ));
     }
     let uid = uuid::Uuid::new_v4().to_string();
     let review = review(hook, req, obj, old, &uid);
-    match call::call(state, hook, &review, &uid).await {
+    match call::call(state, hook, &review, &uid, hook.timeout.min(left)).await {
         Ok(response) => {
+            if let Err(why) = check_patch_fields(hook, &response) {
+                return fail(
+                    hook,
+                    format!(
+                        "failed calling webhook {:?}: received invalid webhook response: {why}",
+                        hook.name
+                    ),
+                );
+            }
             for w in response
                 .get("warnings")
                 .and_then(Value::as_array)
@@ -511,6 +548,26 @@ async fn ask(
     }
 }
 
+/// Upstream's checks of a response's patch fields: only mutating webhooks
+/// patch, and a v1 one says how.
+fn check_patch_fields(hook: &Hook, response: &Value) -> Result<(), &'static str> {
+    let patch = response
+        .get("patch")
+        .and_then(Value::as_str)
+        .is_some_and(|p| !p.is_empty());
+    let patch_type = response.get("patchType").is_some_and(|t| !t.is_null());
+    match hook.phase {
+        Phase::Validating if patch => Err("validating webhook may not return response.patch"),
+        Phase::Validating if patch_type => {
+            Err("validating webhook may not return response.patchType")
+        }
+        Phase::Mutating if hook.review_version == "v1" && patch && !patch_type => {
+            Err("webhook returned response.patch but not response.patchType")
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The AdmissionReview sent (upstream's CreateV1AdmissionReview).
 fn review(
     hook: &Hook,
@@ -520,12 +577,14 @@ fn review(
     uid: &str,
 ) -> Value {
     let def = req.def;
-    let kind = json!({"group": def.group, "version": def.version, "kind": def.kind});
+    let kind =
+        json!({"group": def.group, "version": def.version, "kind": req.kind.unwrap_or(def.kind)});
     let resource = json!({"group": def.group, "version": def.version, "resource": def.plural});
     let options = match req.op {
-        Operation::Create => "CreateOptions",
-        Operation::Update => "UpdateOptions",
-        Operation::Delete => "DeleteOptions",
+        Operation::Create => json!({"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}),
+        Operation::Update => json!({"apiVersion": "meta.k8s.io/v1", "kind": "UpdateOptions"}),
+        Operation::Delete => json!({"apiVersion": "meta.k8s.io/v1", "kind": "DeleteOptions"}),
+        Operation::Connect => Value::Null,
     };
     let mut r = json!({
         "uid": uid,
@@ -539,13 +598,17 @@ fn review(
         "object": obj,
         "oldObject": old,
         "dryRun": req.dry_run,
-        "options": {"apiVersion": "meta.k8s.io/v1", "kind": options},
+        "options": options,
     });
     if let Some(sub) = req.subresource {
         r["subResource"] = json!(sub);
         r["requestSubResource"] = json!(sub);
     }
-    if let Some(ns) = req.namespace {
+    // A namespace's own requests carry its name as their namespace.
+    if let Some(ns) = req
+        .namespace
+        .or(matching::is_namespace(req).then_some(req.name))
+    {
         r["namespace"] = json!(ns);
     }
     json!({
@@ -553,4 +616,64 @@ fn review(
         "kind": "AdmissionReview",
         "request": r,
     })
+}
+
+/// The kind and object a pod CONNECT (`exec`, `attach`, `portforward`) is
+/// sent to webhooks as, read from its query; `None` for other subresources.
+pub fn connect_options(sub: &str, query: &[(String, String)]) -> Option<(&'static str, Value)> {
+    let flag = |k: &str| {
+        query
+            .iter()
+            .any(|(q, v)| q == k && matches!(v.as_str(), "true" | "1"))
+    };
+    let one = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());
+    let all = |k: &str| -> Vec<&str> {
+        query
+            .iter()
+            .filter(|(q, _)| q == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    let streams = |kind: &str| {
+        let mut o = json!({
+            "kind": kind, "apiVersion": "v1",
+            "stdin": flag("stdin"), "stdout": flag("stdout"),
+            "stderr": flag("stderr"), "tty": flag("tty"),
+        });
+        if let Some(c) = one("container") {
+            o["container"] = json!(c);
+        }
+        o
+    };
+    match sub {
+        "exec" => {
+            let mut o = streams("PodExecOptions");
+            o["command"] = json!(all("command"));
+            Some(("PodExecOptions", o))
+        }
+        "attach" => Some(("PodAttachOptions", streams("PodAttachOptions"))),
+        "portforward" => {
+            let ports: Vec<i64> = all("ports")
+                .iter()
+                .flat_map(|p| p.split(','))
+                .filter_map(|p| p.trim().parse().ok())
+                .collect();
+            Some((
+                "PodPortForwardOptions",
+                json!({"kind": "PodPortForwardOptions", "apiVersion": "v1", "ports": ports}),
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// A pod CONNECT through the webhooks (mutating ones may deny it, not
+/// change it).
+pub async fn admit_connect(
+    state: &ApiState,
+    req: &Request<'_>,
+    options: &mut Value,
+) -> Result<(), ApiError> {
+    mutate(state, req, Some(options), None).await?;
+    validate(state, req, Some(options), None).await
 }
