@@ -17,6 +17,7 @@ pub mod logs;
 pub mod network;
 pub mod ps;
 pub mod sandbox;
+pub mod secrets_encrypt;
 pub mod stats;
 pub mod system;
 pub mod template;
@@ -142,6 +143,9 @@ pub enum Command {
     /// Manage pod sandboxes (shared network, IPC and UTS namespaces).
     #[command(subcommand)]
     Sandbox(sandbox::SandboxCommand),
+    /// Secrets encryption at rest on the running server (k3s's commands).
+    #[command(subcommand)]
+    SecretsEncrypt(secrets_encrypt::SecretsEncryptCommand),
 }
 
 /// Daemons log their progress at info; client commands print their own
@@ -280,5 +284,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Killall => killall::killall(&engine),
         Command::Network(network::NetworkCommand::Inspect) => done(network::inspect(&engine)),
         Command::Sandbox(cmd) => sandbox::sandbox(&engine, cmd),
+        Command::SecretsEncrypt(cmd) => done(secrets_encrypt::secrets_encrypt(cmd)),
     }
 }

@@ -134,6 +134,18 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DAYS", default_value_t = 0)]
     pub audit_log_maxage: u64,
 
+    /// Encrypt Secrets at rest (k3s's flag): with one aescbc key, generated
+    /// on first use into <data-dir>/server/cred/encryption-config.json
+    /// (0600); `skiff secrets-encrypt` shows and rotates it.
+    #[arg(long, conflicts_with = "encryption_provider_config")]
+    pub secrets_encryption: bool,
+
+    /// Encrypt resources at rest as this EncryptionConfiguration
+    /// (apiserver.config.k8s.io/v1, JSON or YAML; providers aescbc, aesgcm,
+    /// identity), as kube-apiserver's flag. Reloaded when it changes.
+    #[arg(long, value_name = "FILE")]
+    pub encryption_provider_config: Option<PathBuf>,
+
     /// Run the control plane only: no agent in this process, so this
     /// machine is not a node of the cluster.
     #[arg(long)]
@@ -308,6 +320,7 @@ pub struct ServerPaths {
     pub tls: PathBuf,
     pub token: PathBuf,
     pub tokens_csv: PathBuf,
+    pub encryption_config: PathBuf,
 }
 
 impl ServerPaths {
@@ -318,6 +331,7 @@ impl ServerPaths {
             tls: server.join("tls"),
             token: server.join("token"),
             tokens_csv: server.join("cred").join("tokens.csv"),
+            encryption_config: server.join("cred").join("encryption-config.json"),
         }
     }
 }
@@ -509,6 +523,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .context("opening the database")?
         .with_context(|| format!("opening the database {}", paths.db.display()))?;
     let (tokens, sa_key) = tokens.await.context("reading bearer tokens")??;
+    let encryption = store::encrypt::manage::Manager::setup(
+        &store::encrypt::manage::Options {
+            secrets_encryption: args.secrets_encryption,
+            provider_config: args.encryption_provider_config.clone(),
+            generated: paths.encryption_config.clone(),
+        },
+        store.clone(),
+    )
+    .context("setting up secrets encryption")?;
 
     let inflight = args.inflight_limits();
     tracing::info!(
@@ -521,7 +544,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let rbac = apiserver::rbac::Rbac::default();
     let registry = Registry::builtin();
     let webhooks = apiserver::webhook::Webhooks::default();
-    let objects = Objects::new(store.clone())
+    let backend = match &encryption {
+        Some(e) => e.backend(),
+        None => store.clone(),
+    };
+    let objects = Objects::new(backend)
         .followed_by(rbac.follower())
         .followed_by(registry.custom.follower.clone())
         .followed_by(webhooks.follower());
@@ -546,6 +573,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         rbac,
         audit,
         webhooks,
+        encryption: encryption.clone(),
     });
     // Requests, bootstrap's included, are authorized on the policy.
     apiserver::rbac::start(&state)
@@ -604,6 +632,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         task.abort();
         Ok(())
     });
+    if let Some(encryption) = encryption {
+        components.spawn("encryption config", move |life| async move {
+            life.ready();
+            encryption.watch_file(life.cancel).await;
+            Ok(())
+        });
+    }
     let namespaces = controllers::namespace::Ctx {
         client: loopback::client(
             state.clone(),

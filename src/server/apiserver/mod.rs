@@ -23,6 +23,7 @@ pub mod builtin;
 pub mod conn;
 pub mod crd;
 pub mod discovery;
+pub mod encryption;
 pub mod eviction;
 pub mod fieldsel;
 pub mod health;
@@ -108,6 +109,8 @@ pub struct ApiState {
     pub audit: Option<Arc<audit::Auditor>>,
     /// The admission webhooks writes are sent to.
     pub webhooks: webhook::Webhooks,
+    /// Secrets encryption at rest, when configured (encryption.rs).
+    pub encryption: Option<Arc<crate::server::store::encrypt::manage::Manager>>,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -354,6 +357,7 @@ async fn dispatch(
         // Nothing is served there, whatever the method: 404, as upstream
         // (a 405 told clients the path exists).
         ApiPath::NotFound => Err(not_found()),
+        ApiPath::SecretsEncryption(action) => encryption::serve(state, &method, action).await,
         _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
         ApiPath::Version => Ok(discovery::version()),
         ApiPath::Healthz(which) => Ok(health::check(state, which, &q).await),

@@ -35,6 +35,8 @@ pub enum ApiPath<'r> {
         version: String,
     },
     OpenApiV2,
+    /// `/skiff/v1/secrets-encryption[/<action>]` (encryption.rs).
+    SecretsEncryption(super::encryption::Action),
     /// A collection, an object or an object's subresource.
     Resource(ResourceRef<'r>),
     NotFound,
@@ -126,6 +128,10 @@ pub fn parse<'r>(registry: &'r Registry, path: &str) -> ApiPath<'r> {
             }
         }
         ["openapi", "v2"] => return ApiPath::OpenApiV2,
+        ["skiff", "v1", "secrets-encryption", rest @ ..] => {
+            return super::encryption::Action::parse(rest)
+                .map_or(ApiPath::NotFound, ApiPath::SecretsEncryption)
+        }
         _ => {}
     }
     let (group, version, rest): (&str, &str, &[&str]) = match segs.as_slice() {

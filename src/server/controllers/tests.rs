@@ -51,6 +51,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         rbac: Default::default(),
         audit: None,
         webhooks: Default::default(),
+        encryption: None,
     });
     (state, store)
 }

@@ -5,6 +5,7 @@
 //! The [`Backend`] trait is the seam for other stores (PostgreSQL, etcd) of a
 //! highly-available control plane; [`sqlite::SqliteBackend`] is the default.
 
+pub mod encrypt;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

@@ -112,8 +112,16 @@ pub(crate) fn open_writer(
     }
     // FULL in WAL mode fsyncs the log on every commit: an acknowledged write
     // survives power loss, and group commit keeps that to one fsync per batch.
+    // secure_delete: what a delete or a compaction removes is overwritten
+    // with zeros, not left in free pages and cells, so old versions of an
+    // encrypted Secret (its plaintext, if written before encryption was
+    // turned on) are gone from the file once compacted. The cost is small:
+    // a page losing a cell is written anyway; only pages freed whole are
+    // written once more (zeroed), in the compactor's batch, off the
+    // request path.
     conn.execute_batch(&format!(
         "PRAGMA synchronous = FULL;
+         PRAGMA secure_delete = ON;
          PRAGMA cache_size = -{WRITER_CACHE_KIB};
          PRAGMA journal_size_limit = 67108864;
          PRAGMA temp_store = MEMORY;"
