@@ -1,0 +1,216 @@
+//! Secrets encryption at rest (`--secrets-encryption`, `skiff
+//! secrets-encrypt`): a Secret's value is nowhere in the database file or
+//! its WAL (its ciphertext is), kubectl reads it back, ConfigMaps stay
+//! plaintext, a key rotation and a restart keep it readable, and a Secret
+//! stored before encryption was turned on is encrypted by `reencrypt`.
+
+mod support;
+
+use std::path::Path;
+use std::process::Output;
+
+use base64::Engine as _;
+use support::{stderr, stdout, Server};
+
+/// The raw bytes of the database and its WAL (either may hold a row).
+fn raw_db(s: &Server) -> Vec<u8> {
+    let db = s.data_dir().join("server/db/state.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let wal = Path::new(&format!("{}-wal", db.display())).to_path_buf();
+    bytes.extend(std::fs::read(&wal).unwrap_or_default());
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+fn skiff(s: &Server, args: &[&str]) -> Output {
+    let mut cmd = s.net().command(env!("CARGO_BIN_EXE_skiff"));
+    cmd.arg("--root")
+        .arg(s.dir().join("engine"))
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(s.kubeconfig());
+    cmd.output().expect("run skiff")
+}
+
+fn skiff_ok(s: &Server, args: &[&str]) -> String {
+    let out = skiff(s, args);
+    assert!(
+        out.status.success(),
+        "skiff {args:?} failed: {}\n{}\n{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+/// The value after `label` on the status's line that starts with it.
+fn field(text: &str, label: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(label))
+        .unwrap_or_else(|| panic!("no {label:?} in:\n{text}"))
+        .trim()
+        .to_string()
+}
+
+fn password(s: &Server, name: &str) -> String {
+    let b64 = s.kubectl_ok(&["get", "secret", name, "-o", "jsonpath={.data.password}"]);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+fn marker(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{what}-{}-{nanos}", std::process::id())
+}
+
+#[test]
+fn an_encrypted_secret_is_unreadable_on_disk_and_readable_after_a_rotation() {
+    let mut s = Server::start_with_args(&["--disable-agent", "--secrets-encryption"]);
+    let config = s.data_dir().join("server/cred/encryption-config.json");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&config).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let secret = marker("hunter2-secret");
+    let plain = marker("plain-configmap");
+    s.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s",
+        &format!("--from-literal=password={secret}"),
+    ]);
+    s.kubectl_ok(&[
+        "create",
+        "configmap",
+        "c",
+        &format!("--from-literal=greeting={plain}"),
+    ]);
+
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&secret);
+    let raw = raw_db(&s);
+    assert!(!contains(&raw, &secret), "the Secret's value is on disk");
+    assert!(
+        !contains(&raw, &b64),
+        "the Secret's base64 value is on disk"
+    );
+    // Not vacuous: the ciphertext is there, and a ConfigMap is plaintext.
+    assert!(contains(&raw, "k8s:enc:aescbc:v1:aescbckey-"));
+    assert!(
+        contains(&raw, &plain),
+        "the ConfigMap is not stored as it is"
+    );
+    assert_eq!(password(&s, "s"), secret);
+
+    let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
+    assert_eq!(field(&status, "Encryption Status:"), "Enabled", "{status}");
+    assert_eq!(field(&status, "Active Key Type:"), "AES-CBC", "{status}");
+    let first = field(&status, "Active Key:");
+    assert!(first.starts_with("aescbckey-"), "{status}");
+    assert!(
+        field(&status, "Stored Objects:").contains(" 0 stale"),
+        "{status}"
+    );
+
+    let rotated = skiff_ok(&s, &["secrets-encrypt", "rotate-keys"]);
+    assert!(rotated.contains("Older keys removed"), "{rotated}");
+    let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
+    let second = field(&status, "Active Key:");
+    assert_ne!(first, second, "{status}");
+    assert!(
+        !status.contains(&first),
+        "the old key is still listed:\n{status}"
+    );
+    assert!(
+        field(&status, "Stored Objects:").contains(" 0 stale"),
+        "{status}"
+    );
+    assert_eq!(password(&s, "s"), secret);
+    let raw = raw_db(&s);
+    assert!(contains(&raw, &format!("k8s:enc:aescbc:v1:{second}:")));
+    assert!(!contains(&raw, &secret) && !contains(&raw, &b64));
+    // The key file never leaks into the answer.
+    let json = skiff_ok(&s, &["secrets-encrypt", "status", "-o", "json"]);
+    let file = std::fs::read_to_string(&config).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&file).unwrap();
+    let key = v["resources"][0]["providers"][0]["aescbc"]["keys"][0]["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!json.contains(&key) && !rotated.contains(&key));
+
+    s.restart();
+    assert_eq!(password(&s, "s"), secret);
+    let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
+    assert_eq!(field(&status, "Active Key:"), second, "{status}");
+}
+
+#[test]
+fn a_secret_stored_before_encryption_is_encrypted_by_reencrypt() {
+    let mut s = Server::start_with_args(&["--disable-agent"]);
+    // Without encryption the commands say so.
+    let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
+    assert_eq!(field(&status, "Encryption Status:"), "Disabled", "{status}");
+    let refused = skiff(&s, &["secrets-encrypt", "reencrypt"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--secrets-encryption"),
+        "{}",
+        stderr(&refused)
+    );
+
+    let secret = marker("before-encryption");
+    s.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "early",
+        &format!("--from-literal=password={secret}"),
+    ]);
+    s.restart_with_args(&["--disable-agent", "--secrets-encryption"]);
+    assert_eq!(password(&s, "early"), secret);
+    let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
+    let objects = field(&status, "Stored Objects:");
+    assert!(!objects.contains(" 0 stale"), "{status}");
+
+    let done = skiff_ok(&s, &["secrets-encrypt", "reencrypt"]);
+    assert!(done.contains(" 0 failed"), "{done}");
+    let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
+    assert!(
+        field(&status, "Stored Objects:").contains(" 0 stale"),
+        "{status}"
+    );
+    assert_eq!(password(&s, "early"), secret);
+    // rotate-keys is refused for a user's own configuration file.
+    let own = s.dir().join("own.json");
+    std::fs::copy(
+        s.data_dir().join("server/cred/encryption-config.json"),
+        &own,
+    )
+    .unwrap();
+    s.restart_with_args(&[
+        "--disable-agent",
+        "--encryption-provider-config",
+        own.to_str().unwrap(),
+    ]);
+    assert_eq!(password(&s, "early"), secret);
+    let refused = skiff(&s, &["secrets-encrypt", "rotate-keys"]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--encryption-provider-config"),
+        "{}",
+        stderr(&refused)
+    );
+}
