@@ -691,12 +691,11 @@ mod tests {
         assert!(err(&yaml("[secrets, \"*.\"]", &p)).contains("masked"));
         assert!(err(&yaml("[events.events.k8s.io]", &p)).contains("use 'events'"));
         assert!(err(&yaml("[deployments.extensions]", &p)).contains("'extensions'"));
-        let masked = format!(
+        let masked =
             "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
-             - resources: [\"*.*\"]\n  providers: [{{identity: {{}}}}]\n\
-             - resources: [secrets]\n  providers: [{{identity: {{}}}}]\n"
-        );
-        assert!(err(&masked).contains("masked by \"*.*\""));
+             - resources: [\"*.*\"]\n  providers: [{identity: {}}]\n\
+             - resources: [secrets]\n  providers: [{identity: {}}]\n";
+        assert!(err(masked).contains("masked by \"*.*\""));
         assert!(
             err("apiVersion: v1\nkind: EncryptionConfiguration\nresources: []\n")
                 .contains("apiVersion")
