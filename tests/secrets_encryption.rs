@@ -74,6 +74,31 @@ fn marker(what: &str) -> String {
     format!("{what}-{}-{nanos}", std::process::id())
 }
 
+/// SIGTERM, then wait until the process has exited (a zombie until the
+/// harness reaps it at the next restart).
+fn stop_gracefully(s: &Server) {
+    let pid = s.pid();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // The state follows the command name in parentheses.
+        let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
+        if state.is_none_or(|st| st.starts_with('Z') || st.starts_with('X')) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server did not stop on SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn an_encrypted_secret_is_unreadable_on_disk_and_readable_after_a_rotation() {
     let mut s = Server::start_with_args(&["--disable-agent", "--secrets-encryption"]);
@@ -185,13 +210,27 @@ fn a_secret_stored_before_encryption_is_encrypted_by_reencrypt() {
     let objects = field(&status, "Stored Objects:");
     assert!(!objects.contains(" 0 stale"), "{status}");
 
-    let done = skiff_ok(&s, &["secrets-encrypt", "reencrypt"]);
+    let done = skiff_ok(&s, &["secrets-encrypt", "reencrypt", "--compact"]);
     assert!(done.contains(" 0 failed"), "{done}");
+    assert!(done.contains("History compacted"), "{done}");
     let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
     assert!(
         field(&status, "Stored Objects:").contains(" 0 stale"),
         "{status}"
     );
+    assert_eq!(password(&s, "early"), secret);
+    // The purge as documented: re-encrypted, history compacted (the old
+    // version's bytes zeroed), then a clean stop checkpoints the WAL into
+    // the file and removes it. The plaintext is gone from both.
+    stop_gracefully(&s);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&secret);
+    let raw = raw_db(&s);
+    assert!(contains(&raw, "k8s:enc:aescbc:v1:aescbckey-"));
+    assert!(
+        !contains(&raw, &secret) && !contains(&raw, &b64),
+        "plaintext left on disk"
+    );
+    s.restart();
     assert_eq!(password(&s, "early"), secret);
     // rotate-keys is refused for a user's own configuration file.
     let own = s.dir().join("own.json");

@@ -28,7 +28,7 @@ pub enum SecretsEncryptCommand {
     /// drop the older keys.
     RotateKeys(Conn),
     /// Re-encrypt every stored object that the active key did not write.
-    Reencrypt(Conn),
+    Reencrypt(ReencryptArgs),
 }
 
 #[derive(Debug, Args)]
@@ -36,6 +36,18 @@ pub struct Conn {
     /// The admin kubeconfig the server wrote.
     #[arg(long, env = "KUBECONFIG", default_value = "/etc/skiff/skiff.yaml")]
     pub kubeconfig: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ReencryptArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// Then compact the store's history to now: older versions of every
+    /// object (plaintext from before encryption, ciphertext under older
+    /// keys) are deleted and their bytes zeroed; watches from before then
+    /// have to list again.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 #[derive(Debug, Args)]
@@ -99,9 +111,12 @@ struct Rotation {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Reencryption {
     reencrypted: Rewritten,
     objects: Census,
+    #[serde(default)]
+    compacted_revision: Option<i64>,
 }
 
 pub fn secrets_encrypt(cmd: SecretsEncryptCommand) -> anyhow::Result<()> {
@@ -133,10 +148,15 @@ async fn run(cmd: SecretsEncryptCommand) -> anyhow::Result<()> {
             }
             finished(&r.reencrypted, &r.objects, "older keys kept")
         }
-        SecretsEncryptCommand::Reencrypt(conn) => {
-            let text = call(&conn, http::Method::POST, &format!("{PATH}/reencrypt")).await?;
+        SecretsEncryptCommand::Reencrypt(args) => {
+            let query = if args.compact { "?compact=true" } else { "" };
+            let path = format!("{PATH}/reencrypt{query}");
+            let text = call(&args.conn, http::Method::POST, &path).await?;
             let r: Reencryption = serde_json::from_str(&text).context("reading the answer")?;
             print_rewritten(&r.reencrypted, &r.objects);
+            if let Some(rev) = r.compacted_revision {
+                println!("History compacted at revision {rev}: older versions are deleted.");
+            }
             finished(&r.reencrypted, &r.objects, "run it again")
         }
     }

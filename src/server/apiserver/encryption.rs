@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `GET /skiff/v1/secrets-encryption` | the status: enabled, keys, how many stored objects are under the active key |
 //! | `POST /skiff/v1/secrets-encryption/rotate-keys` | a new key first, everything re-encrypted, older keys dropped |
-//! | `POST /skiff/v1/secrets-encryption/reencrypt` | everything not under the active key rewritten |
+//! | `POST /skiff/v1/secrets-encryption/reencrypt[?compact=true]` | everything not under the active key rewritten; with `compact`, the store's history up to now dropped |
 //!
 //! These are non-resource URLs, authorized as any other (verbs `get` and
 //! `post`): only what holds `*` on non-resource URLs (cluster-admin,
@@ -16,6 +16,7 @@ use http::{Method, StatusCode};
 use serde_json::json;
 
 use super::negotiate::json_response;
+use super::query::Query;
 use super::ApiState;
 use crate::api::status::ApiError;
 use crate::server::store::encrypt::manage::ManageError;
@@ -53,6 +54,7 @@ pub async fn serve(
     state: &ApiState,
     method: &Method,
     action: Action,
+    q: &Query,
 ) -> Result<Response, ApiError> {
     let reading = method == Method::GET || method == Method::HEAD;
     match (action, reading, method == Method::POST) {
@@ -76,10 +78,7 @@ pub async fn serve(
     let answer = match action {
         Action::Status => manager.status().await.map(|s| json!(s)),
         Action::RotateKeys => manager.rotate_keys().await.map(|r| json!(r)),
-        Action::Reencrypt => manager
-            .reencrypt()
-            .await
-            .map(|(done, objects)| json!({"reencrypted": done, "objects": objects})),
+        Action::Reencrypt => manager.reencrypt(q.flag("compact")).await.map(|r| json!(r)),
     };
     match answer {
         Ok(v) => Ok(json_response(StatusCode::OK, &v)),

@@ -357,7 +357,7 @@ async fn dispatch(
         // Nothing is served there, whatever the method: 404, as upstream
         // (a 405 told clients the path exists).
         ApiPath::NotFound => Err(not_found()),
-        ApiPath::SecretsEncryption(action) => encryption::serve(state, &method, action).await,
+        ApiPath::SecretsEncryption(action) => encryption::serve(state, &method, action, &q).await,
         _ if !read_only(&method) => Err(ApiError::method_not_supported(&path_str, method.as_str())),
         ApiPath::Version => Ok(discovery::version()),
         ApiPath::Healthz(which) => Ok(health::check(state, which, &q).await),

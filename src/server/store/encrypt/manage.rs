@@ -113,6 +113,17 @@ pub struct KeyInfo {
     pub active: bool,
 }
 
+/// What `reencrypt` did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reencryption {
+    pub reencrypted: Rewritten,
+    pub objects: Census,
+    /// The revision history was compacted to, when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compacted_revision: Option<store::Revision>,
+}
+
 /// What `rotate-keys` did.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -213,12 +224,30 @@ impl Manager {
         })
     }
 
-    /// Rewrites what the first provider did not write.
-    pub async fn reencrypt(&self) -> Result<(Rewritten, Census), ManageError> {
+    /// Rewrites what the first provider did not write; with `compact`,
+    /// then drops every older version of every key (the store's history up
+    /// to now), which held the values as they were written before.
+    pub async fn reencrypt(&self, compact: bool) -> Result<Reencryption, ManageError> {
         let _op = self.ops.lock().await;
-        let done = self.encrypted.reencrypt().await?;
-        let census = self.encrypted.census().await?;
-        Ok((done, census))
+        let reencrypted = self.encrypted.reencrypt().await?;
+        let objects = self.encrypted.census().await?;
+        let compacted_revision = match compact {
+            // Watches from before this revision get 410 Gone and list
+            // again, as after any compaction.
+            true => Some(self.encrypted.compact(0).await?),
+            false => None,
+        };
+        if let Some(rev) = compacted_revision {
+            tracing::info!(
+                revision = rev,
+                "store history compacted after re-encryption"
+            );
+        }
+        Ok(Reencryption {
+            reencrypted,
+            objects,
+            compacted_revision,
+        })
     }
 
     /// k3s's rotate-keys: a new aescbc key first in the file (older keys
