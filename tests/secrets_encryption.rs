@@ -28,12 +28,16 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 fn skiff(s: &Server, args: &[&str]) -> Output {
+    skiff_as(s, &s.kubeconfig(), args)
+}
+
+fn skiff_as(s: &Server, kubeconfig: &Path, args: &[&str]) -> Output {
     let mut cmd = s.net().command(env!("CARGO_BIN_EXE_skiff"));
     cmd.arg("--root")
         .arg(s.dir().join("engine"))
         .args(args)
         .arg("--kubeconfig")
-        .arg(s.kubeconfig());
+        .arg(kubeconfig);
     cmd.output().expect("run skiff")
 }
 
@@ -148,6 +152,21 @@ fn an_encrypted_secret_is_unreadable_on_disk_and_readable_after_a_rotation() {
         field(&status, "Stored Objects:").contains(" 0 stale"),
         "{status}"
     );
+
+    // Only cluster admins may look or rotate (non-resource URLs).
+    let jane = s.user_kubeconfig("jane", "jane", &[]);
+    for args in [
+        &["secrets-encrypt", "status"][..],
+        &["secrets-encrypt", "rotate-keys"],
+    ] {
+        let refused = skiff_as(&s, &jane, args);
+        assert!(!refused.status.success());
+        assert!(
+            stderr(&refused).contains("forbidden"),
+            "{}",
+            stderr(&refused)
+        );
+    }
 
     let rotated = skiff_ok(&s, &["secrets-encrypt", "rotate-keys"]);
     assert!(rotated.contains("Older keys removed"), "{rotated}");

@@ -89,3 +89,17 @@ pub async fn serve(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actions_are_named_by_the_path() {
+        assert_eq!(Action::parse(&[]), Some(Action::Status));
+        assert_eq!(Action::parse(&["rotate-keys"]), Some(Action::RotateKeys));
+        assert_eq!(Action::parse(&["reencrypt"]), Some(Action::Reencrypt));
+        assert_eq!(Action::parse(&["prepare"]), None);
+        assert_eq!(Action::parse(&["reencrypt", "x"]), None);
+    }
+}
