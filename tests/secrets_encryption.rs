@@ -272,3 +272,42 @@ fn a_secret_stored_before_encryption_is_encrypted_by_reencrypt() {
         stderr(&refused)
     );
 }
+
+#[test]
+fn an_unsupported_provider_stops_the_start_without_echoing_the_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("encryption.yaml");
+    let secret = "c2VjcmV0IGlzIHNlY3VyZSwgc2VjcmV0IGlzIHNlY3I=";
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\n\
+             resources:\n- resources: [secrets]\n  providers:\n  \
+             - secretbox: {{keys: [{{name: k1, secret: {secret}}}]}}\n"
+        ),
+    )
+    .unwrap();
+    let net = support::TestNet::new();
+    let out = net
+        .command(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--run-dir")
+        .arg(dir.path().join("run"))
+        .arg("server")
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--bind-address", "127.0.0.1", "--disable-agent"])
+        .arg("--write-kubeconfig")
+        .arg(dir.path().join("kubeconfig"))
+        .arg("--encryption-provider-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("secretbox provider is not supported")
+            && err.contains("aescbc, aesgcm, identity"),
+        "{err}"
+    );
+    assert!(!err.contains(secret), "{err}");
+}

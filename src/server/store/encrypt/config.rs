@@ -161,6 +161,17 @@ impl Selector {
                 ),
             ));
         }
+        if group.is_empty()
+            && matches!(
+                resource,
+                "apiserveripinfo" | "serviceipallocations" | "servicenodeportallocations"
+            )
+        {
+            return Err(invalid(
+                field,
+                format!("{name:?}: resources which do not have REST API/s cannot be encrypted"),
+            ));
+        }
         let wild_group = group.contains('*') && !(group == "*" && resource == "*");
         if wild_group || (resource.contains('*') && resource != "*") {
             return Err(invalid(
@@ -691,6 +702,7 @@ mod tests {
         assert!(err(&yaml("[secrets, \"*.\"]", &p)).contains("masked"));
         assert!(err(&yaml("[events.events.k8s.io]", &p)).contains("use 'events'"));
         assert!(err(&yaml("[deployments.extensions]", &p)).contains("'extensions'"));
+        assert!(err(&yaml("[serviceipallocations]", &p)).contains("REST API"));
         let masked =
             "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n\
              - resources: [\"*.*\"]\n  providers: [{identity: {}}]\n\
