@@ -9,8 +9,8 @@
 //! ciphertext. Everything else (revisions, compaction, holds, readiness)
 //! passes through.
 //!
-//! - [`config`]: upstream's `EncryptionConfiguration`, checked as upstream,
-//!   resource names mapped to storage prefixes.
+//! - [`config`]: upstream's `EncryptionConfiguration`, checked as upstream;
+//!   [`resources`]: its resource names mapped to storage prefixes.
 //! - [`transform`]: the aescbc / aesgcm / identity envelopes, byte-compatible
 //!   with upstream's.
 //! - [`reencrypt`]: rewriting what the first provider did not write (after a
@@ -34,6 +34,7 @@
 pub mod config;
 pub mod manage;
 pub mod reencrypt;
+pub mod resources;
 pub mod transform;
 
 #[cfg(test)]
