@@ -311,3 +311,97 @@ fn an_unsupported_provider_stops_the_start_without_echoing_the_secret() {
     );
     assert!(!err.contains(secret), "{err}");
 }
+
+fn gcm_config(keys: &[(&str, [u8; 32])]) -> String {
+    let keys: Vec<serde_json::Value> = keys
+        .iter()
+        .map(|(name, bytes)| {
+            serde_json::json!({
+                "name": name,
+                "secret": base64::engine::general_purpose::STANDARD.encode(bytes),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "EncryptionConfiguration",
+        "resources": [{
+            "resources": ["secrets", "configmaps"],
+            "providers": [{"aesgcm": {"keys": keys}}, {"identity": {}}],
+        }],
+    })
+    .to_string()
+}
+
+#[test]
+fn a_users_aesgcm_configuration_is_followed_when_it_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("encryption.json");
+    std::fs::write(&config, gcm_config(&[("one", [1; 32])])).unwrap();
+    let s = Server::start_with_args(&[
+        "--disable-agent",
+        "--encryption-provider-config",
+        config.to_str().unwrap(),
+    ]);
+    let value = marker("gcm-configmap");
+    s.kubectl_ok(&[
+        "create",
+        "configmap",
+        "c",
+        &format!("--from-literal=v={value}"),
+    ]);
+    let raw = raw_db(&s);
+    assert!(contains(&raw, "k8s:enc:aesgcm:v1:one:"));
+    assert!(
+        !contains(&raw, &value),
+        "the ConfigMap is stored in the clear"
+    );
+    let read = |s: &Server| s.kubectl_ok(&["get", "configmap", "c", "-o", "jsonpath={.data.v}"]);
+    assert_eq!(read(&s).trim(), value);
+
+    // A new key first: the server reloads the file by itself.
+    std::fs::write(&config, gcm_config(&[("two", [2; 32]), ("one", [1; 32])])).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
+        if field(&status, "Active Key:") == "two" {
+            assert_eq!(field(&status, "Active Key Type:"), "AES-GCM");
+            assert!(field(&status, "Configuration:").contains("--encryption-provider-config"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not reloaded:\n{status}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // A broken file keeps the configuration in force.
+    std::fs::write(&config, "resources: [").unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !s
+        .logs()
+        .contains("the changed encryption configuration is not used")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no error logged:\n{}",
+            s.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let done = skiff_ok(&s, &["secrets-encrypt", "reencrypt"]);
+    assert!(done.contains(" 0 failed"), "{done}");
+    let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
+    assert_eq!(field(&status, "Active Key:"), "two", "{status}");
+    assert!(
+        field(&status, "Stored Objects:").contains(" 0 stale"),
+        "{status}"
+    );
+    assert!(contains(&raw_db(&s), "k8s:enc:aesgcm:v1:two:"));
+    assert_eq!(read(&s).trim(), value);
+    // Key material never reaches the log.
+    for key in [[1u8; 32], [2; 32]] {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(key);
+        assert!(!s.logs().contains(&b64));
+    }
+}
