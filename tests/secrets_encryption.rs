@@ -1,8 +1,11 @@
-//! Secrets encryption at rest (`--secrets-encryption`, `skiff
-//! secrets-encrypt`): a Secret's value is nowhere in the database file or
-//! its WAL (its ciphertext is), kubectl reads it back, ConfigMaps stay
-//! plaintext, a key rotation and a restart keep it readable, and a Secret
-//! stored before encryption was turned on is encrypted by `reencrypt`.
+//! Secrets encryption at rest (`--secrets-encryption`,
+//! `--encryption-provider-config`, `skiff secrets-encrypt`): a Secret's
+//! value is nowhere in the database file or its WAL (its ciphertext is),
+//! kubectl reads it back, ConfigMaps stay plaintext unless configured, a key
+//! rotation and a restart keep it readable, a Secret stored before
+//! encryption was turned on is encrypted by `reencrypt` (and gone from disk
+//! after `--compact` and a clean stop), a user's file is reloaded when it
+//! changes, and only cluster admins may drive any of it.
 
 mod support;
 
