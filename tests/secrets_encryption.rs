@@ -226,6 +226,14 @@ fn a_secret_stored_before_encryption_is_encrypted_by_reencrypt() {
         "early",
         &format!("--from-literal=password={secret}"),
     ]);
+    // Before encryption the value is on disk as stored (so the check of
+    // its absence below can fail).
+    stop_gracefully(&s);
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&secret);
+    assert!(
+        contains(&raw_db(&s), &b64),
+        "the plaintext was never on disk"
+    );
     s.restart_with_args(&["--disable-agent", "--secrets-encryption"]);
     assert_eq!(password(&s, "early"), secret);
     let status = skiff_ok(&s, &["secrets-encrypt", "status"]);
@@ -245,7 +253,6 @@ fn a_secret_stored_before_encryption_is_encrypted_by_reencrypt() {
     // version's bytes zeroed), then a clean stop checkpoints the WAL into
     // the file and removes it. The plaintext is gone from both.
     stop_gracefully(&s);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(&secret);
     let raw = raw_db(&s);
     assert!(contains(&raw, "k8s:enc:aescbc:v1:aescbckey-"));
     assert!(

@@ -531,6 +531,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
         store.clone(),
     )
+    .await
     .context("setting up secrets encryption")?;
 
     let inflight = args.inflight_limits();

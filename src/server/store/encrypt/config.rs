@@ -103,6 +103,8 @@ pub enum ConfigError {
     Parse(String),
     #[error("{field}: {reason}")]
     Invalid { field: String, reason: String },
+    #[error("the system's random number generator failed")]
+    Random,
 }
 
 pub(super) fn invalid(field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
@@ -426,13 +428,16 @@ impl EncryptionConfiguration {
 /// A fresh random 32-byte aescbc key named as k3s names them
 /// (`aescbckey-<UTC time>`, without colons so that the name is a plain
 /// token in the value's prefix).
-pub fn new_key() -> KeyConfig {
-    let bytes: [u8; 32] = rand::random();
+pub fn new_key() -> Result<KeyConfig, ConfigError> {
+    // The kernel's generator directly, for a key that lives for years.
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| ConfigError::Random)?;
     let now = chrono::Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
-    KeyConfig {
+    Ok(KeyConfig {
         name: format!("aescbckey-{now}"),
         secret: base64::engine::general_purpose::STANDARD.encode(bytes),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -583,7 +588,7 @@ mod tests {
 
     #[test]
     fn rotation_puts_the_new_key_first_and_can_drop_the_rest() {
-        let first = new_key();
+        let first = new_key().unwrap();
         let cfg = EncryptionConfiguration::generated(first.clone());
         let second = KeyConfig {
             name: "two".into(),

@@ -49,6 +49,12 @@ pub enum ManageError {
     NotManaged { path: PathBuf },
     #[error("the store: {0}")]
     Store(#[from] store::Error),
+    #[error(
+        "the database holds encrypted values but the encryption configuration {path} is \
+         missing: restore it from where you keep it (a new key could not read them); skiff \
+         does not make a new one over encrypted data"
+    )]
+    KeyFileMissing { path: PathBuf },
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ManageError + 'a {
@@ -141,15 +147,25 @@ impl Manager {
     /// none. Without flags, a generated file left by an earlier
     /// `--secrets-encryption` is still used: what it encrypted must stay
     /// readable (turning encryption off is identity first + reencrypt).
-    pub fn setup(
+    pub async fn setup(
         opts: &Options,
         store: Arc<dyn Backend>,
     ) -> Result<Option<Arc<Manager>>, ManageError> {
         let (path, managed) = match &opts.provider_config {
             Some(p) => (p.clone(), false),
             None if opts.secrets_encryption => {
+                remove_stale_temporaries(&opts.generated);
                 if !opts.generated.exists() {
-                    let cfg = EncryptionConfiguration::generated(config::new_key());
+                    if holds_ciphertext(store.as_ref()).await? {
+                        return Err(ManageError::KeyFileMissing {
+                            path: opts.generated.clone(),
+                        });
+                    }
+                    let key = config::new_key().map_err(|source| ManageError::Config {
+                        path: opts.generated.clone(),
+                        source,
+                    })?;
+                    let cfg = EncryptionConfiguration::generated(key);
                     write_config(&opts.generated, &cfg)?;
                     tracing::info!(path = %opts.generated.display(),
                         "generated the secrets encryption configuration with a new aescbc key");
@@ -252,8 +268,10 @@ impl Manager {
 
     /// k3s's rotate-keys: a new aescbc key first in the file (older keys
     /// after it, so what they encrypted stays readable), in force at once,
-    /// everything re-encrypted with it; then the older keys leave the file
-    /// when nothing stored needs them any more.
+    /// everything re-encrypted with it; then, when nothing stored needs the
+    /// older keys any more, the history up to now is compacted (its older
+    /// versions were written under them: watches from before get 410 Gone
+    /// and list again) and the older keys leave the file.
     pub async fn rotate_keys(&self) -> Result<Rotation, ManageError> {
         let _op = self.ops.lock().await;
         if !self.managed {
@@ -261,7 +279,10 @@ impl Manager {
                 path: self.path.clone(),
             });
         }
-        let key = config::new_key();
+        let key = config::new_key().map_err(|source| ManageError::Config {
+            path: self.path.clone(),
+            source,
+        })?;
         let name = key.name.clone();
         let next = self
             .encrypted
@@ -269,7 +290,7 @@ impl Manager {
             .config
             .clone()
             .with_first_key(key);
-        self.put_in_force(next.clone())?;
+        self.put_in_force(next.clone()).await?;
         tracing::info!(key = %name, "rotated the secrets encryption key; re-encrypting");
         let reencrypted = self.encrypted.reencrypt().await?;
         let objects = self.encrypted.census().await?;
@@ -277,8 +298,10 @@ impl Manager {
         let trimmed = next.clone().without_keys_after(&name);
         let old_keys_removed = done && trimmed != next;
         if old_keys_removed {
-            self.put_in_force(trimmed)?;
-            tracing::info!(key = %name, "older secrets encryption keys removed");
+            let rev = self.encrypted.compact(0).await?;
+            self.put_in_force(trimmed).await?;
+            tracing::info!(key = %name, compacted_revision = rev,
+                "history compacted and older secrets encryption keys removed");
         } else if !done {
             tracing::warn!(
                 failed = reencrypted.failed,
@@ -297,13 +320,13 @@ impl Manager {
 
     /// Writes `cfg` to the file and puts it in force (checked first: a
     /// configuration that does not build is never written).
-    fn put_in_force(&self, cfg: EncryptionConfiguration) -> Result<(), ManageError> {
+    async fn put_in_force(&self, cfg: EncryptionConfiguration) -> Result<(), ManageError> {
         let t = config::build(cfg.clone()).map_err(|source| ManageError::Config {
             path: self.path.clone(),
             source,
         })?;
         let stamp = write_config(&self.path, &cfg)?;
-        self.encrypted.swap(t);
+        self.encrypted.swap(t).await;
         if let Ok(mut seen) = self.seen.lock() {
             *seen = stamp;
         }
@@ -315,12 +338,17 @@ impl Manager {
     /// reported once per change. Returns whether a new one is in force.
     pub async fn reload_if_changed(&self) -> bool {
         let _op = self.ops.lock().await;
-        let Ok(meta) = std::fs::metadata(&self.path) else {
-            return false;
-        };
         let seen = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
-        if (meta.mtime(), meta.mtime_nsec(), meta.len()) == (seen.mtime, seen.mtime_nsec, seen.len)
-        {
+        // Read whole every time (it is small): a change that keeps the
+        // size and the mtime (`cp -p`, a coarse clock) is still seen.
+        if std::fs::metadata(&self.path).is_err() {
+            if seen != Stamp::default() {
+                tracing::warn!(path = %self.path.display(),
+                    "the encryption configuration is gone; the one read last stays in force");
+                if let Ok(mut s) = self.seen.lock() {
+                    *s = Stamp::default();
+                }
+            }
             return false;
         }
         let (text, stamp) = match read_file(&self.path) {
@@ -342,7 +370,7 @@ impl Manager {
                 tracing::info!(path = %self.path.display(), resources = ?resource_names(&t),
                     active_key = ?active_key(&t).map(|k| k.name),
                     "the encryption configuration changed: now in force");
-                self.encrypted.swap(t);
+                self.encrypted.swap(t).await;
                 true
             }
             Err(e) => {
@@ -364,6 +392,50 @@ impl Manager {
                 _ = tick.tick() => {}
             }
             self.reload_if_changed().await;
+        }
+    }
+}
+
+/// Whether any stored value is encrypted (`k8s:enc:`), read page by page
+/// from the raw store: only asked before a new key would be made.
+async fn holds_ciphertext(store: &dyn Backend) -> Result<bool, ManageError> {
+    let mut opts = store::ListOptions {
+        limit: Some(500),
+        max_bytes: Some(4 << 20),
+        ..Default::default()
+    };
+    loop {
+        let page = store.list("/", opts.clone()).await?;
+        if page
+            .items
+            .iter()
+            .any(|kv| kv.value.starts_with(super::transform::ENCRYPTED_MARKER))
+        {
+            return Ok(true);
+        }
+        match page.items.last() {
+            Some(last) if page.more => {
+                opts.start_after = Some(last.key.clone());
+                opts.revision = Some(page.revision);
+            }
+            _ => return Ok(false),
+        }
+    }
+}
+
+/// Temporary files a write of the configuration left when it was cut
+/// short (they hold keys).
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }

@@ -60,6 +60,10 @@ const WATCH_BUFFER: usize = 64;
 pub struct Encrypted {
     inner: Arc<dyn Backend>,
     current: Arc<Current>,
+    /// Held (shared) by each write from sealing to commit, and (alone) by
+    /// a swap: once a swap returns, no write sealed under the configuration
+    /// before it is still in flight, so a census after it sees them all.
+    writes: tokio::sync::RwLock<()>,
 }
 
 /// The transformers in force, swapped whole.
@@ -93,6 +97,7 @@ impl Encrypted {
         Encrypted {
             inner,
             current: Arc::new(Current(RwLock::new(Arc::new(transformers)))),
+            writes: tokio::sync::RwLock::new(()),
         }
     }
 
@@ -106,8 +111,10 @@ impl Encrypted {
         self.current.get()
     }
 
-    /// Puts `next` in force for every read and write from now on.
-    pub fn swap(&self, next: Transformers) {
+    /// Puts `next` in force for every read and write from now on, once
+    /// the writes sealed under the one before are committed.
+    pub async fn swap(&self, next: Transformers) {
+        let _writes = self.writes.write().await;
         self.current.set(Arc::new(next));
     }
 
@@ -126,7 +133,7 @@ impl Encrypted {
 fn open(t: &Transformers, mut kv: KeyValue) -> Result<KeyValue> {
     if let Some(chain) = t.for_key(&kv.key) {
         let opened = chain.open(&kv.key, kv.value).map_err(|e| {
-            tracing::warn!(error = %e, "a stored value does not decrypt");
+            tracing::warn!(error = ?e, "a stored value does not decrypt");
             Error::Backend(e.to_string())
         })?;
         kv.value = opened.plain;
@@ -134,11 +141,15 @@ fn open(t: &Transformers, mut kv: KeyValue) -> Result<KeyValue> {
     Ok(kv)
 }
 
+/// An event with both versions opened. A previous version that no longer
+/// decrypts (written under a key since removed, replayed from history) is
+/// left out rather than ending the watch: watchers need the new version;
+/// only a new version that does not decrypt ends it.
 fn open_event(t: &Transformers, ev: Event) -> Result<Event> {
     Ok(Event {
         kind: ev.kind,
         kv: open(t, ev.kv)?,
-        prev: ev.prev.map(|p| open(t, p)).transpose()?,
+        prev: ev.prev.and_then(|p| open(t, p).ok()),
     })
 }
 
@@ -175,6 +186,7 @@ impl Backend for Encrypted {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<KeyValue> {
+        let _sealing = self.writes.read().await;
         let sealed = self.seal(key, value.clone())?;
         let mut kv = self.inner.create(key, sealed).await?;
         kv.value = value;
@@ -182,6 +194,7 @@ impl Backend for Encrypted {
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
+        let _sealing = self.writes.read().await;
         let sealed = self.seal(key, value.clone())?;
         let mut kv = self.inner.update(key, sealed, expected).await?;
         kv.value = value;

@@ -123,7 +123,8 @@ async fn an_undecryptable_value_fails_its_reads_only() {
     // The key that wrote it is gone.
     enc.swap(transformers(EncryptionConfiguration::generated(key(
         "k2", K2,
-    ))));
+    ))))
+    .await;
     let e = enc.get(S, None).await.unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains(S) && msg.contains("\"k1\""), "{msg}");
@@ -161,7 +162,7 @@ async fn reencrypt_after_rotation_rewrites_exactly_the_stale_values() {
     assert_eq!((census.active, census.stale, census.unreadable), (2, 1, 0));
 
     let rotated = EncryptionConfiguration::generated(key("k1", K1)).with_first_key(key("k2", K2));
-    enc.swap(transformers(rotated));
+    enc.swap(transformers(rotated)).await;
     enc.create("/registry/secrets/a/three", b("3"))
         .await
         .unwrap();
@@ -206,7 +207,7 @@ async fn rotate_keys_rewrites_the_file_and_drops_the_old_key() {
         provider_config: None,
         generated: generated.clone(),
     };
-    let m = Manager::setup(&opts, raw.clone()).unwrap().unwrap();
+    let m = Manager::setup(&opts, raw.clone()).await.unwrap().unwrap();
     use std::os::unix::fs::PermissionsExt;
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(
@@ -214,7 +215,7 @@ async fn rotate_keys_rewrites_the_file_and_drops_the_old_key() {
         (0o600, 0o700)
     );
     let first = m.status().await.unwrap().active_key.unwrap().name;
-    m.backend().create(S, b("hunter2")).await.unwrap();
+    let written = m.backend().create(S, b("hunter2")).await.unwrap();
 
     let r = m.rotate_keys().await.unwrap();
     assert_ne!(r.new_key, first);
@@ -228,13 +229,19 @@ async fn rotate_keys_rewrites_the_file_and_drops_the_old_key() {
         b("hunter2")
     );
     // The file in force is the one on disk: a restart reads it back.
-    let again = Manager::setup(&opts, raw.clone()).unwrap().unwrap();
+    let again = Manager::setup(&opts, raw.clone()).await.unwrap().unwrap();
     assert_eq!(
         again.backend().get(S, None).await.unwrap().unwrap().value,
         b("hunter2")
     );
     let text = std::fs::read_to_string(&generated).unwrap();
     assert!(!text.contains(&first), "{text}");
+    // The version written under the dropped key is history no one can
+    // read back any more: compacted before the key went.
+    assert!(matches!(
+        raw.get(S, Some(written.mod_revision)).await,
+        Err(Error::Compacted { .. })
+    ));
 
     // A user's own file is not rewritten.
     let custom = Options {
@@ -242,9 +249,19 @@ async fn rotate_keys_rewrites_the_file_and_drops_the_old_key() {
         provider_config: Some(generated.clone()),
         generated: dir.path().join("unused.json"),
     };
-    let c = Manager::setup(&custom, raw).unwrap().unwrap();
+    let c = Manager::setup(&custom, raw.clone()).await.unwrap().unwrap();
     let e = c.rotate_keys().await.unwrap_err().to_string();
     assert!(e.contains("--encryption-provider-config"), "{e}");
+
+    // Without its file, the stored ciphertext is not met with a new key.
+    std::fs::remove_file(&generated).unwrap();
+    let e = Manager::setup(&opts, raw.clone())
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("is missing: restore it"), "{e}");
+    assert!(!generated.exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,7 +276,7 @@ async fn a_changed_file_is_reloaded_and_a_broken_one_ignored() {
         provider_config: Some(path.clone()),
         generated: dir.path().join("unused.json"),
     };
-    let m = Manager::setup(&opts, raw).unwrap().unwrap();
+    let m = Manager::setup(&opts, raw).await.unwrap().unwrap();
     assert!(!m.reload_if_changed().await);
     m.backend().create(S, b("x")).await.unwrap();
 
@@ -277,4 +294,24 @@ async fn a_changed_file_is_reloaded_and_a_broken_one_ignored() {
         m.backend().get(S, None).await.unwrap().unwrap().value,
         b("x")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_previous_version_under_a_dropped_key_does_not_end_a_watch() {
+    let (_dir, _raw, enc) = open();
+    let created = enc.create(S, b("one")).await.unwrap();
+    let both = EncryptionConfiguration::generated(key("k1", K1)).with_first_key(key("k2", K2));
+    enc.swap(transformers(both)).await;
+    enc.update(S, b("two"), created.mod_revision).await.unwrap();
+    enc.swap(transformers(EncryptionConfiguration::generated(key(
+        "k2", K2,
+    ))))
+    .await;
+    // Replayed from history: the new version reads, the old one is left out.
+    let mut rx = enc
+        .watch("/registry/secrets/", created.mod_revision)
+        .await
+        .unwrap();
+    let ev = next(&mut rx).await.unwrap();
+    assert_eq!((ev.kv.value, ev.prev), (b("two"), None));
 }

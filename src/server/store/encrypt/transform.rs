@@ -48,7 +48,9 @@ pub enum TransformError {
          identity provider to read it (add `identity: {{}}` after the others)"
     )]
     NoIdentity { storage_key: String },
-    #[error("{storage_key} does not decrypt with {provider} key {name:?}: {reason}")]
+    // The reason stays out of the message clients see (a padding error
+    // told apart from others would be an oracle); it is logged.
+    #[error("{storage_key} does not decrypt with {provider} key {name:?} (a wrong key or a damaged value)")]
     Decrypt {
         storage_key: String,
         provider: &'static str,
