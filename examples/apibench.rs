@@ -9,8 +9,8 @@
 //!     N clients, each with its own HTTPS connection, create M ConfigMaps in
 //!     total (POST /api/v1/namespaces/NS/configmaps); print throughput and
 //!     latency percentiles. `--kind crontab` creates CronTabs of
-//!     stable.example.com/v1 instead (bench/crd.sh makes their CRD), with
-//!     the same payload.
+//!     stable.example.com/v1 instead (bench/crd.sh makes their CRD), and
+//!     `--kind secret` Secrets, with the same stored payload.
 //! apibench get --url URL --ca FILE --token T --clients N --requests M [--namespace NS]
 //!     create one ConfigMap, then N clients GET it M times in total: the
 //!     cheapest authorized request (what authorization costs shows most).
@@ -353,6 +353,19 @@ fn configmap(ns: &str, name: &str) -> String {
     .to_string()
 }
 
+/// A Secret with as many stored bytes as the ConfigMap: 192 bytes are 256
+/// in base64.
+fn secret(ns: &str, name: &str) -> String {
+    use base64::Engine;
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns, "labels": {"bench": "apibench"}},
+        "data": {"key": "dmFsdWU=", "payload": base64::engine::general_purpose::STANDARD.encode("x".repeat(192))},
+    })
+    .to_string()
+}
+
 fn crontab(ns: &str, name: &str) -> String {
     serde_json::json!({
         "apiVersion": "stable.example.com/v1",
@@ -386,26 +399,29 @@ async fn cmd_create(a: &Args) -> Result<()> {
     let requests = a.num("requests", 1000)?;
     let prefix = format!("cm-{clients}-{}", std::process::id());
     let ns2 = ns.clone();
-    let custom = match a.opts.get("kind").map(String::as_str) {
-        None | Some("configmap") => false,
-        Some("crontab") => true,
-        Some(other) => bail!("--kind {other}: configmap or crontab"),
+    let kind: &'static str = match a.opts.get("kind").map(String::as_str) {
+        None | Some("configmap") => "configmap",
+        Some("crontab") => "crontab",
+        Some("secret") => "secret",
+        Some(other) => bail!("--kind {other}: configmap, secret or crontab"),
     };
     let make = Arc::new(move |i: usize| {
         let name = format!("{prefix}-{i}");
-        if custom {
-            (
-                "POST".to_string(),
+        let (path, body) = match kind {
+            "crontab" => (
                 format!("/apis/stable.example.com/v1/namespaces/{ns2}/crontabs"),
                 crontab(&ns2, &name),
-            )
-        } else {
-            (
-                "POST".to_string(),
+            ),
+            "secret" => (
+                format!("/api/v1/namespaces/{ns2}/secrets"),
+                secret(&ns2, &name),
+            ),
+            _ => (
                 format!("/api/v1/namespaces/{ns2}/configmaps"),
                 configmap(&ns2, &name),
-            )
-        }
+            ),
+        };
+        ("POST".to_string(), path, body)
     });
     load(target, "create", clients, requests, make, |s| {
         s == StatusCode::CREATED
