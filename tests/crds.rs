@@ -94,6 +94,22 @@ fn custom_resources_are_validated_defaulted_pruned_printed_watched_scaled_and_re
     let first = json(&s.kubectl_ok(&["get", "ct", "first", "-o", "json"]));
     assert_eq!(first["spec"]["replicas"], 1, "{first}");
     assert_eq!(first["metadata"]["generation"], 1);
+    // A default the schema gains later shows on read, the stored object
+    // untouched (as upstream defaults what it reads).
+    s.kubectl_ok(&[
+        "patch",
+        "crd",
+        "crontabs.stable.example.com",
+        "--type=json",
+        "-p",
+        r#"[{"op": "add", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec/properties/timeZone", "value": {"type": "string", "default": "UTC"}}]"#,
+    ]);
+    let again = json(&s.kubectl_ok(&["get", "ct", "first", "-o", "json"]));
+    assert_eq!(again["spec"]["timeZone"], "UTC", "{again}");
+    assert_eq!(
+        again["metadata"]["resourceVersion"],
+        first["metadata"]["resourceVersion"]
+    );
 
     // Invalid objects: upstream's 422 and causes.
     let bad = s.kubectl_stdin(

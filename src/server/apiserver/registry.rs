@@ -139,10 +139,13 @@ impl ResourceDef {
         }
         // Custom resources convert between versions by their apiVersion
         // alone (conversion strategy None).
-        if self.custom.is_some() {
+        if let Some(c) = self.custom {
             if let Some(m) = obj.as_object_mut() {
                 m.insert("apiVersion".into(), self.api_version().into());
             }
+            // Defaults the schema gained since an object was stored show
+            // when it is read, as upstream defaults what it reads.
+            super::crd::prune::default(&c.get().schema, obj);
         }
     }
 
