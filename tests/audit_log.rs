@@ -175,25 +175,16 @@ fn a_policy_that_does_not_parse_stops_the_start() {
         "apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Everything\n",
     )
     .unwrap();
-    let net = support::TestNet::new();
-    let out = net
-        .command(env!("CARGO_BIN_EXE_skiff"))
-        .arg("--run-dir")
-        .arg(dir.path().join("run"))
-        .arg("server")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--bind-address", "127.0.0.1", "--disable-agent"])
-        .arg("--write-kubeconfig")
-        .arg(dir.path().join("kubeconfig"))
-        .arg("--audit-log-path")
-        .arg(dir.path().join("audit.log"))
-        .arg("--audit-policy-file")
-        .arg(&policy)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let log = dir.path().join("audit.log");
+    let err = support::refused_start(
+        dir.path(),
+        &[
+            "--audit-log-path".as_ref(),
+            log.as_os_str(),
+            "--audit-policy-file".as_ref(),
+            policy.as_os_str(),
+        ],
+    );
     assert!(
         err.contains(&format!(
             "the audit policy {} is not a valid audit.k8s.io/v1 Policy",

@@ -297,23 +297,10 @@ fn an_unsupported_provider_stops_the_start_without_echoing_the_secret() {
         ),
     )
     .unwrap();
-    let net = support::TestNet::new();
-    let out = net
-        .command(env!("CARGO_BIN_EXE_skiff"))
-        .arg("--run-dir")
-        .arg(dir.path().join("run"))
-        .arg("server")
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--bind-address", "127.0.0.1", "--disable-agent"])
-        .arg("--write-kubeconfig")
-        .arg(dir.path().join("kubeconfig"))
-        .arg("--encryption-provider-config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = stderr(&out);
+    let err = support::refused_start(
+        dir.path(),
+        &["--encryption-provider-config".as_ref(), config.as_os_str()],
+    );
     assert!(
         err.contains("secretbox provider is not supported")
             && err.contains("aescbc, aesgcm, identity"),

@@ -807,3 +807,24 @@ pub fn curl(net: &TestNet, args: &[&str], url: &str) -> Curl {
         body: fs::read_to_string(&body).unwrap_or_default(),
     }
 }
+
+/// Start a server in `dir` (a namespace of its own, no agent) with `extra`
+/// flags, expecting it to refuse to start; its standard error.
+pub fn refused_start(dir: &Path, extra: &[&std::ffi::OsStr]) -> String {
+    let net = TestNet::new();
+    let out = net
+        .command(env!("CARGO_BIN_EXE_skiff"))
+        .arg("--run-dir")
+        .arg(dir.join("run"))
+        .arg("server")
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--bind-address", "127.0.0.1", "--disable-agent"])
+        .arg("--write-kubeconfig")
+        .arg(dir.join("kubeconfig"))
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the server started");
+    stderr(&out)
+}

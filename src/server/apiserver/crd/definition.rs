@@ -122,16 +122,6 @@ fn defaults(obj: &mut Value) {
     }
 }
 
-/// The strings of a JSON array (none when it is absent or not an array).
-pub(super) fn string_list(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
-}
-
 fn str_at<'a>(obj: &'a Value, ptr: &str) -> &'a str {
     obj.pointer(ptr).and_then(Value::as_str).unwrap_or("")
 }
@@ -247,7 +237,7 @@ fn names(obj: &Value, out: &mut Vec<Cause>) {
             "kind and listKind may not be the same or parsing become ambiguous",
         ));
     }
-    let list = |ptr: &str| string_list(obj.pointer(ptr));
+    let list = |ptr: &str| crate::server::apiserver::metadata::string_list(obj.pointer(ptr));
     for (i, s) in list("/spec/names/shortNames").iter().enumerate() {
         label(&format!("spec.names.shortNames[{i}]"), s, out);
     }
@@ -466,7 +456,7 @@ pub fn served(crd: &Value, names: &Map<String, Value>) -> Vec<(Shape, Served)> {
             .unwrap_or("")
             .to_string()
     };
-    let list = |k: &str| string_list(names.get(k));
+    let list = |k: &str| crate::server::apiserver::metadata::string_list(names.get(k));
     let versions = crd
         .pointer("/spec/versions")
         .and_then(Value::as_array)

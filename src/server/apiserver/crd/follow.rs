@@ -191,7 +191,7 @@ fn accept(
                 .unwrap_or("")
                 .to_string()
         };
-        let shorts = definition::string_list(names.get("shortNames"));
+        let shorts = crate::server::apiserver::metadata::string_list(names.get("shortNames"));
         let (res, kinds) = taken.entry(group).or_default();
         let conflict = if res.contains(&s("plural")) {
             Some((

@@ -84,16 +84,7 @@ async fn token_review(call: &Call<'_>, mut body: Value) -> Result<Value, ApiErro
             vec![crate::api::validation::causes::required("spec.token", "")],
         ));
     }
-    let asked: Vec<String> = body
-        .pointer("/spec/audiences")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
+    let asked = crate::server::apiserver::metadata::string_list(body.pointer("/spec/audiences"));
     let state = call.state;
     let audiences = (!asked.is_empty()).then_some(asked.as_slice());
     let found = state

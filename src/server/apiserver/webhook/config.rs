@@ -18,6 +18,7 @@ use crate::api::selector::LabelSelector;
 use crate::api::status::Cause;
 use crate::api::validation::causes::{self, go_str};
 use crate::api::validation::{is_dns1123_subdomain, is_valid_port_num};
+use crate::server::apiserver::metadata::string_list;
 
 pub static MUTATING_RULES: KindRules = KindRules {
     name: NameRule::Subdomain,
@@ -528,17 +529,7 @@ fn read_hook(h: &Value, configuration: &str, phase: Phase) -> Result<Hook, Strin
         .map_or(&[][..], Vec::as_slice)
         .iter()
         .map(|r| {
-            let list = |k: &str| -> Vec<String> {
-                r.get(k)
-                    .and_then(Value::as_array)
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(Value::as_str)
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
+            let list = |k: &str| string_list(r.get(k));
             Rule {
                 operations: list("operations"),
                 groups: list("apiGroups"),

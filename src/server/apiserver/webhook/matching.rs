@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use super::config::{labels, Hook, Rule};
+use super::config::{Hook, Rule};
 use super::{Operation, Request};
 
 /// The group whose configurations never go through webhooks, so a broken
@@ -51,8 +51,8 @@ fn resource_matches(resources: &[String], req: &Request<'_>) -> bool {
 pub fn object_matches(hook: &Hook, obj: Option<&Value>, old: Option<&Value>) -> bool {
     let sel = &hook.object_selector;
     sel.is_empty()
-        || obj.is_some_and(|o| sel.matches(&labels(Some(o))))
-        || old.is_some_and(|o| sel.matches(&labels(Some(o))))
+        || obj.is_some_and(|o| sel.matches_object(o))
+        || old.is_some_and(|o| sel.matches_object(o))
 }
 
 /// Whether the namespace selector needs the namespace's labels at all:
