@@ -137,6 +137,15 @@ pub async fn run(
             shim_binary: None,
             log_max_size: None,
         });
+    // Before any pod is made: what the node's rules spare from masquerade.
+    let cluster_cidr =
+        crate::net::cidr::Ipv4Cidr::new(config.cluster.cluster_cidr.0, config.cluster.cluster_cidr.1)
+            .ok();
+    if let Err(e) = crate::net::host::record_cluster_cidr(&config.root, cluster_cidr) {
+        tracing::warn!("recording the cluster CIDR: {e}; pods' traffic to other nodes is masqueraded");
+    }
+    let bridge_cidr = crate::net::host::recorded_cidr(&config.root);
+    let (pod_cidr_tx, pod_cidr) = tokio::sync::watch::channel(bridge_cidr);
     let workers = std::sync::Arc::new(pods::worker::WorkerCtx {
         runtime,
         root: config.root.clone(),
@@ -173,6 +182,7 @@ pub async fn run(
         allocatable: node::host::measure_capacity(&config.root)
             .ok()
             .map(|c| node::host::allocatable(&c, &config.kube_reserved, &config.system_reserved)),
+        pod_cidr,
     });
     let kubelet_dir = config
         .kubeconfig
@@ -205,9 +215,12 @@ pub async fn run(
     let mut node = NodeKeeper::new(client.clone(), config);
     let mut lease = LeaseKeeper::new(client.clone(), &node_name);
     let mut wait = Duration::from_millis(100);
-    let uid = loop {
-        match node.register().await {
-            Ok(uid) => break uid,
+    // A bridge from before that lies in the cluster's range is asked for
+    // again, so that pods keep their subnet.
+    let proposed = bridge_cidr.filter(|c| cluster_cidr.is_some_and(|cl| cl.overlaps(c)));
+    let node_entry = loop {
+        match node.register(proposed).await {
+            Ok(r) => break r,
             Err(e) => {
                 tracing::warn!(node = %node_name, "registering the node: {e}; retrying in {wait:?}");
                 tokio::select! {
@@ -221,8 +234,12 @@ pub async fn run(
             }
         }
     };
-    lease.set_owner(&uid);
-    tracing::info!(node = %node_name, "registered the node");
+    lease.set_owner(&node_entry.uid);
+    match node_entry.pod_cidr {
+        Some(c) => tracing::info!(node = %node_name, pod_cidr = %c, "registered the node"),
+        None => tracing::warn!(node = %node_name, "registered the node without a pod CIDR: the cluster CIDR has none left; pods needing an address wait"),
+    }
+    pod_cidr_tx.send_replace(node_entry.pod_cidr);
     let proxy = Some(tokio::spawn(proxy::run(
         client.clone(),
         proxy_params.0,

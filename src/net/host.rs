@@ -51,6 +51,38 @@ pub fn recorded_cidr(root: &Path) -> Option<Ipv4Cidr> {
         .ok()
 }
 
+/// The cluster's pod subnets, recorded by a cluster agent in
+/// `<root>/net/cluster-cidr` before it makes any pod: read each time the
+/// rules are made, so `skiff run` on a node of a cluster makes them as the
+/// agent does.
+fn recorded_cluster_cidr(state: &Path) -> Option<Ipv4Cidr> {
+    fs::read_to_string(state.join("cluster-cidr"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Record (or, with None, forget) the cluster's pod subnets for the node
+/// at `root` (see [`recorded_cluster_cidr`]).
+pub fn record_cluster_cidr(root: &Path, cidr: Option<Ipv4Cidr>) -> Result<(), NetError> {
+    let state = root.join("net");
+    let path = state.join("cluster-cidr");
+    match cidr {
+        Some(c) => {
+            fs::create_dir_all(&state).map_err(io_err(&state))?;
+            if recorded_cluster_cidr(&state) != Some(c) {
+                fs::write(&path, format!("{c}\n")).map_err(io_err(&path))?;
+            }
+            Ok(())
+        }
+        None => match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
+            _ => Ok(()),
+        },
+    }
+}
+
 pub struct HostBridge {
     state: PathBuf,
     netns_dir: PathBuf,
@@ -375,6 +407,7 @@ impl HostBridge {
             stamp: &self.state.join("rules.applied"),
             bridge: &self.bridge,
             cidr: self.cidr,
+            cluster: recorded_cluster_cidr(&self.state),
             before,
             after,
         })

@@ -18,6 +18,8 @@ pub struct Rules<'a> {
     pub stamp: &'a Path,
     pub bridge: &'a str,
     pub cidr: Ipv4Cidr,
+    /// The cluster's pod subnets, when the node is part of one.
+    pub cluster: Option<Ipv4Cidr>,
     pub before: &'a [Attachment],
     pub after: &'a [Attachment],
 }
@@ -31,9 +33,9 @@ pub struct Rules<'a> {
 /// published port: one element of a map, nft/nat.rs); otherwise every chain
 /// and map is emptied and refilled.
 pub fn apply(r: &Rules<'_>) -> Result<(), NetError> {
-    let cfg = config(r.bridge, r.cidr, r.after);
+    let cfg = config(r, r.after);
     let fingerprint = stamp_text(&cfg);
-    let old = config(r.bridge, r.cidr, r.before);
+    let old = config(r, r.before);
     let stamp = r.stamp;
     let rules = |e: nft::NftError| NetError::Rules(e.to_string());
     let applied = fs::read_to_string(stamp).ok();
@@ -74,7 +76,7 @@ pub fn forget(stamp: &Path) {
     let _ = fs::remove_file(stamp);
 }
 
-fn config(bridge: &str, cidr: Ipv4Cidr, all: &[Attachment]) -> nft::Config {
+fn config(r: &Rules<'_>, all: &[Attachment]) -> nft::Config {
     let ports = all
         .iter()
         .flat_map(|a| a.ports.iter().map(move |p| (a.ip, p)))
@@ -90,8 +92,9 @@ fn config(bridge: &str, cidr: Ipv4Cidr, all: &[Attachment]) -> nft::Config {
         })
         .collect();
     nft::Config {
-        pod_cidr: cidr,
-        bridge: bridge.to_string(),
+        pod_cidr: r.cidr,
+        bridge: r.bridge.to_string(),
+        cluster_cidr: r.cluster,
         ports,
     }
 }

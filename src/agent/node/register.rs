@@ -14,6 +14,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use super::host;
+use crate::net::cidr::Ipv4Cidr;
 use crate::agent::config::AgentConfig;
 
 /// How often an unchanged status is written anyway.
@@ -30,6 +31,14 @@ pub enum RegisterError {
     Host(#[from] host::HostError),
     #[error("the API server answered a Node without a uid")]
     NoUid,
+}
+
+/// The Node as registered.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    pub uid: String,
+    /// Its pod subnet (None: the cluster has none left for it).
+    pub pod_cidr: Option<Ipv4Cidr>,
 }
 
 pub struct NodeKeeper {
@@ -106,8 +115,27 @@ impl NodeKeeper {
     /// Create the Node, or bring the labels of the one that exists up to
     /// date (labels others added stay; its taints are its own now, as
     /// kubelet's `--register-with-taints` applies at creation only).
-    /// Returns the Node's uid.
-    pub async fn register(&self) -> Result<String, RegisterError> {
+    /// A new Node asks for `proposed` as its pod CIDR (the subnet the
+    /// node's bridge already has), else the server picks one; one that
+    /// exists keeps its own, or is given one by the server on this write.
+    pub async fn register(
+        &self,
+        proposed: Option<Ipv4Cidr>,
+    ) -> Result<Registered, RegisterError> {
+        match self.create_or_label(proposed).await {
+            // Taken by another node meanwhile: the server picks.
+            Err(RegisterError::Api(kube::Error::Api(s))) if s.code == 422 && proposed.is_some() => {
+                tracing::info!(node = %self.config.node_name, "the pod CIDR the node's bridge has is another node's now: {}", s.message);
+                self.create_or_label(None).await
+            }
+            other => other,
+        }
+    }
+
+    async fn create_or_label(
+        &self,
+        proposed: Option<Ipv4Cidr>,
+    ) -> Result<Registered, RegisterError> {
         let node = Node {
             metadata: ObjectMeta {
                 name: Some(self.config.node_name.clone()),
@@ -120,6 +148,8 @@ impl NodeKeeper {
             },
             spec: Some(NodeSpec {
                 taints: (!self.config.taints.is_empty()).then(|| self.config.taints.clone()),
+                pod_cidr: proposed.map(|c| c.to_string()),
+                pod_cidrs: proposed.map(|c| vec![c.to_string()]),
                 ..Default::default()
             }),
             status: None,
@@ -145,7 +175,13 @@ impl NodeKeeper {
             }
             Err(e) => return Err(e.into()),
         };
-        written.metadata.uid.ok_or(RegisterError::NoUid)
+        Ok(Registered {
+            uid: written.metadata.uid.ok_or(RegisterError::NoUid)?,
+            pod_cidr: written
+                .spec
+                .and_then(|s| s.pod_cidr)
+                .and_then(|c| c.parse().ok()),
+        })
     }
 
     /// Say whether the node can take pods (None: it can).

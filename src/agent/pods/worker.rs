@@ -76,6 +76,9 @@ pub struct WorkerCtx<R: PodRuntime> {
     /// The node's allocatable when the agent started (resourceFieldRefs of
     /// unset limits read it); None when the node could not be measured.
     pub allocatable: Option<crate::agent::node::host::Resources>,
+    /// The node's pod subnet: what its bridge was set up with until the
+    /// Node is registered, then the Node's `spec.podCIDR`.
+    pub pod_cidr: tokio::sync::watch::Receiver<Option<crate::net::cidr::Ipv4Cidr>>,
 }
 
 /// One container of the pod, across its restarts.

@@ -16,6 +16,11 @@ pub struct Config {
     pub pod_cidr: Ipv4Cidr,
     /// The pod bridge, e.g. `skiff0`.
     pub bridge: String,
+    /// The pod subnets of the whole cluster when this node is one of a
+    /// cluster's: traffic between pods of different nodes keeps its
+    /// addresses, and only what leaves the cluster is masqueraded. None:
+    /// only the node's own subnet is spared.
+    pub cluster_cidr: Option<Ipv4Cidr>,
     pub ports: Vec<PortMapping>,
 }
 
@@ -153,6 +158,7 @@ mod tests {
     fn cfg() -> Config {
         Config {
             pod_cidr: "10.42.0.0/24".parse().unwrap(),
+            cluster_cidr: None,
             bridge: "skiff0".into(),
             ports: vec![],
         }

@@ -147,6 +147,7 @@ fn unchanged_is_nothing() {
 pub(super) fn engine_cfg(ports: u16) -> Config {
     Config {
         pod_cidr: "10.42.0.0/24".parse().unwrap(),
+        cluster_cidr: None,
         bridge: "skiff0".into(),
         ports: (0..ports)
             .map(|i| PortMapping {

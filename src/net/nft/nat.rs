@@ -105,7 +105,11 @@ pub(crate) fn add(rs: &mut Ruleset, cfg: &Config) {
         // Pod egress.
         Rule::new(
             POSTROUTING,
-            vec![ip_saddr_in(pods), ip_daddr_not_in(pods), masquerade()],
+            vec![
+                ip_saddr_in(pods),
+                ip_daddr_not_in(cfg.cluster_cidr.unwrap_or(pods)),
+                masquerade(),
+            ],
         ),
         // The host's own 127.0.0.1 to a published port: a source of 127/8
         // cannot leave through the bridge (needs route_localnet, set by the

@@ -21,6 +21,7 @@ use super::{Config, Ipv4Cidr, PortMapping, Proto};
 fn cfg() -> Config {
     Config {
         pod_cidr: "10.42.0.0/24".parse().unwrap(),
+        cluster_cidr: None,
         bridge: "skiff0".into(),
         ports: vec![PortMapping {
             host_ip: Some(Ipv4Addr::new(192, 168, 1, 2)),

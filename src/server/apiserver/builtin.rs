@@ -225,7 +225,7 @@ pub fn builtin_resources() -> Vec<ResourceDef> {
             namespaced: false,
             short_names: &["no"],
             subresources: NODE_SUBRESOURCES,
-            strategy: KindRef(&kinds::core::NODE),
+            strategy: KindRef(&kinds::node::NODE),
             printer: Some(&table::core::NODES),
             ..BASE
         },

@@ -139,6 +139,18 @@ impl<R: PodRuntime> Worker<R> {
             .or_else(|| pod.metadata.name.clone())
             .map(|h| h.chars().take(63).collect::<String>());
         let host_network = spec::host_network(pod);
+        // Pods on the node's network need no subnet; the others wait for
+        // the node's (the worker retries the sandbox).
+        let cidr = match *self.ctx.pod_cidr.borrow() {
+            _ if host_network => None,
+            Some(c) => Some(c),
+            None => {
+                return Err(
+                    "the node has no pod CIDR yet (it is not registered, or the cluster CIDR has no subnet left for it)"
+                        .into(),
+                )
+            }
+        };
         let config = SandboxConfig {
             name: name.clone(),
             hostname,
@@ -148,7 +160,7 @@ impl<R: PodRuntime> Worker<R> {
             } else {
                 spec::host_ports(pod).map_err(|e| e.to_string())?
             },
-            cidr: None,
+            cidr,
             host_network,
             host_ipc: pod.spec.as_ref().and_then(|s| s.host_ipc) == Some(true),
             share_pid: pod.spec.as_ref().and_then(|s| s.share_process_namespace) == Some(true),

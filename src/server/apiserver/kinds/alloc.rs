@@ -40,6 +40,10 @@ pub struct Range {
     pub holders_prefix: &'static str,
     /// The members one stored holder holds.
     pub held_by: fn(&Value) -> Vec<u32>,
+    /// `Want::Any` takes the lowest free member instead of one at random:
+    /// node pod CIDRs are handed out in order, so the first node of a
+    /// cluster gets 10.42.0.0/24 as under k3s.
+    pub in_order: bool,
 }
 
 /// What one member of a request asks for.
@@ -259,7 +263,11 @@ pub async fn allocate(
     for _ in 0..MAX_ROUNDS {
         let (mut bitmap, rev) = read(objects, range).await?;
         let got = take(range, &mut bitmap, wants, || {
-            rand::rng().random_range(0..range.size)
+            if range.in_order {
+                0
+            } else {
+                rand::rng().random_range(0..range.size)
+            }
         })?;
         if dry_run || swap(objects, range, &bitmap, rev).await? {
             return Ok(got);
@@ -308,6 +316,7 @@ mod tests {
         reserved: &[0],
         holders_prefix: "/registry/none/",
         held_by: |_| Vec::new(),
+        in_order: false,
     };
 
     #[test]

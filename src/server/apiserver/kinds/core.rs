@@ -1,25 +1,9 @@
 //! Small core kinds that differ from a plain kind only in their field
-//! labels or status: nodes, secrets, and Events in both groups.
+//! labels or status: secrets, and Events in both groups.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::{bool_at, str_at, Strategy};
-
-/// Nodes register with their status (the kubelet creates them so).
-pub struct Node;
-pub static NODE: Node = Node;
-
-impl Strategy for Node {
-    fn status_on_create(&self, _obj: &mut Map<String, Value>) {}
-
-    fn field_labels(&self) -> &'static [&'static str] {
-        &["metadata.name", "spec.unschedulable"]
-    }
-
-    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
-        (field == "spec.unschedulable").then(|| bool_at(obj, "/spec/unschedulable"))
-    }
-}
+use super::{str_at, Strategy};
 
 pub struct Secret;
 pub static SECRET: Secret = Secret;

@@ -5,7 +5,8 @@
 //! it differs from [`Plain`], one file here.
 //!
 //! - `autoscaling`: autoscaling/v1 HPAs stored as, and converted from, v2.
-//! - `alloc`: ranges handed out by compare-and-swap (cluster IPs, node ports).
+//! - `alloc`: ranges handed out by compare-and-swap (cluster IPs, node
+//!   ports, node pod CIDRs).
 //! - `repair`: the ranges reconciled with their holders, at start-up and
 //!   periodically (leaked and unmarked members).
 //! - `service`: allocation on create and update, release on delete,
@@ -13,7 +14,9 @@
 //! - `pod`: starts Pending, graceful delete for pods on a node, field labels.
 //! - `namespace`: starts Active, deletion waits for content, system
 //!   namespaces protected.
-//! - `core`: nodes, secrets and both Event kinds (field labels, node status).
+//! - `node`: a pod CIDR from the cluster CIDR on create (or at the first
+//!   update of a Node without one), fixed once set, released on delete.
+//! - `core`: secrets and both Event kinds (field labels).
 //! - `events`: events.k8s.io Events stored as, and converted from, core Events.
 //! - `workloads`: apps and batch kinds (generation, field labels).
 //! - `scheduling`: the system PriorityClasses cannot be deleted.
@@ -25,6 +28,7 @@ pub mod autoscaling;
 pub mod core;
 pub mod events;
 pub mod namespace;
+pub mod node;
 pub mod pod;
 pub mod repair;
 pub mod review;

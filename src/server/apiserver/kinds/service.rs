@@ -33,6 +33,7 @@ pub static CLUSTER_IPS: Range = Range {
     reserved: &[0, 1, 10, 0xffff],
     holders_prefix: "/registry/services/",
     held_by: |svc| cluster_ip_of(svc).into_iter().collect(),
+    in_order: false,
 };
 
 /// Node ports, as offsets from 30000.
@@ -43,6 +44,7 @@ pub static NODE_PORTS: Range = Range {
     reserved: &[],
     holders_prefix: "/registry/services/",
     held_by: node_ports_of,
+    in_order: false,
 };
 
 /// The offset of `ip` in the service range, if it is in it.

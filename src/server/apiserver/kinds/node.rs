@@ -1,0 +1,249 @@
+//! Nodes. Each takes a pod CIDR, a /24 of the cluster CIDR, when it is
+//! stored: upstream's node IPAM controller (the range allocator) does this
+//! moments after a Node appears; doing it in the write means the agent has
+//! its subnet in the answer to its create, with no wait for a controller,
+//! and two Nodes can never be handed one subnet (the range is `alloc`'s
+//! compare-and-swap bitmap, repaired from the stored Nodes).
+//!
+//! A Node may come with `spec.podCIDR` set (an agent re-registering with the
+//! subnet its bridge already has, or a user's manifest): that subnet is
+//! taken if it is a free /24 of the range. Once set it cannot change, as
+//! upstream's validation has it; a Node stored without one (the range was
+//! full, or it predates this) takes one at its next update. A full range is
+//! not an error: the Node is stored without a subnet and a warning logged,
+//! as upstream's allocator reports CIDRNotAvailable and leaves the Node be.
+
+use std::net::Ipv4Addr;
+
+use serde_json::{json, Map, Value};
+
+use super::alloc::{self, AllocError, Range, Want};
+use super::{bool_at, BoxFuture, Reallocation, Reservation, Strategy};
+use crate::api::status::{ApiError, Cause};
+use crate::server::apiserver::object_store::Objects;
+
+/// Nodes register with their status (the kubelet creates them so).
+pub struct Node;
+pub static NODE: Node = Node;
+
+/// The cluster CIDR (`crate::cluster`; 10.42.0.0/16).
+const CLUSTER_NET: Ipv4Addr = crate::cluster::CLUSTER_CIDR.0;
+/// Each node's share of it (k3s's and upstream's default node mask).
+pub const NODE_MASK: u8 = 24;
+
+/// Node pod CIDRs, as the index of the /24 in the cluster CIDR.
+pub static POD_CIDRS: Range = Range {
+    key: "/registry/ranges/podcidrs",
+    describe: "10.42.0.0/16",
+    size: 1 << (NODE_MASK - crate::cluster::CLUSTER_CIDR.1),
+    reserved: &[],
+    holders_prefix: "/registry/nodes/",
+    held_by: |node| pod_cidr_of(node).into_iter().collect(),
+    in_order: true,
+};
+
+/// The index of `cidr` in the range, if it is one of its /24s.
+fn cidr_index(cidr: &str) -> Option<u32> {
+    let (ip, prefix) = cidr.split_once('/')?;
+    let ip: Ipv4Addr = ip.parse().ok()?;
+    if prefix.parse::<u8>().ok()? != NODE_MASK {
+        return None;
+    }
+    let offset = u32::from(ip).wrapping_sub(u32::from(CLUSTER_NET));
+    let host_bits = 32 - u32::from(NODE_MASK);
+    (offset & ((1 << host_bits) - 1) == 0 && offset >> host_bits < POD_CIDRS.size)
+        .then_some(offset >> host_bits)
+}
+
+fn cidr_at(index: u32) -> String {
+    let ip = Ipv4Addr::from(u32::from(CLUSTER_NET) + (index << (32 - u32::from(NODE_MASK))));
+    format!("{ip}/{NODE_MASK}")
+}
+
+fn given_cidr(node: &Value) -> Option<&str> {
+    node.pointer("/spec/podCIDR")
+        .and_then(Value::as_str)
+        .filter(|c| !c.is_empty())
+        .or_else(|| node.pointer("/spec/podCIDRs/0").and_then(Value::as_str))
+}
+
+fn pod_cidr_of(node: &Value) -> Option<u32> {
+    given_cidr(node).and_then(cidr_index)
+}
+
+fn invalid(node: &Value, message: String) -> ApiError {
+    let name = crate::server::apiserver::metadata::name_of(node).unwrap_or("");
+    ApiError::invalid(
+        "",
+        "Node",
+        name,
+        vec![Cause {
+            reason: "FieldValueInvalid".into(),
+            message,
+            field: "spec.podCIDRs".into(),
+        }],
+    )
+}
+
+fn set_cidr(node: &mut Value, cidr: &str) {
+    if let Some(obj) = node.as_object_mut() {
+        let spec = obj.entry("spec").or_insert_with(|| json!({}));
+        if let Some(spec) = spec.as_object_mut() {
+            spec.insert("podCIDR".into(), json!(cidr));
+            spec.insert("podCIDRs".into(), json!([cidr]));
+        }
+    }
+}
+
+/// Take the subnet `node` asks for, or any: the reservation, or none when
+/// the range is full.
+async fn take(objects: &Objects, node: &mut Value, dry_run: bool) -> Result<Reservation, ApiError> {
+    let mut reserved = Reservation::default();
+    let want = match given_cidr(node) {
+        None => Want::Any,
+        Some(cidr) => Want::Exactly(cidr_index(cidr).ok_or_else(|| {
+            invalid(
+                node,
+                format!(
+                    "Invalid value: \"{cidr}\": not a /{NODE_MASK} of the cluster CIDR {}",
+                    POD_CIDRS.describe
+                ),
+            )
+        })?),
+    };
+    match alloc::allocate(objects, &POD_CIDRS, &[want], dry_run).await {
+        Ok(got) => {
+            if let Some(index) = got.first() {
+                set_cidr(node, &cidr_at(*index));
+                if !dry_run {
+                    reserved.taken.push((&POD_CIDRS, got));
+                }
+            }
+        }
+        Err(AllocError::Full) => {
+            let name = crate::server::apiserver::metadata::name_of(node).unwrap_or("");
+            tracing::warn!(node = name, range = POD_CIDRS.describe, "CIDRNotAvailable: no pod CIDR is left for the node; its pods cannot have addresses until another node is deleted");
+        }
+        Err(AllocError::Taken { member, .. }) => {
+            return Err(invalid(
+                node,
+                format!(
+                    "Invalid value: \"{}\": the pod CIDR is already allocated to another node",
+                    cidr_at(member)
+                ),
+            ))
+        }
+        Err(AllocError::Api(e)) => return Err(e),
+    }
+    Ok(reserved)
+}
+
+impl Strategy for Node {
+    fn status_on_create(&self, _obj: &mut Map<String, Value>) {}
+
+    fn field_labels(&self) -> &'static [&'static str] {
+        &["metadata.name", "spec.unschedulable"]
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        (field == "spec.unschedulable").then(|| bool_at(obj, "/spec/unschedulable"))
+    }
+
+    fn ranges(&self) -> &'static [&'static Range] {
+        static RANGES: [&Range; 1] = [&POD_CIDRS];
+        &RANGES
+    }
+
+    fn allocate<'a>(
+        &'a self,
+        objects: &'a Objects,
+        obj: &'a mut Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Reservation, ApiError>> {
+        Box::pin(take(objects, obj, dry_run))
+    }
+
+    fn on_update(&self, old: &Value, new: &mut Value) -> Result<(), ApiError> {
+        // Set once, then fixed; an update leaving it out keeps it.
+        let Some(held) = given_cidr(old).map(str::to_string) else {
+            return Ok(());
+        };
+        match given_cidr(new) {
+            None => set_cidr(new, &held),
+            Some(c) if c != held => {
+                return Err(invalid(
+                    old,
+                    format!("Invalid value: \"{c}\": node updates may only change podCIDR from unset to a value"),
+                ))
+            }
+            Some(_) => {}
+        }
+        Ok(())
+    }
+
+    fn reallocate<'a>(
+        &'a self,
+        objects: &'a Objects,
+        old: &'a Value,
+        new: &'a mut Value,
+        dry_run: bool,
+    ) -> BoxFuture<'a, Result<Reallocation, ApiError>> {
+        Box::pin(async move {
+            if given_cidr(old).is_some() {
+                return Ok(Reallocation::default());
+            }
+            Ok(Reallocation {
+                taken: take(objects, new, dry_run).await?,
+                freed: Reservation::default(),
+            })
+        })
+    }
+
+    fn release<'a>(&'a self, objects: &'a Objects, obj: &'a Value) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let held: Vec<u32> = pod_cidr_of(obj).into_iter().collect();
+            if let Err(e) = alloc::release(objects, &POD_CIDRS, &held).await {
+                // Kept taken: a subnet lost, never one given twice.
+                tracing::warn!(error = %e, "could not release the pod CIDR of a deleted Node");
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_cidrs_are_the_24s_of_the_cluster_cidr() {
+        assert_eq!(POD_CIDRS.size, 256);
+        assert_eq!(cidr_index("10.42.0.0/24"), Some(0));
+        assert_eq!(cidr_index("10.42.7.0/24"), Some(7));
+        assert_eq!(cidr_index("10.42.255.0/24"), Some(255));
+        assert_eq!(cidr_at(7), "10.42.7.0/24");
+        for bad in [
+            "10.42.7.1/24",
+            "10.42.7.0/25",
+            "10.43.0.0/24",
+            "10.41.255.0/24",
+            "10.42.7.0",
+            "x/24",
+        ] {
+            assert_eq!(cidr_index(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_set_pod_cidr_is_kept_and_cannot_change() {
+        let old = json!({"metadata": {"name": "n"}, "spec": {"podCIDR": "10.42.3.0/24", "podCIDRs": ["10.42.3.0/24"]}});
+        let mut new = json!({"metadata": {"name": "n"}, "spec": {}});
+        NODE.on_update(&old, &mut new).unwrap();
+        assert_eq!(new["spec"]["podCIDRs"], json!(["10.42.3.0/24"]));
+        let mut moved = json!({"metadata": {"name": "n"}, "spec": {"podCIDR": "10.42.4.0/24"}});
+        let e = NODE.on_update(&old, &mut moved).unwrap_err();
+        assert_eq!(e.code, 422, "{e:?}");
+        // Unset before: anything goes (the allocation checks it).
+        let mut set = json!({"spec": {"podCIDR": "10.42.4.0/24"}});
+        NODE.on_update(&json!({"spec": {}}), &mut set).unwrap();
+    }
+}
