@@ -40,6 +40,8 @@ pub struct AgentConfig {
     pub system_reserved: crate::agent::node::host::Reserved,
     /// The address other nodes and the server reach this node at.
     pub node_ip: IpAddr,
+    /// `--node-external-ip`.
+    pub external_ips: Vec<IpAddr>,
     /// The engine's `--root` (images, containers), whose filesystem is the
     /// node's ephemeral storage.
     pub root: PathBuf,
@@ -203,9 +205,15 @@ pub struct AgentArgs {
     /// A taint the node is registered with, KEY[=VALUE]:EFFECT (repeatable).
     #[arg(long = "node-taint", value_name = "KEY[=VALUE]:EFFECT")]
     pub node_taint: Vec<String>,
-    /// The node's address [default: the address the server advertises]
+    /// The node's address, where the other nodes and the server reach it
+    /// [default: a server's own node: the address it advertises; an
+    /// agent's: the address it reaches the server from]
     #[arg(long, value_name = "IP")]
     pub node_ip: Option<IpAddr>,
+    /// An address the node is reached at from outside the cluster (its
+    /// Node's ExternalIP; repeatable).
+    #[arg(long = "node-external-ip", value_name = "IP")]
+    pub node_external_ip: Vec<IpAddr>,
     /// Resources held back for skiff itself, not given to pods, e.g.
     /// cpu=200m,memory=256Mi,ephemeral-storage=1Gi,pid=1000
     #[arg(long, value_name = "RESOURCES", default_value = "")]
@@ -295,6 +303,7 @@ impl AgentArgs {
                 &self.system_reserved,
             )?,
             node_ip: self.node_ip.unwrap_or(at.default_ip),
+            external_ips: self.node_external_ip.clone(),
             run_dir: at.run_dir,
             pod_log_dir: self.pod_log_dir.clone(),
             registries: self.registries.clone(),

@@ -24,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod dns;
 pub mod image_gc;
+pub mod join;
 pub mod kubelet;
 pub mod node;
 pub mod objects;

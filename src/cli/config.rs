@@ -14,7 +14,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/skiff/config.yaml";
 const GLOBAL_WITH_VALUE: &[&str] = &["--root"];
 
 /// Subcommands that read the config file.
-const CONFIGURABLE: &[&str] = &["server"];
+const CONFIGURABLE: &[&str] = &["server", "agent"];
 
 /// The config file named by `--config FILE` / `--config=FILE` (removed from
 /// `args`), else `$SKIFF_CONFIG_FILE`, else the default when it exists.

@@ -1,5 +1,6 @@
 //! The command line: one binary, several roles (see DESIGN.md).
 
+pub mod agent;
 pub mod attach;
 pub mod config;
 pub mod containers;
@@ -65,6 +66,9 @@ pub enum Command {
     /// Run the control plane: a Kubernetes API on HTTPS backed by SQLite.
     #[command(args_override_self = true)]
     Server(Box<ServerArgs>),
+    /// Join this box to a cluster as a node (`--server URL --token TOKEN`).
+    #[command(args_override_self = true)]
+    Agent(Box<agent::AgentCmdArgs>),
     /// Pull an image from a registry.
     Pull(images::PullArgs),
     /// List images, newest first.
@@ -231,7 +235,10 @@ pub fn exit_status(err: &anyhow::Error) -> u8 {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    init_logging(cli.debug, matches!(cli.command, Command::Server(_)));
+    init_logging(
+        cli.debug,
+        matches!(cli.command, Command::Server(_) | Command::Agent(_)),
+    );
     let engine = Engine::open(&cli.root, &cli.run_dir);
     let done = |r: anyhow::Result<()>| r.map(|()| ExitCode::SUCCESS);
     match cli.command {
@@ -239,6 +246,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             args.resolve_data_dir(&cli.root);
             args.run_dir = Some(cli.run_dir.clone());
             crate::server::run_blocking(*args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Agent(args) => {
+            agent::run(*args, cli.root.clone(), cli.run_dir.clone())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Pull(args) => done(images::pull(&engine, args)),

@@ -8,6 +8,7 @@ pub mod bootstrap;
 pub mod bootstrap_policy;
 pub mod components;
 pub mod controllers;
+pub mod join;
 pub mod leader;
 pub mod pki;
 pub mod scheduler;
@@ -495,10 +496,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let pki = pki::load_or_init(&pki_opts).with_context(|| {
             format!("setting up certificates in {}", pki_opts.tls_dir.display())
         })?;
-        pki::load_or_create_join_token(&token_path, pki.ca_cert_pem())
+        let token = pki::load_or_create_join_token(&token_path, pki.ca_cert_pem())
             .with_context(|| format!("writing the join token {}", token_path.display()))?;
         let tls = pki.server_tls_config()?;
-        anyhow::Ok((pki, tls))
+        anyhow::Ok((Arc::new(pki), tls, token))
     });
     let tokens_csv = paths.tokens_csv.clone();
     let tls_dir = paths.tls.clone();
@@ -575,6 +576,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         audit,
         webhooks,
         encryption: encryption.clone(),
+        join: Default::default(),
     });
     // Requests, bootstrap's included, are authorized on the policy.
     apiserver::rbac::start(&state)
@@ -601,7 +603,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     bootstrap::run(bootstrap_client, &cluster, advertised, repair)
         .await
         .context("creating the system namespaces and the kubernetes Service")?;
-    let (pki, tls) = pki.await.context("setting up certificates")??;
+    let (pki, tls, join_token) = pki.await.context("setting up certificates")??;
+    let _ = state.join.set(Arc::new(crate::server::join::Joiner::new(
+        pki.clone(),
+        &join_token,
+        loopback::client(
+            state.clone(),
+            auth::component(auth::NODE_JOIN_USER),
+            "skiff-node-join",
+        ),
+    )));
+    drop(join_token);
     let _ = state.webhooks.cluster_ca.set(pki.ca_cert_pem().to_string());
     match pki.kubelet_client_config() {
         Ok(tls) => {
@@ -953,7 +965,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         // over TLS to the listener above. /readyz is the API's and does not
         // wait for the node.
         let url = kubeconfig_url(&args);
-        let pki = Arc::new(pki);
         components.spawn("agent", move |life| async move {
             life.ready();
             // Retried, as the agent's own start: its trouble must not stop
@@ -1014,7 +1025,7 @@ fn audit_log(args: &ServerArgs) -> anyhow::Result<Option<Arc<apiserver::audit::A
     Ok(Some(Arc::new(Auditor::new(policy, sink))))
 }
 
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     let (mut term, mut int) = match (
         signal(SignalKind::terminate()),

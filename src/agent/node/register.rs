@@ -211,16 +211,21 @@ impl NodeKeeper {
             capacity: Some(host::quantities(&capacity)),
             allocatable: Some(host::quantities(&allocatable)),
             conditions: Some(conditions.clone()),
-            addresses: Some(vec![
-                NodeAddress {
+            addresses: Some(
+                std::iter::once(NodeAddress {
                     type_: "InternalIP".into(),
                     address: self.config.node_ip.to_string(),
-                },
-                NodeAddress {
+                })
+                .chain(self.config.external_ips.iter().map(|ip| NodeAddress {
+                    type_: "ExternalIP".into(),
+                    address: ip.to_string(),
+                }))
+                .chain(std::iter::once(NodeAddress {
                     type_: "Hostname".into(),
                     address: self.config.node_name.clone(),
-                },
-            ]),
+                }))
+                .collect(),
+            ),
             daemon_endpoints: Some(NodeDaemonEndpoints {
                 kubelet_endpoint: Some(DaemonEndpoint {
                     port: i32::from(self.config.kubelet_port),

@@ -111,6 +111,8 @@ pub struct ApiState {
     pub webhooks: webhook::Webhooks,
     /// Secrets encryption at rest, when configured (encryption.rs).
     pub encryption: Option<Arc<crate::server::store::encrypt::manage::Manager>>,
+    /// Node joins (`server::join`), once the certificates are loaded.
+    pub join: std::sync::OnceLock<Arc<crate::server::join::Joiner>>,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -272,6 +274,9 @@ async fn dispatch(
     if who.is_none() && !auth::is_public(&path_str) {
         return Err(ApiError::unauthorized());
     }
+    if auth::is_join(&path_str) {
+        return join(state, who.as_ref(), &parts, body).await;
+    }
     let q = Query::parse(parts.uri.query())?;
     let method = parts.method.clone();
     // After authentication and before authorization, as upstream's filter.
@@ -375,6 +380,29 @@ async fn dispatch(
         ApiPath::OpenApiV3 { group, version } => {
             openapi::group_version(state, &parts.headers, &group, &version, q.get("hash")).await
         }
+    }
+}
+
+/// A node join (`server::join`): authenticated there, by its token or
+/// the node's own certificate, never by RBAC.
+async fn join(
+    state: &Arc<ApiState>,
+    who: Option<&Identity>,
+    parts: &http::request::Parts,
+    body: ReqBody,
+) -> Result<Response, ApiError> {
+    let Some(joiner) = state.join.get() else {
+        return Err(ApiError::service_unavailable(
+            "the server is starting: try again",
+        ));
+    };
+    match (parts.uri.path(), &parts.method) {
+        (crate::server::join::CACERTS_PATH, &Method::GET | &Method::HEAD) => Ok(joiner.cacerts()),
+        (crate::server::join::CERTIFICATES_PATH, &Method::POST) => {
+            let bytes = read_body(state, body).await?;
+            joiner.certificates(who, &parts.headers, &bytes).await
+        }
+        (path, method) => Err(ApiError::method_not_supported(path, method.as_str())),
     }
 }
 

@@ -52,6 +52,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         audit: None,
         webhooks: Default::default(),
         encryption: None,
+        join: Default::default(),
     });
     (state, store)
 }

@@ -117,6 +117,28 @@ pub(super) fn issue(
     Ok((der::cert_pem(&cert_der), key.serialize_pem()))
 }
 
+/// Signs the public key of the certificate request `csr_pem` (its
+/// signature checked: the requester holds the key) into a leaf whose
+/// subject and extensions are all ours — nothing the request asks for
+/// beyond its key is taken. At most one organization. Returns the PEM.
+pub(super) fn sign_request(
+    issuer: &Issuer<'static, KeyPair>,
+    csr_pem: &str,
+    common_name: &str,
+    organization: Option<&str>,
+    purpose: Purpose<'_>,
+    lifetime: Duration,
+) -> Result<String, String> {
+    let mut request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| format!("the certificate request is not usable: {e}"))?;
+    let orgs: Vec<&str> = organization.into_iter().collect();
+    request.params = params(common_name, &orgs, purpose, lifetime).map_err(|e| e.to_string())?;
+    request
+        .signed_by(issuer)
+        .map(|c| c.pem())
+        .map_err(|e| e.to_string())
+}
+
 /// The first certificate of a PEM text, as DER.
 pub(super) fn first_cert_der(pem: &str) -> Option<CertificateDer<'static>> {
     CertificateDer::pem_slice_iter(pem.as_bytes())

@@ -9,12 +9,12 @@ use std::path::Path;
 use super::PkiError;
 
 /// Mode of private keys, tokens and kubeconfigs.
-pub(super) const PRIVATE: u32 = 0o600;
+pub(crate) const PRIVATE: u32 = 0o600;
 /// Mode of certificates (public material).
-pub(super) const PUBLIC: u32 = 0o644;
+pub(crate) const PUBLIC: u32 = 0o644;
 
 /// Creates `dir` (and missing parents) with `mode`.
-pub(super) fn ensure_dir(dir: &Path, mode: u32) -> Result<(), PkiError> {
+pub(crate) fn ensure_dir(dir: &Path, mode: u32) -> Result<(), PkiError> {
     DirBuilder::new()
         .recursive(true)
         .mode(mode)
@@ -65,7 +65,7 @@ pub(super) fn holds_private(path: &Path, data: &[u8]) -> bool {
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory,
 /// created with `mode` (never widened later), flushed, then renamed over `path`.
-pub(super) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

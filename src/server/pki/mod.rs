@@ -17,7 +17,8 @@ mod sans;
 mod tokens;
 
 pub use kubelet::{
-    KUBELET_CERT_FILE, KUBELET_CLIENT_CA_FILE, KUBELET_CLIENT_USER, KUBELET_KEY_FILE,
+    leaf_fits, node_user, NodeCertificates, SignError, KUBELET_CERT_FILE, KUBELET_CLIENT_CA_FILE,
+    KUBELET_CLIENT_USER, KUBELET_KEY_FILE, NODES_GROUP,
 };
 
 #[cfg(test)]
@@ -43,7 +44,8 @@ pub use tokens::{
 };
 
 use certs::{Purpose, CA_LIFETIME, LEAF_LIFETIME};
-use files::{ensure_dir, read_optional, write_atomic, PRIVATE, PUBLIC};
+pub(crate) use files::{ensure_dir, write_atomic, PRIVATE, PUBLIC};
+use files::read_optional;
 use sans::SanSet;
 
 pub const CA_CERT_FILE: &str = "server-ca.crt";
@@ -52,6 +54,12 @@ pub const SERVING_CERT_FILE: &str = "serving.crt";
 pub const SERVING_KEY_FILE: &str = "serving.key";
 pub const ADMIN_CERT_FILE: &str = "client-admin.crt";
 pub const ADMIN_KEY_FILE: &str = "client-admin.key";
+/// The CA of kubelets' serving certificates. Only the API server trusts
+/// it, to call kubelets: a node that gets a serving certificate for any
+/// name or address it claims can then impersonate nothing that clients of
+/// the cluster CA (kubectl, pods) talk to.
+pub const KUBELET_CA_CERT_FILE: &str = "kubelet-ca.crt";
+pub const KUBELET_CA_KEY_FILE: &str = "kubelet-ca.key";
 
 /// User and group of the admin client certificate.
 pub const ADMIN_USER: &str = "system:admin";
@@ -157,6 +165,8 @@ pub struct ClusterPki {
     serving_key_pem: String,
     admin_cert_pem: String,
     admin_key_pem: String,
+    kubelet_ca_pem: String,
+    kubelet_issuer: Issuer<'static, KeyPair>,
 }
 
 impl fmt::Debug for ClusterPki {
@@ -173,7 +183,13 @@ impl fmt::Debug for ClusterPki {
 pub fn load_or_init(opts: &PkiOptions) -> Result<ClusterPki, PkiError> {
     let dir = &opts.tls_dir;
     ensure_dir(dir, 0o700)?;
-    let (ca_cert_pem, ca_cert_der, ca_key, fresh_ca) = load_or_create_ca(dir)?;
+    let (ca_cert_pem, ca_cert_der, ca_key, fresh_ca) =
+        load_or_create_ca(dir, CA_CERT_FILE, CA_KEY_FILE, "skiff-server-ca")?;
+    let (kubelet_ca_pem, kubelet_ca_der, kubelet_ca_key, _) =
+        load_or_create_ca(dir, KUBELET_CA_CERT_FILE, KUBELET_CA_KEY_FILE, "skiff-kubelet-ca")?;
+    let kubelet_issuer = Issuer::from_ca_cert_der(&kubelet_ca_der, kubelet_ca_key).map_err(|e| {
+        PkiError::invalid(&dir.join(KUBELET_CA_CERT_FILE), format!("unusable as issuer: {e}"))
+    })?;
     let ca_path = dir.join(CA_CERT_FILE);
     let (_, ca_x509) = x509_parser::parse_x509_certificate(&ca_cert_der)
         .map_err(|e| PkiError::invalid(&ca_path, format!("bad certificate: {e}")))?;
@@ -221,15 +237,21 @@ pub fn load_or_init(opts: &PkiOptions) -> Result<ClusterPki, PkiError> {
         serving_key_pem,
         admin_cert_pem,
         admin_key_pem,
+        kubelet_ca_pem,
+        kubelet_issuer,
     })
 }
 
-/// Returns (PEM, DER, key, freshly created).
+/// The CA in `cert_file` and `key_file`, made (named `<name>@<time>`) when
+/// neither exists. Returns (PEM, DER, key, freshly created).
 fn load_or_create_ca(
     dir: &Path,
+    cert_file: &str,
+    key_file: &str,
+    name: &str,
 ) -> Result<(String, CertificateDer<'static>, KeyPair, bool), PkiError> {
-    let cert_path = dir.join(CA_CERT_FILE);
-    let key_path = dir.join(CA_KEY_FILE);
+    let cert_path = dir.join(cert_file);
+    let key_path = dir.join(key_file);
     match (read_optional(&cert_path)?, read_optional(&key_path)?) {
         (Some(cert_pem), Some(key_pem)) => {
             let der = certs::first_cert_der(&cert_pem)
@@ -251,7 +273,7 @@ fn load_or_create_ca(
         }
         (None, None) => {
             let key = certs::new_key().map_err(PkiError::generate("CA key"))?;
-            let name = format!("skiff-server-ca@{}", certs::unix_now());
+            let name = format!("{name}@{}", certs::unix_now());
             let params = certs::params(&name, &[], Purpose::Ca, CA_LIFETIME)
                 .map_err(PkiError::generate("CA certificate"))?;
             let cert = params
@@ -260,20 +282,20 @@ fn load_or_create_ca(
             write_atomic(&key_path, key.serialize_pem().as_bytes(), PRIVATE)?;
             let pem = cert.pem();
             write_atomic(&cert_path, pem.as_bytes(), PUBLIC)?;
-            tracing::info!(dir = %dir.display(), "created the cluster CA");
+            tracing::info!(cert = %cert_path.display(), "created a CA");
             Ok((pem, cert.der().clone(), key, true))
         }
         (Some(_), None) => Err(PkiError::invalid(
             &key_path,
             format!(
-                "missing while {} exists; refusing to replace the cluster CA",
+                "missing while {} exists; refusing to replace the CA",
                 cert_path.display()
             ),
         )),
         (None, Some(_)) => Err(PkiError::invalid(
             &cert_path,
             format!(
-                "missing while {} exists; refusing to replace the cluster CA",
+                "missing while {} exists; refusing to replace the CA",
                 key_path.display()
             ),
         )),

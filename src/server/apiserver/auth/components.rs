@@ -86,6 +86,10 @@ pub const ENDPOINT_CONTROLLER_USER: &str = "system:controller:endpoint-controlle
 /// The ReplicationController controller, named as upstream's.
 pub const REPLICATION_CONTROLLER_USER: &str = "system:controller:replication-controller";
 
+/// Node joins (`server::join`): bootstrap tokens and node passwords, both
+/// Secrets in kube-system, and whether a Node exists.
+pub const NODE_JOIN_USER: &str = "system:skiff:node-join";
+
 /// Every one of skiff's own components.
 const COMPONENTS: &[&str] = &[
     BOOTSTRAP_USER,
@@ -112,6 +116,7 @@ const COMPONENTS: &[&str] = &[
     CLUSTER_DNS_USER,
     ENDPOINT_CONTROLLER_USER,
     REPLICATION_CONTROLLER_USER,
+    NODE_JOIN_USER,
 ];
 
 /// Whether `user` is one of skiff's own components, whose rights
@@ -172,6 +177,15 @@ pub(super) fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool
                     || policy)
         }
         INFORMERS_USER => subresource.is_none() && matches!(verb, "get" | "list" | "watch"),
+        // Read bootstrap tokens, keep node passwords; see Nodes.
+        NODE_JOIN_USER => match (*group, *resource, *subresource) {
+            ("", "secrets", None) => {
+                *namespace == Some(crate::server::join::tokens::NAMESPACE)
+                    && matches!(verb, "get" | "create" | "update")
+            }
+            ("", "nodes", None) => verb == "get",
+            _ => false,
+        },
         // Load balancers: read Services and Nodes, set Services' status,
         // say why one is pending.
         SERVICE_LB_USER => match (*group, *resource, *subresource) {

@@ -42,9 +42,19 @@ pub fn is_public(path: &str) -> bool {
     matches!(
         path.trim_end_matches('/'),
         "/healthz" | "/livez" | "/readyz" | "/version"
-    ) || path.starts_with("/healthz/")
+    ) || is_join(path)
+        || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")
+}
+
+/// The paths of node joins, which authenticate their own way
+/// (`server::join`).
+pub fn is_join(path: &str) -> bool {
+    matches!(
+        path,
+        crate::server::join::CACERTS_PATH | crate::server::join::CERTIFICATES_PATH
+    )
 }
 
 /// Who a bearer token stands for.

@@ -1,0 +1,376 @@
+//! How `skiff agent` joins a cluster: the agent's side of `server::join`.
+//!
+//! 1. The token is `K10<sha256 of the cluster CA>::<secret>`. The CA is
+//!    fetched from `/cacerts` without trusting anything, and used only if
+//!    its hash is the token's: from then on the server is verified against
+//!    it, before the secret is sent. (A bare secret joins only a server whose
+//!    CA this node pinned at an earlier join.)
+//! 2. Two keys are made here and never leave the node; their certificate
+//!    requests go with the secret (Basic `node:<token>`) and the node's
+//!    password to `/v1-skiff/node-certificates`.
+//! 3. The answer's certificates are written beside the keys: the agent's
+//!    kubeconfig, the kubelet API's serving pair, the CA of its callers.
+//!
+//! A node whose credentials are current (for this server, this name and
+//! these addresses, far from expiry) does not ask again. Everything is
+//! written 0600 in the agent's private directory.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+
+use crate::server::join::{CertificatesAnswer, CertificatesRequest, CACERTS_PATH, CERTIFICATES_PATH};
+use crate::server::pki::{self, PRIVATE, PUBLIC};
+
+/// What the agent keeps in its directory.
+pub const PASSWORD_FILE: &str = "node-password";
+pub const SERVER_CA_FILE: &str = "server-ca.crt";
+pub const KUBECONFIG_FILE: &str = "kubelet.kubeconfig";
+/// A request that takes longer than this has failed.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Answers are a CA or two certificates: a few KiB.
+const MAX_ANSWER: usize = 256 << 10;
+/// Credentials are asked for again once they expire within this.
+const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("the join token is malformed: expected K10<sha256 of the cluster CA>::<secret> as the server's <data-dir>/server/token holds it, or as `skiff token create` prints it")]
+    Token,
+    #[error("the join token has no CA hash and this node has pinned no CA yet: use the full token (K10<hash>::<secret>)")]
+    Unpinned,
+    #[error("--server {0:?} is not an https:// URL with a host")]
+    Url(String),
+    #[error("the server at {url} presents a cluster CA whose sha256 is {got}, not {want} as the join token says: the token is for another cluster, or something between this node and the server answers in its place")]
+    CaMismatch { url: String, got: String, want: String },
+    #[error("cannot reach the server at {url}: {why}")]
+    Unreachable { url: String, why: String },
+    #[error("the server at {url} refused to join this node: {message}")]
+    Refused { url: String, status: u16, message: String },
+    #[error("{0}")]
+    Local(String),
+}
+
+impl JoinError {
+    /// Whether trying again later may succeed (the server is down or
+    /// starting); a refusal or a forged CA will not change by waiting.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            JoinError::Unreachable { .. } => true,
+            JoinError::Refused { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+}
+
+fn local(what: &str) -> impl FnOnce(pki::PkiError) -> JoinError + '_ {
+    move |e| JoinError::Local(format!("{what}: {e}"))
+}
+
+/// What a join needs.
+pub struct Join {
+    /// `https://host:port` of a server.
+    pub server: String,
+    pub token: String,
+    pub node_name: String,
+    /// Named in the kubelet's serving certificate.
+    pub addresses: Vec<IpAddr>,
+    /// The agent's private directory.
+    pub dir: PathBuf,
+}
+
+impl Join {
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.join(KUBECONFIG_FILE)
+    }
+}
+
+/// Join (or renew) unless the credentials in `j.dir` are current.
+pub async fn ensure(j: &Join) -> Result<(), JoinError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    pki::ensure_dir(&j.dir, 0o700).map_err(local("making the agent's directory"))?;
+    let password = node_password(&j.dir)?;
+    let uri: http::Uri = j.server.parse().map_err(|_| JoinError::Url(j.server.clone()))?;
+    if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        return Err(JoinError::Url(j.server.clone()));
+    }
+    let (want_hash, secret) = match pki::parse_join_token(&j.token) {
+        Some((hash, _)) => (Some(hash.to_ascii_lowercase()), j.token.trim().to_string()),
+        None if j.token.trim().starts_with("K10") || j.token.trim().is_empty() => {
+            return Err(JoinError::Token)
+        }
+        None => (None, j.token.trim().to_string()),
+    };
+    let pinned = std::fs::read_to_string(j.dir.join(SERVER_CA_FILE)).ok();
+    if current(j, pinned.as_deref(), want_hash.as_deref()) {
+        return Ok(());
+    }
+    let ca = match (&want_hash, &pinned) {
+        (Some(want), _) => {
+            let fetched = fetch_ca(&uri, &j.server).await?;
+            let got = pki::ca_hash(&fetched);
+            if &got != want {
+                return Err(JoinError::CaMismatch {
+                    url: j.server.clone(),
+                    got,
+                    want: want.clone(),
+                });
+            }
+            fetched
+        }
+        (None, Some(pinned)) => pinned.clone(),
+        (None, None) => return Err(JoinError::Unpinned),
+    };
+    let client_key = new_key()?;
+    let serving_key = new_key()?;
+    let request = CertificatesRequest {
+        node_name: j.node_name.clone(),
+        password,
+        client_request: csr(&client_key, &pki::node_user(&j.node_name), &[])?,
+        serving_request: csr(&serving_key, &pki::node_user(&j.node_name), &[])?,
+        addresses: j.addresses.clone(),
+    };
+    let body = serde_json::to_vec(&request).map_err(|e| JoinError::Local(e.to_string()))?;
+    let tls = pki::client_tls_config(&ca, None).map_err(local("the cluster CA"))?;
+    let (status, answer) = send(
+        &uri,
+        &j.server,
+        tls,
+        http::Request::post(CERTIFICATES_PATH)
+            .header(http::header::AUTHORIZATION, crate::server::join::basic_auth(&secret))
+            .header(http::header::CONTENT_TYPE, "application/json"),
+        Bytes::from(body),
+    )
+    .await?;
+    if !status.is_success() {
+        return Err(refused(&j.server, status, &answer));
+    }
+    let answer: CertificatesAnswer = serde_json::from_slice(&answer).map_err(|e| JoinError::Refused {
+        url: j.server.clone(),
+        status: status.as_u16(),
+        message: format!("its answer does not decode: {e}"),
+    })?;
+    write_credentials(j, &ca, &answer, &client_key, &serving_key)?;
+    tracing::info!(node = %j.node_name, server = %j.server, "joined the cluster");
+    Ok(())
+}
+
+/// The node's password: made once, kept.
+fn node_password(dir: &Path) -> Result<String, JoinError> {
+    let path = dir.join(PASSWORD_FILE);
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let text = text.trim();
+        if crate::server::join::password::acceptable(text) {
+            return Ok(text.to_string());
+        }
+        return Err(JoinError::Local(format!(
+            "{} does not hold a usable node password: remove it only if this node is to join as a new host",
+            path.display()
+        )));
+    }
+    let made = hex::encode(rand::random::<[u8; 24]>());
+    pki::write_atomic(&path, format!("{made}\n").as_bytes(), PRIVATE)
+        .map_err(local("writing the node password"))?;
+    Ok(made)
+}
+
+fn new_key() -> Result<rcgen::KeyPair, JoinError> {
+    rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| JoinError::Local(format!("making a key: {e}")))
+}
+
+fn csr(key: &rcgen::KeyPair, cn: &str, sans: &[String]) -> Result<String, JoinError> {
+    let mut params = rcgen::CertificateParams::new(sans.to_vec())
+        .map_err(|e| JoinError::Local(e.to_string()))?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params
+        .serialize_request(key)
+        .and_then(|r| r.pem())
+        .map_err(|e| JoinError::Local(format!("making a certificate request: {e}")))
+}
+
+fn refused(url: &str, status: http::StatusCode, body: &[u8]) -> JoinError {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
+    JoinError::Refused {
+        url: url.to_string(),
+        status: status.as_u16(),
+        message: format!("{} ({})", message, status.as_u16()),
+    }
+}
+
+/// `/cacerts`, trusting nothing: what comes back is checked by its hash.
+async fn fetch_ca(uri: &http::Uri, url: &str) -> Result<String, JoinError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| JoinError::Local(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let (status, body) = send(uri, url, Arc::new(tls), http::Request::get(CACERTS_PATH), Bytes::new()).await?;
+    if !status.is_success() {
+        return Err(refused(url, status, &body));
+    }
+    String::from_utf8(body.to_vec()).map_err(|_| JoinError::Refused {
+        url: url.to_string(),
+        status: status.as_u16(),
+        message: "its CA is not text".into(),
+    })
+}
+
+/// One request on a connection of its own.
+async fn send(
+    uri: &http::Uri,
+    url: &str,
+    tls: Arc<rustls::ClientConfig>,
+    req: http::request::Builder,
+    body: Bytes,
+) -> Result<(http::StatusCode, Bytes), JoinError> {
+    let unreachable = |why: String| JoinError::Unreachable {
+        url: url.to_string(),
+        why,
+    };
+    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let port = uri.port_u16().unwrap_or(443);
+    let name = ServerName::try_from(host.clone()).map_err(|e| unreachable(e.to_string()))?;
+    let exchange = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let tls = tokio_rustls::TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| unreachable(format!("TLS: {e} (is the address in the server's certificate? see its --tls-san)")))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let driver = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let req = req
+            .header(http::header::HOST, uri.authority().map(|a| a.as_str()).unwrap_or_default())
+            .body(Full::new(body))
+            .map_err(|e| JoinError::Local(e.to_string()))?;
+        let result = async {
+            let resp = sender.send_request(req).await.map_err(|e| unreachable(e.to_string()))?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
+                .collect()
+                .await
+                .map_err(|e| unreachable(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok((status, bytes))
+        }
+        .await;
+        driver.abort();
+        result
+    };
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+        .await
+        .map_err(|_| unreachable(format!("no answer within {REQUEST_TIMEOUT:?}")))?
+}
+
+/// Accepts any server certificate (the handshake's signatures are still
+/// checked): for `/cacerts` only, whose answer is then checked by hash.
+#[derive(Debug)]
+struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn write_credentials(
+    j: &Join,
+    ca: &str,
+    answer: &CertificatesAnswer,
+    client_key: &rcgen::KeyPair,
+    serving_key: &rcgen::KeyPair,
+) -> Result<(), JoinError> {
+    let dir = &j.dir;
+    let kubeconfig = pki::kubeconfig_yaml(&j.server, ca, &answer.client_certificate, &client_key.serialize_pem())
+        .map_err(|e| JoinError::Local(format!("writing the kubeconfig: {e}")))?;
+    // The serving key before its certificate, as the server writes its own.
+    pki::write_atomic(&dir.join(pki::KUBELET_KEY_FILE), serving_key.serialize_pem().as_bytes(), PRIVATE)
+        .map_err(local("writing the kubelet's key"))?;
+    pki::write_atomic(&dir.join(pki::KUBELET_CERT_FILE), answer.serving_certificate.as_bytes(), PUBLIC)
+        .map_err(local("writing the kubelet's certificate"))?;
+    // The API server calls the kubelet with a certificate from the cluster CA.
+    pki::write_atomic(&dir.join(pki::KUBELET_CLIENT_CA_FILE), answer.certificate_authority.as_bytes(), PUBLIC)
+        .map_err(local("writing the kubelet's client CA"))?;
+    pki::write_atomic(&dir.join(SERVER_CA_FILE), ca.as_bytes(), PUBLIC).map_err(local("pinning the cluster CA"))?;
+    pki::write_atomic(&j.kubeconfig(), kubeconfig.as_bytes(), PRIVATE).map_err(local("writing the kubeconfig"))
+}
+
+/// Whether the credentials in the agent's directory are for this server,
+/// node, CA and addresses, and far from expiry.
+fn current(j: &Join, pinned: Option<&str>, want_hash: Option<&str>) -> bool {
+    let Some(pinned) = pinned else { return false };
+    if want_hash.is_some_and(|h| pki::ca_hash(pinned) != h) {
+        return false;
+    }
+    let Ok(kc) = kube::config::Kubeconfig::read_from(j.kubeconfig()) else {
+        return false;
+    };
+    let cluster = kc.clusters.first().and_then(|c| c.cluster.as_ref());
+    if cluster.and_then(|c| c.server.as_deref()) != Some(j.server.as_str()) {
+        return false;
+    }
+    let cert = kc
+        .auth_infos
+        .first()
+        .and_then(|a| a.auth_info.as_ref())
+        .and_then(|a| a.client_certificate_data.clone());
+    let Some(cert_b64) = cert else { return false };
+    let Ok(cert_pem) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, cert_b64) else {
+        return false;
+    };
+    let client_ok = pki::leaf_fits(&cert_pem, &pki::node_user(&j.node_name), pinned, &[], RENEW_BEFORE);
+    let serving = std::fs::read(j.dir.join(pki::KUBELET_CERT_FILE)).unwrap_or_default();
+    let mut names: Vec<String> = vec![j.node_name.clone()];
+    names.extend(j.addresses.iter().map(IpAddr::to_string));
+    // The serving certificate's issuer (the kubelet CA) is not known here:
+    // only its names and dates are checked; the server checks the chain.
+    let serving_ok = pki::leaf_fits(&serving, &pki::node_user(&j.node_name), "", &names, RENEW_BEFORE);
+    client_ok && serving_ok
+}
