@@ -243,6 +243,26 @@ fn host_gw_routes_pods_between_nodes_on_one_link() {
     let (ra, rb) = sync_both(Backend::HostGw, &a, &b);
     assert!(!ra.changed() && !rb.changed(), "{ra:?} {rb:?}");
 
+    // Another's route holds a peer's destination: the peer is skipped, the
+    // route left as it is.
+    a.ns.ip(&[
+        "route",
+        "add",
+        "10.42.3.0/24",
+        "via",
+        "192.168.90.2",
+        "proto",
+        "static",
+    ]);
+    let c = Peer {
+        name: "node-c".to_string(),
+        pod_cidr: "10.42.3.0/24".parse().unwrap(),
+        node_ip: "192.168.90.3".parse().unwrap(),
+        vtep_mac: None,
+    };
+    let r = a.sync(Backend::HostGw, &[a.peer(), b.peer(), c]).unwrap();
+    assert!(!r.changed() && r.skipped == ["node-c"], "{r:?}");
+
     // The peer goes: its route goes, the other's stays.
     let gone = a.sync(Backend::HostGw, &[a.peer()]).unwrap();
     assert_eq!(
@@ -271,10 +291,10 @@ fn host_gw_routes_pods_between_nodes_on_one_link() {
 
     a.teardown();
     assert_eq!(a.skiff_routes(), "");
-    assert!(a
-        .ns
-        .ip(&["route", "show", "10.42.7.0/24"])
-        .contains("via 192.168.90.2"));
+    for foreign in ["10.42.3.0/24", "10.42.7.0/24"] {
+        let r = a.ns.ip(&["route", "show", foreign]);
+        assert!(r.contains("via 192.168.90.2 dev up0 proto static"), "{r}");
+    }
 }
 
 #[test]

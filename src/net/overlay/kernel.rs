@@ -10,6 +10,7 @@ use netlink_packet_route::neighbour::{
 };
 use netlink_packet_route::route::{RouteMessage, RouteProtocol, RouteScope};
 use netlink_packet_route::AddressFamily;
+use nix::libc::{EEXIST, ENETUNREACH, ENOENT, ESRCH};
 use rtnetlink::{LinkMessageBuilder, LinkUnspec, LinkVxlan, RouteMessageBuilder};
 
 use super::plan::{self, Change, Device, Mac, Plan, State, Via};
@@ -18,8 +19,6 @@ use super::{
 };
 use crate::net::cidr::Ipv4Cidr;
 use crate::net::rtnl::{Rtnl, RtnlError};
-
-use nix::libc::{EEXIST, ENETUNREACH, ENOENT, ESRCH};
 
 /// The link holding the node address: the vxlan device's underlay.
 pub(super) struct NodeLink {

@@ -64,7 +64,7 @@ impl Plan {
 
 /// The MAC of this node's vxlan device: fixed by the node address, so a
 /// restarted agent (or a device made again) keeps the one peers know.
-/// 0x0e sets the locally-administered bit and clears the multicast bit.
+/// 0x0e: locally administered and unicast, so no vendor's MAC is taken.
 pub(crate) fn vtep_mac(node_ip: Ipv4Addr) -> Mac {
     let [a, b, c, d] = node_ip.octets();
     [0x0e, 0x5f, a, b, c, d]
@@ -294,7 +294,9 @@ pub(crate) fn device_matches(
         && mac == Some(want.mac.as_slice())
 }
 
-fn vxlan_info(link: &netlink_packet_route::link::LinkMessage) -> Option<&Vec<InfoVxlan>> {
+/// The vxlan attributes of `link`, if it is a vxlan device (empty if the
+/// kernel sent none, which then matches no device skiff wants).
+fn vxlan_info(link: &netlink_packet_route::link::LinkMessage) -> Option<&[InfoVxlan]> {
     let infos = link.attributes.iter().find_map(|a| match a {
         LinkAttribute::LinkInfo(i) => Some(i),
         _ => None,
@@ -302,16 +304,11 @@ fn vxlan_info(link: &netlink_packet_route::link::LinkMessage) -> Option<&Vec<Inf
     if !infos.contains(&LinkInfo::Kind(InfoKind::Vxlan)) {
         return None;
     }
-    static EMPTY: Vec<InfoVxlan> = Vec::new();
-    Some(
-        infos
-            .iter()
-            .find_map(|i| match i {
-                LinkInfo::Data(InfoData::Vxlan(v)) => Some(v),
-                _ => None,
-            })
-            .unwrap_or(&EMPTY),
-    )
+    let data = infos.iter().find_map(|i| match i {
+        LinkInfo::Data(InfoData::Vxlan(v)) => Some(v.as_slice()),
+        _ => None,
+    });
+    Some(data.unwrap_or(&[]))
 }
 
 #[cfg(test)]
