@@ -11,8 +11,9 @@
 //! steps host.rs composes, as a trait with a recording fake for tests), and
 //! the kernel edges behind it: `bridge` and `veth` (the node bridge and a
 //! container's plumbing, as steps with their undo on `links`, a finer trait
-//! with its own recording fake), `rtnl` (links, addresses, routes), `netns`,
-//! `nft`.
+//! with its own recording fake), `rtnl` (links, addresses, routes,
+//! neighbour and FDB entries), `netns`, `nft`; and `overlay` (the routes to
+//! other nodes' pod networks, host-gw or vxlan, for the cluster).
 
 mod attachment;
 mod bridge;
@@ -29,6 +30,7 @@ mod links;
 mod links_fake;
 pub mod netns;
 pub mod nft;
+pub mod overlay;
 pub mod ports;
 pub mod rtnl;
 pub mod rules;

@@ -1,5 +1,6 @@
-//! A blocking rtnetlink client: links, addresses and routes of the network
-//! namespace the calling thread was in when the socket was opened.
+//! A blocking rtnetlink client: links, addresses, routes and neighbour/FDB
+//! entries of the network namespace the calling thread was in when the
+//! socket was opened.
 //!
 //! rtnetlink's builders make the messages; only the request/acknowledge loop
 //! is ours, because the daemonless CLI has no async runtime to drive
@@ -9,13 +10,15 @@
 use std::io;
 use std::net::Ipv4Addr;
 
+use netlink_packet_core::NLM_F_REPLACE;
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
     NLM_F_REQUEST,
 };
 use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::neighbour::NeighbourMessage;
 use netlink_packet_route::route::{RouteAttribute, RouteMessage};
-use netlink_packet_route::RouteNetlinkMessage;
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use rtnetlink::{AddressMessageBuilder, LinkUnspec, RouteMessageBuilder};
 
@@ -131,8 +134,8 @@ impl Rtnl {
         }
     }
 
-    /// The name of link `index`, if it exists.
-    pub fn link_name(&mut self, index: u32) -> Result<Option<String>, RtnlError> {
+    /// Link `index`, if it exists.
+    pub fn link_at(&mut self, index: u32) -> Result<Option<LinkMessage>, RtnlError> {
         let msg = LinkMessageBuilder::new().index(index).build();
         let replies = match self.request("get link", RouteNetlinkMessage::GetLink(msg), 0) {
             Ok(r) => r,
@@ -140,11 +143,18 @@ impl Rtnl {
             Err(e) => return Err(e),
         };
         Ok(replies.into_iter().find_map(|m| match m {
-            RouteNetlinkMessage::NewLink(l) => l.attributes.into_iter().find_map(|a| match a {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        }))
+    }
+
+    /// The name of link `index`, if it exists.
+    pub fn link_name(&mut self, index: u32) -> Result<Option<String>, RtnlError> {
+        Ok(self.link_at(index)?.and_then(|l| {
+            l.attributes.into_iter().find_map(|a| match a {
                 LinkAttribute::IfName(n) => Some(n),
                 _ => None,
-            }),
-            _ => None,
+            })
         }))
     }
 
@@ -267,6 +277,78 @@ impl Rtnl {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Add a route; fails with EEXIST if the table holds one to the same
+    /// destination with the same TOS and metric, unless `replace`, which
+    /// overwrites that one (the caller makes sure it is its own).
+    pub fn add_route(
+        &mut self,
+        what: &str,
+        msg: RouteMessage,
+        replace: bool,
+    ) -> Result<(), RtnlError> {
+        let how = if replace { NLM_F_REPLACE } else { NLM_F_EXCL };
+        self.request(
+            &format!("add route {what}"),
+            RouteNetlinkMessage::NewRoute(msg),
+            NLM_F_ACK | NLM_F_CREATE | how,
+        )
+        .map(drop)
+    }
+
+    /// Delete the first route matching `msg`: its destination, and its
+    /// protocol, gateway and output link where set. ESRCH if none does.
+    pub fn del_route(&mut self, what: &str, msg: RouteMessage) -> Result<(), RtnlError> {
+        self.request(
+            &format!("delete route {what}"),
+            RouteNetlinkMessage::DelRoute(msg),
+            NLM_F_ACK,
+        )
+        .map(drop)
+    }
+
+    /// Every neighbour entry of `family`: Inet for the ARP table, Bridge for
+    /// the forwarding databases (a vxlan device's included).
+    pub fn neighbours(
+        &mut self,
+        family: AddressFamily,
+    ) -> Result<Vec<NeighbourMessage>, RtnlError> {
+        let mut msg = NeighbourMessage::default();
+        msg.header.family = family;
+        let replies = self.request(
+            &format!("list neighbours ({family:?})"),
+            RouteNetlinkMessage::GetNeighbour(msg),
+            NLM_F_DUMP,
+        )?;
+        Ok(replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewNeighbour(n) => Some(n),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Add a neighbour or FDB entry, or overwrite the one of the same key
+    /// (address and link; MAC and link for an FDB entry).
+    pub fn set_neighbour(&mut self, what: &str, msg: NeighbourMessage) -> Result<(), RtnlError> {
+        self.request(
+            &format!("set {what}"),
+            RouteNetlinkMessage::NewNeighbour(msg),
+            NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
+        )
+        .map(drop)
+    }
+
+    /// Delete a neighbour or FDB entry; ENOENT if there is none.
+    pub fn del_neighbour(&mut self, what: &str, msg: NeighbourMessage) -> Result<(), RtnlError> {
+        self.request(
+            &format!("delete {what}"),
+            RouteNetlinkMessage::DelNeighbour(msg),
+            NLM_F_ACK,
+        )
+        .map(drop)
     }
 
     /// The MTU of the link the default route leaves by (the uplink), if any.
