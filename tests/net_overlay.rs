@@ -164,7 +164,7 @@ impl Node {
 
     fn pod_mtu(&self, backend: Backend) -> u32 {
         self.ns
-            .enter(|| overlay::pod_mtu(backend, &self.local))
+            .enter(|| overlay::pod_mtu(backend, self.local.node_ip))
             .expect("pod_mtu")
     }
 

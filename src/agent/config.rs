@@ -42,6 +42,8 @@ pub struct AgentConfig {
     pub node_ip: IpAddr,
     /// `--node-external-ip`.
     pub external_ips: Vec<IpAddr>,
+    /// How pods reach pods of other nodes (None: they do not).
+    pub pod_network: Option<crate::net::overlay::Backend>,
     /// The engine's `--root` (images, containers), whose filesystem is the
     /// node's ephemeral storage.
     pub root: PathBuf,
@@ -214,6 +216,12 @@ pub struct AgentArgs {
     /// Node's ExternalIP; repeatable).
     #[arg(long = "node-external-ip", value_name = "IP")]
     pub node_external_ip: Vec<IpAddr>,
+    /// How pods reach the pods of other nodes: vxlan (anywhere the nodes
+    /// reach each other over UDP 8472), host-gw (plain routes, the nodes on
+    /// one link; fastest) or none. Every node of a cluster must use the
+    /// same (k3s's --flannel-backend).
+    #[arg(long, value_name = "BACKEND", default_value = "vxlan", value_parser = ["vxlan", "host-gw", "none"])]
+    pub pod_network: String,
     /// Resources held back for skiff itself, not given to pods, e.g.
     /// cpu=200m,memory=256Mi,ephemeral-storage=1Gi,pid=1000
     #[arg(long, value_name = "RESOURCES", default_value = "")]
@@ -304,6 +312,8 @@ impl AgentArgs {
             )?,
             node_ip: self.node_ip.unwrap_or(at.default_ip),
             external_ips: self.node_external_ip.clone(),
+            // The value parser admits only names the overlay knows.
+            pod_network: self.pod_network.parse().ok(),
             run_dir: at.run_dir,
             pod_log_dir: self.pod_log_dir.clone(),
             registries: self.registries.clone(),

@@ -25,7 +25,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use crate::server::join::{CertificatesAnswer, CertificatesRequest, CACERTS_PATH, CERTIFICATES_PATH};
+use crate::server::join::{
+    CertificatesAnswer, CertificatesRequest, CACERTS_PATH, CERTIFICATES_PATH,
+};
 use crate::server::pki::{self, PRIVATE, PUBLIC};
 
 /// What the agent keeps in its directory.
@@ -48,11 +50,19 @@ pub enum JoinError {
     #[error("--server {0:?} is not an https:// URL with a host")]
     Url(String),
     #[error("the server at {url} presents a cluster CA whose sha256 is {got}, not {want} as the join token says: the token is for another cluster, or something between this node and the server answers in its place")]
-    CaMismatch { url: String, got: String, want: String },
+    CaMismatch {
+        url: String,
+        got: String,
+        want: String,
+    },
     #[error("cannot reach the server at {url}: {why}")]
     Unreachable { url: String, why: String },
     #[error("the server at {url} refused to join this node: {message}")]
-    Refused { url: String, status: u16, message: String },
+    Refused {
+        url: String,
+        status: u16,
+        message: String,
+    },
     #[error("{0}")]
     Local(String),
 }
@@ -96,7 +106,10 @@ pub async fn ensure(j: &Join) -> Result<(), JoinError> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     pki::ensure_dir(&j.dir, 0o700).map_err(local("making the agent's directory"))?;
     let password = node_password(&j.dir)?;
-    let uri: http::Uri = j.server.parse().map_err(|_| JoinError::Url(j.server.clone()))?;
+    let uri: http::Uri = j
+        .server
+        .parse()
+        .map_err(|_| JoinError::Url(j.server.clone()))?;
     if uri.scheme_str() != Some("https") || uri.host().is_none() {
         return Err(JoinError::Url(j.server.clone()));
     }
@@ -143,7 +156,10 @@ pub async fn ensure(j: &Join) -> Result<(), JoinError> {
         &j.server,
         tls,
         http::Request::post(CERTIFICATES_PATH)
-            .header(http::header::AUTHORIZATION, crate::server::join::basic_auth(&secret))
+            .header(
+                http::header::AUTHORIZATION,
+                crate::server::join::basic_auth(&secret),
+            )
             .header(http::header::CONTENT_TYPE, "application/json"),
         Bytes::from(body),
     )
@@ -151,11 +167,12 @@ pub async fn ensure(j: &Join) -> Result<(), JoinError> {
     if !status.is_success() {
         return Err(refused(&j.server, status, &answer));
     }
-    let answer: CertificatesAnswer = serde_json::from_slice(&answer).map_err(|e| JoinError::Refused {
-        url: j.server.clone(),
-        status: status.as_u16(),
-        message: format!("its answer does not decode: {e}"),
-    })?;
+    let answer: CertificatesAnswer =
+        serde_json::from_slice(&answer).map_err(|e| JoinError::Refused {
+            url: j.server.clone(),
+            status: status.as_u16(),
+            message: format!("its answer does not decode: {e}"),
+        })?;
     write_credentials(j, &ca, &answer, &client_key, &serving_key)?;
     tracing::info!(node = %j.node_name, server = %j.server, "joined the cluster");
     Ok(())
@@ -189,7 +206,9 @@ fn csr(key: &rcgen::KeyPair, cn: &str, sans: &[String]) -> Result<String, JoinEr
     let mut params = rcgen::CertificateParams::new(sans.to_vec())
         .map_err(|e| JoinError::Local(e.to_string()))?;
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, cn);
     params
         .serialize_request(key)
         .and_then(|r| r.pem())
@@ -199,7 +218,11 @@ fn csr(key: &rcgen::KeyPair, cn: &str, sans: &[String]) -> Result<String, JoinEr
 fn refused(url: &str, status: http::StatusCode, body: &[u8]) -> JoinError {
     let message = serde_json::from_slice::<serde_json::Value>(body)
         .ok()
-        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+        .and_then(|v| {
+            v.get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned());
     JoinError::Refused {
         url: url.to_string(),
@@ -217,7 +240,14 @@ async fn fetch_ca(uri: &http::Uri, url: &str) -> Result<String, JoinError> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
         .with_no_client_auth();
-    let (status, body) = send(uri, url, Arc::new(tls), http::Request::get(CACERTS_PATH), Bytes::new()).await?;
+    let (status, body) = send(
+        uri,
+        url,
+        Arc::new(tls),
+        http::Request::get(CACERTS_PATH),
+        Bytes::new(),
+    )
+    .await?;
     if !status.is_success() {
         return Err(refused(url, status, &body));
     }
@@ -240,7 +270,12 @@ async fn send(
         url: url.to_string(),
         why,
     };
-    let host = uri.host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(443);
     let name = ServerName::try_from(host.clone()).map_err(|e| unreachable(e.to_string()))?;
     let exchange = async {
@@ -250,7 +285,11 @@ async fn send(
         let tls = tokio_rustls::TlsConnector::from(tls)
             .connect(name, tcp)
             .await
-            .map_err(|e| unreachable(format!("TLS: {e} (is the address in the server's certificate? see its --tls-san)")))?;
+            .map_err(|e| {
+                unreachable(format!(
+                    "TLS: {e} (is the address in the server's certificate? see its --tls-san)"
+                ))
+            })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| unreachable(e.to_string()))?;
@@ -258,11 +297,17 @@ async fn send(
             let _ = conn.await;
         });
         let req = req
-            .header(http::header::HOST, uri.authority().map(|a| a.as_str()).unwrap_or_default())
+            .header(
+                http::header::HOST,
+                uri.authority().map(|a| a.as_str()).unwrap_or_default(),
+            )
             .body(Full::new(body))
             .map_err(|e| JoinError::Local(e.to_string()))?;
         let result = async {
-            let resp = sender.send_request(req).await.map_err(|e| unreachable(e.to_string()))?;
+            let resp = sender
+                .send_request(req)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_ANSWER)
                 .collect()
@@ -303,7 +348,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -312,7 +362,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -328,18 +383,37 @@ fn write_credentials(
     serving_key: &rcgen::KeyPair,
 ) -> Result<(), JoinError> {
     let dir = &j.dir;
-    let kubeconfig = pki::kubeconfig_yaml(&j.server, ca, &answer.client_certificate, &client_key.serialize_pem())
-        .map_err(|e| JoinError::Local(format!("writing the kubeconfig: {e}")))?;
+    let kubeconfig = pki::kubeconfig_yaml(
+        &j.server,
+        ca,
+        &answer.client_certificate,
+        &client_key.serialize_pem(),
+    )
+    .map_err(|e| JoinError::Local(format!("writing the kubeconfig: {e}")))?;
     // The serving key before its certificate, as the server writes its own.
-    pki::write_atomic(&dir.join(pki::KUBELET_KEY_FILE), serving_key.serialize_pem().as_bytes(), PRIVATE)
-        .map_err(local("writing the kubelet's key"))?;
-    pki::write_atomic(&dir.join(pki::KUBELET_CERT_FILE), answer.serving_certificate.as_bytes(), PUBLIC)
-        .map_err(local("writing the kubelet's certificate"))?;
+    pki::write_atomic(
+        &dir.join(pki::KUBELET_KEY_FILE),
+        serving_key.serialize_pem().as_bytes(),
+        PRIVATE,
+    )
+    .map_err(local("writing the kubelet's key"))?;
+    pki::write_atomic(
+        &dir.join(pki::KUBELET_CERT_FILE),
+        answer.serving_certificate.as_bytes(),
+        PUBLIC,
+    )
+    .map_err(local("writing the kubelet's certificate"))?;
     // The API server calls the kubelet with a certificate from the cluster CA.
-    pki::write_atomic(&dir.join(pki::KUBELET_CLIENT_CA_FILE), answer.certificate_authority.as_bytes(), PUBLIC)
-        .map_err(local("writing the kubelet's client CA"))?;
-    pki::write_atomic(&dir.join(SERVER_CA_FILE), ca.as_bytes(), PUBLIC).map_err(local("pinning the cluster CA"))?;
-    pki::write_atomic(&j.kubeconfig(), kubeconfig.as_bytes(), PRIVATE).map_err(local("writing the kubeconfig"))
+    pki::write_atomic(
+        &dir.join(pki::KUBELET_CLIENT_CA_FILE),
+        answer.certificate_authority.as_bytes(),
+        PUBLIC,
+    )
+    .map_err(local("writing the kubelet's client CA"))?;
+    pki::write_atomic(&dir.join(SERVER_CA_FILE), ca.as_bytes(), PUBLIC)
+        .map_err(local("pinning the cluster CA"))?;
+    pki::write_atomic(&j.kubeconfig(), kubeconfig.as_bytes(), PRIVATE)
+        .map_err(local("writing the kubeconfig"))
 }
 
 /// Whether the credentials in the agent's directory are for this server,
@@ -362,15 +436,28 @@ fn current(j: &Join, pinned: Option<&str>, want_hash: Option<&str>) -> bool {
         .and_then(|a| a.auth_info.as_ref())
         .and_then(|a| a.client_certificate_data.clone());
     let Some(cert_b64) = cert else { return false };
-    let Ok(cert_pem) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, cert_b64) else {
+    let Ok(cert_pem) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, cert_b64)
+    else {
         return false;
     };
-    let client_ok = pki::leaf_fits(&cert_pem, &pki::node_user(&j.node_name), pinned, &[], RENEW_BEFORE);
+    let client_ok = pki::leaf_fits(
+        &cert_pem,
+        &pki::node_user(&j.node_name),
+        pinned,
+        &[],
+        RENEW_BEFORE,
+    );
     let serving = std::fs::read(j.dir.join(pki::KUBELET_CERT_FILE)).unwrap_or_default();
     let mut names: Vec<String> = vec![j.node_name.clone()];
     names.extend(j.addresses.iter().map(IpAddr::to_string));
     // The serving certificate's issuer (the kubelet CA) is not known here:
     // only its names and dates are checked; the server checks the chain.
-    let serving_ok = pki::leaf_fits(&serving, &pki::node_user(&j.node_name), "", &names, RENEW_BEFORE);
+    let serving_ok = pki::leaf_fits(
+        &serving,
+        &pki::node_user(&j.node_name),
+        "",
+        &names,
+        RENEW_BEFORE,
+    );
     client_ok && serving_ok
 }

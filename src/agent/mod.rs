@@ -5,6 +5,8 @@
 //! ```text
 //! config.rs          flags → AgentConfig (node name, labels, taints, reserved)
 //! client.rs          kube::Client from the agent's kubeconfig
+//! join.rs            `skiff agent`'s join: the CA pinned, certificates asked for
+//! network.rs         routes to other nodes' pod subnets (host-gw, vxlan)
 //! node/host.rs       capacity, allocatable, node info, pressure, conditions
 //! node/register.rs   the Node object and its status
 //! node/lease.rs      the Lease in kube-node-lease, renewed every 10 s
@@ -26,6 +28,7 @@ pub mod dns;
 pub mod image_gc;
 pub mod join;
 pub mod kubelet;
+pub mod network;
 pub mod node;
 pub mod objects;
 pub mod pods;
@@ -139,11 +142,19 @@ pub async fn run(
             log_max_size: None,
         });
     // Before any pod is made: what the node's rules spare from masquerade.
-    let cluster_cidr =
-        crate::net::cidr::Ipv4Cidr::new(config.cluster.cluster_cidr.0, config.cluster.cluster_cidr.1)
-            .ok();
-    if let Err(e) = crate::net::host::record_cluster_cidr(&config.root, cluster_cidr) {
-        tracing::warn!("recording the cluster CIDR: {e}; pods' traffic to other nodes is masqueraded");
+    let cluster_cidr = crate::net::cidr::Ipv4Cidr::new(
+        config.cluster.cluster_cidr.0,
+        config.cluster.cluster_cidr.1,
+    )
+    .ok();
+    let cluster_net = cluster_cidr.map(|cidr| crate::net::host::ClusterNet {
+        cidr,
+        mtu: network::pod_mtu(&config),
+    });
+    if let Err(e) = crate::net::host::record_cluster(&config.root, cluster_net) {
+        tracing::warn!(
+            "recording the cluster network: {e}; pods' traffic to other nodes is masqueraded"
+        );
     }
     let bridge_cidr = crate::net::host::recorded_cidr(&config.root);
     let (pod_cidr_tx, pod_cidr) = tokio::sync::watch::channel(bridge_cidr);
@@ -213,6 +224,12 @@ pub async fn run(
     let pods = tokio::spawn(manager.run(inputs, cancel.child_token()));
     let proxy_params = proxy_settings(&config);
     let records = start_dns(&config, &cancel);
+    let network = tokio::spawn(network::run(
+        client.clone(),
+        config.clone(),
+        workers.pod_cidr.clone(),
+        cancel.child_token(),
+    ));
     let mut node = NodeKeeper::new(client.clone(), config);
     let mut lease = LeaseKeeper::new(client.clone(), &node_name);
     let mut wait = Duration::from_millis(100);
@@ -238,7 +255,9 @@ pub async fn run(
     lease.set_owner(&node_entry.uid);
     match node_entry.pod_cidr {
         Some(c) => tracing::info!(node = %node_name, pod_cidr = %c, "registered the node"),
-        None => tracing::warn!(node = %node_name, "registered the node without a pod CIDR: the cluster CIDR has none left; pods needing an address wait"),
+        None => {
+            tracing::warn!(node = %node_name, "registered the node without a pod CIDR: the cluster CIDR has none left; pods needing an address wait")
+        }
     }
     pod_cidr_tx.send_replace(node_entry.pod_cidr);
     let proxy = Some(tokio::spawn(proxy::run(
@@ -265,6 +284,7 @@ pub async fn run(
             _ = cancel.cancelled() => {
                 let _ = pods.await;
                 let _ = gc.await;
+                let _ = network.await;
                 if let Some(p) = proxy {
                     let _ = p.await;
                 }

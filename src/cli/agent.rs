@@ -25,11 +25,21 @@ pub struct AgentCmdArgs {
 
     /// The join token: the server's (its <data-dir>/server/token) or one
     /// from `skiff token create`.
-    #[arg(long, value_name = "TOKEN", env = "SKIFF_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SKIFF_TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 
     /// A file holding the join token.
-    #[arg(long, value_name = "FILE", env = "SKIFF_TOKEN_FILE", conflicts_with = "token")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "SKIFF_TOKEN_FILE",
+        conflicts_with = "token"
+    )]
     pub token_file: Option<PathBuf>,
 
     /// Where the agent keeps its state: credentials under <DIR>/agent, the
@@ -69,7 +79,9 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
         let config = args.agent.to_config(crate::agent::config::Placement {
             root: data_dir.clone(),
             run_dir,
-            kubeconfig: data_dir.join("agent").join(crate::agent::join::KUBECONFIG_FILE),
+            kubeconfig: data_dir
+                .join("agent")
+                .join(crate::agent::join::KUBECONFIG_FILE),
             default_ip,
             control_plane: false,
         })?;
@@ -122,7 +134,11 @@ async fn route_to(server: &http::Uri) -> anyhow::Result<IpAddr> {
         .with_context(|| format!("resolving the server's host {host:?}"))?
         .next()
         .with_context(|| format!("the server's host {host:?} has no address"))?;
-    let bind = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let bind = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     // A UDP connect only looks the route up; nothing is sent.
     let probe = std::net::UdpSocket::bind(bind)
         .and_then(|s| s.connect(target).map(|()| s))

@@ -18,6 +18,9 @@ pub(super) struct Bridge<'a> {
     pub cidr: Ipv4Cidr,
     /// The alias that names the root owning the bridge (`owner_tag`).
     pub owner: String,
+    /// The MTU a new bridge gets (None: the uplink's). A bridge that
+    /// exists keeps its own.
+    pub mtu: Option<u32>,
 }
 
 impl Bridge<'_> {
@@ -42,7 +45,10 @@ impl Bridge<'_> {
             enable_forwarding(links, self.name)?;
             return Ok(index);
         }
-        let mtu = links.uplink_mtu()?;
+        let mtu = match self.mtu {
+            Some(m) => Some(m),
+            None => links.uplink_mtu()?,
+        };
         let made = match links.add_bridge(self.name, mtu) {
             Ok(()) => true,
             // Another skiff made it at the same moment; it finishes it.
@@ -94,7 +100,13 @@ impl Bridge<'_> {
                 path: PathBuf::from("/proc/net"),
                 why: e.to_string(),
             })?;
-            if net.overlaps(&self.cidr) {
+            // The pod network's VXLAN device holds the subnet's network
+            // address as a /32 (net::overlay, as flannel's): the other
+            // nodes' traffic comes from it, it steals nothing.
+            let overlay_vtep = *prefix == 32
+                && *ip == self.cidr.network()
+                && (found.name_of)(*index) == crate::net::overlay::VXLAN_DEVICE;
+            if net.overlaps(&self.cidr) && !overlay_vtep {
                 return Err(NetError::Overlap {
                     cidr: self.cidr,
                     addr: *ip,
@@ -191,6 +203,7 @@ mod tests {
             name: "skiff0",
             cidr: cidr.parse().unwrap(),
             owner: ME.into(),
+            mtu: None,
         }
     }
 

@@ -51,28 +51,38 @@ pub fn recorded_cidr(root: &Path) -> Option<Ipv4Cidr> {
         .ok()
 }
 
-/// The cluster's pod subnets, recorded by a cluster agent in
-/// `<root>/net/cluster-cidr` before it makes any pod: read each time the
-/// rules are made, so `skiff run` on a node of a cluster makes them as the
-/// agent does.
-fn recorded_cluster_cidr(state: &Path) -> Option<Ipv4Cidr> {
-    fs::read_to_string(state.join("cluster-cidr"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+/// What a cluster agent records in `<root>/net/cluster.json` before it
+/// makes any pod, read each time the node's network is used, so that
+/// `skiff run` on a node of a cluster makes it as the agent does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterNet {
+    /// The pod subnets of every node: traffic to them is not masqueraded.
+    pub cidr: Ipv4Cidr,
+    /// The MTU a new bridge (and so its pods) gets: the pod network's
+    /// encapsulation takes its share of the uplink's (None: the uplink's).
+    pub mtu: Option<u32>,
 }
 
-/// Record (or, with None, forget) the cluster's pod subnets for the node
-/// at `root` (see [`recorded_cluster_cidr`]).
-pub fn record_cluster_cidr(root: &Path, cidr: Option<Ipv4Cidr>) -> Result<(), NetError> {
+fn recorded_cluster(state: &Path) -> Option<ClusterNet> {
+    serde_json::from_slice(&fs::read(state.join("cluster.json")).ok()?).ok()
+}
+
+/// Record (or, with None, forget) the node's cluster network for the node
+/// at `root` (see [`ClusterNet`]).
+pub fn record_cluster(root: &Path, net: Option<ClusterNet>) -> Result<(), NetError> {
     let state = root.join("net");
-    let path = state.join("cluster-cidr");
-    match cidr {
-        Some(c) => {
+    let path = state.join("cluster.json");
+    match net {
+        Some(n) => {
             fs::create_dir_all(&state).map_err(io_err(&state))?;
-            if recorded_cluster_cidr(&state) != Some(c) {
-                fs::write(&path, format!("{c}\n")).map_err(io_err(&path))?;
+            if recorded_cluster(&state) != Some(n) {
+                let text = serde_json::to_vec(&n).map_err(|e| NetError::Corrupt {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+                let tmp = state.join(".cluster.json.tmp");
+                fs::write(&tmp, text).map_err(io_err(&tmp))?;
+                fs::rename(&tmp, &path).map_err(io_err(&path))?;
             }
             Ok(())
         }
@@ -392,6 +402,7 @@ impl HostBridge {
             name: &self.bridge,
             cidr: self.cidr,
             owner: bridge::owner_tag(&self.state),
+            mtu: recorded_cluster(&self.state).and_then(|c| c.mtu),
         }
     }
 
@@ -407,7 +418,7 @@ impl HostBridge {
             stamp: &self.state.join("rules.applied"),
             bridge: &self.bridge,
             cidr: self.cidr,
-            cluster: recorded_cluster_cidr(&self.state),
+            cluster: recorded_cluster(&self.state).map(|c| c.cidr),
             before,
             after,
         })

@@ -14,8 +14,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use super::host;
-use crate::net::cidr::Ipv4Cidr;
 use crate::agent::config::AgentConfig;
+use crate::net::cidr::Ipv4Cidr;
 
 /// How often an unchanged status is written anyway.
 const REPORT_EVERY: Duration = Duration::from_secs(300);
@@ -118,10 +118,7 @@ impl NodeKeeper {
     /// A new Node asks for `proposed` as its pod CIDR (the subnet the
     /// node's bridge already has), else the server picks one; one that
     /// exists keeps its own, or is given one by the server on this write.
-    pub async fn register(
-        &self,
-        proposed: Option<Ipv4Cidr>,
-    ) -> Result<Registered, RegisterError> {
+    pub async fn register(&self, proposed: Option<Ipv4Cidr>) -> Result<Registered, RegisterError> {
         match self.create_or_label(proposed).await {
             // Taken by another node meanwhile: the server picks.
             Err(RegisterError::Api(kube::Error::Api(s))) if s.code == 422 && proposed.is_some() => {

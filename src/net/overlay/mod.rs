@@ -179,9 +179,9 @@ pub fn teardown(cluster_cidr: Ipv4Cidr) -> Result<(), OverlayError> {
 
 /// The MTU pods should use on this node: that of the link holding the node
 /// address, less the vxlan headers for vxlan.
-pub fn pod_mtu(backend: Backend, local: &Local) -> Result<u32, OverlayError> {
+pub fn pod_mtu(backend: Backend, node_ip: Ipv4Addr) -> Result<u32, OverlayError> {
     let mut rtnl = Rtnl::open()?;
-    let link = kernel::node_link(&mut rtnl, local.node_ip)?;
+    let link = kernel::node_link(&mut rtnl, node_ip)?;
     match backend {
         Backend::HostGw => Ok(link.mtu),
         Backend::Vxlan => link.vxlan_mtu(),

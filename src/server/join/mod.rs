@@ -108,8 +108,9 @@ impl Joiner {
         if body.len() > MAX_BODY {
             return Err(ApiError::too_large(MAX_BODY));
         }
-        let req: CertificatesRequest = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("the node certificate request does not decode: {e}")))?;
+        let req: CertificatesRequest = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request(format!("the node certificate request does not decode: {e}"))
+        })?;
         let node = req.node_name.as_str();
         if !crate::agent::config::is_dns_subdomain(node) {
             return Err(ApiError::bad_request(format!(
@@ -133,7 +134,12 @@ impl Joiner {
         self.hold_name(node, &req.password).await?;
         let signed = self
             .pki
-            .sign_node_certificates(node, &req.client_request, &req.serving_request, &req.addresses)
+            .sign_node_certificates(
+                node,
+                &req.client_request,
+                &req.serving_request,
+                &req.addresses,
+            )
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         tracing::info!(node, "issued node certificates");
         let answer = CertificatesAnswer {
@@ -161,7 +167,11 @@ impl Joiner {
         if own {
             return Ok(());
         }
-        tracing::warn!(node, user = who.map(|w| w.user.as_str()), "refused a join without a token");
+        tracing::warn!(
+            node,
+            user = who.map(|w| w.user.as_str()),
+            "refused a join without a token"
+        );
         Err(ApiError::new(
             401,
             "Unauthorized",
@@ -178,15 +188,22 @@ impl Joiner {
             None => "not the server's token".to_string(),
             Some((id, secret)) => {
                 let secrets: Api<Secret> = Api::namespaced(self.client.clone(), tokens::NAMESPACE);
-                match secrets.get_opt(&format!("{}{id}", tokens::SECRET_PREFIX)).await {
-                    Ok(Some(s)) => match tokens::bootstrap_problem(&s, secret, chrono::Utc::now()) {
-                        None => return Ok(()),
-                        Some(p) => format!("bootstrap token {id}: {p}"),
-                    },
+                match secrets
+                    .get_opt(&format!("{}{id}", tokens::SECRET_PREFIX))
+                    .await
+                {
+                    Ok(Some(s)) => {
+                        match tokens::bootstrap_problem(&s, secret, chrono::Utc::now()) {
+                            None => return Ok(()),
+                            Some(p) => format!("bootstrap token {id}: {p}"),
+                        }
+                    }
                     Ok(None) => format!("bootstrap token {id}: no such token"),
                     Err(e) => {
                         tracing::error!(node, "reading bootstrap token {id}: {e}");
-                        return Err(ApiError::service_unavailable("cannot check the join token now: try again"));
+                        return Err(ApiError::service_unavailable(
+                            "cannot check the join token now: try again",
+                        ));
                     }
                 }
             }
@@ -209,7 +226,10 @@ impl Joiner {
             ApiError::service_unavailable("cannot check the node password now: try again")
         };
         let taken = || {
-            tracing::warn!(node, "refused a join: the node name is held by another host");
+            tracing::warn!(
+                node,
+                "refused a join: the node name is held by another host"
+            );
             ApiError::forbidden(format!(
                 "node {node:?} is already registered by another host (its node password differs): choose another --node-name, or if that host is gone, `kubectl delete node {node}` first"
             ))
@@ -233,7 +253,9 @@ impl Joiner {
                 metadata: kube::api::ObjectMeta {
                     name: Some(name.clone()),
                     namespace: Some(tokens::NAMESPACE.into()),
-                    resource_version: stored.as_ref().and_then(|s| s.metadata.resource_version.clone()),
+                    resource_version: stored
+                        .as_ref()
+                        .and_then(|s| s.metadata.resource_version.clone()),
                     ..Default::default()
                 },
                 type_: Some(password::SECRET_TYPE.into()),
@@ -244,7 +266,11 @@ impl Joiner {
                 ..Default::default()
             };
             let written = match stored {
-                Some(_) => secrets.replace(&name, &PostParams::default(), &secret).await,
+                Some(_) => {
+                    secrets
+                        .replace(&name, &PostParams::default(), &secret)
+                        .await
+                }
                 None => secrets.create(&PostParams::default(), &secret).await,
             };
             match written {
@@ -288,12 +314,18 @@ mod tests {
     #[test]
     fn the_token_travels_as_basic_auth() {
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::AUTHORIZATION, basic_auth("K10abc::s3cret:x").parse().unwrap());
+        h.insert(
+            http::header::AUTHORIZATION,
+            basic_auth("K10abc::s3cret:x").parse().unwrap(),
+        );
         assert_eq!(basic_token(&h).as_deref(), Some("K10abc::s3cret:x"));
         h.insert(http::header::AUTHORIZATION, "Bearer x".parse().unwrap());
         assert_eq!(basic_token(&h), None);
         let other = base64::engine::general_purpose::STANDARD.encode("admin:x");
-        h.insert(http::header::AUTHORIZATION, format!("Basic {other}").parse().unwrap());
+        h.insert(
+            http::header::AUTHORIZATION,
+            format!("Basic {other}").parse().unwrap(),
+        );
         assert_eq!(basic_token(&h), None);
     }
 }

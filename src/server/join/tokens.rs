@@ -42,11 +42,18 @@ pub fn secret_part(token: &str) -> &str {
 /// so lengths leak nothing either).
 pub fn same_secret(a: &str, b: &str) -> bool {
     let (x, y) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    x.iter().zip(y.iter()).fold(0u8, |acc, (p, q)| acc | (p ^ q)) == 0
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
 }
 
 /// Why a bootstrap token's Secret does not let it join, if it does not.
-pub fn bootstrap_problem(secret: &Secret, presented: &str, now: chrono::DateTime<chrono::Utc>) -> Option<&'static str> {
+pub fn bootstrap_problem(
+    secret: &Secret,
+    presented: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<&'static str> {
     let field = |k: &str| -> Option<String> {
         secret
             .data
@@ -92,14 +99,24 @@ mod tests {
 
     #[test]
     fn tokens_are_split_as_written() {
-        assert_eq!(split_bootstrap("abcdef.0123456789abcdef"), Some(("abcdef", "0123456789abcdef")));
-        for bad in ["abcdef.0123456789abcde", "ABCDEF.0123456789abcdef", "abcdef0123456789abcdef", "abcde.0123456789abcdefg"] {
+        assert_eq!(
+            split_bootstrap("abcdef.0123456789abcdef"),
+            Some(("abcdef", "0123456789abcdef"))
+        );
+        for bad in [
+            "abcdef.0123456789abcde",
+            "ABCDEF.0123456789abcdef",
+            "abcdef0123456789abcdef",
+            "abcde.0123456789abcdefg",
+        ] {
             assert_eq!(split_bootstrap(bad), None, "{bad}");
         }
         let hash = "a".repeat(64);
         assert_eq!(secret_part(&format!("K10{hash}::s3cret\n")), "s3cret");
         assert_eq!(secret_part("s3cret"), "s3cret");
-        assert!(same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("abc", "abcd"));
+        assert!(
+            same_secret("abc", "abc") && !same_secret("abc", "abd") && !same_secret("abc", "abcd")
+        );
     }
 
     #[test]
@@ -107,19 +124,45 @@ mod tests {
         let now = chrono::Utc::now();
         let later = (now + chrono::Duration::hours(1)).to_rfc3339();
         let earlier = (now - chrono::Duration::hours(1)).to_rfc3339();
-        let good = [("token-id", "abcdef"), ("token-secret", "0123456789abcdef"), ("usage-bootstrap-authentication", "true")];
-        assert_eq!(bootstrap_problem(&token_secret(&good, SECRET_TYPE), "0123456789abcdef", now), None);
-        assert_eq!(bootstrap_problem(&token_secret(&good, SECRET_TYPE), "0123456789abcdee", now), Some("wrong secret"));
-        assert_eq!(bootstrap_problem(&token_secret(&good, "Opaque"), "0123456789abcdef", now), Some("not a bootstrap token"));
+        let good = [
+            ("token-id", "abcdef"),
+            ("token-secret", "0123456789abcdef"),
+            ("usage-bootstrap-authentication", "true"),
+        ];
+        assert_eq!(
+            bootstrap_problem(&token_secret(&good, SECRET_TYPE), "0123456789abcdef", now),
+            None
+        );
+        assert_eq!(
+            bootstrap_problem(&token_secret(&good, SECRET_TYPE), "0123456789abcdee", now),
+            Some("wrong secret")
+        );
+        assert_eq!(
+            bootstrap_problem(&token_secret(&good, "Opaque"), "0123456789abcdef", now),
+            Some("not a bootstrap token")
+        );
         let mut timed = good.to_vec();
         timed.push(("expiration", &later));
-        assert_eq!(bootstrap_problem(&token_secret(&timed, SECRET_TYPE), "0123456789abcdef", now), None);
+        assert_eq!(
+            bootstrap_problem(&token_secret(&timed, SECRET_TYPE), "0123456789abcdef", now),
+            None
+        );
         let mut old = good.to_vec();
         old.push(("expiration", &earlier));
-        assert_eq!(bootstrap_problem(&token_secret(&old, SECRET_TYPE), "0123456789abcdef", now), Some("expired"));
-        let signing_only = [("token-secret", "0123456789abcdef"), ("usage-bootstrap-signing", "true")];
         assert_eq!(
-            bootstrap_problem(&token_secret(&signing_only, SECRET_TYPE), "0123456789abcdef", now),
+            bootstrap_problem(&token_secret(&old, SECRET_TYPE), "0123456789abcdef", now),
+            Some("expired")
+        );
+        let signing_only = [
+            ("token-secret", "0123456789abcdef"),
+            ("usage-bootstrap-signing", "true"),
+        ];
+        assert_eq!(
+            bootstrap_problem(
+                &token_secret(&signing_only, SECRET_TYPE),
+                "0123456789abcdef",
+                now
+            ),
             Some("not usable for authentication")
         );
     }

@@ -44,8 +44,8 @@ pub use tokens::{
 };
 
 use certs::{Purpose, CA_LIFETIME, LEAF_LIFETIME};
-pub(crate) use files::{ensure_dir, write_atomic, PRIVATE, PUBLIC};
 use files::read_optional;
+pub(crate) use files::{ensure_dir, write_atomic, PRIVATE, PUBLIC};
 use sans::SanSet;
 
 pub const CA_CERT_FILE: &str = "server-ca.crt";
@@ -185,11 +185,19 @@ pub fn load_or_init(opts: &PkiOptions) -> Result<ClusterPki, PkiError> {
     ensure_dir(dir, 0o700)?;
     let (ca_cert_pem, ca_cert_der, ca_key, fresh_ca) =
         load_or_create_ca(dir, CA_CERT_FILE, CA_KEY_FILE, "skiff-server-ca")?;
-    let (kubelet_ca_pem, kubelet_ca_der, kubelet_ca_key, _) =
-        load_or_create_ca(dir, KUBELET_CA_CERT_FILE, KUBELET_CA_KEY_FILE, "skiff-kubelet-ca")?;
-    let kubelet_issuer = Issuer::from_ca_cert_der(&kubelet_ca_der, kubelet_ca_key).map_err(|e| {
-        PkiError::invalid(&dir.join(KUBELET_CA_CERT_FILE), format!("unusable as issuer: {e}"))
-    })?;
+    let (kubelet_ca_pem, kubelet_ca_der, kubelet_ca_key, _) = load_or_create_ca(
+        dir,
+        KUBELET_CA_CERT_FILE,
+        KUBELET_CA_KEY_FILE,
+        "skiff-kubelet-ca",
+    )?;
+    let kubelet_issuer =
+        Issuer::from_ca_cert_der(&kubelet_ca_der, kubelet_ca_key).map_err(|e| {
+            PkiError::invalid(
+                &dir.join(KUBELET_CA_CERT_FILE),
+                format!("unusable as issuer: {e}"),
+            )
+        })?;
     let ca_path = dir.join(CA_CERT_FILE);
     let (_, ca_x509) = x509_parser::parse_x509_certificate(&ca_cert_der)
         .map_err(|e| PkiError::invalid(&ca_path, format!("bad certificate: {e}")))?;
