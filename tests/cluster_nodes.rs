@@ -1,0 +1,399 @@
+//! A server and its agents on one machine (support/cluster.rs): every node
+//! a real skiff process in a network namespace of its own, joined over a
+//! test switch, driven with the real kubectl.
+//!
+//! - joining: nodes Ready with their own pod subnets; a wrong token, a
+//!   forged CA hash and a node name held by another box are refused;
+//! - the pod network: a Deployment spread over the nodes, its pods reaching
+//!   each other by IP and by Service name over VXLAN (also across a
+//!   router) and host-gw, NodePorts on every node;
+//! - logs, exec and port-forward for pods on agents;
+//! - node credentials: one node cannot read another node's pods' Secrets;
+//! - outages: a killed agent's pods are replaced elsewhere and it comes
+//!   back clean; a partitioned agent keeps its pods.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/containers.rs"]
+mod containers;
+mod support;
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cluster::{Cluster, Options, Topology, API_PORT};
+use support::{stderr, stdout};
+
+/// busybox httpd answering with its pod's name, spread over the nodes,
+/// behind a NodePort Service.
+fn web(replicas: u32) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: web}}
+spec:
+  replicas: {replicas}
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web}}}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      topologySpreadConstraints:
+      - {{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {{matchLabels: {{app: web}}}}}}
+      containers:
+      - name: httpd
+        image: busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -v -p 8080 -h /www"]
+        ports: [{{containerPort: 8080}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: web}}
+spec:
+  type: NodePort
+  selector: {{app: web}}
+  ports: [{{port: 80, targetPort: 8080, nodePort: 30080}}]
+"#
+    )
+}
+
+/// Wait for `n` Running web pods; (name, node, IP) each.
+fn running_web(c: &Cluster, n: usize) -> Vec<(String, String, String)> {
+    let mut found = Vec::new();
+    c.wait_for(&format!("{n} running web pods"), |c| {
+        found = c.pods("app=web");
+        found.len() == n
+    });
+    found
+}
+
+/// What `url` answers from inside `pod` (busybox wget, bounded by
+/// `timeout`: the static busybox's `wget -T` crashes).
+fn fetch(c: &Cluster, pod: &str, url: &str) -> String {
+    let out = c.exec(pod, &["sh", "-c", &format!("timeout 5 wget -qO- {url}")]);
+    format!("{}{}", stdout(&out).trim(), stderr(&out).trim())
+}
+
+/// Every web pod reaches every other by IP, and the Service by its name.
+fn pods_reach_each_other(c: &Cluster, pods: &[(String, String, String)]) {
+    for (from, from_node, _) in pods {
+        for (to, to_node, ip) in pods {
+            if from_node == to_node {
+                continue;
+            }
+            assert_eq!(
+                fetch(c, from, &format!("http://{ip}:8080/")),
+                *to,
+                "{from} on {from_node} → {to} on {to_node} ({ip})\n{}",
+                c.logs()
+            );
+        }
+        let names: BTreeSet<String> = pods.iter().map(|p| p.0.clone()).collect();
+        let by_name = fetch(c, from, "http://web.default.svc.cluster.local/");
+        assert!(names.contains(&by_name), "{from} → web: {by_name:?}");
+    }
+}
+
+fn nodes_of(pods: &[(String, String, String)]) -> BTreeSet<String> {
+    pods.iter().map(|p| p.1.clone()).collect()
+}
+
+#[test]
+fn agents_join_and_pods_talk_across_nodes_over_vxlan() {
+    let c = Cluster::start(Options::default());
+    // Ready, each with a subnet of its own, as kubectl shows them.
+    let wide = c.kubectl_ok(&["get", "nodes", "-o", "wide"]);
+    for n in ["s", "a1", "a2"] {
+        let line = wide
+            .lines()
+            .find(|l| l.starts_with(&format!("{n} ")))
+            .unwrap_or_default();
+        assert!(line.contains(" Ready "), "{wide}");
+    }
+    let v = c.json(&["get", "nodes"]);
+    let cidrs: BTreeSet<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["spec"]["podCIDR"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(cidrs.len(), 3, "{cidrs:?}");
+    assert!(
+        cidrs
+            .iter()
+            .all(|c| c.starts_with("10.42.") && c.ends_with(".0/24")),
+        "{cidrs:?}"
+    );
+    let a1 = &v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["metadata"]["name"] == "a1")
+        .unwrap();
+    assert_eq!(a1["status"]["addresses"][0]["address"], c.node("a1").ip);
+    assert!(
+        a1["metadata"]["annotations"]["skiff.io/vxlan-mac"].is_string(),
+        "{a1}"
+    );
+
+    c.load_busybox();
+    c.apply(&web(6));
+    let pods = running_web(&c, 6);
+    assert_eq!(
+        nodes_of(&pods).len(),
+        3,
+        "spread over the three nodes: {pods:?}"
+    );
+    pods_reach_each_other(&c, &pods);
+
+    // A NodePort on every node, from the server's namespace.
+    for n in &c.nodes {
+        let out = c
+            .server()
+            .command("curl")
+            .args(["-s", "--max-time", "5"])
+            .arg(format!("http://{}:30080/", n.ip))
+            .output()
+            .unwrap();
+        assert!(
+            stdout(&out).starts_with("web-"),
+            "NodePort on {}: {out:?}",
+            n.name
+        );
+    }
+
+    // logs, exec and port-forward of a pod on an agent.
+    let (on_a1, _, _) = pods.iter().find(|p| p.1 == "a1").unwrap().clone();
+    assert_eq!(stdout(&c.exec(&on_a1, &["hostname"])).trim(), on_a1);
+    let logs = c.kubectl_ok(&["logs", &on_a1]);
+    assert!(
+        logs.contains("GET") || logs.contains("response"),
+        "httpd -v logs: {logs}"
+    );
+    let mut pf = c
+        .server()
+        .command(support::KUBECTL)
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .args(["port-forward", &format!("pod/{on_a1}"), "18080:8080"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let got = loop {
+        let out = c
+            .server()
+            .command("curl")
+            .args(["-s", "--max-time", "3", "http://127.0.0.1:18080/"])
+            .output()
+            .unwrap();
+        if out.status.success() || Instant::now() > deadline {
+            break stdout(&out);
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    let _ = pf.kill();
+    let _ = pf.wait();
+    assert_eq!(got.trim(), on_a1);
+
+    node_credentials_reach_only_their_own_pods_secrets(&c);
+    joins_are_refused_with_a_clear_message(&c);
+}
+
+/// The node authorizer, with a node's real credentials (the kubeconfig
+/// its join wrote): a1 reads the Secret of a pod bound to a1, not that of
+/// a pod bound to a2.
+fn node_credentials_reach_only_their_own_pods_secrets(c: &Cluster) {
+    for (n, secret) in [("a1", "mine"), ("a2", "theirs")] {
+        c.apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {secret}}}\nstringData: {{k: v}}\n---\n\
+             apiVersion: v1\nkind: Pod\nmetadata: {{name: uses-{secret}}}\nspec:\n  nodeName: {n}\n  \
+             containers: [{{name: c, image: busybox:latest, imagePullPolicy: Never, command: [sleep, '3600'], \
+             env: [{{name: K, valueFrom: {{secretKeyRef: {{name: {secret}, key: k}}}}}}]}}]\n"
+        ));
+    }
+    let kubeconfig = c.node("a1").root().join("agent/kubelet.kubeconfig");
+    let as_a1 = |args: &[&str]| {
+        c.server()
+            .command(support::KUBECTL)
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let own = as_a1(&["get", "secret", "mine", "-o", "name"]);
+    assert!(
+        own.status.success(),
+        "a1 reads its pod's secret: {}",
+        stderr(&own)
+    );
+    let other = as_a1(&["get", "secret", "theirs"]);
+    assert!(!other.status.success(), "a1 read a2's pod's secret");
+    assert!(
+        stderr(&other).contains("Forbidden") || stderr(&other).contains("forbidden"),
+        "{}",
+        stderr(&other)
+    );
+}
+
+/// `skiff agent` from a spare box on the switch, with bad credentials.
+fn joins_are_refused_with_a_clear_message(c: &Cluster) {
+    let token = std::fs::read_to_string(c.token_path())
+        .unwrap()
+        .trim()
+        .to_string();
+    let (hash, secret) = token.trim_start_matches("K10").split_once("::").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A box on the server's namespace's loopback is enough to try a join.
+    let server = format!("https://127.0.0.1:{API_PORT}");
+    let join = |token: &str, name: &str, data: &str| {
+        let out = c
+            .server()
+            .command(env!("CARGO_BIN_EXE_skiff"))
+            .arg("--root")
+            .arg(dir.path().join(data))
+            .arg("--run-dir")
+            .arg(dir.path().join(format!("{data}-run")))
+            .args([
+                "agent",
+                "--server",
+                &server,
+                "--token",
+                token,
+                "--node-name",
+                name,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "the join succeeded: {}",
+            stderr(&out)
+        );
+        stderr(&out)
+    };
+    let wrong = join(&format!("K10{hash}::not-the-secret"), "box", "d1");
+    assert!(
+        wrong.contains("refused to join") && wrong.contains("join token is not valid"),
+        "{wrong}"
+    );
+    let forged = join(&format!("K10{}::{secret}", "0".repeat(64)), "box", "d2");
+    assert!(
+        forged.contains("presents a cluster CA whose sha256 is"),
+        "{forged}"
+    );
+    let malformed = join("K10nothex::x", "box", "d3");
+    assert!(malformed.contains("malformed"), "{malformed}");
+    // a1 exists and holds its name: another box (another password) may not
+    // take it, even with the right token.
+    let stolen = join(&token, "a1", "d4");
+    assert!(
+        stolen.contains("already registered by another host"),
+        "{stolen}"
+    );
+    // Nothing of the refused boxes was stored.
+    let nodes = c.kubectl_ok(&["get", "nodes", "-o", "name"]);
+    assert!(!nodes.contains("node/box"), "{nodes}");
+}
+
+#[test]
+fn vxlan_carries_pods_across_a_router() {
+    let c = Cluster::start(Options {
+        agents: 2,
+        topology: Topology::Routed,
+        ..Default::default()
+    });
+    // a2 is alone behind the router: no route of host-gw's could reach it.
+    c.load_busybox();
+    c.apply(&web(3));
+    let pods = running_web(&c, 3);
+    assert_eq!(nodes_of(&pods).len(), 3, "{pods:?}");
+    pods_reach_each_other(&c, &pods);
+}
+
+#[test]
+fn host_gw_routes_pods_and_nodes_fail_and_come_back() {
+    let mut c = Cluster::start(Options {
+        agents: 2,
+        server_args: &[
+            "--node-monitor-grace-period",
+            "8s",
+            "--default-unreachable-toleration-seconds",
+            "2",
+            "--default-not-ready-toleration-seconds",
+            "2",
+        ],
+        node_args: &["--pod-network", "host-gw"],
+        ..Default::default()
+    });
+    // host-gw: plain routes via the other nodes' addresses, no device.
+    let routes = stdout(&c.node("a1").command("ip").args(["route"]).output().unwrap());
+    assert!(
+        routes.contains(&format!("via {} dev eth0", c.server().ip)),
+        "{routes}"
+    );
+    let links = stdout(&c.node("a1").command("ip").args(["link"]).output().unwrap());
+    assert!(!links.contains("skiff.vxlan"), "{links}");
+    c.load_busybox();
+    c.apply(&web(3));
+    let pods = running_web(&c, 3);
+    assert_eq!(nodes_of(&pods).len(), 3, "{pods:?}");
+    pods_reach_each_other(&c, &pods);
+
+    // Cut off from the switch for a moment (less than the grace period),
+    // a1's pod goes on serving on its node, untouched.
+    let (on_a1, _, ip) = pods.iter().find(|p| p.1 == "a1").unwrap().clone();
+    c.node("a1").partition();
+    thread::sleep(Duration::from_secs(3));
+    let out = c
+        .node("a1")
+        .command("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://{ip}:8080/"))
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out).trim(), on_a1, "a1's pod while a1 is cut off");
+    c.node("a1").restore();
+    c.wait_node_ready("a1", true);
+    let after = running_web(&c, 3);
+    assert!(
+        after.iter().any(|p| p.0 == on_a1),
+        "the pod on a1 was replaced: {after:?}"
+    );
+    let restarts = c.kubectl_ok(&[
+        "get",
+        "pod",
+        &on_a1,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    ]);
+    assert_eq!(restarts.trim(), "0");
+
+    // Killed: NotReady, its pod replaced on the others; back: Ready, with
+    // no duplicate and none of the old pods left on it.
+    c.node_mut("a1").kill();
+    c.wait_node_ready("a1", false);
+    c.wait_for("a1's pod replaced elsewhere", |c| {
+        let p = c.pods("app=web");
+        p.len() == 3 && p.iter().all(|(_, n, _)| n != "a1")
+    });
+    c.node_mut("a1").start();
+    c.wait_node_ready("a1", true);
+    c.wait_for("a1's old pod gone from the API", |c| {
+        let out = c.kubectl(&["get", "pod", &on_a1]);
+        !out.status.success() && stderr(&out).contains("NotFound")
+    });
+    c.wait_for("a1 runs none of the old pods", |c| {
+        let ps = c.node("a1").skiff(&["ps", "-a", "--format", "{{.Names}}"]);
+        !stdout(&ps).contains(&on_a1)
+    });
+    let final_pods = running_web(&c, 3);
+    let names: BTreeSet<&String> = final_pods.iter().map(|p| &p.0).collect();
+    assert_eq!(names.len(), 3, "{final_pods:?}");
+}
