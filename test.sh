@@ -12,7 +12,8 @@ fi
 
 # Debian packages the tests use: ip (iproute2) for network namespaces, curl
 # for raw HTTPS checks, nft (nftables) to read back the table skiff programs
-# over netlink (tests/net_nft.rs; skiff itself never runs nft).
+# over netlink (tests/net_nft.rs) and to firewall a test node
+# (tests/cluster_nodes.rs); skiff itself never runs nft.
 need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)

@@ -165,7 +165,50 @@ fn agents_join_and_pods_talk_across_nodes_over_vxlan() {
         );
     }
 
-    // logs, exec and port-forward of a pod on an agent.
+    // logs, exec and port-forward of a pod on an agent the server cannot
+    // dial (a firewall on a1 drops the server's connections to its kubelet,
+    // as NAT would): through a1's tunnel.
+    let a1 = c.node("a1");
+    for rule in [
+        vec!["add", "table", "inet", "block"],
+        vec![
+            "add",
+            "chain",
+            "inet",
+            "block",
+            "in",
+            "{ type filter hook input priority 0; }",
+        ],
+        vec![
+            "add",
+            "rule",
+            "inet",
+            "block",
+            "in",
+            "ip",
+            "saddr",
+            c.server().ip.as_str(),
+            "tcp",
+            "dport",
+            "10250",
+            "drop",
+        ],
+    ] {
+        support::run_ok(a1.command("nft").args(&rule));
+    }
+    let direct = c
+        .server()
+        .command("curl")
+        .args(["-sk", "--max-time", "3"])
+        .arg(format!("https://{}:10250/", a1.ip))
+        .output()
+        .unwrap();
+    assert!(
+        !direct.status.success(),
+        "the server still dials a1's kubelet"
+    );
+    let (on_s, _, _) = pods.iter().find(|p| p.1 == "s").unwrap().clone();
+    assert_eq!(stdout(&c.exec(&on_s, &["hostname"])).trim(), on_s);
     let (on_a1, _, _) = pods.iter().find(|p| p.1 == "a1").unwrap().clone();
     assert_eq!(stdout(&c.exec(&on_a1, &["hostname"])).trim(), on_a1);
     let logs = c.kubectl_ok(&["logs", &on_a1]);
@@ -322,8 +365,10 @@ fn host_gw_routes_pods_and_nodes_fail_and_come_back() {
     let mut c = Cluster::start(Options {
         agents: 2,
         server_args: &[
+            // Past the agents' 10 s lease renewal, or a healthy node
+            // would flap.
             "--node-monitor-grace-period",
-            "8s",
+            "20s",
             "--default-unreachable-toleration-seconds",
             "2",
             "--default-not-ready-toleration-seconds",

@@ -461,3 +461,37 @@ fn current(j: &Join, pinned: Option<&str>, want_hash: Option<&str>) -> bool {
     );
     client_ok && serving_ok
 }
+
+/// What an agent's kubeconfig holds (as `pki::kubeconfig_yaml` writes it).
+pub struct Credentials {
+    pub server: String,
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The credentials in the kubeconfig at `path`.
+pub fn read_credentials(path: &Path) -> Result<Credentials, String> {
+    use base64::Engine as _;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let field = |pointer: &str| -> Result<String, String> {
+        doc.pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| format!("{}: no {pointer}", path.display()))
+    };
+    let decoded = |pointer: &str| -> Result<String, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(field(pointer)?)
+            .map_err(|e| format!("{}: {pointer}: {e}", path.display()))?;
+        String::from_utf8(bytes).map_err(|e| format!("{}: {pointer}: {e}", path.display()))
+    };
+    Ok(Credentials {
+        server: field("/clusters/0/cluster/server")?,
+        ca_pem: decoded("/clusters/0/cluster/certificate-authority-data")?,
+        cert_pem: decoded("/users/0/user/client-certificate-data")?,
+        key_pem: decoded("/users/0/user/client-key-data")?,
+    })
+}

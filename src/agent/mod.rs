@@ -7,6 +7,7 @@
 //! client.rs          kube::Client from the agent's kubeconfig
 //! join.rs            `skiff agent`'s join: the CA pinned, certificates asked for
 //! network.rs         routes to other nodes' pod subnets (host-gw, vxlan)
+//! tunnel.rs          `skiff agent`'s tunnel: the server reaches the kubelet through it
 //! node/host.rs       capacity, allocatable, node info, pressure, conditions
 //! node/register.rs   the Node object and its status
 //! node/lease.rs      the Lease in kube-node-lease, renewed every 10 s
@@ -33,6 +34,7 @@ pub mod node;
 pub mod objects;
 pub mod pods;
 pub mod proxy;
+pub mod tunnel;
 
 use std::time::Duration;
 

@@ -117,7 +117,16 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
             }
         }
         tracing::info!(node = %config.node_name, node_ip = %config.node_ip, "starting the agent");
-        crate::agent::run(config, cancel, || {}).await
+        // The server reaches the kubelet through this, wherever the node is.
+        let tunnel = tokio::spawn(crate::agent::tunnel::run(
+            join.kubeconfig(),
+            config.kubelet_port,
+            cancel.child_token(),
+        ));
+        let result = crate::agent::run(config, cancel.clone(), || {}).await;
+        cancel.cancel();
+        let _ = tunnel.await;
+        result
     })
 }
 

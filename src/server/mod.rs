@@ -577,6 +577,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         webhooks,
         encryption: encryption.clone(),
         join: Default::default(),
+        tunnels: Default::default(),
     });
     // Requests, bootstrap's included, are authorized on the policy.
     apiserver::rbac::start(&state)
@@ -617,9 +618,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _ = state.webhooks.cluster_ca.set(pki.ca_cert_pem().to_string());
     match pki.kubelet_client_config() {
         Ok(tls) => {
-            let _ = state
-                .kubelet
-                .set(apiserver::kubelet_proxy::KubeletClient { tls });
+            let _ = state.kubelet.set(apiserver::kubelet_proxy::KubeletClient {
+                tls,
+                tunnels: state.tunnels.clone(),
+            });
         }
         Err(e) => tracing::warn!("pods' logs, exec and port-forward are off: {e}"),
     }

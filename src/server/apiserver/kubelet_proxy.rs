@@ -31,6 +31,8 @@ const ERROR_BODY_MAX: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct KubeletClient {
     pub tls: Arc<rustls::ClientConfig>,
+    /// Agents' tunnels: a node with one is reached through it.
+    pub tunnels: super::tunnel::Tunnels,
 }
 
 fn bad_request(msg: String) -> ApiError {
@@ -238,7 +240,7 @@ async fn forward(
     let (client, addr) = kubelet_of(call, node_name).await?;
     let headers = call.headers;
     let upgrade = headers.contains_key(http::header::UPGRADE);
-    let resp = send(&client, addr, method, target, headers)
+    let resp = send(&client, node_name, addr, method, target, headers)
         .await
         .map_err(|e| {
             ApiError::new(
@@ -281,23 +283,47 @@ async fn forward(
 
 type KubeletResponse = http::Response<hyper::body::Incoming>;
 
-/// One request to the kubelet at `addr` on a connection of its own.
-pub(super) async fn send(
+/// A connection to a kubelet: through its node's tunnel, or dialled.
+trait Transport: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Transport for T {}
+
+/// A connection to node `node`'s kubelet at `addr`: through the node's
+/// tunnel while it has one, else dialled.
+async fn connect(
     client: &KubeletClient,
+    node: &str,
     addr: SocketAddr,
-    method: &Method,
-    target: &str,
-    headers: &http::HeaderMap,
-) -> Result<KubeletResponse, String> {
+) -> Result<Box<dyn Transport>, String> {
+    if let Some(stream) = client.tunnels.dial(node).await {
+        return stream
+            .map(|s| Box::new(s) as Box<dyn Transport>)
+            .map_err(|e| format!("through the node's tunnel: {e}"));
+    }
     let tcp = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr))
         .await
         .map_err(|_| "connection timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
+    Ok(Box::new(tcp))
+}
+
+/// One request to node `node`'s kubelet at `addr` on a connection of its
+/// own.
+pub(super) async fn send(
+    client: &KubeletClient,
+    node: &str,
+    addr: SocketAddr,
+    method: &Method,
+    target: &str,
+    headers: &http::HeaderMap,
+) -> Result<KubeletResponse, String> {
+    let io = connect(client, node, addr).await?;
+    // The kubelet's certificate names its address, whichever way it is
+    // reached.
     let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
     let tls = tokio::time::timeout(
         CONNECT_TIMEOUT,
-        tokio_rustls::TlsConnector::from(client.tls.clone()).connect(name, tcp),
+        tokio_rustls::TlsConnector::from(client.tls.clone()).connect(name, io),
     )
     .await
     .map_err(|_| "TLS handshake timed out".to_string())?

@@ -124,12 +124,17 @@ const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn scrape(client: &KubeletClient, node: &Value) -> Result<Scrape, String> {
     let addr = kubelet_addr(node).ok_or("the node has no address")?;
+    let name = node
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     // The proxy's own limits (connect 10 s, answer 60 s) are for people's
     // requests; a scrape that slow is no use to anyone.
     let resp = tokio::time::timeout(
         SCRAPE_TIMEOUT,
         send(
             client,
+            name,
             addr,
             &Method::GET,
             "/metrics/resource",
@@ -421,6 +426,7 @@ mod tests {
         let (state, _store) = crate::server::controllers::tests::api_state(dir.path());
         let client = KubeletClient {
             tls: crate::server::pki::client_tls_config("", None).unwrap(),
+            tunnels: Default::default(),
         };
         let node = json!({"metadata": {"name": "n1"}, "status": {
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],

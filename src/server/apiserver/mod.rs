@@ -50,6 +50,7 @@ pub mod registry;
 pub mod scan;
 pub mod serviceaccount;
 pub mod table;
+pub mod tunnel;
 pub mod warnings;
 pub mod watch;
 mod watch_raw;
@@ -113,6 +114,8 @@ pub struct ApiState {
     pub encryption: Option<Arc<crate::server::store::encrypt::manage::Manager>>,
     /// Node joins (`server::join`), once the certificates are loaded.
     pub join: std::sync::OnceLock<Arc<crate::server::join::Joiner>>,
+    /// Agents' tunnels, through which kubelets are reached.
+    pub tunnels: tunnel::Tunnels,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -276,6 +279,9 @@ async fn dispatch(
     }
     if auth::is_join(&path_str) {
         return join(state, who.as_ref(), &parts, body).await;
+    }
+    if path_str == tunnel::PATH && parts.method == Method::GET {
+        return tunnel::accept(&state.tunnels, who.as_ref(), &parts.headers, on_upgrade);
     }
     let q = Query::parse(parts.uri.query())?;
     let method = parts.method.clone();

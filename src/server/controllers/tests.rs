@@ -53,6 +53,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         webhooks: Default::default(),
         encryption: None,
         join: Default::default(),
+        tunnels: Default::default(),
     });
     (state, store)
 }
