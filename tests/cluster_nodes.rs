@@ -442,3 +442,82 @@ fn host_gw_routes_pods_and_nodes_fail_and_come_back() {
     let names: BTreeSet<&String> = final_pods.iter().map(|p| &p.0).collect();
     assert_eq!(names.len(), 3, "{final_pods:?}");
 }
+
+/// The server killed and started again: no pod anywhere restarts, the
+/// agents find it again (watches, leases, tunnels). An agent cut off from
+/// the server while its pods were scheduled catches up once it is back.
+#[test]
+fn pods_ride_out_a_server_restart_and_a_cut_off_agent_catches_up() {
+    let mut c = Cluster::start(Options::default());
+    c.load_busybox();
+    c.apply(&web(3));
+    let pods = running_web(&c, 3);
+    let (on_a1, _, _) = pods.iter().find(|p| p.1 == "a1").unwrap().clone();
+    let (_, _, ip_a2) = pods.iter().find(|p| p.1 == "a2").unwrap().clone();
+
+    c.nodes[0].kill();
+    // Pods go on serving each other across nodes while no server runs.
+    let out = c
+        .node("a1")
+        .command("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://{ip_a2}:8080/"))
+        .output()
+        .unwrap();
+    assert!(
+        stdout(&out).starts_with("web-"),
+        "a1 → a2's pod with the server down: {out:?}"
+    );
+    thread::sleep(Duration::from_secs(3));
+    c.start_server();
+    for n in ["s", "a1", "a2"] {
+        c.wait_node_ready(n, true);
+    }
+    let after = running_web(&c, 3);
+    assert_eq!(
+        after.iter().map(|p| &p.0).collect::<BTreeSet<_>>(),
+        pods.iter().map(|p| &p.0).collect::<BTreeSet<_>>(),
+        "the same pods after the restart"
+    );
+    for (name, _, _) in &after {
+        let restarts = c.kubectl_ok(&[
+            "get",
+            "pod",
+            name,
+            "-o",
+            "jsonpath={.status.containerStatuses[0].restartCount}",
+        ]);
+        assert_eq!(restarts.trim(), "0", "{name} restarted");
+    }
+    // a1's tunnel is back: exec reaches its pod.
+    c.wait_for("exec on a1 after the restart", |c| {
+        stdout(&c.exec(&on_a1, &["hostname"])).trim() == on_a1
+    });
+
+    // a1 cut off while three more pods are placed, some on it: once back
+    // it starts them, and its first pod was never touched.
+    c.node("a1").partition();
+    c.kubectl_ok(&["scale", "deployment", "web", "--replicas", "6"]);
+    c.wait_for("the new pods bound, some to a1", |c| {
+        let v = c.json(&["get", "pods", "-l", "app=web"]);
+        let items = v["items"].as_array().cloned().unwrap_or_default();
+        items.len() == 6
+            && items.iter().all(|p| p["spec"]["nodeName"].is_string())
+            && items
+                .iter()
+                .filter(|p| p["spec"]["nodeName"] == "a1")
+                .count()
+                >= 2
+    });
+    c.node("a1").restore();
+    let all = running_web(&c, 6);
+    assert!(all.iter().filter(|p| p.1 == "a1").count() >= 2, "{all:?}");
+    let restarts = c.kubectl_ok(&[
+        "get",
+        "pod",
+        &on_a1,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    ]);
+    assert_eq!(restarts.trim(), "0");
+}

@@ -391,6 +391,13 @@ impl Cluster {
         self.nodes.iter().map(Node::logs).collect()
     }
 
+    /// Start the server again (after `nodes[0].kill()` or `.stop()`) and
+    /// wait for its API.
+    pub fn start_server(&mut self) {
+        self.nodes[0].spawn();
+        self.wait_api();
+    }
+
     fn wait_api(&mut self) {
         let deadline = Instant::now() + WAIT;
         loop {
