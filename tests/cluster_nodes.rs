@@ -521,3 +521,62 @@ fn pods_ride_out_a_server_restart_and_a_cut_off_agent_catches_up() {
     ]);
     assert_eq!(restarts.trim(), "0");
 }
+
+/// Node certificates that live 45 s (a hidden server flag): the agent
+/// renews them with a third of their life left, without a restart of the
+/// process or of its pods, and keeps working past the first ones' expiry
+/// (leases, kubelet calls through the tunnel on the renewed serving
+/// certificate).
+#[test]
+fn agents_renew_their_certificates_before_they_expire() {
+    let mut c = Cluster::start(Options {
+        agents: 1,
+        server_args: &["--node-certificate-lifetime", "45s"],
+        ..Default::default()
+    });
+    let kubeconfig = c.node("a1").root().join("agent/kubelet.kubeconfig");
+    let first = std::fs::read_to_string(&kubeconfig).unwrap();
+    let serving = c.node("a1").root().join("agent/kubelet.crt");
+    let first_serving = std::fs::read_to_string(&serving).unwrap();
+    c.load_busybox();
+    c.apply(&web(2));
+    let pods = running_web(&c, 2);
+    let (on_a1, _, _) = pods.iter().find(|p| p.1 == "a1").unwrap().clone();
+    let joined = Instant::now();
+    c.wait_for("the agent's certificates renewed", |_| {
+        std::fs::read_to_string(&kubeconfig).unwrap() != first
+            && std::fs::read_to_string(&serving).unwrap() != first_serving
+    });
+    // Past the first certificates' end.
+    let expiry = Duration::from_secs(50);
+    if let Some(left) = expiry.checked_sub(joined.elapsed()) {
+        thread::sleep(left);
+    }
+    c.wait_node_ready("a1", true);
+    c.wait_for("exec on a1 past the first certificates' expiry", |c| {
+        stdout(&c.exec(&on_a1, &["hostname"])).trim() == on_a1
+    });
+    let restarts = c.kubectl_ok(&[
+        "get",
+        "pod",
+        &on_a1,
+        "-o",
+        "jsonpath={.status.containerStatuses[0].restartCount}",
+    ]);
+    assert_eq!(restarts.trim(), "0");
+    assert!(c.nodes[1].running(), "the agent process ended");
+    // The lease is still renewed with the new certificate.
+    let renew = || {
+        c.kubectl_ok(&[
+            "get",
+            "lease",
+            "-n",
+            "kube-node-lease",
+            "a1",
+            "-o",
+            "jsonpath={.spec.renewTime}",
+        ])
+    };
+    let before = renew();
+    c.wait_for("a1's lease renewed again", |_| renew() != before);
+}

@@ -24,6 +24,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_util::sync::CancellationToken;
 
 use crate::server::join::{
     CertificatesAnswer, CertificatesRequest, CACERTS_PATH, CERTIFICATES_PATH,
@@ -38,8 +39,6 @@ pub const KUBECONFIG_FILE: &str = "kubelet.kubeconfig";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Answers are a CA or two certificates: a few KiB.
 const MAX_ANSWER: usize = 256 << 10;
-/// Credentials are asked for again once they expire within this.
-const RENEW_BEFORE: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
@@ -84,6 +83,7 @@ fn local(what: &str) -> impl FnOnce(pki::PkiError) -> JoinError + '_ {
 }
 
 /// What a join needs.
+#[derive(Clone)]
 pub struct Join {
     /// `https://host:port` of a server.
     pub server: String,
@@ -140,6 +140,70 @@ pub async fn ensure(j: &Join) -> Result<(), JoinError> {
         (None, Some(pinned)) => pinned.clone(),
         (None, None) => return Err(JoinError::Unpinned),
     };
+    let tls = pki::client_tls_config(&ca, None).map_err(local("the cluster CA"))?;
+    let auth = crate::server::join::basic_auth(&secret);
+    obtain(j, &uri, &ca, tls, Some(&auth), password).await?;
+    tracing::info!(node = %j.node_name, server = %j.server, "joined the cluster");
+    Ok(())
+}
+
+/// Ask for new certificates with the node's current ones (no token: a
+/// bootstrap token may have expired long since) when they are due: a third
+/// of their lifetime left, or less. Whether they were renewed.
+pub async fn renew(j: &Join) -> Result<bool, JoinError> {
+    let creds = read_credentials(&j.kubeconfig()).map_err(JoinError::Local)?;
+    let serving = std::fs::read(j.dir.join(pki::KUBELET_CERT_FILE)).unwrap_or_default();
+    if !pki::renewal_due(creds.cert_pem.as_bytes()) && !pki::renewal_due(&serving) {
+        return Ok(false);
+    }
+    let uri: http::Uri = j
+        .server
+        .parse()
+        .map_err(|_| JoinError::Url(j.server.clone()))?;
+    let password = node_password(&j.dir)?;
+    let tls = pki::client_tls_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))
+        .map_err(local("the node's credentials"))?;
+    obtain(j, &uri, &creds.ca_pem, tls, None, password).await?;
+    tracing::info!(node = %j.node_name, "renewed the node's certificates");
+    Ok(true)
+}
+
+/// Renew the node's certificates whenever they are due, until `cancel`;
+/// `renewed` is cancelled after each renewal (the agent then starts again
+/// on them: its pods are not touched). Checked ten times per lifetime, at
+/// least every 5 s and at most every hour.
+pub async fn keep_renewed(j: &Join, renewed: &CancellationToken, cancel: &CancellationToken) {
+    loop {
+        let every = read_credentials(&j.kubeconfig())
+            .ok()
+            .and_then(|c| pki::validity(c.cert_pem.as_bytes()))
+            .map(|(from, until)| Duration::from_secs(((until - from).max(0) as u64) / 10))
+            .unwrap_or(Duration::from_secs(60))
+            .clamp(Duration::from_secs(5), Duration::from_secs(3600));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        match renew(j).await {
+            Ok(true) => {
+                renewed.cancel();
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => tracing::warn!(node = %j.node_name, "renewing the node's certificates: {e}"),
+        }
+    }
+}
+
+/// One request for the node's certificates, written once answered.
+async fn obtain(
+    j: &Join,
+    uri: &http::Uri,
+    ca: &str,
+    tls: Arc<rustls::ClientConfig>,
+    auth: Option<&str>,
+    password: String,
+) -> Result<(), JoinError> {
     let client_key = new_key()?;
     let serving_key = new_key()?;
     let request = CertificatesRequest {
@@ -150,20 +214,12 @@ pub async fn ensure(j: &Join) -> Result<(), JoinError> {
         addresses: j.addresses.clone(),
     };
     let body = serde_json::to_vec(&request).map_err(|e| JoinError::Local(e.to_string()))?;
-    let tls = pki::client_tls_config(&ca, None).map_err(local("the cluster CA"))?;
-    let (status, answer) = send(
-        &uri,
-        &j.server,
-        tls,
-        http::Request::post(CERTIFICATES_PATH)
-            .header(
-                http::header::AUTHORIZATION,
-                crate::server::join::basic_auth(&secret),
-            )
-            .header(http::header::CONTENT_TYPE, "application/json"),
-        Bytes::from(body),
-    )
-    .await?;
+    let mut req = http::Request::post(CERTIFICATES_PATH)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if let Some(auth) = auth {
+        req = req.header(http::header::AUTHORIZATION, auth);
+    }
+    let (status, answer) = send(uri, &j.server, tls, req, Bytes::from(body)).await?;
     if !status.is_success() {
         return Err(refused(&j.server, status, &answer));
     }
@@ -173,9 +229,7 @@ pub async fn ensure(j: &Join) -> Result<(), JoinError> {
             status: status.as_u16(),
             message: format!("its answer does not decode: {e}"),
         })?;
-    write_credentials(j, &ca, &answer, &client_key, &serving_key)?;
-    tracing::info!(node = %j.node_name, server = %j.server, "joined the cluster");
-    Ok(())
+    write_credentials(j, ca, &answer, &client_key, &serving_key)
 }
 
 /// The node's password: made once, kept.
@@ -417,48 +471,27 @@ fn write_credentials(
 }
 
 /// Whether the credentials in the agent's directory are for this server,
-/// node, CA and addresses, and far from expiry.
+/// node, CA and addresses, and not yet due for renewal.
 fn current(j: &Join, pinned: Option<&str>, want_hash: Option<&str>) -> bool {
     let Some(pinned) = pinned else { return false };
     if want_hash.is_some_and(|h| pki::ca_hash(pinned) != h) {
         return false;
     }
-    let Ok(kc) = kube::config::Kubeconfig::read_from(j.kubeconfig()) else {
+    let Ok(creds) = read_credentials(&j.kubeconfig()) else {
         return false;
     };
-    let cluster = kc.clusters.first().and_then(|c| c.cluster.as_ref());
-    if cluster.and_then(|c| c.server.as_deref()) != Some(j.server.as_str()) {
+    if creds.server != j.server || creds.ca_pem != pinned {
         return false;
     }
-    let cert = kc
-        .auth_infos
-        .first()
-        .and_then(|a| a.auth_info.as_ref())
-        .and_then(|a| a.client_certificate_data.clone());
-    let Some(cert_b64) = cert else { return false };
-    let Ok(cert_pem) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, cert_b64)
-    else {
-        return false;
-    };
-    let client_ok = pki::leaf_fits(
-        &cert_pem,
-        &pki::node_user(&j.node_name),
-        pinned,
-        &[],
-        RENEW_BEFORE,
-    );
+    let user = pki::node_user(&j.node_name);
+    let client = creds.cert_pem.as_bytes();
+    let client_ok = pki::leaf_fits(client, &user, pinned, &[]) && !pki::renewal_due(client);
     let serving = std::fs::read(j.dir.join(pki::KUBELET_CERT_FILE)).unwrap_or_default();
     let mut names: Vec<String> = vec![j.node_name.clone()];
     names.extend(j.addresses.iter().map(IpAddr::to_string));
     // The serving certificate's issuer (the kubelet CA) is not known here:
     // only its names and dates are checked; the server checks the chain.
-    let serving_ok = pki::leaf_fits(
-        &serving,
-        &pki::node_user(&j.node_name),
-        "",
-        &names,
-        RENEW_BEFORE,
-    );
+    let serving_ok = pki::leaf_fits(&serving, &user, "", &names) && !pki::renewal_due(&serving);
     client_ok && serving_ok
 }
 

@@ -123,7 +123,23 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
             config.kubelet_port,
             cancel.child_token(),
         ));
-        let result = crate::agent::run(config, cancel.clone(), || {}).await;
+        // Renewed certificates are taken up by starting the agent again on
+        // them, in this process: running pods are adopted, not restarted.
+        let result = loop {
+            let run = cancel.child_token();
+            let renewal = {
+                let (join, run, cancel) = (join.clone(), run.clone(), cancel.clone());
+                tokio::spawn(
+                    async move { crate::agent::join::keep_renewed(&join, &run, &cancel).await },
+                )
+            };
+            let result = crate::agent::run(config.clone(), run, || {}).await;
+            renewal.abort();
+            if cancel.is_cancelled() || result.is_err() {
+                break result;
+            }
+            tracing::info!("starting the agent again on its renewed certificates");
+        };
         cancel.cancel();
         let _ = tunnel.await;
         result

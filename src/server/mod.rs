@@ -168,6 +168,11 @@ pub struct ServerArgs {
     #[arg(long, value_name = "DURATION", default_value = "40s", value_parser = parse_duration)]
     pub node_monitor_grace_period: Duration,
 
+    /// How long the certificates joining nodes get are valid; agents renew
+    /// theirs with a third left (hidden: for tests of renewal).
+    #[arg(long, value_name = "DURATION", default_value = "8760h", value_parser = parse_duration, hide = true)]
+    pub node_certificate_lifetime: Duration,
+
     /// How long pods tolerate a node that is not ready, unless they say
     /// otherwise, before they are evicted from it.
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
@@ -613,6 +618,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             auth::component(auth::NODE_JOIN_USER),
             "skiff-node-join",
         ),
+        args.node_certificate_lifetime,
     )));
     drop(join_token);
     let _ = state.webhooks.cluster_ca.set(pki.ca_cert_pem().to_string());

@@ -78,14 +78,23 @@ pub struct Joiner {
     secret: String,
     /// Reads tokens and Nodes, records passwords (as NODE_JOIN_USER).
     client: kube::Client,
+    /// How long node certificates are valid (agents renew them when a
+    /// third is left).
+    lifetime: std::time::Duration,
 }
 
 impl Joiner {
-    pub fn new(pki: Arc<ClusterPki>, server_token: &str, client: kube::Client) -> Joiner {
+    pub fn new(
+        pki: Arc<ClusterPki>,
+        server_token: &str,
+        client: kube::Client,
+        lifetime: std::time::Duration,
+    ) -> Joiner {
         Joiner {
             pki,
             secret: tokens::secret_part(server_token).to_string(),
             client,
+            lifetime,
         }
     }
 
@@ -139,6 +148,7 @@ impl Joiner {
                 &req.client_request,
                 &req.serving_request,
                 &req.addresses,
+                self.lifetime,
             )
             .map_err(|e| ApiError::bad_request(e.to_string()))?;
         tracing::info!(node, "issued node certificates");

@@ -48,7 +48,9 @@ pub(super) fn params(
     dn.push(DnType::CommonName, common_name);
     p.distinguished_name = dn;
     let now = SystemTime::now();
-    p.not_before = (now - BACKDATE).into();
+    // A short-lived certificate is back-dated in proportion: its holder
+    // renews at a share of its lifetime, which an hour would swamp.
+    p.not_before = (now - BACKDATE.min(lifetime / 10)).into();
     p.not_after = (now + lifetime).into();
     let mut serial: [u8; 16] = rand::random();
     serial[0] = (serial[0] & 0x7f) | 0x01; // positive, 16 significant bytes

@@ -115,6 +115,7 @@ impl ClusterPki {
         client_csr: &str,
         serving_csr: &str,
         addresses: &[IpAddr],
+        lifetime: std::time::Duration,
     ) -> Result<NodeCertificates, SignError> {
         let mut sans: Vec<String> = vec![node.to_string()];
         sans.extend(addresses.iter().map(IpAddr::to_string));
@@ -128,7 +129,7 @@ impl ClusterPki {
             &user,
             Some(NODES_GROUP),
             Purpose::Client,
-            LEAF_LIFETIME,
+            lifetime,
         )
         .map_err(SignError::Request)?;
         let serving_pem = super::certs::sign_request(
@@ -137,7 +138,7 @@ impl ClusterPki {
             &user,
             None,
             Purpose::Server { sans: &sans },
-            LEAF_LIFETIME,
+            lifetime,
         )
         .map_err(SignError::Request)?;
         Ok(NodeCertificates {
@@ -152,17 +153,32 @@ impl ClusterPki {
     }
 }
 
+/// Whether the certificate `cert_pem` is missing, unreadable, or has a
+/// third of its lifetime left or less: when an agent asks for new ones (as
+/// kubelet rotates its certificates at 70–90 % of theirs).
+pub fn renewal_due(cert_pem: &[u8]) -> bool {
+    let Some((from, until)) = validity(cert_pem) else {
+        return true;
+    };
+    let left = until - super::certs::unix_now();
+    left * 3 < until - from
+}
+
+/// A certificate's notBefore and notAfter, in seconds since the epoch.
+pub fn validity(cert_pem: &[u8]) -> Option<(i64, i64)> {
+    let der = super::certs::first_cert_der(std::str::from_utf8(cert_pem).ok()?)?;
+    let (_, c) = x509_parser::parse_x509_certificate(&der).ok()?;
+    Some((
+        c.validity().not_before.timestamp(),
+        c.validity().not_after.timestamp(),
+    ))
+}
+
 /// Whether the certificate `cert_pem` names `common_name`, covers `names`
-/// (IPs or DNS names), is valid for longer than `renew_before` and, when
-/// `ca_pem` is not empty, was issued by that CA: what an agent asks of the
-/// credentials it keeps before it asks for new ones.
-pub fn leaf_fits(
-    cert_pem: &[u8],
-    common_name: &str,
-    ca_pem: &str,
-    names: &[String],
-    renew_before: std::time::Duration,
-) -> bool {
+/// (IPs or DNS names), has not expired and, when `ca_pem` is not empty, was
+/// issued by that CA: what an agent asks of the credentials it keeps
+/// before it asks for new ones.
+pub fn leaf_fits(cert_pem: &[u8], common_name: &str, ca_pem: &str, names: &[String]) -> bool {
     let Ok(text) = std::str::from_utf8(cert_pem) else {
         return false;
     };
@@ -178,8 +194,7 @@ pub fn leaf_fits(
         .next()
         .and_then(|c| c.as_str().ok())
         == Some(common_name);
-    let renew_at = super::certs::unix_now() + renew_before.as_secs() as i64;
-    if !cn_ok || cert.validity().not_after.timestamp() < renew_at {
+    if !cn_ok || cert.validity().not_after.timestamp() < super::certs::unix_now() {
         return false;
     }
     if !names.is_empty() {
