@@ -6,18 +6,18 @@
 # (a) Join: time from `skiff agent` start to its Node Ready (the API polled
 #     every 20 ms with curl), on a fresh data dir (keys made, CA fetched and
 #     checked, certificates signed) and on a restart of the same data dir.
-# (b) Throughput across nodes: one TCP stream of busybox `dd | nc`, pod on
-#     the server's node → pod on the agent's node, over host-gw and over
-#     VXLAN, beside node → node on the same link with the same tools in
-#     the same run (the peer figure every pod network is judged against).
+# (b) Throughput across nodes: one TCP stream of iperf3, pod on the
+#     server's node → pod on the agent's node, over host-gw and over VXLAN,
+#     beside node → node on the same link with the same tool in the same
+#     run (the peer figure every pod network is judged against).
 #
 # k3s is not installed here: no peer run of its agents (its published
 # join times are quoted in BENCHMARKS.md).
-# Usage: bench/cluster.sh [JOIN_RUNS] [MIB_PER_STREAM]   (10, 2048)
+# Needs iperf3 (apt-get install iperf3).
+# Usage: bench/cluster.sh [JOIN_RUNS]   (10)
 source "$(dirname "$0")/lib.sh"
 source "$BENCH_DIR/busybox-image.sh"
 RUNS="${1:-10}"
-MIB="${2:-2048}"
 build_release
 netns_up
 SW="$NS"
@@ -71,7 +71,7 @@ start_agent() { # data dir, node name, backend; sets AGENT_PID
 }
 stop_agent() { kill -TERM "$AGENT_PID" 2>/dev/null || true; wait "$AGENT_PID" 2>/dev/null || true; }
 ms_now() { date +%s%3N; }
-time_to_ready() { # data dir, node name, backend → ms
+time_to_ready() { # data dir, node name, backend → $ELAPSED (ms; not in a subshell: it starts the agent)
     local t0 t1
     t0=$(ms_now)
     start_agent "$1" "$2" "$3"
@@ -81,7 +81,7 @@ time_to_ready() { # data dir, node name, backend → ms
         sleep 0.02
     done
     t1=$(ms_now)
-    echo $((t1 - t0))
+    ELAPSED=$((t1 - t0))
 }
 
 # (a) join times.
@@ -89,9 +89,9 @@ start_server vxlan
 fresh=(); restart=()
 for i in $(seq 1 "$RUNS"); do
     d="$WORK/a$i"
-    fresh+=("$(time_to_ready "$d" "a$i" vxlan)")
+    time_to_ready "$d" "a$i" vxlan; fresh+=("$ELAPSED")
     stop_agent
-    restart+=("$(time_to_ready "$d" "a$i" vxlan)")
+    time_to_ready "$d" "a$i" vxlan; restart+=("$ELAPSED")
     stop_agent
     nsenter --net="/run/netns/$AG" "$SKIFF" --root "$d" --run-dir "$d/run" killall >/dev/null 2>&1 || true
 done
@@ -101,37 +101,49 @@ kill_started; PIDS=()
 nsenter --net="/run/netns/$SV" "$SKIFF" --root "$WORK/s" --run-dir "$WORK/s/run" killall >/dev/null 2>&1 || true
 rm -rf "$WORK/s" "$WORK"/a*
 
-# (b) throughput: MiB through one TCP connection, busybox dd | nc, timed
-# by the sender from /proc/uptime (10 ms steps: a stream takes seconds).
-SEND='read a _ < /proc/uptime; busybox dd if=/dev/zero bs=1048576 count=$1 2>/dev/null | busybox nc $2 $3; read b _ < /proc/uptime; echo "$1 $a $b"'
-rate() { awk '{ if ($3 > $2) printf "%.0f\n", $1 / ($3 - $2); else print "nan" }'; }
-KUBECTL=(nsenter --net="/run/netns/$SV" kubectl --kubeconfig "$WORK/s/kubeconfig.yaml")
-pod() { # name node command
-    api -X POST -H 'Content-Type: application/json' "https://127.0.0.1:$PORT/api/v1/namespaces/default/pods" -d "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"$1\"},\"spec\":{\"nodeName\":\"$2\",\"terminationGracePeriodSeconds\":0,\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"main\",\"image\":\"busybox:latest\",\"imagePullPolicy\":\"Never\",\"command\":[\"sh\",\"-c\",\"$3\"]}]}}" >/dev/null
+# (b) throughput: one TCP stream of iperf3 (5 s) from a pod's network
+# namespace on the server's node to a pod's on the agent's, and from node
+# to node, the same binary (the host's: busybox has none) in both. The
+# pods' namespaces are entered through the handles the engine pins
+# (<run>/netns/<sandbox>): the path is the pods' own — their veths, the
+# bridges, the routes or the VXLAN device between the nodes.
+command -v iperf3 >/dev/null || { echo "bench: needs iperf3 (apt-get install iperf3)" >&2; exit 1; }
+pod() { # name node
+    api -X POST -H 'Content-Type: application/json' "https://127.0.0.1:$PORT/api/v1/namespaces/default/pods" -d "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"$1\"},\"spec\":{\"nodeName\":\"$2\",\"terminationGracePeriodSeconds\":0,\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"main\",\"image\":\"busybox:latest\",\"imagePullPolicy\":\"Never\",\"command\":[\"sleep\",\"100000\"]}]}}" >/dev/null
 }
 pod_ip() {
     api "https://127.0.0.1:$PORT/api/v1/namespaces/default/pods/$1" | python3 -c 'import json,sys; s=json.load(sys.stdin)["status"]; print(s.get("podIP","") if s.get("phase")=="Running" else "")'
 }
+one_netns() { # run dir → the one pod network namespace pinned there
+    local all=("$1"/netns/*)
+    [ "${#all[@]}" = 1 ] && [ -e "${all[0]}" ] || { echo "bench: expected one pod namespace in $1/netns: ${all[*]}" >&2; exit 1; }
+    echo "${all[0]}"
+}
+mbps() { python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'; }
 for backend in host-gw vxlan; do
     start_server "$backend"
     start_agent "$WORK/a" a "$backend"
     nsenter --net="/run/netns/$AG" "$SKIFF" --root "$WORK/a" --run-dir "$WORK/a/run" load -i "$WORK/busybox.tar" >/dev/null
     for _ in $(seq 1 300); do [ "$(node_ready a)" = yes ] && break; sleep 0.1; done
-    pod sink a 'while true; do busybox nc -l -p 5001 >/dev/null; done'
-    pod client s 'sleep 100000'
+    pod sink a
+    pod client s
     ip=""
     for _ in $(seq 1 300); do ip="$(pod_ip sink)"; [ -n "$ip" ] && [ -n "$(pod_ip client)" ] && break; sleep 0.1; done
-    # The node → node sink: the same tools on the agent's own address.
-    nsenter --net="/run/netns/$AG" busybox sh -c 'while true; do busybox nc -l -p 5002 >/dev/null; done' &
+    sink_ns="$(one_netns "$WORK/a/run")"; client_ns="$(one_netns "$WORK/s/run")"
+    nsenter --net="$sink_ns" iperf3 -s -p 5201 >/dev/null 2>&1 &
+    PIDS+=("$!")
+    nsenter --net="/run/netns/$AG" iperf3 -s -p 5202 >/dev/null 2>&1 &
     PIDS+=("$!")
     sleep 1
     pods=(); nodes=()
     for round in 1 2 3; do
-        pods+=("$("${KUBECTL[@]}" exec client -- sh -c "$SEND" sh "$MIB" "$ip" 5001 | rate)")
-        nodes+=("$(nsenter --net="/run/netns/$SV" busybox sh -c "$SEND" sh "$MIB" "$AGENT_IP" 5002 | rate)")
+        pods+=("$(nsenter --net="$client_ns" iperf3 -c "$ip" -p 5201 -t 5 -J | mbps)")
+        nodes+=("$(nsenter --net="/run/netns/$SV" iperf3 -c "$AGENT_IP" -p 5202 -t 5 -J | mbps)")
     done
     pm=$(printf '%s\n' "${pods[@]}" | median); nm=$(printf '%s\n' "${nodes[@]}" | median)
-    echo "throughput $backend: pod→pod across nodes MiB/s median=$pm all=[${pods[*]}]; node→node MiB/s median=$nm all=[${nodes[*]}]; ratio=$(python3 -c "print('%.2f' % ($pm/$nm))")"
+    # (Not /sys: nsenter --net leaves the host's sysfs mounted.)
+    mtu=$(nsenter --net="$client_ns" ip -o link show eth0 | sed -n 's/.* mtu \([0-9]*\).*/\1/p')
+    echo "throughput $backend (pod MTU $mtu): pod→pod across nodes Mbit/s median=$pm all=[${pods[*]}]; node→node Mbit/s median=$nm all=[${nodes[*]}]; ratio=$(python3 -c "print('%.2f' % ($pm/$nm))")"
     kill_started; PIDS=()
     for d in "$WORK/a" "$WORK/s"; do
         nsenter --net="/run/netns/$SV" "$SKIFF" --root "$d" --run-dir "$d/run" killall >/dev/null 2>&1 || true
