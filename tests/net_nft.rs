@@ -96,6 +96,7 @@ fn mapping(
 fn config(ports: Vec<PortMapping>) -> Config {
     Config {
         pod_cidr: "10.42.0.0/24".parse().unwrap(),
+        cluster_cidr: None,
         bridge: "skiff0".into(),
         ports,
     }
