@@ -934,6 +934,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             controllers::ttl_after_finished::run(client, &shared, cancel).await
         },
     );
+    control.spawn(
+        &mut components,
+        "token cleaner",
+        auth::TOKEN_CLEANER_USER,
+        controllers::token_cleaner::AGENT,
+        |client, _, cancel| async move { controllers::token_cleaner::run(client, cancel).await },
+    );
     let hpa_config = controllers::hpa::Config {
         sync_period: args.horizontal_pod_autoscaler_sync_period,
         down_window: args.horizontal_pod_autoscaler_downscale_stabilization,
