@@ -266,7 +266,7 @@ impl ServerArgs {
 
 /// Raise the soft open-file limit to the hard one (never above it: root may
 /// lack CAP_SYS_RESOURCE). Returns the soft limit in force afterwards.
-fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return 1024;
