@@ -17,6 +17,7 @@
 //! pods/status.rs     what the pod's status says (pure)
 //! pods/images.rs     imagePullPolicy over the node's image store
 //! pods/static_pods/  pods from manifest files, and their mirror pods
+//! simulate/          `--simulate N`: N simulated nodes whose pods are fakes
 //! ```
 //!
 //! Start-up is a linear recipe (as k3s's agent): client → pod workers
@@ -34,6 +35,7 @@ pub mod node;
 pub mod objects;
 pub mod pods;
 pub mod proxy;
+pub mod simulate;
 pub mod tunnel;
 
 use std::time::Duration;

@@ -48,6 +48,12 @@ pub struct AgentCmdArgs {
     #[arg(long, value_name = "DIR", env = "SKIFF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// Instead of being a node, simulate N nodes named
+    /// <node-name>-sim-<i>, whose pods are status-only fakes (no
+    /// container runs): to measure the control plane at scale.
+    #[arg(long, value_name = "N", hide = true)]
+    pub simulate: Option<usize>,
+
     #[command(flatten)]
     pub agent: crate::agent::config::AgentArgs,
 }
@@ -85,6 +91,27 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
             default_ip,
             control_plane: false,
         })?;
+        if let Some(count) = args.simulate {
+            let sim = crate::agent::simulate::Simulation {
+                server: args.server.trim_end_matches('/').to_string(),
+                token,
+                count,
+                prefix: config.node_name.clone(),
+                node_ip: config.node_ip,
+                labels: config.labels.clone(),
+                taints: config.taints.clone(),
+                kubelet_port: config.kubelet_port,
+                dir: data_dir.join("agent").join("sim"),
+            };
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let stop = cancel.clone();
+            tokio::spawn(async move {
+                let signal = crate::server::shutdown_signal().await;
+                tracing::info!(signal, "stopping the simulated nodes");
+                stop.cancel();
+            });
+            return crate::agent::simulate::run(sim, cancel).await;
+        }
         let mut addresses = vec![config.node_ip];
         addresses.extend(config.external_ips.iter().copied());
         let join = Join {

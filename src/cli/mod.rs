@@ -22,6 +22,7 @@ pub mod secrets_encrypt;
 pub mod stats;
 pub mod system;
 pub mod template;
+pub mod token;
 pub mod transfer;
 pub mod util;
 pub mod volumes;
@@ -150,6 +151,10 @@ pub enum Command {
     /// Secrets encryption at rest on the running server (k3s's commands).
     #[command(subcommand)]
     SecretsEncrypt(secrets_encrypt::SecretsEncryptCommand),
+    /// Join tokens for `skiff agent` beyond the server's own (bootstrap
+    /// tokens, as `kubeadm token`).
+    #[command(subcommand)]
+    Token(token::TokenCommand),
 }
 
 /// Daemons log their progress at info; client commands print their own
@@ -296,5 +301,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Network(network::NetworkCommand::Inspect) => done(network::inspect(&engine)),
         Command::Sandbox(cmd) => sandbox::sandbox(&engine, cmd),
         Command::SecretsEncrypt(cmd) => done(secrets_encrypt::secrets_encrypt(cmd)),
+        Command::Token(cmd) => done(token::token(cmd)),
     }
 }

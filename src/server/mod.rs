@@ -271,7 +271,7 @@ impl ServerArgs {
 
 /// Raise the soft open-file limit to the hard one (never above it: root may
 /// lack CAP_SYS_RESOURCE). Returns the soft limit in force afterwards.
-fn raise_fd_limit() -> u64 {
+pub(crate) fn raise_fd_limit() -> u64 {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
     let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
         return 1024;
@@ -941,6 +941,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         |client, shared, cancel| async move {
             controllers::ttl_after_finished::run(client, &shared, cancel).await
         },
+    );
+    control.spawn(
+        &mut components,
+        "token cleaner",
+        auth::TOKEN_CLEANER_USER,
+        controllers::token_cleaner::AGENT,
+        |client, _, cancel| async move { controllers::token_cleaner::run(client, cancel).await },
     );
     let hpa_config = controllers::hpa::Config {
         sync_period: args.horizontal_pod_autoscaler_sync_period,

@@ -184,6 +184,8 @@ pub struct Cluster {
     switches: Vec<TestNet>,
     pub dir: tempfile::TempDir,
     pub topology: Topology,
+    /// `Options::node_args`, for agents added later.
+    node_args: Vec<String>,
 }
 
 /// How a cluster is made.
@@ -222,6 +224,7 @@ impl Cluster {
             switches: Vec::new(),
             dir,
             topology: opts.topology,
+            node_args: opts.node_args.iter().map(|s| s.to_string()).collect(),
         };
         // Switches: one, or two with a router between them.
         let subnets: Vec<(&str, &str)> = match opts.topology {
@@ -260,53 +263,7 @@ impl Cluster {
             let (br, subnet) = subnets[usize::from(on_b)];
             let host = if on_b { 2 } else { i + 1 };
             let node_ip = format!("{subnet}.{host}");
-            let net = TestNet::new();
-            let port = format!("p-{name}");
-            ip(&[
-                "-n",
-                net.name(),
-                "link",
-                "add",
-                "eth0",
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &port,
-                "netns",
-                c.switches[0].name(),
-            ]);
-            ip(&[
-                "-n",
-                c.switches[0].name(),
-                "link",
-                "set",
-                &port,
-                "master",
-                br,
-            ]);
-            ip(&["-n", c.switches[0].name(), "link", "set", &port, "up"]);
-            ip(&[
-                "-n",
-                net.name(),
-                "addr",
-                "add",
-                &format!("{node_ip}/24"),
-                "dev",
-                "eth0",
-            ]);
-            ip(&["-n", net.name(), "link", "set", "eth0", "up"]);
-            if opts.topology == Topology::Routed {
-                ip(&[
-                    "-n",
-                    net.name(),
-                    "route",
-                    "add",
-                    "default",
-                    "via",
-                    &format!("{subnet}.254"),
-                ]);
-            }
+            let (net, port) = c.plug(&name, br, subnet, &node_ip);
             let node_dir = c.dir.path().join(&name);
             fs::create_dir_all(&node_dir).expect("node dir");
             let mut args: Vec<String> = Vec::new();
@@ -359,6 +316,79 @@ impl Cluster {
             c.wait_node_ready(n, true);
         }
         c
+    }
+
+    /// A namespace for node `name` at `node_ip`, its eth0 a veth to a
+    /// port of switch `br`: the namespace and the port's name.
+    fn plug(&self, name: &str, br: &str, subnet: &str, node_ip: &str) -> (TestNet, String) {
+        let net = TestNet::new();
+        let port = format!("p-{name}");
+        let sw = self.switches[0].name();
+        ip(&[
+            "-n",
+            net.name(),
+            "link",
+            "add",
+            "eth0",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &port,
+            "netns",
+            sw,
+        ]);
+        ip(&["-n", sw, "link", "set", &port, "master", br]);
+        ip(&["-n", sw, "link", "set", &port, "up"]);
+        let cidr = format!("{node_ip}/24");
+        ip(&["-n", net.name(), "addr", "add", &cidr, "dev", "eth0"]);
+        ip(&["-n", net.name(), "link", "set", "eth0", "up"]);
+        if self.topology == Topology::Routed {
+            let via = format!("{subnet}.254");
+            ip(&["-n", net.name(), "route", "add", "default", "via", &via]);
+        }
+        (net, port)
+    }
+
+    /// Start one more agent, `name`, joining with `token` (and the
+    /// cluster's `node_args`) on the switch; it is not waited for.
+    pub fn add_agent(&mut self, name: &str, token: &str) -> &mut Node {
+        assert_eq!(
+            self.topology,
+            Topology::OneLink,
+            "add_agent: one switch only"
+        );
+        let subnet = "192.168.80";
+        let node_ip = format!("{subnet}.{}", self.nodes.len() + 1);
+        let (net, port) = self.plug(name, "br0", subnet, &node_ip);
+        let node_dir = self.dir.path().join(name);
+        fs::create_dir_all(&node_dir).expect("node dir");
+        let mut args: Vec<String> = vec![
+            "agent".into(),
+            "--server".into(),
+            format!("https://{}:{API_PORT}", self.server().ip),
+            "--token".into(),
+            token.into(),
+            "--node-name".into(),
+            name.into(),
+            "--pod-log-dir".into(),
+            node_dir.join("pod-logs").display().to_string(),
+        ];
+        args.extend(self.node_args.iter().cloned());
+        let mut node = Node {
+            name: name.to_string(),
+            ip: node_ip,
+            net,
+            port,
+            switch_ns: self.switches[0].name().to_string(),
+            dir: node_dir,
+            child: None,
+            starts: 0,
+            args,
+        };
+        node.spawn();
+        self.nodes.push(node);
+        self.nodes.last_mut().expect("just pushed")
     }
 
     pub fn token_path(&self) -> PathBuf {

@@ -27,6 +27,7 @@ pub mod runtime;
 pub mod serviceaccounts;
 pub mod servicelb;
 pub mod statefulset;
+pub mod token_cleaner;
 pub mod ttl_after_finished;
 
 use serde_json::Value;

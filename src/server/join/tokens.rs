@@ -48,33 +48,85 @@ pub fn same_secret(a: &str, b: &str) -> bool {
         == 0
 }
 
+/// The keys of a bootstrap token's Secret (upstream's `bootstrapapi`).
+pub const ID_KEY: &str = "token-id";
+pub const SECRET_KEY: &str = "token-secret";
+pub const EXPIRATION_KEY: &str = "expiration";
+pub const DESCRIPTION_KEY: &str = "description";
+pub const GROUPS_KEY: &str = "auth-extra-groups";
+/// `usage-bootstrap-<usage>: "true"` for each usage.
+pub const USAGE_PREFIX: &str = "usage-bootstrap-";
+/// The usages upstream knows: joining (authentication) and signing the
+/// cluster-info ConfigMap (kept for kubeadm-style tools; skiff's joins
+/// pin the CA by the token's hash instead).
+pub const USAGES: &[&str] = &["authentication", "signing"];
+/// What extra groups must look like (upstream's `BootstrapGroupPattern`).
+pub const GROUP_PREFIX: &str = "system:bootstrappers:";
+
+/// A text value of a Secret's data.
+pub fn data(secret: &Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+}
+
+/// When a bootstrap token stops joining.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiry {
+    Never,
+    At(chrono::DateTime<chrono::Utc>),
+    /// An `expiration` that is not RFC 3339: treated as passed, as
+    /// upstream does (a token nobody can read the end of is not trusted).
+    Unreadable,
+}
+
+impl Expiry {
+    pub fn of(secret: &Secret) -> Expiry {
+        match data(secret, EXPIRATION_KEY) {
+            None => Expiry::Never,
+            Some(text) => match chrono::DateTime::parse_from_rfc3339(&text) {
+                Ok(t) => Expiry::At(t.with_timezone(&chrono::Utc)),
+                Err(_) => Expiry::Unreadable,
+            },
+        }
+    }
+
+    /// How long until it has passed: None never, zero when it has.
+    pub fn left(self, now: chrono::DateTime<chrono::Utc>) -> Option<std::time::Duration> {
+        match self {
+            Expiry::Never => None,
+            Expiry::Unreadable => Some(std::time::Duration::ZERO),
+            Expiry::At(t) => Some((t - now).to_std().unwrap_or(std::time::Duration::ZERO)),
+        }
+    }
+}
+
+/// Whether `s` is a bootstrap token's id (`[a-z0-9]{6}`).
+pub fn is_token_id(s: &str) -> bool {
+    s.len() == 6
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
 /// Why a bootstrap token's Secret does not let it join, if it does not.
 pub fn bootstrap_problem(
     secret: &Secret,
     presented: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<&'static str> {
-    let field = |k: &str| -> Option<String> {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(k))
-            .and_then(|v| String::from_utf8(v.0.clone()).ok())
-    };
     if secret.type_.as_deref() != Some(SECRET_TYPE) {
         return Some("not a bootstrap token");
     }
-    if !field("token-secret").is_some_and(|s| same_secret(&s, presented)) {
+    if !data(secret, SECRET_KEY).is_some_and(|s| same_secret(&s, presented)) {
         return Some("wrong secret");
     }
-    if field("usage-bootstrap-authentication").as_deref() != Some("true") {
+    if data(secret, &format!("{USAGE_PREFIX}authentication")).as_deref() != Some("true") {
         return Some("not usable for authentication");
     }
-    if let Some(expiry) = field("expiration") {
-        match chrono::DateTime::parse_from_rfc3339(&expiry) {
-            Ok(t) if t.with_timezone(&chrono::Utc) > now => {}
-            _ => return Some("expired"),
-        }
+    if Expiry::of(secret).left(now).is_some_and(|d| d.is_zero()) {
+        return Some("expired");
     }
     None
 }

@@ -90,6 +90,10 @@ pub const REPLICATION_CONTROLLER_USER: &str = "system:controller:replication-con
 /// Secrets in kube-system, and whether a Node exists.
 pub const NODE_JOIN_USER: &str = "system:skiff:node-join";
 
+/// The token cleaner (`controllers::token_cleaner`), named as upstream's
+/// controller role.
+pub const TOKEN_CLEANER_USER: &str = "system:controller:token-cleaner";
+
 /// Every one of skiff's own components.
 const COMPONENTS: &[&str] = &[
     BOOTSTRAP_USER,
@@ -117,6 +121,7 @@ const COMPONENTS: &[&str] = &[
     ENDPOINT_CONTROLLER_USER,
     REPLICATION_CONTROLLER_USER,
     NODE_JOIN_USER,
+    TOKEN_CLEANER_USER,
 ];
 
 /// Whether `user` is one of skiff's own components, whose rights
@@ -186,6 +191,13 @@ pub(super) fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool
             ("", "nodes", None) => verb == "get",
             _ => false,
         },
+        // Upstream's system:controller:token-cleaner, narrowed to the
+        // namespace bootstrap tokens live in.
+        TOKEN_CLEANER_USER => {
+            (*group, *resource, *subresource) == ("", "secrets", None)
+                && *namespace == Some(crate::server::join::tokens::NAMESPACE)
+                && matches!(verb, "get" | "list" | "watch" | "delete")
+        }
         // Load balancers: read Services and Nodes, set Services' status,
         // say why one is pending.
         SERVICE_LB_USER => match (*group, *resource, *subresource) {
