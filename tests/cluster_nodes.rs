@@ -282,6 +282,38 @@ fn node_credentials_reach_only_their_own_pods_secrets(c: &Cluster) {
         "{}",
         stderr(&other)
     );
+    // NodeRestriction: a node labels itself only as kubelet may, and
+    // touches no other Node.
+    let role = as_a1(&[
+        "label",
+        "node",
+        "a1",
+        "node-role.kubernetes.io/control-plane=true",
+    ]);
+    assert!(!role.status.success(), "a1 gave itself a role");
+    assert!(
+        stderr(&role).contains("is not allowed to modify labels"),
+        "{}",
+        stderr(&role)
+    );
+    let own = as_a1(&["label", "node", "a1", "example.com/rack=4"]);
+    assert!(own.status.success(), "{}", stderr(&own));
+    let other = as_a1(&["label", "node", "a2", "example.com/rack=4"]);
+    assert!(!other.status.success(), "a1 labelled a2");
+    // Nor does it rewrite the status of a pod bound elsewhere.
+    let status = as_a1(&[
+        "patch",
+        "pod",
+        "uses-theirs",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"status":{"message":"from a1"}}"#,
+    ]);
+    assert!(!status.status.success(), "a1 patched a2's pod's status");
+    assert!(stderr(&status).contains("Forbidden"), "{}", stderr(&status));
 }
 
 /// `skiff agent` from a spare box on the switch, with bad credentials.

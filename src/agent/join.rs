@@ -124,6 +124,21 @@ pub async fn ensure(j: &Join) -> Result<(), JoinError> {
     if current(j, pinned.as_deref(), want_hash.as_deref()) {
         return Ok(());
     }
+    // Credentials of this node for this cluster that are due, or name
+    // other addresses: renewed with themselves first (a bootstrap token may
+    // have expired since the join), the token only if that fails.
+    if let Some(pinned) = pinned
+        .as_deref()
+        .filter(|p| want_hash.as_deref().is_none_or(|h| pki::ca_hash(p) == h))
+    {
+        match renew_with_certificate(j, &uri, pinned).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::info!(node = %j.node_name, "renewing with the node's certificate: {e}; joining with the token")
+            }
+        }
+    }
     let ca = match (&want_hash, &pinned) {
         (Some(want), _) => {
             let fetched = fetch_ca(&uri, &j.server).await?;
@@ -195,6 +210,31 @@ pub async fn keep_renewed(j: &Join, renewed: &CancellationToken, cancel: &Cancel
     }
 }
 
+/// Ask for certificates with the node's current client certificate, if it
+/// is one of this node's for this CA and server and has not expired.
+async fn renew_with_certificate(
+    j: &Join,
+    uri: &http::Uri,
+    pinned: &str,
+) -> Result<bool, JoinError> {
+    let Ok(creds) = read_credentials(&j.kubeconfig()) else {
+        return Ok(false);
+    };
+    let user = pki::node_user(&j.node_name);
+    if creds.server != j.server
+        || creds.ca_pem != pinned
+        || !pki::leaf_fits(creds.cert_pem.as_bytes(), &user, pinned, &[])
+    {
+        return Ok(false);
+    }
+    let password = node_password(&j.dir)?;
+    let tls = pki::client_tls_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))
+        .map_err(local("the node's credentials"))?;
+    obtain(j, uri, &creds.ca_pem, tls, None, password).await?;
+    tracing::info!(node = %j.node_name, "renewed the node's certificates with its current ones");
+    Ok(true)
+}
+
 /// One request for the node's certificates, written once answered.
 async fn obtain(
     j: &Join,
@@ -235,15 +275,26 @@ async fn obtain(
 /// The node's password: made once, kept.
 fn node_password(dir: &Path) -> Result<String, JoinError> {
     let path = dir.join(PASSWORD_FILE);
-    if let Ok(text) = std::fs::read_to_string(&path) {
-        let text = text.trim();
-        if crate::server::join::password::acceptable(text) {
-            return Ok(text.to_string());
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let text = text.trim();
+            if crate::server::join::password::acceptable(text) {
+                return Ok(text.to_string());
+            }
+            return Err(JoinError::Local(format!(
+                "{} does not hold a usable node password: remove it only if this node is to join as a new host",
+                path.display()
+            )));
         }
-        return Err(JoinError::Local(format!(
-            "{} does not hold a usable node password: remove it only if this node is to join as a new host",
-            path.display()
-        )));
+        // Only a password that is not there is made anew: one that cannot
+        // be read now would cost the node its name.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(JoinError::Local(format!(
+                "reading the node password {}: {e}",
+                path.display()
+            )))
+        }
     }
     let made = hex::encode(rand::random::<[u8; 24]>());
     pki::write_atomic(&path, format!("{made}\n").as_bytes(), PRIVATE)

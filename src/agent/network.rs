@@ -54,6 +54,59 @@ pub fn pod_mtu(config: &super::config::AgentConfig) -> Option<u32> {
     }
 }
 
+/// Whether `ip` can be a node's address on the pod network: not loopback,
+/// unspecified, multicast or broadcast, and not inside the cluster's own
+/// pod or service ranges (a node writes its own addresses; one that names
+/// such an address would send every node's traffic for its subnet astray).
+fn routable_node_ip(ip: Ipv4Addr, cluster: &crate::cluster::ClusterConfig) -> bool {
+    let inside =
+        |(net, prefix): (Ipv4Addr, u8)| Ipv4Cidr::new(net, prefix).is_ok_and(|c| c.contains(ip));
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || inside(cluster.cluster_cidr)
+        || inside(cluster.service_cidr))
+}
+
+/// The peers to route, from the Nodes seen: each must have a routable
+/// address and, for VXLAN, the MAC that address gives (a node cannot point
+/// its peers' forwarding entries at another node's device); of two Nodes
+/// naming one address or one subnet, the older keeps it (a newcomer cannot
+/// take over a node's traffic by copying its address).
+fn peers_of(nodes: &BTreeMap<String, Node>, cluster: &crate::cluster::ClusterConfig) -> Vec<Peer> {
+    let mut by_age: Vec<&Node> = nodes.values().collect();
+    by_age.sort_by_key(|n| {
+        (
+            n.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            n.metadata.name.clone(),
+        )
+    });
+    let mut out: Vec<Peer> = Vec::new();
+    for node in by_age {
+        let Some(mut p) = peer_of(node) else { continue };
+        if !routable_node_ip(p.node_ip, cluster) {
+            tracing::debug!(node = %p.name, ip = %p.node_ip, "not routing a node whose address cannot be a node's");
+            continue;
+        }
+        if p.vtep_mac
+            .is_some_and(|m| m != overlay::vtep_mac(p.node_ip))
+        {
+            tracing::debug!(node = %p.name, "a node's VXLAN MAC is not its address's: left until it is");
+            p.vtep_mac = None;
+        }
+        if out
+            .iter()
+            .any(|o| o.node_ip == p.node_ip || o.pod_cidr == p.pod_cidr)
+        {
+            tracing::warn!(node = %p.name, ip = %p.node_ip, cidr = %p.pod_cidr, "a node names the address or pod subnet of an older node: not routed");
+            continue;
+        }
+        out.push(p);
+    }
+    out
+}
+
 /// What a Node tells its peers.
 fn peer_of(node: &Node) -> Option<Peer> {
     let name = node.metadata.name.clone()?;
@@ -140,8 +193,8 @@ pub async fn run(
         }
     }
     tracing::info!(%backend, pod_cidr = %own, "pod network ready");
-    let mut peers: BTreeMap<String, Peer> = BTreeMap::new();
-    let mut listing: Option<BTreeMap<String, Peer>> = None;
+    let mut seen: BTreeMap<String, Node> = BTreeMap::new();
+    let mut listing: Option<BTreeMap<String, Node>> = None;
     let mut events = watcher::watcher(nodes, watcher::Config::default())
         .default_backoff()
         .boxed();
@@ -157,29 +210,25 @@ pub async fn run(
                 Some(Err(e)) => tracing::debug!("watching nodes: {e}"),
                 Some(Ok(Event::Init)) => listing = Some(BTreeMap::new()),
                 Some(Ok(Event::InitApply(n))) => {
-                    if let (Some(l), Some(p)) = (listing.as_mut(), peer_of(&n)) {
-                        l.insert(p.name.clone(), p);
+                    if let (Some(l), Some(name)) = (listing.as_mut(), n.metadata.name.clone()) {
+                        l.insert(name, n);
                     }
                 }
                 Some(Ok(Event::InitDone)) => {
-                    peers = listing.take().unwrap_or_default();
+                    seen = listing.take().unwrap_or_default();
                     synced = true;
                     dirty = true;
                 }
                 Some(Ok(Event::Apply(n))) => {
                     let name = n.metadata.name.clone().unwrap_or_default();
-                    let now = peer_of(&n);
-                    if peers.get(&name).map(peer_key) != now.as_ref().map(peer_key) {
-                        match now {
-                            Some(p) => peers.insert(name, p),
-                            None => peers.remove(&name),
-                        };
-                        dirty = synced;
-                    }
+                    let before = seen.get(&name).and_then(peer_of).map(|p| peer_key(&p));
+                    let now = peer_of(&n).map(|p| peer_key(&p));
+                    seen.insert(name, n);
+                    dirty |= synced && before != now;
                 }
                 Some(Ok(Event::Delete(n))) => {
                     let name = n.metadata.name.clone().unwrap_or_default();
-                    dirty = synced && peers.remove(&name).is_some();
+                    dirty |= synced && seen.remove(&name).is_some();
                 }
             },
         }
@@ -187,7 +236,7 @@ pub async fn run(
             continue;
         }
         // Whatever else arrived meanwhile goes into the same sync.
-        let wanted: Vec<Peer> = peers.values().cloned().collect();
+        let wanted: Vec<Peer> = peers_of(&seen, &config.cluster);
         let l = local.clone();
         let done = tokio::task::spawn_blocking(move || overlay::sync(backend, &l, &wanted)).await;
         match done {
@@ -278,5 +327,91 @@ mod tests {
         let bare: Node =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "c"}})).unwrap();
         assert!(peer_of(&bare).is_none());
+    }
+
+    fn node(name: &str, created: &str, ip: &str, cidr: &str, mac: Option<&str>) -> Node {
+        let mut annotations = serde_json::Map::new();
+        if let Some(m) = mac {
+            annotations.insert(VTEP_MAC.into(), serde_json::json!(m));
+        }
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "creationTimestamp": created, "annotations": annotations},
+            "spec": {"podCIDR": cidr},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn peers_cannot_take_others_traffic() {
+        let cluster = crate::cluster::ClusterConfig::default();
+        let mac = |ip: &str| format_mac(overlay::vtep_mac(ip.parse().unwrap()));
+        let nodes: BTreeMap<String, Node> = [
+            node(
+                "b",
+                "2026-01-01T00:00:00Z",
+                "192.168.80.3",
+                "10.42.1.0/24",
+                Some(&mac("192.168.80.3")),
+            ),
+            // Younger, copying b's address: not routed.
+            node(
+                "a-thief",
+                "2026-01-02T00:00:00Z",
+                "192.168.80.3",
+                "10.42.9.0/24",
+                Some(&mac("192.168.80.3")),
+            ),
+            // Younger, copying b's subnet: not routed.
+            node(
+                "c",
+                "2026-01-02T00:00:00Z",
+                "192.168.80.4",
+                "10.42.1.0/24",
+                None,
+            ),
+            // A MAC that is not its address's: routed without one (vxlan
+            // skips it until it is right).
+            node(
+                "d",
+                "2026-01-03T00:00:00Z",
+                "192.168.80.5",
+                "10.42.3.0/24",
+                Some(&mac("192.168.80.3")),
+            ),
+            // Addresses no node can have.
+            node(
+                "e",
+                "2026-01-03T00:00:00Z",
+                "127.0.0.1",
+                "10.42.4.0/24",
+                None,
+            ),
+            node(
+                "f",
+                "2026-01-03T00:00:00Z",
+                "10.43.0.1",
+                "10.42.5.0/24",
+                None,
+            ),
+            node(
+                "g",
+                "2026-01-03T00:00:00Z",
+                "10.42.7.1",
+                "10.42.6.0/24",
+                None,
+            ),
+        ]
+        .into_iter()
+        .map(|n| (n.metadata.name.clone().unwrap(), n))
+        .collect();
+        let peers = peers_of(&nodes, &cluster);
+        let names: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["b", "d"], "{peers:?}");
+        assert_eq!(
+            peers[0].vtep_mac,
+            Some(overlay::vtep_mac("192.168.80.3".parse().unwrap()))
+        );
+        assert_eq!(peers[1].vtep_mac, None);
     }
 }

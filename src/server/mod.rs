@@ -583,7 +583,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         encryption: encryption.clone(),
         join: Default::default(),
         tunnels: Default::default(),
+        control_plane_node: Default::default(),
     });
+    if let Some(a) = &agent {
+        let _ = state.control_plane_node.set(a.node_name.clone());
+    }
     // Requests, bootstrap's included, are authorized on the policy.
     apiserver::rbac::start(&state)
         .await
@@ -948,6 +952,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         auth::TOKEN_CLEANER_USER,
         controllers::token_cleaner::AGENT,
         |client, _, cancel| async move { controllers::token_cleaner::run(client, cancel).await },
+    );
+    control.spawn(
+        &mut components,
+        "node password cleaner",
+        auth::NODE_PASSWORD_USER,
+        controllers::node_password::AGENT,
+        |client, shared, cancel| async move {
+            controllers::node_password::run(client, &shared, cancel).await
+        },
     );
     let hpa_config = controllers::hpa::Config {
         sync_period: args.horizontal_pod_autoscaler_sync_period,

@@ -251,17 +251,27 @@ pub(super) fn apply(
                 );
                 report.skipped.push(name());
             }
+            // One peer the kernel will not route (not on a shared link for
+            // host-gw, or an address no route can use) is that peer's
+            // problem: the others are still routed.
             Err(e) if e.errno() == Some(ENETUNREACH) => {
                 let node_ip = match (peer, via) {
                     (Some(p), _) => p.node_ip,
                     (None, Via::Node(ip) | Via::Vtep(ip)) => ip,
                 };
-                return Err(OverlayError::NotOnLink {
-                    peer: name(),
-                    node_ip,
-                });
+                tracing::warn!(
+                    "overlay: {}",
+                    OverlayError::NotOnLink {
+                        peer: name(),
+                        node_ip,
+                    }
+                );
+                report.skipped.push(name());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!("overlay: the route to {dst} for peer {}: {e}", name());
+                report.skipped.push(name());
+            }
         }
     }
     Ok(())

@@ -22,6 +22,7 @@
 
 mod kernel;
 mod plan;
+pub use plan::vtep_mac;
 
 use std::fmt;
 use std::net::Ipv4Addr;

@@ -18,7 +18,7 @@ use netlink_packet_route::AddressFamily;
 use super::{Backend, Local, Peer, PROTOCOL, VNI, VXLAN_PORT};
 use crate::net::cidr::Ipv4Cidr;
 
-pub(crate) type Mac = [u8; 6];
+pub type Mac = [u8; 6];
 
 /// Where the route to a peer's pods leads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +65,7 @@ impl Plan {
 /// The MAC of this node's vxlan device: fixed by the node address, so a
 /// restarted agent (or a device made again) keeps the one peers know.
 /// 0x0e: locally administered and unicast, so no vendor's MAC is taken.
-pub(crate) fn vtep_mac(node_ip: Ipv4Addr) -> Mac {
+pub fn vtep_mac(node_ip: Ipv4Addr) -> Mac {
     let [a, b, c, d] = node_ip.octets();
     [0x0e, 0x5f, a, b, c, d]
 }

@@ -116,6 +116,9 @@ pub struct ApiState {
     pub join: std::sync::OnceLock<Arc<crate::server::join::Joiner>>,
     /// Agents' tunnels, through which kubelets are reached.
     pub tunnels: tunnel::Tunnels,
+    /// The server's own node, which may carry the control-plane role
+    /// labels (auth::node_restriction).
+    pub control_plane_node: std::sync::OnceLock<String>,
 }
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -224,9 +227,15 @@ fn error_response(e: ApiError) -> Response {
 /// The request's body, counted against the server's budget of body bytes
 /// until the response is built.
 async fn read_body(state: &ApiState, body: ReqBody) -> Result<Bytes, ApiError> {
+    read_body_max(state, body, MAX_BODY_BYTES).await
+}
+
+/// [`read_body`] for requests whose bodies are smaller by nature: more is
+/// refused (and not held) at once.
+async fn read_body_max(state: &ApiState, body: ReqBody, max: usize) -> Result<Bytes, ApiError> {
     let mut body = body;
     let deadline = conn::body_deadline();
-    let collect = state.inflight.read_body(&mut body, MAX_BODY_BYTES);
+    let collect = state.inflight.read_body(&mut body, max);
     // A body trickled in slowly would hold the connection and its memory.
     let collected = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline, collect).await {
@@ -277,12 +286,6 @@ async fn dispatch(
     if who.is_none() && !auth::is_public(&path_str) {
         return Err(ApiError::unauthorized());
     }
-    if auth::is_join(&path_str) {
-        return join(state, who.as_ref(), &parts, body).await;
-    }
-    if path_str == tunnel::PATH && parts.method == Method::GET {
-        return tunnel::accept(&state.tunnels, who.as_ref(), &parts.headers, on_upgrade);
-    }
     let q = Query::parse(parts.uri.query())?;
     let method = parts.method.clone();
     // After authentication and before authorization, as upstream's filter.
@@ -297,6 +300,14 @@ async fn dispatch(
         Ok(None) => {}
         // The body is read after the answer (see `inflight::Lingering`).
         Err(e) => return Err(e),
+    }
+    // Joins and tunnels authenticate their own way, never through RBAC;
+    // they count against the in-flight limits as any request.
+    if auth::is_join(&path_str) {
+        return join(state, who.as_ref(), &parts, body).await;
+    }
+    if path_str == tunnel::PATH && parts.method == Method::GET {
+        return tunnel::accept(&state.tunnels, who.as_ref(), &parts.headers, on_upgrade);
     }
     let read_only = |m: &Method| m == Method::GET || m == Method::HEAD;
     let parsed = path::parse(&state.registry, &path_str);
@@ -405,7 +416,17 @@ async fn join(
     match (parts.uri.path(), &parts.method) {
         (crate::server::join::CACERTS_PATH, &Method::GET | &Method::HEAD) => Ok(joiner.cacerts()),
         (crate::server::join::CERTIFICATES_PATH, &Method::POST) => {
-            let bytes = read_body(state, body).await?;
+            // Unauthenticated until read: refused by its declared size
+            // before any of the server's body budget is held for it.
+            let max = crate::server::join::MAX_BODY;
+            let declared = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+            if declared.is_some_and(|n| n > max) {
+                return Err(ApiError::too_large(max));
+            }
+            let bytes = read_body_max(state, body, max).await?;
             joiner.certificates(who, &parts.headers, &bytes).await
         }
         (path, method) => Err(ApiError::method_not_supported(path, method.as_str())),

@@ -104,6 +104,10 @@ pub async fn create(call: &Call<'_>, body: Value, manager: &str) -> Result<Respo
     let name = name_of(&obj).unwrap_or("").to_string();
     super::audit::created(&name);
     super::auth::check_node_create(&ctx.who, def.group, def.plural, &obj)?;
+    if let (Some(node), ("", "nodes")) = (super::auth::node_of(&ctx.who), (def.group, def.plural)) {
+        let cp = state.control_plane_node.get().map(String::as_str);
+        super::auth::node_restriction::check_node(node, None, &obj, cp)?;
+    }
     let taken = admit_new(state, &ctx.who, def, &mut obj, &name, dry_run).await?;
     let w = Write {
         state,
@@ -305,6 +309,15 @@ pub async fn commit_update_from(
                 check_valid(w.def, Some(&cur.obj), &new, w.name)?;
             }
         }
+        super::auth::node_restriction::check_update(
+            who,
+            w.def.group,
+            w.def.plural,
+            w.subresource,
+            &cur.obj,
+            &new,
+            w.state.control_plane_node.get().map(String::as_str),
+        )?;
         super::rbac::escalation::check(w.state, who, w.def, w.ns, Some(&cur.obj), &new)?;
         super::admission::pod_security::admit(w.state, w.def, Some(&cur.obj), &new).await?;
         webhook::validate(w.state, &hook, Some(&new), Some(&cur.obj)).await?;

@@ -16,6 +16,7 @@ pub mod history;
 pub mod hpa;
 pub mod job;
 pub mod namespace;
+pub mod node_password;
 pub mod nodelifecycle;
 pub mod per_namespace;
 pub mod podcontrol;

@@ -54,6 +54,7 @@ pub(crate) fn api_state(dir: &Path) -> (Arc<ApiState>, Arc<SqliteBackend>) {
         encryption: None,
         join: Default::default(),
         tunnels: Default::default(),
+        control_plane_node: Default::default(),
     });
     (state, store)
 }

@@ -253,19 +253,20 @@ impl Joiner {
                     .get(password::KEY)
                     .and_then(|v| String::from_utf8(v.0.clone()).ok())
             });
+            // A recorded password that differs is never replaced here: the
+            // name is freed only with its Node (controllers::node_password),
+            // so two joins at once, or a join between another's and its
+            // registration, cannot both hold it.
             match (recorded, node_exists) {
                 (Some(h), _) if password::matches(&h, pw) => return Ok(()),
-                (Some(_), true) | (None, true) => return Err(taken()),
-                // No such node: the name is free, whatever was recorded.
-                (_, false) => {}
+                (Some(_), _) | (None, true) => return Err(taken()),
+                (None, false) if stored.is_some() => return Err(taken()),
+                (None, false) => {}
             }
             let secret = Secret {
                 metadata: kube::api::ObjectMeta {
                     name: Some(name.clone()),
                     namespace: Some(tokens::NAMESPACE.into()),
-                    resource_version: stored
-                        .as_ref()
-                        .and_then(|s| s.metadata.resource_version.clone()),
                     ..Default::default()
                 },
                 type_: Some(password::SECRET_TYPE.into()),
@@ -275,14 +276,7 @@ impl Joiner {
                 )])),
                 ..Default::default()
             };
-            let written = match stored {
-                Some(_) => {
-                    secrets
-                        .replace(&name, &PostParams::default(), &secret)
-                        .await
-                }
-                None => secrets.create(&PostParams::default(), &secret).await,
-            };
+            let written = secrets.create(&PostParams::default(), &secret).await;
             match written {
                 Ok(_) => return Ok(()),
                 // Another join of this name at the same moment: look again.

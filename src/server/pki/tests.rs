@@ -42,7 +42,7 @@ fn init_then_reload_keeps_everything() {
     assert_eq!(read(&o.tls_dir.join(SERVING_CERT_FILE)), serving);
     assert_eq!(a.admin_cert_pem(), b.admin_cert_pem());
     assert_eq!(a.serving_cert_pem(), b.serving_cert_pem());
-    // Nothing left behind but the six files.
+    // Nothing left behind but the eight files.
     let mut names: Vec<String> = std::fs::read_dir(&o.tls_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -53,6 +53,8 @@ fn init_then_reload_keeps_everything() {
         [
             ADMIN_CERT_FILE,
             ADMIN_KEY_FILE,
+            KUBELET_CA_CERT_FILE,
+            KUBELET_CA_KEY_FILE,
             CA_CERT_FILE,
             CA_KEY_FILE,
             SERVING_CERT_FILE,
@@ -578,4 +580,76 @@ fn the_kubelet_serving_pair_is_kept_while_it_fits() {
     let moved: std::net::IpAddr = "10.0.0.6".parse().unwrap();
     pki.write_kubelet_serving(&agent, "n1", &[moved]).unwrap();
     assert_ne!(cert(), first, "a new address");
+}
+
+#[test]
+fn node_certificates_take_only_the_key_from_a_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = load_or_init(&opts(tmp.path(), &[])).unwrap();
+    // A request asking for far more than a node may have.
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params =
+        rcgen::CertificateParams::new(vec!["kubernetes.default.svc".to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "system:masters");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "system:admin");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let csr = params.serialize_request(&key).unwrap().pem().unwrap();
+    let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+    let got = pki
+        .sign_node_certificates(
+            "n1",
+            &csr,
+            &csr,
+            &[ip],
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+    let client = certs::first_cert_der(&got.client_pem).unwrap();
+    assert_eq!(
+        identity_from_cert(&client),
+        Some(Identity {
+            user: "system:node:n1".into(),
+            groups: vec!["system:nodes".into()],
+        })
+    );
+    let (_, c) = x509_parser::parse_x509_certificate(&client).unwrap();
+    assert!(!c.is_ca());
+    assert_eq!(
+        c.public_key().subject_public_key.data.as_ref(),
+        key.public_key_raw()
+    );
+    let serving = certs::first_cert_der(&got.serving_pem).unwrap();
+    let (_, s) = x509_parser::parse_x509_certificate(&serving).unwrap();
+    let sans = sans::SanSet::from_cert(&s);
+    assert!(
+        sans.dns.contains("n1") && !sans.dns.contains("kubernetes.default.svc"),
+        "{:?}",
+        sans.dns
+    );
+    assert!(sans.ips.contains(&ip));
+    // From the kubelet CA, not the cluster CA.
+    assert!(leaf_fits(
+        got.serving_pem.as_bytes(),
+        "system:node:n1",
+        pki.kubelet_ca_pem(),
+        &[]
+    ));
+    assert!(!leaf_fits(
+        got.serving_pem.as_bytes(),
+        "system:node:n1",
+        pki.ca_cert_pem(),
+        &[]
+    ));
+    // A tampered request is refused.
+    let bad = csr.replace('A', "B");
+    assert!(pki
+        .sign_node_certificates("n1", &bad, &csr, &[], std::time::Duration::from_secs(3600))
+        .is_err());
+    assert!(!renewal_due(got.client_pem.as_bytes()));
+    assert!(renewal_due(b"not a certificate"));
 }

@@ -93,6 +93,8 @@ pub const NODE_JOIN_USER: &str = "system:skiff:node-join";
 /// The token cleaner (`controllers::token_cleaner`), named as upstream's
 /// controller role.
 pub const TOKEN_CLEANER_USER: &str = "system:controller:token-cleaner";
+/// The node password cleaner (`controllers::node_password`).
+pub const NODE_PASSWORD_USER: &str = "system:skiff:node-password-cleaner";
 
 /// Every one of skiff's own components.
 const COMPONENTS: &[&str] = &[
@@ -122,6 +124,7 @@ const COMPONENTS: &[&str] = &[
     REPLICATION_CONTROLLER_USER,
     NODE_JOIN_USER,
     TOKEN_CLEANER_USER,
+    NODE_PASSWORD_USER,
 ];
 
 /// Whether `user` is one of skiff's own components, whose rights
@@ -193,6 +196,15 @@ pub(super) fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool
         },
         // Upstream's system:controller:token-cleaner, narrowed to the
         // namespace bootstrap tokens live in.
+        // Node passwords (Secrets in kube-system) of Nodes that are gone.
+        NODE_PASSWORD_USER => match (*group, *resource, *subresource) {
+            ("", "secrets", None) => {
+                *namespace == Some(crate::server::join::tokens::NAMESPACE)
+                    && matches!(verb, "get" | "list" | "watch" | "delete")
+            }
+            ("", "nodes", None) => matches!(verb, "get" | "list" | "watch"),
+            _ => false,
+        },
         TOKEN_CLEANER_USER => {
             (*group, *resource, *subresource) == ("", "secrets", None)
                 && *namespace == Some(crate::server::join::tokens::NAMESPACE)

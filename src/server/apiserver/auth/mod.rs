@@ -16,6 +16,7 @@ use http::{HeaderMap, Method};
 use serde_json::Value;
 
 mod components;
+pub mod node_restriction;
 
 pub use self::components::*;
 
