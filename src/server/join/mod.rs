@@ -202,6 +202,11 @@ impl Joiner {
                     .get_opt(&format!("{}{id}", tokens::SECRET_PREFIX))
                     .await
                 {
+                    // The Secret must be the token's own (upstream checks
+                    // its token-id too).
+                    Ok(Some(s)) if tokens::data(&s, tokens::ID_KEY).as_deref() != Some(id) => {
+                        format!("bootstrap token {id}: its Secret names another token-id")
+                    }
                     Ok(Some(s)) => {
                         match tokens::bootstrap_problem(&s, secret, chrono::Utc::now()) {
                             None => return Ok(()),

@@ -169,7 +169,7 @@ impl Strategy for Node {
             return Ok(());
         };
         match given_cidr(new) {
-            None => set_cidr(new, &held),
+            None => {}
             Some(c) if c != held => {
                 return Err(invalid(
                     old,
@@ -178,6 +178,18 @@ impl Strategy for Node {
             }
             Some(_) => {}
         }
+        // podCIDRs with it: the same single subnet (left out: kept).
+        match new.pointer("/spec/podCIDRs") {
+            None | Some(Value::Null) => {}
+            Some(list) if *list == json!([held]) => {}
+            Some(list) => {
+                return Err(invalid(
+                    old,
+                    format!("Invalid value: {list}: node updates may not change podCIDRs"),
+                ))
+            }
+        }
+        set_cidr(new, &held);
         Ok(())
     }
 
@@ -242,6 +254,11 @@ mod tests {
         let mut moved = json!({"metadata": {"name": "n"}, "spec": {"podCIDR": "10.42.4.0/24"}});
         let e = NODE.on_update(&old, &mut moved).unwrap_err();
         assert_eq!(e.code, 422, "{e:?}");
+        let mut listed = json!({"metadata": {"name": "n"}, "spec": {"podCIDR": "10.42.3.0/24", "podCIDRs": ["10.42.3.0/24", "10.42.9.0/24"]}});
+        assert_eq!(NODE.on_update(&old, &mut listed).unwrap_err().code, 422);
+        let mut only_list =
+            json!({"metadata": {"name": "n"}, "spec": {"podCIDRs": ["10.42.4.0/24"]}});
+        assert_eq!(NODE.on_update(&old, &mut only_list).unwrap_err().code, 422);
         // Unset before: anything goes (the allocation checks it).
         let mut set = json!({"spec": {"podCIDR": "10.42.4.0/24"}});
         NODE.on_update(&json!({"spec": {}}), &mut set).unwrap();
