@@ -61,20 +61,20 @@ try:
     print("yes" if c and c[0]["status"]=="True" else "no")
 except Exception: print("no")'
 }
-start_agent() { # data dir, node name, backend; sets AGENT_PID
+start_agent() { # data dir, node name; sets AGENT_PID (the pod network is the server's)
     mkdir -p "$1"
     nsenter --net="/run/netns/$AG" "$SKIFF" --root "$1" --run-dir "$1/run" agent \
         --server "https://$SERVER_IP:$PORT" --token-file "$WORK/s/server/token" --node-name "$2" \
-        --pod-log-dir "$1/pod-logs" --pod-network "$3" >>"$1.log" 2>&1 &
+        --pod-log-dir "$1/pod-logs" >>"$1.log" 2>&1 &
     AGENT_PID=$!
     PIDS+=("$AGENT_PID")
 }
 stop_agent() { kill -TERM "$AGENT_PID" 2>/dev/null || true; wait "$AGENT_PID" 2>/dev/null || true; }
 ms_now() { date +%s%3N; }
-time_to_ready() { # data dir, node name, backend → $ELAPSED (ms; not in a subshell: it starts the agent)
+time_to_ready() { # data dir, node name → $ELAPSED (ms; not in a subshell: it starts the agent)
     local t0 t1
     t0=$(ms_now)
-    start_agent "$1" "$2" "$3"
+    start_agent "$1" "$2"
     for _ in $(seq 1 1500); do
         # Until the Node exists a fast 404; after, its Ready condition.
         if [ "$(node_ready "$2")" = yes ]; then break; fi
@@ -89,9 +89,9 @@ start_server vxlan
 fresh=(); restart=()
 for i in $(seq 1 "$RUNS"); do
     d="$WORK/a$i"
-    time_to_ready "$d" "a$i" vxlan; fresh+=("$ELAPSED")
+    time_to_ready "$d" "a$i"; fresh+=("$ELAPSED")
     stop_agent
-    time_to_ready "$d" "a$i" vxlan; restart+=("$ELAPSED")
+    time_to_ready "$d" "a$i"; restart+=("$ELAPSED")
     stop_agent
     nsenter --net="/run/netns/$AG" "$SKIFF" --root "$d" --run-dir "$d/run" killall >/dev/null 2>&1 || true
 done
@@ -122,7 +122,7 @@ one_netns() { # run dir → the one pod network namespace pinned there
 mbps() { python3 -c 'import json,sys; print("%.0f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e6))'; }
 for backend in host-gw vxlan; do
     start_server "$backend"
-    start_agent "$WORK/a" a "$backend"
+    start_agent "$WORK/a" a
     nsenter --net="/run/netns/$AG" "$SKIFF" --root "$WORK/a" --run-dir "$WORK/a/run" load -i "$WORK/busybox.tar" >/dev/null
     for _ in $(seq 1 300); do [ "$(node_ready a)" = yes ] && break; sleep 0.1; done
     pod sink a

@@ -19,6 +19,7 @@ mod containers;
 mod support;
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -77,8 +78,9 @@ fn fetch(c: &Cluster, pod: &str, url: &str) -> String {
     format!("{}{}", stdout(&out).trim(), stderr(&out).trim())
 }
 
-/// Every web pod reaches every other by IP, and the Service by its name.
-fn pods_reach_each_other(c: &Cluster, pods: &[(String, String, String)]) {
+/// Every web pod reaches every other by IP, and the Service by its name
+/// in the cluster's `domain`.
+fn pods_reach_each_other(c: &Cluster, pods: &[(String, String, String)], domain: &str) {
     for (from, from_node, _) in pods {
         for (to, to_node, ip) in pods {
             if from_node == to_node {
@@ -92,7 +94,7 @@ fn pods_reach_each_other(c: &Cluster, pods: &[(String, String, String)]) {
             );
         }
         let names: BTreeSet<String> = pods.iter().map(|p| p.0.clone()).collect();
-        let by_name = fetch(c, from, "http://web.default.svc.cluster.local/");
+        let by_name = fetch(c, from, &format!("http://web.default.svc.{domain}/"));
         assert!(names.contains(&by_name), "{from} → web: {by_name:?}");
     }
 }
@@ -147,7 +149,8 @@ fn agents_join_and_pods_talk_across_nodes_over_vxlan() {
         3,
         "spread over the three nodes: {pods:?}"
     );
-    pods_reach_each_other(&c, &pods);
+    pods_reach_each_other(&c, &pods, "cluster.local");
+    pods_are_in_their_nodes_cgroup_trees(&c);
 
     // A NodePort on every node, from the server's namespace.
     for n in &c.nodes {
@@ -245,6 +248,54 @@ fn agents_join_and_pods_talk_across_nodes_over_vxlan() {
 
     node_credentials_reach_only_their_own_pods_secrets(&c);
     joins_are_refused_with_a_clear_message(&c);
+    // Each node's cgroup tree goes with it.
+    let roots: Vec<PathBuf> = c
+        .nodes
+        .iter()
+        .map(|n| cgroup_dir(&c.cgroup_root(&n.name)))
+        .collect();
+    drop(c);
+    for r in roots {
+        assert!(!r.exists(), "{} left behind", r.display());
+    }
+}
+
+/// Where cgroup path `path` is in the memory hierarchy (v1) or the
+/// unified one (v2).
+fn cgroup_dir(path: &str) -> PathBuf {
+    let base = Path::new("/sys/fs/cgroup");
+    if base.join("cgroup.controllers").exists() {
+        base.join(path)
+    } else {
+        base.join("memory").join(path)
+    }
+}
+
+/// Every web pod's cgroup is under its own node's `--cgroup-root`, none
+/// under another's.
+fn pods_are_in_their_nodes_cgroup_trees(c: &Cluster) {
+    let v = c.json(&["get", "pods", "-l", "app=web"]);
+    for p in v["items"].as_array().unwrap() {
+        let node = p["spec"]["nodeName"].as_str().unwrap();
+        let uid = p["metadata"]["uid"].as_str().unwrap();
+        let in_tree = |n: &str| {
+            let kubepods = cgroup_dir(&c.cgroup_root(n)).join("kubepods");
+            ["", "burstable", "besteffort"]
+                .iter()
+                .any(|class| kubepods.join(class).join(format!("pod{uid}")).is_dir())
+        };
+        assert!(
+            in_tree(node),
+            "pod {uid} on {node}: not in its node's cgroup tree"
+        );
+        for other in c.nodes.iter().filter(|n| n.name != node) {
+            assert!(
+                !in_tree(&other.name),
+                "pod {uid} on {node} is in {}'s tree",
+                other.name
+            );
+        }
+    }
 }
 
 /// The node authorizer, with a node's real credentials (the kubeconfig
@@ -389,7 +440,7 @@ fn vxlan_carries_pods_across_a_router() {
     c.apply(&web(3));
     let pods = running_web(&c, 3);
     assert_eq!(nodes_of(&pods).len(), 3, "{pods:?}");
-    pods_reach_each_other(&c, &pods);
+    pods_reach_each_other(&c, &pods, "cluster.local");
 }
 
 #[test]
@@ -405,8 +456,17 @@ fn host_gw_routes_pods_and_nodes_fail_and_come_back() {
             "2",
             "--default-not-ready-toleration-seconds",
             "2",
+            // A plan of the user's: agents take it, and the pod network,
+            // from the server.
+            "--pod-network",
+            "host-gw",
+            "--cluster-cidr",
+            "10.60.0.0/16",
+            "--service-cidr",
+            "10.61.0.0/20",
+            "--cluster-domain",
+            "edge.test",
         ],
-        node_args: &["--pod-network", "host-gw"],
         ..Default::default()
     });
     // host-gw: plain routes via the other nodes' addresses, no device.
@@ -421,7 +481,25 @@ fn host_gw_routes_pods_and_nodes_fail_and_come_back() {
     c.apply(&web(3));
     let pods = running_web(&c, 3);
     assert_eq!(nodes_of(&pods).len(), 3, "{pods:?}");
-    pods_reach_each_other(&c, &pods);
+    for (_, _, ip) in &pods {
+        assert!(ip.starts_with("10.60."), "{pods:?}");
+    }
+    let svc_ip = c.kubectl_ok(&["get", "service", "web", "-o", "jsonpath={.spec.clusterIP}"]);
+    assert!(svc_ip.starts_with("10.61."), "{svc_ip}");
+    let api_ip = c.kubectl_ok(&[
+        "get",
+        "service",
+        "kubernetes",
+        "-o",
+        "jsonpath={.spec.clusterIP}",
+    ]);
+    assert_eq!(api_ip.trim(), "10.61.0.1");
+    let resolv = stdout(&c.exec(&pods[0].0, &["cat", "/etc/resolv.conf"]));
+    assert!(
+        resolv.contains("nameserver 10.61.0.10") && resolv.contains("svc.edge.test"),
+        "{resolv}"
+    );
+    pods_reach_each_other(&c, &pods, "edge.test");
 
     // Cut off from the switch for a moment (less than the grace period),
     // a1's pod goes on serving on its node, untouched.

@@ -455,3 +455,136 @@ fn merge_patch<'a>(name: &'a str, body: &'a str) -> [&'a str; 8] {
         body,
     ]
 }
+
+/// `--service-cidr`, `--cluster-dns` and `--service-node-port-range`: the
+/// `kubernetes` Service, Services' addresses and node ports come from the
+/// ranges asked for; nodes (and admins, not other users) read the plan at
+/// `/v1-skiff/config`; a start with other ranges on the same data
+/// directory is refused with the ranges it was made with, and changes
+/// nothing.
+#[test]
+fn a_cluster_takes_addresses_and_ports_from_its_own_ranges() {
+    let plan = [
+        "--disable-agent",
+        "--service-cidr",
+        "10.96.0.0/24",
+        "--cluster-cidr",
+        "10.200.0.0/22",
+        "--cluster-dns",
+        "10.96.0.53",
+        "--service-node-port-range",
+        "31000-31009",
+    ];
+    let mut s = Server::start_with_args(&plan);
+    let ip_of = |s: &Server, ns: &str, name: &str| {
+        s.kubectl_ok(&[
+            "get",
+            "service",
+            name,
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ])
+    };
+    assert_eq!(ip_of(&s, "default", "kubernetes"), "10.96.0.1");
+    s.namespace(NS);
+    create_ok(
+        &s,
+        &["create", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: np, namespace: alloc}\nspec: {type: NodePort, ports: [{port: 80}]}\n",
+    );
+    let got = s.kubectl_ok(&[
+        "get",
+        "service",
+        "np",
+        "-n",
+        NS,
+        "-o",
+        "jsonpath={.spec.clusterIP} {.spec.ports[0].nodePort}",
+    ]);
+    let (ip, port) = got.split_once(' ').unwrap();
+    let last: u32 = ip.strip_prefix("10.96.0.").expect(ip).parse().unwrap();
+    assert!(![0, 1, 53, 255].contains(&last), "{ip}");
+    let port: u16 = port.parse().unwrap();
+    assert!((31000..=31009).contains(&port), "{port}");
+    for (spec, refusal) in [
+        (
+            "{clusterIP: 10.43.0.7, ports: [{port: 80}]}",
+            "The range of valid IPs is 10.96.0.0/24",
+        ),
+        (
+            "{type: NodePort, ports: [{port: 80, nodePort: 30080}]}",
+            "The range of valid ports is 31000-31009",
+        ),
+    ] {
+        let out = s.kubectl_stdin(
+            &["create", "-f", "-"],
+            &format!("apiVersion: v1\nkind: Service\nmetadata: {{name: out, namespace: alloc}}\nspec: {spec}\n"),
+        );
+        assert!(
+            !out.status.success() && stderr(&out).contains(refusal),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Nine more node ports fill the range of ten; the next is refused.
+    let codes = create_many(
+        &s,
+        &s.admin_token(),
+        ("full", 10),
+        r#"{"type":"NodePort","ports":[{"port":80}]}"#,
+    );
+    assert_eq!(codes.get("201"), Some(&9), "{codes:?}");
+    assert_eq!(codes.get("500"), Some(&1), "{codes:?}");
+
+    // The plan, to nodes and admins only.
+    let (code, body) = s.curl_get(
+        "/v1-skiff/config",
+        &["-H", &format!("Authorization: Bearer {}", s.admin_token())],
+    );
+    assert_eq!(code, 200, "{body}");
+    let cfg: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(cfg["serviceCidr"], "10.96.0.0/24");
+    assert_eq!(cfg["clusterCidr"], "10.200.0.0/22");
+    assert_eq!(cfg["clusterDns"], "10.96.0.53");
+    assert_eq!(cfg["clusterDomain"], "cluster.local");
+    assert_eq!(cfg["nodePorts"], "31000-31009");
+    assert_eq!(cfg["podNetwork"], "vxlan");
+    let (crt, key) = s.client_cert("node", "system:node:n1", &["system:nodes"]);
+    let (crt, key) = (crt.display().to_string(), key.display().to_string());
+    let (code, _) = s.curl_get("/v1-skiff/config", &["--cert", &crt, "--key", &key]);
+    assert_eq!(code, 200);
+    let (crt, key) = s.client_cert("dev", "dev", &["developers"]);
+    let (crt, key) = (crt.display().to_string(), key.display().to_string());
+    let (code, body) = s.curl_get("/v1-skiff/config", &["--cert", &crt, "--key", &key]);
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("for nodes"), "{body}");
+    // Anonymous, as upstream's anonymous user: authenticated, forbidden.
+    let (code, _) = s.curl_get("/v1-skiff/config", &[]);
+    assert_eq!(code, 403);
+
+    // Other ranges on this data directory: refused, naming what it holds.
+    let mut other = plan.to_vec();
+    other[2] = "10.97.0.0/24";
+    other[6] = "10.97.0.53";
+    let log = s.restart_fails_with_args(&other);
+    assert!(
+        log.contains(
+            "this cluster was made with 10.96.0.0/24 for Service cluster IPs (--service-cidr)"
+        ),
+        "{log}"
+    );
+    let mut other = plan.to_vec();
+    other[8] = "30000-32767";
+    let log = s.restart_fails_with_args(&other);
+    assert!(log.contains("31000-31009 for node ports"), "{log}");
+    let log = s.restart_fails_with_args(&["--disable-agent", "--service-cidr", "10.96.0.0/29"]);
+    assert!(
+        log.contains("--service-cidr 10.96.0.0/29: its prefix must be /12 to /28"),
+        "{log}"
+    );
+    // The same plan again: served as before.
+    s.restart();
+    assert_eq!(ip_of(&s, NS, "np"), ip);
+}

@@ -19,6 +19,8 @@ pub enum ConfigError {
     Taint(String),
     #[error("the host name {0:?} is not a valid node name: set --node-name")]
     Hostname(String),
+    #[error("invalid --cgroup-root {0:?}: expected a cgroup path such as skiff or skiff/node-1 (no empty, '.' or '..' parts)")]
+    CgroupRoot(String),
     #[error(transparent)]
     Reserved(#[from] crate::agent::node::host::HostError),
     #[error("invalid image garbage collection thresholds: --image-gc-low-threshold ({low}) must be below --image-gc-high-threshold ({high}), both at most 100")]
@@ -40,10 +42,10 @@ pub struct AgentConfig {
     pub system_reserved: crate::agent::node::host::Reserved,
     /// The address other nodes and the server reach this node at.
     pub node_ip: IpAddr,
+    /// `--cgroup-root`: pods' cgroups are under `<it>/kubepods`.
+    pub cgroup_root: String,
     /// `--node-external-ip`.
     pub external_ips: Vec<IpAddr>,
-    /// How pods reach pods of other nodes (None: they do not).
-    pub pod_network: Option<crate::net::overlay::Backend>,
     /// The engine's `--root` (images, containers), whose filesystem is the
     /// node's ephemeral storage.
     pub root: PathBuf,
@@ -216,12 +218,11 @@ pub struct AgentArgs {
     /// Node's ExternalIP; repeatable).
     #[arg(long = "node-external-ip", value_name = "IP")]
     pub node_external_ip: Vec<IpAddr>,
-    /// How pods reach the pods of other nodes: vxlan (anywhere the nodes
-    /// reach each other over UDP 8472), host-gw (plain routes, the nodes on
-    /// one link; fastest) or none. Every node of a cluster must use the
-    /// same (k3s's --flannel-backend).
-    #[arg(long, value_name = "BACKEND", default_value = "vxlan", value_parser = ["vxlan", "host-gw", "none"])]
-    pub pod_network: String,
+    /// The cgroup the node's pods are made under, as `<ROOT>/kubepods/...`
+    /// (kubelet's flag): a path of its own for each node when several share
+    /// a host.
+    #[arg(long, value_name = "ROOT", default_value = crate::agent::pods::pod_cgroup::DEFAULT_ROOT)]
+    pub cgroup_root: String,
     /// Resources held back for skiff itself, not given to pods, e.g.
     /// cpu=200m,memory=256Mi,ephemeral-storage=1Gi,pid=1000
     #[arg(long, value_name = "RESOURCES", default_value = "")]
@@ -311,9 +312,12 @@ impl AgentArgs {
                 &self.system_reserved,
             )?,
             node_ip: self.node_ip.unwrap_or(at.default_ip),
+            cgroup_root: {
+                crate::runtime::container::cgroups::validate_path(&self.cgroup_root)
+                    .map_err(|_| ConfigError::CgroupRoot(self.cgroup_root.clone()))?;
+                self.cgroup_root.trim_matches('/').to_string()
+            },
             external_ips: self.node_external_ip.clone(),
-            // The value parser admits only names the overlay knows.
-            pod_network: self.pod_network.parse().ok(),
             run_dir: at.run_dir,
             pod_log_dir: self.pod_log_dir.clone(),
             registries: self.registries.clone(),

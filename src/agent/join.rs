@@ -62,6 +62,12 @@ pub enum JoinError {
         status: u16,
         message: String,
     },
+    #[error("the server at {url} did not give this node the cluster's configuration: {message}")]
+    ConfigRefused {
+        url: String,
+        status: u16,
+        message: String,
+    },
     #[error("{0}")]
     Local(String),
 }
@@ -72,7 +78,9 @@ impl JoinError {
     pub fn is_transient(&self) -> bool {
         match self {
             JoinError::Unreachable { .. } => true,
-            JoinError::Refused { status, .. } => *status >= 500 || *status == 429,
+            JoinError::Refused { status, .. } | JoinError::ConfigRefused { status, .. } => {
+                *status >= 500 || *status == 429
+            }
             _ => false,
         }
     }
@@ -98,6 +106,38 @@ pub struct Join {
 impl Join {
     pub fn kubeconfig(&self) -> PathBuf {
         self.dir.join(KUBECONFIG_FILE)
+    }
+}
+
+/// The cluster's address plan and pod network, as the server gives them
+/// to its nodes (asked with the node's certificate, after `ensure`): an
+/// agent takes the server's, so no flag is repeated on every node.
+pub async fn cluster_config(j: &Join) -> Result<crate::cluster::ClusterConfig, JoinError> {
+    let url = j.server.clone();
+    let (client, _) = crate::agent::client::from_kubeconfig(&j.kubeconfig())
+        .await
+        .map_err(|e| JoinError::Local(e.to_string()))?;
+    let req = http::Request::get(crate::server::join::CONFIG_PATH)
+        .body(Vec::new())
+        .map_err(|e| JoinError::Local(e.to_string()))?;
+    match tokio::time::timeout(REQUEST_TIMEOUT, client.request(req)).await {
+        Err(_) => Err(JoinError::Unreachable {
+            url,
+            why: format!("no answer in {REQUEST_TIMEOUT:?}"),
+        }),
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(kube::Error::Api(s))) => Err(JoinError::ConfigRefused {
+            url,
+            status: s.code,
+            message: s.message,
+        }),
+        Ok(Err(kube::Error::SerdeError(e))) => Err(JoinError::Local(format!(
+            "the server's cluster configuration does not decode: {e}"
+        ))),
+        Ok(Err(e)) => Err(JoinError::Unreachable {
+            url,
+            why: e.to_string(),
+        }),
     }
 }
 

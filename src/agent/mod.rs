@@ -146,13 +146,9 @@ pub async fn run(
             log_max_size: None,
         });
     // Before any pod is made: what the node's rules spare from masquerade.
-    let cluster_cidr = crate::net::cidr::Ipv4Cidr::new(
-        config.cluster.cluster_cidr.0,
-        config.cluster.cluster_cidr.1,
-    )
-    .ok();
-    let cluster_net = cluster_cidr.map(|cidr| crate::net::host::ClusterNet {
-        cidr,
+    let cluster_cidr = config.cluster.cluster_cidr;
+    let cluster_net = Some(crate::net::host::ClusterNet {
+        cidr: cluster_cidr,
         mtu: network::pod_mtu(&config),
     });
     if let Err(e) = crate::net::host::record_cluster(&config.root, cluster_net) {
@@ -160,11 +156,15 @@ pub async fn run(
             "recording the cluster network: {e}; pods' traffic to other nodes is masqueraded"
         );
     }
+    if let Err(e) = pods::pod_cgroup::record_root(&config.root, &config.cgroup_root) {
+        tracing::warn!("recording the cgroup root: {e}; `skiff killall` may leave its empty tree");
+    }
     let bridge_cidr = crate::net::host::recorded_cidr(&config.root);
     let (pod_cidr_tx, pod_cidr) = tokio::sync::watch::channel(bridge_cidr);
     let workers = std::sync::Arc::new(pods::worker::WorkerCtx {
         runtime,
         root: config.root.clone(),
+        cgroup_root: config.cgroup_root.clone(),
         events: crate::events::Recorder::spawn(client.clone(), node_name.clone()),
         client: client.clone(),
         node_name: node_name.clone(),
@@ -177,7 +177,8 @@ pub async fn run(
             service_env(
                 &api_url,
                 config.node_ip,
-                crate::net::host::recorded_cidr(&config.root),
+                crate::net::host::recorded_cidr(&config.root)
+                    .or(Some(config.cluster.first_node_cidr())),
             )
         },
         resolv_conf: config.resolv_conf.clone(),
@@ -239,7 +240,8 @@ pub async fn run(
     let mut wait = Duration::from_millis(100);
     // A bridge from before that lies in the cluster's range is asked for
     // again, so that pods keep their subnet.
-    let proposed = bridge_cidr.filter(|c| cluster_cidr.is_some_and(|cl| cl.overlaps(c)));
+    let proposed = bridge_cidr
+        .filter(|c| cluster_cidr.contains(c.network()) && c.prefix() == crate::cluster::NODE_MASK);
     let node_entry = loop {
         match node.register(proposed).await {
             Ok(r) => break r,
@@ -317,13 +319,10 @@ fn start_dns(config: &AgentConfig, cancel: &CancellationToken) -> Option<dns::Sh
     let records = std::sync::Arc::new(std::sync::RwLock::new(dns::records::Records::new(
         &config.cluster.cluster_domain,
     )));
-    let cidr =
-        |(ip, prefix): (std::net::Ipv4Addr, u8)| crate::net::cidr::Ipv4Cidr::new(ip, prefix).ok();
-    let services = cidr(config.cluster.service_cidr)?;
-    let mut allowed: Vec<crate::net::cidr::Ipv4Cidr> =
-        cidr(config.cluster.cluster_cidr).into_iter().collect();
+    let services = config.cluster.service_cidr;
+    let mut allowed = vec![config.cluster.cluster_cidr];
     if let std::net::IpAddr::V4(v4) = config.node_ip {
-        allowed.extend(cidr((v4, 32)));
+        allowed.push(crate::net::cidr::Ipv4Cidr::from_parts(v4, 32));
     }
     let cfg = dns::DnsConfig {
         listen: std::net::SocketAddr::new(config.node_ip, dns::PORT),
@@ -357,18 +356,14 @@ fn proxy_settings(
         name: config.node_name.clone(),
         zone: config.labels.get("topology.kubernetes.io/zone").cloned(),
     };
-    let cidr =
-        |(ip, prefix): (std::net::Ipv4Addr, u8)| crate::net::cidr::Ipv4Cidr::new(ip, prefix).ok();
-    let table = config.proxy.then(|| {
-        Some(crate::net::nft::svc::ProxyConfig {
-            table: crate::net::nft::svc::TABLE.to_string(),
-            cluster_cidr: cidr(config.cluster.cluster_cidr)?,
-            service_cidr: cidr(config.cluster.service_cidr)?,
-            nodeport_cidrs: config.nodeport_addresses.clone(),
-            masquerade_bit: crate::net::nft::svc::MASQUERADE_BIT,
-        })
+    let table = config.proxy.then(|| crate::net::nft::svc::ProxyConfig {
+        table: crate::net::nft::svc::TABLE.to_string(),
+        cluster_cidr: config.cluster.cluster_cidr,
+        service_cidr: config.cluster.service_cidr,
+        nodeport_cidrs: config.nodeport_addresses.clone(),
+        masquerade_bit: crate::net::nft::svc::MASQUERADE_BIT,
     });
-    (view, table.flatten())
+    (view, table)
 }
 
 /// Serve the kubelet API; without it pods still run (logs and exec do

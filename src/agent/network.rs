@@ -43,7 +43,7 @@ fn usable_ip(ip: IpAddr) -> Option<Ipv4Addr> {
 /// The MTU pods get on this node: the backend's share of the node link's
 /// (None: the uplink's, as without a cluster).
 pub fn pod_mtu(config: &super::config::AgentConfig) -> Option<u32> {
-    let backend = config.pod_network?;
+    let backend = config.cluster.pod_network?;
     let ip = usable_ip(config.node_ip)?;
     match overlay::pod_mtu(backend, ip) {
         Ok(m) => Some(m),
@@ -59,14 +59,12 @@ pub fn pod_mtu(config: &super::config::AgentConfig) -> Option<u32> {
 /// pod or service ranges (a node writes its own addresses; one that names
 /// such an address would send every node's traffic for its subnet astray).
 fn routable_node_ip(ip: Ipv4Addr, cluster: &crate::cluster::ClusterConfig) -> bool {
-    let inside =
-        |(net, prefix): (Ipv4Addr, u8)| Ipv4Cidr::new(net, prefix).is_ok_and(|c| c.contains(ip));
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         || ip.is_broadcast()
-        || inside(cluster.cluster_cidr)
-        || inside(cluster.service_cidr))
+        || cluster.cluster_cidr.contains(ip)
+        || cluster.service_cidr.contains(ip))
 }
 
 /// The peers to route, from the Nodes seen: each must have a routable
@@ -157,15 +155,12 @@ pub async fn run(
     mut pod_cidr: tokio::sync::watch::Receiver<Option<Ipv4Cidr>>,
     cancel: CancellationToken,
 ) {
-    let (Some(backend), Some(node_ip)) = (config.pod_network, usable_ip(config.node_ip)) else {
+    let (Some(backend), Some(node_ip)) = (config.cluster.pod_network, usable_ip(config.node_ip))
+    else {
         tracing::info!(node_ip = %config.node_ip, "no pod network across nodes: the node's address is not one other nodes can reach");
         return;
     };
-    let Ok(cluster_cidr) =
-        Ipv4Cidr::new(config.cluster.cluster_cidr.0, config.cluster.cluster_cidr.1)
-    else {
-        return;
-    };
+    let cluster_cidr = config.cluster.cluster_cidr;
     let own = loop {
         if let Some(c) = *pod_cidr.borrow_and_update() {
             break c;

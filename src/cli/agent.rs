@@ -128,10 +128,19 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
             tracing::info!(signal, "stopping the agent");
             stop.cancel();
         });
+        let mut config = config;
         let mut wait = Duration::from_millis(500);
         loop {
-            match crate::agent::join::ensure(&join).await {
-                Ok(()) => break,
+            let joined = async {
+                crate::agent::join::ensure(&join).await?;
+                crate::agent::join::cluster_config(&join).await
+            };
+            match joined.await {
+                Ok(plan) => {
+                    tracing::info!(cluster_cidr = %plan.cluster_cidr, service_cidr = %plan.service_cidr, pod_network = %plan.pod_network.map_or("none".to_string(), |b| b.to_string()), "took the cluster's configuration from the server");
+                    config.cluster = plan;
+                    break;
+                }
                 Err(e) if e.is_transient() => {
                     tracing::warn!("joining: {e}; trying again in {wait:?}");
                     tokio::select! {

@@ -39,6 +39,8 @@ pub fn killall(engine: &Engine) -> anyhow::Result<ExitCode> {
     // Pods' cgroups, the ones this root's agent noted (the tree is shared
     // with any other agent on the host), now that their containers are gone.
     use crate::agent::pods::pod_cgroup;
+    let cgroup_root = pod_cgroup::recorded_root(paths.node_root())
+        .unwrap_or_else(|| pod_cgroup::default_root().to_string());
     for (uid, parent, _) in pod_cgroup::existing(paths.node_root()) {
         match pod_cgroup::tear_down(&parent) {
             Ok(()) => pod_cgroup::unmark(paths.node_root(), &uid),
@@ -48,7 +50,7 @@ pub fn killall(engine: &Engine) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    pod_cgroup::remove_empty_tree();
+    pod_cgroup::remove_empty_tree(&cgroup_root);
     engine
         .network(None)
         .teardown()

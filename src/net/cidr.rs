@@ -33,11 +33,20 @@ impl Ipv4Cidr {
         })
     }
 
-    pub fn network(&self) -> Ipv4Addr {
+    /// `new` for constants: a prefix past 32 is taken as 32.
+    pub const fn from_parts(addr: Ipv4Addr, prefix: u8) -> Ipv4Cidr {
+        let prefix = if prefix > 32 { 32 } else { prefix };
+        Ipv4Cidr {
+            addr: Ipv4Addr::from_bits(addr.to_bits() & mask(prefix)),
+            prefix,
+        }
+    }
+
+    pub const fn network(&self) -> Ipv4Addr {
         self.addr
     }
 
-    pub fn prefix(&self) -> u8 {
+    pub const fn prefix(&self) -> u8 {
         self.prefix
     }
 
@@ -74,7 +83,7 @@ impl Ipv4Cidr {
     }
 }
 
-fn mask(prefix: u8) -> u32 {
+const fn mask(prefix: u8) -> u32 {
     if prefix == 0 {
         0
     } else {

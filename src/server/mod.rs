@@ -10,6 +10,7 @@ pub mod components;
 pub mod controllers;
 pub mod join;
 pub mod leader;
+pub mod local_agent;
 pub mod pki;
 pub mod scheduler;
 pub mod store;
@@ -156,6 +157,37 @@ pub struct ServerArgs {
     /// `--disable coredns`); agents then serve no names either.
     #[arg(long)]
     pub disable_cluster_dns: bool,
+
+    /// Pod addresses of the whole cluster; each node takes a /24 of it
+    /// (k3s's flag). Fixed once the cluster is made.
+    #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]
+    pub cluster_cidr: String,
+
+    /// Service ClusterIPs; the `kubernetes` Service takes the first
+    /// (k3s's flag). Fixed once the cluster is made.
+    #[arg(long, value_name = "CIDR", default_value = "10.43.0.0/16")]
+    pub service_cidr: String,
+
+    /// The cluster DNS Service's address [default: the tenth address of
+    /// --service-cidr, 10.43.0.10]
+    #[arg(long, value_name = "IP")]
+    pub cluster_dns: Option<std::net::Ipv4Addr>,
+
+    /// The cluster's DNS domain: Services are <name>.<namespace>.svc.<DOMAIN>.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub cluster_domain: String,
+
+    /// Ports NodePort Services take (kube-apiserver's flag). Fixed once the
+    /// cluster is made.
+    #[arg(long, value_name = "LOW-HIGH", default_value = "30000-32767")]
+    pub service_node_port_range: String,
+
+    /// How pods reach the pods of other nodes: vxlan (anywhere the nodes
+    /// reach each other over UDP 8472), host-gw (plain routes, the nodes on
+    /// one link; fastest) or none. Agents take the server's (k3s's
+    /// --flannel-backend).
+    #[arg(long, alias = "flannel-backend", value_name = "BACKEND", default_value = "vxlan", value_parser = ["vxlan", "host-gw", "none"])]
+    pub pod_network: String,
 
     /// How the scheduler places pods: spread them over the nodes (as
     /// kube-scheduler's default) or pack them onto as few nodes as
@@ -360,6 +392,19 @@ fn kubeconfig_url(args: &ServerArgs) -> String {
     format!("https://{host}:{}", args.https_listen_port)
 }
 
+/// The cluster's address plan from the flags, checked.
+fn cluster_plan(args: &ServerArgs) -> anyhow::Result<ClusterConfig> {
+    Ok(ClusterConfig::new(
+        &args.cluster_cidr,
+        &args.service_cidr,
+        args.cluster_dns,
+        &args.cluster_domain,
+        &args.service_node_port_range,
+        // The value parser admits only names the overlay knows, and none.
+        args.pod_network.parse().ok(),
+    )?)
+}
+
 /// The address the `kubernetes` Service's endpoints name.
 fn advertise_address(args: &ServerArgs) -> IpAddr {
     if let Some(ip) = args.advertise_address {
@@ -455,6 +500,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let _data_lock = lock_data_dir(&data_dir)?;
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let advertised_ip = advertise_address(&args);
+    let plan = cluster_plan(&args)?;
     // Bad agent flags fail the start before anything is made.
     let agent = if args.disable_agent {
         None
@@ -473,6 +519,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 })
                 .map(|mut c| {
                     c.dns = !args.disable_cluster_dns;
+                    c.cluster = plan.clone();
                     c
                 })?,
         )
@@ -495,6 +542,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let pki_opts = pki::PkiOptions {
         tls_dir: paths.tls.clone(),
         extra_sans,
+        cluster: plan.clone(),
     };
     let token_path = paths.token.clone();
     let pki = tokio::task::spawn_blocking(move || {
@@ -556,6 +604,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => store.clone(),
     };
     let objects = Objects::new(backend)
+        .with_plan(&plan)
         .followed_by(rbac.follower())
         .followed_by(registry.custom.follower.clone())
         .followed_by(webhooks.follower());
@@ -600,7 +649,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     apiserver::webhook::start(&state)
         .await
         .context("loading the admission webhook configurations")?;
-    let cluster = ClusterConfig::default();
+    // Before anything takes an address: the stored ranges are this plan's.
+    apiserver::kinds::alloc::check_plan(&state.objects)
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let cluster = plan.clone();
     let bootstrap_client = loopback::client(
         state.clone(),
         auth::component(auth::BOOTSTRAP_USER),
@@ -608,7 +661,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     // The allocation repair's first pass runs before the API takes
     // requests, beside bootstrap (see bootstrap::run).
-    let repair = apiserver::kinds::repair::at_start(&state.objects, &state.registry);
+    let repair = apiserver::kinds::repair::at_start(&state.objects);
     let advertised = SocketAddr::new(advertised_ip, args.https_listen_port);
     bootstrap::run(bootstrap_client, &cluster, advertised, repair)
         .await
@@ -623,6 +676,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             "skiff-node-join",
         ),
         args.node_certificate_lifetime,
+        plan.clone(),
     )));
     drop(join_token);
     let _ = state.webhooks.cluster_ca.set(pki.ca_cert_pem().to_string());
@@ -734,7 +788,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     components.spawn("allocation repair", move |life| async move {
         life.ready();
         let s = &repairing;
-        apiserver::kinds::repair::run(&s.objects, &s.registry, life.cancel).await;
+        apiserver::kinds::repair::run(&s.objects, life.cancel).await;
         Ok(())
     });
     // One watch per kind for the scheduler and the controllers, stopped
@@ -995,31 +1049,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         let url = kubeconfig_url(&args);
         components.spawn("agent", move |life| async move {
             life.ready();
-            // Retried, as the agent's own start: its trouble must not stop
-            // the control plane it runs beside.
-            let mut wait = Duration::from_millis(100);
-            loop {
-                let (pki, url) = (pki.clone(), url.clone());
-                let (path, node) = (config.kubeconfig.clone(), config.node_name.clone());
-                let ip = config.node_ip;
-                let written = tokio::task::spawn_blocking(move || {
-                    pki.write_node_kubeconfig(&path, &url, &node)?;
-                    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-                    pki.write_kubelet_serving(dir, &node, &[ip])
-                })
-                .await;
-                match written {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) => tracing::warn!("writing the agent's kubeconfig: {e}"),
-                    Err(e) => tracing::warn!("writing the agent's kubeconfig: {e}"),
-                }
-                tokio::select! {
-                    _ = life.cancel.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(wait) => {}
-                }
-                wait = (wait * 2).min(Duration::from_secs(7));
-            }
-            crate::agent::run(config, life.cancel.clone(), || {}).await
+            local_agent::run(pki, url, config, life.cancel.clone()).await
         });
     }
     let result = components.run_until(shutdown_signal()).await;

@@ -293,6 +293,7 @@ impl Cluster {
             args.extend(["--node-name".into(), name.clone()]);
             args.push("--pod-log-dir".into());
             args.push(node_dir.join("pod-logs").display().to_string());
+            args.extend(["--cgroup-root".into(), c.cgroup_root(&name)]);
             args.extend(opts.node_args.iter().map(|s| s.to_string()));
             let mut node = Node {
                 name,
@@ -350,6 +351,18 @@ impl Cluster {
         (net, port)
     }
 
+    /// Node `name`'s cgroup root: its own, as each node of a real cluster
+    /// has its own host (`skiff/test-<cluster dir>-<node>`).
+    pub fn cgroup_root(&self, name: &str) -> String {
+        let dir = self
+            .dir
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("x");
+        format!("skiff/test-{}-{name}", dir.trim_start_matches('.'))
+    }
+
     /// Start one more agent, `name`, joining with `token` (and the
     /// cluster's `node_args`) on the switch; it is not waited for.
     pub fn add_agent(&mut self, name: &str, token: &str) -> &mut Node {
@@ -373,6 +386,8 @@ impl Cluster {
             name.into(),
             "--pod-log-dir".into(),
             node_dir.join("pod-logs").display().to_string(),
+            "--cgroup-root".into(),
+            self.cgroup_root(name),
         ];
         args.extend(self.node_args.iter().cloned());
         let mut node = Node {

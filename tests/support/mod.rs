@@ -302,6 +302,34 @@ impl Server {
         self.restart();
     }
 
+    /// Start again on the same data directory with `extra` in place of
+    /// the arguments it runs with, expecting the start to fail: the log of
+    /// that start. The arguments it ran with are kept for `restart`.
+    pub fn restart_fails_with_args(&mut self, extra: &[&str]) -> String {
+        self.kill();
+        let saved = std::mem::replace(
+            &mut self.extra_args,
+            extra.iter().map(|s| s.to_string()).collect(),
+        );
+        self.spawn();
+        self.extra_args = saved;
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut child = self.child.take().expect("spawned");
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("skiff server with {extra:?} did not fail to start");
+            }
+            thread::sleep(Duration::from_millis(50));
+        };
+        assert!(!status.success(), "skiff server with {extra:?}: {status}");
+        fs::read_to_string(self.log_path(self.starts)).unwrap_or_default()
+    }
+
     /// Start the server again on the same data directory and wait until it
     /// is ready. Kills it first if it is still running.
     pub fn restart(&mut self) {

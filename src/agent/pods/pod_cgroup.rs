@@ -1,6 +1,7 @@
 //! A pod's own cgroup, as kubelet's cgroupfs driver lays it out: the
-//! containers of a pod live under `<engine parent>/kubepods/<qos>/pod<uid>`
-//! (a Guaranteed pod's directly under `kubepods`), and that cgroup holds the
+//! containers of a pod live under `<cgroup root>/kubepods/<qos>/pod<uid>`
+//! (a Guaranteed pod's directly under `kubepods`; the root is the agent's
+//! `--cgroup-root`, `skiff` unless two nodes share a host), and that cgroup holds the
 //! pod's memory limit, CFS quota and CPU weight, so a pod is limited and
 //! accounted as one, whatever its containers do between restarts. The
 //! BestEffort class as a whole gets the least CPU weight, as upstream.
@@ -27,19 +28,39 @@ fn class_dir(qos: &str) -> &'static str {
     }
 }
 
-/// `<engine parent>/kubepods`.
-pub fn kubepods() -> String {
-    format!("{}/kubepods", cgroups::default_parent())
+/// The agent's `--cgroup-root` unless it is given: the engine's parent
+/// (`cgroups::default_parent`), so a node's pods sit beside its `skiff
+/// run` containers.
+pub const DEFAULT_ROOT: &str = "skiff";
+
+pub fn default_root() -> &'static str {
+    DEFAULT_ROOT
 }
 
-/// The cgroup parent of the pod's containers (a `--cgroup-parent` value).
-pub fn parent(pod: &Pod) -> String {
+/// `<root>/kubepods`.
+pub fn kubepods(root: &str) -> String {
+    format!("{}/kubepods", root.trim_matches('/'))
+}
+
+/// The `kubepods` a pod cgroup lies in (its last such component), if any:
+/// what a path noted by any agent, whatever its root, is swept against.
+fn kubepods_of(pod_parent: &str) -> Option<String> {
+    let parts: Vec<&str> = pod_parent.trim_matches('/').split('/').collect();
+    let i = parts[..parts.len().saturating_sub(1)]
+        .iter()
+        .rposition(|p| *p == "kubepods")?;
+    Some(parts[..=i].join("/"))
+}
+
+/// The cgroup parent of the pod's containers (a `--cgroup-parent` value)
+/// under the agent's cgroup `root`.
+pub fn parent(root: &str, pod: &Pod) -> String {
     let uid = pod.metadata.uid.as_deref().unwrap_or_default();
     let class = class_dir(&spec::qos_of(pod));
     if class.is_empty() {
-        format!("{}/pod{uid}", kubepods())
+        format!("{}/pod{uid}", kubepods(root))
     } else {
-        format!("{}/{class}/pod{uid}", kubepods())
+        format!("{}/{class}/pod{uid}", kubepods(root))
     }
 }
 
@@ -146,8 +167,9 @@ fn make(h: &Hierarchies, path: &str) -> Result<(), CgroupError> {
 pub fn set_up(pod_parent: &str, limits: &Resources) -> Result<(), CgroupError> {
     let h = Hierarchies::detect()?;
     let v2 = h.mode() == CgroupMode::Unified;
-    let best_effort = format!("{}/besteffort", kubepods());
-    if pod_parent.starts_with(&format!("{best_effort}/")) {
+    let top = kubepods_of(pod_parent).unwrap_or_default();
+    let best_effort = format!("{top}/besteffort");
+    if !top.is_empty() && pod_parent.starts_with(&format!("{best_effort}/")) {
         make(&h, &best_effort)?;
         if let Some(cpu) = h.controller("cpu") {
             let dir = Hierarchies::dir(cpu, &best_effort);
@@ -162,7 +184,7 @@ pub fn set_up(pod_parent: &str, limits: &Resources) -> Result<(), CgroupError> {
         }
     }
     make(&h, pod_parent)?;
-    let burstable = format!("{}/burstable/", kubepods());
+    let burstable = format!("{top}/burstable/");
     if let Some(mem) = h.controller("memory") {
         let dir = Hierarchies::dir(mem, pod_parent);
         if let Some(bytes) = limits.memory {
@@ -190,8 +212,8 @@ pub fn set_up(pod_parent: &str, limits: &Resources) -> Result<(), CgroupError> {
             }
         }
     }
-    if pod_parent.starts_with(&burstable) {
-        weigh_burstable(&h);
+    if !top.is_empty() && pod_parent.starts_with(&burstable) {
+        weigh_burstable(&h, &top);
     }
     Ok(())
 }
@@ -204,12 +226,12 @@ fn shares_of_weight(w: u64) -> u64 {
 /// The Burstable class weighs what its pods request together (upstream's
 /// QoS manager), so requests count against Guaranteed pods beside it;
 /// best effort, as the pods' own weights are set either way.
-fn weigh_burstable(h: &Hierarchies) {
+fn weigh_burstable(h: &Hierarchies, kubepods: &str) {
     let Some(cpu) = h.controller("cpu") else {
         return;
     };
     let v2 = h.mode() == CgroupMode::Unified;
-    let dir = Hierarchies::dir(cpu, &format!("{}/burstable", kubepods()));
+    let dir = Hierarchies::dir(cpu, &format!("{kubepods}/burstable"));
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return;
     };
@@ -241,25 +263,36 @@ fn weigh_burstable(h: &Hierarchies) {
 pub fn tear_down(pod_parent: &str) -> Result<(), CgroupError> {
     let h = Hierarchies::detect()?;
     h.remove(pod_parent)?;
-    if pod_parent.starts_with(&format!("{}/burstable/", kubepods())) {
-        weigh_burstable(&h);
+    if let Some(top) = kubepods_of(pod_parent) {
+        if pod_parent.starts_with(&format!("{top}/burstable/")) {
+            weigh_burstable(&h, &top);
+        }
     }
     Ok(())
 }
 
-/// Remove `kubepods` and its QoS classes where nothing is left in them (no
-/// pod of any agent on the host): a plain rmdir, which the kernel refuses
-/// for a cgroup with children or processes, so nobody else's is touched.
-pub fn remove_empty_tree() {
+/// Remove the `kubepods` under cgroup `root`, its QoS classes and then the
+/// root itself where nothing is left in them (no pod of any agent, no
+/// container of the engine): a plain rmdir, which the kernel refuses for a
+/// cgroup with children or processes, so nobody else's is touched.
+pub fn remove_empty_tree(root: &str) {
     let Ok(h) = Hierarchies::detect() else {
         return;
     };
-    let top = kubepods();
-    for path in [
+    let top = kubepods(root);
+    let mut paths = vec![
         format!("{top}/besteffort"),
         format!("{top}/burstable"),
         top.clone(),
-    ] {
+    ];
+    // A root of its own (`--cgroup-root skiff/node-1`) goes with its pods;
+    // the engine's parent is left to the engine.
+    let mut at = root.trim_matches('/');
+    while !at.is_empty() && at != default_root() {
+        paths.push(at.to_string());
+        at = at.rsplit_once('/').map_or("", |(up, _)| up);
+    }
+    for path in paths {
         for hierarchy in h.list() {
             let _ = std::fs::remove_dir(Hierarchies::dir(hierarchy, &path));
         }
@@ -288,6 +321,27 @@ pub fn mark(root: &Path, uid: &str, parent: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, dir.join(uid))
 }
 
+/// Note the agent's cgroup root (`.root` beside the pods' notes), so that
+/// `skiff killall` on this data directory clears its tree even when no pod
+/// is left in it.
+pub fn record_root(root: &Path, cgroup_root: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = marks(root);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    let tmp = dir.join(".root.tmp");
+    std::fs::write(&tmp, cgroup_root)?;
+    std::fs::rename(&tmp, dir.join(".root"))
+}
+
+/// The cgroup root the agent of this data directory last ran with.
+pub fn recorded_root(root: &Path) -> Option<String> {
+    let r = std::fs::read_to_string(marks(root).join(".root")).ok()?;
+    cgroups::validate_path(&r).is_ok().then_some(r)
+}
+
 /// The cgroup noted for pod `uid`, if any.
 pub fn marked(root: &Path, uid: &str) -> Option<String> {
     std::fs::read_to_string(marks(root).join(uid)).ok()
@@ -313,8 +367,8 @@ pub fn existing(root: &Path) -> Vec<(String, String, std::time::SystemTime)> {
             }
             let parent = std::fs::read_to_string(e.path()).ok()?;
             let at = e.metadata().ok()?.modified().ok()?;
-            // Only ever a pod cgroup under kubepods.
-            let ok = parent.starts_with(&format!("{}/", kubepods()))
+            // Only ever a pod cgroup under a kubepods.
+            let ok = kubepods_of(&parent).is_some()
                 && parent.ends_with(&format!("/pod{uid}"))
                 && cgroups::validate_path(&parent).is_ok();
             ok.then_some((uid, parent, at))

@@ -20,14 +20,46 @@ fn each_qos_class_has_its_place() {
     let guaranteed = pod(serde_json::json!({"spec": {"containers": [
         c("a", &[("cpu", "500m"), ("memory", "64Mi")], &[("cpu", "500m"), ("memory", "64Mi")]),
     ]}}));
-    assert_eq!(parent(&guaranteed), "skiff/kubepods/podu-1");
+    assert_eq!(parent("skiff", &guaranteed), "skiff/kubepods/podu-1");
     let burstable = pod(serde_json::json!({"spec": {"containers": [
         c("a", &[("cpu", "100m")], &[]),
     ]}}));
-    assert_eq!(parent(&burstable), "skiff/kubepods/burstable/podu-1");
+    assert_eq!(
+        parent("skiff", &burstable),
+        "skiff/kubepods/burstable/podu-1"
+    );
     let best = pod(serde_json::json!({"spec": {"containers": [c("a", &[], &[])]}}));
-    assert_eq!(parent(&best), "skiff/kubepods/besteffort/podu-1");
-    assert!(cgroups::validate_path(&parent(&best)).is_ok());
+    assert_eq!(parent("skiff", &best), "skiff/kubepods/besteffort/podu-1");
+    assert!(cgroups::validate_path(&parent("skiff", &best)).is_ok());
+    // A node of its own on a shared host.
+    assert_eq!(
+        parent("/skiff/node-2/", &best),
+        "skiff/node-2/kubepods/besteffort/podu-1"
+    );
+}
+
+#[test]
+fn any_agents_noted_pod_cgroups_are_found_under_their_kubepods() {
+    assert_eq!(
+        kubepods_of("skiff/kubepods/podu").as_deref(),
+        Some("skiff/kubepods")
+    );
+    assert_eq!(
+        kubepods_of("skiff/n1/kubepods/burstable/podu").as_deref(),
+        Some("skiff/n1/kubepods")
+    );
+    assert_eq!(kubepods_of("skiff/other/podu"), None);
+    // The pod's own directory is never its kubepods.
+    assert_eq!(kubepods_of("skiff/kubepods"), None);
+    let dir = tempfile::tempdir().unwrap();
+    mark(dir.path(), "u1", "skiff/n1/kubepods/besteffort/podu1").unwrap();
+    mark(dir.path(), "u2", "skiff/n1/elsewhere/podu2").unwrap();
+    mark(dir.path(), "u3", "skiff/kubepods/podother").unwrap();
+    let found: Vec<String> = existing(dir.path()).into_iter().map(|e| e.1).collect();
+    assert_eq!(
+        found,
+        vec!["skiff/n1/kubepods/besteffort/podu1".to_string()]
+    );
 }
 
 #[test]
@@ -100,4 +132,9 @@ fn a_sidecar_started_before_an_init_container_runs_beside_it() {
     assert_eq!(l.memory, Some((1 << 30) + (100 << 20)));
     assert_eq!(l.cpu.map(|q| q.quota), Some(110_000));
     assert_eq!(l.cpu_shares, Some(1126));
+}
+
+#[test]
+fn the_default_root_is_the_engines_parent() {
+    assert_eq!(DEFAULT_ROOT, cgroups::default_parent());
 }

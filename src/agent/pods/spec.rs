@@ -99,6 +99,9 @@ pub struct SpecContext<'a> {
     pub node_name: &'a str,
     /// The pod's cgroup (pod_cgroup.rs), fixed when it was made.
     pub cgroup_parent: Option<&'a str>,
+    /// The agent's cgroup root: where the pod's cgroup is when it was not
+    /// made (yet).
+    pub cgroup_root: &'a str,
     pub pod_ip: Option<IpAddr>,
     pub host_ip: IpAddr,
     /// kubelet's /var/log/pods/<ns>_<name>_<uid>: the container's log is
@@ -327,7 +330,7 @@ pub fn container_spec(
         cgroup_parent: Some(
             ctx.cgroup_parent
                 .map(String::from)
-                .unwrap_or_else(|| super::pod_cgroup::parent(pod)),
+                .unwrap_or_else(|| super::pod_cgroup::parent(ctx.cgroup_root, pod)),
         ),
         security: security(spec, c)?,
         etc: dns::etc_files(spec, namespace(pod), ctx.cluster_dns, ctx.host_dns)?,

@@ -85,6 +85,7 @@ impl Fixture {
     pub(super) fn ctx(&self) -> SpecContext<'_> {
         SpecContext {
             cgroup_parent: None,
+            cgroup_root: "skiff",
             node_name: "node-1",
             pod_ip: Some(IpAddr::V4(Ipv4Addr::new(10, 42, 0, 7))),
             host_ip: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 5)),

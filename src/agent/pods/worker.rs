@@ -41,6 +41,8 @@ pub struct WorkerCtx<R: PodRuntime> {
     pub runtime: R,
     /// The engine's root; pods' volumes are under <root>/agent/pods.
     pub root: PathBuf,
+    /// The agent's `--cgroup-root`: pods' cgroups are under its kubepods.
+    pub cgroup_root: String,
     pub events: crate::events::Recorder,
     pub client: kube::Client,
     pub node_name: String,

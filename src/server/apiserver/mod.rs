@@ -415,6 +415,7 @@ async fn join(
     };
     match (parts.uri.path(), &parts.method) {
         (crate::server::join::CACERTS_PATH, &Method::GET | &Method::HEAD) => Ok(joiner.cacerts()),
+        (crate::server::join::CONFIG_PATH, &Method::GET) => joiner.config(who),
         (crate::server::join::CERTIFICATES_PATH, &Method::POST) => {
             // Unauthenticated until read: refused by its declared size
             // before any of the server's body budget is held for it.

@@ -19,6 +19,9 @@ pub struct Objects {
     pub read_budget: super::scan::ReadBudget,
     /// Caches requests are decided on, whose writes wait for them.
     followers: Vec<Arc<Follower>>,
+    /// The ranges of the cluster's plan that Services and Nodes take
+    /// addresses and ports from.
+    pub ranges: &'static super::kinds::alloc::Ranges,
 }
 
 /// A cache fed by the store's watch that requests are decided on (the RBAC
@@ -258,7 +261,14 @@ impl Objects {
             store,
             read_budget: super::scan::ReadBudget::default(),
             followers: Vec::new(),
+            ranges: super::kinds::alloc::Ranges::defaults(),
         }
+    }
+
+    /// These objects, taking addresses from `plan`'s ranges.
+    pub fn with_plan(mut self, plan: &crate::cluster::ClusterConfig) -> Self {
+        self.ranges = super::kinds::alloc::Ranges::new(plan);
+        self
     }
 
     /// These objects, whose writes wait for `follower` (see [`Follower`]).

@@ -9,6 +9,9 @@
 //!                                    (renewal), the node's password, and
 //!                                    two certificate requests → the node's
 //!                                    client and kubelet serving certificates
+//! GET  /v1-skiff/config              the cluster's address plan and pod
+//!                                    network, to nodes (their certificate)
+//!                                    and admins: agents take the server's
 //! ```
 //!
 //! k3s's protocol in spirit (`/cacerts`, `node:<token>` basic auth, node
@@ -39,6 +42,7 @@ use crate::server::pki::{self, ClusterPki, Identity};
 
 pub const CACERTS_PATH: &str = "/cacerts";
 pub const CERTIFICATES_PATH: &str = "/v1-skiff/node-certificates";
+pub const CONFIG_PATH: &str = "/v1-skiff/config";
 /// Two certificate requests and a few addresses fit many times over.
 pub const MAX_BODY: usize = 64 << 10;
 /// Addresses a node may name in its serving certificate.
@@ -81,6 +85,8 @@ pub struct Joiner {
     /// How long node certificates are valid (agents renew them when a
     /// third is left).
     lifetime: std::time::Duration,
+    /// What agents are told at `GET /v1-skiff/config`.
+    cluster: crate::cluster::ClusterConfig,
 }
 
 impl Joiner {
@@ -89,13 +95,37 @@ impl Joiner {
         server_token: &str,
         client: kube::Client,
         lifetime: std::time::Duration,
+        cluster: crate::cluster::ClusterConfig,
     ) -> Joiner {
         Joiner {
             pki,
             secret: tokens::secret_part(server_token).to_string(),
             client,
             lifetime,
+            cluster,
         }
+    }
+
+    /// `GET /v1-skiff/config`: to a node (any: every node needs it) or an
+    /// admin, as k3s serves its agents' configuration.
+    pub fn config(&self, who: Option<&Identity>) -> Result<Response, ApiError> {
+        let allowed = who.is_some_and(|w| {
+            w.groups
+                .iter()
+                .any(|g| g == pki::NODES_GROUP || g == "system:masters")
+        });
+        if !allowed {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "user {:?} cannot read the cluster configuration at {CONFIG_PATH}: it is for nodes (group {}) and admins",
+                    who.map(|w| w.user.as_str()).unwrap_or(""),
+                    pki::NODES_GROUP
+                ),
+            ));
+        }
+        Ok(axum::Json(&self.cluster).into_response())
     }
 
     /// `GET /cacerts`.

@@ -123,6 +123,8 @@ pub struct PkiOptions {
     pub tls_dir: PathBuf,
     /// `--tls-san` values: extra IPs or DNS names for the serving certificate.
     pub extra_sans: Vec<String>,
+    /// The cluster's plan: the `kubernetes` Service's address and names.
+    pub cluster: crate::cluster::ClusterConfig,
 }
 
 /// User and groups of an authenticated client (certificate: CN → user, O → groups).
@@ -204,7 +206,7 @@ pub fn load_or_init(opts: &PkiOptions) -> Result<ClusterPki, PkiError> {
     let issuer = Issuer::from_ca_cert_der(&ca_cert_der, ca_key)
         .map_err(|e| PkiError::invalid(&ca_path, format!("unusable as issuer: {e}")))?;
 
-    let mut wanted = default_sans();
+    let mut wanted = default_sans(&opts.cluster);
     wanted.extend(opts.extra_sans.iter().cloned());
     let wanted = SanSet::parse(&wanted)?;
 

@@ -13,7 +13,7 @@ pub use crate::cluster::KUBERNETES_SERVICE_IP;
 /// addresses are left out: they need a zone and cannot be matched), loopback,
 /// `localhost`, the in-cluster names of the `kubernetes` service and its IP,
 /// and the address of the pods' bridge.
-pub fn default_sans() -> Vec<String> {
+pub fn default_sans(cluster: &crate::cluster::ClusterConfig) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |s: String| {
         if !out.contains(&s) {
@@ -46,16 +46,13 @@ pub fn default_sans() -> Vec<String> {
     for fixed in ["127.0.0.1", "::1", "localhost"] {
         push(fixed.to_string());
     }
-    let cluster = crate::cluster::ClusterConfig::default();
     for name in cluster.kubernetes_service_names() {
         push(name);
     }
     push(cluster.kubernetes_service_ip().to_string());
     // The node's bridge: pods reach the API there when the node has no
     // other address than loopback (agent::service_env).
-    if let Ok(cidr) = crate::net::host::DEFAULT_NODE_CIDR.parse::<crate::net::cidr::Ipv4Cidr>() {
-        push(cidr.gateway().to_string());
-    }
+    push(cluster.first_node_cidr().gateway().to_string());
     out
 }
 

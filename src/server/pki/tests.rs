@@ -12,6 +12,7 @@ fn opts(dir: &Path, extra: &[&str]) -> PkiOptions {
     PkiOptions {
         tls_dir: dir.join("server/tls"),
         extra_sans: extra.iter().map(|s| s.to_string()).collect(),
+        cluster: Default::default(),
     }
 }
 
@@ -419,7 +420,7 @@ fn token_file_parsing() {
 
 #[test]
 fn default_sans_have_the_fixed_names() {
-    let sans = default_sans();
+    let sans = default_sans(&Default::default());
     for want in [
         "127.0.0.1",
         "::1",

@@ -93,9 +93,9 @@ impl<R: PodRuntime> Worker<R> {
         let parent = if self.is_static {
             let mut own = pod.clone();
             own.status = None;
-            crate::agent::pods::pod_cgroup::parent(&own)
+            crate::agent::pods::pod_cgroup::parent(&self.ctx.cgroup_root, &own)
         } else {
-            crate::agent::pods::pod_cgroup::parent(pod)
+            crate::agent::pods::pod_cgroup::parent(&self.ctx.cgroup_root, pod)
         };
         // A quantity that does not parse fails the containers' own specs
         // (CreateContainerConfigError); the pod is then left unbounded.

@@ -172,6 +172,7 @@ impl<R: PodRuntime> Worker<R> {
             &SpecContext {
                 node_name: &self.ctx.node_name,
                 cgroup_parent: self.cgroup.as_deref(),
+                cgroup_root: &self.ctx.cgroup_root,
                 pod_ip: Some(pod_ip),
                 host_ip: self.ctx.node_ip,
                 log_dir: &log_dir,

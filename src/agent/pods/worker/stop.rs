@@ -234,7 +234,9 @@ impl<R: PodRuntime> Worker<R> {
             // would be.
             let parent = cgroup
                 .or_else(|| crate::agent::pods::pod_cgroup::marked(&self.ctx.root, &self.uid))
-                .unwrap_or_else(|| crate::agent::pods::pod_cgroup::parent(pod));
+                .unwrap_or_else(|| {
+                    crate::agent::pods::pod_cgroup::parent(&self.ctx.cgroup_root, pod)
+                });
             let (root, uid) = (self.ctx.root.clone(), self.uid.clone());
             let removed = tokio::task::spawn_blocking(move || {
                 let r = crate::agent::pods::pod_cgroup::tear_down(&parent);

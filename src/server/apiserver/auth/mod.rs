@@ -54,7 +54,9 @@ pub fn is_public(path: &str) -> bool {
 pub fn is_join(path: &str) -> bool {
     matches!(
         path,
-        crate::server::join::CACERTS_PATH | crate::server::join::CERTIFICATES_PATH
+        crate::server::join::CACERTS_PATH
+            | crate::server::join::CERTIFICATES_PATH
+            | crate::server::join::CONFIG_PATH
     )
 }
 

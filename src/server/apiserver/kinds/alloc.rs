@@ -25,25 +25,96 @@ use crate::server::store::{self, ListOptions};
 /// concurrent creates.
 const MAX_ROUNDS: usize = 1000;
 
-/// One range of members `0..size`.
+/// One range of members `0..size`. Made from the cluster's plan when the
+/// server starts (`Ranges`), so its addresses follow `--service-cidr` and
+/// the rest.
 pub struct Range {
     /// Store key of the bitmap.
     pub key: &'static str,
     /// What the members are, for the stored record and messages
-    /// (`10.43.0.0/16`, `30000-32767`).
-    pub describe: &'static str,
+    /// (`10.43.0.0/16`, `30000-32767`): a record made for another
+    /// description is another plan's (`check_plan`).
+    pub describe: String,
+    /// What the members are for, and the flag that sets the range.
+    pub what: &'static str,
+    /// The first member's value (an address as a number, a port): each
+    /// kind turns members into values from it.
+    pub base: u32,
     pub size: u32,
     /// Members never picked for `Want::Any` (network and broadcast address,
     /// the `kubernetes` Service, cluster DNS); they can still be asked for.
-    pub reserved: &'static [u32],
+    pub reserved: Vec<u32>,
     /// Prefix of the objects holding members, read once to seed the bitmap.
     pub holders_prefix: &'static str,
     /// The members one stored holder holds.
-    pub held_by: fn(&Value) -> Vec<u32>,
+    pub held_by: fn(&Range, &Value) -> Vec<u32>,
     /// `Want::Any` takes the lowest free member instead of one at random:
     /// node pod CIDRs are handed out in order, so the first node of a
     /// cluster gets 10.42.0.0/24 as under k3s.
     pub in_order: bool,
+}
+
+impl Range {
+    /// The members `holder` holds.
+    pub fn held(&self, holder: &Value) -> Vec<u32> {
+        (self.held_by)(self, holder)
+    }
+}
+
+/// Every range of one cluster's plan. Built once when a server starts and
+/// kept for the life of the process (reservations name their range by a
+/// `'static` reference).
+pub struct Ranges {
+    pub cluster_ips: Range,
+    pub node_ports: Range,
+    pub pod_cidrs: Range,
+}
+
+impl Ranges {
+    pub fn new(plan: &crate::cluster::ClusterConfig) -> &'static Ranges {
+        Box::leak(Box::new(Ranges {
+            cluster_ips: super::service::cluster_ip_range(plan),
+            node_ports: super::service::node_port_range(plan),
+            pod_cidrs: super::node::pod_cidrs(plan),
+        }))
+    }
+
+    /// The default plan's (k3s's addresses), made once.
+    pub fn defaults() -> &'static Ranges {
+        static DEFAULTS: std::sync::OnceLock<&'static Ranges> = std::sync::OnceLock::new();
+        DEFAULTS.get_or_init(|| Ranges::new(&crate::cluster::ClusterConfig::default()))
+    }
+
+    pub fn all(&'static self) -> [&'static Range; 3] {
+        [&self.cluster_ips, &self.node_ports, &self.pod_cidrs]
+    }
+}
+
+/// Refuse to serve with a plan other than the one the stored records were
+/// made for: every address already handed out would lie outside the new
+/// ranges (upstream's apiserver cannot change its service range in place
+/// either; k3s's `--cluster-cidr` is fixed at the first start too).
+pub async fn check_plan(objects: &Objects) -> Result<(), ApiError> {
+    for range in objects.ranges.all() {
+        let Some(kv) = objects
+            .store
+            .get(range.key, None)
+            .await
+            .map_err(|e| store_err(range, e))?
+        else {
+            continue;
+        };
+        let v: Value = serde_json::from_slice(&kv.value).map_err(|e| corrupt(range, e))?;
+        let stored = v.get("range").and_then(Value::as_str).unwrap_or_default();
+        if stored != range.describe {
+            return Err(ApiError::internal(format!(
+                "this cluster was made with {stored} for {what}, and the flags now ask for {now}: a cluster's address ranges cannot change once objects hold addresses from them; start with the old value (or a fresh data directory)",
+                what = range.what,
+                now = range.describe
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// What one member of a request asks for.
@@ -212,7 +283,7 @@ async fn read(objects: &Objects, range: &Range) -> Result<(Bitmap, Option<i64>),
         .map_err(|e| store_err(range, e))?;
     for kv in res.items {
         if let Ok(v) = serde_json::from_slice::<Value>(&kv.value) {
-            for m in (range.held_by)(&v) {
+            for m in range.held(&v) {
                 bitmap.set(m, true);
             }
         }
@@ -309,15 +380,19 @@ pub async fn release(objects: &Objects, range: &Range, members: &[u32]) -> Resul
 mod tests {
     use super::*;
 
-    const SMALL: Range = Range {
-        key: "/registry/ranges/test",
-        describe: "0-9",
-        size: 10,
-        reserved: &[0],
-        holders_prefix: "/registry/none/",
-        held_by: |_| Vec::new(),
-        in_order: false,
-    };
+    fn small() -> Range {
+        Range {
+            key: "/registry/ranges/test",
+            describe: "0-9".into(),
+            what: "tests",
+            base: 0,
+            size: 10,
+            reserved: vec![0],
+            holders_prefix: "/registry/none/",
+            held_by: |_, _| Vec::new(),
+            in_order: false,
+        }
+    }
 
     #[test]
     fn differences_are_the_members_set_in_one_bitmap_only() {
@@ -352,15 +427,16 @@ mod tests {
 
     #[test]
     fn take_is_all_or_nothing_and_skips_reserved() {
-        let mut b = Bitmap::new(SMALL.size);
-        let got = take(&SMALL, &mut b, &[Want::Any, Want::Exactly(3)], || 9).unwrap();
+        let small = small();
+        let mut b = Bitmap::new(small.size);
+        let got = take(&small, &mut b, &[Want::Any, Want::Exactly(3)], || 9).unwrap();
         // 9 free; named 3 taken first, so Any starting at 9 gets 9.
         assert_eq!(got, vec![9, 3]);
         // Any wraps past the reserved 0.
-        let got = take(&SMALL, &mut b, &[Want::Any], || 9).unwrap();
+        let got = take(&small, &mut b, &[Want::Any], || 9).unwrap();
         assert_eq!(got, vec![1]);
         let before = b.clone();
-        let err = take(&SMALL, &mut b.clone(), &[Want::Any, Want::Exactly(3)], || 0);
+        let err = take(&small, &mut b.clone(), &[Want::Any, Want::Exactly(3)], || 0);
         assert!(matches!(
             err,
             Err(AllocError::Taken {
@@ -371,24 +447,25 @@ mod tests {
         assert_eq!(b, before);
         // The reserved member can be asked for by name.
         assert_eq!(
-            take(&SMALL, &mut b, &[Want::Exactly(0)], || 0).unwrap(),
+            take(&small, &mut b, &[Want::Exactly(0)], || 0).unwrap(),
             vec![0]
         );
         for _ in 0..6 {
-            take(&SMALL, &mut b, &[Want::Any], || 5).unwrap();
+            take(&small, &mut b, &[Want::Any], || 5).unwrap();
         }
         assert!(matches!(
-            take(&SMALL, &mut b, &[Want::Any], || 5),
+            take(&small, &mut b, &[Want::Any], || 5),
             Err(AllocError::Full)
         ));
     }
 
     #[test]
     fn bitmap_record_round_trips() {
-        let mut b = Bitmap::new(SMALL.size);
+        let small = small();
+        let mut b = Bitmap::new(small.size);
         b.set(7, true);
-        let back = decode(&SMALL, &encode(&SMALL, &b)).unwrap();
+        let back = decode(&small, &encode(&small, &b)).unwrap();
         assert!(back.taken(7) && !back.taken(6));
-        assert_eq!(decode(&SMALL, b"{}").unwrap_err().code, 500);
+        assert_eq!(decode(&small, b"{}").unwrap_err().code, 500);
     }
 }

@@ -167,12 +167,6 @@ pub trait Strategy: Send + Sync {
         Box::pin(async { Ok(Reallocation::default()) })
     }
 
-    /// The ranges objects of this kind hold members of (repaired against
-    /// the stored objects by `repair`).
-    fn ranges(&self) -> &'static [&'static alloc::Range] {
-        &[]
-    }
-
     /// Give back what a deleted object held.
     fn release<'a>(&'a self, _objects: &'a Objects, _obj: &'a Value) -> BoxFuture<'a, ()> {
         Box::pin(async {})

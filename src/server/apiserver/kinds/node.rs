@@ -26,37 +26,40 @@ use crate::server::apiserver::object_store::Objects;
 pub struct Node;
 pub static NODE: Node = Node;
 
-/// The cluster CIDR (`crate::cluster`; 10.42.0.0/16).
-const CLUSTER_NET: Ipv4Addr = crate::cluster::CLUSTER_CIDR.0;
-/// Each node's share of it (k3s's and upstream's default node mask).
-pub const NODE_MASK: u8 = 24;
+use crate::cluster::NODE_MASK;
 
 /// Node pod CIDRs, as the index of the /24 in the cluster CIDR.
-pub static POD_CIDRS: Range = Range {
-    key: "/registry/ranges/podcidrs",
-    describe: "10.42.0.0/16",
-    size: 1 << (NODE_MASK - crate::cluster::CLUSTER_CIDR.1),
-    reserved: &[],
-    holders_prefix: "/registry/nodes/",
-    held_by: |node| pod_cidr_of(node).into_iter().collect(),
-    in_order: true,
-};
+pub fn pod_cidrs(plan: &crate::cluster::ClusterConfig) -> Range {
+    let net = plan.cluster_cidr;
+    Range {
+        key: "/registry/ranges/podcidrs",
+        describe: net.to_string(),
+        what: "node pod CIDRs (--cluster-cidr)",
+        base: net.network().to_bits(),
+        size: 1 << (NODE_MASK - net.prefix().min(NODE_MASK)),
+        reserved: Vec::new(),
+        holders_prefix: "/registry/nodes/",
+        held_by: |r, node| pod_cidr_of(r, node).into_iter().collect(),
+        in_order: true,
+    }
+}
+
+const HOST_BITS: u32 = 32 - NODE_MASK as u32;
 
 /// The index of `cidr` in the range, if it is one of its /24s.
-fn cidr_index(cidr: &str) -> Option<u32> {
+fn cidr_index(r: &Range, cidr: &str) -> Option<u32> {
     let (ip, prefix) = cidr.split_once('/')?;
     let ip: Ipv4Addr = ip.parse().ok()?;
     if prefix.parse::<u8>().ok()? != NODE_MASK {
         return None;
     }
-    let offset = u32::from(ip).wrapping_sub(u32::from(CLUSTER_NET));
-    let host_bits = 32 - u32::from(NODE_MASK);
-    (offset & ((1 << host_bits) - 1) == 0 && offset >> host_bits < POD_CIDRS.size)
-        .then_some(offset >> host_bits)
+    let offset = u32::from(ip).wrapping_sub(r.base);
+    (offset & ((1 << HOST_BITS) - 1) == 0 && offset >> HOST_BITS < r.size)
+        .then_some(offset >> HOST_BITS)
 }
 
-fn cidr_at(index: u32) -> String {
-    let ip = Ipv4Addr::from(u32::from(CLUSTER_NET) + (index << (32 - u32::from(NODE_MASK))));
+fn cidr_at(r: &Range, index: u32) -> String {
+    let ip = Ipv4Addr::from(r.base + (index << HOST_BITS));
     format!("{ip}/{NODE_MASK}")
 }
 
@@ -67,8 +70,8 @@ fn given_cidr(node: &Value) -> Option<&str> {
         .or_else(|| node.pointer("/spec/podCIDRs/0").and_then(Value::as_str))
 }
 
-fn pod_cidr_of(node: &Value) -> Option<u32> {
-    given_cidr(node).and_then(cidr_index)
+fn pod_cidr_of(r: &Range, node: &Value) -> Option<u32> {
+    given_cidr(node).and_then(|c| cidr_index(r, c))
 }
 
 fn invalid(node: &Value, message: String) -> ApiError {
@@ -99,37 +102,38 @@ fn set_cidr(node: &mut Value, cidr: &str) {
 /// the range is full.
 async fn take(objects: &Objects, node: &mut Value, dry_run: bool) -> Result<Reservation, ApiError> {
     let mut reserved = Reservation::default();
+    let range = &objects.ranges.pod_cidrs;
     let want = match given_cidr(node) {
         None => Want::Any,
-        Some(cidr) => Want::Exactly(cidr_index(cidr).ok_or_else(|| {
+        Some(cidr) => Want::Exactly(cidr_index(range, cidr).ok_or_else(|| {
             invalid(
                 node,
                 format!(
                     "Invalid value: \"{cidr}\": not a /{NODE_MASK} of the cluster CIDR {}",
-                    POD_CIDRS.describe
+                    range.describe
                 ),
             )
         })?),
     };
-    match alloc::allocate(objects, &POD_CIDRS, &[want], dry_run).await {
+    match alloc::allocate(objects, range, &[want], dry_run).await {
         Ok(got) => {
             if let Some(index) = got.first() {
-                set_cidr(node, &cidr_at(*index));
+                set_cidr(node, &cidr_at(range, *index));
                 if !dry_run {
-                    reserved.taken.push((&POD_CIDRS, got));
+                    reserved.taken.push((range, got));
                 }
             }
         }
         Err(AllocError::Full) => {
             let name = crate::server::apiserver::metadata::name_of(node).unwrap_or("");
-            tracing::warn!(node = name, range = POD_CIDRS.describe, "CIDRNotAvailable: no pod CIDR is left for the node; its pods cannot have addresses until another node is deleted");
+            tracing::warn!(node = name, range = %range.describe, "CIDRNotAvailable: no pod CIDR is left for the node; its pods cannot have addresses until another node is deleted");
         }
         Err(AllocError::Taken { member, .. }) => {
             return Err(invalid(
                 node,
                 format!(
                     "Invalid value: \"{}\": the pod CIDR is already allocated to another node",
-                    cidr_at(member)
+                    cidr_at(range, member)
                 ),
             ))
         }
@@ -147,11 +151,6 @@ impl Strategy for Node {
 
     fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
         (field == "spec.unschedulable").then(|| bool_at(obj, "/spec/unschedulable"))
-    }
-
-    fn ranges(&self) -> &'static [&'static Range] {
-        static RANGES: [&Range; 1] = [&POD_CIDRS];
-        &RANGES
     }
 
     fn allocate<'a>(
@@ -213,8 +212,8 @@ impl Strategy for Node {
 
     fn release<'a>(&'a self, objects: &'a Objects, obj: &'a Value) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let held: Vec<u32> = pod_cidr_of(obj).into_iter().collect();
-            if let Err(e) = alloc::release(objects, &POD_CIDRS, &held).await {
+            let range = &objects.ranges.pod_cidrs;
+            if let Err(e) = alloc::release(objects, range, &range.held(obj)).await {
                 // Kept taken: a subnet lost, never one given twice.
                 tracing::warn!(error = %e, "could not release the pod CIDR of a deleted Node");
             }
@@ -228,11 +227,12 @@ mod tests {
 
     #[test]
     fn pod_cidrs_are_the_24s_of_the_cluster_cidr() {
-        assert_eq!(POD_CIDRS.size, 256);
-        assert_eq!(cidr_index("10.42.0.0/24"), Some(0));
-        assert_eq!(cidr_index("10.42.7.0/24"), Some(7));
-        assert_eq!(cidr_index("10.42.255.0/24"), Some(255));
-        assert_eq!(cidr_at(7), "10.42.7.0/24");
+        let r = pod_cidrs(&crate::cluster::ClusterConfig::default());
+        assert_eq!(r.size, 256);
+        assert_eq!(cidr_index(&r, "10.42.0.0/24"), Some(0));
+        assert_eq!(cidr_index(&r, "10.42.7.0/24"), Some(7));
+        assert_eq!(cidr_index(&r, "10.42.255.0/24"), Some(255));
+        assert_eq!(cidr_at(&r, 7), "10.42.7.0/24");
         for bad in [
             "10.42.7.1/24",
             "10.42.7.0/25",
@@ -241,8 +241,18 @@ mod tests {
             "10.42.7.0",
             "x/24",
         ] {
-            assert_eq!(cidr_index(bad), None, "{bad}");
+            assert_eq!(cidr_index(&r, bad), None, "{bad}");
         }
+        // A /14 holds 1,024 nodes; a /24 one.
+        let plan = |c: &str| {
+            crate::cluster::ClusterConfig::new(c, "10.96.0.0/16", None, "x.y", "30000-32767", None)
+                .unwrap()
+        };
+        let wide = pod_cidrs(&plan("10.64.0.0/14"));
+        assert_eq!(wide.size, 1024);
+        assert_eq!(cidr_at(&wide, 1023), "10.67.255.0/24");
+        assert_eq!(cidr_index(&wide, "10.66.1.0/24"), Some(513));
+        assert_eq!(pod_cidrs(&plan("10.70.3.0/24")).size, 1);
     }
 
     #[test]

@@ -28,7 +28,6 @@ use tokio_util::sync::CancellationToken;
 use super::alloc::{self, Bitmap, Range};
 use crate::api::status::ApiError;
 use crate::server::apiserver::object_store::Objects;
-use crate::server::apiserver::registry::Registry;
 use crate::server::store::ListOptions;
 
 /// How many passes in a row must see a member leaked before it is freed.
@@ -48,19 +47,6 @@ pub struct Repaired {
 
 /// Leaked members of one range and how many passes in a row saw each.
 pub type LeakCounts = HashMap<u32, u32>;
-
-/// Every range some kind of `registry` takes members from, once each.
-pub fn ranges(registry: &Registry) -> Vec<&'static Range> {
-    let mut out: Vec<&'static Range> = Vec::new();
-    for def in registry.all() {
-        for range in def.strategy.ranges() {
-            if !out.iter().any(|r| std::ptr::eq(*r, *range)) {
-                out.push(range);
-            }
-        }
-    }
-    out
-}
 
 /// One pass over `range`. A member is freed once `leaks` has seen it leaked
 /// `passes` times in a row (1: at once). `Ok(None)`: the record changed
@@ -106,14 +92,14 @@ pub async fn pass(
     }
     for m in &out.marked {
         tracing::warn!(
-            range = range.describe,
+            range = %range.describe,
             member = m,
             "held but not marked allocated: marked"
         );
     }
     for m in &out.freed {
         tracing::warn!(
-            range = range.describe,
+            range = %range.describe,
             member = m,
             "allocated but held by nothing: freed"
         );
@@ -130,7 +116,7 @@ async fn holders(objects: &Objects, range: &Range) -> Result<Bitmap, ApiError> {
         .map_err(|e| alloc::store_err(range, e))?;
     for kv in res.items {
         if let Ok(v) = serde_json::from_slice(&kv.value) {
-            for m in (range.held_by)(&v) {
+            for m in range.held(&v) {
                 held.set(m, true);
             }
         }
@@ -140,17 +126,17 @@ async fn holders(objects: &Objects, range: &Range) -> Result<Bitmap, ApiError> {
 
 /// The pass at start-up, before the API takes requests: leaks go at once.
 /// A failure is logged; the periodic passes try again.
-pub async fn at_start(objects: &Objects, registry: &Registry) {
-    for range in ranges(registry) {
+pub async fn at_start(objects: &Objects) {
+    for range in objects.ranges.all() {
         if let Err(e) = pass(objects, range, &mut LeakCounts::new(), 1).await {
-            tracing::warn!(range = range.describe, error = %e.message, "allocation repair failed");
+            tracing::warn!(range = %range.describe, error = %e.message, "allocation repair failed");
         }
     }
 }
 
 /// Periodic passes until `cancel` fires.
-pub async fn run(objects: &Objects, registry: &Registry, cancel: CancellationToken) {
-    let ranges = ranges(registry);
+pub async fn run(objects: &Objects, cancel: CancellationToken) {
+    let ranges = objects.ranges.all();
     let mut leaks: Vec<LeakCounts> = ranges.iter().map(|_| LeakCounts::new()).collect();
     loop {
         tokio::select! {
@@ -159,7 +145,7 @@ pub async fn run(objects: &Objects, registry: &Registry, cancel: CancellationTok
         }
         for (range, leaks) in ranges.iter().zip(leaks.iter_mut()) {
             if let Err(e) = pass(objects, range, leaks, LEAK_PASSES).await {
-                tracing::warn!(range = range.describe, error = %e.message, "allocation repair failed");
+                tracing::warn!(range = %range.describe, error = %e.message, "allocation repair failed");
             }
         }
     }
@@ -171,17 +157,17 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::server::apiserver::kinds::service::CLUSTER_IPS;
+    use crate::server::apiserver::kinds::alloc::Ranges;
     use crate::server::store::sqlite::SqliteBackend;
     use crate::server::store::Backend;
 
     /// The bitmap as stored, with `members` taken.
     fn record(members: &[u32]) -> Bytes {
-        let mut b = Bitmap::new(CLUSTER_IPS.size);
+        let mut b = Bitmap::new(Ranges::defaults().cluster_ips.size);
         for m in members {
             b.set(*m, true);
         }
-        alloc::encode(&CLUSTER_IPS, &b)
+        alloc::encode(&Ranges::defaults().cluster_ips, &b)
     }
 
     fn service(ip: &str) -> Bytes {
@@ -193,11 +179,11 @@ mod tests {
     async fn bitmap(objects: &Objects) -> Bitmap {
         let kv = objects
             .store
-            .get(CLUSTER_IPS.key, None)
+            .get(Ranges::defaults().cluster_ips.key, None)
             .await
             .unwrap()
             .unwrap();
-        alloc::decode(&CLUSTER_IPS, &kv.value).unwrap()
+        alloc::decode(&Ranges::defaults().cluster_ips, &kv.value).unwrap()
     }
 
     /// FAULT INJECTED into the store (a crash between reserving and storing
@@ -209,7 +195,7 @@ mod tests {
         let store = SqliteBackend::open(&dir.path().join("state.db")).unwrap();
         let objects = Objects::new(store.clone());
         store
-            .create(CLUSTER_IPS.key, record(&[1, 7, 9]))
+            .create(Ranges::defaults().cluster_ips.key, record(&[1, 7, 9]))
             .await
             .unwrap();
         for (name, ip) in [("kubernetes", "10.43.0.1"), ("web", "10.43.0.5")] {
@@ -217,9 +203,14 @@ mod tests {
             store.create(&key, service(ip)).await.unwrap();
         }
         let mut leaks = LeakCounts::new();
-        let first = pass(&objects, &CLUSTER_IPS, &mut leaks, LEAK_PASSES)
-            .await
-            .unwrap();
+        let first = pass(
+            &objects,
+            &Ranges::defaults().cluster_ips,
+            &mut leaks,
+            LEAK_PASSES,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             first,
             Some(Repaired {
@@ -234,14 +225,24 @@ mod tests {
             .create("/registry/services/default/late", service("10.43.0.9"))
             .await
             .unwrap();
-        let second = pass(&objects, &CLUSTER_IPS, &mut leaks, LEAK_PASSES)
-            .await
-            .unwrap();
+        let second = pass(
+            &objects,
+            &Ranges::defaults().cluster_ips,
+            &mut leaks,
+            LEAK_PASSES,
+        )
+        .await
+        .unwrap();
         assert_eq!(second, Some(Repaired::default()));
         assert_eq!(leaks, LeakCounts::from([(7, 2)]));
-        let third = pass(&objects, &CLUSTER_IPS, &mut leaks, LEAK_PASSES)
-            .await
-            .unwrap();
+        let third = pass(
+            &objects,
+            &Ranges::defaults().cluster_ips,
+            &mut leaks,
+            LEAK_PASSES,
+        )
+        .await
+        .unwrap();
         assert_eq!(
             third,
             Some(Repaired {
@@ -263,9 +264,14 @@ mod tests {
         let store = SqliteBackend::open(&dir.path().join("state.db")).unwrap();
         let objects = Objects::new(store.clone());
         assert_eq!(
-            pass(&objects, &CLUSTER_IPS, &mut LeakCounts::new(), 1)
-                .await
-                .unwrap(),
+            pass(
+                &objects,
+                &Ranges::defaults().cluster_ips,
+                &mut LeakCounts::new(),
+                1
+            )
+            .await
+            .unwrap(),
             None
         );
         store.close().await;

@@ -12,56 +12,66 @@ use serde_json::{json, Value};
 use super::alloc::{self, AllocError, Range, Want};
 use super::{BoxFuture, Reallocation, Reservation, Strategy};
 use crate::api::status::{ApiError, Cause};
+use crate::cluster::ClusterConfig;
 use crate::server::apiserver::object_store::Objects;
 
 pub struct Service;
 
 pub static SERVICE: Service = Service;
 
-/// The service CIDR (`crate::cluster`; 10.43.0.0/16).
-const SERVICE_NET: Ipv4Addr = crate::cluster::SERVICE_CIDR.0;
-const NODE_PORT_MIN: u32 = *crate::cluster::NODE_PORTS.start() as u32;
-const NODE_PORT_MAX: u32 = *crate::cluster::NODE_PORTS.end() as u32;
+/// Cluster IPs, as offsets into the service CIDR. Never handed out
+/// unasked: the network and broadcast addresses, the first (the
+/// `kubernetes` Service) and cluster DNS's.
+pub fn cluster_ip_range(plan: &ClusterConfig) -> Range {
+    let net = plan.service_cidr;
+    let dns = plan
+        .cluster_dns
+        .to_bits()
+        .wrapping_sub(net.network().to_bits());
+    Range {
+        key: "/registry/ranges/serviceips",
+        describe: net.to_string(),
+        what: "Service cluster IPs (--service-cidr)",
+        base: net.network().to_bits(),
+        size: net.size(),
+        reserved: vec![0, 1, dns, net.size() - 1],
+        holders_prefix: "/registry/services/",
+        held_by: |r, svc| cluster_ip_of(r, svc).into_iter().collect(),
+        in_order: false,
+    }
+}
 
-/// Cluster IPs, as offsets into 10.43.0.0/16. Never handed out unasked:
-/// the network and broadcast addresses, .1 (the `kubernetes` Service) and
-/// .10 (cluster DNS).
-pub static CLUSTER_IPS: Range = Range {
-    key: "/registry/ranges/serviceips",
-    describe: "10.43.0.0/16",
-    size: 1 << (32 - crate::cluster::SERVICE_CIDR.1),
-    reserved: &[0, 1, 10, 0xffff],
-    holders_prefix: "/registry/services/",
-    held_by: |svc| cluster_ip_of(svc).into_iter().collect(),
-    in_order: false,
-};
-
-/// Node ports, as offsets from 30000.
-pub static NODE_PORTS: Range = Range {
-    key: "/registry/ranges/servicenodeports",
-    describe: "30000-32767",
-    size: NODE_PORT_MAX - NODE_PORT_MIN + 1,
-    reserved: &[],
-    holders_prefix: "/registry/services/",
-    held_by: node_ports_of,
-    in_order: false,
-};
+/// Node ports, as offsets from the range's lowest.
+pub fn node_port_range(plan: &ClusterConfig) -> Range {
+    let (lo, hi) = (*plan.node_ports.start(), *plan.node_ports.end());
+    Range {
+        key: "/registry/ranges/servicenodeports",
+        describe: format!("{lo}-{hi}"),
+        what: "node ports (--service-node-port-range)",
+        base: u32::from(lo),
+        size: u32::from(hi) - u32::from(lo) + 1,
+        reserved: Vec::new(),
+        holders_prefix: "/registry/services/",
+        held_by: node_ports_of,
+        in_order: false,
+    }
+}
 
 /// The offset of `ip` in the service range, if it is in it.
-fn ip_offset(ip: &str) -> Option<u32> {
+fn ip_offset(r: &Range, ip: &str) -> Option<u32> {
     let ip: Ipv4Addr = ip.parse().ok()?;
-    let offset = u32::from(ip).wrapping_sub(u32::from(SERVICE_NET));
-    (offset < CLUSTER_IPS.size).then_some(offset)
+    let offset = u32::from(ip).wrapping_sub(r.base);
+    (offset < r.size).then_some(offset)
 }
 
-fn ip_at(offset: u32) -> String {
-    Ipv4Addr::from(u32::from(SERVICE_NET) + offset).to_string()
+fn ip_at(r: &Range, offset: u32) -> String {
+    Ipv4Addr::from(r.base + offset).to_string()
 }
 
-fn cluster_ip_of(svc: &Value) -> Option<u32> {
+fn cluster_ip_of(r: &Range, svc: &Value) -> Option<u32> {
     svc.pointer("/spec/clusterIP")
         .and_then(Value::as_str)
-        .and_then(ip_offset)
+        .and_then(|ip| ip_offset(r, ip))
 }
 
 /// Whether `svc` needs a health check node port: upstream's rule.
@@ -81,27 +91,28 @@ fn health_port_of(svc: &Value) -> Option<i64> {
 }
 
 /// The offset of node port `n` in the range, if it is in it.
-fn node_port_offset(n: i64) -> Option<u32> {
-    (i64::from(NODE_PORT_MIN)..=i64::from(NODE_PORT_MAX))
+fn node_port_offset(r: &Range, n: i64) -> Option<u32> {
+    let lo = i64::from(r.base);
+    (lo..lo + i64::from(r.size))
         .contains(&n)
-        .then(|| (n - i64::from(NODE_PORT_MIN)) as u32)
+        .then(|| (n - lo) as u32)
 }
 
 /// The node ports of `svc`'s ports (not its health check's).
-fn port_node_ports_of(svc: &Value) -> Vec<u32> {
+fn port_node_ports_of(r: &Range, svc: &Value) -> Vec<u32> {
     svc.pointer("/spec/ports")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-        .filter_map(node_port_offset)
+        .filter_map(|n| node_port_offset(r, n))
         .collect()
 }
 
 /// Every node port `svc` holds: its ports' and its health check's.
-fn node_ports_of(svc: &Value) -> Vec<u32> {
-    let mut all = port_node_ports_of(svc);
-    all.extend(health_port_of(svc).and_then(node_port_offset));
+fn node_ports_of(r: &Range, svc: &Value) -> Vec<u32> {
+    let mut all = port_node_ports_of(r, svc);
+    all.extend(health_port_of(svc).and_then(|n| node_port_offset(r, n)));
     all
 }
 
@@ -128,11 +139,6 @@ fn alloc_error(e: AllocError, full: &str, taken: impl FnOnce(usize, u32) -> ApiE
 }
 
 impl Strategy for Service {
-    fn ranges(&self) -> &'static [&'static Range] {
-        static RANGES: [&Range; 2] = [&CLUSTER_IPS, &NODE_PORTS];
-        &RANGES
-    }
-
     fn allocate<'a>(
         &'a self,
         objects: &'a Objects,
@@ -154,9 +160,10 @@ impl Strategy for Service {
 
     fn release<'a>(&'a self, objects: &'a Objects, obj: &'a Value) -> BoxFuture<'a, ()> {
         Box::pin(async move {
+            let r = objects.ranges;
             let held = [
-                (&CLUSTER_IPS, (CLUSTER_IPS.held_by)(obj)),
-                (&NODE_PORTS, node_ports_of(obj)),
+                (&r.cluster_ips, r.cluster_ips.held(obj)),
+                (&r.node_ports, r.node_ports.held(obj)),
             ];
             for (range, members) in held {
                 if let Err(e) = alloc::release(objects, range, &members).await {
@@ -237,6 +244,7 @@ async fn allocate(
     dry_run: bool,
 ) -> Result<Reservation, ApiError> {
     let mut reserved = Reservation::default();
+    let ips = &objects.ranges.cluster_ips;
     let svc_type = obj
         .pointer("/spec/type")
         .and_then(Value::as_str)
@@ -258,21 +266,21 @@ async fn allocate(
                 let want = if ip.is_empty() {
                     Want::Any
                 } else {
-                    Want::Exactly(ip_offset(ip).ok_or_else(|| {
+                    Want::Exactly(ip_offset(ips, ip).ok_or_else(|| {
                         invalid(obj, "spec.clusterIPs".into(), format!(
                             "Invalid value: \"{ip}\": failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. The range of valid IPs is {}",
-                            CLUSTER_IPS.describe
+                            ips.describe
                         ))
                     })?)
                 };
-                let got = alloc::allocate(objects, &CLUSTER_IPS, &[want], dry_run)
+                let got = alloc::allocate(objects, ips, &[want], dry_run)
                     .await
                     .map_err(|e| {
                         alloc_error(
                             e,
-                            "failed to allocate a service IP: the range 10.43.0.0/16 is full",
+                            &format!("failed to allocate a service IP: the range {} is full", ips.describe),
                             |_, m| {
-                                let ip = ip_at(m);
+                                let ip = ip_at(ips, m);
                                 invalid(obj, "spec.clusterIPs".into(), format!(
                                     "Invalid value: \"{ip}\": failed to allocate IP {ip}: provided IP is already allocated"
                                 ))
@@ -280,9 +288,9 @@ async fn allocate(
                         )
                     })?;
                 if !dry_run {
-                    reserved.taken.push((&CLUSTER_IPS, got.clone()));
+                    reserved.taken.push((ips, got.clone()));
                 }
-                got.first().map(|m| ip_at(*m)).unwrap_or_default()
+                got.first().map(|m| ip_at(ips, *m)).unwrap_or_default()
             }
         };
         if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
@@ -317,6 +325,7 @@ async fn reallocate(
     dry_run: bool,
 ) -> Result<Reallocation, ApiError> {
     health_port_update(old, new)?;
+    let ports = &objects.ranges.node_ports;
     let mut out = Reallocation::default();
     let svc_type = new
         .pointer("/spec/type")
@@ -324,18 +333,18 @@ async fn reallocate(
         .unwrap_or("ClusterIP");
     if svc_type == "NodePort" || svc_type == "LoadBalancer" {
         let held = (
-            port_node_ports_of(old),
-            health_port_of(old).and_then(node_port_offset),
+            port_node_ports_of(ports, old),
+            health_port_of(old).and_then(|n| node_port_offset(ports, n)),
         );
         node_ports(objects, new, dry_run, (&held.0, held.1), &mut out.taken).await?;
     }
     if !dry_run {
-        let now = node_ports_of(new);
-        let freed: Vec<u32> = node_ports_of(old)
+        let now = node_ports_of(ports, new);
+        let freed: Vec<u32> = node_ports_of(ports, old)
             .into_iter()
             .filter(|m| !now.contains(m))
             .collect();
-        out.freed.taken.push((&NODE_PORTS, freed));
+        out.freed.taken.push((ports, freed));
     }
     Ok(out)
 }
@@ -399,6 +408,7 @@ async fn node_ports(
     (held, held_health): (&[u32], Option<u32>),
     reserved: &mut Reservation,
 ) -> Result<(), ApiError> {
+    let range = &objects.ranges.node_ports;
     let mut wants = Vec::new();
     // Which entry of spec.ports each want is for (None: the health check).
     let mut index: Vec<Option<usize>> = Vec::new();
@@ -411,7 +421,7 @@ async fn node_ports(
         match p.get("nodePort").and_then(Value::as_i64) {
             None | Some(0) => wants.push(Want::Any),
             Some(n) => {
-                if let Some(m) = node_port_offset(n) {
+                if let Some(m) = node_port_offset(range, n) {
                     if held.contains(&m) {
                         continue;
                     }
@@ -421,7 +431,7 @@ async fn node_ports(
                 }
                 return Err(invalid(obj, format!("spec.ports[{i}].nodePort"), format!(
                     "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}",
-                    NODE_PORTS.describe
+                    range.describe
                 )));
             }
         }
@@ -434,13 +444,13 @@ async fn node_ports(
                 index.push(None);
             }
             Some(n) => {
-                let Some(m) = node_port_offset(n) else {
+                let Some(m) = node_port_offset(range, n) else {
                     return Err(invalid(obj, "spec.healthCheckNodePort".into(), format!(
                         "Invalid value: {n}: provided port is not in the valid range. The range of valid ports is {}",
-                        NODE_PORTS.describe
+                        range.describe
                     )));
                 };
-                if port_node_ports_of(obj).contains(&m) {
+                if port_node_ports_of(range, obj).contains(&m) {
                     return Err(invalid(
                         obj,
                         "spec.healthCheckNodePort".into(),
@@ -458,29 +468,32 @@ async fn node_ports(
         Some(i) => format!("spec.ports[{i}].nodePort"),
         None => "spec.healthCheckNodePort".to_string(),
     };
-    let got = alloc::allocate(objects, &NODE_PORTS, &wants, dry_run)
+    let got = alloc::allocate(objects, range, &wants, dry_run)
         .await
         .map_err(|e| {
             alloc_error(
                 e,
-                "failed to allocate a node port: the range 30000-32767 is full",
+                &format!(
+                    "failed to allocate a node port: the range {} is full",
+                    range.describe
+                ),
                 |w, m| {
                     invalid(
                         obj,
                         field(index.get(w).copied().flatten()),
                         format!(
                             "Invalid value: {}: provided port is already allocated",
-                            m + NODE_PORT_MIN
+                            m + range.base
                         ),
                     )
                 },
             )
         })?;
     if !dry_run {
-        reserved.taken.push((&NODE_PORTS, got.clone()));
+        reserved.taken.push((range, got.clone()));
     }
     for (i, m) in index.iter().zip(got) {
-        let port = json!(m + NODE_PORT_MIN);
+        let port = json!(m + range.base);
         match i {
             Some(i) => {
                 if let Some(p) = obj
@@ -506,13 +519,36 @@ mod tests {
 
     #[test]
     fn offsets_in_the_ranges() {
-        assert_eq!(ip_offset("10.43.0.1"), Some(1));
-        assert_eq!(ip_offset("10.43.1.2"), Some(258));
-        assert_eq!(ip_offset("10.96.0.1"), None);
-        assert_eq!(ip_offset("fd00::1"), None);
-        assert_eq!(ip_at(258), "10.43.1.2");
+        let plan = ClusterConfig::default();
+        let (ips, ports) = (cluster_ip_range(&plan), node_port_range(&plan));
+        assert_eq!(ips.describe, "10.43.0.0/16");
+        assert_eq!(ips.reserved, vec![0, 1, 10, 0xffff]);
+        assert_eq!(ports.describe, "30000-32767");
+        assert_eq!(ip_offset(&ips, "10.43.0.1"), Some(1));
+        assert_eq!(ip_offset(&ips, "10.43.1.2"), Some(258));
+        assert_eq!(ip_offset(&ips, "10.96.0.1"), None);
+        assert_eq!(ip_offset(&ips, "fd00::1"), None);
+        assert_eq!(ip_at(&ips, 258), "10.43.1.2");
         let svc = json!({"spec": {"clusterIP": "10.43.0.7", "ports": [{"nodePort": 30001}, {"nodePort": 80}, {}]}});
-        assert_eq!((CLUSTER_IPS.held_by)(&svc), vec![7]);
-        assert_eq!(node_ports_of(&svc), vec![1]);
+        assert_eq!(ips.held(&svc), vec![7]);
+        assert_eq!(ports.held(&svc), vec![1]);
+        // Another plan's ranges.
+        let other = ClusterConfig::new(
+            "10.60.0.0/16",
+            "172.20.0.0/24",
+            Some("172.20.0.53".parse().unwrap()),
+            "x.y",
+            "31000-31009",
+            None,
+        )
+        .unwrap();
+        let (ips, ports) = (cluster_ip_range(&other), node_port_range(&other));
+        assert_eq!(ips.reserved, vec![0, 1, 53, 255]);
+        assert_eq!(ip_at(&ips, 7), "172.20.0.7");
+        assert_eq!(ip_offset(&ips, "10.43.0.7"), None);
+        assert_eq!(ports.size, 10);
+        assert_eq!(node_port_offset(&ports, 31009), Some(9));
+        assert_eq!(node_port_offset(&ports, 31010), None);
+        assert_eq!(node_port_offset(&ports, 30999), None);
     }
 }
