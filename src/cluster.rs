@@ -52,6 +52,14 @@ pub struct ClusterConfig {
     /// node of a cluster uses the same.
     #[serde(with = "backend")]
     pub pod_network: Option<Backend>,
+    /// Whether agents serve cluster DNS and point pods at it (off:
+    /// `--disable-cluster-dns`, pods use their node's resolvers).
+    #[serde(default = "enabled")]
+    pub dns: bool,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 impl Default for ClusterConfig {
@@ -63,6 +71,7 @@ impl Default for ClusterConfig {
             cluster_domain: CLUSTER_DOMAIN.to_string(),
             node_ports: NODE_PORTS,
             pod_network: Some(Backend::Vxlan),
+            dns: true,
         }
     }
 }
@@ -144,7 +153,54 @@ impl ClusterConfig {
             node_ports: port_range::parse(node_ports)
                 .ok_or_else(|| PlanError::NodePorts(node_ports.to_string()))?,
             pod_network,
+            dns: true,
         })
+    }
+
+    /// What in `self` differs from `made`, the plan the cluster was made
+    /// with, among what cannot change once objects and nodes use it (as
+    /// k3s's "critical configuration values"): each as `--flag MADE (now
+    /// NEW)`. Whether DNS is served may change.
+    pub fn changes_from(&self, made: &ClusterConfig) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut field = |flag: &str, was: String, now: String| {
+            if was != now {
+                out.push(format!("--{flag} {was} (now {now})"));
+            }
+        };
+        let ports = |r: &RangeInclusive<u16>| format!("{}-{}", r.start(), r.end());
+        let net = |b: &Option<Backend>| b.map_or("none".to_string(), |b| b.to_string());
+        field(
+            "cluster-cidr",
+            made.cluster_cidr.to_string(),
+            self.cluster_cidr.to_string(),
+        );
+        field(
+            "service-cidr",
+            made.service_cidr.to_string(),
+            self.service_cidr.to_string(),
+        );
+        field(
+            "cluster-dns",
+            made.cluster_dns.to_string(),
+            self.cluster_dns.to_string(),
+        );
+        field(
+            "cluster-domain",
+            made.cluster_domain.clone(),
+            self.cluster_domain.clone(),
+        );
+        field(
+            "service-node-port-range",
+            ports(&made.node_ports),
+            ports(&self.node_ports),
+        );
+        field(
+            "pod-network",
+            net(&made.pod_network),
+            net(&self.pod_network),
+        );
+        out
     }
 
     /// The `kubernetes` Service's ClusterIP: the service range's first host.
@@ -300,10 +356,34 @@ mod tests {
         assert_eq!(serde_json::from_value::<ClusterConfig>(json).unwrap(), c);
         let none = ClusterConfig {
             pod_network: None,
-            ..c
+            dns: false,
+            ..c.clone()
         };
         let json = serde_json::to_value(&none).unwrap();
         assert_eq!(json["podNetwork"], "none");
         assert_eq!(serde_json::from_value::<ClusterConfig>(json).unwrap(), none);
+        // A record from before `dns` was kept: served.
+        let mut old = serde_json::to_value(&c).unwrap();
+        old.as_object_mut().unwrap().remove("dns");
+        assert!(serde_json::from_value::<ClusterConfig>(old).unwrap().dns);
+    }
+
+    #[test]
+    fn what_cannot_change_is_named_with_its_flag() {
+        let made = ClusterConfig::default();
+        assert!(made.changes_from(&made).is_empty());
+        let now = ClusterConfig {
+            cluster_dns: "10.43.0.53".parse().unwrap(),
+            pod_network: None,
+            dns: false,
+            ..made.clone()
+        };
+        assert_eq!(
+            now.changes_from(&made),
+            [
+                "--cluster-dns 10.43.0.10 (now 10.43.0.53)",
+                "--pod-network vxlan (now none)"
+            ]
+        );
     }
 }

@@ -365,6 +365,16 @@ fn node_credentials_reach_only_their_own_pods_secrets(c: &Cluster) {
     ]);
     assert!(!status.status.success(), "a1 patched a2's pod's status");
     assert!(stderr(&status).contains("Forbidden"), "{}", stderr(&status));
+    // Nor deletes it (its own, yes).
+    let delete = as_a1(&["delete", "pod", "uses-theirs", "--wait=false"]);
+    assert!(!delete.status.success(), "a1 deleted a2's pod");
+    assert!(
+        stderr(&delete).contains("can only delete pods with spec.nodeName set to itself"),
+        "{}",
+        stderr(&delete)
+    );
+    let delete = as_a1(&["delete", "pod", "uses-mine", "--wait=false"]);
+    assert!(delete.status.success(), "{}", stderr(&delete));
 }
 
 /// `skiff agent` from a spare box on the switch, with bad credentials.
@@ -538,6 +548,28 @@ fn host_gw_routes_pods_and_nodes_fail_and_come_back() {
         let p = c.pods("app=web");
         p.len() == 3 && p.iter().all(|(_, n, _)| n != "a1")
     });
+    // While a1 is away its Node is pointed at the server's address, where
+    // another kubelet (the server's node's) answers with a certificate of
+    // the same CA: the server refuses to talk to it as a1's.
+    let s_ip = c.server().ip.clone();
+    c.kubectl_ok(&[
+        "patch",
+        "node",
+        "a1",
+        "--subresource",
+        "status",
+        "--type",
+        "merge",
+        "-p",
+        &format!(r#"{{"status":{{"addresses":[{{"type":"InternalIP","address":"{s_ip}"}}]}}}}"#),
+    ]);
+    let proxied = c.kubectl(&["get", "--raw", "/api/v1/nodes/a1/proxy/healthz"]);
+    assert!(
+        !proxied.status.success() && stderr(&proxied).contains("not for node a1"),
+        "the server's kubelet answered as a1's: {proxied:?}"
+    );
+    let own = c.kubectl_ok(&["get", "--raw", "/api/v1/nodes/s/proxy/healthz"]);
+    assert_eq!(own.trim(), "ok");
     c.node_mut("a1").start();
     c.wait_node_ready("a1", true);
     c.wait_for("a1's old pod gone from the API", |c| {

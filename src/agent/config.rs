@@ -19,7 +19,7 @@ pub enum ConfigError {
     Taint(String),
     #[error("the host name {0:?} is not a valid node name: set --node-name")]
     Hostname(String),
-    #[error("invalid --cgroup-root {0:?}: expected a cgroup path such as skiff or skiff/node-1 (no empty, '.' or '..' parts)")]
+    #[error("invalid --cgroup-root {0:?}: expected a cgroup path such as skiff or skiff/node-1 (no empty, '.', '..' or 'kubepods' parts)")]
     CgroupRoot(String),
     #[error(transparent)]
     Reserved(#[from] crate::agent::node::host::HostError),
@@ -313,8 +313,11 @@ impl AgentArgs {
             )?,
             node_ip: self.node_ip.unwrap_or(at.default_ip),
             cgroup_root: {
+                // Nor inside some kubepods: pods' cgroups are found by it.
                 crate::runtime::container::cgroups::validate_path(&self.cgroup_root)
-                    .map_err(|_| ConfigError::CgroupRoot(self.cgroup_root.clone()))?;
+                    .ok()
+                    .filter(|()| !self.cgroup_root.split('/').any(|p| p == "kubepods"))
+                    .ok_or_else(|| ConfigError::CgroupRoot(self.cgroup_root.clone()))?;
                 self.cgroup_root.trim_matches('/').to_string()
             },
             external_ips: self.node_external_ip.clone(),

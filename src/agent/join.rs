@@ -35,6 +35,8 @@ use crate::server::pki::{self, PRIVATE, PUBLIC};
 pub const PASSWORD_FILE: &str = "node-password";
 pub const SERVER_CA_FILE: &str = "server-ca.crt";
 pub const KUBECONFIG_FILE: &str = "kubelet.kubeconfig";
+/// The cluster's configuration as the server last gave it.
+pub const CLUSTER_FILE: &str = "cluster.json";
 /// A request that takes longer than this has failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Answers are a CA or two certificates: a few KiB.
@@ -111,8 +113,36 @@ impl Join {
 
 /// The cluster's address plan and pod network, as the server gives them
 /// to its nodes (asked with the node's certificate, after `ensure`): an
-/// agent takes the server's, so no flag is repeated on every node.
+/// agent takes the server's, so no flag is repeated on every node. Kept
+/// in `<dir>/cluster.json`, which stands in for it while the server cannot
+/// be reached: a node whose server is down still starts its pods (the plan
+/// cannot change once a cluster is made).
 pub async fn cluster_config(j: &Join) -> Result<crate::cluster::ClusterConfig, JoinError> {
+    let cached = j.dir.join(CLUSTER_FILE);
+    match fetch_cluster_config(j).await {
+        Ok(plan) => {
+            let text =
+                serde_json::to_vec_pretty(&plan).map_err(|e| JoinError::Local(e.to_string()))?;
+            pki::write_atomic(&cached, &text, PUBLIC).map_err(|e| {
+                JoinError::Local(format!("keeping the cluster's configuration: {e}"))
+            })?;
+            Ok(plan)
+        }
+        Err(e) if e.is_transient() => {
+            let Some(plan) = std::fs::read(&cached)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+            else {
+                return Err(e);
+            };
+            tracing::warn!("{e}; starting on the cluster configuration kept from before");
+            Ok(plan)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn fetch_cluster_config(j: &Join) -> Result<crate::cluster::ClusterConfig, JoinError> {
     let url = j.server.clone();
     let (client, _) = crate::agent::client::from_kubeconfig(&j.kubeconfig())
         .await

@@ -41,7 +41,7 @@ pub fn killall(engine: &Engine) -> anyhow::Result<ExitCode> {
     use crate::agent::pods::pod_cgroup;
     let cgroup_root = pod_cgroup::recorded_root(paths.node_root())
         .unwrap_or_else(|| pod_cgroup::default_root().to_string());
-    for (uid, parent, _) in pod_cgroup::existing(paths.node_root()) {
+    for (uid, parent, _) in pod_cgroup::existing(paths.node_root(), &cgroup_root) {
         match pod_cgroup::tear_down(&parent) {
             Ok(()) => pod_cgroup::unmark(paths.node_root(), &uid),
             Err(e) => {

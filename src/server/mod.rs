@@ -394,7 +394,7 @@ fn kubeconfig_url(args: &ServerArgs) -> String {
 
 /// The cluster's address plan from the flags, checked.
 fn cluster_plan(args: &ServerArgs) -> anyhow::Result<ClusterConfig> {
-    Ok(ClusterConfig::new(
+    let mut plan = ClusterConfig::new(
         &args.cluster_cidr,
         &args.service_cidr,
         args.cluster_dns,
@@ -402,7 +402,9 @@ fn cluster_plan(args: &ServerArgs) -> anyhow::Result<ClusterConfig> {
         &args.service_node_port_range,
         // The value parser admits only names the overlay knows, and none.
         args.pod_network.parse().ok(),
-    )?)
+    )?;
+    plan.dns = !args.disable_cluster_dns;
+    Ok(plan)
 }
 
 /// The address the `kubernetes` Service's endpoints name.
@@ -518,7 +520,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                     control_plane: true,
                 })
                 .map(|mut c| {
-                    c.dns = !args.disable_cluster_dns;
+                    c.dns = plan.dns;
                     c.cluster = plan.clone();
                     c
                 })?,
@@ -545,7 +547,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cluster: plan.clone(),
     };
     let token_path = paths.token.clone();
+    // On a data directory made before, the certificates wait for the plan
+    // to be checked against the stored one (below): a refused start
+    // changes nothing. A fresh one has nothing to check them against.
+    let fresh = !paths.db.exists();
+    let (plan_checked, plan_gate) = std::sync::mpsc::channel::<()>();
     let pki = tokio::task::spawn_blocking(move || {
+        if !fresh && plan_gate.recv().is_err() {
+            anyhow::bail!("the cluster's address plan was refused");
+        }
         let pki = pki::load_or_init(&pki_opts).with_context(|| {
             format!("setting up certificates in {}", pki_opts.tls_dir.display())
         })?;
@@ -576,6 +586,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .context("opening the database")?
         .with_context(|| format!("opening the database {}", paths.db.display()))?;
+    // Before anything takes an address, or the certificates are touched.
+    let ranges = apiserver::kinds::alloc::Ranges::new(&plan);
+    apiserver::kinds::plan::settle(&Objects::new(store.clone()).with_ranges(ranges), &plan)
+        .await
+        .context("checking the cluster's address plan")?;
+    let _ = plan_checked.send(());
     let (tokens, sa_key) = tokens.await.context("reading bearer tokens")??;
     let encryption = store::encrypt::manage::Manager::setup(
         &store::encrypt::manage::Options {
@@ -604,7 +620,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => store.clone(),
     };
     let objects = Objects::new(backend)
-        .with_plan(&plan)
+        .with_ranges(ranges)
         .followed_by(rbac.follower())
         .followed_by(registry.custom.follower.clone())
         .followed_by(webhooks.follower());
@@ -649,10 +665,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     apiserver::webhook::start(&state)
         .await
         .context("loading the admission webhook configurations")?;
-    // Before anything takes an address: the stored ranges are this plan's.
-    apiserver::kinds::alloc::check_plan(&state.objects)
-        .await
-        .map_err(|e| anyhow::anyhow!(e.message))?;
     let cluster = plan.clone();
     let bootstrap_client = loopback::client(
         state.clone(),

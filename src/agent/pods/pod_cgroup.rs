@@ -285,12 +285,11 @@ pub fn remove_empty_tree(root: &str) {
         format!("{top}/burstable"),
         top.clone(),
     ];
-    // A root of its own (`--cgroup-root skiff/node-1`) goes with its pods;
-    // the engine's parent is left to the engine.
-    let mut at = root.trim_matches('/');
-    while !at.is_empty() && at != default_root() {
-        paths.push(at.to_string());
-        at = at.rsplit_once('/').map_or("", |(up, _)| up);
+    // A root of its own (`--cgroup-root skiff/node-1`) goes with its pods,
+    // and nothing above it (not made by the agent); the engine's parent is
+    // left to the engine.
+    if root.trim_matches('/') != default_root() {
+        paths.push(root.trim_matches('/').to_string());
     }
     for path in paths {
         for hierarchy in h.list() {
@@ -352,9 +351,10 @@ pub fn unmark(root: &Path, uid: &str) {
     let _ = std::fs::remove_file(marks(root).join(uid));
 }
 
-/// The pod cgroups this agent made and has not removed: (uid, parent,
-/// when noted).
-pub fn existing(root: &Path) -> Vec<(String, String, std::time::SystemTime)> {
+/// The pod cgroups this agent made under cgroup root `cgroup_root` and has
+/// not removed: (uid, parent, when noted).
+pub fn existing(root: &Path, cgroup_root: &str) -> Vec<(String, String, std::time::SystemTime)> {
+    let under = format!("{}/", kubepods(cgroup_root));
     let Ok(entries) = std::fs::read_dir(marks(root)) else {
         return Vec::new();
     };
@@ -367,8 +367,9 @@ pub fn existing(root: &Path) -> Vec<(String, String, std::time::SystemTime)> {
             }
             let parent = std::fs::read_to_string(e.path()).ok()?;
             let at = e.metadata().ok()?.modified().ok()?;
-            // Only ever a pod cgroup under a kubepods.
-            let ok = kubepods_of(&parent).is_some()
+            // Only ever a pod cgroup of this root's kubepods.
+            let ok = parent.starts_with(&under)
+                && kubepods_of(&parent).as_deref() == Some(kubepods(cgroup_root).as_str())
                 && parent.ends_with(&format!("/pod{uid}"))
                 && cgroups::validate_path(&parent).is_ok();
             ok.then_some((uid, parent, at))

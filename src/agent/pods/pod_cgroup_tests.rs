@@ -39,7 +39,7 @@ fn each_qos_class_has_its_place() {
 }
 
 #[test]
-fn any_agents_noted_pod_cgroups_are_found_under_their_kubepods() {
+fn an_agents_noted_pod_cgroups_are_found_under_its_own_kubepods() {
     assert_eq!(
         kubepods_of("skiff/kubepods/podu").as_deref(),
         Some("skiff/kubepods")
@@ -55,11 +55,17 @@ fn any_agents_noted_pod_cgroups_are_found_under_their_kubepods() {
     mark(dir.path(), "u1", "skiff/n1/kubepods/besteffort/podu1").unwrap();
     mark(dir.path(), "u2", "skiff/n1/elsewhere/podu2").unwrap();
     mark(dir.path(), "u3", "skiff/kubepods/podother").unwrap();
-    let found: Vec<String> = existing(dir.path()).into_iter().map(|e| e.1).collect();
-    assert_eq!(
-        found,
-        vec!["skiff/n1/kubepods/besteffort/podu1".to_string()]
-    );
+    mark(dir.path(), "u4", "skiff/kubepods/podu4").unwrap();
+    mark(dir.path(), "u5", "skiff/n1/kubepods/x/kubepods/podu5").unwrap();
+    let found = |root: &str| -> Vec<String> {
+        existing(dir.path(), root)
+            .into_iter()
+            .map(|e| e.1)
+            .collect()
+    };
+    assert_eq!(found("skiff/n1"), ["skiff/n1/kubepods/besteffort/podu1"]);
+    // Another root's notes are not this one's to sweep.
+    assert_eq!(found("skiff"), ["skiff/kubepods/podu4"]);
 }
 
 #[test]

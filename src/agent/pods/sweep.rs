@@ -64,9 +64,9 @@ pub async fn sweep<R: PodRuntime>(
     let Ok(known) = swept else { return };
     // Their cgroups, once their containers are gone (made before the
     // list, as above).
-    let root = ctx.root.clone();
+    let (root, cgroup_root) = (ctx.root.clone(), ctx.cgroup_root.clone());
     let swept = tokio::task::spawn_blocking(move || {
-        for (uid, parent, at) in super::pod_cgroup::existing(&root) {
+        for (uid, parent, at) in super::pod_cgroup::existing(&root, &cgroup_root) {
             let old = chrono::DateTime::<chrono::Utc>::from(at) < listed_at;
             if known.contains(&uid) || !candidate(&uid) || !old {
                 continue;

@@ -328,6 +328,24 @@ pub(super) async fn send(
     .await
     .map_err(|_| "TLS handshake timed out".to_string())?
     .map_err(|e| e.to_string())?;
+    // The kubelet CA signs every node's serving certificate: the one met
+    // must be this node's, or another node that took over its address (or
+    // asked for it at its join) would be handed this node's exec and logs.
+    let wanted = crate::server::pki::node_user(node);
+    let presented = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|der| crate::server::pki::identity_from_cert(der))
+        .map(|id| id.user);
+    if presented.as_deref() != Some(wanted.as_str()) {
+        tracing::warn!(node, %addr, presented = ?presented, "refused a kubelet certificate of another node");
+        return Err(format!(
+            "the kubelet at {addr} presents a certificate for {}, not for node {node}",
+            presented.as_deref().unwrap_or("no one")
+        ));
+    }
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .map_err(|e| e.to_string())?;

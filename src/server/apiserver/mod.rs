@@ -531,6 +531,7 @@ async fn resource(call: &Call<'_>, method: &Method, body: ReqBody) -> Result<Res
             binding::create(call, n, &obj, &manager).await
         }
         (Method::POST, Some(n), Some("eviction")) => {
+            authorize::check_node_pod(call, n, "evict").await?;
             let (obj, _) = object_body(call, body).await?;
             eviction::create(call, n, &obj).await
         }

@@ -265,9 +265,15 @@ impl Objects {
         }
     }
 
-    /// These objects, taking addresses from `plan`'s ranges.
-    pub fn with_plan(mut self, plan: &crate::cluster::ClusterConfig) -> Self {
-        self.ranges = super::kinds::alloc::Ranges::new(plan);
+    /// These objects, taking addresses from `plan`'s ranges (made anew:
+    /// a server makes its own once, see `with_ranges`).
+    pub fn with_plan(self, plan: &crate::cluster::ClusterConfig) -> Self {
+        self.with_ranges(super::kinds::alloc::Ranges::new(plan))
+    }
+
+    /// These objects, taking addresses from `ranges`.
+    pub fn with_ranges(mut self, ranges: &'static super::kinds::alloc::Ranges) -> Self {
+        self.ranges = ranges;
         self
     }
 

@@ -112,7 +112,7 @@ impl Joiner {
         let allowed = who.is_some_and(|w| {
             w.groups
                 .iter()
-                .any(|g| g == pki::NODES_GROUP || g == "system:masters")
+                .any(|g| g == pki::NODES_GROUP || g == pki::MASTERS_GROUP)
         });
         if !allowed {
             return Err(ApiError::new(

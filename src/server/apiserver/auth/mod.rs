@@ -43,7 +43,7 @@ pub fn is_public(path: &str) -> bool {
     matches!(
         path.trim_end_matches('/'),
         "/healthz" | "/livez" | "/readyz" | "/version"
-    ) || is_join(path)
+    ) || (is_join(path) && path != crate::server::join::CONFIG_PATH)
         || path.starts_with("/healthz/")
         || path.starts_with("/livez/")
         || path.starts_with("/readyz/")

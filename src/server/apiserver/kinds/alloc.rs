@@ -90,33 +90,6 @@ impl Ranges {
     }
 }
 
-/// Refuse to serve with a plan other than the one the stored records were
-/// made for: every address already handed out would lie outside the new
-/// ranges (upstream's apiserver cannot change its service range in place
-/// either; k3s's `--cluster-cidr` is fixed at the first start too).
-pub async fn check_plan(objects: &Objects) -> Result<(), ApiError> {
-    for range in objects.ranges.all() {
-        let Some(kv) = objects
-            .store
-            .get(range.key, None)
-            .await
-            .map_err(|e| store_err(range, e))?
-        else {
-            continue;
-        };
-        let v: Value = serde_json::from_slice(&kv.value).map_err(|e| corrupt(range, e))?;
-        let stored = v.get("range").and_then(Value::as_str).unwrap_or_default();
-        if stored != range.describe {
-            return Err(ApiError::internal(format!(
-                "this cluster was made with {stored} for {what}, and the flags now ask for {now}: a cluster's address ranges cannot change once objects hold addresses from them; start with the old value (or a fresh data directory)",
-                what = range.what,
-                now = range.describe
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// What one member of a request asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Want {
@@ -244,6 +217,21 @@ pub(super) fn store_err(range: &Range, e: store::Error) -> ApiError {
 
 pub(super) fn decode(range: &Range, value: &[u8]) -> Result<Bitmap, ApiError> {
     let v: Value = serde_json::from_slice(value).map_err(|e| corrupt(range, e))?;
+    // A record of another plan's range (another server on the same store
+    // started with other flags): its members mean other addresses, so it
+    // is never read as this one's, nor overwritten (as upstream's
+    // AllocationBitmap refuses a range that does not match).
+    let stored = v.get("range").and_then(Value::as_str);
+    if stored != Some(range.describe.as_str()) {
+        tracing::error!(key = range.key, stored, wanted = %range.describe, "range allocation record is for another range");
+        return Err(ApiError::internal(format!(
+            "the allocation record {} is for {} and this server allocates {}: every server of a cluster must run with the same {}",
+            range.key,
+            stored.unwrap_or("no range"),
+            range.describe,
+            range.what
+        )));
+    }
     let data = v
         .get("data")
         .and_then(Value::as_str)
@@ -467,5 +455,13 @@ mod tests {
         let back = decode(&small, &encode(&small, &b)).unwrap();
         assert!(back.taken(7) && !back.taken(6));
         assert_eq!(decode(&small, b"{}").unwrap_err().code, 500);
+        // Another range's record is refused, not resized.
+        let other = Range {
+            describe: "0-19".into(),
+            size: 20,
+            ..small
+        };
+        let e = decode(&other, &encode(&self::small(), &b)).unwrap_err();
+        assert!(e.message.contains("is for 0-9"), "{}", e.message);
     }
 }

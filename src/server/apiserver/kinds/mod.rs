@@ -29,6 +29,7 @@ pub mod core;
 pub mod events;
 pub mod namespace;
 pub mod node;
+pub mod plan;
 pub mod pod;
 pub mod repair;
 pub mod review;

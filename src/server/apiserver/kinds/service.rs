@@ -551,4 +551,35 @@ mod tests {
         assert_eq!(node_port_offset(&ports, 31010), None);
         assert_eq!(node_port_offset(&ports, 30999), None);
     }
+
+    #[test]
+    fn a_full_range_never_hands_out_its_reserved_addresses() {
+        let plan = ClusterConfig::new(
+            "10.60.0.0/16",
+            "10.61.0.0/28",
+            None,
+            "x.y",
+            "30000-30001",
+            None,
+        )
+        .unwrap();
+        let ips = cluster_ip_range(&plan);
+        let mut bitmap = alloc::Bitmap::new(ips.size);
+        let mut got = Vec::new();
+        let mut start = 0u32;
+        loop {
+            start = start.wrapping_mul(7).wrapping_add(3);
+            match alloc::take(&ips, &mut bitmap, &[Want::Any], || start) {
+                Ok(m) => got.extend(m.iter().map(|m| ip_at(&ips, *m))),
+                Err(AllocError::Full) => break,
+                Err(e) => panic!("{e:?}"),
+            }
+        }
+        got.sort_by_key(|ip| ip.parse::<Ipv4Addr>().unwrap());
+        let want: Vec<String> = (2..=14)
+            .filter(|n| *n != 10)
+            .map(|n| format!("10.61.0.{n}"))
+            .collect();
+        assert_eq!(got, want);
+    }
 }
