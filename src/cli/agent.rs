@@ -137,7 +137,7 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
             };
             match joined.await {
                 Ok(plan) => {
-                    tracing::info!(cluster_cidr = %plan.cluster_cidr, service_cidr = %plan.service_cidr, pod_network = %plan.pod_network.map_or("none".to_string(), |b| b.to_string()), "took the cluster's configuration from the server");
+                    tracing::info!(cluster_cidr = %plan.cluster_cidr, service_cidr = %plan.service_cidr, pod_network = %plan.pod_network.map_or("none".to_string(), |b| b.to_string()), "the cluster's configuration");
                     config.dns = plan.dns;
                     config.cluster = plan;
                     break;
