@@ -606,13 +606,21 @@ fn current(j: &Join, pinned: Option<&str>, want_hash: Option<&str>) -> bool {
     }
     let user = pki::node_user(&j.node_name);
     let client = creds.cert_pem.as_bytes();
-    let client_ok = pki::leaf_fits(client, &user, pinned, &[]) && !pki::renewal_due(client);
+    // Each key must be its certificate's: a crash between the writes of
+    // the two leaves a pair that no TLS stack loads.
+    let client_ok = pki::leaf_fits(client, &user, pinned, &[])
+        && !pki::renewal_due(client)
+        && pki::key_matches(client, &creds.key_pem);
     let serving = std::fs::read(j.dir.join(pki::KUBELET_CERT_FILE)).unwrap_or_default();
+    let serving_key =
+        std::fs::read_to_string(j.dir.join(pki::KUBELET_KEY_FILE)).unwrap_or_default();
     let mut names: Vec<String> = vec![j.node_name.clone()];
     names.extend(j.addresses.iter().map(IpAddr::to_string));
     // The serving certificate's issuer (the kubelet CA) is not known here:
     // only its names and dates are checked; the server checks the chain.
-    let serving_ok = pki::leaf_fits(&serving, &user, "", &names) && !pki::renewal_due(&serving);
+    let serving_ok = pki::leaf_fits(&serving, &user, "", &names)
+        && !pki::renewal_due(&serving)
+        && pki::key_matches(&serving, &serving_key);
     client_ok && serving_ok
 }
 

@@ -131,6 +131,7 @@ pub(super) fn sign_request(
     purpose: Purpose<'_>,
     lifetime: Duration,
 ) -> Result<String, String> {
+    acceptable_key(csr_pem)?;
     let mut request = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)
         .map_err(|e| format!("the certificate request is not usable: {e}"))?;
     let orgs: Vec<&str> = organization.into_iter().collect();
@@ -139,6 +140,44 @@ pub(super) fn sign_request(
         .signed_by(issuer)
         .map(|c| c.pem())
         .map_err(|e| e.to_string())
+}
+
+/// Whether the key of certificate request `csr_pem` is one the cluster
+/// signs: ECDSA on P-256 or P-384, Ed25519, or RSA of 2048 bits or more
+/// (upstream's CSR approvers refuse weaker keys too).
+fn acceptable_key(csr_pem: &str) -> Result<(), String> {
+    use x509_parser::oid_registry::{
+        OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
+        OID_SIG_ED25519,
+    };
+    use x509_parser::prelude::FromDer;
+    let unusable = |e: String| format!("the certificate request is not usable: {e}");
+    let (_, pem) = x509_parser::pem::parse_x509_pem(csr_pem.as_bytes())
+        .map_err(|e| unusable(e.to_string()))?;
+    let (_, req) =
+        x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+            .map_err(|e| unusable(e.to_string()))?;
+    let spki = &req.certification_request_info.subject_pki;
+    let alg = &spki.algorithm.algorithm;
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok());
+    let ok = if *alg == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        curve.is_some_and(|c| c == OID_EC_P256 || c == OID_NIST_EC_P384)
+    } else if *alg == OID_SIG_ED25519 {
+        true
+    } else if *alg == OID_PKCS1_RSAENCRYPTION {
+        spki.parsed().is_ok_and(|k| k.key_size() >= 2048)
+    } else {
+        false
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err("the certificate request's key is not one the cluster signs: use ECDSA P-256 or P-384, Ed25519, or RSA of at least 2048 bits".into())
+    }
 }
 
 /// The first certificate of a PEM text, as DER.

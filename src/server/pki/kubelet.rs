@@ -164,6 +164,25 @@ pub fn renewal_due(cert_pem: &[u8]) -> bool {
     left * 3 < until - from
 }
 
+/// Whether `key_pem` is the private key of the certificate `cert_pem`
+/// (the two are written one after the other: a crash between them leaves
+/// a pair that no TLS stack will load).
+pub fn key_matches(cert_pem: &[u8], key_pem: &str) -> bool {
+    let Some(der) = std::str::from_utf8(cert_pem)
+        .ok()
+        .and_then(super::certs::first_cert_der)
+    else {
+        return false;
+    };
+    let (Ok((_, cert)), Ok(key)) = (
+        x509_parser::parse_x509_certificate(&der),
+        rcgen::KeyPair::from_pem(key_pem),
+    ) else {
+        return false;
+    };
+    cert.public_key().subject_public_key.data.as_ref() == key.public_key_raw()
+}
+
 /// A certificate's notBefore and notAfter, in seconds since the epoch.
 pub fn validity(cert_pem: &[u8]) -> Option<(i64, i64)> {
     let der = super::certs::first_cert_der(std::str::from_utf8(cert_pem).ok()?)?;

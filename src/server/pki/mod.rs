@@ -17,8 +17,8 @@ mod sans;
 mod tokens;
 
 pub use kubelet::{
-    leaf_fits, node_user, renewal_due, validity, NodeCertificates, SignError, KUBELET_CERT_FILE,
-    KUBELET_CLIENT_CA_FILE, KUBELET_CLIENT_USER, KUBELET_KEY_FILE, NODES_GROUP,
+    key_matches, leaf_fits, node_user, renewal_due, validity, NodeCertificates, SignError,
+    KUBELET_CERT_FILE, KUBELET_CLIENT_CA_FILE, KUBELET_CLIENT_USER, KUBELET_KEY_FILE, NODES_GROUP,
 };
 
 #[cfg(test)]

@@ -653,4 +653,85 @@ fn node_certificates_take_only_the_key_from_a_request() {
         .is_err());
     assert!(!renewal_due(got.client_pem.as_bytes()));
     assert!(renewal_due(b"not a certificate"));
+    assert!(key_matches(got.client_pem.as_bytes(), &key.serialize_pem()));
+    let other = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    assert!(!key_matches(
+        got.client_pem.as_bytes(),
+        &other.serialize_pem()
+    ));
+    assert!(!key_matches(got.client_pem.as_bytes(), "not a key"));
+    // Keys the cluster signs, and keys it does not (made by the real
+    // openssl: ring makes no RSA keys).
+    let dir = tempfile::tempdir().unwrap();
+    for (i, (genkey, ok)) in [
+        (
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:1024",
+            ][..],
+            false,
+        ),
+        (
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ][..],
+            true,
+        ),
+        (
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-521",
+            ][..],
+            false,
+        ),
+        (
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+            ][..],
+            true,
+        ),
+        (&["genpkey", "-algorithm", "ED25519"][..], true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let key = dir.path().join(format!("{i}.key"));
+        let out = std::process::Command::new("openssl")
+            .args(genkey)
+            .arg("-out")
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let out = std::process::Command::new("openssl")
+            .args(["req", "-new", "-subj", "/CN=n1", "-key"])
+            .arg(&key)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let csr = String::from_utf8(out.stdout).unwrap();
+        let got =
+            pki.sign_node_certificates("n1", &csr, &csr, &[], std::time::Duration::from_secs(3600));
+        match got {
+            Ok(_) => assert!(ok, "{genkey:?} was signed"),
+            Err(e) => {
+                assert!(!ok, "{genkey:?}: {e}");
+                assert!(e.to_string().contains("not one the cluster signs"), "{e}");
+            }
+        }
+    }
 }
