@@ -436,6 +436,30 @@ fn joins_are_refused_with_a_clear_message(c: &Cluster) {
     // Nothing of the refused boxes was stored.
     let nodes = c.kubectl_ok(&["get", "nodes", "-o", "name"]);
     assert!(!nodes.contains("node/box"), "{nodes}");
+    // A box that keeps guessing is held off for a minute (one failure so
+    // far from this address: the wrong secret).
+    let guess = |i: usize| {
+        let out = c
+            .server()
+            .command("curl")
+            .args(["-sk", "--max-time", "10", "-u"])
+            .arg(format!("node:K10{hash}::guess-{i}"))
+            .args(["-H", "Content-Type: application/json", "-d"])
+            .arg(r#"{"nodeName":"box","password":"0123456789abcdef0123456789abcdef","clientRequest":"","servingRequest":""}"#)
+            .arg(format!("{server}/v1-skiff/node-certificates"))
+            .output()
+            .unwrap();
+        stdout(&out)
+    };
+    for i in 0..9 {
+        let refused = guess(i);
+        assert!(refused.contains("\"code\":401"), "{refused}");
+    }
+    let held = guess(9);
+    assert!(
+        held.contains("\"code\":429") && held.contains("too many failed joins from 127.0.0.1"),
+        "{held}"
+    );
 }
 
 #[test]

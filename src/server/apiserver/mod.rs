@@ -428,7 +428,8 @@ async fn join(
                 return Err(ApiError::too_large(max));
             }
             let bytes = read_body_max(state, body, max).await?;
-            joiner.certificates(who, &parts.headers, &bytes).await
+            let peer = parts.extensions.get::<audit::PeerAddr>().map(|p| p.0);
+            joiner.certificates(who, peer, &parts.headers, &bytes).await
         }
         (path, method) => Err(ApiError::method_not_supported(path, method.as_str())),
     }

@@ -23,6 +23,7 @@
 //! logged on the server (without the token or the password).
 
 pub mod password;
+pub mod throttle;
 pub mod tokens;
 
 use std::collections::BTreeMap;
@@ -87,6 +88,8 @@ pub struct Joiner {
     lifetime: std::time::Duration,
     /// What agents are told at `GET /v1-skiff/config`.
     cluster: crate::cluster::ClusterConfig,
+    /// Failed joins per client address.
+    throttle: throttle::Throttle,
 }
 
 impl Joiner {
@@ -103,6 +106,7 @@ impl Joiner {
             client,
             lifetime,
             cluster,
+            throttle: Default::default(),
         }
     }
 
@@ -141,9 +145,12 @@ impl Joiner {
     pub async fn certificates(
         &self,
         who: Option<&Identity>,
+        peer: Option<IpAddr>,
         headers: &http::HeaderMap,
         body: &Bytes,
     ) -> Result<Response, ApiError> {
+        let now = std::time::Instant::now();
+        self.throttle.admit(peer, now)?;
         if body.len() > MAX_BODY {
             return Err(ApiError::too_large(MAX_BODY));
         }
@@ -162,7 +169,14 @@ impl Joiner {
                 req.addresses.len()
             )));
         }
-        self.authenticate(who, headers, node).await?;
+        if let Err(e) = self.authenticate(who, headers, node).await {
+            // A refusal, not the server's own trouble (a 503 while the
+            // token's Secret cannot be read).
+            if matches!(e.code, 401 | 403) {
+                self.throttle.failed(peer, now);
+            }
+            return Err(e);
+        }
         if !password::acceptable(&req.password) {
             return Err(ApiError::bad_request(format!(
                 "the node password must be {} to {} printable characters",
