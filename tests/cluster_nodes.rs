@@ -746,3 +746,85 @@ fn agents_renew_their_certificates_before_they_expire() {
     let before = renew();
     c.wait_for("a1's lease renewed again", |_| renew() != before);
 }
+
+/// A node deleted while its agent is away, its subnet given to another
+/// node meanwhile: back, it registers with a new subnet, its bridge (made
+/// for the old one) is removed once no container uses it, and its pods
+/// run on the new subnet, reached from the other nodes.
+#[test]
+fn a_node_made_again_with_another_subnet_makes_its_bridge_again() {
+    let mut c = Cluster::start(Options {
+        agents: 1,
+        ..Default::default()
+    });
+    c.load_busybox();
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, labels: {{app: pinned}}}}\nspec:\n  nodeName: a1\n  terminationGracePeriodSeconds: 1\n  \
+             containers: [{{name: c, image: busybox:latest, imagePullPolicy: Never, \
+             command: [sh, -c, 'echo {name} > /i; exec httpd -f -p 8080 -h /']}}]\n"
+        )
+    };
+    let cidr_of =
+        |c: &Cluster, n: &str| c.kubectl_ok(&["get", "node", n, "-o", "jsonpath={.spec.podCIDR}"]);
+    // A pod on a1 makes its bridge, for a1's first subnet.
+    c.apply(&pod("first"));
+    c.wait_for("the first pod running", |c| c.pods("app=pinned").len() == 1);
+    let old = cidr_of(&c, "a1");
+    c.kubectl_ok(&["delete", "pod", "first"]);
+    c.wait_for("the first pod gone", |c| {
+        c.kubectl_ok(&["get", "pods", "-l", "app=pinned", "-o", "name"])
+            .trim()
+            .is_empty()
+    });
+    c.node_mut("a1").kill();
+    c.kubectl_ok(&["delete", "node", "a1"]);
+    let token = std::fs::read_to_string(c.token_path())
+        .unwrap()
+        .trim()
+        .to_string();
+    c.add_agent("a3", &token);
+    c.wait_node_ready("a3", true);
+    assert_eq!(cidr_of(&c, "a3"), old, "a3 takes the subnet a1 had");
+    c.node_mut("a1").start();
+    c.wait_node_ready("a1", true);
+    let new = cidr_of(&c, "a1");
+    assert!(!new.is_empty() && new != old, "{new} after {old}");
+    c.apply(&pod("second"));
+    let mut ip = String::new();
+    c.wait_for("the second pod running", |c| {
+        let p = c.pods("app=pinned");
+        ip = p.first().map(|p| p.2.clone()).unwrap_or_default();
+        p.len() == 1
+    });
+    let net = new.trim_end_matches(".0/24");
+    assert!(
+        ip.starts_with(&format!("{net}.")),
+        "{ip} not in {new}\n{}",
+        c.logs()
+    );
+    let fetch = |c: &Cluster| {
+        let out = c
+            .server()
+            .command("curl")
+            .args(["-s", "--max-time", "3"])
+            .arg(format!("http://{ip}:8080/i"))
+            .output()
+            .unwrap();
+        stdout(&out).trim().to_string()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fetch(&c) != "second" && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(300));
+    }
+    let show =
+        |n: &str, args: &[&str]| stdout(&c.node(n).command("ip").args(args).output().unwrap());
+    assert_eq!(
+        fetch(&c),
+        "second",
+        "s routes: {}\na1 routes: {}\na1 addrs: {}",
+        show("s", &["route"]),
+        show("a1", &["route"]),
+        show("a1", &["-4", "addr"])
+    );
+}

@@ -7,6 +7,7 @@
 //! client.rs          kube::Client from the agent's kubeconfig
 //! join.rs            `skiff agent`'s join: the CA pinned, certificates asked for
 //! network.rs         routes to other nodes' pod subnets (host-gw, vxlan)
+//! renumber.rs        the bridge made again when the node's pod subnet changes
 //! tunnel.rs          `skiff agent`'s tunnel: the server reaches the kubelet through it
 //! node/host.rs       capacity, allocatable, node info, pressure, conditions
 //! node/register.rs   the Node object and its status
@@ -35,6 +36,7 @@ pub mod node;
 pub mod objects;
 pub mod pods;
 pub mod proxy;
+pub mod renumber;
 pub mod simulate;
 pub mod tunnel;
 
@@ -235,6 +237,7 @@ pub async fn run(
         workers.pod_cidr.clone(),
         cancel.child_token(),
     ));
+    let (config_root, config_run_dir) = (config.root.clone(), config.run_dir.clone());
     let mut node = NodeKeeper::new(client.clone(), config);
     let mut lease = LeaseKeeper::new(client.clone(), &node_name);
     let mut wait = Duration::from_millis(100);
@@ -263,6 +266,17 @@ pub async fn run(
         Some(c) => tracing::info!(node = %node_name, pod_cidr = %c, "registered the node"),
         None => {
             tracing::warn!(node = %node_name, "registered the node without a pod CIDR: the cluster CIDR has none left; pods needing an address wait")
+        }
+    }
+    if let (Some(old), Some(new)) = (bridge_cidr, node_entry.pod_cidr) {
+        if old != new {
+            tokio::spawn(renumber::follow(
+                config_root.clone(),
+                config_run_dir.clone(),
+                old,
+                new,
+                cancel.child_token(),
+            ));
         }
     }
     pod_cidr_tx.send_replace(node_entry.pod_cidr);

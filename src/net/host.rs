@@ -366,6 +366,25 @@ impl HostBridge {
 
     fn teardown_with(&self, kernel: &mut dyn Kernel) -> Result<(), NetError> {
         let _lock = self.lock()?;
+        self.teardown_locked(kernel)
+    }
+
+    /// Tear the node network down if no container uses it any more (those
+    /// whose namespace is gone are released first): for a node whose
+    /// subnet changed, so that the next attachment makes the bridge anew
+    /// for the new one. False while some container still holds an address.
+    pub fn teardown_if_idle(&self) -> Result<bool, NetError> {
+        let mut kernel = System::default();
+        let _lock = self.lock()?;
+        self.reconcile_locked(&mut kernel)?;
+        if !self.attachments()?.is_empty() {
+            return Ok(false);
+        }
+        self.teardown_locked(&mut kernel)?;
+        Ok(true)
+    }
+
+    fn teardown_locked(&self, kernel: &mut dyn Kernel) -> Result<(), NetError> {
         for a in self.attachments()? {
             kernel.unplumb(&a);
             let _ = fs::remove_file(self.record_path(&a.id));
