@@ -19,6 +19,8 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# tests/packaging_units.rs: systemd accepts the units skiff installs.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

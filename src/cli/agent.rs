@@ -170,7 +170,10 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
                     async move { crate::agent::join::keep_renewed(&join, &run, &cancel).await },
                 )
             };
-            let result = crate::agent::run(config.clone(), run, || {}).await;
+            let result = crate::agent::run(config.clone(), run, || {
+                crate::notify::ready("the node is registered")
+            })
+            .await;
             renewal.abort();
             if cancel.is_cancelled() || result.is_err() {
                 break result;

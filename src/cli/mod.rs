@@ -2,6 +2,7 @@
 
 pub mod agent;
 pub mod attach;
+pub mod check_config;
 pub mod config;
 pub mod containers;
 pub mod control;
@@ -142,6 +143,9 @@ pub enum Command {
     /// Remove every container of this root, its shims, mounts, network
     /// namespaces, veths, the bridge and nftables table (node shutdown).
     Killall,
+    /// Check that this kernel and host have what skiff needs, with the fix
+    /// for each failure.
+    CheckConfig(check_config::CheckConfigArgs),
     /// Show the container network.
     #[command(subcommand)]
     Network(network::NetworkCommand),
@@ -302,5 +306,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(cmd) => sandbox::sandbox(&engine, cmd),
         Command::SecretsEncrypt(cmd) => done(secrets_encrypt::secrets_encrypt(cmd)),
         Command::Token(cmd) => done(token::token(cmd)),
+        Command::CheckConfig(args) => check_config::check_config(args),
     }
 }

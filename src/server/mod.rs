@@ -440,6 +440,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             _ = life.cancel.cancelled() => Ok(()),
         }
     });
+    // The listener is bound and serving from here on.
+    crate::notify::ready("serving the Kubernetes API");
     if let Some(config) = agent {
         // The agent is a client like a remote one: its own certificate,
         // over TLS to the listener above. /readyz is the API's and does not

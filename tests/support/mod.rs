@@ -154,6 +154,8 @@ pub struct Server {
     dir: tempfile::TempDir,
     starts: u32,
     extra_args: Vec<String>,
+    /// Environment variables the server runs with.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -166,8 +168,17 @@ impl Server {
         Server::start_in(TestNet::new(), extra)
     }
 
+    /// Start with `extra` arguments and environment variables `env`.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_inner(TestNet::new(), extra, env)
+    }
+
     /// Start in `net` (a namespace of its own, or one joined).
     pub fn start_in(net: TestNet, extra: &[&str]) -> Server {
+        Server::start_inner(net, extra, &[])
+    }
+
+    fn start_inner(net: TestNet, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("skiff-test-")
             .tempdir()
@@ -178,6 +189,10 @@ impl Server {
             dir,
             starts: 0,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         server.spawn();
         server.wait_ready();
@@ -236,6 +251,7 @@ impl Server {
             .arg("--write-kubeconfig")
             .arg(self.kubeconfig())
             .args(&self.extra_args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log)
