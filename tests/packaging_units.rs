@@ -75,3 +75,45 @@ fn the_server_tells_the_service_manager_it_is_ready() {
     let (code, _) = server.curl_get("/readyz", &[]);
     assert_eq!(code, 200);
 }
+
+/// `skiff kubeconfig` prints the admin kubeconfig the server wrote, with
+/// another server address when asked (to copy it elsewhere), and names
+/// the problem when there is none.
+#[test]
+fn skiff_kubeconfig_prints_the_admin_kubeconfig() {
+    let server = Server::start_with_args(&["--disable-agent"]);
+    let skiff = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .arg("kubeconfig")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let path = server.kubeconfig();
+    let path = path.to_str().unwrap();
+    let out = skiff(&["--kubeconfig", path]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        support::stdout(&out),
+        std::fs::read_to_string(path).unwrap()
+    );
+    // With the address a workstation would use: kubectl works with it.
+    let url = server.url("").replace("127.0.0.1", "localhost");
+    let out = skiff(&["--kubeconfig", path, "--server", &url]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(support::stdout(&out).contains(&format!("server: {url}")), "{out:?}");
+    let copied = server.write_file("copied.yaml", &support::stdout(&out));
+    let view = server.kubectl_with(Path::new(&copied), &["get", "namespaces", "-o", "name"]);
+    assert!(view.status.success(), "{view:?}");
+    assert!(support::stdout(&view).contains("namespace/default"));
+    let out = skiff(&["--kubeconfig", path, "--server", "http://plain:80"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("is not an https:// URL"),
+        "{out:?}"
+    );
+    let out = skiff(&["--kubeconfig", "/nonexistent/skiff.yaml"]);
+    assert!(
+        !out.status.success() && stderr(&out).contains("start `skiff server` first"),
+        "{out:?}"
+    );
+}

@@ -15,6 +15,7 @@ pub mod history;
 pub mod images;
 pub mod inspect;
 pub mod killall;
+pub mod kubeconfig;
 pub mod logs;
 pub mod network;
 pub mod ps;
@@ -143,6 +144,9 @@ pub enum Command {
     /// Remove every container of this root, its shims, mounts, network
     /// namespaces, veths, the bridge and nftables table (node shutdown).
     Killall,
+    /// Print the admin kubeconfig `skiff server` wrote (to copy elsewhere:
+    /// `--server https://IP:6443`).
+    Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Check that this kernel and host have what skiff needs, with the fix
     /// for each failure.
     CheckConfig(check_config::CheckConfigArgs),
@@ -307,5 +311,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::SecretsEncrypt(cmd) => done(secrets_encrypt::secrets_encrypt(cmd)),
         Command::Token(cmd) => done(token::token(cmd)),
         Command::CheckConfig(args) => check_config::check_config(args),
+        Command::Kubeconfig(args) => done(kubeconfig::kubeconfig(args)),
     }
 }

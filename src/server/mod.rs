@@ -337,6 +337,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         startup_ms = started.elapsed().as_millis() as u64,
         "skiff server is ready"
     );
+    tracing::info!(
+        "kubectl: export KUBECONFIG={} (or: skiff kubeconfig > ~/.kube/config)",
+        args.write_kubeconfig.display()
+    );
 
     // Stopped in the reverse order: the listener first, then the store's
     // users; then the store's writer finishes its group so nothing
