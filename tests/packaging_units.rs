@@ -101,7 +101,10 @@ fn skiff_kubeconfig_prints_the_admin_kubeconfig() {
     let url = server.url("").replace("127.0.0.1", "localhost");
     let out = skiff(&["--kubeconfig", path, "--server", &url]);
     assert!(out.status.success(), "{out:?}");
-    assert!(support::stdout(&out).contains(&format!("server: {url}")), "{out:?}");
+    assert!(
+        support::stdout(&out).contains(&format!("server: {url}")),
+        "{out:?}"
+    );
     let copied = server.write_file("copied.yaml", &support::stdout(&out));
     let view = server.kubectl_with(Path::new(&copied), &["get", "namespaces", "-o", "name"]);
     assert!(view.status.success(), "{view:?}");

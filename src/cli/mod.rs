@@ -21,6 +21,7 @@ pub mod network;
 pub mod ps;
 pub mod sandbox;
 pub mod secrets_encrypt;
+pub mod snapshot;
 pub mod stats;
 pub mod system;
 pub mod template;
@@ -163,6 +164,10 @@ pub enum Command {
     /// tokens, as `kubeadm token`).
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Snapshots of the server's datastore and credentials: save (also
+    /// while it runs), ls, prune, restore into a fresh data directory.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCommand),
 }
 
 /// Daemons log their progress at info; client commands print their own
@@ -310,6 +315,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sandbox(cmd) => sandbox::sandbox(&engine, cmd),
         Command::SecretsEncrypt(cmd) => done(secrets_encrypt::secrets_encrypt(cmd)),
         Command::Token(cmd) => done(token::token(cmd)),
+        Command::Snapshot(cmd) => done(snapshot::snapshot_command(cmd, &cli.root)),
         Command::CheckConfig(args) => check_config::check_config(args),
         Command::Kubeconfig(args) => done(kubeconfig::kubeconfig(args)),
     }

@@ -16,6 +16,7 @@ pub mod leader;
 pub mod local_agent;
 pub mod pki;
 pub mod scheduler;
+pub mod snapshot;
 pub mod store;
 
 use std::net::SocketAddr;

@@ -168,6 +168,11 @@ impl Server {
         Server::start_in(TestNet::new(), extra)
     }
 
+    /// Start on a data directory `prepare` fills first (given its path).
+    pub fn start_prepared(extra: &[&str], prepare: impl FnOnce(&Path)) -> Server {
+        Server::start_full(TestNet::new(), extra, &[], prepare)
+    }
+
     /// Start with `extra` arguments and environment variables `env`.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Server {
         Server::start_inner(TestNet::new(), extra, env)
@@ -179,6 +184,15 @@ impl Server {
     }
 
     fn start_inner(net: TestNet, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_full(net, extra, env, |_| {})
+    }
+
+    fn start_full(
+        net: TestNet,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&Path),
+    ) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("skiff-test-")
             .tempdir()
@@ -194,6 +208,7 @@ impl Server {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         };
+        prepare(&server.data_dir());
         server.spawn();
         server.wait_ready();
         server

@@ -1,0 +1,407 @@
+//! Snapshots of a server's state, for flash storage that fails and boxes
+//! that are replaced (k3s's `etcd-snapshot`): one file holding a
+//! consistent copy of the datastore, taken while the server runs, and the
+//! cluster's credentials (CA and service-account keys, tokens, the
+//! encryption configuration that Secrets at rest need), so that a fresh
+//! data directory restored from it serves the same cluster.
+//!
+//! The copy is SQLite's `VACUUM INTO` on a read-only connection: one read
+//! transaction, so it holds exactly the writes committed (and so
+//! acknowledged) before it began, whatever the server writes meanwhile.
+//! The file is a gzipped tar, 0600 in `<data-dir>/server/snapshots`
+//! (0700): it holds private keys.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+/// Where a data directory keeps its snapshots.
+pub fn dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("server").join("snapshots")
+}
+
+/// What goes with the datastore: paths under the data directory.
+const CREDENTIALS: [&str; 3] = ["server/tls", "server/cred", "server/token"];
+const DB: &str = "server/db/state.db";
+const SUFFIX: &str = ".snapshot.tar.gz";
+/// The largest file a snapshot may hold when restored (a hostile or
+/// corrupt file must not fill the disk).
+const MAX_ENTRY: u64 = 64 << 30;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: io::Error },
+    #[error("copying the datastore {path}: {source}")]
+    Db {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+}
+
+fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> SnapshotError {
+    let what = what.into();
+    move |source| SnapshotError::Io { what, source }
+}
+
+/// One snapshot on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    pub name: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// Seconds since the epoch, from the name.
+    pub taken: i64,
+}
+
+/// Take a snapshot of the server at `data_dir` (running or not), named
+/// `<name>-<seconds since the epoch>`, into `into` (default: its
+/// snapshots directory). The path of the snapshot.
+pub fn save(data_dir: &Path, name: &str, into: Option<&Path>) -> Result<PathBuf, SnapshotError> {
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(SnapshotError::Refused(format!(
+            "snapshot name {name:?}: use letters, digits, '-' and '_' (at most 64)"
+        )));
+    }
+    let db = data_dir.join(DB);
+    if !db.exists() {
+        return Err(SnapshotError::Refused(format!(
+            "no datastore at {}: is {} a skiff server's data directory?",
+            db.display(),
+            data_dir.display()
+        )));
+    }
+    let out_dir = into.map(Path::to_path_buf).unwrap_or_else(|| dir(data_dir));
+    crate::runtime::private::ensure_dir(&out_dir)
+        .map_err(io_err(format!("creating {}", out_dir.display())))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let stem = format!("{name}-{now}");
+    let target = out_dir.join(format!("{stem}{SUFFIX}"));
+    if target.exists() {
+        return Err(SnapshotError::Refused(format!(
+            "{} exists already",
+            target.display()
+        )));
+    }
+    // The copy of the datastore, beside the snapshot while it is made.
+    let copy = out_dir.join(format!(".{stem}.db"));
+    let _ = fs::remove_file(&copy);
+    let made = copy_db(&db, &copy).and_then(|()| {
+        let tmp = out_dir.join(format!(".{stem}.tmp"));
+        write_archive(data_dir, &copy, &tmp)?;
+        fs::rename(&tmp, &target).map_err(io_err(format!("writing {}", target.display())))
+    });
+    let _ = fs::remove_file(&copy);
+    made?;
+    Ok(target)
+}
+
+/// A consistent copy of the database at `db` into `to` (which must not
+/// exist), on a read-only connection: the server's writes go on.
+fn copy_db(db: &Path, to: &Path) -> Result<(), SnapshotError> {
+    let err = |source| SnapshotError::Db {
+        path: db.to_path_buf(),
+        source,
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        db,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(err)?;
+    let target = to
+        .to_str()
+        .ok_or_else(|| SnapshotError::Refused(format!("{} is not UTF-8", to.display())))?;
+    conn.execute("VACUUM INTO ?1", [target]).map_err(err)?;
+    crate::runtime::private::tighten_path(to).map_err(io_err(format!("securing {}", to.display())))
+}
+
+fn write_archive(data_dir: &Path, db_copy: &Path, to: &Path) -> Result<(), SnapshotError> {
+    let file = crate::runtime::private::create_file(to)
+        .map_err(io_err(format!("creating {}", to.display())))?;
+    let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
+    let mut tar = tar::Builder::new(gz);
+    tar.follow_symlinks(false);
+    let what = || format!("writing {}", to.display());
+    tar.append_path_with_name(db_copy, DB)
+        .map_err(io_err(what()))?;
+    for part in CREDENTIALS {
+        let path = data_dir.join(part);
+        if path.is_dir() {
+            tar.append_dir_all(part, &path).map_err(io_err(what()))?;
+        } else if path.is_file() {
+            tar.append_path_with_name(&path, part)
+                .map_err(io_err(what()))?;
+        }
+    }
+    let gz = tar.into_inner().map_err(io_err(what()))?;
+    let file = gz.finish().map_err(io_err(what()))?;
+    file.sync_all().map_err(io_err(what()))
+}
+
+/// The snapshots in `in_dir`, oldest first.
+pub fn list(in_dir: &Path) -> Result<Vec<Snapshot>, SnapshotError> {
+    let entries = match fs::read_dir(in_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err(format!("reading {}", in_dir.display()))(e)),
+    };
+    let mut out: Vec<Snapshot> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().to_str()?.to_string();
+            let name = file.strip_suffix(SUFFIX)?.to_string();
+            let taken = name.rsplit_once('-')?.1.parse().ok()?;
+            Some(Snapshot {
+                size: e.metadata().ok()?.len(),
+                path: e.path(),
+                name,
+                taken,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| (a.taken, &a.name).cmp(&(b.taken, &b.name)));
+    Ok(out)
+}
+
+/// Remove all but the newest `keep` snapshots of `in_dir` whose name
+/// starts with `prefix` (the `--name` they were saved with). The removed.
+pub fn prune(in_dir: &Path, prefix: &str, keep: usize) -> Result<Vec<Snapshot>, SnapshotError> {
+    let mine: Vec<Snapshot> = list(in_dir)?
+        .into_iter()
+        .filter(|s| s.name.rsplit_once('-').is_some_and(|(n, _)| n == prefix))
+        .collect();
+    let excess = mine.len().saturating_sub(keep);
+    let gone: Vec<Snapshot> = mine.into_iter().take(excess).collect();
+    for s in &gone {
+        fs::remove_file(&s.path).map_err(io_err(format!("removing {}", s.path.display())))?;
+    }
+    Ok(gone)
+}
+
+/// Restore `snapshot` into the data directory `data_dir`, which must not
+/// hold a datastore (a fresh one, or one whose `server/db` was moved
+/// away) and which no server may be using. Only the snapshot's own paths
+/// are written; anything else in it refuses the restore.
+pub fn restore(snapshot: &Path, data_dir: &Path) -> Result<(), SnapshotError> {
+    let db = data_dir.join(DB);
+    if db.exists() {
+        return Err(SnapshotError::Refused(format!(
+            "{} holds a datastore already: restore into a fresh data directory (or move {} away first)",
+            data_dir.display(),
+            db.parent().unwrap_or(&db).display()
+        )));
+    }
+    let file =
+        fs::File::open(snapshot).map_err(io_err(format!("opening {}", snapshot.display())))?;
+    let staging = data_dir.join("server").join(".restore");
+    let _ = fs::remove_dir_all(&staging);
+    crate::runtime::private::ensure_dir(&staging)
+        .map_err(io_err(format!("creating {}", staging.display())))?;
+    let unpacked = unpack(file, &staging);
+    let result = unpacked.and_then(|()| {
+        if !staging.join(DB).is_file() {
+            return Err(SnapshotError::Refused(format!(
+                "{} holds no datastore: not a skiff snapshot",
+                snapshot.display()
+            )));
+        }
+        check_db(&staging.join(DB))?;
+        // Credentials first, the datastore last: a restore cut short
+        // leaves no datastore, and can be run again.
+        for part in CREDENTIALS.iter().chain([&DB]) {
+            let from = staging.join(part);
+            if !from.exists() {
+                continue;
+            }
+            let to = data_dir.join(part);
+            if let Some(parent) = to.parent() {
+                crate::runtime::private::ensure_dir(parent)
+                    .map_err(io_err(format!("creating {}", parent.display())))?;
+            }
+            if to.is_dir() {
+                fs::remove_dir_all(&to).map_err(io_err(format!("replacing {}", to.display())))?;
+            }
+            fs::rename(&from, &to).map_err(io_err(format!("restoring {}", to.display())))?;
+        }
+        Ok(())
+    });
+    let _ = fs::remove_dir_all(&staging);
+    result
+}
+
+/// Unpack the snapshot's entries into `staging`, each checked: only the
+/// paths a snapshot holds, regular files and directories (0600 but for
+/// certificates, 0700), none larger than `MAX_ENTRY`.
+fn unpack(file: fs::File, staging: &Path) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let what = || "reading the snapshot".to_string();
+    for entry in archive.entries().map_err(io_err(what()))? {
+        let mut entry = entry.map_err(io_err(what()))?;
+        let path = entry.path().map_err(io_err(what()))?.into_owned();
+        let allowed = path.components().all(|c| matches!(c, Component::Normal(_)))
+            && (path == Path::new(DB)
+                || CREDENTIALS
+                    .iter()
+                    .any(|p| path == Path::new(p) || path.starts_with(p)));
+        if !allowed {
+            return Err(SnapshotError::Refused(format!(
+                "the snapshot holds {:?}, which no skiff snapshot has: refused",
+                path.display().to_string()
+            )));
+        }
+        let to = staging.join(&path);
+        let kind = entry.header().entry_type();
+        if kind.is_dir() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&to)
+                .map_err(io_err(format!("creating {}", to.display())))?;
+            continue;
+        }
+        if !kind.is_file() {
+            return Err(SnapshotError::Refused(format!(
+                "the snapshot's {} is not a regular file: refused",
+                path.display()
+            )));
+        }
+        if entry.header().size().map_err(io_err(what()))? > MAX_ENTRY {
+            return Err(SnapshotError::Refused(format!(
+                "the snapshot's {} is too large",
+                path.display()
+            )));
+        }
+        if let Some(parent) = to.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(io_err(format!("creating {}", parent.display())))?;
+        }
+        // Certificates are public; everything else (keys, tokens, the
+        // datastore) 0600, whatever the archive says.
+        let public = path.extension().is_some_and(|e| e == "crt");
+        let mode = if public { 0o644 } else { 0o600 };
+        let mut out = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&to)
+            .map_err(io_err(format!("writing {}", to.display())))?;
+        io::copy(&mut (&mut entry).take(MAX_ENTRY), &mut out)
+            .map_err(io_err(format!("writing {}", to.display())))?;
+        out.sync_all()
+            .map_err(io_err(format!("writing {}", to.display())))?;
+    }
+    Ok(())
+}
+
+/// The restored datastore must be a whole SQLite database.
+fn check_db(path: &Path) -> Result<(), SnapshotError> {
+    let err = |source| SnapshotError::Db {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(err)?;
+    let verdict: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(err)?;
+    if verdict != "ok" {
+        return Err(SnapshotError::Refused(format!(
+            "the snapshot's datastore is damaged ({verdict}): restore another snapshot"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot whose entries are `entries` (path, is a symlink).
+    fn archive(dir: &Path, entries: &[(&str, bool)]) -> PathBuf {
+        let path = dir.join("s.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            fs::File::create(&path).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut b = tar::Builder::new(gz);
+        for (name, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            if *link {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                b.append_link(&mut h, name, "/etc/passwd").unwrap();
+            } else {
+                h.set_size(2);
+                h.set_mode(0o755);
+                h.set_cksum();
+                // Written raw: the builder would refuse a `..` itself.
+                let bytes = name.as_bytes();
+                h.as_old_mut().name[..bytes.len()].copy_from_slice(bytes);
+                h.set_cksum();
+                b.append(&h, &b"ok"[..]).unwrap();
+            }
+        }
+        b.into_inner().unwrap().finish().unwrap();
+        path
+    }
+
+    #[test]
+    fn a_hostile_snapshot_is_refused_and_writes_nothing_outside() {
+        let dir = tempfile::tempdir().unwrap();
+        for (entries, why) in [
+            (
+                vec![("server/../../escape", false)],
+                "which no skiff snapshot has",
+            ),
+            (vec![("etc/cron.d/x", false)], "which no skiff snapshot has"),
+            (
+                vec![("server/tls/server-ca.key", true)],
+                "not a regular file",
+            ),
+            (vec![("server/token", false)], "holds no datastore"),
+        ] {
+            let data = dir.path().join("data");
+            let _ = fs::remove_dir_all(&data);
+            let file = archive(dir.path(), &entries);
+            let e = restore(&file, &data).unwrap_err();
+            assert!(e.to_string().contains(why), "{entries:?}: {e}");
+            assert!(!dir.path().join("escape").exists());
+            assert!(
+                !data.join("server/token").exists(),
+                "a refused restore left files"
+            );
+        }
+    }
+
+    #[test]
+    fn restored_files_other_than_certificates_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = archive(dir.path(), &[("server/token", false)]);
+        let staging = dir.path().join("staging");
+        fs::create_dir_all(&staging).unwrap();
+        unpack(fs::File::open(file).unwrap(), &staging).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(staging.join("server/token"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

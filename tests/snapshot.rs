@@ -1,0 +1,180 @@
+//! `skiff snapshot`: a snapshot taken while the server takes writes holds
+//! every object acknowledged before it began, and a fresh data directory
+//! restored from it serves them, with the same cluster CA and tokens.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{stderr, stdout, Server};
+
+fn skiff(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .args(args)
+        .output()
+        .expect("run skiff")
+}
+
+#[test]
+fn a_snapshot_under_writes_restores_every_acknowledged_object() {
+    let s = Server::start_with_args(&["--disable-agent"]);
+    s.namespace("snap");
+    let token = s.admin_token();
+    let url = s.url("/api/v1/namespaces/snap/configmaps");
+    // Creates one after another; each acknowledged one with when its
+    // answer came.
+    let acked: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acked, stop, net) = (acked.clone(), stop.clone(), s.net().name().to_string());
+        thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("cm-{i}");
+                let body = format!(r#"{{"metadata":{{"name":"{name}"}},"data":{{"i":"{i}"}}}}"#);
+                let out = Command::new("ip")
+                    .args([
+                        "netns",
+                        "exec",
+                        &net,
+                        "curl",
+                        "-sk",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code}",
+                    ])
+                    .args(["-H", &format!("Authorization: Bearer {token}")])
+                    .args(["-H", "Content-Type: application/json", "-d", &body, &url])
+                    .output()
+                    .unwrap();
+                if stdout(&out).trim() == "201" {
+                    acked.lock().unwrap().push((name, Instant::now()));
+                }
+                i += 1;
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(800));
+    let dir = s.dir().join("snapshots");
+    let begun = Instant::now();
+    let out = skiff(&[
+        "snapshot",
+        "save",
+        "--data-dir",
+        s.data_dir().to_str().unwrap(),
+        "--dir",
+        dir.to_str().unwrap(),
+        "--name",
+        "under-load",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let file = PathBuf::from(stdout(&out).trim());
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    let before: Vec<String> = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, at)| *at < begun)
+        .map(|(n, _)| n.clone())
+        .collect();
+    assert!(
+        before.len() > 5,
+        "too few writes before the snapshot: {}",
+        before.len()
+    );
+    assert!(
+        acked.lock().unwrap().len() > before.len(),
+        "no write while it was taken"
+    );
+
+    // Private: it holds keys.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let listed = skiff(&["snapshot", "ls", "--dir", dir.to_str().unwrap()]);
+    assert!(
+        stdout(&listed).contains("under-load-"),
+        "{}",
+        stdout(&listed)
+    );
+
+    let ca = std::fs::read(s.data_dir().join("server/tls/server-ca.crt")).unwrap();
+    let restored = Server::start_prepared(&["--disable-agent"], |data_dir: &Path| {
+        let out = skiff(&[
+            "snapshot",
+            "restore",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    });
+    let names = restored.kubectl_ok(&["get", "configmaps", "-n", "snap", "-o", "name"]);
+    for n in &before {
+        assert!(
+            names.contains(&format!("configmap/{n}\n")),
+            "{n} lost: {names}"
+        );
+    }
+    // The same cluster: its CA and the admin token.
+    assert_eq!(
+        std::fs::read(restored.data_dir().join("server/tls/server-ca.crt")).unwrap(),
+        ca
+    );
+    assert_eq!(restored.admin_token(), s.admin_token());
+
+    // Not over a datastore, and not while a server runs on it.
+    let out = skiff(&[
+        "snapshot",
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        s.data_dir().to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "restored over a running server");
+    let err = stderr(&out);
+    assert!(
+        err.contains("is using") || err.contains("holds a datastore already"),
+        "{err}"
+    );
+
+    // Pruned to the newest.
+    for _ in 0..2 {
+        thread::sleep(Duration::from_millis(1100));
+        let out = skiff(&[
+            "snapshot",
+            "save",
+            "--data-dir",
+            s.data_dir().to_str().unwrap(),
+            "--dir",
+            dir.to_str().unwrap(),
+            "--name",
+            "under-load",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let out = skiff(&[
+        "snapshot",
+        "prune",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--name",
+        "under-load",
+        "--retention",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).lines().count(), 2, "{}", stdout(&out));
+    let listed = skiff(&["snapshot", "ls", "--dir", dir.to_str().unwrap()]);
+    assert_eq!(stdout(&listed).lines().count(), 2, "{}", stdout(&listed));
+}
