@@ -135,6 +135,11 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_cluster_dns: bool,
 
+    /// Do not apply the manifest NAME (<data-dir>/server/manifests/NAME.yaml),
+    /// and remove its objects if it was (repeatable; k3s's --disable).
+    #[arg(long = "disable", value_name = "NAME")]
+    pub disable: Vec<String>,
+
     /// Pod addresses of the whole cluster; each node takes a /24 of it
     /// (k3s's flag). Fixed once the cluster is made.
     #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]

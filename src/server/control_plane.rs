@@ -298,6 +298,27 @@ pub(super) fn spawn(
             controllers::node_password::run(client, &shared, cancel).await
         },
     );
+    // Manifests of <data-dir>/server/manifests, applied as an admin.
+    let deploy_client = loopback::client(
+        state.clone(),
+        crate::server::pki::Identity {
+            user: controllers::deploy::USER.to_string(),
+            groups: vec![crate::server::pki::MASTERS_GROUP.to_string()],
+        },
+        controllers::deploy::AGENT,
+    );
+    let deploy_config = controllers::deploy::Config {
+        dir: data_dir.join("server").join("manifests"),
+        disabled: args.disable.clone(),
+    };
+    let l = leading.clone();
+    components.spawn("manifest deployer", move |life| async move {
+        life.ready();
+        if lead(l, &life.cancel).await {
+            controllers::deploy::run(deploy_client, deploy_config, life.cancel).await;
+        }
+        Ok(())
+    });
     let hpa_config = controllers::hpa::Config {
         sync_period: args.horizontal_pod_autoscaler_sync_period,
         down_window: args.horizontal_pod_autoscaler_downscale_stabilization,

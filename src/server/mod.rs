@@ -128,6 +128,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // port that is taken fails the start before the store is opened.
     let data_dir = args.data_dir();
     let _data_lock = lock_data_dir(&data_dir)?;
+    if snapshot::incomplete_marker(&data_dir).exists() {
+        anyhow::bail!(
+            "a snapshot restore into {} did not finish: run `skiff snapshot restore` again (after moving {} away), or start on another data directory",
+            data_dir.display(),
+            data_dir.join("server/db").display()
+        );
+    }
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let advertised_ip = advertise_address(&args);
     let plan = cluster_plan(&args)?;

@@ -78,9 +78,26 @@ pub fn save(data_dir: &Path, name: &str, into: Option<&Path>) -> Result<PathBuf,
             data_dir.display()
         )));
     }
-    let out_dir = into.map(Path::to_path_buf).unwrap_or_else(|| dir(data_dir));
-    crate::runtime::private::ensure_dir(&out_dir)
-        .map_err(io_err(format!("creating {}", out_dir.display())))?;
+    let out_dir = match into {
+        // Ours: made (or tightened) 0700.
+        None => {
+            let d = dir(data_dir);
+            crate::runtime::private::ensure_dir(&d)
+                .map_err(io_err(format!("creating {}", d.display())))?;
+            d
+        }
+        // The user's: used as it is, never changed, if nobody else can
+        // write in it (the snapshot's names are predictable).
+        Some(d) => {
+            user_dir(d)?;
+            d.to_path_buf()
+        }
+    };
+    // One save at a time in a directory; what an interrupted one left is
+    // removed.
+    let _lock = crate::lockfile::exclusive(&out_dir.join(".lock"))
+        .map_err(io_err(format!("locking {}", out_dir.display())))?;
+    remove_leftovers(&out_dir);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -95,20 +112,73 @@ pub fn save(data_dir: &Path, name: &str, into: Option<&Path>) -> Result<PathBuf,
     }
     // The copy of the datastore, beside the snapshot while it is made.
     let copy = out_dir.join(format!(".{stem}.db"));
-    let _ = fs::remove_file(&copy);
+    let tmp = out_dir.join(format!(".{stem}.tmp"));
     let made = copy_db(&db, &copy).and_then(|()| {
-        let tmp = out_dir.join(format!(".{stem}.tmp"));
         write_archive(data_dir, &copy, &tmp)?;
         fs::rename(&tmp, &target).map_err(io_err(format!("writing {}", target.display())))
     });
     let _ = fs::remove_file(&copy);
+    if made.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
     made?;
     Ok(target)
 }
 
-/// A consistent copy of the database at `db` into `to` (which must not
-/// exist), on a read-only connection: the server's writes go on.
+/// A directory the user named for snapshots: an existing one that only
+/// its owner (root, or us) can write in, or a new one made 0700.
+fn user_dir(d: &Path) -> Result<(), SnapshotError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match fs::symlink_metadata(d) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(d)
+            .map_err(io_err(format!("creating {}", d.display()))),
+        Err(e) => Err(io_err(format!("reading {}", d.display()))(e)),
+        Ok(m) => {
+            let me = nix::unistd::geteuid().as_raw();
+            let ok = m.is_dir() && m.mode() & 0o022 == 0 && (m.uid() == me || m.uid() == 0);
+            if ok {
+                Ok(())
+            } else {
+                Err(SnapshotError::Refused(format!(
+                    "--dir {}: snapshots hold the cluster's keys; use a directory that only its owner can write in (not a symlink)",
+                    d.display()
+                )))
+            }
+        }
+    }
+}
+
+/// Remove what an interrupted save left (its dot-files), under the lock.
+fn remove_leftovers(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && (name.ends_with(".db") || name.ends_with(".tmp")) {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
+/// A consistent copy of the database at `db` into `to` (made here, empty
+/// and 0600, so the copy is never readable by others), on a read-only
+/// connection: the server's writes go on.
 fn copy_db(db: &Path, to: &Path) -> Result<(), SnapshotError> {
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+            .open(to)
+            .map_err(io_err(format!("creating {}", to.display())))?;
+    }
     let err = |source| SnapshotError::Db {
         path: db.to_path_buf(),
         source,
@@ -124,7 +194,7 @@ fn copy_db(db: &Path, to: &Path) -> Result<(), SnapshotError> {
         .to_str()
         .ok_or_else(|| SnapshotError::Refused(format!("{} is not UTF-8", to.display())))?;
     conn.execute("VACUUM INTO ?1", [target]).map_err(err)?;
-    crate::runtime::private::tighten_path(to).map_err(io_err(format!("securing {}", to.display())))
+    Ok(())
 }
 
 fn write_archive(data_dir: &Path, db_copy: &Path, to: &Path) -> Result<(), SnapshotError> {
@@ -196,11 +266,15 @@ pub fn prune(in_dir: &Path, prefix: &str, keep: usize) -> Result<Vec<Snapshot>, 
 /// are written; anything else in it refuses the restore.
 pub fn restore(snapshot: &Path, data_dir: &Path) -> Result<(), SnapshotError> {
     let db = data_dir.join(DB);
-    if db.exists() {
+    let db_dir = db.parent().unwrap_or(&db).to_path_buf();
+    // Not over a datastore, nor beside its leftovers: a stale WAL would be
+    // replayed into the restored database.
+    let used = fs::read_dir(&db_dir).is_ok_and(|mut e| e.next().is_some());
+    if used {
         return Err(SnapshotError::Refused(format!(
             "{} holds a datastore already: restore into a fresh data directory (or move {} away first)",
             data_dir.display(),
-            db.parent().unwrap_or(&db).display()
+            db_dir.display()
         )));
     }
     let file =
@@ -218,8 +292,12 @@ pub fn restore(snapshot: &Path, data_dir: &Path) -> Result<(), SnapshotError> {
             )));
         }
         check_db(&staging.join(DB))?;
-        // Credentials first, the datastore last: a restore cut short
-        // leaves no datastore, and can be run again.
+        // Until the datastore is in place the server refuses to start
+        // here: credentials without their datastore would start a new,
+        // empty cluster under the old CA.
+        let marker = incomplete_marker(data_dir);
+        crate::runtime::private::write_file(&marker, b"a snapshot restore is in progress\n")
+            .map_err(io_err(format!("writing {}", marker.display())))?;
         for part in CREDENTIALS.iter().chain([&DB]) {
             let from = staging.join(part);
             if !from.exists() {
@@ -235,10 +313,15 @@ pub fn restore(snapshot: &Path, data_dir: &Path) -> Result<(), SnapshotError> {
             }
             fs::rename(&from, &to).map_err(io_err(format!("restoring {}", to.display())))?;
         }
-        Ok(())
+        fs::remove_file(&marker).map_err(io_err(format!("removing {}", marker.display())))
     });
     let _ = fs::remove_dir_all(&staging);
     result
+}
+
+/// Present while a restore into the data directory has not finished.
+pub fn incomplete_marker(data_dir: &Path) -> PathBuf {
+    data_dir.join("server").join(".restore-incomplete")
 }
 
 /// Unpack the snapshot's entries into `staging`, each checked: only the
@@ -382,7 +465,9 @@ mod tests {
             let file = archive(dir.path(), &entries);
             let e = restore(&file, &data).unwrap_err();
             assert!(e.to_string().contains(why), "{entries:?}: {e}");
-            assert!(!dir.path().join("escape").exists());
+            for escaped in ["escape", "data/escape", "data/server/escape"] {
+                assert!(!dir.path().join(escaped).exists(), "{escaped}");
+            }
             assert!(
                 !data.join("server/token").exists(),
                 "a refused restore left files"

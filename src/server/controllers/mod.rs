@@ -6,6 +6,7 @@ pub mod cluster_dns;
 pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
+pub mod deploy;
 pub mod deployment;
 pub mod disruption;
 pub mod endpoints;
