@@ -50,9 +50,9 @@ pub struct PruneArgs {
     /// Prune the snapshots saved with this --name.
     #[arg(long, default_value = "on-demand")]
     pub name: String,
-    /// How many of the newest to keep.
-    #[arg(long, default_value_t = 5)]
-    pub retention: usize,
+    /// How many of the newest to keep (at least one).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub retention: u16,
 }
 
 #[derive(Debug, Args)]
@@ -95,7 +95,7 @@ pub fn snapshot_command(cmd: SnapshotCommand, root: &Path) -> anyhow::Result<()>
         }
         SnapshotCommand::Prune(args) => {
             let (_, dir) = dirs(&args.at, root);
-            for s in snapshot::prune(&dir, &args.name, args.retention)? {
+            for s in snapshot::prune(&dir, &args.name, usize::from(args.retention))? {
                 println!("removed {}", s.path.display());
             }
         }

@@ -649,7 +649,10 @@ fn spawn_shim(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(log)
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        // The service manager's socket is skiff's, not its shims' (a shim
+        // outlives the service and must never speak for it).
+        .env_remove("NOTIFY_SOCKET");
     if req.wait_start {
         cmd.arg("--wait-start");
     }
