@@ -88,17 +88,51 @@ fn record_name(stem: &str) -> Option<String> {
 
 fn checksum(bytes: &[u8]) -> String {
     use sha2::Digest;
-    sha2::Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// One manifest as read: its path, contents and checksum (None: it could
+/// not be read; what it applied stays).
+struct Read {
+    path: PathBuf,
+    bytes: Option<Vec<u8>>,
+    sum: String,
+}
+
+/// The manifests, read.
+fn read_all(cfg: &Config) -> BTreeMap<String, Read> {
+    manifests(cfg)
+        .into_iter()
+        .map(|(name, path)| {
+            let bytes = read_bounded(&path)
+                .map_err(|e| tracing::warn!(manifest = %path.display(), "reading: {e}"))
+                .ok();
+            let sum = bytes.as_deref().map(checksum).unwrap_or_default();
+            (name, Read { path, bytes, sum })
+        })
         .collect()
 }
 
 pub async fn run(client: kube::Client, cfg: Config, cancel: CancellationToken) {
     let records: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    // The manifests (name → checksum) as last applied in full: while the
+    // directory stays so, the API is not asked anything.
+    let mut settled: Option<BTreeMap<String, String>> = None;
     loop {
-        if let Err(e) = sync(&client, &records, &cfg).await {
-            tracing::warn!("applying manifests from {}: {e}", cfg.dir.display());
+        let files = read_all(&cfg);
+        let now: BTreeMap<String, String> = files
+            .iter()
+            .map(|(n, r)| (n.clone(), r.sum.clone()))
+            .collect();
+        if settled.as_ref() != Some(&now) {
+            match sync(&client, &records, files).await {
+                Ok(true) => settled = Some(now),
+                Ok(false) => settled = None,
+                Err(e) => {
+                    settled = None;
+                    tracing::warn!("applying manifests from {}: {e}", cfg.dir.display());
+                }
+            }
         }
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -107,13 +141,14 @@ pub async fn run(client: kube::Client, cfg: Config, cancel: CancellationToken) {
     }
 }
 
-/// One look at the directory.
+/// Bring the applied objects in step with `files`; whether every file
+/// was applied.
 async fn sync(
     client: &kube::Client,
     records: &Api<ConfigMap>,
-    cfg: &Config,
-) -> Result<(), kube::Error> {
-    let files = manifests(cfg);
+    files: BTreeMap<String, Read>,
+) -> Result<bool, kube::Error> {
+    let mut all = true;
     let existing: BTreeMap<String, ConfigMap> = records
         .list(&ListParams::default().labels(LABEL))
         .await?
@@ -126,29 +161,28 @@ async fn sync(
             ))
         })
         .collect();
-    for (name, path) in &files {
-        let bytes = match read_bounded(path) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(manifest = %path.display(), "reading: {e}");
-                continue;
-            }
+    for (name, Read { path, bytes, sum }) in &files {
+        let Some(bytes) = bytes else {
+            all = false;
+            continue;
         };
-        let sum = checksum(&bytes);
         let record = existing.get(name);
-        if record.and_then(|r| r.data.as_ref()?.get("checksum")) == Some(&sum) {
+        if record.and_then(|r| r.data.as_ref()?.get("checksum")) == Some(sum) {
             continue;
         }
         let before = record.map(objects_of).unwrap_or_default();
-        match apply_file(client, &bytes).await {
+        match apply_file(client, bytes).await {
             Ok(applied) => {
                 for gone in before.iter().filter(|o| !applied.contains(o)) {
                     delete(client, gone).await;
                 }
-                save_record(records, name, path, &sum, &applied).await?;
+                save_record(records, name, path, sum, &applied).await?;
                 tracing::info!(manifest = %path.display(), objects = applied.len(), "applied the manifest");
             }
-            Err(e) => tracing::warn!(manifest = %path.display(), "applying: {e}"),
+            Err(e) => {
+                all = false;
+                tracing::warn!(manifest = %path.display(), "applying: {e}");
+            }
         }
     }
     for (name, record) in &existing {
@@ -166,7 +200,7 @@ async fn sync(
             "the manifest is gone (or disabled): removed its objects"
         );
     }
-    Ok(())
+    Ok(all)
 }
 
 fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
