@@ -188,3 +188,118 @@ fn a_snapshot_under_writes_restores_every_acknowledged_object() {
     let listed = skiff(&["snapshot", "ls", "--dir", dir.to_str().unwrap()]);
     assert_eq!(stdout(&listed).lines().count(), 2, "{}", stdout(&listed));
 }
+
+/// Scheduled snapshots (`--snapshot-schedule-cron`) are taken while the
+/// server runs and only the newest `--snapshot-retention` of them are
+/// kept; a snapshot saved by hand in the same directory is not counted.
+#[test]
+fn scheduled_snapshots_are_taken_and_the_oldest_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let snapshots = dir.path().join("snaps");
+    let s = Server::start_with_args(&[
+        "--disable-agent",
+        "--snapshot-schedule-cron",
+        "@every 1s",
+        "--snapshot-retention",
+        "2",
+        "--snapshot-dir",
+        snapshots.to_str().unwrap(),
+    ]);
+    s.namespace("scheduled");
+    let out = skiff(&[
+        "snapshot",
+        "save",
+        "--data-dir",
+        s.data_dir().to_str().unwrap(),
+        "--dir",
+        snapshots.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let by_hand = PathBuf::from(stdout(&out).trim());
+
+    let scheduled = || -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(&snapshots)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .filter(|n| n.starts_with("scheduled-") && n.ends_with(".snapshot.tar.gz"))
+            .collect();
+        names.sort();
+        names
+    };
+    // Wait (bounded) until the two kept are both newer than the first
+    // one seen: at least three were taken and the oldest removed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first = loop {
+        if let Some(f) = scheduled().first() {
+            break f.clone();
+        }
+        assert!(Instant::now() < deadline, "no scheduled snapshot\n{}", s.logs());
+        thread::sleep(Duration::from_millis(200));
+    };
+    loop {
+        let now = scheduled();
+        if now.len() == 2 && now.iter().all(|n| *n > first) {
+            break;
+        }
+        assert!(
+            now.len() <= 2 || Instant::now() < deadline,
+            "more than the retention kept: {now:?}"
+        );
+        assert!(Instant::now() < deadline, "not pruned: {now:?}\n{}", s.logs());
+        thread::sleep(Duration::from_millis(200));
+    }
+    assert!(by_hand.exists(), "the snapshot saved by hand was pruned");
+
+    // A scheduled snapshot restores like any other.
+    let newest = snapshots.join(scheduled().pop().unwrap());
+    let restored = Server::start_prepared(&["--disable-agent"], |data_dir: &Path| {
+        let out = skiff(&[
+            "snapshot",
+            "restore",
+            newest.to_str().unwrap(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    });
+    restored.kubectl_ok(&["get", "namespace", "scheduled"]);
+}
+
+/// A bad schedule or snapshot directory fails the start with the flag named.
+#[test]
+fn a_bad_snapshot_schedule_fails_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    // In a namespace of its own, and bounded, should it start after all.
+    let net = support::TestNet::new();
+    let start = |extra: &[&str]| {
+        net.command("timeout")
+            .arg("60")
+            .arg(env!("CARGO_BIN_EXE_skiff"))
+            .args(["--root", dir.path().join("root").to_str().unwrap()])
+            .args(["server", "--disable-agent"])
+            .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
+            .args(["--write-kubeconfig", dir.path().join("kc").to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = start(&["--snapshot-schedule-cron", "61 * * * *"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--snapshot-schedule-cron"),
+        "{}",
+        stderr(&out)
+    );
+    let open = dir.path().join("open");
+    std::fs::create_dir(&open).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = start(&["--snapshot-dir", open.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--snapshot-dir") && stderr(&out).contains("only its owner"),
+        "{}",
+        stderr(&out)
+    );
+}

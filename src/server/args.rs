@@ -140,6 +140,31 @@ pub struct ServerArgs {
     #[arg(long = "disable", value_name = "NAME")]
     pub disable: Vec<String>,
 
+    /// When to snapshot the datastore and credentials, in cron syntax on
+    /// local time (five fields, `@daily`, `@every 6h`; k3s's
+    /// --etcd-snapshot-schedule-cron)
+    #[arg(
+        long,
+        value_name = "CRON",
+        default_value = "0 */12 * * *",
+        value_parser = crate::server::snapshot_schedule::parse
+    )]
+    pub snapshot_schedule_cron: crate::api::cron::Schedule,
+
+    /// Scheduled snapshots kept; older ones are removed (snapshots saved
+    /// by hand are not counted)
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..))]
+    pub snapshot_retention: u16,
+
+    /// Where scheduled snapshots go: a directory only its owner can write
+    /// in [default: <data-dir>/server/snapshots]
+    #[arg(long, value_name = "DIR")]
+    pub snapshot_dir: Option<PathBuf>,
+
+    /// No scheduled snapshots (`skiff snapshot save` still works).
+    #[arg(long)]
+    pub disable_snapshots: bool,
+
     /// Pod addresses of the whole cluster; each node takes a /24 of it
     /// (k3s's flag). Fixed once the cluster is made.
     #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]

@@ -17,6 +17,7 @@ pub mod local_agent;
 pub mod pki;
 pub mod scheduler;
 pub mod snapshot;
+pub mod snapshot_schedule;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -134,6 +135,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir.display(),
             data_dir.join("server/db").display()
         );
+    }
+    if let (false, Some(dir)) = (args.disable_snapshots, &args.snapshot_dir) {
+        snapshot::user_dir(dir).context("--snapshot-dir")?;
     }
     let addr = SocketAddr::new(args.bind_address, args.https_listen_port);
     let advertised_ip = advertise_address(&args);
@@ -362,6 +366,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         task.abort();
         Ok(())
     });
+    if !args.disable_snapshots {
+        let plan = snapshot_schedule::Plan {
+            schedule: args.snapshot_schedule_cron.clone(),
+            retention: usize::from(args.snapshot_retention),
+            dir: args.snapshot_dir.clone(),
+        };
+        let snapshot_data = data_dir.clone();
+        components.spawn("scheduled snapshots", move |life| async move {
+            life.ready();
+            snapshot_schedule::run(snapshot_data, plan, life.cancel).await;
+            Ok(())
+        });
+    }
     if let Some(encryption) = encryption {
         components.spawn("encryption config", move |life| async move {
             life.ready();

@@ -127,7 +127,7 @@ pub fn save(data_dir: &Path, name: &str, into: Option<&Path>) -> Result<PathBuf,
 
 /// A directory the user named for snapshots: an existing one that only
 /// its owner (root, or us) can write in, or a new one made 0700.
-fn user_dir(d: &Path) -> Result<(), SnapshotError> {
+pub fn user_dir(d: &Path) -> Result<(), SnapshotError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     match fs::symlink_metadata(d) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
@@ -143,7 +143,7 @@ fn user_dir(d: &Path) -> Result<(), SnapshotError> {
                 Ok(())
             } else {
                 Err(SnapshotError::Refused(format!(
-                    "--dir {}: snapshots hold the cluster's keys; use a directory that only its owner can write in (not a symlink)",
+                    "{}: snapshots hold the cluster's keys; use a directory that only its owner can write in (not a symlink)",
                     d.display()
                 )))
             }
