@@ -6,11 +6,13 @@
 # skiff-killall.sh / skiff-uninstall.sh. Re-running it is safe: files are
 # rewritten only when they change, and the service is restarted only then.
 #
-#   curl -sfL …/install.sh | sh -                          a server (control plane and node)
-#   curl -sfL …/install.sh | SKIFF_URL=https://SERVER:6443 SKIFF_TOKEN=… sh -
+#   curl -sfL …/install.sh | sudo sh -                     a server (control plane and node)
+#   curl -sfL …/install.sh | sudo SKIFF_URL=https://SERVER:6443 SKIFF_TOKEN=… sh -
 #                                                          an agent joining that server
-#   curl -sfL …/install.sh | sh -s - server --cluster-cidr 10.50.0.0/16
+#   curl -sfL …/install.sh | sudo sh -s - server --cluster-cidr 10.50.0.0/16
 #                                                          extra flags for skiff
+#
+# (sudo drops the caller's environment: put the settings after it.)
 #
 # Settings (environment):
 #   SKIFF_URL                  the server an agent joins (https://HOST:6443); makes this an agent
@@ -18,8 +20,12 @@
 #                              the join token (an agent needs one of them)
 #   SKIFF_*                    every SKIFF_ variable is written to the service's environment
 #                              file (mode 0600), e.g. SKIFF_DATA_DIR, SKIFF_CONFIG_FILE
-#   SKIFF_DOWNLOAD_URL         where skiff-ARCH and sha256sum-ARCH.txt are downloaded from
-#                              [default: the GitHub release of INSTALL_SKIFF_VERSION, or the latest]
+#   SKIFF_DATA_DIR             skiff's state (an absolute path) [default: /var/lib/skiff]. One
+#                              that existed before is left in place by skiff-uninstall.sh
+#   SKIFF_DOWNLOAD_URL         where skiff-ARCH and sha256sum-ARCH.txt are downloaded from, over
+#                              https [default: the GitHub release of INSTALL_SKIFF_VERSION, or
+#                              the latest]
+#   INSTALL_SKIFF_ALLOW_HTTP=true   allow a plain http:// SKIFF_DOWNLOAD_URL (a local mirror)
 #   INSTALL_SKIFF_VERSION      the release to download (a tag) [default: the latest]
 #   INSTALL_SKIFF_SKIP_DOWNLOAD=true
 #                              download nothing: use INSTALL_SKIFF_BINARY, or the skiff already
@@ -34,7 +40,9 @@
 #                              flag with spaces in it goes there).
 #   INSTALL_SKIFF_INIT         systemd, openrc or none [default: what the box runs]
 #   INSTALL_SKIFF_SKIP_ENABLE=true   neither enable nor start the service
-#   INSTALL_SKIFF_SKIP_START=true    enable the service but do not start it
+#   INSTALL_SKIFF_SKIP_START=true    enable the service but do not start it (a later run
+#                                    restarts it for the changes made meanwhile)
+#   INSTALL_SKIFF_FORCE_RESTART=true restart the service even if nothing changed
 #   INSTALL_SKIFF_ROOT         a directory standing for / : everything is written under it and
 #                              every path in the written files points under it (for tests)
 set -eu
@@ -68,12 +76,23 @@ setup_paths() {
         fi
     fi
     SYSTEMD_DIR=${INSTALL_SKIFF_SYSTEMD_DIR:-$ROOT/etc/systemd/system}
-    # The node's containers and images (skiff's --root); the server's data
-    # too unless SKIFF_DATA_DIR names another place.
-    ENGINE_ROOT=$ROOT/var/lib/skiff
-    DATA_DIR=${SKIFF_DATA_DIR:-$ENGINE_ROOT}
+    # Everything skiff keeps: the server's data, the node's images,
+    # containers and pods (skiff's --root and --data-dir are one place).
+    DEFAULT_DATA_DIR=$ROOT/var/lib/skiff
+    DATA_DIR=${SKIFF_DATA_DIR:-$DEFAULT_DATA_DIR}
+    while [ "$DATA_DIR" != / ] && [ "${DATA_DIR%/}" != "$DATA_DIR" ]; do DATA_DIR=${DATA_DIR%/}; done
+    case "$DATA_DIR" in
+    /) fatal "SKIFF_DATA_DIR may not be /" ;;
+    /*) ;;
+    *) fatal "SKIFF_DATA_DIR must be an absolute path, not '$DATA_DIR'" ;;
+    esac
     RUN_DIR=$ROOT/run/skiff
     ETC_DIR=$ROOT/etc/skiff
+    LOG_DIR=$ROOT/var/log/pods
+    # Directories that were not there before skiff was installed, which
+    # skiff-uninstall.sh may remove whole (kept across runs).
+    OWNED=$ETC_DIR/.installed-dirs
+    PENDING=$ETC_DIR/.restart-pending
     BIN=$BIN_DIR/skiff
     KILLALL=$BIN_DIR/skiff-killall.sh
     UNINSTALL=$BIN_DIR/skiff-uninstall.sh
@@ -86,8 +105,12 @@ setup_paths() {
 # arguments. A first word other than server/agent is a flag of the command
 # SKIFF_URL implies.
 setup_command() {
-    # shellcheck disable=SC2086 # INSTALL_SKIFF_EXEC is words, split as k3s does
+    # INSTALL_SKIFF_EXEC is words, split at spaces as k3s does, never
+    # expanded as file names.
+    set -f
+    # shellcheck disable=SC2086
     set -- ${INSTALL_SKIFF_EXEC:-} "$@"
+    set +f
     case "${1:-}" in
     server | agent)
         COMMAND=$1
@@ -102,6 +125,11 @@ setup_command() {
         case "$a" in
         *"
 "*) fatal "a flag for skiff may not contain a newline" ;;
+        # The unit is world-readable: the token goes in the 0600 env file.
+        --token | --token=*) fatal "put the join token in SKIFF_TOKEN (or SKIFF_TOKEN_FILE), not --token: flags are written where every user can read them" ;;
+        --server | --server=*) fatal "name the server with SKIFF_URL, not --server" ;;
+        --data-dir | --data-dir=* | --root | --root=*) fatal "set SKIFF_DATA_DIR, not $a: skiff-killall.sh and skiff-uninstall.sh need to know it" ;;
+        --run-dir | --run-dir=*) fatal "--run-dir is not supported by the installer (skiff-killall.sh uses /run/skiff)" ;;
         esac
         EXEC_ARGS="$EXEC_ARGS$a
 "
@@ -114,7 +142,7 @@ setup_command() {
         *) fatal "SKIFF_URL must be the server's https:// address, not '$SKIFF_URL'" ;;
         esac
         if [ -z "${SKIFF_TOKEN:-}" ] && [ -z "${SKIFF_TOKEN_FILE:-}" ]; then
-            fatal "an agent needs the server's join token: set SKIFF_TOKEN (or SKIFF_TOKEN_FILE); it is in the server's /var/lib/skiff/server/token, or made with 'skiff token create'"
+            fatal "an agent needs the server's join token: set SKIFF_TOKEN (or SKIFF_TOKEN_FILE) after sudo; it is in the server's /var/lib/skiff/server/token, or made there with 'skiff token create'"
         fi
         SERVICE=skiff-agent
     else
@@ -130,11 +158,12 @@ setup_init() {
     if [ -z "$INIT" ]; then
         if [ -x /sbin/openrc-run ]; then
             INIT=openrc
-        elif [ -d /run/systemd/system ] || command -v systemctl >/dev/null 2>&1; then
+        elif [ -d /run/systemd/system ]; then
+            # systemd is running (sd_booted), not merely installed.
             INIT=systemd
         else
             INIT=none
-            warn "neither systemd nor OpenRC found: installing skiff without a service"
+            warn "neither systemd nor OpenRC runs here: installing skiff without a service (start it with: $BIN $COMMAND)"
         fi
     fi
     case "$INIT" in
@@ -152,15 +181,22 @@ setup_init() {
         ;;
     *) fatal "INSTALL_SKIFF_INIT must be systemd, openrc or none, not '$INIT'" ;;
     esac
+    # A server and an agent on one box would share its data directory.
+    if [ "$SERVICE" = skiff ]; then other=skiff-agent; else other=skiff; fi
+    if [ -f "$SYSTEMD_DIR/$other.service" ] || [ -f "$ROOT/etc/init.d/$other" ]; then
+        if [ "$other" = skiff-agent ]; then
+            fatal "this box runs skiff-agent: to update it, give SKIFF_URL and SKIFF_TOKEN again; to make it a server, run $UNINSTALL first"
+        else
+            fatal "this box runs a skiff server: to update it, run without SKIFF_URL; to make it an agent, run $UNINSTALL first"
+        fi
+    fi
 }
 
 setup_arch() {
     case "$(uname -m)" in
     x86_64 | amd64) ARCH=amd64 ;;
     aarch64 | arm64) ARCH=arm64 ;;
-    armv7* | armv8l) ARCH=arm ;;
-    riscv64) ARCH=riscv64 ;;
-    *) fatal "no skiff build for this machine ($(uname -m))" ;;
+    *) fatal "there is no skiff release for $(uname -m) (amd64 and arm64 only); build it from source" ;;
     esac
 }
 
@@ -168,9 +204,11 @@ setup_arch() {
 
 CHANGED=
 TMP_DIR=
+TMP_FILE=
 
 cleanup() {
     if [ -n "$TMP_DIR" ]; then rm -rf "$TMP_DIR"; fi
+    if [ -n "$TMP_FILE" ]; then rm -f "$TMP_FILE"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -186,24 +224,40 @@ install_file() {
         chmod "$mode" "$dest"
         return 0
     fi
-    tmp=$dest.skiff-new.$$
-    # Private until it has its mode: the environment file holds the token.
-    (
-        umask 077
-        cp "$src" "$tmp"
-    )
-    chmod "$mode" "$tmp"
-    mv -f "$tmp" "$dest"
+    # A new name that nothing can be waiting at (O_EXCL, mode 0600): the
+    # environment file holds the token until it has its mode.
+    TMP_FILE=$(mktemp "$dest.XXXXXX")
+    cat "$src" >"$TMP_FILE"
+    chmod "$mode" "$TMP_FILE"
+    mv -f "$TMP_FILE" "$dest"
+    TMP_FILE=
     CHANGED="$CHANGED $dest"
     info "wrote $dest"
 }
 
+# own_dir DIR MODE: make DIR if it is not there, and note that it was
+# made here (skiff-uninstall.sh removes such directories whole).
+own_dir() {
+    if [ ! -e "$1" ]; then
+        mkdir -p "$1"
+        chmod "$2" "$1"
+        echo "$1" >>"$OWNED"
+    fi
+}
+
 download() {
-    # $1 URL, $2 file
+    # $1 URL, $2 file. Over https only (redirects too), unless a plain
+    # http mirror was allowed.
+    protos='=https'
+    if [ "${INSTALL_SKIFF_ALLOW_HTTP:-}" = true ]; then protos='=https,http'; fi
     if command -v curl >/dev/null 2>&1; then
-        curl -fsSL --proto '=https,http' -o "$2" "$1" || fatal "could not download $1"
+        curl -fsSL --proto "$protos" --proto-redir "$protos" -o "$2" "$1" || fatal "could not download $1"
     elif command -v wget >/dev/null 2>&1; then
-        wget -q -O "$2" "$1" || fatal "could not download $1"
+        if [ "$protos" = '=https' ] && wget --help 2>&1 | grep -q -- --https-only; then
+            wget -q --https-only -O "$2" "$1" || fatal "could not download $1"
+        else
+            wget -q -O "$2" "$1" || fatal "could not download $1"
+        fi
     else
         fatal "neither curl nor wget is installed: install one, or set INSTALL_SKIFF_SKIP_DOWNLOAD=true with INSTALL_SKIFF_BINARY"
     fi
@@ -232,6 +286,14 @@ get_binary() {
     else
         if [ -n "${SKIFF_DOWNLOAD_URL:-}" ]; then
             base=${SKIFF_DOWNLOAD_URL%/}
+            case "$base" in
+            https://*) ;;
+            http://*)
+                [ "${INSTALL_SKIFF_ALLOW_HTTP:-}" = true ] ||
+                    fatal "SKIFF_DOWNLOAD_URL is plain http: its checksum would come over the same unprotected connection; use https, or set INSTALL_SKIFF_ALLOW_HTTP=true for a mirror you trust"
+                ;;
+            *) fatal "SKIFF_DOWNLOAD_URL must be an https:// address, not '$base'" ;;
+            esac
         elif [ -n "${INSTALL_SKIFF_VERSION:-}" ]; then
             base=https://github.com/skiff-dev/skiff/releases/download/$INSTALL_SKIFF_VERSION
         else
@@ -272,18 +334,20 @@ args_line() {
     done
 }
 
-write_env_file() {
-    : >"$TMP_DIR/env"
-    for name in $(env | sed -n 's/^\(SKIFF_[A-Za-z0-9_]*\)=.*/\1/p' | sort -u); do
-        [ "$name" = SKIFF_DOWNLOAD_URL ] && continue
-        eval "value=\${$name}"
-        case "$value" in
-        *"'"* | *"
-"*) fatal "$name may not contain a single quote or a newline" ;;
-        esac
-        printf "%s='%s'\n" "$name" "$value" >>"$TMP_DIR/env"
-    done
-    install_file "$TMP_DIR/env" "$ENV_FILE" 600
+# The environment file's content, from every SKIFF_ variable, checked
+# before anything is written.
+prepare_env_file() {
+    awk 'BEGIN {
+        for (k in ENVIRON) {
+            if (k !~ /^SKIFF_[A-Za-z0-9_]+$/ || k == "SKIFF_DOWNLOAD_URL") continue
+            v = ENVIRON[k]
+            if (index(v, "\047") || index(v, "\n")) { print k > "/dev/stderr"; bad = 1; continue }
+            printf "%s=\047%s\047\n", k, v
+        }
+        exit bad
+    }' >"$TMP_DIR/env.unsorted" 2>"$TMP_DIR/env.bad" ||
+        fatal "$(tr '\n' ' ' <"$TMP_DIR/env.bad")may not contain a single quote or a newline"
+    LC_ALL=C sort "$TMP_DIR/env.unsorted" >"$TMP_DIR/env"
 }
 
 write_systemd_unit() {
@@ -387,11 +451,23 @@ for s in skiff skiff-agent; do
     fi
 done
 if [ -x $(sh_quote "$BIN") ]; then
-    $(sh_quote "$BIN") --root $(sh_quote "$ENGINE_ROOT") --run-dir $(sh_quote "$RUN_DIR") killall
+    $(sh_quote "$BIN") --root $(sh_quote "$DATA_DIR") --run-dir $(sh_quote "$RUN_DIR") killall
 fi
 EOF
     install_file "$TMP_DIR/killall" "$KILLALL" 755
 
+    # What may be removed whole: skiff's own directories, and those the
+    # installer made (a data or log directory that was there before keeps
+    # what is in it).
+    removed="$RUN_DIR $ETC_DIR"
+    if [ "$DATA_DIR" = "$DEFAULT_DATA_DIR" ]; then removed="$removed $DATA_DIR"; fi
+    if [ -f "$OWNED" ]; then
+        for d in $(LC_ALL=C sort -u "$OWNED"); do
+            case " $removed " in *" $d "*) ;; *) removed="$removed $d" ;; esac
+        done
+    fi
+    quoted=
+    for d in $removed; do quoted="$quoted $(sh_quote "$d")"; done
     cat >"$TMP_DIR/uninstall" <<EOF
 #!/bin/sh
 # Removes skiff from this box: its services, pods and containers, its
@@ -403,9 +479,9 @@ set -e
 $(sh_quote "$KILLALL")
 # rm -rf would follow a mount that is left into what it shows (a pod's
 # hostPath): remove nothing while skiff's directories have any.
-still=\$(awk -v a=$(sh_quote "$ENGINE_ROOT") -v b=$(sh_quote "$RUN_DIR") -v c=$(sh_quote "$DATA_DIR") '
-    function under(m, d) { return m == d || index(m, d "/") == 1 }
-    under(\$5, a) || under(\$5, b) || under(\$5, c) { print \$5 }' /proc/self/mountinfo)
+still=\$(awk -v dirs=$(sh_quote "$DATA_DIR $removed") '
+    BEGIN { n = split(dirs, d, " ") }
+    { for (i = 1; i <= n; i++) if (\$5 == d[i] || index(\$5, d[i] "/") == 1) { print \$5; break } }' /proc/self/mountinfo)
 if [ -n "\$still" ]; then
     echo "skiff-uninstall.sh: still mounted, so nothing is removed:" \$still >&2
     echo "unmount them (or run skiff-killall.sh again) and run this again" >&2
@@ -422,11 +498,17 @@ for s in skiff skiff-agent; do
         rm -f $(sh_quote "$ROOT/etc/init.d")/\$s $(sh_quote "$ROOT/var/log")/\$s.log
     fi
 done
-rm -rf $(sh_quote "$ENGINE_ROOT") $(sh_quote "$RUN_DIR") $(sh_quote "$ETC_DIR") \\
-    $(sh_quote "$ROOT/var/log/pods") $(sh_quote "$ROOT/var/log/skiff")
-# A data directory of the user's choosing loses only what skiff made in it.
-rm -rf $(sh_quote "$DATA_DIR/server") $(sh_quote "$DATA_DIR/agent")
-rmdir $(sh_quote "$DATA_DIR") 2>/dev/null || true
+rm -rf$quoted
+EOF
+    case " $removed " in
+    *" $DATA_DIR "*) ;;
+    *)
+        cat >>"$TMP_DIR/uninstall" <<EOF
+echo "left $DATA_DIR: it was there before skiff was installed; remove what skiff put in it yourself" >&2
+EOF
+        ;;
+    esac
+    cat >>"$TMP_DIR/uninstall" <<EOF
 rm -f $(sh_quote "$BIN") $(sh_quote "$KILLALL") $(sh_quote "$UNINSTALL")
 echo "skiff is uninstalled"
 EOF
@@ -443,18 +525,21 @@ service_changed() {
     return 1
 }
 
+# A restart owed for changes made by this run or by one that did not
+# start the service (kept in $PENDING until it is done).
 start_service() {
     if [ "$INIT" = none ]; then
         return 0
+    fi
+    if service_changed || [ "${INSTALL_SKIFF_FORCE_RESTART:-}" = true ]; then
+        : >"$PENDING"
     fi
     if [ "${INSTALL_SKIFF_SKIP_ENABLE:-}" = true ]; then
         info "INSTALL_SKIFF_SKIP_ENABLE: $SERVICE is neither enabled nor started"
         return 0
     fi
     if [ "$INIT" = systemd ]; then
-        case " $CHANGED " in
-        *" $UNIT "*) systemctl daemon-reload ;;
-        esac
+        if [ -f "$PENDING" ]; then systemctl daemon-reload; fi
         systemctl enable "$SERVICE" >/dev/null
         info "enabled $SERVICE"
     else
@@ -465,9 +550,10 @@ start_service() {
         info "INSTALL_SKIFF_SKIP_START: $SERVICE is not started"
         return 0
     fi
-    if service_changed; then
+    if [ -f "$PENDING" ]; then
         info "starting $SERVICE (restarted if it ran: its files changed)"
         if [ "$INIT" = systemd ]; then systemctl restart "$SERVICE"; else rc-service "$SERVICE" restart; fi
+        rm -f "$PENDING"
     else
         info "nothing changed: $SERVICE is started if it was not, and not restarted"
         if [ "$INIT" = systemd ]; then systemctl start "$SERVICE"; else rc-service "$SERVICE" start; fi
@@ -477,10 +563,11 @@ start_service() {
 usage_hint() {
     if [ "$COMMAND" = server ]; then
         kc=$ETC_DIR/skiff.yaml
-        info "skiff server is installed. Once it runs, as root:"
+        info "skiff server is installed. Once it runs, as root, with kubectl (not part of skiff):"
         info "  export KUBECONFIG=$kc; kubectl get nodes"
-        info "or copy it for a user: sudo $BIN kubeconfig > ~/.kube/config (umask 077 first)"
-        info "agents join with: SKIFF_URL=https://THIS-HOST:6443 SKIFF_TOKEN=\$(sudo cat $DATA_DIR/server/token) sh install.sh"
+        info "or copy it for a user: (umask 077; sudo $BIN kubeconfig > ~/.kube/config)"
+        info "agents join with the token in $DATA_DIR/server/token:"
+        info "  curl -sfL …/install.sh | sudo SKIFF_URL=https://THIS-HOST:6443 SKIFF_TOKEN=<token> sh -"
     else
         info "skiff agent is installed: it joins $SKIFF_URL; 'kubectl get nodes' on the server shows it"
     fi
@@ -488,22 +575,25 @@ usage_hint() {
 }
 
 main() {
-    [ "$(id -u)" -eq 0 ] || fatal "run as root (it installs a service): curl -sfL …/install.sh | sudo sh -"
+    [ "$(id -u)" -eq 0 ] || fatal "run as root (it installs a service): curl -sfL …/install.sh | sudo SKIFF_…=… sh - (settings after sudo, which drops the environment)"
     setup_paths
     setup_command "$@"
     setup_init
     setup_arch
     umask 022
     TMP_DIR=$(mktemp -d)
+    prepare_env_file
     get_binary
     install_file "$NEW_BIN" "$BIN" 755
     mkdir -p "$ETC_DIR"
     chmod 700 "$ETC_DIR"
+    own_dir "$DATA_DIR" 700
+    own_dir "$LOG_DIR" 755
     case "$INIT" in
     systemd) write_systemd_unit ;;
     openrc) write_openrc_service ;;
     esac
-    write_env_file
+    install_file "$TMP_DIR/env" "$ENV_FILE" 600
     write_scripts
     start_service
     usage_hint

@@ -226,6 +226,7 @@ fn a_server_is_installed_from_a_download_and_a_rerun_restarts_only_on_change() {
     let s = Scratch::new();
     let env = [
         ("SKIFF_DOWNLOAD_URL", downloads.base.as_str()),
+        ("INSTALL_SKIFF_ALLOW_HTTP", "true"),
         ("INSTALL_SKIFF_INIT", "systemd"),
         ("SKIFF_CONFIG_FILE", "/etc/skiff/edge.yaml"),
     ];
@@ -242,6 +243,7 @@ fn a_server_is_installed_from_a_download_and_a_rerun_restarts_only_on_change() {
         "/usr/local/bin/skiff-uninstall.sh",
         "/etc/systemd/system/skiff.service",
         "/etc/systemd/system/skiff.service.env",
+        "/etc/skiff/.installed-dirs",
     ]
     .into_iter()
     .map(String::from)
@@ -328,6 +330,39 @@ fn a_server_is_installed_from_a_download_and_a_rerun_restarts_only_on_change() {
         s.calls(),
         ["systemctl daemon-reload", "systemctl enable skiff"]
     );
+    // The changes those runs made are still owed a restart.
+    s.install_ok(&env, &["--cluster-cidr", "10.70.0.0/16"]);
+    assert_eq!(
+        s.calls(),
+        [
+            "systemctl daemon-reload",
+            "systemctl enable skiff",
+            "systemctl restart skiff"
+        ]
+    );
+    s.install_ok(&env, &["--cluster-cidr", "10.70.0.0/16"]);
+    assert_eq!(
+        s.calls(),
+        ["systemctl enable skiff", "systemctl start skiff"]
+    );
+
+    // An agent's install on this box is refused: both would share its data.
+    let out = s.install(
+        &[
+            ("SKIFF_URL", "https://10.0.0.1:6443"),
+            ("SKIFF_TOKEN", "K10abc::server:def"),
+            ("INSTALL_SKIFF_INIT", "systemd"),
+            ("INSTALL_SKIFF_SKIP_DOWNLOAD", "true"),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("runs a skiff server"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!s.path("/etc/systemd/system/skiff-agent.service").exists());
 }
 
 /// What install.sh writes by default is the unit in packaging/systemd
@@ -365,6 +400,7 @@ fn a_wrong_checksum_installs_nothing() {
     let out = s.install(
         &[
             ("SKIFF_DOWNLOAD_URL", &downloads.base),
+            ("INSTALL_SKIFF_ALLOW_HTTP", "true"),
             ("INSTALL_SKIFF_INIT", "systemd"),
         ],
         &[],
@@ -382,6 +418,7 @@ fn a_wrong_checksum_installs_nothing() {
     let out = s.install(
         &[
             ("SKIFF_DOWNLOAD_URL", &format!("{}/nowhere", downloads.base)),
+            ("INSTALL_SKIFF_ALLOW_HTTP", "true"),
             ("INSTALL_SKIFF_INIT", "systemd"),
         ],
         &[],
@@ -392,6 +429,19 @@ fn a_wrong_checksum_installs_nothing() {
         "{}",
         stderr(&out)
     );
+    assert!(s.files().is_empty(), "{:?}", s.files());
+
+    // Plain http is refused unless allowed: the checksum would come over
+    // the same unprotected connection as the binary.
+    let out = s.install(
+        &[
+            ("SKIFF_DOWNLOAD_URL", &downloads.base),
+            ("INSTALL_SKIFF_INIT", "systemd"),
+        ],
+        &[],
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("plain http"), "{}", stderr(&out));
     assert!(s.files().is_empty(), "{:?}", s.files());
     drop(downloads.dir);
 }
@@ -427,6 +477,23 @@ fn an_agent_needs_a_server_and_a_token() {
     let out = s.install(&env, &["server"]);
     assert!(!out.status.success(), "a server given SKIFF_URL");
     assert!(stderr(&out).contains("SKIFF_URL"), "{}", stderr(&out));
+
+    // A token given as a flag would land in the world-readable unit; a
+    // SKIFF_ value that the env file cannot hold is refused before
+    // anything is written.
+    let out = s.install(&env, &["--token=K10abc::server:def"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("SKIFF_TOKEN"), "{}", stderr(&out));
+    let mut quote = env.clone();
+    quote.push(("SKIFF_NODE_NAME", "it's"));
+    let out = s.install(&quote, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("SKIFF_NODE_NAME may not contain a single quote"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(s.files().is_empty(), "{:?}", s.files());
 
     s.install_ok(&env, &["--node-label", "site=north shed"]);
     assert_eq!(s.mode("/etc/systemd/system/skiff-agent.service.env"), 0o600);
@@ -620,6 +687,8 @@ fn uninstall_removes_what_was_installed_and_nothing_else() {
     ] {
         assert!(!s.path(gone).exists(), "{gone} is left");
     }
+    // Uninstalling twice does no harm: the script is gone with the rest.
+    assert!(!s.path("/usr/local/bin/skiff-uninstall.sh").exists());
     assert_eq!(
         s.calls(),
         [
@@ -628,4 +697,51 @@ fn uninstall_removes_what_was_installed_and_nothing_else() {
             "systemctl daemon-reload"
         ]
     );
+}
+
+/// A data directory that was there before (SKIFF_DATA_DIR) is the user's:
+/// uninstall leaves it, and says so; one the installer made goes.
+#[test]
+fn uninstall_leaves_a_data_directory_it_did_not_make() {
+    for existed in [true, false] {
+        let s = Scratch::new();
+        let data = s.path("/home/alice");
+        if existed {
+            std::fs::create_dir_all(data.join("server")).unwrap();
+            std::fs::write(data.join("server/notes.txt"), "mine").unwrap();
+        }
+        let mut env = local_binary().to_vec();
+        env.push(("INSTALL_SKIFF_INIT", "systemd"));
+        let with_slash = format!("{}/", data.display());
+        env.push(("SKIFF_DATA_DIR", &with_slash));
+        s.install_ok(&env, &[]);
+        let killall = s.read("/usr/local/bin/skiff-killall.sh");
+        assert!(
+            killall.contains(&format!("--root '{}' ", data.display())),
+            "{killall}"
+        );
+        let net = TestNet::new();
+        let out = net
+            .command("sh")
+            .arg(s.path("/usr/local/bin/skiff-uninstall.sh"))
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                    s.dir.path().join("stubs").display()
+                ),
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        if existed {
+            assert!(data.join("server/notes.txt").exists());
+            assert!(stderr(&out).contains("left"), "{}", stderr(&out));
+        } else {
+            assert!(
+                !data.exists(),
+                "the data directory the installer made is left"
+            );
+        }
+    }
 }
