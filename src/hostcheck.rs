@@ -16,6 +16,9 @@ pub struct Host {
     /// found: /proc/config.gz, or /boot/config-<release>.
     pub config: Option<BTreeMap<String, String>>,
     pub config_source: Option<PathBuf>,
+    /// The kernel's modules (`/lib/modules/<release>`): what can be
+    /// loaded without a configuration to ask.
+    pub modules: PathBuf,
 }
 
 /// How much a failure matters.
@@ -59,11 +62,12 @@ impl Host {
             sys: PathBuf::from("/sys"),
             config,
             config_source,
+            modules: PathBuf::from(format!("/lib/modules/{release}")),
         }
     }
 
-    /// A tree standing in for the system: `<root>/proc`, `<root>/sys` and,
-    /// if present, `<root>/config` (plain or gzip).
+    /// A tree standing in for the system: `<root>/proc`, `<root>/sys`,
+    /// `<root>/modules` and, if present, `<root>/config` (plain or gzip).
     pub fn at(root: &Path) -> Host {
         let config_path = root.join("config");
         let config = read_config(&config_path);
@@ -72,6 +76,7 @@ impl Host {
             sys: root.join("sys"),
             config_source: config.as_ref().map(|_| config_path),
             config,
+            modules: root.join("modules"),
         }
     }
 
@@ -94,6 +99,24 @@ impl Host {
 
     fn module_loaded(&self, name: &str) -> bool {
         self.sys.join("module").join(name).exists()
+    }
+
+    /// Loaded, built in, or installed as a module that can be loaded
+    /// (modules.builtin and modules.dep name them by path, `-` or `_`).
+    fn module_available(&self, name: &str) -> bool {
+        if self.module_loaded(name) {
+            return true;
+        }
+        let wanted = name.replace('-', "_");
+        ["modules.builtin", "modules.dep"].iter().any(|list| {
+            self.read(self.modules.join(list)).is_some_and(|text| {
+                text.lines().any(|l| {
+                    let path = l.split(':').next().unwrap_or("");
+                    let file = path.rsplit('/').next().unwrap_or("");
+                    file.split(".ko").next().map(|m| m.replace('-', "_")) == Some(wanted.clone())
+                })
+            })
+        })
     }
 }
 
@@ -195,9 +218,12 @@ pub fn check(host: &Host) -> Vec<Outcome> {
         "seccomp",
         Need::Required,
         &["CONFIG_SECCOMP", "CONFIG_SECCOMP_FILTER"],
+        // Filters (not only strict mode): actions_avail, or the
+        // Seccomp_filters line of kernels since 5.9.
         |h| {
-            h.read(h.proc.join("self/status"))
-                .is_some_and(|s| s.contains("Seccomp:"))
+            h.proc.join("sys/kernel/seccomp/actions_avail").exists()
+                || h.read(h.proc.join("self/status"))
+                    .is_some_and(|s| s.contains("Seccomp_filters:"))
         },
         "containers get Docker's default seccomp profile",
     ));
@@ -206,7 +232,7 @@ pub fn check(host: &Host) -> Vec<Outcome> {
         "bridge and veth",
         Need::Required,
         &["CONFIG_BRIDGE", "CONFIG_VETH"],
-        |h| h.module_loaded("bridge") || h.sys.join("class/net").exists(),
+        |h| h.module_available("bridge") && h.module_available("veth"),
         "pods and containers get their own addresses on a bridge",
     ));
     out.push(kernel_options(
@@ -214,7 +240,7 @@ pub fn check(host: &Host) -> Vec<Outcome> {
         "vxlan",
         Need::Recommended,
         &["CONFIG_VXLAN"],
-        |h| h.module_loaded("vxlan"),
+        |h| h.module_available("vxlan"),
         "the default pod network across nodes (--pod-network vxlan; host-gw needs none)",
     ));
     out.push(kernel_options(
@@ -227,8 +253,15 @@ pub fn check(host: &Host) -> Vec<Outcome> {
             "CONFIG_NFT_MASQ",
             "CONFIG_NFT_CT",
             "CONFIG_NF_NAT",
+            // Service load balancing (numgen) and local-address matches (fib).
+            "CONFIG_NFT_NUMGEN",
+            "CONFIG_NFT_FIB_IPV4",
         ],
-        |h| h.module_loaded("nf_tables") && h.module_loaded("nf_nat"),
+        |h| {
+            ["nf_tables", "nf_nat", "nft_numgen", "nft_fib_ipv4"]
+                .iter()
+                .all(|m| h.module_available(m))
+        },
         "Services, published ports and masquerade are nftables rules",
     ));
     out.push(kernel_options(
@@ -241,6 +274,25 @@ pub fn check(host: &Host) -> Vec<Outcome> {
     ));
     out.push(forwarding(host));
     out.push(br_netfilter(host));
+    out.push(kernel_options(
+        host,
+        "CPU limits",
+        Need::Recommended,
+        &["CONFIG_CFS_BANDWIDTH"],
+        |h| {
+            // v1: the root's quota file; v2: cpu.max in any child.
+            h.sys.join("fs/cgroup/cpu/cpu.cfs_quota_us").exists()
+                || h.sys
+                    .join("fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us")
+                    .exists()
+                || std::fs::read_dir(h.sys.join("fs/cgroup"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .any(|e| e.path().join("cpu.max").exists())
+        },
+        "containers' and pods' CPU limits (resources.limits.cpu, --cpus)",
+    ));
     out
 }
 

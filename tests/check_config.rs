@@ -68,6 +68,9 @@ fn a_missing_feature_is_named_with_its_fix() {
         "NF_NAT",
         "NF_CONNTRACK",
         "BRIDGE_NETFILTER",
+        "NFT_NUMGEN",
+        "NFT_FIB_IPV4",
+        "CFS_BANDWIDTH",
     ]
     .iter()
     .map(|k| format!("CONFIG_{k}=y\n"))
@@ -107,4 +110,55 @@ fn a_missing_feature_is_named_with_its_fix() {
         "{}",
         stdout(&out)
     );
+}
+
+/// SIMULATED: no kernel configuration to read (many distributions ship
+/// none): features are found in the modules the kernel can load
+/// (modules.builtin, modules.dep), loaded or not, and a missing one is
+/// named.
+#[test]
+fn without_a_kernel_configuration_the_modules_are_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let write = |p: &str, text: &str| {
+        let path = root.join(p);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    };
+    for ns in ["net", "pid", "ipc", "uts", "mnt"] {
+        write(&format!("proc/self/ns/{ns}"), "");
+    }
+    write("proc/self/status", "Seccomp:\t0\nSeccomp_filters:\t0\n");
+    write("proc/filesystems", "nodev\toverlay\n");
+    write("proc/sys/net/netfilter/nf_conntrack_max", "65536\n");
+    write("proc/sys/net/ipv4/ip_forward", "1\n");
+    write("proc/sys/net/bridge/bridge-nf-call-iptables", "1\n");
+    write("sys/fs/cgroup/cgroup.controllers", "cpu memory pids\n");
+    write("sys/fs/cgroup/init.scope/cpu.max", "max 100000\n");
+    write("modules/modules.builtin", "kernel/drivers/net/veth.ko\n");
+    let dep = "kernel/net/bridge/bridge.ko: kernel/net/802/stp.ko\n\
+               kernel/drivers/net/vxlan/vxlan.ko.zst: kernel/net/ipv4/udp_tunnel.ko.zst\n\
+               kernel/net/netfilter/nf_tables.ko.zst:\n\
+               kernel/net/netfilter/nf_nat.ko.zst:\n\
+               kernel/net/ipv4/netfilter/nft_fib_ipv4.ko.zst:\n";
+    write("modules/modules.dep", dep);
+    let out = check_config(Some(root));
+    let text = stdout(&out);
+    // Everything but numgen, which this kernel lacks.
+    assert!(!out.status.success(), "{text}");
+    for name in ["bridge and veth", "vxlan", "seccomp", "CPU limits"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("pass") && l.contains(name)),
+            "{name}: {text}"
+        );
+    }
+    assert!(text.contains("FAIL  nftables with NAT"), "{text}");
+    assert!(text.contains("CONFIG_NFT_NUMGEN"), "{text}");
+    write(
+        "modules/modules.dep",
+        &format!("{dep}kernel/net/netfilter/nft_numgen.ko.zst:\n"),
+    );
+    let out = check_config(Some(root));
+    assert!(out.status.success(), "{}", stdout(&out));
 }
