@@ -234,7 +234,11 @@ fn scheduled_snapshots_are_taken_and_the_oldest_removed() {
         if let Some(f) = scheduled().first() {
             break f.clone();
         }
-        assert!(Instant::now() < deadline, "no scheduled snapshot\n{}", s.logs());
+        assert!(
+            Instant::now() < deadline,
+            "no scheduled snapshot\n{}",
+            s.logs()
+        );
         thread::sleep(Duration::from_millis(200));
     };
     loop {
@@ -246,7 +250,11 @@ fn scheduled_snapshots_are_taken_and_the_oldest_removed() {
             now.len() <= 2 || Instant::now() < deadline,
             "more than the retention kept: {now:?}"
         );
-        assert!(Instant::now() < deadline, "not pruned: {now:?}\n{}", s.logs());
+        assert!(
+            Instant::now() < deadline,
+            "not pruned: {now:?}\n{}",
+            s.logs()
+        );
         thread::sleep(Duration::from_millis(200));
     }
     assert!(by_hand.exists(), "the snapshot saved by hand was pruned");
@@ -279,7 +287,10 @@ fn a_bad_snapshot_schedule_fails_the_start() {
             .args(["--root", dir.path().join("root").to_str().unwrap()])
             .args(["server", "--disable-agent"])
             .args(["--data-dir", dir.path().join("data").to_str().unwrap()])
-            .args(["--write-kubeconfig", dir.path().join("kc").to_str().unwrap()])
+            .args([
+                "--write-kubeconfig",
+                dir.path().join("kc").to_str().unwrap(),
+            ])
             .args(extra)
             .output()
             .unwrap()

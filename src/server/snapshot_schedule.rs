@@ -76,10 +76,7 @@ fn take(data_dir: &std::path::Path, plan: &Plan) -> Result<(), snapshot::Snapsho
     let path = snapshot::save(data_dir, NAME, plan.dir.as_deref())?;
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     tracing::info!(path = %path.display(), size, "scheduled snapshot saved");
-    let dir = plan
-        .dir
-        .clone()
-        .unwrap_or_else(|| snapshot::dir(data_dir));
+    let dir = plan.dir.clone().unwrap_or_else(|| snapshot::dir(data_dir));
     for gone in snapshot::prune(&dir, NAME, plan.retention)? {
         tracing::info!(path = %gone.path.display(), "old scheduled snapshot removed");
     }
