@@ -470,7 +470,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }
     });
     // The listener is bound and serving from here on.
-    crate::notify::ready("serving the Kubernetes API");
+    // The service manager counts skiff started once /readyz would say ok
+    // (units ordered after it then find a working API).
+    if std::env::var_os("NOTIFY_SOCKET").is_some() {
+        let readying = state.clone();
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !apiserver::health::ready(&readying).await {
+                if Instant::now() > deadline {
+                    tracing::warn!(
+                        "not ready after 10 minutes: the service manager is told so anyway"
+                    );
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            crate::notify::ready("serving the Kubernetes API");
+        });
+    }
     if let Some(config) = agent {
         // The agent is a client like a remote one: its own certificate,
         // over TLS to the listener above. /readyz is the API's and does not

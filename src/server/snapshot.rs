@@ -20,13 +20,24 @@ pub fn dir(data_dir: &Path) -> PathBuf {
     data_dir.join("server").join("snapshots")
 }
 
-/// What goes with the datastore: paths under the data directory.
-const CREDENTIALS: [&str; 3] = ["server/tls", "server/cred", "server/token"];
+/// What goes with the datastore: paths under the data directory (the
+/// credentials, and the manifests the server applies).
+const CREDENTIALS: [&str; 4] = [
+    "server/tls",
+    "server/cred",
+    "server/token",
+    "server/manifests",
+];
 const DB: &str = "server/db/state.db";
 const SUFFIX: &str = ".snapshot.tar.gz";
-/// The largest file a snapshot may hold when restored (a hostile or
-/// corrupt file must not fill the disk).
+/// The largest file a snapshot may hold when restored, and the most it may
+/// hold in all (a hostile or corrupt file must not fill the disk).
 const MAX_ENTRY: u64 = 64 << 30;
+const MAX_TOTAL: u64 = 64 << 30;
+/// The most entries a snapshot may hold (a few dozen in practice).
+const MAX_ENTRIES: usize = 10_000;
+/// Saves retried when the credentials change while one is taken.
+const ATTEMPTS: usize = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -113,16 +124,32 @@ pub fn save(data_dir: &Path, name: &str, into: Option<&Path>) -> Result<PathBuf,
     // The copy of the datastore, beside the snapshot while it is made.
     let copy = out_dir.join(format!(".{stem}.db"));
     let tmp = out_dir.join(format!(".{stem}.tmp"));
-    let made = copy_db(&db, &copy).and_then(|()| {
-        write_archive(data_dir, &copy, &tmp)?;
-        fs::rename(&tmp, &target).map_err(io_err(format!("writing {}", target.display())))
-    });
-    let _ = fs::remove_file(&copy);
-    if made.is_err() {
-        let _ = fs::remove_file(&tmp);
+    // A key rotation that finishes while the copy is made would pair the
+    // datastore with keys it was not written with (Secrets encrypted with
+    // the old key): the credentials must be the same before and after.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = fingerprint(data_dir);
+        let made = copy_db(&db, &copy).and_then(|()| write_archive(data_dir, &copy, &tmp));
+        let _ = fs::remove_file(&copy);
+        if let Err(e) = made {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        if fingerprint(data_dir) != before {
+            let _ = fs::remove_file(&tmp);
+            if attempt >= ATTEMPTS {
+                return Err(SnapshotError::Refused(
+                    "the cluster's credentials changed while the snapshot was taken (a key rotation?), three times: try again".into(),
+                ));
+            }
+            continue;
+        }
+        fs::rename(&tmp, &target).map_err(io_err(format!("writing {}", target.display())))?;
+        sync_dir(&out_dir)?;
+        return Ok(target);
     }
-    made?;
-    Ok(target)
 }
 
 /// A directory the user named for snapshots: an existing one that only
@@ -149,6 +176,37 @@ pub fn user_dir(d: &Path) -> Result<(), SnapshotError> {
             }
         }
     }
+}
+
+/// The credentials' contents, hashed (small files: keys, tokens,
+/// configuration).
+fn fingerprint(data_dir: &Path) -> Vec<u8> {
+    use sha2::Digest;
+    fn walk(path: &Path, hasher: &mut sha2::Sha256) {
+        hasher.update(path.as_os_str().as_encoded_bytes());
+        if let Ok(entries) = fs::read_dir(path) {
+            let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+            names.sort();
+            for p in names {
+                walk(&p, hasher);
+            }
+        } else if let Ok(bytes) = fs::read(path) {
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(&bytes);
+        }
+    }
+    let mut hasher = sha2::Sha256::new();
+    for part in CREDENTIALS {
+        walk(&data_dir.join(part), &mut hasher);
+    }
+    hasher.finalize().to_vec()
+}
+
+/// A rename is durable once its directory is synced.
+fn sync_dir(dir: &Path) -> Result<(), SnapshotError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(format!("syncing {}", dir.display())))
 }
 
 /// Remove what an interrupted save left (its dot-files), under the lock.
@@ -312,8 +370,12 @@ pub fn restore(snapshot: &Path, data_dir: &Path) -> Result<(), SnapshotError> {
                 fs::remove_dir_all(&to).map_err(io_err(format!("replacing {}", to.display())))?;
             }
             fs::rename(&from, &to).map_err(io_err(format!("restoring {}", to.display())))?;
+            if let Some(parent) = to.parent() {
+                sync_dir(parent)?;
+            }
         }
-        fs::remove_file(&marker).map_err(io_err(format!("removing {}", marker.display())))
+        fs::remove_file(&marker).map_err(io_err(format!("removing {}", marker.display())))?;
+        sync_dir(&data_dir.join("server"))
     });
     let _ = fs::remove_dir_all(&staging);
     result
@@ -331,8 +393,16 @@ fn unpack(file: fs::File, staging: &Path) -> Result<(), SnapshotError> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let what = || "reading the snapshot".to_string();
+    let (mut count, mut total) = (0usize, 0u64);
     for entry in archive.entries().map_err(io_err(what()))? {
         let mut entry = entry.map_err(io_err(what()))?;
+        count += 1;
+        total = total.saturating_add(entry.header().size().unwrap_or(u64::MAX));
+        if count > MAX_ENTRIES || total > MAX_TOTAL {
+            return Err(SnapshotError::Refused(
+                "the snapshot holds more than any skiff snapshot does: refused".into(),
+            ));
+        }
         let path = entry.path().map_err(io_err(what()))?.into_owned();
         let allowed = path.components().all(|c| matches!(c, Component::Normal(_)))
             && (path == Path::new(DB)
@@ -389,6 +459,13 @@ fn unpack(file: fs::File, staging: &Path) -> Result<(), SnapshotError> {
         out.sync_all()
             .map_err(io_err(format!("writing {}", to.display())))?;
     }
+    // The gzip trailer's checksum is checked only when it is read.
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| {
+        SnapshotError::Refused(format!(
+            "the snapshot is damaged ({e}): restore another snapshot"
+        ))
+    })?;
     Ok(())
 }
 
@@ -473,6 +550,22 @@ mod tests {
                 "a refused restore left files"
             );
         }
+    }
+
+    #[test]
+    fn a_truncated_or_corrupt_snapshot_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = archive(dir.path(), &[("server/token", false)]);
+        let mut bytes = fs::read(&file).unwrap();
+        // The gzip trailer's CRC, wrong: the entries read fine, the
+        // whole does not.
+        let n = bytes.len();
+        bytes[n - 8] ^= 0xff;
+        fs::write(&file, &bytes).unwrap();
+        let staging = dir.path().join("staging");
+        fs::create_dir_all(&staging).unwrap();
+        let e = unpack(fs::File::open(&file).unwrap(), &staging).unwrap_err();
+        assert!(e.to_string().contains("damaged"), "{e}");
     }
 
     #[test]

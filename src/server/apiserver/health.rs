@@ -76,6 +76,18 @@ pub async fn check(state: &ApiState, which: &'static str, q: &Query) -> Response
     render(which, q.get("verbose").is_some(), &results)
 }
 
+/// Whether `/readyz` would answer ok: the store, and every component.
+pub async fn ready(state: &ApiState) -> bool {
+    for name in READYZ {
+        if run_check(state, "readyz", name).await.is_err() {
+            return false;
+        }
+    }
+    component_checks(state, "readyz")
+        .iter()
+        .all(|(_, r)| r.is_ok())
+}
+
 /// `/<endpoint>/<check>`: that check alone, as upstream: `ok`, or 500 with
 /// the reason; 404 for a check the endpoint does not have.
 pub async fn check_one(
