@@ -314,3 +314,48 @@ fn a_bad_snapshot_schedule_fails_the_start() {
         stderr(&out)
     );
 }
+
+/// `skiff snapshot` and `skiff kubeconfig` find the data directory and
+/// kubeconfig a server configured in its config file uses (k3s's
+/// etcd-snapshot reads the server's config too); a flag given wins.
+#[test]
+fn snapshot_and_kubeconfig_read_the_servers_config_file() {
+    let s = Server::start_with_args(&["--disable-agent"]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "data-dir: {}\nwrite-kubeconfig: {}\nhttps-listen-port: 7443\n",
+            s.data_dir().display(),
+            s.kubeconfig().display()
+        ),
+    )
+    .unwrap();
+    let with_config = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(args)
+            .env("SKIFF_CONFIG_FILE", &config)
+            .output()
+            .unwrap()
+    };
+    let out = with_config(&["snapshot", "save", "--name", "from-config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&s.data_dir().join("server/snapshots").display().to_string()),
+        "{}",
+        stdout(&out)
+    );
+    let out = with_config(&["snapshot", "ls"]);
+    assert!(stdout(&out).contains("from-config-"), "{}", stdout(&out));
+    let elsewhere = dir.path().join("elsewhere");
+    let out = with_config(&["snapshot", "ls", "--data-dir", elsewhere.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("from-config-"), "{}", stdout(&out));
+    let out = with_config(&["kubeconfig"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        std::fs::read_to_string(s.kubeconfig()).unwrap()
+    );
+}

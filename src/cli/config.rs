@@ -16,6 +16,15 @@ const GLOBAL_WITH_VALUE: &[&str] = &["--root"];
 /// Subcommands that read the config file.
 const CONFIGURABLE: &[&str] = &["server", "agent"];
 
+/// Subcommands that take a few of the server's keys, as the flag each
+/// becomes (so that `skiff snapshot` and `skiff kubeconfig` find what a
+/// server configured there uses); `true`: the flags go after a further
+/// subcommand word (`snapshot save`).
+const PARTIAL: &[(&str, bool, &[(&str, &str)])] = &[
+    ("snapshot", true, &[("data-dir", "--data-dir")]),
+    ("kubeconfig", false, &[("write-kubeconfig", "--kubeconfig")]),
+];
+
 /// The config file named by `--config FILE` / `--config=FILE` (removed from
 /// `args`), else `$SKIFF_CONFIG_FILE`, else the default when it exists.
 fn take_config_path(args: &mut Vec<OsString>) -> anyhow::Result<Option<(PathBuf, bool)>> {
@@ -36,26 +45,36 @@ fn take_config_path(args: &mut Vec<OsString>) -> anyhow::Result<Option<(PathBuf,
         }
         i += 1;
     }
-    if let Some(p) = std::env::var_os("SKIFF_CONFIG_FILE") {
-        return Ok(Some((PathBuf::from(p), true)));
-    }
-    let default = Path::new(DEFAULT_CONFIG);
-    Ok(default.exists().then(|| (default.to_path_buf(), false)))
+    Ok(default_config_path())
 }
 
-/// Turn a config document into `--flag=value` arguments.
-pub fn flags_from_yaml(text: &str, source: &Path) -> anyhow::Result<Vec<OsString>> {
+/// `$SKIFF_CONFIG_FILE`, else the default file when it exists.
+fn default_config_path() -> Option<(PathBuf, bool)> {
+    if let Some(p) = std::env::var_os("SKIFF_CONFIG_FILE") {
+        return Some((PathBuf::from(p), true));
+    }
+    let default = Path::new(DEFAULT_CONFIG);
+    default.exists().then(|| (default.to_path_buf(), false))
+}
+
+/// A config document's map of flag names to values.
+fn yaml_map(text: &str, source: &Path) -> anyhow::Result<serde_json::Map<String, Value>> {
     let doc: Value = if text.trim().is_empty() {
         Value::Null
     } else {
         serde_saphyr::from_str(text)
             .with_context(|| format!("{} is not valid YAML", source.display()))?
     };
-    let map = match doc {
-        Value::Null => return Ok(Vec::new()),
-        Value::Object(m) => m,
+    match doc {
+        Value::Null => Ok(serde_json::Map::new()),
+        Value::Object(m) => Ok(m),
         _ => bail!("{} must be a map of flag names to values", source.display()),
-    };
+    }
+}
+
+/// Turn a config document into `--flag=value` arguments.
+pub fn flags_from_yaml(text: &str, source: &Path) -> anyhow::Result<Vec<OsString>> {
+    let map = yaml_map(text, source)?;
     let mut out = Vec::new();
     for (key, value) in map {
         if key.starts_with('-') || key.is_empty() {
@@ -108,13 +127,22 @@ pub fn args_with_config(mut args: Vec<OsString>) -> anyhow::Result<Vec<OsString>
         }
         i += 1;
     }
-    let Some(pos) = sub_pos else {
+    let Some(mut pos) = sub_pos else {
         return Ok(args);
     };
-    if !CONFIGURABLE.contains(&args[pos].to_string_lossy().as_ref()) {
+    let sub = args[pos].to_string_lossy().to_string();
+    let partial = PARTIAL.iter().find(|(name, _, _)| *name == sub);
+    if !CONFIGURABLE.contains(&sub.as_str()) && partial.is_none() {
         return Ok(args);
     }
-    let Some((path, explicit)) = take_config_path(&mut args)? else {
+    // Only the server's and agent's own file: the partial ones take no
+    // --config flag of theirs.
+    let found = if partial.is_some() {
+        default_config_path()
+    } else {
+        take_config_path(&mut args)?
+    };
+    let Some((path, explicit)) = found else {
         return Ok(args);
     };
     let text = match std::fs::read_to_string(&path) {
@@ -122,7 +150,24 @@ pub fn args_with_config(mut args: Vec<OsString>) -> anyhow::Result<Vec<OsString>
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(args),
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
-    let flags = flags_from_yaml(&text, &path)?;
+    let flags = match partial {
+        None => flags_from_yaml(&text, &path)?,
+        Some((_, nested, keys)) => {
+            if *nested {
+                match args.get(pos + 1) {
+                    Some(a) if !a.to_string_lossy().starts_with('-') => pos += 1,
+                    _ => return Ok(args),
+                }
+            }
+            let map = yaml_map(&text, &path)?;
+            keys.iter()
+                .filter_map(|(key, flag)| match map.get(*key) {
+                    Some(Value::String(v)) => Some(OsString::from(format!("{flag}={v}"))),
+                    _ => None,
+                })
+                .collect()
+        }
+    };
     let tail = args.split_off(pos + 1);
     args.extend(flags);
     args.extend(tail);

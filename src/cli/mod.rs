@@ -147,6 +147,7 @@ pub enum Command {
     Killall,
     /// Print the admin kubeconfig `skiff server` wrote (to copy elsewhere:
     /// `--server https://IP:6443`).
+    #[command(args_override_self = true)]
     Kubeconfig(kubeconfig::KubeconfigArgs),
     /// Check that this kernel and host have what skiff needs, with the fix
     /// for each failure.

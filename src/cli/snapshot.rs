@@ -12,21 +12,27 @@ use crate::server::snapshot;
 
 #[derive(Debug, Subcommand)]
 pub enum SnapshotCommand {
+    // args_override_self: /etc/skiff/config.yaml's data-dir comes first,
+    // and a --data-dir given here overrides it.
     /// Take a snapshot now (the server may be running).
+    #[command(args_override_self = true)]
     Save(SaveArgs),
     /// List the snapshots.
-    #[command(alias = "list")]
+    #[command(alias = "list", args_override_self = true)]
     Ls(Where),
     /// Remove all but the newest snapshots of one name.
+    #[command(args_override_self = true)]
     Prune(PruneArgs),
     /// Restore a snapshot into a fresh data directory (no server running
     /// on it); then start `skiff server --data-dir DIR` on it.
+    #[command(args_override_self = true)]
     Restore(RestoreArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct Where {
-    /// The server's data directory [default: the global --root]
+    /// The server's data directory [default: data-dir in
+    /// /etc/skiff/config.yaml, else the global --root]
     #[arg(long, value_name = "DIR", env = "SKIFF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Where the snapshots are [default: <data-dir>/server/snapshots]
