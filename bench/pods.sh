@@ -29,9 +29,8 @@ start_node "$d"
 in_net "$SKIFF" --root "$d" --run-dir "$d/run" load -i "$WORK/busybox.tar" >/dev/null
 CA="$(skiff_ca "$d")"; TOKEN="$(skiff_token "$d")"
 URL="https://127.0.0.1:$PORT"
-api() { in_ns curl -s --cacert "$CA" -H "Authorization: Bearer $TOKEN" "$@"; }
-# The node registers a moment after /readyz.
-for _ in $(seq 1 100); do api "$URL/api/v1/nodes/$NODE" | grep -q '"Ready"' && break; sleep 0.1; done
+source "$BENCH_DIR/idle-pods.sh"
+wait_node_ready
 
 kib() { awk -v k="$1" '$1==k":" {print $2}' "/proc/$2/status"; }
 pss() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup"; }
@@ -49,25 +48,6 @@ idle_cpu() {
     hz=$(getconf CLK_TCK)
     t0=$(cpu_ticks); sleep "$IDLE"; t1=$(cpu_ticks)
     awk -v a="$t0" -v b="$t1" -v hz="$hz" -v s="$IDLE" 'BEGIN {printf "%.3f%% of a core (%.2f s of CPU in %d s)\n", (b-a)/hz/s*100, (b-a)/hz, s}'
-}
-
-make_idle_pods() { # 30 pods that sleep, Running; no ServiceAccount token volume
-    for i in $(seq 0 29); do
-        api -X POST -H 'Content-Type: application/json' "$URL/api/v1/namespaces/default/pods" -d "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"idle-$i\"},\"spec\":{\"nodeName\":\"$NODE\",\"terminationGracePeriodSeconds\":0,\"automountServiceAccountToken\":false,\"containers\":[{\"name\":\"main\",\"image\":\"busybox:latest\",\"imagePullPolicy\":\"Never\",\"command\":[\"sleep\",\"3600\"]}]}}" >/dev/null
-    done
-    for _ in $(seq 1 600); do
-        [ "$(api "$URL/api/v1/namespaces/default/pods" | grep -c '"phase": *"Running"')" -ge 30 ] && break
-        sleep 0.2
-    done
-}
-delete_idle_pods() {
-    for i in $(seq 0 29); do
-        api -X DELETE "$URL/api/v1/namespaces/default/pods/idle-$i" >/dev/null
-    done
-    for _ in $(seq 1 600); do
-        [ "$(api "$URL/api/v1/namespaces/default/pods" | grep -c '"name": *"idle-')" -eq 0 ] && break
-        sleep 0.2
-    done
 }
 
 # Memory and idle CPU first, on a server no burst of pods has grown.

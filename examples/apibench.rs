@@ -1,10 +1,12 @@
 //! apibench: the small load and timing tool behind `bench/*.sh`.
 //!
 //! ```text
-//! apibench startup --url URL [--idle-secs S] -- CMD ARGS...
+//! apibench startup --url URL [--idle-secs S] [--token-file F] -- CMD ARGS...
 //!     spawn CMD, poll URL (https: certificate not checked) until it answers
 //!     200, print `ready_ms=…`; after S idle seconds print `rss_kib=… pss_kib=…`
 //!     of the process; then stop it (SIGTERM, SIGKILL after 10 s).
+//!     With `--token-file`, URL is a Node, asked with the first token of F
+//!     (a tokens.csv the command writes), and ready means Ready=True.
 //! apibench create --url URL --ca FILE --token T --clients N --requests M [--namespace NS] [--kind K]
 //!     N clients, each with its own HTTPS connection, create M ConfigMaps in
 //!     total (POST /api/v1/namespaces/NS/configmaps); print throughput and
@@ -852,6 +854,17 @@ async fn cmd_schedule(a: &Args) -> Result<()> {
     Ok(())
 }
 
+/// A Node whose Ready condition is True.
+fn says_ready(body: &[u8]) -> bool {
+    let Ok(node) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return false;
+    };
+    node["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
 fn read_kib(path: &str, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines()
@@ -864,8 +877,10 @@ async fn cmd_startup(a: &Args) -> Result<()> {
     if a.rest.is_empty() {
         bail!("startup: give the command after --");
     }
-    let target = Target::new(a.get("url")?, None, None)?;
+    let mut target = Target::new(a.get("url")?, None, None)?;
     let idle = a.num("idle-secs", 0)?;
+    let token_file = a.get("token-file").ok().map(str::to_string);
+    let node_ready = token_file.is_some();
     let path = a
         .get("url")?
         .splitn(4, '/')
@@ -887,9 +902,19 @@ async fn cmd_startup(a: &Args) -> Result<()> {
         if let Some(st) = child.try_wait()? {
             bail!("{:?} exited before it was ready: {st}", a.rest[0]);
         }
+        if let (None, Some(f)) = (&target.token, &token_file) {
+            target.token = std::fs::read_to_string(f)
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .next()
+                        .map(|l| l.split(',').next().unwrap_or("").to_string())
+                })
+                .filter(|t| !t.is_empty());
+        }
         if let Ok(mut conn) = target.connect().await {
-            if let Ok((st, _)) = send(&mut conn, target.request("GET", &path, None)).await {
-                if st.is_success() {
+            if let Ok((st, body)) = send(&mut conn, target.request("GET", &path, None)).await {
+                if st.is_success() && (!node_ready || says_ready(&body)) {
                     break start.elapsed();
                 }
             }

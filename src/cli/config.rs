@@ -16,11 +16,14 @@ const GLOBAL_WITH_VALUE: &[&str] = &["--root"];
 /// Subcommands that read the config file.
 const CONFIGURABLE: &[&str] = &["server", "agent"];
 
+/// Config keys and the flags they become.
+type KeysToFlags = &'static [(&'static str, &'static str)];
+
 /// Subcommands that take a few of the server's keys, as the flag each
 /// becomes (so that `skiff snapshot` and `skiff kubeconfig` find what a
 /// server configured there uses); `true`: the flags go after a further
 /// subcommand word (`snapshot save`).
-const PARTIAL: &[(&str, bool, &[(&str, &str)])] = &[
+const PARTIAL: &[(&str, bool, KeysToFlags)] = &[
     ("snapshot", true, &[("data-dir", "--data-dir")]),
     ("kubeconfig", false, &[("write-kubeconfig", "--kubeconfig")]),
 ];
