@@ -41,11 +41,12 @@ fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo fmt --check
 
-# The release binary must stay under its size limit (issue 18: under 25 MiB
-# with everything in). Its build (fat LTO) is long, so it runs beside the
-# tests at the lowest priority, on the CPU they leave idle, and is waited
-# for at the end.
-MAX_MIB=40
+# The release binary must stay under its size limit: 30.7 MiB today
+# (BENCHMARKS.md, "Release build and footprint"; the goal is under 25), so
+# that it never grows by accident. Its build (fat LTO, one codegen unit) is
+# long, so it runs beside the tests at the lowest priority, on the CPU they
+# leave idle, and is waited for at the end.
+MAX_MIB=33
 mkdir -p target
 setsid nice -n 19 packaging/build-release.sh --out target/dist --max-mib "$MAX_MIB" \
     >target/release-build.log 2>&1 &

@@ -8,7 +8,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 RELEASE_DIR="$TARGET_DIR/x86_64-unknown-linux-gnu/release"
 # SKIFF_BIN=path measures another build of skiff (nothing is built then).
 SKIFF="${SKIFF_BIN:-$RELEASE_DIR/skiff}"
-APIBENCH="$RELEASE_DIR/examples/apibench"
+APIBENCH="${APIBENCH_BIN:-$RELEASE_DIR/examples/apibench}"
 PORT=6443
 
 [ "$(id -u)" = 0 ] || { echo "bench: run as root (network namespaces)" >&2; exit 1; }

@@ -13,8 +13,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-# The binary is ~17 MiB today (BENCHMARKS.md, "Install and footprint");
-# the issue's goal is under 25.
+# (test.sh's limit sits a little above today's size, 30.7 MiB: BENCHMARKS.md,
+# "Release build and footprint".)
 MAX_MIB=
 OUT=dist
 while [ $# -gt 0 ]; do

@@ -165,6 +165,22 @@ pub struct ServerArgs {
     #[arg(long)]
     pub disable_snapshots: bool,
 
+    /// Seconds a server waits for the leader of the controllers and the
+    /// scheduler that stopped renewing its Leases (kube-controller-manager's
+    /// flag; upstream's 15 s. Each renewal is a durable write: see
+    /// leader.rs)
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub leader_elect_lease_duration: u64,
+
+    /// Seconds the leader keeps trying to renew before it gives up
+    /// (upstream's 10 s)
+    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    pub leader_elect_renew_deadline: u64,
+
+    /// Seconds between the leader's renewals (upstream's 2 s)
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub leader_elect_retry_period: u64,
+
     /// Pod addresses of the whole cluster; each node takes a /24 of it
     /// (k3s's flag). Fixed once the cluster is made.
     #[arg(long, value_name = "CIDR", default_value = "10.42.0.0/16")]
@@ -255,6 +271,15 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// The leader election's periods, if they nest.
+    pub fn leader_timing(&self) -> Result<super::leader::Timing, String> {
+        super::leader::Timing::new(
+            self.leader_elect_lease_duration,
+            self.leader_elect_renew_deadline,
+            self.leader_elect_retry_period,
+        )
+    }
+
     /// The data dir: `--data-dir` when given, else the global `--root`, so
     /// that `skiff --root DIR server` and `skiff server --data-dir DIR` both
     /// mean DIR (the default of both is /var/lib/skiff).

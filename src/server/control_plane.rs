@@ -72,6 +72,7 @@ pub(super) fn spawn(
     args: &ServerArgs,
     data_dir: &Path,
     cluster: &ClusterConfig,
+    timing: leader::Timing,
 ) {
     // One watch per kind for the scheduler and the controllers, stopped
     // after them (components stop in the reverse order of their start).
@@ -100,7 +101,7 @@ pub(super) fn spawn(
     let me = leader::identity(data_dir);
     components.spawn("leader election", move |life| async move {
         life.ready();
-        leader::run(electing, me, leading_tx, life.cancel)
+        leader::run(electing, me, timing, leading_tx, life.cancel)
             .await
             .context("leader election")
     });

@@ -5,10 +5,16 @@
 //! Leases are free, or its own from before a restart); with several servers
 //! on one datastore, the others wait until the holder stops renewing.
 //!
-//! A holder renews every `RETRY`; one that cannot renew within
-//! `RENEW_DEADLINE` gives the leadership up and the server stops (as
+//! A holder renews every retry period; one that cannot renew within the
+//! renew deadline gives the leadership up and the server stops (as
 //! kube-controller-manager exits), so that two servers never run the
 //! controllers at once; systemd starts it again as a candidate.
+//!
+//! The periods are kube-controller-manager's flags, with longer defaults
+//! (60 s, 40 s, 15 s against upstream's 15 s, 10 s, 2 s): every renewal is
+//! a durable write, upstream's periods make most of an idle server's
+//! writes to its flash (BENCHMARKS.md, "Release build and footprint"), and
+//! SQLite, the one datastore so far, is opened by one server only.
 
 use std::time::Duration;
 
@@ -23,14 +29,51 @@ pub const NAMESPACE: &str = "kube-system";
 pub const LEASES: [&str; 2] = ["kube-controller-manager", "kube-scheduler"];
 /// The managedFields manager of the Leases' writes.
 pub const AGENT: &str = "skiff-leader-election";
+/// A lease's duration when its holder wrote none.
 const LEASE_DURATION: i32 = 15;
-const RENEW_DEADLINE: Duration = Duration::from_secs(10);
-const RETRY: Duration = Duration::from_secs(2);
+
+/// How long a Lease lasts, and how its holder keeps it.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a candidate waits for a holder that stopped renewing.
+    pub lease_duration: Duration,
+    /// How long a holder keeps trying to renew before it gives up.
+    pub renew_deadline: Duration,
+    /// How often it renews (and candidates try).
+    pub retry_period: Duration,
+}
+
+impl Timing {
+    /// The periods must nest: retry < renew deadline < lease duration.
+    pub fn new(
+        lease_duration: u64,
+        renew_deadline: u64,
+        retry_period: u64,
+    ) -> Result<Timing, String> {
+        if !(retry_period < renew_deadline && renew_deadline < lease_duration) {
+            return Err(format!(
+                "--leader-elect-retry-period ({retry_period}s) < --leader-elect-renew-deadline ({renew_deadline}s) < --leader-elect-lease-duration ({lease_duration}s) must hold"
+            ));
+        }
+        if lease_duration > i32::MAX as u64 {
+            return Err("--leader-elect-lease-duration is too long".into());
+        }
+        Ok(Timing {
+            lease_duration: Duration::from_secs(lease_duration),
+            renew_deadline: Duration::from_secs(renew_deadline),
+            retry_period: Duration::from_secs(retry_period),
+        })
+    }
+
+    fn lease_seconds(&self) -> i32 {
+        i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX)
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("lost the lease {0}: not renewed within {RENEW_DEADLINE:?}")]
-    Lost(&'static str),
+    #[error("lost the lease {0}: not renewed within {1:?}")]
+    Lost(&'static str, Duration),
 }
 
 /// Whether the Lease may be taken by `me` at `now`: it is free, ours, or
@@ -50,7 +93,12 @@ pub fn takeable(spec: &LeaseSpec, me: &str, now: Timestamp) -> bool {
 }
 
 /// Take (or renew) `name` for `me`; Ok(false) when another holds it.
-async fn try_hold(api: &Api<Lease>, name: &str, me: &str) -> Result<bool, kube::Error> {
+async fn try_hold(
+    api: &Api<Lease>,
+    name: &str,
+    me: &str,
+    timing: Timing,
+) -> Result<bool, kube::Error> {
     let now = Timestamp::now();
     match api.get_opt(name).await? {
         None => {
@@ -62,7 +110,7 @@ async fn try_hold(api: &Api<Lease>, name: &str, me: &str) -> Result<bool, kube::
                 },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(me.into()),
-                    lease_duration_seconds: Some(LEASE_DURATION),
+                    lease_duration_seconds: Some(timing.lease_seconds()),
                     acquire_time: Some(MicroTime(now)),
                     renew_time: Some(MicroTime(now)),
                     lease_transitions: Some(0),
@@ -85,7 +133,7 @@ async fn try_hold(api: &Api<Lease>, name: &str, me: &str) -> Result<bool, kube::
                 spec.acquire_time = Some(MicroTime(now));
                 spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
             }
-            spec.lease_duration_seconds = Some(LEASE_DURATION);
+            spec.lease_duration_seconds = Some(timing.lease_seconds());
             spec.renew_time = Some(MicroTime(now));
             // The resourceVersion read guards the write: of two candidates,
             // one wins.
@@ -123,6 +171,7 @@ async fn release(api: &Api<Lease>, name: &str, me: &str) {
 pub async fn run(
     client: kube::Client,
     me: String,
+    timing: Timing,
     leading: watch::Sender<bool>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
@@ -131,7 +180,7 @@ pub async fn run(
         loop {
             let held = tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                r = try_hold(&api, name, &me) => r,
+                r = try_hold(&api, name, &me, timing) => r,
             };
             match held {
                 Ok(true) => break,
@@ -140,7 +189,7 @@ pub async fn run(
             }
             tokio::select! {
                 _ = cancel.cancelled() => return Ok(()),
-                _ = tokio::time::sleep(RETRY) => {}
+                _ = tokio::time::sleep(timing.retry_period) => {}
             }
         }
     }
@@ -156,17 +205,17 @@ pub async fn run(
                 }
                 return Ok(());
             }
-            _ = tokio::time::sleep(RETRY) => {}
+            _ = tokio::time::sleep(timing.retry_period) => {}
         }
         for (i, name) in LEASES.into_iter().enumerate() {
-            match try_hold(&api, name, &me).await {
+            match try_hold(&api, name, &me, timing).await {
                 Ok(true) => renewed[i] = tokio::time::Instant::now(),
                 Ok(false) => {}
                 Err(e) => tracing::debug!(lease = name, "renewing: {e}"),
             }
-            if renewed[i].elapsed() > RENEW_DEADLINE {
+            if renewed[i].elapsed() > timing.renew_deadline {
                 leading.send_replace(false);
-                return Err(Error::Lost(name));
+                return Err(Error::Lost(name, timing.renew_deadline));
             }
         }
     }
@@ -189,6 +238,18 @@ pub fn identity(data_dir: &std::path::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_periods_must_nest() {
+        let t = Timing::new(60, 40, 15).unwrap();
+        assert_eq!(t.lease_seconds(), 60);
+        assert_eq!(t.retry_period, Duration::from_secs(15));
+        assert!(Timing::new(15, 10, 2).is_ok());
+        for (lease, renew, retry) in [(10, 10, 2), (15, 10, 10), (5, 10, 2)] {
+            let e = Timing::new(lease, renew, retry).unwrap_err();
+            assert!(e.contains("must hold"), "{e}");
+        }
+    }
 
     fn spec(holder: &str, renewed: i64) -> LeaseSpec {
         LeaseSpec {

@@ -136,6 +136,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir.join("server/db").display()
         );
     }
+    let leader_timing = args.leader_timing().map_err(anyhow::Error::msg)?;
     if let (false, Some(dir)) = (args.disable_snapshots, &args.snapshot_dir) {
         snapshot::user_dir(dir).context("--snapshot-dir")?;
     }
@@ -459,7 +460,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         apiserver::kinds::repair::run(&s.objects, life.cancel).await;
         Ok(())
     });
-    control_plane::spawn(&mut components, &state, &args, &data_dir, &cluster);
+    control_plane::spawn(
+        &mut components,
+        &state,
+        &args,
+        &data_dir,
+        &cluster,
+        leader_timing,
+    );
     let limits = args.conn_limits(fd_limit);
     let serving = state.clone();
     components.spawn("API listener", move |life| async move {
