@@ -151,18 +151,31 @@ pub fn args_with_config(mut args: Vec<OsString>) -> anyhow::Result<Vec<OsString>
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if !explicit && e.kind() == std::io::ErrorKind::NotFound => return Ok(args),
+        // The server's file is the server's to fail on: a command that only
+        // borrows a key from it (`skiff snapshot restore --data-dir X`)
+        // works without it.
+        Err(e) if partial.is_some() => {
+            eprintln!("skiff: warning: not reading {}: {e}", path.display());
+            return Ok(args);
+        }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     };
     let flags = match partial {
         None => flags_from_yaml(&text, &path)?,
         Some((_, nested, keys)) => {
             if *nested {
-                match args.get(pos + 1) {
-                    Some(a) if !a.to_string_lossy().starts_with('-') => pos += 1,
+                match args.get(pos + 1).map(|a| a.to_string_lossy()) {
+                    Some(a) if !a.starts_with('-') && a != "help" => pos += 1,
                     _ => return Ok(args),
                 }
             }
-            let map = yaml_map(&text, &path)?;
+            let map = match yaml_map(&text, &path) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("skiff: warning: {e:#}");
+                    return Ok(args);
+                }
+            };
             keys.iter()
                 .filter_map(|(key, flag)| match map.get(*key) {
                     Some(Value::String(v)) => Some(OsString::from(format!("{flag}={v}"))),

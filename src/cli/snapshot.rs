@@ -65,7 +65,8 @@ pub struct PruneArgs {
 pub struct RestoreArgs {
     /// The snapshot file.
     pub snapshot: PathBuf,
-    /// The data directory to restore into [default: the global --root]
+    /// The data directory to restore into [default: data-dir in
+    /// /etc/skiff/config.yaml, else the global --root]
     #[arg(long, value_name = "DIR", env = "SKIFF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 }

@@ -36,7 +36,14 @@ pub struct Plan {
 /// The flag's value: a cron schedule (five fields, a descriptor such as
 /// `@daily`, or `@every 6h`).
 pub fn parse(spec: &str) -> Result<Schedule, String> {
-    cron::parse_standard(spec).map_err(|e| format!("{spec:?}: {e}"))
+    let schedule = cron::parse_standard(spec).map_err(|e| format!("{spec:?}: {e}"))?;
+    if schedule
+        .next(Timestamp::now(), &cron::local_zone())
+        .is_none()
+    {
+        return Err(format!("{spec:?} names no time in the next five years"));
+    }
+    Ok(schedule)
 }
 
 /// Take snapshots of `data_dir` as `plan` says until cancelled.
@@ -44,14 +51,20 @@ pub async fn run(data_dir: PathBuf, plan: Plan, cancel: CancellationToken) {
     let tz = cron::local_zone();
     let mut after = Timestamp::now();
     loop {
-        let Some(at) = plan.schedule.next(after, &tz) else {
+        let Some(mut at) = plan.schedule.next(after, &tz) else {
+            // Refused at start; a component that returns stops the server.
             tracing::warn!("the snapshot schedule names no time in the next five years: no scheduled snapshots");
+            cancel.cancelled().await;
             return;
         };
         loop {
             let now = Timestamp::now();
             if now >= at {
                 break;
+            }
+            // A clock set back (it was ahead) brings the next time nearer.
+            if let Some(sooner) = plan.schedule.next(now, &tz).filter(|t| *t < at) {
+                at = sooner;
             }
             let left = Duration::try_from(at - now).unwrap_or(STEP).min(STEP);
             tokio::select! {
