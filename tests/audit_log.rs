@@ -138,7 +138,11 @@ rules:
     let eve = s.user_kubeconfig("eve", "eve", &[]);
     let out = s.kubectl_with(&eve, &["get", "configmaps", "-n", "kube-system"]);
     assert!(!out.status.success(), "{}", stderr(&out));
-    let events = events_until(&log, "for eve", |e| e["user"]["username"] == "eve");
+    // kubectl's discovery requests come first, and an event is written
+    // once its response is sent: wait for the one that was refused.
+    let events = events_until(&log, "for eve's get", |e| {
+        e["user"]["username"] == "eve" && e["objectRef"]["resource"] == "configmaps"
+    });
     let refused = events
         .iter()
         .find(|e| e["user"]["username"] == "eve" && e["objectRef"]["resource"] == "configmaps")
