@@ -147,7 +147,11 @@ pub fn save(data_dir: &Path, name: &str, into: Option<&Path>) -> Result<PathBuf,
             continue;
         }
         fs::rename(&tmp, &target).map_err(io_err(format!("writing {}", target.display())))?;
-        sync_dir(&out_dir)?;
+        // The snapshot is there: a directory that cannot be synced is
+        // worth a warning, not a failed save.
+        if let Err(e) = sync_dir(&out_dir) {
+            tracing::warn!("{e}");
+        }
         return Ok(target);
     }
 }
@@ -435,7 +439,6 @@ fn unpack(file: fs::File, staging: &Path) -> Result<(), SnapshotError> {
     for entry in archive.entries().map_err(io_err(what()))? {
         let mut entry = entry.map_err(io_err(what()))?;
         count += 1;
-        total = total.saturating_add(entry.header().size().unwrap_or(u64::MAX));
         if count > MAX_ENTRIES || total > MAX_TOTAL {
             return Err(SnapshotError::Refused(
                 "the snapshot holds more than any skiff snapshot does: refused".into(),
@@ -492,8 +495,18 @@ fn unpack(file: fs::File, staging: &Path) -> Result<(), SnapshotError> {
             .mode(mode)
             .open(&to)
             .map_err(io_err(format!("writing {}", to.display())))?;
-        io::copy(&mut (&mut entry).take(MAX_ENTRY), &mut out)
+        // What is written counts, not what the headers claim (a PAX size
+        // could say less).
+        let room = MAX_ENTRY.min(MAX_TOTAL - total);
+        let size = entry.size();
+        let written = io::copy(&mut (&mut entry).take(room), &mut out)
             .map_err(io_err(format!("writing {}", to.display())))?;
+        if written < size {
+            return Err(SnapshotError::Refused(
+                "the snapshot holds more than any skiff snapshot does: refused".into(),
+            ));
+        }
+        total += written;
         out.sync_all()
             .map_err(io_err(format!("writing {}", to.display())))?;
     }
