@@ -74,7 +74,19 @@ fn logs_and_exec_go_through_the_kubelet_api() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HELLO\n");
-    let out = s.kubectl(&["exec", "talk", "--", "sh", "-c", "echo err >&2; exit 3"]);
+    // kubectl's WebSocket client creates its streams while it already
+    // reads: output sent before that is dropped ("Unknown stream id",
+    // client-go's readDemuxLoop). A process that writes at once can lose
+    // its output that way against any kubelet; a moment's wait keeps this
+    // test on what it checks (stderr and the exit code come back).
+    let out = s.kubectl(&[
+        "exec",
+        "talk",
+        "--",
+        "sh",
+        "-c",
+        "sleep 0.2; echo err >&2; exit 3",
+    ]);
     assert_eq!(
         out.status.code(),
         Some(3),
