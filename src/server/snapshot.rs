@@ -183,40 +183,70 @@ pub fn user_dir(d: &Path) -> Result<(), SnapshotError> {
 }
 
 /// The credentials' contents, hashed (small files: keys, tokens,
-/// configuration; a large one by its size and time). Links and other
-/// special files are neither followed nor read (a FIFO would block).
+/// configuration; a large one by its size and time), over what a snapshot
+/// would archive.
 fn fingerprint(data_dir: &Path) -> Vec<u8> {
     use sha2::Digest;
     use std::os::unix::fs::MetadataExt;
-    fn walk(path: &Path, depth: usize, hasher: &mut sha2::Sha256) {
-        hasher.update(path.as_os_str().as_encoded_bytes());
-        let Ok(meta) = fs::symlink_metadata(path) else {
-            return;
-        };
-        if meta.is_dir() && depth < 8 {
-            if let Ok(entries) = fs::read_dir(path) {
-                let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
-                names.sort();
-                for p in names {
-                    walk(&p, depth + 1, hasher);
-                }
-            }
-        } else if meta.is_file() && meta.len() <= 1 << 20 {
-            if let Ok(bytes) = fs::read(path) {
+    let mut hasher = sha2::Sha256::new();
+    for e in kept_entries(data_dir) {
+        hasher.update(e.name.as_os_str().as_encoded_bytes());
+        if e.meta.is_file() && e.meta.len() <= 1 << 20 {
+            if let Ok(bytes) = fs::read(&e.path) {
                 hasher.update((bytes.len() as u64).to_le_bytes());
                 hasher.update(&bytes);
             }
         } else {
-            hasher.update(meta.len().to_le_bytes());
-            hasher.update(meta.mtime_nsec().to_le_bytes());
-            hasher.update(meta.mtime().to_le_bytes());
+            hasher.update(e.meta.len().to_le_bytes());
+            hasher.update(e.meta.mtime_nsec().to_le_bytes());
+            hasher.update(e.meta.mtime().to_le_bytes());
         }
     }
-    let mut hasher = sha2::Sha256::new();
-    for part in CREDENTIALS {
-        walk(&data_dir.join(part), 0, &mut hasher);
-    }
     hasher.finalize().to_vec()
+}
+
+/// One file or directory that goes with the datastore.
+struct Kept {
+    /// Its path in the archive (relative to the data directory).
+    name: PathBuf,
+    path: PathBuf,
+    meta: fs::Metadata,
+}
+
+/// What goes with the datastore, in order: regular files and directories
+/// only, as restore takes them. Links are never followed and special files
+/// never read: a link or FIFO a user left among the manifests is skipped
+/// (with a warning), not archived into a snapshot that could not be
+/// restored.
+fn kept_entries(data_dir: &Path) -> Vec<Kept> {
+    fn walk(path: PathBuf, name: PathBuf, depth: usize, out: &mut Vec<Kept>) {
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            return;
+        };
+        if meta.is_file() {
+            out.push(Kept { name, path, meta });
+        } else if meta.is_dir() && depth < 8 {
+            let mut entries: Vec<_> = fs::read_dir(&path)
+                .map(|d| d.flatten().collect())
+                .unwrap_or_default();
+            entries.sort_by_key(|e| e.file_name());
+            out.push(Kept {
+                name: name.clone(),
+                path,
+                meta,
+            });
+            for e in entries {
+                walk(e.path(), name.join(e.file_name()), depth + 1, out);
+            }
+        } else {
+            tracing::warn!(path = %path.display(), "not a regular file or directory: left out of the snapshot");
+        }
+    }
+    let mut out = Vec::new();
+    for part in CREDENTIALS {
+        walk(data_dir.join(part), PathBuf::from(part), 0, &mut out);
+    }
+    out
 }
 
 /// A rename is durable once its directory is synced.
@@ -281,43 +311,17 @@ fn write_archive(data_dir: &Path, db_copy: &Path, to: &Path) -> Result<(), Snaps
     let what = || format!("writing {}", to.display());
     tar.append_path_with_name(db_copy, DB)
         .map_err(io_err(what()))?;
-    for part in CREDENTIALS {
-        append_regular(&mut tar, &data_dir.join(part), Path::new(part), 0)
-            .map_err(io_err(what()))?;
+    for e in kept_entries(data_dir) {
+        let added = if e.meta.is_dir() {
+            tar.append_dir(&e.name, &e.path)
+        } else {
+            tar.append_path_with_name(&e.path, &e.name)
+        };
+        added.map_err(io_err(what()))?;
     }
     let gz = tar.into_inner().map_err(io_err(what()))?;
     let file = gz.finish().map_err(io_err(what()))?;
     file.sync_all().map_err(io_err(what()))
-}
-
-/// `path` into the archive as `name`: regular files and directories only,
-/// as restore takes them (a link or FIFO a user left among the manifests
-/// is skipped, not archived into a snapshot that could not be restored).
-fn append_regular<W: io::Write>(
-    tar: &mut tar::Builder<W>,
-    path: &Path,
-    name: &Path,
-    depth: usize,
-) -> io::Result<()> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    if meta.is_file() {
-        tar.append_path_with_name(path, name)
-    } else if meta.is_dir() && depth < 8 {
-        tar.append_dir(name, path)?;
-        let mut entries: Vec<_> = fs::read_dir(path)?.flatten().collect();
-        entries.sort_by_key(|e| e.file_name());
-        for e in entries {
-            append_regular(tar, &e.path(), &name.join(e.file_name()), depth + 1)?;
-        }
-        Ok(())
-    } else {
-        tracing::warn!(path = %path.display(), "not a regular file or directory: left out of the snapshot");
-        Ok(())
-    }
 }
 
 /// The snapshots in `in_dir`, oldest first.

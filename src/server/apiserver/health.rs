@@ -67,23 +67,28 @@ fn component_checks(state: &ApiState, endpoint: &str) -> Vec<(String, Result<(),
         .collect()
 }
 
-pub async fn check(state: &ApiState, which: &'static str, q: &Query) -> Response {
+/// Every check of `which` with its result.
+async fn results(state: &ApiState, which: &'static str) -> Vec<(String, Result<(), String>)> {
     let mut results: Vec<(String, Result<(), String>)> = Vec::new();
     for name in checks_of(which) {
         results.push((name.to_string(), run_check(state, which, name).await));
     }
     results.extend(component_checks(state, which));
-    render(which, q.get("verbose").is_some(), &results)
+    results
 }
 
-/// Whether `/readyz` would answer ok: the store, and every component.
+pub async fn check(state: &ApiState, which: &'static str, q: &Query) -> Response {
+    render(
+        which,
+        q.get("verbose").is_some(),
+        &results(state, which).await,
+    )
+}
+
+/// Whether `/readyz` would answer ok.
 pub async fn ready(state: &ApiState) -> bool {
-    for name in READYZ {
-        if run_check(state, "readyz", name).await.is_err() {
-            return false;
-        }
-    }
-    component_checks(state, "readyz")
+    results(state, "readyz")
+        .await
         .iter()
         .all(|(_, r)| r.is_ok())
 }
