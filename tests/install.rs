@@ -201,6 +201,22 @@ impl Scratch {
         child.wait_with_output().unwrap()
     }
 
+    /// skiff-uninstall.sh as written, in `net` (skiff killall acts on the
+    /// network namespace it runs in: a test's own), with the stand-ins.
+    fn uninstall(&self, net: &TestNet) -> Output {
+        net.command("sh")
+            .arg(self.path("/usr/local/bin/skiff-uninstall.sh"))
+            .env(
+                "PATH",
+                format!(
+                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
+                    self.dir.path().join("stubs").display()
+                ),
+            )
+            .output()
+            .unwrap()
+    }
+
     fn install_ok(&self, env: &[(&str, &str)], args: &[&str]) -> String {
         let out = self.install(env, args);
         assert!(
@@ -645,19 +661,7 @@ fn uninstall_removes_what_was_installed_and_nothing_else() {
 
     // skiff killall acts on the network namespace it runs in: a test's own.
     let net = TestNet::new();
-    let uninstall = || {
-        net.command("sh")
-            .arg(s.path("/usr/local/bin/skiff-uninstall.sh"))
-            .env(
-                "PATH",
-                format!(
-                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
-                    s.dir.path().join("stubs").display()
-                ),
-            )
-            .output()
-            .unwrap()
-    };
+    let uninstall = || s.uninstall(&net);
 
     // A mount left under the data directory (a pod's hostPath, say):
     // rm -rf would delete what it shows, so nothing is removed.
@@ -720,19 +724,7 @@ fn uninstall_leaves_a_data_directory_it_did_not_make() {
             killall.contains(&format!("--root '{}' ", data.display())),
             "{killall}"
         );
-        let net = TestNet::new();
-        let out = net
-            .command("sh")
-            .arg(s.path("/usr/local/bin/skiff-uninstall.sh"))
-            .env(
-                "PATH",
-                format!(
-                    "{}:/usr/sbin:/usr/bin:/sbin:/bin",
-                    s.dir.path().join("stubs").display()
-                ),
-            )
-            .output()
-            .unwrap();
+        let out = s.uninstall(&TestNet::new());
         assert!(out.status.success(), "{out:?}");
         if existed {
             assert!(data.join("server/notes.txt").exists());
