@@ -23,6 +23,15 @@ const ERROR: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
+/// How long after the handshake the first message waits. kubectl 1.32's
+/// WebSocket client (client-go's `readDemuxLoop`) reads before it has made
+/// its streams and drops what arrives for one not made yet ("Unknown stream
+/// id"): a command that answers at once, `echo`, would lose its output and
+/// its exit status. A real kubelet is slower to start a process than that
+/// window; skiff's is not, so it holds the first frames until then. Output
+/// that comes later is not delayed.
+const FIRST_FRAME_HOLD: std::time::Duration = std::time::Duration::from_millis(150);
+
 /// Serve one session until the process ends (its Status goes out, then a
 /// normal close) or the client leaves (the process is then killed, or the
 /// attachment let go).
@@ -35,6 +44,7 @@ pub async fn session(
     let proc = match proc {
         Ok(p) => p,
         Err(e) => {
+            tokio::time::sleep(FIRST_FRAME_HOLD).await;
             let msg = stdio::status(None, Some(&e));
             let mut frame = vec![ERROR];
             frame.extend_from_slice(msg.to_string().as_bytes());
@@ -59,8 +69,14 @@ pub async fn session(
     .into_iter()
     .flatten()
     .collect();
+    let opened = tokio::time::Instant::now();
     let writer = tokio::spawn(async move {
+        let mut held = true;
         while let Some(m) = out_rx.recv().await {
+            if held {
+                tokio::time::sleep_until(opened + FIRST_FRAME_HOLD).await;
+                held = false;
+            }
             let closing = matches!(m, Message::Close(_));
             if sink.send(m).await.is_err() || closing {
                 break;
