@@ -24,11 +24,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use rusqlite::{params, Transaction};
+use bytes::Bytes;
+use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::read::KeyRange;
 use super::schema::META_RESERVED;
-use super::writer::{check, newest_row, Latest, Outcome, SharedEvent, WriteOp, Writer};
+use super::writer::{check, Latest, Outcome, SharedEvent, WriteOp, Writer};
 use crate::server::store::{Event, KeyValue, ListResult, Revision};
 
 /// At most this many renewals wait in memory (all keys together), about a
@@ -199,7 +200,7 @@ impl Writer {
                 None => match self.pending.get(key) {
                     Some(p) => (Some(p.newest.clone()), p.persisted_prev),
                     None => {
-                        let l = newest_row(&self.conn, key)?;
+                        let l = newest_in_file(&self.conn, key)?;
                         let prev = l.as_ref().map_or(0, |l| l.rev);
                         (l, prev)
                     }
@@ -301,6 +302,22 @@ impl Writer {
             }
         }
     }
+}
+
+fn newest_in_file(conn: &rusqlite::Connection, key: &str) -> rusqlite::Result<Option<Latest>> {
+    conn.prepare_cached(
+        "SELECT rev, deleted, create_rev, value FROM kv
+         WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
+    )?
+    .query_row([key], |r| {
+        Ok(Latest {
+            rev: r.get(0)?,
+            deleted: r.get(1)?,
+            create_rev: r.get(2)?,
+            value: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+        })
+    })
+    .optional()
 }
 
 /// Inserts the newest renewal of each waiting key (the ones before it are

@@ -348,6 +348,10 @@ impl Writer {
         let mut wants_reserve = false;
         deferred::insert_pending(&tx, &self.pending, &mut seen)?;
         {
+            let mut find = tx.prepare_cached(
+                "SELECT rev, deleted, create_rev, value FROM kv
+                 WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
+            )?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO kv (rev, key, created, deleted, create_rev, prev_rev, value)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -357,7 +361,16 @@ impl Writer {
                 let key = op.key();
                 let latest = match seen.get(key) {
                     Some(l) => l.clone(),
-                    None => newest_row(&tx, key)?,
+                    None => find
+                        .query_row([key], |r| {
+                            Ok(Latest {
+                                rev: r.get(0)?,
+                                deleted: r.get(1)?,
+                                create_rev: r.get(2)?,
+                                value: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+                            })
+                        })
+                        .optional()?,
                 };
                 let live = latest.as_ref().filter(|l| !l.deleted);
                 let row = match check(op, live, latest.as_ref(), next) {
@@ -421,23 +434,6 @@ impl Writer {
         }
         Ok(outcomes)
     }
-}
-
-/// The newest row of `key` in the file (a tombstone included).
-pub(super) fn newest_row(conn: &Connection, key: &str) -> rusqlite::Result<Option<Latest>> {
-    conn.prepare_cached(
-        "SELECT rev, deleted, create_rev, value FROM kv
-         WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
-    )?
-    .query_row([key], |r| {
-        Ok(Latest {
-            rev: r.get(0)?,
-            deleted: r.get(1)?,
-            create_rev: r.get(2)?,
-            value: Bytes::from(r.get::<_, Vec<u8>>(3)?),
-        })
-    })
-    .optional()
 }
 
 impl WriteOp {
