@@ -4,21 +4,17 @@
 //! it touches, fsynced). A renewal is instead acknowledged once it is in
 //! memory and visible to every read and watch; the newest renewal of each
 //! key reaches the file with the next durable commit (any other write, a
-//! compaction, an explicit flush such as a scheduled snapshot's, shutdown,
-//! or when too many wait). Which updates are renewals is the API server's
-//! call (`apiserver::renewal`: nodes' and the server's own leaders' Leases,
-//! nothing changed but `spec.renewTime`).
+//! compaction, shutdown, or when too many wait). Runs of renewals between
+//! two commits leave only their newest version in the log.
 //!
-//! What it costs:
-//! - A crash loses the renewals since the last commit: the Lease reads as
-//!   renewed up to a few minutes earlier. Who holds it is always durable.
-//! - History keeps only the newest of a run of renewals once they are in
-//!   the file: a watch replayed from before them gets that one event, and
-//!   a read at a revision in between shows the renewal before the run.
-//!
-//! Revisions handed to deferred renewals are reserved durably in blocks
-//! first (`meta.reserved_rev`), so a revision a client saw is never handed
-//! out again after a crash.
+//! What a crash costs: renewals since the last commit, so a Lease reads as
+//! renewed a few minutes earlier than it was. Holder changes are never
+//! deferred (the API server defers only an update that changes nothing but
+//! `spec.renewTime`), so who holds a Lease is always durable, and a
+//! client-go style elector measures expiry by its own clock from the moment
+//! it sees a change, which a rollback is. Revisions handed to deferred
+//! renewals are reserved durably in blocks first (`meta.reserved_rev`), so
+//! a revision a client saw is never handed out again after a crash.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
@@ -41,11 +37,9 @@ const MAX_PENDING_EVENTS: usize = 512;
 const MAX_PENDING_AGE: Duration = Duration::from_secs(300);
 
 /// Revisions reserved per durable reservation: at an idle node's 14
-/// renewals a minute, one extra commit an hour. A crash skips what was left
-/// of the block, which no client can tell from other writes; kept well
-/// under the history compaction keeps (10,000), so a restart after a crash
-/// does not compact away the history before it.
-const RESERVE_BLOCK: Revision = 1_000;
+/// renewals a minute, one extra commit every twelve hours. A crash skips
+/// what was left of the block, which no client can tell from other writes.
+const RESERVE_BLOCK: Revision = 10_000;
 
 /// A key's renewals that wait in memory.
 pub(crate) struct Pending {
@@ -274,11 +268,7 @@ impl Writer {
             }
             Err(e) => {
                 tracing::warn!(error = %e, renewals = self.pending_events, "store: writing deferred renewals failed");
-                // Readiness says so, and renewals stop waiting in memory
-                // until writes go through again.
-                let why = format!("writes to the database fail: {e}");
-                self.published.set_write_failure(Some(why.clone()));
-                Err(why)
+                Err(format!("writing deferred renewals: {e}"))
             }
         }
     }
@@ -361,63 +351,4 @@ pub(super) fn write_reserved(tx: &Transaction<'_>, rev: Revision) -> rusqlite::R
         params![META_RESERVED, rev],
     )?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::server::store::EventKind;
-    use bytes::Bytes;
-
-    fn ev(rev: Revision) -> Event {
-        Event {
-            kind: EventKind::Update,
-            kv: KeyValue {
-                key: format!("/k/{rev}"),
-                value: Bytes::new(),
-                create_revision: 1,
-                mod_revision: rev,
-            },
-            prev: None,
-        }
-    }
-
-    fn revs(page: &[Event]) -> Vec<Revision> {
-        page.iter().map(Event::revision).collect()
-    }
-
-    #[test]
-    fn history_pages_merge_in_order_once_each() {
-        // The file's page is not full: every waiting event belongs, in order,
-        // without the one in both (a flush between the two reads).
-        let (page, full) = merge_history(vec![ev(2), ev(5)], vec![ev(3), ev(5), ev(7)], 4);
-        assert_eq!((revs(&page), full), (vec![2, 3, 5, 7], true));
-        let (page, full) = merge_history(vec![ev(2)], vec![ev(3)], 4);
-        assert_eq!((revs(&page), full), (vec![2, 3], false));
-        // More than a page together: cut at the limit, and the next page
-        // starts after the last one sent.
-        let (page, full) = merge_history(vec![ev(2), ev(6)], vec![ev(3), ev(4), ev(5)], 3);
-        assert_eq!((revs(&page), full), (vec![2, 3, 4], true));
-        // A full page from the file covers revisions up to its last row
-        // only: later waiting events wait for the next page, or they would
-        // skip the file's rows between.
-        let (page, full) = merge_history(vec![ev(2), ev(4)], vec![ev(3), ev(9)], 2);
-        assert_eq!((revs(&page), full), (vec![2, 3], true));
-        let (page, full) = merge_history(vec![ev(4), ev(8)], vec![ev(9)], 2);
-        assert_eq!((revs(&page), full), (vec![4, 8], true));
-        // Nothing waiting.
-        let (page, full) = merge_history(vec![ev(1)], Vec::new(), 2);
-        assert_eq!((revs(&page), full), (vec![1], false));
-    }
-
-    #[test]
-    fn a_reservation_is_written_only_when_it_runs_short() {
-        assert_eq!(next_reservation(0, 10), Some(10 + RESERVE_BLOCK));
-        assert_eq!(next_reservation(10 + RESERVE_BLOCK, 20), None);
-        let late = 10 + RESERVE_BLOCK / 2 + 1;
-        assert_eq!(
-            next_reservation(10 + RESERVE_BLOCK, late),
-            Some(late + RESERVE_BLOCK)
-        );
-    }
 }

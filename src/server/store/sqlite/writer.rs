@@ -84,7 +84,7 @@ pub(crate) struct Published {
 }
 
 impl Published {
-    pub(super) fn set_write_failure(&self, failure: Option<String>) {
+    fn set_write_failure(&self, failure: Option<String>) {
         if let Ok(mut f) = self.write_failure.lock() {
             *f = failure;
         }
@@ -177,22 +177,16 @@ impl Writer {
             if !writes.is_empty() {
                 self.commit_group(&mut writes);
             }
-            let mut flushed = Ok(());
             if !compactions.is_empty() || !flushes.is_empty() {
                 // Compaction comes every few minutes: it bounds how long a
                 // renewal waits when nothing else is written.
-                flushed = self.flush();
+                let res = self.flush();
                 for reply in flushes.drain(..) {
-                    let _ = reply.send(flushed.clone().map_err(Error::Backend));
+                    let _ = reply.send(res.clone().map_err(Error::Backend));
                 }
             }
             for (keep, reply) in compactions.drain(..) {
-                // Compaction looks only at rows in the file: with renewals
-                // left out, it would keep the row they replace for ever.
-                let res = match &flushed {
-                    Ok(()) => compact::compact(&mut self.conn, self.last, keep, &self.published),
-                    Err(why) => Err(Error::Backend(why.clone())),
-                };
+                let res = compact::compact(&mut self.conn, self.last, keep, &self.published);
                 let _ = reply.send(res);
             }
             if !probes.is_empty() {
