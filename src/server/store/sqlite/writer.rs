@@ -2,17 +2,15 @@
 //! whatever is queued as one transaction (group commit), so many concurrent
 //! writes share one fsync while each stays individually checked.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use bytes::Bytes;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::compact;
-use super::deferred::{self, Pending};
 
 /// The `meta` row the health probe writes (when it last succeeded).
 const META_PROBED: &str = "health_probed_at";
@@ -34,8 +32,6 @@ pub(crate) enum WriteOp {
         key: String,
         value: Bytes,
         expected: Revision,
-        /// A renewal that may wait in memory (see `deferred`).
-        defer: bool,
     },
     Delete {
         key: String,
@@ -55,8 +51,6 @@ pub(crate) enum Request {
     /// Try a small write of its own (not a revision) to see whether writes
     /// go through again after one failed.
     Probe { reply: oneshot::Sender<Result<()>> },
-    /// Write deferred renewals to the file now.
-    Flush { reply: oneshot::Sender<Result<()>> },
 }
 
 /// What the writer shares with readers and watchers.
@@ -76,11 +70,6 @@ pub(crate) struct Published {
     /// Why the last commit (or probe) failed; None once one succeeds. Read
     /// by readiness: a store whose writes fail is not ready.
     pub write_failure: Mutex<Option<String>>,
-    /// Renewals acknowledged but not yet in the file. Set before `current`
-    /// covers them, cleared only after they are committed: a reader that
-    /// takes it before its database snapshot finds every revision up to the
-    /// `current` it read in one or the other.
-    pub deferred: deferred::Shared,
 }
 
 impl Published {
@@ -97,11 +86,11 @@ impl Published {
 
 /// The newest row of a key, as the writer needs it for checks and events.
 #[derive(Clone)]
-pub(super) struct Latest {
-    pub rev: Revision,
-    pub deleted: bool,
-    pub create_rev: Revision,
-    pub value: Bytes,
+struct Latest {
+    rev: Revision,
+    deleted: bool,
+    create_rev: Revision,
+    value: Bytes,
 }
 
 impl Latest {
@@ -116,30 +105,22 @@ impl Latest {
 }
 
 pub(crate) struct Writer {
-    pub(super) conn: Connection,
-    /// Newest revision handed out; the next write gets `last + 1`.
-    pub(super) last: Revision,
+    conn: Connection,
+    /// Newest revision in the table (or compacted away); the next write
+    /// gets `last + 1`.
+    last: Revision,
     max_batch: usize,
-    pub(super) published: Arc<Published>,
-    /// Deferred renewals by key (see `deferred`), how many events they
-    /// hold, and since when the oldest waits.
-    pub(super) pending: BTreeMap<String, Pending>,
-    pub(super) pending_events: usize,
-    pub(super) pending_since: Option<Instant>,
-    /// Revisions up to this one are durably reserved (`meta.reserved_rev`):
-    /// deferred renewals only take revisions below it.
-    pub(super) reserved: Revision,
+    published: Arc<Published>,
 }
 
 /// One op's outcome before commit: the value to return and the event, or the
 /// op's own error (which does not fail the batch).
-pub(super) type Outcome = Result<(KeyValue, SharedEvent)>;
+type Outcome = Result<(KeyValue, Event)>;
 
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
         last: Revision,
-        reserved: Revision,
         max_batch: usize,
         published: Arc<Published>,
     ) -> Self {
@@ -148,10 +129,6 @@ impl Writer {
             last,
             max_batch: max_batch.max(1),
             published,
-            pending: BTreeMap::new(),
-            pending_events: 0,
-            pending_since: None,
-            reserved,
         }
     }
 
@@ -160,7 +137,6 @@ impl Writer {
         let mut writes = Vec::with_capacity(self.max_batch);
         let mut compactions = Vec::new();
         let mut probes = Vec::new();
-        let mut flushes = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut next = Some(first);
             while let Some(req) = next.take() {
@@ -168,7 +144,6 @@ impl Writer {
                     Request::Write { op, reply } => writes.push((op, reply)),
                     Request::Compact { keep, reply } => compactions.push((keep, reply)),
                     Request::Probe { reply } => probes.push(reply),
-                    Request::Flush { reply } => flushes.push(reply),
                 }
                 if writes.len() < self.max_batch {
                     next = rx.try_recv().ok();
@@ -176,14 +151,6 @@ impl Writer {
             }
             if !writes.is_empty() {
                 self.commit_group(&mut writes);
-            }
-            if !compactions.is_empty() || !flushes.is_empty() {
-                // Compaction comes every few minutes: it bounds how long a
-                // renewal waits when nothing else is written.
-                let res = self.flush();
-                for reply in flushes.drain(..) {
-                    let _ = reply.send(res.clone().map_err(Error::Backend));
-                }
             }
             for (keep, reply) in compactions.drain(..) {
                 let res = compact::compact(&mut self.conn, self.last, keep, &self.published);
@@ -199,7 +166,6 @@ impl Writer {
         if let Ok(mut fanout) = self.published.fanout.lock() {
             fanout.take();
         }
-        self.shut_down_deferral();
         // Fold the WAL back so the next start reads one file; failure only
         // costs a slower start.
         if let Err(e) = self
@@ -212,16 +178,6 @@ impl Writer {
     }
 
     fn commit_group(&mut self, writes: &mut Vec<(WriteOp, oneshot::Sender<Result<KeyValue>>)>) {
-        if self.can_defer(writes) {
-            match self.apply_deferred(writes) {
-                Ok(outcomes) => {
-                    self.answer(writes, outcomes);
-                    return;
-                }
-                // Only a lookup failed; the durable path reports it.
-                Err(e) => tracing::debug!(error = %e, "store: deferring renewals failed"),
-            }
-        }
         let outcomes = match self.apply(writes) {
             Ok(outcomes) => outcomes,
             Err(e) => {
@@ -239,17 +195,6 @@ impl Writer {
             tracing::info!("store: writes go through again");
             self.published.set_write_failure(None);
         }
-        // The flushed renewals are in the file now.
-        self.clear_pending();
-        self.answer(writes, outcomes);
-    }
-
-    /// Publishes the events of a group and answers its callers.
-    fn answer(
-        &self,
-        writes: &mut Vec<(WriteOp, oneshot::Sender<Result<KeyValue>>)>,
-        outcomes: Vec<Outcome>,
-    ) {
         let mut events = Vec::with_capacity(outcomes.len());
         let mut replies = Vec::with_capacity(outcomes.len());
         for ((_, reply), outcome) in writes.drain(..).zip(outcomes) {
@@ -271,7 +216,7 @@ impl Writer {
         }
     }
 
-    fn publish(&self, events: Vec<SharedEvent>) {
+    fn publish(&self, events: Vec<Event>) {
         let last = self.last;
         match self.published.fanout.lock() {
             Ok(fanout) => {
@@ -283,7 +228,7 @@ impl Writer {
                 if let Some(tx) = fanout.as_ref() {
                     for ev in events {
                         // No receivers is not an error here.
-                        let _ = tx.send(ev);
+                        let _ = tx.send(Arc::new(ev));
                     }
                 }
             }
@@ -327,7 +272,7 @@ impl Writer {
     }
 
     /// Runs the batch in one transaction. Err means nothing was committed.
-    pub(super) fn apply(
+    fn apply(
         &mut self,
         writes: &[(WriteOp, oneshot::Sender<Result<KeyValue>>)],
     ) -> Result<Vec<Outcome>, rusqlite::Error> {
@@ -339,8 +284,6 @@ impl Writer {
         // would see its own inserts anyway; this saves the lookup.
         let mut seen: HashMap<String, Option<Latest>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(writes.len());
-        let mut wants_reserve = false;
-        deferred::insert_pending(&tx, &self.pending, &mut seen)?;
         {
             let mut find = tx.prepare_cached(
                 "SELECT rev, deleted, create_rev, value FROM kv
@@ -351,7 +294,6 @@ impl Writer {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for (op, _) in writes {
-                wants_reserve |= op.deferrable();
                 let key = op.key();
                 let latest = match seen.get(key) {
                     Some(l) => l.clone(),
@@ -409,33 +351,18 @@ impl Writer {
                         value: row.value.clone(),
                     }),
                 );
-                outcomes.push(Ok((row.result, Arc::new(row.event))));
+                outcomes.push(Ok((row.result, row.event)));
                 next += 1;
             }
         }
-        // A renewal that could not wait for want of reserved revisions
-        // reserves the next block with this commit.
-        let reserve = wants_reserve
-            .then(|| deferred::next_reservation(self.reserved, next - 1))
-            .flatten();
-        if let Some(r) = reserve {
-            deferred::write_reserved(&tx, r)?;
-        }
         tx.commit()?;
         self.last = next - 1;
-        if let Some(r) = reserve {
-            self.reserved = r;
-        }
         Ok(outcomes)
     }
 }
 
 impl WriteOp {
-    pub(super) fn deferrable(&self) -> bool {
-        matches!(self, WriteOp::Update { defer: true, .. })
-    }
-
-    pub(super) fn key(&self) -> &str {
+    fn key(&self) -> &str {
         match self {
             WriteOp::Create { key, .. }
             | WriteOp::Update { key, .. }
@@ -444,19 +371,19 @@ impl WriteOp {
     }
 }
 
-pub(super) struct NewRow {
-    pub created: bool,
-    pub deleted: bool,
-    pub create_rev: Revision,
-    pub prev_rev: Revision,
-    pub value: Bytes,
-    pub result: KeyValue,
-    pub event: Event,
+struct NewRow {
+    created: bool,
+    deleted: bool,
+    create_rev: Revision,
+    prev_rev: Revision,
+    value: Bytes,
+    result: KeyValue,
+    event: Event,
 }
 
 /// Decides one op against the key's newest row (`latest`, possibly a
 /// tombstone; `live` is it unless it is a tombstone).
-pub(super) fn check(
+fn check(
     op: &WriteOp,
     live: Option<&Latest>,
     latest: Option<&Latest>,
@@ -493,7 +420,6 @@ pub(super) fn check(
             key,
             value,
             expected,
-            ..
         } => {
             let cur = live.ok_or_else(|| Error::NotFound { key: key.clone() })?;
             if cur.rev != *expected {
