@@ -1,5 +1,7 @@
 //! Kill -9 a process in the middle of writing and check that every write it
-//! acknowledged survived, with the revision it was acknowledged at.
+//! acknowledged survived, with the revision it was acknowledged at. Lease
+//! renewals (`Backend::renew`) may be lost, but no revision handed to one is
+//! ever handed out again.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -30,8 +32,10 @@ fn acknowledged_writes_survive_sigkill() {
 }
 
 /// Writes forever from many tasks; prints `ACK <rev> <key>` once each write
-/// is acknowledged.
+/// is acknowledged (`RENEW <rev> <key>` for a renewal). The last round only
+/// renews, so renewals wait in memory when it is killed.
 fn child(db: PathBuf, round: String) {
+    let renewals_only = round == (ROUNDS - 1).to_string();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -39,36 +43,51 @@ fn child(db: PathBuf, round: String) {
         .unwrap();
     rt.block_on(async move {
         let store = SqliteBackend::open(&db).unwrap();
-        let tasks: Vec<_> = (0..16)
+        let mut tasks: Vec<_> = (0..4)
             .map(|t| {
                 let store = Arc::clone(&store);
-                let round = round.clone();
+                let key = format!("/crash/shared/{round}/lease-{t}");
                 tokio::spawn(async move {
-                    let mut rev_of_shared = None;
-                    for i in 0u64.. {
-                        let key = format!("/crash/{round}/{t}/{i}");
-                        let kv = store
-                            .create(&key, Bytes::from(format!("value-{t}-{i}")))
-                            .await
-                            .unwrap();
-                        ack(kv.mod_revision, &key);
-                        // Updates too, so the log is not only appends of new keys.
-                        let shared = format!("/crash/shared/{round}/{t}");
-                        let kv = match rev_of_shared {
-                            None => store.create(&shared, Bytes::from("0")).await,
-                            Some(rev) => {
-                                store
-                                    .update(&shared, Bytes::from(format!("{i}")), rev)
-                                    .await
-                            }
-                        }
-                        .unwrap();
-                        rev_of_shared = Some(kv.mod_revision);
-                        ack(kv.mod_revision, &shared);
+                    let mut kv = store.create(&key, Bytes::from("0")).await.unwrap();
+                    ack(kv.mod_revision, &key);
+                    for i in 1u64.. {
+                        let value = Bytes::from(format!("renewed-{i}"));
+                        kv = store.renew(&key, value, kv.mod_revision).await.unwrap();
+                        print_ack("RENEW", kv.mod_revision, &key);
+                        tokio::task::yield_now().await;
                     }
                 })
             })
             .collect();
+        let writers = if renewals_only { 0 } else { 16 };
+        tasks.extend((0..writers).map(|t| {
+            let store = Arc::clone(&store);
+            let round = round.clone();
+            tokio::spawn(async move {
+                let mut rev_of_shared = None;
+                for i in 0u64.. {
+                    let key = format!("/crash/{round}/{t}/{i}");
+                    let kv = store
+                        .create(&key, Bytes::from(format!("value-{t}-{i}")))
+                        .await
+                        .unwrap();
+                    ack(kv.mod_revision, &key);
+                    // Updates too, so the log is not only appends of new keys.
+                    let shared = format!("/crash/shared/{round}/{t}");
+                    let kv = match rev_of_shared {
+                        None => store.create(&shared, Bytes::from("0")).await,
+                        Some(rev) => {
+                            store
+                                .update(&shared, Bytes::from(format!("{i}")), rev)
+                                .await
+                        }
+                    }
+                    .unwrap();
+                    rev_of_shared = Some(kv.mod_revision);
+                    ack(kv.mod_revision, &shared);
+                }
+            })
+        }));
         for t in tasks {
             t.await.unwrap();
         }
@@ -76,8 +95,12 @@ fn child(db: PathBuf, round: String) {
 }
 
 fn ack(rev: i64, key: &str) {
+    print_ack("ACK", rev, key);
+}
+
+fn print_ack(what: &str, rev: i64, key: &str) {
     let mut out = std::io::stdout().lock();
-    writeln!(out, "ACK {rev} {key}").unwrap();
+    writeln!(out, "{what} {rev} {key}").unwrap();
     out.flush().unwrap();
 }
 
@@ -86,15 +109,22 @@ fn parent() {
     let db = dir.path().join("server/db/state.db");
     // key -> newest acknowledged revision, over all rounds
     let mut acked: BTreeMap<String, i64> = BTreeMap::new();
+    // The newest revision acknowledged to a renewal.
+    let mut renewed = 0i64;
     for round in 0..ROUNDS {
-        let before = acked.values().copied().max().unwrap_or(0);
-        kill_writer_mid_flight(&db, round, &mut acked);
+        let before = acked.values().copied().max().unwrap_or(0).max(renewed);
+        kill_writer_mid_flight(&db, round, &mut acked, &mut renewed);
         check_integrity(&db);
-        check_acked(&db, &acked, before);
+        check_acked(&db, &acked, before, renewed);
     }
 }
 
-fn kill_writer_mid_flight(db: &Path, round: usize, acked: &mut BTreeMap<String, i64>) {
+fn kill_writer_mid_flight(
+    db: &Path,
+    round: usize,
+    acked: &mut BTreeMap<String, i64>,
+    renewed: &mut i64,
+) {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
         .env(CHILD_ENV, db)
@@ -114,6 +144,9 @@ fn kill_writer_mid_flight(db: &Path, round: usize, acked: &mut BTreeMap<String, 
         if let Some((rev, key)) = parse_ack(&line) {
             record(acked, rev, key);
             count += 1;
+        } else if let Some(rev) = parse_renew(&line) {
+            *renewed = (*renewed).max(rev);
+            count += 1;
         }
     }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -124,6 +157,8 @@ fn kill_writer_mid_flight(db: &Path, round: usize, acked: &mut BTreeMap<String, 
         if let Some((rev, key)) = parse_ack(&line) {
             record(acked, rev, key);
             count += 1;
+        } else if let Some(rev) = parse_renew(&line) {
+            *renewed = (*renewed).max(rev);
         }
     }
     let status = child.wait().unwrap();
@@ -132,12 +167,13 @@ fn kill_writer_mid_flight(db: &Path, round: usize, acked: &mut BTreeMap<String, 
 }
 
 /// Every acknowledged write is there at its revision, and revisions go on
-/// above everything acknowledged (`before`: the newest ack of earlier rounds).
-fn check_acked(db: &Path, acked: &BTreeMap<String, i64>, before: i64) {
+/// above everything acknowledged, renewals included (`before`: the newest
+/// ack of earlier rounds).
+fn check_acked(db: &Path, acked: &BTreeMap<String, i64>, before: i64, renewed: i64) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let store = SqliteBackend::open(db).unwrap();
-        let max_acked = acked.values().copied().max().unwrap();
+        let max_acked = acked.values().copied().max().unwrap().max(renewed);
         assert!(max_acked > before, "this round acknowledged nothing new");
         assert!(store.current_revision() >= max_acked);
         for (key, rev) in acked {
@@ -170,6 +206,11 @@ fn check_acked(db: &Path, acked: &BTreeMap<String, i64>, before: i64) {
         assert!(next.mod_revision > max_acked);
         store.close().await;
     });
+}
+
+fn parse_renew(line: &str) -> Option<i64> {
+    let rest = line.strip_prefix("RENEW ")?;
+    rest.split_once(' ')?.0.parse().ok()
 }
 
 fn parse_ack(line: &str) -> Option<(i64, String)> {

@@ -539,6 +539,17 @@ fn a_node_whose_lease_stops_has_its_pods_replaced_elsewhere() {
                 std::thread::sleep(Duration::from_millis(300));
             }
         };
+        // Both nodes Ready before the pods come: the scheduler treats a
+        // node that has not posted its Ready condition yet as unreachable,
+        // and under load one heartbeat thread's first post can come after
+        // all four pods were placed on the other node.
+        s.kubectl_ok(&[
+            "wait",
+            "--for=condition=Ready",
+            "node/sim-a",
+            "node/sim-b",
+            "--timeout=60s",
+        ]);
         s.kubectl_stdin(
             &["apply", "-f", "-"],
             r#"apiVersion: apps/v1

@@ -11,10 +11,12 @@
 //! controllers at once; systemd starts it again as a candidate.
 //!
 //! The periods are kube-controller-manager's flags, with longer defaults
-//! (60 s, 40 s, 15 s against upstream's 15 s, 10 s, 2 s): every renewal is
-//! a durable write, upstream's periods make most of an idle server's
-//! writes to its flash (BENCHMARKS.md, "Release build and footprint"), and
-//! SQLite, the one datastore so far, is opened by one server only.
+//! (60 s, 40 s, 15 s against upstream's 15 s, 10 s, 2 s): upstream's
+//! periods made most of an idle server's writes to its flash (BENCHMARKS.md,
+//! "Release build and footprint"; renewals now wait in memory for the next
+//! durable commit, `store::sqlite::deferred`, but each still costs a
+//! request and a revision), and SQLite, the one datastore so far, is
+//! opened by one server only.
 
 use std::time::Duration;
 

@@ -374,9 +374,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             dir: args.snapshot_dir.clone(),
         };
         let snapshot_data = data_dir.clone();
+        let snapshot_store = store.clone();
         components.spawn("scheduled snapshots", move |life| async move {
             life.ready();
-            snapshot_schedule::run(snapshot_data, plan, life.cancel).await;
+            snapshot_schedule::run(snapshot_data, plan, snapshot_store, life.cancel).await;
             Ok(())
         });
     }

@@ -8,6 +8,7 @@
 //! from a time that was wrong.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -15,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::cron::{self, Schedule};
 use crate::server::snapshot;
+use crate::server::store::sqlite::SqliteBackend;
 
 /// The name scheduled snapshots are saved under (and pruned by): manual
 /// ones (`skiff snapshot save`, named "on-demand" by default) are kept.
@@ -46,8 +48,15 @@ pub fn parse(spec: &str) -> Result<Schedule, String> {
     Ok(schedule)
 }
 
-/// Take snapshots of `data_dir` as `plan` says until cancelled.
-pub async fn run(data_dir: PathBuf, plan: Plan, cancel: CancellationToken) {
+/// Take snapshots of `data_dir` as `plan` says until cancelled; `store`'s
+/// renewals waiting in memory are written first, so a snapshot holds every
+/// write acknowledged before it.
+pub async fn run(
+    data_dir: PathBuf,
+    plan: Plan,
+    store: Arc<SqliteBackend>,
+    cancel: CancellationToken,
+) {
     let tz = cron::local_zone();
     let mut after = Timestamp::now();
     loop {
@@ -71,6 +80,11 @@ pub async fn run(data_dir: PathBuf, plan: Plan, cancel: CancellationToken) {
                 _ = tokio::time::sleep(left) => {}
                 _ = cancel.cancelled() => return,
             }
+        }
+        if let Err(e) = store.flush_renewals().await {
+            // The snapshot is still worth taking; it may miss a few Lease
+            // renewals.
+            tracing::warn!(error = %e, "before a scheduled snapshot: writing Lease renewals failed");
         }
         let (data, plan_now) = (data_dir.clone(), plan.clone());
         let taken = tokio::task::spawn_blocking(move || take(&data, &plan_now)).await;

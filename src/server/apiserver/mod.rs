@@ -47,6 +47,7 @@ pub mod rbac;
 pub mod read;
 pub mod recover;
 pub mod registry;
+pub mod renewal;
 pub mod scan;
 pub mod serviceaccount;
 pub mod table;

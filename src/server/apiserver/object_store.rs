@@ -343,13 +343,39 @@ impl Objects {
         obj: &Value,
         expected: Revision,
     ) -> Result<Value, ApiError> {
+        self.write_update(def, ns, name, obj, expected, false).await
+    }
+
+    /// An update that only renews a Lease (`Backend::renew`).
+    pub async fn renew(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+        expected: Revision,
+    ) -> Result<Value, ApiError> {
+        self.write_update(def, ns, name, obj, expected, true).await
+    }
+
+    async fn write_update(
+        &self,
+        def: &ResourceDef,
+        ns: Option<&str>,
+        name: &str,
+        obj: &Value,
+        expected: Revision,
+        renewal: bool,
+    ) -> Result<Value, ApiError> {
         let value = encode_as(def, obj)?;
         check_size(def, name, value.len())?;
-        let kv = self
-            .store
-            .update(&def.key(ns, name), value, expected)
-            .await
-            .map_err(|e| store_error(def, name, e))?;
+        let key = def.key(ns, name);
+        let written = if renewal {
+            self.store.renew(&key, value, expected).await
+        } else {
+            self.store.update(&key, value, expected).await
+        };
+        let kv = written.map_err(|e| store_error(def, name, e))?;
         self.settle(&kv).await;
         Ok(stamp(obj.clone(), kv.mod_revision))
     }

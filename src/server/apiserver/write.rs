@@ -331,7 +331,8 @@ pub async fn commit_update_from(
             return Err(e);
         }
     };
-    match commit_update(w, &new, cur.rev).await {
+    let renewal = super::renewal::is_renewal(w.def, w.subresource, &cur.obj, &new);
+    match commit_update_as(w, &new, cur.rev, renewal).await {
         Ok(out) => {
             re.freed.release(&w.state.objects).await;
             charged.settle(w.state).await;
@@ -348,6 +349,17 @@ pub async fn commit_update_from(
 /// Store an updated object, or remove it when it was marked for deletion and
 /// its last finalizer just went.
 pub async fn commit_update(w: Write<'_>, new: &Value, expected: i64) -> Result<Value, ApiError> {
+    commit_update_as(w, new, expected, false).await
+}
+
+/// As [`commit_update`]; `renewal` says the update only renews a Lease
+/// (`renewal::is_renewal`), which the store may hold back for a while.
+pub async fn commit_update_as(
+    w: Write<'_>,
+    new: &Value,
+    expected: i64,
+    renewal: bool,
+) -> Result<Value, ApiError> {
     let Write {
         state,
         def,
@@ -367,6 +379,9 @@ pub async fn commit_update(w: Write<'_>, new: &Value, expected: i64) -> Result<V
         allocate::release(state, def, &deleted).await;
         collect_dependents(state, def, ns, name, &deleted);
         return Ok(deleted);
+    }
+    if renewal {
+        return state.objects.renew(def, ns, name, new, expected).await;
     }
     state.objects.update(def, ns, name, new, expected).await
 }

@@ -224,6 +224,16 @@ pub trait Backend: Send + Sync + 'static {
     /// `NotFound` if it is not live.
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue>;
 
+    /// As `update`, for a heartbeat: a write that changes nothing but when
+    /// its writer was last alive (a Lease renewal). A backend may
+    /// acknowledge it before it is durable and keep only the newest of a
+    /// run of them; a crash may then roll the key back to an earlier
+    /// renewal, never past a durable write, and no revision it handed out
+    /// is handed out again. The default is a plain update.
+    async fn renew(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
+        self.update(key, value, expected).await
+    }
+
     /// Delete `key` (only if its live version is `expected`, when given).
     /// Returns the deleted value with `mod_revision` = the delete's revision.
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue>;

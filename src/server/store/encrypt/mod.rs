@@ -201,6 +201,14 @@ impl Backend for Encrypted {
         Ok(kv)
     }
 
+    async fn renew(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
+        let _sealing = self.writes.read().await;
+        let sealed = self.seal(key, value.clone())?;
+        let mut kv = self.inner.renew(key, sealed, expected).await?;
+        kv.value = value;
+        Ok(kv)
+    }
+
     async fn delete(&self, key: &str, expected: Option<Revision>) -> Result<KeyValue> {
         let kv = self.inner.delete(key, expected).await?;
         open(&self.transformers(), kv)

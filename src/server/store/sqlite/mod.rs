@@ -5,6 +5,7 @@
 //! [`watch`] (catch-up + live fan-out), [`compact`] (history removal).
 
 mod compact;
+mod deferred;
 mod read;
 mod schema;
 mod watch;
@@ -91,7 +92,12 @@ impl SqliteBackend {
 
     pub fn open_with(path: &Path, opts: SqliteOptions) -> Result<Arc<SqliteBackend>> {
         schema::prepare_file(path)?;
-        let (conn, last, compacted) = schema::open_writer(path, opts.busy_timeout)?;
+        let schema::Opened {
+            conn,
+            last,
+            compacted,
+            reserved,
+        } = schema::open_writer(path, opts.busy_timeout)?;
         let (fanout, _) = broadcast::channel(opts.fanout_events.max(1));
         let published = Arc::new(Published {
             current: AtomicI64::new(last),
@@ -99,10 +105,11 @@ impl SqliteBackend {
             holds: Arc::default(),
             fanout: Mutex::new(Some(fanout)),
             write_failure: Mutex::new(None),
+            deferred: Default::default(),
         });
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let (done_tx, done_rx) = oneshot::channel();
-        let writer = Writer::new(conn, last, opts.max_batch, Arc::clone(&published));
+        let writer = Writer::new(conn, last, reserved, opts.max_batch, Arc::clone(&published));
         std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
@@ -179,6 +186,12 @@ impl SqliteBackend {
         rx.await.map_err(|_| Error::Closed)?
     }
 
+    /// Writes renewals that wait in memory (`Backend::renew`) to the file
+    /// now; they go with the next durable commit anyway.
+    pub async fn flush_renewals(&self) -> Result<()> {
+        self.request(|reply| Request::Flush { reply }).await
+    }
+
     async fn write(&self, op: WriteOp) -> Result<KeyValue> {
         self.request(|reply| Request::Write { op, reply }).await
     }
@@ -209,12 +222,17 @@ impl Backend for SqliteBackend {
 
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<Option<KeyValue>> {
         let rev = self.read_revision(revision)?;
+        // Before the database snapshot (see `Published::deferred`).
+        let deferred = self.published.deferred.snapshot();
         let key = key.to_owned();
-        self.reads.run(move |tx| read::get(tx, &key, rev)).await
+        self.reads
+            .run(move |tx| read::get(tx, &key, rev, &deferred))
+            .await
     }
 
     async fn list(&self, prefix: &str, opts: ListOptions) -> Result<ListResult> {
         let rev = self.read_revision(opts.revision)?;
+        let deferred = self.published.deferred.snapshot();
         let range = KeyRange::prefix(prefix);
         self.reads
             .run(move |tx| {
@@ -223,7 +241,9 @@ impl Backend for SqliteBackend {
                     max_bytes: opts.max_bytes,
                     count: opts.count_remaining,
                 };
-                read::list(tx, &range, opts.start_after.as_deref(), bounds, rev)
+                let mut list = read::list(tx, &range, opts.start_after.as_deref(), bounds, rev)?;
+                deferred.refresh(&mut list);
+                Ok(list)
             })
             .await
     }
@@ -247,6 +267,17 @@ impl Backend for SqliteBackend {
             key: key.to_owned(),
             value,
             expected,
+            defer: false,
+        })
+        .await
+    }
+
+    async fn renew(&self, key: &str, value: Bytes, expected: Revision) -> Result<KeyValue> {
+        self.write(WriteOp::Update {
+            key: key.to_owned(),
+            value,
+            expected,
+            defer: true,
         })
         .await
     }
@@ -278,6 +309,7 @@ impl Backend for SqliteBackend {
         };
         Ok(watch::Watch {
             pool: Arc::clone(&self.reads),
+            published: Arc::clone(&self.published),
             prefix: prefix.to_owned(),
             after,
             live,

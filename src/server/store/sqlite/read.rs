@@ -8,6 +8,7 @@ use bytes::Bytes;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use tokio::sync::Semaphore;
 
+use super::deferred::Overlay;
 use super::schema::{db_err, open_reader, read_compacted};
 use crate::server::store::{Error, Event, EventKind, KeyValue, ListResult, Revision};
 
@@ -130,7 +131,14 @@ pub(crate) fn check_readable(tx: &Transaction<'_>, rev: Revision) -> Result<()> 
 pub(crate) const GET_SQL: &str = "SELECT deleted, value, create_rev, rev FROM kv
      WHERE key = ?1 AND rev <= ?2 ORDER BY rev DESC LIMIT 1";
 
-pub(crate) fn get(tx: &Transaction<'_>, key: &str, rev: Revision) -> Result<Option<KeyValue>> {
+/// The version of `key` at `rev`: the file's, or a newer renewal that
+/// waits in memory.
+pub(crate) fn get(
+    tx: &Transaction<'_>,
+    key: &str,
+    rev: Revision,
+    deferred: &Overlay,
+) -> Result<Option<KeyValue>> {
     check_readable(tx, rev)?;
     let row = tx
         .prepare_cached(GET_SQL)
@@ -141,6 +149,12 @@ pub(crate) fn get(tx: &Transaction<'_>, key: &str, rev: Revision) -> Result<Opti
         })
         .optional()
         .map_err(db_err)?;
+    if let Some(kv) = deferred.newest(key, rev) {
+        // A delete in the file after it (read from an older overlay) wins.
+        if row.as_ref().is_none_or(|r| r.3 < kv.mod_revision) {
+            return Ok(Some(kv.clone()));
+        }
+    }
     Ok(match row {
         Some((false, value, create_revision, mod_revision)) => Some(KeyValue {
             key: key.to_owned(),

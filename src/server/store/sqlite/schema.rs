@@ -37,6 +37,9 @@ CREATE TABLE IF NOT EXISTS meta (
 ";
 
 pub(crate) const META_COMPACTED: &str = "compacted_rev";
+/// Revisions up to this one may have been handed to deferred renewals
+/// (see `deferred`): never to be handed out again.
+pub(crate) const META_RESERVED: &str = "reserved_rev";
 
 /// Page cache per connection, in KiB (negative `cache_size` means KiB).
 /// Kept small: the whole server has to idle under 30 MiB.
@@ -92,11 +95,8 @@ fn open_flags() -> OpenFlags {
 }
 
 /// Opens the single write connection, switches to WAL and creates the
-/// tables. Returns the newest revision ever handed out and the compacted one.
-pub(crate) fn open_writer(
-    path: &Path,
-    busy_timeout: Duration,
-) -> Result<(Connection, Revision, Revision), Error> {
+/// tables.
+pub(crate) fn open_writer(path: &Path, busy_timeout: Duration) -> Result<Opened, Error> {
     let conn = Connection::open_with_flags(path, open_flags()).map_err(db_err)?;
     // Only another process (a second server on the same file, a backup
     // tool) can hold the write lock; give it a moment, then fail the batch.
@@ -133,9 +133,25 @@ pub(crate) fn open_writer(
         .query_row("SELECT COALESCE(MAX(rev), 0) FROM kv", [], |r| r.get(0))
         .map_err(db_err)?;
     let compacted = read_compacted(&conn)?;
-    // Compaction may remove the newest row (an old tombstone); revisions must
-    // still never be reused, and none above the compacted one was removed.
-    Ok((conn, max_rev.max(compacted), compacted))
+    let reserved = read_meta(&conn, META_RESERVED)?;
+    // Compaction may remove the newest row (an old tombstone), and a crash
+    // loses deferred renewals: revisions must still never be reused, and
+    // none above the compacted or the reserved one was handed out.
+    Ok(Opened {
+        conn,
+        last: max_rev.max(compacted).max(reserved),
+        compacted,
+        reserved,
+    })
+}
+
+/// The write connection and where the log stands.
+pub(crate) struct Opened {
+    pub conn: Connection,
+    /// The newest revision ever handed out.
+    pub last: Revision,
+    pub compacted: Revision,
+    pub reserved: Revision,
 }
 
 /// Opens a connection that only reads (the writer has created the schema).
@@ -153,10 +169,14 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, Error> {
 }
 
 pub(crate) fn read_compacted(conn: &Connection) -> Result<Revision, Error> {
+    read_meta(conn, META_COMPACTED)
+}
+
+fn read_meta(conn: &Connection, name: &str) -> Result<Revision, Error> {
     let rev: Option<Revision> = conn
         .prepare_cached("SELECT value FROM meta WHERE name = ?1")
         .map_err(db_err)?
-        .query_row([META_COMPACTED], |r| r.get(0))
+        .query_row([name], |r| r.get(0))
         .optional()
         .map_err(db_err)?;
     Ok(rev.unwrap_or(0))

@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
+use super::deferred::merge_history;
 use super::read::{self, KeyRange, ReadPool};
-use super::writer::SharedEvent;
+use super::writer::{Published, SharedEvent};
 use crate::server::store::{Error, Event, Revision, WatchReceiver};
 
 /// Catch-up reads this many events per read transaction, so a long history
@@ -15,6 +16,8 @@ const HISTORY_PAGE: usize = 256;
 
 pub(crate) struct Watch {
     pub pool: Arc<ReadPool>,
+    /// For the renewals not yet in the file.
+    pub published: Arc<Published>,
     pub prefix: String,
     /// Deliver events with a revision above this.
     pub after: Revision,
@@ -82,11 +85,16 @@ impl Watch {
         while *last < upto {
             let from = *last;
             let range = Arc::clone(range);
-            let page = self
+            // Before the page's database snapshot (see `Published::deferred`).
+            let deferred = self.published.deferred.snapshot();
+            let (page, full) = self
                 .pool
-                .run(move |tx| read::history(tx, &range, from, upto, HISTORY_PAGE))
+                .run(move |tx| {
+                    let file = read::history(tx, &range, from, upto, HISTORY_PAGE)?;
+                    let waiting = deferred.events(&range, from, upto);
+                    Ok(merge_history(file, waiting, HISTORY_PAGE))
+                })
                 .await?;
-            let full = page.len() == HISTORY_PAGE;
             for ev in page {
                 *last = ev.revision();
                 if out.send(Ok(ev)).await.is_err() {

@@ -2,15 +2,17 @@
 //! whatever is queued as one transaction (group commit), so many concurrent
 //! writes share one fsync while each stays individually checked.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::compact;
+use super::deferred::{self, Pending};
 
 /// The `meta` row the health probe writes (when it last succeeded).
 const META_PROBED: &str = "health_probed_at";
@@ -32,6 +34,8 @@ pub(crate) enum WriteOp {
         key: String,
         value: Bytes,
         expected: Revision,
+        /// A renewal that may wait in memory (see `deferred`).
+        defer: bool,
     },
     Delete {
         key: String,
@@ -51,6 +55,8 @@ pub(crate) enum Request {
     /// Try a small write of its own (not a revision) to see whether writes
     /// go through again after one failed.
     Probe { reply: oneshot::Sender<Result<()>> },
+    /// Write deferred renewals to the file now.
+    Flush { reply: oneshot::Sender<Result<()>> },
 }
 
 /// What the writer shares with readers and watchers.
@@ -70,10 +76,15 @@ pub(crate) struct Published {
     /// Why the last commit (or probe) failed; None once one succeeds. Read
     /// by readiness: a store whose writes fail is not ready.
     pub write_failure: Mutex<Option<String>>,
+    /// Renewals acknowledged but not yet in the file. Set before `current`
+    /// covers them, cleared only after they are committed: a reader that
+    /// takes it before its database snapshot finds every revision up to the
+    /// `current` it read in one or the other.
+    pub deferred: deferred::Shared,
 }
 
 impl Published {
-    fn set_write_failure(&self, failure: Option<String>) {
+    pub(super) fn set_write_failure(&self, failure: Option<String>) {
         if let Ok(mut f) = self.write_failure.lock() {
             *f = failure;
         }
@@ -86,11 +97,11 @@ impl Published {
 
 /// The newest row of a key, as the writer needs it for checks and events.
 #[derive(Clone)]
-struct Latest {
-    rev: Revision,
-    deleted: bool,
-    create_rev: Revision,
-    value: Bytes,
+pub(super) struct Latest {
+    pub rev: Revision,
+    pub deleted: bool,
+    pub create_rev: Revision,
+    pub value: Bytes,
 }
 
 impl Latest {
@@ -105,22 +116,30 @@ impl Latest {
 }
 
 pub(crate) struct Writer {
-    conn: Connection,
-    /// Newest revision in the table (or compacted away); the next write
-    /// gets `last + 1`.
-    last: Revision,
+    pub(super) conn: Connection,
+    /// Newest revision handed out; the next write gets `last + 1`.
+    pub(super) last: Revision,
     max_batch: usize,
-    published: Arc<Published>,
+    pub(super) published: Arc<Published>,
+    /// Deferred renewals by key (see `deferred`), how many events they
+    /// hold, and since when the oldest waits.
+    pub(super) pending: BTreeMap<String, Pending>,
+    pub(super) pending_events: usize,
+    pub(super) pending_since: Option<Instant>,
+    /// Revisions up to this one are durably reserved (`meta.reserved_rev`):
+    /// deferred renewals only take revisions below it.
+    pub(super) reserved: Revision,
 }
 
 /// One op's outcome before commit: the value to return and the event, or the
 /// op's own error (which does not fail the batch).
-type Outcome = Result<(KeyValue, Event)>;
+pub(super) type Outcome = Result<(KeyValue, SharedEvent)>;
 
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
         last: Revision,
+        reserved: Revision,
         max_batch: usize,
         published: Arc<Published>,
     ) -> Self {
@@ -129,6 +148,10 @@ impl Writer {
             last,
             max_batch: max_batch.max(1),
             published,
+            pending: BTreeMap::new(),
+            pending_events: 0,
+            pending_since: None,
+            reserved,
         }
     }
 
@@ -137,6 +160,7 @@ impl Writer {
         let mut writes = Vec::with_capacity(self.max_batch);
         let mut compactions = Vec::new();
         let mut probes = Vec::new();
+        let mut flushes = Vec::new();
         while let Some(first) = rx.blocking_recv() {
             let mut next = Some(first);
             while let Some(req) = next.take() {
@@ -144,6 +168,7 @@ impl Writer {
                     Request::Write { op, reply } => writes.push((op, reply)),
                     Request::Compact { keep, reply } => compactions.push((keep, reply)),
                     Request::Probe { reply } => probes.push(reply),
+                    Request::Flush { reply } => flushes.push(reply),
                 }
                 if writes.len() < self.max_batch {
                     next = rx.try_recv().ok();
@@ -152,8 +177,22 @@ impl Writer {
             if !writes.is_empty() {
                 self.commit_group(&mut writes);
             }
+            let mut flushed = Ok(());
+            if !compactions.is_empty() || !flushes.is_empty() {
+                // Compaction comes every few minutes: it bounds how long a
+                // renewal waits when nothing else is written.
+                flushed = self.flush();
+                for reply in flushes.drain(..) {
+                    let _ = reply.send(flushed.clone().map_err(Error::Backend));
+                }
+            }
             for (keep, reply) in compactions.drain(..) {
-                let res = compact::compact(&mut self.conn, self.last, keep, &self.published);
+                // Compaction looks only at rows in the file: with renewals
+                // left out, it would keep the row they replace for ever.
+                let res = match &flushed {
+                    Ok(()) => compact::compact(&mut self.conn, self.last, keep, &self.published),
+                    Err(why) => Err(Error::Backend(why.clone())),
+                };
                 let _ = reply.send(res);
             }
             if !probes.is_empty() {
@@ -166,6 +205,7 @@ impl Writer {
         if let Ok(mut fanout) = self.published.fanout.lock() {
             fanout.take();
         }
+        self.shut_down_deferral();
         // Fold the WAL back so the next start reads one file; failure only
         // costs a slower start.
         if let Err(e) = self
@@ -178,6 +218,16 @@ impl Writer {
     }
 
     fn commit_group(&mut self, writes: &mut Vec<(WriteOp, oneshot::Sender<Result<KeyValue>>)>) {
+        if self.can_defer(writes) {
+            match self.apply_deferred(writes) {
+                Ok(outcomes) => {
+                    self.answer(writes, outcomes);
+                    return;
+                }
+                // Only a lookup failed; the durable path reports it.
+                Err(e) => tracing::debug!(error = %e, "store: deferring renewals failed"),
+            }
+        }
         let outcomes = match self.apply(writes) {
             Ok(outcomes) => outcomes,
             Err(e) => {
@@ -195,6 +245,17 @@ impl Writer {
             tracing::info!("store: writes go through again");
             self.published.set_write_failure(None);
         }
+        // The flushed renewals are in the file now.
+        self.clear_pending();
+        self.answer(writes, outcomes);
+    }
+
+    /// Publishes the events of a group and answers its callers.
+    fn answer(
+        &self,
+        writes: &mut Vec<(WriteOp, oneshot::Sender<Result<KeyValue>>)>,
+        outcomes: Vec<Outcome>,
+    ) {
         let mut events = Vec::with_capacity(outcomes.len());
         let mut replies = Vec::with_capacity(outcomes.len());
         for ((_, reply), outcome) in writes.drain(..).zip(outcomes) {
@@ -216,7 +277,7 @@ impl Writer {
         }
     }
 
-    fn publish(&self, events: Vec<Event>) {
+    fn publish(&self, events: Vec<SharedEvent>) {
         let last = self.last;
         match self.published.fanout.lock() {
             Ok(fanout) => {
@@ -228,7 +289,7 @@ impl Writer {
                 if let Some(tx) = fanout.as_ref() {
                     for ev in events {
                         // No receivers is not an error here.
-                        let _ = tx.send(Arc::new(ev));
+                        let _ = tx.send(ev);
                     }
                 }
             }
@@ -272,7 +333,7 @@ impl Writer {
     }
 
     /// Runs the batch in one transaction. Err means nothing was committed.
-    fn apply(
+    pub(super) fn apply(
         &mut self,
         writes: &[(WriteOp, oneshot::Sender<Result<KeyValue>>)],
     ) -> Result<Vec<Outcome>, rusqlite::Error> {
@@ -284,29 +345,19 @@ impl Writer {
         // would see its own inserts anyway; this saves the lookup.
         let mut seen: HashMap<String, Option<Latest>> = HashMap::new();
         let mut outcomes = Vec::with_capacity(writes.len());
+        let mut wants_reserve = false;
+        deferred::insert_pending(&tx, &self.pending, &mut seen)?;
         {
-            let mut find = tx.prepare_cached(
-                "SELECT rev, deleted, create_rev, value FROM kv
-                 WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
-            )?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO kv (rev, key, created, deleted, create_rev, prev_rev, value)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             for (op, _) in writes {
+                wants_reserve |= op.deferrable();
                 let key = op.key();
                 let latest = match seen.get(key) {
                     Some(l) => l.clone(),
-                    None => find
-                        .query_row([key], |r| {
-                            Ok(Latest {
-                                rev: r.get(0)?,
-                                deleted: r.get(1)?,
-                                create_rev: r.get(2)?,
-                                value: Bytes::from(r.get::<_, Vec<u8>>(3)?),
-                            })
-                        })
-                        .optional()?,
+                    None => newest_row(&tx, key)?,
                 };
                 let live = latest.as_ref().filter(|l| !l.deleted);
                 let row = match check(op, live, latest.as_ref(), next) {
@@ -351,18 +402,50 @@ impl Writer {
                         value: row.value.clone(),
                     }),
                 );
-                outcomes.push(Ok((row.result, row.event)));
+                outcomes.push(Ok((row.result, Arc::new(row.event))));
                 next += 1;
             }
         }
+        // A renewal that could not wait for want of reserved revisions
+        // reserves the next block with this commit.
+        let reserve = wants_reserve
+            .then(|| deferred::next_reservation(self.reserved, next - 1))
+            .flatten();
+        if let Some(r) = reserve {
+            deferred::write_reserved(&tx, r)?;
+        }
         tx.commit()?;
         self.last = next - 1;
+        if let Some(r) = reserve {
+            self.reserved = r;
+        }
         Ok(outcomes)
     }
 }
 
+/// The newest row of `key` in the file (a tombstone included).
+pub(super) fn newest_row(conn: &Connection, key: &str) -> rusqlite::Result<Option<Latest>> {
+    conn.prepare_cached(
+        "SELECT rev, deleted, create_rev, value FROM kv
+         WHERE key = ?1 ORDER BY rev DESC LIMIT 1",
+    )?
+    .query_row([key], |r| {
+        Ok(Latest {
+            rev: r.get(0)?,
+            deleted: r.get(1)?,
+            create_rev: r.get(2)?,
+            value: Bytes::from(r.get::<_, Vec<u8>>(3)?),
+        })
+    })
+    .optional()
+}
+
 impl WriteOp {
-    fn key(&self) -> &str {
+    pub(super) fn deferrable(&self) -> bool {
+        matches!(self, WriteOp::Update { defer: true, .. })
+    }
+
+    pub(super) fn key(&self) -> &str {
         match self {
             WriteOp::Create { key, .. }
             | WriteOp::Update { key, .. }
@@ -371,19 +454,19 @@ impl WriteOp {
     }
 }
 
-struct NewRow {
-    created: bool,
-    deleted: bool,
-    create_rev: Revision,
-    prev_rev: Revision,
-    value: Bytes,
-    result: KeyValue,
-    event: Event,
+pub(super) struct NewRow {
+    pub created: bool,
+    pub deleted: bool,
+    pub create_rev: Revision,
+    pub prev_rev: Revision,
+    pub value: Bytes,
+    pub result: KeyValue,
+    pub event: Event,
 }
 
 /// Decides one op against the key's newest row (`latest`, possibly a
 /// tombstone; `live` is it unless it is a tombstone).
-fn check(
+pub(super) fn check(
     op: &WriteOp,
     live: Option<&Latest>,
     latest: Option<&Latest>,
@@ -420,6 +503,7 @@ fn check(
             key,
             value,
             expected,
+            ..
         } => {
             let cur = live.ok_or_else(|| Error::NotFound { key: key.clone() })?;
             if cur.rev != *expected {

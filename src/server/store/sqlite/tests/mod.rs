@@ -4,6 +4,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tempfile::TempDir;
 
+mod deferred;
 mod model;
 
 use super::read::prefix_upper_bound;
@@ -691,7 +692,7 @@ async fn cached_reads_are_not_prepared_again() {
     let tx = conn.transaction().unwrap();
     let range = super::read::KeyRange::prefix("/k/");
     for i in 0..10 {
-        super::read::get(&tx, &format!("/k/{i}"), 100).unwrap();
+        super::read::get(&tx, &format!("/k/{i}"), 100, &Default::default()).unwrap();
         let after = format!("/k/{i}");
         let start = if i % 2 == 0 {
             None
