@@ -21,6 +21,9 @@ command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 # tests/packaging_units.rs: systemd accepts the units skiff installs.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The store suite on PostgreSQL (src/server/store/postgres/tests.rs) starts
+# a server of its own from the package's programs.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     echo "test.sh: installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

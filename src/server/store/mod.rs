@@ -5,7 +5,12 @@
 //! The [`Backend`] trait is the seam for other stores (PostgreSQL, etcd) of a
 //! highly-available control plane; [`sqlite::SqliteBackend`] is the default.
 
+#[cfg(test)]
+mod conformance;
 pub mod encrypt;
+mod live;
+mod log;
+pub mod postgres;
 pub mod sqlite;
 
 use std::collections::BTreeMap;

@@ -10,7 +10,9 @@ use tokio::sync::Semaphore;
 
 use super::deferred::Overlay;
 use super::schema::{db_err, open_reader, read_compacted};
-use crate::server::store::{Error, Event, EventKind, KeyValue, ListResult, Revision};
+pub(crate) use crate::server::store::log::KeyRange;
+use crate::server::store::log::{hi_or_max, history_event};
+use crate::server::store::{Error, Event, KeyValue, ListResult, Revision};
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -77,41 +79,6 @@ impl ReadPool {
     pub(crate) fn clear(&self) {
         if let Ok(mut idle) = self.idle.lock() {
             idle.clear();
-        }
-    }
-}
-
-/// The smallest string greater than every string that starts with
-/// `prefix`, or None if there is none (empty prefix). Bumping the last
-/// character keeps the bound valid UTF-8, and since UTF-8 byte order equals
-/// code point order, SQLite's BINARY collation agrees with it.
-pub(crate) fn prefix_upper_bound(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(last) = chars.pop() {
-        let mut next = last as u32 + 1;
-        if (0xD800..=0xDFFF).contains(&next) {
-            next = 0xE000;
-        }
-        if let Some(c) = char::from_u32(next) {
-            chars.push(c);
-            return Some(chars.into_iter().collect());
-        }
-        // `last` was char::MAX: carry into the character before it.
-    }
-    None
-}
-
-/// A key range `[lo, hi)`; `hi == None` means unbounded.
-pub(crate) struct KeyRange {
-    pub lo: String,
-    pub hi: Option<String>,
-}
-
-impl KeyRange {
-    pub(crate) fn prefix(prefix: &str) -> Self {
-        KeyRange {
-            lo: prefix.to_owned(),
-            hi: prefix_upper_bound(prefix),
         }
     }
 }
@@ -218,16 +185,6 @@ pub(crate) static LIST_SQL: std::sync::LazyLock<RangeSql> =
     std::sync::LazyLock::new(|| RangeSql::of(LIST_TEMPLATE));
 static COUNT_SQL: std::sync::LazyLock<RangeSql> =
     std::sync::LazyLock::new(|| RangeSql::of(COUNT_TEMPLATE));
-
-/// An upper bound for the empty prefix. Binding NULL would make `key < ?`
-/// false, and `(? IS NULL OR key < ?)` would stop SQLite from using the
-/// bound for the index range; a run of char::MAX sorts after any real key.
-fn hi_or_max(range: &KeyRange) -> String {
-    range
-        .hi
-        .clone()
-        .unwrap_or_else(|| char::MAX.to_string().repeat(64))
-}
 
 /// How much one list call may return, and whether to count the rest.
 pub(crate) struct Bounds {
@@ -338,47 +295,14 @@ pub(crate) fn history(
     let mut out = Vec::new();
     while let Some(r) = rows.next().map_err(db_err)? {
         let kv = kv_from_row(r)?;
-        let created: bool = r.get(4).map_err(db_err)?;
-        let deleted: bool = r.get(5).map_err(db_err)?;
-        let prev_rev: Revision = r.get(6).map_err(db_err)?;
-        let event = if deleted {
-            // The tombstone carries the deleted value, so `prev` is exact
-            // even if the row it replaced is gone.
-            let prev = KeyValue {
-                mod_revision: prev_rev,
-                ..kv.clone()
-            };
-            Event {
-                kind: EventKind::Delete,
-                kv,
-                prev: Some(prev),
-            }
-        } else if created {
-            Event {
-                kind: EventKind::Create,
-                kv,
-                prev: None,
-            }
-        } else {
-            let prev_value: Option<Vec<u8>> = r.get(7).map_err(db_err)?;
-            let prev_create: Option<Revision> = r.get(8).map_err(db_err)?;
-            let prev = match (prev_value, prev_create) {
-                (Some(v), Some(c)) => Some(KeyValue {
-                    key: kv.key.clone(),
-                    value: Bytes::from(v),
-                    create_revision: c,
-                    mod_revision: prev_rev,
-                }),
-                // Rows replaced after the compacted revision are kept, so
-                // this only happens for a corrupt log; report what we have.
-                _ => None,
-            };
-            Event {
-                kind: EventKind::Update,
-                kv,
-                prev,
-            }
-        };
+        let event = history_event(
+            kv,
+            r.get(4).map_err(db_err)?,
+            r.get(5).map_err(db_err)?,
+            r.get(6).map_err(db_err)?,
+            r.get(7).map_err(db_err)?,
+            r.get(8).map_err(db_err)?,
+        );
         out.push(event);
     }
     Ok(out)

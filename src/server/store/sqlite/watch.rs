@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 
+use crate::server::store::live;
+
 use super::deferred::merge_history;
 use super::read::{self, KeyRange, ReadPool};
 use super::writer::{Published, SharedEvent};
@@ -35,41 +37,14 @@ impl Watch {
         rx
     }
 
-    async fn run(mut self, out: mpsc::Sender<Result<Event, Error>>) {
+    async fn run(self, out: mpsc::Sender<Result<Event, Error>>) {
         let range = Arc::new(KeyRange::prefix(&self.prefix));
         let mut last = self.after;
         if let Err(e) = self.catch_up(&range, &mut last, &out).await {
             let _ = out.send(Err(e)).await;
             return;
         }
-        loop {
-            let next = tokio::select! {
-                // Without this a dropped watch on a quiet prefix would keep
-                // its task (and a fan-out slot) until the next write.
-                _ = out.closed() => return,
-                b = self.live.recv() => b,
-            };
-            match next {
-                Ok(ev) => {
-                    if ev.revision() <= last || !ev.kv.key.starts_with(&self.prefix) {
-                        continue;
-                    }
-                    last = ev.revision();
-                    if out.send(Ok(Event::clone(&ev))).await.is_err() {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(missed)) => {
-                    tracing::debug!(prefix = %self.prefix, last, missed, "store watcher lagged");
-                    let _ = out.send(Err(Error::WatcherLagged)).await;
-                    return;
-                }
-                Err(broadcast::error::RecvError::Closed) => {
-                    let _ = out.send(Err(Error::Closed)).await;
-                    return;
-                }
-            }
-        }
+        live::forward(self.live, &self.prefix, last, &out).await;
     }
 
     /// Sends history in (`last`, `upto`]; `Ok` with `last` advanced, or

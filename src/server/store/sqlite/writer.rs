@@ -16,7 +16,8 @@ use super::deferred::{self, Pending};
 
 /// The `meta` row the health probe writes (when it last succeeded).
 const META_PROBED: &str = "health_probed_at";
-use crate::server::store::{Error, Event, EventKind, KeyValue, Revision, RevisionHolds};
+pub(crate) use crate::server::store::log::{check, Latest, WriteOp};
+use crate::server::store::{Error, Event, KeyValue, Revision, RevisionHolds};
 
 type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -24,24 +25,6 @@ type Result<T, E = Error> = std::result::Result<T, E>;
 /// until the slowest has seen it. Events (not commit groups) are the unit so
 /// the fan-out's memory is bounded by a number of objects.
 pub(crate) type SharedEvent = Arc<Event>;
-
-pub(crate) enum WriteOp {
-    Create {
-        key: String,
-        value: Bytes,
-    },
-    Update {
-        key: String,
-        value: Bytes,
-        expected: Revision,
-        /// A renewal that may wait in memory (see `deferred`).
-        defer: bool,
-    },
-    Delete {
-        key: String,
-        expected: Option<Revision>,
-    },
-}
 
 pub(crate) enum Request {
     Write {
@@ -92,26 +75,6 @@ impl Published {
 
     pub(crate) fn write_failure(&self) -> Option<String> {
         self.write_failure.lock().ok().and_then(|f| f.clone())
-    }
-}
-
-/// The newest row of a key, as the writer needs it for checks and events.
-#[derive(Clone)]
-pub(super) struct Latest {
-    pub rev: Revision,
-    pub deleted: bool,
-    pub create_rev: Revision,
-    pub value: Bytes,
-}
-
-impl Latest {
-    fn kv(&self, key: &str) -> KeyValue {
-        KeyValue {
-            key: key.to_owned(),
-            value: self.value.clone(),
-            create_revision: self.create_rev,
-            mod_revision: self.rev,
-        }
     }
 }
 
@@ -438,129 +401,4 @@ pub(super) fn newest_row(conn: &Connection, key: &str) -> rusqlite::Result<Optio
         })
     })
     .optional()
-}
-
-impl WriteOp {
-    pub(super) fn deferrable(&self) -> bool {
-        matches!(self, WriteOp::Update { defer: true, .. })
-    }
-
-    pub(super) fn key(&self) -> &str {
-        match self {
-            WriteOp::Create { key, .. }
-            | WriteOp::Update { key, .. }
-            | WriteOp::Delete { key, .. } => key,
-        }
-    }
-}
-
-pub(super) struct NewRow {
-    pub created: bool,
-    pub deleted: bool,
-    pub create_rev: Revision,
-    pub prev_rev: Revision,
-    pub value: Bytes,
-    pub result: KeyValue,
-    pub event: Event,
-}
-
-/// Decides one op against the key's newest row (`latest`, possibly a
-/// tombstone; `live` is it unless it is a tombstone).
-pub(super) fn check(
-    op: &WriteOp,
-    live: Option<&Latest>,
-    latest: Option<&Latest>,
-    rev: Revision,
-) -> Result<NewRow> {
-    match op {
-        WriteOp::Create { key, value } => {
-            if live.is_some() {
-                return Err(Error::AlreadyExists { key: key.clone() });
-            }
-            let kv = KeyValue {
-                key: key.clone(),
-                value: value.clone(),
-                create_revision: rev,
-                mod_revision: rev,
-            };
-            Ok(NewRow {
-                created: true,
-                deleted: false,
-                create_rev: rev,
-                // Chaining to the tombstone keeps (key, prev_rev) unique
-                // across delete and re-create.
-                prev_rev: latest.map_or(0, |l| l.rev),
-                value: value.clone(),
-                result: kv.clone(),
-                event: Event {
-                    kind: EventKind::Create,
-                    kv,
-                    prev: None,
-                },
-            })
-        }
-        WriteOp::Update {
-            key,
-            value,
-            expected,
-            ..
-        } => {
-            let cur = live.ok_or_else(|| Error::NotFound { key: key.clone() })?;
-            if cur.rev != *expected {
-                return Err(Error::Conflict {
-                    key: key.clone(),
-                    expected: *expected,
-                    actual: cur.rev,
-                });
-            }
-            let kv = KeyValue {
-                key: key.clone(),
-                value: value.clone(),
-                create_revision: cur.create_rev,
-                mod_revision: rev,
-            };
-            Ok(NewRow {
-                created: false,
-                deleted: false,
-                create_rev: cur.create_rev,
-                prev_rev: cur.rev,
-                value: value.clone(),
-                result: kv.clone(),
-                event: Event {
-                    kind: EventKind::Update,
-                    kv,
-                    prev: Some(cur.kv(key)),
-                },
-            })
-        }
-        WriteOp::Delete { key, expected } => {
-            let cur = live.ok_or_else(|| Error::NotFound { key: key.clone() })?;
-            if let Some(expected) = expected {
-                if cur.rev != *expected {
-                    return Err(Error::Conflict {
-                        key: key.clone(),
-                        expected: *expected,
-                        actual: cur.rev,
-                    });
-                }
-            }
-            let kv = KeyValue {
-                mod_revision: rev,
-                ..cur.kv(key)
-            };
-            Ok(NewRow {
-                created: false,
-                deleted: true,
-                create_rev: cur.create_rev,
-                prev_rev: cur.rev,
-                value: cur.value.clone(),
-                result: kv.clone(),
-                event: Event {
-                    kind: EventKind::Delete,
-                    kv,
-                    prev: Some(cur.kv(key)),
-                },
-            })
-        }
-    }
 }
