@@ -125,6 +125,20 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     pub encryption_provider_config: Option<PathBuf>,
 
+    /// Where the cluster's state is kept (k3s's flag): `sqlite://` (the
+    /// default: a file in the data directory) or
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (a PostgreSQL
+    /// server on this machine or a unix socket:
+    /// `postgres://USER@%2Frun%2Fpostgresql/DATABASE`; connections are not
+    /// encrypted yet). The environment keeps a password out of `ps`.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SKIFF_DATASTORE_ENDPOINT",
+        hide_env_values = true
+    )]
+    pub datastore_endpoint: Option<String>,
+
     /// Run the control plane only: no agent in this process, so this
     /// machine is not a node of the cluster.
     #[arg(long)]

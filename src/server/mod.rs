@@ -37,7 +37,6 @@ use self::apiserver::{ApiState, Inflight};
 pub use self::args::ServerArgs;
 use self::args::{advertise_address, cluster_plan, kubeconfig_url};
 use self::components::Components;
-use self::store::sqlite::SqliteBackend;
 use crate::lockfile;
 
 /// Raise the soft open-file limit to the hard one (never above it: root may
@@ -222,10 +221,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !db_path.exists() {
         tokio::task::spawn_blocking(crate::api::protobuf::prepare);
     }
-    let store = tokio::task::spawn_blocking(move || SqliteBackend::open(&db_path))
+    let datastore = store::datastore::Datastore::open(args.datastore_endpoint.as_deref(), &db_path)
         .await
-        .context("opening the database")?
-        .with_context(|| format!("opening the database {}", paths.db.display()))?;
+        .with_context(|| match &args.datastore_endpoint {
+            Some(_) => "opening the datastore".to_string(),
+            None => format!("opening the database {}", paths.db.display()),
+        })?;
+    let store = datastore.backend();
     // Before anything takes an address, or the certificates are touched.
     let ranges = apiserver::kinds::alloc::Ranges::new(&plan);
     apiserver::kinds::plan::settle(&Objects::new(store.clone()).with_ranges(ranges), &plan)
@@ -359,22 +361,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // users; then the store's writer finishes its group so nothing
     // acknowledged is lost.
     let mut components = Components::reporting_to(state.ready.components.clone());
-    let compacting = store.clone();
+    let task = datastore.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
     components.spawn("store compactor", move |life| async move {
-        let task = compacting.spawn_compactor(COMPACT_EVERY, COMPACT_KEEP);
         life.ready();
         life.cancel.cancelled().await;
         task.abort();
         Ok(())
     });
-    if !args.disable_snapshots {
+    // Snapshots copy the embedded database; a PostgreSQL one is backed up
+    // with the database's own tools.
+    if let (false, Some(sqlite)) = (args.disable_snapshots, datastore.sqlite()) {
         let plan = snapshot_schedule::Plan {
             schedule: args.snapshot_schedule_cron.clone(),
             retention: usize::from(args.snapshot_retention),
             dir: args.snapshot_dir.clone(),
         };
         let snapshot_data = data_dir.clone();
-        let snapshot_store = store.clone();
+        let snapshot_store = sqlite.clone();
         components.spawn("scheduled snapshots", move |life| async move {
             life.ready();
             snapshot_schedule::run(snapshot_data, plan, snapshot_store, life.cancel).await;
@@ -508,7 +511,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         });
     }
     let result = components.run_until(shutdown_signal()).await;
-    store.close().await;
+    datastore.close().await;
     result
 }
 

@@ -16,6 +16,7 @@
 
 pub mod busybox;
 pub mod device_image;
+pub mod postgres;
 
 use std::fs;
 use std::io::Write;

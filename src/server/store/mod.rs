@@ -3,10 +3,13 @@
 //! server maps `metadata.resourceVersion` onto these revisions.
 //!
 //! The [`Backend`] trait is the seam for other stores (PostgreSQL, etcd) of a
-//! highly-available control plane; [`sqlite::SqliteBackend`] is the default.
+//! highly-available control plane; [`sqlite::SqliteBackend`] is the default,
+//! [`postgres::PostgresBackend`] one that several servers share
+//! ([`datastore::Datastore`] picks one).
 
 #[cfg(test)]
 mod conformance;
+pub mod datastore;
 pub mod encrypt;
 mod live;
 mod log;

@@ -1,183 +1,27 @@
-//! The store suite on a real PostgreSQL server: this test starts its own
-//! (Debian's `postgresql` package, `initdb` into a temporary directory,
-//! listening on a unix socket there only), gives every case a database of
-//! its own, and stops it at the end, also when a case fails.
+//! The store suite on a real PostgreSQL server that this test starts
+//! (`tests/support/postgres.rs`), every case on a database of its own.
 
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use tokio_postgres::NoTls;
 
 use super::{Endpoint, PostgresBackend, PostgresOptions};
 use crate::server::store::conformance::{self, b, collect_until, model};
 use crate::server::store::{Backend, Error, EventKind};
 
-/// A PostgreSQL server of the test's own.
-struct Cluster {
-    dir: tempfile::TempDir,
-    postmaster: Child,
-    databases: std::sync::atomic::AtomicUsize,
-}
+#[path = "../../../../tests/support/postgres.rs"]
+#[allow(dead_code)]
+mod cluster;
 
-/// The newest installed server's programs.
-fn bin_dir() -> PathBuf {
-    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL is not installed (the test command installs Debian's postgresql)")
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("initdb").exists().then_some((v, bin))
-        })
-        .collect();
-    dirs.sort();
-    dirs.pop()
-        .expect("no initdb under /usr/lib/postgresql/*/bin")
-        .1
-}
+use cluster::PgCluster as Cluster;
 
 impl Cluster {
-    fn start() -> Cluster {
-        // PostgreSQL refuses to run as root: its own system user runs it.
-        let user = nix::unistd::User::from_name("postgres")
-            .unwrap()
-            .expect("the postgres user (made by Debian's postgresql package)");
-        let dir = tempfile::Builder::new()
-            .prefix("skiff-pg-")
-            .tempdir()
-            .unwrap();
-        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid)).unwrap();
-        let bin = bin_dir();
-        let as_postgres = |program: &str| {
-            let mut cmd = Command::new(bin.join(program));
-            cmd.uid(user.uid.as_raw())
-                .gid(user.gid.as_raw())
-                .env("HOME", dir.path())
-                .current_dir(dir.path());
-            cmd
-        };
-        let data = dir.path().join("data");
-        let out = as_postgres("initdb")
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8"])
-            .args(["--locale=C", "--no-sync", "-D"])
-            .arg(&data)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut postmaster = as_postgres("postgres");
-        postmaster
-            .arg("-D")
-            .arg(&data)
-            .arg("-k")
-            .arg(dir.path())
-            // Unix socket only: nothing listens on the network.
-            .args(["-c", "listen_addresses=", "-c", "fsync=off"])
-            .args(["-c", "max_connections=200"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.path().join("server.log")).unwrap(),
-            ));
-        // If the test process dies without its destructors, so does the
-        // server (its backends exit when the postmaster is gone).
-        unsafe {
-            postmaster.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        let postmaster = postmaster.spawn().unwrap();
-        let cluster = Cluster {
-            dir,
-            postmaster,
-            databases: Default::default(),
-        };
-        cluster.wait_ready();
-        cluster
-    }
-
-    fn socket_dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn conninfo(&self, db: &str) -> String {
-        format!(
-            "host={} user=postgres dbname={db}",
-            self.socket_dir().display()
-        )
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !self.socket_dir().join(".s.PGSQL.5432").exists() {
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL did not start: {}",
-                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// A database of its own for one case.
     async fn database(&self) -> String {
-        let n = self
-            .databases
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("case{n}");
-        // The server may still be starting up after its socket appeared.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let made = async {
-                let (client, conn) =
-                    tokio_postgres::connect(&self.conninfo("postgres"), NoTls).await?;
-                let conn = tokio::spawn(conn);
-                let res = client
-                    .batch_execute(&format!("CREATE DATABASE {name}"))
-                    .await;
-                drop(client);
-                let _ = conn.await;
-                res
-            }
-            .await;
-            match made {
-                Ok(()) => break,
-                Err(e) if Instant::now() < deadline => {
-                    eprintln!("create database: {e}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!("create database: {e}"),
-            }
-        }
-        self.conninfo(&name)
+        self.conninfo(&self.create_database())
     }
 
     async fn fresh(&self) -> Arc<PostgresBackend> {
         let url = self.database().await;
         PostgresBackend::open(&url).await.unwrap()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Fast shutdown (SIGINT), then a kill if it hangs.
-        let pid = nix::unistd::Pid::from_raw(self.postmaster.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.postmaster.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.postmaster.kill();
-        let _ = self.postmaster.wait();
     }
 }
 
@@ -235,9 +79,10 @@ fn the_store_suite_passes_on_postgresql() {
 /// revisions, each sees the other's writes in reads, and both watch the
 /// same history.
 async fn several_servers_share_one_log(pg: &Cluster) {
-    let url = pg.database().await;
-    let a = PostgresBackend::open(&url).await.unwrap();
-    let b_ = PostgresBackend::open(&url).await.unwrap();
+    let name = pg.create_database();
+    let a = PostgresBackend::open(&pg.conninfo(&name)).await.unwrap();
+    // The other through the URL form, its host the socket's directory.
+    let b_ = PostgresBackend::open(&pg.url(&name)).await.unwrap();
     let mut watch_a = a.watch("/k/", 0).await.unwrap();
     let mut watch_b = b_.watch("/k/", 0).await.unwrap();
     let mut tasks = Vec::new();
