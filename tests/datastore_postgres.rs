@@ -75,9 +75,9 @@ fn a_bad_datastore_endpoint_is_named_and_the_server_does_not_start() {
     let log = s.restart_fails_with_args(&[
         "--disable-agent",
         "--datastore-endpoint",
-        "postgres://skiff:hunter2@db.example.com/skiff",
+        "postgres://skiff:hunter2@db.example.com/skiff?sslmode=disable",
     ]);
-    assert!(log.contains("not encrypted"), "{log}");
+    assert!(log.contains("must be encrypted"), "{log}");
     assert!(!log.contains("hunter2"), "{log}");
     // A database that does not exist: PostgreSQL's own words.
     let missing = pg.url("nosuchdb");

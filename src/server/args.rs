@@ -127,10 +127,11 @@ pub struct ServerArgs {
 
     /// Where the cluster's state is kept (k3s's flag): `sqlite://` (the
     /// default: a file in the data directory) or
-    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (a PostgreSQL
-    /// server on this machine or a unix socket:
-    /// `postgres://USER@%2Frun%2Fpostgresql/DATABASE`; connections are not
-    /// encrypted yet). The environment keeps a password out of `ps`.
+    /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (PostgreSQL; a
+    /// unix socket is
+    /// `postgres://USER@%2Frun%2Fpostgresql/DATABASE`; one on another
+    /// machine is reached over TLS only). The environment keeps a password
+    /// out of `ps`.
     #[arg(
         long,
         value_name = "URL",
@@ -138,6 +139,20 @@ pub struct ServerArgs {
         hide_env_values = true
     )]
     pub datastore_endpoint: Option<String>,
+
+    /// The CA that the datastore server's certificate must chain to (else
+    /// the system's CAs); giving one also turns TLS on for a server on
+    /// this machine.
+    #[arg(long, value_name = "FILE")]
+    pub datastore_cafile: Option<PathBuf>,
+
+    /// A client certificate for the datastore (with --datastore-keyfile).
+    #[arg(long, value_name = "FILE")]
+    pub datastore_certfile: Option<PathBuf>,
+
+    /// The key of --datastore-certfile.
+    #[arg(long, value_name = "FILE")]
+    pub datastore_keyfile: Option<PathBuf>,
 
     /// Run the control plane only: no agent in this process, so this
     /// machine is not a node of the cluster.

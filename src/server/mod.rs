@@ -221,12 +221,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     if !db_path.exists() {
         tokio::task::spawn_blocking(crate::api::protobuf::prepare);
     }
-    let datastore = store::datastore::Datastore::open(args.datastore_endpoint.as_deref(), &db_path)
-        .await
-        .with_context(|| match &args.datastore_endpoint {
-            Some(_) => "opening the datastore".to_string(),
-            None => format!("opening the database {}", paths.db.display()),
-        })?;
+    let datastore_tls = store::postgres::TlsFiles {
+        ca_file: args.datastore_cafile.clone(),
+        cert_file: args.datastore_certfile.clone(),
+        key_file: args.datastore_keyfile.clone(),
+    };
+    let datastore = store::datastore::Datastore::open(
+        args.datastore_endpoint.as_deref(),
+        &datastore_tls,
+        &db_path,
+    )
+    .await
+    .with_context(|| match &args.datastore_endpoint {
+        Some(_) => "opening the datastore".to_string(),
+        None => format!("opening the database {}", paths.db.display()),
+    })?;
     let store = datastore.backend();
     // Before anything takes an address, or the certificates are touched.
     let ranges = apiserver::kinds::alloc::Ranges::new(&plan);

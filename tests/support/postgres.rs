@@ -14,6 +14,13 @@ pub struct PgCluster {
     dir: tempfile::TempDir,
     postmaster: Child,
     databases: AtomicUsize,
+    port: u16,
+}
+
+/// A server certificate and key (PEM) for a cluster that speaks TLS.
+pub struct ServerTls {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// The newest installed server's programs.
@@ -35,6 +42,12 @@ fn bin_dir() -> PathBuf {
 
 impl PgCluster {
     pub fn start() -> PgCluster {
+        Self::start_with(None)
+    }
+
+    /// With `tls`, the server also listens on 127.0.0.1 (a free port) and
+    /// speaks TLS there with that certificate.
+    pub fn start_with(tls: Option<ServerTls>) -> PgCluster {
         // PostgreSQL refuses to run as root: its own system user runs it.
         let user = nix::unistd::User::from_name("postgres")
             .unwrap()
@@ -85,14 +98,52 @@ impl PgCluster {
                     .map_err(std::io::Error::from)
             });
         }
+        let mut port = 5432;
+        if let Some(tls) = tls {
+            // A free port on loopback (the listener is closed just before
+            // the server binds it).
+            port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            for (name, pem) in [("server.crt", &tls.cert_pem), ("server.key", &tls.key_pem)] {
+                let path = dir.path().join(name);
+                std::fs::write(&path, pem).unwrap();
+                nix::unistd::chown(&path, Some(user.uid), Some(user.gid)).unwrap();
+                std::fs::set_permissions(
+                    &path,
+                    std::os::unix::fs::PermissionsExt::from_mode(0o600),
+                )
+                .unwrap();
+            }
+            postmaster
+                .args(["-c", "listen_addresses=127.0.0.1", "-c", "ssl=on", "-p"])
+                .arg(port.to_string())
+                .arg("-c")
+                .arg(format!(
+                    "ssl_cert_file={}",
+                    dir.path().join("server.crt").display()
+                ))
+                .arg("-c")
+                .arg(format!(
+                    "ssl_key_file={}",
+                    dir.path().join("server.key").display()
+                ));
+        }
         let postmaster = postmaster.spawn().unwrap();
         let cluster = PgCluster {
             dir,
             postmaster,
             databases: AtomicUsize::new(0),
+            port,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !cluster.socket_dir().join(".s.PGSQL.5432").exists() {
+        while !cluster
+            .socket_dir()
+            .join(format!(".s.PGSQL.{}", cluster.port))
+            .exists()
+        {
             assert!(
                 Instant::now() < deadline,
                 "PostgreSQL did not start: {}",
@@ -114,16 +165,22 @@ impl PgCluster {
     /// A libpq connection string for database `db`.
     pub fn conninfo(&self, db: &str) -> String {
         format!(
-            "host={} user=postgres dbname={db}",
-            self.socket_dir().display()
+            "host={} port={} user=postgres dbname={db}",
+            self.socket_dir().display(),
+            self.port
         )
+    }
+
+    /// The TCP port (on 127.0.0.1, when started with TLS).
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The same as a `postgres://` URL (the socket directory
     /// percent-encoded as the host).
     pub fn url(&self, db: &str) -> String {
         let host = self.socket_dir().display().to_string().replace('/', "%2F");
-        format!("postgres://postgres@{host}/{db}")
+        format!("postgres://postgres@{host}:{}/{db}", self.port)
     }
 
     /// A new, empty database; returns its name.
@@ -135,6 +192,8 @@ impl PgCluster {
             let out = Command::new(bin_dir().join("psql"))
                 .arg("-h")
                 .arg(self.socket_dir())
+                .arg("-p")
+                .arg(self.port.to_string())
                 .args([
                     "-U",
                     "postgres",

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::postgres::PostgresBackend;
+use super::postgres::{PostgresBackend, TlsFiles};
 use super::sqlite::SqliteBackend;
 use super::{Backend, Error, Result};
 
@@ -17,8 +17,12 @@ pub enum Datastore {
 
 impl Datastore {
     /// Opens what `endpoint` names (`sqlite://` or none: the file at
-    /// `sqlite_path`; `postgres://…`, `postgresql://…`).
-    pub async fn open(endpoint: Option<&str>, sqlite_path: &Path) -> Result<Datastore> {
+    /// `sqlite_path`; `postgres://…`, `postgresql://…`, reached with `tls`).
+    pub async fn open(
+        endpoint: Option<&str>,
+        tls: &TlsFiles,
+        sqlite_path: &Path,
+    ) -> Result<Datastore> {
         match endpoint.map(str::trim).filter(|e| !e.is_empty()) {
             None => Self::open_sqlite(sqlite_path).await,
             Some(e) if e == "sqlite" || e.starts_with("sqlite://") => {
@@ -31,7 +35,7 @@ impl Datastore {
                 Self::open_sqlite(sqlite_path).await
             }
             Some(e) if e.starts_with("postgres://") || e.starts_with("postgresql://") => {
-                Ok(Datastore::Postgres(PostgresBackend::open(e).await?))
+                Ok(Datastore::Postgres(PostgresBackend::open(e, tls).await?))
             }
             Some(e) => {
                 // Only the scheme: the rest may hold a password.

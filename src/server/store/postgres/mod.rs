@@ -30,10 +30,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{broadcast, Notify};
-use tokio_postgres::NoTls;
 
 use self::schema::db_err;
-pub use self::schema::Endpoint;
+pub use self::schema::{Endpoint, TlsFiles};
 use super::log::{check, KeyRange, Latest, WriteOp};
 use super::{
     Backend, Error, Event, KeyValue, ListOptions, ListResult, Result, Revision, RevisionHold,
@@ -109,15 +108,19 @@ impl std::fmt::Debug for PostgresBackend {
 impl PostgresBackend {
     /// Connects, creates the tables if they are missing and starts the
     /// poller. Must run inside a tokio runtime.
-    pub async fn open(url: &str) -> Result<Arc<PostgresBackend>> {
-        Self::open_with(url, PostgresOptions::default()).await
+    pub async fn open(url: &str, tls: &TlsFiles) -> Result<Arc<PostgresBackend>> {
+        Self::open_with(url, tls, PostgresOptions::default()).await
     }
 
-    pub async fn open_with(url: &str, opts: PostgresOptions) -> Result<Arc<PostgresBackend>> {
-        let endpoint = Endpoint::parse(url)?;
+    pub async fn open_with(
+        url: &str,
+        tls: &TlsFiles,
+        opts: PostgresOptions,
+    ) -> Result<Arc<PostgresBackend>> {
+        let endpoint = Endpoint::parse(url, tls)?;
         let manager = Manager::from_config(
             endpoint.config.clone(),
-            NoTls,
+            endpoint.tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -151,6 +154,7 @@ impl PostgresBackend {
         });
         let poller = poll::spawn(
             endpoint.config.clone(),
+            endpoint.tls.clone(),
             pool.clone(),
             Arc::clone(&published),
             opts.poll_every,

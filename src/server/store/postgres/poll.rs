@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use futures::StreamExt;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::schema::CHANNEL;
 use super::{read, Published};
@@ -25,12 +26,13 @@ const PAGE: usize = 512;
 
 pub(super) fn spawn(
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
     pool: Pool,
     published: Arc<Published>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
     let listener = Arc::new(tokio::sync::Notify::new());
-    let listening = AbortOnDrop(tokio::spawn(listen(config, Arc::clone(&listener))));
+    let listening = AbortOnDrop(tokio::spawn(listen(config, tls, Arc::clone(&listener))));
     tokio::spawn(async move {
         // The listener's connection ends with the poller.
         let _listening = listening;
@@ -111,9 +113,13 @@ async fn round(pool: &Pool, published: &Published) -> Result<(), Error> {
 
 /// Holds a connection that LISTENs, and wakes the poller on each
 /// notification; reconnects after a failure, a second later.
-async fn listen(config: tokio_postgres::Config, wake: Arc<tokio::sync::Notify>) {
+async fn listen(
+    config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    wake: Arc<tokio::sync::Notify>,
+) {
     loop {
-        match config.connect(NoTls).await {
+        match config.connect(tls.clone()).await {
             Ok((client, mut connection)) => {
                 let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                 let listen_sql = format!("LISTEN {CHANNEL}");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Endpoint, PostgresBackend, PostgresOptions};
+use super::{Endpoint, PostgresBackend, PostgresOptions, TlsFiles};
 use crate::server::store::conformance::{self, b, collect_until, model};
 use crate::server::store::{Backend, Error, EventKind};
 
@@ -21,7 +21,9 @@ impl Cluster {
 
     async fn fresh(&self) -> Arc<PostgresBackend> {
         let url = self.database().await;
-        PostgresBackend::open(&url).await.unwrap()
+        PostgresBackend::open(&url, &TlsFiles::default())
+            .await
+            .unwrap()
     }
 }
 
@@ -80,9 +82,13 @@ fn the_store_suite_passes_on_postgresql() {
 /// same history.
 async fn several_servers_share_one_log(pg: &Cluster) {
     let name = pg.create_database();
-    let a = PostgresBackend::open(&pg.conninfo(&name)).await.unwrap();
+    let a = PostgresBackend::open(&pg.conninfo(&name), &TlsFiles::default())
+        .await
+        .unwrap();
     // The other through the URL form, its host the socket's directory.
-    let b_ = PostgresBackend::open(&pg.url(&name)).await.unwrap();
+    let b_ = PostgresBackend::open(&pg.url(&name), &TlsFiles::default())
+        .await
+        .unwrap();
     let mut watch_a = a.watch("/k/", 0).await.unwrap();
     let mut watch_b = b_.watch("/k/", 0).await.unwrap();
     let mut tasks = Vec::new();
@@ -151,13 +157,15 @@ async fn several_servers_share_one_log(pg: &Cluster) {
 
 async fn a_reopened_store_goes_on_from_its_revision(pg: &Cluster) {
     let url = pg.database().await;
-    let s = PostgresBackend::open(&url).await.unwrap();
+    let s = PostgresBackend::open(&url, &TlsFiles::default())
+        .await
+        .unwrap();
     s.create("/a", b("1")).await.unwrap();
     s.delete("/a", None).await.unwrap();
     assert_eq!(s.compact(0).await.unwrap(), 2);
     s.close().await;
     assert!(matches!(s.create("/b", b("1")).await, Err(Error::Closed)));
-    let s = PostgresBackend::open_with(&url, PostgresOptions::default())
+    let s = PostgresBackend::open_with(&url, &TlsFiles::default(), PostgresOptions::default())
         .await
         .unwrap();
     assert_eq!(s.current_revision(), 2);
@@ -167,25 +175,154 @@ async fn a_reopened_store_goes_on_from_its_revision(pg: &Cluster) {
 }
 
 #[test]
-fn an_endpoint_off_this_machine_is_refused_until_tls_is_spoken() {
-    let err = Endpoint::parse("postgres://u:secret@db.example.com/skiff")
-        .err()
-        .unwrap()
-        .to_string();
+fn a_server_elsewhere_is_reached_over_tls_only() {
+    let none = TlsFiles::default();
+    // (A CA file of its own: the machine may have no system CAs.)
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, test_pki().0).unwrap();
+    let with_ca = TlsFiles {
+        ca_file: Some(ca),
+        ..Default::default()
+    };
+    let e = Endpoint::parse("postgres://u:secret@db.example.com/skiff", &with_ca).unwrap();
+    assert!(e.encrypted);
+    assert_eq!(e.display, "postgres://u@db.example.com/skiff (TLS)");
+    for url in [
+        "postgres://u:secret@db.example.com/skiff?sslmode=verify-full",
+        "postgres://u:secret@db.example.com/skiff?sslmode=verify-ca",
+        "postgres://u:secret@db.example.com/skiff?sslmode=require",
+        "postgres://u:secret@db.example.com/skiff?sslmode=prefer",
+    ] {
+        assert!(Endpoint::parse(url, &with_ca).unwrap().encrypted, "{url}");
+    }
+    let err = Endpoint::parse(
+        "postgres://u:secret@db.example.com/skiff?sslmode=disable",
+        &none,
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(
-        err.contains("db.example.com") && err.contains("not encrypted"),
+        err.contains("db.example.com") && err.contains("must be encrypted"),
         "{err}"
     );
     assert!(!err.contains("secret"), "{err}");
+    // On this machine: plain unless asked.
     for local in [
         "postgres://u:secret@localhost/skiff",
         "postgres://u@127.0.0.1:5433/skiff",
         "postgresql://u@%2Frun%2Fpostgresql/skiff",
         "host=/run/postgresql user=u dbname=skiff",
     ] {
-        let e = Endpoint::parse(local).unwrap();
+        let e = Endpoint::parse(local, &none).unwrap();
+        assert!(!e.encrypted, "{local}");
         assert!(!e.display.contains("secret"), "{}", e.display);
     }
-    let e = Endpoint::parse("postgresql://u@%2Frun%2Fpostgresql/skiff").unwrap();
+    let e = Endpoint::parse("postgresql://u@%2Frun%2Fpostgresql/skiff", &none).unwrap();
     assert_eq!(e.display, "postgres://u@/run/postgresql/skiff");
+    assert!(
+        Endpoint::parse("postgres://u@localhost/skiff?sslmode=require", &none)
+            .unwrap()
+            .encrypted
+    );
+    // A CA file that is not there, or holds no certificate, is named.
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    for ca in [dir.path().join("missing.pem"), empty] {
+        let files = TlsFiles {
+            ca_file: Some(ca.clone()),
+            ..Default::default()
+        };
+        let err = Endpoint::parse("postgres://u@localhost/skiff", &files)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains(&ca.display().to_string()), "{err}");
+    }
+    let half = TlsFiles {
+        cert_file: Some(dir.path().join("c.pem")),
+        ..Default::default()
+    };
+    let err = Endpoint::parse("postgres://u@db.example.com/skiff", &half)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("go together"), "{err}");
+}
+
+/// A CA and a certificate for `localhost`/127.0.0.1 it signed: PEMs.
+fn test_pki() -> (String, cluster::ServerTls) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_ca_cert_der(ca.der(), ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    (
+        ca.pem(),
+        cluster::ServerTls {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        },
+    )
+}
+
+#[test]
+fn the_store_speaks_tls_to_postgresql_and_checks_its_certificate() {
+    let (ca_pem, server) = test_pki();
+    let (other_ca, _) = test_pki();
+    let pg = Cluster::start_with(Some(server));
+    let db = pg.create_database();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let wrong = dir.path().join("other-ca.pem");
+    std::fs::write(&wrong, other_ca).unwrap();
+    let url = format!("postgres://postgres@localhost:{}/{db}", pg.port());
+    let files = TlsFiles {
+        ca_file: Some(ca),
+        ..Default::default()
+    };
+    runtime().block_on(async {
+        // The connection is encrypted, as PostgreSQL itself reports.
+        let e = Endpoint::parse(&url, &files).unwrap();
+        assert!(e.encrypted);
+        let (client, conn) = e.config.connect(e.tls.clone()).await.unwrap();
+        let conn = tokio::spawn(conn);
+        let ssl: bool = client
+            .query_one(
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(ssl);
+        drop(client);
+        let _ = conn.await;
+        let s = PostgresBackend::open(&url, &files).await.unwrap();
+        let kv = s.create("/k", b("v")).await.unwrap();
+        let mut rx = s.watch("/", 0).await.unwrap();
+        assert_eq!(conformance::next_event(&mut rx).await.unwrap().kv, kv);
+        s.close().await;
+        // A certificate from another CA is refused.
+        let err = PostgresBackend::open(
+            &url,
+            &TlsFiles {
+                ca_file: Some(wrong),
+                ..Default::default()
+            },
+        )
+        .await
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+    });
 }
