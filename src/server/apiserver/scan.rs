@@ -214,7 +214,11 @@ pub async fn scan_page(
                         "resourceVersionMatch=Exact needs a resourceVersion",
                     ))
                 }
-                _ => objects.store.current_revision(),
+                _ => objects
+                    .store
+                    .latest_revision()
+                    .await
+                    .map_err(|e| store_error(def, "", e))?,
             }
         }
     };

@@ -9,12 +9,15 @@ use super::{Error, Event, Revision};
 
 /// Forwards events above `last` for keys under `prefix` until the receiver
 /// is dropped, the watcher lags (it gets `WatcherLagged`) or the fan-out
-/// closes (`Closed`).
+/// ends (it gets what `ended` says: `Closed` when the store is closing,
+/// which its users take as the end, else an error that makes them watch
+/// again).
 pub(crate) async fn forward(
     mut live: broadcast::Receiver<Arc<Event>>,
     prefix: &str,
     mut last: Revision,
     out: &mpsc::Sender<Result<Event, Error>>,
+    ended: impl Fn() -> Error,
 ) {
     loop {
         let next = tokio::select! {
@@ -39,7 +42,7 @@ pub(crate) async fn forward(
                 return;
             }
             Err(broadcast::error::RecvError::Closed) => {
-                let _ = out.send(Err(Error::Closed)).await;
+                let _ = out.send(Err(ended())).await;
                 return;
             }
         }

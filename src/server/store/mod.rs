@@ -211,6 +211,13 @@ pub trait Backend: Send + Sync + 'static {
     /// The newest committed revision.
     fn current_revision(&self) -> Revision;
 
+    /// The newest committed revision, asked of the store itself where
+    /// other servers write too (a list without a resourceVersion must show
+    /// everything acknowledged before it, wherever it was written).
+    async fn latest_revision(&self) -> Result<Revision> {
+        Ok(self.current_revision())
+    }
+
     /// The revision history was compacted at (0 if none): the state at it
     /// and later is intact; reads at an older revision and watches from an
     /// older one fail with `Compacted`.

@@ -159,6 +159,10 @@ impl Backend for Encrypted {
         self.inner.current_revision()
     }
 
+    async fn latest_revision(&self) -> Result<Revision> {
+        self.inner.latest_revision().await
+    }
+
     fn compacted_revision(&self) -> Revision {
         self.inner.compacted_revision()
     }

@@ -22,7 +22,7 @@ mod watch;
 #[cfg(test)]
 mod tests;
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +30,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio::sync::{broadcast, Notify};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::IsolationLevel;
 
 use self::schema::db_err;
 pub use self::schema::{Endpoint, TlsFiles};
@@ -80,6 +82,20 @@ pub(crate) struct Published {
     holds: Arc<RevisionHolds>,
     /// The fan-out's capacity, for the poller to make it again.
     fanout_events: usize,
+    /// Set by `close`: a fan-out that ends then ends watches for good;
+    /// one the poller replaces (see `poll`) makes them watch again.
+    closed: AtomicBool,
+}
+
+impl Published {
+    /// What a watcher whose fan-out ended is told.
+    fn ended(&self) -> Error {
+        if self.closed.load(Ordering::Acquire) {
+            Error::Closed
+        } else {
+            Error::WatcherLagged
+        }
+    }
 }
 
 impl Published {
@@ -140,6 +156,20 @@ impl PostgresBackend {
             .batch_execute(&format!("BEGIN; {} COMMIT;", schema::SCHEMA))
             .await
             .map_err(db_err)?;
+        // Keys are UTF-8 and range bounds go up to U+10FFFF: a database in
+        // another encoding would fail some of them.
+        let encoding: String = client
+            .query_one("SELECT current_setting('server_encoding')", &[])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if encoding != "UTF8" {
+            return Err(Error::Backend(format!(
+                "{}: the database's encoding is {encoding}; skiff needs a UTF8 database \
+                 (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0)",
+                endpoint.display
+            )));
+        }
         let (rev, compacted) = read::meta(&client).await?;
         drop(client);
         let (fanout, _) = broadcast::channel(opts.fanout_events.max(1));
@@ -151,11 +181,26 @@ impl PostgresBackend {
             wake: Notify::new(),
             holds: Arc::default(),
             fanout_events: opts.fanout_events.max(1),
+            closed: AtomicBool::new(false),
         });
+        // The poller has a connection of its own: when writes and lists
+        // take every pooled one, watch events still go out.
+        let poll_pool = Pool::builder(Manager::from_config(
+            endpoint.config.clone(),
+            endpoint.tls.clone(),
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        ))
+        .max_size(1)
+        .create_timeout(Some(Duration::from_secs(15)))
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .build()
+        .map_err(|e| Error::Backend(format!("datastore pool: {e}")))?;
         let poller = poll::spawn(
             endpoint.config.clone(),
             endpoint.tls.clone(),
-            pool.clone(),
+            poll_pool,
             Arc::clone(&published),
             opts.poll_every,
         );
@@ -172,6 +217,7 @@ impl PostgresBackend {
     /// Stops the poller and ends every watch; later calls fail with
     /// `Closed`. What was acknowledged is committed already.
     pub async fn close(&self) {
+        self.published.closed.store(true, Ordering::Release);
         let poller = self.poller.lock().ok().and_then(|mut p| p.take());
         if let Some(p) = poller {
             p.abort();
@@ -217,19 +263,21 @@ impl PostgresBackend {
             .map_err(|e| pool_err(&self.endpoint, e))
     }
 
-    /// One write in its own transaction: take the next revision (waiting
-    /// for writers before), decide the op against the key's newest row,
-    /// append the row, notify, commit.
+    /// One write in its own transaction. The op is decided against the
+    /// key's newest row first; then one statement takes the next revision
+    /// (the counter row's lock, which orders every server's writes),
+    /// appends the row and notifies, and the commit follows: the lock is
+    /// held for two round trips. A row written meanwhile for the same key
+    /// takes the same predecessor, which the unique (key, prev_rev) index
+    /// refuses: the op then conflicts, as it would have had it come later.
     async fn write(&self, op: WriteOp) -> Result<KeyValue> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(db_err)?;
-        let next = tx
-            .prepare_cached(
-                "UPDATE skiff_meta SET value = value + 1 WHERE name = 'rev' RETURNING value",
-            )
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::ReadCommitted)
+            .start()
             .await
             .map_err(db_err)?;
-        let rev: Revision = tx.query_one(&next, &[]).await.map_err(db_err)?.get(0);
         let key = op.key().to_owned();
         let newest = tx
             .prepare_cached(
@@ -249,32 +297,56 @@ impl PostgresBackend {
                 value: Bytes::from(r.get::<_, Vec<u8>>(3)),
             });
         let live = latest.as_ref().filter(|l| !l.deleted);
-        // A refused op rolls back with the transaction, its revision too.
-        let row = check(&op, live, latest.as_ref(), rev)?;
-        let insert = tx
+        // Decided before a revision is taken; the same decision, with the
+        // revision, after.
+        let row = check(&op, live, latest.as_ref(), 0)?;
+        let append = tx
             .prepare_cached(
-                "INSERT INTO skiff_kv (rev, key, created, deleted, create_rev, prev_rev, value)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                "WITH next AS (
+                     UPDATE skiff_meta SET value = value + 1 WHERE name = 'rev' RETURNING value
+                 ), row AS (
+                     INSERT INTO skiff_kv (rev, key, created, deleted, create_rev, prev_rev, value)
+                     SELECT value, $1, $2, $3, CASE WHEN $2 THEN value ELSE $4 END, $5, $6
+                     FROM next RETURNING rev
+                 )
+                 SELECT rev, pg_notify('skiff_kv', '') FROM row",
             )
             .await
             .map_err(db_err)?;
-        tx.execute(
-            &insert,
-            &[
-                &rev,
-                &key,
-                &row.created,
-                &row.deleted,
-                &row.create_rev,
-                &row.prev_rev,
-                &&row.value[..],
-            ],
-        )
-        .await
-        .map_err(db_err)?;
-        tx.batch_execute(&format!("NOTIFY {}", schema::CHANNEL))
-            .await
-            .map_err(db_err)?;
+        let appended = tx
+            .query_one(
+                &append,
+                &[
+                    &key,
+                    &row.created,
+                    &row.deleted,
+                    &row.create_rev,
+                    &row.prev_rev,
+                    &&row.value[..],
+                ],
+            )
+            .await;
+        let rev: Revision = match appended {
+            Ok(r) => r.get(0),
+            // Only the (key, prev_rev) index says another write got there
+            // first; a taken revision (a database set back) is an error.
+            Err(e)
+                if e.code() == Some(&SqlState::UNIQUE_VIOLATION)
+                    && e.as_db_error().and_then(|d| d.constraint())
+                        == Some("skiff_kv_key_prev") =>
+            {
+                return Err(match op {
+                    WriteOp::Create { key, .. } => Error::AlreadyExists { key },
+                    _ => Error::Conflict {
+                        key,
+                        expected: row.prev_rev,
+                        actual: -1,
+                    },
+                });
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        let row = check(&op, live, latest.as_ref(), rev)?;
         tx.commit().await.map_err(db_err)?;
         self.published.saw(rev);
         self.published.wake.notify_one();
@@ -402,6 +474,7 @@ impl Backend for PostgresBackend {
         };
         Ok(watch::Watch {
             pool: self.pool.clone(),
+            published: Arc::clone(&self.published),
             prefix: prefix.to_owned(),
             after,
             live,
@@ -413,14 +486,36 @@ impl Backend for PostgresBackend {
 
     async fn ready(&self) -> Result<()> {
         let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(db_err)?;
+        let standby: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(db_err)?
+            .get(0);
+        if standby {
+            return Err(Error::Backend(format!(
+                "{}: the database is a read-only standby",
+                self.endpoint
+            )));
+        }
         Ok(())
     }
 
     async fn compact(&self, keep: i64) -> Result<Revision> {
         let mut client = self.client().await?;
-        let held = self.published.holds.oldest();
-        let target = read::compact(&mut client, keep, held).await?;
+        // Not past what this server's watchers were sent (the poller
+        // reads history above it), nor a revision a read here holds. The
+        // poller is given a moment to send what this server knows of.
+        let known = self.current_revision();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.published.sent.load(Ordering::Acquire) < known
+            && tokio::time::Instant::now() < deadline
+        {
+            self.published.wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let sent = self.published.sent.load(Ordering::Acquire);
+        let held = self.published.holds.oldest().map_or(sent, |h| h.min(sent));
+        let target = read::compact(&mut client, keep, Some(held)).await?;
         self.published.compacted.fetch_max(target, Ordering::AcqRel);
         Ok(target)
     }

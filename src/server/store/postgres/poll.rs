@@ -18,7 +18,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::schema::CHANNEL;
 use super::{read, Published};
-use crate::server::store::Error;
+use crate::server::store::{Error, Revision};
 
 /// Rows read per round: a burst of writes reaches watchers in pieces this
 /// big, each in order.
@@ -60,29 +60,35 @@ async fn round(pool: &Pool, published: &Published) -> Result<(), Error> {
         deadpool_postgres::PoolError::Closed => Error::Closed,
         e => Error::Backend(e.to_string()),
     })?;
-    let (_, compacted) = read::meta(&client).await?;
+    let (counter, compacted) = read::meta(&client).await?;
     published.compacted.fetch_max(compacted, Ordering::AcqRel);
+    let sent = published.sent.load(Ordering::Acquire);
+    if counter < sent {
+        // The database went back in time (restored, or failed over to a
+        // replica that lost commits): revisions clients saw will be handed
+        // out again. Watchers start over from what is there now.
+        tracing::error!(
+            counter,
+            sent,
+            "store: the database's revision went back; watchers start over"
+        );
+        restart_watchers(published, counter);
+        return Ok(());
+    }
     loop {
         let sent = published.sent.load(Ordering::Acquire);
         let page = match read::history(&mut client, None, sent, i64::MAX, PAGE).await {
             Ok(page) => page,
             // Compacted past what watchers were sent (this server was cut
-            // off for long): they must relist, as a lagging one does.
+            // off for long): they must list again, as a lagging one does.
             Err(Error::Compacted { compacted, .. }) => {
                 tracing::warn!(
                     sent,
                     compacted,
                     "store: history compacted before it was sent to watchers; they start over"
                 );
-                if let Ok(mut fanout) = published.fanout.lock() {
-                    if fanout.is_some() {
-                        // Dropping the old sender ends every watcher.
-                        let (fresh, _) = tokio::sync::broadcast::channel(published.fanout_events);
-                        *fanout = Some(fresh);
-                    }
-                    published.sent.store(compacted, Ordering::Release);
-                    published.saw(compacted);
-                }
+                published.compacted.fetch_max(compacted, Ordering::AcqRel);
+                restart_watchers(published, compacted);
                 continue;
             }
             Err(e) => return Err(e),
@@ -108,6 +114,20 @@ async fn round(pool: &Pool, published: &Published) -> Result<(), Error> {
         if !full {
             return Ok(());
         }
+    }
+}
+
+/// Ends every watch with an error that makes its user watch (and list)
+/// again, and goes on sending from `from`.
+fn restart_watchers(published: &Published, from: Revision) {
+    if let Ok(mut fanout) = published.fanout.lock() {
+        if fanout.is_some() {
+            // Dropping the old sender ends every watcher (`Published::ended`).
+            let (fresh, _) = tokio::sync::broadcast::channel(published.fanout_events);
+            *fanout = Some(fresh);
+        }
+        published.sent.store(from, Ordering::Release);
+        published.current.store(from, Ordering::Release);
     }
 }
 

@@ -89,21 +89,23 @@ pub(super) async fn get(
 }
 
 // The newest row per key at or below the revision, in key order, without
-// the deleted ones. `{LO}` bounds the index range from the start of the
-// range or after a continue key.
+// the deleted ones: rows in key order from the (key, rev) index, each
+// kept when no newer row of its key is at or below the revision (a seek
+// in the same index), so a page costs its own rows, not a sort of the
+// range. `{LO}` bounds the index range from the start of the range or
+// after a continue key.
 const LIST_TEMPLATE: &str = "
-SELECT key, value, create_rev, rev FROM (
-    SELECT DISTINCT ON (key) key, value, create_rev, rev, deleted FROM skiff_kv
-    WHERE {LO} AND key < $2 AND rev <= $3
-    ORDER BY key, rev DESC
-) newest WHERE NOT deleted ORDER BY key";
+SELECT kv.key, kv.value, kv.create_rev, kv.rev FROM skiff_kv kv
+WHERE {LO} AND kv.key < $2 AND kv.rev <= $3 AND NOT kv.deleted
+  AND NOT EXISTS (SELECT 1 FROM skiff_kv k2
+                  WHERE k2.key = kv.key AND k2.rev > kv.rev AND k2.rev <= $3)
+ORDER BY kv.key";
 
 const COUNT_TEMPLATE: &str = "
-SELECT COUNT(*) FROM (
-    SELECT DISTINCT ON (key) deleted FROM skiff_kv
-    WHERE {LO} AND key < $2 AND rev <= $3
-    ORDER BY key, rev DESC
-) newest WHERE NOT deleted";
+SELECT COUNT(*) FROM skiff_kv kv
+WHERE {LO} AND kv.key < $2 AND kv.rev <= $3 AND NOT kv.deleted
+  AND NOT EXISTS (SELECT 1 FROM skiff_kv k2
+                  WHERE k2.key = kv.key AND k2.rev > kv.rev AND k2.rev <= $3)";
 
 fn range_sql<'a>(
     template: &str,
@@ -111,8 +113,8 @@ fn range_sql<'a>(
     start_after: Option<&'a str>,
 ) -> (String, &'a str) {
     match start_after {
-        Some(k) if k >= range.lo.as_str() => (template.replace("{LO}", "key > $1"), k),
-        _ => (template.replace("{LO}", "key >= $1"), range.lo.as_str()),
+        Some(k) if k >= range.lo.as_str() => (template.replace("{LO}", "kv.key > $1"), k),
+        _ => (template.replace("{LO}", "kv.key >= $1"), range.lo.as_str()),
     }
 }
 
@@ -261,7 +263,12 @@ pub(super) async fn compact(
     keep: i64,
     held: Option<Revision>,
 ) -> Result<Revision> {
-    let tx = client.transaction().await.map_err(db_err)?;
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+        .await
+        .map_err(db_err)?;
     let old: i64 = tx
         .query_one(
             "SELECT value FROM skiff_meta WHERE name = 'compacted_rev' FOR UPDATE",

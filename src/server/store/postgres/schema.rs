@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -119,13 +120,40 @@ impl Endpoint {
         if config.get_dbname().is_none() {
             config.dbname("skiff");
         }
+        if !config.get_hostaddrs().is_empty() {
+            // tokio-postgres connects to hostaddr and checks the certificate
+            // against host: the two could say different things about
+            // where the connection goes.
+            return Err(Error::Backend(
+                "datastore endpoint: hostaddr is not supported; name the server in the host part"
+                    .into(),
+            ));
+        }
         config.application_name("skiff");
-        config.connect_timeout(std::time::Duration::from_secs(10));
+        config.connect_timeout(Duration::from_secs(10));
+        // A server that vanishes mid-transaction (cut off, or paused) must
+        // not keep the revision counter's lock, which every server's writes
+        // wait for, until TCP gives up hours later.
+        config.options(
+            "-c idle_in_transaction_session_timeout=30000 -c lock_timeout=20000 \
+             -c statement_timeout=60000",
+        );
+        config.keepalives(true);
+        config.keepalives_idle(Duration::from_secs(30));
+        config.tcp_user_timeout(Duration::from_secs(30));
+        if config.get_hosts().len() > 1 {
+            // Several hosts: a primary, never a standby that refuses writes.
+            config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
+        }
         let mut hosts = Vec::new();
         let mut remote = None;
+        let mut socket = false;
         for host in config.get_hosts() {
             match host {
-                Host::Unix(path) => hosts.push(path.display().to_string()),
+                Host::Unix(path) => {
+                    socket = true;
+                    hosts.push(path.display().to_string())
+                }
                 Host::Tcp(name) => {
                     let local = name == "localhost"
                         || name
@@ -151,6 +179,20 @@ impl Endpoint {
             (None, SslMode::Require) => true,
             (None, _) => files.ca_file.is_some(),
         };
+        if encrypted && socket {
+            return Err(Error::Backend(
+                "datastore endpoint: TLS over a unix socket is not possible; use a TCP \
+                 address, or no CA file and no sslmode=require"
+                    .into(),
+            ));
+        }
+        if !encrypted && (files.cert_file.is_some() || files.key_file.is_some()) {
+            return Err(Error::Backend(
+                "datastore endpoint: a client certificate is given but the connection is \
+                 not encrypted: give --datastore-cafile (or sslmode=require) too"
+                    .into(),
+            ));
+        }
         config.ssl_mode(if encrypted {
             SslMode::Require
         } else {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use deadpool_postgres::Pool;
 use tokio::sync::{broadcast, mpsc};
 
-use super::read;
+use super::{read, Published};
 use crate::server::store::live;
 use crate::server::store::log::KeyRange;
 use crate::server::store::{Error, Event, Revision, WatchReceiver};
@@ -16,6 +16,7 @@ const HISTORY_PAGE: usize = 256;
 
 pub(super) struct Watch {
     pub pool: Pool,
+    pub published: Arc<Published>,
     pub prefix: String,
     /// Deliver events with a revision above this.
     pub after: Revision,
@@ -66,6 +67,7 @@ impl Watch {
         }
         // The history up to `upto` is sent (also when the prefix had none).
         last = last.max(self.upto);
-        live::forward(self.live, &self.prefix, last, &out).await;
+        let published = self.published;
+        live::forward(self.live, &self.prefix, last, &out, || published.ended()).await;
     }
 }

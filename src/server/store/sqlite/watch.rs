@@ -44,7 +44,7 @@ impl Watch {
             let _ = out.send(Err(e)).await;
             return;
         }
-        live::forward(self.live, &self.prefix, last, &out).await;
+        live::forward(self.live, &self.prefix, last, &out, || Error::Closed).await;
     }
 
     /// Sends history in (`last`, `upto`]; `Ok` with `last` advanced, or
