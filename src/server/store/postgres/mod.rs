@@ -406,6 +406,13 @@ impl Backend for PostgresBackend {
         self.published.compacted.load(Ordering::Acquire)
     }
 
+    async fn latest_revision(&self) -> Result<Revision> {
+        let client = self.client().await?;
+        let (rev, _) = read::meta(&client).await?;
+        self.published.saw(rev);
+        Ok(rev)
+    }
+
     async fn get(&self, key: &str, revision: Option<Revision>) -> Result<Option<KeyValue>> {
         let rev = self.checked_revision(revision).await?;
         let mut client = self.client().await?;

@@ -129,8 +129,10 @@ async fn several_servers_share_one_log(pg: &Cluster) {
     let seen_b = collect_until(&mut watch_b, last).await;
     assert_eq!(seen_a, seen_b);
     assert_eq!(seen_a.len(), acked.len());
-    // A write on one is read at once on the other, at its revision too.
+    // A write on one is read at once on the other, at its revision too,
+    // and the other's newest revision, asked, covers it.
     let kv = a.create("/k/new", b("x")).await.unwrap();
+    assert!(b_.latest_revision().await.unwrap() >= kv.mod_revision);
     assert_eq!(b_.get("/k/new", None).await.unwrap(), Some(kv.clone()));
     assert_eq!(
         b_.get("/k/new", Some(kv.mod_revision)).await.unwrap(),
