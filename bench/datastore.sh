@@ -19,6 +19,8 @@ PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
 [ -x "$PGBIN/initdb" ] || { echo "bench: PostgreSQL is not installed (apt-get install postgresql)" >&2; exit 1; }
 
 pg="$WORK/pg"
+# PostgreSQL runs as its own user, which must get through the work dir.
+chmod 0711 "$WORK"
 mkdir -p "$pg"
 chown postgres: "$pg"
 as_pg() { setpriv --reuid=postgres --regid=postgres --clear-groups --reset-env "$@"; }
