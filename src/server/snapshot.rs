@@ -84,7 +84,9 @@ pub fn save(data_dir: &Path, name: &str, into: Option<&Path>) -> Result<PathBuf,
     let db = data_dir.join(DB);
     if !db.exists() {
         return Err(SnapshotError::Refused(format!(
-            "no datastore at {}: is {} a skiff server's data directory?",
+            "no datastore at {}: is {} a skiff server's data directory? (A server \
+             that keeps its state in PostgreSQL, --datastore-endpoint, is backed up \
+             with PostgreSQL's own tools, such as pg_dump)",
             db.display(),
             data_dir.display()
         )));
