@@ -276,3 +276,28 @@ pub trait Backend: Send + Sync + 'static {
         RevisionHold::none(revision)
     }
 }
+
+/// Compacts `store` every `interval`, keeping the newest `keep` revisions.
+/// Ends when the store is closed or dropped.
+pub(crate) fn spawn_compactor<B: Backend>(
+    store: &Arc<B>,
+    interval: std::time::Duration,
+    keep: i64,
+) -> tokio::task::JoinHandle<()> {
+    let store = Arc::downgrade(store);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate; nothing to compact right at start.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(store) = store.upgrade() else { return };
+            match store.compact(keep).await {
+                Ok(_) => {}
+                Err(Error::Closed) => return,
+                Err(e) => tracing::warn!(error = %e, "store compaction failed"),
+            }
+        }
+    })
+}

@@ -32,19 +32,24 @@ pub(super) async fn meta(client: &impl GenericClient) -> Result<(Revision, Revis
     ))
 }
 
+/// A read-only transaction on one snapshot.
+async fn read_only(client: &mut Object) -> Result<deadpool_postgres::Transaction<'_>> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db_err)
+}
+
 /// Starts the read's snapshot and settles its revision: the asked one,
 /// which must not be compacted, or the latest committed.
 async fn snapshot<'a>(
     client: &'a mut Object,
     rev: Option<Revision>,
 ) -> Result<(deadpool_postgres::Transaction<'a>, Revision)> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(db_err)?;
+    let tx = read_only(client).await?;
     let (current, compacted) = meta(&tx).await?;
     let rev = rev.unwrap_or(current);
     if rev < compacted {
@@ -206,13 +211,7 @@ pub(super) async fn history(
     upto: Revision,
     limit: usize,
 ) -> Result<Vec<Event>> {
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(db_err)?;
+    let tx = read_only(client).await?;
     let (_, compacted) = meta(&tx).await?;
     if after < compacted {
         return Err(Error::Compacted {

@@ -152,22 +152,7 @@ impl SqliteBackend {
         interval: Duration,
         keep: i64,
     ) -> tokio::task::JoinHandle<()> {
-        let store = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(interval);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            // The first tick is immediate; nothing to compact right at start.
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let Some(store) = store.upgrade() else { return };
-                match store.compact(keep).await {
-                    Ok(_) => {}
-                    Err(Error::Closed) => return,
-                    Err(e) => tracing::warn!(error = %e, "store compaction failed"),
-                }
-            }
-        })
+        super::spawn_compactor(self, interval, keep)
     }
 
     async fn request<T>(
