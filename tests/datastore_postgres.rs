@@ -87,3 +87,118 @@ fn a_bad_datastore_endpoint_is_named_and_the_server_does_not_start() {
         "{log}"
     );
 }
+
+/// Quick leader hand-over for the test (the defaults wait a minute).
+const FAST_LEADER: &[&str] = &[
+    "--disable-agent",
+    "--leader-elect-lease-duration",
+    "4",
+    "--leader-elect-renew-deadline",
+    "3",
+    "--leader-elect-retry-period",
+    "1",
+];
+
+fn psql(pg: &PgCluster, db: &str, sql: &str) -> String {
+    let out = std::process::Command::new("psql")
+        .arg("-h")
+        .arg(pg.socket_dir())
+        .args(["-U", "postgres", "-d", db, "-Atc", sql])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn servers_sharing_a_database_and_a_token_serve_one_cluster() {
+    let pg = PgCluster::start();
+    let db = pg.create_database();
+    let url = pg.url(&db);
+    let env = [
+        ("SKIFF_DATASTORE_ENDPOINT", url.as_str()),
+        ("SKIFF_TOKEN", "our-cluster-secret"),
+    ];
+    let mut a = Server::start_with_env(FAST_LEADER, &env);
+    a.kubectl_ok(&["create", "configmap", "from-a", "--from-literal=k=a"]);
+    let b = Server::start_with_env(FAST_LEADER, &env);
+    assert!(b.logs().contains("Joined"), "{}", b.logs());
+    // One CA, one service-account key, one set of bearer tokens.
+    for file in [
+        "server/tls/server-ca.crt",
+        "server/tls/server-ca.key",
+        "server/tls/kubelet-ca.crt",
+        "server/tls/service-account.key",
+        "server/cred/tokens.csv",
+    ] {
+        let read = |s: &Server| std::fs::read(s.data_dir().join(file)).unwrap();
+        assert_eq!(read(&a), read(&b), "{file}");
+    }
+    // A's admin kubeconfig works against B as against A, both ways.
+    let out = b.kubectl_with(
+        &a.kubeconfig(),
+        &["get", "configmap", "from-a", "-o", "jsonpath={.data.k}"],
+    );
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    assert_eq!(support::stdout(&out), "a");
+    b.kubectl_ok(&["create", "configmap", "from-b", "--from-literal=k=b"]);
+    let out = a.kubectl_ok(&["get", "configmap", "from-b", "-o", "jsonpath={.data.k}"]);
+    assert_eq!(out, "b");
+    // The same join token on both (agents may use either).
+    let token = |s: &Server| std::fs::read_to_string(s.data_dir().join("server/token")).unwrap();
+    assert_eq!(token(&a), token(&b));
+    assert!(token(&a).trim().ends_with("::our-cluster-secret"));
+    // The datastore holds the keys sealed, not as PEM.
+    let record = psql(
+        &pg,
+        &db,
+        "SELECT encode(value, 'escape') FROM skiff_kv WHERE key = '/bootstrap/cluster'",
+    );
+    assert!(record.contains("\"salt\""), "{record}");
+    assert!(
+        !record.contains("BEGIN"),
+        "the record holds a PEM in the clear"
+    );
+
+    // The first server goes: the second takes the controllers over and a
+    // Deployment made afterwards gets its pods.
+    a.kill();
+    b.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: after}\n\
+         spec:\n  replicas: 2\n  selector: {matchLabels: {app: after}}\n  template:\n    \
+         metadata: {labels: {app: after}}\n    spec: {containers: [{name: c, image: busybox}]}\n",
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pods = b.kubectl_ok(&["get", "pods", "-l", "app=after", "-o", "name"]);
+        if pods.lines().count() == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pods: {pods}\n{}",
+            b.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+
+    // A server with another token is refused, and names what to do.
+    let mut c = Server::start_with_args(&["--disable-agent"]);
+    c.kill();
+    std::fs::remove_dir_all(c.data_dir()).unwrap();
+    let log = c.restart_fails_with_args(&[
+        "--disable-agent",
+        "--datastore-endpoint",
+        &url,
+        "--token",
+        "a-guess",
+    ]);
+    assert!(log.contains("sealed with another token"), "{log}");
+    assert!(!log.contains("a-guess"), "{log}");
+    assert!(!c.data_dir().join("server/tls/server-ca.crt").exists());
+}

@@ -125,6 +125,20 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     pub encryption_provider_config: Option<PathBuf>,
 
+    /// The cluster's token: a secret of your choosing, or a full
+    /// `K10…::SECRET` token of a server. It becomes this server's join token
+    /// for agents ([default: a random one, kept in <data-dir>/server/token]),
+    /// and on a datastore several servers share it seals the cluster's CAs
+    /// and keys there: every server of that datastore starts with the same
+    /// one.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "SKIFF_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
     /// Where the cluster's state is kept (k3s's flag): `sqlite://` (the
     /// default: a file in the data directory) or
     /// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE` (PostgreSQL; a

@@ -11,6 +11,7 @@ pub mod bootstrap_policy;
 pub mod components;
 mod control_plane;
 pub mod controllers;
+mod credentials;
 pub mod join;
 pub mod leader;
 pub mod local_agent;
@@ -91,6 +92,7 @@ pub fn run_blocking(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// Where the server keeps its files under `--data-dir`.
+#[derive(Clone)]
 pub struct ServerPaths {
     pub db: PathBuf,
     pub tls: PathBuf,
@@ -185,42 +187,46 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         extra_sans,
         cluster: plan.clone(),
     };
-    let token_path = paths.token.clone();
+    let init_opts = pki_opts.clone();
     // On a data directory made before, the certificates wait for the plan
     // to be checked against the stored one (below): a refused start
     // changes nothing. A fresh one has nothing to check them against.
     let fresh = !paths.db.exists();
     let (plan_checked, plan_gate) = std::sync::mpsc::channel::<()>();
-    let pki = tokio::task::spawn_blocking(move || {
-        if !fresh && plan_gate.recv().is_err() {
-            anyhow::bail!("the cluster's address plan was refused");
-        }
-        let pki = pki::load_or_init(&pki_opts).with_context(|| {
-            format!("setting up certificates in {}", pki_opts.tls_dir.display())
-        })?;
-        let token = pki::load_or_create_join_token(&token_path, pki.ca_cert_pem())
-            .with_context(|| format!("writing the join token {}", token_path.display()))?;
-        let tls = pki.server_tls_config()?;
-        anyhow::Ok((Arc::new(pki), tls, token))
-    });
-    let tokens_csv = paths.tokens_csv.clone();
-    let tls_dir = paths.tls.clone();
-    let tokens = tokio::task::spawn_blocking(move || {
-        let tokens = pki::load_or_create_token_file(&tokens_csv)
-            .with_context(|| format!("reading bearer tokens {}", tokens_csv.display()))?;
-        let sa_key = pki::ServiceAccountKey::load_or_create(&tls_dir).with_context(|| {
-            format!(
-                "setting up the service-account signing key in {}",
-                tls_dir.display()
-            )
-        })?;
-        anyhow::Ok((tokens, sa_key))
-    });
+    // The full token given (`K10<CA hash>::secret`) names the cluster's CA.
+    let given_ca_hash = args
+        .token
+        .as_deref()
+        .and_then(pki::parse_join_token)
+        .map(|(hash, _)| hash.to_string());
+    let start_pki = {
+        let paths = paths.clone();
+        let gate = (!fresh).then_some(plan_gate);
+        move || credentials::load(pki_opts, paths, gate, given_ca_hash)
+    };
     // A new data dir: bootstrap's creates will need the wire schema, which
     // can be built while the new database is made (that waits on fsync).
     if !db_path.exists() {
         tokio::task::spawn_blocking(crate::api::protobuf::prepare);
     }
+    // A datastore other servers may share holds the cluster's CAs and keys
+    // (pki::shared): they are settled before anything here is loaded. The
+    // embedded one is this server's alone, and its files load beside the
+    // opening of the database.
+    let shared = store::datastore::Datastore::shareable(args.datastore_endpoint.as_deref());
+    let secret = match (shared, &args.token) {
+        (false, None) => None,
+        _ => Some(
+            pki::cluster_secret(&paths.token, args.token.as_deref())
+                .context("the cluster's token")?,
+        ),
+    };
+    // Ok: started now; Err: to start once the shared files are settled.
+    let pki_stage = if shared {
+        Err(start_pki)
+    } else {
+        Ok(start_pki())
+    };
     let datastore_tls = store::postgres::TlsFiles {
         ca_file: args.datastore_cafile.clone(),
         cert_file: args.datastore_certfile.clone(),
@@ -237,6 +243,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => format!("opening the database {}", paths.db.display()),
     })?;
     let store = datastore.backend();
+    let shared_files = pki::shared::files(&paths.tls, &paths.tokens_csv, &paths.encryption_config);
+    let (pki, tokens) = match pki_stage {
+        Ok(started) => started,
+        Err(start_pki) => {
+            let secret = secret.as_deref().unwrap_or_default();
+            credentials::settle_shared(&store, secret, &shared_files, init_opts, paths.clone())
+                .await?;
+            start_pki()
+        }
+    };
     // Before anything takes an address, or the certificates are touched.
     let ranges = apiserver::kinds::alloc::Ranges::new(&plan);
     apiserver::kinds::plan::settle(&Objects::new(store.clone()).with_ranges(ranges), &plan)
@@ -254,6 +270,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await
     .context("setting up secrets encryption")?;
+    // Keys made since the record was (secrets encryption turned on later)
+    // go to the next servers too.
+    if let (true, Some(secret)) = (shared, secret.as_deref()) {
+        let added = pki::shared::publish_new(&store, secret, &shared_files)
+            .await
+            .context("adding to the cluster's shared keys")?;
+        if added > 0 {
+            tracing::info!(
+                files = added,
+                "added to the cluster's shared keys in the datastore"
+            );
+        }
+    }
 
     let inflight = args.inflight_limits();
     tracing::info!(

@@ -26,6 +26,49 @@ pub fn parse_join_token(token: &str) -> Option<(&str, &str)> {
     (hash_ok && !secret.is_empty()).then_some((hash, secret))
 }
 
+/// The cluster's secret: the one `given` (`--token`: a bare secret or a
+/// full `K10…::secret` token), else the one in the token file at `path`,
+/// else a new random one. A new secret is written to `path` at once (bare:
+/// [`load_or_create_join_token`] completes it once the CA is known), so
+/// every later start, and the shared secrets sealed with it, agree; a
+/// `given` secret that is not the file's is refused rather than replacing
+/// the token agents and servers already hold.
+pub fn cluster_secret(path: &Path, given: Option<&str>) -> Result<String, PkiError> {
+    let given = match given.map(str::trim) {
+        Some(t) if t.starts_with("K10") => Some(
+            parse_join_token(t)
+                .map(|(_, secret)| secret)
+                .ok_or_else(|| PkiError::invalid(path, "--token: malformed join token (want K10<sha256>::<secret> or a bare secret)"))?,
+        ),
+        Some("") => return Err(PkiError::invalid(path, "--token is empty")),
+        Some(t) => Some(t),
+        None => None,
+    };
+    if given.is_some_and(|t| t.contains(char::is_whitespace)) {
+        return Err(PkiError::invalid(path, "--token contains whitespace"));
+    }
+    let existing = read_optional(path)?;
+    let existing = existing
+        .as_deref()
+        .map(str::trim)
+        .map(|text| parse_join_token(text).map_or(text, |(_, secret)| secret));
+    match (existing, given) {
+        (Some(have), Some(want)) if have != want => Err(PkiError::invalid(
+            path,
+            "holds another token than --token: this data directory was started with a different              one (agents hold it); give that one, or move the data directory away",
+        )),
+        (Some(have), _) if !have.is_empty() => Ok(have.to_string()),
+        (_, given) => {
+            let secret = given.map_or_else(|| hex::encode(rand::random::<[u8; 16]>()), String::from);
+            if let Some(dir) = path.parent() {
+                super::files::ensure_dir(dir, 0o700)?;
+            }
+            write_atomic(path, format!("{secret}\n").as_bytes(), PRIVATE)?;
+            Ok(secret)
+        }
+    }
+}
+
 /// The node join token `K10<hex sha256 of the CA PEM>::<secret>` kept at `path`
 /// (mode 0600). Created once with a random secret and reused later; a file holding
 /// only a bare secret (written by an operator) is accepted and completed. If the

@@ -47,6 +47,14 @@ impl Datastore {
         }
     }
 
+    /// Whether `endpoint` names a datastore several servers can share (so
+    /// the cluster's CAs and keys live in it too).
+    pub fn shareable(endpoint: Option<&str>) -> bool {
+        endpoint
+            .map(str::trim)
+            .is_some_and(|e| e.starts_with("postgres://") || e.starts_with("postgresql://"))
+    }
+
     async fn open_sqlite(path: &Path) -> Result<Datastore> {
         let path = path.to_owned();
         let store = tokio::task::spawn_blocking(move || SqliteBackend::open(&path))
