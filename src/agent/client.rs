@@ -3,6 +3,23 @@
 //! agent's, also when the agent runs in the server's process.
 
 use std::path::Path;
+use std::sync::OnceLock;
+
+/// Where this process's agent reaches the API when it is not the URL in
+/// its kubeconfig: the load balancer's (agent::balancer), set once it
+/// listens. The kubeconfig keeps naming the server the node joined, which
+/// its credentials are checked against.
+static API_URL: OnceLock<String> = OnceLock::new();
+
+/// Send every API connection of this process's agent to `url`.
+pub fn route_through(url: String) {
+    let _ = API_URL.set(url);
+}
+
+/// The URL to dial for a kubeconfig naming `server`.
+pub fn api_url(server: &str) -> &str {
+    API_URL.get().map_or(server, String::as_str)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -31,6 +48,10 @@ pub async fn from_kubeconfig(path: &Path) -> Result<(kube::Client, http::Uri), C
     )
     .await
     .map_err(bad)?;
+    let mut config = config;
+    if let Some(url) = API_URL.get().and_then(|u| u.parse().ok()) {
+        config.cluster_url = url;
+    }
     let url = config.cluster_url.clone();
     Ok((kube::Client::try_from(config)?, url))
 }

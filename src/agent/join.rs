@@ -241,8 +241,8 @@ pub async fn renew(j: &Join) -> Result<bool, JoinError> {
     if !pki::renewal_due(creds.cert_pem.as_bytes()) && !pki::renewal_due(&serving) {
         return Ok(false);
     }
-    let uri: http::Uri = j
-        .server
+    // Through the load balancer when the agent runs: any server renews.
+    let uri: http::Uri = crate::agent::client::api_url(&j.server)
         .parse()
         .map_err(|_| JoinError::Url(j.server.clone()))?;
     let password = node_password(&j.dir)?;

@@ -25,6 +25,7 @@
 //! (static pods run at once) → register the Node → kubelet API →
 //! heartbeat loop.
 
+pub mod balancer;
 pub mod client;
 pub mod config;
 pub mod dns;

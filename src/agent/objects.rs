@@ -371,7 +371,7 @@ mod tests {
             auth::component(auth::BOOTSTRAP_USER),
             bootstrap::AGENT,
         );
-        bootstrap::run(boot, &ClusterConfig::default(), API, async {})
+        bootstrap::run(boot, &ClusterConfig::default(), API, false, async {})
             .await
             .unwrap();
         let admin = admin(&state);

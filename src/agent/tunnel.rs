@@ -63,8 +63,7 @@ pub async fn run(kubeconfig: PathBuf, kubelet_port: u16, cancel: CancellationTok
 /// afresh each time (renewed certificates are taken up).
 fn credentials(path: &Path) -> Result<(http::Uri, std::sync::Arc<rustls::ClientConfig>), String> {
     let c = super::join::read_credentials(path)?;
-    let server: http::Uri = c
-        .server
+    let server: http::Uri = super::client::api_url(&c.server)
         .parse()
         .map_err(|e| format!("the server's URL: {e}"))?;
     let (ca, cert, key) = (c.ca_pem, c.cert_pem, c.key_pem);

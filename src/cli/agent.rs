@@ -48,6 +48,17 @@ pub struct AgentCmdArgs {
     #[arg(long, value_name = "DIR", env = "SKIFF_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
+    /// The port of the agent's API load balancer on 127.0.0.1, through
+    /// which it reaches whichever server of the cluster answers (k3s's
+    /// flag)
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 6444,
+        env = "SKIFF_LB_SERVER_PORT"
+    )]
+    pub lb_server_port: u16,
+
     /// Instead of being a node, simulate N nodes named
     /// <node-name>-sim-<i>, whose pods are status-only fakes (no
     /// container runs): to measure the control plane at scale.
@@ -128,6 +139,26 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
             tracing::info!(signal, "stopping the agent");
             stop.cancel();
         });
+        // Every API connection after the first join goes through the load
+        // balancer, which knows the cluster's other servers.
+        let first = server
+            .authority()
+            .map(|a| {
+                if a.port_u16().is_some() {
+                    a.to_string()
+                } else {
+                    format!("{a}:6443")
+                }
+            })
+            .ok_or_else(|| JoinError::Url(args.server.clone()))?;
+        let balancer = crate::agent::balancer::Balancer::start(
+            std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, args.lb_server_port)),
+            first,
+            join.dir.join(crate::agent::balancer::STATE_FILE),
+            cancel.child_token(),
+        )
+        .await?;
+        crate::agent::client::route_through(balancer.url());
         let mut config = config;
         let mut wait = Duration::from_millis(500);
         loop {
@@ -154,6 +185,12 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
             }
         }
         tracing::info!(node = %config.node_name, node_ip = %config.node_ip, "starting the agent");
+        match crate::agent::client::from_kubeconfig(&join.kubeconfig()).await {
+            Ok((client, _)) => {
+                tokio::spawn(balancer.clone().follow(client, cancel.child_token()));
+            }
+            Err(e) => tracing::warn!("following the cluster's servers: {e}"),
+        }
         // The server reaches the kubelet through this, wherever the node is.
         let tunnel = tokio::spawn(crate::agent::tunnel::run(
             join.kubeconfig(),

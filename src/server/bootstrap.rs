@@ -26,10 +26,11 @@ pub const AGENT: &str = "skiff-bootstrap";
 const NAMESPACES: &str = "/api/v1/namespaces";
 const SERVICES: &str = "/api/v1/namespaces/default/services";
 const PRIORITY_CLASSES: &str = "/apis/scheduling.k8s.io/v1/priorityclasses";
-const ENDPOINTS: &str = "/api/v1/namespaces/default/endpoints";
+pub(crate) const ENDPOINTS: &str = "/api/v1/namespaces/default/endpoints";
 const CLUSTER_ROLES: &str = "/apis/rbac.authorization.k8s.io/v1/clusterroles";
 const CLUSTER_ROLE_BINDINGS: &str = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings";
-const ENDPOINT_SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+pub(crate) const ENDPOINT_SLICES: &str =
+    "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
 
 /// Bootstrap, with `beside` (the allocation repair's first pass, which
 /// must see no allocating create in flight) run beside its reads and its
@@ -40,10 +41,13 @@ const ENDPOINT_SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endp
 /// names and writes two literal objects, and k8s-openapi's typed
 /// (de)serialisers for them kept code resident in every server
 /// (ARCHITECTURE.md, "Invariants").
+/// With `shared` (a datastore other servers use too) the kubernetes
+/// endpoints are only made when missing: `server::peers` keeps them.
 pub async fn run(
     client: kube::Client,
     cluster: &ClusterConfig,
     api: SocketAddr,
+    shared: bool,
     beside: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     // What exists, in five reads at once (on a restart that is all
@@ -131,15 +135,14 @@ pub async fn run(
         }
         anyhow::Ok(())
     };
-    let (want_ep, want_slice) = (api_endpoints(api), api_endpoint_slice(api));
-    let ep = put_if_changed(&client, ENDPOINTS, ep, want_ep, &["subsets"]);
-    let slice = put_if_changed(
-        &client,
-        ENDPOINT_SLICES,
-        slice,
-        want_slice,
-        &["addressType", "endpoints", "ports"],
-    );
+    let (want_ep, want_slice) = (api_endpoints(&[api]), api_endpoint_slice(&[api]));
+    let (ep_fields, slice_fields): (&[&str], &[&str]) = if shared {
+        (&[], &[])
+    } else {
+        (&["subsets"], &["addressType", "endpoints", "ports"])
+    };
+    let ep = put_if_changed(&client, ENDPOINTS, ep, want_ep, ep_fields);
+    let slice = put_if_changed(&client, ENDPOINT_SLICES, slice, want_slice, slice_fields);
     let (service, ep, slice) = tokio::join!(service, ep, slice);
     service?;
     ep.context("writing the kubernetes Endpoints")?;
@@ -147,10 +150,27 @@ pub async fn run(
     Ok(())
 }
 
-/// The `default/kubernetes` Endpoints: the API server's advertised address
-/// (upstream's endpoint reconciler writes the same, and marks it not to be
-/// mirrored, as the slice is written beside it).
-fn api_endpoints(api: SocketAddr) -> Value {
+/// The `default/kubernetes` Endpoints: the API servers' advertised
+/// addresses (upstream's endpoint reconciler writes the same, and marks it
+/// not to be mirrored, as the slice is written beside it). One subset per
+/// port, the addresses in order.
+pub(crate) fn api_endpoints(apis: &[SocketAddr]) -> Value {
+    let mut by_port: std::collections::BTreeMap<u16, Vec<Value>> = Default::default();
+    for a in apis {
+        by_port
+            .entry(a.port())
+            .or_default()
+            .push(json!({"ip": a.ip().to_string()}));
+    }
+    let subsets: Vec<Value> = by_port
+        .into_iter()
+        .map(|(port, addresses)| {
+            json!({
+                "addresses": addresses,
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            })
+        })
+        .collect();
     json!({
         "apiVersion": "v1",
         "kind": "Endpoints",
@@ -158,15 +178,24 @@ fn api_endpoints(api: SocketAddr) -> Value {
             "name": "kubernetes",
             "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
         },
-        "subsets": [{
-            "addresses": [{"ip": api.ip().to_string()}],
-            "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}],
-        }],
+        "subsets": subsets,
     })
 }
 
-fn api_endpoint_slice(api: SocketAddr) -> Value {
-    let family = if api.is_ipv4() { "IPv4" } else { "IPv6" };
+/// The slice beside it (one port per slice: the first address's; servers
+/// of one cluster listen on one port).
+pub(crate) fn api_endpoint_slice(apis: &[SocketAddr]) -> Value {
+    let family = if apis.first().is_none_or(|a| a.is_ipv4()) {
+        "IPv4"
+    } else {
+        "IPv6"
+    };
+    let port = apis.first().map_or(6443, |a| a.port());
+    let endpoints: Vec<Value> = apis
+        .iter()
+        .filter(|a| a.port() == port)
+        .map(|a| json!({"addresses": [a.ip().to_string()], "conditions": {"ready": true}}))
+        .collect();
     json!({
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -175,14 +204,14 @@ fn api_endpoint_slice(api: SocketAddr) -> Value {
             "labels": {"kubernetes.io/service-name": "kubernetes"},
         },
         "addressType": family,
-        "endpoints": [{"addresses": [api.ip().to_string()], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": api.port(), "protocol": "TCP"}],
+        "endpoints": endpoints,
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     })
 }
 
 /// Create `want` in `collection`, or replace what is there when one of its
 /// `fields` differs (the API server moved).
-async fn put_if_changed(
+pub(crate) async fn put_if_changed(
     client: &kube::Client,
     collection: &str,
     have: Option<Value>,
@@ -202,7 +231,7 @@ async fn put_if_changed(
     client.request::<Value>(req).await?;
     tracing::info!(
         collection,
-        "the API server's address changed: endpoints updated"
+        "the API servers' addresses changed: endpoints updated"
     );
     Ok(())
 }

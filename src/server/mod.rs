@@ -15,6 +15,7 @@ mod credentials;
 pub mod join;
 pub mod leader;
 pub mod local_agent;
+pub mod peers;
 pub mod pki;
 pub mod scheduler;
 pub mod snapshot;
@@ -355,7 +356,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // requests, beside bootstrap (see bootstrap::run).
     let repair = apiserver::kinds::repair::at_start(&state.objects);
     let advertised = SocketAddr::new(advertised_ip, args.https_listen_port);
-    bootstrap::run(bootstrap_client, &cluster, advertised, repair)
+    bootstrap::run(bootstrap_client, &cluster, advertised, shared, repair)
         .await
         .context("creating the system namespaces and the kubernetes Service")?;
     let (pki, tls, join_token) = pki.await.context("setting up certificates")??;
@@ -419,6 +420,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         components.spawn("scheduled snapshots", move |life| async move {
             life.ready();
             snapshot_schedule::run(snapshot_data, plan, snapshot_store, life.cancel).await;
+            Ok(())
+        });
+    }
+    // Servers sharing the datastore: each one's address Lease, and the
+    // kubernetes endpoints listing the live ones.
+    if shared {
+        let client = loopback::client(
+            state.clone(),
+            auth::component(auth::PEERS_USER),
+            peers::AGENT,
+        );
+        let identity = leader::identity(&data_dir);
+        components.spawn("API server peers", move |life| async move {
+            life.ready();
+            peers::run(client, identity, advertised, life.cancel).await;
             Ok(())
         });
     }

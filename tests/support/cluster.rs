@@ -186,6 +186,9 @@ pub struct Cluster {
     pub topology: Topology,
     /// `Options::node_args`, for agents added later.
     node_args: Vec<String>,
+    /// The node whose namespace kubectl runs in (a server: the first
+    /// unless `use_api` says another).
+    api: usize,
 }
 
 /// How a cluster is made.
@@ -225,6 +228,7 @@ impl Cluster {
             dir,
             topology: opts.topology,
             node_args: opts.node_args.iter().map(|s| s.to_string()).collect(),
+            api: 0,
         };
         // Switches: one, or two with a router between them.
         let subnets: Vec<(&str, &str)> = match opts.topology {
@@ -406,6 +410,63 @@ impl Cluster {
         self.nodes.last_mut().expect("just pushed")
     }
 
+    /// Start one more server, `name`, with `server_args` (a datastore the
+    /// first server shares, and its token) on the switch, and wait for its
+    /// API. Its own kubeconfig is `<name>-kubeconfig.yaml`; the first
+    /// server's works against it too (one CA).
+    pub fn add_server(&mut self, name: &str, server_args: &[&str]) -> &mut Node {
+        let subnet = "192.168.80";
+        let node_ip = format!("{subnet}.{}", self.nodes.len() + 1);
+        let (net, port) = self.plug(name, "br0", subnet, &node_ip);
+        let node_dir = self.dir.path().join(name);
+        fs::create_dir_all(&node_dir).expect("node dir");
+        let kubeconfig = self.dir.path().join(format!("{name}-kubeconfig.yaml"));
+        let mut args: Vec<String> = vec![
+            "server".into(),
+            "--https-listen-port".into(),
+            API_PORT.to_string(),
+            "--advertise-address".into(),
+            node_ip.clone(),
+            "--write-kubeconfig".into(),
+            kubeconfig.display().to_string(),
+        ];
+        args.extend(server_args.iter().map(|s| s.to_string()));
+        args.extend([
+            "--node-name".into(),
+            name.into(),
+            "--pod-log-dir".into(),
+            node_dir.join("pod-logs").display().to_string(),
+            "--cgroup-root".into(),
+            self.cgroup_root(name),
+        ]);
+        args.extend(self.node_args.iter().cloned());
+        let mut node = Node {
+            name: name.to_string(),
+            ip: node_ip,
+            net,
+            port,
+            switch_ns: self.switches[0].name().to_string(),
+            dir: node_dir,
+            child: None,
+            starts: 0,
+            args,
+        };
+        node.spawn();
+        self.nodes.push(node);
+        let idx = self.nodes.len() - 1;
+        self.wait_api_of(idx, &kubeconfig);
+        &mut self.nodes[idx]
+    }
+
+    /// Run kubectl from node `name`'s namespace (a server's) from now on.
+    pub fn use_api(&mut self, name: &str) {
+        self.api = self
+            .nodes
+            .iter()
+            .position(|n| n.name == name)
+            .expect("no such node");
+    }
+
     pub fn token_path(&self) -> PathBuf {
         self.nodes[0].root().join("server").join("token")
     }
@@ -444,20 +505,25 @@ impl Cluster {
     }
 
     fn wait_api(&mut self) {
+        let kubeconfig = self.kubeconfig();
+        self.wait_api_of(0, &kubeconfig);
+    }
+
+    fn wait_api_of(&mut self, idx: usize, kubeconfig: &Path) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let out = self.nodes[0]
+            let out = self.nodes[idx]
                 .net
                 .command("curl")
                 .args(["-sk", "--max-time", "2"])
                 .arg(format!("https://127.0.0.1:{API_PORT}/readyz"))
                 .output()
                 .expect("curl");
-            if stdout(&out).trim() == "ok" && self.kubeconfig().exists() {
+            if stdout(&out).trim() == "ok" && kubeconfig.exists() {
                 return;
             }
             assert!(
-                self.nodes[0].running(),
+                self.nodes[idx].running(),
                 "the server exited\n{}",
                 self.logs()
             );
@@ -472,7 +538,7 @@ impl Cluster {
 
     /// kubectl against the server, from the server's namespace.
     pub fn kubectl(&self, args: &[&str]) -> Output {
-        self.nodes[0]
+        self.nodes[self.api]
             .net
             .command(KUBECTL)
             .arg("--kubeconfig")

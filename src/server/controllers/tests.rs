@@ -120,13 +120,15 @@ async fn bootstrap_and_the_namespace_controller_are_ordinary_clients() {
         auth::component(auth::BOOTSTRAP_USER),
         bootstrap::AGENT,
     );
-    bootstrap::run(boot.clone(), &ClusterConfig::default(), API, async {})
-        .await
-        .unwrap();
+    bootstrap::run(boot.clone(), &ClusterConfig::default(), API, false, async {
+    })
+    .await
+    .unwrap();
     // Twice: what exists is left alone.
-    bootstrap::run(boot.clone(), &ClusterConfig::default(), API, async {})
-        .await
-        .unwrap();
+    bootstrap::run(boot.clone(), &ClusterConfig::default(), API, false, async {
+    })
+    .await
+    .unwrap();
     // The API server's endpoints, and them moved when its address does.
     let eps = Api::<Endpoints>::namespaced(admin(&state), "default");
     let ep = eps.get("kubernetes").await.unwrap();
@@ -141,7 +143,7 @@ async fn bootstrap_and_the_namespace_controller_are_ordinary_clients() {
         "kubernetes"
     );
     let moved: std::net::SocketAddr = "10.9.8.7:7443".parse().unwrap();
-    bootstrap::run(boot, &ClusterConfig::default(), moved, async {})
+    bootstrap::run(boot, &ClusterConfig::default(), moved, false, async {})
         .await
         .unwrap();
     let ep = eps.get("kubernetes").await.unwrap();

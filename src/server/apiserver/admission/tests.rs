@@ -26,7 +26,7 @@ async fn recount_follows_finished_pods_but_not_during_a_charge() {
         auth::component(auth::BOOTSTRAP_USER),
         bootstrap::AGENT,
     );
-    bootstrap::run(boot, &ClusterConfig::default(), API, async {})
+    bootstrap::run(boot, &ClusterConfig::default(), API, false, async {})
         .await
         .unwrap();
     let client = admin(&state);

@@ -72,6 +72,10 @@ pub const TTL_AFTER_FINISHED_USER: &str = "system:controller:ttl-after-finished-
 /// Leader election of the controllers and the scheduler.
 pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
+/// The API servers of a shared datastore keeping their address Leases and
+/// the `default/kubernetes` endpoints (`server::peers`).
+pub const PEERS_USER: &str = "system:skiff:apiserver-peers";
+
 /// The Endpoints and EndpointSlice controller, named as upstream's
 /// endpoint controller role.
 /// The load balancer controller (servicelb).
@@ -117,6 +121,7 @@ const COMPONENTS: &[&str] = &[
     HPA_CONTROLLER_USER,
     TTL_AFTER_FINISHED_USER,
     LEADER_ELECTION_USER,
+    PEERS_USER,
     SERVICE_LB_USER,
     ROLE_AGGREGATION_USER,
     CLUSTER_DNS_USER,
@@ -421,6 +426,26 @@ pub(super) fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool
                     None => verb == "create",
                 }
         }
+        // The servers' address Leases, and the kubernetes Service's
+        // endpoints made of them.
+        PEERS_USER => match (*group, *resource, *subresource) {
+            ("coordination.k8s.io", "leases", None) => {
+                *namespace == Some(crate::server::peers::NAMESPACE)
+                    && match name {
+                        Some(n) => {
+                            n.starts_with(crate::server::peers::PREFIX)
+                                && matches!(verb, "get" | "update" | "delete")
+                        }
+                        None => matches!(verb, "list" | "create"),
+                    }
+            }
+            ("", "endpoints", None) | ("discovery.k8s.io", "endpointslices", None) => {
+                *namespace == Some("default")
+                    && matches!(name, None | Some("kubernetes"))
+                    && matches!(verb, "get" | "create" | "update")
+            }
+            _ => false,
+        },
         // Upstream's system:controller:endpoint-controller and
         // endpointslice-controller: keep a Service's endpoints.
         ENDPOINT_CONTROLLER_USER => match (*group, *resource, *subresource) {

@@ -1,0 +1,332 @@
+//! The agent's client-side load balancer, as k3s's agent has one: a TCP
+//! proxy on `127.0.0.1:<lb port>` that every API connection of the agent
+//! goes through, passing each on to one of the cluster's servers — the one
+//! that last answered, or, when that one does not take the connection, the
+//! next. The servers are the `--server` one and those the `kubernetes`
+//! EndpointSlice lists, followed while the agent runs and kept in
+//! `<data-dir>/agent/servers.json` for the next start (when the server the
+//! agent joined through may be the one that is gone).
+//!
+//! TLS passes through untouched, end to end: clients verify the server as
+//! `127.0.0.1`, a name every server's certificate carries.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// How long one server has to take a connection before the next is tried.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Connections through the balancer at once (the agent's own need a few).
+const MAX_CONNECTIONS: usize = 512;
+/// How often the servers' list is read from the `kubernetes` endpoints.
+const FOLLOW_EVERY: Duration = Duration::from_secs(15);
+pub const STATE_FILE: &str = "servers.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BalancerError {
+    #[error("the API load balancer cannot listen on {addr}: {source} (another agent on this box? --lb-server-port picks another port)")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+struct Servers {
+    /// `host:port`, the one given on the command line first.
+    list: Vec<String>,
+    /// The index of the one that last took a connection.
+    current: usize,
+}
+
+/// A running balancer; cheap to clone.
+#[derive(Clone)]
+pub struct Balancer {
+    servers: Arc<Mutex<Servers>>,
+    addr: SocketAddr,
+    state: PathBuf,
+}
+
+impl Balancer {
+    /// Listen on `listen` and pass connections to `first` (`host:port`)
+    /// and to the servers known from before (in `state`), until `cancel`.
+    pub async fn start(
+        listen: SocketAddr,
+        first: String,
+        state: PathBuf,
+        cancel: CancellationToken,
+    ) -> Result<Balancer, BalancerError> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| BalancerError::Listen {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(listen);
+        let mut list = vec![first];
+        for known in read_state(&state) {
+            if !list.contains(&known) {
+                list.push(known);
+            }
+        }
+        tracing::info!(%addr, servers = ?list, "the API load balancer is listening");
+        let b = Balancer {
+            servers: Arc::new(Mutex::new(Servers { list, current: 0 })),
+            addr,
+            state,
+        };
+        let serving = b.clone();
+        tokio::spawn(async move {
+            let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+            loop {
+                let accepted = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    a = listener.accept() => a,
+                };
+                let Ok((client, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!("the API load balancer is full: a connection is refused");
+                    continue;
+                };
+                let b = serving.clone();
+                tokio::spawn(async move {
+                    b.pass(client).await;
+                    drop(slot);
+                });
+            }
+        });
+        Ok(b)
+    }
+
+    /// The URL clients use: the balancer's, verified as 127.0.0.1.
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// The servers, the current one first.
+    pub fn servers(&self) -> Vec<String> {
+        let s = self.lock();
+        let mut out = s.list.clone();
+        let by = s.current.min(out.len().saturating_sub(1));
+        out.rotate_left(by);
+        out
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Servers> {
+        // A panic elsewhere while holding it leaves a list still usable.
+        self.servers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn pass(&self, mut client: TcpStream) {
+        let (order, start) = {
+            let s = self.lock();
+            (s.list.clone(), s.current)
+        };
+        let n = order.len();
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let target = &order[idx];
+            let dialed =
+                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await;
+            let mut server = match dialed {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(server = %target, "the API load balancer: {e}");
+                    continue;
+                }
+                Err(_) => {
+                    tracing::debug!(server = %target, "the API load balancer: connecting timed out");
+                    continue;
+                }
+            };
+            if i > 0 {
+                tracing::info!(server = %target, "the API load balancer moved to another server");
+                let mut s = self.lock();
+                if let Some(pos) = s.list.iter().position(|t| t == target) {
+                    s.current = pos;
+                }
+            }
+            let _ = client.set_nodelay(true);
+            let _ = server.set_nodelay(true);
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            return;
+        }
+        tracing::warn!(servers = ?order, "the API load balancer reached no server");
+    }
+
+    /// Take the servers the `kubernetes` endpoints list (the one given on
+    /// the command line stays, last, as k3s keeps its default server).
+    pub fn update(&self, found: Vec<String>) {
+        if found.is_empty() {
+            return;
+        }
+        let changed = {
+            let mut s = self.lock();
+            let current = s.list.get(s.current).cloned();
+            let given = s.list.first().cloned();
+            let mut list = found;
+            list.sort();
+            list.dedup();
+            if let Some(g) = given.filter(|g| !list.contains(g)) {
+                list.insert(0, g);
+            }
+            let mut sorted_old = s.list.clone();
+            sorted_old.sort();
+            let mut sorted_new = list.clone();
+            sorted_new.sort();
+            if sorted_old == sorted_new {
+                false
+            } else {
+                s.current = current
+                    .and_then(|c| list.iter().position(|t| *t == c))
+                    .unwrap_or(0);
+                s.list = list;
+                true
+            }
+        };
+        if changed {
+            let servers = self.servers();
+            tracing::info!(?servers, "the API load balancer's servers changed");
+            self.save(&servers);
+        }
+    }
+
+    fn save(&self, servers: &[String]) {
+        let text = match serde_json::to_vec(servers) {
+            Ok(t) => t,
+            Err(_) => return,
+        };
+        if let Err(e) =
+            crate::server::pki::write_atomic(&self.state, &text, crate::server::pki::PUBLIC)
+        {
+            tracing::warn!("keeping the API servers' list: {e}");
+        }
+    }
+
+    /// Follow the `kubernetes` endpoints with `client` (through this
+    /// balancer) until `cancel`.
+    pub async fn follow(self, client: kube::Client, cancel: CancellationToken) {
+        loop {
+            match endpoints(&client).await {
+                Ok(found) => self.update(found),
+                Err(e) => tracing::debug!("reading the kubernetes endpoints: {e}"),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(FOLLOW_EVERY) => {}
+            }
+        }
+    }
+}
+
+fn read_state(path: &std::path::Path) -> Vec<String> {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| s.parse::<SocketAddr>().is_ok())
+        .take(64)
+        .collect()
+}
+
+/// `ip:port` of every ready address of the `default/kubernetes`
+/// EndpointSlice (a node may read slices, as upstream's node-proxier).
+async fn endpoints(client: &kube::Client) -> Result<Vec<String>, kube::Error> {
+    let req =
+        kube::core::Request::new("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices")
+            .get("kubernetes", &Default::default())
+            .map_err(kube::Error::BuildRequest)?;
+    let slice: serde_json::Value = client.request(req).await?;
+    Ok(addresses(&slice))
+}
+
+fn addresses(slice: &serde_json::Value) -> Vec<String> {
+    let Some(port) = slice["ports"]
+        .as_array()
+        .and_then(|p| p.first())
+        .and_then(|p| p["port"].as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in slice["endpoints"].as_array().into_iter().flatten() {
+        if e["conditions"]["ready"] == false {
+            continue;
+        }
+        for a in e["addresses"].as_array().into_iter().flatten() {
+            if let Some(ip) = a.as_str().and_then(|i| i.parse().ok()) {
+                out.push(SocketAddr::new(ip, port).to_string());
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_servers_come_from_the_endpoint_slice() {
+        let slice = serde_json::json!({
+            "ports": [{"name": "https", "port": 6443}],
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "conditions": {"ready": true}},
+                {"addresses": ["10.0.0.2", "bad"]},
+                {"addresses": ["10.0.0.3"], "conditions": {"ready": false}},
+            ],
+        });
+        assert_eq!(addresses(&slice), ["10.0.0.1:6443", "10.0.0.2:6443"]);
+        assert!(addresses(&serde_json::json!({"endpoints": []})).is_empty());
+    }
+
+    #[tokio::test]
+    async fn connections_go_to_the_server_that_answers() {
+        let dir = tempfile::tempdir().unwrap();
+        // A port nothing listens on, then one that answers.
+        let dead = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_addr = dead.local_addr().unwrap().to_string();
+        drop(dead);
+        let live = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_addr = live.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = live.accept().await {
+                use tokio::io::AsyncWriteExt;
+                let _ = c.write_all(b"live").await;
+            }
+        });
+        let cancel = CancellationToken::new();
+        let b = Balancer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            dead_addr.clone(),
+            dir.path().join(STATE_FILE),
+            cancel.clone(),
+        )
+        .await
+        .unwrap();
+        b.update(vec![live_addr.clone(), dead_addr.clone()]);
+        let read = || async {
+            use tokio::io::AsyncReadExt;
+            let mut c = TcpStream::connect(b.addr).await.unwrap();
+            let mut got = String::new();
+            c.read_to_string(&mut got).await.unwrap();
+            got
+        };
+        assert_eq!(read().await, "live");
+        assert_eq!(b.servers()[0], live_addr);
+        assert_eq!(read().await, "live");
+        // Kept for the next start, which knows both.
+        let kept = read_state(&dir.path().join(STATE_FILE));
+        assert_eq!(kept.len(), 2);
+        cancel.cancel();
+    }
+}
