@@ -123,9 +123,12 @@ fn servers_sharing_a_database_and_a_token_serve_one_cluster() {
         ("SKIFF_DATASTORE_ENDPOINT", url.as_str()),
         ("SKIFF_TOKEN", "our-cluster-secret"),
     ];
-    let mut a = Server::start_with_env(FAST_LEADER, &env);
+    let mut args = FAST_LEADER.to_vec();
+    args.push("--secrets-encryption");
+    let mut a = Server::start_with_env(&args, &env);
     a.kubectl_ok(&["create", "configmap", "from-a", "--from-literal=k=a"]);
-    let b = Server::start_with_env(FAST_LEADER, &env);
+    a.kubectl_ok(&["create", "secret", "generic", "s-a", "--from-literal=k=sealed"]);
+    let b = Server::start_with_env(&args, &env);
     assert!(b.logs().contains("Joined"), "{}", b.logs());
     // One CA, one service-account key, one set of bearer tokens.
     for file in [
@@ -134,6 +137,7 @@ fn servers_sharing_a_database_and_a_token_serve_one_cluster() {
         "server/tls/kubelet-ca.crt",
         "server/tls/service-account.key",
         "server/cred/tokens.csv",
+        "server/cred/encryption-config.json",
     ] {
         let read = |s: &Server| std::fs::read(s.data_dir().join(file)).unwrap();
         assert_eq!(read(&a), read(&b), "{file}");
@@ -145,6 +149,12 @@ fn servers_sharing_a_database_and_a_token_serve_one_cluster() {
     );
     assert!(out.status.success(), "{}", support::stderr(&out));
     assert_eq!(support::stdout(&out), "a");
+    // A Secret A encrypted, B reads (one key).
+    let out = b.kubectl_with(
+        &a.kubeconfig(),
+        &["get", "secret", "s-a", "-o", "jsonpath={.data.k}"],
+    );
+    assert_eq!(support::stdout(&out), "c2VhbGVk", "{}", support::stderr(&out));
     b.kubectl_ok(&["create", "configmap", "from-b", "--from-literal=k=b"]);
     let out = a.kubectl_ok(&["get", "configmap", "from-b", "-o", "jsonpath={.data.k}"]);
     assert_eq!(out, "b");
@@ -201,4 +211,6 @@ fn servers_sharing_a_database_and_a_token_serve_one_cluster() {
     assert!(log.contains("sealed with another token"), "{log}");
     assert!(!log.contains("a-guess"), "{log}");
     assert!(!c.data_dir().join("server/tls/server-ca.crt").exists());
+    // Nor is its token kept: the right one works next.
+    assert!(!c.data_dir().join("server/token").exists());
 }

@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Connections through the balancer at once (the agent's own need a few).
 const MAX_CONNECTIONS: usize = 512;
+/// Servers known at most.
+const MAX_SERVERS: usize = 16;
 /// How often the servers' list is read from the `kubernetes` endpoints.
 const FOLLOW_EVERY: Duration = Duration::from_secs(15);
 pub const STATE_FILE: &str = "servers.json";
@@ -37,10 +39,12 @@ pub enum BalancerError {
 }
 
 struct Servers {
-    /// `host:port`, the one given on the command line first.
+    /// `host:port` of each.
     list: Vec<String>,
     /// The index of the one that last took a connection.
     current: usize,
+    /// The one given on the command line: always kept.
+    given: String,
 }
 
 /// A running balancer; cheap to clone.
@@ -67,7 +71,7 @@ impl Balancer {
                 source,
             })?;
         let addr = listener.local_addr().unwrap_or(listen);
-        let mut list = vec![first];
+        let mut list = vec![first.clone()];
         for known in read_state(&state) {
             if !list.contains(&known) {
                 list.push(known);
@@ -75,7 +79,11 @@ impl Balancer {
         }
         tracing::info!(%addr, servers = ?list, "the API load balancer is listening");
         let b = Balancer {
-            servers: Arc::new(Mutex::new(Servers { list, current: 0 })),
+            servers: Arc::new(Mutex::new(Servers {
+                list,
+                current: 0,
+                given: first,
+            })),
             addr,
             state,
         };
@@ -161,29 +169,30 @@ impl Balancer {
         tracing::warn!(servers = ?order, "the API load balancer reached no server");
     }
 
-    /// Take the servers the `kubernetes` endpoints list (the one given on
-    /// the command line stays, last, as k3s keeps its default server).
+    /// Take the servers the `kubernetes` EndpointSlice lists (the one
+    /// given on the command line stays too, last, as k3s keeps its default
+    /// server; addresses no server can have are left out, and the list is
+    /// bounded).
     pub fn update(&self, found: Vec<String>) {
-        if found.is_empty() {
+        let mut list: Vec<String> = found
+            .into_iter()
+            .filter(|a| a.parse::<SocketAddr>().is_ok_and(|a| usable(a, self.addr)))
+            .collect();
+        if list.is_empty() {
             return;
         }
+        list.sort();
+        list.dedup();
+        list.truncate(MAX_SERVERS);
         let changed = {
             let mut s = self.lock();
-            let current = s.list.get(s.current).cloned();
-            let given = s.list.first().cloned();
-            let mut list = found;
-            list.sort();
-            list.dedup();
-            if let Some(g) = given.filter(|g| !list.contains(g)) {
-                list.insert(0, g);
+            if !list.contains(&s.given) {
+                list.push(s.given.clone());
             }
-            let mut sorted_old = s.list.clone();
-            sorted_old.sort();
-            let mut sorted_new = list.clone();
-            sorted_new.sort();
-            if sorted_old == sorted_new {
+            if s.list == list {
                 false
             } else {
+                let current = s.list.get(s.current).cloned();
                 s.current = current
                     .and_then(|c| list.iter().position(|t| *t == c))
                     .unwrap_or(0);
@@ -210,13 +219,17 @@ impl Balancer {
         }
     }
 
-    /// Follow the `kubernetes` endpoints with `client` (through this
-    /// balancer) until `cancel`.
-    pub async fn follow(self, client: kube::Client, cancel: CancellationToken) {
+    /// Follow the `kubernetes` EndpointSlice with the client the
+    /// kubeconfig at `kubeconfig` makes (through this balancer; made again
+    /// each time, so renewed certificates are taken up) until `cancel`.
+    pub async fn follow(self, kubeconfig: PathBuf, cancel: CancellationToken) {
         loop {
-            match endpoints(&client).await {
-                Ok(found) => self.update(found),
-                Err(e) => tracing::debug!("reading the kubernetes endpoints: {e}"),
+            match crate::agent::client::from_kubeconfig(&kubeconfig).await {
+                Ok((client, _)) => match endpoints(&client).await {
+                    Ok(found) => self.update(found),
+                    Err(e) => tracing::debug!("reading the kubernetes endpoints: {e}"),
+                },
+                Err(e) => tracing::debug!("following the cluster's servers: {e}"),
             }
             tokio::select! {
                 () = cancel.cancelled() => return,
@@ -226,14 +239,29 @@ impl Balancer {
     }
 }
 
+/// Whether a server may be at `a`: not this balancer, nor an address no
+/// other host answers on.
+fn usable(a: SocketAddr, me: SocketAddr) -> bool {
+    let ip = a.ip();
+    a != me
+        && a.port() != 0
+        && !ip.is_unspecified()
+        && !ip.is_multicast()
+        && !ip.is_loopback()
+        && !matches!(ip, std::net::IpAddr::V4(v4) if v4.is_link_local() || v4.is_broadcast())
+}
+
 fn read_state(path: &std::path::Path) -> Vec<String> {
     std::fs::read(path)
         .ok()
         .and_then(|b| serde_json::from_slice::<Vec<String>>(&b).ok())
         .unwrap_or_default()
         .into_iter()
-        .filter(|s| s.parse::<SocketAddr>().is_ok())
-        .take(64)
+        .filter(|s| {
+            s.parse::<SocketAddr>()
+                .is_ok_and(|a| !a.ip().is_unspecified())
+        })
+        .take(MAX_SERVERS)
         .collect()
 }
 
@@ -290,6 +318,49 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_list_keeps_the_given_server_and_drops_what_no_server_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let cancel = CancellationToken::new();
+        let b = Balancer::start(
+            "127.0.0.1:0".parse().unwrap(),
+            "10.0.0.9:6443".into(),
+            dir.path().join(STATE_FILE),
+            cancel.clone(),
+        )
+        .await
+        .unwrap();
+        let me = b.addr.to_string();
+        let mut found: Vec<String> = vec![
+            "10.0.0.2:6443".into(),
+            "10.0.0.1:6443".into(),
+            "127.0.0.1:6443".into(),
+            "0.0.0.0:6443".into(),
+            "169.254.1.1:6443".into(),
+            me,
+        ];
+        found.extend((0..100).map(|i| format!("10.1.0.{i}:6443")));
+        b.update(found);
+        let servers = b.lock().list.clone();
+        assert_eq!(servers.len(), MAX_SERVERS + 1);
+        assert_eq!(servers[0], "10.0.0.1:6443");
+        assert_eq!(servers.last().map(String::as_str), Some("10.0.0.9:6443"));
+        // The one in use stays in use.
+        assert_eq!(b.servers()[0], "10.0.0.9:6443");
+        assert!(servers
+            .iter()
+            .all(|s| !s.starts_with("127.") && !s.starts_with("0.") && !s.starts_with("169.254")));
+        // The given one stays when the endpoints no longer name it, and
+        // the list is kept for the next start.
+        b.update(vec!["10.0.0.2:6443".into()]);
+        assert_eq!(b.lock().list, ["10.0.0.2:6443", "10.0.0.9:6443"]);
+        assert_eq!(
+            read_state(&dir.path().join(STATE_FILE)),
+            ["10.0.0.9:6443", "10.0.0.2:6443"]
+        );
+        cancel.cancel();
+    }
+
+    #[tokio::test]
     async fn connections_go_to_the_server_that_answers() {
         let dir = tempfile::tempdir().unwrap();
         // A port nothing listens on, then one that answers.
@@ -313,7 +384,8 @@ mod tests {
         )
         .await
         .unwrap();
-        b.update(vec![live_addr.clone(), dead_addr.clone()]);
+        // (Loopback is no server's address in a cluster: set directly.)
+        b.lock().list = vec![dead_addr.clone(), live_addr.clone()];
         let read = || async {
             use tokio::io::AsyncReadExt;
             let mut c = TcpStream::connect(b.addr).await.unwrap();
@@ -324,9 +396,6 @@ mod tests {
         assert_eq!(read().await, "live");
         assert_eq!(b.servers()[0], live_addr);
         assert_eq!(read().await, "live");
-        // Kept for the next start, which knows both.
-        let kept = read_state(&dir.path().join(STATE_FILE));
-        assert_eq!(kept.len(), 2);
         cancel.cancel();
     }
 }

@@ -300,7 +300,12 @@ async fn renew_with_certificate(
     let password = node_password(&j.dir)?;
     let tls = pki::client_tls_config(&creds.ca_pem, Some((&creds.cert_pem, &creds.key_pem)))
         .map_err(local("the node's credentials"))?;
-    obtain(j, uri, &creds.ca_pem, tls, None, password).await?;
+    // Through the load balancer once it runs: the server the node joined
+    // may be the one that is gone.
+    let via: http::Uri = crate::agent::client::api_url(&j.server)
+        .parse()
+        .unwrap_or_else(|_| uri.clone());
+    obtain(j, &via, &creds.ca_pem, tls, None, password).await?;
     tracing::info!(node = %j.node_name, "renewed the node's certificates with its current ones");
     Ok(true)
 }

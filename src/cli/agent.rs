@@ -144,10 +144,11 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
         let first = server
             .authority()
             .map(|a| {
+                // As the join dials it: https's port when none is given.
                 if a.port_u16().is_some() {
                     a.to_string()
                 } else {
-                    format!("{a}:6443")
+                    format!("{a}:443")
                 }
             })
             .ok_or_else(|| JoinError::Url(args.server.clone()))?;
@@ -185,12 +186,11 @@ pub fn run(args: AgentCmdArgs, root: PathBuf, run_dir: PathBuf) -> anyhow::Resul
             }
         }
         tracing::info!(node = %config.node_name, node_ip = %config.node_ip, "starting the agent");
-        match crate::agent::client::from_kubeconfig(&join.kubeconfig()).await {
-            Ok((client, _)) => {
-                tokio::spawn(balancer.clone().follow(client, cancel.child_token()));
-            }
-            Err(e) => tracing::warn!("following the cluster's servers: {e}"),
-        }
+        tokio::spawn(
+            balancer
+                .clone()
+                .follow(join.kubeconfig(), cancel.child_token()),
+        );
         // The server reaches the kubelet through this, wherever the node is.
         let tunnel = tokio::spawn(crate::agent::tunnel::run(
             join.kubeconfig(),

@@ -63,24 +63,57 @@ pub fn load(
     (certificates, tokens)
 }
 
+/// What settling a shared datastore's credentials needs.
+pub struct Shared<'a> {
+    pub store: &'a Arc<dyn Backend>,
+    /// The cluster's secret, and whether the token file still lacks it.
+    pub secret: (String, bool),
+    /// The CA hash a full `--token` names.
+    pub want_ca: Option<String>,
+    pub files: &'a [pki::shared::SharedFile],
+    /// `--secrets-encryption` with no provider file of the user's: the
+    /// generated configuration is made (once for every server) if missing.
+    pub make_encryption_key: bool,
+}
+
 /// Make the data directory hold the cluster's CAs and keys from the
-/// shared datastore, or make them here and publish them there.
+/// shared datastore, or make them here and publish them there; then the
+/// secrets' encryption configuration, the same on every server; then keep
+/// the token.
 pub async fn settle_shared(
-    store: &Arc<dyn Backend>,
-    secret: &str,
-    files: &[pki::shared::SharedFile],
+    s: Shared<'_>,
     opts: PkiOptions,
     paths: ServerPaths,
 ) -> anyhow::Result<()> {
-    let init = move || {
-        pki::load_or_init(&opts)?;
-        ServiceAccountKey::load_or_create(&paths.tls)?;
-        pki::load_or_create_token_file(&paths.tokens_csv)?;
-        Ok(())
+    let init = {
+        let paths = paths.clone();
+        move || {
+            pki::load_or_init(&opts)?;
+            ServiceAccountKey::load_or_create(&paths.tls)?;
+            pki::load_or_create_token_file(&paths.tokens_csv)?;
+            Ok(())
+        }
     };
-    let outcome = pki::shared::reconcile(store, secret, files, init)
+    let (secret, unwritten) = &s.secret;
+    let outcome = pki::shared::reconcile(s.store, secret, s.want_ca.as_deref(), s.files, init)
         .await
         .context("the cluster's shared CAs and keys")?;
     tracing::info!(?outcome, "the cluster's CAs and keys are the datastore's");
+    if let Some(file) = s.files.iter().find(|f| f.path == paths.encryption_config) {
+        let make = s.make_encryption_key;
+        pki::shared::ensure_file(s.store, secret, file, move || {
+            if !make {
+                return Ok(None);
+            }
+            crate::server::store::encrypt::manage::generated_config_text()
+                .map(Some)
+                .map_err(|e| pki::shared::SharedError::Corrupt(e.to_string()))
+        })
+        .await
+        .context("the secrets' shared encryption configuration")?;
+    }
+    if *unwritten {
+        pki::keep_cluster_secret(&paths.token, secret).context("keeping the cluster's token")?;
+    }
     Ok(())
 }

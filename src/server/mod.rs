@@ -200,6 +200,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .as_deref()
         .and_then(pki::parse_join_token)
         .map(|(hash, _)| hash.to_string());
+    let want_ca = given_ca_hash.clone();
     let start_pki = {
         let paths = paths.clone();
         let gate = (!fresh).then_some(plan_gate);
@@ -223,10 +224,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         ),
     };
     // Ok: started now; Err: to start once the shared files are settled.
-    let pki_stage = if shared {
-        Err(start_pki)
-    } else {
-        Ok(start_pki())
+    let pki_stage = match (shared, &secret) {
+        (true, Some(secret)) => Err((start_pki, secret.clone())),
+        (_, secret) => {
+            // The embedded datastore's: the token file takes it now.
+            if let Some((secret, true)) = secret {
+                pki::keep_cluster_secret(&paths.token, secret)
+                    .context("keeping the cluster's token")?;
+            }
+            Ok(start_pki())
+        }
     };
     let datastore_tls = store::postgres::TlsFiles {
         ca_file: args.datastore_cafile.clone(),
@@ -247,10 +254,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let shared_files = pki::shared::files(&paths.tls, &paths.tokens_csv, &paths.encryption_config);
     let (pki, tokens) = match pki_stage {
         Ok(started) => started,
-        Err(start_pki) => {
-            let secret = secret.as_deref().unwrap_or_default();
-            credentials::settle_shared(&store, secret, &shared_files, init_opts, paths.clone())
-                .await?;
+        Err((start_pki, secret)) => {
+            let settle = credentials::Shared {
+                store: &store,
+                secret,
+                want_ca,
+                files: &shared_files,
+                make_encryption_key: args.secrets_encryption
+                    && args.encryption_provider_config.is_none(),
+            };
+            credentials::settle_shared(settle, init_opts, paths.clone()).await?;
             start_pki()
         }
     };
@@ -266,24 +279,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             secrets_encryption: args.secrets_encryption,
             provider_config: args.encryption_provider_config.clone(),
             generated: paths.encryption_config.clone(),
+            shared,
         },
         store.clone(),
     )
     .await
     .context("setting up secrets encryption")?;
-    // Keys made since the record was (secrets encryption turned on later)
-    // go to the next servers too.
-    if let (true, Some(secret)) = (shared, secret.as_deref()) {
-        let added = pki::shared::publish_new(&store, secret, &shared_files)
-            .await
-            .context("adding to the cluster's shared keys")?;
-        if added > 0 {
-            tracing::info!(
-                files = added,
-                "added to the cluster's shared keys in the datastore"
-            );
-        }
-    }
 
     let inflight = args.inflight_limits();
     tracing::info!(
@@ -423,7 +424,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             Ok(())
         });
     }
-    // Servers sharing the datastore: each one's address Lease, and the
+    // Servers sharing the datastore: each one's address record, and the
     // kubernetes endpoints listing the live ones.
     if shared {
         let client = loopback::client(
@@ -432,9 +433,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             peers::AGENT,
         );
         let identity = leader::identity(&data_dir);
+        let raw = store.clone();
         components.spawn("API server peers", move |life| async move {
             life.ready();
-            peers::run(client, identity, advertised, life.cancel).await;
+            peers::run(client, raw, identity, advertised, life.cancel).await;
             Ok(())
         });
     }

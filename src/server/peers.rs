@@ -1,23 +1,25 @@
 //! The API servers sharing one datastore, and the `default/kubernetes`
 //! endpoints that list the live ones: what pods reach as the kubernetes
-//! Service, and what agents fail over between. Each server keeps a Lease
-//! `kube-system/apiserver-<hash of its identity>` (labelled as upstream's
-//! API server identity Leases, its advertised address in an annotation)
-//! renewed every [`RENEW`]; every server lists them and writes the
-//! Endpoints and EndpointSlice with the addresses renewed within
-//! [`EXPIRY`], as upstream's lease endpoint reconciler does with the leases
-//! it keeps in etcd. A server that stops gracefully gives its Lease back.
+//! Service, and what agents fail over between. Each server keeps a record
+//! `/peers/<hash of its identity>` in the datastore itself (not an API
+//! object: no API user can add an address to the list, as upstream keeps
+//! its master leases in etcd), holding its advertised address and rewritten
+//! every [`RENEW`]. Every server reads them and writes the Endpoints and
+//! EndpointSlice with the addresses of those it has seen rewritten within
+//! [`EXPIRY`] on its own clock (a record's revision moving, not a time
+//! written by another host, so clocks need not agree). Records not
+//! rewritten for [`FORGET`] are removed; a server that stops gracefully
+//! removes its own.
 //!
 //! Only on a shared datastore: the embedded one has one server, whose
 //! address bootstrap writes.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use bytes::Bytes;
 use kube::core::Request;
 use tokio_util::sync::CancellationToken;
 
@@ -25,38 +27,82 @@ use super::apiserver::loopback::get_opt;
 use super::bootstrap::{
     api_endpoint_slice, api_endpoints, put_if_changed, ENDPOINTS, ENDPOINT_SLICES,
 };
+use super::store::{Backend, Error as StoreError, ListOptions, Revision};
 
-pub const NAMESPACE: &str = "kube-system";
-/// The Leases' names begin so.
-pub const PREFIX: &str = "apiserver-";
-/// The managedFields manager of the writes.
+/// The records' prefix (outside `/registry/`: no API list shows them).
+pub const PREFIX: &str = "/peers/";
+/// The managedFields manager of the endpoints' writes.
 pub const AGENT: &str = "skiff-apiserver-peers";
-/// Upstream's API server identity label.
-const LABEL: &str = "apiserver.kubernetes.io/identity";
-const LABEL_VALUE: &str = "kube-apiserver";
-/// The address agents and pods reach this server at.
-pub const ADDRESS: &str = "skiff.io/advertise-address";
 pub const RENEW: Duration = Duration::from_secs(10);
-/// A server not heard from for this long is out of the endpoints.
+/// A server whose record has not moved for this long is out of the
+/// endpoints.
 pub const EXPIRY: Duration = Duration::from_secs(40);
+/// ...and its record is removed after this long.
+pub const FORGET: Duration = Duration::from_secs(600);
+/// Servers listed at most (a record is written by a server only, but the
+/// list stays bounded all the same).
+const MAX_PEERS: usize = 32;
 
-/// This server's Lease name.
-pub fn lease_name(identity: &str) -> String {
+/// This server's record's key.
+pub fn key(identity: &str) -> String {
     use sha2::Digest;
     let hash = sha2::Sha256::digest(identity.as_bytes());
     format!("{PREFIX}{}", hex::encode(&hash[..8]))
 }
 
-/// Keep this server's Lease and the endpoints until `stop`; then give the
-/// Lease back and write the endpoints without it.
-pub async fn run(client: kube::Client, identity: String, me: SocketAddr, stop: CancellationToken) {
-    let leases: Api<Lease> = Api::namespaced(client.clone(), NAMESPACE);
-    let name = lease_name(&identity);
-    loop {
-        if let Err(e) = renew(&leases, &name, &identity, me).await {
-            tracing::warn!(lease = %name, "renewing this API server's Lease: {e}");
+/// When each record was last seen to move, on this server's clock.
+#[derive(Default)]
+pub struct Seen(HashMap<String, (Revision, Instant)>);
+
+impl Seen {
+    /// Note `records` (key, revision, address) as read at `now`; the live
+    /// addresses, sorted, and the keys to forget.
+    pub fn observe(
+        &mut self,
+        records: &[(String, Revision, Option<SocketAddr>)],
+        now: Instant,
+    ) -> (Vec<SocketAddr>, Vec<(String, Revision)>) {
+        self.0.retain(|k, _| records.iter().any(|(r, _, _)| r == k));
+        let mut live = Vec::new();
+        let mut forget = Vec::new();
+        for (k, rev, addr) in records {
+            let since = match self.0.get(k) {
+                Some((seen, at)) if seen == rev => *at,
+                _ => {
+                    self.0.insert(k.clone(), (*rev, now));
+                    now
+                }
+            };
+            let quiet = now.saturating_duration_since(since);
+            if quiet > FORGET {
+                forget.push((k.clone(), *rev));
+            } else if quiet <= EXPIRY {
+                live.extend(addr);
+            }
         }
-        if let Err(e) = reconcile(&client, &leases, None).await {
+        live.sort();
+        live.dedup();
+        live.truncate(MAX_PEERS);
+        (live, forget)
+    }
+}
+
+/// Keep this server's record and the endpoints until `stop`; then remove
+/// the record and write the endpoints without it.
+pub async fn run(
+    client: kube::Client,
+    store: Arc<dyn Backend>,
+    identity: String,
+    me: SocketAddr,
+    stop: CancellationToken,
+) {
+    let mine = key(&identity);
+    let mut seen = Seen::default();
+    loop {
+        if let Err(e) = renew(store.as_ref(), &mine, me).await {
+            tracing::warn!("keeping this API server's address in the datastore: {e}");
+        }
+        if let Err(e) = reconcile(&client, store.as_ref(), &mut seen, None).await {
             tracing::warn!("writing the kubernetes endpoints: {e}");
         }
         tokio::select! {
@@ -64,85 +110,51 @@ pub async fn run(client: kube::Client, identity: String, me: SocketAddr, stop: C
             () = tokio::time::sleep(RENEW) => {}
         }
     }
-    let _ = leases.delete(&name, &DeleteParams::default()).await;
-    if let Err(e) = reconcile(&client, &leases, Some(&name)).await {
+    let _ = store.delete(&mine, None).await;
+    if let Err(e) = reconcile(&client, store.as_ref(), &mut seen, Some(&mine)).await {
         tracing::debug!("writing the kubernetes endpoints at exit: {e}");
     }
 }
 
-async fn renew(
-    leases: &Api<Lease>,
-    name: &str,
-    identity: &str,
-    me: SocketAddr,
-) -> Result<(), kube::Error> {
-    let now = MicroTime(Timestamp::now());
-    let spec = LeaseSpec {
-        holder_identity: Some(identity.to_string()),
-        lease_duration_seconds: i32::try_from(EXPIRY.as_secs()).ok(),
-        renew_time: Some(now),
-        ..Default::default()
-    };
-    let meta = |resource_version| ObjectMeta {
-        name: Some(name.to_string()),
-        namespace: Some(NAMESPACE.to_string()),
-        labels: Some([(LABEL.to_string(), LABEL_VALUE.to_string())].into()),
-        annotations: Some([(ADDRESS.to_string(), me.to_string())].into()),
-        resource_version,
-        ..Default::default()
-    };
-    let pp = PostParams {
-        field_manager: Some(AGENT.into()),
-        ..Default::default()
-    };
-    match leases.get_opt(name).await? {
-        None => {
-            let lease = Lease {
-                metadata: meta(None),
-                spec: Some(spec),
-            };
-            leases.create(&pp, &lease).await?;
-        }
-        Some(have) => {
-            let lease = Lease {
-                metadata: meta(have.metadata.resource_version),
-                spec: Some(spec),
-            };
-            leases.replace(name, &pp, &lease).await?;
-        }
+async fn renew(store: &dyn Backend, key: &str, me: SocketAddr) -> Result<(), StoreError> {
+    let value = Bytes::from(serde_json::json!({"address": me.to_string()}).to_string());
+    match store.get(key, None).await? {
+        None => store.create(key, value).await.map(|_| ()),
+        Some(kv) => store.update(key, value, kv.mod_revision).await.map(|_| ()),
     }
-    Ok(())
-}
-
-/// The live servers' addresses, sorted (`leaving`: a Lease to leave out).
-pub fn live(items: &[Lease], now: Timestamp, leaving: Option<&str>) -> Vec<SocketAddr> {
-    let mut out: Vec<SocketAddr> = items
-        .iter()
-        .filter(|l| l.metadata.name.as_deref() != leaving)
-        .filter(|l| {
-            let spec = l.spec.as_ref();
-            let renewed = spec.and_then(|s| s.renew_time.as_ref()).map(|t| t.0);
-            let seconds = spec
-                .and_then(|s| s.lease_duration_seconds)
-                .map_or(EXPIRY.as_secs() as i64, i64::from);
-            renewed.is_some_and(|t| now.as_second() - t.as_second() <= seconds)
-        })
-        .filter_map(|l| l.metadata.annotations.as_ref()?.get(ADDRESS)?.parse().ok())
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 async fn reconcile(
     client: &kube::Client,
-    leases: &Api<Lease>,
+    store: &dyn Backend,
+    seen: &mut Seen,
     leaving: Option<&str>,
 ) -> anyhow::Result<()> {
-    let list = leases
-        .list(&ListParams::default().labels(&format!("{LABEL}={LABEL_VALUE}")))
+    let list = store
+        .list(
+            PREFIX,
+            ListOptions {
+                limit: Some(MAX_PEERS * 4),
+                ..Default::default()
+            },
+        )
         .await?;
-    let addrs = live(&list.items, Timestamp::now(), leaving);
+    let records: Vec<_> = list
+        .items
+        .iter()
+        .filter(|kv| Some(kv.key.as_str()) != leaving)
+        .map(|kv| {
+            let addr = serde_json::from_slice::<serde_json::Value>(&kv.value)
+                .ok()
+                .and_then(|v| v["address"].as_str()?.parse().ok());
+            (kv.key.clone(), kv.mod_revision, addr)
+        })
+        .collect();
+    let (addrs, forget) = seen.observe(&records, Instant::now());
+    for (key, rev) in forget {
+        tracing::info!(record = %key, "forgetting an API server not heard from");
+        let _ = store.delete(&key, Some(rev)).await;
+    }
     if addrs.is_empty() {
         return Ok(());
     }
@@ -172,42 +184,55 @@ async fn reconcile(
 mod tests {
     use super::*;
 
-    fn lease(name: &str, addr: &str, renewed: i64) -> Lease {
-        Lease {
-            metadata: ObjectMeta {
-                name: Some(name.into()),
-                annotations: Some([(ADDRESS.to_string(), addr.to_string())].into()),
-                ..Default::default()
-            },
-            spec: Some(LeaseSpec {
-                lease_duration_seconds: Some(40),
-                renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
-                ..Default::default()
-            }),
-        }
+    #[test]
+    fn a_server_is_live_while_its_record_moves_on_this_servers_clock() {
+        let t0 = Instant::now();
+        let a: SocketAddr = "10.0.0.1:6443".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:6443".parse().unwrap();
+        let mut seen = Seen::default();
+        let rec = |ra, rb| {
+            vec![
+                ("/peers/a".to_string(), ra, Some(a)),
+                ("/peers/b".to_string(), rb, Some(b)),
+                ("/peers/c".to_string(), 1, None),
+            ]
+        };
+        // First seen: live.
+        let (live, forget) = seen.observe(&rec(5, 6), t0);
+        assert_eq!(live, [a, b]);
+        assert!(forget.is_empty());
+        // a keeps moving, b stops: b drops out after EXPIRY...
+        let t1 = t0 + EXPIRY + Duration::from_secs(1);
+        let (live, _) = seen.observe(&rec(9, 6), t1);
+        assert_eq!(live, [a]);
+        // ...and is forgotten after FORGET.
+        let t2 = t0 + FORGET + Duration::from_secs(1);
+        let (live, forget) = seen.observe(&rec(12, 6), t2);
+        assert_eq!(live, [a]);
+        // (c, with no address, never moved either.)
+        assert_eq!(
+            forget,
+            [("/peers/b".to_string(), 6), ("/peers/c".to_string(), 1)]
+        );
+        // A record that moves again is live again.
+        let (live, _) = seen.observe(&rec(13, 7), t2);
+        assert_eq!(live, [a, b]);
+        assert_eq!(key("host_abc"), key("host_abc"));
+        assert_ne!(key("host_abc"), key("host_abd"));
+        assert!(key("x").starts_with(PREFIX));
     }
 
     #[test]
-    fn the_live_servers_are_those_renewed_within_their_lease() {
-        let now = Timestamp::from_second(1_000).unwrap();
-        let items = [
-            lease("apiserver-b", "10.0.0.2:6443", 990),
-            lease("apiserver-a", "10.0.0.1:6443", 961),
-            lease("apiserver-c", "10.0.0.3:6443", 900),
-            lease("apiserver-d", "not an address", 1_000),
+    fn the_endpoints_list_every_server_by_port() {
+        let addrs: Vec<SocketAddr> = vec![
+            "10.0.0.1:6443".parse().unwrap(),
+            "10.0.0.2:6443".parse().unwrap(),
         ];
-        let got = live(&items, now, None);
-        assert_eq!(
-            got,
-            [
-                "10.0.0.1:6443".parse().unwrap(),
-                "10.0.0.2:6443".parse().unwrap()
-            ]
-        );
-        let got = live(&items, now, Some("apiserver-a"));
-        assert_eq!(got, ["10.0.0.2:6443".parse().unwrap()]);
-        assert_eq!(lease_name("host_abc"), lease_name("host_abc"));
-        assert_ne!(lease_name("host_abc"), lease_name("host_abd"));
-        assert!(lease_name("x").starts_with(PREFIX));
+        let ep = api_endpoints(&addrs);
+        assert_eq!(ep["subsets"].as_array().unwrap().len(), 1);
+        assert_eq!(ep["subsets"][0]["addresses"][1]["ip"], "10.0.0.2");
+        let slice = api_endpoint_slice(&addrs);
+        assert_eq!(slice["endpoints"].as_array().unwrap().len(), 2);
+        assert_eq!(slice["ports"][0]["port"], 6443);
     }
 }

@@ -40,8 +40,8 @@ use x509_parser::certificate::X509Certificate;
 pub use sa_key::{ServiceAccountKey, SA_KEY_FILE};
 pub use sans::{default_sans, KUBERNETES_SERVICE_IP};
 pub use tokens::{
-    ca_hash, cluster_secret, load_or_create_join_token, load_or_create_token_file,
-    parse_join_token, TokenAuth, ADMIN_TOKEN_GROUP, ADMIN_TOKEN_USER,
+    ca_hash, cluster_secret, keep_cluster_secret, load_or_create_join_token,
+    load_or_create_token_file, parse_join_token, TokenAuth, ADMIN_TOKEN_GROUP, ADMIN_TOKEN_USER,
 };
 
 use certs::{Purpose, CA_LIFETIME, LEAF_LIFETIME};

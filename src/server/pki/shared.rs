@@ -43,11 +43,24 @@ pub enum SharedError {
     #[error("the cluster's shared secrets in the datastore ({KEY}) are unreadable: {0}")]
     Corrupt(String),
     #[error(
-        "{} differs from the cluster's in the datastore: this data directory belongs to \
-         another cluster; move its server/tls and server/cred away to join this one",
+        "{} differs from the copy the servers of this datastore share: this data directory \
+         belongs to another cluster, or the file was changed on this server only (such \
+         changes are not shared); put the shared copy back (from another server of the \
+         cluster), or start this server on a data directory of its own cluster",
         .0.display()
     )]
     Differs(PathBuf),
+    #[error(
+        "the datastore already holds a cluster's objects but not its shared CAs and keys: \
+         start a server of that cluster (on its own data directory, with this token) first, \
+         which puts them there; a new CA would make what is stored unusable"
+    )]
+    Occupied,
+    #[error(
+        "--token names the cluster CA with sha256 {want}, but this cluster's is {got}: it is \
+         another cluster's token"
+    )]
+    CaMismatch { want: String, got: String },
     #[error(transparent)]
     Files(#[from] PkiError),
     #[error("the datastore: {0}")]
@@ -151,8 +164,8 @@ pub fn open(secret: &str, record: &[u8]) -> Result<BTreeMap<String, Vec<u8>>, Sh
         return Err(bad(&format!("version {} is not known", sealed.version)));
     }
     // A record written by someone else must not make every start spin.
-    if sealed.rounds > 10 * ROUNDS {
-        return Err(bad("too many PBKDF2 rounds"));
+    if sealed.rounds > 10 * ROUNDS || sealed.rounds < 10_000 {
+        return Err(bad("PBKDF2 rounds out of bounds"));
     }
     let salt = B64.decode(&sealed.salt).map_err(|_| bad("salt"))?;
     let nonce: [u8; 12] = B64
@@ -194,13 +207,13 @@ fn read_local(files: &[SharedFile]) -> Result<BTreeMap<String, Vec<u8>>, SharedE
 
 /// Write the record's files that are missing here; a file here that
 /// differs from the record's is refused (this directory is another
-/// cluster's), so nothing is overwritten.
+/// cluster's), and then nothing is written.
 fn materialize(
     files: &[SharedFile],
     shared: &BTreeMap<String, Vec<u8>>,
 ) -> Result<usize, SharedError> {
     let local = read_local(files)?;
-    let mut written = 0;
+    let mut missing = Vec::new();
     for f in files {
         let Some(want) = shared.get(f.name) else {
             continue;
@@ -208,16 +221,39 @@ fn materialize(
         match local.get(f.name) {
             Some(have) if have == want => {}
             Some(_) => return Err(SharedError::Differs(f.path.clone())),
-            None => {
-                if let Some(dir) = f.path.parent() {
-                    ensure_dir(dir, 0o700)?;
-                }
-                write_atomic(&f.path, want, f.mode)?;
-                written += 1;
-            }
+            None => missing.push((f, want)),
         }
     }
-    Ok(written)
+    for (f, want) in &missing {
+        write_file(f, want)?;
+    }
+    Ok(missing.len())
+}
+
+fn write_file(f: &SharedFile, bytes: &[u8]) -> Result<(), SharedError> {
+    if let Some(dir) = f.path.parent() {
+        ensure_dir(dir, 0o700)?;
+    }
+    write_atomic(&f.path, bytes, f.mode)?;
+    Ok(())
+}
+
+/// The CA named by a full token must be the one in `shared`.
+fn check_ca(shared: &BTreeMap<String, Vec<u8>>, want: Option<&str>) -> Result<(), SharedError> {
+    let Some(want) = want else { return Ok(()) };
+    let ca = shared
+        .get(super::CA_CERT_FILE)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default();
+    let got = super::ca_hash(&ca);
+    if got.eq_ignore_ascii_case(want) {
+        Ok(())
+    } else {
+        Err(SharedError::CaMismatch {
+            want: want.to_string(),
+            got,
+        })
+    }
 }
 
 /// What [`reconcile`] did.
@@ -234,9 +270,12 @@ pub enum Outcome {
 /// from an earlier start), published for the next servers. Two first
 /// servers racing: the one whose record lands first wins, the other takes
 /// its files when its own were new, and stops when they were not.
+/// `want_ca`: the CA hash a full token names, checked before anything is
+/// written or published.
 pub async fn reconcile<F>(
     store: &Arc<dyn Backend>,
     secret: &str,
+    want_ca: Option<&str>,
     files: &[SharedFile],
     init: F,
 ) -> Result<Outcome, SharedError>
@@ -244,14 +283,23 @@ where
     F: FnOnce() -> Result<(), PkiError> + Send + 'static,
 {
     if let Some(kv) = store.get(KEY, None).await? {
-        return join(secret, files, kv.value).await;
+        return join(secret, want_ca, files, kv.value).await;
+    }
+    let had_any = files.iter().any(|f| f.path.exists());
+    // Objects without the record: a cluster from before the record, or
+    // one whose record was removed. Only a server that holds its CA may
+    // publish it.
+    if !had_any && store.count("/registry/").await? > 0 {
+        return Err(SharedError::Occupied);
     }
     let set = files.to_vec();
-    let had_any = files.iter().any(|f| f.path.exists());
     let secret_owned = secret.to_string();
+    let want = want_ca.map(str::to_string);
     let sealed = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, SharedError> {
         init()?;
-        seal(&secret_owned, &read_local(&set)?)
+        let local = read_local(&set)?;
+        check_ca(&local, want.as_deref())?;
+        seal(&secret_owned, &local)
     })
     .await
     .map_err(|e| SharedError::Corrupt(format!("sealing: {e}")))??;
@@ -267,64 +315,97 @@ where
                     let _ = std::fs::remove_file(&f.path);
                 }
             }
-            join(secret, files, kv.value).await
+            join(secret, want_ca, files, kv.value).await
         }
         Err(e) => Err(e.into()),
     }
 }
 
-async fn join(secret: &str, files: &[SharedFile], record: Bytes) -> Result<Outcome, SharedError> {
+async fn join(
+    secret: &str,
+    want_ca: Option<&str>,
+    files: &[SharedFile],
+    record: Bytes,
+) -> Result<Outcome, SharedError> {
     let secret = secret.to_string();
+    let want = want_ca.map(str::to_string);
     let files = files.to_vec();
     tokio::task::spawn_blocking(move || {
         let shared = open(&secret, &record)?;
+        check_ca(&shared, want.as_deref())?;
         materialize(&files, &shared).map(Outcome::Joined)
     })
     .await
     .map_err(|e| SharedError::Corrupt(format!("opening: {e}")))?
 }
 
-/// Add the files of the set that exist here but not yet in the record (the
-/// encryption keys, made after the record when secrets encryption is turned
-/// on later), so the next server gets them too.
-pub async fn publish_new(
+/// Make `file` one of the shared set, the same on every server: the
+/// record's copy when it has one (written here when missing; a different
+/// one here is refused), else this server's, or one `make` makes (None:
+/// none is needed), put in
+/// the record first (compare-and-swap: of two servers making one at once,
+/// one copy wins and both use it). For the secrets' encryption keys,
+/// made after the record when encryption is turned on later.
+pub async fn ensure_file<M>(
     store: &Arc<dyn Backend>,
     secret: &str,
-    files: &[SharedFile],
-) -> Result<usize, SharedError> {
-    for _ in 0..3 {
+    file: &SharedFile,
+    make: M,
+) -> Result<(), SharedError>
+where
+    M: Fn() -> Result<Option<Vec<u8>>, SharedError> + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    for _ in 0..8 {
         let Some(kv) = store.get(KEY, None).await? else {
-            return Ok(0);
+            return Err(SharedError::Corrupt("the record is missing".into()));
         };
-        let (secret_o, files_o, value) = (secret.to_string(), files.to_vec(), kv.value.clone());
-        let update = tokio::task::spawn_blocking(move || -> Result<_, SharedError> {
+        let (secret_o, file_o, value, make_o) = (
+            secret.to_string(),
+            file.clone(),
+            kv.value.clone(),
+            make.clone(),
+        );
+        let step = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>, SharedError> {
             let mut shared = open(&secret_o, &value)?;
-            let local = read_local(&files_o)?;
-            let mut added = 0;
-            for (name, bytes) in local {
-                if let std::collections::btree_map::Entry::Vacant(e) = shared.entry(name) {
-                    e.insert(bytes);
-                    added += 1;
+            let local = read_local(std::slice::from_ref(&file_o))?.remove(file_o.name);
+            match (shared.get(file_o.name), local) {
+                (Some(want), Some(have)) if *want == have => Ok(None),
+                (Some(_), Some(_)) => Err(SharedError::Differs(file_o.path.clone())),
+                (Some(want), None) => write_file(&file_o, want).map(|()| None),
+                (None, have) => {
+                    let bytes = match have {
+                        Some(b) => b,
+                        None => match make_o()? {
+                            Some(b) => b,
+                            // Nothing to share.
+                            None => return Ok(None),
+                        },
+                    };
+                    shared.insert(file_o.name.to_string(), bytes);
+                    seal(&secret_o, &shared).map(Some)
                 }
             }
-            Ok((added > 0).then(|| seal(&secret_o, &shared).map(|s| (s, added))))
         })
         .await
         .map_err(|e| SharedError::Corrupt(format!("sealing: {e}")))??;
-        let Some(update) = update else {
-            return Ok(0);
+        let Some(sealed) = step else {
+            return Ok(());
         };
-        let (sealed, added) = update?;
         match store
             .update(KEY, Bytes::from(sealed), kv.mod_revision)
             .await
         {
-            Ok(_) => return Ok(added),
+            // In the record now: written here by the next pass if made.
+            Ok(_) => continue,
             Err(StoreError::Conflict { .. }) => continue,
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(0)
+    Err(SharedError::Corrupt(format!(
+        "{KEY} kept changing while {} was added",
+        file.name
+    )))
 }
 
 #[cfg(test)]

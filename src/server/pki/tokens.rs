@@ -28,17 +28,22 @@ pub fn parse_join_token(token: &str) -> Option<(&str, &str)> {
 
 /// The cluster's secret: the one `given` (`--token`: a bare secret or a
 /// full `K10…::secret` token), else the one in the token file at `path`,
-/// else a new random one. A new secret is written to `path` at once (bare:
-/// [`load_or_create_join_token`] completes it once the CA is known), so
-/// every later start, and the shared secrets sealed with it, agree; a
-/// `given` secret that is not the file's is refused rather than replacing
-/// the token agents and servers already hold.
-pub fn cluster_secret(path: &Path, given: Option<&str>) -> Result<String, PkiError> {
+/// else a new random one; and whether the file does not hold it yet (then
+/// [`keep_cluster_secret`] writes it, once what it is for has worked, so
+/// a refused start leaves nothing behind). A `given` secret that is not
+/// the file's is refused rather than replacing the token agents and
+/// servers already hold.
+pub fn cluster_secret(path: &Path, given: Option<&str>) -> Result<(String, bool), PkiError> {
     let given = match given.map(str::trim) {
         Some(t) if t.starts_with("K10") => Some(
             parse_join_token(t)
                 .map(|(_, secret)| secret)
-                .ok_or_else(|| PkiError::invalid(path, "--token: malformed join token (want K10<sha256>::<secret> or a bare secret)"))?,
+                .ok_or_else(|| {
+                    PkiError::invalid(
+                    path,
+                    "--token: malformed join token (want K10<sha256>::<secret> or a bare secret)",
+                )
+                })?,
         ),
         Some("") => return Err(PkiError::invalid(path, "--token is empty")),
         Some(t) => Some(t),
@@ -53,20 +58,24 @@ pub fn cluster_secret(path: &Path, given: Option<&str>) -> Result<String, PkiErr
         .map(str::trim)
         .map(|text| parse_join_token(text).map_or(text, |(_, secret)| secret));
     match (existing, given) {
-        (Some(have), Some(want)) if have != want => Err(PkiError::invalid(
+        (Some(have), Some(want)) if !have.is_empty() && have != want => Err(PkiError::invalid(
             path,
-            "holds another token than --token: this data directory was started with a different              one (agents hold it); give that one, or move the data directory away",
+            "holds another token than --token: this data directory was started with a \
+             different one (agents hold it); give that one, or move the data directory away",
         )),
-        (Some(have), _) if !have.is_empty() => Ok(have.to_string()),
-        (_, given) => {
-            let secret = given.map_or_else(|| hex::encode(rand::random::<[u8; 16]>()), String::from);
-            if let Some(dir) = path.parent() {
-                super::files::ensure_dir(dir, 0o700)?;
-            }
-            write_atomic(path, format!("{secret}\n").as_bytes(), PRIVATE)?;
-            Ok(secret)
-        }
+        (Some(have), _) if !have.is_empty() => Ok((have.to_string(), false)),
+        (_, Some(given)) => Ok((given.to_string(), true)),
+        (_, None) => Ok((hex::encode(rand::random::<[u8; 16]>()), true)),
     }
+}
+
+/// Write the cluster's secret, bare, to the token file at `path` (mode
+/// 0600; [`load_or_create_join_token`] completes it once the CA is known).
+pub fn keep_cluster_secret(path: &Path, secret: &str) -> Result<(), PkiError> {
+    if let Some(dir) = path.parent() {
+        super::files::ensure_dir(dir, 0o700)?;
+    }
+    write_atomic(path, format!("{secret}\n").as_bytes(), PRIVATE)
 }
 
 /// The node join token `K10<hex sha256 of the CA PEM>::<secret>` kept at `path`

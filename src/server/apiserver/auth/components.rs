@@ -72,8 +72,8 @@ pub const TTL_AFTER_FINISHED_USER: &str = "system:controller:ttl-after-finished-
 /// Leader election of the controllers and the scheduler.
 pub const LEADER_ELECTION_USER: &str = "system:skiff:leader-election";
 
-/// The API servers of a shared datastore keeping their address Leases and
-/// the `default/kubernetes` endpoints (`server::peers`).
+/// The API servers of a shared datastore keeping the `default/kubernetes`
+/// endpoints (`server::peers`).
 pub const PEERS_USER: &str = "system:skiff:apiserver-peers";
 
 /// The Endpoints and EndpointSlice controller, named as upstream's
@@ -426,19 +426,9 @@ pub(super) fn component_may(user: &str, verb: &str, target: &Target<'_>) -> bool
                     None => verb == "create",
                 }
         }
-        // The servers' address Leases, and the kubernetes Service's
-        // endpoints made of them.
+        // The kubernetes Service's endpoints, made of the servers' address
+        // records (in the datastore, not the API).
         PEERS_USER => match (*group, *resource, *subresource) {
-            ("coordination.k8s.io", "leases", None) => {
-                *namespace == Some(crate::server::peers::NAMESPACE)
-                    && match name {
-                        Some(n) => {
-                            n.starts_with(crate::server::peers::PREFIX)
-                                && matches!(verb, "get" | "update" | "delete")
-                        }
-                        None => matches!(verb, "list" | "create"),
-                    }
-            }
             ("", "endpoints", None) | ("discovery.k8s.io", "endpointslices", None) => {
                 *namespace == Some("default")
                     && matches!(name, None | Some("kubernetes"))

@@ -55,6 +55,12 @@ pub enum ManageError {
          does not make a new one over encrypted data"
     )]
     KeyFileMissing { path: PathBuf },
+    #[error(
+        "rotate-keys is not available on a datastore several servers share yet: each \
+         server keeps a copy of the key file, and a new key on one would leave the others \
+         unable to read what it encrypts"
+    )]
+    Shared,
 }
 
 fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ManageError + 'a {
@@ -74,6 +80,9 @@ pub struct Options {
     pub provider_config: Option<PathBuf>,
     /// `<data-dir>/server/cred/encryption-config.json`.
     pub generated: PathBuf,
+    /// The datastore is shared by several servers, which share the
+    /// generated file through it (pki::shared) and do not rotate it yet.
+    pub shared: bool,
 }
 
 /// The encryption in force and its file.
@@ -82,6 +91,8 @@ pub struct Manager {
     path: PathBuf,
     /// Whether skiff generated the file (and so may rewrite it).
     managed: bool,
+    /// Other servers use the same file (`Options::shared`).
+    shared: bool,
     /// The file as last read or written, to notice changes.
     seen: std::sync::Mutex<Stamp>,
     /// One change at a time: rotation, re-encryption, reload.
@@ -190,6 +201,7 @@ impl Manager {
             encrypted: Arc::new(Encrypted::new(store, transformers)),
             path,
             managed,
+            shared: opts.shared,
             seen: std::sync::Mutex::new(stamp),
             ops: tokio::sync::Mutex::new(()),
         })))
@@ -278,6 +290,9 @@ impl Manager {
             return Err(ManageError::NotManaged {
                 path: self.path.clone(),
             });
+        }
+        if self.shared {
+            return Err(ManageError::Shared);
         }
         let key = config::new_key().map_err(|source| ManageError::Config {
             path: self.path.clone(),
@@ -489,18 +504,34 @@ fn read_file(path: &Path) -> Result<(String, Stamp), ManageError> {
 
 /// Writes `cfg` as JSON, 0600 in a 0700 directory, atomically. Returns the
 /// written file's stamp.
-fn write_config(path: &Path, cfg: &EncryptionConfiguration) -> Result<Stamp, ManageError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    crate::runtime::private::ensure_dir(dir).map_err(io("creating", dir))?;
+/// A new generated configuration (one aescbc key), as the file holds it:
+/// what the servers of a shared datastore put in it for one another.
+pub fn generated_config_text() -> Result<Vec<u8>, ManageError> {
+    let path = Path::new("encryption-config.json");
+    let key = config::new_key().map_err(|source| ManageError::Config {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(config_text(path, &EncryptionConfiguration::generated(key))?.into_bytes())
+}
+
+fn config_text(path: &Path, cfg: &EncryptionConfiguration) -> Result<String, ManageError> {
     let mut text = serde_json::to_string_pretty(cfg).map_err(|e| ManageError::Io {
         what: "encoding",
         path: path.to_path_buf(),
         source: std::io::Error::other(e),
     })?;
     text.push('\n');
+    Ok(text)
+}
+
+fn write_config(path: &Path, cfg: &EncryptionConfiguration) -> Result<Stamp, ManageError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    crate::runtime::private::ensure_dir(dir).map_err(io("creating", dir))?;
+    let text = config_text(path, cfg)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -206,6 +206,7 @@ async fn rotate_keys_rewrites_the_file_and_drops_the_old_key() {
         secrets_encryption: true,
         provider_config: None,
         generated: generated.clone(),
+        shared: false,
     };
     let m = Manager::setup(&opts, raw.clone()).await.unwrap().unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -248,6 +249,7 @@ async fn rotate_keys_rewrites_the_file_and_drops_the_old_key() {
         secrets_encryption: false,
         provider_config: Some(generated.clone()),
         generated: dir.path().join("unused.json"),
+        shared: false,
     };
     let c = Manager::setup(&custom, raw.clone()).await.unwrap().unwrap();
     let e = c.rotate_keys().await.unwrap_err().to_string();
@@ -275,6 +277,7 @@ async fn a_changed_file_is_reloaded_and_a_broken_one_ignored() {
         secrets_encryption: false,
         provider_config: Some(path.clone()),
         generated: dir.path().join("unused.json"),
+        shared: false,
     };
     let m = Manager::setup(&opts, raw).await.unwrap().unwrap();
     assert!(!m.reload_if_changed().await);
