@@ -1,7 +1,8 @@
 //! Two servers on one PostgreSQL database and an agent (support/cluster.rs,
 //! support/postgres.rs): the `kubernetes` endpoints list both servers; the
-//! agent learns them; when the first server is killed the agent goes on
-//! through the second (its node stays Ready, its pods run), the second
+//! agent learns them; when the first server is cut off the network, and
+//! then killed, the agent goes on through the second (its node stays
+//! Ready, its pods run), the second
 //! takes the controllers over, a Deployment scaled afterwards gets its new
 //! pod running on the agent, and exec reaches the agent's pods.
 
@@ -102,11 +103,24 @@ fn an_agent_fails_over_to_the_server_left_and_its_pods_go_on() {
         c.pods("app=pinned").iter().any(|(_, node, _)| node == "a1")
     });
 
-    // The first server goes, as a power cut takes it.
-    c.nodes[0].kill();
+    // The first server is cut off the network (still running, still on
+    // the database): the agent's connections to it go silent, not closed,
+    // and the agent carries on through the second.
+    c.nodes[0].partition();
     c.use_api("s2");
     let before = node_lease_renewed(&c, "a1");
     c.wait_for("a1's node lease renewed through the second server", |c| {
+        node_lease_renewed(c, "a1") != before
+    });
+    let logs = c.node("a1").logs();
+    assert!(
+        logs.contains("the API server in use does not answer"),
+        "{logs}"
+    );
+    // Then it goes altogether (killed); the second leads the controllers.
+    c.nodes[0].kill();
+    let before = node_lease_renewed(&c, "a1");
+    c.wait_for("a1's node lease renewed again", |c| {
         node_lease_renewed(c, "a1") != before
     });
     assert_eq!(c.node_ready("a1"), Some(true));

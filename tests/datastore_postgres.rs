@@ -127,7 +127,13 @@ fn servers_sharing_a_database_and_a_token_serve_one_cluster() {
     args.push("--secrets-encryption");
     let mut a = Server::start_with_env(&args, &env);
     a.kubectl_ok(&["create", "configmap", "from-a", "--from-literal=k=a"]);
-    a.kubectl_ok(&["create", "secret", "generic", "s-a", "--from-literal=k=sealed"]);
+    a.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "s-a",
+        "--from-literal=k=sealed",
+    ]);
     let b = Server::start_with_env(&args, &env);
     assert!(b.logs().contains("Joined"), "{}", b.logs());
     // One CA, one service-account key, one set of bearer tokens.
@@ -154,7 +160,12 @@ fn servers_sharing_a_database_and_a_token_serve_one_cluster() {
         &a.kubeconfig(),
         &["get", "secret", "s-a", "-o", "jsonpath={.data.k}"],
     );
-    assert_eq!(support::stdout(&out), "c2VhbGVk", "{}", support::stderr(&out));
+    assert_eq!(
+        support::stdout(&out),
+        "c2VhbGVk",
+        "{}",
+        support::stderr(&out)
+    );
     b.kubectl_ok(&["create", "configmap", "from-b", "--from-literal=k=b"]);
     let out = a.kubectl_ok(&["get", "configmap", "from-b", "-o", "jsonpath={.data.k}"]);
     assert_eq!(out, "b");

@@ -10,6 +10,7 @@
 //! TLS passes through untouched, end to end: clients verify the server as
 //! `127.0.0.1`, a name every server's certificate carries.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -27,6 +28,8 @@ const MAX_CONNECTIONS: usize = 512;
 const MAX_SERVERS: usize = 16;
 /// How often the servers' list is read from the `kubernetes` endpoints.
 const FOLLOW_EVERY: Duration = Duration::from_secs(15);
+/// How often the server in use is checked to take connections.
+const CHECK_EVERY: Duration = Duration::from_secs(5);
 pub const STATE_FILE: &str = "servers.json";
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,10 @@ struct Servers {
 #[derive(Clone)]
 pub struct Balancer {
     servers: Arc<Mutex<Servers>>,
+    /// Per server, what ends the connections passed to it (cancelled when
+    /// it stops answering: a server cut off by the network leaves its
+    /// connections silent, not closed, and clients would wait on them).
+    live: Arc<Mutex<HashMap<String, CancellationToken>>>,
     addr: SocketAddr,
     state: PathBuf,
 }
@@ -71,6 +78,7 @@ impl Balancer {
                 source,
             })?;
         let addr = listener.local_addr().unwrap_or(listen);
+        let cancel_check = cancel.clone();
         let mut list = vec![first.clone()];
         for known in read_state(&state) {
             if !list.contains(&known) {
@@ -84,6 +92,7 @@ impl Balancer {
                 current: 0,
                 given: first,
             })),
+            live: Default::default(),
             addr,
             state,
         };
@@ -110,7 +119,44 @@ impl Balancer {
                 });
             }
         });
+        tokio::spawn(b.clone().check(cancel_check));
         Ok(b)
+    }
+
+    /// Every [`CHECK_EVERY`], dial the server in use; one that does not
+    /// answer has its connections closed (their clients reconnect, through
+    /// here, to one that does).
+    async fn check(self, cancel: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(CHECK_EVERY) => {}
+            }
+            let Some(target) = self.servers().into_iter().next() else {
+                continue;
+            };
+            if dial(&target).await.is_some() {
+                continue;
+            }
+            tracing::warn!(server = %target, "the API server in use does not answer: its connections are closed");
+            if let Some(token) = self.live_lock().remove(&target) {
+                token.cancel();
+            }
+            // The next connection starts from the next server.
+            let next = {
+                let mut s = self.lock();
+                if s.list.is_empty() {
+                    continue;
+                }
+                s.current = (s.current + 1) % s.list.len();
+                s.list[s.current].clone()
+            };
+            tracing::info!(server = %next, "the API load balancer moved to another server");
+        }
+    }
+
+    fn live_lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The URL clients use: the balancer's, verified as 127.0.0.1.
@@ -141,18 +187,8 @@ impl Balancer {
         for i in 0..n {
             let idx = (start + i) % n;
             let target = &order[idx];
-            let dialed =
-                tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await;
-            let mut server = match dialed {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(server = %target, "the API load balancer: {e}");
-                    continue;
-                }
-                Err(_) => {
-                    tracing::debug!(server = %target, "the API load balancer: connecting timed out");
-                    continue;
-                }
+            let Some(mut server) = dial(target).await else {
+                continue;
             };
             if i > 0 {
                 tracing::info!(server = %target, "the API load balancer moved to another server");
@@ -161,9 +197,13 @@ impl Balancer {
                     s.current = pos;
                 }
             }
+            let cut = self.live_lock().entry(target.clone()).or_default().clone();
             let _ = client.set_nodelay(true);
             let _ = server.set_nodelay(true);
-            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+            tokio::select! {
+                _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                () = cut.cancelled() => {}
+            }
             return;
         }
         tracing::warn!(servers = ?order, "the API load balancer reached no server");
@@ -235,6 +275,21 @@ impl Balancer {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(FOLLOW_EVERY) => {}
             }
+        }
+    }
+}
+
+/// A connection to `target`, or None when it does not take one in time.
+async fn dial(target: &str) -> Option<TcpStream> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!(server = %target, "the API load balancer: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(server = %target, "the API load balancer: connecting timed out");
+            None
         }
     }
 }

@@ -279,3 +279,38 @@ fn the_cluster_secret_is_given_once_and_kept() {
     assert_eq!(made.len(), 32);
     assert!(unwritten);
 }
+
+#[tokio::test]
+async fn two_first_servers_racing_end_with_one_ca() {
+    let (_db, store) = store();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    // Each makes its own files; one record lands, the other takes it.
+    let init_with = |dir: PathBuf, ca: &'static str| {
+        move || {
+            init_in(dir.clone())()?;
+            std::fs::write(dir.join("tls/server-ca.crt"), ca).unwrap();
+            Ok(())
+        }
+    };
+    let (sa, sb) = (set(a.path()), set(b.path()));
+    let (ra, rb) = tokio::join!(
+        reconcile(
+            &store,
+            "tok",
+            None,
+            &sa,
+            init_with(a.path().into(), "ca of a")
+        ),
+        reconcile(
+            &store,
+            "tok",
+            None,
+            &sb,
+            init_with(b.path().into(), "ca of b")
+        ),
+    );
+    let outcomes = [ra.unwrap(), rb.unwrap()];
+    assert!(outcomes.contains(&Outcome::Published), "{outcomes:?}");
+    let read = |d: &Path| std::fs::read_to_string(d.join("tls/server-ca.crt")).unwrap();
+    assert_eq!(read(a.path()), read(b.path()));
+}
