@@ -15,24 +15,8 @@ source "$(dirname "$0")/lib.sh"
 REQ="${1:-6400}"
 build_release
 netns_up
-PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
-[ -x "$PGBIN/initdb" ] || { echo "bench: PostgreSQL is not installed (apt-get install postgresql)" >&2; exit 1; }
-
-pg="$WORK/pg"
-# PostgreSQL runs as its own user, which must get through the work dir.
-chmod 0711 "$WORK"
-mkdir -p "$pg"
-chown postgres: "$pg"
-as_pg() { setpriv --reuid=postgres --regid=postgres --clear-groups --reset-env "$@"; }
-as_pg "$PGBIN/initdb" -D "$pg/data" --auth=trust --username=postgres --locale=C --encoding=UTF8 >/dev/null
-as_pg "$PGBIN/postgres" -D "$pg/data" -k "$pg" -c listen_addresses= -c max_connections=200 >"$pg/server.log" 2>&1 &
-PG_PID=$!
-PIDS+=("$PG_PID")
-for _ in $(seq 1 300); do [ -S "$pg/.s.PGSQL.5432" ] && break; sleep 0.1; done
-psql_() { "$PGBIN/psql" -h "$pg" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
-for _ in $(seq 1 100); do psql_ -d postgres -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+start_postgres
 psql_ -d postgres -c 'CREATE DATABASE skiff' -c 'CREATE DATABASE raw'
-echo "postgresql: $("$PGBIN/postgres" --version)"
 
 run_creates() { # label, then extra server flags
     local label="$1"; shift
@@ -49,18 +33,17 @@ run_creates() { # label, then extra server flags
 }
 
 run_creates sqlite
-run_creates postgresql --datastore-endpoint "postgres://postgres@$(printf %s "$pg" | sed 's|/|%2F|g')/skiff"
+run_creates postgresql --datastore-endpoint "$(pg_endpoint skiff)"
 
 psql_ -d raw -c 'CREATE TABLE t (id BIGSERIAL PRIMARY KEY, v BYTEA NOT NULL)'
 echo "INSERT INTO t (v) VALUES (convert_to(repeat('x', 700), 'UTF8'));" >"$WORK/insert.sql"
 for c in 1 16 64; do
     n="$REQ"; [ "$c" = 1 ] && n=$((REQ / 4))
     j=$((c < 2 ? c : 2))
-    tps="$("$PGBIN/pgbench" -h "$pg" -U postgres -n -f "$WORK/insert.sql" -c "$c" -j "$j" -t $((n / c)) raw 2>/dev/null |
+    tps="$("$PGBIN/pgbench" -h "$PG" -U postgres -n -f "$WORK/insert.sql" -c "$c" -j "$j" -t $((n / c)) raw 2>/dev/null |
         sed -n 's/^tps = \([0-9.]*\).*/\1/p')"
-    lat="$("$PGBIN/pgbench" -h "$pg" -U postgres -n -f "$WORK/insert.sql" -c "$c" -j "$j" -t $((n / c / 4 + 1)) raw 2>/dev/null |
+    lat="$("$PGBIN/pgbench" -h "$PG" -U postgres -n -f "$WORK/insert.sql" -c "$c" -j "$j" -t $((n / c / 4 + 1)) raw 2>/dev/null |
         sed -n 's/^latency average = \([0-9.]*\) ms/\1/p')"
     echo "pgbench-insert clients=$c tps=$tps latency_avg_ms=$lat"
 done
-kill -INT "$PG_PID" 2>/dev/null || true
-wait "$PG_PID" 2>/dev/null || true
+stop_postgres

@@ -116,3 +116,35 @@ etcd_cmd() { # data dir
         --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
         --initial-cluster bench=http://127.0.0.1:2380 --log-level error
 }
+
+# A PostgreSQL server of the script's own (Debian's postgresql package):
+# initdb into $WORK/pg, default durability settings, a unix socket only.
+# Sets PGBIN, PG (its socket directory), PG_PID; psql_ runs psql on it.
+start_postgres() {
+    PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
+    [ -x "$PGBIN/initdb" ] || { echo "bench: PostgreSQL is not installed (apt-get install postgresql)" >&2; exit 1; }
+    PG="$WORK/pg"
+    # PostgreSQL runs as its own user, which must get through the work dir.
+    chmod 0711 "$WORK"
+    mkdir -p "$PG"
+    chown postgres: "$PG"
+    as_pg "$PGBIN/initdb" -D "$PG/data" --auth=trust --username=postgres --locale=C --encoding=UTF8 >/dev/null
+    # Not through a function: $! must be postgres itself (setpriv execs
+    # it), or killing it would leave the server running.
+    setpriv --reuid=postgres --regid=postgres --clear-groups --reset-env \
+        "$PGBIN/postgres" -D "$PG/data" -k "$PG" -c listen_addresses= -c max_connections=200 \
+        >"$PG/server.log" 2>&1 &
+    PG_PID=$!
+    PIDS+=("$PG_PID")
+    for _ in $(seq 1 300); do [ -S "$PG/.s.PGSQL.5432" ] && break; sleep 0.1; done
+    for _ in $(seq 1 100); do psql_ -d postgres -c 'SELECT 1' >/dev/null 2>&1 && break; sleep 0.1; done
+    echo "postgresql: $("$PGBIN/postgres" --version)"
+}
+as_pg() { setpriv --reuid=postgres --regid=postgres --clear-groups --reset-env "$@"; }
+psql_() { "$PGBIN/psql" -h "$PG" -U postgres -v ON_ERROR_STOP=1 -q "$@"; }
+# The endpoint of database $1 on it, over the unix socket.
+pg_endpoint() { echo "postgres://postgres@$(printf %s "$PG" | sed 's|/|%2F|g')/$1"; }
+stop_postgres() {
+    kill -INT "$PG_PID" 2>/dev/null || true
+    wait "$PG_PID" 2>/dev/null || true
+}

@@ -225,3 +225,60 @@ fn servers_sharing_a_database_and_a_token_serve_one_cluster() {
     // Nor is its token kept: the right one works next.
     assert!(!c.data_dir().join("server/token").exists());
 }
+
+fn rv(s: &Server, name: &str) -> u64 {
+    s.kubectl_ok(&[
+        "get",
+        "configmap",
+        name,
+        "-o",
+        "jsonpath={.metadata.resourceVersion}",
+    ])
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+#[test]
+fn a_single_servers_cluster_moves_from_sqlite_into_postgresql() {
+    let pg = PgCluster::start();
+    let db = pg.create_database();
+    let url = pg.url(&db);
+    let mut s = Server::start_with_args(&["--disable-agent"]);
+    s.kubectl_ok(&["create", "configmap", "c-b", "--from-literal=k=b1"]);
+    s.kubectl_ok(&["create", "configmap", "c-a", "--from-literal=k=a"]);
+    s.kubectl_ok(&["patch", "configmap", "c-b", "-p", r#"{"data":{"k":"b2"}}"#]);
+    s.kubectl_ok(&["create", "secret", "generic", "s", "--from-literal=k=v"]);
+    assert!(rv(&s, "c-a") < rv(&s, "c-b"));
+    let args = [
+        "--disable-agent",
+        "--datastore-endpoint",
+        url.as_str(),
+        "--migrate-from",
+        "sqlite://",
+    ];
+    s.restart_with_args(&args);
+    assert!(
+        s.logs().contains("migrated the cluster into the datastore"),
+        "{}",
+        s.logs()
+    );
+    // Every object, with its last value, and the order of the writes.
+    let b = s.kubectl_ok(&["get", "configmap", "c-b", "-o", "jsonpath={.data.k}"]);
+    assert_eq!(b, "b2");
+    assert!(rv(&s, "c-a") < rv(&s, "c-b"));
+    let out = s.kubectl_ok(&["get", "secret", "s", "-o", "jsonpath={.data.k}"]);
+    assert_eq!(out, "dg==");
+    let rows = psql(
+        &pg,
+        &db,
+        "SELECT count(*) FROM skiff_kv WHERE key LIKE '%/configmaps/default/c-%'",
+    );
+    assert_eq!(rows, "2");
+    // Started again with the same flags: the datastore is in use, and is
+    // left as it is.
+    s.kubectl_ok(&["create", "configmap", "after", "--from-literal=k=x"]);
+    s.restart_with_args(&args);
+    assert!(s.logs().contains("not migrating"), "{}", s.logs());
+    s.kubectl_ok(&["get", "configmap", "after", "c-a", "c-b"]);
+}

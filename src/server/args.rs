@@ -154,6 +154,14 @@ pub struct ServerArgs {
     )]
     pub datastore_endpoint: Option<String>,
 
+    /// Copy a single server's embedded database into the datastore
+    /// --datastore-endpoint names, at the start, when that one is empty
+    /// (k3s's migration): `sqlite://` is this data directory's database,
+    /// `sqlite:///PATH` another one. A datastore that already holds a
+    /// cluster is left alone.
+    #[arg(long, value_name = "URL", requires = "datastore_endpoint")]
+    pub migrate_from: Option<String>,
+
     /// The CA that the datastore server's certificate must chain to (else
     /// the system's CAs); giving one also turns TLS on for a server on
     /// this machine.

@@ -251,6 +251,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         None => format!("opening the database {}", paths.db.display()),
     })?;
     let store = datastore.backend();
+    // A single server's cluster moved into the new datastore, before its
+    // keys are settled there (they are this data directory's).
+    if let Some(from) = &args.migrate_from {
+        if !shared {
+            anyhow::bail!(
+                "--migrate-from copies into another datastore: give --datastore-endpoint postgres://…"
+            );
+        }
+        let source = store::migrate::source_path(from, &paths.db)?;
+        match store::migrate::from_sqlite(&source, &store)
+            .await
+            .with_context(|| format!("migrating {}", source.display()))?
+        {
+            store::migrate::Migrated::Copied(n) => {
+                tracing::info!(keys = n, from = %source.display(), "migrated the cluster into the datastore")
+            }
+            store::migrate::Migrated::TargetInUse => {
+                tracing::info!("not migrating: the datastore already holds a cluster")
+            }
+        }
+    }
     let shared_files = pki::shared::files(&paths.tls, &paths.tokens_csv, &paths.encryption_config);
     let (pki, tokens) = match pki_stage {
         Ok(started) => started,

@@ -13,6 +13,7 @@ pub mod datastore;
 pub mod encrypt;
 mod live;
 mod log;
+pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
