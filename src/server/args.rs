@@ -218,19 +218,22 @@ pub struct ServerArgs {
 
     /// Seconds a server waits for the leader of the controllers and the
     /// scheduler that stopped renewing its Leases (kube-controller-manager's
-    /// flag; upstream's 15 s. Each renewal is a durable write: see
-    /// leader.rs)
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    pub leader_elect_lease_duration: u64,
+    /// flag) [default: 60 on the embedded datastore, where each renewal is
+    /// a write to this box's storage (see leader.rs); upstream's 15 on a
+    /// datastore several servers share]
+    #[arg(long, value_name = "SECONDS")]
+    pub leader_elect_lease_duration: Option<u64>,
 
     /// Seconds the leader keeps trying to renew before it gives up
-    /// (upstream's 10 s)
-    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
-    pub leader_elect_renew_deadline: u64,
+    /// [default: 40 on the embedded datastore, upstream's 10 on a shared
+    /// one]
+    #[arg(long, value_name = "SECONDS")]
+    pub leader_elect_renew_deadline: Option<u64>,
 
-    /// Seconds between the leader's renewals (upstream's 2 s)
-    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
-    pub leader_elect_retry_period: u64,
+    /// Seconds between the leader's renewals [default: 15 on the embedded
+    /// datastore, upstream's 2 on a shared one]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub leader_elect_retry_period: Option<u64>,
 
     /// Pod addresses of the whole cluster; each node takes a /24 of it
     /// (k3s's flag). Fixed once the cluster is made.
@@ -322,12 +325,16 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
-    /// The leader election's periods, if they nest.
-    pub fn leader_timing(&self) -> Result<super::leader::Timing, String> {
+    /// The leader election's periods, if they nest: those given, else
+    /// the defaults for the datastore (`shared`: several servers on it,
+    /// where failing over quickly is the point and renewals cost this box's
+    /// storage nothing).
+    pub fn leader_timing(&self, shared: bool) -> Result<super::leader::Timing, String> {
+        let (lease, renew, retry) = if shared { (15, 10, 2) } else { (60, 40, 15) };
         super::leader::Timing::new(
-            self.leader_elect_lease_duration,
-            self.leader_elect_renew_deadline,
-            self.leader_elect_retry_period,
+            self.leader_elect_lease_duration.unwrap_or(lease),
+            self.leader_elect_renew_deadline.unwrap_or(renew),
+            self.leader_elect_retry_period.unwrap_or(retry),
         )
     }
 

@@ -11,12 +11,13 @@
 //! controllers at once; systemd starts it again as a candidate.
 //!
 //! The periods are kube-controller-manager's flags, with longer defaults
-//! (60 s, 40 s, 15 s against upstream's 15 s, 10 s, 2 s): upstream's
-//! periods made most of an idle server's writes to its flash (BENCHMARKS.md,
-//! "Release build and footprint"; renewals now wait in memory for the next
-//! durable commit, `store::sqlite::deferred`, but each still costs a
-//! request and a revision), and SQLite, the one datastore so far, is
-//! opened by one server only.
+//! on the embedded datastore (60 s, 40 s, 15 s against upstream's 15 s,
+//! 10 s, 2 s): upstream's periods made most of an idle server's writes to
+//! its flash (BENCHMARKS.md, "Release build and footprint"; renewals now
+//! wait in memory for the next durable commit, `store::sqlite::deferred`,
+//! but each still costs a request and a revision), and SQLite is opened by
+//! one server only. A datastore several servers share takes upstream's:
+//! failing over quickly is why it is shared (ServerArgs::leader_timing).
 
 use std::time::Duration;
 

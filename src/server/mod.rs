@@ -138,7 +138,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             data_dir.join("server/db").display()
         );
     }
-    let leader_timing = args.leader_timing().map_err(anyhow::Error::msg)?;
+    let leader_timing = args
+        .leader_timing(store::datastore::Datastore::shareable(
+            args.datastore_endpoint.as_deref(),
+        ))
+        .map_err(anyhow::Error::msg)?;
     if let (false, Some(dir)) = (args.disable_snapshots, &args.snapshot_dir) {
         snapshot::user_dir(dir).context("--snapshot-dir")?;
     }
