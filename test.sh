@@ -44,7 +44,7 @@ fi
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 cargo fmt --check
 
-# The release binary must stay under its size limit: 31.3 MiB today
+# The release binary must stay under its size limit: 31.5 MiB today
 # (BENCHMARKS.md, "Release build and footprint"; the goal is under 25), so
 # that it never grows by accident. Its build (fat LTO, one codegen unit) is
 # long, so it runs beside the tests at the lowest priority, on the CPU they
