@@ -375,39 +375,14 @@ impl Cluster {
             Topology::OneLink,
             "add_agent: one switch only"
         );
-        let subnet = "192.168.80";
-        let node_ip = format!("{subnet}.{}", self.nodes.len() + 1);
-        let (net, port) = self.plug(name, "br0", subnet, &node_ip);
-        let node_dir = self.dir.path().join(name);
-        fs::create_dir_all(&node_dir).expect("node dir");
-        let mut args: Vec<String> = vec![
+        let lead = vec![
             "agent".into(),
             "--server".into(),
             format!("https://{}:{API_PORT}", self.server().ip),
             "--token".into(),
             token.into(),
-            "--node-name".into(),
-            name.into(),
-            "--pod-log-dir".into(),
-            node_dir.join("pod-logs").display().to_string(),
-            "--cgroup-root".into(),
-            self.cgroup_root(name),
         ];
-        args.extend(self.node_args.iter().cloned());
-        let mut node = Node {
-            name: name.to_string(),
-            ip: node_ip,
-            net,
-            port,
-            switch_ns: self.switches[0].name().to_string(),
-            dir: node_dir,
-            child: None,
-            starts: 0,
-            args,
-        };
-        node.spawn();
-        self.nodes.push(node);
-        self.nodes.last_mut().expect("just pushed")
+        self.add_node(name, |_| lead)
     }
 
     /// Start one more server, `name`, with `server_args` (a datastore the
@@ -415,22 +390,36 @@ impl Cluster {
     /// API. Its own kubeconfig is `<name>-kubeconfig.yaml`; the first
     /// server's works against it too (one CA).
     pub fn add_server(&mut self, name: &str, server_args: &[&str]) -> &mut Node {
+        let kubeconfig = self.dir.path().join(format!("{name}-kubeconfig.yaml"));
+        let config = kubeconfig.display().to_string();
+        self.add_node(name, |ip| {
+            let mut lead: Vec<String> = vec![
+                "server".into(),
+                "--https-listen-port".into(),
+                API_PORT.to_string(),
+                "--advertise-address".into(),
+                ip.into(),
+                "--write-kubeconfig".into(),
+                config,
+            ];
+            lead.extend(server_args.iter().map(|s| s.to_string()));
+            lead
+        });
+        let idx = self.nodes.len() - 1;
+        self.wait_api_of(idx, &kubeconfig);
+        &mut self.nodes[idx]
+    }
+
+    /// A node `name` plugged into the switch at the next address, run as
+    /// `lead(its address)` followed by the node flags; started, not waited
+    /// for.
+    fn add_node(&mut self, name: &str, lead: impl FnOnce(&str) -> Vec<String>) -> &mut Node {
         let subnet = "192.168.80";
         let node_ip = format!("{subnet}.{}", self.nodes.len() + 1);
         let (net, port) = self.plug(name, "br0", subnet, &node_ip);
         let node_dir = self.dir.path().join(name);
         fs::create_dir_all(&node_dir).expect("node dir");
-        let kubeconfig = self.dir.path().join(format!("{name}-kubeconfig.yaml"));
-        let mut args: Vec<String> = vec![
-            "server".into(),
-            "--https-listen-port".into(),
-            API_PORT.to_string(),
-            "--advertise-address".into(),
-            node_ip.clone(),
-            "--write-kubeconfig".into(),
-            kubeconfig.display().to_string(),
-        ];
-        args.extend(server_args.iter().map(|s| s.to_string()));
+        let mut args = lead(&node_ip);
         args.extend([
             "--node-name".into(),
             name.into(),
@@ -453,9 +442,7 @@ impl Cluster {
         };
         node.spawn();
         self.nodes.push(node);
-        let idx = self.nodes.len() - 1;
-        self.wait_api_of(idx, &kubeconfig);
-        &mut self.nodes[idx]
+        self.nodes.last_mut().expect("just pushed")
     }
 
     /// Run kubectl from node `name`'s namespace (a server's) from now on.
