@@ -19,26 +19,8 @@ fn a_server_keeps_its_state_in_postgresql() {
     );
     s.kubectl_ok(&["create", "configmap", "c1", "--from-literal=k=v1"]);
     s.kubectl_ok(&["create", "namespace", "team"]);
-    s.kubectl_stdin_ok(
-        &["apply", "-f", "-"],
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: team}\n\
-         spec:\n  replicas: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    \
-         metadata: {labels: {app: web}}\n    spec: {containers: [{name: c, image: busybox}]}\n",
-    );
     // The controllers work on it as on SQLite: the Deployment's pods are made.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let pods = s.kubectl_ok(&["get", "pods", "-n", "team", "-o", "name"]);
-        if pods.lines().count() == 2 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pods: {pods}\n{}",
-            s.logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    deploy_and_wait(&s, "team", "web");
     s.kubectl_ok(&["patch", "configmap", "c1", "-p", r#"{"data":{"k":"v2"}}"#]);
     // Nothing of the state is in the data directory's database file.
     assert!(
@@ -46,14 +28,12 @@ fn a_server_keeps_its_state_in_postgresql() {
         "a SQLite file was made beside the PostgreSQL datastore"
     );
     // The rows are PostgreSQL's, and survive the server.
-    let rows = std::process::Command::new("psql")
-        .arg("-h")
-        .arg(pg.socket_dir())
-        .args(["-U", "postgres", "-d", &db, "-Atc"])
-        .arg("SELECT count(*) FROM skiff_kv WHERE key LIKE '%/configmaps/default/c1'")
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), "2");
+    let rows = psql(
+        &pg,
+        &db,
+        "SELECT count(*) FROM skiff_kv WHERE key LIKE '%/configmaps/default/c1'",
+    );
+    assert_eq!(rows, "2");
     s.restart();
     let out = s.kubectl_ok(&["get", "configmap", "c1", "-o", "jsonpath={.data.k}"]);
     assert_eq!(out, "v2");
@@ -98,6 +78,33 @@ const FAST_LEADER: &[&str] = &[
     "--leader-elect-retry-period",
     "1",
 ];
+
+/// Apply a two-replica Deployment `name` in `ns` and wait until the
+/// controllers have made its pods.
+fn deploy_and_wait(s: &Server, ns: &str, name: &str) {
+    s.kubectl_stdin_ok(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: {name}, namespace: {ns}}}\n\
+             spec:\n  replicas: 2\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    \
+             metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+        ),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let selector = format!("app={name}");
+    loop {
+        let pods = s.kubectl_ok(&["get", "pods", "-n", ns, "-l", &selector, "-o", "name"]);
+        if pods.lines().count() == 2 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pods: {pods}\n{}",
+            s.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
 
 fn psql(pg: &PgCluster, db: &str, sql: &str) -> String {
     let out = std::process::Command::new("psql")
@@ -188,25 +195,7 @@ fn servers_sharing_a_database_and_a_token_serve_one_cluster() {
     // The first server goes: the second takes the controllers over and a
     // Deployment made afterwards gets its pods.
     a.kill();
-    b.kubectl_stdin_ok(
-        &["apply", "-f", "-"],
-        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: after}\n\
-         spec:\n  replicas: 2\n  selector: {matchLabels: {app: after}}\n  template:\n    \
-         metadata: {labels: {app: after}}\n    spec: {containers: [{name: c, image: busybox}]}\n",
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let pods = b.kubectl_ok(&["get", "pods", "-l", "app=after", "-o", "name"]);
-        if pods.lines().count() == 2 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "pods: {pods}\n{}",
-            b.logs()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    deploy_and_wait(&b, "default", "after");
 
     // A server with another token is refused, and names what to do.
     let mut c = Server::start_with_args(&["--disable-agent"]);
