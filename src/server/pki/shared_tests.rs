@@ -40,6 +40,24 @@ fn store() -> (tempfile::TempDir, Arc<dyn Backend>) {
     (dir, s)
 }
 
+/// A store where a first server (its data dir returned) has published
+/// the cluster's files.
+async fn published() -> (tempfile::TempDir, Arc<dyn Backend>, tempfile::TempDir) {
+    let (db, store) = store();
+    let a = tempfile::tempdir().unwrap();
+    let out = reconcile(
+        &store,
+        "tok",
+        None,
+        &set(a.path()),
+        init_in(a.path().into()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, Outcome::Published);
+    (db, store, a)
+}
+
 #[test]
 fn a_record_opens_only_with_its_secret_and_hides_its_contents() {
     let mut contents = BTreeMap::new();
@@ -114,17 +132,8 @@ async fn a_second_server_takes_the_firsts_files_and_a_wrong_token_is_refused() {
 
 #[tokio::test]
 async fn a_directory_of_another_cluster_is_refused_and_left_as_it_was() {
-    let (_db, store) = store();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    reconcile(
-        &store,
-        "tok",
-        None,
-        &set(a.path()),
-        init_in(a.path().into()),
-    )
-    .await
-    .unwrap();
+    let (_db, store, _a) = published().await;
+    let b = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(b.path().join("tls")).unwrap();
     std::fs::write(b.path().join("tls/server-ca.crt"), "another CA").unwrap();
     let err = reconcile(&store, "tok", None, &set(b.path()), || Ok(()))
@@ -142,17 +151,8 @@ async fn a_directory_of_another_cluster_is_refused_and_left_as_it_was() {
 
 #[tokio::test]
 async fn an_encryption_key_is_made_once_for_every_server() {
-    let (_db, store) = store();
-    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    reconcile(
-        &store,
-        "tok",
-        None,
-        &set(a.path()),
-        init_in(a.path().into()),
-    )
-    .await
-    .unwrap();
+    let (_db, store, a) = published().await;
+    let b = tempfile::tempdir().unwrap();
     let key_of = |dir: &Path| set(dir).pop().unwrap();
     // Not asked for: nothing is made or shared.
     ensure_file(&store, "tok", &key_of(a.path()), || Ok(None))
